@@ -1,0 +1,379 @@
+/*
+ * server/config.c - flag and environment parsing for krappyd.
+ *
+ * One table describes every option: its flag, its variable, the kind of
+ * value, its default as shown by --help, and where it lands in kr_config.
+ * Parsing applies defaults, then the environment, then the command line.
+ */
+#include "server/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "krappy/protocol.h"
+
+typedef enum opt_kind { OPT_STR, OPT_SIZE, OPT_UINT, OPT_DURATION, OPT_LEVEL, OPT_FORMAT } opt_kind;
+
+typedef struct opt_spec {
+    const char *flag; /* long flag without "--" */
+    const char *env;
+    opt_kind kind;
+    const char *metavar;
+    const char *deflt; /* as printed by --help */
+    const char *help;
+    size_t field;      /* offsetof in kr_config */
+    uint64_t min, max; /* numeric bounds */
+} opt_spec;
+
+#define F(m) offsetof(kr_config, m)
+
+static const opt_spec specs[] = {
+    {"listen", "KRAPPY_LISTEN", OPT_STR, "HOST:PORT", KR_DEFAULT_LISTEN,
+     "address of the data port ([::]:7070 for IPv6; port 0 picks a free one)", F(listen), 0, 0},
+    {"data", "KRAPPY_DATA", OPT_STR, "DIR", KR_DEFAULT_DATA_DIR,
+     "data directory, created if missing", F(data_dir), 0, 0},
+    {"token", "KRAPPY_TOKEN", OPT_STR, "TOKEN", "none",
+     "require a HELLO carrying this token as the first request", F(token), 0, 0},
+    {"max-frame", "KRAPPY_MAX_FRAME", OPT_SIZE, "BYTES", "16M",
+     "largest frame accepted or sent (K, M, G suffixes)", F(max_frame), KR_MIN_MAX_FRAME,
+     KR_MAX_MAX_FRAME},
+    {"max-connections", "KRAPPY_MAX_CONNECTIONS", OPT_UINT, "N", "1024",
+     "open connections allowed; one more gets ERROR BUSY", F(max_connections), 1, 1000000},
+    {"max-events", "KRAPPY_MAX_EVENTS", OPT_UINT, "N", "10000",
+     "cap on `max` of FETCH and POLL (larger values are lowered)", F(max_events), 1, 1000000},
+    {"idle-timeout", "KRAPPY_IDLE_TIMEOUT", OPT_DURATION, "DURATION", "300s",
+     "close connections without a request for this long (0 = never)", F(idle_timeout_ms), 0,
+     UINT64_MAX},
+    {"write-timeout", "KRAPPY_WRITE_TIMEOUT", OPT_DURATION, "DURATION", "60s",
+     "close connections that leave replies unread for this long", F(write_timeout_ms), 1,
+     UINT64_MAX},
+    {"hello-timeout", "KRAPPY_HELLO_TIMEOUT", OPT_DURATION, "DURATION", "10s",
+     "with --token: close connections that send no HELLO within this", F(hello_timeout_ms), 1,
+     UINT64_MAX},
+    {"shutdown-timeout", "KRAPPY_SHUTDOWN_TIMEOUT", OPT_DURATION, "DURATION", "10s",
+     "on SIGTERM, wait this long for replies to drain", F(shutdown_timeout_ms), 0, UINT64_MAX},
+    {"log-format", "KRAPPY_LOG_FORMAT", OPT_FORMAT, "json|text", "json, text on a terminal",
+     "log line format", F(log_format), 0, 0},
+    {"log-level", "KRAPPY_LOG_LEVEL", OPT_LEVEL, "LEVEL", "info",
+     "debug, info, warn or error", F(log_level), 0, 0},
+    {"port-file", "KRAPPY_PORT_FILE", OPT_STR, "FILE", "none",
+     "write the data port here once listening (for tests and supervisors)", F(port_file), 0, 0},
+};
+
+#define N_SPECS (sizeof specs / sizeof specs[0])
+
+int kr_parse_uint(const char *s, uint64_t max, uint64_t *out)
+{
+    if (s == NULL || !isdigit((unsigned char)s[0]))
+        return -1;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Split "123K" into the number and the suffix; the suffix starts at *rest. */
+static int leading_uint(const char *s, uint64_t *v, const char **rest)
+{
+    if (s == NULL || !isdigit((unsigned char)s[0]))
+        return -1;
+    errno = 0;
+    char *end;
+    unsigned long long n = strtoull(s, &end, 10);
+    if (errno != 0)
+        return -1;
+    *v = n;
+    *rest = end;
+    return 0;
+}
+
+static int mul_ok(uint64_t a, uint64_t b, uint64_t *out)
+{
+    if (b != 0 && a > UINT64_MAX / b)
+        return -1;
+    *out = a * b;
+    return 0;
+}
+
+int kr_parse_size(const char *s, uint64_t *out)
+{
+    uint64_t v;
+    const char *r;
+    if (leading_uint(s, &v, &r) < 0)
+        return -1;
+    uint64_t mult;
+    if (*r == '\0' || strcmp(r, "B") == 0)
+        mult = 1;
+    else if (strcmp(r, "K") == 0 || strcmp(r, "k") == 0 || strcmp(r, "KiB") == 0)
+        mult = 1024;
+    else if (strcmp(r, "M") == 0 || strcmp(r, "m") == 0 || strcmp(r, "MiB") == 0)
+        mult = 1024 * 1024;
+    else if (strcmp(r, "G") == 0 || strcmp(r, "g") == 0 || strcmp(r, "GiB") == 0)
+        mult = 1024 * 1024 * 1024;
+    else
+        return -1;
+    return mul_ok(v, mult, out);
+}
+
+int kr_parse_duration_ms(const char *s, uint64_t *out)
+{
+    uint64_t v;
+    const char *r;
+    if (leading_uint(s, &v, &r) < 0)
+        return -1;
+    uint64_t mult;
+    if (*r == '\0' || strcmp(r, "s") == 0)
+        mult = 1000;
+    else if (strcmp(r, "ms") == 0)
+        mult = 1;
+    else if (strcmp(r, "m") == 0)
+        mult = 60 * 1000;
+    else if (strcmp(r, "h") == 0)
+        mult = 3600 * 1000;
+    else
+        return -1;
+    return mul_ok(v, mult, out);
+}
+
+int kr_split_hostport(const char *s, char *host, size_t hostlen, char *port, size_t portlen)
+{
+    const char *colon;
+    const char *h = s;
+    size_t hl;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (close == NULL || close[1] != ':')
+            return -1;
+        h = s + 1;
+        hl = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon == NULL || memchr(s, ':', (size_t)(colon - s)) != NULL)
+            return -1; /* a bare IPv6 address needs brackets */
+        hl = (size_t)(colon - s);
+    }
+    uint64_t p;
+    if (kr_parse_uint(colon + 1, 65535, &p) < 0)
+        return -1;
+    if (hl + 1 > hostlen || strlen(colon + 1) + 1 > portlen)
+        return -1;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    strcpy(port, colon + 1);
+    return 0;
+}
+
+static const char *kind_hint(opt_kind k)
+{
+    switch (k) {
+    case OPT_SIZE:
+        return "a number of bytes, optionally with K, M or G";
+    case OPT_UINT:
+        return "a whole number";
+    case OPT_DURATION:
+        return "seconds, or a number with ms, s, m or h";
+    case OPT_LEVEL:
+        return "debug, info, warn or error";
+    case OPT_FORMAT:
+        return "json or text";
+    case OPT_STR:
+        break;
+    }
+    return "a value";
+}
+
+/* Apply one value to cfg. `origin` names the flag or variable for errors. */
+static int apply(kr_config *cfg, const opt_spec *o, const char *val, const char *origin, char *err,
+                 size_t errlen)
+{
+    char *base = (char *)cfg;
+    uint64_t v = 0;
+    int bad = 0;
+
+    switch (o->kind) {
+    case OPT_STR: {
+        char **dst = (char **)(void *)(base + o->field);
+        if (val[0] == '\0' && o->field != F(token)) {
+            snprintf(err, errlen, "%s must not be empty", origin);
+            return -1;
+        }
+        char *copy = strdup(val);
+        if (copy == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        free(*dst);
+        *dst = copy;
+        return 0;
+    }
+    case OPT_LEVEL:
+        if (kr_log_level_parse(val, (kr_log_level *)(void *)(base + o->field)) == 0)
+            return 0;
+        bad = 1;
+        break;
+    case OPT_FORMAT:
+        if (kr_log_format_parse(val, (kr_log_format *)(void *)(base + o->field)) == 0)
+            return 0;
+        bad = 1;
+        break;
+    case OPT_SIZE:
+        bad = kr_parse_size(val, &v) < 0;
+        break;
+    case OPT_UINT:
+        bad = kr_parse_uint(val, UINT64_MAX, &v) < 0;
+        break;
+    case OPT_DURATION:
+        bad = kr_parse_duration_ms(val, &v) < 0;
+        break;
+    }
+    if (bad) {
+        snprintf(err, errlen, "%s: '%s' is not valid (use %s)", origin, val, kind_hint(o->kind));
+        return -1;
+    }
+    if (v < o->min || v > o->max) {
+        snprintf(err, errlen, "%s: %s is out of range (allowed: %llu to %llu)", origin, val,
+                 (unsigned long long)o->min, (unsigned long long)o->max);
+        return -1;
+    }
+    if (o->kind == OPT_DURATION)
+        *(uint64_t *)(void *)(base + o->field) = v;
+    else
+        *(uint32_t *)(void *)(base + o->field) = (uint32_t)v;
+    return 0;
+}
+
+static int set_defaults(kr_config *cfg, int stderr_is_tty)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->listen = strdup(KR_DEFAULT_LISTEN);
+    cfg->data_dir = strdup(KR_DEFAULT_DATA_DIR);
+    cfg->max_frame = KRAPPY_DEFAULT_MAX_FRAME;
+    cfg->max_connections = KR_DEFAULT_MAX_CONNECTIONS;
+    cfg->max_events = KR_DEFAULT_MAX_EVENTS;
+    cfg->idle_timeout_ms = KR_DEFAULT_IDLE_TIMEOUT_MS;
+    cfg->write_timeout_ms = KR_DEFAULT_WRITE_TIMEOUT_MS;
+    cfg->hello_timeout_ms = KR_DEFAULT_HELLO_TIMEOUT_MS;
+    cfg->shutdown_timeout_ms = KR_DEFAULT_SHUTDOWN_TIMEOUT_MS;
+    cfg->log_level = KR_LOG_INFO;
+    cfg->log_format = stderr_is_tty ? KR_LOG_TEXT : KR_LOG_JSON;
+    return cfg->listen && cfg->data_dir ? 0 : -1;
+}
+
+/* The listen address must split into host and port now, not at bind time. */
+static int check(const kr_config *cfg, char *err, size_t errlen)
+{
+    char host[256], port[8];
+    if (kr_split_hostport(cfg->listen, host, sizeof host, port, sizeof port) < 0) {
+        snprintf(err, errlen,
+                 "--listen: '%s' is not HOST:PORT (examples: 0.0.0.0:7070, 127.0.0.1:0, "
+                 "[::1]:7070)",
+                 cfg->listen);
+        return -1;
+    }
+    return 0;
+}
+
+kr_config_action kr_config_parse(kr_config *cfg, int argc, char **argv, int stderr_is_tty,
+                                 char *err, size_t errlen)
+{
+    struct option longopts[N_SPECS + 3];
+    char origin[128];
+
+    if (set_defaults(cfg, stderr_is_tty) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return KR_CONFIG_ERROR;
+    }
+    for (size_t i = 0; i < N_SPECS; i++) {
+        const char *v = getenv(specs[i].env);
+        if (v == NULL)
+            continue;
+        snprintf(origin, sizeof origin, "%s", specs[i].env);
+        if (apply(cfg, &specs[i], v, origin, err, errlen) < 0)
+            return KR_CONFIG_ERROR;
+    }
+
+    for (size_t i = 0; i < N_SPECS; i++)
+        longopts[i] = (struct option){specs[i].flag, required_argument, NULL, (int)(256 + i)};
+    longopts[N_SPECS] = (struct option){"help", no_argument, NULL, 'h'};
+    longopts[N_SPECS + 1] = (struct option){"version", no_argument, NULL, 'V'};
+    longopts[N_SPECS + 2] = (struct option){NULL, 0, NULL, 0};
+
+    /* getopt keeps global state; reset it so tests can parse repeatedly. */
+    optind = 0;
+    opterr = 0;
+    for (;;) {
+        int longind = -1;
+        int c = getopt_long(argc, argv, ":hV", longopts, &longind);
+        if (c == -1)
+            break;
+        if (c == 'h')
+            return KR_CONFIG_HELP;
+        if (c == 'V')
+            return KR_CONFIG_VERSION;
+        if (c == '?') {
+            const char *bad = argv[optind - 1];
+            snprintf(err, errlen, "unknown option '%s'", bad);
+            return KR_CONFIG_ERROR;
+        }
+        if (c == ':') {
+            snprintf(err, errlen, "option '%s' needs a value", argv[optind - 1]);
+            return KR_CONFIG_ERROR;
+        }
+        const opt_spec *o = &specs[c - 256];
+        snprintf(origin, sizeof origin, "--%s", o->flag);
+        if (apply(cfg, o, optarg, origin, err, errlen) < 0)
+            return KR_CONFIG_ERROR;
+    }
+    if (optind < argc) {
+        snprintf(err, errlen, "unexpected argument '%s' (krappyd takes only options)",
+                 argv[optind]);
+        return KR_CONFIG_ERROR;
+    }
+    if (cfg->token != NULL && cfg->token[0] == '\0') {
+        free(cfg->token); /* an empty token means no authentication */
+        cfg->token = NULL;
+    }
+    return check(cfg, err, errlen) < 0 ? KR_CONFIG_ERROR : KR_CONFIG_RUN;
+}
+
+void kr_config_free(kr_config *cfg)
+{
+    if (cfg == NULL)
+        return;
+    free(cfg->listen);
+    free(cfg->data_dir);
+    free(cfg->token);
+    free(cfg->port_file);
+    memset(cfg, 0, sizeof *cfg);
+}
+
+void kr_config_usage(FILE *out)
+{
+    fprintf(out, "Usage: krappyd [OPTIONS]\n"
+                 "\n"
+                 "krappyd is the krappy event store daemon: it speaks the Krappy wire protocol\n"
+                 "on its data port and keeps its data under --data.\n"
+                 "\n"
+                 "Options (each also read from the environment variable shown; flags win):\n");
+    for (size_t i = 0; i < N_SPECS; i++) {
+        const opt_spec *o = &specs[i];
+        char left[64];
+        snprintf(left, sizeof left, "--%s %s", o->flag, o->metavar);
+        fprintf(out, "  %-28s %s\n  %-28s [%s; default %s]\n", left, o->help, "", o->env,
+                o->deflt);
+    }
+    fprintf(out, "  %-28s %s\n  %-28s %s\n", "--help", "print this help and exit", "--version",
+            "print the version and exit");
+    fprintf(out, "\n"
+                 "Signals: SIGTERM or SIGINT stop accepting, flush replies and exit 0.\n"
+                 "Exit status: 0 after a clean stop, 1 when it cannot start, 2 for bad options.\n"
+                 "Example: krappyd --listen 127.0.0.1:7070 --data /var/lib/krappy\n");
+}

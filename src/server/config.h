@@ -1,0 +1,87 @@
+/*
+ * server/config.h - krappyd's settings, from flags and KRAPPY_* variables.
+ *
+ * Every setting has a flag and an environment variable; flags win. The table
+ * in config.c is the single source for parsing, defaults and --help, so the
+ * three cannot drift apart.
+ */
+#ifndef KR_SERVER_CONFIG_H
+#define KR_SERVER_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "server/log.h"
+
+#define KR_DEFAULT_LISTEN "0.0.0.0:7070"
+#define KR_DEFAULT_DATA_DIR "./data"
+#define KR_DEFAULT_MAX_CONNECTIONS 1024
+#define KR_DEFAULT_IDLE_TIMEOUT_MS (300 * 1000)
+#define KR_DEFAULT_WRITE_TIMEOUT_MS (60 * 1000)
+#define KR_DEFAULT_HELLO_TIMEOUT_MS (10 * 1000)
+#define KR_DEFAULT_SHUTDOWN_TIMEOUT_MS (10 * 1000)
+#define KR_DEFAULT_MAX_EVENTS 10000
+
+/* --max-frame bounds: large enough for a reply with its slack, small enough
+ * that 4 + payload always fits the u32 size field. */
+#define KR_MIN_MAX_FRAME (4u * 1024)
+#define KR_MAX_MAX_FRAME (1024u * 1024 * 1024)
+
+typedef struct kr_config {
+    char *listen;             /* HOST:PORT */
+    char *data_dir;
+    char *token;              /* NULL: no authentication */
+    char *port_file;          /* NULL: none */
+    uint32_t max_frame;
+    uint32_t max_connections;
+    uint32_t max_events;      /* cap on `max` in FETCH/POLL */
+    uint64_t idle_timeout_ms; /* 0: never */
+    uint64_t write_timeout_ms;
+    uint64_t hello_timeout_ms;
+    uint64_t shutdown_timeout_ms;
+    kr_log_level log_level;
+    kr_log_format log_format;
+} kr_config;
+
+typedef enum kr_config_action {
+    KR_CONFIG_RUN = 0,
+    KR_CONFIG_HELP,    /* --help given: print kr_config_usage, exit 0 */
+    KR_CONFIG_VERSION, /* --version given */
+    KR_CONFIG_ERROR    /* err holds the sentence; exit 2 */
+} kr_config_action;
+
+/*
+ * kr_config_parse - fill cfg from defaults, then KRAPPY_* variables, then
+ * argv (argv[0] is the program name). The log format defaults to text when
+ * `stderr_is_tty`, else JSON.
+ * @return what to do; on KR_CONFIG_ERROR, err holds one sentence naming the
+ *         flag or variable, the bad value and what is allowed. cfg must be
+ *         released with kr_config_free in every case.
+ */
+kr_config_action kr_config_parse(kr_config *cfg, int argc, char **argv, int stderr_is_tty,
+                                 char *err, size_t errlen);
+
+/* Release the strings cfg owns. NULL ok. */
+void kr_config_free(kr_config *cfg);
+
+/* Print the --help text (every flag, its variable and default) to out. */
+void kr_config_usage(FILE *out);
+
+/*
+ * Parsers shared with tests. Each returns 0 on success, -1 when the text is
+ * not a valid value (or out of range).
+ *   size:     "1048576", "64K", "16M", "1G", "16MiB" (powers of 1024)
+ *   duration: "300" (seconds), "300s", "500ms", "5m", "1h"
+ */
+int kr_parse_size(const char *s, uint64_t *out);
+int kr_parse_duration_ms(const char *s, uint64_t *out);
+int kr_parse_uint(const char *s, uint64_t max, uint64_t *out);
+
+/*
+ * kr_split_hostport - split "HOST:PORT", "[V6]:PORT" or ":PORT" (host
+ * empty) into host and port buffers.
+ * @return 0, or -1 when malformed or the port is not 0..65535.
+ */
+int kr_split_hostport(const char *s, char *host, size_t hostlen, char *port, size_t portlen);
+
+#endif

@@ -1,0 +1,338 @@
+/*
+ * server/server.c - the event loop, the listener, signals and the
+ * housekeeping tick; connections themselves live in session.c.
+ */
+#include "server/server.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "proto/frame.h"
+#include "server/log.h"
+
+/* Pause accepting this long when the process runs out of descriptors. */
+#define KR_ACCEPT_RETRY_MS 100
+/* Listen backlog. */
+#define KR_LISTEN_BACKLOG 511
+
+static const struct timeval tick_tv = {0, KR_TICK_MS * 1000};
+
+static void register_metrics(kr_server *srv)
+{
+    kr_metrics *m = srv->metrics;
+    kr_server_metrics *sm = &srv->m;
+    sm->connections = kr_gauge(m, "krappy_connections", NULL, "Open client connections.");
+    sm->accepted = kr_counter(m, "krappy_connections_accepted_total", NULL,
+                              "Client connections accepted.");
+    sm->rejected = kr_counter(m, "krappy_connections_rejected_total", NULL,
+                              "Connections refused with BUSY over --max-connections.");
+    sm->closed_idle = kr_counter(m, "krappy_connections_closed_idle_total", NULL,
+                                 "Connections closed after --idle-timeout.");
+    sm->closed_stalled = kr_counter(m, "krappy_connections_closed_stalled_total", NULL,
+                                    "Connections closed for leaving replies unread.");
+    sm->bytes_in = kr_counter(m, "krappy_received_bytes_total", NULL,
+                              "Frame bytes received from clients.");
+    sm->bytes_out = kr_counter(m, "krappy_sent_bytes_total", NULL, "Frame bytes sent to clients.");
+    char labels[64];
+    for (unsigned t = 1; t <= KRAPPY_T_STATS; t++) {
+        snprintf(labels, sizeof labels, "type=\"%s\"", krappy_type_name(t));
+        sm->requests[t] = kr_counter(m, "krappy_requests_total", labels,
+                                     "Requests answered, by request type.");
+        sm->latency[t] = kr_histogram(m, "krappy_request_duration_seconds", labels,
+                                      "Time from a request's arrival to its reply, by type.");
+    }
+    for (unsigned e = 1; e <= KRAPPY_E_WIRE_MAX; e++) {
+        snprintf(labels, sizeof labels, "code=\"%s\"", krappy_err_name((int)e));
+        sm->errors[e] = kr_counter(m, "krappy_errors_total", labels,
+                                   "ERROR replies sent, by error code.");
+    }
+}
+
+/* Refuse a connection over the limit: one ERROR BUSY, then close. The
+ * socket is new, so its send buffer takes the few bytes at once. */
+static void refuse_busy(kr_server *srv, int fd)
+{
+    kr_buf b;
+    kr_buf_init(&b, 4096);
+    char msg[160];
+    snprintf(msg, sizeof msg,
+             "the server has reached its limit of %u connections; retry later or raise "
+             "--max-connections",
+             srv->cfg->max_connections);
+    kr_buf enc;
+    kr_buf_init(&enc, 4096);
+    kr_enc_error(&enc, (kr_cid){0}, KRAPPY_E_BUSY, msg, NULL);
+    if (!enc.failed && kr_frame_append(&b, KRAPPY_T_ERROR, enc.data, enc.len) == 0)
+        (void)send(fd, b.data, b.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    kr_buf_free(&enc);
+    kr_buf_free(&b);
+    shutdown(fd, SHUT_WR);
+    close(fd);
+    kr_counter_add(srv->m.rejected, 1);
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                      void *arg)
+{
+    kr_server *srv = arg;
+    (void)l;
+    if (srv->shutting_down) {
+        close(fd);
+        return;
+    }
+    if (srv->n_conns >= srv->cfg->max_connections) {
+        refuse_busy(srv, fd);
+        return;
+    }
+    if (kr_conn_new(srv, fd, sa, salen) == NULL) {
+        kr_log(KR_LOG_ERROR, "cannot set up a connection", "reason", "out of memory", NULL);
+        close(fd);
+        return;
+    }
+    kr_counter_add(srv->m.accepted, 1);
+}
+
+static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
+{
+    kr_server *srv = arg;
+    (void)fd;
+    (void)what;
+    if (srv->listener != NULL)
+        evconnlistener_enable(srv->listener);
+}
+
+/* accept() failed: out of descriptors pauses accepting briefly instead of
+ * spinning; anything else is logged. */
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+    kr_server *srv = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    kr_log(KR_LOG_WARN, "accept failed", "reason", evutil_socket_error_to_string(err), NULL);
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        evconnlistener_disable(l);
+        struct timeval tv = {0, KR_ACCEPT_RETRY_MS * 1000};
+        event_add(srv->accept_retry, &tv);
+    }
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    kr_server *srv = arg;
+    (void)fd;
+    (void)what;
+    uint64_t now = kr_now_ns();
+    kr_conn *c, *next;
+    for (c = TAILQ_FIRST(&srv->conns); c != NULL; c = next) {
+        next = TAILQ_NEXT(c, link);
+        kr_conn_tick(c, now);
+    }
+    if (srv->shutting_down && srv->cfg->shutdown_timeout_ms > 0 &&
+        now - srv->shutdown_ns > srv->cfg->shutdown_timeout_ms * 1000000) {
+        kr_log(KR_LOG_WARN, "shutdown timeout: closing connections with unsent replies", NULL);
+        while ((c = TAILQ_FIRST(&srv->conns)) != NULL)
+            kr_conn_abort(c, "shutdown timeout");
+    }
+    if (srv->shutting_down && srv->n_conns == 0)
+        event_base_loopexit(srv->base, NULL);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    kr_server *srv = arg;
+    (void)what;
+    if (srv->shutting_down) {
+        kr_log(KR_LOG_WARN, "second signal: stopping now", NULL);
+        event_base_loopexit(srv->base, NULL);
+        return;
+    }
+    kr_log(KR_LOG_INFO, "stopping", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
+    kr_server_shutdown(srv);
+}
+
+void kr_server_shutdown(kr_server *srv)
+{
+    if (srv->shutting_down)
+        return;
+    srv->shutting_down = true;
+    srv->shutdown_ns = kr_now_ns();
+    if (srv->listener != NULL) {
+        evconnlistener_free(srv->listener);
+        srv->listener = NULL;
+    }
+    kr_conn *c, *next;
+    for (c = TAILQ_FIRST(&srv->conns); c != NULL; c = next) {
+        next = TAILQ_NEXT(c, link);
+        kr_conn_shutdown(c);
+    }
+    if (srv->n_conns == 0)
+        event_base_loopexit(srv->base, NULL);
+}
+
+/* Make sure the descriptor limit allows --max-connections plus headroom. */
+static void raise_nofile(const kr_config *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return;
+    rlim_t want = (rlim_t)cfg->max_connections + 64;
+    if (rl.rlim_cur >= want)
+        return;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < want) {
+        char have[32];
+        snprintf(have, sizeof have, "%llu", (unsigned long long)rl.rlim_cur);
+        kr_log(KR_LOG_WARN, "open file limit is below --max-connections; raise `ulimit -n`",
+               "limit", have, NULL);
+    }
+}
+
+static int bind_listener(kr_server *srv)
+{
+    char host[256], port[8];
+    if (kr_split_hostport(srv->cfg->listen, host, sizeof host, port, sizeof port) < 0)
+        return -1;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    int gai = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+    if (gai != 0) {
+        kr_log(KR_LOG_ERROR, "cannot resolve the listen address", "listen", srv->cfg->listen,
+               "reason", gai_strerror(gai), NULL);
+        return -1;
+    }
+    const char *why = "no address";
+    for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+        srv->listener = evconnlistener_new_bind(
+            srv->base, on_accept, srv,
+            LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, KR_LISTEN_BACKLOG,
+            ai->ai_addr, (int)ai->ai_addrlen);
+        if (srv->listener != NULL)
+            break;
+        why = strerror(errno);
+    }
+    freeaddrinfo(res);
+    if (srv->listener == NULL) {
+        kr_log(KR_LOG_ERROR, "cannot listen", "listen", srv->cfg->listen, "reason", why, NULL);
+        return -1;
+    }
+    evconnlistener_set_error_cb(srv->listener, on_accept_error);
+
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    getsockname(evconnlistener_get_fd(srv->listener), (struct sockaddr *)&ss, &sl);
+    char a[INET6_ADDRSTRLEN] = "?";
+    if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &in6->sin6_addr, a, sizeof a);
+        srv->port = ntohs(in6->sin6_port);
+        snprintf(srv->listen_addr, sizeof srv->listen_addr, "[%s]:%u", a, srv->port);
+    } else {
+        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &in->sin_addr, a, sizeof a);
+        srv->port = ntohs(in->sin_port);
+        snprintf(srv->listen_addr, sizeof srv->listen_addr, "%s:%u", a, srv->port);
+    }
+    return 0;
+}
+
+/* Write the bound port atomically (write a temporary file, rename). */
+static int write_port_file(const kr_server *srv)
+{
+    const char *path = srv->cfg->port_file;
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return -1;
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL)
+        return -1;
+    int ok = fprintf(f, "%u\n", srv->port) > 0;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) < 0) {
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+int kr_server_init(kr_server *srv, const kr_config *cfg, kr_metrics *metrics)
+{
+    memset(srv, 0, sizeof *srv);
+    srv->cfg = cfg;
+    srv->metrics = metrics;
+    TAILQ_INIT(&srv->conns);
+    register_metrics(srv);
+    raise_nofile(cfg);
+
+    srv->base = event_base_new();
+    if (srv->base == NULL) {
+        kr_log(KR_LOG_ERROR, "cannot create the event loop", NULL);
+        return -1;
+    }
+    srv->tick = event_new(srv->base, -1, EV_PERSIST, on_tick, srv);
+    srv->accept_retry = evtimer_new(srv->base, on_accept_retry, srv);
+    srv->sigterm = evsignal_new(srv->base, SIGTERM, on_signal, srv);
+    srv->sigint = evsignal_new(srv->base, SIGINT, on_signal, srv);
+    if (srv->tick == NULL || srv->accept_retry == NULL || srv->sigterm == NULL ||
+        srv->sigint == NULL) {
+        kr_log(KR_LOG_ERROR, "cannot set up loop events", NULL);
+        return -1;
+    }
+    event_add(srv->tick, &tick_tv);
+    event_add(srv->sigterm, NULL);
+    event_add(srv->sigint, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (bind_listener(srv) < 0)
+        return -1;
+    if (cfg->port_file != NULL && write_port_file(srv) < 0) {
+        kr_log(KR_LOG_ERROR, "cannot write the port file", "path", cfg->port_file, "reason",
+               strerror(errno), NULL);
+        return -1;
+    }
+    return 0;
+}
+
+int kr_server_run(kr_server *srv)
+{
+    char maxc[16];
+    snprintf(maxc, sizeof maxc, "%u", srv->cfg->max_connections);
+    kr_log(KR_LOG_INFO, "listening", "addr", srv->listen_addr, "max_connections", maxc,
+           "auth", srv->cfg->token ? "token" : "none", NULL);
+    if (event_base_dispatch(srv->base) < 0) {
+        kr_log(KR_LOG_ERROR, "event loop failed", NULL);
+        return -1;
+    }
+    return 0;
+}
+
+void kr_server_free(kr_server *srv)
+{
+    kr_conn *c;
+    while ((c = TAILQ_FIRST(&srv->conns)) != NULL)
+        kr_conn_abort(c, "server stopped");
+    if (srv->listener != NULL)
+        evconnlistener_free(srv->listener);
+    if (srv->tick != NULL)
+        event_free(srv->tick);
+    if (srv->accept_retry != NULL)
+        event_free(srv->accept_retry);
+    if (srv->sigterm != NULL)
+        event_free(srv->sigterm);
+    if (srv->sigint != NULL)
+        event_free(srv->sigint);
+    if (srv->base != NULL)
+        event_base_free(srv->base);
+    memset(srv, 0, sizeof *srv);
+}

@@ -1,0 +1,194 @@
+/*
+ * server/server.h - krappyd's event loop, listener and connections.
+ *
+ * One libevent loop owns every socket. A connection (kr_conn) reads frames,
+ * turns each into a request (kr_req) and runs requests through a per-
+ * connection pipeline that keeps PROTOCOL.md's order: requests take effect
+ * in order and are answered in order, even when a request completes later
+ * (on the storage thread, or after a long poll).
+ *
+ * Pipeline rule. A request starts when every earlier request on its
+ * connection has finished - except that a request whose handler is marked
+ * `fifo` (its effect is applied by the single storage writer, which runs jobs
+ * in submission order) may start while only other fifo requests are still
+ * running. Replies are buffered per request when they complete out of order
+ * and written strictly in request order.
+ *
+ * Back-pressure. A connection stops reading when its unsent replies exceed
+ * KR_CONN_OUT_HIGH or when it holds a whole frame it cannot start yet; it
+ * resumes below KR_CONN_OUT_LOW. A connection whose replies stay unread for
+ * --write-timeout is closed. Memory per connection is therefore bounded by
+ * about max_frame + KR_CONN_OUT_HIGH + one reply.
+ */
+#ifndef KR_SERVER_SERVER_H
+#define KR_SERVER_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include <event2/event.h>
+
+#include "proto/buf.h"
+#include "proto/msg.h"
+#include "server/config.h"
+#include "server/metrics.h"
+
+/* Stop reading a connection above this many unsent reply bytes ... */
+#define KR_CONN_OUT_HIGH (1024u * 1024)
+/* ... and start again below this many. */
+#define KR_CONN_OUT_LOW (256u * 1024)
+/* Read from a socket in chunks of up to this. */
+#define KR_CONN_READ_CHUNK (64u * 1024)
+/* After an error that closes the connection, keep draining the client's
+ * input this long so the ERROR is not destroyed by a TCP reset. */
+#define KR_CONN_LINGER_MS 2000
+/* Housekeeping period (idle, stalled and unauthenticated connections). */
+#define KR_TICK_MS 250
+
+typedef struct kr_server kr_server;
+typedef struct kr_conn kr_conn;
+typedef struct kr_req kr_req;
+
+typedef enum kr_req_state { KR_REQ_RUNNING = 0, KR_REQ_DONE } kr_req_state;
+
+/* One request in a connection's pipeline. */
+struct kr_req {
+    kr_conn *conn;
+    uint32_t type;
+    kr_cid cid;
+    kr_req_state state;
+    bool fifo;           /* started under the fifo exception */
+    bool async;          /* its handler returned KR_H_ASYNC (holds a ref) */
+    bool close_after;    /* the reply closes the connection */
+    uint64_t start_ns;
+    kr_buf reply;        /* whole reply frame, when finished out of order */
+    TAILQ_ENTRY(kr_req) link;
+};
+
+TAILQ_HEAD(kr_req_list, kr_req);
+
+typedef enum kr_conn_state {
+    KR_CONN_OPEN = 0,
+    KR_CONN_FLUSHING, /* writing its last replies, then lingering */
+    KR_CONN_LINGERING /* output shut down; draining input until EOF/timeout */
+} kr_conn_state;
+
+struct kr_conn {
+    kr_server *srv;
+    uint64_t id;
+    struct bufferevent *bev; /* NULL once the socket is closed */
+    char peer[64];
+    kr_conn_state state;
+    int refs;                /* the socket, each running async request, and
+                                each callback on the stack (a guard) */
+    bool authed;
+    bool read_paused;        /* we disabled EV_READ (back-pressure/gating) */
+    bool no_more;            /* an error closes the connection: start nothing */
+    bool eof;                /* the client shut its side */
+    bool linger;             /* FLUSHING ends in LINGERING, not a close */
+    bool in_process;         /* conn_process is on the stack */
+    uint32_t running;        /* requests started and not finished */
+    uint32_t running_fifo;   /* ... of which fifo */
+    uint32_t parked;         /* requests waiting for data (long polls) */
+    uint64_t accepted_ns;
+    uint64_t last_request_ns;
+    uint64_t last_drain_ns;  /* the client last took reply bytes */
+    uint64_t state_since_ns; /* when FLUSHING/LINGERING began */
+    struct kr_req_list reqs; /* in request order, finished or not */
+    struct kr_req_list free_reqs;
+    uint32_t n_free_reqs;
+    kr_buf enc;              /* reply payload being encoded */
+    kr_buf scratch;          /* kr_req_decode scratch */
+    char errmsg[512];
+    TAILQ_ENTRY(kr_conn) link;
+};
+
+TAILQ_HEAD(kr_conn_list, kr_conn);
+
+/* Metrics the loop records; registered once at start. */
+typedef struct kr_server_metrics {
+    kr_metric *connections;
+    kr_metric *accepted;
+    kr_metric *rejected;
+    kr_metric *closed_idle;
+    kr_metric *closed_stalled;
+    kr_metric *bytes_in;
+    kr_metric *bytes_out;
+    kr_metric *requests[KRAPPY_T_STATS + 1];
+    kr_metric *latency[KRAPPY_T_STATS + 1];
+    kr_metric *errors[KRAPPY_E_WIRE_MAX + 1];
+} kr_server_metrics;
+
+struct kr_server {
+    const kr_config *cfg;
+    struct event_base *base;
+    struct evconnlistener *listener;
+    struct event *tick;
+    struct event *sigterm, *sigint;
+    struct event *accept_retry;
+    struct kr_conn_list conns;
+    uint32_t n_conns;
+    uint64_t next_conn_id;
+    bool shutting_down;
+    uint64_t shutdown_ns;
+    char listen_addr[128]; /* as bound, e.g. 127.0.0.1:40123 */
+    uint16_t port;
+    kr_metrics *metrics;
+    kr_server_metrics m;
+};
+
+/*
+ * kr_server_init - set up the loop, bind the listener and install signal
+ * handlers. Logs and returns -1 when the address cannot be bound.
+ * @return 0 on success, -1 on failure (srv is then cleaned by kr_server_free)
+ */
+int kr_server_init(kr_server *srv, const kr_config *cfg, kr_metrics *metrics);
+
+/* Run the loop until shutdown completes. @return 0 on a clean stop. */
+int kr_server_run(kr_server *srv);
+
+/* Begin a graceful stop (what SIGTERM does). */
+void kr_server_shutdown(kr_server *srv);
+
+/* Release everything. Safe on a partly initialised server. */
+void kr_server_free(kr_server *srv);
+
+/* ---- session.c: connections and the request pipeline ---- */
+
+/* Take ownership of an accepted socket. @return the connection or NULL. */
+kr_conn *kr_conn_new(kr_server *srv, int fd, const struct sockaddr *sa, int salen);
+
+/* Housekeeping for one connection (idle, stall, hello deadline, linger). */
+void kr_conn_tick(kr_conn *c, uint64_t now_ns);
+
+/* Start the graceful close of a connection (server shutdown). */
+void kr_conn_shutdown(kr_conn *c);
+
+/* Close the socket at once, dropping unsent replies. */
+void kr_conn_abort(kr_conn *c, const char *why);
+
+/*
+ * kr_req_reply - finish a request with a reply whose payload is in
+ * c->enc (for handlers running on the loop) or in `payload`.
+ * Handlers call this exactly once per request, synchronously or later.
+ */
+void kr_req_reply(kr_req *r, uint32_t type, const uint8_t *payload, size_t len);
+
+/* Finish a request with an ERROR (message copied; cid echoed). */
+void kr_req_error(kr_req *r, krappy_err code, const char *message, const kr_error_extra *extra);
+
+/* ---- handlers.c: one function per request type ---- */
+
+typedef enum kr_hresult { KR_H_DONE = 0, KR_H_ASYNC } kr_hresult;
+
+typedef struct kr_handler {
+    const char *name;
+    bool fifo; /* may start while only fifo requests run (see above) */
+    kr_hresult (*run)(kr_conn *c, kr_req *r, const kr_request *req);
+} kr_handler;
+
+/* The handler of a request type, or NULL when this server has none. */
+const kr_handler *kr_handler_for(uint32_t type);
+
+#endif

@@ -1,0 +1,690 @@
+/*
+ * server/session.c - one client connection: frames in, requests through the
+ * ordered pipeline, replies out, with back-pressure and timeouts.
+ *
+ * See server.h for the pipeline and back-pressure rules. The life of a
+ * connection: OPEN (reading and answering), then FLUSHING (its last replies
+ * are being written), then - after an error that closes it - LINGERING (our
+ * side shut down, the client's remaining input drained and discarded, so the
+ * kernel does not answer it with a reset that would destroy our ERROR), then
+ * closed.
+ *
+ * Memory: a connection is freed when its last reference goes. References are
+ * held by the open socket, by each asynchronous request still running (it
+ * finishes as an orphan when the socket closed meanwhile), and by every
+ * callback while it runs (a guard), so code below may close the socket at any
+ * point without freeing memory its callers still use.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "proto/cbor.h"
+#include "proto/frame.h"
+#include "server/log.h"
+#include "server/server.h"
+
+/* Recycled request structs kept per connection. */
+#define KR_CONN_FREE_REQS 16
+/* A buffered reply's memory is released rather than kept above this. */
+#define KR_REQ_KEEP_BYTES (64u * 1024)
+
+static void conn_process(kr_conn *c);
+static void conn_begin_flush(kr_conn *c, bool linger);
+static void conn_release(kr_conn *c);
+
+static uint64_t ms_to_ns(uint64_t ms)
+{
+    return ms > UINT64_MAX / 1000000 ? UINT64_MAX : ms * 1000000;
+}
+
+static size_t out_len(const kr_conn *c)
+{
+    return c->bev ? evbuffer_get_length(bufferevent_get_output(c->bev)) : 0;
+}
+
+static void log_conn(kr_log_level lvl, const kr_conn *c, const char *msg, const char *why)
+{
+    if (!kr_log_enabled(lvl))
+        return;
+    char id[24];
+    snprintf(id, sizeof id, "%llu", (unsigned long long)c->id);
+    kr_log(lvl, msg, "conn", id, "peer", c->peer, why ? "reason" : NULL, why, NULL);
+}
+
+/* ---- request structs ---- */
+
+static kr_req *req_alloc(kr_conn *c)
+{
+    kr_req *r = TAILQ_FIRST(&c->free_reqs);
+    if (r != NULL) {
+        TAILQ_REMOVE(&c->free_reqs, r, link);
+        c->n_free_reqs--;
+    } else {
+        r = calloc(1, sizeof *r);
+        if (r == NULL)
+            return NULL;
+        kr_buf_init(&r->reply, (size_t)c->srv->cfg->max_frame + KRAPPY_FRAME_HEADER_BYTES);
+    }
+    r->conn = c;
+    r->type = 0;
+    r->cid = (kr_cid){0};
+    r->state = KR_REQ_RUNNING;
+    r->fifo = false;
+    r->async = false;
+    r->close_after = false;
+    r->start_ns = kr_now_ns();
+    kr_buf_reset(&r->reply);
+    return r;
+}
+
+static void req_destroy(kr_req *r)
+{
+    kr_buf_free(&r->reply);
+    free(r);
+}
+
+static void req_recycle(kr_conn *c, kr_req *r)
+{
+    if (r->reply.cap > KR_REQ_KEEP_BYTES)
+        kr_buf_free(&r->reply);
+    if (c->n_free_reqs < KR_CONN_FREE_REQS) {
+        TAILQ_INSERT_HEAD(&c->free_reqs, r, link);
+        c->n_free_reqs++;
+    } else {
+        req_destroy(r);
+    }
+}
+
+/* Add a request at the tail of the pipeline, counted as running. */
+static kr_req *req_start(kr_conn *c, uint32_t type)
+{
+    kr_req *r = req_alloc(c);
+    if (r == NULL) {
+        kr_conn_abort(c, "out of memory for a request");
+        return NULL;
+    }
+    r->type = type;
+    TAILQ_INSERT_TAIL(&c->reqs, r, link);
+    c->running++;
+    return r;
+}
+
+/* ---- reading control ---- */
+
+/*
+ * Decide whether the socket should be read: not while replies pile up
+ * unread (back-pressure), and not while the input already holds the next
+ * whole frame that is waiting for earlier requests to finish.
+ */
+static void conn_update_read(kr_conn *c)
+{
+    if (c->bev == NULL)
+        return;
+    bool want;
+    if (c->state == KR_CONN_LINGERING) {
+        want = true;
+    } else if (c->state != KR_CONN_OPEN || c->no_more) {
+        want = false;
+    } else {
+        struct evbuffer *in = bufferevent_get_input(c->bev);
+        size_t have = evbuffer_get_length(in);
+        size_t need = KR_CONN_READ_CHUNK;
+        if (have >= 4) {
+            uint8_t hdr[4];
+            evbuffer_copyout(in, hdr, 4);
+            size_t frame = (size_t)kr_get_be32(hdr) + 4;
+            if (frame > need)
+                need = frame;
+        }
+        want = out_len(c) < KR_CONN_OUT_HIGH && have < need;
+    }
+    if (want && c->read_paused) {
+        bufferevent_enable(c->bev, EV_READ);
+        c->read_paused = false;
+    } else if (!want && !c->read_paused) {
+        bufferevent_disable(c->bev, EV_READ);
+        c->read_paused = true;
+    }
+}
+
+/* ---- replies ---- */
+
+/* Write one whole reply frame to the socket's output. */
+static void conn_write_frame(kr_conn *c, uint32_t type, const uint8_t *payload, size_t len)
+{
+    uint8_t hdr[KRAPPY_FRAME_HEADER_BYTES];
+    kr_frame_put_header(hdr, type, len);
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (evbuffer_add(out, hdr, sizeof hdr) < 0 || (len > 0 && evbuffer_add(out, payload, len) < 0)) {
+        kr_conn_abort(c, "out of memory writing a reply");
+        return;
+    }
+    kr_counter_add(c->srv->m.bytes_out, sizeof hdr + len);
+}
+
+/*
+ * Write the replies of finished requests at the head of the pipeline, in
+ * order, and recycle them. Stops at the first request still running.
+ */
+static void conn_flush_done(kr_conn *c)
+{
+    kr_req *r;
+    while (c->bev != NULL && (r = TAILQ_FIRST(&c->reqs)) != NULL && r->state == KR_REQ_DONE) {
+        TAILQ_REMOVE(&c->reqs, r, link);
+        bool close_after = r->close_after;
+        if (r->reply.len >= KRAPPY_FRAME_HEADER_BYTES) {
+            struct evbuffer *out = bufferevent_get_output(c->bev);
+            if (evbuffer_add(out, r->reply.data, r->reply.len) < 0) {
+                req_recycle(c, r);
+                kr_conn_abort(c, "out of memory writing a reply");
+                return;
+            }
+            kr_counter_add(c->srv->m.bytes_out, r->reply.len);
+        }
+        req_recycle(c, r);
+        if (close_after && c->state == KR_CONN_OPEN) {
+            conn_begin_flush(c, true);
+            return;
+        }
+    }
+}
+
+/* Start closing when nothing is left to do and the client or the server is
+ * done with the connection. */
+static void conn_maybe_finish(kr_conn *c)
+{
+    if (c->state != KR_CONN_OPEN || c->bev == NULL || !TAILQ_EMPTY(&c->reqs))
+        return;
+    if (c->eof || c->srv->shutting_down)
+        conn_begin_flush(c, false);
+}
+
+static void req_mark_done(kr_req *r)
+{
+    kr_conn *c = r->conn;
+    r->state = KR_REQ_DONE;
+    c->running--;
+    if (r->fifo)
+        c->running_fifo--;
+    if (r->type <= KRAPPY_T_STATS) {
+        kr_counter_add(c->srv->m.requests[r->type], 1);
+        kr_histogram_observe_ns(c->srv->m.latency[r->type], kr_now_ns() - r->start_ns);
+    }
+}
+
+void kr_req_reply(kr_req *r, uint32_t type, const uint8_t *payload, size_t len)
+{
+    kr_conn *c = r->conn;
+    if ((uint64_t)len + 4 > c->srv->cfg->max_frame && type != KRAPPY_T_ERROR) {
+        /* A handler bug: never send a frame the protocol forbids. */
+        kr_log(KR_LOG_ERROR, "reply larger than max_frame refused", "type",
+               krappy_type_name(type) ? krappy_type_name(type) : "?", NULL);
+        kr_req_error(r, KRAPPY_E_INVALID_ARGUMENT,
+                     "the reply would exceed the server's max_frame; ask for less", NULL);
+        return;
+    }
+    bool was_async = r->async;
+    req_mark_done(r);
+    if (c->bev == NULL) {
+        /* Closed while the request ran: nothing to send. */
+        if (was_async) {
+            TAILQ_REMOVE(&c->reqs, r, link);
+            req_destroy(r);
+            conn_release(c);
+        }
+        return;
+    }
+    if (TAILQ_FIRST(&c->reqs) == r) {
+        conn_write_frame(c, type, payload, len);
+    } else {
+        uint8_t hdr[KRAPPY_FRAME_HEADER_BYTES];
+        kr_frame_put_header(hdr, type, len);
+        kr_buf_reset(&r->reply);
+        kr_buf_append(&r->reply, hdr, sizeof hdr);
+        kr_buf_append(&r->reply, payload, len);
+        if (r->reply.failed)
+            kr_conn_abort(c, "out of memory buffering a reply");
+    }
+    conn_flush_done(c);
+    if (was_async) {
+        /* The request's reference guards c while later frames start. */
+        if (!c->in_process)
+            conn_process(c);
+        conn_release(c);
+    }
+}
+
+void kr_req_error(kr_req *r, krappy_err code, const char *message, const kr_error_extra *extra)
+{
+    kr_conn *c = r->conn;
+    if (code <= KRAPPY_E_WIRE_MAX)
+        kr_counter_add(c->srv->m.errors[code], 1);
+    if (krappy_err_closes(code)) {
+        r->close_after = true;
+        c->no_more = true;
+    }
+    if (kr_log_enabled(KR_LOG_DEBUG)) {
+        char id[24];
+        snprintf(id, sizeof id, "%llu", (unsigned long long)c->id);
+        kr_log(KR_LOG_DEBUG, "request refused", "conn", id, "code", krappy_err_name(code),
+               "message", message, NULL);
+    }
+    kr_buf_reset(&c->enc);
+    kr_enc_error(&c->enc, r->cid, code, message, extra);
+    if (c->enc.failed) {
+        kr_conn_abort(c, "out of memory encoding an error");
+        return;
+    }
+    kr_req_reply(r, KRAPPY_T_ERROR, c->enc.data, c->enc.len);
+}
+
+/* ---- starting requests ---- */
+
+/* Compare secrets in time independent of where they differ. */
+static int token_equal(const uint8_t *a, size_t alen, const char *b)
+{
+    size_t blen = strlen(b);
+    unsigned diff = alen != blen;
+    for (size_t i = 0; i < blen; i++)
+        diff |= (unsigned)(b[i] ^ (i < alen ? a[i] : 0));
+    return diff == 0;
+}
+
+/*
+ * With --token, the first request must be a well-formed HELLO whose `token`
+ * matches. Fills msg with the reason when it is not.
+ */
+static bool check_auth(kr_conn *c, uint32_t type, const uint8_t *payload, size_t len, char *msg,
+                       size_t msglen)
+{
+    if (type != KRAPPY_T_HELLO) {
+        snprintf(msg, msglen,
+                 "this server requires authentication: send HELLO with the token first");
+        return false;
+    }
+    kr_cbor_item map, tok;
+    if (len == 0 || kr_cbor_read_exact(payload, len, &map) < 0 || map.kind != KR_CBOR_MAP ||
+        kr_cbor_map_find(&map, "token", &tok) != 1) {
+        snprintf(msg, msglen, "HELLO must carry the server's token as `token` (a text string)");
+        return false;
+    }
+    uint8_t buf[1024];
+    if (tok.kind != KR_CBOR_TEXT || tok.str_len > sizeof buf ||
+        !token_equal(buf, kr_cbor_str_copy(&tok, buf, sizeof buf), c->srv->cfg->token)) {
+        snprintf(msg, msglen, "the token in HELLO is wrong");
+        return false;
+    }
+    return true;
+}
+
+/*
+ * Run one frame through the checks of PROTOCOL.md section 5 in order
+ * (authentication, payload, type, fields) and hand it to its handler.
+ */
+static void conn_start(kr_conn *c, uint32_t type, const uint8_t *payload, size_t len)
+{
+    kr_req *r = req_start(c, type);
+    if (r == NULL)
+        return;
+
+    uint64_t cid;
+    if (kr_req_peek_cid(payload, len, &cid)) {
+        r->cid.set = true;
+        r->cid.v = cid;
+    }
+    if (c->srv->shutting_down) {
+        kr_req_error(r, KRAPPY_E_SHUTTING_DOWN,
+                     "the server is shutting down; reconnect in a moment", NULL);
+        return;
+    }
+    if (c->srv->cfg->token != NULL && !c->authed) {
+        if (!check_auth(c, type, payload, len, c->errmsg, sizeof c->errmsg)) {
+            kr_req_error(r, KRAPPY_E_UNAUTHENTICATED, c->errmsg, NULL);
+            return;
+        }
+        c->authed = true;
+    }
+
+    kr_request req;
+    krappy_err rc =
+        kr_req_decode(type, payload, len, &c->scratch, &req, c->errmsg, sizeof c->errmsg);
+    r->cid = req.cid;
+    const kr_handler *h = kr_handler_for(type);
+    if (rc == KRAPPY_E_BAD_PAYLOAD || rc == KRAPPY_E_NOMEM) {
+        kr_req_error(r, KRAPPY_E_BAD_PAYLOAD, c->errmsg, NULL);
+        return;
+    }
+    if (h == NULL || rc == KRAPPY_E_UNKNOWN_TYPE) {
+        const char *name = krappy_type_name(type);
+        if (name != NULL && type <= KRAPPY_T_STATS)
+            snprintf(c->errmsg, sizeof c->errmsg,
+                     "request type %u (%s) is not supported by this server yet", type, name);
+        else
+            snprintf(c->errmsg, sizeof c->errmsg,
+                     "unknown request type %u; request types are 1 to 12", type);
+        kr_req_error(r, KRAPPY_E_UNKNOWN_TYPE, c->errmsg, NULL);
+        return;
+    }
+    if (rc != KRAPPY_OK) {
+        kr_error_extra extra = {.has_versions = rc == KRAPPY_E_UNSUPPORTED_VERSION};
+        kr_req_error(r, rc, c->errmsg, &extra);
+        return;
+    }
+    if (h->fifo) {
+        r->fifo = true;
+        c->running_fifo++;
+    }
+    if (h->run(c, r, &req) == KR_H_ASYNC) {
+        r->async = true;
+        c->refs++;
+    }
+}
+
+/* Frame-level errors lose the framing: answer (in order) and close. */
+static void conn_frame_error(kr_conn *c, krappy_err code, uint32_t size)
+{
+    kr_req *r = req_start(c, 0);
+    if (r == NULL)
+        return;
+    if (code == KRAPPY_E_BAD_FRAME)
+        snprintf(c->errmsg, sizeof c->errmsg,
+                 "frame size %u is below the minimum of 4 (size counts the 4-byte type and the "
+                 "payload); closing the connection",
+                 size);
+    else
+        snprintf(c->errmsg, sizeof c->errmsg,
+                 "frame size %u exceeds this server's max_frame of %u bytes; closing the "
+                 "connection",
+                 size, c->srv->cfg->max_frame);
+    kr_req_error(r, code, c->errmsg, NULL);
+}
+
+/*
+ * Take whole frames off the input and start them while the pipeline rule
+ * allows, then decide whether to keep reading. Callers hold a reference on
+ * c (the socket may close underneath; the memory stays).
+ */
+static void conn_process(kr_conn *c)
+{
+    if (c->in_process)
+        return;
+    c->in_process = true;
+    while (c->bev != NULL && c->state == KR_CONN_OPEN && !c->no_more) {
+        if (out_len(c) >= KR_CONN_OUT_HIGH)
+            break;
+        struct evbuffer *in = bufferevent_get_input(c->bev);
+        size_t have = evbuffer_get_length(in);
+        if (have < 4)
+            break;
+        uint8_t hdr[KRAPPY_FRAME_HEADER_BYTES];
+        evbuffer_copyout(in, hdr, have < sizeof hdr ? have : sizeof hdr);
+        uint32_t size = kr_get_be32(hdr);
+        krappy_err rc = kr_frame_check_size(size, c->srv->cfg->max_frame);
+        if (rc != KRAPPY_OK) {
+            conn_frame_error(c, rc, size);
+            break;
+        }
+        if (have < (size_t)size + 4)
+            break;
+        uint32_t type = kr_get_be32(hdr + 4);
+        const kr_handler *h = kr_handler_for(type);
+        if (c->running > 0 && !(h != NULL && h->fifo && c->running == c->running_fifo))
+            break; /* wait for earlier requests to take effect */
+
+        uint8_t *frame = evbuffer_pullup(in, (ssize_t)size + 4);
+        if (frame == NULL) {
+            kr_conn_abort(c, "out of memory reading a frame");
+            break;
+        }
+        c->last_request_ns = kr_now_ns();
+        kr_counter_add(c->srv->m.bytes_in, (uint64_t)size + 4);
+        conn_start(c, type, frame + KRAPPY_FRAME_HEADER_BYTES, size - 4);
+        if (c->bev != NULL)
+            evbuffer_drain(in, (size_t)size + 4);
+    }
+    c->in_process = false;
+    if (c->bev != NULL) {
+        conn_maybe_finish(c);
+        conn_update_read(c);
+    }
+}
+
+/* ---- socket callbacks ---- */
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+    kr_conn *c = arg;
+    if (c->state == KR_CONN_LINGERING) {
+        struct evbuffer *in = bufferevent_get_input(bev);
+        evbuffer_drain(in, evbuffer_get_length(in));
+        return;
+    }
+    c->refs++;
+    conn_process(c);
+    conn_release(c);
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+    kr_conn *c = arg;
+    if (c->state == KR_CONN_FLUSHING) {
+        if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+            return;
+        if (!c->linger) {
+            kr_conn_abort(c, NULL);
+            return;
+        }
+        /* Our last reply is out: shut our side, drain theirs. */
+        shutdown(bufferevent_getfd(bev), SHUT_WR);
+        c->state = KR_CONN_LINGERING;
+        c->state_since_ns = kr_now_ns();
+        conn_update_read(c);
+        return;
+    }
+    if (c->state == KR_CONN_OPEN) {
+        c->refs++;
+        conn_process(c);
+        conn_release(c);
+    }
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+    kr_conn *c = arg;
+    if (what & BEV_EVENT_ERROR) {
+        kr_conn_abort(c, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        return;
+    }
+    if (!(what & BEV_EVENT_EOF))
+        return;
+    if (c->state != KR_CONN_OPEN) {
+        kr_conn_abort(c, NULL);
+        return;
+    }
+    /* Half-closed: answer what was sent, then close. */
+    c->eof = true;
+    c->refs++;
+    conn_process(c);
+    if (c->bev != NULL && c->state == KR_CONN_OPEN && TAILQ_EMPTY(&c->reqs) &&
+        evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+        kr_conn_abort(c, "closed by the client mid-frame");
+    conn_release(c);
+}
+
+/* Count reply bytes the client has taken; that is progress, not a stall. */
+static void on_output_change(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+                             void *arg)
+{
+    kr_conn *c = arg;
+    (void)buf;
+    if (info->n_deleted > 0 || (info->orig_size == 0 && info->n_added > 0))
+        c->last_drain_ns = kr_now_ns();
+}
+
+/* ---- life cycle ---- */
+
+static void format_peer(const struct sockaddr *sa, char *out, size_t outlen)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        snprintf(out, outlen, "%s:%u", host, ntohs(in->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        snprintf(out, outlen, "[%s]:%u", host, ntohs(in6->sin6_port));
+    } else {
+        snprintf(out, outlen, "?");
+    }
+}
+
+kr_conn *kr_conn_new(kr_server *srv, int fd, const struct sockaddr *sa, int salen)
+{
+    (void)salen;
+    kr_conn *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    c->srv = srv;
+    c->id = ++srv->next_conn_id;
+    c->refs = 1;
+    c->accepted_ns = c->last_request_ns = c->last_drain_ns = kr_now_ns();
+    TAILQ_INIT(&c->reqs);
+    TAILQ_INIT(&c->free_reqs);
+    kr_buf_init(&c->enc, srv->cfg->max_frame);
+    kr_buf_init(&c->scratch, srv->cfg->max_frame);
+    format_peer(sa, c->peer, sizeof c->peer);
+
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (c->bev == NULL) {
+        free(c);
+        return NULL;
+    }
+    bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
+    bufferevent_setwatermark(c->bev, EV_WRITE, KR_CONN_OUT_LOW, 0);
+    bufferevent_set_max_single_read(c->bev, KR_CONN_READ_CHUNK);
+    evbuffer_add_cb(bufferevent_get_output(c->bev), on_output_change, c);
+    bufferevent_enable(c->bev, EV_READ);
+
+    TAILQ_INSERT_TAIL(&srv->conns, c, link);
+    srv->n_conns++;
+    kr_gauge_set(srv->m.connections, srv->n_conns);
+    log_conn(KR_LOG_DEBUG, c, "connection accepted", NULL);
+    return c;
+}
+
+/* Drop one reference; the last one frees the memory. */
+static void conn_release(kr_conn *c)
+{
+    if (--c->refs > 0)
+        return;
+    kr_req *r;
+    while ((r = TAILQ_FIRST(&c->reqs)) != NULL) {
+        TAILQ_REMOVE(&c->reqs, r, link);
+        req_destroy(r);
+    }
+    while ((r = TAILQ_FIRST(&c->free_reqs)) != NULL) {
+        TAILQ_REMOVE(&c->free_reqs, r, link);
+        req_destroy(r);
+    }
+    kr_buf_free(&c->enc);
+    kr_buf_free(&c->scratch);
+    free(c);
+}
+
+void kr_conn_abort(kr_conn *c, const char *why)
+{
+    if (c->bev == NULL)
+        return;
+    kr_server *srv = c->srv;
+    log_conn(KR_LOG_DEBUG, c, "connection closed", why);
+    bufferevent_free(c->bev);
+    c->bev = NULL;
+    TAILQ_REMOVE(&srv->conns, c, link);
+    srv->n_conns--;
+    kr_gauge_set(srv->m.connections, srv->n_conns);
+    if (srv->shutting_down && srv->n_conns == 0)
+        event_base_loopexit(srv->base, NULL);
+    /* Requests stay listed: running asynchronous ones finish as orphans,
+     * the rest go with the last reference. */
+    conn_release(c);
+}
+
+static void conn_begin_flush(kr_conn *c, bool linger)
+{
+    c->state = KR_CONN_FLUSHING;
+    c->linger = linger;
+    c->state_since_ns = kr_now_ns();
+    bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+    conn_update_read(c);
+    if (out_len(c) == 0)
+        on_write(c->bev, c);
+    else
+        bufferevent_enable(c->bev, EV_WRITE);
+}
+
+void kr_conn_shutdown(kr_conn *c)
+{
+    if (c->bev == NULL || c->state != KR_CONN_OPEN)
+        return;
+    c->refs++;
+    conn_process(c); /* answers waiting frames SHUTTING_DOWN, or closes */
+    conn_release(c);
+}
+
+static void conn_tick(kr_conn *c, uint64_t now)
+{
+    const kr_config *cfg = c->srv->cfg;
+    switch (c->state) {
+    case KR_CONN_OPEN:
+        if (cfg->token != NULL && !c->authed && TAILQ_EMPTY(&c->reqs) && !c->no_more &&
+            now - c->accepted_ns > ms_to_ns(cfg->hello_timeout_ms)) {
+            kr_req *r = req_start(c, 0);
+            if (r != NULL)
+                kr_req_error(r, KRAPPY_E_UNAUTHENTICATED,
+                             "no HELLO with the token arrived in time; closing the connection",
+                             NULL);
+            return;
+        }
+        if (out_len(c) > 0 && now - c->last_drain_ns > ms_to_ns(cfg->write_timeout_ms)) {
+            kr_counter_add(c->srv->m.closed_stalled, 1);
+            log_conn(KR_LOG_INFO, c, "connection closed",
+                     "replies left unread past --write-timeout");
+            kr_conn_abort(c, NULL);
+            return;
+        }
+        if (cfg->idle_timeout_ms > 0 && c->running == 0 && c->parked == 0 && out_len(c) == 0 &&
+            now - c->last_request_ns > ms_to_ns(cfg->idle_timeout_ms)) {
+            kr_counter_add(c->srv->m.closed_idle, 1);
+            kr_conn_abort(c, "idle");
+        }
+        return;
+    case KR_CONN_FLUSHING:
+        if (now - c->state_since_ns > ms_to_ns(cfg->write_timeout_ms))
+            kr_conn_abort(c, "replies left unread while closing");
+        return;
+    case KR_CONN_LINGERING:
+        if (now - c->state_since_ns > ms_to_ns(KR_CONN_LINGER_MS))
+            kr_conn_abort(c, NULL);
+        return;
+    }
+}
+
+void kr_conn_tick(kr_conn *c, uint64_t now)
+{
+    c->refs++;
+    conn_tick(c, now);
+    conn_release(c);
+}
