@@ -15,6 +15,11 @@
 
 #include <stdarg.h>
 
+/* Longest line written, newline included; longer lines are cut and end with
+ * "...(truncated)" (still valid JSON). Equal to PIPE_BUF on Linux, so a line
+ * written to a pipe is never interleaved with another. */
+#define KR_LOG_LINE_MAX 4096
+
 typedef enum kr_log_level {
     KR_LOG_DEBUG = 0,
     KR_LOG_INFO,
@@ -45,6 +50,10 @@ int kr_log_enabled(kr_log_level level);
  * "addr", "0.0.0.0:7070", NULL). Keys and values are NUL-terminated; a NULL
  * key ends the list. Lines longer than 4 KiB are cut (and say so).
  */
+#if defined(__GNUC__)
+/* gcc and clang then warn (-Wformat) when the terminating NULL is missing. */
+__attribute__((sentinel))
+#endif
 void kr_log(kr_log_level level, const char *msg, ...);
 void kr_logv(kr_log_level level, const char *msg, va_list kv);
 
