@@ -2,9 +2,11 @@
  * proto/buf.h - a growable byte buffer that refuses to grow past a cap.
  *
  * Used by the CBOR writer and the frame writer. A failed append (cap reached
- * or out of memory) sets `failed` and leaves the contents as they were, so a
+ * or out of memory) sets `failed` and leaves the contents as they were; from
+ * then on every append and reserve is refused until kr_buf_reset, so a
  * writer can emit a whole message and check once at the end (like curl's
- * dynbuf). The memory belongs to the buffer; kr_buf_free releases it.
+ * dynbuf) without ever sending half of one. The memory belongs to the
+ * buffer; kr_buf_free releases it.
  */
 #ifndef KR_PROTO_BUF_H
 #define KR_PROTO_BUF_H

@@ -35,7 +35,8 @@ typedef enum kr_cbor_kind {
     KR_CBOR_FALSE,
     KR_CBOR_TRUE,
     KR_CBOR_NULL,
-    KR_CBOR_UNDEF
+    KR_CBOR_UNDEF,
+    KR_CBOR_SIMPLE  /* any other simple value (0..19, 32..255): u = value */
 } kr_cbor_kind;
 
 /* A view of one complete encoded item inside a caller's buffer. */
@@ -46,8 +47,8 @@ typedef struct kr_cbor_item {
     size_t head_len;    /* bytes of the initial head (for containers: where
                            children start is raw + head_len) */
     bool indefinite;    /* indefinite-length string, array or map */
-    uint64_t u;         /* UINT/NEGINT/TAG value; definite ARRAY element count,
-                           definite MAP pair count; 0 when indefinite */
+    uint64_t u;         /* UINT/NEGINT/TAG/SIMPLE value; definite ARRAY element
+                           count, definite MAP pair count; 0 when indefinite */
     double f;           /* FLOAT */
     const uint8_t *str; /* definite BYTES/TEXT: content; NULL if indefinite */
     size_t str_len;     /* BYTES/TEXT: total content bytes (all chunks) */
@@ -69,7 +70,8 @@ int kr_cbor_read(const uint8_t *buf, size_t len, kr_cbor_item *item);
 int kr_cbor_read_exact(const uint8_t *buf, size_t len, kr_cbor_item *item);
 
 /* Iterates over the children of an array or map (for a map: key, value,
- * key, value, ...) or the chunks of an indefinite string. */
+ * key, value, ...), the chunks of an indefinite string, or the one item
+ * of a tag. */
 typedef struct kr_cbor_iter {
     const uint8_t *p;   /* next child */
     const uint8_t *end; /* end of the container's encoding */
@@ -79,6 +81,23 @@ typedef struct kr_cbor_iter {
 
 /* Start iterating over a container item read by kr_cbor_read. */
 void kr_cbor_iter_init(kr_cbor_iter *it, const kr_cbor_item *container);
+
+/*
+ * kr_cbor_iter_open - start iterating over the container (array, map or
+ * tag) whose encoding starts at buf, having decoded only its
+ * head into *head (whose raw_len is left 0: the end is not known yet).
+ * Each kr_cbor_iter_next then reads and checks one child, so every byte is
+ * read once, where kr_cbor_read followed by kr_cbor_iter_init reads the
+ * children twice. The container is only known to be well-formed once
+ * kr_cbor_iter_next has returned 0 (for a map, after an even number of
+ * children); kr_cbor_iter_end then gives the byte after it. The opened
+ * container does not count towards KR_CBOR_MAX_NEST of its children.
+ * @return 0, or -1 when the head is malformed or not a container.
+ */
+int kr_cbor_iter_open(const uint8_t *buf, size_t len, kr_cbor_item *head, kr_cbor_iter *it);
+
+/* The byte after a container whose kr_cbor_iter_next returned 0. */
+const uint8_t *kr_cbor_iter_end(const kr_cbor_iter *it);
 
 /*
  * kr_cbor_iter_next - the next child.

@@ -115,9 +115,12 @@ typedef struct kr_request {
  * kr_req_decode - decode and validate a request payload.
  * @param type     the frame type
  * @param payload  the payload bytes (len 0 means the empty map); borrowed
- * @param scratch  receives joined indefinite strings; it is reset and len
- *                 bytes are reserved up front, so pointers into it stay valid
- *                 (KRAPPY_E_NOMEM when that memory cannot be had)
+ * @param scratch  receives joined indefinite strings; it is reset, and len
+ *                 bytes are reserved before the first join, so pointers into
+ *                 it stay valid (KRAPPY_E_NOMEM when that memory cannot be
+ *                 had). Nothing is allocated when the payload has no
+ *                 indefinite-length string to join. NULL: such strings get
+ *                 KRAPPY_E_NOMEM.
  * @param req      filled on success; req->cid is filled whenever the payload
  *                 was a well-formed map with a valid cid, even on error
  * @param msg      receives a sentence a person can act on, on error
@@ -146,8 +149,16 @@ typedef struct kr_events_iter {
 
 void kr_events_iter_init(kr_events_iter *ei, const kr_request *publish, kr_buf *scratch);
 
-/* @return 1 and *ev filled; 0 at the end. Events were validated by
- * kr_req_decode, so this cannot fail. */
+/*
+ * kr_events_iter_next - the next event, in order.
+ * Events were validated by kr_req_decode. The content of an indefinite-length
+ * key is joined by appending to scratch, which must be the buffer given to
+ * kr_req_decode: that reserved room for one pass over the events, so every
+ * pointer of that pass stays valid. A second pass appends again and may
+ * move the buffer, invalidating the pointers of the first.
+ * @return 1 and *ev filled; 0 at the end; -1 only when scratch refuses an
+ *         indefinite key (not on the single pass described above).
+ */
 int kr_events_iter_next(kr_events_iter *ei, kr_event_in *ev);
 
 /* Name validation (PROTOCOL.md section 2). @return 1 when valid. */

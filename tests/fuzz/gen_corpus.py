@@ -1,0 +1,233 @@
+#!/usr/bin/env python3
+"""Write the seed corpus of tests/fuzz/ (run once; the files are committed).
+
+    python3 tests/fuzz/gen_corpus.py
+
+fuzz_msg inputs are a selector byte (an index into fuzz_types in
+fuzz_msg.c) followed by a payload; fuzz_frame inputs are a control byte
+(0x80: max_frame 64; low nibble: how many chunk sizes follow), the chunk
+sizes, then a stream of frames.
+"""
+import os
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# ---- a tiny CBOR encoder with indefinite forms ----
+
+
+def head(major, v):
+    if v < 24:
+        return bytes([major << 5 | v])
+    if v < 0x100:
+        return bytes([major << 5 | 24, v])
+    if v < 0x10000:
+        return bytes([major << 5 | 25]) + struct.pack(">H", v)
+    if v < 0x100000000:
+        return bytes([major << 5 | 26]) + struct.pack(">I", v)
+    return bytes([major << 5 | 27]) + struct.pack(">Q", v)
+
+
+class Raw(bytes):
+    """Already-encoded CBOR."""
+
+
+class Indef:
+    """An indefinite-length item: Indef(list|dict|[chunks of str|bytes])."""
+
+    def __init__(self, v, kind=None):
+        self.v = v
+        self.kind = kind
+
+
+def enc(x):
+    if isinstance(x, Raw):
+        return bytes(x)
+    if x is None:
+        return b"\xf6"
+    if x is True:
+        return b"\xf5"
+    if x is False:
+        return b"\xf4"
+    if isinstance(x, int):
+        return head(0, x) if x >= 0 else head(1, -1 - x)
+    if isinstance(x, float):
+        return b"\xfb" + struct.pack(">d", x)
+    if isinstance(x, bytes):
+        return head(2, len(x)) + x
+    if isinstance(x, str):
+        b = x.encode()
+        return head(3, len(b)) + b
+    if isinstance(x, list):
+        return head(4, len(x)) + b"".join(enc(i) for i in x)
+    if isinstance(x, dict):
+        return head(5, len(x)) + b"".join(enc(k) + enc(v) for k, v in x.items())
+    if isinstance(x, Indef):
+        v = x.v
+        if isinstance(v, list) and x.kind == "bytes":
+            return b"\x5f" + b"".join(enc(c) for c in v) + b"\xff"
+        if isinstance(v, list) and x.kind == "text":
+            return b"\x7f" + b"".join(enc(c) for c in v) + b"\xff"
+        if isinstance(v, list):
+            return b"\x9f" + b"".join(enc(i) for i in v) + b"\xff"
+        if isinstance(v, dict):
+            return b"\xbf" + b"".join(enc(k) + enc(val) for k, val in v.items()) + b"\xff"
+    raise TypeError(x)
+
+
+def pairs(*kv):
+    """A definite map from (key, value) pairs, duplicates allowed."""
+    return Raw(head(5, len(kv)) + b"".join(enc(k) + enc(v) for k, v in kv))
+
+
+# Selector bytes of fuzz_msg (indexes into fuzz_types).
+SEL = {t: t for t in range(14)}
+SEL.update({100: 14, 101: 15, 102: 16, 103: 17, 255: 18})
+
+PR, CR, PUB, POLL, ACK, GET, SCAN, FETCH, HELLO, PING, TOPICS, STATS = range(1, 13)
+OK, EVENTS, VALUE, ENTRIES, ERROR = 100, 101, 102, 103, 255
+
+
+def messages():
+    """(name, type, payload bytes) of valid and invalid messages."""
+    m = []
+
+    def add(name, t, payload):
+        m.append((name, t, payload if isinstance(payload, bytes) else enc(payload)))
+
+    add("pr", PR, {"cid": 1, "topic": "orders", "id": "p-1"})
+    add("pr_indef", PR, Indef({"topic": Indef(["ord", "ers"], "text"), "id": "p"}))
+    add("pr_dup", PR, pairs(("topic", 1), ("id", "p"), ("topic", "ok")))
+    add("pr_badtopic", PR, {"topic": "a/b", "id": "p"})
+    add("cr_full", CR, {"cid": 2, "topic": "t", "group": "g", "member": "m",
+                         "start": 42, "ack": "auto", "ack_wait_ms": 5000})
+    add("cr_latest", CR, {"topic": "t", "group": "g", "start": "latest", "member": None})
+    add("pub_batch", PUB, {"cid": 3, "ack": "sync", "events": [
+        [b"k1", 1], ["k2", {"a": [1, 2]}, 1234], [None, None],
+        [b"k4", 1.5, 9, {"h": b"x"}], ["", 1, None, {"a": b"", "b": b"1"}]]})
+    add("pub_single", PUB, {"key": "user-1", "value": {"name": "bob"}, "ts": 77,
+                            "headers": {"c": b"\x01"}, "ack": "none"})
+    add("pub_tomb", PUB, {"key": b"k", "value": None})
+    add("pub_indef", PUB, Indef({"events": Indef([
+        Indef([Indef([b"a", b"b"], "bytes"), 1]),
+        [Indef(["x", "y"], "text"), Indef({"deep": Indef([1, 2, 3])}), 5]]),
+        "ack": Indef(["wr", "ite"], "text")}))
+    add("pub_both", PUB, {"events": [[None, 1]], "value": 2})
+    add("pub_badev", PUB, {"events": [[None, 1], [1, 2], [None]]})
+    add("pub_tags", PUB, {"events": [[None, Raw(b"\xc6\x01")], [None, Raw(b"\xf0")],
+                                     [None, Raw(b"\xf8\xff")], [None, Raw(b"\xc1\x1a\x51\x4b\x67\xb0")]]})
+    add("pub_bigkey", PUB, {"events": [[b"k" * 16385, 1]]})
+    add("poll", POLL, {"cid": 4, "max": 5, "wait_ms": 100, "max_bytes": 0})
+    add("poll_empty", POLL, b"")
+    add("poll_max0", POLL, {"max": 0})
+    add("ack_upto", ACK, {"upto": 99})
+    add("ack_offsets", ACK, {"cid": 5, "offsets": [1, 5, 900000000000]})
+    add("ack_both", ACK, {"upto": 1, "offsets": [1]})
+    add("get", GET, {"topic": "kv", "key": b"\x00\xffkey"})
+    add("get_indef", GET, {"topic": "kv", "key": Indef([b"\x00\x01", b"\x02", b""], "bytes")})
+    add("scan", SCAN, {"topic": "kv", "prefix": "pre", "after": b"pref", "limit": 10,
+                       "cursor": b"\x01\x02"})
+    add("fetch", FETCH, {"cid": 6, "topic": "orders", "offset": 1000, "max": 50,
+                         "wait_ms": 250, "max_bytes": 4096})
+    add("hello", HELLO, {"version": 1, "client": "krappy-cli/0.1", "token": "s3cret"})
+    add("hello_v2", HELLO, {"cid": 7, "version": 2})
+    add("ping", PING, {"cid": 2**64 - 1})
+    add("topics", TOPICS, {})
+    add("stats", STATS, {"topic": "orders", "group": "billing"})
+    add("unknown13", 13, {"cid": 8})
+    add("type0", 0, {})
+    # replies
+    add("ok_hello", OK, {"cid": 1, "version": 1, "server": "krappyd 0.1.0",
+                         "max_frame": 16777216, "max_events": 10000})
+    add("events", EVENTS, {"cid": 9, "events": [[10, 1000, "k1", [1, 2]],
+                                                 [11, 1001, None, None, {"h": b"x"}],
+                                                 [12, 1002, b"k", Indef({})]], "next": 13})
+    add("value", VALUE, {"key": b"k", "offset": 5, "ts": 6, "value": 42, "headers": {}})
+    add("entries", ENTRIES, {"entries": [[b"k", 1, 2, 42], ["j", 3, 4, None]],
+                             "snapshot": 99, "cursor": b"\x00\x01"})
+    add("error", ERROR, {"cid": 5, "code": 8, "message": "offset 25 is past next 20",
+                         "first": 10, "next": 20, "versions": [1]})
+    # malformed
+    add("bad_trailing", PING, enc({}) + b"\x00")
+    add("bad_notmap", PING, enc([1, 2]))
+    add("bad_keytype", PING, Raw(b"\xa1\x01\x02"))
+    add("bad_break", PING, b"\xff")
+    add("bad_reserved", PING, b"\xa1\x61\x61\x1c")
+    add("bad_oddmap", PING, b"\xbf\x61\x61\xff")
+    add("bad_hugecount", PUB, b"\xa1\x66events\x9b\x10\x00\x00\x00\x00\x00\x00\x00\x00")
+    add("bad_hugemap", PUB, b"\xbb\xff\xff\xff\xff\xff\xff\xff\xff\x00\x00")
+    add("bad_hugestr", PR, b"\xa1\x65topic\x7b\x7f\xff\xff\xff\xff\xff\xff\xff\x00")
+    add("deep_definite", PUB, enc({"value": Raw(b"\x81" * 5000 + b"\x00")}))
+    add("deep_indef", PUB, enc({"value": Raw(b"\x9f" * 70 + b"\xff" * 70)}))
+    add("deep_tags", PUB, enc({"value": Raw(b"\xc1" * 3000 + b"\x00")}))
+    full = enc({"cid": 3, "ack": "sync", "events": [[b"k1", 1], ["k2", {"a": [1, 2]}, 1234]]})
+    add("trunc_half", PUB, full[: len(full) // 2])
+    add("trunc_last", PUB, full[:-1])
+    return m
+
+
+def frame(t, payload):
+    return struct.pack(">II", 4 + len(payload), t) + payload
+
+
+def write(dirname, name, data):
+    d = os.path.join(HERE, "corpus", dirname)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def main():
+    msgs = messages()
+    for name, t, payload in msgs:
+        write("fuzz_msg", name, bytes([SEL[t]]) + payload)
+
+    by = {name: (t, p) for name, t, p in msgs}
+
+    def stream(*names):
+        return b"".join(frame(*by[n]) for n in names)
+
+    seeds = {
+        "one_ping": (0, [], frame(PING, b"")),
+        "hello_pub": (0, [], stream("hello", "pr", "pub_batch", "poll")),
+        "all_requests": (3, [1, 7, 64], stream("pr", "cr_full", "pub_batch", "pub_single",
+                                                "poll", "ack_upto", "ack_offsets", "get",
+                                                "scan", "fetch", "hello", "ping", "topics",
+                                                "stats")),
+        "byte_by_byte": (1, [1], stream("pr", "pub_indef", "get_indef")),
+        "chunks_3_5": (2, [3, 5], stream("cr_latest", "pub_tomb", "ack_offsets")),
+        "indef": (0, [], stream("pr_indef", "pub_indef", "get_indef")),
+        "invalid_mix": (1, [9], stream("pub_both", "poll_max0", "hello_v2", "bad_notmap",
+                                       "bad_keytype", "unknown13", "pr_badtopic")),
+        "replies": (0, [], stream("ok_hello", "events", "value", "entries", "error")),
+        "empty_payloads": (0, [], frame(PING, b"") + frame(TOPICS, b"") + frame(POLL, b"")),
+        "size0": (0, [], b"\x00\x00\x00\x00"),
+        "size3": (0, [], b"\x00\x00\x00\x03\x00\x00\x00"),
+        "size_ffffffff": (0, [], b"\xff\xff\xff\xff"),
+        "size_2g": (0, [], b"\x80\x00\x00\x00\x00\x00\x00\x0a"),
+        "too_large_small_max": (0x80, [], frame(PUB, by["pub_batch"][1])),
+        "fits_small_max": (0x80, [], frame(PING, enc({"cid": 1}))),
+        "good_then_bad": (0, [], frame(PING, b"") + b"\x00\x00\x00\x02"),
+        "partial_tail": (0, [], frame(PING, b"") + frame(PR, by["pr"][1])[:-3]),
+        "truncated_header": (0, [], b"\x00\x00"),
+        "deep": (0, [], stream("deep_definite", "deep_indef", "deep_tags")),
+        "huge_counts": (0, [], stream("bad_hugecount", "bad_hugemap", "bad_hugestr")),
+        "bad_payloads": (4, [2, 1, 255, 0], stream("bad_trailing", "bad_break",
+                                                   "bad_reserved", "bad_oddmap")),
+        "truncated_msgs": (0, [], stream("trunc_half", "trunc_last")),
+        "tags_simple": (0, [], stream("pub_tags")),
+        "bigkey": (5, [200, 100, 50, 25, 1], stream("pub_bigkey")),
+        "dups": (0, [], stream("pr_dup", "ping")),
+        "acks": (0, [], stream("ack_upto", "ack_offsets", "ack_both")),
+        "type0_unknown": (0, [], stream("type0", "unknown13")),
+        "replies_chunked": (15, list(range(1, 16)), stream("events", "entries")),
+        "scan_get": (0, [], stream("scan", "get", "get_indef")),
+        "hello_v2_then_more": (0, [], stream("hello_v2", "ping")),
+    }
+    for name, (ctrl, sizes, data) in seeds.items():
+        ctrl = (ctrl & 0x80) | len(sizes)
+        write("fuzz_frame", name, bytes([ctrl]) + bytes(sizes) + data)
+
+
+if __name__ == "__main__":
+    main()

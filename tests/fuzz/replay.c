@@ -1,0 +1,125 @@
+/*
+ * tests/fuzz/replay.c - run a fuzz target over saved inputs, without
+ * libFuzzer: the corpus replay of `make test` (SQLite's fuzzcheck idea).
+ *
+ *   fuzz_msg FILE|DIR...
+ *
+ * Each file is read whole and handed to LLVMFuzzerTestOneInput once; a
+ * directory means every regular file in it. A crash or sanitizer report
+ * fails the run; otherwise one line per argument says how many inputs
+ * passed. Not linked into the libFuzzer builds, which bring their own main.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Read a whole file and run it. @return 0, or -1 when it cannot be read. */
+static int run_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    uint8_t *buf = NULL;
+    size_t len = 0, cap = 0;
+    int rc = -1;
+
+    if (f == NULL) {
+        fprintf(stderr, "fuzz replay: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    for (;;) {
+        if (len == cap) {
+            size_t ncap = cap ? cap * 2 : 4096;
+            uint8_t *p = realloc(buf, ncap);
+            if (p == NULL)
+                goto fail;
+            buf = p;
+            cap = ncap;
+        }
+        size_t n = fread(buf + len, 1, cap - len, f);
+        len += n;
+        if (n == 0)
+            break;
+    }
+    if (ferror(f))
+        goto fail;
+    /* An exact-size copy, so reads past the end are caught by ASan. */
+    uint8_t *exact = malloc(len ? len : 1);
+    if (exact == NULL)
+        goto fail;
+    if (len > 0)
+        memcpy(exact, buf, len);
+    LLVMFuzzerTestOneInput(exact, len);
+    free(exact);
+    rc = 0;
+fail:
+    if (rc != 0)
+        fprintf(stderr, "fuzz replay: cannot read %s\n", path);
+    free(buf);
+    fclose(f);
+    return rc;
+}
+
+/* Run every regular file of a directory (not recursive). */
+static int run_dir(const char *dir, size_t *count)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int rc = 0;
+
+    if (d == NULL) {
+        fprintf(stderr, "fuzz replay: %s: %s\n", dir, strerror(errno));
+        return -1;
+    }
+    while ((e = readdir(d)) != NULL) {
+        char path[4096];
+        struct stat st;
+        if (e->d_name[0] == '.')
+            continue;
+        if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path)
+            continue;
+        if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (run_file(path) != 0)
+            rc = -1;
+        else
+            (*count)++;
+    }
+    closedir(d);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    int rc = 0;
+
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s FILE|DIR...\n", argv[0]);
+        return 2;
+    }
+    for (int i = 1; i < argc; i++) {
+        struct stat st;
+        size_t n = 0;
+        int bad = 0;
+        if (stat(argv[i], &st) != 0) {
+            fprintf(stderr, "fuzz replay: %s: %s\n", argv[i], strerror(errno));
+            rc = 1;
+            continue;
+        }
+        if (S_ISDIR(st.st_mode))
+            bad = run_dir(argv[i], &n) != 0;
+        else if (run_file(argv[i]) == 0)
+            n = 1;
+        else
+            bad = 1;
+        if (bad)
+            rc = 1;
+        printf("fuzz replay: %zu inputs from %s %s\n", n, argv[i], bad ? "FAILED" : "ok");
+    }
+    return rc;
+}
