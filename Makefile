@@ -38,6 +38,8 @@ else
 $(error BUILD must be release or asan)
 endif
 OBJ         := build/$(BUILD)/obj
+# Test programs never go into the source tree.
+TOUT        := build/$(BUILD)
 
 WARN        := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
                -Wformat=2 -Wno-format-nonliteral
@@ -56,7 +58,7 @@ ALL_LDFLAGS  = $(LDFLAGS) $(VARIANT_CFLAGS)
 
 PROTO_SRC   := $(wildcard src/proto/*.c)
 CLIENT_SRC  := src/client/client.c
-CLI_SRC     := $(wildcard src/client/cli*.c)
+CLI_SRC     := src/client/cli.c $(wildcard src/client/cli_*.c)
 SERVER_SRC  := $(filter-out src/server/main.c,$(wildcard src/server/*.c))
 TEST_SRC    := $(wildcard tests/test_*.c)
 FUZZ_SRC    := $(wildcard tests/fuzz/fuzz_*.c)
@@ -74,9 +76,9 @@ KRAPPYD     := $(OUT)/bin/krappyd
 KRAPPY      := $(OUT)/bin/krappy
 LIBA        := $(OUT)/lib/libkrappy.a
 LIBSO       := $(OUT)/lib/libkrappy.so.0
-TESTS       := $(patsubst tests/%.c,$(OUT)/tests/%,$(TEST_SRC))
-FUZZERS     := $(patsubst tests/fuzz/%.c,$(OUT)/fuzz/%,$(FUZZ_SRC))
-E2E         := $(patsubst e2e/%.c,$(OUT)/e2e/%,$(E2E_SRC))
+TESTS       := $(patsubst tests/%.c,$(TOUT)/tests/%,$(TEST_SRC))
+FUZZERS     := $(patsubst tests/fuzz/%.c,$(TOUT)/fuzz/%,$(FUZZ_SRC))
+E2E         := $(patsubst e2e/%.c,$(TOUT)/e2e/%,$(E2E_SRC))
 
 .PHONY: all deps run test check unit fuzz-replay e2e smoke torture bench install \
         uninstall clean fmt lint fuzz valgrind symbols tests-build
@@ -116,24 +118,24 @@ $(KRAPPY): $(CLI_OBJ) $(LIBA)
 
 # Unit tests of proto and client link libkrappy only; the rest link the
 # server's modules too.
-LIB_TESTS   := $(addprefix $(OUT)/tests/,test_buf test_frame test_cbor test_msg test_client)
+LIB_TESTS   := $(addprefix $(TOUT)/tests/,test_buf test_frame test_cbor test_msg test_client)
 SERVER_TESTS := $(filter-out $(LIB_TESTS),$(TESTS))
 
-$(LIB_TESTS): $(OUT)/tests/%: $(OBJ)/tests/%.o $(LIBA)
+$(LIB_TESTS): $(TOUT)/tests/%: $(OBJ)/tests/%.o $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_CBOR) $(PC_CMOCKA) -lpthread -lm
 
-$(SERVER_TESTS): $(OUT)/tests/%: $(OBJ)/tests/%.o $(SERVER_OBJ) $(LIBA)
+$(SERVER_TESTS): $(TOUT)/tests/%: $(OBJ)/tests/%.o $(SERVER_OBJ) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $< $(SERVER_OBJ) $(LIBA) $(ALL_LDFLAGS) $(PC_SERVER) $(PC_CMOCKA) -lpthread -lm
 
 # Fuzz targets built as plain programs that replay a corpus (tests/fuzz/
 # replay.c); `make fuzz` builds them again with clang's libFuzzer.
-$(OUT)/fuzz/%: $(OBJ)/tests/fuzz/%.o $(OBJ)/tests/fuzz/replay.o $(LIBA)
+$(TOUT)/fuzz/%: $(OBJ)/tests/fuzz/%.o $(OBJ)/tests/fuzz/replay.o $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_CBOR) -lm
 
-$(OUT)/e2e/%: $(OBJ)/e2e/%.o $(call obj,$(E2E_LIB_SRC)) $(LIBA)
+$(TOUT)/e2e/%: $(OBJ)/e2e/%.o $(call obj,$(E2E_LIB_SRC)) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_CBOR) $(PC_CMOCKA) -lm
 

@@ -1,0 +1,599 @@
+/*
+ * client/cli.c - the krappy command line: main(), global options, the verb
+ * table, help, and the helpers every verb shares (cli.h).
+ *
+ *   krappy [GLOBAL OPTIONS] VERB [ARGS]
+ *
+ * The address comes from KRAPPY_ADDR (HOST:PORT), overridden piece by piece
+ * by -h/--host and -p/--port; the token from KRAPPY_TOKEN or --token. Verbs
+ * live in cli_<group>.c; adding one is a row in `verbs` below and a function.
+ */
+#include "client/cli.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#ifndef KRAPPY_VERSION
+#define KRAPPY_VERSION "0.0.0"
+#endif
+
+/* Long-option values of the global options (outside any verb's range). */
+enum {
+    OPT_G_HOST = 0x2000,
+    OPT_G_PORT,
+    OPT_G_TOKEN,
+    OPT_G_TIMEOUT,
+    OPT_G_JSON,
+    OPT_G_HELP,
+    OPT_G_VERSION
+};
+
+/* Most options a verb may declare (cli_getopt merges them with the globals). */
+#define CLI_MAX_VERB_OPTIONS 48
+
+static int cli_version(cli *x, int argc, char **argv);
+static int cli_help(cli *x, int argc, char **argv);
+
+/* The verbs, in the order `krappy help` lists them. */
+static const cli_verb verbs[] = {
+    {"ping", "[-c COUNT] [-i MS]", "check that krappyd answers, and how fast (like ping(8))",
+     "  -c, --count COUNT     PINGs to send (default 4; 0 = until Ctrl-C)\n"
+     "  -i, --interval MS     wait MS milliseconds between PINGs (default 1000; 0 = flood)\n",
+     "  krappy ping                        4 PINGs to 127.0.0.1:7070, one a second\n"
+     "  krappy -p 17070 ping -c 3 -i 200   3 PINGs, 200 ms apart, to port 17070\n"
+     "  krappy --json ping -c 1            one JSON object per reply, then a summary\n"
+     "  KRAPPY_ADDR=db1:7070 krappy ping -c 0   until Ctrl-C\n",
+     cli_ping},
+    {"hello", "", "show what the server says about itself (HELLO)", NULL,
+     "  krappy hello\n"
+     "  krappy --json -h db1 hello\n",
+     cli_hello},
+    {"version", "", "print the versions of krappy, libkrappy and the protocol", NULL,
+     "  krappy version\n"
+     "  krappy --json version\n",
+     cli_version},
+    {"help", "[VERB]", "show this help, or one verb's options and examples", NULL,
+     "  krappy help\n"
+     "  krappy help ping        (the same as: krappy ping --help)\n",
+     cli_help},
+};
+
+#define N_VERBS (sizeof verbs / sizeof verbs[0])
+
+static const struct option global_longopts[] = {
+    {"host", required_argument, NULL, OPT_G_HOST},
+    {"port", required_argument, NULL, OPT_G_PORT},
+    {"token", required_argument, NULL, OPT_G_TOKEN},
+    {"timeout", required_argument, NULL, OPT_G_TIMEOUT},
+    {"json", no_argument, NULL, OPT_G_JSON},
+    {"help", no_argument, NULL, OPT_G_HELP},
+    {"version", no_argument, NULL, OPT_G_VERSION},
+    {NULL, 0, NULL, 0},
+};
+
+static const char global_options_text[] =
+    "  -h, --host HOST     krappyd's host name or address (default 127.0.0.1)\n"
+    "  -p, --port PORT     krappyd's port (default 7070)\n"
+    "      --token TOKEN   the server's token, sent with HELLO (or env KRAPPY_TOKEN;\n"
+    "                      the environment keeps it out of `ps`)\n"
+    "      --timeout MS    give up on a reply after MS milliseconds (default 30000;\n"
+    "                      0 = wait forever); also bounds connecting\n"
+    "      --json          machine-readable output: one JSON object per line\n"
+    "      --help          this help\n"
+    "      --version       print the version\n";
+
+/* ---- lookup and help ---- */
+
+static const cli_verb *find_verb(const char *name)
+{
+    for (size_t i = 0; i < N_VERBS; i++)
+        if (strcmp(verbs[i].name, name) == 0)
+            return &verbs[i];
+    return NULL;
+}
+
+/* Edit distance, to suggest a verb for a typo. Short strings only. */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    size_t row[32];
+    if (la >= 32 || lb >= 32)
+        return SIZE_MAX;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+static int unknown_verb(const char *name)
+{
+    const cli_verb *best = NULL;
+    size_t best_d = 3; /* suggest only close matches */
+    for (size_t i = 0; i < N_VERBS; i++) {
+        size_t d = edit_distance(name, verbs[i].name);
+        if (d < best_d) {
+            best_d = d;
+            best = &verbs[i];
+        }
+    }
+    if (best != NULL)
+        fprintf(stderr,
+                "krappy: unknown verb '%s' (did you mean '%s'?); run 'krappy help' for the "
+                "list of verbs\n",
+                name, best->name);
+    else
+        fprintf(stderr, "krappy: unknown verb '%s'; run 'krappy help' for the list of verbs\n",
+                name);
+    return CLI_USAGE;
+}
+
+static void print_usage(FILE *f)
+{
+    fprintf(f, "usage: krappy [OPTIONS] VERB [ARGS]\n\n"
+               "Talk to krappyd, the krappy event store.\n\n"
+               "verbs:\n");
+    for (size_t i = 0; i < N_VERBS; i++)
+        fprintf(f, "  %-9s %s\n", verbs[i].name, verbs[i].summary);
+    fprintf(f, "\noptions (before or after the verb; -h and -p only before it):\n%s",
+            global_options_text);
+    fprintf(f, "\nenvironment:\n"
+               "  KRAPPY_ADDR         HOST:PORT, [V6ADDR]:PORT, HOST or :PORT (default\n"
+               "                      127.0.0.1:7070); -h and -p override its parts\n"
+               "  KRAPPY_TOKEN        the server's token\n"
+               "\nexit status: 0 done, 1 the server or the connection failed, 2 bad command "
+               "line.\n"
+               "Run 'krappy help VERB' or 'krappy VERB --help' for a verb's options and "
+               "examples.\n");
+}
+
+int cli_verb_help(const cli_verb *v)
+{
+    printf("usage: krappy [OPTIONS] %s%s%s\n\n", v->name, v->args[0] ? " " : "", v->args);
+    printf("%c%s.\n",
+           v->summary[0] >= 'a' && v->summary[0] <= 'z' ? v->summary[0] - 'a' + 'A' : v->summary[0],
+           v->summary + 1);
+    if (v->options != NULL)
+        printf("\noptions:\n%s", v->options);
+    printf("\nglobal options (see 'krappy help'): --host --port --token --timeout --json\n");
+    if (v->examples != NULL)
+        printf("\nexamples:\n%s", v->examples);
+    return CLI_OK;
+}
+
+/* ---- output helpers ---- */
+
+__attribute__((format(printf, 2, 3))) int cli_usage_error(const cli *x, const char *fmt, ...)
+{
+    va_list ap;
+    const char *verb = x->verb != NULL ? x->verb->name : NULL;
+
+    fprintf(stderr, verb ? "krappy %s: " : "krappy: ", verb);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    if (verb != NULL)
+        fprintf(stderr, "; run 'krappy %s --help'\n", verb);
+    else
+        fprintf(stderr, "; run 'krappy --help'\n");
+    return CLI_USAGE;
+}
+
+__attribute__((format(printf, 2, 3))) int cli_fail(const cli *x, const char *fmt, ...)
+{
+    va_list ap;
+    (void)x;
+    fputs("krappy: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return CLI_FAIL;
+}
+
+int cli_client_fail(cli *x, krappy_err e)
+{
+    const char *msg = krappy_client_errmsg(x->client);
+    const char *hint = "";
+
+    switch (e) {
+    case KRAPPY_E_UNAUTHENTICATED:
+        hint = x->token ? " (check the token given with --token or KRAPPY_TOKEN)"
+                        : " (the server wants a token: pass it with --token or KRAPPY_TOKEN)";
+        break;
+    case KRAPPY_E_TIMEOUT:
+        hint = " (wait longer with --timeout MS)";
+        break;
+    default:
+        break;
+    }
+    if (msg == NULL || msg[0] == '\0')
+        msg = krappy_strerror(e);
+    return cli_fail(x, "%s%s", msg, hint);
+}
+
+void cli_json_str(FILE *f, const char *s, size_t n)
+{
+    fputc('"', f);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        switch (ch) {
+        case '"':
+            fputs("\\\"", f);
+            break;
+        case '\\':
+            fputs("\\\\", f);
+            break;
+        case '\n':
+            fputs("\\n", f);
+            break;
+        case '\r':
+            fputs("\\r", f);
+            break;
+        case '\t':
+            fputs("\\t", f);
+            break;
+        default:
+            if (ch < 0x20 || ch == 0x7f)
+                fprintf(f, "\\u%04x", ch);
+            else
+                fputc(ch, f);
+        }
+    }
+    fputc('"', f);
+}
+
+const char *cli_fmt_ms(char *buf, size_t len, double ms)
+{
+    if (ms < 1.0)
+        snprintf(buf, len, "%.3f", ms);
+    else if (ms < 10.0)
+        snprintf(buf, len, "%.2f", ms);
+    else if (ms < 100.0)
+        snprintf(buf, len, "%.1f", ms);
+    else
+        snprintf(buf, len, "%.0f", ms);
+    return buf;
+}
+
+const char *cli_fmt_bytes(char *buf, size_t len, uint64_t bytes)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+    double v = (double)bytes;
+    size_t u = 0;
+    while (v >= 1024.0 && u + 1 < sizeof units / sizeof units[0]) {
+        v /= 1024.0;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, len, "%llu B", (unsigned long long)bytes);
+    else if (v == (double)(uint64_t)v)
+        snprintf(buf, len, "%.0f %s", v, units[u]);
+    else
+        snprintf(buf, len, "%.1f %s", v, units[u]);
+    return buf;
+}
+
+/* ---- numbers, time, signals ---- */
+
+int cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    if (s == NULL || *s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+double cli_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+void cli_catch_sigint(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL); /* no SA_RESTART: sleeps end at once */
+}
+
+int cli_interrupted(void)
+{
+    return interrupted != 0;
+}
+
+int cli_sleep_ms(double ms)
+{
+    if (ms <= 0)
+        return cli_interrupted();
+    struct timespec ts = {.tv_sec = (time_t)(ms / 1000.0),
+                          .tv_nsec = (long)((ms - (double)(time_t)(ms / 1000.0) * 1000.0) * 1e6)};
+    while (!interrupted && nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+    return cli_interrupted();
+}
+
+/* ---- options ---- */
+
+/* Apply one global option. @return 0, or CLI_USAGE after printing why. */
+static int global_opt(cli *x, int code, const char *arg)
+{
+    uint64_t v;
+
+    switch (code) {
+    case 'h':
+    case OPT_G_HOST: {
+        size_t n = strlen(arg);
+        if (n >= 2 && arg[0] == '[' && arg[n - 1] == ']') { /* [v6] */
+            arg++;
+            n -= 2;
+        }
+        if (n == 0 || n > KR_CLIENT_HOST_MAX)
+            return cli_usage_error(x, "--host needs a host name or address of 1 to %d bytes",
+                                   KR_CLIENT_HOST_MAX);
+        memcpy(x->host, arg, n);
+        x->host[n] = '\0';
+        x->host_set = true;
+        return 0;
+    }
+    case 'p':
+    case OPT_G_PORT:
+        if (!kr_client_port_valid(arg))
+            return cli_usage_error(x, "--port \"%s\" is not a port number from 1 to 65535", arg);
+        strcpy(x->port, arg);
+        x->port_set = true;
+        return 0;
+    case OPT_G_TOKEN:
+        x->token = arg;
+        return 0;
+    case OPT_G_TIMEOUT:
+        if (cli_parse_u64(arg, 0, INT_MAX, &v) < 0)
+            return cli_usage_error(x,
+                                   "--timeout \"%s\" is not a number of milliseconds "
+                                   "(0 to %d; 0 = wait forever)",
+                                   arg, INT_MAX);
+        x->timeout_ms = v == 0 ? -1 : (int)v;
+        return 0;
+    case OPT_G_JSON:
+        x->json = true;
+        return 0;
+    default:
+        return cli_usage_error(x, "internal error: unhandled option");
+    }
+}
+
+/* Report getopt's '?' or ':' for argv. */
+static int bad_option(cli *x, int c, char **argv)
+{
+    const char *arg = optind > 0 ? argv[optind - 1] : "";
+    if (c == ':')
+        return cli_usage_error(x, "option '%s' needs a value", arg);
+    if (x->verb != NULL && (optopt == 'h' || optopt == 'p') && arg[1] != '-')
+        return cli_usage_error(x,
+                               "unknown option '-%c' (-h and -p go before the verb; after "
+                               "it, write --host or --port)",
+                               optopt);
+    if (optopt != 0 && optopt < 0x100 && (arg[0] != '-' || arg[1] != '-'))
+        return cli_usage_error(x, "unknown option '-%c'", optopt);
+    return cli_usage_error(x, "unknown option '%s'", arg);
+}
+
+int cli_getopt(cli *x, int argc, char **argv, const char *shortopts, const struct option *longopts)
+{
+    struct option all[CLI_MAX_VERB_OPTIONS + 8];
+    char so[64];
+    size_t n = 0;
+
+    for (; longopts != NULL && longopts[n].name != NULL && n < CLI_MAX_VERB_OPTIONS; n++)
+        all[n] = longopts[n];
+    for (size_t g = 0; global_longopts[g].name != NULL; g++) {
+        int val = global_longopts[g].val;
+        if (val == OPT_G_HELP || val == OPT_G_VERSION)
+            continue; /* after a verb, --help is the verb's */
+        all[n++] = global_longopts[g];
+    }
+    memset(&all[n], 0, sizeof all[n]);
+    snprintf(so, sizeof so, ":%s", shortopts != NULL ? shortopts : "");
+
+    for (;;) {
+        opterr = 0;
+        int c = getopt_long(argc, argv, so, all, NULL);
+        switch (c) {
+        case -1:
+            return CLI_OPT_END;
+        case '?':
+        case ':':
+            bad_option(x, c, argv);
+            return CLI_OPT_BAD;
+        case OPT_G_HOST:
+        case OPT_G_PORT:
+        case OPT_G_TOKEN:
+        case OPT_G_TIMEOUT:
+        case OPT_G_JSON:
+            if (global_opt(x, c, optarg) != 0)
+                return CLI_OPT_BAD;
+            continue;
+        default:
+            return c;
+        }
+    }
+}
+
+int cli_no_args(cli *x, int argc, char **argv)
+{
+    if (optind < argc)
+        return cli_usage_error(x, "unexpected argument '%s' (this verb takes none)", argv[optind]);
+    return CLI_OK;
+}
+
+/* ---- connecting ---- */
+
+int cli_connect(cli *x)
+{
+    krappy_opts o;
+    krappy_err e;
+
+    if (x->addr_error[0] != '\0' && !(x->host_set && x->port_set)) {
+        fprintf(stderr, "krappy: KRAPPY_ADDR: %s; fix it, or give both --host and --port\n",
+                x->addr_error);
+        return CLI_USAGE;
+    }
+    memset(&o, 0, sizeof o);
+    o.timeout_ms = x->timeout_ms;
+    o.connect_timeout_ms = x->timeout_ms > 0 ? x->timeout_ms : 0;
+    o.token = x->token;
+    o.client_name = "krappy-cli/" KRAPPY_VERSION;
+    x->client = krappy_client_new(&o);
+    if (x->client == NULL)
+        return cli_fail(x, "out of memory");
+    if ((e = krappy_connect(x->client, x->host, x->port)) != KRAPPY_OK)
+        return cli_client_fail(x, e);
+    double t0 = cli_now_ms();
+    if ((e = krappy_hello(x->client, &x->info)) != KRAPPY_OK)
+        return cli_client_fail(x, e);
+    x->hello_ms = cli_now_ms() - t0;
+    return CLI_OK;
+}
+
+/* ---- the verbs that need no server ---- */
+
+static int cli_version(cli *x, int argc, char **argv)
+{
+    static const struct option lo[] = {CLI_HELP_OPTION, {NULL, 0, NULL, 0}};
+    int c;
+    while ((c = cli_getopt(x, argc, argv, "", lo)) != CLI_OPT_END) {
+        if (c == CLI_OPT_HELP)
+            return cli_verb_help(x->verb);
+        return CLI_USAGE;
+    }
+    if (cli_no_args(x, argc, argv) != CLI_OK)
+        return CLI_USAGE;
+    if (x->json)
+        printf("{\"krappy\":\"%s\",\"libkrappy\":\"%s\",\"protocol\":%d}\n", KRAPPY_VERSION,
+               krappy_version(), KRAPPY_PROTOCOL_VERSION);
+    else
+        printf("krappy %s (libkrappy %s, protocol %d)\n", KRAPPY_VERSION, krappy_version(),
+               KRAPPY_PROTOCOL_VERSION);
+    return CLI_OK;
+}
+
+static int cli_help(cli *x, int argc, char **argv)
+{
+    static const struct option lo[] = {CLI_HELP_OPTION, {NULL, 0, NULL, 0}};
+    int c;
+    while ((c = cli_getopt(x, argc, argv, "", lo)) != CLI_OPT_END) {
+        if (c == CLI_OPT_HELP)
+            return cli_verb_help(x->verb);
+        return CLI_USAGE;
+    }
+    if (optind == argc) {
+        print_usage(stdout);
+        return CLI_OK;
+    }
+    if (argc - optind > 1)
+        return cli_usage_error(x, "give one verb at most (got '%s' and '%s')", argv[optind],
+                               argv[optind + 1]);
+    const cli_verb *v = find_verb(argv[optind]);
+    if (v == NULL)
+        return unknown_verb(argv[optind]);
+    return cli_verb_help(v);
+}
+
+/* ---- main ---- */
+
+int main(int argc, char **argv)
+{
+    cli x;
+    int rc, c;
+
+    memset(&x, 0, sizeof x);
+    setvbuf(stdout, NULL, _IOLBF, 0); /* lines appear as they happen (ping) */
+
+    /* A bad KRAPPY_ADDR matters only to verbs that connect, and only when
+     * -h and -p do not both replace it: cli_connect reports it. */
+    const char *env_addr = getenv("KRAPPY_ADDR");
+    if (kr_client_split_addr(env_addr, x.host, x.port, x.addr_error, sizeof x.addr_error) < 0) {
+        kr_client_split_addr(NULL, x.host, x.port, NULL, 0);
+        if (x.addr_error[0] == '\0')
+            snprintf(x.addr_error, sizeof x.addr_error, "malformed address");
+    }
+    const char *env_token = getenv("KRAPPY_TOKEN");
+    if (env_token != NULL && env_token[0] != '\0')
+        x.token = env_token;
+
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "+:h:p:", global_longopts, NULL)) != -1) {
+        switch (c) {
+        case OPT_G_HELP:
+            print_usage(stdout);
+            return CLI_OK;
+        case OPT_G_VERSION:
+            printf("krappy %s (libkrappy %s, protocol %d)\n", KRAPPY_VERSION, krappy_version(),
+                   KRAPPY_PROTOCOL_VERSION);
+            return CLI_OK;
+        case '?':
+        case ':':
+            return bad_option(&x, c, argv);
+        default:
+            if (global_opt(&x, c, optarg) != 0)
+                return CLI_USAGE;
+        }
+    }
+    if (optind >= argc) {
+        fprintf(stderr, "krappy: no verb given\n\n");
+        print_usage(stderr);
+        return CLI_USAGE;
+    }
+
+    const char *name = argv[optind];
+    x.verb = find_verb(name);
+    if (x.verb == NULL)
+        return unknown_verb(name);
+    kr_client_format_addr(x.addr, sizeof x.addr, x.host, x.port);
+
+    /* The verb sees its own argv: argv[0] is the verb; getopt starts over. */
+    int vargc = argc - optind;
+    char **vargv = argv + optind;
+    optind = 0;
+    rc = x.verb->run(&x, vargc, vargv);
+
+    krappy_client_free(x.client);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "krappy: cannot write the output: %s\n", strerror(errno));
+        return CLI_FAIL;
+    }
+    return rc;
+}

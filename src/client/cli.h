@@ -1,0 +1,125 @@
+/*
+ * client/cli.h - what the krappy CLI's verb files share.
+ *
+ * cli.c owns main(): global options, the verb table, help and the output
+ * helpers below. Each verb is one function in a cli_<group>.c file plus one
+ * row in the table (cli.c): the function gets its own argv (argv[0] is the
+ * verb), parses its options with cli_getopt(), connects with cli_connect()
+ * when it needs the server, and returns an exit code.
+ *
+ * Exit codes: 0 success, 1 the server or the connection failed (one sentence
+ * on stderr), 2 the command line was wrong (one sentence and a hint).
+ */
+#ifndef KR_CLIENT_CLI_H
+#define KR_CLIENT_CLI_H
+
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "client/client_internal.h"
+#include "krappy/client.h"
+
+enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
+
+/* Global settings, and the connection once a verb has made it. */
+typedef struct cli {
+    char host[KR_CLIENT_HOST_MAX + 1];
+    char port[KR_CLIENT_PORT_MAX + 1];
+    char addr[KR_CLIENT_HOST_MAX + KR_CLIENT_PORT_MAX + 4]; /* for messages */
+    char addr_error[256];        /* why KRAPPY_ADDR was refused ("" when fine) */
+    bool host_set, port_set;     /* given by -h / -p */
+    const char *token;           /* --token or KRAPPY_TOKEN; NULL for none */
+    int timeout_ms;              /* --timeout; 0 = library default */
+    bool json;                   /* --json: one JSON object per line on stdout */
+    const struct cli_verb *verb; /* the verb running */
+    krappy_client *client;       /* set by cli_connect; freed by main */
+    krappy_server_info info;     /* from the HELLO cli_connect sent */
+    double hello_ms;             /* round trip of that HELLO */
+} cli;
+
+/* One verb. Adding a verb = one row in cli.c's table + its function. */
+typedef struct cli_verb {
+    const char *name;
+    const char *args;     /* synopsis after the verb, e.g. "[-c COUNT]" */
+    const char *summary;  /* one line for the verb list */
+    const char *options;  /* option lines for `help VERB` (may be NULL) */
+    const char *examples; /* example lines for `help VERB` (may be NULL) */
+    int (*run)(cli *x, int argc, char **argv);
+} cli_verb;
+
+/* The verbs (cli_<group>.c). */
+int cli_ping(cli *x, int argc, char **argv);
+int cli_hello(cli *x, int argc, char **argv);
+
+/* getopt long-option value meaning --help, and the row to put in a verb's
+ * option table (cli_getopt adds the global long options itself). */
+#define CLI_OPT_HELP 0x1000
+#define CLI_HELP_OPTION                                                                            \
+    {                                                                                              \
+        "help", no_argument, NULL, CLI_OPT_HELP                                                    \
+    }
+
+/* What cli_getopt returns besides option characters. */
+#define CLI_OPT_END (-1)
+#define CLI_OPT_BAD (-2) /* a usage error was printed: return CLI_USAGE */
+
+/*
+ * cli_getopt - the next option of a verb's argv (getopt_long, GNU argument
+ * order). Global long options (--json, --timeout, --token, --host, --port)
+ * are accepted after the verb too and applied here. Unknown options and
+ * missing arguments are reported on stderr (CLI_OPT_BAD). --help gives
+ * CLI_OPT_HELP. Call with the verb's argc/argv (main has reset getopt).
+ */
+int cli_getopt(cli *x, int argc, char **argv, const char *shortopts, const struct option *longopts);
+
+/* Print the verb's usage (to stdout) and return CLI_OK: for --help. */
+int cli_verb_help(const cli_verb *v);
+
+/* Report a command-line error of the running verb: "krappy VERB: <msg>" and a
+ * hint to run `krappy VERB --help`, on stderr. @return CLI_USAGE. */
+__attribute__((format(printf, 2, 3))) int cli_usage_error(const cli *x, const char *fmt, ...);
+
+/* Report a failure: "krappy: <msg>" on stderr. @return CLI_FAIL. */
+__attribute__((format(printf, 2, 3))) int cli_fail(const cli *x, const char *fmt, ...);
+
+/* Refuse positional arguments left after the options. */
+int cli_no_args(cli *x, int argc, char **argv);
+
+/*
+ * cli_connect - connect to the configured address and send HELLO (with the
+ * token), filling x->info and x->hello_ms. Prints the sentence on failure.
+ * @return CLI_OK, CLI_FAIL, or CLI_USAGE when KRAPPY_ADDR is malformed.
+ */
+int cli_connect(cli *x);
+
+/* Report a libkrappy error of x->client ("krappy: <errmsg>"). @return CLI_FAIL. */
+int cli_client_fail(cli *x, krappy_err e);
+
+/* Parse a decimal unsigned number in [min, max]. @return 0 or -1. */
+int cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
+/* Milliseconds on the monotonic clock, with sub-millisecond precision. */
+double cli_now_ms(void);
+
+/* Sleep for ms milliseconds, returning early (1) when SIGINT arrived. */
+int cli_sleep_ms(double ms);
+
+/* 1 once SIGINT has been received (cli_catch_sigint must have run). */
+int cli_interrupted(void);
+
+/* Let SIGINT stop a loop (e.g. ping) instead of killing the process. */
+void cli_catch_sigint(void);
+
+/* Write s (n bytes) as a JSON string, quotes included. */
+void cli_json_str(FILE *f, const char *s, size_t n);
+
+/* Format milliseconds the way ping(8) does: 3 significant digits ("0.045",
+ * "1.23", "12.3", "123"). Returns buf. */
+const char *cli_fmt_ms(char *buf, size_t len, double ms);
+
+/* Format a byte count with a binary unit ("16 MiB", "1.5 KiB", "512 B"). */
+const char *cli_fmt_bytes(char *buf, size_t len, uint64_t bytes);
+
+#endif

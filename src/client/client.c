@@ -1,0 +1,1032 @@
+/*
+ * client/client.c - libkrappy: one blocking TCP connection to krappyd
+ * (include/krappy/client.h is the manual).
+ *
+ * The socket is non-blocking underneath; every public call that waits does so
+ * in poll() against a deadline taken when the call starts (timeout_ms, or
+ * connect_timeout_ms for connect). Requests go into an output buffer and
+ * replies come out of a proto/frame.h parser. The one loop that moves bytes,
+ * pump(), always reads while it waits to write: krappyd stops reading from a
+ * connection whose replies are not being read, so a client that only wrote
+ * would deadlock against it on a long pipeline.
+ *
+ * Bounds: the output buffer holds at most KR_CLIENT_OUT_HIGH_WATER bytes of
+ * queued requests plus the frame being added (krappy_send waits, reading,
+ * above that); unread replies are buffered up to the reply frame limit plus
+ * KR_CLIENT_IN_SLACK, after which the client stops reading and a call that
+ * still cannot write times out with a sentence saying why.
+ */
+#include "krappy/client.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client/client_internal.h"
+#include "proto/buf.h"
+#include "proto/cbor.h"
+#include "proto/frame.h"
+#include "proto/msg.h"
+
+#ifndef KRAPPY_VERSION
+#define KRAPPY_VERSION "0.0.0"
+#endif
+
+/* krappy_send waits (reading replies) while this many request bytes are
+ * queued and unwritten. */
+#define KR_CLIENT_OUT_HIGH_WATER (1u << 20)
+
+/* Unread replies may fill this much beyond one largest reply frame. */
+#define KR_CLIENT_IN_SLACK (16u << 20)
+
+/* Bytes read from the socket per recv(2). */
+#define KR_CLIENT_READ_CHUNK 65536
+
+/* Longest error sentence kept; server messages are cut to fit. */
+#define KR_CLIENT_ERRMSG_MAX 512
+
+/* Longest part of a server's ERROR message copied into errmsg. */
+#define KR_CLIENT_SERVER_MSG_MAX 300
+
+/* "HOST:PORT" with brackets for IPv6. */
+#define KR_CLIENT_PEER_MAX (KR_CLIENT_HOST_MAX + KR_CLIENT_PORT_MAX + 4)
+
+/* What pump() waits for. */
+typedef enum pump_goal {
+    PUMP_FRAME, /* a whole reply is parsed (writing meanwhile) */
+    PUMP_FLUSH, /* every queued request is written (reading meanwhile) */
+    PUMP_BELOW  /* queued requests are below the high-water mark */
+} pump_goal;
+
+struct krappy_client {
+    int fd; /* -1 when not connected */
+    int connect_timeout_ms;
+    int timeout_ms;     /* negative: none */
+    uint32_t reply_max; /* largest reply size accepted */
+    uint32_t send_max;  /* largest request size: the server's max_frame */
+    char *token;        /* owned; NULL when unset */
+    char *client_name;  /* owned; NULL when unset */
+
+    kr_buf out; /* queued requests; out.data[out_off..len) unwritten */
+    size_t out_off;
+    kr_frame_parser in; /* received, not yet returned replies */
+    size_t in_flight;   /* requests that will get a reply not yet returned */
+    bool eof;           /* the server closed its side; buffered replies remain */
+
+    char peer[KR_CLIENT_PEER_MAX + 1]; /* "host:port" for messages */
+    char errmsg[KR_CLIENT_ERRMSG_MAX];
+    char close_why[KR_CLIENT_ERRMSG_MAX]; /* why the last connection ended */
+    int err_errno;
+};
+
+/* ---- small helpers ---- */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A deadline timeout_ms from now; -1 for none (negative timeout). */
+static int64_t deadline_after(int timeout_ms)
+{
+    return timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+}
+
+/* Milliseconds left before the deadline, for poll(): -1 = no deadline. */
+static int ms_left(int64_t deadline)
+{
+    if (deadline < 0)
+        return -1;
+    int64_t left = deadline - now_ms();
+    if (left <= 0)
+        return 0;
+    return left > INT_MAX ? INT_MAX : (int)left;
+}
+
+static void clear_error(krappy_client *c)
+{
+    c->errmsg[0] = '\0';
+    c->err_errno = 0;
+}
+
+/* Set the error sentence and return `e`. */
+__attribute__((format(printf, 3, 4))) static krappy_err fail(krappy_client *c, krappy_err e,
+                                                             const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->errmsg, sizeof c->errmsg, fmt, ap);
+    va_end(ap);
+    return e;
+}
+
+/* Close the socket but keep the buffered bytes: a frame returned by the last
+ * krappy_recv stays readable until the next call, as the header promises. */
+static void drop_conn(krappy_client *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    c->in_flight = 0;
+    c->eof = false;
+    kr_buf_reset(&c->out);
+    c->out_off = 0;
+}
+
+/* Set the error sentence, close the connection, return `e`. */
+__attribute__((format(printf, 3, 4))) static krappy_err fail_close(krappy_client *c, krappy_err e,
+                                                                   const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->errmsg, sizeof c->errmsg, fmt, ap);
+    va_end(ap);
+    snprintf(c->close_why, sizeof c->close_why, "%s", c->errmsg);
+    drop_conn(c);
+    return e;
+}
+
+/* KRAPPY_E_USAGE for a call that needs a connection, saying why there is none. */
+static krappy_err not_connected(krappy_client *c)
+{
+    if (c->close_why[0] != '\0')
+        return fail(c, KRAPPY_E_USAGE, "not connected (%s); call krappy_connect again",
+                    c->close_why);
+    return fail(c, KRAPPY_E_USAGE, "not connected: call krappy_connect first");
+}
+
+/* Fresh buffers for a new connection. */
+static void reset_buffers(krappy_client *c)
+{
+    kr_frame_parser_free(&c->in);
+    kr_frame_parser_init(&c->in, c->reply_max);
+    kr_buf_free(&c->out);
+    kr_buf_init(&c->out,
+                (size_t)KR_CLIENT_OUT_HIGH_WATER + KRAPPY_FRAME_HEADER_BYTES + c->send_max);
+    c->out_off = 0;
+    c->in_flight = 0;
+    c->eof = false;
+}
+
+/* Copy server text into dst for an error sentence: control characters become
+ * '?', invalid UTF-8 bytes too; a cut never splits a UTF-8 sequence. */
+static void sanitize(char *dst, size_t dstlen, const uint8_t *src, size_t n)
+{
+    size_t j = 0;
+    bool cut = n > dstlen - 1;
+
+    if (cut)
+        n = dstlen - 1;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t ch = src[i];
+        dst[j++] = (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
+    }
+    if (cut) {
+        /* back off to the start of a possibly split sequence */
+        size_t k = j;
+        while (k > 0 && ((uint8_t)dst[k - 1] & 0xC0) == 0x80)
+            k--;
+        if (k > 0 && (uint8_t)dst[k - 1] >= 0xC0)
+            j = k - 1;
+    }
+    dst[j] = '\0';
+    if (!kr_utf8_valid((const uint8_t *)dst, j)) {
+        for (size_t i = 0; i < j; i++)
+            if ((uint8_t)dst[i] >= 0x80)
+                dst[i] = '?';
+    }
+}
+
+/* 1 when the request gets no reply: a PUBLISH with ack "none". */
+static int expects_no_reply(uint32_t type, const void *payload, size_t len)
+{
+    kr_cbor_item map, ack;
+
+    if (type != KRAPPY_T_PUBLISH || len == 0)
+        return 0;
+    if (kr_cbor_read_exact(payload, len, &map) < 0 || map.kind != KR_CBOR_MAP)
+        return 0;
+    if (kr_cbor_map_find(&map, "ack", &ack) != 1)
+        return 0;
+    return ack.kind == KR_CBOR_TEXT && kr_cbor_text_eq(&ack, "none");
+}
+
+/*
+ * When the server closes the connection it often says why first (an ERROR
+ * reply the caller has not read yet, e.g. UNAUTHENTICATED or SHUTTING_DOWN).
+ * Look for a whole ERROR frame among the unread bytes, without consuming
+ * anything, and describe it in `out` ("" when there is none).
+ */
+static void peek_error(const krappy_client *c, char *out, size_t outlen)
+{
+    const kr_frame_parser *p = &c->in;
+    size_t pos = p->pos;
+
+    out[0] = '\0';
+    if (p->err != KRAPPY_OK || p->in.data == NULL)
+        return;
+    while (p->in.len - pos >= KRAPPY_FRAME_HEADER_BYTES) {
+        const uint8_t *h = p->in.data + pos;
+        uint32_t size = kr_get_be32(h);
+        if (kr_frame_check_size(size, p->max_frame) != KRAPPY_OK || p->in.len - pos - 4 < size)
+            return;
+        if (kr_get_be32(h + 4) == KRAPPY_T_ERROR) {
+            kr_reply r;
+            kr_error_in e;
+            char msg[KR_CLIENT_SERVER_MSG_MAX];
+            if (kr_reply_decode(KRAPPY_T_ERROR, h + 8, size - 4, &r) < 0 ||
+                kr_reply_error(&r, &e) < 0)
+                return;
+            sanitize(msg, sizeof msg, e.message.ptr, e.message.len);
+            snprintf(out, outlen, " after replying %s: %s", krappy_err_name(e.code), msg);
+            return;
+        }
+        pos += 4 + (size_t)size;
+    }
+}
+
+/* ---- moving bytes ---- */
+
+static size_t out_pending(const krappy_client *c)
+{
+    return c->out.len - c->out_off;
+}
+
+/* Unread reply bytes the client is willing to hold. */
+static size_t in_cap(const krappy_client *c)
+{
+    return (size_t)c->in.max_frame + KRAPPY_FRAME_HEADER_BYTES + KR_CLIENT_IN_SLACK;
+}
+
+/* Take in what the socket still holds, ignoring errors: a server that
+ * closes often sent its reason just before. */
+static void drain_input(krappy_client *c)
+{
+    uint8_t chunk[KR_CLIENT_READ_CHUNK];
+    while (kr_frame_parser_pending(&c->in) < in_cap(c)) {
+        ssize_t n = recv(c->fd, chunk, sizeof chunk, MSG_DONTWAIT);
+        if (n <= 0 || kr_frame_parser_feed(&c->in, chunk, (size_t)n) < 0)
+            return;
+    }
+}
+
+/* The connection was lost while writing (EPIPE, ECONNRESET) or reading. */
+static krappy_err lost(krappy_client *c, int err)
+{
+    char why[KR_CLIENT_SERVER_MSG_MAX + 64];
+    drain_input(c);
+    peek_error(c, why, sizeof why);
+    if (why[0] != '\0')
+        return fail_close(c, KRAPPY_E_CLOSED, "%s closed the connection%s", c->peer, why);
+    if (err == ECONNRESET || err == EPIPE)
+        return fail_close(c, KRAPPY_E_CLOSED, "%s closed the connection (%s)", c->peer,
+                          strerror(err));
+    c->err_errno = err;
+    return fail_close(c, KRAPPY_E_IO, "connection to %s failed: %s", c->peer, strerror(err));
+}
+
+/* Write what the socket takes now. @return OK (possibly partial) or an error. */
+static krappy_err write_some(krappy_client *c)
+{
+    while (out_pending(c) > 0) {
+        ssize_t n =
+            send(c->fd, c->out.data + c->out_off, out_pending(c), MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return KRAPPY_OK;
+            return lost(c, errno);
+        }
+        c->out_off += (size_t)n;
+    }
+    kr_buf_reset(&c->out);
+    c->out_off = 0;
+    return KRAPPY_OK;
+}
+
+/* Read what the socket has now (up to the unread-reply cap) into the parser. */
+static krappy_err read_some(krappy_client *c)
+{
+    uint8_t chunk[KR_CLIENT_READ_CHUNK];
+
+    for (;;) {
+        size_t pending = kr_frame_parser_pending(&c->in);
+        size_t cap = in_cap(c);
+        if (pending >= cap)
+            return KRAPPY_OK;
+        size_t want = cap - pending < sizeof chunk ? cap - pending : sizeof chunk;
+        ssize_t n = recv(c->fd, chunk, want, MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return KRAPPY_OK;
+            return lost(c, errno);
+        }
+        if (n == 0) {
+            c->eof = true;
+            return KRAPPY_OK;
+        }
+        if (kr_frame_parser_feed(&c->in, chunk, (size_t)n) < 0)
+            return fail_close(c, KRAPPY_E_NOMEM,
+                              "out of memory buffering %zu bytes of replies from %s",
+                              pending + (size_t)n, c->peer);
+        if ((size_t)n < want)
+            return KRAPPY_OK;
+    }
+}
+
+/* The parser refused a size field: say what it was. */
+static krappy_err bad_frame(krappy_client *c)
+{
+    uint32_t size = 0;
+    if (c->in.in.len - c->in.pos >= 4)
+        size = kr_get_be32(c->in.in.data + c->in.pos);
+    if (c->in.err == KRAPPY_E_FRAME_TOO_LARGE)
+        return fail_close(c, KRAPPY_E_PROTOCOL,
+                          "%s sent a reply of %u bytes, larger than this client's limit of %u "
+                          "bytes (raise krappy_opts.max_frame, or call krappy_hello to learn "
+                          "the server's max_frame); connection closed",
+                          c->peer, size, c->in.max_frame);
+    return fail_close(c, KRAPPY_E_PROTOCOL,
+                      "%s sent a malformed reply frame (size field %u, the minimum is %u); is it "
+                      "really krappyd? connection closed",
+                      c->peer, size, (unsigned)KRAPPY_FRAME_MIN_SIZE);
+}
+
+/*
+ * Move bytes until `goal` is reached or the deadline passes. Reads whenever
+ * the socket has data (up to the unread-reply cap) and writes whenever there
+ * are queued requests, whatever the goal, so neither side can stall the
+ * other. For PUMP_FRAME, *f receives the frame.
+ */
+static krappy_err pump(krappy_client *c, pump_goal goal, int64_t deadline, int timeout_ms,
+                       kr_frame *f)
+{
+    for (;;) {
+        if (goal == PUMP_FRAME) {
+            int r = kr_frame_parser_next(&c->in, f);
+            if (r > 0)
+                return KRAPPY_OK;
+            if (r < 0)
+                return bad_frame(c);
+            if (c->eof) {
+                size_t partial = kr_frame_parser_pending(&c->in);
+                if (partial > 0)
+                    return fail_close(c, KRAPPY_E_CLOSED,
+                                      "%s closed the connection in the middle of a reply "
+                                      "(%zu bytes of it received)",
+                                      c->peer, partial);
+                return fail_close(c, KRAPPY_E_CLOSED,
+                                  "%s closed the connection with %zu request%s unanswered "
+                                  "(did the server stop, or close an idle connection?)",
+                                  c->peer, c->in_flight, c->in_flight == 1 ? "" : "s");
+            }
+        } else if (goal == PUMP_FLUSH ? out_pending(c) == 0
+                                      : out_pending(c) < KR_CLIENT_OUT_HIGH_WATER) {
+            return KRAPPY_OK;
+        }
+
+        struct pollfd pfd = {.fd = c->fd, .events = 0, .revents = 0};
+        bool can_read = !c->eof && kr_frame_parser_pending(&c->in) < in_cap(c);
+        if (can_read)
+            pfd.events |= POLLIN;
+        if (out_pending(c) > 0)
+            pfd.events |= POLLOUT;
+        if (pfd.events == 0) /* cannot happen: eof and a full buffer end above */
+            return lost(c, EPIPE);
+
+        int n = poll(&pfd, 1, ms_left(deadline));
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            c->err_errno = errno;
+            return fail_close(c, KRAPPY_E_IO, "poll on the connection to %s failed: %s", c->peer,
+                              strerror(errno));
+        }
+        if (n == 0) {
+            if (goal == PUMP_FRAME)
+                return fail_close(c, KRAPPY_E_TIMEOUT,
+                                  "no reply from %s within %d ms; connection closed", c->peer,
+                                  timeout_ms);
+            if (!can_read && !c->eof)
+                return fail_close(c, KRAPPY_E_TIMEOUT,
+                                  "could not send to %s within %d ms: the server is not "
+                                  "reading and %zu bytes of replies are waiting unread (call "
+                                  "krappy_recv while pipelining); connection closed",
+                                  c->peer, timeout_ms, kr_frame_parser_pending(&c->in));
+            return fail_close(c, KRAPPY_E_TIMEOUT,
+                              "could not send to %s within %d ms: the server is not reading; "
+                              "connection closed",
+                              c->peer, timeout_ms);
+        }
+
+        krappy_err e;
+        if (can_read && (pfd.revents & (POLLIN | POLLHUP | POLLERR))) {
+            if ((e = read_some(c)) != KRAPPY_OK)
+                return e;
+        }
+        if (out_pending(c) > 0 && (pfd.revents & (POLLOUT | POLLHUP | POLLERR))) {
+            if ((e = write_some(c)) != KRAPPY_OK)
+                return e;
+        }
+    }
+}
+
+/* ---- the public API ---- */
+
+krappy_client *krappy_client_new(const krappy_opts *opts)
+{
+    krappy_opts o = {0};
+    if (opts != NULL)
+        o = *opts;
+
+    krappy_client *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    c->fd = -1;
+    c->connect_timeout_ms =
+        o.connect_timeout_ms == 0 ? KRAPPY_DEFAULT_CONNECT_TIMEOUT_MS : o.connect_timeout_ms;
+    c->timeout_ms = o.timeout_ms == 0 ? KRAPPY_DEFAULT_TIMEOUT_MS : o.timeout_ms;
+    c->reply_max = o.max_frame == 0 ? KRAPPY_DEFAULT_MAX_FRAME : o.max_frame;
+    if (c->reply_max < KRAPPY_FRAME_MIN_SIZE)
+        c->reply_max = KRAPPY_FRAME_MIN_SIZE;
+    c->send_max = c->reply_max;
+    if (o.token != NULL && (c->token = strdup(o.token)) == NULL)
+        goto fail;
+    if (o.client_name != NULL && (c->client_name = strdup(o.client_name)) == NULL)
+        goto fail;
+    kr_frame_parser_init(&c->in, c->reply_max);
+    kr_buf_init(&c->out, 0);
+    return c;
+
+fail:
+    free(c->token);
+    free(c);
+    return NULL;
+}
+
+void krappy_client_free(krappy_client *c)
+{
+    if (c == NULL)
+        return;
+    drop_conn(c);
+    kr_frame_parser_free(&c->in);
+    kr_buf_free(&c->out);
+    free(c->token);
+    free(c->client_name);
+    free(c);
+}
+
+/* Why a connect failed, with a hint for the usual causes. */
+static const char *connect_hint(int err)
+{
+    switch (err) {
+    case ECONNREFUSED:
+        return " (is krappyd running? start it with `make run`)";
+    case ENETUNREACH:
+    case EHOSTUNREACH:
+        return " (check the host name and the network)";
+    default:
+        return "";
+    }
+}
+
+/*
+ * Connect one socket to one address within `budget_ms` (negative: none).
+ * @return the fd; -1 with *err set (errno value), or -2 on timeout.
+ */
+static int connect_one(const struct addrinfo *ai, int budget_ms, int *err)
+{
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0) {
+        *err = errno;
+        return -1;
+    }
+    if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+        return fd;
+    if (errno != EINPROGRESS && errno != EINTR) {
+        *err = errno;
+        close(fd);
+        return -1;
+    }
+    int64_t deadline = deadline_after(budget_ms);
+    for (;;) {
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT, .revents = 0};
+        int n = poll(&pfd, 1, ms_left(deadline));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            *err = errno;
+            close(fd);
+            return -1;
+        }
+        if (n == 0) {
+            close(fd);
+            return -2;
+        }
+        break;
+    }
+    int soerr = 0;
+    socklen_t sl = sizeof soerr;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
+        soerr = errno;
+    if (soerr != 0) {
+        *err = soerr;
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static krappy_err connect_to(krappy_client *c, const char *host, const char *port);
+
+krappy_err krappy_connect(krappy_client *c, const char *host, const char *port)
+{
+    if (c == NULL)
+        return KRAPPY_E_USAGE;
+    clear_error(c);
+    krappy_err e = connect_to(c, host, port);
+    if (e != KRAPPY_OK) /* later calls say why there is no connection */
+        snprintf(c->close_why, sizeof c->close_why, "%s", c->errmsg);
+    return e;
+}
+
+/* krappy_connect without the bookkeeping. */
+static krappy_err connect_to(krappy_client *c, const char *host, const char *port)
+{
+    drop_conn(c);
+    if (host == NULL || host[0] == '\0')
+        host = KR_CLIENT_DEFAULT_HOST;
+    if (port == NULL || port[0] == '\0')
+        port = KR_CLIENT_DEFAULT_PORT;
+    kr_client_format_addr(c->peer, sizeof c->peer, host, port);
+    c->send_max = c->reply_max;
+    reset_buffers(c);
+
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    int g = getaddrinfo(host, port, &hints, &res);
+    if (g != 0) {
+        if (g == EAI_SYSTEM) {
+            c->err_errno = errno;
+            return fail(c, KRAPPY_E_IO, "cannot resolve %s: %s", c->peer, strerror(errno));
+        }
+        return fail(c, KRAPPY_E_IO, "cannot resolve %s: %s (check the host name and port)", c->peer,
+                    gai_strerror(g));
+    }
+
+    int n_addrs = 0;
+    for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next)
+        n_addrs++;
+
+    /* Each address gets an equal share of what is left, so one address
+     * that swallows packets does not use up the time of the others. */
+    int64_t deadline = deadline_after(c->connect_timeout_ms);
+    int fd = -1, last_err = 0, left = n_addrs;
+    bool timed_out = false;
+    for (struct addrinfo *ai = res; ai != NULL && fd < 0; ai = ai->ai_next, left--) {
+        int budget = ms_left(deadline);
+        if (budget == 0) {
+            timed_out = true;
+            break;
+        }
+        if (budget > 0 && left > 1)
+            budget = budget / left > 0 ? budget / left : 1;
+        int err = 0;
+        fd = connect_one(ai, budget, &err);
+        if (fd == -2) {
+            timed_out = true;
+            fd = -1;
+        } else if (fd < 0) {
+            last_err = err;
+        }
+    }
+    freeaddrinfo(res);
+
+    if (fd < 0) {
+        if (last_err != 0) {
+            c->err_errno = last_err;
+            return fail(c, KRAPPY_E_IO, "cannot connect to %s: %s%s", c->peer, strerror(last_err),
+                        connect_hint(last_err));
+        }
+        if (timed_out)
+            return fail(c, KRAPPY_E_TIMEOUT,
+                        "cannot connect to %s within %d ms (is the address right, and is "
+                        "krappyd reachable from here?)",
+                        c->peer, c->connect_timeout_ms);
+        return fail(c, KRAPPY_E_IO, "cannot connect to %s: the name has no usable address",
+                    c->peer);
+    }
+
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    c->fd = fd;
+    c->close_why[0] = '\0';
+    return KRAPPY_OK;
+}
+
+int kr_client_port_valid(const char *port)
+{
+    size_t n = strlen(port);
+    if (n == 0 || n > KR_CLIENT_PORT_MAX)
+        return 0;
+    unsigned long v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (port[i] < '0' || port[i] > '9')
+            return 0;
+        v = v * 10 + (unsigned long)(port[i] - '0');
+    }
+    return v >= 1 && v <= 65535;
+}
+
+void kr_client_format_addr(char *out, size_t outlen, const char *host, const char *port)
+{
+    if (strchr(host, ':') != NULL)
+        snprintf(out, outlen, "[%s]:%s", host, port);
+    else
+        snprintf(out, outlen, "%s:%s", host, port);
+}
+
+/* Copy n bytes of s as a NUL-terminated string into dst (cap+1 bytes). */
+static int take(char *dst, size_t cap, const char *s, size_t n)
+{
+    if (n > cap)
+        return -1;
+    memcpy(dst, s, n);
+    dst[n] = '\0';
+    return 0;
+}
+
+int kr_client_split_addr(const char *addr, char host[KR_CLIENT_HOST_MAX + 1],
+                         char port[KR_CLIENT_PORT_MAX + 1], char *why, size_t whylen)
+{
+    char dummy[1];
+    if (why == NULL) {
+        why = dummy;
+        whylen = sizeof dummy;
+    }
+    why[0] = '\0';
+    strcpy(host, KR_CLIENT_DEFAULT_HOST);
+    strcpy(port, KR_CLIENT_DEFAULT_PORT);
+    if (addr == NULL || addr[0] == '\0')
+        return 0;
+
+    const char *port_part = NULL; /* text after the host's ':' */
+    if (addr[0] == '[') {
+        const char *close = strchr(addr, ']');
+        if (close == NULL) {
+            snprintf(why, whylen, "address \"%s\" has '[' without ']' (write [::1]:7070)", addr);
+            return -1;
+        }
+        size_t hlen = (size_t)(close - addr - 1);
+        if (hlen == 0) {
+            snprintf(why, whylen, "address \"%s\" has an empty host in brackets", addr);
+            return -1;
+        }
+        if (take(host, KR_CLIENT_HOST_MAX, addr + 1, hlen) < 0)
+            goto too_long;
+        if (close[1] == ':')
+            port_part = close + 2;
+        else if (close[1] != '\0') {
+            snprintf(why, whylen, "address \"%s\": expected ':PORT' after ']'", addr);
+            return -1;
+        }
+    } else {
+        const char *colon = strchr(addr, ':');
+        if (colon != NULL && strchr(colon + 1, ':') != NULL) {
+            snprintf(why, whylen,
+                     "address \"%s\" has more than one ':'; write an IPv6 address in brackets, "
+                     "e.g. [::1]:7070",
+                     addr);
+            return -1;
+        }
+        size_t hlen = colon != NULL ? (size_t)(colon - addr) : strlen(addr);
+        if (hlen > 0 && take(host, KR_CLIENT_HOST_MAX, addr, hlen) < 0)
+            goto too_long;
+        if (colon != NULL)
+            port_part = colon + 1;
+    }
+    if (port_part != NULL) {
+        if (!kr_client_port_valid(port_part)) {
+            snprintf(why, whylen, "address \"%s\": port \"%s\" is not a number from 1 to 65535",
+                     addr, port_part);
+            return -1;
+        }
+        strcpy(port, port_part);
+    }
+    return 0;
+
+too_long:
+    snprintf(why, whylen, "address \"%.40s...\": the host is longer than %d bytes", addr,
+             KR_CLIENT_HOST_MAX);
+    return -1;
+}
+
+krappy_err krappy_connect_addr(krappy_client *c, const char *addr)
+{
+    char host[KR_CLIENT_HOST_MAX + 1], port[KR_CLIENT_PORT_MAX + 1];
+
+    if (c == NULL)
+        return KRAPPY_E_USAGE;
+    clear_error(c);
+    if (kr_client_split_addr(addr, host, port, c->errmsg, sizeof c->errmsg) < 0) {
+        drop_conn(c);
+        snprintf(c->close_why, sizeof c->close_why, "%s", c->errmsg);
+        return KRAPPY_E_USAGE;
+    }
+    return krappy_connect(c, host, port);
+}
+
+void krappy_close(krappy_client *c)
+{
+    if (c == NULL)
+        return;
+    if (c->fd >= 0)
+        snprintf(c->close_why, sizeof c->close_why, "closed by krappy_close");
+    drop_conn(c);
+    reset_buffers(c); /* nothing left to read after an explicit close */
+}
+
+int krappy_connected(const krappy_client *c)
+{
+    return c != NULL && c->fd >= 0;
+}
+
+const char *krappy_client_errmsg(const krappy_client *c)
+{
+    return c != NULL ? c->errmsg : "no client (NULL)";
+}
+
+int krappy_client_errno(const krappy_client *c)
+{
+    return c != NULL ? c->err_errno : 0;
+}
+
+int krappy_client_fd(const krappy_client *c)
+{
+    return c != NULL ? c->fd : -1;
+}
+
+/* Queue one frame and write what the socket takes; no error cleared. */
+static krappy_err send_frame(krappy_client *c, uint32_t type, const void *payload, size_t len,
+                             int64_t deadline)
+{
+    krappy_err e;
+
+    if (c->fd < 0)
+        return not_connected(c);
+    if (len > 0 && payload == NULL)
+        return fail(c, KRAPPY_E_USAGE, "payload is NULL but its length is %zu", len);
+    if (len > (size_t)c->send_max - KRAPPY_FRAME_MIN_SIZE)
+        return fail(c, KRAPPY_E_USAGE,
+                    "a request (type %u) with a payload of %zu bytes is larger than the "
+                    "server's max_frame of %u bytes; send less per request",
+                    (unsigned)type, len, c->send_max);
+
+    if (out_pending(c) >= KR_CLIENT_OUT_HIGH_WATER &&
+        (e = pump(c, PUMP_BELOW, deadline, c->timeout_ms, NULL)) != KRAPPY_OK)
+        return e;
+
+    /* Drop what is written once it is half the buffer: amortised O(1) per
+     * byte, where compacting on every send would be quadratic while the
+     * socket is full. */
+    if (c->out_off > 0 && c->out_off >= c->out.len / 2) {
+        kr_buf_consume(&c->out, c->out_off);
+        c->out_off = 0;
+    }
+    if (kr_frame_append(&c->out, type, payload, len) < 0) {
+        c->out.failed = false;
+        return fail(c, KRAPPY_E_NOMEM, "out of memory queueing a request of %zu bytes", len);
+    }
+    if (!expects_no_reply(type, payload, len))
+        c->in_flight++;
+    if ((e = write_some(c)) != KRAPPY_OK)
+        return e;
+    /* The socket is full: take in the replies already there, so the server
+     * (which may have stopped reading until its replies are read) goes on. */
+    if (out_pending(c) > 0 && !c->eof && kr_frame_parser_pending(&c->in) < in_cap(c))
+        return read_some(c);
+    return KRAPPY_OK;
+}
+
+krappy_err krappy_send(krappy_client *c, uint32_t type, const void *payload, size_t len)
+{
+    if (c == NULL)
+        return KRAPPY_E_USAGE;
+    clear_error(c);
+    return send_frame(c, type, payload, len, deadline_after(c->timeout_ms));
+}
+
+krappy_err krappy_flush(krappy_client *c)
+{
+    if (c == NULL)
+        return KRAPPY_E_USAGE;
+    clear_error(c);
+    if (c->fd < 0)
+        return not_connected(c);
+    return pump(c, PUMP_FLUSH, deadline_after(c->timeout_ms), c->timeout_ms, NULL);
+}
+
+static krappy_err recv_frame(krappy_client *c, krappy_frame *f, int64_t deadline)
+{
+    kr_frame fr;
+    krappy_err e;
+
+    if (c->fd < 0) {
+        /* Replies that arrived before the connection was lost. */
+        if (c->close_why[0] != '\0' && kr_frame_parser_next(&c->in, &fr) == 1)
+            goto got;
+        return not_connected(c);
+    }
+    /* Flush first (reading meanwhile): the reply awaited may be to a request
+     * still queued, and a caller who stops after its last recv must not
+     * leave requests unsent. */
+    if ((e = pump(c, PUMP_FLUSH, deadline, c->timeout_ms, NULL)) != KRAPPY_OK) {
+        /* The server closed while we were writing; what it said before
+         * closing (often an ERROR saying why) is still returned. */
+        if (e != KRAPPY_E_CLOSED || kr_frame_parser_next(&c->in, &fr) != 1)
+            return e;
+        clear_error(c);
+    } else if ((e = pump(c, PUMP_FRAME, deadline, c->timeout_ms, &fr)) != KRAPPY_OK) {
+        return e;
+    }
+got:
+    if (c->in_flight > 0)
+        c->in_flight--;
+    f->type = fr.type;
+    f->payload = fr.payload;
+    f->len = fr.len;
+    return KRAPPY_OK;
+}
+
+krappy_err krappy_recv(krappy_client *c, krappy_frame *f)
+{
+    if (c == NULL || f == NULL)
+        return c ? fail(c, KRAPPY_E_USAGE, "krappy_recv: frame is NULL") : KRAPPY_E_USAGE;
+    clear_error(c);
+    return recv_frame(c, f, deadline_after(c->timeout_ms));
+}
+
+krappy_err krappy_reply_error(krappy_client *c, const krappy_frame *f)
+{
+    kr_reply r;
+    kr_error_in e;
+    char msg[KR_CLIENT_SERVER_MSG_MAX];
+
+    if (c == NULL || f == NULL)
+        return c ? fail(c, KRAPPY_E_USAGE, "krappy_reply_error: frame is NULL") : KRAPPY_E_USAGE;
+    if (f->type != KRAPPY_T_ERROR)
+        return KRAPPY_OK;
+    if (kr_reply_decode(f->type, f->payload, f->len, &r) < 0 || kr_reply_error(&r, &e) < 0 ||
+        e.code <= 0 || e.code >= 256)
+        return fail_close(c, KRAPPY_E_PROTOCOL,
+                          "%s sent a malformed ERROR reply (no valid `code`); connection closed",
+                          c->peer);
+    if (e.message.len > 0)
+        sanitize(msg, sizeof msg, e.message.ptr, e.message.len);
+    else
+        snprintf(msg, sizeof msg, "%s", krappy_strerror(e.code));
+    if (krappy_err_closes(e.code))
+        return fail_close(c, (krappy_err)e.code,
+                          "server error %s: %s; the server closed the connection",
+                          krappy_err_name(e.code), msg);
+    return fail(c, (krappy_err)e.code, "server error %s: %s", krappy_err_name(e.code), msg);
+}
+
+krappy_err krappy_call(krappy_client *c, uint32_t type, const void *payload, size_t len,
+                       krappy_frame *reply)
+{
+    krappy_err e;
+
+    if (c == NULL || reply == NULL)
+        return c ? fail(c, KRAPPY_E_USAGE, "krappy_call: reply is NULL") : KRAPPY_E_USAGE;
+    clear_error(c);
+    if (c->in_flight > 0)
+        return fail(c, KRAPPY_E_USAGE,
+                    "%zu pipelined repl%s still unread: receive them with krappy_recv before "
+                    "krappy_call",
+                    c->in_flight, c->in_flight == 1 ? "y is" : "ies are");
+
+    int64_t deadline = deadline_after(c->timeout_ms);
+    size_t before = c->in_flight;
+    if ((e = send_frame(c, type, payload, len, deadline)) != KRAPPY_OK)
+        return e;
+    if (c->in_flight == before) {
+        /* No reply will come (PUBLISH with ack "none"): make sure it left. */
+        reply->type = 0;
+        reply->payload = NULL;
+        reply->len = 0;
+        return pump(c, PUMP_FLUSH, deadline, c->timeout_ms, NULL);
+    }
+    if ((e = recv_frame(c, reply, deadline)) != KRAPPY_OK)
+        return e;
+    return krappy_reply_error(c, reply);
+}
+
+krappy_err krappy_hello(krappy_client *c, krappy_server_info *info)
+{
+    kr_buf b;
+    krappy_frame f;
+    kr_reply r;
+    kr_cbor_item it;
+    krappy_err e;
+    uint64_t version = 0, max_frame = 0, max_events = 0;
+
+    if (c == NULL)
+        return KRAPPY_E_USAGE;
+    kr_buf_init(&b, (size_t)c->send_max);
+    kr_enc_hello(&b, (kr_cid){false, 0}, KRAPPY_PROTOCOL_VERSION, c->client_name, c->token);
+    if (b.failed) {
+        kr_buf_free(&b);
+        clear_error(c);
+        return fail(c, KRAPPY_E_NOMEM,
+                    "cannot build the HELLO request (out of memory, or the "
+                    "token and client name are too long)");
+    }
+    e = krappy_call(c, KRAPPY_T_HELLO, b.data, b.len, &f);
+    kr_buf_free(&b);
+    if (e != KRAPPY_OK)
+        return e;
+
+    if (f.type != KRAPPY_T_OK || kr_reply_decode(f.type, f.payload, f.len, &r) < 0 ||
+        !kr_reply_uint(&r, "version", &version))
+        return fail_close(c, KRAPPY_E_PROTOCOL,
+                          "%s answered HELLO with something other than OK {version, ...}; is it "
+                          "really krappyd? connection closed",
+                          c->peer);
+    if (version != KRAPPY_PROTOCOL_VERSION)
+        return fail_close(c, KRAPPY_E_PROTOCOL,
+                          "%s agreed to protocol version %llu, but this client speaks %d; "
+                          "connection closed",
+                          c->peer, (unsigned long long)version, KRAPPY_PROTOCOL_VERSION);
+    kr_reply_uint(&r, "max_frame", &max_frame);
+    kr_reply_uint(&r, "max_events", &max_events);
+
+    if (max_frame >= KRAPPY_FRAME_MIN_SIZE) {
+        uint32_t mf = max_frame > UINT32_MAX ? UINT32_MAX : (uint32_t)max_frame;
+        c->send_max = mf;
+        size_t out_max = (size_t)KR_CLIENT_OUT_HIGH_WATER + KRAPPY_FRAME_HEADER_BYTES + mf;
+        if (out_max > c->out.max)
+            c->out.max = out_max;
+        if (mf > c->in.max_frame)
+            c->in.max_frame = mf;
+    }
+
+    if (info != NULL) {
+        memset(info, 0, sizeof *info);
+        info->version = (uint32_t)version;
+        info->max_frame = max_frame;
+        info->max_events = max_events;
+        if (kr_cbor_map_find(&r.map, "server", &it) == 1 && it.kind == KR_CBOR_TEXT) {
+            uint8_t raw[sizeof info->server];
+            size_t n = kr_cbor_str_copy(&it, raw, sizeof raw - 1);
+            if (n > sizeof raw - 1)
+                n = sizeof raw - 1;
+            sanitize(info->server, sizeof info->server, raw, n);
+        }
+    }
+    return KRAPPY_OK;
+}
+
+krappy_err krappy_ping(krappy_client *c)
+{
+    krappy_frame f;
+    krappy_err e;
+
+    if (c == NULL)
+        return KRAPPY_E_USAGE;
+    if ((e = krappy_call(c, KRAPPY_T_PING, NULL, 0, &f)) != KRAPPY_OK)
+        return e;
+    if (f.type != KRAPPY_T_OK)
+        return fail_close(c, KRAPPY_E_PROTOCOL,
+                          "%s answered PING with a reply of type %u instead of OK; connection "
+                          "closed",
+                          c->peer, (unsigned)f.type);
+    return KRAPPY_OK;
+}
+
+size_t krappy_in_flight(const krappy_client *c)
+{
+    return c != NULL ? c->in_flight : 0;
+}
+
+const char *krappy_version(void)
+{
+    return KRAPPY_VERSION;
+}
