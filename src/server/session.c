@@ -205,8 +205,10 @@ static void conn_maybe_finish(kr_conn *c)
 {
     if (c->state != KR_CONN_OPEN || c->bev == NULL || !TAILQ_EMPTY(&c->reqs))
         return;
-    if (c->eof || c->srv->shutting_down)
+    if (c->eof)
         conn_begin_flush(c, false);
+    else if (c->srv->shutting_down)
+        conn_begin_flush(c, true); /* FIN, then drain: late requests see EOF */
 }
 
 static void req_mark_done(kr_req *r)
@@ -639,6 +641,11 @@ void kr_conn_shutdown(kr_conn *c)
 {
     if (c->bev == NULL || c->state != KR_CONN_OPEN)
         return;
+    /* Requests already sent but not yet read deserve an answer too: take
+     * what the socket holds, so the first of them gets SHUTTING_DOWN. */
+    if (!c->read_paused)
+        (void)evbuffer_read(bufferevent_get_input(c->bev), bufferevent_getfd(c->bev),
+                            KR_CONN_READ_CHUNK);
     c->refs++;
     conn_process(c); /* answers waiting frames SHUTTING_DOWN, or closes */
     conn_release(c);

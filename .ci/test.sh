@@ -1,0 +1,89 @@
+#!/bin/sh
+# Runs krappy's test suites; called by the Makefile after it built them.
+#   sh .ci/test.sh            everything `make test` runs
+#   sh .ci/test.sh unit|fuzz-replay|e2e|smoke|torture|bench|valgrind
+# Sanitized binaries live in build/asan, optimised ones in bin/ and build/release.
+set -u
+
+what=${1:-all}
+ASAN=build/asan
+REL=build/release
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+passed=0
+failed=0
+failures=""
+
+# run NAME CMD...: one suite; its output is shown, its status counted.
+run() {
+    name=$1
+    shift
+    echo "==> $name"
+    if "$@"; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+        failures="$failures $name"
+        echo "FAILED: $name" >&2
+    fi
+}
+
+unit() {
+    for t in "$1"/tests/test_*; do
+        [ -x "$t" ] || continue
+        run "unit $(basename "$t") ($2)" "$t"
+    done
+}
+
+fuzz_replay() {
+    for f in "$1"/fuzz/fuzz_*; do
+        [ -x "$f" ] || continue
+        n=$(basename "$f")
+        run "fuzz replay $n ($2)" "$f" "tests/fuzz/corpus/$n"
+    done
+}
+
+# e2e DIR BINDIR LABEL [smoke]
+e2e() {
+    for t in "$1"/e2e/e2e_*; do
+        [ -x "$t" ] || continue
+        run "e2e $(basename "$t") ($3)" env KRAPPYD="$2/krappyd" KRAPPY="$2/krappy" \
+            ${4:+KRAPPY_E2E_SMOKE=1} "$t"
+    done
+}
+
+case $what in
+all)
+    unit $ASAN asan
+    fuzz_replay $ASAN asan
+    e2e $ASAN $ASAN/bin asan
+    e2e $REL bin "O2 smoke" smoke
+    ;;
+unit) unit $ASAN asan ;;
+fuzz-replay) fuzz_replay $ASAN asan ;;
+e2e) e2e $ASAN $ASAN/bin asan ;;
+smoke) e2e $REL bin "O2 smoke" smoke ;;
+torture)
+    # The long loops. More arrive with storage (kill -9 loops) and groups.
+    KRAPPY_E2E_TORTURE=1 e2e $ASAN $ASAN/bin asan
+    ;;
+bench)
+    run "bench ping" build/release/e2e/bench_ping 2>/dev/null || true
+    ;;
+valgrind)
+    for t in build/release/tests/test_*; do
+        [ -x "$t" ] || continue
+        run "valgrind $(basename "$t")" valgrind -q --error-exitcode=1 --leak-check=full \
+            --errors-for-leak-kinds=definite,indirect "$t"
+    done
+    ;;
+*)
+    echo "usage: sh .ci/test.sh [all|unit|fuzz-replay|e2e|smoke|torture|bench|valgrind]" >&2
+    exit 2
+    ;;
+esac
+
+echo
+echo "suites: $passed passed, $failed failed"
+[ "$failed" -eq 0 ] || { echo "failed suites:$failures" >&2; exit 1; }

@@ -1,0 +1,379 @@
+/*
+ * e2e/harness.c - process and socket helpers for the end-to-end suites.
+ */
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "proto/frame.h"
+
+uint64_t e2e_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+const char *e2e_external_addr(void)
+{
+    const char *a = getenv("KRAPPY_E2E_ADDR");
+    return a != NULL && a[0] != '\0' ? a : NULL;
+}
+
+const char *e2e_cli(void)
+{
+    const char *p = getenv("KRAPPY");
+    return p ? p : "bin/krappy";
+}
+
+static void rm_rf(const char *dir)
+{
+    if (dir[0] == '\0' || strncmp(dir, "/tmp/", 5) != 0)
+        return;
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "e2e: could not remove %s\n", dir);
+}
+
+int e2e_start(e2e_server *s, const char *const *extra)
+{
+    memset(s, 0, sizeof *s);
+    snprintf(s->dir, sizeof s->dir, "/tmp/krappy-e2e-XXXXXX");
+    if (mkdtemp(s->dir) == NULL) {
+        perror("e2e: mkdtemp");
+        return -1;
+    }
+    char data[300], portfile[300];
+    snprintf(data, sizeof data, "%s/data", s->dir);
+    snprintf(portfile, sizeof portfile, "%s/port", s->dir);
+    snprintf(s->log_path, sizeof s->log_path, "%s/krappyd.log", s->dir);
+
+    const char *bin = getenv("KRAPPYD");
+    if (bin == NULL)
+        bin = "bin/krappyd";
+    const char *argv[64];
+    int n = 0;
+    argv[n++] = bin;
+    argv[n++] = "--listen";
+    argv[n++] = "127.0.0.1:0";
+    argv[n++] = "--data";
+    argv[n++] = data;
+    argv[n++] = "--port-file";
+    argv[n++] = portfile;
+    argv[n++] = "--log-level";
+    argv[n++] = "debug";
+    for (int i = 0; extra != NULL && extra[i] != NULL && n < 62; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("e2e: fork");
+        return -1;
+    }
+    if (pid == 0) {
+        int fd = open(s->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) {
+            dup2(fd, STDERR_FILENO);
+            close(fd);
+        }
+        execv(bin, (char *const *)argv);
+        fprintf(stderr, "e2e: cannot run %s: %s\n", bin, strerror(errno));
+        _exit(127);
+    }
+    s->pid = pid;
+    snprintf(s->host, sizeof s->host, "127.0.0.1");
+
+    uint64_t deadline = e2e_now_ms() + 10000;
+    while (e2e_now_ms() < deadline) {
+        FILE *f = fopen(portfile, "r");
+        if (f != NULL) {
+            unsigned port = 0;
+            int got = fscanf(f, "%u", &port);
+            fclose(f);
+            if (got == 1 && port > 0) {
+                snprintf(s->port, sizeof s->port, "%u", port);
+                return 0;
+            }
+        }
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            fprintf(stderr, "e2e: krappyd exited before listening (status %d); log in %s\n",
+                    WIFEXITED(status) ? WEXITSTATUS(status) : -1, s->log_path);
+            s->pid = 0;
+            return -1;
+        }
+        sleep_ms(10);
+    }
+    fprintf(stderr, "e2e: krappyd did not listen within 10 s; log in %s\n", s->log_path);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    s->pid = 0;
+    return -1;
+}
+
+int e2e_start_or_external(e2e_server *s)
+{
+    const char *addr = e2e_external_addr();
+    if (addr == NULL)
+        return e2e_start(s, NULL);
+    memset(s, 0, sizeof *s);
+    const char *colon = strrchr(addr, ':');
+    if (colon == NULL || (size_t)(colon - addr) >= sizeof s->host) {
+        fprintf(stderr, "e2e: KRAPPY_E2E_ADDR must be HOST:PORT\n");
+        return -1;
+    }
+    memcpy(s->host, addr, (size_t)(colon - addr));
+    snprintf(s->port, sizeof s->port, "%s", colon + 1);
+    return 0;
+}
+
+int e2e_stop(e2e_server *s, int timeout_ms)
+{
+    if (s->pid <= 0)
+        return 0;
+    kill(s->pid, SIGTERM);
+    uint64_t deadline = e2e_now_ms() + (uint64_t)timeout_ms;
+    int status = 0, rc = -1;
+    for (;;) {
+        pid_t w = waitpid(s->pid, &status, WNOHANG);
+        if (w == s->pid) {
+            rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+            break;
+        }
+        if (e2e_now_ms() > deadline) {
+            fprintf(stderr, "e2e: krappyd did not exit within %d ms of SIGTERM\n", timeout_ms);
+            kill(s->pid, SIGKILL);
+            waitpid(s->pid, NULL, 0);
+            break;
+        }
+        sleep_ms(5);
+    }
+    if (rc != 0) {
+        fprintf(stderr, "e2e: krappyd exit status %d; its log:\n", rc);
+        char cmd[400];
+        snprintf(cmd, sizeof cmd, "tail -n 30 '%s' >&2", s->log_path);
+        if (system(cmd) != 0)
+            fprintf(stderr, "(no log)\n");
+    }
+    s->pid = 0;
+    if (getenv("KRAPPY_E2E_KEEP") == NULL)
+        rm_rf(s->dir);
+    return rc;
+}
+
+long e2e_rss_kib(const e2e_server *s)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)s->pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    long kib = -1;
+    while (fgets(line, sizeof line, f) != NULL)
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+            break;
+    fclose(f);
+    return kib;
+}
+
+int e2e_connect(const e2e_server *s)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *res;
+    if (getaddrinfo(s->host, s->port, &hints, &res) != 0)
+        return -1;
+    int fd = -1;
+    for (struct addrinfo *ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            continue;
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+            close(fd);
+            fd = -1;
+        }
+    }
+    freeaddrinfo(res);
+    if (fd >= 0) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    return fd;
+}
+
+int e2e_send_all(int fd, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    while (n > 0) {
+        ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        b += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+int e2e_send_frame(int fd, uint32_t type, const void *payload, size_t len)
+{
+    uint8_t hdr[KRAPPY_FRAME_HEADER_BYTES];
+    kr_frame_put_header(hdr, type, len);
+    if (e2e_send_all(fd, hdr, sizeof hdr) < 0)
+        return -1;
+    return len ? e2e_send_all(fd, payload, len) : 0;
+}
+
+/* Read exactly n bytes before the deadline. @return n, 0 on EOF at the
+ * start, -1 otherwise. */
+static int read_exact(int fd, uint8_t *p, size_t n, uint64_t deadline)
+{
+    size_t got = 0;
+    while (got < n) {
+        int left = (int)(deadline > e2e_now_ms() ? deadline - e2e_now_ms() : 0);
+        struct pollfd pfd = {fd, POLLIN, 0};
+        int pr = poll(&pfd, 1, left);
+        if (pr < 0 && errno == EINTR)
+            continue;
+        if (pr <= 0)
+            return -1;
+        ssize_t r = recv(fd, p + got, n - got, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r == 0)
+            return got == 0 ? 0 : -1;
+        if (r < 0)
+            return -1;
+        got += (size_t)r;
+    }
+    return 1;
+}
+
+int e2e_recv_frame(int fd, e2e_frame *f, int timeout_ms)
+{
+    uint64_t deadline = e2e_now_ms() + (uint64_t)timeout_ms;
+    uint8_t hdr[KRAPPY_FRAME_HEADER_BYTES];
+    memset(f, 0, sizeof *f);
+    int rc = read_exact(fd, hdr, sizeof hdr, deadline);
+    if (rc <= 0)
+        return rc;
+    uint32_t size = kr_get_be32(hdr);
+    if (size < 4 || size > (64u << 20))
+        return -1;
+    f->type = kr_get_be32(hdr + 4);
+    f->len = size - 4;
+    f->payload = malloc(f->len ? f->len : 1);
+    if (f->payload == NULL)
+        return -1;
+    if (f->len > 0 && read_exact(fd, f->payload, f->len, deadline) != 1) {
+        free(f->payload);
+        f->payload = NULL;
+        return -1;
+    }
+    return 1;
+}
+
+int e2e_wait_closed(int fd, int timeout_ms)
+{
+    uint64_t deadline = e2e_now_ms() + (uint64_t)timeout_ms;
+    uint8_t buf[65536];
+    for (;;) {
+        uint64_t now = e2e_now_ms();
+        if (now >= deadline)
+            return 0;
+        struct pollfd pfd = {fd, POLLIN, 0};
+        int pr = poll(&pfd, 1, (int)(deadline - now));
+        if (pr < 0 && errno == EINTR)
+            continue;
+        if (pr <= 0)
+            return 0;
+        ssize_t r = recv(fd, buf, sizeof buf, 0);
+        if (r == 0 || (r < 0 && errno != EINTR && errno != EAGAIN))
+            return 1;
+    }
+}
+
+int e2e_expect_error(int fd, int code, char *msg, size_t msglen)
+{
+    e2e_frame f;
+    int rc = e2e_recv_frame(fd, &f, 5000);
+    if (rc != 1) {
+        fprintf(stderr, "e2e: expected ERROR %s, got %s\n", krappy_err_name(code),
+                rc == 0 ? "a closed connection" : "no frame");
+        return -1;
+    }
+    kr_reply r;
+    kr_error_in e;
+    int ok = f.type == KRAPPY_T_ERROR && kr_reply_decode(f.type, f.payload, f.len, &r) == 0 &&
+             kr_reply_error(&r, &e) == 0 && e.code == code;
+    if (ok && msg != NULL && msglen > 0) {
+        size_t n = e.message.len < msglen - 1 ? e.message.len : msglen - 1;
+        memcpy(msg, e.message.ptr, n);
+        msg[n] = '\0';
+    }
+    if (!ok) {
+        if (f.type == KRAPPY_T_ERROR && kr_reply_decode(f.type, f.payload, f.len, &r) == 0 &&
+            kr_reply_error(&r, &e) == 0)
+            fprintf(stderr, "e2e: expected ERROR %s, got ERROR %s: %.*s\n",
+                    krappy_err_name(code), krappy_err_name(e.code), (int)e.message.len,
+                    (const char *)e.message.ptr);
+        else
+            fprintf(stderr, "e2e: expected ERROR %s, got frame type %u\n", krappy_err_name(code),
+                    f.type);
+    }
+    free(f.payload);
+    return ok ? 0 : -1;
+}
+
+int e2e_expect_ok(int fd)
+{
+    e2e_frame f;
+    if (e2e_recv_frame(fd, &f, 5000) != 1)
+        return -1;
+    int ok = f.type == KRAPPY_T_OK;
+    if (!ok)
+        fprintf(stderr, "e2e: expected OK, got frame type %u\n", f.type);
+    free(f.payload);
+    return ok ? 0 : -1;
+}
+
+int e2e_run(const char *cmd, char *out, size_t outlen)
+{
+    FILE *p = popen(cmd, "r");
+    if (p == NULL)
+        return -1;
+    size_t n = 0;
+    if (out != NULL && outlen > 0) {
+        n = fread(out, 1, outlen - 1, p);
+        out[n] = '\0';
+    } else {
+        char sink[4096];
+        while (fread(sink, 1, sizeof sink, p) > 0)
+            ;
+    }
+    int status = pclose(p);
+    if (status < 0 || !WIFEXITED(status))
+        return -1;
+    return WEXITSTATUS(status);
+}

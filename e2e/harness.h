@@ -1,0 +1,100 @@
+/*
+ * e2e/harness.h - start a real krappyd and talk to it over raw sockets.
+ *
+ * Every server runs on 127.0.0.1 with port 0 (the kernel picks a free one,
+ * read back through --port-file) and its own `mktemp -d` data directory,
+ * which is removed when it stops. The binaries come from $KRAPPYD and
+ * $KRAPPY (defaults: bin/krappyd, bin/krappy).
+ *
+ * With $KRAPPY_E2E_ADDR=HOST:PORT the suite talks to that running server
+ * instead; tests that need to start servers with special flags, signal them
+ * or read their memory then skip.
+ */
+#ifndef KR_E2E_HARNESS_H
+#define KR_E2E_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "proto/buf.h"
+#include "proto/msg.h"
+
+typedef struct e2e_server {
+    pid_t pid;           /* 0 for an external server */
+    char host[64];
+    char port[16];
+    char dir[256];       /* temp directory (data, port file, log) */
+    char log_path[300];
+} e2e_server;
+
+/* An external server from $KRAPPY_E2E_ADDR, or NULL. */
+const char *e2e_external_addr(void);
+
+/*
+ * Start krappyd with extra arguments (NULL-terminated list, may be NULL).
+ * Waits up to 10 s for it to listen. @return 0, or -1 (message on stderr).
+ */
+int e2e_start(e2e_server *s, const char *const *extra_args);
+
+/* Like e2e_start, or the external server when one is configured. */
+int e2e_start_or_external(e2e_server *s);
+
+/*
+ * Stop a server with SIGTERM and wait up to `timeout_ms`.
+ * @return its exit status (0..255), 128+signal if killed by one, or -1 when
+ *         it did not exit in time (it is then killed with SIGKILL).
+ */
+int e2e_stop(e2e_server *s, int timeout_ms);
+
+/* Resident set size of the server in KiB, or -1. */
+long e2e_rss_kib(const e2e_server *s);
+
+/* A blocking TCP connection to the server. @return fd or -1. */
+int e2e_connect(const e2e_server *s);
+
+/* Send all bytes. @return 0 or -1. */
+int e2e_send_all(int fd, const void *p, size_t n);
+
+/* Send one frame with the given type and payload. @return 0 or -1. */
+int e2e_send_frame(int fd, uint32_t type, const void *payload, size_t len);
+
+/* A received frame: payload owned by the caller (free()). */
+typedef struct e2e_frame {
+    uint32_t type;
+    uint8_t *payload;
+    size_t len;
+} e2e_frame;
+
+/*
+ * Read one whole frame within timeout_ms.
+ * @return 1 on a frame; 0 when the server closed the connection cleanly
+ *         before a frame began; -1 on timeout, reset or a torn frame.
+ */
+int e2e_recv_frame(int fd, e2e_frame *f, int timeout_ms);
+
+/* 1 when the server has closed the connection (EOF or reset) within
+ * timeout_ms, discarding anything it still sent; 0 otherwise. */
+int e2e_wait_closed(int fd, int timeout_ms);
+
+/*
+ * Read one frame and check it is ERROR `code`; returns its message in msg.
+ * @return 0 when it matches, -1 otherwise (details on stderr).
+ */
+int e2e_expect_error(int fd, int code, char *msg, size_t msglen);
+
+/* Read one frame and check it is OK. @return 0 or -1. */
+int e2e_expect_ok(int fd);
+
+/* Run a shell command line, capturing up to outlen-1 bytes of stdout.
+ * @return the exit status, or -1. */
+int e2e_run(const char *cmd, char *out, size_t outlen);
+
+/* Path of the krappy CLI under test. */
+const char *e2e_cli(void);
+
+/* Milliseconds on a monotonic clock. */
+uint64_t e2e_now_ms(void);
+
+#endif
