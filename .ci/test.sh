@@ -69,7 +69,10 @@ torture)
     KRAPPY_E2E_TORTURE=1 e2e $ASAN $ASAN/bin asan
     ;;
 bench)
-    run "bench ping" build/release/e2e/bench_ping 2>/dev/null || true
+    for b in $REL/bench/bench_*; do
+        [ -x "$b" ] || continue
+        run "bench $(basename "$b")" env KRAPPYD=bin/krappyd "$b"
+    done
     ;;
 valgrind)
     for t in build/release/tests/test_*; do
