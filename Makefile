@@ -186,7 +186,8 @@ fuzz:
 
 # ---- install ----
 
-krappy.pc: Makefile
+# Regenerated every time: it records PREFIX, which may differ per call.
+krappy.pc: FORCE
 	@printf 'prefix=%s\nlibdir=%s\nincludedir=%s\n\nName: krappy\nDescription: Client library of the krappy event store\nVersion: %s\nRequires.private: libcbor\nLibs: -L$${libdir} -lkrappy\nCflags: -I$${includedir}\n' \
 	    "$(PREFIX)" "$(LIBDIR)" "$(INCLUDEDIR)" "$(VERSION)" > $@
 
@@ -220,5 +221,7 @@ lint:
 
 clean:
 	rm -rf build bin lib krappy.pc
+
+FORCE:
 
 -include $(shell find build -name '*.d' 2>/dev/null)

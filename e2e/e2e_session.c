@@ -36,10 +36,10 @@ static bool smoke(void)
 }
 
 /* Tests that start their own server with special flags. */
-#define NEED_OWN_SERVER()                                                                         \
-    do {                                                                                          \
-        if (e2e_external_addr() != NULL)                                                          \
-            skip();                                                                               \
+#define NEED_OWN_SERVER()                                                                          \
+    do {                                                                                           \
+        if (e2e_external_addr() != NULL)                                                           \
+            skip();                                                                                \
     } while (0)
 
 static int group_setup(void **state)
@@ -386,8 +386,8 @@ static void test_bad_payloads(void **state)
     uint32_t type;
     assert_int_equal(recv_cid(fd, &type), 5);
     assert_int_equal(type, KRAPPY_T_OK);
-    static const uint8_t dup[] = {0xa3, 0x63, 'c', 'i', 'd', 0x01, 0x61, 'z', 0xf6,
-                                  0x63, 'c',  'i', 'd', 0x02};
+    static const uint8_t dup[] = {0xa3, 0x63, 'c',  'i', 'd', 0x01, 0x61,
+                                  'z',  0xf6, 0x63, 'c', 'i', 'd',  0x02};
     assert_int_equal(e2e_send_frame(fd, KRAPPY_T_PING, dup, sizeof dup), 0);
     assert_int_equal(recv_cid(fd, &type), 2);
     close(fd);
@@ -633,9 +633,9 @@ static void test_unread_replies_bounded(void **state)
     long rss1 = e2e_rss_kib(&s);
     print_message("      pipelined %.1f MiB of PINGs unread; server RSS %ld -> %ld KiB\n",
                   (double)sent / (1 << 20), rss0, rss1);
-    assert_true(sent < goal);               /* the server stopped reading */
-    assert_true(rss1 - rss0 < 64 * 1024);   /* and stayed within 64 MiB */
-    assert_server_serves(&s);               /* others are still served */
+    assert_true(sent < goal);             /* the server stopped reading */
+    assert_true(rss1 - rss0 < 64 * 1024); /* and stayed within 64 MiB */
+    assert_server_serves(&s);             /* others are still served */
 
     /* After --write-timeout (3 s) of unread replies, it is closed. Reading
      * now would be progress, so wait without reading first. */
@@ -699,7 +699,7 @@ static void test_bad_flags_exit_two(void **state)
     NEED_OWN_SERVER();
     const char *bin = getenv("KRAPPYD") ? getenv("KRAPPYD") : "bin/krappyd";
     char cmd[512], out[8192];
-    const char *bad[] = {"--bogus", "--max-frame 12x", "--listen nonsense",
+    const char *bad[] = {"--bogus",          "--max-frame 12x",   "--listen nonsense",
                          "--log-level loud", "--idle-timeout -1", "--max-connections 0",
                          "stray-argument"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -714,9 +714,9 @@ static void test_bad_flags_exit_two(void **state)
 
     snprintf(cmd, sizeof cmd, "%s --help", bin);
     assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
-    const char *vars[] = {"KRAPPY_LISTEN", "KRAPPY_DATA", "KRAPPY_MAX_FRAME",
+    const char *vars[] = {"KRAPPY_LISTEN",          "KRAPPY_DATA",         "KRAPPY_MAX_FRAME",
                           "KRAPPY_MAX_CONNECTIONS", "KRAPPY_IDLE_TIMEOUT", "KRAPPY_LOG_FORMAT",
-                          "KRAPPY_LOG_LEVEL", "KRAPPY_TOKEN", "--version"};
+                          "KRAPPY_LOG_LEVEL",       "KRAPPY_TOKEN",        "--version"};
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
         if (strstr(out, vars[i]) == NULL)
             fail_msg("--help does not mention %s", vars[i]);

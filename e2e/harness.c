@@ -335,9 +335,8 @@ int e2e_expect_error(int fd, int code, char *msg, size_t msglen)
     if (!ok) {
         if (f.type == KRAPPY_T_ERROR && kr_reply_decode(f.type, f.payload, f.len, &r) == 0 &&
             kr_reply_error(&r, &e) == 0)
-            fprintf(stderr, "e2e: expected ERROR %s, got ERROR %s: %.*s\n",
-                    krappy_err_name(code), krappy_err_name(e.code), (int)e.message.len,
-                    (const char *)e.message.ptr);
+            fprintf(stderr, "e2e: expected ERROR %s, got ERROR %s: %.*s\n", krappy_err_name(code),
+                    krappy_err_name(e.code), (int)e.message.len, (const char *)e.message.ptr);
         else
             fprintf(stderr, "e2e: expected ERROR %s, got frame type %u\n", krappy_err_name(code),
                     f.type);

@@ -111,12 +111,12 @@ static void test_read_negints(void **state)
         const char *hex;
         uint64_t u; /* value is -1 - u */
     } cases[] = {
-        {"20", 0},           /* -1 */
-        {"29", 9},           /* -10 */
-        {"37", 23},          /* -24 */
-        {"3818", 24},        /* -25 */
-        {"3863", 99},        /* -100 */
-        {"3903e7", 999},     /* -1000 */
+        {"20", 0},       /* -1 */
+        {"29", 9},       /* -10 */
+        {"37", 23},      /* -24 */
+        {"3818", 24},    /* -25 */
+        {"3863", 99},    /* -100 */
+        {"3903e7", 999}, /* -1000 */
         {"3a0001869f", 99999},
         {"3bffffffffffffffff", UINT64_MAX}, /* -18446744073709551616 */
     };
@@ -296,9 +296,9 @@ static void test_read_indefinite_strings(void **state)
     assert_true(kr_cbor_text_eq(&it, "ab"));
 
     /* Chunks must be definite strings of the same major type. */
-    read_bad("5f6161ff");   /* text chunk in bytes */
-    read_bad("7f4161ff");   /* bytes chunk in text */
-    read_bad("5f00ff");     /* int chunk */
+    read_bad("5f6161ff"); /* text chunk in bytes */
+    read_bad("7f4161ff"); /* bytes chunk in text */
+    read_bad("5f00ff");   /* int chunk */
     read_bad("5f21ff");
     read_bad("5f80ff");
     read_bad("5fa0ff");
@@ -307,7 +307,7 @@ static void test_read_indefinite_strings(void **state)
     read_bad("5ff6ff");
     read_bad("5f5f4100ffff"); /* nested indefinite */
     read_bad("7f7f6100ffff");
-    read_bad("5f4100");       /* no break */
+    read_bad("5f4100"); /* no break */
 }
 
 static void test_read_arrays_maps(void **state)
@@ -455,17 +455,12 @@ static void test_reserved_and_lone_break(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "1c", "1d", "1e", "1f", "3c", "3d", "3e", "3f", "5c", "5d", "5e", "7c", "7d", "7e",
-        "9c", "9d", "9e", "bc", "bd", "be", "dc", "dd", "de", "df", "fc", "fd", "fe",
-        "ff",       /* lone break */
-        "81ff",     /* break in a definite array */
-        "8200ff",
-        "a1ff",
-        "a1ff00",
-        "a100ff",
-        "a20000ff",
-        "9f81ff",
-        "9f829f819f9fffffffff",
+        "1c",     "1d",   "1e",     "1f",     "3c",       "3d",     "3e",
+        "3f",     "5c",   "5d",     "5e",     "7c",       "7d",     "7e",
+        "9c",     "9d",   "9e",     "bc",     "bd",       "be",     "dc",
+        "dd",     "de",   "df",     "fc",     "fd",       "fe",     "ff", /* lone break */
+        "81ff", /* break in a definite array */
+        "8200ff", "a1ff", "a1ff00", "a100ff", "a20000ff", "9f81ff", "9f829f819f9fffffffff",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         read_bad(bad[i]);
@@ -476,12 +471,45 @@ static void test_truncated(void **state)
     (void)state;
     static const char *const bad[] = {
         "",
-        "18", "1901", "1a010203", "1b01020304050607", "38", "58", "78", "98",
-        "9a01ff00", "b8", "d8", "f8", "f900", "fa0000", "fb000000",
-        "41", "61", "5affffffff00", "5bffffffffffffffff010203", "7affffffff00",
-        "7b7fffffffffffffff010203", "81", "818181818181818181", "8200", "a1", "a20102",
-        "a100", "a2000000", "c0", "5f4100", "7f6100", "9f", "9f0102", "bf", "bf01020102",
-        "819f", "9f8000", "9f9f9f9f9fffffffff", "9f819f819f9fffffff",
+        "18",
+        "1901",
+        "1a010203",
+        "1b01020304050607",
+        "38",
+        "58",
+        "78",
+        "98",
+        "9a01ff00",
+        "b8",
+        "d8",
+        "f8",
+        "f900",
+        "fa0000",
+        "fb000000",
+        "41",
+        "61",
+        "5affffffff00",
+        "5bffffffffffffffff010203",
+        "7affffffff00",
+        "7b7fffffffffffffff010203",
+        "81",
+        "818181818181818181",
+        "8200",
+        "a1",
+        "a20102",
+        "a100",
+        "a2000000",
+        "c0",
+        "5f4100",
+        "7f6100",
+        "9f",
+        "9f0102",
+        "bf",
+        "bf01020102",
+        "819f",
+        "9f8000",
+        "9f9f9f9f9fffffffff",
+        "9f819f819f9fffffff",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         read_bad(bad[i]);
@@ -538,15 +566,15 @@ static void test_trailing_bytes(void **state)
 static void test_huge_counts(void **state)
 {
     (void)state;
-    read_bad("9b1000000000000000 00");           /* array of 2^60 */
-    read_bad("9bffffffffffffffff 00");           /* array of 2^64-1 */
-    read_bad("bbffffffffffffffff 0000");         /* map of 2^64-1 */
-    read_bad("bb8000000000000000 0000");         /* map of 2^63: 2n wraps */
+    read_bad("9b1000000000000000 00");   /* array of 2^60 */
+    read_bad("9bffffffffffffffff 00");   /* array of 2^64-1 */
+    read_bad("bbffffffffffffffff 0000"); /* map of 2^64-1 */
+    read_bad("bb8000000000000000 0000"); /* map of 2^63: 2n wraps */
     read_bad("bb4000000000000001 0000");
-    read_bad("5b8000000000000000 00");           /* bytes of 2^63 */
+    read_bad("5b8000000000000000 00"); /* bytes of 2^63 */
     read_bad("7bffffffffffffffff 00");
     read_bad("9affffffff 00");
-    read_bad("82 9bffffffffffffffff 00");        /* wrap of pending */
+    read_bad("82 9bffffffffffffffff 00"); /* wrap of pending */
     read_bad("82 9bfffffffffffffffe 0000");
     read_bad("83 01 9bfffffffffffffffd 00");
     read_bad("9f 9bffffffffffffffff ff");
@@ -716,13 +744,44 @@ static void test_utf8(void **state)
 {
     (void)state;
     static const char *const good[] = {
-        "", "616263", "c3bc", "e6b0b4", "f09d849e", "f48fbfbf", "ed9fbf", "ee8080", "c280",
-        "e0a080", "f0908080", "7f", "6161616161616161616161c3bc61616161616161",
+        "",
+        "616263",
+        "c3bc",
+        "e6b0b4",
+        "f09d849e",
+        "f48fbfbf",
+        "ed9fbf",
+        "ee8080",
+        "c280",
+        "e0a080",
+        "f0908080",
+        "7f",
+        "6161616161616161616161c3bc61616161616161",
     };
     static const char *const bad[] = {
-        "c080", "c1bf", "e08080", "e09fbf", "eda080", "edbfbf", "f0808080", "f08fbfbf",
-        "f4908080", "f5808080", "f8", "ff", "80", "bf", "e6b0", "c3", "c341", "e6b041",
-        "6161616161616161c3", "616161616161616180", "f09d84", "fe", "c0af",
+        "c080",
+        "c1bf",
+        "e08080",
+        "e09fbf",
+        "eda080",
+        "edbfbf",
+        "f0808080",
+        "f08fbfbf",
+        "f4908080",
+        "f5808080",
+        "f8",
+        "ff",
+        "80",
+        "bf",
+        "e6b0",
+        "c3",
+        "c341",
+        "e6b041",
+        "6161616161616161c3",
+        "616161616161616180",
+        "f09d84",
+        "fe",
+        "c0af",
     };
     uint8_t buf[64];
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
@@ -761,10 +820,22 @@ static void test_write_ints(void **state)
         uint64_t v;
         const char *hex;
     } u[] = {
-        {0, "00"}, {1, "01"}, {10, "0a"}, {23, "17"}, {24, "1818"}, {25, "1819"}, {100, "1864"},
-        {255, "18ff"}, {256, "190100"}, {1000, "1903e8"}, {65535, "19ffff"},
-        {65536, "1a00010000"}, {1000000, "1a000f4240"}, {4294967295u, "1affffffff"},
-        {4294967296u, "1b0000000100000000"}, {1000000000000u, "1b000000e8d4a51000"},
+        {0, "00"},
+        {1, "01"},
+        {10, "0a"},
+        {23, "17"},
+        {24, "1818"},
+        {25, "1819"},
+        {100, "1864"},
+        {255, "18ff"},
+        {256, "190100"},
+        {1000, "1903e8"},
+        {65535, "19ffff"},
+        {65536, "1a00010000"},
+        {1000000, "1a000f4240"},
+        {4294967295u, "1affffffff"},
+        {4294967296u, "1b0000000100000000"},
+        {1000000000000u, "1b000000e8d4a51000"},
         {UINT64_MAX, "1bffffffffffffffff"},
     };
     for (size_t i = 0; i < sizeof u / sizeof u[0]; i++) {
@@ -920,28 +991,17 @@ static void test_write_refused(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_read_uints),
-        cmocka_unit_test(test_read_negints),
-        cmocka_unit_test(test_read_floats),
-        cmocka_unit_test(test_read_simple),
-        cmocka_unit_test(test_read_strings),
-        cmocka_unit_test(test_read_indefinite_strings),
-        cmocka_unit_test(test_read_arrays_maps),
-        cmocka_unit_test(test_read_indefinite_containers),
-        cmocka_unit_test(test_read_tags),
-        cmocka_unit_test(test_reserved_and_lone_break),
-        cmocka_unit_test(test_truncated),
-        cmocka_unit_test(test_truncation_every_byte),
-        cmocka_unit_test(test_trailing_bytes),
-        cmocka_unit_test(test_huge_counts),
-        cmocka_unit_test(test_deep_nesting),
-        cmocka_unit_test(test_iter_open),
-        cmocka_unit_test(test_map_find),
-        cmocka_unit_test(test_utf8),
-        cmocka_unit_test(test_write_ints),
-        cmocka_unit_test(test_write_simple_and_strings),
-        cmocka_unit_test(test_write_containers),
-        cmocka_unit_test(test_write_refused),
+        cmocka_unit_test(test_read_uints),       cmocka_unit_test(test_read_negints),
+        cmocka_unit_test(test_read_floats),      cmocka_unit_test(test_read_simple),
+        cmocka_unit_test(test_read_strings),     cmocka_unit_test(test_read_indefinite_strings),
+        cmocka_unit_test(test_read_arrays_maps), cmocka_unit_test(test_read_indefinite_containers),
+        cmocka_unit_test(test_read_tags),        cmocka_unit_test(test_reserved_and_lone_break),
+        cmocka_unit_test(test_truncated),        cmocka_unit_test(test_truncation_every_byte),
+        cmocka_unit_test(test_trailing_bytes),   cmocka_unit_test(test_huge_counts),
+        cmocka_unit_test(test_deep_nesting),     cmocka_unit_test(test_iter_open),
+        cmocka_unit_test(test_map_find),         cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_write_ints),       cmocka_unit_test(test_write_simple_and_strings),
+        cmocka_unit_test(test_write_containers), cmocka_unit_test(test_write_refused),
     };
     return cmocka_run_group_tests_name("cbor", tests, NULL, NULL);
 }

@@ -13,9 +13,12 @@
 #include "server/config.h"
 
 static const char *const vars[] = {
-    "KRAPPY_LISTEN",      "KRAPPY_DATA",          "KRAPPY_TOKEN",        "KRAPPY_MAX_FRAME",
-    "KRAPPY_MAX_CONNECTIONS", "KRAPPY_MAX_EVENTS", "KRAPPY_IDLE_TIMEOUT", "KRAPPY_WRITE_TIMEOUT",
-    "KRAPPY_HELLO_TIMEOUT", "KRAPPY_SHUTDOWN_TIMEOUT", "KRAPPY_LOG_FORMAT", "KRAPPY_LOG_LEVEL",
+    "KRAPPY_LISTEN",          "KRAPPY_DATA",
+    "KRAPPY_TOKEN",           "KRAPPY_MAX_FRAME",
+    "KRAPPY_MAX_CONNECTIONS", "KRAPPY_MAX_EVENTS",
+    "KRAPPY_IDLE_TIMEOUT",    "KRAPPY_WRITE_TIMEOUT",
+    "KRAPPY_HELLO_TIMEOUT",   "KRAPPY_SHUTDOWN_TIMEOUT",
+    "KRAPPY_LOG_FORMAT",      "KRAPPY_LOG_LEVEL",
     "KRAPPY_PORT_FILE",
 };
 
@@ -77,9 +80,9 @@ static void test_flags(void **state)
     char err[256];
     assert_int_equal(parse(&c, err, sizeof err, "--listen", "127.0.0.1:0", "--data", "/tmp/x",
                            "--max-frame", "64K", "--max-connections", "7", "--idle-timeout",
-                           "1500ms", "--write-timeout", "2m", "--log-format", "text",
-                           "--log-level", "debug", "--token", "t0k", "--port-file", "/tmp/p",
-                           "--max-events", "5", NULL),
+                           "1500ms", "--write-timeout", "2m", "--log-format", "text", "--log-level",
+                           "debug", "--token", "t0k", "--port-file", "/tmp/p", "--max-events", "5",
+                           NULL),
                      KR_CONFIG_RUN);
     assert_string_equal(c.listen, "127.0.0.1:0");
     assert_string_equal(c.data_dir, "/tmp/x");
@@ -110,7 +113,7 @@ static void test_env_and_precedence(void **state)
     setenv("KRAPPY_TOKEN", "", 1); /* empty: no authentication */
     assert_int_equal(parse(&c, err, sizeof err, "--max-connections", "44", NULL), KR_CONFIG_RUN);
     assert_string_equal(c.listen, "127.0.0.1:9999"); /* from the environment */
-    assert_int_equal(c.max_connections, 44);          /* the flag wins */
+    assert_int_equal(c.max_connections, 44);         /* the flag wins */
     assert_null(c.token);
     kr_config_free(&c);
     clear_env(NULL);

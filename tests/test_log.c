@@ -212,8 +212,9 @@ static void test_json_escaping(void **state)
     (void)state;
     kr_log(KR_LOG_INFO, "say \"hi\"", "path", "C:\\dir\\f", "nl", "a\nb\r\tc", NULL);
     drain(buf, sizeof(buf));
-    assert_string_equal(json_after_ts(buf), ",\"level\":\"info\",\"msg\":\"say \\\"hi\\\"\","
-                                            "\"path\":\"C:\\\\dir\\\\f\",\"nl\":\"a\\nb\\r\\tc\"}\n");
+    assert_string_equal(json_after_ts(buf),
+                        ",\"level\":\"info\",\"msg\":\"say \\\"hi\\\"\","
+                        "\"path\":\"C:\\\\dir\\\\f\",\"nl\":\"a\\nb\\r\\tc\"}\n");
     assert_true(valid_json_line(buf));
 
     /* Control bytes, DEL, and the short escapes \b \f. */
@@ -280,8 +281,8 @@ static void test_text_format(void **state)
 
     /* Quoting and escaping: empty, quote, '=', backslash, newline, control,
      * invalid UTF-8; a multi-line message stays on one line. */
-    kr_log(KR_LOG_INFO, "two\nlines", "e", "", "q", "a\"b", "eq", "a=b", "bs", "a\\b", "nl",
-           "a\nb", "c", "\x01", "u", "caf\xc3\xa9", "x", "\xff", NULL);
+    kr_log(KR_LOG_INFO, "two\nlines", "e", "", "q", "a\"b", "eq", "a=b", "bs", "a\\b", "nl", "a\nb",
+           "c", "\x01", "u", "caf\xc3\xa9", "x", "\xff", NULL);
     drain(buf, sizeof(buf));
     assert_string_equal(text_after_ts(buf),
                         "info  two\\nlines e=\"\" q=\"a\\\"b\" eq=\"a=b\" bs=\"a\\\\b\" "
@@ -373,8 +374,8 @@ static void test_truncate_json_msg(void **state)
  */
 static void test_truncate_json_sweep(void **state)
 {
-    static const char *const fill[] = {"a", "\"", "\x01", "\xff", "\xc3\xa9", "\xe2\x82\xac",
-                                       "\xf0\x9f\x98\x80"};
+    static const char *const fill[] = {
+        "a", "\"", "\x01", "\xff", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80"};
     static const size_t out_width[] = {1, 2, 6, 6, 2, 3, 4};
     static char big[8192];
     char buf[16384];
@@ -464,7 +465,7 @@ static void test_truncate_text(void **state)
 /* ---- concurrency ---- */
 
 #define THREADS 4
-#define LINES 2000
+#define LINES   2000
 
 static int file_fd;
 

@@ -89,15 +89,14 @@ static uint64_t bucket(const char *text, const char *le)
  */
 static void test_histogram_boundaries(void **state)
 {
-    static const uint64_t bound_ns[] = {
-        1000,      5000,      10000,      50000,      100000,      250000,     500000,
-        1000000,   2500000,   5000000,    10000000,   25000000,    50000000,   100000000,
-        250000000, 500000000, 1000000000, 2500000000, 5000000000, 10000000000};
-    static const char *const le[] = {"0.000001", "0.000005", "0.00001", "0.00005", "0.0001",
-                                     "0.00025",  "0.0005",   "0.001",   "0.0025",  "0.005",
-                                     "0.01",     "0.025",    "0.05",    "0.1",     "0.25",
-                                     "0.5",      "1",        "2.5",     "5",       "10",
-                                     "+Inf"};
+    static const uint64_t bound_ns[] = {1000,      5000,       10000,      50000,      100000,
+                                        250000,    500000,     1000000,    2500000,    5000000,
+                                        10000000,  25000000,   50000000,   100000000,  250000000,
+                                        500000000, 1000000000, 2500000000, 5000000000, 10000000000};
+    static const char *const le[] = {
+        "0.000001", "0.000005", "0.00001", "0.00005", "0.0001", "0.00025", "0.0005",
+        "0.001",    "0.0025",   "0.005",   "0.01",    "0.025",  "0.05",    "0.1",
+        "0.25",     "0.5",      "1",       "2.5",     "5",      "10",      "+Inf"};
 
     (void)state;
     assert_int_equal(sizeof(le) / sizeof(le[0]), KR_HIST_BUCKETS);
@@ -164,72 +163,71 @@ static void test_render_exact(void **state)
     kr_counter_add(read, 7);
     kr_gauge_set(conns, 5);
     kr_gauge_add(conns, -7);
-    kr_histogram_observe_ns(lat, 1000);                    /* le 0.000001 */
-    kr_histogram_observe_ns(lat, 1001);                    /* le 0.000005 */
-    kr_histogram_observe_ns(lat, 1000000);                 /* le 0.001 */
-    kr_histogram_observe_ns(lat, UINT64_C(10000000000));   /* le 10 */
-    kr_histogram_observe_ns(lat, UINT64_C(10000000001));   /* +Inf */
+    kr_histogram_observe_ns(lat, 1000);                  /* le 0.000001 */
+    kr_histogram_observe_ns(lat, 1001);                  /* le 0.000005 */
+    kr_histogram_observe_ns(lat, 1000000);               /* le 0.001 */
+    kr_histogram_observe_ns(lat, UINT64_C(10000000000)); /* le 10 */
+    kr_histogram_observe_ns(lat, UINT64_C(10000000001)); /* +Inf */
     kr_histogram_observe_ns(fsync, 1500);
 
-    assert_string_equal(
-        render(m, &b),
-        "# HELP krappy_requests_total Requests handled,\\nby type (\\\\ escaped).\n"
-        "# TYPE krappy_requests_total counter\n"
-        "krappy_requests_total{type=\"PING\"} 3\n"
-        "krappy_requests_total{type=\"APPEND\"} 0\n"
-        "krappy_requests_total{type=\"READ\",shard=\"2\"} 7\n"
-        "# HELP krappy_connections Open connections.\n"
-        "# TYPE krappy_connections gauge\n"
-        "krappy_connections -2\n"
-        "# HELP krappy_request_seconds Request latency.\n"
-        "# TYPE krappy_request_seconds histogram\n"
-        "krappy_request_seconds_bucket{type=\"PING\",le=\"0.000001\"} 1\n"
-        "krappy_request_seconds_bucket{type=\"PING\",le=\"0.000005\"} 2\n"
-        "krappy_request_seconds_bucket{type=\"PING\",le=\"0.00001\"} 2\n"
-        "krappy_request_seconds_bucket{type=\"PING\",le=\"0.00005\"} 2\n"
-        "krappy_request_seconds_bucket{type=\"PING\",le=\"0.0001\"} 2\n"
-        "krappy_request_seconds_bucket{type=\"PING\",le=\"0.00025\"} 2\n"
-        "krappy_request_seconds_bucket{type=\"PING\",le=\"0.0005\"} 2\n"
-        "krappy_request_seconds_bucket{type=\"PING\",le=\"0.001\"} 3\n"
-        "krappy_request_seconds_bucket{type=\"PING\",le=\"0.0025\"} 3\n"
-        "krappy_request_seconds_bucket{type=\"PING\",le=\"0.005\"} 3\n"
-        "krappy_request_seconds_bucket{type=\"PING\",le=\"0.01\"} 3\n"
-        "krappy_request_seconds_bucket{type=\"PING\",le=\"0.025\"} 3\n"
-        "krappy_request_seconds_bucket{type=\"PING\",le=\"0.05\"} 3\n"
-        "krappy_request_seconds_bucket{type=\"PING\",le=\"0.1\"} 3\n"
-        "krappy_request_seconds_bucket{type=\"PING\",le=\"0.25\"} 3\n"
-        "krappy_request_seconds_bucket{type=\"PING\",le=\"0.5\"} 3\n"
-        "krappy_request_seconds_bucket{type=\"PING\",le=\"1\"} 3\n"
-        "krappy_request_seconds_bucket{type=\"PING\",le=\"2.5\"} 3\n"
-        "krappy_request_seconds_bucket{type=\"PING\",le=\"5\"} 3\n"
-        "krappy_request_seconds_bucket{type=\"PING\",le=\"10\"} 4\n"
-        "krappy_request_seconds_bucket{type=\"PING\",le=\"+Inf\"} 5\n"
-        "krappy_request_seconds_sum{type=\"PING\"} 20.001002002\n"
-        "krappy_request_seconds_count{type=\"PING\"} 5\n"
-        "# TYPE krappy_fsync_seconds histogram\n"
-        "krappy_fsync_seconds_bucket{le=\"0.000001\"} 0\n"
-        "krappy_fsync_seconds_bucket{le=\"0.000005\"} 1\n"
-        "krappy_fsync_seconds_bucket{le=\"0.00001\"} 1\n"
-        "krappy_fsync_seconds_bucket{le=\"0.00005\"} 1\n"
-        "krappy_fsync_seconds_bucket{le=\"0.0001\"} 1\n"
-        "krappy_fsync_seconds_bucket{le=\"0.00025\"} 1\n"
-        "krappy_fsync_seconds_bucket{le=\"0.0005\"} 1\n"
-        "krappy_fsync_seconds_bucket{le=\"0.001\"} 1\n"
-        "krappy_fsync_seconds_bucket{le=\"0.0025\"} 1\n"
-        "krappy_fsync_seconds_bucket{le=\"0.005\"} 1\n"
-        "krappy_fsync_seconds_bucket{le=\"0.01\"} 1\n"
-        "krappy_fsync_seconds_bucket{le=\"0.025\"} 1\n"
-        "krappy_fsync_seconds_bucket{le=\"0.05\"} 1\n"
-        "krappy_fsync_seconds_bucket{le=\"0.1\"} 1\n"
-        "krappy_fsync_seconds_bucket{le=\"0.25\"} 1\n"
-        "krappy_fsync_seconds_bucket{le=\"0.5\"} 1\n"
-        "krappy_fsync_seconds_bucket{le=\"1\"} 1\n"
-        "krappy_fsync_seconds_bucket{le=\"2.5\"} 1\n"
-        "krappy_fsync_seconds_bucket{le=\"5\"} 1\n"
-        "krappy_fsync_seconds_bucket{le=\"10\"} 1\n"
-        "krappy_fsync_seconds_bucket{le=\"+Inf\"} 1\n"
-        "krappy_fsync_seconds_sum 0.0000015\n"
-        "krappy_fsync_seconds_count 1\n");
+    assert_string_equal(render(m, &b),
+                        "# HELP krappy_requests_total Requests handled,\\nby type (\\\\ escaped).\n"
+                        "# TYPE krappy_requests_total counter\n"
+                        "krappy_requests_total{type=\"PING\"} 3\n"
+                        "krappy_requests_total{type=\"APPEND\"} 0\n"
+                        "krappy_requests_total{type=\"READ\",shard=\"2\"} 7\n"
+                        "# HELP krappy_connections Open connections.\n"
+                        "# TYPE krappy_connections gauge\n"
+                        "krappy_connections -2\n"
+                        "# HELP krappy_request_seconds Request latency.\n"
+                        "# TYPE krappy_request_seconds histogram\n"
+                        "krappy_request_seconds_bucket{type=\"PING\",le=\"0.000001\"} 1\n"
+                        "krappy_request_seconds_bucket{type=\"PING\",le=\"0.000005\"} 2\n"
+                        "krappy_request_seconds_bucket{type=\"PING\",le=\"0.00001\"} 2\n"
+                        "krappy_request_seconds_bucket{type=\"PING\",le=\"0.00005\"} 2\n"
+                        "krappy_request_seconds_bucket{type=\"PING\",le=\"0.0001\"} 2\n"
+                        "krappy_request_seconds_bucket{type=\"PING\",le=\"0.00025\"} 2\n"
+                        "krappy_request_seconds_bucket{type=\"PING\",le=\"0.0005\"} 2\n"
+                        "krappy_request_seconds_bucket{type=\"PING\",le=\"0.001\"} 3\n"
+                        "krappy_request_seconds_bucket{type=\"PING\",le=\"0.0025\"} 3\n"
+                        "krappy_request_seconds_bucket{type=\"PING\",le=\"0.005\"} 3\n"
+                        "krappy_request_seconds_bucket{type=\"PING\",le=\"0.01\"} 3\n"
+                        "krappy_request_seconds_bucket{type=\"PING\",le=\"0.025\"} 3\n"
+                        "krappy_request_seconds_bucket{type=\"PING\",le=\"0.05\"} 3\n"
+                        "krappy_request_seconds_bucket{type=\"PING\",le=\"0.1\"} 3\n"
+                        "krappy_request_seconds_bucket{type=\"PING\",le=\"0.25\"} 3\n"
+                        "krappy_request_seconds_bucket{type=\"PING\",le=\"0.5\"} 3\n"
+                        "krappy_request_seconds_bucket{type=\"PING\",le=\"1\"} 3\n"
+                        "krappy_request_seconds_bucket{type=\"PING\",le=\"2.5\"} 3\n"
+                        "krappy_request_seconds_bucket{type=\"PING\",le=\"5\"} 3\n"
+                        "krappy_request_seconds_bucket{type=\"PING\",le=\"10\"} 4\n"
+                        "krappy_request_seconds_bucket{type=\"PING\",le=\"+Inf\"} 5\n"
+                        "krappy_request_seconds_sum{type=\"PING\"} 20.001002002\n"
+                        "krappy_request_seconds_count{type=\"PING\"} 5\n"
+                        "# TYPE krappy_fsync_seconds histogram\n"
+                        "krappy_fsync_seconds_bucket{le=\"0.000001\"} 0\n"
+                        "krappy_fsync_seconds_bucket{le=\"0.000005\"} 1\n"
+                        "krappy_fsync_seconds_bucket{le=\"0.00001\"} 1\n"
+                        "krappy_fsync_seconds_bucket{le=\"0.00005\"} 1\n"
+                        "krappy_fsync_seconds_bucket{le=\"0.0001\"} 1\n"
+                        "krappy_fsync_seconds_bucket{le=\"0.00025\"} 1\n"
+                        "krappy_fsync_seconds_bucket{le=\"0.0005\"} 1\n"
+                        "krappy_fsync_seconds_bucket{le=\"0.001\"} 1\n"
+                        "krappy_fsync_seconds_bucket{le=\"0.0025\"} 1\n"
+                        "krappy_fsync_seconds_bucket{le=\"0.005\"} 1\n"
+                        "krappy_fsync_seconds_bucket{le=\"0.01\"} 1\n"
+                        "krappy_fsync_seconds_bucket{le=\"0.025\"} 1\n"
+                        "krappy_fsync_seconds_bucket{le=\"0.05\"} 1\n"
+                        "krappy_fsync_seconds_bucket{le=\"0.1\"} 1\n"
+                        "krappy_fsync_seconds_bucket{le=\"0.25\"} 1\n"
+                        "krappy_fsync_seconds_bucket{le=\"0.5\"} 1\n"
+                        "krappy_fsync_seconds_bucket{le=\"1\"} 1\n"
+                        "krappy_fsync_seconds_bucket{le=\"2.5\"} 1\n"
+                        "krappy_fsync_seconds_bucket{le=\"5\"} 1\n"
+                        "krappy_fsync_seconds_bucket{le=\"10\"} 1\n"
+                        "krappy_fsync_seconds_bucket{le=\"+Inf\"} 1\n"
+                        "krappy_fsync_seconds_sum 0.0000015\n"
+                        "krappy_fsync_seconds_count 1\n");
     kr_buf_free(&b);
     kr_metrics_free(m);
 }
@@ -385,7 +383,7 @@ static void test_null_metrics(void **state)
 /* ---- concurrency ---- */
 
 #define THREADS 4
-#define ADDS 100000
+#define ADDS    100000
 
 typedef struct shared {
     kr_metrics *m;

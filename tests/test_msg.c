@@ -115,18 +115,17 @@ static krappy_err dech(uint32_t type, const char *hex)
     return dec(type);
 }
 
-#define expect_msg(sub)                                                                      \
-    do {                                                                                     \
-        if (strstr(M, (sub)) == NULL)                                                        \
-            fail_msg("message \"%s\" lacks \"%s\"", M, (sub));                               \
+#define expect_msg(sub)                                                                            \
+    do {                                                                                           \
+        if (strstr(M, (sub)) == NULL)                                                              \
+            fail_msg("message \"%s\" lacks \"%s\"", M, (sub));                                     \
     } while (0)
 
 static void str_eq(kr_str s, const char *want)
 {
     size_t n = strlen(want);
     if (s.len != n || (n > 0 && memcmp(s.ptr, want, n) != 0))
-        fail_msg("string \"%.*s\" != \"%s\"", (int)s.len, s.ptr ? (const char *)s.ptr : "",
-                 want);
+        fail_msg("string \"%.*s\" != \"%s\"", (int)s.len, s.ptr ? (const char *)s.ptr : "", want);
 }
 
 static void mem_eq(kr_str s, const void *want, size_t n)
@@ -225,12 +224,27 @@ static void test_rt_publish(void **state)
     uint8_t hdrs[] = {0xa1, 0x61, 0x68, 0x41, 0x78};
     kr_event_out_spec ev[5] = {
         {.key = "k1", .key_len = 2, .value = val1, .value_len = 1},
-        {.key = "k2", .key_len = 2, .key_is_text = true, .value = val2, .value_len = 6,
-         .has_ts = true, .ts = 1234},
+        {.key = "k2",
+         .key_len = 2,
+         .key_is_text = true,
+         .value = val2,
+         .value_len = 6,
+         .has_ts = true,
+         .ts = 1234},
         {.key = NULL, .value = NULL},
-        {.key = "k4", .key_len = 2, .value = val1, .value_len = 1, .has_ts = true, .ts = 9,
-         .headers = hdrs, .headers_len = sizeof hdrs},
-        {.key = "", .key_len = 0, .value = val1, .value_len = 1, .headers = hdrs,
+        {.key = "k4",
+         .key_len = 2,
+         .value = val1,
+         .value_len = 1,
+         .has_ts = true,
+         .ts = 9,
+         .headers = hdrs,
+         .headers_len = sizeof hdrs},
+        {.key = "",
+         .key_len = 0,
+         .value = val1,
+         .value_len = 1,
+         .headers = hdrs,
          .headers_len = sizeof hdrs},
     };
     kr_enc_publish(&B, cid(11), KR_ACK_SYNC, ev, 5);
@@ -549,20 +563,20 @@ static void test_bad_payload(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "a1",              /* truncated */
-        "a16161",          /* truncated value */
-        "ff",              /* lone break */
-        "80",              /* not a map */
+        "a1",     /* truncated */
+        "a16161", /* truncated value */
+        "ff",     /* lone break */
+        "80",     /* not a map */
         "01",
         "6161",
         "f6",
-        "a0 00",           /* trailing bytes */
+        "a0 00", /* trailing bytes */
         "a0 a0",
-        "a1 01 02",        /* non-text key */
-        "a1 4161 01",      /* byte-string key */
+        "a1 01 02",   /* non-text key */
+        "a1 4161 01", /* byte-string key */
         "a2 6161 01 f6 02",
-        "bf 6161 ff",      /* odd indefinite map */
-        "1c",              /* reserved */
+        "bf 6161 ff",                 /* odd indefinite map */
+        "1c",                         /* reserved */
         "a1 6161 9b1000000000000000", /* huge count */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -621,8 +635,8 @@ static krappy_err producer(const uint8_t *topic, size_t topic_len, const char *i
 static void test_topic_names(void **state)
 {
     (void)state;
-    static const char *const bad[] = {"", ".", "..", "a/b", "a b", "caf\xc3\xa9", "a\x00b",
-                                      "x:y", "*"};
+    static const char *const bad[] = {"",       ".",   "..", "a/b", "a b", "caf\xc3\xa9",
+                                      "a\x00b", "x:y", "*"};
     static const size_t bad_len[] = {0, 1, 2, 3, 3, 5, 3, 3, 1};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         if (producer((const uint8_t *)bad[i], bad_len[i], "p") != KRAPPY_E_INVALID_ARGUMENT)
@@ -1336,17 +1350,17 @@ static void test_scratch_nomem(void **state)
     kr_buf small;
     kr_buf_init(&small, 4);
     put_hex("a2 65746f706963 7f 636f7264 63657273 ff 626964 6170");
-    assert_int_equal(kr_req_decode(KRAPPY_T_PRODUCER_REGISTER, B.data, B.len, &small, &R, M,
-                                   sizeof M),
-                     KRAPPY_E_NOMEM);
+    assert_int_equal(
+        kr_req_decode(KRAPPY_T_PRODUCER_REGISTER, B.data, B.len, &small, &R, M, sizeof M),
+        KRAPPY_E_NOMEM);
     kr_buf_free(&small);
     /* Without indefinite strings scratch is not touched. */
     kr_buf_init(&small, 0);
     kr_buf_reset(&B);
     kr_enc_producer_register(&B, NOCID, "orders", "p");
-    assert_int_equal(kr_req_decode(KRAPPY_T_PRODUCER_REGISTER, B.data, B.len, &small, &R, M,
-                                   sizeof M),
-                     KRAPPY_OK);
+    assert_int_equal(
+        kr_req_decode(KRAPPY_T_PRODUCER_REGISTER, B.data, B.len, &small, &R, M, sizeof M),
+        KRAPPY_OK);
     assert_null(small.data);
     kr_buf_free(&small);
     /* A NULL message buffer is fine. */
@@ -1391,8 +1405,12 @@ static uint64_t get_uint(const kr_reply *r, const char *field)
 static void test_reply_error(void **state)
 {
     (void)state;
-    kr_error_extra x = {.has_range = true, .first = 10, .next = 20, .has_versions = true,
-                        .has_index = true, .index = 3};
+    kr_error_extra x = {.has_range = true,
+                        .first = 10,
+                        .next = 20,
+                        .has_versions = true,
+                        .has_index = true,
+                        .index = 3};
     kr_enc_error(&B, cid(5), KRAPPY_E_OFFSET_OUT_OF_RANGE, "offset 25 is past next 20", &x);
     kr_reply r = reply(KRAPPY_T_ERROR);
     assert_true(r.cid.set);
@@ -1414,7 +1432,10 @@ static void test_reply_error(void **state)
     assert_int_equal(kr_cbor_iter_next(&it, &one), 1);
     assert_int_equal(one.u, 1);
     /* cid comes first. */
-    assert_memory_equal(B.data, "\xa7\x63" "cid\x05", 6);
+    assert_memory_equal(B.data,
+                        "\xa7\x63"
+                        "cid\x05",
+                        6);
 
     kr_buf_reset(&B);
     kr_enc_error(&B, NOCID, KRAPPY_E_BAD_FRAME, "frame size 2 is below 4", NULL);
@@ -1599,12 +1620,12 @@ static void test_reply_events(void **state)
 
     /* Not delivered events. */
     static const char *const bad[] = {
-        "83 01 02 f6",           /* 3 items */
-        "86 01 02 f6 f6 a0 00",  /* 6 items */
-        "84 6161 02 f6 f6",      /* offset not uint */
-        "84 01 20 f6 f6",        /* ts not uint */
-        "84 01 02 01 f6",        /* key not bytes/text/null */
-        "85 01 02 f6 f6 80",     /* headers not a map */
+        "83 01 02 f6",          /* 3 items */
+        "86 01 02 f6 f6 a0 00", /* 6 items */
+        "84 6161 02 f6 f6",     /* offset not uint */
+        "84 01 20 f6 f6",       /* ts not uint */
+        "84 01 02 01 f6",       /* key not bytes/text/null */
+        "85 01 02 f6 f6 80",    /* headers not a map */
         "a0",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

@@ -44,7 +44,7 @@ typedef struct krappy_opts {
 } krappy_opts;
 
 #define KRAPPY_DEFAULT_CONNECT_TIMEOUT_MS 5000
-#define KRAPPY_DEFAULT_TIMEOUT_MS 30000
+#define KRAPPY_DEFAULT_TIMEOUT_MS         30000
 
 /* One reply frame. `payload` is borrowed from the client: valid until the
  * next call on that client. An empty payload (len 0) is the empty map. */

@@ -23,7 +23,7 @@ extern "C" {
  * payload, not itself, so the smallest legal size is 4 (empty payload, which
  * means the empty map). */
 #define KRAPPY_FRAME_HEADER_BYTES 8
-#define KRAPPY_FRAME_MIN_SIZE 4
+#define KRAPPY_FRAME_MIN_SIZE     4
 
 /* Default for the server's --max-frame (largest accepted `size`). */
 #define KRAPPY_DEFAULT_MAX_FRAME (16u * 1024 * 1024)
@@ -38,9 +38,9 @@ extern "C" {
 #define KRAPPY_MAX_NAME_BYTES 249
 
 /* Protocol defaults for optional request fields (PROTOCOL.md section 3). */
-#define KRAPPY_DEFAULT_MAX 100
-#define KRAPPY_DEFAULT_MAX_BYTES (1024u * 1024)
-#define KRAPPY_DEFAULT_SCAN_LIMIT 1000
+#define KRAPPY_DEFAULT_MAX         100
+#define KRAPPY_DEFAULT_MAX_BYTES   (1024u * 1024)
+#define KRAPPY_DEFAULT_SCAN_LIMIT  1000
 #define KRAPPY_DEFAULT_ACK_WAIT_MS 30000
 
 /* Message types. Requests are 1..12, replies 100..103 and 255. */
@@ -68,20 +68,20 @@ typedef enum krappy_type {
 /* Error codes. 1..14 are PROTOCOL.md section 5 exactly; never renumbered. */
 typedef enum krappy_err {
     KRAPPY_OK = 0,
-    KRAPPY_E_BAD_FRAME = 1,           /* connection closed after the reply */
-    KRAPPY_E_FRAME_TOO_LARGE = 2,     /* connection closed after the reply */
+    KRAPPY_E_BAD_FRAME = 1,       /* connection closed after the reply */
+    KRAPPY_E_FRAME_TOO_LARGE = 2, /* connection closed after the reply */
     KRAPPY_E_BAD_PAYLOAD = 3,
     KRAPPY_E_UNKNOWN_TYPE = 4,
     KRAPPY_E_NOT_REGISTERED = 5,
     KRAPPY_E_NO_SUCH_TOPIC = 6,
     KRAPPY_E_NOT_FOUND = 7,
     KRAPPY_E_OFFSET_OUT_OF_RANGE = 8,
-    KRAPPY_E_UNAUTHENTICATED = 9,     /* connection closed after the reply */
+    KRAPPY_E_UNAUTHENTICATED = 9, /* connection closed after the reply */
     KRAPPY_E_STORAGE = 10,
     KRAPPY_E_INVALID_ARGUMENT = 11,
     KRAPPY_E_BUSY = 12,
     KRAPPY_E_UNSUPPORTED_VERSION = 13, /* connection closed after the reply */
-    KRAPPY_E_SHUTTING_DOWN = 14,      /* connection closed after the reply */
+    KRAPPY_E_SHUTTING_DOWN = 14,       /* connection closed after the reply */
 
     /* Local conditions (libkrappy only, never on the wire). */
     KRAPPY_E_IO = 256,       /* socket error; errno is kept by the client */

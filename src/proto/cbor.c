@@ -48,14 +48,38 @@ typedef struct head {
 
 #define H(ctx) ((head *)(ctx))
 
-static void cb_u8(void *c, uint8_t v) { H(c)->kind = KR_CBOR_UINT, H(c)->u = v; }
-static void cb_u16(void *c, uint16_t v) { H(c)->kind = KR_CBOR_UINT, H(c)->u = v; }
-static void cb_u32(void *c, uint32_t v) { H(c)->kind = KR_CBOR_UINT, H(c)->u = v; }
-static void cb_u64(void *c, uint64_t v) { H(c)->kind = KR_CBOR_UINT, H(c)->u = v; }
-static void cb_n8(void *c, uint8_t v) { H(c)->kind = KR_CBOR_NEGINT, H(c)->u = v; }
-static void cb_n16(void *c, uint16_t v) { H(c)->kind = KR_CBOR_NEGINT, H(c)->u = v; }
-static void cb_n32(void *c, uint32_t v) { H(c)->kind = KR_CBOR_NEGINT, H(c)->u = v; }
-static void cb_n64(void *c, uint64_t v) { H(c)->kind = KR_CBOR_NEGINT, H(c)->u = v; }
+static void cb_u8(void *c, uint8_t v)
+{
+    H(c)->kind = KR_CBOR_UINT, H(c)->u = v;
+}
+static void cb_u16(void *c, uint16_t v)
+{
+    H(c)->kind = KR_CBOR_UINT, H(c)->u = v;
+}
+static void cb_u32(void *c, uint32_t v)
+{
+    H(c)->kind = KR_CBOR_UINT, H(c)->u = v;
+}
+static void cb_u64(void *c, uint64_t v)
+{
+    H(c)->kind = KR_CBOR_UINT, H(c)->u = v;
+}
+static void cb_n8(void *c, uint8_t v)
+{
+    H(c)->kind = KR_CBOR_NEGINT, H(c)->u = v;
+}
+static void cb_n16(void *c, uint16_t v)
+{
+    H(c)->kind = KR_CBOR_NEGINT, H(c)->u = v;
+}
+static void cb_n32(void *c, uint32_t v)
+{
+    H(c)->kind = KR_CBOR_NEGINT, H(c)->u = v;
+}
+static void cb_n64(void *c, uint64_t v)
+{
+    H(c)->kind = KR_CBOR_NEGINT, H(c)->u = v;
+}
 
 static void cb_bytes(void *c, cbor_data p, size_t n)
 {
@@ -65,19 +89,58 @@ static void cb_text(void *c, cbor_data p, size_t n)
 {
     H(c)->kind = KR_CBOR_TEXT, H(c)->str = p, H(c)->str_len = n;
 }
-static void cb_bytes_indef(void *c) { H(c)->kind = KR_CBOR_BYTES, H(c)->indef = true; }
-static void cb_text_indef(void *c) { H(c)->kind = KR_CBOR_TEXT, H(c)->indef = true; }
-static void cb_array(void *c, size_t n) { H(c)->kind = KR_CBOR_ARRAY, H(c)->u = n; }
-static void cb_array_indef(void *c) { H(c)->kind = KR_CBOR_ARRAY, H(c)->indef = true; }
-static void cb_map(void *c, size_t n) { H(c)->kind = KR_CBOR_MAP, H(c)->u = n; }
-static void cb_map_indef(void *c) { H(c)->kind = KR_CBOR_MAP, H(c)->indef = true; }
-static void cb_tag(void *c, uint64_t v) { H(c)->kind = KR_CBOR_TAG, H(c)->u = v; }
-static void cb_f4(void *c, float v) { H(c)->kind = KR_CBOR_FLOAT, H(c)->f = v; }
-static void cb_f8(void *c, double v) { H(c)->kind = KR_CBOR_FLOAT, H(c)->f = v; }
-static void cb_undef(void *c) { H(c)->kind = KR_CBOR_UNDEF; }
-static void cb_null(void *c) { H(c)->kind = KR_CBOR_NULL; }
-static void cb_bool(void *c, bool v) { H(c)->kind = v ? KR_CBOR_TRUE : KR_CBOR_FALSE; }
-static void cb_break(void *c) { H(c)->kind = H_BREAK; }
+static void cb_bytes_indef(void *c)
+{
+    H(c)->kind = KR_CBOR_BYTES, H(c)->indef = true;
+}
+static void cb_text_indef(void *c)
+{
+    H(c)->kind = KR_CBOR_TEXT, H(c)->indef = true;
+}
+static void cb_array(void *c, size_t n)
+{
+    H(c)->kind = KR_CBOR_ARRAY, H(c)->u = n;
+}
+static void cb_array_indef(void *c)
+{
+    H(c)->kind = KR_CBOR_ARRAY, H(c)->indef = true;
+}
+static void cb_map(void *c, size_t n)
+{
+    H(c)->kind = KR_CBOR_MAP, H(c)->u = n;
+}
+static void cb_map_indef(void *c)
+{
+    H(c)->kind = KR_CBOR_MAP, H(c)->indef = true;
+}
+static void cb_tag(void *c, uint64_t v)
+{
+    H(c)->kind = KR_CBOR_TAG, H(c)->u = v;
+}
+static void cb_f4(void *c, float v)
+{
+    H(c)->kind = KR_CBOR_FLOAT, H(c)->f = v;
+}
+static void cb_f8(void *c, double v)
+{
+    H(c)->kind = KR_CBOR_FLOAT, H(c)->f = v;
+}
+static void cb_undef(void *c)
+{
+    H(c)->kind = KR_CBOR_UNDEF;
+}
+static void cb_null(void *c)
+{
+    H(c)->kind = KR_CBOR_NULL;
+}
+static void cb_bool(void *c, bool v)
+{
+    H(c)->kind = v ? KR_CBOR_TRUE : KR_CBOR_FALSE;
+}
+static void cb_break(void *c)
+{
+    H(c)->kind = H_BREAK;
+}
 
 #undef H
 
@@ -168,8 +231,7 @@ typedef struct indef_frame {
  * @return 0 with *raw_len (and, for an indefinite string, *str_len) set;
  *         -1 when malformed.
  */
-static int walk(const uint8_t *buf, size_t len, head h, size_t n, size_t *raw_len,
-                size_t *str_len)
+static int walk(const uint8_t *buf, size_t len, head h, size_t n, size_t *raw_len, size_t *str_len)
 {
     indef_frame stack[KR_CBOR_MAX_NEST];
     int depth = 0;

@@ -30,13 +30,13 @@ typedef enum kr_cbor_kind {
     KR_CBOR_TEXT,
     KR_CBOR_ARRAY,
     KR_CBOR_MAP,
-    KR_CBOR_TAG,    /* u = tag number; the tagged item follows the head */
-    KR_CBOR_FLOAT,  /* f = value (half, single or double on the wire) */
+    KR_CBOR_TAG,   /* u = tag number; the tagged item follows the head */
+    KR_CBOR_FLOAT, /* f = value (half, single or double on the wire) */
     KR_CBOR_FALSE,
     KR_CBOR_TRUE,
     KR_CBOR_NULL,
     KR_CBOR_UNDEF,
-    KR_CBOR_SIMPLE  /* any other simple value (0..19, 32..255): u = value */
+    KR_CBOR_SIMPLE /* any other simple value (0..19, 32..255): u = value */
 } kr_cbor_kind;
 
 /* A view of one complete encoded item inside a caller's buffer. */

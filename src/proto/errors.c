@@ -60,24 +60,42 @@ const char *krappy_err_name(int err)
 const char *krappy_type_name(unsigned type)
 {
     switch (type) {
-    case KRAPPY_T_PRODUCER_REGISTER: return "PRODUCER_REGISTER";
-    case KRAPPY_T_CONSUMER_REGISTER: return "CONSUMER_REGISTER";
-    case KRAPPY_T_PUBLISH: return "PUBLISH";
-    case KRAPPY_T_POLL: return "POLL";
-    case KRAPPY_T_ACK: return "ACK";
-    case KRAPPY_T_GET: return "GET";
-    case KRAPPY_T_SCAN: return "SCAN";
-    case KRAPPY_T_FETCH: return "FETCH";
-    case KRAPPY_T_HELLO: return "HELLO";
-    case KRAPPY_T_PING: return "PING";
-    case KRAPPY_T_TOPICS: return "TOPICS";
-    case KRAPPY_T_STATS: return "STATS";
-    case KRAPPY_T_OK: return "OK";
-    case KRAPPY_T_EVENTS: return "EVENTS";
-    case KRAPPY_T_VALUE: return "VALUE";
-    case KRAPPY_T_ENTRIES: return "ENTRIES";
-    case KRAPPY_T_ERROR: return "ERROR";
-    default: return NULL;
+    case KRAPPY_T_PRODUCER_REGISTER:
+        return "PRODUCER_REGISTER";
+    case KRAPPY_T_CONSUMER_REGISTER:
+        return "CONSUMER_REGISTER";
+    case KRAPPY_T_PUBLISH:
+        return "PUBLISH";
+    case KRAPPY_T_POLL:
+        return "POLL";
+    case KRAPPY_T_ACK:
+        return "ACK";
+    case KRAPPY_T_GET:
+        return "GET";
+    case KRAPPY_T_SCAN:
+        return "SCAN";
+    case KRAPPY_T_FETCH:
+        return "FETCH";
+    case KRAPPY_T_HELLO:
+        return "HELLO";
+    case KRAPPY_T_PING:
+        return "PING";
+    case KRAPPY_T_TOPICS:
+        return "TOPICS";
+    case KRAPPY_T_STATS:
+        return "STATS";
+    case KRAPPY_T_OK:
+        return "OK";
+    case KRAPPY_T_EVENTS:
+        return "EVENTS";
+    case KRAPPY_T_VALUE:
+        return "VALUE";
+    case KRAPPY_T_ENTRIES:
+        return "ENTRIES";
+    case KRAPPY_T_ERROR:
+        return "ERROR";
+    default:
+        return NULL;
     }
 }
 

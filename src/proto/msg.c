@@ -82,14 +82,14 @@ typedef struct fields {
 } fields;
 
 /* Rules, quoted in messages so a person knows what to send. */
-#define RULE_TOPIC "a text string of 1-249 bytes of [A-Za-z0-9._-] (not . or ..)"
-#define RULE_ID "a text string of 1-249 bytes of valid UTF-8"
-#define RULE_UINT "an unsigned integer"
-#define RULE_KEY "a byte or text string of at most 16384 bytes"
-#define RULE_EV_KEY RULE_KEY ", or null"
-#define RULE_EV_TS "an unsigned integer (milliseconds since the Unix epoch), or null"
+#define RULE_TOPIC      "a text string of 1-249 bytes of [A-Za-z0-9._-] (not . or ..)"
+#define RULE_ID         "a text string of 1-249 bytes of valid UTF-8"
+#define RULE_UINT       "an unsigned integer"
+#define RULE_KEY        "a byte or text string of at most 16384 bytes"
+#define RULE_EV_KEY     RULE_KEY ", or null"
+#define RULE_EV_TS      "an unsigned integer (milliseconds since the Unix epoch), or null"
 #define RULE_EV_HEADERS "a map of text keys to byte strings, or null"
-#define RULE_EVENT "an array [key, value], [key, value, ts] or [key, value, ts, headers]"
+#define RULE_EVENT      "an array [key, value], [key, value, ts] or [key, value, ts, headers]"
 
 /* An event index that means "the single-event form" in messages. */
 #define SINGLE_EVENT UINT64_MAX
@@ -102,16 +102,16 @@ static const uint8_t cbor_empty_map[1] = {0xa0};
 
 /* Decoding state shared by the helpers. */
 typedef struct dctx {
-    size_t len;       /* payload length: bounds all joined strings */
-    kr_buf *scratch;  /* may be NULL: indefinite strings then fail */
-    bool reserved;    /* scratch holds room for len bytes */
+    size_t len;      /* payload length: bounds all joined strings */
+    kr_buf *scratch; /* may be NULL: indefinite strings then fail */
+    bool reserved;   /* scratch holds room for len bytes */
     char *msg;
     size_t msglen;
 } dctx;
 
 /* Write a message (if the caller wants one) and return the error code. */
-__attribute__((format(printf, 3, 4))) static krappy_err fail(dctx *c, krappy_err e,
-                                                             const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static krappy_err fail(dctx *c, krappy_err e, const char *fmt,
+                                                             ...)
 {
     if (c->msg != NULL && c->msglen > 0) {
         va_list ap;
@@ -125,19 +125,32 @@ __attribute__((format(printf, 3, 4))) static krappy_err fail(dctx *c, krappy_err
 static const char *kind_name(kr_cbor_kind k)
 {
     switch (k) {
-    case KR_CBOR_UINT: return "an unsigned integer";
-    case KR_CBOR_NEGINT: return "a negative integer";
-    case KR_CBOR_BYTES: return "a byte string";
-    case KR_CBOR_TEXT: return "a text string";
-    case KR_CBOR_ARRAY: return "an array";
-    case KR_CBOR_MAP: return "a map";
-    case KR_CBOR_TAG: return "a tagged item";
-    case KR_CBOR_FLOAT: return "a float";
-    case KR_CBOR_FALSE: return "false";
-    case KR_CBOR_TRUE: return "true";
-    case KR_CBOR_NULL: return "null";
-    case KR_CBOR_UNDEF: return "undefined";
-    case KR_CBOR_SIMPLE: return "a simple value";
+    case KR_CBOR_UINT:
+        return "an unsigned integer";
+    case KR_CBOR_NEGINT:
+        return "a negative integer";
+    case KR_CBOR_BYTES:
+        return "a byte string";
+    case KR_CBOR_TEXT:
+        return "a text string";
+    case KR_CBOR_ARRAY:
+        return "an array";
+    case KR_CBOR_MAP:
+        return "a map";
+    case KR_CBOR_TAG:
+        return "a tagged item";
+    case KR_CBOR_FLOAT:
+        return "a float";
+    case KR_CBOR_FALSE:
+        return "false";
+    case KR_CBOR_TRUE:
+        return "true";
+    case KR_CBOR_NULL:
+        return "null";
+    case KR_CBOR_UNDEF:
+        return "undefined";
+    case KR_CBOR_SIMPLE:
+        return "a simple value";
     }
     return "an unknown item";
 }
@@ -249,17 +262,15 @@ static krappy_err str_of(dctx *c, const kr_cbor_item *s, kr_str *out)
 
 /* [A-Za-z0-9._-] */
 static const uint8_t topic_char[256] = {
-    ['-'] = 1, ['.'] = 1, ['_'] = 1,
-    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1,
-    ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
-    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1,
-    ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1,
-    ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1,
-    ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
-    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1,
-    ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1,
-    ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1,
-    ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+    ['-'] = 1, ['.'] = 1, ['_'] = 1, ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1,
+    ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1, ['A'] = 1, ['B'] = 1, ['C'] = 1,
+    ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1,
+    ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1, ['S'] = 1,
+    ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1, ['a'] = 1,
+    ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1,
+    ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1,
+    ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1,
+    ['z'] = 1,
 };
 
 int kr_topic_name_valid(const uint8_t *p, size_t n)
@@ -282,8 +293,8 @@ int kr_id_valid(const uint8_t *p, size_t n)
 /* ---- field validators ---- */
 
 /* A required or optional name field: text, then the name rule. */
-static krappy_err name_field(dctx *c, const fields *f, int id, bool required, bool topic,
-                             bool *has, kr_str *out)
+static krappy_err name_field(dctx *c, const fields *f, int id, bool required, bool topic, bool *has,
+                             kr_str *out)
 {
     const char *name = field_names[id].name;
     const char *rule = topic ? RULE_TOPIC : RULE_ID;
@@ -300,8 +311,8 @@ static krappy_err name_field(dctx *c, const fields *f, int id, bool required, bo
         return fail(c, KRAPPY_E_INVALID_ARGUMENT, "field '%s' must be %s, not %s", name, rule,
                     kind_name(v->kind));
     if (v->str_len < 1 || v->str_len > KRAPPY_MAX_NAME_BYTES)
-        return fail(c, KRAPPY_E_INVALID_ARGUMENT, "field '%s' must be %s (it has %zu bytes)",
-                    name, rule, v->str_len);
+        return fail(c, KRAPPY_E_INVALID_ARGUMENT, "field '%s' must be %s (it has %zu bytes)", name,
+                    rule, v->str_len);
     krappy_err e = str_of(c, v, out);
     if (e != KRAPPY_OK)
         return e;
@@ -333,8 +344,8 @@ static krappy_err uint_field(dctx *c, const fields *f, int id, bool required, ui
             return fail(c, KRAPPY_E_INVALID_ARGUMENT,
                         "field '%s' must be %s of at least %" PRIu64 ", not %s", name, RULE_UINT,
                         min, kind_name(v->kind));
-        return fail(c, KRAPPY_E_INVALID_ARGUMENT, "field '%s' must be %s, not %s", name,
-                    RULE_UINT, kind_name(v->kind));
+        return fail(c, KRAPPY_E_INVALID_ARGUMENT, "field '%s' must be %s, not %s", name, RULE_UINT,
+                    kind_name(v->kind));
     }
     if (v->u < min)
         return fail(c, KRAPPY_E_INVALID_ARGUMENT, "field '%s' must be at least %" PRIu64, name,
@@ -360,8 +371,8 @@ static krappy_err bytes_field(dctx *c, const fields *f, int id, bool required, s
         return fail(c, KRAPPY_E_INVALID_ARGUMENT, "field '%s' must be %s, not %s", name, rule,
                     kind_name(v->kind));
     if (maxlen > 0 && v->str_len > maxlen)
-        return fail(c, KRAPPY_E_INVALID_ARGUMENT, "field '%s' must be %s (it has %zu bytes)",
-                    name, rule, v->str_len);
+        return fail(c, KRAPPY_E_INVALID_ARGUMENT, "field '%s' must be %s (it has %zu bytes)", name,
+                    rule, v->str_len);
     krappy_err e = str_of(c, v, out);
     if (e == KRAPPY_OK)
         *has = true;
@@ -389,8 +400,8 @@ static krappy_err text_field(dctx *c, const fields *f, int id, bool *has, kr_str
  * An enumerated text field: the index of the matching choice, `dflt` when
  * absent. `rule` lists the choices for the message.
  */
-static krappy_err enum_field(dctx *c, const fields *f, int id, const char *const *choices,
-                             int n, int dflt, const char *rule, int *out)
+static krappy_err enum_field(dctx *c, const fields *f, int id, const char *const *choices, int n,
+                             int dflt, const char *rule, int *out)
 {
     const kr_cbor_item *v = get(f, id);
 
@@ -403,8 +414,7 @@ static krappy_err enum_field(dctx *c, const fields *f, int id, const char *const
                 *out = i;
                 return KRAPPY_OK;
             }
-    return fail(c, KRAPPY_E_INVALID_ARGUMENT, "field '%s' must be %s", field_names[id].name,
-                rule);
+    return fail(c, KRAPPY_E_INVALID_ARGUMENT, "field '%s' must be %s", field_names[id].name, rule);
 }
 
 /* ---- PUBLISH events ---- */
@@ -552,8 +562,8 @@ static int next_event_parts(kr_cbor_iter *events, kr_cbor_item part[4], int *n)
 
 /* Validate (and fill *out from) the next event of an `events` iterator.
  * @return KRAPPY_OK, an error, or -1 (as krappy_err) at the end. */
-static int event_next(dctx *c, uint64_t index, kr_cbor_iter *events, bool join,
-                      kr_event_in *out, krappy_err *err)
+static int event_next(dctx *c, uint64_t index, kr_cbor_iter *events, bool join, kr_event_in *out,
+                      krappy_err *err)
 {
     kr_cbor_item part[4];
     int n = 0;
@@ -652,8 +662,7 @@ static krappy_err dec_consumer_register(dctx *c, const fields *f, kr_request *r)
         return e;
     if ((e = name_field(c, f, F_GROUP, true, false, NULL, &cr->group)) != KRAPPY_OK)
         return e;
-    if ((e = name_field(c, f, F_MEMBER, false, false, &cr->has_member, &cr->member)) !=
-        KRAPPY_OK)
+    if ((e = name_field(c, f, F_MEMBER, false, false, &cr->has_member, &cr->member)) != KRAPPY_OK)
         return e;
 
     const kr_cbor_item *start = get(f, F_START);
@@ -674,8 +683,7 @@ static krappy_err dec_consumer_register(dctx *c, const fields *f, kr_request *r)
     if (e != KRAPPY_OK)
         return e;
     cr->ack = (kr_consumer_ack)v;
-    return uint_field(c, f, F_ACK_WAIT_MS, false, KRAPPY_DEFAULT_ACK_WAIT_MS, 0,
-                      &cr->ack_wait_ms);
+    return uint_field(c, f, F_ACK_WAIT_MS, false, KRAPPY_DEFAULT_ACK_WAIT_MS, 0, &cr->ack_wait_ms);
 }
 
 /* max, wait_ms, max_bytes: shared by POLL and FETCH. */
@@ -696,8 +704,7 @@ static krappy_err dec_ack(dctx *c, const fields *f, kr_request *r)
     const kr_cbor_item *offsets = get(f, F_OFFSETS);
 
     if (upto != NULL && offsets != NULL)
-        return fail(c, KRAPPY_E_INVALID_ARGUMENT,
-                    "ACK takes either 'upto' or 'offsets', not both");
+        return fail(c, KRAPPY_E_INVALID_ARGUMENT, "ACK takes either 'upto' or 'offsets', not both");
     if (upto == NULL && offsets == NULL)
         return fail(c, KRAPPY_E_INVALID_ARGUMENT,
                     "ACK needs 'upto' (an offset) or 'offsets' (an array of offsets)");
@@ -733,8 +740,7 @@ static krappy_err dec_get(dctx *c, const fields *f, kr_request *r)
     if (e != KRAPPY_OK)
         return e;
     bool has;
-    e = bytes_field(c, f, F_KEY, true, KRAPPY_MAX_KEY_BYTES, RULE_KEY, &has,
-                    &r->u.get.key.content);
+    e = bytes_field(c, f, F_KEY, true, KRAPPY_MAX_KEY_BYTES, RULE_KEY, &has, &r->u.get.key.content);
     if (e != KRAPPY_OK)
         return e;
     const kr_cbor_item *k = get(f, F_KEY);
@@ -860,8 +866,7 @@ krappy_err kr_req_decode(uint32_t type, const uint8_t *payload, size_t len, kr_b
     case KRAPPY_T_PUBLISH:
         return dec_publish(&c, &f, req);
     case KRAPPY_T_POLL:
-        return dec_limits(&c, &f, &req->u.poll.max, &req->u.poll.wait_ms,
-                          &req->u.poll.max_bytes);
+        return dec_limits(&c, &f, &req->u.poll.max, &req->u.poll.wait_ms, &req->u.poll.max_bytes);
     case KRAPPY_T_ACK:
         return dec_ack(&c, &f, req);
     case KRAPPY_T_GET:
@@ -1407,8 +1412,7 @@ int kr_reply_error(const kr_reply *r, kr_error_in *e)
     if (!kr_reply_uint(r, "code", &code) || code > INT32_MAX)
         return -1;
     e->code = (int)code;
-    if (kr_cbor_map_find(&r->map, "message", &m) == 1 && m.kind == KR_CBOR_TEXT &&
-        !m.indefinite) {
+    if (kr_cbor_map_find(&r->map, "message", &m) == 1 && m.kind == KR_CBOR_TEXT && !m.indefinite) {
         e->message.ptr = m.str;
         e->message.len = m.str_len;
     }

@@ -43,33 +43,39 @@ typedef struct kr_cid {
 
 typedef enum kr_ack_mode { KR_ACK_WRITE = 0, KR_ACK_SYNC, KR_ACK_NONE } kr_ack_mode;
 typedef enum kr_consumer_ack { KR_CACK_EXPLICIT = 0, KR_CACK_AUTO } kr_consumer_ack;
-typedef enum kr_start_kind { KR_START_EARLIEST = 0, KR_START_LATEST, KR_START_OFFSET } kr_start_kind;
+typedef enum kr_start_kind {
+    KR_START_EARLIEST = 0,
+    KR_START_LATEST,
+    KR_START_OFFSET
+} kr_start_kind;
 
 /* An event key: absent (null = no key) or byte/text content. `raw` is the key
  * item exactly as sent (for delivering it back). */
 typedef struct kr_key {
     bool present;
     bool is_text;
-    kr_str content;  /* identity: content bytes (joined if indefinite) */
-    kr_str raw;      /* the encoded item as sent; for null, the null byte */
+    kr_str content; /* identity: content bytes (joined if indefinite) */
+    kr_str raw;     /* the encoded item as sent; for null, the null byte */
 } kr_key;
 
 /* One event of a PUBLISH, as produced by kr_events_iter_next. */
 typedef struct kr_event_in {
     kr_key key;
-    kr_str value;      /* encoded value item, byte for byte; null = tombstone */
-    bool tombstone;    /* value is CBOR null */
-    bool has_ts;       /* false: server time */
+    kr_str value;   /* encoded value item, byte for byte; null = tombstone */
+    bool tombstone; /* value is CBOR null */
+    bool has_ts;    /* false: server time */
     uint64_t ts;
     bool has_headers;
-    kr_str headers;    /* encoded headers map, as sent (validated) */
+    kr_str headers; /* encoded headers map, as sent (validated) */
 } kr_event_in;
 
 typedef struct kr_request {
     uint32_t type;
     kr_cid cid;
     union {
-        struct { kr_str topic, id; } producer_register;
+        struct {
+            kr_str topic, id;
+        } producer_register;
         struct {
             kr_str topic, group;
             bool has_member;
@@ -86,14 +92,19 @@ typedef struct kr_request {
             uint64_t count;      /* number of events (1 for the single form) */
             kr_event_in single;  /* single form */
         } publish;
-        struct { uint64_t max, wait_ms, max_bytes; } poll;
+        struct {
+            uint64_t max, wait_ms, max_bytes;
+        } poll;
         struct {
             bool has_upto;
             uint64_t upto;
             kr_cbor_item offsets; /* array of uint, when !has_upto */
             uint64_t n_offsets;
         } ack;
-        struct { kr_str topic; kr_key key; } get;
+        struct {
+            kr_str topic;
+            kr_key key;
+        } get;
         struct {
             kr_str topic;
             bool has_prefix, has_after, has_cursor;
@@ -101,13 +112,20 @@ typedef struct kr_request {
             kr_str cursor;        /* opaque bytes from an earlier ENTRIES */
             uint64_t limit;
         } scan;
-        struct { kr_str topic; uint64_t offset, max, wait_ms, max_bytes; } fetch;
+        struct {
+            kr_str topic;
+            uint64_t offset, max, wait_ms, max_bytes;
+        } fetch;
         struct {
             uint64_t version;
             bool has_client, has_token;
             kr_str client, token;
         } hello;
-        struct { kr_str topic; bool has_group; kr_str group; } stats;
+        struct {
+            kr_str topic;
+            bool has_group;
+            kr_str group;
+        } stats;
     } u;
 } kr_request;
 
@@ -211,7 +229,7 @@ typedef struct kr_error_extra {
 
 void kr_enc_error(kr_buf *b, kr_cid cid, krappy_err code, const char *message,
                   const kr_error_extra *extra); /* extra may be NULL */
-void kr_enc_ok_empty(kr_buf *b, kr_cid cid);     /* PING */
+void kr_enc_ok_empty(kr_buf *b, kr_cid cid);    /* PING */
 void kr_enc_ok_hello(kr_buf *b, kr_cid cid, uint64_t version, const char *server,
                      uint64_t max_frame, uint64_t max_events);
 void kr_enc_ok_producer(kr_buf *b, kr_cid cid, const kr_str *topic, uint64_t next);

@@ -58,8 +58,8 @@ static const opt_spec specs[] = {
      "on SIGTERM, wait this long for replies to drain", F(shutdown_timeout_ms), 0, UINT64_MAX},
     {"log-format", "KRAPPY_LOG_FORMAT", OPT_FORMAT, "json|text", "json, text on a terminal",
      "log line format", F(log_format), 0, 0},
-    {"log-level", "KRAPPY_LOG_LEVEL", OPT_LEVEL, "LEVEL", "info",
-     "debug, info, warn or error", F(log_level), 0, 0},
+    {"log-level", "KRAPPY_LOG_LEVEL", OPT_LEVEL, "LEVEL", "info", "debug, info, warn or error",
+     F(log_level), 0, 0},
     {"port-file", "KRAPPY_PORT_FILE", OPT_STR, "FILE", "none",
      "write the data port here once listening (for tests and supervisors)", F(port_file), 0, 0},
 };
@@ -367,8 +367,7 @@ void kr_config_usage(FILE *out)
         const opt_spec *o = &specs[i];
         char left[64];
         snprintf(left, sizeof left, "--%s %s", o->flag, o->metavar);
-        fprintf(out, "  %-28s %s\n  %-28s [%s; default %s]\n", left, o->help, "", o->env,
-                o->deflt);
+        fprintf(out, "  %-28s %s\n  %-28s [%s; default %s]\n", left, o->help, "", o->env, o->deflt);
     }
     fprintf(out, "  %-28s %s\n  %-28s %s\n", "--help", "print this help and exit", "--version",
             "print the version and exit");

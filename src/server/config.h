@@ -13,14 +13,14 @@
 
 #include "server/log.h"
 
-#define KR_DEFAULT_LISTEN "0.0.0.0:7070"
-#define KR_DEFAULT_DATA_DIR "./data"
-#define KR_DEFAULT_MAX_CONNECTIONS 1024
-#define KR_DEFAULT_IDLE_TIMEOUT_MS (300 * 1000)
-#define KR_DEFAULT_WRITE_TIMEOUT_MS (60 * 1000)
-#define KR_DEFAULT_HELLO_TIMEOUT_MS (10 * 1000)
+#define KR_DEFAULT_LISTEN              "0.0.0.0:7070"
+#define KR_DEFAULT_DATA_DIR            "./data"
+#define KR_DEFAULT_MAX_CONNECTIONS     1024
+#define KR_DEFAULT_IDLE_TIMEOUT_MS     (300 * 1000)
+#define KR_DEFAULT_WRITE_TIMEOUT_MS    (60 * 1000)
+#define KR_DEFAULT_HELLO_TIMEOUT_MS    (10 * 1000)
 #define KR_DEFAULT_SHUTDOWN_TIMEOUT_MS (10 * 1000)
-#define KR_DEFAULT_MAX_EVENTS 10000
+#define KR_DEFAULT_MAX_EVENTS          10000
 
 /* --max-frame bounds: large enough for a reply with its slack, small enough
  * that 4 + payload always fits the u32 size field. */
@@ -28,10 +28,10 @@
 #define KR_MAX_MAX_FRAME (1024u * 1024 * 1024)
 
 typedef struct kr_config {
-    char *listen;             /* HOST:PORT */
+    char *listen; /* HOST:PORT */
     char *data_dir;
-    char *token;              /* NULL: no authentication */
-    char *port_file;          /* NULL: none */
+    char *token;     /* NULL: no authentication */
+    char *port_file; /* NULL: none */
     uint32_t max_frame;
     uint32_t max_connections;
     uint32_t max_events;      /* cap on `max` in FETCH/POLL */

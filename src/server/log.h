@@ -20,12 +20,7 @@
  * written to a pipe is never interleaved with another. */
 #define KR_LOG_LINE_MAX 4096
 
-typedef enum kr_log_level {
-    KR_LOG_DEBUG = 0,
-    KR_LOG_INFO,
-    KR_LOG_WARN,
-    KR_LOG_ERROR
-} kr_log_level;
+typedef enum kr_log_level { KR_LOG_DEBUG = 0, KR_LOG_INFO, KR_LOG_WARN, KR_LOG_ERROR } kr_log_level;
 
 typedef enum kr_log_format { KR_LOG_JSON = 0, KR_LOG_TEXT } kr_log_format;
 

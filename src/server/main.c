@@ -58,8 +58,8 @@ int main(int argc, char **argv)
         kr_config_free(&cfg);
         return 0;
     case KR_CONFIG_VERSION:
-        printf("krappyd %s (protocol %d, libevent %s)\n", KRAPPY_VERSION,
-               KRAPPY_PROTOCOL_VERSION, event_get_version());
+        printf("krappyd %s (protocol %d, libevent %s)\n", KRAPPY_VERSION, KRAPPY_PROTOCOL_VERSION,
+               event_get_version());
         kr_config_free(&cfg);
         return 0;
     case KR_CONFIG_ERROR:

@@ -32,9 +32,9 @@ static const char *const kind_names[] = {"counter", "gauge", "histogram"};
 /* Bucket upper bounds in ns and as rendered in `le`, from metrics.h. The
  * last bucket (+Inf) has no bound. */
 static const uint64_t bucket_ns[KR_HIST_BUCKETS - 1] = {
-    1000ULL,      5000ULL,      10000ULL,      50000ULL,      100000ULL,
-    250000ULL,    500000ULL,    1000000ULL,    2500000ULL,    5000000ULL,
-    10000000ULL,  25000000ULL,  50000000ULL,   100000000ULL,  250000000ULL,
+    1000ULL,      5000ULL,       10000ULL,      50000ULL,      100000ULL,
+    250000ULL,    500000ULL,     1000000ULL,    2500000ULL,    5000000ULL,
+    10000000ULL,  25000000ULL,   50000000ULL,   100000000ULL,  250000000ULL,
     500000000ULL, 1000000000ULL, 2500000000ULL, 5000000000ULL, 10000000000ULL,
 };
 
@@ -59,7 +59,7 @@ struct kr_metric {
 };
 
 typedef struct family {
-    char *name; /* owned */
+    char *name;       /* owned */
     const char *help; /* static, from the first registration; may be NULL */
     kind kind;
     kr_metric *series, **series_tail;

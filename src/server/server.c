@@ -33,29 +33,29 @@ static void register_metrics(kr_server *srv)
     kr_metrics *m = srv->metrics;
     kr_server_metrics *sm = &srv->m;
     sm->connections = kr_gauge(m, "krappy_connections", NULL, "Open client connections.");
-    sm->accepted = kr_counter(m, "krappy_connections_accepted_total", NULL,
-                              "Client connections accepted.");
+    sm->accepted =
+        kr_counter(m, "krappy_connections_accepted_total", NULL, "Client connections accepted.");
     sm->rejected = kr_counter(m, "krappy_connections_rejected_total", NULL,
                               "Connections refused with BUSY over --max-connections.");
     sm->closed_idle = kr_counter(m, "krappy_connections_closed_idle_total", NULL,
                                  "Connections closed after --idle-timeout.");
     sm->closed_stalled = kr_counter(m, "krappy_connections_closed_stalled_total", NULL,
                                     "Connections closed for leaving replies unread.");
-    sm->bytes_in = kr_counter(m, "krappy_received_bytes_total", NULL,
-                              "Frame bytes received from clients.");
+    sm->bytes_in =
+        kr_counter(m, "krappy_received_bytes_total", NULL, "Frame bytes received from clients.");
     sm->bytes_out = kr_counter(m, "krappy_sent_bytes_total", NULL, "Frame bytes sent to clients.");
     char labels[64];
     for (unsigned t = 1; t <= KRAPPY_T_STATS; t++) {
         snprintf(labels, sizeof labels, "type=\"%s\"", krappy_type_name(t));
-        sm->requests[t] = kr_counter(m, "krappy_requests_total", labels,
-                                     "Requests answered, by request type.");
+        sm->requests[t] =
+            kr_counter(m, "krappy_requests_total", labels, "Requests answered, by request type.");
         sm->latency[t] = kr_histogram(m, "krappy_request_duration_seconds", labels,
                                       "Time from a request's arrival to its reply, by type.");
     }
     for (unsigned e = 1; e <= KRAPPY_E_WIRE_MAX; e++) {
         snprintf(labels, sizeof labels, "code=\"%s\"", krappy_err_name((int)e));
-        sm->errors[e] = kr_counter(m, "krappy_errors_total", labels,
-                                   "ERROR replies sent, by error code.");
+        sm->errors[e] =
+            kr_counter(m, "krappy_errors_total", labels, "ERROR replies sent, by error code.");
     }
 }
 
@@ -203,7 +203,8 @@ static int bind_listener(kr_server *srv)
     char host[256], port[8];
     if (kr_split_hostport(srv->cfg->listen, host, sizeof host, port, sizeof port) < 0)
         return -1;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     int gai = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
@@ -308,8 +309,8 @@ int kr_server_run(kr_server *srv)
 {
     char maxc[16];
     snprintf(maxc, sizeof maxc, "%u", srv->cfg->max_connections);
-    kr_log(KR_LOG_INFO, "listening", "addr", srv->listen_addr, "max_connections", maxc,
-           "auth", srv->cfg->token ? "token" : "none", NULL);
+    kr_log(KR_LOG_INFO, "listening", "addr", srv->listen_addr, "max_connections", maxc, "auth",
+           srv->cfg->token ? "token" : "none", NULL);
     if (event_base_dispatch(srv->base) < 0) {
         kr_log(KR_LOG_ERROR, "event loop failed", NULL);
         return -1;

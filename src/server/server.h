@@ -58,11 +58,11 @@ struct kr_req {
     uint32_t type;
     kr_cid cid;
     kr_req_state state;
-    bool fifo;           /* started under the fifo exception */
-    bool async;          /* its handler returned KR_H_ASYNC (holds a ref) */
-    bool close_after;    /* the reply closes the connection */
+    bool fifo;        /* started under the fifo exception */
+    bool async;       /* its handler returned KR_H_ASYNC (holds a ref) */
+    bool close_after; /* the reply closes the connection */
     uint64_t start_ns;
-    kr_buf reply;        /* whole reply frame, when finished out of order */
+    kr_buf reply; /* whole reply frame, when finished out of order */
     TAILQ_ENTRY(kr_req) link;
 };
 
@@ -80,17 +80,17 @@ struct kr_conn {
     struct bufferevent *bev; /* NULL once the socket is closed */
     char peer[64];
     kr_conn_state state;
-    int refs;                /* the socket, each running async request, and
-                                each callback on the stack (a guard) */
+    int refs; /* the socket, each running async request, and
+                 each callback on the stack (a guard) */
     bool authed;
-    bool read_paused;        /* we disabled EV_READ (back-pressure/gating) */
-    bool no_more;            /* an error closes the connection: start nothing */
-    bool eof;                /* the client shut its side */
-    bool linger;             /* FLUSHING ends in LINGERING, not a close */
-    bool in_process;         /* conn_process is on the stack */
-    uint32_t running;        /* requests started and not finished */
-    uint32_t running_fifo;   /* ... of which fifo */
-    uint32_t parked;         /* requests waiting for data (long polls) */
+    bool read_paused;      /* we disabled EV_READ (back-pressure/gating) */
+    bool no_more;          /* an error closes the connection: start nothing */
+    bool eof;              /* the client shut its side */
+    bool linger;           /* FLUSHING ends in LINGERING, not a close */
+    bool in_process;       /* conn_process is on the stack */
+    uint32_t running;      /* requests started and not finished */
+    uint32_t running_fifo; /* ... of which fifo */
+    uint32_t parked;       /* requests waiting for data (long polls) */
     uint64_t accepted_ns;
     uint64_t last_request_ns;
     uint64_t last_drain_ns;  /* the client last took reply bytes */
@@ -98,8 +98,8 @@ struct kr_conn {
     struct kr_req_list reqs; /* in request order, finished or not */
     struct kr_req_list free_reqs;
     uint32_t n_free_reqs;
-    kr_buf enc;              /* reply payload being encoded */
-    kr_buf scratch;          /* kr_req_decode scratch */
+    kr_buf enc;     /* reply payload being encoded */
+    kr_buf scratch; /* kr_req_decode scratch */
     char errmsg[512];
     TAILQ_ENTRY(kr_conn) link;
 };

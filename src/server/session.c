@@ -165,7 +165,8 @@ static void conn_write_frame(kr_conn *c, uint32_t type, const uint8_t *payload, 
     uint8_t hdr[KRAPPY_FRAME_HEADER_BYTES];
     kr_frame_put_header(hdr, type, len);
     struct evbuffer *out = bufferevent_get_output(c->bev);
-    if (evbuffer_add(out, hdr, sizeof hdr) < 0 || (len > 0 && evbuffer_add(out, payload, len) < 0)) {
+    if (evbuffer_add(out, hdr, sizeof hdr) < 0 ||
+        (len > 0 && evbuffer_add(out, payload, len) < 0)) {
         kr_conn_abort(c, "out of memory writing a reply");
         return;
     }
@@ -321,8 +322,12 @@ static bool check_auth(kr_conn *c, uint32_t type, const uint8_t *payload, size_t
         return false;
     }
     uint8_t buf[1024];
-    if (tok.kind != KR_CBOR_TEXT || tok.str_len > sizeof buf ||
-        !token_equal(buf, kr_cbor_str_copy(&tok, buf, sizeof buf), c->srv->cfg->token)) {
+    if (tok.kind != KR_CBOR_TEXT || tok.str_len > sizeof buf) {
+        snprintf(msg, msglen, "the token in HELLO is wrong");
+        return false;
+    }
+    size_t n = kr_cbor_str_copy(&tok, buf, sizeof buf);
+    if (!token_equal(buf, n, c->srv->cfg->token)) {
         snprintf(msg, msglen, "the token in HELLO is wrong");
         return false;
     }
@@ -524,8 +529,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 }
 
 /* Count reply bytes the client has taken; that is progress, not a stall. */
-static void on_output_change(struct evbuffer *buf, const struct evbuffer_cb_info *info,
-                             void *arg)
+static void on_output_change(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
     kr_conn *c = arg;
     (void)buf;

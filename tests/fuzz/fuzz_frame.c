@@ -64,8 +64,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             expect_at += 4 + (size_t)fsize;
             frames++;
 
-            krappy_err e = kr_req_decode(f.type, f.payload, f.len, &scratch, &req, msg,
-                                         sizeof msg);
+            krappy_err e = kr_req_decode(f.type, f.payload, f.len, &scratch, &req, msg, sizeof msg);
             if (e == KRAPPY_OK)
                 rt_check(f.type, f.payload, f.len);
         }

@@ -13,10 +13,10 @@
 #include "proto/msg.h"
 
 /* Trap (a crash the fuzzer reports) when a condition fails. */
-#define FUZZ_CHECK(c)                                                                        \
-    do {                                                                                     \
-        if (!(c))                                                                            \
-            __builtin_trap();                                                                \
+#define FUZZ_CHECK(c)                                                                              \
+    do {                                                                                           \
+        if (!(c))                                                                                  \
+            __builtin_trap();                                                                      \
     } while (0)
 
 /* Most events a re-encoded PUBLISH is built from; bigger ones are skipped. */
