@@ -267,14 +267,14 @@ static int write_port_file(const kr_server *srv)
     return 0;
 }
 
-int kr_server_init(kr_server *srv, const kr_config *cfg, kr_metrics *metrics)
+int kr_server_setup(kr_server *srv, const kr_config *cfg, kr_metrics *metrics)
 {
     memset(srv, 0, sizeof *srv);
     srv->cfg = cfg;
     srv->metrics = metrics;
+    srv->handler_for = kr_handler_for;
     TAILQ_INIT(&srv->conns);
     register_metrics(srv);
-    raise_nofile(cfg);
 
     srv->base = event_base_new();
     if (srv->base == NULL) {
@@ -294,7 +294,14 @@ int kr_server_init(kr_server *srv, const kr_config *cfg, kr_metrics *metrics)
     event_add(srv->sigterm, NULL);
     event_add(srv->sigint, NULL);
     signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
 
+int kr_server_init(kr_server *srv, const kr_config *cfg, kr_metrics *metrics)
+{
+    if (kr_server_setup(srv, cfg, metrics) < 0)
+        return -1;
+    raise_nofile(cfg);
     if (bind_listener(srv) < 0)
         return -1;
     if (cfg->port_file != NULL && write_port_file(srv) < 0) {

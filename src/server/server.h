@@ -136,6 +136,8 @@ struct kr_server {
     uint16_t port;
     kr_metrics *metrics;
     kr_server_metrics m;
+    /* Request type -> handler; kr_handler_for unless a test swaps it. */
+    const struct kr_handler *(*handler_for)(uint32_t type);
 };
 
 /*
@@ -144,6 +146,14 @@ struct kr_server {
  * @return 0 on success, -1 on failure (srv is then cleaned by kr_server_free)
  */
 int kr_server_init(kr_server *srv, const kr_config *cfg, kr_metrics *metrics);
+
+/*
+ * kr_server_setup - everything kr_server_init does except binding the
+ * listener: the loop, metrics, housekeeping and signals. Unit tests use it
+ * to attach connections of their own (kr_conn_new on a socketpair).
+ * @return 0 on success, -1 on failure
+ */
+int kr_server_setup(kr_server *srv, const kr_config *cfg, kr_metrics *metrics);
 
 /* Run the loop until shutdown completes. @return 0 on a clean stop. */
 int kr_server_run(kr_server *srv);

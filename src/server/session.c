@@ -366,7 +366,7 @@ static void conn_start(kr_conn *c, uint32_t type, const uint8_t *payload, size_t
     krappy_err rc =
         kr_req_decode(type, payload, len, &c->scratch, &req, c->errmsg, sizeof c->errmsg);
     r->cid = req.cid;
-    const kr_handler *h = kr_handler_for(type);
+    const kr_handler *h = c->srv->handler_for(type);
     if (rc == KRAPPY_E_BAD_PAYLOAD || rc == KRAPPY_E_NOMEM) {
         kr_req_error(r, KRAPPY_E_BAD_PAYLOAD, c->errmsg, NULL);
         return;
@@ -444,7 +444,7 @@ static void conn_process(kr_conn *c)
         if (have < (size_t)size + 4)
             break;
         uint32_t type = kr_get_be32(hdr + 4);
-        const kr_handler *h = kr_handler_for(type);
+        const kr_handler *h = c->srv->handler_for(type);
         if (c->running > 0 && !(h != NULL && h->fifo && c->running == c->running_fifo))
             break; /* wait for earlier requests to take effect */
 
