@@ -565,6 +565,30 @@ static void test_token(void **state)
     assert_int_equal(e2e_stop(&s, 10000), 0);
 }
 
+/* Tokens are compared whole, whatever their length. */
+static void test_long_token(void **state)
+{
+    (void)state;
+    NEED_OWN_SERVER();
+    static char token[3001];
+    for (size_t i = 0; i < sizeof token - 1; i++)
+        token[i] = (char)('a' + i % 26);
+    e2e_server s;
+    const char *args[] = {"--token", token, NULL};
+    assert_int_equal(e2e_start(&s, args), 0);
+    int fd = e2e_connect(&s);
+    send_hello(fd, token);
+    assert_int_equal(e2e_expect_ok(fd), 0);
+    assert_alive(fd);
+    close(fd);
+    token[2999] = 'Z'; /* differs in the last byte only */
+    fd = e2e_connect(&s);
+    send_hello(fd, token);
+    assert_int_equal(e2e_expect_error(fd, KRAPPY_E_UNAUTHENTICATED, NULL, 0), 0);
+    close(fd);
+    assert_int_equal(e2e_stop(&s, 10000), 0);
+}
+
 static void test_idle_timeout(void **state)
 {
     (void)state;
@@ -750,14 +774,14 @@ static int count_fds(pid_t pid)
  * pipelines abandoned unread, garbage, torn frames, huge declared sizes,
  * abrupt closes. Afterwards the server still serves, holds no more file
  * descriptors than before and its memory has not grown. 300 rounds in
- * `make test`, 20000 in `make torture`.
+ * `make test`, 100000 in `make torture`.
  */
 static void test_connection_churn(void **state)
 {
     (void)state;
     NEED_OWN_SERVER();
     bool torture = getenv("KRAPPY_E2E_TORTURE") != NULL;
-    int rounds = torture ? 20000 : smoke() ? 100 : 300;
+    int rounds = torture ? 100000 : smoke() ? 100 : 300;
     uint64_t budget_ms = torture ? 600000 : 60000;
     e2e_server s;
     assert_int_equal(e2e_start(&s, NULL), 0);
@@ -843,6 +867,7 @@ int main(void)
         cmocka_unit_test(test_200_concurrent_connections),
         cmocka_unit_test(test_max_connections_busy),
         cmocka_unit_test(test_token),
+        cmocka_unit_test(test_long_token),
         cmocka_unit_test(test_idle_timeout),
         cmocka_unit_test(test_unread_replies_bounded),
         cmocka_unit_test(test_sigterm_exits_zero),

@@ -24,9 +24,9 @@
 #include "server/server.h"
 
 /* Types used by the test handlers (their payloads decode as these). */
-#define T_FIFO KRAPPY_T_PRODUCER_REGISTER  /* async, fifo */
-#define T_SLOW KRAPPY_T_CONSUMER_REGISTER  /* async, not fifo */
-#define T_SYNC KRAPPY_T_PING               /* sync */
+#define T_FIFO KRAPPY_T_PRODUCER_REGISTER /* async, fifo */
+#define T_SLOW KRAPPY_T_CONSUMER_REGISTER /* async, not fifo */
+#define T_SYNC KRAPPY_T_PING              /* sync */
 
 static kr_server srv;
 static kr_config cfg;
@@ -265,8 +265,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_fifo_requests_overlap_replies_in_order, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_other_requests_wait_for_earlier_ones, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_other_requests_wait_for_earlier_ones, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors_keep_their_place, setup, teardown),
         cmocka_unit_test_setup_teardown(test_completion_after_client_vanished, setup, teardown),
     };

@@ -78,6 +78,11 @@ static void refuse_busy(kr_server *srv, int fd)
     kr_buf_free(&enc);
     kr_buf_free(&b);
     shutdown(fd, SHUT_WR);
+    /* Discard what the client already sent: closing with unread input
+     * would answer with a reset that can destroy the BUSY in flight. */
+    char sink[4096];
+    while (recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0)
+        ;
     close(fd);
     kr_counter_add(srv->m.rejected, 1);
 }

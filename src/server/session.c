@@ -121,6 +121,21 @@ static kr_req *req_start(kr_conn *c, uint32_t type)
 
 /* ---- reading control ---- */
 
+/* 1 when the input holds at least one whole frame (or a bad size, which
+ * also needs an answer). */
+static bool input_has_frame(const kr_conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t have = evbuffer_get_length(in);
+    if (have < 4)
+        return false;
+    uint8_t hdr[4];
+    evbuffer_copyout(in, hdr, 4);
+    uint32_t size = kr_get_be32(hdr);
+    return kr_frame_check_size(size, c->srv->cfg->max_frame) != KRAPPY_OK ||
+           have >= (size_t)size + 4;
+}
+
 /*
  * Decide whether the socket should be read: not while replies pile up
  * unread (back-pressure), and not while the input already holds the next
@@ -133,7 +148,7 @@ static void conn_update_read(kr_conn *c)
     bool want;
     if (c->state == KR_CONN_LINGERING) {
         want = true;
-    } else if (c->state != KR_CONN_OPEN || c->no_more) {
+    } else if (c->state != KR_CONN_OPEN || c->no_more || c->eof) {
         want = false;
     } else {
         struct evbuffer *in = bufferevent_get_input(c->bev);
@@ -206,6 +221,8 @@ static void conn_maybe_finish(kr_conn *c)
 {
     if (c->state != KR_CONN_OPEN || c->bev == NULL || !TAILQ_EMPTY(&c->reqs))
         return;
+    if (c->eof && input_has_frame(c) && !c->no_more)
+        return; /* whole requests wait for back-pressure to ease */
     if (c->eof)
         conn_begin_flush(c, false);
     else if (c->srv->shutting_down)
@@ -321,13 +338,18 @@ static bool check_auth(kr_conn *c, uint32_t type, const uint8_t *payload, size_t
         snprintf(msg, msglen, "HELLO must carry the server's token as `token` (a text string)");
         return false;
     }
-    uint8_t buf[1024];
-    if (tok.kind != KR_CBOR_TEXT || tok.str_len > sizeof buf) {
-        snprintf(msg, msglen, "the token in HELLO is wrong");
+    if (tok.kind != KR_CBOR_TEXT) {
+        snprintf(msg, msglen, "the token in HELLO must be a text string");
         return false;
     }
-    size_t n = kr_cbor_str_copy(&tok, buf, sizeof buf);
-    if (!token_equal(buf, n, c->srv->cfg->token)) {
+    /* Join an indefinite-length token; the scratch fits any payload. */
+    kr_buf_reset(&c->scratch);
+    if (kr_buf_reserve(&c->scratch, tok.str_len) < 0) {
+        snprintf(msg, msglen, "out of memory checking the token");
+        return false;
+    }
+    size_t n = kr_cbor_str_copy(&tok, c->scratch.data, tok.str_len);
+    if (!token_equal(c->scratch.data, n, c->srv->cfg->token)) {
         snprintf(msg, msglen, "the token in HELLO is wrong");
         return false;
     }
@@ -427,7 +449,9 @@ static void conn_process(kr_conn *c)
         return;
     c->in_process = true;
     while (c->bev != NULL && c->state == KR_CONN_OPEN && !c->no_more) {
-        if (out_len(c) >= KR_CONN_OUT_HIGH)
+        /* Back-pressure - except that during shutdown the next frame gets
+         * its (small) SHUTTING_DOWN at once, after which nothing starts. */
+        if (out_len(c) >= KR_CONN_OUT_HIGH && !c->srv->shutting_down)
             break;
         struct evbuffer *in = bufferevent_get_input(c->bev);
         size_t have = evbuffer_get_length(in);
@@ -508,6 +532,7 @@ static void on_write(struct bufferevent *bev, void *arg)
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
     kr_conn *c = arg;
+    (void)bev;
     if (what & BEV_EVENT_ERROR) {
         kr_conn_abort(c, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         return;
@@ -518,13 +543,11 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         kr_conn_abort(c, NULL);
         return;
     }
-    /* Half-closed: answer what was sent, then close. */
+    /* Half-closed: answer every whole request sent, then close (a torn
+     * frame at the end is dropped). */
     c->eof = true;
     c->refs++;
     conn_process(c);
-    if (c->bev != NULL && c->state == KR_CONN_OPEN && TAILQ_EMPTY(&c->reqs) &&
-        evbuffer_get_length(bufferevent_get_input(bev)) > 0)
-        kr_conn_abort(c, "closed by the client mid-frame");
     conn_release(c);
 }
 
