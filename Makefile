@@ -48,7 +48,7 @@ KR_CFLAGS   := -std=gnu11 -fPIC -MMD -MP $(WARN)
 
 # Dependencies come from pkg-config; evaluated lazily so `make deps` runs first.
 PC_CBOR      = $(shell $(PKG_CONFIG) --cflags --libs libcbor 2>/dev/null)
-PC_SERVER    = $(shell $(PKG_CONFIG) --cflags --libs libevent libevent_pthreads libcbor 2>/dev/null)
+PC_SERVER    = $(shell $(PKG_CONFIG) --cflags --libs libevent libevent_pthreads libcbor rocksdb 2>/dev/null)
 PC_CMOCKA    = $(shell $(PKG_CONFIG) --cflags --libs cmocka 2>/dev/null)
 PC_CFLAGS    = $(shell $(PKG_CONFIG) --cflags libevent libcbor 2>/dev/null) \
                $(shell $(PKG_CONFIG) --cflags cmocka 2>/dev/null)
@@ -59,7 +59,7 @@ ALL_LDFLAGS  = $(LDFLAGS) $(VARIANT_CFLAGS)
 PROTO_SRC   := $(wildcard src/proto/*.c)
 CLIENT_SRC  := src/client/client.c
 CLI_SRC     := src/client/cli.c $(wildcard src/client/cli_*.c)
-SERVER_SRC  := $(filter-out src/server/main.c,$(wildcard src/server/*.c))
+SERVER_SRC  := $(filter-out src/server/main.c,$(wildcard src/server/*.c)) $(wildcard src/store/*.c)
 TEST_SRC    := $(wildcard tests/test_*.c)
 FUZZ_SRC    := $(wildcard tests/fuzz/fuzz_*.c)
 E2E_SRC     := $(wildcard e2e/e2e_*.c)
@@ -133,9 +133,9 @@ $(SERVER_TESTS): $(TOUT)/tests/%: $(OBJ)/tests/%.o $(SERVER_OBJ) $(LIBA)
 
 # Fuzz targets built as plain programs that replay a corpus (tests/fuzz/
 # replay.c); `make fuzz` builds them again with clang's libFuzzer.
-$(TOUT)/fuzz/%: $(OBJ)/tests/fuzz/%.o $(OBJ)/tests/fuzz/replay.o $(LIBA)
+$(TOUT)/fuzz/%: $(OBJ)/tests/fuzz/%.o $(OBJ)/tests/fuzz/replay.o $(SERVER_OBJ) $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_CBOR) -lm
+	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_SERVER) -lpthread -lm
 
 $(TOUT)/e2e/%: $(OBJ)/e2e/%.o $(call obj,$(E2E_LIB_SRC)) $(LIBA)
 	@mkdir -p $(dir $@)

@@ -1,0 +1,153 @@
+/*
+ * store/segment.h - the on-disk format of a topic's stream, and the file-level
+ * operations on one segment: write headers, verify, scan and recover, locate
+ * an event inside a stored batch.
+ *
+ * A topic's stream is a sequence of segment files in its directory, each named
+ * by its base offset (20 decimal digits, ".seg"). A segment is:
+ *
+ *   segment header (32 bytes)
+ *     0  magic "KRAPPYSG"                       8 bytes
+ *     8  format version u32 BE (1)
+ *    12  header length u32 BE (32)
+ *    16  base offset u64 BE (first offset stored in this file)
+ *    24  CRC32C u32 BE of bytes 0..23
+ *    28  zero u32
+ *   then batches, back to back:
+ *   batch header (32 bytes)
+ *     0  magic u32 BE 0x4B524231 ("KRB1")
+ *     4  CRC32C u32 BE of bytes 8..31 of this header and of the payload
+ *     8  base offset u64 BE (offset of the first event)
+ *    16  count u32 BE (events, >= 1)
+ *    20  payload length u32 BE (bytes)
+ *    24  max ts u64 BE (largest event timestamp, for time retention)
+ *   payload: `count` events, each one CBOR item in delivered form
+ *     [offset, ts, key, value] or [offset, ts, key, value, headers],
+ *     offsets base .. base+count-1, exactly as FETCH sends them.
+ *
+ * A PUBLISH is one batch, so a torn write loses a whole PUBLISH, never half.
+ * All integers are big-endian. Nothing here allocates per event.
+ */
+#ifndef KR_STORE_SEGMENT_H
+#define KR_STORE_SEGMENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define KR_SEG_MAGIC "KRAPPYSG"
+#define KR_SEG_VERSION 1
+#define KR_SEG_HEADER_BYTES 32
+#define KR_BATCH_MAGIC 0x4B524231u
+#define KR_BATCH_HEADER_BYTES 32
+/* Largest batch payload accepted when reading (a PUBLISH is at most one
+ * frame, and max_frame is at most 1 GiB). */
+#define KR_BATCH_MAX_PAYLOAD (1024u * 1024 * 1024)
+/* Segment file name: 20 digits + ".seg" + NUL. */
+#define KR_SEG_NAME_BYTES 25
+
+typedef struct kr_batch_hdr {
+    uint32_t crc;
+    uint64_t base;
+    uint32_t count;
+    uint32_t len;
+    uint64_t max_ts;
+} kr_batch_hdr;
+
+/* CRC32C (Castagnoli), extending `crc` (start with 0). Hardware (SSE4.2 or
+ * ARMv8 CRC) when the CPU has it, chosen at run time; else a table. */
+uint32_t kr_crc32c(uint32_t crc, const void *p, size_t n);
+
+/* Which implementation kr_crc32c uses: "sse4.2", "armv8" or "table". */
+const char *kr_crc32c_impl(void);
+
+/* "00000000000000001234.seg" for base 1234. out has KR_SEG_NAME_BYTES. */
+void kr_seg_name(char out[KR_SEG_NAME_BYTES], uint64_t base);
+
+/* Parse a segment file name. @return 0 and *base, or -1 if not one. */
+int kr_seg_parse_name(const char *name, uint64_t *base);
+
+/* Encode a segment header for base offset `base`. */
+void kr_seg_header_encode(uint8_t out[KR_SEG_HEADER_BYTES], uint64_t base);
+
+/* Check a segment header. @return 0 and *base; -1 when magic, version,
+ * length or CRC is wrong. */
+int kr_seg_header_decode(const uint8_t in[KR_SEG_HEADER_BYTES], uint64_t *base);
+
+/*
+ * kr_batch_header_encode - fill a batch header for `payload` (crc computed
+ * here over header bytes 8..31 and the payload).
+ */
+void kr_batch_header_encode(uint8_t out[KR_BATCH_HEADER_BYTES], uint64_t base, uint32_t count,
+                            uint64_t max_ts, const void *payload, uint32_t len);
+
+/* Decode a batch header (magic and sanity only: count >= 1, len >= count,
+ * len <= KR_BATCH_MAX_PAYLOAD). @return 0, or -1. The CRC is checked by
+ * kr_batch_verify. */
+int kr_batch_header_decode(const uint8_t in[KR_BATCH_HEADER_BYTES], kr_batch_hdr *h);
+
+/* @return 1 when the header's CRC matches header bytes 8..31 + payload. */
+int kr_batch_verify(const uint8_t hdr[KR_BATCH_HEADER_BYTES], const void *payload, uint32_t len);
+
+/*
+ * kr_batch_payload_check - the payload really is `count` delivered events
+ * with offsets base.. in order (each a 4- or 5-element array whose first
+ * item is its offset). Used when recovering bytes not written by this
+ * process, after the CRC matched, so that a forged or buggy batch is never
+ * served. @return 0, or -1.
+ */
+int kr_batch_payload_check(const kr_batch_hdr *h, const uint8_t *payload);
+
+/*
+ * kr_batch_locate - byte position in a payload of the event with offset
+ * `offset` (base <= offset < base+count), walking the CBOR items.
+ * @return the position, or -1 when the payload is malformed.
+ */
+long kr_batch_locate(const kr_batch_hdr *h, const uint8_t *payload, uint64_t offset);
+
+/* One index hint: the batch with base offset `offset` starts at `pos`. */
+typedef struct kr_index_entry {
+    uint64_t offset;
+    uint64_t pos;
+} kr_index_entry;
+
+/* A range of a segment that failed verification: never served. */
+typedef struct kr_corrupt {
+    uint64_t pos, end;          /* bytes [pos, end) */
+    uint64_t first, next;       /* offsets lost, as far as known */
+} kr_corrupt;
+
+#define KR_SEG_MAX_CORRUPT 16
+
+/* What kr_seg_scan learnt of one segment file. */
+typedef struct kr_seg_scan {
+    uint64_t base;          /* from the header */
+    uint64_t next;          /* offset after the last good batch */
+    uint64_t good_end;      /* file position after the last good batch */
+    uint64_t file_len;      /* size of the file as found */
+    uint64_t max_ts;        /* largest max_ts of good batches (0 if none) */
+    uint32_t batches;       /* good batches */
+    bool torn;              /* bytes after good_end that are not a batch:
+                               a torn tail to truncate */
+    size_t n_corrupt;       /* bad batches followed by good ones */
+    kr_corrupt corrupt[KR_SEG_MAX_CORRUPT];
+} kr_seg_scan;
+
+/* Called for each good batch during a scan (for the sparse index). */
+typedef void (*kr_seg_batch_cb)(void *arg, const kr_batch_hdr *h, uint64_t pos);
+
+/*
+ * kr_seg_scan_fd - read and verify a whole segment file: header, then every
+ * batch (CRC, header sanity, offsets contiguous from the segment base, and
+ * kr_batch_payload_check). A bad stretch followed by a good batch (found by
+ * scanning forward for a batch magic whose CRC and offsets check out) is
+ * recorded as corrupt; bad bytes with no good batch after them are a torn
+ * tail (torn = true, good_end says where to truncate).
+ * Reads with pread in chunks; allocates one buffer of the largest batch.
+ * @param cb  called per good batch (may be NULL)
+ * @return 0 on success; -1 when the header itself is bad or on an I/O error
+ *         (errno set; EINVAL for a bad header).
+ */
+int kr_seg_scan_fd(int fd, kr_seg_scan *out, kr_seg_batch_cb cb, void *arg);
+
+#endif
