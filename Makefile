@@ -83,7 +83,7 @@ E2E         := $(patsubst e2e/%.c,$(TOUT)/e2e/%,$(E2E_SRC))
 BENCHES     := $(patsubst e2e/bench/%.c,$(TOUT)/bench/%,$(BENCH_SRC))
 
 .PHONY: all deps run test check unit fuzz-replay e2e smoke torture bench install \
-        uninstall clean fmt lint fuzz valgrind symbols tests-build
+        uninstall clean fmt lint fuzz valgrind symbols tests-build shim
 
 all: $(KRAPPYD) $(KRAPPY) $(LIBA) $(LIBSO) symbols
 
@@ -145,13 +145,41 @@ $(TOUT)/bench/%: $(OBJ)/e2e/bench/%.o $(call obj,$(E2E_LIB_SRC)) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_CBOR) -lm
 
+# Power-cut / fault-injection shim (tests/shim/krshim.c, LD_PRELOAD) and its
+# tools. The shim and powercut are never sanitized (the shim is preloaded into
+# ASan processes); shimtest and rocks_powercut take the variant's flags, so the
+# asan build checks the shim inside an ASan process.
+SHIM_DIR    := $(TOUT)/shim
+SHIM_LIB    := $(SHIM_DIR)/libkrshim.so
+SHIM_TOOLS  := $(SHIM_DIR)/powercut $(SHIM_DIR)/shimtest $(SHIM_DIR)/rocks_powercut
+SHIM_CFLAGS  = -std=gnu11 -D_GNU_SOURCE $(WARN) $(CPPFLAGS) $(CFLAGS)
+
+shim: $(SHIM_LIB) $(SHIM_TOOLS)
+
+$(SHIM_LIB): tests/shim/krshim.c
+	@mkdir -p $(dir $@)
+	$(CC) $(SHIM_CFLAGS) -fPIC -shared -fvisibility=hidden -o $@ $< $(LDFLAGS) -ldl -lpthread
+
+$(SHIM_DIR)/powercut: tests/shim/powercut.c
+	@mkdir -p $(dir $@)
+	$(CC) $(SHIM_CFLAGS) -o $@ $< $(LDFLAGS)
+
+$(SHIM_DIR)/shimtest: tests/shim/shimtest.c
+	@mkdir -p $(dir $@)
+	$(CC) $(SHIM_CFLAGS) $(VARIANT_CFLAGS) -o $@ $< $(ALL_LDFLAGS) -lpthread
+
+$(SHIM_DIR)/rocks_powercut: tests/shim/rocks_powercut.c
+	@mkdir -p $(dir $@)
+	$(CC) $(SHIM_CFLAGS) $(VARIANT_CFLAGS) $(shell $(PKG_CONFIG) --cflags rocksdb 2>/dev/null) \
+	    -o $@ $< $(ALL_LDFLAGS) $(shell $(PKG_CONFIG) --libs rocksdb 2>/dev/null || echo -lrocksdb)
+
 # libkrappy.so exports krappy_* and nothing else (the version script hides
 # the rest); this keeps it that way.
 symbols: $(LIBSO)
 	@bad=$$(nm -D --defined-only $(LIBSO) | awk '$$2 ~ /[TDBR]/ {print $$3}' | grep -v '^krappy_' || true); \
 	if [ -n "$$bad" ]; then echo "libkrappy.so exports non-API symbols: $$bad" >&2; exit 1; fi
 
-tests-build: $(KRAPPYD) $(KRAPPY) $(LIBA) $(TESTS) $(FUZZERS) $(E2E) $(BENCHES)
+tests-build: $(KRAPPYD) $(KRAPPY) $(LIBA) $(TESTS) $(FUZZERS) $(E2E) $(BENCHES) shim
 
 # ---- tests ----
 

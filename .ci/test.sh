@@ -51,6 +51,7 @@ e2e() {
     for t in "$1"/e2e/e2e_*; do
         [ -x "$t" ] || continue
         run "e2e $(basename "$t") ($3)" env KRAPPYD="$2/krappyd" KRAPPY="$2/krappy" \
+            KRAPPY_SHIM="$PWD/$1/shim/libkrshim.so" KRAPPY_POWERCUT="$PWD/$1/shim/powercut" \
             ${4:+KRAPPY_E2E_SMOKE=1} "$t"
     done
 }
@@ -58,6 +59,7 @@ e2e() {
 case $what in
 all)
     unit $ASAN asan
+    run "shim self-test" sh tests/shim/test_shim.sh $ASAN
     fuzz_replay $ASAN asan
     e2e $ASAN $ASAN/bin asan
     e2e $REL bin "O2 smoke" smoke

@@ -63,10 +63,17 @@ int e2e_start(e2e_server *s, const char *const *extra)
         perror("e2e: mkdtemp");
         return -1;
     }
+    return e2e_restart(s, extra);
+}
+
+/* Start krappyd on s->dir (its data, port file and log, appended). */
+int e2e_restart(e2e_server *s, const char *const *extra)
+{
     char data[300], portfile[300];
     snprintf(data, sizeof data, "%s/data", s->dir);
     snprintf(portfile, sizeof portfile, "%s/port", s->dir);
     snprintf(s->log_path, sizeof s->log_path, "%s/krappyd.log", s->dir);
+    unlink(portfile);
 
     const char *bin = getenv("KRAPPYD");
     if (bin == NULL)
@@ -92,7 +99,7 @@ int e2e_start(e2e_server *s, const char *const *extra)
         return -1;
     }
     if (pid == 0) {
-        int fd = open(s->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int fd = open(s->log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
             dup2(fd, STDERR_FILENO);
             close(fd);
@@ -148,10 +155,25 @@ int e2e_start_or_external(e2e_server *s)
     return 0;
 }
 
+static int stop(e2e_server *s, int timeout_ms, bool keep);
+
 int e2e_stop(e2e_server *s, int timeout_ms)
 {
-    if (s->pid <= 0)
+    return stop(s, timeout_ms, false);
+}
+
+int e2e_stop_keep(e2e_server *s, int timeout_ms)
+{
+    return stop(s, timeout_ms, true);
+}
+
+static int stop(e2e_server *s, int timeout_ms, bool keep)
+{
+    if (s->pid <= 0) {
+        if (!keep && getenv("KRAPPY_E2E_KEEP") == NULL)
+            rm_rf(s->dir);
         return 0;
+    }
     kill(s->pid, SIGTERM);
     uint64_t deadline = e2e_now_ms() + (uint64_t)timeout_ms;
     int status = 0, rc = -1;
@@ -177,7 +199,7 @@ int e2e_stop(e2e_server *s, int timeout_ms)
             fprintf(stderr, "(no log)\n");
     }
     s->pid = 0;
-    if (getenv("KRAPPY_E2E_KEEP") == NULL)
+    if (!keep && getenv("KRAPPY_E2E_KEEP") == NULL)
         rm_rf(s->dir);
     return rc;
 }

@@ -38,15 +38,21 @@ const char *e2e_external_addr(void);
  */
 int e2e_start(e2e_server *s, const char *const *extra_args);
 
+/* Start krappyd again on the same directory (after e2e_stop or a kill):
+ * same data, the log appended. @return 0, or -1. */
+int e2e_restart(e2e_server *s, const char *const *extra_args);
+
 /* Like e2e_start, or the external server when one is configured. */
 int e2e_start_or_external(e2e_server *s);
 
 /*
- * Stop a server with SIGTERM and wait up to `timeout_ms`.
+ * Stop a server with SIGTERM and wait up to `timeout_ms`; the directory is
+ * removed unless keep is asked (e2e_stop_keep) or KRAPPY_E2E_KEEP is set.
  * @return its exit status (0..255), 128+signal if killed by one, or -1 when
  *         it did not exit in time (it is then killed with SIGKILL).
  */
 int e2e_stop(e2e_server *s, int timeout_ms);
+int e2e_stop_keep(e2e_server *s, int timeout_ms);
 
 /* Resident set size of the server in KiB, or -1. */
 long e2e_rss_kib(const e2e_server *s);

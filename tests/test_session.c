@@ -68,6 +68,7 @@ static kr_hresult run_async(kr_conn *c, kr_req *r, const kr_request *req)
 {
     (void)c;
     note('S', req->cid.v);
+    kr_req_async(r);
     later *l = calloc(1, sizeof *l);
     l->r = r;
     l->cid = req->cid.v;

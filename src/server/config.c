@@ -13,10 +13,19 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "krappy/protocol.h"
 
-typedef enum opt_kind { OPT_STR, OPT_SIZE, OPT_UINT, OPT_DURATION, OPT_LEVEL, OPT_FORMAT } opt_kind;
+typedef enum opt_kind {
+    OPT_STR,
+    OPT_SIZE,   /* uint32_t field */
+    OPT_SIZE64, /* uint64_t field */
+    OPT_UINT,   /* uint32_t field */
+    OPT_DURATION,
+    OPT_LEVEL,
+    OPT_FORMAT
+} opt_kind;
 
 typedef struct opt_spec {
     const char *flag; /* long flag without "--" */
@@ -62,6 +71,29 @@ static const opt_spec specs[] = {
      F(log_level), 0, 0},
     {"port-file", "KRAPPY_PORT_FILE", OPT_STR, "FILE", "none",
      "write the data port here once listening (for tests and supervisors)", F(port_file), 0, 0},
+    {"segment-bytes", "KRAPPY_SEGMENT_BYTES", OPT_SIZE64, "BYTES", "64M",
+     "roll a topic's stream to a new segment file at this size", F(segment_bytes), 4096,
+     1ull << 40},
+    {"retention-bytes", "KRAPPY_RETENTION_BYTES", OPT_SIZE64, "BYTES", "0 (keep all)",
+     "delete a topic's oldest segments while its stream is larger", F(retention_bytes), 0,
+     UINT64_MAX},
+    {"retention-ms", "KRAPPY_RETENTION_MS", OPT_DURATION, "DURATION", "0 (keep all)",
+     "delete segments whose newest event is older than this", F(retention_ms), 0, UINT64_MAX},
+    {"checkpoint-interval", "KRAPPY_CHECKPOINT_INTERVAL", OPT_DURATION, "DURATION", "500ms",
+     "fold new events into RocksDB this often", F(checkpoint_ms), 10, 3600000},
+    {"overlay-bytes", "KRAPPY_OVERLAY_BYTES", OPT_SIZE64, "BYTES", "128M",
+     "checkpoint early when the in-memory view of a topic holds this much", F(overlay_bytes),
+     1024 * 1024, UINT64_MAX},
+    {"block-cache", "KRAPPY_BLOCK_CACHE", OPT_SIZE64, "BYTES", "64M",
+     "RocksDB block cache for GET and SCAN", F(block_cache_bytes), 1024 * 1024, UINT64_MAX},
+    {"max-wait", "KRAPPY_MAX_WAIT", OPT_DURATION, "DURATION", "60s",
+     "cap on a long poll's wait_ms (larger values are lowered)", F(max_wait_ms), 1, 3600000},
+    {"rocksdb-log-dir", "KRAPPY_ROCKSDB_LOG_DIR", OPT_STR, "DIR", "/dev/shm if writable",
+     "RocksDB's own log; off the data disk, because a full disk makes Debian's RocksDB "
+     "abort when it logs (\"\" = inside DATA/view)",
+     F(rocksdb_log_dir), 0, 0},
+    {"max-publish-events", "KRAPPY_MAX_PUBLISH_EVENTS", OPT_UINT, "N", "100000",
+     "events one PUBLISH may carry", F(max_publish_events), 1, 10000000},
 };
 
 #define N_SPECS (sizeof specs / sizeof specs[0])
@@ -175,6 +207,7 @@ static const char *kind_hint(opt_kind k)
 {
     switch (k) {
     case OPT_SIZE:
+    case OPT_SIZE64:
         return "a number of bytes, optionally with K, M or G";
     case OPT_UINT:
         return "a whole number";
@@ -201,7 +234,7 @@ static int apply(kr_config *cfg, const opt_spec *o, const char *val, const char 
     switch (o->kind) {
     case OPT_STR: {
         char **dst = (char **)(void *)(base + o->field);
-        if (val[0] == '\0' && o->field != F(token)) {
+        if (val[0] == '\0' && o->field != F(token) && o->field != F(rocksdb_log_dir)) {
             snprintf(err, errlen, "%s must not be empty", origin);
             return -1;
         }
@@ -225,6 +258,7 @@ static int apply(kr_config *cfg, const opt_spec *o, const char *val, const char 
         bad = 1;
         break;
     case OPT_SIZE:
+    case OPT_SIZE64:
         bad = kr_parse_size(val, &v) < 0;
         break;
     case OPT_UINT:
@@ -243,7 +277,7 @@ static int apply(kr_config *cfg, const opt_spec *o, const char *val, const char 
                  (unsigned long long)o->min, (unsigned long long)o->max);
         return -1;
     }
-    if (o->kind == OPT_DURATION)
+    if (o->kind == OPT_DURATION || o->kind == OPT_SIZE64)
         *(uint64_t *)(void *)(base + o->field) = v;
     else
         *(uint32_t *)(void *)(base + o->field) = (uint32_t)v;
@@ -263,8 +297,15 @@ static int set_defaults(kr_config *cfg, int stderr_is_tty)
     cfg->hello_timeout_ms = KR_DEFAULT_HELLO_TIMEOUT_MS;
     cfg->shutdown_timeout_ms = KR_DEFAULT_SHUTDOWN_TIMEOUT_MS;
     cfg->log_level = KR_LOG_INFO;
+    cfg->rocksdb_log_dir = strdup(access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "");
+    cfg->segment_bytes = 64u * 1024 * 1024;
+    cfg->checkpoint_ms = 500;
+    cfg->overlay_bytes = 128u * 1024 * 1024;
+    cfg->block_cache_bytes = 64u * 1024 * 1024;
+    cfg->max_wait_ms = 60000;
+    cfg->max_publish_events = 100000;
     cfg->log_format = stderr_is_tty ? KR_LOG_TEXT : KR_LOG_JSON;
-    return cfg->listen && cfg->data_dir ? 0 : -1;
+    return cfg->listen && cfg->data_dir && cfg->rocksdb_log_dir ? 0 : -1;
 }
 
 /* The listen address must split into host and port now, not at bind time. */
@@ -352,6 +393,7 @@ void kr_config_free(kr_config *cfg)
     free(cfg->data_dir);
     free(cfg->token);
     free(cfg->port_file);
+    free(cfg->rocksdb_log_dir);
     memset(cfg, 0, sizeof *cfg);
 }
 

@@ -30,8 +30,9 @@
 typedef struct kr_config {
     char *listen; /* HOST:PORT */
     char *data_dir;
-    char *token;     /* NULL: no authentication */
-    char *port_file; /* NULL: none */
+    char *token;           /* NULL: no authentication */
+    char *port_file;       /* NULL: none */
+    char *rocksdb_log_dir; /* "": inside DATA/view */
     uint32_t max_frame;
     uint32_t max_connections;
     uint32_t max_events;      /* cap on `max` in FETCH/POLL */
@@ -41,6 +42,15 @@ typedef struct kr_config {
     uint64_t shutdown_timeout_ms;
     kr_log_level log_level;
     kr_log_format log_format;
+    /* storage */
+    uint64_t segment_bytes;
+    uint64_t retention_bytes; /* 0: unlimited */
+    uint64_t retention_ms;    /* 0: unlimited */
+    uint64_t checkpoint_ms;
+    uint64_t overlay_bytes;
+    uint64_t block_cache_bytes;
+    uint64_t max_wait_ms;
+    uint32_t max_publish_events;
 } kr_config;
 
 typedef enum kr_config_action {

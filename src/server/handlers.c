@@ -2,14 +2,53 @@
  * server/handlers.c - one function per request type.
  *
  * A handler runs on the loop thread after the request passed every check up
- * to "fields valid" (PROTOCOL.md section 5). It answers with kr_req_reply or
- * kr_req_error, either before returning KR_H_DONE or later (KR_H_ASYNC, e.g.
- * from a storage completion). Types without a handler are answered
- * UNKNOWN_TYPE by the session.
+ * to "fields valid" (PROTOCOL.md section 5); it checks registration and the
+ * topic itself, in that order. It finishes the request with kr_req_reply,
+ * kr_req_error or kr_req_silent - before returning KR_H_DONE, or later after
+ * calling kr_req_async and returning KR_H_ASYNC (storage completions, long
+ * polls, scans waiting for a checkpoint). Types without a handler are
+ * answered UNKNOWN_TYPE by the session.
  */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "proto/cbor.h"
+#include "server/log.h"
 #include "server/server.h"
 
 #define KR_SERVER_NAME "krappyd " KRAPPY_VERSION
+/* SCAN `limit` above this is lowered to it. */
+#define KR_MAX_SCAN_LIMIT 10000
+/* Room kept in an ENTRIES reply for the map around the entries. */
+#define KR_SCAN_REPLY_OVERHEAD 128
+
+static kr_store *store_of(kr_conn *c)
+{
+    return c->srv->store;
+}
+
+/* NO_SUCH_TOPIC, or the topic. */
+static kr_topic *need_topic(kr_conn *c, kr_req *r, const kr_str *name)
+{
+    kr_topic *t = kr_store_topic(store_of(c), name->ptr, name->len);
+    if (t == NULL) {
+        snprintf(c->errmsg, sizeof c->errmsg,
+                 "topic '%.*s' does not exist; a producer creates it with PRODUCER_REGISTER",
+                 (int)name->len, (const char *)name->ptr);
+        kr_req_error(r, KRAPPY_E_NO_SUCH_TOPIC, c->errmsg, NULL);
+    }
+    return t;
+}
+
+static kr_str topic_str(const kr_topic *t)
+{
+    return (kr_str){(const uint8_t *)t->name, t->name_len};
+}
+
+/* ---- HELLO, PING ---- */
 
 static kr_hresult hello(kr_conn *c, kr_req *r, const kr_request *req)
 {
@@ -30,9 +69,396 @@ static kr_hresult ping(kr_conn *c, kr_req *r, const kr_request *req)
     return KR_H_DONE;
 }
 
+/* ---- PRODUCER_REGISTER ---- */
+
+static void registered(void *arg, const kr_store_result *res)
+{
+    kr_req *r = arg;
+    kr_conn *c = r->conn;
+    if (res->err != KRAPPY_OK) {
+        if (c->producer == r->topic)
+            c->producer = NULL;
+        kr_req_error(r, res->err, res->msg, NULL);
+        return;
+    }
+    kr_str name = topic_str(r->topic);
+    kr_buf_reset(&c->enc);
+    kr_enc_ok_producer(&c->enc, r->cid, &name, res->first);
+    kr_req_reply(r, KRAPPY_T_OK, c->enc.data, c->enc.len);
+}
+
+/*
+ * The topic is created if absent. The registration binds at once, so that
+ * a PUBLISH pipelined behind it is accepted; the reply (with the topic's
+ * next offset) comes once every earlier write has taken effect.
+ */
+static kr_hresult producer_register(kr_conn *c, kr_req *r, const kr_request *req)
+{
+    const kr_str *name = &req->u.producer_register.topic;
+    kr_store_result res;
+    kr_topic *t;
+    kr_req_async(r);
+    if (kr_store_register(store_of(c), name->ptr, name->len, &t, registered, r, &res) < 0) {
+        kr_req_error(r, res.err, res.msg, NULL);
+        return KR_H_ASYNC;
+    }
+    r->topic = t;
+    c->producer = t;
+    return KR_H_ASYNC;
+}
+
+/* ---- PUBLISH ---- */
+
+static void published(void *arg, const kr_store_result *res)
+{
+    kr_req *r = arg;
+    kr_conn *c = r->conn;
+    if (res->err != KRAPPY_OK) {
+        if (r->ack_none) {
+            /* A fire-and-forget producer must not lose events silently. */
+            r->close_after = true;
+            c->no_more = true;
+        }
+        kr_req_error(r, res->err, res->msg, NULL);
+        return;
+    }
+    if (r->ack_none) {
+        kr_req_silent(r);
+        return;
+    }
+    kr_buf_reset(&c->enc);
+    kr_enc_ok_publish(&c->enc, r->cid, res->first, res->count);
+    kr_req_reply(r, KRAPPY_T_OK, c->enc.data, c->enc.len);
+}
+
+static kr_hresult publish(kr_conn *c, kr_req *r, const kr_request *req)
+{
+    if (c->producer == NULL || c->producer->failed) {
+        kr_req_error(r, KRAPPY_E_NOT_REGISTERED,
+                     "PUBLISH needs a PRODUCER_REGISTER for a topic on this connection first",
+                     NULL);
+        return KR_H_DONE;
+    }
+    r->ack_none = req->u.publish.ack == KR_ACK_NONE;
+    uint64_t bad = 0;
+    kr_req_async(r);
+    krappy_err rc = kr_store_publish(store_of(c), c->producer, req, &c->scratch,
+                                     req->u.publish.ack == KR_ACK_SYNC, published, r, c->errmsg,
+                                     sizeof c->errmsg, &bad);
+    if (rc != KRAPPY_OK) {
+        kr_error_extra extra = {.has_index = rc == KRAPPY_E_INVALID_ARGUMENT, .index = bad};
+        if (r->ack_none) {
+            r->close_after = true;
+            c->no_more = true;
+        }
+        kr_req_error(r, rc, c->errmsg, &extra);
+    }
+    return KR_H_ASYNC;
+}
+
+/* ---- FETCH ---- */
+
+typedef struct fetch_wait {
+    kr_waiter w;
+    kr_req *r;
+    uint64_t offset, max, max_bytes;
+} fetch_wait;
+
+/* Send what kr_store_fetch found as EVENTS {cid?, events, next}. */
+static void fetch_reply(kr_conn *c, kr_req *r, const kr_fetch_result *res)
+{
+    struct evbuffer *buf = evbuffer_new();
+    if (buf == NULL) {
+        kr_req_error(r, KRAPPY_E_STORAGE, "out of memory building a reply", NULL);
+        return;
+    }
+    kr_buf_reset(&c->enc);
+    kr_enc_events_begin(&c->enc, r->cid, (size_t)res->count);
+    evbuffer_add(buf, c->enc.data, c->enc.len);
+    if (kr_store_fetch_emit(store_of(c), res, buf, c->errmsg, sizeof c->errmsg) < 0) {
+        evbuffer_free(buf);
+        kr_req_error(r, KRAPPY_E_STORAGE, c->errmsg, NULL);
+        return;
+    }
+    kr_buf_reset(&c->enc);
+    kr_enc_events_end(&c->enc, res->next);
+    evbuffer_add(buf, c->enc.data, c->enc.len);
+    kr_req_reply_evbuffer(r, KRAPPY_T_EVENTS, buf);
+    evbuffer_free(buf);
+}
+
+/* Fetch and answer; 0 when there was nothing to send yet. */
+static int fetch_now(kr_conn *c, kr_req *r, kr_topic *t, uint64_t offset, uint64_t max,
+                     uint64_t max_bytes, bool reply_empty)
+{
+    kr_fetch_result res;
+    krappy_err rc =
+        kr_store_fetch(store_of(c), t, offset, max, max_bytes, &res, c->errmsg, sizeof c->errmsg);
+    if (rc == KRAPPY_E_OFFSET_OUT_OF_RANGE) {
+        kr_error_extra extra = {.has_range = true, .first = t->first, .next = t->next};
+        kr_req_error(r, rc, c->errmsg, &extra);
+        return 1;
+    }
+    if (rc != KRAPPY_OK) {
+        kr_error_extra extra = {.has_range = true, .first = offset, .next = res.next};
+        kr_req_error(r, rc, c->errmsg, &extra);
+        return 1;
+    }
+    if (res.count == 0 && !reply_empty)
+        return 0;
+    fetch_reply(c, r, &res);
+    return 1;
+}
+
+static void fetch_woken(kr_waiter *w, bool timed_out)
+{
+    fetch_wait *fw = (fetch_wait *)w;
+    kr_req *r = fw->r;
+    kr_conn *c = r->conn;
+    r->cancel = NULL;
+    c->parked--;
+    (void)fetch_now(c, r, w->topic, fw->offset, fw->max, fw->max_bytes, true);
+    (void)timed_out;
+    free(fw);
+}
+
+static void fetch_cancel(kr_req *r, krappy_err code)
+{
+    fetch_wait *fw = r->ctx;
+    kr_conn *c = r->conn;
+    kr_store_unpark(store_of(c), &fw->w);
+    c->parked--;
+    free(fw);
+    if (code == KRAPPY_OK)
+        kr_req_silent(r);
+    else
+        kr_req_error(r, code, "the server is shutting down; reconnect in a moment", NULL);
+}
+
+static kr_hresult fetch(kr_conn *c, kr_req *r, const kr_request *req)
+{
+    kr_topic *t = need_topic(c, r, &req->u.fetch.topic);
+    if (t == NULL)
+        return KR_H_DONE;
+    uint64_t offset = req->u.fetch.offset, max = req->u.fetch.max,
+             max_bytes = req->u.fetch.max_bytes, wait_ms = req->u.fetch.wait_ms;
+    if (fetch_now(c, r, t, offset, max, max_bytes, wait_ms == 0))
+        return KR_H_DONE;
+    /* Nothing yet: a long poll, parked on the topic. */
+    fetch_wait *fw = calloc(1, sizeof *fw);
+    if (fw == NULL) {
+        kr_req_error(r, KRAPPY_E_STORAGE, "out of memory parking a long poll", NULL);
+        return KR_H_DONE;
+    }
+    fw->r = r;
+    fw->offset = offset;
+    fw->max = max;
+    fw->max_bytes = max_bytes;
+    fw->w.topic = t;
+    fw->w.offset = offset;
+    fw->w.wake = fetch_woken;
+    r->ctx = fw;
+    r->cancel = fetch_cancel;
+    c->parked++;
+    kr_req_async(r);
+    kr_store_park(store_of(c), &fw->w, wait_ms);
+    return KR_H_ASYNC;
+}
+
+/* ---- GET ---- */
+
+static kr_hresult get(kr_conn *c, kr_req *r, const kr_request *req)
+{
+    kr_topic *t = need_topic(c, r, &req->u.get.topic);
+    if (t == NULL)
+        return KR_H_DONE;
+    const kr_key *key = &req->u.get.key;
+    kr_buf_reset(&c->tmp);
+    int rc = kr_store_get(store_of(c), t, key->content.ptr, key->content.len, &c->tmp, c->errmsg,
+                          sizeof c->errmsg);
+    if (rc < 0 || c->tmp.failed) {
+        kr_req_error(r, KRAPPY_E_STORAGE, c->errmsg, NULL);
+        return KR_H_DONE;
+    }
+    if (rc == 0) {
+        kr_req_error(r, KRAPPY_E_NOT_FOUND,
+                     "no value for that key (never written, or deleted by a null value)", NULL);
+        return KR_H_DONE;
+    }
+    kr_cbor_item ev;
+    kr_event_view v;
+    if (kr_cbor_read(c->tmp.data, c->tmp.len, &ev) < 0 || kr_event_view_read(&ev, &v) < 0) {
+        kr_req_error(r, KRAPPY_E_STORAGE, "the stored value is damaged", NULL);
+        return KR_H_DONE;
+    }
+    kr_str k = {v.key.raw, v.key.raw_len}, val = {v.value.raw, v.value.raw_len},
+           h = {v.headers.raw, v.headers.raw_len};
+    kr_buf_reset(&c->enc);
+    kr_enc_value(&c->enc, r->cid, &k, v.offset, v.ts, &val, v.has_headers ? &h : NULL);
+    kr_req_reply(r, KRAPPY_T_VALUE, c->enc.data, c->enc.len);
+    return KR_H_DONE;
+}
+
+/* ---- SCAN ---- */
+
+typedef struct scan_page {
+    kr_conn *c;
+    size_t n;
+    size_t room;   /* bytes the entries may take in the reply */
+    bool rejected; /* an entry did not fit: more remain */
+    int bad;
+} scan_page;
+
+static int scan_entry(void *arg, const uint8_t *key, size_t klen, const uint8_t *event, size_t elen)
+{
+    scan_page *p = arg;
+    (void)key;
+    (void)klen;
+    kr_cbor_item ev;
+    kr_event_view v;
+    if (kr_cbor_read(event, elen, &ev) < 0 || kr_event_view_read(&ev, &v) < 0) {
+        p->bad = 1;
+        return 1;
+    }
+    size_t before = p->c->tmp.len;
+    kr_str k = {v.key.raw, v.key.raw_len}, val = {v.value.raw, v.value.raw_len};
+    kr_enc_entry(&p->c->tmp, &k, v.offset, v.ts, &val);
+    if (p->n > 0 && p->c->tmp.len > p->room) {
+        p->c->tmp.len = before; /* does not fit: the next page starts here */
+        p->rejected = true;
+        return 1;
+    }
+    p->n++;
+    return 0;
+}
+
+static void scan_page_reply(kr_conn *c, kr_req *r, kr_scan_cursor *cur, uint64_t limit)
+{
+    scan_page p = {c, 0, (size_t)c->srv->cfg->max_frame - KR_SCAN_REPLY_OVERHEAD, false, 0};
+    bool more = false;
+    if (limit > KR_MAX_SCAN_LIMIT)
+        limit = KR_MAX_SCAN_LIMIT;
+    kr_buf_reset(&c->tmp);
+    long n = kr_store_scan_page(store_of(c), cur, (size_t)limit, scan_entry, &p, &more, c->errmsg,
+                                sizeof c->errmsg);
+    if (n < 0 || p.bad || c->tmp.failed) {
+        kr_store_scan_end(store_of(c), cur);
+        kr_req_error(r, KRAPPY_E_STORAGE, p.bad ? "a stored value is damaged" : c->errmsg, NULL);
+        return;
+    }
+    more = more || p.rejected;
+    kr_str token = {kr_scan_token(cur), KR_SCAN_CURSOR_BYTES};
+    uint64_t snapshot = kr_scan_snapshot(cur);
+    kr_buf_reset(&c->enc);
+    kr_enc_entries_begin(&c->enc, r->cid, p.n, more);
+    kr_buf_append(&c->enc, c->tmp.data, c->tmp.len);
+    kr_enc_entries_end(&c->enc, snapshot, more ? &token : NULL);
+    if (!more)
+        kr_store_scan_end(store_of(c), cur);
+    kr_req_reply(r, KRAPPY_T_ENTRIES, c->enc.data, c->enc.len);
+}
+
+static void scan_started(void *arg, kr_scan_cursor *cur, const kr_store_result *res)
+{
+    kr_req *r = arg;
+    kr_conn *c = r->conn;
+    uint64_t limit = (uint64_t)(uintptr_t)r->ctx;
+    if (res->err != KRAPPY_OK) {
+        kr_req_error(r, res->err, res->msg, NULL);
+        return;
+    }
+    if (c->bev == NULL) { /* the client left meanwhile */
+        kr_store_scan_end(store_of(c), cur);
+        kr_req_silent(r);
+        return;
+    }
+    scan_page_reply(c, r, cur, limit);
+}
+
+static kr_hresult scan(kr_conn *c, kr_req *r, const kr_request *req)
+{
+    kr_topic *t = need_topic(c, r, &req->u.scan.topic);
+    if (t == NULL)
+        return KR_H_DONE;
+    if (req->u.scan.has_cursor) {
+        kr_scan_cursor *cur =
+            kr_store_scan_find(store_of(c), req->u.scan.cursor.ptr, req->u.scan.cursor.len);
+        if (cur == NULL) {
+            kr_req_error(r, KRAPPY_E_INVALID_ARGUMENT, "scan cursor expired; start the scan again",
+                         NULL);
+            return KR_H_DONE;
+        }
+        if (kr_scan_topic(cur) != t) {
+            kr_req_error(r, KRAPPY_E_INVALID_ARGUMENT, "this scan cursor belongs to another topic",
+                         NULL);
+            return KR_H_DONE;
+        }
+        scan_page_reply(c, r, cur, req->u.scan.limit);
+        return KR_H_DONE;
+    }
+    r->ctx = (void *)(uintptr_t)req->u.scan.limit;
+    kr_req_async(r);
+    kr_store_scan_start(store_of(c), t, req->u.scan.prefix.ptr,
+                        req->u.scan.has_prefix ? req->u.scan.prefix.len : 0, req->u.scan.has_after,
+                        req->u.scan.after.ptr, req->u.scan.has_after ? req->u.scan.after.len : 0,
+                        scan_started, r);
+    return KR_H_ASYNC;
+}
+
+/* ---- TOPICS, STATS ---- */
+
+static kr_hresult topics(kr_conn *c, kr_req *r, const kr_request *req)
+{
+    (void)req;
+    kr_topic **all;
+    size_t n = kr_store_topics(store_of(c), &all), live = 0;
+    for (size_t i = 0; i < n; i++)
+        live += all[i]->ready && !all[i]->failed;
+    kr_buf_reset(&c->enc);
+    kr_enc_ok_topics_begin(&c->enc, r->cid, live);
+    for (size_t i = 0; i < n; i++) {
+        if (!all[i]->ready || all[i]->failed)
+            continue;
+        kr_str name = topic_str(all[i]);
+        kr_enc_topic(&c->enc, &name, all[i]->first, all[i]->next);
+    }
+    if (c->enc.failed) {
+        kr_req_error(r, KRAPPY_E_STORAGE, "too many topics to list in one reply", NULL);
+        return KR_H_DONE;
+    }
+    kr_req_reply(r, KRAPPY_T_OK, c->enc.data, c->enc.len);
+    return KR_H_DONE;
+}
+
+static kr_hresult stats(kr_conn *c, kr_req *r, const kr_request *req)
+{
+    kr_topic *t = need_topic(c, r, &req->u.stats.topic);
+    if (t == NULL)
+        return KR_H_DONE;
+    if (req->u.stats.has_group) {
+        snprintf(c->errmsg, sizeof c->errmsg, "topic '%s' has no group '%.*s'", t->name,
+                 (int)req->u.stats.group.len, (const char *)req->u.stats.group.ptr);
+        kr_req_error(r, KRAPPY_E_NOT_FOUND, c->errmsg, NULL);
+        return KR_H_DONE;
+    }
+    kr_str name = topic_str(t);
+    kr_buf_reset(&c->enc);
+    kr_enc_ok_stats_begin(&c->enc, r->cid, &name, t->first, t->next, kr_topic_bytes(t),
+                          kr_topic_keys(t), 0);
+    kr_req_reply(r, KRAPPY_T_OK, c->enc.data, c->enc.len);
+    return KR_H_DONE;
+}
+
 static const kr_handler handlers[KRAPPY_T_STATS + 1] = {
+    [KRAPPY_T_PRODUCER_REGISTER] = {"PRODUCER_REGISTER", true, producer_register},
+    [KRAPPY_T_PUBLISH] = {"PUBLISH", true, publish},
+    [KRAPPY_T_GET] = {"GET", false, get},
+    [KRAPPY_T_SCAN] = {"SCAN", false, scan},
+    [KRAPPY_T_FETCH] = {"FETCH", false, fetch},
     [KRAPPY_T_HELLO] = {"HELLO", false, hello},
     [KRAPPY_T_PING] = {"PING", false, ping},
+    [KRAPPY_T_TOPICS] = {"TOPICS", false, topics},
+    [KRAPPY_T_STATS] = {"STATS", false, stats},
 };
 
 const kr_handler *kr_handler_for(uint32_t type)

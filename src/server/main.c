@@ -10,11 +10,13 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <event2/thread.h>
 
 #include "server/config.h"
 #include "server/log.h"
 #include "server/metrics.h"
 #include "server/server.h"
+#include "store/store.h"
 
 /* Create the data directory (and its parents) when missing. */
 static int make_data_dir(const char *path)
@@ -50,6 +52,7 @@ int main(int argc, char **argv)
     char err[512];
     int status = 1;
     kr_server srv;
+    kr_store *store = NULL;
     memset(&srv, 0, sizeof srv);
 
     switch (kr_config_parse(&cfg, argc, argv, isatty(STDERR_FILENO), err, sizeof err)) {
@@ -77,14 +80,45 @@ int main(int argc, char **argv)
         goto out;
     }
     kr_log(KR_LOG_INFO, "starting", "version", KRAPPY_VERSION, "data", cfg.data_dir, NULL);
-    if (kr_server_init(&srv, &cfg, kr_metrics_global()) < 0)
+    /* The storage writer thread wakes the loop with event_active. */
+    if (evthread_use_pthreads() < 0) {
+        kr_log(KR_LOG_ERROR, "libevent has no thread support", NULL);
         goto out;
-    if (kr_server_run(&srv) == 0) {
-        kr_log(KR_LOG_INFO, "stopped", NULL);
-        status = 0;
     }
+    if (kr_server_setup(&srv, &cfg, kr_metrics_global()) < 0)
+        goto out;
+    kr_store_opts so = {.data_dir = cfg.data_dir,
+                        .segment_bytes = cfg.segment_bytes,
+                        .retention_bytes = cfg.retention_bytes,
+                        .retention_ms = cfg.retention_ms,
+                        .checkpoint_ms = cfg.checkpoint_ms,
+                        .overlay_bytes = cfg.overlay_bytes,
+                        .max_frame = cfg.max_frame,
+                        .max_events = cfg.max_events,
+                        .max_publish_events = cfg.max_publish_events,
+                        .max_wait_ms = cfg.max_wait_ms,
+                        .block_cache_bytes = (size_t)cfg.block_cache_bytes,
+                        .rocksdb_log_dir = cfg.rocksdb_log_dir};
+    uint64_t t0 = kr_now_ns();
+    if (kr_store_open(&so, srv.base, kr_metrics_global(), &store, err, sizeof err) < 0) {
+        kr_log(KR_LOG_ERROR, "cannot open the data directory", "data", cfg.data_dir, "reason", err,
+               NULL);
+        goto out;
+    }
+    char ms[32];
+    snprintf(ms, sizeof ms, "%.1f", (double)(kr_now_ns() - t0) / 1e6);
+    kr_log(KR_LOG_INFO, "storage ready", "recovery_ms", ms, NULL);
+    srv.store = store;
+    /* Listen only once recovery is done. */
+    if (kr_server_listen(&srv) < 0)
+        goto out;
+    if (kr_server_run(&srv) == 0)
+        status = 0;
 out:
+    kr_store_close(store); /* final checkpoint: a short replay next start */
     kr_server_free(&srv);
+    if (status == 0)
+        kr_log(KR_LOG_INFO, "stopped", NULL);
     kr_metrics_free(kr_metrics_global());
     kr_config_free(&cfg);
     return status;

@@ -302,15 +302,13 @@ int kr_server_setup(kr_server *srv, const kr_config *cfg, kr_metrics *metrics)
     return 0;
 }
 
-int kr_server_init(kr_server *srv, const kr_config *cfg, kr_metrics *metrics)
+int kr_server_listen(kr_server *srv)
 {
-    if (kr_server_setup(srv, cfg, metrics) < 0)
-        return -1;
-    raise_nofile(cfg);
+    raise_nofile(srv->cfg);
     if (bind_listener(srv) < 0)
         return -1;
-    if (cfg->port_file != NULL && write_port_file(srv) < 0) {
-        kr_log(KR_LOG_ERROR, "cannot write the port file", "path", cfg->port_file, "reason",
+    if (srv->cfg->port_file != NULL && write_port_file(srv) < 0) {
+        kr_log(KR_LOG_ERROR, "cannot write the port file", "path", srv->cfg->port_file, "reason",
                strerror(errno), NULL);
         return -1;
     }

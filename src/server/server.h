@@ -33,6 +33,7 @@
 #include "proto/msg.h"
 #include "server/config.h"
 #include "server/metrics.h"
+#include "store/store.h"
 
 /* Stop reading a connection above this many unsent reply bytes ... */
 #define KR_CONN_OUT_HIGH (1024u * 1024)
@@ -63,6 +64,13 @@ struct kr_req {
     bool close_after; /* the reply closes the connection */
     uint64_t start_ns;
     kr_buf reply; /* whole reply frame, when finished out of order */
+    /* Handler state while the request runs asynchronously. */
+    kr_topic *topic;
+    bool ack_none; /* PUBLISH ack "none": no reply on success */
+    void *ctx;
+    /* Stop a running request (a parked long poll): reply `code` (or nothing
+     * when 0, the connection being gone) and finish it. */
+    void (*cancel)(kr_req *r, krappy_err code);
     TAILQ_ENTRY(kr_req) link;
 };
 
@@ -98,8 +106,10 @@ struct kr_conn {
     struct kr_req_list reqs; /* in request order, finished or not */
     struct kr_req_list free_reqs;
     uint32_t n_free_reqs;
-    kr_buf enc;     /* reply payload being encoded */
-    kr_buf scratch; /* kr_req_decode scratch */
+    kr_buf enc;         /* reply payload being encoded */
+    kr_buf scratch;     /* kr_req_decode scratch */
+    kr_buf tmp;         /* handlers' second buffer */
+    kr_topic *producer; /* PRODUCER_REGISTER'd topic, or NULL */
     char errmsg[512];
     TAILQ_ENTRY(kr_conn) link;
 };
@@ -136,16 +146,10 @@ struct kr_server {
     uint16_t port;
     kr_metrics *metrics;
     kr_server_metrics m;
+    kr_store *store; /* NULL in unit tests of the session alone */
     /* Request type -> handler; kr_handler_for unless a test swaps it. */
     const struct kr_handler *(*handler_for)(uint32_t type);
 };
-
-/*
- * kr_server_init - set up the loop, bind the listener and install signal
- * handlers. Logs and returns -1 when the address cannot be bound.
- * @return 0 on success, -1 on failure (srv is then cleaned by kr_server_free)
- */
-int kr_server_init(kr_server *srv, const kr_config *cfg, kr_metrics *metrics);
 
 /*
  * kr_server_setup - everything kr_server_init does except binding the
@@ -157,6 +161,9 @@ int kr_server_setup(kr_server *srv, const kr_config *cfg, kr_metrics *metrics);
 
 /* Run the loop until shutdown completes. @return 0 on a clean stop. */
 int kr_server_run(kr_server *srv);
+
+/* Bind the listener (after the store is ready). @return 0 or -1. */
+int kr_server_listen(kr_server *srv);
 
 /* Begin a graceful stop (what SIGTERM does). */
 void kr_server_shutdown(kr_server *srv);
@@ -179,17 +186,38 @@ void kr_conn_shutdown(kr_conn *c);
 void kr_conn_abort(kr_conn *c, const char *why);
 
 /*
+ * kr_req_async - a handler that will finish its request later calls this
+ * before anything that may finish it (a store call whose callback can run
+ * at once), then returns KR_H_ASYNC. The request holds the connection's
+ * memory until it finishes.
+ */
+void kr_req_async(kr_req *r);
+
+/*
  * kr_req_reply - finish a request with a reply whose payload is in
  * c->enc (for handlers running on the loop) or in `payload`.
  * Handlers call this exactly once per request, synchronously or later.
  */
 void kr_req_reply(kr_req *r, uint32_t type, const uint8_t *payload, size_t len);
 
+/* Finish a request with a reply whose payload is the whole content of
+ * `payload` (moved, not copied: file segments stay sendfile). */
+void kr_req_reply_evbuffer(kr_req *r, uint32_t type, struct evbuffer *payload);
+
+/* Finish a request that has no reply (PUBLISH with ack "none"). */
+void kr_req_silent(kr_req *r);
+
+/* 1 when r is its connection's oldest unanswered request (its reply goes
+ * straight to the socket), else 0. */
+bool kr_req_is_head(const kr_req *r);
+
 /* Finish a request with an ERROR (message copied; cid echoed). */
 void kr_req_error(kr_req *r, krappy_err code, const char *message, const kr_error_extra *extra);
 
 /* ---- handlers.c: one function per request type ---- */
 
+/* KR_H_DONE: the handler finished the request (kr_req_reply/error/silent).
+ * KR_H_ASYNC: it called kr_req_async and will finish it later. */
 typedef enum kr_hresult { KR_H_DONE = 0, KR_H_ASYNC } kr_hresult;
 
 typedef struct kr_handler {

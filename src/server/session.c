@@ -82,6 +82,10 @@ static kr_req *req_alloc(kr_conn *c)
     r->fifo = false;
     r->async = false;
     r->close_after = false;
+    r->topic = NULL;
+    r->ack_none = false;
+    r->ctx = NULL;
+    r->cancel = NULL;
     r->start_ns = kr_now_ns();
     kr_buf_reset(&r->reply);
     return r;
@@ -174,20 +178,6 @@ static void conn_update_read(kr_conn *c)
 
 /* ---- replies ---- */
 
-/* Write one whole reply frame to the socket's output. */
-static void conn_write_frame(kr_conn *c, uint32_t type, const uint8_t *payload, size_t len)
-{
-    uint8_t hdr[KRAPPY_FRAME_HEADER_BYTES];
-    kr_frame_put_header(hdr, type, len);
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    if (evbuffer_add(out, hdr, sizeof hdr) < 0 ||
-        (len > 0 && evbuffer_add(out, payload, len) < 0)) {
-        kr_conn_abort(c, "out of memory writing a reply");
-        return;
-    }
-    kr_counter_add(c->srv->m.bytes_out, sizeof hdr + len);
-}
-
 /*
  * Write the replies of finished requests at the head of the pipeline, in
  * order, and recycle them. Stops at the first request still running.
@@ -242,17 +232,35 @@ static void req_mark_done(kr_req *r)
     }
 }
 
-void kr_req_reply(kr_req *r, uint32_t type, const uint8_t *payload, size_t len)
+void kr_req_async(kr_req *r)
+{
+    r->async = true;
+    r->conn->refs++;
+}
+
+bool kr_req_is_head(const kr_req *r)
+{
+    return TAILQ_FIRST(&r->conn->reqs) == r;
+}
+
+/* How a request's reply is given to req_finish. */
+typedef struct reply_src {
+    uint32_t type;
+    const uint8_t *payload; /* bytes ... */
+    size_t len;
+    struct evbuffer *evb; /* ... or a whole evbuffer */
+    bool silent;          /* ... or nothing at all */
+} reply_src;
+
+/*
+ * The one way a request ends: count it, write its reply now when it is the
+ * oldest request of the connection (else keep it until its turn), write the
+ * replies that were waiting behind it, and - for an asynchronous request -
+ * start the frames that waited for it and drop its reference.
+ */
+static void req_finish(kr_req *r, const reply_src *src)
 {
     kr_conn *c = r->conn;
-    if ((uint64_t)len + 4 > c->srv->cfg->max_frame && type != KRAPPY_T_ERROR) {
-        /* A handler bug: never send a frame the protocol forbids. */
-        kr_log(KR_LOG_ERROR, "reply larger than max_frame refused", "type",
-               krappy_type_name(type) ? krappy_type_name(type) : "?", NULL);
-        kr_req_error(r, KRAPPY_E_INVALID_ARGUMENT,
-                     "the reply would exceed the server's max_frame; ask for less", NULL);
-        return;
-    }
     bool was_async = r->async;
     req_mark_done(r);
     if (c->bev == NULL) {
@@ -264,24 +272,72 @@ void kr_req_reply(kr_req *r, uint32_t type, const uint8_t *payload, size_t len)
         }
         return;
     }
-    if (TAILQ_FIRST(&c->reqs) == r) {
-        conn_write_frame(c, type, payload, len);
-    } else {
-        uint8_t hdr[KRAPPY_FRAME_HEADER_BYTES];
-        kr_frame_put_header(hdr, type, len);
-        kr_buf_reset(&r->reply);
-        kr_buf_append(&r->reply, hdr, sizeof hdr);
-        kr_buf_append(&r->reply, payload, len);
-        if (r->reply.failed)
-            kr_conn_abort(c, "out of memory buffering a reply");
+    uint8_t hdr[KRAPPY_FRAME_HEADER_BYTES];
+    size_t len = src->evb ? evbuffer_get_length(src->evb) : src->len;
+    if (!src->silent) {
+        kr_frame_put_header(hdr, src->type, len);
+        if (TAILQ_FIRST(&c->reqs) == r) {
+            struct evbuffer *out = bufferevent_get_output(c->bev);
+            int rc = evbuffer_add(out, hdr, sizeof hdr);
+            if (rc == 0 && src->evb != NULL)
+                rc = evbuffer_add_buffer(out, src->evb);
+            else if (rc == 0 && len > 0)
+                rc = evbuffer_add(out, src->payload, len);
+            if (rc < 0)
+                kr_conn_abort(c, "out of memory writing a reply");
+            else
+                kr_counter_add(c->srv->m.bytes_out, sizeof hdr + len);
+        } else {
+            kr_buf_reset(&r->reply);
+            kr_buf_append(&r->reply, hdr, sizeof hdr);
+            if (src->evb != NULL) {
+                if (kr_buf_reserve(&r->reply, len) == 0 &&
+                    evbuffer_remove(src->evb, r->reply.data + r->reply.len, len) == (int)len)
+                    r->reply.len += len;
+                else
+                    r->reply.failed = true;
+            } else {
+                kr_buf_append(&r->reply, src->payload, len);
+            }
+            if (r->reply.failed)
+                kr_conn_abort(c, "out of memory buffering a reply");
+        }
     }
-    conn_flush_done(c);
+    if (c->bev != NULL)
+        conn_flush_done(c);
     if (was_async) {
         /* The request's reference guards c while later frames start. */
-        if (!c->in_process)
+        if (c->bev != NULL && !c->in_process)
             conn_process(c);
         conn_release(c);
     }
+}
+
+void kr_req_reply(kr_req *r, uint32_t type, const uint8_t *payload, size_t len)
+{
+    kr_conn *c = r->conn;
+    if ((uint64_t)len + 4 > c->srv->cfg->max_frame && type != KRAPPY_T_ERROR) {
+        /* A handler bug: never send a frame the protocol forbids. */
+        kr_log(KR_LOG_ERROR, "reply larger than max_frame refused", "type",
+               krappy_type_name(type) ? krappy_type_name(type) : "?", NULL);
+        kr_req_error(r, KRAPPY_E_INVALID_ARGUMENT,
+                     "the reply would exceed the server's max_frame; ask for less", NULL);
+        return;
+    }
+    reply_src src = {.type = type, .payload = payload, .len = len};
+    req_finish(r, &src);
+}
+
+void kr_req_reply_evbuffer(kr_req *r, uint32_t type, struct evbuffer *payload)
+{
+    reply_src src = {.type = type, .evb = payload};
+    req_finish(r, &src);
+}
+
+void kr_req_silent(kr_req *r)
+{
+    reply_src src = {.silent = true};
+    req_finish(r, &src);
 }
 
 void kr_req_error(kr_req *r, krappy_err code, const char *message, const kr_error_extra *extra)
@@ -413,10 +469,7 @@ static void conn_start(kr_conn *c, uint32_t type, const uint8_t *payload, size_t
         r->fifo = true;
         c->running_fifo++;
     }
-    if (h->run(c, r, &req) == KR_H_ASYNC) {
-        r->async = true;
-        c->refs++;
-    }
+    (void)h->run(c, r, &req); /* KR_H_ASYNC handlers took their reference */
 }
 
 /* Frame-level errors lose the framing: answer (in order) and close. */
@@ -592,12 +645,16 @@ kr_conn *kr_conn_new(kr_server *srv, int fd, const struct sockaddr *sa, int sale
     TAILQ_INIT(&c->free_reqs);
     kr_buf_init(&c->enc, srv->cfg->max_frame);
     kr_buf_init(&c->scratch, srv->cfg->max_frame);
+    kr_buf_init(&c->tmp, srv->cfg->max_frame);
     format_peer(sa, c->peer, sizeof c->peer);
 
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (c->bev == NULL) {
+        kr_buf_free(&c->enc);
+        kr_buf_free(&c->scratch);
+        kr_buf_free(&c->tmp);
         free(c);
         return NULL;
     }
@@ -630,7 +687,22 @@ static void conn_release(kr_conn *c)
     }
     kr_buf_free(&c->enc);
     kr_buf_free(&c->scratch);
+    kr_buf_free(&c->tmp);
     free(c);
+}
+
+/* Cancel every running request that can be cancelled (parked ones). */
+static void cancel_running(kr_conn *c, krappy_err code)
+{
+    kr_req *r, *next;
+    for (r = TAILQ_FIRST(&c->reqs); r != NULL; r = next) {
+        next = TAILQ_NEXT(r, link);
+        if (r->state == KR_REQ_RUNNING && r->cancel != NULL) {
+            void (*cancel)(kr_req *, krappy_err) = r->cancel;
+            r->cancel = NULL;
+            cancel(r, code);
+        }
+    }
 }
 
 void kr_conn_abort(kr_conn *c, const char *why)
@@ -646,8 +718,9 @@ void kr_conn_abort(kr_conn *c, const char *why)
     kr_gauge_set(srv->m.connections, srv->n_conns);
     if (srv->shutting_down && srv->n_conns == 0)
         event_base_loopexit(srv->base, NULL);
-    /* Requests stay listed: running asynchronous ones finish as orphans,
-     * the rest go with the last reference. */
+    /* Parked requests are withdrawn now; other running asynchronous ones
+     * finish as orphans; the rest go with the last reference. */
+    cancel_running(c, KRAPPY_OK);
     conn_release(c);
 }
 
@@ -674,7 +747,8 @@ void kr_conn_shutdown(kr_conn *c)
         (void)evbuffer_read(bufferevent_get_input(c->bev), bufferevent_getfd(c->bev),
                             KR_CONN_READ_CHUNK);
     c->refs++;
-    conn_process(c); /* answers waiting frames SHUTTING_DOWN, or closes */
+    cancel_running(c, KRAPPY_E_SHUTTING_DOWN); /* parked long polls */
+    conn_process(c);                           /* answers waiting frames SHUTTING_DOWN, or closes */
     conn_release(c);
 }
 

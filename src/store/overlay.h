@@ -40,12 +40,12 @@ void kr_block_unref(kr_block *b);
 typedef struct kr_ov_entry {
     const uint8_t *key; /* key content bytes, inside `block` */
     uint32_t key_len;
-    kr_block *block;    /* holds the event; the overlay keeps a reference */
-    uint32_t ev_pos;    /* the event's delivered encoding: block->data[ev_pos..+ev_len) */
+    kr_block *block; /* holds the event; the overlay keeps a reference */
+    uint32_t ev_pos; /* the event's delivered encoding: block->data[ev_pos..+ev_len) */
     uint32_t ev_len;
     uint64_t offset;
     uint64_t ts;
-    bool tombstone;     /* the value is null: the key is deleted */
+    bool tombstone; /* the value is null: the key is deleted */
 } kr_ov_entry;
 
 typedef struct kr_overlay kr_overlay;
@@ -78,7 +78,9 @@ const kr_ov_entry *kr_overlay_get(const kr_overlay *ov, const uint8_t *key, size
 size_t kr_overlay_count(const kr_overlay *ov);
 
 /* Bytes of the distinct blocks entries point to (what the overlay keeps
- * alive), plus the table. */
+ * alive: the sum of their `cap`), plus the table. A block is counted by the
+ * overlay whose entry first raised its ov_refs from 0, so a block's entries
+ * should live in one overlay at a time (one PUBLISH batch, one topic). */
 size_t kr_overlay_bytes(const kr_overlay *ov);
 
 /* Highest offset in the overlay + 1, or 0 when empty. */
@@ -86,8 +88,7 @@ uint64_t kr_overlay_next(const kr_overlay *ov);
 
 /* Call fn for every entry, in no particular order. Stops when fn returns
  * non-zero and returns that value; 0 after all entries. */
-int kr_overlay_foreach(const kr_overlay *ov, int (*fn)(void *arg, const kr_ov_entry *e),
-                       void *arg);
+int kr_overlay_foreach(const kr_overlay *ov, int (*fn)(void *arg, const kr_ov_entry *e), void *arg);
 
 /*
  * kr_overlay_sorted - the entries whose key starts with `prefix` and sorts

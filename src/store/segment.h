@@ -35,10 +35,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KR_SEG_MAGIC "KRAPPYSG"
-#define KR_SEG_VERSION 1
-#define KR_SEG_HEADER_BYTES 32
-#define KR_BATCH_MAGIC 0x4B524231u
+#define KR_SEG_MAGIC          "KRAPPYSG"
+#define KR_SEG_VERSION        1
+#define KR_SEG_HEADER_BYTES   32
+#define KR_BATCH_MAGIC        0x4B524231u
 #define KR_BATCH_HEADER_BYTES 32
 /* Largest batch payload accepted when reading (a PUBLISH is at most one
  * frame, and max_frame is at most 1 GiB). */
@@ -61,6 +61,10 @@ uint32_t kr_crc32c(uint32_t crc, const void *p, size_t n);
 /* Which implementation kr_crc32c uses: "sse4.2", "armv8" or "table". */
 const char *kr_crc32c_impl(void);
 
+/* The portable slicing-by-8 CRC32C, whatever the CPU has: the fallback of
+ * kr_crc32c, exposed so tests can hold the hardware path against it. */
+uint32_t kr_crc32c_table(uint32_t crc, const void *p, size_t n);
+
 /* "00000000000000001234.seg" for base 1234. out has KR_SEG_NAME_BYTES. */
 void kr_seg_name(char out[KR_SEG_NAME_BYTES], uint64_t base);
 
@@ -71,7 +75,7 @@ int kr_seg_parse_name(const char *name, uint64_t *base);
 void kr_seg_header_encode(uint8_t out[KR_SEG_HEADER_BYTES], uint64_t base);
 
 /* Check a segment header. @return 0 and *base; -1 when magic, version,
- * length or CRC is wrong. */
+ * length, CRC or the zero field is wrong. */
 int kr_seg_header_decode(const uint8_t in[KR_SEG_HEADER_BYTES], uint64_t *base);
 
 /*
@@ -82,8 +86,8 @@ void kr_batch_header_encode(uint8_t out[KR_BATCH_HEADER_BYTES], uint64_t base, u
                             uint64_t max_ts, const void *payload, uint32_t len);
 
 /* Decode a batch header (magic and sanity only: count >= 1, len >= count,
- * len <= KR_BATCH_MAX_PAYLOAD). @return 0, or -1. The CRC is checked by
- * kr_batch_verify. */
+ * len <= KR_BATCH_MAX_PAYLOAD, base + count <= UINT64_MAX). @return 0, or
+ * -1. The CRC is checked by kr_batch_verify. */
 int kr_batch_header_decode(const uint8_t in[KR_BATCH_HEADER_BYTES], kr_batch_hdr *h);
 
 /* @return 1 when the header's CRC matches header bytes 8..31 + payload. */
@@ -113,23 +117,23 @@ typedef struct kr_index_entry {
 
 /* A range of a segment that failed verification: never served. */
 typedef struct kr_corrupt {
-    uint64_t pos, end;          /* bytes [pos, end) */
-    uint64_t first, next;       /* offsets lost, as far as known */
+    uint64_t pos, end;    /* bytes [pos, end) */
+    uint64_t first, next; /* offsets lost, as far as known */
 } kr_corrupt;
 
 #define KR_SEG_MAX_CORRUPT 16
 
 /* What kr_seg_scan learnt of one segment file. */
 typedef struct kr_seg_scan {
-    uint64_t base;          /* from the header */
-    uint64_t next;          /* offset after the last good batch */
-    uint64_t good_end;      /* file position after the last good batch */
-    uint64_t file_len;      /* size of the file as found */
-    uint64_t max_ts;        /* largest max_ts of good batches (0 if none) */
-    uint32_t batches;       /* good batches */
-    bool torn;              /* bytes after good_end that are not a batch:
-                               a torn tail to truncate */
-    size_t n_corrupt;       /* bad batches followed by good ones */
+    uint64_t base;     /* from the header */
+    uint64_t next;     /* offset after the last good batch */
+    uint64_t good_end; /* file position after the last good batch */
+    uint64_t file_len; /* size of the file as found */
+    uint64_t max_ts;   /* largest max_ts of good batches (0 if none) */
+    uint32_t batches;  /* good batches */
+    bool torn;         /* bytes after good_end that are not a batch:
+                          a torn tail to truncate */
+    size_t n_corrupt;  /* bad batches followed by good ones */
     kr_corrupt corrupt[KR_SEG_MAX_CORRUPT];
 } kr_seg_scan;
 
@@ -142,9 +146,17 @@ typedef void (*kr_seg_batch_cb)(void *arg, const kr_batch_hdr *h, uint64_t pos);
  * kr_batch_payload_check). A bad stretch followed by a good batch (found by
  * scanning forward for a batch magic whose CRC and offsets check out) is
  * recorded as corrupt; bad bytes with no good batch after them are a torn
- * tail (torn = true, good_end says where to truncate).
- * Reads with pread in chunks; allocates one buffer of the largest batch.
- * @param cb  called per good batch (may be NULL)
+ * tail (torn = true, good_end says where to truncate; without a torn tail
+ * good_end == file_len). A batch found after a bad stretch must start with
+ * an offset above the expected next one (the range records the offsets lost
+ * as first..next); after KR_SEG_MAX_CORRUPT ranges the rest counts as torn.
+ * Reads with pread through one window of up to 1 MiB; a batch larger than
+ * that is read into one more buffer, grown to the largest such batch only
+ * after its CRC matched. Both are freed before returning. The search for a
+ * good batch after a bad one looks at each position holding the batch magic
+ * once, so it costs about one pass over the bytes it skips.
+ * @param cb  called per good batch, in file order (may be NULL); the
+ *            header and position are those of the batch as found
  * @return 0 on success; -1 when the header itself is bad or on an I/O error
  *         (errno set; EINVAL for a bad header).
  */

@@ -28,6 +28,9 @@
 
 #include "proto/buf.h"
 
+/* Longest topic name a key can carry (its length is one byte). */
+#define KR_VIEW_TOPIC_MAX 255
+
 typedef struct kr_view kr_view;
 typedef struct kr_view_batch kr_view_batch;
 typedef struct kr_view_snap kr_view_snap;
@@ -36,14 +39,14 @@ typedef struct kr_view_opts {
     size_t block_cache_bytes;  /* 0: 64 MiB */
     size_t write_buffer_bytes; /* 0: 64 MiB */
     bool fsync_writes;         /* reserved for cursors (--fsync-cursors) */
+    const char *log_dir;       /* RocksDB's info log directory; NULL/"": inside the DB */
 } kr_view_opts;
 
 /*
- * kr_view_open - open (creating if missing) the database at `path`.
- * @return 0 and *out, or -1 with err filled.
+ * kr_view_open - open (creating if missing) the database at `path`
+ * (o NULL: all defaults). @return 0 and *out, or -1 with err filled.
  */
-int kr_view_open(const char *path, const kr_view_opts *o, kr_view **out, char *err,
-                 size_t errlen);
+int kr_view_open(const char *path, const kr_view_opts *o, kr_view **out, char *err, size_t errlen);
 
 /* Close it. NULL ok. Outstanding snapshots must have been released. */
 void kr_view_close(kr_view *v);
@@ -55,7 +58,10 @@ void kr_view_close(kr_view *v);
 int kr_view_marker(kr_view *v, const char *topic, size_t tlen, uint64_t *next, uint64_t *keys,
                    char *err, size_t errlen);
 
-/* A write batch (a checkpoint). All functions copy their arguments. */
+/* A write batch (a checkpoint). All functions copy their arguments. A topic
+ * longer than KR_VIEW_TOPIC_MAX (or ENOMEM while building a key) marks the
+ * batch failed, and kr_view_write then refuses it with a sentence.
+ * kr_view_batch_new returns NULL on ENOMEM; kr_view_batch_free takes NULL. */
 kr_view_batch *kr_view_batch_new(void);
 void kr_view_batch_free(kr_view_batch *b);
 void kr_view_batch_put(kr_view_batch *b, const char *topic, size_t tlen, const uint8_t *key,
@@ -84,22 +90,27 @@ int kr_view_exists(kr_view *v, const char *topic, size_t tlen, const uint8_t *ke
 
 /*
  * kr_view_get - a key's newest event (delivered form) appended to out.
- * @return 1 found, 0 absent, -1 error (err filled).
+ * @return 1 found, 0 absent, -1 error (err filled; also when out refuses
+ *         the bytes, e.g. its cap).
  */
 int kr_view_get(kr_view *v, const char *topic, size_t tlen, const uint8_t *key, size_t klen,
                 kr_buf *out, char *err, size_t errlen);
 
-/* A consistent read view of the database, held until released. */
+/* A consistent read view of the database, held until released.
+ * @return NULL on ENOMEM or when the view is closed after a failed reopen. */
 kr_view_snap *kr_view_snapshot(kr_view *v);
 void kr_view_snapshot_release(kr_view *v, kr_view_snap *s);
 
 /*
  * kr_view_scan - on a snapshot, the topic's keys that start with `prefix`
- * and sort after `after` (when has_after), in unsigned bytewise order; fn is
- * called for each (key content, event in delivered form) until it returns
- * non-zero or `limit` keys were given.
- * @return the number of keys given to fn; *more is set when keys remain
- *         after the last one given; -1 on error (err filled).
+ * and sort strictly after `after` (when has_after), in unsigned bytewise
+ * order; fn is called for each (key content, event in delivered form) until
+ * it returns non-zero or `limit` keys were given. The pointers passed to fn
+ * are valid only during that call. s NULL reads the latest state instead of
+ * a snapshot.
+ * @return the number of keys given to fn (counting the one for which fn
+ *         returned non-zero); *more is set when keys remain after the last
+ *         one given; -1 on error (err filled, *more false).
  */
 long kr_view_scan(kr_view *v, kr_view_snap *s, const char *topic, size_t tlen,
                   const uint8_t *prefix, size_t plen, bool has_after, const uint8_t *after,

@@ -1,0 +1,188 @@
+/*
+ * e2e/bench/bench_ingest.c - ingest and FETCH rates of one krappyd, the
+ * figures issue 3 asks for:
+ *   ingest: 1 connection, batches of 1000 events, 16-byte keys drawn from
+ *           100,000, 100-byte values, ack "write" (and "sync"), several
+ *           batches in flight;
+ *   fetch:  FETCH from offset 0 to the end, `max` at the server's cap,
+ *           every event decoded and counted.
+ *
+ *   bench_ingest [EVENTS [IN_FLIGHT]]     defaults 1000000 and 8
+ * Uses $KRAPPYD (default bin/krappyd) in a temp dir, or $KRAPPY_E2E_ADDR.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "../harness.h"
+#include "krappy/client.h"
+#include "proto/msg.h"
+
+#define BATCH 1000
+#define KEYS 100000
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static double cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec / 1e6;
+}
+
+static double proc_cpu_s(const e2e_server *s)
+{
+    if (s->pid <= 0)
+        return 0;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)s->pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    unsigned long ut = 0, st = 0;
+    int got = fscanf(f, "%*d %*s %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st);
+    fclose(f);
+    return got == 2 ? (double)(ut + st) / 100.0 : 0;
+}
+
+static void die(krappy_client *c, const char *what)
+{
+    fprintf(stderr, "bench_ingest: %s: %s\n", what, krappy_client_errmsg(c));
+    exit(1);
+}
+
+/* One batch payload: BATCH events with keys "key-%011u" (16 bytes). */
+static void build_batch(kr_buf *b, uint32_t *seed, kr_ack_mode ack)
+{
+    static char keys[BATCH][17];
+    static uint8_t value[101];
+    static kr_event_out_spec ev[BATCH];
+    value[0] = 0x78; /* text string, 1-byte length */
+    value[1] = 98;
+    memset(value + 2, 'v', 98);
+    for (int i = 0; i < BATCH; i++) {
+        *seed = *seed * 1103515245u + 12345u;
+        snprintf(keys[i], sizeof keys[i], "key-%011u", (*seed >> 8) % KEYS);
+        ev[i] = (kr_event_out_spec){.key = keys[i], .key_len = 16, .key_is_text = true,
+                                    .value = value, .value_len = 100};
+    }
+    kr_buf_reset(b);
+    kr_enc_publish(b, (kr_cid){0}, ack, ev, BATCH);
+}
+
+static double ingest(krappy_client *c, const e2e_server *s, long events, long window,
+                     kr_ack_mode ack, double *srv_cpu, double *cli_cpu)
+{
+    kr_buf b;
+    kr_buf_init(&b, 64u << 20);
+    uint32_t seed = 42;
+    long batches = events / BATCH, sent = 0, got = 0;
+    double t0 = now_s(), c0 = cpu_s(), s0 = proc_cpu_s(s);
+    while (got < batches) {
+        while (sent < batches && sent - got < window) {
+            build_batch(&b, &seed, ack);
+            if (krappy_send(c, KRAPPY_T_PUBLISH, b.data, b.len) != KRAPPY_OK)
+                die(c, "send");
+            sent++;
+        }
+        krappy_frame f;
+        if (krappy_recv(c, &f) != KRAPPY_OK)
+            die(c, "recv");
+        if (krappy_reply_error(c, &f) != KRAPPY_OK)
+            die(c, "publish");
+        got++;
+    }
+    double secs = now_s() - t0;
+    *cli_cpu = (cpu_s() - c0) / secs;
+    *srv_cpu = (proc_cpu_s(s) - s0) / secs;
+    kr_buf_free(&b);
+    return (double)batches * BATCH / secs;
+}
+
+static double fetch_all(krappy_client *c, const e2e_server *s, uint64_t end, double *srv_cpu,
+                        double *cli_cpu)
+{
+    kr_buf b;
+    kr_buf_init(&b, 1 << 20);
+    uint64_t off = 0, seen = 0;
+    double t0 = now_s(), c0 = cpu_s(), s0 = proc_cpu_s(s);
+    while (off < end) {
+        kr_buf_reset(&b);
+        kr_enc_fetch(&b, (kr_cid){0}, "bench", off, 100000, 0, 64u << 20);
+        krappy_frame f;
+        if (krappy_call(c, KRAPPY_T_FETCH, b.data, b.len, &f) != KRAPPY_OK)
+            die(c, "fetch");
+        kr_reply r;
+        kr_cbor_item events, ev;
+        if (kr_reply_decode(f.type, f.payload, f.len, &r) < 0 ||
+            kr_cbor_map_find(&r.map, "events", &events) != 1)
+            die(c, "fetch reply");
+        kr_cbor_iter it;
+        kr_cbor_iter_init(&it, &events);
+        while (kr_cbor_iter_next(&it, &ev) == 1) {
+            kr_event_view v;
+            if (kr_event_view_read(&ev, &v) < 0 || v.offset != off + (seen - off))
+                die(c, "event");
+            seen++;
+        }
+        uint64_t next;
+        if (kr_reply_uint(&r, "next", &next) != 1 || next <= off)
+            die(c, "next");
+        off = next;
+    }
+    double secs = now_s() - t0;
+    *cli_cpu = (cpu_s() - c0) / secs;
+    *srv_cpu = (proc_cpu_s(s) - s0) / secs;
+    kr_buf_free(&b);
+    return (double)seen / secs;
+}
+
+int main(int argc, char **argv)
+{
+    long events = argc > 1 ? atol(argv[1]) : 1000000;
+    long window = argc > 2 ? atol(argv[2]) : 8;
+    if (events < BATCH || window < 1) {
+        fprintf(stderr, "usage: bench_ingest [EVENTS >= 1000 [IN_FLIGHT]]\n");
+        return 2;
+    }
+    e2e_server s;
+    if (e2e_start_or_external(&s) < 0)
+        return 1;
+    krappy_client *c = krappy_client_new(NULL);
+    if (c == NULL || krappy_connect(c, s.host, s.port) != KRAPPY_OK ||
+        krappy_hello(c, NULL) != KRAPPY_OK)
+        die(c, "connect");
+    kr_buf b;
+    kr_buf_init(&b, 4096);
+    kr_enc_producer_register(&b, (kr_cid){0}, "bench", "bench");
+    krappy_frame f;
+    if (krappy_call(c, KRAPPY_T_PRODUCER_REGISTER, b.data, b.len, &f) != KRAPPY_OK)
+        die(c, "register");
+    kr_buf_free(&b);
+
+    double sc, cc, sc2, cc2, sc3, cc3;
+    double w = ingest(c, &s, events, window, KR_ACK_WRITE, &sc, &cc);
+    double y = ingest(c, &s, events / 4, window, KR_ACK_SYNC, &sc2, &cc2);
+    double r = fetch_all(c, &s, (uint64_t)(events + events / 4 / BATCH * BATCH), &sc3, &cc3);
+    printf("| krappyd, 1 connection, batches of %d, %ld in flight | events/s | server CPU | "
+           "client CPU |\n|---|---|---|---|\n",
+           BATCH, window);
+    printf("| ingest, ack write (%ld events) | %.0f | %.0f%% | %.0f%% |\n", events, w, 100 * sc,
+           100 * cc);
+    printf("| ingest, ack sync (%ld events) | %.0f | %.0f%% | %.0f%% |\n", events / 4, y,
+           100 * sc2, 100 * cc2);
+    printf("| FETCH from 0, every event decoded | %.0f | %.0f%% | %.0f%% |\n", r, 100 * sc3,
+           100 * cc3);
+    if (s.pid > 0)
+        printf("| server RSS after | %ld KiB | | |\n", e2e_rss_kib(&s));
+    krappy_client_free(c);
+    return e2e_stop(&s, 20000) == 0 ? 0 : 1;
+}

@@ -1,0 +1,490 @@
+/*
+ * e2e/e2e_faults.c - power cuts and I/O faults, made to happen.
+ *
+ * krappyd runs under the LD_PRELOAD shim (tests/shim/krshim.c), which logs
+ * the length of every file at each fsync/fdatasync and injects faults from
+ * a control file. A "power cut" is kill -9 plus tests/shim/powercut, which
+ * cuts every file under the data directory back to what was made durable.
+ *
+ * Environment: KRAPPY_SHIM (libkrshim.so), KRAPPY_POWERCUT (the tool),
+ * KRAPPYD; KRAPPY_E2E_TORTURE=1 runs 30 power cuts instead of 3.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+#include "krappy/client.h"
+#include "proto/msg.h"
+
+static char shim_log[300], faults[300];
+
+/* Point the next server start at the shim, tracking `s->dir/data`. */
+static void shim_env(const e2e_server *s)
+{
+    const char *shim = getenv("KRAPPY_SHIM");
+    char root[300];
+    snprintf(root, sizeof root, "%s/data", s->dir);
+    snprintf(shim_log, sizeof shim_log, "%s/shim.log", s->dir);
+    snprintf(faults, sizeof faults, "%s/faults", s->dir);
+    setenv("LD_PRELOAD", shim, 1);
+    setenv("KRAPPY_SHIM_ROOT", root, 1);
+    setenv("KRAPPY_SHIM_LOG", shim_log, 1);
+    setenv("KRAPPY_SHIM_FAULTS", faults, 1);
+    const char *asan = getenv("ASAN_OPTIONS");
+    char opts[512];
+    snprintf(opts, sizeof opts, "%s%sverify_asan_link_order=0", asan ? asan : "",
+             asan && asan[0] ? ":" : "");
+    setenv("ASAN_OPTIONS", opts, 1);
+}
+
+static void shim_env_clear(void)
+{
+    unsetenv("LD_PRELOAD");
+}
+
+/* Replace the fault rules (written aside and renamed over, as the shim
+ * wants). */
+static void set_faults(const char *rules)
+{
+    char tmp[320];
+    snprintf(tmp, sizeof tmp, "%s.tmp", faults);
+    FILE *f = fopen(tmp, "w");
+    assert_non_null(f);
+    fputs(rules, f);
+    fclose(f);
+    assert_int_equal(rename(tmp, faults), 0);
+}
+
+/* Start a fresh server in its own directory under the shim. */
+static void start_shimmed(e2e_server *s, const char *const *args)
+{
+    memset(s, 0, sizeof *s);
+    snprintf(s->dir, sizeof s->dir, "/tmp/krappy-e2e-XXXXXX");
+    assert_non_null(mkdtemp(s->dir));
+    shim_env(s);
+    set_faults("");
+    assert_int_equal(e2e_restart(s, args), 0);
+    shim_env_clear();
+}
+
+static void restart_shimmed(e2e_server *s, const char *const *args)
+{
+    shim_env(s);
+    assert_int_equal(e2e_restart(s, args), 0);
+    shim_env_clear();
+}
+
+static void powercut(e2e_server *s)
+{
+    kill(s->pid, SIGKILL);
+    waitpid(s->pid, NULL, 0);
+    s->pid = 0;
+    char cmd[900], out[8192];
+    snprintf(cmd, sizeof cmd, "%s %s %s/data", getenv("KRAPPY_POWERCUT"), shim_log, s->dir);
+    assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
+}
+
+/* ---- a minimal client on the proto codecs ---- */
+
+typedef struct conn {
+    krappy_client *c;
+    kr_buf b;
+    krappy_frame f;
+    kr_reply r;
+} conn;
+
+static void conn_open(conn *x, const e2e_server *s)
+{
+    x->c = krappy_client_new(NULL);
+    kr_buf_init(&x->b, 16u << 20);
+    assert_int_equal(krappy_connect(x->c, s->host, s->port), KRAPPY_OK);
+}
+
+static void conn_close(conn *x)
+{
+    krappy_client_free(x->c);
+    kr_buf_free(&x->b);
+}
+
+static int call(conn *x, uint32_t type)
+{
+    krappy_err rc = krappy_call(x->c, type, x->b.data, x->b.len, &x->f);
+    if (rc > KRAPPY_E_WIRE_MAX)
+        return (int)rc;
+    if (x->f.type != 0)
+        assert_int_equal(kr_reply_decode(x->f.type, x->f.payload, x->f.len, &x->r), 0);
+    return (int)rc;
+}
+
+static uint64_t u(conn *x, const char *f)
+{
+    uint64_t v = 0;
+    assert_int_equal(kr_reply_uint(&x->r, f, &v), 1);
+    return v;
+}
+
+static uint64_t reg(conn *x, const char *topic)
+{
+    kr_buf_reset(&x->b);
+    kr_enc_producer_register(&x->b, (kr_cid){0}, topic, "faults");
+    assert_int_equal(call(x, KRAPPY_T_PRODUCER_REGISTER), 0);
+    return u(x, "next");
+}
+
+/* Publish n events "key<i % 17>" = "<tag>-<offset guess>"; value text holds
+ * the expected offset so a check can verify content. */
+static int pub(conn *x, uint64_t expect_first, int n, kr_ack_mode ack, uint64_t *first)
+{
+    kr_event_out_spec ev[64];
+    char keys[64][16];
+    uint8_t vals[64][32];
+    for (int i = 0; i < n; i++) {
+        snprintf(keys[i], sizeof keys[i], "key%d", (int)((expect_first + i) % 17));
+        char text[24];
+        snprintf(text, sizeof text, "e%llu", (unsigned long long)(expect_first + i));
+        kr_buf vb;
+        kr_buf_init(&vb, 32);
+        kr_cbor_put_cstr(&vb, text);
+        memcpy(vals[i], vb.data, vb.len);
+        ev[i] = (kr_event_out_spec){.key = keys[i], .key_len = strlen(keys[i]),
+                                    .key_is_text = true, .value = vals[i], .value_len = vb.len};
+        kr_buf_free(&vb);
+    }
+    kr_buf_reset(&x->b);
+    kr_enc_publish(&x->b, (kr_cid){0}, ack, ev, (size_t)n);
+    int rc = call(x, KRAPPY_T_PUBLISH);
+    if (rc == 0 && first != NULL)
+        *first = u(x, "first");
+    return rc;
+}
+
+/* Every event in [from, to) is there and says "e<offset>". */
+static void check_events(conn *x, const char *topic, uint64_t from, uint64_t to)
+{
+    uint64_t off = from;
+    while (off < to) {
+        kr_buf_reset(&x->b);
+        kr_enc_fetch(&x->b, (kr_cid){0}, topic, off, 1000, 0, 1u << 20);
+        assert_int_equal(call(x, KRAPPY_T_FETCH), 0);
+        kr_cbor_item events, e;
+        assert_int_equal(kr_cbor_map_find(&x->r.map, "events", &events), 1);
+        kr_cbor_iter it;
+        kr_cbor_iter_init(&it, &events);
+        size_t n = 0;
+        while (kr_cbor_iter_next(&it, &e) == 1 && off < to) {
+            kr_event_view v;
+            assert_int_equal(kr_event_view_read(&e, &v), 0);
+            char got[32] = {0}, want[32];
+            kr_cbor_str_copy(&v.value, (uint8_t *)got, 31);
+            snprintf(want, sizeof want, "e%llu", (unsigned long long)off);
+            assert_int_equal(v.offset, off);
+            assert_string_equal(got, want);
+            off++;
+            n++;
+        }
+        assert_true(n > 0);
+    }
+}
+
+/* No view entry points at or past the stream's next (SCAN everything). */
+static void check_view_not_ahead(conn *x, const char *topic, uint64_t next)
+{
+    kr_buf_reset(&x->b);
+    kr_enc_scan(&x->b, (kr_cid){0}, topic, NULL, 0, NULL, 0, 1000, NULL, 0);
+    assert_int_equal(call(x, KRAPPY_T_SCAN), 0);
+    assert_true(u(x, "snapshot") <= next);
+    kr_cbor_item entries, e, f0, off;
+    assert_int_equal(kr_cbor_map_find(&x->r.map, "entries", &entries), 1);
+    kr_cbor_iter it;
+    kr_cbor_iter_init(&it, &entries);
+    while (kr_cbor_iter_next(&it, &e) == 1) {
+        kr_cbor_iter fi;
+        kr_cbor_iter_init(&fi, &e);
+        kr_cbor_iter_next(&fi, &f0);
+        kr_cbor_iter_next(&fi, &off);
+        assert_true(off.u < next);
+    }
+}
+
+static bool have_shim(void)
+{
+    return getenv("KRAPPY_SHIM") != NULL && getenv("KRAPPY_POWERCUT") != NULL;
+}
+
+/* ---- power cuts ---- */
+
+static void test_power_cuts(void **state)
+{
+    (void)state;
+    if (!have_shim())
+        skip();
+    int rounds = getenv("KRAPPY_E2E_TORTURE") ? 30 : 3;
+    const char *args[] = {"--checkpoint-interval", "30ms", "--segment-bytes", "32K", NULL};
+    e2e_server s;
+    start_shimmed(&s, args);
+    uint64_t synced = 0; /* [0, synced) acknowledged "sync" */
+    uint32_t seed = 99;
+    for (int round = 0; round < rounds; round++) {
+        conn x;
+        conn_open(&x, &s);
+        uint64_t next = reg(&x, "pc");
+        assert_true(next >= synced);
+        check_events(&x, "pc", 0, synced);
+        check_view_not_ahead(&x, "pc", next);
+        /* Events after `synced` that survived must be intact too: the
+         * offsets a restart reports continue exactly after them. */
+        check_events(&x, "pc", synced, next);
+        seed = seed * 1103515245u + 12345u;
+        int batches = 3 + (int)((seed >> 8) % 20);
+        uint64_t expect = next;
+        for (int b = 0; b < batches; b++) {
+            kr_ack_mode ack = (seed >> (b % 16)) & 1 ? KR_ACK_SYNC : KR_ACK_WRITE;
+            uint64_t first;
+            assert_int_equal(pub(&x, expect, 40, ack, &first), 0);
+            assert_int_equal(first, expect);
+            expect += 40;
+            if (ack == KR_ACK_SYNC)
+                synced = expect;
+        }
+        usleep((useconds_t)((seed >> 4) % 50) * 1000);
+        conn_close(&x);
+        powercut(&s);
+        restart_shimmed(&s, args);
+    }
+    conn x;
+    conn_open(&x, &s);
+    uint64_t next = reg(&x, "pc");
+    check_events(&x, "pc", 0, next);
+    print_message("      %d power cuts; %llu events survive, %llu acknowledged sync\n", rounds,
+                  (unsigned long long)next, (unsigned long long)synced);
+    conn_close(&x);
+    assert_int_equal(e2e_stop(&s, 10000), 0);
+}
+
+/* Many "sync" acks share one fdatasync under concurrent load. */
+static void test_sync_acks_share_fsyncs(void **state)
+{
+    (void)state;
+    if (!have_shim())
+        skip();
+    e2e_server s;
+    const char *args[] = {"--checkpoint-interval", "10s", NULL};
+    start_shimmed(&s, args);
+    enum { CONNS = 8, BATCHES = 60, WINDOW = 4 };
+    krappy_client *c[CONNS];
+    kr_buf b;
+    kr_buf_init(&b, 1 << 20);
+    for (int i = 0; i < CONNS; i++) {
+        c[i] = krappy_client_new(NULL);
+        assert_int_equal(krappy_connect(c[i], s.host, s.port), KRAPPY_OK);
+        kr_buf_reset(&b);
+        kr_enc_producer_register(&b, (kr_cid){0}, "fs", "p");
+        krappy_frame f;
+        assert_int_equal(krappy_call(c[i], KRAPPY_T_PRODUCER_REGISTER, b.data, b.len, &f),
+                         KRAPPY_OK);
+    }
+    char count_cmd[600], out[64];
+    snprintf(count_cmd, sizeof count_cmd, "grep -c '^sync .*/topics/fs/' %s", shim_log);
+    e2e_run(count_cmd, out, sizeof out);
+    long before = atol(out);
+    uint8_t val[] = {0x63, 'a', 'b', 'c'};
+    kr_event_out_spec ev = {.key = "k", .key_len = 1, .key_is_text = true, .value = val,
+                            .value_len = sizeof val};
+    kr_buf_reset(&b);
+    kr_enc_publish(&b, (kr_cid){0}, KR_ACK_SYNC, &ev, 1);
+    /* Every connection keeps WINDOW sync publishes in flight. */
+    int sent[CONNS] = {0}, got[CONNS] = {0}, total = 0;
+    for (int i = 0; i < CONNS; i++)
+        for (; sent[i] < WINDOW; sent[i]++)
+            assert_int_equal(krappy_send(c[i], KRAPPY_T_PUBLISH, b.data, b.len), KRAPPY_OK);
+    while (total < CONNS * BATCHES) {
+        for (int i = 0; i < CONNS; i++) {
+            if (got[i] == BATCHES)
+                continue;
+            krappy_frame f;
+            assert_int_equal(krappy_recv(c[i], &f), KRAPPY_OK);
+            assert_int_equal(f.type, KRAPPY_T_OK);
+            got[i]++;
+            total++;
+            if (sent[i] < BATCHES) {
+                assert_int_equal(krappy_send(c[i], KRAPPY_T_PUBLISH, b.data, b.len), KRAPPY_OK);
+                sent[i]++;
+            }
+        }
+    }
+    e2e_run(count_cmd, out, sizeof out);
+    long fsyncs = atol(out) - before;
+    print_message("      %d sync acks, %ld fdatasync calls on the stream: %.1f acks per fsync\n",
+                  total, fsyncs, fsyncs > 0 ? (double)total / (double)fsyncs : 0.0);
+    assert_true(fsyncs > 0);
+    assert_true(fsyncs < total); /* group commit: fewer syncs than acks */
+    for (int i = 0; i < CONNS; i++)
+        krappy_client_free(c[i]);
+    kr_buf_free(&b);
+    assert_int_equal(e2e_stop(&s, 10000), 0);
+}
+
+/* ---- faults ---- */
+
+static void test_stream_enospc_and_recovery(void **state)
+{
+    (void)state;
+    if (!have_shim())
+        skip();
+    e2e_server s;
+    start_shimmed(&s, NULL);
+    conn x;
+    conn_open(&x, &s);
+    reg(&x, "ns");
+    uint64_t first;
+    assert_int_equal(pub(&x, 0, 10, KR_ACK_WRITE, &first), 0);
+
+    set_faults("write /topics/ns/ ENOSPC\n");
+    assert_int_equal(pub(&x, 10, 10, KR_ACK_WRITE, NULL), KRAPPY_E_STORAGE);
+    assert_non_null(strstr(krappy_client_errmsg(x.c), "disk is full"));
+    assert_int_equal(pub(&x, 10, 10, KR_ACK_SYNC, NULL), KRAPPY_E_STORAGE);
+    check_events(&x, "ns", 0, 10); /* reads keep working */
+
+    set_faults(""); /* space is back */
+    assert_int_equal(pub(&x, 10, 10, KR_ACK_SYNC, &first), 0);
+    assert_int_equal(first, 10); /* the failures took no offsets */
+    check_events(&x, "ns", 0, 20);
+
+    /* A short write is finished, never left torn. */
+    set_faults("write /topics/ns/ SHORT\n");
+    assert_int_equal(pub(&x, 20, 30, KR_ACK_SYNC, &first), 0);
+    assert_int_equal(first, 20);
+    set_faults("");
+    conn_close(&x);
+    powercut(&s);
+    restart_shimmed(&s, NULL);
+    conn_open(&x, &s);
+    assert_int_equal(reg(&x, "ns"), 50);
+    check_events(&x, "ns", 0, 50);
+
+    /* ack "none": a failure is reported and the connection closed. */
+    set_faults("write /topics/ns/ ENOSPC\n");
+    kr_event_out_spec ev = {.key = "k", .key_len = 1, .key_is_text = true,
+                            .value = (const uint8_t *)"\x61x", .value_len = 2};
+    kr_buf_reset(&x.b);
+    kr_enc_publish(&x.b, (kr_cid){0}, KR_ACK_NONE, &ev, 1);
+    assert_int_equal(krappy_send(x.c, KRAPPY_T_PUBLISH, x.b.data, x.b.len), KRAPPY_OK);
+    krappy_frame f;
+    assert_int_equal(krappy_recv(x.c, &f), KRAPPY_OK);
+    assert_int_equal(f.type, KRAPPY_T_ERROR);
+    assert_int_equal(krappy_reply_error(x.c, &f), KRAPPY_E_STORAGE);
+    assert_int_not_equal(krappy_recv(x.c, &f), KRAPPY_OK); /* then closed */
+    set_faults("");
+    conn_close(&x);
+    assert_int_equal(e2e_stop(&s, 10000), 0);
+}
+
+static void test_fdatasync_failures(void **state)
+{
+    (void)state;
+    if (!have_shim())
+        skip();
+    e2e_server s;
+    start_shimmed(&s, NULL);
+    conn x;
+    conn_open(&x, &s);
+    reg(&x, "fs");
+    assert_int_equal(pub(&x, 0, 10, KR_ACK_WRITE, NULL), 0);
+    /* One failed fdatasync: the writer rewrites from memory and syncs again;
+     * the ack is good and the data survives a power cut. */
+    set_faults("sync /topics/fs/ EIO times=1\n");
+    uint64_t first;
+    assert_int_equal(pub(&x, 10, 10, KR_ACK_SYNC, &first), 0);
+    set_faults("");
+    conn_close(&x);
+    powercut(&s);
+    restart_shimmed(&s, NULL);
+    conn_open(&x, &s);
+    assert_int_equal(reg(&x, "fs"), 20);
+    check_events(&x, "fs", 0, 20);
+
+    /* fdatasync keeps failing: sync acks fail, then recover. */
+    set_faults("sync /topics/fs/ EIO\n");
+    assert_int_equal(pub(&x, 20, 10, KR_ACK_SYNC, NULL), KRAPPY_E_STORAGE);
+    set_faults("");
+    uint64_t next = reg(&x, "fs");
+    assert_int_equal(pub(&x, next, 10, KR_ACK_SYNC, &first), 0);
+    assert_int_equal(first, next);
+    conn_close(&x);
+    powercut(&s);
+    restart_shimmed(&s, NULL);
+    conn_open(&x, &s);
+    uint64_t after = reg(&x, "fs");
+    assert_true(after >= next + 10);
+    check_events(&x, "fs", 0, 20);
+    check_events(&x, "fs", next, next + 10);
+    conn_close(&x);
+    assert_int_equal(e2e_stop(&s, 10000), 0);
+}
+
+/* RocksDB's writes fail: checkpoints fail and are retried after a reopen;
+ * publishes and GETs go on through the overlay meanwhile. */
+static void test_view_write_failures(void **state)
+{
+    (void)state;
+    if (!have_shim())
+        skip();
+    e2e_server s;
+    const char *args[] = {"--checkpoint-interval", "50ms", NULL};
+    start_shimmed(&s, args);
+    conn x;
+    conn_open(&x, &s);
+    reg(&x, "vw");
+    set_faults("write,sync /view/ ENOSPC\n");
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(pub(&x, (uint64_t)i * 10, 10, KR_ACK_WRITE, NULL), 0);
+        usleep(60 * 1000);
+    }
+    kr_buf_reset(&x.b);
+    kr_enc_get(&x.b, (kr_cid){0}, "vw", "key3", 4);
+    assert_int_equal(call(&x, KRAPPY_T_GET), 0);
+    set_faults("");
+    usleep(400 * 1000); /* a checkpoint succeeds */
+    check_view_not_ahead(&x, "vw", 50);
+    conn_close(&x);
+    kill(s.pid, SIGKILL);
+    waitpid(s.pid, NULL, 0);
+    s.pid = 0;
+    restart_shimmed(&s, args);
+    conn_open(&x, &s);
+    kr_buf_reset(&x.b);
+    kr_enc_get(&x.b, (kr_cid){0}, "vw", "key3", 4);
+    assert_int_equal(call(&x, KRAPPY_T_GET), 0);
+    conn_close(&x);
+    char cmd[600], out[64];
+    snprintf(cmd, sizeof cmd, "grep -c 'checkpoint failed' %s", s.log_path);
+    assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
+    assert_int_equal(e2e_stop(&s, 10000), 0);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    if (e2e_external_addr() != NULL) {
+        printf("e2e_faults: needs its own servers; skipped with KRAPPY_E2E_ADDR\n");
+        return 0;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_power_cuts),
+        cmocka_unit_test(test_sync_acks_share_fsyncs),
+        cmocka_unit_test(test_stream_enospc_and_recovery),
+        cmocka_unit_test(test_fdatasync_failures),
+        cmocka_unit_test(test_view_write_failures),
+    };
+    return cmocka_run_group_tests_name("e2e_faults", tests, NULL, NULL);
+}

@@ -1,0 +1,189 @@
+/*
+ * store/crc32c.c - CRC32C (Castagnoli, reflected polynomial 0x82F63B78), the
+ * checksum of segment and batch headers.
+ *
+ * Three implementations, picked once at run time (never by -march, so one
+ * binary runs on every CPU of its architecture): the SSE4.2 crc32
+ * instruction on x86_64, the ARMv8 CRC extension on aarch64, and a
+ * slicing-by-8 table everywhere else. Each extends a running CRC with the
+ * usual pre- and post-inversion, so kr_crc32c(kr_crc32c(0, a), b) equals the
+ * CRC of a followed by b.
+ */
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "store/segment.h"
+
+#if defined(__x86_64__)
+#include <nmmintrin.h>
+#elif defined(__aarch64__)
+#include <arm_acle.h>
+#include <sys/auxv.h>
+#ifndef HWCAP_CRC32
+#define HWCAP_CRC32 (1 << 7)
+#endif
+#endif
+
+#define POLY 0x82F63B78u
+
+/* ---- slicing-by-8 ---- */
+
+static uint32_t table[8][256];
+static pthread_once_t table_once = PTHREAD_ONCE_INIT;
+
+static void table_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = (c >> 1) ^ (POLY & (0u - (c & 1)));
+        table[0][i] = c;
+    }
+    for (uint32_t i = 0; i < 256; i++)
+        for (int t = 1; t < 8; t++)
+            table[t][i] = (table[t - 1][i] >> 8) ^ table[0][table[t - 1][i] & 0xff];
+}
+
+/* Little-endian load of 8 bytes, whatever the host order. */
+static inline uint64_t load_le64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+
+uint32_t kr_crc32c_table(uint32_t crc, const void *buf, size_t n)
+{
+    const uint8_t *p = buf;
+    pthread_once(&table_once, table_init);
+    crc = ~crc;
+    while (n > 0 && ((uintptr_t)p & 7) != 0) {
+        crc = (crc >> 8) ^ table[0][(crc ^ *p++) & 0xff];
+        n--;
+    }
+    while (n >= 8) {
+        uint64_t v = load_le64(p) ^ crc;
+        crc = table[7][v & 0xff] ^ table[6][(v >> 8) & 0xff] ^ table[5][(v >> 16) & 0xff] ^
+              table[4][(v >> 24) & 0xff] ^ table[3][(v >> 32) & 0xff] ^ table[2][(v >> 40) & 0xff] ^
+              table[1][(v >> 48) & 0xff] ^ table[0][v >> 56];
+        p += 8;
+        n -= 8;
+    }
+    while (n-- > 0)
+        crc = (crc >> 8) ^ table[0][(crc ^ *p++) & 0xff];
+    return ~crc;
+}
+
+/* ---- hardware ---- */
+
+#if defined(__x86_64__)
+
+__attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t crc, const void *buf, size_t n)
+{
+    const uint8_t *p = buf;
+    uint64_t c = ~crc;
+    while (n > 0 && ((uintptr_t)p & 7) != 0) {
+        c = _mm_crc32_u8((uint32_t)c, *p++);
+        n--;
+    }
+    while (n >= 8) {
+        uint64_t a;
+        memcpy(&a, p, 8);
+        c = _mm_crc32_u64(c, a);
+        p += 8;
+        n -= 8;
+    }
+    while (n-- > 0)
+        c = _mm_crc32_u8((uint32_t)c, *p++);
+    return ~(uint32_t)c;
+}
+
+static int hw_available(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("sse4.2") ? 1 : 0;
+}
+
+#define HW_NAME "sse4.2"
+
+#elif defined(__aarch64__)
+
+/* gcc's arm_acle.h declares the CRC intrinsics whatever -march says; older
+ * clang's only with +crc on the command line, so use its builtins. */
+#if defined(__clang__)
+#define CRC_TARGET    __attribute__((target("crc")))
+#define CRC32CB(c, v) __builtin_arm_crc32cb((c), (v))
+#define CRC32CD(c, v) __builtin_arm_crc32cd((c), (v))
+#else
+#define CRC_TARGET    __attribute__((target("+crc")))
+#define CRC32CB(c, v) __crc32cb((c), (v))
+#define CRC32CD(c, v) __crc32cd((c), (v))
+#endif
+
+CRC_TARGET static uint32_t crc_hw(uint32_t crc, const void *buf, size_t n)
+{
+    const uint8_t *p = buf;
+    uint32_t c = ~crc;
+    while (n > 0 && ((uintptr_t)p & 7) != 0) {
+        c = CRC32CB(c, *p++);
+        n--;
+    }
+    while (n >= 8) {
+        uint64_t a;
+        memcpy(&a, p, 8);
+        c = CRC32CD(c, a);
+        p += 8;
+        n -= 8;
+    }
+    while (n-- > 0)
+        c = CRC32CB(c, *p++);
+    return ~c;
+}
+
+static int hw_available(void)
+{
+    return (getauxval(AT_HWCAP) & HWCAP_CRC32) ? 1 : 0;
+}
+
+#define HW_NAME "armv8"
+
+#endif
+
+#ifdef HW_NAME
+/* 0 = not chosen yet, 1 = hardware, 2 = table. Choosing twice from two
+ * threads gives the same answer, so a relaxed atomic is enough. */
+static int chosen;
+
+static int use_hw(void)
+{
+    int c = __atomic_load_n(&chosen, __ATOMIC_RELAXED);
+    if (c == 0) {
+        c = hw_available() ? 1 : 2;
+        __atomic_store_n(&chosen, c, __ATOMIC_RELAXED);
+    }
+    return c == 1;
+}
+#endif
+
+uint32_t kr_crc32c(uint32_t crc, const void *p, size_t n)
+{
+#ifdef HW_NAME
+    if (use_hw())
+        return crc_hw(crc, p, n);
+#endif
+    return kr_crc32c_table(crc, p, n);
+}
+
+const char *kr_crc32c_impl(void)
+{
+#ifdef HW_NAME
+    if (use_hw())
+        return HW_NAME;
+#endif
+    return "table";
+}

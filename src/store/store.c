@@ -1,0 +1,1116 @@
+/*
+ * store/store.c - topics, recovery at start, the PUBLISH path, writer
+ * completions, checkpoints and retention. Reads live in store_read.c.
+ */
+#include "store/store_int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "proto/cbor.h"
+#include "proto/frame.h"
+#include "server/log.h"
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+    kr_put_be32(p, (uint32_t)(v >> 32));
+    kr_put_be32(p + 4, (uint32_t)v);
+}
+
+static char *path_join(const char *a, const char *b)
+{
+    size_t n = strlen(a) + strlen(b) + 2;
+    char *p = malloc(n);
+    if (p != NULL)
+        snprintf(p, n, "%s/%s", a, b);
+    return p;
+}
+
+/* ---- topics table (sorted by name, so TOPICS lists in order) ---- */
+
+static int name_cmp(const kr_topic *t, const uint8_t *name, size_t len)
+{
+    size_t n = t->name_len < len ? t->name_len : len;
+    int c = memcmp(t->name, name, n);
+    return c != 0 ? c : (t->name_len > len) - (t->name_len < len);
+}
+
+static size_t topic_slot(const kr_store *s, const uint8_t *name, size_t len, bool *found)
+{
+    size_t lo = 0, hi = s->n_topics;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = name_cmp(s->topics[mid], name, len);
+        if (c == 0) {
+            *found = true;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = false;
+    return lo;
+}
+
+static kr_topic *topic_new(kr_store *s, const uint8_t *name, size_t len)
+{
+    kr_topic *t = calloc(1, sizeof *t);
+    if (t == NULL)
+        return NULL;
+    t->store = s;
+    memcpy(t->name, name, len);
+    t->name[len] = '\0';
+    t->name_len = len;
+    TAILQ_INIT(&t->waiters);
+    t->active = kr_overlay_new();
+    if (t->active == NULL) {
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+static int topic_insert(kr_store *s, kr_topic *t)
+{
+    bool found;
+    size_t at = topic_slot(s, (const uint8_t *)t->name, t->name_len, &found);
+    if (found)
+        return -1;
+    if (s->n_topics == s->cap_topics) {
+        size_t cap = s->cap_topics ? s->cap_topics * 2 : 16;
+        kr_topic **n = realloc(s->topics, cap * sizeof *n);
+        if (n == NULL)
+            return -1;
+        s->topics = n;
+        s->cap_topics = cap;
+    }
+    memmove(s->topics + at + 1, s->topics + at, (s->n_topics - at) * sizeof *s->topics);
+    s->topics[at] = t;
+    s->n_topics++;
+    return 0;
+}
+
+static void topic_free(kr_topic *t)
+{
+    for (size_t i = 0; i < t->n_segs; i++)
+        kr_segment_free(t->segs[i]);
+    free(t->segs);
+    kr_overlay_free(t->active);
+    kr_overlay_free(t->frozen);
+    kr_wtopic_free(t->w);
+    free(t);
+}
+
+kr_topic *kr_store_topic(kr_store *s, const uint8_t *name, size_t len)
+{
+    bool found;
+    size_t at = topic_slot(s, name, len, &found);
+    return found && !s->topics[at]->failed ? s->topics[at] : NULL;
+}
+
+size_t kr_store_topics(kr_store *s, kr_topic ***out)
+{
+    *out = s->topics;
+    return s->n_topics;
+}
+
+uint64_t kr_topic_bytes(const kr_topic *t)
+{
+    return t->bytes;
+}
+
+uint64_t kr_topic_keys(const kr_topic *t)
+{
+    return t->keys;
+}
+
+static kr_segment *segment_new(uint64_t base, int fd)
+{
+    kr_segment *seg = calloc(1, sizeof *seg);
+    if (seg == NULL)
+        return NULL;
+    seg->base = seg->next = base;
+    seg->size = KR_SEG_HEADER_BYTES;
+    seg->fd = fd;
+    return seg;
+}
+
+static int topic_add_segment(kr_topic *t, kr_segment *seg)
+{
+    if (t->n_segs == t->cap_segs) {
+        size_t cap = t->cap_segs ? t->cap_segs * 2 : 8;
+        kr_segment **n = realloc(t->segs, cap * sizeof *n);
+        if (n == NULL)
+            return -1;
+        t->segs = n;
+        t->cap_segs = cap;
+    }
+    t->segs[t->n_segs++] = seg;
+    return 0;
+}
+
+static void segment_add_hint(kr_segment *seg, uint64_t offset, uint64_t pos)
+{
+    if (seg->n_idx > 0 && pos - seg->idx[seg->n_idx - 1].pos < KR_INDEX_INTERVAL)
+        return;
+    if (seg->n_idx == seg->cap_idx) {
+        size_t cap = seg->cap_idx ? seg->cap_idx * 2 : 64;
+        kr_index_entry *e = realloc(seg->idx, cap * sizeof *e);
+        if (e == NULL)
+            return; /* only a hint */
+        seg->idx = e;
+        seg->cap_idx = cap;
+    }
+    seg->idx[seg->n_idx].offset = offset;
+    seg->idx[seg->n_idx].pos = pos;
+    seg->n_idx++;
+}
+
+/* ---- folding events into an overlay ---- */
+
+static int fold_meta(kr_topic *t, kr_block *b, const kr_ev_meta *m, uint32_t n, uint64_t base)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        if (!m[i].has_key)
+            continue;
+        kr_ov_entry e = {.key = b->data + m[i].key_pos,
+                         .key_len = m[i].key_len,
+                         .block = b,
+                         .ev_pos = m[i].ev_pos,
+                         .ev_len = m[i].ev_len,
+                         .offset = base + i,
+                         .ts = m[i].ts,
+                         .tombstone = m[i].tombstone};
+        if (kr_overlay_put(t->active, &e) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/*
+ * Fold a batch read back from disk (replay): parse each delivered event,
+ * joining indefinite-length keys into the block's spare room, and put the
+ * events with offset >= from into the active overlay.
+ */
+static int fold_stored(kr_topic *t, kr_block *b, size_t payload_pos, const kr_batch_hdr *h,
+                       uint64_t from, bool older, uint64_t *folded)
+{
+    size_t pos = payload_pos, extra = b->len;
+    const uint8_t *end = b->data + payload_pos + h->len;
+    for (uint32_t i = 0; i < h->count; i++) {
+        kr_cbor_item ev;
+        kr_event_view v;
+        if (kr_cbor_read(b->data + pos, (size_t)(end - (b->data + pos)), &ev) < 0 ||
+            kr_event_view_read(&ev, &v) < 0)
+            return -1;
+        uint64_t off = h->base + i;
+        if (off >= from && v.key.kind != KR_CBOR_NULL) {
+            uint32_t kpos, klen = (uint32_t)v.key.str_len;
+            if (v.key.str != NULL) {
+                kpos = (uint32_t)(v.key.str - b->data);
+            } else {
+                if (extra + klen > b->cap)
+                    return -1;
+                kr_cbor_str_copy(&v.key, b->data + extra, klen);
+                kpos = (uint32_t)extra;
+                extra += klen;
+            }
+            kr_ov_entry e = {.key = b->data + kpos,
+                             .key_len = klen,
+                             .block = b,
+                             .ev_pos = (uint32_t)pos,
+                             .ev_len = (uint32_t)ev.raw_len,
+                             .offset = off,
+                             .ts = v.ts,
+                             .tombstone = v.value.kind == KR_CBOR_NULL};
+            int rc = older ? kr_overlay_put_older(t->active, &e) : kr_overlay_put(t->active, &e);
+            if (rc < 0)
+                return -1;
+            (*folded)++;
+        } else if (off >= from) {
+            (*folded)++;
+        }
+        pos += ev.raw_len;
+    }
+    return 0;
+}
+
+/* Read the stream [from, t->next) back into the active overlay. */
+static int replay(kr_store *s, kr_topic *t, uint64_t from, bool older, uint64_t *replayed)
+{
+    *replayed = 0;
+    for (size_t i = 0; i < t->n_segs; i++) {
+        kr_segment *seg = t->segs[i];
+        if (seg->next <= from)
+            continue;
+        uint64_t pos = KR_SEG_HEADER_BYTES;
+        for (size_t k = 0; k < seg->n_idx && seg->idx[k].offset <= from; k++)
+            pos = seg->idx[k].pos;
+        while (pos + KR_BATCH_HEADER_BYTES <= seg->size) {
+            uint8_t hb[KR_BATCH_HEADER_BYTES];
+            kr_batch_hdr h;
+            if (pread(seg->fd, hb, sizeof hb, (off_t)pos) != (ssize_t)sizeof hb ||
+                kr_batch_header_decode(hb, &h) < 0)
+                break; /* corrupt: already reported by the scan */
+            if (h.base + h.count > from) {
+                size_t need = KR_BATCH_HEADER_BYTES + h.len;
+                kr_block *b = kr_block_new(need + h.len);
+                if (b == NULL)
+                    return -1;
+                b->len = need;
+                if (pread(seg->fd, b->data, need, (off_t)pos) != (ssize_t)need ||
+                    !kr_batch_verify(b->data, b->data + KR_BATCH_HEADER_BYTES, h.len)) {
+                    kr_block_unref(b);
+                    pos += need;
+                    continue;
+                }
+                int rc = fold_stored(t, b, KR_BATCH_HEADER_BYTES, &h, from, older, replayed);
+                kr_block_unref(b);
+                if (rc < 0)
+                    return -1;
+            }
+            pos += KR_BATCH_HEADER_BYTES + h.len;
+        }
+    }
+    (void)s;
+    return 0;
+}
+
+/* ---- recovery at start ---- */
+
+struct scan_ctx {
+    kr_segment *seg;
+};
+
+static void scan_hint(void *arg, const kr_batch_hdr *h, uint64_t pos)
+{
+    struct scan_ctx *c = arg;
+    segment_add_hint(c->seg, h->base, pos);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/*
+ * Recover one topic directory: every segment scanned or its index hint
+ * loaded, the torn tail of the last one cut off (and synced), the view's
+ * marker clamped to the stream, and the events after the marker replayed.
+ */
+static int recover_topic(kr_store *s, const char *name, char *err, size_t errlen)
+{
+    char *dir = path_join(s->topics_dir, name);
+    int dirfd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    uint64_t *bases = NULL;
+    size_t nb = 0, cap = 0;
+    kr_topic *t = NULL;
+    int rc = -1;
+    DIR *d = dirfd >= 0 ? fdopendir(dup(dirfd)) : NULL;
+    if (d == NULL) {
+        snprintf(err, errlen, "cannot open topic directory %s: %s", dir ? dir : name,
+                 strerror(errno));
+        goto out;
+    }
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        uint64_t b;
+        if (kr_seg_parse_name(de->d_name, &b) < 0)
+            continue;
+        if (nb == cap) {
+            cap = cap ? cap * 2 : 16;
+            uint64_t *n = realloc(bases, cap * sizeof *n);
+            if (n == NULL) {
+                closedir(d);
+                snprintf(err, errlen, "out of memory");
+                goto out;
+            }
+            bases = n;
+        }
+        bases[nb++] = b;
+    }
+    closedir(d);
+    if (nb == 0) {
+        /* Creation never finished (no PRODUCER_REGISTER was answered). */
+        kr_log(KR_LOG_WARN, "topic directory without segments ignored", "topic", name, NULL);
+        rc = 0;
+        goto out;
+    }
+    qsort(bases, nb, sizeof *bases, cmp_u64);
+    t = topic_new(s, (const uint8_t *)name, strlen(name));
+    if (t == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    uint64_t truncated = 0;
+    kr_seg_scan last_scan;
+    memset(&last_scan, 0, sizeof last_scan);
+    for (size_t i = 0; i < nb; i++) {
+        char sname[KR_SEG_NAME_BYTES];
+        kr_seg_name(sname, bases[i]);
+        bool last = i + 1 == nb;
+        int fd = openat(dirfd, sname, (last ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) < 0) {
+            snprintf(err, errlen, "cannot open %s/%s: %s", dir, sname, strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            goto out;
+        }
+        kr_segment *seg = segment_new(bases[i], fd);
+        if (seg == NULL || topic_add_segment(t, seg) < 0) {
+            close(fd);
+            free(seg);
+            snprintf(err, errlen, "out of memory");
+            goto out;
+        }
+        uint64_t nx, mts;
+        kr_index_entry *idx;
+        size_t n_idx;
+        if (!last && kr_index_load(dirfd, bases[i], (uint64_t)st.st_size, &nx, &mts, &idx,
+                                   &n_idx) == 0 &&
+            nx == bases[i + 1]) {
+            /* A closed segment with a good hint: verified on first read. */
+            seg->next = nx;
+            seg->size = (uint64_t)st.st_size;
+            seg->max_ts = mts;
+            seg->idx = idx;
+            seg->n_idx = seg->cap_idx = n_idx;
+            continue;
+        }
+        struct scan_ctx sc = {seg};
+        kr_seg_scan scan;
+        if (kr_seg_scan_fd(fd, &scan, scan_hint, &sc) < 0) {
+            snprintf(err, errlen,
+                     "segment %s/%s is unreadable (%s); move it away to start without it", dir,
+                     sname, errno == EINVAL ? "bad header" : strerror(errno));
+            goto out;
+        }
+        seg->next = scan.next;
+        seg->size = scan.good_end;
+        seg->max_ts = scan.max_ts;
+        seg->verified = true;
+        seg->n_corrupt = scan.n_corrupt;
+        memcpy(seg->corrupt, scan.corrupt, sizeof scan.corrupt);
+        for (size_t c = 0; c < scan.n_corrupt; c++) {
+            char range[64];
+            snprintf(range, sizeof range, "%llu..%llu", (unsigned long long)scan.corrupt[c].first,
+                     (unsigned long long)scan.corrupt[c].next);
+            kr_log(KR_LOG_ERROR, "corrupt batch found; its events will not be served", "topic",
+                   name, "segment", sname, "offsets", range, NULL);
+        }
+        if (scan.torn) {
+            if (last) {
+                truncated = scan.file_len - scan.good_end;
+                if (ftruncate(fd, (off_t)scan.good_end) < 0 || fdatasync(fd) < 0) {
+                    snprintf(err, errlen, "cannot truncate the torn tail of %s/%s: %s", dir,
+                             sname, strerror(errno));
+                    goto out;
+                }
+            } else {
+                kr_log(KR_LOG_ERROR, "bad bytes at the end of a closed segment are not served",
+                       "topic", name, "segment", sname, NULL);
+            }
+        }
+        if (last)
+            last_scan = scan;
+        else if (scan.next != bases[i + 1])
+            kr_log(KR_LOG_ERROR, "offsets missing between segments", "topic", name, "segment",
+                   sname, NULL);
+    }
+    for (size_t i = 0; i < t->n_segs; i++)
+        t->bytes += t->segs[i]->size;
+    t->first = t->segs[0]->base;
+    t->next = t->assigned = t->segs[t->n_segs - 1]->next;
+    t->ready = true;
+
+    /* The view must not be ahead of the stream. */
+    uint64_t marker = 0, keys = 0;
+    int m = kr_view_marker(s->view, t->name, t->name_len, &marker, &keys, err, errlen);
+    if (m < 0)
+        goto out;
+    if (m == 0) {
+        marker = t->first;
+        keys = 0;
+    } else if (marker > t->next) {
+        char a[32], b[32];
+        snprintf(a, sizeof a, "%llu", (unsigned long long)marker);
+        snprintf(b, sizeof b, "%llu", (unsigned long long)t->next);
+        kr_log(KR_LOG_WARN, "the view is ahead of the stream; rebuilding it from the stream",
+               "topic", name, "marker", a, "next", b, NULL);
+        kr_view_batch *vb = kr_view_batch_new();
+        if (vb == NULL)
+            goto out;
+        kr_view_batch_drop_topic(vb, t->name, t->name_len);
+        int wrc = kr_view_write(s->view, vb, err, errlen);
+        kr_view_batch_free(vb);
+        if (wrc < 0)
+            goto out;
+        marker = t->first;
+        keys = 0;
+    } else if (marker < t->first) {
+        marker = t->first;
+    }
+    t->marker = marker;
+    t->keys = keys;
+    uint64_t replayed = 0;
+    if (replay(s, t, marker, false, &replayed) < 0) {
+        snprintf(err, errlen, "out of memory replaying topic %s", name);
+        goto out;
+    }
+    kr_counter_add(s->m_replayed, replayed);
+
+    kr_segment *ls = t->segs[t->n_segs - 1];
+    t->w = kr_wtopic_new(dir, dirfd, ls->fd, ls->base, ls->size, t->next, ls->max_ts);
+    if (t->w == NULL)
+        goto out;
+    dirfd = -1; /* the writer state owns it now */
+    ls->fd = dup(ls->fd);
+    (void)last_scan;
+
+    char f[24], n[24], mk[24], rp[24], tr[24], sg[24];
+    snprintf(f, sizeof f, "%llu", (unsigned long long)t->first);
+    snprintf(n, sizeof n, "%llu", (unsigned long long)t->next);
+    snprintf(mk, sizeof mk, "%llu", (unsigned long long)marker);
+    snprintf(rp, sizeof rp, "%llu", (unsigned long long)replayed);
+    snprintf(tr, sizeof tr, "%llu", (unsigned long long)truncated);
+    snprintf(sg, sizeof sg, "%zu", t->n_segs);
+    kr_log(KR_LOG_INFO, "recovered topic", "topic", name, "first", f, "next", n, "marker", mk,
+           "replayed", rp, "torn_bytes_truncated", tr, "segments", sg, NULL);
+    if (topic_insert(s, t) < 0)
+        goto out;
+    t = NULL;
+    rc = 0;
+out:
+    if (t != NULL)
+        topic_free(t);
+    if (dirfd >= 0)
+        close(dirfd);
+    free(bases);
+    free(dir);
+    return rc;
+}
+
+static int recover_all(kr_store *s, char *err, size_t errlen)
+{
+    if (mkdir(s->topics_dir, 0750) < 0 && errno != EEXIST) {
+        snprintf(err, errlen, "cannot create %s: %s", s->topics_dir, strerror(errno));
+        return -1;
+    }
+    DIR *d = opendir(s->topics_dir);
+    if (d == NULL) {
+        snprintf(err, errlen, "cannot open %s: %s", s->topics_dir, strerror(errno));
+        return -1;
+    }
+    struct dirent *de;
+    int rc = 0;
+    while (rc == 0 && (de = readdir(d)) != NULL) {
+        if (!kr_topic_name_valid((const uint8_t *)de->d_name, strlen(de->d_name)))
+            continue;
+        rc = recover_topic(s, de->d_name, err, errlen);
+    }
+    closedir(d);
+    return rc;
+}
+
+/* ---- writer completions ---- */
+
+static void finish_append(kr_store *s, kr_job *j)
+{
+    kr_topic *t = j->t;
+    kr_store_result res = {.err = j->err};
+    if (j->err != KRAPPY_OK) {
+        /* Offsets assigned after this one were assigned in vain. */
+        t->assigned = t->next;
+        snprintf(res.msg, sizeof res.msg, "%s", j->msg);
+    } else {
+        if (j->new_seg_fd >= 0) {
+            kr_segment *seg = segment_new(j->seg_base, j->new_seg_fd);
+            if (seg == NULL || topic_add_segment(t, seg) < 0) {
+                close(j->new_seg_fd);
+                free(seg);
+                kr_log(KR_LOG_ERROR, "out of memory tracking a new segment", NULL);
+            } else {
+                seg->verified = true;
+                t->bytes += KR_SEG_HEADER_BYTES;
+            }
+        }
+        kr_segment *seg = t->segs[t->n_segs - 1];
+        seg->size = j->pos + j->block->len;
+        seg->next = j->base + j->count;
+        if (j->max_ts > seg->max_ts)
+            seg->max_ts = j->max_ts;
+        segment_add_hint(seg, j->base, j->pos);
+        t->next = j->base + j->count;
+        t->bytes += j->block->len;
+        t->events_in += j->count;
+        kr_counter_add(s->m_events_in, j->count);
+        kr_counter_add(s->m_bytes_in, j->block->len);
+        const kr_ev_meta *m = (const kr_ev_meta *)(void *)(j->block->data + j->meta_off);
+        if (fold_meta(t, j->block, m, j->count, j->base) < 0)
+            kr_log(KR_LOG_ERROR, "out of memory updating the latest-value view", NULL);
+        res.first = j->base;
+        res.count = j->count;
+        kr_store_wake(s, t);
+        if (kr_overlay_bytes(t->active) > s->o.overlay_bytes)
+            kr_store_checkpoint(s);
+    }
+    if (j->done != NULL)
+        j->done(j->arg, &res);
+}
+
+static void finish_create(kr_store *s, kr_job *j)
+{
+    kr_topic *t = j->t;
+    kr_store_result res = {.err = j->err};
+    if (j->err != KRAPPY_OK) {
+        t->failed = true;
+        snprintf(res.msg, sizeof res.msg, "%s", j->msg);
+        kr_log(KR_LOG_ERROR, "cannot create topic", "topic", t->name, "reason", j->msg, NULL);
+    } else {
+        kr_segment *seg = segment_new(0, j->new_seg_fd);
+        if (seg == NULL || topic_add_segment(t, seg) < 0) {
+            free(seg);
+            close(j->new_seg_fd);
+            t->failed = true;
+            res.err = KRAPPY_E_STORAGE;
+            snprintf(res.msg, sizeof res.msg, "out of memory creating the topic");
+        } else {
+            seg->verified = true;
+            t->bytes = KR_SEG_HEADER_BYTES;
+            t->ready = true;
+            kr_log(KR_LOG_INFO, "topic created", "topic", t->name, NULL);
+        }
+    }
+    res.first = t->next;
+    (void)s;
+    if (j->done != NULL)
+        j->done(j->arg, &res);
+}
+
+/*
+ * Retire whole old segments the durable view covers, when over the size or
+ * age limit. The loop forgets them at once (replies in flight hold their own
+ * file handles); the writer unlinks the files.
+ */
+static void retention(kr_store *s, kr_topic *t)
+{
+    if ((s->o.retention_bytes == 0 && s->o.retention_ms == 0) || t->n_segs < 2)
+        return;
+    uint64_t now = now_ms();
+    size_t drop = 0;
+    uint64_t bytes = t->bytes;
+    while (drop + 1 < t->n_segs) {
+        kr_segment *seg = t->segs[drop];
+        if (seg->next > t->marker)
+            break; /* the view does not hold these events yet */
+        bool over_size = s->o.retention_bytes && bytes > s->o.retention_bytes;
+        bool too_old = s->o.retention_ms && seg->max_ts + s->o.retention_ms < now;
+        if (!over_size && !too_old)
+            break;
+        bytes -= seg->size;
+        drop++;
+    }
+    if (drop == 0)
+        return;
+    kr_job *j = calloc(1, sizeof *j);
+    char **paths = calloc(drop * 2, sizeof *paths);
+    if (j == NULL || paths == NULL) {
+        free(j);
+        free(paths);
+        return;
+    }
+    for (size_t i = 0; i < drop; i++) {
+        kr_segment *seg = t->segs[i];
+        char name[KR_SEG_NAME_BYTES];
+        kr_seg_name(name, seg->base);
+        paths[2 * i] = path_join(t->w->dir, name);
+        memcpy(name + 20, ".idx", 5);
+        paths[2 * i + 1] = path_join(t->w->dir, name);
+        t->bytes -= seg->size;
+        kr_segment_free(seg);
+    }
+    memmove(t->segs, t->segs + drop, (t->n_segs - drop) * sizeof *t->segs);
+    t->n_segs -= drop;
+    t->first = t->segs[0]->base;
+    char f[24], n[24];
+    snprintf(f, sizeof f, "%llu", (unsigned long long)t->first);
+    snprintf(n, sizeof n, "%zu", drop);
+    kr_log(KR_LOG_INFO, "retention retired segments", "topic", t->name, "segments", n, "first",
+           f, NULL);
+    kr_counter_add(s->m_retired, drop);
+    j->kind = KR_JOB_DELETE;
+    j->t = t;
+    j->w = t->w;
+    j->paths = paths;
+    j->n_paths = drop * 2;
+    j->new_seg_fd = -1;
+    kr_writer_submit(s->writer, j);
+}
+
+/* A frozen entry goes back into the active overlay unless a newer one is
+ * there already. */
+static int put_back(void *arg, const kr_ov_entry *e)
+{
+    (void)kr_overlay_put_older(arg, e);
+    return 0;
+}
+
+static void finish_checkpoint(kr_store *s, kr_job *j)
+{
+    s->ckpt_running = false;
+    for (size_t i = 0; i < j->n_ck; i++) {
+        kr_ckpt_topic *c = &j->ck[i];
+        kr_topic *t = c->t;
+        if (j->err == KRAPPY_OK) {
+            t->marker = c->next;
+            t->keys = c->keys;
+        } else if (t->frozen != NULL) {
+            /* Fold the frozen entries back under the newer ones: the next
+             * checkpoint covers them again. */
+            kr_overlay_foreach(t->frozen, put_back, t->active);
+        }
+        kr_overlay_free(t->frozen);
+        t->frozen = NULL;
+    }
+    if (j->err != KRAPPY_OK) {
+        kr_log(KR_LOG_ERROR, "checkpoint failed; reopening the view", "reason", j->msg, NULL);
+        kr_store_cursors_expire(s, true);
+        char err[256];
+        if (kr_view_reopen(s->view, err, sizeof err) < 0)
+            kr_log(KR_LOG_ERROR, "reopening the view failed; will retry", "reason", err, NULL);
+    } else {
+        for (size_t i = 0; i < j->n_ck; i++)
+            retention(s, j->ck[i].t);
+    }
+    kr_store_scan_checkpointed(s, j->err == KRAPPY_OK, j->msg);
+    if (s->ckpt_again) {
+        s->ckpt_again = false;
+        kr_store_checkpoint(s);
+    }
+}
+
+static void free_job(kr_job *j)
+{
+    kr_block_unref(j->block);
+    free(j->ck);
+    for (size_t i = 0; i < j->n_paths; i++)
+        free(j->paths[i]);
+    free(j->paths);
+    free(j);
+}
+
+static void on_jobs_done(void *arg, struct kr_job_list *jobs)
+{
+    kr_store *s = arg;
+    kr_job *j;
+    while ((j = TAILQ_FIRST(jobs)) != NULL) {
+        TAILQ_REMOVE(jobs, j, link);
+        switch (j->kind) {
+        case KR_JOB_APPEND:
+            finish_append(s, j);
+            break;
+        case KR_JOB_CREATE:
+            finish_create(s, j);
+            break;
+        case KR_JOB_BARRIER: {
+            kr_store_result res = {.err = j->t->failed ? KRAPPY_E_STORAGE : KRAPPY_OK,
+                                   .first = j->t->next};
+            if (j->t->failed)
+                snprintf(res.msg, sizeof res.msg, "the topic could not be created on disk");
+            if (j->done != NULL)
+                j->done(j->arg, &res);
+            break;
+        }
+        case KR_JOB_CHECKPOINT:
+            finish_checkpoint(s, j);
+            break;
+        case KR_JOB_DELETE:
+            break;
+        }
+        free_job(j);
+    }
+}
+
+/* ---- checkpoints ---- */
+
+/*
+ * Freeze every topic's overlay that holds something the view lacks and
+ * queue one checkpoint job for all of them. One runs at a time; a request
+ * meanwhile runs right after.
+ */
+void kr_store_checkpoint(kr_store *s)
+{
+    if (s->ckpt_running) {
+        s->ckpt_again = true;
+        return;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < s->n_topics; i++) {
+        kr_topic *t = s->topics[i];
+        if (t->ready && !t->failed && t->frozen == NULL && t->marker < t->next)
+            n++;
+    }
+    if (n == 0)
+        return;
+    kr_job *j = calloc(1, sizeof *j);
+    kr_ckpt_topic *ck = calloc(n, sizeof *ck);
+    if (j == NULL || ck == NULL) {
+        free(j);
+        free(ck);
+        return;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < s->n_topics && k < n; i++) {
+        kr_topic *t = s->topics[i];
+        if (!(t->ready && !t->failed && t->frozen == NULL && t->marker < t->next))
+            continue;
+        kr_overlay *fresh = kr_overlay_new();
+        if (fresh == NULL)
+            continue;
+        t->frozen = t->active;
+        t->active = fresh;
+        t->frozen_next = t->next;
+        ck[k].t = t;
+        ck[k].w = t->w;
+        ck[k].ov = t->frozen;
+        ck[k].next = t->next;
+        ck[k].keys = t->keys;
+        k++;
+    }
+    j->kind = KR_JOB_CHECKPOINT;
+    j->ck = ck;
+    j->n_ck = k;
+    j->new_seg_fd = -1;
+    s->ckpt_running = true;
+    kr_writer_submit(s->writer, j);
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    kr_store *s = arg;
+    (void)fd;
+    (void)what;
+    kr_store_checkpoint(s);
+    kr_store_cursors_expire(s, false);
+    size_t bytes = 0;
+    for (size_t i = 0; i < s->n_topics; i++)
+        bytes += kr_overlay_bytes(s->topics[i]->active);
+    kr_gauge_set(s->m_overlay_bytes, (int64_t)bytes);
+}
+
+/* ---- operations ---- */
+
+int kr_store_register(kr_store *s, const uint8_t *name, size_t len, kr_topic **topic,
+                      kr_store_done done, void *arg, kr_store_result *res)
+{
+    bool found;
+    size_t at = topic_slot(s, name, len, &found);
+    kr_topic *t = found ? s->topics[at] : NULL;
+    kr_job *j = calloc(1, sizeof *j);
+    if (j == NULL)
+        goto nomem;
+    j->new_seg_fd = -1;
+    j->done = done;
+    j->arg = arg;
+    if (t != NULL && !t->failed) {
+        j->kind = KR_JOB_BARRIER;
+    } else {
+        if (t == NULL) {
+            t = topic_new(s, name, len);
+            if (t == NULL)
+                goto nomem;
+            char *dir = path_join(s->topics_dir, t->name);
+            t->w = dir ? kr_wtopic_new(dir, -1, -1, 0, 0, 0, 0) : NULL;
+            free(dir);
+            if (t->w == NULL || topic_insert(s, t) < 0) {
+                topic_free(t);
+                goto nomem;
+            }
+        }
+        t->failed = false;
+        j->kind = KR_JOB_CREATE;
+    }
+    j->t = t;
+    j->w = t->w;
+    *topic = t;
+    kr_writer_submit(s->writer, j);
+    return 0;
+nomem:
+    free(j);
+    res->err = KRAPPY_E_STORAGE;
+    snprintf(res->msg, sizeof res->msg, "out of memory registering the topic");
+    return -1;
+}
+
+/* Bytes `v` takes as a CBOR head. */
+static size_t head_size(uint64_t v)
+{
+    return kr_cbor_uint_size(v);
+}
+
+krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_buf *scratch,
+                            bool sync, kr_store_done done, void *arg, char *msg, size_t msglen,
+                            uint64_t *bad_index)
+{
+    uint64_t count = req->u.publish.count;
+    if (count > s->o.max_publish_events) {
+        snprintf(msg, msglen,
+                 "a PUBLISH may carry at most %u events (this one has %llu); send smaller "
+                 "batches",
+                 s->o.max_publish_events, (unsigned long long)count);
+        return KRAPPY_E_INVALID_ARGUMENT;
+    }
+    const uint64_t limit = (uint64_t)s->o.max_frame - KRAPPY_REPLY_SLACK_BYTES;
+    uint64_t ts_now = now_ms(), max_ts = 0, base = t->assigned;
+    kr_buf *b = &s->enc;
+    kr_buf_reset(b);
+    kr_buf_reset(&s->meta);
+    uint8_t zero[KR_BATCH_HEADER_BYTES] = {0};
+    kr_buf_append(b, zero, sizeof zero);
+    kr_buf extra;
+    kr_buf_init(&extra, (size_t)s->o.max_frame);
+
+    kr_events_iter it;
+    kr_event_in ev;
+    kr_events_iter_init(&it, req, scratch);
+    uint64_t i = 0;
+    krappy_err rc = KRAPPY_OK;
+    while (kr_events_iter_next(&it, &ev) == 1) {
+        uint64_t off = base + i, ts = ev.has_ts ? ev.ts : ts_now;
+        size_t key_raw_len = ev.key.present ? ev.key.raw.len : 1;
+        uint64_t size = 1 + head_size(off) + head_size(ts) + key_raw_len + ev.value.len +
+                        (ev.has_headers ? ev.headers.len : 0);
+        if (size > limit) {
+            snprintf(msg, msglen,
+                     "event %llu is %llu bytes as delivered, over the limit of %llu (max_frame "
+                     "- 1024); make it smaller",
+                     (unsigned long long)i, (unsigned long long)size,
+                     (unsigned long long)limit);
+            *bad_index = i;
+            rc = KRAPPY_E_INVALID_ARGUMENT;
+            goto out;
+        }
+        kr_ev_meta m = {.ev_pos = (uint32_t)b->len, .ts = ts,
+                        .has_key = ev.key.present, .tombstone = ev.tombstone};
+        kr_cbor_put_array(b, ev.has_headers ? 5 : 4);
+        kr_cbor_put_uint(b, off);
+        kr_cbor_put_uint(b, ts);
+        if (ev.key.present) {
+            size_t key_at = b->len;
+            kr_cbor_put_raw(b, ev.key.raw.ptr, ev.key.raw.len);
+            m.key_len = (uint32_t)ev.key.content.len;
+            /* A definite key's content ends its raw encoding; an indefinite
+             * one is joined after the batch. */
+            if (ev.key.content.ptr + ev.key.content.len == ev.key.raw.ptr + ev.key.raw.len) {
+                m.key_pos = (uint32_t)(key_at + ev.key.raw.len - ev.key.content.len);
+            } else {
+                m.key_pos = (uint32_t)extra.len;
+                m.key_joined = 1;
+                kr_buf_append(&extra, ev.key.content.ptr, ev.key.content.len);
+            }
+        } else {
+            kr_cbor_put_null(b);
+        }
+        kr_cbor_put_raw(b, ev.value.ptr, ev.value.len);
+        if (ev.has_headers)
+            kr_cbor_put_raw(b, ev.headers.ptr, ev.headers.len);
+        m.ev_len = (uint32_t)(b->len - m.ev_pos);
+        if (ts > max_ts)
+            max_ts = ts;
+        kr_buf_append(&s->meta, &m, sizeof m);
+        i++;
+    }
+    if (b->failed || s->meta.failed || extra.failed) {
+        snprintf(msg, msglen, "out of memory encoding the batch");
+        rc = KRAPPY_E_STORAGE;
+        goto out;
+    }
+    size_t batch_len = b->len, meta_off = (batch_len + extra.len + 7) & ~(size_t)7;
+    kr_block *blk = kr_block_new(meta_off + s->meta.len);
+    kr_job *j = calloc(1, sizeof *j);
+    if (blk == NULL || j == NULL) {
+        kr_block_unref(blk);
+        free(j);
+        snprintf(msg, msglen, "out of memory queueing the batch");
+        rc = KRAPPY_E_STORAGE;
+        goto out;
+    }
+    memcpy(blk->data, b->data, batch_len);
+    if (extra.len > 0)
+        memcpy(blk->data + batch_len, extra.data, extra.len);
+    memcpy(blk->data + meta_off, s->meta.data, s->meta.len);
+    blk->len = batch_len;
+    kr_ev_meta *m = (kr_ev_meta *)(void *)(blk->data + meta_off);
+    for (uint64_t k = 0; k < count; k++)
+        if (m[k].key_joined)
+            m[k].key_pos += (uint32_t)batch_len;
+    /* The header, but for its CRC: the writer computes that. */
+    uint8_t *h = blk->data;
+    kr_put_be32(h, KR_BATCH_MAGIC);
+    put_be64(h + 8, base);
+    kr_put_be32(h + 16, (uint32_t)count);
+    kr_put_be32(h + 20, (uint32_t)(batch_len - KR_BATCH_HEADER_BYTES));
+    put_be64(h + 24, max_ts);
+
+    j->kind = KR_JOB_APPEND;
+    j->t = t;
+    j->w = t->w;
+    j->block = blk;
+    j->base = base;
+    j->count = (uint32_t)count;
+    j->max_ts = max_ts;
+    j->sync = sync;
+    j->meta_off = meta_off;
+    j->new_seg_fd = -1;
+    j->done = done;
+    j->arg = arg;
+    t->assigned += count;
+    kr_writer_submit(s->writer, j);
+out:
+    kr_buf_free(&extra);
+    return rc;
+}
+
+/* ---- open and close ---- */
+
+int kr_store_open(const kr_store_opts *o, struct event_base *base, kr_metrics *m, kr_store **out,
+                  char *err, size_t errlen)
+{
+    kr_store *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    s->o = *o;
+    s->base = base;
+    s->metrics = m;
+    s->lock_fd = -1;
+    TAILQ_INIT(&s->scan_waits);
+    TAILQ_INIT(&s->cursors);
+    kr_buf_init(&s->enc, (size_t)o->max_frame + 4096);
+    kr_buf_init(&s->meta, (size_t)o->max_publish_events * sizeof(kr_ev_meta) + 64);
+    kr_buf_init(&s->readbuf, (size_t)o->max_frame + 4096);
+    s->ranges = calloc(KR_FETCH_MAX_RANGES, sizeof *s->ranges);
+    s->data_dir = strdup(o->data_dir);
+    s->topics_dir = path_join(o->data_dir, "topics");
+    char *lock = path_join(o->data_dir, "LOCK");
+    char *viewdir = path_join(o->data_dir, "view");
+    s->m_events_in = kr_counter(m, "krappy_events_in_total", NULL, "Events stored.");
+    s->m_bytes_in = kr_counter(m, "krappy_stream_batch_bytes_total", NULL,
+                               "Bytes of stored batches (headers included).");
+    s->m_overlay_bytes = kr_gauge(m, "krappy_overlay_bytes", NULL,
+                                  "Memory held by the latest-value overlays.");
+    s->m_replayed = kr_counter(m, "krappy_replayed_events_total", NULL,
+                               "Events replayed from the stream into the view at start-up.");
+    s->m_retired = kr_counter(m, "krappy_retired_segments_total", NULL,
+                              "Segments deleted by retention.");
+    s->m_scan_ckpts = kr_counter(m, "krappy_scan_checkpoints_total", NULL,
+                                 "Checkpoints forced by the first page of a SCAN.");
+    if (s->ranges == NULL || s->data_dir == NULL || s->topics_dir == NULL || lock == NULL ||
+        viewdir == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    s->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (s->lock_fd < 0) {
+        snprintf(err, errlen, "cannot open %s: %s", lock, strerror(errno));
+        goto fail;
+    }
+    if (flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        snprintf(err, errlen,
+                 "another krappyd is already using %s (it holds %s); stop it or pick another "
+                 "--data",
+                 o->data_dir, lock);
+        goto fail;
+    }
+    kr_view_opts vo = {.block_cache_bytes = o->block_cache_bytes, .log_dir = o->rocksdb_log_dir};
+    if (kr_view_open(viewdir, &vo, &s->view, err, errlen) < 0)
+        goto fail;
+    if (recover_all(s, err, errlen) < 0)
+        goto fail;
+    /* RocksDB does not sync the directory entry of its own directory, and
+     * DATA/topics was maybe just made: make both names durable. */
+    int dfd = open(o->data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || fsync(dfd) < 0) {
+        snprintf(err, errlen, "cannot sync the data directory %s: %s", o->data_dir,
+                 strerror(errno));
+        if (dfd >= 0)
+            close(dfd);
+        goto fail;
+    }
+    close(dfd);
+    if (kr_writer_start(&s->writer, base, s->view, o->segment_bytes, m, on_jobs_done, s) < 0) {
+        snprintf(err, errlen, "cannot start the storage writer: %s", strerror(errno));
+        goto fail;
+    }
+    s->tick = event_new(base, -1, EV_PERSIST, on_tick, s);
+    struct timeval tv = {(time_t)(o->checkpoint_ms / 1000),
+                         (suseconds_t)(o->checkpoint_ms % 1000) * 1000};
+    if (s->tick == NULL || event_add(s->tick, &tv) < 0) {
+        snprintf(err, errlen, "cannot arm the checkpoint timer");
+        goto fail;
+    }
+    free(lock);
+    free(viewdir);
+    *out = s;
+    return 0;
+fail:
+    free(lock);
+    free(viewdir);
+    kr_store_close(s);
+    return -1;
+}
+
+void kr_store_close(kr_store *s)
+{
+    if (s == NULL)
+        return;
+    s->closing = true;
+    if (s->tick != NULL)
+        event_free(s->tick);
+    kr_store_cursors_expire(s, true);
+    if (s->writer != NULL) {
+        if (!s->ckpt_running)
+            kr_store_checkpoint(s); /* make the view current: a short replay next time */
+        kr_writer_stop(s->writer);
+    }
+    kr_scan_wait *w;
+    while ((w = TAILQ_FIRST(&s->scan_waits)) != NULL) {
+        TAILQ_REMOVE(&s->scan_waits, w, link);
+        free(w->prefix);
+        free(w->after);
+        free(w);
+    }
+    for (size_t i = 0; i < s->n_topics; i++)
+        topic_free(s->topics[i]);
+    free(s->topics);
+    kr_view_close(s->view);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd);
+    kr_buf_free(&s->enc);
+    kr_buf_free(&s->meta);
+    kr_buf_free(&s->readbuf);
+    free(s->ranges);
+    free(s->data_dir);
+    free(s->topics_dir);
+    free(s);
+}

@@ -1,0 +1,84 @@
+/*
+ * store/store_int.h - what store.c and store_read.c share (not API).
+ */
+#ifndef KR_STORE_STORE_INT_H
+#define KR_STORE_STORE_INT_H
+
+#include <sys/queue.h>
+
+#include "store/store.h"
+#include "store/writer.h"
+
+/* Per-event facts recorded when a batch is encoded, kept in the batch's
+ * block after the stored bytes, so the completion can fold the batch into
+ * the overlay without parsing it again. */
+typedef struct kr_ev_meta {
+    uint32_t ev_pos, ev_len;   /* delivered encoding, in block->data */
+    uint32_t key_pos, key_len; /* key content, in block->data */
+    uint64_t ts;
+    uint8_t has_key, tombstone;
+    uint8_t key_joined; /* while encoding: key_pos is in the joined-keys area */
+} kr_ev_meta;
+
+/* A SCAN waiting for a checkpoint to cover `target`. */
+typedef struct kr_scan_wait {
+    kr_topic *t;
+    uint64_t target;
+    uint8_t *prefix, *after;
+    size_t plen, alen;
+    bool has_after;
+    void (*ready)(void *arg, kr_scan_cursor *cur, const kr_store_result *res);
+    void *arg;
+    TAILQ_ENTRY(kr_scan_wait) link;
+} kr_scan_wait;
+
+TAILQ_HEAD(kr_scan_wait_list, kr_scan_wait);
+
+struct kr_scan_cursor {
+    uint8_t token[KR_SCAN_CURSOR_BYTES];
+    kr_topic *t;
+    kr_view_snap *snap;
+    uint64_t snapshot;        /* the view holds exactly offsets < snapshot */
+    uint8_t *prefix, *after;  /* after: the last key returned */
+    size_t plen, alen, after_cap;
+    bool has_after;
+    uint64_t expires_ns;
+    TAILQ_ENTRY(kr_scan_cursor) link;
+};
+
+TAILQ_HEAD(kr_cursor_list, kr_scan_cursor);
+
+struct kr_store {
+    kr_store_opts o;
+    char *data_dir, *topics_dir;
+    struct event_base *base;
+    kr_metrics *metrics;
+    int lock_fd;
+    kr_view *view;
+    kr_writer *writer;
+    kr_topic **topics;        /* sorted by name */
+    size_t n_topics, cap_topics;
+    struct event *tick;
+    bool ckpt_running, ckpt_again, closing;
+    struct kr_scan_wait_list scan_waits;
+    struct kr_cursor_list cursors;
+    size_t n_cursors;
+    kr_buf enc;               /* batch encoding scratch */
+    kr_buf meta;              /* per-event meta scratch */
+    kr_buf readbuf;           /* pread scratch for fetch */
+    kr_fetch_range *ranges;   /* fetch result ranges */
+    kr_metric *m_events_in, *m_bytes_in, *m_overlay_bytes, *m_replayed, *m_retired,
+        *m_scan_ckpts;
+};
+
+/* store_read.c */
+void kr_segment_free(kr_segment *seg);
+int kr_segment_verify(kr_store *s, kr_topic *t, kr_segment *seg);
+void kr_store_wake(kr_store *s, kr_topic *t);
+void kr_store_scan_checkpointed(kr_store *s, bool ok, const char *msg);
+void kr_store_cursors_expire(kr_store *s, bool all);
+
+/* store.c */
+void kr_store_checkpoint(kr_store *s);
+
+#endif

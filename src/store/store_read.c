@@ -1,0 +1,600 @@
+/*
+ * store/store_read.c - reading: FETCH by offset (batch payloads sent as they
+ * are stored, large ones with sendfile), long-poll waiters, GET through the
+ * overlays into the view, SCAN cursors on RocksDB snapshots.
+ */
+#include "store/store_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+
+#include "server/log.h"
+
+/* FETCH replies keep this much of max_frame for the map around the events. */
+#define KR_FETCH_REPLY_OVERHEAD 128
+
+void kr_segment_free(kr_segment *seg)
+{
+    if (seg == NULL)
+        return;
+    if (seg->fd >= 0)
+        close(seg->fd);
+    if (seg->fs != NULL)
+        evbuffer_file_segment_free(seg->fs);
+    free(seg->idx);
+    free(seg);
+}
+
+/*
+ * Verify a segment not written by this process on its first read: a full
+ * scan. Bad batches become corrupt ranges and are never served.
+ */
+int kr_segment_verify(kr_store *s, kr_topic *t, kr_segment *seg)
+{
+    (void)s;
+    kr_seg_scan scan;
+    if (kr_seg_scan_fd(seg->fd, &scan, NULL, NULL) < 0)
+        return -1;
+    seg->n_corrupt = scan.n_corrupt;
+    memcpy(seg->corrupt, scan.corrupt, sizeof scan.corrupt);
+    if (scan.good_end < seg->size && seg->n_corrupt < KR_SEG_MAX_CORRUPT) {
+        kr_corrupt *c = &seg->corrupt[seg->n_corrupt++];
+        c->pos = scan.good_end;
+        c->end = seg->size;
+        c->first = scan.next;
+        c->next = seg->next;
+    }
+    if (seg->n_corrupt > 0)
+        kr_log(KR_LOG_ERROR, "corrupt batches found on first read; they will not be served",
+               "topic", t->name, NULL);
+    seg->verified = true;
+    return 0;
+}
+
+static size_t find_segment(const kr_topic *t, uint64_t offset)
+{
+    size_t lo = 0, hi = t->n_segs;
+    while (hi - lo > 1) {
+        size_t mid = (lo + hi) / 2;
+        if (t->segs[mid]->base <= offset)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static uint64_t hint_pos(const kr_segment *seg, uint64_t offset)
+{
+    size_t lo = 0, hi = seg->n_idx;
+    uint64_t pos = KR_SEG_HEADER_BYTES;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (seg->idx[mid].offset <= offset) {
+            pos = seg->idx[mid].pos;
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return pos;
+}
+
+/* Read a batch payload into the store's read buffer. */
+static const uint8_t *read_payload(kr_store *s, const kr_segment *seg, uint64_t pos,
+                                   uint32_t len)
+{
+    kr_buf_reset(&s->readbuf);
+    if (kr_buf_reserve(&s->readbuf, len) < 0)
+        return NULL;
+    ssize_t r = pread(seg->fd, s->readbuf.data, len, (off_t)pos);
+    return r == (ssize_t)len ? s->readbuf.data : NULL;
+}
+
+static krappy_err fetch_fail(kr_fetch_result *out, uint64_t next, char *msg, size_t msglen,
+                             const char *fmt, unsigned long long a, unsigned long long b)
+{
+    snprintf(msg, msglen, fmt, a, b);
+    out->next = next;
+    return KRAPPY_E_STORAGE;
+}
+
+krappy_err kr_store_fetch(kr_store *s, kr_topic *t, uint64_t offset, uint64_t max,
+                          uint64_t max_bytes, kr_fetch_result *out, char *msg, size_t msglen)
+{
+    out->count = out->bytes = 0;
+    out->n_ranges = 0;
+    out->next = offset;
+    out->ranges = s->ranges;
+    if (offset < t->first || offset > t->next) {
+        snprintf(msg, msglen,
+                 "offset %llu is outside topic %s's retained range: first %llu, next %llu",
+                 (unsigned long long)offset, t->name, (unsigned long long)t->first,
+                 (unsigned long long)t->next);
+        return KRAPPY_E_OFFSET_OUT_OF_RANGE;
+    }
+    if (max > s->o.max_events)
+        max = s->o.max_events;
+    uint64_t cap = (uint64_t)s->o.max_frame - KR_FETCH_REPLY_OVERHEAD;
+    if (max_bytes == 0)
+        max = 1;
+    uint64_t budget = max_bytes == 0 || max_bytes > cap ? cap : max_bytes;
+
+    uint64_t cur = offset;
+    size_t si = find_segment(t, cur);
+    while (out->count < max && cur < t->next && out->n_ranges < KR_FETCH_MAX_RANGES) {
+        kr_segment *seg = t->segs[si];
+        if (cur >= seg->next) {
+            if (si + 1 >= t->n_segs)
+                break;
+            si++;
+            if (t->segs[si]->base != cur) {
+                if (out->count > 0)
+                    break;
+                return fetch_fail(out, t->segs[si]->base, msg, msglen,
+                                  "offsets %llu..%llu are missing from the stream; FETCH from "
+                                  "the second to skip them",
+                                  (unsigned long long)cur,
+                                  (unsigned long long)t->segs[si]->base);
+            }
+            continue;
+        }
+        if (!seg->verified && kr_segment_verify(s, t, seg) < 0)
+            return fetch_fail(out, cur, msg, msglen, "reading offsets %llu.. failed (%llu)",
+                              (unsigned long long)cur, (unsigned long long)errno);
+        for (size_t c = 0; c < seg->n_corrupt; c++) {
+            if (cur >= seg->corrupt[c].first && cur < seg->corrupt[c].next) {
+                if (out->count > 0)
+                    goto done;
+                return fetch_fail(out, seg->corrupt[c].next, msg, msglen,
+                                  "offsets %llu..%llu are corrupt on disk and cannot be served; "
+                                  "FETCH from the second to skip them",
+                                  (unsigned long long)seg->corrupt[c].first,
+                                  (unsigned long long)seg->corrupt[c].next);
+            }
+        }
+        /* Find the batch holding `cur`: hint, then walk batch headers. */
+        uint64_t pos = hint_pos(seg, cur);
+        kr_batch_hdr h;
+        for (;;) {
+            for (size_t c = 0; c < seg->n_corrupt; c++)
+                if (pos >= seg->corrupt[c].pos && pos < seg->corrupt[c].end)
+                    pos = seg->corrupt[c].end;
+            uint8_t hb[KR_BATCH_HEADER_BYTES];
+            if (pos + KR_BATCH_HEADER_BYTES > seg->size ||
+                pread(seg->fd, hb, sizeof hb, (off_t)pos) != (ssize_t)sizeof hb ||
+                kr_batch_header_decode(hb, &h) < 0)
+                return fetch_fail(out, cur, msg, msglen,
+                                  "the batch holding offset %llu cannot be read (%llu); the "
+                                  "stream may be damaged",
+                                  (unsigned long long)cur, (unsigned long long)pos);
+            if (h.base + h.count > cur)
+                break;
+            pos += KR_BATCH_HEADER_BYTES + h.len;
+        }
+        uint64_t payload = pos + KR_BATCH_HEADER_BYTES, start = payload;
+        const uint8_t *buf = NULL;
+        if (cur > h.base) {
+            buf = read_payload(s, seg, payload, h.len);
+            long at = buf ? kr_batch_locate(&h, buf, cur) : -1;
+            if (at < 0)
+                return fetch_fail(out, cur, msg, msglen,
+                                  "the batch holding offset %llu cannot be read (%llu)",
+                                  (unsigned long long)cur, (unsigned long long)pos);
+            start = payload + (uint64_t)at;
+        }
+        uint64_t avail = h.base + h.count - cur, want = max - out->count;
+        uint64_t all_bytes = payload + h.len - start;
+        uint64_t take, len;
+        if (avail <= want && out->bytes + all_bytes <= budget) {
+            take = avail;
+            len = all_bytes;
+        } else {
+            /* Cut inside the batch: walk its events. */
+            if (buf == NULL && (buf = read_payload(s, seg, payload, h.len)) == NULL)
+                return fetch_fail(out, cur, msg, msglen,
+                                  "the batch holding offset %llu cannot be read (%llu)",
+                                  (unsigned long long)cur, (unsigned long long)pos);
+            const uint8_t *p = buf + (start - payload), *end = buf + h.len;
+            take = len = 0;
+            while (take < avail && take < want) {
+                kr_cbor_item ev;
+                if (kr_cbor_read(p, (size_t)(end - p), &ev) < 0)
+                    break;
+                if (out->count + take > 0 && out->bytes + len + ev.raw_len > budget)
+                    break;
+                len += ev.raw_len;
+                p += ev.raw_len;
+                take++;
+            }
+            if (take == 0)
+                break;
+        }
+        out->ranges[out->n_ranges].seg = seg;
+        out->ranges[out->n_ranges].pos = start;
+        out->ranges[out->n_ranges].len = len;
+        out->n_ranges++;
+        out->count += take;
+        out->bytes += len;
+        cur += take;
+        if (take < avail)
+            break; /* a limit was reached */
+    }
+done:
+    out->next = cur;
+    return KRAPPY_OK;
+}
+
+/* A sendfile handle covering at least [0, end) of the segment. */
+static struct evbuffer_file_segment *segment_fs(kr_segment *seg, uint64_t end)
+{
+    if (seg->fs != NULL && seg->fs_len >= end)
+        return seg->fs;
+    int fd = dup(seg->fd);
+    if (fd < 0)
+        return NULL;
+    struct evbuffer_file_segment *fs =
+        evbuffer_file_segment_new(fd, 0, (ev_off_t)seg->size, EVBUF_FS_CLOSE_ON_FREE);
+    if (fs == NULL) {
+        close(fd);
+        return NULL;
+    }
+    if (seg->fs != NULL)
+        evbuffer_file_segment_free(seg->fs); /* replies in flight keep theirs */
+    seg->fs = fs;
+    seg->fs_len = seg->size;
+    return fs;
+}
+
+int kr_store_fetch_emit(kr_store *s, const kr_fetch_result *res, struct evbuffer *buf, char *msg,
+                        size_t msglen)
+{
+    size_t i = 0;
+    while (i < res->n_ranges) {
+        const kr_fetch_range *r = &res->ranges[i];
+        if (r->len >= KR_FETCH_COPY_BELOW) {
+            struct evbuffer_file_segment *fs = segment_fs(r->seg, r->pos + r->len);
+            if (fs == NULL ||
+                evbuffer_add_file_segment(buf, fs, (ev_off_t)r->pos, (ev_off_t)r->len) < 0) {
+                snprintf(msg, msglen, "cannot send from a segment file: %s", strerror(errno));
+                return -1;
+            }
+            i++;
+            continue;
+        }
+        /* A run of small ranges of one segment: one pread, then slices. */
+        size_t k = i + 1;
+        uint64_t from = r->pos, to = r->pos + r->len;
+        while (k < res->n_ranges && res->ranges[k].seg == r->seg &&
+               res->ranges[k].len < KR_FETCH_COPY_BELOW &&
+               res->ranges[k].pos + res->ranges[k].len - from <= s->readbuf.max) {
+            to = res->ranges[k].pos + res->ranges[k].len;
+            k++;
+        }
+        kr_buf_reset(&s->readbuf);
+        if (kr_buf_reserve(&s->readbuf, (size_t)(to - from)) < 0 ||
+            pread(r->seg->fd, s->readbuf.data, (size_t)(to - from), (off_t)from) !=
+                (ssize_t)(to - from)) {
+            snprintf(msg, msglen, "reading a segment file failed: %s", strerror(errno));
+            return -1;
+        }
+        for (size_t x = i; x < k; x++) {
+            const kr_fetch_range *q = &res->ranges[x];
+            if (evbuffer_add(buf, s->readbuf.data + (q->pos - from), (size_t)q->len) < 0) {
+                snprintf(msg, msglen, "out of memory building a reply");
+                return -1;
+            }
+        }
+        i = k;
+    }
+    return 0;
+}
+
+/* ---- long polls ---- */
+
+static void on_wait_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    kr_waiter *w = arg;
+    (void)fd;
+    (void)what;
+    TAILQ_REMOVE(&w->topic->waiters, w, link);
+    event_free(w->timer);
+    w->timer = NULL;
+    w->wake(w, true);
+}
+
+void kr_store_park(kr_store *s, kr_waiter *w, uint64_t wait_ms)
+{
+    if (wait_ms > s->o.max_wait_ms)
+        wait_ms = s->o.max_wait_ms;
+    TAILQ_INSERT_TAIL(&w->topic->waiters, w, link);
+    w->timer = evtimer_new(s->base, on_wait_timeout, w);
+    struct timeval tv = {(time_t)(wait_ms / 1000), (suseconds_t)(wait_ms % 1000) * 1000};
+    if (w->timer != NULL)
+        evtimer_add(w->timer, &tv);
+}
+
+void kr_store_unpark(kr_store *s, kr_waiter *w)
+{
+    (void)s;
+    if (w->timer == NULL)
+        return; /* already woken */
+    TAILQ_REMOVE(&w->topic->waiters, w, link);
+    event_free(w->timer);
+    w->timer = NULL;
+}
+
+void kr_store_wake(kr_store *s, kr_topic *t)
+{
+    (void)s;
+    struct kr_waiter_list ready;
+    TAILQ_INIT(&ready);
+    kr_waiter *w, *next;
+    for (w = TAILQ_FIRST(&t->waiters); w != NULL; w = next) {
+        next = TAILQ_NEXT(w, link);
+        if (w->offset < t->next) {
+            TAILQ_REMOVE(&t->waiters, w, link);
+            TAILQ_INSERT_TAIL(&ready, w, link);
+        }
+    }
+    while ((w = TAILQ_FIRST(&ready)) != NULL) {
+        TAILQ_REMOVE(&ready, w, link);
+        event_free(w->timer);
+        w->timer = NULL;
+        w->wake(w, false);
+    }
+}
+
+/* ---- GET ---- */
+
+int kr_store_get(kr_store *s, kr_topic *t, const uint8_t *key, size_t klen, kr_buf *out,
+                 char *msg, size_t msglen)
+{
+    const kr_ov_entry *e = kr_overlay_get(t->active, key, klen);
+    if (e == NULL && t->frozen != NULL)
+        e = kr_overlay_get(t->frozen, key, klen);
+    if (e != NULL) {
+        if (e->tombstone)
+            return 0;
+        return kr_buf_append(out, e->block->data + e->ev_pos, e->ev_len) == 0 ? 1 : -1;
+    }
+    return kr_view_get(s->view, t->name, t->name_len, key, klen, out, msg, msglen);
+}
+
+/* ---- SCAN ---- */
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint8_t *dup_bytes(const uint8_t *p, size_t n)
+{
+    uint8_t *d = malloc(n ? n : 1);
+    if (d != NULL && n > 0)
+        memcpy(d, p, n);
+    return d;
+}
+
+static void cursor_free(kr_store *s, kr_scan_cursor *c)
+{
+    TAILQ_REMOVE(&s->cursors, c, link);
+    s->n_cursors--;
+    kr_view_snapshot_release(s->view, c->snap);
+    free(c->prefix);
+    free(c->after);
+    free(c);
+}
+
+static kr_scan_cursor *cursor_new(kr_store *s, kr_topic *t, const uint8_t *prefix, size_t plen,
+                                  bool has_after, const uint8_t *after, size_t alen)
+{
+    kr_scan_cursor *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    if (getrandom(c->token, sizeof c->token, 0) != (ssize_t)sizeof c->token) {
+        uint64_t x = mono_ns() ^ (uint64_t)(uintptr_t)c;
+        memcpy(c->token, &x, sizeof x);
+    }
+    c->t = t;
+    c->prefix = dup_bytes(prefix, plen);
+    c->plen = plen;
+    c->has_after = has_after;
+    c->after = dup_bytes(after, alen);
+    c->alen = c->after_cap = alen;
+    c->snap = kr_view_snapshot(s->view);
+    c->snapshot = t->marker;
+    c->expires_ns = mono_ns() + (uint64_t)KR_SCAN_CURSOR_MS * 1000000;
+    if (c->prefix == NULL || c->after == NULL || c->snap == NULL) {
+        if (c->snap != NULL)
+            kr_view_snapshot_release(s->view, c->snap);
+        free(c->prefix);
+        free(c->after);
+        free(c);
+        return NULL;
+    }
+    TAILQ_INSERT_HEAD(&s->cursors, c, link);
+    if (++s->n_cursors > KR_SCAN_CURSORS_MAX)
+        cursor_free(s, TAILQ_LAST(&s->cursors, kr_cursor_list));
+    return c;
+}
+
+static void scan_ready(kr_store *s, kr_scan_wait *w)
+{
+    kr_store_result res = {.err = KRAPPY_OK};
+    kr_scan_cursor *c =
+        cursor_new(s, w->t, w->prefix, w->plen, w->has_after, w->after, w->alen);
+    if (c == NULL) {
+        res.err = KRAPPY_E_STORAGE;
+        snprintf(res.msg, sizeof res.msg, "out of memory starting a scan");
+    }
+    w->ready(w->arg, c, &res);
+}
+
+void kr_store_scan_start(kr_store *s, kr_topic *t, const uint8_t *prefix, size_t plen,
+                         bool has_after, const uint8_t *after, size_t alen,
+                         void (*ready)(void *arg, kr_scan_cursor *cur, const kr_store_result *res),
+                         void *arg)
+{
+    kr_scan_wait w = {.t = t, .target = t->next, .prefix = (uint8_t *)prefix, .plen = plen,
+                      .has_after = has_after, .after = (uint8_t *)after, .alen = alen,
+                      .ready = ready, .arg = arg};
+    if (t->marker >= t->next && t->frozen == NULL) {
+        scan_ready(s, &w);
+        return;
+    }
+    /* The view lacks recent events: checkpoint first, then snapshot. */
+    kr_scan_wait *pw = malloc(sizeof *pw);
+    if (pw != NULL) {
+        *pw = w;
+        pw->prefix = dup_bytes(prefix, plen);
+        pw->after = dup_bytes(after, alen);
+    }
+    if (pw == NULL || pw->prefix == NULL || pw->after == NULL) {
+        if (pw != NULL) {
+            free(pw->prefix);
+            free(pw->after);
+            free(pw);
+        }
+        kr_store_result res = {.err = KRAPPY_E_STORAGE};
+        snprintf(res.msg, sizeof res.msg, "out of memory starting a scan");
+        ready(arg, NULL, &res);
+        return;
+    }
+    TAILQ_INSERT_TAIL(&s->scan_waits, pw, link);
+    kr_counter_add(s->m_scan_ckpts, 1);
+    kr_store_checkpoint(s);
+}
+
+void kr_store_scan_checkpointed(kr_store *s, bool ok, const char *msg)
+{
+    struct kr_scan_wait_list todo;
+    TAILQ_INIT(&todo);
+    TAILQ_CONCAT(&todo, &s->scan_waits, link);
+    bool again = false;
+    kr_scan_wait *w;
+    while ((w = TAILQ_FIRST(&todo)) != NULL) {
+        TAILQ_REMOVE(&todo, w, link);
+        if (!ok) {
+            kr_store_result res = {.err = KRAPPY_E_STORAGE};
+            snprintf(res.msg, sizeof res.msg, "the scan could not start: %s", msg);
+            w->ready(w->arg, NULL, &res);
+        } else if (w->t->marker >= w->target && w->t->frozen == NULL) {
+            scan_ready(s, w);
+        } else {
+            TAILQ_INSERT_TAIL(&s->scan_waits, w, link);
+            again = true;
+            continue;
+        }
+        free(w->prefix);
+        free(w->after);
+        free(w);
+    }
+    if (again)
+        kr_store_checkpoint(s);
+}
+
+kr_scan_cursor *kr_store_scan_find(kr_store *s, const uint8_t *token, size_t len)
+{
+    if (len != KR_SCAN_CURSOR_BYTES)
+        return NULL;
+    uint64_t now = mono_ns();
+    kr_scan_cursor *c;
+    TAILQ_FOREACH(c, &s->cursors, link)
+    {
+        if (memcmp(c->token, token, KR_SCAN_CURSOR_BYTES) == 0)
+            return c->expires_ns > now ? c : NULL;
+    }
+    return NULL;
+}
+
+struct page_ctx {
+    kr_scan_cursor *c;
+    kr_scan_fn fn;
+    void *arg;
+    int oom;
+};
+
+static int page_entry(void *arg, const uint8_t *key, size_t klen, const uint8_t *event,
+                      size_t elen)
+{
+    struct page_ctx *p = arg;
+    kr_scan_cursor *c = p->c;
+    int rc = p->fn(p->arg, key, klen, event, elen);
+    if (rc != 0)
+        return rc; /* not taken: the next page starts with this key */
+    if (klen > c->after_cap) {
+        uint8_t *n = realloc(c->after, klen);
+        if (n == NULL) {
+            p->oom = 1;
+            return 1;
+        }
+        c->after = n;
+        c->after_cap = klen;
+    }
+    memcpy(c->after, key, klen);
+    c->alen = klen;
+    c->has_after = true;
+    return 0;
+}
+
+long kr_store_scan_page(kr_store *s, kr_scan_cursor *c, size_t limit, kr_scan_fn fn, void *arg,
+                        bool *more, char *msg, size_t msglen)
+{
+    struct page_ctx p = {c, fn, arg, 0};
+    /* The callback overwrites c->after as it goes: scan from a copy. */
+    uint8_t *after = dup_bytes(c->after, c->alen);
+    if (after == NULL) {
+        snprintf(msg, msglen, "out of memory continuing a scan");
+        return -1;
+    }
+    long n = kr_view_scan(s->view, c->snap, c->t->name, c->t->name_len, c->prefix, c->plen,
+                          c->has_after, after, c->alen, limit, page_entry, &p, more, msg, msglen);
+    free(after);
+    if (p.oom) {
+        snprintf(msg, msglen, "out of memory continuing a scan");
+        return -1;
+    }
+    c->expires_ns = mono_ns() + (uint64_t)KR_SCAN_CURSOR_MS * 1000000;
+    return n;
+}
+
+const uint8_t *kr_scan_token(const kr_scan_cursor *c)
+{
+    return c->token;
+}
+
+uint64_t kr_scan_snapshot(const kr_scan_cursor *c)
+{
+    return c->snapshot;
+}
+
+kr_topic *kr_scan_topic(const kr_scan_cursor *c)
+{
+    return c->t;
+}
+
+void kr_store_scan_end(kr_store *s, kr_scan_cursor *c)
+{
+    cursor_free(s, c);
+}
+
+void kr_store_cursors_expire(kr_store *s, bool all)
+{
+    uint64_t now = mono_ns();
+    kr_scan_cursor *c, *next;
+    for (c = TAILQ_FIRST(&s->cursors); c != NULL; c = next) {
+        next = TAILQ_NEXT(c, link);
+        if (all || c->expires_ns <= now)
+            cursor_free(s, c);
+    }
+}

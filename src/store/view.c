@@ -1,0 +1,673 @@
+/*
+ * store/view.c - the durable latest-value view in RocksDB (see view.h).
+ *
+ * Only the RocksDB C API functions present in both Debian's 7.8 and the 9.x
+ * that nixpkgs ships are used: open/close, write batches (put, delete,
+ * delete_range), rocksdb_write, rocksdb_flush, rocksdb_get_pinned,
+ * snapshots, iterators with an upper bound, rocksdb_property_value, and the
+ * long-standing option setters (LRU cache, block-based table with a bloom
+ * filter, compression, write buffer, background jobs, info-log limits).
+ * Order is RocksDB's default comparator, which is bytewise; there is no
+ * C-API call to name it explicitly in 7.8 and none is needed.
+ *
+ * Every error string RocksDB returns is malloc'd by RocksDB: it is copied
+ * into the caller's sentence and released with rocksdb_free.
+ */
+#include "store/view.h"
+
+#include <rocksdb/c.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto/cbor.h"
+
+#define KR_VIEW_DEFAULT_CACHE        (64u << 20)
+#define KR_VIEW_DEFAULT_WRITE_BUFFER (64u << 20)
+#define KR_VIEW_BLOOM_BITS           10
+#define KR_VIEW_BG_JOBS              2
+/* RocksDB's own LOG files in the database directory stay bounded. */
+#define KR_VIEW_LOG_FILES 4
+#define KR_VIEW_LOG_BYTES (8u << 20)
+/* Keys up to this size are built on the stack. */
+#define KEY_STACK 512
+
+#define TAG_KEY    'k'
+#define TAG_MARKER 'm'
+
+struct kr_view {
+    rocksdb_t *db; /* NULL after a failed reopen */
+    rocksdb_options_t *opts;
+    rocksdb_cache_t *cache;
+    rocksdb_readoptions_t *ropts;
+    rocksdb_writeoptions_t *wopts;
+    rocksdb_flushoptions_t *fopts;
+    char *path;
+    bool fsync_writes;
+};
+
+struct kr_view_batch {
+    rocksdb_writebatch_t *wb;
+    kr_buf key;         /* scratch for building keys */
+    const char *failed; /* why the batch cannot be written, or NULL */
+};
+
+struct kr_view_snap {
+    const rocksdb_snapshot_t *snap;
+};
+
+/* ---- errors ---- */
+
+static void say(char *err, size_t errlen, const char *what, const char *detail)
+{
+    if (err == NULL || errlen == 0)
+        return;
+    if (detail != NULL)
+        snprintf(err, errlen, "%s: %s", what, detail);
+    else
+        snprintf(err, errlen, "%s", what);
+}
+
+/* Turn RocksDB's error string into the caller's sentence and free it. */
+static void say_rdb(char *err, size_t errlen, const char *what, char *rdb_err)
+{
+    say(err, errlen, what, rdb_err);
+    rocksdb_free(rdb_err);
+}
+
+static const char *const closed_msg = "the view is closed after a failed reopen";
+static const char *const topic_msg = "a topic name is longer than 255 bytes";
+
+/* ---- keys ---- */
+
+/* Size of 'tag' | len(topic) | topic. */
+static size_t head_len(size_t tlen)
+{
+    return 2 + tlen;
+}
+
+/*
+ * Build tag | tlen | topic | part (| 0x00 when nul) into buf, or into a
+ * malloc'd buffer (returned in *heap, for the caller to free) when it does
+ * not fit `cap`. @return the key, or NULL on ENOMEM. tlen <= 255 (checked by
+ * the caller).
+ */
+static uint8_t *build_key(uint8_t *buf, size_t cap, uint8_t **heap, size_t *len, char tag,
+                          const char *topic, size_t tlen, const uint8_t *part, size_t plen,
+                          bool nul)
+{
+    *heap = NULL;
+    size_t h = head_len(tlen);
+    if (plen > SIZE_MAX - h - 1)
+        return NULL;
+    size_t n = h + plen + (nul ? 1 : 0);
+    uint8_t *k = buf;
+    if (n > cap) {
+        k = *heap = malloc(n);
+        if (k == NULL)
+            return NULL;
+    }
+    k[0] = (uint8_t)tag;
+    k[1] = (uint8_t)tlen;
+    if (tlen != 0)
+        memcpy(k + 2, topic, tlen);
+    if (plen != 0)
+        memcpy(k + h, part, plen);
+    if (nul)
+        k[n - 1] = 0;
+    *len = n;
+    return k;
+}
+
+/*
+ * The smallest key greater than every key that starts with k[0..n): drop
+ * trailing 0xFF bytes and add one to the last byte left. Done in place;
+ * @return the new length (never 0 here: every key starts with a tag that is
+ * not 0xFF).
+ */
+static size_t prefix_successor(uint8_t *k, size_t n)
+{
+    while (n > 0 && k[n - 1] == 0xFF)
+        n--;
+    if (n > 0)
+        k[n - 1]++;
+    return n;
+}
+
+/* Unsigned bytewise, a prefix first (RocksDB's default order). */
+static int key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+    size_t n = alen < blen ? alen : blen;
+    int c = n != 0 ? memcmp(a, b, n) : 0;
+    if (c != 0)
+        return c;
+    return alen < blen ? -1 : alen > blen;
+}
+
+/* ---- open and close ---- */
+
+/* Build the options once; reopen uses them again. */
+/* rocksdb::InfoLogLevel::FATAL_LEVEL */
+#define KR_VIEW_INFO_LOG_FATAL 4
+
+static int make_options(kr_view *v, const kr_view_opts *o)
+{
+    size_t cache_bytes = o && o->block_cache_bytes ? o->block_cache_bytes : KR_VIEW_DEFAULT_CACHE;
+    size_t wb_bytes =
+        o && o->write_buffer_bytes ? o->write_buffer_bytes : KR_VIEW_DEFAULT_WRITE_BUFFER;
+
+    v->opts = rocksdb_options_create();
+    v->cache = rocksdb_cache_create_lru(cache_bytes);
+    v->ropts = rocksdb_readoptions_create();
+    v->wopts = rocksdb_writeoptions_create();
+    v->fopts = rocksdb_flushoptions_create();
+    rocksdb_block_based_table_options_t *bbo = rocksdb_block_based_options_create();
+    if (!v->opts || !v->cache || !v->ropts || !v->wopts || !v->fopts || !bbo) {
+        if (bbo)
+            rocksdb_block_based_options_destroy(bbo);
+        return -1;
+    }
+
+    rocksdb_options_set_create_if_missing(v->opts, 1);
+    rocksdb_options_set_compression(v->opts, rocksdb_no_compression);
+    rocksdb_options_set_write_buffer_size(v->opts, wb_bytes);
+    rocksdb_options_set_max_background_jobs(v->opts, KR_VIEW_BG_JOBS);
+    rocksdb_options_set_keep_log_file_num(v->opts, KR_VIEW_LOG_FILES);
+    /* Debian's librocksdb keeps its assertions, and its info logger asserts
+     * when it writes again after a failed write - on a full disk it would
+     * abort krappyd. Log only fatal events there; krappyd logs the rest. */
+    rocksdb_options_set_info_log_level(v->opts, KR_VIEW_INFO_LOG_FATAL);
+    if (o != NULL && o->log_dir != NULL && o->log_dir[0] != '\0')
+        rocksdb_options_set_db_log_dir(v->opts, o->log_dir);
+    rocksdb_options_set_max_log_file_size(v->opts, KR_VIEW_LOG_BYTES);
+
+    /* The table options take ownership of the filter policy; the table
+     * factory copies the table options (sharing the policy and the cache),
+     * so bbo can go at once. The cache stays ours to destroy. */
+    rocksdb_block_based_options_set_filter_policy(
+        bbo, rocksdb_filterpolicy_create_bloom(KR_VIEW_BLOOM_BITS));
+    rocksdb_block_based_options_set_block_cache(bbo, v->cache);
+    rocksdb_options_set_block_based_table_factory(v->opts, bbo);
+    rocksdb_block_based_options_destroy(bbo);
+
+    rocksdb_writeoptions_disable_WAL(v->wopts, 1);
+    rocksdb_flushoptions_set_wait(v->fopts, 1);
+    return 0;
+}
+
+static void free_options(kr_view *v)
+{
+    if (v->fopts)
+        rocksdb_flushoptions_destroy(v->fopts);
+    if (v->wopts)
+        rocksdb_writeoptions_destroy(v->wopts);
+    if (v->ropts)
+        rocksdb_readoptions_destroy(v->ropts);
+    if (v->opts)
+        rocksdb_options_destroy(v->opts);
+    if (v->cache)
+        rocksdb_cache_destroy(v->cache);
+}
+
+static int open_db(kr_view *v, char *err, size_t errlen)
+{
+    char *e = NULL;
+    v->db = rocksdb_open(v->opts, v->path, &e);
+    if (e != NULL || v->db == NULL) {
+        char what[512];
+        snprintf(what, sizeof what, "cannot open the view at %s", v->path);
+        if (v->db != NULL) {
+            rocksdb_close(v->db);
+            v->db = NULL;
+        }
+        if (e != NULL)
+            say_rdb(err, errlen, what, e);
+        else
+            say(err, errlen, what, "unknown RocksDB error");
+        return -1;
+    }
+    return 0;
+}
+
+int kr_view_open(const char *path, const kr_view_opts *o, kr_view **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    kr_view *v = calloc(1, sizeof *v);
+    if (v == NULL || (v->path = strdup(path)) == NULL) {
+        say(err, errlen, "out of memory", NULL);
+        goto fail;
+    }
+    v->fsync_writes = o ? o->fsync_writes : false;
+    if (make_options(v, o) < 0) {
+        say(err, errlen, "out of memory", NULL);
+        goto fail;
+    }
+    if (open_db(v, err, errlen) < 0)
+        goto fail;
+    *out = v;
+    return 0;
+
+fail:
+    kr_view_close(v);
+    return -1;
+}
+
+void kr_view_close(kr_view *v)
+{
+    if (v == NULL)
+        return;
+    if (v->db)
+        rocksdb_close(v->db);
+    free_options(v);
+    free(v->path);
+    free(v);
+}
+
+int kr_view_reopen(kr_view *v, char *err, size_t errlen)
+{
+    if (v->db) {
+        rocksdb_close(v->db);
+        v->db = NULL;
+    }
+    return open_db(v, err, errlen);
+}
+
+/* ---- reads ---- */
+
+/*
+ * Look a full RocksDB key up. @return the pinned value (release with
+ * rocksdb_pinnableslice_destroy), or NULL with *rc = 0 when absent, -1 on
+ * error (err filled).
+ */
+static rocksdb_pinnableslice_t *lookup(kr_view *v, const uint8_t *k, size_t klen, int *rc,
+                                       char *err, size_t errlen)
+{
+    char *e = NULL;
+    rocksdb_pinnableslice_t *ps = rocksdb_get_pinned(v->db, v->ropts, (const char *)k, klen, &e);
+    if (e != NULL) {
+        say_rdb(err, errlen, "RocksDB read failed", e);
+        if (ps)
+            rocksdb_pinnableslice_destroy(ps);
+        *rc = -1;
+        return NULL;
+    }
+    *rc = ps != NULL;
+    return ps;
+}
+
+/* Decode a marker value: exactly a CBOR array [uint, uint]. */
+static int decode_marker(const uint8_t *p, size_t n, uint64_t *next, uint64_t *keys)
+{
+    kr_cbor_item arr, it;
+    kr_cbor_iter iter;
+    if (kr_cbor_read_exact(p, n, &arr) < 0 || arr.kind != KR_CBOR_ARRAY || arr.indefinite ||
+        arr.u != 2)
+        return -1;
+    kr_cbor_iter_init(&iter, &arr);
+    if (kr_cbor_iter_next(&iter, &it) != 1 || it.kind != KR_CBOR_UINT)
+        return -1;
+    *next = it.u;
+    if (kr_cbor_iter_next(&iter, &it) != 1 || it.kind != KR_CBOR_UINT)
+        return -1;
+    *keys = it.u;
+    return 0;
+}
+
+int kr_view_marker(kr_view *v, const char *topic, size_t tlen, uint64_t *next, uint64_t *keys,
+                   char *err, size_t errlen)
+{
+    if (v->db == NULL) {
+        say(err, errlen, closed_msg, NULL);
+        return -1;
+    }
+    if (tlen > KR_VIEW_TOPIC_MAX) {
+        say(err, errlen, topic_msg, NULL);
+        return -1;
+    }
+    uint8_t buf[2 + KR_VIEW_TOPIC_MAX], *heap;
+    size_t klen;
+    uint8_t *k = build_key(buf, sizeof buf, &heap, &klen, TAG_MARKER, topic, tlen, NULL, 0, false);
+    int rc;
+    rocksdb_pinnableslice_t *ps = lookup(v, k, klen, &rc, err, errlen);
+    free(heap); /* never used: the buffer fits any topic */
+    if (ps == NULL)
+        return rc;
+    size_t n;
+    const char *val = rocksdb_pinnableslice_value(ps, &n);
+    uint64_t nx = 0, ks = 0;
+    if (decode_marker((const uint8_t *)val, n, &nx, &ks) < 0) {
+        say(err, errlen, "the view holds a malformed marker (not CBOR [next, keys])", NULL);
+        rc = -1;
+    } else {
+        *next = nx;
+        *keys = ks;
+        rc = 1;
+    }
+    rocksdb_pinnableslice_destroy(ps);
+    return rc;
+}
+
+/* Shared by get and exists: look a topic's key up; the pinned value or NULL. */
+static rocksdb_pinnableslice_t *get_key(kr_view *v, const char *topic, size_t tlen,
+                                        const uint8_t *key, size_t klen, int *rc, char *err,
+                                        size_t errlen)
+{
+    *rc = -1;
+    if (v->db == NULL) {
+        say(err, errlen, closed_msg, NULL);
+        return NULL;
+    }
+    if (tlen > KR_VIEW_TOPIC_MAX) {
+        say(err, errlen, topic_msg, NULL);
+        return NULL;
+    }
+    uint8_t buf[KEY_STACK], *heap;
+    size_t len;
+    uint8_t *k = build_key(buf, sizeof buf, &heap, &len, TAG_KEY, topic, tlen, key, klen, false);
+    if (k == NULL) {
+        say(err, errlen, "out of memory", NULL);
+        return NULL;
+    }
+    rocksdb_pinnableslice_t *ps = lookup(v, k, len, rc, err, errlen);
+    free(heap);
+    return ps;
+}
+
+int kr_view_exists(kr_view *v, const char *topic, size_t tlen, const uint8_t *key, size_t klen)
+{
+    int rc;
+    rocksdb_pinnableslice_t *ps = get_key(v, topic, tlen, key, klen, &rc, NULL, 0);
+    if (ps)
+        rocksdb_pinnableslice_destroy(ps);
+    return rc;
+}
+
+int kr_view_get(kr_view *v, const char *topic, size_t tlen, const uint8_t *key, size_t klen,
+                kr_buf *out, char *err, size_t errlen)
+{
+    int rc;
+    rocksdb_pinnableslice_t *ps = get_key(v, topic, tlen, key, klen, &rc, err, errlen);
+    if (ps == NULL)
+        return rc;
+    size_t n;
+    const char *val = rocksdb_pinnableslice_value(ps, &n);
+    if (kr_buf_append(out, val, n) < 0) {
+        say(err, errlen, "the event does not fit the output buffer", NULL);
+        rc = -1;
+    }
+    rocksdb_pinnableslice_destroy(ps);
+    return rc;
+}
+
+/* ---- batches ---- */
+
+kr_view_batch *kr_view_batch_new(void)
+{
+    kr_view_batch *b = calloc(1, sizeof *b);
+    if (b == NULL)
+        return NULL;
+    b->wb = rocksdb_writebatch_create();
+    if (b->wb == NULL) {
+        free(b);
+        return NULL;
+    }
+    kr_buf_init(&b->key, SIZE_MAX);
+    return b;
+}
+
+void kr_view_batch_free(kr_view_batch *b)
+{
+    if (b == NULL)
+        return;
+    rocksdb_writebatch_destroy(b->wb);
+    kr_buf_free(&b->key);
+    free(b);
+}
+
+/* Build a key into the batch's scratch buffer. @return 0, or -1 with the
+ * batch marked failed. */
+static int batch_key(kr_view_batch *b, char tag, const char *topic, size_t tlen,
+                     const uint8_t *part, size_t plen)
+{
+    if (b->failed)
+        return -1;
+    if (tlen > KR_VIEW_TOPIC_MAX) {
+        b->failed = topic_msg;
+        return -1;
+    }
+    uint8_t h[2] = {(uint8_t)tag, (uint8_t)tlen};
+    kr_buf_reset(&b->key);
+    kr_buf_append(&b->key, h, 2);
+    kr_buf_append(&b->key, topic, tlen);
+    kr_buf_append(&b->key, part, plen);
+    if (b->key.failed) {
+        b->failed = "out of memory";
+        return -1;
+    }
+    return 0;
+}
+
+void kr_view_batch_put(kr_view_batch *b, const char *topic, size_t tlen, const uint8_t *key,
+                       size_t klen, const uint8_t *event, size_t elen)
+{
+    if (batch_key(b, TAG_KEY, topic, tlen, key, klen) < 0)
+        return;
+    rocksdb_writebatch_put(b->wb, (const char *)b->key.data, b->key.len, (const char *)event, elen);
+}
+
+void kr_view_batch_delete(kr_view_batch *b, const char *topic, size_t tlen, const uint8_t *key,
+                          size_t klen)
+{
+    if (batch_key(b, TAG_KEY, topic, tlen, key, klen) < 0)
+        return;
+    rocksdb_writebatch_delete(b->wb, (const char *)b->key.data, b->key.len);
+}
+
+void kr_view_batch_marker(kr_view_batch *b, const char *topic, size_t tlen, uint64_t next,
+                          uint64_t keys)
+{
+    uint8_t val[32];
+    kr_buf vb;
+    if (batch_key(b, TAG_MARKER, topic, tlen, NULL, 0) < 0)
+        return;
+    kr_buf_init(&vb, sizeof val);
+    kr_cbor_put_array(&vb, 2);
+    kr_cbor_put_uint(&vb, next);
+    kr_cbor_put_uint(&vb, keys);
+    if (vb.failed) {
+        kr_buf_free(&vb);
+        b->failed = "out of memory";
+        return;
+    }
+    memcpy(val, vb.data, vb.len);
+    size_t vlen = vb.len;
+    kr_buf_free(&vb);
+    rocksdb_writebatch_put(b->wb, (const char *)b->key.data, b->key.len, (const char *)val, vlen);
+}
+
+void kr_view_batch_drop_topic(kr_view_batch *b, const char *topic, size_t tlen)
+{
+    /* Every 'k' key of the topic: [k|tlen|topic, successor of it). */
+    if (batch_key(b, TAG_KEY, topic, tlen, NULL, 0) < 0)
+        return;
+    uint8_t end[2 + KR_VIEW_TOPIC_MAX];
+    memcpy(end, b->key.data, b->key.len);
+    size_t endlen = prefix_successor(end, b->key.len);
+    rocksdb_writebatch_delete_range(b->wb, (const char *)b->key.data, b->key.len, (const char *)end,
+                                    endlen);
+    if (batch_key(b, TAG_MARKER, topic, tlen, NULL, 0) < 0)
+        return;
+    rocksdb_writebatch_delete(b->wb, (const char *)b->key.data, b->key.len);
+}
+
+size_t kr_view_batch_count(const kr_view_batch *b)
+{
+    int n = rocksdb_writebatch_count(b->wb);
+    return n > 0 ? (size_t)n : 0;
+}
+
+int kr_view_write(kr_view *v, kr_view_batch *b, char *err, size_t errlen)
+{
+    if (v->db == NULL) {
+        say(err, errlen, closed_msg, NULL);
+        return -1;
+    }
+    if (b->failed) {
+        say(err, errlen, "the checkpoint batch is incomplete", b->failed);
+        return -1;
+    }
+    char *e = NULL;
+    rocksdb_write(v->db, v->wopts, b->wb, &e);
+    if (e != NULL) {
+        say_rdb(err, errlen, "RocksDB write failed", e);
+        return -1;
+    }
+    rocksdb_flush(v->db, v->fopts, &e);
+    if (e != NULL) {
+        say_rdb(err, errlen, "RocksDB flush failed", e);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- snapshots and scans ---- */
+
+kr_view_snap *kr_view_snapshot(kr_view *v)
+{
+    if (v->db == NULL)
+        return NULL;
+    kr_view_snap *s = malloc(sizeof *s);
+    if (s == NULL)
+        return NULL;
+    s->snap = rocksdb_create_snapshot(v->db);
+    if (s->snap == NULL) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void kr_view_snapshot_release(kr_view *v, kr_view_snap *s)
+{
+    if (s == NULL)
+        return;
+    if (v->db != NULL)
+        rocksdb_release_snapshot(v->db, s->snap);
+    free(s);
+}
+
+long kr_view_scan(kr_view *v, kr_view_snap *s, const char *topic, size_t tlen,
+                  const uint8_t *prefix, size_t plen, bool has_after, const uint8_t *after,
+                  size_t alen, size_t limit,
+                  int (*fn)(void *arg, const uint8_t *key, size_t klen, const uint8_t *event,
+                            size_t elen),
+                  void *arg, bool *more, char *err, size_t errlen)
+{
+    long given = -1;
+    uint8_t lo_buf[KEY_STACK], hi_buf[KEY_STACK], af_buf[KEY_STACK];
+    uint8_t *lo_heap = NULL, *hi_heap = NULL, *af_heap = NULL;
+    rocksdb_readoptions_t *ro = NULL;
+    rocksdb_iterator_t *it = NULL;
+    char *e = NULL;
+
+    *more = false;
+    if (v->db == NULL) {
+        say(err, errlen, closed_msg, NULL);
+        return -1;
+    }
+    if (tlen > KR_VIEW_TOPIC_MAX) {
+        say(err, errlen, topic_msg, NULL);
+        return -1;
+    }
+
+    /* [lo, hi): the topic's keys starting with prefix. */
+    size_t lolen, hilen, aflen = 0;
+    uint8_t *lo = build_key(lo_buf, sizeof lo_buf, &lo_heap, &lolen, TAG_KEY, topic, tlen, prefix,
+                            plen, false);
+    uint8_t *hi = build_key(hi_buf, sizeof hi_buf, &hi_heap, &hilen, TAG_KEY, topic, tlen, prefix,
+                            plen, false);
+    if (lo == NULL || hi == NULL)
+        goto oom;
+    hilen = prefix_successor(hi, hilen);
+
+    /* Start at the first key strictly after `after` (its key + 0x00) when
+     * that is past lo. */
+    const uint8_t *seek = lo;
+    size_t seeklen = lolen;
+    if (has_after) {
+        uint8_t *af = build_key(af_buf, sizeof af_buf, &af_heap, &aflen, TAG_KEY, topic, tlen,
+                                after, alen, true);
+        if (af == NULL)
+            goto oom;
+        if (key_cmp(af, aflen, lo, lolen) > 0) {
+            seek = af;
+            seeklen = aflen;
+        }
+    }
+
+    ro = rocksdb_readoptions_create();
+    if (ro == NULL)
+        goto oom;
+    if (s != NULL)
+        rocksdb_readoptions_set_snapshot(ro, s->snap);
+    /* Not copied by RocksDB: hi must outlive the iterator (it does). */
+    rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi, hilen);
+    it = rocksdb_create_iterator(v->db, ro);
+    if (it == NULL)
+        goto oom;
+
+    size_t hlen = head_len(tlen);
+    long n = 0;
+    for (rocksdb_iter_seek(it, (const char *)seek, seeklen); rocksdb_iter_valid(it);) {
+        if ((size_t)n >= limit) {
+            *more = true;
+            break;
+        }
+        size_t kl, vl;
+        const char *k = rocksdb_iter_key(it, &kl);
+        const char *val = rocksdb_iter_value(it, &vl);
+        if (kl < hlen) /* cannot happen inside [lo, hi) */
+            break;
+        n++;
+        int stop = fn(arg, (const uint8_t *)k + hlen, kl - hlen, (const uint8_t *)val, vl);
+        rocksdb_iter_next(it);
+        if (stop) {
+            *more = rocksdb_iter_valid(it);
+            break;
+        }
+    }
+    rocksdb_iter_get_error(it, &e);
+    if (e != NULL) {
+        say_rdb(err, errlen, "RocksDB scan failed", e);
+        *more = false;
+        goto done;
+    }
+    given = n;
+    goto done;
+
+oom:
+    say(err, errlen, "out of memory", NULL);
+done:
+    if (it)
+        rocksdb_iter_destroy(it);
+    if (ro)
+        rocksdb_readoptions_destroy(ro);
+    free(lo_heap);
+    free(hi_heap);
+    free(af_heap);
+    return given;
+}
+
+/* ---- metrics ---- */
+
+uint64_t kr_view_disk_bytes(kr_view *v)
+{
+    if (v == NULL || v->db == NULL)
+        return 0;
+    char *s = rocksdb_property_value(v->db, "rocksdb.total-sst-files-size");
+    if (s == NULL)
+        return 0;
+    uint64_t n = strtoull(s, NULL, 10);
+    rocksdb_free(s);
+    return n;
+}

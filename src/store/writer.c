@@ -1,0 +1,904 @@
+/*
+ * store/writer.c - the storage writer thread: group commit of appends,
+ * fdatasync policy, segment roll, checkpoints into the view, deletions.
+ *
+ * Failure handling (DESIGN.md, "The write path" 6):
+ * - A short or failed write truncates the segment back to the end of the
+ *   last whole batch before anything else is appended; the batches that did
+ *   not land fail with STORAGE and leave nothing behind.
+ * - A failed fdatasync may have dropped dirty pages: the writer truncates to
+ *   the last synced length, rewrites the batches since then from memory (it
+ *   keeps a reference to each until it is synced) and syncs again. If that
+ *   fails too the topic is "broken": appends fail until a later round
+ *   manages the repair.
+ * - Appends after a failed one carry offsets that no longer follow the file
+ *   (the loop assigned them before it heard of the failure); they fail too,
+ *   and the loop re-bases its offsets on the first failure it sees.
+ */
+#include "store/writer.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "proto/frame.h"
+#include "server/log.h"
+
+/* Batches written by one pwritev at most (below IOV_MAX). */
+#define KR_WRITER_IOV 512
+
+struct kr_writer {
+    pthread_t thread;
+    pthread_t vthread;        /* the view thread: checkpoints into RocksDB */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_cond_t vcv;
+    struct kr_job_list queue; /* submitted, not yet taken */
+    struct kr_job_list vqueue; /* checkpoints whose streams are synced */
+    struct kr_job_list done;  /* finished, not yet delivered */
+    bool vstopping;
+    bool vstarted;
+    unsigned pending;         /* submitted and not delivered (loop side) */
+    bool stopping;
+    bool started;
+    struct event *done_ev;
+    kr_view *view;
+    uint64_t segment_bytes;
+    void (*on_done)(void *arg, struct kr_job_list *jobs);
+    void *arg;
+    kr_metric *m_fsyncs, *m_rounds, *m_jobs, *m_bytes, *m_failures, *m_checkpoints,
+        *m_checkpoint_ns;
+};
+
+/* ---- small helpers ---- */
+
+static void job_fail(kr_job *j, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void job_fail(kr_job *j, int err, const char *fmt, ...)
+{
+    (void)err;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(j->msg, sizeof j->msg, fmt, ap);
+    va_end(ap);
+    j->err = KRAPPY_E_STORAGE;
+}
+
+/* A sentence fragment for an errno, with advice for the usual ones. */
+static const char *errno_advice(int e)
+{
+    switch (e) {
+    case ENOSPC:
+    case EDQUOT:
+        return "the disk is full; free space and retry";
+    case EIO:
+        return "an I/O error on the disk; check the device";
+    case EROFS:
+        return "the file system is read-only";
+    default:
+        return strerror(e);
+    }
+}
+
+static int write_all_at(int fd, const void *p, size_t n, uint64_t pos)
+{
+    const uint8_t *b = p;
+    while (n > 0) {
+        ssize_t w = pwrite(fd, b, n, (off_t)pos);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            if (w == 0)
+                errno = ENOSPC;
+            return -1;
+        }
+        b += w;
+        n -= (size_t)w;
+        pos += (uint64_t)w;
+    }
+    return 0;
+}
+
+static int fsync_dir(int dirfd)
+{
+    return fsync(dirfd) == 0 || errno == EINVAL ? 0 : -1;
+}
+
+/* ---- the writer's topic state ---- */
+
+kr_wtopic *kr_wtopic_new(const char *dir, int dirfd, int fd, uint64_t seg_base, uint64_t file_len,
+                         uint64_t next, uint64_t max_ts)
+{
+    kr_wtopic *w = calloc(1, sizeof *w);
+    if (w == NULL)
+        return NULL;
+    w->dir = strdup(dir);
+    if (w->dir == NULL) {
+        free(w);
+        return NULL;
+    }
+    w->dirfd = dirfd;
+    w->fd = fd;
+    w->seg_base = seg_base;
+    w->file_len = w->synced_len = file_len;
+    w->next = next;
+    w->max_ts = max_ts;
+    w->last_idx_pos = 0;
+    return w;
+}
+
+static void release_unsynced(kr_wtopic *w)
+{
+    for (size_t i = 0; i < w->n_unsynced; i++)
+        kr_block_unref(w->unsynced[i].b);
+    w->n_unsynced = 0;
+}
+
+void kr_wtopic_free(kr_wtopic *w)
+{
+    if (w == NULL)
+        return;
+    release_unsynced(w);
+    free(w->unsynced);
+    free(w->idx);
+    if (w->fd >= 0)
+        close(w->fd);
+    if (w->dirfd >= 0)
+        close(w->dirfd);
+    free(w->dir);
+    free(w);
+}
+
+static int remember_unsynced(kr_wtopic *w, kr_block *b, uint64_t pos)
+{
+    if (w->n_unsynced == w->cap_unsynced) {
+        size_t cap = w->cap_unsynced ? w->cap_unsynced * 2 : 16;
+        struct kr_unsynced *u = realloc(w->unsynced, cap * sizeof *u);
+        if (u == NULL)
+            return -1;
+        w->unsynced = u;
+        w->cap_unsynced = cap;
+    }
+    kr_block_ref(b);
+    w->unsynced[w->n_unsynced].b = b;
+    w->unsynced[w->n_unsynced].pos = pos;
+    w->n_unsynced++;
+    return 0;
+}
+
+static void index_add(kr_wtopic *w, uint64_t offset, uint64_t pos)
+{
+    if (w->n_idx > 0 && pos - w->last_idx_pos < KR_INDEX_INTERVAL)
+        return;
+    if (w->n_idx == w->cap_idx) {
+        size_t cap = w->cap_idx ? w->cap_idx * 2 : 64;
+        kr_index_entry *e = realloc(w->idx, cap * sizeof *e);
+        if (e == NULL)
+            return; /* a hint: missing entries only cost a longer walk */
+        w->idx = e;
+        w->cap_idx = cap;
+    }
+    w->idx[w->n_idx].offset = offset;
+    w->idx[w->n_idx].pos = pos;
+    w->n_idx++;
+    w->last_idx_pos = pos;
+}
+
+/*
+ * Make the active segment durable. On failure, repair: truncate to the last
+ * synced length, rewrite every batch since from memory, sync again.
+ */
+static int wtopic_sync(kr_writer *wr, kr_wtopic *w, char *msg, size_t msglen)
+{
+    if (w->synced_len == w->file_len && !w->broken)
+        return 0;
+    kr_counter_add(wr->m_fsyncs, 1);
+    if (!w->broken && fdatasync(w->fd) == 0) {
+        w->synced_len = w->file_len;
+        release_unsynced(w);
+        return 0;
+    }
+    int first = errno;
+    kr_log(KR_LOG_WARN, "fdatasync failed; rewriting unsynced batches from memory", "dir", w->dir,
+           "reason", strerror(first), NULL);
+    if (ftruncate(w->fd, (off_t)w->synced_len) == 0) {
+        int ok = 1;
+        for (size_t i = 0; i < w->n_unsynced && ok; i++)
+            ok = write_all_at(w->fd, w->unsynced[i].b->data, w->unsynced[i].b->len,
+                              w->unsynced[i].pos) == 0;
+        kr_counter_add(wr->m_fsyncs, 1);
+        if (ok && fdatasync(w->fd) == 0) {
+            w->broken = false;
+            w->synced_len = w->file_len;
+            release_unsynced(w);
+            kr_log(KR_LOG_INFO, "unsynced batches rewritten and synced", "dir", w->dir, NULL);
+            return 0;
+        }
+    }
+    int e = errno;
+    w->broken = true;
+    kr_counter_add(wr->m_failures, 1);
+    snprintf(msg, msglen, "syncing %s failed: %s", w->dir, errno_advice(e ? e : first));
+    return -1;
+}
+
+/* ---- segments ---- */
+
+static int create_segment(int dirfd, uint64_t base, int *fd_out)
+{
+    char name[KR_SEG_NAME_BYTES];
+    kr_seg_name(name, base);
+    int fd = openat(dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return -1;
+    uint8_t hdr[KR_SEG_HEADER_BYTES];
+    kr_seg_header_encode(hdr, base);
+    if (write_all_at(fd, hdr, sizeof hdr, 0) < 0 || fdatasync(fd) < 0 || fsync_dir(dirfd) < 0) {
+        int e = errno;
+        close(fd);
+        unlinkat(dirfd, name, 0);
+        errno = e;
+        return -1;
+    }
+    *fd_out = fd;
+    return 0;
+}
+
+/*
+ * Start a new segment at `base`: sync the old one (its data must be durable
+ * before a checkpoint can cover it, and its fd goes away), leave its index
+ * hint behind, open the new file.
+ */
+static int roll_segment(kr_writer *wr, kr_wtopic *w, uint64_t base, int *read_fd, char *msg,
+                        size_t msglen)
+{
+    if (wtopic_sync(wr, w, msg, msglen) < 0)
+        return -1;
+    int fd;
+    if (create_segment(w->dirfd, base, &fd) < 0) {
+        snprintf(msg, msglen, "cannot start a new segment in %s: %s", w->dir,
+                 errno_advice(errno));
+        return -1;
+    }
+    (void)kr_index_write(w->dirfd, w->seg_base, w->next, w->file_len, w->max_ts, w->idx,
+                         w->n_idx);
+    close(w->fd);
+    w->fd = fd;
+    w->seg_base = base;
+    w->file_len = w->synced_len = KR_SEG_HEADER_BYTES;
+    w->max_ts = 0;
+    w->n_idx = 0;
+    w->last_idx_pos = 0;
+    *read_fd = dup(fd);
+    return 0;
+}
+
+/* ---- jobs ---- */
+
+/* Create the topic's directory (and DATA/topics) durably, then its first
+ * segment; fill the writer state the loop allocated for it. */
+static void run_create(kr_job *j)
+{
+    kr_wtopic *w = j->w;
+    char *slash = strrchr(w->dir, '/');
+    if (slash != NULL) {
+        *slash = '\0';
+        int pfd = -1;
+        int ok = (mkdir(w->dir, 0750) == 0 || errno == EEXIST) &&
+                 (pfd = open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0;
+        *slash = '/';
+        if (ok && mkdir(w->dir, 0750) < 0 && errno != EEXIST)
+            ok = 0;
+        int e = errno;
+        if (pfd >= 0) {
+            fsync_dir(pfd);
+            close(pfd);
+        }
+        if (!ok) {
+            job_fail(j, e, "cannot create %s: %s", w->dir, errno_advice(e));
+            return;
+        }
+    }
+    int dirfd = open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), fd = -1;
+    if (dirfd < 0 || create_segment(dirfd, 0, &fd) < 0) {
+        int e = errno;
+        job_fail(j, e, "cannot create the first segment in %s: %s", w->dir, errno_advice(e));
+        if (dirfd >= 0)
+            close(dirfd);
+        return;
+    }
+    w->dirfd = dirfd;
+    w->fd = fd;
+    w->seg_base = 0;
+    w->file_len = w->synced_len = KR_SEG_HEADER_BYTES;
+    w->next = 0;
+    j->new_seg_fd = dup(fd);
+}
+
+/* Fill the CRC the loop left blank (the loop only encodes). */
+static void seal_batch(kr_block *b)
+{
+    uint32_t crc = kr_crc32c(0, b->data + 8, b->len - 8);
+    kr_put_be32(b->data + 4, crc);
+}
+
+/*
+ * Append a run of batches of one topic with as few pwritev calls as the
+ * segment size allows.
+ */
+static void run_appends(kr_writer *wr, kr_job **jobs, size_t n)
+{
+    kr_wtopic *w = jobs[0]->w;
+    char msg[256];
+    size_t i = 0;
+
+    if (w->fd < 0) {
+        for (; i < n; i++)
+            job_fail(jobs[i], EIO, "the topic could not be created on disk; register again");
+        return;
+    }
+    if (w->broken && wtopic_sync(wr, w, msg, sizeof msg) < 0) {
+        for (; i < n; i++)
+            job_fail(jobs[i], EIO, "%s; writes to this topic are refused until it succeeds", msg);
+        return;
+    }
+    while (i < n) {
+        /* Offsets must follow the file: after a failure they do not. */
+        if (jobs[i]->base != w->next) {
+            job_fail(jobs[i], 0,
+                     "an earlier write to this topic failed, so this one was not stored; "
+                     "retry it");
+            i++;
+            continue;
+        }
+        uint64_t len0 = jobs[i]->block->len;
+        if (w->file_len > KR_SEG_HEADER_BYTES && w->file_len + len0 > wr->segment_bytes) {
+            int rfd = -1;
+            if (roll_segment(wr, w, jobs[i]->base, &rfd, msg, sizeof msg) < 0) {
+                for (; i < n; i++)
+                    job_fail(jobs[i], EIO, "%s", msg);
+                return;
+            }
+            jobs[i]->new_seg_fd = rfd;
+        }
+        /* Gather batches that fit this segment. */
+        struct iovec iov[KR_WRITER_IOV];
+        size_t k = 0;
+        uint64_t total = 0, expect = w->next;
+        while (i + k < n && k < KR_WRITER_IOV) {
+            kr_job *j = jobs[i + k];
+            if (j->base != expect)
+                break;
+            if (k > 0 && w->file_len + total + j->block->len > wr->segment_bytes)
+                break;
+            seal_batch(j->block);
+            iov[k].iov_base = j->block->data;
+            iov[k].iov_len = j->block->len;
+            total += j->block->len;
+            expect += j->count;
+            k++;
+        }
+        /* Write, resuming after short writes; stop at the first error. */
+        uint64_t done = 0;
+        int err = 0;
+        size_t vi = 0;
+        size_t voff = 0;
+        while (done < total) {
+            struct iovec cur[KR_WRITER_IOV];
+            size_t nc = 0;
+            for (size_t x = vi; x < k; x++, nc++) {
+                cur[nc] = iov[x];
+                if (x == vi) {
+                    cur[nc].iov_base = (uint8_t *)cur[nc].iov_base + voff;
+                    cur[nc].iov_len -= voff;
+                }
+            }
+            ssize_t wrote = pwritev(w->fd, cur, (int)nc, (off_t)(w->file_len + done));
+            if (wrote < 0 && errno == EINTR)
+                continue;
+            if (wrote <= 0) {
+                err = wrote == 0 ? ENOSPC : errno;
+                break;
+            }
+            done += (uint64_t)wrote;
+            size_t left = (size_t)wrote;
+            while (left > 0) {
+                size_t room = iov[vi].iov_len - voff;
+                if (left >= room) {
+                    left -= room;
+                    vi++;
+                    voff = 0;
+                } else {
+                    voff += left;
+                    left = 0;
+                }
+            }
+        }
+        kr_counter_add(wr->m_bytes, done);
+        /* Whole batches landed; a torn one is cut off before anything else. */
+        uint64_t landed = 0;
+        size_t whole = 0;
+        while (whole < k && landed + jobs[i + whole]->block->len <= done)
+            landed += jobs[i + whole++]->block->len;
+        for (size_t x = 0; x < whole; x++) {
+            kr_job *j = jobs[i + x];
+            j->seg_base = w->seg_base;
+            j->pos = w->file_len;
+            index_add(w, j->base, w->file_len);
+            if (remember_unsynced(w, j->block, w->file_len) < 0)
+                w->broken = true; /* cannot repair without it: force a sync */
+            w->file_len += j->block->len;
+            w->next += j->count;
+            if (j->max_ts > w->max_ts)
+                w->max_ts = j->max_ts;
+        }
+        if (whole < k) {
+            kr_counter_add(wr->m_failures, 1);
+            if (ftruncate(w->fd, (off_t)w->file_len) < 0) {
+                w->broken = true;
+                kr_log(KR_LOG_ERROR, "cannot cut a partly written batch", "dir", w->dir,
+                       "reason", strerror(errno), NULL);
+            }
+            kr_log(KR_LOG_WARN, "stream write failed", "dir", w->dir, "reason",
+                   strerror(err ? err : ENOSPC), NULL);
+            for (size_t x = whole; x < k; x++)
+                job_fail(jobs[i + x], err, "writing to %s failed: %s; nothing of this request "
+                                           "was stored",
+                         w->dir, errno_advice(err ? err : ENOSPC));
+            for (size_t x = i + k; x < n; x++)
+                job_fail(jobs[x], err, "writing to %s failed: %s; nothing of this request "
+                                       "was stored",
+                         w->dir, errno_advice(err ? err : ENOSPC));
+            return;
+        }
+        i += k;
+    }
+}
+
+/* Folding one topic's frozen overlay into a checkpoint batch. */
+struct fold {
+    kr_view *v;
+    kr_view_batch *b;
+    const char *name;
+    size_t nl;
+    uint64_t keys; /* live keys, kept exact: a put of a new key adds one */
+    int err;
+};
+
+static int fold_one(void *arg, const kr_ov_entry *e)
+{
+    struct fold *f = arg;
+    int live = kr_view_exists(f->v, f->name, f->nl, e->key, e->key_len);
+    if (live < 0) {
+        f->err = 1;
+        return 1;
+    }
+    if (e->tombstone) {
+        if (live) {
+            kr_view_batch_delete(f->b, f->name, f->nl, e->key, e->key_len);
+            f->keys--;
+        }
+    } else {
+        kr_view_batch_put(f->b, f->name, f->nl, e->key, e->key_len, e->block->data + e->ev_pos,
+                          e->ev_len);
+        if (!live)
+            f->keys++;
+    }
+    return 0;
+}
+
+/*
+ * A checkpoint's first half, on the writer thread, in queue order: make
+ * every stream it covers durable up to its marker. The second half - the
+ * RocksDB write - runs on the view thread so appends need not wait for it.
+ * @return 0 when the second half may run.
+ */
+static int checkpoint_sync(kr_writer *wr, kr_job *j)
+{
+    for (size_t i = 0; i < j->n_ck; i++) {
+        if (j->ck[i].w != NULL && wtopic_sync(wr, j->ck[i].w, j->msg, sizeof j->msg) < 0) {
+            j->err = KRAPPY_E_STORAGE;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The second half, on the view thread: overlays and markers into RocksDB. */
+static void run_checkpoint(kr_writer *wr, kr_job *j)
+{
+    uint64_t t0 = kr_now_ns();
+    kr_view_batch *b = kr_view_batch_new();
+    if (b == NULL) {
+        job_fail(j, ENOMEM, "out of memory building a checkpoint");
+        return;
+    }
+    for (size_t i = 0; i < j->n_ck; i++) {
+        kr_ckpt_topic *c = &j->ck[i];
+        const char *name = c->t->name;
+        size_t nl = c->t->name_len;
+        struct fold f = {wr->view, b, name, nl, c->keys, 0};
+        if (c->ov != NULL)
+            (void)kr_overlay_foreach(c->ov, fold_one, &f);
+        if (f.err) {
+            kr_view_batch_free(b);
+            job_fail(j, EIO, "reading the view failed during a checkpoint");
+            return;
+        }
+        c->keys = f.keys;
+        kr_view_batch_marker(b, name, nl, c->next, c->keys);
+    }
+    char err[256];
+    if (kr_view_write(wr->view, b, err, sizeof err) < 0) {
+        kr_view_batch_free(b);
+        kr_counter_add(wr->m_failures, 1);
+        job_fail(j, EIO, "%s", err); /* the loop reopens the view */
+        return;
+    }
+    kr_view_batch_free(b);
+    kr_counter_add(wr->m_checkpoints, 1);
+    kr_histogram_observe_ns(wr->m_checkpoint_ns, kr_now_ns() - t0);
+}
+
+static void run_delete(kr_job *j)
+{
+    for (size_t i = 0; i < j->n_paths; i++)
+        if (unlink(j->paths[i]) < 0 && errno != ENOENT)
+            kr_log(KR_LOG_WARN, "cannot delete a retired segment", "path", j->paths[i], "reason",
+                   strerror(errno), NULL);
+    if (j->w != NULL)
+        fsync_dir(j->w->dirfd);
+}
+
+/*
+ * A sync failed and could not be repaired: take back `from` (the first
+ * "sync" batch of the round on this file) and every batch written after it,
+ * so that STORAGE keeps meaning "nothing of the request was stored" and the
+ * file ends where the loop believes the topic ends. Batches before it were
+ * acknowledged "write" only and stay; a later round retries their sync.
+ */
+static void unwind_from(kr_job *from, const char *why)
+{
+    kr_wtopic *w = from->w;
+    if (from->seg_base != w->seg_base)
+        return; /* in a segment synced when it was rolled: durable */
+    if (ftruncate(w->fd, (off_t)from->pos) < 0) {
+        kr_log(KR_LOG_ERROR, "cannot take back unsynced batches", "dir", w->dir, "reason",
+               strerror(errno), NULL);
+        w->broken = true;
+    }
+    while (w->n_unsynced > 0 && w->unsynced[w->n_unsynced - 1].pos >= from->pos)
+        kr_block_unref(w->unsynced[--w->n_unsynced].b);
+    while (w->n_idx > 0 && w->idx[w->n_idx - 1].pos >= from->pos)
+        w->n_idx--;
+    w->last_idx_pos = w->n_idx ? w->idx[w->n_idx - 1].pos : 0;
+    if (w->synced_len > from->pos)
+        w->synced_len = from->pos;
+    w->file_len = from->pos;
+    w->next = from->base;
+    for (kr_job *y = from; y != NULL; y = TAILQ_NEXT(y, link))
+        if (y->kind == KR_JOB_APPEND && y->w == w && y->err == KRAPPY_OK)
+            job_fail(y, EIO, "%s; nothing of this request was stored", why);
+}
+
+/* Run one round: everything taken from the queue, in order. */
+static void run_round(kr_writer *wr, struct kr_job_list *round)
+{
+    kr_job *run[KR_WRITER_IOV];
+    kr_job *j = TAILQ_FIRST(round);
+    while (j != NULL) {
+        switch (j->kind) {
+        case KR_JOB_APPEND: {
+            size_t n = 0;
+            kr_job *x = j;
+            while (x != NULL && x->kind == KR_JOB_APPEND && x->w == j->w && n < KR_WRITER_IOV) {
+                run[n++] = x;
+                x = TAILQ_NEXT(x, link);
+            }
+            run_appends(wr, run, n);
+            j = x;
+            continue;
+        }
+        case KR_JOB_CREATE:
+            run_create(j);
+            break;
+        case KR_JOB_CHECKPOINT:
+            j->deferred = checkpoint_sync(wr, j) == 0;
+            break;
+        case KR_JOB_DELETE:
+            run_delete(j);
+            break;
+        case KR_JOB_BARRIER:
+            break;
+        }
+        j = TAILQ_NEXT(j, link);
+    }
+    /* One fdatasync per file for all the "sync" appends of the round. */
+    TAILQ_FOREACH(j, round, link)
+    {
+        if (j->kind != KR_JOB_APPEND || !j->sync || j->err != KRAPPY_OK)
+            continue;
+        char msg[256];
+        if (wtopic_sync(wr, j->w, msg, sizeof msg) < 0)
+            unwind_from(j, msg);
+    }
+}
+
+static void *writer_main(void *arg)
+{
+    kr_writer *wr = arg;
+    struct kr_job_list round;
+    for (;;) {
+        pthread_mutex_lock(&wr->mu);
+        while (TAILQ_EMPTY(&wr->queue) && !wr->stopping)
+            pthread_cond_wait(&wr->cv, &wr->mu);
+        if (TAILQ_EMPTY(&wr->queue) && wr->stopping) {
+            pthread_mutex_unlock(&wr->mu);
+            break;
+        }
+        TAILQ_INIT(&round);
+        TAILQ_CONCAT(&round, &wr->queue, link);
+        pthread_mutex_unlock(&wr->mu);
+
+        unsigned n = 0;
+        kr_job *j;
+        TAILQ_FOREACH(j, &round, link)
+        n++;
+        kr_counter_add(wr->m_rounds, 1);
+        kr_counter_add(wr->m_jobs, n);
+        run_round(wr, &round);
+
+        pthread_mutex_lock(&wr->mu);
+        kr_job *next;
+        for (j = TAILQ_FIRST(&round); j != NULL; j = next) {
+            next = TAILQ_NEXT(j, link);
+            if (j->deferred) { /* its RocksDB half goes to the view thread */
+                TAILQ_REMOVE(&round, j, link);
+                TAILQ_INSERT_TAIL(&wr->vqueue, j, link);
+                pthread_cond_signal(&wr->vcv);
+            }
+        }
+        bool any = !TAILQ_EMPTY(&round);
+        TAILQ_CONCAT(&wr->done, &round, link);
+        pthread_mutex_unlock(&wr->mu);
+        if (any)
+            event_active(wr->done_ev, EV_READ, 0);
+    }
+    return NULL;
+}
+
+static void *view_main(void *arg)
+{
+    kr_writer *wr = arg;
+    for (;;) {
+        pthread_mutex_lock(&wr->mu);
+        while (TAILQ_EMPTY(&wr->vqueue) && !wr->vstopping)
+            pthread_cond_wait(&wr->vcv, &wr->mu);
+        kr_job *j = TAILQ_FIRST(&wr->vqueue);
+        if (j == NULL) {
+            pthread_mutex_unlock(&wr->mu);
+            break;
+        }
+        TAILQ_REMOVE(&wr->vqueue, j, link);
+        pthread_mutex_unlock(&wr->mu);
+        j->deferred = false;
+        run_checkpoint(wr, j);
+        pthread_mutex_lock(&wr->mu);
+        TAILQ_INSERT_TAIL(&wr->done, j, link);
+        pthread_mutex_unlock(&wr->mu);
+        event_active(wr->done_ev, EV_READ, 0);
+    }
+    return NULL;
+}
+
+/* On the loop: deliver what the writer finished. */
+static void on_done(evutil_socket_t fd, short what, void *arg)
+{
+    kr_writer *wr = arg;
+    (void)fd;
+    (void)what;
+    struct kr_job_list jobs;
+    TAILQ_INIT(&jobs);
+    pthread_mutex_lock(&wr->mu);
+    TAILQ_CONCAT(&jobs, &wr->done, link);
+    pthread_mutex_unlock(&wr->mu);
+    kr_job *j;
+    TAILQ_FOREACH(j, &jobs, link)
+    wr->pending--;
+    if (!TAILQ_EMPTY(&jobs))
+        wr->on_done(wr->arg, &jobs);
+}
+
+int kr_writer_start(kr_writer **out, struct event_base *base, kr_view *view,
+                    uint64_t segment_bytes, kr_metrics *m,
+                    void (*done)(void *arg, struct kr_job_list *jobs), void *arg)
+{
+    kr_writer *wr = calloc(1, sizeof *wr);
+    if (wr == NULL)
+        return -1;
+    pthread_mutex_init(&wr->mu, NULL);
+    pthread_cond_init(&wr->cv, NULL);
+    pthread_cond_init(&wr->vcv, NULL);
+    TAILQ_INIT(&wr->queue);
+    TAILQ_INIT(&wr->vqueue);
+    TAILQ_INIT(&wr->done);
+    wr->view = view;
+    wr->segment_bytes = segment_bytes;
+    wr->on_done = done;
+    wr->arg = arg;
+    wr->m_fsyncs = kr_counter(m, "krappy_stream_fsyncs_total", NULL,
+                              "fdatasync calls on stream segments.");
+    wr->m_rounds = kr_counter(m, "krappy_writer_rounds_total", NULL,
+                              "Group-commit rounds of the storage writer.");
+    wr->m_jobs = kr_counter(m, "krappy_writer_jobs_total", NULL,
+                            "Jobs run by the storage writer (jobs / rounds = group size).");
+    wr->m_bytes = kr_counter(m, "krappy_stream_written_bytes_total", NULL,
+                             "Bytes appended to stream segments.");
+    wr->m_failures = kr_counter(m, "krappy_storage_failures_total", NULL,
+                                "Failed stream writes, syncs and view writes.");
+    wr->m_checkpoints = kr_counter(m, "krappy_checkpoints_total", NULL,
+                                   "Checkpoints of the latest-value view into RocksDB.");
+    wr->m_checkpoint_ns = kr_histogram(m, "krappy_checkpoint_duration_seconds", NULL,
+                                       "Time to sync streams and write one checkpoint.");
+    wr->done_ev = event_new(base, -1, EV_READ, on_done, wr);
+    if (wr->done_ev == NULL || pthread_create(&wr->vthread, NULL, view_main, wr) != 0) {
+        if (wr->done_ev)
+            event_free(wr->done_ev);
+        free(wr);
+        return -1;
+    }
+    wr->vstarted = true;
+    if (pthread_create(&wr->thread, NULL, writer_main, wr) != 0) {
+        kr_writer_stop(wr);
+        return -1;
+    }
+    wr->started = true;
+    *out = wr;
+    return 0;
+}
+
+void kr_writer_submit(kr_writer *wr, kr_job *j)
+{
+    j->err = KRAPPY_OK;
+    j->msg[0] = '\0';
+    pthread_mutex_lock(&wr->mu);
+    TAILQ_INSERT_TAIL(&wr->queue, j, link);
+    wr->pending++;
+    pthread_cond_signal(&wr->cv);
+    pthread_mutex_unlock(&wr->mu);
+}
+
+unsigned kr_writer_pending(kr_writer *wr)
+{
+    return wr ? wr->pending : 0;
+}
+
+void kr_writer_stop(kr_writer *wr)
+{
+    if (wr == NULL)
+        return;
+    pthread_mutex_lock(&wr->mu);
+    wr->stopping = true;
+    pthread_cond_signal(&wr->cv);
+    pthread_mutex_unlock(&wr->mu);
+    if (wr->started)
+        pthread_join(wr->thread, NULL);
+    /* The writer may have passed checkpoints on: let them finish. */
+    pthread_mutex_lock(&wr->mu);
+    wr->vstopping = true;
+    pthread_cond_signal(&wr->vcv);
+    pthread_mutex_unlock(&wr->mu);
+    if (wr->vstarted)
+        pthread_join(wr->vthread, NULL);
+    /* Deliver the last round synchronously. */
+    on_done(-1, 0, wr);
+    event_free(wr->done_ev);
+    pthread_mutex_destroy(&wr->mu);
+    pthread_cond_destroy(&wr->cv);
+    pthread_cond_destroy(&wr->vcv);
+    free(wr);
+}
+
+/* ---- sparse index files ---- */
+
+#define KR_IDX_MAGIC "KRAPPYIX"
+#define KR_IDX_HEADER 48
+
+int kr_index_write(int dirfd, uint64_t base, uint64_t next, uint64_t size, uint64_t max_ts,
+                   const kr_index_entry *idx, size_t n)
+{
+    char name[KR_SEG_NAME_BYTES], tmp[KR_SEG_NAME_BYTES + 8];
+    kr_seg_name(name, base);
+    memcpy(name + 20, ".idx", 5);
+    snprintf(tmp, sizeof tmp, "%s.tmp", name);
+    size_t len = KR_IDX_HEADER + n * 16;
+    uint8_t *buf = malloc(len);
+    if (buf == NULL)
+        return -1;
+    memcpy(buf, KR_IDX_MAGIC, 8);
+    uint64_t fields[4] = {base, next, size, max_ts};
+    for (int i = 0; i < 4; i++) {
+        kr_put_be32(buf + 8 + i * 8, (uint32_t)(fields[i] >> 32));
+        kr_put_be32(buf + 12 + i * 8, (uint32_t)fields[i]);
+    }
+    kr_put_be32(buf + 40, (uint32_t)n);
+    for (size_t i = 0; i < n; i++) {
+        uint8_t *p = buf + KR_IDX_HEADER + i * 16;
+        kr_put_be32(p, (uint32_t)(idx[i].offset >> 32));
+        kr_put_be32(p + 4, (uint32_t)idx[i].offset);
+        kr_put_be32(p + 8, (uint32_t)(idx[i].pos >> 32));
+        kr_put_be32(p + 12, (uint32_t)idx[i].pos);
+    }
+    kr_put_be32(buf + 44, 0);
+    uint32_t crc = kr_crc32c(0, buf, len);
+    kr_put_be32(buf + 44, crc);
+    int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    int rc = -1;
+    if (fd >= 0) {
+        rc = write_all_at(fd, buf, len, 0);
+        close(fd);
+        if (rc == 0)
+            rc = renameat(dirfd, tmp, dirfd, name);
+        if (rc < 0)
+            unlinkat(dirfd, tmp, 0);
+    }
+    free(buf);
+    return rc;
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+    return (uint64_t)kr_get_be32(p) << 32 | kr_get_be32(p + 4);
+}
+
+int kr_index_load(int dirfd, uint64_t base, uint64_t size, uint64_t *next, uint64_t *max_ts,
+                  kr_index_entry **idx, size_t *n)
+{
+    char name[KR_SEG_NAME_BYTES];
+    kr_seg_name(name, base);
+    memcpy(name + 20, ".idx", 5);
+    int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    uint8_t *buf = NULL;
+    int rc = -1;
+    if (fstat(fd, &st) < 0 || st.st_size < KR_IDX_HEADER || st.st_size > (64 << 20))
+        goto out;
+    buf = malloc((size_t)st.st_size);
+    if (buf == NULL || pread(fd, buf, (size_t)st.st_size, 0) != st.st_size)
+        goto out;
+    uint32_t want = kr_get_be32(buf + 44);
+    kr_put_be32(buf + 44, 0);
+    size_t cnt = kr_get_be32(buf + 40);
+    if (memcmp(buf, KR_IDX_MAGIC, 8) != 0 || kr_crc32c(0, buf, (size_t)st.st_size) != want ||
+        (size_t)st.st_size != KR_IDX_HEADER + cnt * 16 || get_be64(buf + 8) != base ||
+        get_be64(buf + 24) != size)
+        goto out;
+    *next = get_be64(buf + 16);
+    *max_ts = get_be64(buf + 32);
+    *idx = malloc((cnt ? cnt : 1) * sizeof **idx);
+    if (*idx == NULL)
+        goto out;
+    for (size_t i = 0; i < cnt; i++) {
+        (*idx)[i].offset = get_be64(buf + KR_IDX_HEADER + i * 16);
+        (*idx)[i].pos = get_be64(buf + KR_IDX_HEADER + i * 16 + 8);
+    }
+    *n = cnt;
+    rc = 0;
+out:
+    free(buf);
+    close(fd);
+    return rc;
+}

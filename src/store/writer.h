@@ -1,0 +1,131 @@
+/*
+ * store/writer.h - the storage writer thread (internal to src/store).
+ *
+ * The loop queues jobs; the writer takes everything queued since its last
+ * round, runs the jobs in order - grouping consecutive appends to one topic
+ * into one pwritev, fdatasyncing each file once per round however many
+ * "sync" appends it carried - and hands the whole round back to the loop
+ * with one event_active (the loop's event base must have been made thread
+ * aware with evthread_use_pthreads). A checkpoint is split: the writer
+ * syncs its streams in queue order, then a second thread (the view thread)
+ * writes it into RocksDB while appends go on. The writer never touches a socket or a
+ * loop-owned structure; kr_wtopic is the writer's own per-topic state.
+ */
+#ifndef KR_STORE_WRITER_H
+#define KR_STORE_WRITER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "store/store.h"
+
+typedef enum kr_job_kind {
+    KR_JOB_CREATE,     /* create a topic's directory and first segment */
+    KR_JOB_BARRIER,    /* nothing: completes after every earlier job */
+    KR_JOB_APPEND,     /* append one stored batch */
+    KR_JOB_CHECKPOINT, /* sync streams, write frozen overlays + markers */
+    KR_JOB_DELETE      /* unlink retired segment files */
+} kr_job_kind;
+
+/* One topic's part of a checkpoint. */
+typedef struct kr_ckpt_topic {
+    kr_topic *t;
+    struct kr_wtopic *w;
+    const kr_overlay *ov; /* frozen: read-only while the job runs */
+    uint64_t next;        /* marker to write */
+    uint64_t keys;        /* in: live keys before; out: after */
+} kr_ckpt_topic;
+
+struct kr_job {
+    kr_job_kind kind;
+    kr_topic *t;
+    struct kr_wtopic *w;  /* the topic's writer state (allocated by the loop with
+                             the topic; CREATE fills it in) */
+    /* APPEND */
+    kr_block *block;      /* stored batch at data[0..len); header CRC filled by the writer */
+    uint64_t base;
+    uint32_t count;
+    uint64_t max_ts;
+    bool sync;
+    size_t meta_off;      /* where the loop keeps per-event facts in the block */
+    uint64_t seg_base;    /* out: segment it landed in */
+    uint64_t pos;         /* out: position of its batch header */
+    int new_seg_fd;       /* out: read fd of a segment the writer started, or -1 */
+    /* CHECKPOINT */
+    kr_ckpt_topic *ck;
+    size_t n_ck;
+    /* DELETE */
+    char **paths;
+    size_t n_paths;
+    bool deferred;        /* CHECKPOINT: streams synced, RocksDB half pending */
+    /* result */
+    krappy_err err;
+    char msg[256];
+    kr_store_done done;
+    void *arg;
+    TAILQ_ENTRY(kr_job) link;
+};
+
+TAILQ_HEAD(kr_job_list, kr_job);
+
+/* The writer's state of one topic. */
+typedef struct kr_wtopic {
+    char *dir;
+    int dirfd;
+    int fd;               /* active segment, read-write */
+    uint64_t seg_base;
+    uint64_t file_len;    /* bytes written successfully */
+    uint64_t synced_len;  /* bytes known durable */
+    uint64_t next;        /* offset after the last event written */
+    uint64_t max_ts;      /* of the active segment */
+    bool broken;          /* a sync failed and the rewrite did too */
+    struct kr_unsynced {
+        kr_block *b;
+        uint64_t pos;
+    } *unsynced;          /* batches written since the last good sync */
+    size_t n_unsynced, cap_unsynced;
+    kr_index_entry *idx;  /* sparse index of the active segment */
+    size_t n_idx, cap_idx;
+    uint64_t last_idx_pos;
+} kr_wtopic;
+
+typedef struct kr_writer kr_writer;
+
+/*
+ * kr_writer_start - start the thread. `on_done` runs on the loop thread with
+ * the jobs of one round (in submission order); it owns them afterwards.
+ * @return 0, or -1 (errno).
+ */
+int kr_writer_start(kr_writer **out, struct event_base *base, kr_view *view,
+                    uint64_t segment_bytes, kr_metrics *m,
+                    void (*on_done)(void *arg, struct kr_job_list *jobs), void *arg);
+
+/* Queue a job (loop thread). */
+void kr_writer_submit(kr_writer *w, kr_job *j);
+
+/* Finish queued jobs, deliver them, stop and join the thread. NULL ok.
+ * Completions are delivered through the loop: drive it afterwards. */
+void kr_writer_stop(kr_writer *w);
+
+/* Jobs queued or running (loop thread, for shutdown). */
+unsigned kr_writer_pending(kr_writer *w);
+
+/* Writer-side topic state. For a recovered topic (store.c, before the
+ * writer starts) fd is the last segment opened read-write at its good end;
+ * for a new topic dirfd and fd are -1 until its CREATE job runs. */
+kr_wtopic *kr_wtopic_new(const char *dir, int dirfd, int fd, uint64_t seg_base, uint64_t file_len,
+                         uint64_t next, uint64_t max_ts);
+void kr_wtopic_free(kr_wtopic *w);
+
+/* Write a segment's sparse index file (BASE.idx), a hint: CRC-checked on
+ * load, rebuilt when missing or wrong. @return 0 or -1. */
+int kr_index_write(int dirfd, uint64_t base, uint64_t next, uint64_t size, uint64_t max_ts,
+                   const kr_index_entry *idx, size_t n);
+
+/* Load BASE.idx. @return 0 with *idx (malloc'd) and the header fields, or
+ * -1 when missing, torn or not matching `size`. */
+int kr_index_load(int dirfd, uint64_t base, uint64_t size, uint64_t *next, uint64_t *max_ts,
+                  kr_index_entry **idx, size_t *n);
+
+#endif

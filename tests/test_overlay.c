@@ -1,0 +1,676 @@
+/*
+ * tests/test_overlay.c - the in-memory latest-value overlay: put, get and
+ * replace; tombstones; block reference counts and byte accounting; growth;
+ * put_older; foreach; sorted selection (prefix, after, limit, binary keys);
+ * and a timing figure for 1M inserts over 100k keys (printed, not asserted).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "store/overlay.h"
+
+/* A block holding `n` keys given as (bytes, len), packed one after the
+ * other; entries for them point into the block. */
+typedef struct kblock {
+    kr_block *b;
+    size_t used;
+} kblock;
+
+static kblock kb_new(size_t cap)
+{
+    kblock k = {kr_block_new(cap), 0};
+    assert_non_null(k.b);
+    return k;
+}
+
+/* Copy the key into the block and describe an entry for it. */
+static kr_ov_entry kb_entry(kblock *k, const void *key, size_t len, uint64_t offset, bool tomb)
+{
+    assert_true(k->used + len <= k->b->cap);
+    memcpy(k->b->data + k->used, key, len);
+    kr_ov_entry e = {
+        .key = k->b->data + k->used,
+        .key_len = (uint32_t)len,
+        .block = k->b,
+        .ev_pos = (uint32_t)k->used,
+        .ev_len = (uint32_t)len,
+        .offset = offset,
+        .ts = 1000 + offset,
+        .tombstone = tomb,
+    };
+    k->used += len;
+    k->b->len = k->used;
+    return e;
+}
+
+static const kr_ov_entry *get_str(kr_overlay *ov, const char *key)
+{
+    return kr_overlay_get(ov, (const uint8_t *)key, strlen(key));
+}
+
+static void test_new_free(void **state)
+{
+    (void)state;
+    kr_overlay *ov = kr_overlay_new();
+    assert_non_null(ov);
+    assert_int_equal(kr_overlay_count(ov), 0);
+    assert_int_equal(kr_overlay_next(ov), 0);
+    assert_true(kr_overlay_bytes(ov) > 0);
+    assert_null(get_str(ov, "x"));
+    assert_null(kr_overlay_get(ov, NULL, 0));
+    const kr_ov_entry *out[4];
+    assert_int_equal(kr_overlay_sorted(ov, NULL, 0, false, NULL, 0, 4, out), 0);
+    kr_overlay_free(ov);
+    kr_overlay_free(NULL);
+    kr_block_unref(NULL);
+}
+
+static void test_put_get_replace(void **state)
+{
+    (void)state;
+    kr_overlay *ov = kr_overlay_new();
+    kblock k = kb_new(256);
+    kr_ov_entry a1 = kb_entry(&k, "alpha", 5, 10, false);
+    kr_ov_entry b1 = kb_entry(&k, "beta", 4, 11, false);
+    assert_int_equal(kr_overlay_put(ov, &a1), 0);
+    assert_int_equal(kr_overlay_put(ov, &b1), 0);
+    assert_int_equal(kr_overlay_count(ov), 2);
+    assert_int_equal(kr_overlay_next(ov), 12);
+
+    const kr_ov_entry *g = get_str(ov, "alpha");
+    assert_non_null(g);
+    assert_int_equal(g->offset, 10);
+    assert_int_equal(g->ts, 1010);
+    assert_false(g->tombstone);
+    assert_memory_equal(g->key, "alpha", 5);
+    assert_null(get_str(ov, "alph"));
+    assert_null(get_str(ov, "alphab"));
+    assert_null(get_str(ov, "gamma"));
+
+    /* Replacing: same key, a newer offset; the key bytes are a new copy. */
+    kr_ov_entry a2 = kb_entry(&k, "alpha", 5, 20, false);
+    assert_int_equal(kr_overlay_put(ov, &a2), 0);
+    assert_int_equal(kr_overlay_count(ov), 2);
+    g = get_str(ov, "alpha");
+    assert_int_equal(g->offset, 20);
+    assert_ptr_equal(g->key, a2.key);
+    assert_int_equal(g->ev_pos, a2.ev_pos);
+    assert_int_equal(kr_overlay_next(ov), 21);
+    assert_int_equal(get_str(ov, "beta")->offset, 11);
+
+    /* The empty key is a key like any other. */
+    kr_ov_entry empty = kb_entry(&k, "", 0, 21, false);
+    assert_int_equal(kr_overlay_put(ov, &empty), 0);
+    assert_int_equal(kr_overlay_count(ov), 3);
+    g = kr_overlay_get(ov, (const uint8_t *)"", 0);
+    assert_non_null(g);
+    assert_int_equal(g->offset, 21);
+    assert_int_equal(kr_overlay_next(ov), 22);
+
+    kr_overlay_free(ov);
+    assert_int_equal(k.b->refs, 1);
+    assert_int_equal(k.b->ov_refs, 0);
+    kr_block_unref(k.b);
+}
+
+static void test_tombstone_is_entry(void **state)
+{
+    (void)state;
+    kr_overlay *ov = kr_overlay_new();
+    kblock k = kb_new(64);
+    kr_ov_entry a = kb_entry(&k, "k", 1, 1, false);
+    kr_ov_entry t = kb_entry(&k, "k", 1, 2, true);
+    assert_int_equal(kr_overlay_put(ov, &a), 0);
+    assert_int_equal(kr_overlay_put(ov, &t), 0);
+    assert_int_equal(kr_overlay_count(ov), 1);
+    const kr_ov_entry *g = get_str(ov, "k");
+    assert_non_null(g);
+    assert_true(g->tombstone);
+    assert_int_equal(g->offset, 2);
+    /* A tombstone for a key never seen is kept too (it hides RocksDB's). */
+    kr_ov_entry t2 = kb_entry(&k, "z", 1, 3, true);
+    assert_int_equal(kr_overlay_put(ov, &t2), 0);
+    assert_int_equal(kr_overlay_count(ov), 2);
+    assert_true(get_str(ov, "z")->tombstone);
+    /* And a value after a tombstone brings the key back. */
+    kr_ov_entry a3 = kb_entry(&k, "k", 1, 4, false);
+    assert_int_equal(kr_overlay_put(ov, &a3), 0);
+    assert_false(get_str(ov, "k")->tombstone);
+    kr_overlay_free(ov);
+    kr_block_unref(k.b);
+}
+
+/*
+ * A block is freed exactly when neither an entry nor a holder references
+ * it: refs are checked at each step, and ASan/LSan report a block freed too
+ * early (use after free below) or never (leak).
+ */
+static void test_refcounts_and_bytes(void **state)
+{
+    (void)state;
+    kr_overlay *ov = kr_overlay_new();
+    size_t base = kr_overlay_bytes(ov); /* the table alone */
+    kblock k1 = kb_new(1000);
+    kblock k2 = kb_new(3000);
+
+    kr_ov_entry a1 = kb_entry(&k1, "a", 1, 1, false);
+    kr_ov_entry b1 = kb_entry(&k1, "b", 1, 2, false);
+    assert_int_equal(kr_overlay_put(ov, &a1), 0);
+    assert_int_equal(k1.b->refs, 2);
+    assert_int_equal(k1.b->ov_refs, 1);
+    assert_int_equal(kr_overlay_bytes(ov), base + 1000);
+    assert_int_equal(kr_overlay_put(ov, &b1), 0);
+    assert_int_equal(k1.b->refs, 3);
+    assert_int_equal(k1.b->ov_refs, 2);
+    assert_int_equal(kr_overlay_bytes(ov), base + 1000); /* distinct blocks */
+
+    /* Replace within the same block: nothing moves. */
+    kr_ov_entry a1b = kb_entry(&k1, "a", 1, 3, false);
+    assert_int_equal(kr_overlay_put(ov, &a1b), 0);
+    assert_int_equal(k1.b->refs, 3);
+    assert_int_equal(k1.b->ov_refs, 2);
+    assert_int_equal(kr_overlay_bytes(ov), base + 1000);
+
+    /* Replace a from k1 by a from k2. */
+    kr_ov_entry a2 = kb_entry(&k2, "a", 1, 4, false);
+    assert_int_equal(kr_overlay_put(ov, &a2), 0);
+    assert_int_equal(k1.b->refs, 2);
+    assert_int_equal(k1.b->ov_refs, 1);
+    assert_int_equal(k2.b->refs, 2);
+    assert_int_equal(k2.b->ov_refs, 1);
+    assert_int_equal(kr_overlay_bytes(ov), base + 4000);
+
+    /* The last entry in k1 goes: k1 no longer counts. */
+    kr_ov_entry b2 = kb_entry(&k2, "b", 1, 5, false);
+    assert_int_equal(kr_overlay_put(ov, &b2), 0);
+    assert_int_equal(k1.b->refs, 1);
+    assert_int_equal(k1.b->ov_refs, 0);
+    assert_int_equal(kr_overlay_bytes(ov), base + 3000);
+    kr_block_unref(k1.b); /* the creator's reference: freed here */
+
+    /* Entries keep k2 alive after its creator let go... */
+    kr_block_unref(k2.b);
+    assert_int_equal(k2.b->refs, 2);
+    const kr_ov_entry *g = get_str(ov, "b");
+    assert_memory_equal(g->key, "b", 1);
+    /* ...and a holder keeps it alive after the overlay goes. */
+    kr_block *holder = g->block;
+    kr_block_ref(holder);
+    kr_overlay_free(ov);
+    assert_int_equal(holder->refs, 1);
+    assert_int_equal(holder->ov_refs, 0);
+    assert_memory_equal(holder->data, "ab", 2);
+    kr_block_unref(holder); /* freed here */
+}
+
+static void test_block_new(void **state)
+{
+    (void)state;
+    kr_block *b = kr_block_new(0);
+    assert_non_null(b);
+    assert_int_equal(b->refs, 1);
+    assert_int_equal(b->ov_refs, 0);
+    assert_int_equal(b->len, 0);
+    assert_int_equal(b->cap, 0);
+    kr_block_unref(b);
+    assert_null(kr_block_new(SIZE_MAX));
+    assert_null(kr_block_new(SIZE_MAX - 8));
+}
+
+/* Many thousands of keys across many blocks: every key found, the table
+ * grew and stays under 70% full, and replacing all of them frees the old
+ * blocks' accounting. */
+#define GROW_KEYS      60000
+#define GROW_PER_BLOCK 1000
+
+static void test_growth(void **state)
+{
+    (void)state;
+    kr_overlay *ov = kr_overlay_new();
+    size_t nblocks = GROW_KEYS / GROW_PER_BLOCK;
+    kr_block *round1[GROW_KEYS / GROW_PER_BLOCK];
+    kr_block *round2[GROW_KEYS / GROW_PER_BLOCK];
+    char key[32];
+    for (int round = 0; round < 2; round++) {
+        kr_block **blocks = round == 0 ? round1 : round2;
+        for (size_t bi = 0; bi < nblocks; bi++) {
+            kblock k = kb_new(GROW_PER_BLOCK * 16);
+            blocks[bi] = k.b;
+            for (size_t j = 0; j < GROW_PER_BLOCK; j++) {
+                size_t i = bi * GROW_PER_BLOCK + j;
+                int n = snprintf(key, sizeof key, "key-%zu", i);
+                uint64_t off = (uint64_t)round * GROW_KEYS + i;
+                kr_ov_entry e = kb_entry(&k, key, (size_t)n, off, false);
+                assert_int_equal(kr_overlay_put(ov, &e), 0);
+            }
+        }
+        assert_int_equal(kr_overlay_count(ov), GROW_KEYS);
+        assert_int_equal(kr_overlay_next(ov), (uint64_t)(round + 1) * GROW_KEYS);
+        for (size_t i = 0; i < GROW_KEYS; i++) {
+            int n = snprintf(key, sizeof key, "key-%zu", i);
+            const kr_ov_entry *g = kr_overlay_get(ov, (const uint8_t *)key, (size_t)n);
+            assert_non_null(g);
+            assert_int_equal(g->offset, (uint64_t)round * GROW_KEYS + i);
+            assert_ptr_equal(g->block, blocks[i / GROW_PER_BLOCK]);
+        }
+        assert_null(get_str(ov, "key-60000"));
+        assert_null(get_str(ov, "key-"));
+        /* Only this round's blocks are accounted; the table is at least
+         * count / 0.7 slots of 64 bytes and at most twice that (+ slack). */
+        size_t caps = nblocks * GROW_PER_BLOCK * 16;
+        size_t table = kr_overlay_bytes(ov) - caps;
+        assert_true(kr_overlay_bytes(ov) > caps);
+        assert_true(table >= (size_t)GROW_KEYS * 64 * 10 / 7);
+        assert_true(table <= (size_t)GROW_KEYS * 64 * 10 / 7 * 2 + 4096);
+    }
+    for (size_t bi = 0; bi < nblocks; bi++) {
+        assert_int_equal(round1[bi]->refs, 1);
+        assert_int_equal(round1[bi]->ov_refs, 0);
+        kr_block_unref(round1[bi]);
+        assert_int_equal(round2[bi]->refs, 1 + GROW_PER_BLOCK);
+        kr_block_unref(round2[bi]);
+    }
+    kr_overlay_free(ov);
+}
+
+static void test_put_older(void **state)
+{
+    (void)state;
+    kr_overlay *ov = kr_overlay_new();
+    kblock k = kb_new(64);
+    kr_ov_entry a5 = kb_entry(&k, "a", 1, 5, false);
+    kr_ov_entry a3 = kb_entry(&k, "a", 1, 3, true);
+    kr_ov_entry b2 = kb_entry(&k, "b", 1, 2, false);
+    assert_int_equal(kr_overlay_put(ov, &a5), 0);
+    assert_int_equal(k.b->refs, 2);
+    assert_int_equal(kr_overlay_put_older(ov, &a3), 0);
+    assert_int_equal(k.b->refs, 2); /* nothing taken */
+    const kr_ov_entry *g = get_str(ov, "a");
+    assert_int_equal(g->offset, 5);
+    assert_false(g->tombstone);
+    assert_int_equal(kr_overlay_put_older(ov, &b2), 1);
+    assert_int_equal(k.b->refs, 3);
+    assert_int_equal(get_str(ov, "b")->offset, 2);
+    assert_int_equal(kr_overlay_count(ov), 2);
+    assert_int_equal(kr_overlay_next(ov), 6);
+    /* Into an empty overlay, put_older sets next too. */
+    kr_overlay *ov2 = kr_overlay_new();
+    assert_int_equal(kr_overlay_put_older(ov2, &a3), 1);
+    assert_int_equal(kr_overlay_next(ov2), 4);
+    assert_true(get_str(ov2, "a")->tombstone);
+    kr_overlay_free(ov2);
+    kr_overlay_free(ov);
+    assert_int_equal(k.b->refs, 1);
+    kr_block_unref(k.b);
+}
+
+typedef struct fe_state {
+    size_t calls;
+    size_t stop_at;
+    uint64_t offsets;
+} fe_state;
+
+static int fe_cb(void *arg, const kr_ov_entry *e)
+{
+    fe_state *st = arg;
+    st->calls++;
+    st->offsets += e->offset;
+    return st->calls == st->stop_at ? 42 : 0;
+}
+
+static void test_foreach(void **state)
+{
+    (void)state;
+    kr_overlay *ov = kr_overlay_new();
+    kblock k = kb_new(1024);
+    char key[16];
+    uint64_t sum = 0;
+    for (int i = 0; i < 100; i++) {
+        int n = snprintf(key, sizeof key, "k%d", i);
+        kr_ov_entry e = kb_entry(&k, key, (size_t)n, (uint64_t)i, i % 3 == 0);
+        assert_int_equal(kr_overlay_put(ov, &e), 0);
+        sum += (uint64_t)i;
+    }
+    fe_state st = {0, 0, 0};
+    assert_int_equal(kr_overlay_foreach(ov, fe_cb, &st), 0);
+    assert_int_equal(st.calls, 100);
+    assert_int_equal(st.offsets, sum);
+    fe_state st2 = {0, 7, 0};
+    assert_int_equal(kr_overlay_foreach(ov, fe_cb, &st2), 42);
+    assert_int_equal(st2.calls, 7);
+    kr_overlay_free(ov);
+    kr_block_unref(k.b);
+}
+
+/* ---- sorted ---- */
+
+typedef struct bkey {
+    const char *p;
+    size_t n;
+} bkey;
+
+#define BK(s)                                                                                      \
+    {                                                                                              \
+        s, sizeof(s) - 1                                                                           \
+    }
+
+/* In the unsigned bytewise order RocksDB uses. */
+static const bkey sorted_keys[] = {
+    BK(""),     BK("\x00"), BK("\x00\x00"), BK("\x00\xff"), BK("a"),        BK("a\x00"),
+    BK("ab"),   BK("abc"),  BK("a\x7f"),    BK("a\x80"),    BK("a\xff"),    BK("b"),
+    BK("\x7f"), BK("\x80"), BK("\xff"),     BK("\xff\x00"), BK("\xff\xff"),
+};
+#define NSORTED (sizeof sorted_keys / sizeof sorted_keys[0])
+
+static kr_overlay *sorted_fixture(kblock *k)
+{
+    kr_overlay *ov = kr_overlay_new();
+    *k = kb_new(256);
+    /* Insert in a scrambled order. */
+    for (size_t i = 0; i < NSORTED; i++) {
+        size_t j = (i * 7 + 3) % NSORTED;
+        kr_ov_entry e = kb_entry(k, sorted_keys[j].p, sorted_keys[j].n, j, false);
+        assert_int_equal(kr_overlay_put(ov, &e), 0);
+    }
+    assert_int_equal(kr_overlay_count(ov), NSORTED);
+    return ov;
+}
+
+/* out[0..n) must be sorted_keys[from..from+n). */
+static void expect_run(const kr_ov_entry **out, size_t n, size_t from, size_t want_n)
+{
+    assert_int_equal(n, want_n);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(out[i]->key_len, sorted_keys[from + i].n);
+        if (out[i]->key_len)
+            assert_memory_equal(out[i]->key, sorted_keys[from + i].p, out[i]->key_len);
+        assert_int_equal(out[i]->offset, from + i);
+    }
+}
+
+static size_t idx_of(const char *p, size_t n)
+{
+    for (size_t i = 0; i < NSORTED; i++)
+        if (sorted_keys[i].n == n && memcmp(sorted_keys[i].p, p, n) == 0)
+            return i;
+    fail_msg("no such key");
+    return 0;
+}
+
+#define IDX(s) idx_of(s, sizeof(s) - 1)
+#define U8(s)  ((const uint8_t *)(s))
+
+static void test_sorted(void **state)
+{
+    (void)state;
+    kblock k;
+    kr_overlay *ov = sorted_fixture(&k);
+    const kr_ov_entry *out[NSORTED + 4];
+    size_t n;
+
+    /* Everything. */
+    n = kr_overlay_sorted(ov, NULL, 0, false, NULL, 0, NSORTED + 4, out);
+    expect_run(out, n, 0, NSORTED);
+    /* limit 0 and limit 1. */
+    assert_int_equal(kr_overlay_sorted(ov, NULL, 0, false, NULL, 0, 0, out), 0);
+    n = kr_overlay_sorted(ov, NULL, 0, false, NULL, 0, 1, out);
+    expect_run(out, n, 0, 1);
+    /* Limit: the first 5. */
+    n = kr_overlay_sorted(ov, NULL, 0, false, NULL, 0, 5, out);
+    expect_run(out, n, 0, 5);
+
+    /* Prefix "a": a, a\0, ab, abc, a\x7f, a\x80, a\xff. */
+    n = kr_overlay_sorted(ov, U8("a"), 1, false, NULL, 0, NSORTED, out);
+    expect_run(out, n, IDX("a"), 7);
+    /* Prefix "ab": ab, abc (keys that are prefixes of each other). */
+    n = kr_overlay_sorted(ov, U8("ab"), 2, false, NULL, 0, NSORTED, out);
+    expect_run(out, n, IDX("ab"), 2);
+    /* Prefix "abc": only itself; "abcd": nothing. */
+    n = kr_overlay_sorted(ov, U8("abc"), 3, false, NULL, 0, NSORTED, out);
+    expect_run(out, n, IDX("abc"), 1);
+    assert_int_equal(kr_overlay_sorted(ov, U8("abcd"), 4, false, NULL, 0, NSORTED, out), 0);
+    /* Binary prefixes. */
+    n = kr_overlay_sorted(ov, U8("\x00"), 1, false, NULL, 0, NSORTED, out);
+    expect_run(out, n, IDX("\x00"), 3);
+    n = kr_overlay_sorted(ov, U8("\xff"), 1, false, NULL, 0, NSORTED, out);
+    expect_run(out, n, IDX("\xff"), 3);
+    n = kr_overlay_sorted(ov, U8("\xff\xff"), 2, false, NULL, 0, NSORTED, out);
+    expect_run(out, n, IDX("\xff\xff"), 1);
+
+    /* After a key that exists: strictly after it. */
+    n = kr_overlay_sorted(ov, NULL, 0, true, U8("a"), 1, NSORTED, out);
+    expect_run(out, n, IDX("a\x00"), NSORTED - IDX("a\x00"));
+    n = kr_overlay_sorted(ov, NULL, 0, true, U8("ab"), 2, NSORTED, out);
+    expect_run(out, n, IDX("abc"), NSORTED - IDX("abc"));
+    /* After the empty key (exists): everything but it. */
+    n = kr_overlay_sorted(ov, NULL, 0, true, U8(""), 0, NSORTED, out);
+    expect_run(out, n, 1, NSORTED - 1);
+    /* After a key that does not exist. */
+    n = kr_overlay_sorted(ov, NULL, 0, true, U8("aa"), 2, NSORTED, out);
+    expect_run(out, n, IDX("ab"), NSORTED - IDX("ab"));
+    n = kr_overlay_sorted(ov, NULL, 0, true, U8("a\x00\x00"), 3, NSORTED, out);
+    expect_run(out, n, IDX("ab"), NSORTED - IDX("ab"));
+    n = kr_overlay_sorted(ov, NULL, 0, true, U8("abd"), 3, NSORTED, out);
+    expect_run(out, n, IDX("a\x7f"), NSORTED - IDX("a\x7f"));
+    /* After the last key, and past it. */
+    assert_int_equal(kr_overlay_sorted(ov, NULL, 0, true, U8("\xff\xff"), 2, NSORTED, out), 0);
+    assert_int_equal(kr_overlay_sorted(ov, NULL, 0, true, U8("\xff\xff\x00"), 3, NSORTED, out), 0);
+    /* Prefix + after + limit. */
+    n = kr_overlay_sorted(ov, U8("a"), 1, true, U8("a"), 1, 2, out);
+    expect_run(out, n, IDX("a\x00"), 2);
+    n = kr_overlay_sorted(ov, U8("a"), 1, true, U8("a\x80"), 2, 10, out);
+    expect_run(out, n, IDX("a\xff"), 1);
+    n = kr_overlay_sorted(ov, U8("a"), 1, true, U8("ab"), 2, 2, out);
+    expect_run(out, n, IDX("abc"), 2);
+    /* `after` before the prefix range: the whole range. */
+    n = kr_overlay_sorted(ov, U8("b"), 1, true, U8("\x00"), 1, 10, out);
+    expect_run(out, n, IDX("b"), 1);
+    /* `after` past the prefix range: nothing. */
+    assert_int_equal(kr_overlay_sorted(ov, U8("a"), 1, true, U8("b"), 1, 10, out), 0);
+
+    kr_overlay_free(ov);
+    kr_block_unref(k.b);
+}
+
+/* Random binary keys against qsort: many prefix/after/limit combinations. */
+static int ref_cmp(const void *pa, const void *pb)
+{
+    const kr_ov_entry *a = *(const kr_ov_entry *const *)pa;
+    const kr_ov_entry *b = *(const kr_ov_entry *const *)pb;
+    size_t n = a->key_len < b->key_len ? a->key_len : b->key_len;
+    int c = n ? memcmp(a->key, b->key, n) : 0;
+    if (c)
+        return c;
+    return a->key_len < b->key_len ? -1 : a->key_len > b->key_len;
+}
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static uint64_t rng(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+static size_t rand_key(uint8_t *k)
+{
+    static const uint8_t alpha[] = {0x00, 0x01, 0x7f, 0x80, 0xfe, 0xff};
+    size_t n = rng() % 5;
+    for (size_t i = 0; i < n; i++)
+        k[i] = alpha[rng() % sizeof alpha];
+    return n;
+}
+
+#define RND_KEYS 1500
+
+static int has_prefix(const kr_ov_entry *e, const uint8_t *p, size_t n)
+{
+    return e->key_len >= n && (n == 0 || memcmp(e->key, p, n) == 0);
+}
+
+typedef struct collect_state {
+    const kr_ov_entry **v;
+    size_t n;
+} collect_state;
+
+static int collect_cb(void *arg, const kr_ov_entry *e)
+{
+    collect_state *cs = arg;
+    cs->v[cs->n++] = e;
+    return 0;
+}
+
+static void test_sorted_random(void **state)
+{
+    (void)state;
+    kr_overlay *ov = kr_overlay_new();
+    kblock k = kb_new(RND_KEYS * 4);
+    uint8_t key[8];
+    for (int i = 0; i < RND_KEYS; i++) {
+        size_t n = rand_key(key);
+        if (kr_overlay_get(ov, key, n))
+            continue;
+        kr_ov_entry e = kb_entry(&k, key, n, (uint64_t)i, false);
+        assert_int_equal(kr_overlay_put(ov, &e), 0);
+    }
+    size_t total = kr_overlay_count(ov);
+    assert_true(total > 300);
+
+    /* The reference: every entry, sorted. */
+    const kr_ov_entry **all = calloc(total, sizeof *all);
+    const kr_ov_entry **out = calloc(total + 1, sizeof *out);
+    const kr_ov_entry **want = calloc(total, sizeof *want);
+    assert_non_null(all);
+    assert_non_null(out);
+    assert_non_null(want);
+    collect_state cs = {all, 0};
+    assert_int_equal(kr_overlay_foreach(ov, collect_cb, &cs), 0);
+    assert_int_equal(cs.n, total);
+    qsort(all, total, sizeof *all, ref_cmp);
+    assert_int_equal(kr_overlay_sorted(ov, NULL, 0, false, NULL, 0, total + 1, out), total);
+    for (size_t i = 0; i < total; i++)
+        assert_ptr_equal(all[i], out[i]);
+
+    for (int iter = 0; iter < 400; iter++) {
+        uint8_t pre[8], aft[8];
+        size_t pn = rng() % 3 == 0 ? 0 : rand_key(pre) % 3;
+        bool has_after = rng() % 2;
+        size_t an = rand_key(aft);
+        size_t limit = (size_t)(rng() % (total + 2));
+        size_t wn = 0;
+        for (size_t i = 0; i < total && wn < limit; i++) {
+            if (!has_prefix(all[i], pre, pn))
+                continue;
+            if (has_after) {
+                kr_ov_entry a = {.key = aft, .key_len = (uint32_t)an};
+                const kr_ov_entry *ap = &a, *ip = all[i];
+                if (ref_cmp(&ip, &ap) <= 0)
+                    continue;
+            }
+            want[wn++] = all[i];
+        }
+        size_t n = kr_overlay_sorted(ov, pre, pn, has_after, aft, an, limit, out);
+        assert_int_equal(n, wn);
+        for (size_t i = 0; i < n; i++)
+            assert_ptr_equal(out[i], want[i]);
+    }
+    free(all);
+    free(out);
+    free(want);
+    kr_overlay_free(ov);
+    kr_block_unref(k.b);
+}
+
+/* ---- timing (a figure, never asserted) ---- */
+
+#define T_INSERTS   1000000
+#define T_KEYS      100000
+#define T_PER_BLOCK 1000
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void test_timing_1m_inserts(void **state)
+{
+    (void)state;
+    kr_ov_entry *es = malloc(sizeof *es * T_INSERTS);
+    kr_block **blocks = malloc(sizeof *blocks * (T_INSERTS / T_PER_BLOCK));
+    assert_non_null(es);
+    assert_non_null(blocks);
+    char key[32];
+    for (size_t bi = 0; bi < T_INSERTS / T_PER_BLOCK; bi++) {
+        kblock k = kb_new(T_PER_BLOCK * 16);
+        blocks[bi] = k.b;
+        for (size_t j = 0; j < T_PER_BLOCK; j++) {
+            size_t i = bi * T_PER_BLOCK + j;
+            int n = snprintf(key, sizeof key, "user-%08u", (unsigned)(rng() % T_KEYS));
+            es[i] = kb_entry(&k, key, (size_t)n, i, false);
+        }
+    }
+    kr_overlay *ov = kr_overlay_new();
+    double t0 = now_s();
+    for (size_t i = 0; i < T_INSERTS; i++)
+        if (kr_overlay_put(ov, &es[i]) != 0)
+            fail_msg("put failed");
+    double t1 = now_s();
+    double t_put = t1 - t0;
+    size_t keys = kr_overlay_count(ov);
+    assert_true(keys > T_KEYS * 99 / 100 && keys <= T_KEYS);
+    assert_int_equal(kr_overlay_next(ov), T_INSERTS);
+    /* Gets of every key in random order, keys formatted beforehand. */
+    char(*gk)[16] = malloc(sizeof *gk * T_KEYS);
+    assert_non_null(gk);
+    for (size_t i = 0; i < T_KEYS; i++)
+        snprintf(gk[i], sizeof gk[i], "user-%08u", (unsigned)(rng() % T_KEYS));
+    size_t found = 0;
+    t1 = now_s();
+    for (size_t i = 0; i < T_KEYS; i++)
+        found += kr_overlay_get(ov, (const uint8_t *)gk[i], 13) != NULL;
+    double t2 = now_s();
+    assert_true(found > T_KEYS * 99 / 100);
+    free(gk);
+    printf("[ overlay ] %d inserts over %zu keys: %.1f ns/insert; %d gets: %.1f ns/get; "
+           "%zu bytes held\n",
+           T_INSERTS, keys, t_put * 1e9 / T_INSERTS, T_KEYS, (t2 - t1) * 1e9 / T_KEYS,
+           kr_overlay_bytes(ov));
+    kr_overlay_free(ov);
+    for (size_t bi = 0; bi < T_INSERTS / T_PER_BLOCK; bi++) {
+        assert_int_equal(blocks[bi]->refs, 1);
+        kr_block_unref(blocks[bi]);
+    }
+    free(blocks);
+    free(es);
+}
+
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_new_free),
+    cmocka_unit_test(test_put_get_replace),
+    cmocka_unit_test(test_tombstone_is_entry),
+    cmocka_unit_test(test_refcounts_and_bytes),
+    cmocka_unit_test(test_block_new),
+    cmocka_unit_test(test_growth),
+    cmocka_unit_test(test_put_older),
+    cmocka_unit_test(test_foreach),
+    cmocka_unit_test(test_sorted),
+    cmocka_unit_test(test_sorted_random),
+    cmocka_unit_test(test_timing_1m_inserts),
+};
+
+int main(void)
+{
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,808 @@
+/*
+ * tests/test_view.c - the RocksDB latest-value view: open/close/reopen,
+ * markers, put/get/delete surviving a reopen (the flush), scans in bytewise
+ * order with prefix/after/limit, topic isolation, snapshots, dropping a
+ * topic, error sentences, and timing figures for a 100k-key checkpoint
+ * (printed, never asserted). Each test works in its own mkdtemp directory,
+ * removed afterwards.
+ */
+#include <ftw.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <rocksdb/c.h>
+
+#include "proto/buf.h"
+#include "store/view.h"
+
+#define U8(s) ((const uint8_t *)(s))
+#define T(s)  (s), (sizeof(s) - 1)
+
+typedef struct fixture {
+    char dir[64];
+    char path[96]; /* dir/view */
+    kr_view *v;
+    char err[512];
+} fixture;
+
+static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    strcpy(f->dir, "/tmp/krappy-test-view-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->path, sizeof f->path, "%s/view", f->dir);
+    assert_int_equal(kr_view_open(f->path, NULL, &f->v, f->err, sizeof f->err), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    kr_view_close(f->v);
+    nftw(f->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    free(f);
+    return 0;
+}
+
+/* Close and open again (a process restart, as far as RocksDB knows). */
+static void restart(fixture *f)
+{
+    kr_view_close(f->v);
+    f->v = NULL;
+    assert_int_equal(kr_view_open(f->path, NULL, &f->v, f->err, sizeof f->err), 0);
+}
+
+static void write_ok(fixture *f, kr_view_batch *b)
+{
+    int rc = kr_view_write(f->v, b, f->err, sizeof f->err);
+    if (rc != 0)
+        fail_msg("write: %s", f->err);
+    kr_view_batch_free(b);
+}
+
+static void put(kr_view_batch *b, const char *topic, const void *key, size_t klen, const char *ev)
+{
+    kr_view_batch_put(b, topic, strlen(topic), key, klen, U8(ev), strlen(ev));
+}
+
+/* 1 and the event in *buf (NUL-terminated), 0 absent. */
+static int get(fixture *f, const char *topic, const void *key, size_t klen, char *buf, size_t cap)
+{
+    kr_buf out;
+    kr_buf_init(&out, SIZE_MAX);
+    int rc = kr_view_get(f->v, topic, strlen(topic), key, klen, &out, f->err, sizeof f->err);
+    assert_true(rc == 0 || rc == 1);
+    if (rc == 1) {
+        assert_true(out.len < cap);
+        memcpy(buf, out.data, out.len);
+        buf[out.len] = 0;
+    }
+    kr_buf_free(&out);
+    return rc;
+}
+
+static void expect_get(fixture *f, const char *topic, const void *key, size_t klen,
+                       const char *want)
+{
+    char buf[256];
+    if (want == NULL) {
+        assert_int_equal(get(f, topic, key, klen, buf, sizeof buf), 0);
+        assert_int_equal(kr_view_exists(f->v, topic, strlen(topic), key, klen), 0);
+    } else {
+        assert_int_equal(get(f, topic, key, klen, buf, sizeof buf), 1);
+        assert_string_equal(buf, want);
+        assert_int_equal(kr_view_exists(f->v, topic, strlen(topic), key, klen), 1);
+    }
+}
+
+/* ---- scan helper: collects keys as (len, bytes) ---- */
+
+typedef struct collected {
+    size_t n;
+    size_t stop_at; /* fn returns 1 on this call (1-based); 0 never */
+    bool bad;       /* more keys or longer events than this holds */
+    size_t full_klen[64];
+    uint8_t keys[64][32];
+    size_t klen[64];
+    char evs[64][32];
+} collected;
+
+static int collect_cb(void *arg, const uint8_t *key, size_t klen, const uint8_t *ev, size_t elen)
+{
+    collected *c = arg;
+    /* No assert here: a longjmp out of the scan would leave its iterator. */
+    if (c->n >= 64 || elen >= 32) {
+        c->bad = true;
+        return 1;
+    }
+    c->full_klen[c->n] = klen;
+    if (klen > 32)
+        klen = 32;
+    memcpy(c->keys[c->n], key, klen);
+    c->klen[c->n] = klen;
+    memcpy(c->evs[c->n], ev, elen);
+    c->evs[c->n][elen] = 0;
+    c->n++;
+    return c->n == c->stop_at;
+}
+
+typedef struct bkey {
+    const char *p;
+    size_t n;
+} bkey;
+
+#define BK(s)                                                                                      \
+    {                                                                                              \
+        s, sizeof(s) - 1                                                                           \
+    }
+
+/* In unsigned bytewise order. */
+static const bkey skeys[] = {
+    BK(""),     BK("\x00"), BK("\x00\x00"), BK("\x00\xff"), BK("a"),        BK("a\x00"),
+    BK("ab"),   BK("abc"),  BK("a\x7f"),    BK("a\x80"),    BK("a\xff"),    BK("b"),
+    BK("\x7f"), BK("\x80"), BK("\xff"),     BK("\xff\x00"), BK("\xff\xff"),
+};
+#define NSKEYS (sizeof skeys / sizeof skeys[0])
+
+static size_t sidx(const char *p, size_t n)
+{
+    for (size_t i = 0; i < NSKEYS; i++)
+        if (skeys[i].n == n && memcmp(skeys[i].p, p, n) == 0)
+            return i;
+    fail_msg("no such key");
+    return 0;
+}
+
+#define SIDX(s) sidx(s, sizeof(s) - 1)
+
+static long scan(fixture *f, kr_view_snap *s, const char *topic, const void *prefix, size_t plen,
+                 bool has_after, const void *after, size_t alen, size_t limit, collected *c,
+                 bool *more)
+{
+    long n = kr_view_scan(f->v, s, topic, strlen(topic), prefix, plen, has_after, after, alen,
+                          limit, collect_cb, c, more, f->err, sizeof f->err);
+    if (n < 0)
+        fail_msg("scan: %s", f->err);
+    assert_false(c->bad);
+    assert_int_equal((size_t)n, c->n);
+    return n;
+}
+
+/* c holds skeys[from..from+want) with events "e<index>". */
+static void expect_run(const collected *c, size_t from, size_t want)
+{
+    assert_int_equal(c->n, want);
+    for (size_t i = 0; i < c->n; i++) {
+        assert_int_equal(c->klen[i], skeys[from + i].n);
+        if (c->klen[i])
+            assert_memory_equal(c->keys[i], skeys[from + i].p, c->klen[i]);
+        char ev[24];
+        snprintf(ev, sizeof ev, "e%zu", from + i);
+        assert_string_equal(c->evs[i], ev);
+    }
+}
+
+/* ---- tests ---- */
+
+static void test_open_close_reopen(void **state)
+{
+    fixture *f = *state;
+    restart(f);
+    assert_int_equal(kr_view_reopen(f->v, f->err, sizeof f->err), 0);
+    assert_int_equal(kr_view_reopen(f->v, f->err, sizeof f->err), 0);
+    kr_view_close(NULL);
+    /* Explicit options. */
+    kr_view_close(f->v);
+    kr_view_opts o = {.block_cache_bytes = 1 << 20, .write_buffer_bytes = 1 << 20};
+    assert_int_equal(kr_view_open(f->path, &o, &f->v, f->err, sizeof f->err), 0);
+    assert_int_equal(kr_view_disk_bytes(f->v), 0);
+}
+
+static void test_open_file_fails(void **state)
+{
+    fixture *f = *state;
+    char file[128];
+    snprintf(file, sizeof file, "%s/plain-file", f->dir);
+    FILE *fp = fopen(file, "w");
+    assert_non_null(fp);
+    fputs("not a database\n", fp);
+    fclose(fp);
+    kr_view *v = (kr_view *)1;
+    char err[512] = "";
+    assert_int_equal(kr_view_open(file, NULL, &v, err, sizeof err), -1);
+    assert_null(v);
+    assert_non_null(strstr(err, "cannot open the view at "));
+    assert_non_null(strstr(err, file));
+    assert_true(strlen(err) > strlen("cannot open the view at ") + strlen(file) + 2);
+    /* Below a file too; and a tiny err buffer is cut, not overrun. */
+    char below[160];
+    snprintf(below, sizeof below, "%s/sub", file);
+    char tiny[8];
+    assert_int_equal(kr_view_open(below, NULL, &v, tiny, sizeof tiny), -1);
+    assert_int_equal(strlen(tiny), sizeof tiny - 1);
+    assert_int_equal(kr_view_open(below, NULL, &v, NULL, 0), -1);
+}
+
+static void test_marker(void **state)
+{
+    fixture *f = *state;
+    uint64_t next = 7, keys = 7;
+    assert_int_equal(kr_view_marker(f->v, T("orders"), &next, &keys, f->err, sizeof f->err), 0);
+    assert_int_equal(next, 7);
+
+    kr_view_batch *b = kr_view_batch_new();
+    assert_non_null(b);
+    put(b, "orders", "k1", 2, "ev1");
+    put(b, "orders", "k2", 2, "ev2");
+    kr_view_batch_marker(b, T("orders"), 1234567890123ull, 2);
+    kr_view_batch_marker(b, T("big"), UINT64_MAX, UINT64_MAX - 1);
+    kr_view_batch_marker(b, T(""), 0, 0);
+    assert_int_equal(kr_view_batch_count(b), 5);
+    write_ok(f, b);
+
+    restart(f);
+    assert_int_equal(kr_view_marker(f->v, T("orders"), &next, &keys, f->err, sizeof f->err), 1);
+    assert_int_equal(next, 1234567890123ull);
+    assert_int_equal(keys, 2);
+    assert_int_equal(kr_view_marker(f->v, T("big"), &next, &keys, f->err, sizeof f->err), 1);
+    assert_true(next == UINT64_MAX);
+    assert_true(keys == UINT64_MAX - 1);
+    assert_int_equal(kr_view_marker(f->v, T(""), &next, &keys, f->err, sizeof f->err), 1);
+    assert_int_equal(next, 0);
+    assert_int_equal(keys, 0);
+    expect_get(f, "orders", "k1", 2, "ev1");
+    expect_get(f, "orders", "k2", 2, "ev2");
+    /* A marker is not a key, and a topic's key is not a marker. */
+    expect_get(f, "orders", "", 0, NULL);
+    assert_int_equal(kr_view_marker(f->v, T("orders2"), &next, &keys, f->err, sizeof f->err), 0);
+
+    /* A newer marker replaces the old one. */
+    b = kr_view_batch_new();
+    kr_view_batch_marker(b, T("orders"), 99, 1);
+    write_ok(f, b);
+    assert_int_equal(kr_view_marker(f->v, T("orders"), &next, &keys, f->err, sizeof f->err), 1);
+    assert_int_equal(next, 99);
+    assert_int_equal(keys, 1);
+}
+
+static void test_put_get_delete(void **state)
+{
+    fixture *f = *state;
+    expect_get(f, "t", "absent", 6, NULL);
+
+    kr_view_batch *b = kr_view_batch_new();
+    put(b, "t", "k1", 2, "one");
+    put(b, "t", "k2", 2, "two");
+    put(b, "t", "\x00\xff", 2, "bin");
+    put(b, "t", "", 0, "empty");
+    write_ok(f, b);
+    expect_get(f, "t", "k1", 2, "one");
+    expect_get(f, "t", "", 0, "empty");
+    assert_true(kr_view_disk_bytes(f->v) > 0);
+
+    /* Survives a reopen (WAL off: only the flush put it on disk). */
+    assert_int_equal(kr_view_reopen(f->v, f->err, sizeof f->err), 0);
+    expect_get(f, "t", "k1", 2, "one");
+    expect_get(f, "t", "k2", 2, "two");
+    expect_get(f, "t", "\x00\xff", 2, "bin");
+    expect_get(f, "t", "k", 1, NULL);
+    expect_get(f, "t", "k1\x00", 3, NULL);
+    expect_get(f, "u", "k1", 2, NULL);
+
+    b = kr_view_batch_new();
+    kr_view_batch_delete(b, T("t"), U8("k1"), 2);
+    put(b, "t", "k2", 2, "two-b");
+    kr_view_batch_delete(b, T("t"), U8("never"), 5);
+    write_ok(f, b);
+    restart(f);
+    expect_get(f, "t", "k1", 2, NULL);
+    expect_get(f, "t", "k2", 2, "two-b");
+    expect_get(f, "t", "never", 5, NULL);
+
+    /* A key longer than the stack buffers. */
+    uint8_t big[2000];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (uint8_t)(i * 7);
+    b = kr_view_batch_new();
+    kr_view_batch_put(b, T("t"), big, sizeof big, U8("huge"), 4);
+    write_ok(f, b);
+    expect_get(f, "t", big, sizeof big, "huge");
+    expect_get(f, "t", big, sizeof big - 1, NULL);
+    collected c = {0};
+    bool more;
+    assert_int_equal(scan(f, NULL, "t", big, 1000, true, big, 1999, 10, &c, &more), 1);
+    assert_false(more);
+    assert_string_equal(c.evs[0], "huge");
+    assert_int_equal(c.full_klen[0], sizeof big);
+    assert_memory_equal(c.keys[0], big, 32);
+
+    /* An output buffer that refuses the bytes: -1 and a sentence. */
+    kr_buf small;
+    kr_buf_init(&small, 2);
+    assert_int_equal(kr_view_get(f->v, T("t"), U8("k2"), 2, &small, f->err, sizeof f->err), -1);
+    assert_true(strlen(f->err) > 0);
+    kr_buf_free(&small);
+}
+
+/* All skeys in topic "t" with event "e<i>", plus neighbours in other topics. */
+static void load_skeys(fixture *f)
+{
+    kr_view_batch *b = kr_view_batch_new();
+    for (size_t i = 0; i < NSKEYS; i++) {
+        char ev[24];
+        snprintf(ev, sizeof ev, "e%zu", (NSKEYS - 1 - i));
+        size_t j = NSKEYS - 1 - i; /* insert in reverse order */
+        kr_view_batch_put(b, T("t"), U8(skeys[j].p), skeys[j].n, U8(ev), strlen(ev));
+    }
+    put(b, "s", "a", 1, "other");
+    put(b, "u", "", 0, "other");
+    put(b, "t\x00", "a", 1, "other");
+    kr_view_batch_marker(b, T("t"), 100, NSKEYS);
+    write_ok(f, b);
+}
+
+static void test_scan_order_prefix_after_limit(void **state)
+{
+    fixture *f = *state;
+    load_skeys(f);
+    collected c;
+    bool more;
+
+#define RESET() memset(&c, 0, sizeof c)
+    RESET();
+    scan(f, NULL, "t", NULL, 0, false, NULL, 0, 100, &c, &more);
+    expect_run(&c, 0, NSKEYS);
+    assert_false(more);
+
+    /* Limit and the more flag. */
+    RESET();
+    scan(f, NULL, "t", NULL, 0, false, NULL, 0, 5, &c, &more);
+    expect_run(&c, 0, 5);
+    assert_true(more);
+    RESET();
+    scan(f, NULL, "t", NULL, 0, false, NULL, 0, NSKEYS, &c, &more);
+    expect_run(&c, 0, NSKEYS);
+    assert_false(more);
+    RESET();
+    scan(f, NULL, "t", NULL, 0, false, NULL, 0, 0, &c, &more);
+    assert_int_equal(c.n, 0);
+    assert_true(more);
+
+    /* Prefixes, including keys that are prefixes of each other. */
+    RESET();
+    scan(f, NULL, "t", "a", 1, false, NULL, 0, 100, &c, &more);
+    expect_run(&c, SIDX("a"), 7);
+    assert_false(more);
+    RESET();
+    scan(f, NULL, "t", "ab", 2, false, NULL, 0, 100, &c, &more);
+    expect_run(&c, SIDX("ab"), 2);
+    RESET();
+    scan(f, NULL, "t", "abcd", 4, false, NULL, 0, 100, &c, &more);
+    assert_int_equal(c.n, 0);
+    assert_false(more);
+    RESET();
+    scan(f, NULL, "t", "\x00", 1, false, NULL, 0, 100, &c, &more);
+    expect_run(&c, SIDX("\x00"), 3);
+    RESET();
+    scan(f, NULL, "t", "\xff", 1, false, NULL, 0, 100, &c, &more);
+    expect_run(&c, SIDX("\xff"), 3);
+    RESET();
+    scan(f, NULL, "t", "\xff\xff", 2, false, NULL, 0, 100, &c, &more);
+    expect_run(&c, SIDX("\xff\xff"), 1);
+    RESET();
+    scan(f, NULL, "t", "a", 1, false, NULL, 0, 3, &c, &more);
+    expect_run(&c, SIDX("a"), 3);
+    assert_true(more);
+
+    /* After a key that exists: strictly after. */
+    RESET();
+    scan(f, NULL, "t", NULL, 0, true, "a", 1, 100, &c, &more);
+    expect_run(&c, SIDX("a\x00"), NSKEYS - SIDX("a\x00"));
+    RESET();
+    scan(f, NULL, "t", NULL, 0, true, "", 0, 100, &c, &more);
+    expect_run(&c, 1, NSKEYS - 1);
+    RESET();
+    scan(f, NULL, "t", NULL, 0, true, "\x00", 1, 100, &c, &more);
+    expect_run(&c, SIDX("\x00\x00"), NSKEYS - SIDX("\x00\x00"));
+    /* After a key that does not exist. */
+    RESET();
+    scan(f, NULL, "t", NULL, 0, true, "aa", 2, 100, &c, &more);
+    expect_run(&c, SIDX("ab"), NSKEYS - SIDX("ab"));
+    RESET();
+    scan(f, NULL, "t", NULL, 0, true, "abd", 3, 100, &c, &more);
+    expect_run(&c, SIDX("a\x7f"), NSKEYS - SIDX("a\x7f"));
+    /* After the last key, or beyond it. */
+    RESET();
+    scan(f, NULL, "t", NULL, 0, true, "\xff\xff", 2, 100, &c, &more);
+    assert_int_equal(c.n, 0);
+    assert_false(more);
+    RESET();
+    scan(f, NULL, "t", NULL, 0, true, "\xff\xff\xff", 3, 100, &c, &more);
+    assert_int_equal(c.n, 0);
+
+    /* Prefix + after + limit: paging through prefix "a" two at a time. */
+    RESET();
+    scan(f, NULL, "t", "a", 1, true, "a", 1, 2, &c, &more);
+    expect_run(&c, SIDX("a\x00"), 2);
+    assert_true(more);
+    RESET();
+    scan(f, NULL, "t", "a", 1, true, "ab", 2, 2, &c, &more);
+    expect_run(&c, SIDX("abc"), 2);
+    assert_true(more);
+    RESET();
+    scan(f, NULL, "t", "a", 1, true, "a\x80", 2, 2, &c, &more);
+    expect_run(&c, SIDX("a\xff"), 1);
+    assert_false(more); /* "b" is outside the prefix */
+    /* `after` before the prefix range, and past it. */
+    RESET();
+    scan(f, NULL, "t", "b", 1, true, "\x00", 1, 10, &c, &more);
+    expect_run(&c, SIDX("b"), 1);
+    RESET();
+    scan(f, NULL, "t", "a", 1, true, "b", 1, 10, &c, &more);
+    assert_int_equal(c.n, 0);
+    assert_false(more);
+
+    /* fn stopping early: the key it stopped on counts; more is told. */
+    RESET();
+    c.stop_at = 2;
+    assert_int_equal(scan(f, NULL, "t", NULL, 0, false, NULL, 0, 100, &c, &more), 2);
+    expect_run(&c, 0, 2);
+    assert_true(more);
+    RESET();
+    c.stop_at = NSKEYS;
+    scan(f, NULL, "t", NULL, 0, false, NULL, 0, 100, &c, &more);
+    assert_int_equal(c.n, NSKEYS);
+    assert_false(more);
+#undef RESET
+}
+
+static void test_topic_isolation(void **state)
+{
+    fixture *f = *state;
+    /* Without the length byte, ("a", "bx") and ("ab", "x") would be the
+     * same RocksDB key, and topic "a"'s range would include topic "ab". */
+    kr_view_batch *b = kr_view_batch_new();
+    put(b, "a", "bx", 2, "a/bx");
+    put(b, "ab", "x", 1, "ab/x");
+    put(b, "a", "\xff\xff", 2, "a/ff");
+    put(b, "\xff", "\xff", 1, "ff/ff");
+    put(b, "\xff\xff", "", 0, "ffff/");
+    put(b, "", "a", 1, "/a");
+    write_ok(f, b);
+    expect_get(f, "a", "bx", 2, "a/bx");
+    expect_get(f, "ab", "x", 1, "ab/x");
+    expect_get(f, "a", "b", 1, NULL);
+    expect_get(f, "ab", "bx", 2, NULL);
+
+    collected c = {0};
+    bool more;
+    scan(f, NULL, "a", NULL, 0, false, NULL, 0, 100, &c, &more);
+    assert_int_equal(c.n, 2);
+    assert_string_equal(c.evs[0], "a/bx");
+    assert_string_equal(c.evs[1], "a/ff");
+    memset(&c, 0, sizeof c);
+    scan(f, NULL, "ab", NULL, 0, false, NULL, 0, 100, &c, &more);
+    assert_int_equal(c.n, 1);
+    assert_string_equal(c.evs[0], "ab/x");
+    memset(&c, 0, sizeof c);
+    scan(f, NULL, "\xff", NULL, 0, false, NULL, 0, 100, &c, &more);
+    assert_int_equal(c.n, 1);
+    assert_string_equal(c.evs[0], "ff/ff");
+    memset(&c, 0, sizeof c);
+    scan(f, NULL, "", NULL, 0, false, NULL, 0, 100, &c, &more);
+    assert_int_equal(c.n, 1);
+    assert_string_equal(c.evs[0], "/a");
+    memset(&c, 0, sizeof c);
+    scan(f, NULL, "none", NULL, 0, false, NULL, 0, 100, &c, &more);
+    assert_int_equal(c.n, 0);
+    assert_false(more);
+}
+
+static void test_snapshot_isolation(void **state)
+{
+    fixture *f = *state;
+    kr_view_batch *b = kr_view_batch_new();
+    put(b, "t", "k1", 2, "v1");
+    put(b, "t", "k2", 2, "v2");
+    kr_view_batch_marker(b, T("t"), 2, 2);
+    write_ok(f, b);
+
+    kr_view_snap *s = kr_view_snapshot(f->v);
+    assert_non_null(s);
+    b = kr_view_batch_new();
+    kr_view_batch_delete(b, T("t"), U8("k1"), 2);
+    put(b, "t", "k2", 2, "v2b");
+    put(b, "t", "k3", 2, "v3");
+    kr_view_batch_marker(b, T("t"), 5, 2);
+    write_ok(f, b);
+
+    collected c = {0};
+    bool more;
+    scan(f, s, "t", NULL, 0, false, NULL, 0, 100, &c, &more);
+    assert_int_equal(c.n, 2);
+    assert_string_equal(c.evs[0], "v1");
+    assert_string_equal(c.evs[1], "v2");
+    memset(&c, 0, sizeof c);
+    scan(f, s, "t", NULL, 0, true, "k1", 2, 1, &c, &more);
+    assert_int_equal(c.n, 1);
+    assert_string_equal(c.evs[0], "v2");
+    assert_false(more);
+    /* The latest state. */
+    memset(&c, 0, sizeof c);
+    scan(f, NULL, "t", NULL, 0, false, NULL, 0, 100, &c, &more);
+    assert_int_equal(c.n, 2);
+    assert_string_equal(c.evs[0], "v2b");
+    assert_string_equal(c.evs[1], "v3");
+    expect_get(f, "t", "k1", 2, NULL);
+
+    kr_view_snapshot_release(f->v, s);
+    kr_view_snapshot_release(f->v, NULL);
+}
+
+static size_t count_topic(fixture *f, const char *topic)
+{
+    collected c = {0};
+    bool more;
+    scan(f, NULL, topic, NULL, 0, false, NULL, 0, 64, &c, &more);
+    return c.n;
+}
+
+static void test_drop_topic(void **state)
+{
+    fixture *f = *state;
+    static const char *topics[] = {"a", "ab", "b", "\xff", "a\xff", "\xff\xff"};
+    kr_view_batch *b = kr_view_batch_new();
+    for (size_t t = 0; t < sizeof topics / sizeof topics[0]; t++) {
+        put(b, topics[t], "", 0, "x");
+        put(b, topics[t], "k", 1, "x");
+        put(b, topics[t], "\xff\xff", 2, "x");
+        kr_view_batch_marker(b, topics[t], strlen(topics[t]), 10, 3);
+    }
+    write_ok(f, b);
+
+    b = kr_view_batch_new();
+    kr_view_batch_drop_topic(b, T("a"));
+    kr_view_batch_drop_topic(b, T("\xff"));
+    write_ok(f, b);
+    restart(f);
+
+    uint64_t next, keys;
+    for (size_t t = 0; t < sizeof topics / sizeof topics[0]; t++) {
+        const char *tp = topics[t];
+        bool dropped = strcmp(tp, "a") == 0 || strcmp(tp, "\xff") == 0;
+        assert_int_equal(count_topic(f, tp), dropped ? 0 : 3);
+        assert_int_equal(kr_view_marker(f->v, tp, strlen(tp), &next, &keys, f->err, sizeof f->err),
+                         dropped ? 0 : 1);
+        expect_get(f, tp, "k", 1, dropped ? NULL : "x");
+    }
+
+    /* A dropped topic can be rebuilt in the same batch as the drop. */
+    b = kr_view_batch_new();
+    kr_view_batch_drop_topic(b, T("ab"));
+    put(b, "ab", "new", 3, "y");
+    kr_view_batch_marker(b, T("ab"), 20, 1);
+    write_ok(f, b);
+    assert_int_equal(count_topic(f, "ab"), 1);
+    expect_get(f, "ab", "new", 3, "y");
+    expect_get(f, "ab", "k", 1, NULL);
+    assert_int_equal(kr_view_marker(f->v, T("ab"), &next, &keys, f->err, sizeof f->err), 1);
+    assert_int_equal(next, 20);
+}
+
+static void test_topic_too_long(void **state)
+{
+    fixture *f = *state;
+    char topic[KR_VIEW_TOPIC_MAX + 2];
+    memset(topic, 'x', sizeof topic);
+    uint64_t next, keys;
+    /* 255 bytes is fine. */
+    kr_view_batch *b = kr_view_batch_new();
+    kr_view_batch_put(b, topic, KR_VIEW_TOPIC_MAX, U8("k"), 1, U8("v"), 1);
+    kr_view_batch_marker(b, topic, KR_VIEW_TOPIC_MAX, 1, 1);
+    kr_view_batch_drop_topic(b, topic, KR_VIEW_TOPIC_MAX - 1);
+    write_ok(f, b);
+    assert_int_equal(
+        kr_view_marker(f->v, topic, KR_VIEW_TOPIC_MAX, &next, &keys, f->err, sizeof f->err), 1);
+
+    /* 256 is refused everywhere, with a sentence. */
+    b = kr_view_batch_new();
+    put(b, "ok", "k", 1, "v");
+    kr_view_batch_put(b, topic, KR_VIEW_TOPIC_MAX + 1, U8("k"), 1, U8("v"), 1);
+    f->err[0] = 0;
+    assert_int_equal(kr_view_write(f->v, b, f->err, sizeof f->err), -1);
+    assert_non_null(strstr(f->err, "255"));
+    kr_view_batch_free(b);
+    expect_get(f, "ok", "k", 1, NULL); /* nothing of it applied */
+
+    kr_buf out;
+    kr_buf_init(&out, 100);
+    assert_int_equal(
+        kr_view_get(f->v, topic, KR_VIEW_TOPIC_MAX + 1, U8("k"), 1, &out, f->err, sizeof f->err),
+        -1);
+    assert_int_equal(kr_view_exists(f->v, topic, KR_VIEW_TOPIC_MAX + 1, U8("k"), 1), -1);
+    assert_int_equal(
+        kr_view_marker(f->v, topic, KR_VIEW_TOPIC_MAX + 1, &next, &keys, f->err, sizeof f->err),
+        -1);
+    bool more = true;
+    collected c = {0};
+    assert_int_equal(kr_view_scan(f->v, NULL, topic, KR_VIEW_TOPIC_MAX + 1, NULL, 0, false, NULL, 0,
+                                  10, collect_cb, &c, &more, f->err, sizeof f->err),
+                     -1);
+    assert_false(more);
+    kr_buf_free(&out);
+    kr_view_batch_free(NULL);
+}
+
+/* Write one raw key/value with RocksDB itself (the view closed). */
+static void raw_put(fixture *f, const void *k, size_t klen, const void *v, size_t vlen)
+{
+    kr_view_close(f->v);
+    f->v = NULL;
+    rocksdb_options_t *o = rocksdb_options_create();
+    char *e = NULL;
+    rocksdb_t *db = rocksdb_open(o, f->path, &e);
+    assert_null(e);
+    rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+    rocksdb_put(db, wo, k, klen, v, vlen, &e);
+    assert_null(e);
+    rocksdb_writeoptions_destroy(wo);
+    rocksdb_close(db);
+    rocksdb_options_destroy(o);
+    assert_int_equal(kr_view_open(f->path, NULL, &f->v, f->err, sizeof f->err), 0);
+}
+
+static void test_malformed_marker(void **state)
+{
+    fixture *f = *state;
+    uint64_t next = 5, keys = 5;
+    /* Not CBOR [uint, uint]: garbage, a 3-array, a negative, trailing bytes. */
+    static const struct {
+        const char *v;
+        size_t n;
+    } bad[] = {
+        {"\xff\xff", 2}, {"\x83\x01\x02\x03", 4}, {"\x82\x01\x20", 3}, {"\x82\x01\x02\x00", 4},
+        {"", 0},         {"\x9f\x01\x02\xff", 4},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        raw_put(f, "m\x01t", 3, bad[i].v, bad[i].n);
+        f->err[0] = 0;
+        assert_int_equal(kr_view_marker(f->v, T("t"), &next, &keys, f->err, sizeof f->err), -1);
+        assert_non_null(strstr(f->err, "malformed marker"));
+        assert_int_equal(next, 5);
+    }
+    /* The same bytes written by hand the way the view writes them. */
+    raw_put(f, "m\x01t", 3, "\x82\x18\x64\x07", 4);
+    assert_int_equal(kr_view_marker(f->v, T("t"), &next, &keys, f->err, sizeof f->err), 1);
+    assert_int_equal(next, 100);
+    assert_int_equal(keys, 7);
+}
+
+/* ---- timing ---- */
+
+#define T_KEYS 100000
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void test_timing_100k_checkpoint(void **state)
+{
+    fixture *f = *state;
+    /* An event ~100 bytes, like a small delivered [offset, ts, key, value]. */
+    uint8_t ev[100];
+    memset(ev, 'v', sizeof ev);
+    char key[32];
+    double t0 = now_s();
+    kr_view_batch *b = kr_view_batch_new();
+    for (unsigned i = 0; i < T_KEYS; i++) {
+        int n = snprintf(key, sizeof key, "user-%08u", i);
+        memcpy(ev, &i, sizeof i);
+        kr_view_batch_put(b, T("bench"), U8(key), (size_t)n, ev, sizeof ev);
+    }
+    kr_view_batch_marker(b, T("bench"), T_KEYS, T_KEYS);
+    double t1 = now_s();
+    assert_int_equal(kr_view_write(f->v, b, f->err, sizeof f->err), 0);
+    double t2 = now_s();
+    kr_view_batch_free(b);
+
+    /* Gets in a scrambled order: the first pass may read files, the second
+     * is served from the block cache. */
+    kr_buf out;
+    kr_buf_init(&out, 1024);
+    double pass[2];
+    for (int p = 0; p < 2; p++) {
+        double ta = now_s();
+        for (unsigned i = 0; i < T_KEYS; i++) {
+            unsigned k = (i * 7919u) % T_KEYS;
+            int n = snprintf(key, sizeof key, "user-%08u", k);
+            kr_buf_reset(&out);
+            if (kr_view_get(f->v, T("bench"), U8(key), (size_t)n, &out, f->err, sizeof f->err) != 1)
+                fail_msg("get %s: %s", key, f->err);
+        }
+        pass[p] = now_s() - ta;
+    }
+    unsigned got;
+    memcpy(&got, out.data, sizeof got);
+    assert_int_equal(got, (T_KEYS - 1) * 7919u % T_KEYS);
+    kr_buf_free(&out);
+    /* Misses (the bloom filter answers most). */
+    double tm = now_s();
+    for (unsigned i = 0; i < T_KEYS; i++) {
+        int n = snprintf(key, sizeof key, "nope-%08u", i);
+        if (kr_view_exists(f->v, T("bench"), U8(key), (size_t)n) != 0)
+            fail_msg("exists");
+    }
+    double tmiss = now_s() - tm;
+    /* A full scan. */
+    double ts = now_s();
+    size_t seen = 0;
+    bool more = true;
+    collected c;
+    for (;;) {
+        /* pages of 64 keys, continuing strictly after the last one */
+        memset(&c, 0, sizeof c);
+        const void *after = seen ? (const void *)key : NULL;
+        long n =
+            kr_view_scan(f->v, NULL, T("bench"), NULL, 0, seen != 0, after, seen ? strlen(key) : 0,
+                         64, collect_cb, &c, &more, f->err, sizeof f->err);
+        assert_true(n >= 0);
+        seen += (size_t)n;
+        if (n > 0) {
+            memcpy(key, c.keys[n - 1], c.klen[n - 1]);
+            key[c.klen[n - 1]] = 0;
+        }
+        if (!more)
+            break;
+    }
+    double tscan = now_s() - ts;
+    assert_int_equal(seen, T_KEYS);
+
+    printf("[ view ] %d-key checkpoint: batch build %.1f ms, write+flush %.1f ms "
+           "(%.0f keys/s); get %.2f us (first pass), %.2f us (cached); "
+           "miss %.2f us; paged scan %.0f keys/s; %llu bytes on disk\n",
+           T_KEYS, (t1 - t0) * 1e3, (t2 - t1) * 1e3, T_KEYS / (t2 - t1), pass[0] * 1e6 / T_KEYS,
+           pass[1] * 1e6 / T_KEYS, tmiss * 1e6 / T_KEYS, T_KEYS / tscan,
+           (unsigned long long)kr_view_disk_bytes(f->v));
+}
+
+#define VT(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+static const struct CMUnitTest tests[] = {
+    VT(test_open_close_reopen),
+    VT(test_open_file_fails),
+    VT(test_marker),
+    VT(test_put_get_delete),
+    VT(test_scan_order_prefix_after_limit),
+    VT(test_topic_isolation),
+    VT(test_snapshot_isolation),
+    VT(test_drop_topic),
+    VT(test_topic_too_long),
+    VT(test_malformed_marker),
+    VT(test_timing_100k_checkpoint),
+};
+
+int main(void)
+{
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
