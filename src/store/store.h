@@ -277,6 +277,10 @@ kr_topic *kr_scan_topic(const kr_scan_cursor *cur);
 /* Drop a cursor now (scan finished). */
 void kr_store_scan_end(kr_store *s, kr_scan_cursor *cur);
 
+/* Start a checkpoint of every topic whose view lags its stream (one runs
+ * at a time; asking during one queues another right after). */
+void kr_store_checkpoint(kr_store *s);
+
 /* ---- stats ---- */
 uint64_t kr_topic_bytes(const kr_topic *t);
 uint64_t kr_topic_keys(const kr_topic *t);

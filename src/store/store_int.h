@@ -78,7 +78,5 @@ void kr_store_wake(kr_store *s, kr_topic *t);
 void kr_store_scan_checkpointed(kr_store *s, bool ok, const char *msg);
 void kr_store_cursors_expire(kr_store *s, bool all);
 
-/* store.c */
-void kr_store_checkpoint(kr_store *s);
 
 #endif

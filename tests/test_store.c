@@ -1,0 +1,364 @@
+/*
+ * tests/test_store.c - the storage facade driven directly (no sockets):
+ * publish and read back, overlay + checkpoint + replay across reopen,
+ * retention after a checkpoint, the sparse index used and rebuilt, FETCH
+ * limits, and the data directory lock.
+ */
+#include <dirent.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "proto/cbor.h"
+#include "server/log.h"
+#include "store/store.h"
+
+static char dir[64];
+static struct event_base *base;
+static kr_metrics *metrics;
+
+static int setup(void **state)
+{
+    (void)state;
+    kr_log_setup(KR_LOG_ERROR, KR_LOG_TEXT);
+    evthread_use_pthreads();
+    snprintf(dir, sizeof dir, "/tmp/krappy-store-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    base = event_base_new();
+    metrics = kr_metrics_new();
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    event_base_free(base);
+    kr_metrics_free(metrics);
+    return 0;
+}
+
+static kr_store *open_store(uint64_t segment_bytes, uint64_t retention_bytes)
+{
+    kr_store_opts o = {.data_dir = dir,
+                       .segment_bytes = segment_bytes,
+                       .retention_bytes = retention_bytes,
+                       .checkpoint_ms = 3600000, /* tests checkpoint by hand */
+                       .overlay_bytes = 1u << 30,
+                       .max_frame = 1u << 20,
+                       .max_events = 1000,
+                       .max_publish_events = 100000,
+                       .max_wait_ms = 1000,
+                       .rocksdb_log_dir = ""};
+    kr_store *s;
+    char err[256];
+    if (kr_store_open(&o, base, metrics, &s, err, sizeof err) < 0)
+        fail_msg("open: %s", err);
+    return s;
+}
+
+typedef struct done {
+    int calls;
+    kr_store_result res;
+} done;
+
+static void on_done(void *arg, const kr_store_result *res)
+{
+    done *d = arg;
+    d->calls++;
+    d->res = *res;
+}
+
+static void run_until(int *flag, int want)
+{
+    for (int i = 0; i < 10000 && *flag < want; i++)
+        event_base_loop(base, EVLOOP_ONCE);
+    assert_int_equal(*flag, want);
+}
+
+static kr_topic *reg(kr_store *s, const char *name)
+{
+    done d = {0};
+    kr_topic *t;
+    kr_store_result res;
+    assert_int_equal(kr_store_register(s, (const uint8_t *)name, strlen(name), &t, on_done, &d,
+                                       &res),
+                     0);
+    run_until(&d.calls, 1);
+    assert_int_equal(d.res.err, KRAPPY_OK);
+    return t;
+}
+
+/* Publish n events key "k<j % nkeys>" value "v<offset>". @return first. */
+static uint64_t pub(kr_store *s, kr_topic *t, int n, int nkeys)
+{
+    kr_event_out_spec ev[512];
+    char keys[512][16];
+    uint8_t vals[512][32];
+    uint64_t first = t->assigned;
+    assert_true(n <= 512);
+    for (int j = 0; j < n; j++) {
+        snprintf(keys[j], sizeof keys[j], "k%d", (int)((first + (uint64_t)j) % (uint64_t)nkeys));
+        char v[24];
+        snprintf(v, sizeof v, "v%llu", (unsigned long long)(first + (uint64_t)j));
+        kr_buf vb;
+        kr_buf_init(&vb, 32);
+        kr_cbor_put_cstr(&vb, v);
+        memcpy(vals[j], vb.data, vb.len);
+        ev[j] = (kr_event_out_spec){.key = keys[j], .key_len = strlen(keys[j]),
+                                    .key_is_text = true, .value = vals[j],
+                                    .value_len = vb.len};
+        kr_buf_free(&vb);
+    }
+    kr_buf b, scratch;
+    kr_buf_init(&b, 1u << 20);
+    kr_buf_init(&scratch, 1u << 20);
+    kr_enc_publish(&b, (kr_cid){0}, KR_ACK_WRITE, ev, (size_t)n);
+    kr_request req;
+    char msg[256];
+    assert_int_equal(kr_req_decode(KRAPPY_T_PUBLISH, b.data, b.len, &scratch, &req, msg,
+                                   sizeof msg),
+                     KRAPPY_OK);
+    done d = {0};
+    uint64_t bad;
+    assert_int_equal(kr_store_publish(s, t, &req, &scratch, false, on_done, &d, msg, sizeof msg,
+                                      &bad),
+                     KRAPPY_OK);
+    run_until(&d.calls, 1);
+    assert_int_equal(d.res.err, KRAPPY_OK);
+    assert_int_equal(d.res.first, first);
+    kr_buf_free(&b);
+    kr_buf_free(&scratch);
+    return first;
+}
+
+static void checkpoint(kr_store *s, kr_topic *t)
+{
+    kr_store_checkpoint(s);
+    for (int i = 0; i < 10000 && (t->marker < t->next || t->frozen != NULL); i++)
+        event_base_loop(base, EVLOOP_ONCE);
+    assert_int_equal(t->marker, t->next);
+}
+
+/* The value text of a key's newest event, "" when absent. */
+static void get(kr_store *s, kr_topic *t, const char *key, char *out, size_t len)
+{
+    kr_buf b;
+    kr_buf_init(&b, 1u << 20);
+    char msg[128];
+    out[0] = '\0';
+    int rc = kr_store_get(s, t, (const uint8_t *)key, strlen(key), &b, msg, sizeof msg);
+    assert_true(rc >= 0);
+    if (rc == 1) {
+        kr_cbor_item ev;
+        kr_event_view v;
+        assert_int_equal(kr_cbor_read(b.data, b.len, &ev), 0);
+        assert_int_equal(kr_event_view_read(&ev, &v), 0);
+        size_t n = kr_cbor_str_copy(&v.value, (uint8_t *)out, len - 1);
+        out[n] = '\0';
+    }
+    kr_buf_free(&b);
+}
+
+/* FETCH one event at `offset` through the ranges; check its content. */
+static void fetch_one(kr_store *s, kr_topic *t, uint64_t offset)
+{
+    kr_fetch_result r;
+    char msg[256];
+    assert_int_equal(kr_store_fetch(s, t, offset, 1, 1u << 20, &r, msg, sizeof msg), KRAPPY_OK);
+    assert_int_equal(r.count, 1);
+    assert_int_equal(r.next, offset + 1);
+    assert_int_equal(r.n_ranges, 1);
+    uint8_t buf[256];
+    assert_true(r.ranges[0].len <= sizeof buf);
+    assert_int_equal(pread(r.ranges[0].seg->fd, buf, r.ranges[0].len, (off_t)r.ranges[0].pos),
+                     (ssize_t)r.ranges[0].len);
+    kr_cbor_item ev;
+    kr_event_view v;
+    assert_int_equal(kr_cbor_read_exact(buf, r.ranges[0].len, &ev), 0);
+    assert_int_equal(kr_event_view_read(&ev, &v), 0);
+    assert_int_equal(v.offset, offset);
+    char want[24], got[24] = {0};
+    snprintf(want, sizeof want, "v%llu", (unsigned long long)offset);
+    kr_cbor_str_copy(&v.value, (uint8_t *)got, sizeof got - 1);
+    assert_string_equal(got, want);
+}
+
+static size_t count_files(const char *suffix)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/topics/t", dir);
+    DIR *d = opendir(path);
+    size_t n = 0;
+    struct dirent *e;
+    while (d != NULL && (e = readdir(d)) != NULL)
+        if (strlen(e->d_name) > 4 && strcmp(e->d_name + strlen(e->d_name) - 4, suffix) == 0)
+            n++;
+    if (d != NULL)
+        closedir(d);
+    return n;
+}
+
+static void test_overlay_checkpoint_replay(void **state)
+{
+    (void)state;
+    kr_store *s = open_store(1u << 20, 0);
+    kr_topic *t = reg(s, "t");
+    pub(s, t, 100, 10);
+    char v[32];
+    get(s, t, "k3", v, sizeof v);
+    assert_string_equal(v, "v93"); /* from the overlay: no checkpoint yet */
+    checkpoint(s, t);
+    assert_int_equal(kr_topic_keys(t), 10);
+    get(s, t, "k3", v, sizeof v); /* now from RocksDB */
+    assert_string_equal(v, "v93");
+    pub(s, t, 50, 10); /* after the checkpoint: overlay again */
+    kr_store_close(s);
+
+    /* Reopen: the closing checkpoint left nothing to replay. */
+    s = open_store(1u << 20, 0);
+    t = kr_store_topic(s, (const uint8_t *)"t", 1);
+    assert_non_null(t);
+    assert_int_equal(t->next, 150);
+    assert_int_equal(t->marker, 150);
+    get(s, t, "k3", v, sizeof v);
+    assert_string_equal(v, "v143");
+    for (uint64_t o = 0; o < 150; o += 7)
+        fetch_one(s, t, o);
+    kr_store_close(s);
+}
+
+static void test_index_lookup_and_rebuild(void **state)
+{
+    (void)state;
+    kr_store *s = open_store(8192, 0); /* many small segments */
+    kr_topic *t = reg(s, "t");
+    for (int b = 0; b < 200; b++)
+        pub(s, t, 1 + b % 17, 1000);
+    uint64_t next = t->next;
+    assert_true(t->n_segs > 3);
+    for (uint64_t o = 0; o < next; o++)
+        fetch_one(s, t, o);
+    kr_store_close(s);
+    assert_true(count_files(".idx") >= 3); /* hints left by segment rolls */
+
+    /* Closed segments load their hints; every offset is still found. */
+    s = open_store(8192, 0);
+    t = kr_store_topic(s, (const uint8_t *)"t", 1);
+    assert_int_equal(t->next, next);
+    for (uint64_t o = 0; o < next; o++)
+        fetch_one(s, t, o);
+    kr_store_close(s);
+
+    /* Hints gone: segments are scanned again. */
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -f %s/topics/t/*.idx", dir);
+    assert_int_equal(system(cmd), 0);
+    s = open_store(8192, 0);
+    t = kr_store_topic(s, (const uint8_t *)"t", 1);
+    assert_int_equal(t->next, next);
+    for (uint64_t o = 0; o < next; o += 3)
+        fetch_one(s, t, o);
+    kr_store_close(s);
+}
+
+static void test_fetch_limits(void **state)
+{
+    (void)state;
+    kr_store *s = open_store(1u << 20, 0);
+    kr_topic *t = reg(s, "t");
+    pub(s, t, 100, 100);
+    pub(s, t, 100, 100);
+    kr_fetch_result r;
+    char msg[256];
+    /* max across two batches */
+    assert_int_equal(kr_store_fetch(s, t, 50, 120, 1u << 20, &r, msg, sizeof msg), KRAPPY_OK);
+    assert_int_equal(r.count, 120);
+    assert_int_equal(r.next, 170);
+    assert_int_equal(r.n_ranges, 2);
+    /* max_bytes: stop before exceeding, but always one event */
+    assert_int_equal(kr_store_fetch(s, t, 0, 1000, 1, &r, msg, sizeof msg), KRAPPY_OK);
+    assert_int_equal(r.count, 1);
+    assert_int_equal(kr_store_fetch(s, t, 0, 1000, 0, &r, msg, sizeof msg), KRAPPY_OK);
+    assert_int_equal(r.count, 1); /* 0 means one event */
+    assert_int_equal(kr_store_fetch(s, t, 0, 1000, 100, &r, msg, sizeof msg), KRAPPY_OK);
+    assert_true(r.count >= 1 && r.bytes <= 100);
+    /* the server's cap on max */
+    assert_int_equal(kr_store_fetch(s, t, 0, 1000000, 1u << 20, &r, msg, sizeof msg),
+                     KRAPPY_OK);
+    assert_int_equal(r.count, 200);
+    /* out of range */
+    assert_int_equal(kr_store_fetch(s, t, 201, 10, 1u << 20, &r, msg, sizeof msg),
+                     KRAPPY_E_OFFSET_OUT_OF_RANGE);
+    assert_int_equal(kr_store_fetch(s, t, 200, 10, 1u << 20, &r, msg, sizeof msg), KRAPPY_OK);
+    assert_int_equal(r.count, 0);
+    kr_store_close(s);
+}
+
+static void test_retention_after_checkpoint(void **state)
+{
+    (void)state;
+    kr_store *s = open_store(8192, 32768);
+    kr_topic *t = reg(s, "t");
+    for (int b = 0; b < 40; b++)
+        pub(s, t, 50, 30);
+    assert_int_equal(t->first, 0); /* nothing goes before a checkpoint covers it */
+    size_t segs = t->n_segs;
+    checkpoint(s, t);
+    for (int i = 0; i < 100 && t->first == 0; i++)
+        event_base_loop(base, EVLOOP_NONBLOCK);
+    assert_true(t->first > 0);
+    assert_true(t->n_segs < segs);
+    assert_true(t->bytes <= 32768 + 8192);
+    char v[32];
+    for (int k = 0; k < 30; k++) {
+        char key[16];
+        snprintf(key, sizeof key, "k%d", k);
+        get(s, t, key, v, sizeof v);
+        assert_true(v[0] == 'v');
+    }
+    uint64_t first = t->first;
+    kr_store_close(s);
+    s = open_store(8192, 32768);
+    t = kr_store_topic(s, (const uint8_t *)"t", 1);
+    assert_int_equal(t->first, first);
+    get(s, t, "k7", v, sizeof v);
+    assert_true(v[0] == 'v');
+    kr_store_close(s);
+}
+
+static void test_lock_refuses_second_open(void **state)
+{
+    (void)state;
+    kr_store *s = open_store(1u << 20, 0);
+    kr_store_opts o = {.data_dir = dir, .segment_bytes = 1u << 20, .checkpoint_ms = 1000,
+                       .overlay_bytes = 1u << 20, .max_frame = 1u << 20, .max_events = 10,
+                       .max_publish_events = 10, .max_wait_ms = 10, .rocksdb_log_dir = ""};
+    kr_store *s2;
+    char err[256];
+    assert_int_equal(kr_store_open(&o, base, metrics, &s2, err, sizeof err), -1);
+    assert_non_null(strstr(err, "another krappyd is already using"));
+    kr_store_close(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_overlay_checkpoint_replay, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_lookup_and_rebuild, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fetch_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention_after_checkpoint, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock_refuses_second_open, setup, teardown),
+    };
+    return cmocka_run_group_tests_name("store", tests, NULL, NULL);
+}
