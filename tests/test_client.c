@@ -1,5 +1,6 @@
 /*
- * tests/test_client.c - libkrappy against a scripted fake server.
+ * tests/test_client.c - libkrappy against a scripted fake server, and its
+ * CBOR/JSON helpers against fixed vectors (RFC 8949 Appendix A).
  *
  * Each test starts a tiny server thread on 127.0.0.1 (ephemeral port) that
  * accepts one connection (or a few) and plays a script: read requests, write
@@ -944,6 +945,1247 @@ static void test_publish_ack_none(void **state)
     assert_true(s.got_ping);
 }
 
+/* ======================================================================
+ * Storage requests against a scripted exchange
+ * ====================================================================== */
+
+/* A generic script: each step reads one request (when want != 0) and/or
+ * writes one reply (when reply != 0), after an optional delay. Requests are
+ * kept for the test to judge on its own thread. */
+#define XS_MAX 16
+
+typedef struct xstep {
+    uint32_t want;  /* request type to read, 0 = none */
+    uint32_t reply; /* reply type to write, 0 = none */
+    kr_buf payload; /* the reply */
+    int delay_ms;   /* before replying */
+} xstep;
+
+typedef struct xscript {
+    xstep step[XS_MAX];
+    int n;
+    int close_at_end; /* close without waiting for the client's EOF */
+    uint32_t got_type[XS_MAX];
+    kr_buf got[XS_MAX];
+    int n_got;
+    int bad_type; /* a request of an unexpected type arrived */
+} xscript;
+
+static void xs_init(xscript *s)
+{
+    memset(s, 0, sizeof *s);
+    for (int i = 0; i < XS_MAX; i++) {
+        kr_buf_init(&s->step[i].payload, SIZE_MAX);
+        kr_buf_init(&s->got[i], SIZE_MAX);
+    }
+}
+
+static void xs_free(xscript *s)
+{
+    for (int i = 0; i < XS_MAX; i++) {
+        kr_buf_free(&s->step[i].payload);
+        kr_buf_free(&s->got[i]);
+    }
+}
+
+/* Add a step; returns the reply buffer to fill with kr_enc_*. */
+static kr_buf *xs_step(xscript *s, uint32_t want, uint32_t reply)
+{
+    assert_true(s->n < XS_MAX);
+    xstep *st = &s->step[s->n++];
+    st->want = want;
+    st->reply = reply;
+    return &st->payload;
+}
+
+static void script_x(int fd, void *arg)
+{
+    xscript *s = arg;
+    for (int i = 0; i < s->n; i++) {
+        xstep *st = &s->step[i];
+        if (st->want != 0) {
+            uint32_t type;
+            kr_buf *g = &s->got[s->n_got];
+            if (read_frame(fd, &type, g) < 0)
+                return;
+            s->got_type[s->n_got++] = type;
+            if (type != st->want)
+                s->bad_type = 1;
+        }
+        if (st->delay_ms > 0)
+            usleep((useconds_t)st->delay_ms * 1000);
+        if (st->reply != 0 && write_frame(fd, st->reply, &st->payload) < 0)
+            return;
+    }
+    if (!s->close_at_end)
+        wait_eof(fd);
+}
+
+static krappy_client *xs_connect(fake *f, xscript *s, int timeout_ms)
+{
+    fake_start(f, script_x, s);
+    krappy_client *c = krappy_client_new(&(krappy_opts){.timeout_ms = timeout_ms});
+    assert_non_null(c);
+    assert_int_equal(krappy_connect(c, "127.0.0.1", f->port), KRAPPY_OK);
+    return c;
+}
+
+/* Decode the i-th request the fake server received. */
+static void xs_req(xscript *s, int i, uint32_t type, kr_buf *scratch, kr_request *req)
+{
+    char msg[256];
+    assert_true(i < s->n_got);
+    assert_int_equal(s->got_type[i], type);
+    krappy_err e =
+        kr_req_decode(type, s->got[i].data, s->got[i].len, scratch, req, msg, sizeof msg);
+    if (e != KRAPPY_OK)
+        fail_msg("request %d does not decode: %s", i, msg);
+}
+
+static void assert_str(kr_str s, const void *want, size_t n)
+{
+    assert_int_equal(s.len, n);
+    if (n > 0)
+        assert_memory_equal(s.ptr, want, n);
+}
+
+#define ASSERT_STR(s, lit) assert_str((s), (lit), sizeof(lit) - 1)
+
+static kr_str S(const char *s)
+{
+    return (kr_str){(const uint8_t *)s, strlen(s)};
+}
+
+/* ---- PRODUCER_REGISTER and PUBLISH ---- */
+
+static void test_register_and_publish(void **state)
+{
+    (void)state;
+    static xscript s;
+    static fake f;
+    xs_init(&s);
+    kr_str topic = S("orders");
+    kr_enc_ok_producer(xs_step(&s, KRAPPY_T_PRODUCER_REGISTER, KRAPPY_T_OK), NO_CID, &topic, 41);
+    kr_enc_ok_publish(xs_step(&s, KRAPPY_T_PUBLISH, KRAPPY_T_OK), (kr_cid){true, 1}, 41, 5);
+    krappy_client *c = xs_connect(&f, &s, 5000);
+
+    uint64_t next = 0;
+    assert_int_equal(krappy_register_producer(c, "orders", "prod-1", &next), KRAPPY_OK);
+    assert_int_equal(next, 41);
+
+    krappy_batch *b = krappy_batch_new();
+    assert_non_null(b);
+    static const uint8_t bkey[] = {0x00, 0xff};
+    static const uint8_t cbor_map[] = {0xa1, 0x61, 0x61, 0x01}; /* {"a": 1} */
+    assert_int_equal(krappy_batch_add_text(b, KRAPPY_KEY_TEXT, "k1", 2, "hello", 5), KRAPPY_OK);
+    assert_int_equal(krappy_batch_add(b, KRAPPY_KEY_BYTES, bkey, 2, cbor_map, 4), KRAPPY_OK);
+    assert_int_equal(krappy_batch_set_ts(b, 1700000000123ull), KRAPPY_OK);
+    assert_int_equal(krappy_batch_add_bytes(b, KRAPPY_KEY_NONE, NULL, 0, "\x01\x02", 2), KRAPPY_OK);
+    assert_int_equal(krappy_batch_add_header(b, "trace", 5, "\xab", 1), KRAPPY_OK);
+    assert_int_equal(krappy_batch_add_header(b, "", 0, NULL, 0), KRAPPY_OK);
+    assert_int_equal(krappy_batch_add(b, KRAPPY_KEY_TEXT, "gone", 4, NULL, 0), KRAPPY_OK);
+    assert_int_equal(krappy_batch_add_text(b, KRAPPY_KEY_TEXT, "", 0, "", 0), KRAPPY_OK);
+    assert_int_equal(krappy_batch_set_ts(b, 7), KRAPPY_OK);
+    assert_int_equal(krappy_batch_add_header(b, "h", 1, "v", 1), KRAPPY_OK);
+    assert_int_equal(krappy_batch_count(b), 5);
+    size_t est = krappy_batch_size(b);
+
+    krappy_publish_result res;
+    assert_int_equal(krappy_publish(c, b, KRAPPY_ACK_SYNC, &res), KRAPPY_OK);
+    assert_int_equal(res.seq, 1);
+    assert_int_equal(res.first, 41);
+    assert_int_equal(res.count, 5);
+    assert_int_equal(krappy_in_flight(c), 0);
+    krappy_client_free(c);
+    fake_join(&f);
+    assert_false(s.bad_type);
+
+    kr_buf scratch;
+    kr_request req;
+    kr_buf_init(&scratch, SIZE_MAX);
+    xs_req(&s, 0, KRAPPY_T_PRODUCER_REGISTER, &scratch, &req);
+    ASSERT_STR(req.u.producer_register.topic, "orders");
+    ASSERT_STR(req.u.producer_register.id, "prod-1");
+    assert_false(req.cid.set);
+
+    xs_req(&s, 1, KRAPPY_T_PUBLISH, &scratch, &req);
+    assert_true(s.got[1].len <= est); /* krappy_batch_size is an upper bound */
+    assert_true(req.cid.set);
+    assert_int_equal(req.cid.v, 1);
+    assert_int_equal(req.u.publish.ack, KR_ACK_SYNC);
+    assert_true(req.u.publish.batch);
+    assert_int_equal(req.u.publish.count, 5);
+    kr_events_iter ei;
+    kr_event_in ev;
+    kr_events_iter_init(&ei, &req, &scratch);
+
+    assert_int_equal(kr_events_iter_next(&ei, &ev), 1); /* "k1" -> "hello" */
+    assert_true(ev.key.present && ev.key.is_text);
+    ASSERT_STR(ev.key.content, "k1");
+    ASSERT_STR(ev.value, "\x65hello");
+    assert_false(ev.has_ts);
+    assert_false(ev.has_headers);
+    assert_false(ev.tombstone);
+
+    assert_int_equal(kr_events_iter_next(&ei, &ev), 1); /* h'00ff' -> {"a": 1}, ts */
+    assert_true(ev.key.present && !ev.key.is_text);
+    assert_str(ev.key.content, bkey, 2);
+    assert_str(ev.value, cbor_map, 4);
+    assert_true(ev.has_ts);
+    assert_int_equal(ev.ts, 1700000000123ull);
+    assert_false(ev.has_headers);
+
+    assert_int_equal(kr_events_iter_next(&ei, &ev), 1); /* no key, h'0102', 2 headers */
+    assert_false(ev.key.present);
+    ASSERT_STR(ev.value, "\x42\x01\x02");
+    assert_false(ev.has_ts); /* sent as null */
+    assert_true(ev.has_headers);
+    ASSERT_STR(ev.headers, "\xa2\x65trace\x41\xab\x60\x40");
+
+    assert_int_equal(kr_events_iter_next(&ei, &ev), 1); /* "gone" -> tombstone */
+    ASSERT_STR(ev.key.content, "gone");
+    assert_true(ev.tombstone);
+    ASSERT_STR(ev.value, "\xf6");
+
+    assert_int_equal(kr_events_iter_next(&ei, &ev), 1); /* "" -> "", ts 7, header */
+    assert_true(ev.key.present && ev.key.is_text);
+    assert_int_equal(ev.key.content.len, 0);
+    ASSERT_STR(ev.value, "\x60");
+    assert_true(ev.has_ts);
+    assert_int_equal(ev.ts, 7);
+    ASSERT_STR(ev.headers, "\xa1\x61h\x41v");
+    assert_int_equal(kr_events_iter_next(&ei, &ev), 0);
+
+    /* The exact bytes of the second event: [h'00ff', {"a": 1}, ts]. */
+    static const uint8_t ev2[] = {0x83, 0x42, 0x00, 0xff, 0xa1, 0x61, 0x61, 0x01, 0x1b,
+                                  0x00, 0x00, 0x01, 0x8b, 0xcf, 0xe5, 0x68, 0x7b};
+    assert_non_null(memmem(s.got[1].data, s.got[1].len, ev2, sizeof ev2));
+
+    /* Reset keeps the memory and empties the batch. */
+    krappy_batch_reset(b);
+    assert_int_equal(krappy_batch_count(b), 0);
+    kr_buf_free(&scratch);
+    krappy_batch_free(b);
+    xs_free(&s);
+}
+
+static void test_batch_usage(void **state)
+{
+    (void)state;
+    krappy_batch *b = krappy_batch_new();
+    static uint8_t longkey[KRAPPY_MAX_KEY_BYTES + 1];
+
+    assert_int_equal(krappy_batch_set_ts(b, 1), KRAPPY_E_USAGE);
+    assert_non_null(strstr(krappy_batch_errmsg(b), "no event"));
+    assert_int_equal(krappy_batch_add_header(b, "a", 1, "b", 1), KRAPPY_E_USAGE);
+    assert_int_equal(krappy_batch_add_text(b, KRAPPY_KEY_BYTES, longkey, sizeof longkey, "v", 1),
+                     KRAPPY_E_USAGE);
+    assert_non_null(strstr(krappy_batch_errmsg(b), "at most 16384"));
+    assert_int_equal(krappy_batch_add_text(b, KRAPPY_KEY_TEXT, "\xff", 1, "v", 1), KRAPPY_E_USAGE);
+    assert_non_null(strstr(krappy_batch_errmsg(b), "UTF-8"));
+    assert_int_equal(krappy_batch_add_text(b, KRAPPY_KEY_NONE, NULL, 0, "\xc3", 1), KRAPPY_E_USAGE);
+    assert_int_equal(krappy_batch_add(b, KRAPPY_KEY_NONE, NULL, 0, "\x82\x01", 2), KRAPPY_E_USAGE);
+    assert_non_null(strstr(krappy_batch_errmsg(b), "well-formed"));
+    assert_int_equal(krappy_batch_add(b, KRAPPY_KEY_NONE, NULL, 0, "\x01\x02", 2), KRAPPY_E_USAGE);
+    assert_int_equal(krappy_batch_add(b, (krappy_key_type)7, "k", 1, NULL, 0), KRAPPY_E_USAGE);
+    assert_int_equal(krappy_batch_count(b), 0);
+    assert_int_equal(krappy_batch_add(b, KRAPPY_KEY_NONE, NULL, 0, "\x01", 1), KRAPPY_OK);
+    assert_string_equal(krappy_batch_errmsg(b), "");
+    assert_int_equal(krappy_batch_add_header(b, "\xff", 1, "b", 1), KRAPPY_E_USAGE);
+    assert_int_equal(krappy_batch_count(b), 1);
+
+    /* Without a connection: usage errors, nothing sent. */
+    krappy_client *c = krappy_client_new(NULL);
+    assert_int_equal(krappy_publish(c, b, KRAPPY_ACK_WRITE, NULL), KRAPPY_E_USAGE);
+    assert_non_null(strstr(krappy_client_errmsg(c), "not connected"));
+    assert_int_equal(krappy_publish_recv(c, NULL), KRAPPY_E_USAGE);
+    krappy_batch_reset(b);
+    krappy_client_free(c);
+    krappy_batch_free(b);
+    krappy_batch_free(NULL);
+}
+
+/* Pipelined batches, ack none and write mixed: only the acknowledged ones
+ * are in flight; their replies carry their cids; confirm pings. */
+static void test_publish_pipelined(void **state)
+{
+    (void)state;
+    static xscript s;
+    static fake f;
+    xs_init(&s);
+    for (int i = 0; i < 4; i++) /* read all four batches first */
+        xs_step(&s, KRAPPY_T_PUBLISH, 0);
+    kr_enc_ok_publish(xs_step(&s, 0, KRAPPY_T_OK), (kr_cid){true, 1}, 0, 2);
+    kr_enc_ok_publish(xs_step(&s, 0, KRAPPY_T_OK), (kr_cid){true, 3}, 3, 1);
+    kr_enc_ok_empty(xs_step(&s, KRAPPY_T_PING, KRAPPY_T_OK), NO_CID);
+    krappy_client *c = xs_connect(&f, &s, 5000);
+
+    krappy_batch *b = krappy_batch_new();
+    const krappy_ack acks[4] = {KRAPPY_ACK_WRITE, KRAPPY_ACK_NONE, KRAPPY_ACK_WRITE,
+                                KRAPPY_ACK_NONE};
+    for (int i = 0; i < 4; i++) {
+        uint64_t seq = 0;
+        krappy_batch_reset(b);
+        for (int j = 0; j <= (i == 0); j++)
+            assert_int_equal(krappy_batch_add_text(b, KRAPPY_KEY_TEXT, "k", 1, "v", 1), KRAPPY_OK);
+        assert_int_equal(krappy_publish_send(c, b, acks[i], &seq), KRAPPY_OK);
+        assert_int_equal(seq, (uint64_t)i + 1);
+    }
+    assert_int_equal(krappy_in_flight(c), 2);
+    /* A typed call refuses while acknowledgements are due. */
+    assert_int_equal(krappy_publish_confirm(c), KRAPPY_E_USAGE);
+    krappy_publish_result r;
+    assert_int_equal(krappy_publish_recv(c, &r), KRAPPY_OK);
+    assert_int_equal(r.seq, 1);
+    assert_int_equal(r.first, 0);
+    assert_int_equal(r.count, 2);
+    assert_int_equal(krappy_publish_recv(c, &r), KRAPPY_OK);
+    assert_int_equal(r.seq, 3);
+    assert_int_equal(r.first, 3);
+    assert_int_equal(r.count, 1);
+    assert_int_equal(krappy_in_flight(c), 0);
+    assert_int_equal(krappy_publish_recv(c, &r), KRAPPY_E_USAGE);
+    assert_non_null(strstr(krappy_client_errmsg(c), "no PUBLISH acknowledgement is due"));
+    assert_int_equal(krappy_publish_confirm(c), KRAPPY_OK);
+    krappy_client_free(c);
+    fake_join(&f);
+
+    kr_buf scratch;
+    kr_request req;
+    kr_buf_init(&scratch, SIZE_MAX);
+    static const kr_ack_mode modes[4] = {KR_ACK_WRITE, KR_ACK_NONE, KR_ACK_WRITE, KR_ACK_NONE};
+    for (int i = 0; i < 4; i++) {
+        xs_req(&s, i, KRAPPY_T_PUBLISH, &scratch, &req);
+        assert_int_equal(req.u.publish.ack, modes[i]);
+        assert_int_equal(req.cid.v, (uint64_t)i + 1);
+    }
+    kr_buf_free(&scratch);
+    krappy_batch_free(b);
+    xs_free(&s);
+}
+
+/* A batch sent with ack none is refused: the server sends ERROR with its cid
+ * and closes; the client names the batch and what was lost. */
+static void test_publish_none_refused(void **state)
+{
+    (void)state;
+    static xscript s;
+    static fake f;
+    xs_init(&s);
+    xs_step(&s, KRAPPY_T_PUBLISH, 0);
+    xs_step(&s, KRAPPY_T_PUBLISH, 0);
+    kr_enc_ok_publish(xs_step(&s, 0, KRAPPY_T_OK), (kr_cid){true, 1}, 10, 1);
+    xs_step(&s, KRAPPY_T_PUBLISH, 0);
+    xs_step(&s, KRAPPY_T_PUBLISH, 0);
+    kr_enc_error(xs_step(&s, 0, KRAPPY_T_ERROR), (kr_cid){true, 3}, KRAPPY_E_INVALID_ARGUMENT,
+                 "event 0: the value is not well-formed", NULL);
+    s.close_at_end = 1;
+    krappy_client *c = xs_connect(&f, &s, 5000);
+
+    krappy_batch *b = krappy_batch_new();
+    assert_int_equal(krappy_batch_add_text(b, KRAPPY_KEY_NONE, NULL, 0, "v", 1), KRAPPY_OK);
+    krappy_publish_result r;
+    assert_int_equal(krappy_publish_send(c, b, KRAPPY_ACK_WRITE, NULL), KRAPPY_OK);
+    assert_int_equal(krappy_publish_send(c, b, KRAPPY_ACK_NONE, NULL), KRAPPY_OK);
+    assert_int_equal(krappy_publish_recv(c, &r), KRAPPY_OK);
+    assert_int_equal(r.seq, 1);
+    assert_int_equal(krappy_publish_send(c, b, KRAPPY_ACK_NONE, NULL), KRAPPY_OK);
+    assert_int_equal(krappy_publish_send(c, b, KRAPPY_ACK_WRITE, NULL), KRAPPY_OK);
+    assert_int_equal(krappy_in_flight(c), 1);
+    assert_int_equal(krappy_publish_recv(c, &r), KRAPPY_E_INVALID_ARGUMENT);
+    assert_int_equal(r.seq, 3);
+    const char *m = krappy_client_errmsg(c);
+    assert_non_null(strstr(m, "batch #3 (ack none) was refused"));
+    assert_non_null(strstr(m, "the value is not well-formed"));
+    assert_non_null(strstr(m, "batches #3 to #4 were not stored"));
+    assert_false(krappy_connected(c));
+    krappy_client_free(c);
+    fake_join(&f);
+    krappy_batch_free(b);
+    xs_free(&s);
+}
+
+/* The same failure found by krappy_publish_confirm. */
+static void test_publish_confirm_refused(void **state)
+{
+    (void)state;
+    static xscript s;
+    static fake f;
+    xs_init(&s);
+    xs_step(&s, KRAPPY_T_PUBLISH, 0);
+    kr_enc_error(xs_step(&s, 0, KRAPPY_T_ERROR), (kr_cid){true, 1}, KRAPPY_E_STORAGE, "disk full",
+                 NULL);
+    s.close_at_end = 1;
+    krappy_client *c = xs_connect(&f, &s, 5000);
+    krappy_batch *b = krappy_batch_new();
+    assert_int_equal(krappy_batch_add_text(b, KRAPPY_KEY_NONE, NULL, 0, "v", 1), KRAPPY_OK);
+    krappy_publish_result r;
+    assert_int_equal(krappy_publish(c, b, KRAPPY_ACK_NONE, &r), KRAPPY_OK);
+    assert_int_equal(r.seq, 1);
+    assert_int_equal(r.count, 0);
+    assert_int_equal(krappy_in_flight(c), 0);
+    krappy_err e = krappy_publish_confirm(c);
+    /* the ERROR itself, or the close that follows it, naming the batch */
+    if (e == KRAPPY_E_STORAGE)
+        assert_non_null(strstr(krappy_client_errmsg(c), "batch #1 (ack none) was refused"));
+    else
+        assert_int_equal(e, KRAPPY_E_CLOSED);
+    assert_non_null(strstr(krappy_client_errmsg(c), "disk full"));
+    assert_false(krappy_connected(c));
+    krappy_client_free(c);
+    fake_join(&f);
+    krappy_batch_free(b);
+    xs_free(&s);
+}
+
+/* The refusal of an ack-none batch arrives where a later call's reply was
+ * due: the typed call reports the batch, not a failure of its own. */
+static void test_none_refused_seen_by_fetch(void **state)
+{
+    (void)state;
+    static xscript s;
+    static fake f;
+    xs_init(&s);
+    xs_step(&s, KRAPPY_T_PUBLISH, 0);
+    kr_enc_error(xs_step(&s, KRAPPY_T_FETCH, KRAPPY_T_ERROR), (kr_cid){true, 1},
+                 KRAPPY_E_INVALID_ARGUMENT, "event 2: the key is longer than 16384 bytes", NULL);
+    s.close_at_end = 1;
+    krappy_client *c = xs_connect(&f, &s, 5000);
+    krappy_batch *b = krappy_batch_new();
+    assert_int_equal(krappy_batch_add_text(b, KRAPPY_KEY_NONE, NULL, 0, "v", 1), KRAPPY_OK);
+    assert_int_equal(krappy_publish_send(c, b, KRAPPY_ACK_NONE, NULL), KRAPPY_OK);
+    assert_int_equal(krappy_in_flight(c), 0);
+    krappy_events *ev = NULL;
+    assert_int_equal(krappy_fetch(c, "t", 0, 0, 0, 0, &ev), KRAPPY_E_INVALID_ARGUMENT);
+    assert_null(ev);
+    assert_non_null(strstr(krappy_client_errmsg(c), "batch #1 (ack none) was refused"));
+    assert_non_null(strstr(krappy_client_errmsg(c), "longer than 16384"));
+    assert_false(krappy_connected(c));
+    krappy_client_free(c);
+    fake_join(&f);
+    krappy_batch_free(b);
+    xs_free(&s);
+}
+
+/* ---- FETCH ---- */
+
+static void test_fetch(void **state)
+{
+    (void)state;
+    static xscript s;
+    static fake f;
+    xs_init(&s);
+    kr_buf *p = xs_step(&s, KRAPPY_T_FETCH, KRAPPY_T_EVENTS);
+    kr_enc_events_begin(p, NO_CID, 4);
+    kr_str k_text = S("\x62k1"), v_text = S("\x65hello"),
+           k_bytes = {(const uint8_t *)"\x42\x00\xff", 3};
+    kr_str k_indef = S("\x7f\x61\x61\x62\x62\x63\xff"); /* (_ "a", "bc") */
+    kr_str v_map = S("\xa1\x61\x61\x01"), v_null = S("\xf6");
+    kr_str h = S("\xa1\x65trace\x41\xab");
+    kr_enc_event(p, 5, 1000, &k_text, &v_text, NULL);
+    kr_enc_event(p, 6, 1001, NULL, &v_map, &h); /* no key, headers */
+    kr_enc_event(p, 7, 1002, &k_bytes, &v_null, NULL);
+    kr_enc_event(p, 8, 1003, &k_indef, &v_text, &h);
+    kr_enc_events_end(p, 9);
+    kr_enc_events_begin(xs_step(&s, KRAPPY_T_FETCH, KRAPPY_T_EVENTS), NO_CID, 0);
+    kr_enc_events_end(&s.step[1].payload, 9);
+    s.step[1].delay_ms = 400; /* a long poll that outlasts the 200 ms timeout */
+    krappy_client *c = xs_connect(&f, &s, 200);
+
+    krappy_events *ev = NULL;
+    assert_int_equal(krappy_fetch(c, "orders", 5, 0, 0, 0, &ev), KRAPPY_OK);
+    assert_non_null(ev);
+    assert_int_equal(ev->count, 4);
+    assert_int_equal(ev->next, 9);
+    const krappy_event *e = ev->events;
+    assert_int_equal(e[0].offset, 5);
+    assert_int_equal(e[0].ts, 1000);
+    assert_true(e[0].has_key && e[0].key_is_text);
+    assert_int_equal(e[0].key_len, 2);
+    assert_memory_equal(e[0].key, "k1", 2);
+    assert_int_equal(e[0].value_len, 6);
+    assert_memory_equal(e[0].value, "\x65hello", 6);
+    assert_false(e[0].has_headers);
+    assert_null(e[0].headers);
+    assert_false(e[0].is_tombstone);
+
+    assert_false(e[1].has_key);
+    assert_null(e[1].key);
+    assert_int_equal(e[1].value_len, 4);
+    assert_memory_equal(e[1].value, v_map.ptr, 4);
+    assert_true(e[1].has_headers);
+    assert_int_equal(e[1].headers_len, h.len);
+    assert_memory_equal(e[1].headers, h.ptr, h.len);
+    size_t pos = 0, nl, vl;
+    const char *name;
+    const uint8_t *val;
+    assert_int_equal(
+        krappy_header_next(e[1].headers, e[1].headers_len, &pos, &name, &nl, &val, &vl), 1);
+    assert_int_equal(nl, 5);
+    assert_memory_equal(name, "trace", 5);
+    assert_int_equal(vl, 1);
+    assert_int_equal(val[0], 0xab);
+    assert_int_equal(
+        krappy_header_next(e[1].headers, e[1].headers_len, &pos, &name, &nl, &val, &vl), 0);
+
+    assert_true(e[2].has_key && !e[2].key_is_text);
+    assert_memory_equal(e[2].key, "\x00\xff", 2);
+    assert_true(e[2].is_tombstone);
+
+    assert_true(e[3].has_key && e[3].key_is_text); /* an indefinite key, joined */
+    assert_int_equal(e[3].key_len, 3);
+    assert_memory_equal(e[3].key, "abc", 3);
+    assert_true(e[3].has_headers);
+
+    /* The long poll: the deadline is the timeout plus wait_ms. */
+    krappy_events *ev2 = NULL;
+    assert_int_equal(krappy_fetch(c, "orders", 9, 10, 4096, 1000, &ev2), KRAPPY_OK);
+    assert_int_equal(ev2->count, 0);
+    assert_null(ev2->events);
+    assert_int_equal(ev2->next, 9);
+    krappy_client_free(c); /* results outlive the client */
+    assert_int_equal(ev->events[0].key[0], 'k');
+    krappy_events_free(ev);
+    krappy_events_free(ev2);
+    krappy_events_free(NULL);
+    fake_join(&f);
+
+    kr_buf scratch;
+    kr_request req;
+    kr_buf_init(&scratch, SIZE_MAX);
+    xs_req(&s, 0, KRAPPY_T_FETCH, &scratch, &req);
+    ASSERT_STR(req.u.fetch.topic, "orders");
+    assert_int_equal(req.u.fetch.offset, 5);
+    assert_int_equal(req.u.fetch.max, KRAPPY_DEFAULT_MAX);
+    assert_int_equal(req.u.fetch.wait_ms, 0);
+    assert_int_equal(req.u.fetch.max_bytes, KRAPPY_DEFAULT_MAX_BYTES);
+    xs_req(&s, 1, KRAPPY_T_FETCH, &scratch, &req);
+    assert_int_equal(req.u.fetch.offset, 9);
+    assert_int_equal(req.u.fetch.max, 10);
+    assert_int_equal(req.u.fetch.wait_ms, 1000);
+    assert_int_equal(req.u.fetch.max_bytes, 4096);
+    kr_buf_free(&scratch);
+    xs_free(&s);
+}
+
+static void test_fetch_out_of_range(void **state)
+{
+    (void)state;
+    static xscript s;
+    static fake f;
+    xs_init(&s);
+    kr_error_extra x = {.has_range = true, .first = 100, .next = 250};
+    kr_enc_error(xs_step(&s, KRAPPY_T_FETCH, KRAPPY_T_ERROR), NO_CID, KRAPPY_E_OFFSET_OUT_OF_RANGE,
+                 "offset 3 is below the first retained (100)", &x);
+    kr_enc_error(xs_step(&s, KRAPPY_T_FETCH, KRAPPY_T_ERROR), NO_CID, KRAPPY_E_NO_SUCH_TOPIC,
+                 "no topic named \"nope\"", NULL);
+    /* a malformed EVENTS: an event of three items */
+    kr_buf *p = xs_step(&s, KRAPPY_T_FETCH, KRAPPY_T_EVENTS);
+    kr_enc_events_begin(p, NO_CID, 1);
+    kr_cbor_put_raw(p, "\x83\x01\x02\xf6", 4);
+    kr_enc_events_end(p, 2);
+    krappy_client *c = xs_connect(&f, &s, 5000);
+
+    krappy_events *ev = (krappy_events *)&ev;
+    uint64_t first = 0, next = 0;
+    assert_int_equal(krappy_fetch(c, "orders", 3, 0, 0, 0, &ev), KRAPPY_E_OFFSET_OUT_OF_RANGE);
+    assert_null(ev);
+    assert_int_equal(krappy_client_error_range(c, &first, &next), 1);
+    assert_int_equal(first, 100);
+    assert_int_equal(next, 250);
+    assert_non_null(strstr(krappy_client_errmsg(c), "OFFSET_OUT_OF_RANGE"));
+    assert_true(krappy_connected(c));
+
+    assert_int_equal(krappy_fetch(c, "nope", 0, 0, 0, 0, &ev), KRAPPY_E_NO_SUCH_TOPIC);
+    assert_int_equal(krappy_client_error_range(c, &first, &next), 0); /* reset by the call */
+    assert_int_equal(krappy_fetch(c, "orders", 0, 0, 0, 0, &ev), KRAPPY_E_PROTOCOL);
+    assert_non_null(strstr(krappy_client_errmsg(c), "events[0] is malformed"));
+    assert_false(krappy_connected(c));
+    assert_int_equal(krappy_fetch(c, "", 0, 0, 0, 0, &ev), KRAPPY_E_USAGE);
+    krappy_client_free(c);
+    fake_join(&f);
+    xs_free(&s);
+}
+
+/* ---- GET ---- */
+
+static void test_get(void **state)
+{
+    (void)state;
+    static xscript s;
+    static fake f;
+    xs_init(&s);
+    kr_str key = S("\x63key"), val = S("\x82\x01\x02"), h = S("\xa1\x61h\x40");
+    kr_enc_value(xs_step(&s, KRAPPY_T_GET, KRAPPY_T_VALUE), NO_CID, &key, 12, 3456, &val, &h);
+    kr_enc_error(xs_step(&s, KRAPPY_T_GET, KRAPPY_T_ERROR), NO_CID, KRAPPY_E_NOT_FOUND,
+                 "no key \"zz\" in topic \"t\"", NULL);
+    kr_enc_ok_empty(xs_step(&s, KRAPPY_T_GET, KRAPPY_T_OK), NO_CID); /* wrong reply type */
+    krappy_client *c = xs_connect(&f, &s, 5000);
+
+    krappy_value *v = NULL;
+    assert_int_equal(krappy_get(c, "t", "key", 3, &v), KRAPPY_OK);
+    assert_non_null(v);
+    assert_int_equal(v->offset, 12);
+    assert_int_equal(v->ts, 3456);
+    assert_true(v->key_is_text);
+    assert_int_equal(v->key_len, 3);
+    assert_memory_equal(v->key, "key", 3);
+    assert_int_equal(v->value_len, 3);
+    assert_memory_equal(v->value, val.ptr, 3);
+    assert_true(v->has_headers);
+    assert_memory_equal(v->headers, h.ptr, h.len);
+    krappy_value_free(v);
+
+    assert_int_equal(krappy_get(c, "t", "zz", 2, &v), KRAPPY_E_NOT_FOUND);
+    assert_null(v);
+    assert_non_null(strstr(krappy_client_errmsg(c), "NOT_FOUND"));
+    assert_non_null(strstr(krappy_client_errmsg(c), "no key \"zz\""));
+    assert_true(krappy_connected(c));
+
+    assert_int_equal(krappy_get(c, "t", "", 0, &v), KRAPPY_E_PROTOCOL);
+    assert_non_null(strstr(krappy_client_errmsg(c), "instead of VALUE"));
+    krappy_client_free(c);
+    fake_join(&f);
+
+    kr_buf scratch;
+    kr_request req;
+    kr_buf_init(&scratch, SIZE_MAX);
+    xs_req(&s, 0, KRAPPY_T_GET, &scratch, &req);
+    ASSERT_STR(req.u.get.topic, "t");
+    ASSERT_STR(req.u.get.key.content, "key");
+    xs_req(&s, 2, KRAPPY_T_GET, &scratch, &req);
+    assert_true(req.u.get.key.present);
+    assert_int_equal(req.u.get.key.content.len, 0);
+    kr_buf_free(&scratch);
+    xs_free(&s);
+}
+
+/* ---- SCAN: three pages, the cursor passed back ---- */
+
+static void test_scan_pages(void **state)
+{
+    (void)state;
+    static xscript s;
+    static fake f;
+    xs_init(&s);
+    kr_str cur1 = {(const uint8_t *)"c\x00\x01", 3}, cur2 = S("second-cursor");
+    kr_str v1 = S("\x61\x31");
+    const char *keys[5] = {"\x62u1", "\x62u2", "\x62u3", "\x42u4", "\x62u5"};
+    int k = 0;
+    for (int page = 0; page < 3; page++) {
+        kr_buf *p = xs_step(&s, KRAPPY_T_SCAN, KRAPPY_T_ENTRIES);
+        size_t n = page < 2 ? 2 : 1;
+        kr_enc_entries_begin(p, NO_CID, n, page < 2);
+        for (size_t i = 0; i < n; i++, k++) {
+            kr_str key = S(keys[k]);
+            kr_enc_entry(p, &key, (uint64_t)k, 500 + (uint64_t)k, &v1);
+        }
+        kr_enc_entries_end(p, 77, page == 0 ? &cur1 : page == 1 ? &cur2 : NULL);
+    }
+    krappy_client *c = xs_connect(&f, &s, 5000);
+
+    krappy_scan *sc = NULL;
+    assert_int_equal(krappy_scan_begin(c, "users", "u", 1, "u0", 2, 2, &sc), KRAPPY_OK);
+    int pages = 0, seen = 0;
+    for (;;) {
+        size_t n;
+        const krappy_event *e = krappy_scan_entries(sc, &n);
+        assert_int_equal(krappy_scan_snapshot(sc), 77);
+        for (size_t i = 0; i < n; i++, seen++) {
+            char want[3] = {'u', (char)('1' + seen), 0};
+            assert_int_equal(e[i].key_len, 2);
+            assert_memory_equal(e[i].key, want, 2);
+            assert_int_equal(e[i].key_is_text, seen != 3);
+            assert_int_equal(e[i].offset, (uint64_t)seen);
+            assert_int_equal(e[i].ts, 500 + (uint64_t)seen);
+            assert_memory_equal(e[i].value, "\x61\x31", 2);
+            assert_false(e[i].has_headers);
+        }
+        pages++;
+        if (!krappy_scan_more(sc))
+            break;
+        assert_int_equal(krappy_scan_next_page(c, sc), KRAPPY_OK);
+    }
+    assert_int_equal(pages, 3);
+    assert_int_equal(seen, 5);
+    /* After the end: an empty page, nothing sent. */
+    assert_int_equal(krappy_scan_next_page(c, sc), KRAPPY_OK);
+    size_t n;
+    assert_null(krappy_scan_entries(sc, &n));
+    assert_int_equal(n, 0);
+    krappy_scan_free(sc);
+    krappy_scan_free(NULL);
+    krappy_client_free(c);
+    fake_join(&f);
+
+    kr_buf scratch;
+    kr_request req;
+    kr_buf_init(&scratch, SIZE_MAX);
+    assert_int_equal(s.n_got, 3);
+    xs_req(&s, 0, KRAPPY_T_SCAN, &scratch, &req);
+    ASSERT_STR(req.u.scan.topic, "users");
+    assert_true(req.u.scan.has_prefix);
+    ASSERT_STR(req.u.scan.prefix, "u");
+    assert_true(req.u.scan.has_after);
+    ASSERT_STR(req.u.scan.after, "u0");
+    assert_int_equal(req.u.scan.limit, 2);
+    assert_false(req.u.scan.has_cursor);
+    xs_req(&s, 1, KRAPPY_T_SCAN, &scratch, &req);
+    ASSERT_STR(req.u.scan.topic, "users");
+    assert_false(req.u.scan.has_prefix);
+    assert_false(req.u.scan.has_after);
+    assert_true(req.u.scan.has_cursor);
+    assert_str(req.u.scan.cursor, "c\x00\x01", 3);
+    assert_int_equal(req.u.scan.limit, 2);
+    xs_req(&s, 2, KRAPPY_T_SCAN, &scratch, &req);
+    ASSERT_STR(req.u.scan.cursor, "second-cursor");
+    kr_buf_free(&scratch);
+    xs_free(&s);
+}
+
+/* No prefix, an empty `after` (which is a restriction), default limit. */
+static void test_scan_defaults(void **state)
+{
+    (void)state;
+    static xscript s;
+    static fake f;
+    xs_init(&s);
+    kr_buf *p = xs_step(&s, KRAPPY_T_SCAN, KRAPPY_T_ENTRIES);
+    kr_enc_entries_begin(p, NO_CID, 0, false);
+    kr_enc_entries_end(p, 0, NULL);
+    krappy_client *c = xs_connect(&f, &s, 5000);
+    krappy_scan *sc = NULL;
+    assert_int_equal(krappy_scan_begin(c, "users", NULL, 0, "", 0, 0, &sc), KRAPPY_OK);
+    assert_false(krappy_scan_more(sc));
+    krappy_scan_free(sc);
+    krappy_client_free(c);
+    fake_join(&f);
+    kr_buf scratch;
+    kr_request req;
+    kr_buf_init(&scratch, SIZE_MAX);
+    xs_req(&s, 0, KRAPPY_T_SCAN, &scratch, &req);
+    assert_false(req.u.scan.has_prefix);
+    assert_true(req.u.scan.has_after);
+    assert_int_equal(req.u.scan.after.len, 0);
+    assert_int_equal(req.u.scan.limit, KRAPPY_DEFAULT_SCAN_LIMIT);
+    kr_buf_free(&scratch);
+    xs_free(&s);
+}
+
+/* ---- TOPICS and STATS ---- */
+
+static void test_topics_stats(void **state)
+{
+    (void)state;
+    static xscript s;
+    static fake f;
+    xs_init(&s);
+    kr_buf *p = xs_step(&s, KRAPPY_T_TOPICS, KRAPPY_T_OK);
+    kr_enc_ok_topics_begin(p, NO_CID, 2);
+    kr_enc_topic(p, &(kr_str){(const uint8_t *)"audit.log", 9}, 10, 20);
+    kr_enc_topic(p, &(kr_str){(const uint8_t *)"users", 5}, 0, 0);
+    p = xs_step(&s, KRAPPY_T_STATS, KRAPPY_T_OK);
+    kr_enc_ok_stats_begin(p, NO_CID, &(kr_str){(const uint8_t *)"users", 5}, 3, 90, 123456, 40, 2);
+    kr_enc_group_stats(p, &(kr_str){(const uint8_t *)"billing", 7}, 80, 2, 10, 3);
+    kr_enc_group_stats(p, &(kr_str){(const uint8_t *)"mail", 4}, 90, 0, 0, 0);
+    p = xs_step(&s, KRAPPY_T_STATS, KRAPPY_T_OK);
+    kr_enc_ok_stats_begin(p, NO_CID, &(kr_str){(const uint8_t *)"users", 5}, 3, 90, 1, 40, 1);
+    kr_enc_group_stats(p, &(kr_str){(const uint8_t *)"mail", 4}, 90, 0, 0, 0);
+    kr_enc_error(xs_step(&s, KRAPPY_T_STATS, KRAPPY_T_ERROR), NO_CID, KRAPPY_E_NOT_FOUND,
+                 "no group \"x\" on topic \"users\"", NULL);
+    kr_enc_ok_topics_begin(xs_step(&s, KRAPPY_T_TOPICS, KRAPPY_T_OK), NO_CID, 0);
+    krappy_client *c = xs_connect(&f, &s, 5000);
+
+    krappy_topic_list *l = NULL;
+    assert_int_equal(krappy_topics(c, &l), KRAPPY_OK);
+    assert_int_equal(l->count, 2);
+    assert_string_equal(l->topics[0].name, "audit.log");
+    assert_int_equal(l->topics[0].name_len, 9);
+    assert_int_equal(l->topics[0].first, 10);
+    assert_int_equal(l->topics[0].next, 20);
+    assert_string_equal(l->topics[1].name, "users");
+    assert_int_equal(l->topics[1].next, 0);
+    krappy_topic_list_free(l);
+
+    krappy_topic_stats *st = NULL;
+    assert_int_equal(krappy_stats(c, "users", NULL, &st), KRAPPY_OK);
+    assert_string_equal(st->topic, "users");
+    assert_int_equal(st->first, 3);
+    assert_int_equal(st->next, 90);
+    assert_int_equal(st->bytes, 123456);
+    assert_int_equal(st->keys, 40);
+    assert_int_equal(st->n_groups, 2);
+    assert_string_equal(st->groups[0].group, "billing");
+    assert_int_equal(st->groups[0].cursor, 80);
+    assert_int_equal(st->groups[0].pending, 2);
+    assert_int_equal(st->groups[0].lag, 10);
+    assert_int_equal(st->groups[0].members, 3);
+    assert_string_equal(st->groups[1].group, "mail");
+    krappy_topic_stats_free(st);
+    assert_int_equal(krappy_stats(c, "users", "mail", &st), KRAPPY_OK);
+    assert_int_equal(st->n_groups, 1);
+    krappy_topic_stats_free(st);
+    assert_int_equal(krappy_stats(c, "users", "x", &st), KRAPPY_E_NOT_FOUND);
+    assert_null(st);
+    assert_int_equal(krappy_topics(c, &l), KRAPPY_OK);
+    assert_int_equal(l->count, 0);
+    assert_null(l->topics);
+    krappy_topic_list_free(l);
+    krappy_client_free(c);
+    fake_join(&f);
+
+    kr_buf scratch;
+    kr_request req;
+    kr_buf_init(&scratch, SIZE_MAX);
+    xs_req(&s, 1, KRAPPY_T_STATS, &scratch, &req);
+    ASSERT_STR(req.u.stats.topic, "users");
+    assert_false(req.u.stats.has_group);
+    xs_req(&s, 2, KRAPPY_T_STATS, &scratch, &req);
+    assert_true(req.u.stats.has_group);
+    ASSERT_STR(req.u.stats.group, "mail");
+    kr_buf_free(&scratch);
+    xs_free(&s);
+}
+
+/* ======================================================================
+ * CBOR and JSON helpers
+ * ====================================================================== */
+
+/* Hex text to bytes; returns the length. */
+static size_t unhex(const char *h, uint8_t *out, size_t cap)
+{
+    size_t n = 0;
+    for (; h[0] != '\0' && h[1] != '\0' && n < cap; h += 2) {
+        unsigned v;
+        sscanf(h, "%2x", &v);
+        out[n++] = (uint8_t)v;
+    }
+    return n;
+}
+
+typedef struct diag_vec {
+    const char *hex, *diag, *json;
+} diag_vec;
+
+/* RFC 8949 Appendix A: every example, with its diagnostic notation as the
+ * RFC writes it (non-ASCII text as UTF-8 here), and the JSON rendering. */
+static const diag_vec appendix_a[] = {
+    {"00", "0", "0"},
+    {"01", "1", "1"},
+    {"0a", "10", "10"},
+    {"17", "23", "23"},
+    {"1818", "24", "24"},
+    {"1819", "25", "25"},
+    {"1864", "100", "100"},
+    {"1903e8", "1000", "1000"},
+    {"1a000f4240", "1000000", "1000000"},
+    {"1b000000e8d4a51000", "1000000000000", "1000000000000"},
+    {"1bffffffffffffffff", "18446744073709551615", "18446744073709551615"},
+    {"c249010000000000000000", "2(h'010000000000000000')", "\"AQAAAAAAAAAA\""},
+    {"3bffffffffffffffff", "-18446744073709551616", "-18446744073709551616"},
+    {"c349010000000000000000", "3(h'010000000000000000')", "\"AQAAAAAAAAAA\""},
+    {"20", "-1", "-1"},
+    {"29", "-10", "-10"},
+    {"3863", "-100", "-100"},
+    {"3903e7", "-1000", "-1000"},
+    {"f90000", "0.0", "0.0"},
+    {"f98000", "-0.0", "-0.0"},
+    {"f93c00", "1.0", "1.0"},
+    {"fb3ff199999999999a", "1.1", "1.1"},
+    {"f93e00", "1.5", "1.5"},
+    {"f97bff", "65504.0", "65504.0"},
+    {"fa47c35000", "100000.0", "100000.0"},
+    {"fa7f7fffff", "3.4028234663852886e+38", "3.4028234663852886e+38"},
+    {"fb7e37e43c8800759c", "1.0e+300", "1.0e+300"},
+    {"f90001", "5.960464477539063e-8", "5.960464477539063e-8"},
+    {"f90400", "0.00006103515625", "0.00006103515625"},
+    {"f9c400", "-4.0", "-4.0"},
+    {"fbc010666666666666", "-4.1", "-4.1"},
+    {"f97c00", "Infinity", "null"},
+    {"f97e00", "NaN", "null"},
+    {"f9fc00", "-Infinity", "null"},
+    {"fa7f800000", "Infinity", "null"},
+    {"fa7fc00000", "NaN", "null"},
+    {"faff800000", "-Infinity", "null"},
+    {"fb7ff0000000000000", "Infinity", "null"},
+    {"fb7ff8000000000000", "NaN", "null"},
+    {"fbfff0000000000000", "-Infinity", "null"},
+    {"f4", "false", "false"},
+    {"f5", "true", "true"},
+    {"f6", "null", "null"},
+    {"f7", "undefined", "null"},
+    {"f0", "simple(16)", "null"},
+    {"f8ff", "simple(255)", "null"},
+    {"c074323031332d30332d32315432303a30343a30305a", "0(\"2013-03-21T20:04:00Z\")",
+     "\"2013-03-21T20:04:00Z\""},
+    {"c11a514b67b0", "1(1363896240)", "1363896240"},
+    {"c1fb41d452d9ec200000", "1(1363896240.5)", "1363896240.5"},
+    {"d74401020304", "23(h'01020304')", "\"AQIDBA\""},
+    {"d818456449455446", "24(h'6449455446')", "\"ZElFVEY\""},
+    {"d82076687474703a2f2f7777772e6578616d706c652e636f6d", "32(\"http://www.example.com\")",
+     "\"http://www.example.com\""},
+    {"40", "h''", "\"\""},
+    {"4401020304", "h'01020304'", "\"AQIDBA\""},
+    {"60", "\"\"", "\"\""},
+    {"6161", "\"a\"", "\"a\""},
+    {"6449455446", "\"IETF\"", "\"IETF\""},
+    {"62225c", "\"\\\"\\\\\"", "\"\\\"\\\\\""},
+    {"62c3bc", "\"\xc3\xbc\"", "\"\xc3\xbc\""},
+    {"63e6b0b4", "\"\xe6\xb0\xb4\"", "\"\xe6\xb0\xb4\""},
+    {"64f0908591", "\"\xf0\x90\x85\x91\"", "\"\xf0\x90\x85\x91\""},
+    {"80", "[]", "[]"},
+    {"83010203", "[1, 2, 3]", "[1,2,3]"},
+    {"8301820203820405", "[1, [2, 3], [4, 5]]", "[1,[2,3],[4,5]]"},
+    {"98190102030405060708090a0b0c0d0e0f101112131415161718181819",
+     "[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, "
+     "25]",
+     "[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25]"},
+    {"a0", "{}", "{}"},
+    {"a201020304", "{1: 2, 3: 4}", "{\"1\":2,\"3\":4}"},
+    {"a26161016162820203", "{\"a\": 1, \"b\": [2, 3]}", "{\"a\":1,\"b\":[2,3]}"},
+    {"826161a161626163", "[\"a\", {\"b\": \"c\"}]", "[\"a\",{\"b\":\"c\"}]"},
+    {"a56161614161626142616361436164614461656145",
+     "{\"a\": \"A\", \"b\": \"B\", \"c\": \"C\", \"d\": \"D\", \"e\": \"E\"}",
+     "{\"a\":\"A\",\"b\":\"B\",\"c\":\"C\",\"d\":\"D\",\"e\":\"E\"}"},
+    {"5f42010243030405ff", "(_ h'0102', h'030405')", "\"AQIDBAU\""},
+    {"7f657374726561646d696e67ff", "(_ \"strea\", \"ming\")", "\"streaming\""},
+    {"9fff", "[_ ]", "[]"},
+    {"9f018202039f0405ffff", "[_ 1, [2, 3], [_ 4, 5]]", "[1,[2,3],[4,5]]"},
+    {"9f01820203820405ff", "[_ 1, [2, 3], [4, 5]]", "[1,[2,3],[4,5]]"},
+    {"83018202039f0405ff", "[1, [2, 3], [_ 4, 5]]", "[1,[2,3],[4,5]]"},
+    {"83019f0203ff820405", "[1, [_ 2, 3], [4, 5]]", "[1,[2,3],[4,5]]"},
+    {"9f0102030405060708090a0b0c0d0e0f101112131415161718181819ff",
+     "[_ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, "
+     "24, 25]",
+     "[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25]"},
+    {"bf61610161629f0203ffff", "{_ \"a\": 1, \"b\": [_ 2, 3]}", "{\"a\":1,\"b\":[2,3]}"},
+    {"826161bf61626163ff", "[\"a\", {_ \"b\": \"c\"}]", "[\"a\",{\"b\":\"c\"}]"},
+    {"bf6346756ef563416d7421ff", "{_ \"Fun\": true, \"Amt\": -2}", "{\"Fun\":true,\"Amt\":-2}"},
+    /* beyond the appendix */
+    {"5fff", "''_", "\"\""},
+    {"7fff", "\"\"_", "\"\""},
+    {"bfff", "{_ }", "{}"},
+    {"a1f5f4", "{true: false}", "{\"true\":false}"},
+    {"a1826161f6f5", "{[\"a\", null]: true}", "{\"[\\\"a\\\", null]\":true}"},
+    {"62c285", "\"\\u0085\"", "\"\\u0085\""},           /* a C1 control */
+    {"641b5b306d", "\"\\u001b[0m\"", "\"\\u001b[0m\""}, /* ESC: terminal-safe */
+    {"6303ff7f", "\"\\u0003\\ufffd\\u007f\"", "\"\\u0003\\ufffd\\u007f\""},
+    {"fb3fb999999999999a", "0.1", "0.1"},
+    {"fb3eb0c6f7a0b5ed8d", "0.000001", "0.000001"},
+    {"fb3e7ad7f29abcaf48", "1.0e-7", "1.0e-7"},
+    {"fb4415af1d78b58c40", "100000000000000000000.0", "100000000000000000000.0"},
+    {"fb444b1ae4d6e2ef50", "1.0e+21", "1.0e+21"},
+    {"fb0000000000000001", "5.0e-324", "5.0e-324"},
+    {"fa3dcccccd", "0.10000000149011612", "0.10000000149011612"},
+    {"d9d9f7a0", "55799({})", "{}"},
+};
+
+static void test_cbor_render(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof appendix_a / sizeof appendix_a[0]; i++) {
+        const diag_vec *v = &appendix_a[i];
+        uint8_t b[64];
+        size_t n = unhex(v->hex, b, sizeof b);
+        char *d = NULL, *j = NULL;
+        assert_int_equal(krappy_cbor_to_diag(b, n, &d), KRAPPY_OK);
+        if (strcmp(d, v->diag) != 0)
+            fail_msg("%s: diag %s, want %s", v->hex, d, v->diag);
+        assert_int_equal(krappy_cbor_to_json(b, n, 0, &j), KRAPPY_OK);
+        if (strcmp(j, v->json) != 0)
+            fail_msg("%s: json %s, want %s", v->hex, j, v->json);
+        krappy_free(d);
+        krappy_free(j);
+    }
+
+    /* Bytes as hex on request. */
+    char *j = NULL;
+    assert_int_equal(krappy_cbor_to_json("\x82\x42\x00\xff\x5f\x41\x01\x41\x02\xff", 10,
+                                         KRAPPY_JSON_BYTES_HEX, &j),
+                     KRAPPY_OK);
+    assert_string_equal(j, "[\"00ff\",\"0102\"]");
+    krappy_free(j);
+
+    /* Malformed input, trailing bytes, NULL out. */
+    char *d = (char *)"x";
+    assert_int_equal(krappy_cbor_to_diag("\x82\x01", 2, &d), KRAPPY_E_USAGE);
+    assert_null(d);
+    assert_int_equal(krappy_cbor_to_diag("\x01\x02", 2, &d), KRAPPY_E_USAGE);
+    assert_int_equal(krappy_cbor_to_diag("", 0, &d), KRAPPY_E_USAGE);
+    assert_int_equal(krappy_cbor_to_json("\x01", 1, 0, NULL), KRAPPY_E_USAGE);
+
+    /* Depth is bounded: 64 nested arrays render, 65 do not. */
+    uint8_t deep[80];
+    memset(deep, 0x81, sizeof deep);
+    deep[KRAPPY_CBOR_MAX_DEPTH] = 0x00;
+    assert_int_equal(krappy_cbor_to_diag(deep, KRAPPY_CBOR_MAX_DEPTH + 1, &d), KRAPPY_OK);
+    assert_int_equal(strlen(d), 2 * KRAPPY_CBOR_MAX_DEPTH + 1);
+    krappy_free(d);
+    memset(deep, 0x81, sizeof deep);
+    deep[KRAPPY_CBOR_MAX_DEPTH + 1] = 0x00;
+    assert_int_equal(krappy_cbor_to_diag(deep, KRAPPY_CBOR_MAX_DEPTH + 2, &d), KRAPPY_E_USAGE);
+    memset(deep, 0xc1, sizeof deep); /* tags count too */
+    deep[KRAPPY_CBOR_MAX_DEPTH + 1] = 0x00;
+    assert_int_equal(krappy_cbor_to_json(deep, KRAPPY_CBOR_MAX_DEPTH + 2, 0, &d), KRAPPY_E_USAGE);
+
+    /* krappy_cbor_text. */
+    const char *t;
+    size_t tl;
+    assert_int_equal(krappy_cbor_text("\x62hi", 3, &t, &tl), 1);
+    assert_int_equal(tl, 2);
+    assert_memory_equal(t, "hi", 2);
+    assert_int_equal(krappy_cbor_text("\x60", 1, &t, &tl), 1);
+    assert_int_equal(tl, 0);
+    assert_int_equal(krappy_cbor_text("\x42hi", 3, &t, &tl), 0);
+    assert_int_equal(krappy_cbor_text("\x7f\x61h\xff", 4, &t, &tl), 0);
+    assert_int_equal(krappy_cbor_text("\x62hi\x00", 4, &t, &tl), 0);
+
+    /* krappy_header_next on odd maps. */
+    size_t pos = 0;
+    const char *name;
+    const uint8_t *val;
+    size_t nl, vl;
+    assert_int_equal(krappy_header_next("\xa0", 1, &pos, &name, &nl, &val, &vl), 0);
+    pos = 0;
+    assert_int_equal(krappy_header_next("\xbf\x61"
+                                        "a\x41"
+                                        "b\xff",
+                                        6, &pos, &name, &nl, &val, &vl),
+                     1);
+    assert_int_equal(krappy_header_next("\xbf\x61"
+                                        "a\x41"
+                                        "b\xff",
+                                        6, &pos, &name, &nl, &val, &vl),
+                     0);
+    pos = 0;
+    assert_int_equal(krappy_header_next("\xa1\x61"
+                                        "a\x61"
+                                        "b",
+                                        5, &pos, &name, &nl, &val, &vl),
+                     -1);
+    pos = 0;
+    assert_int_equal(krappy_header_next("\x80", 1, &pos, &name, &nl, &val, &vl), -1);
+}
+
+typedef struct json_vec {
+    const char *json, *cbor_hex;
+} json_vec;
+
+static void test_json_to_cbor(void **state)
+{
+    (void)state;
+    static const json_vec ok[] = {
+        {"0", "00"},
+        {"-0", "00"},
+        {"23", "17"},
+        {"24", "1818"},
+        {"-1", "20"},
+        {"-1000", "3903e7"},
+        {"18446744073709551615", "1bffffffffffffffff"},
+        {"-18446744073709551616", "3bffffffffffffffff"},
+        {"18446744073709551616", "fa5f800000"}, /* 2^64: a float */
+        {"1.5", "f93e00"},
+        {"-0.0", "f98000"},
+        {"1.0", "f93c00"},
+        {"65504", "19ffe0"},
+        {"65504.0", "f97bff"},
+        {"100000.0", "fa47c35000"},
+        {"1.1", "fb3ff199999999999a"},
+        {"5.960464477539063e-8", "f90001"},
+        {"0.00006103515625", "f90400"},
+        {"1e300", "fb7e37e43c8800759c"},
+        {"1E2", "f95640"},
+        {"3.4028234663852886e+38", "fa7f7fffff"},
+        {"1e999", "f97c00"},
+        {"true", "f5"},
+        {"false", "f4"},
+        {"null", "f6"},
+        {"\"\"", "60"},
+        {"\"a\\n\\u00fc\\ud83d\\ude00\\/\"", "69610ac3bcf09f98802f"},
+        {" [ 1 , [ ] , { } ] ", "8301 80 a0"},
+        {"{\"a\":[1,2],\"b\":{\"c\":null},\"a\":true}", "a3 6161 820102 6162 a1 6163 f6 6161 f5"},
+        {"\"\xc3\xbc\"", "62c3bc"},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        uint8_t want[64], *got = NULL;
+        char hex[128], why[200];
+        size_t wl = 0, gl = 0, h = 0;
+        for (const char *p = ok[i].cbor_hex; *p; p++)
+            if (*p != ' ')
+                hex[h++] = *p;
+        hex[h] = '\0';
+        wl = unhex(hex, want, sizeof want);
+        krappy_err e =
+            krappy_json_to_cbor(ok[i].json, strlen(ok[i].json), &got, &gl, why, sizeof why);
+        if (e != KRAPPY_OK)
+            fail_msg("%s: refused: %s", ok[i].json, why);
+        if (gl != wl || memcmp(got, want, wl) != 0) {
+            char *d = NULL;
+            krappy_cbor_to_diag(got, gl, &d);
+            fail_msg("%s: got %s (%zu bytes)", ok[i].json, d, gl);
+        }
+        krappy_free(got);
+    }
+    /* A long array: the head is inserted before 300 children. */
+    char big[2000];
+    size_t n = 0;
+    big[n++] = '[';
+    for (int i = 0; i < 300; i++)
+        n += (size_t)snprintf(big + n, sizeof big - n, "%s%d", i ? "," : "", i % 10);
+    big[n++] = ']';
+    uint8_t *got;
+    size_t gl;
+    assert_int_equal(krappy_json_to_cbor(big, n, &got, &gl, NULL, 0), KRAPPY_OK);
+    assert_int_equal(gl, 3 + 300);
+    assert_memory_equal(got, "\x99\x01\x2c", 3);
+    krappy_free(got);
+
+    static const struct {
+        const char *json, *why;
+    } bad[] = {
+        {"", "expected a value at the end"},
+        {"[1,]", "expected a value at byte 4"},
+        {"[1 2]", "expected ',' or ']' at byte 4"},
+        {"{\"a\" 1}", "expected ':' at byte 6"},
+        {"{1:2}", "expected a member name"},
+        {"01", "unexpected text after the JSON value at byte 2"},
+        {"1.", "expected a digit after the decimal point"},
+        {"-", "expected a digit"},
+        {"1e+", "expected a digit in the exponent"},
+        {"+1", "expected a value at byte 1"},
+        {"tru", "expected a value"},
+        {"\"abc", "unterminated string"},
+        {"\"a\tb\"", "control character 0x09"},
+        {"\"\\x\"", "unknown escape '\\x'"},
+        {"\"\\u12\"", "four hex digits"},
+        {"\"\\udc00\"", "lone low surrogate"},
+        {"\"\\ud800x\"", "not followed by a low one"},
+        {"\"\xff\"", "not valid UTF-8"},
+        {"[1] x", "unexpected text"},
+        {"NaN", "expected a value"},
+        {"// c\n1", "expected a value"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char why[200] = "";
+        got = (uint8_t *)"x";
+        krappy_err e =
+            krappy_json_to_cbor(bad[i].json, strlen(bad[i].json), &got, &gl, why, sizeof why);
+        if (e != KRAPPY_E_USAGE)
+            fail_msg("%s: accepted", bad[i].json);
+        assert_null(got);
+        if (strstr(why, bad[i].why) == NULL)
+            fail_msg("%s: \"%s\" lacks \"%s\"", bad[i].json, why, bad[i].why);
+    }
+    /* Nesting is bounded. */
+    char deep[200];
+    memset(deep, '[', sizeof deep);
+    char why[200];
+    assert_int_equal(krappy_json_to_cbor(deep, sizeof deep, &got, &gl, why, sizeof why),
+                     KRAPPY_E_USAGE);
+    assert_non_null(strstr(why, "nested deeper than 64"));
+    memset(deep, ' ', sizeof deep);
+    for (int i = 0; i < KRAPPY_CBOR_MAX_DEPTH; i++) {
+        deep[i] = '[';
+        deep[2 * KRAPPY_CBOR_MAX_DEPTH - 1 - i] = ']';
+    }
+    assert_int_equal(
+        krappy_json_to_cbor(deep, 2 * KRAPPY_CBOR_MAX_DEPTH, &got, &gl, why, sizeof why),
+        KRAPPY_OK);
+    krappy_free(got);
+}
+
+/* A float-heavy round trip: JSON -> CBOR -> diag gives the same text. */
+static void test_json_float_round_trip(void **state)
+{
+    (void)state;
+    static const char *const nums[] = {"0.1",
+                                       "0.2",
+                                       "0.30000000000000004",
+                                       "123.456",
+                                       "1.0e-7",
+                                       "2.5e-8",
+                                       "9007199254740993.0",
+                                       "1.7976931348623157e+308",
+                                       "4.9406564584124654e-324"};
+    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
+        uint8_t *c;
+        size_t cl;
+        char *d;
+        assert_int_equal(krappy_json_to_cbor(nums[i], strlen(nums[i]), &c, &cl, NULL, 0),
+                         KRAPPY_OK);
+        assert_int_equal(krappy_cbor_to_diag(c, cl, &d), KRAPPY_OK);
+        double a = strtod(nums[i], NULL), b = strtod(d, NULL);
+        if (a != b)
+            fail_msg("%s -> %s", nums[i], d);
+        krappy_free(c);
+        krappy_free(d);
+    }
+}
+
+static void test_json_event_parse(void **state)
+{
+    (void)state;
+    kr_buf sc;
+    kr_json_event ev;
+    char why[256];
+    kr_buf_init(&sc, 1 << 20);
+
+    const char *l1 = "{\"key\":\"user-1\",\"value\":{\"n\":1.5,\"tags\":[\"a\"]},\"ts\":"
+                     "1700000000000,\"headers\":{\"trace\":\"t-1\",\"x\":\"\"}}";
+    assert_int_equal(kr_json_event_parse(l1, strlen(l1), &sc, &ev, why, sizeof why), KRAPPY_OK);
+    assert_true(ev.has_key);
+    assert_int_equal(ev.key_len, 6);
+    assert_memory_equal(ev.key, "user-1", 6);
+    char *d;
+    assert_int_equal(krappy_cbor_to_diag(ev.value, ev.value_len, &d), KRAPPY_OK);
+    assert_string_equal(d, "{\"n\": 1.5, \"tags\": [\"a\"]}");
+    krappy_free(d);
+    assert_true(ev.has_ts);
+    assert_int_equal(ev.ts, 1700000000000ull);
+    assert_int_equal(ev.n_headers, 2);
+    assert_int_equal(krappy_cbor_to_diag(ev.headers, ev.headers_len, &d), KRAPPY_OK);
+    assert_string_equal(d, "{\"trace\": h'742d31', \"x\": h''}");
+    krappy_free(d);
+
+    const char *l2 = "  {\"value\": null, \"key\": null, \"ts\": null, \"headers\": null} ";
+    assert_int_equal(kr_json_event_parse(l2, strlen(l2), &sc, &ev, why, sizeof why), KRAPPY_OK);
+    assert_false(ev.has_key);
+    assert_false(ev.has_ts);
+    assert_null(ev.headers);
+    assert_int_equal(ev.value_len, 1);
+    assert_int_equal(ev.value[0], 0xf6);
+
+    const char *l3 = "{\"value\":\"x\",\"headers\":{}}";
+    assert_int_equal(kr_json_event_parse(l3, strlen(l3), &sc, &ev, why, sizeof why), KRAPPY_OK);
+    assert_null(ev.headers);
+    assert_int_equal(ev.value_len, 2);
+
+    static const struct {
+        const char *line, *why;
+    } bad[] = {
+        {"[1]", "expected a JSON object"},
+        {"{\"key\":\"k\"}", "no \"value\""},
+        {"{\"value\":1,\"vaule\":2}", "unknown member \"vaule\""},
+        {"{\"value\":1,\"value\":2}", "appears twice"},
+        {"{\"value\":1,\"key\":3}", "\"key\" must be a string"},
+        {"{\"value\":1,\"ts\":-5}", "\"ts\" must be a whole number"},
+        {"{\"value\":1,\"ts\":1.5}", "\"ts\" must be a whole number"},
+        {"{\"value\":1,\"headers\":[]}", "\"headers\" must be an object"},
+        {"{\"value\":1,\"headers\":{\"h\":1}}", "header \"h\" must be a string"},
+        {"{\"value\":1", "expected ',' or '}' at the end"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        why[0] = '\0';
+        krappy_err e =
+            kr_json_event_parse(bad[i].line, strlen(bad[i].line), &sc, &ev, why, sizeof why);
+        if (e != KRAPPY_E_USAGE)
+            fail_msg("%s: accepted", bad[i].line);
+        if (strstr(why, bad[i].why) == NULL)
+            fail_msg("%s: \"%s\" lacks \"%s\"", bad[i].line, why, bad[i].why);
+    }
+    kr_buf_free(&sc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -962,6 +2204,22 @@ int main(void)
         cmocka_unit_test(test_no_sigpipe),
         cmocka_unit_test(test_usage_errors),
         cmocka_unit_test(test_publish_ack_none),
+        cmocka_unit_test(test_register_and_publish),
+        cmocka_unit_test(test_batch_usage),
+        cmocka_unit_test(test_publish_pipelined),
+        cmocka_unit_test(test_publish_none_refused),
+        cmocka_unit_test(test_publish_confirm_refused),
+        cmocka_unit_test(test_none_refused_seen_by_fetch),
+        cmocka_unit_test(test_fetch),
+        cmocka_unit_test(test_fetch_out_of_range),
+        cmocka_unit_test(test_get),
+        cmocka_unit_test(test_scan_pages),
+        cmocka_unit_test(test_scan_defaults),
+        cmocka_unit_test(test_topics_stats),
+        cmocka_unit_test(test_cbor_render),
+        cmocka_unit_test(test_json_to_cbor),
+        cmocka_unit_test(test_json_float_round_trip),
+        cmocka_unit_test(test_json_event_parse),
     };
     alarm(60); /* a hung test fails the run instead of stalling it */
     return cmocka_run_group_tests(tests, NULL, NULL);

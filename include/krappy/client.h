@@ -8,8 +8,22 @@
  * write, the client keeps reading replies into its own buffer, so a long
  * pipeline never stalls on the server's back-pressure.
  *
+ * The requests of the protocol have typed calls: krappy_register_producer
+ * and krappy_publish (with a pipelined form, krappy_publish_send/_recv) to
+ * write; krappy_fetch, krappy_get, krappy_scan_begin/_next_page,
+ * krappy_topics and krappy_stats to read. Each typed call is one round trip
+ * and, like krappy_call, needs every earlier pipelined reply received first.
+ * Results come back as objects the caller owns and frees with the matching
+ * krappy_*_free; they do not depend on the client (they stay valid after it
+ * is closed or freed). Helpers render CBOR values for people
+ * (krappy_cbor_to_diag, krappy_cbor_to_json) and turn JSON into CBOR
+ * (krappy_json_to_cbor).
+ *
  * Thread safety: a krappy_client is used by one thread at a time; distinct
- * clients are independent. The library keeps no global state.
+ * clients are independent. Batches, scans and result objects are separate
+ * objects with the same rule (one thread at a time each); result objects
+ * are never written after they are returned, so any number of threads may
+ * read one. The library keeps no global state.
  *
  * Errors: functions return krappy_err (KRAPPY_OK = 0). A server ERROR reply
  * returns its wire code (1..14); local failures return KRAPPY_E_IO,
@@ -18,6 +32,15 @@
  * what happened. After KRAPPY_E_IO, _TIMEOUT, _CLOSED or _PROTOCOL, or a
  * server error that closes the connection (krappy_err_closes()), the
  * connection is closed: connect again (and register again) to go on.
+ *
+ * Reconnecting: the library never reconnects by itself, because what must be
+ * redone depends on the caller. Registrations belong to the connection: a
+ * new connection (krappy_connect) has no producer, so call
+ * krappy_register_producer again before publishing (krappy_hello too, when
+ * the server wants a token). Batches whose PUBLISH was not acknowledged
+ * before the connection was lost may or may not have been stored; publish
+ * them again (possibly storing them twice) or check with FETCH. Scans survive
+ * a reconnect: the cursor works from any connection for a while.
  */
 #ifndef KRAPPY_CLIENT_H
 #define KRAPPY_CLIENT_H
@@ -199,6 +222,496 @@ krappy_err krappy_reply_error(krappy_client *c, const krappy_frame *f);
 /* Requests sent (or queued) whose replies krappy_recv has not yet returned;
  * PUBLISH with ack "none" is not counted. 0 when not connected. */
 size_t krappy_in_flight(const krappy_client *c);
+
+/*
+ * krappy_client_error_range - after a call failed with
+ * KRAPPY_E_OFFSET_OUT_OF_RANGE, the retained range the server reported:
+ * *first is the first offset still retained, *next the topic's next offset
+ * (either pointer may be NULL).
+ * @return 1 when the last call's ERROR carried them, else 0 (*first and
+ *         *next untouched). Reset by every call on the client.
+ */
+int krappy_client_error_range(const krappy_client *c, uint64_t *first, uint64_t *next);
+
+/* ======================================================================
+ * Producing
+ * ====================================================================== */
+
+/*
+ * krappy_register_producer - PRODUCER_REGISTER: make this connection the
+ * producer `producer_id` of `topic`, creating the topic when it does not
+ * exist. Needed once per connection before krappy_publish; registering again
+ * rebinds the connection to the new topic.
+ * @param topic        1..249 bytes of [A-Za-z0-9._-] (the server judges)
+ * @param producer_id  1..249 bytes of UTF-8
+ * @param next         receives the topic's next offset; may be NULL
+ * @return KRAPPY_OK; KRAPPY_E_INVALID_ARGUMENT for a bad name; or another
+ *         error.
+ */
+krappy_err krappy_register_producer(krappy_client *c, const char *topic, const char *producer_id,
+                                    uint64_t *next);
+
+/* When a PUBLISH is acknowledged (PROTOCOL.md section 4, "Writes"). */
+typedef enum krappy_ack {
+    KRAPPY_ACK_WRITE = 0, /* once in the stream file and visible to readers */
+    KRAPPY_ACK_SYNC = 1,  /* once on stable storage (fsync) */
+    KRAPPY_ACK_NONE = 2   /* no reply; a failure is an ERROR, then a close */
+} krappy_ack;
+
+/* How an event's key is sent. Identity is the content bytes either way. */
+typedef enum krappy_key_type {
+    KRAPPY_KEY_NONE = 0,  /* no key (null): streamed, never compacted */
+    KRAPPY_KEY_BYTES = 1, /* a byte string */
+    KRAPPY_KEY_TEXT = 2   /* a text string: must be valid UTF-8 */
+} krappy_key_type;
+
+/*
+ * A batch of events for one PUBLISH. Build it with krappy_batch_add* (each
+ * adds one event; krappy_batch_set_ts and krappy_batch_add_header then
+ * refine the event added last), publish it, then krappy_batch_reset it and
+ * build the next one in the same memory. Everything given is copied. A
+ * batch is independent of any client; publishing does not change it.
+ * A batch holds at most KRAPPY_BATCH_MAX_BYTES; the server's max_frame
+ * (default 16 MiB) is usually the tighter limit: see krappy_batch_size.
+ */
+typedef struct krappy_batch krappy_batch;
+
+#define KRAPPY_BATCH_MAX_BYTES ((size_t)0xFFFFFFFFu)
+
+/* A new, empty batch, owned by the caller (krappy_batch_free); NULL when out
+ * of memory. */
+krappy_batch *krappy_batch_new(void);
+
+/* Release a batch. NULL ok. */
+void krappy_batch_free(krappy_batch *b);
+
+/* Remove every event, keeping the memory for the next batch. */
+void krappy_batch_reset(krappy_batch *b);
+
+/* Events in the batch. */
+size_t krappy_batch_count(const krappy_batch *b);
+
+/* An upper bound of the PUBLISH payload the batch makes, in bytes: a
+ * request is refused locally when this exceeds the server's max_frame - 4,
+ * so split batches before that (krappy_server_info.max_frame). */
+size_t krappy_batch_size(const krappy_batch *b);
+
+/* Why the last krappy_batch_* call on b failed ("" after success).
+ * Borrowed: valid until the next call on b. */
+const char *krappy_batch_errmsg(const krappy_batch *b);
+
+/*
+ * krappy_batch_add - add one event whose value is already CBOR.
+ * @param kt, key, key_len  the key (ignored for KRAPPY_KEY_NONE); at most
+ *                          KRAPPY_MAX_KEY_BYTES; key may be NULL when
+ *                          key_len is 0
+ * @param value, value_len  exactly one encoded CBOR item, sent byte for
+ *                          byte; NULL (with value_len 0) = null = a
+ *                          tombstone, which deletes the key for GET and SCAN
+ * @return KRAPPY_OK; KRAPPY_E_USAGE (the batch is unchanged, errmsg says
+ *         why) for a key too long or not UTF-8 text, a value that is not one
+ *         well-formed CBOR item, or a batch that would outgrow
+ *         KRAPPY_BATCH_MAX_BYTES; KRAPPY_E_NOMEM.
+ */
+krappy_err krappy_batch_add(krappy_batch *b, krappy_key_type kt, const void *key, size_t key_len,
+                            const void *value, size_t value_len);
+
+/* krappy_batch_add with a text value: text (text_len bytes of UTF-8, not
+ * necessarily NUL-terminated) is sent as a CBOR text string. Invalid UTF-8
+ * is refused (KRAPPY_E_USAGE): send such values as bytes. */
+krappy_err krappy_batch_add_text(krappy_batch *b, krappy_key_type kt, const void *key,
+                                 size_t key_len, const char *text, size_t text_len);
+
+/* krappy_batch_add with a byte-string value. */
+krappy_err krappy_batch_add_bytes(krappy_batch *b, krappy_key_type kt, const void *key,
+                                  size_t key_len, const void *bytes, size_t len);
+
+/*
+ * krappy_batch_set_ts - give the event added last a timestamp (milliseconds
+ * since the Unix epoch) instead of the server's time of writing.
+ * @return KRAPPY_OK, or KRAPPY_E_USAGE when the batch is empty.
+ */
+krappy_err krappy_batch_set_ts(krappy_batch *b, uint64_t ts_ms);
+
+/*
+ * krappy_batch_add_header - add a header (text name -> bytes value) to the
+ * event added last. Headers are delivered with the event, in the order
+ * added; a name may repeat.
+ * @return KRAPPY_OK; KRAPPY_E_USAGE when the batch is empty, the name is not
+ *         UTF-8 or the batch would outgrow its limit; KRAPPY_E_NOMEM.
+ */
+krappy_err krappy_batch_add_header(krappy_batch *b, const char *name, size_t name_len,
+                                   const void *value, size_t value_len);
+
+/* What the server said to a PUBLISH. */
+typedef struct krappy_publish_result {
+    uint64_t seq;   /* the batch's number on this connection (see below) */
+    uint64_t first; /* offset of its first event */
+    uint64_t count; /* events stored: offsets first .. first+count-1 */
+} krappy_publish_result;
+
+/*
+ * krappy_publish - PUBLISH the batch and wait for its acknowledgement. All
+ * of its events are stored, or none (a bad event refuses the whole batch
+ * with KRAPPY_E_INVALID_ARGUMENT, errmsg naming its index). Needs a
+ * producer registration on this connection (else KRAPPY_E_NOT_REGISTERED)
+ * and no pipelined reply outstanding.
+ * With KRAPPY_ACK_NONE the call returns once the request is written, with
+ * *out zeroed but for seq: the server says nothing on success; see
+ * krappy_publish_confirm.
+ * @param out  filled on success; may be NULL
+ * @return KRAPPY_OK; KRAPPY_E_USAGE for an empty batch or one larger than
+ *         the server's max_frame (nothing sent, the connection stays); a
+ *         server error; or a local error.
+ */
+krappy_err krappy_publish(krappy_client *c, const krappy_batch *b, krappy_ack ack,
+                          krappy_publish_result *out);
+
+/*
+ * krappy_publish_send - pipelined PUBLISH: queue the batch (copied: the
+ * batch may be reset at once) and return without waiting. Collect each
+ * acknowledgement with krappy_publish_recv, in order; batches sent with
+ * KRAPPY_ACK_NONE get none and are not counted by krappy_in_flight().
+ * Every batch gets a sequence number on this connection (1, 2, ..., sent
+ * as the request's `cid`), so a failure names the batch it belongs to.
+ * As with krappy_send, keep the replies flowing: receive some while you
+ * send many.
+ * @param seq  receives the batch's sequence number; may be NULL
+ * @return KRAPPY_OK, KRAPPY_E_USAGE (empty or too large; nothing sent) or a
+ *         local error.
+ */
+krappy_err krappy_publish_send(krappy_client *c, const krappy_batch *b, krappy_ack ack,
+                               uint64_t *seq);
+
+/*
+ * krappy_publish_recv - the acknowledgement of the oldest batch sent with
+ * krappy_publish_send and an ack other than NONE. Use it only while the
+ * next reply due is a PUBLISH's (do not interleave other pipelined requests
+ * without receiving their replies through krappy_recv in order).
+ * When a KRAPPY_ACK_NONE batch was refused, the server sends its ERROR and
+ * closes the connection: the call returns that ERROR's code with
+ * out->seq = the refused batch, errmsg naming it, and the connection
+ * closed; that batch and every batch sent after it were not stored, those
+ * before it were.
+ * @param out  filled on success, and out->seq on a server error; may be NULL
+ * @return KRAPPY_OK; the server's error for that batch (the connection stays
+ *         open unless the error closes it, see above); KRAPPY_E_USAGE when no
+ *         acknowledgement is due; or a local error.
+ */
+krappy_err krappy_publish_recv(krappy_client *c, krappy_publish_result *out);
+
+/*
+ * krappy_publish_confirm - learn that every batch sent so far was stored,
+ * KRAPPY_ACK_NONE ones included: sends a PING and waits for its reply.
+ * Replies come in order, so the PING's OK means every earlier request was
+ * handled; a refused KRAPPY_ACK_NONE batch shows instead as its ERROR, as
+ * described under krappy_publish_recv. Receive the acknowledgements due
+ * first (krappy_in_flight() must be 0).
+ * @return KRAPPY_OK, the refused batch's error, or a local error.
+ */
+krappy_err krappy_publish_confirm(krappy_client *c);
+
+/* ======================================================================
+ * Reading
+ * ====================================================================== */
+
+/*
+ * One stored event, as FETCH delivers it (a SCAN entry has the same shape,
+ * without headers). Every pointer points into the object that holds the
+ * event (krappy_events, krappy_scan) and is valid as long as it is.
+ */
+typedef struct krappy_event {
+    uint64_t offset;
+    uint64_t ts;        /* milliseconds since the Unix epoch */
+    int has_key;        /* 0: the event has no key (key NULL, key_len 0) */
+    int key_is_text;    /* 1: the key was produced as a text string */
+    const uint8_t *key; /* the key's content bytes; not NUL-terminated */
+    size_t key_len;
+    const uint8_t *value; /* the value: one encoded CBOR item, byte for
+                             byte as produced */
+    size_t value_len;
+    int is_tombstone;       /* 1: the value is null (the key was deleted) */
+    int has_headers;        /* 0: none (headers NULL, headers_len 0) */
+    const uint8_t *headers; /* encoded CBOR map text -> bytes, as produced;
+                               read it with krappy_header_next */
+    size_t headers_len;
+} krappy_event;
+
+/* The events of one FETCH. Read-only; free with krappy_events_free. */
+typedef struct krappy_events {
+    uint64_t next;              /* the offset to FETCH from next time */
+    size_t count;               /* events[0 .. count-1], oldest first */
+    const krappy_event *events; /* NULL when count is 0 */
+} krappy_events;
+
+/*
+ * krappy_fetch - FETCH: events of `topic` with offset >= `offset`, oldest
+ * first. With wait_ms > 0 and no event at `offset` yet, the server holds the
+ * reply until one arrives or wait_ms pass (then count is 0); the call's
+ * timeout is extended by wait_ms. To tail a topic, fetch again from
+ * (*out)->next.
+ * @param max        most events (0 = the protocol default, 100; the server
+ *                   lowers it to its max_events)
+ * @param max_bytes  stop before the events exceed this many bytes, but
+ *                   return one at least (0 = the default, 1 MiB)
+ * @param out        receives the events, owned by the caller
+ *                   (krappy_events_free); NULL on failure
+ * @return KRAPPY_OK; KRAPPY_E_OFFSET_OUT_OF_RANGE when `offset` is below the
+ *         first retained offset or above the topic's next
+ *         (krappy_client_error_range gives both); KRAPPY_E_NO_SUCH_TOPIC;
+ *         or another error.
+ */
+krappy_err krappy_fetch(krappy_client *c, const char *topic, uint64_t offset, uint64_t max,
+                        uint64_t max_bytes, uint64_t wait_ms, krappy_events **out);
+
+/* Release the events of a FETCH. NULL ok. */
+void krappy_events_free(krappy_events *ev);
+
+/* The newest event of a key, as GET returns it. Read-only; pointers are
+ * valid until krappy_value_free. */
+typedef struct krappy_value {
+    uint64_t offset;
+    uint64_t ts;
+    int key_is_text;    /* the key as the newest event sent it */
+    const uint8_t *key; /* content bytes, not NUL-terminated */
+    size_t key_len;
+    const uint8_t *value; /* one encoded CBOR item, as produced */
+    size_t value_len;
+    int has_headers;
+    const uint8_t *headers; /* encoded CBOR map, or NULL */
+    size_t headers_len;
+} krappy_value;
+
+/*
+ * krappy_get - GET: the newest value of a key (its content bytes; a text
+ * key "a" and a byte key 'a' are the same key).
+ * @param out  receives the value, owned by the caller (krappy_value_free);
+ *             NULL on failure
+ * @return KRAPPY_OK; KRAPPY_E_NOT_FOUND when the key was never written or
+ *         its newest event is a tombstone (errmsg says so; the connection
+ *         stays); KRAPPY_E_NO_SUCH_TOPIC; or another error.
+ */
+krappy_err krappy_get(krappy_client *c, const char *topic, const void *key, size_t key_len,
+                      krappy_value **out);
+
+/* Release a value. NULL ok. */
+void krappy_value_free(krappy_value *v);
+
+/*
+ * A SCAN in progress: the latest value of every live key, in unsigned
+ * bytewise order of the keys, one page per request. Every page is read from
+ * the same view of the topic: the events with offset < snapshot. Continuing
+ * uses the server's cursor, which lasts at least 60 seconds between pages
+ * and works from any connection (not across a server restart).
+ *
+ *     krappy_scan *s;
+ *     krappy_err e = krappy_scan_begin(c, "users", NULL, 0, NULL, 0, 0, &s);
+ *     while (e == KRAPPY_OK) {
+ *         size_t n;
+ *         const krappy_event *ent = krappy_scan_entries(s, &n);
+ *         ... use ent[0 .. n-1] ...
+ *         if (!krappy_scan_more(s))
+ *             break;
+ *         e = krappy_scan_next_page(c, s);
+ *     }
+ *     krappy_scan_free(s);
+ */
+typedef struct krappy_scan krappy_scan;
+
+/*
+ * krappy_scan_begin - SCAN: the first page.
+ * @param prefix, prefix_len  only keys starting with these bytes; NULL = all
+ * @param after, after_len    only keys after this one (bytewise); NULL =
+ *                            from the first key (a non-NULL empty key starts
+ *                            after the empty key)
+ * @param limit               most entries per page (0 = the protocol
+ *                            default, 1000)
+ * @param out                 receives the scan with its first page, owned
+ *                            by the caller (krappy_scan_free), which may
+ *                            outlive the client; NULL on failure
+ * @return KRAPPY_OK; KRAPPY_E_NO_SUCH_TOPIC; or another error.
+ */
+krappy_err krappy_scan_begin(krappy_client *c, const char *topic, const void *prefix,
+                             size_t prefix_len, const void *after, size_t after_len, uint64_t limit,
+                             krappy_scan **out);
+
+/*
+ * krappy_scan_next_page - fetch the page after the current one, sending the
+ * cursor; the entries of the current page become invalid. After the last
+ * page (krappy_scan_more() == 0) it sends nothing and leaves an empty page.
+ * On failure the current page is kept and the call may be repeated (e.g.
+ * on another connection).
+ * @return KRAPPY_OK; KRAPPY_E_INVALID_ARGUMENT when the cursor expired
+ *         (start again); or another error.
+ */
+krappy_err krappy_scan_next_page(krappy_client *c, krappy_scan *s);
+
+/* The entries of the current page (offset, ts, key, value; never a
+ * tombstone, never headers), in key order; *count receives their number.
+ * Valid until the next krappy_scan_next_page or krappy_scan_free. */
+const krappy_event *krappy_scan_entries(const krappy_scan *s, size_t *count);
+
+/* 1 while more pages remain (the server sent a cursor), else 0. */
+int krappy_scan_more(const krappy_scan *s);
+
+/* The view's snapshot: the scan shows exactly the events with offset <
+ * snapshot. FETCH from it afterwards to follow on with no gap. */
+uint64_t krappy_scan_snapshot(const krappy_scan *s);
+
+/* Release a scan. NULL ok. */
+void krappy_scan_free(krappy_scan *s);
+
+/* One topic of TOPICS. */
+typedef struct krappy_topic_info {
+    const char *name; /* NUL-terminated */
+    size_t name_len;
+    uint64_t first; /* the first retained offset */
+    uint64_t next;  /* the offset the next event gets */
+} krappy_topic_info;
+
+typedef struct krappy_topic_list {
+    size_t count;
+    const krappy_topic_info *topics; /* as the server listed them */
+} krappy_topic_list;
+
+/*
+ * krappy_topics - TOPICS: every topic with its retained range.
+ * @param out  receives the list, owned by the caller
+ *             (krappy_topic_list_free); NULL on failure
+ * @return KRAPPY_OK or an error.
+ */
+krappy_err krappy_topics(krappy_client *c, krappy_topic_list **out);
+
+/* Release a topic list. NULL ok. */
+void krappy_topic_list_free(krappy_topic_list *l);
+
+/* One consumer group of a topic (STATS). */
+typedef struct krappy_group_stats {
+    const char *group; /* NUL-terminated (group_len bytes of UTF-8) */
+    size_t group_len;
+    uint64_t cursor;  /* the lowest offset not yet acknowledged */
+    uint64_t pending; /* handed out or awaiting redelivery, unacknowledged */
+    uint64_t lag;     /* the topic's next - cursor */
+    uint64_t members; /* live members */
+} krappy_group_stats;
+
+/* STATS of a topic. Read-only; free with krappy_topic_stats_free. */
+typedef struct krappy_topic_stats {
+    const char *topic; /* NUL-terminated */
+    uint64_t first;    /* the first retained offset */
+    uint64_t next;     /* the offset the next event gets */
+    uint64_t bytes;    /* the stream's size on disk */
+    uint64_t keys;     /* live keys (the server may estimate) */
+    size_t n_groups;
+    const krappy_group_stats *groups; /* by name */
+} krappy_topic_stats;
+
+/*
+ * krappy_stats - STATS of a topic and its consumer groups.
+ * @param group  NULL for every group; else just that one
+ * @param out    receives the stats, owned by the caller
+ *               (krappy_topic_stats_free); NULL on failure
+ * @return KRAPPY_OK; KRAPPY_E_NO_SUCH_TOPIC; KRAPPY_E_NOT_FOUND for an
+ *         unknown group; or another error.
+ */
+krappy_err krappy_stats(krappy_client *c, const char *topic, const char *group,
+                        krappy_topic_stats **out);
+
+/* Release stats. NULL ok. */
+void krappy_topic_stats_free(krappy_topic_stats *s);
+
+/* ======================================================================
+ * CBOR and JSON helpers (no client needed)
+ * ====================================================================== */
+
+/* Deepest nesting of arrays, maps and tags the helpers below accept. */
+#define KRAPPY_CBOR_MAX_DEPTH 64
+
+/*
+ * krappy_header_next - walk an event's headers map (krappy_event.headers):
+ *
+ *     size_t pos = 0;
+ *     const char *name; size_t nlen; const uint8_t *val; size_t vlen;
+ *     while (krappy_header_next(ev->headers, ev->headers_len, &pos,
+ *                               &name, &nlen, &val, &vlen) == 1)
+ *         ...
+ *
+ * name (not NUL-terminated) and val point into the map.
+ * @param pos  0 to start; advanced by each call
+ * @return 1 with a header; 0 at the end; -1 when the bytes are not a map of
+ *         text -> bytes with definite-length strings (render such a map
+ *         with krappy_cbor_to_diag instead).
+ */
+int krappy_header_next(const void *map, size_t len, size_t *pos, const char **name,
+                       size_t *name_len, const uint8_t **value, size_t *value_len);
+
+/*
+ * krappy_cbor_text - 1 when the CBOR item at item (len bytes, exactly one
+ * item) is a definite-length text string, with *text (not NUL-terminated,
+ * pointing into item) and *text_len set; else 0. The bytes are not checked
+ * for UTF-8.
+ */
+int krappy_cbor_text(const void *item, size_t len, const char **text, size_t *text_len);
+
+/*
+ * krappy_cbor_to_diag - render one CBOR item in the diagnostic notation of
+ * RFC 8949 section 8, on one line: {"a": [1, h'00ff'], 2: 1.5}, 1(0),
+ * [_ 1, 2], (_ h'01', h'02'), simple(16), undefined, -0.0, Infinity, NaN.
+ * Floats use the shortest decimal form that reads back to the same value
+ * (written with ".0" or an exponent, so that they never look like integers).
+ * Text strings are escaped like JSON strings; control characters (C0, DEL,
+ * C1) are always escaped, so the result is safe to print on a terminal;
+ * bytes that are not UTF-8 become U+FFFD.
+ * @param out  receives a NUL-terminated string, owned by the caller (free
+ *             with krappy_free); NULL on failure
+ * @return KRAPPY_OK; KRAPPY_E_USAGE when the bytes are not exactly one
+ *         well-formed item or nest deeper than KRAPPY_CBOR_MAX_DEPTH;
+ *         KRAPPY_E_NOMEM.
+ */
+krappy_err krappy_cbor_to_diag(const void *item, size_t len, char **out);
+
+/* krappy_cbor_to_json flags. */
+#define KRAPPY_JSON_BYTES_HEX 1u /* byte strings as hex, not base64url */
+
+/*
+ * krappy_cbor_to_json - render one CBOR item as JSON (RFC 8259), on one
+ * line, converting as RFC 8949 section 6.1 advises: integers and floats
+ * become numbers (NaN and the infinities null), text strings strings, byte
+ * strings strings of their base64url encoding without padding (hex with
+ * KRAPPY_JSON_BYTES_HEX), arrays arrays, maps objects (a key that is not a
+ * text string becomes the string of its diagnostic notation), a tag is
+ * rendered as the item it tags, true/false/null as themselves, undefined and
+ * other simple values as null. The conversion loses information (bytes vs
+ * text, tags); use krappy_cbor_to_diag to see everything.
+ * @param out  as krappy_cbor_to_diag
+ * @return as krappy_cbor_to_diag.
+ */
+krappy_err krappy_cbor_to_json(const void *item, size_t len, unsigned flags, char **out);
+
+/*
+ * krappy_json_to_cbor - encode one JSON value (RFC 8259, strictly: UTF-8,
+ * no comments, no trailing commas, nesting up to KRAPPY_CBOR_MAX_DEPTH) as
+ * one CBOR item, e.g. to publish it with krappy_batch_add. Objects become
+ * maps with text keys (in the given order; duplicate names are kept),
+ * arrays arrays, strings text strings, true/false/null themselves. A number
+ * without fraction or exponent becomes an integer when it fits 64 bits
+ * (-2^64 .. 2^64-1); every other number a float, in the shortest of half,
+ * single or double precision that holds its value exactly. Encodings are
+ * shortest-form and definite-length.
+ * @param out      receives the encoded item, owned by the caller (free with
+ *                 krappy_free); NULL on failure
+ * @param out_len  receives its length
+ * @param why      on KRAPPY_E_USAGE, a sentence naming what is wrong and at
+ *                 which byte (may be NULL)
+ * @return KRAPPY_OK; KRAPPY_E_USAGE for text that is not one JSON value;
+ *         KRAPPY_E_NOMEM.
+ */
+krappy_err krappy_json_to_cbor(const char *json, size_t len, uint8_t **out, size_t *out_len,
+                               char *why, size_t whylen);
+
+/* Release memory the helpers above returned (it is malloc'd: free() works
+ * too, when the library and the caller share one C library). NULL ok. */
+void krappy_free(void *p);
 
 /* The library's version, e.g. "0.1.0". Static. */
 const char *krappy_version(void);

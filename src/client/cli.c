@@ -16,6 +16,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #ifndef KRAPPY_VERSION
@@ -53,6 +54,86 @@ static const cli_verb verbs[] = {
      "  krappy hello\n"
      "  krappy --json -h db1 hello\n",
      cli_hello},
+    {"produce", "TOPIC [KEY=VALUE ...]",
+     "publish events, from the arguments or one per line of stdin",
+     "  -a, --ack MODE          write (default: stored and visible to readers), sync\n"
+     "                          (also on stable storage) or none (no reply; a refusal\n"
+     "                          still ends the run with an error)\n"
+     "  -b, --batch N           events per PUBLISH (default 1000; fewer when a batch\n"
+     "                          would not fit the server's max_frame)\n"
+     "  -P, --pipeline N        PUBLISH requests in flight at once (default 8)\n"
+     "      --producer ID       producer id to register (default krappy-cli-PID)\n"
+     "  -d, --delete KEY        publish a tombstone for KEY, so that GET and SCAN no\n"
+     "                          longer show it (repeatable)\n"
+     "  -H, --header NAME=VALUE add this header to every event (repeatable)\n"
+     "  -J, --json-values       read each VALUE as JSON and publish it as CBOR\n"
+     "                          (objects become maps, numbers integers or floats)\n"
+     "      --json              stdin lines are JSON objects (below); JSON summary\n"
+     "\ninput: without KEY=VALUE arguments or --delete, events come from stdin, one a\n"
+     "line: KEY<TAB>VALUE, or just VALUE for an event without a key; empty lines are\n"
+     "skipped. VALUEs are sent as CBOR text strings (as JSON with -J). With --json a\n"
+     "line is {\"key\": \"k\", \"value\": ANY, \"ts\": MS, \"headers\": {\"h\": \"v\"}}:\n"
+     "only \"value\" is required; \"value\": null deletes the key, \"key\": null (or no\n"
+     "\"key\") means no key, headers are sent as bytes. A bad line stops the run;\n"
+     "the lines before it are published.\n",
+     "  krappy produce users alice=hello bob=world   two events, text values\n"
+     "  krappy produce users -J 'alice={\"plan\": \"pro\", \"seats\": 3}'\n"
+     "  krappy produce users -d bob                  delete bob\n"
+     "  seq 1 100000 | krappy produce numbers        100000 events without keys\n"
+     "  printf 'k1\\tv1\\nk2\\tv2\\n' | krappy produce kv --ack sync\n"
+     "  krappy --json produce users < events.jsonl\n",
+     cli_produce},
+    {"fetch", "TOPIC [--from OFFSET] [--max N] [--follow]",
+     "print a topic's events in offset order (tail -f with --follow)",
+     "      --from OFFSET  start at OFFSET; 'start' = the first retained event\n"
+     "                     (default), 'end' = only events produced from now on\n"
+     "  -l, --last N       start N events before the end\n"
+     "  -n, --max N        stop after N events\n"
+     "  -f, --follow       at the end, wait for new events (long polls) until Ctrl-C\n"
+     "      --wait MS      how long one long poll waits with --follow (default 10000)\n"
+     "      --headers      show each event's headers too (--json always does)\n"
+     "\noutput: OFFSET  TIME (UTC)  KEY  VALUE, one event a line. Text values are shown\n"
+     "as text, other values in CBOR diagnostic notation (RFC 8949); byte keys as\n"
+     "h'hex', no key as '-'. --json: {\"offset\", \"ts\" (ms), \"key\", \"value\",\n"
+     "\"headers\"} per event; byte strings become hex strings (\"key_is_hex\": true).\n",
+     "  krappy fetch orders                  everything retained, then exit\n"
+     "  krappy fetch orders --last 10 -f     the last 10 events, then new ones\n"
+     "  krappy fetch orders --from end -f    only new events\n"
+     "  krappy --json fetch orders -n 100 | jq .value\n",
+     cli_fetch},
+    {"get", "TOPIC KEY", "print the latest value of a key",
+     "  -x, --hex-key      KEY is given as hex digits (a binary key)\n"
+     "\noutput: the value: a text string as it is, anything else in CBOR diagnostic\n"
+     "notation. --json: {\"key\", \"offset\", \"ts\", \"value\", \"headers\"}. A key that\n"
+     "was never written, or deleted, is an error (exit 1).\n",
+     "  krappy get users alice\n"
+     "  krappy get blobs -x 00ff10\n"
+     "  krappy --json get users alice\n",
+     cli_get},
+    {"scan", "TOPIC [--prefix P] [--after K] [--limit N]",
+     "print the latest value of every key, in key order",
+     "      --prefix P     only keys that start with P\n"
+     "      --after K      only keys after K (unsigned bytewise order)\n"
+     "  -x, --hex          P and K are given as hex digits\n"
+     "      --limit N      keys per request (page) (default 1000)\n"
+     "  -n, --max N        stop after N keys\n"
+     "  -l, --long         show each key's offset and time too\n"
+     "\nAll pages come from one snapshot of the topic (shown at the end on a terminal:\n"
+     "fetch --from SNAPSHOT to follow on). --json: one {\"key\", \"offset\", \"ts\",\n"
+     "\"value\"} per key.\n",
+     "  krappy scan users\n"
+     "  krappy scan users --prefix user: -l\n"
+     "  krappy --json scan users --after bob -n 10\n",
+     cli_scan},
+    {"topics", "", "list the topics with their offsets", NULL,
+     "  krappy topics\n"
+     "  krappy --json topics\n",
+     cli_topics},
+    {"stats", "TOPIC [--group G]", "show a topic's size, keys and consumer groups",
+     "  -g, --group G      show just this consumer group\n",
+     "  krappy stats orders\n"
+     "  krappy --json stats orders --group billing\n",
+     cli_stats},
     {"version", "", "print the versions of krappy, libkrappy and the protocol", NULL,
      "  krappy version\n"
      "  krappy --json version\n",
@@ -314,11 +395,19 @@ double cli_now_ms(void)
 }
 
 static volatile sig_atomic_t interrupted;
+static volatile sig_atomic_t interrupt_fd = -1;
 
 static void on_sigint(int sig)
 {
     (void)sig;
     interrupted = 1;
+    if (interrupt_fd >= 0) /* shutdown(2) is async-signal-safe */
+        shutdown(interrupt_fd, SHUT_RDWR);
+}
+
+void cli_interrupt_closes(int fd)
+{
+    interrupt_fd = fd;
 }
 
 void cli_catch_sigint(void)

@@ -52,6 +52,12 @@ typedef struct cli_verb {
 /* The verbs (cli_<group>.c). */
 int cli_ping(cli *x, int argc, char **argv);
 int cli_hello(cli *x, int argc, char **argv);
+int cli_produce(cli *x, int argc, char **argv);
+int cli_fetch(cli *x, int argc, char **argv);
+int cli_get(cli *x, int argc, char **argv);
+int cli_scan(cli *x, int argc, char **argv);
+int cli_topics(cli *x, int argc, char **argv);
+int cli_stats(cli *x, int argc, char **argv);
 
 /* getopt long-option value meaning --help, and the row to put in a verb's
  * option table (cli_getopt adds the global long options itself). */
@@ -112,6 +118,11 @@ int cli_interrupted(void);
 /* Let SIGINT stop a loop (e.g. ping) instead of killing the process. */
 void cli_catch_sigint(void);
 
+/* From now on SIGINT also shuts down the socket fd (-1: none), so that a
+ * call blocked on it (a long poll) returns at once; the verb then sees
+ * cli_interrupted() and ends normally. */
+void cli_interrupt_closes(int fd);
+
 /* Write s (n bytes) as a JSON string, quotes included. */
 void cli_json_str(FILE *f, const char *s, size_t n);
 
@@ -121,5 +132,42 @@ const char *cli_fmt_ms(char *buf, size_t len, double ms);
 
 /* Format a byte count with a binary unit ("16 MiB", "1.5 KiB", "512 B"). */
 const char *cli_fmt_bytes(char *buf, size_t len, uint64_t bytes);
+
+/* ---- events on the terminal and in JSON (cli_output.c) ---- */
+
+/* A timestamp (ms since the epoch) as ISO-8601 UTC with milliseconds,
+ * "2024-05-01T12:00:00.123Z" (CLI_TS_LEN bytes are enough). Returns buf. */
+#define CLI_TS_LEN 40
+const char *cli_fmt_ts(char *buf, size_t len, uint64_t ms);
+
+/* Text on one line: tab and newline as \t and \n, other control
+ * characters and bytes that are not UTF-8 as \xNN. */
+void cli_put_text(FILE *f, const uint8_t *s, size_t n);
+
+/* A key as people read it: text as text (cli_put_text), bytes as h'hex',
+ * no key as "-"; padded with spaces to `width` columns. */
+void cli_put_key(FILE *f, int has_key, int is_text, const uint8_t *key, size_t len, size_t width);
+
+/* Columns cli_put_key takes for that key (before padding). */
+size_t cli_key_width(int has_key, int is_text, const uint8_t *key, size_t len);
+
+/* A CBOR value on one line: a text string as its text (cli_put_text),
+ * anything else in diagnostic notation (RFC 8949 section 8). */
+void cli_put_value(FILE *f, const uint8_t *v, size_t n);
+
+/* "key":"text" / "key":"<hex>","key_is_hex":true / "key":null. */
+void cli_json_key(FILE *f, int has_key, int is_text, const uint8_t *key, size_t len);
+
+/* A CBOR value as JSON (byte strings as hex strings); null if it cannot be
+ * shown. */
+void cli_json_cbor(FILE *f, const uint8_t *v, size_t n);
+
+/* One event as a JSON line: {"offset","ts","key"[,"key_is_hex"],"value"
+ * [,"headers"]}. */
+void cli_json_event(FILE *f, const krappy_event *e);
+
+/* Hex digits (upper or lower case, even count) to bytes, malloc'd (free
+ * it). @return 0, or -1 when s is not hex. */
+int cli_parse_hex(const char *s, uint8_t **out, size_t *len);
 
 #endif

@@ -9,7 +9,12 @@
 #ifndef KR_CLIENT_INTERNAL_H
 #define KR_CLIENT_INTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+#include "krappy/protocol.h"
+#include "proto/buf.h"
 
 /* Longest host name or address accepted in "HOST:PORT" (bytes, without NUL). */
 #define KR_CLIENT_HOST_MAX 255
@@ -45,5 +50,43 @@ int kr_client_port_valid(const char *port);
  * contains ':' (an IPv6 address). Always NUL-terminates (truncates).
  */
 void kr_client_format_addr(char *out, size_t outlen, const char *host, const char *port);
+
+/*
+ * kr_json_to_cbor - append the CBOR encoding of one JSON value to `out`
+ * (the work of krappy_json_to_cbor, without the allocation). On failure
+ * `out` is as it was.
+ * @return KRAPPY_OK; KRAPPY_E_USAGE (why says what and at which byte);
+ *         KRAPPY_E_NOMEM (also when `out` reached its cap).
+ */
+krappy_err kr_json_to_cbor(const char *json, size_t len, kr_buf *out, char *why, size_t whylen);
+
+/* One event of `krappy produce --json`: pointers into the scratch buffer. */
+typedef struct kr_json_event {
+    bool has_key;
+    const uint8_t *key; /* UTF-8 text, key_len bytes; sent as a text key */
+    size_t key_len;
+    const uint8_t *value; /* one CBOR item; 0xf6 (null) = tombstone */
+    size_t value_len;
+    bool has_ts;
+    uint64_t ts;
+    const uint8_t *headers; /* CBOR map text -> bytes; NULL when none */
+    size_t headers_len;
+    size_t n_headers;
+} kr_json_event;
+
+/*
+ * kr_json_event_parse - read one JSON line {"key": .., "value": .., "ts":
+ * .., "headers": {..}}: "value" (any JSON, encoded as krappy_json_to_cbor
+ * does; null = tombstone) is required; "key" a string (text key) or null
+ * (no key); "ts" a uint of milliseconds or null (server time); "headers" an
+ * object whose values are strings (sent as bytes, their UTF-8) or null. Any
+ * other member, or one given twice, is refused.
+ * @param scratch  reset, then holds what ev points to (valid until the next
+ *                 use of scratch)
+ * @param why      on KRAPPY_E_USAGE, a sentence saying what is wrong
+ * @return KRAPPY_OK, KRAPPY_E_USAGE or KRAPPY_E_NOMEM.
+ */
+krappy_err kr_json_event_parse(const char *line, size_t len, kr_buf *scratch, kr_json_event *ev,
+                               char *why, size_t whylen);
 
 #endif

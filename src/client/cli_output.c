@@ -1,0 +1,233 @@
+/*
+ * client/cli_output.c - how the krappy CLI shows events: timestamps, keys
+ * and values on one line for people, or as JSON for programs (cli.h).
+ *
+ * Everything printed from the server's data goes through an escape: a value
+ * is data, and data must not be able to move the cursor or change the
+ * colours of the terminal it is printed on.
+ */
+#include "client/cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "proto/cbor.h"
+
+const char *cli_fmt_ts(char *buf, size_t len, uint64_t ms)
+{
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    if ((uint64_t)secs != ms / 1000 || gmtime_r(&secs, &tm) == NULL) {
+        snprintf(buf, len, "%llu ms", (unsigned long long)ms);
+        return buf;
+    }
+    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(ms % 1000));
+    return buf;
+}
+
+/* Length of the valid UTF-8 sequence at p that is not a C1 control, or 0. */
+static size_t printable_seq(const uint8_t *p, size_t n)
+{
+    size_t l = p[0] >= 0xc2 && p[0] <= 0xdf   ? 2
+               : p[0] >= 0xe0 && p[0] <= 0xef ? 3
+               : p[0] >= 0xf0 && p[0] <= 0xf4 ? 4
+                                              : 0;
+    if (l == 0 || l > n || !kr_utf8_valid(p, l))
+        return 0;
+    if (l == 2 && p[0] == 0xc2 && p[1] < 0xa0)
+        return 0;
+    return l;
+}
+
+void cli_put_text(FILE *f, const uint8_t *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        uint8_t ch = s[i];
+        if (ch >= 0x20 && ch < 0x7f) {
+            fputc(ch, f);
+            i++;
+        } else if (ch == '\n') {
+            fputs("\\n", f);
+            i++;
+        } else if (ch == '\t') {
+            fputs("\\t", f);
+            i++;
+        } else if (ch >= 0x80 && printable_seq(s + i, n - i) > 0) {
+            size_t l = printable_seq(s + i, n - i);
+            fwrite(s + i, 1, l, f);
+            i += l;
+        } else {
+            fprintf(f, "\\x%02x", ch);
+            i++;
+        }
+    }
+}
+
+/* Columns of text shown by cli_put_text (code points; escapes count their
+ * characters; wide characters count one: alignment is best effort). */
+static size_t text_width(const uint8_t *s, size_t n)
+{
+    size_t w = 0, i = 0;
+    while (i < n) {
+        uint8_t ch = s[i];
+        size_t l;
+        if (ch >= 0x20 && ch < 0x7f) {
+            w++, i++;
+        } else if (ch == '\n' || ch == '\t') {
+            w += 2, i++;
+        } else if (ch >= 0x80 && (l = printable_seq(s + i, n - i)) > 0) {
+            w++, i += l;
+        } else {
+            w += 4, i++;
+        }
+    }
+    return w;
+}
+
+size_t cli_key_width(int has_key, int is_text, const uint8_t *key, size_t len)
+{
+    if (!has_key)
+        return 1;
+    if (!is_text)
+        return 3 + 2 * len;
+    return text_width(key, len);
+}
+
+void cli_put_key(FILE *f, int has_key, int is_text, const uint8_t *key, size_t len, size_t width)
+{
+    if (!has_key) {
+        fputc('-', f);
+    } else if (!is_text) {
+        fputs("h'", f);
+        for (size_t i = 0; i < len; i++)
+            fprintf(f, "%02x", key[i]);
+        fputc('\'', f);
+    } else {
+        cli_put_text(f, key, len);
+    }
+    for (size_t w = cli_key_width(has_key, is_text, key, len); w < width; w++)
+        fputc(' ', f);
+}
+
+void cli_put_value(FILE *f, const uint8_t *v, size_t n)
+{
+    const char *t;
+    size_t tl;
+    char *d = NULL;
+
+    if (krappy_cbor_text(v, n, &t, &tl)) {
+        cli_put_text(f, (const uint8_t *)t, tl);
+        return;
+    }
+    krappy_err e = krappy_cbor_to_diag(v, n, &d);
+    if (e == KRAPPY_OK)
+        fputs(d, f);
+    else if (e == KRAPPY_E_NOMEM)
+        fprintf(f, "<a value of %zu bytes: out of memory showing it>", n);
+    else
+        fprintf(f, "<a value of %zu bytes nested deeper than %d levels>", n, KRAPPY_CBOR_MAX_DEPTH);
+    krappy_free(d);
+}
+
+/* UTF-8 text as a JSON string: controls escaped, invalid bytes U+FFFD. */
+static void json_text(FILE *f, const uint8_t *s, size_t n)
+{
+    size_t i = 0;
+    fputc('"', f);
+    while (i < n) {
+        uint8_t ch = s[i];
+        size_t l;
+        if (ch >= 0x80) {
+            if ((l = printable_seq(s + i, n - i)) > 0)
+                fwrite(s + i, 1, l, f), i += l;
+            else if (n - i >= 2 && ch == 0xc2 && s[i + 1] >= 0x80 && s[i + 1] < 0xa0)
+                fprintf(f, "\\u%04x", s[i + 1]), i += 2;
+            else
+                fputs("\\ufffd", f), i++;
+            continue;
+        }
+        if (ch == '"' || ch == '\\')
+            fputc('\\', f), fputc(ch, f);
+        else if (ch == '\n')
+            fputs("\\n", f);
+        else if (ch == '\t')
+            fputs("\\t", f);
+        else if (ch < 0x20 || ch == 0x7f)
+            fprintf(f, "\\u%04x", ch);
+        else
+            fputc(ch, f);
+        i++;
+    }
+    fputc('"', f);
+}
+
+void cli_json_key(FILE *f, int has_key, int is_text, const uint8_t *key, size_t len)
+{
+    fputs("\"key\":", f);
+    if (!has_key) {
+        fputs("null", f);
+    } else if (is_text) {
+        json_text(f, key, len);
+    } else {
+        fputc('"', f);
+        for (size_t i = 0; i < len; i++)
+            fprintf(f, "%02x", key[i]);
+        fputs("\",\"key_is_hex\":true", f);
+    }
+}
+
+void cli_json_cbor(FILE *f, const uint8_t *v, size_t n)
+{
+    char *j = NULL;
+    if (krappy_cbor_to_json(v, n, KRAPPY_JSON_BYTES_HEX, &j) == KRAPPY_OK)
+        fputs(j, f);
+    else
+        fputs("null", f);
+    krappy_free(j);
+}
+
+void cli_json_event(FILE *f, const krappy_event *e)
+{
+    fprintf(f, "{\"offset\":%llu,\"ts\":%llu,", (unsigned long long)e->offset,
+            (unsigned long long)e->ts);
+    cli_json_key(f, e->has_key, e->key_is_text, e->key, e->key_len);
+    fputs(",\"value\":", f);
+    cli_json_cbor(f, e->value, e->value_len);
+    if (e->has_headers) {
+        fputs(",\"headers\":", f);
+        cli_json_cbor(f, e->headers, e->headers_len);
+    }
+    fputs("}\n", f);
+}
+
+int cli_parse_hex(const char *s, uint8_t **out, size_t *len)
+{
+    size_t n = strlen(s);
+    if (n % 2 != 0)
+        return -1;
+    uint8_t *b = malloc(n / 2 + 1);
+    if (b == NULL)
+        return -1;
+    for (size_t i = 0; i < n; i += 2) {
+        int v = 0;
+        for (size_t k = i; k < i + 2; k++) {
+            char c = s[k];
+            int d = c >= '0' && c <= '9'   ? c - '0'
+                    : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                    : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                           : -1;
+            if (d < 0) {
+                free(b);
+                return -1;
+            }
+            v = v * 16 + d;
+        }
+        b[i / 2] = (uint8_t)v;
+    }
+    *out = b;
+    *len = n / 2;
+    return 0;
+}

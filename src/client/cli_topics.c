@@ -1,0 +1,171 @@
+/*
+ * client/cli_topics.c - the verbs that describe topics: `topics` (every
+ * topic's offsets, as a table) and `stats` (one topic's size, keys and
+ * consumer groups).
+ */
+#include "client/cli.h"
+
+#include <string.h>
+
+/* Width of a number printed in decimal. */
+static int num_width(uint64_t v)
+{
+    int n = 1;
+    while (v >= 10) {
+        v /= 10;
+        n++;
+    }
+    return n;
+}
+
+static int max_int(int a, int b)
+{
+    return a > b ? a : b;
+}
+
+/* topics: NAME FIRST NEXT EVENTS, aligned; numbers to the right. */
+int cli_topics(cli *x, int argc, char **argv)
+{
+    static const struct option lo[] = {CLI_HELP_OPTION, {NULL, 0, NULL, 0}};
+    int c, rc;
+
+    while ((c = cli_getopt(x, argc, argv, "", lo)) != CLI_OPT_END) {
+        if (c == CLI_OPT_HELP)
+            return cli_verb_help(x->verb);
+        return CLI_USAGE;
+    }
+    if ((rc = cli_no_args(x, argc, argv)) != CLI_OK)
+        return rc;
+    if ((rc = cli_connect(x)) != CLI_OK)
+        return rc;
+    krappy_topic_list *l;
+    krappy_err e = krappy_topics(x->client, &l);
+    if (e != KRAPPY_OK)
+        return cli_client_fail(x, e);
+
+    if (x->json) {
+        for (size_t i = 0; i < l->count; i++) {
+            const krappy_topic_info *t = &l->topics[i];
+            printf("{\"topic\":");
+            cli_json_str(stdout, t->name, t->name_len);
+            printf(",\"first\":%llu,\"next\":%llu,\"events\":%llu}\n", (unsigned long long)t->first,
+                   (unsigned long long)t->next, (unsigned long long)(t->next - t->first));
+        }
+        krappy_topic_list_free(l);
+        return CLI_OK;
+    }
+    if (l->count == 0) {
+        printf("no topics yet (`krappy produce TOPIC ...` creates one)\n");
+        krappy_topic_list_free(l);
+        return CLI_OK;
+    }
+    int wn = 5, wf = 5, wx = 4, we = 6;
+    for (size_t i = 0; i < l->count; i++) {
+        const krappy_topic_info *t = &l->topics[i];
+        wn = max_int(wn, (int)t->name_len);
+        wf = max_int(wf, num_width(t->first));
+        wx = max_int(wx, num_width(t->next));
+        we = max_int(we, num_width(t->next - t->first));
+    }
+    printf("%-*s  %*s  %*s  %*s\n", wn, "TOPIC", wf, "FIRST", wx, "NEXT", we, "EVENTS");
+    for (size_t i = 0; i < l->count; i++) {
+        const krappy_topic_info *t = &l->topics[i];
+        cli_put_key(stdout, 1, 1, (const uint8_t *)t->name, t->name_len, (size_t)wn);
+        printf("  %*llu  %*llu  %*llu\n", wf, (unsigned long long)t->first, wx,
+               (unsigned long long)t->next, we, (unsigned long long)(t->next - t->first));
+    }
+    krappy_topic_list_free(l);
+    return CLI_OK;
+}
+
+/* stats: the topic's figures, then its groups as a table. */
+int cli_stats(cli *x, int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"group", required_argument, NULL, 'g'},
+        CLI_HELP_OPTION,
+        {NULL, 0, NULL, 0},
+    };
+    const char *group = NULL;
+    int c, rc;
+    char b[32];
+
+    while ((c = cli_getopt(x, argc, argv, "g:", lo)) != CLI_OPT_END) {
+        switch (c) {
+        case 'g':
+            group = optarg;
+            break;
+        case CLI_OPT_HELP:
+            return cli_verb_help(x->verb);
+        default:
+            return CLI_USAGE;
+        }
+    }
+    if (optind >= argc)
+        return cli_usage_error(x, "name the topic");
+    if (argc - optind > 1)
+        return cli_usage_error(x, "unexpected argument '%s'", argv[optind + 1]);
+    const char *topic = argv[optind];
+    if ((rc = cli_connect(x)) != CLI_OK)
+        return rc;
+    krappy_topic_stats *st;
+    krappy_err e = krappy_stats(x->client, topic, group, &st);
+    if (e == KRAPPY_E_NOT_FOUND && group != NULL)
+        return cli_fail(x, "topic %s has no consumer group \"%s\"", topic, group);
+    if (e != KRAPPY_OK)
+        return cli_client_fail(x, e);
+
+    if (x->json) {
+        printf("{\"topic\":");
+        cli_json_str(stdout, st->topic, strlen(st->topic));
+        printf(",\"first\":%llu,\"next\":%llu,\"events\":%llu,\"bytes\":%llu,\"keys\":%llu,"
+               "\"groups\":[",
+               (unsigned long long)st->first, (unsigned long long)st->next,
+               (unsigned long long)(st->next - st->first), (unsigned long long)st->bytes,
+               (unsigned long long)st->keys);
+        for (size_t i = 0; i < st->n_groups; i++) {
+            const krappy_group_stats *g = &st->groups[i];
+            printf("%s{\"group\":", i ? "," : "");
+            cli_json_str(stdout, g->group, g->group_len);
+            printf(",\"cursor\":%llu,\"pending\":%llu,\"lag\":%llu,\"members\":%llu}",
+                   (unsigned long long)g->cursor, (unsigned long long)g->pending,
+                   (unsigned long long)g->lag, (unsigned long long)g->members);
+        }
+        printf("]}\n");
+        krappy_topic_stats_free(st);
+        return CLI_OK;
+    }
+    printf("topic    %s\n", st->topic);
+    printf("offsets  %llu..%llu (next %llu)\n", (unsigned long long)st->first,
+           (unsigned long long)(st->next > st->first ? st->next - 1 : st->first),
+           (unsigned long long)st->next);
+    printf("events   %llu retained\n", (unsigned long long)(st->next - st->first));
+    printf("size     %s (%llu bytes on disk)\n", cli_fmt_bytes(b, sizeof b, st->bytes),
+           (unsigned long long)st->bytes);
+    printf("keys     %llu live\n", (unsigned long long)st->keys);
+    if (st->n_groups == 0) {
+        printf("groups   none\n");
+        krappy_topic_stats_free(st);
+        return CLI_OK;
+    }
+    int wg = 5, wc = 6, wp = 7, wl = 3, wm = 7;
+    for (size_t i = 0; i < st->n_groups; i++) {
+        const krappy_group_stats *g = &st->groups[i];
+        wg = max_int(wg, (int)cli_key_width(1, 1, (const uint8_t *)g->group, g->group_len));
+        wc = max_int(wc, num_width(g->cursor));
+        wp = max_int(wp, num_width(g->pending));
+        wl = max_int(wl, num_width(g->lag));
+        wm = max_int(wm, num_width(g->members));
+    }
+    printf("\n%-*s  %*s  %*s  %*s  %*s\n", wg, "GROUP", wc, "CURSOR", wp, "PENDING", wl, "LAG", wm,
+           "MEMBERS");
+    for (size_t i = 0; i < st->n_groups; i++) {
+        const krappy_group_stats *g = &st->groups[i];
+        cli_put_key(stdout, 1, 1, (const uint8_t *)g->group, g->group_len, (size_t)wg);
+        printf("  %*llu  %*llu  %*llu  %*llu\n", wc, (unsigned long long)g->cursor, wp,
+               (unsigned long long)g->pending, wl, (unsigned long long)g->lag, wm,
+               (unsigned long long)g->members);
+    }
+    krappy_topic_stats_free(st);
+    return CLI_OK;
+}
