@@ -57,7 +57,7 @@ ALL_CFLAGS   = $(KR_CPPFLAGS) $(CPPFLAGS) $(KR_CFLAGS) $(CFLAGS) $(VARIANT_CFLAG
 ALL_LDFLAGS  = $(LDFLAGS) $(VARIANT_CFLAGS)
 
 PROTO_SRC   := $(wildcard src/proto/*.c)
-CLIENT_SRC  := $(filter-out src/client/cli%.c,$(wildcard src/client/*.c))
+CLIENT_SRC  := $(filter-out src/client/cli.c src/client/cli_%.c,$(wildcard src/client/*.c))
 CLI_SRC     := src/client/cli.c $(wildcard src/client/cli_*.c)
 SERVER_SRC  := $(filter-out src/server/main.c,$(wildcard src/server/*.c)) $(wildcard src/store/*.c)
 TEST_SRC    := $(wildcard tests/test_*.c)
