@@ -291,6 +291,55 @@ static void test_produce_fetch_get_scan(void **state)
     assert_int_equal(e2e_stop(&s, 10000), 0);
 }
 
+/* The same path through the krappy CLI, as a user types it. */
+static void test_cli_produce_fetch_get_scan(void **state)
+{
+    (void)state;
+    e2e_server s;
+    assert_int_equal(e2e_start(&s, NULL), 0);
+    char cmd[1024], out[8192];
+    const char *k = e2e_cli();
+    snprintf(cmd, sizeof cmd, "%s -p %s produce users alice=admin bob=user", k, s.port);
+    assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
+    snprintf(cmd, sizeof cmd,
+             "printf 'carol\\teditor\\nno key here\\n' | %s -p %s produce users --ack sync",
+             k, s.port);
+    assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
+    snprintf(cmd, sizeof cmd, "%s -p %s produce users -d bob", k, s.port);
+    assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
+    snprintf(cmd, sizeof cmd,
+             "echo '{\"key\":\"j\",\"value\":{\"n\":[1,2.5,true,null]}}' | "
+             "%s -p %s produce users --json",
+             k, s.port);
+    assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
+
+    snprintf(cmd, sizeof cmd, "%s -p %s --json fetch users | wc -l", k, s.port);
+    assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
+    assert_int_equal(atoi(out), 6);
+    snprintf(cmd, sizeof cmd, "%s -p %s get users carol", k, s.port);
+    assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
+    assert_string_equal(out, "editor\n");
+    snprintf(cmd, sizeof cmd, "%s -p %s --json get users j", k, s.port);
+    assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
+    assert_non_null(strstr(out, "\"value\":{\"n\":[1,2.5,true,null]}"));
+    snprintf(cmd, sizeof cmd, "%s -p %s get users bob 2>&1", k, s.port);
+    assert_int_equal(e2e_run(cmd, out, sizeof out), 1); /* deleted */
+    assert_non_null(strstr(out, "not found"));
+    snprintf(cmd, sizeof cmd, "%s -p %s --json scan users | wc -l", k, s.port);
+    assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
+    assert_int_equal(atoi(out), 3); /* alice, carol, j */
+    snprintf(cmd, sizeof cmd, "%s -p %s --json stats users", k, s.port);
+    assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
+    assert_non_null(strstr(out, "\"next\":6"));
+    snprintf(cmd, sizeof cmd, "%s -p %s topics", k, s.port);
+    assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
+    assert_non_null(strstr(out, "users"));
+    snprintf(cmd, sizeof cmd, "%s -p %s fetch nosuch 2>&1", k, s.port);
+    assert_int_equal(e2e_run(cmd, out, sizeof out), 1);
+    assert_non_null(strstr(out, "does not exist"));
+    assert_int_equal(e2e_stop(&s, 10000), 0);
+}
+
 static void test_errors(void **state)
 {
     (void)state;
@@ -668,6 +717,7 @@ int main(void)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_produce_fetch_get_scan),
+        cmocka_unit_test(test_cli_produce_fetch_get_scan),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_long_poll),
         cmocka_unit_test(test_scan_paging_snapshot),
