@@ -156,8 +156,11 @@ static int pub(conn *x, uint64_t expect_first, int n, kr_ack_mode ack, uint64_t 
         kr_buf_init(&vb, 32);
         kr_cbor_put_cstr(&vb, text);
         memcpy(vals[i], vb.data, vb.len);
-        ev[i] = (kr_event_out_spec){.key = keys[i], .key_len = strlen(keys[i]),
-                                    .key_is_text = true, .value = vals[i], .value_len = vb.len};
+        ev[i] = (kr_event_out_spec){.key = keys[i],
+                                    .key_len = strlen(keys[i]),
+                                    .key_is_text = true,
+                                    .value = vals[i],
+                                    .value_len = vb.len};
         kr_buf_free(&vb);
     }
     kr_buf_reset(&x->b);
@@ -298,8 +301,8 @@ static void test_sync_acks_share_fsyncs(void **state)
     e2e_run(count_cmd, out, sizeof out);
     long before = atol(out);
     uint8_t val[] = {0x63, 'a', 'b', 'c'};
-    kr_event_out_spec ev = {.key = "k", .key_len = 1, .key_is_text = true, .value = val,
-                            .value_len = sizeof val};
+    kr_event_out_spec ev = {
+        .key = "k", .key_len = 1, .key_is_text = true, .value = val, .value_len = sizeof val};
     kr_buf_reset(&b);
     kr_enc_publish(&b, (kr_cid){0}, KR_ACK_SYNC, &ev, 1);
     /* Every connection keeps WINDOW sync publishes in flight. */
@@ -374,8 +377,11 @@ static void test_stream_enospc_and_recovery(void **state)
 
     /* ack "none": a failure is reported and the connection closed. */
     set_faults("write /topics/ns/ ENOSPC\n");
-    kr_event_out_spec ev = {.key = "k", .key_len = 1, .key_is_text = true,
-                            .value = (const uint8_t *)"\x61x", .value_len = 2};
+    kr_event_out_spec ev = {.key = "k",
+                            .key_len = 1,
+                            .key_is_text = true,
+                            .value = (const uint8_t *)"\x61x",
+                            .value_len = 2};
     kr_buf_reset(&x.b);
     kr_enc_publish(&x.b, (kr_cid){0}, KR_ACK_NONE, &ev, 1);
     assert_int_equal(krappy_send(x.c, KRAPPY_T_PUBLISH, x.b.data, x.b.len), KRAPPY_OK);

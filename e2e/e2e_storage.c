@@ -302,8 +302,8 @@ static void test_cli_produce_fetch_get_scan(void **state)
     snprintf(cmd, sizeof cmd, "%s -p %s produce users alice=admin bob=user", k, s.port);
     assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
     snprintf(cmd, sizeof cmd,
-             "printf 'carol\\teditor\\nno key here\\n' | %s -p %s produce users --ack sync",
-             k, s.port);
+             "printf 'carol\\teditor\\nno key here\\n' | %s -p %s produce users --ack sync", k,
+             s.port);
     assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
     snprintf(cmd, sizeof cmd, "%s -p %s produce users -d bob", k, s.port);
     assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
@@ -590,8 +590,13 @@ static void test_retention_keeps_keys(void **state)
 {
     (void)state;
     e2e_server s;
-    const char *args[] = {"--segment-bytes", "16K", "--retention-bytes", "64K",
-                          "--checkpoint-interval", "50ms", NULL};
+    const char *args[] = {"--segment-bytes",
+                          "16K",
+                          "--retention-bytes",
+                          "64K",
+                          "--checkpoint-interval",
+                          "50ms",
+                          NULL};
     assert_int_equal(e2e_start(&s, args), 0);
     conn x;
     conn_open(&x, &s);

@@ -1014,8 +1014,16 @@ static void test_scan_window_edge(void **state)
         uint64_t lost = im.end_next;
         /* Noise without the magic's first byte, up to edge - back. */
         while (im.b.len < edge - back) {
-            uint8_t c = (uint8_t)rnd();
-            kr_buf_append(&im.b, c == 0x4B ? "\0" : (const char *)&c, 1);
+            uint8_t junk[4096];
+            size_t n = sizeof junk;
+            if (n > edge - back - im.b.len)
+                n = (size_t)(edge - back - im.b.len);
+            for (size_t i = 0; i < n; i++) {
+                junk[i] = (uint8_t)rnd();
+                if (junk[i] == 0x4B)
+                    junk[i] = 0;
+            }
+            kr_buf_append(&im.b, junk, n);
         }
         image_add(&im, lost + 2, 3, 0);
         image_add(&im, im.end_next, 4, 0);

@@ -91,9 +91,8 @@ static kr_topic *reg(kr_store *s, const char *name)
     done d = {0};
     kr_topic *t;
     kr_store_result res;
-    assert_int_equal(kr_store_register(s, (const uint8_t *)name, strlen(name), &t, on_done, &d,
-                                       &res),
-                     0);
+    assert_int_equal(
+        kr_store_register(s, (const uint8_t *)name, strlen(name), &t, on_done, &d, &res), 0);
     run_until(&d.calls, 1);
     assert_int_equal(d.res.err, KRAPPY_OK);
     return t;
@@ -115,8 +114,10 @@ static uint64_t pub(kr_store *s, kr_topic *t, int n, int nkeys)
         kr_buf_init(&vb, 32);
         kr_cbor_put_cstr(&vb, v);
         memcpy(vals[j], vb.data, vb.len);
-        ev[j] = (kr_event_out_spec){.key = keys[j], .key_len = strlen(keys[j]),
-                                    .key_is_text = true, .value = vals[j],
+        ev[j] = (kr_event_out_spec){.key = keys[j],
+                                    .key_len = strlen(keys[j]),
+                                    .key_is_text = true,
+                                    .value = vals[j],
                                     .value_len = vb.len};
         kr_buf_free(&vb);
     }
@@ -126,14 +127,13 @@ static uint64_t pub(kr_store *s, kr_topic *t, int n, int nkeys)
     kr_enc_publish(&b, (kr_cid){0}, KR_ACK_WRITE, ev, (size_t)n);
     kr_request req;
     char msg[256];
-    assert_int_equal(kr_req_decode(KRAPPY_T_PUBLISH, b.data, b.len, &scratch, &req, msg,
-                                   sizeof msg),
-                     KRAPPY_OK);
+    assert_int_equal(
+        kr_req_decode(KRAPPY_T_PUBLISH, b.data, b.len, &scratch, &req, msg, sizeof msg), KRAPPY_OK);
     done d = {0};
     uint64_t bad;
-    assert_int_equal(kr_store_publish(s, t, &req, &scratch, false, on_done, &d, msg, sizeof msg,
-                                      &bad),
-                     KRAPPY_OK);
+    assert_int_equal(
+        kr_store_publish(s, t, &req, &scratch, false, on_done, &d, msg, sizeof msg, &bad),
+        KRAPPY_OK);
     run_until(&d.calls, 1);
     assert_int_equal(d.res.err, KRAPPY_OK);
     assert_int_equal(d.res.first, first);
@@ -294,8 +294,7 @@ static void test_fetch_limits(void **state)
     assert_int_equal(kr_store_fetch(s, t, 0, 1000, 100, &r, msg, sizeof msg), KRAPPY_OK);
     assert_true(r.count >= 1 && r.bytes <= 100);
     /* the server's cap on max */
-    assert_int_equal(kr_store_fetch(s, t, 0, 1000000, 1u << 20, &r, msg, sizeof msg),
-                     KRAPPY_OK);
+    assert_int_equal(kr_store_fetch(s, t, 0, 1000000, 1u << 20, &r, msg, sizeof msg), KRAPPY_OK);
     assert_int_equal(r.count, 200);
     /* out of range */
     assert_int_equal(kr_store_fetch(s, t, 201, 10, 1u << 20, &r, msg, sizeof msg),
@@ -341,9 +340,15 @@ static void test_lock_refuses_second_open(void **state)
 {
     (void)state;
     kr_store *s = open_store(1u << 20, 0);
-    kr_store_opts o = {.data_dir = dir, .segment_bytes = 1u << 20, .checkpoint_ms = 1000,
-                       .overlay_bytes = 1u << 20, .max_frame = 1u << 20, .max_events = 10,
-                       .max_publish_events = 10, .max_wait_ms = 10, .rocksdb_log_dir = ""};
+    kr_store_opts o = {.data_dir = dir,
+                       .segment_bytes = 1u << 20,
+                       .checkpoint_ms = 1000,
+                       .overlay_bytes = 1u << 20,
+                       .max_frame = 1u << 20,
+                       .max_events = 10,
+                       .max_publish_events = 10,
+                       .max_wait_ms = 10,
+                       .rocksdb_log_dir = ""};
     kr_store *s2;
     char err[256];
     assert_int_equal(kr_store_open(&o, base, metrics, &s2, err, sizeof err), -1);

@@ -354,7 +354,7 @@ static void load_skeys(fixture *f)
     }
     put(b, "s", "a", 1, "other");
     put(b, "u", "", 0, "other");
-    put(b, "t\x00", "a", 1, "other");
+    kr_view_batch_put(b, T("t\x00"), U8("a"), 1, U8("other"), 5);
     kr_view_batch_marker(b, T("t"), 100, NSKEYS);
     write_ok(f, b);
 }
@@ -695,9 +695,100 @@ static void test_malformed_marker(void **state)
     assert_int_equal(keys, 7);
 }
 
+/*
+ * A reopen that fails leaves the view closed: every call answers with a
+ * sentence instead of crashing, and a later reopen brings it back. The
+ * database directory is moved away and a file put in its place to make the
+ * open fail.
+ */
+static void test_reopen_fails_then_recovers(void **state)
+{
+    fixture *f = *state;
+    kr_view_batch *b = kr_view_batch_new();
+    put(b, "t", "k", 1, "v");
+    kr_view_batch_marker(b, T("t"), 1, 1);
+    write_ok(f, b);
+
+    char moved[128];
+    snprintf(moved, sizeof moved, "%s.moved", f->path);
+    assert_int_equal(rename(f->path, moved), 0);
+    FILE *fp = fopen(f->path, "w");
+    assert_non_null(fp);
+    fclose(fp);
+    assert_int_equal(kr_view_reopen(f->v, f->err, sizeof f->err), -1);
+    assert_non_null(strstr(f->err, "cannot open the view at "));
+
+    uint64_t next, keys;
+    char buf[64];
+    f->err[0] = 0;
+    assert_int_equal(kr_view_marker(f->v, T("t"), &next, &keys, f->err, sizeof f->err), -1);
+    assert_non_null(strstr(f->err, "closed"));
+    kr_buf out;
+    kr_buf_init(&out, 100);
+    assert_int_equal(kr_view_get(f->v, T("t"), U8("k"), 1, &out, f->err, sizeof f->err), -1);
+    kr_buf_free(&out);
+    assert_int_equal(kr_view_exists(f->v, T("t"), U8("k"), 1), -1);
+    assert_null(kr_view_snapshot(f->v));
+    assert_int_equal(kr_view_disk_bytes(f->v), 0);
+    collected c = {0};
+    bool more = true;
+    assert_int_equal(kr_view_scan(f->v, NULL, T("t"), NULL, 0, false, NULL, 0, 10, collect_cb, &c,
+                                  &more, f->err, sizeof f->err),
+                     -1);
+    assert_false(more);
+    b = kr_view_batch_new();
+    put(b, "t", "k2", 2, "v2");
+    f->err[0] = 0;
+    assert_int_equal(kr_view_write(f->v, b, f->err, sizeof f->err), -1);
+    assert_non_null(strstr(f->err, "closed"));
+    kr_view_batch_free(b);
+
+    /* Put the directory back: the next reopen works and nothing was lost. */
+    assert_int_equal(remove(f->path), 0);
+    assert_int_equal(rename(moved, f->path), 0);
+    assert_int_equal(kr_view_reopen(f->v, f->err, sizeof f->err), 0);
+    assert_int_equal(get(f, "t", "k", 1, buf, sizeof buf), 1);
+    assert_string_equal(buf, "v");
+    assert_int_equal(kr_view_marker(f->v, T("t"), &next, &keys, f->err, sizeof f->err), 1);
+    assert_int_equal(next, 1);
+}
+
+/* Two handles on one database in one process: the second is refused. */
+static void test_open_twice_fails(void **state)
+{
+    fixture *f = *state;
+    kr_view *v2 = NULL;
+    char err[512] = "";
+    assert_int_equal(kr_view_open(f->path, NULL, &v2, err, sizeof err), -1);
+    assert_null(v2);
+    assert_non_null(strstr(err, "cannot open the view at "));
+}
+
 /* ---- timing ---- */
 
 #define T_KEYS 100000
+#define T_GETS 20000 /* per pass: enough for a figure, short under valgrind */
+
+typedef struct bench_page {
+    size_t count;
+    uint8_t last[64];
+    size_t last_len;
+    bool bad;
+} bench_page;
+
+static int bench_cb(void *arg, const uint8_t *key, size_t klen, const uint8_t *ev, size_t elen)
+{
+    bench_page *p = arg;
+    (void)ev;
+    if (klen > sizeof p->last || elen != 100) {
+        p->bad = true;
+        return 1;
+    }
+    memcpy(p->last, key, klen);
+    p->last_len = klen;
+    p->count++;
+    return 0;
+}
 
 static double now_s(void)
 {
@@ -733,7 +824,7 @@ static void test_timing_100k_checkpoint(void **state)
     double pass[2];
     for (int p = 0; p < 2; p++) {
         double ta = now_s();
-        for (unsigned i = 0; i < T_KEYS; i++) {
+        for (unsigned i = 0; i < T_GETS; i++) {
             unsigned k = (i * 7919u) % T_KEYS;
             int n = snprintf(key, sizeof key, "user-%08u", k);
             kr_buf_reset(&out);
@@ -744,36 +835,29 @@ static void test_timing_100k_checkpoint(void **state)
     }
     unsigned got;
     memcpy(&got, out.data, sizeof got);
-    assert_int_equal(got, (T_KEYS - 1) * 7919u % T_KEYS);
+    assert_int_equal(got, (T_GETS - 1) * 7919u % T_KEYS);
     kr_buf_free(&out);
     /* Misses (the bloom filter answers most). */
     double tm = now_s();
-    for (unsigned i = 0; i < T_KEYS; i++) {
+    for (unsigned i = 0; i < T_GETS; i++) {
         int n = snprintf(key, sizeof key, "nope-%08u", i);
         if (kr_view_exists(f->v, T("bench"), U8(key), (size_t)n) != 0)
             fail_msg("exists");
     }
     double tmiss = now_s() - tm;
-    /* A full scan. */
+    /* A full scan, in pages of 256 keys, each continuing strictly after
+     * the last key of the one before. */
     double ts = now_s();
+    bench_page pg = {0};
     size_t seen = 0;
     bool more = true;
-    collected c;
-    for (;;) {
-        /* pages of 64 keys, continuing strictly after the last one */
-        memset(&c, 0, sizeof c);
-        const void *after = seen ? (const void *)key : NULL;
-        long n =
-            kr_view_scan(f->v, NULL, T("bench"), NULL, 0, seen != 0, after, seen ? strlen(key) : 0,
-                         64, collect_cb, &c, &more, f->err, sizeof f->err);
-        assert_true(n >= 0);
+    while (more) {
+        pg.count = 0;
+        long n = kr_view_scan(f->v, NULL, T("bench"), NULL, 0, seen != 0, pg.last, pg.last_len, 256,
+                              bench_cb, &pg, &more, f->err, sizeof f->err);
+        if (n < 0 || pg.bad || (size_t)n != pg.count || (n == 0 && more))
+            fail_msg("scan page after %zu keys: %ld (%s)", seen, n, f->err);
         seen += (size_t)n;
-        if (n > 0) {
-            memcpy(key, c.keys[n - 1], c.klen[n - 1]);
-            key[c.klen[n - 1]] = 0;
-        }
-        if (!more)
-            break;
     }
     double tscan = now_s() - ts;
     assert_int_equal(seen, T_KEYS);
@@ -781,8 +865,8 @@ static void test_timing_100k_checkpoint(void **state)
     printf("[ view ] %d-key checkpoint: batch build %.1f ms, write+flush %.1f ms "
            "(%.0f keys/s); get %.2f us (first pass), %.2f us (cached); "
            "miss %.2f us; paged scan %.0f keys/s; %llu bytes on disk\n",
-           T_KEYS, (t1 - t0) * 1e3, (t2 - t1) * 1e3, T_KEYS / (t2 - t1), pass[0] * 1e6 / T_KEYS,
-           pass[1] * 1e6 / T_KEYS, tmiss * 1e6 / T_KEYS, T_KEYS / tscan,
+           T_KEYS, (t1 - t0) * 1e3, (t2 - t1) * 1e3, T_KEYS / (t2 - t1), pass[0] * 1e6 / T_GETS,
+           pass[1] * 1e6 / T_GETS, tmiss * 1e6 / T_GETS, T_KEYS / tscan,
            (unsigned long long)kr_view_disk_bytes(f->v));
 }
 
@@ -799,6 +883,8 @@ static const struct CMUnitTest tests[] = {
     VT(test_drop_topic),
     VT(test_topic_too_long),
     VT(test_malformed_marker),
+    VT(test_reopen_fails_then_recovers),
+    VT(test_open_twice_fails),
     VT(test_timing_100k_checkpoint),
 };
 

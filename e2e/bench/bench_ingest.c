@@ -21,7 +21,7 @@
 #include "proto/msg.h"
 
 #define BATCH 1000
-#define KEYS 100000
+#define KEYS  100000
 
 static double now_s(void)
 {
@@ -71,8 +71,8 @@ static void build_batch(kr_buf *b, uint32_t *seed, kr_ack_mode ack)
     for (int i = 0; i < BATCH; i++) {
         *seed = *seed * 1103515245u + 12345u;
         snprintf(keys[i], sizeof keys[i], "key-%011u", (*seed >> 8) % KEYS);
-        ev[i] = (kr_event_out_spec){.key = keys[i], .key_len = 16, .key_is_text = true,
-                                    .value = value, .value_len = 100};
+        ev[i] = (kr_event_out_spec){
+            .key = keys[i], .key_len = 16, .key_is_text = true, .value = value, .value_len = 100};
     }
     kr_buf_reset(b);
     kr_enc_publish(b, (kr_cid){0}, ack, ev, BATCH);
@@ -177,8 +177,8 @@ int main(int argc, char **argv)
            BATCH, window);
     printf("| ingest, ack write (%ld events) | %.0f | %.0f%% | %.0f%% |\n", events, w, 100 * sc,
            100 * cc);
-    printf("| ingest, ack sync (%ld events) | %.0f | %.0f%% | %.0f%% |\n", events / 4, y,
-           100 * sc2, 100 * cc2);
+    printf("| ingest, ack sync (%ld events) | %.0f | %.0f%% | %.0f%% |\n", events / 4, y, 100 * sc2,
+           100 * cc2);
     printf("| FETCH from 0, every event decoded | %.0f | %.0f%% | %.0f%% |\n", r, 100 * sc3,
            100 * cc3);
     if (s.pid > 0)

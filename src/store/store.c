@@ -385,8 +385,8 @@ static int recover_topic(kr_store *s, const char *name, char *err, size_t errlen
         uint64_t nx, mts;
         kr_index_entry *idx;
         size_t n_idx;
-        if (!last && kr_index_load(dirfd, bases[i], (uint64_t)st.st_size, &nx, &mts, &idx,
-                                   &n_idx) == 0 &&
+        if (!last &&
+            kr_index_load(dirfd, bases[i], (uint64_t)st.st_size, &nx, &mts, &idx, &n_idx) == 0 &&
             nx == bases[i + 1]) {
             /* A closed segment with a good hint: verified on first read. */
             seg->next = nx;
@@ -421,8 +421,8 @@ static int recover_topic(kr_store *s, const char *name, char *err, size_t errlen
             if (last) {
                 truncated = scan.file_len - scan.good_end;
                 if (ftruncate(fd, (off_t)scan.good_end) < 0 || fdatasync(fd) < 0) {
-                    snprintf(err, errlen, "cannot truncate the torn tail of %s/%s: %s", dir,
-                             sname, strerror(errno));
+                    snprintf(err, errlen, "cannot truncate the torn tail of %s/%s: %s", dir, sname,
+                             strerror(errno));
                     goto out;
                 }
             } else {
@@ -654,8 +654,8 @@ static void retention(kr_store *s, kr_topic *t)
     char f[24], n[24];
     snprintf(f, sizeof f, "%llu", (unsigned long long)t->first);
     snprintf(n, sizeof n, "%zu", drop);
-    kr_log(KR_LOG_INFO, "retention retired segments", "topic", t->name, "segments", n, "first",
-           f, NULL);
+    kr_log(KR_LOG_INFO, "retention retired segments", "topic", t->name, "segments", n, "first", f,
+           NULL);
     kr_counter_add(s->m_retired, drop);
     j->kind = KR_JOB_DELETE;
     j->t = t;
@@ -903,14 +903,15 @@ krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_
             snprintf(msg, msglen,
                      "event %llu is %llu bytes as delivered, over the limit of %llu (max_frame "
                      "- 1024); make it smaller",
-                     (unsigned long long)i, (unsigned long long)size,
-                     (unsigned long long)limit);
+                     (unsigned long long)i, (unsigned long long)size, (unsigned long long)limit);
             *bad_index = i;
             rc = KRAPPY_E_INVALID_ARGUMENT;
             goto out;
         }
-        kr_ev_meta m = {.ev_pos = (uint32_t)b->len, .ts = ts,
-                        .has_key = ev.key.present, .tombstone = ev.tombstone};
+        kr_ev_meta m = {.ev_pos = (uint32_t)b->len,
+                        .ts = ts,
+                        .has_key = ev.key.present,
+                        .tombstone = ev.tombstone};
         kr_cbor_put_array(b, ev.has_headers ? 5 : 4);
         kr_cbor_put_uint(b, off);
         kr_cbor_put_uint(b, ts);
@@ -1017,12 +1018,12 @@ int kr_store_open(const kr_store_opts *o, struct event_base *base, kr_metrics *m
     s->m_events_in = kr_counter(m, "krappy_events_in_total", NULL, "Events stored.");
     s->m_bytes_in = kr_counter(m, "krappy_stream_batch_bytes_total", NULL,
                                "Bytes of stored batches (headers included).");
-    s->m_overlay_bytes = kr_gauge(m, "krappy_overlay_bytes", NULL,
-                                  "Memory held by the latest-value overlays.");
+    s->m_overlay_bytes =
+        kr_gauge(m, "krappy_overlay_bytes", NULL, "Memory held by the latest-value overlays.");
     s->m_replayed = kr_counter(m, "krappy_replayed_events_total", NULL,
                                "Events replayed from the stream into the view at start-up.");
-    s->m_retired = kr_counter(m, "krappy_retired_segments_total", NULL,
-                              "Segments deleted by retention.");
+    s->m_retired =
+        kr_counter(m, "krappy_retired_segments_total", NULL, "Segments deleted by retention.");
     s->m_scan_ckpts = kr_counter(m, "krappy_scan_checkpoints_total", NULL,
                                  "Checkpoints forced by the first page of a SCAN.");
     if (s->ranges == NULL || s->data_dir == NULL || s->topics_dir == NULL || lock == NULL ||

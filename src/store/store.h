@@ -42,16 +42,16 @@
 #include "store/view.h"
 
 /* Defaults of the storage settings (flags in config.c). */
-#define KR_DEFAULT_SEGMENT_BYTES (64u * 1024 * 1024)
-#define KR_DEFAULT_CHECKPOINT_MS 500
-#define KR_DEFAULT_OVERLAY_BYTES (128u * 1024 * 1024)
+#define KR_DEFAULT_SEGMENT_BYTES      (64u * 1024 * 1024)
+#define KR_DEFAULT_CHECKPOINT_MS      500
+#define KR_DEFAULT_OVERLAY_BYTES      (128u * 1024 * 1024)
 #define KR_DEFAULT_MAX_PUBLISH_EVENTS 100000
-#define KR_DEFAULT_MAX_WAIT_MS 60000
+#define KR_DEFAULT_MAX_WAIT_MS        60000
 /* A sparse index hint at least every this many bytes of a segment. */
 #define KR_INDEX_INTERVAL 4096
 /* SCAN cursors live this long after their last use, and this many at most. */
-#define KR_SCAN_CURSOR_MS 120000
-#define KR_SCAN_CURSORS_MAX 4096
+#define KR_SCAN_CURSOR_MS    120000
+#define KR_SCAN_CURSORS_MAX  4096
 #define KR_SCAN_CURSOR_BYTES 16
 
 typedef struct kr_store_opts {
@@ -60,11 +60,11 @@ typedef struct kr_store_opts {
     uint64_t retention_bytes; /* 0: keep everything */
     uint64_t retention_ms;    /* 0: keep everything */
     uint64_t checkpoint_ms;
-    uint64_t overlay_bytes;   /* force a checkpoint above this */
+    uint64_t overlay_bytes; /* force a checkpoint above this */
     uint32_t max_frame;
-    uint32_t max_events;      /* cap on FETCH `max` */
+    uint32_t max_events; /* cap on FETCH `max` */
     uint32_t max_publish_events;
-    uint64_t max_wait_ms;     /* cap on FETCH `wait_ms` */
+    uint64_t max_wait_ms; /* cap on FETCH `wait_ms` */
     size_t block_cache_bytes;
     const char *rocksdb_log_dir; /* NULL: inside DATA/view */
 } kr_store_opts;
@@ -75,13 +75,13 @@ typedef struct kr_job kr_job;
 
 /* One segment as the loop sees it: what is visible and where. */
 typedef struct kr_segment {
-    uint64_t base;        /* first offset */
-    uint64_t next;        /* offset after its last visible event */
-    uint64_t size;        /* visible bytes (end of its last visible batch) */
+    uint64_t base; /* first offset */
+    uint64_t next; /* offset after its last visible event */
+    uint64_t size; /* visible bytes (end of its last visible batch) */
     uint64_t max_ts;
-    int fd;               /* read-only */
-    bool verified;        /* every batch below `size` checked or ours */
-    kr_index_entry *idx;  /* sparse hints, ascending */
+    int fd;              /* read-only */
+    bool verified;       /* every batch below `size` checked or ours */
+    kr_index_entry *idx; /* sparse hints, ascending */
     size_t n_idx, cap_idx;
     size_t n_corrupt;
     kr_corrupt corrupt[KR_SEG_MAX_CORRUPT];
@@ -105,9 +105,9 @@ struct kr_topic {
     kr_store *store;
     char name[KRAPPY_MAX_NAME_BYTES + 1];
     size_t name_len;
-    bool ready;           /* created on disk (false while being created) */
-    bool failed;          /* creation failed: being removed */
-    kr_segment **segs;    /* ascending base; the last one is being appended */
+    bool ready;        /* created on disk (false while being created) */
+    bool failed;       /* creation failed: being removed */
+    kr_segment **segs; /* ascending base; the last one is being appended */
     size_t n_segs, cap_segs;
     uint64_t first;       /* first retained offset */
     uint64_t next;        /* offset after the last visible event */
@@ -119,8 +119,8 @@ struct kr_topic {
     uint64_t marker;      /* the durable view covers offsets < marker */
     uint64_t keys;        /* live keys as of the last checkpoint */
     struct kr_waiter_list waiters;
-    struct kr_wtopic *w;  /* writer-side state: only the writer touches it */
-    uint64_t events_in;   /* counters for STATS/metrics */
+    struct kr_wtopic *w; /* writer-side state: only the writer touches it */
+    uint64_t events_in;  /* counters for STATS/metrics */
 };
 
 /*
@@ -151,9 +151,9 @@ size_t kr_store_topics(kr_store *s, kr_topic ***out);
 /* ---- asynchronous operations: `done` is called on the loop thread ---- */
 
 typedef struct kr_store_result {
-    krappy_err err;       /* KRAPPY_OK or KRAPPY_E_STORAGE */
-    char msg[256];        /* the sentence when err != OK */
-    uint64_t first;       /* PUBLISH: first offset; REGISTER: topic next */
+    krappy_err err; /* KRAPPY_OK or KRAPPY_E_STORAGE */
+    char msg[256];  /* the sentence when err != OK */
+    uint64_t first; /* PUBLISH: first offset; REGISTER: topic next */
     uint64_t count;
 } kr_store_result;
 
@@ -194,11 +194,11 @@ typedef struct kr_fetch_range {
 #define KR_FETCH_COPY_BELOW (16u * 1024)
 
 typedef struct kr_fetch_result {
-    uint64_t count;          /* events */
-    uint64_t next;           /* offset after the last one */
-    uint64_t bytes;          /* sum of range lengths */
+    uint64_t count; /* events */
+    uint64_t next;  /* offset after the last one */
+    uint64_t bytes; /* sum of range lengths */
     size_t n_ranges;
-    kr_fetch_range *ranges;  /* the store's: valid until the next fetch */
+    kr_fetch_range *ranges; /* the store's: valid until the next fetch */
 } kr_fetch_result;
 
 /*
@@ -234,8 +234,8 @@ void kr_store_unpark(kr_store *s, kr_waiter *w);
  * @return 1 found, 0 not found (never written or tombstoned), -1 storage
  *         error (msg filled).
  */
-int kr_store_get(kr_store *s, kr_topic *t, const uint8_t *key, size_t klen, kr_buf *out,
-                 char *msg, size_t msglen);
+int kr_store_get(kr_store *s, kr_topic *t, const uint8_t *key, size_t klen, kr_buf *out, char *msg,
+                 size_t msglen);
 
 /* ---- SCAN ---- */
 
@@ -266,8 +266,8 @@ kr_scan_cursor *kr_store_scan_find(kr_store *s, const uint8_t *token, size_t len
  * fn is called for each. *more says whether entries remain; the cursor
  * advances. @return entries given, or -1 (msg filled).
  */
-long kr_store_scan_page(kr_store *s, kr_scan_cursor *cur, size_t limit, kr_scan_fn fn,
-                        void *arg, bool *more, char *msg, size_t msglen);
+long kr_store_scan_page(kr_store *s, kr_scan_cursor *cur, size_t limit, kr_scan_fn fn, void *arg,
+                        bool *more, char *msg, size_t msglen);
 
 /* The cursor's token (KR_SCAN_CURSOR_BYTES) and snapshot offset. */
 const uint8_t *kr_scan_token(const kr_scan_cursor *cur);

@@ -38,8 +38,8 @@ struct kr_scan_cursor {
     uint8_t token[KR_SCAN_CURSOR_BYTES];
     kr_topic *t;
     kr_view_snap *snap;
-    uint64_t snapshot;        /* the view holds exactly offsets < snapshot */
-    uint8_t *prefix, *after;  /* after: the last key returned */
+    uint64_t snapshot;       /* the view holds exactly offsets < snapshot */
+    uint8_t *prefix, *after; /* after: the last key returned */
     size_t plen, alen, after_cap;
     bool has_after;
     uint64_t expires_ns;
@@ -56,19 +56,18 @@ struct kr_store {
     int lock_fd;
     kr_view *view;
     kr_writer *writer;
-    kr_topic **topics;        /* sorted by name */
+    kr_topic **topics; /* sorted by name */
     size_t n_topics, cap_topics;
     struct event *tick;
     bool ckpt_running, ckpt_again, closing;
     struct kr_scan_wait_list scan_waits;
     struct kr_cursor_list cursors;
     size_t n_cursors;
-    kr_buf enc;               /* batch encoding scratch */
-    kr_buf meta;              /* per-event meta scratch */
-    kr_buf readbuf;           /* pread scratch for fetch */
-    kr_fetch_range *ranges;   /* fetch result ranges */
-    kr_metric *m_events_in, *m_bytes_in, *m_overlay_bytes, *m_replayed, *m_retired,
-        *m_scan_ckpts;
+    kr_buf enc;             /* batch encoding scratch */
+    kr_buf meta;            /* per-event meta scratch */
+    kr_buf readbuf;         /* pread scratch for fetch */
+    kr_fetch_range *ranges; /* fetch result ranges */
+    kr_metric *m_events_in, *m_bytes_in, *m_overlay_bytes, *m_replayed, *m_retired, *m_scan_ckpts;
 };
 
 /* store_read.c */
@@ -77,6 +76,5 @@ int kr_segment_verify(kr_store *s, kr_topic *t, kr_segment *seg);
 void kr_store_wake(kr_store *s, kr_topic *t);
 void kr_store_scan_checkpointed(kr_store *s, bool ok, const char *msg);
 void kr_store_cursors_expire(kr_store *s, bool all);
-
 
 #endif

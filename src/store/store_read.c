@@ -88,8 +88,7 @@ static uint64_t hint_pos(const kr_segment *seg, uint64_t offset)
 }
 
 /* Read a batch payload into the store's read buffer. */
-static const uint8_t *read_payload(kr_store *s, const kr_segment *seg, uint64_t pos,
-                                   uint32_t len)
+static const uint8_t *read_payload(kr_store *s, const kr_segment *seg, uint64_t pos, uint32_t len)
 {
     kr_buf_reset(&s->readbuf);
     if (kr_buf_reserve(&s->readbuf, len) < 0)
@@ -141,8 +140,7 @@ krappy_err kr_store_fetch(kr_store *s, kr_topic *t, uint64_t offset, uint64_t ma
                 return fetch_fail(out, t->segs[si]->base, msg, msglen,
                                   "offsets %llu..%llu are missing from the stream; FETCH from "
                                   "the second to skip them",
-                                  (unsigned long long)cur,
-                                  (unsigned long long)t->segs[si]->base);
+                                  (unsigned long long)cur, (unsigned long long)t->segs[si]->base);
             }
             continue;
         }
@@ -354,8 +352,8 @@ void kr_store_wake(kr_store *s, kr_topic *t)
 
 /* ---- GET ---- */
 
-int kr_store_get(kr_store *s, kr_topic *t, const uint8_t *key, size_t klen, kr_buf *out,
-                 char *msg, size_t msglen)
+int kr_store_get(kr_store *s, kr_topic *t, const uint8_t *key, size_t klen, kr_buf *out, char *msg,
+                 size_t msglen)
 {
     const kr_ov_entry *e = kr_overlay_get(t->active, key, klen);
     if (e == NULL && t->frozen != NULL)
@@ -431,8 +429,7 @@ static kr_scan_cursor *cursor_new(kr_store *s, kr_topic *t, const uint8_t *prefi
 static void scan_ready(kr_store *s, kr_scan_wait *w)
 {
     kr_store_result res = {.err = KRAPPY_OK};
-    kr_scan_cursor *c =
-        cursor_new(s, w->t, w->prefix, w->plen, w->has_after, w->after, w->alen);
+    kr_scan_cursor *c = cursor_new(s, w->t, w->prefix, w->plen, w->has_after, w->after, w->alen);
     if (c == NULL) {
         res.err = KRAPPY_E_STORAGE;
         snprintf(res.msg, sizeof res.msg, "out of memory starting a scan");
@@ -445,9 +442,15 @@ void kr_store_scan_start(kr_store *s, kr_topic *t, const uint8_t *prefix, size_t
                          void (*ready)(void *arg, kr_scan_cursor *cur, const kr_store_result *res),
                          void *arg)
 {
-    kr_scan_wait w = {.t = t, .target = t->next, .prefix = (uint8_t *)prefix, .plen = plen,
-                      .has_after = has_after, .after = (uint8_t *)after, .alen = alen,
-                      .ready = ready, .arg = arg};
+    kr_scan_wait w = {.t = t,
+                      .target = t->next,
+                      .prefix = (uint8_t *)prefix,
+                      .plen = plen,
+                      .has_after = has_after,
+                      .after = (uint8_t *)after,
+                      .alen = alen,
+                      .ready = ready,
+                      .arg = arg};
     if (t->marker >= t->next && t->frozen == NULL) {
         scan_ready(s, &w);
         return;
@@ -524,8 +527,7 @@ struct page_ctx {
     int oom;
 };
 
-static int page_entry(void *arg, const uint8_t *key, size_t klen, const uint8_t *event,
-                      size_t elen)
+static int page_entry(void *arg, const uint8_t *key, size_t klen, const uint8_t *event, size_t elen)
 {
     struct page_ctx *p = arg;
     kr_scan_cursor *c = p->c;

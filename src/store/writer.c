@@ -39,16 +39,16 @@
 
 struct kr_writer {
     pthread_t thread;
-    pthread_t vthread;        /* the view thread: checkpoints into RocksDB */
+    pthread_t vthread; /* the view thread: checkpoints into RocksDB */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     pthread_cond_t vcv;
-    struct kr_job_list queue; /* submitted, not yet taken */
+    struct kr_job_list queue;  /* submitted, not yet taken */
     struct kr_job_list vqueue; /* checkpoints whose streams are synced */
-    struct kr_job_list done;  /* finished, not yet delivered */
+    struct kr_job_list done;   /* finished, not yet delivered */
     bool vstopping;
     bool vstarted;
-    unsigned pending;         /* submitted and not delivered (loop side) */
+    unsigned pending; /* submitted and not delivered (loop side) */
     bool stopping;
     bool started;
     struct event *done_ev;
@@ -267,12 +267,10 @@ static int roll_segment(kr_writer *wr, kr_wtopic *w, uint64_t base, int *read_fd
         return -1;
     int fd;
     if (create_segment(w->dirfd, base, &fd) < 0) {
-        snprintf(msg, msglen, "cannot start a new segment in %s: %s", w->dir,
-                 errno_advice(errno));
+        snprintf(msg, msglen, "cannot start a new segment in %s: %s", w->dir, errno_advice(errno));
         return -1;
     }
-    (void)kr_index_write(w->dirfd, w->seg_base, w->next, w->file_len, w->max_ts, w->idx,
-                         w->n_idx);
+    (void)kr_index_write(w->dirfd, w->seg_base, w->next, w->file_len, w->max_ts, w->idx, w->n_idx);
     close(w->fd);
     w->fd = fd;
     w->seg_base = base;
@@ -447,18 +445,20 @@ static void run_appends(kr_writer *wr, kr_job **jobs, size_t n)
             kr_counter_add(wr->m_failures, 1);
             if (ftruncate(w->fd, (off_t)w->file_len) < 0) {
                 w->broken = true;
-                kr_log(KR_LOG_ERROR, "cannot cut a partly written batch", "dir", w->dir,
-                       "reason", strerror(errno), NULL);
+                kr_log(KR_LOG_ERROR, "cannot cut a partly written batch", "dir", w->dir, "reason",
+                       strerror(errno), NULL);
             }
             kr_log(KR_LOG_WARN, "stream write failed", "dir", w->dir, "reason",
                    strerror(err ? err : ENOSPC), NULL);
             for (size_t x = whole; x < k; x++)
-                job_fail(jobs[i + x], err, "writing to %s failed: %s; nothing of this request "
-                                           "was stored",
+                job_fail(jobs[i + x], err,
+                         "writing to %s failed: %s; nothing of this request "
+                         "was stored",
                          w->dir, errno_advice(err ? err : ENOSPC));
             for (size_t x = i + k; x < n; x++)
-                job_fail(jobs[x], err, "writing to %s failed: %s; nothing of this request "
-                                       "was stored",
+                job_fail(jobs[x], err,
+                         "writing to %s failed: %s; nothing of this request "
+                         "was stored",
                          w->dir, errno_advice(err ? err : ENOSPC));
             return;
         }
@@ -720,9 +720,8 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
         wr->on_done(wr->arg, &jobs);
 }
 
-int kr_writer_start(kr_writer **out, struct event_base *base, kr_view *view,
-                    uint64_t segment_bytes, kr_metrics *m,
-                    void (*done)(void *arg, struct kr_job_list *jobs), void *arg)
+int kr_writer_start(kr_writer **out, struct event_base *base, kr_view *view, uint64_t segment_bytes,
+                    kr_metrics *m, void (*done)(void *arg, struct kr_job_list *jobs), void *arg)
 {
     kr_writer *wr = calloc(1, sizeof *wr);
     if (wr == NULL)
@@ -737,8 +736,8 @@ int kr_writer_start(kr_writer **out, struct event_base *base, kr_view *view,
     wr->segment_bytes = segment_bytes;
     wr->on_done = done;
     wr->arg = arg;
-    wr->m_fsyncs = kr_counter(m, "krappy_stream_fsyncs_total", NULL,
-                              "fdatasync calls on stream segments.");
+    wr->m_fsyncs =
+        kr_counter(m, "krappy_stream_fsyncs_total", NULL, "fdatasync calls on stream segments.");
     wr->m_rounds = kr_counter(m, "krappy_writer_rounds_total", NULL,
                               "Group-commit rounds of the storage writer.");
     wr->m_jobs = kr_counter(m, "krappy_writer_jobs_total", NULL,
@@ -812,7 +811,7 @@ void kr_writer_stop(kr_writer *wr)
 
 /* ---- sparse index files ---- */
 
-#define KR_IDX_MAGIC "KRAPPYIX"
+#define KR_IDX_MAGIC  "KRAPPYIX"
 #define KR_IDX_HEADER 48
 
 int kr_index_write(int dirfd, uint64_t base, uint64_t next, uint64_t size, uint64_t max_ts,

@@ -40,25 +40,25 @@ typedef struct kr_ckpt_topic {
 struct kr_job {
     kr_job_kind kind;
     kr_topic *t;
-    struct kr_wtopic *w;  /* the topic's writer state (allocated by the loop with
-                             the topic; CREATE fills it in) */
+    struct kr_wtopic *w; /* the topic's writer state (allocated by the loop with
+                            the topic; CREATE fills it in) */
     /* APPEND */
-    kr_block *block;      /* stored batch at data[0..len); header CRC filled by the writer */
+    kr_block *block; /* stored batch at data[0..len); header CRC filled by the writer */
     uint64_t base;
     uint32_t count;
     uint64_t max_ts;
     bool sync;
-    size_t meta_off;      /* where the loop keeps per-event facts in the block */
-    uint64_t seg_base;    /* out: segment it landed in */
-    uint64_t pos;         /* out: position of its batch header */
-    int new_seg_fd;       /* out: read fd of a segment the writer started, or -1 */
+    size_t meta_off;   /* where the loop keeps per-event facts in the block */
+    uint64_t seg_base; /* out: segment it landed in */
+    uint64_t pos;      /* out: position of its batch header */
+    int new_seg_fd;    /* out: read fd of a segment the writer started, or -1 */
     /* CHECKPOINT */
     kr_ckpt_topic *ck;
     size_t n_ck;
     /* DELETE */
     char **paths;
     size_t n_paths;
-    bool deferred;        /* CHECKPOINT: streams synced, RocksDB half pending */
+    bool deferred; /* CHECKPOINT: streams synced, RocksDB half pending */
     /* result */
     krappy_err err;
     char msg[256];
@@ -73,19 +73,19 @@ TAILQ_HEAD(kr_job_list, kr_job);
 typedef struct kr_wtopic {
     char *dir;
     int dirfd;
-    int fd;               /* active segment, read-write */
+    int fd; /* active segment, read-write */
     uint64_t seg_base;
-    uint64_t file_len;    /* bytes written successfully */
-    uint64_t synced_len;  /* bytes known durable */
-    uint64_t next;        /* offset after the last event written */
-    uint64_t max_ts;      /* of the active segment */
-    bool broken;          /* a sync failed and the rewrite did too */
+    uint64_t file_len;   /* bytes written successfully */
+    uint64_t synced_len; /* bytes known durable */
+    uint64_t next;       /* offset after the last event written */
+    uint64_t max_ts;     /* of the active segment */
+    bool broken;         /* a sync failed and the rewrite did too */
     struct kr_unsynced {
         kr_block *b;
         uint64_t pos;
-    } *unsynced;          /* batches written since the last good sync */
+    } * unsynced; /* batches written since the last good sync */
     size_t n_unsynced, cap_unsynced;
-    kr_index_entry *idx;  /* sparse index of the active segment */
+    kr_index_entry *idx; /* sparse index of the active segment */
     size_t n_idx, cap_idx;
     uint64_t last_idx_pos;
 } kr_wtopic;
@@ -97,9 +97,8 @@ typedef struct kr_writer kr_writer;
  * the jobs of one round (in submission order); it owns them afterwards.
  * @return 0, or -1 (errno).
  */
-int kr_writer_start(kr_writer **out, struct event_base *base, kr_view *view,
-                    uint64_t segment_bytes, kr_metrics *m,
-                    void (*on_done)(void *arg, struct kr_job_list *jobs), void *arg);
+int kr_writer_start(kr_writer **out, struct event_base *base, kr_view *view, uint64_t segment_bytes,
+                    kr_metrics *m, void (*on_done)(void *arg, struct kr_job_list *jobs), void *arg);
 
 /* Queue a job (loop thread). */
 void kr_writer_submit(kr_writer *w, kr_job *j);
