@@ -699,6 +699,50 @@ static void test_torn_tail_and_flipped_bit(void **state)
     assert_int_equal(e2e_stop(&s, 10000), 0);
 }
 
+/* A view ahead of its stream (the stream cut back behind a checkpoint's
+ * marker) is rebuilt from the stream: no GET returns an event that is not
+ * in the stream, and new events take the offsets after the cut. */
+static void test_view_ahead_of_stream_is_rebuilt(void **state)
+{
+    (void)state;
+    e2e_server s;
+    const char *args[] = {"--checkpoint-interval", "50ms", NULL};
+    assert_int_equal(e2e_start(&s, args), 0);
+    conn x;
+    conn_open(&x, &s);
+    assert_int_equal(do_register(&x, "ah"), 0);
+    ev one[] = {{"a", "old"}, {"b", "old"}};
+    assert_int_equal(do_publish(&x, one, 2, KR_ACK_SYNC, NULL), 0);
+    char seg[400];
+    snprintf(seg, sizeof seg, "%s/data/topics/ah/00000000000000000000.seg", s.dir);
+    struct stat st;
+    assert_int_equal(stat(seg, &st), 0);
+    off_t cut = st.st_size; /* the end of the first batch */
+    ev two[] = {{"a", "new"}, {"c", "new"}};
+    assert_int_equal(do_publish(&x, two, 2, KR_ACK_SYNC, NULL), 0);
+    usleep(300 * 1000); /* checkpointed: the marker is 4 */
+    conn_close(&x);
+    assert_int_equal(e2e_stop_keep(&s, 10000), 0);
+    assert_int_equal(truncate(seg, cut), 0);
+    restart(&s, args);
+    conn_open(&x, &s);
+    assert_int_equal(do_register(&x, "ah"), 0);
+    assert_int_equal(reply_u(&x, "next"), 2);
+    char v[64];
+    assert_int_equal(do_get(&x, "ah", "a", v, sizeof v, NULL), 0);
+    assert_string_equal(v, "old");
+    assert_int_equal(do_get(&x, "ah", "c", v, sizeof v, NULL), KRAPPY_E_NOT_FOUND);
+    uint64_t first;
+    ev three[] = {{"d", "after"}};
+    assert_int_equal(do_publish(&x, three, 1, KR_ACK_SYNC, &first), 0);
+    assert_int_equal(first, 2);
+    conn_close(&x);
+    char cmd[512], out[256];
+    snprintf(cmd, sizeof cmd, "grep -c 'ahead of the stream' %s", s.log_path);
+    assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
+    assert_int_equal(e2e_stop(&s, 10000), 0);
+}
+
 static void test_second_instance_refused(void **state)
 {
     (void)state;
@@ -730,6 +774,7 @@ int main(void)
         cmocka_unit_test(test_replay_small_after_checkpoint),
         cmocka_unit_test(test_retention_keeps_keys),
         cmocka_unit_test(test_torn_tail_and_flipped_bit),
+        cmocka_unit_test(test_view_ahead_of_stream_is_rebuilt),
         cmocka_unit_test(test_second_instance_refused),
     };
     return cmocka_run_group_tests_name("e2e_storage", tests, NULL, NULL);
