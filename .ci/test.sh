@@ -69,7 +69,8 @@ fuzz-replay) fuzz_replay $ASAN asan ;;
 e2e) e2e $ASAN $ASAN/bin asan ;;
 smoke) e2e $REL bin "O2 smoke" smoke ;;
 torture)
-    # The long loops. More arrive with storage (kill -9 loops) and groups.
+    # The long loops: 100000 churned connections, 100 kill -9 rounds under
+    # load, 30 power cuts.
     KRAPPY_E2E_TORTURE=1 e2e $ASAN $ASAN/bin asan
     ;;
 bench)

@@ -40,11 +40,14 @@ static void shim_env(const e2e_server *s)
     setenv("KRAPPY_SHIM_ROOT", root, 1);
     setenv("KRAPPY_SHIM_LOG", shim_log, 1);
     setenv("KRAPPY_SHIM_FAULTS", faults, 1);
+    /* The shim is not sanitized and is preloaded before ASan's runtime. */
     const char *asan = getenv("ASAN_OPTIONS");
-    char opts[512];
-    snprintf(opts, sizeof opts, "%s%sverify_asan_link_order=0", asan ? asan : "",
-             asan && asan[0] ? ":" : "");
-    setenv("ASAN_OPTIONS", opts, 1);
+    if (asan == NULL || strstr(asan, "verify_asan_link_order=0") == NULL) {
+        char opts[1024];
+        snprintf(opts, sizeof opts, "%s%sverify_asan_link_order=0", asan ? asan : "",
+                 asan && asan[0] ? ":" : "");
+        setenv("ASAN_OPTIONS", opts, 1);
+    }
 }
 
 static void shim_env_clear(void)
