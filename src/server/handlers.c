@@ -172,6 +172,9 @@ static void fetch_reply(kr_conn *c, kr_req *r, const kr_fetch_result *res)
         kr_req_error(r, KRAPPY_E_STORAGE, "out of memory building a reply", NULL);
         return;
     }
+    /* Bound for a socket: libevent then keeps file segments as sendfile
+     * ranges instead of mapping the segment files into memory. */
+    evbuffer_set_flags(buf, EVBUFFER_FLAG_DRAINS_TO_FD);
     kr_buf_reset(&c->enc);
     kr_enc_events_begin(&c->enc, r->cid, (size_t)res->count);
     evbuffer_add(buf, c->enc.data, c->enc.len);
