@@ -22,6 +22,7 @@
 
 #include <cmocka.h>
 
+#include "conn.h"
 #include "harness.h"
 #include "krappy/client.h"
 #include "proto/msg.h"
@@ -97,51 +98,12 @@ static void powercut(e2e_server *s)
     assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
 }
 
-/* ---- a minimal client on the proto codecs ---- */
-
-typedef struct conn {
-    krappy_client *c;
-    kr_buf b;
-    krappy_frame f;
-    kr_reply r;
-} conn;
-
-static void conn_open(conn *x, const e2e_server *s)
-{
-    x->c = krappy_client_new(NULL);
-    kr_buf_init(&x->b, 16u << 20);
-    assert_int_equal(krappy_connect(x->c, s->host, s->port), KRAPPY_OK);
-}
-
-static void conn_close(conn *x)
-{
-    krappy_client_free(x->c);
-    kr_buf_free(&x->b);
-}
-
-static int call(conn *x, uint32_t type)
-{
-    krappy_err rc = krappy_call(x->c, type, x->b.data, x->b.len, &x->f);
-    if (rc > KRAPPY_E_WIRE_MAX)
-        return (int)rc;
-    if (x->f.type != 0)
-        assert_int_equal(kr_reply_decode(x->f.type, x->f.payload, x->f.len, &x->r), 0);
-    return (int)rc;
-}
-
-static uint64_t u(conn *x, const char *f)
-{
-    uint64_t v = 0;
-    assert_int_equal(kr_reply_uint(&x->r, f, &v), 1);
-    return v;
-}
+/* ---- helpers on e2e/conn.h ---- */
 
 static uint64_t reg(conn *x, const char *topic)
 {
-    kr_buf_reset(&x->b);
-    kr_enc_producer_register(&x->b, (kr_cid){0}, topic, "faults");
-    assert_int_equal(call(x, KRAPPY_T_PRODUCER_REGISTER), 0);
-    return u(x, "next");
+    assert_int_equal(conn_register(x, topic), 0);
+    return reply_u(x, "next");
 }
 
 /* Publish n events "key<i % 17>" = "<tag>-<offset guess>"; value text holds
@@ -168,9 +130,9 @@ static int pub(conn *x, uint64_t expect_first, int n, kr_ack_mode ack, uint64_t 
     }
     kr_buf_reset(&x->b);
     kr_enc_publish(&x->b, (kr_cid){0}, ack, ev, (size_t)n);
-    int rc = call(x, KRAPPY_T_PUBLISH);
+    int rc = conn_call(x, KRAPPY_T_PUBLISH);
     if (rc == 0 && first != NULL)
-        *first = u(x, "first");
+        *first = reply_u(x, "first");
     return rc;
 }
 
@@ -181,7 +143,7 @@ static void check_events(conn *x, const char *topic, uint64_t from, uint64_t to)
     while (off < to) {
         kr_buf_reset(&x->b);
         kr_enc_fetch(&x->b, (kr_cid){0}, topic, off, 1000, 0, 1u << 20);
-        assert_int_equal(call(x, KRAPPY_T_FETCH), 0);
+        assert_int_equal(conn_call(x, KRAPPY_T_FETCH), 0);
         kr_cbor_item events, e;
         assert_int_equal(kr_cbor_map_find(&x->r.map, "events", &events), 1);
         kr_cbor_iter it;
@@ -207,8 +169,8 @@ static void check_view_not_ahead(conn *x, const char *topic, uint64_t next)
 {
     kr_buf_reset(&x->b);
     kr_enc_scan(&x->b, (kr_cid){0}, topic, NULL, 0, NULL, 0, 1000, NULL, 0);
-    assert_int_equal(call(x, KRAPPY_T_SCAN), 0);
-    assert_true(u(x, "snapshot") <= next);
+    assert_int_equal(conn_call(x, KRAPPY_T_SCAN), 0);
+    assert_true(reply_u(x, "snapshot") <= next);
     kr_cbor_item entries, e, f0, off;
     assert_int_equal(kr_cbor_map_find(&x->r.map, "entries", &entries), 1);
     kr_cbor_iter it;
@@ -461,7 +423,7 @@ static void test_view_write_failures(void **state)
     }
     kr_buf_reset(&x.b);
     kr_enc_get(&x.b, (kr_cid){0}, "vw", "key3", 4);
-    assert_int_equal(call(&x, KRAPPY_T_GET), 0);
+    assert_int_equal(conn_call(&x, KRAPPY_T_GET), 0);
     set_faults("");
     usleep(400 * 1000); /* a checkpoint succeeds */
     check_view_not_ahead(&x, "vw", 50);
@@ -473,7 +435,7 @@ static void test_view_write_failures(void **state)
     conn_open(&x, &s);
     kr_buf_reset(&x.b);
     kr_enc_get(&x.b, (kr_cid){0}, "vw", "key3", 4);
-    assert_int_equal(call(&x, KRAPPY_T_GET), 0);
+    assert_int_equal(conn_call(&x, KRAPPY_T_GET), 0);
     conn_close(&x);
     char cmd[600], out[64];
     snprintf(cmd, sizeof cmd, "grep -c 'checkpoint failed' %s", s.log_path);

@@ -22,62 +22,16 @@
 
 #include <cmocka.h>
 
+#include "conn.h"
 #include "harness.h"
 #include "krappy/client.h"
 #include "proto/msg.h"
 
-/* ---- a tiny synchronous client on libkrappy + the proto codecs ---- */
-
-typedef struct conn {
-    krappy_client *c;
-    kr_buf b;
-    krappy_frame f;
-    kr_reply r;
-} conn;
-
-static void conn_open(conn *x, const e2e_server *s)
-{
-    x->c = krappy_client_new(NULL);
-    assert_non_null(x->c);
-    kr_buf_init(&x->b, 64u << 20);
-    assert_int_equal(krappy_connect(x->c, s->host, s->port), KRAPPY_OK);
-}
-
-static void conn_close(conn *x)
-{
-    krappy_client_free(x->c);
-    kr_buf_free(&x->b);
-}
-
-/* Send the request in x->b; return the reply's error code (0 for success)
- * with the reply decoded in x->r. */
-static int conn_call(conn *x, uint32_t type)
-{
-    krappy_err rc = krappy_call(x->c, type, x->b.data, x->b.len, &x->f);
-    if (rc != KRAPPY_OK && rc > KRAPPY_E_WIRE_MAX)
-        fail_msg("call failed: %s", krappy_client_errmsg(x->c));
-    if (x->f.type != 0 && kr_reply_decode(x->f.type, x->f.payload, x->f.len, &x->r) < 0)
-        fail_msg("malformed reply");
-    if (rc != KRAPPY_OK) {
-        /* krappy_call returned the error: decode its frame for fields. */
-        return (int)rc;
-    }
-    return 0;
-}
-
-static uint64_t reply_u(conn *x, const char *field)
-{
-    uint64_t v = UINT64_MAX;
-    if (kr_reply_uint(&x->r, field, &v) != 1)
-        fail_msg("reply has no uint field '%s'", field);
-    return v;
-}
+/* ---- helpers on e2e/conn.h ---- */
 
 static int do_register(conn *x, const char *topic)
 {
-    kr_buf_reset(&x->b);
-    kr_enc_producer_register(&x->b, (kr_cid){0}, topic, "e2e");
-    return conn_call(x, KRAPPY_T_PRODUCER_REGISTER);
+    return conn_register(x, topic);
 }
 
 /* Publish n events key<k>=value<v> with keys "k%d" (key NULL when k < 0),
