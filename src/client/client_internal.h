@@ -1,10 +1,19 @@
 /*
- * client/client_internal.h - helpers of libkrappy shared with the krappy CLI
- * and the unit tests, but not part of the public API.
+ * client/client_internal.h - what libkrappy's files share with each other,
+ * with the krappy CLI and with the unit tests, none of it public API.
  *
- * They are built into libkrappy.a and libkrappy.so like everything else, but
- * the version script (libkrappy.map) hides every kr_ symbol from the .so:
- * only programs linking the static library (the CLI, the tests) see them.
+ * It is all built into libkrappy.a and libkrappy.so like everything else,
+ * but the version script (libkrappy.map) hides every kr_ symbol from the
+ * .so: only programs linking the static library (the CLI, the tests) see
+ * them.
+ *
+ * Two parts. The first (addresses, JSON events) is for the CLI and the
+ * tests too. The second is the inside of a krappy_client, for libkrappy's
+ * own files only: client.c owns the connection (moving bytes, errors, the
+ * raw calls, HELLO/PING) and lends the helpers below to publish.c (batches,
+ * PUBLISH), read.c (FETCH, GET, SCAN, TOPICS, STATS) and json.c (JSON to
+ * CBOR); cbor_text.c (CBOR for people) needs none of it. The CLI and the
+ * tests treat a krappy_client as the opaque handle of the public header.
  */
 #ifndef KR_CLIENT_INTERNAL_H
 #define KR_CLIENT_INTERNAL_H
@@ -13,8 +22,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "krappy/client.h"
 #include "krappy/protocol.h"
 #include "proto/buf.h"
+#include "proto/frame.h"
+#include "proto/msg.h"
+
+/* ======================================================================
+ * For the CLI and the tests too
+ * ====================================================================== */
 
 /* Longest host name or address accepted in "HOST:PORT" (bytes, without NUL). */
 #define KR_CLIENT_HOST_MAX 255
@@ -88,5 +104,141 @@ typedef struct kr_json_event {
  */
 krappy_err kr_json_event_parse(const char *line, size_t len, kr_buf *scratch, kr_json_event *ev,
                                char *why, size_t whylen);
+
+/* ======================================================================
+ * libkrappy's own: the inside of a krappy_client (client.c)
+ * ====================================================================== */
+
+/* Longest error sentence kept; server messages are cut to fit. */
+#define KR_CLIENT_ERRMSG_MAX 512
+
+/* "HOST:PORT" with brackets for IPv6. */
+#define KR_CLIENT_PEER_MAX (KR_CLIENT_HOST_MAX + KR_CLIENT_PORT_MAX + 4)
+
+/* The PUBLISH sequence numbers of batches awaiting acknowledgement, oldest
+ * first (a ring, kept by publish.c). Batches sent with ack "none" are not
+ * in it. */
+typedef struct kr_seq_fifo {
+    uint64_t *v;
+    size_t head, len, cap;
+} kr_seq_fifo;
+
+struct krappy_client {
+    int fd; /* -1 when not connected */
+    int connect_timeout_ms;
+    int timeout_ms;     /* negative: none */
+    uint32_t reply_max; /* largest reply size accepted */
+    uint32_t send_max;  /* largest request size: the server's max_frame */
+    char *token;        /* owned; NULL when unset */
+    char *client_name;  /* owned; NULL when unset */
+
+    kr_buf out; /* queued requests; out.data[out_off..len) unwritten */
+    size_t out_off;
+    kr_frame_parser in; /* received, not yet returned replies */
+    size_t in_flight;   /* requests that will get a reply not yet returned */
+    bool eof;           /* the server closed its side; buffered replies remain */
+
+    char peer[KR_CLIENT_PEER_MAX + 1]; /* "host:port" for messages */
+    char errmsg[KR_CLIENT_ERRMSG_MAX];
+    char close_why[KR_CLIENT_ERRMSG_MAX]; /* why the last connection ended */
+    int err_errno;
+    bool err_range; /* the last ERROR carried first/next */
+    uint64_t err_first, err_next;
+
+    kr_buf enc;               /* the typed calls build requests here */
+    kr_buf hdrs;              /* PUBLISH: the events' header maps */
+    kr_event_out_spec *specs; /* PUBLISH: one per event of the batch */
+    size_t specs_cap;
+    uint64_t pub_seq;     /* the last PUBLISH sequence number used */
+    kr_seq_fifo pub_wait; /* acknowledgements due */
+};
+
+/* ---- errors ---- */
+
+/* Forget the last error (every public call starts with this). */
+void kr_client_clear_error(krappy_client *c);
+
+/* Set the error sentence and return `e`. */
+__attribute__((format(printf, 3, 4))) krappy_err kr_client_fail(krappy_client *c, krappy_err e,
+                                                                const char *fmt, ...);
+
+/* Set the error sentence, close the connection (keeping what was received
+ * for krappy_recv), return `e`. */
+__attribute__((format(printf, 3, 4))) krappy_err
+kr_client_fail_close(krappy_client *c, krappy_err e, const char *fmt, ...);
+
+/* KRAPPY_E_USAGE for a call that needs a connection, saying why there is none. */
+krappy_err kr_client_not_connected(krappy_client *c);
+
+/* Copy n bytes of server text into dst (dstlen bytes, NUL-terminated) for an
+ * error sentence: control characters and invalid UTF-8 become '?'; a cut
+ * never splits a UTF-8 sequence. */
+void kr_client_sanitize(char *dst, size_t dstlen, const uint8_t *src, size_t n);
+
+/* ---- moving frames ---- */
+
+/* A deadline timeout_ms from now on the monotonic clock; -1 for none
+ * (negative timeout). */
+int64_t kr_client_deadline_after(int timeout_ms);
+
+/*
+ * kr_client_send_frame - queue one request and write what the socket takes
+ * (waiting, reading, while the queue is above its high-water mark); the
+ * error is not cleared first.
+ * @param replies  1 when the request gets a reply, 0 when not, -1: find out
+ *                 (a PUBLISH with ack "none" gets none)
+ */
+krappy_err kr_client_send_frame(krappy_client *c, uint32_t type, const void *payload, size_t len,
+                                int64_t deadline, int replies);
+
+/* Write every queued request before the deadline (reading meanwhile);
+ * timeout_ms is the one the deadline came from, for messages. */
+krappy_err kr_client_flush(krappy_client *c, int64_t deadline, int timeout_ms);
+
+/* The next reply (flushing first). f points into the client's buffer,
+ * valid until the next call on c. */
+krappy_err kr_client_recv_frame(krappy_client *c, krappy_frame *f, int64_t deadline,
+                                int timeout_ms);
+
+/* KRAPPY_E_USAGE when pipelined replies are still unread, as a call named
+ * `what` would take them for its own. */
+krappy_err kr_client_check_no_pipeline(krappy_client *c, const char *what);
+
+/* ---- typed requests ---- */
+
+/* A reply type for messages: "EVENTS", or "type 77" written into buf. */
+const char *kr_client_type_label(uint32_t type, char *buf, size_t len);
+
+/* The server's reply to `request` is not what the protocol says (`what`):
+ * KRAPPY_E_PROTOCOL, and the connection is closed. */
+krappy_err kr_client_bad_reply(krappy_client *c, const char *request, const char *what);
+
+/* Start building a request: c->enc, emptied. */
+kr_buf *kr_client_enc_begin(krappy_client *c);
+
+/*
+ * kr_client_request - send the request built in c->enc, wait for its reply
+ * (timeout extended by extra_ms) and check it is of type `want`, decoding
+ * its map into *r. Server errors come back as their code, errmsg set by
+ * krappy_reply_error.
+ * @param f  receives the reply; f and r point into the client's buffer,
+ *           valid until the next call on c
+ */
+krappy_err kr_client_request(krappy_client *c, uint32_t type, uint32_t want, uint64_t extra_ms,
+                             krappy_frame *f, kr_reply *r);
+
+/* KRAPPY_E_USAGE unless s (the `what` argument of fn) is a non-empty string. */
+krappy_err kr_client_need_name(krappy_client *c, const char *fn, const char *what, const char *s);
+
+/* ---- publish.c, for kr_client_request ---- */
+
+/*
+ * kr_publish_error - an ERROR (f, decoded into r) came where a PUBLISH
+ * acknowledgement, the confirming PING's reply or (cid set) another typed
+ * request's reply was due: say which batch it refuses, if any.
+ * @param out  when not NULL, out->seq receives the refused batch's number
+ */
+krappy_err kr_publish_error(krappy_client *c, const krappy_frame *f, const kr_reply *r,
+                            krappy_publish_result *out);
 
 #endif
