@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "krappy/protocol.h"
@@ -24,7 +25,8 @@ typedef enum opt_kind {
     OPT_UINT,   /* uint32_t field */
     OPT_DURATION,
     OPT_LEVEL,
-    OPT_FORMAT
+    OPT_FORMAT,
+    OPT_BOOL /* a flag without a value; the variable takes 1/0, true/false, yes/no */
 } opt_kind;
 
 typedef struct opt_spec {
@@ -92,6 +94,12 @@ static const opt_spec specs[] = {
      "RocksDB's own log; off the data disk, because a full disk makes Debian's RocksDB "
      "abort when it logs (\"\" = inside DATA/view)",
      F(rocksdb_log_dir), 0, 0},
+    {"group-window", "KRAPPY_GROUP_WINDOW", OPT_UINT, "N", "100000",
+     "events a consumer group may have handed out and not acknowledged", F(group_window), 1,
+     100000000},
+    {"fsync-cursors", "KRAPPY_FSYNC_CURSORS", OPT_BOOL, "", "off",
+     "make group cursors survive a power cut too (an fsync per round of ACKs)", F(fsync_cursors), 0,
+     1},
     {"max-publish-events", "KRAPPY_MAX_PUBLISH_EVENTS", OPT_UINT, "N", "100000",
      "events one PUBLISH may carry", F(max_publish_events), 1, 10000000},
 };
@@ -217,6 +225,8 @@ static const char *kind_hint(opt_kind k)
         return "debug, info, warn or error";
     case OPT_FORMAT:
         return "json or text";
+    case OPT_BOOL:
+        return "1 or 0, true or false, yes or no";
     case OPT_STR:
         break;
     }
@@ -252,6 +262,18 @@ static int apply(kr_config *cfg, const opt_spec *o, const char *val, const char 
             return 0;
         bad = 1;
         break;
+    case OPT_BOOL: {
+        bool *dst = (bool *)(void *)(base + o->field);
+        if (!strcmp(val, "1") || !strcasecmp(val, "true") || !strcasecmp(val, "yes"))
+            *dst = true;
+        else if (!strcmp(val, "0") || !strcasecmp(val, "false") || !strcasecmp(val, "no"))
+            *dst = false;
+        else
+            bad = 1;
+        if (!bad)
+            return 0;
+        break;
+    }
     case OPT_FORMAT:
         if (kr_log_format_parse(val, (kr_log_format *)(void *)(base + o->field)) == 0)
             return 0;
@@ -304,6 +326,7 @@ static int set_defaults(kr_config *cfg, int stderr_is_tty)
     cfg->block_cache_bytes = 64u * 1024 * 1024;
     cfg->max_wait_ms = 60000;
     cfg->max_publish_events = 100000;
+    cfg->group_window = 100000;
     cfg->log_format = stderr_is_tty ? KR_LOG_TEXT : KR_LOG_JSON;
     return cfg->listen && cfg->data_dir && cfg->rocksdb_log_dir ? 0 : -1;
 }
@@ -342,7 +365,9 @@ kr_config_action kr_config_parse(kr_config *cfg, int argc, char **argv, int stde
     }
 
     for (size_t i = 0; i < N_SPECS; i++)
-        longopts[i] = (struct option){specs[i].flag, required_argument, NULL, (int)(256 + i)};
+        longopts[i] = (struct option){specs[i].flag,
+                                      specs[i].kind == OPT_BOOL ? no_argument : required_argument,
+                                      NULL, (int)(256 + i)};
     longopts[N_SPECS] = (struct option){"help", no_argument, NULL, 'h'};
     longopts[N_SPECS + 1] = (struct option){"version", no_argument, NULL, 'V'};
     longopts[N_SPECS + 2] = (struct option){NULL, 0, NULL, 0};
@@ -370,7 +395,7 @@ kr_config_action kr_config_parse(kr_config *cfg, int argc, char **argv, int stde
         }
         const opt_spec *o = &specs[c - 256];
         snprintf(origin, sizeof origin, "--%s", o->flag);
-        if (apply(cfg, o, optarg, origin, err, errlen) < 0)
+        if (apply(cfg, o, o->kind == OPT_BOOL ? "1" : optarg, origin, err, errlen) < 0)
             return KR_CONFIG_ERROR;
     }
     if (optind < argc) {
@@ -408,7 +433,7 @@ void kr_config_usage(FILE *out)
     for (size_t i = 0; i < N_SPECS; i++) {
         const opt_spec *o = &specs[i];
         char left[64];
-        snprintf(left, sizeof left, "--%s %s", o->flag, o->metavar);
+        snprintf(left, sizeof left, "--%s%s%s", o->flag, o->metavar[0] ? " " : "", o->metavar);
         fprintf(out, "  %-28s %s\n  %-28s [%s; default %s]\n", left, o->help, "", o->env, o->deflt);
     }
     fprintf(out, "  %-28s %s\n  %-28s %s\n", "--help", "print this help and exit", "--version",

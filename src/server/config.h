@@ -8,6 +8,7 @@
 #ifndef KR_SERVER_CONFIG_H
 #define KR_SERVER_CONFIG_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -51,6 +52,8 @@ typedef struct kr_config {
     uint64_t block_cache_bytes;
     uint64_t max_wait_ms;
     uint32_t max_publish_events;
+    uint32_t group_window;
+    bool fsync_cursors;
 } kr_config;
 
 typedef enum kr_config_action {

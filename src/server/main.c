@@ -98,7 +98,9 @@ int main(int argc, char **argv)
                         .max_publish_events = cfg.max_publish_events,
                         .max_wait_ms = cfg.max_wait_ms,
                         .block_cache_bytes = (size_t)cfg.block_cache_bytes,
-                        .rocksdb_log_dir = cfg.rocksdb_log_dir};
+                        .rocksdb_log_dir = cfg.rocksdb_log_dir,
+                        .group_window = cfg.group_window,
+                        .fsync_cursors = cfg.fsync_cursors};
     uint64_t t0 = kr_now_ns();
     if (kr_store_open(&so, srv.base, kr_metrics_global(), &store, err, sizeof err) < 0) {
         kr_log(KR_LOG_ERROR, "cannot open the data directory", "data", cfg.data_dir, "reason", err,

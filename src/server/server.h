@@ -106,10 +106,12 @@ struct kr_conn {
     struct kr_req_list reqs; /* in request order, finished or not */
     struct kr_req_list free_reqs;
     uint32_t n_free_reqs;
-    kr_buf enc;         /* reply payload being encoded */
-    kr_buf scratch;     /* kr_req_decode scratch */
-    kr_buf tmp;         /* handlers' second buffer */
-    kr_topic *producer; /* PRODUCER_REGISTER'd topic, or NULL */
+    kr_buf enc;                /* reply payload being encoded */
+    kr_buf scratch;            /* kr_req_decode scratch */
+    kr_buf tmp;                /* handlers' second buffer */
+    kr_topic *producer;        /* PRODUCER_REGISTER'd topic, or NULL */
+    kr_member *consumer;       /* CONSUMER_REGISTER'd member, or NULL */
+    kr_tgroup *consumer_group; /* ... of this group */
     char errmsg[512];
     TAILQ_ENTRY(kr_conn) link;
 };
@@ -182,6 +184,10 @@ void kr_conn_tick(kr_conn *c, uint64_t now_ns);
 /* Start the graceful close of a connection (server shutdown). */
 void kr_conn_shutdown(kr_conn *c);
 
+/* Cancel the connection's parked requests (long polls), answering them
+ * `code` (KRAPPY_OK: no answer). */
+void kr_conn_cancel_parked(kr_conn *c, krappy_err code);
+
 /* Close the socket at once, dropping unsent replies. */
 void kr_conn_abort(kr_conn *c, const char *why);
 
@@ -225,6 +231,10 @@ typedef struct kr_handler {
     bool fifo; /* may start while only fifo requests run (see above) */
     kr_hresult (*run)(kr_conn *c, kr_req *r, const kr_request *req);
 } kr_handler;
+
+/* A connection closed: handlers drop what it held (a consumer membership,
+ * whose pending events go back to the group). */
+void kr_handlers_conn_closed(kr_conn *c);
 
 /* The handler of a request type, or NULL when this server has none. */
 const kr_handler *kr_handler_for(uint32_t type);

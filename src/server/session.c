@@ -705,6 +705,13 @@ static void cancel_running(kr_conn *c, krappy_err code)
     }
 }
 
+void kr_conn_cancel_parked(kr_conn *c, krappy_err code)
+{
+    c->refs++;
+    cancel_running(c, code);
+    conn_release(c);
+}
+
 void kr_conn_abort(kr_conn *c, const char *why)
 {
     if (c->bev == NULL)
@@ -721,6 +728,8 @@ void kr_conn_abort(kr_conn *c, const char *why)
     /* Parked requests are withdrawn now; other running asynchronous ones
      * finish as orphans; the rest go with the last reference. */
     cancel_running(c, KRAPPY_OK);
+    if (srv->handler_for == kr_handler_for)
+        kr_handlers_conn_closed(c);
     conn_release(c);
 }
 

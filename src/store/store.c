@@ -109,6 +109,7 @@ static int topic_insert(kr_store *s, kr_topic *t)
 
 static void topic_free(kr_topic *t)
 {
+    kr_store_groups_free(t);
     for (size_t i = 0; i < t->n_segs; i++)
         kr_segment_free(t->segs[i]);
     free(t->segs);
@@ -471,6 +472,8 @@ static int recover_topic(kr_store *s, const char *name, char *err, size_t errlen
     }
     t->marker = marker;
     t->keys = keys;
+    if (kr_store_groups_load(s, t, err, errlen) < 0)
+        goto out;
     uint64_t replayed = 0;
     if (replay(s, t, marker, false, &replayed) < 0) {
         snprintf(err, errlen, "out of memory replaying topic %s", name);
@@ -657,6 +660,7 @@ static void retention(kr_store *s, kr_topic *t)
     kr_log(KR_LOG_INFO, "retention retired segments", "topic", t->name, "segments", n, "first", f,
            NULL);
     kr_counter_add(s->m_retired, drop);
+    kr_store_groups_retained(s, t);
     j->kind = KR_JOB_DELETE;
     j->t = t;
     j->w = t->w;
@@ -745,6 +749,9 @@ static void on_jobs_done(void *arg, struct kr_job_list *jobs)
             break;
         case KR_JOB_DELETE:
             break;
+        case KR_JOB_CURSOR:
+            kr_store_cursor_done(s, j);
+            break;
         }
         free_job(j);
     }
@@ -802,6 +809,15 @@ void kr_store_checkpoint(kr_store *s)
     j->new_seg_fd = -1;
     s->ckpt_running = true;
     kr_writer_submit(s->writer, j);
+}
+
+static void on_group_tick(evutil_socket_t fd, short what, void *arg)
+{
+    kr_store *s = arg;
+    (void)fd;
+    (void)what;
+    for (size_t i = 0; i < s->n_topics; i++)
+        kr_store_groups_tick(s, s->topics[i]);
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -1026,6 +1042,11 @@ int kr_store_open(const kr_store_opts *o, struct event_base *base, kr_metrics *m
         kr_counter(m, "krappy_retired_segments_total", NULL, "Segments deleted by retention.");
     s->m_scan_ckpts = kr_counter(m, "krappy_scan_checkpoints_total", NULL,
                                  "Checkpoints forced by the first page of a SCAN.");
+    s->m_group_skipped = kr_counter(m, "krappy_group_skipped_events_total", NULL,
+                                    "Unacknowledged events retention removed before a group "
+                                    "consumed them.");
+    if (s->o.group_window == 0)
+        s->o.group_window = KR_GROUP_DEFAULT_WINDOW;
     if (s->ranges == NULL || s->data_dir == NULL || s->topics_dir == NULL || lock == NULL ||
         viewdir == NULL) {
         snprintf(err, errlen, "out of memory");
@@ -1070,6 +1091,12 @@ int kr_store_open(const kr_store_opts *o, struct event_base *base, kr_metrics *m
         snprintf(err, errlen, "cannot arm the checkpoint timer");
         goto fail;
     }
+    s->group_tick = event_new(base, -1, EV_PERSIST, on_group_tick, s);
+    struct timeval gtv = {0, 250000}; /* deadlines hold to within a second */
+    if (s->group_tick == NULL || event_add(s->group_tick, &gtv) < 0) {
+        snprintf(err, errlen, "cannot arm the group timer");
+        goto fail;
+    }
     free(lock);
     free(viewdir);
     *out = s;
@@ -1088,6 +1115,8 @@ void kr_store_close(kr_store *s)
     s->closing = true;
     if (s->tick != NULL)
         event_free(s->tick);
+    if (s->group_tick != NULL)
+        event_free(s->group_tick);
     kr_store_cursors_expire(s, true);
     if (s->writer != NULL) {
         if (!s->ckpt_running)

@@ -37,6 +37,7 @@
 #include "proto/buf.h"
 #include "proto/msg.h"
 #include "server/metrics.h"
+#include "store/group.h"
 #include "store/overlay.h"
 #include "store/segment.h"
 #include "store/view.h"
@@ -67,6 +68,8 @@ typedef struct kr_store_opts {
     uint64_t max_wait_ms; /* cap on FETCH `wait_ms` */
     size_t block_cache_bytes;
     const char *rocksdb_log_dir; /* NULL: inside DATA/view */
+    uint64_t group_window;       /* offsets a group may have handed out */
+    bool fsync_cursors;          /* cursors survive a power cut, not only kill -9 */
 } kr_store_opts;
 
 typedef struct kr_store kr_store;
@@ -92,6 +95,7 @@ typedef struct kr_segment {
 /* A FETCH waiting for events (a parked long poll). */
 typedef struct kr_waiter {
     kr_topic *topic;
+    struct kr_waiter_list *list; /* where it is parked (set by the store) */
     uint64_t offset;
     struct event *timer;
     void (*wake)(struct kr_waiter *w, bool timed_out); /* called once */
@@ -119,6 +123,8 @@ struct kr_topic {
     uint64_t marker;      /* the durable view covers offsets < marker */
     uint64_t keys;        /* live keys as of the last checkpoint */
     struct kr_waiter_list waiters;
+    struct kr_tgroup **groups; /* consumer groups, by name */
+    size_t n_groups, cap_groups;
     struct kr_wtopic *w; /* writer-side state: only the writer touches it */
     uint64_t events_in;  /* counters for STATS/metrics */
 };
@@ -276,6 +282,77 @@ kr_topic *kr_scan_topic(const kr_scan_cursor *cur);
 
 /* Drop a cursor now (scan finished). */
 void kr_store_scan_end(kr_store *s, kr_scan_cursor *cur);
+
+/* ---- consumer groups ---- */
+
+/* Milliseconds on the monotonic clock (deadlines of groups and POLLs). */
+uint64_t kr_store_now_ms(void);
+
+/* A group as the store keeps it: the window logic plus parked POLLs. */
+typedef struct kr_tgroup {
+    kr_group *g;
+    kr_topic *t;
+    struct kr_waiter_list waiters;
+} kr_tgroup;
+
+typedef struct kr_join {
+    const uint8_t *group;
+    size_t glen;
+    const uint8_t *member; /* NULL: a name is made up */
+    size_t mlen;
+    kr_start_kind start;
+    uint64_t start_offset;
+    bool auto_ack;
+    uint64_t ack_wait_ms;
+    void *owner; /* the connection */
+} kr_join;
+
+/*
+ * kr_store_group_join - CONSUMER_REGISTER: find or create the group (a new
+ * one starts at `start`, resolved now), add the member (taking over a name
+ * held elsewhere: *taken_from gets the old owner), and queue a job after
+ * which `done` reports the group's cursor (res.first): the group's record
+ * is durable by then.
+ * @return KRAPPY_OK when queued; KRAPPY_E_OFFSET_OUT_OF_RANGE for a start
+ *         offset outside [first, next] (msg filled); KRAPPY_E_STORAGE.
+ */
+krappy_err kr_store_group_join(kr_store *s, kr_topic *t, const kr_join *a, kr_tgroup **tg,
+                               kr_member **m, void **taken_from, kr_store_done done, void *arg,
+                               char *msg, size_t msglen);
+
+/* A member goes (disconnect, rebind): its pending events return to the
+ * group, and parked POLLs are woken for them. */
+void kr_store_group_leave(kr_store *s, kr_tgroup *tg, kr_member *m);
+
+/* The group by name, or NULL. */
+kr_tgroup *kr_store_group(kr_topic *t, const uint8_t *name, size_t len);
+
+/*
+ * kr_store_poll - hand events to member m: redeliveries first, then new
+ * events, at most `max` (capped at --max-events), stopping before
+ * `max_bytes` (0: one event), appending their delivered bytes to `events`.
+ * *count gets the number; the group's window records them.
+ * @return KRAPPY_OK, or KRAPPY_E_STORAGE (msg filled).
+ */
+krappy_err kr_store_poll(kr_store *s, kr_tgroup *tg, kr_member *m, uint64_t max, uint64_t max_bytes,
+                         struct evbuffer *events, uint64_t *count, char *msg, size_t msglen);
+
+/* Park a POLL on the group: woken by new events, redeliveries, or room in
+ * the window; or when its timer fires. */
+void kr_store_park_group(kr_store *s, kr_tgroup *tg, kr_waiter *w, uint64_t wait_ms);
+
+/* Wake the POLLs parked on a group (they look again). */
+void kr_store_wake_group(kr_store *s, kr_tgroup *tg);
+
+/*
+ * kr_store_group_persist - queue the group's current cursor for RocksDB
+ * (WAL on; fsync'd with --fsync-cursors); `done` runs once it survives
+ * kill -9, with res.first = the cursor written. Jobs run in order, so this
+ * also orders after every earlier write.
+ * @return 0, or -1 (res filled).
+ */
+int kr_store_group_persist(kr_store *s, kr_tgroup *tg, kr_store_done done, void *arg,
+                           kr_store_result *res);
 
 /* Start a checkpoint of every topic whose view lags its stream (one runs
  * at a time; asking during one queues another right after). */

@@ -67,8 +67,19 @@ struct kr_store {
     kr_buf meta;            /* per-event meta scratch */
     kr_buf readbuf;         /* pread scratch for fetch */
     kr_fetch_range *ranges; /* fetch result ranges */
-    kr_metric *m_events_in, *m_bytes_in, *m_overlay_bytes, *m_replayed, *m_retired, *m_scan_ckpts;
+    kr_metric *m_events_in, *m_bytes_in, *m_overlay_bytes, *m_replayed, *m_retired, *m_scan_ckpts,
+        *m_group_skipped;
+    struct event *group_tick; /* pending deadlines, 4 times a second */
 };
+
+/* store_group.c */
+kr_tgroup *kr_store_group_add(kr_store *s, kr_topic *t, const uint8_t *name, size_t len,
+                              uint64_t cursor);
+void kr_store_groups_free(kr_topic *t);
+int kr_store_groups_load(kr_store *s, kr_topic *t, char *err, size_t errlen);
+void kr_store_cursor_done(kr_store *s, kr_job *j);
+void kr_store_groups_tick(kr_store *s, kr_topic *t);
+void kr_store_groups_retained(kr_store *s, kr_topic *t);
 
 /* store_read.c */
 void kr_segment_free(kr_segment *seg);

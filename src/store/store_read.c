@@ -302,43 +302,45 @@ static void on_wait_timeout(evutil_socket_t fd, short what, void *arg)
     kr_waiter *w = arg;
     (void)fd;
     (void)what;
-    TAILQ_REMOVE(&w->topic->waiters, w, link);
+    TAILQ_REMOVE(w->list, w, link);
     event_free(w->timer);
     w->timer = NULL;
     w->wake(w, true);
 }
 
-void kr_store_park(kr_store *s, kr_waiter *w, uint64_t wait_ms)
+/* Park on `list` with a timer. */
+static void park_on(kr_store *s, struct kr_waiter_list *list, kr_waiter *w, uint64_t wait_ms)
 {
     if (wait_ms > s->o.max_wait_ms)
         wait_ms = s->o.max_wait_ms;
-    TAILQ_INSERT_TAIL(&w->topic->waiters, w, link);
+    w->list = list;
+    TAILQ_INSERT_TAIL(list, w, link);
     w->timer = evtimer_new(s->base, on_wait_timeout, w);
     struct timeval tv = {(time_t)(wait_ms / 1000), (suseconds_t)(wait_ms % 1000) * 1000};
     if (w->timer != NULL)
         evtimer_add(w->timer, &tv);
 }
 
-void kr_store_unpark(kr_store *s, kr_waiter *w)
+void kr_store_park(kr_store *s, kr_waiter *w, uint64_t wait_ms)
 {
-    (void)s;
-    if (w->timer == NULL)
-        return; /* already woken */
-    TAILQ_REMOVE(&w->topic->waiters, w, link);
-    event_free(w->timer);
-    w->timer = NULL;
+    park_on(s, &w->topic->waiters, w, wait_ms);
 }
 
-void kr_store_wake(kr_store *s, kr_topic *t)
+void kr_store_park_group(kr_store *s, kr_tgroup *tg, kr_waiter *w, uint64_t wait_ms)
 {
-    (void)s;
+    park_on(s, &tg->waiters, w, wait_ms);
+}
+
+/* Wake every waiter of a list (each is woken once and unlinked first). */
+static void wake_list(struct kr_waiter_list *list, bool all, uint64_t next)
+{
     struct kr_waiter_list ready;
     TAILQ_INIT(&ready);
-    kr_waiter *w, *next;
-    for (w = TAILQ_FIRST(&t->waiters); w != NULL; w = next) {
-        next = TAILQ_NEXT(w, link);
-        if (w->offset < t->next) {
-            TAILQ_REMOVE(&t->waiters, w, link);
+    kr_waiter *w, *n;
+    for (w = TAILQ_FIRST(list); w != NULL; w = n) {
+        n = TAILQ_NEXT(w, link);
+        if (all || w->offset < next) {
+            TAILQ_REMOVE(list, w, link);
             TAILQ_INSERT_TAIL(&ready, w, link);
         }
     }
@@ -348,6 +350,29 @@ void kr_store_wake(kr_store *s, kr_topic *t)
         w->timer = NULL;
         w->wake(w, false);
     }
+}
+
+void kr_store_wake_group(kr_store *s, kr_tgroup *tg)
+{
+    (void)s;
+    wake_list(&tg->waiters, true, 0);
+}
+
+void kr_store_unpark(kr_store *s, kr_waiter *w)
+{
+    (void)s;
+    if (w->timer == NULL)
+        return; /* already woken */
+    TAILQ_REMOVE(w->list, w, link);
+    event_free(w->timer);
+    w->timer = NULL;
+}
+
+void kr_store_wake(kr_store *s, kr_topic *t)
+{
+    wake_list(&t->waiters, false, t->next);
+    for (size_t i = 0; i < t->n_groups; i++)
+        kr_store_wake_group(s, t->groups[i]); /* new events for POLLs */
 }
 
 /* ---- GET ---- */

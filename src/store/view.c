@@ -34,6 +34,7 @@
 
 #define TAG_KEY    'k'
 #define TAG_MARKER 'm'
+#define TAG_CURSOR 'c'
 
 struct kr_view {
     rocksdb_t *db; /* NULL after a failed reopen */
@@ -41,6 +42,8 @@ struct kr_view {
     rocksdb_cache_t *cache;
     rocksdb_readoptions_t *ropts;
     rocksdb_writeoptions_t *wopts;
+    rocksdb_writeoptions_t *walopts;  /* cursors: WAL on */
+    rocksdb_writeoptions_t *syncopts; /* cursors: WAL on, fsync'd */
     rocksdb_flushoptions_t *fopts;
     char *path;
     bool fsync_writes;
@@ -160,9 +163,12 @@ static int make_options(kr_view *v, const kr_view_opts *o)
     v->cache = rocksdb_cache_create_lru(cache_bytes);
     v->ropts = rocksdb_readoptions_create();
     v->wopts = rocksdb_writeoptions_create();
+    v->walopts = rocksdb_writeoptions_create();
+    v->syncopts = rocksdb_writeoptions_create();
     v->fopts = rocksdb_flushoptions_create();
     rocksdb_block_based_table_options_t *bbo = rocksdb_block_based_options_create();
-    if (!v->opts || !v->cache || !v->ropts || !v->wopts || !v->fopts || !bbo) {
+    if (!v->opts || !v->cache || !v->ropts || !v->wopts || !v->walopts || !v->syncopts ||
+        !v->fopts || !bbo) {
         if (bbo)
             rocksdb_block_based_options_destroy(bbo);
         return -1;
@@ -191,6 +197,7 @@ static int make_options(kr_view *v, const kr_view_opts *o)
     rocksdb_block_based_options_destroy(bbo);
 
     rocksdb_writeoptions_disable_WAL(v->wopts, 1);
+    rocksdb_writeoptions_set_sync(v->syncopts, 1);
     rocksdb_flushoptions_set_wait(v->fopts, 1);
     return 0;
 }
@@ -201,6 +208,10 @@ static void free_options(kr_view *v)
         rocksdb_flushoptions_destroy(v->fopts);
     if (v->wopts)
         rocksdb_writeoptions_destroy(v->wopts);
+    if (v->walopts)
+        rocksdb_writeoptions_destroy(v->walopts);
+    if (v->syncopts)
+        rocksdb_writeoptions_destroy(v->syncopts);
     if (v->ropts)
         rocksdb_readoptions_destroy(v->ropts);
     if (v->opts)
@@ -498,6 +509,98 @@ void kr_view_batch_drop_topic(kr_view_batch *b, const char *topic, size_t tlen)
     if (batch_key(b, TAG_MARKER, topic, tlen, NULL, 0) < 0)
         return;
     rocksdb_writebatch_delete(b->wb, (const char *)b->key.data, b->key.len);
+}
+
+void kr_view_batch_cursor(kr_view_batch *b, const char *topic, size_t tlen, const uint8_t *group,
+                          size_t glen, uint64_t cursor)
+{
+    uint8_t val[16];
+    kr_buf vb;
+    if (batch_key(b, TAG_CURSOR, topic, tlen, group, glen) < 0)
+        return;
+    kr_buf_init(&vb, sizeof val);
+    kr_cbor_put_array(&vb, 1);
+    kr_cbor_put_uint(&vb, cursor);
+    if (vb.failed) {
+        kr_buf_free(&vb);
+        b->failed = "out of memory";
+        return;
+    }
+    memcpy(val, vb.data, vb.len);
+    size_t vlen = vb.len;
+    kr_buf_free(&vb);
+    rocksdb_writebatch_put(b->wb, (const char *)b->key.data, b->key.len, (const char *)val, vlen);
+}
+
+int kr_view_write_logged(kr_view *v, kr_view_batch *b, bool sync, char *err, size_t errlen)
+{
+    if (v->db == NULL) {
+        say(err, errlen, closed_msg, NULL);
+        return -1;
+    }
+    if (b->failed) {
+        say(err, errlen, "the cursor batch is incomplete", b->failed);
+        return -1;
+    }
+    char *e = NULL;
+    rocksdb_write(v->db, sync ? v->syncopts : v->walopts, b->wb, &e);
+    if (e != NULL) {
+        say_rdb(err, errlen, "RocksDB write of group cursors failed", e);
+        return -1;
+    }
+    return 0;
+}
+
+int kr_view_cursors(kr_view *v, const char *topic, size_t tlen,
+                    int (*fn)(void *arg, const uint8_t *group, size_t glen, uint64_t cursor),
+                    void *arg, char *err, size_t errlen)
+{
+    if (v->db == NULL) {
+        say(err, errlen, closed_msg, NULL);
+        return -1;
+    }
+    if (tlen > KR_VIEW_TOPIC_MAX) {
+        say(err, errlen, topic_msg, NULL);
+        return -1;
+    }
+    uint8_t start[2 + KR_VIEW_TOPIC_MAX], end[2 + KR_VIEW_TOPIC_MAX];
+    start[0] = TAG_CURSOR;
+    start[1] = (uint8_t)tlen;
+    memcpy(start + 2, topic, tlen);
+    memcpy(end, start, 2 + tlen);
+    size_t endlen = prefix_successor(end, 2 + tlen);
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    if (ro == NULL) {
+        say(err, errlen, "out of memory", NULL);
+        return -1;
+    }
+    rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)end, endlen);
+    rocksdb_iterator_t *it = rocksdb_create_iterator(v->db, ro);
+    int rc = 0;
+    for (rocksdb_iter_seek(it, (const char *)start, 2 + tlen); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t kl, vl;
+        const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
+        const uint8_t *val = (const uint8_t *)rocksdb_iter_value(it, &vl);
+        kr_cbor_item arr, cur;
+        kr_cbor_iter ci;
+        if (kl <= 2 + tlen || kr_cbor_read_exact(val, vl, &arr) < 0 || arr.kind != KR_CBOR_ARRAY)
+            continue; /* not a record this version wrote: skip it */
+        kr_cbor_iter_init(&ci, &arr);
+        if (kr_cbor_iter_next(&ci, &cur) != 1 || cur.kind != KR_CBOR_UINT)
+            continue;
+        if (fn(arg, k + 2 + tlen, kl - 2 - tlen, cur.u) != 0)
+            break;
+    }
+    char *e = NULL;
+    rocksdb_iter_get_error(it, &e);
+    if (e != NULL) {
+        say_rdb(err, errlen, "reading group cursors failed", e);
+        rc = -1;
+    }
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    return rc;
 }
 
 size_t kr_view_batch_count(const kr_view_batch *b)

@@ -70,6 +70,28 @@ void kr_view_batch_delete(kr_view_batch *b, const char *topic, size_t tlen, cons
                           size_t klen);
 void kr_view_batch_marker(kr_view_batch *b, const char *topic, size_t tlen, uint64_t next,
                           uint64_t keys);
+/* A group's cursor record ('c' | len(topic) | topic | group -> CBOR
+ * [cursor]). */
+void kr_view_batch_cursor(kr_view_batch *b, const char *topic, size_t tlen, const uint8_t *group,
+                          size_t glen, uint64_t cursor);
+
+/*
+ * kr_view_write_logged - apply a batch with RocksDB's WAL on (cursors):
+ * durable against kill -9 when it returns, and against a power cut too when
+ * `sync` (an fsync of the WAL). No flush.
+ * @return 0, or -1 with err filled.
+ */
+int kr_view_write_logged(kr_view *v, kr_view_batch *b, bool sync, char *err, size_t errlen);
+
+/*
+ * kr_view_cursors - call fn for every group cursor record of a topic (in
+ * group name order) until it returns non-zero.
+ * @return 0, or -1 with err filled.
+ */
+int kr_view_cursors(kr_view *v, const char *topic, size_t tlen,
+                    int (*fn)(void *arg, const uint8_t *group, size_t glen, uint64_t cursor),
+                    void *arg, char *err, size_t errlen);
+
 /* Delete every key of a topic and its marker (rebuilding a view). */
 void kr_view_batch_drop_topic(kr_view_batch *b, const char *topic, size_t tlen);
 size_t kr_view_batch_count(const kr_view_batch *b);

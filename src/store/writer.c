@@ -592,6 +592,41 @@ static void unwind_from(kr_job *from, const char *why)
             job_fail(y, EIO, "%s; nothing of this request was stored", why);
 }
 
+/*
+ * Every cursor of the round in one RocksDB write with its WAL on: durable
+ * against kill -9 when it returns, and against a power cut when a job asked
+ * for sync (--fsync-cursors). Many ACKs share one write, as appends share
+ * one fdatasync.
+ */
+static void run_cursors(kr_writer *wr, struct kr_job_list *round)
+{
+    kr_view_batch *b = NULL;
+    bool sync = false;
+    kr_job *j;
+    TAILQ_FOREACH(j, round, link)
+    {
+        if (j->kind != KR_JOB_CURSOR)
+            continue;
+        if (b == NULL && (b = kr_view_batch_new()) == NULL) {
+            job_fail(j, ENOMEM, "out of memory writing a group cursor");
+            continue;
+        }
+        kr_view_batch_cursor(b, j->t->name, j->t->name_len, (const uint8_t *)j->group, j->group_len,
+                             j->cursor);
+        sync = sync || j->sync;
+    }
+    if (b == NULL)
+        return;
+    char err[256];
+    if (kr_view_write_logged(wr->view, b, sync, err, sizeof err) < 0) {
+        kr_counter_add(wr->m_failures, 1);
+        TAILQ_FOREACH(j, round, link)
+        if (j->kind == KR_JOB_CURSOR && j->err == KRAPPY_OK)
+            job_fail(j, EIO, "%s", err);
+    }
+    kr_view_batch_free(b);
+}
+
 /* Run one round: everything taken from the queue, in order. */
 static void run_round(kr_writer *wr, struct kr_job_list *round)
 {
@@ -620,10 +655,12 @@ static void run_round(kr_writer *wr, struct kr_job_list *round)
             run_delete(j);
             break;
         case KR_JOB_BARRIER:
+        case KR_JOB_CURSOR: /* below, all together */
             break;
         }
         j = TAILQ_NEXT(j, link);
     }
+    run_cursors(wr, round);
     /* One fdatasync per file for all the "sync" appends of the round. */
     TAILQ_FOREACH(j, round, link)
     {

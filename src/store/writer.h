@@ -25,7 +25,8 @@ typedef enum kr_job_kind {
     KR_JOB_BARRIER,    /* nothing: completes after every earlier job */
     KR_JOB_APPEND,     /* append one stored batch */
     KR_JOB_CHECKPOINT, /* sync streams, write frozen overlays + markers */
-    KR_JOB_DELETE      /* unlink retired segment files */
+    KR_JOB_DELETE,     /* unlink retired segment files */
+    KR_JOB_CURSOR      /* persist a group cursor (RocksDB, WAL on) */
 } kr_job_kind;
 
 /* One topic's part of a checkpoint. */
@@ -58,6 +59,11 @@ struct kr_job {
     /* DELETE */
     char **paths;
     size_t n_paths;
+    /* CURSOR: every cursor job of a round is one WAL-on RocksDB write,
+     * fsync'd when any of them asks (--fsync-cursors) */
+    char group[KRAPPY_MAX_NAME_BYTES + 1];
+    size_t group_len;
+    uint64_t cursor;
     bool deferred; /* CHECKPOINT: streams synced, RocksDB half pending */
     /* result */
     krappy_err err;

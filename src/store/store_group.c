@@ -1,0 +1,331 @@
+/*
+ * store/store_group.c - consumer groups in the store: which groups a topic
+ * has, their cursors in RocksDB (loaded at start, written through the
+ * storage writer), POLL fetching what the window hands out, parked POLLs,
+ * deadlines and retention skips.
+ */
+#include "store/store_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+
+#include "server/log.h"
+
+/* Slices one POLL may hand out (redelivery runs + the new tail). */
+#define KR_POLL_MAX_GRANTS 64
+
+uint64_t kr_store_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static int group_cmp(const kr_tgroup *tg, const uint8_t *name, size_t len)
+{
+    size_t n = tg->g->name_len < len ? tg->g->name_len : len;
+    int c = memcmp(tg->g->name, name, n);
+    return c != 0 ? c : (tg->g->name_len > len) - (tg->g->name_len < len);
+}
+
+static size_t group_slot(const kr_topic *t, const uint8_t *name, size_t len, bool *found)
+{
+    size_t lo = 0, hi = t->n_groups;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = group_cmp(t->groups[mid], name, len);
+        if (c == 0) {
+            *found = true;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = false;
+    return lo;
+}
+
+kr_tgroup *kr_store_group(kr_topic *t, const uint8_t *name, size_t len)
+{
+    bool found;
+    size_t at = group_slot(t, name, len, &found);
+    return found ? t->groups[at] : NULL;
+}
+
+/* A new group of t at `cursor`, in name order. */
+kr_tgroup *kr_store_group_add(kr_store *s, kr_topic *t, const uint8_t *name, size_t len,
+                              uint64_t cursor)
+{
+    bool found;
+    size_t at = group_slot(t, name, len, &found);
+    if (found)
+        return t->groups[at];
+    if (t->n_groups == t->cap_groups) {
+        size_t cap = t->cap_groups ? t->cap_groups * 2 : 4;
+        kr_tgroup **n = realloc(t->groups, cap * sizeof *n);
+        if (n == NULL)
+            return NULL;
+        t->groups = n;
+        t->cap_groups = cap;
+    }
+    kr_tgroup *tg = calloc(1, sizeof *tg);
+    if (tg == NULL)
+        return NULL;
+    tg->g = kr_group_new(name, len, cursor, s->o.group_window);
+    if (tg->g == NULL) {
+        free(tg);
+        return NULL;
+    }
+    tg->g->ctx = tg;
+    tg->t = t;
+    TAILQ_INIT(&tg->waiters);
+    memmove(t->groups + at + 1, t->groups + at, (t->n_groups - at) * sizeof *t->groups);
+    t->groups[at] = tg;
+    t->n_groups++;
+    return tg;
+}
+
+void kr_store_groups_free(kr_topic *t)
+{
+    for (size_t i = 0; i < t->n_groups; i++) {
+        kr_group_free(t->groups[i]->g);
+        free(t->groups[i]);
+    }
+    free(t->groups);
+    t->groups = NULL;
+    t->n_groups = t->cap_groups = 0;
+}
+
+/* ---- start-up ---- */
+
+struct load_ctx {
+    kr_store *s;
+    kr_topic *t;
+    int failed;
+};
+
+static int load_one(void *arg, const uint8_t *name, size_t len, uint64_t cursor)
+{
+    struct load_ctx *c = arg;
+    kr_topic *t = c->t;
+    uint64_t at = cursor;
+    if (at > t->next)
+        at = t->next; /* a power cut took events the group had acknowledged */
+    if (at < t->first)
+        at = t->first; /* retention passed the cursor */
+    if (at != cursor) {
+        char was[24], now[24];
+        snprintf(was, sizeof was, "%llu", (unsigned long long)cursor);
+        snprintf(now, sizeof now, "%llu", (unsigned long long)at);
+        kr_log(KR_LOG_WARN, "group cursor outside the stream moved", "topic", t->name, "group",
+               len < 250 ? (const char *)name : "?", "cursor", was, "now", now, NULL);
+    }
+    kr_tgroup *tg = kr_store_group_add(c->s, t, name, len, at);
+    if (tg == NULL) {
+        c->failed = 1;
+        return 1;
+    }
+    tg->g->durable = cursor;
+    return 0;
+}
+
+int kr_store_groups_load(kr_store *s, kr_topic *t, char *err, size_t errlen)
+{
+    struct load_ctx c = {s, t, 0};
+    if (kr_view_cursors(s->view, t->name, t->name_len, load_one, &c, err, errlen) < 0)
+        return -1;
+    if (c.failed) {
+        snprintf(err, errlen, "out of memory loading the groups of %s", t->name);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- persistence ---- */
+
+static kr_job *cursor_job(kr_store *s, kr_tgroup *tg)
+{
+    kr_job *j = calloc(1, sizeof *j);
+    if (j == NULL)
+        return NULL;
+    j->kind = KR_JOB_CURSOR;
+    j->t = tg->t;
+    j->w = tg->t->w;
+    j->new_seg_fd = -1;
+    memcpy(j->group, tg->g->name, tg->g->name_len);
+    j->group_len = tg->g->name_len;
+    j->cursor = tg->g->cursor;
+    j->sync = s->o.fsync_cursors;
+    return j;
+}
+
+int kr_store_group_persist(kr_store *s, kr_tgroup *tg, kr_store_done done, void *arg,
+                           kr_store_result *res)
+{
+    kr_job *j = cursor_job(s, tg);
+    if (j == NULL) {
+        res->err = KRAPPY_E_STORAGE;
+        snprintf(res->msg, sizeof res->msg, "out of memory persisting a group cursor");
+        return -1;
+    }
+    j->done = done;
+    j->arg = arg;
+    kr_writer_submit(s->writer, j);
+    return 0;
+}
+
+/* Completion of a cursor job (store.c dispatches here). */
+void kr_store_cursor_done(kr_store *s, kr_job *j)
+{
+    (void)s;
+    kr_tgroup *tg = kr_store_group(j->t, (const uint8_t *)j->group, j->group_len);
+    if (tg != NULL && j->err == KRAPPY_OK && j->cursor > tg->g->durable)
+        tg->g->durable = j->cursor;
+    kr_store_result res = {.err = j->err, .first = j->cursor};
+    snprintf(res.msg, sizeof res.msg, "%s", j->msg);
+    if (j->done != NULL)
+        j->done(j->arg, &res);
+}
+
+/* ---- members ---- */
+
+krappy_err kr_store_group_join(kr_store *s, kr_topic *t, const kr_join *a, kr_tgroup **out,
+                               kr_member **m, void **taken_from, kr_store_done done, void *arg,
+                               char *msg, size_t msglen)
+{
+    kr_tgroup *tg = kr_store_group(t, a->group, a->glen);
+    if (tg == NULL) {
+        uint64_t at = t->first;
+        if (a->start == KR_START_LATEST) {
+            at = t->next;
+        } else if (a->start == KR_START_OFFSET) {
+            if (a->start_offset < t->first || a->start_offset > t->next) {
+                snprintf(msg, msglen,
+                         "start offset %llu is outside topic %s's retained range: first %llu, "
+                         "next %llu",
+                         (unsigned long long)a->start_offset, t->name,
+                         (unsigned long long)t->first, (unsigned long long)t->next);
+                return KRAPPY_E_OFFSET_OUT_OF_RANGE;
+            }
+            at = a->start_offset;
+        }
+        tg = kr_store_group_add(s, t, a->group, a->glen, at);
+        if (tg == NULL)
+            goto nomem;
+        tg->g->durable = UINT64_MAX; /* not written yet: see the job below */
+        char c[24];
+        snprintf(c, sizeof c, "%llu", (unsigned long long)at);
+        kr_log(KR_LOG_INFO, "group created", "topic", t->name, "group", tg->g->name, "cursor",
+               c, NULL);
+    }
+    kr_member *mem = kr_group_join(tg->g, a->member, a->mlen, a->auto_ack, a->ack_wait_ms,
+                                   a->owner, taken_from);
+    if (mem == NULL)
+        goto nomem;
+    /* The group's record goes (again) through the writer: when the reply
+     * is sent, the group survives kill -9. */
+    kr_job *j = cursor_job(s, tg);
+    if (j == NULL) {
+        kr_group_leave(tg->g, mem);
+        goto nomem;
+    }
+    j->done = done;
+    j->arg = arg;
+    kr_writer_submit(s->writer, j);
+    *out = tg;
+    *m = mem;
+    return KRAPPY_OK;
+nomem:
+    snprintf(msg, msglen, "out of memory registering the consumer");
+    return KRAPPY_E_STORAGE;
+}
+
+void kr_store_group_leave(kr_store *s, kr_tgroup *tg, kr_member *m)
+{
+    if (kr_group_leave(tg->g, m) > 0)
+        kr_store_wake_group(s, tg);
+}
+
+/* ---- POLL ---- */
+
+krappy_err kr_store_poll(kr_store *s, kr_tgroup *tg, kr_member *m, uint64_t max,
+                         uint64_t max_bytes, struct evbuffer *events, uint64_t *count,
+                         char *msg, size_t msglen)
+{
+    kr_topic *t = tg->t;
+    kr_group *g = tg->g;
+    *count = 0;
+    if (g->cursor < t->first) {
+        uint64_t skipped = kr_group_skip_to(g, t->first);
+        if (skipped > 0) {
+            char n[24];
+            snprintf(n, sizeof n, "%llu", (unsigned long long)skipped);
+            kr_log(KR_LOG_WARN, "retention removed events a group had not acknowledged",
+                   "topic", t->name, "group", g->name, "skipped", n, NULL);
+        }
+    }
+    if (max > s->o.max_events)
+        max = s->o.max_events;
+    uint64_t cap = (uint64_t)s->o.max_frame - 128;
+    uint64_t budget = max_bytes == 0 || max_bytes > cap ? cap : max_bytes, used = 0;
+    if (max_bytes == 0)
+        max = 1;
+    kr_grant grants[KR_POLL_MAX_GRANTS];
+    size_t n = kr_group_take(g, t->next, max, grants, KR_POLL_MAX_GRANTS);
+    uint64_t now = kr_store_now_ms();
+    for (size_t i = 0; i < n && used < budget; i++) {
+        uint64_t want = grants[i].next - grants[i].first;
+        kr_fetch_result r;
+        krappy_err rc = kr_store_fetch(s, t, grants[i].first, want, budget - used, &r, msg, msglen);
+        if (rc != KRAPPY_OK)
+            return *count > 0 ? KRAPPY_OK : KRAPPY_E_STORAGE;
+        if (*count > 0 && used + r.bytes > budget)
+            break;
+        if (r.count == 0)
+            break;
+        if (kr_store_fetch_emit(s, &r, events, msg, msglen) < 0)
+            return KRAPPY_E_STORAGE;
+        kr_group_hand_out(g, m, grants[i].first, grants[i].first + r.count, now);
+        *count += r.count;
+        used += r.bytes;
+        if (r.count < want || used >= budget)
+            break;
+    }
+    return KRAPPY_OK;
+}
+
+/* ---- deadlines and retention ---- */
+
+void kr_store_groups_tick(kr_store *s, kr_topic *t)
+{
+    uint64_t now = kr_store_now_ms(), next;
+    for (size_t i = 0; i < t->n_groups; i++) {
+        kr_tgroup *tg = t->groups[i];
+        if (kr_group_expire(tg->g, now, &next) > 0)
+            kr_store_wake_group(s, tg);
+    }
+}
+
+void kr_store_groups_retained(kr_store *s, kr_topic *t)
+{
+    for (size_t i = 0; i < t->n_groups; i++) {
+        kr_tgroup *tg = t->groups[i];
+        if (tg->g->cursor >= t->first)
+            continue;
+        uint64_t skipped = kr_group_skip_to(tg->g, t->first);
+        char n[24], c[24];
+        snprintf(n, sizeof n, "%llu", (unsigned long long)skipped);
+        snprintf(c, sizeof c, "%llu", (unsigned long long)t->first);
+        kr_log(KR_LOG_WARN, "retention moved a group cursor past unacknowledged events",
+               "topic", t->name, "group", tg->g->name, "skipped", n, "cursor", c, NULL);
+        kr_counter_add(s->m_group_skipped, skipped);
+        kr_store_result res;
+        (void)kr_store_group_persist(s, tg, NULL, NULL, &res);
+    }
+}
