@@ -234,9 +234,12 @@ void kr_group_hand_out(kr_group *g, kr_member *m, uint64_t first, uint64_t next,
 {
     if (next <= first)
         return;
+    /* Saturating: a client's ack_wait_ms may be up to 2^64-1, and a wrapped
+     * deadline would lie in the past (expired at once, not never). */
+    uint64_t deadline = m->ack_wait_ms > UINT64_MAX - now_ms ? UINT64_MAX : now_ms + m->ack_wait_ms;
     kr_run tmpl = {.state = m->auto_ack ? KR_RUN_ACKED : KR_RUN_PENDING,
                    .member = m->auto_ack ? NULL : m,
-                   .deadline_ms = m->auto_ack ? 0 : now_ms + m->ack_wait_ms};
+                   .deadline_ms = m->auto_ack ? 0 : deadline};
     if (first >= g->frontier) {
         /* New offsets, at the frontier. */
         if (reserve_runs(g, 1) < 0)
@@ -323,7 +326,8 @@ void kr_group_ack_offsets(kr_group *g, const uint64_t *offsets, size_t n, kr_ack
         res->err = KRAPPY_E_STORAGE;
         return;
     }
-    memcpy(sorted, offsets, n * sizeof *sorted);
+    if (n > 0) /* offsets may be NULL when n == 0 (memcpy(_, NULL, 0) is UB) */
+        memcpy(sorted, offsets, n * sizeof *sorted);
     qsort(sorted, n, sizeof *sorted, cmp_u64);
     for (size_t i = 0; i < n; i++) {
         uint64_t o = sorted[i];

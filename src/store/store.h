@@ -293,6 +293,9 @@ typedef struct kr_tgroup {
     kr_group *g;
     kr_topic *t;
     struct kr_waiter_list waiters;
+    /* metrics, labelled topic and group, refreshed by the group tick */
+    kr_metric *m_cursor, *m_pending, *m_lag, *m_members, *m_max_deliveries, *m_redeliveries;
+    uint64_t redeliveries_seen;
 } kr_tgroup;
 
 typedef struct kr_join {

@@ -58,6 +58,58 @@ kr_tgroup *kr_store_group(kr_topic *t, const uint8_t *name, size_t len)
     return found ? t->groups[at] : NULL;
 }
 
+/* Prometheus label value: backslash, double quote and newline escaped. */
+static void label_escape(char *out, size_t outlen, const char *in, size_t len)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len && o + 3 < outlen; i++) {
+        char ch = in[i];
+        if (ch == '\\' || ch == '"') {
+            out[o++] = '\\';
+            out[o++] = ch;
+        } else if (ch == '\n') {
+            out[o++] = '\\';
+            out[o++] = 'n';
+        } else {
+            out[o++] = ch;
+        }
+    }
+    out[o] = '\0';
+}
+
+static void group_metrics(kr_store *s, kr_tgroup *tg)
+{
+    char t[600], g[600], labels[1300];
+    label_escape(t, sizeof t, tg->t->name, tg->t->name_len);
+    label_escape(g, sizeof g, tg->g->name, tg->g->name_len);
+    snprintf(labels, sizeof labels, "topic=\"%s\",group=\"%s\"", t, g);
+    tg->m_cursor = kr_gauge(s->metrics, "krappy_group_cursor", labels,
+                            "The group's cursor: its lowest unacknowledged offset.");
+    tg->m_pending = kr_gauge(s->metrics, "krappy_group_pending", labels,
+                             "Events handed out or awaiting redelivery, not acknowledged.");
+    tg->m_lag = kr_gauge(s->metrics, "krappy_group_lag", labels,
+                         "The topic's next offset minus the group's cursor.");
+    tg->m_members = kr_gauge(s->metrics, "krappy_group_members", labels, "Live members.");
+    tg->m_max_deliveries =
+        kr_gauge(s->metrics, "krappy_group_max_deliveries", labels,
+                 "The most times any unacknowledged event of the group was handed out.");
+    tg->m_redeliveries = kr_counter(s->metrics, "krappy_group_redeliveries_total", labels,
+                                    "Events handed out again after a disconnect or expiry.");
+}
+
+/* Refresh a group's metrics (the group tick). */
+static void group_metrics_update(kr_tgroup *tg)
+{
+    const kr_group *g = tg->g;
+    kr_gauge_set(tg->m_cursor, (int64_t)g->cursor);
+    kr_gauge_set(tg->m_pending, (int64_t)kr_group_pending(g));
+    kr_gauge_set(tg->m_lag, (int64_t)(tg->t->next > g->cursor ? tg->t->next - g->cursor : 0));
+    kr_gauge_set(tg->m_members, (int64_t)g->n_members);
+    kr_gauge_set(tg->m_max_deliveries, (int64_t)kr_group_max_deliveries(g));
+    kr_counter_add(tg->m_redeliveries, g->redeliveries - tg->redeliveries_seen);
+    tg->redeliveries_seen = g->redeliveries;
+}
+
 /* A new group of t at `cursor`, in name order. */
 kr_tgroup *kr_store_group_add(kr_store *s, kr_topic *t, const uint8_t *name, size_t len,
                               uint64_t cursor)
@@ -85,6 +137,7 @@ kr_tgroup *kr_store_group_add(kr_store *s, kr_topic *t, const uint8_t *name, siz
     tg->g->ctx = tg;
     tg->t = t;
     TAILQ_INIT(&tg->waiters);
+    group_metrics(s, tg);
     memmove(t->groups + at + 1, t->groups + at, (t->n_groups - at) * sizeof *t->groups);
     t->groups[at] = tg;
     t->n_groups++;
@@ -309,6 +362,7 @@ void kr_store_groups_tick(kr_store *s, kr_topic *t)
         kr_tgroup *tg = t->groups[i];
         if (kr_group_expire(tg->g, now, &next) > 0)
             kr_store_wake_group(s, tg);
+        group_metrics_update(tg);
     }
 }
 
