@@ -34,8 +34,11 @@ static void produce(conn *x, uint64_t first, int n)
         kr_buf_init(&vb, 32);
         kr_cbor_put_cstr(&vb, v);
         memcpy(vals[i], vb.data, vb.len);
-        ev[i] = (kr_event_out_spec){.key = keys[i], .key_len = strlen(keys[i]),
-                                    .key_is_text = true, .value = vals[i], .value_len = vb.len};
+        ev[i] = (kr_event_out_spec){.key = keys[i],
+                                    .key_len = strlen(keys[i]),
+                                    .key_is_text = true,
+                                    .value = vals[i],
+                                    .value_len = vb.len};
         kr_buf_free(&vb);
     }
     kr_buf_reset(&x->b);
@@ -267,6 +270,11 @@ static void test_start_positions_kept_across_restart(void **state)
     conn_open(&a, &s);
     assert_int_equal(join(&a, "late", NULL, KR_START_LATEST, 0, KR_CACK_EXPLICIT, 30000), 0);
     assert_int_equal(reply_u(&a, "cursor"), 30);
+    /* Offsets below where the group started were never handed out by it. */
+    kr_buf_reset(&a.b);
+    uint64_t before[] = {29};
+    kr_enc_ack_offsets(&a.b, (kr_cid){0}, before, 1);
+    assert_int_equal(conn_call(&a, KRAPPY_T_ACK), KRAPPY_E_INVALID_ARGUMENT);
     assert_int_equal(join(&a, "mid", NULL, KR_START_OFFSET, 12, KR_CACK_EXPLICIT, 30000), 0);
     assert_int_equal(reply_u(&a, "cursor"), 12);
     assert_int_equal(join(&a, "bad", NULL, KR_START_OFFSET, 31, KR_CACK_EXPLICIT, 30000),
@@ -282,6 +290,9 @@ static void test_start_positions_kept_across_restart(void **state)
     conn_open(&a, &s);
     assert_int_equal(join(&a, "late", NULL, KR_START_EARLIEST, 0, KR_CACK_EXPLICIT, 30000), 0);
     assert_int_equal(reply_u(&a, "cursor"), 30);
+    kr_buf_reset(&a.b);
+    kr_enc_ack_offsets(&a.b, (kr_cid){0}, before, 1); /* the origin was kept */
+    assert_int_equal(conn_call(&a, KRAPPY_T_ACK), KRAPPY_E_INVALID_ARGUMENT);
     uint64_t offs[16];
     assert_int_equal(poll_offsets(&a, 16, 0, offs, 16), 5);
     assert_int_equal(offs[0], 30);

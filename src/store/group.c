@@ -22,7 +22,7 @@ kr_group *kr_group_new(const uint8_t *name, size_t len, uint64_t cursor, uint64_
     memcpy(g->name, name, len);
     g->name[len] = '\0';
     g->name_len = len;
-    g->cursor = g->frontier = g->durable = cursor;
+    g->cursor = g->frontier = g->durable = g->origin = cursor;
     g->max_window = max_window ? max_window : KR_GROUP_DEFAULT_WINDOW;
     TAILQ_INIT(&g->members);
     return g;
@@ -229,8 +229,7 @@ size_t kr_group_take(kr_group *g, uint64_t end, uint64_t max, kr_grant *out, siz
     return n;
 }
 
-void kr_group_hand_out(kr_group *g, kr_member *m, uint64_t first, uint64_t next,
-                       uint64_t now_ms)
+void kr_group_hand_out(kr_group *g, kr_member *m, uint64_t first, uint64_t next, uint64_t now_ms)
 {
     if (next <= first)
         return;
@@ -311,7 +310,7 @@ void kr_group_ack_offsets(kr_group *g, const uint64_t *offsets, size_t n, kr_ack
     memset(res, 0, sizeof *res);
     /* All or nothing: check every offset first. */
     for (size_t i = 0; i < n; i++) {
-        if (offsets[i] >= g->frontier) {
+        if (offsets[i] >= g->frontier || offsets[i] < g->origin) {
             res->err = KRAPPY_E_INVALID_ARGUMENT;
             res->bad_offset = offsets[i];
             return;

@@ -41,9 +41,9 @@ typedef enum kr_run_state {
 typedef struct kr_run {
     uint64_t first, next;
     kr_run_state state;
-    kr_member *member;   /* PENDING */
+    kr_member *member;    /* PENDING */
     uint64_t deadline_ms; /* PENDING: back to the group after this */
-    uint32_t deliveries; /* times handed out so far */
+    uint32_t deliveries;  /* times handed out so far */
 } kr_run;
 
 struct kr_member {
@@ -64,6 +64,8 @@ struct kr_group {
     uint64_t cursor;     /* lowest offset not acknowledged */
     uint64_t frontier;   /* lowest offset never handed out */
     uint64_t durable;    /* the cursor as last persisted */
+    uint64_t origin;     /* where the group started: nothing below was ever
+                            handed out by it (ACKs of such offsets are refused) */
     uint64_t max_window; /* frontier - cursor at most */
     kr_run *runs;        /* sorted, covering exactly [cursor, frontier) */
     size_t n_runs, cap_runs;
@@ -115,16 +117,15 @@ size_t kr_group_take(kr_group *g, uint64_t end, uint64_t max, kr_grant *out, siz
  * pending with a deadline now_ms + ack_wait_ms (explicit), or acknowledged
  * at once (auto). The frontier moves past new offsets.
  */
-void kr_group_hand_out(kr_group *g, kr_member *m, uint64_t first, uint64_t next,
-                       uint64_t now_ms);
+void kr_group_hand_out(kr_group *g, kr_member *m, uint64_t first, uint64_t next, uint64_t now_ms);
 
 /* What an ACK did. */
 typedef struct kr_ack_result {
-    krappy_err err;       /* OK, or INVALID_ARGUMENT (nothing applied) */
-    uint64_t bad_offset;  /* INVALID_ARGUMENT: an offset never handed out */
-    uint64_t *ignored;    /* offsets already acknowledged (malloc'd; free) */
+    krappy_err err;      /* OK, or INVALID_ARGUMENT (nothing applied) */
+    uint64_t bad_offset; /* INVALID_ARGUMENT: an offset never handed out */
+    uint64_t *ignored;   /* offsets already acknowledged (malloc'd; free) */
     size_t n_ignored;
-    uint64_t acked;       /* offsets newly acknowledged */
+    uint64_t acked; /* offsets newly acknowledged */
 } kr_ack_result;
 
 /* ACK upto: m's pending offsets below `upto` are acknowledged. */

@@ -163,7 +163,7 @@ struct load_ctx {
     int failed;
 };
 
-static int load_one(void *arg, const uint8_t *name, size_t len, uint64_t cursor)
+static int load_one(void *arg, const uint8_t *name, size_t len, uint64_t cursor, uint64_t origin)
 {
     struct load_ctx *c = arg;
     kr_topic *t = c->t;
@@ -185,6 +185,7 @@ static int load_one(void *arg, const uint8_t *name, size_t len, uint64_t cursor)
         return 1;
     }
     tg->g->durable = cursor;
+    tg->g->origin = origin < at ? origin : at;
     return 0;
 }
 
@@ -214,6 +215,7 @@ static kr_job *cursor_job(kr_store *s, kr_tgroup *tg)
     memcpy(j->group, tg->g->name, tg->g->name_len);
     j->group_len = tg->g->name_len;
     j->cursor = tg->g->cursor;
+    j->origin = tg->g->origin;
     j->sync = s->o.fsync_cursors;
     return j;
 }
@@ -262,8 +264,8 @@ krappy_err kr_store_group_join(kr_store *s, kr_topic *t, const kr_join *a, kr_tg
                 snprintf(msg, msglen,
                          "start offset %llu is outside topic %s's retained range: first %llu, "
                          "next %llu",
-                         (unsigned long long)a->start_offset, t->name,
-                         (unsigned long long)t->first, (unsigned long long)t->next);
+                         (unsigned long long)a->start_offset, t->name, (unsigned long long)t->first,
+                         (unsigned long long)t->next);
                 return KRAPPY_E_OFFSET_OUT_OF_RANGE;
             }
             at = a->start_offset;
@@ -274,11 +276,11 @@ krappy_err kr_store_group_join(kr_store *s, kr_topic *t, const kr_join *a, kr_tg
         tg->g->durable = UINT64_MAX; /* not written yet: see the job below */
         char c[24];
         snprintf(c, sizeof c, "%llu", (unsigned long long)at);
-        kr_log(KR_LOG_INFO, "group created", "topic", t->name, "group", tg->g->name, "cursor",
-               c, NULL);
+        kr_log(KR_LOG_INFO, "group created", "topic", t->name, "group", tg->g->name, "cursor", c,
+               NULL);
     }
-    kr_member *mem = kr_group_join(tg->g, a->member, a->mlen, a->auto_ack, a->ack_wait_ms,
-                                   a->owner, taken_from);
+    kr_member *mem =
+        kr_group_join(tg->g, a->member, a->mlen, a->auto_ack, a->ack_wait_ms, a->owner, taken_from);
     if (mem == NULL)
         goto nomem;
     /* The group's record goes (again) through the writer: when the reply
@@ -307,9 +309,8 @@ void kr_store_group_leave(kr_store *s, kr_tgroup *tg, kr_member *m)
 
 /* ---- POLL ---- */
 
-krappy_err kr_store_poll(kr_store *s, kr_tgroup *tg, kr_member *m, uint64_t max,
-                         uint64_t max_bytes, struct evbuffer *events, uint64_t *count,
-                         char *msg, size_t msglen)
+krappy_err kr_store_poll(kr_store *s, kr_tgroup *tg, kr_member *m, uint64_t max, uint64_t max_bytes,
+                         struct evbuffer *events, uint64_t *count, char *msg, size_t msglen)
 {
     kr_topic *t = tg->t;
     kr_group *g = tg->g;
@@ -319,8 +320,8 @@ krappy_err kr_store_poll(kr_store *s, kr_tgroup *tg, kr_member *m, uint64_t max,
         if (skipped > 0) {
             char n[24];
             snprintf(n, sizeof n, "%llu", (unsigned long long)skipped);
-            kr_log(KR_LOG_WARN, "retention removed events a group had not acknowledged",
-                   "topic", t->name, "group", g->name, "skipped", n, NULL);
+            kr_log(KR_LOG_WARN, "retention removed events a group had not acknowledged", "topic",
+                   t->name, "group", g->name, "skipped", n, NULL);
         }
     }
     if (max > s->o.max_events)
@@ -376,8 +377,8 @@ void kr_store_groups_retained(kr_store *s, kr_topic *t)
         char n[24], c[24];
         snprintf(n, sizeof n, "%llu", (unsigned long long)skipped);
         snprintf(c, sizeof c, "%llu", (unsigned long long)t->first);
-        kr_log(KR_LOG_WARN, "retention moved a group cursor past unacknowledged events",
-               "topic", t->name, "group", tg->g->name, "skipped", n, "cursor", c, NULL);
+        kr_log(KR_LOG_WARN, "retention moved a group cursor past unacknowledged events", "topic",
+               t->name, "group", tg->g->name, "skipped", n, "cursor", c, NULL);
         kr_counter_add(s->m_group_skipped, skipped);
         kr_store_result res;
         (void)kr_store_group_persist(s, tg, NULL, NULL, &res);

@@ -512,15 +512,16 @@ void kr_view_batch_drop_topic(kr_view_batch *b, const char *topic, size_t tlen)
 }
 
 void kr_view_batch_cursor(kr_view_batch *b, const char *topic, size_t tlen, const uint8_t *group,
-                          size_t glen, uint64_t cursor)
+                          size_t glen, uint64_t cursor, uint64_t origin)
 {
-    uint8_t val[16];
+    uint8_t val[32];
     kr_buf vb;
     if (batch_key(b, TAG_CURSOR, topic, tlen, group, glen) < 0)
         return;
     kr_buf_init(&vb, sizeof val);
-    kr_cbor_put_array(&vb, 1);
+    kr_cbor_put_array(&vb, 2);
     kr_cbor_put_uint(&vb, cursor);
+    kr_cbor_put_uint(&vb, origin);
     if (vb.failed) {
         kr_buf_free(&vb);
         b->failed = "out of memory";
@@ -552,7 +553,8 @@ int kr_view_write_logged(kr_view *v, kr_view_batch *b, bool sync, char *err, siz
 }
 
 int kr_view_cursors(kr_view *v, const char *topic, size_t tlen,
-                    int (*fn)(void *arg, const uint8_t *group, size_t glen, uint64_t cursor),
+                    int (*fn)(void *arg, const uint8_t *group, size_t glen, uint64_t cursor,
+                              uint64_t origin),
                     void *arg, char *err, size_t errlen)
 {
     if (v->db == NULL) {
@@ -589,7 +591,11 @@ int kr_view_cursors(kr_view *v, const char *topic, size_t tlen,
         kr_cbor_iter_init(&ci, &arr);
         if (kr_cbor_iter_next(&ci, &cur) != 1 || cur.kind != KR_CBOR_UINT)
             continue;
-        if (fn(arg, k + 2 + tlen, kl - 2 - tlen, cur.u) != 0)
+        kr_cbor_item org;
+        uint64_t origin = 0; /* records without one: anything below the cursor */
+        if (kr_cbor_iter_next(&ci, &org) == 1 && org.kind == KR_CBOR_UINT && org.u <= cur.u)
+            origin = org.u;
+        if (fn(arg, k + 2 + tlen, kl - 2 - tlen, cur.u, origin) != 0)
             break;
     }
     char *e = NULL;

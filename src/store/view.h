@@ -71,9 +71,9 @@ void kr_view_batch_delete(kr_view_batch *b, const char *topic, size_t tlen, cons
 void kr_view_batch_marker(kr_view_batch *b, const char *topic, size_t tlen, uint64_t next,
                           uint64_t keys);
 /* A group's cursor record ('c' | len(topic) | topic | group -> CBOR
- * [cursor]). */
+ * [cursor, origin]: origin is where the group started). */
 void kr_view_batch_cursor(kr_view_batch *b, const char *topic, size_t tlen, const uint8_t *group,
-                          size_t glen, uint64_t cursor);
+                          size_t glen, uint64_t cursor, uint64_t origin);
 
 /*
  * kr_view_write_logged - apply a batch with RocksDB's WAL on (cursors):
@@ -89,7 +89,8 @@ int kr_view_write_logged(kr_view *v, kr_view_batch *b, bool sync, char *err, siz
  * @return 0, or -1 with err filled.
  */
 int kr_view_cursors(kr_view *v, const char *topic, size_t tlen,
-                    int (*fn)(void *arg, const uint8_t *group, size_t glen, uint64_t cursor),
+                    int (*fn)(void *arg, const uint8_t *group, size_t glen, uint64_t cursor,
+                              uint64_t origin),
                     void *arg, char *err, size_t errlen);
 
 /* Delete every key of a topic and its marker (rebuilding a view). */

@@ -612,7 +612,7 @@ static void run_cursors(kr_writer *wr, struct kr_job_list *round)
             continue;
         }
         kr_view_batch_cursor(b, j->t->name, j->t->name_len, (const uint8_t *)j->group, j->group_len,
-                             j->cursor);
+                             j->cursor, j->origin);
         sync = sync || j->sync;
     }
     if (b == NULL)

@@ -64,6 +64,7 @@ struct kr_job {
     char group[KRAPPY_MAX_NAME_BYTES + 1];
     size_t group_len;
     uint64_t cursor;
+    uint64_t origin;
     bool deferred; /* CHECKPOINT: streams synced, RocksDB half pending */
     /* result */
     krappy_err err;
