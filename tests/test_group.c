@@ -1336,6 +1336,9 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Where the model's group starts (test_model_random). */
+#define M_ORIGIN 100
+
 static void op_ack_offsets(kr_group *g, model *md)
 {
     uint64_t offs[8];
@@ -1346,10 +1349,12 @@ static void op_ack_offsets(kr_group *g, model *md)
         offs[i] = lo + rnd_below(md, md->frontier - lo);
     if (want_bad)
         offs[rnd_below(md, n)] = md->frontier + rnd_below(md, 3);
-    /* The model: refused as a whole, or each unique offset acked/ignored. */
+    /* The model: refused as a whole (an offset at/after the frontier, or below
+     * the group's origin, M_ORIGIN: never handed out by the group), or each
+     * unique offset acked/ignored. */
     bool bad = false;
     for (size_t i = 0; i < n; i++)
-        bad |= offs[i] >= md->frontier;
+        bad |= offs[i] >= md->frontier || offs[i] < M_ORIGIN;
     uint64_t sorted[8], ign[8];
     size_t n_ign = 0;
     uint64_t acked = 0;
@@ -1373,7 +1378,7 @@ static void op_ack_offsets(kr_group *g, model *md)
     kr_group_ack_offsets(g, offs, n, &res);
     if (bad) {
         assert_int_equal(res.err, KRAPPY_E_INVALID_ARGUMENT);
-        assert_true(res.bad_offset >= md->frontier);
+        assert_true(res.bad_offset >= md->frontier || res.bad_offset < M_ORIGIN);
         bool named = false;
         for (size_t i = 0; i < n; i++)
             named |= offs[i] == res.bad_offset;
@@ -1432,9 +1437,9 @@ static void test_model_random(void **state)
     model *md = calloc(1, sizeof *md);
     assert_non_null(md);
     md->rng = 0x9e3779b97f4a7c15ULL;
-    md->cursor = md->frontier = md->end = 100;
+    md->cursor = md->frontier = md->end = M_ORIGIN;
     m_grow(md, md->end);
-    kr_group *g = new_group(100, M_WINDOW);
+    kr_group *g = new_group(M_ORIGIN, M_WINDOW);
     for (size_t s = 0; s < M_SLOTS; s++)
         snprintf(md->slot[s].name, sizeof md->slot[s].name, "w%zu", s);
     uint64_t counts[8] = {0};
