@@ -176,6 +176,33 @@ static void test_disconnect_redelivers_to_other(void **state)
     assert_int_equal(e2e_stop(&s, 10000), 0);
 }
 
+/* A member that goes away while its POLL is parked leaves at once. */
+static void test_leave_during_long_poll(void **state)
+{
+    (void)state;
+    e2e_server s;
+    assert_int_equal(e2e_start(&s, NULL), 0);
+    setup_topic(&s, 5);
+    conn a, b;
+    conn_open(&a, &s);
+    conn_open(&b, &s);
+    assert_int_equal(join(&a, "grp", "A", KR_START_EARLIEST, 0, KR_CACK_EXPLICIT, 30000), 0);
+    assert_int_equal(join(&b, "grp", "B", KR_START_EARLIEST, 0, KR_CACK_EXPLICIT, 30000), 0);
+    uint64_t offs[8];
+    assert_int_equal(poll_offsets(&a, 5, 0, offs, 8), 5);
+    kr_buf_reset(&a.b);
+    kr_enc_poll(&a.b, (kr_cid){0}, 10, 20000, 1u << 20);
+    assert_int_equal(krappy_send(a.c, KRAPPY_T_POLL, a.b.data, a.b.len), KRAPPY_OK);
+    assert_int_equal(krappy_flush(a.c), KRAPPY_OK);
+    usleep(100 * 1000);
+    conn_close(&a); /* gone mid long poll, holding 0..4 */
+    usleep(200 * 1000);
+    assert_int_equal(group_stat(&s, "grp", "members"), 1);
+    assert_int_equal(poll_offsets(&b, 10, 0, offs, 8), 5); /* handed to B now */
+    conn_close(&b);
+    assert_int_equal(e2e_stop(&s, 10000), 0);
+}
+
 static void test_expiry_redelivers_to_parked_poll(void **state)
 {
     (void)state;
@@ -406,6 +433,34 @@ static void test_errors(void **state)
     assert_int_equal(e2e_stop(&s, 10000), 0);
 }
 
+/* krappy consume / groups, as a user types them. */
+static void test_cli_consume_and_groups(void **state)
+{
+    (void)state;
+    e2e_server s;
+    assert_int_equal(e2e_start(&s, NULL), 0);
+    setup_topic(&s, 10);
+    char cmd[600], out[8192];
+    const char *k = e2e_cli();
+    snprintf(cmd, sizeof cmd, "%s -p %s --json consume g --group cli --max 5", k, s.port);
+    assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
+    assert_non_null(strstr(out, "\"offset\":0"));
+    assert_non_null(strstr(out, "\"offset\":4"));
+    assert_null(strstr(out, "\"offset\":5"));
+    assert_int_equal(e2e_run(cmd, out, sizeof out), 0); /* the next five */
+    assert_non_null(strstr(out, "\"offset\":5"));
+    assert_non_null(strstr(out, "\"offset\":9"));
+    assert_null(strstr(out, "\"offset\":4,"));
+    snprintf(cmd, sizeof cmd, "%s -p %s --json groups g", k, s.port);
+    assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
+    assert_non_null(strstr(out, "\"cursor\":10"));
+    assert_non_null(strstr(out, "\"lag\":0"));
+    snprintf(cmd, sizeof cmd, "%s -p %s consume g --group x --start 99 2>&1", k, s.port);
+    assert_int_equal(e2e_run(cmd, out, sizeof out), 1);
+    assert_non_null(strstr(out, "outside"));
+    assert_int_equal(e2e_stop(&s, 10000), 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -416,6 +471,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_members_get_disjoint_events),
         cmocka_unit_test(test_disconnect_redelivers_to_other),
+        cmocka_unit_test(test_leave_during_long_poll),
         cmocka_unit_test(test_expiry_redelivers_to_parked_poll),
         cmocka_unit_test(test_long_poll_woken_by_publish),
         cmocka_unit_test(test_cursor_survives_kill9),
@@ -423,6 +479,7 @@ int main(void)
         cmocka_unit_test(test_auto_ack),
         cmocka_unit_test(test_member_takeover),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_cli_consume_and_groups),
     };
     return cmocka_run_group_tests_name("e2e_groups", tests, NULL, NULL);
 }

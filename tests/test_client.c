@@ -1748,6 +1748,483 @@ static void test_topics_stats(void **state)
 }
 
 /* ======================================================================
+ * Consumer groups: CONSUMER_REGISTER, POLL, ACK
+ * ====================================================================== */
+
+/* The i-th request received is exactly these bytes (a literal). */
+#define ASSERT_GOT(s, i, type, lit)                                                                \
+    do {                                                                                           \
+        assert_true((i) < (s).n_got);                                                              \
+        assert_int_equal((s).got_type[i], (type));                                                 \
+        assert_int_equal((s).got[i].len, sizeof(lit) - 1);                                         \
+        assert_memory_equal((s).got[i].data, (lit), sizeof(lit) - 1);                              \
+    } while (0)
+
+/* An OK to CONSUMER_REGISTER. */
+static void ok_consumer(xscript *s, const char *member, uint64_t cursor)
+{
+    kr_str topic = S("orders"), group = S("billing"), m = S(member);
+    kr_enc_ok_consumer(xs_step(s, KRAPPY_T_CONSUMER_REGISTER, KRAPPY_T_OK), NO_CID, &topic, &group,
+                       &m, cursor);
+}
+
+/* Every start form and ack mode, with and without a member name. */
+static void test_register_consumer(void **state)
+{
+    (void)state;
+    static xscript s;
+    static fake f;
+    xs_init(&s);
+    ok_consumer(&s, "member-17", 3);
+    ok_consumer(&s, "alice", 250);
+    ok_consumer(&s, "bob", 120);
+    ok_consumer(&s, "member-18", 3);
+    krappy_client *c = xs_connect(&f, &s, 5000);
+
+    krappy_consumer_info info;
+    assert_int_equal(krappy_register_consumer(c, "orders", "billing", NULL, &info), KRAPPY_OK);
+    assert_string_equal(info.member, "member-17");
+    assert_int_equal(info.member_len, 9);
+    assert_int_equal(info.cursor, 3);
+
+    krappy_consumer_opts o = {
+        .start = KRAPPY_START_LATEST, .ack = KRAPPY_CONSUMER_ACK_AUTO, .member = "alice"};
+    assert_int_equal(krappy_register_consumer(c, "orders", "billing", &o, &info), KRAPPY_OK);
+    assert_string_equal(info.member, "alice");
+    assert_int_equal(info.cursor, 250);
+
+    o = (krappy_consumer_opts){.start = KRAPPY_START_OFFSET,
+                               .start_offset = 120,
+                               .ack = KRAPPY_CONSUMER_ACK_EXPLICIT,
+                               .ack_wait_ms = 1500,
+                               .member = "bob"};
+    assert_int_equal(krappy_register_consumer(c, "orders", "billing", &o, &info), KRAPPY_OK);
+    assert_int_equal(info.cursor, 120);
+
+    o = (krappy_consumer_opts){.start = KRAPPY_START_OFFSET, .start_offset = 0};
+    assert_int_equal(krappy_register_consumer(c, "orders", "billing", &o, NULL), KRAPPY_OK);
+    assert_int_equal(krappy_in_flight(c), 0);
+    krappy_client_free(c);
+    fake_join(&f);
+    assert_false(s.bad_type);
+    assert_int_equal(s.n_got, 4);
+
+    /* The defaults, byte for byte: {topic, group, start: "earliest", ack:
+     * "explicit", ack_wait_ms: 30000}. */
+    ASSERT_GOT(s, 0, KRAPPY_T_CONSUMER_REGISTER,
+               "\xa5"
+               "\x65topic\x66orders"
+               "\x65group\x67"
+               "billing"
+               "\x65start\x68"
+               "earliest"
+               "\x63"
+               "ack\x68"
+               "explicit"
+               "\x6b"
+               "ack_wait_ms\x19\x75\x30");
+    /* latest, auto, a member. */
+    ASSERT_GOT(s, 1, KRAPPY_T_CONSUMER_REGISTER,
+               "\xa6"
+               "\x65topic\x66orders"
+               "\x65group\x67"
+               "billing"
+               "\x66member\x65"
+               "alice"
+               "\x65start\x66latest"
+               "\x63"
+               "ack\x64"
+               "auto"
+               "\x6b"
+               "ack_wait_ms\x19\x75\x30");
+
+    kr_buf scratch;
+    kr_request req;
+    kr_buf_init(&scratch, SIZE_MAX);
+    xs_req(&s, 1, KRAPPY_T_CONSUMER_REGISTER, &scratch, &req);
+    assert_true(req.u.consumer_register.has_member);
+    ASSERT_STR(req.u.consumer_register.member, "alice");
+    assert_int_equal(req.u.consumer_register.start, KR_START_LATEST);
+    assert_int_equal(req.u.consumer_register.ack, KR_CACK_AUTO);
+    xs_req(&s, 2, KRAPPY_T_CONSUMER_REGISTER, &scratch, &req);
+    ASSERT_STR(req.u.consumer_register.topic, "orders");
+    ASSERT_STR(req.u.consumer_register.group, "billing");
+    ASSERT_STR(req.u.consumer_register.member, "bob");
+    assert_int_equal(req.u.consumer_register.start, KR_START_OFFSET);
+    assert_int_equal(req.u.consumer_register.start_offset, 120);
+    assert_int_equal(req.u.consumer_register.ack, KR_CACK_EXPLICIT);
+    assert_int_equal(req.u.consumer_register.ack_wait_ms, 1500);
+    assert_false(req.cid.set);
+    xs_req(&s, 3, KRAPPY_T_CONSUMER_REGISTER, &scratch, &req);
+    assert_false(req.u.consumer_register.has_member);
+    assert_int_equal(req.u.consumer_register.start, KR_START_OFFSET);
+    assert_int_equal(req.u.consumer_register.start_offset, 0);
+    assert_int_equal(req.u.consumer_register.ack_wait_ms, KRAPPY_DEFAULT_ACK_WAIT_MS);
+    kr_buf_free(&scratch);
+    xs_free(&s);
+}
+
+/* POLL (defaults, then a long poll that outlasts the timeout), ACK upto, ACK
+ * offsets with some ignored, and an empty ACK that only reads the cursor. */
+static void test_poll_ack(void **state)
+{
+    (void)state;
+    static xscript s;
+    static fake f;
+    xs_init(&s);
+    kr_str k = S("\x62k1"), v = S("\x65hello"), v2 = S("\x18\x2a"), h = S("\xa1\x61h\x41v");
+    kr_buf *p = xs_step(&s, KRAPPY_T_POLL, KRAPPY_T_EVENTS);
+    kr_enc_events_begin(p, NO_CID, 3);
+    kr_enc_event(p, 4, 1000, &k, &v, NULL); /* a redelivery first */
+    kr_enc_event(p, 7, 1001, NULL, &v2, &h);
+    kr_enc_event(p, 8, 1002, &k, &v, NULL);
+    kr_enc_events_end(p, 9);
+    p = xs_step(&s, KRAPPY_T_POLL, KRAPPY_T_EVENTS);
+    kr_enc_events_begin(p, NO_CID, 0);
+    kr_enc_events_end(p, 9);
+    s.step[1].delay_ms = 400; /* longer than the 200 ms timeout */
+    kr_enc_ok_ack(xs_step(&s, KRAPPY_T_ACK, KRAPPY_T_OK), NO_CID, 5, NULL, 0);
+    static const uint64_t ign[] = {7, 300};
+    kr_enc_ok_ack(xs_step(&s, KRAPPY_T_ACK, KRAPPY_T_OK), NO_CID, 9, ign, 2);
+    kr_enc_ok_ack(xs_step(&s, KRAPPY_T_ACK, KRAPPY_T_OK), NO_CID, 9, NULL, 0);
+    kr_enc_ok_ack(xs_step(&s, KRAPPY_T_ACK, KRAPPY_T_OK), NO_CID, 9, ign, 1);
+    krappy_client *c = xs_connect(&f, &s, 200);
+
+    krappy_events *ev = NULL;
+    assert_int_equal(krappy_poll(c, 0, 0, 0, &ev), KRAPPY_OK);
+    assert_int_equal(ev->count, 3);
+    assert_int_equal(ev->next, 9);
+    assert_int_equal(ev->events[0].offset, 4);
+    assert_true(ev->events[0].has_key);
+    assert_memory_equal(ev->events[0].key, "k1", 2);
+    assert_memory_equal(ev->events[0].value, "\x65hello", 6);
+    assert_int_equal(ev->events[1].offset, 7);
+    assert_false(ev->events[1].has_key);
+    assert_true(ev->events[1].has_headers);
+    assert_int_equal(ev->events[2].ts, 1002);
+    krappy_events *ev2 = NULL;
+    assert_int_equal(krappy_poll(c, 5, 1000, 4096, &ev2), KRAPPY_OK);
+    assert_int_equal(ev2->count, 0);
+    assert_null(ev2->events);
+    assert_int_equal(ev2->next, 9);
+    krappy_events_free(ev2);
+
+    uint64_t cursor = 0;
+    assert_int_equal(krappy_ack_upto(c, 5, &cursor), KRAPPY_OK);
+    assert_int_equal(cursor, 5);
+    uint64_t offs[3] = {ev->events[0].offset, ev->events[1].offset, ev->events[2].offset};
+    krappy_ack_result *ig = (krappy_ack_result *)&ig;
+    assert_int_equal(krappy_ack_offsets(c, offs, 3, &cursor, &ig), KRAPPY_OK);
+    assert_int_equal(cursor, 9);
+    assert_non_null(ig);
+    assert_int_equal(ig->cursor, 9);
+    assert_int_equal(ig->n_ignored, 2);
+    assert_int_equal(ig->ignored[0], 7);
+    assert_int_equal(ig->ignored[1], 300);
+    krappy_ack_result_free(ig);
+    ig = (krappy_ack_result *)&ig;
+    assert_int_equal(krappy_ack_offsets(c, NULL, 0, &cursor, &ig), KRAPPY_OK);
+    assert_null(ig); /* nothing ignored: no result */
+    assert_int_equal(krappy_ack_offsets(c, offs, 1, NULL, NULL), KRAPPY_OK);
+    krappy_events_free(ev);
+    krappy_ack_result_free(NULL);
+    krappy_client_free(c);
+    fake_join(&f);
+    assert_false(s.bad_type);
+
+    /* POLL with the defaults, byte for byte: {max: 100, wait_ms: 0,
+     * max_bytes: 1048576}; then the values given. */
+    ASSERT_GOT(s, 0, KRAPPY_T_POLL,
+               "\xa3\x63max\x18\x64\x67wait_ms\x00\x69max_bytes\x1a\x00\x10\x00\x00");
+    ASSERT_GOT(s, 1, KRAPPY_T_POLL,
+               "\xa3\x63max\x05\x67wait_ms\x19\x03\xe8\x69max_bytes\x19\x10\x00");
+    ASSERT_GOT(s, 2, KRAPPY_T_ACK, "\xa1\x64upto\x05");
+    ASSERT_GOT(s, 3, KRAPPY_T_ACK, "\xa1\x67offsets\x83\x04\x07\x08");
+    ASSERT_GOT(s, 4, KRAPPY_T_ACK, "\xa1\x67offsets\x80");
+    ASSERT_GOT(s, 5, KRAPPY_T_ACK, "\xa1\x67offsets\x81\x04");
+    xs_free(&s);
+}
+
+/* POLL and ACK in flight together; each *_recv takes its own reply or
+ * refuses without receiving anything. */
+static void test_consume_pipelined(void **state)
+{
+    (void)state;
+    static xscript s;
+    static fake f;
+    xs_init(&s);
+    xs_step(&s, KRAPPY_T_POLL, 0);
+    xs_step(&s, KRAPPY_T_ACK, 0);
+    xs_step(&s, KRAPPY_T_POLL, 0);
+    kr_str v = S("\x61x");
+    kr_buf *p = xs_step(&s, 0, KRAPPY_T_EVENTS);
+    kr_enc_events_begin(p, NO_CID, 2);
+    kr_enc_event(p, 10, 1, NULL, &v, NULL);
+    kr_enc_event(p, 11, 2, NULL, &v, NULL);
+    kr_enc_events_end(p, 12);
+    static const uint64_t ign[] = {3};
+    kr_enc_ok_ack(xs_step(&s, 0, KRAPPY_T_OK), NO_CID, 10, ign, 1);
+    p = xs_step(&s, 0, KRAPPY_T_EVENTS);
+    kr_enc_events_begin(p, NO_CID, 1);
+    kr_enc_event(p, 12, 3, NULL, &v, NULL);
+    kr_enc_events_end(p, 13);
+    s.step[5].delay_ms = 400; /* a long poll: its wait extends the timeout */
+    /* A raw request between: the POLL after it must wait its turn. */
+    xs_step(&s, KRAPPY_T_PING, 0);
+    xs_step(&s, KRAPPY_T_ACK, 0);
+    kr_enc_ok_empty(xs_step(&s, 0, KRAPPY_T_OK), NO_CID);
+    kr_enc_ok_ack(xs_step(&s, 0, KRAPPY_T_OK), NO_CID, 13, NULL, 0);
+    /* A POLL whose reply krappy_recv takes instead. */
+    p = xs_step(&s, KRAPPY_T_POLL, KRAPPY_T_EVENTS);
+    kr_enc_events_begin(p, NO_CID, 0);
+    kr_enc_events_end(p, 13);
+    krappy_client *c = xs_connect(&f, &s, 200);
+
+    assert_int_equal(krappy_poll_send(c, 10, 0, 0), KRAPPY_OK);
+    static const uint64_t offs[] = {1, 3};
+    assert_int_equal(krappy_ack_offsets_send(c, offs, 2), KRAPPY_OK);
+    assert_int_equal(krappy_poll_send(c, 5, 1000, 0), KRAPPY_OK);
+    assert_int_equal(krappy_in_flight(c), 3);
+
+    uint64_t cursor = 0;
+    krappy_ack_result *ig = NULL;
+    krappy_events *ev = NULL;
+    assert_int_equal(krappy_ack_recv(c, &cursor, &ig), KRAPPY_E_USAGE);
+    assert_non_null(
+        strstr(krappy_client_errmsg(c), "the reply to an earlier POLL request is due first"));
+    assert_int_equal(krappy_poll(c, 0, 0, 0, &ev), KRAPPY_E_USAGE);
+    assert_non_null(strstr(krappy_client_errmsg(c), "pipelined replies are still unread"));
+    assert_int_equal(krappy_in_flight(c), 3);
+    assert_true(krappy_connected(c));
+
+    assert_int_equal(krappy_poll_recv(c, &ev), KRAPPY_OK);
+    assert_int_equal(ev->count, 2);
+    assert_int_equal(ev->events[1].offset, 11);
+    assert_int_equal(ev->next, 12);
+    krappy_events_free(ev);
+    assert_int_equal(krappy_poll_recv(c, &ev), KRAPPY_E_USAGE);
+    assert_null(ev);
+    assert_non_null(
+        strstr(krappy_client_errmsg(c), "the reply to an earlier ACK request is due first"));
+    assert_int_equal(krappy_ack_recv(c, &cursor, &ig), KRAPPY_OK);
+    assert_int_equal(cursor, 10);
+    assert_non_null(ig);
+    assert_int_equal(ig->n_ignored, 1);
+    assert_int_equal(ig->ignored[0], 3);
+    krappy_ack_result_free(ig);
+    assert_int_equal(krappy_poll_recv(c, &ev), KRAPPY_OK); /* after 400 ms */
+    assert_int_equal(ev->count, 1);
+    assert_int_equal(ev->events[0].offset, 12);
+    krappy_events_free(ev);
+    assert_int_equal(krappy_in_flight(c), 0);
+    assert_int_equal(krappy_ack_recv(c, &cursor, &ig), KRAPPY_E_USAGE);
+    assert_non_null(strstr(krappy_client_errmsg(c), "no pipelined ACK reply is due"));
+
+    /* A raw PING, then an ACK: the ACK's reply is not the next one. */
+    assert_int_equal(krappy_send(c, KRAPPY_T_PING, NULL, 0), KRAPPY_OK);
+    assert_int_equal(krappy_ack_upto_send(c, 13), KRAPPY_OK);
+    assert_int_equal(krappy_ack_recv(c, &cursor, NULL), KRAPPY_E_USAGE);
+    assert_non_null(strstr(krappy_client_errmsg(c), "1 earlier reply"));
+    krappy_frame fr;
+    assert_int_equal(krappy_recv(c, &fr), KRAPPY_OK);
+    assert_int_equal(fr.type, KRAPPY_T_OK);
+    assert_int_equal(krappy_ack_recv(c, &cursor, NULL), KRAPPY_OK);
+    assert_int_equal(cursor, 13);
+
+    /* A POLL whose reply the raw krappy_recv took: no longer due. */
+    assert_int_equal(krappy_poll_send(c, 1, 0, 0), KRAPPY_OK);
+    assert_int_equal(krappy_recv(c, &fr), KRAPPY_OK);
+    assert_int_equal(fr.type, KRAPPY_T_EVENTS);
+    assert_int_equal(krappy_poll_recv(c, &ev), KRAPPY_E_USAGE);
+    assert_non_null(strstr(krappy_client_errmsg(c), "no pipelined POLL reply is due"));
+    krappy_client_free(c);
+    fake_join(&f);
+    assert_false(s.bad_type);
+
+    ASSERT_GOT(s, 0, KRAPPY_T_POLL,
+               "\xa3\x63max\x0a\x67wait_ms\x00\x69max_bytes\x1a\x00\x10\x00\x00");
+    ASSERT_GOT(s, 1, KRAPPY_T_ACK, "\xa1\x67offsets\x82\x01\x03");
+    ASSERT_GOT(s, 2, KRAPPY_T_POLL,
+               "\xa3\x63max\x05\x67wait_ms\x19\x03\xe8\x69max_bytes\x1a\x00\x10\x00\x00");
+    ASSERT_GOT(s, 4, KRAPPY_T_ACK, "\xa1\x64upto\x0d");
+    xs_free(&s);
+}
+
+/* The server's refusals: a start outside the topic (with first/next), no
+ * such topic, no registration, an offset never handed out; then a
+ * malformed reply, which closes. */
+static void test_consume_errors(void **state)
+{
+    (void)state;
+    static xscript s;
+    static fake f;
+    xs_init(&s);
+    kr_error_extra x = {.has_range = true, .first = 100, .next = 250};
+    kr_enc_error(xs_step(&s, KRAPPY_T_CONSUMER_REGISTER, KRAPPY_T_ERROR), NO_CID,
+                 KRAPPY_E_OFFSET_OUT_OF_RANGE, "start 7 is outside the topic's offsets 100 to 250",
+                 &x);
+    kr_enc_error(xs_step(&s, KRAPPY_T_CONSUMER_REGISTER, KRAPPY_T_ERROR), NO_CID,
+                 KRAPPY_E_NO_SUCH_TOPIC, "no topic named \"nope\"", NULL);
+    kr_enc_error(xs_step(&s, KRAPPY_T_POLL, KRAPPY_T_ERROR), NO_CID, KRAPPY_E_NOT_REGISTERED,
+                 "POLL needs a CONSUMER_REGISTER on this connection first", NULL);
+    kr_enc_error(xs_step(&s, KRAPPY_T_ACK, KRAPPY_T_ERROR), NO_CID, KRAPPY_E_NOT_REGISTERED,
+                 "ACK needs a CONSUMER_REGISTER on this connection first", NULL);
+    kr_enc_error(xs_step(&s, KRAPPY_T_ACK, KRAPPY_T_ERROR), NO_CID, KRAPPY_E_INVALID_ARGUMENT,
+                 "offset 77 was never handed out to group 'billing'; nothing of this ACK was "
+                 "applied",
+                 NULL);
+    xs_step(&s, KRAPPY_T_POLL, 0);
+    xs_step(&s, KRAPPY_T_ACK, 0);
+    kr_enc_error(xs_step(&s, 0, KRAPPY_T_ERROR), NO_CID, KRAPPY_E_NOT_REGISTERED,
+                 "the member was taken over by another connection", NULL);
+    kr_enc_error(xs_step(&s, 0, KRAPPY_T_ERROR), NO_CID, KRAPPY_E_INVALID_ARGUMENT,
+                 "offset 78 was never handed out", NULL);
+    kr_buf *p = xs_step(&s, KRAPPY_T_ACK, KRAPPY_T_OK); /* `ignored` not an array */
+    kr_cbor_put_map(p, 2);
+    kr_cbor_put_cstr(p, "cursor");
+    kr_cbor_put_uint(p, 1);
+    kr_cbor_put_cstr(p, "ignored");
+    kr_cbor_put_uint(p, 1);
+    s.close_at_end = 1;
+    krappy_client *c = xs_connect(&f, &s, 5000);
+
+    krappy_consumer_info info;
+    krappy_consumer_opts o = {.start = KRAPPY_START_OFFSET, .start_offset = 7};
+    uint64_t first = 0, next = 0, cursor = 99;
+    assert_int_equal(krappy_register_consumer(c, "orders", "billing", &o, &info),
+                     KRAPPY_E_OFFSET_OUT_OF_RANGE);
+    assert_int_equal(krappy_client_error_range(c, &first, &next), 1);
+    assert_int_equal(first, 100);
+    assert_int_equal(next, 250);
+    assert_non_null(strstr(krappy_client_errmsg(c), "OFFSET_OUT_OF_RANGE"));
+    assert_int_equal(krappy_register_consumer(c, "nope", "billing", NULL, &info),
+                     KRAPPY_E_NO_SUCH_TOPIC);
+    assert_int_equal(krappy_client_error_range(c, &first, &next), 0);
+
+    krappy_events *ev = (krappy_events *)&ev;
+    assert_int_equal(krappy_poll(c, 0, 0, 0, &ev), KRAPPY_E_NOT_REGISTERED);
+    assert_null(ev);
+    assert_non_null(strstr(krappy_client_errmsg(c), "server error NOT_REGISTERED"));
+    assert_int_equal(krappy_ack_upto(c, 3, &cursor), KRAPPY_E_NOT_REGISTERED);
+    assert_int_equal(cursor, 99);
+    static const uint64_t offs[] = {5, 77};
+    krappy_ack_result *ig = (krappy_ack_result *)&ig;
+    assert_int_equal(krappy_ack_offsets(c, offs, 2, &cursor, &ig), KRAPPY_E_INVALID_ARGUMENT);
+    assert_null(ig);
+    assert_non_null(strstr(krappy_client_errmsg(c), "offset 77 was never handed out"));
+    assert_true(krappy_connected(c));
+
+    /* The same errors through the pipelined forms. */
+    assert_int_equal(krappy_poll_send(c, 0, 0, 0), KRAPPY_OK);
+    assert_int_equal(krappy_ack_offsets_send(c, offs, 2), KRAPPY_OK);
+    assert_int_equal(krappy_poll_recv(c, &ev), KRAPPY_E_NOT_REGISTERED);
+    assert_null(ev);
+    assert_non_null(strstr(krappy_client_errmsg(c), "taken over"));
+    ig = (krappy_ack_result *)&ig;
+    assert_int_equal(krappy_ack_recv(c, &cursor, &ig), KRAPPY_E_INVALID_ARGUMENT);
+    assert_null(ig);
+    assert_int_equal(cursor, 99);
+    assert_int_equal(krappy_in_flight(c), 0);
+    assert_true(krappy_connected(c));
+
+    assert_int_equal(krappy_ack_offsets(c, offs, 2, &cursor, &ig), KRAPPY_E_PROTOCOL);
+    assert_non_null(strstr(krappy_client_errmsg(c), "`ignored` is not an array"));
+    assert_false(krappy_connected(c));
+    krappy_client_free(c);
+    fake_join(&f);
+    assert_false(s.bad_type);
+    xs_free(&s);
+}
+
+/* The refusal of a batch sent with ack "none" arrives where a pipelined
+ * POLL's reply was due: reported as that batch's, as for the typed calls. */
+static void test_poll_sees_none_refused(void **state)
+{
+    (void)state;
+    static xscript s;
+    static fake f;
+    xs_init(&s);
+    xs_step(&s, KRAPPY_T_PUBLISH, 0);
+    kr_enc_error(xs_step(&s, KRAPPY_T_POLL, KRAPPY_T_ERROR), (kr_cid){true, 1},
+                 KRAPPY_E_INVALID_ARGUMENT, "event 0: the key is longer than 16384 bytes", NULL);
+    s.close_at_end = 1;
+    krappy_client *c = xs_connect(&f, &s, 5000);
+    krappy_batch *b = krappy_batch_new();
+    assert_int_equal(krappy_batch_add_text(b, KRAPPY_KEY_NONE, NULL, 0, "v", 1), KRAPPY_OK);
+    assert_int_equal(krappy_publish_send(c, b, KRAPPY_ACK_NONE, NULL), KRAPPY_OK);
+    assert_int_equal(krappy_poll_send(c, 1, 0, 0), KRAPPY_OK);
+    krappy_events *ev;
+    assert_int_equal(krappy_poll_recv(c, &ev), KRAPPY_E_INVALID_ARGUMENT);
+    assert_null(ev);
+    assert_non_null(strstr(krappy_client_errmsg(c), "batch #1 (ack none) was refused"));
+    assert_false(krappy_connected(c));
+    krappy_client_free(c);
+    fake_join(&f);
+    krappy_batch_free(b);
+    xs_free(&s);
+}
+
+/* Malformed CONSUMER_REGISTER replies, and calls refused before sending. */
+static void test_consume_usage(void **state)
+{
+    (void)state;
+    static xscript s;
+    static fake f;
+    xs_init(&s);
+    kr_buf *p = xs_step(&s, KRAPPY_T_CONSUMER_REGISTER, KRAPPY_T_OK); /* no member */
+    kr_cbor_put_map(p, 1);
+    kr_cbor_put_cstr(p, "cursor");
+    kr_cbor_put_uint(p, 1);
+    s.close_at_end = 1;
+    krappy_client *c = xs_connect(&f, &s, 5000);
+
+    krappy_consumer_info info;
+    krappy_consumer_opts bad_start = {.start = (krappy_start)9};
+    krappy_consumer_opts bad_ack = {.ack = (krappy_consumer_ack)9};
+    krappy_consumer_opts empty_member = {.member = ""};
+    assert_int_equal(krappy_register_consumer(c, "orders", NULL, NULL, &info), KRAPPY_E_USAGE);
+    assert_non_null(strstr(krappy_client_errmsg(c), "the group is NULL"));
+    assert_int_equal(krappy_register_consumer(c, "", "g", NULL, &info), KRAPPY_E_USAGE);
+    assert_int_equal(krappy_register_consumer(c, "orders", "g", &bad_start, &info), KRAPPY_E_USAGE);
+    assert_non_null(strstr(krappy_client_errmsg(c), "unknown start 9"));
+    assert_int_equal(krappy_register_consumer(c, "orders", "g", &bad_ack, &info), KRAPPY_E_USAGE);
+    assert_int_equal(krappy_register_consumer(c, "orders", "g", &empty_member, &info),
+                     KRAPPY_E_USAGE);
+    assert_int_equal(krappy_ack_offsets(c, NULL, 2, NULL, NULL), KRAPPY_E_USAGE);
+    assert_int_equal(krappy_ack_offsets_send(c, NULL, 1), KRAPPY_E_USAGE);
+    assert_int_equal(krappy_poll(c, 0, 0, 0, NULL), KRAPPY_E_USAGE);
+    assert_int_equal(krappy_poll_recv(c, NULL), KRAPPY_E_USAGE);
+    assert_int_equal(krappy_in_flight(c), 0);
+    assert_true(krappy_connected(c));
+
+    assert_int_equal(krappy_register_consumer(c, "orders", "g", NULL, &info), KRAPPY_E_PROTOCOL);
+    assert_non_null(strstr(krappy_client_errmsg(c), "CONSUMER_REGISTER"));
+    assert_false(krappy_connected(c));
+    krappy_events *ev;
+    assert_int_equal(krappy_poll_send(c, 0, 0, 0), KRAPPY_E_USAGE);
+    assert_non_null(strstr(krappy_client_errmsg(c), "not connected"));
+    assert_int_equal(krappy_poll_recv(c, &ev), KRAPPY_E_USAGE);
+    assert_int_equal(krappy_ack_upto_send(c, 1), KRAPPY_E_USAGE);
+    assert_int_equal(krappy_ack_recv(c, NULL, NULL), KRAPPY_E_USAGE);
+    krappy_client_free(c);
+    fake_join(&f);
+    assert_int_equal(s.n_got, 1);
+    xs_free(&s);
+
+    /* NULL clients. */
+    assert_int_equal(krappy_register_consumer(NULL, "t", "g", NULL, NULL), KRAPPY_E_USAGE);
+    assert_int_equal(krappy_poll(NULL, 0, 0, 0, &ev), KRAPPY_E_USAGE);
+    assert_null(ev);
+    assert_int_equal(krappy_poll_send(NULL, 0, 0, 0), KRAPPY_E_USAGE);
+    assert_int_equal(krappy_poll_recv(NULL, &ev), KRAPPY_E_USAGE);
+    assert_int_equal(krappy_ack_upto(NULL, 0, NULL), KRAPPY_E_USAGE);
+    assert_int_equal(krappy_ack_offsets(NULL, NULL, 0, NULL, NULL), KRAPPY_E_USAGE);
+    assert_int_equal(krappy_ack_upto_send(NULL, 0), KRAPPY_E_USAGE);
+    assert_int_equal(krappy_ack_offsets_send(NULL, NULL, 0), KRAPPY_E_USAGE);
+    assert_int_equal(krappy_ack_recv(NULL, NULL, NULL), KRAPPY_E_USAGE);
+}
+
+/* ======================================================================
  * CBOR and JSON helpers
  * ====================================================================== */
 
@@ -2216,6 +2693,12 @@ int main(void)
         cmocka_unit_test(test_scan_pages),
         cmocka_unit_test(test_scan_defaults),
         cmocka_unit_test(test_topics_stats),
+        cmocka_unit_test(test_register_consumer),
+        cmocka_unit_test(test_poll_ack),
+        cmocka_unit_test(test_consume_pipelined),
+        cmocka_unit_test(test_consume_errors),
+        cmocka_unit_test(test_poll_sees_none_refused),
+        cmocka_unit_test(test_consume_usage),
         cmocka_unit_test(test_cbor_render),
         cmocka_unit_test(test_json_to_cbor),
         cmocka_unit_test(test_json_float_round_trip),

@@ -11,7 +11,10 @@
  * The requests of the protocol have typed calls: krappy_register_producer
  * and krappy_publish (with a pipelined form, krappy_publish_send/_recv) to
  * write; krappy_fetch, krappy_get, krappy_scan_begin/_next_page,
- * krappy_topics and krappy_stats to read. Each typed call is one round trip
+ * krappy_topics and krappy_stats to read; krappy_register_consumer,
+ * krappy_poll and krappy_ack_upto/_offsets to consume as a member of a
+ * consumer group (with pipelined forms, krappy_poll_send/_recv and
+ * krappy_ack_*_send/krappy_ack_recv). Each typed call is one round trip
  * and, like krappy_call, needs every earlier pipelined reply received first.
  * Results come back as objects the caller owns and frees with the matching
  * krappy_*_free; they do not depend on the client (they stay valid after it
@@ -35,9 +38,11 @@
  *
  * Reconnecting: the library never reconnects by itself, because what must be
  * redone depends on the caller. Registrations belong to the connection: a
- * new connection (krappy_connect) has no producer, so call
- * krappy_register_producer again before publishing (krappy_hello too, when
- * the server wants a token). Batches whose PUBLISH was not acknowledged
+ * new connection (krappy_connect) has no producer and no consumer, so call
+ * krappy_register_producer again before publishing, and
+ * krappy_register_consumer before polling (krappy_hello too, when the
+ * server wants a token); events a consumer was handed and had not
+ * acknowledged go back to its group. Batches whose PUBLISH was not acknowledged
  * before the connection was lost may or may not have been stored; publish
  * them again (possibly storing them twice) or check with FETCH. Scans survive
  * a reconnect: the cursor works from any connection for a while.
@@ -437,9 +442,11 @@ typedef struct krappy_event {
     size_t headers_len;
 } krappy_event;
 
-/* The events of one FETCH. Read-only; free with krappy_events_free. */
+/* The events of one FETCH or POLL. Read-only; free with
+ * krappy_events_free. */
 typedef struct krappy_events {
-    uint64_t next;              /* the offset to FETCH from next time */
+    uint64_t next;              /* FETCH: the offset to fetch from next time;
+                                   POLL: the group's delivery frontier */
     size_t count;               /* events[0 .. count-1], oldest first */
     const krappy_event *events; /* NULL when count is 0 */
 } krappy_events;
@@ -464,7 +471,7 @@ typedef struct krappy_events {
 krappy_err krappy_fetch(krappy_client *c, const char *topic, uint64_t offset, uint64_t max,
                         uint64_t max_bytes, uint64_t wait_ms, krappy_events **out);
 
-/* Release the events of a FETCH. NULL ok. */
+/* Release the events of a FETCH or POLL. NULL ok. */
 void krappy_events_free(krappy_events *ev);
 
 /* The newest event of a key, as GET returns it. Read-only; pointers are
@@ -619,6 +626,224 @@ krappy_err krappy_stats(krappy_client *c, const char *topic, const char *group,
 
 /* Release stats. NULL ok. */
 void krappy_topic_stats_free(krappy_topic_stats *s);
+
+/* ======================================================================
+ * Consuming: consumer groups
+ * ====================================================================== */
+
+/*
+ * A consumer group is a named cursor on one topic, shared by its members
+ * (competing consumers): POLL hands each member events no other member has
+ * been handed, and ACK marks them done. A typical member:
+ *
+ *     krappy_consumer_info me;
+ *     krappy_err e = krappy_register_consumer(c, "orders", "billing", NULL, &me);
+ *     while (e == KRAPPY_OK) {
+ *         krappy_events *ev;
+ *         if ((e = krappy_poll(c, 100, 10000, 0, &ev)) != KRAPPY_OK)
+ *             break;
+ *         uint64_t done[100];
+ *         for (size_t i = 0; i < ev->count; i++) {
+ *             ... handle ev->events[i] ...
+ *             done[i] = ev->events[i].offset;
+ *         }
+ *         if (ev->count > 0)
+ *             e = krappy_ack_offsets(c, done, ev->count, NULL, NULL);
+ *         krappy_events_free(ev);
+ *     }
+ *
+ * With explicit acknowledgement (the default) an event handed out stays
+ * pending until acknowledged; it goes back to the group, to be handed to
+ * any member, when its member disconnects or registers again, or when
+ * ack_wait_ms pass first (at-least-once: handle events so that a repeat is
+ * harmless). With KRAPPY_CONSUMER_ACK_AUTO an event counts as acknowledged
+ * once handed out (at-most-once: an event handed out just before a crash is
+ * never seen again).
+ *
+ * The registration belongs to the connection: after krappy_connect (a new
+ * connection), register again before polling. Events pending on the lost
+ * connection go back to the group, possibly to be handed to this member
+ * again.
+ */
+
+/* Where a new group's cursor starts. */
+typedef enum krappy_start {
+    KRAPPY_START_EARLIEST = 0, /* the first retained offset */
+    KRAPPY_START_LATEST = 1,   /* the topic's next offset: only new events */
+    KRAPPY_START_OFFSET = 2    /* krappy_consumer_opts.start_offset */
+} krappy_start;
+
+/* How a member's events are acknowledged (PROTOCOL.md section 4). */
+typedef enum krappy_consumer_ack {
+    KRAPPY_CONSUMER_ACK_EXPLICIT = 0, /* by ACK; pending until then */
+    KRAPPY_CONSUMER_ACK_AUTO = 1      /* as they are handed out */
+} krappy_consumer_ack;
+
+/* Options of a consumer registration. Zero fields (or NULL options) take
+ * the defaults. */
+typedef struct krappy_consumer_opts {
+    krappy_start start;      /* a new group's cursor; default earliest. An
+                                existing group keeps its cursor. */
+    uint64_t start_offset;   /* KRAPPY_START_OFFSET: in [first, next] */
+    krappy_consumer_ack ack; /* default explicit */
+    uint64_t ack_wait_ms;    /* explicit: an event not acknowledged this
+                                long goes back to the group; 0 = the
+                                default, KRAPPY_DEFAULT_ACK_WAIT_MS */
+    const char *member;      /* this member's name, 1..249 bytes of UTF-8,
+                                copied; NULL = the server assigns a unique
+                                one. A name held by a live connection is
+                                taken over, its pending events included. */
+} krappy_consumer_opts;
+
+/* What CONSUMER_REGISTER answered. */
+typedef struct krappy_consumer_info {
+    /* The member's name, as given or assigned; NUL-terminated. */
+    char member[KRAPPY_MAX_NAME_BYTES + 1];
+    size_t member_len; /* its length in bytes */
+    uint64_t cursor;   /* the group's lowest offset not yet acknowledged */
+} krappy_consumer_info;
+
+/*
+ * krappy_register_consumer - CONSUMER_REGISTER: make this connection a
+ * member of consumer group `group` of `topic`, creating the group (its
+ * cursor at opts->start) when it does not exist. Needed once per connection
+ * before krappy_poll and krappy_ack_*. Registering again rebinds: the
+ * events pending for this connection go back to the group first. One
+ * connection may be a producer and a consumer at once.
+ * @param topic  an existing topic
+ * @param group  1..249 bytes of UTF-8 (group names are per topic)
+ * @param opts   options, or NULL for the defaults
+ * @param out    filled on success; may be NULL
+ * @return KRAPPY_OK; KRAPPY_E_NO_SUCH_TOPIC; KRAPPY_E_OFFSET_OUT_OF_RANGE
+ *         when a new group's start_offset is outside the topic's [first,
+ *         next] (krappy_client_error_range gives both);
+ *         KRAPPY_E_INVALID_ARGUMENT for a bad group or member name;
+ *         KRAPPY_E_USAGE for a NULL or empty name or an unknown start or
+ *         ack value (nothing sent); or another error.
+ */
+krappy_err krappy_register_consumer(krappy_client *c, const char *topic, const char *group,
+                                    const krappy_consumer_opts *opts, krappy_consumer_info *out);
+
+/*
+ * krappy_poll - POLL: the next events for this member, oldest first,
+ * events going back to the group (redeliveries) before new ones. With
+ * wait_ms > 0 and nothing to hand out, the server holds the reply until
+ * something comes or wait_ms pass (then count is 0); the call's timeout is
+ * extended by wait_ms. (*out)->next is the group's delivery frontier: the
+ * lowest offset never handed out to any member.
+ * @param max        most events (0 = the protocol default, 100; the server
+ *                   lowers it to its max_events)
+ * @param max_bytes  stop before the events exceed this many bytes, but hand
+ *                   out one at least (0 = the default, 1 MiB)
+ * @param out        receives the events, owned by the caller
+ *                   (krappy_events_free); NULL on failure
+ * @return KRAPPY_OK; KRAPPY_E_NOT_REGISTERED without a consumer
+ *         registration on this connection (also when another connection
+ *         took over this member's name); or another error.
+ */
+krappy_err krappy_poll(krappy_client *c, uint64_t max, uint64_t wait_ms, uint64_t max_bytes,
+                       krappy_events **out);
+
+/* What ACK answered. */
+typedef struct krappy_ack_result {
+    uint64_t cursor;         /* the group's cursor after the ACK */
+    size_t n_ignored;        /* offsets already acknowledged: */
+    const uint64_t *ignored; /* ignored[0 .. n_ignored-1], as listed */
+} krappy_ack_result;
+
+/*
+ * krappy_ack_upto - ACK `upto`: acknowledge this member's pending events
+ * below `upto` (those of other members are untouched). Returns once the new
+ * cursor is durable (it survives kill -9 of the server). Note that a member
+ * name taken over from another connection brings that connection's pending
+ * events with it, which krappy_ack_upto acknowledges too: acknowledge by
+ * offset (krappy_ack_offsets) to acknowledge exactly what was handled.
+ * @param cursor  receives the group's cursor; may be NULL
+ * @return KRAPPY_OK; KRAPPY_E_NOT_REGISTERED; or another error.
+ */
+krappy_err krappy_ack_upto(krappy_client *c, uint64_t upto, uint64_t *cursor);
+
+/*
+ * krappy_ack_offsets - ACK `offsets`: acknowledge these events, whether
+ * pending for any member of the group or waiting to be handed out again (a
+ * late ACK still counts). Returns once the new cursor is durable. Offsets
+ * already acknowledged are ignored (and listed); n may be 0, which only
+ * reads the cursor.
+ * @param offsets, n  the offsets (copied into the request); NULL when n is 0
+ * @param cursor      receives the group's cursor; may be NULL
+ * @param ignored     when not NULL, receives NULL when no offset was
+ *                    ignored, else the result with the offsets ignored,
+ *                    owned by the caller (krappy_ack_result_free); NULL on
+ *                    failure
+ * @return KRAPPY_OK; KRAPPY_E_INVALID_ARGUMENT when an offset was never
+ *         handed out to the group (errmsg names it; nothing of the ACK is
+ *         applied); KRAPPY_E_NOT_REGISTERED; or another error.
+ */
+krappy_err krappy_ack_offsets(krappy_client *c, const uint64_t *offsets, size_t n, uint64_t *cursor,
+                              krappy_ack_result **ignored);
+
+/* Release an ACK result. NULL ok. */
+void krappy_ack_result_free(krappy_ack_result *r);
+
+/*
+ * Pipelined consuming: keep a POLL and an ACK in flight together, so that
+ * handling a batch never waits for a round trip, e.g.
+ *
+ *     krappy_poll_send(c, 100, 10000, 0);
+ *     for (;;) {
+ *         krappy_events *ev;
+ *         if (krappy_poll_recv(c, &ev) != KRAPPY_OK)
+ *             break;
+ *         ... handle the events, collecting their offsets in done[] ...
+ *         krappy_ack_offsets_send(c, done, ev->count); (when count > 0)
+ *         krappy_poll_send(c, 100, 10000, 0);
+ *         krappy_ack_recv(c, &cursor, NULL);           (when sent)
+ *         krappy_events_free(ev);
+ *     }
+ *
+ * Replies come in request order: each *_recv takes the reply to the oldest
+ * request of its kind still unanswered, and that reply must be the next one
+ * due on the connection; otherwise the call fails with KRAPPY_E_USAGE,
+ * receiving nothing (errmsg says which reply comes first). A long POLL
+ * parked by the server holds back the replies to every later request on
+ * the connection: send the ACK of a batch before the POLL of the next.
+ * Typed one-shot calls (krappy_poll, krappy_fetch, ...) need every
+ * pipelined reply received first.
+ */
+
+/*
+ * krappy_poll_send - queue a POLL (as krappy_poll) without waiting.
+ * @return KRAPPY_OK, or a local error (KRAPPY_E_USAGE when not connected).
+ */
+krappy_err krappy_poll_send(krappy_client *c, uint64_t max, uint64_t wait_ms, uint64_t max_bytes);
+
+/*
+ * krappy_poll_recv - the reply to the oldest POLL sent with
+ * krappy_poll_send; the timeout is extended by that POLL's wait_ms.
+ * @param out  as krappy_poll
+ * @return as krappy_poll; KRAPPY_E_USAGE when no POLL reply is due or
+ *         another reply comes first.
+ */
+krappy_err krappy_poll_recv(krappy_client *c, krappy_events **out);
+
+/*
+ * krappy_ack_upto_send, krappy_ack_offsets_send - queue an ACK (as
+ * krappy_ack_upto, krappy_ack_offsets) without waiting. The offsets are
+ * copied.
+ * @return KRAPPY_OK, or a local error (KRAPPY_E_USAGE when not connected,
+ *         or offsets NULL with n > 0).
+ */
+krappy_err krappy_ack_upto_send(krappy_client *c, uint64_t upto);
+krappy_err krappy_ack_offsets_send(krappy_client *c, const uint64_t *offsets, size_t n);
+
+/*
+ * krappy_ack_recv - the reply to the oldest ACK sent with
+ * krappy_ack_upto_send or krappy_ack_offsets_send.
+ * @param cursor, ignored  as krappy_ack_offsets
+ * @return as krappy_ack_offsets; KRAPPY_E_USAGE when no ACK reply is due or
+ *         another reply comes first.
+ */
+krappy_err krappy_ack_recv(krappy_client *c, uint64_t *cursor, krappy_ack_result **ignored);
 
 /* ======================================================================
  * CBOR and JSON helpers (no client needed)

@@ -101,6 +101,39 @@ static const cli_verb verbs[] = {
      "  krappy fetch orders --from end -f    only new events\n"
      "  krappy --json fetch orders -n 100 | jq .value\n",
      cli_fetch},
+    {"consume", "TOPIC --group G [--member NAME] [--start WHERE] [--max N] [--follow]",
+     "read a topic's events as a member of a consumer group (each event once)",
+     "  -g, --group G         the consumer group (required); its members share the\n"
+     "                        events: each is printed by one member only\n"
+     "  -m, --member NAME     this member's name (default: one the server assigns);\n"
+     "                        taking a live member's name takes over its events\n"
+     "  -s, --start WHERE     where a new group starts: earliest (default, the first\n"
+     "                        retained event), latest (only events produced from\n"
+     "                        now on) or an offset; an existing group goes on from\n"
+     "                        its cursor\n"
+     "  -a, --ack MODE        explicit (default): each batch is acknowledged once\n"
+     "                        printed; events handed out but not acknowledged come\n"
+     "                        again (at-least-once). auto: events count as consumed\n"
+     "                        when handed out (at-most-once: Ctrl-C during a long\n"
+     "                        poll may lose the events of that poll)\n"
+     "      --ack-wait MS     an event not acknowledged within MS milliseconds goes\n"
+     "                        back to the group (default 30000)\n"
+     "  -n, --max N           stop after N events\n"
+     "  -f, --follow          at the end, wait for new events (long polls) until Ctrl-C\n"
+     "  -b, --batch N         events per POLL (default 100)\n"
+     "      --wait MS         how long one long poll waits with --follow (default 10000)\n"
+     "      --headers         show each event's headers too (--json always does)\n"
+     "\noutput: as fetch: OFFSET  TIME (UTC)  KEY  VALUE, one event a line, or one JSON\n"
+     "object per event with --json. Without --follow the run ends when the group has\n"
+     "nothing more to hand out. Each batch is acknowledged by the offsets printed, after\n"
+     "they are written out. At the end a summary goes to stderr: the events consumed\n"
+     "and the group's cursor.\n",
+     "  krappy consume orders -g billing              everything not yet consumed\n"
+     "  krappy consume orders -g billing -n 5         the next 5 events\n"
+     "  krappy consume orders -g mail --start latest -f   new events, until Ctrl-C\n"
+     "  krappy consume orders -g audit --ack auto -b 1000 > orders.log\n"
+     "  krappy --json consume orders -g billing -f | jq .value\n",
+     cli_consume},
     {"get", "TOPIC KEY", "print the latest value of a key",
      "  -x, --hex-key      KEY is given as hex digits (a binary key)\n"
      "\noutput: the value: a text string as it is, anything else in CBOR diagnostic\n"
@@ -134,6 +167,17 @@ static const cli_verb verbs[] = {
      "  krappy stats orders\n"
      "  krappy --json stats orders --group billing\n",
      cli_stats},
+    {"groups", "TOPIC [--group G]", "list a topic's consumer groups: cursor, pending, lag, members",
+     "  -g, --group G      show just this consumer group\n"
+     "\noutput: GROUP  CURSOR  PENDING  LAG  MEMBERS. CURSOR is the group's first offset\n"
+     "not yet acknowledged, PENDING its events handed out (or waiting to be handed out\n"
+     "again) and not acknowledged, LAG the events from the cursor to the end of the\n"
+     "topic, MEMBERS its connected consumers. --json: one {\"topic\", \"group\",\n"
+     "\"cursor\", \"pending\", \"lag\", \"members\"} per group.\n",
+     "  krappy groups orders\n"
+     "  krappy groups orders --group billing\n"
+     "  krappy --json groups orders\n",
+     cli_groups},
     {"version", "", "print the versions of krappy, libkrappy and the protocol", NULL,
      "  krappy version\n"
      "  krappy --json version\n",

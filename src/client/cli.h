@@ -58,6 +58,8 @@ int cli_get(cli *x, int argc, char **argv);
 int cli_scan(cli *x, int argc, char **argv);
 int cli_topics(cli *x, int argc, char **argv);
 int cli_stats(cli *x, int argc, char **argv);
+int cli_groups(cli *x, int argc, char **argv);
+int cli_consume(cli *x, int argc, char **argv);
 
 /* getopt long-option value meaning --help, and the row to put in a verb's
  * option table (cli_getopt adds the global long options itself). */
@@ -154,6 +156,18 @@ size_t cli_key_width(int has_key, int is_text, const uint8_t *key, size_t len);
 /* A CBOR value on one line: a text string as its text (cli_put_text),
  * anything else in diagnostic notation (RFC 8949 section 8). */
 void cli_put_value(FILE *f, const uint8_t *v, size_t n);
+
+/* Widest key column before keys are no longer padded to line up. */
+#define CLI_KEY_COLUMN_MAX 32
+
+/* Decimal digits of v. */
+int cli_digits(uint64_t v);
+
+/* One event on one line, as fetch and consume show it: OFFSET (right-aligned
+ * in offset_width columns)  TIME  KEY (padded to *key_width, which widens
+ * up to CLI_KEY_COLUMN_MAX as longer keys come)  VALUE [  headers MAP]. */
+void cli_print_event(FILE *f, const krappy_event *e, int offset_width, size_t *key_width,
+                     bool headers);
 
 /* "key":"text" / "key":"<hex>","key_is_hex":true / "key":null. */
 void cli_json_key(FILE *f, int has_key, int is_text, const uint8_t *key, size_t len);

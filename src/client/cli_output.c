@@ -164,6 +164,38 @@ static void json_text(FILE *f, const uint8_t *s, size_t n)
     fputc('"', f);
 }
 
+int cli_digits(uint64_t v)
+{
+    int n = 1;
+    while (v >= 10) {
+        v /= 10;
+        n++;
+    }
+    return n;
+}
+
+void cli_print_event(FILE *f, const krappy_event *e, int offset_width, size_t *key_width,
+                     bool headers)
+{
+    char ts[CLI_TS_LEN];
+    size_t kw = cli_key_width(e->has_key, e->key_is_text, e->key, e->key_len);
+    if (kw > *key_width && kw <= CLI_KEY_COLUMN_MAX)
+        *key_width = kw;
+    fprintf(f, "%*llu  %s  ", offset_width, (unsigned long long)e->offset,
+            cli_fmt_ts(ts, sizeof ts, e->ts));
+    cli_put_key(f, e->has_key, e->key_is_text, e->key, e->key_len, *key_width);
+    fputs("  ", f);
+    if (e->is_tombstone)
+        fputs("<tombstone: the key is deleted>", f);
+    else
+        cli_put_value(f, e->value, e->value_len);
+    if (headers && e->has_headers) {
+        fputs("  headers ", f);
+        cli_put_value(f, e->headers, e->headers_len);
+    }
+    fputc('\n', f);
+}
+
 void cli_json_key(FILE *f, int has_key, int is_text, const uint8_t *key, size_t len)
 {
     fputs("\"key\":", f);

@@ -15,9 +15,6 @@
 /* Default of --wait: one long poll of --follow. */
 #define FETCH_DEFAULT_WAIT_MS 10000
 
-/* Widest key column before keys are no longer padded to line up. */
-#define KEY_COLUMN_MAX 32
-
 /* The topic argument: exactly one positional argument left (or two for
  * `get`); *topic set. */
 static int take_topic(cli *x, int argc, char **argv, int want, const char *what)
@@ -29,38 +26,6 @@ static int take_topic(cli *x, int argc, char **argv, int want, const char *what)
     if (argc - optind < want)
         return cli_usage_error(x, "give the topic and the key");
     return CLI_OK;
-}
-
-/* One event on one line: OFFSET  TIME  KEY  VALUE [  HEADERS]. */
-static void print_event(const krappy_event *e, int offset_width, size_t *key_width, bool headers)
-{
-    char ts[CLI_TS_LEN];
-    size_t kw = cli_key_width(e->has_key, e->key_is_text, e->key, e->key_len);
-    if (kw > *key_width && kw <= KEY_COLUMN_MAX)
-        *key_width = kw;
-    printf("%*llu  %s  ", offset_width, (unsigned long long)e->offset,
-           cli_fmt_ts(ts, sizeof ts, e->ts));
-    cli_put_key(stdout, e->has_key, e->key_is_text, e->key, e->key_len, *key_width);
-    fputs("  ", stdout);
-    if (e->is_tombstone)
-        fputs("<tombstone: the key is deleted>", stdout);
-    else
-        cli_put_value(stdout, e->value, e->value_len);
-    if (headers && e->has_headers) {
-        fputs("  headers ", stdout);
-        cli_put_value(stdout, e->headers, e->headers_len);
-    }
-    fputc('\n', stdout);
-}
-
-static int digits(uint64_t v)
-{
-    int n = 1;
-    while (v >= 10) {
-        v /= 10;
-        n++;
-    }
-    return n;
 }
 
 /* Where --from end and --last N start: the topic's next offset via STATS. */
@@ -155,7 +120,7 @@ int cli_fetch(cli *x, int argc, char **argv)
             goto fail;
         offset = from == FROM_END ? next : (next - first > last ? next - last : first);
     }
-    int owidth = digits(offset + 1000);
+    int owidth = cli_digits(offset + 1000);
     size_t kwidth = 1;
     uint64_t shown = 0;
     bool start_known = from != FROM_START;
@@ -176,7 +141,7 @@ int cli_fetch(cli *x, int argc, char **argv)
             if (x->json)
                 cli_json_event(stdout, &ev->events[i]);
             else
-                print_event(&ev->events[i], owidth, &kwidth, headers);
+                cli_print_event(stdout, &ev->events[i], owidth, &kwidth, headers);
         }
         shown += ev->count;
         offset = ev->next;
@@ -381,7 +346,7 @@ int cli_scan(cli *x, int argc, char **argv)
         const krappy_event *ent = krappy_scan_entries(s, &n);
         for (size_t i = 0; i < n; i++) {
             size_t w = cli_key_width(1, ent[i].key_is_text, ent[i].key, ent[i].key_len);
-            if (w > kw && w <= KEY_COLUMN_MAX)
+            if (w > kw && w <= CLI_KEY_COLUMN_MAX)
                 kw = w;
         }
         for (size_t i = 0; i < n && (max == 0 || shown < max); i++, shown++) {

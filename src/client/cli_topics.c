@@ -1,26 +1,39 @@
 /*
  * client/cli_topics.c - the verbs that describe topics: `topics` (every
- * topic's offsets, as a table) and `stats` (one topic's size, keys and
- * consumer groups).
+ * topic's offsets, as a table), `stats` (one topic's size, keys and
+ * consumer groups) and `groups` (just a topic's consumer groups).
  */
 #include "client/cli.h"
 
 #include <string.h>
 
-/* Width of a number printed in decimal. */
-static int num_width(uint64_t v)
-{
-    int n = 1;
-    while (v >= 10) {
-        v /= 10;
-        n++;
-    }
-    return n;
-}
-
 static int max_int(int a, int b)
 {
     return a > b ? a : b;
+}
+
+/* The groups of st as a table: GROUP CURSOR PENDING LAG MEMBERS, aligned;
+ * numbers to the right. */
+static void print_groups(const krappy_topic_stats *st)
+{
+    int wg = 5, wc = 6, wp = 7, wl = 3, wm = 7;
+    for (size_t i = 0; i < st->n_groups; i++) {
+        const krappy_group_stats *g = &st->groups[i];
+        wg = max_int(wg, (int)cli_key_width(1, 1, (const uint8_t *)g->group, g->group_len));
+        wc = max_int(wc, cli_digits(g->cursor));
+        wp = max_int(wp, cli_digits(g->pending));
+        wl = max_int(wl, cli_digits(g->lag));
+        wm = max_int(wm, cli_digits(g->members));
+    }
+    printf("%-*s  %*s  %*s  %*s  %*s\n", wg, "GROUP", wc, "CURSOR", wp, "PENDING", wl, "LAG", wm,
+           "MEMBERS");
+    for (size_t i = 0; i < st->n_groups; i++) {
+        const krappy_group_stats *g = &st->groups[i];
+        cli_put_key(stdout, 1, 1, (const uint8_t *)g->group, g->group_len, (size_t)wg);
+        printf("  %*llu  %*llu  %*llu  %*llu\n", wc, (unsigned long long)g->cursor, wp,
+               (unsigned long long)g->pending, wl, (unsigned long long)g->lag, wm,
+               (unsigned long long)g->members);
+    }
 }
 
 /* topics: NAME FIRST NEXT EVENTS, aligned; numbers to the right. */
@@ -63,9 +76,9 @@ int cli_topics(cli *x, int argc, char **argv)
     for (size_t i = 0; i < l->count; i++) {
         const krappy_topic_info *t = &l->topics[i];
         wn = max_int(wn, (int)t->name_len);
-        wf = max_int(wf, num_width(t->first));
-        wx = max_int(wx, num_width(t->next));
-        we = max_int(we, num_width(t->next - t->first));
+        wf = max_int(wf, cli_digits(t->first));
+        wx = max_int(wx, cli_digits(t->next));
+        we = max_int(we, cli_digits(t->next - t->first));
     }
     printf("%-*s  %*s  %*s  %*s\n", wn, "TOPIC", wf, "FIRST", wx, "NEXT", we, "EVENTS");
     for (size_t i = 0; i < l->count; i++) {
@@ -148,23 +161,68 @@ int cli_stats(cli *x, int argc, char **argv)
         krappy_topic_stats_free(st);
         return CLI_OK;
     }
-    int wg = 5, wc = 6, wp = 7, wl = 3, wm = 7;
-    for (size_t i = 0; i < st->n_groups; i++) {
-        const krappy_group_stats *g = &st->groups[i];
-        wg = max_int(wg, (int)cli_key_width(1, 1, (const uint8_t *)g->group, g->group_len));
-        wc = max_int(wc, num_width(g->cursor));
-        wp = max_int(wp, num_width(g->pending));
-        wl = max_int(wl, num_width(g->lag));
-        wm = max_int(wm, num_width(g->members));
+    putchar('\n');
+    print_groups(st);
+    krappy_topic_stats_free(st);
+    return CLI_OK;
+}
+
+/* groups: the consumer groups of STATS, as a table or one JSON object a
+ * line. */
+int cli_groups(cli *x, int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"group", required_argument, NULL, 'g'},
+        CLI_HELP_OPTION,
+        {NULL, 0, NULL, 0},
+    };
+    const char *group = NULL;
+    int c, rc;
+
+    while ((c = cli_getopt(x, argc, argv, "g:", lo)) != CLI_OPT_END) {
+        switch (c) {
+        case 'g':
+            group = optarg;
+            break;
+        case CLI_OPT_HELP:
+            return cli_verb_help(x->verb);
+        default:
+            return CLI_USAGE;
+        }
     }
-    printf("\n%-*s  %*s  %*s  %*s  %*s\n", wg, "GROUP", wc, "CURSOR", wp, "PENDING", wl, "LAG", wm,
-           "MEMBERS");
-    for (size_t i = 0; i < st->n_groups; i++) {
-        const krappy_group_stats *g = &st->groups[i];
-        cli_put_key(stdout, 1, 1, (const uint8_t *)g->group, g->group_len, (size_t)wg);
-        printf("  %*llu  %*llu  %*llu  %*llu\n", wc, (unsigned long long)g->cursor, wp,
-               (unsigned long long)g->pending, wl, (unsigned long long)g->lag, wm,
-               (unsigned long long)g->members);
+    if (optind >= argc)
+        return cli_usage_error(x, "name the topic whose consumer groups to show");
+    if (argc - optind > 1)
+        return cli_usage_error(x, "unexpected argument '%s'", argv[optind + 1]);
+    const char *topic = argv[optind];
+    if ((rc = cli_connect(x)) != CLI_OK)
+        return rc;
+    krappy_topic_stats *st;
+    krappy_err e = krappy_stats(x->client, topic, group, &st);
+    if (e == KRAPPY_E_NOT_FOUND && group != NULL)
+        return cli_fail(x, "topic %s has no consumer group \"%s\"", topic, group);
+    if (e == KRAPPY_E_NO_SUCH_TOPIC)
+        return cli_fail(x, "there is no topic named \"%s\" (`krappy topics` lists them)", topic);
+    if (e != KRAPPY_OK)
+        return cli_client_fail(x, e);
+
+    if (x->json) {
+        for (size_t i = 0; i < st->n_groups; i++) {
+            const krappy_group_stats *g = &st->groups[i];
+            printf("{\"topic\":");
+            cli_json_str(stdout, st->topic, strlen(st->topic));
+            printf(",\"group\":");
+            cli_json_str(stdout, g->group, g->group_len);
+            printf(",\"cursor\":%llu,\"pending\":%llu,\"lag\":%llu,\"members\":%llu}\n",
+                   (unsigned long long)g->cursor, (unsigned long long)g->pending,
+                   (unsigned long long)g->lag, (unsigned long long)g->members);
+        }
+    } else if (st->n_groups == 0) {
+        printf("topic %s has no consumer groups yet (`krappy consume %s --group G` creates "
+               "one)\n",
+               st->topic, st->topic);
+    } else {
+        print_groups(st);
     }
     krappy_topic_stats_free(st);
     return CLI_OK;

@@ -20,7 +20,9 @@
  * (send, recv, call), HELLO and PING, and the helpers the typed requests
  * share (client_internal.h). The typed requests are built on it elsewhere:
  * batches and PUBLISH with its sequence numbers in publish.c; the reads,
- * each decoded into one allocation the caller frees, in read.c. CBOR
+ * each decoded into one allocation the caller frees, in read.c; consumer
+ * groups (CONSUMER_REGISTER, POLL, ACK, pipelined through the replies-due
+ * ring kept here) in consume.c. CBOR
  * rendered for people (diagnostic notation, JSON) is in cbor_text.c, JSON
  * parsed into CBOR in json.c. Request and reply payloads go through
  * proto/msg.h's codecs only.
@@ -173,6 +175,8 @@ static void reset_buffers(krappy_client *c)
     c->eof = false;
     c->pub_seq = 0;
     c->pub_wait.head = c->pub_wait.len = 0;
+    c->n_asked = c->n_answered = 0;
+    c->due.head = c->due.len = 0;
 }
 
 /* Copy server text into dst for an error sentence: control characters become
@@ -499,6 +503,7 @@ void krappy_client_free(krappy_client *c)
     kr_buf_free(&c->hdrs);
     free(c->specs);
     free(c->pub_wait.v);
+    free(c->due.v);
     free(c->token);
     free(c->client_name);
     free(c);
@@ -832,8 +837,10 @@ krappy_err kr_client_send_frame(krappy_client *c, uint32_t type, const void *pay
     }
     if (replies < 0)
         replies = !expects_no_reply(type, payload, len);
-    if (replies)
+    if (replies) {
         c->in_flight++;
+        c->n_asked++;
+    }
     if ((e = write_some(c)) != KRAPPY_OK)
         return e;
     /* The socket is full: take in the replies already there, so the server
@@ -901,6 +908,7 @@ krappy_err kr_client_recv_frame(krappy_client *c, krappy_frame *f, int64_t deadl
 got:
     if (c->in_flight > 0)
         c->in_flight--;
+    c->n_answered++;
     f->type = fr.type;
     f->payload = fr.payload;
     f->len = fr.len;
@@ -956,7 +964,7 @@ krappy_err kr_client_check_no_pipeline(krappy_client *c, const char *what)
         return KRAPPY_OK;
     return kr_client_fail(c, KRAPPY_E_USAGE,
                           "%zu pipelined repl%s still unread: receive them with krappy_recv (or "
-                          "krappy_publish_recv) before %s",
+                          "krappy_publish_recv, krappy_poll_recv, krappy_ack_recv) before %s",
                           c->in_flight, c->in_flight == 1 ? "y is" : "ies are", what);
 }
 
@@ -969,8 +977,9 @@ static int extend_timeout(int timeout_ms, uint64_t extra_ms)
     return t > INT_MAX ? INT_MAX : (int)t;
 }
 
-/* krappy_call with the timeout extended by extra_ms; errors not cleared. */
-static krappy_err call_ext(krappy_client *c, uint32_t type, const void *payload, size_t len,
+/* Send one request and receive its reply (an ERROR is returned as a frame
+ * like any other), the timeout extended by extra_ms; errors not cleared. */
+static krappy_err call_raw(krappy_client *c, uint32_t type, const void *payload, size_t len,
                            krappy_frame *reply, uint64_t extra_ms)
 {
     krappy_err e;
@@ -987,7 +996,15 @@ static krappy_err call_ext(krappy_client *c, uint32_t type, const void *payload,
         reply->len = 0;
         return pump(c, PUMP_FLUSH, deadline, timeout_ms, NULL);
     }
-    if ((e = kr_client_recv_frame(c, reply, deadline, timeout_ms)) != KRAPPY_OK)
+    return kr_client_recv_frame(c, reply, deadline, timeout_ms);
+}
+
+/* krappy_call with the timeout extended by extra_ms; errors not cleared. */
+static krappy_err call_ext(krappy_client *c, uint32_t type, const void *payload, size_t len,
+                           krappy_frame *reply, uint64_t extra_ms)
+{
+    krappy_err e = call_raw(c, type, payload, len, reply, extra_ms);
+    if (e != KRAPPY_OK)
         return e;
     return krappy_reply_error(c, reply);
 }
@@ -1132,31 +1149,24 @@ kr_buf *kr_client_enc_begin(krappy_client *c)
 }
 
 /*
- * Send the request built in c->enc, wait for its reply (timeout extended by
- * extra_ms) and check it is of type `want`, decoding its map into *r.
- * Server errors come back as their code, errmsg set by krappy_reply_error.
- * The typed requests carry no cid, so an ERROR with the cid of a batch sent
- * with ack "none" is that batch's refusal, arriving in place of our reply
- * just before the server closes: it is reported as such.
+ * Judge the reply f to a typed `type` request, which should be of type
+ * `want`, decoding its map into *r. Server errors come back as their code,
+ * errmsg set by krappy_reply_error. The typed requests carry no cid, so an
+ * ERROR with the cid of a batch sent with ack "none" is that batch's
+ * refusal, arriving in place of our reply just before the server closes: it
+ * is reported as such.
  */
-krappy_err kr_client_request(krappy_client *c, uint32_t type, uint32_t want, uint64_t extra_ms,
-                             krappy_frame *f, kr_reply *r)
+static krappy_err judge_reply(krappy_client *c, uint32_t type, uint32_t want, krappy_frame *f,
+                              kr_reply *r)
 {
-    krappy_err e;
     char b1[24], b2[24];
     const char *name = krappy_type_name(type);
 
-    f->type = 0;
-    if (c->enc.failed)
-        return kr_client_fail(c, KRAPPY_E_NOMEM, "out of memory building a %s request", name);
-    if ((e = kr_client_check_no_pipeline(c, name)) != KRAPPY_OK)
-        return e;
-    if ((e = call_ext(c, type, c->enc.data, c->enc.len, f, extra_ms)) != KRAPPY_OK) {
-        if (f->type == KRAPPY_T_ERROR && c->pub_seq > 0 &&
-            kr_reply_decode(f->type, f->payload, f->len, r) == 0 && r->cid.set && r->cid.v >= 1 &&
-            r->cid.v <= c->pub_seq)
+    if (f->type == KRAPPY_T_ERROR) {
+        if (c->pub_seq > 0 && kr_reply_decode(f->type, f->payload, f->len, r) == 0 && r->cid.set &&
+            r->cid.v >= 1 && r->cid.v <= c->pub_seq)
             return kr_publish_error(c, f, r, NULL);
-        return e;
+        return krappy_reply_error(c, f);
     }
     if (f->type != want)
         return kr_client_fail_close(c, KRAPPY_E_PROTOCOL,
@@ -1166,6 +1176,113 @@ krappy_err kr_client_request(krappy_client *c, uint32_t type, uint32_t want, uin
     if (kr_reply_decode(f->type, f->payload, f->len, r) < 0)
         return kr_client_bad_reply(c, name, "not a CBOR map with text keys");
     return KRAPPY_OK;
+}
+
+/* Send the request built in c->enc, wait for its reply (timeout extended by
+ * extra_ms) and judge it (judge_reply). */
+krappy_err kr_client_request(krappy_client *c, uint32_t type, uint32_t want, uint64_t extra_ms,
+                             krappy_frame *f, kr_reply *r)
+{
+    krappy_err e;
+    const char *name = krappy_type_name(type);
+
+    f->type = 0;
+    if (c->enc.failed)
+        return kr_client_fail(c, KRAPPY_E_NOMEM, "out of memory building a %s request", name);
+    if ((e = kr_client_check_no_pipeline(c, name)) != KRAPPY_OK)
+        return e;
+    if ((e = call_raw(c, type, c->enc.data, c->enc.len, f, extra_ms)) != KRAPPY_OK)
+        return e;
+    return judge_reply(c, type, want, f, r);
+}
+
+/* ---- pipelined typed requests (POLL, ACK) ---- */
+
+static int due_reserve(kr_due_fifo *q)
+{
+    if (q->len < q->cap)
+        return 0;
+    size_t ncap = q->cap ? q->cap * 2 : 8;
+    kr_due *v = malloc(ncap * sizeof *v);
+    if (v == NULL)
+        return -1;
+    for (size_t i = 0; i < q->len; i++)
+        v[i] = q->v[(q->head + i) % q->cap];
+    free(q->v);
+    q->v = v;
+    q->cap = ncap;
+    q->head = 0;
+    return 0;
+}
+
+static void due_pop(kr_due_fifo *q)
+{
+    q->head = (q->head + 1) % q->cap;
+    q->len--;
+}
+
+/*
+ * Each request that gets a reply has an ordinal on its connection (1, 2,
+ * ...; n_asked counts them) and replies come in that order (n_answered
+ * counts those returned), so a remembered request's reply is the next one
+ * exactly when its ordinal is n_answered + 1. Entries whose replies were
+ * taken some other way (krappy_recv) are stale and dropped.
+ */
+krappy_err kr_client_send_due(krappy_client *c, uint32_t type, uint64_t wait_ms)
+{
+    krappy_err e;
+    const char *name = krappy_type_name(type);
+
+    if (c->fd < 0)
+        return kr_client_not_connected(c);
+    if (c->enc.failed)
+        return kr_client_fail(c, KRAPPY_E_NOMEM, "out of memory building a %s request", name);
+    if (due_reserve(&c->due) < 0)
+        return kr_client_fail(c, KRAPPY_E_NOMEM, "out of memory queueing a %s request", name);
+    e = kr_client_send_frame(c, type, c->enc.data, c->enc.len,
+                             kr_client_deadline_after(c->timeout_ms), 1);
+    if (e != KRAPPY_OK)
+        return e;
+    kr_due *d = &c->due.v[(c->due.head + c->due.len) % c->due.cap];
+    d->ordinal = c->n_asked;
+    d->type = type;
+    d->wait_ms = wait_ms;
+    c->due.len++;
+    return KRAPPY_OK;
+}
+
+krappy_err kr_client_recv_due(krappy_client *c, uint32_t type, uint32_t want, const char *fn,
+                              krappy_frame *f, kr_reply *r)
+{
+    krappy_err e;
+    const char *name = krappy_type_name(type);
+
+    f->type = 0;
+    while (c->due.len > 0 && c->due.v[c->due.head].ordinal <= c->n_answered)
+        due_pop(&c->due);
+    if (c->due.len == 0) {
+        if (c->fd < 0)
+            return kr_client_not_connected(c);
+        return kr_client_fail(c, KRAPPY_E_USAGE, "%s: no pipelined %s reply is due", fn, name);
+    }
+    const kr_due *d = &c->due.v[c->due.head];
+    if (d->type != type)
+        return kr_client_fail(c, KRAPPY_E_USAGE,
+                              "%s: the reply to an earlier %s request is due first; receive it "
+                              "before this one",
+                              fn, krappy_type_name(d->type));
+    if (d->ordinal != c->n_answered + 1)
+        return kr_client_fail(c, KRAPPY_E_USAGE,
+                              "%s: %llu earlier repl%s (PUBLISH or krappy_send) must be received "
+                              "first",
+                              fn, (unsigned long long)(d->ordinal - c->n_answered - 1),
+                              d->ordinal - c->n_answered - 1 == 1 ? "y" : "ies");
+    int timeout_ms = extend_timeout(c->timeout_ms, d->wait_ms);
+    due_pop(&c->due);
+    if ((e = kr_client_recv_frame(c, f, kr_client_deadline_after(timeout_ms), timeout_ms)) !=
+        KRAPPY_OK)
+        return e;
+    return judge_reply(c, type, want, f, r);
 }
 
 /* A required topic argument. */

@@ -11,9 +11,10 @@
  * tests too. The second is the inside of a krappy_client, for libkrappy's
  * own files only: client.c owns the connection (moving bytes, errors, the
  * raw calls, HELLO/PING) and lends the helpers below to publish.c (batches,
- * PUBLISH), read.c (FETCH, GET, SCAN, TOPICS, STATS) and json.c (JSON to
- * CBOR); cbor_text.c (CBOR for people) needs none of it. The CLI and the
- * tests treat a krappy_client as the opaque handle of the public header.
+ * PUBLISH), read.c (FETCH, GET, SCAN, TOPICS, STATS), consume.c
+ * (CONSUMER_REGISTER, POLL, ACK) and json.c (JSON to CBOR); cbor_text.c
+ * (CBOR for people) needs none of it. The CLI and the tests treat a
+ * krappy_client as the opaque handle of the public header.
  */
 #ifndef KR_CLIENT_INTERNAL_H
 #define KR_CLIENT_INTERNAL_H
@@ -123,6 +124,20 @@ typedef struct kr_seq_fifo {
     size_t head, len, cap;
 } kr_seq_fifo;
 
+/* A pipelined typed request other than PUBLISH (consume.c's POLL and ACK)
+ * whose reply has not been taken yet. */
+typedef struct kr_due {
+    uint64_t ordinal; /* its reply is the connection's ordinal-th (from 1) */
+    uint32_t type;    /* the request's type */
+    uint64_t wait_ms; /* POLL: its long-poll wait, added to the timeout */
+} kr_due;
+
+/* Those requests, oldest first (a ring, kept by client.c). */
+typedef struct kr_due_fifo {
+    kr_due *v;
+    size_t head, len, cap;
+} kr_due_fifo;
+
 struct krappy_client {
     int fd; /* -1 when not connected */
     int connect_timeout_ms;
@@ -134,9 +149,11 @@ struct krappy_client {
 
     kr_buf out; /* queued requests; out.data[out_off..len) unwritten */
     size_t out_off;
-    kr_frame_parser in; /* received, not yet returned replies */
-    size_t in_flight;   /* requests that will get a reply not yet returned */
-    bool eof;           /* the server closed its side; buffered replies remain */
+    kr_frame_parser in;  /* received, not yet returned replies */
+    size_t in_flight;    /* requests that will get a reply not yet returned */
+    uint64_t n_asked;    /* requests sent on this connection that get a reply */
+    uint64_t n_answered; /* replies returned on this connection */
+    bool eof;            /* the server closed its side; buffered replies remain */
 
     char peer[KR_CLIENT_PEER_MAX + 1]; /* "host:port" for messages */
     char errmsg[KR_CLIENT_ERRMSG_MAX];
@@ -151,6 +168,7 @@ struct krappy_client {
     size_t specs_cap;
     uint64_t pub_seq;     /* the last PUBLISH sequence number used */
     kr_seq_fifo pub_wait; /* acknowledgements due */
+    kr_due_fifo due;      /* pipelined POLL and ACK replies due */
 };
 
 /* ---- errors ---- */
@@ -227,8 +245,38 @@ kr_buf *kr_client_enc_begin(krappy_client *c);
 krappy_err kr_client_request(krappy_client *c, uint32_t type, uint32_t want, uint64_t extra_ms,
                              krappy_frame *f, kr_reply *r);
 
+/*
+ * kr_client_send_due - send the request built in c->enc (of `type`) without
+ * waiting, and remember that its reply is due, for kr_client_recv_due.
+ * @param wait_ms  how long the server may hold the reply (a long POLL),
+ *                 added to the timeout of the kr_client_recv_due that takes it
+ */
+krappy_err kr_client_send_due(krappy_client *c, uint32_t type, uint64_t wait_ms);
+
+/*
+ * kr_client_recv_due - take the reply to the oldest request sent with
+ * kr_client_send_due, which must be of `type` and the next reply due on the
+ * connection (else KRAPPY_E_USAGE naming `fn`, nothing received), and judge
+ * it as kr_client_request does: an ERROR gives its code; a reply other than
+ * `want` closes the connection; else its map is decoded into *r.
+ * @param f  receives the reply; f and r point into the client's buffer,
+ *           valid until the next call on c
+ */
+krappy_err kr_client_recv_due(krappy_client *c, uint32_t type, uint32_t want, const char *fn,
+                              krappy_frame *f, kr_reply *r);
+
 /* KRAPPY_E_USAGE unless s (the `what` argument of fn) is a non-empty string. */
 krappy_err kr_client_need_name(krappy_client *c, const char *fn, const char *what, const char *s);
+
+/* ---- read.c, for consume.c ---- */
+
+/*
+ * kr_read_events - decode the EVENTS reply f (to `request`, for messages)
+ * into one allocation the caller frees with krappy_events_free. A malformed
+ * reply closes the connection (KRAPPY_E_PROTOCOL).
+ */
+krappy_err kr_read_events(krappy_client *c, const krappy_frame *f, const char *request,
+                          krappy_events **out);
 
 /* ---- publish.c, for kr_client_request ---- */
 

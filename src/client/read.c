@@ -209,15 +209,36 @@ static krappy_err decode_records(krappy_client *c, const krappy_frame *f, const 
     return KRAPPY_OK;
 }
 
+/* EVENTS {events, next} of FETCH or POLL (request), as a krappy_events. */
+krappy_err kr_read_events(krappy_client *c, const krappy_frame *f, const char *request,
+                          krappy_events **out)
+{
+    kr_reply r;
+    krappy_err e;
+    void *mem;
+    krappy_event *ev;
+    size_t n;
+
+    if ((e = decode_records(c, f, request, "events", read_event_rec, sizeof(krappy_events), &mem,
+                            &ev, &n, &r)) != KRAPPY_OK)
+        return e;
+    krappy_events *res = mem;
+    if (!kr_reply_uint(&r, "next", &res->next)) {
+        free(mem);
+        return kr_client_bad_reply(c, request, "no uint `next`");
+    }
+    res->count = n;
+    res->events = ev;
+    *out = res;
+    return KRAPPY_OK;
+}
+
 krappy_err krappy_fetch(krappy_client *c, const char *topic, uint64_t offset, uint64_t max,
                         uint64_t max_bytes, uint64_t wait_ms, krappy_events **out)
 {
     krappy_frame f;
     kr_reply r;
     krappy_err e;
-    void *mem;
-    krappy_event *ev;
-    size_t n;
 
     if (out != NULL)
         *out = NULL;
@@ -229,18 +250,7 @@ krappy_err krappy_fetch(krappy_client *c, const char *topic, uint64_t offset, ui
                  max_bytes != 0 ? max_bytes : KRAPPY_DEFAULT_MAX_BYTES);
     if ((e = kr_client_request(c, KRAPPY_T_FETCH, KRAPPY_T_EVENTS, wait_ms, &f, &r)) != KRAPPY_OK)
         return e;
-    if ((e = decode_records(c, &f, "FETCH", "events", read_event_rec, sizeof(krappy_events), &mem,
-                            &ev, &n, &r)) != KRAPPY_OK)
-        return e;
-    krappy_events *res = mem;
-    if (!kr_reply_uint(&r, "next", &res->next)) {
-        free(mem);
-        return kr_client_bad_reply(c, "FETCH", "no uint `next`");
-    }
-    res->count = n;
-    res->events = ev;
-    *out = res;
-    return KRAPPY_OK;
+    return kr_read_events(c, &f, "FETCH", out);
 }
 
 void krappy_events_free(krappy_events *ev)

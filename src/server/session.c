@@ -596,6 +596,13 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         kr_conn_abort(c, NULL);
         return;
     }
+    /* A parked long poll cannot be answered before its wait ends, and a
+     * client that shut its side while waiting has gone: close now, so a
+     * consumer's membership (and its pending events) is released at once. */
+    if (c->parked > 0) {
+        kr_conn_abort(c, "closed by the client during a long poll");
+        return;
+    }
     /* Half-closed: answer every whole request sent, then close (a torn
      * frame at the end is dropped). */
     c->eof = true;
