@@ -50,8 +50,11 @@ static void produce(krappy_client *c, long events)
         while (sent < batches && sent - got < 8) {
             for (int i = 0; i < BATCH; i++) {
                 snprintf(keys[i], sizeof keys[i], "key-%011ld", (sent * BATCH + i) % 100000);
-                ev[i] = (kr_event_out_spec){.key = keys[i], .key_len = 16, .key_is_text = true,
-                                            .value = value, .value_len = sizeof value};
+                ev[i] = (kr_event_out_spec){.key = keys[i],
+                                            .key_len = 16,
+                                            .key_is_text = true,
+                                            .value = value,
+                                            .value_len = sizeof value};
             }
             kr_buf_reset(&b);
             kr_enc_publish(&b, (kr_cid){0}, KR_ACK_WRITE, ev, BATCH);
