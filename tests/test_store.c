@@ -5,6 +5,7 @@
  * limits, and the data directory lock.
  */
 #include <dirent.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +21,7 @@
 #include "proto/cbor.h"
 #include "server/log.h"
 #include "store/store.h"
+#include "store/writer.h"
 
 static char dir[64];
 static struct event_base *base;
@@ -272,6 +274,40 @@ static void test_index_lookup_and_rebuild(void **state)
     kr_store_close(s);
 }
 
+/* A segment written across a restart leaves, when it rolls, an index that
+ * still covers the part written before the restart. */
+static void test_index_spans_restart(void **state)
+{
+    (void)state;
+    kr_store *s = open_store(32768, 0);
+    kr_topic *t = reg(s, "t");
+    for (int b = 0; b < 40; b++)
+        pub(s, t, 10, 1000); /* ~ 10 KiB: no roll yet */
+    assert_int_equal(t->n_segs, 1);
+    kr_store_close(s);
+    s = open_store(32768, 0);
+    t = kr_store_topic(s, (const uint8_t *)"t", 1);
+    for (int b = 0; b < 200 && t->n_segs < 2; b++)
+        pub(s, t, 10, 1000);
+    assert_true(t->n_segs >= 2);
+    uint64_t size = t->segs[0]->size;
+    kr_store_close(s);
+
+    char path[128];
+    snprintf(path, sizeof path, "%s/topics/t", dir);
+    int dfd = open(path, O_RDONLY | O_DIRECTORY);
+    assert_true(dfd >= 0);
+    uint64_t next, max_ts;
+    kr_index_entry *idx;
+    size_t n;
+    assert_int_equal(kr_index_load(dfd, 0, size, &next, &max_ts, &idx, &n), 0);
+    close(dfd);
+    assert_true(n >= 4);
+    assert_int_equal(idx[0].offset, 0); /* from the first batch, not from the restart */
+    assert_true(idx[1].pos - idx[0].pos < 2 * KR_INDEX_INTERVAL);
+    free(idx);
+}
+
 static void test_fetch_limits(void **state)
 {
     (void)state;
@@ -361,6 +397,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_overlay_checkpoint_replay, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_lookup_and_rebuild, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_spans_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fetch_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_after_checkpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_refuses_second_open, setup, teardown),

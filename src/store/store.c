@@ -485,6 +485,17 @@ static int recover_topic(kr_store *s, const char *name, char *err, size_t errlen
     t->w = kr_wtopic_new(dir, dirfd, ls->fd, ls->base, ls->size, t->next, ls->max_ts);
     if (t->w == NULL)
         goto out;
+    /* The writer leaves the active segment's index behind when it rolls:
+     * start it with the hints of the part written before this start, or
+     * that index would only cover what comes after. */
+    if (ls->n_idx > 0) {
+        t->w->idx = malloc(ls->n_idx * sizeof *t->w->idx);
+        if (t->w->idx != NULL) {
+            memcpy(t->w->idx, ls->idx, ls->n_idx * sizeof *t->w->idx);
+            t->w->n_idx = t->w->cap_idx = ls->n_idx;
+            t->w->last_idx_pos = ls->idx[ls->n_idx - 1].pos;
+        }
+    }
     dirfd = -1; /* the writer state owns it now */
     ls->fd = dup(ls->fd);
     (void)last_scan;
