@@ -81,6 +81,7 @@ TESTS       := $(patsubst tests/%.c,$(TOUT)/tests/%,$(TEST_SRC))
 FUZZERS     := $(patsubst tests/fuzz/%.c,$(TOUT)/fuzz/%,$(FUZZ_SRC))
 E2E         := $(patsubst e2e/%.c,$(TOUT)/e2e/%,$(E2E_SRC))
 BENCHES     := $(patsubst e2e/bench/%.c,$(TOUT)/bench/%,$(BENCH_SRC))
+HAMMER      := $(TOUT)/e2e/hammer
 
 .PHONY: all deps run test check unit fuzz-replay e2e smoke torture bench install \
         uninstall clean fmt lint fuzz valgrind symbols tests-build shim
@@ -141,6 +142,11 @@ $(TOUT)/e2e/%: $(OBJ)/e2e/%.o $(call obj,$(E2E_LIB_SRC)) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_CBOR) $(PC_CMOCKA) -lm
 
+# e2e/hammer: the load-and-correctness tool (not a cmocka suite).
+$(HAMMER): $(OBJ)/e2e/hammer.o $(call obj,$(E2E_LIB_SRC)) $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_CBOR) -lpthread -lm
+
 $(TOUT)/bench/%: $(OBJ)/e2e/bench/%.o $(call obj,$(E2E_LIB_SRC)) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_CBOR) -lm
@@ -179,7 +185,7 @@ symbols: $(LIBSO)
 	@bad=$$(nm -D --defined-only $(LIBSO) | awk '$$2 ~ /[TDBR]/ {print $$3}' | grep -v '^krappy_' || true); \
 	if [ -n "$$bad" ]; then echo "libkrappy.so exports non-API symbols: $$bad" >&2; exit 1; fi
 
-tests-build: $(KRAPPYD) $(KRAPPY) $(LIBA) $(TESTS) $(FUZZERS) $(E2E) $(BENCHES) shim
+tests-build: $(KRAPPYD) $(KRAPPY) $(LIBA) $(TESTS) $(FUZZERS) $(E2E) $(HAMMER) $(BENCHES) shim
 
 # ---- tests ----
 

@@ -56,22 +56,39 @@ e2e() {
     done
 }
 
+# hammer DIR BINDIR LABEL ARGS...: e2e/hammer, the group load-and-correctness
+# tool (producers, competing members with crashes, kill -9s with --kills).
+hammer() {
+    d=$1
+    b=$2
+    l=$3
+    shift 3
+    run "hammer ($l)" env KRAPPYD="$b/krappyd" "$d/e2e/hammer" "$@"
+}
+
 case $what in
 all)
     unit $ASAN asan
     run "shim self-test" sh tests/shim/test_shim.sh $ASAN
     fuzz_replay $ASAN asan
     e2e $ASAN $ASAN/bin asan
+    hammer $ASAN $ASAN/bin asan --seconds 5
+    hammer $ASAN $ASAN/bin "asan, mixed acks" --seconds 5 --sync 50
     e2e $REL bin "O2 smoke" smoke
     ;;
 unit) unit $ASAN asan ;;
 fuzz-replay) fuzz_replay $ASAN asan ;;
-e2e) e2e $ASAN $ASAN/bin asan ;;
+e2e)
+    e2e $ASAN $ASAN/bin asan
+    hammer $ASAN $ASAN/bin asan --seconds 5
+    ;;
 smoke) e2e $REL bin "O2 smoke" smoke ;;
 torture)
     # The long loops: 100000 churned connections, 100 kill -9 rounds under
-    # load, 30 power cuts.
+    # load, 30 power cuts; hammer with 100 kill -9s of the server under load.
     KRAPPY_E2E_TORTURE=1 e2e $ASAN $ASAN/bin asan
+    hammer $ASAN $ASAN/bin "asan, 100 kills" --seconds 60 --kills 100
+    hammer $ASAN $ASAN/bin "asan, mixed acks, 30 kills" --seconds 30 --kills 30 --sync 50
     ;;
 bench)
     for b in $REL/bench/bench_*; do

@@ -57,16 +57,20 @@ kr_block *kr_block_new(size_t cap)
     return b;
 }
 
+/* References are taken and dropped by the loop (overlays, jobs) and by the
+ * storage writer (batches not yet synced) at once: atomic counts. The last
+ * release frees, so it must see every write made through other references:
+ * release order on the way down, acquire before the free. */
 void kr_block_ref(kr_block *b)
 {
-    b->refs++;
+    __atomic_fetch_add(&b->refs, 1, __ATOMIC_RELAXED);
 }
 
 void kr_block_unref(kr_block *b)
 {
     if (b == NULL)
         return;
-    if (--b->refs == 0)
+    if (__atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) == 0)
         free(b);
 }
 

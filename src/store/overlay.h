@@ -23,7 +23,8 @@
 /* A refcounted byte buffer. `data` holds a stored batch (header + payload)
  * and, after `len`, extra bytes (e.g. joined indefinite-length keys). */
 typedef struct kr_block {
-    uint32_t refs;    /* references; the creator holds one */
+    uint32_t refs;    /* references, atomic (the writer thread holds some);
+                         the creator holds one */
     uint32_t ov_refs; /* overlay entries pointing here (for byte accounting) */
     size_t len;       /* bytes of the stored batch */
     size_t cap;       /* bytes allocated in data */

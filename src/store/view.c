@@ -17,6 +17,7 @@
 
 #include <rocksdb/c.h>
 #include <stdio.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,6 +48,9 @@ struct kr_view {
     rocksdb_flushoptions_t *fopts;
     char *path;
     bool fsync_writes;
+    /* Every call uses db under the lock shared; reopen and close take it
+     * alone: the writer thread writes cursors while the loop may reopen. */
+    pthread_rwlock_t lock;
 };
 
 struct kr_view_batch {
@@ -248,6 +252,7 @@ int kr_view_open(const char *path, const kr_view_opts *o, kr_view **out, char *e
         say(err, errlen, "out of memory", NULL);
         goto fail;
     }
+    pthread_rwlock_init(&v->lock, NULL);
     v->fsync_writes = o ? o->fsync_writes : false;
     if (make_options(v, o) < 0) {
         say(err, errlen, "out of memory", NULL);
@@ -267,8 +272,11 @@ void kr_view_close(kr_view *v)
 {
     if (v == NULL)
         return;
+    pthread_rwlock_wrlock(&v->lock);
     if (v->db)
         rocksdb_close(v->db);
+    pthread_rwlock_unlock(&v->lock);
+    pthread_rwlock_destroy(&v->lock);
     free_options(v);
     free(v->path);
     free(v);
@@ -276,11 +284,14 @@ void kr_view_close(kr_view *v)
 
 int kr_view_reopen(kr_view *v, char *err, size_t errlen)
 {
+    pthread_rwlock_wrlock(&v->lock);
     if (v->db) {
         rocksdb_close(v->db);
         v->db = NULL;
     }
-    return open_db(v, err, errlen);
+    int rc = open_db(v, err, errlen);
+    pthread_rwlock_unlock(&v->lock);
+    return rc;
 }
 
 /* ---- reads ---- */
@@ -324,8 +335,8 @@ static int decode_marker(const uint8_t *p, size_t n, uint64_t *next, uint64_t *k
     return 0;
 }
 
-int kr_view_marker(kr_view *v, const char *topic, size_t tlen, uint64_t *next, uint64_t *keys,
-                   char *err, size_t errlen)
+static int unlocked_marker(kr_view *v, const char *topic, size_t tlen, uint64_t *next,
+                           uint64_t *keys, char *err, size_t errlen)
 {
     if (v->db == NULL) {
         say(err, errlen, closed_msg, NULL);
@@ -384,7 +395,8 @@ static rocksdb_pinnableslice_t *get_key(kr_view *v, const char *topic, size_t tl
     return ps;
 }
 
-int kr_view_exists(kr_view *v, const char *topic, size_t tlen, const uint8_t *key, size_t klen)
+static int unlocked_exists(kr_view *v, const char *topic, size_t tlen, const uint8_t *key,
+                           size_t klen)
 {
     int rc;
     rocksdb_pinnableslice_t *ps = get_key(v, topic, tlen, key, klen, &rc, NULL, 0);
@@ -393,8 +405,8 @@ int kr_view_exists(kr_view *v, const char *topic, size_t tlen, const uint8_t *ke
     return rc;
 }
 
-int kr_view_get(kr_view *v, const char *topic, size_t tlen, const uint8_t *key, size_t klen,
-                kr_buf *out, char *err, size_t errlen)
+static int unlocked_get(kr_view *v, const char *topic, size_t tlen, const uint8_t *key, size_t klen,
+                        kr_buf *out, char *err, size_t errlen)
 {
     int rc;
     rocksdb_pinnableslice_t *ps = get_key(v, topic, tlen, key, klen, &rc, err, errlen);
@@ -533,7 +545,7 @@ void kr_view_batch_cursor(kr_view_batch *b, const char *topic, size_t tlen, cons
     rocksdb_writebatch_put(b->wb, (const char *)b->key.data, b->key.len, (const char *)val, vlen);
 }
 
-int kr_view_write_logged(kr_view *v, kr_view_batch *b, bool sync, char *err, size_t errlen)
+static int unlocked_write_logged(kr_view *v, kr_view_batch *b, bool sync, char *err, size_t errlen)
 {
     if (v->db == NULL) {
         say(err, errlen, closed_msg, NULL);
@@ -552,10 +564,10 @@ int kr_view_write_logged(kr_view *v, kr_view_batch *b, bool sync, char *err, siz
     return 0;
 }
 
-int kr_view_cursors(kr_view *v, const char *topic, size_t tlen,
-                    int (*fn)(void *arg, const uint8_t *group, size_t glen, uint64_t cursor,
-                              uint64_t origin),
-                    void *arg, char *err, size_t errlen)
+static int unlocked_cursors(kr_view *v, const char *topic, size_t tlen,
+                            int (*fn)(void *arg, const uint8_t *group, size_t glen, uint64_t cursor,
+                                      uint64_t origin),
+                            void *arg, char *err, size_t errlen)
 {
     if (v->db == NULL) {
         say(err, errlen, closed_msg, NULL);
@@ -615,7 +627,7 @@ size_t kr_view_batch_count(const kr_view_batch *b)
     return n > 0 ? (size_t)n : 0;
 }
 
-int kr_view_write(kr_view *v, kr_view_batch *b, char *err, size_t errlen)
+static int unlocked_write(kr_view *v, kr_view_batch *b, char *err, size_t errlen)
 {
     if (v->db == NULL) {
         say(err, errlen, closed_msg, NULL);
@@ -641,7 +653,7 @@ int kr_view_write(kr_view *v, kr_view_batch *b, char *err, size_t errlen)
 
 /* ---- snapshots and scans ---- */
 
-kr_view_snap *kr_view_snapshot(kr_view *v)
+static kr_view_snap *unlocked_snapshot(kr_view *v)
 {
     if (v->db == NULL)
         return NULL;
@@ -656,7 +668,7 @@ kr_view_snap *kr_view_snapshot(kr_view *v)
     return s;
 }
 
-void kr_view_snapshot_release(kr_view *v, kr_view_snap *s)
+static void unlocked_snapshot_release(kr_view *v, kr_view_snap *s)
 {
     if (s == NULL)
         return;
@@ -665,12 +677,12 @@ void kr_view_snapshot_release(kr_view *v, kr_view_snap *s)
     free(s);
 }
 
-long kr_view_scan(kr_view *v, kr_view_snap *s, const char *topic, size_t tlen,
-                  const uint8_t *prefix, size_t plen, bool has_after, const uint8_t *after,
-                  size_t alen, size_t limit,
-                  int (*fn)(void *arg, const uint8_t *key, size_t klen, const uint8_t *event,
-                            size_t elen),
-                  void *arg, bool *more, char *err, size_t errlen)
+static long unlocked_scan(kr_view *v, kr_view_snap *s, const char *topic, size_t tlen,
+                          const uint8_t *prefix, size_t plen, bool has_after, const uint8_t *after,
+                          size_t alen, size_t limit,
+                          int (*fn)(void *arg, const uint8_t *key, size_t klen,
+                                    const uint8_t *event, size_t elen),
+                          void *arg, bool *more, char *err, size_t errlen)
 {
     long given = -1;
     uint8_t lo_buf[KEY_STACK], hi_buf[KEY_STACK], af_buf[KEY_STACK];
@@ -769,7 +781,7 @@ done:
 
 /* ---- metrics ---- */
 
-uint64_t kr_view_disk_bytes(kr_view *v)
+static uint64_t unlocked_disk_bytes(kr_view *v)
 {
     if (v == NULL || v->db == NULL)
         return 0;
@@ -778,5 +790,93 @@ uint64_t kr_view_disk_bytes(kr_view *v)
         return 0;
     uint64_t n = strtoull(s, NULL, 10);
     rocksdb_free(s);
+    return n;
+}
+
+/* ---- the public calls: the view's lock held shared around each ---- */
+
+#define SHARED(v, expr)                                                                            \
+    do {                                                                                           \
+        pthread_rwlock_rdlock(&(v)->lock);                                                         \
+        expr;                                                                                      \
+        pthread_rwlock_unlock(&(v)->lock);                                                         \
+    } while (0)
+
+int kr_view_marker(kr_view *v, const char *topic, size_t tlen, uint64_t *next, uint64_t *keys,
+                   char *err, size_t errlen)
+{
+    int rc;
+    SHARED(v, rc = unlocked_marker(v, topic, tlen, next, keys, err, errlen));
+    return rc;
+}
+
+int kr_view_exists(kr_view *v, const char *topic, size_t tlen, const uint8_t *key, size_t klen)
+{
+    int rc;
+    SHARED(v, rc = unlocked_exists(v, topic, tlen, key, klen));
+    return rc;
+}
+
+int kr_view_get(kr_view *v, const char *topic, size_t tlen, const uint8_t *key, size_t klen,
+                kr_buf *out, char *err, size_t errlen)
+{
+    int rc;
+    SHARED(v, rc = unlocked_get(v, topic, tlen, key, klen, out, err, errlen));
+    return rc;
+}
+
+int kr_view_write_logged(kr_view *v, kr_view_batch *b, bool sync, char *err, size_t errlen)
+{
+    int rc;
+    SHARED(v, rc = unlocked_write_logged(v, b, sync, err, errlen));
+    return rc;
+}
+
+int kr_view_cursors(kr_view *v, const char *topic, size_t tlen,
+                    int (*fn)(void *arg, const uint8_t *group, size_t glen, uint64_t cursor,
+                              uint64_t origin),
+                    void *arg, char *err, size_t errlen)
+{
+    int rc;
+    SHARED(v, rc = unlocked_cursors(v, topic, tlen, fn, arg, err, errlen));
+    return rc;
+}
+
+int kr_view_write(kr_view *v, kr_view_batch *b, char *err, size_t errlen)
+{
+    int rc;
+    SHARED(v, rc = unlocked_write(v, b, err, errlen));
+    return rc;
+}
+
+kr_view_snap *kr_view_snapshot(kr_view *v)
+{
+    kr_view_snap *snap;
+    SHARED(v, snap = unlocked_snapshot(v));
+    return snap;
+}
+
+void kr_view_snapshot_release(kr_view *v, kr_view_snap *s)
+{
+    SHARED(v, unlocked_snapshot_release(v, s));
+}
+
+long kr_view_scan(kr_view *v, kr_view_snap *s, const char *topic, size_t tlen,
+                  const uint8_t *prefix, size_t plen, bool has_after, const uint8_t *after,
+                  size_t alen, size_t limit,
+                  int (*fn)(void *arg, const uint8_t *key, size_t klen, const uint8_t *event,
+                            size_t elen),
+                  void *arg, bool *more, char *err, size_t errlen)
+{
+    long n;
+    SHARED(v, n = unlocked_scan(v, s, topic, tlen, prefix, plen, has_after, after, alen, limit, fn,
+                                arg, more, err, errlen));
+    return n;
+}
+
+uint64_t kr_view_disk_bytes(kr_view *v)
+{
+    uint64_t n;
+    SHARED(v, n = unlocked_disk_bytes(v));
     return n;
 }
