@@ -91,8 +91,12 @@ int cli_topics(cli *x, int argc, char **argv)
     return CLI_OK;
 }
 
-/* stats: the topic's figures, then its groups as a table. */
-int cli_stats(cli *x, int argc, char **argv)
+/*
+ * What `stats` and `groups` share: TOPIC and -g GROUP from the command line,
+ * then STATS. @return CLI_OK with *st (free with krappy_topic_stats_free;
+ * NULL when --help was asked and printed), or the exit code after saying why.
+ */
+static int load_stats(cli *x, int argc, char **argv, const char *missing, krappy_topic_stats **st)
 {
     static const struct option lo[] = {
         {"group", required_argument, NULL, 'g'},
@@ -101,8 +105,8 @@ int cli_stats(cli *x, int argc, char **argv)
     };
     const char *group = NULL;
     int c, rc;
-    char b[32];
 
+    *st = NULL;
     while ((c = cli_getopt(x, argc, argv, "g:", lo)) != CLI_OPT_END) {
         switch (c) {
         case 'g':
@@ -115,18 +119,30 @@ int cli_stats(cli *x, int argc, char **argv)
         }
     }
     if (optind >= argc)
-        return cli_usage_error(x, "name the topic");
+        return cli_usage_error(x, "%s", missing);
     if (argc - optind > 1)
         return cli_usage_error(x, "unexpected argument '%s'", argv[optind + 1]);
     const char *topic = argv[optind];
     if ((rc = cli_connect(x)) != CLI_OK)
         return rc;
-    krappy_topic_stats *st;
-    krappy_err e = krappy_stats(x->client, topic, group, &st);
+    krappy_err e = krappy_stats(x->client, topic, group, st);
     if (e == KRAPPY_E_NOT_FOUND && group != NULL)
         return cli_fail(x, "topic %s has no consumer group \"%s\"", topic, group);
+    if (e == KRAPPY_E_NO_SUCH_TOPIC)
+        return cli_fail(x, "there is no topic named \"%s\" (`krappy topics` lists them)", topic);
     if (e != KRAPPY_OK)
         return cli_client_fail(x, e);
+    return CLI_OK;
+}
+
+/* stats: the topic's figures, then its groups as a table. */
+int cli_stats(cli *x, int argc, char **argv)
+{
+    krappy_topic_stats *st;
+    char b[32];
+    int rc = load_stats(x, argc, argv, "name the topic", &st);
+    if (rc != CLI_OK || st == NULL)
+        return rc;
 
     if (x->json) {
         printf("{\"topic\":");
@@ -171,40 +187,10 @@ int cli_stats(cli *x, int argc, char **argv)
  * line. */
 int cli_groups(cli *x, int argc, char **argv)
 {
-    static const struct option lo[] = {
-        {"group", required_argument, NULL, 'g'},
-        CLI_HELP_OPTION,
-        {NULL, 0, NULL, 0},
-    };
-    const char *group = NULL;
-    int c, rc;
-
-    while ((c = cli_getopt(x, argc, argv, "g:", lo)) != CLI_OPT_END) {
-        switch (c) {
-        case 'g':
-            group = optarg;
-            break;
-        case CLI_OPT_HELP:
-            return cli_verb_help(x->verb);
-        default:
-            return CLI_USAGE;
-        }
-    }
-    if (optind >= argc)
-        return cli_usage_error(x, "name the topic whose consumer groups to show");
-    if (argc - optind > 1)
-        return cli_usage_error(x, "unexpected argument '%s'", argv[optind + 1]);
-    const char *topic = argv[optind];
-    if ((rc = cli_connect(x)) != CLI_OK)
-        return rc;
     krappy_topic_stats *st;
-    krappy_err e = krappy_stats(x->client, topic, group, &st);
-    if (e == KRAPPY_E_NOT_FOUND && group != NULL)
-        return cli_fail(x, "topic %s has no consumer group \"%s\"", topic, group);
-    if (e == KRAPPY_E_NO_SUCH_TOPIC)
-        return cli_fail(x, "there is no topic named \"%s\" (`krappy topics` lists them)", topic);
-    if (e != KRAPPY_OK)
-        return cli_client_fail(x, e);
+    int rc = load_stats(x, argc, argv, "name the topic whose consumer groups to show", &st);
+    if (rc != CLI_OK || st == NULL)
+        return rc;
 
     if (x->json) {
         for (size_t i = 0; i < st->n_groups; i++) {
