@@ -704,7 +704,8 @@ static void test_second_instance_refused(void **state)
     assert_int_equal(e2e_start(&s, NULL), 0);
     const char *bin = getenv("KRAPPYD") ? getenv("KRAPPYD") : "bin/krappyd";
     char cmd[600], out[4096];
-    snprintf(cmd, sizeof cmd, "%s --listen 127.0.0.1:0 --data %s/data --log-format text 2>&1", bin,
+    snprintf(cmd, sizeof cmd,
+             "%s --listen 127.0.0.1:0 --http off --data %s/data --log-format text 2>&1", bin,
              s.dir);
     assert_int_equal(e2e_run(cmd, out, sizeof out), 1);
     assert_non_null(strstr(out, "another krappyd is already using"));

@@ -89,6 +89,8 @@ int e2e_restart(e2e_server *s, const char *const *extra)
     argv[n++] = portfile;
     argv[n++] = "--log-level";
     argv[n++] = "debug";
+    argv[n++] = "--http"; /* an admin port of its own: servers run side by side */
+    argv[n++] = "127.0.0.1:0";
     for (int i = 0; extra != NULL && extra[i] != NULL && n < 62; i++)
         argv[n++] = extra[i];
     argv[n] = NULL;
@@ -115,11 +117,12 @@ int e2e_restart(e2e_server *s, const char *const *extra)
     while (e2e_now_ms() < deadline) {
         FILE *f = fopen(portfile, "r");
         if (f != NULL) {
-            unsigned port = 0;
-            int got = fscanf(f, "%u", &port);
+            unsigned port = 0, http = 0;
+            int got = fscanf(f, "%u %u", &port, &http);
             fclose(f);
-            if (got == 1 && port > 0) {
+            if (got >= 1 && port > 0) {
                 snprintf(s->port, sizeof s->port, "%u", port);
+                snprintf(s->http_port, sizeof s->http_port, "%u", http);
                 return 0;
             }
         }

@@ -25,7 +25,8 @@ typedef struct e2e_server {
     pid_t pid; /* 0 for an external server */
     char host[64];
     char port[16];
-    char dir[256]; /* temp directory (data, port file, log) */
+    char http_port[16]; /* the admin port ("0" when off) */
+    char dir[256];      /* temp directory (data, port file, log) */
     char log_path[300];
 } e2e_server;
 

@@ -94,6 +94,11 @@ static const opt_spec specs[] = {
      "RocksDB's own log; off the data disk, because a full disk makes Debian's RocksDB "
      "abort when it logs (\"\" = inside DATA/view)",
      F(rocksdb_log_dir), 0, 0},
+    {"http", "KRAPPY_HTTP", OPT_STR, "HOST:PORT", "127.0.0.1:7071",
+     "admin port: /healthz, /readyz, /metrics, /api (\"off\" = none)", F(http), 0, 0},
+    {"http-token", "KRAPPY_HTTP_TOKEN", OPT_STR, "TOKEN", "none",
+     "require \"Authorization: Bearer TOKEN\" on /api (probes and /metrics stay open)",
+     F(http_token), 0, 0},
     {"group-window", "KRAPPY_GROUP_WINDOW", OPT_UINT, "N", "100000",
      "events a consumer group may have handed out and not acknowledged", F(group_window), 1,
      100000000},
@@ -244,7 +249,8 @@ static int apply(kr_config *cfg, const opt_spec *o, const char *val, const char 
     switch (o->kind) {
     case OPT_STR: {
         char **dst = (char **)(void *)(base + o->field);
-        if (val[0] == '\0' && o->field != F(token) && o->field != F(rocksdb_log_dir)) {
+        if (val[0] == '\0' && o->field != F(token) && o->field != F(rocksdb_log_dir) &&
+            o->field != F(http_token)) {
             snprintf(err, errlen, "%s must not be empty", origin);
             return -1;
         }
@@ -320,6 +326,7 @@ static int set_defaults(kr_config *cfg, int stderr_is_tty)
     cfg->shutdown_timeout_ms = KR_DEFAULT_SHUTDOWN_TIMEOUT_MS;
     cfg->log_level = KR_LOG_INFO;
     cfg->rocksdb_log_dir = strdup(access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "");
+    cfg->http = strdup("127.0.0.1:7071");
     cfg->segment_bytes = 64u * 1024 * 1024;
     cfg->checkpoint_ms = 500;
     cfg->overlay_bytes = 128u * 1024 * 1024;
@@ -328,13 +335,19 @@ static int set_defaults(kr_config *cfg, int stderr_is_tty)
     cfg->max_publish_events = 100000;
     cfg->group_window = 100000;
     cfg->log_format = stderr_is_tty ? KR_LOG_TEXT : KR_LOG_JSON;
-    return cfg->listen && cfg->data_dir && cfg->rocksdb_log_dir ? 0 : -1;
+    return cfg->listen && cfg->data_dir && cfg->rocksdb_log_dir && cfg->http ? 0 : -1;
 }
 
 /* The listen address must split into host and port now, not at bind time. */
 static int check(const kr_config *cfg, char *err, size_t errlen)
 {
     char host[256], port[8];
+    if (strcmp(cfg->http, "off") != 0 &&
+        kr_split_hostport(cfg->http, host, sizeof host, port, sizeof port) < 0) {
+        snprintf(err, errlen, "--http: '%s' is not HOST:PORT or off (example: 127.0.0.1:7071)",
+                 cfg->http);
+        return -1;
+    }
     if (kr_split_hostport(cfg->listen, host, sizeof host, port, sizeof port) < 0) {
         snprintf(err, errlen,
                  "--listen: '%s' is not HOST:PORT (examples: 0.0.0.0:7070, 127.0.0.1:0, "
@@ -419,6 +432,8 @@ void kr_config_free(kr_config *cfg)
     free(cfg->token);
     free(cfg->port_file);
     free(cfg->rocksdb_log_dir);
+    free(cfg->http);
+    free(cfg->http_token);
     memset(cfg, 0, sizeof *cfg);
 }
 

@@ -34,6 +34,8 @@ typedef struct kr_config {
     char *token;           /* NULL: no authentication */
     char *port_file;       /* NULL: none */
     char *rocksdb_log_dir; /* "": inside DATA/view */
+    char *http;            /* admin HOST:PORT, or "off" */
+    char *http_token;      /* NULL: /api is open */
     uint32_t max_frame;
     uint32_t max_connections;
     uint32_t max_events;      /* cap on `max` in FETCH/POLL */

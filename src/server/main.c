@@ -12,6 +12,7 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
+#include "server/admin.h"
 #include "server/config.h"
 #include "server/log.h"
 #include "server/metrics.h"
@@ -53,6 +54,7 @@ int main(int argc, char **argv)
     int status = 1;
     kr_server srv;
     kr_store *store = NULL;
+    kr_admin *admin = NULL;
     memset(&srv, 0, sizeof srv);
 
     switch (kr_config_parse(&cfg, argc, argv, isatty(STDERR_FILENO), err, sizeof err)) {
@@ -87,6 +89,11 @@ int main(int argc, char **argv)
     }
     if (kr_server_setup(&srv, &cfg, kr_metrics_global()) < 0)
         goto out;
+    /* The admin port first: its probes say "not ready" until the data port
+     * listens. */
+    if (strcmp(cfg.http, "off") != 0 &&
+        (admin = kr_admin_start(&srv, cfg.http, cfg.http_token)) == NULL)
+        goto out;
     kr_store_opts so = {.data_dir = cfg.data_dir,
                         .segment_bytes = cfg.segment_bytes,
                         .retention_bytes = cfg.retention_bytes,
@@ -117,6 +124,7 @@ int main(int argc, char **argv)
     if (kr_server_run(&srv) == 0)
         status = 0;
 out:
+    kr_admin_free(admin);
     kr_store_close(store); /* final checkpoint: a short replay next start */
     kr_server_free(&srv);
     if (status == 0)

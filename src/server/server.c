@@ -263,7 +263,10 @@ static int write_port_file(const kr_server *srv)
     FILE *f = fopen(tmp, "w");
     if (f == NULL)
         return -1;
+    /* The data port, then the admin port when there is one. */
     int ok = fprintf(f, "%u\n", srv->port) > 0;
+    if (ok && srv->http_port != 0)
+        ok = fprintf(f, "%u\n", srv->http_port) > 0;
     ok = (fclose(f) == 0) && ok;
     if (!ok || rename(tmp, path) < 0) {
         unlink(tmp);

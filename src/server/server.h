@@ -146,6 +146,7 @@ struct kr_server {
     uint64_t shutdown_ns;
     char listen_addr[128]; /* as bound, e.g. 127.0.0.1:40123 */
     uint16_t port;
+    uint16_t http_port; /* the admin port as bound, 0 when off */
     kr_metrics *metrics;
     kr_server_metrics m;
     kr_store *store; /* NULL in unit tests of the session alone */

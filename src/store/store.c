@@ -79,6 +79,20 @@ static kr_topic *topic_new(kr_store *s, const uint8_t *name, size_t len)
     t->name[len] = '\0';
     t->name_len = len;
     TAILQ_INIT(&t->waiters);
+    char labels[KRAPPY_MAX_NAME_BYTES + 16];
+    snprintf(labels, sizeof labels, "topic=\"%s\"", t->name); /* [A-Za-z0-9._-] */
+    t->m_events_in = kr_counter(s->metrics, "krappy_topic_events_in_total", labels,
+                                "Events stored in the topic.");
+    t->m_bytes_in = kr_counter(s->metrics, "krappy_topic_bytes_in_total", labels,
+                               "Bytes stored in the topic's stream (batches with headers).");
+    t->m_events_out = kr_counter(s->metrics, "krappy_topic_events_out_total", labels,
+                                 "Events sent by FETCH and POLL.");
+    t->m_bytes_out = kr_counter(s->metrics, "krappy_topic_bytes_out_total", labels,
+                                "Event bytes sent by FETCH and POLL.");
+    t->m_stream_bytes = kr_gauge(s->metrics, "krappy_topic_stream_bytes", labels,
+                                 "Size of the topic's segment files.");
+    t->m_segments =
+        kr_gauge(s->metrics, "krappy_topic_segments", labels, "Segment files of the topic.");
     t->active = kr_overlay_new();
     if (t->active == NULL) {
         free(t);
@@ -578,6 +592,8 @@ static void finish_append(kr_store *s, kr_job *j)
         t->events_in += j->count;
         kr_counter_add(s->m_events_in, j->count);
         kr_counter_add(s->m_bytes_in, j->block->len);
+        kr_counter_add(t->m_events_in, j->count);
+        kr_counter_add(t->m_bytes_in, j->block->len);
         const kr_ev_meta *m = (const kr_ev_meta *)(void *)(j->block->data + j->meta_off);
         if (fold_meta(t, j->block, m, j->count, j->base) < 0)
             kr_log(KR_LOG_ERROR, "out of memory updating the latest-value view", NULL);
@@ -1016,6 +1032,21 @@ krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_
 out:
     kr_buf_free(&extra);
     return rc;
+}
+
+void kr_store_refresh_metrics(kr_store *s)
+{
+    for (size_t i = 0; i < s->n_topics; i++) {
+        kr_topic *t = s->topics[i];
+        kr_gauge_set(t->m_stream_bytes, (int64_t)t->bytes);
+        kr_gauge_set(t->m_segments, (int64_t)t->n_segs);
+        kr_store_groups_metrics(t);
+    }
+}
+
+uint64_t kr_store_view_bytes(kr_store *s)
+{
+    return kr_view_disk_bytes(s->view);
 }
 
 /* ---- open and close ---- */

@@ -127,6 +127,8 @@ struct kr_topic {
     size_t n_groups, cap_groups;
     struct kr_wtopic *w; /* writer-side state: only the writer touches it */
     uint64_t events_in;  /* counters for STATS/metrics */
+    kr_metric *m_events_in, *m_bytes_in, *m_events_out, *m_bytes_out, *m_stream_bytes,
+        *m_segments; /* labelled topic="NAME" */
 };
 
 /*
@@ -360,6 +362,12 @@ int kr_store_group_persist(kr_store *s, kr_tgroup *tg, kr_store_done done, void 
 /* Start a checkpoint of every topic whose view lags its stream (one runs
  * at a time; asking during one queues another right after). */
 void kr_store_checkpoint(kr_store *s);
+
+/* Refresh the per-topic gauges (stream bytes, segments) before a scrape. */
+void kr_store_refresh_metrics(kr_store *s);
+
+/* Approximate bytes of the view's RocksDB files. */
+uint64_t kr_store_view_bytes(kr_store *s);
 
 /* ---- stats ---- */
 uint64_t kr_topic_bytes(const kr_topic *t);

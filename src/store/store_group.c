@@ -354,6 +354,12 @@ krappy_err kr_store_poll(kr_store *s, kr_tgroup *tg, kr_member *m, uint64_t max,
     return KRAPPY_OK;
 }
 
+void kr_store_groups_metrics(kr_topic *t)
+{
+    for (size_t i = 0; i < t->n_groups; i++)
+        group_metrics_update(t->groups[i]);
+}
+
 /* ---- deadlines and retention ---- */
 
 void kr_store_groups_tick(kr_store *s, kr_topic *t)

@@ -79,6 +79,7 @@ void kr_store_groups_free(kr_topic *t);
 int kr_store_groups_load(kr_store *s, kr_topic *t, char *err, size_t errlen);
 void kr_store_cursor_done(kr_store *s, kr_job *j);
 void kr_store_groups_tick(kr_store *s, kr_topic *t);
+void kr_store_groups_metrics(kr_topic *t);
 void kr_store_groups_retained(kr_store *s, kr_topic *t);
 
 /* store_read.c */

@@ -227,6 +227,8 @@ krappy_err kr_store_fetch(kr_store *s, kr_topic *t, uint64_t offset, uint64_t ma
     }
 done:
     out->next = cur;
+    kr_counter_add(t->m_events_out, out->count);
+    kr_counter_add(t->m_bytes_out, out->bytes);
     return KRAPPY_OK;
 }
 

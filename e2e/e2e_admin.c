@@ -1,0 +1,172 @@
+/*
+ * e2e/e2e_admin.c - the HTTP admin port of a real krappyd: probes, metrics
+ * parsed and checked by value after a produce and a consume, the JSON API,
+ * bad paths and methods, the bearer token.
+ */
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "conn.h"
+#include "harness.h"
+
+/* One HTTP/1.0 request to the admin port. @return the status code, with the
+ * body (NUL-terminated) in body. */
+static int http(const e2e_server *s, const char *method, const char *path, const char *auth,
+                char *body, size_t bodylen)
+{
+    e2e_server h = *s;
+    snprintf(h.port, sizeof h.port, "%s", s->http_port);
+    int fd = e2e_connect(&h);
+    assert_true(fd >= 0);
+    char req[512];
+    int n = snprintf(req, sizeof req, "%s %s HTTP/1.0\r\nHost: 127.0.0.1\r\n%s%s%s\r\n", method,
+                     path, auth ? "Authorization: Bearer " : "", auth ? auth : "",
+                     auth ? "\r\n" : "");
+    assert_int_equal(e2e_send_all(fd, req, (size_t)n), 0);
+    static char resp[1 << 20];
+    size_t got = 0;
+    for (;;) {
+        struct pollfd p = {fd, POLLIN, 0};
+        assert_true(poll(&p, 1, 5000) == 1);
+        ssize_t r = recv(fd, resp + got, sizeof resp - 1 - got, 0);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fd);
+    resp[got] = '\0';
+    int code = 0;
+    assert_int_equal(sscanf(resp, "HTTP/1.%*d %d", &code), 1);
+    const char *b = strstr(resp, "\r\n\r\n");
+    snprintf(body, bodylen, "%s", b ? b + 4 : "");
+    return code;
+}
+
+/* The value of a metric line "NAME{LABELS} VALUE" (or "NAME VALUE"). */
+static double metric(const char *text, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+        if (strncmp(p, series, n) == 0 && p[n] == ' ')
+            return atof(p + n + 1);
+    }
+    fail_msg("no metric %s", series);
+    return 0;
+}
+
+static void test_probes_and_shutdown(void **state)
+{
+    (void)state;
+    e2e_server s;
+    assert_int_equal(e2e_start(&s, NULL), 0);
+    static char body[1 << 20];
+    assert_int_equal(http(&s, "GET", "/healthz", NULL, body, sizeof body), 200);
+    assert_int_equal(http(&s, "GET", "/readyz", NULL, body, sizeof body), 200);
+    assert_string_equal(body, "ready\n");
+    assert_int_equal(e2e_stop(&s, 10000), 0);
+}
+
+static void test_metrics_follow_traffic(void **state)
+{
+    (void)state;
+    e2e_server s;
+    assert_int_equal(e2e_start(&s, NULL), 0);
+    static char body[1 << 20];
+    assert_int_equal(http(&s, "GET", "/metrics", NULL, body, sizeof body), 200);
+    double pubs0 = metric(body, "krappy_requests_total{type=\"PUBLISH\"}");
+    assert_true(metric(body, "krappy_process_resident_memory_bytes") > 0);
+    assert_true(metric(body, "krappy_process_open_fds") > 0);
+    assert_non_null(strstr(body, "# TYPE krappy_request_duration_seconds histogram"));
+
+    conn p;
+    conn_open(&p, &s);
+    assert_int_equal(conn_register(&p, "mt"), 0);
+    kr_event_out_spec ev[3] = {{.key = "a", .key_len = 1, .key_is_text = true,
+                                .value = (const uint8_t *)"\x61x", .value_len = 2},
+                               {.key = "b", .key_len = 1, .key_is_text = true,
+                                .value = (const uint8_t *)"\x61y", .value_len = 2},
+                               {.key = "a", .key_len = 1, .key_is_text = true,
+                                .value = (const uint8_t *)"\x61z", .value_len = 2}};
+    kr_buf_reset(&p.b);
+    kr_enc_publish(&p.b, (kr_cid){0}, KR_ACK_SYNC, ev, 3);
+    assert_int_equal(conn_call(&p, KRAPPY_T_PUBLISH), 0);
+    kr_buf_reset(&p.b);
+    kr_enc_consumer_register(&p.b, (kr_cid){0}, "mt", "g", "m", KR_START_EARLIEST, 0,
+                             KR_CACK_EXPLICIT, 30000);
+    assert_int_equal(conn_call(&p, KRAPPY_T_CONSUMER_REGISTER), 0);
+    kr_buf_reset(&p.b);
+    kr_enc_poll(&p.b, (kr_cid){0}, 2, 0, 1u << 20);
+    assert_int_equal(conn_call(&p, KRAPPY_T_POLL), 0);
+    kr_buf_reset(&p.b);
+    kr_enc_ack_upto(&p.b, (kr_cid){0}, 2);
+    assert_int_equal(conn_call(&p, KRAPPY_T_ACK), 0);
+
+    assert_int_equal(http(&s, "GET", "/metrics", NULL, body, sizeof body), 200);
+    assert_true(metric(body, "krappy_requests_total{type=\"PUBLISH\"}") == pubs0 + 1);
+    assert_true(metric(body, "krappy_topic_events_in_total{topic=\"mt\"}") == 3);
+    assert_true(metric(body, "krappy_topic_events_out_total{topic=\"mt\"}") == 2);
+    assert_true(metric(body, "krappy_group_cursor{topic=\"mt\",group=\"g\"}") == 2);
+    assert_true(metric(body, "krappy_group_lag{topic=\"mt\",group=\"g\"}") == 1);
+    assert_true(metric(body, "krappy_group_members{topic=\"mt\",group=\"g\"}") == 1);
+    assert_true(metric(body, "krappy_topic_segments{topic=\"mt\"}") == 1);
+    assert_true(metric(body, "krappy_stream_fsyncs_total") >= 1);
+    assert_true(metric(body, "krappy_connections") >= 1);
+    conn_close(&p);
+    assert_int_equal(e2e_stop(&s, 10000), 0);
+}
+
+static void test_api_and_errors(void **state)
+{
+    (void)state;
+    e2e_server s;
+    const char *args[] = {"--http-token", "t0k3n", NULL};
+    assert_int_equal(e2e_start(&s, args), 0);
+    conn p;
+    conn_open(&p, &s);
+    assert_int_equal(conn_register(&p, "api"), 0);
+    conn_close(&p);
+    static char body[1 << 20];
+    /* The token guards /api; probes and metrics stay open. */
+    assert_int_equal(http(&s, "GET", "/api/topics", NULL, body, sizeof body), 401);
+    assert_non_null(strstr(body, "Authorization"));
+    assert_int_equal(http(&s, "GET", "/api/topics", "wrong", body, sizeof body), 401);
+    assert_int_equal(http(&s, "GET", "/healthz", NULL, body, sizeof body), 200);
+    assert_int_equal(http(&s, "GET", "/metrics", NULL, body, sizeof body), 200);
+    /* With it: the topic produced through the data port. */
+    assert_int_equal(http(&s, "GET", "/api/topics", "t0k3n", body, sizeof body), 200);
+    assert_non_null(strstr(body, "\"name\":\"api\""));
+    assert_int_equal(http(&s, "GET", "/api/topics/api", "t0k3n", body, sizeof body), 200);
+    assert_non_null(strstr(body, "\"next\":0"));
+    assert_non_null(strstr(body, "\"groups\":[]"));
+    /* Bad input: 4xx with a JSON error. */
+    assert_int_equal(http(&s, "GET", "/api/topics/nope", "t0k3n", body, sizeof body), 404);
+    assert_non_null(strstr(body, "\"error\""));
+    assert_int_equal(http(&s, "GET", "/nonsense", NULL, body, sizeof body), 404);
+    assert_int_equal(http(&s, "POST", "/api/topics", "t0k3n", body, sizeof body), 405);
+    assert_int_equal(e2e_stop(&s, 10000), 0);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    if (e2e_external_addr() != NULL) {
+        printf("e2e_admin: needs its own servers; skipped with KRAPPY_E2E_ADDR\n");
+        return 0;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_probes_and_shutdown),
+        cmocka_unit_test(test_metrics_follow_traffic),
+        cmocka_unit_test(test_api_and_errors),
+    };
+    return cmocka_run_group_tests_name("e2e_admin", tests, NULL, NULL);
+}

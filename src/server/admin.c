@@ -1,0 +1,369 @@
+/*
+ * server/admin.c - the HTTP admin port (libevent evhttp, on the loop):
+ *
+ *   GET /healthz        200 while the process runs
+ *   GET /readyz         200 once storage is open, recovery done and the data
+ *                       port listening; 503 with the reason otherwise
+ *   GET /metrics        Prometheus text exposition of the metrics registry
+ *   GET /api/topics     JSON: every topic with first, next, bytes, keys
+ *   GET /api/topics/T   JSON: one topic's STATS, groups included
+ *
+ * With --http-token, /api (and the console, when it comes) need
+ * "Authorization: Bearer TOKEN"; probes and /metrics stay open. Every
+ * handler answers from memory or a bounded read: nothing here waits on a
+ * disk write.
+ */
+#include "server/admin.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "proto/buf.h"
+#include "server/log.h"
+#include "store/store.h"
+
+/* Largest /metrics or /api reply. */
+#define KR_ADMIN_REPLY_MAX (8u * 1024 * 1024)
+
+struct kr_admin {
+    kr_server *srv;
+    struct evhttp *http;
+    char *token;
+    kr_metric *m_rss, *m_fds, *m_view_bytes, *m_up;
+};
+
+static void reply_text(struct evhttp_request *req, int code, const char *reason, const char *type,
+                       const char *body)
+{
+    struct evbuffer *b = evbuffer_new();
+    if (b == NULL) {
+        evhttp_send_error(req, 500, "out of memory");
+        return;
+    }
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", type);
+    evbuffer_add(b, body, strlen(body));
+    evhttp_send_reply(req, code, reason, b);
+    evbuffer_free(b);
+}
+
+/* A JSON error: {"error": "..."} (the sentence has no quotes to escape). */
+static void reply_error(struct evhttp_request *req, int code, const char *reason,
+                        const char *msg)
+{
+    char body[512];
+    size_t n = 0;
+    n += (size_t)snprintf(body, sizeof body, "{\"error\":\"");
+    for (const char *p = msg; *p != '\0' && n + 8 < sizeof body; p++) {
+        if (*p == '"' || *p == '\\')
+            body[n++] = '\\';
+        body[n++] = (char)((unsigned char)*p < 0x20 ? ' ' : *p);
+    }
+    snprintf(body + n, sizeof body - n, "\"}\n");
+    reply_text(req, code, reason, "application/json", body);
+}
+
+/* Every path here only reads: other methods get 405. @return 1 if served. */
+static int get_only(struct evhttp_request *req)
+{
+    enum evhttp_cmd_type m = evhttp_request_get_command(req);
+    if (m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD)
+        return 1;
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
+    reply_error(req, 405, "Method Not Allowed", "only GET is served here");
+    return 0;
+}
+
+/* ---- probes ---- */
+
+static void on_healthz(struct evhttp_request *req, void *arg)
+{
+    (void)arg;
+    if (get_only(req))
+        reply_text(req, 200, "OK", "text/plain", "ok\n");
+}
+
+static void on_readyz(struct evhttp_request *req, void *arg)
+{
+    kr_admin *a = arg;
+    if (!get_only(req))
+        return;
+    kr_server *srv = a->srv;
+    if (srv->shutting_down)
+        reply_text(req, 503, "Service Unavailable", "text/plain", "shutting down\n");
+    else if (srv->store == NULL)
+        reply_text(req, 503, "Service Unavailable", "text/plain", "storage is not open yet\n");
+    else if (srv->listener == NULL)
+        reply_text(req, 503, "Service Unavailable", "text/plain",
+                   "the data port is not listening yet\n");
+    else
+        reply_text(req, 200, "OK", "text/plain", "ready\n");
+}
+
+/* ---- metrics ---- */
+
+/* Resident set size in bytes, from /proc/self/statm. */
+static long long rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long long pages = -1, rss = -1;
+    if (f == NULL)
+        return -1;
+    if (fscanf(f, "%lld %lld", &pages, &rss) != 2)
+        rss = -1;
+    fclose(f);
+    return rss < 0 ? -1 : rss * sysconf(_SC_PAGESIZE);
+}
+
+static long open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    long n = 0;
+    if (d == NULL)
+        return -1;
+    while (readdir(d) != NULL)
+        n++;
+    closedir(d);
+    return n - 3; /* ".", ".." and the directory itself */
+}
+
+static void on_metrics(struct evhttp_request *req, void *arg)
+{
+    kr_admin *a = arg;
+    if (!get_only(req))
+        return;
+    kr_gauge_set(a->m_rss, rss_bytes());
+    kr_gauge_set(a->m_fds, open_fds());
+    if (a->srv->store != NULL) {
+        kr_store_refresh_metrics(a->srv->store);
+        kr_gauge_set(a->m_view_bytes, (int64_t)kr_store_view_bytes(a->srv->store));
+    }
+    kr_buf out;
+    kr_buf_init(&out, KR_ADMIN_REPLY_MAX);
+    if (kr_metrics_render(a->srv->metrics, &out) < 0) {
+        kr_buf_free(&out);
+        evhttp_send_error(req, 500, "metrics too large");
+        return;
+    }
+    struct evbuffer *b = evbuffer_new();
+    if (b == NULL) {
+        kr_buf_free(&out);
+        evhttp_send_error(req, 500, "out of memory");
+        return;
+    }
+    evbuffer_add(b, out.data, out.len);
+    kr_buf_free(&out);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "text/plain; version=0.0.4; charset=utf-8");
+    evhttp_send_reply(req, 200, "OK", b);
+    evbuffer_free(b);
+}
+
+/* ---- the JSON API ---- */
+
+static int authorized(kr_admin *a, struct evhttp_request *req)
+{
+    if (a->token == NULL)
+        return 1;
+    const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    size_t tl = strlen(a->token);
+    if (h == NULL || strncmp(h, "Bearer ", 7) != 0 || strlen(h + 7) != tl)
+        return 0;
+    unsigned diff = 0;
+    for (size_t i = 0; i < tl; i++)
+        diff |= (unsigned)(h[7 + i] ^ a->token[i]);
+    return diff == 0;
+}
+
+static void json_topic(struct evbuffer *b, const kr_topic *t)
+{
+    /* Topic names are [A-Za-z0-9._-]: nothing to escape. */
+    evbuffer_add_printf(b,
+                        "{\"name\":\"%s\",\"first\":%llu,\"next\":%llu,\"bytes\":%llu,"
+                        "\"keys\":%llu",
+                        t->name, (unsigned long long)t->first, (unsigned long long)t->next,
+                        (unsigned long long)kr_topic_bytes(t), (unsigned long long)kr_topic_keys(t));
+}
+
+static void json_str(struct evbuffer *b, const char *s, size_t n)
+{
+    evbuffer_add(b, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '"' || ch == '\\')
+            evbuffer_add_printf(b, "\\%c", ch);
+        else if (ch < 0x20)
+            evbuffer_add_printf(b, "\\u%04x", ch);
+        else
+            evbuffer_add(b, &s[i], 1);
+    }
+    evbuffer_add(b, "\"", 1);
+}
+
+static void send_json(struct evhttp_request *req, struct evbuffer *b)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "application/json");
+    evhttp_send_reply(req, 200, "OK", b);
+    evbuffer_free(b);
+}
+
+static void api_topics(kr_admin *a, struct evhttp_request *req)
+{
+    kr_topic **all;
+    size_t n = kr_store_topics(a->srv->store, &all), k = 0;
+    struct evbuffer *b = evbuffer_new();
+    if (b == NULL) {
+        evhttp_send_error(req, 500, "out of memory");
+        return;
+    }
+    evbuffer_add_printf(b, "{\"topics\":[");
+    for (size_t i = 0; i < n; i++) {
+        if (!all[i]->ready || all[i]->failed)
+            continue;
+        if (k++ > 0)
+            evbuffer_add(b, ",", 1);
+        json_topic(b, all[i]);
+        evbuffer_add(b, "}", 1);
+    }
+    evbuffer_add_printf(b, "]}\n");
+    send_json(req, b);
+}
+
+static void api_topic(kr_admin *a, struct evhttp_request *req, const char *name)
+{
+    kr_topic *t = kr_store_topic(a->srv->store, (const uint8_t *)name, strlen(name));
+    if (t == NULL) {
+        reply_error(req, 404, "Not Found", "no such topic");
+        return;
+    }
+    struct evbuffer *b = evbuffer_new();
+    if (b == NULL) {
+        evhttp_send_error(req, 500, "out of memory");
+        return;
+    }
+    json_topic(b, t);
+    evbuffer_add_printf(b, ",\"segments\":%zu,\"groups\":[", t->n_segs);
+    for (size_t i = 0; i < t->n_groups; i++) {
+        const kr_group *g = t->groups[i]->g;
+        evbuffer_add_printf(b, "%s{\"group\":", i ? "," : "");
+        json_str(b, g->name, g->name_len);
+        evbuffer_add_printf(b,
+                            ",\"cursor\":%llu,\"pending\":%llu,\"lag\":%llu,\"members\":%zu}",
+                            (unsigned long long)g->cursor,
+                            (unsigned long long)kr_group_pending(g),
+                            (unsigned long long)(t->next > g->cursor ? t->next - g->cursor : 0),
+                            g->n_members);
+    }
+    evbuffer_add_printf(b, "]}\n");
+    send_json(req, b);
+}
+
+/* Everything that is not a fixed path: /api/... */
+static void on_other(struct evhttp_request *req, void *arg)
+{
+    kr_admin *a = arg;
+    const char *uri = evhttp_request_get_uri(req);
+    struct evhttp_uri *u = evhttp_uri_parse(uri);
+    const char *path = u ? evhttp_uri_get_path(u) : NULL;
+    char *dec = path ? evhttp_uridecode(path, 0, NULL) : NULL;
+    if (!get_only(req)) {
+        /* answered */
+    } else if (dec == NULL) {
+        reply_error(req, 400, "Bad Request", "the request path cannot be parsed");
+    } else if (strncmp(dec, "/api/", 5) != 0 && strcmp(dec, "/api") != 0) {
+        reply_error(req, 404, "Not Found",
+                    "no such path; try /healthz, /readyz, /metrics or /api/topics");
+    } else if (!authorized(a, req)) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
+                          "Bearer");
+        reply_error(req, 401, "Unauthorized",
+                    "this API needs the header Authorization: Bearer <the --http-token>");
+    } else if (a->srv->store == NULL) {
+        reply_error(req, 503, "Service Unavailable", "storage is not open yet");
+    } else if (strcmp(dec, "/api/topics") == 0 || strcmp(dec, "/api/topics/") == 0) {
+        api_topics(a, req);
+    } else if (strncmp(dec, "/api/topics/", 12) == 0 && strchr(dec + 12, '/') == NULL) {
+        api_topic(a, req, dec + 12);
+    } else {
+        reply_error(req, 404, "Not Found", "no such API path; see /api/topics");
+    }
+    free(dec);
+    if (u != NULL)
+        evhttp_uri_free(u);
+}
+
+kr_admin *kr_admin_start(kr_server *srv, const char *hostport, const char *token)
+{
+    char host[256], port[16];
+    if (kr_split_hostport(hostport, host, sizeof host, port, sizeof port) < 0) {
+        kr_log(KR_LOG_ERROR, "--http is not HOST:PORT", "http", hostport, NULL);
+        return NULL;
+    }
+    kr_admin *a = calloc(1, sizeof *a);
+    if (a == NULL)
+        return NULL;
+    a->srv = srv;
+    a->token = token && token[0] ? strdup(token) : NULL;
+    a->http = evhttp_new(srv->base);
+    if (a->http == NULL)
+        goto fail;
+    /* Every method reaches the handlers, which answer 405 to what is not a
+     * read (evhttp alone would say 501). */
+    evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
+                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                            EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS);
+    evhttp_set_max_headers_size(a->http, 16 * 1024);
+    evhttp_set_max_body_size(a->http, 0);
+    evhttp_set_timeout(a->http, 30);
+    evhttp_set_cb(a->http, "/healthz", on_healthz, a);
+    evhttp_set_cb(a->http, "/readyz", on_readyz, a);
+    evhttp_set_cb(a->http, "/metrics", on_metrics, a);
+    evhttp_set_gencb(a->http, on_other, a);
+    struct evhttp_bound_socket *bs =
+        evhttp_bind_socket_with_handle(a->http, host[0] ? host : "0.0.0.0", (ev_uint16_t)atoi(port));
+    if (bs == NULL) {
+        kr_log(KR_LOG_ERROR, "cannot listen on the admin port", "http", hostport, "reason",
+               strerror(errno), NULL);
+        goto fail;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&ss, &sl) == 0)
+        srv->http_port = ntohs(ss.ss_family == AF_INET6
+                                   ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                   : ((struct sockaddr_in *)&ss)->sin_port);
+    a->m_rss = kr_gauge(srv->metrics, "krappy_process_resident_memory_bytes", NULL,
+                        "Resident memory of krappyd.");
+    a->m_fds = kr_gauge(srv->metrics, "krappy_process_open_fds", NULL,
+                        "Open file descriptors of krappyd.");
+    a->m_view_bytes = kr_gauge(srv->metrics, "krappy_view_disk_bytes", NULL,
+                               "Size of the latest-value view's RocksDB files.");
+    kr_log(KR_LOG_INFO, "admin port listening", "http", hostport, "auth",
+           a->token ? "bearer token" : "none", NULL);
+    return a;
+fail:
+    kr_admin_free(a);
+    return NULL;
+}
+
+void kr_admin_free(kr_admin *a)
+{
+    if (a == NULL)
+        return;
+    if (a->http != NULL)
+        evhttp_free(a->http);
+    free(a->token);
+    free(a);
+}

@@ -1,0 +1,22 @@
+/*
+ * server/admin.h - the HTTP admin port: probes, Prometheus metrics and a
+ * JSON API (see admin.c for the paths).
+ */
+#ifndef KR_SERVER_ADMIN_H
+#define KR_SERVER_ADMIN_H
+
+#include "server/server.h"
+
+typedef struct kr_admin kr_admin;
+
+/*
+ * kr_admin_start - serve HTTP on `hostport` on the server's loop. `token`
+ * (NULL or "": none) protects /api.
+ * @return the admin port, or NULL (logged) when it cannot listen.
+ */
+kr_admin *kr_admin_start(kr_server *srv, const char *hostport, const char *token);
+
+/* Stop serving and release it. NULL ok. */
+void kr_admin_free(kr_admin *a);
+
+#endif
