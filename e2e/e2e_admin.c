@@ -29,9 +29,9 @@ static int http(const e2e_server *s, const char *method, const char *path, const
     int fd = e2e_connect(&h);
     assert_true(fd >= 0);
     char req[512];
-    int n = snprintf(req, sizeof req, "%s %s HTTP/1.0\r\nHost: 127.0.0.1\r\n%s%s%s\r\n", method,
-                     path, auth ? "Authorization: Bearer " : "", auth ? auth : "",
-                     auth ? "\r\n" : "");
+    int n =
+        snprintf(req, sizeof req, "%s %s HTTP/1.0\r\nHost: 127.0.0.1\r\n%s%s%s\r\n", method, path,
+                 auth ? "Authorization: Bearer " : "", auth ? auth : "", auth ? "\r\n" : "");
     assert_int_equal(e2e_send_all(fd, req, (size_t)n), 0);
     static char resp[1 << 20];
     size_t got = 0;
@@ -91,12 +91,21 @@ static void test_metrics_follow_traffic(void **state)
     conn p;
     conn_open(&p, &s);
     assert_int_equal(conn_register(&p, "mt"), 0);
-    kr_event_out_spec ev[3] = {{.key = "a", .key_len = 1, .key_is_text = true,
-                                .value = (const uint8_t *)"\x61x", .value_len = 2},
-                               {.key = "b", .key_len = 1, .key_is_text = true,
-                                .value = (const uint8_t *)"\x61y", .value_len = 2},
-                               {.key = "a", .key_len = 1, .key_is_text = true,
-                                .value = (const uint8_t *)"\x61z", .value_len = 2}};
+    kr_event_out_spec ev[3] = {{.key = "a",
+                                .key_len = 1,
+                                .key_is_text = true,
+                                .value = (const uint8_t *)"\x61x",
+                                .value_len = 2},
+                               {.key = "b",
+                                .key_len = 1,
+                                .key_is_text = true,
+                                .value = (const uint8_t *)"\x61y",
+                                .value_len = 2},
+                               {.key = "a",
+                                .key_len = 1,
+                                .key_is_text = true,
+                                .value = (const uint8_t *)"\x61z",
+                                .value_len = 2}};
     kr_buf_reset(&p.b);
     kr_enc_publish(&p.b, (kr_cid){0}, KR_ACK_SYNC, ev, 3);
     assert_int_equal(conn_call(&p, KRAPPY_T_PUBLISH), 0);

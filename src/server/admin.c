@@ -59,8 +59,7 @@ static void reply_text(struct evhttp_request *req, int code, const char *reason,
 }
 
 /* A JSON error: {"error": "..."} (the sentence has no quotes to escape). */
-static void reply_error(struct evhttp_request *req, int code, const char *reason,
-                        const char *msg)
+static void reply_error(struct evhttp_request *req, int code, const char *reason, const char *msg)
 {
     char body[512];
     size_t n = 0;
@@ -193,7 +192,8 @@ static void json_topic(struct evbuffer *b, const kr_topic *t)
                         "{\"name\":\"%s\",\"first\":%llu,\"next\":%llu,\"bytes\":%llu,"
                         "\"keys\":%llu",
                         t->name, (unsigned long long)t->first, (unsigned long long)t->next,
-                        (unsigned long long)kr_topic_bytes(t), (unsigned long long)kr_topic_keys(t));
+                        (unsigned long long)kr_topic_bytes(t),
+                        (unsigned long long)kr_topic_keys(t));
 }
 
 static void json_str(struct evbuffer *b, const char *s, size_t n)
@@ -213,8 +213,7 @@ static void json_str(struct evbuffer *b, const char *s, size_t n)
 
 static void send_json(struct evhttp_request *req, struct evbuffer *b)
 {
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-                      "application/json");
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
     evhttp_send_reply(req, 200, "OK", b);
     evbuffer_free(b);
 }
@@ -259,10 +258,8 @@ static void api_topic(kr_admin *a, struct evhttp_request *req, const char *name)
         const kr_group *g = t->groups[i]->g;
         evbuffer_add_printf(b, "%s{\"group\":", i ? "," : "");
         json_str(b, g->name, g->name_len);
-        evbuffer_add_printf(b,
-                            ",\"cursor\":%llu,\"pending\":%llu,\"lag\":%llu,\"members\":%zu}",
-                            (unsigned long long)g->cursor,
-                            (unsigned long long)kr_group_pending(g),
+        evbuffer_add_printf(b, ",\"cursor\":%llu,\"pending\":%llu,\"lag\":%llu,\"members\":%zu}",
+                            (unsigned long long)g->cursor, (unsigned long long)kr_group_pending(g),
                             (unsigned long long)(t->next > g->cursor ? t->next - g->cursor : 0),
                             g->n_members);
     }
@@ -286,8 +283,7 @@ static void on_other(struct evhttp_request *req, void *arg)
         reply_error(req, 404, "Not Found",
                     "no such path; try /healthz, /readyz, /metrics or /api/topics");
     } else if (!authorized(a, req)) {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
-                          "Bearer");
+        evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
         reply_error(req, 401, "Unauthorized",
                     "this API needs the header Authorization: Bearer <the --http-token>");
     } else if (a->srv->store == NULL) {
@@ -322,8 +318,8 @@ kr_admin *kr_admin_start(kr_server *srv, const char *hostport, const char *token
     /* Every method reaches the handlers, which answer 405 to what is not a
      * read (evhttp alone would say 501). */
     evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
-                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-                                            EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS);
+                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
+                                            EVHTTP_REQ_OPTIONS);
     evhttp_set_max_headers_size(a->http, 16 * 1024);
     evhttp_set_max_body_size(a->http, 0);
     evhttp_set_timeout(a->http, 30);
@@ -331,8 +327,8 @@ kr_admin *kr_admin_start(kr_server *srv, const char *hostport, const char *token
     evhttp_set_cb(a->http, "/readyz", on_readyz, a);
     evhttp_set_cb(a->http, "/metrics", on_metrics, a);
     evhttp_set_gencb(a->http, on_other, a);
-    struct evhttp_bound_socket *bs =
-        evhttp_bind_socket_with_handle(a->http, host[0] ? host : "0.0.0.0", (ev_uint16_t)atoi(port));
+    struct evhttp_bound_socket *bs = evhttp_bind_socket_with_handle(
+        a->http, host[0] ? host : "0.0.0.0", (ev_uint16_t)atoi(port));
     if (bs == NULL) {
         kr_log(KR_LOG_ERROR, "cannot listen on the admin port", "http", hostport, "reason",
                strerror(errno), NULL);
@@ -341,9 +337,8 @@ kr_admin *kr_admin_start(kr_server *srv, const char *hostport, const char *token
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     if (getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&ss, &sl) == 0)
-        srv->http_port = ntohs(ss.ss_family == AF_INET6
-                                   ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                   : ((struct sockaddr_in *)&ss)->sin_port);
+        srv->http_port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                        : ((struct sockaddr_in *)&ss)->sin_port);
     a->m_rss = kr_gauge(srv->metrics, "krappy_process_resident_memory_bytes", NULL,
                         "Resident memory of krappyd.");
     a->m_fds = kr_gauge(srv->metrics, "krappy_process_open_fds", NULL,
