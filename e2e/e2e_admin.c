@@ -143,6 +143,20 @@ static void test_api_and_errors(void **state)
     conn p;
     conn_open(&p, &s);
     assert_int_equal(conn_register(&p, "api"), 0);
+    kr_event_out_spec ev[2] = {{.key = "fruit",
+                                .key_len = 5,
+                                .key_is_text = true,
+                                .value = (const uint8_t *)"\x65"
+                                                          "apple",
+                                .value_len = 6},
+                               {.key = "n",
+                                .key_len = 1,
+                                .key_is_text = true,
+                                .value = (const uint8_t *)"\x82\x01\xf5",
+                                .value_len = 3}};
+    kr_buf_reset(&p.b);
+    kr_enc_publish(&p.b, (kr_cid){0}, KR_ACK_SYNC, ev, 2);
+    assert_int_equal(conn_call(&p, KRAPPY_T_PUBLISH), 0);
     conn_close(&p);
     static char body[1 << 20];
     /* The token guards /api; probes and metrics stay open. */
@@ -155,8 +169,30 @@ static void test_api_and_errors(void **state)
     assert_int_equal(http(&s, "GET", "/api/topics", "t0k3n", body, sizeof body), 200);
     assert_non_null(strstr(body, "\"name\":\"api\""));
     assert_int_equal(http(&s, "GET", "/api/topics/api", "t0k3n", body, sizeof body), 200);
-    assert_non_null(strstr(body, "\"next\":0"));
+    assert_non_null(strstr(body, "\"next\":2"));
     assert_non_null(strstr(body, "\"groups\":[]"));
+    /* Values produced through the data port, CBOR shown as JSON. */
+    assert_int_equal(http(&s, "GET", "/api/topics/api/keys/fruit", "t0k3n", body, sizeof body),
+                     200);
+    assert_non_null(strstr(body, "\"value\":\"apple\""));
+    assert_int_equal(http(&s, "GET", "/api/topics/api/keys/n", "t0k3n", body, sizeof body), 200);
+    assert_non_null(strstr(body, "\"value\":[1,true]"));
+    assert_int_equal(http(&s, "GET", "/api/topics/api/keys/none", "t0k3n", body, sizeof body), 404);
+    assert_int_equal(
+        http(&s, "GET", "/api/topics/api/events?from=0&max=10", "t0k3n", body, sizeof body), 200);
+    assert_non_null(strstr(body, "\"next\":2"));
+    assert_non_null(strstr(body, "\"key\":\"fruit\""));
+    assert_int_equal(
+        http(&s, "GET", "/api/topics/api/scan?prefix=fr&limit=10", "t0k3n", body, sizeof body),
+        200);
+    assert_non_null(strstr(body, "\"key\":\"fruit\""));
+    assert_null(strstr(body, "\"key\":\"n\""));
+    assert_int_equal(http(&s, "GET", "/api/topics/api/events?from=x", "t0k3n", body, sizeof body),
+                     400);
+    assert_int_equal(http(&s, "GET", "/api/topics/api/events?from=99", "t0k3n", body, sizeof body),
+                     400);
+    assert_int_equal(http(&s, "GET", "/api/topics/api/scan?limit=0", "t0k3n", body, sizeof body),
+                     400);
     /* Bad input: 4xx with a JSON error. */
     assert_int_equal(http(&s, "GET", "/api/topics/nope", "t0k3n", body, sizeof body), 404);
     assert_non_null(strstr(body, "\"error\""));

@@ -31,6 +31,8 @@
 #include <event2/keyvalq_struct.h>
 
 #include "proto/buf.h"
+#include "proto/cbor_text.h"
+#include "proto/msg.h"
 #include "server/log.h"
 #include "store/store.h"
 
@@ -267,6 +269,244 @@ static void api_topic(kr_admin *a, struct evhttp_request *req, const char *name)
     send_json(req, b);
 }
 
+/* ---- values: CBOR rendered as JSON ---- */
+
+/* Events per /events reply at most, and bytes. */
+#define KR_ADMIN_EVENTS_MAX 1000
+#define KR_ADMIN_SCAN_MAX   1000
+
+/* Append one item's JSON rendering (diagnostic notation, as a JSON string,
+ * for what JSON cannot say). */
+static int put_json_item(struct evbuffer *b, const uint8_t *item, size_t len)
+{
+    kr_buf t;
+    kr_buf_init(&t, len * 32 + 256);
+    int rc = kr_cbor_render(item, len, true, 0, &t);
+    if (rc == 0)
+        evbuffer_add(b, t.data, t.len);
+    kr_buf_free(&t);
+    return rc;
+}
+
+/* One event in delivered form as {"offset","ts","key","value","headers"?}. */
+static int put_json_event(struct evbuffer *b, const kr_event_view *v)
+{
+    evbuffer_add_printf(b, "{\"offset\":%llu,\"ts\":%llu,\"key\":", (unsigned long long)v->offset,
+                        (unsigned long long)v->ts);
+    if (put_json_item(b, v->key.raw, v->key.raw_len) < 0)
+        return -1;
+    evbuffer_add_printf(b, ",\"value\":");
+    if (put_json_item(b, v->value.raw, v->value.raw_len) < 0)
+        return -1;
+    if (v->has_headers) {
+        evbuffer_add_printf(b, ",\"headers\":");
+        if (put_json_item(b, v->headers.raw, v->headers.raw_len) < 0)
+            return -1;
+    }
+    evbuffer_add(b, "}", 1);
+    return 0;
+}
+
+/* A query parameter as an unsigned number: 1 found (in *v), 0 absent,
+ * -1 present but not a number. */
+static int query_uint(const struct evkeyvalq *q, const char *name, uint64_t *v)
+{
+    const char *s = evhttp_find_header(q, name);
+    if (s == NULL)
+        return 0;
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(s, &end, 10);
+    if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno != 0)
+        return -1;
+    *v = n;
+    return 1;
+}
+
+static void api_key(kr_admin *a, struct evhttp_request *req, kr_topic *t, const char *key)
+{
+    kr_buf ev;
+    char msg[256];
+    kr_buf_init(&ev, (size_t)a->srv->cfg->max_frame);
+    int rc =
+        kr_store_get(a->srv->store, t, (const uint8_t *)key, strlen(key), &ev, msg, sizeof msg);
+    kr_cbor_item it;
+    kr_event_view v;
+    if (rc == 0) {
+        reply_error(req, 404, "Not Found", "no value for that key (never written, or deleted)");
+    } else if (rc < 0 || kr_cbor_read(ev.data, ev.len, &it) < 0 ||
+               kr_event_view_read(&it, &v) < 0) {
+        reply_error(req, 500, "Internal Server Error", "the stored value cannot be read");
+    } else {
+        struct evbuffer *b = evbuffer_new();
+        if (b != NULL && put_json_event(b, &v) == 0) {
+            evbuffer_add(b, "\n", 1);
+            send_json(req, b);
+        } else {
+            if (b != NULL)
+                evbuffer_free(b);
+            reply_error(req, 500, "Internal Server Error", "the value cannot be rendered");
+        }
+    }
+    kr_buf_free(&ev);
+}
+
+static void api_events(kr_admin *a, struct evhttp_request *req, kr_topic *t,
+                       const struct evkeyvalq *q)
+{
+    uint64_t from = t->first, max = 100;
+    if (query_uint(q, "from", &from) < 0 || query_uint(q, "max", &max) < 0 || max == 0) {
+        reply_error(req, 400, "Bad Request", "from and max must be whole numbers (max at least 1)");
+        return;
+    }
+    if (max > KR_ADMIN_EVENTS_MAX)
+        max = KR_ADMIN_EVENTS_MAX;
+    kr_fetch_result r;
+    char msg[256];
+    krappy_err rc = kr_store_fetch(a->srv->store, t, from, max, 1u << 20, &r, msg, sizeof msg);
+    if (rc == KRAPPY_E_OFFSET_OUT_OF_RANGE) {
+        snprintf(msg, sizeof msg, "from must be between first (%llu) and next (%llu)",
+                 (unsigned long long)t->first, (unsigned long long)t->next);
+        reply_error(req, 400, "Bad Request", msg);
+        return;
+    }
+    struct evbuffer *raw = evbuffer_new(), *b = evbuffer_new();
+    if (rc != KRAPPY_OK || raw == NULL || b == NULL ||
+        kr_store_fetch_emit(a->srv->store, &r, raw, msg, sizeof msg) < 0) {
+        if (raw)
+            evbuffer_free(raw);
+        if (b)
+            evbuffer_free(b);
+        reply_error(req, 500, "Internal Server Error", rc == KRAPPY_OK ? msg : "reading failed");
+        return;
+    }
+    size_t len = evbuffer_get_length(raw);
+    const uint8_t *p = evbuffer_pullup(raw, (ssize_t)len), *end = p + len;
+    evbuffer_add_printf(b, "{\"events\":[");
+    for (uint64_t i = 0; p != NULL && p < end; i++) {
+        kr_cbor_item it;
+        kr_event_view v;
+        if (kr_cbor_read(p, (size_t)(end - p), &it) < 0 || kr_event_view_read(&it, &v) < 0)
+            break;
+        if (i > 0)
+            evbuffer_add(b, ",", 1);
+        put_json_event(b, &v);
+        p += it.raw_len;
+    }
+    evbuffer_add_printf(b, "],\"next\":%llu}\n", (unsigned long long)r.next);
+    evbuffer_free(raw);
+    send_json(req, b);
+}
+
+typedef struct scan_req {
+    kr_admin *a;
+    struct evhttp_request *req;
+    uint64_t limit;
+    struct evbuffer *b;
+    size_t n;
+} scan_req;
+
+static int scan_entry(void *arg, const uint8_t *key, size_t klen, const uint8_t *event, size_t elen)
+{
+    scan_req *sr = arg;
+    (void)key;
+    (void)klen;
+    kr_cbor_item it;
+    kr_event_view v;
+    if (kr_cbor_read(event, elen, &it) < 0 || kr_event_view_read(&it, &v) < 0)
+        return 1;
+    if (sr->n++ > 0)
+        evbuffer_add(sr->b, ",", 1);
+    put_json_event(sr->b, &v);
+    return 0;
+}
+
+static void scan_ready(void *arg, kr_scan_cursor *cur, const kr_store_result *res)
+{
+    scan_req *sr = arg;
+    kr_store *st = sr->a->srv->store;
+    if (res->err != KRAPPY_OK) {
+        reply_error(sr->req, 503, "Service Unavailable", res->msg);
+        free(sr);
+        return;
+    }
+    sr->b = evbuffer_new();
+    bool more = false;
+    char msg[256];
+    if (sr->b == NULL) {
+        kr_store_scan_end(st, cur);
+        reply_error(sr->req, 500, "Internal Server Error", "out of memory");
+        free(sr);
+        return;
+    }
+    evbuffer_add_printf(sr->b, "{\"entries\":[");
+    long n = kr_store_scan_page(st, cur, (size_t)sr->limit, scan_entry, sr, &more, msg, sizeof msg);
+    evbuffer_add_printf(sr->b, "],\"snapshot\":%llu,\"more\":%s}\n",
+                        (unsigned long long)kr_scan_snapshot(cur), more ? "true" : "false");
+    kr_store_scan_end(st, cur);
+    if (n < 0) {
+        evbuffer_free(sr->b);
+        reply_error(sr->req, 500, "Internal Server Error", msg);
+    } else {
+        send_json(sr->req, sr->b);
+    }
+    free(sr);
+}
+
+static void api_scan(kr_admin *a, struct evhttp_request *req, kr_topic *t,
+                     const struct evkeyvalq *q)
+{
+    uint64_t limit = 100;
+    if (query_uint(q, "limit", &limit) < 0 || limit == 0) {
+        reply_error(req, 400, "Bad Request", "limit must be a whole number, at least 1");
+        return;
+    }
+    if (limit > KR_ADMIN_SCAN_MAX)
+        limit = KR_ADMIN_SCAN_MAX;
+    const char *prefix = evhttp_find_header(q, "prefix");
+    scan_req *sr = calloc(1, sizeof *sr);
+    if (sr == NULL) {
+        reply_error(req, 500, "Internal Server Error", "out of memory");
+        return;
+    }
+    sr->a = a;
+    sr->req = req;
+    sr->limit = limit;
+    /* May wait for a checkpoint: the reply is sent from scan_ready. */
+    kr_store_scan_start(a->srv->store, t, (const uint8_t *)(prefix ? prefix : ""),
+                        prefix ? strlen(prefix) : 0, false, NULL, 0, scan_ready, sr);
+}
+
+/* /api/topics/T/... : keys/K, events, scan. */
+static void api_topic_sub(kr_admin *a, struct evhttp_request *req, const char *rest,
+                          const struct evkeyvalq *q)
+{
+    const char *slash = strchr(rest, '/');
+    char name[KRAPPY_MAX_NAME_BYTES + 1];
+    size_t nl = (size_t)(slash - rest);
+    if (nl == 0 || nl > KRAPPY_MAX_NAME_BYTES) {
+        reply_error(req, 404, "Not Found", "no such topic");
+        return;
+    }
+    memcpy(name, rest, nl);
+    name[nl] = '\0';
+    kr_topic *t = kr_store_topic(a->srv->store, (const uint8_t *)name, nl);
+    if (t == NULL) {
+        reply_error(req, 404, "Not Found", "no such topic");
+        return;
+    }
+    const char *what = slash + 1;
+    if (strncmp(what, "keys/", 5) == 0 && what[5] != '\0')
+        api_key(a, req, t, what + 5);
+    else if (strcmp(what, "events") == 0)
+        api_events(a, req, t, q);
+    else if (strcmp(what, "scan") == 0)
+        api_scan(a, req, t, q);
+    else
+        reply_error(req, 404, "Not Found",
+                    "no such API path; see /api/topics/T/keys/K, /events, /scan");
+}
+
 /* Everything that is not a fixed path: /api/... */
 static void on_other(struct evhttp_request *req, void *arg)
 {
@@ -292,6 +532,15 @@ static void on_other(struct evhttp_request *req, void *arg)
         api_topics(a, req);
     } else if (strncmp(dec, "/api/topics/", 12) == 0 && strchr(dec + 12, '/') == NULL) {
         api_topic(a, req, dec + 12);
+    } else if (strncmp(dec, "/api/topics/", 12) == 0) {
+        struct evkeyvalq q;
+        TAILQ_INIT(&q);
+        const char *query = evhttp_uri_get_query(u);
+        if (query != NULL && evhttp_parse_query_str(query, &q) < 0)
+            reply_error(req, 400, "Bad Request", "the query string cannot be parsed");
+        else
+            api_topic_sub(a, req, dec + 12, &q);
+        evhttp_clear_headers(&q);
     } else {
         reply_error(req, 404, "Not Found", "no such API path; see /api/topics");
     }
