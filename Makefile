@@ -71,7 +71,10 @@ obj = $(patsubst %.c,$(OBJ)/%.o,$(1))
 PROTO_OBJ   := $(call obj,$(PROTO_SRC))
 CLIENT_OBJ  := $(call obj,$(CLIENT_SRC))
 CLI_OBJ     := $(call obj,$(CLI_SRC))
-SERVER_OBJ  := $(call obj,$(SERVER_SRC))
+# The web console (src/server/console.html) is compiled in: see gen/console.c.
+GEN         := build/$(BUILD)/gen
+CONSOLE_OBJ := $(OBJ)/gen/console.o
+SERVER_OBJ  := $(call obj,$(SERVER_SRC)) $(CONSOLE_OBJ)
 
 KRAPPYD     := $(OUT)/bin/krappyd
 KRAPPY      := $(OUT)/bin/krappy
@@ -84,7 +87,7 @@ BENCHES     := $(patsubst e2e/bench/%.c,$(TOUT)/bench/%,$(BENCH_SRC))
 HAMMER      := $(TOUT)/e2e/hammer
 
 .PHONY: all deps run test check unit fuzz-replay e2e smoke torture bench install \
-        uninstall clean fmt lint fuzz valgrind symbols tests-build shim
+        uninstall clean fmt lint fuzz valgrind symbols tests-build shim test-ui
 
 all: $(KRAPPYD) $(KRAPPY) $(LIBA) $(LIBSO) symbols
 
@@ -100,6 +103,23 @@ run: deps
 $(OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(PC_CFLAGS) -c $< -o $@
+
+# console.html becomes a C array with od and sed only (no xxd): od prints
+# the bytes as hex, sed turns each into 0xNN, and a trailing NUL (not
+# counted in the length) lets the page be used as a string too.
+$(GEN)/console.c: src/server/console.html
+	@mkdir -p $(dir $@)
+	{ echo '/* Generated from src/server/console.html by the Makefile. Do not edit. */'; \
+	  echo '#include "server/console.h"'; \
+	  echo 'const char kr_console_html[] = {'; \
+	  od -An -v -tx1 $< | sed -e 's/[0-9a-f][0-9a-f]/0x&,/g' -e 's/^ *//'; \
+	  echo '0x00};'; \
+	  echo 'const size_t kr_console_html_len = sizeof kr_console_html - 1;'; \
+	} > $@.tmp && mv $@.tmp $@
+
+$(CONSOLE_OBJ): $(GEN)/console.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(LIBA): $(PROTO_OBJ) $(CLIENT_OBJ)
 	@mkdir -p $(dir $@)
@@ -202,6 +222,14 @@ unit fuzz-replay e2e smoke torture:
 	@$(MAKE) --no-print-directory BUILD=asan tests-build
 	@$(MAKE) --no-print-directory BUILD=release tests-build all
 	@sh .ci/test.sh $@
+
+# The web console in headless Chromium (playwright-core from npm, pinned in
+# e2e/ui/package-lock.json, installed into build/ui/node_modules); the
+# screenshot lands in build/ui/console.png.
+test-ui:
+	@sh .ci/deps.sh chromium
+	@$(MAKE) --no-print-directory bin/krappyd bin/krappy
+	@sh e2e/ui/run.sh
 
 # Speed figures (a benchmark that prints them; never a timed test). Storage,
 # group and peer benchmarks join as their issues land.

@@ -165,6 +165,10 @@ static void test_api_and_errors(void **state)
     assert_int_equal(http(&s, "GET", "/api/topics", "wrong", body, sizeof body), 401);
     assert_int_equal(http(&s, "GET", "/healthz", NULL, body, sizeof body), 200);
     assert_int_equal(http(&s, "GET", "/metrics", NULL, body, sizeof body), 200);
+    /* The console page itself loads; its API calls carry the token. */
+    assert_int_equal(http(&s, "GET", "/", NULL, body, sizeof body), 200);
+    assert_non_null(strstr(body, "<html"));
+    assert_non_null(strstr(body, "/api/topics"));
     /* With it: the topic produced through the data port. */
     assert_int_equal(http(&s, "GET", "/api/topics", "t0k3n", body, sizeof body), 200);
     assert_non_null(strstr(body, "\"name\":\"api\""));

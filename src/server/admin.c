@@ -7,9 +7,12 @@
  *   GET /metrics        Prometheus text exposition of the metrics registry
  *   GET /api/topics     JSON: every topic with first, next, bytes, keys
  *   GET /api/topics/T   JSON: one topic's STATS, groups included
+ *   GET / or /console   the web console (src/server/console.html, compiled in)
  *
- * With --http-token, /api (and the console, when it comes) need
- * "Authorization: Bearer TOKEN"; probes and /metrics stay open. Every
+ * With --http-token, /api needs "Authorization: Bearer TOKEN"; probes and
+ * /metrics stay open. The console page itself holds no data and loads
+ * without the token: it asks for it when /api answers 401 and sends it with
+ * every API call. Every
  * handler answers from memory or a bounded read: nothing here waits on a
  * disk write.
  */
@@ -33,6 +36,7 @@
 #include "proto/buf.h"
 #include "proto/cbor_text.h"
 #include "proto/msg.h"
+#include "server/console.h"
 #include "server/log.h"
 #include "store/store.h"
 
@@ -84,6 +88,40 @@ static int get_only(struct evhttp_request *req)
     evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
     reply_error(req, 405, "Method Not Allowed", "only GET is served here");
     return 0;
+}
+
+/* ---- console ---- */
+
+/* The console page. Its CSP keeps it to its own origin: scripts and styles
+ * are inline, and nothing may be fetched from anywhere else. */
+static void on_console(struct evhttp_request *req, void *arg)
+{
+    (void)arg;
+    if (!get_only(req))
+        return;
+    struct evbuffer *b = evbuffer_new();
+    if (b == NULL) {
+        evhttp_send_error(req, 500, "out of memory");
+        return;
+    }
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Content-Type", "text/html; charset=utf-8");
+    evhttp_add_header(h, "Content-Security-Policy",
+                      "default-src 'self'; script-src 'self' 'unsafe-inline'; "
+                      "style-src 'self' 'unsafe-inline'");
+    evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+    evhttp_add_header(h, "Cache-Control", "no-cache");
+    evbuffer_add_reference(b, kr_console_html, kr_console_html_len, NULL, NULL);
+    evhttp_send_reply(req, 200, "OK", b);
+    evbuffer_free(b);
+}
+
+/* Browsers ask for /favicon.ico; the console has none. */
+static void on_favicon(struct evhttp_request *req, void *arg)
+{
+    (void)arg;
+    if (get_only(req))
+        evhttp_send_reply(req, 204, "No Content", NULL);
 }
 
 /* ---- probes ---- */
@@ -521,7 +559,7 @@ static void on_other(struct evhttp_request *req, void *arg)
         reply_error(req, 400, "Bad Request", "the request path cannot be parsed");
     } else if (strncmp(dec, "/api/", 5) != 0 && strcmp(dec, "/api") != 0) {
         reply_error(req, 404, "Not Found",
-                    "no such path; try /healthz, /readyz, /metrics or /api/topics");
+                    "no such path; try /, /healthz, /readyz, /metrics or /api/topics");
     } else if (!authorized(a, req)) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
         reply_error(req, 401, "Unauthorized",
@@ -575,6 +613,9 @@ kr_admin *kr_admin_start(kr_server *srv, const char *hostport, const char *token
     evhttp_set_cb(a->http, "/healthz", on_healthz, a);
     evhttp_set_cb(a->http, "/readyz", on_readyz, a);
     evhttp_set_cb(a->http, "/metrics", on_metrics, a);
+    evhttp_set_cb(a->http, "/", on_console, a);
+    evhttp_set_cb(a->http, "/console", on_console, a);
+    evhttp_set_cb(a->http, "/favicon.ico", on_favicon, a);
     evhttp_set_gencb(a->http, on_other, a);
     struct evhttp_bound_socket *bs = evhttp_bind_socket_with_handle(
         a->http, host[0] ? host : "0.0.0.0", (ev_uint16_t)atoi(port));

@@ -95,7 +95,7 @@ static const opt_spec specs[] = {
      "abort when it logs (\"\" = inside DATA/view)",
      F(rocksdb_log_dir), 0, 0},
     {"http", "KRAPPY_HTTP", OPT_STR, "HOST:PORT", "127.0.0.1:7071",
-     "admin port: /healthz, /readyz, /metrics, /api (\"off\" = none)", F(http), 0, 0},
+     "admin port: console at /, /healthz, /readyz, /metrics, /api (\"off\" = none)", F(http), 0, 0},
     {"http-token", "KRAPPY_HTTP_TOKEN", OPT_STR, "TOKEN", "none",
      "require \"Authorization: Bearer TOKEN\" on /api (probes and /metrics stay open)",
      F(http_token), 0, 0},
