@@ -14,6 +14,10 @@ TOPIC=ui-demo
 TOKEN=ui-t0k3n
 
 mkdir -p "$OUT"
+# Node.js and npm: the machine's own when it has them, else Debian's.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    sh .ci/deps.sh nodejs npm
+fi
 if [ ! -f "$OUT/node_modules/playwright-core/package.json" ] ||
     ! cmp -s e2e/ui/package-lock.json "$OUT/package-lock.json"; then
     echo "test-ui: installing playwright-core into $OUT/node_modules"

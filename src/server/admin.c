@@ -142,7 +142,8 @@ static void on_readyz(struct evhttp_request *req, void *arg)
     if (srv->shutting_down)
         reply_text(req, 503, "Service Unavailable", "text/plain", "shutting down\n");
     else if (srv->store == NULL)
-        reply_text(req, 503, "Service Unavailable", "text/plain", "storage is not open yet\n");
+        reply_text(req, 503, "Service Unavailable", "text/plain",
+                   "recovering: storage is opening (the view catches up with the stream)\n");
     else if (srv->listener == NULL)
         reply_text(req, 503, "Service Unavailable", "text/plain",
                    "the data port is not listening yet\n");
@@ -565,7 +566,8 @@ static void on_other(struct evhttp_request *req, void *arg)
         reply_error(req, 401, "Unauthorized",
                     "this API needs the header Authorization: Bearer <the --http-token>");
     } else if (a->srv->store == NULL) {
-        reply_error(req, 503, "Service Unavailable", "storage is not open yet");
+        reply_error(req, 503, "Service Unavailable",
+                    "krappyd is still recovering its storage; retry in a moment (see /readyz)");
     } else if (strcmp(dec, "/api/topics") == 0 || strcmp(dec, "/api/topics/") == 0) {
         api_topics(a, req);
     } else if (strncmp(dec, "/api/topics/", 12) == 0 && strchr(dec + 12, '/') == NULL) {

@@ -3,6 +3,8 @@
  * then the loop until SIGTERM/SIGINT.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +49,72 @@ static int make_data_dir(const char *path)
     return 0;
 }
 
+/*
+ * Recovery (opening RocksDB, replaying the stream tails) runs on a thread of
+ * its own so that the loop, already serving the admin port, can answer
+ * probes with 503 "recovering" meanwhile. The thread hands its outcome back
+ * through `done`; the loop then takes the store and opens the data port.
+ */
+typedef struct opener {
+    kr_server *srv;
+    kr_store_opts so;
+    pthread_t thread;
+    bool running; /* the thread was started and not yet joined */
+    bool failed;  /* recovery or listening failed: exit 1 */
+    struct event *done;
+    kr_store *store;
+    int rc;
+    uint64_t t0;
+    char err[512];
+} opener;
+
+static void *open_store(void *arg)
+{
+    opener *o = arg;
+    o->rc =
+        kr_store_open(&o->so, o->srv->base, kr_metrics_global(), &o->store, o->err, sizeof o->err);
+    event_active(o->done, EV_READ, 0);
+    return NULL;
+}
+
+/* Join the opener thread (when running) and take what it made. */
+static void open_finish(opener *o)
+{
+    if (!o->running)
+        return;
+    pthread_join(o->thread, NULL);
+    o->running = false;
+    if (o->rc < 0) {
+        kr_log(KR_LOG_ERROR, "cannot open the data directory", "data", o->so.data_dir, "reason",
+               o->err, NULL);
+        o->failed = true;
+        return;
+    }
+    char ms[32];
+    snprintf(ms, sizeof ms, "%.1f", (double)(kr_now_ns() - o->t0) / 1e6);
+    kr_log(KR_LOG_INFO, "storage ready", "recovery_ms", ms, NULL);
+    o->srv->store = o->store;
+}
+
+static void on_opened(evutil_socket_t fd, short what, void *arg)
+{
+    opener *o = arg;
+    (void)fd;
+    (void)what;
+    open_finish(o);
+    if (o->failed) {
+        event_base_loopbreak(o->srv->base);
+        return;
+    }
+    if (o->srv->shutting_down)
+        return; /* a signal came during recovery: the loop is already ending */
+    /* Listen only once recovery is done. */
+    if (kr_server_listen(o->srv) < 0) {
+        o->failed = true;
+        event_base_loopbreak(o->srv->base);
+    }
+}
+
 int main(int argc, char **argv)
 {
     kr_config cfg;
@@ -55,7 +123,9 @@ int main(int argc, char **argv)
     kr_server srv;
     kr_store *store = NULL;
     kr_admin *admin = NULL;
+    opener op;
     memset(&srv, 0, sizeof srv);
+    memset(&op, 0, sizeof op);
 
     switch (kr_config_parse(&cfg, argc, argv, isatty(STDERR_FILENO), err, sizeof err)) {
     case KR_CONFIG_HELP:
@@ -94,38 +164,47 @@ int main(int argc, char **argv)
     if (strcmp(cfg.http, "off") != 0 &&
         (admin = kr_admin_start(&srv, cfg.http, cfg.http_token)) == NULL)
         goto out;
-    kr_store_opts so = {.data_dir = cfg.data_dir,
-                        .segment_bytes = cfg.segment_bytes,
-                        .retention_bytes = cfg.retention_bytes,
-                        .retention_ms = cfg.retention_ms,
-                        .checkpoint_ms = cfg.checkpoint_ms,
-                        .overlay_bytes = cfg.overlay_bytes,
-                        .max_frame = cfg.max_frame,
-                        .max_events = cfg.max_events,
-                        .max_publish_events = cfg.max_publish_events,
-                        .max_wait_ms = cfg.max_wait_ms,
-                        .block_cache_bytes = (size_t)cfg.block_cache_bytes,
-                        .rocksdb_log_dir = cfg.rocksdb_log_dir,
-                        .group_window = cfg.group_window,
-                        .fsync_cursors = cfg.fsync_cursors};
-    uint64_t t0 = kr_now_ns();
-    if (kr_store_open(&so, srv.base, kr_metrics_global(), &store, err, sizeof err) < 0) {
-        kr_log(KR_LOG_ERROR, "cannot open the data directory", "data", cfg.data_dir, "reason", err,
-               NULL);
+    op.srv = &srv;
+    op.t0 = kr_now_ns();
+    op.so = (kr_store_opts){.data_dir = cfg.data_dir,
+                            .segment_bytes = cfg.segment_bytes,
+                            .retention_bytes = cfg.retention_bytes,
+                            .retention_ms = cfg.retention_ms,
+                            .checkpoint_ms = cfg.checkpoint_ms,
+                            .overlay_bytes = cfg.overlay_bytes,
+                            .max_frame = cfg.max_frame,
+                            .max_events = cfg.max_events,
+                            .max_publish_events = cfg.max_publish_events,
+                            .max_wait_ms = cfg.max_wait_ms,
+                            .block_cache_bytes = (size_t)cfg.block_cache_bytes,
+                            .rocksdb_log_dir = cfg.rocksdb_log_dir,
+                            .group_window = cfg.group_window,
+                            .fsync_cursors = cfg.fsync_cursors};
+    op.done = event_new(srv.base, -1, 0, on_opened, &op);
+    if (op.done == NULL) {
+        kr_log(KR_LOG_ERROR, "cannot set up the recovery event", NULL);
         goto out;
     }
-    char ms[32];
-    snprintf(ms, sizeof ms, "%.1f", (double)(kr_now_ns() - t0) / 1e6);
-    kr_log(KR_LOG_INFO, "storage ready", "recovery_ms", ms, NULL);
-    srv.store = store;
-    /* Listen only once recovery is done. */
-    if (kr_server_listen(&srv) < 0)
+    int e = pthread_create(&op.thread, NULL, open_store, &op);
+    if (e != 0) {
+        kr_log(KR_LOG_ERROR, "cannot start the recovery thread", "reason", strerror(e), NULL);
         goto out;
-    if (kr_server_run(&srv) == 0)
+    }
+    op.running = true;
+    if (kr_server_run(&srv) == 0 && !op.failed)
         status = 0;
+    if (op.running) {
+        kr_log(KR_LOG_INFO, "waiting for recovery to finish before stopping", NULL);
+        open_finish(&op);
+        if (op.failed)
+            status = 1;
+    }
+    store = op.store;
 out:
     kr_admin_free(admin);
     kr_store_close(store); /* final checkpoint: a short replay next start */
+    if (op.done != NULL)
+        event_free(op.done);
     kr_server_free(&srv);
     if (status == 0)
         kr_log(KR_LOG_INFO, "stopped", NULL);

@@ -315,15 +315,15 @@ int kr_server_listen(kr_server *srv)
                strerror(errno), NULL);
         return -1;
     }
+    char maxc[16];
+    snprintf(maxc, sizeof maxc, "%u", srv->cfg->max_connections);
+    kr_log(KR_LOG_INFO, "listening", "addr", srv->listen_addr, "max_connections", maxc, "auth",
+           srv->cfg->token ? "token" : "none", NULL);
     return 0;
 }
 
 int kr_server_run(kr_server *srv)
 {
-    char maxc[16];
-    snprintf(maxc, sizeof maxc, "%u", srv->cfg->max_connections);
-    kr_log(KR_LOG_INFO, "listening", "addr", srv->listen_addr, "max_connections", maxc, "auth",
-           srv->cfg->token ? "token" : "none", NULL);
     if (event_base_dispatch(srv->base) < 0) {
         kr_log(KR_LOG_ERROR, "event loop failed", NULL);
         return -1;

@@ -72,9 +72,12 @@
  *              EPERM, EACCES, ENOENT, EEXIST, EBADF, EINVAL, EMFILE, ENFILE,
  *              EXDEV, ETIMEDOUT, or a number; or SHORT (write only): the
  *              write writes half its bytes (rounded down, writes of < 2
- *              bytes are untouched) and returns that count.
+ *              bytes are untouched) and returns that count; or DELAY: the
+ *              call sleeps ms=N milliseconds (default 1000), then succeeds
+ *              (slow disks; keeps a start-up in recovery long enough to see).
  *   after=N    the first N matching calls succeed (default 0)
- *   times=M    fire M times then stop (default: forever; SHORT: 1)
+ *   times=M    fire M times then stop (default: forever; SHORT, DELAY: 1)
+ *   ms=N       DELAY only: how long to sleep
  *   Counters restart whenever the file is re-read. The first rule that is
  *   due fires; every matching rule counts the call. A failing call does
  *   nothing (no bytes written, no file created, no sync done), except that
@@ -118,6 +121,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -229,12 +233,13 @@ enum {
     OP_ANY = 0xff
 };
 #define ERR_SHORT (-1)
+#define ERR_DELAY (-2)
 
 struct rule {
     unsigned ops;
     char sub[256];
-    int err; /* errno, or ERR_SHORT */
-    unsigned long after, times, seen, fired;
+    int err; /* errno, ERR_SHORT or ERR_DELAY */
+    unsigned long after, times, seen, fired, ms;
 };
 static struct rule g_rules[MAXRULES];
 static int g_nrules;
@@ -263,6 +268,8 @@ static const char *errname(int e, char *buf, size_t n)
 {
     if (e == ERR_SHORT)
         return "SHORT";
+    if (e == ERR_DELAY)
+        return "DELAY";
     for (size_t i = 0; i < sizeof g_errnames / sizeof g_errnames[0]; i++)
         if (g_errnames[i].no == e)
             return g_errnames[i].name;
@@ -591,6 +598,10 @@ static void parse_faults(const char *buf)
         if (!strcmp(err, "SHORT")) {
             r.err = ERR_SHORT;
             r.times = 1;
+        } else if (!strcmp(err, "DELAY")) {
+            r.err = ERR_DELAY;
+            r.times = 1;
+            r.ms = 1000;
         } else {
             r.err = 0;
             for (size_t i = 0; i < sizeof g_errnames / sizeof g_errnames[0]; i++)
@@ -607,6 +618,8 @@ static void parse_faults(const char *buf)
                 r.after = strtoul(kv + 6, NULL, 10);
             else if (!strncmp(kv, "times=", 6))
                 r.times = strtoul(kv + 6, NULL, 10);
+            else if (!strncmp(kv, "ms=", 3))
+                r.ms = strtoul(kv + 3, NULL, 10);
         }
         g_rules[g_nrules++] = r;
     }
@@ -657,6 +670,7 @@ static int fault_locked(unsigned op, const char *path, const char *path2)
         return 0;
     reload_faults();
     int chosen = 0;
+    unsigned long delay_ms = 0;
     for (int i = 0; i < g_nrules; i++) {
         struct rule *r = &g_rules[i];
         if (!(r->ops & op))
@@ -669,12 +683,22 @@ static int fault_locked(unsigned op, const char *path, const char *path2)
         if (!chosen && r->seen > r->after && r->fired < r->times) {
             r->fired++;
             chosen = r->err;
+            delay_ms = r->ms;
         }
     }
     if (chosen) {
         char e[ESC_MAX], nb[16];
         escape(path, e);
         logf_("fault %s %s %s", opname(op), errname(chosen, nb, sizeof nb), e);
+    }
+    if (chosen == ERR_DELAY) {
+        /* Under g_lock: other tracked calls wait too, as on a stalled disk. */
+        struct timespec ts = {(time_t)(delay_ms / 1000), (long)(delay_ms % 1000) * 1000000L};
+        int saved = errno;
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+            ;
+        errno = saved;
+        chosen = 0;
     }
     return chosen;
 }
