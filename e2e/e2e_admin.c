@@ -235,7 +235,28 @@ static void test_metrics_follow_traffic(void **state)
     assert_true(metric(body, "krappy_group_members{topic=\"mt\",group=\"g\"}") == 1);
     assert_true(metric(body, "krappy_topic_segments{topic=\"mt\"}") == 1);
     assert_true(metric(body, "krappy_stream_fsyncs_total") >= 1);
+    /* Group-commit sizes: one observation per writer round (the writer may
+     * run a checkpoint round while this renders, so no exact equalities). */
+    assert_true(metric(body, "krappy_writer_round_jobs_count") >= 1);
+    assert_true(metric(body, "krappy_writer_round_jobs_sum") >= 1);
+    assert_true(metric(body, "krappy_writer_round_jobs_bucket{le=\"+Inf\"}") ==
+                metric(body, "krappy_writer_round_jobs_count"));
     assert_true(metric(body, "krappy_connections") >= 1);
+    /* docs/METRICS.md lists every family served (run from the repo root). */
+    FILE *doc = fopen("docs/METRICS.md", "r");
+    if (doc != NULL) {
+        static char md[1 << 16];
+        size_t mdn = fread(md, 1, sizeof md - 1, doc);
+        md[mdn] = '\0';
+        fclose(doc);
+        for (const char *t = strstr(body, "# TYPE "); t != NULL; t = strstr(t + 1, "# TYPE ")) {
+            char name[128], want[132];
+            assert_int_equal(sscanf(t + 7, "%127s", name), 1);
+            snprintf(want, sizeof want, "`%s`", name);
+            if (strstr(md, want) == NULL)
+                fail_msg("docs/METRICS.md does not list %s", name);
+        }
+    }
     conn_close(&p);
     assert_int_equal(e2e_stop(&s, 10000), 0);
 }

@@ -45,6 +45,32 @@ const char *e2e_cli(void)
     return p ? p : "bin/krappy";
 }
 
+/* Every server this process started. A failed test jumps out before it
+ * stops its server: at exit, whatever is still running is killed, so no
+ * krappyd outlives the suite (and holds its output pipe open). */
+static pid_t started[512];
+static size_t n_started;
+
+static void kill_leftovers(void)
+{
+    for (size_t i = 0; i < n_started; i++) {
+        /* 0: our child, still running. -1 (ECHILD): already reaped, and
+         * the number may now be someone else's: leave it. */
+        if (waitpid(started[i], NULL, WNOHANG) == 0) {
+            kill(started[i], SIGKILL);
+            waitpid(started[i], NULL, 0);
+        }
+    }
+}
+
+static void remember(pid_t pid)
+{
+    if (n_started == 0)
+        atexit(kill_leftovers);
+    if (n_started < sizeof started / sizeof started[0])
+        started[n_started++] = pid;
+}
+
 static void rm_rf(const char *dir)
 {
     if (dir[0] == '\0' || strncmp(dir, "/tmp/", 5) != 0)
@@ -103,6 +129,7 @@ int e2e_restart(e2e_server *s, const char *const *extra)
     if (pid == 0) {
         int fd = open(s->log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
+            dup2(fd, STDOUT_FILENO);
             dup2(fd, STDERR_FILENO);
             close(fd);
         }
@@ -111,6 +138,7 @@ int e2e_restart(e2e_server *s, const char *const *extra)
         _exit(127);
     }
     s->pid = pid;
+    remember(pid);
     snprintf(s->host, sizeof s->host, "127.0.0.1");
 
     uint64_t deadline = e2e_now_ms() + 10000;

@@ -137,6 +137,43 @@ static void test_histogram_boundaries(void **state)
     }
 }
 
+/* Size histograms: le is a power of two, inclusive; the sum is the plain
+ * total; a size histogram and a time histogram are different kinds. */
+static void test_size_histogram(void **state)
+{
+    kr_metrics *m = kr_metrics_new();
+    kr_metric *h = kr_size_histogram(m, "h", NULL, "Sizes.");
+    kr_buf b;
+    const char *text;
+
+    (void)state;
+    assert_non_null(h);
+    assert_null(kr_histogram(m, "h", NULL, NULL));
+    kr_size_histogram_observe(h, 0);
+    kr_size_histogram_observe(h, 1);
+    kr_size_histogram_observe(h, 2);
+    kr_size_histogram_observe(h, 3);
+    kr_size_histogram_observe(h, 1024);
+    kr_size_histogram_observe(h, UINT64_C(1) << 40);
+    kr_histogram_observe_ns(h, 7); /* wrong kind: ignored */
+    assert_int_equal(kr_histogram_count(h), 6);
+    text = render(m, &b);
+    assert_non_null(strstr(text, "# TYPE h histogram\n"));
+    assert_int_equal(bucket(text, "1"), 2);
+    assert_int_equal(bucket(text, "2"), 3);
+    assert_int_equal(bucket(text, "4"), 4);
+    assert_int_equal(bucket(text, "512"), 4);
+    assert_int_equal(bucket(text, "1024"), 5);
+    assert_int_equal(bucket(text, "524288"), 5);
+    assert_int_equal(bucket(text, "+Inf"), 6);
+    char sum[64];
+    snprintf(sum, sizeof sum, "\nh_sum %llu\n", (unsigned long long)((UINT64_C(1) << 40) + 1030));
+    assert_non_null(strstr(text, sum));
+    assert_non_null(strstr(text, "\nh_count 6\n"));
+    kr_buf_free(&b);
+    kr_metrics_free(m);
+}
+
 static void test_render_exact(void **state)
 {
     kr_metrics *m = kr_metrics_new();
@@ -511,6 +548,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counter_gauge),
         cmocka_unit_test(test_histogram_boundaries),
+        cmocka_unit_test(test_size_histogram),
         cmocka_unit_test(test_render_exact),
         cmocka_unit_test(test_render_sum),
         cmocka_unit_test(test_render_empty_and_full),

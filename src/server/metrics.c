@@ -25,9 +25,9 @@
 #include <string.h>
 #include <time.h>
 
-typedef enum kind { KIND_COUNTER, KIND_GAUGE, KIND_HISTOGRAM } kind;
+typedef enum kind { KIND_COUNTER, KIND_GAUGE, KIND_HISTOGRAM, KIND_SIZES } kind;
 
-static const char *const kind_names[] = {"counter", "gauge", "histogram"};
+static const char *const kind_names[] = {"counter", "gauge", "histogram", "histogram"};
 
 /* Bucket upper bounds in ns and as rendered in `le`, from metrics.h. The
  * last bucket (+Inf) has no bound. */
@@ -217,6 +217,11 @@ kr_metric *kr_histogram(kr_metrics *m, const char *name, const char *labels, con
     return reg(m, KIND_HISTOGRAM, name, labels, help);
 }
 
+kr_metric *kr_size_histogram(kr_metrics *m, const char *name, const char *labels, const char *help)
+{
+    return reg(m, KIND_SIZES, name, labels, help);
+}
+
 /* Updates on NULL or on a metric of another kind are ignored. */
 void kr_counter_add(kr_metric *c, uint64_t n)
 {
@@ -252,6 +257,19 @@ void kr_histogram_observe_ns(kr_metric *h, uint64_t ns)
     atomic_fetch_add_explicit(&h->v.hist.sum_ns, ns, memory_order_relaxed);
 }
 
+/* Size bucket i holds (2^(i-1), 2^i]; bucket 0 holds 0 and 1. */
+void kr_size_histogram_observe(kr_metric *h, uint64_t n)
+{
+    size_t i = 0;
+
+    if (h == NULL || h->kind != KIND_SIZES)
+        return;
+    while (i < KR_HIST_BUCKETS - 1 && n > (1ULL << i))
+        i++;
+    atomic_fetch_add_explicit(&h->v.hist.buckets[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->v.hist.sum_ns, n, memory_order_relaxed);
+}
+
 uint64_t kr_counter_value(const kr_metric *c)
 {
     if (c == NULL || c->kind != KIND_COUNTER)
@@ -270,7 +288,7 @@ uint64_t kr_histogram_count(const kr_metric *h)
 {
     uint64_t n = 0;
 
-    if (h == NULL || h->kind != KIND_HISTOGRAM)
+    if (h == NULL || (h->kind != KIND_HISTOGRAM && h->kind != KIND_SIZES))
         return 0;
     for (size_t i = 0; i < KR_HIST_BUCKETS; i++)
         n += atomic_load_explicit(&h->v.hist.buckets[i], memory_order_relaxed);
@@ -357,7 +375,10 @@ static void render_histogram(out *o, const char *name, const kr_metric *s)
         char le[32];
 
         cum += atomic_load_explicit(&s->v.hist.buckets[i], memory_order_relaxed);
-        snprintf(le, sizeof(le), "le=\"%s\"", bucket_le[i]);
+        if (s->kind == KIND_HISTOGRAM || i == KR_HIST_BUCKETS - 1)
+            snprintf(le, sizeof(le), "le=\"%s\"", bucket_le[i]);
+        else
+            snprintf(le, sizeof(le), "le=\"%llu\"", 1ULL << i);
         put_series(o, name, "_bucket", s->labels, le);
         puts_(o, " ");
         putu(o, cum);
@@ -365,7 +386,11 @@ static void render_histogram(out *o, const char *name, const kr_metric *s)
     }
     put_series(o, name, "_sum", s->labels, NULL);
     puts_(o, " ");
-    put_seconds(o, atomic_load_explicit(&s->v.hist.sum_ns, memory_order_relaxed));
+    uint64_t sum = atomic_load_explicit(&s->v.hist.sum_ns, memory_order_relaxed);
+    if (s->kind == KIND_HISTOGRAM)
+        put_seconds(o, sum);
+    else
+        putu(o, sum);
     puts_(o, "\n");
     put_series(o, name, "_count", s->labels, NULL);
     puts_(o, " ");
@@ -394,7 +419,7 @@ int kr_metrics_render(kr_metrics *m, kr_buf *b)
         puts_(&o, kind_names[f->kind]);
         puts_(&o, "\n");
         for (const kr_metric *s = f->series; s != NULL; s = s->next) {
-            if (s->kind == KIND_HISTOGRAM) {
+            if (s->kind == KIND_HISTOGRAM || s->kind == KIND_SIZES) {
                 render_histogram(&o, f->name, s);
                 continue;
             }

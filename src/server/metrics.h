@@ -43,17 +43,21 @@ kr_metrics *kr_metrics_global(void);
 kr_metric *kr_counter(kr_metrics *m, const char *name, const char *labels, const char *help);
 kr_metric *kr_gauge(kr_metrics *m, const char *name, const char *labels, const char *help);
 kr_metric *kr_histogram(kr_metrics *m, const char *name, const char *labels, const char *help);
+/* A histogram of sizes (counts, not time): buckets 1 2 4 ... 524288 +Inf. */
+kr_metric *kr_size_histogram(kr_metrics *m, const char *name, const char *labels, const char *help);
 
 void kr_counter_add(kr_metric *c, uint64_t n);
 void kr_gauge_set(kr_metric *g, int64_t v);
 void kr_gauge_add(kr_metric *g, int64_t delta);
 /* Record one observation, in nanoseconds (rendered in seconds). */
 void kr_histogram_observe_ns(kr_metric *h, uint64_t ns);
+/* Record one size in a size histogram. */
+void kr_size_histogram_observe(kr_metric *h, uint64_t n);
 
 /* Current values (tests, STATS). */
 uint64_t kr_counter_value(const kr_metric *c);
 int64_t kr_gauge_value(const kr_metric *g);
-uint64_t kr_histogram_count(const kr_metric *h);
+uint64_t kr_histogram_count(const kr_metric *h); /* either kind */
 
 /*
  * kr_metrics_render - append the Prometheus text exposition of every series

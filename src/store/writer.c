@@ -56,7 +56,7 @@ struct kr_writer {
     uint64_t segment_bytes;
     void (*on_done)(void *arg, struct kr_job_list *jobs);
     void *arg;
-    kr_metric *m_fsyncs, *m_rounds, *m_jobs, *m_bytes, *m_failures, *m_checkpoints,
+    kr_metric *m_fsyncs, *m_rounds, *m_jobs, *m_round_jobs, *m_bytes, *m_failures, *m_checkpoints,
         *m_checkpoint_ns;
 };
 
@@ -694,6 +694,7 @@ static void *writer_main(void *arg)
         n++;
         kr_counter_add(wr->m_rounds, 1);
         kr_counter_add(wr->m_jobs, n);
+        kr_size_histogram_observe(wr->m_round_jobs, n);
         run_round(wr, &round);
 
         pthread_mutex_lock(&wr->mu);
@@ -779,6 +780,9 @@ int kr_writer_start(kr_writer **out, struct event_base *base, kr_view *view, uin
                               "Group-commit rounds of the storage writer.");
     wr->m_jobs = kr_counter(m, "krappy_writer_jobs_total", NULL,
                             "Jobs run by the storage writer (jobs / rounds = group size).");
+    wr->m_round_jobs = kr_size_histogram(m, "krappy_writer_round_jobs", NULL,
+                                         "Jobs per group-commit round of the storage writer "
+                                         "(the group size).");
     wr->m_bytes = kr_counter(m, "krappy_stream_written_bytes_total", NULL,
                              "Bytes appended to stream segments.");
     wr->m_failures = kr_counter(m, "krappy_storage_failures_total", NULL,
