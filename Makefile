@@ -87,7 +87,7 @@ BENCHES     := $(patsubst e2e/bench/%.c,$(TOUT)/bench/%,$(BENCH_SRC))
 HAMMER      := $(TOUT)/e2e/hammer
 
 .PHONY: all deps run test check unit fuzz-replay e2e smoke torture bench install \
-        uninstall clean fmt lint fuzz valgrind symbols tests-build shim test-ui
+        uninstall clean fmt lint fuzz valgrind symbols tests-build shim test-ui check-deploy
 
 all: $(KRAPPYD) $(KRAPPY) $(LIBA) $(LIBSO) symbols
 
@@ -230,6 +230,11 @@ test-ui:
 	@sh .ci/deps.sh chromium
 	@$(MAKE) --no-print-directory bin/krappyd bin/krappy
 	@sh e2e/ui/run.sh
+
+# Offline checks of the deploy path (see docs and nix/ci/): the Kubernetes
+# manifests against the schemas and nix/settings.nix.
+check-deploy:
+	@sh nix/ci/check-k8s.sh
 
 # Speed figures (a benchmark that prints them; never a timed test). Storage,
 # group and peer benchmarks join as their issues land.
