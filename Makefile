@@ -231,10 +231,15 @@ test-ui:
 	@$(MAKE) --no-print-directory bin/krappyd bin/krappy
 	@sh e2e/ui/run.sh
 
-# Offline checks of the deploy path (see docs and nix/ci/): the Kubernetes
-# manifests against the schemas and nix/settings.nix.
+# Offline checks of the deploy path (nix/ci/; no nixpkgs, no cluster here):
+# the flake against a stand-in nixpkgs (evaluation for both systems, the
+# package and image built with the real Makefile), the Kubernetes manifests
+# against the schemas and nix/settings.nix, and the image run under podman
+# as the StatefulSet runs it.
 check-deploy:
+	@sh nix/ci/check-nix.sh
 	@sh nix/ci/check-k8s.sh
+	@sh nix/ci/check-image.sh
 
 # Speed figures (a benchmark that prints them; never a timed test). Storage,
 # group and peer benchmarks join as their issues land.
