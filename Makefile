@@ -237,9 +237,11 @@ test-ui:
 # against the schemas and nix/settings.nix, and the image run under podman
 # as the StatefulSet runs it.
 check-deploy:
-	@sh nix/ci/check-nix.sh
-	@sh nix/ci/check-k8s.sh
-	@sh nix/ci/check-image.sh
+	@pre=$$([ -e /nix ] && echo 1 || true); \
+	sh nix/ci/check-nix.sh && sh nix/ci/check-k8s.sh && sh nix/ci/check-image.sh && \
+	if [ -z "$$pre" ] && [ -e /nix ]; then \
+	    echo "FAIL check-deploy wrote /nix on the host (everything belongs under build/)"; exit 1; \
+	fi
 
 # Speed figures (a benchmark that prints them; never a timed test). Storage,
 # group and peer benchmarks join as their issues land.

@@ -65,7 +65,10 @@ cp "$PKG/validate.mjs" "$OUT/validate.mjs"
 
 # --- settings --------------------------------------------------------------------
 # Plain data, evaluated without nixpkgs (no store needed for --eval).
-if nix-instantiate --eval --strict --json nix/settings.nix >"$OUT/settings.json" 2>"$OUT/settings.err"; then
+# A store of its own under build/: a bare nix-instantiate would create /nix.
+mkdir -p build/nix/k8s-store
+if nix-instantiate --store "local?root=$PWD/build/nix/k8s-store" --option build-users-group '' \
+    --eval --strict --json nix/settings.nix >"$OUT/settings.json" 2>"$OUT/settings.err"; then
     ok "nix-instantiate --eval nix/settings.nix"
 else
     echo "FAIL nix-instantiate --eval nix/settings.nix:"

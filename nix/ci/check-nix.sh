@@ -41,6 +41,7 @@ STUB="path:$top/nix/ci/nixpkgs-stub"
 OVR="--store local?root=$N/store --eval-store local?root=$N/store --no-write-lock-file --override-input nixpkgs $STUB"
 SYSTEMS="x86_64-linux aarch64-linux"
 log=$N/log
+rm -f "$log/had-nix"
 [ -e /nix ] && : > "$log/had-nix"
 
 # In a private mount namespace, /usr and /etc read-only: a build that
