@@ -73,7 +73,7 @@ static void set_faults(const char *rules)
 static void start_shimmed(e2e_server *s, const char *const *args)
 {
     memset(s, 0, sizeof *s);
-    snprintf(s->dir, sizeof s->dir, "/tmp/krappy-e2e-XXXXXX");
+    e2e_tmp_template(s->dir, sizeof s->dir);
     assert_non_null(mkdtemp(s->dir));
     shim_env(s);
     set_faults("");

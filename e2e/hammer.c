@@ -912,7 +912,7 @@ static int start_server(e2e_server *s)
     if (!opt.powercut)
         return e2e_start(s, server_args);
     memset(s, 0, sizeof *s);
-    snprintf(s->dir, sizeof s->dir, "/tmp/krappy-e2e-XXXXXX");
+    e2e_tmp_template(s->dir, sizeof s->dir);
     if (mkdtemp(s->dir) == NULL)
         return -1;
     shim_env(s, true);

@@ -71,9 +71,16 @@ static void remember(pid_t pid)
         started[n_started++] = pid;
 }
 
+void e2e_tmp_template(char *buf, size_t n)
+{
+    const char *t = getenv("TMPDIR");
+    snprintf(buf, n, "%s/krappy-e2e-XXXXXX", t != NULL && t[0] == '/' ? t : "/tmp");
+}
+
+/* Only what e2e_tmp_template made: a krappy-e2e- directory. */
 static void rm_rf(const char *dir)
 {
-    if (dir[0] == '\0' || strncmp(dir, "/tmp/", 5) != 0)
+    if (dir[0] != '/' || strstr(dir, "/krappy-e2e-") == NULL || strchr(dir, '\'') != NULL)
         return;
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
@@ -84,7 +91,7 @@ static void rm_rf(const char *dir)
 int e2e_start(e2e_server *s, const char *const *extra)
 {
     memset(s, 0, sizeof *s);
-    snprintf(s->dir, sizeof s->dir, "/tmp/krappy-e2e-XXXXXX");
+    e2e_tmp_template(s->dir, sizeof s->dir);
     if (mkdtemp(s->dir) == NULL) {
         perror("e2e: mkdtemp");
         return -1;

@@ -98,6 +98,10 @@ int e2e_expect_ok(int fd);
  * @return the exit status, or -1. */
 int e2e_run(const char *cmd, char *out, size_t outlen);
 
+/* A mkdtemp template for a server's directory: $TMPDIR (or /tmp) plus
+ * krappy-e2e-XXXXXX. */
+void e2e_tmp_template(char *buf, size_t n);
+
 /* Path of the krappy CLI under test. */
 const char *e2e_cli(void);
 

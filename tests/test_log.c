@@ -23,6 +23,8 @@
 
 #include "server/log.h"
 
+#include "tmpdir.h"
+
 #define TS_LEN 24 /* 2026-11-21T07:00:00.123Z */
 
 static int pipe_fds[2];
@@ -483,7 +485,8 @@ static void *log_thread(void *arg)
 /* Four threads log to one file; every line must come out whole. */
 static void test_threads_no_interleave(void **state)
 {
-    char path[] = "/tmp/krappy_test_log_XXXXXX";
+    char path[512];
+    snprintf(path, sizeof path, "%s/krappy_test_log_XXXXXX", kr_test_tmpdir());
     pthread_t t[THREADS];
     char line[KR_LOG_LINE_MAX + 2];
     int per_thread[THREADS] = {0};

@@ -20,6 +20,8 @@
 #include "proto/cbor.h"
 #include "store/segment.h"
 
+#include "tmpdir.h"
+
 /* ---- helpers ---- */
 
 static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
@@ -34,7 +36,8 @@ static uint64_t rnd(void)
 /* An unlinked temporary file under /tmp: nothing is left behind. */
 static int tmp_fd(void)
 {
-    char path[] = "/tmp/krappy-test-segment-XXXXXX";
+    char path[512];
+    snprintf(path, sizeof path, "%s/krappy-test-segment-XXXXXX", kr_test_tmpdir());
     int fd = mkstemp(path);
     assert_true(fd >= 0);
     assert_int_equal(unlink(path), 0);

@@ -23,7 +23,9 @@
 #include "store/store.h"
 #include "store/writer.h"
 
-static char dir[64];
+#include "tmpdir.h"
+
+static char dir[64]; /* $TMPDIR must be short: mkdtemp fails otherwise */
 static struct event_base *base;
 static kr_metrics *metrics;
 
@@ -32,7 +34,7 @@ static int setup(void **state)
     (void)state;
     kr_log_setup(KR_LOG_ERROR, KR_LOG_TEXT);
     evthread_use_pthreads();
-    snprintf(dir, sizeof dir, "/tmp/krappy-store-XXXXXX");
+    snprintf(dir, sizeof dir, "%s/krappy-store-XXXXXX", kr_test_tmpdir());
     assert_non_null(mkdtemp(dir));
     base = event_base_new();
     metrics = kr_metrics_new();

@@ -23,6 +23,8 @@
 #include "proto/buf.h"
 #include "store/view.h"
 
+#include "tmpdir.h"
+
 #define U8(s) ((const uint8_t *)(s))
 #define T(s)  (s), (sizeof(s) - 1)
 
@@ -45,7 +47,7 @@ static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
     assert_non_null(f);
-    strcpy(f->dir, "/tmp/krappy-test-view-XXXXXX");
+    snprintf(f->dir, sizeof f->dir, "%s/krappy-test-view-XXXXXX", kr_test_tmpdir());
     assert_non_null(mkdtemp(f->dir));
     snprintf(f->path, sizeof f->path, "%s/view", f->dir);
     assert_int_equal(kr_view_open(f->path, NULL, &f->v, f->err, sizeof f->err), 0);
