@@ -87,6 +87,16 @@ else
     bad "podman load: $(tail -3 "$P/load.log")"; exit 1
 fi
 
+# The container shares the host's network here (podman's own networking does
+# not work on this host), so the StatefulSet's 0.0.0.0 would listen on every
+# host interface: bind loopback instead. Everything else is as in the pod.
+args=$(echo "$args" | sed 's/0\.0\.0\.0:/127.0.0.1:/g')
+if curl -fsS -m 2 "http://127.0.0.1:$adminPort/healthz" >/dev/null 2>&1 ||
+    (bash -c "exec 3<>/dev/tcp/127.0.0.1/$dataPort") 2>/dev/null; then
+    bad "ports $dataPort/$adminPort on 127.0.0.1 are taken (a local krappyd, make run?): stop it and run again"
+    exit 1
+fi
+
 vol=$top/build/podman/data
 rm -rf "$vol"; mkdir -p "$vol"; chown "$uid:$gid" "$vol"
 # shellcheck disable=SC2086
