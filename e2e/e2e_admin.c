@@ -102,18 +102,6 @@ static void *restart_thread(void *arg)
     return NULL;
 }
 
-/* Write the shim's fault rules (aside, then renamed over). */
-static void write_faults(const char *path, const char *rules)
-{
-    char tmp[320];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    assert_non_null(f);
-    fputs(rules, f);
-    assert_int_equal(fclose(f), 0);
-    assert_int_equal(rename(tmp, path), 0);
-}
-
 /*
  * The probes while storage opens. The LD_PRELOAD shim stalls RocksDB's
  * first file creation under view/ for 1.5 s, a slow disk during recovery:
@@ -138,19 +126,10 @@ static void test_probes_during_recovery(void **state)
 
     /* Same admin port again, so it can be probed before the port file. */
     e2e_server probe = s;
-    char httparg[64], root[300], faults[300];
+    char httparg[64];
     snprintf(httparg, sizeof httparg, "127.0.0.1:%s", s.http_port);
-    snprintf(root, sizeof root, "%s/data", s.dir);
-    snprintf(faults, sizeof faults, "%s/faults", s.dir);
-    write_faults(faults, "open /view/ DELAY ms=1500 times=1\n");
-    setenv("LD_PRELOAD", shim, 1);
-    setenv("KRAPPY_SHIM_ROOT", root, 1);
-    setenv("KRAPPY_SHIM_FAULTS", faults, 1);
-    const char *asan = getenv("ASAN_OPTIONS");
-    char opts[1024];
-    snprintf(opts, sizeof opts, "%s%sverify_asan_link_order=0", asan ? asan : "",
-             asan && asan[0] ? ":" : "");
-    setenv("ASAN_OPTIONS", opts, 1);
+    assert_int_equal(e2e_shim_faults(&s, "open /view/ DELAY ms=1500 times=1\n"), 0);
+    assert_int_equal(e2e_shim_on(&s), 0);
 
     const char *args[] = {"--http", httparg, NULL};
     struct starter st = {.s = &s, .args = args, .rc = -1};
@@ -174,7 +153,7 @@ static void test_probes_during_recovery(void **state)
             usleep(20000);
     }
     pthread_join(th, NULL);
-    unsetenv("LD_PRELOAD");
+    e2e_shim_off();
     assert_int_equal(st.rc, 0);
     assert_true(saw_recovering);
     assert_true(saw_ready);

@@ -27,46 +27,26 @@
 #include "krappy/client.h"
 #include "proto/msg.h"
 
-static char shim_log[300], faults[300];
+static char shim_log[300]; /* the current server's durability log */
+static e2e_server shimmed; /* ... and the server, for set_faults */
 
 /* Point the next server start at the shim, tracking `s->dir/data`. */
 static void shim_env(const e2e_server *s)
 {
-    const char *shim = getenv("KRAPPY_SHIM");
-    char root[300];
-    snprintf(root, sizeof root, "%s/data", s->dir);
+    assert_int_equal(e2e_shim_on(s), 0);
+    shimmed = *s;
     snprintf(shim_log, sizeof shim_log, "%s/shim.log", s->dir);
-    snprintf(faults, sizeof faults, "%s/faults", s->dir);
-    setenv("LD_PRELOAD", shim, 1);
-    setenv("KRAPPY_SHIM_ROOT", root, 1);
-    setenv("KRAPPY_SHIM_LOG", shim_log, 1);
-    setenv("KRAPPY_SHIM_FAULTS", faults, 1);
-    /* The shim is not sanitized and is preloaded before ASan's runtime. */
-    const char *asan = getenv("ASAN_OPTIONS");
-    if (asan == NULL || strstr(asan, "verify_asan_link_order=0") == NULL) {
-        char opts[1024];
-        snprintf(opts, sizeof opts, "%s%sverify_asan_link_order=0", asan ? asan : "",
-                 asan && asan[0] ? ":" : "");
-        setenv("ASAN_OPTIONS", opts, 1);
-    }
 }
 
 static void shim_env_clear(void)
 {
-    unsetenv("LD_PRELOAD");
+    e2e_shim_off();
 }
 
-/* Replace the fault rules (written aside and renamed over, as the shim
- * wants). */
+/* Replace the current server's fault rules. */
 static void set_faults(const char *rules)
 {
-    char tmp[320];
-    snprintf(tmp, sizeof tmp, "%s.tmp", faults);
-    FILE *f = fopen(tmp, "w");
-    assert_non_null(f);
-    fputs(rules, f);
-    fclose(f);
-    assert_int_equal(rename(tmp, faults), 0);
+    assert_int_equal(e2e_shim_faults(&shimmed, rules), 0);
 }
 
 /* Start a fresh server in its own directory under the shim. */

@@ -894,17 +894,11 @@ static char shim_log[400];
 static void shim_env(const e2e_server *s, bool on)
 {
     if (!on) {
-        unsetenv("LD_PRELOAD");
+        e2e_shim_off();
         return;
     }
-    char root[300], faults[320];
-    snprintf(root, sizeof root, "%s/data", s->dir);
+    e2e_shim_on(s);
     snprintf(shim_log, sizeof shim_log, "%s/shim.log", s->dir);
-    snprintf(faults, sizeof faults, "%s/faults", s->dir);
-    setenv("LD_PRELOAD", getenv("KRAPPY_SHIM"), 1);
-    setenv("KRAPPY_SHIM_ROOT", root, 1);
-    setenv("KRAPPY_SHIM_LOG", shim_log, 1);
-    setenv("KRAPPY_SHIM_FAULTS", faults, 1);
 }
 
 static int start_server(e2e_server *s)

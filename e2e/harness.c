@@ -39,6 +39,48 @@ const char *e2e_external_addr(void)
     return a != NULL && a[0] != '\0' ? a : NULL;
 }
 
+int e2e_shim_on(const e2e_server *s)
+{
+    const char *shim = getenv("KRAPPY_SHIM");
+    if (shim == NULL || access(shim, R_OK) != 0)
+        return -1;
+    char path[300];
+    setenv("LD_PRELOAD", shim, 1);
+    snprintf(path, sizeof path, "%s/data", s->dir);
+    setenv("KRAPPY_SHIM_ROOT", path, 1);
+    snprintf(path, sizeof path, "%s/shim.log", s->dir);
+    setenv("KRAPPY_SHIM_LOG", path, 1);
+    snprintf(path, sizeof path, "%s/faults", s->dir);
+    setenv("KRAPPY_SHIM_FAULTS", path, 1);
+    /* The shim is not sanitized and is preloaded before ASan's runtime. */
+    const char *asan = getenv("ASAN_OPTIONS");
+    if (asan == NULL || strstr(asan, "verify_asan_link_order=0") == NULL) {
+        char opts[1024];
+        snprintf(opts, sizeof opts, "%s%sverify_asan_link_order=0", asan ? asan : "",
+                 asan && asan[0] ? ":" : "");
+        setenv("ASAN_OPTIONS", opts, 1);
+    }
+    return 0;
+}
+
+void e2e_shim_off(void)
+{
+    unsetenv("LD_PRELOAD");
+}
+
+int e2e_shim_faults(const e2e_server *s, const char *rules)
+{
+    char path[300], tmp[320];
+    snprintf(path, sizeof path, "%s/faults", s->dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL)
+        return -1;
+    int ok = fputs(rules, f) >= 0;
+    ok = (fclose(f) == 0) && ok;
+    return ok && rename(tmp, path) == 0 ? 0 : -1;
+}
+
 const char *e2e_cli(void)
 {
     const char *p = getenv("KRAPPY");

@@ -102,6 +102,19 @@ int e2e_run(const char *cmd, char *out, size_t outlen);
  * krappy-e2e-XXXXXX. */
 void e2e_tmp_template(char *buf, size_t n);
 
+/*
+ * The LD_PRELOAD fault shim ($KRAPPY_SHIM, tests/shim/krshim.c) for the next
+ * server starts, with the layout every suite uses: it tracks s->dir/data,
+ * logs to s->dir/shim.log and reads its rules from s->dir/faults.
+ * @return 0, or -1 when $KRAPPY_SHIM is unset or unreadable.
+ */
+int e2e_shim_on(const e2e_server *s);
+void e2e_shim_off(void);
+
+/* Replace the shim's rules in s->dir/faults (written aside and renamed
+ * over, as the shim wants). @return 0 or -1. */
+int e2e_shim_faults(const e2e_server *s, const char *rules);
+
 /* Path of the krappy CLI under test. */
 const char *e2e_cli(void);
 
