@@ -65,6 +65,9 @@ FUZZ_SRC    := $(wildcard tests/fuzz/fuzz_*.c)
 E2E_SRC     := $(wildcard e2e/e2e_*.c)
 E2E_LIB_SRC := e2e/harness.c
 BENCH_SRC   := $(wildcard e2e/bench/*.c)
+# bench_vs: krappyd side by side with NATS JetStream and Redis Streams; it
+# links the peers' C clients, so only `make bench` builds it.
+VS_SRC      := $(wildcard e2e/bench/vs/*.c)
 
 obj = $(patsubst %.c,$(OBJ)/%.o,$(1))
 
@@ -85,6 +88,7 @@ FUZZERS     := $(patsubst tests/fuzz/%.c,$(TOUT)/fuzz/%,$(FUZZ_SRC))
 E2E         := $(patsubst e2e/%.c,$(TOUT)/e2e/%,$(E2E_SRC))
 BENCHES     := $(patsubst e2e/bench/%.c,$(TOUT)/bench/%,$(BENCH_SRC))
 HAMMER      := $(TOUT)/e2e/hammer
+BENCH_VS    := $(TOUT)/bench/bench_vs
 
 .PHONY: all deps run test check unit fuzz-replay e2e smoke torture bench install \
         uninstall clean fmt lint fuzz valgrind symbols tests-build shim test-ui check-deploy
@@ -170,6 +174,13 @@ $(HAMMER): $(OBJ)/e2e/hammer.o $(call obj,$(E2E_LIB_SRC)) $(LIBA)
 $(TOUT)/bench/%: $(OBJ)/e2e/bench/%.o $(call obj,$(E2E_LIB_SRC)) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_CBOR) -lm
+
+PC_PEERS     = $(shell $(PKG_CONFIG) --cflags --libs libnats hiredis 2>/dev/null)
+$(call obj,$(VS_SRC)): PC_CFLAGS += $(shell $(PKG_CONFIG) --cflags libnats hiredis 2>/dev/null)
+
+$(BENCH_VS): $(call obj,$(VS_SRC)) $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_CBOR) $(PC_PEERS) -lpthread -lm
 
 # Power-cut / fault-injection shim (tests/shim/krshim.c, LD_PRELOAD) and its
 # tools. The shim and powercut are never sanitized (the shim is preloaded into

@@ -1,0 +1,620 @@
+/*
+ * e2e/bench/vs/main.c - bench_vs: krappyd, NATS JetStream and Redis
+ * Streams, the same workloads, the same machine, the same run (issue 7).
+ *
+ *   bench_vs [--reps N] [--only krappy,nats,redis] [--quick] [--out FILE]
+ *
+ * Each repetition starts every system fresh and runs, against each in turn:
+ * ingest without and with fsync before ack, consume by offset, group consume
+ * with acks, latest value by key (one at a time, then pipelined) and
+ * produce->consume latency at a fixed rate; then a fresh server per system
+ * is loaded with 10M events over 1M keys and its RSS read. A loopback TCP
+ * ping-pong between two processes, measured in the same repetition, is the
+ * floor for the latency figures. Medians over the repetitions, with min and
+ * max, CPU of client and server, and krappyd's ratio to each peer, go to a
+ * Markdown table printed on stdout and written to --out.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <arpa/inet.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vs.h"
+
+#define MAX_REPS 9
+#define NSYS     3
+
+static const vs_system *const systems[NSYS] = {&vs_krappy, &vs_nats, &vs_redis};
+
+typedef enum { RATE, LATENCY, MEMORY } phase_kind;
+
+typedef enum {
+    P_INGEST,
+    P_INGEST_SYNC,
+    P_CONSUME,
+    P_GROUP,
+    P_GET_ONE,
+    P_GET_PIPED,
+    P_LATENCY,
+    P_RSS,
+    NPHASE
+} phase_id;
+
+static const struct {
+    const char *title;
+    phase_kind kind;
+} phases[NPHASE] = {
+    [P_INGEST] = {"1. ingest, no fsync per ack", RATE},
+    [P_INGEST_SYNC] = {"2. ingest, fsync before ack", RATE},
+    [P_CONSUME] = {"3. consume by offset", RATE},
+    [P_GROUP] = {"4. group consume + ack", RATE},
+    [P_GET_ONE] = {"5a. latest value by key, one at a time", LATENCY},
+    [P_GET_PIPED] = {"5b. latest value by key, pipelined", RATE},
+    [P_LATENCY] = {"6. produce→consume latency at a fixed rate", LATENCY},
+    [P_RSS] = {"7. server RSS after the big load", MEMORY},
+};
+
+/* One run of one phase on one system. */
+typedef struct sample {
+    int status;        /* VS_OK, VS_SKIP, VS_FAIL, or -2: not run */
+    double value;      /* events/s, p50 us, or MiB */
+    double p99, p999;  /* us, latency phases */
+    double cli, srv;   /* CPU, % of one core */
+    char why[256];     /* skip note or failure */
+} sample;
+
+static sample results[NSYS][NPHASE][MAX_REPS];
+static double floor_p50[MAX_REPS], floor_p99[MAX_REPS];
+static int reps = 3;
+static int failures;
+static bool tty;
+static double started;
+
+static void progress(int rep, const char *sys, const char *what)
+{
+    char line[200];
+    snprintf(line, sizeof line, "[%3.0fs] rep %d/%d  %-15s %s", vs_now_s() - started, rep + 1,
+             reps, sys, what);
+    if (tty)
+        fprintf(stderr, "\r\033[K%s", line);
+    else
+        fprintf(stderr, "%s\n", line);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct(const uint64_t *v, size_t n, double q)
+{
+    if (n == 0)
+        return 0;
+    size_t i = (size_t)(q * (double)(n - 1) + 0.5);
+    return (double)v[i] / 1000.0; /* ns -> us */
+}
+
+/* ---- the loopback floor: two processes, 16 bytes each way ---- */
+
+static int read_full(int fd, void *p, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, (char *)p + got, n - got);
+        if (r <= 0) {
+            if (r < 0 && errno == EINTR)
+                continue;
+            return -1;
+        }
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+static int loopback_floor(double *p50, double *p99)
+{
+    int ls = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    if (ls < 0 || bind(ls, (struct sockaddr *)&a, sizeof a) < 0 || listen(ls, 1) < 0 ||
+        getsockname(ls, (struct sockaddr *)&a, &alen) < 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        int c = accept(ls, NULL, NULL);
+        int one = 1;
+        setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        char buf[16];
+        while (read_full(c, buf, sizeof buf) == 0)
+            if (write(c, buf, sizeof buf) != (ssize_t)sizeof buf)
+                break;
+        _exit(0);
+    }
+    close(ls);
+    int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1, rc = -1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    enum { WARM = 1000, N = 20000 };
+    uint64_t *lat = malloc(N * sizeof *lat);
+    if (lat != NULL && connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
+        char buf[16] = "ping-pong-floor";
+        rc = 0;
+        for (int i = 0; i < WARM + N && rc == 0; i++) {
+            uint64_t t = vs_now_ns();
+            if (write(fd, buf, sizeof buf) != (ssize_t)sizeof buf || read_full(fd, buf, sizeof buf))
+                rc = -1;
+            else if (i >= WARM)
+                lat[i - WARM] = vs_now_ns() - t;
+        }
+        if (rc == 0) {
+            qsort(lat, N, sizeof *lat, cmp_u64);
+            *p50 = pct(lat, N, 0.50);
+            *p99 = pct(lat, N, 0.99);
+        }
+    }
+    close(fd);
+    free(lat);
+    waitpid(pid, NULL, 0);
+    return rc;
+}
+
+/* ---- running phases ---- */
+
+static void record(sample *s, int rc, vs_ctx *x, vs_meter *m, long done, phase_kind kind)
+{
+    s->status = rc;
+    if (rc == VS_SKIP) {
+        snprintf(s->why, sizeof s->why, "%.250s", x->note[0] ? x->note : "not supported");
+        return;
+    }
+    if (rc != VS_OK) {
+        snprintf(s->why, sizeof s->why, "%.250s", x->err[0] ? x->err : "failed");
+        failures++;
+        return;
+    }
+    double secs = m->t1 - m->t0;
+    if (secs <= 0)
+        secs = 1e-9;
+    s->cli = 100 * (m->cli1 - m->cli0) / secs;
+    s->srv = 100 * (m->srv1 - m->srv0) / secs;
+    if (kind == RATE) {
+        s->value = (double)done / secs;
+    } else if (kind == LATENCY) {
+        qsort(m->lat, m->nlat, sizeof *m->lat, cmp_u64);
+        s->value = pct(m->lat, m->nlat, 0.50);
+        s->p99 = pct(m->lat, m->nlat, 0.99);
+        s->p999 = pct(m->lat, m->nlat, 0.999);
+        if (m->nlat == 0) {
+            s->status = VS_FAIL;
+            snprintf(s->why, sizeof s->why, "no latency samples");
+            failures++;
+        }
+    }
+}
+
+/* One phase: a fresh meter, the backend's call, the sample. */
+static int run_phase(int si, int rep, phase_id ph, vs_ctx *x)
+{
+    const vs_system *sys = systems[si];
+    vs_meter m = {.server = x->srv->pid};
+    long done = 0;
+    int rc;
+    x->err[0] = x->note[0] = '\0';
+    progress(rep, sys->name, phases[ph].title);
+    switch (ph) {
+    case P_INGEST: rc = sys->ingest(x, &m, false, &done); break;
+    case P_INGEST_SYNC: rc = sys->ingest(x, &m, true, &done); break;
+    case P_CONSUME: rc = sys->consume(x, &m, &done); break;
+    case P_GROUP: rc = sys->group(x, &m, &done); break;
+    case P_GET_ONE: rc = sys->get_one(x, &m, &done); break;
+    case P_GET_PIPED: rc = sys->get_piped(x, &m, &done); break;
+    case P_LATENCY: rc = sys->latency(x, &m, &done); break;
+    default: rc = VS_FAIL; break;
+    }
+    record(&results[si][ph][rep], rc, x, &m, done, phases[ph].kind);
+    if (rc == VS_FAIL)
+        fprintf(stderr, "%sbench_vs: %s, %s: %s\n", tty ? "\n" : "", sys->name,
+                phases[ph].title, x->err);
+    free(m.lat);
+    return rc;
+}
+
+static void mark_rest(int si, int rep, phase_id from, const char *why)
+{
+    static const phase_id order[] = {P_INGEST, P_CONSUME,     P_GROUP,  P_GET_ONE,
+                                     P_GET_PIPED, P_INGEST_SYNC, P_LATENCY};
+    bool on = false;
+    for (size_t i = 0; i < sizeof order / sizeof *order; i++) {
+        if (order[i] == from)
+            on = true;
+        if (on && results[si][order[i]][rep].status == -2) {
+            results[si][order[i]][rep].status = VS_SKIP;
+            snprintf(results[si][order[i]][rep].why, sizeof results[si][order[i]][rep].why, "%s",
+                     why);
+        }
+    }
+}
+
+static void run_system(int si, int rep, const vs_params *p)
+{
+    static const phase_id order[] = {P_INGEST, P_CONSUME,     P_GROUP,  P_GET_ONE,
+                                     P_GET_PIPED, P_INGEST_SYNC, P_LATENCY};
+    const vs_system *sys = systems[si];
+    vs_server srv = {0};
+    vs_ctx x = {.p = p, .srv = &srv};
+    progress(rep, sys->name, "starting");
+    int rc = sys->start(&x);
+    if (rc != VS_OK) {
+        if (rc == VS_FAIL) {
+            fprintf(stderr, "%sbench_vs: %s does not start: %s\n", tty ? "\n" : "", sys->name,
+                    x.err);
+            failures++;
+        }
+        mark_rest(si, rep, P_INGEST, rc == VS_SKIP ? x.note : x.err);
+        sys->stop(&x);
+        return;
+    }
+    for (size_t i = 0; i < sizeof order / sizeof *order; i++) {
+        rc = run_phase(si, rep, order[i], &x);
+        /* consume, group and get read what ingest wrote */
+        if (rc != VS_OK && order[i] == P_INGEST) {
+            mark_rest(si, rep, P_CONSUME, "ingest did not complete");
+            break;
+        }
+    }
+    sys->stop(&x);
+}
+
+static void run_rss(int si, int rep, const vs_params *p)
+{
+    const vs_system *sys = systems[si];
+    vs_server srv = {0};
+    vs_ctx x = {.p = p, .srv = &srv};
+    sample *s = &results[si][P_RSS][rep];
+    progress(rep, sys->name, "starting for the RSS load");
+    int rc = sys->start(&x);
+    if (rc == VS_OK) {
+        vs_meter m = {.server = srv.pid};
+        long done = 0;
+        progress(rep, sys->name, phases[P_RSS].title);
+        rc = sys->load(&x, &m, &done);
+        record(s, rc, &x, &m, done, RATE);
+        if (rc == VS_OK) {
+            s->p99 = s->value; /* the load rate, shown in the note column */
+            long kib = vs_rss_kib(srv.pid);
+            s->value = kib > 0 ? (double)kib / 1024.0 : 0;
+        } else if (rc == VS_FAIL) {
+            fprintf(stderr, "%sbench_vs: %s, RSS load: %s\n", tty ? "\n" : "", sys->name, x.err);
+        }
+        free(m.lat);
+    } else {
+        s->status = rc;
+        snprintf(s->why, sizeof s->why, "%.250s", rc == VS_SKIP ? x.note : x.err);
+        if (rc == VS_FAIL)
+            failures++;
+    }
+    sys->stop(&x);
+}
+
+/* ---- the table ---- */
+
+typedef struct summary {
+    int ok;                       /* samples that succeeded */
+    double med, min, max, p99, p999, cli, srv, rate;
+    char why[256];
+} summary;
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_d);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static summary summarize(int si, phase_id ph)
+{
+    summary s = {0};
+    double v[MAX_REPS], a[MAX_REPS], b[MAX_REPS], c[MAX_REPS], d[MAX_REPS];
+    for (int r = 0; r < reps; r++) {
+        const sample *x = &results[si][ph][r];
+        if (x->status != VS_OK) {
+            if (s.why[0] == '\0')
+                snprintf(s.why, sizeof s.why, "%s%s", x->status == VS_FAIL ? "failed: " : "",
+                         x->why);
+            continue;
+        }
+        v[s.ok] = x->value;
+        a[s.ok] = x->p99;
+        b[s.ok] = x->p999;
+        c[s.ok] = x->cli;
+        d[s.ok] = x->srv;
+        s.ok++;
+    }
+    if (s.ok == 0)
+        return s;
+    s.med = median(v, s.ok);
+    s.min = v[0];
+    s.max = v[s.ok - 1];
+    s.p99 = median(a, s.ok);
+    s.p999 = median(b, s.ok);
+    s.cli = median(c, s.ok);
+    s.srv = median(d, s.ok);
+    return s;
+}
+
+static void fmt_num(char *out, size_t n, double v, phase_kind k)
+{
+    if (k == RATE)
+        snprintf(out, n, "%.0f", v);
+    else
+        snprintf(out, n, "%.1f", v);
+}
+
+static const char *unit_of(phase_id ph)
+{
+    switch (phases[ph].kind) {
+    case RATE: return ph == P_GET_PIPED ? "reads/s" : "events/s";
+    case LATENCY: return "p50 µs";
+    default: return "MiB";
+    }
+}
+
+static void table(FILE *f, const vs_params *p)
+{
+    fprintf(f,
+            "| workload | system | median | min – max | p99 µs | p99.9 µs | client CPU | server CPU "
+            "| krappyd/this |\n|---|---|--:|--:|--:|--:|--:|--:|--:|\n");
+    for (int ph = 0; ph < NPHASE; ph++) {
+        summary k = summarize(0, (phase_id)ph);
+        for (int si = 0; si < NSYS; si++) {
+            summary s = si == 0 ? k : summarize(si, (phase_id)ph);
+            const char *name = si == 0 ? phases[ph].title : "";
+            if (s.ok == 0) {
+                if (s.why[0] == '\0')
+                    continue; /* not selected */
+                fprintf(f, "| %s | %s | — | %s | | | | | |\n", name, systems[si]->name, s.why);
+                continue;
+            }
+            char med[32], lo[32], hi[32], p99[32] = "", p999[32] = "", ratio[32] = "";
+            fmt_num(med, sizeof med, s.med, phases[ph].kind);
+            fmt_num(lo, sizeof lo, s.min, phases[ph].kind);
+            fmt_num(hi, sizeof hi, s.max, phases[ph].kind);
+            if (phases[ph].kind == LATENCY) {
+                snprintf(p99, sizeof p99, "%.1f", s.p99);
+                snprintf(p999, sizeof p999, "%.1f", s.p999);
+            } else if (phases[ph].kind == MEMORY) {
+                snprintf(p99, sizeof p99, "load %.0f/s", s.p99);
+            }
+            if (si > 0 && k.ok > 0 && s.med > 0)
+                snprintf(ratio, sizeof ratio, "%.2f×", k.med / s.med);
+            fprintf(f, "| %s | %s | %s %s | %s – %s | %s | %s | %.0f%% | %.0f%% | %s |\n", name,
+                    systems[si]->name, med, unit_of((phase_id)ph), lo, hi, p99, p999, s.cli,
+                    s.srv, ratio);
+        }
+    }
+    double fl[MAX_REPS], fl99[MAX_REPS];
+    memcpy(fl, floor_p50, sizeof fl);
+    memcpy(fl99, floor_p99, sizeof fl99);
+    fprintf(f, "| loopback TCP ping-pong (the floor) | 2 processes | %.1f p50 µs | %.1f – %.1f | "
+               "%.1f | | | | |\n",
+            median(fl, reps), fl[0], fl[reps - 1], median(fl99, reps));
+    fprintf(f,
+            "\nRates: higher is better, so krappyd/this > 1 means krappyd is faster. Latency and "
+            "RSS: lower is better, so < 1 means krappyd is faster. CPU is in %% of one core "
+            "(2 cores shared by client and server); min – max over %d repetitions.\n",
+            reps);
+    (void)p;
+}
+
+/* Targets from issue 7, against the krappyd medians. */
+static void targets(FILE *f)
+{
+    double fl[MAX_REPS];
+    memcpy(fl, floor_p50, sizeof fl);
+    double floor50 = median(fl, reps);
+    struct {
+        const char *what;
+        phase_id ph;
+        int field; /* 0 median, 1 p99 */
+        double want;
+        bool at_most;
+        const char *unit;
+    } t[] = {
+        {"ingest, no fsync, 1 connection", P_INGEST, 0, 1e6, false, "events/s"},
+        {"ingest, ack sync", P_INGEST_SYNC, 0, 5e5, false, "events/s"},
+        {"consume by offset", P_CONSUME, 0, 2e6, false, "events/s"},
+        {"group consume + ack", P_GROUP, 0, 1e6, false, "events/s"},
+        {"GET p50 (floor p50 + 10 µs)", P_GET_ONE, 0, floor50 + 10, true, "µs"},
+        {"GET pipelined", P_GET_PIPED, 0, 5e5, false, "reads/s"},
+        {"produce→consume p99", P_LATENCY, 1, 1000, true, "µs"},
+        {"RSS, 10M events over 1M keys", P_RSS, 0, 256, true, "MiB"},
+    };
+    fprintf(f, "\n| krappyd target | wanted | measured | met |\n|---|--:|--:|:-:|\n");
+    for (size_t i = 0; i < sizeof t / sizeof *t; i++) {
+        summary s = summarize(0, t[i].ph);
+        if (s.ok == 0) {
+            fprintf(f, "| %s | %s %.0f %s | not measured | |\n", t[i].what,
+                    t[i].at_most ? "≤" : "≥", t[i].want, t[i].unit);
+            continue;
+        }
+        double got = t[i].field ? s.p99 : s.med;
+        bool met = t[i].at_most ? got <= t[i].want : got >= t[i].want;
+        fprintf(f, "| %s | %s %.*f %s | %.*f %s | %s |\n", t[i].what, t[i].at_most ? "≤" : "≥",
+                t[i].unit[0] == 'e' || t[i].unit[0] == 'r' ? 0 : 1, t[i].want, t[i].unit,
+                t[i].unit[0] == 'e' || t[i].unit[0] == 'r' ? 0 : 1, got, t[i].unit,
+                met ? "yes" : "**no**");
+    }
+}
+
+static void first_line(const char *cmd, char *out, size_t n)
+{
+    out[0] = '\0';
+    FILE *p = popen(cmd, "r");
+    if (p == NULL)
+        return;
+    if (fgets(out, (int)n, p) != NULL)
+        out[strcspn(out, "\n")] = '\0';
+    pclose(p);
+}
+
+static void header(FILE *f, const vs_params *p)
+{
+    char date[64], cpu[160] = "?", kv[128], nv[128], rv[128];
+    time_t now = time(NULL);
+    strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime(&now));
+    first_line("grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'", cpu, sizeof cpu);
+    struct utsname u;
+    uname(&u);
+    const char *kd = getenv("KRAPPYD") ? getenv("KRAPPYD") : "bin/krappyd";
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "%s --version 2>&1", kd);
+    first_line(cmd, kv, sizeof kv);
+    first_line("nats-server --version 2>&1", nv, sizeof nv);
+    first_line("redis-server --version 2>&1 | cut -d' ' -f1-3", rv, sizeof rv);
+    fprintf(f, "## krappyd vs NATS JetStream vs Redis Streams\n\n");
+    fprintf(f, "%s; %s, %ld cores, Linux %s; %s, %s, %s. Everything on 127.0.0.1, client and "
+               "server sharing the cores.\n\n",
+            date, cpu, sysconf(_SC_NPROCESSORS_ONLN), u.release, kv, nv, rv);
+    fprintf(f,
+            "Workloads: %ld events of %d-byte keys drawn from %ld and %d-byte values; batches of "
+            "%d; %d batches in flight while ingesting; %d reads in flight when pipelined; %ld "
+            "reads one at a time; %.0f events/s for %.0f s for produce→consume; %ld events over "
+            "%ld keys for RSS. `make bench` (e2e/bench/vs).\n\n",
+            p->events, VS_KEY_LEN, p->keys, VS_VALUE_LEN, p->batch, p->window, p->get_window,
+            p->gets, p->rate, p->lat_secs, p->rss_events, p->rss_keys);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: bench_vs [--reps N] [--only krappy,nats,redis] [--quick] [--no-rss]\n"
+               "                [--events N] [--rss-events N] [--out FILE]\n"
+               "  --reps N        repetitions, medians over them (default 3, at most %d)\n"
+               "  --only LIST     just these systems (krappy, nats, redis)\n"
+               "  --quick         a fifth of the counts, for trying things out\n"
+               "  --no-rss        skip the 10M-event RSS load\n"
+               "  --out FILE      also write the table there (default build/bench/results.md)\n"
+               "Servers: $KRAPPYD (bin/krappyd), $NATS_SERVER (nats-server), $REDIS_SERVER\n"
+               "(redis-server); all on 127.0.0.1, data under $TMPDIR.\n",
+               MAX_REPS);
+}
+
+int main(int argc, char **argv)
+{
+    vs_params p = {.events = 1000000,
+                   .keys = 100000,
+                   .batch = 1000,
+                   .window = 8,
+                   .get_window = 100,
+                   .gets = 20000,
+                   .gets_piped = 1000000,
+                   .rate = 100000,
+                   .lat_secs = 3,
+                   .rss_events = 10000000,
+                   .rss_keys = 1000000};
+    const char *only = NULL, *out = "build/bench/results.md";
+    bool rss = true;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(a, "--reps") == 0 && v) {
+            reps = atoi(v), i++;
+        } else if (strcmp(a, "--only") == 0 && v) {
+            only = v, i++;
+        } else if (strcmp(a, "--out") == 0 && v) {
+            out = v, i++;
+        } else if (strcmp(a, "--events") == 0 && v) {
+            p.events = atol(v), i++;
+        } else if (strcmp(a, "--rss-events") == 0 && v) {
+            p.rss_events = atol(v), i++;
+        } else if (strcmp(a, "--no-rss") == 0) {
+            rss = false;
+        } else if (strcmp(a, "--quick") == 0) {
+            p.events /= 5, p.gets /= 5, p.gets_piped /= 5, p.lat_secs = 1;
+            p.rss_events /= 5, p.rss_keys /= 5;
+        } else {
+            fprintf(stderr, "bench_vs: unknown or incomplete option '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (reps < 1 || reps > MAX_REPS || p.events < p.batch || p.events % p.batch != 0 ||
+        p.rss_events < p.batch || p.rss_events % p.batch != 0) {
+        fprintf(stderr, "bench_vs: --reps must be 1..%d and event counts multiples of %d\n",
+                MAX_REPS, p.batch);
+        return 2;
+    }
+    bool on[NSYS];
+    for (int si = 0; si < NSYS; si++)
+        on[si] = only == NULL || strstr(only, systems[si]->id) != NULL;
+    signal(SIGPIPE, SIG_IGN);
+    tty = isatty(2);
+    started = vs_now_s();
+
+    for (int si = 0; si < NSYS; si++)
+        for (int ph = 0; ph < NPHASE; ph++)
+            for (int r = 0; r < MAX_REPS; r++)
+                results[si][ph][r].status = -2;
+    for (int r = 0; r < reps; r++) {
+        progress(r, "loopback", "TCP ping-pong floor");
+        if (loopback_floor(&floor_p50[r], &floor_p99[r]) < 0) {
+            fprintf(stderr, "bench_vs: the loopback ping-pong failed: %s\n", strerror(errno));
+            return 1;
+        }
+        for (int si = 0; si < NSYS; si++)
+            if (on[si])
+                run_system(si, r, &p);
+        for (int si = 0; si < NSYS && rss; si++)
+            if (on[si])
+                run_rss(si, r, &p);
+    }
+    if (tty)
+        fprintf(stderr, "\r\033[K");
+    fprintf(stderr, "bench_vs: done in %.0f s\n", vs_now_s() - started);
+
+    FILE *files[2] = {stdout, NULL};
+    if (out[0] != '\0') {
+        char dir[512];
+        snprintf(dir, sizeof dir, "%s", out);
+        char *slash = strrchr(dir, '/');
+        if (slash != NULL) {
+            *slash = '\0';
+            char cmd[600];
+            snprintf(cmd, sizeof cmd, "mkdir -p '%s'", dir);
+            if (system(cmd) != 0)
+                fprintf(stderr, "bench_vs: cannot create %s\n", dir);
+        }
+        files[1] = fopen(out, "w");
+        if (files[1] == NULL)
+            fprintf(stderr, "bench_vs: cannot write %s: %s\n", out, strerror(errno));
+    }
+    for (int i = 0; i < 2; i++) {
+        if (files[i] == NULL)
+            continue;
+        header(files[i], &p);
+        table(files[i], &p);
+        targets(files[i]);
+    }
+    if (files[1] != NULL) {
+        fclose(files[1]);
+        fprintf(stderr, "bench_vs: table written to %s\n", out);
+    }
+    if (failures > 0)
+        fprintf(stderr, "bench_vs: %d run(s) failed (see above and the table)\n", failures);
+    return failures > 0 ? 1 : 0;
+}
