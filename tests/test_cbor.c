@@ -13,6 +13,8 @@
 
 #include <cmocka.h>
 
+#include <cbor.h>
+
 #include "proto/cbor.h"
 
 /* Bytes of a hex string ("83 01 02" or "830102"); returns the length. */
@@ -988,9 +990,97 @@ static void test_write_refused(void **state)
     kr_buf_free(&b);
 }
 
+/*
+ * The hand decoder of heads (major types 0..6) against libcbor itself: every
+ * initial byte below 0xe0, with the bytes after it complete, truncated at
+ * every length, and holding a string's content or not. For scalars and
+ * strings both must agree on success, kind, value and length; for
+ * containers (whose children libcbor's cbor_load would need) on the head.
+ */
+typedef struct ref_head {
+    int kind; /* -1 none */
+    uint64_t u;
+    size_t str_len;
+} ref_head;
+
+#define RH(ctx) ((ref_head *)(ctx))
+static void r_u8(void *c, uint8_t v) { RH(c)->kind = KR_CBOR_UINT, RH(c)->u = v; }
+static void r_u16(void *c, uint16_t v) { RH(c)->kind = KR_CBOR_UINT, RH(c)->u = v; }
+static void r_u32(void *c, uint32_t v) { RH(c)->kind = KR_CBOR_UINT, RH(c)->u = v; }
+static void r_u64(void *c, uint64_t v) { RH(c)->kind = KR_CBOR_UINT, RH(c)->u = v; }
+static void r_n8(void *c, uint8_t v) { RH(c)->kind = KR_CBOR_NEGINT, RH(c)->u = v; }
+static void r_n16(void *c, uint16_t v) { RH(c)->kind = KR_CBOR_NEGINT, RH(c)->u = v; }
+static void r_n32(void *c, uint32_t v) { RH(c)->kind = KR_CBOR_NEGINT, RH(c)->u = v; }
+static void r_n64(void *c, uint64_t v) { RH(c)->kind = KR_CBOR_NEGINT, RH(c)->u = v; }
+static void r_bytes(void *c, cbor_data p, size_t n) { (void)p; RH(c)->kind = KR_CBOR_BYTES, RH(c)->str_len = n; }
+static void r_text(void *c, cbor_data p, size_t n) { (void)p; RH(c)->kind = KR_CBOR_TEXT, RH(c)->str_len = n; }
+static void r_bytes_i(void *c) { RH(c)->kind = KR_CBOR_BYTES, RH(c)->u = UINT64_MAX; }
+static void r_text_i(void *c) { RH(c)->kind = KR_CBOR_TEXT, RH(c)->u = UINT64_MAX; }
+static void r_arr(void *c, size_t n) { RH(c)->kind = KR_CBOR_ARRAY, RH(c)->u = n; }
+static void r_arr_i(void *c) { RH(c)->kind = KR_CBOR_ARRAY, RH(c)->u = UINT64_MAX; }
+static void r_map(void *c, size_t n) { RH(c)->kind = KR_CBOR_MAP, RH(c)->u = n; }
+static void r_map_i(void *c) { RH(c)->kind = KR_CBOR_MAP, RH(c)->u = UINT64_MAX; }
+static void r_tag(void *c, uint64_t v) { RH(c)->kind = KR_CBOR_TAG, RH(c)->u = v; }
+#undef RH
+
+static void test_heads_match_libcbor(void **state)
+{
+    (void)state;
+    static const struct cbor_callbacks cb = {
+        .uint8 = r_u8, .uint16 = r_u16, .uint32 = r_u32, .uint64 = r_u64,
+        .negint8 = r_n8, .negint16 = r_n16, .negint32 = r_n32, .negint64 = r_n64,
+        .byte_string = r_bytes, .byte_string_start = r_bytes_i,
+        .string = r_text, .string_start = r_text_i,
+        .array_start = r_arr, .indef_array_start = r_arr_i,
+        .map_start = r_map, .indef_map_start = r_map_i, .tag = r_tag};
+    uint8_t buf[16];
+    for (int b = 0; b < 0xe0; b++) {
+        for (int fill = 0; fill < 2; fill++) {
+            buf[0] = (uint8_t)b;
+            /* Arguments small enough that a string's content can be there. */
+            for (size_t i = 1; i < sizeof buf; i++)
+                buf[i] = fill ? 0x00 : (uint8_t)(i == 1 ? 0x03 : 0x01);
+            for (size_t len = 1; len <= sizeof buf; len++) {
+                ref_head ref = {.kind = -1};
+                struct cbor_decoder_result r = cbor_stream_decode(buf, len, &cb, &ref);
+                bool ref_ok = r.status == CBOR_DECODER_FINISHED;
+                kr_cbor_item it;
+                int major = b >> 5;
+                bool scalar = major <= 3 && ref.u != UINT64_MAX;
+                if (scalar) {
+                    int got = kr_cbor_read(buf, len, &it);
+                    if ((got == 0) != ref_ok)
+                        fail_msg("byte 0x%02x, %zu bytes, fill %d: kr_cbor_read %d, libcbor %d",
+                                 b, len, fill, got, (int)r.status);
+                    if (!ref_ok)
+                        continue;
+                    assert_int_equal(it.kind, ref.kind);
+                    assert_int_equal(it.raw_len, r.read);
+                    if (major <= 1)
+                        assert_int_equal(it.u, ref.u);
+                    else
+                        assert_int_equal(it.str_len, ref.str_len);
+                } else if (ref_ok && major >= 4 && major <= 6 && ref.u != UINT64_MAX &&
+                           (major == 6 ? 1 : ref.u * (major == 5 ? 2 : 1)) <= len - r.read) {
+                    /* Head agrees: an iterator opens on it with that count
+                     * (when the children could fit: iter_open refuses
+                     * impossible counts at once). */
+                    kr_cbor_iter iter;
+                    if (kr_cbor_iter_open(buf, len, &it, &iter) != 0)
+                        fail_msg("byte 0x%02x, %zu bytes, fill %d: iter_open fails", b, len, fill);
+                    assert_int_equal(it.kind, ref.kind);
+                    assert_int_equal(it.head_len, r.read);
+                    assert_int_equal(it.u, ref.u);
+                }
+            }
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_heads_match_libcbor),
         cmocka_unit_test(test_read_uints),       cmocka_unit_test(test_read_negints),
         cmocka_unit_test(test_read_floats),      cmocka_unit_test(test_read_simple),
         cmocka_unit_test(test_read_strings),     cmocka_unit_test(test_read_indefinite_strings),

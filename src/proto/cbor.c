@@ -207,6 +207,45 @@ static size_t read_head_by_hand(const uint8_t *p, size_t n, head *h)
 static inline size_t read_head(const uint8_t *p, size_t n, head *h)
 {
     h->indef = false;
+    if (n > 0 && p[0] < 0xe0) {
+        /* Major types 0..6, the bulk of every message, decoded here: a
+         * head is an initial byte and a 0, 1, 2, 4 or 8-byte big-endian
+         * argument (RFC 8949 section 3). This is what libcbor would report,
+         * without a callback per head; it measured several times faster on
+         * FETCH replies. */
+        static const int8_t kinds[7] = {KR_CBOR_UINT,  KR_CBOR_NEGINT, KR_CBOR_BYTES, KR_CBOR_TEXT,
+                                        KR_CBOR_ARRAY, KR_CBOR_MAP,    KR_CBOR_TAG};
+        unsigned major = p[0] >> 5, info = p[0] & 0x1f;
+        size_t hl = 1;
+        uint64_t arg = info;
+        h->kind = kinds[major];
+        if (info >= 24 && info <= 27) {
+            size_t w = (size_t)1 << (info - 24);
+            if (n < 1 + w)
+                return 0;
+            arg = 0;
+            for (size_t i = 1; i <= w; i++)
+                arg = arg << 8 | p[i];
+            hl += w;
+        } else if (info == 31) {
+            /* Indefinite strings, arrays and maps; malformed elsewhere. */
+            if (major < 2 || major > 5)
+                return 0;
+            h->indef = true;
+            return 1;
+        } else if (info > 27) {
+            return 0; /* reserved */
+        }
+        if (major == 2 || major == 3) {
+            if (arg > n - hl)
+                return 0;
+            h->str = p + hl;
+            h->str_len = (size_t)arg;
+            return hl + (size_t)arg;
+        }
+        h->u = arg;
+        return hl;
+    }
     struct cbor_decoder_result r = cbor_stream_decode(p, n, &head_callbacks, h);
     if (r.status == CBOR_DECODER_FINISHED)
         return r.read;
