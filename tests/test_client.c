@@ -1560,6 +1560,55 @@ static void test_get(void **state)
     xs_free(&s);
 }
 
+/* ---- GET pipelined: three in flight, replies in order ---- */
+
+static void test_get_pipelined(void **state)
+{
+    (void)state;
+    static xscript s;
+    static fake f;
+    xs_init(&s);
+    xs_step(&s, KRAPPY_T_GET, 0);
+    xs_step(&s, KRAPPY_T_GET, 0);
+    xs_step(&s, KRAPPY_T_GET, 0);
+    kr_str k1 = S("\x61" "a"), k3 = S("\x61" "c"), val = S("\x01");
+    kr_enc_value(xs_step(&s, 0, KRAPPY_T_VALUE), NO_CID, &k1, 1, 10, &val, NULL);
+    kr_enc_error(xs_step(&s, 0, KRAPPY_T_ERROR), NO_CID, KRAPPY_E_NOT_FOUND, "no key \"b\"",
+                 NULL);
+    kr_enc_value(xs_step(&s, 0, KRAPPY_T_VALUE), NO_CID, &k3, 3, 30, &val, NULL);
+    krappy_client *c = xs_connect(&f, &s, 5000);
+
+    krappy_value *v = NULL;
+    assert_int_equal(krappy_get_recv(c, &v), KRAPPY_E_USAGE); /* nothing due */
+    assert_int_equal(krappy_get_send(c, "t", "a", 1), KRAPPY_OK);
+    assert_int_equal(krappy_get_send(c, "t", "b", 1), KRAPPY_OK);
+    assert_int_equal(krappy_get_send(c, "t", "c", 1), KRAPPY_OK);
+    assert_int_equal(krappy_in_flight(c), 3);
+    assert_int_equal(krappy_get_send(c, "", "d", 1), KRAPPY_E_USAGE); /* nothing sent */
+    assert_int_equal(krappy_get_recv(c, &v), KRAPPY_OK);
+    assert_int_equal(v->offset, 1);
+    assert_memory_equal(v->key, "a", 1);
+    krappy_value_free(v);
+    assert_int_equal(krappy_get_recv(c, &v), KRAPPY_E_NOT_FOUND);
+    assert_null(v);
+    assert_true(krappy_connected(c));
+    assert_int_equal(krappy_get_recv(c, &v), KRAPPY_OK);
+    assert_int_equal(v->offset, 3);
+    assert_memory_equal(v->key, "c", 1);
+    krappy_value_free(v);
+    assert_int_equal(krappy_in_flight(c), 0);
+    krappy_client_free(c);
+    fake_join(&f);
+
+    kr_buf scratch;
+    kr_request req;
+    kr_buf_init(&scratch, SIZE_MAX);
+    xs_req(&s, 1, KRAPPY_T_GET, &scratch, &req);
+    ASSERT_STR(req.u.get.key.content, "b");
+    kr_buf_free(&scratch);
+    xs_free(&s);
+}
+
 /* ---- SCAN: three pages, the cursor passed back ---- */
 
 static void test_scan_pages(void **state)
@@ -2689,7 +2738,7 @@ int main(void)
         cmocka_unit_test(test_none_refused_seen_by_fetch),
         cmocka_unit_test(test_fetch),
         cmocka_unit_test(test_fetch_out_of_range),
-        cmocka_unit_test(test_get),
+        cmocka_unit_test(test_get), cmocka_unit_test(test_get_pipelined),
         cmocka_unit_test(test_scan_pages),
         cmocka_unit_test(test_scan_defaults),
         cmocka_unit_test(test_topics_stats),

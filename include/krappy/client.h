@@ -139,7 +139,9 @@ const char *krappy_client_errmsg(const krappy_client *c);
 int krappy_client_errno(const krappy_client *c);
 
 /* The socket, for poll() by callers that multiplex; -1 when not connected.
- * Do not read from or write to it directly. */
+ * Do not read from or write to it directly. Call krappy_flush before
+ * waiting for it to become readable: pipelined requests may still be queued
+ * (see krappy_send). */
 int krappy_client_fd(const krappy_client *c);
 
 /*
@@ -163,7 +165,10 @@ krappy_err krappy_ping(krappy_client *c);
 /*
  * krappy_send - queue one request frame for pipelining. The payload (one
  * encoded CBOR map, or len 0 for the empty map; NULL allowed when len is 0)
- * is copied. Bytes are written as the socket accepts them. While more than
+ * is copied. A request sent while no reply is due is written at once; one
+ * sent behind unanswered requests waits in the client's buffer (up to
+ * 64 KiB) until krappy_recv needs a reply that has not arrived, or
+ * krappy_flush, so that a pipeline goes out in few writes. While more than
  * 1 MiB of requests waits unwritten, krappy_send blocks (up to timeout_ms)
  * until the server takes some, reading the replies that arrive meanwhile into
  * the client's buffer, so the server's back-pressure never deadlocks a
@@ -178,7 +183,9 @@ krappy_err krappy_ping(krappy_client *c);
 krappy_err krappy_send(krappy_client *c, uint32_t type, const void *payload, size_t len);
 
 /*
- * krappy_flush - write every queued request.
+ * krappy_flush - write every queued request (e.g. before waiting on
+ * krappy_client_fd, or when requests sent behind unanswered ones must go
+ * out now, as in a paced producer).
  * @return KRAPPY_OK or a local error.
  */
 krappy_err krappy_flush(krappy_client *c);
@@ -503,6 +510,26 @@ krappy_err krappy_get(krappy_client *c, const char *topic, const void *key, size
 
 /* Release a value. NULL ok. */
 void krappy_value_free(krappy_value *v);
+
+/*
+ * Pipelined GETs: keep many in flight, e.g. to read a list of keys at the
+ * speed of the connection rather than one round trip each:
+ *     for (i = 0; i < n; i++) {
+ *         krappy_get_send(c, "users", keys[i], lens[i]);
+ *         if (i >= window)
+ *             krappy_get_recv(c, &v), ... use v ..., krappy_value_free(v);
+ *     }
+ *     ... then receive the last `window` replies ...
+ * krappy_get_send queues a GET (as krappy_get) without waiting; the key is
+ * copied. krappy_get_recv takes the reply to the oldest GET sent that way,
+ * which must be the next reply due (see "Pipelined consuming" below for the
+ * rules, which are the same). A key that is not found is KRAPPY_E_NOT_FOUND
+ * from krappy_get_recv, and the connection stays.
+ * @return as krappy_get; KRAPPY_E_USAGE when no GET reply is due or another
+ *         reply comes first.
+ */
+krappy_err krappy_get_send(krappy_client *c, const char *topic, const void *key, size_t key_len);
+krappy_err krappy_get_recv(krappy_client *c, krappy_value **out);
 
 /*
  * A SCAN in progress: the latest value of every live key, in unsigned

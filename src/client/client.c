@@ -61,6 +61,10 @@
 /* Unread replies may fill this much beyond one largest reply frame. */
 #define KR_CLIENT_IN_SLACK (16u << 20)
 
+/* Requests queued behind unanswered ones are written once this many bytes
+ * wait, or when a reply is needed that is not in the buffer yet. */
+#define KR_CLIENT_CORK_BYTES (64u << 10)
+
 /* Bytes read from the socket per recv(2). */
 #define KR_CLIENT_READ_CHUNK 65536
 
@@ -776,8 +780,10 @@ void krappy_close(krappy_client *c)
 {
     if (c == NULL)
         return;
-    if (c->fd >= 0)
+    if (c->fd >= 0) {
         snprintf(c->close_why, sizeof c->close_why, "closed by krappy_close");
+        (void)write_some(c); /* queued requests go out as far as the socket takes them */
+    }
     drop_conn(c);
     reset_buffers(c); /* nothing left to read after an explicit close */
 }
@@ -837,10 +843,20 @@ krappy_err kr_client_send_frame(krappy_client *c, uint32_t type, const void *pay
     }
     if (replies < 0)
         replies = !expects_no_reply(type, payload, len);
+    /* Coalesce a pipeline: while earlier replies are still due, a request
+     * that expects a reply waits in the buffer (up to KR_CLIENT_CORK_BYTES)
+     * for the krappy_recv that must come for them, which writes everything
+     * queued before it blocks. One write then carries many requests, and the
+     * server reads them in one go: a syscall and a wake-up per request were
+     * what limited pipelined GETs. A request with no reply, or the first of
+     * a pipeline, is written at once. */
+    bool cork = replies && c->in_flight > 0 && out_pending(c) < KR_CLIENT_CORK_BYTES;
     if (replies) {
         c->in_flight++;
         c->n_asked++;
     }
+    if (cork)
+        return KRAPPY_OK;
     if ((e = write_some(c)) != KRAPPY_OK)
         return e;
     /* The socket is full: take in the replies already there, so the server
@@ -893,6 +909,11 @@ krappy_err kr_client_recv_frame(krappy_client *c, krappy_frame *f, int64_t deadl
             goto got;
         return kr_client_not_connected(c);
     }
+    /* A reply already buffered is returned without writing when more
+     * replies are due after it: the recv that takes the last of those writes
+     * what is queued (see KR_CLIENT_CORK_BYTES). */
+    if (c->in_flight > 1 && kr_frame_parser_next(&c->in, &fr) == 1)
+        goto got;
     /* Flush first (reading meanwhile): the reply awaited may be to a request
      * still queued, and a caller who stops after its last recv must not
      * leave requests unsent. */

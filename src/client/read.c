@@ -153,6 +153,80 @@ static krappy_err read_begin(krappy_client *c, const char *fn, bool has_out)
     return KRAPPY_OK;
 }
 
+/* decode_one_pass's "use the general path" (never returned to users). */
+#define KRAPPY_E_AGAIN_SLOW ((krappy_err)-1000)
+
+/* A pointer into the payload p[0 .. len] moved to the same place in its
+ * copy; NULL stays NULL. */
+static const uint8_t *rebase(const uint8_t *x, const uint8_t *p, size_t len, const uint8_t *copy)
+{
+    return x != NULL && x >= p && x <= p + len ? copy + (x - p) : x;
+}
+
+/*
+ * decode_records for a definite array (what krappyd sends): the records are
+ * read once, from the received payload, into events pointing at it; the
+ * payload is then copied and the pointers moved onto the copy. Reading them
+ * again from the copy doubled the cost of a FETCH. An indefinite-length key
+ * (which needs joining) returns KRAPPY_E_AGAIN_SLOW for the general path.
+ */
+static krappy_err decode_one_pass(krappy_client *c, const krappy_frame *f, const char *request,
+                                  const char *field, rec_reader read, const kr_reply *r0,
+                                  const kr_cbor_item *arr, size_t head, void **block,
+                                  krappy_event **events, size_t *count, kr_reply *r)
+{
+    kr_cbor_iter it;
+    kr_cbor_item item;
+    rec_view v;
+    char what[64];
+
+    /* Each record takes one byte at least, so the count is bounded by the
+     * payload already (kr_cbor_read checked it). */
+    size_t n = (size_t)arr->u;
+    head = ALIGN8(head);
+    size_t events_len = n * sizeof(krappy_event);
+    uint8_t *mem = malloc(head + events_len + f->len + 1);
+    if (mem == NULL)
+        return kr_client_fail(c, KRAPPY_E_NOMEM, "out of memory holding a %s reply of %zu bytes",
+                              request, f->len);
+    memset(mem, 0, head);
+    krappy_event *ev = (krappy_event *)(void *)(mem + head);
+    size_t i = 0;
+    kr_cbor_iter_init(&it, arr);
+    for (; i < n && kr_cbor_iter_next(&it, &item) == 1; i++) {
+        if (read(&item, &v) < 0) {
+            free(mem);
+            snprintf(what, sizeof what, "%s[%zu] is malformed", field, i);
+            return kr_client_bad_reply(c, request, what);
+        }
+        if (join_need(&v.key) > 0) {
+            free(mem);
+            return KRAPPY_E_AGAIN_SLOW;
+        }
+        fill_event(&ev[i], &v, NULL);
+    }
+    if (i != n) {
+        free(mem);
+        snprintf(what, sizeof what, "%s is malformed", field);
+        return kr_client_bad_reply(c, request, what);
+    }
+    uint8_t *copy = mem + head + events_len;
+    if (f->len > 0)
+        memcpy(copy, f->payload, f->len);
+    for (i = 0; i < n; i++) {
+        ev[i].key = rebase(ev[i].key, f->payload, f->len, copy);
+        ev[i].value = rebase(ev[i].value, f->payload, f->len, copy);
+        ev[i].headers = rebase(ev[i].headers, f->payload, f->len, copy);
+    }
+    *r = *r0;
+    r->map.raw = rebase(r->map.raw, f->payload, f->len, copy);
+    r->map.str = rebase(r->map.str, f->payload, f->len, copy);
+    *block = mem;
+    *events = n > 0 ? ev : NULL;
+    *count = n;
+    return KRAPPY_OK;
+}
+
 /*
  * Decode the array `field` of records in a reply into one allocation:
  * [head bytes (zeroed)][krappy_event x n][copy of the payload][joined keys].
@@ -175,6 +249,12 @@ static krappy_err decode_records(krappy_client *c, const krappy_frame *f, const 
     if (kr_cbor_map_find(&r0.map, field, &arr) != 1 || arr.kind != KR_CBOR_ARRAY) {
         snprintf(what, sizeof what, "no array `%s`", field);
         return kr_client_bad_reply(c, request, what);
+    }
+    if (!arr.indefinite) {
+        krappy_err e = decode_one_pass(c, f, request, field, read, &r0, &arr, head, block, events,
+                                       count, r);
+        if (e != KRAPPY_E_AGAIN_SLOW)
+            return e;
     }
     kr_cbor_iter_init(&it, &arr);
     while (kr_cbor_iter_next(&it, &item) == 1) {
@@ -259,18 +339,38 @@ void krappy_events_free(krappy_events *ev)
 }
 
 /* Read GET's VALUE {key, offset, ts, value(, headers)} from r into *v; a
- * malformed one closes the connection. */
+ * malformed one closes the connection. One pass over the map (a key that
+ * repeats counts by its last occurrence, as kr_cbor_map_find has it). */
 static krappy_err read_value(krappy_client *c, const kr_reply *r, rec_view *v)
 {
-    kr_cbor_item hd;
+    kr_cbor_iter it;
+    kr_cbor_item k, x, off = {0}, ts = {0}, hd = {0};
+    bool have_key = false, have_value = false;
+    int rc;
 
     memset(v, 0, sizeof *v);
-    if (kr_cbor_map_find(&r->map, "key", &v->key) != 1 ||
-        (v->key.kind != KR_CBOR_BYTES && v->key.kind != KR_CBOR_TEXT) ||
-        !kr_reply_uint(r, "offset", &v->offset) || !kr_reply_uint(r, "ts", &v->ts) ||
-        kr_cbor_map_find(&r->map, "value", &v->value) != 1)
+    kr_cbor_iter_init(&it, &r->map);
+    while ((rc = kr_cbor_iter_next(&it, &k)) == 1 && kr_cbor_iter_next(&it, &x) == 1) {
+        if (k.kind != KR_CBOR_TEXT)
+            continue;
+        if (kr_cbor_text_eq(&k, "key"))
+            v->key = x, have_key = true;
+        else if (kr_cbor_text_eq(&k, "offset"))
+            off = x;
+        else if (kr_cbor_text_eq(&k, "ts"))
+            ts = x;
+        else if (kr_cbor_text_eq(&k, "value"))
+            v->value = x, have_value = true;
+        else if (kr_cbor_text_eq(&k, "headers"))
+            hd = x;
+    }
+    if (rc < 0 || !have_key || (v->key.kind != KR_CBOR_BYTES && v->key.kind != KR_CBOR_TEXT) ||
+        off.kind != KR_CBOR_UINT || off.raw == NULL || ts.kind != KR_CBOR_UINT || ts.raw == NULL ||
+        !have_value)
         return kr_client_bad_reply(c, "GET", "VALUE needs key, offset, ts and value");
-    if (kr_cbor_map_find(&r->map, "headers", &hd) == 1 && hd.kind != KR_CBOR_NULL) {
+    v->offset = off.u;
+    v->ts = ts.u;
+    if (hd.raw != NULL && hd.kind != KR_CBOR_NULL) {
         if (hd.kind != KR_CBOR_MAP)
             return kr_client_bad_reply(c, "GET", "`headers` is not a map");
         v->has_headers = true;
@@ -279,39 +379,31 @@ static krappy_err read_value(krappy_client *c, const kr_reply *r, rec_view *v)
     return KRAPPY_OK;
 }
 
-krappy_err krappy_get(krappy_client *c, const char *topic, const void *key, size_t key_len,
-                      krappy_value **out)
+/* A GET's VALUE reply (f, decoded into r) into one allocation: *out. */
+static krappy_err hold_value(krappy_client *c, const krappy_frame *f, kr_reply *r,
+                             krappy_value **out)
 {
-    krappy_frame f;
-    kr_reply r;
-    krappy_err e;
     rec_view v;
+    krappy_err e;
 
-    if (out != NULL)
-        *out = NULL;
-    if ((e = read_begin(c, "krappy_get", out != NULL)) != KRAPPY_OK ||
-        (e = kr_client_need_name(c, "krappy_get", "topic", topic)) != KRAPPY_OK)
-        return e;
-    if (key == NULL && key_len > 0)
-        return kr_client_fail(c, KRAPPY_E_USAGE,
-                              "krappy_get: the key is NULL but its length is %zu", key_len);
-    kr_enc_get(kr_client_enc_begin(c), (kr_cid){false, 0}, topic, key_len > 0 ? key : "", key_len);
-    if ((e = kr_client_request(c, KRAPPY_T_GET, KRAPPY_T_VALUE, 0, &f, &r)) != KRAPPY_OK)
-        return e;
-
-    /* Read the fields from the payload, then again from the copy (which
-     * cannot fail: it decodes as the original did). */
-    if ((e = read_value(c, &r, &v)) != KRAPPY_OK)
+    /* Read the fields from the payload once; the event points into the copy
+     * (an indefinite key is joined after it). */
+    if ((e = read_value(c, r, &v)) != KRAPPY_OK)
         return e;
     size_t head = ALIGN8(sizeof(krappy_value));
-    uint8_t *mem = hold_reply(&f, head, join_need(&v.key), &r);
+    uint8_t *mem = malloc(head + f->len + join_need(&v.key) + 1);
     if (mem == NULL)
         return kr_client_fail(c, KRAPPY_E_NOMEM, "out of memory holding a VALUE of %zu bytes",
-                              f.len);
-    read_value(c, &r, &v);
-    uint8_t *jp = mem + head + f.len;
+                              f->len);
+    memset(mem, 0, head);
+    uint8_t *copy = mem + head, *jp = copy + f->len;
+    if (f->len > 0)
+        memcpy(copy, f->payload, f->len);
     krappy_event ev;
     fill_event(&ev, &v, &jp);
+    ev.key = rebase(ev.key, f->payload, f->len, copy);
+    ev.value = rebase(ev.value, f->payload, f->len, copy);
+    ev.headers = rebase(ev.headers, f->payload, f->len, copy);
     krappy_value *val = (krappy_value *)(void *)mem;
     val->offset = ev.offset;
     val->ts = ev.ts;
@@ -325,6 +417,63 @@ krappy_err krappy_get(krappy_client *c, const char *topic, const void *key, size
     val->headers_len = ev.headers_len;
     *out = val;
     return KRAPPY_OK;
+}
+
+/* Check a GET's arguments and build the request in c->enc. */
+static krappy_err encode_get(krappy_client *c, const char *fn, const char *topic, const void *key,
+                             size_t key_len)
+{
+    krappy_err e = kr_client_need_name(c, fn, "topic", topic);
+    if (e != KRAPPY_OK)
+        return e;
+    if (key == NULL && key_len > 0)
+        return kr_client_fail(c, KRAPPY_E_USAGE, "%s: the key is NULL but its length is %zu", fn,
+                              key_len);
+    kr_enc_get(kr_client_enc_begin(c), (kr_cid){false, 0}, topic, key_len > 0 ? key : "", key_len);
+    return KRAPPY_OK;
+}
+
+krappy_err krappy_get(krappy_client *c, const char *topic, const void *key, size_t key_len,
+                      krappy_value **out)
+{
+    krappy_frame f;
+    kr_reply r;
+    krappy_err e;
+
+    if (out != NULL)
+        *out = NULL;
+    if ((e = read_begin(c, "krappy_get", out != NULL)) != KRAPPY_OK ||
+        (e = encode_get(c, "krappy_get", topic, key, key_len)) != KRAPPY_OK ||
+        (e = kr_client_request(c, KRAPPY_T_GET, KRAPPY_T_VALUE, 0, &f, &r)) != KRAPPY_OK)
+        return e;
+    return hold_value(c, &f, &r, out);
+}
+
+krappy_err krappy_get_send(krappy_client *c, const char *topic, const void *key, size_t key_len)
+{
+    krappy_err e;
+
+    if (c == NULL)
+        return KRAPPY_E_USAGE;
+    kr_client_clear_error(c);
+    if ((e = encode_get(c, "krappy_get_send", topic, key, key_len)) != KRAPPY_OK)
+        return e;
+    return kr_client_send_due(c, KRAPPY_T_GET, 0);
+}
+
+krappy_err krappy_get_recv(krappy_client *c, krappy_value **out)
+{
+    krappy_frame f;
+    kr_reply r;
+    krappy_err e;
+
+    if (out != NULL)
+        *out = NULL;
+    if ((e = read_begin(c, "krappy_get_recv", out != NULL)) != KRAPPY_OK ||
+        (e = kr_client_recv_due(c, KRAPPY_T_GET, KRAPPY_T_VALUE, "krappy_get_recv", &f, &r)) !=
+            KRAPPY_OK)
+        return e;
+    return hold_value(c, &f, &r, out);
 }
 
 void krappy_value_free(krappy_value *v)
