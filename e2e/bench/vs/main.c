@@ -75,6 +75,7 @@ typedef struct sample {
 static sample results[NSYS][NPHASE][MAX_REPS];
 static double floor_p50[MAX_REPS], floor_p99[MAX_REPS];
 static int reps = 3;
+static bool wanted[NPHASE]; /* --workloads */
 static int failures;
 static bool tty;
 static double started;
@@ -270,6 +271,8 @@ static void run_system(int si, int rep, const vs_params *p)
         return;
     }
     for (size_t i = 0; i < sizeof order / sizeof *order; i++) {
+        if (!wanted[order[i]])
+            continue;
         rc = run_phase(si, rep, order[i], &x);
         /* consume, group and get read what ingest wrote */
         if (rc != VS_OK && order[i] == P_INGEST) {
@@ -500,10 +503,11 @@ static void header(FILE *f, const vs_params *p)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: bench_vs [--reps N] [--only krappy,nats,redis] [--quick] [--no-rss]\n"
-               "                [--events N] [--rss-events N] [--out FILE]\n"
+    fprintf(f, "usage: bench_vs [--reps N] [--only krappy,nats,redis] [--workloads 1,2,...]\n"
+               "                [--quick] [--no-rss] [--events N] [--rss-events N] [--out FILE]\n"
                "  --reps N        repetitions, medians over them (default 3, at most %d)\n"
                "  --only LIST     just these systems (krappy, nats, redis)\n"
+               "  --workloads L   just these workloads, by number (1-7; 3, 4, 5 need 1)\n"
                "  --quick         a fifth of the counts, for trying things out\n"
                "  --no-rss        skip the 10M-event RSS load\n"
                "  --out FILE      also write the table there (default build/bench/results.md)\n"
@@ -525,7 +529,7 @@ int main(int argc, char **argv)
                    .lat_secs = 3,
                    .rss_events = 10000000,
                    .rss_keys = 1000000};
-    const char *only = NULL, *out = "build/bench/results.md";
+    const char *only = NULL, *out = "build/bench/results.md", *which = NULL;
     bool rss = true;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -534,6 +538,8 @@ int main(int argc, char **argv)
             return 0;
         } else if (strcmp(a, "--reps") == 0 && v) {
             reps = atoi(v), i++;
+        } else if (strcmp(a, "--workloads") == 0 && v) {
+            which = v, i++;
         } else if (strcmp(a, "--only") == 0 && v) {
             only = v, i++;
         } else if (strcmp(a, "--out") == 0 && v) {
@@ -559,6 +565,17 @@ int main(int argc, char **argv)
                 MAX_REPS, p.batch);
         return 2;
     }
+    /* --workloads 1,2,5,6: by the number in the title ("5" is 5a and 5b);
+     * ingest (1) runs whenever 3, 4 or 5 do, since they read what it wrote. */
+    for (int ph = 0; ph < NPHASE; ph++) {
+        char num[4];
+        snprintf(num, sizeof num, "%c", phases[ph].title[0]);
+        wanted[ph] = which == NULL || strstr(which, num) != NULL;
+    }
+    if (!rss)
+        wanted[P_RSS] = false;
+    if (wanted[P_CONSUME] || wanted[P_GROUP] || wanted[P_GET_ONE] || wanted[P_GET_PIPED])
+        wanted[P_INGEST] = true;
     bool on[NSYS];
     for (int si = 0; si < NSYS; si++)
         on[si] = only == NULL || strstr(only, systems[si]->id) != NULL;
@@ -579,7 +596,7 @@ int main(int argc, char **argv)
         for (int si = 0; si < NSYS; si++)
             if (on[si])
                 run_system(si, r, &p);
-        for (int si = 0; si < NSYS && rss; si++)
+        for (int si = 0; si < NSYS && wanted[P_RSS]; si++)
             if (on[si])
                 run_rss(si, r, &p);
     }

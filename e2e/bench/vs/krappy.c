@@ -1,0 +1,454 @@
+/*
+ * e2e/bench/vs/krappy.c - the krappyd backend of bench_vs, through
+ * libkrappy's public API only (krappy/client.h), as a user would write it.
+ *
+ * Events are published with a text key and the 100-byte value as a CBOR
+ * byte string (102 bytes on the wire); readers check the string header and
+ * parse the value inside.
+ */
+#include <pthread.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <time.h>
+
+#include "krappy/client.h"
+#include "vs.h"
+
+typedef struct kpriv {
+    krappy_client *c;
+    krappy_batch *b;
+} kpriv;
+
+static kpriv *priv(vs_ctx *x)
+{
+    return x->srv->priv;
+}
+
+/* A new connection to the server, HELLO done; NULL with x->err set. */
+static krappy_client *dial(vs_ctx *x)
+{
+    krappy_client *c = krappy_client_new(NULL);
+    char port[16];
+    snprintf(port, sizeof port, "%d", x->srv->port);
+    if (c == NULL) {
+        vs_fail(x, "out of memory");
+        return NULL;
+    }
+    if (krappy_connect(c, x->srv->host, port) != KRAPPY_OK || krappy_hello(c, NULL) != KRAPPY_OK) {
+        vs_fail(x, "cannot connect to krappyd on %s:%s: %s", x->srv->host, port,
+                krappy_client_errmsg(c));
+        krappy_client_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static int k_start(vs_ctx *x)
+{
+    static const char *const where[] = {"bin/krappyd", "/usr/local/bin/krappyd", NULL};
+    const char *bin = vs_program("KRAPPYD", where);
+    if (bin == NULL) {
+        snprintf(x->note, sizeof x->note, "no krappyd: run `make` first, or set $KRAPPYD");
+        return VS_SKIP;
+    }
+    vs_server *s = x->srv;
+    if (vs_mkdtemp(s->dir, sizeof s->dir, "krappy") < 0)
+        return vs_fail(x, "cannot make a temporary directory under $TMPDIR");
+    snprintf(s->host, sizeof s->host, "127.0.0.1");
+    s->port = vs_free_port();
+    char listen[64], data[300], log[300];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", s->port);
+    snprintf(data, sizeof data, "%s/data", s->dir);
+    snprintf(log, sizeof log, "%s/krappyd.log", s->dir);
+    char *argv[] = {(char *)bin,   "--listen",     listen, "--data",       data,
+                    "--http",      "off",          "--log-format", "text", "--log-level",
+                    "warn",        NULL};
+    s->pid = vs_spawn(argv, log);
+    if (s->pid < 0 || vs_wait_port(s->host, s->port, s->pid, 30000) < 0)
+        return vs_fail(x, "krappyd (%s) did not start listening on %s; see %s", bin, listen, log);
+    kpriv *k = calloc(1, sizeof *k);
+    if (k == NULL)
+        return vs_fail(x, "out of memory");
+    s->priv = k;
+    if ((k->c = dial(x)) == NULL)
+        return VS_FAIL;
+    if ((k->b = krappy_batch_new()) == NULL)
+        return vs_fail(x, "out of memory");
+    return VS_OK;
+}
+
+static void k_stop(vs_ctx *x)
+{
+    kpriv *k = priv(x);
+    if (k != NULL) {
+        krappy_client_free(k->c);
+        krappy_batch_free(k->b);
+        free(k);
+        x->srv->priv = NULL;
+    }
+    vs_kill(x->srv->pid, 20000);
+    x->srv->pid = 0;
+    if (x->srv->dir[0] != '\0')
+        vs_rmtree(x->srv->dir);
+}
+
+/* Event n (key drawn from `keys`) added to the batch. */
+static int add_event(vs_ctx *x, krappy_batch *b, uint64_t n, long keys, uint64_t ts)
+{
+    char key[VS_KEY_LEN + 1], val[VS_VALUE_LEN + 1];
+    vs_key(key, vs_key_of(keys, n));
+    vs_value(val, n, ts);
+    if (krappy_batch_add_bytes(b, KRAPPY_KEY_TEXT, key, VS_KEY_LEN, val, VS_VALUE_LEN) !=
+        KRAPPY_OK)
+        return vs_fail(x, "building a batch: %s", krappy_batch_errmsg(b));
+    return VS_OK;
+}
+
+/* A value as delivered: the CBOR byte string of 100 bytes. */
+static int check_value(const krappy_event *e, uint64_t *n, uint64_t *ts)
+{
+    if (e->value_len != VS_VALUE_LEN + 2 || e->value[0] != 0x58 || e->value[1] != VS_VALUE_LEN)
+        return -1;
+    return vs_value_parse(e->value + 2, VS_VALUE_LEN, n, ts);
+}
+
+/* `events` events over `keys` keys into `topic`, p->window batches in
+ * flight, each acknowledged as `ack`. */
+static int publish_run(vs_ctx *x, vs_meter *m, const char *topic, long events, long keys,
+                       krappy_ack ack, long *done)
+{
+    kpriv *k = priv(x);
+    const vs_params *p = x->p;
+    if (krappy_register_producer(k->c, topic, "bench", NULL) != KRAPPY_OK)
+        return vs_fail(x, "PRODUCER_REGISTER %s: %s", topic, krappy_client_errmsg(k->c));
+    long batches = events / p->batch, sent = 0, got = 0;
+    vs_meter_start(m);
+    while (got < batches) {
+        while (sent < batches && sent - got < p->window) {
+            krappy_batch_reset(k->b);
+            for (int i = 0; i < p->batch; i++)
+                if (add_event(x, k->b, (uint64_t)(sent * p->batch + i), keys, 0) != VS_OK)
+                    return VS_FAIL;
+            if (krappy_publish_send(k->c, k->b, ack, NULL) != KRAPPY_OK)
+                return vs_fail(x, "PUBLISH: %s", krappy_client_errmsg(k->c));
+            sent++;
+        }
+        krappy_publish_result r;
+        if (krappy_publish_recv(k->c, &r) != KRAPPY_OK)
+            return vs_fail(x, "PUBLISH: %s", krappy_client_errmsg(k->c));
+        if (r.count != (uint64_t)p->batch || r.first != (uint64_t)(got * p->batch))
+            return vs_fail(x, "PUBLISH %ld stored %llu events at %llu, not %d at %ld", got,
+                           (unsigned long long)r.count, (unsigned long long)r.first, p->batch,
+                           got * p->batch);
+        got++;
+    }
+    vs_meter_stop(m);
+    *done = batches * p->batch;
+    return VS_OK;
+}
+
+static int k_ingest(vs_ctx *x, vs_meter *m, bool sync, long *done)
+{
+    return publish_run(x, m, sync ? "bench-sync" : "bench", x->p->events, x->p->keys,
+                       sync ? KRAPPY_ACK_SYNC : KRAPPY_ACK_WRITE, done);
+}
+
+static int k_load(vs_ctx *x, vs_meter *m, long *done)
+{
+    return publish_run(x, m, "bench-rss", x->p->rss_events, x->p->rss_keys, KRAPPY_ACK_WRITE,
+                       done);
+}
+
+/* Every event of ev is the next one expected. */
+static int check_events(vs_ctx *x, const krappy_events *ev, uint64_t *expect, const char *what)
+{
+    for (size_t i = 0; i < ev->count; i++) {
+        uint64_t n;
+        if (ev->events[i].offset != *expect || check_value(&ev->events[i], &n, NULL) < 0 ||
+            n != *expect)
+            return vs_fail(x, "%s: event at offset %llu is not event %llu", what,
+                           (unsigned long long)ev->events[i].offset, (unsigned long long)*expect);
+        (*expect)++;
+    }
+    return VS_OK;
+}
+
+static int k_consume(vs_ctx *x, vs_meter *m, long *done)
+{
+    kpriv *k = priv(x);
+    const vs_params *p = x->p;
+    uint64_t off = 0, expect = 0;
+    vs_meter_start(m);
+    while (expect < (uint64_t)p->events) {
+        krappy_events *ev;
+        if (krappy_fetch(k->c, "bench", off, (uint64_t)p->batch, 0, 0, &ev) != KRAPPY_OK)
+            return vs_fail(x, "FETCH from %llu: %s", (unsigned long long)off,
+                           krappy_client_errmsg(k->c));
+        int rc = ev->count == 0 ? vs_fail(x, "FETCH from %llu: no events, %llu expected",
+                                          (unsigned long long)off,
+                                          (unsigned long long)(p->events - (long)expect))
+                                : check_events(x, ev, &expect, "FETCH");
+        off = ev->next;
+        krappy_events_free(ev);
+        if (rc != VS_OK)
+            return rc;
+    }
+    vs_meter_stop(m);
+    *done = (long)expect;
+    return VS_OK;
+}
+
+static int k_group(vs_ctx *x, vs_meter *m, long *done)
+{
+    kpriv *k = priv(x);
+    const vs_params *p = x->p;
+    krappy_consumer_opts o = {.start = KRAPPY_START_EARLIEST, .member = "m"};
+    if (krappy_register_consumer(k->c, "bench", "g", &o, NULL) != KRAPPY_OK)
+        return vs_fail(x, "CONSUMER_REGISTER: %s", krappy_client_errmsg(k->c));
+    uint64_t expect = 0;
+    vs_meter_start(m);
+    /* One POLL ahead: the ACK of batch n and the POLL of batch n+1 travel
+     * together. */
+    if (krappy_poll_send(k->c, (uint64_t)p->batch, 1000, 0) != KRAPPY_OK)
+        return vs_fail(x, "POLL: %s", krappy_client_errmsg(k->c));
+    while (expect < (uint64_t)p->events) {
+        krappy_events *ev;
+        if (krappy_poll_recv(k->c, &ev) != KRAPPY_OK)
+            return vs_fail(x, "POLL: %s", krappy_client_errmsg(k->c));
+        int rc = ev->count == 0 ? vs_fail(x, "POLL: no events after %llu", (unsigned long long)expect)
+                                : check_events(x, ev, &expect, "POLL");
+        krappy_events_free(ev);
+        if (rc != VS_OK)
+            return rc;
+        if (krappy_ack_upto_send(k->c, expect) != KRAPPY_OK ||
+            (expect < (uint64_t)p->events &&
+             krappy_poll_send(k->c, (uint64_t)p->batch, 1000, 0) != KRAPPY_OK))
+            return vs_fail(x, "ACK/POLL: %s", krappy_client_errmsg(k->c));
+        uint64_t cursor;
+        if (krappy_ack_recv(k->c, &cursor, NULL) != KRAPPY_OK)
+            return vs_fail(x, "ACK: %s", krappy_client_errmsg(k->c));
+        if (cursor != expect)
+            return vs_fail(x, "ACK upto %llu left the cursor at %llu", (unsigned long long)expect,
+                           (unsigned long long)cursor);
+    }
+    vs_meter_stop(m);
+    *done = (long)expect;
+    return VS_OK;
+}
+
+/* The key of the i-th read: the key of an event drawn from [0, events). */
+static void read_key(const vs_params *p, long i, char *key)
+{
+    uint64_t n = vs_key_of(p->events, (uint64_t)i + 0x5eed0000u);
+    vs_key(key, vs_key_of(p->keys, n));
+}
+
+static int check_got(vs_ctx *x, krappy_value *v, const char *key)
+{
+    krappy_event e = {.value = v->value, .value_len = v->value_len};
+    int rc = VS_OK;
+    if (v->key_len != VS_KEY_LEN || memcmp(v->key, key, VS_KEY_LEN) != 0 ||
+        check_value(&e, NULL, NULL) < 0)
+        rc = vs_fail(x, "GET %s: the value is not the one written", key);
+    krappy_value_free(v);
+    return rc;
+}
+
+static int k_get_one(vs_ctx *x, vs_meter *m, long *done)
+{
+    kpriv *k = priv(x);
+    vs_meter_start(m);
+    for (long i = 0; i < x->p->gets; i++) {
+        char key[VS_KEY_LEN + 1];
+        krappy_value *v;
+        read_key(x->p, i, key);
+        uint64_t t = vs_now_ns();
+        if (krappy_get(k->c, "bench", key, VS_KEY_LEN, &v) != KRAPPY_OK)
+            return vs_fail(x, "GET %s: %s", key, krappy_client_errmsg(k->c));
+        vs_lat_add(m, vs_now_ns() - t);
+        if (check_got(x, v, key) != VS_OK)
+            return VS_FAIL;
+    }
+    vs_meter_stop(m);
+    *done = x->p->gets;
+    return VS_OK;
+}
+
+static int k_get_piped(vs_ctx *x, vs_meter *m, long *done)
+{
+    kpriv *k = priv(x);
+    const vs_params *p = x->p;
+    long sent = 0, got = 0;
+    vs_meter_start(m);
+    while (got < p->gets_piped) {
+        while (sent < p->gets_piped && sent - got < p->get_window) {
+            char key[VS_KEY_LEN + 1];
+            read_key(p, sent, key);
+            if (krappy_get_send(k->c, "bench", key, VS_KEY_LEN) != KRAPPY_OK)
+                return vs_fail(x, "GET: %s", krappy_client_errmsg(k->c));
+            sent++;
+        }
+        char key[VS_KEY_LEN + 1];
+        krappy_value *v;
+        read_key(p, got, key);
+        if (krappy_get_recv(k->c, &v) != KRAPPY_OK)
+            return vs_fail(x, "GET %s: %s", key, krappy_client_errmsg(k->c));
+        if (check_got(x, v, key) != VS_OK)
+            return VS_FAIL;
+        got++;
+    }
+    vs_meter_stop(m);
+    *done = got;
+    return VS_OK;
+}
+
+/* ---- produce -> consume latency ---- */
+
+typedef struct lat_run {
+    vs_ctx *x;
+    vs_meter *m;
+    krappy_client *c;
+    _Atomic long produced; /* final count, valid once `finished` */
+    atomic_bool finished;
+    long received;
+    int rc;
+    char err[256];
+} lat_run;
+
+/* The consumer: long-poll FETCH from offset 0 until every event produced
+ * has arrived; one latency sample per event. */
+static void *lat_consumer(void *arg)
+{
+    lat_run *L = arg;
+    uint64_t off = 0;
+    uint64_t give_up = 0;
+    for (;;) {
+        if (atomic_load(&L->finished)) {
+            if (L->received >= atomic_load(&L->produced))
+                break;
+            if (give_up == 0)
+                give_up = vs_now_ns() + 10000000000ull;
+            else if (vs_now_ns() > give_up) {
+                snprintf(L->err, sizeof L->err, "%ld of %ld events arrived within 10 s",
+                         L->received, atomic_load(&L->produced));
+                L->rc = VS_FAIL;
+                return NULL;
+            }
+        }
+        krappy_events *ev;
+        if (krappy_fetch(L->c, "bench-lat", off, (uint64_t)L->x->p->batch, 0, 100, &ev) !=
+            KRAPPY_OK) {
+            snprintf(L->err, sizeof L->err, "FETCH: %s", krappy_client_errmsg(L->c));
+            L->rc = VS_FAIL;
+            return NULL;
+        }
+        uint64_t now = vs_now_ns();
+        for (size_t i = 0; i < ev->count; i++) {
+            uint64_t n, ts;
+            if (check_value(&ev->events[i], &n, &ts) < 0 || n != (uint64_t)L->received) {
+                snprintf(L->err, sizeof L->err, "event %ld arrived out of order or damaged",
+                         L->received);
+                L->rc = VS_FAIL;
+                krappy_events_free(ev);
+                return NULL;
+            }
+            vs_lat_add(L->m, now > ts ? now - ts : 0);
+            L->received++;
+        }
+        off = ev->next;
+        krappy_events_free(ev);
+    }
+    return NULL;
+}
+
+/* Receive the acknowledgements that have arrived, without waiting; all of
+ * them when `all`. */
+static int drain_acks(vs_ctx *x, krappy_client *c, bool all)
+{
+    struct pollfd pf = {.fd = krappy_client_fd(c), .events = POLLIN};
+    while (krappy_in_flight(c) > 0 && (all || krappy_in_flight(c) > 10000 || poll(&pf, 1, 0) > 0)) {
+        if (krappy_publish_recv(c, NULL) != KRAPPY_OK)
+            return vs_fail(x, "PUBLISH: %s", krappy_client_errmsg(c));
+    }
+    return VS_OK;
+}
+
+static int k_latency(vs_ctx *x, vs_meter *m, long *done)
+{
+    kpriv *k = priv(x);
+    const vs_params *p = x->p;
+    if (krappy_register_producer(k->c, "bench-lat", "lat", NULL) != KRAPPY_OK)
+        return vs_fail(x, "PRODUCER_REGISTER: %s", krappy_client_errmsg(k->c));
+    lat_run L = {.x = x, .m = m, .rc = VS_OK};
+    if ((L.c = dial(x)) == NULL)
+        return VS_FAIL;
+    prctl(PR_SET_TIMERSLACK, 1UL); /* sleep to the scheduled time, not 50 us past it */
+    pthread_t th;
+    if (pthread_create(&th, NULL, lat_consumer, &L) != 0) {
+        krappy_client_free(L.c);
+        return vs_fail(x, "cannot start the consumer thread");
+    }
+    long total = (long)(p->rate * p->lat_secs), n = 0;
+    int rc = VS_OK;
+    vs_meter_start(m);
+    uint64_t t0 = vs_now_ns();
+    while (n < total && rc == VS_OK) {
+        uint64_t now = vs_now_ns();
+        /* Everything due by now, each event its own PUBLISH. */
+        while (n < total) {
+            uint64_t due = t0 + (uint64_t)((double)n * 1e9 / p->rate);
+            if (due > now)
+                break;
+            krappy_batch_reset(k->b);
+            if ((rc = add_event(x, k->b, (uint64_t)n, p->keys, due)) != VS_OK)
+                break;
+            if (krappy_publish_send(k->c, k->b, KRAPPY_ACK_WRITE, NULL) != KRAPPY_OK) {
+                rc = vs_fail(x, "PUBLISH: %s", krappy_client_errmsg(k->c));
+                break;
+            }
+            n++;
+        }
+        /* Requests queued behind unanswered ones wait for a recv or a
+         * flush (libkrappy coalesces pipelines): send them now. */
+        if (rc == VS_OK && krappy_flush(k->c) != KRAPPY_OK)
+            rc = vs_fail(x, "PUBLISH: %s", krappy_client_errmsg(k->c));
+        if (rc == VS_OK)
+            rc = drain_acks(x, k->c, false);
+        if (rc == VS_OK && n < total) {
+            uint64_t due = t0 + (uint64_t)((double)n * 1e9 / p->rate);
+            struct timespec ts = {(time_t)(due / 1000000000u), (long)(due % 1000000000u)};
+            clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+        }
+    }
+    if (rc == VS_OK)
+        rc = drain_acks(x, k->c, true);
+    atomic_store(&L.produced, n);
+    atomic_store(&L.finished, true);
+    pthread_join(th, NULL);
+    vs_meter_stop(m);
+    krappy_client_free(L.c);
+    if (rc != VS_OK)
+        return rc;
+    if (L.rc != VS_OK)
+        return vs_fail(x, "%s", L.err);
+    *done = L.received;
+    return VS_OK;
+}
+
+const vs_system vs_krappy = {
+    .name = "krappyd",
+    .id = "krappy",
+    .start = k_start,
+    .stop = k_stop,
+    .ingest = k_ingest,
+    .consume = k_consume,
+    .group = k_group,
+    .get_one = k_get_one,
+    .get_piped = k_get_piped,
+    .latency = k_latency,
+    .load = k_load,
+};
