@@ -3,10 +3,15 @@
  * overlay.h).
  *
  * An open-addressing hash table with linear probing: a power-of-two number
- * of 64-byte slots (the entry plus its key's hash), kept at most 70% full and
- * doubled when an insert would pass that. Entries are never removed one by
- * one (a deleted key is a tombstone entry), so probing needs no deletion
+ * of 16-byte slots (the key's hash and its record), kept at most 70% full
+ * and doubled when an insert would pass that. Entries are never removed one
+ * by one (a deleted key is a tombstone entry), so probing needs no deletion
  * markers: a slot whose hash is 0 is empty and ends every probe sequence.
+ *
+ * Records (the entry, then the event bytes, then the key when it is not
+ * inside the event) are carved from chunks that start small and double up
+ * to OV_CHUNK_MAX, so an overlay of a quiet topic stays small and a busy one
+ * costs one allocation per megabyte, never one per event.
  *
  * The hash is a wyhash-style multiply-and-fold over the key bytes (after
  * Wang Yi's public-domain wyhash), seeded per overlay from getrandom so that
@@ -24,11 +29,33 @@
 /* Grow when more than OV_LOAD_NUM/OV_LOAD_DEN of the slots would be used. */
 #define OV_LOAD_NUM 7
 #define OV_LOAD_DEN 10
+/* Record chunks: the first this big, each next one twice the last, up to
+ * OV_CHUNK_MAX (1 MiB: per-chunk waste stays small against a checkpoint's
+ * worth of records, and a freed overlay gives back whole chunks). */
+#define OV_CHUNK_MIN (4u * 1024)
+#define OV_CHUNK_MAX (1024u * 1024)
+/* A record larger than this gets a chunk of its own. */
+#define OV_BIG_RECORD (OV_CHUNK_MAX / 4)
+
+/* One key's record: its entry (whose pointers point into data) and room
+ * for `cap` bytes. */
+typedef struct rec {
+    kr_ov_entry e;
+    uint32_t cap;
+    uint8_t data[];
+} rec;
+
+typedef struct chunk {
+    struct chunk *next;
+    size_t size; /* bytes of data */
+    size_t used;
+    uint8_t data[];
+} chunk;
 
 /* One table slot: hash 0 means empty (real hashes are never 0). */
 typedef struct slot {
     uint64_t hash;
-    kr_ov_entry e;
+    rec *r;
 } slot;
 
 struct kr_overlay {
@@ -36,7 +63,8 @@ struct kr_overlay {
     size_t nslots;      /* power of two */
     size_t count;       /* occupied slots */
     size_t grow_at;     /* grow before count would exceed this */
-    size_t block_bytes; /* sum of cap of the blocks entries point to */
+    chunk *chunks;      /* the newest (being filled) first */
+    size_t chunk_bytes; /* allocated for chunks, headers included */
     uint64_t next;      /* highest offset + 1, 0 when empty */
     uint64_t seed;
 };
@@ -51,16 +79,15 @@ kr_block *kr_block_new(size_t cap)
     if (b == NULL)
         return NULL;
     b->refs = 1;
-    b->ov_refs = 0;
     b->len = 0;
     b->cap = cap;
     return b;
 }
 
-/* References are taken and dropped by the loop (overlays, jobs) and by the
- * storage writer (batches not yet synced) at once: atomic counts. The last
- * release frees, so it must see every write made through other references:
- * release order on the way down, acquire before the free. */
+/* References are taken and dropped by the loop (jobs) and by the storage
+ * writer (batches not yet synced) at once: atomic counts. The last release
+ * frees, so it must see every write made through other references: release
+ * order on the way down, acquire before the free. */
 void kr_block_ref(kr_block *b)
 {
     __atomic_fetch_add(&b->refs, 1, __ATOMIC_RELAXED);
@@ -170,16 +197,11 @@ static inline uint64_t key_hash(const kr_overlay *ov, const uint8_t *key, size_t
     return h != 0 ? h : 1; /* 0 marks an empty slot */
 }
 
-/* ---- the table ---- */
+/* ---- the table and the records ---- */
 
 static slot *table_new(size_t nslots)
 {
-    void *p = NULL;
-    /* One slot per cache line when slots are 64 bytes. */
-    if (posix_memalign(&p, 64, nslots * sizeof(slot)) != 0)
-        return NULL;
-    memset(p, 0, nslots * sizeof(slot));
-    return p;
+    return calloc(nslots, sizeof(slot));
 }
 
 kr_overlay *kr_overlay_new(void)
@@ -204,30 +226,96 @@ kr_overlay *kr_overlay_new(void)
     return ov;
 }
 
-/* The overlay stops pointing at b: the reference and the accounting go. */
-static void drop_block(kr_overlay *ov, kr_block *b)
-{
-    if (--b->ov_refs == 0)
-        ov->block_bytes -= b->cap;
-    kr_block_unref(b);
-}
-
-static void hold_block(kr_overlay *ov, kr_block *b)
-{
-    kr_block_ref(b);
-    if (b->ov_refs++ == 0)
-        ov->block_bytes += b->cap;
-}
-
 void kr_overlay_free(kr_overlay *ov)
 {
     if (ov == NULL)
         return;
-    for (size_t i = 0; i < ov->nslots; i++)
-        if (ov->tab[i].hash != 0)
-            drop_block(ov, ov->tab[i].e.block);
+    chunk *c = ov->chunks;
+    while (c != NULL) {
+        chunk *n = c->next;
+        free(c);
+        c = n;
+    }
     free(ov->tab);
     free(ov);
+}
+
+/* Whether the key lies inside the event bytes (it usually does: the key
+ * content of a definite-length string is part of the delivered encoding).
+ * Compared as integers: the two may point into different objects. */
+static bool key_inside(const kr_ov_entry *e)
+{
+    uintptr_t k = (uintptr_t)e->key, ev = (uintptr_t)e->event;
+    return e->key_len == 0 || (k >= ev && k - ev <= e->ev_len && e->key_len <= e->ev_len - (k - ev));
+}
+
+/* Bytes a record needs for e. */
+static size_t rec_need(const kr_ov_entry *e)
+{
+    return (size_t)e->ev_len + (key_inside(e) ? 0 : e->key_len);
+}
+
+/* A record with room for `need` bytes, from the newest chunk or a new one.
+ * @return NULL on ENOMEM. */
+static rec *rec_alloc(kr_overlay *ov, size_t need)
+{
+    if (need > UINT32_MAX - 64)
+        return NULL;
+    size_t size = (offsetof(rec, data) + need + 7) & ~(size_t)7;
+    chunk *c = ov->chunks;
+    if (size > OV_BIG_RECORD) {
+        chunk *big = malloc(sizeof(chunk) + size);
+        if (big == NULL)
+            return NULL;
+        big->size = big->used = size;
+        /* Behind the chunk being filled, which goes on being filled. */
+        if (c != NULL) {
+            big->next = c->next;
+            c->next = big;
+        } else {
+            big->next = NULL;
+            ov->chunks = big;
+        }
+        ov->chunk_bytes += sizeof(chunk) + size;
+        rec *r = (rec *)(void *)big->data;
+        r->cap = (uint32_t)(size - offsetof(rec, data));
+        return r;
+    }
+    if (c == NULL || c->size - c->used < size) {
+        size_t csize = c == NULL ? OV_CHUNK_MIN : c->size * 2;
+        while (csize < size)
+            csize *= 2;
+        if (csize > OV_CHUNK_MAX)
+            csize = OV_CHUNK_MAX; /* still >= size: size <= OV_BIG_RECORD */
+        chunk *n = malloc(sizeof(chunk) + csize);
+        if (n == NULL)
+            return NULL;
+        n->size = csize;
+        n->used = 0;
+        n->next = c;
+        ov->chunks = c = n;
+        ov->chunk_bytes += sizeof(chunk) + csize;
+    }
+    rec *r = (rec *)(void *)(c->data + c->used);
+    c->used += size;
+    r->cap = (uint32_t)(size - offsetof(rec, data));
+    return r;
+}
+
+/* Copy e (event, key) into r, which has room for it. e may be r's own
+ * entry (then nothing moves). */
+static void rec_fill(rec *r, const kr_ov_entry *e)
+{
+    kr_ov_entry in = *e;
+    bool inside = key_inside(&in);
+    size_t key_at = inside ? (size_t)((uintptr_t)in.key - (uintptr_t)in.event) : in.ev_len;
+    if (in.ev_len > 0)
+        memmove(r->data, in.event, in.ev_len);
+    if (!inside)
+        memmove(r->data + in.ev_len, in.key, in.key_len);
+    r->e = in;
+    r->e.event = r->data;
+    r->e.key = r->data + key_at;
 }
 
 /* The slot holding key, or the empty slot where it would go. */
@@ -238,7 +326,8 @@ static slot *find(const kr_overlay *ov, uint64_t h, const uint8_t *key, size_t l
         slot *s = &ov->tab[i];
         if (s->hash == 0)
             return s;
-        if (s->hash == h && s->e.key_len == len && (len == 0 || memcmp(s->e.key, key, len) == 0))
+        if (s->hash == h && s->r->e.key_len == len &&
+            (len == 0 || memcmp(s->r->e.key, key, len) == 0))
             return s;
     }
 }
@@ -270,34 +359,45 @@ static int grow(kr_overlay *ov)
 }
 
 /*
- * Shared by put and put_older: find the key's slot; replace it (when
- * `replace`) or fill a new one, growing first if the insert would pass the
+ * Shared by put and put_older: find the key's slot; replace its record's
+ * contents (when `replace`: in place when the new event fits, else in a new
+ * record) or fill a new slot, growing first if the insert would pass the
  * load limit (so a failed growth leaves everything as it was).
  */
 static int put(kr_overlay *ov, const kr_ov_entry *e, bool replace)
 {
     uint64_t h = key_hash(ov, e->key, e->key_len);
     slot *s = find(ov, h, e->key, e->key_len);
+    size_t need = rec_need(e);
+    uint64_t offset = e->offset;
     if (s->hash != 0) {
         if (!replace)
             return 0;
-        /* Hold the new block before dropping the old: they may be the same. */
-        hold_block(ov, e->block);
-        drop_block(ov, s->e.block);
-        s->e = *e;
+        if (need <= s->r->cap) {
+            rec_fill(s->r, e);
+        } else {
+            rec *r = rec_alloc(ov, need);
+            if (r == NULL)
+                return -1;
+            rec_fill(r, e);
+            s->r = r; /* the old record stays, counted, until the overlay goes */
+        }
     } else {
         if (ov->count + 1 > ov->grow_at) {
             if (grow(ov) < 0)
                 return -1;
             s = find(ov, h, e->key, e->key_len);
         }
-        hold_block(ov, e->block);
+        rec *r = rec_alloc(ov, need);
+        if (r == NULL)
+            return -1;
+        rec_fill(r, e);
         s->hash = h;
-        s->e = *e;
+        s->r = r;
         ov->count++;
     }
-    if (e->offset >= ov->next)
-        ov->next = e->offset + 1;
+    if (offset >= ov->next)
+        ov->next = offset + 1;
     return 1;
 }
 
@@ -314,7 +414,7 @@ int kr_overlay_put_older(kr_overlay *ov, const kr_ov_entry *e)
 const kr_ov_entry *kr_overlay_get(const kr_overlay *ov, const uint8_t *key, size_t len)
 {
     const slot *s = find(ov, key_hash(ov, key, len), key, len);
-    return s->hash != 0 ? &s->e : NULL;
+    return s->hash != 0 ? &s->r->e : NULL;
 }
 
 size_t kr_overlay_count(const kr_overlay *ov)
@@ -324,7 +424,7 @@ size_t kr_overlay_count(const kr_overlay *ov)
 
 size_t kr_overlay_bytes(const kr_overlay *ov)
 {
-    return ov->block_bytes + ov->nslots * sizeof(slot) + sizeof *ov;
+    return ov->chunk_bytes + ov->nslots * sizeof(slot) + sizeof *ov;
 }
 
 uint64_t kr_overlay_next(const kr_overlay *ov)
@@ -337,7 +437,7 @@ int kr_overlay_foreach(const kr_overlay *ov, int (*fn)(void *arg, const kr_ov_en
     for (size_t i = 0; i < ov->nslots; i++) {
         if (ov->tab[i].hash == 0)
             continue;
-        int rc = fn(arg, &ov->tab[i].e);
+        int rc = fn(arg, &ov->tab[i].r->e);
         if (rc != 0)
             return rc;
     }
@@ -408,7 +508,7 @@ size_t kr_overlay_sorted(const kr_overlay *ov, const uint8_t *prefix, size_t pre
         const slot *s = &ov->tab[i];
         if (s->hash == 0)
             continue;
-        const kr_ov_entry *e = &s->e;
+        const kr_ov_entry *e = &s->r->e;
         if (e->key_len < prefix_len || (prefix_len != 0 && memcmp(e->key, prefix, prefix_len) != 0))
             continue;
         if (has_after && key_cmp(e->key, e->key_len, after, after_len) <= 0)
@@ -429,4 +529,61 @@ size_t kr_overlay_sorted(const kr_overlay *ov, const uint8_t *prefix, size_t pre
         sift_down(out, end - 1, 0);
     }
     return n;
+}
+
+/* ---- everything, sorted ---- */
+
+/* A sort key: the 8 key bytes after the prefix every key shares (so keys
+ * like "user-00012345" differ in it), big-endian, zero-padded; equal ones
+ * fall back to comparing the whole keys. */
+typedef struct sort_item {
+    uint64_t k;
+    const kr_ov_entry *e;
+} sort_item;
+
+static int sort_item_cmp(const void *pa, const void *pb)
+{
+    const sort_item *a = pa, *b = pb;
+    if (a->k != b->k)
+        return a->k < b->k ? -1 : 1;
+    return entry_cmp(a->e, b->e);
+}
+
+int kr_overlay_sort_all(const kr_overlay *ov, const kr_ov_entry **out)
+{
+    size_t n = ov->count;
+    if (n == 0)
+        return 0;
+    sort_item *items = malloc(n * sizeof *items);
+    if (items == NULL)
+        return -1;
+    size_t k = 0, lcp = SIZE_MAX;
+    const kr_ov_entry *first = NULL;
+    for (size_t i = 0; i < ov->nslots; i++) {
+        if (ov->tab[i].hash == 0)
+            continue;
+        const kr_ov_entry *e = &ov->tab[i].r->e;
+        if (first == NULL) {
+            first = e;
+            lcp = e->key_len;
+        } else {
+            size_t m = e->key_len < lcp ? e->key_len : lcp, j = 0;
+            while (j < m && e->key[j] == first->key[j])
+                j++;
+            lcp = j;
+        }
+        items[k++].e = e;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const kr_ov_entry *e = items[i].e;
+        uint64_t v = 0;
+        for (size_t j = 0; j < 8; j++)
+            v = v << 8 | (lcp + j < e->key_len ? e->key[lcp + j] : 0);
+        items[i].k = v;
+    }
+    qsort(items, n, sizeof *items, sort_item_cmp);
+    for (size_t i = 0; i < n; i++)
+        out[i] = items[i].e;
+    free(items);
+    return 0;
 }

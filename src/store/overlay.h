@@ -3,15 +3,23 @@
  * newest event of every key written since the last checkpoint.
  *
  * GET and SCAN consult the overlay before RocksDB, which is what makes a
- * "write" ack read-your-writes. Entries do not copy events: each points into
- * a refcounted block (the buffer a PUBLISH batch was encoded into), so an
- * insert is one hash-table slot and a reference, never an allocation per
- * event (the table itself grows by doubling).
+ * "write" ack read-your-writes. The overlay keeps its own copy of each key's
+ * newest event, so its memory follows the number of distinct keys since the
+ * last checkpoint, not the number of events: a key written a thousand times
+ * costs one record, and the PUBLISH batch an event came from can be freed
+ * as soon as the batch is on disk (an earlier design pointed entries into
+ * the batch buffers, which kept every buffer holding one newest event alive
+ * - in practice all of them - until the checkpoint).
  *
- * Ownership and threads: the loop thread owns overlays and blocks and is the
- * only one to change reference counts. A checkpoint freezes an overlay (no
- * more changes) and hands it to the storage writer to read; the loop frees it
- * only when the checkpoint's completion comes back.
+ * Records are carved from per-overlay chunks (no allocation per event) and
+ * a newer event of the same key is copied over the record when it fits,
+ * which is the usual case (events of one key tend to keep their size); a
+ * record that does not fit is left behind and counted until the overlay is
+ * freed. The table is an array of 16-byte slots (hash, record).
+ *
+ * Ownership and threads: the loop thread owns overlays. A checkpoint freezes
+ * an overlay (no more changes) and hands it to the storage writer to read;
+ * the loop frees it only when the checkpoint's completion comes back.
  */
 #ifndef KR_STORE_OVERLAY_H
 #define KR_STORE_OVERLAY_H
@@ -20,14 +28,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* A refcounted byte buffer. `data` holds a stored batch (header + payload)
- * and, after `len`, extra bytes (e.g. joined indefinite-length keys). */
+/* A refcounted byte buffer: the stored form of one PUBLISH batch (header +
+ * payload) in data[0..len) and, after `len`, extra bytes (e.g. joined
+ * indefinite-length keys). The loop and the storage writer both hold
+ * references (the writer until the bytes are synced). */
 typedef struct kr_block {
-    uint32_t refs;    /* references, atomic (the writer thread holds some);
-                         the creator holds one */
-    uint32_t ov_refs; /* overlay entries pointing here (for byte accounting) */
-    size_t len;       /* bytes of the stored batch */
-    size_t cap;       /* bytes allocated in data */
+    uint32_t refs; /* references, atomic; the creator holds one */
+    size_t len;    /* bytes of the stored batch */
+    size_t cap;    /* bytes allocated in data */
     uint8_t data[];
 } kr_block;
 
@@ -37,12 +45,13 @@ void kr_block_ref(kr_block *b);
 /* Drop a reference; the last one frees. NULL ok. */
 void kr_block_unref(kr_block *b);
 
-/* The newest event of one key. */
+/* The newest event of one key. Given to kr_overlay_put, key and event may
+ * point anywhere (the overlay copies them); returned by the overlay, they
+ * point into the overlay's own record. */
 typedef struct kr_ov_entry {
-    const uint8_t *key; /* key content bytes, inside `block` */
+    const uint8_t *key;   /* key content bytes */
+    const uint8_t *event; /* the event's delivered encoding */
     uint32_t key_len;
-    kr_block *block; /* holds the event; the overlay keeps a reference */
-    uint32_t ev_pos; /* the event's delivered encoding: block->data[ev_pos..+ev_len) */
     uint32_t ev_len;
     uint64_t offset;
     uint64_t ts;
@@ -54,13 +63,13 @@ typedef struct kr_overlay kr_overlay;
 /* @return a new empty overlay, or NULL on ENOMEM. */
 kr_overlay *kr_overlay_new(void);
 
-/* Free the overlay, dropping its block references. NULL ok. */
+/* Free the overlay and every record. NULL ok. */
 void kr_overlay_free(kr_overlay *ov);
 
 /*
- * kr_overlay_put - make `e` the newest entry of its key (the entry is
- * copied; the overlay takes a reference on e->block and drops the one of the
- * entry it replaces). Entries must arrive in offset order per key.
+ * kr_overlay_put - make `e` the newest entry of its key: the entry, its
+ * event bytes and (when it is not inside the event) its key are copied;
+ * nothing of `e` is kept. Entries must arrive in offset order per key.
  * @return 0, or -1 on ENOMEM (the overlay is unchanged).
  */
 int kr_overlay_put(kr_overlay *ov, const kr_ov_entry *e);
@@ -72,16 +81,15 @@ int kr_overlay_put(kr_overlay *ov, const kr_ov_entry *e);
  */
 int kr_overlay_put_older(kr_overlay *ov, const kr_ov_entry *e);
 
-/* The entry of a key, or NULL. Valid until the overlay next changes. */
+/* The entry of a key, or NULL. It and the bytes it points to are valid
+ * until the overlay next changes. */
 const kr_ov_entry *kr_overlay_get(const kr_overlay *ov, const uint8_t *key, size_t len);
 
 /* Entries (tombstones included). */
 size_t kr_overlay_count(const kr_overlay *ov);
 
-/* Bytes of the distinct blocks entries point to (what the overlay keeps
- * alive: the sum of their `cap`), plus the table. A block is counted by the
- * overlay whose entry first raised its ov_refs from 0, so a block's entries
- * should live in one overlay at a time (one PUBLISH batch, one topic). */
+/* Memory the overlay holds: its record chunks (records replaced by larger
+ * ones included), its table and itself. */
 size_t kr_overlay_bytes(const kr_overlay *ov);
 
 /* Highest offset in the overlay + 1, or 0 when empty. */
@@ -100,5 +108,14 @@ int kr_overlay_foreach(const kr_overlay *ov, int (*fn)(void *arg, const kr_ov_en
 size_t kr_overlay_sorted(const kr_overlay *ov, const uint8_t *prefix, size_t prefix_len,
                          bool has_after, const uint8_t *after, size_t after_len, size_t limit,
                          const kr_ov_entry **out);
+
+/*
+ * kr_overlay_sort_all - every entry, in unsigned bytewise key order, into
+ * out (caller's array of kr_overlay_count() pointers). A checkpoint writes
+ * keys in this order: RocksDB's memtable inserts and lookups are much
+ * cheaper in key order than in hash order.
+ * @return 0, or -1 on ENOMEM (for a scratch array of 16 bytes per entry).
+ */
+int kr_overlay_sort_all(const kr_overlay *ov, const kr_ov_entry **out);
 
 #endif

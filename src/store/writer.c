@@ -490,8 +490,7 @@ static int fold_one(void *arg, const kr_ov_entry *e)
             f->keys--;
         }
     } else {
-        kr_view_batch_put(f->b, f->name, f->nl, e->key, e->key_len, e->block->data + e->ev_pos,
-                          e->ev_len);
+        kr_view_batch_put(f->b, f->name, f->nl, e->key, e->key_len, e->event, e->ev_len);
         if (!live)
             f->keys++;
     }
