@@ -254,11 +254,14 @@ check-deploy:
 	    echo "FAIL check-deploy wrote /nix on the host (everything belongs under build/)"; exit 1; \
 	fi
 
-# Speed figures (a benchmark that prints them; never a timed test). Storage,
-# group and peer benchmarks join as their issues land.
+# Speed figures (a benchmark that prints them; never a timed test): bench_vs
+# runs krappyd, NATS JetStream and Redis Streams side by side (their servers
+# and C clients come from Debian) and writes build/bench/results.md; then
+# krappyd's own micro-benchmarks. BENCH_VS_ARGS="--quick" for a short run.
 bench: deps
-	@$(MAKE) --no-print-directory BUILD=release all tests-build
-	@sh .ci/test.sh bench
+	@sh .ci/deps.sh nats-server libnats-dev redis-server libhiredis-dev
+	@$(MAKE) --no-print-directory BUILD=release all tests-build $(BENCH_VS)
+	@BENCH_VS_ARGS="$(BENCH_VS_ARGS)" sh .ci/test.sh bench
 
 valgrind: deps
 	@$(MAKE) --no-print-directory BUILD=release tests-build all

@@ -91,8 +91,12 @@ torture)
     hammer $ASAN $ASAN/bin "asan, mixed acks, 30 kills" --seconds 30 --kills 30 --sync 50
     ;;
 bench)
+    # shellcheck disable=SC2086
+    run "bench_vs (krappyd, NATS JetStream, Redis Streams)" env KRAPPYD=bin/krappyd \
+        $REL/bench/bench_vs ${BENCH_VS_ARGS:-} --out build/bench/results.md
     for b in $REL/bench/bench_*; do
         [ -x "$b" ] || continue
+        [ "$(basename "$b")" = bench_vs ] && continue
         run "bench $(basename "$b")" env KRAPPYD=bin/krappyd "$b"
     done
     ;;
