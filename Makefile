@@ -175,8 +175,8 @@ $(TOUT)/bench/%: $(OBJ)/e2e/bench/%.o $(call obj,$(E2E_LIB_SRC)) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_CBOR) -lm
 
-PC_PEERS     = $(shell $(PKG_CONFIG) --cflags --libs libnats hiredis 2>/dev/null)
-$(call obj,$(VS_SRC)): PC_CFLAGS += $(shell $(PKG_CONFIG) --cflags libnats hiredis 2>/dev/null)
+PC_PEERS     = $(foreach m,libnats hiredis,$(shell $(PKG_CONFIG) --libs $(m) 2>/dev/null))
+$(call obj,$(VS_SRC)): PC_CFLAGS += $(foreach m,libnats hiredis,$(shell $(PKG_CONFIG) --cflags $(m) 2>/dev/null))
 
 $(BENCH_VS): $(call obj,$(VS_SRC)) $(LIBA)
 	@mkdir -p $(dir $@)

@@ -383,12 +383,14 @@ static void table(FILE *f, const vs_params *p)
             "| krappyd/this |\n|---|---|--:|--:|--:|--:|--:|--:|--:|\n");
     for (int ph = 0; ph < NPHASE; ph++) {
         summary k = summarize(0, (phase_id)ph);
+        bool titled = false; /* the title goes on the phase's first row */
         for (int si = 0; si < NSYS; si++) {
             summary s = si == 0 ? k : summarize(si, (phase_id)ph);
-            const char *name = si == 0 ? phases[ph].title : "";
+            if (s.ok == 0 && s.why[0] == '\0')
+                continue; /* not selected */
+            const char *name = titled ? "" : phases[ph].title;
+            titled = true;
             if (s.ok == 0) {
-                if (s.why[0] == '\0')
-                    continue; /* not selected */
                 fprintf(f, "| %s | %s | — | %s | | | | | |\n", name, systems[si]->name, s.why);
                 continue;
             }

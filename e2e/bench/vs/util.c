@@ -260,7 +260,7 @@ const char *vs_program(const char *env, const char *const *candidates)
 {
     const char *e = env != NULL ? getenv(env) : NULL;
     if (e != NULL && e[0] != '\0')
-        return e;
+        return access(e, X_OK) == 0 ? e : NULL;
     for (size_t i = 0; candidates[i] != NULL; i++)
         if (access(candidates[i], X_OK) == 0)
             return candidates[i];

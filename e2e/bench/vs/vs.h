@@ -168,8 +168,8 @@ void vs_kill(pid_t pid, int timeout_ms);
 long vs_rss_kib(pid_t pid);
 /* Formats into x->err and returns VS_FAIL. */
 int vs_fail(vs_ctx *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* The path of a program: $ENV if set, else the first of the candidates
- * that is executable, else NULL. */
+/* The path of a program: $ENV if set (a path, which must be executable),
+ * else the first of the candidates that is executable, else NULL. */
 const char *vs_program(const char *env, const char *const *candidates);
 
 #endif
