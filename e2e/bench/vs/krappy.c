@@ -240,11 +240,9 @@ static int k_group(vs_ctx *x, vs_meter *m, long *done)
     return VS_OK;
 }
 
-/* The key of the i-th read: the key of an event drawn from [0, events). */
 static void read_key(const vs_params *p, long i, char *key)
 {
-    uint64_t n = vs_key_of(p->events, (uint64_t)i + 0x5eed0000u);
-    vs_key(key, vs_key_of(p->keys, n));
+    vs_key(key, vs_read_key(p, i));
 }
 
 static int check_got(vs_ctx *x, krappy_value *v, const char *key)

@@ -285,15 +285,6 @@ static void log_tail(const char *path, char *out, size_t n)
     fclose(f);
 }
 
-/* xorshift64*: which events get_one and get_piped read. */
-static uint64_t rnd(uint64_t *s)
-{
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return *s * 0x2545f4914f6cdd1dull;
-}
-
 /*
  * Starts nats-server with JetStream (file storage under DIR/js) on 127.0.0.1
  * and a free port, logging to DIR/nats.log; connects, and creates the bucket
@@ -531,14 +522,12 @@ static int get_one(vs_ctx *x, vs_meter *m, long *done)
     nats_state *st = x->srv->priv;
     const vs_params *p = x->p;
     char key[VS_KEY_LEN + 1];
-    uint64_t seed = 0x6b72617070792d31ull;
     int rc = latest_table(x, st);
     if (rc != VS_OK)
         return rc;
     vs_meter_start(m);
     for (long i = 0; i < p->gets; i++) {
-        uint64_t n = rnd(&seed) % (uint64_t)p->events;
-        uint32_t k = vs_key_of(p->keys, n);
+        uint32_t k = vs_read_key(p, i);
         kvEntry *e = NULL;
         vs_key(key, k);
         uint64_t t = vs_now_ns();
@@ -576,7 +565,6 @@ static int get_piped(vs_ctx *x, vs_meter *m, long *done)
     natsSubscription *sub = NULL;
     uint32_t *slot_key = NULL;
     char subj[SUBJ_MAX], reply[SUBJ_MAX], wild[SUBJ_MAX];
-    uint64_t seed = 0x6b72617070792d32ull;
     long total = p->gets_piped, sent = 0, got = 0;
     int window = p->get_window < total ? p->get_window : (int)total;
     int rc = latest_table(x, st);
@@ -611,7 +599,7 @@ static int get_piped(vs_ctx *x, vs_meter *m, long *done)
 
     vs_meter_start(m);
     for (int i = 0; i < window && rc == VS_OK; i++) {
-        uint32_t k = vs_key_of(p->keys, rnd(&seed) % (uint64_t)p->events);
+        uint32_t k = vs_read_key(p, sent);
         slot_key[i] = k;
         vs_key(subj + pre, k);
         snprintf(reply, sizeof reply, "%s.%d", (const char *)inbox, i);
@@ -644,7 +632,7 @@ static int get_piped(vs_ctx *x, vs_meter *m, long *done)
         natsMsg_Destroy(msg);
         got++;
         if (rc == VS_OK && sent < total) {
-            uint32_t k = vs_key_of(p->keys, rnd(&seed) % (uint64_t)p->events);
+            uint32_t k = vs_read_key(p, sent);
             slot_key[i] = k;
             vs_key(subj + pre, k);
             snprintf(reply, sizeof reply, "%s.%ld", (const char *)inbox, i);

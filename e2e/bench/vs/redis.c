@@ -50,7 +50,6 @@
  * within a microsecond of the due time. */
 #define RD_SLACK_NS  1000
 #define RD_ID_MAX    64                    /* a stream ID "<ms>-<seq>" is at most 41 */
-#define RD_PICK_SEED 0x6765747300000000ull /* "gets": the draw of keys to read */
 #define RD_GROUP     "g"
 #define RD_CONSUMER  "c"
 
@@ -537,18 +536,11 @@ static int ensure_latest(vs_ctx *x)
     return VS_OK;
 }
 
-/* Which event's key read i looks up: a fixed pseudo-random draw from
- * [0, p->events). */
-static long pick(const vs_params *p, long i)
-{
-    return (long)vs_key_of(p->events, RD_PICK_SEED + (uint64_t)i);
-}
-
 /* Checks one HGET reply: a value of an event that has the key of read i. */
 static int check_get(vs_ctx *x, const redisReply *r, long i)
 {
     uint64_t n;
-    uint32_t k = vs_key_of(x->p->keys, (uint64_t)pick(x->p, i));
+    uint32_t k = vs_read_key(x->p, i);
     if (r->type != REDIS_REPLY_STRING || vs_value_parse(r->str, r->len, &n, NULL) < 0)
         return vs_fail(x, "redis: HGET of key %u did not return a value", k);
     if (n >= (uint64_t)x->p->events || vs_key_of(x->p->keys, n) != k)
@@ -561,7 +553,7 @@ static int check_get(vs_ctx *x, const redisReply *r, long i)
 static int append_get(vs_ctx *x, redisContext *c, long i)
 {
     char key[VS_KEY_LEN + 1];
-    vs_key(key, vs_key_of(x->p->keys, (uint64_t)pick(x->p, i)));
+    vs_key(key, vs_read_key(x->p, i));
     const char *argv[] = {"HGET", "latest", key};
     const size_t len[] = {4, 6, VS_KEY_LEN};
     return redisAppendCommandArgv(c, 3, argv, len) == REDIS_OK ? VS_OK : io_fail(x, c, "HGET");

@@ -104,6 +104,12 @@ uint32_t vs_key_of(long keys, uint64_t n)
     return (uint32_t)(mix(n) % (uint64_t)keys);
 }
 
+uint32_t vs_read_key(const vs_params *p, long i)
+{
+    uint64_t n = vs_key_of(p->events, 0x72656164ull << 32 | (uint64_t)i); /* "read" */
+    return vs_key_of(p->keys, n);
+}
+
 void vs_key(char *out, uint32_t k)
 {
     snprintf(out, VS_KEY_LEN + 1, "key-%011u", k);

@@ -141,6 +141,10 @@ double vs_now_s(void);
 /* Which key event n uses: a fixed pseudo-random draw from [0, keys),
  * the same for every system. */
 uint32_t vs_key_of(long keys, uint64_t n);
+/* The key number the i-th latest-value read looks up: the key of an event
+ * drawn pseudo-randomly from [0, p->events), so it exists; the same keys in
+ * the same order for every system. */
+uint32_t vs_read_key(const vs_params *p, long i);
 /* Writes the 16-byte key for key number k (not NUL-terminated; out must
  * hold VS_KEY_LEN + 1, a NUL is written after). */
 void vs_key(char *out, uint32_t k);
