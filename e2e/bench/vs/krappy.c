@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <time.h>
 
 #include "krappy/client.h"
@@ -384,7 +383,6 @@ static int k_latency(vs_ctx *x, vs_meter *m, long *done)
     lat_run L = {.x = x, .m = m, .rc = VS_OK};
     if ((L.c = dial(x)) == NULL)
         return VS_FAIL;
-    prctl(PR_SET_TIMERSLACK, 1UL); /* sleep to the scheduled time, not 50 us past it */
     pthread_t th;
     if (pthread_create(&th, NULL, lat_consumer, &L) != 0) {
         krappy_client_free(L.c);
@@ -416,11 +414,8 @@ static int k_latency(vs_ctx *x, vs_meter *m, long *done)
             rc = vs_fail(x, "PUBLISH: %s", krappy_client_errmsg(k->c));
         if (rc == VS_OK)
             rc = drain_acks(x, k->c, false);
-        if (rc == VS_OK && n < total) {
-            uint64_t due = t0 + (uint64_t)((double)n * 1e9 / p->rate);
-            struct timespec ts = {(time_t)(due / 1000000000u), (long)(due % 1000000000u)};
-            clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
-        }
+        if (rc == VS_OK && n < total)
+            vs_sleep_until_tick(t0, t0 + (uint64_t)((double)n * 1e9 / p->rate));
     }
     if (rc == VS_OK)
         rc = drain_acks(x, k->c, true);

@@ -31,7 +31,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <time.h>
 
 #include <nats/nats.h>
@@ -673,14 +672,9 @@ static void *lat_producer(void *arg)
     char subj[SUBJ_MAX], val[VS_VALUE_LEN + 1];
     natsStatus s = NATS_OK;
     size_t pre = (size_t)snprintf(subj, sizeof subj, LAT_STREAM ".");
-    prctl(PR_SET_TIMERSLACK, 1UL); /* wake at the scheduled time, not 50 us past it */
     for (long n = 0; n < lp->total && atomic_load(&lp->errs->n) == 0; n++) {
         uint64_t due = lp->t0 + (uint64_t)((double)n * 1e9 / p->rate);
-        if (vs_now_ns() < due) {
-            struct timespec ts = {(time_t)(due / 1000000000u), (long)(due % 1000000000u)};
-            while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
-                ;
-        }
+        vs_sleep_until_tick(lp->t0, due);
         if (atomic_load(&lp->failed))
             return NULL; /* the consumer gave up, and says why */
         vs_key(subj + pre, vs_key_of(p->keys, (uint64_t)n));

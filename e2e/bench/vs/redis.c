@@ -27,7 +27,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -46,9 +45,6 @@
  * it waits for the last events. */
 #define RD_BLOCK_MS    "100"
 #define RD_LAT_GRACE_S 10.0
-/* The producer's timer slack (Linux's default is 50 us): its sleeps end
- * within a microsecond of the due time. */
-#define RD_SLACK_NS  1000
 #define RD_ID_MAX    64                    /* a stream ID "<ms>-<seq>" is at most 41 */
 #define RD_GROUP     "g"
 #define RD_CONSUMER  "c"
@@ -669,14 +665,12 @@ static int drain(producer *pr, bool wait)
 /* Sends event n when it falls due, stamped with that due time, so a late
  * producer shows as latency. Whatever is due is appended and flushed, the
  * replies already on the socket are checked without blocking (poll with no
- * wait), and the thread sleeps until the next due time; with Linux's default
- * 50 us timer slack those sleeps would end late by about that much, which
- * would be counted against the server, so this thread asks for RD_SLACK_NS.
- * At the end it waits for the replies still outstanding. */
+ * wait), and the thread sleeps until the next point of the producers' grid
+ * (vs_sleep_until_tick). At the end it waits for the replies still
+ * outstanding. */
 static void *produce(void *arg)
 {
     producer *pr = arg;
-    prctl(PR_SET_TIMERSLACK, (unsigned long)RD_SLACK_NS);
     long n = 0;
     int rc = VS_OK;
     struct pollfd pfd = {.fd = pr->c->fd, .events = POLLIN};
@@ -702,10 +696,7 @@ static void *produce(void *arg)
         if (rc == VS_OK)
             rc = drain(pr, false);
         if (rc == VS_OK && n < pr->total) {
-            uint64_t next = due_ns(pr, n);
-            struct timespec at = {(time_t)(next / 1000000000u), (long)(next % 1000000000u)};
-            while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, NULL) == EINTR)
-                ;
+            vs_sleep_until_tick(pr->t0, due_ns(pr, n));
         }
     }
     while (rc == VS_OK && pr->acked < n)

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -30,6 +31,18 @@ uint64_t vs_now_ns(void)
 double vs_now_s(void)
 {
     return (double)vs_now_ns() / 1e9;
+}
+
+void vs_sleep_until_tick(uint64_t t0, uint64_t due)
+{
+    uint64_t now = vs_now_ns();
+    if (due <= now)
+        return;
+    prctl(PR_SET_TIMERSLACK, 1000UL);
+    uint64_t at = t0 + (due - t0 + VS_TICK_NS - 1) / VS_TICK_NS * VS_TICK_NS;
+    struct timespec ts = {(time_t)(at / 1000000000u), (long)(at % 1000000000u)};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+        ;
 }
 
 static double self_cpu_s(void)
