@@ -506,12 +506,14 @@ static void header(FILE *f, const vs_params *p)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: bench_vs [--reps N] [--only krappy,nats,redis] [--workloads 1,2,...]\n"
-               "                [--quick] [--no-rss] [--events N] [--rss-events N] [--out FILE]\n"
+               "                [--quick] [--no-rss] [--events N] [--rate N] [--rss-events N]\n"
+               "                [--out FILE]\n"
                "  --reps N        repetitions, medians over them (default 3, at most %d)\n"
                "  --only LIST     just these systems (krappy, nats, redis)\n"
                "  --workloads L   just these workloads, by number (1-7; 3, 4, 5 need 1)\n"
                "  --quick         a fifth of the counts, for trying things out\n"
                "  --no-rss        skip the 10M-event RSS load\n"
+               "  --rate N        produce->consume: events per second (default 100000)\n"
                "  --out FILE      also write the table there (default build/bench/results.md)\n"
                "Servers: $KRAPPYD (bin/krappyd), $NATS_SERVER (nats-server), $REDIS_SERVER\n"
                "(redis-server); all on 127.0.0.1, data under $TMPDIR.\n",
@@ -548,6 +550,8 @@ int main(int argc, char **argv)
             out = v, i++;
         } else if (strcmp(a, "--events") == 0 && v) {
             p.events = atol(v), i++;
+        } else if (strcmp(a, "--rate") == 0 && v) {
+            p.rate = atof(v), i++;
         } else if (strcmp(a, "--rss-events") == 0 && v) {
             p.rss_events = atol(v), i++;
         } else if (strcmp(a, "--no-rss") == 0) {
@@ -561,9 +565,11 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (reps < 1 || reps > MAX_REPS || p.events < p.batch || p.events % p.batch != 0 ||
+    if (reps < 1 || reps > MAX_REPS || p.rate < 1 || p.rate > 1e7 || p.events < p.batch || p.events % p.batch != 0 ||
         p.rss_events < p.batch || p.rss_events % p.batch != 0) {
-        fprintf(stderr, "bench_vs: --reps must be 1..%d and event counts multiples of %d\n",
+        fprintf(stderr,
+                "bench_vs: --reps must be 1..%d, --rate 1..10000000 and event counts multiples "
+                "of %d\n",
                 MAX_REPS, p.batch);
         return 2;
     }
