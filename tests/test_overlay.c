@@ -173,8 +173,8 @@ static void test_copies_and_bytes(void **state)
     kr_block *b = kr_block_new(200);
     memcpy(b->data, "xxk1", 4);
     memset(b->data + 4, 'a', 100);
-    kr_ov_entry e = {.key = b->data + 2, .key_len = 2, .event = b->data, .ev_len = 104,
-                     .offset = 1, .ts = 7};
+    kr_ov_entry e = {
+        .key = b->data + 2, .key_len = 2, .event = b->data, .ev_len = 104, .offset = 1, .ts = 7};
     assert_int_equal(kr_overlay_put(ov, &e), 0);
     kr_block_unref(b);
     const kr_ov_entry *g = get_str(ov, "k1");
@@ -189,8 +189,8 @@ static void test_copies_and_bytes(void **state)
     /* A key outside its event (a joined indefinite-length key). */
     memset(ev, 'b', 50);
     char key[] = "k2";
-    kr_ov_entry o = {.key = (const uint8_t *)key, .key_len = 2, .event = ev, .ev_len = 50,
-                     .offset = 2};
+    kr_ov_entry o = {
+        .key = (const uint8_t *)key, .key_len = 2, .event = ev, .ev_len = 50, .offset = 2};
     assert_int_equal(kr_overlay_put(ov, &o), 0);
     memset(ev, 0, sizeof ev);
     key[0] = 'z';
@@ -243,8 +243,8 @@ static void test_copies_and_bytes(void **state)
     memset(bev, 'e', big);
     memcpy(bev + 100, "big", 3);
     before = kr_overlay_bytes(ov);
-    kr_ov_entry bg = {.key = bev + 100, .key_len = 3, .event = bev, .ev_len = (uint32_t)big,
-                      .offset = 9};
+    kr_ov_entry bg = {
+        .key = bev + 100, .key_len = 3, .event = bev, .ev_len = (uint32_t)big, .offset = 9};
     assert_int_equal(kr_overlay_put(ov, &bg), 0);
     free(bev);
     g = get_str(ov, "big");
@@ -253,8 +253,11 @@ static void test_copies_and_bytes(void **state)
     assert_int_equal(g->event[big - 1], 'e');
     assert_true(kr_overlay_bytes(ov) >= before + big);
     /* Small records still go to the shared chunks afterwards. */
-    kr_ov_entry small = {.key = (const uint8_t *)"s", .key_len = 1,
-                         .event = (const uint8_t *)"s", .ev_len = 1, .offset = 10};
+    kr_ov_entry small = {.key = (const uint8_t *)"s",
+                         .key_len = 1,
+                         .event = (const uint8_t *)"s",
+                         .ev_len = 1,
+                         .offset = 10};
     assert_int_equal(kr_overlay_put(ov, &small), 0);
     assert_non_null(get_str(ov, "s"));
     assert_non_null(get_str(ov, "k2"));

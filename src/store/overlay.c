@@ -13,6 +13,12 @@
  * to OV_CHUNK_MAX, so an overlay of a quiet topic stays small and a busy one
  * costs one allocation per megabyte, never one per event.
  *
+ * Chunks and large tables are mapped from the system (mmap), not taken
+ * from malloc: an overlay lives for one checkpoint interval and then all of
+ * it goes at once, and that memory must go back to the system with it.
+ * Through malloc it landed in the heap between the PUBLISH batches, and the
+ * heap kept ~90 MB of free pages after the overlays were gone.
+ *
  * The hash is a wyhash-style multiply-and-fold over the key bytes (after
  * Wang Yi's public-domain wyhash), seeded per overlay from getrandom so that
  * clients cannot pick keys that all land in one probe run.
@@ -21,6 +27,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -29,13 +36,15 @@
 /* Grow when more than OV_LOAD_NUM/OV_LOAD_DEN of the slots would be used. */
 #define OV_LOAD_NUM 7
 #define OV_LOAD_DEN 10
-/* Record chunks: the first this big, each next one twice the last, up to
- * OV_CHUNK_MAX (1 MiB: per-chunk waste stays small against a checkpoint's
- * worth of records, and a freed overlay gives back whole chunks). */
+/* Record chunks (mapped sizes, their header included): the first this
+ * big, each next one twice the last, up to OV_CHUNK_MAX (1 MiB: per-chunk
+ * waste stays small against a checkpoint's worth of records). */
 #define OV_CHUNK_MIN (4u * 1024)
 #define OV_CHUNK_MAX (1024u * 1024)
 /* A record larger than this gets a chunk of its own. */
 #define OV_BIG_RECORD (OV_CHUNK_MAX / 4)
+/* Tables of this many bytes or more are mapped (smaller ones: calloc). */
+#define OV_MAP_TABLE (64u * 1024)
 
 /* One key's record: its entry (whose pointers point into data) and room
  * for `cap` bytes. */
@@ -45,10 +54,11 @@ typedef struct rec {
     uint8_t data[];
 } rec;
 
+/* A mapped chunk: this header, then records. */
 typedef struct chunk {
     struct chunk *next;
-    size_t size; /* bytes of data */
-    size_t used;
+    size_t span; /* bytes mapped, this header included */
+    size_t used; /* bytes of data[] given out */
     uint8_t data[];
 } chunk;
 
@@ -199,9 +209,44 @@ static inline uint64_t key_hash(const kr_overlay *ov, const uint8_t *key, size_t
 
 /* ---- the table and the records ---- */
 
+/* Zeroed memory straight from the system, or NULL. */
+static void *map_new(size_t bytes)
+{
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
 static slot *table_new(size_t nslots)
 {
+    if (nslots * sizeof(slot) >= OV_MAP_TABLE)
+        return map_new(nslots * sizeof(slot));
     return calloc(nslots, sizeof(slot));
+}
+
+static void table_free(slot *tab, size_t nslots)
+{
+    if (nslots * sizeof(slot) >= OV_MAP_TABLE)
+        munmap(tab, nslots * sizeof(slot));
+    else
+        free(tab);
+}
+
+static chunk *chunk_new(size_t span)
+{
+    chunk *c = map_new(span);
+    if (c != NULL)
+        c->span = span;
+    return c;
+}
+
+static void chunk_free(chunk *c)
+{
+    munmap(c, c->span);
+}
+
+static size_t chunk_room(const chunk *c)
+{
+    return c->span - sizeof(chunk) - c->used;
 }
 
 kr_overlay *kr_overlay_new(void)
@@ -233,10 +278,10 @@ void kr_overlay_free(kr_overlay *ov)
     chunk *c = ov->chunks;
     while (c != NULL) {
         chunk *n = c->next;
-        free(c);
+        chunk_free(c);
         c = n;
     }
-    free(ov->tab);
+    table_free(ov->tab, ov->nslots);
     free(ov);
 }
 
@@ -246,7 +291,8 @@ void kr_overlay_free(kr_overlay *ov)
 static bool key_inside(const kr_ov_entry *e)
 {
     uintptr_t k = (uintptr_t)e->key, ev = (uintptr_t)e->event;
-    return e->key_len == 0 || (k >= ev && k - ev <= e->ev_len && e->key_len <= e->ev_len - (k - ev));
+    return e->key_len == 0 ||
+           (k >= ev && k - ev <= e->ev_len && e->key_len <= e->ev_len - (k - ev));
 }
 
 /* Bytes a record needs for e. */
@@ -264,10 +310,10 @@ static rec *rec_alloc(kr_overlay *ov, size_t need)
     size_t size = (offsetof(rec, data) + need + 7) & ~(size_t)7;
     chunk *c = ov->chunks;
     if (size > OV_BIG_RECORD) {
-        chunk *big = malloc(sizeof(chunk) + size);
+        chunk *big = chunk_new((sizeof(chunk) + size + 4095) & ~(size_t)4095);
         if (big == NULL)
             return NULL;
-        big->size = big->used = size;
+        big->used = size;
         /* Behind the chunk being filled, which goes on being filled. */
         if (c != NULL) {
             big->next = c->next;
@@ -276,25 +322,24 @@ static rec *rec_alloc(kr_overlay *ov, size_t need)
             big->next = NULL;
             ov->chunks = big;
         }
-        ov->chunk_bytes += sizeof(chunk) + size;
+        ov->chunk_bytes += big->span;
         rec *r = (rec *)(void *)big->data;
         r->cap = (uint32_t)(size - offsetof(rec, data));
         return r;
     }
-    if (c == NULL || c->size - c->used < size) {
-        size_t csize = c == NULL ? OV_CHUNK_MIN : c->size * 2;
-        while (csize < size)
-            csize *= 2;
-        if (csize > OV_CHUNK_MAX)
-            csize = OV_CHUNK_MAX; /* still >= size: size <= OV_BIG_RECORD */
-        chunk *n = malloc(sizeof(chunk) + csize);
+    if (c == NULL || chunk_room(c) < size) {
+        size_t span = c == NULL ? OV_CHUNK_MIN : c->span * 2;
+        while (span - sizeof(chunk) < size)
+            span *= 2;
+        if (span > OV_CHUNK_MAX)
+            span = OV_CHUNK_MAX; /* still room for size: size <= OV_BIG_RECORD */
+        chunk *n = chunk_new(span);
         if (n == NULL)
             return NULL;
-        n->size = csize;
         n->used = 0;
         n->next = c;
         ov->chunks = c = n;
-        ov->chunk_bytes += sizeof(chunk) + csize;
+        ov->chunk_bytes += span;
     }
     rec *r = (rec *)(void *)(c->data + c->used);
     c->used += size;
@@ -351,7 +396,7 @@ static int grow(kr_overlay *ov)
             j = (j + 1) & mask;
         tab[j] = *s;
     }
-    free(ov->tab);
+    table_free(ov->tab, ov->nslots);
     ov->tab = tab;
     ov->nslots = n;
     ov->grow_at = n * OV_LOAD_NUM / OV_LOAD_DEN;
