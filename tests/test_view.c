@@ -2,8 +2,10 @@
  * tests/test_view.c - the RocksDB latest-value view: open/close/reopen,
  * markers, put/get/delete surviving a reopen (the flush), scans in bytewise
  * order with prefix/after/limit, topic isolation, snapshots, dropping a
- * topic, error sentences, and timing figures for a 100k-key checkpoint
- * (printed, never asserted). Each test works in its own mkdtemp directory,
+ * topic, error sentences, checkpoints as ingested table files (order,
+ * tombstones, atomicity, snapshots, failures), probes (which keys a topic
+ * holds, asked in ascending order), and timing figures for a 100k-key
+ * checkpoint (printed, never asserted). Each test works in its own mkdtemp directory,
  * removed afterwards.
  */
 #include <ftw.h>
@@ -609,6 +611,206 @@ static void test_drop_topic(void **state)
     assert_int_equal(next, 20);
 }
 
+/* ---- checkpoint files and probes ---- */
+
+static void ckpt_ok(fixture *f, kr_view_ckpt *c)
+{
+    if (kr_view_ckpt_commit(c, f->err, sizeof f->err) != 0)
+        fail_msg("commit: %s", f->err);
+}
+
+/* Whether DIR/view.ingest is there (it must not be after a checkpoint). */
+static bool ingest_file_left(fixture *f)
+{
+    char p[128];
+    snprintf(p, sizeof p, "%s.ingest", f->path);
+    return access(p, F_OK) == 0;
+}
+
+static void test_ckpt_ingest(void **state)
+{
+    fixture *f = *state;
+    /* Something from a batch first: the file's entries must win over it. */
+    kr_view_batch *b = kr_view_batch_new();
+    put(b, "t", "a", 1, "old-a");
+    put(b, "t", "gone", 4, "old-gone");
+    put(b, "t", "z", 1, "old-z");
+    kr_view_batch_marker(b, T("t"), 3, 3);
+    write_ok(f, b);
+    kr_view_snap *snap = kr_view_snapshot(f->v);
+    assert_non_null(snap);
+
+    /* Topics in (length, name) order: "u" before "aa"; keys ascending;
+     * markers last. */
+    kr_view_ckpt *c = kr_view_ckpt_new(f->v, f->err, sizeof f->err);
+    assert_non_null(c);
+    kr_view_ckpt_put(c, T("t"), U8("a"), 1, U8("new-a"), 5);
+    kr_view_ckpt_put(c, T("t"), U8("b"), 1, U8("new-b"), 5);
+    kr_view_ckpt_delete(c, T("t"), U8("gone"), 4);
+    kr_view_ckpt_put(c, T("u"), U8(""), 0, U8("empty"), 5);
+    kr_view_ckpt_put(c, T("aa"), U8("\xff"), 1, U8("ff"), 2);
+    kr_view_ckpt_marker(c, T("t"), 10, 3);
+    kr_view_ckpt_marker(c, T("u"), 1, 1);
+    kr_view_ckpt_marker(c, T("aa"), 7, 1);
+    ckpt_ok(f, c);
+    assert_false(ingest_file_left(f));
+
+    expect_get(f, "t", "a", 1, "new-a");
+    expect_get(f, "t", "b", 1, "new-b");
+    expect_get(f, "t", "gone", 4, NULL);
+    expect_get(f, "t", "z", 1, "old-z");
+    expect_get(f, "u", "", 0, "empty");
+    expect_get(f, "aa", "\xff", 1, "ff");
+    uint64_t next, keys;
+    assert_int_equal(kr_view_marker(f->v, T("t"), &next, &keys, f->err, sizeof f->err), 1);
+    assert_int_equal(next, 10);
+    assert_int_equal(keys, 3);
+    /* A snapshot taken before still sees what it saw (SCAN cursors). */
+    collected col = {0};
+    bool more;
+    scan(f, snap, "t", NULL, 0, false, NULL, 0, 100, &col, &more);
+    assert_int_equal(col.n, 3);
+    assert_string_equal(col.evs[0], "old-a");
+    assert_string_equal(col.evs[1], "old-gone");
+    kr_view_snapshot_release(f->v, snap);
+
+    /* Durable: a restart keeps all of it. */
+    restart(f);
+    expect_get(f, "t", "a", 1, "new-a");
+    expect_get(f, "t", "gone", 4, NULL);
+    assert_int_equal(kr_view_marker(f->v, T("aa"), &next, &keys, f->err, sizeof f->err), 1);
+    assert_int_equal(next, 7);
+
+    /* A second checkpoint over the same keys. */
+    c = kr_view_ckpt_new(f->v, f->err, sizeof f->err);
+    assert_non_null(c);
+    kr_view_ckpt_put(c, T("t"), U8("a"), 1, U8("newer-a"), 7);
+    kr_view_ckpt_marker(c, T("t"), 11, 3);
+    ckpt_ok(f, c);
+    expect_get(f, "t", "a", 1, "newer-a");
+    memset(&col, 0, sizeof col);
+    scan(f, NULL, "t", NULL, 0, false, NULL, 0, 100, &col, &more);
+    assert_int_equal(col.n, 3); /* a, b, z */
+
+    /* Nothing added: nothing written, and fine. */
+    c = kr_view_ckpt_new(f->v, f->err, sizeof f->err);
+    assert_non_null(c);
+    ckpt_ok(f, c);
+    assert_false(ingest_file_left(f));
+}
+
+/* Out of order, or a failed write: nothing of the checkpoint lands, the
+ * sentence says why, and the next one works. */
+static void test_ckpt_refused(void **state)
+{
+    fixture *f = *state;
+    kr_view_ckpt *c = kr_view_ckpt_new(f->v, f->err, sizeof f->err);
+    assert_non_null(c);
+    kr_view_ckpt_put(c, T("t"), U8("b"), 1, U8("vb"), 2);
+    kr_view_ckpt_put(c, T("t"), U8("a"), 1, U8("va"), 2); /* out of order */
+    kr_view_ckpt_marker(c, T("t"), 2, 2);
+    assert_int_equal(kr_view_ckpt_commit(c, f->err, sizeof f->err), -1);
+    assert_non_null(strstr(f->err, "checkpoint file"));
+    expect_get(f, "t", "b", 1, NULL);
+    uint64_t next, keys;
+    assert_int_equal(kr_view_marker(f->v, T("t"), &next, &keys, f->err, sizeof f->err), 0);
+    assert_false(ingest_file_left(f));
+
+    /* Markers must come after every key. */
+    c = kr_view_ckpt_new(f->v, f->err, sizeof f->err);
+    kr_view_ckpt_marker(c, T("t"), 2, 2);
+    kr_view_ckpt_put(c, T("t"), U8("a"), 1, U8("va"), 2);
+    assert_int_equal(kr_view_ckpt_commit(c, f->err, sizeof f->err), -1);
+
+    /* A topic name too long. */
+    char topic[KR_VIEW_TOPIC_MAX + 1];
+    memset(topic, 'x', sizeof topic);
+    c = kr_view_ckpt_new(f->v, f->err, sizeof f->err);
+    kr_view_ckpt_put(c, topic, sizeof topic, U8("a"), 1, U8("va"), 2);
+    assert_int_equal(kr_view_ckpt_commit(c, f->err, sizeof f->err), -1);
+    assert_non_null(strstr(f->err, "255"));
+
+    /* Abandoned: no file left, nothing written. */
+    c = kr_view_ckpt_new(f->v, f->err, sizeof f->err);
+    kr_view_ckpt_put(c, T("t"), U8("a"), 1, U8("va"), 2);
+    kr_view_ckpt_abort(c);
+    kr_view_ckpt_abort(NULL);
+    assert_false(ingest_file_left(f));
+    expect_get(f, "t", "a", 1, NULL);
+
+    c = kr_view_ckpt_new(f->v, f->err, sizeof f->err);
+    kr_view_ckpt_put(c, T("t"), U8("a"), 1, U8("va"), 2);
+    kr_view_ckpt_marker(c, T("t"), 1, 1);
+    ckpt_ok(f, c);
+    expect_get(f, "t", "a", 1, "va");
+}
+
+/* A probe against Gets: keys of a topic asked in ascending order - near
+ * ones (steps), far ones (seeks), before the first and past the last,
+ * other topics' keys around it, deleted keys. */
+static void test_probe(void **state)
+{
+    fixture *f = *state;
+    char key[32];
+    kr_view_batch *b = kr_view_batch_new();
+    for (unsigned i = 0; i < 2000; i += 2) { /* even keys live */
+        int n = snprintf(key, sizeof key, "k%05u", i);
+        put(b, "t", key, (size_t)n, "x");
+    }
+    put(b, "s", "k00001", 6, "other topic");
+    put(b, "tt", "k00003", 6, "other topic");
+    kr_view_batch_delete(b, T("t"), U8("k00010"), 6);
+    write_ok(f, b);
+    b = kr_view_batch_new();
+    kr_view_batch_delete(b, T("t"), U8("k00012"), 6); /* a tombstone over a live key */
+    write_ok(f, b);
+
+    /* Dense: every key from k00000 to k02100. Answers are collected and
+     * checked after the probe is freed (an assert must not jump out of a
+     * probe holding the view's lock). */
+    static int got[2200], want[2200];
+    kr_view_probe *p = kr_view_probe_new(f->v, T("t"));
+    assert_non_null(p);
+    int before = kr_view_probe_has(p, U8("a"), 1); /* before every key */
+    for (unsigned i = 0; i < 2100; i++) {
+        int n = snprintf(key, sizeof key, "k%05u", i);
+        want[i] = i % 2 == 0 && i < 2000 && i != 10 && i != 12;
+        got[i] = kr_view_probe_has(p, U8(key), (size_t)n);
+    }
+    int after = kr_view_probe_has(p, U8("z"), 1); /* past the last */
+    kr_view_probe_free(p);
+    assert_int_equal(before, 0);
+    assert_int_equal(after, 0);
+    for (unsigned i = 0; i < 2100; i++)
+        if (got[i] != want[i])
+            fail_msg("probe k%05u: %d, want %d", i, got[i], want[i]);
+
+    /* Sparse: far apart (seeks), and the same key twice. */
+    p = kr_view_probe_new(f->v, T("t"));
+    size_t m = 0;
+    for (unsigned i = 0; i < 2000; i += 97) {
+        int n = snprintf(key, sizeof key, "k%05u", i);
+        want[m] = want[m + 1] = i % 2 == 0 && i != 10 && i != 12;
+        got[m++] = kr_view_probe_has(p, U8(key), (size_t)n);
+        got[m++] = kr_view_probe_has(p, U8(key), (size_t)n);
+    }
+    kr_view_probe_free(p);
+    kr_view_probe_free(NULL);
+    for (size_t i = 0; i < m; i++)
+        if (got[i] != want[i])
+            fail_msg("sparse probe %zu: %d, want %d", i, got[i], want[i]);
+
+    /* A topic without keys, and one too long for a key. */
+    p = kr_view_probe_new(f->v, T("none"));
+    assert_non_null(p);
+    int none = kr_view_probe_has(p, U8("k00000"), 6);
+    kr_view_probe_free(p);
+    assert_int_equal(none, 0);
+    char topic[KR_VIEW_TOPIC_MAX + 1];
+    memset(topic, 'x', sizeof topic);
+    assert_null(kr_view_probe_new(f->v, topic, sizeof topic));
+}
+
 static void test_topic_too_long(void **state)
 {
     fixture *f = *state;
@@ -864,12 +1066,33 @@ static void test_timing_100k_checkpoint(void **state)
     double tscan = now_s() - ts;
     assert_int_equal(seen, T_KEYS);
 
+    /* The same keys again as a checkpoint does it: probed in order (all
+     * live) and written to a table file that is ingested. */
+    double tc = now_s();
+    kr_view_ckpt *c = kr_view_ckpt_new(f->v, f->err, sizeof f->err);
+    kr_view_probe *p = kr_view_probe_new(f->v, T("bench"));
+    assert_non_null(c);
+    assert_non_null(p);
+    unsigned live = 0;
+    for (unsigned i = 0; i < T_KEYS; i++) {
+        int n = snprintf(key, sizeof key, "user-%08u", i);
+        live += kr_view_probe_has(p, U8(key), (size_t)n) == 1;
+        kr_view_ckpt_put(c, T("bench"), U8(key), (size_t)n, ev, sizeof ev);
+    }
+    kr_view_probe_free(p);
+    kr_view_ckpt_marker(c, T("bench"), 2 * T_KEYS, T_KEYS);
+    double tc1 = now_s();
+    assert_int_equal(kr_view_ckpt_commit(c, f->err, sizeof f->err), 0);
+    double tc2 = now_s();
+    assert_int_equal(live, T_KEYS);
+
     printf("[ view ] %d-key checkpoint: batch build %.1f ms, write+flush %.1f ms "
-           "(%.0f keys/s); get %.2f us (first pass), %.2f us (cached); "
+           "(%.0f keys/s); as a file: probe + build %.1f ms, ingest %.1f ms (%.0f keys/s); "
+           "get %.2f us (first pass), %.2f us (cached); "
            "miss %.2f us; paged scan %.0f keys/s; %llu bytes on disk\n",
-           T_KEYS, (t1 - t0) * 1e3, (t2 - t1) * 1e3, T_KEYS / (t2 - t1), pass[0] * 1e6 / T_GETS,
-           pass[1] * 1e6 / T_GETS, tmiss * 1e6 / T_GETS, T_KEYS / tscan,
-           (unsigned long long)kr_view_disk_bytes(f->v));
+           T_KEYS, (t1 - t0) * 1e3, (t2 - t1) * 1e3, T_KEYS / (t2 - t1), (tc1 - tc) * 1e3,
+           (tc2 - tc1) * 1e3, T_KEYS / (tc2 - tc), pass[0] * 1e6 / T_GETS, pass[1] * 1e6 / T_GETS,
+           tmiss * 1e6 / T_GETS, T_KEYS / tscan, (unsigned long long)kr_view_disk_bytes(f->v));
 }
 
 #define VT(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -883,6 +1106,9 @@ static const struct CMUnitTest tests[] = {
     VT(test_topic_isolation),
     VT(test_snapshot_isolation),
     VT(test_drop_topic),
+    VT(test_ckpt_ingest),
+    VT(test_ckpt_refused),
+    VT(test_probe),
     VT(test_topic_too_long),
     VT(test_malformed_marker),
     VT(test_reopen_fails_then_recovers),

@@ -4,9 +4,12 @@
  * Only the RocksDB C API functions present in both Debian's 7.8 and the 9.x
  * that nixpkgs ships are used: open/close, write batches (put, delete,
  * delete_range), rocksdb_write, rocksdb_flush, rocksdb_get_pinned,
- * snapshots, iterators with an upper bound, rocksdb_property_value, and the
- * long-standing option setters (LRU cache, block-based table with a bloom
- * filter, compression, write buffer, background jobs, info-log limits).
+ * snapshots, iterators with an upper bound, the table-file writer
+ * (rocksdb_sstfilewriter_*) and rocksdb_ingest_external_file,
+ * rocksdb_property_value, and the long-standing option setters (LRU cache,
+ * block-based table with a bloom filter, cached index and filter blocks,
+ * data block hash index, compression, write buffers, dynamic level sizes,
+ * background jobs, info-log limits).
  * Order is RocksDB's default comparator, which is bytewise; there is no
  * C-API call to name it explicitly in 7.8 and none is needed.
  *
@@ -20,12 +23,46 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "proto/cbor.h"
 
+/*
+ * Tuning, for what the view is: the latest value per key, written by
+ * checkpoints (one sorted table file of up to half of --overlay-bytes,
+ * ingested every few hundred milliseconds, its keys spread over the whole
+ * key space), read by point GETs and the odd SCAN.
+ *
+ * KR_VIEW_DEFAULT_CACHE: the block cache (--block-cache) serves GETs, and
+ *   holds the index and filter blocks too (cache_index_and_filter_blocks):
+ *   the view's memory is then the cache plus small memtables, whatever the
+ *   number of table files; L0 files' index and filter blocks - every lookup
+ *   consults all of them - are pinned there, and index and filter blocks go
+ *   to the cache's high-priority part, ahead of data blocks.
+ * KR_VIEW_DEFAULT_WRITE_BUFFER: checkpoints bypass the memtable (they are
+ *   ingested as table files), so only group cursors (WAL on) and the rare
+ *   rebuild batch go through it: a small memtable, and at most twice that
+ *   in all (db_write_buffer_size, RocksDB's write-buffer manager without a
+ *   cache), where a checkpoint used to take 64 MiB memtables and more.
+ * KR_VIEW_BLOOM_BITS: 10 bits per key, ~1% false positives: a GET of a key
+ *   the view lacks (new keys, deleted keys) costs no data block read.
+ * Data blocks carry a hash index as well as binary-search restarts: a point
+ *   lookup inside a block is one probe, for ~1 byte per key.
+ * No compression: values are small CBOR events and the CPU is better spent
+ *   on ingest; the view is a fraction of the stream's size.
+ * Dynamic level sizes: each checkpoint file overlaps the whole key space,
+ *   so with fixed level targets ingestion stacked them one per level (L6,
+ *   L5, ... never compacted, as every level stayed under its target) and
+ *   every lookup and checkpoint walked seven sorted runs; with dynamic
+ *   levels they land in L0 and are merged into the last level once
+ *   level0_file_num_compaction_trigger (4) of them are there.
+ * KR_VIEW_BG_JOBS: one flush and one compaction at a time: krappyd runs on
+ *   small machines, and the loop and the storage threads need the cores.
+ */
 #define KR_VIEW_DEFAULT_CACHE        (64u << 20)
-#define KR_VIEW_DEFAULT_WRITE_BUFFER (64u << 20)
+#define KR_VIEW_DEFAULT_WRITE_BUFFER (8u << 20)
 #define KR_VIEW_BLOOM_BITS           10
+#define KR_VIEW_HASH_RATIO           0.75
 #define KR_VIEW_BG_JOBS              2
 /* RocksDB's own LOG files in the database directory stay bounded. */
 #define KR_VIEW_LOG_FILES 4
@@ -181,7 +218,9 @@ static int make_options(kr_view *v, const kr_view_opts *o)
     rocksdb_options_set_create_if_missing(v->opts, 1);
     rocksdb_options_set_compression(v->opts, rocksdb_no_compression);
     rocksdb_options_set_write_buffer_size(v->opts, wb_bytes);
+    rocksdb_options_set_db_write_buffer_size(v->opts, 2 * wb_bytes);
     rocksdb_options_set_max_background_jobs(v->opts, KR_VIEW_BG_JOBS);
+    rocksdb_options_set_level_compaction_dynamic_level_bytes(v->opts, 1);
     rocksdb_options_set_keep_log_file_num(v->opts, KR_VIEW_LOG_FILES);
     /* Debian's librocksdb keeps its assertions, and its info logger asserts
      * when it writes again after a failed write - on a full disk it would
@@ -197,6 +236,12 @@ static int make_options(kr_view *v, const kr_view_opts *o)
     rocksdb_block_based_options_set_filter_policy(
         bbo, rocksdb_filterpolicy_create_bloom(KR_VIEW_BLOOM_BITS));
     rocksdb_block_based_options_set_block_cache(bbo, v->cache);
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks(bbo, 1);
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks_with_high_priority(bbo, 1);
+    rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(bbo, 1);
+    rocksdb_block_based_options_set_data_block_index_type(
+        bbo, rocksdb_block_based_table_data_block_index_type_binary_search_and_hash);
+    rocksdb_block_based_options_set_data_block_hash_ratio(bbo, KR_VIEW_HASH_RATIO);
     rocksdb_options_set_block_based_table_factory(v->opts, bbo);
     rocksdb_block_based_options_destroy(bbo);
 
@@ -486,25 +531,33 @@ void kr_view_batch_delete(kr_view_batch *b, const char *topic, size_t tlen, cons
     rocksdb_writebatch_delete(b->wb, (const char *)b->key.data, b->key.len);
 }
 
+/* A marker's value, CBOR [next, keys], into val (32 bytes).
+ * @return its length, or 0 on ENOMEM. */
+static size_t encode_marker(uint8_t val[32], uint64_t next, uint64_t keys)
+{
+    kr_buf vb;
+    kr_buf_init(&vb, 32);
+    kr_cbor_put_array(&vb, 2);
+    kr_cbor_put_uint(&vb, next);
+    kr_cbor_put_uint(&vb, keys);
+    size_t n = vb.failed ? 0 : vb.len;
+    if (n > 0)
+        memcpy(val, vb.data, n);
+    kr_buf_free(&vb);
+    return n;
+}
+
 void kr_view_batch_marker(kr_view_batch *b, const char *topic, size_t tlen, uint64_t next,
                           uint64_t keys)
 {
     uint8_t val[32];
-    kr_buf vb;
     if (batch_key(b, TAG_MARKER, topic, tlen, NULL, 0) < 0)
         return;
-    kr_buf_init(&vb, sizeof val);
-    kr_cbor_put_array(&vb, 2);
-    kr_cbor_put_uint(&vb, next);
-    kr_cbor_put_uint(&vb, keys);
-    if (vb.failed) {
-        kr_buf_free(&vb);
+    size_t vlen = encode_marker(val, next, keys);
+    if (vlen == 0) {
         b->failed = "out of memory";
         return;
     }
-    memcpy(val, vb.data, vb.len);
-    size_t vlen = vb.len;
-    kr_buf_free(&vb);
     rocksdb_writebatch_put(b->wb, (const char *)b->key.data, b->key.len, (const char *)val, vlen);
 }
 
@@ -777,6 +830,306 @@ done:
     free(hi_heap);
     free(af_heap);
     return given;
+}
+
+/* ---- checkpoints as table files ---- */
+
+struct kr_view_ckpt {
+    kr_view *v;
+    rocksdb_envoptions_t *env;
+    rocksdb_sstfilewriter_t *w;
+    char *path; /* beside the database directory: DIR.ingest */
+    kr_buf key;
+    size_t entries;
+    char failed[256]; /* the first failure, or "" */
+};
+
+/* The file a checkpoint is built in. It is never inside the database
+ * directory (RocksDB owns that); ingestion links it in and removes it. */
+static char *ckpt_path(const kr_view *v)
+{
+    size_t n = strlen(v->path) + sizeof ".ingest";
+    char *p = malloc(n);
+    if (p != NULL)
+        snprintf(p, n, "%s.ingest", v->path);
+    return p;
+}
+
+static void ckpt_free(kr_view_ckpt *c)
+{
+    if (c->w != NULL)
+        rocksdb_sstfilewriter_destroy(c->w);
+    if (c->env != NULL)
+        rocksdb_envoptions_destroy(c->env);
+    if (c->path != NULL)
+        unlink(c->path); /* after a failure; gone already after an ingest */
+    free(c->path);
+    kr_buf_free(&c->key);
+    free(c);
+}
+
+kr_view_ckpt *kr_view_ckpt_new(kr_view *v, char *err, size_t errlen)
+{
+    kr_view_ckpt *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        say(err, errlen, "out of memory", NULL);
+        return NULL;
+    }
+    c->v = v;
+    kr_buf_init(&c->key, SIZE_MAX);
+    c->path = ckpt_path(v);
+    c->env = rocksdb_envoptions_create();
+    /* The database's options: the same table format (block size, bloom
+     * filter, no compression) as the files flushes and compactions write. */
+    c->w = c->env != NULL ? rocksdb_sstfilewriter_create(c->env, v->opts) : NULL;
+    if (c->path == NULL || c->w == NULL) {
+        say(err, errlen, "out of memory", NULL);
+        ckpt_free(c);
+        return NULL;
+    }
+    unlink(c->path); /* left by a crash during an earlier checkpoint */
+    char *e = NULL;
+    rocksdb_sstfilewriter_open(c->w, c->path, &e);
+    if (e != NULL) {
+        say_rdb(err, errlen, "cannot start a checkpoint file", e);
+        ckpt_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* Build tag | tlen | topic | part into c->key. @return 0, or -1 (failed). */
+static int ckpt_key(kr_view_ckpt *c, char tag, const char *topic, size_t tlen, const uint8_t *part,
+                    size_t plen)
+{
+    if (c->failed[0] != '\0')
+        return -1;
+    if (tlen > KR_VIEW_TOPIC_MAX) {
+        snprintf(c->failed, sizeof c->failed, "%s", topic_msg);
+        return -1;
+    }
+    uint8_t h[2] = {(uint8_t)tag, (uint8_t)tlen};
+    kr_buf_reset(&c->key);
+    kr_buf_append(&c->key, h, 2);
+    kr_buf_append(&c->key, topic, tlen);
+    kr_buf_append(&c->key, part, plen);
+    if (c->key.failed) {
+        snprintf(c->failed, sizeof c->failed, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static void ckpt_result(kr_view_ckpt *c, char *e)
+{
+    if (e == NULL) {
+        c->entries++;
+        return;
+    }
+    snprintf(c->failed, sizeof c->failed, "writing the checkpoint file failed: %s", e);
+    rocksdb_free(e);
+}
+
+void kr_view_ckpt_put(kr_view_ckpt *c, const char *topic, size_t tlen, const uint8_t *key,
+                      size_t klen, const uint8_t *event, size_t elen)
+{
+    if (ckpt_key(c, TAG_KEY, topic, tlen, key, klen) < 0)
+        return;
+    char *e = NULL;
+    rocksdb_sstfilewriter_put(c->w, (const char *)c->key.data, c->key.len, (const char *)event,
+                              elen, &e);
+    ckpt_result(c, e);
+}
+
+void kr_view_ckpt_delete(kr_view_ckpt *c, const char *topic, size_t tlen, const uint8_t *key,
+                         size_t klen)
+{
+    if (ckpt_key(c, TAG_KEY, topic, tlen, key, klen) < 0)
+        return;
+    char *e = NULL;
+    rocksdb_sstfilewriter_delete(c->w, (const char *)c->key.data, c->key.len, &e);
+    ckpt_result(c, e);
+}
+
+void kr_view_ckpt_marker(kr_view_ckpt *c, const char *topic, size_t tlen, uint64_t next,
+                         uint64_t keys)
+{
+    uint8_t val[32];
+    if (ckpt_key(c, TAG_MARKER, topic, tlen, NULL, 0) < 0)
+        return;
+    size_t vlen = encode_marker(val, next, keys);
+    if (vlen == 0) {
+        snprintf(c->failed, sizeof c->failed, "out of memory");
+        return;
+    }
+    char *e = NULL;
+    rocksdb_sstfilewriter_put(c->w, (const char *)c->key.data, c->key.len, (const char *)val, vlen,
+                              &e);
+    ckpt_result(c, e);
+}
+
+void kr_view_ckpt_abort(kr_view_ckpt *c)
+{
+    if (c != NULL)
+        ckpt_free(c);
+}
+
+static int unlocked_ingest(kr_view *v, const char *path, char *err, size_t errlen)
+{
+    if (v->db == NULL) {
+        say(err, errlen, closed_msg, NULL);
+        return -1;
+    }
+    rocksdb_ingestexternalfileoptions_t *io = rocksdb_ingestexternalfileoptions_create();
+    if (io == NULL) {
+        say(err, errlen, "out of memory", NULL);
+        return -1;
+    }
+    /* Link the file in rather than copy it; give it a sequence number newer
+     * than everything (its keys overlap what the view holds); snapshots -
+     * SCAN cursors - keep seeing what they saw; a memtable that overlaps it
+     * (only cursors live there, in another key range) is flushed first. */
+    rocksdb_ingestexternalfileoptions_set_move_files(io, 1);
+    rocksdb_ingestexternalfileoptions_set_allow_global_seqno(io, 1);
+    rocksdb_ingestexternalfileoptions_set_snapshot_consistency(io, 1);
+    rocksdb_ingestexternalfileoptions_set_allow_blocking_flush(io, 1);
+    const char *files[1] = {path};
+    char *e = NULL;
+    rocksdb_ingest_external_file(v->db, files, 1, io, &e);
+    rocksdb_ingestexternalfileoptions_destroy(io);
+    if (e != NULL) {
+        say_rdb(err, errlen, "RocksDB did not take the checkpoint file", e);
+        return -1;
+    }
+    return 0;
+}
+
+int kr_view_ckpt_commit(kr_view_ckpt *c, char *err, size_t errlen)
+{
+    int rc = -1;
+    if (c->failed[0] != '\0') {
+        say(err, errlen, c->failed, NULL);
+        goto out;
+    }
+    if (c->entries == 0) {
+        rc = 0; /* nothing to write (a table file cannot be empty) */
+        goto out;
+    }
+    char *e = NULL;
+    rocksdb_sstfilewriter_finish(c->w, &e); /* writes and syncs the file */
+    if (e != NULL) {
+        say_rdb(err, errlen, "writing the checkpoint file failed", e);
+        goto out;
+    }
+    pthread_rwlock_rdlock(&c->v->lock);
+    rc = unlocked_ingest(c->v, c->path, err, errlen);
+    pthread_rwlock_unlock(&c->v->lock);
+out:
+    ckpt_free(c);
+    return rc;
+}
+
+/* ---- probes ---- */
+
+/* Next steps a probe takes towards a key before it seeks instead: a seek
+ * costs about as much as this many steps over a view of a few files. */
+#define KR_VIEW_PROBE_STEPS 16
+
+struct kr_view_probe {
+    kr_view *v;
+    rocksdb_readoptions_t *ro;
+    rocksdb_iterator_t *it;
+    uint8_t hi[2 + KR_VIEW_TOPIC_MAX]; /* upper bound: outlives the iterator */
+    size_t hilen;
+    kr_buf key; /* the full key being probed */
+    char tag_topic[2 + KR_VIEW_TOPIC_MAX];
+    size_t tlen;
+    bool started, failed;
+};
+
+kr_view_probe *kr_view_probe_new(kr_view *v, const char *topic, size_t tlen)
+{
+    if (tlen > KR_VIEW_TOPIC_MAX)
+        return NULL;
+    kr_view_probe *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return NULL;
+    p->v = v;
+    p->tlen = tlen;
+    p->tag_topic[0] = TAG_KEY;
+    p->tag_topic[1] = (char)tlen;
+    memcpy(p->tag_topic + 2, topic, tlen);
+    memcpy(p->hi, p->tag_topic, 2 + tlen);
+    p->hilen = prefix_successor(p->hi, 2 + tlen);
+    kr_buf_init(&p->key, SIZE_MAX);
+    pthread_rwlock_rdlock(&v->lock);
+    if (v->db == NULL || (p->ro = rocksdb_readoptions_create()) == NULL)
+        goto fail;
+    /* A checkpoint reads every block its keys live in once, in order:
+     * caching them would evict what GETs use, for no second read. */
+    rocksdb_readoptions_set_fill_cache(p->ro, 0);
+    rocksdb_readoptions_set_iterate_upper_bound(p->ro, (const char *)p->hi, p->hilen);
+    p->it = rocksdb_create_iterator(v->db, p->ro);
+    if (p->it == NULL)
+        goto fail;
+    return p;
+fail:
+    if (p->ro != NULL)
+        rocksdb_readoptions_destroy(p->ro);
+    pthread_rwlock_unlock(&v->lock);
+    kr_buf_free(&p->key);
+    free(p);
+    return NULL;
+}
+
+void kr_view_probe_free(kr_view_probe *p)
+{
+    if (p == NULL)
+        return;
+    rocksdb_iter_destroy(p->it);
+    rocksdb_readoptions_destroy(p->ro);
+    pthread_rwlock_unlock(&p->v->lock);
+    kr_buf_free(&p->key);
+    free(p);
+}
+
+/* The iterator's key against the probed one. */
+static int probe_cmp(kr_view_probe *p)
+{
+    size_t kl;
+    const char *k = rocksdb_iter_key(p->it, &kl);
+    return key_cmp((const uint8_t *)k, kl, p->key.data, p->key.len);
+}
+
+int kr_view_probe_has(kr_view_probe *p, const uint8_t *key, size_t klen)
+{
+    if (p->failed)
+        return -1;
+    kr_buf_reset(&p->key);
+    kr_buf_append(&p->key, p->tag_topic, 2 + p->tlen);
+    kr_buf_append(&p->key, key, klen);
+    if (p->key.failed)
+        return -1;
+    if (!p->started) {
+        rocksdb_iter_seek(p->it, (const char *)p->key.data, p->key.len);
+        p->started = true;
+    } else {
+        int steps = 0;
+        while (rocksdb_iter_valid(p->it) && probe_cmp(p) < 0 && steps++ < KR_VIEW_PROBE_STEPS)
+            rocksdb_iter_next(p->it);
+        if (rocksdb_iter_valid(p->it) && probe_cmp(p) < 0)
+            rocksdb_iter_seek(p->it, (const char *)p->key.data, p->key.len);
+    }
+    if (rocksdb_iter_valid(p->it))
+        return probe_cmp(p) == 0;
+    char *e = NULL;
+    rocksdb_iter_get_error(p->it, &e);
+    if (e != NULL) {
+        rocksdb_free(e);
+        p->failed = true;
+        return -1;
+    }
+    return 0; /* past the topic's last key */
 }
 
 /* ---- metrics ---- */

@@ -13,9 +13,11 @@
  *                                                  keys = live keys then
  *   'c' | ...                                    -> reserved (group cursors)
  *
- * Checkpoints are written with the WAL off, data and marker in one write
- * batch, followed by a flush that waits, so what a checkpoint wrote is on
- * disk when kr_view_write returns and a marker is never ahead of its data.
+ * Checkpoints are one table file each, data and markers together, ingested
+ * at once (kr_view_ckpt_*): what a checkpoint wrote is on disk when the
+ * commit returns, and a marker is never ahead of its data. Batches
+ * (kr_view_write: WAL off, then a flush that waits) give the same guarantee
+ * for the odd rebuild; group cursors are written with the WAL on.
  * Thread-safety: RocksDB is; the storage writer writes while the loop reads.
  * Error strings are sentences (they end up in logs and STORAGE errors).
  */
@@ -37,7 +39,7 @@ typedef struct kr_view_snap kr_view_snap;
 
 typedef struct kr_view_opts {
     size_t block_cache_bytes;  /* 0: 64 MiB */
-    size_t write_buffer_bytes; /* 0: 64 MiB */
+    size_t write_buffer_bytes; /* 0: 8 MiB (cursors only; checkpoints are ingested) */
     bool fsync_writes;         /* reserved for cursors (--fsync-cursors) */
     const char *log_dir;       /* RocksDB's info log directory; NULL/"": inside the DB */
 } kr_view_opts;
@@ -118,6 +120,51 @@ int kr_view_exists(kr_view *v, const char *topic, size_t tlen, const uint8_t *ke
  */
 int kr_view_get(kr_view *v, const char *topic, size_t tlen, const uint8_t *key, size_t klen,
                 kr_buf *out, char *err, size_t errlen);
+
+/*
+ * A checkpoint as one table file: the caller adds entries in ascending
+ * order of their stored keys - every topic's keys ('k' | len | topic |
+ * key), topics ordered by (name length, name) and keys bytewise, then the
+ * markers ('m' | len | topic) in the same topic order - and commit writes
+ * the file and ingests it into the database. Ingestion is atomic (all of
+ * the file or none of it) and durable when it returns, like a batch
+ * written and flushed, but the entries go straight to a file instead of
+ * through a write batch and a memtable (two more copies of a checkpoint in
+ * memory) and a flush.
+ * kr_view_ckpt_new returns NULL with err filled. The add functions record
+ * the first failure (a key out of order, a write error), which commit then
+ * reports; commit and abort free the checkpoint. Commit takes the view's
+ * lock shared: no probe of this thread may be alive.
+ */
+typedef struct kr_view_ckpt kr_view_ckpt;
+kr_view_ckpt *kr_view_ckpt_new(kr_view *v, char *err, size_t errlen);
+void kr_view_ckpt_put(kr_view_ckpt *c, const char *topic, size_t tlen, const uint8_t *key,
+                      size_t klen, const uint8_t *event, size_t elen);
+void kr_view_ckpt_delete(kr_view_ckpt *c, const char *topic, size_t tlen, const uint8_t *key,
+                         size_t klen);
+void kr_view_ckpt_marker(kr_view_ckpt *c, const char *topic, size_t tlen, uint64_t next,
+                         uint64_t keys);
+/* @return 0, or -1 with err filled (nothing of it is in the view then). */
+int kr_view_ckpt_commit(kr_view_ckpt *c, char *err, size_t errlen);
+void kr_view_ckpt_abort(kr_view_ckpt *c);
+
+/*
+ * A probe answers "is this key live in the view?" for the keys of one topic
+ * asked in ascending order - a checkpoint counting the keys it adds. It
+ * walks one iterator forward (a few steps reach a nearby key, a seek a far
+ * one) instead of doing a lookup per key, and leaves the block cache to
+ * GET's working set. It reads the view as of kr_view_probe_new and holds the
+ * view's lock shared until freed (no reopen meanwhile; free it before
+ * writing).
+ * kr_view_probe_new returns NULL on ENOMEM, for a closed view or a topic
+ * longer than KR_VIEW_TOPIC_MAX; kr_view_probe_free takes NULL.
+ * kr_view_probe_has returns 1 live, 0 absent, -1 on a read error (and the
+ * probe is then unusable).
+ */
+typedef struct kr_view_probe kr_view_probe;
+kr_view_probe *kr_view_probe_new(kr_view *v, const char *topic, size_t tlen);
+int kr_view_probe_has(kr_view_probe *p, const uint8_t *key, size_t klen);
+void kr_view_probe_free(kr_view_probe *p);
 
 /* A consistent read view of the database, held until released.
  * @return NULL on ENOMEM or when the view is closed after a failed reopen. */
