@@ -466,35 +466,71 @@ static void run_appends(kr_writer *wr, kr_job **jobs, size_t n)
     }
 }
 
-/* Folding one topic's frozen overlay into a checkpoint batch. */
+/* Folding one topic's frozen overlay into a checkpoint file. */
 struct fold {
     kr_view *v;
-    kr_view_batch *b;
+    kr_view_ckpt *ck;
     const char *name;
     size_t nl;
     uint64_t keys; /* live keys, kept exact: a put of a new key adds one */
     int err;
+    kr_view_probe *probe; /* which keys the view holds */
 };
 
-static int fold_one(void *arg, const kr_ov_entry *e)
+static int fold_one(struct fold *f, const kr_ov_entry *e)
 {
-    struct fold *f = arg;
-    int live = kr_view_exists(f->v, f->name, f->nl, e->key, e->key_len);
+    int live = kr_view_probe_has(f->probe, e->key, e->key_len);
     if (live < 0) {
         f->err = 1;
         return 1;
     }
     if (e->tombstone) {
         if (live) {
-            kr_view_batch_delete(f->b, f->name, f->nl, e->key, e->key_len);
+            kr_view_ckpt_delete(f->ck, f->name, f->nl, e->key, e->key_len);
             f->keys--;
         }
     } else {
-        kr_view_batch_put(f->b, f->name, f->nl, e->key, e->key_len, e->event, e->ev_len);
+        kr_view_ckpt_put(f->ck, f->name, f->nl, e->key, e->key_len, e->event, e->ev_len);
         if (!live)
             f->keys++;
     }
     return 0;
+}
+
+/*
+ * Fold a frozen overlay into the checkpoint file in key order (the order a
+ * table file needs), counting the keys it adds: one forward walk over the
+ * view answers which of them it holds.
+ * @return 0, or -1 on ENOMEM.
+ */
+static int fold_sorted(const kr_overlay *ov, struct fold *f)
+{
+    size_t n = kr_overlay_count(ov);
+    if (n == 0)
+        return 0;
+    const kr_ov_entry **order = malloc(n * sizeof *order);
+    if (order == NULL || kr_overlay_sort_all(ov, order) < 0) {
+        free(order);
+        return -1;
+    }
+    f->probe = kr_view_probe_new(f->v, f->name, f->nl);
+    if (f->probe == NULL)
+        f->err = 1;
+    for (size_t i = 0; i < n && !f->err && fold_one(f, order[i]) == 0; i++)
+        ;
+    kr_view_probe_free(f->probe);
+    f->probe = NULL;
+    free(order);
+    return 0;
+}
+
+/* Topics in the order of their stored keys: 'k' | name length | name. */
+static int ck_cmp(const void *pa, const void *pb)
+{
+    const kr_ckpt_topic *a = pa, *b = pb;
+    if (a->t->name_len != b->t->name_len)
+        return a->t->name_len < b->t->name_len ? -1 : 1;
+    return memcmp(a->t->name, b->t->name, a->t->name_len);
 }
 
 /*
@@ -514,38 +550,47 @@ static int checkpoint_sync(kr_writer *wr, kr_job *j)
     return 0;
 }
 
-/* The second half, on the view thread: overlays and markers into RocksDB. */
+/*
+ * The second half, on the view thread: overlays and markers into RocksDB,
+ * as one table file ingested at once (kr_view_ckpt: atomic and durable like
+ * the WAL-off batch and flush it replaces, without a batch and a memtable
+ * holding two more copies of the checkpoint). Every topic's keys go first,
+ * then every marker, each in key order.
+ */
 static void run_checkpoint(kr_writer *wr, kr_job *j)
 {
     uint64_t t0 = kr_now_ns();
-    kr_view_batch *b = kr_view_batch_new();
-    if (b == NULL) {
-        job_fail(j, ENOMEM, "out of memory building a checkpoint");
+    char err[256];
+    qsort(j->ck, j->n_ck, sizeof *j->ck, ck_cmp);
+    kr_view_ckpt *ck = kr_view_ckpt_new(wr->view, err, sizeof err);
+    if (ck == NULL) {
+        kr_counter_add(wr->m_failures, 1);
+        job_fail(j, EIO, "%s", err);
         return;
     }
     for (size_t i = 0; i < j->n_ck; i++) {
         kr_ckpt_topic *c = &j->ck[i];
-        const char *name = c->t->name;
-        size_t nl = c->t->name_len;
-        struct fold f = {wr->view, b, name, nl, c->keys, 0};
-        if (c->ov != NULL)
-            (void)kr_overlay_foreach(c->ov, fold_one, &f);
+        struct fold f = {wr->view, ck, c->t->name, c->t->name_len, c->keys, 0, NULL};
+        if (c->ov != NULL && fold_sorted(c->ov, &f) < 0) {
+            kr_view_ckpt_abort(ck);
+            job_fail(j, ENOMEM, "out of memory sorting a checkpoint");
+            return;
+        }
         if (f.err) {
-            kr_view_batch_free(b);
+            kr_view_ckpt_abort(ck);
             job_fail(j, EIO, "reading the view failed during a checkpoint");
             return;
         }
         c->keys = f.keys;
-        kr_view_batch_marker(b, name, nl, c->next, c->keys);
     }
-    char err[256];
-    if (kr_view_write(wr->view, b, err, sizeof err) < 0) {
-        kr_view_batch_free(b);
+    for (size_t i = 0; i < j->n_ck; i++)
+        kr_view_ckpt_marker(ck, j->ck[i].t->name, j->ck[i].t->name_len, j->ck[i].next,
+                            j->ck[i].keys);
+    if (kr_view_ckpt_commit(ck, err, sizeof err) < 0) {
         kr_counter_add(wr->m_failures, 1);
         job_fail(j, EIO, "%s", err); /* the loop reopens the view */
         return;
     }
-    kr_view_batch_free(b);
     kr_counter_add(wr->m_checkpoints, 1);
     kr_histogram_observe_ns(wr->m_checkpoint_ns, kr_now_ns() - t0);
 }
