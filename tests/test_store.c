@@ -2,7 +2,8 @@
  * tests/test_store.c - the storage facade driven directly (no sockets):
  * publish and read back, overlay + checkpoint + replay across reopen,
  * retention after a checkpoint, the sparse index used and rebuilt, FETCH
- * limits, and the data directory lock.
+ * limits, the data directory lock, and the overlays' memory budget (acks
+ * held while a checkpoint runs, never lost, in order).
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -21,6 +22,7 @@
 #include "proto/cbor.h"
 #include "server/log.h"
 #include "store/store.h"
+#include "store/store_int.h"
 #include "store/writer.h"
 
 #include "tmpdir.h"
@@ -52,13 +54,14 @@ static int teardown(void **state)
     return 0;
 }
 
-static kr_store *open_store(uint64_t segment_bytes, uint64_t retention_bytes)
+static kr_store *open_store_budget(uint64_t segment_bytes, uint64_t retention_bytes,
+                                   uint64_t overlay_bytes)
 {
     kr_store_opts o = {.data_dir = dir,
                        .segment_bytes = segment_bytes,
                        .retention_bytes = retention_bytes,
                        .checkpoint_ms = 3600000, /* tests checkpoint by hand */
-                       .overlay_bytes = 1u << 30,
+                       .overlay_bytes = overlay_bytes,
                        .max_frame = 1u << 20,
                        .max_events = 1000,
                        .max_publish_events = 100000,
@@ -69,6 +72,11 @@ static kr_store *open_store(uint64_t segment_bytes, uint64_t retention_bytes)
     if (kr_store_open(&o, base, metrics, &s, err, sizeof err) < 0)
         fail_msg("open: %s", err);
     return s;
+}
+
+static kr_store *open_store(uint64_t segment_bytes, uint64_t retention_bytes)
+{
+    return open_store_budget(segment_bytes, retention_bytes, 1u << 30);
 }
 
 typedef struct done {
@@ -394,6 +402,107 @@ static void test_lock_refuses_second_open(void **state)
     kr_store_close(s);
 }
 
+/*
+ * The overlays' budget: a producer keeping WINDOW batches of new keys in
+ * flight against a budget a few batches big. Whenever the active overlay
+ * is past half the budget while a checkpoint runs, acks wait; none is
+ * lost, they come in order, the active overlay never holds much more than
+ * half the budget plus the window, and every key reads back.
+ */
+#define BP_BATCHES 120
+#define BP_EVENTS  200
+#define BP_WINDOW  4
+
+typedef struct bp_state {
+    kr_store *s;
+    kr_topic *t;
+    int acked;
+    uint64_t next_first; /* the `first` the next ack must carry */
+    bool out_of_order;
+    size_t max_active, max_held;
+} bp_state;
+
+static void bp_done(void *arg, const kr_store_result *res)
+{
+    bp_state *b = arg;
+    if (res->err != KRAPPY_OK || res->first != b->next_first)
+        b->out_of_order = true;
+    b->next_first = res->first + res->count;
+    b->acked++;
+}
+
+static void bp_publish(bp_state *b, int batch)
+{
+    kr_event_out_spec ev[BP_EVENTS];
+    char keys[BP_EVENTS][16];
+    uint8_t val[40];
+    memset(val, 'v', sizeof val);
+    val[0] = 0x58; /* a byte string of 38 */
+    val[1] = 38;
+    for (int j = 0; j < BP_EVENTS; j++) {
+        snprintf(keys[j], sizeof keys[j], "n%07d", batch * BP_EVENTS + j);
+        ev[j] = (kr_event_out_spec){.key = keys[j],
+                                    .key_len = strlen(keys[j]),
+                                    .key_is_text = true,
+                                    .value = val,
+                                    .value_len = sizeof val};
+    }
+    kr_buf e, scratch;
+    kr_buf_init(&e, 1u << 20);
+    kr_buf_init(&scratch, 1u << 20);
+    kr_enc_publish(&e, (kr_cid){0}, KR_ACK_WRITE, ev, BP_EVENTS);
+    kr_request req;
+    char msg[256];
+    uint64_t bad;
+    assert_int_equal(
+        kr_req_decode(KRAPPY_T_PUBLISH, e.data, e.len, &scratch, &req, msg, sizeof msg), KRAPPY_OK);
+    assert_int_equal(
+        kr_store_publish(b->s, b->t, &req, &scratch, false, bp_done, b, msg, sizeof msg, &bad),
+        KRAPPY_OK);
+    kr_buf_free(&e);
+    kr_buf_free(&scratch);
+}
+
+static void test_overlay_budget(void **state)
+{
+    (void)state;
+    const uint64_t budget = 256 * 1024;
+    kr_store *s = open_store_budget(1u << 20, 0, budget);
+    bp_state b = {.s = s, .t = reg(s, "t")};
+    int sent = 0;
+    while (b.acked < BP_BATCHES) {
+        while (sent < BP_BATCHES && sent - b.acked < BP_WINDOW)
+            bp_publish(&b, sent++);
+        event_base_loop(base, EVLOOP_ONCE);
+        size_t held = 0;
+        kr_job *j;
+        TAILQ_FOREACH(j, &s->held, link)
+        held++;
+        if (held > b.max_held)
+            b.max_held = held;
+        if (kr_overlay_bytes(b.t->active) > b.max_active)
+            b.max_active = kr_overlay_bytes(b.t->active);
+    }
+    assert_false(b.out_of_order);
+    assert_int_equal(b.next_first, BP_BATCHES * BP_EVENTS);
+    /* A batch adds BP_EVENTS records of ~120 bytes and their slots (16
+     * bytes at a load of 35% to 70%); a doubling table adds up to 128 KiB. */
+    assert_true(b.max_active <= budget / 2 + (BP_WINDOW + 1) * BP_EVENTS * 170 + 128 * 1024);
+    assert_true(b.max_held <= BP_WINDOW);
+    print_message("[ store ] budget %llu: most active overlay %zu bytes, most acks held %zu\n",
+                  (unsigned long long)budget, b.max_active, b.max_held);
+    checkpoint(s, b.t);
+    assert_int_equal(kr_topic_keys(b.t), BP_BATCHES * BP_EVENTS);
+    assert_true(TAILQ_EMPTY(&s->held));
+    char key[16], v[64];
+    for (int k = 0; k < BP_BATCHES * BP_EVENTS; k += 997) {
+        snprintf(key, sizeof key, "n%07d", k);
+        get(s, b.t, key, v, sizeof v);
+        assert_int_equal(strlen(v), 38);
+    }
+    kr_store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -403,6 +512,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fetch_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_after_checkpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_refuses_second_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_overlay_budget, setup, teardown),
     };
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }

@@ -84,8 +84,9 @@ static const opt_spec specs[] = {
     {"checkpoint-interval", "KRAPPY_CHECKPOINT_INTERVAL", OPT_DURATION, "DURATION", "500ms",
      "fold new events into RocksDB this often", F(checkpoint_ms), 10, 3600000},
     {"overlay-bytes", "KRAPPY_OVERLAY_BYTES", OPT_SIZE64, "BYTES", "128M",
-     "checkpoint early when the in-memory view of a topic holds this much", F(overlay_bytes),
-     1024 * 1024, UINT64_MAX},
+     "memory of the in-memory view (all topics): half fills while the other half is "
+     "checkpointed; a full half checkpoints early, or holds PUBLISH acks while one runs",
+     F(overlay_bytes), 1024 * 1024, UINT64_MAX},
     {"block-cache", "KRAPPY_BLOCK_CACHE", OPT_SIZE64, "BYTES", "64M",
      "RocksDB block cache for GET and SCAN", F(block_cache_bytes), 1024 * 1024, UINT64_MAX},
     {"max-wait", "KRAPPY_MAX_WAIT", OPT_DURATION, "DURATION", "60s",

@@ -559,50 +559,123 @@ static int recover_all(kr_store *s, char *err, size_t errlen)
 
 /* ---- writer completions ---- */
 
-static void finish_append(kr_store *s, kr_job *j)
+static void free_job(kr_job *j)
+{
+    kr_block_unref(j->block);
+    free(j->meta);
+    free(j->ck);
+    for (size_t i = 0; i < j->n_paths; i++)
+        free(j->paths[i]);
+    free(j->paths);
+    free(j);
+}
+
+/* Memory of every topic's active overlay, recounted where overlays are
+ * swapped or merged (finish_append adds its own changes as they happen). */
+static void recount_active(kr_store *s)
+{
+    size_t bytes = 0;
+    for (size_t i = 0; i < s->n_topics; i++)
+        bytes += kr_overlay_bytes(s->topics[i]->active);
+    s->active_bytes = bytes;
+}
+
+/*
+ * The overlays' memory budget, --overlay-bytes, is shared by the active
+ * overlays (filling) and the frozen ones (being checkpointed): each side
+ * may hold half of it.
+ */
+static size_t fill_limit(const kr_store *s)
+{
+    return (size_t)(s->o.overlay_bytes / 2);
+}
+
+/*
+ * Back-pressure. When the active overlays pass fill_limit a checkpoint
+ * freezes them - unless one is running already, and then the
+ * acknowledgements of further appends wait here until a checkpoint has made
+ * room (or failed: a view that keeps failing slows writers down but does
+ * not hang them). The events are stored and visible meanwhile; only the
+ * replies wait, so producers - which keep a bounded number of batches in
+ * flight - pause, and the overlays stay within the budget plus what is in
+ * flight. Without this, a checkpoint slower than the ingest let the active
+ * overlay grow without bound (1.2 GB for 10M events over 1M keys).
+ */
+static void ack_append(kr_job *j)
+{
+    kr_store_result res = {.err = KRAPPY_OK, .first = j->base, .count = j->count};
+    if (j->done != NULL)
+        j->done(j->arg, &res);
+}
+
+static void release_held(kr_store *s, bool all)
+{
+    kr_job *j;
+    while ((j = TAILQ_FIRST(&s->held)) != NULL && (all || s->active_bytes <= fill_limit(s))) {
+        TAILQ_REMOVE(&s->held, j, link);
+        ack_append(j);
+        free_job(j);
+    }
+}
+
+/* @return true when the job's acknowledgement is held (the job is then on
+ * s->held, not to be freed by the caller). */
+static bool finish_append(kr_store *s, kr_job *j)
 {
     kr_topic *t = j->t;
-    kr_store_result res = {.err = j->err};
     if (j->err != KRAPPY_OK) {
         /* Offsets assigned after this one were assigned in vain. */
         t->assigned = t->next;
+        kr_store_result res = {.err = j->err};
         snprintf(res.msg, sizeof res.msg, "%s", j->msg);
-    } else {
-        if (j->new_seg_fd >= 0) {
-            kr_segment *seg = segment_new(j->seg_base, j->new_seg_fd);
-            if (seg == NULL || topic_add_segment(t, seg) < 0) {
-                close(j->new_seg_fd);
-                free(seg);
-                kr_log(KR_LOG_ERROR, "out of memory tracking a new segment", NULL);
-            } else {
-                seg->verified = true;
-                t->bytes += KR_SEG_HEADER_BYTES;
-            }
-        }
-        kr_segment *seg = t->segs[t->n_segs - 1];
-        seg->size = j->pos + j->block->len;
-        seg->next = j->base + j->count;
-        if (j->max_ts > seg->max_ts)
-            seg->max_ts = j->max_ts;
-        segment_add_hint(seg, j->base, j->pos);
-        t->next = j->base + j->count;
-        t->bytes += j->block->len;
-        t->events_in += j->count;
-        kr_counter_add(s->m_events_in, j->count);
-        kr_counter_add(s->m_bytes_in, j->block->len);
-        kr_counter_add(t->m_events_in, j->count);
-        kr_counter_add(t->m_bytes_in, j->block->len);
-        const kr_ev_meta *m = (const kr_ev_meta *)(void *)(j->block->data + j->meta_off);
-        if (fold_meta(t, j->block, m, j->count, j->base) < 0)
-            kr_log(KR_LOG_ERROR, "out of memory updating the latest-value view", NULL);
-        res.first = j->base;
-        res.count = j->count;
-        kr_store_wake(s, t);
-        if (kr_overlay_bytes(t->active) > s->o.overlay_bytes)
-            kr_store_checkpoint(s);
+        if (j->done != NULL)
+            j->done(j->arg, &res);
+        return false;
     }
-    if (j->done != NULL)
-        j->done(j->arg, &res);
+    if (j->new_seg_fd >= 0) {
+        kr_segment *seg = segment_new(j->seg_base, j->new_seg_fd);
+        if (seg == NULL || topic_add_segment(t, seg) < 0) {
+            close(j->new_seg_fd);
+            free(seg);
+            kr_log(KR_LOG_ERROR, "out of memory tracking a new segment", NULL);
+        } else {
+            seg->verified = true;
+            t->bytes += KR_SEG_HEADER_BYTES;
+        }
+    }
+    kr_segment *seg = t->segs[t->n_segs - 1];
+    seg->size = j->pos + j->block->len;
+    seg->next = j->base + j->count;
+    if (j->max_ts > seg->max_ts)
+        seg->max_ts = j->max_ts;
+    segment_add_hint(seg, j->base, j->pos);
+    t->next = j->base + j->count;
+    t->bytes += j->block->len;
+    t->events_in += j->count;
+    kr_counter_add(s->m_events_in, j->count);
+    kr_counter_add(s->m_bytes_in, j->block->len);
+    kr_counter_add(t->m_events_in, j->count);
+    kr_counter_add(t->m_bytes_in, j->block->len);
+    size_t before = kr_overlay_bytes(t->active);
+    if (fold_meta(t, j->block, j->meta, j->count, j->base) < 0)
+        kr_log(KR_LOG_ERROR, "out of memory updating the latest-value view", NULL);
+    s->active_bytes += kr_overlay_bytes(t->active) - before; /* overlays only grow */
+    /* The overlay has its copies: the batch and its facts can go now (the
+     * writer keeps its own reference until the stream is synced). */
+    free(j->meta);
+    j->meta = NULL;
+    kr_block_unref(j->block);
+    j->block = NULL;
+    kr_store_wake(s, t);
+    if (s->active_bytes > fill_limit(s)) {
+        kr_store_checkpoint(s); /* freezes them, or runs next when one is running */
+        if (s->active_bytes > fill_limit(s) && s->ckpt_running && !s->closing) {
+            TAILQ_INSERT_TAIL(&s->held, j, link);
+            return true;
+        }
+    }
+    ack_append(j);
+    return false;
 }
 
 static void finish_create(kr_store *s, kr_job *j)
@@ -730,21 +803,13 @@ static void finish_checkpoint(kr_store *s, kr_job *j)
         for (size_t i = 0; i < j->n_ck; i++)
             retention(s, j->ck[i].t);
     }
+    recount_active(s);
     kr_store_scan_checkpointed(s, j->err == KRAPPY_OK, j->msg);
-    if (s->ckpt_again) {
+    if (s->ckpt_again || s->active_bytes > fill_limit(s)) {
         s->ckpt_again = false;
         kr_store_checkpoint(s);
     }
-}
-
-static void free_job(kr_job *j)
-{
-    kr_block_unref(j->block);
-    free(j->ck);
-    for (size_t i = 0; i < j->n_paths; i++)
-        free(j->paths[i]);
-    free(j->paths);
-    free(j);
+    release_held(s, j->err != KRAPPY_OK || !s->ckpt_running);
 }
 
 static void on_jobs_done(void *arg, struct kr_job_list *jobs)
@@ -755,7 +820,8 @@ static void on_jobs_done(void *arg, struct kr_job_list *jobs)
         TAILQ_REMOVE(jobs, j, link);
         switch (j->kind) {
         case KR_JOB_APPEND:
-            finish_append(s, j);
+            if (finish_append(s, j))
+                continue; /* held: freed when acknowledged */
             break;
         case KR_JOB_CREATE:
             finish_create(s, j);
@@ -833,6 +899,7 @@ void kr_store_checkpoint(kr_store *s)
     j->n_ck = k;
     j->new_seg_fd = -1;
     s->ckpt_running = true;
+    recount_active(s);
     kr_writer_submit(s->writer, j);
 }
 
@@ -853,8 +920,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     kr_store_checkpoint(s);
     kr_store_cursors_expire(s, false);
     size_t bytes = 0;
-    for (size_t i = 0; i < s->n_topics; i++)
-        bytes += kr_overlay_bytes(s->topics[i]->active);
+    for (size_t i = 0; i < s->n_topics; i++) {
+        kr_topic *t = s->topics[i];
+        bytes += kr_overlay_bytes(t->active) + (t->frozen ? kr_overlay_bytes(t->frozen) : 0);
+    }
     kr_gauge_set(s->m_overlay_bytes, (int64_t)bytes);
 }
 
@@ -986,11 +1055,16 @@ krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_
         rc = KRAPPY_E_STORAGE;
         goto out;
     }
-    size_t batch_len = b->len, meta_off = (batch_len + extra.len + 7) & ~(size_t)7;
-    kr_block *blk = kr_block_new(meta_off + s->meta.len);
+    size_t batch_len = b->len;
+    /* The per-event facts go in an allocation of their own, freed once the
+     * batch is folded: the block outlives the fold (the writer keeps it
+     * until the stream is synced) and should hold only what it needs. */
+    kr_block *blk = kr_block_new(batch_len + extra.len);
+    kr_ev_meta *m = malloc(s->meta.len ? s->meta.len : 1);
     kr_job *j = calloc(1, sizeof *j);
-    if (blk == NULL || j == NULL) {
+    if (blk == NULL || m == NULL || j == NULL) {
         kr_block_unref(blk);
+        free(m);
         free(j);
         snprintf(msg, msglen, "out of memory queueing the batch");
         rc = KRAPPY_E_STORAGE;
@@ -999,9 +1073,8 @@ krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_
     memcpy(blk->data, b->data, batch_len);
     if (extra.len > 0)
         memcpy(blk->data + batch_len, extra.data, extra.len);
-    memcpy(blk->data + meta_off, s->meta.data, s->meta.len);
+    memcpy(m, s->meta.data, s->meta.len);
     blk->len = batch_len;
-    kr_ev_meta *m = (kr_ev_meta *)(void *)(blk->data + meta_off);
     for (uint64_t k = 0; k < count; k++)
         if (m[k].key_joined)
             m[k].key_pos += (uint32_t)batch_len;
@@ -1021,7 +1094,7 @@ krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_
     j->count = (uint32_t)count;
     j->max_ts = max_ts;
     j->sync = sync;
-    j->meta_off = meta_off;
+    j->meta = m;
     j->new_seg_fd = -1;
     j->done = done;
     j->arg = arg;
@@ -1063,6 +1136,7 @@ int kr_store_open(const kr_store_opts *o, struct event_base *base, kr_metrics *m
     s->lock_fd = -1;
     TAILQ_INIT(&s->scan_waits);
     TAILQ_INIT(&s->cursors);
+    TAILQ_INIT(&s->held);
     kr_buf_init(&s->enc, (size_t)o->max_frame + 4096);
     kr_buf_init(&s->meta, (size_t)o->max_publish_events * sizeof(kr_ev_meta) + 64);
     kr_buf_init(&s->readbuf, (size_t)o->max_frame + 4096);
@@ -1109,6 +1183,7 @@ int kr_store_open(const kr_store_opts *o, struct event_base *base, kr_metrics *m
         goto fail;
     if (recover_all(s, err, errlen) < 0)
         goto fail;
+    recount_active(s);
     /* RocksDB does not sync the directory entry of its own directory, and
      * DATA/topics was maybe just made: make both names durable. */
     int dfd = open(o->data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -1163,6 +1238,7 @@ void kr_store_close(kr_store *s)
             kr_store_checkpoint(s); /* make the view current: a short replay next time */
         kr_writer_stop(s->writer);
     }
+    release_held(s, true);
     kr_scan_wait *w;
     while ((w = TAILQ_FIRST(&s->scan_waits)) != NULL) {
         TAILQ_REMOVE(&s->scan_waits, w, link);

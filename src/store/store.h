@@ -13,9 +13,15 @@
  * Durability. The stream is the source of truth. A "write" ack means the
  * bytes were handed to the OS; "sync" means fdatasync'd. A checkpoint first
  * fdatasyncs every stream file up to its target, then writes the frozen
- * overlays and per-topic markers into RocksDB (WAL off, flushed), so the view
- * is never ahead of the durable stream. Start-up truncates torn tails and
- * replays each topic's stream from its marker into a fresh overlay.
+ * overlays and per-topic markers into RocksDB (one table file, ingested
+ * atomically and durably), so the view is never ahead of the durable
+ * stream. Start-up truncates torn tails and replays each topic's stream
+ * from its marker into a fresh overlay.
+ *
+ * Memory. The overlays share --overlay-bytes (kr_store_opts.overlay_bytes):
+ * half for the active ones, half for the frozen ones being checkpointed.
+ * When the active half is full and a checkpoint is still running, PUBLISH
+ * completions wait (back-pressure) until it is done.
  *
  * Layout under --data:
  *   LOCK                        flock'd while krappyd runs
@@ -61,7 +67,9 @@ typedef struct kr_store_opts {
     uint64_t retention_bytes; /* 0: keep everything */
     uint64_t retention_ms;    /* 0: keep everything */
     uint64_t checkpoint_ms;
-    uint64_t overlay_bytes; /* force a checkpoint above this */
+    uint64_t overlay_bytes; /* memory for all overlays: a checkpoint starts when the
+                               active ones hold half, producers wait at half while
+                               one runs */
     uint32_t max_frame;
     uint32_t max_events; /* cap on FETCH `max` */
     uint32_t max_publish_events;
@@ -180,8 +188,10 @@ int kr_store_register(kr_store *s, const uint8_t *name, size_t len, kr_topic **t
  * assign its offsets and queue the append. Validation of sizes happens
  * here: an event whose delivered form exceeds max_frame - 1024 refuses the
  * whole request (INVALID_ARGUMENT naming its index), nothing is queued.
- * @return KRAPPY_OK when queued (done follows), else the error with msg
- *         (and *bad_index for INVALID_ARGUMENT).
+ * @return KRAPPY_OK when queued (done follows - once the events are stored
+ *         and visible, and, while the overlays are full, once a checkpoint
+ *         has made room), else the error with msg (and *bad_index for
+ *         INVALID_ARGUMENT).
  */
 krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_buf *scratch,
                             bool sync, kr_store_done done, void *arg, char *msg, size_t msglen,

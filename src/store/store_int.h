@@ -60,6 +60,8 @@ struct kr_store {
     size_t n_topics, cap_topics;
     struct event *tick;
     bool ckpt_running, ckpt_again, closing;
+    size_t active_bytes;     /* kr_overlay_bytes of every active overlay */
+    struct kr_job_list held; /* appends whose acks wait for overlay room */
     struct kr_scan_wait_list scan_waits;
     struct kr_cursor_list cursors;
     size_t n_cursors;

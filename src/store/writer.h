@@ -49,10 +49,11 @@ struct kr_job {
     uint32_t count;
     uint64_t max_ts;
     bool sync;
-    size_t meta_off;   /* where the loop keeps per-event facts in the block */
-    uint64_t seg_base; /* out: segment it landed in */
-    uint64_t pos;      /* out: position of its batch header */
-    int new_seg_fd;    /* out: read fd of a segment the writer started, or -1 */
+    struct kr_ev_meta *meta; /* per-event facts for the loop's fold (malloc'd, the
+                                loop's: the writer never reads it) */
+    uint64_t seg_base;       /* out: segment it landed in */
+    uint64_t pos;            /* out: position of its batch header */
+    int new_seg_fd;          /* out: read fd of a segment the writer started, or -1 */
     /* CHECKPOINT */
     kr_ckpt_topic *ck;
     size_t n_ck;
@@ -92,7 +93,8 @@ typedef struct kr_wtopic {
         uint64_t pos;
     } * unsynced; /* batches written since the last good sync */
     size_t n_unsynced, cap_unsynced;
-    kr_index_entry *idx; /* sparse index of the active segment */
+    size_t unsynced_bytes; /* memory of those batches (KR_WRITER_UNSYNCED_MAX) */
+    kr_index_entry *idx;   /* sparse index of the active segment */
     size_t n_idx, cap_idx;
     uint64_t last_idx_pos;
 } kr_wtopic;
