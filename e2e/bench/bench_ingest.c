@@ -7,21 +7,35 @@
  *   fetch:  FETCH from offset 0 to the end, `max` at the server's cap,
  *           every event decoded and counted.
  *
- *   bench_ingest [EVENTS [IN_FLIGHT]]     defaults 1000000 and 8
+ *   bench_ingest [EVENTS [IN_FLIGHT [KEYS]]]   defaults 1000000, 8, 100000
+ * KEYS may also come from $KRAPPY_BENCH_KEYS (the argument wins).
  * Uses $KRAPPYD (default bin/krappyd) in a temp dir, or $KRAPPY_E2E_ADDR.
+ *
+ * Memory (issue 7): with a server of its own it also prints krappyd's
+ * resident set right after the "write" load and again 3 s later (once the
+ * last checkpoints have run), split into anonymous and file-backed pages
+ * from /proc/PID/smaps_rollup, e.g. for the target load
+ *   bench_ingest 10000000 8 1000000      (RSS must stay <= 256 MiB)
+ * $KRAPPY_BENCH_HOLD=SECONDS pauses that long after those readings (it says
+ * so on stderr), to look at the server (smaps, malloc_stats, /metrics).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../harness.h"
 #include "krappy/client.h"
 #include "proto/msg.h"
 
-#define BATCH 1000
-#define KEYS  100000
+#define BATCH        1000
+#define DEFAULT_KEYS 100000
+/* Seconds between the two RSS readings after the load. */
+#define RSS_SETTLE_S 3
+
+static uint32_t n_keys = DEFAULT_KEYS;
 
 static double now_s(void)
 {
@@ -53,6 +67,32 @@ static double proc_cpu_s(const e2e_server *s)
     return got == 2 ? (double)(ut + st) / 100.0 : 0;
 }
 
+/* krappyd's resident set, and its anonymous and file-backed parts. */
+typedef struct rss {
+    long total, anon, file;
+} rss;
+
+static rss read_rss(const e2e_server *s)
+{
+    rss r = {e2e_rss_kib(s), -1, -1};
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/smaps_rollup", (int)s->pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return r;
+    long v;
+    while (fgets(line, sizeof line, f) != NULL) {
+        if (sscanf(line, "Anonymous: %ld kB", &v) == 1)
+            r.anon = v;
+        else if (sscanf(line, "Rss: %ld kB", &v) == 1)
+            r.file = v; /* minus anon below */
+    }
+    fclose(f);
+    if (r.file >= 0 && r.anon >= 0)
+        r.file -= r.anon;
+    return r;
+}
+
 static void die(krappy_client *c, const char *what)
 {
     fprintf(stderr, "bench_ingest: %s: %s\n", what, krappy_client_errmsg(c));
@@ -70,7 +110,7 @@ static void build_batch(kr_buf *b, uint32_t *seed, kr_ack_mode ack)
     memset(value + 2, 'v', 98);
     for (int i = 0; i < BATCH; i++) {
         *seed = *seed * 1103515245u + 12345u;
-        snprintf(keys[i], sizeof keys[i], "key-%011u", (*seed >> 8) % KEYS);
+        snprintf(keys[i], sizeof keys[i], "key-%011u", (*seed >> 8) % n_keys);
         ev[i] = (kr_event_out_spec){
             .key = keys[i], .key_len = 16, .key_is_text = true, .value = value, .value_len = 100};
     }
@@ -149,10 +189,13 @@ int main(int argc, char **argv)
 {
     long events = argc > 1 ? atol(argv[1]) : 1000000;
     long window = argc > 2 ? atol(argv[2]) : 8;
-    if (events < BATCH || window < 1) {
-        fprintf(stderr, "usage: bench_ingest [EVENTS >= 1000 [IN_FLIGHT]]\n");
+    const char *keys_env = getenv("KRAPPY_BENCH_KEYS");
+    long keys = argc > 3 ? atol(argv[3]) : keys_env != NULL ? atol(keys_env) : DEFAULT_KEYS;
+    if (events < BATCH || window < 1 || keys < 1 || keys > (1l << 24)) {
+        fprintf(stderr, "usage: bench_ingest [EVENTS >= 1000 [IN_FLIGHT [KEYS <= 16777216]]]\n");
         return 2;
     }
+    n_keys = (uint32_t)keys;
     e2e_server s;
     if (e2e_start_or_external(&s) < 0)
         return 1;
@@ -170,19 +213,36 @@ int main(int argc, char **argv)
 
     double sc, cc, sc2, cc2, sc3, cc3;
     double w = ingest(c, &s, events, window, KR_ACK_WRITE, &sc, &cc);
+    rss r0 = {-1, -1, -1}, r1 = {-1, -1, -1};
+    if (s.pid > 0) {
+        r0 = read_rss(&s);
+        sleep(RSS_SETTLE_S);
+        r1 = read_rss(&s);
+    }
+    const char *hold = getenv("KRAPPY_BENCH_HOLD");
+    if (hold != NULL) {
+        fprintf(stderr, "bench_ingest: write load done; holding %s s (server pid %d)\n", hold,
+                (int)s.pid);
+        sleep((unsigned)atoi(hold));
+    }
     double y = ingest(c, &s, events / 4, window, KR_ACK_SYNC, &sc2, &cc2);
     double r = fetch_all(c, &s, (uint64_t)(events + events / 4 / BATCH * BATCH), &sc3, &cc3);
-    printf("| krappyd, 1 connection, batches of %d, %ld in flight | events/s | server CPU | "
-           "client CPU |\n|---|---|---|---|\n",
-           BATCH, window);
+    printf("| krappyd, 1 connection, batches of %d, %ld in flight, %ld keys | events/s | server "
+           "CPU | client CPU |\n|---|---|---|---|\n",
+           BATCH, window, keys);
     printf("| ingest, ack write (%ld events) | %.0f | %.0f%% | %.0f%% |\n", events, w, 100 * sc,
            100 * cc);
     printf("| ingest, ack sync (%ld events) | %.0f | %.0f%% | %.0f%% |\n", events / 4, y, 100 * sc2,
            100 * cc2);
     printf("| FETCH from 0, every event decoded | %.0f | %.0f%% | %.0f%% |\n", r, 100 * sc3,
            100 * cc3);
-    if (s.pid > 0)
-        printf("| server RSS after | %ld KiB | | |\n", e2e_rss_kib(&s));
+    if (s.pid > 0) {
+        printf("| server RSS after the write load | %ld KiB (%.1f MiB; anon %ld, file %ld) | | |\n",
+               r0.total, r0.total / 1024.0, r0.anon, r0.file);
+        printf("| server RSS %d s later | %ld KiB (%.1f MiB; anon %ld, file %ld) | | |\n",
+               RSS_SETTLE_S, r1.total, r1.total / 1024.0, r1.anon, r1.file);
+        printf("| server RSS at the end | %ld KiB | | |\n", e2e_rss_kib(&s));
+    }
     krappy_client_free(c);
     return e2e_stop(&s, 20000) == 0 ? 0 : 1;
 }
