@@ -1004,35 +1004,98 @@ typedef struct ref_head {
 } ref_head;
 
 #define RH(ctx) ((ref_head *)(ctx))
-static void r_u8(void *c, uint8_t v) { RH(c)->kind = KR_CBOR_UINT, RH(c)->u = v; }
-static void r_u16(void *c, uint16_t v) { RH(c)->kind = KR_CBOR_UINT, RH(c)->u = v; }
-static void r_u32(void *c, uint32_t v) { RH(c)->kind = KR_CBOR_UINT, RH(c)->u = v; }
-static void r_u64(void *c, uint64_t v) { RH(c)->kind = KR_CBOR_UINT, RH(c)->u = v; }
-static void r_n8(void *c, uint8_t v) { RH(c)->kind = KR_CBOR_NEGINT, RH(c)->u = v; }
-static void r_n16(void *c, uint16_t v) { RH(c)->kind = KR_CBOR_NEGINT, RH(c)->u = v; }
-static void r_n32(void *c, uint32_t v) { RH(c)->kind = KR_CBOR_NEGINT, RH(c)->u = v; }
-static void r_n64(void *c, uint64_t v) { RH(c)->kind = KR_CBOR_NEGINT, RH(c)->u = v; }
-static void r_bytes(void *c, cbor_data p, size_t n) { (void)p; RH(c)->kind = KR_CBOR_BYTES, RH(c)->str_len = n; }
-static void r_text(void *c, cbor_data p, size_t n) { (void)p; RH(c)->kind = KR_CBOR_TEXT, RH(c)->str_len = n; }
-static void r_bytes_i(void *c) { RH(c)->kind = KR_CBOR_BYTES, RH(c)->u = UINT64_MAX; }
-static void r_text_i(void *c) { RH(c)->kind = KR_CBOR_TEXT, RH(c)->u = UINT64_MAX; }
-static void r_arr(void *c, size_t n) { RH(c)->kind = KR_CBOR_ARRAY, RH(c)->u = n; }
-static void r_arr_i(void *c) { RH(c)->kind = KR_CBOR_ARRAY, RH(c)->u = UINT64_MAX; }
-static void r_map(void *c, size_t n) { RH(c)->kind = KR_CBOR_MAP, RH(c)->u = n; }
-static void r_map_i(void *c) { RH(c)->kind = KR_CBOR_MAP, RH(c)->u = UINT64_MAX; }
-static void r_tag(void *c, uint64_t v) { RH(c)->kind = KR_CBOR_TAG, RH(c)->u = v; }
+static void r_u8(void *c, uint8_t v)
+{
+    RH(c)->kind = KR_CBOR_UINT, RH(c)->u = v;
+}
+static void r_u16(void *c, uint16_t v)
+{
+    RH(c)->kind = KR_CBOR_UINT, RH(c)->u = v;
+}
+static void r_u32(void *c, uint32_t v)
+{
+    RH(c)->kind = KR_CBOR_UINT, RH(c)->u = v;
+}
+static void r_u64(void *c, uint64_t v)
+{
+    RH(c)->kind = KR_CBOR_UINT, RH(c)->u = v;
+}
+static void r_n8(void *c, uint8_t v)
+{
+    RH(c)->kind = KR_CBOR_NEGINT, RH(c)->u = v;
+}
+static void r_n16(void *c, uint16_t v)
+{
+    RH(c)->kind = KR_CBOR_NEGINT, RH(c)->u = v;
+}
+static void r_n32(void *c, uint32_t v)
+{
+    RH(c)->kind = KR_CBOR_NEGINT, RH(c)->u = v;
+}
+static void r_n64(void *c, uint64_t v)
+{
+    RH(c)->kind = KR_CBOR_NEGINT, RH(c)->u = v;
+}
+static void r_bytes(void *c, cbor_data p, size_t n)
+{
+    (void)p;
+    RH(c)->kind = KR_CBOR_BYTES, RH(c)->str_len = n;
+}
+static void r_text(void *c, cbor_data p, size_t n)
+{
+    (void)p;
+    RH(c)->kind = KR_CBOR_TEXT, RH(c)->str_len = n;
+}
+static void r_bytes_i(void *c)
+{
+    RH(c)->kind = KR_CBOR_BYTES, RH(c)->u = UINT64_MAX;
+}
+static void r_text_i(void *c)
+{
+    RH(c)->kind = KR_CBOR_TEXT, RH(c)->u = UINT64_MAX;
+}
+static void r_arr(void *c, size_t n)
+{
+    RH(c)->kind = KR_CBOR_ARRAY, RH(c)->u = n;
+}
+static void r_arr_i(void *c)
+{
+    RH(c)->kind = KR_CBOR_ARRAY, RH(c)->u = UINT64_MAX;
+}
+static void r_map(void *c, size_t n)
+{
+    RH(c)->kind = KR_CBOR_MAP, RH(c)->u = n;
+}
+static void r_map_i(void *c)
+{
+    RH(c)->kind = KR_CBOR_MAP, RH(c)->u = UINT64_MAX;
+}
+static void r_tag(void *c, uint64_t v)
+{
+    RH(c)->kind = KR_CBOR_TAG, RH(c)->u = v;
+}
 #undef RH
 
 static void test_heads_match_libcbor(void **state)
 {
     (void)state;
-    static const struct cbor_callbacks cb = {
-        .uint8 = r_u8, .uint16 = r_u16, .uint32 = r_u32, .uint64 = r_u64,
-        .negint8 = r_n8, .negint16 = r_n16, .negint32 = r_n32, .negint64 = r_n64,
-        .byte_string = r_bytes, .byte_string_start = r_bytes_i,
-        .string = r_text, .string_start = r_text_i,
-        .array_start = r_arr, .indef_array_start = r_arr_i,
-        .map_start = r_map, .indef_map_start = r_map_i, .tag = r_tag};
+    static const struct cbor_callbacks cb = {.uint8 = r_u8,
+                                             .uint16 = r_u16,
+                                             .uint32 = r_u32,
+                                             .uint64 = r_u64,
+                                             .negint8 = r_n8,
+                                             .negint16 = r_n16,
+                                             .negint32 = r_n32,
+                                             .negint64 = r_n64,
+                                             .byte_string = r_bytes,
+                                             .byte_string_start = r_bytes_i,
+                                             .string = r_text,
+                                             .string_start = r_text_i,
+                                             .array_start = r_arr,
+                                             .indef_array_start = r_arr_i,
+                                             .map_start = r_map,
+                                             .indef_map_start = r_map_i,
+                                             .tag = r_tag};
     uint8_t buf[16];
     for (int b = 0; b < 0xe0; b++) {
         for (int fill = 0; fill < 2; fill++) {
@@ -1050,8 +1113,8 @@ static void test_heads_match_libcbor(void **state)
                 if (scalar) {
                     int got = kr_cbor_read(buf, len, &it);
                     if ((got == 0) != ref_ok)
-                        fail_msg("byte 0x%02x, %zu bytes, fill %d: kr_cbor_read %d, libcbor %d",
-                                 b, len, fill, got, (int)r.status);
+                        fail_msg("byte 0x%02x, %zu bytes, fill %d: kr_cbor_read %d, libcbor %d", b,
+                                 len, fill, got, (int)r.status);
                     if (!ref_ok)
                         continue;
                     assert_int_equal(it.kind, ref.kind);
@@ -1081,17 +1144,28 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_heads_match_libcbor),
-        cmocka_unit_test(test_read_uints),       cmocka_unit_test(test_read_negints),
-        cmocka_unit_test(test_read_floats),      cmocka_unit_test(test_read_simple),
-        cmocka_unit_test(test_read_strings),     cmocka_unit_test(test_read_indefinite_strings),
-        cmocka_unit_test(test_read_arrays_maps), cmocka_unit_test(test_read_indefinite_containers),
-        cmocka_unit_test(test_read_tags),        cmocka_unit_test(test_reserved_and_lone_break),
-        cmocka_unit_test(test_truncated),        cmocka_unit_test(test_truncation_every_byte),
-        cmocka_unit_test(test_trailing_bytes),   cmocka_unit_test(test_huge_counts),
-        cmocka_unit_test(test_deep_nesting),     cmocka_unit_test(test_iter_open),
-        cmocka_unit_test(test_map_find),         cmocka_unit_test(test_utf8),
-        cmocka_unit_test(test_write_ints),       cmocka_unit_test(test_write_simple_and_strings),
-        cmocka_unit_test(test_write_containers), cmocka_unit_test(test_write_refused),
+        cmocka_unit_test(test_read_uints),
+        cmocka_unit_test(test_read_negints),
+        cmocka_unit_test(test_read_floats),
+        cmocka_unit_test(test_read_simple),
+        cmocka_unit_test(test_read_strings),
+        cmocka_unit_test(test_read_indefinite_strings),
+        cmocka_unit_test(test_read_arrays_maps),
+        cmocka_unit_test(test_read_indefinite_containers),
+        cmocka_unit_test(test_read_tags),
+        cmocka_unit_test(test_reserved_and_lone_break),
+        cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_truncation_every_byte),
+        cmocka_unit_test(test_trailing_bytes),
+        cmocka_unit_test(test_huge_counts),
+        cmocka_unit_test(test_deep_nesting),
+        cmocka_unit_test(test_iter_open),
+        cmocka_unit_test(test_map_find),
+        cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_write_ints),
+        cmocka_unit_test(test_write_simple_and_strings),
+        cmocka_unit_test(test_write_containers),
+        cmocka_unit_test(test_write_refused),
     };
     return cmocka_run_group_tests_name("cbor", tests, NULL, NULL);
 }

@@ -1571,10 +1571,13 @@ static void test_get_pipelined(void **state)
     xs_step(&s, KRAPPY_T_GET, 0);
     xs_step(&s, KRAPPY_T_GET, 0);
     xs_step(&s, KRAPPY_T_GET, 0);
-    kr_str k1 = S("\x61" "a"), k3 = S("\x61" "c"), val = S("\x01");
+    kr_str k1 = S("\x61"
+                  "a"),
+           k3 = S("\x61"
+                  "c"),
+           val = S("\x01");
     kr_enc_value(xs_step(&s, 0, KRAPPY_T_VALUE), NO_CID, &k1, 1, 10, &val, NULL);
-    kr_enc_error(xs_step(&s, 0, KRAPPY_T_ERROR), NO_CID, KRAPPY_E_NOT_FOUND, "no key \"b\"",
-                 NULL);
+    kr_enc_error(xs_step(&s, 0, KRAPPY_T_ERROR), NO_CID, KRAPPY_E_NOT_FOUND, "no key \"b\"", NULL);
     kr_enc_value(xs_step(&s, 0, KRAPPY_T_VALUE), NO_CID, &k3, 3, 30, &val, NULL);
     krappy_client *c = xs_connect(&f, &s, 5000);
 
@@ -2738,7 +2741,8 @@ int main(void)
         cmocka_unit_test(test_none_refused_seen_by_fetch),
         cmocka_unit_test(test_fetch),
         cmocka_unit_test(test_fetch_out_of_range),
-        cmocka_unit_test(test_get), cmocka_unit_test(test_get_pipelined),
+        cmocka_unit_test(test_get),
+        cmocka_unit_test(test_get_pipelined),
         cmocka_unit_test(test_scan_pages),
         cmocka_unit_test(test_scan_defaults),
         cmocka_unit_test(test_topics_stats),

@@ -251,8 +251,8 @@ static krappy_err decode_records(krappy_client *c, const krappy_frame *f, const 
         return kr_client_bad_reply(c, request, what);
     }
     if (!arr.indefinite) {
-        krappy_err e = decode_one_pass(c, f, request, field, read, &r0, &arr, head, block, events,
-                                       count, r);
+        krappy_err e =
+            decode_one_pass(c, f, request, field, read, &r0, &arr, head, block, events, count, r);
         if (e != KRAPPY_E_AGAIN_SLOW)
             return e;
     }

@@ -63,9 +63,8 @@ static int k_start(vs_ctx *x)
     snprintf(listen, sizeof listen, "127.0.0.1:%d", s->port);
     snprintf(data, sizeof data, "%s/data", s->dir);
     snprintf(log, sizeof log, "%s/krappyd.log", s->dir);
-    char *argv[] = {(char *)bin,   "--listen",     listen, "--data",       data,
-                    "--http",      "off",          "--log-format", "text", "--log-level",
-                    "warn",        NULL};
+    char *argv[] = {(char *)bin, "--listen",     listen, "--data",      data,   "--http",
+                    "off",       "--log-format", "text", "--log-level", "warn", NULL};
     s->pid = vs_spawn(argv, log);
     if (s->pid < 0 || vs_wait_port(s->host, s->port, s->pid, 30000) < 0)
         return vs_fail(x, "krappyd (%s) did not start listening on %s; see %s", bin, listen, log);
@@ -101,8 +100,7 @@ static int add_event(vs_ctx *x, krappy_batch *b, uint64_t n, long keys, uint64_t
     char key[VS_KEY_LEN + 1], val[VS_VALUE_LEN + 1];
     vs_key(key, vs_key_of(keys, n));
     vs_value(val, n, ts);
-    if (krappy_batch_add_bytes(b, KRAPPY_KEY_TEXT, key, VS_KEY_LEN, val, VS_VALUE_LEN) !=
-        KRAPPY_OK)
+    if (krappy_batch_add_bytes(b, KRAPPY_KEY_TEXT, key, VS_KEY_LEN, val, VS_VALUE_LEN) != KRAPPY_OK)
         return vs_fail(x, "building a batch: %s", krappy_batch_errmsg(b));
     return VS_OK;
 }
@@ -158,8 +156,7 @@ static int k_ingest(vs_ctx *x, vs_meter *m, bool sync, long *done)
 
 static int k_load(vs_ctx *x, vs_meter *m, long *done)
 {
-    return publish_run(x, m, "bench-rss", x->p->rss_events, x->p->rss_keys, KRAPPY_ACK_WRITE,
-                       done);
+    return publish_run(x, m, "bench-rss", x->p->rss_events, x->p->rss_keys, KRAPPY_ACK_WRITE, done);
 }
 
 /* Every event of ev is the next one expected. */
@@ -218,8 +215,9 @@ static int k_group(vs_ctx *x, vs_meter *m, long *done)
         krappy_events *ev;
         if (krappy_poll_recv(k->c, &ev) != KRAPPY_OK)
             return vs_fail(x, "POLL: %s", krappy_client_errmsg(k->c));
-        int rc = ev->count == 0 ? vs_fail(x, "POLL: no events after %llu", (unsigned long long)expect)
-                                : check_events(x, ev, &expect, "POLL");
+        int rc = ev->count == 0
+                     ? vs_fail(x, "POLL: no events after %llu", (unsigned long long)expect)
+                     : check_events(x, ev, &expect, "POLL");
         krappy_events_free(ev);
         if (rc != VS_OK)
             return rc;

@@ -65,11 +65,11 @@ static const struct {
 
 /* One run of one phase on one system. */
 typedef struct sample {
-    int status;        /* VS_OK, VS_SKIP, VS_FAIL, or -2: not run */
-    double value;      /* events/s, p50 us, or MiB */
-    double p99, p999;  /* us, latency phases */
-    double cli, srv;   /* CPU, % of one core */
-    char why[256];     /* skip note or failure */
+    int status;       /* VS_OK, VS_SKIP, VS_FAIL, or -2: not run */
+    double value;     /* events/s, p50 us, or MiB */
+    double p99, p999; /* us, latency phases */
+    double cli, srv;  /* CPU, % of one core */
+    char why[256];    /* skip note or failure */
 } sample;
 
 static sample results[NSYS][NPHASE][MAX_REPS];
@@ -83,8 +83,8 @@ static double started;
 static void progress(int rep, const char *sys, const char *what)
 {
     char line[200];
-    snprintf(line, sizeof line, "[%3.0fs] rep %d/%d  %-15s %s", vs_now_s() - started, rep + 1,
-             reps, sys, what);
+    snprintf(line, sizeof line, "[%3.0fs] rep %d/%d  %-15s %s", vs_now_s() - started, rep + 1, reps,
+             sys, what);
     if (tty)
         fprintf(stderr, "\r\033[K%s", line);
     else
@@ -218,26 +218,42 @@ static int run_phase(int si, int rep, phase_id ph, vs_ctx *x)
     x->err[0] = x->note[0] = '\0';
     progress(rep, sys->name, phases[ph].title);
     switch (ph) {
-    case P_INGEST: rc = sys->ingest(x, &m, false, &done); break;
-    case P_INGEST_SYNC: rc = sys->ingest(x, &m, true, &done); break;
-    case P_CONSUME: rc = sys->consume(x, &m, &done); break;
-    case P_GROUP: rc = sys->group(x, &m, &done); break;
-    case P_GET_ONE: rc = sys->get_one(x, &m, &done); break;
-    case P_GET_PIPED: rc = sys->get_piped(x, &m, &done); break;
-    case P_LATENCY: rc = sys->latency(x, &m, &done); break;
-    default: rc = VS_FAIL; break;
+    case P_INGEST:
+        rc = sys->ingest(x, &m, false, &done);
+        break;
+    case P_INGEST_SYNC:
+        rc = sys->ingest(x, &m, true, &done);
+        break;
+    case P_CONSUME:
+        rc = sys->consume(x, &m, &done);
+        break;
+    case P_GROUP:
+        rc = sys->group(x, &m, &done);
+        break;
+    case P_GET_ONE:
+        rc = sys->get_one(x, &m, &done);
+        break;
+    case P_GET_PIPED:
+        rc = sys->get_piped(x, &m, &done);
+        break;
+    case P_LATENCY:
+        rc = sys->latency(x, &m, &done);
+        break;
+    default:
+        rc = VS_FAIL;
+        break;
     }
     record(&results[si][ph][rep], rc, x, &m, done, phases[ph].kind);
     if (rc == VS_FAIL)
-        fprintf(stderr, "%sbench_vs: %s, %s: %s\n", tty ? "\n" : "", sys->name,
-                phases[ph].title, x->err);
+        fprintf(stderr, "%sbench_vs: %s, %s: %s\n", tty ? "\n" : "", sys->name, phases[ph].title,
+                x->err);
     free(m.lat);
     return rc;
 }
 
 static void mark_rest(int si, int rep, phase_id from, const char *why)
 {
-    static const phase_id order[] = {P_INGEST, P_CONSUME,     P_GROUP,  P_GET_ONE,
+    static const phase_id order[] = {P_INGEST,    P_CONSUME,     P_GROUP,  P_GET_ONE,
                                      P_GET_PIPED, P_INGEST_SYNC, P_LATENCY};
     bool on = false;
     for (size_t i = 0; i < sizeof order / sizeof *order; i++) {
@@ -253,7 +269,7 @@ static void mark_rest(int si, int rep, phase_id from, const char *why)
 
 static void run_system(int si, int rep, const vs_params *p)
 {
-    static const phase_id order[] = {P_INGEST, P_CONSUME,     P_GROUP,  P_GET_ONE,
+    static const phase_id order[] = {P_INGEST,    P_CONSUME,     P_GROUP,  P_GET_ONE,
                                      P_GET_PIPED, P_INGEST_SYNC, P_LATENCY};
     const vs_system *sys = systems[si];
     vs_server srv = {0};
@@ -317,7 +333,7 @@ static void run_rss(int si, int rep, const vs_params *p)
 /* ---- the table ---- */
 
 typedef struct summary {
-    int ok;                       /* samples that succeeded */
+    int ok; /* samples that succeeded */
     double med, min, max, p99, p999, cli, srv, rate;
     char why[256];
 } summary;
@@ -370,17 +386,20 @@ static void fmt_num(char *out, size_t n, double v, phase_kind k)
 static const char *unit_of(phase_id ph)
 {
     switch (phases[ph].kind) {
-    case RATE: return ph == P_GET_PIPED ? "reads/s" : "events/s";
-    case LATENCY: return "p50 µs";
-    default: return "MiB";
+    case RATE:
+        return ph == P_GET_PIPED ? "reads/s" : "events/s";
+    case LATENCY:
+        return "p50 µs";
+    default:
+        return "MiB";
     }
 }
 
 static void table(FILE *f, const vs_params *p)
 {
-    fprintf(f,
-            "| workload | system | median | min – max | p99 µs | p99.9 µs | client CPU | server CPU "
-            "| krappyd/this |\n|---|---|--:|--:|--:|--:|--:|--:|--:|\n");
+    fprintf(
+        f, "| workload | system | median | min – max | p99 µs | p99.9 µs | client CPU | server CPU "
+           "| krappyd/this |\n|---|---|--:|--:|--:|--:|--:|--:|--:|\n");
     for (int ph = 0; ph < NPHASE; ph++) {
         summary k = summarize(0, (phase_id)ph);
         bool titled = false; /* the title goes on the phase's first row */
@@ -407,15 +426,16 @@ static void table(FILE *f, const vs_params *p)
             if (si > 0 && k.ok > 0 && s.med > 0)
                 snprintf(ratio, sizeof ratio, "%.2f×", k.med / s.med);
             fprintf(f, "| %s | %s | %s %s | %s – %s | %s | %s | %.0f%% | %.0f%% | %s |\n", name,
-                    systems[si]->name, med, unit_of((phase_id)ph), lo, hi, p99, p999, s.cli,
-                    s.srv, ratio);
+                    systems[si]->name, med, unit_of((phase_id)ph), lo, hi, p99, p999, s.cli, s.srv,
+                    ratio);
         }
     }
     double fl[MAX_REPS], fl99[MAX_REPS];
     memcpy(fl, floor_p50, sizeof fl);
     memcpy(fl99, floor_p99, sizeof fl99);
-    fprintf(f, "| loopback TCP ping-pong (the floor) | 2 processes | %.1f p50 µs | %.1f – %.1f | "
-               "%.1f | | | | |\n",
+    fprintf(f,
+            "| loopback TCP ping-pong (the floor) | 2 processes | %.1f p50 µs | %.1f – %.1f | "
+            "%.1f | | | | |\n",
             median(fl, reps), fl[0], fl[reps - 1], median(fl99, reps));
     fprintf(f,
             "\nRates: higher is better, so krappyd/this > 1 means krappyd is faster. Latency and "
@@ -491,8 +511,9 @@ static void header(FILE *f, const vs_params *p)
     first_line("nats-server --version 2>&1", nv, sizeof nv);
     first_line("redis-server --version 2>&1 | cut -d' ' -f1-3", rv, sizeof rv);
     fprintf(f, "## krappyd vs NATS JetStream vs Redis Streams\n\n");
-    fprintf(f, "%s; %s, %ld cores, Linux %s; %s, %s, %s. Everything on 127.0.0.1, client and "
-               "server sharing the cores.\n\n",
+    fprintf(f,
+            "%s; %s, %ld cores, Linux %s; %s, %s, %s. Everything on 127.0.0.1, client and "
+            "server sharing the cores.\n\n",
             date, cpu, sysconf(_SC_NPROCESSORS_ONLN), u.release, kv, nv, rv);
     fprintf(f,
             "Workloads: %ld events of %d-byte keys drawn from %ld and %d-byte values; batches of "
@@ -505,19 +526,20 @@ static void header(FILE *f, const vs_params *p)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: bench_vs [--reps N] [--only krappy,nats,redis] [--workloads 1,2,...]\n"
-               "                [--quick] [--no-rss] [--events N] [--rate N] [--rss-events N]\n"
-               "                [--out FILE]\n"
-               "  --reps N        repetitions, medians over them (default 3, at most %d)\n"
-               "  --only LIST     just these systems (krappy, nats, redis)\n"
-               "  --workloads L   just these workloads, by number (1-7; 3, 4, 5 need 1)\n"
-               "  --quick         a fifth of the counts, for trying things out\n"
-               "  --no-rss        skip the 10M-event RSS load\n"
-               "  --rate N        produce->consume: events per second (default 100000)\n"
-               "  --out FILE      also write the table there (default build/bench/results.md)\n"
-               "Servers: $KRAPPYD (bin/krappyd), $NATS_SERVER (nats-server), $REDIS_SERVER\n"
-               "(redis-server); all on 127.0.0.1, data under $TMPDIR.\n",
-               MAX_REPS);
+    fprintf(f,
+            "usage: bench_vs [--reps N] [--only krappy,nats,redis] [--workloads 1,2,...]\n"
+            "                [--quick] [--no-rss] [--events N] [--rate N] [--rss-events N]\n"
+            "                [--out FILE]\n"
+            "  --reps N        repetitions, medians over them (default 3, at most %d)\n"
+            "  --only LIST     just these systems (krappy, nats, redis)\n"
+            "  --workloads L   just these workloads, by number (1-7; 3, 4, 5 need 1)\n"
+            "  --quick         a fifth of the counts, for trying things out\n"
+            "  --no-rss        skip the 10M-event RSS load\n"
+            "  --rate N        produce->consume: events per second (default 100000)\n"
+            "  --out FILE      also write the table there (default build/bench/results.md)\n"
+            "Servers: $KRAPPYD (bin/krappyd), $NATS_SERVER (nats-server), $REDIS_SERVER\n"
+            "(redis-server); all on 127.0.0.1, data under $TMPDIR.\n",
+            MAX_REPS);
 }
 
 int main(int argc, char **argv)
@@ -565,8 +587,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (reps < 1 || reps > MAX_REPS || p.rate < 1 || p.rate > 1e7 || p.events < p.batch || p.events % p.batch != 0 ||
-        p.rss_events < p.batch || p.rss_events % p.batch != 0) {
+    if (reps < 1 || reps > MAX_REPS || p.rate < 1 || p.rate > 1e7 || p.events < p.batch ||
+        p.events % p.batch != 0 || p.rss_events < p.batch || p.rss_events % p.batch != 0) {
         fprintf(stderr,
                 "bench_vs: --reps must be 1..%d, --rate 1..10000000 and event counts multiples "
                 "of %d\n",

@@ -45,9 +45,9 @@
  * it waits for the last events. */
 #define RD_BLOCK_MS    "100"
 #define RD_LAT_GRACE_S 10.0
-#define RD_ID_MAX    64                    /* a stream ID "<ms>-<seq>" is at most 41 */
-#define RD_GROUP     "g"
-#define RD_CONSUMER  "c"
+#define RD_ID_MAX      64 /* a stream ID "<ms>-<seq>" is at most 41 */
+#define RD_GROUP       "g"
+#define RD_CONSUMER    "c"
 
 /* The backend's state for one server lifetime (x->srv->priv). */
 typedef struct rd {

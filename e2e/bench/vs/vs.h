@@ -33,26 +33,26 @@
 
 /* What every backend is asked to do; the same for all of them. */
 typedef struct vs_params {
-    long events;       /* events per ingest run (workloads 1 and 2) */
-    long keys;         /* keys drawn from (100,000) */
-    int batch;         /* events per PUBLISH / fetch / poll (1,000) */
-    int window;        /* batches in flight while ingesting (8) */
-    int get_window;    /* GET requests in flight when pipelined */
-    long gets;         /* GETs one at a time (latency) */
-    long gets_piped;   /* GETs pipelined (throughput) */
-    double rate;       /* produce->consume: events/s (100,000) */
-    double lat_secs;   /* produce->consume: how long (seconds) */
-    long rss_events;   /* RSS load: events (10,000,000) */
-    long rss_keys;     /* RSS load: keys (1,000,000) */
+    long events;     /* events per ingest run (workloads 1 and 2) */
+    long keys;       /* keys drawn from (100,000) */
+    int batch;       /* events per PUBLISH / fetch / poll (1,000) */
+    int window;      /* batches in flight while ingesting (8) */
+    int get_window;  /* GET requests in flight when pipelined */
+    long gets;       /* GETs one at a time (latency) */
+    long gets_piped; /* GETs pipelined (throughput) */
+    double rate;     /* produce->consume: events/s (100,000) */
+    double lat_secs; /* produce->consume: how long (seconds) */
+    long rss_events; /* RSS load: events (10,000,000) */
+    long rss_keys;   /* RSS load: keys (1,000,000) */
 } vs_params;
 
 /* A running server, filled in by the backend's start(). */
 typedef struct vs_server {
-    pid_t pid;          /* the server process (for CPU and RSS) */
-    char host[64];      /* "127.0.0.1" */
+    pid_t pid;     /* the server process (for CPU and RSS) */
+    char host[64]; /* "127.0.0.1" */
     int port;
-    char dir[256];      /* its data directory (removed by vs_rmtree) */
-    void *priv;         /* the backend's own state */
+    char dir[256]; /* its data directory (removed by vs_rmtree) */
+    void *priv;    /* the backend's own state */
 } vs_server;
 
 /* Timing of one workload run. The backend calls vs_meter_start right before
@@ -61,10 +61,10 @@ typedef struct vs_server {
  * Latency workloads add one sample (nanoseconds) per operation. */
 typedef struct vs_meter {
     pid_t server;
-    double t0, t1;       /* CLOCK_MONOTONIC seconds */
-    double cli0, cli1;   /* this process's CPU seconds (all threads) */
-    double srv0, srv1;   /* the server's CPU seconds (all threads) */
-    uint64_t *lat;       /* latency samples, ns */
+    double t0, t1;     /* CLOCK_MONOTONIC seconds */
+    double cli0, cli1; /* this process's CPU seconds (all threads) */
+    double srv0, srv1; /* the server's CPU seconds (all threads) */
+    uint64_t *lat;     /* latency samples, ns */
     size_t nlat, caplat;
 } vs_meter;
 
@@ -77,9 +77,9 @@ void vs_lat_add(vs_meter *m, uint64_t ns);
 typedef struct vs_ctx {
     const vs_params *p;
     vs_server *srv;
-    char err[512];      /* a sentence when a workload returns VS_FAIL */
-    char note[256];     /* a sentence when it returns VS_SKIP (e.g. the
-                           system has no such mode) */
+    char err[512];  /* a sentence when a workload returns VS_FAIL */
+    char note[256]; /* a sentence when it returns VS_SKIP (e.g. the
+                       system has no such mode) */
 } vs_ctx;
 
 enum { VS_OK = 0, VS_SKIP = 1, VS_FAIL = -1 };
@@ -95,8 +95,8 @@ enum { VS_OK = 0, VS_SKIP = 1, VS_FAIL = -1 };
  * server.
  */
 typedef struct vs_system {
-    const char *name;   /* "krappyd", "NATS JetStream", "Redis Streams" */
-    const char *id;     /* "krappy", "nats", "redis" (for --only) */
+    const char *name; /* "krappyd", "NATS JetStream", "Redis Streams" */
+    const char *id;   /* "krappy", "nats", "redis" (for --only) */
     /* Start a fresh server in a fresh directory, wait until it serves. */
     int (*start)(vs_ctx *x);
     /* Stop it (SIGTERM, then SIGKILL), remove its directory. */
