@@ -167,7 +167,7 @@ krappy_err krappy_ping(krappy_client *c);
  * encoded CBOR map, or len 0 for the empty map; NULL allowed when len is 0)
  * is copied. A request sent while no reply is due is written at once; one
  * sent behind unanswered requests waits in the client's buffer (up to
- * 64 KiB) until krappy_recv needs a reply that has not arrived, or
+ * 1 KiB) until krappy_recv needs a reply that has not arrived, or
  * krappy_flush, so that a pipeline goes out in few writes. While more than
  * 1 MiB of requests waits unwritten, krappy_send blocks (up to timeout_ms)
  * until the server takes some, reading the replies that arrive meanwhile into

@@ -62,8 +62,11 @@
 #define KR_CLIENT_IN_SLACK (16u << 20)
 
 /* Requests queued behind unanswered ones are written once this many bytes
- * wait, or when a reply is needed that is not in the buffer yet. */
-#define KR_CLIENT_CORK_BYTES (64u << 10)
+ * wait, or when a reply is needed that is not in the buffer yet. Small: a
+ * few dozen GETs per write keep the server busy while the client reads
+ * replies (at 4 KiB, 100 GETs in flight went out as one batch, and client
+ * and server took turns: 380k GETs/s against 555k at 0.5 to 2 KiB). */
+#define KR_CLIENT_CORK_BYTES 1024u
 
 /* Bytes read from the socket per recv(2). */
 #define KR_CLIENT_READ_CHUNK 65536
