@@ -501,6 +501,8 @@ static void conn_process(kr_conn *c)
     if (c->in_process)
         return;
     c->in_process = true;
+    kr_store *store = c->srv->store; /* the requests of this read: one writer round */
+    kr_store_hold(store);
     while (c->bev != NULL && c->state == KR_CONN_OPEN && !c->no_more) {
         /* Back-pressure - except that during shutdown the next frame gets
          * its (small) SHUTTING_DOWN at once, after which nothing starts. */
@@ -536,6 +538,7 @@ static void conn_process(kr_conn *c)
         if (c->bev != NULL)
             evbuffer_drain(in, (size_t)size + 4);
     }
+    kr_store_release(store);
     c->in_process = false;
     if (c->bev != NULL) {
         conn_maybe_finish(c);

@@ -855,6 +855,18 @@ static void on_jobs_done(void *arg, struct kr_job_list *jobs)
  * queue one checkpoint job for all of them. One runs at a time; a request
  * meanwhile runs right after.
  */
+void kr_store_hold(kr_store *s)
+{
+    if (s != NULL)
+        kr_writer_hold(s->writer);
+}
+
+void kr_store_release(kr_store *s)
+{
+    if (s != NULL)
+        kr_writer_release(s->writer);
+}
+
 void kr_store_checkpoint(kr_store *s)
 {
     if (s->ckpt_running) {

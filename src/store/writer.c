@@ -59,6 +59,8 @@ struct kr_writer {
     bool vstopping;
     bool vstarted;
     unsigned pending; /* submitted and not delivered (loop side) */
+    unsigned held;    /* kr_writer_hold depth (loop side) */
+    bool unsignaled;  /* jobs queued while held, the writer not woken (loop side) */
     bool stopping;
     bool started;
     struct event *done_ev;
@@ -888,6 +890,25 @@ void kr_writer_submit(kr_writer *wr, kr_job *j)
     pthread_mutex_lock(&wr->mu);
     TAILQ_INSERT_TAIL(&wr->queue, j, link);
     wr->pending++;
+    if (wr->held > 0)
+        wr->unsignaled = true;
+    else
+        pthread_cond_signal(&wr->cv);
+    pthread_mutex_unlock(&wr->mu);
+}
+
+void kr_writer_hold(kr_writer *wr)
+{
+    if (wr != NULL)
+        wr->held++;
+}
+
+void kr_writer_release(kr_writer *wr)
+{
+    if (wr == NULL || wr->held == 0 || --wr->held > 0 || !wr->unsignaled)
+        return;
+    wr->unsignaled = false;
+    pthread_mutex_lock(&wr->mu);
     pthread_cond_signal(&wr->cv);
     pthread_mutex_unlock(&wr->mu);
 }

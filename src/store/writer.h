@@ -112,6 +112,15 @@ int kr_writer_start(kr_writer **out, struct event_base *base, kr_view *view, uin
 /* Queue a job (loop thread). */
 void kr_writer_submit(kr_writer *w, kr_job *j);
 
+/*
+ * kr_writer_hold, kr_writer_release - between them (loop thread, nesting
+ * allowed), submitted jobs wake a sleeping writer once, at the outermost
+ * release, instead of once each: the requests of one read from a socket
+ * become one round. A writer already awake takes them as usual. NULL ok.
+ */
+void kr_writer_hold(kr_writer *w);
+void kr_writer_release(kr_writer *w);
+
 /* Finish queued jobs, deliver them, stop and join the thread. NULL ok.
  * Completions are delivered through the loop: drive it afterwards. */
 void kr_writer_stop(kr_writer *w);
