@@ -250,6 +250,33 @@ static void test_overlay_checkpoint_replay(void **state)
     kr_store_close(s);
 }
 
+/* GET answers cached from the view never outlive the checkpoint that
+ * changes them: read through the cache, write, checkpoint, read again. */
+static void test_get_cache_follows_checkpoints(void **state)
+{
+    (void)state;
+    kr_store *s = open_store(1u << 20, 0);
+    kr_topic *t = reg(s, "t");
+    pub(s, t, 10, 10); /* k0..k9 = v0..v9 */
+    checkpoint(s, t);
+    char v[32];
+    get(s, t, "k3", v, sizeof v); /* from RocksDB, now cached */
+    assert_string_equal(v, "v3");
+    assert_non_null(t->readcache);
+    get(s, t, "k3", v, sizeof v); /* from the cache */
+    assert_string_equal(v, "v3");
+    pub(s, t, 10, 10);            /* k0..k9 = v10..v19, in the overlay */
+    get(s, t, "k3", v, sizeof v); /* the overlay comes before the cache */
+    assert_string_equal(v, "v13");
+    checkpoint(s, t); /* the view changes: the cache goes */
+    assert_null(t->readcache);
+    get(s, t, "k3", v, sizeof v);
+    assert_string_equal(v, "v13");
+    get(s, t, "k3", v, sizeof v);
+    assert_string_equal(v, "v13");
+    kr_store_close(s);
+}
+
 static void test_index_lookup_and_rebuild(void **state)
 {
     (void)state;
@@ -507,6 +534,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_overlay_checkpoint_replay, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_get_cache_follows_checkpoints, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_lookup_and_rebuild, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_spans_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fetch_limits, setup, teardown),

@@ -129,6 +129,7 @@ static void topic_free(kr_topic *t)
     free(t->segs);
     kr_overlay_free(t->active);
     kr_overlay_free(t->frozen);
+    kr_overlay_free(t->readcache);
     kr_wtopic_free(t->w);
     free(t);
 }
@@ -792,6 +793,7 @@ static void finish_checkpoint(kr_store *s, kr_job *j)
         }
         kr_overlay_free(t->frozen);
         t->frozen = NULL;
+        kr_store_readcache_drop(s, t); /* the view changed (or was reopened) */
     }
     if (j->err != KRAPPY_OK) {
         kr_log(KR_LOG_ERROR, "checkpoint failed; reopening the view", "reason", j->msg, NULL);

@@ -121,15 +121,18 @@ struct kr_topic {
     bool failed;       /* creation failed: being removed */
     kr_segment **segs; /* ascending base; the last one is being appended */
     size_t n_segs, cap_segs;
-    uint64_t first;       /* first retained offset */
-    uint64_t next;        /* offset after the last visible event */
-    uint64_t assigned;    /* next offset a new PUBLISH gets (>= next) */
-    uint64_t bytes;       /* visible stream bytes, all segments */
-    kr_overlay *active;   /* newest entries since the frozen one */
-    kr_overlay *frozen;   /* being checkpointed (NULL when none) */
-    uint64_t frozen_next; /* the frozen overlay's target marker */
-    uint64_t marker;      /* the durable view covers offsets < marker */
-    uint64_t keys;        /* live keys as of the last checkpoint */
+    uint64_t first;        /* first retained offset */
+    uint64_t next;         /* offset after the last visible event */
+    uint64_t assigned;     /* next offset a new PUBLISH gets (>= next) */
+    uint64_t bytes;        /* visible stream bytes, all segments */
+    kr_overlay *active;    /* newest entries since the frozen one */
+    kr_overlay *frozen;    /* being checkpointed (NULL when none) */
+    kr_overlay *readcache; /* GET answers read from the view since the topic's
+                              last checkpoint (NULL when none): see
+                              kr_store_get */
+    uint64_t frozen_next;  /* the frozen overlay's target marker */
+    uint64_t marker;       /* the durable view covers offsets < marker */
+    uint64_t keys;         /* live keys as of the last checkpoint */
     struct kr_waiter_list waiters;
     struct kr_tgroup **groups; /* consumer groups, by name */
     size_t n_groups, cap_groups;

@@ -61,6 +61,7 @@ struct kr_store {
     struct event *tick;
     bool ckpt_running, ckpt_again, closing;
     size_t active_bytes;     /* kr_overlay_bytes of every active overlay */
+    size_t readcache_bytes;  /* kr_overlay_bytes of every topic's readcache */
     struct kr_job_list held; /* appends whose acks wait for overlay room */
     struct kr_scan_wait_list scan_waits;
     struct kr_cursor_list cursors;
@@ -90,5 +91,8 @@ int kr_segment_verify(kr_store *s, kr_topic *t, kr_segment *seg);
 void kr_store_wake(kr_store *s, kr_topic *t);
 void kr_store_scan_checkpointed(kr_store *s, bool ok, const char *msg);
 void kr_store_cursors_expire(kr_store *s, bool all);
+
+/* Drop a topic's cache of GET answers (the view changed under it). */
+void kr_store_readcache_drop(kr_store *s, kr_topic *t);
 
 #endif

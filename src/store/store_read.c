@@ -387,18 +387,66 @@ void kr_store_wake(kr_store *s, kr_topic *t)
 
 /* ---- GET ---- */
 
+/* GET answers cached in front of the view take at most this share of the
+ * block cache's budget, all topics together. */
+#define KR_READCACHE_SHARE 2
+
+void kr_store_readcache_drop(kr_store *s, kr_topic *t)
+{
+    if (t->readcache == NULL)
+        return;
+    s->readcache_bytes -= kr_overlay_bytes(t->readcache);
+    kr_overlay_free(t->readcache);
+    t->readcache = NULL;
+}
+
+/* Remember the view's answer for key (its event, ev[0..len)), within the
+ * budget: a cache over it starts again empty rather than track recency. */
+static void readcache_put(kr_store *s, kr_topic *t, const uint8_t *key, size_t klen,
+                          const uint8_t *ev, size_t len)
+{
+    size_t budget = (s->o.block_cache_bytes ? s->o.block_cache_bytes : KR_VIEW_DEFAULT_CACHE) /
+                    KR_READCACHE_SHARE;
+    if (klen > UINT32_MAX || len > UINT32_MAX || len > budget / 64)
+        return;
+    if (s->readcache_bytes + len + klen > budget)
+        kr_store_readcache_drop(s, t);
+    if (s->readcache_bytes + len + klen > budget)
+        return; /* other topics hold the budget */
+    if (t->readcache == NULL && (t->readcache = kr_overlay_new()) == NULL)
+        return;
+    size_t before = kr_overlay_bytes(t->readcache);
+    kr_ov_entry e = {.key = key, .key_len = (uint32_t)klen, .event = ev, .ev_len = (uint32_t)len};
+    (void)kr_overlay_put(t->readcache, &e); /* a miss next time on ENOMEM */
+    s->readcache_bytes += kr_overlay_bytes(t->readcache) - before;
+}
+
+/*
+ * GET: the newest entry of the key in the overlays, else the view's. The
+ * view's answers are kept in t->readcache until the topic's next checkpoint
+ * changes the view (kr_store_readcache_drop, when the checkpoint finishes):
+ * a key read again skips RocksDB, whose lookup was half of a GET's cost
+ * even on a row-cache hit. A key written meanwhile is found in the overlays
+ * first, which are consulted before the cache.
+ */
 int kr_store_get(kr_store *s, kr_topic *t, const uint8_t *key, size_t klen, kr_buf *out, char *msg,
                  size_t msglen)
 {
     const kr_ov_entry *e = kr_overlay_get(t->active, key, klen);
     if (e == NULL && t->frozen != NULL)
         e = kr_overlay_get(t->frozen, key, klen);
+    if (e == NULL && t->readcache != NULL)
+        e = kr_overlay_get(t->readcache, key, klen);
     if (e != NULL) {
         if (e->tombstone)
             return 0;
         return kr_buf_append(out, e->event, e->ev_len) == 0 ? 1 : -1;
     }
-    return kr_view_get(s->view, t->name, t->name_len, key, klen, out, msg, msglen);
+    size_t before = out->len;
+    int rc = kr_view_get(s->view, t->name, t->name_len, key, klen, out, msg, msglen);
+    if (rc == 1 && !out->failed)
+        readcache_put(s, t, key, klen, out->data + before, out->len - before);
+    return rc;
 }
 
 /* ---- SCAN ---- */

@@ -59,7 +59,6 @@
  * KR_VIEW_BG_JOBS: one flush and one compaction at a time: krappyd runs on
  *   small machines, and the loop and the storage threads need the cores.
  */
-#define KR_VIEW_DEFAULT_CACHE        (64u << 20)
 #define KR_VIEW_DEFAULT_WRITE_BUFFER (8u << 20)
 #define KR_VIEW_BLOOM_BITS           10
 #define KR_VIEW_HASH_RATIO           0.75

@@ -37,6 +37,9 @@ typedef struct kr_view kr_view;
 typedef struct kr_view_batch kr_view_batch;
 typedef struct kr_view_snap kr_view_snap;
 
+/* The block cache when kr_view_opts.block_cache_bytes is 0 (see view.c). */
+#define KR_VIEW_DEFAULT_CACHE (64u << 20)
+
 typedef struct kr_view_opts {
     size_t block_cache_bytes;  /* 0: 64 MiB */
     size_t write_buffer_bytes; /* 0: 8 MiB (cursors only; checkpoints are ingested) */
