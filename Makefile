@@ -178,7 +178,7 @@ $(TOUT)/bench/%: $(OBJ)/e2e/bench/%.o $(call obj,$(E2E_LIB_SRC)) $(LIBA)
 PC_PEERS     = $(foreach m,libnats hiredis,$(shell $(PKG_CONFIG) --libs $(m) 2>/dev/null))
 $(call obj,$(VS_SRC)): PC_CFLAGS += $(foreach m,libnats hiredis,$(shell $(PKG_CONFIG) --cflags $(m) 2>/dev/null))
 
-$(BENCH_VS): $(call obj,$(VS_SRC)) $(LIBA)
+$(BENCH_VS): $(call obj,$(VS_SRC)) $(call obj,$(E2E_LIB_SRC)) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_CBOR) $(PC_PEERS) -lpthread -lm
 

@@ -119,8 +119,7 @@ void e2e_tmp_template(char *buf, size_t n)
     snprintf(buf, n, "%s/krappy-e2e-XXXXXX", t != NULL && t[0] == '/' ? t : "/tmp");
 }
 
-/* Only what e2e_tmp_template made: a krappy-e2e- directory. */
-static void rm_rf(const char *dir)
+void e2e_rm_tmp(const char *dir)
 {
     if (dir[0] != '/' || strstr(dir, "/krappy-e2e-") == NULL || strchr(dir, '\'') != NULL)
         return;
@@ -251,7 +250,7 @@ static int stop(e2e_server *s, int timeout_ms, bool keep)
 {
     if (s->pid <= 0) {
         if (!keep && getenv("KRAPPY_E2E_KEEP") == NULL)
-            rm_rf(s->dir);
+            e2e_rm_tmp(s->dir);
         return 0;
     }
     kill(s->pid, SIGTERM);
@@ -280,14 +279,19 @@ static int stop(e2e_server *s, int timeout_ms, bool keep)
     }
     s->pid = 0;
     if (!keep && getenv("KRAPPY_E2E_KEEP") == NULL)
-        rm_rf(s->dir);
+        e2e_rm_tmp(s->dir);
     return rc;
 }
 
 long e2e_rss_kib(const e2e_server *s)
 {
+    return e2e_pid_rss_kib(s->pid);
+}
+
+long e2e_pid_rss_kib(pid_t pid)
+{
     char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)s->pid);
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
     FILE *f = fopen(path, "r");
     if (f == NULL)
         return -1;

@@ -55,8 +55,9 @@ int e2e_start_or_external(e2e_server *s);
 int e2e_stop(e2e_server *s, int timeout_ms);
 int e2e_stop_keep(e2e_server *s, int timeout_ms);
 
-/* Resident set size of the server in KiB, or -1. */
+/* Resident set size of the server (of any process) in KiB, or -1. */
 long e2e_rss_kib(const e2e_server *s);
+long e2e_pid_rss_kib(pid_t pid);
 
 /* A blocking TCP connection to the server. @return fd or -1. */
 int e2e_connect(const e2e_server *s);
@@ -101,6 +102,9 @@ int e2e_run(const char *cmd, char *out, size_t outlen);
 /* A mkdtemp template for a server's directory: $TMPDIR (or /tmp) plus
  * krappy-e2e-XXXXXX. */
 void e2e_tmp_template(char *buf, size_t n);
+
+/* rm -rf dir, but only a directory e2e_tmp_template named. */
+void e2e_rm_tmp(const char *dir);
 
 /*
  * The LD_PRELOAD fault shim ($KRAPPY_SHIM, tests/shim/krshim.c) for the next

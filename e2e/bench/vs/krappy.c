@@ -14,10 +14,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "../../harness.h"
 #include "krappy/client.h"
 #include "vs.h"
 
 typedef struct kpriv {
+    e2e_server srv; /* started and stopped by the e2e harness */
     krappy_client *c;
     krappy_batch *b;
 } kpriv;
@@ -30,15 +32,15 @@ static kpriv *priv(vs_ctx *x)
 /* A new connection to the server, HELLO done; NULL with x->err set. */
 static krappy_client *dial(vs_ctx *x)
 {
+    kpriv *k = priv(x);
     krappy_client *c = krappy_client_new(NULL);
-    char port[16];
-    snprintf(port, sizeof port, "%d", x->srv->port);
     if (c == NULL) {
         vs_fail(x, "out of memory");
         return NULL;
     }
-    if (krappy_connect(c, x->srv->host, port) != KRAPPY_OK || krappy_hello(c, NULL) != KRAPPY_OK) {
-        vs_fail(x, "cannot connect to krappyd on %s:%s: %s", x->srv->host, port,
+    if (krappy_connect(c, k->srv.host, k->srv.port) != KRAPPY_OK ||
+        krappy_hello(c, NULL) != KRAPPY_OK) {
+        vs_fail(x, "cannot connect to krappyd on %s:%s: %s", k->srv.host, k->srv.port,
                 krappy_client_errmsg(c));
         krappy_client_free(c);
         return NULL;
@@ -48,30 +50,23 @@ static krappy_client *dial(vs_ctx *x)
 
 static int k_start(vs_ctx *x)
 {
-    static const char *const where[] = {"bin/krappyd", "/usr/local/bin/krappyd", NULL};
-    const char *bin = vs_program("KRAPPYD", where);
-    if (bin == NULL) {
+    static const char *const where[] = {"bin/krappyd", NULL};
+    if (vs_program("KRAPPYD", where) == NULL) {
         snprintf(x->note, sizeof x->note, "no krappyd: run `make` first, or set $KRAPPYD");
         return VS_SKIP;
     }
-    vs_server *s = x->srv;
-    if (vs_mkdtemp(s->dir, sizeof s->dir, "krappy") < 0)
-        return vs_fail(x, "cannot make a temporary directory under $TMPDIR");
-    snprintf(s->host, sizeof s->host, "127.0.0.1");
-    s->port = vs_free_port();
-    char listen[64], data[300], log[300];
-    snprintf(listen, sizeof listen, "127.0.0.1:%d", s->port);
-    snprintf(data, sizeof data, "%s/data", s->dir);
-    snprintf(log, sizeof log, "%s/krappyd.log", s->dir);
-    char *argv[] = {(char *)bin, "--listen",     listen, "--data",      data,   "--http",
-                    "off",       "--log-format", "text", "--log-level", "warn", NULL};
-    s->pid = vs_spawn(argv, log);
-    if (s->pid < 0 || vs_wait_port(s->host, s->port, s->pid, 30000) < 0)
-        return vs_fail(x, "krappyd (%s) did not start listening on %s; see %s", bin, listen, log);
     kpriv *k = calloc(1, sizeof *k);
     if (k == NULL)
         return vs_fail(x, "out of memory");
-    s->priv = k;
+    x->srv->priv = k;
+    /* The harness's server, quieter and without the admin port. */
+    static const char *const extra[] = {"--http",       "off",  "--log-level", "warn",
+                                        "--log-format", "text", NULL};
+    if (e2e_start(&k->srv, extra) < 0)
+        return vs_fail(x, "krappyd did not start listening; see %s", k->srv.log_path);
+    x->srv->pid = k->srv.pid;
+    snprintf(x->srv->host, sizeof x->srv->host, "%s", k->srv.host);
+    x->srv->port = atoi(k->srv.port);
     if ((k->c = dial(x)) == NULL)
         return VS_FAIL;
     if ((k->b = krappy_batch_new()) == NULL)
@@ -82,16 +77,14 @@ static int k_start(vs_ctx *x)
 static void k_stop(vs_ctx *x)
 {
     kpriv *k = priv(x);
-    if (k != NULL) {
-        krappy_client_free(k->c);
-        krappy_batch_free(k->b);
-        free(k);
-        x->srv->priv = NULL;
-    }
-    vs_kill(x->srv->pid, 20000);
+    if (k == NULL)
+        return;
+    krappy_client_free(k->c);
+    krappy_batch_free(k->b);
+    (void)e2e_stop(&k->srv, 20000); /* removes its directory too */
+    free(k);
+    x->srv->priv = NULL;
     x->srv->pid = 0;
-    if (x->srv->dir[0] != '\0')
-        vs_rmtree(x->srv->dir);
 }
 
 /* Event n (key drawn from `keys`) added to the batch. */

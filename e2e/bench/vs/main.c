@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../../harness.h"
 #include "vs.h"
 
 #define MAX_REPS 9
@@ -62,6 +63,11 @@ static const struct {
     [P_LATENCY] = {"6. produce→consume latency at a fixed rate", LATENCY},
     [P_RSS] = {"7. server RSS after the big load", MEMORY},
 };
+
+/* The phases of one server lifetime, in the order they run: consume, group
+ * and the reads need what ingest wrote. */
+static const phase_id run_order[] = {P_INGEST,    P_CONSUME,     P_GROUP,  P_GET_ONE,
+                                     P_GET_PIPED, P_INGEST_SYNC, P_LATENCY};
 
 /* One run of one phase on one system. */
 typedef struct sample {
@@ -253,24 +259,20 @@ static int run_phase(int si, int rep, phase_id ph, vs_ctx *x)
 
 static void mark_rest(int si, int rep, phase_id from, const char *why)
 {
-    static const phase_id order[] = {P_INGEST,    P_CONSUME,     P_GROUP,  P_GET_ONE,
-                                     P_GET_PIPED, P_INGEST_SYNC, P_LATENCY};
     bool on = false;
-    for (size_t i = 0; i < sizeof order / sizeof *order; i++) {
-        if (order[i] == from)
+    for (size_t i = 0; i < sizeof run_order / sizeof *run_order; i++) {
+        if (run_order[i] == from)
             on = true;
-        if (on && results[si][order[i]][rep].status == -2) {
-            results[si][order[i]][rep].status = VS_SKIP;
-            snprintf(results[si][order[i]][rep].why, sizeof results[si][order[i]][rep].why, "%s",
-                     why);
+        sample *x = &results[si][run_order[i]][rep];
+        if (on && x->status == -2) {
+            x->status = VS_SKIP;
+            snprintf(x->why, sizeof x->why, "%s", why);
         }
     }
 }
 
 static void run_system(int si, int rep, const vs_params *p)
 {
-    static const phase_id order[] = {P_INGEST,    P_CONSUME,     P_GROUP,  P_GET_ONE,
-                                     P_GET_PIPED, P_INGEST_SYNC, P_LATENCY};
     const vs_system *sys = systems[si];
     vs_server srv = {0};
     vs_ctx x = {.p = p, .srv = &srv};
@@ -286,12 +288,12 @@ static void run_system(int si, int rep, const vs_params *p)
         sys->stop(&x);
         return;
     }
-    for (size_t i = 0; i < sizeof order / sizeof *order; i++) {
-        if (!wanted[order[i]])
+    for (size_t i = 0; i < sizeof run_order / sizeof *run_order; i++) {
+        if (!wanted[run_order[i]])
             continue;
-        rc = run_phase(si, rep, order[i], &x);
+        rc = run_phase(si, rep, run_order[i], &x);
         /* consume, group and get read what ingest wrote */
-        if (rc != VS_OK && order[i] == P_INGEST) {
+        if (rc != VS_OK && run_order[i] == P_INGEST) {
             mark_rest(si, rep, P_CONSUME, "ingest did not complete");
             break;
         }
@@ -315,7 +317,7 @@ static void run_rss(int si, int rep, const vs_params *p)
         record(s, rc, &x, &m, done, RATE);
         if (rc == VS_OK) {
             s->p99 = s->value; /* the load rate, shown in the note column */
-            long kib = vs_rss_kib(srv.pid);
+            long kib = e2e_pid_rss_kib(srv.pid);
             s->value = kib > 0 ? (double)kib / 1024.0 : 0;
         } else if (rc == VS_FAIL) {
             fprintf(stderr, "%sbench_vs: %s, RSS load: %s\n", tty ? "\n" : "", sys->name, x.err);

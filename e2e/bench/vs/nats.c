@@ -35,6 +35,7 @@
 
 #include <nats/nats.h>
 
+#include "../../harness.h"
 #include "vs.h"
 
 #define BUCKET       "bench"
@@ -306,7 +307,7 @@ static int start(vs_ctx *x)
                  "$NATS_SERVER");
         return VS_SKIP;
     }
-    if (vs_mkdtemp(srv->dir, sizeof srv->dir, "nats") < 0)
+    if (vs_mkdtemp(srv->dir, sizeof srv->dir) < 0)
         return vs_fail(x, "cannot create a directory for nats-server: %s", strerror(errno));
     snprintf(srv->host, sizeof srv->host, "127.0.0.1");
     srv->port = vs_free_port();
@@ -372,7 +373,7 @@ static void stop(vs_ctx *x)
     }
     vs_kill(x->srv->pid, STOP_MS);
     x->srv->pid = 0;
-    vs_rmtree(x->srv->dir);
+    e2e_rm_tmp(x->srv->dir);
     x->srv->dir[0] = '\0';
     if (st != NULL && st->opened)
         nats_CloseAndWait(STOP_MS);

@@ -30,6 +30,7 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include "../../harness.h"
 #include "vs.h"
 
 #if __has_include(<hiredis.h>)
@@ -307,7 +308,7 @@ static int rd_start(vs_ctx *x)
         return vs_fail(x, "redis: out of memory");
     s->priv = st;
     snprintf(s->host, sizeof s->host, "%s", RD_HOST);
-    if (vs_mkdtemp(s->dir, sizeof s->dir, "redis") < 0) {
+    if (vs_mkdtemp(s->dir, sizeof s->dir) < 0) {
         s->dir[0] = '\0';
         return vs_fail(x, "redis: cannot create a data directory: %s", strerror(errno));
     }
@@ -365,7 +366,7 @@ static void rd_stop(vs_ctx *x)
     vs_kill(s->pid, RD_STOP_MS);
     s->pid = 0;
     if (s->dir[0] != '\0')
-        vs_rmtree(s->dir);
+        e2e_rm_tmp(s->dir);
     s->dir[0] = '\0';
 }
 

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../../harness.h"
 #include "vs.h"
 
 uint64_t vs_now_ns(void)
@@ -38,7 +39,11 @@ void vs_sleep_until_tick(uint64_t t0, uint64_t due)
     uint64_t now = vs_now_ns();
     if (due <= now)
         return;
-    prctl(PR_SET_TIMERSLACK, 1000UL);
+    static __thread bool slack_set; /* a syscall once per thread, not per sleep */
+    if (!slack_set) {
+        prctl(PR_SET_TIMERSLACK, 1000UL);
+        slack_set = true;
+    }
     uint64_t at = t0 + (due - t0 + VS_TICK_NS - 1) / VS_TICK_NS * VS_TICK_NS;
     struct timespec ts = {(time_t)(at / 1000000000u), (long)(at % 1000000000u)};
     while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
@@ -176,21 +181,10 @@ int vs_free_port(void)
     return port;
 }
 
-int vs_mkdtemp(char *out, size_t n, const char *what)
+int vs_mkdtemp(char *out, size_t n)
 {
-    const char *t = getenv("TMPDIR");
-    snprintf(out, n, "%s/krappy-bench-%s-XXXXXX", t != NULL && t[0] == '/' ? t : "/tmp", what);
+    e2e_tmp_template(out, n);
     return mkdtemp(out) == NULL ? -1 : 0;
-}
-
-void vs_rmtree(const char *dir)
-{
-    if (dir[0] != '/' || strstr(dir, "/krappy-bench-") == NULL || strchr(dir, '\'') != NULL)
-        return;
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "bench_vs: could not remove %s\n", dir);
 }
 
 pid_t vs_spawn(char *const argv[], const char *log)
@@ -249,21 +243,6 @@ void vs_kill(pid_t pid, int timeout_ms)
     }
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
-}
-
-long vs_rss_kib(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return -1;
-    long kib = -1;
-    while (fgets(line, sizeof line, f) != NULL)
-        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
-            break;
-    fclose(f);
-    return kib;
 }
 
 int vs_fail(vs_ctx *x, const char *fmt, ...)

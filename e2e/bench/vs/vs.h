@@ -51,7 +51,7 @@ typedef struct vs_server {
     pid_t pid;     /* the server process (for CPU and RSS) */
     char host[64]; /* "127.0.0.1" */
     int port;
-    char dir[256]; /* its data directory (removed by vs_rmtree) */
+    char dir[256]; /* its data directory (vs_mkdtemp; removed by e2e_rm_tmp) */
     void *priv;    /* the backend's own state */
 } vs_server;
 
@@ -91,8 +91,8 @@ enum { VS_OK = 0, VS_SKIP = 1, VS_FAIL = -1 };
  *
  * One server lifetime runs, in this order: ingest(write) into stream "bench",
  * consume, group, get_one, get_piped (all on "bench"), ingest(sync) into
- * "bench-sync", latency on "bench-lat". The RSS load gets its own fresh
- * server.
+ * "bench-sync", latency on a stream of its own. The RSS load gets its own
+ * fresh server.
  */
 typedef struct vs_system {
     const char *name; /* "krappyd", "NATS JetStream", "Redis Streams" */
@@ -119,13 +119,13 @@ typedef struct vs_system {
     int (*get_one)(vs_ctx *x, vs_meter *m, long *done);
     /* 5b. p->gets_piped reads with p->get_window in flight. */
     int (*get_piped)(vs_ctx *x, vs_meter *m, long *done);
-    /* 6. Produce at p->rate events/s for p->lat_secs into "bench-lat"
-     * (one event per publish, stamped with its scheduled send time via
-     * vs_value(n, vs_now_ns-based schedule)), while a consumer on its own
+    /* 6. Produce at p->rate events/s for p->lat_secs into a stream of its own
+     * (one event per publish, sent from the VS_TICK_NS grid and stamped with
+     * its scheduled send time, vs_value(n, due)), while a consumer on its own
      * connection reads them as they arrive; one sample per event:
      * receive time - stamp. */
     int (*latency)(vs_ctx *x, vs_meter *m, long *done);
-    /* 7. Load p->rss_events events over p->rss_keys keys into "bench-rss"
+    /* 7. Load p->rss_events events over p->rss_keys keys into a stream
      * as ingest(write) does; the driver reads the server's RSS after. */
     int (*load)(vs_ctx *x, vs_meter *m, long *done);
 } vs_system;
@@ -168,10 +168,9 @@ int vs_value_parse(const void *v, size_t len, uint64_t *n, uint64_t *ts);
 
 /* A free TCP port on 127.0.0.1 (bind to 0, read it, close). */
 int vs_free_port(void);
-/* A fresh directory under $TMPDIR (or /tmp); out holds >= 256 bytes. */
-int vs_mkdtemp(char *out, size_t n, const char *what);
-/* rm -rf dir (only paths vs_mkdtemp made). */
-void vs_rmtree(const char *dir);
+/* A fresh directory under $TMPDIR (or /tmp), named like the e2e harness's
+ * (e2e_tmp_template), so that e2e_rm_tmp removes it. 0 or -1. */
+int vs_mkdtemp(char *out, size_t n);
 /* fork+exec argv with stdout/stderr to log (a file path), in its own
  * process group; returns the pid or -1. */
 pid_t vs_spawn(char *const argv[], const char *log);
@@ -180,8 +179,6 @@ pid_t vs_spawn(char *const argv[], const char *log);
 int vs_wait_port(const char *host, int port, pid_t pid, int timeout_ms);
 /* SIGTERM, wait up to timeout_ms, then SIGKILL; reaps. */
 void vs_kill(pid_t pid, int timeout_ms);
-/* Resident set size of pid in KiB (VmRSS), or -1. */
-long vs_rss_kib(pid_t pid);
 /* Formats into x->err and returns VS_FAIL. */
 int vs_fail(vs_ctx *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The path of a program: $ENV if set (a path, which must be executable),
