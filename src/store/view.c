@@ -496,6 +496,21 @@ void kr_view_batch_free(kr_view_batch *b)
     free(b);
 }
 
+/* Build tag | tlen | topic | part into k (reset first), the layout of every
+ * key of a topic. @return NULL, or why it cannot be built. */
+static const char *key_into(kr_buf *k, char tag, const char *topic, size_t tlen,
+                            const uint8_t *part, size_t plen)
+{
+    if (tlen > KR_VIEW_TOPIC_MAX)
+        return topic_msg;
+    uint8_t h[2] = {(uint8_t)tag, (uint8_t)tlen};
+    kr_buf_reset(k);
+    kr_buf_append(k, h, 2);
+    kr_buf_append(k, topic, tlen);
+    kr_buf_append(k, part, plen);
+    return k->failed ? "out of memory" : NULL;
+}
+
 /* Build a key into the batch's scratch buffer. @return 0, or -1 with the
  * batch marked failed. */
 static int batch_key(kr_view_batch *b, char tag, const char *topic, size_t tlen,
@@ -503,20 +518,8 @@ static int batch_key(kr_view_batch *b, char tag, const char *topic, size_t tlen,
 {
     if (b->failed)
         return -1;
-    if (tlen > KR_VIEW_TOPIC_MAX) {
-        b->failed = topic_msg;
-        return -1;
-    }
-    uint8_t h[2] = {(uint8_t)tag, (uint8_t)tlen};
-    kr_buf_reset(&b->key);
-    kr_buf_append(&b->key, h, 2);
-    kr_buf_append(&b->key, topic, tlen);
-    kr_buf_append(&b->key, part, plen);
-    if (b->key.failed) {
-        b->failed = "out of memory";
-        return -1;
-    }
-    return 0;
+    b->failed = key_into(&b->key, tag, topic, tlen, part, plen);
+    return b->failed != NULL ? -1 : 0;
 }
 
 void kr_view_batch_put(kr_view_batch *b, const char *topic, size_t tlen, const uint8_t *key,
@@ -908,17 +911,9 @@ static int ckpt_key(kr_view_ckpt *c, char tag, const char *topic, size_t tlen, c
 {
     if (c->failed[0] != '\0')
         return -1;
-    if (tlen > KR_VIEW_TOPIC_MAX) {
-        snprintf(c->failed, sizeof c->failed, "%s", topic_msg);
-        return -1;
-    }
-    uint8_t h[2] = {(uint8_t)tag, (uint8_t)tlen};
-    kr_buf_reset(&c->key);
-    kr_buf_append(&c->key, h, 2);
-    kr_buf_append(&c->key, topic, tlen);
-    kr_buf_append(&c->key, part, plen);
-    if (c->key.failed) {
-        snprintf(c->failed, sizeof c->failed, "out of memory");
+    const char *why = key_into(&c->key, tag, topic, tlen, part, plen);
+    if (why != NULL) {
+        snprintf(c->failed, sizeof c->failed, "%s", why);
         return -1;
     }
     return 0;
