@@ -41,14 +41,14 @@ for src in tests/fuzz/fuzz_*.c; do
     name=$(basename "$src" .c)
     bin="$out/$name"
     echo "fuzz: building $bin"
-    # Every target gets the proto sources; the ones that fuzz a store
+    # Every target gets the util and proto sources; the ones that fuzz a store
     # module get that module too (store files link no RocksDB or libevent).
     extra=
     case $name in
     fuzz_segment) extra="src/store/segment.c src/store/crc32c.c" ;;
     esac
     # shellcheck disable=SC2086
-    clang $flags $cbor_cflags "$src" src/proto/*.c $extra -o "$bin" $cbor_libs -lm
+    clang $flags $cbor_cflags "$src" src/util/*.c src/proto/*.c $extra -o "$bin" $cbor_libs -lm
 
     seeds="tests/fuzz/corpus/$name"
     work="$out/work/$name"

@@ -18,7 +18,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "proto/buf.h"
+#include "util/buf.h"
 #include "proto/msg.h"
 
 typedef struct e2e_server {

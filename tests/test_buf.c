@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "proto/buf.h"
+#include "util/buf.h"
 
 static void test_init_empty(void **state)
 {

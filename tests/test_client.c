@@ -30,7 +30,7 @@
 
 #include "client/client_internal.h"
 #include "krappy/client.h"
-#include "proto/buf.h"
+#include "util/buf.h"
 #include "proto/cbor.h"
 #include "proto/frame.h"
 #include "proto/msg.h"

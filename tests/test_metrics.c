@@ -16,7 +16,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "proto/buf.h"
+#include "util/buf.h"
 #include "server/metrics.h"
 
 #define RENDER_MAX (1 << 20)

@@ -16,7 +16,7 @@
 
 #include <cmocka.h>
 
-#include "proto/buf.h"
+#include "util/buf.h"
 #include "proto/cbor.h"
 #include "store/segment.h"
 

@@ -22,7 +22,7 @@
 #include <cmocka.h>
 #include <rocksdb/c.h>
 
-#include "proto/buf.h"
+#include "util/buf.h"
 #include "store/view.h"
 
 #include "tmpdir.h"

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proto/buf.h"
+#include "util/buf.h"
 #include "proto/cbor.h"
 #include "proto/cbor_text.h"
 

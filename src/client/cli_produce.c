@@ -15,7 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "proto/buf.h"
+#include "util/buf.h"
 #include "proto/cbor.h"
 
 /* Defaults of --batch and --pipeline. */

@@ -45,7 +45,7 @@
 #include <unistd.h>
 
 #include "client/client_internal.h"
-#include "proto/buf.h"
+#include "util/buf.h"
 #include "proto/cbor.h"
 #include "proto/frame.h"
 #include "proto/msg.h"

@@ -25,7 +25,7 @@
 
 #include "krappy/client.h"
 #include "krappy/protocol.h"
-#include "proto/buf.h"
+#include "util/buf.h"
 #include "proto/frame.h"
 #include "proto/msg.h"
 

@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "client/client_internal.h"
-#include "proto/buf.h"
+#include "util/buf.h"
 #include "proto/cbor.h"
 #include "proto/msg.h"
 

@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "proto/buf.h"
+#include "util/buf.h"
 
 /* Deepest nesting of indefinite-length containers/strings accepted. */
 #define KR_CBOR_MAX_NEST 64

@@ -8,7 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "proto/buf.h"
+#include "util/buf.h"
 #include "proto/cbor.h"
 
 /* JSON: byte strings as hex rather than base64url (= KRAPPY_JSON_BYTES_HEX). */

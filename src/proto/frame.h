@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #include "krappy/protocol.h"
-#include "proto/buf.h"
+#include "util/buf.h"
 
 /* A whole frame. `payload` is borrowed: see the function that returned it. */
 typedef struct kr_frame {

@@ -26,7 +26,7 @@
 #include <stdint.h>
 
 #include "krappy/protocol.h"
-#include "proto/buf.h"
+#include "util/buf.h"
 #include "proto/cbor.h"
 
 /* Content bytes of a string (not NUL-terminated). */

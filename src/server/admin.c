@@ -33,7 +33,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
-#include "proto/buf.h"
+#include "util/buf.h"
 #include "proto/cbor_text.h"
 #include "proto/msg.h"
 #include "server/console.h"

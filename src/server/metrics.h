@@ -16,7 +16,7 @@
 
 #include <stdint.h>
 
-#include "proto/buf.h"
+#include "util/buf.h"
 
 typedef struct kr_metric kr_metric;
 

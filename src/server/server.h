@@ -29,7 +29,7 @@
 
 #include <event2/event.h>
 
-#include "proto/buf.h"
+#include "util/buf.h"
 #include "proto/msg.h"
 #include "server/config.h"
 #include "server/metrics.h"

@@ -40,7 +40,7 @@
 #include <event2/event.h>
 
 #include "krappy/protocol.h"
-#include "proto/buf.h"
+#include "util/buf.h"
 #include "proto/msg.h"
 #include "server/metrics.h"
 #include "store/group.h"

@@ -28,7 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "proto/buf.h"
+#include "util/buf.h"
 
 /* Longest topic name a key can carry (its length is one byte). */
 #define KR_VIEW_TOPIC_MAX 255

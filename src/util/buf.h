@@ -1,5 +1,5 @@
 /*
- * proto/buf.h - a growable byte buffer that refuses to grow past a cap.
+ * util/buf.h - a growable byte buffer that refuses to grow past a cap.
  *
  * Used by the CBOR writer and the frame writer. A failed append (cap reached
  * or out of memory) sets `failed` and leaves the contents as they were; from
@@ -8,8 +8,8 @@
  * dynbuf) without ever sending half of one. The memory belongs to the
  * buffer; kr_buf_free releases it.
  */
-#ifndef KR_PROTO_BUF_H
-#define KR_PROTO_BUF_H
+#ifndef KR_UTIL_BUF_H
+#define KR_UTIL_BUF_H
 
 #include <stdbool.h>
 #include <stddef.h>

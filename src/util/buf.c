@@ -1,12 +1,12 @@
 /*
- * proto/buf.c - a growable byte buffer with a cap (see buf.h).
+ * util/buf.c - a growable byte buffer with a cap (see buf.h).
  *
  * Growth doubles the allocation (from KR_BUF_MIN_ALLOC) so appending n bytes
  * one at a time costs O(n); the allocation never exceeds `max`. Once an
  * append has been refused, later appends and reserves are refused too until
  * kr_buf_reset, so a message that did not fit is never half-written.
  */
-#include "proto/buf.h"
+#include "util/buf.h"
 
 #include <stdlib.h>
 #include <string.h>
