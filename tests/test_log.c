@@ -1,5 +1,5 @@
 /*
- * tests/test_log.c - server/log.c: JSON and text lines, escaping, level
+ * tests/test_log.c - util/log.c: JSON and text lines, escaping, level
  * filter, parsers, truncation, and lines that do not interleave.
  *
  * Lines are captured through kr_log_set_fd on a non-blocking pipe; the
@@ -21,7 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "server/log.h"
+#include "util/log.h"
 
 #include "tmpdir.h"
 

@@ -20,7 +20,7 @@
 #include <event2/event.h>
 
 #include "proto/frame.h"
-#include "server/log.h"
+#include "util/log.h"
 #include "server/server.h"
 
 /* Types used by the test handlers (their payloads decode as these). */

@@ -20,7 +20,7 @@
 #include <event2/thread.h>
 
 #include "proto/cbor.h"
-#include "server/log.h"
+#include "util/log.h"
 #include "store/store.h"
 #include "store/store_int.h"
 #include "store/writer.h"

@@ -37,7 +37,7 @@
 #include "proto/cbor_text.h"
 #include "proto/msg.h"
 #include "server/console.h"
-#include "server/log.h"
+#include "util/log.h"
 #include "store/store.h"
 
 /* Largest /metrics or /api reply. */

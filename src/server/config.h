@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "server/log.h"
+#include "util/log.h"
 
 #define KR_DEFAULT_LISTEN              "0.0.0.0:7070"
 #define KR_DEFAULT_DATA_DIR            "./data"

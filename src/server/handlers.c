@@ -16,7 +16,7 @@
 #include <event2/buffer.h>
 
 #include "proto/cbor.h"
-#include "server/log.h"
+#include "util/log.h"
 #include "server/server.h"
 
 #define KR_SERVER_NAME "krappyd " KRAPPY_VERSION

@@ -19,7 +19,7 @@
 
 #include "server/admin.h"
 #include "server/config.h"
-#include "server/log.h"
+#include "util/log.h"
 #include "server/metrics.h"
 #include "server/server.h"
 #include "store/store.h"

@@ -19,7 +19,7 @@
 #include <event2/listener.h>
 
 #include "proto/frame.h"
-#include "server/log.h"
+#include "util/log.h"
 
 /* Pause accepting this long when the process runs out of descriptors. */
 #define KR_ACCEPT_RETRY_MS 100

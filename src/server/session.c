@@ -30,7 +30,7 @@
 
 #include "proto/cbor.h"
 #include "proto/frame.h"
-#include "server/log.h"
+#include "util/log.h"
 #include "server/server.h"
 
 /* Recycled request structs kept per connection. */

@@ -17,7 +17,7 @@
 
 #include "proto/cbor.h"
 #include "proto/frame.h"
-#include "server/log.h"
+#include "util/log.h"
 
 static uint64_t now_ms(void)
 {

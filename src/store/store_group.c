@@ -13,7 +13,7 @@
 
 #include <event2/buffer.h>
 
-#include "server/log.h"
+#include "util/log.h"
 
 /* Slices one POLL may hand out (redelivery runs + the new tail). */
 #define KR_POLL_MAX_GRANTS 64

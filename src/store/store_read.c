@@ -15,7 +15,7 @@
 
 #include <event2/buffer.h>
 
-#include "server/log.h"
+#include "util/log.h"
 
 /* FETCH replies keep this much of max_frame for the map around the events. */
 #define KR_FETCH_REPLY_OVERHEAD 128

@@ -32,7 +32,7 @@
 #include <event2/event.h>
 
 #include "proto/frame.h"
-#include "server/log.h"
+#include "util/log.h"
 
 /* Batches written by one pwritev at most (below IOV_MAX). */
 #define KR_WRITER_IOV 512

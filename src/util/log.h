@@ -1,5 +1,5 @@
 /*
- * server/log.h - krappyd's one logging module.
+ * util/log.h - the one logging module, used by every layer.
  *
  * One line per event on stderr, either JSON
  *   {"ts":"2026-11-21T07:00:00.123Z","level":"info","msg":"listening","addr":"0.0.0.0:7070"}
@@ -10,8 +10,8 @@
  * quoted in text when they contain spaces). Thread-safe: each line is built
  * in a local buffer and written with one write(2).
  */
-#ifndef KR_SERVER_LOG_H
-#define KR_SERVER_LOG_H
+#ifndef KR_UTIL_LOG_H
+#define KR_UTIL_LOG_H
 
 #include <stdarg.h>
 

@@ -1,5 +1,5 @@
 /*
- * server/log.c - krappyd's one logging module (see log.h).
+ * util/log.c - the one logging module, used by every layer (see log.h).
  *
  * A line is built in a fixed buffer on the caller's stack and handed to the
  * kernel with a single write(2), so concurrent lines never interleave and
@@ -12,7 +12,7 @@
  * quotes and braces keep the JSON valid), and escapes and UTF-8 sequences are
  * appended whole, so a cut never splits one.
  */
-#include "server/log.h"
+#include "util/log.h"
 
 #include <errno.h>
 #include <stdatomic.h>
