@@ -17,7 +17,7 @@
 #include <time.h>
 
 #include "util/buf.h"
-#include "server/metrics.h"
+#include "util/metrics.h"
 
 #define RENDER_MAX (1 << 20)
 

@@ -20,7 +20,7 @@
 #include "server/admin.h"
 #include "server/config.h"
 #include "util/log.h"
-#include "server/metrics.h"
+#include "util/metrics.h"
 #include "server/server.h"
 #include "store/store.h"
 

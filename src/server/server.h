@@ -32,7 +32,7 @@
 #include "util/buf.h"
 #include "proto/msg.h"
 #include "server/config.h"
-#include "server/metrics.h"
+#include "util/metrics.h"
 #include "store/store.h"
 
 /* Stop reading a connection above this many unsent reply bytes ... */

@@ -42,7 +42,7 @@
 #include "krappy/protocol.h"
 #include "util/buf.h"
 #include "proto/msg.h"
-#include "server/metrics.h"
+#include "util/metrics.h"
 #include "store/group.h"
 #include "store/overlay.h"
 #include "store/segment.h"

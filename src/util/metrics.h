@@ -1,5 +1,5 @@
 /*
- * server/metrics.h - the metrics registry every module records into.
+ * util/metrics.h - the metrics registry every module records into.
  *
  * Counters, gauges and latency histograms, registered once (at start-up or
  * when a labelled series first appears) and updated lock-free with relaxed
@@ -11,8 +11,8 @@
  *
  * Registration takes a mutex and may allocate; updates never do.
  */
-#ifndef KR_SERVER_METRICS_H
-#define KR_SERVER_METRICS_H
+#ifndef KR_UTIL_METRICS_H
+#define KR_UTIL_METRICS_H
 
 #include <stdint.h>
 

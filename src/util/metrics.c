@@ -1,5 +1,5 @@
 /*
- * server/metrics.c - the metrics registry (see metrics.h).
+ * util/metrics.c - the metrics registry (see metrics.h).
  *
  * A registry is a list of families (one per metric name, in the order the
  * names were first registered), each a list of series (one per label set).
@@ -14,7 +14,7 @@
  * `_count` equal to the `+Inf` bucket even while observations race with a
  * scrape.
  */
-#include "server/metrics.h"
+#include "util/metrics.h"
 
 #include <inttypes.h>
 #include <pthread.h>
