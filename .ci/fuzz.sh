@@ -45,7 +45,7 @@ for src in tests/fuzz/fuzz_*.c; do
     # module get that module too (store files link no RocksDB or libevent).
     extra=
     case $name in
-    fuzz_segment) extra="src/store/segment.c src/store/crc32c.c" ;;
+    fuzz_segment) extra="src/store/segment.c" ;;
     esac
     # shellcheck disable=SC2086
     clang $flags $cbor_cflags "$src" src/util/*.c src/proto/*.c $extra -o "$bin" $cbor_libs -lm

@@ -15,6 +15,7 @@
 
 #include "proto/cbor.h"
 #include "store/segment.h"
+#include "util/crc32c.h"
 
 /* Bytes read per pread while scanning; batches up to this size are checked
  * in place without a copy. */

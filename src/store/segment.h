@@ -54,17 +54,6 @@ typedef struct kr_batch_hdr {
     uint64_t max_ts;
 } kr_batch_hdr;
 
-/* CRC32C (Castagnoli), extending `crc` (start with 0). Hardware (SSE4.2 or
- * ARMv8 CRC) when the CPU has it, chosen at run time; else a table. */
-uint32_t kr_crc32c(uint32_t crc, const void *p, size_t n);
-
-/* Which implementation kr_crc32c uses: "sse4.2", "armv8" or "table". */
-const char *kr_crc32c_impl(void);
-
-/* The portable slicing-by-8 CRC32C, whatever the CPU has: the fallback of
- * kr_crc32c, exposed so tests can hold the hardware path against it. */
-uint32_t kr_crc32c_table(uint32_t crc, const void *p, size_t n);
-
 /* "00000000000000001234.seg" for base 1234. out has KR_SEG_NAME_BYTES. */
 void kr_seg_name(char out[KR_SEG_NAME_BYTES], uint64_t base);
 

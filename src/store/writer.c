@@ -32,6 +32,7 @@
 #include <event2/event.h>
 
 #include "proto/frame.h"
+#include "util/crc32c.h"
 #include "util/log.h"
 
 /* Batches written by one pwritev at most (below IOV_MAX). */

@@ -1,6 +1,6 @@
 /*
- * store/crc32c.c - CRC32C (Castagnoli, reflected polynomial 0x82F63B78), the
- * checksum of segment and batch headers.
+ * util/crc32c.c - CRC32C (Castagnoli, reflected polynomial 0x82F63B78), the
+ * checksum the store puts on its file headers, batches and index files.
  *
  * Three implementations, picked once at run time (never by -march, so one
  * binary runs on every CPU of its architecture): the SSE4.2 crc32
@@ -9,12 +9,12 @@
  * usual pre- and post-inversion, so kr_crc32c(kr_crc32c(0, a), b) equals the
  * CRC of a followed by b.
  */
+#include "util/crc32c.h"
+
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
-
-#include "store/segment.h"
 
 #if defined(__x86_64__)
 #include <nmmintrin.h>
