@@ -26,6 +26,7 @@
 #include "harness.h"
 #include "krappy/client.h"
 #include "proto/frame.h"
+#include "util/byteorder.h"
 
 static e2e_server shared;
 

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "proto/frame.h"
+#include "util/byteorder.h"
 
 uint64_t e2e_now_ms(void)
 {

@@ -30,10 +30,11 @@
 
 #include "client/client_internal.h"
 #include "krappy/client.h"
-#include "util/buf.h"
 #include "proto/cbor.h"
 #include "proto/frame.h"
 #include "proto/msg.h"
+#include "util/buf.h"
+#include "util/byteorder.h"
 
 /* The longest any fake-server wait may take (only reached when something is
  * broken; generous so that a run under valgrind is not cut short). */

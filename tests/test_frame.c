@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "proto/frame.h"
+#include "util/byteorder.h"
 
 /* A stream of frames of varied sizes, built once. */
 typedef struct sample {

@@ -45,10 +45,11 @@
 #include <unistd.h>
 
 #include "client/client_internal.h"
-#include "util/buf.h"
 #include "proto/cbor.h"
 #include "proto/frame.h"
 #include "proto/msg.h"
+#include "util/buf.h"
+#include "util/byteorder.h"
 
 #ifndef KRAPPY_VERSION
 #define KRAPPY_VERSION "0.0.0"

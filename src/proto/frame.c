@@ -12,6 +12,8 @@
 
 #include <string.h>
 
+#include "util/byteorder.h"
+
 krappy_err kr_frame_check_size(uint32_t size, uint32_t max_frame)
 {
     if (size < KRAPPY_FRAME_MIN_SIZE)

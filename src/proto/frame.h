@@ -22,19 +22,6 @@ typedef struct kr_frame {
     size_t len; /* payload bytes = size - 4 */
 } kr_frame;
 
-static inline uint32_t kr_get_be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
-}
-
-static inline void kr_put_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
 /*
  * kr_frame_check_size - judge a frame's size field the moment it arrives.
  * @return KRAPPY_OK; KRAPPY_E_BAD_FRAME when size < 4;

@@ -30,8 +30,9 @@
 
 #include "proto/cbor.h"
 #include "proto/frame.h"
-#include "util/log.h"
 #include "server/server.h"
+#include "util/byteorder.h"
+#include "util/log.h"
 
 /* Recycled request structs kept per connection. */
 #define KR_CONN_FREE_REQS 16

@@ -15,6 +15,7 @@
 
 #include "proto/cbor.h"
 #include "store/segment.h"
+#include "util/byteorder.h"
 #include "util/crc32c.h"
 
 /* Bytes read per pread while scanning; batches up to this size are checked
@@ -22,30 +23,6 @@
 #define SCAN_WINDOW ((size_t)1 << 20)
 
 static const uint8_t batch_magic[4] = {0x4B, 0x52, 0x42, 0x31};
-
-static inline void put_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static inline void put_be64(uint8_t *p, uint64_t v)
-{
-    put_be32(p, (uint32_t)(v >> 32));
-    put_be32(p + 4, (uint32_t)v);
-}
-
-static inline uint32_t get_be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static inline uint64_t get_be64(const uint8_t *p)
-{
-    return (uint64_t)get_be32(p) << 32 | get_be32(p + 4);
-}
 
 /* ---- names ---- */
 
@@ -80,20 +57,20 @@ int kr_seg_parse_name(const char *name, uint64_t *base)
 void kr_seg_header_encode(uint8_t out[KR_SEG_HEADER_BYTES], uint64_t base)
 {
     memcpy(out, KR_SEG_MAGIC, 8);
-    put_be32(out + 8, KR_SEG_VERSION);
-    put_be32(out + 12, KR_SEG_HEADER_BYTES);
-    put_be64(out + 16, base);
-    put_be32(out + 24, kr_crc32c(0, out, 24));
-    put_be32(out + 28, 0);
+    kr_put_be32(out + 8, KR_SEG_VERSION);
+    kr_put_be32(out + 12, KR_SEG_HEADER_BYTES);
+    kr_put_be64(out + 16, base);
+    kr_put_be32(out + 24, kr_crc32c(0, out, 24));
+    kr_put_be32(out + 28, 0);
 }
 
 int kr_seg_header_decode(const uint8_t in[KR_SEG_HEADER_BYTES], uint64_t *base)
 {
-    if (memcmp(in, KR_SEG_MAGIC, 8) != 0 || get_be32(in + 8) != KR_SEG_VERSION ||
-        get_be32(in + 12) != KR_SEG_HEADER_BYTES || get_be32(in + 24) != kr_crc32c(0, in, 24) ||
-        get_be32(in + 28) != 0)
+    if (memcmp(in, KR_SEG_MAGIC, 8) != 0 || kr_get_be32(in + 8) != KR_SEG_VERSION ||
+        kr_get_be32(in + 12) != KR_SEG_HEADER_BYTES ||
+        kr_get_be32(in + 24) != kr_crc32c(0, in, 24) || kr_get_be32(in + 28) != 0)
         return -1;
-    *base = get_be64(in + 16);
+    *base = kr_get_be64(in + 16);
     return 0;
 }
 
@@ -102,24 +79,24 @@ int kr_seg_header_decode(const uint8_t in[KR_SEG_HEADER_BYTES], uint64_t *base)
 void kr_batch_header_encode(uint8_t out[KR_BATCH_HEADER_BYTES], uint64_t base, uint32_t count,
                             uint64_t max_ts, const void *payload, uint32_t len)
 {
-    put_be32(out, KR_BATCH_MAGIC);
-    put_be64(out + 8, base);
-    put_be32(out + 16, count);
-    put_be32(out + 20, len);
-    put_be64(out + 24, max_ts);
+    kr_put_be32(out, KR_BATCH_MAGIC);
+    kr_put_be64(out + 8, base);
+    kr_put_be32(out + 16, count);
+    kr_put_be32(out + 20, len);
+    kr_put_be64(out + 24, max_ts);
     uint32_t crc = kr_crc32c(0, out + 8, KR_BATCH_HEADER_BYTES - 8);
-    put_be32(out + 4, kr_crc32c(crc, payload, len));
+    kr_put_be32(out + 4, kr_crc32c(crc, payload, len));
 }
 
 int kr_batch_header_decode(const uint8_t in[KR_BATCH_HEADER_BYTES], kr_batch_hdr *h)
 {
-    if (get_be32(in) != KR_BATCH_MAGIC)
+    if (kr_get_be32(in) != KR_BATCH_MAGIC)
         return -1;
-    h->crc = get_be32(in + 4);
-    h->base = get_be64(in + 8);
-    h->count = get_be32(in + 16);
-    h->len = get_be32(in + 20);
-    h->max_ts = get_be64(in + 24);
+    h->crc = kr_get_be32(in + 4);
+    h->base = kr_get_be64(in + 8);
+    h->count = kr_get_be32(in + 16);
+    h->len = kr_get_be32(in + 20);
+    h->max_ts = kr_get_be64(in + 24);
     if (h->count == 0 || h->len < h->count || h->len > KR_BATCH_MAX_PAYLOAD)
         return -1;
     /* The offset after the batch, base + count, must exist. */
@@ -131,7 +108,7 @@ int kr_batch_header_decode(const uint8_t in[KR_BATCH_HEADER_BYTES], kr_batch_hdr
 int kr_batch_verify(const uint8_t hdr[KR_BATCH_HEADER_BYTES], const void *payload, uint32_t len)
 {
     uint32_t crc = kr_crc32c(0, hdr + 8, KR_BATCH_HEADER_BYTES - 8);
-    return kr_crc32c(crc, payload, len) == get_be32(hdr + 4);
+    return kr_crc32c(crc, payload, len) == kr_get_be32(hdr + 4);
 }
 
 /* ---- payload ---- */
@@ -262,7 +239,7 @@ static const uint8_t *rd_get(reader *r, uint64_t pos, size_t n)
 static int crc_streamed(reader *r, const uint8_t hdr[KR_BATCH_HEADER_BYTES], uint64_t pos,
                         uint32_t len)
 {
-    uint32_t want = get_be32(hdr + 4);
+    uint32_t want = kr_get_be32(hdr + 4);
     uint32_t crc = kr_crc32c(0, hdr + 8, KR_BATCH_HEADER_BYTES - 8);
     uint64_t p = pos + KR_BATCH_HEADER_BYTES, end = p + len;
     while (p < end) {

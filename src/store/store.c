@@ -17,6 +17,7 @@
 
 #include "proto/cbor.h"
 #include "proto/frame.h"
+#include "util/byteorder.h"
 #include "util/log.h"
 
 static uint64_t now_ms(void)
@@ -24,12 +25,6 @@ static uint64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-    kr_put_be32(p, (uint32_t)(v >> 32));
-    kr_put_be32(p + 4, (uint32_t)v);
 }
 
 static char *path_join(const char *a, const char *b)
@@ -1095,10 +1090,10 @@ krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_
     /* The header, but for its CRC: the writer computes that. */
     uint8_t *h = blk->data;
     kr_put_be32(h, KR_BATCH_MAGIC);
-    put_be64(h + 8, base);
+    kr_put_be64(h + 8, base);
     kr_put_be32(h + 16, (uint32_t)count);
     kr_put_be32(h + 20, (uint32_t)(batch_len - KR_BATCH_HEADER_BYTES));
-    put_be64(h + 24, max_ts);
+    kr_put_be64(h + 24, max_ts);
 
     j->kind = KR_JOB_APPEND;
     j->t = t;

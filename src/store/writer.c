@@ -32,6 +32,7 @@
 #include <event2/event.h>
 
 #include "proto/frame.h"
+#include "util/byteorder.h"
 #include "util/crc32c.h"
 #include "util/log.h"
 
@@ -963,17 +964,13 @@ int kr_index_write(int dirfd, uint64_t base, uint64_t next, uint64_t size, uint6
         return -1;
     memcpy(buf, KR_IDX_MAGIC, 8);
     uint64_t fields[4] = {base, next, size, max_ts};
-    for (int i = 0; i < 4; i++) {
-        kr_put_be32(buf + 8 + i * 8, (uint32_t)(fields[i] >> 32));
-        kr_put_be32(buf + 12 + i * 8, (uint32_t)fields[i]);
-    }
+    for (int i = 0; i < 4; i++)
+        kr_put_be64(buf + 8 + i * 8, fields[i]);
     kr_put_be32(buf + 40, (uint32_t)n);
     for (size_t i = 0; i < n; i++) {
         uint8_t *p = buf + KR_IDX_HEADER + i * 16;
-        kr_put_be32(p, (uint32_t)(idx[i].offset >> 32));
-        kr_put_be32(p + 4, (uint32_t)idx[i].offset);
-        kr_put_be32(p + 8, (uint32_t)(idx[i].pos >> 32));
-        kr_put_be32(p + 12, (uint32_t)idx[i].pos);
+        kr_put_be64(p, idx[i].offset);
+        kr_put_be64(p + 8, idx[i].pos);
     }
     kr_put_be32(buf + 44, 0);
     uint32_t crc = kr_crc32c(0, buf, len);
@@ -990,11 +987,6 @@ int kr_index_write(int dirfd, uint64_t base, uint64_t next, uint64_t size, uint6
     }
     free(buf);
     return rc;
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-    return (uint64_t)kr_get_be32(p) << 32 | kr_get_be32(p + 4);
 }
 
 int kr_index_load(int dirfd, uint64_t base, uint64_t size, uint64_t *next, uint64_t *max_ts,
@@ -1018,17 +1010,17 @@ int kr_index_load(int dirfd, uint64_t base, uint64_t size, uint64_t *next, uint6
     kr_put_be32(buf + 44, 0);
     size_t cnt = kr_get_be32(buf + 40);
     if (memcmp(buf, KR_IDX_MAGIC, 8) != 0 || kr_crc32c(0, buf, (size_t)st.st_size) != want ||
-        (size_t)st.st_size != KR_IDX_HEADER + cnt * 16 || get_be64(buf + 8) != base ||
-        get_be64(buf + 24) != size)
+        (size_t)st.st_size != KR_IDX_HEADER + cnt * 16 || kr_get_be64(buf + 8) != base ||
+        kr_get_be64(buf + 24) != size)
         goto out;
-    *next = get_be64(buf + 16);
-    *max_ts = get_be64(buf + 32);
+    *next = kr_get_be64(buf + 16);
+    *max_ts = kr_get_be64(buf + 32);
     *idx = malloc((cnt ? cnt : 1) * sizeof **idx);
     if (*idx == NULL)
         goto out;
     for (size_t i = 0; i < cnt; i++) {
-        (*idx)[i].offset = get_be64(buf + KR_IDX_HEADER + i * 16);
-        (*idx)[i].pos = get_be64(buf + KR_IDX_HEADER + i * 16 + 8);
+        (*idx)[i].offset = kr_get_be64(buf + KR_IDX_HEADER + i * 16);
+        (*idx)[i].pos = kr_get_be64(buf + KR_IDX_HEADER + i * 16 + 8);
     }
     *n = cnt;
     rc = 0;

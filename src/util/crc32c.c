@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "util/byteorder.h"
+
 #if defined(__x86_64__)
 #include <nmmintrin.h>
 #elif defined(__aarch64__)
@@ -46,17 +48,6 @@ static void table_init(void)
             table[t][i] = (table[t - 1][i] >> 8) ^ table[0][table[t - 1][i] & 0xff];
 }
 
-/* Little-endian load of 8 bytes, whatever the host order. */
-static inline uint64_t load_le64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    v = __builtin_bswap64(v);
-#endif
-    return v;
-}
-
 uint32_t kr_crc32c_table(uint32_t crc, const void *buf, size_t n)
 {
     const uint8_t *p = buf;
@@ -67,7 +58,7 @@ uint32_t kr_crc32c_table(uint32_t crc, const void *buf, size_t n)
         n--;
     }
     while (n >= 8) {
-        uint64_t v = load_le64(p) ^ crc;
+        uint64_t v = kr_get_le64(p) ^ crc;
         crc = table[7][v & 0xff] ^ table[6][(v >> 8) & 0xff] ^ table[5][(v >> 16) & 0xff] ^
               table[4][(v >> 24) & 0xff] ^ table[3][(v >> 32) & 0xff] ^ table[2][(v >> 40) & 0xff] ^
               table[1][(v >> 48) & 0xff] ^ table[0][v >> 56];

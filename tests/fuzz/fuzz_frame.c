@@ -16,6 +16,7 @@
 #include "proto/frame.h"
 #include "proto/msg.h"
 #include "roundtrip.h"
+#include "util/byteorder.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

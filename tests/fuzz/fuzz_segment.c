@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "store/segment.h"
+#include "util/byteorder.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -44,11 +45,6 @@ typedef struct seen {
     uint64_t pos[MAX_SEEN];
     kr_batch_hdr h[MAX_SEEN];
 } seen;
-
-static uint32_t be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
 
 /* Re-read the batch at pos and check it the way the scan promises to. */
 static void on_batch(void *arg, const kr_batch_hdr *h, uint64_t pos)
@@ -115,7 +111,7 @@ static void fix_crcs(uint8_t *f, size_t len)
     size_t pos = KR_SEG_HEADER_BYTES;
     while (pos + KR_BATCH_HEADER_BYTES <= len) {
         kr_batch_hdr h;
-        if (be32(f + pos) == KR_BATCH_MAGIC && kr_batch_header_decode(f + pos, &h) == 0 &&
+        if (kr_get_be32(f + pos) == KR_BATCH_MAGIC && kr_batch_header_decode(f + pos, &h) == 0 &&
             h.len <= len - pos - KR_BATCH_HEADER_BYTES) {
             uint8_t *payload = f + pos + KR_BATCH_HEADER_BYTES;
             kr_batch_header_encode(f + pos, h.base, h.count, h.max_ts, payload, h.len);
