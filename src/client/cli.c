@@ -19,6 +19,8 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "util/clock.h"
+
 #ifndef KRAPPY_VERSION
 #define KRAPPY_VERSION "0.0.0"
 #endif
@@ -433,9 +435,7 @@ int cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 
 double cli_now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+    return (double)kr_mono_ns() / 1e6;
 }
 
 static volatile sig_atomic_t interrupted;

@@ -41,7 +41,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "client/client_internal.h"
@@ -50,6 +49,7 @@
 #include "proto/msg.h"
 #include "util/buf.h"
 #include "util/byteorder.h"
+#include "util/clock.h"
 
 #ifndef KRAPPY_VERSION
 #define KRAPPY_VERSION "0.0.0"
@@ -88,17 +88,10 @@ typedef enum pump_goal {
 
 /* ---- small helpers ---- */
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* A deadline timeout_ms from now; -1 for none (negative timeout). */
 int64_t kr_client_deadline_after(int timeout_ms)
 {
-    return timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+    return timeout_ms < 0 ? -1 : (int64_t)kr_mono_ms() + timeout_ms;
 }
 
 /* Milliseconds left before the deadline, for poll(): -1 = no deadline. */
@@ -106,7 +99,7 @@ static int ms_left(int64_t deadline)
 {
     if (deadline < 0)
         return -1;
-    int64_t left = deadline - now_ms();
+    int64_t left = deadline - (int64_t)kr_mono_ms();
     if (left <= 0)
         return 0;
     return left > INT_MAX ? INT_MAX : (int)left;

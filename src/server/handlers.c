@@ -16,8 +16,9 @@
 #include <event2/buffer.h>
 
 #include "proto/cbor.h"
-#include "util/log.h"
 #include "server/server.h"
+#include "util/clock.h"
+#include "util/log.h"
 
 #define KR_SERVER_NAME "krappyd " KRAPPY_VERSION
 /* SCAN `limit` above this is lowered to it. */
@@ -601,7 +602,7 @@ static kr_hresult poll_try(kr_conn *c, kr_req *r, poll_state *ps)
         return KR_H_DONE;
     }
     ps->next = tg->g->frontier;
-    uint64_t now = kr_store_now_ms();
+    uint64_t now = kr_mono_ms();
     if (ps->count == 0 && now < ps->deadline_ms) {
         ps->w.topic = tg->t;
         ps->w.offset = 0;
@@ -661,7 +662,7 @@ static kr_hresult poll(kr_conn *c, kr_req *r, const kr_request *req)
     ps->r = r;
     ps->max = req->u.poll.max;
     ps->max_bytes = req->u.poll.max_bytes;
-    ps->deadline_ms = kr_store_now_ms() + req->u.poll.wait_ms;
+    ps->deadline_ms = kr_mono_ms() + req->u.poll.wait_ms;
     kr_req_async(r);
     if (poll_try(c, r, ps) == KR_H_DONE) {
         /* Answered at once: the async reference was dropped by the reply. */

@@ -19,10 +19,11 @@
 
 #include "server/admin.h"
 #include "server/config.h"
-#include "util/log.h"
-#include "util/metrics.h"
 #include "server/server.h"
 #include "store/store.h"
+#include "util/clock.h"
+#include "util/log.h"
+#include "util/metrics.h"
 
 /*
  * glibc malloc, set for a daemon whose large allocations come and go: the
@@ -125,7 +126,7 @@ static void open_finish(opener *o)
         return;
     }
     char ms[32];
-    snprintf(ms, sizeof ms, "%.1f", (double)(kr_now_ns() - o->t0) / 1e6);
+    snprintf(ms, sizeof ms, "%.1f", (double)(kr_mono_ns() - o->t0) / 1e6);
     kr_log(KR_LOG_INFO, "storage ready", "recovery_ms", ms, NULL);
     o->srv->store = o->store;
 }
@@ -200,7 +201,7 @@ int main(int argc, char **argv)
         (admin = kr_admin_start(&srv, cfg.http, cfg.http_token)) == NULL)
         goto out;
     op.srv = &srv;
-    op.t0 = kr_now_ns();
+    op.t0 = kr_mono_ns();
     op.so = (kr_store_opts){.data_dir = cfg.data_dir,
                             .segment_bytes = cfg.segment_bytes,
                             .retention_bytes = cfg.retention_bytes,

@@ -19,6 +19,7 @@
 #include <event2/listener.h>
 
 #include "proto/frame.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 /* Pause accepting this long when the process runs out of descriptors. */
@@ -136,7 +137,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     kr_server *srv = arg;
     (void)fd;
     (void)what;
-    uint64_t now = kr_now_ns();
+    uint64_t now = kr_mono_ns();
     kr_conn *c, *next;
     for (c = TAILQ_FIRST(&srv->conns); c != NULL; c = next) {
         next = TAILQ_NEXT(c, link);
@@ -170,7 +171,7 @@ void kr_server_shutdown(kr_server *srv)
     if (srv->shutting_down)
         return;
     srv->shutting_down = true;
-    srv->shutdown_ns = kr_now_ns();
+    srv->shutdown_ns = kr_mono_ns();
     if (srv->listener != NULL) {
         evconnlistener_free(srv->listener);
         srv->listener = NULL;

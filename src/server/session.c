@@ -32,6 +32,7 @@
 #include "proto/frame.h"
 #include "server/server.h"
 #include "util/byteorder.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 /* Recycled request structs kept per connection. */
@@ -87,7 +88,7 @@ static kr_req *req_alloc(kr_conn *c)
     r->ack_none = false;
     r->ctx = NULL;
     r->cancel = NULL;
-    r->start_ns = kr_now_ns();
+    r->start_ns = kr_mono_ns();
     kr_buf_reset(&r->reply);
     return r;
 }
@@ -229,7 +230,7 @@ static void req_mark_done(kr_req *r)
         c->running_fifo--;
     if (r->type <= KRAPPY_T_STATS) {
         kr_counter_add(c->srv->m.requests[r->type], 1);
-        kr_histogram_observe_ns(c->srv->m.latency[r->type], kr_now_ns() - r->start_ns);
+        kr_histogram_observe_ns(c->srv->m.latency[r->type], kr_mono_ns() - r->start_ns);
     }
 }
 
@@ -533,7 +534,7 @@ static void conn_process(kr_conn *c)
             kr_conn_abort(c, "out of memory reading a frame");
             break;
         }
-        c->last_request_ns = kr_now_ns();
+        c->last_request_ns = kr_mono_ns();
         kr_counter_add(c->srv->m.bytes_in, (uint64_t)size + 4);
         conn_start(c, type, frame + KRAPPY_FRAME_HEADER_BYTES, size - 4);
         if (c->bev != NULL)
@@ -575,7 +576,7 @@ static void on_write(struct bufferevent *bev, void *arg)
         /* Our last reply is out: shut our side, drain theirs. */
         shutdown(bufferevent_getfd(bev), SHUT_WR);
         c->state = KR_CONN_LINGERING;
-        c->state_since_ns = kr_now_ns();
+        c->state_since_ns = kr_mono_ns();
         conn_update_read(c);
         return;
     }
@@ -621,7 +622,7 @@ static void on_output_change(struct evbuffer *buf, const struct evbuffer_cb_info
     kr_conn *c = arg;
     (void)buf;
     if (info->n_deleted > 0 || (info->orig_size == 0 && info->n_added > 0))
-        c->last_drain_ns = kr_now_ns();
+        c->last_drain_ns = kr_mono_ns();
 }
 
 /* ---- life cycle ---- */
@@ -651,7 +652,7 @@ kr_conn *kr_conn_new(kr_server *srv, int fd, const struct sockaddr *sa, int sale
     c->srv = srv;
     c->id = ++srv->next_conn_id;
     c->refs = 1;
-    c->accepted_ns = c->last_request_ns = c->last_drain_ns = kr_now_ns();
+    c->accepted_ns = c->last_request_ns = c->last_drain_ns = kr_mono_ns();
     TAILQ_INIT(&c->reqs);
     TAILQ_INIT(&c->free_reqs);
     kr_buf_init(&c->enc, srv->cfg->max_frame);
@@ -748,7 +749,7 @@ static void conn_begin_flush(kr_conn *c, bool linger)
 {
     c->state = KR_CONN_FLUSHING;
     c->linger = linger;
-    c->state_since_ns = kr_now_ns();
+    c->state_since_ns = kr_mono_ns();
     bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
     conn_update_read(c);
     if (out_len(c) == 0)

@@ -29,7 +29,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
-#include <time.h>
+
+#include "util/clock.h"
 
 /* The first table; a power of two. */
 #define OV_MIN_SLOTS 16
@@ -263,10 +264,7 @@ kr_overlay *kr_overlay_new(void)
     ov->grow_at = OV_MIN_SLOTS * OV_LOAD_NUM / OV_LOAD_DEN;
     if (getrandom(&ov->seed, sizeof ov->seed, GRND_NONBLOCK) != (ssize_t)sizeof ov->seed) {
         /* No entropy yet (early boot): still differs per overlay and run. */
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ov->seed = wy_mix((uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32),
-                          (uint64_t)(uintptr_t)ov ^ wy_secret[2]);
+        ov->seed = wy_mix(kr_mono_ns(), (uint64_t)(uintptr_t)ov ^ wy_secret[2]);
     }
     return ov;
 }

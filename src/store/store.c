@@ -18,14 +18,8 @@
 #include "proto/cbor.h"
 #include "proto/frame.h"
 #include "util/byteorder.h"
+#include "util/clock.h"
 #include "util/log.h"
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static char *path_join(const char *a, const char *b)
 {
@@ -712,7 +706,7 @@ static void retention(kr_store *s, kr_topic *t)
 {
     if ((s->o.retention_bytes == 0 && s->o.retention_ms == 0) || t->n_segs < 2)
         return;
-    uint64_t now = now_ms();
+    uint64_t now = kr_wall_ms();
     size_t drop = 0;
     uint64_t bytes = t->bytes;
     while (drop + 1 < t->n_segs) {
@@ -999,7 +993,7 @@ krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_
         return KRAPPY_E_INVALID_ARGUMENT;
     }
     const uint64_t limit = (uint64_t)s->o.max_frame - KRAPPY_REPLY_SLACK_BYTES;
-    uint64_t ts_now = now_ms(), max_ts = 0, base = t->assigned;
+    uint64_t ts_now = kr_wall_ms(), max_ts = 0, base = t->assigned;
     kr_buf *b = &s->enc;
     kr_buf_reset(b);
     kr_buf_reset(&s->meta);

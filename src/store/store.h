@@ -300,9 +300,6 @@ void kr_store_scan_end(kr_store *s, kr_scan_cursor *cur);
 
 /* ---- consumer groups ---- */
 
-/* Milliseconds on the monotonic clock (deadlines of groups and POLLs). */
-uint64_t kr_store_now_ms(void);
-
 /* A group as the store keeps it: the window logic plus parked POLLs. */
 typedef struct kr_tgroup {
     kr_group *g;

@@ -9,21 +9,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <event2/buffer.h>
 
+#include "util/clock.h"
 #include "util/log.h"
 
 /* Slices one POLL may hand out (redelivery runs + the new tail). */
 #define KR_POLL_MAX_GRANTS 64
-
-uint64_t kr_store_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static int group_cmp(const kr_tgroup *tg, const uint8_t *name, size_t len)
 {
@@ -332,7 +325,7 @@ krappy_err kr_store_poll(kr_store *s, kr_tgroup *tg, kr_member *m, uint64_t max,
         max = 1;
     kr_grant grants[KR_POLL_MAX_GRANTS];
     size_t n = kr_group_take(g, t->next, max, grants, KR_POLL_MAX_GRANTS);
-    uint64_t now = kr_store_now_ms();
+    uint64_t now = kr_mono_ms();
     for (size_t i = 0; i < n && used < budget; i++) {
         uint64_t want = grants[i].next - grants[i].first;
         kr_fetch_result r;
@@ -364,7 +357,7 @@ void kr_store_groups_metrics(kr_topic *t)
 
 void kr_store_groups_tick(kr_store *s, kr_topic *t)
 {
-    uint64_t now = kr_store_now_ms(), next;
+    uint64_t now = kr_mono_ms(), next;
     for (size_t i = 0; i < t->n_groups; i++) {
         kr_tgroup *tg = t->groups[i];
         if (kr_group_expire(tg->g, now, &next) > 0)

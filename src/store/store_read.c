@@ -15,6 +15,7 @@
 
 #include <event2/buffer.h>
 
+#include "util/clock.h"
 #include "util/log.h"
 
 /* FETCH replies keep this much of max_frame for the map around the events. */
@@ -451,13 +452,6 @@ int kr_store_get(kr_store *s, kr_topic *t, const uint8_t *key, size_t klen, kr_b
 
 /* ---- SCAN ---- */
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static uint8_t *dup_bytes(const uint8_t *p, size_t n)
 {
     uint8_t *d = malloc(n ? n : 1);
@@ -483,7 +477,7 @@ static kr_scan_cursor *cursor_new(kr_store *s, kr_topic *t, const uint8_t *prefi
     if (c == NULL)
         return NULL;
     if (getrandom(c->token, sizeof c->token, 0) != (ssize_t)sizeof c->token) {
-        uint64_t x = mono_ns() ^ (uint64_t)(uintptr_t)c;
+        uint64_t x = kr_mono_ns() ^ (uint64_t)(uintptr_t)c;
         memcpy(c->token, &x, sizeof x);
     }
     c->t = t;
@@ -494,7 +488,7 @@ static kr_scan_cursor *cursor_new(kr_store *s, kr_topic *t, const uint8_t *prefi
     c->alen = c->after_cap = alen;
     c->snap = kr_view_snapshot(s->view);
     c->snapshot = t->marker;
-    c->expires_ns = mono_ns() + (uint64_t)KR_SCAN_CURSOR_MS * 1000000;
+    c->expires_ns = kr_mono_ns() + (uint64_t)KR_SCAN_CURSOR_MS * 1000000;
     if (c->prefix == NULL || c->after == NULL || c->snap == NULL) {
         if (c->snap != NULL)
             kr_view_snapshot_release(s->view, c->snap);
@@ -593,7 +587,7 @@ kr_scan_cursor *kr_store_scan_find(kr_store *s, const uint8_t *token, size_t len
 {
     if (len != KR_SCAN_CURSOR_BYTES)
         return NULL;
-    uint64_t now = mono_ns();
+    uint64_t now = kr_mono_ns();
     kr_scan_cursor *c;
     TAILQ_FOREACH(c, &s->cursors, link)
     {
@@ -649,7 +643,7 @@ long kr_store_scan_page(kr_store *s, kr_scan_cursor *c, size_t limit, kr_scan_fn
         snprintf(msg, msglen, "out of memory continuing a scan");
         return -1;
     }
-    c->expires_ns = mono_ns() + (uint64_t)KR_SCAN_CURSOR_MS * 1000000;
+    c->expires_ns = kr_mono_ns() + (uint64_t)KR_SCAN_CURSOR_MS * 1000000;
     return n;
 }
 
@@ -675,7 +669,7 @@ void kr_store_scan_end(kr_store *s, kr_scan_cursor *c)
 
 void kr_store_cursors_expire(kr_store *s, bool all)
 {
-    uint64_t now = mono_ns();
+    uint64_t now = kr_mono_ns();
     kr_scan_cursor *c, *next;
     for (c = TAILQ_FIRST(&s->cursors); c != NULL; c = next) {
         next = TAILQ_NEXT(c, link);

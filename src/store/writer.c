@@ -33,6 +33,7 @@
 
 #include "proto/frame.h"
 #include "util/byteorder.h"
+#include "util/clock.h"
 #include "util/crc32c.h"
 #include "util/log.h"
 
@@ -575,7 +576,7 @@ static int checkpoint_sync(kr_writer *wr, kr_job *j)
  */
 static void run_checkpoint(kr_writer *wr, kr_job *j)
 {
-    uint64_t t0 = kr_now_ns();
+    uint64_t t0 = kr_mono_ns();
     char err[256];
     qsort(j->ck, j->n_ck, sizeof *j->ck, ck_cmp);
     kr_view_ckpt *ck = kr_view_ckpt_new(wr->view, err, sizeof err);
@@ -608,7 +609,7 @@ static void run_checkpoint(kr_writer *wr, kr_job *j)
         return;
     }
     kr_counter_add(wr->m_checkpoints, 1);
-    kr_histogram_observe_ns(wr->m_checkpoint_ns, kr_now_ns() - t0);
+    kr_histogram_observe_ns(wr->m_checkpoint_ns, kr_mono_ns() - t0);
 }
 
 static void run_delete(kr_job *j)

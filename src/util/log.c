@@ -23,6 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/clock.h"
+
 #define TRUNC_MARK "...(truncated)"
 
 /* The longest tail a cut line can need: a JSON cut between two fields
@@ -264,13 +266,13 @@ static bool text_needs_quotes(const char *s)
 /* UTC wall-clock time with milliseconds: 2026-11-21T07:00:00.123Z. */
 static void timestamp(char *out, size_t size)
 {
-    struct timespec ts;
+    uint64_t ms = kr_wall_ms();
+    time_t secs = (time_t)(ms / 1000);
     struct tm tm;
 
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
+    gmtime_r(&secs, &tm);
     snprintf(out, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ts.tv_nsec / 1000000));
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
 }
 
 /*

@@ -23,7 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 typedef enum kind { KIND_COUNTER, KIND_GAUGE, KIND_HISTOGRAM, KIND_SIZES } kind;
 
@@ -439,12 +438,4 @@ int kr_metrics_render(kr_metrics *m, kr_buf *b)
     }
     pthread_mutex_unlock(&m->lock);
     return o.rc;
-}
-
-uint64_t kr_now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }

@@ -67,7 +67,4 @@ uint64_t kr_histogram_count(const kr_metric *h); /* either kind */
  */
 int kr_metrics_render(kr_metrics *m, kr_buf *out);
 
-/* Monotonic clock in nanoseconds. */
-uint64_t kr_now_ns(void);
-
 #endif
