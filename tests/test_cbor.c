@@ -742,62 +742,6 @@ static void test_map_find(void **state)
     assert_int_equal(kr_cbor_map_find(&m, "a", &v), 0);
 }
 
-static void test_utf8(void **state)
-{
-    (void)state;
-    static const char *const good[] = {
-        "",
-        "616263",
-        "c3bc",
-        "e6b0b4",
-        "f09d849e",
-        "f48fbfbf",
-        "ed9fbf",
-        "ee8080",
-        "c280",
-        "e0a080",
-        "f0908080",
-        "7f",
-        "6161616161616161616161c3bc61616161616161",
-    };
-    static const char *const bad[] = {
-        "c080",
-        "c1bf",
-        "e08080",
-        "e09fbf",
-        "eda080",
-        "edbfbf",
-        "f0808080",
-        "f08fbfbf",
-        "f4908080",
-        "f5808080",
-        "f8",
-        "ff",
-        "80",
-        "bf",
-        "e6b0",
-        "c3",
-        "c341",
-        "e6b041",
-        "6161616161616161c3",
-        "616161616161616180",
-        "f09d84",
-        "fe",
-        "c0af",
-    };
-    uint8_t buf[64];
-    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
-        size_t n = unhex(good[i], buf);
-        if (!kr_utf8_valid(buf, n))
-            fail_msg("should be valid UTF-8: %s", good[i]);
-    }
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        size_t n = unhex(bad[i], buf);
-        if (kr_utf8_valid(buf, n))
-            fail_msg("should be invalid UTF-8: %s", bad[i]);
-    }
-}
-
 /* ---- writing: RFC 8949 Appendix A, byte for byte ---- */
 
 static void expect_bytes(kr_buf *b, const char *hex)
@@ -1161,7 +1105,6 @@ int main(void)
         cmocka_unit_test(test_deep_nesting),
         cmocka_unit_test(test_iter_open),
         cmocka_unit_test(test_map_find),
-        cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_write_ints),
         cmocka_unit_test(test_write_simple_and_strings),
         cmocka_unit_test(test_write_containers),

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "proto/cbor.h"
+#include "util/utf8.h"
 
 const char *cli_fmt_ts(char *buf, size_t len, uint64_t ms)
 {
@@ -27,16 +28,12 @@ const char *cli_fmt_ts(char *buf, size_t len, uint64_t ms)
     return buf;
 }
 
-/* Length of the valid UTF-8 sequence at p that is not a C1 control, or 0. */
+/* Length of the valid multi-byte UTF-8 sequence at p that is not a C1
+ * control, or 0. */
 static size_t printable_seq(const uint8_t *p, size_t n)
 {
-    size_t l = p[0] >= 0xc2 && p[0] <= 0xdf   ? 2
-               : p[0] >= 0xe0 && p[0] <= 0xef ? 3
-               : p[0] >= 0xf0 && p[0] <= 0xf4 ? 4
-                                              : 0;
-    if (l == 0 || l > n || !kr_utf8_valid(p, l))
-        return 0;
-    if (l == 2 && p[0] == 0xc2 && p[1] < 0xa0)
+    size_t l = kr_utf8_seq_len(p, n);
+    if (l < 2 || (l == 2 && p[0] == 0xc2 && p[1] < 0xa0))
         return 0;
     return l;
 }

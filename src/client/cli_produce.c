@@ -15,8 +15,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "util/buf.h"
 #include "proto/cbor.h"
+#include "util/buf.h"
+#include "util/utf8.h"
 
 /* Defaults of --batch and --pipeline. */
 #define PRODUCE_DEFAULT_BATCH    1000

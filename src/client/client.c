@@ -50,6 +50,7 @@
 #include "util/buf.h"
 #include "util/byteorder.h"
 #include "util/clock.h"
+#include "util/utf8.h"
 
 #ifndef KRAPPY_VERSION
 #define KRAPPY_VERSION "0.0.0"

@@ -20,8 +20,9 @@
 #include <string.h>
 
 #include "client/client_internal.h"
-#include "util/buf.h"
 #include "proto/cbor.h"
+#include "util/buf.h"
+#include "util/utf8.h"
 
 typedef struct jparse {
     const uint8_t *s;

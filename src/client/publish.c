@@ -20,9 +20,10 @@
 #include <string.h>
 
 #include "client/client_internal.h"
-#include "util/buf.h"
 #include "proto/cbor.h"
 #include "proto/msg.h"
+#include "util/buf.h"
+#include "util/utf8.h"
 
 /* ======================================================================
  * Batches

@@ -124,9 +124,6 @@ int kr_cbor_text_eq(const kr_cbor_item *s, const char *lit);
  */
 int kr_cbor_map_find(const kr_cbor_item *map, const char *key, kr_cbor_item *value);
 
-/* 1 when bytes[0..len) are valid UTF-8, else 0. */
-int kr_utf8_valid(const uint8_t *bytes, size_t len);
-
 /* Writers: append one shortest-form head or item. On refusal the buffer's
  * `failed` flag is set; check it once when the message is complete. */
 void kr_cbor_put_uint(kr_buf *b, uint64_t v);

@@ -12,22 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/utf8.h"
+
 static void put_str(kr_buf *o, const char *s)
 {
     kr_buf_append(o, s, strlen(s));
-}
-
-/* Length of the UTF-8 sequence at p (RFC 3629), or 0 when invalid. */
-static size_t utf8_len(const uint8_t *p, size_t n)
-{
-    size_t l = p[0] < 0x80                    ? 1
-               : p[0] >= 0xc2 && p[0] <= 0xdf ? 2
-               : p[0] >= 0xe0 && p[0] <= 0xef ? 3
-               : p[0] >= 0xf0 && p[0] <= 0xf4 ? 4
-                                              : 0;
-    if (l == 0 || l > n || !kr_utf8_valid(p, l))
-        return 0;
-    return l;
 }
 
 /* The characters JSON escapes with a backslash and a letter, and the letters
@@ -65,7 +54,7 @@ static void put_escaped(kr_buf *o, const uint8_t *p, size_t n)
             i++;
             continue;
         }
-        size_t l = utf8_len(p + i, n - i);
+        size_t l = kr_utf8_seq_len(p + i, n - i);
         if (l == 0) {
             put_str(o, "\\ufffd");
             i++;

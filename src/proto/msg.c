@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "util/utf8.h"
+
 /* ---- field table ---- */
 
 /* Every field name any request uses. */

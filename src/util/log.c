@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "util/clock.h"
+#include "util/utf8.h"
 
 #define TRUNC_MARK "...(truncated)"
 
@@ -137,42 +138,6 @@ static void tail(line *l, const char *s)
 }
 
 /*
- * Length of the well-formed UTF-8 sequence at p (1 to 4), or 0 when the byte
- * at p does not start one: stray continuation bytes, overlong forms,
- * surrogates, code points past U+10FFFF and sequences cut short by the end.
- */
-static size_t utf8_len(const unsigned char *p, size_t n)
-{
-    unsigned char c = p[0];
-
-    if (c < 0x80)
-        return 1;
-    if (c < 0xC2)
-        return 0;
-    if (c < 0xE0)
-        return n >= 2 && (p[1] & 0xC0) == 0x80 ? 2 : 0;
-    if (c < 0xF0) {
-        if (n < 3 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80)
-            return 0;
-        if (c == 0xE0 && p[1] < 0xA0) /* overlong */
-            return 0;
-        if (c == 0xED && p[1] >= 0xA0) /* UTF-16 surrogate */
-            return 0;
-        return 3;
-    }
-    if (c < 0xF5) {
-        if (n < 4 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80 || (p[3] & 0xC0) != 0x80)
-            return 0;
-        if (c == 0xF0 && p[1] < 0x90) /* overlong */
-            return 0;
-        if (c == 0xF4 && p[1] >= 0x90) /* past U+10FFFF */
-            return 0;
-        return 4;
-    }
-    return 0;
-}
-
-/*
  * Append s escaped for `mode`, one unit (a character or its escape) at a
  * time so that a full line never ends inside an escape or a UTF-8 sequence.
  * JSON: \" \\ \b \f \n \r \t, other control bytes and DEL as \u00XX, each
@@ -190,7 +155,7 @@ static void put_esc(line *l, const char *s, esc_mode mode)
         char e[8];
         size_t elen = 0;
         size_t adv = 1;
-        size_t ulen = utf8_len(p, n);
+        size_t ulen = kr_utf8_seq_len(p, n);
 
         if (ulen == 0) {
             if (mode == ESC_JSON) {
@@ -251,7 +216,7 @@ static bool text_needs_quotes(const char *s)
     if (n == 0)
         return true;
     while (n > 0) {
-        size_t ulen = utf8_len(p, n);
+        size_t ulen = kr_utf8_seq_len(p, n);
 
         if (ulen == 0)
             return true;

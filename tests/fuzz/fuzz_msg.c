@@ -16,6 +16,7 @@
 #include "proto/cbor.h"
 #include "proto/msg.h"
 #include "roundtrip.h"
+#include "util/utf8.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
