@@ -356,37 +356,6 @@ int cli_client_fail(cli *x, krappy_err e)
     return cli_fail(x, "%s%s", msg, hint);
 }
 
-void cli_json_str(FILE *f, const char *s, size_t n)
-{
-    fputc('"', f);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        switch (ch) {
-        case '"':
-            fputs("\\\"", f);
-            break;
-        case '\\':
-            fputs("\\\\", f);
-            break;
-        case '\n':
-            fputs("\\n", f);
-            break;
-        case '\r':
-            fputs("\\r", f);
-            break;
-        case '\t':
-            fputs("\\t", f);
-            break;
-        default:
-            if (ch < 0x20 || ch == 0x7f)
-                fprintf(f, "\\u%04x", ch);
-            else
-                fputc(ch, f);
-        }
-    }
-    fputc('"', f);
-}
-
 const char *cli_fmt_ms(char *buf, size_t len, double ms)
 {
     if (ms < 1.0)

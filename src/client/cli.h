@@ -125,9 +125,6 @@ void cli_catch_sigint(void);
  * cli_interrupted() and ends normally. */
 void cli_interrupt_closes(int fd);
 
-/* Write s (n bytes) as a JSON string, quotes included. */
-void cli_json_str(FILE *f, const char *s, size_t n);
-
 /* Format milliseconds the way ping(8) does: 3 significant digits ("0.045",
  * "1.23", "12.3", "123"). Returns buf. */
 const char *cli_fmt_ms(char *buf, size_t len, double ms);

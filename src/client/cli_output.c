@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "proto/cbor.h"
+#include "util/json.h"
 #include "util/utf8.h"
 
 const char *cli_fmt_ts(char *buf, size_t len, uint64_t ms)
@@ -129,38 +130,6 @@ void cli_put_value(FILE *f, const uint8_t *v, size_t n)
     krappy_free(d);
 }
 
-/* UTF-8 text as a JSON string: controls escaped, invalid bytes U+FFFD. */
-static void json_text(FILE *f, const uint8_t *s, size_t n)
-{
-    size_t i = 0;
-    fputc('"', f);
-    while (i < n) {
-        uint8_t ch = s[i];
-        size_t l;
-        if (ch >= 0x80) {
-            if ((l = printable_seq(s + i, n - i)) > 0)
-                fwrite(s + i, 1, l, f), i += l;
-            else if (n - i >= 2 && ch == 0xc2 && s[i + 1] >= 0x80 && s[i + 1] < 0xa0)
-                fprintf(f, "\\u%04x", s[i + 1]), i += 2;
-            else
-                fputs("\\ufffd", f), i++;
-            continue;
-        }
-        if (ch == '"' || ch == '\\')
-            fputc('\\', f), fputc(ch, f);
-        else if (ch == '\n')
-            fputs("\\n", f);
-        else if (ch == '\t')
-            fputs("\\t", f);
-        else if (ch < 0x20 || ch == 0x7f)
-            fprintf(f, "\\u%04x", ch);
-        else
-            fputc(ch, f);
-        i++;
-    }
-    fputc('"', f);
-}
-
 int cli_digits(uint64_t v)
 {
     int n = 1;
@@ -199,7 +168,7 @@ void cli_json_key(FILE *f, int has_key, int is_text, const uint8_t *key, size_t 
     if (!has_key) {
         fputs("null", f);
     } else if (is_text) {
-        json_text(f, key, len);
+        kr_json_str_file(f, key, len);
     } else {
         fputc('"', f);
         for (size_t i = 0; i < len; i++)

@@ -7,6 +7,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "util/json.h"
+
 /* Round-trip statistics, as ping(8) prints them. */
 typedef struct rtt_stats {
     uint64_t sent, received;
@@ -33,7 +35,7 @@ static void print_summary(const cli *x, const rtt_stats *s, double elapsed_ms)
 
     if (x->json) {
         printf("{\"type\":\"summary\",\"addr\":");
-        cli_json_str(stdout, x->addr, strlen(x->addr));
+        kr_json_str_file(stdout, x->addr, strlen(x->addr));
         printf(",\"sent\":%llu,\"received\":%llu,\"loss_pct\":%.1f,\"time_ms\":%.0f",
                (unsigned long long)s->sent, (unsigned long long)s->received, loss, elapsed_ms);
         if (s->received)
@@ -150,9 +152,9 @@ int cli_hello(cli *x, int argc, char **argv)
     const krappy_server_info *i = &x->info;
     if (x->json) {
         printf("{\"addr\":");
-        cli_json_str(stdout, x->addr, strlen(x->addr));
+        kr_json_str_file(stdout, x->addr, strlen(x->addr));
         printf(",\"server\":");
-        cli_json_str(stdout, i->server, strlen(i->server));
+        kr_json_str_file(stdout, i->server, strlen(i->server));
         printf(",\"protocol\":%u,\"max_frame\":%llu,\"max_events\":%llu,\"rtt_ms\":%.3f}\n",
                (unsigned)i->version, (unsigned long long)i->max_frame,
                (unsigned long long)i->max_events, x->hello_ms);

@@ -17,6 +17,7 @@
 
 #include "proto/cbor.h"
 #include "util/buf.h"
+#include "util/json.h"
 #include "util/utf8.h"
 
 /* Defaults of --batch and --pipeline. */
@@ -339,7 +340,7 @@ static void print_summary(produce *p)
     double secs = (cli_now_ms() - p->t0) / 1000.0;
     if (p->x->json) {
         printf("{\"topic\":");
-        cli_json_str(stdout, p->topic, strlen(p->topic));
+        kr_json_str_file(stdout, p->topic, strlen(p->topic));
         printf(",\"events\":%llu,\"batches\":%llu,\"ack\":\"%s\"", (unsigned long long)p->sent,
                (unsigned long long)p->batches, ack_name(p->ack));
         if (p->have_range)

@@ -7,6 +7,8 @@
 
 #include <string.h>
 
+#include "util/json.h"
+
 static int max_int(int a, int b)
 {
     return a > b ? a : b;
@@ -60,7 +62,7 @@ int cli_topics(cli *x, int argc, char **argv)
         for (size_t i = 0; i < l->count; i++) {
             const krappy_topic_info *t = &l->topics[i];
             printf("{\"topic\":");
-            cli_json_str(stdout, t->name, t->name_len);
+            kr_json_str_file(stdout, t->name, t->name_len);
             printf(",\"first\":%llu,\"next\":%llu,\"events\":%llu}\n", (unsigned long long)t->first,
                    (unsigned long long)t->next, (unsigned long long)(t->next - t->first));
         }
@@ -146,7 +148,7 @@ int cli_stats(cli *x, int argc, char **argv)
 
     if (x->json) {
         printf("{\"topic\":");
-        cli_json_str(stdout, st->topic, strlen(st->topic));
+        kr_json_str_file(stdout, st->topic, strlen(st->topic));
         printf(",\"first\":%llu,\"next\":%llu,\"events\":%llu,\"bytes\":%llu,\"keys\":%llu,"
                "\"groups\":[",
                (unsigned long long)st->first, (unsigned long long)st->next,
@@ -155,7 +157,7 @@ int cli_stats(cli *x, int argc, char **argv)
         for (size_t i = 0; i < st->n_groups; i++) {
             const krappy_group_stats *g = &st->groups[i];
             printf("%s{\"group\":", i ? "," : "");
-            cli_json_str(stdout, g->group, g->group_len);
+            kr_json_str_file(stdout, g->group, g->group_len);
             printf(",\"cursor\":%llu,\"pending\":%llu,\"lag\":%llu,\"members\":%llu}",
                    (unsigned long long)g->cursor, (unsigned long long)g->pending,
                    (unsigned long long)g->lag, (unsigned long long)g->members);
@@ -196,9 +198,9 @@ int cli_groups(cli *x, int argc, char **argv)
         for (size_t i = 0; i < st->n_groups; i++) {
             const krappy_group_stats *g = &st->groups[i];
             printf("{\"topic\":");
-            cli_json_str(stdout, st->topic, strlen(st->topic));
+            kr_json_str_file(stdout, st->topic, strlen(st->topic));
             printf(",\"group\":");
-            cli_json_str(stdout, g->group, g->group_len);
+            kr_json_str_file(stdout, g->group, g->group_len);
             printf(",\"cursor\":%llu,\"pending\":%llu,\"lag\":%llu,\"members\":%llu}\n",
                    (unsigned long long)g->cursor, (unsigned long long)g->pending,
                    (unsigned long long)g->lag, (unsigned long long)g->members);

@@ -24,7 +24,7 @@
  * groups (CONSUMER_REGISTER, POLL, ACK, pipelined through the replies-due
  * ring kept here) in consume.c. CBOR
  * rendered for people (diagnostic notation, JSON) is in cbor_text.c, JSON
- * parsed into CBOR in json.c. Request and reply payloads go through
+ * parsed into CBOR in json_parse.c. Request and reply payloads go through
  * proto/msg.h's codecs only.
  */
 #include "krappy/client.h"

@@ -12,7 +12,7 @@
  * own files only: client.c owns the connection (moving bytes, errors, the
  * raw calls, HELLO/PING) and lends the helpers below to publish.c (batches,
  * PUBLISH), read.c (FETCH, GET, SCAN, TOPICS, STATS), consume.c
- * (CONSUMER_REGISTER, POLL, ACK) and json.c (JSON to CBOR); cbor_text.c
+ * (CONSUMER_REGISTER, POLL, ACK) and json_parse.c (JSON to CBOR); cbor_text.c
  * (CBOR for people) needs none of it. The CLI and the tests treat a
  * krappy_client as the opaque handle of the public header.
  */

@@ -12,61 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "util/utf8.h"
+#include "util/json.h"
 
 static void put_str(kr_buf *o, const char *s)
 {
     kr_buf_append(o, s, strlen(s));
-}
-
-/* The characters JSON escapes with a backslash and a letter, and the letters
- * (the others below 0x20 and DEL get \u00XX). */
-static const char short_esc_chars[] = "\"\\\b\f\n\r\t";
-static const char short_esc_letters[] = "\"\\bfnrt";
-
-/*
- * Text content as the inside of a JSON string: quote, backslash and control
- * characters (C0, DEL and C1) escaped, invalid UTF-8 replaced by U+FFFD, so
- * the result is valid UTF-8 and safe on a terminal.
- */
-static void put_escaped(kr_buf *o, const uint8_t *p, size_t n)
-{
-    char esc[8];
-    const char *hit;
-    size_t i = 0;
-    while (i < n) {
-        size_t run = i;
-        while (run < n && p[run] >= 0x20 && p[run] < 0x7f && p[run] != '"' && p[run] != '\\')
-            run++;
-        if (run > i) {
-            kr_buf_append(o, p + i, run - i);
-            i = run;
-            continue;
-        }
-        uint8_t ch = p[i];
-        if (ch < 0x80) {
-            hit = memchr(short_esc_chars, ch, sizeof short_esc_chars - 1);
-            if (hit != NULL)
-                snprintf(esc, sizeof esc, "\\%c", short_esc_letters[hit - short_esc_chars]);
-            else
-                snprintf(esc, sizeof esc, "\\u%04x", ch);
-            put_str(o, esc);
-            i++;
-            continue;
-        }
-        size_t l = kr_utf8_seq_len(p + i, n - i);
-        if (l == 0) {
-            put_str(o, "\\ufffd");
-            i++;
-        } else if (l == 2 && ch == 0xc2 && p[i + 1] < 0xa0) { /* C1 control */
-            snprintf(esc, sizeof esc, "\\u%04x", p[i + 1]);
-            put_str(o, esc);
-            i += 2;
-        } else {
-            kr_buf_append(o, p + i, l);
-            i += l;
-        }
-    }
 }
 
 /* 1 when the decimal digits[0..k) x 10^(exp10 - k + 1) reads back as d. */
@@ -263,7 +213,7 @@ static void render_string(render *r, const kr_cbor_item *it)
                 if (chunked)
                     one = &ch;
                 if (text)
-                    put_escaped(o, one->str, one->str_len);
+                    kr_json_esc_buf(o, one->str, one->str_len);
                 else
                     put_hex(o, one->str, one->str_len);
                 if (!chunked)
@@ -310,7 +260,7 @@ static int render_container(render *r, const kr_cbor_item *it, int depth)
             int rc = render_item(&d, &ch, depth + 1);
             if (rc == 0 && !tmp.failed) {
                 put_str(o, "\"");
-                put_escaped(o, tmp.data, tmp.len);
+                kr_json_esc_buf(o, tmp.data, tmp.len);
                 put_str(o, "\"");
             }
             if (tmp.failed)

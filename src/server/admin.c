@@ -33,12 +33,13 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
-#include "util/buf.h"
 #include "proto/cbor_text.h"
 #include "proto/msg.h"
 #include "server/console.h"
-#include "util/log.h"
 #include "store/store.h"
+#include "util/buf.h"
+#include "util/json.h"
+#include "util/log.h"
 
 /* Largest /metrics or /api reply. */
 #define KR_ADMIN_REPLY_MAX (8u * 1024 * 1024)
@@ -64,18 +65,16 @@ static void reply_text(struct evhttp_request *req, int code, const char *reason,
     evbuffer_free(b);
 }
 
-/* A JSON error: {"error": "..."} (the sentence has no quotes to escape). */
+/* A JSON error: {"error": "..."}, the sentence cut to fit 512 bytes. */
 static void reply_error(struct evhttp_request *req, int code, const char *reason, const char *msg)
 {
+    static const char head[] = "{\"error\":\"", end[] = "\"}\n";
     char body[512];
-    size_t n = 0;
-    n += (size_t)snprintf(body, sizeof body, "{\"error\":\"");
-    for (const char *p = msg; *p != '\0' && n + 8 < sizeof body; p++) {
-        if (*p == '"' || *p == '\\')
-            body[n++] = '\\';
-        body[n++] = (char)((unsigned char)*p < 0x20 ? ' ' : *p);
-    }
-    snprintf(body + n, sizeof body - n, "\"}\n");
+    size_t n = sizeof head - 1, w;
+    memcpy(body, head, n);
+    kr_json_esc_mem(body + n, sizeof body - n - sizeof end, &w, msg, strlen(msg));
+    n += w;
+    memcpy(body + n, end, sizeof end); /* NUL included */
     reply_text(req, code, reason, "application/json", body);
 }
 
@@ -237,19 +236,13 @@ static void json_topic(struct evbuffer *b, const kr_topic *t)
                         (unsigned long long)kr_topic_keys(t));
 }
 
-static void json_str(struct evbuffer *b, const char *s, size_t n)
+/* A name (at most KRAPPY_MAX_NAME_BYTES) as a JSON string. */
+static void json_name(struct evbuffer *b, const char *s, size_t n)
 {
-    evbuffer_add(b, "\"", 1);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch == '"' || ch == '\\')
-            evbuffer_add_printf(b, "\\%c", ch);
-        else if (ch < 0x20)
-            evbuffer_add_printf(b, "\\u%04x", ch);
-        else
-            evbuffer_add(b, &s[i], 1);
-    }
-    evbuffer_add(b, "\"", 1);
+    char esc[KRAPPY_MAX_NAME_BYTES * KR_JSON_ESC_MAX];
+    size_t w;
+    kr_json_esc_mem(esc, sizeof esc, &w, s, n);
+    evbuffer_add_printf(b, "\"%.*s\"", (int)w, esc);
 }
 
 static void send_json(struct evhttp_request *req, struct evbuffer *b)
@@ -298,7 +291,7 @@ static void api_topic(kr_admin *a, struct evhttp_request *req, const char *name)
     for (size_t i = 0; i < t->n_groups; i++) {
         const kr_group *g = t->groups[i]->g;
         evbuffer_add_printf(b, "%s{\"group\":", i ? "," : "");
-        json_str(b, g->name, g->name_len);
+        json_name(b, g->name, g->name_len);
         evbuffer_add_printf(b, ",\"cursor\":%llu,\"pending\":%llu,\"lag\":%llu,\"members\":%zu}",
                             (unsigned long long)g->cursor, (unsigned long long)kr_group_pending(g),
                             (unsigned long long)(t->next > g->cursor ? t->next - g->cursor : 0),

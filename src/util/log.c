@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "util/clock.h"
+#include "util/json.h"
 #include "util/utf8.h"
 
 #define TRUNC_MARK "...(truncated)"
@@ -49,10 +50,6 @@ typedef struct line {
     size_t limit;
     bool full;
 } line;
-
-/* How put_esc() escapes: JSON string content, text in double quotes, or
- * bare text (message and keys in the text format). */
-typedef enum esc_mode { ESC_JSON, ESC_TEXT_QUOTED, ESC_TEXT_BARE } esc_mode;
 
 void kr_log_setup(kr_log_level min, kr_log_format fmt)
 {
@@ -137,14 +134,26 @@ static void tail(line *l, const char *s)
     l->len += n;
 }
 
+/* Append s as the inside of a JSON string (util/json.h), as much as fits:
+ * a cut never splits an escape or a UTF-8 sequence. */
+static void put_json(line *l, const char *s)
+{
+    size_t n = strlen(s), w;
+
+    if (l->full)
+        return;
+    if (kr_json_esc_mem(l->buf + l->len, l->limit - l->len, &w, s, n) < n)
+        l->full = true;
+    l->len += w;
+}
+
 /*
- * Append s escaped for `mode`, one unit (a character or its escape) at a
- * time so that a full line never ends inside an escape or a UTF-8 sequence.
- * JSON: \" \\ \b \f \n \r \t, other control bytes and DEL as \u00XX, each
- * invalid UTF-8 byte as \ufffd. Text: \\ \n \r \t, other control bytes, DEL
- * and invalid bytes as \xXX; \" only inside quotes.
+ * Append s escaped for the text format, one unit (a character or its
+ * escape) at a time so that a full line never ends inside an escape or a
+ * UTF-8 sequence: \\ \n \r \t, other control bytes, DEL and invalid
+ * bytes as \xXX; \" only inside quotes.
  */
-static void put_esc(line *l, const char *s, esc_mode mode)
+static void put_text(line *l, const char *s, bool quoted)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)s;
@@ -152,47 +161,28 @@ static void put_esc(line *l, const char *s, esc_mode mode)
 
     while (n > 0 && !l->full) {
         unsigned char c = *p;
-        char e[8];
+        char e[4];
         size_t elen = 0;
         size_t adv = 1;
         size_t ulen = kr_utf8_seq_len(p, n);
 
-        if (ulen == 0) {
-            if (mode == ESC_JSON) {
-                memcpy(e, "\\ufffd", 6);
-                elen = 6;
-            } else {
-                e[0] = '\\';
-                e[1] = 'x';
-                e[2] = hex[c >> 4];
-                e[3] = hex[c & 15];
-                elen = 4;
-            }
-        } else if (ulen > 1) {
+        if (ulen > 1) {
             put(l, (const char *)p, ulen);
             adv = ulen;
-        } else if (c == '\\' || (c == '"' && mode != ESC_TEXT_BARE)) {
+        } else if (c == '\\' || (c == '"' && quoted)) {
             e[0] = '\\';
             e[1] = (char)c;
             elen = 2;
-        } else if (c == '\n' || c == '\r' || c == '\t' ||
-                   (mode == ESC_JSON && (c == '\b' || c == '\f'))) {
+        } else if (c == '\n' || c == '\r' || c == '\t') {
             e[0] = '\\';
-            e[1] = c == '\n' ? 'n' : c == '\r' ? 'r' : c == '\t' ? 't' : c == '\b' ? 'b' : 'f';
+            e[1] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
             elen = 2;
-        } else if (c < 0x20 || c == 0x7F) {
-            if (mode == ESC_JSON) {
-                memcpy(e, "\\u00", 4);
-                e[4] = hex[c >> 4];
-                e[5] = hex[c & 15];
-                elen = 6;
-            } else {
-                e[0] = '\\';
-                e[1] = 'x';
-                e[2] = hex[c >> 4];
-                e[3] = hex[c & 15];
-                elen = 4;
-            }
+        } else if (ulen == 0 || c < 0x20 || c == 0x7F) {
+            e[0] = '\\';
+            e[1] = 'x';
+            e[2] = hex[c >> 4];
+            e[3] = hex[c & 15];
+            elen = 4;
         } else {
             put(l, (const char *)p, 1);
         }
@@ -256,7 +246,7 @@ static void json_line(line *l, const char *ts, const char *lvl, const char *msg,
     puts_(l, "\",\"level\":\"");
     puts_(l, lvl);
     puts_(l, "\",\"msg\":\"");
-    put_esc(l, msg, ESC_JSON);
+    put_json(l, msg);
     put(l, "\"", 1);
     if (!l->full)
         st = BETWEEN;
@@ -267,7 +257,7 @@ static void json_line(line *l, const char *ts, const char *lvl, const char *msg,
         if (l->full)
             break;
         st = IN_KEY;
-        put_esc(l, k, ESC_JSON);
+        put_json(l, k);
         if (v == NULL) {
             put(l, "\":null", 6);
         } else {
@@ -275,7 +265,7 @@ static void json_line(line *l, const char *ts, const char *lvl, const char *msg,
             if (l->full)
                 break;
             st = IN_STR;
-            put_esc(l, v, ESC_JSON);
+            put_json(l, v);
             put(l, "\"", 1);
         }
         if (!l->full)
@@ -302,12 +292,12 @@ static void text_line(line *l, const char *ts, const char *lvl, const char *msg,
     puts_(l, " ");
     puts_(l, lvl);
     put(l, "     ", 6 - strlen(lvl)); /* pad the level to 5 columns, then a space */
-    put_esc(l, msg, ESC_TEXT_BARE);
+    put_text(l, msg, false);
     while (!l->full && (k = va_arg(kv, const char *)) != NULL) {
         const char *v = va_arg(kv, const char *);
 
         put(l, " ", 1);
-        put_esc(l, k, ESC_TEXT_BARE);
+        put_text(l, k, false);
         put(l, "=", 1);
         if (v == NULL) {
             put(l, "-", 1);
@@ -316,12 +306,12 @@ static void text_line(line *l, const char *ts, const char *lvl, const char *msg,
             if (l->full)
                 break;
             quoted = true;
-            put_esc(l, v, ESC_TEXT_QUOTED);
+            put_text(l, v, true);
             put(l, "\"", 1);
             if (!l->full)
                 quoted = false;
         } else {
-            put_esc(l, v, ESC_TEXT_BARE);
+            put_text(l, v, false);
         }
     }
     if (l->full)

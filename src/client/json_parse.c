@@ -1,5 +1,5 @@
 /*
- * client/json.c - JSON parsed into CBOR (krappy_json_to_cbor), and the
+ * client/json_parse.c - JSON parsed into CBOR (krappy_json_to_cbor), and the
  * JSON event lines of `krappy produce --json` (kr_json_event_parse).
  *
  * A parser that does no I/O: text in, CBOR out, appended to a kr_buf whose
