@@ -728,66 +728,6 @@ static void test_connect_refused(void **state)
     krappy_client_free(c);
 }
 
-typedef struct split_case {
-    const char *in;
-    int ok;
-    const char *host, *port;
-} split_case;
-
-static void test_split_addr(void **state)
-{
-    (void)state;
-    static const split_case cases[] = {
-        {NULL, 1, "127.0.0.1", "7070"},
-        {"", 1, "127.0.0.1", "7070"},
-        {"db1:9000", 1, "db1", "9000"},
-        {"db1", 1, "db1", "7070"},
-        {":17070", 1, "127.0.0.1", "17070"},
-        {"10.0.0.5:1", 1, "10.0.0.5", "1"},
-        {"[::1]:7071", 1, "::1", "7071"},
-        {"[fe80::1%eth0]", 1, "fe80::1%eth0", "7070"},
-        {"db1:65535", 1, "db1", "65535"},
-        {"db1:", 0, NULL, NULL},
-        {"db1:0", 0, NULL, NULL},
-        {"db1:65536", 0, NULL, NULL},
-        {"db1:70x", 0, NULL, NULL},
-        {"db1:+80", 0, NULL, NULL},
-        {"db1:123456", 0, NULL, NULL},
-        {"::1", 0, NULL, NULL},
-        {"::1:7070", 0, NULL, NULL},
-        {"[::1", 0, NULL, NULL},
-        {"[::1]x", 0, NULL, NULL},
-        {"[]:7070", 0, NULL, NULL},
-        {"[::1]:", 0, NULL, NULL},
-    };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        char host[KR_CLIENT_HOST_MAX + 1], port[KR_CLIENT_PORT_MAX + 1], why[256];
-        int r = kr_client_split_addr(cases[i].in, host, port, why, sizeof why);
-        if (cases[i].ok) {
-            if (r != 0)
-                fail_msg("\"%s\" refused: %s", cases[i].in, why);
-            assert_string_equal(host, cases[i].host);
-            assert_string_equal(port, cases[i].port);
-        } else {
-            if (r == 0)
-                fail_msg("\"%s\" accepted as %s / %s", cases[i].in, host, port);
-            assert_true(strlen(why) > 10);
-        }
-    }
-    /* A host too long for a DNS name. */
-    char longhost[400];
-    memset(longhost, 'a', sizeof longhost - 1);
-    longhost[sizeof longhost - 1] = '\0';
-    char host[KR_CLIENT_HOST_MAX + 1], port[KR_CLIENT_PORT_MAX + 1];
-    assert_int_equal(kr_client_split_addr(longhost, host, port, NULL, 0), -1);
-
-    char out[64];
-    kr_client_format_addr(out, sizeof out, "::1", "7070");
-    assert_string_equal(out, "[::1]:7070");
-    kr_client_format_addr(out, sizeof out, "db1", "7070");
-    assert_string_equal(out, "db1:7070");
-}
-
 static void script_ping_once(int fd, void *arg)
 {
     (void)arg;
@@ -2729,7 +2669,6 @@ int main(void)
         cmocka_unit_test(test_garbage_size),
         cmocka_unit_test(test_timeout),
         cmocka_unit_test(test_connect_refused),
-        cmocka_unit_test(test_split_addr),
         cmocka_unit_test(test_connect_addr),
         cmocka_unit_test(test_no_sigpipe),
         cmocka_unit_test(test_usage_errors),

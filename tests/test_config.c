@@ -227,26 +227,6 @@ static void test_value_parsers(void **state)
     assert_int_equal(kr_parse_uint("1 ", 100, &v), -1);
 }
 
-static void test_split_hostport(void **state)
-{
-    (void)state;
-    char h[64], p[8];
-    assert_int_equal(kr_split_hostport("0.0.0.0:7070", h, sizeof h, p, sizeof p), 0);
-    assert_string_equal(h, "0.0.0.0");
-    assert_string_equal(p, "7070");
-    assert_int_equal(kr_split_hostport("[::1]:0", h, sizeof h, p, sizeof p), 0);
-    assert_string_equal(h, "::1");
-    assert_string_equal(p, "0");
-    assert_int_equal(kr_split_hostport(":80", h, sizeof h, p, sizeof p), 0);
-    assert_string_equal(h, "");
-    assert_int_equal(kr_split_hostport("localhost:65535", h, sizeof h, p, sizeof p), 0);
-    assert_int_equal(kr_split_hostport("localhost:65536", h, sizeof h, p, sizeof p), -1);
-    assert_int_equal(kr_split_hostport("localhost", h, sizeof h, p, sizeof p), -1);
-    assert_int_equal(kr_split_hostport("[::1]7070", h, sizeof h, p, sizeof p), -1);
-    assert_int_equal(kr_split_hostport("a:b:1", h, sizeof h, p, sizeof p), -1);
-    assert_int_equal(kr_split_hostport("h:", h, sizeof h, p, sizeof p), -1);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -256,7 +236,6 @@ int main(void)
         cmocka_unit_test_setup(test_errors_name_the_culprit, clear_env),
         cmocka_unit_test_setup(test_help_and_version, clear_env),
         cmocka_unit_test(test_value_parsers),
-        cmocka_unit_test(test_split_hostport),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

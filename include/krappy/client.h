@@ -74,6 +74,9 @@ typedef struct krappy_opts {
 #define KRAPPY_DEFAULT_CONNECT_TIMEOUT_MS 5000
 #define KRAPPY_DEFAULT_TIMEOUT_MS         30000
 
+/* The host krappy_connect uses when given none (the port: KRAPPY_DEFAULT_PORT). */
+#define KRAPPY_DEFAULT_HOST "127.0.0.1"
+
 /* One reply frame. `payload` is borrowed from the client: valid until the
  * next call on that client. An empty payload (len 0) is the empty map. */
 typedef struct krappy_frame {

@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "util/clock.h"
+#include "util/hostport.h"
 
 #ifndef KRAPPY_VERSION
 #define KRAPPY_VERSION "0.0.0"
@@ -463,9 +464,9 @@ static int global_opt(cli *x, int code, const char *arg)
             arg++;
             n -= 2;
         }
-        if (n == 0 || n > KR_CLIENT_HOST_MAX)
+        if (n == 0 || n > KR_HOST_MAX)
             return cli_usage_error(x, "--host needs a host name or address of 1 to %d bytes",
-                                   KR_CLIENT_HOST_MAX);
+                                   KR_HOST_MAX);
         memcpy(x->host, arg, n);
         x->host[n] = '\0';
         x->host_set = true;
@@ -473,7 +474,7 @@ static int global_opt(cli *x, int code, const char *arg)
     }
     case 'p':
     case OPT_G_PORT:
-        if (!kr_client_port_valid(arg))
+        if (!kr_port_valid(arg, 0))
             return cli_usage_error(x, "--port \"%s\" is not a port number from 1 to 65535", arg);
         strcpy(x->port, arg);
         x->port_set = true;
@@ -646,12 +647,11 @@ int main(int argc, char **argv)
 
     /* A bad KRAPPY_ADDR matters only to verbs that connect, and only when
      * -h and -p do not both replace it: cli_connect reports it. */
-    const char *env_addr = getenv("KRAPPY_ADDR");
-    if (kr_client_split_addr(env_addr, x.host, x.port, x.addr_error, sizeof x.addr_error) < 0) {
-        kr_client_split_addr(NULL, x.host, x.port, NULL, 0);
-        if (x.addr_error[0] == '\0')
-            snprintf(x.addr_error, sizeof x.addr_error, "malformed address");
-    }
+    kr_hostport hp = {KRAPPY_DEFAULT_HOST, ""};
+    snprintf(hp.port, sizeof hp.port, "%d", KRAPPY_DEFAULT_PORT);
+    (void)kr_hostport_parse(getenv("KRAPPY_ADDR"), 0, &hp, x.addr_error, sizeof x.addr_error);
+    memcpy(x.host, hp.host, sizeof x.host); /* the defaults when it was refused */
+    memcpy(x.port, hp.port, sizeof x.port);
     const char *env_token = getenv("KRAPPY_TOKEN");
     if (env_token != NULL && env_token[0] != '\0')
         x.token = env_token;
@@ -684,7 +684,7 @@ int main(int argc, char **argv)
     x.verb = find_verb(name);
     if (x.verb == NULL)
         return unknown_verb(name);
-    kr_client_format_addr(x.addr, sizeof x.addr, x.host, x.port);
+    kr_hostport_format(x.addr, sizeof x.addr, x.host, x.port);
 
     /* The verb sees its own argv: argv[0] is the verb; getopt starts over. */
     int vargc = argc - optind;

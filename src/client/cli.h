@@ -20,23 +20,24 @@
 
 #include "client/client_internal.h"
 #include "krappy/client.h"
+#include "util/hostport.h"
 
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
 
 /* Global settings, and the connection once a verb has made it. */
 typedef struct cli {
-    char host[KR_CLIENT_HOST_MAX + 1];
-    char port[KR_CLIENT_PORT_MAX + 1];
-    char addr[KR_CLIENT_HOST_MAX + KR_CLIENT_PORT_MAX + 4]; /* for messages */
-    char addr_error[256];        /* why KRAPPY_ADDR was refused ("" when fine) */
-    bool host_set, port_set;     /* given by -h / -p */
-    const char *token;           /* --token or KRAPPY_TOKEN; NULL for none */
-    int timeout_ms;              /* --timeout; 0 = library default */
-    bool json;                   /* --json: one JSON object per line on stdout */
-    const struct cli_verb *verb; /* the verb running */
-    krappy_client *client;       /* set by cli_connect; freed by main */
-    krappy_server_info info;     /* from the HELLO cli_connect sent */
-    double hello_ms;             /* round trip of that HELLO */
+    char host[KR_HOST_MAX + 1];
+    char port[KR_PORT_MAX + 1];
+    char addr[KR_HOSTPORT_MAX + 1]; /* for messages */
+    char addr_error[256];           /* why KRAPPY_ADDR was refused ("" when fine) */
+    bool host_set, port_set;        /* given by -h / -p */
+    const char *token;              /* --token or KRAPPY_TOKEN; NULL for none */
+    int timeout_ms;                 /* --timeout; 0 = library default */
+    bool json;                      /* --json: one JSON object per line on stdout */
+    const struct cli_verb *verb;    /* the verb running */
+    krappy_client *client;          /* set by cli_connect; freed by main */
+    krappy_server_info info;        /* from the HELLO cli_connect sent */
+    double hello_ms;                /* round trip of that HELLO */
 } cli;
 
 /* One verb. Adding a verb = one row in cli.c's table + its function. */

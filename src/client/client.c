@@ -50,6 +50,7 @@
 #include "util/buf.h"
 #include "util/byteorder.h"
 #include "util/clock.h"
+#include "util/hostport.h"
 #include "util/utf8.h"
 
 #ifndef KRAPPY_VERSION
@@ -590,10 +591,10 @@ static krappy_err connect_to(krappy_client *c, const char *host, const char *por
 {
     drop_conn(c);
     if (host == NULL || host[0] == '\0')
-        host = KR_CLIENT_DEFAULT_HOST;
+        host = KRAPPY_DEFAULT_HOST;
     if (port == NULL || port[0] == '\0')
         port = KR_CLIENT_DEFAULT_PORT;
-    kr_client_format_addr(c->peer, sizeof c->peer, host, port);
+    kr_hostport_format(c->peer, sizeof c->peer, host, port);
     c->send_max = c->reply_max;
     reset_buffers(c);
 
@@ -662,116 +663,19 @@ static krappy_err connect_to(krappy_client *c, const char *host, const char *por
     return KRAPPY_OK;
 }
 
-int kr_client_port_valid(const char *port)
-{
-    size_t n = strlen(port);
-    if (n == 0 || n > KR_CLIENT_PORT_MAX)
-        return 0;
-    unsigned long v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (port[i] < '0' || port[i] > '9')
-            return 0;
-        v = v * 10 + (unsigned long)(port[i] - '0');
-    }
-    return v >= 1 && v <= 65535;
-}
-
-void kr_client_format_addr(char *out, size_t outlen, const char *host, const char *port)
-{
-    if (strchr(host, ':') != NULL)
-        snprintf(out, outlen, "[%s]:%s", host, port);
-    else
-        snprintf(out, outlen, "%s:%s", host, port);
-}
-
-/* Copy n bytes of s as a NUL-terminated string into dst (cap+1 bytes). */
-static int take(char *dst, size_t cap, const char *s, size_t n)
-{
-    if (n > cap)
-        return -1;
-    memcpy(dst, s, n);
-    dst[n] = '\0';
-    return 0;
-}
-
-int kr_client_split_addr(const char *addr, char host[KR_CLIENT_HOST_MAX + 1],
-                         char port[KR_CLIENT_PORT_MAX + 1], char *why, size_t whylen)
-{
-    char dummy[1];
-    if (why == NULL) {
-        why = dummy;
-        whylen = sizeof dummy;
-    }
-    why[0] = '\0';
-    strcpy(host, KR_CLIENT_DEFAULT_HOST);
-    strcpy(port, KR_CLIENT_DEFAULT_PORT);
-    if (addr == NULL || addr[0] == '\0')
-        return 0;
-
-    const char *port_part = NULL; /* text after the host's ':' */
-    if (addr[0] == '[') {
-        const char *close = strchr(addr, ']');
-        if (close == NULL) {
-            snprintf(why, whylen, "address \"%s\" has '[' without ']' (write [::1]:7070)", addr);
-            return -1;
-        }
-        size_t hlen = (size_t)(close - addr - 1);
-        if (hlen == 0) {
-            snprintf(why, whylen, "address \"%s\" has an empty host in brackets", addr);
-            return -1;
-        }
-        if (take(host, KR_CLIENT_HOST_MAX, addr + 1, hlen) < 0)
-            goto too_long;
-        if (close[1] == ':')
-            port_part = close + 2;
-        else if (close[1] != '\0') {
-            snprintf(why, whylen, "address \"%s\": expected ':PORT' after ']'", addr);
-            return -1;
-        }
-    } else {
-        const char *colon = strchr(addr, ':');
-        if (colon != NULL && strchr(colon + 1, ':') != NULL) {
-            snprintf(why, whylen,
-                     "address \"%s\" has more than one ':'; write an IPv6 address in brackets, "
-                     "e.g. [::1]:7070",
-                     addr);
-            return -1;
-        }
-        size_t hlen = colon != NULL ? (size_t)(colon - addr) : strlen(addr);
-        if (hlen > 0 && take(host, KR_CLIENT_HOST_MAX, addr, hlen) < 0)
-            goto too_long;
-        if (colon != NULL)
-            port_part = colon + 1;
-    }
-    if (port_part != NULL) {
-        if (!kr_client_port_valid(port_part)) {
-            snprintf(why, whylen, "address \"%s\": port \"%s\" is not a number from 1 to 65535",
-                     addr, port_part);
-            return -1;
-        }
-        strcpy(port, port_part);
-    }
-    return 0;
-
-too_long:
-    snprintf(why, whylen, "address \"%.40s...\": the host is longer than %d bytes", addr,
-             KR_CLIENT_HOST_MAX);
-    return -1;
-}
-
 krappy_err krappy_connect_addr(krappy_client *c, const char *addr)
 {
-    char host[KR_CLIENT_HOST_MAX + 1], port[KR_CLIENT_PORT_MAX + 1];
+    kr_hostport hp = {KRAPPY_DEFAULT_HOST, KR_CLIENT_DEFAULT_PORT};
 
     if (c == NULL)
         return KRAPPY_E_USAGE;
     kr_client_clear_error(c);
-    if (kr_client_split_addr(addr, host, port, c->errmsg, sizeof c->errmsg) < 0) {
+    if (kr_hostport_parse(addr, 0, &hp, c->errmsg, sizeof c->errmsg) < 0) {
         drop_conn(c);
         keep_close_why(c);
         return KRAPPY_E_USAGE;
     }
-    return krappy_connect(c, host, port);
+    return krappy_connect(c, hp.host, hp.port);
 }
 
 void krappy_close(krappy_client *c)

@@ -25,48 +25,14 @@
 
 #include "krappy/client.h"
 #include "krappy/protocol.h"
-#include "util/buf.h"
 #include "proto/frame.h"
 #include "proto/msg.h"
+#include "util/buf.h"
+#include "util/hostport.h"
 
 /* ======================================================================
  * For the CLI and the tests too
  * ====================================================================== */
-
-/* Longest host name or address accepted in "HOST:PORT" (bytes, without NUL). */
-#define KR_CLIENT_HOST_MAX 255
-/* Longest port text: "65535". */
-#define KR_CLIENT_PORT_MAX 5
-
-/* The address used when none is given. */
-#define KR_CLIENT_DEFAULT_HOST "127.0.0.1"
-#define KR_CLIENT_DEFAULT_PORT "7070"
-
-/*
- * kr_client_split_addr - split an address in the form of KRAPPY_ADDR:
- * "HOST:PORT", "HOST" (port 7070), ":PORT" (host 127.0.0.1),
- * "[V6ADDR]:PORT" or "[V6ADDR]"; NULL or "" gives 127.0.0.1 and 7070.
- * A port is decimal 1..65535. An IPv6 address must be written in brackets
- * (in "::1:7070" the port cannot be told apart from the address).
- * @param host  receives the host, NUL-terminated (KR_CLIENT_HOST_MAX + 1 bytes)
- * @param port  receives the port, NUL-terminated (KR_CLIENT_PORT_MAX + 1 bytes)
- * @param why   on failure, a sentence saying what is wrong (may be NULL)
- * @return 0 on success, -1 for a malformed address.
- */
-int kr_client_split_addr(const char *addr, char host[KR_CLIENT_HOST_MAX + 1],
-                         char port[KR_CLIENT_PORT_MAX + 1], char *why, size_t whylen);
-
-/*
- * kr_client_port_valid - 1 when `port` is 1..5 decimal digits naming a
- * port 1..65535 (no sign, no spaces), else 0.
- */
-int kr_client_port_valid(const char *port);
-
-/*
- * kr_client_format_addr - "HOST:PORT", with the host in brackets when it
- * contains ':' (an IPv6 address). Always NUL-terminates (truncates).
- */
-void kr_client_format_addr(char *out, size_t outlen, const char *host, const char *port);
 
 /*
  * kr_json_to_cbor - append the CBOR encoding of one JSON value to `out`
@@ -113,8 +79,8 @@ krappy_err kr_json_event_parse(const char *line, size_t len, kr_buf *scratch, kr
 /* Longest error sentence kept; server messages are cut to fit. */
 #define KR_CLIENT_ERRMSG_MAX 512
 
-/* "HOST:PORT" with brackets for IPv6. */
-#define KR_CLIENT_PEER_MAX (KR_CLIENT_HOST_MAX + KR_CLIENT_PORT_MAX + 4)
+/* The port used when none is given: KRAPPY_DEFAULT_PORT as text. */
+#define KR_CLIENT_DEFAULT_PORT "7070"
 
 /* The PUBLISH sequence numbers of batches awaiting acknowledgement, oldest
  * first (a ring, kept by publish.c). Batches sent with ack "none" are not
@@ -155,7 +121,7 @@ struct krappy_client {
     uint64_t n_answered; /* replies returned on this connection */
     bool eof;            /* the server closed its side; buffered replies remain */
 
-    char peer[KR_CLIENT_PEER_MAX + 1]; /* "host:port" for messages */
+    char peer[KR_HOSTPORT_MAX + 1]; /* "host:port" for messages */
     char errmsg[KR_CLIENT_ERRMSG_MAX];
     char close_why[KR_CLIENT_ERRMSG_MAX]; /* why the last connection ended */
     int err_errno;

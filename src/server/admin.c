@@ -38,6 +38,7 @@
 #include "server/console.h"
 #include "store/store.h"
 #include "util/buf.h"
+#include "util/hostport.h"
 #include "util/json.h"
 #include "util/log.h"
 
@@ -584,8 +585,8 @@ static void on_other(struct evhttp_request *req, void *arg)
 
 kr_admin *kr_admin_start(kr_server *srv, const char *hostport, const char *token)
 {
-    char host[256], port[16];
-    if (kr_split_hostport(hostport, host, sizeof host, port, sizeof port) < 0) {
+    kr_hostport hp = {0}; /* no host: every address; the port is required */
+    if (kr_hostport_parse(hostport, KR_HOSTPORT_PORT_ZERO, &hp, NULL, 0) < 0) {
         kr_log(KR_LOG_ERROR, "--http is not HOST:PORT", "http", hostport, NULL);
         return NULL;
     }
@@ -613,7 +614,7 @@ kr_admin *kr_admin_start(kr_server *srv, const char *hostport, const char *token
     evhttp_set_cb(a->http, "/favicon.ico", on_favicon, a);
     evhttp_set_gencb(a->http, on_other, a);
     struct evhttp_bound_socket *bs = evhttp_bind_socket_with_handle(
-        a->http, host[0] ? host : "0.0.0.0", (ev_uint16_t)atoi(port));
+        a->http, hp.host[0] ? hp.host : "0.0.0.0", (ev_uint16_t)atoi(hp.port));
     if (bs == NULL) {
         kr_log(KR_LOG_ERROR, "cannot listen on the admin port", "http", hostport, "reason",
                strerror(errno), NULL);

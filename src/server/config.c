@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "krappy/protocol.h"
+#include "util/hostport.h"
 
 typedef enum opt_kind {
     OPT_STR,
@@ -188,35 +189,6 @@ int kr_parse_duration_ms(const char *s, uint64_t *out)
     return mul_ok(v, mult, out);
 }
 
-int kr_split_hostport(const char *s, char *host, size_t hostlen, char *port, size_t portlen)
-{
-    const char *colon;
-    const char *h = s;
-    size_t hl;
-    if (s[0] == '[') {
-        const char *close = strchr(s, ']');
-        if (close == NULL || close[1] != ':')
-            return -1;
-        h = s + 1;
-        hl = (size_t)(close - h);
-        colon = close + 1;
-    } else {
-        colon = strrchr(s, ':');
-        if (colon == NULL || memchr(s, ':', (size_t)(colon - s)) != NULL)
-            return -1; /* a bare IPv6 address needs brackets */
-        hl = (size_t)(colon - s);
-    }
-    uint64_t p;
-    if (kr_parse_uint(colon + 1, 65535, &p) < 0)
-        return -1;
-    if (hl + 1 > hostlen || strlen(colon + 1) + 1 > portlen)
-        return -1;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    strcpy(port, colon + 1);
-    return 0;
-}
-
 static const char *kind_hint(opt_kind k)
 {
     switch (k) {
@@ -342,14 +314,14 @@ static int set_defaults(kr_config *cfg, int stderr_is_tty)
 /* The listen address must split into host and port now, not at bind time. */
 static int check(const kr_config *cfg, char *err, size_t errlen)
 {
-    char host[256], port[8];
+    kr_hostport http_addr = {0}, listen_addr = {0}; /* no defaults: the port is required */
     if (strcmp(cfg->http, "off") != 0 &&
-        kr_split_hostport(cfg->http, host, sizeof host, port, sizeof port) < 0) {
+        kr_hostport_parse(cfg->http, KR_HOSTPORT_PORT_ZERO, &http_addr, NULL, 0) < 0) {
         snprintf(err, errlen, "--http: '%s' is not HOST:PORT or off (example: 127.0.0.1:7071)",
                  cfg->http);
         return -1;
     }
-    if (kr_split_hostport(cfg->listen, host, sizeof host, port, sizeof port) < 0) {
+    if (kr_hostport_parse(cfg->listen, KR_HOSTPORT_PORT_ZERO, &listen_addr, NULL, 0) < 0) {
         snprintf(err, errlen,
                  "--listen: '%s' is not HOST:PORT (examples: 0.0.0.0:7070, 127.0.0.1:0, "
                  "[::1]:7070)",

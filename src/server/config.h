@@ -92,11 +92,4 @@ int kr_parse_size(const char *s, uint64_t *out);
 int kr_parse_duration_ms(const char *s, uint64_t *out);
 int kr_parse_uint(const char *s, uint64_t max, uint64_t *out);
 
-/*
- * kr_split_hostport - split "HOST:PORT", "[V6]:PORT" or ":PORT" (host
- * empty) into host and port buffers.
- * @return 0, or -1 when malformed or the port is not 0..65535.
- */
-int kr_split_hostport(const char *s, char *host, size_t hostlen, char *port, size_t portlen);
-
 #endif

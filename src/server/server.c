@@ -20,6 +20,7 @@
 
 #include "proto/frame.h"
 #include "util/clock.h"
+#include "util/hostport.h"
 #include "util/log.h"
 
 /* Pause accepting this long when the process runs out of descriptors. */
@@ -206,14 +207,14 @@ static void raise_nofile(const kr_config *cfg)
 
 static int bind_listener(kr_server *srv)
 {
-    char host[256], port[8];
-    if (kr_split_hostport(srv->cfg->listen, host, sizeof host, port, sizeof port) < 0)
+    kr_hostport hp = {0}; /* no host: every address; the port is required */
+    if (kr_hostport_parse(srv->cfg->listen, KR_HOSTPORT_PORT_ZERO, &hp, NULL, 0) < 0)
         return -1;
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
                              .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
-    int gai = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+    int gai = getaddrinfo(hp.host[0] ? hp.host : NULL, hp.port, &hints, &res);
     if (gai != 0) {
         kr_log(KR_LOG_ERROR, "cannot resolve the listen address", "listen", srv->cfg->listen,
                "reason", gai_strerror(gai), NULL);
