@@ -190,17 +190,17 @@ static void test_json_basic(void **state)
     char buf[8192];
 
     (void)state;
-    kr_log(KR_LOG_INFO, "listening", "addr", "0.0.0.0:7070", NULL);
+    kr_log(KR_LOG_INFO, "listening", KR_LOG_STR("addr", "0.0.0.0:7070"));
     drain(buf, sizeof(buf));
     assert_string_equal(json_after_ts(buf),
                         ",\"level\":\"info\",\"msg\":\"listening\",\"addr\":\"0.0.0.0:7070\"}\n");
     assert_true(valid_json_line(buf));
 
-    kr_log(KR_LOG_ERROR, "no fields", NULL);
+    kr_log(KR_LOG_ERROR, "no fields");
     drain(buf, sizeof(buf));
     assert_string_equal(json_after_ts(buf), ",\"level\":\"error\",\"msg\":\"no fields\"}\n");
 
-    kr_log(KR_LOG_WARN, "m", "a", "1", "b", NULL, "c", "", NULL);
+    kr_log(KR_LOG_WARN, "m", KR_LOG_STR("a", "1"), KR_LOG_STR("b", NULL), KR_LOG_STR("c", ""));
     drain(buf, sizeof(buf));
     assert_string_equal(json_after_ts(buf),
                         ",\"level\":\"warn\",\"msg\":\"m\",\"a\":\"1\",\"b\":null,\"c\":\"\"}\n");
@@ -212,7 +212,8 @@ static void test_json_escaping(void **state)
     char buf[8192];
 
     (void)state;
-    kr_log(KR_LOG_INFO, "say \"hi\"", "path", "C:\\dir\\f", "nl", "a\nb\r\tc", NULL);
+    kr_log(KR_LOG_INFO, "say \"hi\"", KR_LOG_STR("path", "C:\\dir\\f"),
+           KR_LOG_STR("nl", "a\nb\r\tc"));
     drain(buf, sizeof(buf));
     assert_string_equal(json_after_ts(buf),
                         ",\"level\":\"info\",\"msg\":\"say \\\"hi\\\"\","
@@ -220,14 +221,14 @@ static void test_json_escaping(void **state)
     assert_true(valid_json_line(buf));
 
     /* Control bytes, DEL, and the short escapes \b \f. */
-    kr_log(KR_LOG_INFO, "ctl", "v", "\x01\x1f\x7f\b\f", NULL);
+    kr_log(KR_LOG_INFO, "ctl", KR_LOG_STR("v", "\x01\x1f\x7f\b\f"));
     drain(buf, sizeof(buf));
     assert_string_equal(json_after_ts(buf), ",\"level\":\"info\",\"msg\":\"ctl\","
                                             "\"v\":\"\\u0001\\u001f\\u007f\\b\\f\"}\n");
     assert_true(valid_json_line(buf));
 
     /* Keys are escaped too. */
-    kr_log(KR_LOG_INFO, "k", "we\"ird\n", "v", NULL);
+    kr_log(KR_LOG_INFO, "k", KR_LOG_STR("we\"ird\n", "v"));
     drain(buf, sizeof(buf));
     assert_string_equal(json_after_ts(buf),
                         ",\"level\":\"info\",\"msg\":\"k\",\"we\\\"ird\\n\":\"v\"}\n");
@@ -239,7 +240,7 @@ static void test_json_utf8(void **state)
 
     (void)state;
     /* Valid UTF-8 (2, 3 and 4 bytes) passes through. */
-    kr_log(KR_LOG_INFO, "caf\xc3\xa9", "v", "\xe2\x82\xac\xf0\x9f\x98\x80", NULL);
+    kr_log(KR_LOG_INFO, "caf\xc3\xa9", KR_LOG_STR("v", "\xe2\x82\xac\xf0\x9f\x98\x80"));
     drain(buf, sizeof(buf));
     assert_string_equal(json_after_ts(buf), ",\"level\":\"info\",\"msg\":\"caf\xc3\xa9\","
                                             "\"v\":\"\xe2\x82\xac\xf0\x9f\x98\x80\"}\n");
@@ -247,8 +248,9 @@ static void test_json_utf8(void **state)
 
     /* Each invalid byte becomes U+FFFD: a stray continuation, a lone lead,
      * an overlong '/', a surrogate, past U+10FFFF, a truncated sequence. */
-    kr_log(KR_LOG_INFO, "bad", "a", "x\x80y", "b", "\xff", "c", "\xc0\xaf", "d", "\xed\xa0\x80",
-           "e", "\xf4\x90\x80\x80", "f", "ok\xe2\x82", NULL);
+    kr_log(KR_LOG_INFO, "bad", KR_LOG_STR("a", "x\x80y"), KR_LOG_STR("b", "\xff"),
+           KR_LOG_STR("c", "\xc0\xaf"), KR_LOG_STR("d", "\xed\xa0\x80"),
+           KR_LOG_STR("e", "\xf4\x90\x80\x80"), KR_LOG_STR("f", "ok\xe2\x82"));
     drain(buf, sizeof(buf));
     assert_string_equal(json_after_ts(buf),
                         ",\"level\":\"info\",\"msg\":\"bad\","
@@ -256,6 +258,47 @@ static void test_json_utf8(void **state)
                         "\"d\":\"\\ufffd\\ufffd\\ufffd\",\"e\":\"\\ufffd\\ufffd\\ufffd\\ufffd\","
                         "\"f\":\"ok\\ufffd\\ufffd\"}\n");
     assert_true(valid_json_line(buf));
+}
+
+/* ---- typed fields ---- */
+
+static void test_typed_fields(void **state)
+{
+    char buf[8192];
+
+    (void)state;
+    kr_log(KR_LOG_INFO, "n", KR_LOG_U64("zero", 0), KR_LOG_U64("max", UINT64_MAX),
+           KR_LOG_I64("min", INT64_MIN), KR_LOG_I64("neg", -1), KR_LOG_I64("pos", 42));
+    drain(buf, sizeof(buf));
+    assert_string_equal(json_after_ts(buf),
+                        ",\"level\":\"info\",\"msg\":\"n\",\"zero\":\"0\","
+                        "\"max\":\"18446744073709551615\",\"min\":\"-9223372036854775808\","
+                        "\"neg\":\"-1\",\"pos\":\"42\"}\n");
+    assert_true(valid_json_line(buf));
+
+    /* Durations: nanoseconds shown in milliseconds, rounded to a tenth. */
+    kr_log(KR_LOG_INFO, "d", KR_LOG_MS("a", 0), KR_LOG_MS("b", 49999), KR_LOG_MS("c", 50000),
+           KR_LOG_MS("d", 12345678), KR_LOG_MS("e", 999950000), KR_LOG_MS("f", UINT64_MAX));
+    drain(buf, sizeof(buf));
+    assert_string_equal(json_after_ts(buf),
+                        ",\"level\":\"info\",\"msg\":\"d\",\"a\":\"0.0\",\"b\":\"0.0\","
+                        "\"c\":\"0.1\",\"d\":\"12.3\",\"e\":\"1000.0\","
+                        "\"f\":\"18446744073709.6\"}\n");
+
+    /* A NULL key leaves the field out. */
+    const char *why = NULL;
+    kr_log(KR_LOG_WARN, "o", KR_LOG_STR("a", "1"), KR_LOG_STR(why ? "reason" : NULL, why),
+           KR_LOG_U64(NULL, 7), KR_LOG_STR("z", "2"));
+    drain(buf, sizeof(buf));
+    assert_string_equal(json_after_ts(buf),
+                        ",\"level\":\"warn\",\"msg\":\"o\",\"a\":\"1\",\"z\":\"2\"}\n");
+
+    /* Text: numbers bare. */
+    kr_log_setup(KR_LOG_INFO, KR_LOG_TEXT);
+    kr_log(KR_LOG_INFO, "t", KR_LOG_U64("n", 7), KR_LOG_I64("i", -7), KR_LOG_MS("ms", 1500000),
+           KR_LOG_STR("s", "a b"));
+    drain(buf, sizeof(buf));
+    assert_string_equal(text_after_ts(buf), "info  t n=7 i=-7 ms=1.5 s=\"a b\"\n");
 }
 
 /* ---- text ---- */
@@ -266,25 +309,27 @@ static void test_text_format(void **state)
 
     (void)state;
     kr_log_setup(KR_LOG_DEBUG, KR_LOG_TEXT);
-    kr_log(KR_LOG_INFO, "listening", "addr", "0.0.0.0:7070", "k2", "v with spaces", NULL);
+    kr_log(KR_LOG_INFO, "listening", KR_LOG_STR("addr", "0.0.0.0:7070"),
+           KR_LOG_STR("k2", "v with spaces"));
     drain(buf, sizeof(buf));
     assert_string_equal(text_after_ts(buf),
                         "info  listening addr=0.0.0.0:7070 k2=\"v with spaces\"\n");
 
-    kr_log(KR_LOG_DEBUG, "d", NULL);
+    kr_log(KR_LOG_DEBUG, "d");
     drain(buf, sizeof(buf));
     assert_string_equal(text_after_ts(buf), "debug d\n");
-    kr_log(KR_LOG_WARN, "w", NULL);
+    kr_log(KR_LOG_WARN, "w");
     drain(buf, sizeof(buf));
     assert_string_equal(text_after_ts(buf), "warn  w\n");
-    kr_log(KR_LOG_ERROR, "e", "n", NULL, NULL);
+    kr_log(KR_LOG_ERROR, "e", KR_LOG_STR("n", NULL));
     drain(buf, sizeof(buf));
     assert_string_equal(text_after_ts(buf), "error e n=-\n");
 
     /* Quoting and escaping: empty, quote, '=', backslash, newline, control,
      * invalid UTF-8; a multi-line message stays on one line. */
-    kr_log(KR_LOG_INFO, "two\nlines", "e", "", "q", "a\"b", "eq", "a=b", "bs", "a\\b", "nl", "a\nb",
-           "c", "\x01", "u", "caf\xc3\xa9", "x", "\xff", NULL);
+    kr_log(KR_LOG_INFO, "two\nlines", KR_LOG_STR("e", ""), KR_LOG_STR("q", "a\"b"),
+           KR_LOG_STR("eq", "a=b"), KR_LOG_STR("bs", "a\\b"), KR_LOG_STR("nl", "a\nb"),
+           KR_LOG_STR("c", "\x01"), KR_LOG_STR("u", "caf\xc3\xa9"), KR_LOG_STR("x", "\xff"));
     drain(buf, sizeof(buf));
     assert_string_equal(text_after_ts(buf),
                         "info  two\\nlines e=\"\" q=\"a\\\"b\" eq=\"a=b\" bs=\"a\\\\b\" "
@@ -303,18 +348,18 @@ static void test_level_filter(void **state)
     assert_false(kr_log_enabled(KR_LOG_INFO));
     assert_true(kr_log_enabled(KR_LOG_WARN));
     assert_true(kr_log_enabled(KR_LOG_ERROR));
-    kr_log(KR_LOG_DEBUG, "no", NULL);
-    kr_log(KR_LOG_INFO, "no", NULL);
+    kr_log(KR_LOG_DEBUG, "no");
+    kr_log(KR_LOG_INFO, "no");
     assert_int_equal(drain(buf, sizeof(buf)), 0);
-    kr_log(KR_LOG_WARN, "yes", NULL);
-    kr_log(KR_LOG_ERROR, "yes", NULL);
+    kr_log(KR_LOG_WARN, "yes");
+    kr_log(KR_LOG_ERROR, "yes");
     drain(buf, sizeof(buf));
     assert_non_null(strstr(buf, "\"level\":\"warn\""));
     assert_non_null(strstr(buf, "\"level\":\"error\""));
 
     kr_log_setup(KR_LOG_DEBUG, KR_LOG_JSON);
     assert_true(kr_log_enabled(KR_LOG_DEBUG));
-    kr_log(KR_LOG_DEBUG, "dbg", NULL);
+    kr_log(KR_LOG_DEBUG, "dbg");
     drain(buf, sizeof(buf));
     assert_string_equal(json_after_ts(buf), ",\"level\":\"debug\",\"msg\":\"dbg\"}\n");
 }
@@ -358,7 +403,7 @@ static void test_truncate_json_msg(void **state)
 
     (void)state;
     memset(big, 'a', sizeof(big) - 1);
-    kr_log(KR_LOG_INFO, big, "k", "v", NULL);
+    kr_log(KR_LOG_INFO, big, KR_LOG_STR("k", "v"));
     len = drain(buf, sizeof(buf));
     assert_int_equal(len, KR_LOG_LINE_MAX - 24 + strlen("...(truncated)\"}\n"));
     assert_true(len <= KR_LOG_LINE_MAX);
@@ -397,7 +442,8 @@ static void test_truncate_json_sweep(void **state)
                 big[units * fl] = '\0';
                 memset(msg, 'm', shift);
                 msg[shift] = '\0';
-                kr_log(KR_LOG_INFO, msg, "k", big, "kk", "vv", "key", NULL, "z", "", NULL);
+                kr_log(KR_LOG_INFO, msg, KR_LOG_STR("k", big), KR_LOG_STR("kk", "vv"),
+                       KR_LOG_STR("key", NULL), KR_LOG_STR("z", ""));
                 len = drain(buf, sizeof(buf));
                 assert_true(len <= KR_LOG_LINE_MAX);
                 if (!valid_json_line(buf))
@@ -423,7 +469,7 @@ static void test_truncate_json_keys(void **state)
 
     (void)state;
     memset(key, 'k', sizeof(key) - 1);
-    kr_log(KR_LOG_INFO, "m", key, "v", NULL);
+    kr_log(KR_LOG_INFO, "m", KR_LOG_STR(key, "v"));
     len = drain(buf, sizeof(buf));
     assert_true(valid_json_line(buf));
     assert_true(ends_with(buf, len, "kkk...(truncated)\":null}\n"));
@@ -432,7 +478,7 @@ static void test_truncate_json_keys(void **state)
     for (size_t n = 4000; n < 4080; n++) {
         memset(key, 'v', n);
         key[n] = '\0';
-        kr_log(KR_LOG_INFO, "m", "k", key, "next", "x", NULL);
+        kr_log(KR_LOG_INFO, "m", KR_LOG_STR("k", key), KR_LOG_STR("next", "x"));
         len = drain(buf, sizeof(buf));
         assert_true(len <= KR_LOG_LINE_MAX);
         assert_true(valid_json_line(buf));
@@ -451,14 +497,14 @@ static void test_truncate_text(void **state)
     (void)state;
     kr_log_setup(KR_LOG_INFO, KR_LOG_TEXT);
     memset(big, 'a', sizeof(big) - 1);
-    kr_log(KR_LOG_INFO, "m", "k", big, NULL);
+    kr_log(KR_LOG_INFO, "m", KR_LOG_STR("k", big));
     len = drain(buf, sizeof(buf));
     assert_true(len <= KR_LOG_LINE_MAX);
     assert_true(ends_with(buf, len, "aaaa...(truncated)\n"));
     assert_ptr_equal(strchr(buf, '\n'), buf + len - 1);
 
     big[100] = ' '; /* quoted: the cut closes the quote */
-    kr_log(KR_LOG_INFO, "m", "k", big, NULL);
+    kr_log(KR_LOG_INFO, "m", KR_LOG_STR("k", big));
     len = drain(buf, sizeof(buf));
     assert_true(len <= KR_LOG_LINE_MAX);
     assert_true(ends_with(buf, len, "aaaa...(truncated)\"\n"));
@@ -473,12 +519,10 @@ static int file_fd;
 
 static void *log_thread(void *arg)
 {
-    char id[8];
-
-    snprintf(id, sizeof(id), "%d", (int)(intptr_t)arg);
     for (int i = 0; i < LINES; i++)
-        kr_log(KR_LOG_INFO, "line from a thread with some padding to make it longer", "thread", id,
-               "pad", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", NULL);
+        kr_log(KR_LOG_INFO, "line from a thread with some padding to make it longer",
+               KR_LOG_I64("thread", (intptr_t)arg),
+               KR_LOG_STR("pad", "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"));
     return NULL;
 }
 
@@ -525,10 +569,10 @@ static void test_errno_preserved(void **state)
 
     (void)state;
     errno = 1234;
-    kr_log(KR_LOG_INFO, "x", NULL);
+    kr_log(KR_LOG_INFO, "x");
     assert_int_equal(errno, 1234);
     kr_log_set_fd(-1); /* write fails with EBADF */
-    kr_log(KR_LOG_INFO, "x", NULL);
+    kr_log(KR_LOG_INFO, "x");
     assert_int_equal(errno, 1234);
     drain(buf, sizeof(buf));
 }
@@ -540,6 +584,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_json_basic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_escaping, setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_utf8, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_typed_fields, setup, teardown),
         cmocka_unit_test_setup_teardown(test_text_format, setup, teardown),
         cmocka_unit_test_setup_teardown(test_level_filter, setup, teardown),
         cmocka_unit_test(test_parse),

@@ -587,7 +587,7 @@ kr_admin *kr_admin_start(kr_server *srv, const char *hostport, const char *token
 {
     kr_hostport hp = {0}; /* no host: every address; the port is required */
     if (kr_hostport_parse(hostport, KR_HOSTPORT_PORT_ZERO, &hp, NULL, 0) < 0) {
-        kr_log(KR_LOG_ERROR, "--http is not HOST:PORT", "http", hostport, NULL);
+        kr_log(KR_LOG_ERROR, "--http is not HOST:PORT", KR_LOG_STR("http", hostport));
         return NULL;
     }
     kr_admin *a = calloc(1, sizeof *a);
@@ -616,8 +616,8 @@ kr_admin *kr_admin_start(kr_server *srv, const char *hostport, const char *token
     struct evhttp_bound_socket *bs = evhttp_bind_socket_with_handle(
         a->http, hp.host[0] ? hp.host : "0.0.0.0", (ev_uint16_t)atoi(hp.port));
     if (bs == NULL) {
-        kr_log(KR_LOG_ERROR, "cannot listen on the admin port", "http", hostport, "reason",
-               strerror(errno), NULL);
+        kr_log(KR_LOG_ERROR, "cannot listen on the admin port", KR_LOG_STR("http", hostport),
+               KR_LOG_STR("reason", strerror(errno)));
         goto fail;
     }
     struct sockaddr_storage ss;
@@ -631,8 +631,8 @@ kr_admin *kr_admin_start(kr_server *srv, const char *hostport, const char *token
                         "Open file descriptors of krappyd.");
     a->m_view_bytes = kr_gauge(srv->metrics, "krappy_view_disk_bytes", NULL,
                                "Size of the latest-value view's RocksDB files.");
-    kr_log(KR_LOG_INFO, "admin port listening", "http", hostport, "auth",
-           a->token ? "bearer token" : "none", NULL);
+    kr_log(KR_LOG_INFO, "admin port listening", KR_LOG_STR("http", hostport),
+           KR_LOG_STR("auth", a->token ? "bearer token" : "none"));
     return a;
 fail:
     kr_admin_free(a);

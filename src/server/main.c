@@ -120,14 +120,12 @@ static void open_finish(opener *o)
     pthread_join(o->thread, NULL);
     o->running = false;
     if (o->rc < 0) {
-        kr_log(KR_LOG_ERROR, "cannot open the data directory", "data", o->so.data_dir, "reason",
-               o->err, NULL);
+        kr_log(KR_LOG_ERROR, "cannot open the data directory", KR_LOG_STR("data", o->so.data_dir),
+               KR_LOG_STR("reason", o->err));
         o->failed = true;
         return;
     }
-    char ms[32];
-    snprintf(ms, sizeof ms, "%.1f", (double)(kr_mono_ns() - o->t0) / 1e6);
-    kr_log(KR_LOG_INFO, "storage ready", "recovery_ms", ms, NULL);
+    kr_log(KR_LOG_INFO, "storage ready", KR_LOG_MS("recovery_ms", kr_mono_ns() - o->t0));
     o->srv->store = o->store;
 }
 
@@ -183,14 +181,15 @@ int main(int argc, char **argv)
 
     kr_log_setup(cfg.log_level, cfg.log_format);
     if (make_data_dir(cfg.data_dir) < 0) {
-        kr_log(KR_LOG_ERROR, "cannot create the data directory", "path", cfg.data_dir, "reason",
-               strerror(errno), NULL);
+        kr_log(KR_LOG_ERROR, "cannot create the data directory", KR_LOG_STR("path", cfg.data_dir),
+               KR_LOG_STR("reason", strerror(errno)));
         goto out;
     }
-    kr_log(KR_LOG_INFO, "starting", "version", KRAPPY_VERSION, "data", cfg.data_dir, NULL);
+    kr_log(KR_LOG_INFO, "starting", KR_LOG_STR("version", KRAPPY_VERSION),
+           KR_LOG_STR("data", cfg.data_dir));
     /* The storage writer thread wakes the loop with event_active. */
     if (evthread_use_pthreads() < 0) {
-        kr_log(KR_LOG_ERROR, "libevent has no thread support", NULL);
+        kr_log(KR_LOG_ERROR, "libevent has no thread support");
         goto out;
     }
     if (kr_server_setup(&srv, &cfg, kr_metrics_global()) < 0)
@@ -218,19 +217,19 @@ int main(int argc, char **argv)
                             .fsync_cursors = cfg.fsync_cursors};
     op.done = event_new(srv.base, -1, 0, on_opened, &op);
     if (op.done == NULL) {
-        kr_log(KR_LOG_ERROR, "cannot set up the recovery event", NULL);
+        kr_log(KR_LOG_ERROR, "cannot set up the recovery event");
         goto out;
     }
     int e = pthread_create(&op.thread, NULL, open_store, &op);
     if (e != 0) {
-        kr_log(KR_LOG_ERROR, "cannot start the recovery thread", "reason", strerror(e), NULL);
+        kr_log(KR_LOG_ERROR, "cannot start the recovery thread", KR_LOG_STR("reason", strerror(e)));
         goto out;
     }
     op.running = true;
     if (kr_server_run(&srv) == 0 && !op.failed)
         status = 0;
     if (op.running) {
-        kr_log(KR_LOG_INFO, "waiting for recovery to finish before stopping", NULL);
+        kr_log(KR_LOG_INFO, "waiting for recovery to finish before stopping");
         open_finish(&op);
         if (op.failed)
             status = 1;
@@ -243,7 +242,7 @@ out:
         event_free(op.done);
     kr_server_free(&srv);
     if (status == 0)
-        kr_log(KR_LOG_INFO, "stopped", NULL);
+        kr_log(KR_LOG_INFO, "stopped");
     kr_metrics_free(kr_metrics_global());
     kr_config_free(&cfg);
     return status;

@@ -103,7 +103,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         return;
     }
     if (kr_conn_new(srv, fd, sa, salen) == NULL) {
-        kr_log(KR_LOG_ERROR, "cannot set up a connection", "reason", "out of memory", NULL);
+        kr_log(KR_LOG_ERROR, "cannot set up a connection", KR_LOG_STR("reason", "out of memory"));
         close(fd);
         return;
     }
@@ -125,7 +125,7 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
 {
     kr_server *srv = arg;
     int err = EVUTIL_SOCKET_ERROR();
-    kr_log(KR_LOG_WARN, "accept failed", "reason", evutil_socket_error_to_string(err), NULL);
+    kr_log(KR_LOG_WARN, "accept failed", KR_LOG_STR("reason", evutil_socket_error_to_string(err)));
     if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
         evconnlistener_disable(l);
         struct timeval tv = {0, KR_ACCEPT_RETRY_MS * 1000};
@@ -146,7 +146,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     }
     if (srv->shutting_down && srv->cfg->shutdown_timeout_ms > 0 &&
         now - srv->shutdown_ns > srv->cfg->shutdown_timeout_ms * 1000000) {
-        kr_log(KR_LOG_WARN, "shutdown timeout: closing connections with unsent replies", NULL);
+        kr_log(KR_LOG_WARN, "shutdown timeout: closing connections with unsent replies");
         while ((c = TAILQ_FIRST(&srv->conns)) != NULL)
             kr_conn_abort(c, "shutdown timeout");
     }
@@ -159,11 +159,11 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     kr_server *srv = arg;
     (void)what;
     if (srv->shutting_down) {
-        kr_log(KR_LOG_WARN, "second signal: stopping now", NULL);
+        kr_log(KR_LOG_WARN, "second signal: stopping now");
         event_base_loopexit(srv->base, NULL);
         return;
     }
-    kr_log(KR_LOG_INFO, "stopping", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
+    kr_log(KR_LOG_INFO, "stopping", KR_LOG_STR("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"));
     kr_server_shutdown(srv);
 }
 
@@ -198,10 +198,8 @@ static void raise_nofile(const kr_config *cfg)
     rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
     if (rl.rlim_cur < want) {
-        char have[32];
-        snprintf(have, sizeof have, "%llu", (unsigned long long)rl.rlim_cur);
         kr_log(KR_LOG_WARN, "open file limit is below --max-connections; raise `ulimit -n`",
-               "limit", have, NULL);
+               KR_LOG_U64("limit", rl.rlim_cur));
     }
 }
 
@@ -216,8 +214,8 @@ static int bind_listener(kr_server *srv)
     struct addrinfo *res = NULL;
     int gai = getaddrinfo(hp.host[0] ? hp.host : NULL, hp.port, &hints, &res);
     if (gai != 0) {
-        kr_log(KR_LOG_ERROR, "cannot resolve the listen address", "listen", srv->cfg->listen,
-               "reason", gai_strerror(gai), NULL);
+        kr_log(KR_LOG_ERROR, "cannot resolve the listen address",
+               KR_LOG_STR("listen", srv->cfg->listen), KR_LOG_STR("reason", gai_strerror(gai)));
         return -1;
     }
     const char *why = "no address";
@@ -232,7 +230,8 @@ static int bind_listener(kr_server *srv)
     }
     freeaddrinfo(res);
     if (srv->listener == NULL) {
-        kr_log(KR_LOG_ERROR, "cannot listen", "listen", srv->cfg->listen, "reason", why, NULL);
+        kr_log(KR_LOG_ERROR, "cannot listen", KR_LOG_STR("listen", srv->cfg->listen),
+               KR_LOG_STR("reason", why));
         return -1;
     }
     evconnlistener_set_error_cb(srv->listener, on_accept_error);
@@ -288,7 +287,7 @@ int kr_server_setup(kr_server *srv, const kr_config *cfg, kr_metrics *metrics)
 
     srv->base = event_base_new();
     if (srv->base == NULL) {
-        kr_log(KR_LOG_ERROR, "cannot create the event loop", NULL);
+        kr_log(KR_LOG_ERROR, "cannot create the event loop");
         return -1;
     }
     srv->tick = event_new(srv->base, -1, EV_PERSIST, on_tick, srv);
@@ -297,7 +296,7 @@ int kr_server_setup(kr_server *srv, const kr_config *cfg, kr_metrics *metrics)
     srv->sigint = evsignal_new(srv->base, SIGINT, on_signal, srv);
     if (srv->tick == NULL || srv->accept_retry == NULL || srv->sigterm == NULL ||
         srv->sigint == NULL) {
-        kr_log(KR_LOG_ERROR, "cannot set up loop events", NULL);
+        kr_log(KR_LOG_ERROR, "cannot set up loop events");
         return -1;
     }
     event_add(srv->tick, &tick_tv);
@@ -313,21 +312,20 @@ int kr_server_listen(kr_server *srv)
     if (bind_listener(srv) < 0)
         return -1;
     if (srv->cfg->port_file != NULL && write_port_file(srv) < 0) {
-        kr_log(KR_LOG_ERROR, "cannot write the port file", "path", srv->cfg->port_file, "reason",
-               strerror(errno), NULL);
+        kr_log(KR_LOG_ERROR, "cannot write the port file", KR_LOG_STR("path", srv->cfg->port_file),
+               KR_LOG_STR("reason", strerror(errno)));
         return -1;
     }
-    char maxc[16];
-    snprintf(maxc, sizeof maxc, "%u", srv->cfg->max_connections);
-    kr_log(KR_LOG_INFO, "listening", "addr", srv->listen_addr, "max_connections", maxc, "auth",
-           srv->cfg->token ? "token" : "none", NULL);
+    kr_log(KR_LOG_INFO, "listening", KR_LOG_STR("addr", srv->listen_addr),
+           KR_LOG_U64("max_connections", srv->cfg->max_connections),
+           KR_LOG_STR("auth", srv->cfg->token ? "token" : "none"));
     return 0;
 }
 
 int kr_server_run(kr_server *srv)
 {
     if (event_base_dispatch(srv->base) < 0) {
-        kr_log(KR_LOG_ERROR, "event loop failed", NULL);
+        kr_log(KR_LOG_ERROR, "event loop failed");
         return -1;
     }
     return 0;

@@ -58,9 +58,8 @@ static void log_conn(kr_log_level lvl, const kr_conn *c, const char *msg, const 
 {
     if (!kr_log_enabled(lvl))
         return;
-    char id[24];
-    snprintf(id, sizeof id, "%llu", (unsigned long long)c->id);
-    kr_log(lvl, msg, "conn", id, "peer", c->peer, why ? "reason" : NULL, why, NULL);
+    kr_log(lvl, msg, KR_LOG_U64("conn", c->id), KR_LOG_STR("peer", c->peer),
+           KR_LOG_STR(why ? "reason" : NULL, why));
 }
 
 /* ---- request structs ---- */
@@ -320,8 +319,8 @@ void kr_req_reply(kr_req *r, uint32_t type, const uint8_t *payload, size_t len)
     kr_conn *c = r->conn;
     if ((uint64_t)len + 4 > c->srv->cfg->max_frame && type != KRAPPY_T_ERROR) {
         /* A handler bug: never send a frame the protocol forbids. */
-        kr_log(KR_LOG_ERROR, "reply larger than max_frame refused", "type",
-               krappy_type_name(type) ? krappy_type_name(type) : "?", NULL);
+        kr_log(KR_LOG_ERROR, "reply larger than max_frame refused",
+               KR_LOG_STR("type", krappy_type_name(type) ? krappy_type_name(type) : "?"));
         kr_req_error(r, KRAPPY_E_INVALID_ARGUMENT,
                      "the reply would exceed the server's max_frame; ask for less", NULL);
         return;
@@ -352,10 +351,8 @@ void kr_req_error(kr_req *r, krappy_err code, const char *message, const kr_erro
         c->no_more = true;
     }
     if (kr_log_enabled(KR_LOG_DEBUG)) {
-        char id[24];
-        snprintf(id, sizeof id, "%llu", (unsigned long long)c->id);
-        kr_log(KR_LOG_DEBUG, "request refused", "conn", id, "code", krappy_err_name(code),
-               "message", message, NULL);
+        kr_log(KR_LOG_DEBUG, "request refused", KR_LOG_U64("conn", c->id),
+               KR_LOG_STR("code", krappy_err_name(code)), KR_LOG_STR("message", message));
     }
     kr_buf_reset(&c->enc);
     kr_enc_error(&c->enc, r->cid, code, message, extra);

@@ -353,7 +353,7 @@ static int recover_topic(kr_store *s, const char *name, char *err, size_t errlen
     closedir(d);
     if (nb == 0) {
         /* Creation never finished (no PRODUCER_REGISTER was answered). */
-        kr_log(KR_LOG_WARN, "topic directory without segments ignored", "topic", name, NULL);
+        kr_log(KR_LOG_WARN, "topic directory without segments ignored", KR_LOG_STR("topic", name));
         rc = 0;
         goto out;
     }
@@ -417,8 +417,9 @@ static int recover_topic(kr_store *s, const char *name, char *err, size_t errlen
             char range[64];
             snprintf(range, sizeof range, "%llu..%llu", (unsigned long long)scan.corrupt[c].first,
                      (unsigned long long)scan.corrupt[c].next);
-            kr_log(KR_LOG_ERROR, "corrupt batch found; its events will not be served", "topic",
-                   name, "segment", sname, "offsets", range, NULL);
+            kr_log(KR_LOG_ERROR, "corrupt batch found; its events will not be served",
+                   KR_LOG_STR("topic", name), KR_LOG_STR("segment", sname),
+                   KR_LOG_STR("offsets", range));
         }
         if (scan.torn) {
             if (last) {
@@ -430,14 +431,14 @@ static int recover_topic(kr_store *s, const char *name, char *err, size_t errlen
                 }
             } else {
                 kr_log(KR_LOG_ERROR, "bad bytes at the end of a closed segment are not served",
-                       "topic", name, "segment", sname, NULL);
+                       KR_LOG_STR("topic", name), KR_LOG_STR("segment", sname));
             }
         }
         if (last)
             last_scan = scan;
         else if (scan.next != bases[i + 1])
-            kr_log(KR_LOG_ERROR, "offsets missing between segments", "topic", name, "segment",
-                   sname, NULL);
+            kr_log(KR_LOG_ERROR, "offsets missing between segments", KR_LOG_STR("topic", name),
+                   KR_LOG_STR("segment", sname));
     }
     for (size_t i = 0; i < t->n_segs; i++)
         t->bytes += t->segs[i]->size;
@@ -454,11 +455,9 @@ static int recover_topic(kr_store *s, const char *name, char *err, size_t errlen
         marker = t->first;
         keys = 0;
     } else if (marker > t->next) {
-        char a[32], b[32];
-        snprintf(a, sizeof a, "%llu", (unsigned long long)marker);
-        snprintf(b, sizeof b, "%llu", (unsigned long long)t->next);
         kr_log(KR_LOG_WARN, "the view is ahead of the stream; rebuilding it from the stream",
-               "topic", name, "marker", a, "next", b, NULL);
+               KR_LOG_STR("topic", name), KR_LOG_U64("marker", marker),
+               KR_LOG_U64("next", t->next));
         kr_view_batch *vb = kr_view_batch_new();
         if (vb == NULL)
             goto out;
@@ -502,15 +501,10 @@ static int recover_topic(kr_store *s, const char *name, char *err, size_t errlen
     ls->fd = dup(ls->fd);
     (void)last_scan;
 
-    char f[24], n[24], mk[24], rp[24], tr[24], sg[24];
-    snprintf(f, sizeof f, "%llu", (unsigned long long)t->first);
-    snprintf(n, sizeof n, "%llu", (unsigned long long)t->next);
-    snprintf(mk, sizeof mk, "%llu", (unsigned long long)marker);
-    snprintf(rp, sizeof rp, "%llu", (unsigned long long)replayed);
-    snprintf(tr, sizeof tr, "%llu", (unsigned long long)truncated);
-    snprintf(sg, sizeof sg, "%zu", t->n_segs);
-    kr_log(KR_LOG_INFO, "recovered topic", "topic", name, "first", f, "next", n, "marker", mk,
-           "replayed", rp, "torn_bytes_truncated", tr, "segments", sg, NULL);
+    kr_log(KR_LOG_INFO, "recovered topic", KR_LOG_STR("topic", name), KR_LOG_U64("first", t->first),
+           KR_LOG_U64("next", t->next), KR_LOG_U64("marker", marker),
+           KR_LOG_U64("replayed", replayed), KR_LOG_U64("torn_bytes_truncated", truncated),
+           KR_LOG_U64("segments", t->n_segs));
     if (topic_insert(s, t) < 0)
         goto out;
     t = NULL;
@@ -627,7 +621,7 @@ static bool finish_append(kr_store *s, kr_job *j)
         if (seg == NULL || topic_add_segment(t, seg) < 0) {
             close(j->new_seg_fd);
             free(seg);
-            kr_log(KR_LOG_ERROR, "out of memory tracking a new segment", NULL);
+            kr_log(KR_LOG_ERROR, "out of memory tracking a new segment");
         } else {
             seg->verified = true;
             t->bytes += KR_SEG_HEADER_BYTES;
@@ -648,7 +642,7 @@ static bool finish_append(kr_store *s, kr_job *j)
     kr_counter_add(t->m_bytes_in, j->block->len);
     size_t before = kr_overlay_bytes(t->active);
     if (fold_meta(t, j->block, j->meta, j->count, j->base) < 0)
-        kr_log(KR_LOG_ERROR, "out of memory updating the latest-value view", NULL);
+        kr_log(KR_LOG_ERROR, "out of memory updating the latest-value view");
     s->active_bytes += kr_overlay_bytes(t->active) - before; /* overlays only grow */
     /* The overlay has its copies: the batch and its facts can go now (the
      * writer keeps its own reference until the stream is synced). */
@@ -675,7 +669,8 @@ static void finish_create(kr_store *s, kr_job *j)
     if (j->err != KRAPPY_OK) {
         t->failed = true;
         snprintf(res.msg, sizeof res.msg, "%s", j->msg);
-        kr_log(KR_LOG_ERROR, "cannot create topic", "topic", t->name, "reason", j->msg, NULL);
+        kr_log(KR_LOG_ERROR, "cannot create topic", KR_LOG_STR("topic", t->name),
+               KR_LOG_STR("reason", j->msg));
     } else {
         kr_segment *seg = segment_new(0, j->new_seg_fd);
         if (seg == NULL || topic_add_segment(t, seg) < 0) {
@@ -688,7 +683,7 @@ static void finish_create(kr_store *s, kr_job *j)
             seg->verified = true;
             t->bytes = KR_SEG_HEADER_BYTES;
             t->ready = true;
-            kr_log(KR_LOG_INFO, "topic created", "topic", t->name, NULL);
+            kr_log(KR_LOG_INFO, "topic created", KR_LOG_STR("topic", t->name));
         }
     }
     res.first = t->next;
@@ -742,11 +737,8 @@ static void retention(kr_store *s, kr_topic *t)
     memmove(t->segs, t->segs + drop, (t->n_segs - drop) * sizeof *t->segs);
     t->n_segs -= drop;
     t->first = t->segs[0]->base;
-    char f[24], n[24];
-    snprintf(f, sizeof f, "%llu", (unsigned long long)t->first);
-    snprintf(n, sizeof n, "%zu", drop);
-    kr_log(KR_LOG_INFO, "retention retired segments", "topic", t->name, "segments", n, "first", f,
-           NULL);
+    kr_log(KR_LOG_INFO, "retention retired segments", KR_LOG_STR("topic", t->name),
+           KR_LOG_U64("segments", drop), KR_LOG_U64("first", t->first));
     kr_counter_add(s->m_retired, drop);
     kr_store_groups_retained(s, t);
     j->kind = KR_JOB_DELETE;
@@ -785,11 +777,12 @@ static void finish_checkpoint(kr_store *s, kr_job *j)
         kr_store_readcache_drop(s, t); /* the view changed (or was reopened) */
     }
     if (j->err != KRAPPY_OK) {
-        kr_log(KR_LOG_ERROR, "checkpoint failed; reopening the view", "reason", j->msg, NULL);
+        kr_log(KR_LOG_ERROR, "checkpoint failed; reopening the view", KR_LOG_STR("reason", j->msg));
         kr_store_cursors_expire(s, true);
         char err[256];
         if (kr_view_reopen(s->view, err, sizeof err) < 0)
-            kr_log(KR_LOG_ERROR, "reopening the view failed; will retry", "reason", err, NULL);
+            kr_log(KR_LOG_ERROR, "reopening the view failed; will retry",
+                   KR_LOG_STR("reason", err));
     } else {
         for (size_t i = 0; i < j->n_ck; i++)
             retention(s, j->ck[i].t);

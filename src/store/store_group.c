@@ -166,11 +166,9 @@ static int load_one(void *arg, const uint8_t *name, size_t len, uint64_t cursor,
     if (at < t->first)
         at = t->first; /* retention passed the cursor */
     if (at != cursor) {
-        char was[24], now[24];
-        snprintf(was, sizeof was, "%llu", (unsigned long long)cursor);
-        snprintf(now, sizeof now, "%llu", (unsigned long long)at);
-        kr_log(KR_LOG_WARN, "group cursor outside the stream moved", "topic", t->name, "group",
-               len < 250 ? (const char *)name : "?", "cursor", was, "now", now, NULL);
+        kr_log(KR_LOG_WARN, "group cursor outside the stream moved", KR_LOG_STR("topic", t->name),
+               KR_LOG_STR("group", len < 250 ? (const char *)name : "?"),
+               KR_LOG_U64("cursor", cursor), KR_LOG_U64("now", at));
     }
     kr_tgroup *tg = kr_store_group_add(c->s, t, name, len, at);
     if (tg == NULL) {
@@ -267,10 +265,8 @@ krappy_err kr_store_group_join(kr_store *s, kr_topic *t, const kr_join *a, kr_tg
         if (tg == NULL)
             goto nomem;
         tg->g->durable = UINT64_MAX; /* not written yet: see the job below */
-        char c[24];
-        snprintf(c, sizeof c, "%llu", (unsigned long long)at);
-        kr_log(KR_LOG_INFO, "group created", "topic", t->name, "group", tg->g->name, "cursor", c,
-               NULL);
+        kr_log(KR_LOG_INFO, "group created", KR_LOG_STR("topic", t->name),
+               KR_LOG_STR("group", tg->g->name), KR_LOG_U64("cursor", at));
     }
     kr_member *mem =
         kr_group_join(tg->g, a->member, a->mlen, a->auto_ack, a->ack_wait_ms, a->owner, taken_from);
@@ -311,10 +307,9 @@ krappy_err kr_store_poll(kr_store *s, kr_tgroup *tg, kr_member *m, uint64_t max,
     if (g->cursor < t->first) {
         uint64_t skipped = kr_group_skip_to(g, t->first);
         if (skipped > 0) {
-            char n[24];
-            snprintf(n, sizeof n, "%llu", (unsigned long long)skipped);
-            kr_log(KR_LOG_WARN, "retention removed events a group had not acknowledged", "topic",
-                   t->name, "group", g->name, "skipped", n, NULL);
+            kr_log(KR_LOG_WARN, "retention removed events a group had not acknowledged",
+                   KR_LOG_STR("topic", t->name), KR_LOG_STR("group", g->name),
+                   KR_LOG_U64("skipped", skipped));
         }
     }
     if (max > s->o.max_events)
@@ -373,11 +368,9 @@ void kr_store_groups_retained(kr_store *s, kr_topic *t)
         if (tg->g->cursor >= t->first)
             continue;
         uint64_t skipped = kr_group_skip_to(tg->g, t->first);
-        char n[24], c[24];
-        snprintf(n, sizeof n, "%llu", (unsigned long long)skipped);
-        snprintf(c, sizeof c, "%llu", (unsigned long long)t->first);
-        kr_log(KR_LOG_WARN, "retention moved a group cursor past unacknowledged events", "topic",
-               t->name, "group", tg->g->name, "skipped", n, "cursor", c, NULL);
+        kr_log(KR_LOG_WARN, "retention moved a group cursor past unacknowledged events",
+               KR_LOG_STR("topic", t->name), KR_LOG_STR("group", tg->g->name),
+               KR_LOG_U64("skipped", skipped), KR_LOG_U64("cursor", t->first));
         kr_counter_add(s->m_group_skipped, skipped);
         kr_store_result res;
         (void)kr_store_group_persist(s, tg, NULL, NULL, &res);

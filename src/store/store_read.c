@@ -54,7 +54,7 @@ int kr_segment_verify(kr_store *s, kr_topic *t, kr_segment *seg)
     }
     if (seg->n_corrupt > 0)
         kr_log(KR_LOG_ERROR, "corrupt batches found on first read; they will not be served",
-               "topic", t->name, NULL);
+               KR_LOG_STR("topic", t->name));
     seg->verified = true;
     return 0;
 }

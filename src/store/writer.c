@@ -227,8 +227,8 @@ static int wtopic_sync(kr_writer *wr, kr_wtopic *w, char *msg, size_t msglen)
         return 0;
     }
     int first = errno;
-    kr_log(KR_LOG_WARN, "fdatasync failed; rewriting unsynced batches from memory", "dir", w->dir,
-           "reason", strerror(first), NULL);
+    kr_log(KR_LOG_WARN, "fdatasync failed; rewriting unsynced batches from memory",
+           KR_LOG_STR("dir", w->dir), KR_LOG_STR("reason", strerror(first)));
     if (ftruncate(w->fd, (off_t)w->synced_len) == 0) {
         int ok = 1;
         for (size_t i = 0; i < w->n_unsynced && ok; i++)
@@ -239,7 +239,7 @@ static int wtopic_sync(kr_writer *wr, kr_wtopic *w, char *msg, size_t msglen)
             w->broken = false;
             w->synced_len = w->file_len;
             release_unsynced(w);
-            kr_log(KR_LOG_INFO, "unsynced batches rewritten and synced", "dir", w->dir, NULL);
+            kr_log(KR_LOG_INFO, "unsynced batches rewritten and synced", KR_LOG_STR("dir", w->dir));
             return 0;
         }
     }
@@ -462,11 +462,11 @@ static void run_appends(kr_writer *wr, kr_job **jobs, size_t n)
             kr_counter_add(wr->m_failures, 1);
             if (ftruncate(w->fd, (off_t)w->file_len) < 0) {
                 w->broken = true;
-                kr_log(KR_LOG_ERROR, "cannot cut a partly written batch", "dir", w->dir, "reason",
-                       strerror(errno), NULL);
+                kr_log(KR_LOG_ERROR, "cannot cut a partly written batch", KR_LOG_STR("dir", w->dir),
+                       KR_LOG_STR("reason", strerror(errno)));
             }
-            kr_log(KR_LOG_WARN, "stream write failed", "dir", w->dir, "reason",
-                   strerror(err ? err : ENOSPC), NULL);
+            kr_log(KR_LOG_WARN, "stream write failed", KR_LOG_STR("dir", w->dir),
+                   KR_LOG_STR("reason", strerror(err ? err : ENOSPC)));
             for (size_t x = whole; x < k; x++)
                 job_fail(jobs[i + x], err,
                          "writing to %s failed: %s; nothing of this request "
@@ -616,8 +616,8 @@ static void run_delete(kr_job *j)
 {
     for (size_t i = 0; i < j->n_paths; i++)
         if (unlink(j->paths[i]) < 0 && errno != ENOENT)
-            kr_log(KR_LOG_WARN, "cannot delete a retired segment", "path", j->paths[i], "reason",
-                   strerror(errno), NULL);
+            kr_log(KR_LOG_WARN, "cannot delete a retired segment", KR_LOG_STR("path", j->paths[i]),
+                   KR_LOG_STR("reason", strerror(errno)));
     if (j->w != NULL)
         fsync_dir(j->w->dirfd);
 }
@@ -635,8 +635,8 @@ static void unwind_from(kr_job *from, const char *why)
     if (from->seg_base != w->seg_base)
         return; /* in a segment synced when it was rolled: durable */
     if (ftruncate(w->fd, (off_t)from->pos) < 0) {
-        kr_log(KR_LOG_ERROR, "cannot take back unsynced batches", "dir", w->dir, "reason",
-               strerror(errno), NULL);
+        kr_log(KR_LOG_ERROR, "cannot take back unsynced batches", KR_LOG_STR("dir", w->dir),
+               KR_LOG_STR("reason", strerror(errno)));
         w->broken = true;
     }
     while (w->n_unsynced > 0 && w->unsynced[w->n_unsynced - 1].pos >= from->pos) {
@@ -746,7 +746,7 @@ static void run_round(kr_writer *wr, struct kr_job_list *round)
             continue;
         char msg[256];
         if (wtopic_sync(wr, j->w, msg, sizeof msg) < 0)
-            kr_log(KR_LOG_ERROR, "syncing a stream failed", "reason", msg, NULL);
+            kr_log(KR_LOG_ERROR, "syncing a stream failed", KR_LOG_STR("reason", msg));
     }
 }
 

@@ -230,16 +230,62 @@ static void timestamp(char *out, size_t size)
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
 }
 
+/* Write the decimal digits of v just before p; return where they start. */
+static char *digits_before(char *p, uint64_t v)
+{
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v > 0);
+    return p;
+}
+
+/* Room for any number a field is written as: "-9223372036854775808",
+ * "18446744073709551615", the longest duration in ms with its decimal. */
+#define NUM_TEXT 32
+
+/* The text of a field's value (numbers are written into buf); NULL for a
+ * null. */
+static const char *value_text(const kr_log_field *f, char buf[NUM_TEXT])
+{
+    char *p = &buf[NUM_TEXT - 1]; /* the digits end here */
+
+    *p = '\0';
+    switch (f->kind) {
+    case KR_LOG_K_STR:
+        return f->v.s;
+    case KR_LOG_K_U64:
+        return digits_before(p, f->v.u);
+    case KR_LOG_K_I64:
+        /* the magnitude of INT64_MIN does not fit an int64_t */
+        p = digits_before(p, f->v.i < 0 ? 0 - (uint64_t)f->v.i : (uint64_t)f->v.i);
+        if (f->v.i < 0)
+            *--p = '-';
+        return p;
+    case KR_LOG_K_MS: {
+        /* rounded to the nearest tenth of a millisecond, as %.1f would */
+        uint64_t tenths = f->v.u / 100000 + (f->v.u % 100000 >= 50000);
+        *--p = (char)('0' + tenths % 10);
+        *--p = '.';
+        return digits_before(p, tenths / 10);
+    }
+    case KR_LOG_K_END:
+        break;
+    }
+    return NULL;
+}
+
 /*
  * {"ts":"...","level":"...","msg":"...","k":"v","k2":null}
  * The state says what a cut has to close: a string (message or value), a
  * key (which then needs a value), or nothing (the cut fell between fields,
  * and the marker goes into a key of its own).
  */
-static void json_line(line *l, const char *ts, const char *lvl, const char *msg, va_list kv)
+static void json_line(line *l, const char *ts, const char *lvl, const char *msg,
+                      const kr_log_field *f)
 {
     enum { BETWEEN, IN_KEY, IN_STR } st = IN_STR;
-    const char *k;
+    char num[NUM_TEXT];
 
     puts_(l, "{\"ts\":\"");
     puts_(l, ts);
@@ -250,14 +296,16 @@ static void json_line(line *l, const char *ts, const char *lvl, const char *msg,
     put(l, "\"", 1);
     if (!l->full)
         st = BETWEEN;
-    while (!l->full && (k = va_arg(kv, const char *)) != NULL) {
-        const char *v = va_arg(kv, const char *);
+    for (; !l->full && f->kind != KR_LOG_K_END; f++) {
+        if (f->key == NULL)
+            continue;
+        const char *v = value_text(f, num);
 
         put(l, ",\"", 2);
         if (l->full)
             break;
         st = IN_KEY;
-        put_json(l, k);
+        put_json(l, f->key);
         if (v == NULL) {
             put(l, "\":null", 6);
         } else {
@@ -283,21 +331,24 @@ static void json_line(line *l, const char *ts, const char *lvl, const char *msg,
 }
 
 /* 2026-11-21T07:00:00.123Z info  msg k=v k2="v w" k3=- */
-static void text_line(line *l, const char *ts, const char *lvl, const char *msg, va_list kv)
+static void text_line(line *l, const char *ts, const char *lvl, const char *msg,
+                      const kr_log_field *f)
 {
     bool quoted = false;
-    const char *k;
+    char num[NUM_TEXT];
 
     puts_(l, ts);
     puts_(l, " ");
     puts_(l, lvl);
     put(l, "     ", 6 - strlen(lvl)); /* pad the level to 5 columns, then a space */
     put_text(l, msg, false);
-    while (!l->full && (k = va_arg(kv, const char *)) != NULL) {
-        const char *v = va_arg(kv, const char *);
+    for (; !l->full && f->kind != KR_LOG_K_END; f++) {
+        if (f->key == NULL)
+            continue;
+        const char *v = value_text(f, num);
 
         put(l, " ", 1);
-        put_text(l, k, false);
+        put_text(l, f->key, false);
         put(l, "=", 1);
         if (v == NULL) {
             put(l, "-", 1);
@@ -346,11 +397,10 @@ static void emit(const line *l)
     errno = saved;
 }
 
-void kr_logv(kr_log_level level, const char *msg, va_list kv)
+void kr_log_fields(kr_log_level level, const char *msg, const kr_log_field *fields)
 {
     line l;
     char ts[64];
-    va_list ap;
 
     level = clamp_level(level);
     if (!kr_log_enabled(level))
@@ -359,22 +409,9 @@ void kr_logv(kr_log_level level, const char *msg, va_list kv)
     l.limit = sizeof(l.buf) - TAIL_RESERVE;
     l.full = false;
     timestamp(ts, sizeof(ts));
-    va_copy(ap, kv);
     if (atomic_load_explicit(&log_format, memory_order_relaxed) == KR_LOG_TEXT)
-        text_line(&l, ts, level_names[level], msg ? msg : "", ap);
+        text_line(&l, ts, level_names[level], msg ? msg : "", fields);
     else
-        json_line(&l, ts, level_names[level], msg ? msg : "", ap);
-    va_end(ap);
+        json_line(&l, ts, level_names[level], msg ? msg : "", fields);
     emit(&l);
-}
-
-void kr_log(kr_log_level level, const char *msg, ...)
-{
-    va_list kv;
-
-    if (!kr_log_enabled(level))
-        return;
-    va_start(kv, msg);
-    kr_logv(level, msg, kv);
-    va_end(kv);
 }
