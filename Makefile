@@ -56,11 +56,15 @@ PC_CFLAGS    = $(shell $(PKG_CONFIG) --cflags libevent libcbor 2>/dev/null) \
 ALL_CFLAGS   = $(KR_CPPFLAGS) $(CPPFLAGS) $(KR_CFLAGS) $(CFLAGS) $(VARIANT_CFLAGS)
 ALL_LDFLAGS  = $(LDFLAGS) $(VARIANT_CFLAGS)
 
+# One folder per layer (docs/DESIGN.md); the arrows run one way:
+# util <- proto <- client, util <- store <- server (`make lint` checks the
+# includes, .ci/layers.sh).
 UTIL_SRC    := $(wildcard src/util/*.c)
 PROTO_SRC   := $(wildcard src/proto/*.c)
+STORE_SRC   := $(wildcard src/store/*.c)
+SERVER_SRC  := $(filter-out src/server/main.c,$(wildcard src/server/*.c))
 CLIENT_SRC  := $(filter-out src/client/cli.c src/client/cli_%.c,$(wildcard src/client/*.c))
 CLI_SRC     := src/client/cli.c $(wildcard src/client/cli_*.c)
-SERVER_SRC  := $(filter-out src/server/main.c,$(wildcard src/server/*.c)) $(wildcard src/store/*.c)
 TEST_SRC    := $(wildcard tests/test_*.c)
 FUZZ_SRC    := $(wildcard tests/fuzz/fuzz_*.c)
 E2E_SRC     := $(wildcard e2e/e2e_*.c)
@@ -74,12 +78,24 @@ obj = $(patsubst %.c,$(OBJ)/%.o,$(1))
 
 UTIL_OBJ    := $(call obj,$(UTIL_SRC))
 PROTO_OBJ   := $(call obj,$(PROTO_SRC))
+STORE_OBJ   := $(call obj,$(STORE_SRC))
 CLIENT_OBJ  := $(call obj,$(CLIENT_SRC))
 CLI_OBJ     := $(call obj,$(CLI_SRC))
 # The web console (src/server/console.html) is compiled in: see gen/console.c.
 GEN         := build/$(BUILD)/gen
 CONSOLE_OBJ := $(OBJ)/gen/console.o
 SERVER_OBJ  := $(call obj,$(SERVER_SRC)) $(CONSOLE_OBJ)
+
+# One archive per layer of the daemon, and the link order that follows from
+# the arrows: a layer before the ones it uses. A call upwards has nothing to
+# resolve it and fails to link. libkrappy.a is the client's layer (util and
+# proto objects included, as it is installed).
+LAYER_LIB   := build/$(BUILD)/lib
+UTIL_LIB    := $(LAYER_LIB)/libkr_util.a
+PROTO_LIB   := $(LAYER_LIB)/libkr_proto.a
+STORE_LIB   := $(LAYER_LIB)/libkr_store.a
+SERVER_LIB  := $(LAYER_LIB)/libkr_server.a
+DAEMON_LIBS := $(SERVER_LIB) $(STORE_LIB) $(PROTO_LIB) $(UTIL_LIB)
 
 KRAPPYD     := $(OUT)/bin/krappyd
 KRAPPY      := $(OUT)/bin/krappy
@@ -127,7 +143,12 @@ $(CONSOLE_OBJ): $(GEN)/console.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
+$(UTIL_LIB): $(UTIL_OBJ)
+$(PROTO_LIB): $(PROTO_OBJ)
+$(STORE_LIB): $(STORE_OBJ)
+$(SERVER_LIB): $(SERVER_OBJ)
 $(LIBA): $(UTIL_OBJ) $(PROTO_OBJ) $(CLIENT_OBJ)
+$(DAEMON_LIBS) $(LIBA):
 	@mkdir -p $(dir $@)
 	rm -f $@ && $(AR) rcs $@ $^
 
@@ -137,7 +158,7 @@ $(LIBSO): $(UTIL_OBJ) $(PROTO_OBJ) $(CLIENT_OBJ) src/client/libkrappy.map
 	    -o $@ $(UTIL_OBJ) $(PROTO_OBJ) $(CLIENT_OBJ) $(ALL_LDFLAGS) $(PC_CBOR)
 	ln -sf libkrappy.so.0 $(OUT)/lib/libkrappy.so
 
-$(KRAPPYD): $(OBJ)/src/server/main.o $(SERVER_OBJ) $(PROTO_OBJ) $(UTIL_OBJ)
+$(KRAPPYD): $(OBJ)/src/server/main.o $(DAEMON_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_SERVER) -lpthread -lm
 
@@ -145,22 +166,29 @@ $(KRAPPY): $(CLI_OBJ) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $(CLI_OBJ) $(LIBA) $(ALL_LDFLAGS) $(PC_CBOR) -lm
 
-# Unit tests of proto and client link libkrappy only; the rest link the
-# server's modules too.
-LIB_TESTS   := $(addprefix $(TOUT)/tests/,test_buf test_frame test_cbor test_msg test_client)
-SERVER_TESTS := $(filter-out $(LIB_TESTS),$(TESTS))
+# A unit test links the layer of its module and what lies below, so a
+# module that reached upwards would not link; a test not listed here (of
+# the server, or new) gets every layer and libkrappy.
+test_layer   = $(addprefix $(TOUT)/tests/,$(1))
+UTIL_TESTS   := $(call test_layer,test_buf test_clock test_crc32c test_hostport test_json \
+                  test_log test_metrics test_utf8)
+PROTO_TESTS  := $(call test_layer,test_cbor test_frame test_msg)
+STORE_TESTS  := $(call test_layer,test_group test_overlay test_segment test_store test_view)
+CLIENT_TESTS := $(call test_layer,test_client)
+OTHER_TESTS  := $(filter-out $(UTIL_TESTS) $(PROTO_TESTS) $(STORE_TESTS) $(CLIENT_TESTS),$(TESTS))
 
-$(LIB_TESTS): $(TOUT)/tests/%: $(OBJ)/tests/%.o $(LIBA)
+$(UTIL_TESTS): $(TOUT)/tests/%: $(OBJ)/tests/%.o $(UTIL_LIB)
+$(PROTO_TESTS): $(TOUT)/tests/%: $(OBJ)/tests/%.o $(PROTO_LIB) $(UTIL_LIB)
+$(STORE_TESTS): $(TOUT)/tests/%: $(OBJ)/tests/%.o $(STORE_LIB) $(PROTO_LIB) $(UTIL_LIB)
+$(CLIENT_TESTS): $(TOUT)/tests/%: $(OBJ)/tests/%.o $(LIBA)
+$(OTHER_TESTS): $(TOUT)/tests/%: $(OBJ)/tests/%.o $(DAEMON_LIBS) $(LIBA)
+$(TESTS):
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_CBOR) $(PC_CMOCKA) -lpthread -lm
-
-$(SERVER_TESTS): $(TOUT)/tests/%: $(OBJ)/tests/%.o $(SERVER_OBJ) $(LIBA)
-	@mkdir -p $(dir $@)
-	$(CC) -o $@ $< $(SERVER_OBJ) $(LIBA) $(ALL_LDFLAGS) $(PC_SERVER) $(PC_CMOCKA) -lpthread -lm
+	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_SERVER) $(PC_CMOCKA) -lpthread -lm
 
 # Fuzz targets built as plain programs that replay a corpus (tests/fuzz/
 # replay.c); `make fuzz` builds them again with clang's libFuzzer.
-$(TOUT)/fuzz/%: $(OBJ)/tests/fuzz/%.o $(OBJ)/tests/fuzz/replay.o $(SERVER_OBJ) $(LIBA)
+$(TOUT)/fuzz/%: $(OBJ)/tests/fuzz/%.o $(OBJ)/tests/fuzz/replay.o $(DAEMON_LIBS) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_SERVER) -lpthread -lm
 
@@ -306,8 +334,11 @@ C_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find src include tests
 fmt:
 	clang-format -i $(C_FILES)
 
+# lint: upward includes between the layers of src/ (.ci/layers.sh), then
+# format and static analysis.
 lint:
 	@command -v cppcheck >/dev/null || sh .ci/deps.sh cppcheck clang-format
+	sh .ci/layers.sh
 	clang-format --dry-run --Werror $(C_FILES)
 	cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance \
 	    --inline-suppr --suppress=missingIncludeSystem --suppress=varFuncNullUB -Iinclude -Isrc -D_GNU_SOURCE \
