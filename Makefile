@@ -241,10 +241,13 @@ $(SHIM_DIR)/rocks_powercut: tests/shim/rocks_powercut.c
 	    -o $@ $< $(ALL_LDFLAGS) $(shell $(PKG_CONFIG) --libs rocksdb 2>/dev/null || echo -lrocksdb)
 
 # libkrappy.so exports krappy_* and nothing else (the version script hides
-# the rest); this keeps it that way.
-symbols: $(LIBSO)
+# the rest); this keeps it that way. And no two members of libkrappy.a share
+# a name (`ar x` would keep only one of them).
+symbols: $(LIBSO) $(LIBA)
 	@bad=$$(nm -D --defined-only $(LIBSO) | awk '$$2 ~ /[TDBR]/ {print $$3}' | grep -v '^krappy_' || true); \
 	if [ -n "$$bad" ]; then echo "libkrappy.so exports non-API symbols: $$bad" >&2; exit 1; fi
+	@dup=$$($(AR) t $(LIBA) | sort | uniq -d); \
+	if [ -n "$$dup" ]; then echo "libkrappy.a has two members named: $$dup (rename one source file)" >&2; exit 1; fi
 
 tests-build: $(KRAPPYD) $(KRAPPY) $(LIBA) $(TESTS) $(FUZZERS) $(E2E) $(HAMMER) $(BENCHES) shim
 

@@ -18,7 +18,6 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "client/client_internal.h"
 #include "krappy/client.h"
 #include "util/hostport.h"
 

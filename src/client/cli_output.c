@@ -12,7 +12,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "proto/cbor.h"
 #include "util/json.h"
 #include "util/utf8.h"
 

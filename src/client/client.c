@@ -23,7 +23,7 @@
  * each decoded into one allocation the caller frees, in read.c; consumer
  * groups (CONSUMER_REGISTER, POLL, ACK, pipelined through the replies-due
  * ring kept here) in consume.c. CBOR
- * rendered for people (diagnostic notation, JSON) is in cbor_text.c, JSON
+ * rendered for people (diagnostic notation, JSON) is in values.c, JSON
  * parsed into CBOR in json_parse.c. Request and reply payloads go through
  * proto/msg.h's codecs only.
  */

@@ -1,20 +1,16 @@
 /*
- * client/client_internal.h - what libkrappy's files share with each other,
- * with the krappy CLI and with the unit tests, none of it public API.
+ * client/client_internal.h - the inside of a krappy_client, shared by
+ * libkrappy's own files and by nothing else: not the CLI, not the tests
+ * (they see the opaque handle of the public header).
  *
- * It is all built into libkrappy.a and libkrappy.so like everything else,
- * but the version script (libkrappy.map) hides every kr_ symbol from the
- * .so: only programs linking the static library (the CLI, the tests) see
- * them.
+ * client.c owns the connection (moving bytes, errors, the raw calls,
+ * HELLO/PING) and lends the helpers below to publish.c (batches, PUBLISH),
+ * read.c (FETCH, GET, SCAN, TOPICS, STATS) and consume.c (CONSUMER_REGISTER,
+ * POLL, ACK); json_parse.c (JSON to CBOR, json_parse.h) borrows only
+ * kr_client_sanitize, and values.c (an event's values for people) nothing.
  *
- * Two parts. The first (addresses, JSON events) is for the CLI and the
- * tests too. The second is the inside of a krappy_client, for libkrappy's
- * own files only: client.c owns the connection (moving bytes, errors, the
- * raw calls, HELLO/PING) and lends the helpers below to publish.c (batches,
- * PUBLISH), read.c (FETCH, GET, SCAN, TOPICS, STATS), consume.c
- * (CONSUMER_REGISTER, POLL, ACK) and json_parse.c (JSON to CBOR); cbor_text.c
- * (CBOR for people) needs none of it. The CLI and the tests treat a
- * krappy_client as the opaque handle of the public header.
+ * Built into libkrappy.a and libkrappy.so like everything else; the version
+ * script (libkrappy.map) hides every kr_ symbol from the .so.
  */
 #ifndef KR_CLIENT_INTERNAL_H
 #define KR_CLIENT_INTERNAL_H
@@ -29,52 +25,6 @@
 #include "proto/msg.h"
 #include "util/buf.h"
 #include "util/hostport.h"
-
-/* ======================================================================
- * For the CLI and the tests too
- * ====================================================================== */
-
-/*
- * kr_json_to_cbor - append the CBOR encoding of one JSON value to `out`
- * (the work of krappy_json_to_cbor, without the allocation). On failure
- * `out` is as it was.
- * @return KRAPPY_OK; KRAPPY_E_USAGE (why says what and at which byte);
- *         KRAPPY_E_NOMEM (also when `out` reached its cap).
- */
-krappy_err kr_json_to_cbor(const char *json, size_t len, kr_buf *out, char *why, size_t whylen);
-
-/* One event of `krappy produce --json`: pointers into the scratch buffer. */
-typedef struct kr_json_event {
-    bool has_key;
-    const uint8_t *key; /* UTF-8 text, key_len bytes; sent as a text key */
-    size_t key_len;
-    const uint8_t *value; /* one CBOR item; 0xf6 (null) = tombstone */
-    size_t value_len;
-    bool has_ts;
-    uint64_t ts;
-    const uint8_t *headers; /* CBOR map text -> bytes; NULL when none */
-    size_t headers_len;
-    size_t n_headers;
-} kr_json_event;
-
-/*
- * kr_json_event_parse - read one JSON line {"key": .., "value": .., "ts":
- * .., "headers": {..}}: "value" (any JSON, encoded as krappy_json_to_cbor
- * does; null = tombstone) is required; "key" a string (text key) or null
- * (no key); "ts" a uint of milliseconds or null (server time); "headers" an
- * object whose values are strings (sent as bytes, their UTF-8) or null. Any
- * other member, or one given twice, is refused.
- * @param scratch  reset, then holds what ev points to (valid until the next
- *                 use of scratch)
- * @param why      on KRAPPY_E_USAGE, a sentence saying what is wrong
- * @return KRAPPY_OK, KRAPPY_E_USAGE or KRAPPY_E_NOMEM.
- */
-krappy_err kr_json_event_parse(const char *line, size_t len, kr_buf *scratch, kr_json_event *ev,
-                               char *why, size_t whylen);
-
-/* ======================================================================
- * libkrappy's own: the inside of a krappy_client (client.c)
- * ====================================================================== */
 
 /* Longest error sentence kept; server messages are cut to fit. */
 #define KR_CLIENT_ERRMSG_MAX 512

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "client/client_internal.h"
+#include "client/json_parse.h"
 #include "proto/cbor.h"
 #include "util/buf.h"
 #include "util/utf8.h"

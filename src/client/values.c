@@ -1,7 +1,7 @@
 /*
- * client/cbor_text.c - CBOR for people: RFC 8949 diagnostic notation and
- * JSON (krappy_cbor_to_diag, krappy_cbor_to_json), and the small readers
- * of an event's headers and text values.
+ * client/values.c - an event's values for the application: the small
+ * readers of its headers and text values, and CBOR for people, RFC 8949
+ * diagnostic notation and JSON (krappy_cbor_to_diag, krappy_cbor_to_json).
  *
  * No I/O and no client: bytes in, text out, each output growing in a
  * kr_buf with a cap. Text always comes out valid UTF-8 with control
