@@ -64,32 +64,23 @@ typedef struct kr_log_field {
     } v;
 } kr_log_field;
 
-/* Field constructors, for the argument list of kr_log. */
-#define KR_LOG_STR(key_, val)                                                                      \
-    {                                                                                              \
-        .kind = KR_LOG_K_STR, .key = (key_), .v.s = (val)                                          \
-    }
-#define KR_LOG_U64(key_, val)                                                                      \
-    {                                                                                              \
-        .kind = KR_LOG_K_U64, .key = (key_), .v.u = (val)                                          \
-    }
-#define KR_LOG_I64(key_, val)                                                                      \
-    {                                                                                              \
-        .kind = KR_LOG_K_I64, .key = (key_), .v.i = (val)                                          \
-    }
-#define KR_LOG_MS(key_, ns)                                                                        \
-    {                                                                                              \
-        .kind = KR_LOG_K_MS, .key = (key_), .v.u = (ns)                                            \
-    }
+/* Field constructors, for the argument list of kr_log (compound literals,
+ * so a field can also be built ahead and passed as a variable). */
+#define KR_LOG_STR(key_, val) ((kr_log_field){.kind = KR_LOG_K_STR, .key = (key_), .v.s = (val)})
+#define KR_LOG_U64(key_, val) ((kr_log_field){.kind = KR_LOG_K_U64, .key = (key_), .v.u = (val)})
+#define KR_LOG_I64(key_, val) ((kr_log_field){.kind = KR_LOG_K_I64, .key = (key_), .v.i = (val)})
+#define KR_LOG_MS(key_, ns)   ((kr_log_field){.kind = KR_LOG_K_MS, .key = (key_), .v.u = (ns)})
+#define KR_LOG_END            ((kr_log_field){.kind = KR_LOG_K_END})
 
 /*
  * kr_log - log `msg` with typed fields:
  *   kr_log(KR_LOG_INFO, "listening", KR_LOG_STR("addr", addr),
  *          KR_LOG_U64("max_connections", n));
- * A macro: the fields become an array ended by KR_LOG_K_END, passed to
- * kr_log_fields. Lines longer than KR_LOG_LINE_MAX are cut (and say so).
+ * A macro: the fields become an array ended by KR_LOG_END, passed to
+ * kr_log_fields. A call in the old form, strings and a NULL, does not
+ * compile. Lines longer than KR_LOG_LINE_MAX are cut (and say so).
  */
-#define kr_log(level, ...) KR_LOG_CALL_((level), __VA_ARGS__, {.kind = KR_LOG_K_END})
+#define kr_log(level, ...) KR_LOG_CALL_((level), __VA_ARGS__, KR_LOG_END)
 #define KR_LOG_CALL_(level, msg, ...)                                                              \
     kr_log_fields((level), (msg), (const kr_log_field[]){__VA_ARGS__})
 
