@@ -1,5 +1,5 @@
 /*
- * tests/test_metrics.c - server/metrics.c: values, histogram buckets at
+ * tests/test_metrics.c - util/metrics.c: values, histogram buckets at
  * their boundaries, the exact exposition text, re-registration, NULL
  * metrics, and exact totals from concurrent updates.
  */
