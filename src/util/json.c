@@ -40,7 +40,7 @@ size_t kr_json_esc_next(const uint8_t *s, size_t n, char esc[KR_JSON_ESC_MAX], c
     if (c < 0x80) {
         static const char shorts[] = "\"\\\b\f\n\r\t";
         static const char letters[] = "\"\\bfnrt";
-        const char *hit = c != 0 ? memchr(shorts, c, sizeof shorts - 1) : NULL;
+        const char *hit = memchr(shorts, c, sizeof shorts - 1);
         if (hit != NULL) {
             esc[0] = '\\';
             esc[1] = letters[hit - shorts];
