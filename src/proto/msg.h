@@ -17,6 +17,10 @@
  * Encoders append a whole payload (not the frame header) to a kr_buf,
  * shortest form, definite lengths, `cid` first when the request had one.
  * Reply decoders (client side) mirror them.
+ *
+ * One header, three files by direction: msg_request.c (request decoding,
+ * server side), msg_encode.c (encoders, both sides), msg_reply.c (reply
+ * decoding, client side).
  */
 #ifndef KR_PROTO_MSG_H
 #define KR_PROTO_MSG_H
