@@ -64,6 +64,7 @@ TEST_SRC    := $(wildcard tests/test_*.c)
 FUZZ_SRC    := $(wildcard tests/fuzz/fuzz_*.c)
 E2E_SRC     := $(wildcard e2e/e2e_*.c)
 E2E_LIB_SRC := e2e/harness.c
+HAMMER_SRC  := $(wildcard e2e/hammer/*.c)
 BENCH_SRC   := $(wildcard e2e/bench/*.c)
 # bench_vs: krappyd side by side with NATS JetStream and Redis Streams; it
 # links the peers' C clients, so only `make bench` builds it.
@@ -166,8 +167,9 @@ $(TOUT)/e2e/%: $(OBJ)/e2e/%.o $(call obj,$(E2E_LIB_SRC)) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_CBOR) $(PC_CMOCKA) -lm
 
-# e2e/hammer: the load-and-correctness tool (not a cmocka suite).
-$(HAMMER): $(OBJ)/e2e/hammer.o $(call obj,$(E2E_LIB_SRC)) $(LIBA)
+# e2e/hammer: the load-and-correctness tool (not a cmocka suite), one
+# program from the parts in e2e/hammer/.
+$(HAMMER): $(call obj,$(HAMMER_SRC)) $(call obj,$(E2E_LIB_SRC)) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_CBOR) -lpthread -lm
 
