@@ -1155,6 +1155,51 @@ static void test_cid(void **state)
     assert_int_equal(kr_req_peek_cid(p, n, &c), 0);
 }
 
+/* kr_req_peek_ack_none reads `ack` even from a payload that does not
+ * decode, up to the first malformed entry; the last `ack` read counts. */
+static void test_peek_ack_none(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *hex;
+        int none;
+    } cases[] = {
+        {"a1 63 61636b 64 6e6f6e65", 1},                    /* {ack: "none"} */
+        {"a1 63 61636b 65 7772697465", 0},                  /* "write" */
+        {"a1 63 61636b 44 6e6f6e65", 0},                    /* bytes 'none' */
+        {"a1 63 61636b 7f 62 6e6f 62 6e65 ff", 1},          /* indefinite text */
+        {"a2 63 61636b 64 6e6f6e65 63 61636b f6", 0},       /* then null: last wins */
+        {"a2 63 61636b f6 63 61636b 64 6e6f6e65", 1},       /* null, then "none" */
+        {"a1 63 61636b 64 6e6f6e65 00", 1},                 /* trailing byte */
+        {"a2 63 61636b 64 6e6f6e65 01 02", 1},              /* a non-text key after */
+        {"a2 01 02 63 61636b 64 6e6f6e65", 1},              /* ... or before */
+        {"a2 63 61636b 64 6e6f6e65 66 6576656e7473 82", 1}, /* truncated after */
+        {"a1 63 61636b 64 6e6f", 0},                        /* truncated inside */
+        {"bf 63 61636b 64 6e6f6e65 ff", 1},                 /* indefinite map */
+        {"81 64 6e6f6e65", 0},                              /* not a map */
+        {"a0", 0},
+        {"ff", 0},
+    };
+    uint8_t p[64];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t n = unhex(cases[i].hex, p);
+        if (kr_req_peek_ack_none(p, n) != cases[i].none)
+            fail_msg("case %zu (%s): want %d", i, cases[i].hex, cases[i].none);
+    }
+    assert_int_equal(kr_req_peek_ack_none(NULL, 0), 0);
+
+    /* It agrees with kr_req_decode on what the encoder writes. */
+    static const kr_ack_mode modes[] = {KR_ACK_WRITE, KR_ACK_SYNC, KR_ACK_NONE};
+    kr_event_out_spec ev = {.value = "\x01", .value_len = 1};
+    for (size_t i = 0; i < 3; i++) {
+        kr_buf_reset(&B);
+        kr_enc_publish(&B, cid(9), modes[i], &ev, 1);
+        assert_int_equal(dec(KRAPPY_T_PUBLISH), KRAPPY_OK);
+        assert_int_equal(kr_req_peek_ack_none(B.data, B.len), R.u.publish.ack == KR_ACK_NONE);
+        assert_int_equal(kr_req_peek_ack_none(B.data, B.len), modes[i] == KR_ACK_NONE);
+    }
+}
+
 static void test_nulls_duplicates_unknown(void **state)
 {
     (void)state;
@@ -1787,6 +1832,7 @@ int main(void)
         T(test_ack_invalid),
         T(test_hello),
         T(test_cid),
+        T(test_peek_ack_none),
         T(test_nulls_duplicates_unknown),
         T(test_indefinite_strings),
         T(test_scratch_nomem),

@@ -161,6 +161,18 @@ krappy_err kr_req_decode(uint32_t type, const uint8_t *payload, size_t len, kr_b
  */
 int kr_req_peek_cid(const uint8_t *payload, size_t len, uint64_t *cid);
 
+/*
+ * kr_req_peek_ack_none - does a PUBLISH payload ask for `ack: "none"`?
+ * For a payload kr_req_decode refused: a fire-and-forget producer's refused
+ * PUBLISH must close the connection (PROTOCOL.md section 4) whatever the
+ * fault. The map's entries are read in order up to its end or its first
+ * malformed entry (so a truncated payload, trailing bytes or a non-text key
+ * do not hide an `ack` read before them); the last `ack` read counts.
+ * @return 1 when that `ack` is the text "none"; 0 otherwise (no map, no ack,
+ *         another value).
+ */
+int kr_req_peek_ack_none(const uint8_t *payload, size_t len);
+
 /* Iterates over the events of a decoded PUBLISH (either form). */
 typedef struct kr_events_iter {
     const kr_request *req;

@@ -901,6 +901,20 @@ int kr_req_peek_cid(const uint8_t *payload, size_t len, uint64_t *cid)
     return 1;
 }
 
+int kr_req_peek_ack_none(const uint8_t *payload, size_t len)
+{
+    kr_cbor_item map, k, v;
+    kr_cbor_iter it;
+    int none = 0;
+
+    if (len == 0 || kr_cbor_iter_open(payload, len, &map, &it) < 0 || map.kind != KR_CBOR_MAP)
+        return 0;
+    while (kr_cbor_iter_next(&it, &k) == 1 && kr_cbor_iter_next(&it, &v) == 1)
+        if (k.kind == KR_CBOR_TEXT && kr_cbor_text_eq(&k, "ack"))
+            none = v.kind == KR_CBOR_TEXT && kr_cbor_text_eq(&v, "none");
+    return none;
+}
+
 /* ---- PUBLISH event iteration ---- */
 
 void kr_events_iter_init(kr_events_iter *ei, const kr_request *publish, kr_buf *scratch)
