@@ -134,13 +134,14 @@ static kr_hresult publish(kr_conn *c, kr_req *r, const kr_request *req)
                      NULL);
         return KR_H_DONE;
     }
-    uint64_t bad = 0;
+    uint64_t bad = UINT64_MAX; /* set by the store only when one event is at fault */
     kr_req_async(r);
     krappy_err rc = kr_store_publish(store_of(c), c->producer, req, &c->scratch,
                                      req->u.publish.ack == KR_ACK_SYNC, published, r, c->errmsg,
                                      sizeof c->errmsg, &bad);
     if (rc != KRAPPY_OK) {
-        kr_error_extra extra = {.has_index = rc == KRAPPY_E_INVALID_ARGUMENT, .index = bad};
+        kr_error_extra extra = {.has_index = rc == KRAPPY_E_INVALID_ARGUMENT && bad != UINT64_MAX,
+                                .index = bad};
         kr_req_error(r, rc, c->errmsg, &extra);
     }
     return KR_H_ASYNC;
