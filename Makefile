@@ -146,7 +146,8 @@ $(KRAPPY): $(CLI_OBJ) $(LIBA)
 
 # Unit tests of proto and client link libkrappy only; the rest link the
 # server's modules too.
-LIB_TESTS   := $(addprefix $(TOUT)/tests/,test_buf test_frame test_cbor test_msg test_client)
+LIB_TESTS   := $(addprefix $(TOUT)/tests/,test_buf test_frame test_cbor test_cbor_text test_msg \
+                 test_client)
 SERVER_TESTS := $(filter-out $(LIB_TESTS),$(TESTS))
 
 $(LIB_TESTS): $(TOUT)/tests/%: $(OBJ)/tests/%.o $(LIBA)
