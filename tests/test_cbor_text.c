@@ -148,8 +148,20 @@ static void test_event_json_too_deep(void **state)
     assert_int_equal(rc, 0);
     assert_string_equal(j,
                         "{\"offset\":3,\"ts\":4,\"key\":\"k\",\"value\":null,\"error\":\"the value "
-                        "nests deeper than 64 levels and is not shown; FETCH the event to read "
+                        "nests deeper than 63 levels and is not shown; FETCH the event to read "
                         "it\"}");
+    free(j);
+
+    /* 63 levels inside the event are shown, 64 are not: the object with
+     * its own level stays within the JSON reader's 64. */
+    n = 5 + nested(ev + 5, 62, 0x00);
+    j = event_json(ev, n, 4096, &rc);
+    assert_int_equal(rc, 0);
+    assert_null(strstr(j, "error"));
+    free(j);
+    n = 5 + nested(ev + 5, 63, 0x80);
+    j = event_json(ev, n, 4096, &rc);
+    assert_non_null(strstr(j, "\"value\":null,\"error\""));
     free(j);
 
     /* Out of room: -2 and nothing written. */

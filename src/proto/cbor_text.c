@@ -421,7 +421,10 @@ static int render_item(render *r, const kr_cbor_item *it, int depth)
     return 0;
 }
 
-int kr_cbor_render(const void *item, size_t len, bool json, unsigned flags, kr_buf *out)
+/* kr_cbor_render of an item that sits `depth` levels down in a larger
+ * document (which counts towards the limit). */
+static int render_at(const void *item, size_t len, bool json, unsigned flags, int depth,
+                     kr_buf *out)
 {
     kr_cbor_item it;
     size_t start = out->len;
@@ -430,7 +433,7 @@ int kr_cbor_render(const void *item, size_t len, bool json, unsigned flags, kr_b
     if (item == NULL || len == 0 || kr_cbor_read_exact(item, len, &it) < 0)
         return -1;
     render r = {out, json, flags};
-    int rc = render_item(&r, &it, 0);
+    int rc = render_item(&r, &it, depth);
     if (rc == 0 && out->failed)
         rc = -2;
     if (rc < 0) {
@@ -440,6 +443,11 @@ int kr_cbor_render(const void *item, size_t len, bool json, unsigned flags, kr_b
         out->failed = was_failed;
     }
     return rc;
+}
+
+int kr_cbor_render(const void *item, size_t len, bool json, unsigned flags, kr_buf *out)
+{
+    return render_at(item, len, json, flags, 0, out);
 }
 
 int kr_cbor_render_event_json(const kr_event_view *v, kr_buf *out)
@@ -465,7 +473,8 @@ int kr_cbor_render_event_json(const kr_event_view *v, kr_buf *out)
             continue;
         snprintf(text, sizeof text, ",\"%s\":", parts[i].name);
         put_str(out, text);
-        int rc = kr_cbor_render(parts[i].item->raw, parts[i].item->raw_len, true, 0, out);
+        /* Inside the object: one level less for the part. */
+        int rc = render_at(parts[i].item->raw, parts[i].item->raw_len, true, 0, 1, out);
         if (rc == -1) {
             put_str(out, "null");
             if (unshown == NULL)
@@ -476,7 +485,7 @@ int kr_cbor_render_event_json(const kr_event_view *v, kr_buf *out)
         snprintf(text, sizeof text,
                  ",\"error\":\"the %s nests deeper than %d levels and is not shown; FETCH the "
                  "event to read it\"",
-                 unshown, KR_CBOR_TEXT_MAX_DEPTH);
+                 unshown, KR_CBOR_TEXT_MAX_DEPTH - 1);
         put_str(out, text);
     }
     put_str(out, "}");

@@ -36,8 +36,9 @@ int kr_cbor_render(const void *item, size_t len, bool json, unsigned flags, kr_b
  * kr_cbor_render_event_json - append one delivered event as the JSON object
  * of krappyd's admin API: {"offset", "ts", "key", "value", "headers"?},
  * byte strings in base64url. The object is valid JSON whatever the event
- * holds: a part nested deeper than KR_CBOR_TEXT_MAX_DEPTH is written as
- * null, and an "error" member then says which part was not shown and why.
+ * holds, nested at most KR_CBOR_TEXT_MAX_DEPTH deep with its own level: a
+ * part nested deeper than KR_CBOR_TEXT_MAX_DEPTH - 1 is written as null,
+ * and an "error" member then says which part was not shown and why.
  * @param v  an event read by kr_event_view_read; borrowed
  * @return 0; -2 when out refused to grow (out is then as it was).
  */

@@ -270,6 +270,9 @@ def cbor_items():
         # "value":] for it.
         ("event_deep_value", enc([1, 2, "k", Raw(b"\x81" * 70 + b"\x00")])),
         ("event_deep_headers", enc([1, 2, "k", 1, Raw(b"\xa1\x61h" + b"\x81" * 70 + b"\x00")])),
+        # Found by libFuzzer: a value of 64 levels fits alone but not inside
+        # the event object (65 levels, which the JSON reader refuses).
+        ("regress_event_value_64_deep", Raw(b"\x84\x01\x02\x61\x81" + b"\x81" * 64 + b"\x00")),
         ("trailing", enc(1) + b"\x00"),
         ("truncated", enc(["abc", 1])[:-1]),
         ("lone_break", b"\xff"),
