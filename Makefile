@@ -150,13 +150,22 @@ LIB_TESTS   := $(addprefix $(TOUT)/tests/,test_buf test_frame test_cbor test_cbo
                  test_client)
 SERVER_TESTS := $(filter-out $(LIB_TESTS),$(TESTS))
 
+# Unit tests that fail allocations on purpose (tests/alloc_fail.h) link the
+# counting allocator, with the allocator calls of every object wrapped.
+ALLOC_TESTS := $(addprefix $(TOUT)/tests/,test_msg test_cbor_text test_overlay test_group)
+ALLOC_OBJ   := $(OBJ)/tests/alloc_fail.o
+$(ALLOC_TESTS): $(ALLOC_OBJ)
+$(ALLOC_TESTS): TEST_ALLOC = $(ALLOC_OBJ) \
+    -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=mmap
+
 $(LIB_TESTS): $(TOUT)/tests/%: $(OBJ)/tests/%.o $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_CBOR) $(PC_CMOCKA) -lpthread -lm
+	$(CC) -o $@ $< $(TEST_ALLOC) $(LIBA) $(ALL_LDFLAGS) $(PC_CBOR) $(PC_CMOCKA) -lpthread -lm
 
 $(SERVER_TESTS): $(TOUT)/tests/%: $(OBJ)/tests/%.o $(SERVER_OBJ) $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $< $(SERVER_OBJ) $(LIBA) $(ALL_LDFLAGS) $(PC_SERVER) $(PC_CMOCKA) -lpthread -lm
+	$(CC) -o $@ $< $(TEST_ALLOC) $(SERVER_OBJ) $(LIBA) $(ALL_LDFLAGS) $(PC_SERVER) $(PC_CMOCKA) \
+	    -lpthread -lm
 
 # Fuzz targets built as plain programs that replay a corpus (tests/fuzz/
 # replay.c); `make fuzz` builds them again with clang's libFuzzer.

@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "alloc_fail.h"
 #include "proto/cbor.h"
 #include "proto/cbor_text.h"
 #include "proto/msg.h"
@@ -176,13 +177,54 @@ static void test_event_json_too_deep(void **state)
     kr_buf_free(&b);
 }
 
+/* Render, as JSON, a map with a non-text key and chunked bytes (which
+ * allocate: the key's text and the joined bytes), then as an event. On
+ * failure nothing of it is left in the buffer. */
+static int render_all(void *arg)
+{
+    (void)arg;
+    /* {[1, "x"]: (_ h'0102', h'03'), "t": "text"} */
+    static const uint8_t item[] = {0xa2, 0x82, 0x01, 0x61, 'x',  0x5f, 0x42, 0x01, 0x02, 0x41,
+                                   0x03, 0xff, 0x61, 't',  0x64, 't',  'e',  'x',  't'};
+    /* [5, 6, "k", that map] */
+    uint8_t ev[5 + sizeof item] = {0x84, 0x05, 0x06, 0x61, 'k'};
+    memcpy(ev + 5, item, sizeof item);
+    kr_buf b;
+    kr_buf_init(&b, 1u << 20);
+    size_t before = 0;
+    int rc = kr_cbor_render(item, sizeof item, true, 0, &b);
+    if (rc == 0) {
+        static const char want[] = "{\"[1, \\\"x\\\"]\":\"AQID\",\"t\":\"text\"}";
+        assert_int_equal(b.len, sizeof want - 1);
+        assert_memory_equal(b.data, want, sizeof want - 1);
+        before = b.len;
+        kr_event_view v;
+        view_of(ev, sizeof ev, &v);
+        rc = kr_cbor_render_event_json(&v, &b);
+    }
+    if (rc == -2) {
+        assert_int_equal(b.len, before);
+        assert_false(b.failed);
+        kr_buf_free(&b);
+        return 1;
+    }
+    assert_int_equal(rc, 0);
+    kr_buf_free(&b);
+    return 0;
+}
+
+static void test_allocation_failures(void **state)
+{
+    (void)state;
+    assert_true(alloc_fail_each(render_all, NULL, false, 100) >= 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_depth_limit),
-        cmocka_unit_test(test_failure_leaves_buffer),
-        cmocka_unit_test(test_event_json),
-        cmocka_unit_test(test_event_json_too_deep),
+        cmocka_unit_test(test_depth_limit),         cmocka_unit_test(test_failure_leaves_buffer),
+        cmocka_unit_test(test_event_json),          cmocka_unit_test(test_event_json_too_deep),
+        cmocka_unit_test(test_allocation_failures),
     };
     return cmocka_run_group_tests_name("cbor_text", tests, NULL, NULL);
 }

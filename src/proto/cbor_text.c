@@ -479,6 +479,9 @@ int kr_cbor_render_event_json(const kr_event_view *v, kr_buf *out)
             put_str(out, "null");
             if (unshown == NULL)
                 unshown = parts[i].name;
+        } else if (rc < 0) {
+            out->failed = true; /* render_at put the flag back: keep it */
+            break;
         }
     }
     if (unshown != NULL) {
