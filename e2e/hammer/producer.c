@@ -42,6 +42,21 @@ static void record_publish(unsigned p, const inflight *f, const krappy_publish_r
     }
 }
 
+/* Fill b with producer p's events seq .. seq+n-1: value "p<P>-<seq>",
+ * key "k<P>-<seq % 97>" (so keys repeat). */
+static void fill_batch(krappy_batch *b, unsigned p, uint64_t seq, uint32_t n)
+{
+    char text[48], key[32];
+    krappy_batch_reset(b);
+    for (uint32_t i = 0; i < n; i++) {
+        int tl = snprintf(text, sizeof text, "p%u-%" PRIu64, p, seq + i);
+        int kl = snprintf(key, sizeof key, "k%u-%" PRIu64, p, (seq + i) % 97);
+        if (krappy_batch_add_text(b, KRAPPY_KEY_TEXT, key, (size_t)kl, text, (size_t)tl) !=
+            KRAPPY_OK)
+            abort();
+    }
+}
+
 static void *producer_main(void *arg)
 {
     unsigned p = (unsigned)(uintptr_t)arg;
@@ -50,7 +65,7 @@ static void *producer_main(void *arg)
     krappy_opts o = {.timeout_ms = CLIENT_TIMEOUT};
     krappy_client *c = krappy_client_new(&o);
     krappy_batch *b = krappy_batch_new();
-    char who[32], text[48], key[32];
+    char who[32];
     snprintf(who, sizeof who, "hammer-p%u", p);
     inflight q[MAX_INFLIGHT];
     size_t qh = 0, qn = 0;
@@ -88,14 +103,7 @@ static void *producer_main(void *arg)
                 budget_left = false;
                 continue;
             }
-            krappy_batch_reset(b);
-            for (uint32_t i = 0; i < n; i++) {
-                int tl = snprintf(text, sizeof text, "p%u-%" PRIu64, p, seq + i);
-                int kl = snprintf(key, sizeof key, "k%u-%" PRIu64, p, (seq + i) % 97);
-                if (krappy_batch_add_text(b, KRAPPY_KEY_TEXT, key, (size_t)kl, text, (size_t)tl) !=
-                    KRAPPY_OK)
-                    abort();
-            }
+            fill_batch(b, p, seq, n);
             krappy_ack mode =
                 (int)(hm_rnd(&r) % 100) < hm_opt.sync_pct ? KRAPPY_ACK_SYNC : KRAPPY_ACK_WRITE;
             /* Counted as sent before it is: it may be stored either way. */
@@ -159,7 +167,6 @@ int hm_prefill(void)
     krappy_client *c = krappy_client_new(&o);
     krappy_batch *b = krappy_batch_new();
     unsigned p = (unsigned)hm_opt.producers;
-    char text[48], key[32];
     int rc = -1;
     if (c == NULL || b == NULL)
         abort();
@@ -168,14 +175,7 @@ int hm_prefill(void)
         goto out;
     for (uint64_t seq = 0; seq < hm_opt.prefill;) {
         uint32_t n = hm_opt.prefill - seq < 1000 ? (uint32_t)(hm_opt.prefill - seq) : 1000;
-        krappy_batch_reset(b);
-        for (uint32_t i = 0; i < n; i++) {
-            int tl = snprintf(text, sizeof text, "p%u-%" PRIu64, p, seq + i);
-            int kl = snprintf(key, sizeof key, "k%u-%" PRIu64, p, (seq + i) % 97);
-            if (krappy_batch_add_text(b, KRAPPY_KEY_TEXT, key, (size_t)kl, text, (size_t)tl) !=
-                KRAPPY_OK)
-                abort();
-        }
+        fill_batch(b, p, seq, n);
         atomic_store(&hm_sent_seq[p], seq + n);
         atomic_fetch_add(&hm_st.sent, n);
         /* The last one "sync": everything durable before the load starts. */
