@@ -69,6 +69,7 @@ TEST_SRC    := $(wildcard tests/test_*.c)
 FUZZ_SRC    := $(wildcard tests/fuzz/fuzz_*.c)
 E2E_SRC     := $(wildcard e2e/e2e_*.c)
 E2E_LIB_SRC := e2e/harness.c
+HAMMER_SRC  := $(wildcard e2e/hammer/*.c)
 BENCH_SRC   := $(wildcard e2e/bench/*.c)
 # bench_vs: krappyd side by side with NATS JetStream and Redis Streams; it
 # links the peers' C clients, so only `make bench` builds it.
@@ -172,7 +173,7 @@ $(KRAPPY): $(CLI_OBJ) $(LIBA)
 test_layer   = $(addprefix $(TOUT)/tests/,$(1))
 UTIL_TESTS   := $(call test_layer,test_buf test_clock test_crc32c test_hostport test_json \
                   test_log test_metrics test_utf8)
-PROTO_TESTS  := $(call test_layer,test_cbor test_frame test_msg)
+PROTO_TESTS  := $(call test_layer,test_cbor test_cbor_text test_frame test_msg)
 STORE_TESTS  := $(call test_layer,test_group test_overlay test_segment test_store test_view)
 CLIENT_TESTS := $(call test_layer,test_client)
 OTHER_TESTS  := $(filter-out $(UTIL_TESTS) $(PROTO_TESTS) $(STORE_TESTS) $(CLIENT_TESTS),$(TESTS))
@@ -182,9 +183,17 @@ $(PROTO_TESTS): $(TOUT)/tests/%: $(OBJ)/tests/%.o $(PROTO_LIB) $(UTIL_LIB)
 $(STORE_TESTS): $(TOUT)/tests/%: $(OBJ)/tests/%.o $(STORE_LIB) $(PROTO_LIB) $(UTIL_LIB)
 $(CLIENT_TESTS): $(TOUT)/tests/%: $(OBJ)/tests/%.o $(LIBA)
 $(OTHER_TESTS): $(TOUT)/tests/%: $(OBJ)/tests/%.o $(DAEMON_LIBS) $(LIBA)
+
+# Unit tests that fail allocations on purpose (tests/alloc_fail.h) link the
+# counting allocator, with the allocator calls of every object wrapped.
+ALLOC_TESTS := $(addprefix $(TOUT)/tests/,test_msg test_cbor_text test_overlay test_group)
+ALLOC_OBJ   := $(OBJ)/tests/alloc_fail.o
+$(ALLOC_TESTS): $(ALLOC_OBJ)
+$(ALLOC_TESTS): TEST_ALLOC = -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=mmap
+
 $(TESTS):
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_SERVER) $(PC_CMOCKA) -lpthread -lm
+	$(CC) -o $@ $^ $(TEST_ALLOC) $(ALL_LDFLAGS) $(PC_SERVER) $(PC_CMOCKA) -lpthread -lm
 
 # Fuzz targets built as plain programs that replay a corpus (tests/fuzz/
 # replay.c); `make fuzz` builds them again with clang's libFuzzer.
@@ -196,8 +205,9 @@ $(TOUT)/e2e/%: $(OBJ)/e2e/%.o $(call obj,$(E2E_LIB_SRC)) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_CBOR) $(PC_CMOCKA) -lm
 
-# e2e/hammer: the load-and-correctness tool (not a cmocka suite).
-$(HAMMER): $(OBJ)/e2e/hammer.o $(call obj,$(E2E_LIB_SRC)) $(LIBA)
+# e2e/hammer: the load-and-correctness tool (not a cmocka suite), one
+# program from the parts in e2e/hammer/.
+$(HAMMER): $(call obj,$(HAMMER_SRC)) $(call obj,$(E2E_LIB_SRC)) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_CBOR) -lpthread -lm
 

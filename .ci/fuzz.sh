@@ -42,10 +42,19 @@ for src in tests/fuzz/fuzz_*.c; do
     bin="$out/$name"
     echo "fuzz: building $bin"
     # Every target gets the util and proto sources; the ones that fuzz a store
-    # module get that module too (store files link no RocksDB or libevent).
+    # module get that module too (store files link no RocksDB or libevent),
+    # the JSON reader's and renderer's get libkrappy (no CLI).
     extra=
     case $name in
     fuzz_segment) extra="src/store/segment.c" ;;
+    fuzz_json | fuzz_cbor_text)
+        for f in src/client/*.c; do
+            case ${f##*/} in
+            cli.c | cli_*) ;;
+            *) extra="$extra $f" ;;
+            esac
+        done
+        ;;
     esac
     # shellcheck disable=SC2086
     clang $flags $cbor_cflags "$src" src/util/*.c src/proto/*.c $extra -o "$bin" $cbor_libs -lm

@@ -311,6 +311,53 @@ static void test_api_and_errors(void **state)
     assert_int_equal(e2e_stop(&s, 10000), 0);
 }
 
+/* The body is one JSON value (read by libkrappy's JSON reader). */
+static void assert_json(const char *body, const char *what)
+{
+    uint8_t *cbor = NULL;
+    size_t n = 0;
+    char why[200];
+    if (krappy_json_to_cbor(body, strlen(body), &cbor, &n, why, sizeof why) != KRAPPY_OK)
+        fail_msg("%s: not JSON (%s): %.300s", what, why, body);
+    krappy_free(cbor);
+}
+
+/* A value nested deeper than the renderer goes is served as null with an
+ * "error" member: the reply stays JSON (it once ended "value":]). */
+static void test_api_values_nested_too_deep(void **state)
+{
+    (void)state;
+    e2e_server s;
+    assert_int_equal(e2e_start(&s, NULL), 0);
+    conn p;
+    conn_open(&p, &s);
+    assert_int_equal(conn_register(&p, "deep"), 0);
+    static uint8_t deep[80];
+    memset(deep, 0x81, sizeof deep - 1); /* 79 arrays around 0 */
+    deep[sizeof deep - 1] = 0x00;
+    kr_event_out_spec ev[2] = {
+        {.key = "d", .key_len = 1, .key_is_text = true, .value = deep, .value_len = sizeof deep},
+        {.key = "ok",
+         .key_len = 2,
+         .key_is_text = true,
+         .value = (const uint8_t *)"\x07",
+         .value_len = 1}};
+    kr_buf_reset(&p.b);
+    kr_enc_publish(&p.b, (kr_cid){0}, KR_ACK_SYNC, ev, 2);
+    assert_int_equal(conn_call(&p, KRAPPY_T_PUBLISH), 0);
+    conn_close(&p);
+    static char body[1 << 20];
+    const char *paths[] = {"/api/topics/deep/events?from=0&max=10", "/api/topics/deep/keys/d",
+                           "/api/topics/deep/scan?limit=10"};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        assert_int_equal(http(&s, "GET", paths[i], NULL, body, sizeof body), 200);
+        assert_json(body, paths[i]);
+        assert_non_null(strstr(body, "\"value\":null,\"error\":\"the value nests deeper"));
+    }
+    assert_non_null(strstr(body, "\"key\":\"ok\",\"value\":7")); /* the scan goes on */
+    assert_int_equal(e2e_stop(&s, 10000), 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -323,6 +370,7 @@ int main(void)
         cmocka_unit_test(test_probes_during_recovery),
         cmocka_unit_test(test_metrics_follow_traffic),
         cmocka_unit_test(test_api_and_errors),
+        cmocka_unit_test(test_api_values_nested_too_deep),
     };
     return cmocka_run_group_tests_name("e2e_admin", tests, NULL, NULL);
 }

@@ -394,6 +394,145 @@ static void test_bad_payloads(void **state)
     close(fd);
 }
 
+/* ---- PUBLISH with ack "none" refused: ERROR, then the close ---- */
+
+/* What is wrong with a test PUBLISH (acknone_payload). */
+typedef enum pub_fault {
+    PUB_VALID,
+    PUB_BAD_KEY,      /* an event's key is an integer: INVALID_ARGUMENT */
+    PUB_BAD_TS,       /* an event's ts is text: INVALID_ARGUMENT */
+    PUB_TRAILING,     /* a byte after the map: BAD_PAYLOAD */
+    PUB_NON_TEXT_KEY, /* a map key that is an integer: BAD_PAYLOAD */
+    PUB_TRUNCATED     /* the last event cut short: BAD_PAYLOAD */
+} pub_fault;
+
+/* {cid: 42, ack, events: [["k", "v"]]} with `fault` written into it; `ack`
+ * comes before the fault, so the server can read it. */
+static kr_buf acknone_payload(const char *ack, pub_fault fault)
+{
+    kr_buf b = new_buf();
+    kr_cbor_put_map(&b, fault == PUB_NON_TEXT_KEY ? 4 : 3);
+    kr_cbor_put_cstr(&b, "cid");
+    kr_cbor_put_uint(&b, 42);
+    kr_cbor_put_cstr(&b, "ack");
+    kr_cbor_put_cstr(&b, ack);
+    if (fault == PUB_NON_TEXT_KEY) {
+        kr_cbor_put_uint(&b, 1);
+        kr_cbor_put_uint(&b, 2);
+    }
+    kr_cbor_put_cstr(&b, "events");
+    kr_cbor_put_array(&b, 1);
+    kr_cbor_put_array(&b, fault == PUB_BAD_TS ? 3 : 2);
+    if (fault == PUB_BAD_KEY)
+        kr_cbor_put_uint(&b, 7);
+    else
+        kr_cbor_put_cstr(&b, "k");
+    kr_cbor_put_cstr(&b, "value");
+    if (fault == PUB_BAD_TS)
+        kr_cbor_put_cstr(&b, "noon");
+    if (fault == PUB_TRAILING)
+        kr_cbor_put_null(&b);
+    if (fault == PUB_TRUNCATED)
+        b.len -= 3;
+    assert_false(b.failed);
+    return b;
+}
+
+/* Read one frame: ERROR `code`, with cid 42 when `with_cid`, else none. */
+static void expect_error_cid(int fd, krappy_err code, bool with_cid, const char *what)
+{
+    e2e_frame f;
+    kr_reply r;
+    kr_error_in e;
+    assert_int_equal(e2e_recv_frame(fd, &f, 5000), 1);
+    if (f.type != KRAPPY_T_ERROR || kr_reply_decode(f.type, f.payload, f.len, &r) < 0 ||
+        kr_reply_error(&r, &e) < 0 || e.code != (int)code || r.cid.set != with_cid ||
+        (with_cid && r.cid.v != 42))
+        fail_msg("case '%s': want ERROR %s%s, got type %u code %d (cid %s)", what,
+                 krappy_err_name(code), with_cid ? " with cid 42" : "", f.type,
+                 f.type == KRAPPY_T_ERROR ? e.code : -1, r.cid.set ? "set" : "absent");
+    free(f.payload);
+}
+
+/*
+ * PROTOCOL.md section 4: a PUBLISH with ack "none" that is refused, for
+ * whatever reason, gets its ERROR (with the cid, when the payload could be
+ * decoded) and then the connection closes - a PING pipelined behind it gets
+ * no reply. The same PUBLISH with ack "write" leaves the connection open.
+ */
+static void test_publish_ack_none_refused_closes(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *what;
+        bool registered;
+        pub_fault fault;
+        krappy_err code;
+        bool cid; /* echoed: the payload is a well-formed map */
+    } cases[] = {
+        {"no PRODUCER_REGISTER", false, PUB_VALID, KRAPPY_E_NOT_REGISTERED, true},
+        {"an event's key", true, PUB_BAD_KEY, KRAPPY_E_INVALID_ARGUMENT, true},
+        {"an event's ts", true, PUB_BAD_TS, KRAPPY_E_INVALID_ARGUMENT, true},
+        {"trailing bytes", true, PUB_TRAILING, KRAPPY_E_BAD_PAYLOAD, false},
+        {"a non-text key", true, PUB_NON_TEXT_KEY, KRAPPY_E_BAD_PAYLOAD, false},
+        {"truncated", true, PUB_TRUNCATED, KRAPPY_E_BAD_PAYLOAD, false},
+    };
+    char topic[64];
+    snprintf(topic, sizeof topic, "acknone-%d", (int)getpid()); /* new on any server */
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        for (int none = 0; none < 2; none++) {
+            int fd = e2e_connect(&shared);
+            assert_true(fd >= 0);
+            if (cases[i].registered) {
+                kr_buf reg = new_buf();
+                kr_enc_producer_register(&reg, (kr_cid){0}, topic, "e2e");
+                assert_int_equal(e2e_send_frame(fd, KRAPPY_T_PRODUCER_REGISTER, reg.data, reg.len),
+                                 0);
+                assert_int_equal(e2e_expect_ok(fd), 0);
+                kr_buf_free(&reg);
+            }
+            kr_buf b = acknone_payload(none ? "none" : "write", cases[i].fault);
+            assert_int_equal(e2e_send_frame(fd, KRAPPY_T_PUBLISH, b.data, b.len), 0);
+            kr_buf_free(&b);
+            send_ping(fd, true, 43);
+            expect_error_cid(fd, cases[i].code, cases[i].cid, cases[i].what);
+            if (none) {
+                e2e_frame f = {0};
+                if (e2e_recv_frame(fd, &f, 5000) != 0)
+                    fail_msg("case '%s': ack none: the connection stayed open (a frame of "
+                             "type %u came after the ERROR)",
+                             cases[i].what, f.type);
+                free(f.payload);
+            } else {
+                uint32_t type;
+                assert_int_equal(recv_cid(fd, &type), 43); /* the PING's OK */
+                assert_int_equal(type, KRAPPY_T_OK);
+                assert_alive(fd);
+            }
+            close(fd);
+        }
+    }
+
+    /* The topic kept nothing of the refused PUBLISHes. */
+    int fd = e2e_connect(&shared);
+    assert_true(fd >= 0);
+    kr_buf b = new_buf();
+    kr_enc_fetch(&b, (kr_cid){0}, topic, 0, 10, 0, 1u << 20);
+    assert_int_equal(e2e_send_frame(fd, KRAPPY_T_FETCH, b.data, b.len), 0);
+    kr_buf_free(&b);
+    e2e_frame f;
+    kr_reply r;
+    uint64_t next = 1;
+    assert_int_equal(e2e_recv_frame(fd, &f, 5000), 1);
+    assert_int_equal(f.type, KRAPPY_T_EVENTS);
+    assert_int_equal(kr_reply_decode(f.type, f.payload, f.len, &r), 0);
+    assert_int_equal(kr_reply_uint(&r, "next", &next), 1);
+    assert_int_equal(next, 0);
+    free(f.payload);
+    close(fd);
+    assert_server_serves(&shared);
+}
+
 static void test_hello_fields(void **state)
 {
     (void)state;
@@ -865,6 +1004,7 @@ int main(void)
         cmocka_unit_test(test_random_bytes),
         cmocka_unit_test(test_unknown_types),
         cmocka_unit_test(test_bad_payloads),
+        cmocka_unit_test(test_publish_ack_none_refused_closes),
         cmocka_unit_test(test_hello_fields),
         cmocka_unit_test(test_200_concurrent_connections),
         cmocka_unit_test(test_max_connections_busy),

@@ -332,6 +332,35 @@ static void test_errors(void **state)
     assert_int_equal(e2e_stop(&s, 10000), 0);
 }
 
+/* INVALID_ARGUMENT to a PUBLISH carries `index` only when one event is at
+ * fault (too large as delivered), not when the batch as a whole is refused
+ * (more events than --max-publish-events). */
+static void test_publish_refusal_index(void **state)
+{
+    (void)state;
+    e2e_server s;
+    const char *args[] = {"--max-publish-events", "2", "--max-frame", "4K", NULL};
+    assert_int_equal(e2e_start(&s, args), 0);
+    conn x;
+    conn_open(&x, &s);
+    assert_int_equal(do_register(&x, "ix"), 0);
+    uint64_t v;
+
+    ev three[] = {{"a", "1"}, {"b", "2"}, {"c", "3"}};
+    assert_int_equal(do_publish(&x, three, 3, KR_ACK_WRITE, NULL), KRAPPY_E_INVALID_ARGUMENT);
+    assert_int_equal(kr_reply_uint(&x.r, "index", &v), 0);
+
+    static char big[3500]; /* a key over max_frame - 1024 as delivered */
+    memset(big, 'k', sizeof big - 1);
+    ev two[] = {{"a", "1"}, {big, "2"}};
+    assert_int_equal(do_publish(&x, two, 2, KR_ACK_WRITE, NULL), KRAPPY_E_INVALID_ARGUMENT);
+    assert_int_equal(reply_u(&x, "index"), 1);
+
+    assert_int_equal(do_publish(&x, two, 1, KR_ACK_WRITE, NULL), 0); /* the server goes on */
+    conn_close(&x);
+    assert_int_equal(e2e_stop(&s, 10000), 0);
+}
+
 /* A long-poll FETCH parked at the end wakes for another connection's
  * publish; one that times out returns no events and next = offset. */
 static void test_long_poll(void **state)
@@ -723,6 +752,7 @@ int main(void)
         cmocka_unit_test(test_produce_fetch_get_scan),
         cmocka_unit_test(test_cli_produce_fetch_get_scan),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_publish_refusal_index),
         cmocka_unit_test(test_long_poll),
         cmocka_unit_test(test_scan_paging_snapshot),
         cmocka_unit_test(test_kill9_loop),

@@ -7,8 +7,9 @@
  * handed-out offset refuses the whole ACK, repeats listed once in ignored);
  * redelivery on leave, oldest first, before new offsets; expiry deadlines;
  * auto-ack; take-over of a member name; generated names; retention
- * (skip_to); the run count staying small; and a randomized check of 20,000
- * operations against a per-offset reference model (fixed seed).
+ * (skip_to); the run count staying small; a randomized check of 20,000
+ * operations against a per-offset reference model (fixed seed); and every
+ * allocation failing in turn (tests/alloc_fail.h).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,6 +21,7 @@
 
 #include <cmocka.h>
 
+#include "alloc_fail.h"
 #include "store/group.h"
 
 #define U8(s) ((const uint8_t *)(s))
@@ -600,23 +602,25 @@ static void test_late_ack_after_redelivery(void **state)
     kr_group_free(g);
 }
 
-/* Snapshot of the run list, to prove an ACK changed nothing. */
+/* Snapshot of the run list, to prove an operation changed nothing. */
 typedef struct snap {
     uint64_t cursor, frontier, pending, redeliveries;
-    size_t n_runs;
-    kr_run runs[16];
+    size_t n_runs, n_members;
+    kr_run runs[64];
 } snap;
 
 static void take_snap(const kr_group *g, snap *s)
 {
     memset(s, 0, sizeof *s);
-    assert_true(g->n_runs <= 16);
+    assert_true(g->n_runs <= 64);
     s->cursor = g->cursor;
     s->frontier = g->frontier;
     s->pending = kr_group_pending(g);
     s->redeliveries = g->redeliveries;
     s->n_runs = g->n_runs;
-    memcpy(s->runs, g->runs, g->n_runs * sizeof *g->runs);
+    s->n_members = g->n_members;
+    if (g->n_runs > 0)
+        memcpy(s->runs, g->runs, g->n_runs * sizeof *g->runs);
 }
 
 static void assert_snap(const kr_group *g, const snap *s)
@@ -627,6 +631,7 @@ static void assert_snap(const kr_group *g, const snap *s)
     assert_int_equal(now.frontier, s->frontier);
     assert_int_equal(now.pending, s->pending);
     assert_int_equal(now.n_runs, s->n_runs);
+    assert_int_equal(now.n_members, s->n_members);
     for (size_t i = 0; i < s->n_runs; i++) {
         assert_int_equal(now.runs[i].first, s->runs[i].first);
         assert_int_equal(now.runs[i].next, s->runs[i].next);
@@ -1496,6 +1501,109 @@ static void test_model_random(void **state)
     free(md);
 }
 
+/* ---- allocation failures ---- */
+
+/* Take up to `max` and hand it to m at `now`. @return 0, or 1 when take
+ * could not have the memory (the group is then unchanged). */
+static int af_poll(kr_group *g, kr_member *m, uint64_t end, uint64_t max, uint64_t now)
+{
+    snap before;
+    kr_grant gr[4];
+    take_snap(g, &before);
+    size_t n = kr_group_take(g, end, max, gr, 4);
+    if (n == 0) {
+        assert_snap(g, &before); /* there was always something to take */
+        return 1;
+    }
+    for (size_t i = 0; i < n; i++)
+        kr_group_hand_out(g, m, gr[i].first, gr[i].next, now);
+    check_invariants(g);
+    return 0;
+}
+
+/* ACK offsets or upto (m != NULL); 1 when refused for memory, unchanged. */
+static int af_ack(kr_group *g, kr_member *m, const uint64_t *offs, size_t n, uint64_t upto)
+{
+    snap before;
+    kr_ack_result res;
+    take_snap(g, &before);
+    if (m != NULL)
+        kr_group_ack_upto(g, m, upto, &res);
+    else
+        kr_group_ack_offsets(g, offs, n, &res);
+    if (res.err != KRAPPY_OK) {
+        assert_int_equal(res.err, KRAPPY_E_STORAGE);
+        assert_null(res.ignored);
+        assert_snap(g, &before);
+        return 1;
+    }
+    free(res.ignored);
+    check_invariants(g);
+    return 0;
+}
+
+/*
+ * A group's life in which every allocation may fail: members join (named,
+ * generated, taken over), slices are handed out at distinct deadlines (one
+ * run each), scattered ACKs cut runs, a member leaves and its events are
+ * handed out again in parts, retention skips ahead. Each step either works
+ * or refuses with the group as it was.
+ */
+static int group_life(void *arg)
+{
+    (void)arg;
+    kr_group *g = kr_group_new(T("g"), 100, 1000);
+    if (g == NULL)
+        return 1;
+    void *taken;
+    int rc = 1;
+    kr_member *a = kr_group_join(g, T("a"), false, 1000, NULL, &taken);
+    if (a == NULL)
+        goto out;
+    kr_member *b = kr_group_join(g, NULL, 0, false, 1000, NULL, &taken);
+    if (b == NULL)
+        goto out;
+    for (uint64_t i = 0; i < 8; i++)
+        if (af_poll(g, i % 2 ? b : a, 300, 10, i) != 0)
+            goto out;
+    static const uint64_t scattered[] = {101, 103, 105, 107, 150, 151, 152, 171, 177, 179, 103};
+    if (af_ack(g, NULL, scattered, sizeof scattered / sizeof scattered[0], 0) != 0)
+        goto out;
+    if (af_ack(g, a, NULL, 0, 125) != 0)
+        goto out;
+    kr_group_leave(g, b);
+    check_invariants(g);
+    kr_member *c = kr_group_join(g, T("c"), false, 5000, NULL, &taken);
+    if (c == NULL)
+        goto out;
+    for (uint64_t i = 0; i < 3; i++) /* redeliveries in parts: cut at both ends */
+        if (af_poll(g, c, 300, 3, 100 + i) != 0)
+            goto out;
+    snap before;
+    take_snap(g, &before);
+    kr_member *a2 = kr_group_join(g, T("a"), false, 1000, NULL, &taken); /* take-over */
+    if (a2 == NULL) {
+        assert_snap(g, &before);
+        goto out;
+    }
+    if (af_ack(g, a2, NULL, 0, 175) != 0)
+        goto out;
+    kr_group_skip_to(g, 158);
+    check_invariants(g);
+    assert_true(g->cursor >= 158);
+    rc = 0;
+out:
+    kr_group_free(g);
+    return rc;
+}
+
+static void test_allocation_failures(void **state)
+{
+    (void)state;
+    unsigned long allocs = alloc_fail_each(group_life, NULL, false, 1000);
+    assert_true(allocs >= 6); /* the group, three members, the runs growing */
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_new_free),
     cmocka_unit_test(test_take_new_offsets),
@@ -1518,6 +1626,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_skip_to),
     cmocka_unit_test(test_run_count_small),
     cmocka_unit_test(test_model_random),
+    cmocka_unit_test(test_allocation_failures),
 };
 
 int main(void)

@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "alloc_fail.h"
 #include "proto/msg.h"
 
 /* The payload under construction, the scratch buffer, the decoded request
@@ -1155,6 +1156,51 @@ static void test_cid(void **state)
     assert_int_equal(kr_req_peek_cid(p, n, &c), 0);
 }
 
+/* kr_req_peek_ack_none reads `ack` even from a payload that does not
+ * decode, up to the first malformed entry; the last `ack` read counts. */
+static void test_peek_ack_none(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *hex;
+        int none;
+    } cases[] = {
+        {"a1 63 61636b 64 6e6f6e65", 1},                    /* {ack: "none"} */
+        {"a1 63 61636b 65 7772697465", 0},                  /* "write" */
+        {"a1 63 61636b 44 6e6f6e65", 0},                    /* bytes 'none' */
+        {"a1 63 61636b 7f 62 6e6f 62 6e65 ff", 1},          /* indefinite text */
+        {"a2 63 61636b 64 6e6f6e65 63 61636b f6", 0},       /* then null: last wins */
+        {"a2 63 61636b f6 63 61636b 64 6e6f6e65", 1},       /* null, then "none" */
+        {"a1 63 61636b 64 6e6f6e65 00", 1},                 /* trailing byte */
+        {"a2 63 61636b 64 6e6f6e65 01 02", 1},              /* a non-text key after */
+        {"a2 01 02 63 61636b 64 6e6f6e65", 1},              /* ... or before */
+        {"a2 63 61636b 64 6e6f6e65 66 6576656e7473 82", 1}, /* truncated after */
+        {"a1 63 61636b 64 6e6f", 0},                        /* truncated inside */
+        {"bf 63 61636b 64 6e6f6e65 ff", 1},                 /* indefinite map */
+        {"81 64 6e6f6e65", 0},                              /* not a map */
+        {"a0", 0},
+        {"ff", 0},
+    };
+    uint8_t p[64];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t n = unhex(cases[i].hex, p);
+        if (kr_req_peek_ack_none(p, n) != cases[i].none)
+            fail_msg("case %zu (%s): want %d", i, cases[i].hex, cases[i].none);
+    }
+    assert_int_equal(kr_req_peek_ack_none(NULL, 0), 0);
+
+    /* It agrees with kr_req_decode on what the encoder writes. */
+    static const kr_ack_mode modes[] = {KR_ACK_WRITE, KR_ACK_SYNC, KR_ACK_NONE};
+    kr_event_out_spec ev = {.value = "\x01", .value_len = 1};
+    for (size_t i = 0; i < 3; i++) {
+        kr_buf_reset(&B);
+        kr_enc_publish(&B, cid(9), modes[i], &ev, 1);
+        assert_int_equal(dec(KRAPPY_T_PUBLISH), KRAPPY_OK);
+        assert_int_equal(kr_req_peek_ack_none(B.data, B.len), R.u.publish.ack == KR_ACK_NONE);
+        assert_int_equal(kr_req_peek_ack_none(B.data, B.len), modes[i] == KR_ACK_NONE);
+    }
+}
+
 static void test_nulls_duplicates_unknown(void **state)
 {
     (void)state;
@@ -1375,6 +1421,89 @@ static void test_scratch_nomem(void **state)
     assert_int_equal(strlen(tiny), 7);
 }
 
+/* ---- allocation failures ---- */
+
+/* Payloads whose decoding joins indefinite-length strings into scratch
+ * (the only allocation of decoding): a PUBLISH with chunked keys, one in
+ * the single form, a PRODUCER_REGISTER with a chunked topic. */
+static const struct {
+    uint32_t type;
+    const char *hex;
+} af_payloads[] = {
+    {KRAPPY_T_PUBLISH, "a2 66 6576656e7473 82 82 7f 62 6162 62 6364 ff 01 82 5f 41 01 41 02 ff 02"
+                       "   63 61636b 7f 62 7772 63 697465 ff"},
+    {KRAPPY_T_PUBLISH, "a2 63 6b6579 7f 61 6b 62 6579 ff 65 76616c7565 f5"},
+    {KRAPPY_T_PRODUCER_REGISTER, "a2 65 746f706963 7f 63 6f7264 63 657273 ff 62 6964 61 70"},
+};
+
+/* Decode each payload with a fresh scratch (so joining allocates) and walk
+ * a PUBLISH's events. A refusal is KRAPPY_E_NOMEM with a message. */
+static int decode_all(void *arg)
+{
+    (void)arg;
+    int rc = 0;
+    for (size_t i = 0; i < sizeof af_payloads / sizeof af_payloads[0] && rc == 0; i++) {
+        uint8_t p[128];
+        size_t n = unhex(af_payloads[i].hex, p);
+        kr_buf scratch;
+        kr_buf_init(&scratch, 1u << 20);
+        krappy_err e = kr_req_decode(af_payloads[i].type, p, n, &scratch, &R, M, sizeof M);
+        if (e == KRAPPY_E_NOMEM) {
+            expect_msg("out of memory");
+            rc = 1;
+        } else {
+            assert_int_equal(e, KRAPPY_OK);
+            if (af_payloads[i].type == KRAPPY_T_PUBLISH) {
+                kr_events_iter it;
+                kr_event_in ev;
+                uint64_t k = 0;
+                kr_events_iter_init(&it, &R, &scratch);
+                while (kr_events_iter_next(&it, &ev) == 1) {
+                    assert_true(ev.key.present);
+                    assert_int_equal(ev.key.content.len, i == 0 && k == 1 ? 2 : i == 0 ? 4 : 3);
+                    k++;
+                }
+                assert_int_equal(k, R.u.publish.count);
+            } else {
+                assert_int_equal(R.u.producer_register.topic.len, 6);
+                assert_memory_equal(R.u.producer_register.topic.ptr, "orders", 6);
+            }
+        }
+        kr_buf_free(&scratch);
+    }
+    return rc;
+}
+
+/* Encode a request and replies into a fresh buffer: a refused growth
+ * shows as `failed`, which the caller checks once at the end. */
+static int encode_all(void *arg)
+{
+    (void)arg;
+    kr_buf b;
+    kr_buf_init(&b, 1u << 20);
+    static const uint8_t value[300] = {0x59, 0x01, 0x29}; /* bytes(297) */
+    kr_event_out_spec ev[40];
+    for (size_t i = 0; i < 40; i++)
+        ev[i] = (kr_event_out_spec){
+            .key = "key", .key_len = 3, .key_is_text = true, .value = value, .value_len = 300};
+    kr_enc_publish(&b, cid(1), KR_ACK_SYNC, ev, 40);
+    kr_enc_error(&b, cid(2), KRAPPY_E_INVALID_ARGUMENT, "event 3 is too large", NULL);
+    kr_enc_ok_hello(&b, cid(3), 1, "krappyd", 1u << 24, 10000);
+    int rc = b.failed ? 1 : 0;
+    if (rc == 0)
+        assert_true(b.len > 40 * 300);
+    kr_buf_free(&b);
+    return rc;
+}
+
+static void test_allocation_failures(void **state)
+{
+    (void)state;
+    assert_int_equal(alloc_fail_each(decode_all, NULL, false, 100), 3);
+    assert_true(alloc_fail_each(encode_all, NULL, false, 100) >= 2);
+}
+
+/* ---- replies ---- */
 /* ---- replies ---- */
 
 static kr_reply reply(uint32_t type)
@@ -1787,9 +1916,11 @@ int main(void)
         T(test_ack_invalid),
         T(test_hello),
         T(test_cid),
+        T(test_peek_ack_none),
         T(test_nulls_duplicates_unknown),
         T(test_indefinite_strings),
         T(test_scratch_nomem),
+        T(test_allocation_failures),
         T(test_reply_error),
         T(test_reply_ok_variants),
         T(test_reply_events),

@@ -3,8 +3,9 @@
  * replace; tombstones; entries are copies (the caller's bytes can go at
  * once), replaced in place or moved, keys inside or outside the event, big
  * records; byte accounting; growth; put_older; foreach; sorted selection
- * (prefix, after, limit, binary keys) and the full sort; and a timing
- * figure for 1M inserts over 100k keys (printed, not asserted).
+ * (prefix, after, limit, binary keys) and the full sort; a timing figure
+ * for 1M inserts over 100k keys (printed, not asserted); and every
+ * allocation failing in turn (tests/alloc_fail.h).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include "alloc_fail.h"
 #include "store/overlay.h"
 
 /* A block holding `n` keys given as (bytes, len), packed one after the
@@ -714,6 +716,100 @@ static void test_timing_1m_inserts(void **state)
     free(es);
 }
 
+/* ---- allocation failures ---- */
+
+#define AF_KEYS 3000
+
+static uint8_t af_events[300 * 1024];   /* event bytes (content irrelevant) */
+static uint64_t af_model[AF_KEYS + 64]; /* offset + 1 of each key's newest put */
+static const kr_ov_entry *af_sorted[AF_KEYS + 64];
+
+/* Every key the model knows has its newest entry, and nothing else is in. */
+static void af_check(const kr_overlay *ov)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < AF_KEYS + 64; i++) {
+        char key[16];
+        int kl = snprintf(key, sizeof key, "key-%05zu", i);
+        const kr_ov_entry *e = kr_overlay_get(ov, (const uint8_t *)key, (size_t)kl);
+        if (af_model[i] == 0) {
+            assert_null(e);
+            continue;
+        }
+        assert_non_null(e);
+        assert_int_equal(e->offset, af_model[i] - 1);
+        n++;
+    }
+    assert_int_equal(kr_overlay_count(ov), n);
+}
+
+/* Put key i with an event of ev_len bytes. @return put's result. */
+static int af_put(kr_overlay *ov, size_t i, size_t ev_len, uint64_t off, bool older)
+{
+    char key[16];
+    int kl = snprintf(key, sizeof key, "key-%05zu", i);
+    kr_ov_entry e = {.key = (const uint8_t *)key,
+                     .key_len = (uint32_t)kl,
+                     .event = af_events,
+                     .ev_len = (uint32_t)ev_len,
+                     .offset = off,
+                     .ts = off};
+    int rc = older ? kr_overlay_put_older(ov, &e) : kr_overlay_put(ov, &e);
+    if (rc > 0 || (rc == 0 && !older))
+        af_model[i] = off + 1;
+    return rc;
+}
+
+/*
+ * An overlay's life in which every allocation (calloc, table, mapped
+ * chunks) may fail: 3000 keys (the table doubles up to a mapped one, chunks
+ * double to 1 MiB), a record over a quarter of a chunk (a chunk of its
+ * own), every key again with larger events (new records), older events
+ * re-folded, then the full sort. A put that fails leaves the overlay as it
+ * was: every key still has its newest entry.
+ */
+static int overlay_life(void *arg)
+{
+    (void)arg;
+    memset(af_model, 0, sizeof af_model);
+    kr_overlay *ov = kr_overlay_new();
+    if (ov == NULL)
+        return 1;
+    int rc = 1;
+    uint64_t off = 0;
+    for (size_t round = 0; round < 2; round++) {
+        for (size_t i = 0; i < AF_KEYS; i++, off++) {
+            size_t len = i == 7 ? 280 * 1024 : (round == 0 ? 8 : 40) + i % 64;
+            if (af_put(ov, i, len, off, false) < 0)
+                goto out;
+        }
+    }
+    for (size_t i = AF_KEYS - 32; i < AF_KEYS + 64; i++)
+        if (af_put(ov, i, 24, i, true) < 0)
+            goto out;
+    if (kr_overlay_sort_all(ov, af_sorted) < 0)
+        goto out;
+    for (size_t i = 1; i < kr_overlay_count(ov); i++)
+        assert_true(memcmp(af_sorted[i - 1]->key, af_sorted[i]->key, 9) < 0);
+    rc = 0;
+out:
+    af_check(ov);
+    kr_overlay_free(ov);
+    return rc;
+}
+
+static void test_allocation_failures(void **state)
+{
+    (void)state;
+    unsigned long allocs = alloc_fail_each(overlay_life, NULL, false, 1000);
+    assert_true(allocs >= 15); /* overlay, tables, chunks, the big record, the sort */
+
+    /* A block that cannot be had is NULL. */
+    alloc_fail_arm(1);
+    assert_null(kr_block_new(64));
+    assert_true(alloc_fail_disarm());
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_new_free),
     cmocka_unit_test(test_put_get_replace),
@@ -726,6 +822,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_sorted),
     cmocka_unit_test(test_sorted_random),
     cmocka_unit_test(test_timing_1m_inserts),
+    cmocka_unit_test(test_allocation_failures),
 };
 
 int main(void)

@@ -257,7 +257,11 @@ static void test_completion_after_client_vanished(void **state)
     t.tv_usec = 100000;
     event_base_loopexit(srv.base, &t);
     event_base_dispatch(srv.base);
-    assert_string_equal(journal, "S130 S140 C130 C140 ");
+    /* Request 3 was received before the client went: depending on whether
+     * the EOF is read before request 2 completes, it may still start (its
+     * reply is dropped with the connection). */
+    if (strcmp(journal, "S130 S140 C130 C140 S200 ") != 0)
+        assert_string_equal(journal, "S130 S140 C130 C140 ");
     assert_int_equal(srv.n_conns, 0);
 }
 

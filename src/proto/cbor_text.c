@@ -234,6 +234,17 @@ static void render_string(render *r, const kr_cbor_item *it)
     put_str(o, first ? (text ? "\"\"_" : "''_") : ")");
 }
 
+/*
+ * Arrays, maps and tags count towards KR_CBOR_TEXT_MAX_DEPTH, scalars do
+ * not: 64 arrays nested around a number render, a 65th array does not -
+ * the same count the JSON reader (client/json.c) takes, so JSON rendered
+ * here always reads back.
+ */
+static bool too_deep(int depth)
+{
+    return depth >= KR_CBOR_TEXT_MAX_DEPTH;
+}
+
 static int render_container(render *r, const kr_cbor_item *it, int depth)
 {
     kr_buf *o = r->o;
@@ -242,6 +253,8 @@ static int render_container(render *r, const kr_cbor_item *it, int depth)
     kr_cbor_item ch;
     size_t i = 0;
 
+    if (too_deep(depth))
+        return -1;
     put_str(o, map ? "{" : "[");
     if (it->indefinite && !r->json)
         put_str(o, "_ ");
@@ -285,8 +298,6 @@ static int render_item(render *r, const kr_cbor_item *it, int depth)
     kr_cbor_iter ci;
     kr_cbor_item ch;
 
-    if (depth > KR_CBOR_TEXT_MAX_DEPTH)
-        return -1;
     if (o->failed)
         return 0;
     switch (it->kind) {
@@ -310,6 +321,8 @@ static int render_item(render *r, const kr_cbor_item *it, int depth)
     case KR_CBOR_MAP:
         return render_container(r, it, depth);
     case KR_CBOR_TAG:
+        if (too_deep(depth))
+            return -1;
         if (!r->json) {
             snprintf(num, sizeof num, "%llu(", (unsigned long long)it->u);
             put_str(o, num);
@@ -347,13 +360,81 @@ static int render_item(render *r, const kr_cbor_item *it, int depth)
     return 0;
 }
 
-int kr_cbor_render(const void *item, size_t len, bool json, unsigned flags, kr_buf *out)
+/* kr_cbor_render of an item that sits `depth` levels down in a larger
+ * document (which counts towards the limit). */
+static int render_at(const void *item, size_t len, bool json, unsigned flags, int depth,
+                     kr_buf *out)
 {
     kr_cbor_item it;
+    size_t start = out->len;
+    bool was_failed = out->failed;
+
     if (item == NULL || len == 0 || kr_cbor_read_exact(item, len, &it) < 0)
         return -1;
     render r = {out, json, flags};
-    if (render_item(&r, &it, 0) < 0)
-        return -1;
-    return out->failed ? -2 : 0;
+    int rc = render_item(&r, &it, depth);
+    if (rc == 0 && out->failed)
+        rc = -2;
+    if (rc < 0) {
+        /* Half a rendering is worse than none: a caller that writes the
+         * text into a larger document keeps it well-formed. */
+        out->len = start;
+        out->failed = was_failed;
+    }
+    return rc;
+}
+
+int kr_cbor_render(const void *item, size_t len, bool json, unsigned flags, kr_buf *out)
+{
+    return render_at(item, len, json, flags, 0, out);
+}
+
+int kr_cbor_render_event_json(const kr_event_view *v, kr_buf *out)
+{
+    const struct {
+        const char *name;
+        const kr_cbor_item *item;
+    } parts[] = {
+        {"key", &v->key},
+        {"value", &v->value},
+        {"headers", v->has_headers ? &v->headers : NULL},
+    };
+    size_t start = out->len;
+    bool was_failed = out->failed;
+    const char *unshown = NULL;
+    char text[160];
+
+    snprintf(text, sizeof text, "{\"offset\":%llu,\"ts\":%llu", (unsigned long long)v->offset,
+             (unsigned long long)v->ts);
+    put_str(out, text);
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        if (parts[i].item == NULL)
+            continue;
+        snprintf(text, sizeof text, ",\"%s\":", parts[i].name);
+        put_str(out, text);
+        /* Inside the object: one level less for the part. */
+        int rc = render_at(parts[i].item->raw, parts[i].item->raw_len, true, 0, 1, out);
+        if (rc == -1) {
+            put_str(out, "null");
+            if (unshown == NULL)
+                unshown = parts[i].name;
+        } else if (rc < 0) {
+            out->failed = true; /* render_at put the flag back: keep it */
+            break;
+        }
+    }
+    if (unshown != NULL) {
+        snprintf(text, sizeof text,
+                 ",\"error\":\"the %s nests deeper than %d levels and is not shown; FETCH the "
+                 "event to read it\"",
+                 unshown, KR_CBOR_TEXT_MAX_DEPTH - 1);
+        put_str(out, text);
+    }
+    put_str(out, "}");
+    if (out->failed) {
+        out->len = start;
+        out->failed = was_failed;
+        return -2;
+    }
+    return 0;
 }

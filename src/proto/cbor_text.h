@@ -10,10 +10,12 @@
 
 #include "util/buf.h"
 #include "proto/cbor.h"
+#include "proto/msg.h"
 
 /* JSON: byte strings as hex rather than base64url (= KRAPPY_JSON_BYTES_HEX). */
 #define KR_CBOR_JSON_BYTES_HEX 1u
-/* Nesting rendered at most (= KRAPPY_CBOR_MAX_DEPTH). */
+/* Arrays, maps and tags nested at most (= KRAPPY_CBOR_MAX_DEPTH); scalars
+ * inside the innermost do not count. */
 #define KR_CBOR_TEXT_MAX_DEPTH 64
 
 /*
@@ -21,9 +23,25 @@
  * JSON when `json` (text, numbers, bools, null, arrays, maps with text keys;
  * anything else in diagnostic notation as a JSON string), else diagnostic
  * notation.
+ * Text is valid UTF-8 with every control character escaped; JSON output
+ * reads back with the JSON reader (client/json.c), whose nesting limit is
+ * the same.
  * @return 0; -1 when the bytes are not exactly one well-formed item or nest
  *         deeper than KR_CBOR_TEXT_MAX_DEPTH; -2 when out refused to grow.
+ *         On failure out is as it was (no partial text).
  */
 int kr_cbor_render(const void *item, size_t len, bool json, unsigned flags, kr_buf *out);
+
+/*
+ * kr_cbor_render_event_json - append one delivered event as the JSON object
+ * of krappyd's admin API: {"offset", "ts", "key", "value", "headers"?},
+ * byte strings in base64url. The object is valid JSON whatever the event
+ * holds, nested at most KR_CBOR_TEXT_MAX_DEPTH deep with its own level: a
+ * part nested deeper than KR_CBOR_TEXT_MAX_DEPTH - 1 is written as null,
+ * and an "error" member then says which part was not shown and why.
+ * @param v  an event read by kr_event_view_read; borrowed
+ * @return 0; -2 when out refused to grow (out is then as it was).
+ */
+int kr_cbor_render_event_json(const kr_event_view *v, kr_buf *out);
 
 #endif

@@ -17,6 +17,10 @@
  * Encoders append a whole payload (not the frame header) to a kr_buf,
  * shortest form, definite lengths, `cid` first when the request had one.
  * Reply decoders (client side) mirror them.
+ *
+ * One header, three files by direction: msg_request.c (request decoding,
+ * server side), msg_encode.c (encoders, both sides), msg_reply.c (reply
+ * decoding, client side).
  */
 #ifndef KR_PROTO_MSG_H
 #define KR_PROTO_MSG_H
@@ -156,6 +160,18 @@ krappy_err kr_req_decode(uint32_t type, const uint8_t *payload, size_t len, kr_b
  *         cid; 0 otherwise.
  */
 int kr_req_peek_cid(const uint8_t *payload, size_t len, uint64_t *cid);
+
+/*
+ * kr_req_peek_ack_none - does a PUBLISH payload ask for `ack: "none"`?
+ * For a payload kr_req_decode refused: a fire-and-forget producer's refused
+ * PUBLISH must close the connection (PROTOCOL.md section 4) whatever the
+ * fault. The map's entries are read in order up to its end or its first
+ * malformed entry (so a truncated payload, trailing bytes or a non-text key
+ * do not hide an `ack` read before them); the last `ack` read counts.
+ * @return 1 when that `ack` is the text "none"; 0 otherwise (no map, no ack,
+ *         another value).
+ */
+int kr_req_peek_ack_none(const uint8_t *payload, size_t len);
 
 /* Iterates over the events of a decoded PUBLISH (either form). */
 typedef struct kr_events_iter {

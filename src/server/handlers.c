@@ -115,12 +115,7 @@ static void published(void *arg, const kr_store_result *res)
     kr_req *r = arg;
     kr_conn *c = r->conn;
     if (res->err != KRAPPY_OK) {
-        if (r->ack_none) {
-            /* A fire-and-forget producer must not lose events silently. */
-            r->close_after = true;
-            c->no_more = true;
-        }
-        kr_req_error(r, res->err, res->msg, NULL);
+        kr_req_error(r, res->err, res->msg, NULL); /* closes when ack "none" */
         return;
     }
     if (r->ack_none) {
@@ -140,18 +135,14 @@ static kr_hresult publish(kr_conn *c, kr_req *r, const kr_request *req)
                      NULL);
         return KR_H_DONE;
     }
-    r->ack_none = req->u.publish.ack == KR_ACK_NONE;
-    uint64_t bad = 0;
+    uint64_t bad = UINT64_MAX; /* set by the store only when one event is at fault */
     kr_req_async(r);
     krappy_err rc = kr_store_publish(store_of(c), c->producer, req, &c->scratch,
                                      req->u.publish.ack == KR_ACK_SYNC, published, r, c->errmsg,
                                      sizeof c->errmsg, &bad);
     if (rc != KRAPPY_OK) {
-        kr_error_extra extra = {.has_index = rc == KRAPPY_E_INVALID_ARGUMENT, .index = bad};
-        if (r->ack_none) {
-            r->close_after = true;
-            c->no_more = true;
-        }
+        kr_error_extra extra = {.has_index = rc == KRAPPY_E_INVALID_ARGUMENT && bad != UINT64_MAX,
+                                .index = bad};
         kr_req_error(r, rc, c->errmsg, &extra);
     }
     return KR_H_ASYNC;

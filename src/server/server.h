@@ -62,11 +62,12 @@ struct kr_req {
     bool fifo;        /* started under the fifo exception */
     bool async;       /* its handler returned KR_H_ASYNC (holds a ref) */
     bool close_after; /* the reply closes the connection */
+    bool ack_none;    /* PUBLISH ack "none": no reply on success, and any
+                         ERROR closes the connection (set before the handler) */
     uint64_t start_ns;
     kr_buf reply; /* whole reply frame, when finished out of order */
     /* Handler state while the request runs asynchronously. */
     kr_topic *topic;
-    bool ack_none; /* PUBLISH ack "none": no reply on success */
     void *ctx;
     /* Stop a running request (a parked long poll): reply `code` (or nothing
      * when 0, the connection being gone) and finish it. */

@@ -346,7 +346,10 @@ void kr_req_error(kr_req *r, krappy_err code, const char *message, const kr_erro
     kr_conn *c = r->conn;
     if (code <= KRAPPY_E_WIRE_MAX)
         kr_counter_add(c->srv->m.errors[code], 1);
-    if (krappy_err_closes(code)) {
+    /* A PUBLISH with ack "none" gets no reply on success, so its producer
+     * learns of a refusal only by the ERROR and the close that follows
+     * (PROTOCOL.md section 4). */
+    if (krappy_err_closes(code) || r->ack_none) {
         r->close_after = true;
         c->no_more = true;
     }
@@ -443,6 +446,11 @@ static void conn_start(kr_conn *c, uint32_t type, const uint8_t *payload, size_t
     krappy_err rc =
         kr_req_decode(type, payload, len, &c->scratch, &req, c->errmsg, sizeof c->errmsg);
     r->cid = req.cid;
+    /* A fire-and-forget PUBLISH refused for any reason closes the
+     * connection (kr_req_error), even when its payload did not decode. */
+    if (type == KRAPPY_T_PUBLISH)
+        r->ack_none = rc == KRAPPY_OK ? req.u.publish.ack == KR_ACK_NONE
+                                      : kr_req_peek_ack_none(payload, len) == 1;
     const kr_handler *h = c->srv->handler_for(type);
     if (rc == KRAPPY_E_BAD_PAYLOAD || rc == KRAPPY_E_NOMEM) {
         kr_req_error(r, KRAPPY_E_BAD_PAYLOAD, c->errmsg, NULL);

@@ -203,7 +203,7 @@ uint64_t kr_group_leave(kr_group *g, kr_member *m)
 
 size_t kr_group_take(kr_group *g, uint64_t end, uint64_t max, kr_grant *out, size_t max_grants)
 {
-    size_t n = 0;
+    size_t n = 0, splits = 0;
     uint64_t left = max;
     for (size_t i = 0; i < g->n_runs && left > 0 && n < max_grants; i++) {
         const kr_run *r = &g->runs[i];
@@ -214,6 +214,7 @@ size_t kr_group_take(kr_group *g, uint64_t end, uint64_t max, kr_grant *out, siz
             len = left;
         out[n++] = (kr_grant){r->first, r->first + len, true};
         left -= len;
+        splits += 2; /* handing out part of a run cuts it at both ends */
     }
     if (left > 0 && n < max_grants && g->frontier < end) {
         uint64_t used = g->frontier - g->cursor;
@@ -223,14 +224,22 @@ size_t kr_group_take(kr_group *g, uint64_t end, uint64_t max, kr_grant *out, siz
             len = room;
         if (len > left)
             len = left;
-        if (len > 0)
+        if (len > 0) {
             out[n++] = (kr_grant){g->frontier, g->frontier + len, false};
+            splits += 1; /* one new run */
+        }
     }
+    /* Room for the runs kr_group_hand_out will add, taken now: a slice
+     * sent to a client must be recorded, so recording cannot fail. */
+    if (n > 0 && reserve_runs(g, splits) < 0)
+        return 0;
     return n;
 }
 
 void kr_group_hand_out(kr_group *g, kr_member *m, uint64_t first, uint64_t next, uint64_t now_ms)
 {
+    /* The runs needed were reserved by kr_group_take; the checks below
+     * cannot fail for its slices. */
     if (next <= first)
         return;
     /* Saturating: a client's ack_wait_ms may be up to 2^64-1, and a wrapped
@@ -289,6 +298,12 @@ static void set_acked(kr_group *g, uint64_t first, uint64_t next, uint64_t *coun
 void kr_group_ack_upto(kr_group *g, kr_member *m, uint64_t upto, kr_ack_result *res)
 {
     memset(res, 0, sizeof *res);
+    /* Only the run holding `upto` may be cut: room for that first, so the
+     * ACK is applied whole or not at all. */
+    if (reserve_runs(g, 1) < 0) {
+        res->err = KRAPPY_E_STORAGE;
+        return;
+    }
     for (size_t i = 0; i < g->n_runs && g->runs[i].first < upto; i++) {
         kr_run *r = &g->runs[i];
         if (r->state != KR_RUN_PENDING || r->member != m)
@@ -297,6 +312,40 @@ void kr_group_ack_upto(kr_group *g, kr_member *m, uint64_t upto, kr_ack_result *
         set_acked(g, first, next, &res->acked);
     }
     normalize(g);
+}
+
+/* 1 when offset o (in the window) is acknowledged already. */
+static bool is_acked(const kr_group *g, uint64_t o)
+{
+    return o < g->cursor || g->runs[find_run(g, o)].state == KR_RUN_ACKED;
+}
+
+/*
+ * The runs kr_group_ack_offsets will cut for the sorted offsets: each one
+ * not yet acknowledged is cut out at o and at o + 1, where that is inside
+ * the window and not already a run boundary. Counted first so the room
+ * can be taken before anything changes.
+ */
+static size_t cuts_needed(const kr_group *g, const uint64_t *sorted, size_t n)
+{
+    size_t cuts = 0;
+    uint64_t counted = 0; /* the last cut counted, + 1 (0: none) */
+    for (size_t i = 0; i < n; i++) {
+        uint64_t o = sorted[i];
+        if ((i > 0 && sorted[i - 1] == o) || is_acked(g, o))
+            continue;
+        const uint64_t at[2] = {o, o + 1}; /* o < frontier: no overflow */
+        for (int k = 0; k < 2; k++) {
+            uint64_t p = at[k];
+            if (counted != 0 && p == counted - 1)
+                continue;
+            if (p > g->cursor && p < g->frontier && g->runs[find_run(g, p)].first != p) {
+                cuts++;
+                counted = p + 1;
+            }
+        }
+    }
+    return cuts;
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -328,16 +377,18 @@ void kr_group_ack_offsets(kr_group *g, const uint64_t *offsets, size_t n, kr_ack
     if (n > 0) /* offsets may be NULL when n == 0 (memcpy(_, NULL, 0) is UB) */
         memcpy(sorted, offsets, n * sizeof *sorted);
     qsort(sorted, n, sizeof *sorted, cmp_u64);
+    if (reserve_runs(g, cuts_needed(g, sorted, n)) < 0) {
+        free(sorted);
+        free(res->ignored);
+        res->ignored = NULL;
+        res->err = KRAPPY_E_STORAGE;
+        return;
+    }
     for (size_t i = 0; i < n; i++) {
         uint64_t o = sorted[i];
         if (i > 0 && sorted[i - 1] == o)
             continue; /* listed once */
-        bool done = o < g->cursor;
-        if (!done) {
-            size_t k = find_run(g, o);
-            done = g->runs[k].state == KR_RUN_ACKED;
-        }
-        if (done)
+        if (is_acked(g, o))
             res->ignored[res->n_ignored++] = o;
         else
             set_acked(g, o, o + 1, &res->acked);
@@ -370,20 +421,25 @@ uint64_t kr_group_expire(kr_group *g, uint64_t now_ms, uint64_t *next_deadline_m
     return back;
 }
 
+/* Everything below `first` goes, so the run holding it is trimmed rather
+ * than cut in two: nothing to allocate. */
 uint64_t kr_group_skip_to(kr_group *g, uint64_t first)
 {
     if (first <= g->cursor)
         return 0;
     uint64_t skipped = 0;
-    uint64_t stop = first < g->frontier ? first : g->frontier;
-    long b = split_at(g, stop);
-    if (b < 0)
-        return 0;
-    for (long i = 0; i < b; i++)
+    size_t keep = g->n_runs; /* the first run kept */
+    if (first < g->frontier) {
+        keep = find_run(g, first);
+        if (g->runs[keep].state != KR_RUN_ACKED)
+            skipped += first - g->runs[keep].first;
+        g->runs[keep].first = first;
+    }
+    for (size_t i = 0; i < keep; i++)
         if (g->runs[i].state != KR_RUN_ACKED)
             skipped += g->runs[i].next - g->runs[i].first;
-    memmove(g->runs, g->runs + b, (g->n_runs - (size_t)b) * sizeof *g->runs);
-    g->n_runs -= (size_t)b;
+    memmove(g->runs, g->runs + keep, (g->n_runs - keep) * sizeof *g->runs);
+    g->n_runs -= keep;
     g->cursor = first;
     if (g->frontier < first)
         g->frontier = first;

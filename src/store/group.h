@@ -107,21 +107,26 @@ typedef struct kr_grant {
  * topic's next), at most `max` offsets and within the window; at most
  * `max_grants` slices written to out. Nothing changes yet: the caller
  * fetches the events (maybe fewer fit max_bytes) and then commits with
- * kr_group_hand_out for each slice it really sends.
- * @return slices written.
+ * kr_group_hand_out for each slice it really sends. The memory those
+ * hand-outs need is taken here.
+ * @return slices written; 0 also when that memory cannot be had (the group
+ *         is unchanged, and the POLL hands out nothing this time).
  */
 size_t kr_group_take(kr_group *g, uint64_t end, uint64_t max, kr_grant *out, size_t max_grants);
 
 /*
  * kr_group_hand_out - record that offsets [first, next) were sent to m:
  * pending with a deadline now_ms + ack_wait_ms (explicit), or acknowledged
- * at once (auto). The frontier moves past new offsets.
+ * at once (auto). The frontier moves past new offsets. It allocates
+ * nothing (and so cannot fail) for a part of a slice of the last
+ * kr_group_take.
  */
 void kr_group_hand_out(kr_group *g, kr_member *m, uint64_t first, uint64_t next, uint64_t now_ms);
 
 /* What an ACK did. */
 typedef struct kr_ack_result {
-    krappy_err err;      /* OK, or INVALID_ARGUMENT (nothing applied) */
+    krappy_err err;      /* OK, or INVALID_ARGUMENT or STORAGE (out of
+                            memory): nothing applied */
     uint64_t bad_offset; /* INVALID_ARGUMENT: an offset never handed out */
     uint64_t *ignored;   /* offsets already acknowledged (malloc'd; free) */
     size_t n_ignored;

@@ -3,7 +3,7 @@
  *
  * Input: the first byte selects a message type, the rest is a payload. The
  * payload goes through kr_req_decode (and, when valid, a re-encode round
- * trip), kr_req_peek_cid, kr_reply_decode with the reply readers
+ * trip), kr_req_peek_cid, kr_req_peek_ack_none, kr_reply_decode with the reply readers
  * (kr_reply_error, kr_reply_uint, kr_event_view_read over EVENTS and
  * ENTRIES content), and the raw CBOR reader, whose answers are checked for
  * consistency. Nothing here may crash, leak or read out of bounds.
@@ -132,6 +132,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             n++;
         }
         FUZZ_CHECK(n == req.u.publish.count);
+        /* The server's peek at `ack` (for refused PUBLISHes) agrees with
+         * the decoder whenever the decoder accepts. */
+        FUZZ_CHECK(kr_req_peek_ack_none(payload, len) == (req.u.publish.ack == KR_ACK_NONE));
+    } else {
+        (void)kr_req_peek_ack_none(payload, len);
     }
     uint64_t cid;
     if (kr_req_peek_cid(payload, len, &cid) == 1 && e != KRAPPY_E_BAD_PAYLOAD)

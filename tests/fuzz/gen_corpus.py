@@ -6,7 +6,9 @@
 fuzz_msg inputs are a selector byte (an index into fuzz_types in
 fuzz_msg.c) followed by a payload; fuzz_frame inputs are a control byte
 (0x80: max_frame 64; low nibble: how many chunk sizes follow), the chunk
-sizes, then a stream of frames.
+sizes, then a stream of frames. fuzz_cbor_text inputs are a mode byte (1:
+JSON, 2: bytes as hex) and one CBOR item; fuzz_json inputs a mode byte (1:
+an event line) and the text.
 """
 import os
 import struct
@@ -229,5 +231,111 @@ def main():
         write("fuzz_frame", name, bytes([ctrl]) + bytes(sizes) + data)
 
 
+def cbor_items():
+    """(name, CBOR bytes) for fuzz_cbor_text: every kind, and the edges."""
+    half = lambda bits: Raw(b"\xf9" + struct.pack(">H", bits))
+    single = lambda x: Raw(b"\xfa" + struct.pack(">f", x))
+    return [
+        ("ints", enc([0, 23, 24, 255, 65536, 2**64 - 1, -1, -24, -2**63, -2**64])),
+        ("floats", enc([half(0x3c00), half(0x8000), half(0x0001), half(0x7bff), half(0x7e00),
+                        half(0x7c00), half(0xfc00), single(1.5), single(1e-40), 0.1, 1e300,
+                        -5e-324, 2.0**-24, 100000.0, 1e21, 1e-7, 123456789.125])),
+        ("strings", enc(["", "plain", "quote\" back\\ slash/", "\x00\x1f\x7f\u0085\u2028",
+                         "\U0001F600 \u00e9", b"", b"\x00\xff\x10", b"abc", b"abcd"])),
+        ("bad_utf8", Raw(b"\x84" + b"\x63\xff\xfe\xfd" + b"\x62\xc2\x80" + b"\x63\xed\xa0\x80"
+                         + b"\x64\xf4\x90\x80\x80")),
+        ("simple", enc([True, False, None, Raw(b"\xf7"), Raw(b"\xf0"), Raw(b"\xf8\xff")])),
+        ("map_keys", pairs((1, "int"), ([1, "a"], "array"), ({"k": b"\x01"}, "map"),
+                           (b"\x00", "bytes"), ("\"\\", "escapes"), (None, 1),
+                           ("dup", 1), ("dup", 2), (Raw(b"\xc1\x01"), "tag"))),
+        ("tags", enc([Raw(b"\xc0\x74" + b"2013-03-21T20:04:00Z"), Raw(b"\xc2\x41\x01"),
+                      Raw(b"\xd9\xd9\xf7\xa0"), Raw(b"\xc6" * 10 + b"\x00")])),
+        ("indefinite", enc(Indef({"a": Indef([1, Indef([b"\x01", b"\x02\x03"], "bytes"),
+                                              Indef(["x", "\u00e9"], "text"), Indef([])]),
+                                  "e": Indef([], "text")}))),
+        ("empty", enc([[], {}, Indef([]), Indef({})])),
+        ("deep_64", Raw(b"\x81" * 64 + b"\x00")),
+        ("deep_65", Raw(b"\x81" * 65 + b"\x00")),
+        # 64 arrays around an empty one: 65 levels, which the JSON reader
+        # refuses; the renderer rendered them until it counted as the reader.
+        ("deep_65_empty", Raw(b"\x81" * 64 + b"\x80")),
+        ("deep_maps", Raw(b"\xa1\x61k" * 64 + b"\xa0")),
+        ("deep_tags", Raw(b"\xc1" * 63 + b"\x81\x00")),
+        ("deep_key", Raw(b"\xa1" + b"\x81" * 63 + b"\x00" + b"\x01")),
+        ("deep_definite", Raw(b"\x81" * 3000 + b"\x00")),
+        ("event", enc([7, 1700000000000, "user-1", {"name": "bob", "n": [1, 2.5]}])),
+        ("event_headers", enc([8, 9, b"\x00k", None, {"h": b"\x01", "trace": b"abc"}])),
+        ("event_null_key", enc([0, 0, None, "v"])),
+        # An event whose value nests past the limit: the admin API served
+        # "value":] for it.
+        ("event_deep_value", enc([1, 2, "k", Raw(b"\x81" * 70 + b"\x00")])),
+        ("event_deep_headers", enc([1, 2, "k", 1, Raw(b"\xa1\x61h" + b"\x81" * 70 + b"\x00")])),
+        # Found by libFuzzer: a value of 64 levels fits alone but not inside
+        # the event object (65 levels, which the JSON reader refuses).
+        ("regress_event_value_64_deep", Raw(b"\x84\x01\x02\x61\x81" + b"\x81" * 64 + b"\x00")),
+        ("trailing", enc(1) + b"\x00"),
+        ("truncated", enc(["abc", 1])[:-1]),
+        ("lone_break", b"\xff"),
+    ]
+
+
+def json_texts():
+    """(name, mode, text) for fuzz_json: values (mode 0) and event lines (1)."""
+    v = [
+        ("object", '{"a": 1, "b": [true, false, null], "c": {"d": "e"}, "a": 2}'),
+        ("strings", '["", "\\"\\\\\\/\\b\\f\\n\\r\\t", "\\u0000\\u001f\\u00e9\\ud83d\\ude00",'
+                    ' "\u00e9\u4e2d\U0001F600"]'),
+        ("lone_high", '"\\ud800"'),
+        ("lone_low", '"\\udc00x"'),
+        ("bad_escape", '"\\x41"'),
+        ("ints", "[0, -0, 1, -1, 23, 24, 18446744073709551615, 18446744073709551616,"
+                 " -18446744073709551616, -18446744073709551617, 9223372036854775808]"),
+        ("floats", "[0.0, -0.0, 1.5, 0.1, 1e2, 1E-2, 65504, 65504.0, 5e-324, 1e308, 1e400,"
+                   " -1e400, 1e-400, 2.2250738585072014e-308, 5.960464477539063e-8, 3.4028235e38]"),
+        ("long_number", "1" * 801),
+        ("long_fraction", "0." + "3" * 790),
+        ("whitespace", " \t\r\n[ 1 ,\n2 ]\n"),
+        ("deep_64", "[" * 64 + "]" * 64),
+        ("deep_65", "[" * 65 + "]" * 65),
+        ("deep_objects", '{"a":' * 64 + "1" + "}" * 64),
+        ("trailing", "[1] x"),
+        ("trailing_comma", "[1,]"),
+        ("empty", ""),
+        ("control", '"a\x01b"'),
+        ("bad_utf8", b'"\xff\xfe"'),
+        ("literals", "[true,false,null,tru]"),
+        ("number_edges", "[-, 01, 1., .5, 1e, 1e+, -a]"),
+    ]
+    e = [
+        ("event_full", '{"key": "user-1", "value": {"n": 1}, "ts": 1700000000000,'
+                       ' "headers": {"trace": "abc", "empty": ""}}'),
+        ("event_null", '{"key": null, "value": null, "ts": null, "headers": null}'),
+        ("event_value_only", '{"value": [1, "two", 3.5]}'),
+        ("event_no_value", '{"key": "k"}'),
+        ("event_unknown", '{"value": 1, "extra": 2}'),
+        ("event_twice", '{"value": 1, "value": 2}'),
+        ("event_bad_key", '{"key": 5, "value": 1}'),
+        ("event_long_key", '{"key": "' + "k" * 16385 + '", "value": 1}'),
+        ("event_bad_ts", '{"value": 1, "ts": -5}'),
+        ("event_float_ts", '{"value": 1, "ts": 1.5}'),
+        ("event_bad_header", '{"value": 1, "headers": {"a": 1}}'),
+        ("event_headers_array", '{"value": 1, "headers": ["a"]}'),
+        ("event_not_object", '[1, 2]'),
+        ("event_many_headers", '{"value": 0, "headers": {' +
+                               ", ".join('"h%d": "%s"' % (i, "v" * i) for i in range(40)) + "}}"),
+    ]
+    out = [(n, 0, t) for n, t in v] + [(n, 1, t) for n, t in e]
+    return [(n, m, t if isinstance(t, bytes) else t.encode()) for n, m, t in out]
+
+
+def main_text():
+    for name, item in cbor_items():
+        for mode, suffix in ((0, "diag"), (1, "json"), (3, "json_hex")):
+            write("fuzz_cbor_text", name + "_" + suffix, bytes([mode]) + item)
+    for name, mode, text in json_texts():
+        write("fuzz_json", name, bytes([mode]) + text)
+
+
 if __name__ == "__main__":
     main()
+    main_text()

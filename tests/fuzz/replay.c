@@ -11,14 +11,33 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* The input being run, named when it crashes the target. */
+static const char *current;
+
+/* A failed FUZZ_CHECK traps (SIGILL), a sanitizer report aborts: say which
+ * input did it (only async-signal-safe calls), then die of the signal. */
+static void on_crash(int sig)
+{
+    static const char what[] = "fuzz replay: the target crashed on ";
+    if (current != NULL) {
+        (void)!write(2, what, sizeof what - 1);
+        (void)!write(2, current, strlen(current));
+        (void)!write(2, "\n", 1);
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
 
 /* Read a whole file and run it. @return 0, or -1 when it cannot be read. */
 static int run_file(const char *path)
@@ -54,7 +73,9 @@ static int run_file(const char *path)
         goto fail;
     if (len > 0)
         memcpy(exact, buf, len);
+    current = path;
     LLVMFuzzerTestOneInput(exact, len);
+    current = NULL;
     free(exact);
     rc = 0;
 fail:
@@ -102,6 +123,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s FILE|DIR...\n", argv[0]);
         return 2;
     }
+    static const int fatal[] = {SIGILL, SIGABRT, SIGSEGV, SIGBUS, SIGFPE, SIGTRAP};
+    for (size_t i = 0; i < sizeof fatal / sizeof fatal[0]; i++)
+        signal(fatal[i], on_crash);
     for (int i = 1; i < argc; i++) {
         struct stat st;
         size_t n = 0;
