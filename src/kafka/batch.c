@@ -235,7 +235,7 @@ int kr_kafka_record_next(kr_kafka_record_iter *it, kr_kafka_record *rec, kr_kafk
         kr_kafka_rd_fail(&body, "its header count does not fit the record");
     rec->headers = body.p;
     skip_headers(&body, rec->header_count);
-    rec->headers_len = (size_t)(body.p - rec->headers);
+    rec->headers_len = rec->headers != NULL ? (size_t)(body.p - rec->headers) : 0;
     if (kr_kafka_rd_ok(&body) && kr_kafka_rd_left(&body) > 0)
         kr_kafka_rd_fail(&body, "bytes after its last header");
     if (!kr_kafka_rd_ok(&body)) {

@@ -194,7 +194,8 @@ static int to_part(const kr_cbor_item *it, kr_buf *scratch, part *p)
     if (it->kind == KR_CBOR_BYTES || it->kind == KR_CBOR_TEXT) {
         if (kr_buf_reserve(scratch, it->str_len) < 0)
             return -1;
-        kr_cbor_str_copy(it, scratch->data + start, it->str_len);
+        if (it->str_len > 0) /* an empty one may have no buffer yet */
+            kr_cbor_str_copy(it, scratch->data + start, it->str_len);
         scratch->len += it->str_len;
     } else if (kr_cbor_render(it->raw, it->raw_len, true, 0, scratch) != 0) {
         return -1;

@@ -8,10 +8,8 @@
 void kr_kafka_rd_init(kr_kafka_rd *r, const void *p, size_t n)
 {
     r->p = p;
-    r->end = r->p + n;
+    r->end = p != NULL ? r->p + n : NULL;
     r->err = NULL;
-    if (p == NULL)
-        r->p = r->end = NULL;
 }
 
 void kr_kafka_rd_fail(kr_kafka_rd *r, const char *why)
@@ -133,9 +131,11 @@ static const uint8_t *rd_content(kr_kafka_rd *r, int32_t len, bool nullable, int
         return NULL;
     }
     *out_len = len;
+    if (len == 0) /* r->p may be NULL: no arithmetic on it */
+        return (const uint8_t *)"";
     const uint8_t *p = r->p;
     r->p += len;
-    return len > 0 ? p : (const uint8_t *)"";
+    return p;
 }
 
 kr_kafka_str kr_kafka_rd_str(kr_kafka_rd *r, bool nullable)
@@ -240,15 +240,16 @@ void kr_kafka_put_uvarint(kr_buf *b, uint32_t v)
     put_uvar(b, v);
 }
 
-/* Zigzag: 0, -1, 1, -2, ... become 0, 1, 2, 3, ... */
+/* Zigzag: 0, -1, 1, -2, ... become 0, 1, 2, 3, ... (the sign bit spread
+ * over the word without shifting a negative number). */
 static uint32_t zz32(int32_t v)
 {
-    return ((uint32_t)v << 1) ^ (uint32_t)(v >> 31);
+    return ((uint32_t)v << 1) ^ (0u - ((uint32_t)v >> 31));
 }
 
 static uint64_t zz64(int64_t v)
 {
-    return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+    return ((uint64_t)v << 1) ^ (0u - ((uint64_t)v >> 63));
 }
 
 size_t kr_kafka_varint_write(uint8_t out[5], int32_t v)
