@@ -50,6 +50,9 @@ KR_CFLAGS   := -std=gnu11 -fPIC -MMD -MP $(WARN)
 PC_CBOR      = $(shell $(PKG_CONFIG) --cflags --libs libcbor 2>/dev/null)
 PC_SERVER    = $(shell $(PKG_CONFIG) --cflags --libs libevent libevent_pthreads libcbor rocksdb 2>/dev/null)
 PC_CMOCKA    = $(shell $(PKG_CONFIG) --cflags --libs cmocka 2>/dev/null)
+# The Kafka codec's decompressors; Debian's snappy may lack a .pc file.
+PC_KAFKA     = $(shell $(PKG_CONFIG) --libs zlib liblz4 libzstd 2>/dev/null || echo -lz -llz4 -lzstd) \
+               $(shell $(PKG_CONFIG) --libs snappy 2>/dev/null || echo -lsnappy)
 PC_CFLAGS    = $(shell $(PKG_CONFIG) --cflags libevent libcbor 2>/dev/null) \
                $(shell $(PKG_CONFIG) --cflags cmocka 2>/dev/null)
 
@@ -60,6 +63,9 @@ PROTO_SRC   := $(wildcard src/proto/*.c)
 CLIENT_SRC  := $(filter-out src/client/cli.c src/client/cli_%.c,$(wildcard src/client/*.c))
 CLI_SRC     := src/client/cli.c $(wildcard src/client/cli_*.c)
 SERVER_SRC  := $(filter-out src/server/main.c,$(wildcard src/server/*.c)) $(wildcard src/store/*.c)
+# The Kafka wire protocol (src/kafka/): one archive, linked into krappyd and
+# the tests after the server's objects and before libkrappy (it uses proto).
+KAFKA_SRC   := $(wildcard src/kafka/*.c)
 TEST_SRC    := $(wildcard tests/test_*.c)
 FUZZ_SRC    := $(wildcard tests/fuzz/fuzz_*.c)
 E2E_SRC     := $(wildcard e2e/e2e_*.c)
@@ -72,6 +78,7 @@ VS_SRC      := $(wildcard e2e/bench/vs/*.c)
 obj = $(patsubst %.c,$(OBJ)/%.o,$(1))
 
 PROTO_OBJ   := $(call obj,$(PROTO_SRC))
+KAFKA_OBJ   := $(call obj,$(KAFKA_SRC))
 CLIENT_OBJ  := $(call obj,$(CLIENT_SRC))
 CLI_OBJ     := $(call obj,$(CLI_SRC))
 # The web console (src/server/console.html) is compiled in: see gen/console.c.
@@ -83,6 +90,7 @@ KRAPPYD     := $(OUT)/bin/krappyd
 KRAPPY      := $(OUT)/bin/krappy
 LIBA        := $(OUT)/lib/libkrappy.a
 LIBSO       := $(OUT)/lib/libkrappy.so.0
+KAFKA_LIB   := $(TOUT)/lib/libkrkafka.a
 TESTS       := $(patsubst tests/%.c,$(TOUT)/tests/%,$(TEST_SRC))
 FUZZERS     := $(patsubst tests/fuzz/%.c,$(TOUT)/fuzz/%,$(FUZZ_SRC))
 E2E         := $(patsubst e2e/%.c,$(TOUT)/e2e/%,$(E2E_SRC))
@@ -135,9 +143,13 @@ $(LIBSO): $(PROTO_OBJ) $(CLIENT_OBJ) src/client/libkrappy.map
 	    -o $@ $(PROTO_OBJ) $(CLIENT_OBJ) $(ALL_LDFLAGS) $(PC_CBOR)
 	ln -sf libkrappy.so.0 $(OUT)/lib/libkrappy.so
 
-$(KRAPPYD): $(OBJ)/src/server/main.o $(SERVER_OBJ) $(PROTO_OBJ)
+$(KAFKA_LIB): $(KAFKA_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_SERVER) -lpthread -lm
+	rm -f $@ && $(AR) rcs $@ $^
+
+$(KRAPPYD): $(OBJ)/src/server/main.o $(SERVER_OBJ) $(PROTO_OBJ) $(KAFKA_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_SERVER) $(PC_KAFKA) -lpthread -lm
 
 $(KRAPPY): $(CLI_OBJ) $(LIBA)
 	@mkdir -p $(dir $@)
@@ -152,15 +164,16 @@ $(LIB_TESTS): $(TOUT)/tests/%: $(OBJ)/tests/%.o $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_CBOR) $(PC_CMOCKA) -lpthread -lm
 
-$(SERVER_TESTS): $(TOUT)/tests/%: $(OBJ)/tests/%.o $(SERVER_OBJ) $(LIBA)
+$(SERVER_TESTS): $(TOUT)/tests/%: $(OBJ)/tests/%.o $(SERVER_OBJ) $(KAFKA_LIB) $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $< $(SERVER_OBJ) $(LIBA) $(ALL_LDFLAGS) $(PC_SERVER) $(PC_CMOCKA) -lpthread -lm
+	$(CC) -o $@ $< $(SERVER_OBJ) $(KAFKA_LIB) $(LIBA) $(ALL_LDFLAGS) $(PC_SERVER) $(PC_KAFKA) \
+	    $(PC_CMOCKA) -lpthread -lm
 
 # Fuzz targets built as plain programs that replay a corpus (tests/fuzz/
 # replay.c); `make fuzz` builds them again with clang's libFuzzer.
-$(TOUT)/fuzz/%: $(OBJ)/tests/fuzz/%.o $(OBJ)/tests/fuzz/replay.o $(SERVER_OBJ) $(LIBA)
+$(TOUT)/fuzz/%: $(OBJ)/tests/fuzz/%.o $(OBJ)/tests/fuzz/replay.o $(SERVER_OBJ) $(KAFKA_LIB) $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_SERVER) -lpthread -lm
+	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_SERVER) $(PC_KAFKA) -lpthread -lm
 
 $(TOUT)/e2e/%: $(OBJ)/e2e/%.o $(call obj,$(E2E_LIB_SRC)) $(LIBA)
 	@mkdir -p $(dir $@)

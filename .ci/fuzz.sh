@@ -44,11 +44,16 @@ for src in tests/fuzz/fuzz_*.c; do
     # Every target gets the proto sources; the ones that fuzz a store
     # module get that module too (store files link no RocksDB or libevent).
     extra=
+    libs=
     case $name in
     fuzz_segment) extra="src/store/segment.c src/store/crc32c.c" ;;
+    fuzz_kafka)
+        extra="src/kafka/*.c src/store/crc32c.c"
+        libs="-lz -llz4 -lzstd -lsnappy"
+        ;;
     esac
     # shellcheck disable=SC2086
-    clang $flags $cbor_cflags "$src" src/proto/*.c $extra -o "$bin" $cbor_libs -lm
+    clang $flags $cbor_cflags "$src" src/proto/*.c $extra -o "$bin" $cbor_libs $libs -lm
 
     seeds="tests/fuzz/corpus/$name"
     work="$out/work/$name"
