@@ -87,6 +87,10 @@
  *     consumed, LeaveGroup v1 at exit.
  *   with SASL/PLAIN: SaslHandshake v1 ("PLAIN") and SaslAuthenticate v0
  *     ("\0user\0password") right after ApiVersions, before anything else.
+ *   the admin API (tests/fuzz/kafka_admin_client.c): Metadata v4 to find
+ *     the controller, then CreateTopics v4 (num_partitions, replication
+ *     factor, configs), DescribeConfigs v1 (configuration_keys null: all),
+ *     AlterConfigs v0, DeleteTopics v1.
 
  * What the handler does per request (decode with kr_kafka_request_decode,
  * answer with kr_kafka_response_encode in the request's version):
