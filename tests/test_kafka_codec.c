@@ -750,7 +750,7 @@ static uint32_t next(uint32_t *s)
 static void fill(const kr_kafka_schema *s, int16_t version, uint8_t *out, kr_kafka_arena *a,
                  uint32_t *seed)
 {
-    kr_kafka_schema_defaults(s, version, out);
+    kr_kafka_schema_defaults(s, out);
     for (uint16_t i = 0; i < s->nfields; i++) {
         const kr_kafka_field *f = &s->fields[i];
         uint8_t *dst = out + f->off;

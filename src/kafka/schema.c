@@ -31,58 +31,123 @@ static bool nullable(const kr_kafka_field *f, int16_t version)
     return version >= f->nullable_from;
 }
 
-/* Store the default of an absent field. */
-static void put_default(const kr_kafka_field *f, uint8_t *dst)
+/* Strings and bytes share one layout, so the walkers treat both as bytes
+ * and differ only in the width of the length on the wire. */
+_Static_assert(sizeof(kr_kafka_str) == sizeof(kr_kafka_bytes) &&
+                   offsetof(kr_kafka_str, len) == offsetof(kr_kafka_bytes, len),
+               "kr_kafka_str and kr_kafka_bytes have one layout");
+
+/* Integers and bools: every width goes through an int64. */
+static bool is_number(uint8_t type)
 {
-    switch (f->type) {
-    case KR_KT_I8: {
-        int8_t v = (int8_t)f->def;
-        memcpy(dst, &v, sizeof v);
+    return type >= KR_KT_I8 && type <= KR_KT_BOOL;
+}
+
+static void store_number(uint8_t *dst, uint8_t type, int64_t v)
+{
+    int8_t v8 = (int8_t)v;
+    int16_t v16 = (int16_t)v;
+    int32_t v32 = (int32_t)v;
+    bool b = v != 0;
+
+    switch (type) {
+    case KR_KT_I8:
+        memcpy(dst, &v8, sizeof v8);
         break;
-    }
-    case KR_KT_I16: {
-        int16_t v = (int16_t)f->def;
-        memcpy(dst, &v, sizeof v);
+    case KR_KT_I16:
+        memcpy(dst, &v16, sizeof v16);
         break;
-    }
-    case KR_KT_I32: {
-        int32_t v = (int32_t)f->def;
-        memcpy(dst, &v, sizeof v);
+    case KR_KT_I32:
+        memcpy(dst, &v32, sizeof v32);
         break;
-    }
     case KR_KT_I64:
-        memcpy(dst, &f->def, sizeof f->def);
-        break;
-    case KR_KT_BOOL: {
-        bool v = f->def != 0;
         memcpy(dst, &v, sizeof v);
         break;
-    }
-    case KR_KT_STR: {
-        kr_kafka_str v = {f->def == KR_KAFKA_DEF_NULL ? NULL : "",
-                          f->def == KR_KAFKA_DEF_NULL ? -1 : 0};
-        memcpy(dst, &v, sizeof v);
-        break;
-    }
-    case KR_KT_BYTES: {
-        kr_kafka_bytes v = {f->def == KR_KAFKA_DEF_NULL ? NULL : (const uint8_t *)"",
-                            f->def == KR_KAFKA_DEF_NULL ? -1 : 0};
-        memcpy(dst, &v, sizeof v);
-        break;
-    }
-    case KR_KT_ARRAY: {
-        kr_kafka_array v = {NULL, f->def == KR_KAFKA_DEF_NULL ? -1 : 0};
-        memcpy(dst, &v, sizeof v);
-        break;
-    }
     default:
+        memcpy(dst, &b, sizeof b);
         break;
     }
 }
 
-void kr_kafka_schema_defaults(const kr_kafka_schema *s, int16_t version, void *out)
+static int64_t load_number(const uint8_t *src, uint8_t type)
 {
-    (void)version;
+    int8_t v8;
+    int16_t v16;
+    int32_t v32;
+    int64_t v64;
+    bool b;
+
+    switch (type) {
+    case KR_KT_I8:
+        memcpy(&v8, src, sizeof v8);
+        return v8;
+    case KR_KT_I16:
+        memcpy(&v16, src, sizeof v16);
+        return v16;
+    case KR_KT_I32:
+        memcpy(&v32, src, sizeof v32);
+        return v32;
+    case KR_KT_I64:
+        memcpy(&v64, src, sizeof v64);
+        return v64;
+    default:
+        memcpy(&b, src, sizeof b);
+        return b;
+    }
+}
+
+static int64_t read_number(kr_kafka_rd *r, uint8_t type)
+{
+    switch (type) {
+    case KR_KT_I16:
+        return kr_kafka_rd_i16(r);
+    case KR_KT_I32:
+        return kr_kafka_rd_i32(r);
+    case KR_KT_I64:
+        return kr_kafka_rd_i64(r);
+    case KR_KT_BOOL:
+        return kr_kafka_rd_i8(r) != 0;
+    default:
+        return kr_kafka_rd_i8(r);
+    }
+}
+
+static void put_number(kr_buf *b, uint8_t type, int64_t v)
+{
+    switch (type) {
+    case KR_KT_I16:
+        kr_kafka_put_i16(b, (int16_t)v);
+        break;
+    case KR_KT_I32:
+        kr_kafka_put_i32(b, (int32_t)v);
+        break;
+    case KR_KT_I64:
+        kr_kafka_put_i64(b, v);
+        break;
+    default: /* int8, and bool as 0 or 1 */
+        kr_kafka_put_i8(b, (int8_t)v);
+        break;
+    }
+}
+
+/* Store the default of an absent field. */
+static void put_default(const kr_kafka_field *f, uint8_t *dst)
+{
+    bool null = f->def == KR_KAFKA_DEF_NULL;
+
+    if (is_number(f->type)) {
+        store_number(dst, f->type, f->def);
+    } else if (f->type == KR_KT_ARRAY) {
+        kr_kafka_array v = {NULL, null ? -1 : 0};
+        memcpy(dst, &v, sizeof v);
+    } else {
+        kr_kafka_bytes v = {null ? NULL : (const uint8_t *)"", null ? -1 : 0};
+        memcpy(dst, &v, sizeof v);
+    }
+}
+
+void kr_kafka_schema_defaults(const kr_kafka_schema *s, void *out)
+{
     memset(out, 0, s->size);
     for (uint16_t i = 0; i < s->nfields; i++)
         put_default(&s->fields[i], (uint8_t *)out + s->fields[i].off);
@@ -99,68 +164,45 @@ typedef struct dctx {
 
 static void dec_struct(dctx *c, const kr_kafka_schema *s, kr_kafka_rd *r, uint8_t *out);
 
+/* Read an array's count and elements into *v. */
+static void dec_array(dctx *c, const kr_kafka_field *f, kr_kafka_rd *r, kr_kafka_array *v)
+{
+    size_t esize = f->elem->size;
+
+    v->v = NULL;
+    v->n = kr_kafka_rd_count(r, nullable(f, c->version), min_wire(f->elem, c->version));
+    if (v->n <= 0)
+        return;
+    uint8_t *items = (size_t)v->n <= SIZE_MAX / esize
+                         ? kr_kafka_arena_alloc(c->arena, (size_t)v->n * esize)
+                         : NULL;
+    if (items == NULL) {
+        c->status = KR_KAFKA_TOO_BIG;
+        kr_kafka_rd_fail(r, "arrays larger than the decoder allows");
+        return;
+    }
+    for (int32_t i = 0; i < v->n && kr_kafka_rd_ok(r); i++)
+        dec_struct(c, f->elem, r, items + (size_t)i * esize);
+    v->v = items;
+}
+
 /* Read one present field into dst. */
 static void dec_field(dctx *c, const kr_kafka_field *f, kr_kafka_rd *r, uint8_t *dst)
 {
-    switch (f->type) {
-    case KR_KT_I8: {
-        int8_t v = kr_kafka_rd_i8(r);
+    bool nul = nullable(f, c->version);
+
+    if (is_number(f->type)) {
+        store_number(dst, f->type, read_number(r, f->type));
+    } else if (f->type == KR_KT_ARRAY) {
+        kr_kafka_array v;
+        dec_array(c, f, r, &v);
         memcpy(dst, &v, sizeof v);
-        break;
-    }
-    case KR_KT_I16: {
-        int16_t v = kr_kafka_rd_i16(r);
+    } else if (f->type == KR_KT_STR) {
+        kr_kafka_str v = kr_kafka_rd_str(r, nul);
         memcpy(dst, &v, sizeof v);
-        break;
-    }
-    case KR_KT_I32: {
-        int32_t v = kr_kafka_rd_i32(r);
+    } else {
+        kr_kafka_bytes v = kr_kafka_rd_bytes(r, nul);
         memcpy(dst, &v, sizeof v);
-        break;
-    }
-    case KR_KT_I64: {
-        int64_t v = kr_kafka_rd_i64(r);
-        memcpy(dst, &v, sizeof v);
-        break;
-    }
-    case KR_KT_BOOL: {
-        bool v = kr_kafka_rd_i8(r) != 0;
-        memcpy(dst, &v, sizeof v);
-        break;
-    }
-    case KR_KT_STR: {
-        kr_kafka_str v = kr_kafka_rd_str(r, nullable(f, c->version));
-        memcpy(dst, &v, sizeof v);
-        break;
-    }
-    case KR_KT_BYTES: {
-        kr_kafka_bytes v = kr_kafka_rd_bytes(r, nullable(f, c->version));
-        memcpy(dst, &v, sizeof v);
-        break;
-    }
-    case KR_KT_ARRAY: {
-        kr_kafka_array v = {NULL, 0};
-        v.n = kr_kafka_rd_count(r, nullable(f, c->version), min_wire(f->elem, c->version));
-        if (v.n > 0) {
-            size_t esize = f->elem->size;
-            uint8_t *items = (size_t)v.n <= SIZE_MAX / esize
-                                 ? kr_kafka_arena_alloc(c->arena, (size_t)v.n * esize)
-                                 : NULL;
-            if (items == NULL) {
-                c->status = KR_KAFKA_TOO_BIG;
-                kr_kafka_rd_fail(r, "arrays larger than the decoder allows");
-                break;
-            }
-            for (int32_t i = 0; i < v.n && kr_kafka_rd_ok(r); i++)
-                dec_struct(c, f->elem, r, items + (size_t)i * esize);
-            v.v = items;
-        }
-        memcpy(dst, &v, sizeof v);
-        break;
-    }
-    default:
-        kr_kafka_rd_fail(r, "unknown field type");
-        break;
     }
 }
 
@@ -224,80 +266,36 @@ static void enc_field(ectx *c, const kr_kafka_schema *s, const kr_kafka_field *f
                       const uint8_t *src)
 {
     bool nul = nullable(f, c->version);
-    switch (f->type) {
-    case KR_KT_I8: {
-        int8_t v;
-        memcpy(&v, src, sizeof v);
-        kr_kafka_put_i8(c->out, v);
-        break;
-    }
-    case KR_KT_I16: {
-        int16_t v;
-        memcpy(&v, src, sizeof v);
-        kr_kafka_put_i16(c->out, v);
-        break;
-    }
-    case KR_KT_I32: {
-        int32_t v;
-        memcpy(&v, src, sizeof v);
-        kr_kafka_put_i32(c->out, v);
-        break;
-    }
-    case KR_KT_I64: {
-        int64_t v;
-        memcpy(&v, src, sizeof v);
-        kr_kafka_put_i64(c->out, v);
-        break;
-    }
-    case KR_KT_BOOL: {
-        bool v;
-        memcpy(&v, src, sizeof v);
-        kr_kafka_put_i8(c->out, v ? 1 : 0);
-        break;
-    }
-    case KR_KT_STR: {
-        kr_kafka_str v;
-        memcpy(&v, src, sizeof v);
-        if (v.len < 0 && !nul)
-            enc_invalid(c, s, f, "is null, which this version does not allow");
-        else if (v.len > INT16_MAX)
-            enc_invalid(c, s, f, "is longer than 32767 bytes");
-        else if (v.len > 0 && v.ptr == NULL)
-            enc_invalid(c, s, f, "has a length but no pointer to its bytes");
-        else
-            kr_kafka_put_str(c->out, v.ptr, v.len < 0 ? -1 : v.len);
-        break;
-    }
-    case KR_KT_BYTES: {
-        kr_kafka_bytes v;
-        memcpy(&v, src, sizeof v);
-        if (v.len < 0 && !nul)
-            enc_invalid(c, s, f, "is null, which this version does not allow");
-        else if (v.len > 0 && v.ptr == NULL)
-            enc_invalid(c, s, f, "has a length but no pointer to its bytes");
-        else
-            kr_kafka_put_bytes(c->out, v.ptr, v.len < 0 ? -1 : v.len);
-        break;
-    }
-    case KR_KT_ARRAY: {
+
+    if (is_number(f->type)) {
+        put_number(c->out, f->type, load_number(src, f->type));
+    } else if (f->type == KR_KT_ARRAY) {
         kr_kafka_array v;
         memcpy(&v, src, sizeof v);
         if (v.n < 0 && !nul) {
             enc_invalid(c, s, f, "is null, which this version does not allow");
-            break;
+            return;
         }
         if (v.n > 0 && v.v == NULL) {
             enc_invalid(c, s, f, "has elements but no pointer to them");
-            break;
+            return;
         }
         kr_kafka_put_i32(c->out, v.n < 0 ? -1 : v.n);
         for (int32_t i = 0; i < v.n && c->why == NULL; i++)
             enc_struct(c, f->elem, (const uint8_t *)v.v + (size_t)i * f->elem->size);
-        break;
-    }
-    default:
-        enc_invalid(c, s, f, "has an unknown type");
-        break;
+    } else {
+        kr_kafka_bytes v;
+        memcpy(&v, src, sizeof v);
+        if (v.len < 0 && !nul)
+            enc_invalid(c, s, f, "is null, which this version does not allow");
+        else if (f->type == KR_KT_STR && v.len > INT16_MAX)
+            enc_invalid(c, s, f, "is longer than 32767 bytes");
+        else if (v.len > 0 && v.ptr == NULL)
+            enc_invalid(c, s, f, "has a length but no pointer to its bytes");
+        else if (f->type == KR_KT_STR)
+            kr_kafka_put_str(c->out, (const char *)v.ptr, v.len < 0 ? -1 : v.len);
+        else
+            kr_kafka_put_bytes(c->out, v.ptr, v.len < 0 ? -1 : v.len);
     }
 }
 

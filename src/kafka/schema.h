@@ -107,9 +107,9 @@ kr_kafka_status kr_kafka_schema_decode(const kr_kafka_schema *s, int16_t version
 kr_kafka_status kr_kafka_schema_encode(const kr_kafka_schema *s, int16_t version, const void *in,
                                        kr_buf *out, char *msg, size_t msglen);
 
-/* Set every field of *out (schema->size bytes) to its default for
- * `version` as if it were absent, then leave it to the caller. */
-void kr_kafka_schema_defaults(const kr_kafka_schema *s, int16_t version, void *out);
+/* Set every field of *out (schema->size bytes) to the value it has when
+ * absent from a version (its default). */
+void kr_kafka_schema_defaults(const kr_kafka_schema *s, void *out);
 
 /* true when field f is on the wire in `version`. */
 static inline bool kr_kafka_field_present(const kr_kafka_field *f, int16_t version)

@@ -293,37 +293,38 @@ static void refuse(kr_buf *b)
     b->failed = true;
 }
 
-void kr_kafka_put_str(kr_buf *b, const char *p, int32_t len)
+/* A length (by put_len) then the content; -1 is null, with no content.
+ * Lengths below -1 or above max are refused. */
+static void put_counted(kr_buf *b, const void *p, int32_t len, int32_t max,
+                        void (*put_len)(kr_buf *, int32_t))
 {
-    if (len < -1 || len > INT16_MAX) {
+    if (len < -1 || len > max) {
         refuse(b);
         return;
     }
-    kr_kafka_put_i16(b, (int16_t)len);
+    put_len(b, len);
     if (len > 0)
         kr_buf_append(b, p, (size_t)len);
+}
+
+static void put_len16(kr_buf *b, int32_t len)
+{
+    kr_kafka_put_i16(b, (int16_t)len);
+}
+
+void kr_kafka_put_str(kr_buf *b, const char *p, int32_t len)
+{
+    put_counted(b, p, len, INT16_MAX, put_len16);
 }
 
 void kr_kafka_put_bytes(kr_buf *b, const void *p, int32_t len)
 {
-    if (len < -1) {
-        refuse(b);
-        return;
-    }
-    kr_kafka_put_i32(b, len);
-    if (len > 0)
-        kr_buf_append(b, p, (size_t)len);
+    put_counted(b, p, len, INT32_MAX, kr_kafka_put_i32);
 }
 
 void kr_kafka_put_vbytes(kr_buf *b, const void *p, int32_t len)
 {
-    if (len < -1) {
-        refuse(b);
-        return;
-    }
-    kr_kafka_put_varint(b, len);
-    if (len > 0)
-        kr_buf_append(b, p, (size_t)len);
+    put_counted(b, p, len, INT32_MAX, kr_kafka_put_varint);
 }
 
 kr_kafka_str kr_kafka_cstr(const char *s)
