@@ -756,75 +756,77 @@ static void test_refused_batches(void **state)
     kr_buf_free(&bad);
 }
 
+/* A batch with good's header but records recs[0..n) (and records_count
+ * `count` unless it is negative), its CRC right: the batch reads, its
+ * records are refused. @return their error (msg set). */
+static kr_kafka_err refused_records(const kr_buf *good, const uint8_t *recs, size_t n,
+                                    int32_t count, char *msg, size_t msglen)
+{
+    kr_buf bad;
+    kr_kafka_batch b;
+    kr_kafka_err e;
+
+    kr_buf_init(&bad, 1u << 20);
+    rebatch(good->data, 0, recs, n, &bad);
+    if (count >= 0) {
+        kr_kafka_patch_be(&bad, 57, (uint32_t)count, 4);
+        kr_kafka_patch_be(&bad, 17, kr_crc32c(0, bad.data + 21, bad.len - 21), 4);
+    }
+    assert_int_equal(first_batch(bad.data, bad.len, &b, &e, msg, msglen), 1);
+    assert_int_equal(all_records(&b, &e, msg, msglen), -1);
+    kr_buf_free(&bad);
+    return e;
+}
+
 /* Records that do not add up inside a batch whose CRC is right. */
 static void test_bad_records(void **state)
 {
     (void)state;
     static const spec s[] = {{0, 1, "k", "v", "h", "x"}, {1, 2, "k2", "v2", NULL, NULL}};
-    kr_buf good, bad;
-    kr_kafka_batch b;
-    kr_kafka_err e;
+    kr_buf good;
     char msg[256];
 
     kr_buf_init(&good, 1u << 20);
-    kr_buf_init(&bad, 1u << 20);
     write_batch(&good, s, 2);
     const uint8_t *recs = good.data + KR_KAFKA_BATCH_HEADER;
     size_t rlen = good.len - KR_KAFKA_BATCH_HEADER;
 
     /* the count says 3: the third record is missing */
-    kr_buf_reset(&bad);
-    rebatch(good.data, 0, recs, rlen, &bad);
-    kr_kafka_patch_be(&bad, 57, 3, 4);
-    kr_kafka_patch_be(&bad, 17, kr_crc32c(0, bad.data + 21, bad.len - 21), 4);
-    assert_int_equal(first_batch(bad.data, bad.len, &b, &e, msg, sizeof msg), 1);
-    assert_int_equal(all_records(&b, &e, msg, sizeof msg), -1);
-    assert_int_equal(e, KR_KAFKA_ERR_CORRUPT_MESSAGE);
+    assert_int_equal(refused_records(&good, recs, rlen, 3, msg, sizeof msg),
+                     KR_KAFKA_ERR_CORRUPT_MESSAGE);
     assert_non_null(strstr(msg, "record 2 of 3"));
     /* the count says 1: bytes are left over */
-    kr_kafka_patch_be(&bad, 57, 1, 4);
-    kr_kafka_patch_be(&bad, 17, kr_crc32c(0, bad.data + 21, bad.len - 21), 4);
-    assert_int_equal(first_batch(bad.data, bad.len, &b, &e, msg, sizeof msg), 1);
-    assert_int_equal(all_records(&b, &e, msg, sizeof msg), -1);
+    assert_int_equal(refused_records(&good, recs, rlen, 1, msg, sizeof msg),
+                     KR_KAFKA_ERR_CORRUPT_MESSAGE);
     assert_non_null(strstr(msg, "after its 1 records"));
-
     /* a record length varint of six bytes */
     static const uint8_t longvar[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0, 0, 0, 0, 0, 0, 0};
-    kr_buf_reset(&bad);
-    rebatch(good.data, 0, longvar, sizeof longvar, &bad);
-    assert_int_equal(first_batch(bad.data, bad.len, &b, &e, msg, sizeof msg), 1);
-    assert_int_equal(all_records(&b, &e, msg, sizeof msg), -1);
+    refused_records(&good, longvar, sizeof longvar, -1, msg, sizeof msg);
     assert_non_null(strstr(msg, "bad varint"));
-    /* a record longer than the batch */
+    /* a record that takes in its neighbour, one longer than the batch */
     uint8_t changed[256];
+    assert_true(rlen < 63 && rlen <= sizeof changed);
     memcpy(changed, recs, rlen);
     changed[0] = (uint8_t)(changed[0] + 20);
-    kr_buf_reset(&bad);
-    rebatch(good.data, 0, changed, rlen, &bad);
-    assert_int_equal(first_batch(bad.data, bad.len, &b, &e, msg, sizeof msg), 1);
-    assert_int_equal(all_records(&b, &e, msg, sizeof msg), -1);
-    /* the first record's header key made null (varint -1 = 0x01) */
+    refused_records(&good, changed, rlen, -1, msg, sizeof msg);
+    assert_non_null(strstr(msg, "record 0 of 2: bytes after its last header"));
+    changed[0] = 0x7e; /* 63 */
+    refused_records(&good, changed, rlen, -1, msg, sizeof msg);
+    assert_non_null(strstr(msg, "its length does not fit the batch"));
+    /* the first record's header key made null (varint -1 = 0x01): after
+     * the record's length, attributes, two deltas, key and value (length
+     * and one byte each) and the header count */
     memcpy(changed, recs, rlen);
-    /* record 0: len, attrs, ts delta, offset delta, key (len+1), value
-     * (len+1), header count, header key length */
     size_t hk = 1 + 1 + 1 + 1 + 2 + 2 + 1;
     assert_int_equal(changed[hk], 2); /* "h": length 1 */
     changed[hk] = 0x01;
-    kr_buf_reset(&bad);
-    rebatch(good.data, 0, changed, rlen, &bad);
-    assert_int_equal(first_batch(bad.data, bad.len, &b, &e, msg, sizeof msg), 1);
-    assert_int_equal(all_records(&b, &e, msg, sizeof msg), -1);
+    refused_records(&good, changed, rlen, -1, msg, sizeof msg);
     assert_non_null(strstr(msg, "header key is null"));
-    /* every cut of the records section, the CRC made right each time */
-    for (size_t n = 0; n < rlen; n++) {
-        kr_buf_reset(&bad);
-        rebatch(good.data, 0, recs, n, &bad);
-        assert_int_equal(first_batch(bad.data, bad.len, &b, &e, msg, sizeof msg), 1);
-        assert_int_equal(all_records(&b, &e, msg, sizeof msg), -1);
-        assert_int_equal(e, KR_KAFKA_ERR_CORRUPT_MESSAGE);
-    }
+    /* every cut of the records section */
+    for (size_t n = 0; n < rlen; n++)
+        assert_int_equal(refused_records(&good, recs, n, -1, msg, sizeof msg),
+                         KR_KAFKA_ERR_CORRUPT_MESSAGE);
     kr_buf_free(&good);
-    kr_buf_free(&bad);
 }
 
 /* ---- records to events ---- */

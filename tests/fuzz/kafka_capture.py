@@ -270,23 +270,18 @@ class Broker:
         r.nstr()  # transactional id
         acks = r.i16()
         r.i32()
-        out = []
-        for _ in range(r.i32()):
-            name = r.nstr()
-            parts = []
-            for _ in range(r.i32()):
-                idx = r.i32()
-                self.records.append((self.scenario, r.nbytes()))
-                p = i32(idx) + i16(0) + i64(0) + i64(-1)
-                if ver >= 5:
-                    p += i64(0)
-                if ver >= 8:
-                    p += arr([]) + s(None)
-                parts.append(p)
-            out.append(s(name) + arr(parts))
-        if acks == 0:
-            return None
-        return arr(out) + i32(0)
+
+        def partition(r):
+            idx = r.i32()
+            self.records.append((self.scenario, r.nbytes()))
+            p = i32(idx) + i16(0) + i64(0) + i64(-1)
+            if ver >= 5:
+                p += i64(0)
+            if ver >= 8:
+                p += arr([]) + s(None)
+            return p
+        out = per_partition(r, partition)
+        return None if acks == 0 else out + i32(0)
 
     def join_group(self, ver, r):
         r.nstr()
@@ -317,15 +312,11 @@ class Broker:
 
     def offset_fetch(self, ver, r):
         r.nstr()
-        n = r.i32()
-        topics = []
-        for _ in range(max(n, 0)):
-            name = r.nstr()
-            parts = [r.i32() for _ in range(r.i32())]
-            ps = [i32(p) + i64(-1) + (i32(-1) if ver >= 5 else b"") + s("") + i16(0)
-                  for p in parts]
-            topics.append(s(name) + arr(ps))
-        return (i32(0) if ver >= 3 else b"") + arr(topics) + (i16(0) if ver >= 2 else b"")
+
+        def partition(r):
+            return i32(r.i32()) + i64(-1) + (i32(-1) if ver >= 5 else b"") + s("") + i16(0)
+        return ((i32(0) if ver >= 3 else b"") + per_partition(r, partition) +
+                (i16(0) if ver >= 2 else b""))
 
     def offset_commit(self, ver, r):
         r.nstr()
@@ -336,42 +327,33 @@ class Broker:
             r.nstr()
         if 2 <= ver <= 4:
             r.i64()
-        topics = []
-        for _ in range(r.i32()):
-            name = r.nstr()
-            ps = []
-            for _ in range(r.i32()):
-                p = r.i32()
+
+        def partition(r):
+            p = r.i32()
+            r.i64()
+            if ver >= 6:
+                r.i32()
+            if ver == 1:
                 r.i64()
-                if ver >= 6:
-                    r.i32()
-                if ver == 1:
-                    r.i64()
-                r.nstr()
-                ps.append(i32(p) + i16(0))
-            topics.append(s(name) + arr(ps))
-        return (i32(0) if ver >= 3 else b"") + arr(topics)
+            r.nstr()
+            return i32(p) + i16(0)
+        return (i32(0) if ver >= 3 else b"") + per_partition(r, partition)
 
     def list_offsets(self, ver, r):
         r.i32()
         if ver >= 2:
             r.i8()
-        topics = []
-        for _ in range(r.i32()):
-            name = r.nstr()
-            ps = []
-            for _ in range(r.i32()):
-                p = r.i32()
-                if ver >= 4:
-                    r.i32()
-                r.i64()
-                if ver == 0:
-                    r.i32()
-                    ps.append(i32(p) + i16(0) + arr([i64(0)]))
-                else:
-                    ps.append(i32(p) + i16(0) + i64(-1) + i64(0) + (i32(0) if ver >= 4 else b""))
-            topics.append(s(name) + arr(ps))
-        return (i32(0) if ver >= 2 else b"") + arr(topics)
+
+        def partition(r):
+            p = r.i32()
+            if ver >= 4:
+                r.i32()
+            r.i64()
+            if ver == 0:
+                r.i32()
+                return i32(p) + i16(0) + arr([i64(0)])
+            return i32(p) + i16(0) + i64(-1) + i64(0) + (i32(0) if ver >= 4 else b"")
+        return (i32(0) if ver >= 2 else b"") + per_partition(r, partition)
 
     def fetch(self, ver, r):
         r.i32()
@@ -384,31 +366,36 @@ class Broker:
         if ver >= 7:
             r.i32()
             r.i32()
-        topics = []
-        for _ in range(r.i32()):
-            name = r.nstr()
-            ps = []
-            for _ in range(r.i32()):
-                p = r.i32()
-                if ver >= 9:
-                    r.i32()
-                offset = r.i64()
-                if ver >= 5:
-                    r.i64()
+
+        def partition(r):
+            p = r.i32()
+            if ver >= 9:
                 r.i32()
-                recs = fetch_batch() if offset == 0 else b""
-                x = i32(p) + i16(0) + i64(2) + i64(2)
-                if ver >= 5:
-                    x += i64(0)
-                x += arr(None)
-                if ver >= 11:
-                    x += i32(-1)
-                ps.append(x + by(recs))
-            topics.append(s(name) + arr(ps))
+            offset = r.i64()
+            if ver >= 5:
+                r.i64()
+            r.i32()
+            x = i32(p) + i16(0) + i64(2) + i64(2)
+            if ver >= 5:
+                x += i64(0)
+            x += arr(None)
+            if ver >= 11:
+                x += i32(-1)
+            return x + by(fetch_batch() if offset == 0 else b"")
         out = i32(0)
         if ver >= 7:
             out += i16(0) + i32(0)
-        return out + arr(topics)
+        return out + per_partition(r, partition)
+
+
+def per_partition(r, partition):
+    """Read [topic name, [partition...]] (a null list counts as empty) and
+    answer [topic name, [partition(r)...]]."""
+    topics = []
+    for _ in range(max(r.i32(), 0)):
+        name = r.nstr()
+        topics.append(s(name) + arr([partition(r) for _ in range(r.i32())]))
+    return arr(topics)
 
 
 def crc32c(data):
