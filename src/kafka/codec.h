@@ -93,7 +93,11 @@
  *     AlterConfigs v0, DeleteTopics v1.
 
  * What the handler does per request (decode with kr_kafka_request_decode,
- * answer with kr_kafka_response_encode in the request's version):
+ * answer with kr_kafka_response_encode in the request's version). Frames
+ * are an int32 size and that many bytes: a size below
+ * KR_KAFKA_REQ_HEADER_MIN or above --max-frame closes the connection before
+ * anything is read. Responses go out in request order, one per request
+ * (but Produce with acks 0).
  *   KR_KAFKA_MALFORMED / KR_KAFKA_TOO_BIG: log msg and close the connection
  *     (Kafka's brokers do the same; the client reconnects).
  *   KR_KAFKA_UNSUPPORTED: for ApiVersions (any version above 2) answer with
