@@ -50,6 +50,9 @@ KR_CFLAGS   := -std=gnu11 -fPIC -MMD -MP $(WARN)
 PC_CBOR      = $(shell $(PKG_CONFIG) --cflags --libs libcbor 2>/dev/null)
 PC_SERVER    = $(shell $(PKG_CONFIG) --cflags --libs libevent libevent_pthreads libcbor rocksdb 2>/dev/null)
 PC_CMOCKA    = $(shell $(PKG_CONFIG) --cflags --libs cmocka 2>/dev/null)
+# The Kafka codec's decompressors; Debian's snappy may lack a .pc file.
+PC_KAFKA     = $(shell $(PKG_CONFIG) --libs zlib liblz4 libzstd 2>/dev/null || echo -lz -llz4 -lzstd) \
+               $(shell $(PKG_CONFIG) --libs snappy 2>/dev/null || echo -lsnappy)
 PC_CFLAGS    = $(shell $(PKG_CONFIG) --cflags libevent libcbor 2>/dev/null) \
                $(shell $(PKG_CONFIG) --cflags cmocka 2>/dev/null)
 
@@ -65,6 +68,9 @@ STORE_SRC   := $(wildcard src/store/*.c)
 SERVER_SRC  := $(filter-out src/server/main.c,$(wildcard src/server/*.c))
 CLIENT_SRC  := $(filter-out src/client/cli.c src/client/cli_%.c,$(wildcard src/client/*.c))
 CLI_SRC     := src/client/cli.c $(wildcard src/client/cli_*.c)
+# The Kafka wire protocol (src/kafka/): a codec layer beside proto, used by
+# the server.
+KAFKA_SRC   := $(wildcard src/kafka/*.c)
 TEST_SRC    := $(wildcard tests/test_*.c)
 FUZZ_SRC    := $(wildcard tests/fuzz/fuzz_*.c)
 E2E_SRC     := $(wildcard e2e/e2e_*.c)
@@ -80,6 +86,7 @@ obj = $(patsubst %.c,$(OBJ)/%.o,$(1))
 UTIL_OBJ    := $(call obj,$(UTIL_SRC))
 PROTO_OBJ   := $(call obj,$(PROTO_SRC))
 STORE_OBJ   := $(call obj,$(STORE_SRC))
+KAFKA_OBJ   := $(call obj,$(KAFKA_SRC))
 CLIENT_OBJ  := $(call obj,$(CLIENT_SRC))
 CLI_OBJ     := $(call obj,$(CLI_SRC))
 # The web console (src/server/console.html) is compiled in: see gen/console.c.
@@ -95,8 +102,9 @@ LAYER_LIB   := build/$(BUILD)/lib
 UTIL_LIB    := $(LAYER_LIB)/libkr_util.a
 PROTO_LIB   := $(LAYER_LIB)/libkr_proto.a
 STORE_LIB   := $(LAYER_LIB)/libkr_store.a
+KAFKA_LIB   := $(LAYER_LIB)/libkr_kafka.a
 SERVER_LIB  := $(LAYER_LIB)/libkr_server.a
-DAEMON_LIBS := $(SERVER_LIB) $(STORE_LIB) $(PROTO_LIB) $(UTIL_LIB)
+DAEMON_LIBS := $(SERVER_LIB) $(KAFKA_LIB) $(STORE_LIB) $(PROTO_LIB) $(UTIL_LIB)
 
 KRAPPYD     := $(OUT)/bin/krappyd
 KRAPPY      := $(OUT)/bin/krappy
@@ -147,6 +155,7 @@ $(CONSOLE_OBJ): $(GEN)/console.c
 $(UTIL_LIB): $(UTIL_OBJ)
 $(PROTO_LIB): $(PROTO_OBJ)
 $(STORE_LIB): $(STORE_OBJ)
+$(KAFKA_LIB): $(KAFKA_OBJ)
 $(SERVER_LIB): $(SERVER_OBJ)
 $(LIBA): $(UTIL_OBJ) $(PROTO_OBJ) $(CLIENT_OBJ)
 $(DAEMON_LIBS) $(LIBA):
@@ -161,7 +170,7 @@ $(LIBSO): $(UTIL_OBJ) $(PROTO_OBJ) $(CLIENT_OBJ) src/client/libkrappy.map
 
 $(KRAPPYD): $(OBJ)/src/server/main.o $(DAEMON_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_SERVER) -lpthread -lm
+	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_SERVER) $(PC_KAFKA) -lpthread -lm
 
 $(KRAPPY): $(CLI_OBJ) $(LIBA)
 	@mkdir -p $(dir $@)
@@ -175,12 +184,15 @@ UTIL_TESTS   := $(call test_layer,test_buf test_clock test_crc32c test_hostport 
                   test_log test_metrics test_utf8)
 PROTO_TESTS  := $(call test_layer,test_cbor test_cbor_text test_frame test_msg)
 STORE_TESTS  := $(call test_layer,test_group test_overlay test_segment test_store test_view)
+KAFKA_TESTS  := $(call test_layer,test_kafka_codec test_kafka_records)
 CLIENT_TESTS := $(call test_layer,test_client)
-OTHER_TESTS  := $(filter-out $(UTIL_TESTS) $(PROTO_TESTS) $(STORE_TESTS) $(CLIENT_TESTS),$(TESTS))
+OTHER_TESTS  := $(filter-out $(UTIL_TESTS) $(PROTO_TESTS) $(STORE_TESTS) $(KAFKA_TESTS) \
+                  $(CLIENT_TESTS),$(TESTS))
 
 $(UTIL_TESTS): $(TOUT)/tests/%: $(OBJ)/tests/%.o $(UTIL_LIB)
 $(PROTO_TESTS): $(TOUT)/tests/%: $(OBJ)/tests/%.o $(PROTO_LIB) $(UTIL_LIB)
 $(STORE_TESTS): $(TOUT)/tests/%: $(OBJ)/tests/%.o $(STORE_LIB) $(PROTO_LIB) $(UTIL_LIB)
+$(KAFKA_TESTS): $(TOUT)/tests/%: $(OBJ)/tests/%.o $(KAFKA_LIB) $(PROTO_LIB) $(UTIL_LIB)
 $(CLIENT_TESTS): $(TOUT)/tests/%: $(OBJ)/tests/%.o $(LIBA)
 $(OTHER_TESTS): $(TOUT)/tests/%: $(OBJ)/tests/%.o $(DAEMON_LIBS) $(LIBA)
 
@@ -193,13 +205,13 @@ $(ALLOC_TESTS): TEST_ALLOC = -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wr
 
 $(TESTS):
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $^ $(TEST_ALLOC) $(ALL_LDFLAGS) $(PC_SERVER) $(PC_CMOCKA) -lpthread -lm
+	$(CC) -o $@ $^ $(TEST_ALLOC) $(ALL_LDFLAGS) $(PC_SERVER) $(PC_KAFKA) $(PC_CMOCKA) -lpthread -lm
 
 # Fuzz targets built as plain programs that replay a corpus (tests/fuzz/
 # replay.c); `make fuzz` builds them again with clang's libFuzzer.
 $(TOUT)/fuzz/%: $(OBJ)/tests/fuzz/%.o $(OBJ)/tests/fuzz/replay.o $(DAEMON_LIBS) $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_SERVER) -lpthread -lm
+	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_SERVER) $(PC_KAFKA) -lpthread -lm
 
 $(TOUT)/e2e/%: $(OBJ)/e2e/%.o $(call obj,$(E2E_LIB_SRC)) $(LIBA)
 	@mkdir -p $(dir $@)

@@ -8,13 +8,15 @@
 # pkg-config finds the libraries.
 set -eu
 
-BUILD_PKGS="gcc make pkg-config librocksdb-dev libevent-dev libcbor-dev"
-TEST_PKGS="libcmocka-dev"
+BUILD_PKGS="gcc make pkg-config librocksdb-dev libevent-dev libcbor-dev zlib1g-dev liblz4-dev
+libzstd-dev libsnappy-dev"
+# kcat and librdkafka: the Kafka listener's tests drive real Kafka clients.
+TEST_PKGS="libcmocka-dev librdkafka-dev kcat"
 pkgs=${*:-"$BUILD_PKGS $TEST_PKGS"}
 
 if [ -n "${NIX_BUILD_TOP:-}" ] || ! command -v dpkg-query >/dev/null 2>&1; then
     missing=""
-    for m in libevent libcbor; do
+    for m in libevent libcbor zlib liblz4 libzstd; do
         pkg-config --exists "$m" 2>/dev/null || missing="$missing $m"
     done
     if [ -n "$missing" ]; then

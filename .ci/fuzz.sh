@@ -45,8 +45,13 @@ for src in tests/fuzz/fuzz_*.c; do
     # module get that module too (store files link no RocksDB or libevent),
     # the JSON reader's and renderer's get libkrappy (no CLI).
     extra=
+    libs=
     case $name in
     fuzz_segment) extra="src/store/segment.c" ;;
+    fuzz_kafka)
+        extra="src/kafka/*.c"
+        libs="-lz -llz4 -lzstd -lsnappy"
+        ;;
     fuzz_json | fuzz_cbor_text)
         for f in src/client/*.c; do
             case ${f##*/} in
@@ -57,7 +62,7 @@ for src in tests/fuzz/fuzz_*.c; do
         ;;
     esac
     # shellcheck disable=SC2086
-    clang $flags $cbor_cflags "$src" src/util/*.c src/proto/*.c $extra -o "$bin" $cbor_libs -lm
+    clang $flags $cbor_cflags "$src" src/util/*.c src/proto/*.c $extra -o "$bin" $cbor_libs $libs -lm
 
     seeds="tests/fuzz/corpus/$name"
     work="$out/work/$name"

@@ -1,0 +1,303 @@
+/*
+ * kafka/event.c - Kafka records <-> krappy events (see event.h).
+ */
+#include "kafka/event.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "krappy/protocol.h"
+#include "proto/cbor.h"
+#include "proto/cbor_text.h"
+#include "util/utf8.h"
+#include "proto/msg.h"
+
+static kr_kafka_err say(kr_kafka_err code, char *msg, size_t msglen, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static kr_kafka_err say(kr_kafka_err code, char *msg, size_t msglen, const char *fmt, ...)
+{
+    if (msglen > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, msglen, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+/* One header of a record, and whether it survives a later one of the same
+ * name. */
+typedef struct hview {
+    kr_kafka_header h;
+    int32_t index;
+    bool keep;
+} hview;
+
+/* Header names in bytewise order. */
+static int name_cmp(const kr_kafka_bytes *x, const kr_kafka_bytes *y)
+{
+    size_t n = (size_t)(x->len < y->len ? x->len : y->len);
+    int c = n > 0 ? memcmp(x->ptr, y->ptr, n) : 0;
+    if (c != 0)
+        return c;
+    return x->len < y->len ? -1 : x->len > y->len;
+}
+
+static int by_name_then_index(const void *a, const void *b)
+{
+    const hview *x = a, *y = b;
+    int c = name_cmp(&x->h.key, &y->h.key);
+    if (c != 0)
+        return c;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+static int by_index(const void *a, const void *b)
+{
+    const hview *x = a, *y = b;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/*
+ * The headers of r as a CBOR map, the last of each name winning: the views
+ * go into scratch, are sorted by name (then position) to find the losers,
+ * and back by position to keep the order they came in.
+ */
+static kr_kafka_err put_headers(const kr_kafka_record *r, kr_buf *out, kr_buf *scratch, char *msg,
+                                size_t msglen)
+{
+    size_t n = (size_t)r->header_count;
+    kr_kafka_rd hr;
+    size_t kept = 0;
+
+    kr_buf_reset(scratch);
+    if (n > SIZE_MAX / sizeof(hview) || kr_buf_reserve(scratch, n * sizeof(hview)) < 0)
+        return say(KR_KAFKA_ERR_MESSAGE_TOO_LARGE, msg, msglen,
+                   "record %d: %zu headers are more than this server takes", r->index, n);
+    hview *v = (hview *)(void *)scratch->data;
+    kr_kafka_header_iter_init(&hr, r);
+    for (size_t i = 0; i < n; i++) {
+        if (!kr_kafka_header_next(&hr, &v[i].h))
+            return say(KR_KAFKA_ERR_CORRUPT_MESSAGE, msg, msglen,
+                       "record %d: header %zu cannot be read", r->index, i);
+        if (!kr_utf8_valid(v[i].h.key.ptr, (size_t)v[i].h.key.len))
+            return say(KR_KAFKA_ERR_INVALID_RECORD, msg, msglen,
+                       "record %d: header %zu has a name that is not UTF-8 text", r->index, i);
+        v[i].index = (int32_t)i;
+        v[i].keep = true;
+    }
+    if (n > 1) {
+        qsort(v, n, sizeof *v, by_name_then_index);
+        for (size_t i = 0; i + 1 < n; i++)
+            if (name_cmp(&v[i].h.key, &v[i + 1].h.key) == 0)
+                v[i].keep = false;
+        qsort(v, n, sizeof *v, by_index);
+    }
+    for (size_t i = 0; i < n; i++)
+        kept += v[i].keep;
+    kr_cbor_put_map(out, kept);
+    for (size_t i = 0; i < n; i++) {
+        if (!v[i].keep)
+            continue;
+        kr_cbor_put_text(out, (const char *)v[i].h.key.ptr, (size_t)v[i].h.key.len);
+        kr_cbor_put_bytes(out, v[i].h.value.ptr,
+                          v[i].h.value.len > 0 ? (size_t)v[i].h.value.len : 0);
+    }
+    return KR_KAFKA_ERR_NONE;
+}
+
+/* Record bytes as a CBOR byte string, or null. */
+static void put_nullable_bytes(kr_buf *out, kr_kafka_bytes b)
+{
+    if (b.len < 0)
+        kr_cbor_put_null(out);
+    else
+        kr_cbor_put_bytes(out, b.ptr, (size_t)b.len);
+}
+
+kr_kafka_err kr_kafka_record_to_event(const kr_kafka_batch *b, const kr_kafka_record *r,
+                                      kr_buf *out, kr_buf *scratch, char *msg, size_t msglen)
+{
+    if (r->key.len > (int32_t)KRAPPY_MAX_KEY_BYTES)
+        return say(KR_KAFKA_ERR_INVALID_RECORD, msg, msglen,
+                   "record %d: its key of %d bytes is longer than krappy's %u", r->index,
+                   r->key.len, KRAPPY_MAX_KEY_BYTES);
+    bool has_ts = (b->attributes & KR_KAFKA_ATTR_LOG_APPEND_TIME) == 0 && r->timestamp >= 0;
+    kr_cbor_put_array(out, r->header_count > 0 ? 4 : 3);
+    put_nullable_bytes(out, r->key);
+    put_nullable_bytes(out, r->value);
+    if (has_ts)
+        kr_cbor_put_uint(out, (uint64_t)r->timestamp);
+    else
+        kr_cbor_put_null(out);
+    if (r->header_count > 0) {
+        kr_kafka_err e = put_headers(r, out, scratch, msg, msglen);
+        if (e != KR_KAFKA_ERR_NONE)
+            return e;
+    }
+    if (out->failed)
+        return say(KR_KAFKA_ERR_MESSAGE_TOO_LARGE, msg, msglen,
+                   "record %d: the events are larger than this server takes", r->index);
+    return KR_KAFKA_ERR_NONE;
+}
+
+kr_kafka_err kr_kafka_batch_to_events(const kr_kafka_batch *b, kr_buf *records, size_t max_bytes,
+                                      kr_buf *out, kr_buf *scratch, char *msg, size_t msglen)
+{
+    kr_kafka_record_iter it;
+    kr_kafka_record r;
+    kr_kafka_err e = kr_kafka_record_iter_init(&it, b, records, max_bytes, msg, msglen);
+    int got;
+
+    if (e != KR_KAFKA_ERR_NONE)
+        return e;
+    kr_cbor_put_array(out, (size_t)b->count);
+    while ((got = kr_kafka_record_next(&it, &r, &e, msg, msglen)) == 1) {
+        e = kr_kafka_record_to_event(b, &r, out, scratch, msg, msglen);
+        if (e != KR_KAFKA_ERR_NONE)
+            return e;
+    }
+    return got < 0 ? e : KR_KAFKA_ERR_NONE;
+}
+
+/* ---- delivered events to records ---- */
+
+/* A key, value or header part as record bytes: either borrowed from the
+ * event, or at an offset in scratch (scratch may move until it is done). */
+typedef struct part {
+    const uint8_t *ptr; /* borrowed, when !in_scratch */
+    size_t off;         /* in scratch, when in_scratch */
+    int32_t len;        /* -1: null */
+    bool in_scratch;
+} part;
+
+/* Turn one CBOR item into record bytes (event.h says how).
+ * @return 0, or -1 when scratch refused to grow or rendering failed. */
+static int to_part(const kr_cbor_item *it, kr_buf *scratch, part *p)
+{
+    memset(p, 0, sizeof *p);
+    if (it->kind == KR_CBOR_NULL) {
+        p->len = -1;
+        return 0;
+    }
+    size_t start = scratch->len;
+    if ((it->kind == KR_CBOR_BYTES || it->kind == KR_CBOR_TEXT) && !it->indefinite) {
+        if (it->str_len > INT32_MAX)
+            return -1;
+        p->ptr = it->str != NULL ? it->str : (const uint8_t *)"";
+        p->len = (int32_t)it->str_len;
+        return 0;
+    }
+    if (it->kind == KR_CBOR_BYTES || it->kind == KR_CBOR_TEXT) {
+        if (kr_buf_reserve(scratch, it->str_len) < 0)
+            return -1;
+        if (it->str_len > 0) /* an empty one may have no buffer yet */
+            kr_cbor_str_copy(it, scratch->data + start, it->str_len);
+        scratch->len += it->str_len;
+    } else if (kr_cbor_render(it->raw, it->raw_len, true, 0, scratch) != 0) {
+        return -1;
+    }
+    if (scratch->failed || scratch->len - start > INT32_MAX)
+        return -1;
+    p->in_scratch = true;
+    p->off = start;
+    p->len = (int32_t)(scratch->len - start);
+    return 0;
+}
+
+static kr_kafka_bytes resolve(const part *p, const kr_buf *scratch)
+{
+    kr_kafka_bytes b = {p->ptr, p->len};
+    if (p->in_scratch)
+        b.ptr = p->len > 0 ? scratch->data + p->off : (const uint8_t *)"";
+    return b;
+}
+
+/* The number of name/value pairs of a headers map (an indefinite one is
+ * counted). */
+static int64_t map_pairs(const kr_cbor_item *m)
+{
+    if (!m->indefinite)
+        return (int64_t)m->u;
+    kr_cbor_iter it;
+    kr_cbor_item x;
+    int64_t n = 0;
+    kr_cbor_iter_init(&it, m);
+    while (kr_cbor_iter_next(&it, &x) == 1)
+        n++;
+    return n / 2;
+}
+
+/* Write the headers of a delivered event to the open record. */
+static int put_record_headers(kr_kafka_batch_writer *w, const kr_cbor_item *m, kr_buf *scratch)
+{
+    kr_cbor_iter it;
+    kr_cbor_item k, v;
+    part pk, pv;
+
+    kr_cbor_iter_init(&it, m);
+    while (kr_cbor_iter_next(&it, &k) == 1) {
+        if (kr_cbor_iter_next(&it, &v) != 1)
+            return -1;
+        kr_buf_reset(scratch);
+        if (to_part(&k, scratch, &pk) < 0 || to_part(&v, scratch, &pv) < 0)
+            return -1;
+        kr_kafka_bytes key = resolve(&pk, scratch);
+        if (key.len < 0)
+            key = (kr_kafka_bytes){(const uint8_t *)"", 0};
+        if (kr_kafka_record_header(w, key, resolve(&pv, scratch)) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int kr_kafka_event_to_record(kr_kafka_batch_writer *w, const uint8_t *ev, size_t len,
+                             kr_buf *scratch, char *msg, size_t msglen)
+{
+    kr_cbor_item item;
+    kr_event_view e;
+    part key, value;
+
+    if (kr_cbor_read_exact(ev, len, &item) != 0 || kr_event_view_read(&item, &e) != 0) {
+        say(KR_KAFKA_ERR_CORRUPT_MESSAGE, msg, msglen,
+            "a stored event is not [offset, ts, key, value(, headers)]");
+        goto fail;
+    }
+    if (e.offset > INT64_MAX) {
+        say(KR_KAFKA_ERR_CORRUPT_MESSAGE, msg, msglen, "event offset %llu is beyond Kafka's range",
+            (unsigned long long)e.offset);
+        goto fail;
+    }
+    int64_t headers = e.has_headers ? map_pairs(&e.headers) : 0;
+    kr_buf_reset(scratch);
+    if (headers > INT32_MAX || to_part(&e.key, scratch, &key) < 0 ||
+        to_part(&e.value, scratch, &value) < 0) {
+        say(KR_KAFKA_ERR_MESSAGE_TOO_LARGE, msg, msglen,
+            "the event at offset %llu cannot be rendered within this server's limits",
+            (unsigned long long)e.offset);
+        goto fail;
+    }
+    int64_t ts = e.ts > INT64_MAX ? INT64_MAX : (int64_t)e.ts;
+    if (kr_kafka_record_begin(w, (int64_t)e.offset, ts, resolve(&key, scratch),
+                              resolve(&value, scratch), (int32_t)headers) < 0) {
+        say(KR_KAFKA_ERR_UNKNOWN_SERVER_ERROR, msg, msglen,
+            "the event at offset %llu does not follow the batch's last offset",
+            (unsigned long long)e.offset);
+        goto fail;
+    }
+    if ((e.has_headers && put_record_headers(w, &e.headers, scratch) < 0) ||
+        kr_kafka_record_end(w) < 0 || w->out->failed) {
+        say(KR_KAFKA_ERR_MESSAGE_TOO_LARGE, msg, msglen,
+            "the event at offset %llu does not fit this server's limits",
+            (unsigned long long)e.offset);
+        goto fail;
+    }
+    return 0;
+fail:
+    w->bad = true;
+    return -1;
+}
