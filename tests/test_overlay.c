@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include "store/block.h"
 #include "store/overlay.h"
 
 /* A block holding `n` keys given as (bytes, len), packed one after the

@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include "store/block.h"
 #include "store/store.h"
 
 typedef enum kr_job_kind {
