@@ -16,7 +16,6 @@
 #include <unistd.h>
 
 #include "proto/cbor.h"
-#include "proto/frame.h"
 #include "server/log.h"
 
 static uint64_t now_ms(void)
@@ -24,12 +23,6 @@ static uint64_t now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-    kr_put_be32(p, (uint32_t)(v >> 32));
-    kr_put_be32(p + 4, (uint32_t)v);
 }
 
 static char *path_join(const char *a, const char *b)
@@ -1092,13 +1085,9 @@ krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_
     for (uint64_t k = 0; k < count; k++)
         if (m[k].key_joined)
             m[k].key_pos += (uint32_t)batch_len;
-    /* The header, but for its CRC: the writer computes that. */
-    uint8_t *h = blk->data;
-    kr_put_be32(h, KR_BATCH_MAGIC);
-    put_be64(h + 8, base);
-    kr_put_be32(h + 16, (uint32_t)count);
-    kr_put_be32(h + 20, (uint32_t)(batch_len - KR_BATCH_HEADER_BYTES));
-    put_be64(h + 24, max_ts);
+    /* The header, but for its CRC: the writer seals the batch. */
+    kr_batch_header_put(blk->data, base, (uint32_t)count, max_ts,
+                        (uint32_t)(batch_len - KR_BATCH_HEADER_BYTES));
 
     j->kind = KR_JOB_APPEND;
     j->t = t;

@@ -338,13 +338,6 @@ static void run_create(kr_job *j)
     j->new_seg_fd = dup(fd);
 }
 
-/* Fill the CRC the loop left blank (the loop only encodes). */
-static void seal_batch(kr_block *b)
-{
-    uint32_t crc = kr_crc32c(0, b->data + 8, b->len - 8);
-    kr_put_be32(b->data + 4, crc);
-}
-
 /*
  * Append a run of batches of one topic with as few pwritev calls as the
  * segment size allows.
@@ -394,7 +387,7 @@ static void run_appends(kr_writer *wr, kr_job **jobs, size_t n)
                 break;
             if (k > 0 && w->file_len + total + j->block->len > wr->segment_bytes)
                 break;
-            seal_batch(j->block);
+            kr_batch_seal(j->block->data); /* the loop only encodes */
             iov[k].iov_base = j->block->data;
             iov[k].iov_len = j->block->len;
             total += j->block->len;
