@@ -334,15 +334,14 @@ static void test_index_spans_restart(void **state)
     snprintf(path, sizeof path, "%s/topics/t", dir);
     int dfd = open(path, O_RDONLY | O_DIRECTORY);
     assert_true(dfd >= 0);
-    uint64_t next, max_ts;
-    kr_index_entry *idx;
-    size_t n;
-    assert_int_equal(kr_index_load(dfd, 0, size, &next, &max_ts, &idx, &n), 0);
+    kr_index_meta meta;
+    kr_index idx = {0};
+    assert_int_equal(kr_index_load(dfd, 0, size, &meta, &idx), 0);
     close(dfd);
-    assert_true(n >= 4);
-    assert_int_equal(idx[0].offset, 0); /* from the first batch, not from the restart */
-    assert_true(idx[1].pos - idx[0].pos < 2 * KR_INDEX_INTERVAL);
-    free(idx);
+    assert_true(idx.n >= 4);
+    assert_int_equal(idx.e[0].offset, 0); /* from the first batch, not from the restart */
+    assert_true(idx.e[1].pos - idx.e[0].pos < 2 * KR_INDEX_INTERVAL);
+    kr_index_free(&idx);
 }
 
 static void test_fetch_limits(void **state)

@@ -121,12 +121,6 @@ int kr_batch_payload_check(const kr_batch_hdr *h, const uint8_t *payload);
  */
 long kr_batch_locate(const kr_batch_hdr *h, const uint8_t *payload, uint64_t offset);
 
-/* One index hint: the batch with base offset `offset` starts at `pos`. */
-typedef struct kr_index_entry {
-    uint64_t offset;
-    uint64_t pos;
-} kr_index_entry;
-
 /* A range of a segment that failed verification: never served. */
 typedef struct kr_corrupt {
     uint64_t pos, end;    /* bytes [pos, end) */

@@ -175,23 +175,6 @@ static int topic_add_segment(kr_topic *t, kr_segment *seg)
     return 0;
 }
 
-static void segment_add_hint(kr_segment *seg, uint64_t offset, uint64_t pos)
-{
-    if (seg->n_idx > 0 && pos - seg->idx[seg->n_idx - 1].pos < KR_INDEX_INTERVAL)
-        return;
-    if (seg->n_idx == seg->cap_idx) {
-        size_t cap = seg->cap_idx ? seg->cap_idx * 2 : 64;
-        kr_index_entry *e = realloc(seg->idx, cap * sizeof *e);
-        if (e == NULL)
-            return; /* only a hint */
-        seg->idx = e;
-        seg->cap_idx = cap;
-    }
-    seg->idx[seg->n_idx].offset = offset;
-    seg->idx[seg->n_idx].pos = pos;
-    seg->n_idx++;
-}
-
 /* ---- folding events into an overlay ---- */
 
 static int fold_meta(kr_topic *t, kr_block *b, const kr_ev_meta *m, uint32_t n, uint64_t base)
@@ -267,9 +250,7 @@ static int replay(kr_store *s, kr_topic *t, uint64_t from, bool older, uint64_t 
         kr_segment *seg = t->segs[i];
         if (seg->next <= from)
             continue;
-        uint64_t pos = KR_SEG_HEADER_BYTES;
-        for (size_t k = 0; k < seg->n_idx && seg->idx[k].offset <= from; k++)
-            pos = seg->idx[k].pos;
+        uint64_t pos = kr_index_find(&seg->idx, from);
         while (pos + KR_BATCH_HEADER_BYTES <= seg->size) {
             uint8_t hb[KR_BATCH_HEADER_BYTES];
             kr_batch_hdr h;
@@ -309,7 +290,7 @@ struct scan_ctx {
 static void scan_hint(void *arg, const kr_batch_hdr *h, uint64_t pos)
 {
     struct scan_ctx *c = arg;
-    segment_add_hint(c->seg, h->base, pos);
+    kr_index_add(&c->seg->idx, h->base, pos);
 }
 
 static int cmp_u64(const void *a, const void *b)
@@ -389,19 +370,16 @@ static int recover_topic(kr_store *s, const char *name, char *err, size_t errlen
             snprintf(err, errlen, "out of memory");
             goto out;
         }
-        uint64_t nx, mts;
-        kr_index_entry *idx;
-        size_t n_idx;
-        if (!last &&
-            kr_index_load(dirfd, bases[i], (uint64_t)st.st_size, &nx, &mts, &idx, &n_idx) == 0 &&
-            nx == bases[i + 1]) {
-            /* A closed segment with a good hint: verified on first read. */
-            seg->next = nx;
-            seg->size = (uint64_t)st.st_size;
-            seg->max_ts = mts;
-            seg->idx = idx;
-            seg->n_idx = seg->cap_idx = n_idx;
-            continue;
+        kr_index_meta im;
+        if (!last && kr_index_load(dirfd, bases[i], (uint64_t)st.st_size, &im, &seg->idx) == 0) {
+            if (im.next == bases[i + 1]) {
+                /* A closed segment with a good hint: verified on first read. */
+                seg->next = im.next;
+                seg->size = (uint64_t)st.st_size;
+                seg->max_ts = im.max_ts;
+                continue;
+            }
+            kr_index_free(&seg->idx);
         }
         struct scan_ctx sc = {seg};
         kr_seg_scan scan;
@@ -494,15 +472,8 @@ static int recover_topic(kr_store *s, const char *name, char *err, size_t errlen
     /* The writer leaves the active segment's index behind when it rolls:
      * start it with the hints of the part written before this start, or
      * that index would only cover what comes after. */
-    if (ls->n_idx > 0) {
-        t->w->idx = malloc(ls->n_idx * sizeof *t->w->idx);
-        if (t->w->idx != NULL) {
-            memcpy(t->w->idx, ls->idx, ls->n_idx * sizeof *t->w->idx);
-            t->w->n_idx = t->w->cap_idx = ls->n_idx;
-            t->w->last_idx_pos = ls->idx[ls->n_idx - 1].pos;
-        }
-    }
-    dirfd = -1; /* the writer state owns it now */
+    (void)kr_index_copy(&t->w->idx, &ls->idx); /* a hint: without it, a scan next time */
+    dirfd = -1;                                /* the writer state owns it now */
     ls->fd = dup(ls->fd);
     (void)last_scan;
 
@@ -642,7 +613,7 @@ static bool finish_append(kr_store *s, kr_job *j)
     seg->next = j->base + j->count;
     if (j->max_ts > seg->max_ts)
         seg->max_ts = j->max_ts;
-    segment_add_hint(seg, j->base, j->pos);
+    kr_index_add(&seg->idx, j->base, j->pos);
     t->next = j->base + j->count;
     t->bytes += j->block->len;
     t->events_in += j->count;
@@ -738,7 +709,7 @@ static void retention(kr_store *s, kr_topic *t)
         char name[KR_SEG_NAME_BYTES];
         kr_seg_name(name, seg->base);
         paths[2 * i] = path_join(t->w->dir, name);
-        memcpy(name + 20, ".idx", 5);
+        kr_index_file_name(name, seg->base);
         paths[2 * i + 1] = path_join(t->w->dir, name);
         t->bytes -= seg->size;
         kr_segment_free(seg);

@@ -26,7 +26,7 @@
  * Layout under --data:
  *   LOCK                        flock'd while krappyd runs
  *   view/                       RocksDB
- *   topics/NAME/BASE.seg        segments (segment.h), BASE.idx sparse index hints
+ *   topics/NAME/BASE.seg        segments (segment.h), BASE.idx sparse index hints (index.h)
  */
 #ifndef KR_STORE_STORE_H
 #define KR_STORE_STORE_H
@@ -44,6 +44,7 @@
 #include "proto/msg.h"
 #include "server/metrics.h"
 #include "store/group.h"
+#include "store/index.h"
 #include "store/overlay.h"
 #include "store/segment.h"
 #include "store/view.h"
@@ -54,8 +55,6 @@
 #define KR_DEFAULT_OVERLAY_BYTES      (128u * 1024 * 1024)
 #define KR_DEFAULT_MAX_PUBLISH_EVENTS 100000
 #define KR_DEFAULT_MAX_WAIT_MS        60000
-/* A sparse index hint at least every this many bytes of a segment. */
-#define KR_INDEX_INTERVAL 4096
 /* SCAN cursors live this long after their last use, and this many at most. */
 #define KR_SCAN_CURSOR_MS    120000
 #define KR_SCAN_CURSORS_MAX  4096
@@ -90,10 +89,9 @@ typedef struct kr_segment {
     uint64_t next; /* offset after its last visible event */
     uint64_t size; /* visible bytes (end of its last visible batch) */
     uint64_t max_ts;
-    int fd;              /* read-only */
-    bool verified;       /* every batch below `size` checked or ours */
-    kr_index_entry *idx; /* sparse hints, ascending */
-    size_t n_idx, cap_idx;
+    int fd;        /* read-only */
+    bool verified; /* every batch below `size` checked or ours */
+    kr_index idx;  /* sparse hints */
     size_t n_corrupt;
     kr_corrupt corrupt[KR_SEG_MAX_CORRUPT];
     struct evbuffer_file_segment *fs; /* sendfile handle on [0, fs_len) */

@@ -28,7 +28,7 @@ void kr_segment_free(kr_segment *seg)
         close(seg->fd);
     if (seg->fs != NULL)
         evbuffer_file_segment_free(seg->fs);
-    free(seg->idx);
+    kr_index_free(&seg->idx);
     free(seg);
 }
 
@@ -69,22 +69,6 @@ static size_t find_segment(const kr_topic *t, uint64_t offset)
             hi = mid;
     }
     return lo;
-}
-
-static uint64_t hint_pos(const kr_segment *seg, uint64_t offset)
-{
-    size_t lo = 0, hi = seg->n_idx;
-    uint64_t pos = KR_SEG_HEADER_BYTES;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (seg->idx[mid].offset <= offset) {
-            pos = seg->idx[mid].pos;
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    return pos;
 }
 
 /* Read a batch payload into the store's read buffer. */
@@ -165,7 +149,7 @@ krappy_err kr_store_fetch(kr_store *s, kr_topic *t, uint64_t offset, uint64_t ma
             }
         }
         /* Find the batch holding `cur`: hint, then walk batch headers. */
-        uint64_t pos = seg == after_seg ? after_pos : hint_pos(seg, cur);
+        uint64_t pos = seg == after_seg ? after_pos : kr_index_find(&seg->idx, cur);
         kr_batch_hdr h;
         for (;;) {
             for (size_t c = 0; c < seg->n_corrupt; c++)

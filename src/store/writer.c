@@ -31,7 +31,6 @@
 
 #include <event2/event.h>
 
-#include "proto/frame.h"
 #include "server/log.h"
 
 /* Batches written by one pwritev at most (below IOV_MAX). */
@@ -146,7 +145,6 @@ kr_wtopic *kr_wtopic_new(const char *dir, int dirfd, int fd, uint64_t seg_base, 
     w->file_len = w->synced_len = file_len;
     w->next = next;
     w->max_ts = max_ts;
-    w->last_idx_pos = 0;
     return w;
 }
 
@@ -164,7 +162,7 @@ void kr_wtopic_free(kr_wtopic *w)
         return;
     release_unsynced(w);
     free(w->unsynced);
-    free(w->idx);
+    kr_index_free(&w->idx);
     if (w->fd >= 0)
         close(w->fd);
     if (w->dirfd >= 0)
@@ -189,24 +187,6 @@ static int remember_unsynced(kr_wtopic *w, kr_block *b, uint64_t pos)
     w->n_unsynced++;
     w->unsynced_bytes += sizeof *b + b->cap;
     return 0;
-}
-
-static void index_add(kr_wtopic *w, uint64_t offset, uint64_t pos)
-{
-    if (w->n_idx > 0 && pos - w->last_idx_pos < KR_INDEX_INTERVAL)
-        return;
-    if (w->n_idx == w->cap_idx) {
-        size_t cap = w->cap_idx ? w->cap_idx * 2 : 64;
-        kr_index_entry *e = realloc(w->idx, cap * sizeof *e);
-        if (e == NULL)
-            return; /* a hint: missing entries only cost a longer walk */
-        w->idx = e;
-        w->cap_idx = cap;
-    }
-    w->idx[w->n_idx].offset = offset;
-    w->idx[w->n_idx].pos = pos;
-    w->n_idx++;
-    w->last_idx_pos = pos;
 }
 
 /*
@@ -284,14 +264,14 @@ static int roll_segment(kr_writer *wr, kr_wtopic *w, uint64_t base, int *read_fd
         snprintf(msg, msglen, "cannot start a new segment in %s: %s", w->dir, errno_advice(errno));
         return -1;
     }
-    (void)kr_index_write(w->dirfd, w->seg_base, w->next, w->file_len, w->max_ts, w->idx, w->n_idx);
+    kr_index_meta im = {.next = w->next, .max_ts = w->max_ts};
+    (void)kr_index_write(w->dirfd, w->seg_base, &im, w->file_len, &w->idx);
     close(w->fd);
     w->fd = fd;
     w->seg_base = base;
     w->file_len = w->synced_len = KR_SEG_HEADER_BYTES;
     w->max_ts = 0;
-    w->n_idx = 0;
-    w->last_idx_pos = 0;
+    w->idx.n = 0;
     *read_fd = dup(fd);
     return 0;
 }
@@ -440,7 +420,7 @@ static void run_appends(kr_writer *wr, kr_job **jobs, size_t n)
             kr_job *j = jobs[i + x];
             j->seg_base = w->seg_base;
             j->pos = w->file_len;
-            index_add(w, j->base, w->file_len);
+            kr_index_add(&w->idx, j->base, w->file_len);
             if (remember_unsynced(w, j->block, w->file_len) < 0)
                 w->broken = true; /* cannot repair without it: force a sync */
             w->file_len += j->block->len;
@@ -634,9 +614,7 @@ static void unwind_from(kr_job *from, const char *why)
         w->unsynced_bytes -= sizeof *b + b->cap;
         kr_block_unref(b);
     }
-    while (w->n_idx > 0 && w->idx[w->n_idx - 1].pos >= from->pos)
-        w->n_idx--;
-    w->last_idx_pos = w->n_idx ? w->idx[w->n_idx - 1].pos : 0;
+    kr_index_cut(&w->idx, from->pos);
     if (w->synced_len > from->pos)
         w->synced_len = from->pos;
     w->file_len = from->pos;
@@ -935,97 +913,4 @@ void kr_writer_stop(kr_writer *wr)
     pthread_cond_destroy(&wr->cv);
     pthread_cond_destroy(&wr->vcv);
     free(wr);
-}
-
-/* ---- sparse index files ---- */
-
-#define KR_IDX_MAGIC  "KRAPPYIX"
-#define KR_IDX_HEADER 48
-
-int kr_index_write(int dirfd, uint64_t base, uint64_t next, uint64_t size, uint64_t max_ts,
-                   const kr_index_entry *idx, size_t n)
-{
-    char name[KR_SEG_NAME_BYTES], tmp[KR_SEG_NAME_BYTES + 8];
-    kr_seg_name(name, base);
-    memcpy(name + 20, ".idx", 5);
-    snprintf(tmp, sizeof tmp, "%s.tmp", name);
-    size_t len = KR_IDX_HEADER + n * 16;
-    uint8_t *buf = malloc(len);
-    if (buf == NULL)
-        return -1;
-    memcpy(buf, KR_IDX_MAGIC, 8);
-    uint64_t fields[4] = {base, next, size, max_ts};
-    for (int i = 0; i < 4; i++) {
-        kr_put_be32(buf + 8 + i * 8, (uint32_t)(fields[i] >> 32));
-        kr_put_be32(buf + 12 + i * 8, (uint32_t)fields[i]);
-    }
-    kr_put_be32(buf + 40, (uint32_t)n);
-    for (size_t i = 0; i < n; i++) {
-        uint8_t *p = buf + KR_IDX_HEADER + i * 16;
-        kr_put_be32(p, (uint32_t)(idx[i].offset >> 32));
-        kr_put_be32(p + 4, (uint32_t)idx[i].offset);
-        kr_put_be32(p + 8, (uint32_t)(idx[i].pos >> 32));
-        kr_put_be32(p + 12, (uint32_t)idx[i].pos);
-    }
-    kr_put_be32(buf + 44, 0);
-    uint32_t crc = kr_crc32c(0, buf, len);
-    kr_put_be32(buf + 44, crc);
-    int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    int rc = -1;
-    if (fd >= 0) {
-        rc = write_all_at(fd, buf, len, 0);
-        close(fd);
-        if (rc == 0)
-            rc = renameat(dirfd, tmp, dirfd, name);
-        if (rc < 0)
-            unlinkat(dirfd, tmp, 0);
-    }
-    free(buf);
-    return rc;
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-    return (uint64_t)kr_get_be32(p) << 32 | kr_get_be32(p + 4);
-}
-
-int kr_index_load(int dirfd, uint64_t base, uint64_t size, uint64_t *next, uint64_t *max_ts,
-                  kr_index_entry **idx, size_t *n)
-{
-    char name[KR_SEG_NAME_BYTES];
-    kr_seg_name(name, base);
-    memcpy(name + 20, ".idx", 5);
-    int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    struct stat st;
-    uint8_t *buf = NULL;
-    int rc = -1;
-    if (fstat(fd, &st) < 0 || st.st_size < KR_IDX_HEADER || st.st_size > (64 << 20))
-        goto out;
-    buf = malloc((size_t)st.st_size);
-    if (buf == NULL || pread(fd, buf, (size_t)st.st_size, 0) != st.st_size)
-        goto out;
-    uint32_t want = kr_get_be32(buf + 44);
-    kr_put_be32(buf + 44, 0);
-    size_t cnt = kr_get_be32(buf + 40);
-    if (memcmp(buf, KR_IDX_MAGIC, 8) != 0 || kr_crc32c(0, buf, (size_t)st.st_size) != want ||
-        (size_t)st.st_size != KR_IDX_HEADER + cnt * 16 || get_be64(buf + 8) != base ||
-        get_be64(buf + 24) != size)
-        goto out;
-    *next = get_be64(buf + 16);
-    *max_ts = get_be64(buf + 32);
-    *idx = malloc((cnt ? cnt : 1) * sizeof **idx);
-    if (*idx == NULL)
-        goto out;
-    for (size_t i = 0; i < cnt; i++) {
-        (*idx)[i].offset = get_be64(buf + KR_IDX_HEADER + i * 16);
-        (*idx)[i].pos = get_be64(buf + KR_IDX_HEADER + i * 16 + 8);
-    }
-    *n = cnt;
-    rc = 0;
-out:
-    free(buf);
-    close(fd);
-    return rc;
 }

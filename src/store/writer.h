@@ -95,9 +95,7 @@ typedef struct kr_wtopic {
     } * unsynced; /* batches written since the last good sync */
     size_t n_unsynced, cap_unsynced;
     size_t unsynced_bytes; /* memory of those batches (KR_WRITER_UNSYNCED_MAX) */
-    kr_index_entry *idx;   /* sparse index of the active segment */
-    size_t n_idx, cap_idx;
-    uint64_t last_idx_pos;
+    kr_index idx;          /* sparse index of the active segment */
 } kr_wtopic;
 
 typedef struct kr_writer kr_writer;
@@ -135,15 +133,5 @@ unsigned kr_writer_pending(kr_writer *w);
 kr_wtopic *kr_wtopic_new(const char *dir, int dirfd, int fd, uint64_t seg_base, uint64_t file_len,
                          uint64_t next, uint64_t max_ts);
 void kr_wtopic_free(kr_wtopic *w);
-
-/* Write a segment's sparse index file (BASE.idx), a hint: CRC-checked on
- * load, rebuilt when missing or wrong. @return 0 or -1. */
-int kr_index_write(int dirfd, uint64_t base, uint64_t next, uint64_t size, uint64_t max_ts,
-                   const kr_index_entry *idx, size_t n);
-
-/* Load BASE.idx. @return 0 with *idx (malloc'd) and the header fields, or
- * -1 when missing, torn or not matching `size`. */
-int kr_index_load(int dirfd, uint64_t base, uint64_t size, uint64_t *next, uint64_t *max_ts,
-                  kr_index_entry **idx, size_t *n);
 
 #endif

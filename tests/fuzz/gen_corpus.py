@@ -6,7 +6,8 @@
 fuzz_msg inputs are a selector byte (an index into fuzz_types in
 fuzz_msg.c) followed by a payload; fuzz_frame inputs are a control byte
 (0x80: max_frame 64; low nibble: how many chunk sizes follow), the chunk
-sizes, then a stream of frames.
+sizes, then a stream of frames. fuzz_index inputs are a mode byte
+(fuzz_index.c) followed by a BASE.idx file.
 """
 import os
 import struct
@@ -170,6 +171,53 @@ def frame(t, payload):
     return struct.pack(">II", 4 + len(payload), t) + payload
 
 
+# ---- fuzz_index: BASE.idx files (src/store/index.h) ----
+
+
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def index_file(base, nxt, size, max_ts, entries, count=None, crc=None):
+    """A BASE.idx; count and crc are computed unless given (to break them)."""
+    n = len(entries) if count is None else count
+    body = b"KRAPPYIX" + struct.pack(">QQQQI", base, nxt, size, max_ts, n)
+    rest = b"".join(struct.pack(">QQ", o, p) for o, p in entries)
+    c = crc32c(body + b"\0\0\0\0" + rest) if crc is None else crc
+    return body + struct.pack(">I", c) + rest
+
+
+def index_seeds():
+    """fuzz_index inputs: a mode byte (fuzz_index.c), then the file."""
+    mib = 1 << 20
+    hints = [(i * 10, 32 + i * 4096) for i in range(4)]
+    return {
+        "good": (0, index_file(0, 40, mib, 7, hints)),
+        "good_empty": (0, index_file(0, 0, mib, 0, [])),
+        "good_own_segment": (2, index_file(1000, 2000, 9000, 1, [(1000, 32), (1500, 4200)])),
+        "good_many": (0, index_file(0, 100000, mib, 5,
+                                    [(i * 40, 32 + i * 4100) for i in range(250)])),
+        "bad_crc": (0, index_file(0, 40, mib, 7, hints, crc=1)),
+        "short": (0, index_file(0, 40, mib, 7, [])[:47]),
+        "count_mismatch": (1, index_file(0, 40, mib, 7, hints, count=5)),
+        "count_fixed": (5, index_file(0, 40, mib, 7, hints, count=0)),
+        "unordered": (3, index_file(0, 40, mib, 7, [(10, 4128), (0, 32)])),
+        "offset_past_next": (3, index_file(0, 40, mib, 7, [(0, 32), (40, 4128)])),
+        "pos_past_size": (3, index_file(0, 40, 4096, 7, [(0, 32), (10, 4096)])),
+        "pos_in_header": (3, index_file(0, 40, mib, 7, [(0, 31)])),
+        "next_below_base": (3, index_file(50, 49, mib, 7, [])),
+        "other_base": (1, index_file(7, 40, mib, 7, [])),
+        "bad_magic": (3, b"KRAPPYIY" + index_file(0, 40, mib, 7, hints)[8:]),
+        "empty": (0, b""),
+        "ragged": (7, index_file(0, 40, mib, 7, hints)[:-3]),
+    }
+
+
 def write(dirname, name, data):
     d = os.path.join(HERE, "corpus", dirname)
     os.makedirs(d, exist_ok=True)
@@ -227,6 +275,8 @@ def main():
     for name, (ctrl, sizes, data) in seeds.items():
         ctrl = (ctrl & 0x80) | len(sizes)
         write("fuzz_frame", name, bytes([ctrl]) + bytes(sizes) + data)
+    for name, (mode, data) in index_seeds().items():
+        write("fuzz_index", name, bytes([mode]) + data)
 
 
 if __name__ == "__main__":
