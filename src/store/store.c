@@ -524,17 +524,6 @@ static int recover_all(kr_store *s, char *err, size_t errlen)
 
 /* ---- writer completions ---- */
 
-static void free_job(kr_job *j)
-{
-    kr_block_unref(j->block);
-    free(j->meta);
-    free(j->ck);
-    for (size_t i = 0; i < j->n_paths; i++)
-        free(j->paths[i]);
-    free(j->paths);
-    free(j);
-}
-
 /* Memory of every topic's active overlay, recounted where overlays are
  * swapped or merged (finish_append adds its own changes as they happen). */
 static void recount_active(kr_store *s)
@@ -568,7 +557,7 @@ static size_t fill_limit(const kr_store *s)
  */
 static void ack_append(kr_job *j)
 {
-    kr_store_result res = {.err = KRAPPY_OK, .first = j->base, .count = j->count};
+    kr_store_result res = {.err = KRAPPY_OK, .first = j->append.base, .count = j->append.count};
     if (j->done != NULL)
         j->done(j->arg, &res);
 }
@@ -579,7 +568,7 @@ static void release_held(kr_store *s, bool all)
     while ((j = TAILQ_FIRST(&s->held)) != NULL && (all || s->active_bytes <= fill_limit(s))) {
         TAILQ_REMOVE(&s->held, j, link);
         ack_append(j);
-        free_job(j);
+        kr_job_free(j);
     }
 }
 
@@ -588,19 +577,20 @@ static void release_held(kr_store *s, bool all)
 static bool finish_append(kr_store *s, kr_job *j)
 {
     kr_topic *t = j->t;
+    kr_job_append *a = &j->append;
     if (j->err != KRAPPY_OK) {
         /* Offsets assigned after this one were assigned in vain. */
         t->assigned = t->next;
         kr_store_result res = {.err = j->err};
-        snprintf(res.msg, sizeof res.msg, "%s", j->msg);
+        snprintf(res.msg, sizeof res.msg, "%s", kr_job_msg(j));
         if (j->done != NULL)
             j->done(j->arg, &res);
         return false;
     }
-    if (j->new_seg_fd >= 0) {
-        kr_segment *seg = segment_new(j->seg_base, j->new_seg_fd);
+    if (a->new_seg_fd >= 0) {
+        kr_segment *seg = segment_new(a->seg_base, a->new_seg_fd);
         if (seg == NULL || topic_add_segment(t, seg) < 0) {
-            close(j->new_seg_fd);
+            close(a->new_seg_fd);
             free(seg);
             kr_log(KR_LOG_ERROR, "out of memory tracking a new segment", NULL);
         } else {
@@ -609,28 +599,28 @@ static bool finish_append(kr_store *s, kr_job *j)
         }
     }
     kr_segment *seg = t->segs[t->n_segs - 1];
-    seg->size = j->pos + j->block->len;
-    seg->next = j->base + j->count;
-    if (j->max_ts > seg->max_ts)
-        seg->max_ts = j->max_ts;
-    kr_index_add(&seg->idx, j->base, j->pos);
-    t->next = j->base + j->count;
-    t->bytes += j->block->len;
-    t->events_in += j->count;
-    kr_counter_add(s->m_events_in, j->count);
-    kr_counter_add(s->m_bytes_in, j->block->len);
-    kr_counter_add(t->m_events_in, j->count);
-    kr_counter_add(t->m_bytes_in, j->block->len);
+    seg->size = a->pos + a->block->len;
+    seg->next = a->base + a->count;
+    if (a->max_ts > seg->max_ts)
+        seg->max_ts = a->max_ts;
+    kr_index_add(&seg->idx, a->base, a->pos);
+    t->next = a->base + a->count;
+    t->bytes += a->block->len;
+    t->events_in += a->count;
+    kr_counter_add(s->m_events_in, a->count);
+    kr_counter_add(s->m_bytes_in, a->block->len);
+    kr_counter_add(t->m_events_in, a->count);
+    kr_counter_add(t->m_bytes_in, a->block->len);
     size_t before = kr_overlay_bytes(t->active);
-    if (fold_meta(t, j->block, j->meta, j->count, j->base) < 0)
+    if (fold_meta(t, a->block, a->meta, a->count, a->base) < 0)
         kr_log(KR_LOG_ERROR, "out of memory updating the latest-value view", NULL);
     s->active_bytes += kr_overlay_bytes(t->active) - before; /* overlays only grow */
     /* The overlay has its copies: the batch and its facts can go now (the
      * writer keeps its own reference until the stream is synced). */
-    free(j->meta);
-    j->meta = NULL;
-    kr_block_unref(j->block);
-    j->block = NULL;
+    free(a->meta);
+    a->meta = NULL;
+    kr_block_unref(a->block);
+    a->block = NULL;
     kr_store_wake(s, t);
     if (s->active_bytes > fill_limit(s)) {
         kr_store_checkpoint(s); /* freezes them, or runs next when one is running */
@@ -649,13 +639,14 @@ static void finish_create(kr_store *s, kr_job *j)
     kr_store_result res = {.err = j->err};
     if (j->err != KRAPPY_OK) {
         t->failed = true;
-        snprintf(res.msg, sizeof res.msg, "%s", j->msg);
-        kr_log(KR_LOG_ERROR, "cannot create topic", "topic", t->name, "reason", j->msg, NULL);
+        snprintf(res.msg, sizeof res.msg, "%s", kr_job_msg(j));
+        kr_log(KR_LOG_ERROR, "cannot create topic", "topic", t->name, "reason", kr_job_msg(j),
+               NULL);
     } else {
-        kr_segment *seg = segment_new(0, j->new_seg_fd);
+        kr_segment *seg = segment_new(0, j->create.new_seg_fd);
         if (seg == NULL || topic_add_segment(t, seg) < 0) {
             free(seg);
-            close(j->new_seg_fd);
+            close(j->create.new_seg_fd);
             t->failed = true;
             res.err = KRAPPY_E_STORAGE;
             snprintf(res.msg, sizeof res.msg, "out of memory creating the topic");
@@ -697,10 +688,10 @@ static void retention(kr_store *s, kr_topic *t)
     }
     if (drop == 0)
         return;
-    kr_job *j = calloc(1, sizeof *j);
+    kr_job *j = kr_job_new(KR_JOB_DELETE, t);
     char **paths = calloc(drop * 2, sizeof *paths);
     if (j == NULL || paths == NULL) {
-        free(j);
+        kr_job_free(j);
         free(paths);
         return;
     }
@@ -724,12 +715,8 @@ static void retention(kr_store *s, kr_topic *t)
            NULL);
     kr_counter_add(s->m_retired, drop);
     kr_store_groups_retained(s, t);
-    j->kind = KR_JOB_DELETE;
-    j->t = t;
-    j->w = t->w;
-    j->paths = paths;
-    j->n_paths = drop * 2;
-    j->new_seg_fd = -1;
+    j->del.paths = paths;
+    j->del.n = drop * 2;
     kr_writer_submit(s->writer, j);
 }
 
@@ -744,8 +731,8 @@ static int put_back(void *arg, const kr_ov_entry *e)
 static void finish_checkpoint(kr_store *s, kr_job *j)
 {
     s->ckpt_running = false;
-    for (size_t i = 0; i < j->n_ck; i++) {
-        kr_ckpt_topic *c = &j->ck[i];
+    for (size_t i = 0; i < j->checkpoint.n; i++) {
+        kr_ckpt_topic *c = &j->checkpoint.ck[i];
         kr_topic *t = c->t;
         if (j->err == KRAPPY_OK) {
             t->marker = c->next;
@@ -760,17 +747,18 @@ static void finish_checkpoint(kr_store *s, kr_job *j)
         kr_store_readcache_drop(s, t); /* the view changed (or was reopened) */
     }
     if (j->err != KRAPPY_OK) {
-        kr_log(KR_LOG_ERROR, "checkpoint failed; reopening the view", "reason", j->msg, NULL);
+        kr_log(KR_LOG_ERROR, "checkpoint failed; reopening the view", "reason", kr_job_msg(j),
+               NULL);
         kr_store_cursors_expire(s, true);
         char err[256];
         if (kr_view_reopen(s->view, err, sizeof err) < 0)
             kr_log(KR_LOG_ERROR, "reopening the view failed; will retry", "reason", err, NULL);
     } else {
-        for (size_t i = 0; i < j->n_ck; i++)
-            retention(s, j->ck[i].t);
+        for (size_t i = 0; i < j->checkpoint.n; i++)
+            retention(s, j->checkpoint.ck[i].t);
     }
     recount_active(s);
-    kr_store_scan_checkpointed(s, j->err == KRAPPY_OK, j->msg);
+    kr_store_scan_checkpointed(s, j->err == KRAPPY_OK, kr_job_msg(j));
     if (s->ckpt_again || s->active_bytes > fill_limit(s)) {
         s->ckpt_again = false;
         kr_store_checkpoint(s);
@@ -810,7 +798,7 @@ static void on_jobs_done(void *arg, struct kr_job_list *jobs)
             kr_store_cursor_done(s, j);
             break;
         }
-        free_job(j);
+        kr_job_free(j);
     }
 }
 
@@ -847,10 +835,10 @@ void kr_store_checkpoint(kr_store *s)
     }
     if (n == 0)
         return;
-    kr_job *j = calloc(1, sizeof *j);
+    kr_job *j = kr_job_new(KR_JOB_CHECKPOINT, NULL);
     kr_ckpt_topic *ck = calloc(n, sizeof *ck);
     if (j == NULL || ck == NULL) {
-        free(j);
+        kr_job_free(j);
         free(ck);
         return;
     }
@@ -872,10 +860,8 @@ void kr_store_checkpoint(kr_store *s)
         ck[k].keys = t->keys;
         k++;
     }
-    j->kind = KR_JOB_CHECKPOINT;
-    j->ck = ck;
-    j->n_ck = k;
-    j->new_seg_fd = -1;
+    j->checkpoint.ck = ck;
+    j->checkpoint.n = k;
     s->ckpt_running = true;
     recount_active(s);
     kr_writer_submit(s->writer, j);
@@ -913,15 +899,13 @@ int kr_store_register(kr_store *s, const uint8_t *name, size_t len, kr_topic **t
     bool found;
     size_t at = topic_slot(s, name, len, &found);
     kr_topic *t = found ? s->topics[at] : NULL;
-    kr_job *j = calloc(1, sizeof *j);
+    /* The job first: a topic in the table must get its CREATE job. */
+    kr_job *j = kr_job_new(KR_JOB_BARRIER, NULL);
     if (j == NULL)
         goto nomem;
-    j->new_seg_fd = -1;
     j->done = done;
     j->arg = arg;
-    if (t != NULL && !t->failed) {
-        j->kind = KR_JOB_BARRIER;
-    } else {
+    if (t == NULL || t->failed) {
         if (t == NULL) {
             t = topic_new(s, name, len);
             if (t == NULL)
@@ -936,6 +920,7 @@ int kr_store_register(kr_store *s, const uint8_t *name, size_t len, kr_topic **t
         }
         t->failed = false;
         j->kind = KR_JOB_CREATE;
+        j->create.new_seg_fd = -1;
     }
     j->t = t;
     j->w = t->w;
@@ -943,7 +928,7 @@ int kr_store_register(kr_store *s, const uint8_t *name, size_t len, kr_topic **t
     kr_writer_submit(s->writer, j);
     return 0;
 nomem:
-    free(j);
+    kr_job_free(j);
     res->err = KRAPPY_E_STORAGE;
     snprintf(res->msg, sizeof res->msg, "out of memory registering the topic");
     return -1;
@@ -1039,11 +1024,11 @@ krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_
      * until the stream is synced) and should hold only what it needs. */
     kr_block *blk = kr_block_new(batch_len + extra.len);
     kr_ev_meta *m = malloc(s->meta.len ? s->meta.len : 1);
-    kr_job *j = calloc(1, sizeof *j);
+    kr_job *j = kr_job_new(KR_JOB_APPEND, t);
     if (blk == NULL || m == NULL || j == NULL) {
         kr_block_unref(blk);
         free(m);
-        free(j);
+        kr_job_free(j);
         snprintf(msg, msglen, "out of memory queueing the batch");
         rc = KRAPPY_E_STORAGE;
         goto out;
@@ -1060,16 +1045,12 @@ krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_
     kr_batch_header_put(blk->data, base, (uint32_t)count, max_ts,
                         (uint32_t)(batch_len - KR_BATCH_HEADER_BYTES));
 
-    j->kind = KR_JOB_APPEND;
-    j->t = t;
-    j->w = t->w;
-    j->block = blk;
-    j->base = base;
-    j->count = (uint32_t)count;
-    j->max_ts = max_ts;
-    j->sync = sync;
-    j->meta = m;
-    j->new_seg_fd = -1;
+    j->append.block = blk;
+    j->append.base = base;
+    j->append.count = (uint32_t)count;
+    j->append.max_ts = max_ts;
+    j->append.sync = sync;
+    j->append.meta = m;
     j->done = done;
     j->arg = arg;
     t->assigned += count;

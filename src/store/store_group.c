@@ -205,18 +205,15 @@ int kr_store_groups_load(kr_store *s, kr_topic *t, char *err, size_t errlen)
 
 static kr_job *cursor_job(kr_store *s, kr_tgroup *tg)
 {
-    kr_job *j = calloc(1, sizeof *j);
+    kr_job *j = kr_job_new(KR_JOB_CURSOR, tg->t);
     if (j == NULL)
         return NULL;
-    j->kind = KR_JOB_CURSOR;
-    j->t = tg->t;
-    j->w = tg->t->w;
-    j->new_seg_fd = -1;
-    memcpy(j->group, tg->g->name, tg->g->name_len);
-    j->group_len = tg->g->name_len;
-    j->cursor = tg->g->cursor;
-    j->origin = tg->g->origin;
-    j->sync = s->o.fsync_cursors;
+    j->cursor.tg = tg;
+    j->cursor.group = tg->g->name;
+    j->cursor.group_len = tg->g->name_len;
+    j->cursor.cursor = tg->g->cursor;
+    j->cursor.origin = tg->g->origin;
+    j->cursor.sync = s->o.fsync_cursors;
     return j;
 }
 
@@ -239,11 +236,11 @@ int kr_store_group_persist(kr_store *s, kr_tgroup *tg, kr_store_done done, void 
 void kr_store_cursor_done(kr_store *s, kr_job *j)
 {
     (void)s;
-    kr_tgroup *tg = kr_store_group(j->t, (const uint8_t *)j->group, j->group_len);
-    if (tg != NULL && j->err == KRAPPY_OK && j->cursor > tg->g->durable)
-        tg->g->durable = j->cursor;
-    kr_store_result res = {.err = j->err, .first = j->cursor};
-    snprintf(res.msg, sizeof res.msg, "%s", j->msg);
+    kr_tgroup *tg = j->cursor.tg;
+    if (j->err == KRAPPY_OK && j->cursor.cursor > tg->g->durable)
+        tg->g->durable = j->cursor.cursor;
+    kr_store_result res = {.err = j->err, .first = j->cursor.cursor};
+    snprintf(res.msg, sizeof res.msg, "%s", kr_job_msg(j));
     if (j->done != NULL)
         j->done(j->arg, &res);
 }

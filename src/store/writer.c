@@ -18,7 +18,6 @@
 #include "store/writer.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
@@ -72,35 +71,6 @@ struct kr_writer {
 };
 
 /* ---- small helpers ---- */
-
-static void job_fail(kr_job *j, int err, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void job_fail(kr_job *j, int err, const char *fmt, ...)
-{
-    (void)err;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(j->msg, sizeof j->msg, fmt, ap);
-    va_end(ap);
-    j->err = KRAPPY_E_STORAGE;
-}
-
-/* A sentence fragment for an errno, with advice for the usual ones. */
-static const char *errno_advice(int e)
-{
-    switch (e) {
-    case ENOSPC:
-    case EDQUOT:
-        return "the disk is full; free space and retry";
-    case EIO:
-        return "an I/O error on the disk; check the device";
-    case EROFS:
-        return "the file system is read-only";
-    default:
-        return strerror(e);
-    }
-}
 
 static int write_all_at(int fd, const void *p, size_t n, uint64_t pos)
 {
@@ -223,7 +193,7 @@ static int wtopic_sync(kr_writer *wr, kr_wtopic *w, char *msg, size_t msglen)
     int e = errno;
     w->broken = true;
     kr_counter_add(wr->m_failures, 1);
-    snprintf(msg, msglen, "syncing %s failed: %s", w->dir, errno_advice(e ? e : first));
+    snprintf(msg, msglen, "syncing %s failed: %s", w->dir, kr_errno_advice(e ? e : first));
     return -1;
 }
 
@@ -261,7 +231,8 @@ static int roll_segment(kr_writer *wr, kr_wtopic *w, uint64_t base, int *read_fd
         return -1;
     int fd;
     if (create_segment(w->dirfd, base, &fd) < 0) {
-        snprintf(msg, msglen, "cannot start a new segment in %s: %s", w->dir, errno_advice(errno));
+        snprintf(msg, msglen, "cannot start a new segment in %s: %s", w->dir,
+                 kr_errno_advice(errno));
         return -1;
     }
     kr_index_meta im = {.next = w->next, .max_ts = w->max_ts};
@@ -298,14 +269,14 @@ static void run_create(kr_job *j)
             close(pfd);
         }
         if (!ok) {
-            job_fail(j, e, "cannot create %s: %s", w->dir, errno_advice(e));
+            kr_job_fail(j, e, "cannot create %s", w->dir);
             return;
         }
     }
     int dirfd = open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), fd = -1;
     if (dirfd < 0 || create_segment(dirfd, 0, &fd) < 0) {
         int e = errno;
-        job_fail(j, e, "cannot create the first segment in %s: %s", w->dir, errno_advice(e));
+        kr_job_fail(j, e, "cannot create the first segment in %s", w->dir);
         if (dirfd >= 0)
             close(dirfd);
         return;
@@ -315,7 +286,7 @@ static void run_create(kr_job *j)
     w->seg_base = 0;
     w->file_len = w->synced_len = KR_SEG_HEADER_BYTES;
     w->next = 0;
-    j->new_seg_fd = dup(fd);
+    j->create.new_seg_fd = dup(fd);
 }
 
 /*
@@ -330,48 +301,48 @@ static void run_appends(kr_writer *wr, kr_job **jobs, size_t n)
 
     if (w->fd < 0) {
         for (; i < n; i++)
-            job_fail(jobs[i], EIO, "the topic could not be created on disk; register again");
+            kr_job_fail(jobs[i], 0, "the topic could not be created on disk; register again");
         return;
     }
     if (w->broken && wtopic_sync(wr, w, msg, sizeof msg) < 0) {
         for (; i < n; i++)
-            job_fail(jobs[i], EIO, "%s; writes to this topic are refused until it succeeds", msg);
+            kr_job_fail(jobs[i], 0, "%s; writes to this topic are refused until it succeeds", msg);
         return;
     }
     while (i < n) {
         /* Offsets must follow the file: after a failure they do not. */
-        if (jobs[i]->base != w->next) {
-            job_fail(jobs[i], 0,
-                     "an earlier write to this topic failed, so this one was not stored; "
-                     "retry it");
+        if (jobs[i]->append.base != w->next) {
+            kr_job_fail(jobs[i], 0,
+                        "an earlier write to this topic failed, so this one was not stored; "
+                        "retry it");
             i++;
             continue;
         }
-        uint64_t len0 = jobs[i]->block->len;
+        uint64_t len0 = jobs[i]->append.block->len;
         if (w->file_len > KR_SEG_HEADER_BYTES && w->file_len + len0 > wr->segment_bytes) {
             int rfd = -1;
-            if (roll_segment(wr, w, jobs[i]->base, &rfd, msg, sizeof msg) < 0) {
+            if (roll_segment(wr, w, jobs[i]->append.base, &rfd, msg, sizeof msg) < 0) {
                 for (; i < n; i++)
-                    job_fail(jobs[i], EIO, "%s", msg);
+                    kr_job_fail(jobs[i], 0, "%s", msg);
                 return;
             }
-            jobs[i]->new_seg_fd = rfd;
+            jobs[i]->append.new_seg_fd = rfd;
         }
         /* Gather batches that fit this segment. */
         struct iovec iov[KR_WRITER_IOV];
         size_t k = 0;
         uint64_t total = 0, expect = w->next;
         while (i + k < n && k < KR_WRITER_IOV) {
-            kr_job *j = jobs[i + k];
-            if (j->base != expect)
+            kr_job_append *a = &jobs[i + k]->append;
+            if (a->base != expect)
                 break;
-            if (k > 0 && w->file_len + total + j->block->len > wr->segment_bytes)
+            if (k > 0 && w->file_len + total + a->block->len > wr->segment_bytes)
                 break;
-            kr_batch_seal(j->block->data); /* the loop only encodes */
-            iov[k].iov_base = j->block->data;
-            iov[k].iov_len = j->block->len;
-            total += j->block->len;
-            expect += j->count;
+            kr_batch_seal(a->block->data); /* the loop only encodes */
+            iov[k].iov_base = a->block->data;
+            iov[k].iov_len = a->block->len;
+            total += a->block->len;
+            expect += a->count;
             k++;
         }
         /* Write, resuming after short writes; stop at the first error. */
@@ -414,19 +385,19 @@ static void run_appends(kr_writer *wr, kr_job **jobs, size_t n)
         /* Whole batches landed; a torn one is cut off before anything else. */
         uint64_t landed = 0;
         size_t whole = 0;
-        while (whole < k && landed + jobs[i + whole]->block->len <= done)
-            landed += jobs[i + whole++]->block->len;
+        while (whole < k && landed + jobs[i + whole]->append.block->len <= done)
+            landed += jobs[i + whole++]->append.block->len;
         for (size_t x = 0; x < whole; x++) {
-            kr_job *j = jobs[i + x];
-            j->seg_base = w->seg_base;
-            j->pos = w->file_len;
-            kr_index_add(&w->idx, j->base, w->file_len);
-            if (remember_unsynced(w, j->block, w->file_len) < 0)
+            kr_job_append *a = &jobs[i + x]->append;
+            a->seg_base = w->seg_base;
+            a->pos = w->file_len;
+            kr_index_add(&w->idx, a->base, w->file_len);
+            if (remember_unsynced(w, a->block, w->file_len) < 0)
                 w->broken = true; /* cannot repair without it: force a sync */
-            w->file_len += j->block->len;
-            w->next += j->count;
-            if (j->max_ts > w->max_ts)
-                w->max_ts = j->max_ts;
+            w->file_len += a->block->len;
+            w->next += a->count;
+            if (a->max_ts > w->max_ts)
+                w->max_ts = a->max_ts;
         }
         if (whole < k) {
             kr_counter_add(wr->m_failures, 1);
@@ -437,16 +408,9 @@ static void run_appends(kr_writer *wr, kr_job **jobs, size_t n)
             }
             kr_log(KR_LOG_WARN, "stream write failed", "dir", w->dir, "reason",
                    strerror(err ? err : ENOSPC), NULL);
-            for (size_t x = whole; x < k; x++)
-                job_fail(jobs[i + x], err,
-                         "writing to %s failed: %s; nothing of this request "
-                         "was stored",
-                         w->dir, errno_advice(err ? err : ENOSPC));
-            for (size_t x = i + k; x < n; x++)
-                job_fail(jobs[x], err,
-                         "writing to %s failed: %s; nothing of this request "
-                         "was stored",
-                         w->dir, errno_advice(err ? err : ENOSPC));
+            for (size_t x = i + whole; x < n; x++)
+                kr_job_fail(jobs[x], err ? err : ENOSPC,
+                            "writing to %s failed (nothing of this request was stored)", w->dir);
             return;
         }
         i += k;
@@ -528,9 +492,11 @@ static int ck_cmp(const void *pa, const void *pb)
  */
 static int checkpoint_sync(kr_writer *wr, kr_job *j)
 {
-    for (size_t i = 0; i < j->n_ck; i++) {
-        if (j->ck[i].w != NULL && wtopic_sync(wr, j->ck[i].w, j->msg, sizeof j->msg) < 0) {
-            j->err = KRAPPY_E_STORAGE;
+    char msg[256];
+    for (size_t i = 0; i < j->checkpoint.n; i++) {
+        if (j->checkpoint.ck[i].w != NULL &&
+            wtopic_sync(wr, j->checkpoint.ck[i].w, msg, sizeof msg) < 0) {
+            kr_job_fail(j, 0, "%s", msg);
             return -1;
         }
     }
@@ -548,34 +514,35 @@ static void run_checkpoint(kr_writer *wr, kr_job *j)
 {
     uint64_t t0 = kr_now_ns();
     char err[256];
-    qsort(j->ck, j->n_ck, sizeof *j->ck, ck_cmp);
+    kr_ckpt_topic *cks = j->checkpoint.ck;
+    size_t n = j->checkpoint.n;
+    qsort(cks, n, sizeof *cks, ck_cmp);
     kr_view_ckpt *ck = kr_view_ckpt_new(wr->view, err, sizeof err);
     if (ck == NULL) {
         kr_counter_add(wr->m_failures, 1);
-        job_fail(j, EIO, "%s", err);
+        kr_job_fail(j, 0, "%s", err);
         return;
     }
-    for (size_t i = 0; i < j->n_ck; i++) {
-        kr_ckpt_topic *c = &j->ck[i];
+    for (size_t i = 0; i < n; i++) {
+        kr_ckpt_topic *c = &cks[i];
         struct fold f = {wr->view, ck, c->t->name, c->t->name_len, c->keys, 0, NULL};
         if (c->ov != NULL && fold_sorted(c->ov, &f) < 0) {
             kr_view_ckpt_abort(ck);
-            job_fail(j, ENOMEM, "out of memory sorting a checkpoint");
+            kr_job_fail(j, 0, "out of memory sorting a checkpoint");
             return;
         }
         if (f.err) {
             kr_view_ckpt_abort(ck);
-            job_fail(j, EIO, "reading the view failed during a checkpoint");
+            kr_job_fail(j, 0, "reading the view failed during a checkpoint");
             return;
         }
         c->keys = f.keys;
     }
-    for (size_t i = 0; i < j->n_ck; i++)
-        kr_view_ckpt_marker(ck, j->ck[i].t->name, j->ck[i].t->name_len, j->ck[i].next,
-                            j->ck[i].keys);
+    for (size_t i = 0; i < n; i++)
+        kr_view_ckpt_marker(ck, cks[i].t->name, cks[i].t->name_len, cks[i].next, cks[i].keys);
     if (kr_view_ckpt_commit(ck, err, sizeof err) < 0) {
         kr_counter_add(wr->m_failures, 1);
-        job_fail(j, EIO, "%s", err); /* the loop reopens the view */
+        kr_job_fail(j, 0, "%s", err); /* the loop reopens the view */
         return;
     }
     kr_counter_add(wr->m_checkpoints, 1);
@@ -584,10 +551,10 @@ static void run_checkpoint(kr_writer *wr, kr_job *j)
 
 static void run_delete(kr_job *j)
 {
-    for (size_t i = 0; i < j->n_paths; i++)
-        if (unlink(j->paths[i]) < 0 && errno != ENOENT)
-            kr_log(KR_LOG_WARN, "cannot delete a retired segment", "path", j->paths[i], "reason",
-                   strerror(errno), NULL);
+    for (size_t i = 0; i < j->del.n; i++)
+        if (unlink(j->del.paths[i]) < 0 && errno != ENOENT)
+            kr_log(KR_LOG_WARN, "cannot delete a retired segment", "path", j->del.paths[i],
+                   "reason", strerror(errno), NULL);
     if (j->w != NULL)
         fsync_dir(j->w->dirfd);
 }
@@ -602,26 +569,27 @@ static void run_delete(kr_job *j)
 static void unwind_from(kr_job *from, const char *why)
 {
     kr_wtopic *w = from->w;
-    if (from->seg_base != w->seg_base)
+    const kr_job_append *a = &from->append;
+    if (a->seg_base != w->seg_base)
         return; /* in a segment synced when it was rolled: durable */
-    if (ftruncate(w->fd, (off_t)from->pos) < 0) {
+    if (ftruncate(w->fd, (off_t)a->pos) < 0) {
         kr_log(KR_LOG_ERROR, "cannot take back unsynced batches", "dir", w->dir, "reason",
                strerror(errno), NULL);
         w->broken = true;
     }
-    while (w->n_unsynced > 0 && w->unsynced[w->n_unsynced - 1].pos >= from->pos) {
+    while (w->n_unsynced > 0 && w->unsynced[w->n_unsynced - 1].pos >= a->pos) {
         kr_block *b = w->unsynced[--w->n_unsynced].b;
         w->unsynced_bytes -= sizeof *b + b->cap;
         kr_block_unref(b);
     }
-    kr_index_cut(&w->idx, from->pos);
-    if (w->synced_len > from->pos)
-        w->synced_len = from->pos;
-    w->file_len = from->pos;
-    w->next = from->base;
+    kr_index_cut(&w->idx, a->pos);
+    if (w->synced_len > a->pos)
+        w->synced_len = a->pos;
+    w->file_len = a->pos;
+    w->next = a->base;
     for (kr_job *y = from; y != NULL; y = TAILQ_NEXT(y, link))
         if (y->kind == KR_JOB_APPEND && y->w == w && y->err == KRAPPY_OK)
-            job_fail(y, EIO, "%s; nothing of this request was stored", why);
+            kr_job_fail(y, 0, "%s; nothing of this request was stored", why);
 }
 
 /*
@@ -640,12 +608,13 @@ static void run_cursors(kr_writer *wr, struct kr_job_list *round)
         if (j->kind != KR_JOB_CURSOR)
             continue;
         if (b == NULL && (b = kr_view_batch_new()) == NULL) {
-            job_fail(j, ENOMEM, "out of memory writing a group cursor");
+            kr_job_fail(j, 0, "out of memory writing a group cursor");
             continue;
         }
-        kr_view_batch_cursor(b, j->t->name, j->t->name_len, (const uint8_t *)j->group, j->group_len,
-                             j->cursor, j->origin);
-        sync = sync || j->sync;
+        const kr_job_cursor *c = &j->cursor;
+        kr_view_batch_cursor(b, j->t->name, j->t->name_len, (const uint8_t *)c->group, c->group_len,
+                             c->cursor, c->origin);
+        sync = sync || c->sync;
     }
     if (b == NULL)
         return;
@@ -654,7 +623,7 @@ static void run_cursors(kr_writer *wr, struct kr_job_list *round)
         kr_counter_add(wr->m_failures, 1);
         TAILQ_FOREACH(j, round, link)
         if (j->kind == KR_JOB_CURSOR && j->err == KRAPPY_OK)
-            job_fail(j, EIO, "%s", err);
+            kr_job_fail(j, 0, "%s", err);
     }
     kr_view_batch_free(b);
 }
@@ -681,7 +650,7 @@ static void run_round(kr_writer *wr, struct kr_job_list *round)
             run_create(j);
             break;
         case KR_JOB_CHECKPOINT:
-            j->deferred = checkpoint_sync(wr, j) == 0;
+            j->checkpoint.deferred = checkpoint_sync(wr, j) == 0;
             break;
         case KR_JOB_DELETE:
             run_delete(j);
@@ -696,7 +665,7 @@ static void run_round(kr_writer *wr, struct kr_job_list *round)
     /* One fdatasync per file for all the "sync" appends of the round. */
     TAILQ_FOREACH(j, round, link)
     {
-        if (j->kind != KR_JOB_APPEND || !j->sync || j->err != KRAPPY_OK)
+        if (j->kind != KR_JOB_APPEND || !j->append.sync || j->err != KRAPPY_OK)
             continue;
         char msg[256];
         if (wtopic_sync(wr, j->w, msg, sizeof msg) < 0)
@@ -747,7 +716,8 @@ static void *writer_main(void *arg)
         kr_job *next;
         for (j = TAILQ_FIRST(&round); j != NULL; j = next) {
             next = TAILQ_NEXT(j, link);
-            if (j->deferred) { /* its RocksDB half goes to the view thread */
+            if (j->kind == KR_JOB_CHECKPOINT && j->checkpoint.deferred) {
+                /* its RocksDB half goes to the view thread */
                 TAILQ_REMOVE(&round, j, link);
                 TAILQ_INSERT_TAIL(&wr->vqueue, j, link);
                 pthread_cond_signal(&wr->vcv);
@@ -776,7 +746,7 @@ static void *view_main(void *arg)
         }
         TAILQ_REMOVE(&wr->vqueue, j, link);
         pthread_mutex_unlock(&wr->mu);
-        j->deferred = false;
+        j->checkpoint.deferred = false;
         run_checkpoint(wr, j);
         pthread_mutex_lock(&wr->mu);
         TAILQ_INSERT_TAIL(&wr->done, j, link);
@@ -857,7 +827,8 @@ int kr_writer_start(kr_writer **out, struct event_base *base, kr_view *view, uin
 void kr_writer_submit(kr_writer *wr, kr_job *j)
 {
     j->err = KRAPPY_OK;
-    j->msg[0] = '\0';
+    free(j->msg);
+    j->msg = NULL;
     pthread_mutex_lock(&wr->mu);
     TAILQ_INSERT_TAIL(&wr->queue, j, link);
     wr->pending++;

@@ -19,64 +19,8 @@
 #include <sys/queue.h>
 
 #include "store/block.h"
+#include "store/job.h"
 #include "store/store.h"
-
-typedef enum kr_job_kind {
-    KR_JOB_CREATE,     /* create a topic's directory and first segment */
-    KR_JOB_BARRIER,    /* nothing: completes after every earlier job */
-    KR_JOB_APPEND,     /* append one stored batch */
-    KR_JOB_CHECKPOINT, /* sync streams, write frozen overlays + markers */
-    KR_JOB_DELETE,     /* unlink retired segment files */
-    KR_JOB_CURSOR      /* persist a group cursor (RocksDB, WAL on) */
-} kr_job_kind;
-
-/* One topic's part of a checkpoint. */
-typedef struct kr_ckpt_topic {
-    kr_topic *t;
-    struct kr_wtopic *w;
-    const kr_overlay *ov; /* frozen: read-only while the job runs */
-    uint64_t next;        /* marker to write */
-    uint64_t keys;        /* in: live keys before; out: after */
-} kr_ckpt_topic;
-
-struct kr_job {
-    kr_job_kind kind;
-    kr_topic *t;
-    struct kr_wtopic *w; /* the topic's writer state (allocated by the loop with
-                            the topic; CREATE fills it in) */
-    /* APPEND */
-    kr_block *block; /* stored batch at data[0..len); header CRC filled by the writer */
-    uint64_t base;
-    uint32_t count;
-    uint64_t max_ts;
-    bool sync;
-    struct kr_ev_meta *meta; /* per-event facts for the loop's fold (malloc'd, the
-                                loop's: the writer never reads it) */
-    uint64_t seg_base;       /* out: segment it landed in */
-    uint64_t pos;            /* out: position of its batch header */
-    int new_seg_fd;          /* out: read fd of a segment the writer started, or -1 */
-    /* CHECKPOINT */
-    kr_ckpt_topic *ck;
-    size_t n_ck;
-    /* DELETE */
-    char **paths;
-    size_t n_paths;
-    /* CURSOR: every cursor job of a round is one WAL-on RocksDB write,
-     * fsync'd when any of them asks (--fsync-cursors) */
-    char group[KRAPPY_MAX_NAME_BYTES + 1];
-    size_t group_len;
-    uint64_t cursor;
-    uint64_t origin;
-    bool deferred; /* CHECKPOINT: streams synced, RocksDB half pending */
-    /* result */
-    krappy_err err;
-    char msg[256];
-    kr_store_done done;
-    void *arg;
-    TAILQ_ENTRY(kr_job) link;
-};
-
-TAILQ_HEAD(kr_job_list, kr_job);
 
 /* The writer's state of one topic. */
 typedef struct kr_wtopic {
