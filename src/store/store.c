@@ -1,10 +1,10 @@
 /*
- * store/store.c - topics, recovery at start, the PUBLISH path, writer
- * completions, checkpoints and retention. Reads live in store_read.c.
+ * store/store.c - topics, the PUBLISH path, writer completions, checkpoints
+ * and retention. Recovery at start lives in recovery.c, reads in
+ * store_read.c, consumer groups in store_group.c.
  */
 #include "store/store_int.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -25,7 +25,7 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static char *path_join(const char *a, const char *b)
+char *kr_store_path(const char *a, const char *b)
 {
     size_t n = strlen(a) + strlen(b) + 2;
     char *p = malloc(n);
@@ -62,7 +62,7 @@ static size_t topic_slot(const kr_store *s, const uint8_t *name, size_t len, boo
     return lo;
 }
 
-static kr_topic *topic_new(kr_store *s, const uint8_t *name, size_t len)
+kr_topic *kr_store_topic_new(kr_store *s, const uint8_t *name, size_t len)
 {
     kr_topic *t = calloc(1, sizeof *t);
     if (t == NULL)
@@ -94,7 +94,7 @@ static kr_topic *topic_new(kr_store *s, const uint8_t *name, size_t len)
     return t;
 }
 
-static int topic_insert(kr_store *s, kr_topic *t)
+int kr_store_topic_insert(kr_store *s, kr_topic *t)
 {
     bool found;
     size_t at = topic_slot(s, (const uint8_t *)t->name, t->name_len, &found);
@@ -114,8 +114,10 @@ static int topic_insert(kr_store *s, kr_topic *t)
     return 0;
 }
 
-static void topic_free(kr_topic *t)
+void kr_store_topic_free(kr_topic *t)
 {
+    if (t == NULL)
+        return;
     kr_store_groups_free(t);
     for (size_t i = 0; i < t->n_segs; i++)
         kr_segment_free(t->segs[i]);
@@ -150,7 +152,7 @@ uint64_t kr_topic_keys(const kr_topic *t)
     return t->keys;
 }
 
-static kr_segment *segment_new(uint64_t base, int fd)
+kr_segment *kr_segment_new(uint64_t base, int fd)
 {
     kr_segment *seg = calloc(1, sizeof *seg);
     if (seg == NULL)
@@ -161,7 +163,7 @@ static kr_segment *segment_new(uint64_t base, int fd)
     return seg;
 }
 
-static int topic_add_segment(kr_topic *t, kr_segment *seg)
+int kr_topic_add_segment(kr_topic *t, kr_segment *seg)
 {
     if (t->n_segs == t->cap_segs) {
         size_t cap = t->cap_segs ? t->cap_segs * 2 : 8;
@@ -193,333 +195,6 @@ static int fold_meta(kr_topic *t, kr_block *b, const kr_ev_meta *m, uint32_t n, 
             return -1;
     }
     return 0;
-}
-
-/*
- * Fold a batch read back from disk (replay): parse each delivered event,
- * joining indefinite-length keys into the block's spare room, and put the
- * events with offset >= from into the active overlay.
- */
-static int fold_stored(kr_topic *t, kr_block *b, size_t payload_pos, const kr_batch_hdr *h,
-                       uint64_t from, bool older, uint64_t *folded)
-{
-    size_t pos = payload_pos, extra = b->len;
-    const uint8_t *end = b->data + payload_pos + h->len;
-    for (uint32_t i = 0; i < h->count; i++) {
-        kr_cbor_item ev;
-        kr_event_view v;
-        if (kr_cbor_read(b->data + pos, (size_t)(end - (b->data + pos)), &ev) < 0 ||
-            kr_event_view_read(&ev, &v) < 0)
-            return -1;
-        uint64_t off = h->base + i;
-        if (off >= from && v.key.kind != KR_CBOR_NULL) {
-            uint32_t kpos, klen = (uint32_t)v.key.str_len;
-            if (v.key.str != NULL) {
-                kpos = (uint32_t)(v.key.str - b->data);
-            } else {
-                if (extra + klen > b->cap)
-                    return -1;
-                kr_cbor_str_copy(&v.key, b->data + extra, klen);
-                kpos = (uint32_t)extra;
-                extra += klen;
-            }
-            kr_ov_entry e = {.key = b->data + kpos,
-                             .key_len = klen,
-                             .event = b->data + pos,
-                             .ev_len = (uint32_t)ev.raw_len,
-                             .offset = off,
-                             .ts = v.ts,
-                             .tombstone = v.value.kind == KR_CBOR_NULL};
-            int rc = older ? kr_overlay_put_older(t->active, &e) : kr_overlay_put(t->active, &e);
-            if (rc < 0)
-                return -1;
-            (*folded)++;
-        } else if (off >= from) {
-            (*folded)++;
-        }
-        pos += ev.raw_len;
-    }
-    return 0;
-}
-
-/* Read the stream [from, t->next) back into the active overlay. */
-static int replay(kr_store *s, kr_topic *t, uint64_t from, bool older, uint64_t *replayed)
-{
-    *replayed = 0;
-    for (size_t i = 0; i < t->n_segs; i++) {
-        kr_segment *seg = t->segs[i];
-        if (seg->next <= from)
-            continue;
-        uint64_t pos = kr_index_find(&seg->idx, from);
-        while (pos + KR_BATCH_HEADER_BYTES <= seg->size) {
-            uint8_t hb[KR_BATCH_HEADER_BYTES];
-            kr_batch_hdr h;
-            if (pread(seg->fd, hb, sizeof hb, (off_t)pos) != (ssize_t)sizeof hb ||
-                kr_batch_header_decode(hb, &h) < 0)
-                break; /* corrupt: already reported by the scan */
-            if (h.base + h.count > from) {
-                size_t need = KR_BATCH_HEADER_BYTES + h.len;
-                kr_block *b = kr_block_new(need + h.len);
-                if (b == NULL)
-                    return -1;
-                b->len = need;
-                if (pread(seg->fd, b->data, need, (off_t)pos) != (ssize_t)need ||
-                    !kr_batch_verify(b->data, b->data + KR_BATCH_HEADER_BYTES, h.len)) {
-                    kr_block_unref(b);
-                    pos += need;
-                    continue;
-                }
-                int rc = fold_stored(t, b, KR_BATCH_HEADER_BYTES, &h, from, older, replayed);
-                kr_block_unref(b);
-                if (rc < 0)
-                    return -1;
-            }
-            pos += KR_BATCH_HEADER_BYTES + h.len;
-        }
-    }
-    (void)s;
-    return 0;
-}
-
-/* ---- recovery at start ---- */
-
-struct scan_ctx {
-    kr_segment *seg;
-};
-
-static void scan_hint(void *arg, const kr_batch_hdr *h, uint64_t pos)
-{
-    struct scan_ctx *c = arg;
-    kr_index_add(&c->seg->idx, h->base, pos);
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-/*
- * Recover one topic directory: every segment scanned or its index hint
- * loaded, the torn tail of the last one cut off (and synced), the view's
- * marker clamped to the stream, and the events after the marker replayed.
- */
-static int recover_topic(kr_store *s, const char *name, char *err, size_t errlen)
-{
-    char *dir = path_join(s->topics_dir, name);
-    int dirfd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-    uint64_t *bases = NULL;
-    size_t nb = 0, cap = 0;
-    kr_topic *t = NULL;
-    int rc = -1;
-    DIR *d = dirfd >= 0 ? fdopendir(dup(dirfd)) : NULL;
-    if (d == NULL) {
-        snprintf(err, errlen, "cannot open topic directory %s: %s", dir ? dir : name,
-                 strerror(errno));
-        goto out;
-    }
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        uint64_t b;
-        if (kr_seg_parse_name(de->d_name, &b) < 0)
-            continue;
-        if (nb == cap) {
-            cap = cap ? cap * 2 : 16;
-            uint64_t *n = realloc(bases, cap * sizeof *n);
-            if (n == NULL) {
-                closedir(d);
-                snprintf(err, errlen, "out of memory");
-                goto out;
-            }
-            bases = n;
-        }
-        bases[nb++] = b;
-    }
-    closedir(d);
-    if (nb == 0) {
-        /* Creation never finished (no PRODUCER_REGISTER was answered). */
-        kr_log(KR_LOG_WARN, "topic directory without segments ignored", "topic", name, NULL);
-        rc = 0;
-        goto out;
-    }
-    qsort(bases, nb, sizeof *bases, cmp_u64);
-    t = topic_new(s, (const uint8_t *)name, strlen(name));
-    if (t == NULL) {
-        snprintf(err, errlen, "out of memory");
-        goto out;
-    }
-    uint64_t truncated = 0;
-    kr_seg_scan last_scan;
-    memset(&last_scan, 0, sizeof last_scan);
-    for (size_t i = 0; i < nb; i++) {
-        char sname[KR_SEG_NAME_BYTES];
-        kr_seg_name(sname, bases[i]);
-        bool last = i + 1 == nb;
-        int fd = openat(dirfd, sname, (last ? O_RDWR : O_RDONLY) | O_CLOEXEC);
-        struct stat st;
-        if (fd < 0 || fstat(fd, &st) < 0) {
-            snprintf(err, errlen, "cannot open %s/%s: %s", dir, sname, strerror(errno));
-            if (fd >= 0)
-                close(fd);
-            goto out;
-        }
-        kr_segment *seg = segment_new(bases[i], fd);
-        if (seg == NULL || topic_add_segment(t, seg) < 0) {
-            close(fd);
-            free(seg);
-            snprintf(err, errlen, "out of memory");
-            goto out;
-        }
-        kr_index_meta im;
-        if (!last && kr_index_load(dirfd, bases[i], (uint64_t)st.st_size, &im, &seg->idx) == 0) {
-            if (im.next == bases[i + 1]) {
-                /* A closed segment with a good hint: verified on first read. */
-                seg->next = im.next;
-                seg->size = (uint64_t)st.st_size;
-                seg->max_ts = im.max_ts;
-                continue;
-            }
-            kr_index_free(&seg->idx);
-        }
-        struct scan_ctx sc = {seg};
-        kr_seg_scan scan;
-        if (kr_seg_scan_fd(fd, &scan, scan_hint, &sc) < 0) {
-            snprintf(err, errlen,
-                     "segment %s/%s is unreadable (%s); move it away to start without it", dir,
-                     sname, errno == EINVAL ? "bad header" : strerror(errno));
-            goto out;
-        }
-        seg->next = scan.next;
-        seg->size = scan.good_end;
-        seg->max_ts = scan.max_ts;
-        seg->verified = true;
-        seg->n_corrupt = scan.n_corrupt;
-        memcpy(seg->corrupt, scan.corrupt, sizeof scan.corrupt);
-        for (size_t c = 0; c < scan.n_corrupt; c++) {
-            char range[64];
-            snprintf(range, sizeof range, "%llu..%llu", (unsigned long long)scan.corrupt[c].first,
-                     (unsigned long long)scan.corrupt[c].next);
-            kr_log(KR_LOG_ERROR, "corrupt batch found; its events will not be served", "topic",
-                   name, "segment", sname, "offsets", range, NULL);
-        }
-        if (scan.torn) {
-            if (last) {
-                truncated = scan.file_len - scan.good_end;
-                if (ftruncate(fd, (off_t)scan.good_end) < 0 || fdatasync(fd) < 0) {
-                    snprintf(err, errlen, "cannot truncate the torn tail of %s/%s: %s", dir, sname,
-                             strerror(errno));
-                    goto out;
-                }
-            } else {
-                kr_log(KR_LOG_ERROR, "bad bytes at the end of a closed segment are not served",
-                       "topic", name, "segment", sname, NULL);
-            }
-        }
-        if (last)
-            last_scan = scan;
-        else if (scan.next != bases[i + 1])
-            kr_log(KR_LOG_ERROR, "offsets missing between segments", "topic", name, "segment",
-                   sname, NULL);
-    }
-    for (size_t i = 0; i < t->n_segs; i++)
-        t->bytes += t->segs[i]->size;
-    t->first = t->segs[0]->base;
-    t->next = t->assigned = t->segs[t->n_segs - 1]->next;
-    t->ready = true;
-
-    /* The view must not be ahead of the stream. */
-    uint64_t marker = 0, keys = 0;
-    int m = kr_view_marker(s->view, t->name, t->name_len, &marker, &keys, err, errlen);
-    if (m < 0)
-        goto out;
-    if (m == 0) {
-        marker = t->first;
-        keys = 0;
-    } else if (marker > t->next) {
-        char a[32], b[32];
-        snprintf(a, sizeof a, "%llu", (unsigned long long)marker);
-        snprintf(b, sizeof b, "%llu", (unsigned long long)t->next);
-        kr_log(KR_LOG_WARN, "the view is ahead of the stream; rebuilding it from the stream",
-               "topic", name, "marker", a, "next", b, NULL);
-        kr_view_batch *vb = kr_view_batch_new();
-        if (vb == NULL)
-            goto out;
-        kr_view_batch_drop_topic(vb, t->name, t->name_len);
-        int wrc = kr_view_write(s->view, vb, err, errlen);
-        kr_view_batch_free(vb);
-        if (wrc < 0)
-            goto out;
-        marker = t->first;
-        keys = 0;
-    } else if (marker < t->first) {
-        marker = t->first;
-    }
-    t->marker = marker;
-    t->keys = keys;
-    if (kr_store_groups_load(s, t, err, errlen) < 0)
-        goto out;
-    uint64_t replayed = 0;
-    if (replay(s, t, marker, false, &replayed) < 0) {
-        snprintf(err, errlen, "out of memory replaying topic %s", name);
-        goto out;
-    }
-    kr_counter_add(s->m_replayed, replayed);
-
-    kr_segment *ls = t->segs[t->n_segs - 1];
-    t->w = kr_wtopic_new(dir, dirfd, ls->fd, ls->base, ls->size, t->next, ls->max_ts);
-    if (t->w == NULL)
-        goto out;
-    /* The writer leaves the active segment's index behind when it rolls:
-     * start it with the hints of the part written before this start, or
-     * that index would only cover what comes after. */
-    (void)kr_index_copy(&t->w->idx, &ls->idx); /* a hint: without it, a scan next time */
-    dirfd = -1;                                /* the writer state owns it now */
-    ls->fd = dup(ls->fd);
-    (void)last_scan;
-
-    char f[24], n[24], mk[24], rp[24], tr[24], sg[24];
-    snprintf(f, sizeof f, "%llu", (unsigned long long)t->first);
-    snprintf(n, sizeof n, "%llu", (unsigned long long)t->next);
-    snprintf(mk, sizeof mk, "%llu", (unsigned long long)marker);
-    snprintf(rp, sizeof rp, "%llu", (unsigned long long)replayed);
-    snprintf(tr, sizeof tr, "%llu", (unsigned long long)truncated);
-    snprintf(sg, sizeof sg, "%zu", t->n_segs);
-    kr_log(KR_LOG_INFO, "recovered topic", "topic", name, "first", f, "next", n, "marker", mk,
-           "replayed", rp, "torn_bytes_truncated", tr, "segments", sg, NULL);
-    if (topic_insert(s, t) < 0)
-        goto out;
-    t = NULL;
-    rc = 0;
-out:
-    if (t != NULL)
-        topic_free(t);
-    if (dirfd >= 0)
-        close(dirfd);
-    free(bases);
-    free(dir);
-    return rc;
-}
-
-static int recover_all(kr_store *s, char *err, size_t errlen)
-{
-    if (mkdir(s->topics_dir, 0750) < 0 && errno != EEXIST) {
-        snprintf(err, errlen, "cannot create %s: %s", s->topics_dir, strerror(errno));
-        return -1;
-    }
-    DIR *d = opendir(s->topics_dir);
-    if (d == NULL) {
-        snprintf(err, errlen, "cannot open %s: %s", s->topics_dir, strerror(errno));
-        return -1;
-    }
-    struct dirent *de;
-    int rc = 0;
-    while (rc == 0 && (de = readdir(d)) != NULL) {
-        if (!kr_topic_name_valid((const uint8_t *)de->d_name, strlen(de->d_name)))
-            continue;
-        rc = recover_topic(s, de->d_name, err, errlen);
-    }
-    closedir(d);
-    return rc;
 }
 
 /* ---- writer completions ---- */
@@ -588,8 +263,8 @@ static bool finish_append(kr_store *s, kr_job *j)
         return false;
     }
     if (a->new_seg_fd >= 0) {
-        kr_segment *seg = segment_new(a->seg_base, a->new_seg_fd);
-        if (seg == NULL || topic_add_segment(t, seg) < 0) {
+        kr_segment *seg = kr_segment_new(a->seg_base, a->new_seg_fd);
+        if (seg == NULL || kr_topic_add_segment(t, seg) < 0) {
             close(a->new_seg_fd);
             free(seg);
             kr_log(KR_LOG_ERROR, "out of memory tracking a new segment", NULL);
@@ -643,8 +318,8 @@ static void finish_create(kr_store *s, kr_job *j)
         kr_log(KR_LOG_ERROR, "cannot create topic", "topic", t->name, "reason", kr_job_msg(j),
                NULL);
     } else {
-        kr_segment *seg = segment_new(0, j->create.new_seg_fd);
-        if (seg == NULL || topic_add_segment(t, seg) < 0) {
+        kr_segment *seg = kr_segment_new(0, j->create.new_seg_fd);
+        if (seg == NULL || kr_topic_add_segment(t, seg) < 0) {
             free(seg);
             close(j->create.new_seg_fd);
             t->failed = true;
@@ -699,9 +374,9 @@ static void retention(kr_store *s, kr_topic *t)
         kr_segment *seg = t->segs[i];
         char name[KR_SEG_NAME_BYTES];
         kr_seg_name(name, seg->base);
-        paths[2 * i] = path_join(t->w->dir, name);
+        paths[2 * i] = kr_store_path(t->w->dir, name);
         kr_index_file_name(name, seg->base);
-        paths[2 * i + 1] = path_join(t->w->dir, name);
+        paths[2 * i + 1] = kr_store_path(t->w->dir, name);
         t->bytes -= seg->size;
         kr_segment_free(seg);
     }
@@ -907,14 +582,14 @@ int kr_store_register(kr_store *s, const uint8_t *name, size_t len, kr_topic **t
     j->arg = arg;
     if (t == NULL || t->failed) {
         if (t == NULL) {
-            t = topic_new(s, name, len);
+            t = kr_store_topic_new(s, name, len);
             if (t == NULL)
                 goto nomem;
-            char *dir = path_join(s->topics_dir, t->name);
+            char *dir = kr_store_path(s->topics_dir, t->name);
             t->w = dir ? kr_wtopic_new(dir, -1, -1, 0, 0, 0, 0) : NULL;
             free(dir);
-            if (t->w == NULL || topic_insert(s, t) < 0) {
-                topic_free(t);
+            if (t->w == NULL || kr_store_topic_insert(s, t) < 0) {
+                kr_store_topic_free(t);
                 goto nomem;
             }
         }
@@ -1097,9 +772,9 @@ int kr_store_open(const kr_store_opts *o, struct event_base *base, kr_metrics *m
     kr_buf_init(&s->readbuf, (size_t)o->max_frame + 4096);
     s->ranges = calloc(KR_FETCH_MAX_RANGES, sizeof *s->ranges);
     s->data_dir = strdup(o->data_dir);
-    s->topics_dir = path_join(o->data_dir, "topics");
-    char *lock = path_join(o->data_dir, "LOCK");
-    char *viewdir = path_join(o->data_dir, "view");
+    s->topics_dir = kr_store_path(o->data_dir, "topics");
+    char *lock = kr_store_path(o->data_dir, "LOCK");
+    char *viewdir = kr_store_path(o->data_dir, "view");
     s->m_events_in = kr_counter(m, "krappy_events_in_total", NULL, "Events stored.");
     s->m_bytes_in = kr_counter(m, "krappy_stream_batch_bytes_total", NULL,
                                "Bytes of stored batches (headers included).");
@@ -1136,7 +811,7 @@ int kr_store_open(const kr_store_opts *o, struct event_base *base, kr_metrics *m
     kr_view_opts vo = {.block_cache_bytes = o->block_cache_bytes, .log_dir = o->rocksdb_log_dir};
     if (kr_view_open(viewdir, &vo, &s->view, err, errlen) < 0)
         goto fail;
-    if (recover_all(s, err, errlen) < 0)
+    if (kr_store_recover(s, err, errlen) < 0)
         goto fail;
     recount_active(s);
     /* RocksDB does not sync the directory entry of its own directory, and
@@ -1202,7 +877,7 @@ void kr_store_close(kr_store *s)
         free(w);
     }
     for (size_t i = 0; i < s->n_topics; i++)
-        topic_free(s->topics[i]);
+        kr_store_topic_free(s->topics[i]);
     free(s->topics);
     kr_view_close(s->view);
     if (s->lock_fd >= 0)

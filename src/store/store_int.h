@@ -75,6 +75,30 @@ struct kr_store {
     struct event *group_tick; /* pending deadlines, 4 times a second */
 };
 
+/* store.c */
+/* "a/b", malloc'd. @return NULL on ENOMEM. */
+char *kr_store_path(const char *a, const char *b);
+/* A topic not yet in the table (not ready, no segments, an empty active
+ * overlay, its metrics registered). @return NULL on ENOMEM. */
+kr_topic *kr_store_topic_new(kr_store *s, const uint8_t *name, size_t len);
+/* Put t into the table, in name order. @return 0, or -1 on ENOMEM or when
+ * a topic of that name is there already. */
+int kr_store_topic_insert(kr_store *s, kr_topic *t);
+/* Free a topic, its segments, overlays, groups and writer state. NULL ok. */
+void kr_store_topic_free(kr_topic *t);
+/* A segment record for the file at fd (taken over) holding nothing yet.
+ * @return NULL on ENOMEM (fd is then still the caller's). */
+kr_segment *kr_segment_new(uint64_t base, int fd);
+/* Append seg to t's segments (taken over on success). @return 0, or -1 on
+ * ENOMEM. */
+int kr_topic_add_segment(kr_topic *t, kr_segment *seg);
+
+/* recovery.c */
+/* Recover every topic directory of the data directory (before the writer
+ * starts). @return 0, or -1 with err holding a sentence that says what and
+ * where. */
+int kr_store_recover(kr_store *s, char *err, size_t errlen);
+
 /* store_group.c */
 kr_tgroup *kr_store_group_add(kr_store *s, kr_topic *t, const uint8_t *name, size_t len,
                               uint64_t cursor);
