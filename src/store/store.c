@@ -609,10 +609,142 @@ nomem:
     return -1;
 }
 
+/*
+ * ---- PUBLISH: encode, block, queue ----
+ *
+ * The loop encodes a PUBLISH into its stored form (segment.h) in the
+ * store's scratch buffers, copies it into a block of its own, and queues
+ * the append; the writer seals and writes it. Per-event facts (where each
+ * event and key is) are recorded while encoding, so the completion can
+ * fold the batch into the overlay without parsing it again.
+ */
+
+/* A batch being encoded: s->enc holds header room and the events, s->meta
+ * one kr_ev_meta per event, extra the joined indefinite-length keys. */
+typedef struct batch_enc {
+    uint64_t base; /* offset of the first event */
+    uint64_t count;
+    uint64_t max_ts;
+    kr_buf extra;
+} batch_enc;
+
 /* Bytes `v` takes as a CBOR head. */
 static size_t head_size(uint64_t v)
 {
     return kr_cbor_uint_size(v);
+}
+
+/* Encode one event in delivered form ([offset, ts, key, value(,
+ * headers)]) after the batch so far, and record its facts. */
+static void encode_event(kr_store *s, batch_enc *be, const kr_event_in *ev, uint64_t off,
+                         uint64_t ts)
+{
+    kr_buf *b = &s->enc;
+    kr_ev_meta m = {.ev_pos = (uint32_t)b->len,
+                    .ts = ts,
+                    .has_key = ev->key.present,
+                    .tombstone = ev->tombstone};
+    kr_cbor_put_array(b, ev->has_headers ? 5 : 4);
+    kr_cbor_put_uint(b, off);
+    kr_cbor_put_uint(b, ts);
+    if (ev->key.present) {
+        size_t key_at = b->len;
+        kr_cbor_put_raw(b, ev->key.raw.ptr, ev->key.raw.len);
+        m.key_len = (uint32_t)ev->key.content.len;
+        /* A definite key's content ends its raw encoding; an indefinite
+         * one is joined after the batch. */
+        if (ev->key.content.ptr + ev->key.content.len == ev->key.raw.ptr + ev->key.raw.len) {
+            m.key_pos = (uint32_t)(key_at + ev->key.raw.len - ev->key.content.len);
+        } else {
+            m.key_pos = (uint32_t)be->extra.len;
+            m.key_joined = 1;
+            kr_buf_append(&be->extra, ev->key.content.ptr, ev->key.content.len);
+        }
+    } else {
+        kr_cbor_put_null(b);
+    }
+    kr_cbor_put_raw(b, ev->value.ptr, ev->value.len);
+    if (ev->has_headers)
+        kr_cbor_put_raw(b, ev->headers.ptr, ev->headers.len);
+    m.ev_len = (uint32_t)(b->len - m.ev_pos);
+    kr_buf_append(&s->meta, &m, sizeof m);
+}
+
+/*
+ * Encode every event of the request, refusing the whole request when one
+ * is too large to be delivered (INVALID_ARGUMENT naming it).
+ */
+static krappy_err encode_batch(kr_store *s, const kr_request *req, kr_buf *scratch, batch_enc *be,
+                               char *msg, size_t msglen, uint64_t *bad_index)
+{
+    const uint64_t limit = (uint64_t)s->o.max_frame - KRAPPY_REPLY_SLACK_BYTES;
+    uint64_t ts_now = now_ms();
+    uint8_t zero[KR_BATCH_HEADER_BYTES] = {0};
+    kr_buf_reset(&s->enc);
+    kr_buf_reset(&s->meta);
+    kr_buf_append(&s->enc, zero, sizeof zero); /* the header goes there */
+
+    kr_events_iter it;
+    kr_event_in ev;
+    int more;
+    kr_events_iter_init(&it, req, scratch);
+    while ((more = kr_events_iter_next(&it, &ev)) == 1) {
+        uint64_t i = be->count, off = be->base + i, ts = ev.has_ts ? ev.ts : ts_now;
+        size_t key_raw_len = ev.key.present ? ev.key.raw.len : 1;
+        uint64_t size = 1 + head_size(off) + head_size(ts) + key_raw_len + ev.value.len +
+                        (ev.has_headers ? ev.headers.len : 0);
+        if (size > limit) {
+            snprintf(msg, msglen,
+                     "event %llu is %llu bytes as delivered, over the limit of %llu (max_frame "
+                     "- 1024); make it smaller",
+                     (unsigned long long)i, (unsigned long long)size, (unsigned long long)limit);
+            *bad_index = i;
+            return KRAPPY_E_INVALID_ARGUMENT;
+        }
+        encode_event(s, be, &ev, off, ts);
+        if (ts > be->max_ts)
+            be->max_ts = ts;
+        be->count++;
+    }
+    if (more < 0 || be->count != req->u.publish.count || s->enc.failed || s->meta.failed ||
+        be->extra.failed) {
+        snprintf(msg, msglen, "out of memory encoding the batch of %llu events",
+                 (unsigned long long)req->u.publish.count);
+        return KRAPPY_E_STORAGE;
+    }
+    return KRAPPY_OK;
+}
+
+/*
+ * Copy the encoded batch into a block of its own (joined keys after it)
+ * with its header put, and the facts into an allocation of their own,
+ * freed once the batch is folded: the block outlives the fold (the writer
+ * keeps it until the stream is synced) and should hold only what it needs.
+ */
+static int take_batch(kr_store *s, const batch_enc *be, kr_block **blk_out, kr_ev_meta **m_out)
+{
+    size_t batch_len = s->enc.len;
+    kr_block *blk = kr_block_new(batch_len + be->extra.len);
+    kr_ev_meta *m = malloc(s->meta.len ? s->meta.len : 1);
+    if (blk == NULL || m == NULL) {
+        kr_block_unref(blk);
+        free(m);
+        return -1;
+    }
+    memcpy(blk->data, s->enc.data, batch_len);
+    if (be->extra.len > 0)
+        memcpy(blk->data + batch_len, be->extra.data, be->extra.len);
+    blk->len = batch_len;
+    memcpy(m, s->meta.data, s->meta.len);
+    for (uint64_t k = 0; k < be->count; k++)
+        if (m[k].key_joined)
+            m[k].key_pos += (uint32_t)batch_len;
+    /* The header, but for its CRC: the writer seals the batch. */
+    kr_batch_header_put(blk->data, be->base, (uint32_t)be->count, be->max_ts,
+                        (uint32_t)(batch_len - KR_BATCH_HEADER_BYTES));
+    *blk_out = blk;
+    *m_out = m;
+    return 0;
 }
 
 krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_buf *scratch,
@@ -627,111 +759,34 @@ krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_
                  s->o.max_publish_events, (unsigned long long)count);
         return KRAPPY_E_INVALID_ARGUMENT;
     }
-    const uint64_t limit = (uint64_t)s->o.max_frame - KRAPPY_REPLY_SLACK_BYTES;
-    uint64_t ts_now = now_ms(), max_ts = 0, base = t->assigned;
-    kr_buf *b = &s->enc;
-    kr_buf_reset(b);
-    kr_buf_reset(&s->meta);
-    uint8_t zero[KR_BATCH_HEADER_BYTES] = {0};
-    kr_buf_append(b, zero, sizeof zero);
-    kr_buf extra;
-    kr_buf_init(&extra, (size_t)s->o.max_frame);
-
-    kr_events_iter it;
-    kr_event_in ev;
-    kr_events_iter_init(&it, req, scratch);
-    uint64_t i = 0;
-    krappy_err rc = KRAPPY_OK;
-    while (kr_events_iter_next(&it, &ev) == 1) {
-        uint64_t off = base + i, ts = ev.has_ts ? ev.ts : ts_now;
-        size_t key_raw_len = ev.key.present ? ev.key.raw.len : 1;
-        uint64_t size = 1 + head_size(off) + head_size(ts) + key_raw_len + ev.value.len +
-                        (ev.has_headers ? ev.headers.len : 0);
-        if (size > limit) {
-            snprintf(msg, msglen,
-                     "event %llu is %llu bytes as delivered, over the limit of %llu (max_frame "
-                     "- 1024); make it smaller",
-                     (unsigned long long)i, (unsigned long long)size, (unsigned long long)limit);
-            *bad_index = i;
-            rc = KRAPPY_E_INVALID_ARGUMENT;
-            goto out;
-        }
-        kr_ev_meta m = {.ev_pos = (uint32_t)b->len,
-                        .ts = ts,
-                        .has_key = ev.key.present,
-                        .tombstone = ev.tombstone};
-        kr_cbor_put_array(b, ev.has_headers ? 5 : 4);
-        kr_cbor_put_uint(b, off);
-        kr_cbor_put_uint(b, ts);
-        if (ev.key.present) {
-            size_t key_at = b->len;
-            kr_cbor_put_raw(b, ev.key.raw.ptr, ev.key.raw.len);
-            m.key_len = (uint32_t)ev.key.content.len;
-            /* A definite key's content ends its raw encoding; an indefinite
-             * one is joined after the batch. */
-            if (ev.key.content.ptr + ev.key.content.len == ev.key.raw.ptr + ev.key.raw.len) {
-                m.key_pos = (uint32_t)(key_at + ev.key.raw.len - ev.key.content.len);
-            } else {
-                m.key_pos = (uint32_t)extra.len;
-                m.key_joined = 1;
-                kr_buf_append(&extra, ev.key.content.ptr, ev.key.content.len);
-            }
-        } else {
-            kr_cbor_put_null(b);
-        }
-        kr_cbor_put_raw(b, ev.value.ptr, ev.value.len);
-        if (ev.has_headers)
-            kr_cbor_put_raw(b, ev.headers.ptr, ev.headers.len);
-        m.ev_len = (uint32_t)(b->len - m.ev_pos);
-        if (ts > max_ts)
-            max_ts = ts;
-        kr_buf_append(&s->meta, &m, sizeof m);
-        i++;
-    }
-    if (b->failed || s->meta.failed || extra.failed) {
-        snprintf(msg, msglen, "out of memory encoding the batch");
-        rc = KRAPPY_E_STORAGE;
+    batch_enc be = {.base = t->assigned};
+    kr_buf_init(&be.extra, (size_t)s->o.max_frame);
+    kr_block *blk = NULL;
+    kr_ev_meta *m = NULL;
+    kr_job *j = NULL;
+    krappy_err rc = encode_batch(s, req, scratch, &be, msg, msglen, bad_index);
+    if (rc != KRAPPY_OK)
         goto out;
-    }
-    size_t batch_len = b->len;
-    /* The per-event facts go in an allocation of their own, freed once the
-     * batch is folded: the block outlives the fold (the writer keeps it
-     * until the stream is synced) and should hold only what it needs. */
-    kr_block *blk = kr_block_new(batch_len + extra.len);
-    kr_ev_meta *m = malloc(s->meta.len ? s->meta.len : 1);
-    kr_job *j = kr_job_new(KR_JOB_APPEND, t);
-    if (blk == NULL || m == NULL || j == NULL) {
+    if (take_batch(s, &be, &blk, &m) < 0 || (j = kr_job_new(KR_JOB_APPEND, t)) == NULL) {
         kr_block_unref(blk);
         free(m);
-        kr_job_free(j);
-        snprintf(msg, msglen, "out of memory queueing the batch");
+        snprintf(msg, msglen, "out of memory queueing the batch of %llu events",
+                 (unsigned long long)count);
         rc = KRAPPY_E_STORAGE;
         goto out;
     }
-    memcpy(blk->data, b->data, batch_len);
-    if (extra.len > 0)
-        memcpy(blk->data + batch_len, extra.data, extra.len);
-    memcpy(m, s->meta.data, s->meta.len);
-    blk->len = batch_len;
-    for (uint64_t k = 0; k < count; k++)
-        if (m[k].key_joined)
-            m[k].key_pos += (uint32_t)batch_len;
-    /* The header, but for its CRC: the writer seals the batch. */
-    kr_batch_header_put(blk->data, base, (uint32_t)count, max_ts,
-                        (uint32_t)(batch_len - KR_BATCH_HEADER_BYTES));
-
     j->append.block = blk;
-    j->append.base = base;
-    j->append.count = (uint32_t)count;
-    j->append.max_ts = max_ts;
+    j->append.base = be.base;
+    j->append.count = (uint32_t)be.count;
+    j->append.max_ts = be.max_ts;
     j->append.sync = sync;
     j->append.meta = m;
     j->done = done;
     j->arg = arg;
-    t->assigned += count;
+    t->assigned += be.count;
     kr_writer_submit(s->writer, j);
 out:
-    kr_buf_free(&extra);
+    kr_buf_free(&be.extra);
     return rc;
 }
 

@@ -199,16 +199,23 @@ static int wtopic_sync(kr_writer *wr, kr_wtopic *w, char *msg, size_t msglen)
 
 /* ---- segments ---- */
 
-static int create_segment(int dirfd, uint64_t base, int *fd_out)
+/*
+ * Create segment `base` durably (header written, file and directory
+ * synced) and open it twice: *fd for the writer, *read_fd for the loop. On
+ * failure nothing is left behind, so that a retry can create it again.
+ * @return 0, or -1 with errno.
+ */
+static int create_segment(int dirfd, uint64_t base, int *fd_out, int *read_fd)
 {
     char name[KR_SEG_NAME_BYTES];
     kr_seg_name(name, base);
-    int fd = openat(dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    int fd = openat(dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640), rfd = -1;
     if (fd < 0)
         return -1;
     uint8_t hdr[KR_SEG_HEADER_BYTES];
     kr_seg_header_encode(hdr, base);
-    if (write_all_at(fd, hdr, sizeof hdr, 0) < 0 || fdatasync(fd) < 0 || fsync_dir(dirfd) < 0) {
+    if (write_all_at(fd, hdr, sizeof hdr, 0) < 0 || fdatasync(fd) < 0 || fsync_dir(dirfd) < 0 ||
+        (rfd = dup(fd)) < 0) {
         int e = errno;
         close(fd);
         unlinkat(dirfd, name, 0);
@@ -216,6 +223,7 @@ static int create_segment(int dirfd, uint64_t base, int *fd_out)
         return -1;
     }
     *fd_out = fd;
+    *read_fd = rfd;
     return 0;
 }
 
@@ -230,20 +238,26 @@ static int roll_segment(kr_writer *wr, kr_wtopic *w, uint64_t base, int *read_fd
     if (wtopic_sync(wr, w, msg, msglen) < 0)
         return -1;
     int fd;
-    if (create_segment(w->dirfd, base, &fd) < 0) {
+    if (create_segment(w->dirfd, base, &fd, read_fd) < 0) {
         snprintf(msg, msglen, "cannot start a new segment in %s: %s", w->dir,
                  kr_errno_advice(errno));
         return -1;
     }
     kr_index_meta im = {.next = w->next, .max_ts = w->max_ts};
-    (void)kr_index_write(w->dirfd, w->seg_base, &im, w->file_len, &w->idx);
+    if (kr_index_write(w->dirfd, w->seg_base, &im, w->file_len, &w->idx) < 0) {
+        char name[KR_INDEX_NAME_BYTES];
+        kr_index_file_name(name, w->seg_base);
+        kr_log(KR_LOG_WARN,
+               "cannot leave the index of a closed segment behind; the next start "
+               "scans the segment instead",
+               "dir", w->dir, "file", name, "reason", strerror(errno), NULL);
+    }
     close(w->fd);
     w->fd = fd;
     w->seg_base = base;
     w->file_len = w->synced_len = KR_SEG_HEADER_BYTES;
     w->max_ts = 0;
     w->idx.n = 0;
-    *read_fd = dup(fd);
     return 0;
 }
 
@@ -274,7 +288,7 @@ static void run_create(kr_job *j)
         }
     }
     int dirfd = open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), fd = -1;
-    if (dirfd < 0 || create_segment(dirfd, 0, &fd) < 0) {
+    if (dirfd < 0 || create_segment(dirfd, 0, &fd, &j->create.new_seg_fd) < 0) {
         int e = errno;
         kr_job_fail(j, e, "cannot create the first segment in %s", w->dir);
         if (dirfd >= 0)
@@ -286,12 +300,150 @@ static void run_create(kr_job *j)
     w->seg_base = 0;
     w->file_len = w->synced_len = KR_SEG_HEADER_BYTES;
     w->next = 0;
-    j->create.new_seg_fd = dup(fd);
+}
+
+/* Fail jobs[from..n) with the same sentence. */
+static void fail_rest(kr_job **jobs, size_t from, size_t n, int err, const char *why)
+{
+    for (size_t i = from; i < n; i++)
+        kr_job_fail(jobs[i], err, "%s", why);
+}
+
+/*
+ * Appends refused before anything is written: the topic has no file (its
+ * creation failed), or a failed sync left it broken and it still cannot be
+ * repaired. @return true when the jobs were failed.
+ */
+static bool appends_refused(kr_writer *wr, kr_wtopic *w, kr_job **jobs, size_t n)
+{
+    char msg[256], why[320];
+    if (w->fd < 0) {
+        fail_rest(jobs, 0, n, 0, "the topic could not be created on disk; register again");
+        return true;
+    }
+    if (w->broken && wtopic_sync(wr, w, msg, sizeof msg) < 0) {
+        snprintf(why, sizeof why, "%s; writes to this topic are refused until it succeeds", msg);
+        fail_rest(jobs, 0, n, 0, why);
+        return true;
+    }
+    return false;
+}
+
+/*
+ * Seal the batches from jobs[0] on whose offsets follow the file and that
+ * fit the segment (the first always does: the segment was rolled for it)
+ * into iov. @return how many, with *total their bytes.
+ */
+static size_t gather(kr_writer *wr, const kr_wtopic *w, kr_job **jobs, size_t n, struct iovec *iov,
+                     uint64_t *total)
+{
+    size_t k = 0;
+    uint64_t expect = w->next;
+    *total = 0;
+    while (k < n && k < KR_WRITER_IOV) {
+        kr_job_append *a = &jobs[k]->append;
+        if (a->base != expect)
+            break;
+        if (k > 0 && w->file_len + *total + a->block->len > wr->segment_bytes)
+            break;
+        kr_batch_seal(a->block->data); /* the loop only encodes */
+        iov[k].iov_base = a->block->data;
+        iov[k].iov_len = a->block->len;
+        *total += a->block->len;
+        expect += a->count;
+        k++;
+    }
+    return k;
+}
+
+/*
+ * Write the gathered batches at the end of the file, resuming after short
+ * writes, stopping at the first error. @return the bytes written; *err is
+ * the errno of the error that stopped it (0 when all were written).
+ */
+static uint64_t write_gathered(const kr_wtopic *w, const struct iovec *iov, size_t k,
+                               uint64_t total, int *err)
+{
+    uint64_t done = 0;
+    size_t vi = 0, voff = 0;
+    *err = 0;
+    while (done < total) {
+        struct iovec cur[KR_WRITER_IOV];
+        size_t nc = 0;
+        for (size_t x = vi; x < k; x++, nc++) {
+            cur[nc] = iov[x];
+            if (x == vi) {
+                cur[nc].iov_base = (uint8_t *)cur[nc].iov_base + voff;
+                cur[nc].iov_len -= voff;
+            }
+        }
+        ssize_t wrote = pwritev(w->fd, cur, (int)nc, (off_t)(w->file_len + done));
+        if (wrote < 0 && errno == EINTR)
+            continue;
+        if (wrote <= 0) {
+            *err = wrote == 0 ? ENOSPC : errno;
+            break;
+        }
+        done += (uint64_t)wrote;
+        size_t left = (size_t)wrote;
+        while (left > 0) {
+            size_t room = iov[vi].iov_len - voff;
+            if (left >= room) {
+                left -= room;
+                vi++;
+                voff = 0;
+            } else {
+                voff += left;
+                left = 0;
+            }
+        }
+    }
+    return done;
+}
+
+/*
+ * The batches among jobs[0..k) that landed whole within `done` bytes are
+ * in the file: note where, index them, keep them for a repair.
+ * @return how many.
+ */
+static size_t account_landed(kr_wtopic *w, kr_job **jobs, size_t k, uint64_t done)
+{
+    uint64_t landed = 0;
+    size_t whole = 0;
+    while (whole < k && landed + jobs[whole]->append.block->len <= done)
+        landed += jobs[whole++]->append.block->len;
+    for (size_t x = 0; x < whole; x++) {
+        kr_job_append *a = &jobs[x]->append;
+        a->seg_base = w->seg_base;
+        a->pos = w->file_len;
+        kr_index_add(&w->idx, a->base, w->file_len);
+        if (remember_unsynced(w, a->block, w->file_len) < 0)
+            w->broken = true; /* cannot repair without it: force a sync */
+        w->file_len += a->block->len;
+        w->next += a->count;
+        if (a->max_ts > w->max_ts)
+            w->max_ts = a->max_ts;
+    }
+    return whole;
+}
+
+/* A write stopped by `err`: cut the torn batch off before anything else
+ * is appended. */
+static void cut_torn(kr_writer *wr, kr_wtopic *w, int err)
+{
+    kr_counter_add(wr->m_failures, 1);
+    if (ftruncate(w->fd, (off_t)w->file_len) < 0) {
+        w->broken = true;
+        kr_log(KR_LOG_ERROR, "cannot cut a partly written batch", "dir", w->dir, "reason",
+               strerror(errno), NULL);
+    }
+    kr_log(KR_LOG_WARN, "stream write failed", "dir", w->dir, "reason", strerror(err), NULL);
 }
 
 /*
  * Append a run of batches of one topic with as few pwritev calls as the
- * segment size allows.
+ * segment size allows. Appends after a failed one carry offsets that no
+ * longer follow the file: they fail too.
  */
 static void run_appends(kr_writer *wr, kr_job **jobs, size_t n)
 {
@@ -299,118 +451,36 @@ static void run_appends(kr_writer *wr, kr_job **jobs, size_t n)
     char msg[256];
     size_t i = 0;
 
-    if (w->fd < 0) {
-        for (; i < n; i++)
-            kr_job_fail(jobs[i], 0, "the topic could not be created on disk; register again");
+    if (appends_refused(wr, w, jobs, n))
         return;
-    }
-    if (w->broken && wtopic_sync(wr, w, msg, sizeof msg) < 0) {
-        for (; i < n; i++)
-            kr_job_fail(jobs[i], 0, "%s; writes to this topic are refused until it succeeds", msg);
-        return;
-    }
     while (i < n) {
-        /* Offsets must follow the file: after a failure they do not. */
-        if (jobs[i]->append.base != w->next) {
+        kr_job_append *a = &jobs[i]->append;
+        if (a->base != w->next) {
             kr_job_fail(jobs[i], 0,
                         "an earlier write to this topic failed, so this one was not stored; "
                         "retry it");
             i++;
             continue;
         }
-        uint64_t len0 = jobs[i]->append.block->len;
-        if (w->file_len > KR_SEG_HEADER_BYTES && w->file_len + len0 > wr->segment_bytes) {
-            int rfd = -1;
-            if (roll_segment(wr, w, jobs[i]->append.base, &rfd, msg, sizeof msg) < 0) {
-                for (; i < n; i++)
-                    kr_job_fail(jobs[i], 0, "%s", msg);
+        if (w->file_len > KR_SEG_HEADER_BYTES && w->file_len + a->block->len > wr->segment_bytes) {
+            if (roll_segment(wr, w, a->base, &a->new_seg_fd, msg, sizeof msg) < 0) {
+                fail_rest(jobs, i, n, 0, msg);
                 return;
             }
-            jobs[i]->append.new_seg_fd = rfd;
         }
-        /* Gather batches that fit this segment. */
         struct iovec iov[KR_WRITER_IOV];
-        size_t k = 0;
-        uint64_t total = 0, expect = w->next;
-        while (i + k < n && k < KR_WRITER_IOV) {
-            kr_job_append *a = &jobs[i + k]->append;
-            if (a->base != expect)
-                break;
-            if (k > 0 && w->file_len + total + a->block->len > wr->segment_bytes)
-                break;
-            kr_batch_seal(a->block->data); /* the loop only encodes */
-            iov[k].iov_base = a->block->data;
-            iov[k].iov_len = a->block->len;
-            total += a->block->len;
-            expect += a->count;
-            k++;
-        }
-        /* Write, resuming after short writes; stop at the first error. */
-        uint64_t done = 0;
-        int err = 0;
-        size_t vi = 0;
-        size_t voff = 0;
-        while (done < total) {
-            struct iovec cur[KR_WRITER_IOV];
-            size_t nc = 0;
-            for (size_t x = vi; x < k; x++, nc++) {
-                cur[nc] = iov[x];
-                if (x == vi) {
-                    cur[nc].iov_base = (uint8_t *)cur[nc].iov_base + voff;
-                    cur[nc].iov_len -= voff;
-                }
-            }
-            ssize_t wrote = pwritev(w->fd, cur, (int)nc, (off_t)(w->file_len + done));
-            if (wrote < 0 && errno == EINTR)
-                continue;
-            if (wrote <= 0) {
-                err = wrote == 0 ? ENOSPC : errno;
-                break;
-            }
-            done += (uint64_t)wrote;
-            size_t left = (size_t)wrote;
-            while (left > 0) {
-                size_t room = iov[vi].iov_len - voff;
-                if (left >= room) {
-                    left -= room;
-                    vi++;
-                    voff = 0;
-                } else {
-                    voff += left;
-                    left = 0;
-                }
-            }
-        }
+        uint64_t total;
+        int err;
+        size_t k = gather(wr, w, jobs + i, n - i, iov, &total);
+        uint64_t done = write_gathered(w, iov, k, total, &err);
         kr_counter_add(wr->m_bytes, done);
-        /* Whole batches landed; a torn one is cut off before anything else. */
-        uint64_t landed = 0;
-        size_t whole = 0;
-        while (whole < k && landed + jobs[i + whole]->append.block->len <= done)
-            landed += jobs[i + whole++]->append.block->len;
-        for (size_t x = 0; x < whole; x++) {
-            kr_job_append *a = &jobs[i + x]->append;
-            a->seg_base = w->seg_base;
-            a->pos = w->file_len;
-            kr_index_add(&w->idx, a->base, w->file_len);
-            if (remember_unsynced(w, a->block, w->file_len) < 0)
-                w->broken = true; /* cannot repair without it: force a sync */
-            w->file_len += a->block->len;
-            w->next += a->count;
-            if (a->max_ts > w->max_ts)
-                w->max_ts = a->max_ts;
-        }
+        size_t whole = account_landed(w, jobs + i, k, done);
         if (whole < k) {
-            kr_counter_add(wr->m_failures, 1);
-            if (ftruncate(w->fd, (off_t)w->file_len) < 0) {
-                w->broken = true;
-                kr_log(KR_LOG_ERROR, "cannot cut a partly written batch", "dir", w->dir, "reason",
-                       strerror(errno), NULL);
-            }
-            kr_log(KR_LOG_WARN, "stream write failed", "dir", w->dir, "reason",
-                   strerror(err ? err : ENOSPC), NULL);
-            for (size_t x = i + whole; x < n; x++)
-                kr_job_fail(jobs[x], err ? err : ENOSPC,
-                            "writing to %s failed (nothing of this request was stored)", w->dir);
+            err = err ? err : ENOSPC;
+            cut_torn(wr, w, err);
+            snprintf(msg, sizeof msg, "writing to %s failed (nothing of this request was stored)",
+                     w->dir);
+            fail_rest(jobs, i + whole, n, err, msg);
             return;
         }
         i += k;
