@@ -36,30 +36,16 @@ char *kr_store_path(const char *a, const char *b)
 
 /* ---- topics table (sorted by name, so TOPICS lists in order) ---- */
 
-static int name_cmp(const kr_topic *t, const uint8_t *name, size_t len)
+static const char *topic_name_at(const void *table, size_t i, size_t *len)
 {
-    size_t n = t->name_len < len ? t->name_len : len;
-    int c = memcmp(t->name, name, n);
-    return c != 0 ? c : (t->name_len > len) - (t->name_len < len);
+    const kr_topic *t = ((const kr_store *)table)->topics[i];
+    *len = t->name_len;
+    return t->name;
 }
 
 static size_t topic_slot(const kr_store *s, const uint8_t *name, size_t len, bool *found)
 {
-    size_t lo = 0, hi = s->n_topics;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int c = name_cmp(s->topics[mid], name, len);
-        if (c == 0) {
-            *found = true;
-            return mid;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    *found = false;
-    return lo;
+    return kr_name_slot(s, s->n_topics, topic_name_at, name, len, found);
 }
 
 kr_topic *kr_store_topic_new(kr_store *s, const uint8_t *name, size_t len)

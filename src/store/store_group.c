@@ -25,30 +25,16 @@ uint64_t kr_store_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static int group_cmp(const kr_tgroup *tg, const uint8_t *name, size_t len)
+static const char *group_name_at(const void *table, size_t i, size_t *len)
 {
-    size_t n = tg->g->name_len < len ? tg->g->name_len : len;
-    int c = memcmp(tg->g->name, name, n);
-    return c != 0 ? c : (tg->g->name_len > len) - (tg->g->name_len < len);
+    const kr_group *g = ((const kr_topic *)table)->groups[i]->g;
+    *len = g->name_len;
+    return g->name;
 }
 
 static size_t group_slot(const kr_topic *t, const uint8_t *name, size_t len, bool *found)
 {
-    size_t lo = 0, hi = t->n_groups;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int c = group_cmp(t->groups[mid], name, len);
-        if (c == 0) {
-            *found = true;
-            return mid;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    *found = false;
-    return lo;
+    return kr_name_slot(t, t->n_groups, group_name_at, name, len, found);
 }
 
 kr_tgroup *kr_store_group(kr_topic *t, const uint8_t *name, size_t len)

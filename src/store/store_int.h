@@ -6,6 +6,7 @@
 
 #include <sys/queue.h>
 
+#include "store/names.h"
 #include "store/store.h"
 #include "store/writer.h"
 
