@@ -56,6 +56,7 @@ PC_CFLAGS    = $(shell $(PKG_CONFIG) --cflags libevent libcbor 2>/dev/null) \
 ALL_CFLAGS   = $(KR_CPPFLAGS) $(CPPFLAGS) $(KR_CFLAGS) $(CFLAGS) $(VARIANT_CFLAGS)
 ALL_LDFLAGS  = $(LDFLAGS) $(VARIANT_CFLAGS)
 
+UTIL_SRC    := $(wildcard src/util/*.c)
 PROTO_SRC   := $(wildcard src/proto/*.c)
 CLIENT_SRC  := $(filter-out src/client/cli.c src/client/cli_%.c,$(wildcard src/client/*.c))
 CLI_SRC     := src/client/cli.c $(wildcard src/client/cli_*.c)
@@ -71,6 +72,7 @@ VS_SRC      := $(wildcard e2e/bench/vs/*.c)
 
 obj = $(patsubst %.c,$(OBJ)/%.o,$(1))
 
+UTIL_OBJ    := $(call obj,$(UTIL_SRC))
 PROTO_OBJ   := $(call obj,$(PROTO_SRC))
 CLIENT_OBJ  := $(call obj,$(CLIENT_SRC))
 CLI_OBJ     := $(call obj,$(CLI_SRC))
@@ -125,17 +127,17 @@ $(CONSOLE_OBJ): $(GEN)/console.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-$(LIBA): $(PROTO_OBJ) $(CLIENT_OBJ)
+$(LIBA): $(UTIL_OBJ) $(PROTO_OBJ) $(CLIENT_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && $(AR) rcs $@ $^
 
-$(LIBSO): $(PROTO_OBJ) $(CLIENT_OBJ) src/client/libkrappy.map
+$(LIBSO): $(UTIL_OBJ) $(PROTO_OBJ) $(CLIENT_OBJ) src/client/libkrappy.map
 	@mkdir -p $(dir $@)
 	$(CC) -shared -Wl,-soname,libkrappy.so.0 -Wl,--version-script=src/client/libkrappy.map \
-	    -o $@ $(PROTO_OBJ) $(CLIENT_OBJ) $(ALL_LDFLAGS) $(PC_CBOR)
+	    -o $@ $(UTIL_OBJ) $(PROTO_OBJ) $(CLIENT_OBJ) $(ALL_LDFLAGS) $(PC_CBOR)
 	ln -sf libkrappy.so.0 $(OUT)/lib/libkrappy.so
 
-$(KRAPPYD): $(OBJ)/src/server/main.o $(SERVER_OBJ) $(PROTO_OBJ)
+$(KRAPPYD): $(OBJ)/src/server/main.o $(SERVER_OBJ) $(PROTO_OBJ) $(UTIL_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_SERVER) -lpthread -lm
 
@@ -145,7 +147,7 @@ $(KRAPPY): $(CLI_OBJ) $(LIBA)
 
 # Unit tests of proto and client link libkrappy only; the rest link the
 # server's modules too.
-LIB_TESTS   := $(addprefix $(TOUT)/tests/,test_buf test_frame test_cbor test_msg test_client)
+LIB_TESTS   := $(addprefix $(TOUT)/tests/,test_buf test_frame test_cbor test_msg test_client test_ring)
 SERVER_TESTS := $(filter-out $(LIB_TESTS),$(TESTS))
 
 $(LIB_TESTS): $(TOUT)/tests/%: $(OBJ)/tests/%.o $(LIBA)

@@ -28,6 +28,7 @@
 #include "proto/buf.h"
 #include "proto/frame.h"
 #include "proto/msg.h"
+#include "util/ring.h"
 
 /* ======================================================================
  * For the CLI and the tests too
@@ -116,14 +117,6 @@ krappy_err kr_json_event_parse(const char *line, size_t len, kr_buf *scratch, kr
 /* "HOST:PORT" with brackets for IPv6. */
 #define KR_CLIENT_PEER_MAX (KR_CLIENT_HOST_MAX + KR_CLIENT_PORT_MAX + 4)
 
-/* The PUBLISH sequence numbers of batches awaiting acknowledgement, oldest
- * first (a ring, kept by publish.c). Batches sent with ack "none" are not
- * in it. */
-typedef struct kr_seq_fifo {
-    uint64_t *v;
-    size_t head, len, cap;
-} kr_seq_fifo;
-
 /* A pipelined typed request other than PUBLISH (consume.c's POLL and ACK)
  * whose reply has not been taken yet. */
 typedef struct kr_due {
@@ -131,12 +124,6 @@ typedef struct kr_due {
     uint32_t type;    /* the request's type */
     uint64_t wait_ms; /* POLL: its long-poll wait, added to the timeout */
 } kr_due;
-
-/* Those requests, oldest first (a ring, kept by client.c). */
-typedef struct kr_due_fifo {
-    kr_due *v;
-    size_t head, len, cap;
-} kr_due_fifo;
 
 struct krappy_client {
     int fd; /* -1 when not connected */
@@ -166,9 +153,12 @@ struct krappy_client {
     kr_buf hdrs;              /* PUBLISH: the events' header maps */
     kr_event_out_spec *specs; /* PUBLISH: one per event of the batch */
     size_t specs_cap;
-    uint64_t pub_seq;     /* the last PUBLISH sequence number used */
-    kr_seq_fifo pub_wait; /* acknowledgements due */
-    kr_due_fifo due;      /* pipelined POLL and ACK replies due */
+    uint64_t pub_seq; /* the last PUBLISH sequence number used */
+    kr_ring pub_wait; /* uint64_t: the PUBLISH sequence numbers of batches
+                         awaiting acknowledgement, oldest first (kept by
+                         publish.c; ack "none" batches are not in it) */
+    kr_ring due;      /* kr_due: pipelined POLL and ACK replies due,
+                         oldest first (kept by client.c) */
 };
 
 /* ---- errors ---- */
