@@ -529,6 +529,77 @@ static void test_overlay_budget(void **state)
     kr_store_close(s);
 }
 
+/* What the server reads of a group goes through the store's accessors:
+ * name, cursor, frontier, stats; an ACK that moves the cursor wakes the
+ * POLLs parked on the group. */
+static void on_wake(kr_waiter *w, bool timed_out)
+{
+    (void)timed_out;
+    (*(int *)w->arg)++;
+}
+
+static void test_group_accessors(void **state)
+{
+    (void)state;
+    kr_store *s = open_store(1u << 20, 0);
+    kr_topic *t = reg(s, "t");
+    pub(s, t, 10, 10);
+    kr_join a = {.group = (const uint8_t *)"g1", .glen = 2, .start = KR_START_EARLIEST};
+    kr_tgroup *tg;
+    kr_member *m;
+    void *taken = NULL;
+    done d = {0};
+    char msg[256];
+    assert_int_equal(kr_store_group_join(s, t, &a, &tg, &m, &taken, on_done, &d, msg, sizeof msg),
+                     KRAPPY_OK);
+    run_until(&d.calls, 1);
+    assert_int_equal(d.res.err, KRAPPY_OK);
+    size_t len;
+    assert_string_equal(kr_store_group_name(tg, &len), "g1");
+    assert_int_equal(len, 2);
+    kr_tgroup *const *groups;
+    assert_int_equal(kr_store_groups(t, &groups), 1);
+    assert_ptr_equal(groups[0], tg);
+
+    struct evbuffer *events = evbuffer_new();
+    uint64_t count;
+    assert_int_equal(kr_store_poll(s, tg, m, 4, 1u << 20, events, &count, msg, sizeof msg),
+                     KRAPPY_OK);
+    assert_int_equal(count, 4);
+    evbuffer_free(events);
+    assert_int_equal(kr_store_group_cursor(tg), 0);
+    assert_int_equal(kr_store_group_frontier(tg), 4);
+    kr_group_stats gs;
+    kr_store_group_stats(tg, &gs);
+    assert_int_equal(gs.name_len, 2);
+    assert_int_equal(gs.cursor, 0);
+    assert_int_equal(gs.pending, 4);
+    assert_int_equal(gs.lag, 10);
+    assert_int_equal(gs.members, 1);
+
+    int woken = 0;
+    kr_waiter w = {.topic = t, .wake = on_wake, .arg = &woken};
+    kr_store_park_group(s, tg, &w, 60000);
+    kr_ack_result res;
+    kr_store_group_ack_upto(s, tg, m, 2, &res);
+    assert_int_equal(res.err, KRAPPY_OK);
+    free(res.ignored);
+    assert_int_equal(woken, 1);                                        /* room in the window */
+    kr_store_group_ack_offsets(s, tg, (const uint64_t[]){3}, 1, &res); /* cursor stays */
+    assert_int_equal(res.err, KRAPPY_OK);
+    free(res.ignored);
+    assert_int_equal(kr_store_group_cursor(tg), 2);
+    kr_store_group_stats(tg, &gs);
+    assert_int_equal(gs.pending, 1);
+    assert_int_equal(gs.lag, 8);
+    kr_store_park_group(s, tg, &w, 60000);
+    kr_store_group_ack_offsets(s, tg, (const uint64_t[]){2}, 1, &res);
+    free(res.ignored);
+    assert_int_equal(kr_store_group_cursor(tg), 4);
+    assert_int_equal(woken, 2);
+    kr_store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -540,6 +611,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retention_after_checkpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_refuses_second_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_overlay_budget, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_accessors, setup, teardown),
     };
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }

@@ -343,6 +343,46 @@ void kr_store_group_leave(kr_store *s, kr_tgroup *tg, kr_member *m);
 /* The group by name, or NULL. */
 kr_tgroup *kr_store_group(kr_topic *t, const uint8_t *name, size_t len);
 
+/* The topic's groups in name order: *out is the store's array, valid until
+ * a group is added. @return how many. */
+size_t kr_store_groups(const kr_topic *t, kr_tgroup *const **out);
+
+/* The group's name (borrowed: NUL-terminated, lives as long as the group)
+ * and its length in *len. */
+const char *kr_store_group_name(const kr_tgroup *tg, size_t *len);
+
+/* The group's cursor: its lowest unacknowledged offset. */
+uint64_t kr_store_group_cursor(const kr_tgroup *tg);
+
+/* The group's frontier: its lowest offset never handed out (where the
+ * next POLL's new events start). */
+uint64_t kr_store_group_frontier(const kr_tgroup *tg);
+
+/* What STATS and the admin API show of a group. */
+typedef struct kr_group_stats {
+    const char *name; /* borrowed, as kr_store_group_name */
+    size_t name_len;
+    uint64_t cursor;  /* lowest unacknowledged offset */
+    uint64_t pending; /* handed out or awaiting redelivery, not acknowledged */
+    uint64_t lag;     /* the topic's next offset minus the cursor */
+    size_t members;   /* live members */
+} kr_group_stats;
+
+void kr_store_group_stats(const kr_tgroup *tg, kr_group_stats *out);
+
+/*
+ * kr_store_group_ack_upto, kr_store_group_ack_offsets - ACK: acknowledge
+ * m's pending offsets below `upto`, or the given offsets (see
+ * kr_group_ack_upto and kr_group_ack_offsets for what res says). Applied
+ * at once, so a POLL after it sees it; when the cursor moved, the POLLs
+ * parked on the group are woken (there is room in the window). Making the
+ * cursor durable is kr_store_group_persist's job.
+ */
+void kr_store_group_ack_upto(kr_store *s, kr_tgroup *tg, kr_member *m, uint64_t upto,
+                             kr_ack_result *res);
+void kr_store_group_ack_offsets(kr_store *s, kr_tgroup *tg, const uint64_t *offsets, size_t n,
+                                kr_ack_result *res);
+
 /*
  * kr_store_poll - hand events to member m: redeliveries first, then new
  * events, at most `max` (capped at --max-events), stopping before

@@ -44,6 +44,57 @@ kr_tgroup *kr_store_group(kr_topic *t, const uint8_t *name, size_t len)
     return found ? t->groups[at] : NULL;
 }
 
+size_t kr_store_groups(const kr_topic *t, kr_tgroup *const **out)
+{
+    *out = t->groups;
+    return t->n_groups;
+}
+
+const char *kr_store_group_name(const kr_tgroup *tg, size_t *len)
+{
+    *len = tg->g->name_len;
+    return tg->g->name;
+}
+
+uint64_t kr_store_group_cursor(const kr_tgroup *tg)
+{
+    return tg->g->cursor;
+}
+
+uint64_t kr_store_group_frontier(const kr_tgroup *tg)
+{
+    return tg->g->frontier;
+}
+
+void kr_store_group_stats(const kr_tgroup *tg, kr_group_stats *out)
+{
+    const kr_group *g = tg->g;
+    out->name = g->name;
+    out->name_len = g->name_len;
+    out->cursor = g->cursor;
+    out->pending = kr_group_pending(g);
+    out->lag = tg->t->next > g->cursor ? tg->t->next - g->cursor : 0;
+    out->members = g->n_members;
+}
+
+void kr_store_group_ack_upto(kr_store *s, kr_tgroup *tg, kr_member *m, uint64_t upto,
+                             kr_ack_result *res)
+{
+    uint64_t before = tg->g->cursor;
+    kr_group_ack_upto(tg->g, m, upto, res);
+    if (tg->g->cursor != before)
+        kr_store_wake_group(s, tg); /* room in the window */
+}
+
+void kr_store_group_ack_offsets(kr_store *s, kr_tgroup *tg, const uint64_t *offsets, size_t n,
+                                kr_ack_result *res)
+{
+    uint64_t before = tg->g->cursor;
+    kr_group_ack_offsets(tg->g, offsets, n, res);
+    if (tg->g->cursor != before)
+        kr_store_wake_group(s, tg); /* room in the window */
+}
+
 /* Prometheus label value: backslash, double quote and newline escaped. */
 static void label_escape(char *out, size_t outlen, const char *in, size_t len)
 {
@@ -87,10 +138,12 @@ static void group_metrics(kr_store *s, kr_tgroup *tg)
 static void group_metrics_update(kr_tgroup *tg)
 {
     const kr_group *g = tg->g;
-    kr_gauge_set(tg->m_cursor, (int64_t)g->cursor);
-    kr_gauge_set(tg->m_pending, (int64_t)kr_group_pending(g));
-    kr_gauge_set(tg->m_lag, (int64_t)(tg->t->next > g->cursor ? tg->t->next - g->cursor : 0));
-    kr_gauge_set(tg->m_members, (int64_t)g->n_members);
+    kr_group_stats gs;
+    kr_store_group_stats(tg, &gs);
+    kr_gauge_set(tg->m_cursor, (int64_t)gs.cursor);
+    kr_gauge_set(tg->m_pending, (int64_t)gs.pending);
+    kr_gauge_set(tg->m_lag, (int64_t)gs.lag);
+    kr_gauge_set(tg->m_members, (int64_t)gs.members);
     kr_gauge_set(tg->m_max_deliveries, (int64_t)kr_group_max_deliveries(g));
     kr_counter_add(tg->m_redeliveries, g->redeliveries - tg->redeliveries_seen);
     tg->redeliveries_seen = g->redeliveries;
