@@ -579,7 +579,7 @@ static void test_group_accessors(void **state)
 
     int woken = 0;
     kr_waiter w = {.topic = t, .wake = on_wake, .arg = &woken};
-    kr_store_park_group(s, tg, &w, 60000);
+    assert_int_equal(kr_store_park_group(s, tg, &w, 60000), 0);
     kr_ack_result res;
     kr_store_group_ack_upto(s, tg, m, 2, &res);
     assert_int_equal(res.err, KRAPPY_OK);
@@ -592,11 +592,104 @@ static void test_group_accessors(void **state)
     kr_store_group_stats(tg, &gs);
     assert_int_equal(gs.pending, 1);
     assert_int_equal(gs.lag, 8);
-    kr_store_park_group(s, tg, &w, 60000);
+    assert_int_equal(kr_store_park_group(s, tg, &w, 60000), 0);
     kr_store_group_ack_offsets(s, tg, (const uint64_t[]){2}, 1, &res);
     free(res.ignored);
     assert_int_equal(kr_store_group_cursor(tg), 4);
     assert_int_equal(woken, 2);
+    kr_store_close(s);
+}
+
+/* Recovery refuses a segment whose header is bad with a sentence naming
+ * the file and what to do. */
+static void test_recovery_names_a_bad_segment(void **state)
+{
+    (void)state;
+    kr_store *s = open_store(1u << 20, 0);
+    kr_topic *t = reg(s, "t");
+    pub(s, t, 10, 10);
+    kr_store_close(s);
+    char path[160];
+    snprintf(path, sizeof path, "%s/topics/t/00000000000000000000.seg", dir);
+    int fd = open(path, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, "XXXX", 4, 0), 4); /* the magic */
+    close(fd);
+    kr_store_opts o = {.data_dir = dir,
+                       .segment_bytes = 1u << 20,
+                       .checkpoint_ms = 3600000,
+                       .overlay_bytes = 1u << 20,
+                       .max_frame = 1u << 20,
+                       .max_events = 10,
+                       .max_publish_events = 10,
+                       .max_wait_ms = 10,
+                       .rocksdb_log_dir = ""};
+    char err[256];
+    assert_int_equal(kr_store_open(&o, base, metrics, &s, err, sizeof err), -1);
+    assert_non_null(strstr(err, path));
+    assert_non_null(strstr(err, "bad header"));
+    assert_non_null(strstr(err, "move it away"));
+}
+
+/* A BASE.idx whose CRC is right but whose hints point outside the segment
+ * is not believed: the segment is scanned, and every offset is served. */
+static void test_forged_index_is_not_believed(void **state)
+{
+    (void)state;
+    kr_store *s = open_store(8192, 0);
+    kr_topic *t = reg(s, "t");
+    for (int b = 0; b < 400 && t->n_segs < 3; b++)
+        pub(s, t, 10, 1000);
+    assert_true(t->n_segs >= 3);
+    uint64_t next = t->next, size0 = t->segs[0]->size, next0 = t->segs[0]->next;
+    kr_store_close(s);
+
+    char path[128];
+    snprintf(path, sizeof path, "%s/topics/t", dir);
+    int dfd = open(path, O_RDONLY | O_DIRECTORY);
+    assert_true(dfd >= 0);
+    kr_index forged = {0};
+    kr_index_entry e[2] = {{0, KR_SEG_HEADER_BYTES}, {1, size0 + 4096}}; /* past the end */
+    forged.e = e;
+    forged.n = 2;
+    kr_index_meta meta = {.next = next0, .max_ts = 0};
+    assert_int_equal(kr_index_write(dfd, 0, &meta, size0, &forged), 0);
+    close(dfd);
+
+    s = open_store(8192, 0);
+    t = kr_store_topic(s, (const uint8_t *)"t", 1);
+    assert_int_equal(t->next, next);
+    for (uint64_t o = 0; o < next; o++)
+        fetch_one(s, t, o);
+    kr_store_close(s);
+}
+
+/* A group cursor record whose name is longer than any group's (a damaged
+ * or foreign view) is skipped at start-up, not copied into a group. */
+static void test_group_record_with_a_long_name_is_skipped(void **state)
+{
+    (void)state;
+    kr_store *s = open_store(1u << 20, 0);
+    kr_topic *t = reg(s, "t");
+    pub(s, t, 10, 10);
+    uint8_t name[KRAPPY_MAX_NAME_BYTES + 50];
+    memset(name, 'g', sizeof name);
+    kr_view_batch *b = kr_view_batch_new();
+    assert_non_null(b);
+    kr_view_batch_cursor(b, "t", 1, name, sizeof name, 5, 0);
+    kr_view_batch_cursor(b, "t", 1, name, 3, 4, 0); /* "ggg": a good one */
+    char err[256];
+    assert_int_equal(kr_view_write_logged(s->view, b, false, err, sizeof err), 0);
+    kr_view_batch_free(b);
+    kr_store_close(s);
+
+    s = open_store(1u << 20, 0);
+    t = kr_store_topic(s, (const uint8_t *)"t", 1);
+    kr_tgroup *const *groups;
+    assert_int_equal(kr_store_groups(t, &groups), 1);
+    size_t len;
+    assert_string_equal(kr_store_group_name(groups[0], &len), "ggg");
+    assert_int_equal(kr_store_group_cursor(groups[0]), 4);
     kr_store_close(s);
 }
 
@@ -612,6 +705,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lock_refuses_second_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_overlay_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_accessors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recovery_names_a_bad_segment, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_forged_index_is_not_believed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_record_with_a_long_name_is_skipped, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }

@@ -260,11 +260,15 @@ static kr_hresult fetch(kr_conn *c, kr_req *r, const kr_request *req)
     fw->w.topic = t;
     fw->w.offset = offset;
     fw->w.wake = fetch_woken;
+    if (kr_store_park(store_of(c), &fw->w, wait_ms) < 0) {
+        free(fw);
+        kr_req_error(r, KRAPPY_E_STORAGE, "out of memory parking a long poll", NULL);
+        return KR_H_DONE;
+    }
     r->ctx = fw;
     r->cancel = fetch_cancel;
     c->parked++;
     kr_req_async(r);
-    kr_store_park(store_of(c), &fw->w, wait_ms);
     return KR_H_ASYNC;
 }
 
@@ -608,10 +612,14 @@ static kr_hresult poll_try(kr_conn *c, kr_req *r, poll_state *ps)
         ps->w.topic = tg->t;
         ps->w.offset = 0;
         ps->w.wake = poll_woken;
+        if (kr_store_park_group(store_of(c), tg, &ps->w, ps->deadline_ms - now) < 0) {
+            poll_finish(ps);
+            kr_req_error(r, KRAPPY_E_STORAGE, "out of memory parking a POLL", NULL);
+            return KR_H_DONE;
+        }
         r->ctx = ps;
         r->cancel = poll_cancel;
         c->parked++;
-        kr_store_park_group(store_of(c), tg, &ps->w, ps->deadline_ms - now);
         return KR_H_ASYNC;
     }
     bool moved = kr_store_group_cursor(tg) != before;

@@ -253,7 +253,12 @@ static bool finish_append(kr_store *s, kr_job *j)
         if (seg == NULL || kr_topic_add_segment(t, seg) < 0) {
             close(a->new_seg_fd);
             free(seg);
-            kr_log(KR_LOG_ERROR, "out of memory tracking a new segment", NULL);
+            char name[KR_SEG_NAME_BYTES];
+            kr_seg_name(name, a->seg_base);
+            kr_log(KR_LOG_ERROR,
+                   "out of memory tracking a new segment; its events are counted in the one "
+                   "before, and FETCH cannot read them until a restart",
+                   "topic", t->name, "segment", name, NULL);
         } else {
             seg->verified = true;
             t->bytes += KR_SEG_HEADER_BYTES;
@@ -273,8 +278,15 @@ static bool finish_append(kr_store *s, kr_job *j)
     kr_counter_add(t->m_events_in, a->count);
     kr_counter_add(t->m_bytes_in, a->block->len);
     size_t before = kr_overlay_bytes(t->active);
-    if (fold_meta(t, a->block, a->meta, a->count, a->base) < 0)
-        kr_log(KR_LOG_ERROR, "out of memory updating the latest-value view", NULL);
+    if (fold_meta(t, a->block, a->meta, a->count, a->base) < 0) {
+        char range[48];
+        snprintf(range, sizeof range, "%llu..%llu", (unsigned long long)a->base,
+                 (unsigned long long)(a->base + a->count));
+        kr_log(KR_LOG_ERROR,
+               "out of memory updating the latest-value view; GET and SCAN may miss these "
+               "events' keys until a restart replays them",
+               "topic", t->name, "offsets", range, NULL);
+    }
     s->active_bytes += kr_overlay_bytes(t->active) - before; /* overlays only grow */
     /* The overlay has its copies: the batch and its facts can go now (the
      * writer keeps its own reference until the stream is synced). */
@@ -349,22 +361,32 @@ static void retention(kr_store *s, kr_topic *t)
     }
     if (drop == 0)
         return;
+    /* The job and its paths first: nothing is retired without them. */
     kr_job *j = kr_job_new(KR_JOB_DELETE, t);
     char **paths = calloc(drop * 2, sizeof *paths);
-    if (j == NULL || paths == NULL) {
+    bool ok = j != NULL && paths != NULL;
+    if (ok)
+        j->del.paths = paths;
+    for (size_t i = 0; ok && i < drop; i++) {
+        char name[KR_SEG_NAME_BYTES];
+        kr_seg_name(name, t->segs[i]->base);
+        ok = (paths[j->del.n++] = kr_store_path(t->w->dir, name)) != NULL;
+        kr_index_file_name(name, t->segs[i]->base);
+        ok = ok && (paths[j->del.n++] = kr_store_path(t->w->dir, name)) != NULL;
+    }
+    if (!ok) {
+        if (j == NULL || j->del.paths == NULL)
+            free(paths);
         kr_job_free(j);
-        free(paths);
+        kr_log(KR_LOG_WARN,
+               "out of memory retiring segments; retention tries again after the "
+               "next checkpoint",
+               "topic", t->name, NULL);
         return;
     }
     for (size_t i = 0; i < drop; i++) {
-        kr_segment *seg = t->segs[i];
-        char name[KR_SEG_NAME_BYTES];
-        kr_seg_name(name, seg->base);
-        paths[2 * i] = kr_store_path(t->w->dir, name);
-        kr_index_file_name(name, seg->base);
-        paths[2 * i + 1] = kr_store_path(t->w->dir, name);
-        t->bytes -= seg->size;
-        kr_segment_free(seg);
+        t->bytes -= t->segs[i]->size;
+        kr_segment_free(t->segs[i]);
     }
     memmove(t->segs, t->segs + drop, (t->n_segs - drop) * sizeof *t->segs);
     t->n_segs -= drop;
@@ -376,16 +398,22 @@ static void retention(kr_store *s, kr_topic *t)
            NULL);
     kr_counter_add(s->m_retired, drop);
     kr_store_groups_retained(s, t);
-    j->del.paths = paths;
-    j->del.n = drop * 2;
     kr_writer_submit(s->writer, j);
 }
+
+/* Putting a failed checkpoint's frozen entries back. */
+struct put_back {
+    kr_overlay *active;
+    size_t lost; /* entries there was no memory for */
+};
 
 /* A frozen entry goes back into the active overlay unless a newer one is
  * there already. */
 static int put_back(void *arg, const kr_ov_entry *e)
 {
-    (void)kr_overlay_put_older(arg, e);
+    struct put_back *pb = arg;
+    if (kr_overlay_put_older(pb->active, e) < 0)
+        pb->lost++;
     return 0;
 }
 
@@ -401,7 +429,16 @@ static void finish_checkpoint(kr_store *s, kr_job *j)
         } else if (t->frozen != NULL) {
             /* Fold the frozen entries back under the newer ones: the next
              * checkpoint covers them again. */
-            kr_overlay_foreach(t->frozen, put_back, t->active);
+            struct put_back pb = {t->active, 0};
+            kr_overlay_foreach(t->frozen, put_back, &pb);
+            if (pb.lost > 0) {
+                char n[24];
+                snprintf(n, sizeof n, "%zu", pb.lost);
+                kr_log(KR_LOG_ERROR,
+                       "out of memory keeping the keys of a failed checkpoint; GET and SCAN may "
+                       "miss them until a restart replays them",
+                       "topic", t->name, "keys", n, NULL);
+            }
         }
         kr_overlay_free(t->frozen);
         t->frozen = NULL;
@@ -501,6 +538,7 @@ void kr_store_checkpoint(kr_store *s)
     if (j == NULL || ck == NULL) {
         kr_job_free(j);
         free(ck);
+        kr_log(KR_LOG_WARN, "out of memory starting a checkpoint; the next tick tries again", NULL);
         return;
     }
     size_t k = 0;
@@ -509,8 +547,12 @@ void kr_store_checkpoint(kr_store *s)
         if (!(t->ready && !t->failed && t->frozen == NULL && t->marker < t->next))
             continue;
         kr_overlay *fresh = kr_overlay_new();
-        if (fresh == NULL)
+        if (fresh == NULL) {
+            kr_log(KR_LOG_WARN,
+                   "out of memory starting the checkpoint of a topic; the next one takes it",
+                   "topic", t->name, NULL);
             continue;
+        }
         t->frozen = t->active;
         t->active = fresh;
         t->frozen_next = t->next;

@@ -241,8 +241,9 @@ int kr_store_fetch_emit(kr_store *s, const kr_fetch_result *res, struct evbuffer
                         size_t msglen);
 
 /* Park a waiter until the topic's next passes w->offset or the timer
- * fires (wait_ms, capped). The waiter's memory is the caller's. */
-void kr_store_park(kr_store *s, kr_waiter *w, uint64_t wait_ms);
+ * fires (wait_ms, capped). The waiter's memory is the caller's.
+ * @return 0, or -1 when there is no memory for its timer (not parked). */
+int kr_store_park(kr_store *s, kr_waiter *w, uint64_t wait_ms);
 
 /* Remove a parked waiter without waking it (its connection went away). */
 void kr_store_unpark(kr_store *s, kr_waiter *w);
@@ -394,8 +395,8 @@ krappy_err kr_store_poll(kr_store *s, kr_tgroup *tg, kr_member *m, uint64_t max,
                          struct evbuffer *events, uint64_t *count, char *msg, size_t msglen);
 
 /* Park a POLL on the group: woken by new events, redeliveries, or room in
- * the window; or when its timer fires. */
-void kr_store_park_group(kr_store *s, kr_tgroup *tg, kr_waiter *w, uint64_t wait_ms);
+ * the window; or when its timer fires. @return as kr_store_park. */
+int kr_store_park_group(kr_store *s, kr_tgroup *tg, kr_waiter *w, uint64_t wait_ms);
 
 /* Wake the POLLs parked on a group (they look again). */
 void kr_store_wake_group(kr_store *s, kr_tgroup *tg);

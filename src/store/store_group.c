@@ -206,17 +206,27 @@ static int load_one(void *arg, const uint8_t *name, size_t len, uint64_t cursor,
 {
     struct load_ctx *c = arg;
     kr_topic *t = c->t;
+    if (len == 0 || len > KRAPPY_MAX_NAME_BYTES) {
+        /* Not a name this version writes: a damaged or foreign view. */
+        char n[24];
+        snprintf(n, sizeof n, "%zu", len);
+        kr_log(KR_LOG_WARN, "a group cursor record with a name of a wrong length was ignored",
+               "topic", t->name, "length", n, NULL);
+        return 0;
+    }
     uint64_t at = cursor;
     if (at > t->next)
         at = t->next; /* a power cut took events the group had acknowledged */
     if (at < t->first)
         at = t->first; /* retention passed the cursor */
     if (at != cursor) {
-        char was[24], now[24];
+        /* The name comes from a RocksDB key: not NUL-terminated. */
+        char was[24], now[24], group[KRAPPY_MAX_NAME_BYTES + 1];
         snprintf(was, sizeof was, "%llu", (unsigned long long)cursor);
         snprintf(now, sizeof now, "%llu", (unsigned long long)at);
+        snprintf(group, sizeof group, "%.*s", (int)len, (const char *)name);
         kr_log(KR_LOG_WARN, "group cursor outside the stream moved", "topic", t->name, "group",
-               len < 250 ? (const char *)name : "?", "cursor", was, "now", now, NULL);
+               group, "cursor", was, "now", now, NULL);
     }
     kr_tgroup *tg = kr_store_group_add(c->s, t, name, len, at);
     if (tg == NULL) {
@@ -423,6 +433,10 @@ void kr_store_groups_retained(kr_store *s, kr_topic *t)
                t->name, "group", tg->g->name, "skipped", n, "cursor", c, NULL);
         kr_counter_add(s->m_group_skipped, skipped);
         kr_store_result res;
-        (void)kr_store_group_persist(s, tg, NULL, NULL, &res);
+        if (kr_store_group_persist(s, tg, NULL, NULL, &res) < 0)
+            kr_log(KR_LOG_ERROR,
+                   "cannot persist a group cursor moved by retention; it moves "
+                   "again at the next start",
+                   "topic", t->name, "group", tg->g->name, "reason", res.msg, NULL);
     }
 }

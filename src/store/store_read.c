@@ -52,9 +52,15 @@ int kr_segment_verify(kr_store *s, kr_topic *t, kr_segment *seg)
         c->first = scan.next;
         c->next = seg->next;
     }
-    if (seg->n_corrupt > 0)
-        kr_log(KR_LOG_ERROR, "corrupt batches found on first read; they will not be served",
-               "topic", t->name, NULL);
+    char name[KR_SEG_NAME_BYTES];
+    kr_seg_name(name, seg->base);
+    for (size_t c = 0; c < seg->n_corrupt; c++) {
+        char range[64];
+        snprintf(range, sizeof range, "%llu..%llu", (unsigned long long)seg->corrupt[c].first,
+                 (unsigned long long)seg->corrupt[c].next);
+        kr_log(KR_LOG_ERROR, "corrupt batch found on first read; its events will not be served",
+               "topic", t->name, "segment", name, "offsets", range, NULL);
+    }
     seg->verified = true;
     return 0;
 }
@@ -395,27 +401,33 @@ static void on_wait_timeout(evutil_socket_t fd, short what, void *arg)
     w->wake(w, true);
 }
 
-/* Park on `list` with a timer. */
-static void park_on(kr_store *s, struct kr_waiter_list *list, kr_waiter *w, uint64_t wait_ms)
+/* Park on `list` with a timer. A waiter without its timer would wait
+ * past its deadline and look woken to kr_store_unpark: it is not parked. */
+static int park_on(kr_store *s, struct kr_waiter_list *list, kr_waiter *w, uint64_t wait_ms)
 {
     if (wait_ms > s->o.max_wait_ms)
         wait_ms = s->o.max_wait_ms;
+    struct timeval tv = {(time_t)(wait_ms / 1000), (suseconds_t)(wait_ms % 1000) * 1000};
+    w->timer = evtimer_new(s->base, on_wait_timeout, w);
+    if (w->timer == NULL || evtimer_add(w->timer, &tv) < 0) {
+        if (w->timer != NULL)
+            event_free(w->timer);
+        w->timer = NULL;
+        return -1;
+    }
     w->list = list;
     TAILQ_INSERT_TAIL(list, w, link);
-    w->timer = evtimer_new(s->base, on_wait_timeout, w);
-    struct timeval tv = {(time_t)(wait_ms / 1000), (suseconds_t)(wait_ms % 1000) * 1000};
-    if (w->timer != NULL)
-        evtimer_add(w->timer, &tv);
+    return 0;
 }
 
-void kr_store_park(kr_store *s, kr_waiter *w, uint64_t wait_ms)
+int kr_store_park(kr_store *s, kr_waiter *w, uint64_t wait_ms)
 {
-    park_on(s, &w->topic->waiters, w, wait_ms);
+    return park_on(s, &w->topic->waiters, w, wait_ms);
 }
 
-void kr_store_park_group(kr_store *s, kr_tgroup *tg, kr_waiter *w, uint64_t wait_ms)
+int kr_store_park_group(kr_store *s, kr_tgroup *tg, kr_waiter *w, uint64_t wait_ms)
 {
-    park_on(s, &tg->waiters, w, wait_ms);
+    return park_on(s, &tg->waiters, w, wait_ms);
 }
 
 /* Wake every waiter of a list (each is woken once and unlinked first). */

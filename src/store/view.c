@@ -1044,6 +1044,7 @@ struct kr_view_probe {
     char tag_topic[2 + KR_VIEW_TOPIC_MAX];
     size_t tlen;
     bool started, failed;
+    char err[256]; /* why it failed */
 };
 
 kr_view_probe *kr_view_probe_new(kr_view *v, const char *topic, size_t tlen)
@@ -1107,8 +1108,11 @@ int kr_view_probe_has(kr_view_probe *p, const uint8_t *key, size_t klen)
     kr_buf_reset(&p->key);
     kr_buf_append(&p->key, p->tag_topic, 2 + p->tlen);
     kr_buf_append(&p->key, key, klen);
-    if (p->key.failed)
+    if (p->key.failed) {
+        snprintf(p->err, sizeof p->err, "out of memory building a key of %zu bytes", klen);
+        p->failed = true;
         return -1;
+    }
     if (!p->started) {
         rocksdb_iter_seek(p->it, (const char *)p->key.data, p->key.len);
         p->started = true;
@@ -1124,11 +1128,17 @@ int kr_view_probe_has(kr_view_probe *p, const uint8_t *key, size_t klen)
     char *e = NULL;
     rocksdb_iter_get_error(p->it, &e);
     if (e != NULL) {
+        snprintf(p->err, sizeof p->err, "reading RocksDB failed: %s", e);
         rocksdb_free(e);
         p->failed = true;
         return -1;
     }
     return 0; /* past the topic's last key */
+}
+
+const char *kr_view_probe_error(const kr_view_probe *p)
+{
+    return p->failed ? p->err : "";
 }
 
 /* ---- metrics ---- */

@@ -278,12 +278,15 @@ static void run_create(kr_job *j)
         if (ok && mkdir(w->dir, 0750) < 0 && errno != EEXIST)
             ok = 0;
         int e = errno;
-        if (pfd >= 0) {
-            fsync_dir(pfd);
-            close(pfd);
+        if (ok && fsync_dir(pfd) < 0) {
+            /* The new directory's name must survive a power cut. */
+            e = errno;
+            ok = 0;
         }
+        if (pfd >= 0)
+            close(pfd);
         if (!ok) {
-            kr_job_fail(j, e, "cannot create %s", w->dir);
+            kr_job_fail(j, e, "cannot create %s durably", w->dir);
             return;
         }
     }
@@ -493,16 +496,16 @@ struct fold {
     kr_view_ckpt *ck;
     const char *name;
     size_t nl;
-    uint64_t keys; /* live keys, kept exact: a put of a new key adds one */
-    int err;
+    uint64_t keys;        /* live keys, kept exact: a put of a new key adds one */
     kr_view_probe *probe; /* which keys the view holds */
+    char err[256];        /* why it failed ("" while it has not) */
 };
 
 static int fold_one(struct fold *f, const kr_ov_entry *e)
 {
     int live = kr_view_probe_has(f->probe, e->key, e->key_len);
     if (live < 0) {
-        f->err = 1;
+        snprintf(f->err, sizeof f->err, "%s", kr_view_probe_error(f->probe));
         return 1;
     }
     if (e->tombstone) {
@@ -522,7 +525,7 @@ static int fold_one(struct fold *f, const kr_ov_entry *e)
  * Fold a frozen overlay into the checkpoint file in key order (the order a
  * table file needs), counting the keys it adds: one forward walk over the
  * view answers which of them it holds.
- * @return 0, or -1 on ENOMEM.
+ * @return 0, or -1 with f->err saying why.
  */
 static int fold_sorted(const kr_overlay *ov, struct fold *f)
 {
@@ -532,17 +535,18 @@ static int fold_sorted(const kr_overlay *ov, struct fold *f)
     const kr_ov_entry **order = malloc(n * sizeof *order);
     if (order == NULL || kr_overlay_sort_all(ov, order) < 0) {
         free(order);
+        snprintf(f->err, sizeof f->err, "out of memory sorting %zu keys", n);
         return -1;
     }
     f->probe = kr_view_probe_new(f->v, f->name, f->nl);
     if (f->probe == NULL)
-        f->err = 1;
-    for (size_t i = 0; i < n && !f->err && fold_one(f, order[i]) == 0; i++)
+        snprintf(f->err, sizeof f->err, "cannot read the view (out of memory, or it is closed)");
+    for (size_t i = 0; i < n && f->err[0] == '\0' && fold_one(f, order[i]) == 0; i++)
         ;
     kr_view_probe_free(f->probe);
     f->probe = NULL;
     free(order);
-    return 0;
+    return f->err[0] == '\0' ? 0 : -1;
 }
 
 /* Topics in the order of their stored keys: 'k' | name length | name. */
@@ -595,15 +599,12 @@ static void run_checkpoint(kr_writer *wr, kr_job *j)
     }
     for (size_t i = 0; i < n; i++) {
         kr_ckpt_topic *c = &cks[i];
-        struct fold f = {wr->view, ck, c->t->name, c->t->name_len, c->keys, 0, NULL};
+        struct fold f = {
+            .v = wr->view, .ck = ck, .name = c->t->name, .nl = c->t->name_len, .keys = c->keys};
         if (c->ov != NULL && fold_sorted(c->ov, &f) < 0) {
             kr_view_ckpt_abort(ck);
-            kr_job_fail(j, 0, "out of memory sorting a checkpoint");
-            return;
-        }
-        if (f.err) {
-            kr_view_ckpt_abort(ck);
-            kr_job_fail(j, 0, "reading the view failed during a checkpoint");
+            kr_counter_add(wr->m_failures, 1);
+            kr_job_fail(j, 0, "the checkpoint of topic %s failed: %s", c->t->name, f.err);
             return;
         }
         c->keys = f.keys;
@@ -625,8 +626,11 @@ static void run_delete(kr_job *j)
         if (unlink(j->del.paths[i]) < 0 && errno != ENOENT)
             kr_log(KR_LOG_WARN, "cannot delete a retired segment", "path", j->del.paths[i],
                    "reason", strerror(errno), NULL);
-    if (j->w != NULL)
-        fsync_dir(j->w->dirfd);
+    if (j->w != NULL && fsync_dir(j->w->dirfd) < 0)
+        kr_log(KR_LOG_WARN,
+               "cannot sync a topic directory after deleting retired segments; a "
+               "power cut may bring them back (retention deletes them again)",
+               "dir", j->w->dir, "reason", strerror(errno), NULL);
 }
 
 /*
@@ -691,6 +695,8 @@ static void run_cursors(kr_writer *wr, struct kr_job_list *round)
     char err[256];
     if (kr_view_write_logged(wr->view, b, sync, err, sizeof err) < 0) {
         kr_counter_add(wr->m_failures, 1);
+        kr_log(KR_LOG_ERROR, "writing group cursors failed; their ACKs get STORAGE", "reason", err,
+               NULL);
         TAILQ_FOREACH(j, round, link)
         if (j->kind == KR_JOB_CURSOR && j->err == KRAPPY_OK)
             kr_job_fail(j, 0, "%s", err);
