@@ -600,6 +600,32 @@ static void test_group_accessors(void **state)
     kr_store_close(s);
 }
 
+/* Retention passing a group that never polled moves its cursor (a group
+ * with nothing handed out has no runs at all). */
+static void test_retention_passes_an_idle_group(void **state)
+{
+    (void)state;
+    kr_store *s = open_store(8192, 32768);
+    kr_topic *t = reg(s, "t");
+    kr_join a = {.group = (const uint8_t *)"idle", .glen = 4, .start = KR_START_EARLIEST};
+    kr_tgroup *tg;
+    kr_member *m;
+    void *taken = NULL;
+    done d = {0};
+    char msg[256];
+    assert_int_equal(kr_store_group_join(s, t, &a, &tg, &m, &taken, on_done, &d, msg, sizeof msg),
+                     KRAPPY_OK);
+    run_until(&d.calls, 1);
+    for (int b = 0; b < 40; b++)
+        pub(s, t, 50, 30);
+    checkpoint(s, t);
+    for (int i = 0; i < 100 && t->first == 0; i++)
+        event_base_loop(base, EVLOOP_NONBLOCK);
+    assert_true(t->first > 0);
+    assert_int_equal(kr_store_group_cursor(tg), t->first);
+    kr_store_close(s);
+}
+
 /* Recovery refuses a segment whose header is bad with a sentence naming
  * the file and what to do. */
 static void test_recovery_names_a_bad_segment(void **state)
@@ -705,6 +731,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lock_refuses_second_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_overlay_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_accessors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention_passes_an_idle_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recovery_names_a_bad_segment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forged_index_is_not_believed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_record_with_a_long_name_is_skipped, setup,

@@ -382,8 +382,10 @@ uint64_t kr_group_skip_to(kr_group *g, uint64_t first)
     for (long i = 0; i < b; i++)
         if (g->runs[i].state != KR_RUN_ACKED)
             skipped += g->runs[i].next - g->runs[i].first;
-    memmove(g->runs, g->runs + b, (g->n_runs - (size_t)b) * sizeof *g->runs);
-    g->n_runs -= (size_t)b;
+    if (b > 0) { /* a group with nothing handed out has no runs array */
+        memmove(g->runs, g->runs + b, (g->n_runs - (size_t)b) * sizeof *g->runs);
+        g->n_runs -= (size_t)b;
+    }
     g->cursor = first;
     if (g->frontier < first)
         g->frontier = first;

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/store_int.h"
+
 /* Failure sentences are cut here (they end up in ERROR frames and logs). */
 #define JOB_MSG_MAX 256
 
@@ -20,10 +22,6 @@ kr_job *kr_job_new(kr_job_kind kind, kr_topic *t)
     j->kind = kind;
     j->t = t;
     j->w = t != NULL ? t->w : NULL;
-    if (kind == KR_JOB_APPEND)
-        j->append.new_seg_fd = -1;
-    else if (kind == KR_JOB_CREATE)
-        j->create.new_seg_fd = -1;
     return j;
 }
 
@@ -35,6 +33,10 @@ void kr_job_free(kr_job *j)
     case KR_JOB_APPEND:
         kr_block_unref(j->append.block);
         free(j->append.meta);
+        kr_segment_free(j->append.new_seg);
+        break;
+    case KR_JOB_CREATE:
+        kr_segment_free(j->create.seg);
         break;
     case KR_JOB_CHECKPOINT:
         free(j->checkpoint.ck);
@@ -44,7 +46,6 @@ void kr_job_free(kr_job *j)
             free(j->del.paths[i]);
         free(j->del.paths);
         break;
-    case KR_JOB_CREATE:
     case KR_JOB_BARRIER:
     case KR_JOB_CURSOR:
         break;

@@ -40,17 +40,19 @@ typedef struct kr_job_append {
                                 the loop's: the writer never reads it) */
     uint64_t base;           /* offset of its first event */
     uint64_t max_ts;
-    uint32_t count;    /* events */
-    bool sync;         /* ack "sync": fdatasync before completing */
-    int new_seg_fd;    /* out: read fd of a segment the writer started for
-                          this batch, or -1 */
-    uint64_t seg_base; /* out: segment it landed in */
-    uint64_t pos;      /* out: position of its batch header there */
+    uint32_t count;      /* events */
+    bool sync;           /* ack "sync": fdatasync before completing */
+    kr_segment *new_seg; /* out: the loop's record of a segment the writer
+                            started for this batch (its read fd open; the
+                            loop takes it), or NULL */
+    uint64_t seg_base;   /* out: segment it landed in */
+    uint64_t pos;        /* out: position of its batch header there */
 } kr_job_append;
 
 /* CREATE: a new topic's first segment. */
 typedef struct kr_job_create {
-    int new_seg_fd; /* out: read fd of the first segment, or -1 */
+    kr_segment *seg; /* out: the loop's record of the first segment (its
+                        read fd open; the loop takes it), or NULL */
 } kr_job_create;
 
 /* One topic's part of a checkpoint. */
@@ -109,13 +111,13 @@ TAILQ_HEAD(kr_job_list, kr_job);
 
 /*
  * kr_job_new - a zeroed job of `kind` for topic t (NULL for none), its
- * writer state taken from t, its out-fds -1.
+ * writer state taken from t.
  * @return the job (the caller's until submitted), or NULL on ENOMEM.
  */
 kr_job *kr_job_new(kr_job_kind kind, kr_topic *t);
 
-/* Free a job and what its kind owns (block reference, meta, checkpoint
- * parts, paths, message). NULL ok. */
+/* Free a job and what its kind owns (block reference, meta, a new segment
+ * not taken, checkpoint parts, paths, message). NULL ok. */
 void kr_job_free(kr_job *j);
 
 /*

@@ -239,6 +239,14 @@ static bool finish_append(kr_store *s, kr_job *j)
 {
     kr_topic *t = j->t;
     kr_job_append *a = &j->append;
+    t->appends_in_flight--;
+    if (a->new_seg != NULL) {
+        /* The writer appends there from now on, even when this batch did
+         * not land. Cannot fail: reserve_segment_slot made room. */
+        (void)kr_topic_add_segment(t, a->new_seg);
+        a->new_seg = NULL;
+        t->bytes += KR_SEG_HEADER_BYTES;
+    }
     if (j->err != KRAPPY_OK) {
         /* Offsets assigned after this one were assigned in vain. */
         t->assigned = t->next;
@@ -247,22 +255,6 @@ static bool finish_append(kr_store *s, kr_job *j)
         if (j->done != NULL)
             j->done(j->arg, &res);
         return false;
-    }
-    if (a->new_seg_fd >= 0) {
-        kr_segment *seg = kr_segment_new(a->seg_base, a->new_seg_fd);
-        if (seg == NULL || kr_topic_add_segment(t, seg) < 0) {
-            close(a->new_seg_fd);
-            free(seg);
-            char name[KR_SEG_NAME_BYTES];
-            kr_seg_name(name, a->seg_base);
-            kr_log(KR_LOG_ERROR,
-                   "out of memory tracking a new segment; its events are counted in the one "
-                   "before, and FETCH cannot read them until a restart",
-                   "topic", t->name, "segment", name, NULL);
-        } else {
-            seg->verified = true;
-            t->bytes += KR_SEG_HEADER_BYTES;
-        }
     }
     kr_segment *seg = t->segs[t->n_segs - 1];
     seg->size = a->pos + a->block->len;
@@ -316,15 +308,12 @@ static void finish_create(kr_store *s, kr_job *j)
         kr_log(KR_LOG_ERROR, "cannot create topic", "topic", t->name, "reason", kr_job_msg(j),
                NULL);
     } else {
-        kr_segment *seg = kr_segment_new(0, j->create.new_seg_fd);
-        if (seg == NULL || kr_topic_add_segment(t, seg) < 0) {
-            free(seg);
-            close(j->create.new_seg_fd);
+        if (kr_topic_add_segment(t, j->create.seg) < 0) {
             t->failed = true;
             res.err = KRAPPY_E_STORAGE;
             snprintf(res.msg, sizeof res.msg, "out of memory creating the topic");
         } else {
-            seg->verified = true;
+            j->create.seg = NULL;
             t->bytes = KR_SEG_HEADER_BYTES;
             t->ready = true;
             kr_log(KR_LOG_INFO, "topic created", "topic", t->name, NULL);
@@ -343,7 +332,8 @@ static void finish_create(kr_store *s, kr_job *j)
  */
 static void retention(kr_store *s, kr_topic *t)
 {
-    if ((s->o.retention_bytes == 0 && s->o.retention_ms == 0) || t->n_segs < 2)
+    /* Closing: the next start's first checkpoint retires them. */
+    if ((s->o.retention_bytes == 0 && s->o.retention_ms == 0) || t->n_segs < 2 || s->draining)
         return;
     uint64_t now = now_ms();
     size_t drop = 0;
@@ -521,6 +511,8 @@ void kr_store_release(kr_store *s)
 
 void kr_store_checkpoint(kr_store *s)
 {
+    if (s->draining)
+        return;
     if (s->ckpt_running) {
         s->ckpt_again = true;
         return;
@@ -623,7 +615,6 @@ int kr_store_register(kr_store *s, const uint8_t *name, size_t len, kr_topic **t
         }
         t->failed = false;
         j->kind = KR_JOB_CREATE;
-        j->create.new_seg_fd = -1;
     }
     j->t = t;
     j->w = t->w;
@@ -775,6 +766,28 @@ static int take_batch(kr_store *s, const batch_enc *be, kr_block **blk_out, kr_e
     return 0;
 }
 
+/*
+ * Each append may make the writer start a segment, which the loop must be
+ * able to add to the topic's list when the batch lands, where an ENOMEM
+ * has no good answer: keep a slot for every append in flight.
+ * @return 0, or -1 on ENOMEM.
+ */
+static int reserve_segment_slot(kr_topic *t)
+{
+    size_t need = t->n_segs + t->appends_in_flight + 1;
+    if (need <= t->cap_segs)
+        return 0;
+    size_t cap = t->cap_segs ? t->cap_segs : 8;
+    while (cap < need)
+        cap *= 2;
+    kr_segment **n = realloc(t->segs, cap * sizeof *n);
+    if (n == NULL)
+        return -1;
+    t->segs = n;
+    t->cap_segs = cap;
+    return 0;
+}
+
 krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_buf *scratch,
                             bool sync, kr_store_done done, void *arg, char *msg, size_t msglen,
                             uint64_t *bad_index)
@@ -795,7 +808,8 @@ krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_
     krappy_err rc = encode_batch(s, req, scratch, &be, msg, msglen, bad_index);
     if (rc != KRAPPY_OK)
         goto out;
-    if (take_batch(s, &be, &blk, &m) < 0 || (j = kr_job_new(KR_JOB_APPEND, t)) == NULL) {
+    if (reserve_segment_slot(t) < 0 || take_batch(s, &be, &blk, &m) < 0 ||
+        (j = kr_job_new(KR_JOB_APPEND, t)) == NULL) {
         kr_block_unref(blk);
         free(m);
         snprintf(msg, msglen, "out of memory queueing the batch of %llu events",
@@ -812,6 +826,7 @@ krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_
     j->done = done;
     j->arg = arg;
     t->assigned += be.count;
+    t->appends_in_flight++;
     kr_writer_submit(s->writer, j);
 out:
     kr_buf_free(&be.extra);
@@ -949,7 +964,9 @@ void kr_store_close(kr_store *s)
     if (s->writer != NULL) {
         if (!s->ckpt_running)
             kr_store_checkpoint(s); /* make the view current: a short replay next time */
+        s->draining = true;
         kr_writer_stop(s->writer);
+        s->writer = NULL;
     }
     release_held(s, true);
     kr_scan_wait *w;

@@ -117,8 +117,10 @@ struct kr_topic {
     size_t name_len;
     bool ready;        /* created on disk (false while being created) */
     bool failed;       /* creation failed: being removed */
-    kr_segment **segs; /* ascending base; the last one is being appended */
-    size_t n_segs, cap_segs;
+    kr_segment **segs; /* ascending base; the last one is being appended;
+                          room for appends_in_flight (queued, not completed)
+                          more, one per segment the writer may start */
+    size_t n_segs, cap_segs, appends_in_flight;
     uint64_t first;        /* first retained offset */
     uint64_t next;         /* offset after the last visible event */
     uint64_t assigned;     /* next offset a new PUBLISH gets (>= next) */

@@ -269,10 +269,11 @@ static kr_job *cursor_job(kr_store *s, kr_tgroup *tg)
 int kr_store_group_persist(kr_store *s, kr_tgroup *tg, kr_store_done done, void *arg,
                            kr_store_result *res)
 {
-    kr_job *j = cursor_job(s, tg);
+    kr_job *j = s->draining ? NULL : cursor_job(s, tg);
     if (j == NULL) {
         res->err = KRAPPY_E_STORAGE;
-        snprintf(res->msg, sizeof res->msg, "out of memory persisting a group cursor");
+        snprintf(res->msg, sizeof res->msg, "%s",
+                 s->draining ? "the store is closing" : "out of memory persisting a group cursor");
         return -1;
     }
     j->done = done;

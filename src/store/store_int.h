@@ -61,6 +61,8 @@ struct kr_store {
     size_t n_topics, cap_topics;
     struct event *tick;
     bool ckpt_running, ckpt_again, closing;
+    bool draining;           /* the writer is stopping: completions delivered meanwhile
+                                must not queue jobs it would never run */
     size_t active_bytes;     /* kr_overlay_bytes of every active overlay */
     size_t readcache_bytes;  /* kr_overlay_bytes of every topic's readcache */
     struct kr_job_list held; /* appends whose acks wait for overlay room */

@@ -529,7 +529,11 @@ int kr_store_get(kr_store *s, kr_topic *t, const uint8_t *key, size_t klen, kr_b
     if (e != NULL) {
         if (e->tombstone)
             return 0;
-        return kr_buf_append(out, e->event, e->ev_len) == 0 ? 1 : -1;
+        if (kr_buf_append(out, e->event, e->ev_len) < 0) {
+            snprintf(msg, msglen, "out of memory building a reply of %u bytes", e->ev_len);
+            return -1;
+        }
+        return 1;
     }
     size_t before = out->len;
     int rc = kr_view_get(s->view, t->name, t->name_len, key, klen, out, msg, msglen);

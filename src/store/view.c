@@ -464,7 +464,10 @@ static int unlocked_get(kr_view *v, const char *topic, size_t tlen, const uint8_
     size_t n;
     const char *val = rocksdb_pinnableslice_value(ps, &n);
     if (kr_buf_append(out, val, n) < 0) {
-        say(err, errlen, "the event does not fit the output buffer", NULL);
+        say(err, errlen,
+            out->len + n > out->max ? "the event does not fit the output buffer"
+                                    : "out of memory reading the event",
+            NULL);
         rc = -1;
     }
     rocksdb_pinnableslice_destroy(ps);

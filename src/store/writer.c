@@ -17,6 +17,8 @@
  */
 #include "store/writer.h"
 
+#include "store/store_int.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -167,6 +169,14 @@ static int wtopic_sync(kr_writer *wr, kr_wtopic *w, char *msg, size_t msglen)
 {
     if (w->synced_len == w->file_len && !w->broken)
         return 0;
+    if (w->unkept) {
+        snprintf(msg, msglen,
+                 "syncing %s failed, and the batches written since the last sync could not be "
+                 "kept in memory to rewrite them; restart krappyd to recover the topic from its "
+                 "stream",
+                 w->dir);
+        return -1;
+    }
     kr_counter_add(wr->m_fsyncs, 1);
     if (!w->broken && fdatasync(w->fd) == 0) {
         w->synced_len = w->file_len;
@@ -201,11 +211,13 @@ static int wtopic_sync(kr_writer *wr, kr_wtopic *w, char *msg, size_t msglen)
 
 /*
  * Create segment `base` durably (header written, file and directory
- * synced) and open it twice: *fd for the writer, *read_fd for the loop. On
- * failure nothing is left behind, so that a retry can create it again.
+ * synced) and open it twice: *fd for the writer, and a read fd in *seg,
+ * the loop's record of it (made here, so that the loop has nothing left to
+ * allocate when the batch lands). On failure nothing is left behind, so
+ * that a retry can create it again.
  * @return 0, or -1 with errno.
  */
-static int create_segment(int dirfd, uint64_t base, int *fd_out, int *read_fd)
+static int create_segment(int dirfd, uint64_t base, int *fd_out, kr_segment **seg)
 {
     char name[KR_SEG_NAME_BYTES];
     kr_seg_name(name, base);
@@ -214,16 +226,20 @@ static int create_segment(int dirfd, uint64_t base, int *fd_out, int *read_fd)
         return -1;
     uint8_t hdr[KR_SEG_HEADER_BYTES];
     kr_seg_header_encode(hdr, base);
+    kr_segment *s = NULL;
     if (write_all_at(fd, hdr, sizeof hdr, 0) < 0 || fdatasync(fd) < 0 || fsync_dir(dirfd) < 0 ||
-        (rfd = dup(fd)) < 0) {
-        int e = errno;
+        (rfd = dup(fd)) < 0 || (s = kr_segment_new(base, rfd)) == NULL) {
+        int e = s == NULL && rfd >= 0 ? ENOMEM : errno;
+        if (rfd >= 0)
+            close(rfd);
         close(fd);
         unlinkat(dirfd, name, 0);
         errno = e;
         return -1;
     }
+    s->verified = true; /* ours */
     *fd_out = fd;
-    *read_fd = rfd;
+    *seg = s;
     return 0;
 }
 
@@ -232,13 +248,13 @@ static int create_segment(int dirfd, uint64_t base, int *fd_out, int *read_fd)
  * before a checkpoint can cover it, and its fd goes away), leave its index
  * hint behind, open the new file.
  */
-static int roll_segment(kr_writer *wr, kr_wtopic *w, uint64_t base, int *read_fd, char *msg,
+static int roll_segment(kr_writer *wr, kr_wtopic *w, uint64_t base, kr_segment **seg, char *msg,
                         size_t msglen)
 {
     if (wtopic_sync(wr, w, msg, msglen) < 0)
         return -1;
     int fd;
-    if (create_segment(w->dirfd, base, &fd, read_fd) < 0) {
+    if (create_segment(w->dirfd, base, &fd, seg) < 0) {
         snprintf(msg, msglen, "cannot start a new segment in %s: %s", w->dir,
                  kr_errno_advice(errno));
         return -1;
@@ -291,7 +307,7 @@ static void run_create(kr_job *j)
         }
     }
     int dirfd = open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), fd = -1;
-    if (dirfd < 0 || create_segment(dirfd, 0, &fd, &j->create.new_seg_fd) < 0) {
+    if (dirfd < 0 || create_segment(dirfd, 0, &fd, &j->create.seg) < 0) {
         int e = errno;
         kr_job_fail(j, e, "cannot create the first segment in %s", w->dir);
         if (dirfd >= 0)
@@ -409,10 +425,11 @@ static uint64_t write_gathered(const kr_wtopic *w, const struct iovec *iov, size
  * in the file: note where, index them, keep them for a repair.
  * @return how many.
  */
-static size_t account_landed(kr_wtopic *w, kr_job **jobs, size_t k, uint64_t done)
+static size_t account_landed(kr_writer *wr, kr_wtopic *w, kr_job **jobs, size_t k, uint64_t done)
 {
     uint64_t landed = 0;
     size_t whole = 0;
+    bool lost = false;
     while (whole < k && landed + jobs[whole]->append.block->len <= done)
         landed += jobs[whole++]->append.block->len;
     for (size_t x = 0; x < whole; x++) {
@@ -421,11 +438,27 @@ static size_t account_landed(kr_wtopic *w, kr_job **jobs, size_t k, uint64_t don
         a->pos = w->file_len;
         kr_index_add(&w->idx, a->base, w->file_len);
         if (remember_unsynced(w, a->block, w->file_len) < 0)
-            w->broken = true; /* cannot repair without it: force a sync */
+            lost = true;
         w->file_len += a->block->len;
         w->next += a->count;
         if (a->max_ts > w->max_ts)
             w->max_ts = a->max_ts;
+    }
+    if (lost) {
+        /* No copy of a batch to rewrite if a sync failed later: make them
+         * durable now instead. */
+        kr_counter_add(wr->m_fsyncs, 1);
+        if (fdatasync(w->fd) == 0) {
+            w->synced_len = w->file_len;
+            release_unsynced(w);
+        } else {
+            w->broken = w->unkept = true;
+            kr_counter_add(wr->m_failures, 1);
+            kr_log(KR_LOG_ERROR,
+                   "fdatasync failed with batches not kept for a rewrite; writes to "
+                   "the topic are refused until a restart",
+                   "dir", w->dir, "reason", strerror(errno), NULL);
+        }
     }
     return whole;
 }
@@ -466,7 +499,7 @@ static void run_appends(kr_writer *wr, kr_job **jobs, size_t n)
             continue;
         }
         if (w->file_len > KR_SEG_HEADER_BYTES && w->file_len + a->block->len > wr->segment_bytes) {
-            if (roll_segment(wr, w, a->base, &a->new_seg_fd, msg, sizeof msg) < 0) {
+            if (roll_segment(wr, w, a->base, &a->new_seg, msg, sizeof msg) < 0) {
                 fail_rest(jobs, i, n, 0, msg);
                 return;
             }
@@ -477,7 +510,7 @@ static void run_appends(kr_writer *wr, kr_job **jobs, size_t n)
         size_t k = gather(wr, w, jobs + i, n - i, iov, &total);
         uint64_t done = write_gathered(w, iov, k, total, &err);
         kr_counter_add(wr->m_bytes, done);
-        size_t whole = account_landed(w, jobs + i, k, done);
+        size_t whole = account_landed(wr, w, jobs + i, k, done);
         if (whole < k) {
             err = err ? err : ENOSPC;
             cut_torn(wr, w, err);

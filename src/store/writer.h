@@ -33,6 +33,8 @@ typedef struct kr_wtopic {
     uint64_t next;       /* offset after the last event written */
     uint64_t max_ts;     /* of the active segment */
     bool broken;         /* a sync failed and the rewrite did too */
+    bool unkept;         /* a batch written since the last good sync has no
+                            copy in memory: a failed sync cannot be repaired */
     struct kr_unsynced {
         kr_block *b;
         uint64_t pos;
