@@ -79,6 +79,8 @@ struct kr_store {
 };
 
 /* store.c */
+/* Milliseconds since the epoch (event timestamps, time retention). */
+uint64_t kr_store_wall_ms(void);
 /* "a/b", malloc'd. @return NULL on ENOMEM. */
 char *kr_store_path(const char *a, const char *b);
 /* A topic not yet in the table (not ready, no segments, an empty active
@@ -95,6 +97,18 @@ kr_segment *kr_segment_new(uint64_t base, int fd);
 /* Append seg to t's segments (taken over on success). @return 0, or -1 on
  * ENOMEM. */
 int kr_topic_add_segment(kr_topic *t, kr_segment *seg);
+
+/* publish.c */
+/* Complete an append: fold its batch into the active overlay, wake the
+ * readers, acknowledge it - or, while the active overlays are over
+ * kr_store_fill_limit and a checkpoint runs, hold the acknowledgement.
+ * @return true when held (the job is then on s->held, not the caller's). */
+bool kr_store_append_done(kr_store *s, kr_job *j);
+/* Acknowledge held appends while the active overlays are within their
+ * limit (all: every one, whatever the memory). */
+void kr_store_release_held(kr_store *s, bool all);
+/* Memory the active overlays may hold: half of --overlay-bytes. */
+size_t kr_store_fill_limit(const kr_store *s);
 
 /* recovery.c */
 /* Recover every topic directory of the data directory (before the writer
