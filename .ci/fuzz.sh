@@ -46,7 +46,7 @@ for src in tests/fuzz/fuzz_*.c; do
     extra=
     case $name in
     fuzz_segment) extra="src/store/segment.c src/store/crc32c.c" ;;
-    fuzz_index) extra="src/store/index.c src/store/segment.c src/store/crc32c.c" ;;
+    fuzz_index) extra="src/store/index.c src/store/segment.c src/store/crc32c.c src/util/io.c" ;;
     esac
     # shellcheck disable=SC2086
     clang $flags $cbor_cflags "$src" src/proto/*.c $extra -o "$bin" $cbor_libs -lm

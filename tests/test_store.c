@@ -25,7 +25,7 @@
 #include "store/store_int.h"
 #include "store/writer.h"
 
-#include "tmpdir.h"
+#include "store_env.h"
 
 static char dir[64]; /* $TMPDIR must be short: mkdtemp fails otherwise */
 static struct event_base *base;
@@ -35,38 +35,36 @@ static int setup(void **state)
 {
     (void)state;
     kr_log_setup(KR_LOG_ERROR, KR_LOG_TEXT);
-    evthread_use_pthreads();
-    snprintf(dir, sizeof dir, "%s/krappy-store-XXXXXX", kr_test_tmpdir());
-    assert_non_null(mkdtemp(dir));
-    base = event_base_new();
-    metrics = kr_metrics_new();
+    kr_test_env_up(&base, &metrics, dir, sizeof dir, "krappy-store");
     return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
-    event_base_free(base);
-    kr_metrics_free(metrics);
+    kr_test_env_down(base, metrics, dir);
     return 0;
+}
+
+static kr_store_opts store_opts(uint64_t segment_bytes, uint64_t retention_bytes,
+                                uint64_t overlay_bytes)
+{
+    return (kr_store_opts){.data_dir = dir,
+                           .segment_bytes = segment_bytes,
+                           .retention_bytes = retention_bytes,
+                           .checkpoint_ms = 3600000, /* tests checkpoint by hand */
+                           .overlay_bytes = overlay_bytes,
+                           .max_frame = 1u << 20,
+                           .max_events = 1000,
+                           .max_publish_events = 100000,
+                           .max_wait_ms = 1000,
+                           .rocksdb_log_dir = ""};
 }
 
 static kr_store *open_store_budget(uint64_t segment_bytes, uint64_t retention_bytes,
                                    uint64_t overlay_bytes)
 {
-    kr_store_opts o = {.data_dir = dir,
-                       .segment_bytes = segment_bytes,
-                       .retention_bytes = retention_bytes,
-                       .checkpoint_ms = 3600000, /* tests checkpoint by hand */
-                       .overlay_bytes = overlay_bytes,
-                       .max_frame = 1u << 20,
-                       .max_events = 1000,
-                       .max_publish_events = 100000,
-                       .max_wait_ms = 1000,
-                       .rocksdb_log_dir = ""};
+    kr_store_opts o = store_opts(segment_bytes, retention_bytes, overlay_bytes);
     kr_store *s;
     char err[256];
     if (kr_store_open(&o, base, metrics, &s, err, sizeof err) < 0)
@@ -77,18 +75,6 @@ static kr_store *open_store_budget(uint64_t segment_bytes, uint64_t retention_by
 static kr_store *open_store(uint64_t segment_bytes, uint64_t retention_bytes)
 {
     return open_store_budget(segment_bytes, retention_bytes, 1u << 30);
-}
-
-typedef struct done {
-    int calls;
-    kr_store_result res;
-} done;
-
-static void on_done(void *arg, const kr_store_result *res)
-{
-    done *d = arg;
-    d->calls++;
-    d->res = *res;
 }
 
 static void run_until(int *flag, int want)
@@ -134,13 +120,9 @@ static uint64_t pub(kr_store *s, kr_topic *t, int n, int nkeys)
         kr_buf_free(&vb);
     }
     kr_buf b, scratch;
-    kr_buf_init(&b, 1u << 20);
-    kr_buf_init(&scratch, 1u << 20);
-    kr_enc_publish(&b, (kr_cid){0}, KR_ACK_WRITE, ev, (size_t)n);
     kr_request req;
     char msg[256];
-    assert_int_equal(
-        kr_req_decode(KRAPPY_T_PUBLISH, b.data, b.len, &scratch, &req, msg, sizeof msg), KRAPPY_OK);
+    kr_test_publish_request(ev, (size_t)n, &b, &scratch, &req);
     done d = {0};
     uint64_t bad;
     assert_int_equal(
@@ -474,14 +456,10 @@ static void bp_publish(bp_state *b, int batch)
                                     .value_len = sizeof val};
     }
     kr_buf e, scratch;
-    kr_buf_init(&e, 1u << 20);
-    kr_buf_init(&scratch, 1u << 20);
-    kr_enc_publish(&e, (kr_cid){0}, KR_ACK_WRITE, ev, BP_EVENTS);
     kr_request req;
     char msg[256];
     uint64_t bad;
-    assert_int_equal(
-        kr_req_decode(KRAPPY_T_PUBLISH, e.data, e.len, &scratch, &req, msg, sizeof msg), KRAPPY_OK);
+    kr_test_publish_request(ev, BP_EVENTS, &e, &scratch, &req);
     assert_int_equal(
         kr_store_publish(b->s, b->t, &req, &scratch, false, bp_done, b, msg, sizeof msg, &bad),
         KRAPPY_OK);
@@ -529,6 +507,21 @@ static void test_overlay_budget(void **state)
     kr_store_close(s);
 }
 
+/* Join group `name` from the earliest offset; *m gets the member. */
+static kr_tgroup *join(kr_store *s, kr_topic *t, const char *name, kr_member **m)
+{
+    kr_join a = {.group = (const uint8_t *)name, .glen = strlen(name), .start = KR_START_EARLIEST};
+    kr_tgroup *tg;
+    void *taken = NULL;
+    done d = {0};
+    char msg[256];
+    assert_int_equal(kr_store_group_join(s, t, &a, &tg, m, &taken, on_done, &d, msg, sizeof msg),
+                     KRAPPY_OK);
+    run_until(&d.calls, 1);
+    assert_int_equal(d.res.err, KRAPPY_OK);
+    return tg;
+}
+
 /* What the server reads of a group goes through the store's accessors:
  * name, cursor, frontier, stats; an ACK that moves the cursor wakes the
  * POLLs parked on the group. */
@@ -544,16 +537,9 @@ static void test_group_accessors(void **state)
     kr_store *s = open_store(1u << 20, 0);
     kr_topic *t = reg(s, "t");
     pub(s, t, 10, 10);
-    kr_join a = {.group = (const uint8_t *)"g1", .glen = 2, .start = KR_START_EARLIEST};
-    kr_tgroup *tg;
     kr_member *m;
-    void *taken = NULL;
-    done d = {0};
+    kr_tgroup *tg = join(s, t, "g1", &m);
     char msg[256];
-    assert_int_equal(kr_store_group_join(s, t, &a, &tg, &m, &taken, on_done, &d, msg, sizeof msg),
-                     KRAPPY_OK);
-    run_until(&d.calls, 1);
-    assert_int_equal(d.res.err, KRAPPY_OK);
     size_t len;
     assert_string_equal(kr_store_group_name(tg, &len), "g1");
     assert_int_equal(len, 2);
@@ -607,15 +593,8 @@ static void test_retention_passes_an_idle_group(void **state)
     (void)state;
     kr_store *s = open_store(8192, 32768);
     kr_topic *t = reg(s, "t");
-    kr_join a = {.group = (const uint8_t *)"idle", .glen = 4, .start = KR_START_EARLIEST};
-    kr_tgroup *tg;
     kr_member *m;
-    void *taken = NULL;
-    done d = {0};
-    char msg[256];
-    assert_int_equal(kr_store_group_join(s, t, &a, &tg, &m, &taken, on_done, &d, msg, sizeof msg),
-                     KRAPPY_OK);
-    run_until(&d.calls, 1);
+    kr_tgroup *tg = join(s, t, "idle", &m);
     for (int b = 0; b < 40; b++)
         pub(s, t, 50, 30);
     checkpoint(s, t);
@@ -641,15 +620,7 @@ static void test_recovery_names_a_bad_segment(void **state)
     assert_true(fd >= 0);
     assert_int_equal(pwrite(fd, "XXXX", 4, 0), 4); /* the magic */
     close(fd);
-    kr_store_opts o = {.data_dir = dir,
-                       .segment_bytes = 1u << 20,
-                       .checkpoint_ms = 3600000,
-                       .overlay_bytes = 1u << 20,
-                       .max_frame = 1u << 20,
-                       .max_events = 10,
-                       .max_publish_events = 10,
-                       .max_wait_ms = 10,
-                       .rocksdb_log_dir = ""};
+    kr_store_opts o = store_opts(1u << 20, 0, 1u << 20);
     char err[256];
     assert_int_equal(kr_store_open(&o, base, metrics, &s, err, sizeof err), -1);
     assert_non_null(strstr(err, path));

@@ -44,7 +44,7 @@
 #include "store/store.h"
 #include "store/store_int.h"
 
-#include "tmpdir.h"
+#include "store_env.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/lsan_interface.h>
@@ -133,13 +133,6 @@ static kr_metrics *metrics;
 static char root[64]; /* $TMPDIR/krappy-alloc-XXXXXX */
 static char work[96]; /* root/NAME: the directory of one run */
 
-static void rm_rf(const char *path)
-{
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
-    assert_int_equal(system(cmd), 0);
-}
-
 static kr_store_opts opts(const char *dir, uint64_t retention)
 {
     return (kr_store_opts){.data_dir = dir,
@@ -199,18 +192,6 @@ static int step_failed(outcome *o, int step, const char *why)
     return -1;
 }
 
-typedef struct done {
-    int calls;
-    kr_store_result res;
-} done;
-
-static void on_done(void *arg, const kr_store_result *res)
-{
-    done *d = arg;
-    d->calls++;
-    d->res = *res;
-}
-
 /* Wait for an asynchronous step; @return 0 or -1 (recorded). */
 static int finish(outcome *o, int step, done *d)
 {
@@ -240,14 +221,10 @@ static int publish(kr_store *s, kr_topic *t, int n, int nkeys, int step, outcome
                                     .value_len = sizeof val};
     }
     kr_buf b, scratch;
-    kr_buf_init(&b, 1u << 20);
-    kr_buf_init(&scratch, 1u << 20);
-    pause_counting(); /* the request is the client's, not the store's */
-    kr_enc_publish(&b, (kr_cid){0}, KR_ACK_WRITE, ev, (size_t)n);
     kr_request req;
     char msg[256];
-    assert_int_equal(
-        kr_req_decode(KRAPPY_T_PUBLISH, b.data, b.len, &scratch, &req, msg, sizeof msg), KRAPPY_OK);
+    pause_counting(); /* the request is the client's, not the store's */
+    kr_test_publish_request(ev, (size_t)n, &b, &scratch, &req);
     resume_counting();
     done d = {0};
     uint64_t bad;
@@ -520,7 +497,7 @@ static void every_n(const char *name, void (*scenario)(const char *dir, outcome 
     for (n = 1; !through; n += step) {
         if (n >= 100000)
             fail_msg("%s: still failing at allocation %ld", name, n);
-        rm_rf(work);
+        kr_test_rm_rf(work);
         if (prepared != NULL) {
             char cmd[256];
             snprintf(cmd, sizeof cmd, "cp -a '%s' '%s'", prepared, work);
@@ -576,20 +553,14 @@ static int setup(void **state)
     (void)state;
     /* Failures are expected by the thousand: log none of them. */
     kr_log_setup((kr_log_level)(KR_LOG_ERROR + 1), KR_LOG_TEXT);
-    evthread_use_pthreads();
-    snprintf(root, sizeof root, "%s/krappy-alloc-XXXXXX", kr_test_tmpdir());
-    assert_non_null(mkdtemp(root));
-    base = event_base_new();
-    metrics = kr_metrics_new();
+    kr_test_env_up(&base, &metrics, root, sizeof root, "krappy-alloc");
     return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    rm_rf(root);
-    event_base_free(base);
-    kr_metrics_free(metrics);
+    kr_test_env_down(base, metrics, root);
     return 0;
 }
 

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "proto/frame.h"
+#include "util/io.h"
 
 #define INDEX_MAGIC     "KRAPPYIX"
 #define INDEX_CRC_AT    44
@@ -103,23 +104,6 @@ void kr_index_file_name(char out[KR_INDEX_NAME_BYTES], uint64_t base)
     memcpy(out + KR_SEG_NAME_BYTES - 5, ".idx", 5);
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            if (w == 0)
-                errno = ENOSPC;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 size_t kr_index_encoded_len(size_t n)
 {
     return KR_INDEX_HEADER_BYTES + n * KR_INDEX_ENTRY_BYTES;
@@ -158,7 +142,7 @@ int kr_index_write(int dirfd, uint64_t base, const kr_index_meta *meta, uint64_t
     int rc = -1;
     int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
     if (fd >= 0) {
-        rc = write_all(fd, buf, len);
+        rc = kr_pwrite_all(fd, buf, len, 0);
         int e = errno;
         close(fd);
         if (rc == 0)

@@ -34,6 +34,7 @@
 #include <event2/event.h>
 
 #include "server/log.h"
+#include "util/io.h"
 
 /* Batches written by one pwritev at most (below IOV_MAX). */
 #define KR_WRITER_IOV 512
@@ -74,25 +75,6 @@ struct kr_writer {
 };
 
 /* ---- small helpers ---- */
-
-static int write_all_at(int fd, const void *p, size_t n, uint64_t pos)
-{
-    const uint8_t *b = p;
-    while (n > 0) {
-        ssize_t w = pwrite(fd, b, n, (off_t)pos);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            if (w == 0)
-                errno = ENOSPC;
-            return -1;
-        }
-        b += w;
-        n -= (size_t)w;
-        pos += (uint64_t)w;
-    }
-    return 0;
-}
 
 static int fsync_dir(int dirfd)
 {
@@ -190,8 +172,8 @@ static int wtopic_sync(kr_writer *wr, kr_wtopic *w, char *msg, size_t msglen)
     if (ftruncate(w->fd, (off_t)w->synced_len) == 0) {
         int ok = 1;
         for (size_t i = 0; i < w->n_unsynced && ok; i++)
-            ok = write_all_at(w->fd, w->unsynced[i].b->data, w->unsynced[i].b->len,
-                              w->unsynced[i].pos) == 0;
+            ok = kr_pwrite_all(w->fd, w->unsynced[i].b->data, w->unsynced[i].b->len,
+                               w->unsynced[i].pos) == 0;
         kr_counter_add(wr->m_fsyncs, 1);
         if (ok && fdatasync(w->fd) == 0) {
             w->broken = false;
@@ -228,7 +210,7 @@ static int create_segment(int dirfd, uint64_t base, int *fd_out, kr_segment **se
     uint8_t hdr[KR_SEG_HEADER_BYTES];
     kr_seg_header_encode(hdr, base);
     kr_segment *s = NULL;
-    if (write_all_at(fd, hdr, sizeof hdr, 0) < 0 || fdatasync(fd) < 0 || fsync_dir(dirfd) < 0 ||
+    if (kr_pwrite_all(fd, hdr, sizeof hdr, 0) < 0 || fdatasync(fd) < 0 || fsync_dir(dirfd) < 0 ||
         (rfd = dup(fd)) < 0 || (s = kr_segment_new(base, rfd)) == NULL) {
         int e = s == NULL && rfd >= 0 ? ENOMEM : errno;
         if (rfd >= 0)

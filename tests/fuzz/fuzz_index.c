@@ -21,15 +21,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "store/index.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c))                                                                                  \
-            __builtin_trap();                                                                      \
-    } while (0)
 
 static uint64_t be64(const uint8_t *p)
 {
@@ -54,7 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t mode = data[0];
     size_t len = size - 1;
     uint8_t *file = malloc(len ? len : 1);
-    CHECK(file != NULL);
+    FUZZ_CHECK(file != NULL);
     memcpy(file, data + 1, len);
 
     uint64_t base = 0, seg_size = 1u << 20;
@@ -76,28 +71,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     errno = 0;
     int rc = kr_index_decode(file, len, base, seg_size, &meta, &ix);
     if (rc != 0) {
-        CHECK(rc == -1);
-        CHECK(errno == EINVAL || errno == ENOMEM);
-        CHECK(ix.e == NULL && ix.n == 0 && ix.cap == 0);
-        CHECK(meta.next == 12345 && meta.max_ts == 678);
+        FUZZ_CHECK(rc == -1);
+        FUZZ_CHECK(errno == EINVAL || errno == ENOMEM);
+        FUZZ_CHECK(ix.e == NULL && ix.n == 0 && ix.cap == 0);
+        FUZZ_CHECK(meta.next == 12345 && meta.max_ts == 678);
         free(file);
         return 0;
     }
-    CHECK(len == kr_index_encoded_len(ix.n));
-    CHECK(meta.next >= base);
+    FUZZ_CHECK(len == kr_index_encoded_len(ix.n));
+    FUZZ_CHECK(meta.next >= base);
     for (size_t i = 0; i < ix.n; i++) {
-        CHECK(ix.e[i].offset >= base && ix.e[i].offset < meta.next);
-        CHECK(ix.e[i].pos >= KR_SEG_HEADER_BYTES && ix.e[i].pos < seg_size);
+        FUZZ_CHECK(ix.e[i].offset >= base && ix.e[i].offset < meta.next);
+        FUZZ_CHECK(ix.e[i].pos >= KR_SEG_HEADER_BYTES && ix.e[i].pos < seg_size);
         if (i > 0)
-            CHECK(ix.e[i].offset > ix.e[i - 1].offset && ix.e[i].pos > ix.e[i - 1].pos);
-        CHECK(kr_index_find(&ix, ix.e[i].offset) == ix.e[i].pos);
+            FUZZ_CHECK(ix.e[i].offset > ix.e[i - 1].offset && ix.e[i].pos > ix.e[i - 1].pos);
+        FUZZ_CHECK(kr_index_find(&ix, ix.e[i].offset) == ix.e[i].pos);
     }
     if (ix.n > 0 && ix.e[0].offset > 0)
-        CHECK(kr_index_find(&ix, ix.e[0].offset - 1) == KR_SEG_HEADER_BYTES);
+        FUZZ_CHECK(kr_index_find(&ix, ix.e[0].offset - 1) == KR_SEG_HEADER_BYTES);
     uint8_t *again = malloc(len);
-    CHECK(again != NULL);
+    FUZZ_CHECK(again != NULL);
     kr_index_encode(again, base, &meta, seg_size, &ix);
-    CHECK(memcmp(again, file, len) == 0);
+    FUZZ_CHECK(memcmp(again, file, len) == 0);
     free(again);
     kr_index_free(&ix);
     free(file);

@@ -10,14 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "proto/msg.h"
-
-/* Trap (a crash the fuzzer reports) when a condition fails. */
-#define FUZZ_CHECK(c)                                                                              \
-    do {                                                                                           \
-        if (!(c))                                                                                  \
-            __builtin_trap();                                                                      \
-    } while (0)
 
 /* Most events a re-encoded PUBLISH is built from; bigger ones are skipped. */
 #define RT_MAX_EVENTS 4096
