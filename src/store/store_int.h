@@ -1,5 +1,7 @@
 /*
- * store/store_int.h - what store.c and store_read.c share (not API).
+ * store/store_int.h - what the files of the store share (not API): the
+ * store's own struct, SCAN cursors and waits, and the functions each file
+ * offers the others.
  */
 #ifndef KR_STORE_STORE_INT_H
 #define KR_STORE_STORE_INT_H

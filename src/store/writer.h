@@ -9,7 +9,10 @@
  * aware with evthread_use_pthreads). A checkpoint is split: the writer
  * syncs its streams in queue order, then a second thread (the view thread)
  * writes it into RocksDB while appends go on. The writer never touches a socket or a
- * loop-owned structure; kr_wtopic is the writer's own per-topic state.
+ * loop-owned structure (it reads only the immutable names of topics and
+ * groups); kr_wtopic is the writer's own per-topic state. A segment it
+ * starts comes back to the loop with the loop's record of it made
+ * (job.h), so that the loop has nothing to allocate when a batch lands.
  */
 #ifndef KR_STORE_WRITER_H
 #define KR_STORE_WRITER_H
