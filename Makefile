@@ -181,9 +181,10 @@ $(KRAPPY): $(CLI_OBJ) $(LIBA)
 # the server, or new) gets every layer and libkrappy.
 test_layer   = $(addprefix $(TOUT)/tests/,$(1))
 UTIL_TESTS   := $(call test_layer,test_buf test_clock test_crc32c test_hostport test_json \
-                  test_log test_metrics test_utf8)
+                  test_log test_metrics test_ring test_utf8)
 PROTO_TESTS  := $(call test_layer,test_cbor test_cbor_text test_frame test_msg)
-STORE_TESTS  := $(call test_layer,test_group test_overlay test_segment test_store test_view)
+STORE_TESTS  := $(call test_layer,test_group test_index test_names test_overlay test_segment \
+                  test_store test_store_alloc test_view)
 KAFKA_TESTS  := $(call test_layer,test_kafka_codec test_kafka_records)
 CLIENT_TESTS := $(call test_layer,test_client)
 OTHER_TESTS  := $(filter-out $(UTIL_TESTS) $(PROTO_TESTS) $(STORE_TESTS) $(KAFKA_TESTS) \
@@ -198,7 +199,8 @@ $(OTHER_TESTS): $(TOUT)/tests/%: $(OBJ)/tests/%.o $(DAEMON_LIBS) $(LIBA)
 
 # Unit tests that fail allocations on purpose (tests/alloc_fail.h) link the
 # counting allocator, with the allocator calls of every object wrapped.
-ALLOC_TESTS := $(addprefix $(TOUT)/tests/,test_msg test_cbor_text test_overlay test_group)
+ALLOC_TESTS := $(addprefix $(TOUT)/tests/,test_msg test_cbor_text test_overlay test_group \
+                 test_store_alloc)
 ALLOC_OBJ   := $(OBJ)/tests/alloc_fail.o
 $(ALLOC_TESTS): $(ALLOC_OBJ)
 $(ALLOC_TESTS): TEST_ALLOC = -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=mmap

@@ -48,6 +48,7 @@ for src in tests/fuzz/fuzz_*.c; do
     libs=
     case $name in
     fuzz_segment) extra="src/store/segment.c" ;;
+    fuzz_index) extra="src/store/index.c src/store/segment.c" ;;
     fuzz_kafka)
         extra="src/kafka/*.c"
         libs="-lz -llz4 -lzstd -lsnappy"

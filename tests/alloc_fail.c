@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,15 +30,19 @@ void *__wrap_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off
 /* LeakSanitizer's check that can run more than once (ASan builds only). */
 int __lsan_do_recoverable_leak_check(void) __attribute__((weak));
 
-static unsigned long left; /* allocations until the failing one; 0: unarmed */
-static bool fired;
+static atomic_ulong left; /* allocations until the failing one; 0: unarmed */
+static atomic_bool fired;
+static unsigned long paused; /* what left was when alloc_fail_pause ran */
 
 /* Count one allocation. @return true when it is the one to fail. */
 static bool failing(void)
 {
-    if (left == 0 || --left > 0)
+    unsigned long l = atomic_load(&left);
+    while (l != 0 && !atomic_compare_exchange_weak(&left, &l, l - 1))
+        ;
+    if (l != 1)
         return false;
-    fired = true;
+    atomic_store(&fired, true);
     errno = ENOMEM;
     return true;
 }
@@ -71,14 +76,29 @@ void *__wrap_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off
 
 void alloc_fail_arm(unsigned long n)
 {
-    left = n;
-    fired = false;
+    atomic_store(&fired, false);
+    atomic_store(&left, n);
 }
 
 bool alloc_fail_disarm(void)
 {
-    left = 0;
-    return fired;
+    atomic_store(&left, 0);
+    return atomic_load(&fired);
+}
+
+void alloc_fail_pause(void)
+{
+    paused = atomic_exchange(&left, 0);
+}
+
+void alloc_fail_resume(void)
+{
+    atomic_store(&left, paused);
+}
+
+bool alloc_fail_leaked(void)
+{
+    return __lsan_do_recoverable_leak_check != NULL && __lsan_do_recoverable_leak_check() != 0;
 }
 
 unsigned long alloc_fail_each(int (*run)(void *arg), void *arg, bool may_absorb,
@@ -93,7 +113,7 @@ unsigned long alloc_fail_each(int (*run)(void *arg), void *arg, bool may_absorb,
                      rc);
         if (!failed && rc != 0)
             fail_msg("no allocation failed (run %lu) and the operation returned %d", n, rc);
-        if (__lsan_do_recoverable_leak_check != NULL && __lsan_do_recoverable_leak_check() != 0)
+        if (alloc_fail_leaked())
             fail_msg("memory leaked when allocation %lu failed (report above)", n);
         if (!failed)
             return n - 1;

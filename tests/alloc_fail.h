@@ -10,8 +10,9 @@
  * included, not libc's or other shared libraries' internal ones - goes
  * through the counter here. Unarmed, the wrappers only pass the call on,
  * and under ASan the real calls are still ASan's. Only anonymous mappings
- * count as allocations (a mapped file is I/O). Not thread-safe: arm it
- * around code that runs on the test's thread.
+ * count as allocations (a mapped file is I/O). The count is atomic, so
+ * allocations on other threads (the store's writer) count too: the n-th
+ * is whichever thread makes it.
  */
 #ifndef KR_TESTS_ALLOC_FAIL_H
 #define KR_TESTS_ALLOC_FAIL_H
@@ -24,6 +25,17 @@ void alloc_fail_arm(unsigned long n);
 
 /* Stop failing. @return whether the armed allocation failed. */
 bool alloc_fail_disarm(void);
+
+/* Stop counting while the test itself allocates (building a request the
+ * code under test receives), and go on counting where it stopped. Call
+ * them in pairs, on the test's thread. */
+void alloc_fail_pause(void);
+void alloc_fail_resume(void);
+
+/* Under LeakSanitizer (ASan builds), check for leaks now, reporting them
+ * on stderr; it can run more than once. @return true when something
+ * leaked; false, also when there is no LeakSanitizer. */
+bool alloc_fail_leaked(void);
 
 /*
  * alloc_fail_each - for n = 1, 2, ...: arm the n-th allocation to fail and

@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "alloc_fail.h"
+#include "store/block.h"
 #include "store/overlay.h"
 
 /* A block holding `n` keys given as (bytes, len), packed one after the

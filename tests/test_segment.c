@@ -526,6 +526,25 @@ static void fill_truncated(kr_buf *b, uint64_t base)
     b->len -= 1; /* the last event loses its last byte */
 }
 
+/* A batch put by the loop and sealed by the writer is the batch
+ * kr_batch_header_encode makes in one step. */
+static void test_batch_put_and_seal(void **state)
+{
+    (void)state;
+    uint8_t one[KR_BATCH_HEADER_BYTES + 40], two[sizeof one];
+    for (size_t i = 0; i < 40; i++)
+        one[KR_BATCH_HEADER_BYTES + i] = (uint8_t)(i * 7);
+    kr_batch_header_encode(one, 77, 5, 99, one + KR_BATCH_HEADER_BYTES, 40);
+    memcpy(two + KR_BATCH_HEADER_BYTES, one + KR_BATCH_HEADER_BYTES, 40);
+    kr_batch_header_put(two, 77, 5, 99, 40);
+    assert_int_equal(kr_batch_verify(two, two + KR_BATCH_HEADER_BYTES, 40), 0); /* no CRC yet */
+    kr_batch_seal(two);
+    assert_memory_equal(one, two, sizeof one);
+    kr_batch_hdr d;
+    assert_int_equal(kr_batch_header_decode(two, &d), 0);
+    assert_int_equal(kr_batch_verify(two, two + KR_BATCH_HEADER_BYTES, d.len), 1);
+}
+
 static void test_payload_check(void **state)
 {
     (void)state;
@@ -1051,6 +1070,7 @@ int main(void)
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_seg_header),
         cmocka_unit_test(test_batch_header),
+        cmocka_unit_test(test_batch_put_and_seal),
         cmocka_unit_test(test_payload_check),
         cmocka_unit_test(test_locate),
         cmocka_unit_test(test_scan_all_good),

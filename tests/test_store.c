@@ -25,7 +25,7 @@
 #include "store/store_int.h"
 #include "store/writer.h"
 
-#include "tmpdir.h"
+#include "store_env.h"
 
 static char dir[64]; /* $TMPDIR must be short: mkdtemp fails otherwise */
 static struct event_base *base;
@@ -35,38 +35,36 @@ static int setup(void **state)
 {
     (void)state;
     kr_log_setup(KR_LOG_ERROR, KR_LOG_TEXT);
-    evthread_use_pthreads();
-    snprintf(dir, sizeof dir, "%s/krappy-store-XXXXXX", kr_test_tmpdir());
-    assert_non_null(mkdtemp(dir));
-    base = event_base_new();
-    metrics = kr_metrics_new();
+    kr_test_env_up(&base, &metrics, dir, sizeof dir, "krappy-store");
     return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
-    event_base_free(base);
-    kr_metrics_free(metrics);
+    kr_test_env_down(base, metrics, dir);
     return 0;
+}
+
+static kr_store_opts store_opts(uint64_t segment_bytes, uint64_t retention_bytes,
+                                uint64_t overlay_bytes)
+{
+    return (kr_store_opts){.data_dir = dir,
+                           .segment_bytes = segment_bytes,
+                           .retention_bytes = retention_bytes,
+                           .checkpoint_ms = 3600000, /* tests checkpoint by hand */
+                           .overlay_bytes = overlay_bytes,
+                           .max_frame = 1u << 20,
+                           .max_events = 1000,
+                           .max_publish_events = 100000,
+                           .max_wait_ms = 1000,
+                           .rocksdb_log_dir = ""};
 }
 
 static kr_store *open_store_budget(uint64_t segment_bytes, uint64_t retention_bytes,
                                    uint64_t overlay_bytes)
 {
-    kr_store_opts o = {.data_dir = dir,
-                       .segment_bytes = segment_bytes,
-                       .retention_bytes = retention_bytes,
-                       .checkpoint_ms = 3600000, /* tests checkpoint by hand */
-                       .overlay_bytes = overlay_bytes,
-                       .max_frame = 1u << 20,
-                       .max_events = 1000,
-                       .max_publish_events = 100000,
-                       .max_wait_ms = 1000,
-                       .rocksdb_log_dir = ""};
+    kr_store_opts o = store_opts(segment_bytes, retention_bytes, overlay_bytes);
     kr_store *s;
     char err[256];
     if (kr_store_open(&o, base, metrics, &s, err, sizeof err) < 0)
@@ -77,18 +75,6 @@ static kr_store *open_store_budget(uint64_t segment_bytes, uint64_t retention_by
 static kr_store *open_store(uint64_t segment_bytes, uint64_t retention_bytes)
 {
     return open_store_budget(segment_bytes, retention_bytes, 1u << 30);
-}
-
-typedef struct done {
-    int calls;
-    kr_store_result res;
-} done;
-
-static void on_done(void *arg, const kr_store_result *res)
-{
-    done *d = arg;
-    d->calls++;
-    d->res = *res;
 }
 
 static void run_until(int *flag, int want)
@@ -134,13 +120,9 @@ static uint64_t pub(kr_store *s, kr_topic *t, int n, int nkeys)
         kr_buf_free(&vb);
     }
     kr_buf b, scratch;
-    kr_buf_init(&b, 1u << 20);
-    kr_buf_init(&scratch, 1u << 20);
-    kr_enc_publish(&b, (kr_cid){0}, KR_ACK_WRITE, ev, (size_t)n);
     kr_request req;
     char msg[256];
-    assert_int_equal(
-        kr_req_decode(KRAPPY_T_PUBLISH, b.data, b.len, &scratch, &req, msg, sizeof msg), KRAPPY_OK);
+    kr_test_publish_request(ev, (size_t)n, &b, &scratch, &req);
     done d = {0};
     uint64_t bad;
     assert_int_equal(
@@ -334,15 +316,14 @@ static void test_index_spans_restart(void **state)
     snprintf(path, sizeof path, "%s/topics/t", dir);
     int dfd = open(path, O_RDONLY | O_DIRECTORY);
     assert_true(dfd >= 0);
-    uint64_t next, max_ts;
-    kr_index_entry *idx;
-    size_t n;
-    assert_int_equal(kr_index_load(dfd, 0, size, &next, &max_ts, &idx, &n), 0);
+    kr_index_meta meta;
+    kr_index idx = {0};
+    assert_int_equal(kr_index_load(dfd, 0, size, &meta, &idx), 0);
     close(dfd);
-    assert_true(n >= 4);
-    assert_int_equal(idx[0].offset, 0); /* from the first batch, not from the restart */
-    assert_true(idx[1].pos - idx[0].pos < 2 * KR_INDEX_INTERVAL);
-    free(idx);
+    assert_true(idx.n >= 4);
+    assert_int_equal(idx.e[0].offset, 0); /* from the first batch, not from the restart */
+    assert_true(idx.e[1].pos - idx.e[0].pos < 2 * KR_INDEX_INTERVAL);
+    kr_index_free(&idx);
 }
 
 static void test_fetch_limits(void **state)
@@ -475,14 +456,10 @@ static void bp_publish(bp_state *b, int batch)
                                     .value_len = sizeof val};
     }
     kr_buf e, scratch;
-    kr_buf_init(&e, 1u << 20);
-    kr_buf_init(&scratch, 1u << 20);
-    kr_enc_publish(&e, (kr_cid){0}, KR_ACK_WRITE, ev, BP_EVENTS);
     kr_request req;
     char msg[256];
     uint64_t bad;
-    assert_int_equal(
-        kr_req_decode(KRAPPY_T_PUBLISH, e.data, e.len, &scratch, &req, msg, sizeof msg), KRAPPY_OK);
+    kr_test_publish_request(ev, BP_EVENTS, &e, &scratch, &req);
     assert_int_equal(
         kr_store_publish(b->s, b->t, &req, &scratch, false, bp_done, b, msg, sizeof msg, &bad),
         KRAPPY_OK);
@@ -530,6 +507,189 @@ static void test_overlay_budget(void **state)
     kr_store_close(s);
 }
 
+/* Join group `name` from the earliest offset; *m gets the member. */
+static kr_tgroup *join(kr_store *s, kr_topic *t, const char *name, kr_member **m)
+{
+    kr_join a = {.group = (const uint8_t *)name, .glen = strlen(name), .start = KR_START_EARLIEST};
+    kr_tgroup *tg;
+    void *taken = NULL;
+    done d = {0};
+    char msg[256];
+    assert_int_equal(kr_store_group_join(s, t, &a, &tg, m, &taken, on_done, &d, msg, sizeof msg),
+                     KRAPPY_OK);
+    run_until(&d.calls, 1);
+    assert_int_equal(d.res.err, KRAPPY_OK);
+    return tg;
+}
+
+/* What the server reads of a group goes through the store's accessors:
+ * name, cursor, frontier, stats; an ACK that moves the cursor wakes the
+ * POLLs parked on the group. */
+static void on_wake(kr_waiter *w, bool timed_out)
+{
+    (void)timed_out;
+    (*(int *)w->arg)++;
+}
+
+static void test_group_accessors(void **state)
+{
+    (void)state;
+    kr_store *s = open_store(1u << 20, 0);
+    kr_topic *t = reg(s, "t");
+    pub(s, t, 10, 10);
+    kr_member *m;
+    kr_tgroup *tg = join(s, t, "g1", &m);
+    char msg[256];
+    size_t len;
+    assert_string_equal(kr_store_group_name(tg, &len), "g1");
+    assert_int_equal(len, 2);
+    kr_tgroup *const *groups;
+    assert_int_equal(kr_store_groups(t, &groups), 1);
+    assert_ptr_equal(groups[0], tg);
+
+    struct evbuffer *events = evbuffer_new();
+    uint64_t count;
+    assert_int_equal(kr_store_poll(s, tg, m, 4, 1u << 20, events, &count, msg, sizeof msg),
+                     KRAPPY_OK);
+    assert_int_equal(count, 4);
+    evbuffer_free(events);
+    assert_int_equal(kr_store_group_cursor(tg), 0);
+    assert_int_equal(kr_store_group_frontier(tg), 4);
+    kr_group_stats gs;
+    kr_store_group_stats(tg, &gs);
+    assert_int_equal(gs.name_len, 2);
+    assert_int_equal(gs.cursor, 0);
+    assert_int_equal(gs.pending, 4);
+    assert_int_equal(gs.lag, 10);
+    assert_int_equal(gs.members, 1);
+
+    int woken = 0;
+    kr_waiter w = {.topic = t, .wake = on_wake, .arg = &woken};
+    assert_int_equal(kr_store_park_group(s, tg, &w, 60000), 0);
+    kr_ack_result res;
+    kr_store_group_ack_upto(s, tg, m, 2, &res);
+    assert_int_equal(res.err, KRAPPY_OK);
+    free(res.ignored);
+    assert_int_equal(woken, 1);                                        /* room in the window */
+    kr_store_group_ack_offsets(s, tg, (const uint64_t[]){3}, 1, &res); /* cursor stays */
+    assert_int_equal(res.err, KRAPPY_OK);
+    free(res.ignored);
+    assert_int_equal(kr_store_group_cursor(tg), 2);
+    kr_store_group_stats(tg, &gs);
+    assert_int_equal(gs.pending, 1);
+    assert_int_equal(gs.lag, 8);
+    assert_int_equal(kr_store_park_group(s, tg, &w, 60000), 0);
+    kr_store_group_ack_offsets(s, tg, (const uint64_t[]){2}, 1, &res);
+    free(res.ignored);
+    assert_int_equal(kr_store_group_cursor(tg), 4);
+    assert_int_equal(woken, 2);
+    kr_store_close(s);
+}
+
+/* Retention passing a group that never polled moves its cursor (a group
+ * with nothing handed out has no runs at all). */
+static void test_retention_passes_an_idle_group(void **state)
+{
+    (void)state;
+    kr_store *s = open_store(8192, 32768);
+    kr_topic *t = reg(s, "t");
+    kr_member *m;
+    kr_tgroup *tg = join(s, t, "idle", &m);
+    for (int b = 0; b < 40; b++)
+        pub(s, t, 50, 30);
+    checkpoint(s, t);
+    for (int i = 0; i < 100 && t->first == 0; i++)
+        event_base_loop(base, EVLOOP_NONBLOCK);
+    assert_true(t->first > 0);
+    assert_int_equal(kr_store_group_cursor(tg), t->first);
+    kr_store_close(s);
+}
+
+/* Recovery refuses a segment whose header is bad with a sentence naming
+ * the file and what to do. */
+static void test_recovery_names_a_bad_segment(void **state)
+{
+    (void)state;
+    kr_store *s = open_store(1u << 20, 0);
+    kr_topic *t = reg(s, "t");
+    pub(s, t, 10, 10);
+    kr_store_close(s);
+    char path[160];
+    snprintf(path, sizeof path, "%s/topics/t/00000000000000000000.seg", dir);
+    int fd = open(path, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, "XXXX", 4, 0), 4); /* the magic */
+    close(fd);
+    kr_store_opts o = store_opts(1u << 20, 0, 1u << 20);
+    char err[256];
+    assert_int_equal(kr_store_open(&o, base, metrics, &s, err, sizeof err), -1);
+    assert_non_null(strstr(err, path));
+    assert_non_null(strstr(err, "bad header"));
+    assert_non_null(strstr(err, "move it away"));
+}
+
+/* A BASE.idx whose CRC is right but whose hints point outside the segment
+ * is not believed: the segment is scanned, and every offset is served. */
+static void test_forged_index_is_not_believed(void **state)
+{
+    (void)state;
+    kr_store *s = open_store(8192, 0);
+    kr_topic *t = reg(s, "t");
+    for (int b = 0; b < 400 && t->n_segs < 3; b++)
+        pub(s, t, 10, 1000);
+    assert_true(t->n_segs >= 3);
+    uint64_t next = t->next, size0 = t->segs[0]->size, next0 = t->segs[0]->next;
+    kr_store_close(s);
+
+    char path[128];
+    snprintf(path, sizeof path, "%s/topics/t", dir);
+    int dfd = open(path, O_RDONLY | O_DIRECTORY);
+    assert_true(dfd >= 0);
+    kr_index forged = {0};
+    kr_index_entry e[2] = {{0, KR_SEG_HEADER_BYTES}, {1, size0 + 4096}}; /* past the end */
+    forged.e = e;
+    forged.n = 2;
+    kr_index_meta meta = {.next = next0, .max_ts = 0};
+    assert_int_equal(kr_index_write(dfd, 0, &meta, size0, &forged), 0);
+    close(dfd);
+
+    s = open_store(8192, 0);
+    t = kr_store_topic(s, (const uint8_t *)"t", 1);
+    assert_int_equal(t->next, next);
+    for (uint64_t o = 0; o < next; o++)
+        fetch_one(s, t, o);
+    kr_store_close(s);
+}
+
+/* A group cursor record whose name is longer than any group's (a damaged
+ * or foreign view) is skipped at start-up, not copied into a group. */
+static void test_group_record_with_a_long_name_is_skipped(void **state)
+{
+    (void)state;
+    kr_store *s = open_store(1u << 20, 0);
+    kr_topic *t = reg(s, "t");
+    pub(s, t, 10, 10);
+    uint8_t name[KRAPPY_MAX_NAME_BYTES + 50];
+    memset(name, 'g', sizeof name);
+    kr_view_batch *b = kr_view_batch_new();
+    assert_non_null(b);
+    kr_view_batch_cursor(b, "t", 1, name, sizeof name, 5, 0);
+    kr_view_batch_cursor(b, "t", 1, name, 3, 4, 0); /* "ggg": a good one */
+    char err[256];
+    assert_int_equal(kr_view_write_logged(s->view, b, false, err, sizeof err), 0);
+    kr_view_batch_free(b);
+    kr_store_close(s);
+
+    s = open_store(1u << 20, 0);
+    t = kr_store_topic(s, (const uint8_t *)"t", 1);
+    kr_tgroup *const *groups;
+    assert_int_equal(kr_store_groups(t, &groups), 1);
+    size_t len;
+    assert_string_equal(kr_store_group_name(groups[0], &len), "ggg");
+    assert_int_equal(kr_store_group_cursor(groups[0]), 4);
+    kr_store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -541,6 +701,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retention_after_checkpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_refuses_second_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_overlay_budget, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_accessors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention_passes_an_idle_group, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recovery_names_a_bad_segment, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_forged_index_is_not_believed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_record_with_a_long_name_is_skipped, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }

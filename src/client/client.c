@@ -177,9 +177,9 @@ static void reset_buffers(krappy_client *c)
     c->in_flight = 0;
     c->eof = false;
     c->pub_seq = 0;
-    c->pub_wait.head = c->pub_wait.len = 0;
+    kr_ring_clear(&c->pub_wait);
     c->n_asked = c->n_answered = 0;
-    c->due.head = c->due.len = 0;
+    kr_ring_clear(&c->due);
 }
 
 /* Copy server text into dst for an error sentence: control characters become
@@ -487,6 +487,8 @@ krappy_client *krappy_client_new(const krappy_opts *opts)
     kr_buf_init(&c->out, 0);
     kr_buf_init(&c->enc, KR_CLIENT_REQUEST_MAX);
     kr_buf_init(&c->hdrs, KR_CLIENT_REQUEST_MAX);
+    kr_ring_init(&c->pub_wait, sizeof(uint64_t), 16);
+    kr_ring_init(&c->due, sizeof(kr_due), 8);
     return c;
 
 fail:
@@ -505,8 +507,8 @@ void krappy_client_free(krappy_client *c)
     kr_buf_free(&c->enc);
     kr_buf_free(&c->hdrs);
     free(c->specs);
-    free(c->pub_wait.v);
-    free(c->due.v);
+    kr_ring_free(&c->pub_wait);
+    kr_ring_free(&c->due);
     free(c->token);
     free(c->client_name);
     free(c);
@@ -1121,29 +1123,6 @@ krappy_err kr_client_request(krappy_client *c, uint32_t type, uint32_t want, uin
 
 /* ---- pipelined typed requests (POLL, ACK) ---- */
 
-static int due_reserve(kr_due_fifo *q)
-{
-    if (q->len < q->cap)
-        return 0;
-    size_t ncap = q->cap ? q->cap * 2 : 8;
-    kr_due *v = malloc(ncap * sizeof *v);
-    if (v == NULL)
-        return -1;
-    for (size_t i = 0; i < q->len; i++)
-        v[i] = q->v[(q->head + i) % q->cap];
-    free(q->v);
-    q->v = v;
-    q->cap = ncap;
-    q->head = 0;
-    return 0;
-}
-
-static void due_pop(kr_due_fifo *q)
-{
-    q->head = (q->head + 1) % q->cap;
-    q->len--;
-}
-
 /*
  * Each request that gets a reply has an ordinal on its connection (1, 2,
  * ...; n_asked counts them) and replies come in that order (n_answered
@@ -1160,17 +1139,16 @@ krappy_err kr_client_send_due(krappy_client *c, uint32_t type, uint64_t wait_ms)
         return kr_client_not_connected(c);
     if (c->enc.failed)
         return kr_client_fail(c, KRAPPY_E_NOMEM, "out of memory building a %s request", name);
-    if (due_reserve(&c->due) < 0)
+    if (kr_ring_reserve(&c->due) < 0)
         return kr_client_fail(c, KRAPPY_E_NOMEM, "out of memory queueing a %s request", name);
     e = kr_client_send_frame(c, type, c->enc.data, c->enc.len,
                              kr_client_deadline_after(c->timeout_ms), 1);
     if (e != KRAPPY_OK)
         return e;
-    kr_due *d = &c->due.v[(c->due.head + c->due.len) % c->due.cap];
+    kr_due *d = kr_ring_push(&c->due);
     d->ordinal = c->n_asked;
     d->type = type;
     d->wait_ms = wait_ms;
-    c->due.len++;
     return KRAPPY_OK;
 }
 
@@ -1181,14 +1159,14 @@ krappy_err kr_client_recv_due(krappy_client *c, uint32_t type, uint32_t want, co
     const char *name = krappy_type_name(type);
 
     f->type = 0;
-    while (c->due.len > 0 && c->due.v[c->due.head].ordinal <= c->n_answered)
-        due_pop(&c->due);
-    if (c->due.len == 0) {
+    const kr_due *d;
+    while ((d = kr_ring_front(&c->due)) != NULL && d->ordinal <= c->n_answered)
+        kr_ring_pop(&c->due);
+    if (d == NULL) {
         if (c->fd < 0)
             return kr_client_not_connected(c);
         return kr_client_fail(c, KRAPPY_E_USAGE, "%s: no pipelined %s reply is due", fn, name);
     }
-    const kr_due *d = &c->due.v[c->due.head];
     if (d->type != type)
         return kr_client_fail(c, KRAPPY_E_USAGE,
                               "%s: the reply to an earlier %s request is due first; receive it "
@@ -1201,7 +1179,7 @@ krappy_err kr_client_recv_due(krappy_client *c, uint32_t type, uint32_t want, co
                               fn, (unsigned long long)(d->ordinal - c->n_answered - 1),
                               d->ordinal - c->n_answered - 1 == 1 ? "y" : "ies");
     int timeout_ms = extend_timeout(c->timeout_ms, d->wait_ms);
-    due_pop(&c->due);
+    kr_ring_pop(&c->due);
     if ((e = kr_client_recv_frame(c, f, kr_client_deadline_after(timeout_ms), timeout_ms)) !=
         KRAPPY_OK)
         return e;

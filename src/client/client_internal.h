@@ -25,20 +25,13 @@
 #include "proto/msg.h"
 #include "util/buf.h"
 #include "util/hostport.h"
+#include "util/ring.h"
 
 /* Longest error sentence kept; server messages are cut to fit. */
 #define KR_CLIENT_ERRMSG_MAX 512
 
 /* The port used when none is given: KRAPPY_DEFAULT_PORT as text. */
 #define KR_CLIENT_DEFAULT_PORT "7070"
-
-/* The PUBLISH sequence numbers of batches awaiting acknowledgement, oldest
- * first (a ring, kept by publish.c). Batches sent with ack "none" are not
- * in it. */
-typedef struct kr_seq_fifo {
-    uint64_t *v;
-    size_t head, len, cap;
-} kr_seq_fifo;
 
 /* A pipelined typed request other than PUBLISH (consume.c's POLL and ACK)
  * whose reply has not been taken yet. */
@@ -47,12 +40,6 @@ typedef struct kr_due {
     uint32_t type;    /* the request's type */
     uint64_t wait_ms; /* POLL: its long-poll wait, added to the timeout */
 } kr_due;
-
-/* Those requests, oldest first (a ring, kept by client.c). */
-typedef struct kr_due_fifo {
-    kr_due *v;
-    size_t head, len, cap;
-} kr_due_fifo;
 
 struct krappy_client {
     int fd; /* -1 when not connected */
@@ -82,9 +69,12 @@ struct krappy_client {
     kr_buf hdrs;              /* PUBLISH: the events' header maps */
     kr_event_out_spec *specs; /* PUBLISH: one per event of the batch */
     size_t specs_cap;
-    uint64_t pub_seq;     /* the last PUBLISH sequence number used */
-    kr_seq_fifo pub_wait; /* acknowledgements due */
-    kr_due_fifo due;      /* pipelined POLL and ACK replies due */
+    uint64_t pub_seq; /* the last PUBLISH sequence number used */
+    kr_ring pub_wait; /* uint64_t: the PUBLISH sequence numbers of batches
+                         awaiting acknowledgement, oldest first (kept by
+                         publish.c; ack "none" batches are not in it) */
+    kr_ring due;      /* kr_due: pipelined POLL and ACK replies due,
+                         oldest first (kept by client.c) */
 };
 
 /* ---- errors ---- */

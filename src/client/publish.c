@@ -271,41 +271,11 @@ krappy_err krappy_batch_add_header(krappy_batch *b, const char *name, size_t nam
 
 /* ---- sequence numbers awaiting acknowledgement ---- */
 
-static int fifo_reserve(kr_seq_fifo *q)
+/* The oldest sequence number awaiting acknowledgement, 0 when none. */
+static uint64_t wait_front(const krappy_client *c)
 {
-    if (q->len < q->cap)
-        return 0;
-    size_t ncap = q->cap ? q->cap * 2 : 16;
-    uint64_t *v = malloc(ncap * sizeof *v);
-    if (v == NULL)
-        return -1;
-    for (size_t i = 0; i < q->len; i++)
-        v[i] = q->v[(q->head + i) % q->cap];
-    free(q->v);
-    q->v = v;
-    q->cap = ncap;
-    q->head = 0;
-    return 0;
-}
-
-/* Only after fifo_reserve succeeded. */
-static void fifo_push(kr_seq_fifo *q, uint64_t seq)
-{
-    q->v[(q->head + q->len) % q->cap] = seq;
-    q->len++;
-}
-
-static uint64_t fifo_front(const kr_seq_fifo *q)
-{
-    return q->len > 0 ? q->v[q->head] : 0;
-}
-
-static void fifo_pop(kr_seq_fifo *q)
-{
-    if (q->len == 0)
-        return;
-    q->head = (q->head + 1) % q->cap;
-    q->len--;
+    const uint64_t *front = kr_ring_front(&c->pub_wait);
+    return front != NULL ? *front : 0;
 }
 
 /* ======================================================================
@@ -420,7 +390,7 @@ static krappy_err publish_send(krappy_client *c, const krappy_batch *b, krappy_a
     uint64_t seq = c->pub_seq + 1;
     if ((e = encode_publish(c, b, ack, seq)) != KRAPPY_OK)
         return e;
-    if (ack != KRAPPY_ACK_NONE && fifo_reserve(&c->pub_wait) < 0)
+    if (ack != KRAPPY_ACK_NONE && kr_ring_reserve(&c->pub_wait) < 0)
         return kr_client_fail(c, KRAPPY_E_NOMEM, "out of memory queueing a PUBLISH");
     e = kr_client_send_frame(c, KRAPPY_T_PUBLISH, c->enc.data, c->enc.len, deadline,
                              ack != KRAPPY_ACK_NONE);
@@ -430,7 +400,7 @@ static krappy_err publish_send(krappy_client *c, const krappy_batch *b, krappy_a
         return e;
     c->pub_seq = seq;
     if (ack != KRAPPY_ACK_NONE && c->fd >= 0)
-        fifo_push(&c->pub_wait, seq);
+        *(uint64_t *)kr_ring_push(&c->pub_wait) = seq;
     if (seq_out != NULL)
         *seq_out = seq;
     return e;
@@ -455,7 +425,7 @@ krappy_err kr_publish_error(krappy_client *c, const krappy_frame *f, const kr_re
                             krappy_publish_result *out)
 {
     char msg[KR_CLIENT_ERRMSG_MAX];
-    uint64_t front = fifo_front(&c->pub_wait);
+    uint64_t front = wait_front(c);
     bool ours = r->cid.set && r->cid.v >= 1 && r->cid.v <= c->pub_seq;
 
     krappy_err e = krappy_reply_error(c, f);
@@ -480,7 +450,7 @@ krappy_err kr_publish_error(krappy_client *c, const krappy_frame *f, const kr_re
     }
     if (front == 0) /* the confirming PING's own error */
         return e;
-    fifo_pop(&c->pub_wait);
+    kr_ring_pop(&c->pub_wait);
     if (out != NULL)
         out->seq = front;
     return kr_client_fail(c, e, "batch #%llu was refused, %s", (unsigned long long)front, msg);
@@ -520,7 +490,7 @@ static krappy_err publish_recv(krappy_client *c, krappy_publish_result *out, int
     krappy_err e;
     uint64_t first, count;
 
-    if (c->pub_wait.len == 0) {
+    if (kr_ring_len(&c->pub_wait) == 0) {
         if (c->fd < 0)
             return kr_client_not_connected(c);
         return kr_client_fail(
@@ -528,7 +498,7 @@ static krappy_err publish_recv(krappy_client *c, krappy_publish_result *out, int
             "no PUBLISH acknowledgement is due (batches sent with ack none get none: "
             "see krappy_publish_confirm)");
     }
-    uint64_t front = fifo_front(&c->pub_wait);
+    uint64_t front = wait_front(c);
     if ((e = ack_reply(c, "PUBLISH", " (was another pipelined request's reply due?)", out, deadline,
                        timeout_ms, &r)) != KRAPPY_OK)
         return e;
@@ -540,7 +510,7 @@ static krappy_err publish_recv(krappy_client *c, krappy_publish_result *out, int
             c->peer, (unsigned long long)r.cid.v, (unsigned long long)front);
     if (!kr_reply_uint(&r, "first", &first) || !kr_reply_uint(&r, "count", &count))
         return kr_client_bad_reply(c, "PUBLISH", "no uint `first` and `count`");
-    fifo_pop(&c->pub_wait);
+    kr_ring_pop(&c->pub_wait);
     if (out != NULL) {
         out->seq = front;
         out->first = first;

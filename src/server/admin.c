@@ -289,14 +289,16 @@ static void api_topic(kr_admin *a, struct evhttp_request *req, const char *name)
     }
     json_topic(b, t);
     evbuffer_add_printf(b, ",\"segments\":%zu,\"groups\":[", t->n_segs);
-    for (size_t i = 0; i < t->n_groups; i++) {
-        const kr_group *g = t->groups[i]->g;
+    kr_tgroup *const *groups;
+    size_t n_groups = kr_store_groups(t, &groups);
+    for (size_t i = 0; i < n_groups; i++) {
+        kr_group_stats gs;
+        kr_store_group_stats(groups[i], &gs);
         evbuffer_add_printf(b, "%s{\"group\":", i ? "," : "");
-        json_name(b, g->name, g->name_len);
+        json_name(b, gs.name, gs.name_len);
         evbuffer_add_printf(b, ",\"cursor\":%llu,\"pending\":%llu,\"lag\":%llu,\"members\":%zu}",
-                            (unsigned long long)g->cursor, (unsigned long long)kr_group_pending(g),
-                            (unsigned long long)(t->next > g->cursor ? t->next - g->cursor : 0),
-                            g->n_members);
+                            (unsigned long long)gs.cursor, (unsigned long long)gs.pending,
+                            (unsigned long long)gs.lag, gs.members);
     }
     evbuffer_add_printf(b, "]}\n");
     send_json(req, b);

@@ -252,11 +252,15 @@ static kr_hresult fetch(kr_conn *c, kr_req *r, const kr_request *req)
     fw->w.topic = t;
     fw->w.offset = offset;
     fw->w.wake = fetch_woken;
+    if (kr_store_park(store_of(c), &fw->w, wait_ms) < 0) {
+        free(fw);
+        kr_req_error(r, KRAPPY_E_STORAGE, "out of memory parking a long poll", NULL);
+        return KR_H_DONE;
+    }
     r->ctx = fw;
     r->cancel = fetch_cancel;
     c->parked++;
     kr_req_async(r);
-    kr_store_park(store_of(c), &fw->w, wait_ms);
     return KR_H_ASYNC;
 }
 
@@ -435,7 +439,9 @@ static void joined(void *arg, const kr_store_result *res)
         kr_req_error(r, res->err, res->msg, NULL);
         return;
     }
-    kr_str topic = topic_str(j->t), group = {(const uint8_t *)j->tg->g->name, j->tg->g->name_len},
+    size_t glen;
+    const char *gname = kr_store_group_name(j->tg, &glen);
+    kr_str topic = topic_str(j->t), group = {(const uint8_t *)gname, glen},
            member = {(const uint8_t *)j->member, j->member_len};
     kr_buf_reset(&c->enc);
     kr_enc_ok_consumer(&c->enc, r->cid, &topic, &group, &member, res->first);
@@ -584,7 +590,7 @@ static kr_hresult poll_try(kr_conn *c, kr_req *r, poll_state *ps)
                      NULL);
         return KR_H_DONE;
     }
-    uint64_t before = tg->g->cursor;
+    uint64_t before = kr_store_group_cursor(tg);
     krappy_err rc = kr_store_poll(store_of(c), tg, m, ps->max, ps->max_bytes, ps->events,
                                   &ps->count, c->errmsg, sizeof c->errmsg);
     if (rc != KRAPPY_OK) {
@@ -592,19 +598,24 @@ static kr_hresult poll_try(kr_conn *c, kr_req *r, poll_state *ps)
         kr_req_error(r, rc, c->errmsg, NULL);
         return KR_H_DONE;
     }
-    ps->next = tg->g->frontier;
+    ps->next = kr_store_group_frontier(tg);
     uint64_t now = kr_mono_ms();
     if (ps->count == 0 && now < ps->deadline_ms) {
         ps->w.topic = tg->t;
         ps->w.offset = 0;
         ps->w.wake = poll_woken;
+        if (kr_store_park_group(store_of(c), tg, &ps->w, ps->deadline_ms - now) < 0) {
+            poll_finish(ps);
+            kr_req_error(r, KRAPPY_E_STORAGE, "out of memory parking a POLL", NULL);
+            return KR_H_DONE;
+        }
         r->ctx = ps;
         r->cancel = poll_cancel;
         c->parked++;
-        kr_store_park_group(store_of(c), tg, &ps->w, ps->deadline_ms - now);
         return KR_H_ASYNC;
     }
-    if (m->auto_ack && tg->g->cursor != before) {
+    bool moved = kr_store_group_cursor(tg) != before;
+    if (m->auto_ack && moved) {
         /* At-most-once: the cursor is durable before the events go out. */
         kr_store_result res;
         r->ctx = ps;
@@ -615,7 +626,7 @@ static kr_hresult poll_try(kr_conn *c, kr_req *r, poll_state *ps)
         kr_req_error(r, res.err, res.msg, NULL);
         return KR_H_DONE;
     }
-    if (tg->g->cursor != before)
+    if (moved)
         kr_store_wake_group(store_of(c), tg);
     poll_send(r, ps);
     poll_finish(ps);
@@ -700,9 +711,8 @@ static kr_hresult ack(kr_conn *c, kr_req *r, const kr_request *req)
         return KR_H_DONE;
     }
     kr_ack_result res;
-    uint64_t before = tg->g->cursor;
     if (req->u.ack.has_upto) {
-        kr_group_ack_upto(tg->g, m, req->u.ack.upto, &res);
+        kr_store_group_ack_upto(store_of(c), tg, m, req->u.ack.upto, &res);
     } else {
         size_t n = (size_t)req->u.ack.n_offsets;
         uint64_t *offs = malloc((n ? n : 1) * sizeof *offs);
@@ -716,23 +726,23 @@ static kr_hresult ack(kr_conn *c, kr_req *r, const kr_request *req)
         kr_cbor_iter_init(&it, &req->u.ack.offsets);
         while (k < n && kr_cbor_iter_next(&it, &o) == 1)
             offs[k++] = o.u;
-        kr_group_ack_offsets(tg->g, offs, k, &res);
+        kr_store_group_ack_offsets(store_of(c), tg, offs, k, &res);
         free(offs);
     }
     if (res.err != KRAPPY_OK) {
         free(res.ignored);
+        size_t glen;
+        const char *gname = kr_store_group_name(tg, &glen);
         if (res.err == KRAPPY_E_INVALID_ARGUMENT)
             snprintf(c->errmsg, sizeof c->errmsg,
-                     "offset %llu was never handed out to group '%s'; nothing of this ACK was "
+                     "offset %llu was never handed out to group '%.*s'; nothing of this ACK was "
                      "applied",
-                     (unsigned long long)res.bad_offset, tg->g->name);
+                     (unsigned long long)res.bad_offset, (int)glen, gname);
         else
             snprintf(c->errmsg, sizeof c->errmsg, "out of memory applying the ACK");
         kr_req_error(r, res.err, c->errmsg, NULL);
         return KR_H_DONE;
     }
-    if (tg->g->cursor != before)
-        kr_store_wake_group(store_of(c), tg); /* room in the window */
     acked_ctx *a = calloc(1, sizeof *a);
     if (a == NULL) {
         free(res.ignored);
@@ -778,12 +788,12 @@ static kr_hresult topics(kr_conn *c, kr_req *r, const kr_request *req)
     return KR_H_DONE;
 }
 
-static void put_group(kr_buf *b, const kr_topic *t, const kr_tgroup *tg)
+static void put_group(kr_buf *b, const kr_tgroup *tg)
 {
-    const kr_group *g = tg->g;
-    kr_str name = {(const uint8_t *)g->name, g->name_len};
-    kr_enc_group_stats(b, &name, g->cursor, kr_group_pending(g),
-                       t->next > g->cursor ? t->next - g->cursor : 0, g->n_members);
+    kr_group_stats gs;
+    kr_store_group_stats(tg, &gs);
+    kr_str name = {(const uint8_t *)gs.name, gs.name_len};
+    kr_enc_group_stats(b, &name, gs.cursor, gs.pending, gs.lag, gs.members);
 }
 
 static kr_hresult stats(kr_conn *c, kr_req *r, const kr_request *req)
@@ -791,7 +801,8 @@ static kr_hresult stats(kr_conn *c, kr_req *r, const kr_request *req)
     kr_topic *t = need_topic(c, r, &req->u.stats.topic);
     if (t == NULL)
         return KR_H_DONE;
-    kr_tgroup *one = NULL;
+    kr_tgroup *one = NULL, *const * groups;
+    size_t n_groups = kr_store_groups(t, &groups);
     if (req->u.stats.has_group) {
         one = kr_store_group(t, req->u.stats.group.ptr, req->u.stats.group.len);
         if (one == NULL) {
@@ -804,12 +815,12 @@ static kr_hresult stats(kr_conn *c, kr_req *r, const kr_request *req)
     kr_str name = topic_str(t);
     kr_buf_reset(&c->enc);
     kr_enc_ok_stats_begin(&c->enc, r->cid, &name, t->first, t->next, kr_topic_bytes(t),
-                          kr_topic_keys(t), one ? 1 : t->n_groups);
+                          kr_topic_keys(t), one ? 1 : n_groups);
     if (one != NULL)
-        put_group(&c->enc, t, one);
+        put_group(&c->enc, one);
     else
-        for (size_t i = 0; i < t->n_groups; i++)
-            put_group(&c->enc, t, t->groups[i]);
+        for (size_t i = 0; i < n_groups; i++)
+            put_group(&c->enc, groups[i]);
     if (c->enc.failed) {
         kr_req_error(r, KRAPPY_E_STORAGE, "too many groups to list in one reply", NULL);
         return KR_H_DONE;

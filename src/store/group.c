@@ -438,8 +438,10 @@ uint64_t kr_group_skip_to(kr_group *g, uint64_t first)
     for (size_t i = 0; i < keep; i++)
         if (g->runs[i].state != KR_RUN_ACKED)
             skipped += g->runs[i].next - g->runs[i].first;
-    memmove(g->runs, g->runs + keep, (g->n_runs - keep) * sizeof *g->runs);
-    g->n_runs -= keep;
+    if (keep > 0) { /* a group with nothing handed out has no runs array */
+        memmove(g->runs, g->runs + keep, (g->n_runs - keep) * sizeof *g->runs);
+        g->n_runs -= keep;
+    }
     g->cursor = first;
     if (g->frontier < first)
         g->frontier = first;

@@ -80,38 +80,6 @@ struct kr_overlay {
     uint64_t seed;
 };
 
-/* ---- blocks ---- */
-
-kr_block *kr_block_new(size_t cap)
-{
-    if (cap > SIZE_MAX - sizeof(kr_block))
-        return NULL;
-    kr_block *b = malloc(sizeof(kr_block) + cap);
-    if (b == NULL)
-        return NULL;
-    b->refs = 1;
-    b->len = 0;
-    b->cap = cap;
-    return b;
-}
-
-/* References are taken and dropped by the loop (jobs) and by the storage
- * writer (batches not yet synced) at once: atomic counts. The last release
- * frees, so it must see every write made through other references: release
- * order on the way down, acquire before the free. */
-void kr_block_ref(kr_block *b)
-{
-    __atomic_fetch_add(&b->refs, 1, __ATOMIC_RELAXED);
-}
-
-void kr_block_unref(kr_block *b)
-{
-    if (b == NULL)
-        return;
-    if (__atomic_sub_fetch(&b->refs, 1, __ATOMIC_ACQ_REL) == 0)
-        free(b);
-}
-
 /* ---- hashing ---- */
 
 static const uint64_t wy_secret[4] = {0x2d358dccaa6c78a5ull, 0x8bb84b93962eacc9ull,

@@ -28,23 +28,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* A refcounted byte buffer: the stored form of one PUBLISH batch (header +
- * payload) in data[0..len) and, after `len`, extra bytes (e.g. joined
- * indefinite-length keys). The loop and the storage writer both hold
- * references (the writer until the bytes are synced). */
-typedef struct kr_block {
-    uint32_t refs; /* references, atomic; the creator holds one */
-    size_t len;    /* bytes of the stored batch */
-    size_t cap;    /* bytes allocated in data */
-    uint8_t data[];
-} kr_block;
-
-/* A block with room for `cap` bytes, refs = 1. @return NULL on ENOMEM. */
-kr_block *kr_block_new(size_t cap);
-void kr_block_ref(kr_block *b);
-/* Drop a reference; the last one frees. NULL ok. */
-void kr_block_unref(kr_block *b);
-
 /* The newest event of one key. Given to kr_overlay_put, key and event may
  * point anywhere (the overlay copies them); returned by the overlay, they
  * point into the overlay's own record. */

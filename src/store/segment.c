@@ -22,8 +22,6 @@
  * in place without a copy. */
 #define SCAN_WINDOW ((size_t)1 << 20)
 
-static const uint8_t batch_magic[4] = {0x4B, 0x52, 0x42, 0x31};
-
 /* ---- names ---- */
 
 void kr_seg_name(char out[KR_SEG_NAME_BYTES], uint64_t base)
@@ -76,16 +74,37 @@ int kr_seg_header_decode(const uint8_t in[KR_SEG_HEADER_BYTES], uint64_t *base)
 
 /* ---- batch header ---- */
 
-void kr_batch_header_encode(uint8_t out[KR_BATCH_HEADER_BYTES], uint64_t base, uint32_t count,
-                            uint64_t max_ts, const void *payload, uint32_t len)
+void kr_batch_header_put(uint8_t out[KR_BATCH_HEADER_BYTES], uint64_t base, uint32_t count,
+                         uint64_t max_ts, uint32_t len)
 {
     kr_put_be32(out, KR_BATCH_MAGIC);
+    kr_put_be32(out + 4, 0);
     kr_put_be64(out + 8, base);
     kr_put_be32(out + 16, count);
     kr_put_be32(out + 20, len);
     kr_put_be64(out + 24, max_ts);
-    uint32_t crc = kr_crc32c(0, out + 8, KR_BATCH_HEADER_BYTES - 8);
-    kr_put_be32(out + 4, kr_crc32c(crc, payload, len));
+}
+
+/* The CRC covers header bytes 8..31 (everything after the CRC) and the
+ * payload. */
+static uint32_t batch_crc(const uint8_t hdr[KR_BATCH_HEADER_BYTES], const void *payload,
+                          uint32_t len)
+{
+    uint32_t crc = kr_crc32c(0, hdr + 8, KR_BATCH_HEADER_BYTES - 8);
+    return kr_crc32c(crc, payload, len);
+}
+
+void kr_batch_seal(uint8_t *batch)
+{
+    kr_put_be32(batch + 4,
+                batch_crc(batch, batch + KR_BATCH_HEADER_BYTES, kr_get_be32(batch + 20)));
+}
+
+void kr_batch_header_encode(uint8_t out[KR_BATCH_HEADER_BYTES], uint64_t base, uint32_t count,
+                            uint64_t max_ts, const void *payload, uint32_t len)
+{
+    kr_batch_header_put(out, base, count, max_ts, len);
+    kr_put_be32(out + 4, batch_crc(out, payload, len));
 }
 
 int kr_batch_header_decode(const uint8_t in[KR_BATCH_HEADER_BYTES], kr_batch_hdr *h)
@@ -107,8 +126,7 @@ int kr_batch_header_decode(const uint8_t in[KR_BATCH_HEADER_BYTES], kr_batch_hdr
 
 int kr_batch_verify(const uint8_t hdr[KR_BATCH_HEADER_BYTES], const void *payload, uint32_t len)
 {
-    uint32_t crc = kr_crc32c(0, hdr + 8, KR_BATCH_HEADER_BYTES - 8);
-    return kr_crc32c(crc, payload, len) == kr_get_be32(hdr + 4);
+    return batch_crc(hdr, payload, len) == kr_get_be32(hdr + 4);
 }
 
 /* ---- payload ---- */
@@ -301,6 +319,8 @@ static int batch_at(reader *r, uint64_t pos, uint64_t base, bool exact, kr_batch
  */
 static int search(reader *r, uint64_t from, uint64_t after, uint64_t *found, kr_batch_hdr *h)
 {
+    uint8_t magic[4];
+    kr_put_be32(magic, KR_BATCH_MAGIC);
     uint64_t s = from;
     while (r->file_len - s >= KR_BATCH_HEADER_BYTES) {
         /* Use what the window holds from s on when that is enough for a
@@ -318,10 +338,10 @@ static int search(reader *r, uint64_t from, uint64_t after, uint64_t *found, kr_
             if (w == NULL)
                 return -1;
         }
-        const uint8_t *m = memmem(w, n, batch_magic, sizeof batch_magic);
+        const uint8_t *m = memmem(w, n, magic, sizeof magic);
         if (m == NULL) {
             /* The magic may straddle the end of this window. */
-            s += n - (sizeof batch_magic - 1);
+            s += n - (sizeof magic - 1);
             continue;
         }
         uint64_t cand = s + (uint64_t)(m - w);

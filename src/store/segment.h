@@ -74,6 +74,18 @@ int kr_seg_header_decode(const uint8_t in[KR_SEG_HEADER_BYTES], uint64_t *base);
 void kr_batch_header_encode(uint8_t out[KR_BATCH_HEADER_BYTES], uint64_t base, uint32_t count,
                             uint64_t max_ts, const void *payload, uint32_t len);
 
+/*
+ * kr_batch_header_put, kr_batch_seal - the same in two steps, for a batch
+ * whose payload follows its header in one buffer: the loop puts the header
+ * as it encodes (CRC left zero), the storage writer seals the batch (fills
+ * the CRC) off the loop thread, just before writing it.
+ * @param batch  header then `len` payload bytes (kr_batch_seal reads the
+ *               payload length from the header)
+ */
+void kr_batch_header_put(uint8_t out[KR_BATCH_HEADER_BYTES], uint64_t base, uint32_t count,
+                         uint64_t max_ts, uint32_t len);
+void kr_batch_seal(uint8_t *batch);
+
 /* Decode a batch header (magic and sanity only: count >= 1, len >= count,
  * len <= KR_BATCH_MAX_PAYLOAD, base + count <= UINT64_MAX). @return 0, or
  * -1. The CRC is checked by kr_batch_verify. */
@@ -97,12 +109,6 @@ int kr_batch_payload_check(const kr_batch_hdr *h, const uint8_t *payload);
  * @return the position, or -1 when the payload is malformed.
  */
 long kr_batch_locate(const kr_batch_hdr *h, const uint8_t *payload, uint64_t offset);
-
-/* One index hint: the batch with base offset `offset` starts at `pos`. */
-typedef struct kr_index_entry {
-    uint64_t offset;
-    uint64_t pos;
-} kr_index_entry;
 
 /* A range of a segment that failed verification: never served. */
 typedef struct kr_corrupt {

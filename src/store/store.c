@@ -1,10 +1,11 @@
 /*
- * store/store.c - topics, recovery at start, the PUBLISH path, writer
- * completions, checkpoints and retention. Reads live in store_read.c.
+ * store/store.c - the store's facade: open and close, the topic table,
+ * topic creation, writer completions, checkpoints and retention. The
+ * PUBLISH path lives in publish.c, recovery at start in recovery.c, reads
+ * in store_read.c, consumer groups in store_group.c.
  */
 #include "store/store_int.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -12,16 +13,12 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "proto/cbor.h"
-#include "proto/frame.h"
-#include "util/byteorder.h"
 #include "util/clock.h"
 #include "util/log.h"
 
-static char *path_join(const char *a, const char *b)
+char *kr_store_path(const char *a, const char *b)
 {
     size_t n = strlen(a) + strlen(b) + 2;
     char *p = malloc(n);
@@ -32,33 +29,19 @@ static char *path_join(const char *a, const char *b)
 
 /* ---- topics table (sorted by name, so TOPICS lists in order) ---- */
 
-static int name_cmp(const kr_topic *t, const uint8_t *name, size_t len)
+static const char *topic_name_at(const void *table, size_t i, size_t *len)
 {
-    size_t n = t->name_len < len ? t->name_len : len;
-    int c = memcmp(t->name, name, n);
-    return c != 0 ? c : (t->name_len > len) - (t->name_len < len);
+    const kr_topic *t = ((const kr_store *)table)->topics[i];
+    *len = t->name_len;
+    return t->name;
 }
 
 static size_t topic_slot(const kr_store *s, const uint8_t *name, size_t len, bool *found)
 {
-    size_t lo = 0, hi = s->n_topics;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int c = name_cmp(s->topics[mid], name, len);
-        if (c == 0) {
-            *found = true;
-            return mid;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    *found = false;
-    return lo;
+    return kr_name_slot(s, s->n_topics, topic_name_at, name, len, found);
 }
 
-static kr_topic *topic_new(kr_store *s, const uint8_t *name, size_t len)
+kr_topic *kr_store_topic_new(kr_store *s, const uint8_t *name, size_t len)
 {
     kr_topic *t = calloc(1, sizeof *t);
     if (t == NULL)
@@ -90,7 +73,7 @@ static kr_topic *topic_new(kr_store *s, const uint8_t *name, size_t len)
     return t;
 }
 
-static int topic_insert(kr_store *s, kr_topic *t)
+int kr_store_topic_insert(kr_store *s, kr_topic *t)
 {
     bool found;
     size_t at = topic_slot(s, (const uint8_t *)t->name, t->name_len, &found);
@@ -110,8 +93,10 @@ static int topic_insert(kr_store *s, kr_topic *t)
     return 0;
 }
 
-static void topic_free(kr_topic *t)
+void kr_store_topic_free(kr_topic *t)
 {
+    if (t == NULL)
+        return;
     kr_store_groups_free(t);
     for (size_t i = 0; i < t->n_segs; i++)
         kr_segment_free(t->segs[i]);
@@ -146,7 +131,7 @@ uint64_t kr_topic_keys(const kr_topic *t)
     return t->keys;
 }
 
-static kr_segment *segment_new(uint64_t base, int fd)
+kr_segment *kr_segment_new(uint64_t base, int fd)
 {
     kr_segment *seg = calloc(1, sizeof *seg);
     if (seg == NULL)
@@ -157,7 +142,7 @@ static kr_segment *segment_new(uint64_t base, int fd)
     return seg;
 }
 
-static int topic_add_segment(kr_topic *t, kr_segment *seg)
+int kr_topic_add_segment(kr_topic *t, kr_segment *seg)
 {
     if (t->n_segs == t->cap_segs) {
         size_t cap = t->cap_segs ? t->cap_segs * 2 : 8;
@@ -171,391 +156,10 @@ static int topic_add_segment(kr_topic *t, kr_segment *seg)
     return 0;
 }
 
-static void segment_add_hint(kr_segment *seg, uint64_t offset, uint64_t pos)
-{
-    if (seg->n_idx > 0 && pos - seg->idx[seg->n_idx - 1].pos < KR_INDEX_INTERVAL)
-        return;
-    if (seg->n_idx == seg->cap_idx) {
-        size_t cap = seg->cap_idx ? seg->cap_idx * 2 : 64;
-        kr_index_entry *e = realloc(seg->idx, cap * sizeof *e);
-        if (e == NULL)
-            return; /* only a hint */
-        seg->idx = e;
-        seg->cap_idx = cap;
-    }
-    seg->idx[seg->n_idx].offset = offset;
-    seg->idx[seg->n_idx].pos = pos;
-    seg->n_idx++;
-}
-
-/* ---- folding events into an overlay ---- */
-
-static int fold_meta(kr_topic *t, kr_block *b, const kr_ev_meta *m, uint32_t n, uint64_t base)
-{
-    for (uint32_t i = 0; i < n; i++) {
-        if (!m[i].has_key)
-            continue;
-        kr_ov_entry e = {.key = b->data + m[i].key_pos,
-                         .key_len = m[i].key_len,
-                         .event = b->data + m[i].ev_pos,
-                         .ev_len = m[i].ev_len,
-                         .offset = base + i,
-                         .ts = m[i].ts,
-                         .tombstone = m[i].tombstone};
-        if (kr_overlay_put(t->active, &e) < 0)
-            return -1;
-    }
-    return 0;
-}
-
-/*
- * Fold a batch read back from disk (replay): parse each delivered event,
- * joining indefinite-length keys into the block's spare room, and put the
- * events with offset >= from into the active overlay.
- */
-static int fold_stored(kr_topic *t, kr_block *b, size_t payload_pos, const kr_batch_hdr *h,
-                       uint64_t from, bool older, uint64_t *folded)
-{
-    size_t pos = payload_pos, extra = b->len;
-    const uint8_t *end = b->data + payload_pos + h->len;
-    for (uint32_t i = 0; i < h->count; i++) {
-        kr_cbor_item ev;
-        kr_event_view v;
-        if (kr_cbor_read(b->data + pos, (size_t)(end - (b->data + pos)), &ev) < 0 ||
-            kr_event_view_read(&ev, &v) < 0)
-            return -1;
-        uint64_t off = h->base + i;
-        if (off >= from && v.key.kind != KR_CBOR_NULL) {
-            uint32_t kpos, klen = (uint32_t)v.key.str_len;
-            if (v.key.str != NULL) {
-                kpos = (uint32_t)(v.key.str - b->data);
-            } else {
-                if (extra + klen > b->cap)
-                    return -1;
-                kr_cbor_str_copy(&v.key, b->data + extra, klen);
-                kpos = (uint32_t)extra;
-                extra += klen;
-            }
-            kr_ov_entry e = {.key = b->data + kpos,
-                             .key_len = klen,
-                             .event = b->data + pos,
-                             .ev_len = (uint32_t)ev.raw_len,
-                             .offset = off,
-                             .ts = v.ts,
-                             .tombstone = v.value.kind == KR_CBOR_NULL};
-            int rc = older ? kr_overlay_put_older(t->active, &e) : kr_overlay_put(t->active, &e);
-            if (rc < 0)
-                return -1;
-            (*folded)++;
-        } else if (off >= from) {
-            (*folded)++;
-        }
-        pos += ev.raw_len;
-    }
-    return 0;
-}
-
-/* Read the stream [from, t->next) back into the active overlay. */
-static int replay(kr_store *s, kr_topic *t, uint64_t from, bool older, uint64_t *replayed)
-{
-    *replayed = 0;
-    for (size_t i = 0; i < t->n_segs; i++) {
-        kr_segment *seg = t->segs[i];
-        if (seg->next <= from)
-            continue;
-        uint64_t pos = KR_SEG_HEADER_BYTES;
-        for (size_t k = 0; k < seg->n_idx && seg->idx[k].offset <= from; k++)
-            pos = seg->idx[k].pos;
-        while (pos + KR_BATCH_HEADER_BYTES <= seg->size) {
-            uint8_t hb[KR_BATCH_HEADER_BYTES];
-            kr_batch_hdr h;
-            if (pread(seg->fd, hb, sizeof hb, (off_t)pos) != (ssize_t)sizeof hb ||
-                kr_batch_header_decode(hb, &h) < 0)
-                break; /* corrupt: already reported by the scan */
-            if (h.base + h.count > from) {
-                size_t need = KR_BATCH_HEADER_BYTES + h.len;
-                kr_block *b = kr_block_new(need + h.len);
-                if (b == NULL)
-                    return -1;
-                b->len = need;
-                if (pread(seg->fd, b->data, need, (off_t)pos) != (ssize_t)need ||
-                    !kr_batch_verify(b->data, b->data + KR_BATCH_HEADER_BYTES, h.len)) {
-                    kr_block_unref(b);
-                    pos += need;
-                    continue;
-                }
-                int rc = fold_stored(t, b, KR_BATCH_HEADER_BYTES, &h, from, older, replayed);
-                kr_block_unref(b);
-                if (rc < 0)
-                    return -1;
-            }
-            pos += KR_BATCH_HEADER_BYTES + h.len;
-        }
-    }
-    (void)s;
-    return 0;
-}
-
-/* ---- recovery at start ---- */
-
-struct scan_ctx {
-    kr_segment *seg;
-};
-
-static void scan_hint(void *arg, const kr_batch_hdr *h, uint64_t pos)
-{
-    struct scan_ctx *c = arg;
-    segment_add_hint(c->seg, h->base, pos);
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-/*
- * Recover one topic directory: every segment scanned or its index hint
- * loaded, the torn tail of the last one cut off (and synced), the view's
- * marker clamped to the stream, and the events after the marker replayed.
- */
-static int recover_topic(kr_store *s, const char *name, char *err, size_t errlen)
-{
-    char *dir = path_join(s->topics_dir, name);
-    int dirfd = dir ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-    uint64_t *bases = NULL;
-    size_t nb = 0, cap = 0;
-    kr_topic *t = NULL;
-    int rc = -1;
-    DIR *d = dirfd >= 0 ? fdopendir(dup(dirfd)) : NULL;
-    if (d == NULL) {
-        snprintf(err, errlen, "cannot open topic directory %s: %s", dir ? dir : name,
-                 strerror(errno));
-        goto out;
-    }
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        uint64_t b;
-        if (kr_seg_parse_name(de->d_name, &b) < 0)
-            continue;
-        if (nb == cap) {
-            cap = cap ? cap * 2 : 16;
-            uint64_t *n = realloc(bases, cap * sizeof *n);
-            if (n == NULL) {
-                closedir(d);
-                snprintf(err, errlen, "out of memory");
-                goto out;
-            }
-            bases = n;
-        }
-        bases[nb++] = b;
-    }
-    closedir(d);
-    if (nb == 0) {
-        /* Creation never finished (no PRODUCER_REGISTER was answered). */
-        kr_log(KR_LOG_WARN, "topic directory without segments ignored", KR_LOG_STR("topic", name));
-        rc = 0;
-        goto out;
-    }
-    qsort(bases, nb, sizeof *bases, cmp_u64);
-    t = topic_new(s, (const uint8_t *)name, strlen(name));
-    if (t == NULL) {
-        snprintf(err, errlen, "out of memory");
-        goto out;
-    }
-    uint64_t truncated = 0;
-    kr_seg_scan last_scan;
-    memset(&last_scan, 0, sizeof last_scan);
-    for (size_t i = 0; i < nb; i++) {
-        char sname[KR_SEG_NAME_BYTES];
-        kr_seg_name(sname, bases[i]);
-        bool last = i + 1 == nb;
-        int fd = openat(dirfd, sname, (last ? O_RDWR : O_RDONLY) | O_CLOEXEC);
-        struct stat st;
-        if (fd < 0 || fstat(fd, &st) < 0) {
-            snprintf(err, errlen, "cannot open %s/%s: %s", dir, sname, strerror(errno));
-            if (fd >= 0)
-                close(fd);
-            goto out;
-        }
-        kr_segment *seg = segment_new(bases[i], fd);
-        if (seg == NULL || topic_add_segment(t, seg) < 0) {
-            close(fd);
-            free(seg);
-            snprintf(err, errlen, "out of memory");
-            goto out;
-        }
-        uint64_t nx, mts;
-        kr_index_entry *idx;
-        size_t n_idx;
-        if (!last &&
-            kr_index_load(dirfd, bases[i], (uint64_t)st.st_size, &nx, &mts, &idx, &n_idx) == 0 &&
-            nx == bases[i + 1]) {
-            /* A closed segment with a good hint: verified on first read. */
-            seg->next = nx;
-            seg->size = (uint64_t)st.st_size;
-            seg->max_ts = mts;
-            seg->idx = idx;
-            seg->n_idx = seg->cap_idx = n_idx;
-            continue;
-        }
-        struct scan_ctx sc = {seg};
-        kr_seg_scan scan;
-        if (kr_seg_scan_fd(fd, &scan, scan_hint, &sc) < 0) {
-            snprintf(err, errlen,
-                     "segment %s/%s is unreadable (%s); move it away to start without it", dir,
-                     sname, errno == EINVAL ? "bad header" : strerror(errno));
-            goto out;
-        }
-        seg->next = scan.next;
-        seg->size = scan.good_end;
-        seg->max_ts = scan.max_ts;
-        seg->verified = true;
-        seg->n_corrupt = scan.n_corrupt;
-        memcpy(seg->corrupt, scan.corrupt, sizeof scan.corrupt);
-        for (size_t c = 0; c < scan.n_corrupt; c++) {
-            char range[64];
-            snprintf(range, sizeof range, "%llu..%llu", (unsigned long long)scan.corrupt[c].first,
-                     (unsigned long long)scan.corrupt[c].next);
-            kr_log(KR_LOG_ERROR, "corrupt batch found; its events will not be served",
-                   KR_LOG_STR("topic", name), KR_LOG_STR("segment", sname),
-                   KR_LOG_STR("offsets", range));
-        }
-        if (scan.torn) {
-            if (last) {
-                truncated = scan.file_len - scan.good_end;
-                if (ftruncate(fd, (off_t)scan.good_end) < 0 || fdatasync(fd) < 0) {
-                    snprintf(err, errlen, "cannot truncate the torn tail of %s/%s: %s", dir, sname,
-                             strerror(errno));
-                    goto out;
-                }
-            } else {
-                kr_log(KR_LOG_ERROR, "bad bytes at the end of a closed segment are not served",
-                       KR_LOG_STR("topic", name), KR_LOG_STR("segment", sname));
-            }
-        }
-        if (last)
-            last_scan = scan;
-        else if (scan.next != bases[i + 1])
-            kr_log(KR_LOG_ERROR, "offsets missing between segments", KR_LOG_STR("topic", name),
-                   KR_LOG_STR("segment", sname));
-    }
-    for (size_t i = 0; i < t->n_segs; i++)
-        t->bytes += t->segs[i]->size;
-    t->first = t->segs[0]->base;
-    t->next = t->assigned = t->segs[t->n_segs - 1]->next;
-    t->ready = true;
-
-    /* The view must not be ahead of the stream. */
-    uint64_t marker = 0, keys = 0;
-    int m = kr_view_marker(s->view, t->name, t->name_len, &marker, &keys, err, errlen);
-    if (m < 0)
-        goto out;
-    if (m == 0) {
-        marker = t->first;
-        keys = 0;
-    } else if (marker > t->next) {
-        kr_log(KR_LOG_WARN, "the view is ahead of the stream; rebuilding it from the stream",
-               KR_LOG_STR("topic", name), KR_LOG_U64("marker", marker),
-               KR_LOG_U64("next", t->next));
-        kr_view_batch *vb = kr_view_batch_new();
-        if (vb == NULL)
-            goto out;
-        kr_view_batch_drop_topic(vb, t->name, t->name_len);
-        int wrc = kr_view_write(s->view, vb, err, errlen);
-        kr_view_batch_free(vb);
-        if (wrc < 0)
-            goto out;
-        marker = t->first;
-        keys = 0;
-    } else if (marker < t->first) {
-        marker = t->first;
-    }
-    t->marker = marker;
-    t->keys = keys;
-    if (kr_store_groups_load(s, t, err, errlen) < 0)
-        goto out;
-    uint64_t replayed = 0;
-    if (replay(s, t, marker, false, &replayed) < 0) {
-        snprintf(err, errlen, "out of memory replaying topic %s", name);
-        goto out;
-    }
-    kr_counter_add(s->m_replayed, replayed);
-
-    kr_segment *ls = t->segs[t->n_segs - 1];
-    t->w = kr_wtopic_new(dir, dirfd, ls->fd, ls->base, ls->size, t->next, ls->max_ts);
-    if (t->w == NULL)
-        goto out;
-    /* The writer leaves the active segment's index behind when it rolls:
-     * start it with the hints of the part written before this start, or
-     * that index would only cover what comes after. */
-    if (ls->n_idx > 0) {
-        t->w->idx = malloc(ls->n_idx * sizeof *t->w->idx);
-        if (t->w->idx != NULL) {
-            memcpy(t->w->idx, ls->idx, ls->n_idx * sizeof *t->w->idx);
-            t->w->n_idx = t->w->cap_idx = ls->n_idx;
-            t->w->last_idx_pos = ls->idx[ls->n_idx - 1].pos;
-        }
-    }
-    dirfd = -1; /* the writer state owns it now */
-    ls->fd = dup(ls->fd);
-    (void)last_scan;
-
-    kr_log(KR_LOG_INFO, "recovered topic", KR_LOG_STR("topic", name), KR_LOG_U64("first", t->first),
-           KR_LOG_U64("next", t->next), KR_LOG_U64("marker", marker),
-           KR_LOG_U64("replayed", replayed), KR_LOG_U64("torn_bytes_truncated", truncated),
-           KR_LOG_U64("segments", t->n_segs));
-    if (topic_insert(s, t) < 0)
-        goto out;
-    t = NULL;
-    rc = 0;
-out:
-    if (t != NULL)
-        topic_free(t);
-    if (dirfd >= 0)
-        close(dirfd);
-    free(bases);
-    free(dir);
-    return rc;
-}
-
-static int recover_all(kr_store *s, char *err, size_t errlen)
-{
-    if (mkdir(s->topics_dir, 0750) < 0 && errno != EEXIST) {
-        snprintf(err, errlen, "cannot create %s: %s", s->topics_dir, strerror(errno));
-        return -1;
-    }
-    DIR *d = opendir(s->topics_dir);
-    if (d == NULL) {
-        snprintf(err, errlen, "cannot open %s: %s", s->topics_dir, strerror(errno));
-        return -1;
-    }
-    struct dirent *de;
-    int rc = 0;
-    while (rc == 0 && (de = readdir(d)) != NULL) {
-        if (!kr_topic_name_valid((const uint8_t *)de->d_name, strlen(de->d_name)))
-            continue;
-        rc = recover_topic(s, de->d_name, err, errlen);
-    }
-    closedir(d);
-    return rc;
-}
-
 /* ---- writer completions ---- */
 
-static void free_job(kr_job *j)
-{
-    kr_block_unref(j->block);
-    free(j->meta);
-    free(j->ck);
-    for (size_t i = 0; i < j->n_paths; i++)
-        free(j->paths[i]);
-    free(j->paths);
-    free(j);
-}
-
 /* Memory of every topic's active overlay, recounted where overlays are
- * swapped or merged (finish_append adds its own changes as they happen). */
+ * swapped or merged (kr_store_append_done adds its own changes as they happen). */
 static void recount_active(kr_store *s)
 {
     size_t bytes = 0;
@@ -564,123 +168,22 @@ static void recount_active(kr_store *s)
     s->active_bytes = bytes;
 }
 
-/*
- * The overlays' memory budget, --overlay-bytes, is shared by the active
- * overlays (filling) and the frozen ones (being checkpointed): each side
- * may hold half of it.
- */
-static size_t fill_limit(const kr_store *s)
-{
-    return (size_t)(s->o.overlay_bytes / 2);
-}
-
-/*
- * Back-pressure. When the active overlays pass fill_limit a checkpoint
- * freezes them - unless one is running already, and then the
- * acknowledgements of further appends wait here until a checkpoint has made
- * room (or failed: a view that keeps failing slows writers down but does
- * not hang them). The events are stored and visible meanwhile; only the
- * replies wait, so producers - which keep a bounded number of batches in
- * flight - pause, and the overlays stay within the budget plus what is in
- * flight. Without this, a checkpoint slower than the ingest let the active
- * overlay grow without bound (1.2 GB for 10M events over 1M keys).
- */
-static void ack_append(kr_job *j)
-{
-    kr_store_result res = {.err = KRAPPY_OK, .first = j->base, .count = j->count};
-    if (j->done != NULL)
-        j->done(j->arg, &res);
-}
-
-static void release_held(kr_store *s, bool all)
-{
-    kr_job *j;
-    while ((j = TAILQ_FIRST(&s->held)) != NULL && (all || s->active_bytes <= fill_limit(s))) {
-        TAILQ_REMOVE(&s->held, j, link);
-        ack_append(j);
-        free_job(j);
-    }
-}
-
-/* @return true when the job's acknowledgement is held (the job is then on
- * s->held, not to be freed by the caller). */
-static bool finish_append(kr_store *s, kr_job *j)
-{
-    kr_topic *t = j->t;
-    if (j->err != KRAPPY_OK) {
-        /* Offsets assigned after this one were assigned in vain. */
-        t->assigned = t->next;
-        kr_store_result res = {.err = j->err};
-        snprintf(res.msg, sizeof res.msg, "%s", j->msg);
-        if (j->done != NULL)
-            j->done(j->arg, &res);
-        return false;
-    }
-    if (j->new_seg_fd >= 0) {
-        kr_segment *seg = segment_new(j->seg_base, j->new_seg_fd);
-        if (seg == NULL || topic_add_segment(t, seg) < 0) {
-            close(j->new_seg_fd);
-            free(seg);
-            kr_log(KR_LOG_ERROR, "out of memory tracking a new segment");
-        } else {
-            seg->verified = true;
-            t->bytes += KR_SEG_HEADER_BYTES;
-        }
-    }
-    kr_segment *seg = t->segs[t->n_segs - 1];
-    seg->size = j->pos + j->block->len;
-    seg->next = j->base + j->count;
-    if (j->max_ts > seg->max_ts)
-        seg->max_ts = j->max_ts;
-    segment_add_hint(seg, j->base, j->pos);
-    t->next = j->base + j->count;
-    t->bytes += j->block->len;
-    t->events_in += j->count;
-    kr_counter_add(s->m_events_in, j->count);
-    kr_counter_add(s->m_bytes_in, j->block->len);
-    kr_counter_add(t->m_events_in, j->count);
-    kr_counter_add(t->m_bytes_in, j->block->len);
-    size_t before = kr_overlay_bytes(t->active);
-    if (fold_meta(t, j->block, j->meta, j->count, j->base) < 0)
-        kr_log(KR_LOG_ERROR, "out of memory updating the latest-value view");
-    s->active_bytes += kr_overlay_bytes(t->active) - before; /* overlays only grow */
-    /* The overlay has its copies: the batch and its facts can go now (the
-     * writer keeps its own reference until the stream is synced). */
-    free(j->meta);
-    j->meta = NULL;
-    kr_block_unref(j->block);
-    j->block = NULL;
-    kr_store_wake(s, t);
-    if (s->active_bytes > fill_limit(s)) {
-        kr_store_checkpoint(s); /* freezes them, or runs next when one is running */
-        if (s->active_bytes > fill_limit(s) && s->ckpt_running && !s->closing) {
-            TAILQ_INSERT_TAIL(&s->held, j, link);
-            return true;
-        }
-    }
-    ack_append(j);
-    return false;
-}
-
 static void finish_create(kr_store *s, kr_job *j)
 {
     kr_topic *t = j->t;
     kr_store_result res = {.err = j->err};
     if (j->err != KRAPPY_OK) {
         t->failed = true;
-        snprintf(res.msg, sizeof res.msg, "%s", j->msg);
+        snprintf(res.msg, sizeof res.msg, "%s", kr_job_msg(j));
         kr_log(KR_LOG_ERROR, "cannot create topic", KR_LOG_STR("topic", t->name),
-               KR_LOG_STR("reason", j->msg));
+               KR_LOG_STR("reason", kr_job_msg(j)));
     } else {
-        kr_segment *seg = segment_new(0, j->new_seg_fd);
-        if (seg == NULL || topic_add_segment(t, seg) < 0) {
-            free(seg);
-            close(j->new_seg_fd);
+        if (kr_topic_add_segment(t, j->create.seg) < 0) {
             t->failed = true;
             res.err = KRAPPY_E_STORAGE;
             snprintf(res.msg, sizeof res.msg, "out of memory creating the topic");
         } else {
-            seg->verified = true;
+            j->create.seg = NULL;
             t->bytes = KR_SEG_HEADER_BYTES;
             t->ready = true;
             kr_log(KR_LOG_INFO, "topic created", KR_LOG_STR("topic", t->name));
@@ -699,7 +202,8 @@ static void finish_create(kr_store *s, kr_job *j)
  */
 static void retention(kr_store *s, kr_topic *t)
 {
-    if ((s->o.retention_bytes == 0 && s->o.retention_ms == 0) || t->n_segs < 2)
+    /* Closing: the next start's first checkpoint retires them. */
+    if ((s->o.retention_bytes == 0 && s->o.retention_ms == 0) || t->n_segs < 2 || s->draining)
         return;
     uint64_t now = kr_wall_ms();
     size_t drop = 0;
@@ -717,22 +221,32 @@ static void retention(kr_store *s, kr_topic *t)
     }
     if (drop == 0)
         return;
-    kr_job *j = calloc(1, sizeof *j);
+    /* The job and its paths first: nothing is retired without them. */
+    kr_job *j = kr_job_new(KR_JOB_DELETE, t);
     char **paths = calloc(drop * 2, sizeof *paths);
-    if (j == NULL || paths == NULL) {
-        free(j);
-        free(paths);
+    bool ok = j != NULL && paths != NULL;
+    if (ok)
+        j->del.paths = paths;
+    for (size_t i = 0; ok && i < drop; i++) {
+        char name[KR_SEG_NAME_BYTES];
+        kr_seg_name(name, t->segs[i]->base);
+        ok = (paths[j->del.n++] = kr_store_path(t->w->dir, name)) != NULL;
+        kr_index_file_name(name, t->segs[i]->base);
+        ok = ok && (paths[j->del.n++] = kr_store_path(t->w->dir, name)) != NULL;
+    }
+    if (!ok) {
+        if (j == NULL || j->del.paths == NULL)
+            free(paths);
+        kr_job_free(j);
+        kr_log(KR_LOG_WARN,
+               "out of memory retiring segments; retention tries again after the "
+               "next checkpoint",
+               KR_LOG_STR("topic", t->name));
         return;
     }
     for (size_t i = 0; i < drop; i++) {
-        kr_segment *seg = t->segs[i];
-        char name[KR_SEG_NAME_BYTES];
-        kr_seg_name(name, seg->base);
-        paths[2 * i] = path_join(t->w->dir, name);
-        memcpy(name + 20, ".idx", 5);
-        paths[2 * i + 1] = path_join(t->w->dir, name);
-        t->bytes -= seg->size;
-        kr_segment_free(seg);
+        t->bytes -= t->segs[i]->size;
+        kr_segment_free(t->segs[i]);
     }
     memmove(t->segs, t->segs + drop, (t->n_segs - drop) * sizeof *t->segs);
     t->n_segs -= drop;
@@ -741,28 +255,30 @@ static void retention(kr_store *s, kr_topic *t)
            KR_LOG_U64("segments", drop), KR_LOG_U64("first", t->first));
     kr_counter_add(s->m_retired, drop);
     kr_store_groups_retained(s, t);
-    j->kind = KR_JOB_DELETE;
-    j->t = t;
-    j->w = t->w;
-    j->paths = paths;
-    j->n_paths = drop * 2;
-    j->new_seg_fd = -1;
     kr_writer_submit(s->writer, j);
 }
+
+/* Putting a failed checkpoint's frozen entries back. */
+struct put_back {
+    kr_overlay *active;
+    size_t lost; /* entries there was no memory for */
+};
 
 /* A frozen entry goes back into the active overlay unless a newer one is
  * there already. */
 static int put_back(void *arg, const kr_ov_entry *e)
 {
-    (void)kr_overlay_put_older(arg, e);
+    struct put_back *pb = arg;
+    if (kr_overlay_put_older(pb->active, e) < 0)
+        pb->lost++;
     return 0;
 }
 
 static void finish_checkpoint(kr_store *s, kr_job *j)
 {
     s->ckpt_running = false;
-    for (size_t i = 0; i < j->n_ck; i++) {
-        kr_ckpt_topic *c = &j->ck[i];
+    for (size_t i = 0; i < j->checkpoint.n; i++) {
+        kr_ckpt_topic *c = &j->checkpoint.ck[i];
         kr_topic *t = c->t;
         if (j->err == KRAPPY_OK) {
             t->marker = c->next;
@@ -770,30 +286,37 @@ static void finish_checkpoint(kr_store *s, kr_job *j)
         } else if (t->frozen != NULL) {
             /* Fold the frozen entries back under the newer ones: the next
              * checkpoint covers them again. */
-            kr_overlay_foreach(t->frozen, put_back, t->active);
+            struct put_back pb = {t->active, 0};
+            kr_overlay_foreach(t->frozen, put_back, &pb);
+            if (pb.lost > 0)
+                kr_log(KR_LOG_ERROR,
+                       "out of memory keeping the keys of a failed checkpoint; GET and SCAN may "
+                       "miss them until a restart replays them",
+                       KR_LOG_STR("topic", t->name), KR_LOG_U64("keys", pb.lost));
         }
         kr_overlay_free(t->frozen);
         t->frozen = NULL;
         kr_store_readcache_drop(s, t); /* the view changed (or was reopened) */
     }
     if (j->err != KRAPPY_OK) {
-        kr_log(KR_LOG_ERROR, "checkpoint failed; reopening the view", KR_LOG_STR("reason", j->msg));
+        kr_log(KR_LOG_ERROR, "checkpoint failed; reopening the view",
+               KR_LOG_STR("reason", kr_job_msg(j)));
         kr_store_cursors_expire(s, true);
         char err[256];
         if (kr_view_reopen(s->view, err, sizeof err) < 0)
             kr_log(KR_LOG_ERROR, "reopening the view failed; will retry",
                    KR_LOG_STR("reason", err));
     } else {
-        for (size_t i = 0; i < j->n_ck; i++)
-            retention(s, j->ck[i].t);
+        for (size_t i = 0; i < j->checkpoint.n; i++)
+            retention(s, j->checkpoint.ck[i].t);
     }
     recount_active(s);
-    kr_store_scan_checkpointed(s, j->err == KRAPPY_OK, j->msg);
-    if (s->ckpt_again || s->active_bytes > fill_limit(s)) {
+    kr_store_scan_checkpointed(s, j->err == KRAPPY_OK, kr_job_msg(j));
+    if (s->ckpt_again || s->active_bytes > kr_store_fill_limit(s)) {
         s->ckpt_again = false;
         kr_store_checkpoint(s);
     }
-    release_held(s, j->err != KRAPPY_OK || !s->ckpt_running);
+    kr_store_release_held(s, j->err != KRAPPY_OK || !s->ckpt_running);
 }
 
 static void on_jobs_done(void *arg, struct kr_job_list *jobs)
@@ -804,7 +327,7 @@ static void on_jobs_done(void *arg, struct kr_job_list *jobs)
         TAILQ_REMOVE(jobs, j, link);
         switch (j->kind) {
         case KR_JOB_APPEND:
-            if (finish_append(s, j))
+            if (kr_store_append_done(s, j))
                 continue; /* held: freed when acknowledged */
             break;
         case KR_JOB_CREATE:
@@ -828,7 +351,7 @@ static void on_jobs_done(void *arg, struct kr_job_list *jobs)
             kr_store_cursor_done(s, j);
             break;
         }
-        free_job(j);
+        kr_job_free(j);
     }
 }
 
@@ -853,6 +376,8 @@ void kr_store_release(kr_store *s)
 
 void kr_store_checkpoint(kr_store *s)
 {
+    if (s->draining)
+        return;
     if (s->ckpt_running) {
         s->ckpt_again = true;
         return;
@@ -865,11 +390,12 @@ void kr_store_checkpoint(kr_store *s)
     }
     if (n == 0)
         return;
-    kr_job *j = calloc(1, sizeof *j);
+    kr_job *j = kr_job_new(KR_JOB_CHECKPOINT, NULL);
     kr_ckpt_topic *ck = calloc(n, sizeof *ck);
     if (j == NULL || ck == NULL) {
-        free(j);
+        kr_job_free(j);
         free(ck);
+        kr_log(KR_LOG_WARN, "out of memory starting a checkpoint; the next tick tries again");
         return;
     }
     size_t k = 0;
@@ -878,8 +404,12 @@ void kr_store_checkpoint(kr_store *s)
         if (!(t->ready && !t->failed && t->frozen == NULL && t->marker < t->next))
             continue;
         kr_overlay *fresh = kr_overlay_new();
-        if (fresh == NULL)
+        if (fresh == NULL) {
+            kr_log(KR_LOG_WARN,
+                   "out of memory starting the checkpoint of a topic; the next one takes it",
+                   KR_LOG_STR("topic", t->name));
             continue;
+        }
         t->frozen = t->active;
         t->active = fresh;
         t->frozen_next = t->next;
@@ -890,10 +420,8 @@ void kr_store_checkpoint(kr_store *s)
         ck[k].keys = t->keys;
         k++;
     }
-    j->kind = KR_JOB_CHECKPOINT;
-    j->ck = ck;
-    j->n_ck = k;
-    j->new_seg_fd = -1;
+    j->checkpoint.ck = ck;
+    j->checkpoint.n = k;
     s->ckpt_running = true;
     recount_active(s);
     kr_writer_submit(s->writer, j);
@@ -931,24 +459,22 @@ int kr_store_register(kr_store *s, const uint8_t *name, size_t len, kr_topic **t
     bool found;
     size_t at = topic_slot(s, name, len, &found);
     kr_topic *t = found ? s->topics[at] : NULL;
-    kr_job *j = calloc(1, sizeof *j);
+    /* The job first: a topic in the table must get its CREATE job. */
+    kr_job *j = kr_job_new(KR_JOB_BARRIER, NULL);
     if (j == NULL)
         goto nomem;
-    j->new_seg_fd = -1;
     j->done = done;
     j->arg = arg;
-    if (t != NULL && !t->failed) {
-        j->kind = KR_JOB_BARRIER;
-    } else {
+    if (t == NULL || t->failed) {
         if (t == NULL) {
-            t = topic_new(s, name, len);
+            t = kr_store_topic_new(s, name, len);
             if (t == NULL)
                 goto nomem;
-            char *dir = path_join(s->topics_dir, t->name);
+            char *dir = kr_store_path(s->topics_dir, t->name);
             t->w = dir ? kr_wtopic_new(dir, -1, -1, 0, 0, 0, 0) : NULL;
             free(dir);
-            if (t->w == NULL || topic_insert(s, t) < 0) {
-                topic_free(t);
+            if (t->w == NULL || kr_store_topic_insert(s, t) < 0) {
+                kr_store_topic_free(t);
                 goto nomem;
             }
         }
@@ -961,144 +487,10 @@ int kr_store_register(kr_store *s, const uint8_t *name, size_t len, kr_topic **t
     kr_writer_submit(s->writer, j);
     return 0;
 nomem:
-    free(j);
+    kr_job_free(j);
     res->err = KRAPPY_E_STORAGE;
     snprintf(res->msg, sizeof res->msg, "out of memory registering the topic");
     return -1;
-}
-
-/* Bytes `v` takes as a CBOR head. */
-static size_t head_size(uint64_t v)
-{
-    return kr_cbor_uint_size(v);
-}
-
-krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_buf *scratch,
-                            bool sync, kr_store_done done, void *arg, char *msg, size_t msglen,
-                            uint64_t *bad_index)
-{
-    uint64_t count = req->u.publish.count;
-    if (count > s->o.max_publish_events) {
-        snprintf(msg, msglen,
-                 "a PUBLISH may carry at most %u events (this one has %llu); send smaller "
-                 "batches",
-                 s->o.max_publish_events, (unsigned long long)count);
-        return KRAPPY_E_INVALID_ARGUMENT;
-    }
-    const uint64_t limit = (uint64_t)s->o.max_frame - KRAPPY_REPLY_SLACK_BYTES;
-    uint64_t ts_now = kr_wall_ms(), max_ts = 0, base = t->assigned;
-    kr_buf *b = &s->enc;
-    kr_buf_reset(b);
-    kr_buf_reset(&s->meta);
-    uint8_t zero[KR_BATCH_HEADER_BYTES] = {0};
-    kr_buf_append(b, zero, sizeof zero);
-    kr_buf extra;
-    kr_buf_init(&extra, (size_t)s->o.max_frame);
-
-    kr_events_iter it;
-    kr_event_in ev;
-    kr_events_iter_init(&it, req, scratch);
-    uint64_t i = 0;
-    krappy_err rc = KRAPPY_OK;
-    while (kr_events_iter_next(&it, &ev) == 1) {
-        uint64_t off = base + i, ts = ev.has_ts ? ev.ts : ts_now;
-        size_t key_raw_len = ev.key.present ? ev.key.raw.len : 1;
-        uint64_t size = 1 + head_size(off) + head_size(ts) + key_raw_len + ev.value.len +
-                        (ev.has_headers ? ev.headers.len : 0);
-        if (size > limit) {
-            snprintf(msg, msglen,
-                     "event %llu is %llu bytes as delivered, over the limit of %llu (max_frame "
-                     "- 1024); make it smaller",
-                     (unsigned long long)i, (unsigned long long)size, (unsigned long long)limit);
-            *bad_index = i;
-            rc = KRAPPY_E_INVALID_ARGUMENT;
-            goto out;
-        }
-        kr_ev_meta m = {.ev_pos = (uint32_t)b->len,
-                        .ts = ts,
-                        .has_key = ev.key.present,
-                        .tombstone = ev.tombstone};
-        kr_cbor_put_array(b, ev.has_headers ? 5 : 4);
-        kr_cbor_put_uint(b, off);
-        kr_cbor_put_uint(b, ts);
-        if (ev.key.present) {
-            size_t key_at = b->len;
-            kr_cbor_put_raw(b, ev.key.raw.ptr, ev.key.raw.len);
-            m.key_len = (uint32_t)ev.key.content.len;
-            /* A definite key's content ends its raw encoding; an indefinite
-             * one is joined after the batch. */
-            if (ev.key.content.ptr + ev.key.content.len == ev.key.raw.ptr + ev.key.raw.len) {
-                m.key_pos = (uint32_t)(key_at + ev.key.raw.len - ev.key.content.len);
-            } else {
-                m.key_pos = (uint32_t)extra.len;
-                m.key_joined = 1;
-                kr_buf_append(&extra, ev.key.content.ptr, ev.key.content.len);
-            }
-        } else {
-            kr_cbor_put_null(b);
-        }
-        kr_cbor_put_raw(b, ev.value.ptr, ev.value.len);
-        if (ev.has_headers)
-            kr_cbor_put_raw(b, ev.headers.ptr, ev.headers.len);
-        m.ev_len = (uint32_t)(b->len - m.ev_pos);
-        if (ts > max_ts)
-            max_ts = ts;
-        kr_buf_append(&s->meta, &m, sizeof m);
-        i++;
-    }
-    if (b->failed || s->meta.failed || extra.failed) {
-        snprintf(msg, msglen, "out of memory encoding the batch");
-        rc = KRAPPY_E_STORAGE;
-        goto out;
-    }
-    size_t batch_len = b->len;
-    /* The per-event facts go in an allocation of their own, freed once the
-     * batch is folded: the block outlives the fold (the writer keeps it
-     * until the stream is synced) and should hold only what it needs. */
-    kr_block *blk = kr_block_new(batch_len + extra.len);
-    kr_ev_meta *m = malloc(s->meta.len ? s->meta.len : 1);
-    kr_job *j = calloc(1, sizeof *j);
-    if (blk == NULL || m == NULL || j == NULL) {
-        kr_block_unref(blk);
-        free(m);
-        free(j);
-        snprintf(msg, msglen, "out of memory queueing the batch");
-        rc = KRAPPY_E_STORAGE;
-        goto out;
-    }
-    memcpy(blk->data, b->data, batch_len);
-    if (extra.len > 0)
-        memcpy(blk->data + batch_len, extra.data, extra.len);
-    memcpy(m, s->meta.data, s->meta.len);
-    blk->len = batch_len;
-    for (uint64_t k = 0; k < count; k++)
-        if (m[k].key_joined)
-            m[k].key_pos += (uint32_t)batch_len;
-    /* The header, but for its CRC: the writer computes that. */
-    uint8_t *h = blk->data;
-    kr_put_be32(h, KR_BATCH_MAGIC);
-    kr_put_be64(h + 8, base);
-    kr_put_be32(h + 16, (uint32_t)count);
-    kr_put_be32(h + 20, (uint32_t)(batch_len - KR_BATCH_HEADER_BYTES));
-    kr_put_be64(h + 24, max_ts);
-
-    j->kind = KR_JOB_APPEND;
-    j->t = t;
-    j->w = t->w;
-    j->block = blk;
-    j->base = base;
-    j->count = (uint32_t)count;
-    j->max_ts = max_ts;
-    j->sync = sync;
-    j->meta = m;
-    j->new_seg_fd = -1;
-    j->done = done;
-    j->arg = arg;
-    t->assigned += count;
-    kr_writer_submit(s->writer, j);
-out:
-    kr_buf_free(&extra);
-    return rc;
 }
 
 void kr_store_refresh_metrics(kr_store *s)
@@ -1138,9 +530,9 @@ int kr_store_open(const kr_store_opts *o, struct event_base *base, kr_metrics *m
     kr_buf_init(&s->readbuf, (size_t)o->max_frame + 4096);
     s->ranges = calloc(KR_FETCH_MAX_RANGES, sizeof *s->ranges);
     s->data_dir = strdup(o->data_dir);
-    s->topics_dir = path_join(o->data_dir, "topics");
-    char *lock = path_join(o->data_dir, "LOCK");
-    char *viewdir = path_join(o->data_dir, "view");
+    s->topics_dir = kr_store_path(o->data_dir, "topics");
+    char *lock = kr_store_path(o->data_dir, "LOCK");
+    char *viewdir = kr_store_path(o->data_dir, "view");
     s->m_events_in = kr_counter(m, "krappy_events_in_total", NULL, "Events stored.");
     s->m_bytes_in = kr_counter(m, "krappy_stream_batch_bytes_total", NULL,
                                "Bytes of stored batches (headers included).");
@@ -1177,7 +569,7 @@ int kr_store_open(const kr_store_opts *o, struct event_base *base, kr_metrics *m
     kr_view_opts vo = {.block_cache_bytes = o->block_cache_bytes, .log_dir = o->rocksdb_log_dir};
     if (kr_view_open(viewdir, &vo, &s->view, err, errlen) < 0)
         goto fail;
-    if (recover_all(s, err, errlen) < 0)
+    if (kr_store_recover(s, err, errlen) < 0)
         goto fail;
     recount_active(s);
     /* RocksDB does not sync the directory entry of its own directory, and
@@ -1232,9 +624,11 @@ void kr_store_close(kr_store *s)
     if (s->writer != NULL) {
         if (!s->ckpt_running)
             kr_store_checkpoint(s); /* make the view current: a short replay next time */
+        s->draining = true;
         kr_writer_stop(s->writer);
+        s->writer = NULL;
     }
-    release_held(s, true);
+    kr_store_release_held(s, true);
     kr_scan_wait *w;
     while ((w = TAILQ_FIRST(&s->scan_waits)) != NULL) {
         TAILQ_REMOVE(&s->scan_waits, w, link);
@@ -1243,7 +637,7 @@ void kr_store_close(kr_store *s)
         free(w);
     }
     for (size_t i = 0; i < s->n_topics; i++)
-        topic_free(s->topics[i]);
+        kr_store_topic_free(s->topics[i]);
     free(s->topics);
     kr_view_close(s->view);
     if (s->lock_fd >= 0)

@@ -26,7 +26,7 @@
  * Layout under --data:
  *   LOCK                        flock'd while krappyd runs
  *   view/                       RocksDB
- *   topics/NAME/BASE.seg        segments (segment.h), BASE.idx sparse index hints
+ *   topics/NAME/BASE.seg        segments (segment.h), BASE.idx sparse index hints (index.h)
  */
 #ifndef KR_STORE_STORE_H
 #define KR_STORE_STORE_H
@@ -44,6 +44,7 @@
 #include "proto/msg.h"
 #include "util/metrics.h"
 #include "store/group.h"
+#include "store/index.h"
 #include "store/overlay.h"
 #include "store/segment.h"
 #include "store/view.h"
@@ -54,8 +55,6 @@
 #define KR_DEFAULT_OVERLAY_BYTES      (128u * 1024 * 1024)
 #define KR_DEFAULT_MAX_PUBLISH_EVENTS 100000
 #define KR_DEFAULT_MAX_WAIT_MS        60000
-/* A sparse index hint at least every this many bytes of a segment. */
-#define KR_INDEX_INTERVAL 4096
 /* SCAN cursors live this long after their last use, and this many at most. */
 #define KR_SCAN_CURSOR_MS    120000
 #define KR_SCAN_CURSORS_MAX  4096
@@ -90,10 +89,9 @@ typedef struct kr_segment {
     uint64_t next; /* offset after its last visible event */
     uint64_t size; /* visible bytes (end of its last visible batch) */
     uint64_t max_ts;
-    int fd;              /* read-only */
-    bool verified;       /* every batch below `size` checked or ours */
-    kr_index_entry *idx; /* sparse hints, ascending */
-    size_t n_idx, cap_idx;
+    int fd;        /* read-only */
+    bool verified; /* every batch below `size` checked or ours */
+    kr_index idx;  /* sparse hints */
     size_t n_corrupt;
     kr_corrupt corrupt[KR_SEG_MAX_CORRUPT];
     struct evbuffer_file_segment *fs; /* sendfile handle on [0, fs_len) */
@@ -119,8 +117,10 @@ struct kr_topic {
     size_t name_len;
     bool ready;        /* created on disk (false while being created) */
     bool failed;       /* creation failed: being removed */
-    kr_segment **segs; /* ascending base; the last one is being appended */
-    size_t n_segs, cap_segs;
+    kr_segment **segs; /* ascending base; the last one is being appended;
+                          room for appends_in_flight (queued, not completed)
+                          more, one per segment the writer may start */
+    size_t n_segs, cap_segs, appends_in_flight;
     uint64_t first;        /* first retained offset */
     uint64_t next;         /* offset after the last visible event */
     uint64_t assigned;     /* next offset a new PUBLISH gets (>= next) */
@@ -243,8 +243,9 @@ int kr_store_fetch_emit(kr_store *s, const kr_fetch_result *res, struct evbuffer
                         size_t msglen);
 
 /* Park a waiter until the topic's next passes w->offset or the timer
- * fires (wait_ms, capped). The waiter's memory is the caller's. */
-void kr_store_park(kr_store *s, kr_waiter *w, uint64_t wait_ms);
+ * fires (wait_ms, capped). The waiter's memory is the caller's.
+ * @return 0, or -1 when there is no memory for its timer (not parked). */
+int kr_store_park(kr_store *s, kr_waiter *w, uint64_t wait_ms);
 
 /* Remove a parked waiter without waking it (its connection went away). */
 void kr_store_unpark(kr_store *s, kr_waiter *w);
@@ -342,6 +343,46 @@ void kr_store_group_leave(kr_store *s, kr_tgroup *tg, kr_member *m);
 /* The group by name, or NULL. */
 kr_tgroup *kr_store_group(kr_topic *t, const uint8_t *name, size_t len);
 
+/* The topic's groups in name order: *out is the store's array, valid until
+ * a group is added. @return how many. */
+size_t kr_store_groups(const kr_topic *t, kr_tgroup *const **out);
+
+/* The group's name (borrowed: NUL-terminated, lives as long as the group)
+ * and its length in *len. */
+const char *kr_store_group_name(const kr_tgroup *tg, size_t *len);
+
+/* The group's cursor: its lowest unacknowledged offset. */
+uint64_t kr_store_group_cursor(const kr_tgroup *tg);
+
+/* The group's frontier: its lowest offset never handed out (where the
+ * next POLL's new events start). */
+uint64_t kr_store_group_frontier(const kr_tgroup *tg);
+
+/* What STATS and the admin API show of a group. */
+typedef struct kr_group_stats {
+    const char *name; /* borrowed, as kr_store_group_name */
+    size_t name_len;
+    uint64_t cursor;  /* lowest unacknowledged offset */
+    uint64_t pending; /* handed out or awaiting redelivery, not acknowledged */
+    uint64_t lag;     /* the topic's next offset minus the cursor */
+    size_t members;   /* live members */
+} kr_group_stats;
+
+void kr_store_group_stats(const kr_tgroup *tg, kr_group_stats *out);
+
+/*
+ * kr_store_group_ack_upto, kr_store_group_ack_offsets - ACK: acknowledge
+ * m's pending offsets below `upto`, or the given offsets (see
+ * kr_group_ack_upto and kr_group_ack_offsets for what res says). Applied
+ * at once, so a POLL after it sees it; when the cursor moved, the POLLs
+ * parked on the group are woken (there is room in the window). Making the
+ * cursor durable is kr_store_group_persist's job.
+ */
+void kr_store_group_ack_upto(kr_store *s, kr_tgroup *tg, kr_member *m, uint64_t upto,
+                             kr_ack_result *res);
+void kr_store_group_ack_offsets(kr_store *s, kr_tgroup *tg, const uint64_t *offsets, size_t n,
+                                kr_ack_result *res);
+
 /*
  * kr_store_poll - hand events to member m: redeliveries first, then new
  * events, at most `max` (capped at --max-events), stopping before
@@ -353,8 +394,8 @@ krappy_err kr_store_poll(kr_store *s, kr_tgroup *tg, kr_member *m, uint64_t max,
                          struct evbuffer *events, uint64_t *count, char *msg, size_t msglen);
 
 /* Park a POLL on the group: woken by new events, redeliveries, or room in
- * the window; or when its timer fires. */
-void kr_store_park_group(kr_store *s, kr_tgroup *tg, kr_waiter *w, uint64_t wait_ms);
+ * the window; or when its timer fires. @return as kr_store_park. */
+int kr_store_park_group(kr_store *s, kr_tgroup *tg, kr_waiter *w, uint64_t wait_ms);
 
 /* Wake the POLLs parked on a group (they look again). */
 void kr_store_wake_group(kr_store *s, kr_tgroup *tg);

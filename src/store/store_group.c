@@ -18,30 +18,16 @@
 /* Slices one POLL may hand out (redelivery runs + the new tail). */
 #define KR_POLL_MAX_GRANTS 64
 
-static int group_cmp(const kr_tgroup *tg, const uint8_t *name, size_t len)
+static const char *group_name_at(const void *table, size_t i, size_t *len)
 {
-    size_t n = tg->g->name_len < len ? tg->g->name_len : len;
-    int c = memcmp(tg->g->name, name, n);
-    return c != 0 ? c : (tg->g->name_len > len) - (tg->g->name_len < len);
+    const kr_group *g = ((const kr_topic *)table)->groups[i]->g;
+    *len = g->name_len;
+    return g->name;
 }
 
 static size_t group_slot(const kr_topic *t, const uint8_t *name, size_t len, bool *found)
 {
-    size_t lo = 0, hi = t->n_groups;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int c = group_cmp(t->groups[mid], name, len);
-        if (c == 0) {
-            *found = true;
-            return mid;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    *found = false;
-    return lo;
+    return kr_name_slot(t, t->n_groups, group_name_at, name, len, found);
 }
 
 kr_tgroup *kr_store_group(kr_topic *t, const uint8_t *name, size_t len)
@@ -49,6 +35,57 @@ kr_tgroup *kr_store_group(kr_topic *t, const uint8_t *name, size_t len)
     bool found;
     size_t at = group_slot(t, name, len, &found);
     return found ? t->groups[at] : NULL;
+}
+
+size_t kr_store_groups(const kr_topic *t, kr_tgroup *const **out)
+{
+    *out = t->groups;
+    return t->n_groups;
+}
+
+const char *kr_store_group_name(const kr_tgroup *tg, size_t *len)
+{
+    *len = tg->g->name_len;
+    return tg->g->name;
+}
+
+uint64_t kr_store_group_cursor(const kr_tgroup *tg)
+{
+    return tg->g->cursor;
+}
+
+uint64_t kr_store_group_frontier(const kr_tgroup *tg)
+{
+    return tg->g->frontier;
+}
+
+void kr_store_group_stats(const kr_tgroup *tg, kr_group_stats *out)
+{
+    const kr_group *g = tg->g;
+    out->name = g->name;
+    out->name_len = g->name_len;
+    out->cursor = g->cursor;
+    out->pending = kr_group_pending(g);
+    out->lag = tg->t->next > g->cursor ? tg->t->next - g->cursor : 0;
+    out->members = g->n_members;
+}
+
+void kr_store_group_ack_upto(kr_store *s, kr_tgroup *tg, kr_member *m, uint64_t upto,
+                             kr_ack_result *res)
+{
+    uint64_t before = tg->g->cursor;
+    kr_group_ack_upto(tg->g, m, upto, res);
+    if (tg->g->cursor != before)
+        kr_store_wake_group(s, tg); /* room in the window */
+}
+
+void kr_store_group_ack_offsets(kr_store *s, kr_tgroup *tg, const uint64_t *offsets, size_t n,
+                                kr_ack_result *res)
+{
+    uint64_t before = tg->g->cursor;
+    kr_group_ack_offsets(tg->g, offsets, n, res);
+    if (tg->g->cursor != before)
+        kr_store_wake_group(s, tg); /* room in the window */
 }
 
 /* Prometheus label value: backslash, double quote and newline escaped. */
@@ -94,10 +131,12 @@ static void group_metrics(kr_store *s, kr_tgroup *tg)
 static void group_metrics_update(kr_tgroup *tg)
 {
     const kr_group *g = tg->g;
-    kr_gauge_set(tg->m_cursor, (int64_t)g->cursor);
-    kr_gauge_set(tg->m_pending, (int64_t)kr_group_pending(g));
-    kr_gauge_set(tg->m_lag, (int64_t)(tg->t->next > g->cursor ? tg->t->next - g->cursor : 0));
-    kr_gauge_set(tg->m_members, (int64_t)g->n_members);
+    kr_group_stats gs;
+    kr_store_group_stats(tg, &gs);
+    kr_gauge_set(tg->m_cursor, (int64_t)gs.cursor);
+    kr_gauge_set(tg->m_pending, (int64_t)gs.pending);
+    kr_gauge_set(tg->m_lag, (int64_t)gs.lag);
+    kr_gauge_set(tg->m_members, (int64_t)gs.members);
     kr_gauge_set(tg->m_max_deliveries, (int64_t)kr_group_max_deliveries(g));
     kr_counter_add(tg->m_redeliveries, g->redeliveries - tg->redeliveries_seen);
     tg->redeliveries_seen = g->redeliveries;
@@ -160,15 +199,23 @@ static int load_one(void *arg, const uint8_t *name, size_t len, uint64_t cursor,
 {
     struct load_ctx *c = arg;
     kr_topic *t = c->t;
+    if (len == 0 || len > KRAPPY_MAX_NAME_BYTES) {
+        /* Not a name this version writes: a damaged or foreign view. */
+        kr_log(KR_LOG_WARN, "a group cursor record with a name of a wrong length was ignored",
+               KR_LOG_STR("topic", t->name), KR_LOG_U64("length", len));
+        return 0;
+    }
     uint64_t at = cursor;
     if (at > t->next)
         at = t->next; /* a power cut took events the group had acknowledged */
     if (at < t->first)
         at = t->first; /* retention passed the cursor */
     if (at != cursor) {
+        /* The name comes from a RocksDB key: not NUL-terminated. */
+        char group[KRAPPY_MAX_NAME_BYTES + 1];
+        snprintf(group, sizeof group, "%.*s", (int)len, (const char *)name);
         kr_log(KR_LOG_WARN, "group cursor outside the stream moved", KR_LOG_STR("topic", t->name),
-               KR_LOG_STR("group", len < 250 ? (const char *)name : "?"),
-               KR_LOG_U64("cursor", cursor), KR_LOG_U64("now", at));
+               KR_LOG_STR("group", group), KR_LOG_U64("cursor", cursor), KR_LOG_U64("now", at));
     }
     kr_tgroup *tg = kr_store_group_add(c->s, t, name, len, at);
     if (tg == NULL) {
@@ -196,28 +243,26 @@ int kr_store_groups_load(kr_store *s, kr_topic *t, char *err, size_t errlen)
 
 static kr_job *cursor_job(kr_store *s, kr_tgroup *tg)
 {
-    kr_job *j = calloc(1, sizeof *j);
+    kr_job *j = kr_job_new(KR_JOB_CURSOR, tg->t);
     if (j == NULL)
         return NULL;
-    j->kind = KR_JOB_CURSOR;
-    j->t = tg->t;
-    j->w = tg->t->w;
-    j->new_seg_fd = -1;
-    memcpy(j->group, tg->g->name, tg->g->name_len);
-    j->group_len = tg->g->name_len;
-    j->cursor = tg->g->cursor;
-    j->origin = tg->g->origin;
-    j->sync = s->o.fsync_cursors;
+    j->cursor.tg = tg;
+    j->cursor.group = tg->g->name;
+    j->cursor.group_len = tg->g->name_len;
+    j->cursor.cursor = tg->g->cursor;
+    j->cursor.origin = tg->g->origin;
+    j->cursor.sync = s->o.fsync_cursors;
     return j;
 }
 
 int kr_store_group_persist(kr_store *s, kr_tgroup *tg, kr_store_done done, void *arg,
                            kr_store_result *res)
 {
-    kr_job *j = cursor_job(s, tg);
+    kr_job *j = s->draining ? NULL : cursor_job(s, tg);
     if (j == NULL) {
         res->err = KRAPPY_E_STORAGE;
-        snprintf(res->msg, sizeof res->msg, "out of memory persisting a group cursor");
+        snprintf(res->msg, sizeof res->msg, "%s",
+                 s->draining ? "the store is closing" : "out of memory persisting a group cursor");
         return -1;
     }
     j->done = done;
@@ -230,11 +275,11 @@ int kr_store_group_persist(kr_store *s, kr_tgroup *tg, kr_store_done done, void 
 void kr_store_cursor_done(kr_store *s, kr_job *j)
 {
     (void)s;
-    kr_tgroup *tg = kr_store_group(j->t, (const uint8_t *)j->group, j->group_len);
-    if (tg != NULL && j->err == KRAPPY_OK && j->cursor > tg->g->durable)
-        tg->g->durable = j->cursor;
-    kr_store_result res = {.err = j->err, .first = j->cursor};
-    snprintf(res.msg, sizeof res.msg, "%s", j->msg);
+    kr_tgroup *tg = j->cursor.tg;
+    if (j->err == KRAPPY_OK && j->cursor.cursor > tg->g->durable)
+        tg->g->durable = j->cursor.cursor;
+    kr_store_result res = {.err = j->err, .first = j->cursor.cursor};
+    snprintf(res.msg, sizeof res.msg, "%s", kr_job_msg(j));
     if (j->done != NULL)
         j->done(j->arg, &res);
 }
@@ -373,6 +418,11 @@ void kr_store_groups_retained(kr_store *s, kr_topic *t)
                KR_LOG_U64("skipped", skipped), KR_LOG_U64("cursor", t->first));
         kr_counter_add(s->m_group_skipped, skipped);
         kr_store_result res;
-        (void)kr_store_group_persist(s, tg, NULL, NULL, &res);
+        if (kr_store_group_persist(s, tg, NULL, NULL, &res) < 0)
+            kr_log(KR_LOG_ERROR,
+                   "cannot persist a group cursor moved by retention; it moves "
+                   "again at the next start",
+                   KR_LOG_STR("topic", t->name), KR_LOG_STR("group", tg->g->name),
+                   KR_LOG_STR("reason", res.msg));
     }
 }

@@ -1,11 +1,14 @@
 /*
- * store/store_int.h - what store.c and store_read.c share (not API).
+ * store/store_int.h - what the files of the store share (not API): the
+ * store's own struct, SCAN cursors and waits, and the functions each file
+ * offers the others.
  */
 #ifndef KR_STORE_STORE_INT_H
 #define KR_STORE_STORE_INT_H
 
 #include <sys/queue.h>
 
+#include "store/names.h"
 #include "store/store.h"
 #include "store/writer.h"
 
@@ -60,6 +63,8 @@ struct kr_store {
     size_t n_topics, cap_topics;
     struct event *tick;
     bool ckpt_running, ckpt_again, closing;
+    bool draining;           /* the writer is stopping: completions delivered meanwhile
+                                must not queue jobs it would never run */
     size_t active_bytes;     /* kr_overlay_bytes of every active overlay */
     size_t readcache_bytes;  /* kr_overlay_bytes of every topic's readcache */
     struct kr_job_list held; /* appends whose acks wait for overlay room */
@@ -74,6 +79,42 @@ struct kr_store {
         *m_group_skipped;
     struct event *group_tick; /* pending deadlines, 4 times a second */
 };
+
+/* store.c */
+/* "a/b", malloc'd. @return NULL on ENOMEM. */
+char *kr_store_path(const char *a, const char *b);
+/* A topic not yet in the table (not ready, no segments, an empty active
+ * overlay, its metrics registered). @return NULL on ENOMEM. */
+kr_topic *kr_store_topic_new(kr_store *s, const uint8_t *name, size_t len);
+/* Put t into the table, in name order. @return 0, or -1 on ENOMEM or when
+ * a topic of that name is there already. */
+int kr_store_topic_insert(kr_store *s, kr_topic *t);
+/* Free a topic, its segments, overlays, groups and writer state. NULL ok. */
+void kr_store_topic_free(kr_topic *t);
+/* A segment record for the file at fd (taken over) holding nothing yet.
+ * @return NULL on ENOMEM (fd is then still the caller's). */
+kr_segment *kr_segment_new(uint64_t base, int fd);
+/* Append seg to t's segments (taken over on success). @return 0, or -1 on
+ * ENOMEM. */
+int kr_topic_add_segment(kr_topic *t, kr_segment *seg);
+
+/* publish.c */
+/* Complete an append: fold its batch into the active overlay, wake the
+ * readers, acknowledge it - or, while the active overlays are over
+ * kr_store_fill_limit and a checkpoint runs, hold the acknowledgement.
+ * @return true when held (the job is then on s->held, not the caller's). */
+bool kr_store_append_done(kr_store *s, kr_job *j);
+/* Acknowledge held appends while the active overlays are within their
+ * limit (all: every one, whatever the memory). */
+void kr_store_release_held(kr_store *s, bool all);
+/* Memory the active overlays may hold: half of --overlay-bytes. */
+size_t kr_store_fill_limit(const kr_store *s);
+
+/* recovery.c */
+/* Recover every topic directory of the data directory (before the writer
+ * starts). @return 0, or -1 with err holding a sentence that says what and
+ * where. */
+int kr_store_recover(kr_store *s, char *err, size_t errlen);
 
 /* store_group.c */
 kr_tgroup *kr_store_group_add(kr_store *s, kr_topic *t, const uint8_t *name, size_t len,

@@ -6,6 +6,7 @@
 #include "store/store_int.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +30,7 @@ void kr_segment_free(kr_segment *seg)
         close(seg->fd);
     if (seg->fs != NULL)
         evbuffer_file_segment_free(seg->fs);
-    free(seg->idx);
+    kr_index_free(&seg->idx);
     free(seg);
 }
 
@@ -52,9 +53,13 @@ int kr_segment_verify(kr_store *s, kr_topic *t, kr_segment *seg)
         c->first = scan.next;
         c->next = seg->next;
     }
-    if (seg->n_corrupt > 0)
-        kr_log(KR_LOG_ERROR, "corrupt batches found on first read; they will not be served",
-               KR_LOG_STR("topic", t->name));
+    char name[KR_SEG_NAME_BYTES];
+    kr_seg_name(name, seg->base);
+    for (size_t c = 0; c < seg->n_corrupt; c++)
+        kr_log(KR_LOG_ERROR, "corrupt batch found on first read; its events will not be served",
+               KR_LOG_STR("topic", t->name), KR_LOG_STR("segment", name),
+               KR_LOG_U64("first", seg->corrupt[c].first),
+               KR_LOG_U64("next", seg->corrupt[c].next));
     seg->verified = true;
     return 0;
 }
@@ -72,38 +77,192 @@ static size_t find_segment(const kr_topic *t, uint64_t offset)
     return lo;
 }
 
-static uint64_t hint_pos(const kr_segment *seg, uint64_t offset)
-{
-    size_t lo = 0, hi = seg->n_idx;
-    uint64_t pos = KR_SEG_HEADER_BYTES;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (seg->idx[mid].offset <= offset) {
-            pos = seg->idx[mid].pos;
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    return pos;
-}
-
-/* Read a batch payload into the store's read buffer. */
+/* Read a batch payload into the store's read buffer.
+ * @return the bytes, or NULL with errno (EIO for a file shorter than the
+ *         batch). */
 static const uint8_t *read_payload(kr_store *s, const kr_segment *seg, uint64_t pos, uint32_t len)
 {
     kr_buf_reset(&s->readbuf);
-    if (kr_buf_reserve(&s->readbuf, len) < 0)
+    if (kr_buf_reserve(&s->readbuf, len) < 0) {
+        errno = ENOMEM;
         return NULL;
+    }
     ssize_t r = pread(seg->fd, s->readbuf.data, len, (off_t)pos);
+    if (r >= 0 && r != (ssize_t)len)
+        errno = EIO;
     return r == (ssize_t)len ? s->readbuf.data : NULL;
 }
 
-static krappy_err fetch_fail(kr_fetch_result *out, uint64_t next, char *msg, size_t msglen,
-                             const char *fmt, unsigned long long a, unsigned long long b)
+/* A FETCH being located: its limits, its result so far, and where the
+ * batch after the last one taken starts. */
+typedef struct fetch {
+    kr_store *s;
+    kr_topic *t;
+    uint64_t max;    /* events at most */
+    uint64_t budget; /* bytes at most (one event whatever its size) */
+    kr_fetch_result *out;
+    char *msg;
+    size_t msglen;
+    /* The next batch is read from there rather than found again from the
+     * sparse index, which cost a pread per batch header between the hint
+     * and the offset - for batches of one event, a dozen per event. */
+    const kr_segment *after_seg;
+    uint64_t after_pos;
+} fetch;
+
+/* Say why, set where good events resume; @return KRAPPY_E_STORAGE. */
+static krappy_err fetch_fail(fetch *f, uint64_t next, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static krappy_err fetch_fail(fetch *f, uint64_t next, const char *fmt, ...)
 {
-    snprintf(msg, msglen, fmt, a, b);
-    out->next = next;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(f->msg, f->msglen, fmt, ap);
+    va_end(ap);
+    f->out->next = next;
     return KRAPPY_E_STORAGE;
+}
+
+/*
+ * Move to the segment holding `cur` (from *si on) and make sure it may be
+ * served: verified, and `cur` not in a corrupt range.
+ * @return 1 when segs[*si] holds cur; 0 to stop here (what was taken so
+ *         far is the answer); -1 on failure (msg filled).
+ */
+static int enter_segment(fetch *f, size_t *si, uint64_t cur)
+{
+    kr_topic *t = f->t;
+    while (cur >= t->segs[*si]->next) {
+        if (*si + 1 >= t->n_segs)
+            return 0;
+        ++*si;
+        if (t->segs[*si]->base != cur) {
+            if (f->out->count > 0)
+                return 0;
+            fetch_fail(f, t->segs[*si]->base,
+                       "offsets %llu..%llu are missing from the stream; FETCH from the second "
+                       "to skip them",
+                       (unsigned long long)cur, (unsigned long long)t->segs[*si]->base);
+            return -1;
+        }
+    }
+    kr_segment *seg = t->segs[*si];
+    if (!seg->verified && kr_segment_verify(f->s, t, seg) < 0) {
+        char name[KR_SEG_NAME_BYTES];
+        kr_seg_name(name, seg->base);
+        fetch_fail(f, cur,
+                   "reading offsets %llu.. failed: segment %s of topic %s cannot be read: %s",
+                   (unsigned long long)cur, name, t->name, strerror(errno));
+        return -1;
+    }
+    for (size_t c = 0; c < seg->n_corrupt; c++) {
+        const kr_corrupt *k = &seg->corrupt[c];
+        if (cur >= k->first && cur < k->next) {
+            if (f->out->count > 0)
+                return 0;
+            fetch_fail(f, k->next,
+                       "offsets %llu..%llu are corrupt on disk and cannot be served; FETCH from "
+                       "the second to skip them",
+                       (unsigned long long)k->first, (unsigned long long)k->next);
+            return -1;
+        }
+    }
+    return 1;
+}
+
+/* Fail for the batch at pos of seg that should hold `cur`. */
+static int batch_unreadable(fetch *f, const kr_segment *seg, uint64_t cur, uint64_t pos,
+                            const char *why)
+{
+    char name[KR_SEG_NAME_BYTES];
+    kr_seg_name(name, seg->base);
+    fetch_fail(f, cur,
+               "the batch holding offset %llu cannot be read at byte %llu of segment %s of "
+               "topic %s (%s); the stream may be damaged",
+               (unsigned long long)cur, (unsigned long long)pos, name, f->t->name, why);
+    return -1;
+}
+
+/*
+ * Find the batch holding `cur` in seg: from the end of the batch taken
+ * last, or from the index hint, walking batch headers (over corrupt
+ * ranges). @return 0 with *pos and *h, or -1 (msg filled).
+ */
+static int find_batch(fetch *f, const kr_segment *seg, uint64_t cur, uint64_t *pos, kr_batch_hdr *h)
+{
+    uint64_t p = seg == f->after_seg ? f->after_pos : kr_index_find(&seg->idx, cur);
+    for (;;) {
+        for (size_t c = 0; c < seg->n_corrupt; c++)
+            if (p >= seg->corrupt[c].pos && p < seg->corrupt[c].end)
+                p = seg->corrupt[c].end;
+        uint8_t hb[KR_BATCH_HEADER_BYTES];
+        if (p + KR_BATCH_HEADER_BYTES > seg->size)
+            return batch_unreadable(f, seg, cur, p, "the segment ends before it");
+        ssize_t r = pread(seg->fd, hb, sizeof hb, (off_t)p);
+        if (r != (ssize_t)sizeof hb)
+            return batch_unreadable(f, seg, cur, p,
+                                    r < 0 ? strerror(errno) : "the file is shorter than its size");
+        if (kr_batch_header_decode(hb, h) < 0)
+            return batch_unreadable(f, seg, cur, p, "not a batch header");
+        if (h->base + h->count > cur)
+            break;
+        p += KR_BATCH_HEADER_BYTES + h->len;
+    }
+    *pos = p;
+    return 0;
+}
+
+/*
+ * Take events from `cur` on out of the batch at pos (header h): all the
+ * rest of it when the limits allow, else as many as fit (walking its
+ * events). Adds one range. @return the events taken (0: stop, nothing
+ * fits), or -1 (msg filled).
+ */
+static long take_events(fetch *f, kr_segment *seg, uint64_t pos, const kr_batch_hdr *h,
+                        uint64_t cur)
+{
+    kr_fetch_result *out = f->out;
+    uint64_t payload = pos + KR_BATCH_HEADER_BYTES, start = payload;
+    const uint8_t *buf = NULL;
+    if (cur > h->base) {
+        buf = read_payload(f->s, seg, payload, h->len);
+        if (buf == NULL)
+            return batch_unreadable(f, seg, cur, pos, strerror(errno));
+        long at = kr_batch_locate(h, buf, cur);
+        if (at < 0)
+            return batch_unreadable(f, seg, cur, pos, "its events do not parse");
+        start = payload + (uint64_t)at;
+    }
+    uint64_t avail = h->base + h->count - cur, want = f->max - out->count;
+    uint64_t all_bytes = payload + h->len - start;
+    uint64_t take, len;
+    if (avail <= want && out->bytes + all_bytes <= f->budget) {
+        take = avail;
+        len = all_bytes;
+    } else {
+        /* Cut inside the batch: walk its events. */
+        if (buf == NULL && (buf = read_payload(f->s, seg, payload, h->len)) == NULL)
+            return batch_unreadable(f, seg, cur, pos, strerror(errno));
+        const uint8_t *p = buf + (start - payload), *end = buf + h->len;
+        take = len = 0;
+        while (take < avail && take < want) {
+            kr_cbor_item ev;
+            if (kr_cbor_read(p, (size_t)(end - p), &ev) < 0)
+                break;
+            if (out->count + take > 0 && out->bytes + len + ev.raw_len > f->budget)
+                break;
+            len += ev.raw_len;
+            p += ev.raw_len;
+            take++;
+        }
+        if (take == 0)
+            return 0;
+    }
+    out->ranges[out->n_ranges++] = (kr_fetch_range){.seg = seg, .pos = start, .len = len};
+    out->count += take;
+    out->bytes += len;
+    return (long)take;
 }
 
 krappy_err kr_store_fetch(kr_store *s, kr_topic *t, uint64_t offset, uint64_t max,
@@ -125,116 +284,38 @@ krappy_err kr_store_fetch(kr_store *s, kr_topic *t, uint64_t offset, uint64_t ma
     uint64_t cap = (uint64_t)s->o.max_frame - KR_FETCH_REPLY_OVERHEAD;
     if (max_bytes == 0)
         max = 1;
-    uint64_t budget = max_bytes == 0 || max_bytes > cap ? cap : max_bytes;
+    fetch f = {.s = s,
+               .t = t,
+               .max = max,
+               .budget = max_bytes == 0 || max_bytes > cap ? cap : max_bytes,
+               .out = out,
+               .msg = msg,
+               .msglen = msglen};
 
     uint64_t cur = offset;
     size_t si = find_segment(t, cur);
-    /* Where the batch after the one just taken starts: the next batch is
-     * read from there rather than found again from the sparse index, which
-     * cost a pread per batch header between the hint and `cur` - for
-     * batches of one event, a dozen preads per event served. */
-    const kr_segment *after_seg = NULL;
-    uint64_t after_pos = 0;
     while (out->count < max && cur < t->next && out->n_ranges < KR_FETCH_MAX_RANGES) {
+        int in = enter_segment(&f, &si, cur);
+        if (in < 0)
+            return KRAPPY_E_STORAGE;
+        if (in == 0)
+            break;
         kr_segment *seg = t->segs[si];
-        if (cur >= seg->next) {
-            if (si + 1 >= t->n_segs)
-                break;
-            si++;
-            if (t->segs[si]->base != cur) {
-                if (out->count > 0)
-                    break;
-                return fetch_fail(out, t->segs[si]->base, msg, msglen,
-                                  "offsets %llu..%llu are missing from the stream; FETCH from "
-                                  "the second to skip them",
-                                  (unsigned long long)cur, (unsigned long long)t->segs[si]->base);
-            }
-            continue;
-        }
-        if (!seg->verified && kr_segment_verify(s, t, seg) < 0)
-            return fetch_fail(out, cur, msg, msglen, "reading offsets %llu.. failed (%llu)",
-                              (unsigned long long)cur, (unsigned long long)errno);
-        for (size_t c = 0; c < seg->n_corrupt; c++) {
-            if (cur >= seg->corrupt[c].first && cur < seg->corrupt[c].next) {
-                if (out->count > 0)
-                    goto done;
-                return fetch_fail(out, seg->corrupt[c].next, msg, msglen,
-                                  "offsets %llu..%llu are corrupt on disk and cannot be served; "
-                                  "FETCH from the second to skip them",
-                                  (unsigned long long)seg->corrupt[c].first,
-                                  (unsigned long long)seg->corrupt[c].next);
-            }
-        }
-        /* Find the batch holding `cur`: hint, then walk batch headers. */
-        uint64_t pos = seg == after_seg ? after_pos : hint_pos(seg, cur);
+        uint64_t pos;
         kr_batch_hdr h;
-        for (;;) {
-            for (size_t c = 0; c < seg->n_corrupt; c++)
-                if (pos >= seg->corrupt[c].pos && pos < seg->corrupt[c].end)
-                    pos = seg->corrupt[c].end;
-            uint8_t hb[KR_BATCH_HEADER_BYTES];
-            if (pos + KR_BATCH_HEADER_BYTES > seg->size ||
-                pread(seg->fd, hb, sizeof hb, (off_t)pos) != (ssize_t)sizeof hb ||
-                kr_batch_header_decode(hb, &h) < 0)
-                return fetch_fail(out, cur, msg, msglen,
-                                  "the batch holding offset %llu cannot be read (%llu); the "
-                                  "stream may be damaged",
-                                  (unsigned long long)cur, (unsigned long long)pos);
-            if (h.base + h.count > cur)
-                break;
-            pos += KR_BATCH_HEADER_BYTES + h.len;
-        }
-        uint64_t payload = pos + KR_BATCH_HEADER_BYTES, start = payload;
-        const uint8_t *buf = NULL;
-        if (cur > h.base) {
-            buf = read_payload(s, seg, payload, h.len);
-            long at = buf ? kr_batch_locate(&h, buf, cur) : -1;
-            if (at < 0)
-                return fetch_fail(out, cur, msg, msglen,
-                                  "the batch holding offset %llu cannot be read (%llu)",
-                                  (unsigned long long)cur, (unsigned long long)pos);
-            start = payload + (uint64_t)at;
-        }
-        uint64_t avail = h.base + h.count - cur, want = max - out->count;
-        uint64_t all_bytes = payload + h.len - start;
-        uint64_t take, len;
-        if (avail <= want && out->bytes + all_bytes <= budget) {
-            take = avail;
-            len = all_bytes;
-        } else {
-            /* Cut inside the batch: walk its events. */
-            if (buf == NULL && (buf = read_payload(s, seg, payload, h.len)) == NULL)
-                return fetch_fail(out, cur, msg, msglen,
-                                  "the batch holding offset %llu cannot be read (%llu)",
-                                  (unsigned long long)cur, (unsigned long long)pos);
-            const uint8_t *p = buf + (start - payload), *end = buf + h.len;
-            take = len = 0;
-            while (take < avail && take < want) {
-                kr_cbor_item ev;
-                if (kr_cbor_read(p, (size_t)(end - p), &ev) < 0)
-                    break;
-                if (out->count + take > 0 && out->bytes + len + ev.raw_len > budget)
-                    break;
-                len += ev.raw_len;
-                p += ev.raw_len;
-                take++;
-            }
-            if (take == 0)
-                break;
-        }
-        out->ranges[out->n_ranges].seg = seg;
-        out->ranges[out->n_ranges].pos = start;
-        out->ranges[out->n_ranges].len = len;
-        out->n_ranges++;
-        out->count += take;
-        out->bytes += len;
-        cur += take;
-        if (take < avail)
-            break; /* a limit was reached */
-        after_seg = seg;
-        after_pos = payload + h.len;
+        if (find_batch(&f, seg, cur, &pos, &h) < 0)
+            return KRAPPY_E_STORAGE;
+        long took = take_events(&f, seg, pos, &h, cur);
+        if (took < 0)
+            return KRAPPY_E_STORAGE;
+        if (took == 0)
+            break;
+        cur += (uint64_t)took;
+        if (cur < h.base + h.count)
+            break; /* a limit was reached inside the batch */
+        f.after_seg = seg;
+        f.after_pos = pos + KR_BATCH_HEADER_BYTES + h.len;
     }
-done:
     out->next = cur;
     kr_counter_add(t->m_events_out, out->count);
     kr_counter_add(t->m_bytes_out, out->bytes);
@@ -319,27 +400,33 @@ static void on_wait_timeout(evutil_socket_t fd, short what, void *arg)
     w->wake(w, true);
 }
 
-/* Park on `list` with a timer. */
-static void park_on(kr_store *s, struct kr_waiter_list *list, kr_waiter *w, uint64_t wait_ms)
+/* Park on `list` with a timer. A waiter without its timer would wait
+ * past its deadline and look woken to kr_store_unpark: it is not parked. */
+static int park_on(kr_store *s, struct kr_waiter_list *list, kr_waiter *w, uint64_t wait_ms)
 {
     if (wait_ms > s->o.max_wait_ms)
         wait_ms = s->o.max_wait_ms;
+    struct timeval tv = {(time_t)(wait_ms / 1000), (suseconds_t)(wait_ms % 1000) * 1000};
+    w->timer = evtimer_new(s->base, on_wait_timeout, w);
+    if (w->timer == NULL || evtimer_add(w->timer, &tv) < 0) {
+        if (w->timer != NULL)
+            event_free(w->timer);
+        w->timer = NULL;
+        return -1;
+    }
     w->list = list;
     TAILQ_INSERT_TAIL(list, w, link);
-    w->timer = evtimer_new(s->base, on_wait_timeout, w);
-    struct timeval tv = {(time_t)(wait_ms / 1000), (suseconds_t)(wait_ms % 1000) * 1000};
-    if (w->timer != NULL)
-        evtimer_add(w->timer, &tv);
+    return 0;
 }
 
-void kr_store_park(kr_store *s, kr_waiter *w, uint64_t wait_ms)
+int kr_store_park(kr_store *s, kr_waiter *w, uint64_t wait_ms)
 {
-    park_on(s, &w->topic->waiters, w, wait_ms);
+    return park_on(s, &w->topic->waiters, w, wait_ms);
 }
 
-void kr_store_park_group(kr_store *s, kr_tgroup *tg, kr_waiter *w, uint64_t wait_ms)
+int kr_store_park_group(kr_store *s, kr_tgroup *tg, kr_waiter *w, uint64_t wait_ms)
 {
-    park_on(s, &tg->waiters, w, wait_ms);
+    return park_on(s, &tg->waiters, w, wait_ms);
 }
 
 /* Wake every waiter of a list (each is woken once and unlinked first). */
@@ -441,7 +528,11 @@ int kr_store_get(kr_store *s, kr_topic *t, const uint8_t *key, size_t klen, kr_b
     if (e != NULL) {
         if (e->tombstone)
             return 0;
-        return kr_buf_append(out, e->event, e->ev_len) == 0 ? 1 : -1;
+        if (kr_buf_append(out, e->event, e->ev_len) < 0) {
+            snprintf(msg, msglen, "out of memory building a reply of %u bytes", e->ev_len);
+            return -1;
+        }
+        return 1;
     }
     size_t before = out->len;
     int rc = kr_view_get(s->view, t->name, t->name_len, key, klen, out, msg, msglen);

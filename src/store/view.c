@@ -15,8 +15,12 @@
  *
  * Every error string RocksDB returns is malloc'd by RocksDB: it is copied
  * into the caller's sentence and released with rocksdb_free.
+ *
+ * Checkpoint files and the probes a checkpoint counts keys with live in
+ * view_ckpt.c; what both files share, in view_int.h.
  */
 #include "store/view.h"
+#include "store/view_int.h"
 
 #include <rocksdb/c.h>
 #include <stdio.h>
@@ -69,26 +73,6 @@
 /* Keys up to this size are built on the stack. */
 #define KEY_STACK 512
 
-#define TAG_KEY    'k'
-#define TAG_MARKER 'm'
-#define TAG_CURSOR 'c'
-
-struct kr_view {
-    rocksdb_t *db; /* NULL after a failed reopen */
-    rocksdb_options_t *opts;
-    rocksdb_cache_t *cache;
-    rocksdb_readoptions_t *ropts;
-    rocksdb_writeoptions_t *wopts;
-    rocksdb_writeoptions_t *walopts;  /* cursors: WAL on */
-    rocksdb_writeoptions_t *syncopts; /* cursors: WAL on, fsync'd */
-    rocksdb_flushoptions_t *fopts;
-    char *path;
-    bool fsync_writes;
-    /* Every call uses db under the lock shared; reopen and close take it
-     * alone: the writer thread writes cursors while the loop may reopen. */
-    pthread_rwlock_t lock;
-};
-
 struct kr_view_batch {
     rocksdb_writebatch_t *wb;
     kr_buf key;         /* scratch for building keys */
@@ -101,7 +85,7 @@ struct kr_view_snap {
 
 /* ---- errors ---- */
 
-static void say(char *err, size_t errlen, const char *what, const char *detail)
+void kr_view_say(char *err, size_t errlen, const char *what, const char *detail)
 {
     if (err == NULL || errlen == 0)
         return;
@@ -112,13 +96,13 @@ static void say(char *err, size_t errlen, const char *what, const char *detail)
 }
 
 /* Turn RocksDB's error string into the caller's sentence and free it. */
-static void say_rdb(char *err, size_t errlen, const char *what, char *rdb_err)
+void kr_view_say_rdb(char *err, size_t errlen, const char *what, char *rdb_err)
 {
-    say(err, errlen, what, rdb_err);
+    kr_view_say(err, errlen, what, rdb_err);
     rocksdb_free(rdb_err);
 }
 
-static const char *const closed_msg = "the view is closed after a failed reopen";
+const char *const kr_view_closed_msg = "the view is closed after a failed reopen";
 static const char *const topic_msg = "a topic name is longer than 255 bytes";
 
 /* ---- keys ---- */
@@ -168,7 +152,7 @@ static uint8_t *build_key(uint8_t *buf, size_t cap, uint8_t **heap, size_t *len,
  * @return the new length (never 0 here: every key starts with a tag that is
  * not 0xFF).
  */
-static size_t prefix_successor(uint8_t *k, size_t n)
+size_t kr_view_prefix_successor(uint8_t *k, size_t n)
 {
     while (n > 0 && k[n - 1] == 0xFF)
         n--;
@@ -178,7 +162,7 @@ static size_t prefix_successor(uint8_t *k, size_t n)
 }
 
 /* Unsigned bytewise, a prefix first (RocksDB's default order). */
-static int key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+int kr_view_key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 {
     size_t n = alen < blen ? alen : blen;
     int c = n != 0 ? memcmp(a, b, n) : 0;
@@ -285,9 +269,9 @@ static int open_db(kr_view *v, char *err, size_t errlen)
             v->db = NULL;
         }
         if (e != NULL)
-            say_rdb(err, errlen, what, e);
+            kr_view_say_rdb(err, errlen, what, e);
         else
-            say(err, errlen, what, "unknown RocksDB error");
+            kr_view_say(err, errlen, what, "unknown RocksDB error");
         return -1;
     }
     return 0;
@@ -298,13 +282,13 @@ int kr_view_open(const char *path, const kr_view_opts *o, kr_view **out, char *e
     *out = NULL;
     kr_view *v = calloc(1, sizeof *v);
     if (v == NULL || (v->path = strdup(path)) == NULL) {
-        say(err, errlen, "out of memory", NULL);
+        kr_view_say(err, errlen, "out of memory", NULL);
         goto fail;
     }
     pthread_rwlock_init(&v->lock, NULL);
     v->fsync_writes = o ? o->fsync_writes : false;
     if (make_options(v, o) < 0) {
-        say(err, errlen, "out of memory", NULL);
+        kr_view_say(err, errlen, "out of memory", NULL);
         goto fail;
     }
     if (open_db(v, err, errlen) < 0)
@@ -356,7 +340,7 @@ static rocksdb_pinnableslice_t *lookup(kr_view *v, const uint8_t *k, size_t klen
     char *e = NULL;
     rocksdb_pinnableslice_t *ps = rocksdb_get_pinned(v->db, v->ropts, (const char *)k, klen, &e);
     if (e != NULL) {
-        say_rdb(err, errlen, "RocksDB read failed", e);
+        kr_view_say_rdb(err, errlen, "RocksDB read failed", e);
         if (ps)
             rocksdb_pinnableslice_destroy(ps);
         *rc = -1;
@@ -388,11 +372,11 @@ static int unlocked_marker(kr_view *v, const char *topic, size_t tlen, uint64_t 
                            uint64_t *keys, char *err, size_t errlen)
 {
     if (v->db == NULL) {
-        say(err, errlen, closed_msg, NULL);
+        kr_view_say(err, errlen, kr_view_closed_msg, NULL);
         return -1;
     }
     if (tlen > KR_VIEW_TOPIC_MAX) {
-        say(err, errlen, topic_msg, NULL);
+        kr_view_say(err, errlen, topic_msg, NULL);
         return -1;
     }
     uint8_t buf[2 + KR_VIEW_TOPIC_MAX], *heap;
@@ -407,7 +391,7 @@ static int unlocked_marker(kr_view *v, const char *topic, size_t tlen, uint64_t 
     const char *val = rocksdb_pinnableslice_value(ps, &n);
     uint64_t nx = 0, ks = 0;
     if (decode_marker((const uint8_t *)val, n, &nx, &ks) < 0) {
-        say(err, errlen, "the view holds a malformed marker (not CBOR [next, keys])", NULL);
+        kr_view_say(err, errlen, "the view holds a malformed marker (not CBOR [next, keys])", NULL);
         rc = -1;
     } else {
         *next = nx;
@@ -425,18 +409,18 @@ static rocksdb_pinnableslice_t *get_key(kr_view *v, const char *topic, size_t tl
 {
     *rc = -1;
     if (v->db == NULL) {
-        say(err, errlen, closed_msg, NULL);
+        kr_view_say(err, errlen, kr_view_closed_msg, NULL);
         return NULL;
     }
     if (tlen > KR_VIEW_TOPIC_MAX) {
-        say(err, errlen, topic_msg, NULL);
+        kr_view_say(err, errlen, topic_msg, NULL);
         return NULL;
     }
     uint8_t buf[KEY_STACK], *heap;
     size_t len;
     uint8_t *k = build_key(buf, sizeof buf, &heap, &len, TAG_KEY, topic, tlen, key, klen, false);
     if (k == NULL) {
-        say(err, errlen, "out of memory", NULL);
+        kr_view_say(err, errlen, "out of memory", NULL);
         return NULL;
     }
     rocksdb_pinnableslice_t *ps = lookup(v, k, len, rc, err, errlen);
@@ -464,7 +448,10 @@ static int unlocked_get(kr_view *v, const char *topic, size_t tlen, const uint8_
     size_t n;
     const char *val = rocksdb_pinnableslice_value(ps, &n);
     if (kr_buf_append(out, val, n) < 0) {
-        say(err, errlen, "the event does not fit the output buffer", NULL);
+        kr_view_say(err, errlen,
+                    out->len + n > out->max ? "the event does not fit the output buffer"
+                                            : "out of memory reading the event",
+                    NULL);
         rc = -1;
     }
     rocksdb_pinnableslice_destroy(ps);
@@ -498,8 +485,8 @@ void kr_view_batch_free(kr_view_batch *b)
 
 /* Build tag | tlen | topic | part into k (reset first), the layout of every
  * key of a topic. @return NULL, or why it cannot be built. */
-static const char *key_into(kr_buf *k, char tag, const char *topic, size_t tlen,
-                            const uint8_t *part, size_t plen)
+const char *kr_view_key_into(kr_buf *k, char tag, const char *topic, size_t tlen,
+                             const uint8_t *part, size_t plen)
 {
     if (tlen > KR_VIEW_TOPIC_MAX)
         return topic_msg;
@@ -518,7 +505,7 @@ static int batch_key(kr_view_batch *b, char tag, const char *topic, size_t tlen,
 {
     if (b->failed)
         return -1;
-    b->failed = key_into(&b->key, tag, topic, tlen, part, plen);
+    b->failed = kr_view_key_into(&b->key, tag, topic, tlen, part, plen);
     return b->failed != NULL ? -1 : 0;
 }
 
@@ -540,7 +527,7 @@ void kr_view_batch_delete(kr_view_batch *b, const char *topic, size_t tlen, cons
 
 /* A marker's value, CBOR [next, keys], into val (32 bytes).
  * @return its length, or 0 on ENOMEM. */
-static size_t encode_marker(uint8_t val[32], uint64_t next, uint64_t keys)
+size_t kr_view_encode_marker(uint8_t val[32], uint64_t next, uint64_t keys)
 {
     kr_buf vb;
     kr_buf_init(&vb, 32);
@@ -560,7 +547,7 @@ void kr_view_batch_marker(kr_view_batch *b, const char *topic, size_t tlen, uint
     uint8_t val[32];
     if (batch_key(b, TAG_MARKER, topic, tlen, NULL, 0) < 0)
         return;
-    size_t vlen = encode_marker(val, next, keys);
+    size_t vlen = kr_view_encode_marker(val, next, keys);
     if (vlen == 0) {
         b->failed = "out of memory";
         return;
@@ -575,7 +562,7 @@ void kr_view_batch_drop_topic(kr_view_batch *b, const char *topic, size_t tlen)
         return;
     uint8_t end[2 + KR_VIEW_TOPIC_MAX];
     memcpy(end, b->key.data, b->key.len);
-    size_t endlen = prefix_successor(end, b->key.len);
+    size_t endlen = kr_view_prefix_successor(end, b->key.len);
     rocksdb_writebatch_delete_range(b->wb, (const char *)b->key.data, b->key.len, (const char *)end,
                                     endlen);
     if (batch_key(b, TAG_MARKER, topic, tlen, NULL, 0) < 0)
@@ -608,17 +595,17 @@ void kr_view_batch_cursor(kr_view_batch *b, const char *topic, size_t tlen, cons
 static int unlocked_write_logged(kr_view *v, kr_view_batch *b, bool sync, char *err, size_t errlen)
 {
     if (v->db == NULL) {
-        say(err, errlen, closed_msg, NULL);
+        kr_view_say(err, errlen, kr_view_closed_msg, NULL);
         return -1;
     }
     if (b->failed) {
-        say(err, errlen, "the cursor batch is incomplete", b->failed);
+        kr_view_say(err, errlen, "the cursor batch is incomplete", b->failed);
         return -1;
     }
     char *e = NULL;
     rocksdb_write(v->db, sync ? v->syncopts : v->walopts, b->wb, &e);
     if (e != NULL) {
-        say_rdb(err, errlen, "RocksDB write of group cursors failed", e);
+        kr_view_say_rdb(err, errlen, "RocksDB write of group cursors failed", e);
         return -1;
     }
     return 0;
@@ -630,11 +617,11 @@ static int unlocked_cursors(kr_view *v, const char *topic, size_t tlen,
                             void *arg, char *err, size_t errlen)
 {
     if (v->db == NULL) {
-        say(err, errlen, closed_msg, NULL);
+        kr_view_say(err, errlen, kr_view_closed_msg, NULL);
         return -1;
     }
     if (tlen > KR_VIEW_TOPIC_MAX) {
-        say(err, errlen, topic_msg, NULL);
+        kr_view_say(err, errlen, topic_msg, NULL);
         return -1;
     }
     uint8_t start[2 + KR_VIEW_TOPIC_MAX], end[2 + KR_VIEW_TOPIC_MAX];
@@ -642,10 +629,10 @@ static int unlocked_cursors(kr_view *v, const char *topic, size_t tlen,
     start[1] = (uint8_t)tlen;
     memcpy(start + 2, topic, tlen);
     memcpy(end, start, 2 + tlen);
-    size_t endlen = prefix_successor(end, 2 + tlen);
+    size_t endlen = kr_view_prefix_successor(end, 2 + tlen);
     rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
     if (ro == NULL) {
-        say(err, errlen, "out of memory", NULL);
+        kr_view_say(err, errlen, "out of memory", NULL);
         return -1;
     }
     rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)end, endlen);
@@ -673,7 +660,7 @@ static int unlocked_cursors(kr_view *v, const char *topic, size_t tlen,
     char *e = NULL;
     rocksdb_iter_get_error(it, &e);
     if (e != NULL) {
-        say_rdb(err, errlen, "reading group cursors failed", e);
+        kr_view_say_rdb(err, errlen, "reading group cursors failed", e);
         rc = -1;
     }
     rocksdb_iter_destroy(it);
@@ -690,22 +677,22 @@ size_t kr_view_batch_count(const kr_view_batch *b)
 static int unlocked_write(kr_view *v, kr_view_batch *b, char *err, size_t errlen)
 {
     if (v->db == NULL) {
-        say(err, errlen, closed_msg, NULL);
+        kr_view_say(err, errlen, kr_view_closed_msg, NULL);
         return -1;
     }
     if (b->failed) {
-        say(err, errlen, "the checkpoint batch is incomplete", b->failed);
+        kr_view_say(err, errlen, "the checkpoint batch is incomplete", b->failed);
         return -1;
     }
     char *e = NULL;
     rocksdb_write(v->db, v->wopts, b->wb, &e);
     if (e != NULL) {
-        say_rdb(err, errlen, "RocksDB write failed", e);
+        kr_view_say_rdb(err, errlen, "RocksDB write failed", e);
         return -1;
     }
     rocksdb_flush(v->db, v->fopts, &e);
     if (e != NULL) {
-        say_rdb(err, errlen, "RocksDB flush failed", e);
+        kr_view_say_rdb(err, errlen, "RocksDB flush failed", e);
         return -1;
     }
     return 0;
@@ -753,11 +740,11 @@ static long unlocked_scan(kr_view *v, kr_view_snap *s, const char *topic, size_t
 
     *more = false;
     if (v->db == NULL) {
-        say(err, errlen, closed_msg, NULL);
+        kr_view_say(err, errlen, kr_view_closed_msg, NULL);
         return -1;
     }
     if (tlen > KR_VIEW_TOPIC_MAX) {
-        say(err, errlen, topic_msg, NULL);
+        kr_view_say(err, errlen, topic_msg, NULL);
         return -1;
     }
 
@@ -769,7 +756,7 @@ static long unlocked_scan(kr_view *v, kr_view_snap *s, const char *topic, size_t
                             plen, false);
     if (lo == NULL || hi == NULL)
         goto oom;
-    hilen = prefix_successor(hi, hilen);
+    hilen = kr_view_prefix_successor(hi, hilen);
 
     /* Start at the first key strictly after `after` (its key + 0x00) when
      * that is past lo. */
@@ -780,7 +767,7 @@ static long unlocked_scan(kr_view *v, kr_view_snap *s, const char *topic, size_t
                                 after, alen, true);
         if (af == NULL)
             goto oom;
-        if (key_cmp(af, aflen, lo, lolen) > 0) {
+        if (kr_view_key_cmp(af, aflen, lo, lolen) > 0) {
             seek = af;
             seeklen = aflen;
         }
@@ -819,7 +806,7 @@ static long unlocked_scan(kr_view *v, kr_view_snap *s, const char *topic, size_t
     }
     rocksdb_iter_get_error(it, &e);
     if (e != NULL) {
-        say_rdb(err, errlen, "RocksDB scan failed", e);
+        kr_view_say_rdb(err, errlen, "RocksDB scan failed", e);
         *more = false;
         goto done;
     }
@@ -827,7 +814,7 @@ static long unlocked_scan(kr_view *v, kr_view_snap *s, const char *topic, size_t
     goto done;
 
 oom:
-    say(err, errlen, "out of memory", NULL);
+    kr_view_say(err, errlen, "out of memory", NULL);
 done:
     if (it)
         rocksdb_iter_destroy(it);
@@ -837,298 +824,6 @@ done:
     free(hi_heap);
     free(af_heap);
     return given;
-}
-
-/* ---- checkpoints as table files ---- */
-
-struct kr_view_ckpt {
-    kr_view *v;
-    rocksdb_envoptions_t *env;
-    rocksdb_sstfilewriter_t *w;
-    char *path; /* beside the database directory: DIR.ingest */
-    kr_buf key;
-    size_t entries;
-    char failed[256]; /* the first failure, or "" */
-};
-
-/* The file a checkpoint is built in. It is never inside the database
- * directory (RocksDB owns that); ingestion links it in and removes it. */
-static char *ckpt_path(const kr_view *v)
-{
-    size_t n = strlen(v->path) + sizeof ".ingest";
-    char *p = malloc(n);
-    if (p != NULL)
-        snprintf(p, n, "%s.ingest", v->path);
-    return p;
-}
-
-static void ckpt_free(kr_view_ckpt *c)
-{
-    if (c->w != NULL)
-        rocksdb_sstfilewriter_destroy(c->w);
-    if (c->env != NULL)
-        rocksdb_envoptions_destroy(c->env);
-    if (c->path != NULL)
-        unlink(c->path); /* after a failure; gone already after an ingest */
-    free(c->path);
-    kr_buf_free(&c->key);
-    free(c);
-}
-
-kr_view_ckpt *kr_view_ckpt_new(kr_view *v, char *err, size_t errlen)
-{
-    kr_view_ckpt *c = calloc(1, sizeof *c);
-    if (c == NULL) {
-        say(err, errlen, "out of memory", NULL);
-        return NULL;
-    }
-    c->v = v;
-    kr_buf_init(&c->key, SIZE_MAX);
-    c->path = ckpt_path(v);
-    c->env = rocksdb_envoptions_create();
-    /* The database's options: the same table format (block size, bloom
-     * filter, no compression) as the files flushes and compactions write. */
-    c->w = c->env != NULL ? rocksdb_sstfilewriter_create(c->env, v->opts) : NULL;
-    if (c->path == NULL || c->w == NULL) {
-        say(err, errlen, "out of memory", NULL);
-        ckpt_free(c);
-        return NULL;
-    }
-    unlink(c->path); /* left by a crash during an earlier checkpoint */
-    char *e = NULL;
-    rocksdb_sstfilewriter_open(c->w, c->path, &e);
-    if (e != NULL) {
-        say_rdb(err, errlen, "cannot start a checkpoint file", e);
-        ckpt_free(c);
-        return NULL;
-    }
-    return c;
-}
-
-/* Build tag | tlen | topic | part into c->key. @return 0, or -1 (failed). */
-static int ckpt_key(kr_view_ckpt *c, char tag, const char *topic, size_t tlen, const uint8_t *part,
-                    size_t plen)
-{
-    if (c->failed[0] != '\0')
-        return -1;
-    const char *why = key_into(&c->key, tag, topic, tlen, part, plen);
-    if (why != NULL) {
-        snprintf(c->failed, sizeof c->failed, "%s", why);
-        return -1;
-    }
-    return 0;
-}
-
-static void ckpt_result(kr_view_ckpt *c, char *e)
-{
-    if (e == NULL) {
-        c->entries++;
-        return;
-    }
-    snprintf(c->failed, sizeof c->failed, "writing the checkpoint file failed: %s", e);
-    rocksdb_free(e);
-}
-
-void kr_view_ckpt_put(kr_view_ckpt *c, const char *topic, size_t tlen, const uint8_t *key,
-                      size_t klen, const uint8_t *event, size_t elen)
-{
-    if (ckpt_key(c, TAG_KEY, topic, tlen, key, klen) < 0)
-        return;
-    char *e = NULL;
-    rocksdb_sstfilewriter_put(c->w, (const char *)c->key.data, c->key.len, (const char *)event,
-                              elen, &e);
-    ckpt_result(c, e);
-}
-
-void kr_view_ckpt_delete(kr_view_ckpt *c, const char *topic, size_t tlen, const uint8_t *key,
-                         size_t klen)
-{
-    if (ckpt_key(c, TAG_KEY, topic, tlen, key, klen) < 0)
-        return;
-    char *e = NULL;
-    rocksdb_sstfilewriter_delete(c->w, (const char *)c->key.data, c->key.len, &e);
-    ckpt_result(c, e);
-}
-
-void kr_view_ckpt_marker(kr_view_ckpt *c, const char *topic, size_t tlen, uint64_t next,
-                         uint64_t keys)
-{
-    uint8_t val[32];
-    if (ckpt_key(c, TAG_MARKER, topic, tlen, NULL, 0) < 0)
-        return;
-    size_t vlen = encode_marker(val, next, keys);
-    if (vlen == 0) {
-        snprintf(c->failed, sizeof c->failed, "out of memory");
-        return;
-    }
-    char *e = NULL;
-    rocksdb_sstfilewriter_put(c->w, (const char *)c->key.data, c->key.len, (const char *)val, vlen,
-                              &e);
-    ckpt_result(c, e);
-}
-
-void kr_view_ckpt_abort(kr_view_ckpt *c)
-{
-    if (c != NULL)
-        ckpt_free(c);
-}
-
-static int unlocked_ingest(kr_view *v, const char *path, char *err, size_t errlen)
-{
-    if (v->db == NULL) {
-        say(err, errlen, closed_msg, NULL);
-        return -1;
-    }
-    rocksdb_ingestexternalfileoptions_t *io = rocksdb_ingestexternalfileoptions_create();
-    if (io == NULL) {
-        say(err, errlen, "out of memory", NULL);
-        return -1;
-    }
-    /* Link the file in rather than copy it; give it a sequence number newer
-     * than everything (its keys overlap what the view holds); snapshots -
-     * SCAN cursors - keep seeing what they saw; a memtable that overlaps it
-     * (only cursors live there, in another key range) is flushed first. */
-    rocksdb_ingestexternalfileoptions_set_move_files(io, 1);
-    rocksdb_ingestexternalfileoptions_set_allow_global_seqno(io, 1);
-    rocksdb_ingestexternalfileoptions_set_snapshot_consistency(io, 1);
-    rocksdb_ingestexternalfileoptions_set_allow_blocking_flush(io, 1);
-    const char *files[1] = {path};
-    char *e = NULL;
-    rocksdb_ingest_external_file(v->db, files, 1, io, &e);
-    rocksdb_ingestexternalfileoptions_destroy(io);
-    if (e != NULL) {
-        say_rdb(err, errlen, "RocksDB did not take the checkpoint file", e);
-        return -1;
-    }
-    return 0;
-}
-
-int kr_view_ckpt_commit(kr_view_ckpt *c, char *err, size_t errlen)
-{
-    int rc = -1;
-    if (c->failed[0] != '\0') {
-        say(err, errlen, c->failed, NULL);
-        goto out;
-    }
-    if (c->entries == 0) {
-        rc = 0; /* nothing to write (a table file cannot be empty) */
-        goto out;
-    }
-    char *e = NULL;
-    rocksdb_sstfilewriter_finish(c->w, &e); /* writes and syncs the file */
-    if (e != NULL) {
-        say_rdb(err, errlen, "writing the checkpoint file failed", e);
-        goto out;
-    }
-    pthread_rwlock_rdlock(&c->v->lock);
-    rc = unlocked_ingest(c->v, c->path, err, errlen);
-    pthread_rwlock_unlock(&c->v->lock);
-out:
-    ckpt_free(c);
-    return rc;
-}
-
-/* ---- probes ---- */
-
-/* Next steps a probe takes towards a key before it seeks instead: a seek
- * costs about as much as this many steps over a view of a few files. */
-#define KR_VIEW_PROBE_STEPS 16
-
-struct kr_view_probe {
-    kr_view *v;
-    rocksdb_readoptions_t *ro;
-    rocksdb_iterator_t *it;
-    uint8_t hi[2 + KR_VIEW_TOPIC_MAX]; /* upper bound: outlives the iterator */
-    size_t hilen;
-    kr_buf key; /* the full key being probed */
-    char tag_topic[2 + KR_VIEW_TOPIC_MAX];
-    size_t tlen;
-    bool started, failed;
-};
-
-kr_view_probe *kr_view_probe_new(kr_view *v, const char *topic, size_t tlen)
-{
-    if (tlen > KR_VIEW_TOPIC_MAX)
-        return NULL;
-    kr_view_probe *p = calloc(1, sizeof *p);
-    if (p == NULL)
-        return NULL;
-    p->v = v;
-    p->tlen = tlen;
-    p->tag_topic[0] = TAG_KEY;
-    p->tag_topic[1] = (char)tlen;
-    memcpy(p->tag_topic + 2, topic, tlen);
-    memcpy(p->hi, p->tag_topic, 2 + tlen);
-    p->hilen = prefix_successor(p->hi, 2 + tlen);
-    kr_buf_init(&p->key, SIZE_MAX);
-    pthread_rwlock_rdlock(&v->lock);
-    if (v->db == NULL || (p->ro = rocksdb_readoptions_create()) == NULL)
-        goto fail;
-    /* A checkpoint reads every block its keys live in once, in order:
-     * caching them would evict what GETs use, for no second read. */
-    rocksdb_readoptions_set_fill_cache(p->ro, 0);
-    rocksdb_readoptions_set_iterate_upper_bound(p->ro, (const char *)p->hi, p->hilen);
-    p->it = rocksdb_create_iterator(v->db, p->ro);
-    if (p->it == NULL)
-        goto fail;
-    return p;
-fail:
-    if (p->ro != NULL)
-        rocksdb_readoptions_destroy(p->ro);
-    pthread_rwlock_unlock(&v->lock);
-    kr_buf_free(&p->key);
-    free(p);
-    return NULL;
-}
-
-void kr_view_probe_free(kr_view_probe *p)
-{
-    if (p == NULL)
-        return;
-    rocksdb_iter_destroy(p->it);
-    rocksdb_readoptions_destroy(p->ro);
-    pthread_rwlock_unlock(&p->v->lock);
-    kr_buf_free(&p->key);
-    free(p);
-}
-
-/* The iterator's key against the probed one. */
-static int probe_cmp(kr_view_probe *p)
-{
-    size_t kl;
-    const char *k = rocksdb_iter_key(p->it, &kl);
-    return key_cmp((const uint8_t *)k, kl, p->key.data, p->key.len);
-}
-
-int kr_view_probe_has(kr_view_probe *p, const uint8_t *key, size_t klen)
-{
-    if (p->failed)
-        return -1;
-    kr_buf_reset(&p->key);
-    kr_buf_append(&p->key, p->tag_topic, 2 + p->tlen);
-    kr_buf_append(&p->key, key, klen);
-    if (p->key.failed)
-        return -1;
-    if (!p->started) {
-        rocksdb_iter_seek(p->it, (const char *)p->key.data, p->key.len);
-        p->started = true;
-    } else {
-        int steps = 0;
-        while (rocksdb_iter_valid(p->it) && probe_cmp(p) < 0 && steps++ < KR_VIEW_PROBE_STEPS)
-            rocksdb_iter_next(p->it);
-        if (rocksdb_iter_valid(p->it) && probe_cmp(p) < 0)
-            rocksdb_iter_seek(p->it, (const char *)p->key.data, p->key.len);
-    }
-    if (rocksdb_iter_valid(p->it))
-        return probe_cmp(p) == 0;
-    char *e = NULL;
-    rocksdb_iter_get_error(p->it, &e);
-    if (e != NULL) {
-        rocksdb_free(e);
-        p->failed = true;
-        return -1;
-    }
-    return 0; /* past the topic's last key */
 }
 
 /* ---- metrics ---- */

@@ -162,11 +162,13 @@ void kr_view_ckpt_abort(kr_view_ckpt *c);
  * kr_view_probe_new returns NULL on ENOMEM, for a closed view or a topic
  * longer than KR_VIEW_TOPIC_MAX; kr_view_probe_free takes NULL.
  * kr_view_probe_has returns 1 live, 0 absent, -1 on a read error (and the
- * probe is then unusable).
+ * probe is then unusable); kr_view_probe_error then says why (the probe's
+ * memory, valid until it is freed).
  */
 typedef struct kr_view_probe kr_view_probe;
 kr_view_probe *kr_view_probe_new(kr_view *v, const char *topic, size_t tlen);
 int kr_view_probe_has(kr_view_probe *p, const uint8_t *key, size_t klen);
+const char *kr_view_probe_error(const kr_view_probe *p);
 void kr_view_probe_free(kr_view_probe *p);
 
 /* A consistent read view of the database, held until released.

@@ -17,8 +17,10 @@
  */
 #include "store/writer.h"
 
+#include "store/checkpoint.h"
+#include "store/store_int.h"
+
 #include <errno.h>
-#include <stdarg.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
@@ -31,10 +33,8 @@
 
 #include <event2/event.h>
 
-#include "proto/frame.h"
-#include "util/byteorder.h"
 #include "util/clock.h"
-#include "util/crc32c.h"
+#include "util/io.h"
 #include "util/log.h"
 
 /* Batches written by one pwritev at most (below IOV_MAX). */
@@ -77,54 +77,6 @@ struct kr_writer {
 
 /* ---- small helpers ---- */
 
-static void job_fail(kr_job *j, int err, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void job_fail(kr_job *j, int err, const char *fmt, ...)
-{
-    (void)err;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(j->msg, sizeof j->msg, fmt, ap);
-    va_end(ap);
-    j->err = KRAPPY_E_STORAGE;
-}
-
-/* A sentence fragment for an errno, with advice for the usual ones. */
-static const char *errno_advice(int e)
-{
-    switch (e) {
-    case ENOSPC:
-    case EDQUOT:
-        return "the disk is full; free space and retry";
-    case EIO:
-        return "an I/O error on the disk; check the device";
-    case EROFS:
-        return "the file system is read-only";
-    default:
-        return strerror(e);
-    }
-}
-
-static int write_all_at(int fd, const void *p, size_t n, uint64_t pos)
-{
-    const uint8_t *b = p;
-    while (n > 0) {
-        ssize_t w = pwrite(fd, b, n, (off_t)pos);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0) {
-            if (w == 0)
-                errno = ENOSPC;
-            return -1;
-        }
-        b += w;
-        n -= (size_t)w;
-        pos += (uint64_t)w;
-    }
-    return 0;
-}
-
 static int fsync_dir(int dirfd)
 {
     return fsync(dirfd) == 0 || errno == EINVAL ? 0 : -1;
@@ -149,7 +101,6 @@ kr_wtopic *kr_wtopic_new(const char *dir, int dirfd, int fd, uint64_t seg_base, 
     w->file_len = w->synced_len = file_len;
     w->next = next;
     w->max_ts = max_ts;
-    w->last_idx_pos = 0;
     return w;
 }
 
@@ -167,7 +118,7 @@ void kr_wtopic_free(kr_wtopic *w)
         return;
     release_unsynced(w);
     free(w->unsynced);
-    free(w->idx);
+    kr_index_free(&w->idx);
     if (w->fd >= 0)
         close(w->fd);
     if (w->dirfd >= 0)
@@ -194,24 +145,6 @@ static int remember_unsynced(kr_wtopic *w, kr_block *b, uint64_t pos)
     return 0;
 }
 
-static void index_add(kr_wtopic *w, uint64_t offset, uint64_t pos)
-{
-    if (w->n_idx > 0 && pos - w->last_idx_pos < KR_INDEX_INTERVAL)
-        return;
-    if (w->n_idx == w->cap_idx) {
-        size_t cap = w->cap_idx ? w->cap_idx * 2 : 64;
-        kr_index_entry *e = realloc(w->idx, cap * sizeof *e);
-        if (e == NULL)
-            return; /* a hint: missing entries only cost a longer walk */
-        w->idx = e;
-        w->cap_idx = cap;
-    }
-    w->idx[w->n_idx].offset = offset;
-    w->idx[w->n_idx].pos = pos;
-    w->n_idx++;
-    w->last_idx_pos = pos;
-}
-
 /*
  * Make the active segment durable. On failure, repair: truncate to the last
  * synced length, rewrite every batch since from memory, sync again.
@@ -220,6 +153,14 @@ static int wtopic_sync(kr_writer *wr, kr_wtopic *w, char *msg, size_t msglen)
 {
     if (w->synced_len == w->file_len && !w->broken)
         return 0;
+    if (w->unkept) {
+        snprintf(msg, msglen,
+                 "syncing %s failed, and the batches written since the last sync could not be "
+                 "kept in memory to rewrite them; restart krappyd to recover the topic from its "
+                 "stream",
+                 w->dir);
+        return -1;
+    }
     kr_counter_add(wr->m_fsyncs, 1);
     if (!w->broken && fdatasync(w->fd) == 0) {
         w->synced_len = w->file_len;
@@ -232,8 +173,8 @@ static int wtopic_sync(kr_writer *wr, kr_wtopic *w, char *msg, size_t msglen)
     if (ftruncate(w->fd, (off_t)w->synced_len) == 0) {
         int ok = 1;
         for (size_t i = 0; i < w->n_unsynced && ok; i++)
-            ok = write_all_at(w->fd, w->unsynced[i].b->data, w->unsynced[i].b->len,
-                              w->unsynced[i].pos) == 0;
+            ok = kr_pwrite_all(w->fd, w->unsynced[i].b->data, w->unsynced[i].b->len,
+                               w->unsynced[i].pos) == 0;
         kr_counter_add(wr->m_fsyncs, 1);
         if (ok && fdatasync(w->fd) == 0) {
             w->broken = false;
@@ -246,29 +187,43 @@ static int wtopic_sync(kr_writer *wr, kr_wtopic *w, char *msg, size_t msglen)
     int e = errno;
     w->broken = true;
     kr_counter_add(wr->m_failures, 1);
-    snprintf(msg, msglen, "syncing %s failed: %s", w->dir, errno_advice(e ? e : first));
+    snprintf(msg, msglen, "syncing %s failed: %s", w->dir, kr_errno_advice(e ? e : first));
     return -1;
 }
 
 /* ---- segments ---- */
 
-static int create_segment(int dirfd, uint64_t base, int *fd_out)
+/*
+ * Create segment `base` durably (header written, file and directory
+ * synced) and open it twice: *fd for the writer, and a read fd in *seg,
+ * the loop's record of it (made here, so that the loop has nothing left to
+ * allocate when the batch lands). On failure nothing is left behind, so
+ * that a retry can create it again.
+ * @return 0, or -1 with errno.
+ */
+static int create_segment(int dirfd, uint64_t base, int *fd_out, kr_segment **seg)
 {
     char name[KR_SEG_NAME_BYTES];
     kr_seg_name(name, base);
-    int fd = openat(dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    int fd = openat(dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640), rfd = -1;
     if (fd < 0)
         return -1;
     uint8_t hdr[KR_SEG_HEADER_BYTES];
     kr_seg_header_encode(hdr, base);
-    if (write_all_at(fd, hdr, sizeof hdr, 0) < 0 || fdatasync(fd) < 0 || fsync_dir(dirfd) < 0) {
-        int e = errno;
+    kr_segment *s = NULL;
+    if (kr_pwrite_all(fd, hdr, sizeof hdr, 0) < 0 || fdatasync(fd) < 0 || fsync_dir(dirfd) < 0 ||
+        (rfd = dup(fd)) < 0 || (s = kr_segment_new(base, rfd)) == NULL) {
+        int e = s == NULL && rfd >= 0 ? ENOMEM : errno;
+        if (rfd >= 0)
+            close(rfd);
         close(fd);
         unlinkat(dirfd, name, 0);
         errno = e;
         return -1;
     }
+    s->verified = true; /* ours */
     *fd_out = fd;
+    *seg = s;
     return 0;
 }
 
@@ -277,25 +232,33 @@ static int create_segment(int dirfd, uint64_t base, int *fd_out)
  * before a checkpoint can cover it, and its fd goes away), leave its index
  * hint behind, open the new file.
  */
-static int roll_segment(kr_writer *wr, kr_wtopic *w, uint64_t base, int *read_fd, char *msg,
+static int roll_segment(kr_writer *wr, kr_wtopic *w, uint64_t base, kr_segment **seg, char *msg,
                         size_t msglen)
 {
     if (wtopic_sync(wr, w, msg, msglen) < 0)
         return -1;
     int fd;
-    if (create_segment(w->dirfd, base, &fd) < 0) {
-        snprintf(msg, msglen, "cannot start a new segment in %s: %s", w->dir, errno_advice(errno));
+    if (create_segment(w->dirfd, base, &fd, seg) < 0) {
+        snprintf(msg, msglen, "cannot start a new segment in %s: %s", w->dir,
+                 kr_errno_advice(errno));
         return -1;
     }
-    (void)kr_index_write(w->dirfd, w->seg_base, w->next, w->file_len, w->max_ts, w->idx, w->n_idx);
+    kr_index_meta im = {.next = w->next, .max_ts = w->max_ts};
+    if (kr_index_write(w->dirfd, w->seg_base, &im, w->file_len, &w->idx) < 0) {
+        char name[KR_INDEX_NAME_BYTES];
+        kr_index_file_name(name, w->seg_base);
+        kr_log(KR_LOG_WARN,
+               "cannot leave the index of a closed segment behind; the next start "
+               "scans the segment instead",
+               KR_LOG_STR("dir", w->dir), KR_LOG_STR("file", name),
+               KR_LOG_STR("reason", strerror(errno)));
+    }
     close(w->fd);
     w->fd = fd;
     w->seg_base = base;
     w->file_len = w->synced_len = KR_SEG_HEADER_BYTES;
     w->max_ts = 0;
-    w->n_idx = 0;
-    w->last_idx_pos = 0;
-    *read_fd = dup(fd);
+    w->idx.n = 0;
     return 0;
 }
 
@@ -316,19 +279,22 @@ static void run_create(kr_job *j)
         if (ok && mkdir(w->dir, 0750) < 0 && errno != EEXIST)
             ok = 0;
         int e = errno;
-        if (pfd >= 0) {
-            fsync_dir(pfd);
-            close(pfd);
+        if (ok && fsync_dir(pfd) < 0) {
+            /* The new directory's name must survive a power cut. */
+            e = errno;
+            ok = 0;
         }
+        if (pfd >= 0)
+            close(pfd);
         if (!ok) {
-            job_fail(j, e, "cannot create %s: %s", w->dir, errno_advice(e));
+            kr_job_fail(j, e, "cannot create %s durably", w->dir);
             return;
         }
     }
     int dirfd = open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), fd = -1;
-    if (dirfd < 0 || create_segment(dirfd, 0, &fd) < 0) {
+    if (dirfd < 0 || create_segment(dirfd, 0, &fd, &j->create.seg) < 0) {
         int e = errno;
-        job_fail(j, e, "cannot create the first segment in %s: %s", w->dir, errno_advice(e));
+        kr_job_fail(j, e, "cannot create the first segment in %s", w->dir);
         if (dirfd >= 0)
             close(dirfd);
         return;
@@ -338,19 +304,168 @@ static void run_create(kr_job *j)
     w->seg_base = 0;
     w->file_len = w->synced_len = KR_SEG_HEADER_BYTES;
     w->next = 0;
-    j->new_seg_fd = dup(fd);
 }
 
-/* Fill the CRC the loop left blank (the loop only encodes). */
-static void seal_batch(kr_block *b)
+/* Fail jobs[from..n) with the same sentence. */
+static void fail_rest(kr_job **jobs, size_t from, size_t n, int err, const char *why)
 {
-    uint32_t crc = kr_crc32c(0, b->data + 8, b->len - 8);
-    kr_put_be32(b->data + 4, crc);
+    for (size_t i = from; i < n; i++)
+        kr_job_fail(jobs[i], err, "%s", why);
+}
+
+/*
+ * Appends refused before anything is written: the topic has no file (its
+ * creation failed), or a failed sync left it broken and it still cannot be
+ * repaired. @return true when the jobs were failed.
+ */
+static bool appends_refused(kr_writer *wr, kr_wtopic *w, kr_job **jobs, size_t n)
+{
+    char msg[256], why[320];
+    if (w->fd < 0) {
+        fail_rest(jobs, 0, n, 0, "the topic could not be created on disk; register again");
+        return true;
+    }
+    if (w->broken && wtopic_sync(wr, w, msg, sizeof msg) < 0) {
+        snprintf(why, sizeof why, "%s; writes to this topic are refused until it succeeds", msg);
+        fail_rest(jobs, 0, n, 0, why);
+        return true;
+    }
+    return false;
+}
+
+/*
+ * Seal the batches from jobs[0] on whose offsets follow the file and that
+ * fit the segment (the first always does: the segment was rolled for it)
+ * into iov. @return how many, with *total their bytes.
+ */
+static size_t gather(kr_writer *wr, const kr_wtopic *w, kr_job **jobs, size_t n, struct iovec *iov,
+                     uint64_t *total)
+{
+    size_t k = 0;
+    uint64_t expect = w->next;
+    *total = 0;
+    while (k < n && k < KR_WRITER_IOV) {
+        kr_job_append *a = &jobs[k]->append;
+        if (a->base != expect)
+            break;
+        if (k > 0 && w->file_len + *total + a->block->len > wr->segment_bytes)
+            break;
+        kr_batch_seal(a->block->data); /* the loop only encodes */
+        iov[k].iov_base = a->block->data;
+        iov[k].iov_len = a->block->len;
+        *total += a->block->len;
+        expect += a->count;
+        k++;
+    }
+    return k;
+}
+
+/*
+ * Write the gathered batches at the end of the file, resuming after short
+ * writes, stopping at the first error. @return the bytes written; *err is
+ * the errno of the error that stopped it (0 when all were written).
+ */
+static uint64_t write_gathered(const kr_wtopic *w, const struct iovec *iov, size_t k,
+                               uint64_t total, int *err)
+{
+    uint64_t done = 0;
+    size_t vi = 0, voff = 0;
+    *err = 0;
+    while (done < total) {
+        struct iovec cur[KR_WRITER_IOV];
+        size_t nc = 0;
+        for (size_t x = vi; x < k; x++, nc++) {
+            cur[nc] = iov[x];
+            if (x == vi) {
+                cur[nc].iov_base = (uint8_t *)cur[nc].iov_base + voff;
+                cur[nc].iov_len -= voff;
+            }
+        }
+        ssize_t wrote = pwritev(w->fd, cur, (int)nc, (off_t)(w->file_len + done));
+        if (wrote < 0 && errno == EINTR)
+            continue;
+        if (wrote <= 0) {
+            *err = wrote == 0 ? ENOSPC : errno;
+            break;
+        }
+        done += (uint64_t)wrote;
+        size_t left = (size_t)wrote;
+        while (left > 0) {
+            size_t room = iov[vi].iov_len - voff;
+            if (left >= room) {
+                left -= room;
+                vi++;
+                voff = 0;
+            } else {
+                voff += left;
+                left = 0;
+            }
+        }
+    }
+    return done;
+}
+
+/*
+ * The batches among jobs[0..k) that landed whole within `done` bytes are
+ * in the file: note where, index them, keep them for a repair.
+ * @return how many.
+ */
+static size_t account_landed(kr_writer *wr, kr_wtopic *w, kr_job **jobs, size_t k, uint64_t done)
+{
+    uint64_t landed = 0;
+    size_t whole = 0;
+    bool lost = false;
+    while (whole < k && landed + jobs[whole]->append.block->len <= done)
+        landed += jobs[whole++]->append.block->len;
+    for (size_t x = 0; x < whole; x++) {
+        kr_job_append *a = &jobs[x]->append;
+        a->seg_base = w->seg_base;
+        a->pos = w->file_len;
+        kr_index_add(&w->idx, a->base, w->file_len);
+        if (remember_unsynced(w, a->block, w->file_len) < 0)
+            lost = true;
+        w->file_len += a->block->len;
+        w->next += a->count;
+        if (a->max_ts > w->max_ts)
+            w->max_ts = a->max_ts;
+    }
+    if (lost) {
+        /* No copy of a batch to rewrite if a sync failed later: make them
+         * durable now instead. */
+        kr_counter_add(wr->m_fsyncs, 1);
+        if (fdatasync(w->fd) == 0) {
+            w->synced_len = w->file_len;
+            release_unsynced(w);
+        } else {
+            w->broken = w->unkept = true;
+            kr_counter_add(wr->m_failures, 1);
+            kr_log(KR_LOG_ERROR,
+                   "fdatasync failed with batches not kept for a rewrite; writes to "
+                   "the topic are refused until a restart",
+                   KR_LOG_STR("dir", w->dir), KR_LOG_STR("reason", strerror(errno)));
+        }
+    }
+    return whole;
+}
+
+/* A write stopped by `err`: cut the torn batch off before anything else
+ * is appended. */
+static void cut_torn(kr_writer *wr, kr_wtopic *w, int err)
+{
+    kr_counter_add(wr->m_failures, 1);
+    if (ftruncate(w->fd, (off_t)w->file_len) < 0) {
+        w->broken = true;
+        kr_log(KR_LOG_ERROR, "cannot cut a partly written batch", KR_LOG_STR("dir", w->dir),
+               KR_LOG_STR("reason", strerror(errno)));
+    }
+    kr_log(KR_LOG_WARN, "stream write failed", KR_LOG_STR("dir", w->dir),
+           KR_LOG_STR("reason", strerror(err)));
 }
 
 /*
  * Append a run of batches of one topic with as few pwritev calls as the
- * segment size allows.
+ * segment size allows. Appends after a failed one carry offsets that no
+ * longer follow the file: they fail too.
  */
 static void run_appends(kr_writer *wr, kr_job **jobs, size_t n)
 {
@@ -358,196 +473,40 @@ static void run_appends(kr_writer *wr, kr_job **jobs, size_t n)
     char msg[256];
     size_t i = 0;
 
-    if (w->fd < 0) {
-        for (; i < n; i++)
-            job_fail(jobs[i], EIO, "the topic could not be created on disk; register again");
+    if (appends_refused(wr, w, jobs, n))
         return;
-    }
-    if (w->broken && wtopic_sync(wr, w, msg, sizeof msg) < 0) {
-        for (; i < n; i++)
-            job_fail(jobs[i], EIO, "%s; writes to this topic are refused until it succeeds", msg);
-        return;
-    }
     while (i < n) {
-        /* Offsets must follow the file: after a failure they do not. */
-        if (jobs[i]->base != w->next) {
-            job_fail(jobs[i], 0,
-                     "an earlier write to this topic failed, so this one was not stored; "
-                     "retry it");
+        kr_job_append *a = &jobs[i]->append;
+        if (a->base != w->next) {
+            kr_job_fail(jobs[i], 0,
+                        "an earlier write to this topic failed, so this one was not stored; "
+                        "retry it");
             i++;
             continue;
         }
-        uint64_t len0 = jobs[i]->block->len;
-        if (w->file_len > KR_SEG_HEADER_BYTES && w->file_len + len0 > wr->segment_bytes) {
-            int rfd = -1;
-            if (roll_segment(wr, w, jobs[i]->base, &rfd, msg, sizeof msg) < 0) {
-                for (; i < n; i++)
-                    job_fail(jobs[i], EIO, "%s", msg);
+        if (w->file_len > KR_SEG_HEADER_BYTES && w->file_len + a->block->len > wr->segment_bytes) {
+            if (roll_segment(wr, w, a->base, &a->new_seg, msg, sizeof msg) < 0) {
+                fail_rest(jobs, i, n, 0, msg);
                 return;
             }
-            jobs[i]->new_seg_fd = rfd;
         }
-        /* Gather batches that fit this segment. */
         struct iovec iov[KR_WRITER_IOV];
-        size_t k = 0;
-        uint64_t total = 0, expect = w->next;
-        while (i + k < n && k < KR_WRITER_IOV) {
-            kr_job *j = jobs[i + k];
-            if (j->base != expect)
-                break;
-            if (k > 0 && w->file_len + total + j->block->len > wr->segment_bytes)
-                break;
-            seal_batch(j->block);
-            iov[k].iov_base = j->block->data;
-            iov[k].iov_len = j->block->len;
-            total += j->block->len;
-            expect += j->count;
-            k++;
-        }
-        /* Write, resuming after short writes; stop at the first error. */
-        uint64_t done = 0;
-        int err = 0;
-        size_t vi = 0;
-        size_t voff = 0;
-        while (done < total) {
-            struct iovec cur[KR_WRITER_IOV];
-            size_t nc = 0;
-            for (size_t x = vi; x < k; x++, nc++) {
-                cur[nc] = iov[x];
-                if (x == vi) {
-                    cur[nc].iov_base = (uint8_t *)cur[nc].iov_base + voff;
-                    cur[nc].iov_len -= voff;
-                }
-            }
-            ssize_t wrote = pwritev(w->fd, cur, (int)nc, (off_t)(w->file_len + done));
-            if (wrote < 0 && errno == EINTR)
-                continue;
-            if (wrote <= 0) {
-                err = wrote == 0 ? ENOSPC : errno;
-                break;
-            }
-            done += (uint64_t)wrote;
-            size_t left = (size_t)wrote;
-            while (left > 0) {
-                size_t room = iov[vi].iov_len - voff;
-                if (left >= room) {
-                    left -= room;
-                    vi++;
-                    voff = 0;
-                } else {
-                    voff += left;
-                    left = 0;
-                }
-            }
-        }
+        uint64_t total;
+        int err;
+        size_t k = gather(wr, w, jobs + i, n - i, iov, &total);
+        uint64_t done = write_gathered(w, iov, k, total, &err);
         kr_counter_add(wr->m_bytes, done);
-        /* Whole batches landed; a torn one is cut off before anything else. */
-        uint64_t landed = 0;
-        size_t whole = 0;
-        while (whole < k && landed + jobs[i + whole]->block->len <= done)
-            landed += jobs[i + whole++]->block->len;
-        for (size_t x = 0; x < whole; x++) {
-            kr_job *j = jobs[i + x];
-            j->seg_base = w->seg_base;
-            j->pos = w->file_len;
-            index_add(w, j->base, w->file_len);
-            if (remember_unsynced(w, j->block, w->file_len) < 0)
-                w->broken = true; /* cannot repair without it: force a sync */
-            w->file_len += j->block->len;
-            w->next += j->count;
-            if (j->max_ts > w->max_ts)
-                w->max_ts = j->max_ts;
-        }
+        size_t whole = account_landed(wr, w, jobs + i, k, done);
         if (whole < k) {
-            kr_counter_add(wr->m_failures, 1);
-            if (ftruncate(w->fd, (off_t)w->file_len) < 0) {
-                w->broken = true;
-                kr_log(KR_LOG_ERROR, "cannot cut a partly written batch", KR_LOG_STR("dir", w->dir),
-                       KR_LOG_STR("reason", strerror(errno)));
-            }
-            kr_log(KR_LOG_WARN, "stream write failed", KR_LOG_STR("dir", w->dir),
-                   KR_LOG_STR("reason", strerror(err ? err : ENOSPC)));
-            for (size_t x = whole; x < k; x++)
-                job_fail(jobs[i + x], err,
-                         "writing to %s failed: %s; nothing of this request "
-                         "was stored",
-                         w->dir, errno_advice(err ? err : ENOSPC));
-            for (size_t x = i + k; x < n; x++)
-                job_fail(jobs[x], err,
-                         "writing to %s failed: %s; nothing of this request "
-                         "was stored",
-                         w->dir, errno_advice(err ? err : ENOSPC));
+            err = err ? err : ENOSPC;
+            cut_torn(wr, w, err);
+            snprintf(msg, sizeof msg, "writing to %s failed (nothing of this request was stored)",
+                     w->dir);
+            fail_rest(jobs, i + whole, n, err, msg);
             return;
         }
         i += k;
     }
-}
-
-/* Folding one topic's frozen overlay into a checkpoint file. */
-struct fold {
-    kr_view *v;
-    kr_view_ckpt *ck;
-    const char *name;
-    size_t nl;
-    uint64_t keys; /* live keys, kept exact: a put of a new key adds one */
-    int err;
-    kr_view_probe *probe; /* which keys the view holds */
-};
-
-static int fold_one(struct fold *f, const kr_ov_entry *e)
-{
-    int live = kr_view_probe_has(f->probe, e->key, e->key_len);
-    if (live < 0) {
-        f->err = 1;
-        return 1;
-    }
-    if (e->tombstone) {
-        if (live) {
-            kr_view_ckpt_delete(f->ck, f->name, f->nl, e->key, e->key_len);
-            f->keys--;
-        }
-    } else {
-        kr_view_ckpt_put(f->ck, f->name, f->nl, e->key, e->key_len, e->event, e->ev_len);
-        if (!live)
-            f->keys++;
-    }
-    return 0;
-}
-
-/*
- * Fold a frozen overlay into the checkpoint file in key order (the order a
- * table file needs), counting the keys it adds: one forward walk over the
- * view answers which of them it holds.
- * @return 0, or -1 on ENOMEM.
- */
-static int fold_sorted(const kr_overlay *ov, struct fold *f)
-{
-    size_t n = kr_overlay_count(ov);
-    if (n == 0)
-        return 0;
-    const kr_ov_entry **order = malloc(n * sizeof *order);
-    if (order == NULL || kr_overlay_sort_all(ov, order) < 0) {
-        free(order);
-        return -1;
-    }
-    f->probe = kr_view_probe_new(f->v, f->name, f->nl);
-    if (f->probe == NULL)
-        f->err = 1;
-    for (size_t i = 0; i < n && !f->err && fold_one(f, order[i]) == 0; i++)
-        ;
-    kr_view_probe_free(f->probe);
-    f->probe = NULL;
-    free(order);
-    return 0;
-}
-
-/* Topics in the order of their stored keys: 'k' | name length | name. */
-static int ck_cmp(const void *pa, const void *pb)
-{
-    const kr_ckpt_topic *a = pa, *b = pb;
-    if (a->t->name_len != b->t->name_len)
-        return a->t->name_len < b->t->name_len ? -1 : 1;
-    return memcmp(a->t->name, b->t->name, a->t->name_len);
 }
 
 /*
@@ -558,54 +517,25 @@ static int ck_cmp(const void *pa, const void *pb)
  */
 static int checkpoint_sync(kr_writer *wr, kr_job *j)
 {
-    for (size_t i = 0; i < j->n_ck; i++) {
-        if (j->ck[i].w != NULL && wtopic_sync(wr, j->ck[i].w, j->msg, sizeof j->msg) < 0) {
-            j->err = KRAPPY_E_STORAGE;
+    char msg[256];
+    for (size_t i = 0; i < j->checkpoint.n; i++) {
+        if (j->checkpoint.ck[i].w != NULL &&
+            wtopic_sync(wr, j->checkpoint.ck[i].w, msg, sizeof msg) < 0) {
+            kr_job_fail(j, 0, "%s", msg);
             return -1;
         }
     }
     return 0;
 }
 
-/*
- * The second half, on the view thread: overlays and markers into RocksDB,
- * as one table file ingested at once (kr_view_ckpt: atomic and durable like
- * the WAL-off batch and flush it replaces, without a batch and a memtable
- * holding two more copies of the checkpoint). Every topic's keys go first,
- * then every marker, each in key order.
- */
+/* The second half, on the view thread: the RocksDB write (checkpoint.h). */
 static void run_checkpoint(kr_writer *wr, kr_job *j)
 {
     uint64_t t0 = kr_mono_ns();
     char err[256];
-    qsort(j->ck, j->n_ck, sizeof *j->ck, ck_cmp);
-    kr_view_ckpt *ck = kr_view_ckpt_new(wr->view, err, sizeof err);
-    if (ck == NULL) {
+    if (kr_checkpoint_write(wr->view, j->checkpoint.ck, j->checkpoint.n, err, sizeof err) < 0) {
         kr_counter_add(wr->m_failures, 1);
-        job_fail(j, EIO, "%s", err);
-        return;
-    }
-    for (size_t i = 0; i < j->n_ck; i++) {
-        kr_ckpt_topic *c = &j->ck[i];
-        struct fold f = {wr->view, ck, c->t->name, c->t->name_len, c->keys, 0, NULL};
-        if (c->ov != NULL && fold_sorted(c->ov, &f) < 0) {
-            kr_view_ckpt_abort(ck);
-            job_fail(j, ENOMEM, "out of memory sorting a checkpoint");
-            return;
-        }
-        if (f.err) {
-            kr_view_ckpt_abort(ck);
-            job_fail(j, EIO, "reading the view failed during a checkpoint");
-            return;
-        }
-        c->keys = f.keys;
-    }
-    for (size_t i = 0; i < j->n_ck; i++)
-        kr_view_ckpt_marker(ck, j->ck[i].t->name, j->ck[i].t->name_len, j->ck[i].next,
-                            j->ck[i].keys);
-    if (kr_view_ckpt_commit(ck, err, sizeof err) < 0) {
-        kr_counter_add(wr->m_failures, 1);
-        job_fail(j, EIO, "%s", err); /* the loop reopens the view */
+        kr_job_fail(j, 0, "%s", err); /* the loop reopens the view */
         return;
     }
     kr_counter_add(wr->m_checkpoints, 1);
@@ -614,12 +544,15 @@ static void run_checkpoint(kr_writer *wr, kr_job *j)
 
 static void run_delete(kr_job *j)
 {
-    for (size_t i = 0; i < j->n_paths; i++)
-        if (unlink(j->paths[i]) < 0 && errno != ENOENT)
-            kr_log(KR_LOG_WARN, "cannot delete a retired segment", KR_LOG_STR("path", j->paths[i]),
-                   KR_LOG_STR("reason", strerror(errno)));
-    if (j->w != NULL)
-        fsync_dir(j->w->dirfd);
+    for (size_t i = 0; i < j->del.n; i++)
+        if (unlink(j->del.paths[i]) < 0 && errno != ENOENT)
+            kr_log(KR_LOG_WARN, "cannot delete a retired segment",
+                   KR_LOG_STR("path", j->del.paths[i]), KR_LOG_STR("reason", strerror(errno)));
+    if (j->w != NULL && fsync_dir(j->w->dirfd) < 0)
+        kr_log(KR_LOG_WARN,
+               "cannot sync a topic directory after deleting retired segments; a "
+               "power cut may bring them back (retention deletes them again)",
+               KR_LOG_STR("dir", j->w->dir), KR_LOG_STR("reason", strerror(errno)));
 }
 
 /*
@@ -632,28 +565,27 @@ static void run_delete(kr_job *j)
 static void unwind_from(kr_job *from, const char *why)
 {
     kr_wtopic *w = from->w;
-    if (from->seg_base != w->seg_base)
+    const kr_job_append *a = &from->append;
+    if (a->seg_base != w->seg_base)
         return; /* in a segment synced when it was rolled: durable */
-    if (ftruncate(w->fd, (off_t)from->pos) < 0) {
+    if (ftruncate(w->fd, (off_t)a->pos) < 0) {
         kr_log(KR_LOG_ERROR, "cannot take back unsynced batches", KR_LOG_STR("dir", w->dir),
                KR_LOG_STR("reason", strerror(errno)));
         w->broken = true;
     }
-    while (w->n_unsynced > 0 && w->unsynced[w->n_unsynced - 1].pos >= from->pos) {
+    while (w->n_unsynced > 0 && w->unsynced[w->n_unsynced - 1].pos >= a->pos) {
         kr_block *b = w->unsynced[--w->n_unsynced].b;
         w->unsynced_bytes -= sizeof *b + b->cap;
         kr_block_unref(b);
     }
-    while (w->n_idx > 0 && w->idx[w->n_idx - 1].pos >= from->pos)
-        w->n_idx--;
-    w->last_idx_pos = w->n_idx ? w->idx[w->n_idx - 1].pos : 0;
-    if (w->synced_len > from->pos)
-        w->synced_len = from->pos;
-    w->file_len = from->pos;
-    w->next = from->base;
+    kr_index_cut(&w->idx, a->pos);
+    if (w->synced_len > a->pos)
+        w->synced_len = a->pos;
+    w->file_len = a->pos;
+    w->next = a->base;
     for (kr_job *y = from; y != NULL; y = TAILQ_NEXT(y, link))
         if (y->kind == KR_JOB_APPEND && y->w == w && y->err == KRAPPY_OK)
-            job_fail(y, EIO, "%s; nothing of this request was stored", why);
+            kr_job_fail(y, 0, "%s; nothing of this request was stored", why);
 }
 
 /*
@@ -672,21 +604,24 @@ static void run_cursors(kr_writer *wr, struct kr_job_list *round)
         if (j->kind != KR_JOB_CURSOR)
             continue;
         if (b == NULL && (b = kr_view_batch_new()) == NULL) {
-            job_fail(j, ENOMEM, "out of memory writing a group cursor");
+            kr_job_fail(j, 0, "out of memory writing a group cursor");
             continue;
         }
-        kr_view_batch_cursor(b, j->t->name, j->t->name_len, (const uint8_t *)j->group, j->group_len,
-                             j->cursor, j->origin);
-        sync = sync || j->sync;
+        const kr_job_cursor *c = &j->cursor;
+        kr_view_batch_cursor(b, j->t->name, j->t->name_len, (const uint8_t *)c->group, c->group_len,
+                             c->cursor, c->origin);
+        sync = sync || c->sync;
     }
     if (b == NULL)
         return;
     char err[256];
     if (kr_view_write_logged(wr->view, b, sync, err, sizeof err) < 0) {
         kr_counter_add(wr->m_failures, 1);
+        kr_log(KR_LOG_ERROR, "writing group cursors failed; their ACKs get STORAGE",
+               KR_LOG_STR("reason", err));
         TAILQ_FOREACH(j, round, link)
         if (j->kind == KR_JOB_CURSOR && j->err == KRAPPY_OK)
-            job_fail(j, EIO, "%s", err);
+            kr_job_fail(j, 0, "%s", err);
     }
     kr_view_batch_free(b);
 }
@@ -713,7 +648,7 @@ static void run_round(kr_writer *wr, struct kr_job_list *round)
             run_create(j);
             break;
         case KR_JOB_CHECKPOINT:
-            j->deferred = checkpoint_sync(wr, j) == 0;
+            j->checkpoint.deferred = checkpoint_sync(wr, j) == 0;
             break;
         case KR_JOB_DELETE:
             run_delete(j);
@@ -728,7 +663,7 @@ static void run_round(kr_writer *wr, struct kr_job_list *round)
     /* One fdatasync per file for all the "sync" appends of the round. */
     TAILQ_FOREACH(j, round, link)
     {
-        if (j->kind != KR_JOB_APPEND || !j->sync || j->err != KRAPPY_OK)
+        if (j->kind != KR_JOB_APPEND || !j->append.sync || j->err != KRAPPY_OK)
             continue;
         char msg[256];
         if (wtopic_sync(wr, j->w, msg, sizeof msg) < 0)
@@ -779,7 +714,8 @@ static void *writer_main(void *arg)
         kr_job *next;
         for (j = TAILQ_FIRST(&round); j != NULL; j = next) {
             next = TAILQ_NEXT(j, link);
-            if (j->deferred) { /* its RocksDB half goes to the view thread */
+            if (j->kind == KR_JOB_CHECKPOINT && j->checkpoint.deferred) {
+                /* its RocksDB half goes to the view thread */
                 TAILQ_REMOVE(&round, j, link);
                 TAILQ_INSERT_TAIL(&wr->vqueue, j, link);
                 pthread_cond_signal(&wr->vcv);
@@ -808,7 +744,7 @@ static void *view_main(void *arg)
         }
         TAILQ_REMOVE(&wr->vqueue, j, link);
         pthread_mutex_unlock(&wr->mu);
-        j->deferred = false;
+        j->checkpoint.deferred = false;
         run_checkpoint(wr, j);
         pthread_mutex_lock(&wr->mu);
         TAILQ_INSERT_TAIL(&wr->done, j, link);
@@ -889,7 +825,8 @@ int kr_writer_start(kr_writer **out, struct event_base *base, kr_view *view, uin
 void kr_writer_submit(kr_writer *wr, kr_job *j)
 {
     j->err = KRAPPY_OK;
-    j->msg[0] = '\0';
+    free(j->msg);
+    j->msg = NULL;
     pthread_mutex_lock(&wr->mu);
     TAILQ_INSERT_TAIL(&wr->queue, j, link);
     wr->pending++;
@@ -945,88 +882,4 @@ void kr_writer_stop(kr_writer *wr)
     pthread_cond_destroy(&wr->cv);
     pthread_cond_destroy(&wr->vcv);
     free(wr);
-}
-
-/* ---- sparse index files ---- */
-
-#define KR_IDX_MAGIC  "KRAPPYIX"
-#define KR_IDX_HEADER 48
-
-int kr_index_write(int dirfd, uint64_t base, uint64_t next, uint64_t size, uint64_t max_ts,
-                   const kr_index_entry *idx, size_t n)
-{
-    char name[KR_SEG_NAME_BYTES], tmp[KR_SEG_NAME_BYTES + 8];
-    kr_seg_name(name, base);
-    memcpy(name + 20, ".idx", 5);
-    snprintf(tmp, sizeof tmp, "%s.tmp", name);
-    size_t len = KR_IDX_HEADER + n * 16;
-    uint8_t *buf = malloc(len);
-    if (buf == NULL)
-        return -1;
-    memcpy(buf, KR_IDX_MAGIC, 8);
-    uint64_t fields[4] = {base, next, size, max_ts};
-    for (int i = 0; i < 4; i++)
-        kr_put_be64(buf + 8 + i * 8, fields[i]);
-    kr_put_be32(buf + 40, (uint32_t)n);
-    for (size_t i = 0; i < n; i++) {
-        uint8_t *p = buf + KR_IDX_HEADER + i * 16;
-        kr_put_be64(p, idx[i].offset);
-        kr_put_be64(p + 8, idx[i].pos);
-    }
-    kr_put_be32(buf + 44, 0);
-    uint32_t crc = kr_crc32c(0, buf, len);
-    kr_put_be32(buf + 44, crc);
-    int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    int rc = -1;
-    if (fd >= 0) {
-        rc = write_all_at(fd, buf, len, 0);
-        close(fd);
-        if (rc == 0)
-            rc = renameat(dirfd, tmp, dirfd, name);
-        if (rc < 0)
-            unlinkat(dirfd, tmp, 0);
-    }
-    free(buf);
-    return rc;
-}
-
-int kr_index_load(int dirfd, uint64_t base, uint64_t size, uint64_t *next, uint64_t *max_ts,
-                  kr_index_entry **idx, size_t *n)
-{
-    char name[KR_SEG_NAME_BYTES];
-    kr_seg_name(name, base);
-    memcpy(name + 20, ".idx", 5);
-    int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    struct stat st;
-    uint8_t *buf = NULL;
-    int rc = -1;
-    if (fstat(fd, &st) < 0 || st.st_size < KR_IDX_HEADER || st.st_size > (64 << 20))
-        goto out;
-    buf = malloc((size_t)st.st_size);
-    if (buf == NULL || pread(fd, buf, (size_t)st.st_size, 0) != st.st_size)
-        goto out;
-    uint32_t want = kr_get_be32(buf + 44);
-    kr_put_be32(buf + 44, 0);
-    size_t cnt = kr_get_be32(buf + 40);
-    if (memcmp(buf, KR_IDX_MAGIC, 8) != 0 || kr_crc32c(0, buf, (size_t)st.st_size) != want ||
-        (size_t)st.st_size != KR_IDX_HEADER + cnt * 16 || kr_get_be64(buf + 8) != base ||
-        kr_get_be64(buf + 24) != size)
-        goto out;
-    *next = kr_get_be64(buf + 16);
-    *max_ts = kr_get_be64(buf + 32);
-    *idx = malloc((cnt ? cnt : 1) * sizeof **idx);
-    if (*idx == NULL)
-        goto out;
-    for (size_t i = 0; i < cnt; i++) {
-        (*idx)[i].offset = kr_get_be64(buf + KR_IDX_HEADER + i * 16);
-        (*idx)[i].pos = kr_get_be64(buf + KR_IDX_HEADER + i * 16 + 8);
-    }
-    *n = cnt;
-    rc = 0;
-out:
-    free(buf);
-    close(fd);
-    return rc;
 }

@@ -9,7 +9,10 @@
  * aware with evthread_use_pthreads). A checkpoint is split: the writer
  * syncs its streams in queue order, then a second thread (the view thread)
  * writes it into RocksDB while appends go on. The writer never touches a socket or a
- * loop-owned structure; kr_wtopic is the writer's own per-topic state.
+ * loop-owned structure (it reads only the immutable names of topics and
+ * groups); kr_wtopic is the writer's own per-topic state. A segment it
+ * starts comes back to the loop with the loop's record of it made
+ * (job.h), so that the loop has nothing to allocate when a batch lands.
  */
 #ifndef KR_STORE_WRITER_H
 #define KR_STORE_WRITER_H
@@ -18,64 +21,9 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include "store/block.h"
+#include "store/job.h"
 #include "store/store.h"
-
-typedef enum kr_job_kind {
-    KR_JOB_CREATE,     /* create a topic's directory and first segment */
-    KR_JOB_BARRIER,    /* nothing: completes after every earlier job */
-    KR_JOB_APPEND,     /* append one stored batch */
-    KR_JOB_CHECKPOINT, /* sync streams, write frozen overlays + markers */
-    KR_JOB_DELETE,     /* unlink retired segment files */
-    KR_JOB_CURSOR      /* persist a group cursor (RocksDB, WAL on) */
-} kr_job_kind;
-
-/* One topic's part of a checkpoint. */
-typedef struct kr_ckpt_topic {
-    kr_topic *t;
-    struct kr_wtopic *w;
-    const kr_overlay *ov; /* frozen: read-only while the job runs */
-    uint64_t next;        /* marker to write */
-    uint64_t keys;        /* in: live keys before; out: after */
-} kr_ckpt_topic;
-
-struct kr_job {
-    kr_job_kind kind;
-    kr_topic *t;
-    struct kr_wtopic *w; /* the topic's writer state (allocated by the loop with
-                            the topic; CREATE fills it in) */
-    /* APPEND */
-    kr_block *block; /* stored batch at data[0..len); header CRC filled by the writer */
-    uint64_t base;
-    uint32_t count;
-    uint64_t max_ts;
-    bool sync;
-    struct kr_ev_meta *meta; /* per-event facts for the loop's fold (malloc'd, the
-                                loop's: the writer never reads it) */
-    uint64_t seg_base;       /* out: segment it landed in */
-    uint64_t pos;            /* out: position of its batch header */
-    int new_seg_fd;          /* out: read fd of a segment the writer started, or -1 */
-    /* CHECKPOINT */
-    kr_ckpt_topic *ck;
-    size_t n_ck;
-    /* DELETE */
-    char **paths;
-    size_t n_paths;
-    /* CURSOR: every cursor job of a round is one WAL-on RocksDB write,
-     * fsync'd when any of them asks (--fsync-cursors) */
-    char group[KRAPPY_MAX_NAME_BYTES + 1];
-    size_t group_len;
-    uint64_t cursor;
-    uint64_t origin;
-    bool deferred; /* CHECKPOINT: streams synced, RocksDB half pending */
-    /* result */
-    krappy_err err;
-    char msg[256];
-    kr_store_done done;
-    void *arg;
-    TAILQ_ENTRY(kr_job) link;
-};
-
-TAILQ_HEAD(kr_job_list, kr_job);
 
 /* The writer's state of one topic. */
 typedef struct kr_wtopic {
@@ -88,15 +36,15 @@ typedef struct kr_wtopic {
     uint64_t next;       /* offset after the last event written */
     uint64_t max_ts;     /* of the active segment */
     bool broken;         /* a sync failed and the rewrite did too */
+    bool unkept;         /* a batch written since the last good sync has no
+                            copy in memory: a failed sync cannot be repaired */
     struct kr_unsynced {
         kr_block *b;
         uint64_t pos;
     } * unsynced; /* batches written since the last good sync */
     size_t n_unsynced, cap_unsynced;
     size_t unsynced_bytes; /* memory of those batches (KR_WRITER_UNSYNCED_MAX) */
-    kr_index_entry *idx;   /* sparse index of the active segment */
-    size_t n_idx, cap_idx;
-    uint64_t last_idx_pos;
+    kr_index idx;          /* sparse index of the active segment */
 } kr_wtopic;
 
 typedef struct kr_writer kr_writer;
@@ -134,15 +82,5 @@ unsigned kr_writer_pending(kr_writer *w);
 kr_wtopic *kr_wtopic_new(const char *dir, int dirfd, int fd, uint64_t seg_base, uint64_t file_len,
                          uint64_t next, uint64_t max_ts);
 void kr_wtopic_free(kr_wtopic *w);
-
-/* Write a segment's sparse index file (BASE.idx), a hint: CRC-checked on
- * load, rebuilt when missing or wrong. @return 0 or -1. */
-int kr_index_write(int dirfd, uint64_t base, uint64_t next, uint64_t size, uint64_t max_ts,
-                   const kr_index_entry *idx, size_t n);
-
-/* Load BASE.idx. @return 0 with *idx (malloc'd) and the header fields, or
- * -1 when missing, torn or not matching `size`. */
-int kr_index_load(int dirfd, uint64_t base, uint64_t size, uint64_t *next, uint64_t *max_ts,
-                  kr_index_entry **idx, size_t *n);
 
 #endif

@@ -8,10 +8,13 @@ fuzz_msg.c) followed by a payload; fuzz_frame inputs are a control byte
 (0x80: max_frame 64; low nibble: how many chunk sizes follow), the chunk
 sizes, then a stream of frames. fuzz_cbor_text inputs are a mode byte (1:
 JSON, 2: bytes as hex) and one CBOR item; fuzz_json inputs a mode byte (1:
-an event line) and the text.
+an event line) and the text. fuzz_index inputs are a mode byte
+(fuzz_index.c) followed by a BASE.idx file.
 """
 import os
 import struct
+
+from crc32c import crc32c
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -172,6 +175,44 @@ def frame(t, payload):
     return struct.pack(">II", 4 + len(payload), t) + payload
 
 
+# ---- fuzz_index: BASE.idx files (src/store/index.h) ----
+
+
+def index_file(base, nxt, size, max_ts, entries, count=None, crc=None):
+    """A BASE.idx; count and crc are computed unless given (to break them)."""
+    n = len(entries) if count is None else count
+    body = b"KRAPPYIX" + struct.pack(">QQQQI", base, nxt, size, max_ts, n)
+    rest = b"".join(struct.pack(">QQ", o, p) for o, p in entries)
+    c = crc32c(body + b"\0\0\0\0" + rest) if crc is None else crc
+    return body + struct.pack(">I", c) + rest
+
+
+def index_seeds():
+    """fuzz_index inputs: a mode byte (fuzz_index.c), then the file."""
+    mib = 1 << 20
+    hints = [(i * 10, 32 + i * 4096) for i in range(4)]
+    return {
+        "good": (0, index_file(0, 40, mib, 7, hints)),
+        "good_empty": (0, index_file(0, 0, mib, 0, [])),
+        "good_own_segment": (2, index_file(1000, 2000, 9000, 1, [(1000, 32), (1500, 4200)])),
+        "good_many": (0, index_file(0, 100000, mib, 5,
+                                    [(i * 40, 32 + i * 4100) for i in range(250)])),
+        "bad_crc": (0, index_file(0, 40, mib, 7, hints, crc=1)),
+        "short": (0, index_file(0, 40, mib, 7, [])[:47]),
+        "count_mismatch": (1, index_file(0, 40, mib, 7, hints, count=5)),
+        "count_fixed": (5, index_file(0, 40, mib, 7, hints, count=0)),
+        "unordered": (3, index_file(0, 40, mib, 7, [(10, 4128), (0, 32)])),
+        "offset_past_next": (3, index_file(0, 40, mib, 7, [(0, 32), (40, 4128)])),
+        "pos_past_size": (3, index_file(0, 40, 4096, 7, [(0, 32), (10, 4096)])),
+        "pos_in_header": (3, index_file(0, 40, mib, 7, [(0, 31)])),
+        "next_below_base": (3, index_file(50, 49, mib, 7, [])),
+        "other_base": (1, index_file(7, 40, mib, 7, [])),
+        "bad_magic": (3, b"KRAPPYIY" + index_file(0, 40, mib, 7, hints)[8:]),
+        "empty": (0, b""),
+        "ragged": (7, index_file(0, 40, mib, 7, hints)[:-3]),
+    }
+
+
 def write(dirname, name, data):
     d = os.path.join(HERE, "corpus", dirname)
     os.makedirs(d, exist_ok=True)
@@ -229,6 +270,8 @@ def main():
     for name, (ctrl, sizes, data) in seeds.items():
         ctrl = (ctrl & 0x80) | len(sizes)
         write("fuzz_frame", name, bytes([ctrl]) + bytes(sizes) + data)
+    for name, (mode, data) in index_seeds().items():
+        write("fuzz_index", name, bytes([mode]) + data)
 
 
 def cbor_items():

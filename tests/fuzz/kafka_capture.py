@@ -24,6 +24,8 @@ import sys
 import tempfile
 import threading
 
+from crc32c import crc32c
+
 API_NAMES = {0: "Produce", 1: "Fetch", 2: "ListOffsets", 3: "Metadata", 8: "OffsetCommit",
              9: "OffsetFetch", 10: "FindCoordinator", 11: "JoinGroup", 12: "Heartbeat",
              13: "LeaveGroup", 14: "SyncGroup", 17: "SaslHandshake", 18: "ApiVersions",
@@ -396,15 +398,6 @@ def per_partition(r, partition):
         name = r.nstr()
         topics.append(s(name) + arr([partition(r) for _ in range(r.i32())]))
     return arr(topics)
-
-
-def crc32c(data):
-    crc = 0xFFFFFFFF
-    for b in data:
-        crc ^= b
-        for _ in range(8):
-            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
-    return crc ^ 0xFFFFFFFF
 
 
 def varint(v):

@@ -1,0 +1,104 @@
+/*
+ * store/checkpoint.c - the RocksDB half of a checkpoint (see checkpoint.h).
+ *
+ * One table file ingested at once, like the WAL-off batch and flush it
+ * replaced, but without a batch and a memtable holding two more copies of
+ * the checkpoint.
+ */
+#include "store/checkpoint.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/overlay.h"
+
+/* Folding one topic's frozen overlay into a checkpoint file. */
+struct fold {
+    kr_view *v;
+    kr_view_ckpt *ck;
+    const char *name;
+    size_t nl;
+    uint64_t keys;        /* live keys, kept exact: a put of a new key adds one */
+    kr_view_probe *probe; /* which keys the view holds */
+    char err[256];        /* why it failed ("" while it has not) */
+};
+
+static int fold_one(struct fold *f, const kr_ov_entry *e)
+{
+    int live = kr_view_probe_has(f->probe, e->key, e->key_len);
+    if (live < 0) {
+        snprintf(f->err, sizeof f->err, "%s", kr_view_probe_error(f->probe));
+        return 1;
+    }
+    if (e->tombstone) {
+        if (live) {
+            kr_view_ckpt_delete(f->ck, f->name, f->nl, e->key, e->key_len);
+            f->keys--;
+        }
+    } else {
+        kr_view_ckpt_put(f->ck, f->name, f->nl, e->key, e->key_len, e->event, e->ev_len);
+        if (!live)
+            f->keys++;
+    }
+    return 0;
+}
+
+/*
+ * Fold a frozen overlay into the checkpoint file in key order (the order a
+ * table file needs), counting the keys it adds: one forward walk over the
+ * view answers which of them it holds.
+ * @return 0, or -1 with f->err saying why.
+ */
+static int fold_sorted(const kr_overlay *ov, struct fold *f)
+{
+    size_t n = kr_overlay_count(ov);
+    if (n == 0)
+        return 0;
+    const kr_ov_entry **order = malloc(n * sizeof *order);
+    if (order == NULL || kr_overlay_sort_all(ov, order) < 0) {
+        free(order);
+        snprintf(f->err, sizeof f->err, "out of memory sorting %zu keys", n);
+        return -1;
+    }
+    f->probe = kr_view_probe_new(f->v, f->name, f->nl);
+    if (f->probe == NULL)
+        snprintf(f->err, sizeof f->err, "cannot read the view (out of memory, or it is closed)");
+    for (size_t i = 0; i < n && f->err[0] == '\0' && fold_one(f, order[i]) == 0; i++)
+        ;
+    kr_view_probe_free(f->probe);
+    f->probe = NULL;
+    free(order);
+    return f->err[0] == '\0' ? 0 : -1;
+}
+
+/* Topics in the order of their stored keys: 'k' | name length | name. */
+static int ck_cmp(const void *pa, const void *pb)
+{
+    const kr_ckpt_topic *a = pa, *b = pb;
+    if (a->t->name_len != b->t->name_len)
+        return a->t->name_len < b->t->name_len ? -1 : 1;
+    return memcmp(a->t->name, b->t->name, a->t->name_len);
+}
+
+int kr_checkpoint_write(kr_view *v, kr_ckpt_topic *cks, size_t n, char *err, size_t errlen)
+{
+    qsort(cks, n, sizeof *cks, ck_cmp);
+    kr_view_ckpt *ck = kr_view_ckpt_new(v, err, errlen);
+    if (ck == NULL)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        kr_ckpt_topic *c = &cks[i];
+        struct fold f = {
+            .v = v, .ck = ck, .name = c->t->name, .nl = c->t->name_len, .keys = c->keys};
+        if (c->ov != NULL && fold_sorted(c->ov, &f) < 0) {
+            kr_view_ckpt_abort(ck);
+            snprintf(err, errlen, "the checkpoint of topic %s failed: %s", c->t->name, f.err);
+            return -1;
+        }
+        c->keys = f.keys;
+    }
+    for (size_t i = 0; i < n; i++)
+        kr_view_ckpt_marker(ck, cks[i].t->name, cks[i].t->name_len, cks[i].next, cks[i].keys);
+    return kr_view_ckpt_commit(ck, err, errlen);
+}

@@ -1,0 +1,479 @@
+/*
+ * store/recovery.c - start-up (DESIGN.md, "The write path" 5): every topic
+ * directory under DATA/topics recovered before krappyd listens. Per topic:
+ * its segments listed and opened; a closed segment with a good index hint
+ * taken as it is (verified on its first read), any other scanned and
+ * verified, a torn tail of the last one cut off and synced; the view's
+ * marker clamped to the stream; the groups loaded; the events after the
+ * marker replayed into a fresh overlay; the writer's state of the topic
+ * made from its last segment.
+ *
+ * Every failure says what and where (the path, the offsets, strerror) in
+ * err; krappyd then refuses to start with that sentence. Damage that only
+ * costs events (corrupt batches, a gap between segments) is logged and the
+ * start goes on: those events are never served.
+ */
+#include "store/store_int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "proto/cbor.h"
+#include "util/log.h"
+
+/* One topic being recovered. */
+typedef struct recovery {
+    kr_store *s;
+    const char *name; /* the directory entry: a valid topic name */
+    char *dir;        /* DATA/topics/NAME */
+    int dirfd;        /* owned until the writer state takes it */
+    uint64_t *bases;  /* segment base offsets, ascending */
+    size_t n_bases;
+    kr_topic *t;
+    uint64_t truncated; /* torn bytes cut off the last segment */
+    uint64_t replayed;  /* events folded into the overlay */
+    char *err;
+    size_t errlen;
+} recovery;
+
+static int fail(recovery *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int fail(recovery *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->err, r->errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* ---- segments ---- */
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The base offsets of the directory's segment files, ascending. */
+static int list_segments(recovery *r)
+{
+    size_t cap = 0;
+    int fd = dup(r->dirfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d == NULL) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return fail(r, "cannot read topic directory %s: %s", r->dir, strerror(e));
+    }
+    int rc = 0;
+    for (;;) {
+        errno = 0;
+        struct dirent *de = readdir(d);
+        if (de == NULL) {
+            if (errno != 0)
+                rc = fail(r, "cannot read topic directory %s: %s", r->dir, strerror(errno));
+            break;
+        }
+        uint64_t b;
+        if (kr_seg_parse_name(de->d_name, &b) < 0)
+            continue;
+        if (r->n_bases == cap) {
+            cap = cap ? cap * 2 : 16;
+            uint64_t *n = realloc(r->bases, cap * sizeof *n);
+            if (n == NULL) {
+                rc = fail(r, "out of memory listing the segments of %s", r->dir);
+                break;
+            }
+            r->bases = n;
+        }
+        r->bases[r->n_bases++] = b;
+    }
+    closedir(d);
+    if (rc == 0)
+        qsort(r->bases, r->n_bases, sizeof *r->bases, cmp_u64);
+    return rc;
+}
+
+static void scan_hint(void *arg, const kr_batch_hdr *h, uint64_t pos)
+{
+    kr_segment *seg = arg;
+    kr_index_add(&seg->idx, h->base, pos);
+}
+
+/*
+ * A closed segment whose BASE.idx loads and ends where the next segment
+ * begins is taken as the hint says, without reading it: it is verified on
+ * its first read. @return true when so.
+ */
+static bool take_hint(recovery *r, kr_segment *seg, size_t i, uint64_t size)
+{
+    kr_index_meta im;
+    if (i + 1 == r->n_bases || kr_index_load(r->dirfd, seg->base, size, &im, &seg->idx) < 0)
+        return false;
+    if (im.next != r->bases[i + 1]) {
+        kr_index_free(&seg->idx);
+        return false;
+    }
+    seg->next = im.next;
+    seg->size = size;
+    seg->max_ts = im.max_ts;
+    return true;
+}
+
+/* Log what a scan found wrong in a segment (its events are not served). */
+static void log_damage(recovery *r, const char *sname, const kr_seg_scan *scan, bool last)
+{
+    for (size_t c = 0; c < scan->n_corrupt; c++)
+        kr_log(KR_LOG_ERROR, "corrupt batch found; its events will not be served",
+               KR_LOG_STR("topic", r->name), KR_LOG_STR("segment", sname),
+               KR_LOG_U64("first", scan->corrupt[c].first),
+               KR_LOG_U64("next", scan->corrupt[c].next));
+    if (scan->torn && !last)
+        kr_log(KR_LOG_ERROR, "bad bytes at the end of a closed segment are not served",
+               KR_LOG_STR("topic", r->name), KR_LOG_STR("segment", sname));
+}
+
+/* Scan and verify a segment; cut the torn tail of the last one. */
+static int scan_segment(recovery *r, kr_segment *seg, size_t i, const char *sname)
+{
+    bool last = i + 1 == r->n_bases;
+    kr_seg_scan scan;
+    if (kr_seg_scan_fd(seg->fd, &scan, scan_hint, seg) < 0)
+        return fail(r, "segment %s/%s is unreadable (%s); move it away to start without it", r->dir,
+                    sname, errno == EINVAL ? "bad header" : strerror(errno));
+    seg->next = scan.next;
+    seg->size = scan.good_end;
+    seg->max_ts = scan.max_ts;
+    seg->verified = true;
+    seg->n_corrupt = scan.n_corrupt;
+    memcpy(seg->corrupt, scan.corrupt, sizeof scan.corrupt);
+    log_damage(r, sname, &scan, last);
+    if (scan.torn && last) {
+        r->truncated = scan.file_len - scan.good_end;
+        if (ftruncate(seg->fd, (off_t)scan.good_end) < 0 || fdatasync(seg->fd) < 0)
+            return fail(r, "cannot cut the torn tail of %s/%s at byte %llu: %s", r->dir, sname,
+                        (unsigned long long)scan.good_end, strerror(errno));
+    }
+    if (!last && scan.next != r->bases[i + 1])
+        kr_log(KR_LOG_ERROR, "offsets missing between segments", KR_LOG_STR("topic", r->name),
+               KR_LOG_STR("segment", sname), KR_LOG_U64("first", scan.next),
+               KR_LOG_U64("next", r->bases[i + 1]));
+    return 0;
+}
+
+/* Open segment i (the last one read-write: the writer appends to it) and
+ * learn what it holds. */
+static int recover_segment(recovery *r, size_t i)
+{
+    char sname[KR_SEG_NAME_BYTES];
+    kr_seg_name(sname, r->bases[i]);
+    bool last = i + 1 == r->n_bases;
+    int fd = openat(r->dirfd, sname, (last ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return fail(r, "cannot open %s/%s: %s", r->dir, sname, strerror(e));
+    }
+    kr_segment *seg = kr_segment_new(r->bases[i], fd);
+    if (seg == NULL || kr_topic_add_segment(r->t, seg) < 0) {
+        close(fd);
+        free(seg);
+        return fail(r, "out of memory opening %s/%s", r->dir, sname);
+    }
+    if (take_hint(r, seg, i, (uint64_t)st.st_size))
+        return 0;
+    return scan_segment(r, seg, i, sname);
+}
+
+/* ---- the view and the overlay ---- */
+
+/*
+ * The view must not be ahead of the stream (a power cut can take events
+ * the view had already folded in): rebuild it from the stream when it is.
+ * Sets the topic's marker and key count.
+ */
+static int clamp_marker(recovery *r)
+{
+    kr_store *s = r->s;
+    kr_topic *t = r->t;
+    uint64_t marker = 0, keys = 0;
+    int m = kr_view_marker(s->view, t->name, t->name_len, &marker, &keys, r->err, r->errlen);
+    if (m < 0)
+        return -1;
+    if (m == 0) {
+        marker = t->first;
+        keys = 0;
+    } else if (marker > t->next) {
+        kr_log(KR_LOG_WARN, "the view is ahead of the stream; rebuilding it from the stream",
+               KR_LOG_STR("topic", r->name), KR_LOG_U64("marker", marker),
+               KR_LOG_U64("next", t->next));
+        kr_view_batch *vb = kr_view_batch_new();
+        if (vb == NULL)
+            return fail(r, "out of memory rebuilding the view of topic %s", r->name);
+        kr_view_batch_drop_topic(vb, t->name, t->name_len);
+        int wrc = kr_view_write(s->view, vb, r->err, r->errlen);
+        kr_view_batch_free(vb);
+        if (wrc < 0)
+            return -1;
+        marker = t->first;
+        keys = 0;
+    } else if (marker < t->first) {
+        marker = t->first;
+    }
+    t->marker = marker;
+    t->keys = keys;
+    return 0;
+}
+
+/*
+ * Fold a batch read back from disk: parse each delivered event, joining
+ * indefinite-length keys into the block's spare room, and put the events
+ * with offset >= from into the active overlay.
+ * @return 0; -1 on ENOMEM; -2 when an event does not parse.
+ */
+static int fold_stored(kr_topic *t, kr_block *b, const kr_batch_hdr *h, uint64_t from,
+                       uint64_t *folded)
+{
+    size_t pos = KR_BATCH_HEADER_BYTES, extra = b->len;
+    const uint8_t *end = b->data + KR_BATCH_HEADER_BYTES + h->len;
+    for (uint32_t i = 0; i < h->count; i++) {
+        kr_cbor_item ev;
+        kr_event_view v;
+        if (kr_cbor_read(b->data + pos, (size_t)(end - (b->data + pos)), &ev) < 0 ||
+            kr_event_view_read(&ev, &v) < 0)
+            return -2;
+        uint64_t off = h->base + i;
+        if (off >= from && v.key.kind != KR_CBOR_NULL) {
+            uint32_t kpos, klen = (uint32_t)v.key.str_len;
+            if (v.key.str != NULL) {
+                kpos = (uint32_t)(v.key.str - b->data);
+            } else {
+                if (extra + klen > b->cap)
+                    return -2;
+                kr_cbor_str_copy(&v.key, b->data + extra, klen);
+                kpos = (uint32_t)extra;
+                extra += klen;
+            }
+            kr_ov_entry e = {.key = b->data + kpos,
+                             .key_len = klen,
+                             .event = b->data + pos,
+                             .ev_len = (uint32_t)ev.raw_len,
+                             .offset = off,
+                             .ts = v.ts,
+                             .tombstone = v.value.kind == KR_CBOR_NULL};
+            if (kr_overlay_put(t->active, &e) < 0)
+                return -1;
+        }
+        if (off >= from)
+            (*folded)++;
+        pos += ev.raw_len;
+    }
+    return 0;
+}
+
+/* Log a batch that cannot be read back (its events stay out of the view). */
+static void log_unreadable(recovery *r, const kr_segment *seg, uint64_t pos, const char *why)
+{
+    char sname[KR_SEG_NAME_BYTES];
+    kr_seg_name(sname, seg->base);
+    kr_log(KR_LOG_ERROR, "a stored batch could not be read back into the latest-value view",
+           KR_LOG_STR("topic", r->name), KR_LOG_STR("segment", sname), KR_LOG_U64("position", pos),
+           KR_LOG_STR("reason", why));
+}
+
+/*
+ * Replay one batch at pos (header h) into the overlay. A batch whose CRC
+ * does not match is skipped (the scan, or the first read, reports it).
+ * @return 0, or -1 (err filled).
+ */
+static int replay_batch(recovery *r, kr_segment *seg, uint64_t pos, const kr_batch_hdr *h,
+                        uint64_t from)
+{
+    size_t need = KR_BATCH_HEADER_BYTES + h->len;
+    /* Room after the batch for its indefinite-length keys, joined. */
+    kr_block *b = kr_block_new(need + h->len);
+    if (b == NULL)
+        return fail(r, "out of memory replaying topic %s", r->name);
+    b->len = need;
+    ssize_t got = pread(seg->fd, b->data, need, (off_t)pos);
+    int rc = 0;
+    if (got != (ssize_t)need) {
+        log_unreadable(r, seg, pos, got < 0 ? strerror(errno) : "the file ends inside it");
+    } else if (kr_batch_verify(b->data, b->data + KR_BATCH_HEADER_BYTES, h->len)) {
+        rc = fold_stored(r->t, b, h, from, &r->replayed);
+        if (rc == -1)
+            fail(r, "out of memory replaying topic %s", r->name);
+        if (rc == -2)
+            rc = fail(r,
+                      "the batch of offsets %llu..%llu of topic %s is not a batch of events "
+                      "though its CRC matches; move its segment away to start without it",
+                      (unsigned long long)h->base, (unsigned long long)(h->base + h->count),
+                      r->name);
+    }
+    kr_block_unref(b);
+    return rc;
+}
+
+/* Read the stream [from, next) back into the active overlay. */
+static int replay(recovery *r, uint64_t from)
+{
+    kr_topic *t = r->t;
+    for (size_t i = 0; i < t->n_segs; i++) {
+        kr_segment *seg = t->segs[i];
+        if (seg->next <= from)
+            continue;
+        uint64_t pos = kr_index_find(&seg->idx, from);
+        while (pos + KR_BATCH_HEADER_BYTES <= seg->size) {
+            uint8_t hb[KR_BATCH_HEADER_BYTES];
+            kr_batch_hdr h;
+            ssize_t got = pread(seg->fd, hb, sizeof hb, (off_t)pos);
+            if (got != (ssize_t)sizeof hb) {
+                log_unreadable(r, seg, pos, got < 0 ? strerror(errno) : "the file ends inside it");
+                break;
+            }
+            if (kr_batch_header_decode(hb, &h) < 0)
+                break; /* corrupt: reported by the scan or the first read */
+            if (h.base + h.count > from && replay_batch(r, seg, pos, &h, from) < 0)
+                return -1;
+            pos += KR_BATCH_HEADER_BYTES + h.len;
+        }
+    }
+    return 0;
+}
+
+/* ---- the writer's state ---- */
+
+/*
+ * The writer appends to the last segment through its read-write fd (which
+ * it takes over with the directory's fd); the loop reads it through a
+ * duplicate. The writer's index starts with the hints of what is already
+ * there, or the index it leaves behind when it rolls would only cover what
+ * comes after this start.
+ */
+static int writer_state(recovery *r)
+{
+    kr_topic *t = r->t;
+    kr_segment *ls = t->segs[t->n_segs - 1];
+    int rfd = dup(ls->fd);
+    if (rfd < 0)
+        return fail(r, "cannot open the last segment of %s for reading: %s", r->dir,
+                    strerror(errno));
+    t->w = kr_wtopic_new(r->dir, r->dirfd, ls->fd, ls->base, ls->size, t->next, ls->max_ts);
+    if (t->w == NULL) {
+        close(rfd);
+        return fail(r, "out of memory recovering topic %s", r->name);
+    }
+    r->dirfd = -1; /* the writer state owns it now */
+    ls->fd = rfd;
+    (void)kr_index_copy(&t->w->idx, &ls->idx); /* a hint: without it, a scan next time */
+    return 0;
+}
+
+static void log_recovered(const recovery *r)
+{
+    const kr_topic *t = r->t;
+    kr_log(KR_LOG_INFO, "recovered topic", KR_LOG_STR("topic", r->name),
+           KR_LOG_U64("first", t->first), KR_LOG_U64("next", t->next),
+           KR_LOG_U64("marker", t->marker), KR_LOG_U64("replayed", r->replayed),
+           KR_LOG_U64("torn_bytes_truncated", r->truncated), KR_LOG_U64("segments", t->n_segs));
+}
+
+/* ---- topics ---- */
+
+/* Everything of one topic but its insertion into the table. */
+static int recover_steps(recovery *r)
+{
+    kr_store *s = r->s;
+    for (size_t i = 0; i < r->n_bases; i++)
+        if (recover_segment(r, i) < 0)
+            return -1;
+    kr_topic *t = r->t;
+    for (size_t i = 0; i < t->n_segs; i++)
+        t->bytes += t->segs[i]->size;
+    t->first = t->segs[0]->base;
+    t->next = t->assigned = t->segs[t->n_segs - 1]->next;
+    t->ready = true;
+    if (clamp_marker(r) < 0 || kr_store_groups_load(s, t, r->err, r->errlen) < 0 ||
+        replay(r, t->marker) < 0)
+        return -1;
+    kr_counter_add(s->m_replayed, r->replayed);
+    return writer_state(r);
+}
+
+static int recover_topic(kr_store *s, const char *name, char *err, size_t errlen)
+{
+    recovery r = {.s = s, .name = name, .dirfd = -1, .err = err, .errlen = errlen};
+    int rc = -1;
+    r.dir = kr_store_path(s->topics_dir, name);
+    if (r.dir == NULL) {
+        fail(&r, "out of memory recovering topic %s", name);
+        goto out;
+    }
+    r.dirfd = open(r.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (r.dirfd < 0) {
+        fail(&r, "cannot open topic directory %s: %s", r.dir, strerror(errno));
+        goto out;
+    }
+    if (list_segments(&r) < 0)
+        goto out;
+    if (r.n_bases == 0) {
+        /* Creation never finished (no PRODUCER_REGISTER was answered). */
+        kr_log(KR_LOG_WARN, "topic directory without segments ignored", KR_LOG_STR("topic", name));
+        rc = 0;
+        goto out;
+    }
+    r.t = kr_store_topic_new(s, (const uint8_t *)name, strlen(name));
+    if (r.t == NULL) {
+        fail(&r, "out of memory recovering topic %s", name);
+        goto out;
+    }
+    if (recover_steps(&r) < 0)
+        goto out;
+    log_recovered(&r);
+    if (kr_store_topic_insert(s, r.t) < 0) {
+        fail(&r, "out of memory adding topic %s", name);
+        goto out;
+    }
+    r.t = NULL;
+    rc = 0;
+out:
+    kr_store_topic_free(r.t);
+    if (r.dirfd >= 0)
+        close(r.dirfd);
+    free(r.bases);
+    free(r.dir);
+    return rc;
+}
+
+int kr_store_recover(kr_store *s, char *err, size_t errlen)
+{
+    if (mkdir(s->topics_dir, 0750) < 0 && errno != EEXIST) {
+        snprintf(err, errlen, "cannot create %s: %s", s->topics_dir, strerror(errno));
+        return -1;
+    }
+    DIR *d = opendir(s->topics_dir);
+    if (d == NULL) {
+        snprintf(err, errlen, "cannot open %s: %s", s->topics_dir, strerror(errno));
+        return -1;
+    }
+    struct dirent *de;
+    int rc = 0;
+    while (rc == 0 && (de = readdir(d)) != NULL) {
+        if (!kr_topic_name_valid((const uint8_t *)de->d_name, strlen(de->d_name)))
+            continue;
+        rc = recover_topic(s, de->d_name, err, errlen);
+    }
+    closedir(d);
+    return rc;
+}

@@ -1,0 +1,313 @@
+/*
+ * store/view_ckpt.c - what a checkpoint needs of the view (see view.h):
+ * writing it as one table file that RocksDB ingests at once, and probes
+ * that say which of its keys the view holds, walking one iterator forward.
+ */
+#include "store/view_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- checkpoints as table files ---- */
+
+struct kr_view_ckpt {
+    kr_view *v;
+    rocksdb_envoptions_t *env;
+    rocksdb_sstfilewriter_t *w;
+    char *path; /* beside the database directory: DIR.ingest */
+    kr_buf key;
+    size_t entries;
+    char failed[256]; /* the first failure, or "" */
+};
+
+/* The file a checkpoint is built in. It is never inside the database
+ * directory (RocksDB owns that); ingestion links it in and removes it. */
+static char *ckpt_path(const kr_view *v)
+{
+    size_t n = strlen(v->path) + sizeof ".ingest";
+    char *p = malloc(n);
+    if (p != NULL)
+        snprintf(p, n, "%s.ingest", v->path);
+    return p;
+}
+
+static void ckpt_free(kr_view_ckpt *c)
+{
+    if (c->w != NULL)
+        rocksdb_sstfilewriter_destroy(c->w);
+    if (c->env != NULL)
+        rocksdb_envoptions_destroy(c->env);
+    if (c->path != NULL)
+        unlink(c->path); /* after a failure; gone already after an ingest */
+    free(c->path);
+    kr_buf_free(&c->key);
+    free(c);
+}
+
+kr_view_ckpt *kr_view_ckpt_new(kr_view *v, char *err, size_t errlen)
+{
+    kr_view_ckpt *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        kr_view_say(err, errlen, "out of memory", NULL);
+        return NULL;
+    }
+    c->v = v;
+    kr_buf_init(&c->key, SIZE_MAX);
+    c->path = ckpt_path(v);
+    c->env = rocksdb_envoptions_create();
+    /* The database's options: the same table format (block size, bloom
+     * filter, no compression) as the files flushes and compactions write. */
+    c->w = c->env != NULL ? rocksdb_sstfilewriter_create(c->env, v->opts) : NULL;
+    if (c->path == NULL || c->w == NULL) {
+        kr_view_say(err, errlen, "out of memory", NULL);
+        ckpt_free(c);
+        return NULL;
+    }
+    unlink(c->path); /* left by a crash during an earlier checkpoint */
+    char *e = NULL;
+    rocksdb_sstfilewriter_open(c->w, c->path, &e);
+    if (e != NULL) {
+        kr_view_say_rdb(err, errlen, "cannot start a checkpoint file", e);
+        ckpt_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* Build tag | tlen | topic | part into c->key. @return 0, or -1 (failed). */
+static int ckpt_key(kr_view_ckpt *c, char tag, const char *topic, size_t tlen, const uint8_t *part,
+                    size_t plen)
+{
+    if (c->failed[0] != '\0')
+        return -1;
+    const char *why = kr_view_key_into(&c->key, tag, topic, tlen, part, plen);
+    if (why != NULL) {
+        snprintf(c->failed, sizeof c->failed, "%s", why);
+        return -1;
+    }
+    return 0;
+}
+
+static void ckpt_result(kr_view_ckpt *c, char *e)
+{
+    if (e == NULL) {
+        c->entries++;
+        return;
+    }
+    snprintf(c->failed, sizeof c->failed, "writing the checkpoint file failed: %s", e);
+    rocksdb_free(e);
+}
+
+void kr_view_ckpt_put(kr_view_ckpt *c, const char *topic, size_t tlen, const uint8_t *key,
+                      size_t klen, const uint8_t *event, size_t elen)
+{
+    if (ckpt_key(c, TAG_KEY, topic, tlen, key, klen) < 0)
+        return;
+    char *e = NULL;
+    rocksdb_sstfilewriter_put(c->w, (const char *)c->key.data, c->key.len, (const char *)event,
+                              elen, &e);
+    ckpt_result(c, e);
+}
+
+void kr_view_ckpt_delete(kr_view_ckpt *c, const char *topic, size_t tlen, const uint8_t *key,
+                         size_t klen)
+{
+    if (ckpt_key(c, TAG_KEY, topic, tlen, key, klen) < 0)
+        return;
+    char *e = NULL;
+    rocksdb_sstfilewriter_delete(c->w, (const char *)c->key.data, c->key.len, &e);
+    ckpt_result(c, e);
+}
+
+void kr_view_ckpt_marker(kr_view_ckpt *c, const char *topic, size_t tlen, uint64_t next,
+                         uint64_t keys)
+{
+    uint8_t val[32];
+    if (ckpt_key(c, TAG_MARKER, topic, tlen, NULL, 0) < 0)
+        return;
+    size_t vlen = kr_view_encode_marker(val, next, keys);
+    if (vlen == 0) {
+        snprintf(c->failed, sizeof c->failed, "out of memory");
+        return;
+    }
+    char *e = NULL;
+    rocksdb_sstfilewriter_put(c->w, (const char *)c->key.data, c->key.len, (const char *)val, vlen,
+                              &e);
+    ckpt_result(c, e);
+}
+
+void kr_view_ckpt_abort(kr_view_ckpt *c)
+{
+    if (c != NULL)
+        ckpt_free(c);
+}
+
+static int unlocked_ingest(kr_view *v, const char *path, char *err, size_t errlen)
+{
+    if (v->db == NULL) {
+        kr_view_say(err, errlen, kr_view_closed_msg, NULL);
+        return -1;
+    }
+    rocksdb_ingestexternalfileoptions_t *io = rocksdb_ingestexternalfileoptions_create();
+    if (io == NULL) {
+        kr_view_say(err, errlen, "out of memory", NULL);
+        return -1;
+    }
+    /* Link the file in rather than copy it; give it a sequence number newer
+     * than everything (its keys overlap what the view holds); snapshots -
+     * SCAN cursors - keep seeing what they saw; a memtable that overlaps it
+     * (only cursors live there, in another key range) is flushed first. */
+    rocksdb_ingestexternalfileoptions_set_move_files(io, 1);
+    rocksdb_ingestexternalfileoptions_set_allow_global_seqno(io, 1);
+    rocksdb_ingestexternalfileoptions_set_snapshot_consistency(io, 1);
+    rocksdb_ingestexternalfileoptions_set_allow_blocking_flush(io, 1);
+    const char *files[1] = {path};
+    char *e = NULL;
+    rocksdb_ingest_external_file(v->db, files, 1, io, &e);
+    rocksdb_ingestexternalfileoptions_destroy(io);
+    if (e != NULL) {
+        kr_view_say_rdb(err, errlen, "RocksDB did not take the checkpoint file", e);
+        return -1;
+    }
+    return 0;
+}
+
+int kr_view_ckpt_commit(kr_view_ckpt *c, char *err, size_t errlen)
+{
+    int rc = -1;
+    if (c->failed[0] != '\0') {
+        kr_view_say(err, errlen, c->failed, NULL);
+        goto out;
+    }
+    if (c->entries == 0) {
+        rc = 0; /* nothing to write (a table file cannot be empty) */
+        goto out;
+    }
+    char *e = NULL;
+    rocksdb_sstfilewriter_finish(c->w, &e); /* writes and syncs the file */
+    if (e != NULL) {
+        kr_view_say_rdb(err, errlen, "writing the checkpoint file failed", e);
+        goto out;
+    }
+    pthread_rwlock_rdlock(&c->v->lock);
+    rc = unlocked_ingest(c->v, c->path, err, errlen);
+    pthread_rwlock_unlock(&c->v->lock);
+out:
+    ckpt_free(c);
+    return rc;
+}
+
+/* ---- probes ---- */
+
+/* Next steps a probe takes towards a key before it seeks instead: a seek
+ * costs about as much as this many steps over a view of a few files. */
+#define KR_VIEW_PROBE_STEPS 16
+
+struct kr_view_probe {
+    kr_view *v;
+    rocksdb_readoptions_t *ro;
+    rocksdb_iterator_t *it;
+    uint8_t hi[2 + KR_VIEW_TOPIC_MAX]; /* upper bound: outlives the iterator */
+    size_t hilen;
+    kr_buf key; /* the full key being probed */
+    char tag_topic[2 + KR_VIEW_TOPIC_MAX];
+    size_t tlen;
+    bool started, failed;
+    char err[256]; /* why it failed */
+};
+
+kr_view_probe *kr_view_probe_new(kr_view *v, const char *topic, size_t tlen)
+{
+    if (tlen > KR_VIEW_TOPIC_MAX)
+        return NULL;
+    kr_view_probe *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return NULL;
+    p->v = v;
+    p->tlen = tlen;
+    p->tag_topic[0] = TAG_KEY;
+    p->tag_topic[1] = (char)tlen;
+    memcpy(p->tag_topic + 2, topic, tlen);
+    memcpy(p->hi, p->tag_topic, 2 + tlen);
+    p->hilen = kr_view_prefix_successor(p->hi, 2 + tlen);
+    kr_buf_init(&p->key, SIZE_MAX);
+    pthread_rwlock_rdlock(&v->lock);
+    if (v->db == NULL || (p->ro = rocksdb_readoptions_create()) == NULL)
+        goto fail;
+    /* A checkpoint reads every block its keys live in once, in order:
+     * caching them would evict what GETs use, for no second read. */
+    rocksdb_readoptions_set_fill_cache(p->ro, 0);
+    rocksdb_readoptions_set_iterate_upper_bound(p->ro, (const char *)p->hi, p->hilen);
+    p->it = rocksdb_create_iterator(v->db, p->ro);
+    if (p->it == NULL)
+        goto fail;
+    return p;
+fail:
+    if (p->ro != NULL)
+        rocksdb_readoptions_destroy(p->ro);
+    pthread_rwlock_unlock(&v->lock);
+    kr_buf_free(&p->key);
+    free(p);
+    return NULL;
+}
+
+void kr_view_probe_free(kr_view_probe *p)
+{
+    if (p == NULL)
+        return;
+    rocksdb_iter_destroy(p->it);
+    rocksdb_readoptions_destroy(p->ro);
+    pthread_rwlock_unlock(&p->v->lock);
+    kr_buf_free(&p->key);
+    free(p);
+}
+
+/* The iterator's key against the probed one. */
+static int probe_cmp(kr_view_probe *p)
+{
+    size_t kl;
+    const char *k = rocksdb_iter_key(p->it, &kl);
+    return kr_view_key_cmp((const uint8_t *)k, kl, p->key.data, p->key.len);
+}
+
+int kr_view_probe_has(kr_view_probe *p, const uint8_t *key, size_t klen)
+{
+    if (p->failed)
+        return -1;
+    kr_buf_reset(&p->key);
+    kr_buf_append(&p->key, p->tag_topic, 2 + p->tlen);
+    kr_buf_append(&p->key, key, klen);
+    if (p->key.failed) {
+        snprintf(p->err, sizeof p->err, "out of memory building a key of %zu bytes", klen);
+        p->failed = true;
+        return -1;
+    }
+    if (!p->started) {
+        rocksdb_iter_seek(p->it, (const char *)p->key.data, p->key.len);
+        p->started = true;
+    } else {
+        int steps = 0;
+        while (rocksdb_iter_valid(p->it) && probe_cmp(p) < 0 && steps++ < KR_VIEW_PROBE_STEPS)
+            rocksdb_iter_next(p->it);
+        if (rocksdb_iter_valid(p->it) && probe_cmp(p) < 0)
+            rocksdb_iter_seek(p->it, (const char *)p->key.data, p->key.len);
+    }
+    if (rocksdb_iter_valid(p->it))
+        return probe_cmp(p) == 0;
+    char *e = NULL;
+    rocksdb_iter_get_error(p->it, &e);
+    if (e != NULL) {
+        snprintf(p->err, sizeof p->err, "reading RocksDB failed: %s", e);
+        rocksdb_free(e);
+        p->failed = true;
+        return -1;
+    }
+    return 0; /* past the topic's last key */
+}
+
+const char *kr_view_probe_error(const kr_view_probe *p)
+{
+    return p->failed ? p->err : "";
+}
