@@ -193,8 +193,10 @@ int kr_store_register(kr_store *s, const uint8_t *name, size_t len, kr_topic **t
  * whole request (INVALID_ARGUMENT naming its index), nothing is queued.
  * @return KRAPPY_OK when queued (done follows - once the events are stored
  *         and visible, and, while the overlays are full, once a checkpoint
- *         has made room), else the error with msg (and *bad_index for
- *         INVALID_ARGUMENT).
+ *         has made room), else the error with msg. *bad_index is set only
+ *         when one event is at fault (too large as delivered); a request
+ *         over max_publish_events is INVALID_ARGUMENT with *bad_index left
+ *         as it was (the handler then sends no `index`).
  */
 krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_buf *scratch,
                             bool sync, kr_store_done done, void *arg, char *msg, size_t msglen,
