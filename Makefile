@@ -50,6 +50,7 @@ KR_CFLAGS   := -std=gnu11 -fPIC -MMD -MP $(WARN)
 PC_CBOR      = $(shell $(PKG_CONFIG) --cflags --libs libcbor 2>/dev/null)
 PC_SERVER    = $(shell $(PKG_CONFIG) --cflags --libs libevent libevent_pthreads libcbor rocksdb 2>/dev/null)
 PC_CMOCKA    = $(shell $(PKG_CONFIG) --cflags --libs cmocka 2>/dev/null)
+PC_CLUSTER   = $(shell $(PKG_CONFIG) --cflags --libs raft libuv 2>/dev/null)
 PC_CFLAGS    = $(shell $(PKG_CONFIG) --cflags libevent libcbor 2>/dev/null) \
                $(shell $(PKG_CONFIG) --cflags cmocka 2>/dev/null)
 
@@ -60,6 +61,9 @@ PROTO_SRC   := $(wildcard src/proto/*.c)
 CLIENT_SRC  := $(filter-out src/client/cli.c src/client/cli_%.c,$(wildcard src/client/*.c))
 CLI_SRC     := src/client/cli.c $(wildcard src/client/cli_*.c)
 SERVER_SRC  := $(filter-out src/server/main.c,$(wildcard src/server/*.c)) $(wildcard src/store/*.c)
+# Replication (libraft + libuv): its own archive, linked into its tests only
+# until krappyd runs as a cluster.
+CLUSTER_SRC := $(wildcard src/cluster/*.c)
 TEST_SRC    := $(wildcard tests/test_*.c)
 FUZZ_SRC    := $(wildcard tests/fuzz/fuzz_*.c)
 E2E_SRC     := $(wildcard e2e/e2e_*.c)
@@ -78,11 +82,15 @@ CLI_OBJ     := $(call obj,$(CLI_SRC))
 GEN         := build/$(BUILD)/gen
 CONSOLE_OBJ := $(OBJ)/gen/console.o
 SERVER_OBJ  := $(call obj,$(SERVER_SRC)) $(CONSOLE_OBJ)
+CLUSTER_OBJ := $(call obj,$(CLUSTER_SRC))
+# The one server module the cluster layer uses today (its log; util/ later).
+CLUSTER_DEP := $(OBJ)/src/server/log.o
 
 KRAPPYD     := $(OUT)/bin/krappyd
 KRAPPY      := $(OUT)/bin/krappy
 LIBA        := $(OUT)/lib/libkrappy.a
 LIBSO       := $(OUT)/lib/libkrappy.so.0
+CLUSTER_LIB := $(TOUT)/lib/libkrcluster.a
 TESTS       := $(patsubst tests/%.c,$(TOUT)/tests/%,$(TEST_SRC))
 FUZZERS     := $(patsubst tests/fuzz/%.c,$(TOUT)/fuzz/%,$(FUZZ_SRC))
 E2E         := $(patsubst e2e/%.c,$(TOUT)/e2e/%,$(E2E_SRC))
@@ -135,6 +143,14 @@ $(LIBSO): $(PROTO_OBJ) $(CLIENT_OBJ) src/client/libkrappy.map
 	    -o $@ $(PROTO_OBJ) $(CLIENT_OBJ) $(ALL_LDFLAGS) $(PC_CBOR)
 	ln -sf libkrappy.so.0 $(OUT)/lib/libkrappy.so
 
+$(CLUSTER_LIB): $(CLUSTER_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && $(AR) rcs $@ $^
+
+PC_CLUSTER_CFLAGS = $(shell $(PKG_CONFIG) --cflags raft libuv 2>/dev/null)
+$(CLUSTER_OBJ): PC_CFLAGS += $(PC_CLUSTER_CFLAGS)
+$(OBJ)/tests/test_cluster_%.o: PC_CFLAGS += $(PC_CLUSTER_CFLAGS)
+
 $(KRAPPYD): $(OBJ)/src/server/main.o $(SERVER_OBJ) $(PROTO_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_SERVER) -lpthread -lm
@@ -146,7 +162,8 @@ $(KRAPPY): $(CLI_OBJ) $(LIBA)
 # Unit tests of proto and client link libkrappy only; the rest link the
 # server's modules too.
 LIB_TESTS   := $(addprefix $(TOUT)/tests/,test_buf test_frame test_cbor test_msg test_client)
-SERVER_TESTS := $(filter-out $(LIB_TESTS),$(TESTS))
+CLUSTER_TESTS := $(filter $(TOUT)/tests/test_cluster_%,$(TESTS))
+SERVER_TESTS := $(filter-out $(LIB_TESTS) $(CLUSTER_TESTS),$(TESTS))
 
 $(LIB_TESTS): $(TOUT)/tests/%: $(OBJ)/tests/%.o $(LIBA)
 	@mkdir -p $(dir $@)
@@ -155,6 +172,10 @@ $(LIB_TESTS): $(TOUT)/tests/%: $(OBJ)/tests/%.o $(LIBA)
 $(SERVER_TESTS): $(TOUT)/tests/%: $(OBJ)/tests/%.o $(SERVER_OBJ) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $< $(SERVER_OBJ) $(LIBA) $(ALL_LDFLAGS) $(PC_SERVER) $(PC_CMOCKA) -lpthread -lm
+
+$(CLUSTER_TESTS): $(TOUT)/tests/%: $(OBJ)/tests/%.o $(CLUSTER_LIB) $(CLUSTER_DEP)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_CLUSTER) $(PC_CMOCKA) -lpthread -lm
 
 # Fuzz targets built as plain programs that replay a corpus (tests/fuzz/
 # replay.c); `make fuzz` builds them again with clang's libFuzzer.

@@ -8,7 +8,7 @@
 # pkg-config finds the libraries.
 set -eu
 
-BUILD_PKGS="gcc make pkg-config librocksdb-dev libevent-dev libcbor-dev"
+BUILD_PKGS="gcc make pkg-config librocksdb-dev libevent-dev libcbor-dev libraft-dev libuv1-dev"
 TEST_PKGS="libcmocka-dev"
 pkgs=${*:-"$BUILD_PKGS $TEST_PKGS"}
 
