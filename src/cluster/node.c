@@ -9,16 +9,13 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/queue.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <raft.h>
@@ -79,7 +76,6 @@ struct kr_node {
     struct raft_io io;
     struct raft raft;
     kr_fsm fsm;
-    uint64_t rng;         /* xorshift64* state for io.random */
     bool draining;        /* stopping: waiting for log writes in flight */
     uint64_t drain_end;   /* loop time (ms) when raft_close goes ahead anyway */
     bool closing;         /* raft_close called */
@@ -432,21 +428,6 @@ static void on_turn(uv_check_t *c)
     pthread_mutex_unlock(&n->mu);
 }
 
-/* raft_io.random: per-node xorshift64*, so nodes draw different timeouts.
- * raft_init takes io->data for itself: the node is found from the io's
- * place inside it. */
-static int node_random(struct raft_io *io, int min, int max)
-{
-    kr_node *n = (kr_node *)(void *)((char *)io - offsetof(kr_node, io));
-    n->rng ^= n->rng >> 12;
-    n->rng ^= n->rng << 25;
-    n->rng ^= n->rng >> 27;
-    uint64_t v = n->rng * 0x2545F4914F6CDD1DULL;
-    if (max <= min)
-        return min;
-    return min + (int)(v % (uint64_t)(max - min));
-}
-
 /* ---- start-up (raft thread) ---- */
 
 static int bootstrap(kr_node *n, char *err, size_t errlen)
@@ -496,7 +477,6 @@ static int open_raft(kr_node *n, char *err, size_t errlen)
         goto fail_transport;
     }
     n->have_io = true;
-    n->io.random = node_random;
     raft_uv_set_connect_retry_delay(&n->io, n->o.connect_retry_ms);
     kr_fsm_init(&n->fsm, &n->o.fsm);
     rv = raft_init(&n->raft, &n->io, &n->fsm.fsm, n->id, n->addr);
@@ -700,11 +680,6 @@ int kr_node_start(const kr_node_opts *o, kr_node **out, char *err, size_t errlen
             goto fail;
         }
     }
-    if (getrandom(&n->rng, sizeof n->rng, 0) != sizeof n->rng)
-        n->rng = (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
-    n->rng ^= n->id * 0x9E3779B97F4A7C15ULL;
-    if (n->rng == 0)
-        n->rng = 1;
     if (pthread_create(&n->thread, NULL, raft_thread, n) != 0) {
         snprintf(err, errlen, "cannot start the raft thread");
         goto fail;

@@ -62,9 +62,9 @@
  *   until every entry in the log is stored, then closes.
  *   tests/test_cluster_node.c (test_stop_under_load) stops loaded leaders
  *   again and again.
- * - raft_uv's random numbers come from rand() with the process's seed, so
- *   every node would draw the same election timeouts: this module installs
- *   its own generator (seeded per node from getrandom) in raft_io.random.
+ * - raft_uv draws its election timeouts from rand(), which raft_uv_init
+ *   seeds from getrandom: one process-wide generator, shared by the nodes
+ *   of one process (as in the tests), different in every process.
  * - The read-only state (kr_node_get_status) comes from fields libraft
  *   leaves public in struct raft: current_term, commit_index, last_applied,
  *   configuration, and, on a leader, leader_state.progress[i] (match_index,
@@ -76,6 +76,10 @@
  *   election timeout passed; kr_node_transfer reports which.
  * - libuv writes to sockets without MSG_NOSIGNAL: the process must ignore
  *   SIGPIPE (krappyd does).
+ * - raft/fixture.h's in-memory I/O truncates its log as if it began at
+ *   index 1: a truncation after a snapshot reads past its array (ASan,
+ *   inside raft_fixture_step). Fixture schedules that may truncate must not
+ *   snapshot (tests/test_cluster_fixture.c, test_random_schedule).
  * - libraft is no longer maintained upstream: behaviour is pinned by
  *   tests/test_cluster_*.c, not trusted.
  *
