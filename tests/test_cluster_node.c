@@ -47,6 +47,7 @@
 #include "cluster/node.h"
 #include "server/log.h"
 
+#include "loopback.h"
 #include "tmpdir.h"
 
 #define MAX_NODES        4
@@ -180,17 +181,6 @@ static void notify(void *arg)
     assert_int_equal(write(t->notify_fd, &one, sizeof one), 8);
 }
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    socklen_t len = sizeof a;
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 /* Name node i (id i+1, a fresh port, its directory); nothing started. */
 static void node_init(unsigned i)
 {
@@ -198,7 +188,7 @@ static void node_init(unsigned i)
     memset(t, 0, sizeof *t);
     pthread_mutex_init(&t->fsm.mu, NULL);
     t->id = i + 1;
-    snprintf(t->addr, sizeof t->addr, "localhost:%d", free_port());
+    snprintf(t->addr, sizeof t->addr, "localhost:%d", kr_test_free_port());
     snprintf(t->dir, sizeof t->dir, "%s/node-%u", root, i + 1);
     t->notify_fd = -1;
     if (i == 0) {
@@ -314,6 +304,15 @@ static void wait_done(unsigned n)
     while (res.ok + res.failed < n && now_ms() < end)
         pump(20);
     assert_int_equal(res.ok + res.failed, n);
+}
+
+/* One request was queued (`queued`): wait for it and check its outcome. */
+static void expect_done(kr_node_err queued, kr_node_err want)
+{
+    assert_int_equal(queued, KR_NODE_OK);
+    wait_done(1);
+    if (res.last != want)
+        fail_msg("outcome %d (%s), not %d", res.last, res.msg, want);
 }
 
 /* Submit values first..last (payload of `len` bytes) to node i, pipelined;
@@ -448,6 +447,16 @@ static int teardown(void **state)
     return 0;
 }
 
+/* Start nodes 1-3 as a new cluster. @return the leader's index. */
+static unsigned start_three(void)
+{
+    for (unsigned i = 0; i < 3; i++)
+        node_start(i, 3);
+    int l = wait_leader(-1, WAIT_MS, NULL);
+    assert_true(l >= 0);
+    return (unsigned)l;
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -459,10 +468,7 @@ static int cmp_u64(const void *a, const void *b)
 static void test_replicate_and_fail_over(void **state)
 {
     (void)state;
-    for (unsigned i = 0; i < 3; i++)
-        node_start(i, 3);
-    int l = wait_leader(-1, WAIT_MS, NULL);
-    assert_true(l >= 0);
+    int l = (int)start_three();
 
     /* 1000 entries, pipelined: committed in submission order. */
     assert_int_equal(submit_range((unsigned)l, 1, 1000, 8 + 5), 1000);
@@ -558,10 +564,7 @@ static void test_replicate_and_fail_over(void **state)
 static void test_membership(void **state)
 {
     (void)state;
-    for (unsigned i = 0; i < 3; i++)
-        node_start(i, 3);
-    int l = wait_leader(-1, WAIT_MS, NULL);
-    assert_true(l >= 0);
+    int l = (int)start_three();
     assert_int_equal(submit_range((unsigned)l, 1, 50, 16), 50);
 
     /* A fourth node, on an empty directory, joins: added, then promoted. */
@@ -570,13 +573,9 @@ static void test_membership(void **state)
     kr_node_get_status(nodes[3].n, &s);
     assert_int_equal(s.n_members, 0);
     res_reset(0);
-    assert_int_equal(kr_node_add(nodes[l].n, 4, nodes[3].addr, on_done, NULL), KR_NODE_OK);
-    wait_done(1);
-    assert_int_equal(res.last, KR_NODE_OK);
+    expect_done(kr_node_add(nodes[l].n, 4, nodes[3].addr, on_done, NULL), KR_NODE_OK);
     res_reset(0);
-    assert_int_equal(kr_node_assign(nodes[l].n, 4, KR_MEMBER_VOTER, on_done, NULL), KR_NODE_OK);
-    wait_done(1);
-    assert_int_equal(res.last, KR_NODE_OK);
+    expect_done(kr_node_assign(nodes[l].n, 4, KR_MEMBER_VOTER, on_done, NULL), KR_NODE_OK);
     assert_int_equal(submit_range((unsigned)l, 51, 100, 16), 50);
     uint64_t last = res.index_of[100];
     wait_applied(3, last);
@@ -591,32 +590,22 @@ static void test_membership(void **state)
 
     /* Refusals: a known id, an unknown one, a follower. */
     res_reset(0);
-    assert_int_equal(kr_node_add(nodes[l].n, 4, "localhost:1", on_done, NULL), KR_NODE_OK);
-    wait_done(1);
-    assert_int_equal(res.last, KR_NODE_INVALID);
+    expect_done(kr_node_add(nodes[l].n, 4, "localhost:1", on_done, NULL), KR_NODE_INVALID);
     res_reset(0);
-    assert_int_equal(kr_node_assign(nodes[l].n, 99, KR_MEMBER_VOTER, on_done, NULL), KR_NODE_OK);
-    wait_done(1);
-    assert_int_equal(res.last, KR_NODE_INVALID);
+    expect_done(kr_node_assign(nodes[l].n, 99, KR_MEMBER_VOTER, on_done, NULL), KR_NODE_INVALID);
     unsigned f = (unsigned)(l + 1) % 3;
     res_reset(0);
-    assert_int_equal(kr_node_remove(nodes[f].n, 4, on_done, NULL), KR_NODE_OK);
-    wait_done(1);
-    assert_int_equal(res.last, KR_NODE_NOT_LEADER);
+    expect_done(kr_node_remove(nodes[f].n, 4, on_done, NULL), KR_NODE_NOT_LEADER);
     assert_int_equal(kr_node_add(nodes[l].n, 5, "", on_done, NULL), KR_NODE_INVALID);
 
     /* Hand leadership over (as on SIGTERM). */
     res_reset(0);
-    assert_int_equal(kr_node_transfer(nodes[l].n, nodes[f].id, on_done, NULL), KR_NODE_OK);
-    wait_done(1);
-    assert_int_equal(res.last, KR_NODE_OK);
+    expect_done(kr_node_transfer(nodes[l].n, nodes[f].id, on_done, NULL), KR_NODE_OK);
     assert_int_equal(wait_leader(-1, WAIT_MS, NULL), (int)f);
 
     /* Remove the fourth node: it gets nothing more. */
     res_reset(0);
-    assert_int_equal(kr_node_remove(nodes[f].n, 4, on_done, NULL), KR_NODE_OK);
-    wait_done(1);
-    assert_int_equal(res.last, KR_NODE_OK);
+    expect_done(kr_node_remove(nodes[f].n, 4, on_done, NULL), KR_NODE_OK);
     kr_node_get_status(nodes[f].n, &s);
     assert_int_equal(s.n_members, 3);
     uint64_t before = last_applied_index(3);
@@ -642,10 +631,7 @@ static void test_big_entry(void **state)
 {
     (void)state;
     election_ms = 3000;
-    for (unsigned i = 0; i < 3; i++)
-        node_start(i, 3);
-    int l = wait_leader(-1, WAIT_MS, NULL);
-    assert_true(l >= 0);
+    int l = (int)start_three();
     assert_int_equal(submit_range((unsigned)l, 1, 10, 100), 10);
     uint64_t t0 = now_ms();
     if (submit_range((unsigned)l, 11, 11, BIG_BYTES) != 1)
@@ -677,9 +663,7 @@ static void test_no_space_guard(void **state)
     assert_int_equal(kr_node_submit(nodes[0].n, "12345678", 8, on_done, NULL), KR_NODE_NO_SPACE);
     assert_non_null(strstr(kr_node_strerror(KR_NODE_NO_SPACE), "nearly full"));
     res_reset(0);
-    assert_int_equal(kr_node_add(nodes[0].n, 2, nodes[1].addr, on_done, NULL), KR_NODE_OK);
-    wait_done(1);
-    assert_int_equal(res.last, KR_NODE_OK);
+    expect_done(kr_node_add(nodes[0].n, 2, nodes[1].addr, on_done, NULL), KR_NODE_OK);
     node_stop(0);
     /* The same directory with room to spare: writes go through. */
     min_free[0] = 1;
@@ -704,10 +688,7 @@ static void test_disk_full(void **state)
     }
     snprintf(nodes[0].dir, sizeof nodes[0].dir, "%s/node-1", mounted);
     min_free[0] = 16u << 20;
-    for (unsigned i = 0; i < 3; i++)
-        node_start(i, 3);
-    int l = wait_leader(-1, WAIT_MS, NULL);
-    assert_true(l >= 0);
+    int l = (int)start_three();
     if (l != 0) {
         res_reset(0);
         assert_int_equal(kr_node_transfer(nodes[l].n, 1, on_done, NULL), KR_NODE_OK);

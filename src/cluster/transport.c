@@ -421,19 +421,28 @@ static void conn_timeout(uv_timer_t *timer)
     conn_fail(timer->data, RAFT_NOCONNECTION, "timed out");
 }
 
-static void conn_written(uv_write_t *w, int status)
+/* A connect or handshake write of ours completed: false when that attempt
+ * is over (given up, or failed: the next address is tried). */
+static bool conn_step_ok(conn *c, int status)
 {
-    conn *c = w->data;
     c->open--;
     if (c->status != 0 || c->delivered) {
         conn_maybe_free(c);
-        return;
+        return false;
     }
     if (status < 0) {
         conn_close_tcp(c);
         conn_try_next(c);
-        return;
+        return false;
     }
+    return true;
+}
+
+static void conn_written(uv_write_t *w, int status)
+{
+    conn *c = w->data;
+    if (!conn_step_ok(c, status))
+        return;
     uv_stream_t *stream = (uv_stream_t *)c->tcp;
     c->tcp = NULL;
     c->open--; /* the stream is raft's now */
@@ -446,16 +455,8 @@ static void conn_written(uv_write_t *w, int status)
 static void conn_connected(uv_connect_t *req, int status)
 {
     conn *c = req->data;
-    c->open--;
-    if (c->status != 0) {
-        conn_maybe_free(c);
+    if (!conn_step_ok(c, status))
         return;
-    }
-    if (status < 0) {
-        conn_close_tcp(c);
-        conn_try_next(c);
-        return;
-    }
     uv_tcp_nodelay(c->tcp, 1);
     uv_buf_t b = uv_buf_init((char *)c->hs, (unsigned)c->hs_len);
     c->write.data = c;
