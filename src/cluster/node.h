@@ -62,6 +62,9 @@
  *   until every entry in the log is stored, then closes.
  *   tests/test_cluster_node.c (test_stop_under_load) stops loaded leaders
  *   again and again.
+ * - User data fields are libraft's: raft_uv_init sets transport->data and
+ *   raft_init sets io->data (a pointer kept there is silently replaced);
+ *   only struct raft's `data` and the requests' `data` are ours.
  * - raft_uv draws its election timeouts from rand(), which raft_uv_init
  *   seeds from getrandom: one process-wide generator, shared by the nodes
  *   of one process (as in the tests), different in every process.

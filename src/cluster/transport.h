@@ -44,10 +44,11 @@
  * - On close, raft waits for the callback of every connect in flight; they
  *   are completed with RAFT_CANCELED, after this transport's handles for
  *   them are closed.
- * - raft keeps one client per peer id with the address it first used; a
- *   changed address for the same id is ignored until the raft instance
- *   restarts (raft's TODO "handle a change in the address"). Names, resolved
- *   on each connect, do not have that problem.
+ * - raft's uv layer keeps one outgoing client per peer id, with the address
+ *   it first used (read in libraft's source, not pinned: some versions
+ *   assert the address never changes). So an id is never reused with another
+ *   address; a replaced node joins under a new id. Names, resolved on each
+ *   connect, follow a pod that moves.
  *
  * Everything here runs on the loop given to kr_transport_init (the raft
  * thread); nothing is thread-safe.
