@@ -53,6 +53,7 @@ PC_CMOCKA    = $(shell $(PKG_CONFIG) --cflags --libs cmocka 2>/dev/null)
 # The Kafka codec's decompressors; Debian's snappy may lack a .pc file.
 PC_KAFKA     = $(shell $(PKG_CONFIG) --libs zlib liblz4 libzstd 2>/dev/null || echo -lz -llz4 -lzstd) \
                $(shell $(PKG_CONFIG) --libs snappy 2>/dev/null || echo -lsnappy)
+PC_CLUSTER   = $(shell $(PKG_CONFIG) --cflags --libs raft libuv 2>/dev/null)
 PC_CFLAGS    = $(shell $(PKG_CONFIG) --cflags libevent libcbor 2>/dev/null) \
                $(shell $(PKG_CONFIG) --cflags cmocka 2>/dev/null)
 
@@ -71,6 +72,9 @@ CLI_SRC     := src/client/cli.c $(wildcard src/client/cli_*.c)
 # The Kafka wire protocol (src/kafka/): a codec layer beside proto, used by
 # the server.
 KAFKA_SRC   := $(wildcard src/kafka/*.c)
+# Replication (libraft + libuv): a layer over store, linked into its tests
+# only until krappyd runs as a cluster.
+CLUSTER_SRC := $(wildcard src/cluster/*.c)
 TEST_SRC    := $(wildcard tests/test_*.c)
 FUZZ_SRC    := $(wildcard tests/fuzz/fuzz_*.c)
 E2E_SRC     := $(wildcard e2e/e2e_*.c)
@@ -93,6 +97,7 @@ CLI_OBJ     := $(call obj,$(CLI_SRC))
 GEN         := build/$(BUILD)/gen
 CONSOLE_OBJ := $(OBJ)/gen/console.o
 SERVER_OBJ  := $(call obj,$(SERVER_SRC)) $(CONSOLE_OBJ)
+CLUSTER_OBJ := $(call obj,$(CLUSTER_SRC))
 
 # One archive per layer of the daemon, and the link order that follows from
 # the arrows: a layer before the ones it uses. A call upwards has nothing to
@@ -103,6 +108,7 @@ UTIL_LIB    := $(LAYER_LIB)/libkr_util.a
 PROTO_LIB   := $(LAYER_LIB)/libkr_proto.a
 STORE_LIB   := $(LAYER_LIB)/libkr_store.a
 KAFKA_LIB   := $(LAYER_LIB)/libkr_kafka.a
+CLUSTER_LIB := $(LAYER_LIB)/libkr_cluster.a
 SERVER_LIB  := $(LAYER_LIB)/libkr_server.a
 DAEMON_LIBS := $(SERVER_LIB) $(KAFKA_LIB) $(STORE_LIB) $(PROTO_LIB) $(UTIL_LIB)
 
@@ -110,6 +116,7 @@ KRAPPYD     := $(OUT)/bin/krappyd
 KRAPPY      := $(OUT)/bin/krappy
 LIBA        := $(OUT)/lib/libkrappy.a
 LIBSO       := $(OUT)/lib/libkrappy.so.0
+CLUSTER_LIB := $(TOUT)/lib/libkrcluster.a
 TESTS       := $(patsubst tests/%.c,$(TOUT)/tests/%,$(TEST_SRC))
 FUZZERS     := $(patsubst tests/fuzz/%.c,$(TOUT)/fuzz/%,$(FUZZ_SRC))
 E2E         := $(patsubst e2e/%.c,$(TOUT)/e2e/%,$(E2E_SRC))
@@ -156,9 +163,10 @@ $(UTIL_LIB): $(UTIL_OBJ)
 $(PROTO_LIB): $(PROTO_OBJ)
 $(STORE_LIB): $(STORE_OBJ)
 $(KAFKA_LIB): $(KAFKA_OBJ)
+$(CLUSTER_LIB): $(CLUSTER_OBJ)
 $(SERVER_LIB): $(SERVER_OBJ)
 $(LIBA): $(UTIL_OBJ) $(PROTO_OBJ) $(CLIENT_OBJ)
-$(DAEMON_LIBS) $(LIBA):
+$(DAEMON_LIBS) $(CLUSTER_LIB) $(LIBA):
 	@mkdir -p $(dir $@)
 	rm -f $@ && $(AR) rcs $@ $^
 
@@ -167,6 +175,10 @@ $(LIBSO): $(UTIL_OBJ) $(PROTO_OBJ) $(CLIENT_OBJ) src/client/libkrappy.map
 	$(CC) -shared -Wl,-soname,libkrappy.so.0 -Wl,--version-script=src/client/libkrappy.map \
 	    -o $@ $(UTIL_OBJ) $(PROTO_OBJ) $(CLIENT_OBJ) $(ALL_LDFLAGS) $(PC_CBOR)
 	ln -sf libkrappy.so.0 $(OUT)/lib/libkrappy.so
+
+PC_CLUSTER_CFLAGS = $(shell $(PKG_CONFIG) --cflags raft libuv 2>/dev/null)
+$(CLUSTER_OBJ): PC_CFLAGS += $(PC_CLUSTER_CFLAGS)
+$(OBJ)/tests/test_cluster_%.o: PC_CFLAGS += $(PC_CLUSTER_CFLAGS)
 
 $(KRAPPYD): $(OBJ)/src/server/main.o $(DAEMON_LIBS)
 	@mkdir -p $(dir $@)
@@ -186,9 +198,10 @@ PROTO_TESTS  := $(call test_layer,test_cbor test_cbor_text test_frame test_msg)
 STORE_TESTS  := $(call test_layer,test_group test_index test_names test_overlay test_segment \
                   test_store test_store_alloc test_view)
 KAFKA_TESTS  := $(call test_layer,test_kafka_codec test_kafka_records)
+CLUSTER_TESTS := $(filter $(TOUT)/tests/test_cluster_%,$(TESTS))
 CLIENT_TESTS := $(call test_layer,test_client)
 OTHER_TESTS  := $(filter-out $(UTIL_TESTS) $(PROTO_TESTS) $(STORE_TESTS) $(KAFKA_TESTS) \
-                  $(CLIENT_TESTS),$(TESTS))
+                  $(CLUSTER_TESTS) $(CLIENT_TESTS),$(TESTS))
 
 $(UTIL_TESTS): $(TOUT)/tests/%: $(OBJ)/tests/%.o $(UTIL_LIB)
 $(PROTO_TESTS): $(TOUT)/tests/%: $(OBJ)/tests/%.o $(PROTO_LIB) $(UTIL_LIB)
@@ -205,9 +218,13 @@ ALLOC_OBJ   := $(OBJ)/tests/alloc_fail.o
 $(ALLOC_TESTS): $(ALLOC_OBJ)
 $(ALLOC_TESTS): TEST_ALLOC = -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=mmap
 
-$(TESTS):
+$(filter-out $(CLUSTER_TESTS),$(TESTS)):
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(TEST_ALLOC) $(ALL_LDFLAGS) $(PC_SERVER) $(PC_KAFKA) $(PC_CMOCKA) -lpthread -lm
+
+$(CLUSTER_TESTS): $(TOUT)/tests/%: $(OBJ)/tests/%.o $(CLUSTER_LIB) $(UTIL_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_CLUSTER) $(PC_CMOCKA) -lpthread -lm
 
 # Fuzz targets built as plain programs that replay a corpus (tests/fuzz/
 # replay.c); `make fuzz` builds them again with clang's libFuzzer.

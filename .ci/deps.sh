@@ -9,7 +9,7 @@
 set -eu
 
 BUILD_PKGS="gcc make pkg-config librocksdb-dev libevent-dev libcbor-dev zlib1g-dev liblz4-dev
-libzstd-dev libsnappy-dev"
+libzstd-dev libsnappy-dev libraft-dev libuv1-dev"
 # kcat and librdkafka: the Kafka listener's tests drive real Kafka clients.
 TEST_PKGS="libcmocka-dev librdkafka-dev kcat"
 pkgs=${*:-"$BUILD_PKGS $TEST_PKGS"}
