@@ -29,7 +29,7 @@
  * read one. The library keeps no global state.
  *
  * Errors: functions return krappy_err (KRAPPY_OK = 0). A server ERROR reply
- * returns its wire code (1..14); local failures return KRAPPY_E_IO,
+ * returns its wire code (1..17); local failures return KRAPPY_E_IO,
  * KRAPPY_E_TIMEOUT, KRAPPY_E_CLOSED, KRAPPY_E_PROTOCOL, KRAPPY_E_NOMEM or
  * KRAPPY_E_USAGE. Either way krappy_client_errmsg() holds a sentence saying
  * what happened. After KRAPPY_E_IO, _TIMEOUT, _CLOSED or _PROTOCOL, or a
