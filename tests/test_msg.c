@@ -1673,7 +1673,7 @@ static void test_reply_ok_variants(void **state)
 
     /* STATS */
     kr_buf_reset(&B);
-    kr_enc_ok_stats_begin(&B, NOCID, &topic, 1, 2, 3, 4, 1);
+    kr_enc_ok_stats_begin(&B, NOCID, &topic, 1, 2, 3, 4, 9, 1);
     kr_enc_group_stats(&B, &group, 5, 6, 7, 8);
     r = reply(KRAPPY_T_OK);
     find_text(&r, "topic", "orders");
@@ -1681,6 +1681,7 @@ static void test_reply_ok_variants(void **state)
     assert_int_equal(get_uint(&r, "next"), 2);
     assert_int_equal(get_uint(&r, "bytes"), 3);
     assert_int_equal(get_uint(&r, "keys"), 4);
+    assert_int_equal(get_uint(&r, "producers"), 9);
     assert_int_equal(kr_cbor_map_find(&r.map, "groups", &v), 1);
     kr_cbor_iter_init(&it, &v);
     assert_int_equal(kr_cbor_iter_next(&it, &t), 1);

@@ -276,10 +276,12 @@ void kr_enc_ok_ack(kr_buf *b, kr_cid cid, uint64_t cursor, const uint64_t *ignor
 void kr_enc_ok_topics_begin(kr_buf *b, kr_cid cid, size_t n);
 void kr_enc_topic(kr_buf *b, const kr_str *name, uint64_t first, uint64_t next);
 
-/* OK {cid?, topic, first, next, bytes, keys, groups: [...]}: then one
- * kr_enc_group_stats per group. */
+/* OK {cid?, topic, first, next, bytes, keys, producers, groups: [...]}:
+ * then one kr_enc_group_stats per group. `producers`: the idempotent
+ * producers the server keeps for the topic (krappyd's addition). */
 void kr_enc_ok_stats_begin(kr_buf *b, kr_cid cid, const kr_str *topic, uint64_t first,
-                           uint64_t next, uint64_t bytes, uint64_t keys, size_t n_groups);
+                           uint64_t next, uint64_t bytes, uint64_t keys, uint64_t producers,
+                           size_t n_groups);
 void kr_enc_group_stats(kr_buf *b, const kr_str *group, uint64_t cursor, uint64_t pending,
                         uint64_t lag, uint64_t members);
 

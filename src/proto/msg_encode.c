@@ -391,9 +391,10 @@ void kr_enc_topic(kr_buf *b, const kr_str *name, uint64_t first, uint64_t next)
 }
 
 void kr_enc_ok_stats_begin(kr_buf *b, kr_cid cid, const kr_str *topic, uint64_t first,
-                           uint64_t next, uint64_t bytes, uint64_t keys, size_t n_groups)
+                           uint64_t next, uint64_t bytes, uint64_t keys, uint64_t producers,
+                           size_t n_groups)
 {
-    map_open(b, cid, 6);
+    map_open(b, cid, 7);
     PUT_KEY(b, "topic");
     put_kr_text(b, topic);
     PUT_KEY(b, "first");
@@ -404,6 +405,8 @@ void kr_enc_ok_stats_begin(kr_buf *b, kr_cid cid, const kr_str *topic, uint64_t 
     kr_cbor_put_uint(b, bytes);
     PUT_KEY(b, "keys");
     kr_cbor_put_uint(b, keys);
+    PUT_KEY(b, "producers");
+    kr_cbor_put_uint(b, producers);
     PUT_KEY(b, "groups");
     kr_cbor_put_array(b, n_groups);
 }
