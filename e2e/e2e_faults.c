@@ -52,12 +52,8 @@ static void set_faults(const char *rules)
 /* Start a fresh server in its own directory under the shim. */
 static void start_shimmed(e2e_server *s, const char *const *args)
 {
-    memset(s, 0, sizeof *s);
-    e2e_tmp_template(s->dir, sizeof s->dir);
-    assert_non_null(mkdtemp(s->dir));
+    assert_int_equal(e2e_start_shimmed(s, args), 0);
     shim_env(s);
-    set_faults("");
-    assert_int_equal(e2e_restart(s, args), 0);
     shim_env_clear();
 }
 
@@ -70,12 +66,7 @@ static void restart_shimmed(e2e_server *s, const char *const *args)
 
 static void powercut(e2e_server *s)
 {
-    kill(s->pid, SIGKILL);
-    waitpid(s->pid, NULL, 0);
-    s->pid = 0;
-    char cmd[900], out[8192];
-    snprintf(cmd, sizeof cmd, "%s %s %s/data", getenv("KRAPPY_POWERCUT"), shim_log, s->dir);
-    assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
+    assert_int_equal(e2e_powercut(s), 0);
 }
 
 /* ---- helpers on e2e/conn.h ---- */
