@@ -155,17 +155,12 @@ static void check_view_not_ahead(conn *x, const char *topic, uint64_t next)
     }
 }
 
-static bool have_shim(void)
-{
-    return getenv("KRAPPY_SHIM") != NULL && getenv("KRAPPY_POWERCUT") != NULL;
-}
-
 /* ---- power cuts ---- */
 
 static void test_power_cuts(void **state)
 {
     (void)state;
-    if (!have_shim())
+    if (!e2e_have_shim())
         skip();
     int rounds = getenv("KRAPPY_E2E_TORTURE") ? 30 : 3;
     const char *args[] = {"--checkpoint-interval", "30ms", "--segment-bytes", "32K", NULL};
@@ -214,7 +209,7 @@ static void test_power_cuts(void **state)
 static void test_sync_acks_share_fsyncs(void **state)
 {
     (void)state;
-    if (!have_shim())
+    if (!e2e_have_shim())
         skip();
     e2e_server s;
     const char *args[] = {"--checkpoint-interval", "10s", NULL};
@@ -278,7 +273,7 @@ static void test_sync_acks_share_fsyncs(void **state)
 static void test_stream_enospc_and_recovery(void **state)
 {
     (void)state;
-    if (!have_shim())
+    if (!e2e_have_shim())
         skip();
     e2e_server s;
     start_shimmed(&s, NULL);
@@ -334,7 +329,7 @@ static void test_stream_enospc_and_recovery(void **state)
 static void test_fdatasync_failures(void **state)
 {
     (void)state;
-    if (!have_shim())
+    if (!e2e_have_shim())
         skip();
     e2e_server s;
     start_shimmed(&s, NULL);
@@ -379,7 +374,7 @@ static void test_fdatasync_failures(void **state)
 static void test_view_write_failures(void **state)
 {
     (void)state;
-    if (!have_shim())
+    if (!e2e_have_shim())
         skip();
     e2e_server s;
     const char *args[] = {"--checkpoint-interval", "50ms", NULL};

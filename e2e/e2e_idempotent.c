@@ -53,16 +53,7 @@ static void build_pub(conn *x, bool has_seq, uint64_t seq, int n, kr_ack_mode ac
         char text[40];
         snprintf(keys[i], sizeof keys[i], "k%d", i);
         snprintf(text, sizeof text, "%s-%llu", tag, (unsigned long long)(seq + (uint64_t)i));
-        kr_buf vb;
-        kr_buf_init(&vb, sizeof vals[i]);
-        kr_cbor_put_cstr(&vb, text);
-        memcpy(vals[i], vb.data, vb.len);
-        ev[i] = (kr_event_out_spec){.key = keys[i],
-                                    .key_len = strlen(keys[i]),
-                                    .key_is_text = true,
-                                    .value = vals[i],
-                                    .value_len = vb.len};
-        kr_buf_free(&vb);
+        ev[i] = conn_text_event(keys[i], text, vals[i]);
     }
     kr_buf_reset(&x->b);
     if (has_seq)
@@ -126,11 +117,6 @@ static int occurrences(const char *s, const char *what)
         if ((p == s || p[-1] == ' ') && (p[len] == ' ' || p[len] == '\0'))
             n++;
     return n;
-}
-
-static bool have_shim(void)
-{
-    return getenv("KRAPPY_SHIM") != NULL && getenv("KRAPPY_POWERCUT") != NULL;
 }
 
 /* ---- the rules on the wire ---- */
@@ -271,7 +257,7 @@ static long long segment_size(const e2e_server *s, const char *topic)
 static void test_kill9_between_write_and_ack(void **state)
 {
     (void)state;
-    if (!have_shim())
+    if (!e2e_have_shim())
         skip();
     e2e_server s;
     const char *args[] = {"--checkpoint-interval", "1h", NULL};
@@ -315,7 +301,7 @@ static void test_kill9_between_write_and_ack(void **state)
 static void test_power_cut_after_sync(void **state)
 {
     (void)state;
-    if (!have_shim())
+    if (!e2e_have_shim())
         skip();
     e2e_server s;
     const char *args[] = {"--checkpoint-interval", "1h", NULL};

@@ -104,6 +104,11 @@ int e2e_start_shimmed(e2e_server *s, const char *const *extra)
     return e2e_restart_shimmed(s, extra);
 }
 
+bool e2e_have_shim(void)
+{
+    return getenv("KRAPPY_SHIM") != NULL && getenv("KRAPPY_POWERCUT") != NULL;
+}
+
 void e2e_kill9(e2e_server *s)
 {
     if (s->pid <= 0)

@@ -125,6 +125,10 @@ int e2e_shim_faults(const e2e_server *s, const char *rules);
 int e2e_start_shimmed(e2e_server *s, const char *const *extra_args);
 int e2e_restart_shimmed(e2e_server *s, const char *const *extra_args);
 
+/* Whether the shim and the powercut tool are there ($KRAPPY_SHIM,
+ * $KRAPPY_POWERCUT): the tests that need them skip otherwise. */
+bool e2e_have_shim(void);
+
 /* kill -9 the server and reap it. */
 void e2e_kill9(e2e_server *s);
 

@@ -518,20 +518,26 @@ void kr_view_batch_delete(kr_view_batch *b, const char *topic, size_t tlen, cons
     rocksdb_writebatch_delete(b->wb, (const char *)b->key.data, b->key.len);
 }
 
+size_t kr_view_encode_uints(uint8_t val[32], const uint64_t *v, size_t n)
+{
+    kr_buf vb;
+    kr_buf_init(&vb, 32);
+    kr_cbor_put_array(&vb, n);
+    for (size_t i = 0; i < n; i++)
+        kr_cbor_put_uint(&vb, v[i]);
+    size_t len = vb.failed ? 0 : vb.len;
+    if (len > 0)
+        memcpy(val, vb.data, len);
+    kr_buf_free(&vb);
+    return len;
+}
+
 /* A marker's value, CBOR [next, keys], into val (32 bytes).
  * @return its length, or 0 on ENOMEM. */
 size_t kr_view_encode_marker(uint8_t val[32], uint64_t next, uint64_t keys)
 {
-    kr_buf vb;
-    kr_buf_init(&vb, 32);
-    kr_cbor_put_array(&vb, 2);
-    kr_cbor_put_uint(&vb, next);
-    kr_cbor_put_uint(&vb, keys);
-    size_t n = vb.failed ? 0 : vb.len;
-    if (n > 0)
-        memcpy(val, vb.data, n);
-    kr_buf_free(&vb);
-    return n;
+    uint64_t v[2] = {next, keys};
+    return kr_view_encode_uints(val, v, 2);
 }
 
 void kr_view_batch_marker(kr_view_batch *b, const char *topic, size_t tlen, uint64_t next,
@@ -548,16 +554,21 @@ void kr_view_batch_marker(kr_view_batch *b, const char *topic, size_t tlen, uint
     rocksdb_writebatch_put(b->wb, (const char *)b->key.data, b->key.len, (const char *)val, vlen);
 }
 
-void kr_view_batch_drop_topic(kr_view_batch *b, const char *topic, size_t tlen)
+void kr_view_batch_drop_tag(kr_view_batch *b, char tag, const char *topic, size_t tlen)
 {
-    /* Every 'k' key of the topic: [k|tlen|topic, successor of it). */
-    if (kr_view_batch_key(b, TAG_KEY, topic, tlen, NULL, 0) < 0)
+    /* [tag|tlen|topic, successor of it). */
+    if (kr_view_batch_key(b, tag, topic, tlen, NULL, 0) < 0)
         return;
     uint8_t end[2 + KR_VIEW_TOPIC_MAX];
     memcpy(end, b->key.data, b->key.len);
     size_t endlen = kr_view_prefix_successor(end, b->key.len);
     rocksdb_writebatch_delete_range(b->wb, (const char *)b->key.data, b->key.len, (const char *)end,
                                     endlen);
+}
+
+void kr_view_batch_drop_topic(kr_view_batch *b, const char *topic, size_t tlen)
+{
+    kr_view_batch_drop_tag(b, TAG_KEY, topic, tlen);
     if (kr_view_batch_key(b, TAG_MARKER, topic, tlen, NULL, 0) < 0)
         return;
     rocksdb_writebatch_delete(b->wb, (const char *)b->key.data, b->key.len);

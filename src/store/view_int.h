@@ -69,6 +69,9 @@ extern const char *const kr_view_topic_msg;
 int kr_view_batch_key(kr_view_batch *b, char tag, const char *topic, size_t tlen,
                       const uint8_t *part, size_t plen);
 
+/* Delete every record tag | tlen | topic | ... of the topic, in the batch. */
+void kr_view_batch_drop_tag(kr_view_batch *b, char tag, const char *topic, size_t tlen);
+
 /*
  * kr_view_each_unlocked - call fn for every record tag | tlen | topic | part
  * in key order (part and the value are valid during the call) until it
@@ -89,6 +92,10 @@ void kr_view_ckpt_entry(kr_view_ckpt *c, char tag, const char *topic, size_t tle
  * key of a topic. @return NULL, or why it cannot be built. */
 const char *kr_view_key_into(kr_buf *k, char tag, const char *topic, size_t tlen,
                              const uint8_t *part, size_t plen);
+
+/* CBOR [v[0], ..., v[n-1]] into val (32 bytes: n at most 3).
+ * @return its length, or 0 on ENOMEM. */
+size_t kr_view_encode_uints(uint8_t val[32], const uint64_t *v, size_t n);
 
 /* A marker's value, CBOR [next, keys], into val (32 bytes).
  * @return its length, or 0 on ENOMEM. */

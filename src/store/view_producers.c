@@ -14,28 +14,13 @@
 #include "proto/cbor.h"
 #include "util/byteorder.h"
 
-/* [a, b] as CBOR into val (32 bytes). @return its length, or 0 (ENOMEM). */
-static size_t encode_pair(uint8_t val[32], uint64_t a, bool has_b, uint64_t b)
-{
-    kr_buf vb;
-    kr_buf_init(&vb, 32);
-    kr_cbor_put_array(&vb, has_b ? 2 : 1);
-    kr_cbor_put_uint(&vb, a);
-    if (has_b)
-        kr_cbor_put_uint(&vb, b);
-    size_t n = vb.failed ? 0 : vb.len;
-    if (n > 0)
-        memcpy(val, vb.data, n);
-    kr_buf_free(&vb);
-    return n;
-}
-
 /* Put tag | topic | part -> [a(, b)] into the batch. */
 static void batch_pair(kr_view_batch *b, const char *topic, size_t tlen, const uint8_t *part,
                        size_t plen, uint64_t x, bool has_y, uint64_t y)
 {
     uint8_t val[32];
-    size_t vlen = encode_pair(val, x, has_y, y);
+    uint64_t v[2] = {x, y};
+    size_t vlen = kr_view_encode_uints(val, v, has_y ? 2 : 1);
     if (vlen == 0) {
         if (b->failed == NULL)
             b->failed = "out of memory";
@@ -68,13 +53,7 @@ void kr_view_batch_unregister(kr_view_batch *b, const char *topic, size_t tlen, 
 
 void kr_view_batch_drop_producer_states(kr_view_batch *b, const char *topic, size_t tlen)
 {
-    if (kr_view_batch_key(b, TAG_PRODUCER, topic, tlen, NULL, 0) < 0)
-        return;
-    uint8_t end[2 + KR_VIEW_TOPIC_MAX];
-    memcpy(end, b->key.data, b->key.len);
-    size_t endlen = kr_view_prefix_successor(end, b->key.len);
-    rocksdb_writebatch_delete_range(b->wb, (const char *)b->key.data, b->key.len, (const char *)end,
-                                    endlen);
+    kr_view_batch_drop_tag(b, TAG_PRODUCER, topic, tlen);
 }
 
 void kr_view_ckpt_producer(kr_view_ckpt *c, const char *topic, size_t tlen, uint64_t pid,
