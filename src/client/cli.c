@@ -69,6 +69,7 @@ static const cli_verb verbs[] = {
      "      --idempotent ID     register as the idempotent producer ID: batches are\n"
      "                          numbered, sent again over a new connection when one\n"
      "                          is lost (a server restart), and stored once each\n"
+     "                          (--pipeline 5 at most; --ack write or sync)\n"
      "      --seq N             with --idempotent: number the first batch N (run the\n"
      "                          same input again with the same N and --batch, and\n"
      "                          only what was not stored yet is stored)\n"

@@ -307,10 +307,10 @@ bool kr_store_append_done(kr_store *s, kr_job *j)
         a->new_seg = NULL;
         t->bytes += KR_SEG_HEADER_BYTES;
     }
-    kr_store_idem_completed(s, j); /* landed or not: its producer's state */
     if (j->err != KRAPPY_OK) {
         /* Offsets assigned after this one were assigned in vain. */
         t->assigned = t->next;
+        kr_store_idem_completed(s, j); /* its producer expects these numbers again */
         kr_store_result res = {.err = j->err};
         snprintf(res.msg, sizeof res.msg, "%s", kr_job_msg(j));
         if (j->done != NULL)
@@ -345,6 +345,9 @@ bool kr_store_append_done(kr_store *s, kr_job *j)
     kr_block_unref(a->block);
     a->block = NULL;
     kr_store_wake(s, t);
+    /* Visible now: its producer's state records it, and repeats of it
+     * waiting are answered. */
+    kr_store_idem_completed(s, j);
     if (s->active_bytes > kr_store_fill_limit(s)) {
         kr_store_checkpoint(s); /* freezes them, or runs next when one is running */
         if (s->active_bytes > kr_store_fill_limit(s) && s->ckpt_running && !s->closing) {

@@ -317,6 +317,8 @@ static void finish_checkpoint(kr_store *s, kr_job *j)
     }
     recount_active(s);
     kr_store_scan_checkpointed(s, j->err == KRAPPY_OK, kr_job_msg(j));
+    for (size_t i = 0; i < j->checkpoint.n; i++)
+        kr_store_producers_answer(j->checkpoint.ck[i].t, j->err == KRAPPY_OK);
     if (s->ckpt_again || s->active_bytes > kr_store_fill_limit(s)) {
         s->ckpt_again = false;
         kr_store_checkpoint(s);

@@ -513,6 +513,10 @@ void kr_store_producers_checkpointed(kr_store *s, kr_topic *t, kr_prod_ckpt *pc,
         for (size_t i = 0; pc != NULL && i < pc->n_gone && gone_add(tp, pc->gone[i]); i++)
             ;
     }
+}
+
+void kr_store_producers_answer(kr_topic *t, bool ok)
+{
     answer_dur_waits(t, ok ? NULL : "a checkpoint failed");
 }
 

@@ -93,8 +93,12 @@ void kr_store_logged_done(kr_store *s, kr_job *j);
 /* What the topic's checkpoint, freezing now, writes of its producers; NULL
  * when nothing (or no memory: then the next one writes everything). */
 kr_prod_ckpt *kr_store_producers_freeze(kr_topic *t);
-/* The checkpoint carrying pc ended (ok: its marker is t->marker now). */
+/* The checkpoint carrying pc ended (ok: its marker is t->marker now):
+ * bookkeeping only, nothing is answered. */
 void kr_store_producers_checkpointed(kr_store *s, kr_topic *t, kr_prod_ckpt *pc, bool ok);
+/* Then, once the checkpoint's completion is done with the store: answer
+ * the sync repeats the checkpoint made durable (or, failed, could not). */
+void kr_store_producers_answer(kr_topic *t, bool ok);
 /* Write pc into a checkpoint file, in key order (after every marker). */
 void kr_prod_ckpt_write(const kr_prod_ckpt *pc, kr_view_ckpt *ck, const char *topic, size_t tlen);
 void kr_prod_ckpt_free(kr_prod_ckpt *pc);
