@@ -37,11 +37,11 @@
  *     [offset, ts, key, value] or [offset, ts, key, value, headers],
  *     offsets base .. base+count-1, exactly as FETCH sends them.
  *
- * Plain batches keep version 1: 32 bytes more per single-event PUBLISH of
- * ~40 bytes would cost 40% of the disk and of the writer's bandwidth (see
- * docs/BENCHMARKS.md), and a 0.1.0 reader can still read a stream no
- * idempotent producer wrote to. Readers take both versions anywhere in a
- * segment; the header's length follows from its magic.
+ * Plain batches keep version 1: 32 bytes more on each single-event
+ * PUBLISH would cost a fifth more disk and writer bandwidth for events of
+ * ~130 bytes (docs/BENCHMARKS.md), and a stream no idempotent producer
+ * wrote to stays readable by 0.1.0. Readers take both versions anywhere in
+ * a segment; the header's length follows from its magic.
  *
  * A PUBLISH is one batch, so a torn write loses a whole PUBLISH, never half.
  * All integers are big-endian. Nothing here allocates per event.
