@@ -56,6 +56,7 @@ typedef struct kr_config {
     uint32_t max_publish_events;
     uint32_t group_window;
     bool fsync_cursors;
+    uint32_t max_producers; /* idempotent producers kept, all topics */
 } kr_config;
 
 typedef enum kr_config_action {
