@@ -241,7 +241,7 @@ int kr_store_groups_load(kr_store *s, kr_topic *t, char *err, size_t errlen)
 
 /* ---- persistence ---- */
 
-static kr_job *cursor_job(kr_store *s, kr_tgroup *tg)
+kr_job *kr_store_cursor_job(kr_store *s, kr_tgroup *tg)
 {
     kr_job *j = kr_job_new(KR_JOB_CURSOR, tg->t);
     if (j == NULL)
@@ -258,7 +258,7 @@ static kr_job *cursor_job(kr_store *s, kr_tgroup *tg)
 int kr_store_group_persist(kr_store *s, kr_tgroup *tg, kr_store_done done, void *arg,
                            kr_store_result *res)
 {
-    kr_job *j = s->draining ? NULL : cursor_job(s, tg);
+    kr_job *j = s->draining ? NULL : kr_store_cursor_job(s, tg);
     if (j == NULL) {
         res->err = KRAPPY_E_STORAGE;
         snprintf(res->msg, sizeof res->msg, "%s",
@@ -319,7 +319,7 @@ krappy_err kr_store_group_join(kr_store *s, kr_topic *t, const kr_join *a, kr_tg
         goto nomem;
     /* The group's record goes (again) through the writer: when the reply
      * is sent, the group survives kill -9. */
-    kr_job *j = cursor_job(s, tg);
+    kr_job *j = kr_store_cursor_job(s, tg);
     if (j == NULL) {
         kr_group_leave(tg->g, mem);
         goto nomem;
