@@ -170,17 +170,42 @@ static const cli_verb verbs[] = {
      "  krappy stats orders\n"
      "  krappy --json stats orders --group billing\n",
      cli_stats},
-    {"groups", "TOPIC [--group G]", "list a topic's consumer groups: cursor, pending, lag, members",
-     "  -g, --group G      show just this consumer group\n"
+    {"groups", "TOPIC [--group G | --seek G WHERE | --delete G]",
+     "list a topic's consumer groups; move a group's cursor, or delete a group",
+     "  -g, --group G         show just this consumer group\n"
+     "      --seek G WHERE    move group G's cursor to WHERE: earliest (the first\n"
+     "                        retained event: everything again), latest (only new\n"
+     "                        events), an offset, or a time (2026-12-06T10:00Z: the\n"
+     "                        first event at or after it). Events handed out and not\n"
+     "                        acknowledged are forgotten; members stay registered\n"
+     "      --seek-time TIME  with --seek G: the same as giving TIME as WHERE\n"
+     "      --delete G        delete group G: its cursor is lost, its members must\n"
+     "                        register again (asks first on a terminal)\n"
+     "      --yes             do not ask\n"
      "\noutput: GROUP  CURSOR  PENDING  LAG  MEMBERS. CURSOR is the group's first offset\n"
      "not yet acknowledged, PENDING its events handed out (or waiting to be handed out\n"
      "again) and not acknowledged, LAG the events from the cursor to the end of the\n"
      "topic, MEMBERS its connected consumers. --json: one {\"topic\", \"group\",\n"
-     "\"cursor\", \"pending\", \"lag\", \"members\"} per group.\n",
+     "\"cursor\", \"pending\", \"lag\", \"members\"} per group. Times are UTC unless\n"
+     "they end in an offset (+01:00); a date alone is midnight UTC.\n",
      "  krappy groups orders\n"
      "  krappy groups orders --group billing\n"
+     "  krappy groups orders --seek billing earliest     reprocess everything\n"
+     "  krappy groups orders --seek billing --seek-time 2026-12-06T10:00Z\n"
+     "  krappy groups orders --seek billing 1500\n"
+     "  krappy groups orders --delete old-report --yes\n"
      "  krappy --json groups orders\n",
      cli_groups},
+    {"delete-topic", "TOPIC [--yes]",
+     "delete a topic: its events, latest values and consumer groups",
+     "  -y, --yes          do not ask (on a terminal it asks you to type the topic's\n"
+     "                     name first; without a terminal it does not ask)\n"
+     "\nThe topic is gone once this returns, also after a crash of the server: every\n"
+     "request naming it fails, and its producers must register again, which creates\n"
+     "a new, empty topic of that name starting at offset 0.\n",
+     "  krappy delete-topic scratch\n"
+     "  krappy delete-topic scratch --yes\n",
+     cli_delete_topic},
     {"version", "", "print the versions of krappy, libkrappy and the protocol", NULL,
      "  krappy version\n"
      "  krappy --json version\n",
@@ -279,7 +304,7 @@ static void print_usage(FILE *f)
                "Talk to krappyd, the krappy event store.\n\n"
                "verbs:\n");
     for (size_t i = 0; i < N_VERBS; i++)
-        fprintf(f, "  %-9s %s\n", verbs[i].name, verbs[i].summary);
+        fprintf(f, "  %-12s %s\n", verbs[i].name, verbs[i].summary);
     fprintf(f, "\noptions (before or after the verb; -h and -p only before it):\n%s",
             global_options_text);
     fprintf(f, "\nenvironment:\n"

@@ -59,6 +59,25 @@ int cli_scan(cli *x, int argc, char **argv);
 int cli_topics(cli *x, int argc, char **argv);
 int cli_stats(cli *x, int argc, char **argv);
 int cli_groups(cli *x, int argc, char **argv);
+int cli_delete_topic(cli *x, int argc, char **argv);
+
+/* What `groups` does besides listing (cli_admin.c). */
+typedef struct cli_group_admin {
+    const char *seek;      /* --seek GROUP */
+    const char *seek_time; /* --seek-time TIME */
+    const char *del;       /* --delete GROUP */
+    bool yes;              /* --yes: no question on a terminal */
+} cli_group_admin;
+
+/* `groups TOPIC --seek G WHERE|--seek-time TIME` and `--delete G`. */
+int cli_group_seek(cli *x, const char *topic, const cli_group_admin *ga, const char *where);
+int cli_group_delete(cli *x, const char *topic, const cli_group_admin *ga);
+
+/* Ask on the terminal (stdin and stderr both one) to type `word` to go on.
+ * @return 1 when it was typed, 0 when not (or not a terminal: check first
+ * with cli_can_ask). */
+int cli_confirm(const char *question, const char *word);
+bool cli_can_ask(void);
 int cli_consume(cli *x, int argc, char **argv);
 
 /* getopt long-option value meaning --help, and the row to put in a verb's
@@ -138,6 +157,14 @@ const char *cli_fmt_bytes(char *buf, size_t len, uint64_t bytes);
  * "2024-05-01T12:00:00.123Z" (CLI_TS_LEN bytes are enough). Returns buf. */
 #define CLI_TS_LEN 40
 const char *cli_fmt_ts(char *buf, size_t len, uint64_t ms);
+
+/*
+ * cli_parse_time - a time as people write it, in UTC unless it says
+ * otherwise: 2026-12-06 (midnight UTC), 2026-12-06T10:00Z,
+ * 2026-12-06T10:00:30Z, 2026-12-06T10:00:30.250Z, 2026-12-06T11:00+01:00.
+ * @return 0 and *ms (since the epoch), or -1 when s is none of these.
+ */
+int cli_parse_time(const char *s, uint64_t *ms);
 
 /* Text on one line: tab and newline as \t and \n, other control
  * characters and bytes that are not UTF-8 as \xNN. */
