@@ -87,9 +87,10 @@ def pairs(*kv):
 
 # Selector bytes of fuzz_msg (indexes into fuzz_types).
 SEL = {t: t for t in range(14)}
-SEL.update({100: 14, 101: 15, 102: 16, 103: 17, 255: 18})
+SEL.update({100: 14, 101: 15, 102: 16, 103: 17, 255: 18, 14: 20, 15: 21, 16: 22})
 
 PR, CR, PUB, POLL, ACK, GET, SCAN, FETCH, HELLO, PING, TOPICS, STATS = range(1, 13)
+DELETE_TOPIC, GROUP_SEEK, GROUP_DELETE = 14, 15, 16
 OK, EVENTS, VALUE, ENTRIES, ERROR = 100, 101, 102, 103, 255
 
 
@@ -139,6 +140,12 @@ def messages():
     add("ping", PING, {"cid": 2**64 - 1})
     add("topics", TOPICS, {})
     add("stats", STATS, {"topic": "orders", "group": "billing"})
+    add("delete_topic", DELETE_TOPIC, {"cid": 10, "topic": "orders"})
+    add("seek_earliest", GROUP_SEEK, {"topic": "orders", "group": "billing", "to": "earliest"})
+    add("seek_offset", GROUP_SEEK, {"topic": "orders", "group": "g", "to": 2**63})
+    add("seek_ts", GROUP_SEEK, {"topic": "orders", "group": "g", "to": None, "ts": 1764000000000})
+    add("seek_both", GROUP_SEEK, {"topic": "orders", "group": "g", "to": 1, "ts": 2})
+    add("group_delete", GROUP_DELETE, {"topic": "orders", "group": Indef(["bill", "ing"], "text")})
     add("unknown13", 13, {"cid": 8})
     add("type0", 0, {})
     # replies
