@@ -28,7 +28,7 @@
 
 #include <cmocka.h>
 
-#include "client/json_parse.h"
+#include "proto/json_parse.h"
 #include "krappy/client.h"
 #include "proto/cbor.h"
 #include "proto/frame.h"

@@ -15,7 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "client/json_parse.h"
+#include "proto/json_parse.h"
 #include "util/buf.h"
 #include "util/json.h"
 #include "util/utf8.h"

@@ -21,7 +21,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "client/json_parse.h"
+#include "proto/json_parse.h"
 #include "proto/cbor.h"
 #include "proto/cbor_text.h"
 #include "proto/msg.h"

@@ -1,5 +1,6 @@
 /*
- * client/json_parse.c - JSON parsed into CBOR (krappy_json_to_cbor), and the
+ * proto/json_parse.c - JSON parsed into CBOR (kr_json_to_cbor, behind
+ * libkrappy's krappy_json_to_cbor and the admin API's POST bodies), and the
  * JSON event lines of `krappy produce --json` (kr_json_event_parse).
  *
  * A parser that does no I/O: text in, CBOR out, appended to a kr_buf whose
@@ -8,7 +9,7 @@
  * holds them exactly (integers as integers, floats as half, single or
  * double); every failure says what and at which byte.
  */
-#include "krappy/client.h"
+#include "proto/json_parse.h"
 
 #include <locale.h>
 #include <math.h>
@@ -19,10 +20,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "client/client_internal.h"
-#include "client/json_parse.h"
 #include "proto/cbor.h"
+#include "proto/cbor_text.h"
 #include "util/buf.h"
+#include "util/json.h"
 #include "util/utf8.h"
 
 typedef struct jparse {
@@ -361,8 +362,8 @@ static int jcontainer(jparse *j)
     size_t at = j->o->len;
     uint64_t n = 0;
 
-    if (++j->depth > KRAPPY_CBOR_MAX_DEPTH)
-        return jfail(j, "nested deeper than %d levels", KRAPPY_CBOR_MAX_DEPTH);
+    if (++j->depth > KR_CBOR_TEXT_MAX_DEPTH)
+        return jfail(j, "nested deeper than %d levels", KR_CBOR_TEXT_MAX_DEPTH);
     j->pos++;
     jws(j);
     if (j->pos < j->len && j->s[j->pos] == close) {
@@ -479,34 +480,14 @@ krappy_err kr_json_to_cbor(const char *json, size_t len, kr_buf *out, char *why,
     return e;
 }
 
-krappy_err krappy_json_to_cbor(const char *json, size_t len, uint8_t **out, size_t *out_len,
-                               char *why, size_t whylen)
-{
-    kr_buf o;
-
-    if (out == NULL || out_len == NULL)
-        return KRAPPY_E_USAGE;
-    *out = NULL;
-    *out_len = 0;
-    /* A JSON value never takes more than 3 CBOR bytes per byte of text (a
-     * three-digit number as a double: 9). */
-    kr_buf_init(&o, len < (SIZE_MAX - 64) / 4 ? len * 4 + 64 : SIZE_MAX);
-    krappy_err e = kr_json_to_cbor(json, len, &o, why, whylen);
-    if (e != KRAPPY_OK) {
-        kr_buf_free(&o);
-        return e;
-    }
-    *out = o.data;
-    *out_len = o.len;
-    return KRAPPY_OK;
-}
-
-/* A member name as C text, for messages (names are short). */
+/* A member name as C text, for messages (names are short): escaped as in a
+ * JSON string, so that it is valid UTF-8 and holds no control character. */
 static void name_of(const kr_cbor_item *k, char *buf, size_t len)
 {
     uint8_t raw[64];
-    size_t n = kr_cbor_str_copy(k, raw, sizeof raw);
-    kr_client_sanitize(buf, len, raw, n < sizeof raw ? n : sizeof raw);
+    size_t n = kr_cbor_str_copy(k, raw, sizeof raw), w;
+    kr_json_esc_mem(buf, len - 1, &w, raw, n < sizeof raw ? n : sizeof raw);
+    buf[w] = '\0';
 }
 
 krappy_err kr_json_event_parse(const char *line, size_t len, kr_buf *scratch, kr_json_event *ev,

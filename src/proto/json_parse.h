@@ -1,13 +1,15 @@
 /*
- * client/json_parse.h - JSON read into CBOR: the work behind
- * krappy_json_to_cbor, and the event lines of `krappy produce --json`.
+ * proto/json_parse.h - JSON read into CBOR: the work behind
+ * krappy_json_to_cbor, the event lines of `krappy produce --json` and the
+ * JSON bodies of the admin API's POSTs.
  *
- * A parser that does no I/O (json_parse.c): libkrappy, the CLI and the
- * tests call it. Not public API: the version script hides it from
- * libkrappy.so; programs that link libkrappy.a (the CLI) see it.
+ * A parser that does no I/O (json_parse.c): libkrappy, the CLI, krappyd's
+ * admin port and the tests call it. Not public API: the version script
+ * hides it from libkrappy.so; programs that link libkrappy.a (the CLI) see
+ * it.
  */
-#ifndef KR_CLIENT_JSON_PARSE_H
-#define KR_CLIENT_JSON_PARSE_H
+#ifndef KR_PROTO_JSON_PARSE_H
+#define KR_PROTO_JSON_PARSE_H
 
 #include <stdbool.h>
 #include <stddef.h>
