@@ -382,6 +382,12 @@ def main_text():
     for name, item in cbor_items():
         for mode, suffix in ((0, "diag"), (1, "json"), (3, "json_hex")):
             write("fuzz_cbor_text", name + "_" + suffix, bytes([mode]) + item)
+    # Events as the admin API shows them: the mode byte's upper bits are the
+    # value limit (here 3 and 63 bytes), headers as text.
+    for name, item in cbor_items():
+        if name.startswith("event"):
+            for limit in (3, 63):
+                write("fuzz_cbor_text", "%s_limit%d" % (name, limit), bytes([limit << 2 | 1]) + item)
     for name, mode, text in json_texts():
         write("fuzz_json", name, bytes([mode]) + text)
 
