@@ -992,7 +992,7 @@ static void test_group_seek_and_delete(void **state)
     done d = {0};
     assert_int_equal(kr_store_group_seek(s, tg, KR_SEEK_OFFSET, 21, on_done, &d, msg, sizeof msg),
                      KRAPPY_E_OFFSET_OUT_OF_RANGE);
-    assert_non_null(strstr(msg, "first 0, next 20"));
+    assert_non_null(strstr(msg, "first 0 to next 20"));
     assert_int_equal(seek(s, tg, KR_SEEK_OFFSET, 3), 3);
     kr_store_close(s);
 

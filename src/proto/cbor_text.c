@@ -390,13 +390,18 @@ int kr_cbor_render(const void *item, size_t len, bool json, unsigned flags, kr_b
     return render_at(item, len, json, flags, 0, out);
 }
 
+/* Bytes rendered past a preview's limit before it is cut there. */
+#define PREVIEW_SLACK (64u * 1024)
+
 /* The first `limit` bytes of the JSON text of an item, as a JSON string: a
  * text string's own characters (whole ones), anything else its rendering
  * cut where an append no longer fit. */
 static int render_preview(const kr_cbor_item *it, size_t limit, kr_buf *out)
 {
     kr_buf tmp;
-    kr_buf_init(&tmp, limit);
+    /* Room past the limit: a string is appended in one piece, and one that
+     * starts before the limit should show its beginning. */
+    kr_buf_init(&tmp, limit + PREVIEW_SLACK);
     if (it->kind == KR_CBOR_TEXT) {
         if (kr_buf_reserve(&tmp, limit) < 0) {
             kr_buf_free(&tmp);
@@ -410,6 +415,11 @@ static int render_preview(const kr_cbor_item *it, size_t limit, kr_buf *out)
         render r = {&tmp, true, 0};
         if (render_item(&r, it, 1) < 0)
             tmp.len = 0; /* too deep to show even in part */
+        if (tmp.len > limit) {
+            tmp.len = limit;
+            while (tmp.len > 0 && (tmp.data[tmp.len] & 0xC0) == 0x80)
+                tmp.len--; /* not inside a character */
+        }
     }
     put_str(out, "\"");
     kr_json_esc_buf(out, tmp.data, tmp.len);

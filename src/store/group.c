@@ -462,6 +462,15 @@ uint64_t kr_group_seek(kr_group *g, uint64_t to)
     return forgotten;
 }
 
+uint64_t kr_group_member_pending(const kr_group *g, const kr_member *m)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < g->n_runs; i++)
+        if (g->runs[i].state == KR_RUN_PENDING && g->runs[i].member == m)
+            n += g->runs[i].next - g->runs[i].first;
+    return n;
+}
+
 uint64_t kr_group_pending(const kr_group *g)
 {
     uint64_t n = 0;

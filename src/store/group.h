@@ -163,6 +163,9 @@ uint64_t kr_group_skip_to(kr_group *g, uint64_t first);
  */
 uint64_t kr_group_seek(kr_group *g, uint64_t to);
 
+/* Offsets pending for member m. */
+uint64_t kr_group_member_pending(const kr_group *g, const kr_member *m);
+
 /* Offsets pending or awaiting redelivery. */
 uint64_t kr_group_pending(const kr_group *g);
 

@@ -375,6 +375,19 @@ typedef struct kr_group_stats {
 
 void kr_store_group_stats(const kr_tgroup *tg, kr_group_stats *out);
 
+/* One member of a group, as the admin API shows it. */
+typedef struct kr_member_stats {
+    const char *name; /* borrowed: lives as long as the member */
+    size_t name_len;
+    uint64_t pending; /* handed to it and not acknowledged */
+    bool auto_ack;
+    uint64_t ack_wait_ms;
+} kr_member_stats;
+
+/* The group's members in the order they joined, at most max of them into
+ * out. @return how many there are (may be more than max). */
+size_t kr_store_group_members(const kr_tgroup *tg, kr_member_stats *out, size_t max);
+
 /*
  * kr_store_group_ack_upto, kr_store_group_ack_offsets - ACK: acknowledge
  * m's pending offsets below `upto`, or the given offsets (see

@@ -70,6 +70,20 @@ void kr_store_group_stats(const kr_tgroup *tg, kr_group_stats *out)
     out->members = g->n_members;
 }
 
+size_t kr_store_group_members(const kr_tgroup *tg, kr_member_stats *out, size_t max)
+{
+    size_t n = 0;
+    const kr_member *m;
+    TAILQ_FOREACH(m, &tg->g->members, link)
+    {
+        if (n < max)
+            out[n] = (kr_member_stats){m->name, m->name_len, kr_group_member_pending(tg->g, m),
+                                       m->auto_ack, m->ack_wait_ms};
+        n++;
+    }
+    return n;
+}
+
 void kr_store_group_ack_upto(kr_store *s, kr_tgroup *tg, kr_member *m, uint64_t upto,
                              kr_ack_result *res)
 {

@@ -433,7 +433,8 @@ krappy_err kr_store_group_seek(kr_store *s, kr_tgroup *tg, kr_seek_kind to, uint
     case KR_SEEK_OFFSET:
         if (value < t->first || value > t->next) {
             snprintf(msg, msglen,
-                     "offset %llu is outside topic %s's retained range: first %llu, next %llu",
+                     "offset %llu is outside what topic %s holds: a cursor goes from first %llu "
+                     "to next %llu",
                      (unsigned long long)value, t->name, (unsigned long long)t->first,
                      (unsigned long long)t->next);
             return KRAPPY_E_OFFSET_OUT_OF_RANGE;
