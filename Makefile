@@ -309,8 +309,8 @@ unit fuzz-replay e2e smoke torture:
 	@sh .ci/test.sh $@
 
 # The web console in headless Chromium (playwright-core from npm, pinned in
-# e2e/ui/package-lock.json, installed into build/ui/node_modules); the
-# screenshot lands in build/ui/console.png.
+# e2e/ui/package-lock.json, installed into build/ui/node_modules): every
+# view and action driven in the browser; screenshots land in build/ui/*.png.
 test-ui:
 	@sh .ci/deps.sh chromium
 	@$(MAKE) --no-print-directory bin/krappyd bin/krappy

@@ -408,6 +408,8 @@ static int render_preview(const kr_cbor_item *it, size_t limit, kr_buf *out)
             return -2;
         }
         size_t n = kr_cbor_str_copy(it, tmp.data, limit);
+        if (n > limit)
+            n = limit;
         while (n > 0 && n < it->str_len && (tmp.data[n] & 0xC0) == 0x80)
             n--; /* not inside a character */
         tmp.len = n;

@@ -86,6 +86,7 @@ typedef struct page {
     uint64_t max;
     char **items; /* rendered events, ascending */
     size_t *lens;
+    uint64_t *offsets; /* theirs */
     size_t n, cap;
     uint64_t scanned;
     char msg[256];
@@ -102,21 +103,31 @@ static bool key_matches(const page *p, const kr_event_view *v)
     return memcmp(head, p->prefix, p->plen) == 0;
 }
 
+/* Room for one more kept event. @return 0, or -1 on ENOMEM. */
+static int keep_room(page *p)
+{
+    size_t cap = p->cap ? p->cap * 2 : 64;
+    char **it = realloc(p->items, cap * sizeof *it);
+    if (it == NULL)
+        return -1;
+    p->items = it;
+    size_t *ln = realloc(p->lens, cap * sizeof *ln);
+    if (ln == NULL)
+        return -1;
+    p->lens = ln;
+    uint64_t *of = realloc(p->offsets, cap * sizeof *of);
+    if (of == NULL)
+        return -1;
+    p->offsets = of;
+    p->cap = cap;
+    return 0;
+}
+
 /* Render a matching event and keep it. @return 0, or -1 on ENOMEM. */
 static int keep(page *p, const kr_event_view *v)
 {
-    if (p->n == p->cap) {
-        size_t cap = p->cap ? p->cap * 2 : 64;
-        char **it = realloc(p->items, cap * sizeof *it);
-        if (it == NULL)
-            return -1;
-        p->items = it;
-        size_t *ln = realloc(p->lens, cap * sizeof *ln);
-        if (ln == NULL)
-            return -1;
-        p->lens = ln;
-        p->cap = cap;
-    }
+    if (p->n == p->cap && keep_room(p) < 0)
+        return -1;
     struct evbuffer *b = evbuffer_new();
     if (b == NULL)
         return -1;
@@ -130,6 +141,7 @@ static int keep(page *p, const kr_event_view *v)
     evbuffer_remove(b, copy, n);
     evbuffer_free(b);
     p->items[p->n] = copy;
+    p->offsets[p->n] = v->offset;
     p->lens[p->n++] = n;
     return 0;
 }
@@ -144,6 +156,7 @@ static void keep_newest(page *p)
         free(p->items[i]);
     memmove(p->items, p->items + drop, (size_t)p->max * sizeof *p->items);
     memmove(p->lens, p->lens + drop, (size_t)p->max * sizeof *p->lens);
+    memmove(p->offsets, p->offsets + drop, (size_t)p->max * sizeof *p->offsets);
     p->n = (size_t)p->max;
 }
 
@@ -153,6 +166,7 @@ static void page_free(page *p)
         free(p->items[i]);
     free(p->items);
     free(p->lens);
+    free(p->offsets);
 }
 
 /*
@@ -212,50 +226,49 @@ static int read_range(page *p, uint64_t from, uint64_t to, uint64_t stop_at, uin
 }
 
 /*
- * Backwards from `before`: windows of CHUNK_EVENTS read in order, newest
- * window first, keeping the newest `max` matches, until that many are kept,
- * the topic's first offset is reached or EVENTS_SCAN were looked at.
- * *start gets the lowest offset looked at.
+ * Backwards from `before`: windows read in order, newest window first,
+ * keeping the newest `max` matches, until that many are kept, the topic's
+ * first offset is reached or EVENTS_SCAN were looked at. Without a prefix a
+ * window is the page itself. *start gets where the page before this one
+ * ends: the oldest event kept when the page is full, else the lowest
+ * offset looked at.
  */
 static int read_back(page *p, uint64_t before, uint64_t *start)
 {
-    uint64_t hi = before;
+    uint64_t hi = before, step = p->plen == 0 ? p->max : CHUNK_EVENTS;
     while (hi > p->t->first && p->n < p->max && p->scanned < EVENTS_SCAN) {
-        uint64_t lo = hi - p->t->first > CHUNK_EVENTS ? hi - CHUNK_EVENTS : p->t->first;
+        uint64_t lo = hi - p->t->first > step ? hi - step : p->t->first;
         page w = *p;
         w.items = NULL;
         w.lens = NULL;
+        w.offsets = NULL;
         w.n = w.cap = 0;
         uint64_t end;
-        if (read_range(&w, lo, hi, 0, &end) < 0) {
-            snprintf(p->msg, sizeof p->msg, "%s", w.msg);
-            page_free(&w);
-            return -1;
-        }
+        int rc = read_range(&w, lo, hi, 0, &end);
         /* This window's matches go before what was kept so far. */
-        size_t total = w.n + p->n;
-        char **items = realloc(w.items, (total ? total : 1) * sizeof *items);
-        size_t *lens = items ? realloc(w.lens, (total ? total : 1) * sizeof *lens) : NULL;
-        if (items == NULL || lens == NULL) {
-            w.items = items ? items : w.items;
+        for (size_t i = 0; rc == 0 && i < p->n; i++) {
+            if (w.n == w.cap && keep_room(&w) < 0) {
+                rc = -1;
+            } else {
+                w.items[w.n] = p->items[i];
+                w.lens[w.n] = p->lens[i];
+                w.offsets[w.n++] = p->offsets[i];
+                p->items[i] = NULL;
+            }
+        }
+        if (rc < 0) {
+            snprintf(p->msg, sizeof p->msg, "%s",
+                     w.msg[0] ? w.msg : "out of memory reading events");
             page_free(&w);
-            snprintf(p->msg, sizeof p->msg, "out of memory reading events");
             return -1;
         }
-        if (p->n > 0) {
-            memcpy(items + w.n, p->items, p->n * sizeof *items);
-            memcpy(lens + w.n, p->lens, p->n * sizeof *lens);
-        }
-        free(p->items);
-        free(p->lens);
-        p->items = items;
-        p->lens = lens;
-        p->n = p->cap = total;
-        p->scanned = w.scanned;
+        page_free(p);
+        w.msg[0] = '\0';
+        *p = w;
         keep_newest(p);
         hi = lo;
     }
-    *start = hi;
+    *start = p->n >= p->max ? p->offsets[0] : hi;
     return 0;
 }
 

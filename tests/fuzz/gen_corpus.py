@@ -384,6 +384,8 @@ def main_text():
             write("fuzz_cbor_text", name + "_" + suffix, bytes([mode]) + item)
     # Events as the admin API shows them: the mode byte's upper bits are the
     # value limit (here 3 and 63 bytes), headers as text.
+    long_text = enc([7, 1, "k", "\u00e9" * 40 + "x" * 100, {"h": b"\xff\xfe", "t": b"text"}])
+    write("fuzz_cbor_text", "event_long_text_limit5", bytes([5 << 2 | 1]) + long_text)
     for name, item in cbor_items():
         if name.startswith("event"):
             for limit in (3, 63):
