@@ -138,6 +138,14 @@ int krappy_connected(const krappy_client *c);
  * next call on the client. */
 const char *krappy_client_errmsg(const krappy_client *c);
 
+/*
+ * krappy_client_set_timeout - change the per-call timeout of krappy_opts
+ * (milliseconds; 0: the default, 30000; negative: none) for the calls from
+ * now on, e.g. a short
+ * one for the first HELLO, to tell quickly that a port is not krappyd's.
+ */
+void krappy_client_set_timeout(krappy_client *c, int timeout_ms);
+
 /* errno of the last KRAPPY_E_IO failure, else 0. */
 int krappy_client_errno(const krappy_client *c);
 

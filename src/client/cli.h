@@ -36,6 +36,8 @@ typedef struct cli {
     const struct cli_verb *verb;    /* the verb running */
     krappy_client *client;          /* set by cli_connect; freed by main */
     krappy_server_info info;        /* from the HELLO cli_connect sent */
+    const char *topic, *group;      /* what the verb works on (cli_use_topic,
+                                       cli_use_group), for error sentences */
     double hello_ms;                /* round trip of that HELLO */
 } cli;
 
@@ -121,8 +123,24 @@ int cli_no_args(cli *x, int argc, char **argv);
  */
 int cli_connect(cli *x);
 
-/* Report a libkrappy error of x->client ("krappy: <errmsg>"). @return CLI_FAIL. */
+/*
+ * cli_client_fail - report a libkrappy error of x->client in the CLI's own
+ * voice: what went wrong and what to do, naming x->topic and x->group where
+ * they are the cause; never a function, request or field name.
+ * @return CLI_FAIL.
+ */
 int cli_client_fail(cli *x, krappy_err e);
+
+/* Check a topic name before anything is sent and make it x->topic.
+ * @return CLI_OK, or CLI_USAGE after saying what a topic name is. */
+int cli_use_topic(cli *x, const char *topic);
+
+/* The same for a group name (x->group). */
+int cli_use_group(cli *x, const char *group);
+
+/* How long the first HELLO may take before the port is judged not to be
+ * krappyd's (an HTTP server, say, waits for more bytes). */
+#define CLI_HELLO_TIMEOUT_MS 2000
 
 /* Parse a decimal unsigned number in [min, max]. @return 0 or -1. */
 int cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);

@@ -34,14 +34,7 @@ int cli_confirm(const char *question, const char *word)
 static int stats_of(cli *x, const char *topic, const char *group, krappy_topic_stats **st)
 {
     krappy_err e = krappy_stats(x->client, topic, group, st);
-    if (e == KRAPPY_E_NO_SUCH_TOPIC)
-        return cli_fail(x, "there is no topic named \"%s\" (`krappy topics` lists them)", topic);
-    if (e == KRAPPY_E_NOT_FOUND)
-        return cli_fail(x, "topic %s has no consumer group \"%s\" (`krappy groups %s` lists them)",
-                        topic, group, topic);
-    if (e != KRAPPY_OK)
-        return cli_client_fail(x, e);
-    return CLI_OK;
+    return e == KRAPPY_OK ? CLI_OK : cli_client_fail(x, e);
 }
 
 int cli_delete_topic(cli *x, int argc, char **argv)
@@ -67,7 +60,7 @@ int cli_delete_topic(cli *x, int argc, char **argv)
         return cli_usage_error(x, "delete one topic at a time (got '%s' and '%s')", argv[optind],
                                argv[optind + 1]);
     const char *topic = argv[optind];
-    if ((rc = cli_connect(x)) != CLI_OK)
+    if ((rc = cli_use_topic(x, topic)) != CLI_OK || (rc = cli_connect(x)) != CLI_OK)
         return rc;
     krappy_topic_stats *st;
     if ((rc = stats_of(x, topic, NULL, &st)) != CLI_OK)
@@ -86,8 +79,6 @@ int cli_delete_topic(cli *x, int argc, char **argv)
             return cli_fail(x, "nothing deleted (the answer was not \"%s\")", topic);
     }
     krappy_err e = krappy_delete_topic(x->client, topic);
-    if (e == KRAPPY_E_NO_SUCH_TOPIC)
-        return cli_fail(x, "there is no topic named \"%s\" (deleted meanwhile?)", topic);
     if (e != KRAPPY_OK)
         return cli_client_fail(x, e);
     if (x->json) {
@@ -142,8 +133,8 @@ static int parse_where(cli *x, const cli_group_admin *ga, const char *where, kra
 
 int cli_group_seek(cli *x, const char *topic, const cli_group_admin *ga, const char *where)
 {
-    krappy_seek to;
-    uint64_t value, cursor;
+    krappy_seek to = KRAPPY_SEEK_EARLIEST;
+    uint64_t value = 0, cursor = 0;
     int rc = parse_where(x, ga, where, &to, &value);
     if (rc != CLI_OK)
         return rc;
@@ -204,9 +195,6 @@ int cli_group_delete(cli *x, const char *topic, const cli_group_admin *ga)
             return cli_fail(x, "nothing deleted (the answer was not \"%s\")", ga->del);
     }
     krappy_err e = krappy_group_delete(x->client, topic, ga->del);
-    if (e == KRAPPY_E_NOT_FOUND)
-        return cli_fail(x, "topic %s has no consumer group \"%s\" (deleted meanwhile?)", topic,
-                        ga->del);
     if (e != KRAPPY_OK)
         return cli_client_fail(x, e);
     if (x->json) {

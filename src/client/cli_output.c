@@ -209,6 +209,55 @@ int cli_digits(uint64_t v)
     return n;
 }
 
+/*
+ * An event's headers as people and programs read them back: a value that
+ * is UTF-8 as its text, any other as hex - name=text name=h'00ff' on a
+ * terminal, {"name": "text", "other": {"hex": "00ff"}} in JSON (which
+ * `produce --json` reads back to the same bytes).
+ */
+static void put_headers(FILE *f, const krappy_event *e, bool json)
+{
+    size_t pos = 0, nl, vl;
+    const char *name;
+    const uint8_t *val;
+    bool first = true;
+    if (json)
+        fputc('{', f);
+    while (krappy_header_next(e->headers, e->headers_len, &pos, &name, &nl, &val, &vl) == 1) {
+        bool text = kr_utf8_valid(val, vl);
+        if (json) {
+            if (!first)
+                fputc(',', f);
+            kr_json_str_file(f, name, nl);
+            fputc(':', f);
+            if (text) {
+                kr_json_str_file(f, val, vl);
+            } else {
+                fputs("{\"hex\":\"", f);
+                for (size_t i = 0; i < vl; i++)
+                    fprintf(f, "%02x", val[i]);
+                fputs("\"}", f);
+            }
+        } else {
+            if (!first)
+                fputc(' ', f);
+            cli_put_text(f, (const uint8_t *)name, nl);
+            fputc('=', f);
+            if (text) {
+                cli_put_text(f, val, vl);
+            } else {
+                fputs("h'", f);
+                for (size_t i = 0; i < vl; i++)
+                    fprintf(f, "%02x", val[i]);
+                fputc('\'', f);
+            }
+        }
+        first = false;
+    }
+    if (json)
+        fputc('}', f);
+}
+
 void cli_print_event(FILE *f, const krappy_event *e, int offset_width, size_t *key_width,
                      bool headers)
 {
@@ -226,7 +275,7 @@ void cli_print_event(FILE *f, const krappy_event *e, int offset_width, size_t *k
         cli_put_value(f, e->value, e->value_len);
     if (headers && e->has_headers) {
         fputs("  headers ", f);
-        cli_put_value(f, e->headers, e->headers_len);
+        put_headers(f, e, false);
     }
     fputc('\n', f);
 }
@@ -265,7 +314,7 @@ void cli_json_event(FILE *f, const krappy_event *e)
     cli_json_cbor(f, e->value, e->value_len);
     if (e->has_headers) {
         fputs(",\"headers\":", f);
-        cli_json_cbor(f, e->headers, e->headers_len);
+        put_headers(f, e, true);
     }
     fputs("}\n", f);
 }

@@ -149,6 +149,11 @@ static int load_stats(cli *x, int argc, char **argv, const char *missing, cli_gr
     if (optind >= argc)
         return cli_usage_error(x, "%s", missing);
     const char *topic = argv[optind];
+    if ((rc = cli_use_topic(x, topic)) != CLI_OK)
+        return rc;
+    const char *g = group ? group : ga ? (ga->seek ? ga->seek : ga->del) : NULL;
+    if (g != NULL && (rc = cli_use_group(x, g)) != CLI_OK)
+        return rc;
     if (ga != NULL && (ga->seek != NULL || ga->del != NULL || ga->seek_time != NULL)) {
         if ((ga->seek != NULL) == (ga->del != NULL))
             return cli_usage_error(x, ga->seek_time != NULL && ga->seek == NULL && ga->del == NULL
@@ -167,13 +172,7 @@ static int load_stats(cli *x, int argc, char **argv, const char *missing, cli_gr
     if ((rc = cli_connect(x)) != CLI_OK)
         return rc;
     krappy_err e = krappy_stats(x->client, topic, group, st);
-    if (e == KRAPPY_E_NOT_FOUND && group != NULL)
-        return cli_fail(x, "topic %s has no consumer group \"%s\"", topic, group);
-    if (e == KRAPPY_E_NO_SUCH_TOPIC)
-        return cli_fail(x, "there is no topic named \"%s\" (`krappy topics` lists them)", topic);
-    if (e != KRAPPY_OK)
-        return cli_client_fail(x, e);
-    return CLI_OK;
+    return e == KRAPPY_OK ? CLI_OK : cli_client_fail(x, e);
 }
 
 /* stats: the topic's figures, then its groups as a table. */

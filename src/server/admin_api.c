@@ -428,7 +428,9 @@ static long body_to_publish(const char *body, size_t len, uint64_t max_events, k
             return -1;
         }
         kr_cbor_put_array(out, ev.headers != NULL ? 4 : 3);
-        if (ev.has_key)
+        if (ev.has_key && ev.key_is_bytes)
+            kr_cbor_put_bytes(out, ev.key, ev.key_len);
+        else if (ev.has_key)
             kr_cbor_put_text(out, (const char *)ev.key, ev.key_len);
         else
             kr_cbor_put_null(out);

@@ -371,6 +371,11 @@ def json_texts():
         ("event_bad_header", '{"value": 1, "headers": {"a": 1}}'),
         ("event_headers_array", '{"value": 1, "headers": ["a"]}'),
         ("event_not_object", '[1, 2]'),
+        ("event_fetched", '{"offset": 5, "ts": 1700000000000, "key": "00ff10", "key_is_hex": true,'
+                          ' "value": "v", "headers": {"t": "abc", "b": {"hex": "00ff"},'
+                          ' "u": {"base64url": "AP8"}}}'),
+        ("event_bad_hex", '{"key": "0g", "key_is_hex": true, "value": 1,'
+                          ' "headers": {"x": {"hex": "abc"}, "y": {"base64url": "A"}}}'),
         ("event_many_headers", '{"value": 0, "headers": {' +
                                ", ".join('"h%d": "%s"' % (i, "v" * i) for i in range(40)) + "}}"),
     ]
