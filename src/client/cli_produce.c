@@ -437,9 +437,8 @@ static void print_summary(produce *p)
     if (p->x->json) {
         printf("{\"topic\":");
         kr_json_str_file(stdout, p->topic, strlen(p->topic));
-        printf(",\"events\":%llu,\"batches\":%llu,\"ack\":\"%s\",\"keyless\":%llu",
-               (unsigned long long)p->sent, (unsigned long long)p->batches, ack_name(p->ack),
-               (unsigned long long)p->keyless);
+        printf(",\"events\":%llu,\"batches\":%llu,\"ack\":\"%s\"", (unsigned long long)p->sent,
+               (unsigned long long)p->batches, ack_name(p->ack));
         if (p->have_range)
             printf(",\"first\":%llu,\"last\":%llu", (unsigned long long)p->first,
                    (unsigned long long)p->last);
