@@ -75,6 +75,7 @@ all)
     hammer $ASAN $ASAN/bin asan --seconds 5
     hammer $ASAN $ASAN/bin "asan, mixed acks" --seconds 5 --sync 50
     e2e $REL bin "O2 smoke" smoke
+    run "README's libkrappy program, installed" sh e2e/readme_example.sh
     ;;
 unit) unit $ASAN asan ;;
 fuzz-replay) fuzz_replay $ASAN asan ;;
@@ -82,7 +83,10 @@ e2e)
     e2e $ASAN $ASAN/bin asan
     hammer $ASAN $ASAN/bin asan --seconds 5
     ;;
-smoke) e2e $REL bin "O2 smoke" smoke ;;
+smoke)
+    e2e $REL bin "O2 smoke" smoke
+    run "README's libkrappy program, installed" sh e2e/readme_example.sh
+    ;;
 torture)
     # The long loops: 100000 churned connections, 100 kill -9 rounds under
     # load, 30 power cuts; hammer with 100 kill -9s of the server under load.
