@@ -37,6 +37,15 @@ static krappy_client *client(const e2e_server *s)
     return c;
 }
 
+/* kill -9 the server, then start it again on its data. */
+static void kill9_restart(e2e_server *s)
+{
+    kill(s->pid, SIGKILL);
+    waitpid(s->pid, NULL, 0);
+    s->pid = 0;
+    assert_int_equal(e2e_restart(s, NULL), 0);
+}
+
 /* Register c as a producer on topic and publish n text events "v<i>" with
  * keys "key-<i>" and the given timestamps (NULL: server time). */
 static uint64_t fill(krappy_client *c, const char *topic, int n, const uint64_t *ts)
@@ -275,10 +284,7 @@ static void test_group_seek_and_delete(void **state)
     /* Durable: after a kill -9 the group resumes at 7. */
     krappy_client_free(member);
     krappy_client_free(admin);
-    kill(s.pid, SIGKILL);
-    waitpid(s.pid, NULL, 0);
-    s.pid = 0;
-    assert_int_equal(e2e_restart(&s, NULL), 0);
+    kill9_restart(&s);
     admin = client(&s);
     member = client(&s);
     assert_int_equal(krappy_register_consumer(member, "orders", "billing", NULL, &me), KRAPPY_OK);
@@ -293,10 +299,7 @@ static void test_group_seek_and_delete(void **state)
     assert_int_equal(n_groups(admin, "orders"), 0);
     krappy_client_free(member);
     krappy_client_free(admin);
-    kill(s.pid, SIGKILL);
-    waitpid(s.pid, NULL, 0);
-    s.pid = 0;
-    assert_int_equal(e2e_restart(&s, NULL), 0);
+    kill9_restart(&s);
     admin = client(&s);
     assert_int_equal(n_groups(admin, "orders"), 0);
     krappy_client_free(admin);
@@ -401,11 +404,8 @@ static void test_kill9_during_delete_steps(void **state)
         kr_buf_free(&b);
         if (!shim_saw(&s, steps[i].fired, 5000))
             fail_msg("step %zu: the stall (%s) never came", i, steps[i].rule);
-        kill(s.pid, SIGKILL);
-        waitpid(s.pid, NULL, 0);
-        s.pid = 0;
         krappy_client_free(c);
-        assert_int_equal(e2e_restart(&s, NULL), 0);
+        kill9_restart(&s);
         assert_int_equal(whole_or_gone(&s), steps[i].whole);
         assert_int_equal(e2e_stop(&s, 10000), 0);
     }
@@ -431,11 +431,8 @@ static void test_kill9_during_delete_random(void **state)
         kr_buf_free(&b);
         usleep((useconds_t)(rand() % 8000)); /* 0 to 8 ms: before, during, after */
         int acked = reply_within(c, 0) == 0;
-        kill(s.pid, SIGKILL);
-        waitpid(s.pid, NULL, 0);
-        s.pid = 0;
         krappy_client_free(c);
-        assert_int_equal(e2e_restart(&s, NULL), 0);
+        kill9_restart(&s);
         int w = whole_or_gone(&s);
         if (acked)
             assert_int_equal(w, 0);

@@ -96,6 +96,25 @@ static kr_topic *reg(kr_store *s, const char *name)
     return t;
 }
 
+/* Publish the n events and wait for their acknowledgement. @return first. */
+static uint64_t publish(kr_store *s, kr_topic *t, const kr_event_out_spec *ev, int n)
+{
+    kr_buf b, scratch;
+    kr_request req;
+    char msg[256];
+    kr_test_publish_request(ev, (size_t)n, &b, &scratch, &req);
+    done d = {0};
+    uint64_t bad;
+    assert_int_equal(
+        kr_store_publish(s, t, &req, &scratch, false, on_done, &d, msg, sizeof msg, &bad),
+        KRAPPY_OK);
+    run_until(&d.calls, 1);
+    assert_int_equal(d.res.err, KRAPPY_OK);
+    kr_buf_free(&b);
+    kr_buf_free(&scratch);
+    return d.res.first;
+}
+
 /* Publish n events key "k<j % nkeys>" value "v<offset>". @return first. */
 static uint64_t pub(kr_store *s, kr_topic *t, int n, int nkeys)
 {
@@ -119,20 +138,7 @@ static uint64_t pub(kr_store *s, kr_topic *t, int n, int nkeys)
                                     .value_len = vb.len};
         kr_buf_free(&vb);
     }
-    kr_buf b, scratch;
-    kr_request req;
-    char msg[256];
-    kr_test_publish_request(ev, (size_t)n, &b, &scratch, &req);
-    done d = {0};
-    uint64_t bad;
-    assert_int_equal(
-        kr_store_publish(s, t, &req, &scratch, false, on_done, &d, msg, sizeof msg, &bad),
-        KRAPPY_OK);
-    run_until(&d.calls, 1);
-    assert_int_equal(d.res.err, KRAPPY_OK);
-    assert_int_equal(d.res.first, first);
-    kr_buf_free(&b);
-    kr_buf_free(&scratch);
+    assert_int_equal(publish(s, t, ev, n), first);
     return first;
 }
 
@@ -886,19 +892,7 @@ static void pub_ts(kr_store *s, kr_topic *t, const uint64_t *ts, int n)
                                     .has_ts = true,
                                     .ts = ts[j]};
     }
-    kr_buf b, scratch;
-    kr_request req;
-    char msg[256];
-    kr_test_publish_request(ev, (size_t)n, &b, &scratch, &req);
-    done d = {0};
-    uint64_t bad;
-    assert_int_equal(
-        kr_store_publish(s, t, &req, &scratch, false, on_done, &d, msg, sizeof msg, &bad),
-        KRAPPY_OK);
-    run_until(&d.calls, 1);
-    assert_int_equal(d.res.err, KRAPPY_OK);
-    kr_buf_free(&b);
-    kr_buf_free(&scratch);
+    publish(s, t, ev, n);
 }
 
 static uint64_t at_time(kr_store *s, kr_topic *t, uint64_t ts)

@@ -93,6 +93,15 @@ int cli_delete_topic(cli *x, int argc, char **argv)
     return CLI_OK;
 }
 
+/* The start of a JSON answer about a group: {"topic":..,"group":.. */
+static void json_topic_group(const char *topic, const char *group)
+{
+    printf("{\"topic\":");
+    kr_json_str_file(stdout, topic, strlen(topic));
+    printf(",\"group\":");
+    kr_json_str_file(stdout, group, strlen(group));
+}
+
 /* WHERE of --seek: earliest, latest, an offset or a time. */
 static int parse_where(cli *x, const cli_group_admin *ga, const char *where, krappy_seek *to,
                        uint64_t *value)
@@ -157,10 +166,7 @@ int cli_group_seek(cli *x, const char *topic, const cli_group_admin *ga, const c
     if (e != KRAPPY_OK)
         return cli_client_fail(x, e);
     if (x->json) {
-        printf("{\"topic\":");
-        kr_json_str_file(stdout, topic, strlen(topic));
-        printf(",\"group\":");
-        kr_json_str_file(stdout, ga->seek, strlen(ga->seek));
+        json_topic_group(topic, ga->seek);
         printf(",\"cursor\":%llu,\"was\":%llu,\"forgotten\":%llu}\n", (unsigned long long)cursor,
                (unsigned long long)was, (unsigned long long)pending);
         return CLI_OK;
@@ -198,10 +204,7 @@ int cli_group_delete(cli *x, const char *topic, const cli_group_admin *ga)
     if (e != KRAPPY_OK)
         return cli_client_fail(x, e);
     if (x->json) {
-        printf("{\"topic\":");
-        kr_json_str_file(stdout, topic, strlen(topic));
-        printf(",\"group\":");
-        kr_json_str_file(stdout, ga->del, strlen(ga->del));
+        json_topic_group(topic, ga->del);
         printf(",\"deleted\":true}\n");
     } else {
         printf("deleted group %s of %s\n", ga->del, topic);

@@ -23,36 +23,36 @@ static void drop_consumer(kr_conn *c)
     kr_store_group_leave(c->srv->store, tg, m);
 }
 
+/* Every connection lets go of t (its producers) and of tg, or every group
+ * of t when tg is NULL (their members). */
+static void forget(kr_server *srv, const kr_topic *t, const kr_tgroup *tg)
+{
+    kr_conn *c;
+    TAILQ_FOREACH(c, &srv->conns, link)
+    {
+        if (tg == NULL && c->producer == t) {
+            c->producer = NULL;
+            c->producer_gone = true;
+        }
+        if (c->consumer != NULL && (tg ? c->consumer_group == tg : c->consumer_group->t == t))
+            drop_consumer(c);
+    }
+}
+
 krappy_err kr_ops_delete_topic(kr_server *srv, kr_topic *t, kr_store_done done, void *arg,
                                char *msg, size_t msglen)
 {
     krappy_err e = kr_store_delete_topic(srv->store, t, done, arg, msg, msglen);
-    if (e != KRAPPY_OK)
-        return e;
-    kr_conn *c;
-    TAILQ_FOREACH(c, &srv->conns, link)
-    {
-        if (c->producer == t) {
-            c->producer = NULL;
-            c->producer_gone = true;
-        }
-        if (c->consumer != NULL && c->consumer_group->t == t)
-            drop_consumer(c);
-    }
-    return KRAPPY_OK;
+    if (e == KRAPPY_OK)
+        forget(srv, t, NULL);
+    return e;
 }
 
 krappy_err kr_ops_group_delete(kr_server *srv, kr_tgroup *tg, kr_store_done done, void *arg,
                                char *msg, size_t msglen)
 {
     krappy_err e = kr_store_group_delete(srv->store, tg, done, arg, msg, msglen);
-    if (e != KRAPPY_OK)
-        return e;
-    kr_conn *c;
-    TAILQ_FOREACH(c, &srv->conns, link)
-    {
-        if (c->consumer != NULL && c->consumer_group == tg)
-            drop_consumer(c);
-    }
-    return KRAPPY_OK;
+    if (e == KRAPPY_OK)
+        forget(srv, tg->t, tg);
+    return e;
 }
