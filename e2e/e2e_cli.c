@@ -238,6 +238,36 @@ static void test_admin_verbs(void **state)
     assert_null(strstr(out, "adm "));
 }
 
+/* On a terminal (script(1) gives it one) delete-topic and --delete ask
+ * for the name first; --yes does not ask. */
+static void test_confirm_on_a_terminal(void **state)
+{
+    (void)state;
+    if (system("command -v script >/dev/null 2>&1") != 0)
+        skip();
+    char cmd[1024];
+    assert_int_equal(cli("produce ask a=1"), 0);
+    assert_int_equal(cli("consume ask -g g 2>/dev/null"), 0);
+    snprintf(cmd, sizeof cmd,
+             "printf 'nope\\n' | script -qec '%s -h %s -p %s delete-topic ask' /dev/null 2>&1",
+             e2e_cli(), srv.host, srv.port);
+    assert_int_equal(e2e_run(cmd, out, sizeof out), 1);
+    assert_non_null(strstr(out, "Delete topic ask: 1 event"));
+    assert_non_null(strstr(out, "nothing deleted"));
+    snprintf(cmd, sizeof cmd,
+             "printf 'g\\n' | script -qec '%s -h %s -p %s groups ask --delete g' /dev/null 2>&1",
+             e2e_cli(), srv.host, srv.port);
+    assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
+    assert_non_null(strstr(out, "Delete consumer group g of topic ask"));
+    assert_non_null(strstr(out, "deleted group g of ask"));
+    snprintf(cmd, sizeof cmd,
+             "script -qec '%s -h %s -p %s delete-topic ask --yes' /dev/null </dev/null 2>&1",
+             e2e_cli(), srv.host, srv.port);
+    assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
+    assert_null(strstr(out, "Type ask"));
+    assert_non_null(strstr(out, "deleted topic ask"));
+}
+
 /* bash completion: verbs and options from the binary, topics and groups
  * from the server. */
 static void test_bash_completion(void **state)
@@ -292,6 +322,7 @@ int main(void)
         cmocka_unit_test(test_start_on_existing_group),
         cmocka_unit_test(test_consume_ends_when_caught_up),
         cmocka_unit_test(test_admin_verbs),
+        cmocka_unit_test(test_confirm_on_a_terminal),
         cmocka_unit_test(test_bash_completion),
     };
     return cmocka_run_group_tests_name("e2e_cli", tests, setup, teardown);
