@@ -54,6 +54,7 @@ void kr_job_free(kr_job *j)
         break;
     case KR_JOB_BARRIER:
     case KR_JOB_CURSOR:
+    case KR_JOB_TOPIC_DROP:
         break;
     }
     free(j->msg);
