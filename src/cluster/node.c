@@ -63,6 +63,7 @@ struct kr_node {
     char *dir;
     kr_node_peer *peers;
     size_t n_peers;
+    uint8_t info[KR_TRANSPORT_INFO_MAX];
     kr_node_opts o; /* timeouts, hooks (string fields point at the copies above) */
     int efd;        /* -1 with a notify function */
     pthread_t thread;
@@ -466,8 +467,14 @@ static int open_raft(kr_node *n, char *err, size_t errlen)
         snprintf(err, errlen, "cannot create the raft thread's event loop");
         return -1;
     }
-    kr_transport_opts to = {
-        .bind = n->bind, .handshake_ms = n->o.handshake_ms, .connect_ms = n->o.connect_ms};
+    kr_transport_opts to = {.bind = n->bind,
+                            .handshake_ms = n->o.handshake_ms,
+                            .connect_ms = n->o.connect_ms,
+                            .info = n->o.info,
+                            .info_len = n->o.info_len,
+                            .probe = n->o.probe,
+                            .on_info = n->o.on_info,
+                            .arg = n->o.hook_arg};
     if (kr_transport_init(&n->transport, &n->loop, &to, err, errlen) < 0)
         goto fail_loop;
     rv = raft_uv_init(&n->io, &n->loop, n->dir, &n->transport);
@@ -591,6 +598,10 @@ static int take_opts(kr_node *n, const kr_node_opts *o, char *err, size_t errlen
         snprintf(err, errlen, "the state machine needs apply, snapshot and restore functions");
         return -1;
     }
+    if (o->info_len > KR_TRANSPORT_INFO_MAX) {
+        snprintf(err, errlen, "the node's info is longer than %d bytes", KR_TRANSPORT_INFO_MAX);
+        return -1;
+    }
     n->o = *o;
     n->id = o->id;
     snprintf(n->addr, sizeof n->addr, "%s", o->addr);
@@ -622,6 +633,9 @@ static int take_opts(kr_node *n, const kr_node_opts *o, char *err, size_t errlen
                  (unsigned long long)o->id);
         return -1;
     }
+    if (o->info_len > 0)
+        memcpy(n->info, o->info, o->info_len);
+    n->o.info = n->info;
     n->o.addr = n->addr;
     n->o.bind = n->bind;
     n->o.dir = n->dir;
