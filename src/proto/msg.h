@@ -154,6 +154,13 @@ typedef struct kr_request {
         struct {
             kr_str topic, group;
         } group_delete;
+        struct {
+            /* krappyd's membership changes (the leader only): `add`
+             * {id, raft} or `remove` id; neither: just the picture. */
+            bool has_add, has_remove;
+            uint64_t id;
+            kr_str raft; /* add: the node's raft "host:port" */
+        } cluster;
     } u;
 } kr_request;
 
@@ -266,6 +273,9 @@ void kr_enc_delete_topic(kr_buf *b, kr_cid cid, const char *topic);
 void kr_enc_group_seek(kr_buf *b, kr_cid cid, const char *topic, const char *group, kr_seek_kind to,
                        uint64_t value);
 void kr_enc_group_delete(kr_buf *b, kr_cid cid, const char *topic, const char *group);
+/* CLUSTER {}, or with add {id, raft} (raft not NULL) or remove id (id > 0,
+ * raft NULL) - krappyd's membership changes. id 0: neither. */
+void kr_enc_cluster(kr_buf *b, kr_cid cid, uint64_t id, const char *raft);
 
 /* ---- Reply encoders (server side). ---- */
 
@@ -278,6 +288,7 @@ typedef struct kr_error_extra {
     uint64_t index;
     bool has_expected; /* OUT_OF_ORDER_SEQUENCE: the seq the server expects */
     uint64_t expected;
+    const char *leader; /* NOT_LEADER: the leader's data "host:port" (NULL: none known) */
 } kr_error_extra;
 
 void kr_enc_error(kr_buf *b, kr_cid cid, krappy_err code, const char *message,
@@ -298,6 +309,25 @@ void kr_enc_ok_publish_duplicate(kr_buf *b, kr_cid cid, uint64_t first, uint64_t
 void kr_enc_ok_ack(kr_buf *b, kr_cid cid, uint64_t cursor, const uint64_t *ignored, size_t n);
 void kr_enc_ok_topic(kr_buf *b, kr_cid cid, const kr_str *topic); /* DELETE_TOPIC */
 void kr_enc_ok_cursor(kr_buf *b, kr_cid cid, uint64_t cursor);    /* GROUP_SEEK */
+
+/* CLUSTER's OK (PROTOCOL.md section 8): {cid?, cluster, node, term, leader
+ * (null when 0), nodes, commit, applied} - `commit` and `applied` are
+ * krappyd's additions - then one kr_enc_cluster_node per node. */
+typedef struct kr_cluster_head {
+    const char *cluster;
+    uint64_t node, term, leader, commit, applied;
+} kr_cluster_head;
+void kr_enc_ok_cluster_begin(kr_buf *b, kr_cid cid, const kr_cluster_head *h, size_t n_nodes);
+
+/* One node: {id, addr, role} and krappyd's `raft`, `kafka` (when it has
+ * one) and, as the leader sees it, `match` and `lag` (has_lag). */
+typedef struct kr_cluster_node_out {
+    uint64_t id;
+    const char *addr, *role, *raft, *kafka; /* kafka NULL or "": none */
+    bool has_lag;
+    uint64_t match, lag;
+} kr_cluster_node_out;
+void kr_enc_cluster_node(kr_buf *b, const kr_cluster_node_out *n);
 
 /* OK {cid?, topics: [{name, first, next}...]}: begin with the count, then one
  * kr_enc_topic per topic. */
@@ -358,6 +388,7 @@ typedef struct kr_error_in {
     uint64_t first, next;
     bool has_expected; /* OUT_OF_ORDER_SEQUENCE */
     uint64_t expected;
+    kr_str leader; /* NOT_LEADER: the leader's "host:port" (len 0: none) */
 } kr_error_in;
 
 /* @return 0 on success, -1 when the ERROR payload lacks a uint code. */

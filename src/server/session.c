@@ -463,7 +463,7 @@ static void conn_start(kr_conn *c, uint32_t type, const uint8_t *payload, size_t
                      "request type %u (%s) is not supported by this server yet", type, name);
         else
             snprintf(c->errmsg, sizeof c->errmsg,
-                     "unknown request type %u; request types are 1 to 12 and 14 to 16", type);
+                     "unknown request type %u; request types are 1 to 16", type);
         kr_req_error(r, KRAPPY_E_UNKNOWN_TYPE, c->errmsg, NULL);
         return;
     }

@@ -118,6 +118,10 @@ def messages():
         Indef([Indef([b"a", b"b"], "bytes"), 1]),
         [Indef(["x", "y"], "text"), Indef({"deep": Indef([1, 2, 3])}), 5]]),
         "ack": Indef(["wr", "ite"], "text")}))
+    add("cluster", 13, {"cid": 9})
+    add("cluster_add", 13, {"add": {"id": 4, "raft": "krappyd-3.krappyd-headless:7072"}})
+    add("cluster_remove", 13, {"remove": 2})
+    add("cluster_both", 13, {"add": {"id": 4, "raft": "h:1"}, "remove": 2})
     add("pub_both", PUB, {"events": [[None, 1]], "value": 2})
     add("pub_badev", PUB, {"events": [[None, 1], [1, 2], [None]]})
     add("pub_tags", PUB, {"events": [[None, Raw(b"\xc6\x01")], [None, Raw(b"\xf0")],
