@@ -622,11 +622,7 @@ void kr_cluster_stop(kr_cluster *c)
 bool kr_cluster_is_leader(kr_cluster *c)
 {
     kr_node *n = node_of(c);
-    if (n == NULL)
-        return false;
-    kr_node_status s;
-    kr_node_get_status(n, &s);
-    return s.state == KR_NODE_LEADER;
+    return n != NULL && kr_node_state_now(n) == KR_NODE_LEADER;
 }
 
 static int leader_info(kr_cluster *c, kr_node_info *out)

@@ -92,7 +92,8 @@ struct kr_node {
     size_t pending;       /* bytes submitted and not completed */
     uint64_t free_bytes;  /* on dir's filesystem, as of the last disk timer */
     bool stopping;
-    int started; /* 0 starting, 1 running, -1 failed */
+    int state_now; /* kr_node_state, atomic (kr_node_state_now) */
+    int started;   /* 0 starting, 1 running, -1 failed */
     char start_err[256];
     kr_node_status status;
 };
@@ -379,6 +380,7 @@ static void on_turn(uv_check_t *c)
         n->status.state = KR_NODE_UNAVAILABLE;
         n->status.halted = false;
         pthread_mutex_unlock(&n->mu);
+        __atomic_store_n(&n->state_now, KR_NODE_UNAVAILABLE, __ATOMIC_RELEASE);
         return;
     }
     raft_id leader;
@@ -386,6 +388,7 @@ static void on_turn(uv_check_t *c)
     raft_leader(r, &leader, &leader_addr);
     int state = raft_state(r);
     bool lead = state == RAFT_LEADER;
+    __atomic_store_n(&n->state_now, state, __ATOMIC_RELEASE);
     uint64_t cfg = r->configuration_uncommitted_index > r->configuration_index
                        ? r->configuration_uncommitted_index
                        : r->configuration_index;
@@ -818,6 +821,11 @@ kr_node_err kr_node_remove(kr_node *n, uint64_t id, kr_node_done done, void *arg
 kr_node_err kr_node_transfer(kr_node *n, uint64_t id, kr_node_done done, void *arg)
 {
     return member_op(n, OP_TRANSFER, id, NULL, 0, done, arg);
+}
+
+kr_node_state kr_node_state_now(const kr_node *n)
+{
+    return (kr_node_state)__atomic_load_n(&n->state_now, __ATOMIC_ACQUIRE);
 }
 
 void kr_node_get_status(kr_node *n, kr_node_status *out)

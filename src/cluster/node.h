@@ -276,4 +276,8 @@ size_t kr_node_drain(kr_node *n);
  * last loop turn (any thread). */
 void kr_node_get_status(kr_node *n, kr_node_status *out);
 
+/* kr_node_state_now - the node's state as of the raft thread's last loop
+ * turn, without the copy (any thread; a lock-free read for hot paths). */
+kr_node_state kr_node_state_now(const kr_node *n);
+
 #endif

@@ -319,8 +319,9 @@ typedef struct kr_cluster_head {
 } kr_cluster_head;
 void kr_enc_ok_cluster_begin(kr_buf *b, kr_cid cid, const kr_cluster_head *h, size_t n_nodes);
 
-/* One node: {id, addr, role} and krappyd's `raft`, `kafka` (when it has
- * one) and, as the leader sees it, `match` and `lag` (has_lag). */
+/* One node: {id, addr, role} and krappyd's `raft` and `kafka` (when it has
+ * them; NULL or "": none) and, as the leader sees it, `match` and `lag`
+ * (has_lag). */
 typedef struct kr_cluster_node_out {
     uint64_t id;
     const char *addr, *role, *raft, *kafka; /* kafka NULL or "": none */

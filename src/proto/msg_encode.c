@@ -364,15 +364,18 @@ void kr_enc_ok_cluster_begin(kr_buf *b, kr_cid cid, const kr_cluster_head *h, si
 void kr_enc_cluster_node(kr_buf *b, const kr_cluster_node_out *n)
 {
     bool kafka = n->kafka != NULL && n->kafka[0] != '\0';
-    kr_cbor_put_map(b, 4 + kafka + (n->has_lag ? 2 : 0));
+    bool raft = n->raft != NULL && n->raft[0] != '\0';
+    kr_cbor_put_map(b, 3 + raft + kafka + (n->has_lag ? 2 : 0));
     PUT_KEY(b, "id");
     kr_cbor_put_uint(b, n->id);
     PUT_KEY(b, "addr");
     kr_cbor_put_cstr(b, n->addr);
     PUT_KEY(b, "role");
     kr_cbor_put_cstr(b, n->role);
-    PUT_KEY(b, "raft");
-    kr_cbor_put_cstr(b, n->raft);
+    if (raft) {
+        PUT_KEY(b, "raft");
+        kr_cbor_put_cstr(b, n->raft);
+    }
     if (kafka) {
         PUT_KEY(b, "kafka");
         kr_cbor_put_cstr(b, n->kafka);

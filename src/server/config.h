@@ -57,6 +57,12 @@ typedef struct kr_config {
     uint32_t group_window;
     bool fsync_cursors;
     uint32_t max_producers; /* idempotent producers kept, all topics */
+    /* cluster (PROTOCOL.md section 8); raft_listen NULL: a single node */
+    char *node_id_text; /* "N" or "auto", as given */
+    uint64_t node_id;   /* resolved; 0 without --raft-listen */
+    char *raft_listen;
+    char *peers;     /* "1=HOST:PORT,..." or NULL */
+    char *advertise; /* NULL: from --listen, once bound */
 } kr_config;
 
 typedef enum kr_config_action {

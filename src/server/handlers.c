@@ -1034,6 +1034,7 @@ static const kr_handler handlers[KRAPPY_T_REQUEST_MAX + 1] = {
     [KRAPPY_T_PING] = {"PING", false, ping},
     [KRAPPY_T_TOPICS] = {"TOPICS", false, topics},
     [KRAPPY_T_STATS] = {"STATS", false, stats},
+    [KRAPPY_T_CLUSTER] = {"CLUSTER", false, kr_handle_cluster},
     [KRAPPY_T_DELETE_TOPIC] = {"DELETE_TOPIC", true, delete_topic},
     [KRAPPY_T_GROUP_SEEK] = {"GROUP_SEEK", true, group_seek},
     [KRAPPY_T_GROUP_DELETE] = {"GROUP_DELETE", true, group_delete},

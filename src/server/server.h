@@ -29,6 +29,7 @@
 
 #include <event2/event.h>
 
+#include "cluster/cluster.h"
 #include "util/buf.h"
 #include "proto/msg.h"
 #include "server/config.h"
@@ -157,6 +158,14 @@ struct kr_server {
     kr_metrics *metrics;
     kr_server_metrics m;
     kr_store *store; /* NULL in unit tests of the session alone */
+    /* PROTOCOL.md section 8 (cluster_ops.c): the cluster this node is a
+     * member of (NULL: a single node, a cluster of one named cluster_id),
+     * and where clients reach it (and its Kafka listener, "" for none). */
+    kr_cluster *cluster;
+    char cluster_id[KR_CLUSTER_ID_MAX + 1];
+    char advertise[KR_HOSTPORT_MAX + 1];
+    char kafka_advertise[KR_HOSTPORT_MAX + 1];
+    bool failed; /* something could not start after the loop began: exit 1 */
     /* Request type -> handler; kr_handler_for unless a test swaps it. */
     const struct kr_handler *(*handler_for)(uint32_t type);
 };
@@ -246,6 +255,25 @@ void kr_handlers_conn_closed(kr_conn *c);
 
 /* The handler of a request type, or NULL when this server has none. */
 const kr_handler *kr_handler_for(uint32_t type);
+
+/* ---- cluster_ops.c: PROTOCOL.md section 8 ---- */
+
+/*
+ * kr_server_cluster_start - once the data port listens: fix the address
+ * clients reach this node at, then start as a cluster member (with
+ * --raft-listen) or name the cluster of one. A member that cannot start
+ * after all stops the server (srv->failed).
+ * @return 0, or -1 (logged).
+ */
+int kr_server_cluster_start(kr_server *srv);
+
+/* In a cluster: answer NOT_LEADER (with the leader's address when known)
+ * to a request that needs the leader, on a node that does not lead.
+ * @return true when it answered (the request is finished). */
+bool kr_server_not_leader(kr_conn *c, kr_req *r, const kr_request *req);
+
+/* CLUSTER: the picture, or a membership change (answered once committed). */
+kr_hresult kr_handle_cluster(kr_conn *c, kr_req *r, const kr_request *req);
 
 /* ---- admin_ops.c: administration, for the data port and the admin port ---- */
 

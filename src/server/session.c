@@ -472,6 +472,8 @@ static void conn_start(kr_conn *c, uint32_t type, const uint8_t *payload, size_t
         kr_req_error(r, rc, c->errmsg, &extra);
         return;
     }
+    if (c->srv->cluster != NULL && kr_server_not_leader(c, r, &req))
+        return; /* PROTOCOL.md section 5: after the fields, before registration */
     if (h->fifo) {
         r->fifo = true;
         c->running_fifo++;
