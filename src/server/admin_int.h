@@ -47,6 +47,10 @@ int kr_admin_put_event(struct evbuffer *b, const kr_event_view *v, size_t value_
 
 /* ---- admin_api.c ---- */
 
+/* A POST's JSON body (Content-Type: application/json), or NULL after
+ * answering why not. Borrowed from the request. */
+const char *kr_admin_json_body(struct evhttp_request *req, size_t *len);
+
 /* GET /api/topics/T/events?from|before|ts, max, prefix, value_bytes. */
 void kr_admin_events(kr_admin *a, struct evhttp_request *req, kr_topic *t,
                      const struct evkeyvalq *q);
@@ -67,5 +71,11 @@ void kr_admin_group(kr_admin *a, struct evhttp_request *req, kr_topic *t, const 
 /* One group as JSON: {"group", "cursor", "pending", "lag", "members",
  * "member_list": [{"member", "pending", "ack"}]}. */
 void kr_admin_put_group(struct evbuffer *b, const kr_tgroup *tg);
+
+/* ---- admin_cluster.c ---- */
+
+/* /api/cluster`rest`: "" (GET: the picture), "/members" (POST: add a node),
+ * "/members/N" (DELETE: remove node N). */
+void kr_admin_cluster(kr_admin *a, struct evhttp_request *req, const char *rest);
 
 #endif
