@@ -2,6 +2,7 @@
 #
 #   make            build bin/krappyd, bin/krappy, lib/libkrappy.{a,so}  (-O2)
 #   make run        install what is missing, build, run krappyd on ./data
+#   make cluster    the same, three nodes of one cluster (./data/node-N)
 #   make test       install what is missing, build with ASan+UBSan, run unit
 #                   tests, fuzz-corpus replay and the e2e suite, then an e2e
 #                   smoke run on the -O2 build
@@ -123,7 +124,7 @@ BENCHES     := $(patsubst e2e/bench/%.c,$(TOUT)/bench/%,$(BENCH_SRC))
 HAMMER      := $(TOUT)/e2e/hammer
 BENCH_VS    := $(TOUT)/bench/bench_vs
 
-.PHONY: all deps run test check unit fuzz-replay e2e smoke torture bench install \
+.PHONY: all deps run cluster test check unit fuzz-replay e2e smoke torture bench install \
         uninstall clean fmt lint fuzz valgrind symbols tests-build shim test-ui check-deploy
 
 all: $(KRAPPYD) $(KRAPPY) $(LIBA) $(LIBSO) symbols
@@ -145,6 +146,13 @@ run: deps
 	    echo "make run: krappyd listens on port $$(sed -n 1p "$$ports"); the web console is at http://$$host:$$(sed -n 2p "$$ports")/ (Ctrl-C stops it)"; \
 	wait $$pid; rc=$$?; while kill -0 $$pid 2>/dev/null; do wait $$pid; rc=$$?; done; \
 	rm -f "$$ports"; exit $$rc
+
+# Three nodes of one cluster on this machine (.ci/cluster.sh: data ports
+# 7070, 7170, 7270, admin ports one above, raft ports two above; data in
+# ./data/node-N); their logs interleaved here, Ctrl-C stops them.
+cluster: deps
+	@$(MAKE) --no-print-directory all
+	@bash .ci/cluster.sh
 
 # ---- build rules ----
 
