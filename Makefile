@@ -79,7 +79,7 @@ CLUSTER_SRC := $(wildcard src/cluster/*.c)
 TEST_SRC    := $(wildcard tests/test_*.c)
 FUZZ_SRC    := $(wildcard tests/fuzz/fuzz_*.c)
 E2E_SRC     := $(wildcard e2e/e2e_*.c)
-E2E_LIB_SRC := e2e/harness.c
+E2E_LIB_SRC := e2e/harness.c e2e/cluster.c e2e/proxy.c
 HAMMER_SRC  := $(wildcard e2e/hammer/*.c)
 BENCH_SRC   := $(wildcard e2e/bench/*.c)
 # bench_vs: krappyd side by side with NATS JetStream and Redis Streams; it
