@@ -690,6 +690,53 @@ static void test_group_record_with_a_long_name_is_skipped(void **state)
     kr_store_close(s);
 }
 
+/* A PUBLISH of --max-publish-events events in a frame below max_frame is
+ * stored, though its stored form (each event with its offset and ts) is
+ * larger than the frame: it used to fail STORAGE "out of memory encoding
+ * the batch". */
+static void test_publish_at_the_event_cap(void **state)
+{
+    (void)state;
+    kr_store *s = open_store(64u << 20, 0);
+    kr_topic *t = reg(s, "t");
+    size_t n = s->o.max_publish_events;
+    kr_event_out_spec *ev = calloc(n, sizeof *ev);
+    assert_non_null(ev);
+    static const uint8_t one = 0x01; /* the value 1, keyless */
+    for (size_t i = 0; i < n; i++)
+        ev[i] = (kr_event_out_spec){.value = &one, .value_len = 1};
+    kr_buf b, scratch;
+    kr_buf_init(&b, s->o.max_frame);
+    kr_buf_init(&scratch, s->o.max_frame);
+    kr_enc_publish(&b, (kr_cid){0}, KR_ACK_WRITE, ev, n);
+    assert_false(b.failed);
+    assert_true(b.len + 4 <= s->o.max_frame);
+    kr_request req;
+    char msg[256];
+    if (kr_req_decode(KRAPPY_T_PUBLISH, b.data, b.len, &scratch, &req, msg, sizeof msg) !=
+        KRAPPY_OK)
+        fail_msg("decode: %s", msg);
+    done d = {0};
+    uint64_t bad = UINT64_MAX;
+    krappy_err rc =
+        kr_store_publish(s, t, &req, &scratch, false, on_done, &d, msg, sizeof msg, &bad);
+    if (rc != KRAPPY_OK)
+        fail_msg("PUBLISH of %zu events: %s", n, msg);
+    run_until(&d.calls, 1);
+    assert_int_equal(d.res.err, KRAPPY_OK);
+    assert_int_equal(d.res.count, n);
+    assert_int_equal(t->next, n);
+    assert_true(t->bytes > s->o.max_frame); /* stored larger than the frame */
+    kr_fetch_result r;
+    if (kr_store_fetch(s, t, n - 1, 1, 0, &r, msg, sizeof msg) != KRAPPY_OK)
+        fail_msg("FETCH of the last event: %s", msg);
+    assert_int_equal(r.count, 1);
+    kr_buf_free(&b);
+    kr_buf_free(&scratch);
+    free(ev);
+    kr_store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -707,6 +754,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_forged_index_is_not_believed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_record_with_a_long_name_is_skipped, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_publish_at_the_event_cap, setup, teardown),
     };
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }

@@ -41,6 +41,7 @@
 #include "util/hostport.h"
 #include "util/json.h"
 #include "util/log.h"
+#include "util/secret.h"
 
 /* Largest /metrics or /api reply. */
 #define KR_ADMIN_REPLY_MAX (8u * 1024 * 1024)
@@ -52,18 +53,41 @@ struct kr_admin {
     kr_metric *m_rss, *m_fds, *m_view_bytes, *m_up;
 };
 
+/*
+ * Every reply leaves through here, and b (NULL: no body) is freed. A HEAD
+ * gets what a GET would get but the body: evhttp sends a HEAD reply's body
+ * as given, and adds no Content-Length to it, so the length is put here.
+ */
+static void send_reply(struct evhttp_request *req, int code, const char *reason, struct evbuffer *b)
+{
+    if (b != NULL && evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+        char len[32];
+        snprintf(len, sizeof len, "%zu", evbuffer_get_length(b));
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Length", len);
+        evbuffer_drain(b, evbuffer_get_length(b));
+    }
+    evhttp_send_reply(req, code, reason, b);
+    if (b != NULL)
+        evbuffer_free(b);
+}
+
+/* No memory for a reply: a bare 500 (evhttp_send_error would build a page). */
+static void send_oom(struct evhttp_request *req)
+{
+    send_reply(req, 500, "Internal Server Error", NULL);
+}
+
 static void reply_text(struct evhttp_request *req, int code, const char *reason, const char *type,
                        const char *body)
 {
     struct evbuffer *b = evbuffer_new();
     if (b == NULL) {
-        evhttp_send_error(req, 500, "out of memory");
+        send_oom(req);
         return;
     }
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", type);
     evbuffer_add(b, body, strlen(body));
-    evhttp_send_reply(req, code, reason, b);
-    evbuffer_free(b);
+    send_reply(req, code, reason, b);
 }
 
 /* A JSON error: {"error": "..."}, the sentence cut to fit 512 bytes. */
@@ -101,7 +125,7 @@ static void on_console(struct evhttp_request *req, void *arg)
         return;
     struct evbuffer *b = evbuffer_new();
     if (b == NULL) {
-        evhttp_send_error(req, 500, "out of memory");
+        send_oom(req);
         return;
     }
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
@@ -112,8 +136,7 @@ static void on_console(struct evhttp_request *req, void *arg)
     evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
     evhttp_add_header(h, "Cache-Control", "no-cache");
     evbuffer_add_reference(b, kr_console_html, kr_console_html_len, NULL, NULL);
-    evhttp_send_reply(req, 200, "OK", b);
-    evbuffer_free(b);
+    send_reply(req, 200, "OK", b);
 }
 
 /* Browsers ask for /favicon.ico; the console has none. */
@@ -121,7 +144,7 @@ static void on_favicon(struct evhttp_request *req, void *arg)
 {
     (void)arg;
     if (get_only(req))
-        evhttp_send_reply(req, 204, "No Content", NULL);
+        send_reply(req, 204, "No Content", NULL);
 }
 
 /* ---- probes ---- */
@@ -193,21 +216,21 @@ static void on_metrics(struct evhttp_request *req, void *arg)
     kr_buf_init(&out, KR_ADMIN_REPLY_MAX);
     if (kr_metrics_render(a->srv->metrics, &out) < 0) {
         kr_buf_free(&out);
-        evhttp_send_error(req, 500, "metrics too large");
+        reply_text(req, 500, "Internal Server Error", "text/plain",
+                   "the metrics do not fit in a reply\n");
         return;
     }
     struct evbuffer *b = evbuffer_new();
     if (b == NULL) {
         kr_buf_free(&out);
-        evhttp_send_error(req, 500, "out of memory");
+        send_oom(req);
         return;
     }
     evbuffer_add(b, out.data, out.len);
     kr_buf_free(&out);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       "text/plain; version=0.0.4; charset=utf-8");
-    evhttp_send_reply(req, 200, "OK", b);
-    evbuffer_free(b);
+    send_reply(req, 200, "OK", b);
 }
 
 /* ---- the JSON API ---- */
@@ -217,13 +240,11 @@ static int authorized(kr_admin *a, struct evhttp_request *req)
     if (a->token == NULL)
         return 1;
     const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
-    size_t tl = strlen(a->token);
-    if (h == NULL || strncmp(h, "Bearer ", 7) != 0 || strlen(h + 7) != tl)
+    /* The scheme is public; the token is compared in constant time, its
+     * length included (as the data port's). */
+    if (h == NULL || strncmp(h, "Bearer ", 7) != 0)
         return 0;
-    unsigned diff = 0;
-    for (size_t i = 0; i < tl; i++)
-        diff |= (unsigned)(h[7 + i] ^ a->token[i]);
-    return diff == 0;
+    return kr_secret_equal(h + 7, strlen(h + 7), a->token);
 }
 
 static void json_topic(struct evbuffer *b, const kr_topic *t)
@@ -249,8 +270,7 @@ static void json_name(struct evbuffer *b, const char *s, size_t n)
 static void send_json(struct evhttp_request *req, struct evbuffer *b)
 {
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
-    evhttp_send_reply(req, 200, "OK", b);
-    evbuffer_free(b);
+    send_reply(req, 200, "OK", b);
 }
 
 static void api_topics(kr_admin *a, struct evhttp_request *req)
@@ -259,7 +279,7 @@ static void api_topics(kr_admin *a, struct evhttp_request *req)
     size_t n = kr_store_topics(a->srv->store, &all), k = 0;
     struct evbuffer *b = evbuffer_new();
     if (b == NULL) {
-        evhttp_send_error(req, 500, "out of memory");
+        send_oom(req);
         return;
     }
     evbuffer_add_printf(b, "{\"topics\":[");
@@ -275,16 +295,16 @@ static void api_topics(kr_admin *a, struct evhttp_request *req)
     send_json(req, b);
 }
 
-static void api_topic(kr_admin *a, struct evhttp_request *req, const char *name)
+static void api_topic(kr_admin *a, struct evhttp_request *req, const char *name, size_t len)
 {
-    kr_topic *t = kr_store_topic(a->srv->store, (const uint8_t *)name, strlen(name));
+    kr_topic *t = kr_store_topic(a->srv->store, (const uint8_t *)name, len);
     if (t == NULL) {
         reply_error(req, 404, "Not Found", "no such topic");
         return;
     }
     struct evbuffer *b = evbuffer_new();
     if (b == NULL) {
-        evhttp_send_error(req, 500, "out of memory");
+        send_oom(req);
         return;
     }
     json_topic(b, t);
@@ -348,13 +368,14 @@ static int query_uint(const struct evkeyvalq *q, const char *name, uint64_t *v)
     return 1;
 }
 
-static void api_key(kr_admin *a, struct evhttp_request *req, kr_topic *t, const char *key)
+/* A key is bytes: klen counts them all, a NUL decoded from %00 included. */
+static void api_key(kr_admin *a, struct evhttp_request *req, kr_topic *t, const char *key,
+                    size_t klen)
 {
     kr_buf ev;
     char msg[256];
     kr_buf_init(&ev, (size_t)a->srv->cfg->max_frame);
-    int rc =
-        kr_store_get(a->srv->store, t, (const uint8_t *)key, strlen(key), &ev, msg, sizeof msg);
+    int rc = kr_store_get(a->srv->store, t, (const uint8_t *)key, klen, &ev, msg, sizeof msg);
     kr_cbor_item it;
     kr_event_view v;
     if (rc == 0) {
@@ -502,30 +523,31 @@ static void api_scan(kr_admin *a, struct evhttp_request *req, kr_topic *t,
                         prefix ? strlen(prefix) : 0, false, NULL, 0, scan_ready, sr);
 }
 
-/* /api/topics/T/... : keys/K, events, scan. */
-static void api_topic_sub(kr_admin *a, struct evhttp_request *req, const char *rest,
+/* Whether the `len` bytes at p are exactly the string s. */
+static bool is(const char *p, size_t len, const char *s)
+{
+    return len == strlen(s) && memcmp(p, s, len) == 0;
+}
+
+/* /api/topics/T/... : keys/K, events, scan. rest (after /api/topics/) has
+ * len bytes and a '/' among them; it may hold NULs decoded from %00. */
+static void api_topic_sub(kr_admin *a, struct evhttp_request *req, const char *rest, size_t len,
                           const struct evkeyvalq *q)
 {
-    const char *slash = strchr(rest, '/');
-    char name[KRAPPY_MAX_NAME_BYTES + 1];
+    const char *slash = memchr(rest, '/', len);
     size_t nl = (size_t)(slash - rest);
-    if (nl == 0 || nl > KRAPPY_MAX_NAME_BYTES) {
-        reply_error(req, 404, "Not Found", "no such topic");
-        return;
-    }
-    memcpy(name, rest, nl);
-    name[nl] = '\0';
-    kr_topic *t = kr_store_topic(a->srv->store, (const uint8_t *)name, nl);
+    kr_topic *t = nl > 0 ? kr_store_topic(a->srv->store, (const uint8_t *)rest, nl) : NULL;
     if (t == NULL) {
         reply_error(req, 404, "Not Found", "no such topic");
         return;
     }
     const char *what = slash + 1;
-    if (strncmp(what, "keys/", 5) == 0 && what[5] != '\0')
-        api_key(a, req, t, what + 5);
-    else if (strcmp(what, "events") == 0)
+    size_t wl = len - nl - 1;
+    if (wl > 5 && memcmp(what, "keys/", 5) == 0)
+        api_key(a, req, t, what + 5, wl - 5);
+    else if (is(what, wl, "events"))
         api_events(a, req, t, q);
-    else if (strcmp(what, "scan") == 0)
+    else if (is(what, wl, "scan"))
         api_scan(a, req, t, q);
     else
         reply_error(req, 404, "Not Found",
@@ -539,12 +561,16 @@ static void on_other(struct evhttp_request *req, void *arg)
     const char *uri = evhttp_request_get_uri(req);
     struct evhttp_uri *u = evhttp_uri_parse(uri);
     const char *path = u ? evhttp_uri_get_path(u) : NULL;
-    char *dec = path ? evhttp_uridecode(path, 0, NULL) : NULL;
+    size_t dl = 0; /* the decoded path's bytes: a %00 makes a NUL, not an end */
+    char *dec = path ? evhttp_uridecode(path, 0, &dl) : NULL;
+    const char *topics = "/api/topics/";
+    bool under_topics = dec != NULL && dl > 12 && memcmp(dec, topics, 12) == 0;
+    const char *rest = under_topics ? dec + 12 : NULL;
     if (!get_only(req)) {
         /* answered */
     } else if (dec == NULL) {
         reply_error(req, 400, "Bad Request", "the request path cannot be parsed");
-    } else if (strncmp(dec, "/api/", 5) != 0 && strcmp(dec, "/api") != 0) {
+    } else if (strncmp(dec, "/api/", 5) != 0 && !is(dec, dl, "/api")) {
         reply_error(req, 404, "Not Found",
                     "no such path; try /, /healthz, /readyz, /metrics or /api/topics");
     } else if (!authorized(a, req)) {
@@ -554,18 +580,18 @@ static void on_other(struct evhttp_request *req, void *arg)
     } else if (a->srv->store == NULL) {
         reply_error(req, 503, "Service Unavailable",
                     "krappyd is still recovering its storage; retry in a moment (see /readyz)");
-    } else if (strcmp(dec, "/api/topics") == 0 || strcmp(dec, "/api/topics/") == 0) {
+    } else if (is(dec, dl, "/api/topics") || is(dec, dl, topics)) {
         api_topics(a, req);
-    } else if (strncmp(dec, "/api/topics/", 12) == 0 && strchr(dec + 12, '/') == NULL) {
-        api_topic(a, req, dec + 12);
-    } else if (strncmp(dec, "/api/topics/", 12) == 0) {
+    } else if (under_topics && memchr(rest, '/', dl - 12) == NULL) {
+        api_topic(a, req, rest, dl - 12);
+    } else if (under_topics) {
         struct evkeyvalq q;
         TAILQ_INIT(&q);
         const char *query = evhttp_uri_get_query(u);
         if (query != NULL && evhttp_parse_query_str(query, &q) < 0)
             reply_error(req, 400, "Bad Request", "the query string cannot be parsed");
         else
-            api_topic_sub(a, req, dec + 12, &q);
+            api_topic_sub(a, req, rest, dl - 12, &q);
         evhttp_clear_headers(&q);
     } else {
         reply_error(req, 404, "Not Found", "no such API path; see /api/topics");

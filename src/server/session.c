@@ -34,6 +34,7 @@
 #include "util/byteorder.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/secret.h"
 
 /* Recycled request structs kept per connection. */
 #define KR_CONN_FREE_REQS 16
@@ -368,16 +369,6 @@ void kr_req_error(kr_req *r, krappy_err code, const char *message, const kr_erro
 
 /* ---- starting requests ---- */
 
-/* Compare secrets in time independent of where they differ. */
-static int token_equal(const uint8_t *a, size_t alen, const char *b)
-{
-    size_t blen = strlen(b);
-    unsigned diff = alen != blen;
-    for (size_t i = 0; i < blen; i++)
-        diff |= (unsigned)(b[i] ^ (i < alen ? a[i] : 0));
-    return diff == 0;
-}
-
 /*
  * With --token, the first request must be a well-formed HELLO whose `token`
  * matches. Fills msg with the reason when it is not.
@@ -407,7 +398,7 @@ static bool check_auth(kr_conn *c, uint32_t type, const uint8_t *payload, size_t
         return false;
     }
     size_t n = kr_cbor_str_copy(&tok, c->scratch.data, tok.str_len);
-    if (!token_equal(c->scratch.data, n, c->srv->cfg->token)) {
+    if (!kr_secret_equal(c->scratch.data, n, c->srv->cfg->token)) {
         snprintf(msg, msglen, "the token in HELLO is wrong");
         return false;
     }

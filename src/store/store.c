@@ -525,9 +525,13 @@ int kr_store_open(const kr_store_opts *o, struct event_base *base, kr_metrics *m
     TAILQ_INIT(&s->scan_waits);
     TAILQ_INIT(&s->cursors);
     TAILQ_INIT(&s->held);
-    kr_buf_init(&s->enc, (size_t)o->max_frame + 4096);
+    /* A stored batch may be larger than the frame that brought it: see
+     * KR_STORE_EVENT_GROWTH. Both the encoding and the reading take one. */
+    size_t batch_max =
+        (size_t)o->max_frame + 4096 + (size_t)o->max_publish_events * KR_STORE_EVENT_GROWTH;
+    kr_buf_init(&s->enc, batch_max);
     kr_buf_init(&s->meta, (size_t)o->max_publish_events * sizeof(kr_ev_meta) + 64);
-    kr_buf_init(&s->readbuf, (size_t)o->max_frame + 4096);
+    kr_buf_init(&s->readbuf, batch_max);
     s->ranges = calloc(KR_FETCH_MAX_RANGES, sizeof *s->ranges);
     s->data_dir = strdup(o->data_dir);
     s->topics_dir = kr_store_path(o->data_dir, "topics");

@@ -99,6 +99,12 @@ kr_segment *kr_segment_new(uint64_t base, int fd);
 int kr_topic_add_segment(kr_topic *t, kr_segment *seg);
 
 /* publish.c */
+/* Bytes an event may grow by from its form in a PUBLISH to its stored,
+ * delivered form ([offset, ts, key, value(, headers)]): its offset and ts
+ * (9 bytes each at most) and a null for an absent key or ts. A PUBLISH
+ * within max_frame thus stores at most max_frame + this many bytes per
+ * event + a batch header: the encoding buffer's cap. */
+#define KR_STORE_EVENT_GROWTH 20
 /* Complete an append: fold its batch into the active overlay, wake the
  * readers, acknowledge it - or, while the active overlays are over
  * kr_store_fill_limit and a checkpoint runs, hold the acknowledgement.
