@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -141,6 +142,13 @@ int e2e_start(e2e_server *s, const char *const *extra)
     return e2e_restart(s, extra);
 }
 
+static unsigned long child_nofile;
+
+void e2e_set_nofile(unsigned long limit)
+{
+    child_nofile = limit;
+}
+
 /* Start krappyd on s->dir (its data, port file and log, appended). */
 int e2e_restart(e2e_server *s, const char *const *extra)
 {
@@ -181,6 +189,11 @@ int e2e_restart(e2e_server *s, const char *const *extra)
             dup2(fd, STDOUT_FILENO);
             dup2(fd, STDERR_FILENO);
             close(fd);
+        }
+        if (child_nofile > 0) {
+            struct rlimit rl = {child_nofile, child_nofile};
+            if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                fprintf(stderr, "e2e: setrlimit(%lu): %s\n", child_nofile, strerror(errno));
         }
         execv(bin, (char *const *)argv);
         fprintf(stderr, "e2e: cannot run %s: %s\n", bin, strerror(errno));

@@ -39,6 +39,10 @@ const char *e2e_external_addr(void);
  */
 int e2e_start(e2e_server *s, const char *const *extra_args);
 
+/* The soft and hard RLIMIT_NOFILE of the servers started from now on (the
+ * test process keeps its own); 0 leaves them as inherited. */
+void e2e_set_nofile(unsigned long limit);
+
 /* Start krappyd again on the same directory (after e2e_stop or a kill):
  * same data, the log appended. @return 0, or -1. */
 int e2e_restart(e2e_server *s, const char *const *extra_args);

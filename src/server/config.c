@@ -57,6 +57,10 @@ static const opt_spec specs[] = {
      "open connections allowed; one more gets ERROR BUSY", F(max_connections), 1, 1000000},
     {"max-events", "KRAPPY_MAX_EVENTS", OPT_UINT, "N", "10000",
      "cap on `max` of FETCH and POLL (larger values are lowered)", F(max_events), 1, 1000000},
+    {"max-pending-bytes", "KRAPPY_MAX_PENDING_BYTES", OPT_SIZE64, "BYTES", "128M",
+     "memory for requests read and not yet answered (unfinished frames included), all "
+     "connections together: past it krappyd stops reading",
+     F(max_pending_bytes), 1024 * 1024, UINT64_MAX},
     {"idle-timeout", "KRAPPY_IDLE_TIMEOUT", OPT_DURATION, "DURATION", "300s",
      "close connections without a request for this long (0 = never)", F(idle_timeout_ms), 0,
      UINT64_MAX},
@@ -293,6 +297,7 @@ static int set_defaults(kr_config *cfg, int stderr_is_tty)
     cfg->max_frame = KRAPPY_DEFAULT_MAX_FRAME;
     cfg->max_connections = KR_DEFAULT_MAX_CONNECTIONS;
     cfg->max_events = KR_DEFAULT_MAX_EVENTS;
+    cfg->max_pending_bytes = KR_DEFAULT_MAX_PENDING_BYTES;
     cfg->idle_timeout_ms = KR_DEFAULT_IDLE_TIMEOUT_MS;
     cfg->write_timeout_ms = KR_DEFAULT_WRITE_TIMEOUT_MS;
     cfg->hello_timeout_ms = KR_DEFAULT_HELLO_TIMEOUT_MS;

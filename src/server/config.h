@@ -22,6 +22,7 @@
 #define KR_DEFAULT_HELLO_TIMEOUT_MS    (10 * 1000)
 #define KR_DEFAULT_SHUTDOWN_TIMEOUT_MS (10 * 1000)
 #define KR_DEFAULT_MAX_EVENTS          10000
+#define KR_DEFAULT_MAX_PENDING_BYTES   (128u * 1024 * 1024)
 
 /* --max-frame bounds: large enough for a reply with its slack, small enough
  * that 4 + payload always fits the u32 size field. */
@@ -38,8 +39,9 @@ typedef struct kr_config {
     char *http_token;      /* NULL: /api is open */
     uint32_t max_frame;
     uint32_t max_connections;
-    uint32_t max_events;      /* cap on `max` in FETCH/POLL */
-    uint64_t idle_timeout_ms; /* 0: never */
+    uint32_t max_events;        /* cap on `max` in FETCH/POLL */
+    uint64_t max_pending_bytes; /* requests read and not answered, all connections */
+    uint64_t idle_timeout_ms;   /* 0: never */
     uint64_t write_timeout_ms;
     uint64_t hello_timeout_ms;
     uint64_t shutdown_timeout_ms;

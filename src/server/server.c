@@ -43,6 +43,16 @@ static void register_metrics(kr_server *srv)
                                  "Connections closed after --idle-timeout.");
     sm->closed_stalled = kr_counter(m, "krappy_connections_closed_stalled_total", NULL,
                                     "Connections closed for leaving replies unread.");
+    sm->closed_frame_stalled =
+        kr_counter(m, "krappy_connections_closed_stalled_frame_total", NULL,
+                   "Connections closed because their unfinished frame stopped arriving while "
+                   "the memory for requests was full.");
+    sm->pending_bytes = kr_gauge(m, "krappy_pending_request_bytes", NULL,
+                                 "Bytes of requests read and not yet answered, unfinished "
+                                 "frames included (--max-pending-bytes).");
+    sm->budget_waits = kr_counter(m, "krappy_request_memory_waits_total", NULL,
+                                  "Times a connection stopped reading because requests held "
+                                  "--max-pending-bytes.");
     sm->bytes_in =
         kr_counter(m, "krappy_received_bytes_total", NULL, "Frame bytes received from clients.");
     sm->bytes_out = kr_counter(m, "krappy_sent_bytes_total", NULL, "Frame bytes sent to clients.");
@@ -144,6 +154,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         next = TAILQ_NEXT(c, link);
         kr_conn_tick(c, now);
     }
+    kr_budget_tick(srv, now);
     if (srv->shutting_down && srv->cfg->shutdown_timeout_ms > 0 &&
         now - srv->shutdown_ns > srv->cfg->shutdown_timeout_ms * 1000000) {
         kr_log(KR_LOG_WARN, "shutdown timeout: closing connections with unsent replies");
@@ -295,7 +306,7 @@ int kr_server_setup(kr_server *srv, const kr_config *cfg, kr_metrics *metrics)
     srv->sigterm = evsignal_new(srv->base, SIGTERM, on_signal, srv);
     srv->sigint = evsignal_new(srv->base, SIGINT, on_signal, srv);
     if (srv->tick == NULL || srv->accept_retry == NULL || srv->sigterm == NULL ||
-        srv->sigint == NULL) {
+        srv->sigint == NULL || kr_budget_init(srv) < 0) {
         kr_log(KR_LOG_ERROR, "cannot set up loop events");
         return -1;
     }
@@ -346,6 +357,7 @@ void kr_server_free(kr_server *srv)
         event_free(srv->sigterm);
     if (srv->sigint != NULL)
         event_free(srv->sigint);
+    kr_budget_free(srv);
     if (srv->base != NULL)
         event_base_free(srv->base);
     memset(srv, 0, sizeof *srv);
