@@ -3,6 +3,7 @@
  */
 #include "harness.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -142,11 +143,33 @@ int e2e_start(e2e_server *s, const char *const *extra)
     return e2e_restart(s, extra);
 }
 
-static unsigned long child_nofile;
+static unsigned long child_nofile_soft, child_nofile_hard;
+static int start_timeout_ms;
 
-void e2e_set_nofile(unsigned long limit)
+void e2e_set_start_timeout(int ms)
 {
-    child_nofile = limit;
+    start_timeout_ms = ms;
+}
+
+void e2e_set_nofile(unsigned long soft, unsigned long hard)
+{
+    child_nofile_soft = soft;
+    child_nofile_hard = hard;
+}
+
+long e2e_pid_fds(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    if (d == NULL)
+        return -1;
+    long n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
 }
 
 /* Start krappyd on s->dir (its data, port file and log, appended). */
@@ -190,10 +213,11 @@ int e2e_restart(e2e_server *s, const char *const *extra)
             dup2(fd, STDERR_FILENO);
             close(fd);
         }
-        if (child_nofile > 0) {
-            struct rlimit rl = {child_nofile, child_nofile};
+        if (child_nofile_hard > 0) {
+            struct rlimit rl = {child_nofile_soft, child_nofile_hard};
             if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-                fprintf(stderr, "e2e: setrlimit(%lu): %s\n", child_nofile, strerror(errno));
+                fprintf(stderr, "e2e: setrlimit(%lu, %lu): %s\n", child_nofile_soft,
+                        child_nofile_hard, strerror(errno));
         }
         execv(bin, (char *const *)argv);
         fprintf(stderr, "e2e: cannot run %s: %s\n", bin, strerror(errno));
@@ -203,7 +227,8 @@ int e2e_restart(e2e_server *s, const char *const *extra)
     remember(pid);
     snprintf(s->host, sizeof s->host, "127.0.0.1");
 
-    uint64_t deadline = e2e_now_ms() + 10000;
+    int wait_ms = start_timeout_ms > 0 ? start_timeout_ms : 10000;
+    uint64_t deadline = e2e_now_ms() + (uint64_t)wait_ms;
     while (e2e_now_ms() < deadline) {
         FILE *f = fopen(portfile, "r");
         if (f != NULL) {
@@ -225,7 +250,7 @@ int e2e_restart(e2e_server *s, const char *const *extra)
         }
         sleep_ms(10);
     }
-    fprintf(stderr, "e2e: krappyd did not listen within 10 s; log in %s\n", s->log_path);
+    fprintf(stderr, "e2e: krappyd did not listen within %d ms; log in %s\n", wait_ms, s->log_path);
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
     s->pid = 0;

@@ -10,7 +10,8 @@
  *   GET / or /console   the web console (src/server/console.html, compiled in)
  *
  * With --http-token, /api needs "Authorization: Bearer TOKEN"; probes and
- * /metrics stay open. The console page itself holds no data and loads
+ * /metrics stay open. At most --http-max-connections are open at once (see
+ * "connections" below). The console page itself holds no data and loads
  * without the token: it asks for it when /api answers 401 and sends it with
  * every API call. Every
  * handler answers from memory or a bounded read: nothing here waits on a
@@ -30,7 +31,9 @@
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/http.h>
+#include <event2/listener.h>
 #include <event2/keyvalq_struct.h>
 
 #include "proto/cbor_text.h"
@@ -46,12 +49,79 @@
 /* Largest /metrics or /api reply. */
 #define KR_ADMIN_REPLY_MAX (8u * 1024 * 1024)
 
+/* How often closed connections are counted out while any is open. */
+#define KR_ADMIN_SWEEP_MS 100
+
 struct kr_admin {
     kr_server *srv;
     struct evhttp *http;
+    struct evconnlistener *listener; /* evhttp's, paused at the cap */
     char *token;
-    kr_metric *m_rss, *m_fds, *m_view_bytes, *m_up;
+    struct bufferevent **conns; /* each connection's, one reference ours */
+    uint32_t n_conns, max_conns;
+    bool paused;
+    struct event *sweep;
+    kr_metric *m_rss, *m_fds, *m_view_bytes, *m_up, *m_conns;
 };
+
+/* ---- connections ----
+ *
+ * evhttp (libevent 2.1) has no connection limit and tells nobody when a
+ * connection opens or closes. It does let us make each connection's
+ * bufferevent (evhttp_set_bevcb): we keep a reference to each, so that it
+ * outlives evhttp's bufferevent_free, and a bufferevent whose callbacks
+ * are gone has been freed by evhttp - the connection is over, and dropping
+ * our reference closes its socket. At the cap the listener is disabled:
+ * new connections wait in the kernel's backlog, holding no descriptor of
+ * ours, until one closes.
+ */
+
+static void count_out_closed(kr_admin *a)
+{
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < a->n_conns; i++) {
+        bufferevent_data_cb rd, wr;
+        bufferevent_event_cb ev;
+        void *arg;
+        bufferevent_getcb(a->conns[i], &rd, &wr, &ev, &arg);
+        if (rd == NULL && ev == NULL)
+            bufferevent_decref(a->conns[i]); /* evhttp freed it: ours was the last */
+        else
+            a->conns[k++] = a->conns[i];
+    }
+    a->n_conns = k;
+    kr_gauge_set(a->m_conns, a->n_conns);
+    if (a->paused && a->n_conns < a->max_conns) {
+        evconnlistener_enable(a->listener);
+        a->paused = false;
+    }
+}
+
+static void on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    count_out_closed(arg);
+}
+
+/* evhttp asks for the bufferevent of a connection it just accepted. */
+static struct bufferevent *new_conn(struct event_base *base, void *arg)
+{
+    kr_admin *a = arg;
+    count_out_closed(a);
+    struct bufferevent *bev = NULL;
+    if (a->n_conns < a->max_conns &&
+        (bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE)) != NULL) {
+        bufferevent_incref(bev);
+        a->conns[a->n_conns++] = bev;
+        kr_gauge_set(a->m_conns, a->n_conns);
+    }
+    if (a->n_conns >= a->max_conns && !a->paused) {
+        evconnlistener_disable(a->listener);
+        a->paused = true;
+    }
+    return bev; /* NULL: evhttp makes one itself (uncounted, out of memory) */
+}
 
 /*
  * Every reply leaves through here, and b (NULL: no body) is freed. A HEAD
@@ -601,7 +671,8 @@ static void on_other(struct evhttp_request *req, void *arg)
         evhttp_uri_free(u);
 }
 
-kr_admin *kr_admin_start(kr_server *srv, const char *hostport, const char *token)
+kr_admin *kr_admin_start(kr_server *srv, const char *hostport, const char *token,
+                         uint32_t max_conns)
 {
     kr_hostport hp = {0}; /* no host: every address; the port is required */
     if (kr_hostport_parse(hostport, KR_HOSTPORT_PORT_ZERO, &hp, NULL, 0) < 0) {
@@ -613,9 +684,15 @@ kr_admin *kr_admin_start(kr_server *srv, const char *hostport, const char *token
         return NULL;
     a->srv = srv;
     a->token = token && token[0] ? strdup(token) : NULL;
+    a->max_conns = max_conns > 0 ? max_conns : 1;
+    a->conns = calloc(a->max_conns, sizeof *a->conns);
     a->http = evhttp_new(srv->base);
-    if (a->http == NULL)
+    a->sweep = event_new(srv->base, -1, EV_PERSIST, on_sweep, a);
+    struct timeval sweep_tv = {0, KR_ADMIN_SWEEP_MS * 1000};
+    if (a->http == NULL || a->conns == NULL || a->sweep == NULL ||
+        event_add(a->sweep, &sweep_tv) < 0)
         goto fail;
+    evhttp_set_bevcb(a->http, new_conn, a);
     /* Every method reaches the handlers, which answer 405 to what is not a
      * read (evhttp alone would say 501). */
     evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
@@ -638,6 +715,7 @@ kr_admin *kr_admin_start(kr_server *srv, const char *hostport, const char *token
                KR_LOG_STR("reason", strerror(errno)));
         goto fail;
     }
+    a->listener = evhttp_bound_socket_get_listener(bs);
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     if (getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&ss, &sl) == 0)
@@ -649,6 +727,8 @@ kr_admin *kr_admin_start(kr_server *srv, const char *hostport, const char *token
                         "Open file descriptors of krappyd.");
     a->m_view_bytes = kr_gauge(srv->metrics, "krappy_view_disk_bytes", NULL,
                                "Size of the latest-value view's RocksDB files.");
+    a->m_conns = kr_gauge(srv->metrics, "krappy_admin_connections", NULL,
+                          "Open connections of the admin port (--http-max-connections).");
     kr_log(KR_LOG_INFO, "admin port listening", KR_LOG_STR("http", hostport),
            KR_LOG_STR("auth", a->token ? "bearer token" : "none"));
     return a;
@@ -661,8 +741,13 @@ void kr_admin_free(kr_admin *a)
 {
     if (a == NULL)
         return;
+    if (a->sweep != NULL)
+        event_free(a->sweep);
     if (a->http != NULL)
-        evhttp_free(a->http);
+        evhttp_free(a->http); /* frees its connections: ours go below */
+    for (uint32_t i = 0; i < a->n_conns; i++)
+        bufferevent_decref(a->conns[i]);
+    free(a->conns);
     free(a->token);
     free(a);
 }

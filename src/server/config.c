@@ -102,6 +102,9 @@ static const opt_spec specs[] = {
      F(rocksdb_log_dir), 0, 0},
     {"http", "KRAPPY_HTTP", OPT_STR, "HOST:PORT", "127.0.0.1:7071",
      "admin port: console at /, /healthz, /readyz, /metrics, /api (\"off\" = none)", F(http), 0, 0},
+    {"http-max-connections", "KRAPPY_HTTP_MAX_CONNECTIONS", OPT_UINT, "N", "32",
+     "admin port connections at once; more wait until one closes", F(http_max_connections), 1,
+     100000},
     {"http-token", "KRAPPY_HTTP_TOKEN", OPT_STR, "TOKEN", "none",
      "require \"Authorization: Bearer TOKEN\" on /api (probes and /metrics stay open)",
      F(http_token), 0, 0},
@@ -113,6 +116,10 @@ static const opt_spec specs[] = {
      1},
     {"max-publish-events", "KRAPPY_MAX_PUBLISH_EVENTS", OPT_UINT, "N", "100000",
      "events one PUBLISH may carry", F(max_publish_events), 1, 10000000},
+    {"rebuild-view", "KRAPPY_REBUILD_VIEW", OPT_BOOL, "", "off",
+     "start with the latest-value view rebuilt from the streams (after it was damaged or "
+     "lost), keeping the consumer groups' cursors",
+     F(rebuild_view), 0, 1},
 };
 
 #define N_SPECS (sizeof specs / sizeof specs[0])
@@ -298,6 +305,7 @@ static int set_defaults(kr_config *cfg, int stderr_is_tty)
     cfg->max_connections = KR_DEFAULT_MAX_CONNECTIONS;
     cfg->max_events = KR_DEFAULT_MAX_EVENTS;
     cfg->max_pending_bytes = KR_DEFAULT_MAX_PENDING_BYTES;
+    cfg->http_max_connections = KR_DEFAULT_HTTP_MAX_CONNECTIONS;
     cfg->idle_timeout_ms = KR_DEFAULT_IDLE_TIMEOUT_MS;
     cfg->write_timeout_ms = KR_DEFAULT_WRITE_TIMEOUT_MS;
     cfg->hello_timeout_ms = KR_DEFAULT_HELLO_TIMEOUT_MS;

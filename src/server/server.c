@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -80,8 +79,9 @@ static void refuse_busy(kr_server *srv, int fd)
     char msg[160];
     snprintf(msg, sizeof msg,
              "the server has reached its limit of %u connections; retry later or raise "
-             "--max-connections",
-             srv->cfg->max_connections);
+             "--max-connections%s",
+             srv->max_conns,
+             srv->max_conns < srv->cfg->max_connections ? " and the open file limit" : "");
     kr_buf enc;
     kr_buf_init(&enc, 4096);
     kr_enc_error(&enc, (kr_cid){0}, KRAPPY_E_BUSY, msg, NULL);
@@ -108,7 +108,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         close(fd);
         return;
     }
-    if (srv->n_conns >= srv->cfg->max_connections) {
+    if (srv->n_conns >= srv->max_conns) {
         refuse_busy(srv, fd);
         return;
     }
@@ -197,23 +197,6 @@ void kr_server_shutdown(kr_server *srv)
         event_base_loopexit(srv->base, NULL);
 }
 
-/* Make sure the descriptor limit allows --max-connections plus headroom. */
-static void raise_nofile(const kr_config *cfg)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-        return;
-    rlim_t want = (rlim_t)cfg->max_connections + 64;
-    if (rl.rlim_cur >= want)
-        return;
-    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-    if (rl.rlim_cur < want) {
-        kr_log(KR_LOG_WARN, "open file limit is below --max-connections; raise `ulimit -n`",
-               KR_LOG_U64("limit", rl.rlim_cur));
-    }
-}
-
 static int bind_listener(kr_server *srv)
 {
     kr_hostport hp = {0}; /* no host: every address; the port is required */
@@ -291,6 +274,7 @@ int kr_server_setup(kr_server *srv, const kr_config *cfg, kr_metrics *metrics)
 {
     memset(srv, 0, sizeof *srv);
     srv->cfg = cfg;
+    srv->max_conns = cfg->max_connections;
     srv->metrics = metrics;
     srv->handler_for = kr_handler_for;
     TAILQ_INIT(&srv->conns);
@@ -319,7 +303,6 @@ int kr_server_setup(kr_server *srv, const kr_config *cfg, kr_metrics *metrics)
 
 int kr_server_listen(kr_server *srv)
 {
-    raise_nofile(srv->cfg);
     if (bind_listener(srv) < 0)
         return -1;
     if (srv->cfg->port_file != NULL && write_port_file(srv) < 0) {
@@ -328,7 +311,7 @@ int kr_server_listen(kr_server *srv)
         return -1;
     }
     kr_log(KR_LOG_INFO, "listening", KR_LOG_STR("addr", srv->listen_addr),
-           KR_LOG_U64("max_connections", srv->cfg->max_connections),
+           KR_LOG_U64("max_connections", srv->max_conns),
            KR_LOG_STR("auth", srv->cfg->token ? "token" : "none"));
     return 0;
 }

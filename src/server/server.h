@@ -176,6 +176,7 @@ struct kr_server {
     struct event *accept_retry;
     struct kr_conn_list conns;
     uint32_t n_conns;
+    uint32_t max_conns; /* --max-connections, or fewer (server/fdplan.h) */
     /* The request memory budget (budget.c). */
     uint64_t pending_bytes;             /* every connection's in + reserved + charged */
     struct kr_conn_list budget_waiters; /* wait for room, in order */
