@@ -110,35 +110,39 @@ static long group_cursor(conn *x)
     return (long)cur.u;
 }
 
-static bool logged(const e2e_server *s, const char *text)
+/* A server with the values of `tags` (one PUBLISH each) in topic "v" and
+ * group "g" at cursor 5, stopped (its view checkpointed), its directory
+ * kept. */
+static void prepare(e2e_server *s, const char *const *tags)
 {
-    char cmd[600], out[16];
-    snprintf(cmd, sizeof cmd, "grep -c -F -- '%s' '%s'", text, s->log_path);
-    return e2e_run(cmd, out, sizeof out) == 0 && atoi(out) > 0;
+    assert_int_equal(e2e_start(s, NULL), 0);
+    conn x;
+    conn_open(&x, s);
+    for (size_t i = 0; tags[i] != NULL; i++)
+        produce(&x, tags[i]);
+    conn_close(&x);
+    group_at_5(s);
+    assert_int_equal(e2e_stop_keep(s, 10000), 0);
 }
 
 static void test_deleted_view_refused_then_rebuilt(void **state)
 {
     (void)state;
     e2e_server s;
-    assert_int_equal(e2e_start(&s, NULL), 0);
-    conn x;
-    conn_open(&x, &s);
-    produce(&x, "first");
-    conn_close(&x);
-    group_at_5(&s);
-    assert_int_equal(e2e_stop_keep(&s, 10000), 0);
+    const char *tags[] = {"first", NULL};
+    prepare(&s, tags);
 
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s/data/view'", s.dir);
     assert_int_equal(system(cmd), 0);
     /* It dropped every group without a word; now it refuses and says why. */
     assert_int_equal(e2e_restart(&s, NULL), -1);
-    assert_true(logged(&s, "is missing, but"));
-    assert_true(logged(&s, "--rebuild-view"));
+    assert_true(e2e_logged(&s, "is missing, but"));
+    assert_true(e2e_logged(&s, "--rebuild-view"));
 
     const char *rebuild[] = {"--rebuild-view", NULL};
     assert_int_equal(e2e_restart(&s, rebuild), 0);
+    conn x;
     conn_open(&x, &s);
     char v[400];
     assert_int_equal(get(&x, "k3", v, sizeof v), 0);
@@ -187,14 +191,9 @@ static void test_corrupt_view_logged_and_rebuilt(void **state)
 {
     (void)state;
     e2e_server s;
-    assert_int_equal(e2e_start(&s, NULL), 0);
+    const char *tags[] = {"first", "second", NULL}; /* the view holds the second values */
+    prepare(&s, tags);
     conn x;
-    conn_open(&x, &s);
-    produce(&x, "first");
-    produce(&x, "second"); /* the view holds the second values */
-    conn_close(&x);
-    group_at_5(&s);
-    assert_int_equal(e2e_stop_keep(&s, 10000), 0); /* checkpoints the view */
 
     char view[400];
     snprintf(view, sizeof view, "%s/data/view", s.dir);
@@ -207,14 +206,14 @@ static void test_corrupt_view_logged_and_rebuilt(void **state)
     assert_non_null(strstr(krappy_client_errmsg(x.c), "Corruption"));
     conn_close(&x);
     /* It said nothing in the log; now an error line with the way back. */
-    assert_true(logged(&s, "\"level\":\"error\",\"msg\":\"the latest-value view (RocksDB, "
-                           "DATA/view) is corrupt"));
-    assert_true(logged(&s, "--rebuild-view"));
+    assert_true(e2e_logged(&s, "\"level\":\"error\",\"msg\":\"the latest-value view (RocksDB, "
+                               "DATA/view) is corrupt"));
+    assert_true(e2e_logged(&s, "--rebuild-view"));
     assert_int_equal(e2e_stop_keep(&s, 10000), 0);
 
     const char *rebuild[] = {"--rebuild-view", NULL};
     assert_int_equal(e2e_restart(&s, rebuild), 0);
-    assert_true(logged(&s, "\"cursors_kept\":\"1\""));
+    assert_true(e2e_logged(&s, "\"cursors_kept\":\"1\""));
     conn_open(&x, &s);
     for (int i = 0; i < N_KEYS; i++) {
         char key[16], want[32];

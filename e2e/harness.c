@@ -157,6 +157,15 @@ void e2e_set_nofile(unsigned long soft, unsigned long hard)
     child_nofile_hard = hard;
 }
 
+bool e2e_logged(const e2e_server *s, const char *text)
+{
+    char cmd[1024], out[16];
+    if (strchr(text, '\'') != NULL ||
+        snprintf(cmd, sizeof cmd, "grep -c -F -- '%s' '%s'", text, s->log_path) >= (int)sizeof cmd)
+        return false;
+    return e2e_run(cmd, out, sizeof out) == 0 && atoi(out) > 0;
+}
+
 long e2e_pid_fds(pid_t pid)
 {
     char path[64];

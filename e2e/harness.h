@@ -47,6 +47,9 @@ void e2e_set_nofile(unsigned long soft, unsigned long hard);
  * default, 10 s): a start that recovers a large directory takes longer. */
 void e2e_set_start_timeout(int ms);
 
+/* Whether the server's log holds `text` (fixed, without single quotes). */
+bool e2e_logged(const e2e_server *s, const char *text);
+
 /* Open file descriptors of a process (entries of /proc/PID/fd), or -1. */
 long e2e_pid_fds(pid_t pid);
 

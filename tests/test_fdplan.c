@@ -21,6 +21,14 @@ static void config(kr_config *cfg, const char *http)
     assert_int_equal(kr_config_parse(cfg, 3, argv, 0, err, sizeof err), KR_CONFIG_RUN);
 }
 
+/* Every descriptor of the limit has its part. */
+static void assert_adds_up(const kr_fd_plan *p, uint64_t limit)
+{
+    assert_int_equal(p->segments + p->connections + p->admin + (size_t)p->rocksdb +
+                         KR_FD_ROCKSDB_OWN + KR_FD_RESERVED,
+                     limit);
+}
+
 static void test_plenty(void **state)
 {
     (void)state;
@@ -32,9 +40,7 @@ static void test_plenty(void **state)
     assert_int_equal(p.connections, cfg.max_connections);
     assert_int_equal(p.admin, cfg.http_max_connections);
     assert_int_equal(p.rocksdb, KR_FD_ROCKSDB_MAX);
-    assert_int_equal(p.segments + p.connections + p.admin + (size_t)p.rocksdb + KR_FD_ROCKSDB_OWN +
-                         KR_FD_RESERVED,
-                     20000);
+    assert_adds_up(&p, 20000);
     kr_config_free(&cfg);
 }
 
@@ -49,9 +55,7 @@ static void test_1024_lowers_the_connections(void **state)
     assert_int_equal(p.rocksdb, KR_FD_ROCKSDB_MIN);
     assert_int_equal(p.segments, KR_FD_SEGMENTS_MIN);
     assert_true(p.connections < cfg.max_connections);
-    assert_int_equal(p.segments + p.connections + p.admin + (size_t)p.rocksdb + KR_FD_ROCKSDB_OWN +
-                         KR_FD_RESERVED,
-                     1024);
+    assert_adds_up(&p, 1024);
     kr_config_free(&cfg);
 }
 
