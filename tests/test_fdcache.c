@@ -184,11 +184,14 @@ static void test_adopt_and_missing(void **state)
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     assert_true(fd >= 0);
     kr_fdfile *a = file(c, 5);
-    kr_fdfile_adopt(a, fd);
+    kr_fdfile_adopt(a, fd); /* pinned once */
     assert_int_equal(open_now(c), 1);
     assert_int_equal(kr_fdfile_get(a), fd);
     kr_fdfile_put(a);
+    kr_fdfile_put(a);
     assert_int_equal(opens(c), 0);
+    assert_int_equal(kr_fdfile_get(a), fd); /* still open: idle now */
+    kr_fdfile_put(a);
     kr_fdfile *gone = kr_fdfile_new(c, dir, "nope", O_RDONLY);
     assert_int_equal(kr_fdfile_get(gone), -1);
     assert_int_equal(errno, ENOENT);

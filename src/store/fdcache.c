@@ -168,8 +168,8 @@ void kr_fdfile_adopt(kr_fdfile *f, int fd)
     kr_fdcache *c = f->c;
     pthread_mutex_lock(&c->mu);
     f->fd = fd;
+    f->pins++;
     c->n_open++;
-    settle(f);
     pthread_mutex_unlock(&c->mu);
 }
 

@@ -54,8 +54,9 @@ kr_fdfile *kr_fdfile_new(kr_fdcache *c, const char *dir, const char *name, int f
 
 /*
  * kr_fdfile_adopt - hand the cache a descriptor already open on f's file
- * (a file just created): it counts as open and idle from now on. f must
- * not be open. The descriptor is the cache's afterwards.
+ * (a file just created): it counts as open, and pinned once - as after a
+ * kr_fdfile_get, so that it cannot be closed before its creator has put it
+ * back. f must not be open. The descriptor is the cache's afterwards.
  */
 void kr_fdfile_adopt(kr_fdfile *f, int fd);
 

@@ -238,15 +238,16 @@ static int wtopic_sync(kr_writer *wr, kr_wtopic *w, char *msg, size_t msglen)
 
 /*
  * Create segment `base` in w's directory (dirfd) durably (header written,
- * file and directory synced): *file is the writer's read-write file of it
- * (its descriptor handed to the cache), *seg the loop's record of it (made
- * here, so that the loop has nothing left to allocate when the batch
- * lands; its file is opened when the loop reads). On failure nothing is
- * left behind, so that a retry can create it again.
+ * file and directory synced): *file is the writer's read-write file of it,
+ * its descriptor *fd handed to the cache and pinned once (the caller puts
+ * it back), *seg the loop's record of it (made here, so that the loop has
+ * nothing left to allocate when the batch lands; its file is opened when
+ * the loop reads). On failure nothing is left behind, so that a retry can
+ * create it again.
  * @return 0, or -1 with errno.
  */
 static int create_segment(const kr_wtopic *w, int dirfd, uint64_t base, kr_fdfile **file,
-                          kr_segment **seg)
+                          int *fd_out, kr_segment **seg)
 {
     char name[KR_SEG_NAME_BYTES];
     kr_seg_name(name, base);
@@ -270,21 +271,29 @@ static int create_segment(const kr_wtopic *w, int dirfd, uint64_t base, kr_fdfil
     kr_fdfile_adopt(f, fd);
     s->verified = true; /* ours */
     *file = f;
+    *fd_out = fd;
     *seg = s;
     return 0;
 }
 
-/* Make `file` (new, synced) w's active segment, in place of the old one:
- * the pins on the old file move to the new one. */
-static void replace_file(kr_wtopic *w, kr_fdfile *file)
+/* Make `file` (new, synced, pinned once by create_segment: fd is its
+ * descriptor) w's active segment, in place of the old one: the pins on the
+ * old file move to the new one, which stays open meanwhile. */
+static void replace_file(kr_wtopic *w, kr_fdfile *file, int fd)
 {
     unsigned pins = w->fd_pins;
     while (w->fd_pins > 0)
         wtopic_unpin(w);
     kr_fdfile_free(w->file);
     w->file = file;
-    for (unsigned i = 0; i < pins; i++)
-        (void)wtopic_pin(w); /* just handed to the cache: open, cannot fail */
+    if (pins == 0) {
+        kr_fdfile_put(file);
+        return;
+    }
+    w->fd = fd;
+    w->fd_pins = pins;
+    for (unsigned i = 1; i < pins; i++)
+        (void)kr_fdfile_get(file); /* open and pinned: cannot fail */
 }
 
 /*
@@ -298,8 +307,8 @@ static int roll_segment(kr_writer *wr, kr_wtopic *w, uint64_t base, kr_segment *
     if (wtopic_sync(wr, w, msg, msglen) < 0)
         return -1;
     kr_fdfile *file;
-    int dirfd = open_dir(w);
-    if (dirfd < 0 || create_segment(w, dirfd, base, &file, seg) < 0) {
+    int fd, dirfd = open_dir(w);
+    if (dirfd < 0 || create_segment(w, dirfd, base, &file, &fd, seg) < 0) {
         snprintf(msg, msglen, "cannot start a new segment in %s: %s", w->dir,
                  kr_errno_advice(errno));
         if (dirfd >= 0)
@@ -317,7 +326,7 @@ static int roll_segment(kr_writer *wr, kr_wtopic *w, uint64_t base, kr_segment *
                KR_LOG_STR("reason", strerror(errno)));
     }
     close(dirfd);
-    replace_file(w, file);
+    replace_file(w, file, fd);
     w->seg_base = base;
     w->file_len = w->synced_len = KR_SEG_HEADER_BYTES;
     w->max_ts = 0;
@@ -365,8 +374,8 @@ static void run_create(kr_job *j)
             return;
         }
     }
-    int dirfd = open_dir(w);
-    if (dirfd < 0 || create_segment(w, dirfd, 0, &w->file, &j->create.seg) < 0) {
+    int fd, dirfd = open_dir(w);
+    if (dirfd < 0 || create_segment(w, dirfd, 0, &w->file, &fd, &j->create.seg) < 0) {
         int e = errno;
         kr_job_fail(j, e, "cannot create the first segment in %s", w->dir);
         if (dirfd >= 0)
@@ -374,6 +383,7 @@ static void run_create(kr_job *j)
         return;
     }
     close(dirfd);
+    kr_fdfile_put(w->file); /* synced: the cache may close it until the first write */
     w->seg_base = 0;
     w->file_len = w->synced_len = KR_SEG_HEADER_BYTES;
     w->next = 0;
