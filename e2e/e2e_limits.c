@@ -385,9 +385,23 @@ static void expect_replies(int fd, size_t n, uint32_t type)
     }
 }
 
-/* Topics "t0".."t<n-1>", each registered and given `events` events, the
- * requests pipelined a hundred topics at a time. */
-static void create_topics(int fd, size_t n, size_t events)
+/* Read one reply to a FETCH of topic j: it holds `events` events. */
+static void expect_fetched(int fd, size_t j, size_t events)
+{
+    e2e_frame f;
+    assert_int_equal(e2e_recv_frame(fd, &f, 30000), 1);
+    long got = events_in(&f);
+    if (got != (long)events)
+        fail_msg("FETCH of t%zu: %ld events, not %zu", j, got, events);
+    free(f.payload);
+}
+
+/*
+ * Topics "t0".."t<n-1>", the requests pipelined a hundred topics at a time:
+ * when `create`, each registered and given `events` events; else each
+ * FETCHed from 0, holding `events` events.
+ */
+static void over_topics(int fd, size_t n, size_t events, bool create)
 {
     kr_buf b, ev_frame;
     kr_buf_init(&b, 1u << 20);
@@ -398,40 +412,23 @@ static void create_topics(int fd, size_t n, size_t events)
             char topic[32];
             snprintf(topic, sizeof topic, "t%zu", j);
             kr_buf_reset(&b);
-            kr_enc_producer_register(&b, (kr_cid){0}, topic, "limits");
-            assert_int_equal(e2e_send_frame(fd, KRAPPY_T_PRODUCER_REGISTER, b.data, b.len), 0);
-            assert_int_equal(e2e_send_all(fd, ev_frame.data, ev_frame.len), 0);
+            if (create) {
+                kr_enc_producer_register(&b, (kr_cid){0}, topic, "limits");
+                assert_int_equal(e2e_send_frame(fd, KRAPPY_T_PRODUCER_REGISTER, b.data, b.len), 0);
+                assert_int_equal(e2e_send_all(fd, ev_frame.data, ev_frame.len), 0);
+            } else {
+                kr_enc_fetch(&b, (kr_cid){0}, topic, 0, 1000, 0, 1u << 20);
+                assert_int_equal(e2e_send_frame(fd, KRAPPY_T_FETCH, b.data, b.len), 0);
+            }
         }
-        expect_replies(fd, 2 * k, KRAPPY_T_OK);
+        if (create)
+            expect_replies(fd, 2 * k, KRAPPY_T_OK);
+        else
+            for (size_t j = i; j < i + k; j++)
+                expect_fetched(fd, j, events);
     }
     kr_buf_free(&b);
     kr_buf_free(&ev_frame);
-}
-
-/* FETCH every topic from 0, pipelined: each holds `events` events. */
-static void fetch_topics(int fd, size_t n, size_t events)
-{
-    kr_buf b;
-    kr_buf_init(&b, 4096);
-    for (size_t i = 0; i < n; i += 100) {
-        size_t k = n - i < 100 ? n - i : 100;
-        for (size_t j = i; j < i + k; j++) {
-            char topic[32];
-            snprintf(topic, sizeof topic, "t%zu", j);
-            kr_buf_reset(&b);
-            kr_enc_fetch(&b, (kr_cid){0}, topic, 0, 1000, 0, 1u << 20);
-            assert_int_equal(e2e_send_frame(fd, KRAPPY_T_FETCH, b.data, b.len), 0);
-        }
-        for (size_t j = 0; j < k; j++) {
-            e2e_frame f;
-            assert_int_equal(e2e_recv_frame(fd, &f, 30000), 1);
-            long got = events_in(&f);
-            if (got != (long)events)
-                fail_msg("FETCH of t%zu: %ld events, not %zu", i + j, got, events);
-            free(f.payload);
-        }
-    }
-    kr_buf_free(&b);
 }
 
 /* The largest number of descriptors the server held while fn ran, sampled
@@ -521,12 +518,12 @@ static void under_low_nofile(const char *what, size_t n, unsigned long soft,
 
 static void make_topics(int fd, size_t n)
 {
-    create_topics(fd, n, 3);
+    over_topics(fd, n, 3, true);
 }
 
 static void read_topics(int fd, size_t n)
 {
-    fetch_topics(fd, n, 3);
+    over_topics(fd, n, 3, false);
 }
 
 /*
