@@ -745,8 +745,10 @@ static void test_index_one_batch_too_far(void **state)
         }
     }
     assert_int_equal(in_ranges, r.count);
-    for (int i = 0; i < 100 && count_files(".idx") == idx_files; i++)
-        event_base_loop(base, EVLOOP_NONBLOCK); /* the writer deletes it */
+    for (int i = 0; i < 500 && count_files(".idx") == idx_files; i++) {
+        event_base_loop(base, EVLOOP_NONBLOCK); /* the writer deletes it: up to 5 s */
+        usleep(10000);
+    }
     assert_int_equal(count_files(".idx"), idx_files - 1);
     kr_store_close(s);
 }
