@@ -122,7 +122,7 @@ static const opt_spec specs[] = {
      F(max_producers), 1, 100000000},
     {"rebuild-view", "KRAPPY_REBUILD_VIEW", OPT_BOOL, "", "off",
      "start with the latest-value view rebuilt from the streams (after it was damaged or "
-     "lost), keeping the consumer groups' cursors",
+     "lost), keeping the consumer groups' cursors and idempotent producers' registrations",
      F(rebuild_view), 0, 1},
 };
 

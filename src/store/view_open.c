@@ -4,13 +4,16 @@
  * (--rebuild-view).
  *
  * The view is derived from the streams - all but the consumer groups'
- * cursors, which it holds too and which no stream can give back. So a view
- * that is gone while topics exist (DATA/view deleted, or never copied with
- * DATA/topics) is not silently made anew, which would drop every group:
- * krappyd refuses to start and says what to do. Asked to rebuild, krappyd
- * reads the cursors out of the old view (refusing, with what to do, when
- * it cannot), deletes it, and starts a new one holding just those cursors;
- * recovery then replays every stream into it from offset 0 (recovery.c).
+ * cursors and the idempotent producers' registrations, which it holds too
+ * and which no stream can give back (a batch header names its producer by
+ * number only). So a view that is gone while topics exist (DATA/view
+ * deleted, or never copied with DATA/topics) is not silently made anew,
+ * which would drop every group: krappyd refuses to start and says what to
+ * do. Asked to rebuild, krappyd reads the cursors and registrations out of
+ * the old view (refusing, with what to do, when it cannot), deletes it, and
+ * starts a new one holding just those; recovery then replays every stream
+ * into it from its first offset (recovery.c), the producers' sequence
+ * states with it.
  */
 #include "store/store_int.h"
 
@@ -58,13 +61,14 @@ static long each_topic(kr_store *s, int (*fn)(void *arg, const char *name), void
     return n;
 }
 
-/* Reading the cursors of an old view into a batch for the new one. */
+/* Reading the cursors and registrations of an old view into a batch for
+ * the new one. */
 typedef struct keep {
     kr_view *old;
     kr_view_batch *b;
     const char *topic;
-    size_t kept;
-    char err[256]; /* why a topic's cursors could not be read */
+    size_t kept, kept_producers;
+    char err[256]; /* why a topic's records could not be read */
 } keep;
 
 static int keep_cursor(void *arg, const uint8_t *group, size_t glen, uint64_t cursor,
@@ -76,11 +80,28 @@ static int keep_cursor(void *arg, const uint8_t *group, size_t glen, uint64_t cu
     return 0;
 }
 
+/* A registration and the topic's next producer number; the states are
+ * rebuilt by the replay. */
+static int keep_producer(void *arg, const kr_view_prod_rec *r)
+{
+    keep *k = arg;
+    size_t tlen = strlen(k->topic);
+    if (r->kind == KR_VIEW_PROD_REG) {
+        kr_view_batch_registration(k->b, k->topic, tlen, r->id, r->id_len, r->pid, r->epoch);
+        k->kept_producers++;
+    } else if (r->kind == KR_VIEW_PROD_NEXT_PID) {
+        kr_view_batch_next_pid(k->b, k->topic, tlen, r->pid);
+    }
+    return 0;
+}
+
 static int keep_topic(void *arg, const char *name)
 {
     keep *k = arg;
     k->topic = name;
-    return kr_view_cursors(k->old, name, strlen(name), keep_cursor, k, k->err, sizeof k->err) < 0;
+    size_t len = strlen(name);
+    return kr_view_cursors(k->old, name, len, keep_cursor, k, k->err, sizeof k->err) < 0 ||
+           kr_view_producers(k->old, name, len, keep_producer, k, k->err, sizeof k->err) < 0;
 }
 
 /* --rebuild-view: the cursors out of the old view (when there is one),
@@ -100,7 +121,7 @@ static int rebuild(kr_store *s, const char *path, const kr_view_opts *vo, char *
             snprintf(err, errlen,
                      "--rebuild-view cannot read the consumer groups' cursors out of %s (%s); "
                      "move it away to rebuild without them (groups then start again from "
-                     "their `start`)",
+                     "their `start`, idempotent producers register anew)",
                      path, why);
             goto out;
         }
@@ -110,7 +131,7 @@ static int rebuild(kr_store *s, const char *path, const kr_view_opts *vo, char *
             snprintf(err, errlen,
                      "--rebuild-view cannot read the consumer groups' cursors out of %s (%s); "
                      "move it away to rebuild without them (groups then start again from "
-                     "their `start`)",
+                     "their `start`, idempotent producers register anew)",
                      path, k.err[0] ? k.err : why);
             goto out;
         }
@@ -119,12 +140,13 @@ static int rebuild(kr_store *s, const char *path, const kr_view_opts *vo, char *
     }
     if (kr_view_open(path, vo, &s->view, err, errlen) < 0)
         goto out;
-    if (k.kept > 0 && kr_view_write_logged(s->view, k.b, true, err, errlen) < 0)
+    if (k.kept + k.kept_producers > 0 && kr_view_write_logged(s->view, k.b, true, err, errlen) < 0)
         goto out;
     kr_log(KR_LOG_WARN,
            "the latest-value view is rebuilt from the streams (--rebuild-view); consumer "
-           "groups keep their cursors",
-           KR_LOG_STR("view", path), KR_LOG_U64("cursors_kept", k.kept));
+           "groups keep their cursors, idempotent producers their registrations",
+           KR_LOG_STR("view", path), KR_LOG_U64("cursors_kept", k.kept),
+           KR_LOG_U64("producers_kept", k.kept_producers));
     rc = 0;
 out:
     kr_view_batch_free(k.b);
@@ -143,10 +165,12 @@ int kr_store_open_view(kr_store *s, const char *path, const kr_view_opts *vo, ch
         if (topics > 0) {
             snprintf(err, errlen,
                      "the latest-value view %s is missing, but %s holds %ld topics: the view "
-                     "also held every consumer group's cursor, which the streams cannot give "
-                     "back. Restore it (from a backup or snapshot), or start krappyd once with "
-                     "--rebuild-view to rebuild the latest values from the streams without the "
-                     "groups (they start again from their `start` when members register)",
+                     "also held every consumer group's cursor and idempotent producer's "
+                     "registration, which the streams cannot give back. Restore it (from a "
+                     "backup or snapshot), or start krappyd once with --rebuild-view to "
+                     "rebuild the latest values from the streams without them (groups start "
+                     "again from their `start` when members register, producers register "
+                     "anew)",
                      path, s->topics_dir, topics);
             return -1;
         }
