@@ -498,6 +498,7 @@ static int take_opts(kr_cluster *c, const kr_cluster_opts *o, char *err, size_t 
     c->has_topics = o->has_topics;
     c->base = o->base;
     c->metrics = o->metrics;
+    c->replica = o->replica;
     c->election_ms = o->election_ms;
     c->heartbeat_ms = o->heartbeat_ms;
     c->failed = o->failed;
@@ -618,6 +619,52 @@ void kr_cluster_stop(kr_cluster *c)
 }
 
 /* ---- what the server asks ---- */
+
+typedef struct submission {
+    kr_cluster *c;
+    kr_replica_done done;
+    void *arg;
+} submission;
+
+static void submitted(void *arg, kr_node_err status, uint64_t index, const char *msg)
+{
+    submission *s = arg;
+    if (status == KR_NODE_OK) {
+        kr_replica_wait(s->c->replica, index, s->done, s->arg);
+    } else {
+        kr_store_result res = {.err = from_node(status)};
+        if (status == KR_NODE_LEADERSHIP_LOST)
+            snprintf(res.msg, sizeof res.msg,
+                     "this node lost the cluster's lead before the write was committed; its "
+                     "outcome is unknown (an idempotent producer sends it again to the new "
+                     "leader with the same seq)");
+        else
+            snprintf(res.msg, sizeof res.msg, "%s", msg);
+        s->done(s->arg, &res);
+    }
+    free(s);
+}
+
+krappy_err kr_cluster_submit(kr_cluster *c, const void *cmd, size_t len, kr_replica_done done,
+                             void *arg, char *msg, size_t msglen)
+{
+    kr_node *n = node_of(c);
+    submission *s = malloc(sizeof *s);
+    if (n == NULL || s == NULL || c->replica == NULL) {
+        free(s);
+        snprintf(msg, msglen,
+                 n == NULL ? "this node is not the cluster's leader"
+                           : "out of memory submitting a write to the cluster");
+        return n == NULL ? KRAPPY_E_NOT_LEADER : KRAPPY_E_STORAGE;
+    }
+    *s = (submission){.c = c, .done = done, .arg = arg};
+    kr_node_err e = kr_node_submit(n, cmd, len, submitted, s);
+    if (e == KR_NODE_OK)
+        return KRAPPY_OK;
+    free(s);
+    snprintf(msg, msglen, "%s", kr_node_strerror(e));
+    return from_node(e);
+}
 
 bool kr_cluster_is_leader(kr_cluster *c)
 {

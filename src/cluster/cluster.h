@@ -36,18 +36,20 @@
 #include <event2/event.h>
 
 #include "cluster/node.h"
+#include "cluster/replica.h"
 #include "krappy/protocol.h"
 #include "util/hostport.h"
 #include "util/metrics.h"
 
-#define KR_CLUSTER_ID_MAX      64
-#define KR_CLUSTER_TICK_MS     100       /* the loop's look at raft's state */
-#define KR_CLUSTER_PROBE_MS    2000      /* bound of one probe */
-#define KR_CLUSTER_RETRY_MS    500       /* between rounds of probes */
-#define KR_CLUSTER_HANDOVER_MS 3000      /* longest wait for a leadership transfer at stop */
-#define KR_CLUSTER_MARKER      "cluster" /* DATA/cluster: the cluster's id */
-#define KR_CLUSTER_JOINING     "cluster-joining" /* DATA/cluster-joining: a join under way */
-#define KR_CLUSTER_RAFT_DIR    "raft"            /* DATA/raft: libraft's files */
+#define KR_CLUSTER_ID_MAX           64
+#define KR_CLUSTER_TICK_MS          100       /* the loop's look at raft's state */
+#define KR_CLUSTER_PROBE_MS         2000      /* bound of one probe */
+#define KR_CLUSTER_RETRY_MS         500       /* between rounds of probes */
+#define KR_CLUSTER_HANDOVER_MS      3000      /* longest wait for a leadership transfer at stop */
+#define KR_CLUSTER_SNAPSHOT_WAIT_MS 50        /* longest wait for the store before a snapshot */
+#define KR_CLUSTER_MARKER           "cluster" /* DATA/cluster: the cluster's id */
+#define KR_CLUSTER_JOINING          "cluster-joining" /* DATA/cluster-joining: a join under way */
+#define KR_CLUSTER_RAFT_DIR         "raft"            /* DATA/raft: libraft's files */
 
 typedef struct kr_cluster kr_cluster;
 
@@ -61,8 +63,11 @@ typedef struct kr_cluster_opts {
     bool has_topics;             /* DATA holds topics already */
     struct event_base *base;     /* the loop */
     kr_metrics *metrics;         /* NULL: none recorded */
-    unsigned election_ms;        /* 0: KR_NODE_ELECTION_MS */
-    unsigned heartbeat_ms;       /* 0: KR_NODE_HEARTBEAT_MS */
+    /* Applies the store's commands on this node (replica.h; borrowed, it
+     * outlives the cluster). NULL: a node of metadata only (tests). */
+    kr_replica *replica;
+    unsigned election_ms;  /* 0: KR_NODE_ELECTION_MS */
+    unsigned heartbeat_ms; /* 0: KR_NODE_HEARTBEAT_MS */
     /* Called on the loop when the node cannot start after all (raft
      * refused its directory or port): krappyd stops. */
     void (*failed)(void *arg, const char *why);
@@ -160,6 +165,19 @@ void kr_cluster_status_get(kr_cluster *c, kr_cluster_status *out);
 /* Ready for clients: raft runs, a leader is known, and this node has
  * applied what it knows committed. @return true, or false with why. */
 bool kr_cluster_ready(kr_cluster *c, char *why, size_t whylen);
+
+/*
+ * kr_cluster_submit - on the leader: append a store command (cmd.h, len
+ * bytes, copied) to the log; `done` gets its result once it is committed
+ * and applied here (replica.h), or the error: NOT_LEADER (this node did not
+ * lead, or lost the lead before the command was committed: its outcome is
+ * unknown), SHUTTING_DOWN, STORAGE.
+ * @return KRAPPY_OK (done follows), else the error with msg (nothing was
+ *         appended): NOT_LEADER, BUSY (too much in flight), INVALID_ARGUMENT
+ *         (too big), STORAGE (the raft disk is nearly full, no memory).
+ */
+krappy_err kr_cluster_submit(kr_cluster *c, const void *cmd, size_t len, kr_replica_done done,
+                             void *arg, char *msg, size_t msglen);
 
 /* The outcome of a membership change (loop thread): KRAPPY_OK, or the error
  * with a sentence. */

@@ -62,6 +62,7 @@ struct kr_cluster {
     bool has_topics;
     struct event_base *base;
     kr_metrics *metrics;
+    kr_replica *replica; /* NULL: metadata only */
     unsigned election_ms, heartbeat_ms;
     void (*failed)(void *arg, const char *why);
     void *failed_arg;

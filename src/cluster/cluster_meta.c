@@ -202,6 +202,14 @@ static int fsm_apply(void *arg, uint64_t index, const void *data, size_t len)
         return 0;
     }
     default:
+        /* The store's: applied on the loop, in log order (replica.h). */
+        if (c->replica != NULL) {
+            if (kr_replica_push(c->replica, index, data, len) == 0)
+                return 0;
+            kr_log(KR_LOG_ERROR, "out of memory queueing a raft command for the store",
+                   KR_LOG_U64("index", index));
+            return -1;
+        }
         kr_log(KR_LOG_ERROR, "raft command of the store reached a node that does not apply them",
                KR_LOG_U64("index", index), KR_LOG_STR("command", kr_cmd_name(cmd.type)));
         return -1;
@@ -212,6 +220,11 @@ static int fsm_apply(void *arg, uint64_t index, const void *data, size_t len)
 static int fsm_snapshot(void *arg, void **data, size_t *len)
 {
     kr_cluster *c = arg;
+    /* Only once the store holds every command the snapshot covers: the
+     * log before it is dropped, and a restart does not replay it. A brief
+     * wait (the raft thread sends no heartbeat meanwhile); else later. */
+    if (c->replica != NULL && !kr_replica_wait_stored(c->replica, KR_CLUSTER_SNAPSHOT_WAIT_MS))
+        return -1;
     kr_buf b;
     kr_buf_init(&b, KR_ENTRY_MAX_BYTES);
     pthread_mutex_lock(&c->mu);

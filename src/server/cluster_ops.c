@@ -56,13 +56,21 @@ int kr_server_cluster_start(kr_server *srv)
         return 0;
     }
     kr_topic **all;
+    bool has_topics = kr_store_topics(srv->store, &all) > 0;
+    srv->replica = kr_replica_new(srv->store, srv->base);
+    if (srv->replica == NULL) {
+        kr_log(KR_LOG_ERROR, "cannot start as a cluster member: out of memory");
+        return -1;
+    }
+    kr_buf_init(&srv->cmd, (size_t)cfg->max_frame + 4096);
     kr_cluster_opts o = {.node_id = cfg->node_id,
                          .raft_listen = cfg->raft_listen,
                          .peers = cfg->peers,
                          .advertise = srv->advertise,
                          .kafka_advertise = srv->kafka_advertise[0] ? srv->kafka_advertise : NULL,
                          .data_dir = cfg->data_dir,
-                         .has_topics = kr_store_topics(srv->store, &all) > 0,
+                         .has_topics = has_topics,
+                         .replica = srv->replica,
                          .base = srv->base,
                          .metrics = srv->metrics,
                          .failed = cluster_failed,
@@ -74,6 +82,13 @@ int kr_server_cluster_start(kr_server *srv)
     kr_log(KR_LOG_INFO, "cluster member starting", KR_LOG_U64("node", cfg->node_id),
            KR_LOG_STR("raft", cfg->raft_listen), KR_LOG_STR("advertise", srv->advertise));
     return 0;
+}
+
+void kr_server_cluster_free(kr_server *srv)
+{
+    kr_replica_free(srv->replica);
+    srv->replica = NULL;
+    kr_buf_free(&srv->cmd);
 }
 
 /* Requests that change what is replicated (PROTOCOL.md section 8). */

@@ -116,6 +116,8 @@ static kr_hresult producer_register(kr_conn *c, kr_req *r, const kr_request *req
     kr_store_result res;
     kr_topic *t;
     int rc;
+    if (c->srv->cluster != NULL)
+        return kr_server_cluster_register(c, r, req);
     producer_drop(c);
     kr_req_async(r);
     r->ctx = idempotent ? r : NULL; /* registered() tells the two apart */
@@ -165,6 +167,8 @@ static void published(void *arg, const kr_store_result *res)
 
 static kr_hresult publish(kr_conn *c, kr_req *r, const kr_request *req)
 {
+    if (c->srv->cluster != NULL)
+        return kr_server_cluster_publish(c, r, req);
     if (c->idem && !req->u.publish.has_seq) {
         kr_req_error(r, KRAPPY_E_INVALID_ARGUMENT,
                      "field 'seq' is required: this connection's producer registration is "

@@ -252,7 +252,8 @@ out:
     kr_cluster_stop(srv.cluster); /* after a hand-over, before the store closes */
     srv.cluster = NULL;
     kr_admin_free(admin);
-    kr_store_close(store); /* final checkpoint: a short replay next start */
+    kr_store_close(store);        /* final checkpoint: a short replay next start */
+    kr_server_cluster_free(&srv); /* the replica, once the store completed its work */
     if (op.done != NULL)
         event_free(op.done);
     kr_server_free(&srv);

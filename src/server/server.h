@@ -139,10 +139,16 @@ struct kr_conn {
     struct kr_req_list reqs; /* in request order, finished or not */
     struct kr_req_list free_reqs;
     uint32_t n_free_reqs;
-    kr_buf enc;          /* reply payload being encoded */
-    kr_buf scratch;      /* kr_req_decode scratch */
-    kr_buf tmp;          /* handlers' second buffer */
-    kr_topic *producer;  /* PRODUCER_REGISTER'd topic, or NULL */
+    kr_buf enc;         /* reply payload being encoded */
+    kr_buf scratch;     /* kr_req_decode scratch */
+    kr_buf tmp;         /* handlers' second buffer */
+    kr_topic *producer; /* PRODUCER_REGISTER'd topic, or NULL */
+    /* In a cluster the registration names the topic instead (it exists
+     * once the log's TOPIC_CREATE is applied): cl_topic_len 0 for none. */
+    size_t cl_topic_len;
+    uint8_t cl_topic[KRAPPY_MAX_NAME_BYTES];
+    const uint8_t *payload; /* the request's payload, during its handler */
+    size_t payload_len;
     bool idem;           /* ... an idempotent registration (section 7): */
     uint32_t idem_epoch; /* its epoch */
     size_t idem_id_len;  /* and the producer id */
@@ -204,6 +210,8 @@ struct kr_server {
      * member of (NULL: a single node, a cluster of one named cluster_id),
      * and where clients reach it (and its Kafka listener, "" for none). */
     kr_cluster *cluster;
+    kr_replica *replica; /* applies the log's store commands (a member's) */
+    kr_buf cmd;          /* a command being encoded for the log */
     char cluster_id[KR_CLUSTER_ID_MAX + 1];
     char advertise[KR_HOSTPORT_MAX + 1];
     char kafka_advertise[KR_HOSTPORT_MAX + 1];
@@ -346,6 +354,19 @@ const kr_handler *kr_handler_for(uint32_t type);
  * @return 0, or -1 (logged).
  */
 int kr_server_cluster_start(kr_server *srv);
+
+/* The cluster's loop-side state (the replica), after kr_cluster_stop and
+ * kr_store_close. NULL members ok. */
+void kr_server_cluster_free(kr_server *srv);
+
+/*
+ * PRODUCER_REGISTER and PUBLISH on a cluster's leader (cluster_write.c):
+ * the request goes into the log as a store command (TOPIC_CREATE, PUBLISH
+ * with the leader's clock) and is answered with the result of applying it
+ * here, once committed on a majority (PROTOCOL.md section 8).
+ */
+kr_hresult kr_server_cluster_register(kr_conn *c, kr_req *r, const kr_request *req);
+kr_hresult kr_server_cluster_publish(kr_conn *c, kr_req *r, const kr_request *req);
 
 /* In a cluster: answer NOT_LEADER (with the leader's address when known)
  * to a request that needs the leader, on a node that does not lead.

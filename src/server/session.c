@@ -514,7 +514,10 @@ static void conn_start(kr_conn *c, uint32_t type, const uint8_t *payload, size_t
         r->fifo = true;
         c->running_fifo++;
     }
+    c->payload = payload; /* for a cluster's log (cluster_write.c) */
+    c->payload_len = len;
     (void)h->run(c, r, &req); /* KR_H_ASYNC handlers took their reference */
+    c->payload = NULL;
 }
 
 /* Frame-level errors lose the framing: answer (in order) and close. */

@@ -83,10 +83,9 @@ static void encode_event(kr_store *s, batch_enc *be, const kr_event_in *ev, uint
  * is too large to be delivered (INVALID_ARGUMENT naming it).
  */
 static krappy_err encode_batch(kr_store *s, const kr_request *req, kr_buf *scratch, batch_enc *be,
-                               char *msg, size_t msglen, uint64_t *bad_index)
+                               uint64_t ts_now, char *msg, size_t msglen, uint64_t *bad_index)
 {
     const uint64_t limit = (uint64_t)s->o.max_frame - KRAPPY_REPLY_SLACK_BYTES;
-    uint64_t ts_now = kr_wall_ms();
     uint8_t zero[KR_BATCH_HEADER_MAX] = {0};
     kr_buf_reset(&s->enc);
     kr_buf_reset(&s->meta);
@@ -189,9 +188,12 @@ static int reserve_segment_slot(kr_topic *t)
     return 0;
 }
 
-krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_buf *scratch,
-                            bool sync, kr_idem *idem, kr_store_done done, void *arg, char *msg,
-                            size_t msglen, uint64_t *bad_index)
+/* kr_store_publish and kr_store_publish_applied: `ts_now` stamps events
+ * without a ts, `raft_index` goes into the batch header (0: none). */
+static krappy_err publish(kr_store *s, kr_topic *t, const kr_request *req, kr_buf *scratch,
+                          bool sync, kr_idem *idem, uint64_t ts_now, uint64_t raft_index,
+                          kr_store_done done, void *arg, char *msg, size_t msglen,
+                          uint64_t *bad_index)
 {
     uint64_t count = req->u.publish.count;
     if (count > s->o.max_publish_events) {
@@ -210,11 +212,12 @@ krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_
     batch_enc be = {.base = t->assigned};
     if (prod != NULL)
         be.hdr = (kr_batch_hdr){.producer = prod->pid, .epoch = idem->epoch, .seq = idem->seq};
+    be.hdr.raft_index = raft_index;
     kr_buf_init(&be.extra, (size_t)s->o.max_frame);
     kr_block *blk = NULL;
     kr_ev_meta *m = NULL;
     kr_job *j = NULL;
-    krappy_err rc = encode_batch(s, req, scratch, &be, msg, msglen, bad_index);
+    krappy_err rc = encode_batch(s, req, scratch, &be, ts_now, msg, msglen, bad_index);
     if (rc != KRAPPY_OK)
         goto out;
     if (reserve_segment_slot(t) < 0 || take_batch(s, &be, &blk, &m) < 0 ||
@@ -236,12 +239,31 @@ krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_
     j->arg = arg;
     t->assigned += be.count;
     t->appends_in_flight++;
+    if (raft_index > t->raft_index)
+        t->raft_index = raft_index;
     if (prod != NULL)
         kr_store_idem_accepted(prod, j, idem->seq, be.base, (uint32_t)be.count, sync);
     kr_writer_submit(s->writer, j);
 out:
     kr_buf_free(&be.extra);
     return rc;
+}
+
+krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_buf *scratch,
+                            bool sync, kr_idem *idem, kr_store_done done, void *arg, char *msg,
+                            size_t msglen, uint64_t *bad_index)
+{
+    return publish(s, t, req, scratch, sync, idem, kr_wall_ms(), 0, done, arg, msg, msglen,
+                   bad_index);
+}
+
+krappy_err kr_store_publish_applied(kr_store *s, kr_topic *t, const kr_request *req,
+                                    kr_buf *scratch, kr_idem *idem, uint64_t ts,
+                                    uint64_t raft_index, kr_store_done done, void *arg, char *msg,
+                                    size_t msglen, uint64_t *bad_index)
+{
+    return publish(s, t, req, scratch, false, idem, ts, raft_index, done, arg, msg, msglen,
+                   bad_index);
 }
 
 /* ---- completion ---- */

@@ -152,6 +152,8 @@ struct kr_topic {
     size_t n_groups, cap_groups;
     struct kr_wtopic *w;   /* writer-side state: only the writer touches it */
     struct kr_tprod *prod; /* idempotent producers (store_producers.c) */
+    uint64_t raft_index;   /* highest raft index among its batches (a cluster
+                              member's, kr_store_publish_applied; 0 otherwise) */
     uint64_t events_in;    /* counters for STATS/metrics */
     kr_metric *m_events_in, *m_bytes_in, *m_events_out, *m_bytes_out, *m_stream_bytes,
         *m_segments; /* labelled topic="NAME" */
@@ -277,6 +279,19 @@ typedef struct kr_idem {
 krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_buf *scratch,
                             bool sync, kr_idem *idem, kr_store_done done, void *arg, char *msg,
                             size_t msglen, uint64_t *bad_index);
+
+/*
+ * kr_store_publish_applied - kr_store_publish for a PUBLISH a cluster's
+ * log decided (PROTOCOL.md section 8): events without a ts get `ts` (the
+ * leader's clock, the same on every node) and the batch header records
+ * `raft_index` (> 0), which becomes the topic's raft_index, so that a node
+ * replaying its log after a restart skips what its stream holds. Never
+ * synced on its own: the raft log is the durable copy. Same returns.
+ */
+krappy_err kr_store_publish_applied(kr_store *s, kr_topic *t, const kr_request *req,
+                                    kr_buf *scratch, kr_idem *idem, uint64_t ts,
+                                    uint64_t raft_index, kr_store_done done, void *arg, char *msg,
+                                    size_t msglen, uint64_t *bad_index);
 
 /* ---- reads (loop thread, synchronous) ---- */
 

@@ -1,0 +1,124 @@
+/*
+ * server/cluster_write.c - writes on a cluster's leader (PROTOCOL.md
+ * section 8): PRODUCER_REGISTER and PUBLISH become store commands in the
+ * raft log (cluster/cmd.h), and are answered with what applying them here
+ * gave (cluster/replica.h) once a majority stored them. Every node applies
+ * the same commands in the same order, so the offsets in the answer are
+ * the offsets on every node.
+ *
+ * A single krappyd never comes here (handlers.c checks srv->cluster).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cluster/cmd.h"
+#include "server/server.h"
+#include "util/clock.h"
+
+/* The error of a replicated write, with the leader's address after a
+ * NOT_LEADER (the lead moved while the command was in flight). */
+static void write_error(kr_req *r, const kr_store_result *res)
+{
+    kr_conn *c = r->conn;
+    char leader[KR_HOSTPORT_MAX + 1] = "";
+    kr_error_extra extra = {.has_index = res->err == KRAPPY_E_INVALID_ARGUMENT &&
+                                         res->first != UINT64_MAX && r->type == KRAPPY_T_PUBLISH,
+                            .index = res->first,
+                            .has_expected = res->err == KRAPPY_E_OUT_OF_ORDER_SEQUENCE,
+                            .expected = res->seq};
+    if (res->err == KRAPPY_E_NOT_LEADER && c->srv->cluster != NULL &&
+        kr_cluster_leader_addr(c->srv->cluster, leader, sizeof leader) && leader[0] != '\0')
+        extra.leader = leader;
+    kr_req_error(r, res->err, res->msg, &extra);
+}
+
+/* Submit srv->cmd for r; `done` answers it. @return KR_H_ASYNC. */
+static kr_hresult submit(kr_conn *c, kr_req *r, kr_replica_done done)
+{
+    kr_server *srv = c->srv;
+    kr_req_async(r);
+    if (srv->cmd.failed) {
+        kr_req_error(r, KRAPPY_E_STORAGE, "out of memory encoding the write for the cluster's log",
+                     NULL);
+        return KR_H_ASYNC;
+    }
+    kr_store_result res = {.first = UINT64_MAX};
+    res.err = kr_cluster_submit(srv->cluster, srv->cmd.data, srv->cmd.len, done, r, res.msg,
+                                sizeof res.msg);
+    if (res.err != KRAPPY_OK)
+        write_error(r, &res);
+    return KR_H_ASYNC;
+}
+
+/* ---- PRODUCER_REGISTER ---- */
+
+static void registered(void *arg, const kr_store_result *res)
+{
+    kr_req *r = arg;
+    kr_conn *c = r->conn;
+    if (res->err != KRAPPY_OK) {
+        write_error(r, res);
+        return;
+    }
+    kr_str name = {c->cl_topic, c->cl_topic_len};
+    kr_buf_reset(&c->enc);
+    kr_enc_ok_producer(&c->enc, r->cid, &name, res->first);
+    kr_req_reply(r, KRAPPY_T_OK, c->enc.data, c->enc.len);
+}
+
+kr_hresult kr_server_cluster_register(kr_conn *c, kr_req *r, const kr_request *req)
+{
+    const kr_str *name = &req->u.producer_register.topic;
+    if (req->u.producer_register.idempotent) {
+        kr_req_error(r, KRAPPY_E_INVALID_ARGUMENT,
+                     "idempotent producers are not replicated by this krappyd's cluster yet; "
+                     "register without 'idempotent'",
+                     NULL);
+        return KR_H_DONE;
+    }
+    /* Bound at once, so that a PUBLISH pipelined behind it is taken: its
+     * command follows the topic's creation in the log. */
+    memcpy(c->cl_topic, name->ptr, name->len);
+    c->cl_topic_len = name->len;
+    kr_buf_reset(&c->srv->cmd);
+    kr_cmd_put_topic(&c->srv->cmd, KR_CMD_TOPIC_CREATE, name);
+    return submit(c, r, registered);
+}
+
+/* ---- PUBLISH ---- */
+
+static void published(void *arg, const kr_store_result *res)
+{
+    kr_req *r = arg;
+    kr_conn *c = r->conn;
+    if (res->err != KRAPPY_OK) {
+        write_error(r, res); /* closes when ack "none" */
+        return;
+    }
+    if (r->ack_none) {
+        kr_req_silent(r);
+        return;
+    }
+    kr_buf_reset(&c->enc);
+    if (res->duplicate)
+        kr_enc_ok_publish_duplicate(&c->enc, r->cid, res->first, res->count);
+    else
+        kr_enc_ok_publish(&c->enc, r->cid, res->first, res->count);
+    kr_req_reply(r, KRAPPY_T_OK, c->enc.data, c->enc.len);
+}
+
+kr_hresult kr_server_cluster_publish(kr_conn *c, kr_req *r, const kr_request *req)
+{
+    (void)req; /* the payload goes into the log as the client sent it */
+    if (c->cl_topic_len == 0) {
+        kr_req_error(r, KRAPPY_E_NOT_REGISTERED,
+                     "PUBLISH needs a PRODUCER_REGISTER for a topic on this connection first",
+                     NULL);
+        return KR_H_DONE;
+    }
+    kr_str topic = {c->cl_topic, c->cl_topic_len};
+    kr_str payload = {c->payload, c->payload_len};
+    kr_buf_reset(&c->srv->cmd);
+    kr_cmd_put_publish(&c->srv->cmd, &topic, kr_wall_ms(), NULL, 0, &payload);
+    return submit(c, r, published);
+}
