@@ -111,7 +111,9 @@ STORE_LIB   := $(LAYER_LIB)/libkr_store.a
 KAFKA_LIB   := $(LAYER_LIB)/libkr_kafka.a
 CLUSTER_LIB := $(LAYER_LIB)/libkr_cluster.a
 SERVER_LIB  := $(LAYER_LIB)/libkr_server.a
-DAEMON_LIBS := $(SERVER_LIB) $(KAFKA_LIB) $(CLUSTER_LIB) $(STORE_LIB) $(PROTO_LIB) $(UTIL_LIB)
+CLIENT_LIB  := $(LAYER_LIB)/libkr_client.a
+DAEMON_LIBS := $(SERVER_LIB) $(KAFKA_LIB) $(CLUSTER_LIB) $(CLIENT_LIB) $(STORE_LIB) $(PROTO_LIB) \
+               $(UTIL_LIB)
 
 KRAPPYD     := $(OUT)/bin/krappyd
 KRAPPY      := $(OUT)/bin/krappy
@@ -183,6 +185,7 @@ $(STORE_LIB): $(STORE_OBJ)
 $(KAFKA_LIB): $(KAFKA_OBJ)
 $(CLUSTER_LIB): $(CLUSTER_OBJ)
 $(SERVER_LIB): $(SERVER_OBJ)
+$(CLIENT_LIB): $(CLIENT_OBJ)
 $(LIBA): $(UTIL_OBJ) $(PROTO_OBJ) $(CLIENT_OBJ)
 $(DAEMON_LIBS) $(LIBA):
 	@mkdir -p $(dir $@)

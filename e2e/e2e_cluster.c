@@ -17,6 +17,8 @@
  * KRAPPY_E2E_TORTURE=1 runs 100 leader kills instead of 10.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -361,6 +363,75 @@ static uint64_t next_on(const e2e_cluster *c, unsigned i)
     return next;
 }
 
+/*
+ * Once every node caught up with the leader's next: the same stream on
+ * every node (offsets, ts, keys, bytes), each event (numbered in its
+ * value) at most once, each acknowledged one exactly once.
+ */
+static void check_streams(e2e_cluster *cp, int total, const char *acked, int n_acked, int unknown,
+                          int kills)
+{
+    e2e_cluster c = *cp;
+    assert_true(e2e_cluster_leader(&c, 20000) >= 0);
+    /* Every node applies what is committed: wait until all three stand at
+     * the same next. */
+    uint64_t end = e2e_now_ms() + 30000, nx[3] = {0};
+    do {
+        for (unsigned i = 0; i < 3; i++)
+            nx[i] = next_on(&c, i);
+        if (nx[0] > 0 && nx[0] == nx[1] && nx[1] == nx[2])
+            break;
+        usleep(100000);
+    } while (e2e_now_ms() < end);
+    dump d[3];
+    for (unsigned i = 0; i < 3; i++)
+        dump_node(&c, i, &d[i]);
+    printf("e2e_cluster: %d events acknowledged, %d of unknown outcome, %d leader kills; %zu "
+           "events on each node\n",
+           n_acked, unknown, kills, d[0].events);
+    for (unsigned i = 1; i < 3; i++) {
+        assert_int_equal(d[i].next, d[0].next);
+        if (d[i].len != d[0].len || memcmp(d[i].text, d[0].text, d[0].len) != 0)
+            fail_msg("node %u's stream differs from node 1's", i + 1);
+    }
+    int *seen = calloc((size_t)total, sizeof *seen);
+    assert_non_null(seen);
+    const char *p = d[0].text;
+    /* "ev-" as CBOR text: 0x69 (9 bytes) then "ev-", in hex. */
+    while ((p = strstr(p, "6965762d")) != NULL) {
+        p += 8;
+        int no = 0;
+        for (int dgt = 0; dgt < 6; dgt++, p += 2)
+            no = no * 10 + (p[1] - '0');
+        assert_true(no >= 0 && no < total);
+        seen[no]++;
+    }
+    for (int no = 0; no < total; no++) {
+        if (seen[no] > 1)
+            fail_msg("event %d is stored %d times", no, seen[no]);
+        if (acked[no] && seen[no] != 1)
+            fail_msg("acknowledged event %d is missing", no);
+    }
+    assert_true(d[0].events >= (size_t)n_acked);
+    for (unsigned i = 0; i < 3; i++)
+        free(d[i].text);
+    free(seen);
+}
+
+/* A batch of REP_BATCH events numbered from `from`. */
+static void fill_batch(krappy_batch *b, int from)
+{
+    krappy_batch_reset(b);
+    for (int e = 0; e < REP_BATCH; e++) {
+        char key[16], val[32];
+        int no = from + e;
+        int kl = snprintf(key, sizeof key, "k%d", no % 7);
+        int vl = snprintf(val, sizeof val, "ev-%06d", no);
+        assert_int_equal(
+            krappy_batch_add_text(b, KRAPPY_KEY_TEXT, key, (size_t)kl, val, (size_t)vl), KRAPPY_OK);
+    }
+}
+
 /* A client on the leader, registered on the topic. */
 static krappy_client *producer_on_leader(const e2e_cluster *c)
 {
@@ -397,16 +468,9 @@ static void run_replicated(int kills, int batches_per_round)
     for (int round = 0; round <= kills; round++) {
         krappy_client *k = producer_on_leader(&c);
         for (int i = 0; i < batches_per_round; i++) {
-            krappy_batch_reset(b);
             int from = ev_no;
-            for (int e = 0; e < REP_BATCH; e++, ev_no++) {
-                char key[16], val[32];
-                int kl = snprintf(key, sizeof key, "k%d", ev_no % 7);
-                int vl = snprintf(val, sizeof val, "ev-%06d", ev_no);
-                assert_int_equal(
-                    krappy_batch_add_text(b, KRAPPY_KEY_TEXT, key, (size_t)kl, val, (size_t)vl),
-                    KRAPPY_OK);
-            }
+            fill_batch(b, from);
+            ev_no += REP_BATCH;
             krappy_publish_result pr;
             krappy_err e = krappy_publish(k, b, KRAPPY_ACK_WRITE, &pr);
             if (e == KRAPPY_OK) {
@@ -429,48 +493,7 @@ static void run_replicated(int kills, int batches_per_round)
         }
     }
     krappy_batch_free(b);
-    /* Every node catches up with the leader's next. */
-    int leader = e2e_cluster_leader(&c, 20000);
-    assert_true(leader >= 0);
-    uint64_t want = next_on(&c, (unsigned)leader);
-    uint64_t end = e2e_now_ms() + 20000;
-    for (unsigned i = 0; i < 3; i++)
-        while (next_on(&c, i) < want && e2e_now_ms() < end)
-            usleep(50000);
-    dump d[3];
-    for (unsigned i = 0; i < 3; i++)
-        dump_node(&c, i, &d[i]);
-    printf("e2e_cluster: %d events acknowledged, %d of unknown outcome, %d leader kills; %zu "
-           "events on each node\n",
-           n_acked, unknown, kills, d[0].events);
-    for (unsigned i = 1; i < 3; i++) {
-        assert_int_equal(d[i].next, d[0].next);
-        if (d[i].len != d[0].len || memcmp(d[i].text, d[0].text, d[0].len) != 0)
-            fail_msg("node %u's stream differs from node 1's", i + 1);
-    }
-    /* Exactly once: count each event's number in node 1's stream. */
-    int *seen = calloc((size_t)total, sizeof *seen);
-    assert_non_null(seen);
-    const char *p = d[0].text;
-    /* "ev-" as CBOR text: 0x69 (9 bytes) then "ev-", in hex. */
-    while ((p = strstr(p, "6965762d")) != NULL) {
-        p += 8;
-        int no = 0;
-        for (int dgt = 0; dgt < 6; dgt++, p += 2)
-            no = no * 10 + (p[1] - '0');
-        assert_true(no >= 0 && no < total);
-        seen[no]++;
-    }
-    for (int no = 0; no < total; no++) {
-        if (seen[no] > 1)
-            fail_msg("event %d is stored %d times", no, seen[no]);
-        if (acked[no] && seen[no] != 1)
-            fail_msg("acknowledged event %d is missing", no);
-    }
-    assert_true(d[0].events >= (size_t)n_acked);
-    for (unsigned i = 0; i < 3; i++)
-        free(d[i].text);
-    free(seen);
+    check_streams(&c, total, acked, n_acked, unknown, kills);
     free(acked);
     assert_int_equal(e2e_cluster_stop(&c), 0);
 }
@@ -485,6 +508,85 @@ static void test_replicated_leader_kills(void **state)
 {
     (void)state;
     run_replicated(getenv("KRAPPY_E2E_TORTURE") ? 30 : 3, 20);
+}
+
+/* An idempotent producer handle publishing until told to stop. */
+typedef struct idem_load {
+    const char *addrs;
+    atomic_int stop;
+    int sent; /* events */
+    krappy_err err;
+    char errmsg[256];
+    krappy_producer_info info;
+} idem_load;
+
+static void *idem_producer(void *arg)
+{
+    idem_load *l = arg;
+    krappy_producer *p = NULL;
+    krappy_producer_opts o = {.reconnect_ms = 20000};
+    l->err = krappy_producer_open(l->addrs, REP_TOPIC, "idem-1", &o, &p);
+    krappy_batch *b = krappy_batch_new();
+    while (l->err == KRAPPY_OK && !l->stop && l->sent + REP_BATCH <= 999999) {
+        fill_batch(b, l->sent);
+        l->err = krappy_producer_send(p, b, NULL);
+        if (l->err == KRAPPY_OK)
+            l->sent += REP_BATCH;
+    }
+    if (l->err == KRAPPY_OK)
+        l->err = krappy_producer_flush(p);
+    if (p != NULL) {
+        snprintf(l->errmsg, sizeof l->errmsg, "%s", krappy_producer_errmsg(p));
+        krappy_producer_info_get(p, &l->info);
+    }
+    krappy_batch_free(b);
+    krappy_producer_free(p);
+    return NULL;
+}
+
+/*
+ * An idempotent producer publishing through kill -9 of the leader, again
+ * and again (each killed node restarted on its directory): once flushed,
+ * every event it sent is on every node exactly once, in the same order
+ * with the same bytes, and the time to a new leader under load is measured.
+ */
+static void test_idempotent_failover(void **state)
+{
+    (void)state;
+    e2e_cluster c;
+    assert_int_equal(e2e_cluster_start(&c, 3, false, NULL), 0);
+    int kills = getenv("KRAPPY_E2E_TORTURE") ? 30 : 3;
+    idem_load l = {.addrs = c.addrs};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, idem_producer, &l), 0);
+    uint64_t worst = 0;
+    for (int k = 0; k < kills; k++) {
+        usleep(600000);
+        int leader = e2e_cluster_leader(&c, 20000);
+        assert_true(leader >= 0);
+        uint64_t t0 = e2e_now_ms();
+        e2e_kill9(&c.node[leader]);
+        assert_true(e2e_cluster_leader(&c, 20000) >= 0);
+        if (e2e_now_ms() - t0 > worst)
+            worst = e2e_now_ms() - t0;
+        assert_int_equal(e2e_cluster_restart(&c, (unsigned)leader, NULL), 0);
+    }
+    usleep(300000);
+    l.stop = 1;
+    pthread_join(th, NULL);
+    if (l.err != KRAPPY_OK)
+        fail_msg("the producer failed: %s", l.errmsg);
+    printf("e2e_cluster: idempotent producer through %d leader kills: %llu batches acked, %llu "
+           "sent again, %llu duplicates, %llu reconnects; slowest new leader %llu ms\n",
+           kills, (unsigned long long)l.info.acked, (unsigned long long)l.info.resent,
+           (unsigned long long)l.info.duplicates, (unsigned long long)l.info.reconnects,
+           (unsigned long long)worst);
+    char *acked = malloc((size_t)l.sent + 1);
+    assert_non_null(acked);
+    memset(acked, 1, (size_t)l.sent + 1);
+    check_streams(&c, l.sent, acked, l.sent, 0, kills);
+    free(acked);
+    assert_int_equal(e2e_cluster_stop(&c), 0);
 }
 
 int main(void)
@@ -502,6 +604,7 @@ int main(void)
         cmocka_unit_test(test_membership),
         cmocka_unit_test(test_replicated_publish),
         cmocka_unit_test(test_replicated_leader_kills),
+        cmocka_unit_test(test_idempotent_failover),
     };
     return cmocka_run_group_tests_name("e2e_cluster", tests, NULL, NULL);
 }

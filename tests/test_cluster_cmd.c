@@ -91,9 +91,10 @@ static void test_roundtrips(void **state)
     assert_false(c.has_producer);
 
     kr_buf_reset(&b);
-    kr_cmd_put_producer_register(&b, &topic, &id);
+    kr_cmd_put_producer_register(&b, &topic, &id, 3);
     c = decoded();
     assert_str(&c.name, "shop-1");
+    assert_int_equal(c.epoch, 3);
 
     kr_buf_reset(&b);
     kr_cmd_put_group_at(&b, KR_CMD_GROUP_SEEK, &topic, &group, 99);

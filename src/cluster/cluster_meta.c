@@ -17,7 +17,7 @@
 #include "proto/cbor.h"
 #include "util/log.h"
 
-#define SNAPSHOT_VERSION 1
+#define SNAPSHOT_VERSION 2 /* 1: without the store's part */
 #define INFO_VERSION     1
 
 int kr_cluster_write_file(const char *path, const char *text)
@@ -216,19 +216,18 @@ static int fsm_apply(void *arg, uint64_t index, const void *data, size_t len)
     }
 }
 
-/* [1, cluster_id, [[id, data, kafka|null]...]] */
+/* [2, cluster_id, [[id, data, kafka|null]...], store|null]: `store` the
+ * replica's part (replica.h), taken only once the store holds every
+ * command the snapshot covers - the log before it is dropped, and a
+ * restart does not replay it; the raft thread waits briefly for that
+ * (sending no heartbeat meanwhile), else the snapshot is taken later. */
 static int fsm_snapshot(void *arg, void **data, size_t *len)
 {
     kr_cluster *c = arg;
-    /* Only once the store holds every command the snapshot covers: the
-     * log before it is dropped, and a restart does not replay it. A brief
-     * wait (the raft thread sends no heartbeat meanwhile); else later. */
-    if (c->replica != NULL && !kr_replica_wait_stored(c->replica, KR_CLUSTER_SNAPSHOT_WAIT_MS))
-        return -1;
     kr_buf b;
     kr_buf_init(&b, KR_ENTRY_MAX_BYTES);
     pthread_mutex_lock(&c->mu);
-    kr_cbor_put_array(&b, 3);
+    kr_cbor_put_array(&b, 4);
     kr_cbor_put_uint(&b, SNAPSHOT_VERSION);
     kr_cbor_put_cstr(&b, c->cluster_id);
     kr_cbor_put_array(&b, c->n_applied);
@@ -242,6 +241,10 @@ static int fsm_snapshot(void *arg, void **data, size_t *len)
             kr_cbor_put_null(&b);
     }
     pthread_mutex_unlock(&c->mu);
+    if (c->replica == NULL)
+        kr_cbor_put_null(&b);
+    else if (kr_replica_snapshot(c->replica, KR_CLUSTER_SNAPSHOT_WAIT_MS, &b) < 0)
+        b.failed = true;
     if (b.failed) {
         kr_buf_free(&b);
         return -1;
@@ -254,15 +257,15 @@ static int fsm_snapshot(void *arg, void **data, size_t *len)
 static int fsm_restore(void *arg, const void *data, size_t len)
 {
     kr_cluster *c = arg;
-    kr_cbor_item a, v, id, list, e;
+    kr_cbor_item a, v, id, list, e, store = {.kind = KR_CBOR_NULL};
     kr_cbor_iter it, li;
     char cid[KR_CLUSTER_ID_MAX + 1] = "";
     kr_node_info tab[KR_NODE_MAX_MEMBERS];
     unsigned n = 0;
-    if (kr_cbor_read_exact(data, len, &a) < 0 || a.kind != KR_CBOR_ARRAY || a.u != 3)
+    if (kr_cbor_read_exact(data, len, &a) < 0 || a.kind != KR_CBOR_ARRAY || a.u < 3 || a.u > 4)
         goto bad;
     kr_cbor_iter_init(&it, &a);
-    if (kr_cbor_iter_next(&it, &v) != 1 || v.kind != KR_CBOR_UINT || v.u != SNAPSHOT_VERSION ||
+    if (kr_cbor_iter_next(&it, &v) != 1 || v.kind != KR_CBOR_UINT || v.u != a.u - 2 ||
         kr_cbor_iter_next(&it, &id) != 1 || id.kind != KR_CBOR_TEXT ||
         id.str_len > KR_CLUSTER_ID_MAX || kr_cbor_iter_next(&it, &list) != 1 ||
         list.kind != KR_CBOR_ARRAY)
@@ -286,6 +289,8 @@ static int fsm_restore(void *arg, const void *data, size_t len)
         ni->id = nid.u;
         n++;
     }
+    if (a.u == 4 && kr_cbor_iter_next(&it, &store) != 1)
+        goto bad;
     pthread_mutex_lock(&c->mu);
     bool named = c->cluster_id[0] == '\0' && cid[0] != '\0';
     snprintf(c->cluster_id, sizeof c->cluster_id, "%s", cid);
@@ -294,6 +299,11 @@ static int fsm_restore(void *arg, const void *data, size_t len)
     pthread_mutex_unlock(&c->mu);
     if (named)
         note_cluster_id(c, cid);
+    if (c->replica != NULL && store.kind == KR_CBOR_ARRAY &&
+        kr_replica_restore(c->replica, store.raw, store.raw_len) < 0) {
+        kr_log(KR_LOG_ERROR, "out of memory restoring a raft snapshot");
+        return -1;
+    }
     return 0;
 bad:
     kr_log(KR_LOG_ERROR, "raft snapshot is not one of this krappyd's metadata");

@@ -193,10 +193,14 @@ int kr_cmd_decode(const uint8_t *p, size_t len, kr_cmd *c, char *err, size_t err
         rc = decode_publish(&r, c);
         break;
     case KR_CMD_PRODUCER_REGISTER:
-        want = 2;
+        want = 3;
         rc = get_topic(&r, &c->topic);
         if (rc == 0)
             rc = get_id(&r, &c->name, "the producer id is not valid");
+        if (rc == 0)
+            rc = get_uint(&r, &c->epoch, "the epoch is not a uint");
+        if (rc == 0 && (c->epoch == 0 || c->epoch > UINT32_MAX))
+            rc = bad(&r, "the epoch is not 1 to 2^32-1");
         break;
     case KR_CMD_GROUP_CREATE:
     case KR_CMD_GROUP_SEEK:
@@ -308,12 +312,13 @@ void kr_cmd_put_publish(kr_buf *b, const kr_str *topic, uint64_t ts, const kr_st
     kr_cbor_put_bytes(b, payload->ptr, payload->len);
 }
 
-void kr_cmd_put_producer_register(kr_buf *b, const kr_str *topic, const kr_str *id)
+void kr_cmd_put_producer_register(kr_buf *b, const kr_str *topic, const kr_str *id, uint64_t epoch)
 {
-    kr_cbor_put_array(b, 3);
+    kr_cbor_put_array(b, 4);
     kr_cbor_put_uint(b, KR_CMD_PRODUCER_REGISTER);
     put_str(b, topic);
     kr_cbor_put_bytes(b, id->ptr, id->len);
+    kr_cbor_put_uint(b, epoch);
 }
 
 void kr_cmd_put_group_at(kr_buf *b, kr_cmd_type type, const kr_str *topic, const kr_str *group,

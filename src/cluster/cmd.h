@@ -12,7 +12,10 @@
  *                                            the client sent it (events in request form,
  *                                            `seq`); `ts` the leader's clock for events
  *                                            without one; producer [id, epoch]
- *   [12, topic, id]                          PRODUCER_REGISTER (idempotent: a new epoch)
+ *   [12, topic, id, epoch]                   PRODUCER_REGISTER (idempotent): the epoch the
+ *                                            leader expects it to start; a node whose
+ *                                            producer has that epoch or a newer one
+ *                                            already (a restart's replay) skips it
  *   [13, topic, group, cursor]               GROUP_CREATE at `cursor` (resolved by the leader)
  *   [14, topic, [[group, cursor]...]]        GROUP_CURSORS: a round of ACKs, one per group
  *   [15, topic]                              TOPIC_DELETE
@@ -68,7 +71,7 @@ typedef struct kr_cmd {
                              PUBLISH: ts */
     bool has_producer;    /* PUBLISH */
     kr_str producer;      /* PUBLISH: the producer id */
-    uint64_t epoch;       /* PUBLISH */
+    uint64_t epoch;       /* PUBLISH, PRODUCER_REGISTER */
     kr_str payload;       /* PUBLISH: the request's payload */
     kr_cbor_item cursors; /* GROUP_CURSORS: the array of [group, cursor] */
     uint64_t n_cursors;
@@ -98,7 +101,7 @@ void kr_cmd_put_topic(kr_buf *b, kr_cmd_type type, const kr_str *topic); /* CREA
 /* PUBLISH: producer NULL for a plain producer's. */
 void kr_cmd_put_publish(kr_buf *b, const kr_str *topic, uint64_t ts, const kr_str *producer,
                         uint64_t epoch, const kr_str *payload);
-void kr_cmd_put_producer_register(kr_buf *b, const kr_str *topic, const kr_str *id);
+void kr_cmd_put_producer_register(kr_buf *b, const kr_str *topic, const kr_str *id, uint64_t epoch);
 /* GROUP_CREATE, GROUP_SEEK: [type, topic, group, cursor]. */
 void kr_cmd_put_group_at(kr_buf *b, kr_cmd_type type, const kr_str *topic, const kr_str *group,
                          uint64_t cursor);

@@ -34,6 +34,22 @@ static void advertise_addr(kr_server *srv, char *out, size_t len)
     kr_hostport_format(out, len, hp.host, port);
 }
 
+/* The members' data addresses, for a catch-up looking for the leader. */
+static void member_addrs(void *arg, char *buf, size_t len)
+{
+    kr_server *srv = arg;
+    size_t at = 0;
+    buf[0] = '\0';
+    kr_cluster_status *st = srv->cluster != NULL ? malloc(sizeof *st) : NULL;
+    if (st == NULL)
+        return;
+    kr_cluster_status_get(srv->cluster, st);
+    for (unsigned i = 0; i < st->n_members && at < len; i++)
+        if (st->members[i].addr[0] != '\0')
+            at += (size_t)snprintf(buf + at, len - at, "%s%s", at ? "," : "", st->members[i].addr);
+    free(st);
+}
+
 static void cluster_failed(void *arg, const char *why)
 {
     kr_server *srv = arg;
@@ -57,7 +73,11 @@ int kr_server_cluster_start(kr_server *srv)
     }
     kr_topic **all;
     bool has_topics = kr_store_topics(srv->store, &all) > 0;
-    srv->replica = kr_replica_new(srv->store, srv->base);
+    srv->replica = kr_replica_new(&(kr_replica_opts){.store = srv->store,
+                                                     .base = srv->base,
+                                                     .token = cfg->token,
+                                                     .nodes = member_addrs,
+                                                     .nodes_arg = srv});
     if (srv->replica == NULL) {
         kr_log(KR_LOG_ERROR, "cannot start as a cluster member: out of memory");
         return -1;
@@ -82,6 +102,11 @@ int kr_server_cluster_start(kr_server *srv)
     kr_log(KR_LOG_INFO, "cluster member starting", KR_LOG_U64("node", cfg->node_id),
            KR_LOG_STR("raft", cfg->raft_listen), KR_LOG_STR("advertise", srv->advertise));
     return 0;
+}
+
+void kr_server_cluster_halt(kr_server *srv)
+{
+    kr_replica_halt(srv->replica);
 }
 
 void kr_server_cluster_free(kr_server *srv)

@@ -62,26 +62,38 @@ static void registered(void *arg, const kr_store_result *res)
     }
     kr_str name = {c->cl_topic, c->cl_topic_len};
     kr_buf_reset(&c->enc);
-    kr_enc_ok_producer(&c->enc, r->cid, &name, res->first);
+    if (r->ctx != NULL) {           /* idempotent */
+        c->idem_epoch = res->epoch; /* as the log decided it */
+        kr_enc_ok_producer_idempotent(&c->enc, r->cid, &name, res->first, res->epoch, res->seq);
+    } else {
+        kr_enc_ok_producer(&c->enc, r->cid, &name, res->first);
+    }
+    r->ctx = NULL;
     kr_req_reply(r, KRAPPY_T_OK, c->enc.data, c->enc.len);
 }
 
 kr_hresult kr_server_cluster_register(kr_conn *c, kr_req *r, const kr_request *req)
 {
-    const kr_str *name = &req->u.producer_register.topic;
-    if (req->u.producer_register.idempotent) {
-        kr_req_error(r, KRAPPY_E_INVALID_ARGUMENT,
-                     "idempotent producers are not replicated by this krappyd's cluster yet; "
-                     "register without 'idempotent'",
-                     NULL);
-        return KR_H_DONE;
-    }
+    const kr_str *name = &req->u.producer_register.topic, *id = &req->u.producer_register.id;
     /* Bound at once, so that a PUBLISH pipelined behind it is taken: its
-     * command follows the topic's creation in the log. */
+     * command follows the registration's in the log. */
     memcpy(c->cl_topic, name->ptr, name->len);
     c->cl_topic_len = name->len;
+    c->idem = req->u.producer_register.idempotent;
     kr_buf_reset(&c->srv->cmd);
-    kr_cmd_put_topic(&c->srv->cmd, KR_CMD_TOPIC_CREATE, name);
+    if (!c->idem) {
+        r->ctx = NULL;
+        kr_cmd_put_topic(&c->srv->cmd, KR_CMD_TOPIC_CREATE, name);
+        return submit(c, r, registered);
+    }
+    /* The new epoch, as this node knows the producer; every node starts
+     * it (or, replaying, finds it started). */
+    kr_topic *t = kr_store_topic(c->srv->store, name->ptr, name->len);
+    c->idem_epoch = kr_store_producer_epoch(t, id->ptr, id->len, NULL) + 1;
+    memcpy(c->idem_id, id->ptr, id->len);
+    c->idem_id_len = id->len;
+    r->ctx = r;
+    kr_cmd_put_producer_register(&c->srv->cmd, name, id, c->idem_epoch);
     return submit(c, r, registered);
 }
 
@@ -92,7 +104,9 @@ static void published(void *arg, const kr_store_result *res)
     kr_req *r = arg;
     kr_conn *c = r->conn;
     if (res->err != KRAPPY_OK) {
-        write_error(r, res); /* closes when ack "none" */
+        if (res->err == KRAPPY_E_FENCED || res->err == KRAPPY_E_NOT_REGISTERED)
+            c->cl_topic_len = 0; /* register again to publish */
+        write_error(r, res);     /* closes when ack "none" */
         return;
     }
     if (r->ack_none) {
@@ -109,7 +123,14 @@ static void published(void *arg, const kr_store_result *res)
 
 kr_hresult kr_server_cluster_publish(kr_conn *c, kr_req *r, const kr_request *req)
 {
-    (void)req; /* the payload goes into the log as the client sent it */
+    if (c->idem && !req->u.publish.has_seq) {
+        kr_req_error(r, KRAPPY_E_INVALID_ARGUMENT,
+                     "field 'seq' is required: this connection's producer registration is "
+                     "idempotent, and each PUBLISH carries the sequence number of its first "
+                     "event (an unsigned integer)",
+                     NULL);
+        return KR_H_DONE;
+    }
     if (c->cl_topic_len == 0) {
         kr_req_error(r, KRAPPY_E_NOT_REGISTERED,
                      "PUBLISH needs a PRODUCER_REGISTER for a topic on this connection first",
@@ -117,8 +138,10 @@ kr_hresult kr_server_cluster_publish(kr_conn *c, kr_req *r, const kr_request *re
         return KR_H_DONE;
     }
     kr_str topic = {c->cl_topic, c->cl_topic_len};
-    kr_str payload = {c->payload, c->payload_len};
+    kr_str payload = {c->payload, c->payload_len}; /* as the client sent it */
+    kr_str id = {c->idem_id, c->idem_id_len};
     kr_buf_reset(&c->srv->cmd);
-    kr_cmd_put_publish(&c->srv->cmd, &topic, kr_wall_ms(), NULL, 0, &payload);
+    kr_cmd_put_publish(&c->srv->cmd, &topic, kr_wall_ms(), c->idem ? &id : NULL, c->idem_epoch,
+                       &payload);
     return submit(c, r, published);
 }

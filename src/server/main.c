@@ -251,6 +251,7 @@ int main(int argc, char **argv)
 out:
     kr_cluster_stop(srv.cluster); /* after a hand-over, before the store closes */
     srv.cluster = NULL;
+    kr_server_cluster_halt(&srv);
     kr_admin_free(admin);
     kr_store_close(store);        /* final checkpoint: a short replay next start */
     kr_server_cluster_free(&srv); /* the replica, once the store completed its work */

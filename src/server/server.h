@@ -355,6 +355,9 @@ const kr_handler *kr_handler_for(uint32_t type);
  */
 int kr_server_cluster_start(kr_server *srv);
 
+/* Apply nothing more (after kr_cluster_stop, before kr_store_close). */
+void kr_server_cluster_halt(kr_server *srv);
+
 /* The cluster's loop-side state (the replica), after kr_cluster_stop and
  * kr_store_close. NULL members ok. */
 void kr_server_cluster_free(kr_server *srv);

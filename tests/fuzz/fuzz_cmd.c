@@ -42,7 +42,7 @@ static void reencode(kr_buf *b, const kr_cmd *c)
                            &c->payload);
         break;
     case KR_CMD_PRODUCER_REGISTER:
-        kr_cmd_put_producer_register(b, &c->topic, &c->name);
+        kr_cmd_put_producer_register(b, &c->topic, &c->name, c->epoch);
         break;
     case KR_CMD_GROUP_CREATE:
     case KR_CMD_GROUP_SEEK:
