@@ -43,6 +43,12 @@ static void forget(kr_server *srv, const kr_topic *t, const kr_tgroup *tg)
 krappy_err kr_ops_delete_topic(kr_server *srv, kr_topic *t, kr_store_done done, void *arg,
                                char *msg, size_t msglen)
 {
+    if (srv->cluster != NULL) {
+        snprintf(msg, msglen,
+                 "deleting a topic is not replicated by this krappyd's cluster yet (every node "
+                 "would have to delete it at the same point of the log); nothing was deleted");
+        return KRAPPY_E_INVALID_ARGUMENT;
+    }
     krappy_err e = kr_store_delete_topic(srv->store, t, done, arg, msg, msglen);
     if (e == KRAPPY_OK)
         forget(srv, t, NULL);

@@ -145,3 +145,43 @@ kr_hresult kr_server_cluster_publish(kr_conn *c, kr_req *r, const kr_request *re
                        &payload);
     return submit(c, r, published);
 }
+
+/* ---- the admin port's produce ---- */
+
+static void ignore_result(void *arg, const kr_store_result *res)
+{
+    (void)arg;
+    (void)res; /* the PUBLISH behind it answers */
+}
+
+krappy_err kr_server_cluster_produce(kr_server *srv, const char *topic, size_t tlen,
+                                     const uint8_t *payload, size_t len, kr_replica_done done,
+                                     void *arg, char *msg, size_t msglen)
+{
+    char leader[KR_HOSTPORT_MAX + 1];
+    if (!kr_cluster_is_leader(srv->cluster)) {
+        if (kr_cluster_leader_addr(srv->cluster, leader, sizeof leader))
+            snprintf(msg, msglen, "this node is not the cluster's leader; the leader is at %s",
+                     leader);
+        else
+            snprintf(msg, msglen,
+                     "this node is not the cluster's leader and no leader is known "
+                     "yet; try again in a moment");
+        return KRAPPY_E_NOT_LEADER;
+    }
+    kr_str name = {(const uint8_t *)topic, tlen}, body = {payload, len};
+    kr_buf_reset(&srv->cmd);
+    kr_cmd_put_topic(&srv->cmd, KR_CMD_TOPIC_CREATE, &name);
+    krappy_err e = srv->cmd.failed ? KRAPPY_E_STORAGE
+                                   : kr_cluster_submit(srv->cluster, srv->cmd.data, srv->cmd.len,
+                                                       ignore_result, NULL, msg, msglen);
+    if (e != KRAPPY_OK)
+        return e;
+    kr_buf_reset(&srv->cmd);
+    kr_cmd_put_publish(&srv->cmd, &name, kr_wall_ms(), NULL, 0, &body);
+    if (srv->cmd.failed) {
+        snprintf(msg, msglen, "out of memory encoding the write for the cluster's log");
+        return KRAPPY_E_STORAGE;
+    }
+    return kr_cluster_submit(srv->cluster, srv->cmd.data, srv->cmd.len, done, arg, msg, msglen);
+}

@@ -371,6 +371,14 @@ void kr_server_cluster_free(kr_server *srv);
 kr_hresult kr_server_cluster_register(kr_conn *c, kr_req *r, const kr_request *req);
 kr_hresult kr_server_cluster_publish(kr_conn *c, kr_req *r, const kr_request *req);
 
+/* The admin port's produce on a cluster: topic creation and the PUBLISH
+ * payload (len bytes) into the log; done gets the PUBLISH's result.
+ * @return KRAPPY_OK (done follows), else the error with msg: NOT_LEADER
+ *         (naming the leader), BUSY, STORAGE. */
+krappy_err kr_server_cluster_produce(kr_server *srv, const char *topic, size_t tlen,
+                                     const uint8_t *payload, size_t len, kr_replica_done done,
+                                     void *arg, char *msg, size_t msglen);
+
 /* In a cluster: answer NOT_LEADER (with the leader's address when known)
  * to a request that needs the leader, on a node that does not lead.
  * @return true when it answered (the request is finished). */
