@@ -77,14 +77,19 @@ typedef struct kr_job_delete {
     size_t n;
 } kr_job_delete;
 
-/* CURSOR: one group's cursor. Every cursor job of a round is one WAL-on
- * RocksDB write, fsync'd when any of them asks (--fsync-cursors). */
+/* CURSOR: one group's cursor, or a Kafka group's committed offset (tg
+ * NULL, koffset set: store/koffsets.c). Every cursor job of a round is one
+ * WAL-on RocksDB write, fsync'd when any of them asks (--fsync-cursors). */
 typedef struct kr_job_cursor {
     kr_tgroup *tg;     /* the loop's; groups live as long as their topic */
-    const char *group; /* tg's name, immutable: the writer reads only this */
+    const char *group; /* tg's name, immutable: the writer reads only this
+                          (a Kafka group's: in koffset's memory) */
     size_t group_len;
     uint64_t cursor, origin;
     bool sync;
+    uint8_t *koffset;   /* a Kafka offset record: the group name, then the
+                           value at koffset + group_len (malloc'd, the job's) */
+    size_t koffset_len; /* of the value */
 } kr_job_cursor;
 
 struct kr_job {

@@ -387,6 +387,105 @@ int kr_store_fetch_emit(kr_store *s, const kr_fetch_result *res, struct evbuffer
     return 0;
 }
 
+int kr_store_fetch_copy(kr_store *s, const kr_fetch_result *res, kr_buf *out, char *msg,
+                        size_t msglen)
+{
+    (void)s;
+    if (kr_buf_reserve(out, (size_t)res->bytes) < 0) {
+        snprintf(msg, msglen, "out of memory reading %llu bytes of events",
+                 (unsigned long long)res->bytes);
+        return -1;
+    }
+    for (size_t i = 0; i < res->n_ranges; i++) {
+        const kr_fetch_range *r = &res->ranges[i];
+        ssize_t got = pread(r->seg->fd, out->data + out->len, (size_t)r->len, (off_t)r->pos);
+        if (got != (ssize_t)r->len) {
+            snprintf(msg, msglen, "reading a segment file failed: %s",
+                     got < 0 ? strerror(errno) : "the file is shorter than its events");
+            return -1;
+        }
+        out->len += (size_t)r->len;
+    }
+    return 0;
+}
+
+/* The first event of the batch (header h, at pos of seg) with an offset of
+ * at least `from` and a timestamp of at least ts: 1 with *offset, 0 when
+ * none, -1 on failure (msg filled). */
+static int batch_time_search(kr_store *s, const kr_segment *seg, uint64_t pos,
+                             const kr_batch_hdr *h, uint64_t from, uint64_t ts, uint64_t *offset,
+                             uint64_t *found_ts, char *msg, size_t msglen)
+{
+    const uint8_t *p = read_payload(s, seg, pos + KR_BATCH_HEADER_BYTES, h->len);
+    if (p == NULL) {
+        snprintf(msg, msglen, "reading a segment file failed: %s", strerror(errno));
+        return -1;
+    }
+    const uint8_t *end = p + h->len;
+    while (p < end) {
+        kr_cbor_item item;
+        kr_event_view e;
+        if (kr_cbor_read(p, (size_t)(end - p), &item) < 0 || kr_event_view_read(&item, &e) < 0) {
+            snprintf(msg, msglen, "a stored batch at offset %llu does not parse",
+                     (unsigned long long)h->base);
+            return -1;
+        }
+        if (e.offset >= from && e.ts >= ts) {
+            *offset = e.offset;
+            *found_ts = e.ts;
+            return 1;
+        }
+        p += item.raw_len;
+    }
+    return 0;
+}
+
+int kr_store_offset_for_time(kr_store *s, kr_topic *t, uint64_t ts, uint64_t *offset,
+                             uint64_t *found_ts, char *msg, size_t msglen)
+{
+    for (size_t si = 0; si < t->n_segs; si++) {
+        kr_segment *seg = t->segs[si];
+        if (seg->next <= seg->base || seg->next <= t->first || seg->max_ts < ts)
+            continue;
+        if (!seg->verified && kr_segment_verify(s, t, seg) < 0) {
+            snprintf(msg, msglen, "a segment of topic %s cannot be read: %s", t->name,
+                     strerror(errno));
+            return -1;
+        }
+        uint64_t pos = KR_SEG_HEADER_BYTES;
+        while (pos + KR_BATCH_HEADER_BYTES <= seg->size) {
+            bool skipped = false;
+            for (size_t c = 0; c < seg->n_corrupt; c++)
+                if (pos >= seg->corrupt[c].pos && pos < seg->corrupt[c].end) {
+                    pos = seg->corrupt[c].end;
+                    skipped = true;
+                }
+            if (skipped)
+                continue;
+            uint8_t hb[KR_BATCH_HEADER_BYTES];
+            kr_batch_hdr h;
+            if (pread(seg->fd, hb, sizeof hb, (off_t)pos) != (ssize_t)sizeof hb ||
+                kr_batch_header_decode(hb, &h) < 0) {
+                snprintf(msg, msglen,
+                         "the batch at byte %llu of a segment of topic %s cannot "
+                         "be read",
+                         (unsigned long long)pos, t->name);
+                return -1;
+            }
+            if (h.base >= seg->next)
+                break; /* written, not yet visible */
+            if (h.max_ts >= ts && h.base + h.count > t->first) {
+                int rc =
+                    batch_time_search(s, seg, pos, &h, t->first, ts, offset, found_ts, msg, msglen);
+                if (rc != 0)
+                    return rc;
+            }
+            pos += KR_BATCH_HEADER_BYTES + h.len;
+        }
+    }
+    return 0;
+}
+
 /* ---- long polls ---- */
 
 static void on_wait_timeout(evutil_socket_t fd, short what, void *arg)

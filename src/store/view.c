@@ -611,10 +611,13 @@ static int unlocked_write_logged(kr_view *v, kr_view_batch *b, bool sync, char *
     return 0;
 }
 
-static int unlocked_cursors(kr_view *v, const char *topic, size_t tlen,
-                            int (*fn)(void *arg, const uint8_t *group, size_t glen, uint64_t cursor,
-                                      uint64_t origin),
-                            void *arg, char *err, size_t errlen)
+/* Call fn for every record of `tag` of a topic, in key order, with the part
+ * after the topic and the value, until it returns non-zero. `what` names
+ * the records in an error. */
+static int unlocked_records(kr_view *v, char tag, const char *topic, size_t tlen,
+                            int (*fn)(void *arg, const uint8_t *part, size_t plen,
+                                      const uint8_t *val, size_t vlen),
+                            void *arg, const char *what, char *err, size_t errlen)
 {
     if (v->db == NULL) {
         kr_view_say(err, errlen, kr_view_closed_msg, NULL);
@@ -625,7 +628,7 @@ static int unlocked_cursors(kr_view *v, const char *topic, size_t tlen,
         return -1;
     }
     uint8_t start[2 + KR_VIEW_TOPIC_MAX], end[2 + KR_VIEW_TOPIC_MAX];
-    start[0] = TAG_CURSOR;
+    start[0] = (uint8_t)tag;
     start[1] = (uint8_t)tlen;
     memcpy(start + 2, topic, tlen);
     memcpy(end, start, 2 + tlen);
@@ -643,29 +646,64 @@ static int unlocked_cursors(kr_view *v, const char *topic, size_t tlen,
         size_t kl, vl;
         const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
         const uint8_t *val = (const uint8_t *)rocksdb_iter_value(it, &vl);
-        kr_cbor_item arr, cur;
-        kr_cbor_iter ci;
-        if (kl <= 2 + tlen || kr_cbor_read_exact(val, vl, &arr) < 0 || arr.kind != KR_CBOR_ARRAY)
+        if (kl <= 2 + tlen)
             continue; /* not a record this version wrote: skip it */
-        kr_cbor_iter_init(&ci, &arr);
-        if (kr_cbor_iter_next(&ci, &cur) != 1 || cur.kind != KR_CBOR_UINT)
-            continue;
-        kr_cbor_item org;
-        uint64_t origin = 0; /* records without one: anything below the cursor */
-        if (kr_cbor_iter_next(&ci, &org) == 1 && org.kind == KR_CBOR_UINT && org.u <= cur.u)
-            origin = org.u;
-        if (fn(arg, k + 2 + tlen, kl - 2 - tlen, cur.u, origin) != 0)
+        if (fn(arg, k + 2 + tlen, kl - 2 - tlen, val, vl) != 0)
             break;
     }
     char *e = NULL;
     rocksdb_iter_get_error(it, &e);
     if (e != NULL) {
-        kr_view_say_rdb(err, errlen, "reading group cursors failed", e);
+        char why[96];
+        snprintf(why, sizeof why, "reading %s failed", what);
+        kr_view_say_rdb(err, errlen, why, e);
         rc = -1;
     }
     rocksdb_iter_destroy(it);
     rocksdb_readoptions_destroy(ro);
     return rc;
+}
+
+/* kr_view_cursors' callback and argument, behind unlocked_records. */
+typedef struct cursor_walk {
+    int (*fn)(void *arg, const uint8_t *group, size_t glen, uint64_t cursor, uint64_t origin);
+    void *arg;
+} cursor_walk;
+
+static int cursor_record(void *arg, const uint8_t *group, size_t glen, const uint8_t *val,
+                         size_t vl)
+{
+    cursor_walk *w = arg;
+    kr_cbor_item arr, cur;
+    kr_cbor_iter ci;
+    if (kr_cbor_read_exact(val, vl, &arr) < 0 || arr.kind != KR_CBOR_ARRAY)
+        return 0; /* not a record this version wrote: skip it */
+    kr_cbor_iter_init(&ci, &arr);
+    if (kr_cbor_iter_next(&ci, &cur) != 1 || cur.kind != KR_CBOR_UINT)
+        return 0;
+    kr_cbor_item org;
+    uint64_t origin = 0; /* records without one: anything below the cursor */
+    if (kr_cbor_iter_next(&ci, &org) == 1 && org.kind == KR_CBOR_UINT && org.u <= cur.u)
+        origin = org.u;
+    return w->fn(w->arg, group, glen, cur.u, origin);
+}
+
+static int unlocked_cursors(kr_view *v, const char *topic, size_t tlen,
+                            int (*fn)(void *arg, const uint8_t *group, size_t glen, uint64_t cursor,
+                                      uint64_t origin),
+                            void *arg, char *err, size_t errlen)
+{
+    cursor_walk w = {fn, arg};
+    return unlocked_records(v, TAG_CURSOR, topic, tlen, cursor_record, &w, "group cursors", err,
+                            errlen);
+}
+
+void kr_view_batch_koffset(kr_view_batch *b, const char *topic, size_t tlen, const uint8_t *group,
+                           size_t glen, const uint8_t *value, size_t vlen)
+{
+    if (batch_key(b, TAG_KOFFSET, topic, tlen, group, glen) < 0)
+        return;
+    rocksdb_writebatch_put(b->wb, (const char *)b->key.data, b->key.len, (const char *)value, vlen);
 }
 
 size_t kr_view_batch_count(const kr_view_batch *b)
@@ -886,6 +924,17 @@ int kr_view_cursors(kr_view *v, const char *topic, size_t tlen,
 {
     int rc;
     SHARED(v, rc = unlocked_cursors(v, topic, tlen, fn, arg, err, errlen));
+    return rc;
+}
+
+int kr_view_koffsets(kr_view *v, const char *topic, size_t tlen,
+                     int (*fn)(void *arg, const uint8_t *group, size_t glen, const uint8_t *value,
+                               size_t vlen),
+                     void *arg, char *err, size_t errlen)
+{
+    int rc;
+    SHARED(v, rc = unlocked_records(v, TAG_KOFFSET, topic, tlen, fn, arg, "Kafka committed offsets",
+                                    err, errlen));
     return rc;
 }
 

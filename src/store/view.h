@@ -11,7 +11,12 @@
  *                                                  the view holds exactly the
  *                                                  events with offset < next;
  *                                                  keys = live keys then
- *   'c' | ...                                    -> reserved (group cursors)
+ *   'c' | len(topic) u8 | topic | group          -> a consumer group's cursor:
+ *                                                  CBOR [cursor, origin]
+ *   'o' | len(topic) u8 | topic | group          -> a Kafka group's committed
+ *                                                  offset (the Kafka listener's
+ *                                                  bookkeeping): CBOR [offset,
+ *                                                  metadata text or null]
  *
  * Checkpoints are one table file each, data and markers together, ingested
  * at once (kr_view_ckpt_*): what a checkpoint wrote is on disk when the
@@ -97,6 +102,23 @@ int kr_view_cursors(kr_view *v, const char *topic, size_t tlen,
                     int (*fn)(void *arg, const uint8_t *group, size_t glen, uint64_t cursor,
                               uint64_t origin),
                     void *arg, char *err, size_t errlen);
+
+/* A Kafka group's committed offset record ('o' | len(topic) | topic |
+ * group -> value, encoded by the caller: store/koffsets.c). Written with the
+ * cursors (kr_view_write_logged). */
+void kr_view_batch_koffset(kr_view_batch *b, const char *topic, size_t tlen, const uint8_t *group,
+                           size_t glen, const uint8_t *value, size_t vlen);
+
+/*
+ * kr_view_koffsets - call fn for every Kafka committed offset record of a
+ * topic (in group name order) until it returns non-zero; the pointers are
+ * valid during the call only.
+ * @return 0, or -1 with err filled.
+ */
+int kr_view_koffsets(kr_view *v, const char *topic, size_t tlen,
+                     int (*fn)(void *arg, const uint8_t *group, size_t glen, const uint8_t *value,
+                               size_t vlen),
+                     void *arg, char *err, size_t errlen);
 
 /* Delete every key of a topic and its marker (rebuilding a view). */
 void kr_view_batch_drop_topic(kr_view_batch *b, const char *topic, size_t tlen);

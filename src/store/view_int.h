@@ -19,6 +19,7 @@
 #define TAG_KEY    'k'
 #define TAG_MARKER 'm'
 #define TAG_CURSOR 'c'
+#define TAG_KOFFSET 'o'
 
 struct kr_view {
     rocksdb_t *db; /* NULL after a failed reopen */

@@ -608,8 +608,12 @@ static void run_cursors(kr_writer *wr, struct kr_job_list *round)
             continue;
         }
         const kr_job_cursor *c = &j->cursor;
-        kr_view_batch_cursor(b, j->t->name, j->t->name_len, (const uint8_t *)c->group, c->group_len,
-                             c->cursor, c->origin);
+        if (c->koffset != NULL)
+            kr_view_batch_koffset(b, j->t->name, j->t->name_len, c->koffset, c->group_len,
+                                  c->koffset + c->group_len, c->koffset_len);
+        else
+            kr_view_batch_cursor(b, j->t->name, j->t->name_len, (const uint8_t *)c->group,
+                                 c->group_len, c->cursor, c->origin);
         sync = sync || c->sync;
     }
     if (b == NULL)
