@@ -1,0 +1,310 @@
+/*
+ * server/kafka_fetch.c - Fetch: stored events as record batches, with the
+ * long polls of the Krappy port's FETCH.
+ *
+ * Each partition's events from fetch_offset on are found with
+ * kr_store_fetch (at most --max-events, about partition_max_bytes of them
+ * and no more than what is left of the response's max_bytes - but one event
+ * at least, KIP-74), read into memory and written as one uncompressed record
+ * batch (kafka/batch.h) whose records carry the events' offsets and
+ * timestamps. high_watermark and last_stable_offset are the topic's next
+ * offset (no transactions: isolation levels read the same), log_start_offset
+ * its first. When fewer than min_bytes are ready and max_wait_ms is not 0,
+ * the request parks on every topic it reads until one grows or the wait
+ * ends. No fetch sessions: session_id is 0, every Fetch is a full one.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "server/kafka.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+/* A Fetch's room for the response around the records. */
+#define KFETCH_OVERHEAD 1024
+
+typedef struct kfetch kfetch;
+
+/* One partition of a Fetch. */
+typedef struct kfpart {
+    kfetch *f;
+    kr_kafka_fetch_resp_partition *p;
+    kr_topic *t; /* NULL: an error was answered */
+    int64_t offset;
+    int32_t max_bytes;
+    size_t rec_off, rec_len; /* its batch in k->records */
+    kr_waiter w;
+    bool parked;
+} kfpart;
+
+struct kfetch {
+    kr_kreq *r;
+    kr_kafka_fetch_resp resp;
+    kfpart *parts;
+    size_t n_parts;
+    int64_t max_bytes, min_bytes;
+    uint64_t deadline_ms;
+};
+
+/*
+ * Write partition fp's events (already read into `events`) as one record
+ * batch at the end of k->records. @return the records written, or -1
+ * (msg filled).
+ */
+static int32_t write_batch(kr_kafka *k, const kr_buf *events, char *msg, size_t msglen)
+{
+    kr_kafka_batch_writer w;
+    kr_kafka_batch_begin(&w, &k->records);
+    const uint8_t *p = events->data, *end = events->data + events->len;
+    while (p < end) {
+        kr_cbor_item item;
+        if (kr_cbor_read(p, (size_t)(end - p), &item) < 0) {
+            snprintf(msg, msglen, "a stored event does not parse");
+            w.bad = true;
+            break;
+        }
+        if (kr_kafka_event_to_record(&w, p, item.raw_len, &k->scratch, msg, msglen) < 0)
+            break;
+        p += item.raw_len;
+    }
+    int32_t n = kr_kafka_batch_end(&w);
+    if (n < 0 && msg[0] == '\0')
+        snprintf(msg, msglen, "the records do not fit --max-frame");
+    return n;
+}
+
+/* Fill one partition from the store. @return the bytes of its records. */
+static size_t fill_part(kr_kconn *c, kfpart *fp, int64_t budget)
+{
+    kr_kafka *k = c->k;
+    kr_kafka_fetch_resp_partition *p = fp->p;
+    kr_topic *t = fp->t;
+    p->high_watermark = p->last_stable_offset = (int64_t)t->next;
+    p->log_start_offset = (int64_t)t->first;
+    fp->rec_len = 0;
+    if (fp->offset < 0 || (uint64_t)fp->offset < t->first || (uint64_t)fp->offset > t->next) {
+        p->error_code = KR_KAFKA_ERR_OFFSET_OUT_OF_RANGE;
+        return 0;
+    }
+    p->error_code = 0;
+    if ((uint64_t)fp->offset == t->next)
+        return 0;
+    /* max_bytes 0 would mean one event: a budget spent means none. */
+    uint64_t want = (uint64_t)(fp->max_bytes < budget ? fp->max_bytes : budget);
+    if (want == 0)
+        want = 1;
+    kr_fetch_result res;
+    c->msg[0] = '\0';
+    krappy_err rc = kr_store_fetch(k->srv->store, t, (uint64_t)fp->offset, k->cfg->max_events, want,
+                                   &res, c->msg, sizeof c->msg);
+    if (rc == KRAPPY_OK && res.count > 0) {
+        kr_buf_reset(&k->stored);
+        if (kr_store_fetch_copy(k->srv->store, &res, &k->stored, c->msg, sizeof c->msg) < 0)
+            rc = KRAPPY_E_STORAGE;
+    }
+    if (rc != KRAPPY_OK) {
+        kr_log(KR_LOG_ERROR, "a Kafka Fetch could not read a topic", KR_LOG_STR("topic", t->name),
+               KR_LOG_U64("offset", (uint64_t)fp->offset), KR_LOG_STR("reason", c->msg));
+        p->error_code = kr_kafka_err_from(rc);
+        return 0;
+    }
+    if (res.count == 0)
+        return 0;
+    c->msg[0] = '\0';
+    fp->rec_off = k->records.len;
+    int32_t n = write_batch(k, &k->stored, c->msg, sizeof c->msg);
+    if (n < 0) {
+        kr_log(KR_LOG_ERROR, "a Kafka Fetch could not write a record batch",
+               KR_LOG_STR("topic", t->name), KR_LOG_U64("offset", (uint64_t)fp->offset),
+               KR_LOG_STR("reason", c->msg));
+        p->error_code = KR_KAFKA_ERR_KAFKA_STORAGE_ERROR;
+        return 0;
+    }
+    fp->rec_len = k->records.len - fp->rec_off;
+    kr_counter_add(k->m.fetched, (uint64_t)n);
+    return fp->rec_len;
+}
+
+/* Fill every partition. @return the bytes of records; *errors whether a
+ * partition got an error (answered at once, as Kafka does). */
+static int64_t fill(kr_kconn *c, kfetch *f, bool *errors)
+{
+    kr_kafka *k = c->k;
+    int64_t total = 0, cap = (int64_t)k->cfg->max_frame - KFETCH_OVERHEAD;
+    int64_t limit = f->max_bytes < cap ? f->max_bytes : cap;
+    kr_buf_reset(&k->records);
+    *errors = false;
+    for (size_t i = 0; i < f->n_parts; i++) {
+        kfpart *fp = &f->parts[i];
+        if (fp->t == NULL) {
+            *errors = true;
+            continue;
+        }
+        /* Once the response is full, the others get no records (but the
+         * first partition gets one event whatever its size, KIP-74). */
+        int64_t left = limit - total;
+        if (left <= 0 && total > 0) {
+            fp->rec_len = 0;
+            fp->p->high_watermark = fp->p->last_stable_offset = (int64_t)fp->t->next;
+            fp->p->log_start_offset = (int64_t)fp->t->first;
+            continue;
+        }
+        total += (int64_t)fill_part(c, fp, left > 0 ? left : 1);
+        if (fp->p->error_code != 0)
+            *errors = true;
+    }
+    return total;
+}
+
+static void respond(kfetch *f)
+{
+    kr_kafka *k = f->r->conn->k;
+    for (size_t i = 0; i < f->n_parts; i++) {
+        kfpart *fp = &f->parts[i];
+        kr_kafka_fetch_resp_partition *p = fp->p;
+        if (fp->rec_len > 0)
+            p->records = (kr_kafka_bytes){k->records.data + fp->rec_off, (int32_t)fp->rec_len};
+        else
+            p->records = (kr_kafka_bytes){(const uint8_t *)"", 0};
+    }
+    kr_kreq_respond(f->r, &f->resp);
+}
+
+static void unpark_all(kfetch *f)
+{
+    kr_kconn *c = f->r->conn;
+    for (size_t i = 0; i < f->n_parts; i++)
+        if (f->parts[i].parked) {
+            kr_store_unpark(c->k->srv->store, &f->parts[i].w);
+            f->parts[i].parked = false;
+        }
+}
+
+static void woken(kr_waiter *w, bool timed_out);
+
+/* Park on every topic read until one grows past what was there, or until
+ * the deadline. @return 0, or -1 (nothing parked: answer now). */
+static int park(kfetch *f, uint64_t now_ms)
+{
+    kr_kconn *c = f->r->conn;
+    uint64_t wait = f->deadline_ms > now_ms ? f->deadline_ms - now_ms : 0;
+    size_t n = 0;
+    for (size_t i = 0; i < f->n_parts; i++) {
+        kfpart *fp = &f->parts[i];
+        if (fp->t == NULL)
+            continue;
+        fp->w = (kr_waiter){.topic = fp->t, .offset = fp->t->next, .wake = woken, .arg = fp};
+        if (kr_store_park(c->k->srv->store, &fp->w, wait) < 0) {
+            unpark_all(f);
+            return -1;
+        }
+        fp->parked = true;
+        n++;
+    }
+    return n > 0 ? 0 : -1;
+}
+
+/* Fill, then answer - or park when too little is ready and time is left. */
+static kr_khresult run(kr_kconn *c, kfetch *f, bool final)
+{
+    bool errors;
+    int64_t total = fill(c, f, &errors);
+    uint64_t now = kr_mono_ms();
+    if (final || errors || total >= f->min_bytes || now >= f->deadline_ms ||
+        c->k->srv->shutting_down || park(f, now) < 0) {
+        respond(f);
+        return KR_KH_DONE;
+    }
+    f->r->cancel = NULL; /* set below, once parked */
+    c->parked++;
+    kr_kreq_async(f->r);
+    return KR_KH_ASYNC;
+}
+
+static void fetch_cancel(kr_kreq *r)
+{
+    kfetch *f = r->ctx;
+    unpark_all(f);
+    r->conn->parked--;
+    kr_kreq_silent(r);
+}
+
+static void woken(kr_waiter *w, bool timed_out)
+{
+    kfpart *fp = w->arg;
+    kfetch *f = fp->f;
+    kr_kreq *r = f->r;
+    kr_kconn *c = r->conn;
+    fp->parked = false; /* the store took it off its list */
+    unpark_all(f);
+    c->parked--;
+    r->cancel = NULL;
+    if (run(c, f, timed_out) == KR_KH_ASYNC)
+        r->cancel = fetch_cancel;
+}
+
+kr_khresult kr_khandle_fetch(kr_kconn *c, kr_kreq *r, const kr_kafka_request *req)
+{
+    const kr_kafka_fetch_req *q = &req->u.fetch;
+    kfetch *f = kr_kafka_arena_alloc(&r->arena, sizeof *f);
+    int32_t nt = q->topics.n > 0 ? q->topics.n : 0;
+    size_t np = 0;
+    for (int32_t i = 0; i < nt; i++)
+        np += (size_t)(q->topics.v[i].partitions.n > 0 ? q->topics.v[i].partitions.n : 0);
+    kr_kafka_fetch_resp_topic *topics =
+        kr_kafka_arena_alloc(&r->arena, (size_t)nt * sizeof *topics);
+    kr_kafka_fetch_resp_partition *parts = kr_kafka_arena_alloc(&r->arena, np * sizeof *parts);
+    kfpart *fps = kr_kafka_arena_alloc(&r->arena, np * sizeof *fps);
+    if (f == NULL || topics == NULL || parts == NULL || fps == NULL) {
+        kr_kreq_close(r, "out of memory reading a Fetch request");
+        return KR_KH_DONE;
+    }
+    f->r = r;
+    f->parts = fps;
+    f->n_parts = np;
+    f->max_bytes = q->max_bytes > 0 ? q->max_bytes : 1;
+    f->min_bytes = q->min_bytes;
+    f->deadline_ms = kr_mono_ms() + (uint64_t)(q->max_wait_ms > 0 ? q->max_wait_ms : 0);
+    f->resp.responses.v = topics;
+    f->resp.responses.n = nt;
+    if (q->session_id != 0)
+        f->resp.error_code = KR_KAFKA_ERR_FETCH_SESSION_ID_NOT_FOUND;
+    r->ctx = f;
+    size_t at = 0;
+    for (int32_t i = 0; i < nt; i++) {
+        const kr_kafka_fetch_req_topic *qt = &q->topics.v[i];
+        int32_t n = qt->partitions.n > 0 ? qt->partitions.n : 0;
+        const char *name = kr_kreq_strdup(r, qt->topic.ptr, qt->topic.len);
+        int16_t err = 0;
+        kr_topic *t = kr_kafka_topic_for(c->k, qt->topic, false, &err);
+        topics[i].topic =
+            (kr_kafka_str){name != NULL ? name : "", name != NULL ? qt->topic.len : 0};
+        topics[i].partitions.v = parts + at;
+        topics[i].partitions.n = n;
+        for (int32_t j = 0; j < n; j++, at++) {
+            const kr_kafka_fetch_req_partition *qp = &qt->partitions.v[j];
+            kr_kafka_fetch_resp_partition *p = &parts[at];
+            p->partition_index = qp->partition;
+            p->high_watermark = p->last_stable_offset = p->log_start_offset = -1;
+            p->aborted_transactions.n = q->isolation_level == 1 ? 0 : -1;
+            p->preferred_read_replica = -1;
+            fps[at] = (kfpart){
+                .f = f, .p = p, .offset = qp->fetch_offset, .max_bytes = qp->partition_max_bytes};
+            if (f->resp.error_code != 0 || t == NULL || qp->partition != 0) {
+                p->error_code = f->resp.error_code != 0 ? 0
+                                : t == NULL             ? err
+                                                        : KR_KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+                continue;
+            }
+            fps[at].t = t;
+        }
+    }
+    if (f->resp.error_code != 0) {
+        respond(f);
+        return KR_KH_DONE;
+    }
+    kr_khresult res = run(c, f, q->max_wait_ms <= 0);
+    if (res == KR_KH_ASYNC)
+        r->cancel = fetch_cancel;
+    return res;
+}
