@@ -232,9 +232,14 @@ $(TOUT)/fuzz/%: $(OBJ)/tests/fuzz/%.o $(OBJ)/tests/fuzz/replay.o $(DAEMON_LIBS) 
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_SERVER) $(PC_KAFKA) -lpthread -lm
 
+# The Kafka listener's e2e suite and benchmark drive librdkafka (Debian's
+# librdkafka-dev); nothing else links it.
+PC_RDKAFKA   = $(shell $(PKG_CONFIG) --libs rdkafka 2>/dev/null || echo -lrdkafka)
+$(TOUT)/e2e/e2e_kafka $(TOUT)/bench/bench_kafka: E2E_LIBS = $(PC_RDKAFKA)
+
 $(TOUT)/e2e/%: $(OBJ)/e2e/%.o $(call obj,$(E2E_LIB_SRC)) $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_CBOR) $(PC_CMOCKA) -lm
+	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_CBOR) $(PC_CMOCKA) $(E2E_LIBS) -lm
 
 # e2e/hammer: the load-and-correctness tool (not a cmocka suite), one
 # program from the parts in e2e/hammer/.
@@ -244,7 +249,7 @@ $(HAMMER): $(call obj,$(HAMMER_SRC)) $(call obj,$(E2E_LIB_SRC)) $(LIBA)
 
 $(TOUT)/bench/%: $(OBJ)/e2e/bench/%.o $(call obj,$(E2E_LIB_SRC)) $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_CBOR) -lm
+	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_CBOR) $(E2E_LIBS) -lm
 
 PC_PEERS     = $(foreach m,libnats hiredis,$(shell $(PKG_CONFIG) --libs $(m) 2>/dev/null))
 $(call obj,$(VS_SRC)): PC_CFLAGS += $(foreach m,libnats hiredis,$(shell $(PKG_CONFIG) --cflags $(m) 2>/dev/null))

@@ -194,12 +194,13 @@ int e2e_restart(e2e_server *s, const char *const *extra)
     while (e2e_now_ms() < deadline) {
         FILE *f = fopen(portfile, "r");
         if (f != NULL) {
-            unsigned port = 0, http = 0;
-            int got = fscanf(f, "%u %u", &port, &http);
+            unsigned port = 0, http = 0, kafka = 0;
+            int got = fscanf(f, "%u %u %u", &port, &http, &kafka);
             fclose(f);
             if (got >= 1 && port > 0) {
                 snprintf(s->port, sizeof s->port, "%u", port);
                 snprintf(s->http_port, sizeof s->http_port, "%u", http);
+                snprintf(s->kafka_port, sizeof s->kafka_port, "%u", kafka);
                 return 0;
             }
         }

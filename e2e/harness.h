@@ -25,8 +25,9 @@ typedef struct e2e_server {
     pid_t pid; /* 0 for an external server */
     char host[64];
     char port[16];
-    char http_port[16]; /* the admin port ("0" when off) */
-    char dir[256];      /* temp directory (data, port file, log) */
+    char http_port[16];  /* the admin port ("0" when off) */
+    char kafka_port[16]; /* the Kafka port ("0" without --kafka-listen) */
+    char dir[256];       /* temp directory (data, port file, log) */
     char log_path[300];
 } e2e_server;
 

@@ -138,6 +138,7 @@ struct kr_kafka {
      * conversion (events payload, decompressed records, headers, decode)
      * and Fetch's (stored events read back, records written). */
     kr_buf events, records, scratch, decode, stored;
+    kr_buf frame; /* a request frame moved out of a connection's input */
 };
 
 /* ---- kafka_listener.c: the listener and connections ---- */

@@ -46,27 +46,13 @@ struct kfetch {
     uint64_t deadline_ms;
 };
 
-/*
- * Write partition fp's events (already read into `events`) as one record
- * batch at the end of k->records. @return the records written, or -1
- * (msg filled).
- */
+/* Write the events read into `events` as one record batch at the end of
+ * k->records. @return the records written, or -1 (msg filled). */
 static int32_t write_batch(kr_kafka *k, const kr_buf *events, char *msg, size_t msglen)
 {
     kr_kafka_batch_writer w;
     kr_kafka_batch_begin(&w, &k->records);
-    const uint8_t *p = events->data, *end = events->data + events->len;
-    while (p < end) {
-        kr_cbor_item item;
-        if (kr_cbor_read(p, (size_t)(end - p), &item) < 0) {
-            snprintf(msg, msglen, "a stored event does not parse");
-            w.bad = true;
-            break;
-        }
-        if (kr_kafka_event_to_record(&w, p, item.raw_len, &k->scratch, msg, msglen) < 0)
-            break;
-        p += item.raw_len;
-    }
+    (void)kr_kafka_events_to_records(&w, events->data, events->len, &k->scratch, msg, msglen);
     int32_t n = kr_kafka_batch_end(&w);
     if (n < 0 && msg[0] == '\0')
         snprintf(msg, msglen, "the records do not fit --max-frame");

@@ -138,6 +138,76 @@ void kr_kreq_async(kr_kreq *r)
     r->conn->refs++;
 }
 
+/* ---- response buffers ----
+ *
+ * A large response (a Fetch's megabyte of records) is handed to the socket
+ * by reference, not copied into the output, and its buffer comes back here
+ * once sent, for the next one: fresh buffers of that size are mapped
+ * memory (glibc's fixed mmap threshold, main.c), and their page faults
+ * cost more than building the response did. The pool outlives the listener
+ * for buffers still queued on closing sockets: it frees what comes back
+ * once closed.
+ */
+
+/* Responses at least this large go out by reference. */
+#define KR_KRESP_BY_REF (64u * 1024)
+/* Buffers kept for reuse. */
+#define KR_KRESP_POOL 8
+
+static struct {
+    bool open;
+    int n;
+    uint8_t *p[KR_KRESP_POOL];
+    size_t cap[KR_KRESP_POOL];
+} resp_pool;
+
+static void resp_pool_put(const void *data, size_t len, void *extra)
+{
+    (void)len;
+    uint8_t *p = (uint8_t *)(uintptr_t)data;
+    size_t cap = (size_t)(uintptr_t)extra;
+    if (resp_pool.open && resp_pool.n < KR_KRESP_POOL) {
+        resp_pool.p[resp_pool.n] = p;
+        resp_pool.cap[resp_pool.n] = cap;
+        resp_pool.n++;
+        return;
+    }
+    free(p);
+}
+
+/* Give an empty response buffer the largest pooled memory, if any. */
+static void resp_pool_take(kr_buf *b)
+{
+    if (b->data != NULL || resp_pool.n == 0)
+        return;
+    resp_pool.n--;
+    b->data = resp_pool.p[resp_pool.n];
+    b->cap = resp_pool.cap[resp_pool.n];
+    b->len = 0;
+}
+
+static void resp_pool_close(void)
+{
+    resp_pool.open = false;
+    while (resp_pool.n > 0)
+        free(resp_pool.p[--resp_pool.n]);
+}
+
+/* Queue r's response on the socket: small ones copied, large ones by
+ * reference (the buffer then belongs to the output). @return 0 or -1. */
+static int kreq_send(kr_kconn *c, kr_kreq *r)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (r->resp.len < KR_KRESP_BY_REF)
+        return evbuffer_add(out, r->resp.data, r->resp.len);
+    if (evbuffer_add_reference(out, r->resp.data, r->resp.len, resp_pool_put,
+                               (void *)(uintptr_t)r->resp.cap) < 0)
+        return -1;
+    size_t max = r->resp.max;
+    r->resp = (kr_buf){.max = max};
+    return 0;
+}
+
 /* ---- responses ---- */
 
 /* Write the responses of finished requests at the head of the pipeline, in
@@ -149,12 +219,13 @@ static void kconn_flush_done(kr_kconn *c)
         TAILQ_REMOVE(&c->reqs, r, link);
         bool close_after = r->close_after;
         if (r->resp.len > 0) {
-            if (evbuffer_add(bufferevent_get_output(c->bev), r->resp.data, r->resp.len) < 0) {
+            size_t n = r->resp.len;
+            if (kreq_send(c, r) < 0) {
                 kreq_recycle(c, r);
                 kconn_abort(c, "out of memory writing a response");
                 return;
             }
-            kr_counter_add(c->k->m.bytes_out, r->resp.len);
+            kr_counter_add(c->k->m.bytes_out, n);
         }
         kreq_recycle(c, r);
         if (close_after) {
@@ -217,6 +288,7 @@ void kr_kreq_respond(kr_kreq *r, const void *body)
     int16_t version =
         r->api_key == KR_KAFKA_API_VERSIONS && r->api_version > 2 ? 0 : r->api_version;
     kr_buf_reset(&r->resp);
+    resp_pool_take(&r->resp);
     kr_kafka_status st = kr_kafka_response_encode(&r->resp, r->api_key, version, r->correlation_id,
                                                   body, c->msg, sizeof c->msg);
     if (st != KR_KAFKA_OK) {
@@ -394,6 +466,23 @@ static void kconn_start(kr_kconn *c, const uint8_t *p, size_t len)
 }
 
 /*
+ * A whole frame's bytes, valid until the next call: in place when the input
+ * holds it in one piece; else moved out of the input into the listener's
+ * frame buffer (reused: a megabyte Produce made contiguous in new memory
+ * each time costs its page faults). @return NULL on ENOMEM.
+ */
+static const uint8_t *frame_bytes(kr_kafka *k, struct evbuffer *in, size_t n)
+{
+    if (evbuffer_get_contiguous_space(in) >= n)
+        return evbuffer_pullup(in, (ssize_t)n);
+    kr_buf_reset(&k->frame);
+    if (kr_buf_reserve(&k->frame, n) < 0 || evbuffer_remove(in, k->frame.data, n) != (int)n)
+        return NULL;
+    k->frame.len = n;
+    return k->frame.data;
+}
+
+/*
  * Take whole frames off the input and start them while the pipeline rule
  * allows; then decide whether to read on. Callers hold a reference.
  */
@@ -436,7 +525,7 @@ static void kconn_process(kr_kconn *c)
             if (!(kh != NULL && kh->fifo && c->running == c->running_fifo))
                 break;
         }
-        uint8_t *frame = evbuffer_pullup(in, (ssize_t)size + 4);
+        const uint8_t *frame = frame_bytes(c->k, in, (size_t)size + 4);
         if (frame == NULL) {
             kconn_abort(c, "out of memory reading a frame");
             break;
@@ -444,7 +533,7 @@ static void kconn_process(kr_kconn *c)
         c->last_request_ns = kr_mono_ns();
         kr_counter_add(c->k->m.bytes_in, (uint64_t)size + 4);
         kconn_start(c, frame + 4, (size_t)size);
-        if (c->bev != NULL)
+        if (c->bev != NULL && frame != c->k->frame.data)
             evbuffer_drain(in, (size_t)size + 4);
     }
     kr_store_release(store);
@@ -778,6 +867,7 @@ static int kafka_buffers_init(kr_kafka *k)
     kr_buf_init(&k->scratch, cap);
     kr_buf_init(&k->decode, 2 * cap);
     kr_buf_init(&k->stored, cap);
+    kr_buf_init(&k->frame, cap + 4);
     return 0;
 }
 
@@ -797,6 +887,7 @@ int kr_kafka_start(kr_server *srv)
      * before a restart are not handed out again after it. */
     k->producer_ids = (kr_wall_ms() << 12) & INT64_MAX;
     srv->kafka = k; /* before binding: the accept callback finds it there */
+    resp_pool.open = true;
     k->groups = kr_kgroups_new();
     if (k->groups == NULL) {
         kr_log(KR_LOG_ERROR, "cannot start the Kafka listener",
@@ -886,5 +977,7 @@ void kr_kafka_free(kr_kafka *k)
     kr_buf_free(&k->scratch);
     kr_buf_free(&k->decode);
     kr_buf_free(&k->stored);
+    kr_buf_free(&k->frame);
+    resp_pool_close();
     free(k);
 }

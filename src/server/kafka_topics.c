@@ -126,21 +126,21 @@ static int16_t conf_check(const kconf *all, size_t n, kr_kafka_str name, kr_kafk
 {
     const kconf *c = conf_find(all, n, name);
     if (c == NULL) {
-        snprintf(why, whylen,
-                 "config %.*s is not one krappy has (it has: cleanup.policy, "
-                 "retention.ms, retention.bytes, segment.bytes, max.message.bytes, "
-                 "message.timestamp.type, compression.type, min.insync.replicas)",
-                 name.len > 0 ? (int)name.len : 0, name.len > 0 ? name.ptr : "");
+        snprintf(why, whylen, "config %.*s is not one this server has (DescribeConfigs lists them)",
+                 name.len > 0 ? (name.len > 200 ? 200 : (int)name.len) : 0,
+                 name.len > 0 ? name.ptr : "");
         return KR_KAFKA_ERR_INVALID_CONFIG;
     }
     if (value.len < 0 || (strlen(c->value) == (size_t)value.len &&
                           memcmp(c->value, value.ptr, (size_t)value.len) == 0))
         return 0;
-    snprintf(why, whylen,
-             "%s is %s for every topic on this server%s%s%s; per-topic settings are not "
-             "supported yet, so %.*s cannot be set",
-             c->name, c->value, c->flag ? " (krappyd " : "", c->flag ? c->flag : "",
-             c->flag ? ")" : "", value.len > 200 ? 200 : (int)value.len, value.ptr);
+    /* The sentence may be cut to whylen: the value asked for goes last. */
+    if (snprintf(why, whylen,
+                 "%s is %s for every topic on this server%s%s%s; per-topic settings are not "
+                 "supported yet, so %.*s cannot be set",
+                 c->name, c->value, c->flag ? " (krappyd " : "", c->flag ? c->flag : "",
+                 c->flag ? ")" : "", value.len > 200 ? 200 : (int)value.len, value.ptr) < 0)
+        why[0] = '\0';
     return KR_KAFKA_ERR_INVALID_CONFIG;
 }
 
