@@ -235,7 +235,10 @@ $(TOUT)/fuzz/%: $(OBJ)/tests/fuzz/%.o $(OBJ)/tests/fuzz/replay.o $(DAEMON_LIBS) 
 # The Kafka listener's e2e suite and benchmark drive librdkafka (Debian's
 # librdkafka-dev); nothing else links it.
 PC_RDKAFKA   = $(shell $(PKG_CONFIG) --libs rdkafka 2>/dev/null || echo -lrdkafka)
-$(TOUT)/e2e/e2e_kafka $(TOUT)/bench/bench_kafka: E2E_LIBS = $(PC_RDKAFKA)
+$(TOUT)/bench/bench_kafka: E2E_LIBS = $(PC_RDKAFKA)
+# e2e_kafka also frames raw requests with the codec.
+$(TOUT)/e2e/e2e_kafka: $(KAFKA_LIB)
+$(TOUT)/e2e/e2e_kafka: E2E_LIBS = $(LIBA) $(PC_KAFKA) $(PC_RDKAFKA)
 
 $(TOUT)/e2e/%: $(OBJ)/e2e/%.o $(call obj,$(E2E_LIB_SRC)) $(LIBA)
 	@mkdir -p $(dir $@)

@@ -36,6 +36,7 @@
 #include "proto/cbor_text.h"
 #include "proto/msg.h"
 #include "server/console.h"
+#include "server/group_rows.h"
 #include "store/store.h"
 #include "util/buf.h"
 #include "util/hostport.h"
@@ -275,6 +276,26 @@ static void api_topics(kr_admin *a, struct evhttp_request *req)
     send_json(req, b);
 }
 
+typedef struct json_groups {
+    struct evbuffer *b;
+    size_t n;
+} json_groups;
+
+/* One group of /api/topics/T: krappy's or (kind "kafka") the Kafka
+ * listener's. */
+static void json_group(void *arg, const kr_group_row *g)
+{
+    json_groups *j = arg;
+    evbuffer_add_printf(j->b, "%s{\"group\":", j->n++ ? "," : "");
+    json_name(j->b, g->name, g->name_len);
+    evbuffer_add_printf(j->b,
+                        ",\"cursor\":%llu,\"pending\":%llu,\"lag\":%llu,\"members\":%llu,"
+                        "\"kind\":\"%s\"}",
+                        (unsigned long long)g->cursor, (unsigned long long)g->pending,
+                        (unsigned long long)g->lag, (unsigned long long)g->members,
+                        g->kafka ? "kafka" : "krappy");
+}
+
 static void api_topic(kr_admin *a, struct evhttp_request *req, const char *name)
 {
     kr_topic *t = kr_store_topic(a->srv->store, (const uint8_t *)name, strlen(name));
@@ -289,17 +310,8 @@ static void api_topic(kr_admin *a, struct evhttp_request *req, const char *name)
     }
     json_topic(b, t);
     evbuffer_add_printf(b, ",\"segments\":%zu,\"groups\":[", t->n_segs);
-    kr_tgroup *const *groups;
-    size_t n_groups = kr_store_groups(t, &groups);
-    for (size_t i = 0; i < n_groups; i++) {
-        kr_group_stats gs;
-        kr_store_group_stats(groups[i], &gs);
-        evbuffer_add_printf(b, "%s{\"group\":", i ? "," : "");
-        json_name(b, gs.name, gs.name_len);
-        evbuffer_add_printf(b, ",\"cursor\":%llu,\"pending\":%llu,\"lag\":%llu,\"members\":%zu}",
-                            (unsigned long long)gs.cursor, (unsigned long long)gs.pending,
-                            (unsigned long long)gs.lag, gs.members);
-    }
+    json_groups g = {b, 0};
+    kr_group_rows(a->srv, t, NULL, 0, json_group, &g);
     evbuffer_add_printf(b, "]}\n");
     send_json(req, b);
 }

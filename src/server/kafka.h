@@ -247,6 +247,9 @@ kr_khresult kr_khandle_offset_fetch(kr_kconn *c, kr_kreq *r, const kr_kafka_requ
  */
 kr_topic *kr_kafka_topic_for(kr_kafka *k, kr_kafka_str name, bool create, int16_t *err);
 
+/* Live members of Kafka group `group` (0 when k is NULL: no listener). */
+size_t kr_kafka_group_members(const kr_kafka *k, const char *group, size_t len);
+
 /* The Kafka error for a krappy one (STORAGE -> KAFKA_STORAGE_ERROR, ...). */
 int16_t kr_kafka_err_from(krappy_err e);
 

@@ -105,6 +105,11 @@ kr_khresult kr_khandle_leave_group(kr_kconn *c, kr_kreq *r, const kr_kafka_reque
     return KR_KH_DONE;
 }
 
+size_t kr_kafka_group_members(const kr_kafka *k, const char *group, size_t len)
+{
+    return k != NULL ? kr_kgroups_members(k->groups, group, len) : 0;
+}
+
 /* ---- OffsetCommit ---- */
 
 typedef struct kcommit {
