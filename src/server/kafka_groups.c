@@ -39,6 +39,9 @@ typedef struct kg_member {
     int32_t n_protocols;
     kg_bytes assignment;
     uint64_t expires_ms;
+    bool joined;           /* joined the rebalance under way (its answer may
+                              have nobody left to take it: the connection
+                              went, and it expires later) */
     kr_kg_join_fn join_fn; /* a JoinGroup waiting for the rebalance */
     void *join_arg;
     kr_kg_sync_fn sync_fn; /* a SyncGroup waiting for the leader's */
@@ -396,7 +399,7 @@ static void complete_join(kg_group *g, uint64_t now_ms)
 {
     for (size_t i = g->n_members; i-- > 0;) {
         kg_member *m = g->members[i];
-        if (!m->pending && m->join_fn == NULL) {
+        if (!m->pending && !m->joined) {
             log_group(g, "Kafka group member dropped", m, "it did not join the rebalance in time");
             fail_waiting(m, KR_KAFKA_ERR_UNKNOWN_MEMBER_ID, KR_KAFKA_ERR_UNKNOWN_MEMBER_ID);
             remove_member_at(g, i);
@@ -427,13 +430,16 @@ static void complete_join(kg_group *g, uint64_t now_ms)
     log_group(g, "Kafka group rebalanced", g->leader, NULL);
     for (size_t i = 0; i < g->n_members; i++) {
         kg_member *m = g->members[i];
-        if (m->pending || m->join_fn == NULL)
+        if (m->pending)
             continue;
-        kr_kg_join_fn fn = m->join_fn;
-        m->join_fn = NULL;
+        m->joined = false;
         free(m->assignment.p);
         m->assignment = (kg_bytes){NULL, 0};
         m->expires_ms = now_ms + (uint64_t)m->session_ms;
+        if (m->join_fn == NULL)
+            continue; /* its connection went: it expires */
+        kr_kg_join_fn fn = m->join_fn;
+        m->join_fn = NULL;
         answer_generation(g, m, fn, m->join_arg);
     }
 }
@@ -444,7 +450,7 @@ static void maybe_complete(kg_group *g, uint64_t now_ms)
         return;
     bool all = true;
     for (size_t i = 0; i < g->n_members && all; i++)
-        all = g->members[i]->pending || g->members[i]->join_fn != NULL;
+        all = g->members[i]->pending || g->members[i]->joined;
     if (all || now_ms >= g->rebalance_deadline_ms)
         complete_join(g, now_ms);
 }
@@ -592,6 +598,7 @@ void kr_kgroups_join(kr_kgroups *gs, const kr_kafka_join_group_req *req, int16_t
     }
     m->join_fn = fn;
     m->join_arg = arg;
+    m->joined = true;
     if (g->state == KG_PREPARING)
         maybe_complete(g, now_ms);
     else
@@ -727,8 +734,8 @@ static size_t expire_members(kg_group *g, uint64_t now_ms)
     size_t dropped = 0;
     for (size_t i = g->n_members; i-- > 0;) {
         kg_member *m = g->members[i];
-        /* A member waiting in a rebalance is kept until it ends. */
-        if (m->expires_ms > now_ms || (m->join_fn != NULL && g->state == KG_PREPARING))
+        /* A member that joined the rebalance is kept until it ends. */
+        if (m->expires_ms > now_ms || (m->joined && g->state == KG_PREPARING))
             continue;
         if (!m->pending) {
             log_group(g, "Kafka group member dropped", m, "its session timed out");

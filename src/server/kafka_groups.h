@@ -87,7 +87,9 @@ int16_t kr_kgroups_commit_check(kr_kgroups *gs, kr_kafka_str group, int32_t gene
                                 kr_kafka_str member, uint64_t now_ms);
 
 /* The connection of a waiting answer went: forget every callback given
- * `arg` (unanswered). The member stays until its session times out. */
+ * `arg` (unanswered). The member stays - a JoinGroup it sent still counts
+ * for the rebalance, as Kafka's brokers count it - until its session times
+ * out. */
 void kr_kgroups_cancel(kr_kgroups *gs, void *arg);
 
 /* Drop members whose session timed out, complete rebalances whose timeout
