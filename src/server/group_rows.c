@@ -31,7 +31,7 @@ size_t kr_group_rows(const kr_server *srv, const kr_topic *t, const uint8_t *onl
     size_t ng = kr_store_groups(t, &groups), nk = kr_store_koffsets(t, &ko);
     size_t i = 0, j = 0, n = 0;
     while (i < ng || j < nk) {
-        kr_group_stats gs;
+        kr_group_stats gs = {0};
         if (i < ng)
             kr_store_group_stats(groups[i], &gs);
         bool take_krappy = i < ng && (j >= nk || name_cmp(gs.name, gs.name_len, ko[j].group,

@@ -16,9 +16,9 @@
 #include "util/buf.h"
 #include "store/view.h"
 
-#define TAG_KEY    'k'
-#define TAG_MARKER 'm'
-#define TAG_CURSOR 'c'
+#define TAG_KEY     'k'
+#define TAG_MARKER  'm'
+#define TAG_CURSOR  'c'
 #define TAG_KOFFSET 'o'
 
 struct kr_view {
