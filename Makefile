@@ -134,7 +134,8 @@ deps:
 
 run: deps
 	@$(MAKE) --no-print-directory all
-	./bin/krappyd --listen $${KRAPPY_LISTEN:-127.0.0.1:7070} --data $${KRAPPY_DATA:-./data} --log-format text
+	./bin/krappyd --listen $${KRAPPY_LISTEN:-127.0.0.1:7070} --data $${KRAPPY_DATA:-./data} \
+	    --kafka-listen $${KRAPPY_KAFKA_LISTEN:-127.0.0.1:9092} --log-format text
 
 # ---- build rules ----
 
