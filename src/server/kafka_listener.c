@@ -814,8 +814,10 @@ static void register_metrics(kr_kafka *k)
                                  "Kafka connections closed after --idle-timeout.");
     km->closed_stalled = kr_counter(m, "krappy_kafka_connections_closed_stalled_total", NULL,
                                     "Kafka connections closed for leaving responses unread.");
-    km->closed_bad = kr_counter(m, "krappy_kafka_connections_refused_requests_total", NULL,
-                                "Kafka connections closed for a request that cannot be answered.");
+    km->closed_bad =
+        kr_counter(m, "krappy_kafka_connections_closed_refused_total", NULL,
+                   "Kafka connections closed for a request that cannot be answered (malformed, "
+                   "unsupported, before SASL, a refused acks=0 Produce).");
     km->bytes_in = kr_counter(m, "krappy_kafka_received_bytes_total", NULL,
                               "Request bytes received on the Kafka port.");
     km->bytes_out = kr_counter(m, "krappy_kafka_sent_bytes_total", NULL,
