@@ -60,6 +60,11 @@ int e2e_stop_keep(e2e_server *s, int timeout_ms);
 long e2e_rss_kib(const e2e_server *s);
 long e2e_pid_rss_kib(pid_t pid);
 
+/* CPU seconds (user + system) of process pid, all its threads - or, with
+ * tid > 0, of its thread tid alone (the server's loop thread is its pid) -
+ * from /proc; 0 when it cannot be read. */
+double e2e_pid_cpu_s(pid_t pid, pid_t tid);
+
 /* A blocking TCP connection to the server. @return fd or -1. */
 int e2e_connect(const e2e_server *s);
 

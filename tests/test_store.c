@@ -79,21 +79,12 @@ static kr_store *open_store(uint64_t segment_bytes, uint64_t retention_bytes)
 
 static void run_until(int *flag, int want)
 {
-    for (int i = 0; i < 10000 && *flag < want; i++)
-        event_base_loop(base, EVLOOP_ONCE);
-    assert_int_equal(*flag, want);
+    kr_test_run_until(base, flag, want);
 }
 
 static kr_topic *reg(kr_store *s, const char *name)
 {
-    done d = {0};
-    kr_topic *t;
-    kr_store_result res;
-    assert_int_equal(
-        kr_store_register(s, (const uint8_t *)name, strlen(name), &t, on_done, &d, &res), 0);
-    run_until(&d.calls, 1);
-    assert_int_equal(d.res.err, KRAPPY_OK);
-    return t;
+    return kr_test_register(s, base, name);
 }
 
 /* Publish n events key "k<j % nkeys>" value "v<offset>". @return first. */

@@ -55,21 +55,7 @@ static kr_store *open_store(void)
 
 static void run_until(int *flag, int want)
 {
-    for (int i = 0; i < 10000 && *flag < want; i++)
-        event_base_loop(base, EVLOOP_ONCE);
-    assert_int_equal(*flag, want);
-}
-
-static kr_topic *reg(kr_store *s, const char *name)
-{
-    done d = {0};
-    kr_topic *t;
-    kr_store_result res;
-    assert_int_equal(
-        kr_store_register(s, (const uint8_t *)name, strlen(name), &t, on_done, &d, &res), 0);
-    run_until(&d.calls, 1);
-    assert_int_equal(d.res.err, KRAPPY_OK);
-    return t;
+    kr_test_run_until(base, flag, want);
 }
 
 /* Publish n events with timestamps ts0, ts0 + 10, ... */
@@ -121,7 +107,7 @@ static void test_committed_offsets(void **state)
 {
     (void)state;
     kr_store *s = open_store();
-    kr_topic *t = reg(s, "orders");
+    kr_topic *t = kr_test_register(s, base, "orders");
     assert_null(kr_store_koffset(t, (const uint8_t *)"g", 1));
     commit(s, t, "g", 7, "meta");
     commit(s, t, "b-group", 3, NULL);
@@ -173,7 +159,7 @@ static void test_fetch_copy_and_time(void **state)
 {
     (void)state;
     kr_store *s = open_store();
-    kr_topic *t = reg(s, "times");
+    kr_topic *t = kr_test_register(s, base, "times");
     /* 5 batches of 20 events, timestamps 1000, 1010, ... 1990; 4 KiB
      * segments, so the events spread over several. */
     for (int b = 0; b < 5; b++)

@@ -48,29 +48,6 @@ static double cpu_s(void)
            ru.ru_stime.tv_usec / 1e6;
 }
 
-/* CPU seconds of the server (task 0: the whole process) or of its loop
- * thread (the main one, task = pid). */
-static double task_cpu_s(const e2e_server *s, bool loop)
-{
-    char path[64], buf[1024];
-    if (loop)
-        snprintf(path, sizeof path, "/proc/%d/task/%d/stat", (int)s->pid, (int)s->pid);
-    else
-        snprintf(path, sizeof path, "/proc/%d/stat", (int)s->pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')');
-    unsigned long ut = 0, st = 0;
-    if (p == NULL ||
-        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
-        return 0;
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
 /* A measured run: rate, CPU of client, server and the server's loop
  * thread in % of one core. */
 typedef struct run {
@@ -83,15 +60,15 @@ typedef struct meter {
 
 static meter start(const e2e_server *s)
 {
-    return (meter){now_s(), cpu_s(), task_cpu_s(s, false), task_cpu_s(s, true)};
+    return (meter){now_s(), cpu_s(), e2e_pid_cpu_s(s->pid, 0), e2e_pid_cpu_s(s->pid, s->pid)};
 }
 
 static run stop(const meter *m, const e2e_server *s, double count)
 {
     double secs = now_s() - m->t0;
     return (run){count / secs, 100 * (cpu_s() - m->c0) / secs,
-                 100 * (task_cpu_s(s, false) - m->s0) / secs,
-                 100 * (task_cpu_s(s, true) - m->l0) / secs};
+                 100 * (e2e_pid_cpu_s(s->pid, 0) - m->s0) / secs,
+                 100 * (e2e_pid_cpu_s(s->pid, s->pid) - m->l0) / secs};
 }
 
 static void die(const char *what, const char *why)

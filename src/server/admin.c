@@ -42,6 +42,7 @@
 #include "util/hostport.h"
 #include "util/json.h"
 #include "util/log.h"
+#include "util/secret.h"
 
 /* Largest /metrics or /api reply. */
 #define KR_ADMIN_REPLY_MAX (8u * 1024 * 1024)
@@ -218,13 +219,9 @@ static int authorized(kr_admin *a, struct evhttp_request *req)
     if (a->token == NULL)
         return 1;
     const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
-    size_t tl = strlen(a->token);
-    if (h == NULL || strncmp(h, "Bearer ", 7) != 0 || strlen(h + 7) != tl)
+    if (h == NULL || strncmp(h, "Bearer ", 7) != 0)
         return 0;
-    unsigned diff = 0;
-    for (size_t i = 0; i < tl; i++)
-        diff |= (unsigned)(h[7 + i] ^ a->token[i]);
-    return diff == 0;
+    return kr_secret_equal(h + 7, strlen(h + 7), a->token);
 }
 
 static void json_topic(struct evbuffer *b, const kr_topic *t)

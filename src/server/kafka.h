@@ -52,6 +52,10 @@
 
 typedef struct kr_kconn kr_kconn;
 typedef struct kr_kreq kr_kreq;
+
+/* What a handler did: answered (KR_KH_DONE), or will (KR_KH_ASYNC, after
+ * kr_kreq_async). */
+typedef enum kr_khresult { KR_KH_DONE = 0, KR_KH_ASYNC } kr_khresult;
 typedef struct kr_kgroups kr_kgroups;
 
 /* Where a connection is in the SASL exchange (with --token). */
@@ -192,6 +196,20 @@ void kr_kreq_silent(kr_kreq *r);
  * log line saying why (Kafka's answer to what cannot be answered). */
 void kr_kreq_close(kr_kreq *r, const char *why);
 
+/* n zeroed elements of `size` bytes from r's arena, valid until r is
+ * recycled (n below 1: an empty array, not NULL). @return NULL on ENOMEM. */
+void *kr_kreq_array(kr_kreq *r, int32_t n, size_t size);
+
+/* The answer to a request whose response cannot be built for lack of
+ * memory: the connection closes, with a log line. @return KR_KH_DONE. */
+kr_khresult kr_kreq_nomem(kr_kreq *r);
+
+/* A wire array's count as a number of elements (null, -1, is none). */
+static inline int32_t kr_kcount(int32_t n)
+{
+    return n > 0 ? n : 0;
+}
+
 /* Copy n bytes into r's arena, for a response built later (the request's
  * frame is gone by then). @return the copy, or NULL on ENOMEM. */
 const char *kr_kreq_strdup(kr_kreq *r, const char *p, int32_t n);
@@ -200,8 +218,6 @@ const char *kr_kreq_strdup(kr_kreq *r, const char *p, int32_t n);
 void kr_kconn_log(kr_log_level lvl, const kr_kconn *c, const char *msg, const char *why);
 
 /* ---- the handlers (kafka_handlers.c has the table) ---- */
-
-typedef enum kr_khresult { KR_KH_DONE = 0, KR_KH_ASYNC } kr_khresult;
 
 typedef kr_khresult (*kr_khandler_fn)(kr_kconn *c, kr_kreq *r, const kr_kafka_request *req);
 

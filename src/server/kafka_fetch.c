@@ -232,18 +232,16 @@ static void woken(kr_waiter *w, bool timed_out)
 kr_khresult kr_khandle_fetch(kr_kconn *c, kr_kreq *r, const kr_kafka_request *req)
 {
     const kr_kafka_fetch_req *q = &req->u.fetch;
-    kfetch *f = kr_kafka_arena_alloc(&r->arena, sizeof *f);
-    int32_t nt = q->topics.n > 0 ? q->topics.n : 0;
+    kfetch *f = kr_kreq_array(r, 1, sizeof *f);
+    int32_t nt = kr_kcount(q->topics.n);
     size_t np = 0;
     for (int32_t i = 0; i < nt; i++)
-        np += (size_t)(q->topics.v[i].partitions.n > 0 ? q->topics.v[i].partitions.n : 0);
-    kr_kafka_fetch_resp_topic *topics =
-        kr_kafka_arena_alloc(&r->arena, (size_t)nt * sizeof *topics);
-    kr_kafka_fetch_resp_partition *parts = kr_kafka_arena_alloc(&r->arena, np * sizeof *parts);
-    kfpart *fps = kr_kafka_arena_alloc(&r->arena, np * sizeof *fps);
+        np += (size_t)(kr_kcount(q->topics.v[i].partitions.n));
+    kr_kafka_fetch_resp_topic *topics = kr_kreq_array(r, nt, sizeof *topics);
+    kr_kafka_fetch_resp_partition *parts = kr_kreq_array(r, (int32_t)np, sizeof *parts);
+    kfpart *fps = kr_kreq_array(r, (int32_t)np, sizeof *fps);
     if (f == NULL || topics == NULL || parts == NULL || fps == NULL) {
-        kr_kreq_close(r, "out of memory reading a Fetch request");
-        return KR_KH_DONE;
+        return kr_kreq_nomem(r);
     }
     f->r = r;
     f->parts = fps;
@@ -259,7 +257,7 @@ kr_khresult kr_khandle_fetch(kr_kconn *c, kr_kreq *r, const kr_kafka_request *re
     size_t at = 0;
     for (int32_t i = 0; i < nt; i++) {
         const kr_kafka_fetch_req_topic *qt = &q->topics.v[i];
-        int32_t n = qt->partitions.n > 0 ? qt->partitions.n : 0;
+        int32_t n = kr_kcount(qt->partitions.n);
         const char *name = kr_kreq_strdup(r, qt->topic.ptr, qt->topic.len);
         int16_t err = 0;
         kr_topic *t = kr_kafka_topic_for(c->k, qt->topic, false, &err);

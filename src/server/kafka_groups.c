@@ -186,16 +186,25 @@ static kg_group *group_find(const kr_kgroups *gs, const void *id, int32_t len, s
     return NULL;
 }
 
+/* Room for one more element of `elem` bytes in arr (n used of *cap).
+ * @return the array (moved or not), or NULL on ENOMEM (arr as it was). */
+static void *grow(void *arr, size_t n, size_t *cap, size_t elem)
+{
+    if (n < *cap)
+        return arr;
+    size_t c = *cap ? *cap * 2 : 4;
+    void *p = realloc(arr, c * elem);
+    if (p != NULL)
+        *cap = c;
+    return p;
+}
+
 static kg_group *group_add(kr_kgroups *gs, const void *id, int32_t len)
 {
-    if (gs->n == gs->cap) {
-        size_t cap = gs->cap ? gs->cap * 2 : 8;
-        kg_group **n = realloc(gs->groups, cap * sizeof *n);
-        if (n == NULL)
-            return NULL;
-        gs->groups = n;
-        gs->cap = cap;
-    }
+    kg_group **all = grow(gs->groups, gs->n, &gs->cap, sizeof *all);
+    if (all == NULL)
+        return NULL;
+    gs->groups = all;
     kg_group *g = calloc(1, sizeof *g);
     if (g == NULL || bytes_set(&g->id, id, len) < 0) {
         free(g);
@@ -235,14 +244,10 @@ static size_t live_members(const kg_group *g)
 
 static kg_member *member_add(kg_group *g, const char *id, size_t len)
 {
-    if (g->n_members == g->cap_members) {
-        size_t cap = g->cap_members ? g->cap_members * 2 : 4;
-        kg_member **n = realloc(g->members, cap * sizeof *n);
-        if (n == NULL)
-            return NULL;
-        g->members = n;
-        g->cap_members = cap;
-    }
+    kg_member **all = grow(g->members, g->n_members, &g->cap_members, sizeof *all);
+    if (all == NULL)
+        return NULL;
+    g->members = all;
     kg_member *m = calloc(1, sizeof *m);
     if (m == NULL || bytes_set(&m->id, id, (int32_t)len) < 0) {
         free(m);

@@ -15,6 +15,7 @@
 
 #include "server/kafka.h"
 #include "util/log.h"
+#include "util/secret.h"
 
 /* Every replica list is this broker alone. */
 static const int32_t this_node[1] = {KR_KAFKA_NODE_ID};
@@ -67,20 +68,6 @@ kr_topic *kr_kafka_topic_for(kr_kafka *k, kr_kafka_str name, bool create, int16_
     }
     kr_log(KR_LOG_INFO, "topic created for a Kafka client", KR_LOG_STR("topic", t->name));
     return t;
-}
-
-/* An array of n zeroed elements of `size` from r's arena (n 0: an empty,
- * non-null array). NULL on ENOMEM. */
-static void *arena_array(kr_kreq *r, int32_t n, size_t size)
-{
-    return kr_kafka_arena_alloc(&r->arena, (size_t)(n > 0 ? n : 0) * size);
-}
-
-/* Out of memory building a response: nothing sensible can be sent. */
-static kr_khresult no_memory(kr_kreq *r)
-{
-    kr_kreq_close(r, "out of memory building a response");
-    return KR_KH_DONE;
 }
 
 /* ---- ApiVersions ---- */
@@ -142,11 +129,11 @@ static void metadata_respond(kr_kconn *c, kr_kreq *r, const kr_kafka_str *names,
         for (size_t i = 0; i < n_all; i++)
             n += all[i]->ready && !all[i]->failed;
     }
-    kr_kafka_metadata_topic *topics = arena_array(r, n, sizeof *topics);
-    kr_kafka_metadata_partition *parts = arena_array(r, n, sizeof *parts);
-    kr_kafka_metadata_broker *broker = arena_array(r, 1, sizeof *broker);
+    kr_kafka_metadata_topic *topics = kr_kreq_array(r, n, sizeof *topics);
+    kr_kafka_metadata_partition *parts = kr_kreq_array(r, n, sizeof *parts);
+    kr_kafka_metadata_broker *broker = kr_kreq_array(r, 1, sizeof *broker);
     if (topics == NULL || parts == NULL || broker == NULL) {
-        no_memory(r);
+        kr_kreq_nomem(r);
         return;
     }
     int32_t i = 0;
@@ -158,7 +145,7 @@ static void metadata_respond(kr_kconn *c, kr_kreq *r, const kr_kafka_str *names,
             kr_kafka_str name = {kr_kreq_strdup(r, t->name, (int32_t)t->name_len),
                                  (int32_t)t->name_len};
             if (name.ptr == NULL) {
-                no_memory(r);
+                kr_kreq_nomem(r);
                 return;
             }
             fill_topic(&topics[i], &parts[i], name, 0);
@@ -207,10 +194,10 @@ static kr_khresult metadata(kr_kconn *c, kr_kreq *r, const kr_kafka_request *req
         metadata_respond(c, r, NULL, -1);
         return KR_KH_DONE;
     }
-    meta_wait *mw = kr_kafka_arena_alloc(&r->arena, sizeof *mw);
-    kr_kafka_str *names = arena_array(r, q->topics.n, sizeof *names);
+    meta_wait *mw = kr_kreq_array(r, 1, sizeof *mw);
+    kr_kafka_str *names = kr_kreq_array(r, q->topics.n, sizeof *names);
     if (mw == NULL || names == NULL)
-        return no_memory(r);
+        return kr_kreq_nomem(r);
     *mw = (meta_wait){.r = r, .names = names, .n = q->topics.n, .pending = 1};
     bool create = q->allow_auto_topic_creation && k->cfg->kafka_auto_create;
     kr_store *s = k->srv->store;
@@ -272,7 +259,7 @@ static void list_offset(kr_kconn *c, kr_kreq *r, kr_topic *t,
     }
     p->offset = (int64_t)off;
     if (r->api_version == 0) {
-        int64_t *one = arena_array(r, 1, sizeof *one);
+        int64_t *one = kr_kreq_array(r, 1, sizeof *one);
         if (one == NULL) {
             p->error_code = KR_KAFKA_ERR_UNKNOWN_SERVER_ERROR;
             return;
@@ -286,16 +273,16 @@ static void list_offset(kr_kconn *c, kr_kreq *r, kr_topic *t,
 static kr_khresult list_offsets(kr_kconn *c, kr_kreq *r, const kr_kafka_request *req)
 {
     const kr_kafka_list_offsets_req *q = &req->u.list_offsets;
-    int32_t nt = q->topics.n > 0 ? q->topics.n : 0;
-    kr_kafka_list_offsets_resp_topic *topics = arena_array(r, nt, sizeof *topics);
+    int32_t nt = kr_kcount(q->topics.n);
+    kr_kafka_list_offsets_resp_topic *topics = kr_kreq_array(r, nt, sizeof *topics);
     if (topics == NULL)
-        return no_memory(r);
+        return kr_kreq_nomem(r);
     for (int32_t i = 0; i < nt; i++) {
         const kr_kafka_list_offsets_req_topic *qt = &q->topics.v[i];
-        int32_t np = qt->partitions.n > 0 ? qt->partitions.n : 0;
-        kr_kafka_list_offsets_resp_partition *parts = arena_array(r, np, sizeof *parts);
+        int32_t np = kr_kcount(qt->partitions.n);
+        kr_kafka_list_offsets_resp_partition *parts = kr_kreq_array(r, np, sizeof *parts);
         if (parts == NULL)
-            return no_memory(r);
+            return kr_kreq_nomem(r);
         topics[i].name = qt->name;
         topics[i].partitions.v = parts;
         topics[i].partitions.n = np;
@@ -363,16 +350,6 @@ static kr_khresult init_producer_id(kr_kconn *c, kr_kreq *r, const kr_kafka_requ
 
 /* ---- SASL ---- */
 
-/* Compare secrets in time independent of where they differ. */
-static bool secret_equal(const uint8_t *a, size_t alen, const char *b)
-{
-    size_t blen = strlen(b);
-    unsigned diff = alen != blen;
-    for (size_t i = 0; i < blen; i++)
-        diff |= (unsigned)(b[i] ^ (i < alen ? a[i] : 0));
-    return diff == 0;
-}
-
 bool kr_ksasl_plain_ok(const kr_kafka *k, const uint8_t *p, size_t n)
 {
     /* authzid NUL authcid NUL password (RFC 4616): the user is not checked,
@@ -385,7 +362,7 @@ bool kr_ksasl_plain_ok(const kr_kafka *k, const uint8_t *p, size_t n)
     if (nul2 == NULL || k->cfg->token == NULL)
         return false;
     const uint8_t *pw = nul2 + 1;
-    return secret_equal(pw, (size_t)(p + n - pw), k->cfg->token);
+    return kr_secret_equal(pw, (size_t)(p + n - pw), k->cfg->token);
 }
 
 static kr_khresult sasl_handshake(kr_kconn *c, kr_kreq *r, const kr_kafka_request *req)

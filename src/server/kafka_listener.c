@@ -21,7 +21,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -118,6 +117,17 @@ static void kreq_recycle(kr_kconn *c, kr_kreq *r)
     } else {
         kreq_destroy(r);
     }
+}
+
+void *kr_kreq_array(kr_kreq *r, int32_t n, size_t size)
+{
+    return kr_kafka_arena_alloc(&r->arena, (size_t)kr_kcount(n) * size);
+}
+
+kr_khresult kr_kreq_nomem(kr_kreq *r)
+{
+    kr_kreq_close(r, "out of memory building a response");
+    return KR_KH_DONE;
 }
 
 const char *kr_kreq_strdup(kr_kreq *r, const char *p, int32_t n)
@@ -604,31 +614,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     kconn_release(c);
 }
 
-static void on_output_change(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
-{
-    kr_kconn *c = arg;
-    (void)buf;
-    if (info->n_deleted > 0 || (info->orig_size == 0 && info->n_added > 0))
-        c->last_drain_ns = kr_mono_ns();
-}
-
 /* ---- life cycle ---- */
-
-static void format_peer(const struct sockaddr *sa, char *out, size_t outlen)
-{
-    char host[INET6_ADDRSTRLEN] = "?";
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
-        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-        snprintf(out, outlen, "%s:%u", host, ntohs(in->sin_port));
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
-        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-        snprintf(out, outlen, "[%s]:%u", host, ntohs(in6->sin6_port));
-    } else {
-        snprintf(out, outlen, "?");
-    }
-}
 
 static kr_kconn *kconn_new(kr_kafka *k, int fd, const struct sockaddr *sa)
 {
@@ -643,7 +629,7 @@ static kr_kconn *kconn_new(kr_kafka *k, int fd, const struct sockaddr *sa)
     TAILQ_INIT(&c->reqs);
     TAILQ_INIT(&c->free_reqs);
     kr_kafka_arena_init(&c->dec, (size_t)k->cfg->max_frame * KR_KDEC_PER_BYTE + KR_KDEC_BASE);
-    format_peer(sa, c->peer, sizeof c->peer);
+    kr_sockaddr_format(sa, c->peer, sizeof c->peer, NULL);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->resume = event_new(k->srv->base, -1, 0, on_resume, c);
@@ -658,7 +644,7 @@ static kr_kconn *kconn_new(kr_kafka *k, int fd, const struct sockaddr *sa)
     bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
     bufferevent_setwatermark(c->bev, EV_WRITE, KR_CONN_OUT_LOW, 0);
     bufferevent_set_max_single_read(c->bev, KR_CONN_READ_CHUNK);
-    evbuffer_add_cb(bufferevent_get_output(c->bev), on_output_change, c);
+    evbuffer_add_cb(bufferevent_get_output(c->bev), kr_server_note_drain, &c->last_drain_ns);
     bufferevent_enable(c->bev, EV_READ);
     TAILQ_INSERT_TAIL(&k->conns, c, link);
     k->n_conns++;

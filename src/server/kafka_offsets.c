@@ -85,12 +85,10 @@ kr_khresult kr_khandle_leave_group(kr_kconn *c, kr_kreq *r, const kr_kafka_reque
     if (r->api_version < 3) {
         resp.error_code = kr_kgroups_leave(c->k->groups, q->group_id, q->member_id, now);
     } else {
-        int32_t n = q->members.n > 0 ? q->members.n : 0;
-        kr_kafka_leave_group_member_resp *m =
-            kr_kafka_arena_alloc(&r->arena, (size_t)n * sizeof *m);
+        int32_t n = kr_kcount(q->members.n);
+        kr_kafka_leave_group_member_resp *m = kr_kreq_array(r, n, sizeof *m);
         if (m == NULL) {
-            kr_kreq_close(r, "out of memory reading a LeaveGroup request");
-            return KR_KH_DONE;
+            return kr_kreq_nomem(r);
         }
         for (int32_t i = 0; i < n; i++) {
             m[i].member_id = q->members.v[i].member_id;
@@ -151,7 +149,7 @@ static int16_t commit_one(kr_kconn *c, kr_kreq *r, kcommit *kc, kr_topic *t, kr_
         return KR_KAFKA_ERR_OFFSET_OUT_OF_RANGE;
     if (qp->committed_metadata.len > KR_KOFFSET_METADATA_MAX)
         return KR_KAFKA_ERR_OFFSET_METADATA_TOO_LARGE;
-    kcommit_part *cp = kr_kafka_arena_alloc(&r->arena, sizeof *cp);
+    kcommit_part *cp = kr_kreq_array(r, 1, sizeof *cp);
     if (cp == NULL)
         return KR_KAFKA_ERR_UNKNOWN_SERVER_ERROR;
     *cp = (kcommit_part){r, p};
@@ -170,13 +168,11 @@ static int16_t commit_one(kr_kconn *c, kr_kreq *r, kcommit *kc, kr_topic *t, kr_
 kr_khresult kr_khandle_offset_commit(kr_kconn *c, kr_kreq *r, const kr_kafka_request *req)
 {
     const kr_kafka_offset_commit_req *q = &req->u.offset_commit;
-    int32_t nt = q->topics.n > 0 ? q->topics.n : 0;
-    kcommit *kc = kr_kafka_arena_alloc(&r->arena, sizeof *kc);
-    kr_kafka_offset_commit_resp_topic *topics =
-        kr_kafka_arena_alloc(&r->arena, (size_t)nt * sizeof *topics);
+    int32_t nt = kr_kcount(q->topics.n);
+    kcommit *kc = kr_kreq_array(r, 1, sizeof *kc);
+    kr_kafka_offset_commit_resp_topic *topics = kr_kreq_array(r, nt, sizeof *topics);
     if (kc == NULL || topics == NULL) {
-        kr_kreq_close(r, "out of memory reading an OffsetCommit request");
-        return KR_KH_DONE;
+        return kr_kreq_nomem(r);
     }
     kc->resp.topics.v = topics;
     kc->resp.topics.n = nt;
@@ -189,9 +185,8 @@ kr_khresult kr_khandle_offset_commit(kr_kconn *c, kr_kreq *r, const kr_kafka_req
                                                       q->member_id, kr_mono_ms());
     for (int32_t i = 0; i < nt; i++) {
         const kr_kafka_offset_commit_req_topic *qt = &q->topics.v[i];
-        int32_t np = qt->partitions.n > 0 ? qt->partitions.n : 0;
-        kr_kafka_offset_commit_resp_partition *parts =
-            kr_kafka_arena_alloc(&r->arena, (size_t)np * sizeof *parts);
+        int32_t np = kr_kcount(qt->partitions.n);
+        kr_kafka_offset_commit_resp_partition *parts = kr_kreq_array(r, np, sizeof *parts);
         const char *name = kr_kreq_strdup(r, qt->name.ptr, qt->name.len);
         if (parts == NULL || name == NULL) {
             kc->resp.topics.n = i; /* what is written so far is answered */
@@ -247,12 +242,10 @@ static kr_khresult offset_fetch_all(kr_kconn *c, kr_kreq *r, kr_kafka_str group)
 {
     kr_topic **all;
     size_t n = kr_store_topics(c->k->srv->store, &all);
-    kr_kafka_offset_fetch_resp_topic *topics = kr_kafka_arena_alloc(&r->arena, n * sizeof *topics);
-    kr_kafka_offset_fetch_resp_partition *parts =
-        kr_kafka_arena_alloc(&r->arena, n * sizeof *parts);
+    kr_kafka_offset_fetch_resp_topic *topics = kr_kreq_array(r, (int32_t)n, sizeof *topics);
+    kr_kafka_offset_fetch_resp_partition *parts = kr_kreq_array(r, (int32_t)n, sizeof *parts);
     if (topics == NULL || parts == NULL) {
-        kr_kreq_close(r, "out of memory answering an OffsetFetch request");
-        return KR_KH_DONE;
+        return kr_kreq_nomem(r);
     }
     int32_t k = 0;
     for (size_t i = 0; i < n; i++) {
@@ -281,20 +274,16 @@ kr_khresult kr_khandle_offset_fetch(kr_kconn *c, kr_kreq *r, const kr_kafka_requ
     if (q->topics.n < 0)
         return offset_fetch_all(c, r, q->group_id);
     int32_t nt = q->topics.n;
-    kr_kafka_offset_fetch_resp_topic *topics =
-        kr_kafka_arena_alloc(&r->arena, (size_t)nt * sizeof *topics);
+    kr_kafka_offset_fetch_resp_topic *topics = kr_kreq_array(r, nt, sizeof *topics);
     if (topics == NULL) {
-        kr_kreq_close(r, "out of memory reading an OffsetFetch request");
-        return KR_KH_DONE;
+        return kr_kreq_nomem(r);
     }
     for (int32_t i = 0; i < nt; i++) {
         const kr_kafka_offset_fetch_req_topic *qt = &q->topics.v[i];
-        int32_t np = qt->partition_indexes.n > 0 ? qt->partition_indexes.n : 0;
-        kr_kafka_offset_fetch_resp_partition *parts =
-            kr_kafka_arena_alloc(&r->arena, (size_t)np * sizeof *parts);
+        int32_t np = kr_kcount(qt->partition_indexes.n);
+        kr_kafka_offset_fetch_resp_partition *parts = kr_kreq_array(r, np, sizeof *parts);
         if (parts == NULL) {
-            kr_kreq_close(r, "out of memory reading an OffsetFetch request");
-            return KR_KH_DONE;
+            return kr_kreq_nomem(r);
         }
         int16_t err;
         kr_topic *t = kr_kafka_topic_for(c->k, qt->name, false, &err);

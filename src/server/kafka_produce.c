@@ -163,13 +163,11 @@ static int publish_batch(kr_kconn *c, kr_kreq *r, kproduce *pr, kpart *kp,
 kr_khresult kr_khandle_produce(kr_kconn *c, kr_kreq *r, const kr_kafka_request *req)
 {
     const kr_kafka_produce_req *q = &req->u.produce;
-    int32_t nt = q->topics.n > 0 ? q->topics.n : 0;
-    kproduce *pr = kr_kafka_arena_alloc(&r->arena, sizeof *pr);
-    kr_kafka_produce_resp_topic *topics =
-        kr_kafka_arena_alloc(&r->arena, (size_t)nt * sizeof *topics);
+    int32_t nt = kr_kcount(q->topics.n);
+    kproduce *pr = kr_kreq_array(r, 1, sizeof *pr);
+    kr_kafka_produce_resp_topic *topics = kr_kreq_array(r, nt, sizeof *topics);
     if (pr == NULL || topics == NULL) {
-        kr_kreq_close(r, "out of memory reading a Produce request");
-        return KR_KH_DONE;
+        return kr_kreq_nomem(r);
     }
     pr->acks = q->acks;
     pr->resp.responses.v = topics;
@@ -181,10 +179,9 @@ kr_khresult kr_khandle_produce(kr_kconn *c, kr_kreq *r, const kr_kafka_request *
     kr_kreq_async(r);
     for (int32_t i = 0; i < nt; i++) {
         const kr_kafka_produce_req_topic *qt = &q->topics.v[i];
-        int32_t np = qt->partitions.n > 0 ? qt->partitions.n : 0;
-        kpart *kps = kr_kafka_arena_alloc(&r->arena, (size_t)np * sizeof *kps);
-        kr_kafka_produce_resp_partition *parts =
-            kr_kafka_arena_alloc(&r->arena, (size_t)np * sizeof *parts);
+        int32_t np = kr_kcount(qt->partitions.n);
+        kpart *kps = kr_kreq_array(r, np, sizeof *kps);
+        kr_kafka_produce_resp_partition *parts = kr_kreq_array(r, np, sizeof *parts);
         const char *name = kr_kreq_strdup(r, qt->name.ptr, qt->name.len);
         if (kps == NULL || parts == NULL || (name == NULL && qt->name.len >= 0)) {
             pr->oom = true; /* answered once the batches queued so far are written */

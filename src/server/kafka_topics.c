@@ -213,12 +213,11 @@ static void created(void *arg, const kr_store_result *res)
 kr_khresult kr_khandle_create_topics(kr_kconn *c, kr_kreq *r, const kr_kafka_request *req)
 {
     const kr_kafka_create_topics_req *q = &req->u.create_topics;
-    int32_t n = q->topics.n > 0 ? q->topics.n : 0;
-    kcreate *kc = kr_kafka_arena_alloc(&r->arena, sizeof *kc);
-    kr_kafka_create_topics_result *res = kr_kafka_arena_alloc(&r->arena, (size_t)n * sizeof *res);
+    int32_t n = kr_kcount(q->topics.n);
+    kcreate *kc = kr_kreq_array(r, 1, sizeof *kc);
+    kr_kafka_create_topics_result *res = kr_kreq_array(r, n, sizeof *res);
     if (kc == NULL || res == NULL) {
-        kr_kreq_close(r, "out of memory reading a CreateTopics request");
-        return KR_KH_DONE;
+        return kr_kreq_nomem(r);
     }
     kc->r = r;
     kc->resp.topics.v = res;
@@ -260,11 +259,10 @@ kr_khresult kr_khandle_create_topics(kr_kconn *c, kr_kreq *r, const kr_kafka_req
 kr_khresult kr_khandle_delete_topics(kr_kconn *c, kr_kreq *r, const kr_kafka_request *req)
 {
     const kr_kafka_delete_topics_req *q = &req->u.delete_topics;
-    int32_t n = q->topic_names.n > 0 ? q->topic_names.n : 0;
-    kr_kafka_delete_topics_result *res = kr_kafka_arena_alloc(&r->arena, (size_t)n * sizeof *res);
+    int32_t n = kr_kcount(q->topic_names.n);
+    kr_kafka_delete_topics_result *res = kr_kreq_array(r, n, sizeof *res);
     if (res == NULL) {
-        kr_kreq_close(r, "out of memory reading a DeleteTopics request");
-        return KR_KH_DONE;
+        return kr_kreq_nomem(r);
     }
     for (int32_t i = 0; i < n; i++) {
         kr_kafka_str name = q->topic_names.v[i];
@@ -333,12 +331,10 @@ static bool wanted(const kr_kafka_describe_configs_resource *q, const char *name
 kr_khresult kr_khandle_describe_configs(kr_kconn *c, kr_kreq *r, const kr_kafka_request *req)
 {
     const kr_kafka_describe_configs_req *q = &req->u.describe_configs;
-    int32_t n = q->resources.n > 0 ? q->resources.n : 0;
-    kr_kafka_describe_configs_result *res =
-        kr_kafka_arena_alloc(&r->arena, (size_t)n * sizeof *res);
+    int32_t n = kr_kcount(q->resources.n);
+    kr_kafka_describe_configs_result *res = kr_kreq_array(r, n, sizeof *res);
     if (res == NULL) {
-        kr_kreq_close(r, "out of memory reading a DescribeConfigs request");
-        return KR_KH_DONE;
+        return kr_kreq_nomem(r);
     }
     char why[300];
     for (int32_t i = 0; i < n; i++) {
@@ -351,10 +347,9 @@ kr_khresult kr_khandle_describe_configs(kr_kconn *c, kr_kreq *r, const kr_kafka_
         res[i].resource_name = rq->resource_name;
         res[i].error_code = err;
         res[i].error_message = err != 0 ? copy_str(r, why) : (kr_kafka_str){NULL, -1};
-        kr_kafka_describe_configs_entry *e = kr_kafka_arena_alloc(&r->arena, nc * sizeof *e);
+        kr_kafka_describe_configs_entry *e = kr_kreq_array(r, (int32_t)nc, sizeof *e);
         if (e == NULL) {
-            kr_kreq_close(r, "out of memory answering a DescribeConfigs request");
-            return KR_KH_DONE;
+            return kr_kreq_nomem(r);
         }
         int32_t k = 0;
         for (size_t j = 0; j < nc; j++) {
@@ -386,11 +381,10 @@ kr_khresult kr_khandle_alter_configs(kr_kconn *c, kr_kreq *r, const kr_kafka_req
 {
     const kr_kafka_alter_configs_req *q = &req->u.alter_configs;
     bool incremental = r->api_key == KR_KAFKA_INCREMENTAL_ALTER_CONFIGS;
-    int32_t n = q->resources.n > 0 ? q->resources.n : 0;
-    kr_kafka_alter_configs_result *res = kr_kafka_arena_alloc(&r->arena, (size_t)n * sizeof *res);
+    int32_t n = kr_kcount(q->resources.n);
+    kr_kafka_alter_configs_result *res = kr_kreq_array(r, n, sizeof *res);
     if (res == NULL) {
-        kr_kreq_close(r, "out of memory reading an AlterConfigs request");
-        return KR_KH_DONE;
+        return kr_kreq_nomem(r);
     }
     char why[400];
     for (int32_t i = 0; i < n; i++) {

@@ -247,19 +247,16 @@ struct evconnlistener *kr_server_bind(kr_server *srv, const char *addr,
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     getsockname(evconnlistener_get_fd(l), (struct sockaddr *)&ss, &sl);
-    char a[INET6_ADDRSTRLEN] = "?";
-    if (ss.ss_family == AF_INET6) {
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-        inet_ntop(AF_INET6, &in6->sin6_addr, a, sizeof a);
-        *port = ntohs(in6->sin6_port);
-        snprintf(bound, boundlen, "[%s]:%u", a, *port);
-    } else {
-        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-        inet_ntop(AF_INET, &in->sin_addr, a, sizeof a);
-        *port = ntohs(in->sin_port);
-        snprintf(bound, boundlen, "%s:%u", a, *port);
-    }
+    kr_sockaddr_format((const struct sockaddr *)&ss, bound, boundlen, port);
     return l;
+}
+
+void kr_server_note_drain(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+                          void *last_drain_ns)
+{
+    (void)buf;
+    if (info->n_deleted > 0 || (info->orig_size == 0 && info->n_added > 0))
+        *(uint64_t *)last_drain_ns = kr_mono_ns();
 }
 
 /* Write the bound port atomically (write a temporary file, rename). */

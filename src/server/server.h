@@ -183,6 +183,12 @@ struct evconnlistener *kr_server_bind(kr_server *srv, const char *addr,
                                                  struct sockaddr *, int, void *),
                                       char *bound, size_t boundlen, uint16_t *port);
 
+/* An output evbuffer callback (arg: a uint64_t) that records, in
+ * kr_mono_ns time, when the client last took bytes - progress that tells a
+ * slow reader from a stalled one (--write-timeout). Both ports use it. */
+void kr_server_note_drain(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+                          void *last_drain_ns);
+
 /* Begin a graceful stop (what SIGTERM does). */
 void kr_server_shutdown(kr_server *srv);
 

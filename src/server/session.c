@@ -33,7 +33,9 @@
 #include "server/server.h"
 #include "util/byteorder.h"
 #include "util/clock.h"
+#include "util/hostport.h"
 #include "util/log.h"
+#include "util/secret.h"
 
 /* Recycled request structs kept per connection. */
 #define KR_CONN_FREE_REQS 16
@@ -368,16 +370,6 @@ void kr_req_error(kr_req *r, krappy_err code, const char *message, const kr_erro
 
 /* ---- starting requests ---- */
 
-/* Compare secrets in time independent of where they differ. */
-static int token_equal(const uint8_t *a, size_t alen, const char *b)
-{
-    size_t blen = strlen(b);
-    unsigned diff = alen != blen;
-    for (size_t i = 0; i < blen; i++)
-        diff |= (unsigned)(b[i] ^ (i < alen ? a[i] : 0));
-    return diff == 0;
-}
-
 /*
  * With --token, the first request must be a well-formed HELLO whose `token`
  * matches. Fills msg with the reason when it is not.
@@ -407,7 +399,7 @@ static bool check_auth(kr_conn *c, uint32_t type, const uint8_t *payload, size_t
         return false;
     }
     size_t n = kr_cbor_str_copy(&tok, c->scratch.data, tok.str_len);
-    if (!token_equal(c->scratch.data, n, c->srv->cfg->token)) {
+    if (!kr_secret_equal(c->scratch.data, n, c->srv->cfg->token)) {
         snprintf(msg, msglen, "the token in HELLO is wrong");
         return false;
     }
@@ -621,32 +613,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     conn_release(c);
 }
 
-/* Count reply bytes the client has taken; that is progress, not a stall. */
-static void on_output_change(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
-{
-    kr_conn *c = arg;
-    (void)buf;
-    if (info->n_deleted > 0 || (info->orig_size == 0 && info->n_added > 0))
-        c->last_drain_ns = kr_mono_ns();
-}
-
 /* ---- life cycle ---- */
-
-static void format_peer(const struct sockaddr *sa, char *out, size_t outlen)
-{
-    char host[INET6_ADDRSTRLEN] = "?";
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
-        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-        snprintf(out, outlen, "%s:%u", host, ntohs(in->sin_port));
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
-        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-        snprintf(out, outlen, "[%s]:%u", host, ntohs(in6->sin6_port));
-    } else {
-        snprintf(out, outlen, "?");
-    }
-}
 
 kr_conn *kr_conn_new(kr_server *srv, int fd, const struct sockaddr *sa, int salen)
 {
@@ -663,7 +630,7 @@ kr_conn *kr_conn_new(kr_server *srv, int fd, const struct sockaddr *sa, int sale
     kr_buf_init(&c->enc, srv->cfg->max_frame);
     kr_buf_init(&c->scratch, srv->cfg->max_frame);
     kr_buf_init(&c->tmp, srv->cfg->max_frame);
-    format_peer(sa, c->peer, sizeof c->peer);
+    kr_sockaddr_format(sa, c->peer, sizeof c->peer, NULL);
 
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -678,7 +645,7 @@ kr_conn *kr_conn_new(kr_server *srv, int fd, const struct sockaddr *sa, int sale
     bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
     bufferevent_setwatermark(c->bev, EV_WRITE, KR_CONN_OUT_LOW, 0);
     bufferevent_set_max_single_read(c->bev, KR_CONN_READ_CHUNK);
-    evbuffer_add_cb(bufferevent_get_output(c->bev), on_output_change, c);
+    evbuffer_add_cb(bufferevent_get_output(c->bev), kr_server_note_drain, &c->last_drain_ns);
     bufferevent_enable(c->bev, EV_READ);
 
     TAILQ_INSERT_TAIL(&srv->conns, c, link);
