@@ -1,7 +1,8 @@
 # krappy as a nixpkgs-style derivation: the Makefile does the work, with
 # PREFIX=$out; its tests run in checkPhase (they skip what needs apt or a
 # network inside the sandbox).
-{ lib, stdenv, pkg-config, rocksdb, libevent, libcbor, cmocka }:
+{ lib, stdenv, pkg-config, rocksdb, libevent, libcbor, zlib, lz4, zstd, snappy, cmocka
+, rdkafka, kcat }:
 
 stdenv.mkDerivation {
   pname = "krappy";
@@ -10,8 +11,10 @@ stdenv.mkDerivation {
   src = lib.cleanSource ../.;
 
   nativeBuildInputs = [ pkg-config ];
-  buildInputs = [ rocksdb libevent libcbor ];
-  nativeCheckInputs = [ cmocka ];
+  # zlib, lz4, zstd, snappy: the Kafka codec's decompressors.
+  buildInputs = [ rocksdb libevent libcbor zlib lz4 zstd snappy ];
+  # librdkafka and kcat drive the Kafka listener's e2e tests.
+  nativeCheckInputs = [ cmocka rdkafka kcat ];
 
   makeFlags = [ "PREFIX=${placeholder "out"}" ];
   enableParallelBuilding = true;

@@ -83,7 +83,7 @@ let
     };
   } // lib.genAttrs [
     "rocksdb" "libevent" "libcbor" "cmocka" "pkg-config" "valgrind"
-    "clang-tools" "cppcheck" "gnumake"
+    "clang-tools" "cppcheck" "gnumake" "zlib" "lz4" "zstd" "snappy" "rdkafka" "kcat"
   ] dummy;
 in
 self
