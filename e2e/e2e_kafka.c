@@ -326,6 +326,30 @@ static void test_librdkafka_codecs(void **state)
     assert_int_equal(e2e_stop(&s, 10000), 0);
 }
 
+/* A topic read in many Fetches: each answer but the first was made while
+ * the client read the one before (the prefetch), and every record is the
+ * one stored at its offset. */
+static void test_consume_many_fetches(void **state)
+{
+    (void)state;
+    e2e_server s;
+    start(&s, NULL);
+    produce_n(&s, "many", "lz4", 40000); /* ~3 MiB of records: 1 MiB per Fetch */
+    consume_check(&s, "many", "lz4", 40000);
+    if (e2e_run("command -v curl >/dev/null 2>&1", NULL, 0) != 0) {
+        fprintf(stderr, "e2e_kafka: no curl: the prefetch counter is not checked\n");
+        assert_int_equal(e2e_stop(&s, 10000), 0);
+        return;
+    }
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "curl -s http://127.0.0.1:%s/metrics", s.http_port);
+    assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
+    const char *used = strstr(out, "krappy_kafka_prefetches_total{result=\"used\"} ");
+    assert_non_null(used);
+    assert_true(atoi(used + strlen("krappy_kafka_prefetches_total{result=\"used\"} ")) >= 1);
+    assert_int_equal(e2e_stop(&s, 10000), 0);
+}
+
 /* ---- consumer groups ---- */
 
 /* A kcat -G member of `group` on topic t1 (and t2 when not NULL) in the
@@ -783,6 +807,7 @@ int main(void)
         cmocka_unit_test(test_kcat_produce_consume),
         cmocka_unit_test(test_krappy_events_to_kcat),
         cmocka_unit_test(test_librdkafka_codecs),
+        cmocka_unit_test(test_consume_many_fetches),
         cmocka_unit_test(test_groups_split_and_rebalance),
         cmocka_unit_test(test_offsets_survive_kill9),
         cmocka_unit_test(test_sasl),

@@ -353,6 +353,9 @@ int main(int argc, char **argv)
     if (batch > 100000)
         batch = 100000;
     run kc = kafka_consume(&s, records);
+    double used = metric(&s, "krappy_kafka_prefetches_total{result=\"used\"}");
+    double dropped = metric(&s, "krappy_kafka_prefetches_total{result=\"dropped\"}");
+    double fetches = metric(&s, "krappy_kafka_requests_total{api=\"Fetch\"}");
 
     krappy_client *c = krappy_client_new(NULL);
     if (c == NULL || krappy_connect(c, s.host, s.port) != KRAPPY_OK ||
@@ -378,8 +381,9 @@ int main(int argc, char **argv)
     row("Kafka port: librdkafka consumer from offset 0", &kc);
     row("Krappy port: FETCH from offset 0", &yc);
     printf("\nlibrdkafka sent %.0f Produce requests, ~%d records each: the Krappy port's "
-           "batches.\n",
-           produces, batch);
+           "batches. Its consumer sent %.0f Fetch requests; %.0f answers were made ahead of "
+           "their request and used, %.0f dropped.\n",
+           produces, batch, fetches, used, dropped);
     printf("\n| Kafka port target | wanted | measured | met |\n|---|--:|--:|:-:|\n");
     printf("| produce | >= 1000000 records/s | %.0f | %s |\n", kp.rate, met(kp.rate, 1e6));
     printf("| consume | >= 2000000 records/s | %.0f | %s |\n", kc.rate, met(kc.rate, 2e6));

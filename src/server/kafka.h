@@ -57,6 +57,7 @@ typedef struct kr_kreq kr_kreq;
  * kr_kreq_async). */
 typedef enum kr_khresult { KR_KH_DONE = 0, KR_KH_ASYNC } kr_khresult;
 typedef struct kr_kgroups kr_kgroups;
+typedef struct kr_kprefetch kr_kprefetch;
 
 /* Where a connection is in the SASL exchange (with --token). */
 typedef enum kr_ksasl {
@@ -108,8 +109,9 @@ struct kr_kconn {
     struct kr_kreq_list reqs; /* in request order */
     struct kr_kreq_list free_reqs;
     uint32_t n_free_reqs;
-    kr_kafka_arena dec; /* the arrays of the request being decoded */
-    char client_id[64]; /* as the client names itself (logs) */
+    kr_kafka_arena dec;     /* the arrays of the request being decoded */
+    char client_id[64];     /* as the client names itself (logs) */
+    kr_kprefetch *prefetch; /* the next Fetch's records (kafka_fetch.c) */
     char msg[512];
     TAILQ_ENTRY(kr_kconn) link;
 };
@@ -122,6 +124,7 @@ typedef struct kr_kafka_metrics {
     kr_metric *requests[KR_KAFKA_NAPIS];
     kr_metric *latency[KR_KAFKA_NAPIS];
     kr_metric *produced, *fetched; /* records */
+    kr_metric *prefetch_used, *prefetch_dropped;
 } kr_kafka_metrics;
 
 struct kr_kafka {
@@ -136,7 +139,8 @@ struct kr_kafka {
     char host[KR_HOST_MAX + 1]; /* advertised (Metadata, FindCoordinator) */
     int32_t adv_port;
     kr_kgroups *groups;
-    uint64_t producer_ids; /* the next InitProducerId answer */
+    uint64_t producer_ids;   /* the next InitProducerId answer */
+    uint64_t prefetch_bytes; /* held by the connections' prefetches */
     kr_kafka_metrics m;
     /* Scratch of the handlers, used synchronously on the loop: Produce's
      * conversion (events payload, decompressed records, headers, decode)
@@ -213,6 +217,16 @@ static inline int32_t kr_kcount(int32_t n)
 /* Copy n bytes into r's arena, for a response built later (the request's
  * frame is gone by then). @return the copy, or NULL on ENOMEM. */
 const char *kr_kreq_strdup(kr_kreq *r, const char *p, int32_t n);
+
+/* Drop a reference on a connection (the last one frees it). */
+void kr_kconn_release(kr_kconn *c);
+
+/* The connection closed: drop its Fetch prefetch, pending or made
+ * (kafka_fetch.c). The caller holds a reference. */
+void kr_kfetch_conn_closed(kr_kconn *c);
+
+/* Release the connection's Fetch prefetch with its memory. */
+void kr_kfetch_conn_free(kr_kconn *c);
 
 /* The connection's peer and id in a log line. */
 void kr_kconn_log(kr_log_level lvl, const kr_kconn *c, const char *msg, const char *why);

@@ -16,6 +16,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <stdlib.h>
+
 #include "server/kafka.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -33,6 +38,8 @@ typedef struct kfpart {
     int64_t offset;
     int32_t max_bytes;
     size_t rec_off, rec_len; /* its batch in k->records */
+    uint64_t want, next;     /* the byte budget it was read with; the offset
+                                after its records (0: none) */
     kr_waiter w;
     bool parked;
 } kfpart;
@@ -47,11 +54,11 @@ struct kfetch {
 };
 
 /* Write the events read into `events` as one record batch at the end of
- * k->records. @return the records written, or -1 (msg filled). */
-static int32_t write_batch(kr_kafka *k, const kr_buf *events, char *msg, size_t msglen)
+ * out. @return the records written, or -1 (msg filled). */
+static int32_t write_batch(kr_kafka *k, const kr_buf *events, kr_buf *out, char *msg, size_t msglen)
 {
     kr_kafka_batch_writer w;
-    kr_kafka_batch_begin(&w, &k->records);
+    kr_kafka_batch_begin(&w, out);
     (void)kr_kafka_events_to_records(&w, events->data, events->len, &k->scratch, msg, msglen);
     int32_t n = kr_kafka_batch_end(&w);
     if (n < 0 && msg[0] == '\0')
@@ -59,7 +66,187 @@ static int32_t write_batch(kr_kafka *k, const kr_buf *events, char *msg, size_t 
     return n;
 }
 
-/* Fill one partition from the store. @return the bytes of its records. */
+/*
+ * The records of t from `offset` on, at most about `want` bytes of events
+ * (one at least), as one record batch appended to out; *next gets the
+ * offset after them. @return the records (0: none yet), or -1 (logged; the
+ * Kafka error in *err).
+ */
+static int32_t build(kr_kconn *c, kr_topic *t, int64_t offset, uint64_t want, kr_buf *out,
+                     uint64_t *next, int16_t *err)
+{
+    kr_kafka *k = c->k;
+    kr_fetch_result res;
+    c->msg[0] = '\0';
+    krappy_err rc = kr_store_fetch(k->srv->store, t, (uint64_t)offset, k->cfg->max_events, want,
+                                   &res, c->msg, sizeof c->msg);
+    if (rc == KRAPPY_OK && res.count > 0) {
+        kr_buf_reset(&k->stored);
+        if (kr_store_fetch_copy(k->srv->store, &res, &k->stored, c->msg, sizeof c->msg) < 0)
+            rc = KRAPPY_E_STORAGE;
+    }
+    if (rc != KRAPPY_OK) {
+        kr_log(KR_LOG_ERROR, "a Kafka Fetch could not read a topic", KR_LOG_STR("topic", t->name),
+               KR_LOG_U64("offset", (uint64_t)offset), KR_LOG_STR("reason", c->msg));
+        *err = kr_kafka_err_from(rc);
+        return -1;
+    }
+    *next = res.next;
+    if (res.count == 0)
+        return 0;
+    c->msg[0] = '\0';
+    int32_t n = write_batch(k, &k->stored, out, c->msg, sizeof c->msg);
+    if (n < 0) {
+        kr_log(KR_LOG_ERROR, "a Kafka Fetch could not write a record batch",
+               KR_LOG_STR("topic", t->name), KR_LOG_U64("offset", (uint64_t)offset),
+               KR_LOG_STR("reason", c->msg));
+        *err = KR_KAFKA_ERR_KAFKA_STORAGE_ERROR;
+    }
+    return n;
+}
+
+/* ---- prefetch ----
+ *
+ * A consumer reading a topic from far behind its end fetches one partition
+ * at a time, each Fetch from where the last one ended, and spends as long
+ * taking a megabyte of records in as the broker spends making it. So once a
+ * Fetch of one partition is answered and more is there, its successor's
+ * records are made at once, off the answer's path (after it went out) -
+ * while the client reads - and the next Fetch from that offset, with the same
+ * budget, takes them as they are. Records are immutable, so they are still
+ * right then; anything else (another offset, topic or budget) drops them. At
+ * most KR_KAFKA_PREFETCH_BYTES are held across connections.
+ */
+
+#define KR_KAFKA_PREFETCH_BYTES (64u << 20)
+
+struct kr_kprefetch {
+    kr_kconn *c;
+    struct event *timer;
+    bool scheduled; /* the timer is pending (it holds a reference on c) */
+    bool ready;     /* records holds the batch for (t, offset, want) */
+    kr_topic *t;    /* compared, never followed while not ready */
+    int64_t offset;
+    uint64_t want;
+    uint64_t next; /* the offset after the batch */
+    int32_t count;
+    kr_buf records;
+};
+
+/* Forget the prefetched records (used says whether they were taken). */
+static void prefetch_drop(kr_kprefetch *pf, bool used)
+{
+    if (pf->ready) {
+        pf->c->k->prefetch_bytes -= pf->records.cap;
+        kr_counter_add(used ? pf->c->k->m.prefetch_used : pf->c->k->m.prefetch_dropped, 1);
+    }
+    pf->ready = false;
+    kr_buf_free(&pf->records);
+}
+
+static void prefetch_run(evutil_socket_t fd, short what, void *arg)
+{
+    kr_kprefetch *pf = arg;
+    kr_kconn *c = pf->c;
+    (void)fd;
+    (void)what;
+    pf->scheduled = false;
+    if (c->bev != NULL && !c->no_more && (uint64_t)pf->offset < pf->t->next &&
+        (uint64_t)pf->offset >= pf->t->first &&
+        c->k->prefetch_bytes + pf->want * 2 <= KR_KAFKA_PREFETCH_BYTES) {
+        int16_t err;
+        kr_buf_init(&pf->records, (size_t)c->k->cfg->max_frame);
+        int32_t n = build(c, pf->t, pf->offset, pf->want, &pf->records, &pf->next, &err);
+        if (n > 0) {
+            pf->count = n;
+            pf->ready = true;
+            c->k->prefetch_bytes += pf->records.cap;
+        } else {
+            kr_buf_free(&pf->records);
+        }
+    }
+    kr_kconn_release(c);
+}
+
+/* After answering a Fetch that read partition fp up to (not including)
+ * `next`, with more there: make the next answer's records once the answer
+ * is out. */
+static void prefetch_after(kr_kconn *c, const kfpart *fp, uint64_t want, uint64_t next)
+{
+    kr_kprefetch *pf = c->prefetch;
+    if (pf == NULL) {
+        pf = c->prefetch = calloc(1, sizeof *pf);
+        if (pf == NULL)
+            return;
+        pf->c = c;
+        pf->timer = evtimer_new(c->k->srv->base, prefetch_run, pf);
+        if (pf->timer == NULL) {
+            free(pf);
+            c->prefetch = NULL;
+            return;
+        }
+    }
+    prefetch_drop(pf, false);
+    if (pf->scheduled || next >= fp->t->next)
+        return;
+    pf->t = fp->t;
+    pf->offset = (int64_t)next;
+    pf->want = want;
+    /* The answer leaves now, before the timer's turn: the client reads it
+     * while the next one is made. */
+    if (c->bev != NULL)
+        (void)evbuffer_write(bufferevent_get_output(c->bev), bufferevent_getfd(c->bev));
+    static const struct timeval now = {0, 0};
+    if (evtimer_add(pf->timer, &now) == 0) {
+        pf->scheduled = true;
+        c->refs++;
+    }
+}
+
+/* The prefetched records for (t, offset, want), appended to k->records;
+ * dropped either way. @return the records, or -1 when there are none. */
+static int32_t prefetch_take(kr_kconn *c, kr_topic *t, int64_t offset, uint64_t want,
+                             uint64_t *next)
+{
+    kr_kprefetch *pf = c->prefetch;
+    if (pf == NULL || !pf->ready)
+        return -1;
+    int32_t n = -1;
+    if (pf->t == t && pf->offset == offset && pf->want == want &&
+        kr_buf_append(&c->k->records, pf->records.data, pf->records.len) == 0) {
+        n = pf->count;
+        *next = pf->next;
+    }
+    prefetch_drop(pf, n >= 0);
+    return n;
+}
+
+void kr_kfetch_conn_closed(kr_kconn *c)
+{
+    kr_kprefetch *pf = c->prefetch;
+    if (pf == NULL)
+        return;
+    prefetch_drop(pf, false);
+    if (pf->scheduled) {
+        event_del(pf->timer);
+        pf->scheduled = false;
+        kr_kconn_release(c); /* the timer's reference; the caller holds another */
+    }
+}
+
+void kr_kfetch_conn_free(kr_kconn *c)
+{
+    kr_kprefetch *pf = c->prefetch;
+    if (pf == NULL)
+        return;
+    prefetch_drop(pf, false);
+    event_free(pf->timer); /* not pending: it holds a reference while it is */
+    free(pf);
+    c->prefetch = NULL;
+}
+
+/* Fill one partition from the store (or the prefetch). @return the bytes
+ * of its records. */
 static size_t fill_part(kr_kconn *c, kfpart *fp, int64_t budget)
 {
     kr_kafka *k = c->k;
@@ -68,6 +255,7 @@ static size_t fill_part(kr_kconn *c, kfpart *fp, int64_t budget)
     p->high_watermark = p->last_stable_offset = (int64_t)t->next;
     p->log_start_offset = (int64_t)t->first;
     fp->rec_len = 0;
+    fp->next = 0;
     if (fp->offset < 0 || (uint64_t)fp->offset < t->first || (uint64_t)fp->offset > t->next) {
         p->error_code = KR_KAFKA_ERR_OFFSET_OUT_OF_RANGE;
         return 0;
@@ -79,33 +267,13 @@ static size_t fill_part(kr_kconn *c, kfpart *fp, int64_t budget)
     uint64_t want = (uint64_t)(fp->max_bytes < budget ? fp->max_bytes : budget);
     if (want == 0)
         want = 1;
-    kr_fetch_result res;
-    c->msg[0] = '\0';
-    krappy_err rc = kr_store_fetch(k->srv->store, t, (uint64_t)fp->offset, k->cfg->max_events, want,
-                                   &res, c->msg, sizeof c->msg);
-    if (rc == KRAPPY_OK && res.count > 0) {
-        kr_buf_reset(&k->stored);
-        if (kr_store_fetch_copy(k->srv->store, &res, &k->stored, c->msg, sizeof c->msg) < 0)
-            rc = KRAPPY_E_STORAGE;
-    }
-    if (rc != KRAPPY_OK) {
-        kr_log(KR_LOG_ERROR, "a Kafka Fetch could not read a topic", KR_LOG_STR("topic", t->name),
-               KR_LOG_U64("offset", (uint64_t)fp->offset), KR_LOG_STR("reason", c->msg));
-        p->error_code = kr_kafka_err_from(rc);
-        return 0;
-    }
-    if (res.count == 0)
-        return 0;
-    c->msg[0] = '\0';
+    fp->want = want;
     fp->rec_off = k->records.len;
-    int32_t n = write_batch(k, &k->stored, c->msg, sizeof c->msg);
-    if (n < 0) {
-        kr_log(KR_LOG_ERROR, "a Kafka Fetch could not write a record batch",
-               KR_LOG_STR("topic", t->name), KR_LOG_U64("offset", (uint64_t)fp->offset),
-               KR_LOG_STR("reason", c->msg));
-        p->error_code = KR_KAFKA_ERR_KAFKA_STORAGE_ERROR;
+    int32_t n = prefetch_take(c, t, fp->offset, want, &fp->next);
+    if (n < 0)
+        n = build(c, t, fp->offset, want, &k->records, &fp->next, &p->error_code);
+    if (n <= 0)
         return 0;
-    }
     fp->rec_len = k->records.len - fp->rec_off;
     kr_counter_add(k->m.fetched, (uint64_t)n);
     return fp->rec_len;
@@ -144,7 +312,8 @@ static int64_t fill(kr_kconn *c, kfetch *f, bool *errors)
 
 static void respond(kfetch *f)
 {
-    kr_kafka *k = f->r->conn->k;
+    kr_kconn *c = f->r->conn;
+    kr_kafka *k = c->k;
     for (size_t i = 0; i < f->n_parts; i++) {
         kfpart *fp = &f->parts[i];
         kr_kafka_fetch_resp_partition *p = fp->p;
@@ -153,7 +322,16 @@ static void respond(kfetch *f)
         else
             p->records = (kr_kafka_bytes){(const uint8_t *)"", 0};
     }
+    /* One partition read with more behind it: the consumer's next Fetch
+     * is from where this one ends (see prefetch). */
+    const kfpart *one = f->n_parts == 1 ? &f->parts[0] : NULL;
+    bool more = one != NULL && one->t != NULL && one->rec_len > 0 && one->p->error_code == 0;
+    uint64_t want = more ? one->want : 0, next = more ? one->next : 0;
+    c->refs++; /* the answer may close the connection */
     kr_kreq_respond(f->r, &f->resp);
+    if (more)
+        prefetch_after(c, one, want, next);
+    kr_kconn_release(c);
 }
 
 static void unpark_all(kfetch *f)
@@ -168,6 +346,17 @@ static void unpark_all(kfetch *f)
 
 static void woken(kr_waiter *w, bool timed_out);
 
+/* Whether a partition before i parked on t already: one waiter per topic
+ * (the store wakes a topic's waiters from a list of its own, where a
+ * second one of the same request could not be withdrawn). */
+static bool parked_on(const kfetch *f, size_t i, const kr_topic *t)
+{
+    for (size_t j = 0; j < i; j++)
+        if (f->parts[j].parked && f->parts[j].t == t)
+            return true;
+    return false;
+}
+
 /* Park on every topic read until one grows past what was there, or until
  * the deadline. @return 0, or -1 (nothing parked: answer now). */
 static int park(kfetch *f, uint64_t now_ms)
@@ -177,7 +366,7 @@ static int park(kfetch *f, uint64_t now_ms)
     size_t n = 0;
     for (size_t i = 0; i < f->n_parts; i++) {
         kfpart *fp = &f->parts[i];
-        if (fp->t == NULL)
+        if (fp->t == NULL || parked_on(f, i, fp->t))
             continue;
         fp->w = (kr_waiter){.topic = fp->t, .offset = fp->t->next, .wake = woken, .arg = fp};
         if (kr_store_park(c->k->srv->store, &fp->w, wait) < 0) {

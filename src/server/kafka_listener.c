@@ -44,7 +44,6 @@
 typedef enum kconn_phase { KCONN_OPEN = 0, KCONN_FLUSHING, KCONN_LINGERING } kconn_phase;
 
 static void kconn_process(kr_kconn *c);
-static void kconn_release(kr_kconn *c);
 static void kconn_abort(kr_kconn *c, const char *why);
 static void kconn_begin_flush(kr_kconn *c);
 
@@ -265,7 +264,7 @@ static void kreq_finish(kr_kreq *r)
         if (was_async) {
             TAILQ_REMOVE(&c->reqs, r, link);
             kreq_destroy(r);
-            kconn_release(c);
+            kr_kconn_release(c);
         }
         return;
     }
@@ -276,7 +275,7 @@ static void kreq_finish(kr_kreq *r)
             c->refs++;
             event_active(c->resume, EV_TIMEOUT, 0);
         }
-        kconn_release(c);
+        kr_kconn_release(c);
     }
 }
 
@@ -288,7 +287,7 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
     c->resume_pending = false;
     if (c->bev != NULL)
         kconn_process(c);
-    kconn_release(c);
+    kr_kconn_release(c);
 }
 
 void kr_kreq_respond(kr_kreq *r, const void *body)
@@ -570,7 +569,7 @@ static void on_read(struct bufferevent *bev, void *arg)
     }
     c->refs++;
     kconn_process(c);
-    kconn_release(c);
+    kr_kconn_release(c);
 }
 
 static void on_write(struct bufferevent *bev, void *arg)
@@ -589,7 +588,7 @@ static void on_write(struct bufferevent *bev, void *arg)
     if (phase(c) == KCONN_OPEN) {
         c->refs++;
         kconn_process(c);
-        kconn_release(c);
+        kr_kconn_release(c);
     }
 }
 
@@ -611,7 +610,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     c->eof = true;
     c->refs++;
     kconn_process(c);
-    kconn_release(c);
+    kr_kconn_release(c);
 }
 
 /* ---- life cycle ---- */
@@ -654,10 +653,11 @@ static kr_kconn *kconn_new(kr_kafka *k, int fd, const struct sockaddr *sa)
     return c;
 }
 
-static void kconn_release(kr_kconn *c)
+void kr_kconn_release(kr_kconn *c)
 {
     if (--c->refs > 0)
         return;
+    kr_kfetch_conn_free(c);
     kr_kreq *r;
     while ((r = TAILQ_FIRST(&c->reqs)) != NULL) {
         TAILQ_REMOVE(&c->reqs, r, link);
@@ -685,7 +685,7 @@ static void cancel_parked(kr_kconn *c)
             cancel(r);
         }
     }
-    kconn_release(c);
+    kr_kconn_release(c);
 }
 
 static void kconn_abort(kr_kconn *c, const char *why)
@@ -706,7 +706,8 @@ static void kconn_abort(kr_kconn *c, const char *why)
     /* Parked requests are withdrawn; running ones finish as orphans; the
      * rest go with the last reference. */
     cancel_parked(c);
-    kconn_release(c);
+    kr_kfetch_conn_closed(c);
+    kr_kconn_release(c);
 }
 
 static void kconn_begin_flush(kr_kconn *c)
@@ -812,6 +813,10 @@ static void register_metrics(kr_kafka *k)
                               "Records stored from Kafka Produce requests.");
     km->fetched = kr_counter(m, "krappy_kafka_fetched_records_total", NULL,
                              "Records sent in Kafka Fetch responses.");
+    km->prefetch_used = kr_counter(m, "krappy_kafka_prefetches_total", "result=\"used\"",
+                                   "Fetch answers made ahead of their request, by outcome.");
+    km->prefetch_dropped = kr_counter(m, "krappy_kafka_prefetches_total", "result=\"dropped\"",
+                                      "Fetch answers made ahead of their request, by outcome.");
     char labels[64];
     for (int i = 0; i < KR_KAFKA_NAPIS; i++) {
         snprintf(labels, sizeof labels, "api=\"%s\"", kr_kafka_apis[i].name);
@@ -912,7 +917,7 @@ void kr_kafka_tick(kr_kafka *k, uint64_t now_ns)
         next = TAILQ_NEXT(c, link);
         c->refs++;
         kconn_tick(c, now_ns);
-        kconn_release(c);
+        kr_kconn_release(c);
     }
     kr_kgroups_tick(k->groups, now_ns / 1000000);
 }
@@ -933,7 +938,7 @@ void kr_kafka_shutdown(kr_kafka *k)
         c->no_more = true;
         if (c->bev != NULL && c->running == 0)
             kconn_begin_flush(c);
-        kconn_release(c);
+        kr_kconn_release(c);
     }
 }
 
