@@ -82,6 +82,53 @@ int e2e_shim_faults(const e2e_server *s, const char *rules)
     return ok && rename(tmp, path) == 0 ? 0 : -1;
 }
 
+int e2e_restart_shimmed(e2e_server *s, const char *const *extra)
+{
+    if (e2e_shim_on(s) < 0)
+        return -1;
+    int rc = e2e_restart(s, extra);
+    e2e_shim_off();
+    return rc;
+}
+
+int e2e_start_shimmed(e2e_server *s, const char *const *extra)
+{
+    memset(s, 0, sizeof *s);
+    e2e_tmp_template(s->dir, sizeof s->dir);
+    if (mkdtemp(s->dir) == NULL) {
+        perror("e2e: mkdtemp");
+        return -1;
+    }
+    if (e2e_shim_faults(s, "") < 0)
+        return -1;
+    return e2e_restart_shimmed(s, extra);
+}
+
+bool e2e_have_shim(void)
+{
+    return getenv("KRAPPY_SHIM") != NULL && getenv("KRAPPY_POWERCUT") != NULL;
+}
+
+void e2e_kill9(e2e_server *s)
+{
+    if (s->pid <= 0)
+        return;
+    kill(s->pid, SIGKILL);
+    waitpid(s->pid, NULL, 0);
+    s->pid = 0;
+}
+
+int e2e_powercut(e2e_server *s)
+{
+    const char *tool = getenv("KRAPPY_POWERCUT");
+    if (tool == NULL)
+        return -1;
+    e2e_kill9(s);
+    char cmd[900], out[8192];
+    snprintf(cmd, sizeof cmd, "%s %s/shim.log %s/data", tool, s->dir, s->dir);
+    return e2e_run(cmd, out, sizeof out) == 0 ? 0 : -1;
+}
+
 const char *e2e_cli(void)
 {
     const char *p = getenv("KRAPPY");

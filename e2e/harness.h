@@ -125,6 +125,24 @@ void e2e_shim_off(void);
  * over, as the shim wants). @return 0 or -1. */
 int e2e_shim_faults(const e2e_server *s, const char *rules);
 
+/* Start krappyd in a new directory (or again on s->dir: restart) under
+ * the shim, with no fault rules for a start. @return 0, or -1 (also when
+ * $KRAPPY_SHIM is unset). */
+int e2e_start_shimmed(e2e_server *s, const char *const *extra_args);
+int e2e_restart_shimmed(e2e_server *s, const char *const *extra_args);
+
+/* Whether the shim and the powercut tool are there ($KRAPPY_SHIM,
+ * $KRAPPY_POWERCUT): the tests that need them skip otherwise. */
+bool e2e_have_shim(void);
+
+/* kill -9 the server and reap it. */
+void e2e_kill9(e2e_server *s);
+
+/* A power cut: kill -9, then $KRAPPY_POWERCUT cuts every file under
+ * s->dir/data back to what the shim's log (s->dir/shim.log) says was made
+ * durable. @return 0, or -1 (the tool failed or is not set). */
+int e2e_powercut(e2e_server *s);
+
 /* Path of the krappy CLI under test. */
 const char *e2e_cli(void);
 

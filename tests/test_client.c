@@ -1678,11 +1678,12 @@ static void test_topics_stats(void **state)
     kr_enc_topic(p, &(kr_str){(const uint8_t *)"audit.log", 9}, 10, 20);
     kr_enc_topic(p, &(kr_str){(const uint8_t *)"users", 5}, 0, 0);
     p = xs_step(&s, KRAPPY_T_STATS, KRAPPY_T_OK);
-    kr_enc_ok_stats_begin(p, NO_CID, &(kr_str){(const uint8_t *)"users", 5}, 3, 90, 123456, 40, 2);
+    kr_enc_ok_stats_begin(p, NO_CID, &(kr_str){(const uint8_t *)"users", 5}, 3, 90, 123456, 40, 0,
+                          2);
     kr_enc_group_stats(p, &(kr_str){(const uint8_t *)"billing", 7}, 80, 2, 10, 3);
     kr_enc_group_stats(p, &(kr_str){(const uint8_t *)"mail", 4}, 90, 0, 0, 0);
     p = xs_step(&s, KRAPPY_T_STATS, KRAPPY_T_OK);
-    kr_enc_ok_stats_begin(p, NO_CID, &(kr_str){(const uint8_t *)"users", 5}, 3, 90, 1, 40, 1);
+    kr_enc_ok_stats_begin(p, NO_CID, &(kr_str){(const uint8_t *)"users", 5}, 3, 90, 1, 40, 0, 1);
     kr_enc_group_stats(p, &(kr_str){(const uint8_t *)"mail", 4}, 90, 0, 0, 0);
     kr_enc_error(xs_step(&s, KRAPPY_T_STATS, KRAPPY_T_ERROR), NO_CID, KRAPPY_E_NOT_FOUND,
                  "no group \"x\" on topic \"users\"", NULL);

@@ -1673,7 +1673,7 @@ static void test_reply_ok_variants(void **state)
 
     /* STATS */
     kr_buf_reset(&B);
-    kr_enc_ok_stats_begin(&B, NOCID, &topic, 1, 2, 3, 4, 1);
+    kr_enc_ok_stats_begin(&B, NOCID, &topic, 1, 2, 3, 4, 9, 1);
     kr_enc_group_stats(&B, &group, 5, 6, 7, 8);
     r = reply(KRAPPY_T_OK);
     find_text(&r, "topic", "orders");
@@ -1681,6 +1681,7 @@ static void test_reply_ok_variants(void **state)
     assert_int_equal(get_uint(&r, "next"), 2);
     assert_int_equal(get_uint(&r, "bytes"), 3);
     assert_int_equal(get_uint(&r, "keys"), 4);
+    assert_int_equal(get_uint(&r, "producers"), 9);
     assert_int_equal(kr_cbor_map_find(&r.map, "groups", &v), 1);
     kr_cbor_iter_init(&it, &v);
     assert_int_equal(kr_cbor_iter_next(&it, &t), 1);
@@ -1858,12 +1859,113 @@ static void test_reply_decode_malformed(void **state)
     assert_false(r.cid.set);
 }
 
+/* Section 7: `idempotent` on PRODUCER_REGISTER, `seq` on PUBLISH, and
+ * the replies that answer them. */
+static void test_idempotent_fields(void **state)
+{
+    (void)state;
+    kr_enc_producer_register_idempotent(&B, cid(2), "orders", "p-1");
+    assert_int_equal(dec(KRAPPY_T_PRODUCER_REGISTER), KRAPPY_OK);
+    assert_true(R.u.producer_register.idempotent);
+    str_eq(R.u.producer_register.id, "p-1");
+    kr_buf_reset(&B);
+    kr_enc_producer_register(&B, NOCID, "orders", "p-1");
+    assert_int_equal(dec(KRAPPY_T_PRODUCER_REGISTER), KRAPPY_OK);
+    assert_false(R.u.producer_register.idempotent);
+
+    /* false and null are "not idempotent"; anything else is refused. */
+    kr_buf_reset(&B);
+    kr_cbor_put_map(&B, 3);
+    kt("topic", "t");
+    kt("id", "i");
+    kx("idempotent", "f4");
+    assert_int_equal(dec(KRAPPY_T_PRODUCER_REGISTER), KRAPPY_OK);
+    assert_false(R.u.producer_register.idempotent);
+    kr_buf_reset(&B);
+    kr_cbor_put_map(&B, 3);
+    kt("topic", "t");
+    kt("id", "i");
+    kn("idempotent");
+    assert_int_equal(dec(KRAPPY_T_PRODUCER_REGISTER), KRAPPY_OK);
+    assert_false(R.u.producer_register.idempotent);
+    kr_buf_reset(&B);
+    kr_cbor_put_map(&B, 3);
+    kt("topic", "t");
+    kt("id", "i");
+    ku("idempotent", 1);
+    assert_int_equal(dec(KRAPPY_T_PRODUCER_REGISTER), KRAPPY_E_INVALID_ARGUMENT);
+    expect_msg("'idempotent' must be true or false, not an unsigned integer");
+
+    /* seq: judged when given, required by nobody here. */
+    uint8_t one[] = {0x01};
+    kr_event_out_spec ev = {.key = "k", .key_len = 1, .value = one, .value_len = 1};
+    kr_buf_reset(&B);
+    kr_enc_publish_seq(&B, cid(9), KR_ACK_SYNC, 40, &ev, 1);
+    assert_int_equal(dec(KRAPPY_T_PUBLISH), KRAPPY_OK);
+    assert_true(R.u.publish.has_seq);
+    assert_int_equal(R.u.publish.seq, 40);
+    assert_int_equal(R.u.publish.ack, KR_ACK_SYNC);
+    assert_int_equal(R.u.publish.count, 1);
+    kr_buf_reset(&B);
+    kr_enc_publish(&B, NOCID, KR_ACK_WRITE, &ev, 1);
+    assert_int_equal(dec(KRAPPY_T_PUBLISH), KRAPPY_OK);
+    assert_false(R.u.publish.has_seq);
+    kr_buf_reset(&B);
+    kr_cbor_put_map(&B, 2);
+    kx("value", "01");
+    kt("seq", "7");
+    assert_int_equal(dec(KRAPPY_T_PUBLISH), KRAPPY_E_INVALID_ARGUMENT);
+    expect_msg("'seq' must be an unsigned integer, not a text string");
+    kr_buf_reset(&B);
+    kr_cbor_put_map(&B, 2);
+    kx("value", "01");
+    kn("seq");
+    assert_int_equal(dec(KRAPPY_T_PUBLISH), KRAPPY_OK);
+    assert_false(R.u.publish.has_seq);
+
+    /* Replies. */
+    kr_str topic = {(const uint8_t *)"orders", 6};
+    kr_buf_reset(&B);
+    kr_enc_ok_producer_idempotent(&B, cid(2), &topic, 17, 3, 250);
+    kr_reply r = reply(KRAPPY_T_OK);
+    assert_int_equal(get_uint(&r, "next"), 17);
+    assert_int_equal(get_uint(&r, "epoch"), 3);
+    assert_int_equal(get_uint(&r, "seq"), 250);
+    kr_buf_reset(&B);
+    kr_enc_ok_publish_duplicate(&B, NOCID, 100, 5);
+    r = reply(KRAPPY_T_OK);
+    assert_int_equal(get_uint(&r, "first"), 100);
+    assert_int_equal(get_uint(&r, "count"), 5);
+    kr_cbor_item d;
+    assert_int_equal(kr_cbor_map_find(&r.map, "duplicate", &d), 1);
+    assert_int_equal(d.kind, KR_CBOR_TRUE);
+    kr_buf_reset(&B);
+    kr_enc_ok_publish(&B, NOCID, 100, 5);
+    r = reply(KRAPPY_T_OK);
+    assert_int_equal(kr_cbor_map_find(&r.map, "duplicate", &d), 0);
+
+    kr_error_extra x = {.has_expected = true, .expected = 12};
+    kr_buf_reset(&B);
+    kr_enc_error(&B, cid(4), KRAPPY_E_OUT_OF_ORDER_SEQUENCE, "expected 12", &x);
+    r = reply(KRAPPY_T_ERROR);
+    kr_error_in e;
+    assert_int_equal(kr_reply_error(&r, &e), 0);
+    assert_int_equal(e.code, 16);
+    assert_true(e.has_expected);
+    assert_int_equal(e.expected, 12);
+    assert_false(e.has_range);
+}
+
 static void test_error_names(void **state)
 {
     (void)state;
     assert_string_equal(krappy_err_name(KRAPPY_E_FRAME_TOO_LARGE), "FRAME_TOO_LARGE");
     assert_string_equal(krappy_err_name(KRAPPY_OK), "OK");
     assert_string_equal(krappy_err_name(KRAPPY_E_SHUTTING_DOWN), "SHUTTING_DOWN");
+    assert_string_equal(krappy_err_name(15), "FENCED");
+    assert_string_equal(krappy_err_name(16), "OUT_OF_ORDER_SEQUENCE");
+    assert_string_equal(krappy_err_name(17), "NOT_LEADER");
+    assert_int_equal(KRAPPY_E_WIRE_MAX, 17);
     assert_string_equal(krappy_err_name(KRAPPY_E_IO), "IO");
     assert_string_equal(krappy_err_name(12345), "UNKNOWN");
     assert_string_equal(krappy_strerror(KRAPPY_E_FRAME_TOO_LARGE), "frame too large");
@@ -1886,6 +1988,9 @@ static void test_error_names(void **state)
     assert_int_equal(krappy_err_closes(KRAPPY_E_BAD_PAYLOAD), 0);
     assert_int_equal(krappy_err_closes(KRAPPY_E_BUSY), 0);
     assert_int_equal(krappy_err_closes(KRAPPY_E_INVALID_ARGUMENT), 0);
+    assert_int_equal(krappy_err_closes(KRAPPY_E_FENCED), 0);
+    assert_int_equal(krappy_err_closes(KRAPPY_E_OUT_OF_ORDER_SEQUENCE), 0);
+    assert_int_equal(krappy_err_closes(KRAPPY_E_NOT_LEADER), 0);
     assert_int_equal(krappy_err_closes(KRAPPY_OK), 0);
 }
 
@@ -1926,6 +2031,7 @@ int main(void)
         T(test_reply_events),
         T(test_reply_value_entries),
         T(test_reply_decode_malformed),
+        T(test_idempotent_fields),
         T(test_error_names),
     };
     return cmocka_run_group_tests_name("msg", tests, group_setup, group_teardown);

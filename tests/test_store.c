@@ -117,7 +117,7 @@ static uint64_t pub(kr_store *s, kr_topic *t, int n, int nkeys)
     done d = {0};
     uint64_t bad;
     assert_int_equal(
-        kr_store_publish(s, t, &req, &scratch, false, on_done, &d, msg, sizeof msg, &bad),
+        kr_store_publish(s, t, &req, &scratch, false, NULL, on_done, &d, msg, sizeof msg, &bad),
         KRAPPY_OK);
     run_until(&d.calls, 1);
     assert_int_equal(d.res.err, KRAPPY_OK);
@@ -451,9 +451,9 @@ static void bp_publish(bp_state *b, int batch)
     char msg[256];
     uint64_t bad;
     kr_test_publish_request(ev, BP_EVENTS, &e, &scratch, &req);
-    assert_int_equal(
-        kr_store_publish(b->s, b->t, &req, &scratch, false, bp_done, b, msg, sizeof msg, &bad),
-        KRAPPY_OK);
+    assert_int_equal(kr_store_publish(b->s, b->t, &req, &scratch, false, NULL, bp_done, b, msg,
+                                      sizeof msg, &bad),
+                     KRAPPY_OK);
     kr_buf_free(&e);
     kr_buf_free(&scratch);
 }

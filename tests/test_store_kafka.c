@@ -79,7 +79,7 @@ static void pub_at(kr_store *s, kr_topic *t, int n, uint64_t ts0)
     done d = {0};
     uint64_t bad;
     assert_int_equal(
-        kr_store_publish(s, t, &req, &scratch, false, on_done, &d, msg, sizeof msg, &bad),
+        kr_store_publish(s, t, &req, &scratch, false, NULL, on_done, &d, msg, sizeof msg, &bad),
         KRAPPY_OK);
     run_until(&d.calls, 1);
     assert_int_equal(d.res.err, KRAPPY_OK);

@@ -66,6 +66,13 @@ static const cli_verb verbs[] = {
      "                          would not fit the server's max_frame)\n"
      "  -P, --pipeline N        PUBLISH requests in flight at once (default 8)\n"
      "      --producer ID       producer id to register (default krappy-cli-PID)\n"
+     "      --idempotent ID     register as the idempotent producer ID: batches are\n"
+     "                          numbered, sent again over a new connection when one\n"
+     "                          is lost (a server restart), and stored once each\n"
+     "                          (--pipeline 5 at most; --ack write or sync)\n"
+     "      --seq N             with --idempotent: number the first batch N (run the\n"
+     "                          same input again with the same N and --batch, and\n"
+     "                          only what was not stored yet is stored)\n"
      "  -d, --delete KEY        publish a tombstone for KEY, so that GET and SCAN no\n"
      "                          longer show it (repeatable)\n"
      "  -H, --header NAME=VALUE add this header to every event (repeatable)\n"
@@ -84,7 +91,8 @@ static const cli_verb verbs[] = {
      "  krappy produce users -d bob                  delete bob\n"
      "  seq 1 100000 | krappy produce numbers        100000 events without keys\n"
      "  printf 'k1\\tv1\\nk2\\tv2\\n' | krappy produce kv --ack sync\n"
-     "  krappy --json produce users < events.jsonl\n",
+     "  krappy --json produce users < events.jsonl\n"
+     "  krappy produce orders --idempotent import-7 --seq 0 --ack sync < orders.txt\n",
      cli_produce},
     {"fetch", "TOPIC [--from OFFSET] [--max N] [--follow]",
      "print a topic's events in offset order (tail -f with --follow)",

@@ -7,7 +7,9 @@
  * krappy_publish_send and the next one is built in the same memory. Up to
  * --pipeline acknowledged batches are in flight; batches sent with ack
  * "none" have no acknowledgement, so at the end a PING confirms them
- * (krappy_publish_confirm).
+ * (krappy_publish_confirm). With --idempotent the batches go through a
+ * krappy_producer handle instead, which numbers them and sends them again
+ * over a new connection when one is lost: each is stored once.
  */
 #include "client/cli.h"
 
@@ -52,6 +54,11 @@ typedef struct produce {
 
     uint64_t sent, batches; /* events and batches handed to the library */
     uint64_t stored;        /* events acknowledged */
+    krappy_producer *idem;  /* --idempotent: the handle that publishes */
+    const char *idem_id;
+    bool has_seq; /* --seq */
+    uint64_t from_seq;
+    uint64_t dup_batches, dup_events; /* acknowledged as stored before */
     bool have_range;
     uint64_t first, last; /* offsets acknowledged, first and last */
     bool progress;        /* stderr is a terminal and input is long */
@@ -84,6 +91,29 @@ static void clear_progress(produce *p)
 
 static krappy_err recv_one(produce *p);
 
+/* A batch acknowledged: count its events and the offsets they got. */
+static void took(produce *p, uint64_t first, uint64_t count)
+{
+    p->stored += count;
+    if (count > 0 && first != UINT64_MAX) {
+        if (!p->have_range)
+            p->first = first;
+        p->last = first + count - 1;
+        p->have_range = true;
+    }
+}
+
+/* The idempotent handle's acknowledgements. */
+static void idem_acked(void *arg, const krappy_producer_ack *a)
+{
+    produce *p = arg;
+    took(p, a->first, a->count);
+    if (a->duplicate) {
+        p->dup_batches++;
+        p->dup_events += a->count;
+    }
+}
+
 /*
  * A failure of the library: one sentence, saying how much was stored. When
  * the server refused one batch and kept the connection, the batches sent
@@ -93,8 +123,14 @@ static krappy_err recv_one(produce *p);
 static int produce_fail(produce *p, krappy_err e)
 {
     char msg[600];
-    snprintf(msg, sizeof msg, "%s", krappy_client_errmsg(p->x->client));
+    snprintf(msg, sizeof msg, "%s",
+             p->idem != NULL ? krappy_producer_errmsg(p->idem)
+                             : krappy_client_errmsg(p->x->client));
     clear_progress(p);
+    if (p->idem != NULL)
+        return cli_fail(p->x, "%s (%llu of the %llu event%s sent %s stored)", msg,
+                        (unsigned long long)p->stored, (unsigned long long)p->sent,
+                        p->sent == 1 ? "" : "s", p->stored == 1 ? "was" : "were");
     if (p->sent == 0 || p->ack == KRAPPY_ACK_NONE)
         return cli_client_fail(p->x, e);
     while (krappy_connected(p->x->client) && krappy_in_flight(p->x->client) > 0 &&
@@ -112,13 +148,7 @@ static krappy_err recv_one(produce *p)
     krappy_err e = krappy_publish_recv(p->x->client, &r);
     if (e != KRAPPY_OK)
         return e;
-    p->stored += r.count;
-    if (r.count > 0) {
-        if (!p->have_range)
-            p->first = r.first;
-        p->last = r.first + r.count - 1;
-        p->have_range = true;
-    }
+    took(p, r.first, r.count);
     return KRAPPY_OK;
 }
 
@@ -127,6 +157,16 @@ static krappy_err flush_batch(produce *p)
 {
     krappy_err e;
     size_t n = krappy_batch_count(p->b);
+    if (n > 0 && p->idem != NULL) {
+        /* The handle keeps --pipeline (at most 5) in flight itself. */
+        if ((e = krappy_producer_send(p->idem, p->b, NULL)) != KRAPPY_OK)
+            return e;
+        p->sent += n;
+        p->batches++;
+        krappy_batch_reset(p->b);
+        show_progress(p, false);
+        return KRAPPY_OK;
+    }
     if (n > 0) {
         if ((e = krappy_publish_send(p->x->client, p->b, p->ack, NULL)) != KRAPPY_OK)
             return e;
@@ -147,6 +187,8 @@ static krappy_err finish(produce *p)
     krappy_err e;
     if ((e = flush_batch(p)) != KRAPPY_OK)
         return e;
+    if (p->idem != NULL)
+        return krappy_producer_flush(p->idem);
     while (krappy_in_flight(p->x->client) > 0)
         if ((e = recv_one(p)) != KRAPPY_OK)
             return e;
@@ -335,6 +377,39 @@ done:
     return rc;
 }
 
+/* With --idempotent: who produced, and what was stored before (--json). */
+static void print_idem_json(const produce *p)
+{
+    krappy_producer_info in;
+    krappy_producer_info_get(p->idem, &in);
+    printf(",\"idempotent\":");
+    kr_json_str_file(stdout, p->idem_id, strlen(p->idem_id));
+    printf(",\"epoch\":%u,\"next_seq\":%llu,\"duplicates\":%llu,\"duplicate_events\":%llu,"
+           "\"resent\":%llu,\"reconnects\":%llu",
+           (unsigned)in.epoch, (unsigned long long)in.next_seq, (unsigned long long)p->dup_batches,
+           (unsigned long long)p->dup_events, (unsigned long long)in.resent,
+           (unsigned long long)in.reconnects);
+}
+
+/* ... in words, after the summary line. */
+static void print_idem_text(const produce *p)
+{
+    krappy_producer_info in;
+    krappy_producer_info_get(p->idem, &in);
+    printf("idempotent producer %s (epoch %u, next seq %llu)", p->idem_id, (unsigned)in.epoch,
+           (unsigned long long)in.next_seq);
+    if (p->dup_batches > 0)
+        printf(": %llu batch%s (%llu event%s) had been stored before and %s not stored again",
+               (unsigned long long)p->dup_batches, p->dup_batches == 1 ? "" : "es",
+               (unsigned long long)p->dup_events, p->dup_events == 1 ? "" : "s",
+               p->dup_batches == 1 ? "was" : "were");
+    if (in.reconnects > 0)
+        printf("; %llu reconnect%s, %llu batch%s sent again", (unsigned long long)in.reconnects,
+               in.reconnects == 1 ? "" : "s", (unsigned long long)in.resent,
+               in.resent == 1 ? "" : "es");
+    printf("\n");
+}
+
 static void print_summary(produce *p)
 {
     double secs = (cli_now_ms() - p->t0) / 1000.0;
@@ -348,6 +423,8 @@ static void print_summary(produce *p)
                    (unsigned long long)p->last);
         else
             printf(",\"first\":null,\"last\":null");
+        if (p->idem != NULL)
+            print_idem_json(p);
         printf(",\"seconds\":%.3f}\n", secs);
         return;
     }
@@ -363,6 +440,8 @@ static void print_summary(produce *p)
     else
         printf("produced %llu event%s to %s at offsets %llu..%llu\n", (unsigned long long)p->sent,
                s, p->topic, (unsigned long long)p->first, (unsigned long long)p->last);
+    if (p->idem != NULL)
+        print_idem_text(p);
 }
 
 /* Check a -J value or a KEY=VALUE argument before connecting. */
@@ -393,6 +472,8 @@ int cli_produce(cli *x, int argc, char **argv)
         {"batch", required_argument, NULL, 'b'},
         {"pipeline", required_argument, NULL, 'P'},
         {"producer", required_argument, NULL, 'I'},
+        {"idempotent", required_argument, NULL, 'i'},
+        {"seq", required_argument, NULL, 'S'},
         {"delete", required_argument, NULL, 'd'},
         {"header", required_argument, NULL, 'H'},
         {"json-values", no_argument, NULL, 'J'},
@@ -441,6 +522,17 @@ int cli_produce(cli *x, int argc, char **argv)
                                        KRAPPY_MAX_NAME_BYTES);
             producer = optarg;
             break;
+        case 'i':
+            if (optarg[0] == '\0' || strlen(optarg) > KRAPPY_MAX_NAME_BYTES)
+                return cli_usage_error(x, "--idempotent needs a producer id of 1 to %d bytes",
+                                       KRAPPY_MAX_NAME_BYTES);
+            p.idem_id = optarg;
+            break;
+        case 'S':
+            if (cli_parse_u64(optarg, 0, UINT64_MAX, &p.from_seq) < 0)
+                return cli_usage_error(x, "--seq \"%s\" is not a sequence number", optarg);
+            p.has_seq = true;
+            break;
         case 'd':
             if (n_dels == sizeof dels / sizeof dels[0])
                 return cli_usage_error(x, "at most %zu --delete options",
@@ -474,6 +566,15 @@ int cli_produce(cli *x, int argc, char **argv)
     for (int i = 0; i < n_args; i++)
         if ((rc = check_arg(x, &p, args[i])) != CLI_OK)
             goto out;
+    if (p.idem_id != NULL && producer != NULL)
+        return cli_usage_error(x, "give --idempotent ID or --producer ID, not both");
+    if (p.idem_id != NULL && p.ack == KRAPPY_ACK_NONE)
+        return cli_usage_error(x, "--idempotent needs --ack write or sync: with none nothing "
+                                  "tells which batches to send again");
+    if (p.has_seq && p.idem_id == NULL)
+        return cli_usage_error(x, "--seq numbers the batches of an --idempotent producer");
+    if (p.idem_id != NULL && p.pipeline > KRAPPY_PRODUCER_MAX_UNACKED)
+        p.pipeline = KRAPPY_PRODUCER_MAX_UNACKED; /* what the server remembers */
     if (producer == NULL) {
         snprintf(producer_buf, sizeof producer_buf, "krappy-cli-%ld", (long)getpid());
         producer = producer_buf;
@@ -486,7 +587,23 @@ int cli_produce(cli *x, int argc, char **argv)
         p.byte_limit = KRAPPY_DEFAULT_MAX_FRAME - KRAPPY_FRAME_MIN_SIZE - PRODUCE_FRAME_SLACK;
     p.event_limit =
         p.byte_limit + PRODUCE_FRAME_SLACK + KRAPPY_FRAME_MIN_SIZE - KRAPPY_REPLY_SLACK_BYTES;
-    if ((e = krappy_register_producer(x->client, p.topic, producer, NULL)) != KRAPPY_OK) {
+    if (p.idem_id != NULL) {
+        krappy_opts co = {.timeout_ms = x->timeout_ms,
+                          .connect_timeout_ms = x->timeout_ms > 0 ? x->timeout_ms : 0,
+                          .token = x->token,
+                          .client_name = "krappy-cli/" KRAPPY_VERSION};
+        krappy_producer_opts po = {.client = &co,
+                                   .ack = p.ack,
+                                   .max_unacked = (size_t)p.pipeline,
+                                   .on_ack = idem_acked,
+                                   .arg = &p,
+                                   .use_from_seq = p.has_seq,
+                                   .from_seq = p.from_seq};
+        if ((e = krappy_producer_open(x->addr, p.topic, p.idem_id, &po, &p.idem)) != KRAPPY_OK) {
+            rc = cli_fail(x, "%s", krappy_producer_errmsg(p.idem));
+            goto out;
+        }
+    } else if ((e = krappy_register_producer(x->client, p.topic, producer, NULL)) != KRAPPY_OK) {
         rc = cli_client_fail(x, e);
         goto out;
     }
@@ -511,6 +628,7 @@ int cli_produce(cli *x, int argc, char **argv)
     print_summary(&p);
     rc = CLI_OK;
 out:
+    krappy_producer_free(p.idem);
     krappy_batch_free(p.b);
     kr_buf_free(&p.scratch);
     return rc;

@@ -166,10 +166,10 @@ int cli_stats(cli *x, int argc, char **argv)
         printf("{\"topic\":");
         kr_json_str_file(stdout, st->topic, strlen(st->topic));
         printf(",\"first\":%llu,\"next\":%llu,\"events\":%llu,\"bytes\":%llu,\"keys\":%llu,"
-               "\"groups\":[",
+               "\"producers\":%llu,\"groups\":[",
                (unsigned long long)st->first, (unsigned long long)st->next,
                (unsigned long long)(st->next - st->first), (unsigned long long)st->bytes,
-               (unsigned long long)st->keys);
+               (unsigned long long)st->keys, (unsigned long long)st->producers);
         for (size_t i = 0; i < st->n_groups; i++) {
             const krappy_group_stats *g = &st->groups[i];
             printf("%s{", i ? "," : "");
@@ -188,6 +188,8 @@ int cli_stats(cli *x, int argc, char **argv)
     printf("size     %s (%llu bytes on disk)\n", cli_fmt_bytes(b, sizeof b, st->bytes),
            (unsigned long long)st->bytes);
     printf("keys     %llu live\n", (unsigned long long)st->keys);
+    if (st->producers > 0)
+        printf("producers %llu idempotent\n", (unsigned long long)st->producers);
     if (st->n_groups == 0) {
         printf("groups   none\n");
         krappy_topic_stats_free(st);

@@ -56,6 +56,8 @@ enum field_id {
     F_VERSION,
     F_CLIENT,
     F_TOKEN,
+    F_IDEMPOTENT,
+    F_SEQ,
     F_COUNT
 };
 
@@ -64,19 +66,34 @@ static const struct field_name {
     size_t len;
 } field_names[F_COUNT] = {
 #define FN(id, s) [id] = {s, sizeof(s) - 1}
-    FN(F_CID, "cid"),         FN(F_TOPIC, "topic"),
-    FN(F_ID, "id"),           FN(F_GROUP, "group"),
-    FN(F_MEMBER, "member"),   FN(F_START, "start"),
-    FN(F_ACK, "ack"),         FN(F_ACK_WAIT_MS, "ack_wait_ms"),
-    FN(F_EVENTS, "events"),   FN(F_KEY, "key"),
-    FN(F_VALUE, "value"),     FN(F_TS, "ts"),
-    FN(F_HEADERS, "headers"), FN(F_MAX, "max"),
-    FN(F_WAIT_MS, "wait_ms"), FN(F_MAX_BYTES, "max_bytes"),
-    FN(F_UPTO, "upto"),       FN(F_OFFSETS, "offsets"),
-    FN(F_PREFIX, "prefix"),   FN(F_AFTER, "after"),
-    FN(F_LIMIT, "limit"),     FN(F_CURSOR, "cursor"),
-    FN(F_OFFSET, "offset"),   FN(F_VERSION, "version"),
-    FN(F_CLIENT, "client"),   FN(F_TOKEN, "token"),
+    FN(F_CID, "cid"),
+    FN(F_TOPIC, "topic"),
+    FN(F_ID, "id"),
+    FN(F_GROUP, "group"),
+    FN(F_MEMBER, "member"),
+    FN(F_START, "start"),
+    FN(F_ACK, "ack"),
+    FN(F_ACK_WAIT_MS, "ack_wait_ms"),
+    FN(F_EVENTS, "events"),
+    FN(F_KEY, "key"),
+    FN(F_VALUE, "value"),
+    FN(F_TS, "ts"),
+    FN(F_HEADERS, "headers"),
+    FN(F_MAX, "max"),
+    FN(F_WAIT_MS, "wait_ms"),
+    FN(F_MAX_BYTES, "max_bytes"),
+    FN(F_UPTO, "upto"),
+    FN(F_OFFSETS, "offsets"),
+    FN(F_PREFIX, "prefix"),
+    FN(F_AFTER, "after"),
+    FN(F_LIMIT, "limit"),
+    FN(F_CURSOR, "cursor"),
+    FN(F_OFFSET, "offset"),
+    FN(F_VERSION, "version"),
+    FN(F_CLIENT, "client"),
+    FN(F_TOKEN, "token"),
+    FN(F_IDEMPOTENT, "idempotent"),
+    FN(F_SEQ, "seq"),
 #undef FN
 };
 
@@ -401,6 +418,21 @@ static krappy_err text_field(dctx *c, const fields *f, int id, bool *has, kr_str
     return e;
 }
 
+/* An optional boolean field: absent (or null) is false. */
+static krappy_err bool_field(dctx *c, const fields *f, int id, bool *out)
+{
+    const kr_cbor_item *v = get(f, id);
+
+    *out = false;
+    if (v == NULL)
+        return KRAPPY_OK;
+    if (v->kind != KR_CBOR_TRUE && v->kind != KR_CBOR_FALSE)
+        return fail(c, KRAPPY_E_INVALID_ARGUMENT, "field '%s' must be true or false, not %s",
+                    field_names[id].name, kind_name(v->kind));
+    *out = v->kind == KR_CBOR_TRUE;
+    return KRAPPY_OK;
+}
+
 /*
  * An enumerated text field: the index of the matching choice, `dflt` when
  * absent. `rule` lists the choices for the message.
@@ -642,7 +674,12 @@ static krappy_err dec_publish(dctx *c, const fields *f, kr_request *r)
     }
     e = enum_field(c, f, F_ACK, acks, 3, KR_ACK_WRITE, "\"write\", \"sync\" or \"none\"", &ack);
     r->u.publish.ack = (kr_ack_mode)ack;
-    return e;
+    if (e != KRAPPY_OK)
+        return e;
+    /* Required only on an idempotent registration, which the handler
+     * knows of (section 7): here it is only judged when given. */
+    r->u.publish.has_seq = get(f, F_SEQ) != NULL;
+    return uint_field(c, f, F_SEQ, false, 0, 0, &r->u.publish.seq);
 }
 
 /* ---- the other request types ---- */
@@ -652,6 +689,8 @@ static krappy_err dec_producer_register(dctx *c, const fields *f, kr_request *r)
     krappy_err e = TOPIC(c, f, &r->u.producer_register.topic);
     if (e == KRAPPY_OK)
         e = name_field(c, f, F_ID, true, false, NULL, &r->u.producer_register.id);
+    if (e == KRAPPY_OK)
+        e = bool_field(c, f, F_IDEMPOTENT, &r->u.producer_register.idempotent);
     return e;
 }
 

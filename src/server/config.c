@@ -121,6 +121,10 @@ static const opt_spec specs[] = {
     {"kafka-auto-create", "KRAPPY_KAFKA_AUTO_CREATE", OPT_ONOFF, "on|off", "on",
      "Kafka clients create a topic by producing to it or asking Metadata for it",
      F(kafka_auto_create), 0, 1},
+    {"max-producers", "KRAPPY_MAX_PRODUCERS", OPT_UINT, "N", "100000",
+     "idempotent producers kept, all topics; beyond it the least recently active idle one is "
+     "forgotten (each is kept 7 days after its last activity otherwise)",
+     F(max_producers), 1, 100000000},
 };
 
 #define N_SPECS (sizeof specs / sizeof specs[0])
@@ -325,6 +329,7 @@ static int set_defaults(kr_config *cfg, int stderr_is_tty)
     cfg->max_publish_events = 100000;
     cfg->group_window = 100000;
     cfg->kafka_auto_create = true;
+    cfg->max_producers = 100000;
     cfg->log_format = stderr_is_tty ? KR_LOG_TEXT : KR_LOG_JSON;
     return cfg->listen && cfg->data_dir && cfg->rocksdb_log_dir && cfg->http ? 0 : -1;
 }

@@ -59,6 +59,7 @@ typedef struct kr_config {
     uint32_t group_window;
     bool fsync_cursors;
     bool kafka_auto_create; /* Kafka clients create topics on first use */
+    uint32_t max_producers; /* idempotent producers kept, all topics */
 } kr_config;
 
 typedef enum kr_config_action {

@@ -73,39 +73,71 @@ static kr_hresult ping(kr_conn *c, kr_req *r, const kr_request *req)
 
 /* ---- PRODUCER_REGISTER ---- */
 
+/* The connection's producer registration ends (an idempotent one lets its
+ * producer be forgotten again once idle). */
+static void producer_drop(kr_conn *c)
+{
+    if (c->producer != NULL && c->idem)
+        kr_store_producer_release(store_of(c), c->producer, c->idem_id, c->idem_id_len);
+    c->producer = NULL;
+    c->idem = false;
+}
+
 static void registered(void *arg, const kr_store_result *res)
 {
     kr_req *r = arg;
     kr_conn *c = r->conn;
     if (res->err != KRAPPY_OK) {
         if (c->producer == r->topic)
-            c->producer = NULL;
+            producer_drop(c);
         kr_req_error(r, res->err, res->msg, NULL);
         return;
     }
     kr_str name = topic_str(r->topic);
     kr_buf_reset(&c->enc);
-    kr_enc_ok_producer(&c->enc, r->cid, &name, res->first);
+    if (r->ctx != NULL) /* idempotent */
+        kr_enc_ok_producer_idempotent(&c->enc, r->cid, &name, res->first, res->epoch, res->seq);
+    else
+        kr_enc_ok_producer(&c->enc, r->cid, &name, res->first);
+    r->ctx = NULL;
     kr_req_reply(r, KRAPPY_T_OK, c->enc.data, c->enc.len);
 }
 
 /*
  * The topic is created if absent. The registration binds at once, so that
  * a PUBLISH pipelined behind it is accepted; the reply (with the topic's
- * next offset) comes once every earlier write has taken effect.
+ * next offset) comes once every earlier write has taken effect. An
+ * idempotent one (section 7) starts the producer's new epoch at once too -
+ * fencing older registrations - and is answered once it is durable.
  */
 static kr_hresult producer_register(kr_conn *c, kr_req *r, const kr_request *req)
 {
-    const kr_str *name = &req->u.producer_register.topic;
+    const kr_str *name = &req->u.producer_register.topic, *id = &req->u.producer_register.id;
+    bool idempotent = req->u.producer_register.idempotent;
     kr_store_result res;
     kr_topic *t;
+    int rc;
+    producer_drop(c);
     kr_req_async(r);
-    if (kr_store_register(store_of(c), name->ptr, name->len, &t, registered, r, &res) < 0) {
+    r->ctx = idempotent ? r : NULL; /* registered() tells the two apart */
+    if (idempotent)
+        rc = kr_store_producer_register(store_of(c), name->ptr, name->len, id->ptr, id->len, &t,
+                                        registered, r, &res);
+    else
+        rc = kr_store_register(store_of(c), name->ptr, name->len, &t, registered, r, &res);
+    if (rc < 0) {
+        r->ctx = NULL;
         kr_req_error(r, res.err, res.msg, NULL);
         return KR_H_ASYNC;
     }
     r->topic = t;
     c->producer = t;
+    if (idempotent) {
+        c->idem = true;
+        c->idem_epoch = res.epoch;
+        memcpy(c->idem_id, id->ptr, id->len);
+        c->idem_id_len = id->len;
+    }
     return KR_H_ASYNC;
 }
 
@@ -124,26 +156,45 @@ static void published(void *arg, const kr_store_result *res)
         return;
     }
     kr_buf_reset(&c->enc);
-    kr_enc_ok_publish(&c->enc, r->cid, res->first, res->count);
+    if (res->duplicate)
+        kr_enc_ok_publish_duplicate(&c->enc, r->cid, res->first, res->count);
+    else
+        kr_enc_ok_publish(&c->enc, r->cid, res->first, res->count);
     kr_req_reply(r, KRAPPY_T_OK, c->enc.data, c->enc.len);
 }
 
 static kr_hresult publish(kr_conn *c, kr_req *r, const kr_request *req)
 {
+    if (c->idem && !req->u.publish.has_seq) {
+        kr_req_error(r, KRAPPY_E_INVALID_ARGUMENT,
+                     "field 'seq' is required: this connection's producer registration is "
+                     "idempotent, and each PUBLISH carries the sequence number of its first "
+                     "event (an unsigned integer)",
+                     NULL);
+        return KR_H_DONE;
+    }
     if (c->producer == NULL || c->producer->failed) {
         kr_req_error(r, KRAPPY_E_NOT_REGISTERED,
                      "PUBLISH needs a PRODUCER_REGISTER for a topic on this connection first",
                      NULL);
         return KR_H_DONE;
     }
+    kr_idem idem = {.id = c->idem_id,
+                    .id_len = c->idem_id_len,
+                    .epoch = c->idem_epoch,
+                    .seq = req->u.publish.seq};
     uint64_t bad = UINT64_MAX; /* set by the store only when one event is at fault */
     kr_req_async(r);
     krappy_err rc = kr_store_publish(store_of(c), c->producer, req, &c->scratch,
-                                     req->u.publish.ack == KR_ACK_SYNC, published, r, c->errmsg,
-                                     sizeof c->errmsg, &bad);
+                                     req->u.publish.ack == KR_ACK_SYNC, c->idem ? &idem : NULL,
+                                     published, r, c->errmsg, sizeof c->errmsg, &bad);
+    if (rc == KRAPPY_E_FENCED)
+        producer_drop(c); /* register again to publish */
     if (rc != KRAPPY_OK) {
         kr_error_extra extra = {.has_index = rc == KRAPPY_E_INVALID_ARGUMENT && bad != UINT64_MAX,
-                                .index = bad};
+                                .index = bad,
+                                .has_expected = rc == KRAPPY_E_OUT_OF_ORDER_SEQUENCE,
+                                .expected = idem.expected};
         kr_req_error(r, rc, c->errmsg, &extra);
     }
     return KR_H_ASYNC;
@@ -418,8 +469,10 @@ static void consumer_drop(kr_conn *c)
 
 void kr_handlers_conn_closed(kr_conn *c)
 {
-    if (c->srv->store != NULL)
+    if (c->srv->store != NULL) {
         consumer_drop(c);
+        producer_drop(c);
+    }
 }
 
 typedef struct joined_ctx {
@@ -814,7 +867,7 @@ static kr_hresult stats(kr_conn *c, kr_req *r, const kr_request *req)
     kr_str name = topic_str(t);
     kr_buf_reset(&c->enc);
     kr_enc_ok_stats_begin(&c->enc, r->cid, &name, t->first, t->next, kr_topic_bytes(t),
-                          kr_topic_keys(t), n);
+                          kr_topic_keys(t), kr_topic_producers(t), n);
     kr_group_rows(c->srv, t, only, only_len, put_group, &c->enc);
     if (c->enc.failed) {
         kr_req_error(r, KRAPPY_E_STORAGE, "too many groups to list in one reply", NULL);

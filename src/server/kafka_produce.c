@@ -146,8 +146,8 @@ static int publish_batch(kr_kconn *c, kr_kreq *r, kproduce *pr, kpart *kp,
     }
     uint64_t bad = UINT64_MAX;
     kp->records = b.count;
-    rc = kr_store_publish(k->srv->store, kp->t, &req, &k->decode, pr->acks == -1, published, kp,
-                          c->msg, sizeof c->msg, &bad);
+    rc = kr_store_publish(k->srv->store, kp->t, &req, &k->decode, pr->acks == -1, NULL, published,
+                          kp, c->msg, sizeof c->msg, &bad);
     if (rc != KRAPPY_OK) {
         int16_t code = rc == KRAPPY_E_INVALID_ARGUMENT
                            ? (bad != UINT64_MAX ? KR_KAFKA_ERR_MESSAGE_TOO_LARGE

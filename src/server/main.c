@@ -214,7 +214,8 @@ int main(int argc, char **argv)
                             .block_cache_bytes = (size_t)cfg.block_cache_bytes,
                             .rocksdb_log_dir = cfg.rocksdb_log_dir,
                             .group_window = cfg.group_window,
-                            .fsync_cursors = cfg.fsync_cursors};
+                            .fsync_cursors = cfg.fsync_cursors,
+                            .max_producers = cfg.max_producers};
     op.done = event_new(srv.base, -1, 0, on_opened, &op);
     if (op.done == NULL) {
         kr_log(KR_LOG_ERROR, "cannot set up the recovery event");

@@ -108,10 +108,14 @@ struct kr_conn {
     struct kr_req_list reqs; /* in request order, finished or not */
     struct kr_req_list free_reqs;
     uint32_t n_free_reqs;
-    kr_buf enc;                /* reply payload being encoded */
-    kr_buf scratch;            /* kr_req_decode scratch */
-    kr_buf tmp;                /* handlers' second buffer */
-    kr_topic *producer;        /* PRODUCER_REGISTER'd topic, or NULL */
+    kr_buf enc;          /* reply payload being encoded */
+    kr_buf scratch;      /* kr_req_decode scratch */
+    kr_buf tmp;          /* handlers' second buffer */
+    kr_topic *producer;  /* PRODUCER_REGISTER'd topic, or NULL */
+    bool idem;           /* ... an idempotent registration (section 7): */
+    uint32_t idem_epoch; /* its epoch */
+    size_t idem_id_len;  /* and the producer id */
+    uint8_t idem_id[KRAPPY_MAX_NAME_BYTES];
     kr_member *consumer;       /* CONSUMER_REGISTER'd member, or NULL */
     kr_tgroup *consumer_group; /* ... of this group */
     char errmsg[512];

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "store/store_int.h"
+#include "store/store_producers.h"
 
 /* Failure sentences are cut here (they end up in ERROR frames and logs). */
 #define JOB_MSG_MAX 256
@@ -39,7 +40,12 @@ void kr_job_free(kr_job *j)
         kr_segment_free(j->create.seg);
         break;
     case KR_JOB_CHECKPOINT:
+        for (size_t i = 0; i < j->checkpoint.n; i++)
+            kr_prod_ckpt_free(j->checkpoint.ck[i].prod);
         free(j->checkpoint.ck);
+        break;
+    case KR_JOB_LOGGED:
+        kr_view_batch_free(j->logged.batch);
         break;
     case KR_JOB_DELETE:
         for (size_t i = 0; i < j->del.n; i++)

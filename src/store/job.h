@@ -29,7 +29,8 @@ typedef enum kr_job_kind {
     KR_JOB_APPEND,     /* append one stored batch */
     KR_JOB_CHECKPOINT, /* sync streams, write frozen overlays + markers */
     KR_JOB_DELETE,     /* unlink retired segment files */
-    KR_JOB_CURSOR      /* persist a group cursor (RocksDB, WAL on) */
+    KR_JOB_CURSOR,     /* persist a group cursor (RocksDB, WAL on) */
+    KR_JOB_LOGGED      /* a RocksDB batch the loop built: WAL on, synced */
 } kr_job_kind;
 
 /* APPEND: one PUBLISH batch. */
@@ -40,13 +41,17 @@ typedef struct kr_job_append {
                                 the loop's: the writer never reads it) */
     uint64_t base;           /* offset of its first event */
     uint64_t max_ts;
-    uint32_t count;      /* events */
-    bool sync;           /* ack "sync": fdatasync before completing */
-    kr_segment *new_seg; /* out: the loop's record of a segment the writer
-                            started for this batch (its read fd open; the
-                            loop takes it), or NULL */
-    uint64_t seg_base;   /* out: segment it landed in */
-    uint64_t pos;        /* out: position of its batch header there */
+    uint32_t count;               /* events */
+    bool sync;                    /* ack "sync": fdatasync before completing */
+    kr_segment *new_seg;          /* out: the loop's record of a segment the writer
+                                     started for this batch (its read fd open; the
+                                     loop takes it), or NULL */
+    uint64_t seg_base;            /* out: segment it landed in */
+    uint64_t pos;                 /* out: position of its batch header there */
+    struct kr_producer *producer; /* an idempotent producer's PUBLISH
+                                     (held busy until it completes), or
+                                     NULL; the writer never reads it */
+    uint64_t seq;                 /* ... its sequence number */
 } kr_job_append;
 
 /* CREATE: a new topic's first segment. */
@@ -59,9 +64,11 @@ typedef struct kr_job_create {
 typedef struct kr_ckpt_topic {
     kr_topic *t;
     struct kr_wtopic *w;
-    const kr_overlay *ov; /* frozen: read-only while the job runs */
-    uint64_t next;        /* marker to write */
-    uint64_t keys;        /* in: live keys before; out: after */
+    const kr_overlay *ov;      /* frozen: read-only while the job runs */
+    uint64_t next;             /* marker to write */
+    uint64_t keys;             /* in: live keys before; out: after */
+    struct kr_prod_ckpt *prod; /* the producers' state to write with the
+                                  marker (store_producers.h), or NULL */
 } kr_ckpt_topic;
 
 /* CHECKPOINT: the frozen overlays of some topics. */
@@ -76,6 +83,16 @@ typedef struct kr_job_delete {
     char **paths; /* malloc'd, each malloc'd */
     size_t n;
 } kr_job_delete;
+
+/* LOGGED: a batch of view records the loop built (an idempotent
+ * registration; producers forgotten), written with RocksDB's WAL on and
+ * synced; `done` gets the result (the store fills what it reports). */
+typedef struct kr_job_logged {
+    kr_view_batch *batch;         /* owned */
+    struct kr_producer *producer; /* a registration's, held meanwhile */
+    uint32_t epoch;               /* ... the epoch it registered */
+    uint64_t seq;                 /* ... the seq it was told */
+} kr_job_logged;
 
 /* CURSOR: one group's cursor, or a Kafka group's committed offset (tg
  * NULL, koffset set: store/koffsets.c). Every cursor job of a round is one
@@ -109,6 +126,7 @@ struct kr_job {
         kr_job_checkpoint checkpoint;
         kr_job_delete del;
         kr_job_cursor cursor;
+        kr_job_logged logged;
     };
 };
 
@@ -122,7 +140,8 @@ TAILQ_HEAD(kr_job_list, kr_job);
 kr_job *kr_job_new(kr_job_kind kind, kr_topic *t);
 
 /* Free a job and what its kind owns (block reference, meta, a new segment
- * not taken, checkpoint parts, paths, message). NULL ok. */
+ * not taken, checkpoint parts and their producers' state, paths, a view
+ * batch, message). NULL ok. */
 void kr_job_free(kr_job *j);
 
 /*

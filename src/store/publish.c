@@ -6,6 +6,7 @@
  * their memory budget (back-pressure).
  */
 #include "store/store_int.h"
+#include "store/store_producers.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,7 @@ typedef struct batch_enc {
     uint64_t count;
     uint64_t max_ts;
     kr_buf extra;
+    kr_batch_hdr hdr; /* the producer fields (an idempotent PUBLISH's) */
 } batch_enc;
 
 /* Bytes `v` takes as a CBOR head. */
@@ -85,10 +87,10 @@ static krappy_err encode_batch(kr_store *s, const kr_request *req, kr_buf *scrat
 {
     const uint64_t limit = (uint64_t)s->o.max_frame - KRAPPY_REPLY_SLACK_BYTES;
     uint64_t ts_now = kr_wall_ms();
-    uint8_t zero[KR_BATCH_HEADER_BYTES] = {0};
+    uint8_t zero[KR_BATCH_HEADER_MAX] = {0};
     kr_buf_reset(&s->enc);
     kr_buf_reset(&s->meta);
-    kr_buf_append(&s->enc, zero, sizeof zero); /* the header goes there */
+    kr_buf_append(&s->enc, zero, kr_batch_header_size(&be->hdr)); /* the header goes there */
 
     kr_events_iter it;
     kr_event_in ev;
@@ -146,8 +148,12 @@ static int take_batch(kr_store *s, const batch_enc *be, kr_block **blk_out, kr_e
         if (m[k].key_joined)
             m[k].key_pos += (uint32_t)batch_len;
     /* The header, but for its CRC: the writer seals the batch. */
-    kr_batch_header_put(blk->data, be->base, (uint32_t)be->count, be->max_ts,
-                        (uint32_t)(batch_len - KR_BATCH_HEADER_BYTES));
+    kr_batch_hdr h = be->hdr;
+    h.base = be->base;
+    h.count = (uint32_t)be->count;
+    h.max_ts = be->max_ts;
+    h.len = (uint32_t)(batch_len - kr_batch_header_size(&h));
+    kr_batch_header_put(blk->data, &h);
     *blk_out = blk;
     *m_out = m;
     return 0;
@@ -176,8 +182,8 @@ static int reserve_segment_slot(kr_topic *t)
 }
 
 krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_buf *scratch,
-                            bool sync, kr_store_done done, void *arg, char *msg, size_t msglen,
-                            uint64_t *bad_index)
+                            bool sync, kr_idem *idem, kr_store_done done, void *arg, char *msg,
+                            size_t msglen, uint64_t *bad_index)
 {
     uint64_t count = req->u.publish.count;
     if (count > s->o.max_publish_events) {
@@ -187,7 +193,15 @@ krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_
                  s->o.max_publish_events, (unsigned long long)count);
         return KRAPPY_E_INVALID_ARGUMENT;
     }
+    kr_producer *prod = NULL;
+    if (idem != NULL) {
+        krappy_err v = kr_store_idem_check(s, t, idem, count, sync, done, arg, &prod, msg, msglen);
+        if (v != KRAPPY_OK || prod == NULL)
+            return v; /* refused, or a repeat (answered) */
+    }
     batch_enc be = {.base = t->assigned};
+    if (prod != NULL)
+        be.hdr = (kr_batch_hdr){.producer = prod->pid, .epoch = idem->epoch, .seq = idem->seq};
     kr_buf_init(&be.extra, (size_t)s->o.max_frame);
     kr_block *blk = NULL;
     kr_ev_meta *m = NULL;
@@ -214,6 +228,8 @@ krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_
     j->arg = arg;
     t->assigned += be.count;
     t->appends_in_flight++;
+    if (prod != NULL)
+        kr_store_idem_accepted(prod, j, idem->seq, be.base, (uint32_t)be.count, sync);
     kr_writer_submit(s->writer, j);
 out:
     kr_buf_free(&be.extra);
@@ -294,6 +310,7 @@ bool kr_store_append_done(kr_store *s, kr_job *j)
     if (j->err != KRAPPY_OK) {
         /* Offsets assigned after this one were assigned in vain. */
         t->assigned = t->next;
+        kr_store_idem_completed(s, j); /* its producer expects these numbers again */
         kr_store_result res = {.err = j->err};
         snprintf(res.msg, sizeof res.msg, "%s", kr_job_msg(j));
         if (j->done != NULL)
@@ -328,6 +345,9 @@ bool kr_store_append_done(kr_store *s, kr_job *j)
     kr_block_unref(a->block);
     a->block = NULL;
     kr_store_wake(s, t);
+    /* Visible now: its producer's state records it, and repeats of it
+     * waiting are answered. */
+    kr_store_idem_completed(s, j);
     if (s->active_bytes > kr_store_fill_limit(s)) {
         kr_store_checkpoint(s); /* freezes them, or runs next when one is running */
         if (s->active_bytes > kr_store_fill_limit(s) && s->ckpt_running && !s->closing) {

@@ -14,6 +14,7 @@
  * start goes on: those events are never served.
  */
 #include "store/store_int.h"
+#include "store/store_producers.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -222,6 +223,7 @@ static int clamp_marker(recovery *r)
         if (vb == NULL)
             return fail(r, "out of memory rebuilding the view of topic %s", r->name);
         kr_view_batch_drop_topic(vb, t->name, t->name_len);
+        kr_view_batch_drop_producer_states(vb, t->name, t->name_len);
         int wrc = kr_view_write(s->view, vb, r->err, r->errlen);
         kr_view_batch_free(vb);
         if (wrc < 0)
@@ -245,8 +247,8 @@ static int clamp_marker(recovery *r)
 static int fold_stored(kr_topic *t, kr_block *b, const kr_batch_hdr *h, uint64_t from,
                        uint64_t *folded)
 {
-    size_t pos = KR_BATCH_HEADER_BYTES, extra = b->len;
-    const uint8_t *end = b->data + KR_BATCH_HEADER_BYTES + h->len;
+    size_t pos = h->hlen, extra = b->len;
+    const uint8_t *end = b->data + h->hlen + h->len;
     for (uint32_t i = 0; i < h->count; i++) {
         kr_cbor_item ev;
         kr_event_view v;
@@ -300,7 +302,7 @@ static void log_unreadable(recovery *r, const kr_segment *seg, uint64_t pos, con
 static int replay_batch(recovery *r, kr_segment *seg, uint64_t pos, const kr_batch_hdr *h,
                         uint64_t from)
 {
-    size_t need = KR_BATCH_HEADER_BYTES + h->len;
+    size_t need = h->hlen + h->len;
     /* Room after the batch for its indefinite-length keys, joined. */
     kr_block *b = kr_block_new(need + h->len);
     if (b == NULL)
@@ -310,7 +312,9 @@ static int replay_batch(recovery *r, kr_segment *seg, uint64_t pos, const kr_bat
     int rc = 0;
     if (got != (ssize_t)need) {
         log_unreadable(r, seg, pos, got < 0 ? strerror(errno) : "the file ends inside it");
-    } else if (kr_batch_verify(b->data, b->data + KR_BATCH_HEADER_BYTES, h->len)) {
+    } else if (kr_batch_verify(b->data, b->data + h->hlen, h->len)) {
+        if (h->base >= from)
+            kr_store_producers_replay(r->t, h); /* its producer's state */
         rc = fold_stored(r->t, b, h, from, &r->replayed);
         if (rc == -1)
             fail(r, "out of memory replaying topic %s", r->name);
@@ -335,18 +339,19 @@ static int replay(recovery *r, uint64_t from)
             continue;
         uint64_t pos = kr_index_find(&seg->idx, from);
         while (pos + KR_BATCH_HEADER_BYTES <= seg->size) {
-            uint8_t hb[KR_BATCH_HEADER_BYTES];
+            uint8_t hb[KR_BATCH_HEADER_MAX];
             kr_batch_hdr h;
-            ssize_t got = pread(seg->fd, hb, sizeof hb, (off_t)pos);
-            if (got != (ssize_t)sizeof hb) {
+            size_t want = seg->size - pos < sizeof hb ? (size_t)(seg->size - pos) : sizeof hb;
+            ssize_t got = pread(seg->fd, hb, want, (off_t)pos);
+            if (got != (ssize_t)want) {
                 log_unreadable(r, seg, pos, got < 0 ? strerror(errno) : "the file ends inside it");
                 break;
             }
-            if (kr_batch_header_decode(hb, &h) < 0)
+            if (kr_batch_header_decode(hb, want, &h) < 0)
                 break; /* corrupt: reported by the scan or the first read */
             if (h.base + h.count > from && replay_batch(r, seg, pos, &h, from) < 0)
                 return -1;
-            pos += KR_BATCH_HEADER_BYTES + h.len;
+            pos += h.hlen + h.len;
         }
     }
     return 0;
@@ -405,7 +410,7 @@ static int recover_steps(recovery *r)
     t->next = t->assigned = t->segs[t->n_segs - 1]->next;
     t->ready = true;
     if (clamp_marker(r) < 0 || kr_store_groups_load(s, t, r->err, r->errlen) < 0 ||
-        replay(r, t->marker) < 0)
+        kr_store_producers_load(s, t, r->err, r->errlen) < 0 || replay(r, t->marker) < 0)
         return -1;
     kr_counter_add(s->m_replayed, r->replayed);
     return writer_state(r);

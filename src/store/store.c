@@ -5,6 +5,7 @@
  * in store_read.c, consumer groups in store_group.c.
  */
 #include "store/store_int.h"
+#include "store/store_producers.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -66,7 +67,8 @@ kr_topic *kr_store_topic_new(kr_store *s, const uint8_t *name, size_t len)
     t->m_segments =
         kr_gauge(s->metrics, "krappy_topic_segments", labels, "Segment files of the topic.");
     t->active = kr_overlay_new();
-    if (t->active == NULL) {
+    if (t->active == NULL || kr_store_producers_topic_new(s, t) < 0) {
+        kr_overlay_free(t->active);
         free(t);
         return NULL;
     }
@@ -105,6 +107,7 @@ void kr_store_topic_free(kr_topic *t)
     kr_overlay_free(t->frozen);
     kr_overlay_free(t->readcache);
     kr_wtopic_free(t->w);
+    kr_store_producers_topic_free(t);
     free(t);
 }
 
@@ -283,7 +286,9 @@ static void finish_checkpoint(kr_store *s, kr_job *j)
         if (j->err == KRAPPY_OK) {
             t->marker = c->next;
             t->keys = c->keys;
-        } else if (t->frozen != NULL) {
+        }
+        kr_store_producers_checkpointed(s, t, c->prod, j->err == KRAPPY_OK);
+        if (j->err != KRAPPY_OK && t->frozen != NULL) {
             /* Fold the frozen entries back under the newer ones: the next
              * checkpoint covers them again. */
             struct put_back pb = {t->active, 0};
@@ -312,6 +317,8 @@ static void finish_checkpoint(kr_store *s, kr_job *j)
     }
     recount_active(s);
     kr_store_scan_checkpointed(s, j->err == KRAPPY_OK, kr_job_msg(j));
+    for (size_t i = 0; i < j->checkpoint.n; i++)
+        kr_store_producers_answer(j->checkpoint.ck[i].t, j->err == KRAPPY_OK);
     if (s->ckpt_again || s->active_bytes > kr_store_fill_limit(s)) {
         s->ckpt_again = false;
         kr_store_checkpoint(s);
@@ -349,6 +356,9 @@ static void on_jobs_done(void *arg, struct kr_job_list *jobs)
             break;
         case KR_JOB_CURSOR:
             kr_store_cursor_done(s, j);
+            break;
+        case KR_JOB_LOGGED:
+            kr_store_logged_done(s, j);
             break;
         }
         kr_job_free(j);
@@ -418,6 +428,7 @@ void kr_store_checkpoint(kr_store *s)
         ck[k].ov = t->frozen;
         ck[k].next = t->next;
         ck[k].keys = t->keys;
+        ck[k].prod = kr_store_producers_freeze(t);
         k++;
     }
     j->checkpoint.ck = ck;
@@ -443,6 +454,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     (void)what;
     kr_store_checkpoint(s);
     kr_store_cursors_expire(s, false);
+    kr_store_producers_tick(s);
     size_t bytes = 0;
     for (size_t i = 0; i < s->n_topics; i++) {
         kr_topic *t = s->topics[i];
@@ -500,6 +512,7 @@ void kr_store_refresh_metrics(kr_store *s)
         kr_gauge_set(t->m_stream_bytes, (int64_t)t->bytes);
         kr_gauge_set(t->m_segments, (int64_t)t->n_segs);
         kr_store_groups_metrics(t);
+        kr_store_producers_metrics(t);
     }
 }
 
@@ -550,7 +563,7 @@ int kr_store_open(const kr_store_opts *o, struct event_base *base, kr_metrics *m
     if (s->o.group_window == 0)
         s->o.group_window = KR_GROUP_DEFAULT_WINDOW;
     if (s->ranges == NULL || s->data_dir == NULL || s->topics_dir == NULL || lock == NULL ||
-        viewdir == NULL) {
+        viewdir == NULL || kr_store_producers_open(s) < 0) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -571,6 +584,7 @@ int kr_store_open(const kr_store_opts *o, struct event_base *base, kr_metrics *m
         goto fail;
     if (kr_store_recover(s, err, errlen) < 0)
         goto fail;
+    kr_prod_set_sort(s->producers); /* restored producers, by last activity */
     recount_active(s);
     /* RocksDB does not sync the directory entry of its own directory, and
      * DATA/topics was maybe just made: make both names durable. */
@@ -639,6 +653,7 @@ void kr_store_close(kr_store *s)
     for (size_t i = 0; i < s->n_topics; i++)
         kr_store_topic_free(s->topics[i]);
     free(s->topics);
+    kr_store_producers_close(s);
     kr_view_close(s->view);
     if (s->lock_fd >= 0)
         close(s->lock_fd);

@@ -46,6 +46,7 @@
 #include "store/group.h"
 #include "store/index.h"
 #include "store/overlay.h"
+#include "store/producers.h"
 #include "store/segment.h"
 #include "store/view.h"
 
@@ -77,6 +78,8 @@ typedef struct kr_store_opts {
     const char *rocksdb_log_dir; /* NULL: inside DATA/view */
     uint64_t group_window;       /* offsets a group may have handed out */
     bool fsync_cursors;          /* cursors survive a power cut, not only kill -9 */
+    size_t max_producers;        /* idempotent producers kept, all topics (0: the
+                                    default, KR_DEFAULT_MAX_PRODUCERS) */
 } kr_store_opts;
 
 typedef struct kr_store kr_store;
@@ -148,8 +151,9 @@ struct kr_topic {
     size_t n_groups, cap_groups;
     kr_koffset *koffsets; /* Kafka groups' committed offsets, by group name */
     size_t n_koffsets, cap_koffsets;
-    struct kr_wtopic *w; /* writer-side state: only the writer touches it */
-    uint64_t events_in;  /* counters for STATS/metrics */
+    struct kr_wtopic *w;   /* writer-side state: only the writer touches it */
+    struct kr_tprod *prod; /* idempotent producers (store_producers.c) */
+    uint64_t events_in;    /* counters for STATS/metrics */
     kr_metric *m_events_in, *m_bytes_in, *m_events_out, *m_bytes_out, *m_stream_bytes,
         *m_segments; /* labelled topic="NAME" */
 };
@@ -186,6 +190,10 @@ typedef struct kr_store_result {
     char msg[256];  /* the sentence when err != OK */
     uint64_t first; /* PUBLISH: first offset; REGISTER: topic next */
     uint64_t count;
+    bool duplicate; /* PUBLISH: a repeat, answered with the original's
+                       offsets; nothing was stored */
+    uint32_t epoch; /* idempotent REGISTER: the registration's epoch */
+    uint64_t seq;   /* idempotent REGISTER: the sequence number expected */
 } kr_store_result;
 
 typedef void (*kr_store_done)(void *arg, const kr_store_result *res);
@@ -199,6 +207,53 @@ int kr_store_register(kr_store *s, const uint8_t *name, size_t len, kr_topic **t
                       kr_store_done done, void *arg, kr_store_result *res);
 
 /*
+ * kr_store_producer_register - an idempotent PRODUCER_REGISTER (PROTOCOL.md
+ * section 7): find or create the topic (as kr_store_register) and its
+ * producer `id`, start a new epoch of it at once - older registrations are
+ * fenced from now on - and hold it for the caller's connection (release
+ * with kr_store_producer_release). `done` runs once the topic exists and
+ * the registration (the producer's number in the topic and its epoch) is
+ * on stable storage, with res.first the topic's next offset, res.epoch and
+ * res.seq, the sequence number the producer is expected to send next (as
+ * it was at the registration). A producer that is new takes the place of
+ * the least recently active one when --max-producers are kept.
+ * @param id  1..249 bytes (the caller validated it)
+ * @return 0 when queued, res.epoch and res.seq set already (the binding is
+ *         made at once, for PUBLISHes pipelined behind it); -1 with res
+ *         filled: KRAPPY_E_STORAGE (no memory),
+ *         KRAPPY_E_BUSY (--max-producers are kept and all of them are busy:
+ *         registered on live connections or writing).
+ */
+int kr_store_producer_register(kr_store *s, const uint8_t *topic, size_t tlen, const uint8_t *id,
+                               size_t idlen, kr_topic **t, kr_store_done done, void *arg,
+                               kr_store_result *res);
+
+/* A connection's idempotent registration of (t, id) ends (the connection
+ * closed, registered again or was fenced): the producer may be forgotten
+ * again once idle. Unknown ids are ignored. */
+void kr_store_producer_release(kr_store *s, kr_topic *t, const uint8_t *id, size_t idlen);
+
+/* The idempotent producers the store keeps for a topic. */
+size_t kr_topic_producers(const kr_topic *t);
+
+/*
+ * What an idempotent producer's PUBLISH adds to it (section 7): who sends
+ * it - the producer's id in the topic and the epoch of the registration it
+ * comes through - and the sequence number of its first event. The Kafka
+ * listener fills it from a record batch's producer id, epoch and base
+ * sequence, under an id of its choosing registered with
+ * kr_store_producer_register.
+ */
+typedef struct kr_idem {
+    const uint8_t *id; /* borrowed for the call */
+    size_t id_len;
+    uint32_t epoch;
+    uint64_t seq;
+    uint64_t expected; /* out: with KRAPPY_E_OUT_OF_ORDER_SEQUENCE, the
+                          sequence number the server expects */
+} kr_idem;
+
+/*
  * kr_store_publish - encode the events of a decoded PUBLISH as one batch,
  * assign its offsets and queue the append. Validation of sizes happens
  * here: an event whose delivered form exceeds max_frame - 1024 refuses the
@@ -209,10 +264,20 @@ int kr_store_register(kr_store *s, const uint8_t *name, size_t len, kr_topic **t
  *         when one event is at fault (too large as delivered); a request
  *         over max_publish_events is INVALID_ARGUMENT with *bad_index left
  *         as it was (the handler then sends no `index`).
+ * With idem (an idempotent producer's PUBLISH, else NULL) the sequence
+ * rules of section 7 come first: a repeat of one of the producer's last
+ * KR_PRODUCER_WINDOW PUBLISHes stores nothing and is answered through
+ * `done` with res.duplicate and the original's offsets (at once, or once
+ * the original's batch lands when it is still being written, or with its
+ * STORAGE error when that fails); KRAPPY_E_FENCED when idem->epoch is not
+ * the producer's newest; KRAPPY_E_OUT_OF_ORDER_SEQUENCE with
+ * idem->expected; KRAPPY_E_NOT_REGISTERED when the store no longer knows
+ * the producer. The batch header then carries the producer (segment.h), so
+ * that a restart knows it again.
  */
 krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_buf *scratch,
-                            bool sync, kr_store_done done, void *arg, char *msg, size_t msglen,
-                            uint64_t *bad_index);
+                            bool sync, kr_idem *idem, kr_store_done done, void *arg, char *msg,
+                            size_t msglen, uint64_t *bad_index);
 
 /* ---- reads (loop thread, synchronous) ---- */
 

@@ -78,6 +78,8 @@ struct kr_store {
     kr_metric *m_events_in, *m_bytes_in, *m_overlay_bytes, *m_replayed, *m_retired, *m_scan_ckpts,
         *m_group_skipped;
     struct event *group_tick; /* pending deadlines, 4 times a second */
+    kr_prod_set *producers;   /* idempotent producers, all topics */
+    kr_metric *m_prod_forgotten;
 };
 
 /* store.c */

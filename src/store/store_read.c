@@ -196,18 +196,19 @@ static int find_batch(fetch *f, const kr_segment *seg, uint64_t cur, uint64_t *p
         for (size_t c = 0; c < seg->n_corrupt; c++)
             if (p >= seg->corrupt[c].pos && p < seg->corrupt[c].end)
                 p = seg->corrupt[c].end;
-        uint8_t hb[KR_BATCH_HEADER_BYTES];
+        uint8_t hb[KR_BATCH_HEADER_MAX];
         if (p + KR_BATCH_HEADER_BYTES > seg->size)
             return batch_unreadable(f, seg, cur, p, "the segment ends before it");
-        ssize_t r = pread(seg->fd, hb, sizeof hb, (off_t)p);
-        if (r != (ssize_t)sizeof hb)
+        size_t want = seg->size - p < sizeof hb ? (size_t)(seg->size - p) : sizeof hb;
+        ssize_t r = pread(seg->fd, hb, want, (off_t)p);
+        if (r != (ssize_t)want)
             return batch_unreadable(f, seg, cur, p,
                                     r < 0 ? strerror(errno) : "the file is shorter than its size");
-        if (kr_batch_header_decode(hb, h) < 0)
+        if (kr_batch_header_decode(hb, want, h) < 0)
             return batch_unreadable(f, seg, cur, p, "not a batch header");
         if (h->base + h->count > cur)
             break;
-        p += KR_BATCH_HEADER_BYTES + h->len;
+        p += h->hlen + h->len;
     }
     *pos = p;
     return 0;
@@ -223,7 +224,7 @@ static long take_events(fetch *f, kr_segment *seg, uint64_t pos, const kr_batch_
                         uint64_t cur)
 {
     kr_fetch_result *out = f->out;
-    uint64_t payload = pos + KR_BATCH_HEADER_BYTES, start = payload;
+    uint64_t payload = pos + h->hlen, start = payload;
     const uint8_t *buf = NULL;
     if (cur > h->base) {
         buf = read_payload(f->s, seg, payload, h->len);
@@ -314,7 +315,7 @@ krappy_err kr_store_fetch(kr_store *s, kr_topic *t, uint64_t offset, uint64_t ma
         if (cur < h.base + h.count)
             break; /* a limit was reached inside the batch */
         f.after_seg = seg;
-        f.after_pos = pos + KR_BATCH_HEADER_BYTES + h.len;
+        f.after_pos = pos + h.hlen + h.len;
     }
     out->next = cur;
     kr_counter_add(t->m_events_out, out->count);
@@ -416,7 +417,7 @@ static int batch_time_search(kr_store *s, const kr_segment *seg, uint64_t pos,
                              const kr_batch_hdr *h, uint64_t from, uint64_t ts, uint64_t *offset,
                              uint64_t *found_ts, char *msg, size_t msglen)
 {
-    const uint8_t *p = read_payload(s, seg, pos + KR_BATCH_HEADER_BYTES, h->len);
+    const uint8_t *p = read_payload(s, seg, pos + h->hlen, h->len);
     if (p == NULL) {
         snprintf(msg, msglen, "reading a segment file failed: %s", strerror(errno));
         return -1;
@@ -462,10 +463,11 @@ int kr_store_offset_for_time(kr_store *s, kr_topic *t, uint64_t ts, uint64_t *of
                 }
             if (skipped)
                 continue;
-            uint8_t hb[KR_BATCH_HEADER_BYTES];
+            uint8_t hb[KR_BATCH_HEADER_MAX];
             kr_batch_hdr h;
-            if (pread(seg->fd, hb, sizeof hb, (off_t)pos) != (ssize_t)sizeof hb ||
-                kr_batch_header_decode(hb, &h) < 0) {
+            size_t want = seg->size - pos < sizeof hb ? (size_t)(seg->size - pos) : sizeof hb;
+            if (pread(seg->fd, hb, want, (off_t)pos) != (ssize_t)want ||
+                kr_batch_header_decode(hb, want, &h) < 0) {
                 snprintf(msg, msglen,
                          "the batch at byte %llu of a segment of topic %s cannot "
                          "be read",
@@ -480,7 +482,7 @@ int kr_store_offset_for_time(kr_store *s, kr_topic *t, uint64_t ts, uint64_t *of
                 if (rc != 0)
                     return rc;
             }
-            pos += KR_BATCH_HEADER_BYTES + h.len;
+            pos += h.hlen + h.len;
         }
     }
     return 0;

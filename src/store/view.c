@@ -73,12 +73,6 @@
 /* Keys up to this size are built on the stack. */
 #define KEY_STACK 512
 
-struct kr_view_batch {
-    rocksdb_writebatch_t *wb;
-    kr_buf key;         /* scratch for building keys */
-    const char *failed; /* why the batch cannot be written, or NULL */
-};
-
 struct kr_view_snap {
     const rocksdb_snapshot_t *snap;
 };
@@ -103,7 +97,8 @@ void kr_view_say_rdb(char *err, size_t errlen, const char *what, char *rdb_err)
 }
 
 const char *const kr_view_closed_msg = "the view is closed after a failed reopen";
-static const char *const topic_msg = "a topic name is longer than 255 bytes";
+const char *const kr_view_topic_msg = "a topic name is longer than 255 bytes";
+#define topic_msg kr_view_topic_msg
 
 /* ---- keys ---- */
 
@@ -498,10 +493,8 @@ const char *kr_view_key_into(kr_buf *k, char tag, const char *topic, size_t tlen
     return k->failed ? "out of memory" : NULL;
 }
 
-/* Build a key into the batch's scratch buffer. @return 0, or -1 with the
- * batch marked failed. */
-static int batch_key(kr_view_batch *b, char tag, const char *topic, size_t tlen,
-                     const uint8_t *part, size_t plen)
+int kr_view_batch_key(kr_view_batch *b, char tag, const char *topic, size_t tlen,
+                      const uint8_t *part, size_t plen)
 {
     if (b->failed)
         return -1;
@@ -512,7 +505,7 @@ static int batch_key(kr_view_batch *b, char tag, const char *topic, size_t tlen,
 void kr_view_batch_put(kr_view_batch *b, const char *topic, size_t tlen, const uint8_t *key,
                        size_t klen, const uint8_t *event, size_t elen)
 {
-    if (batch_key(b, TAG_KEY, topic, tlen, key, klen) < 0)
+    if (kr_view_batch_key(b, TAG_KEY, topic, tlen, key, klen) < 0)
         return;
     rocksdb_writebatch_put(b->wb, (const char *)b->key.data, b->key.len, (const char *)event, elen);
 }
@@ -520,32 +513,38 @@ void kr_view_batch_put(kr_view_batch *b, const char *topic, size_t tlen, const u
 void kr_view_batch_delete(kr_view_batch *b, const char *topic, size_t tlen, const uint8_t *key,
                           size_t klen)
 {
-    if (batch_key(b, TAG_KEY, topic, tlen, key, klen) < 0)
+    if (kr_view_batch_key(b, TAG_KEY, topic, tlen, key, klen) < 0)
         return;
     rocksdb_writebatch_delete(b->wb, (const char *)b->key.data, b->key.len);
+}
+
+size_t kr_view_encode_uints(uint8_t val[32], const uint64_t *v, size_t n)
+{
+    kr_buf vb;
+    kr_buf_init(&vb, 32);
+    kr_cbor_put_array(&vb, n);
+    for (size_t i = 0; i < n; i++)
+        kr_cbor_put_uint(&vb, v[i]);
+    size_t len = vb.failed ? 0 : vb.len;
+    if (len > 0)
+        memcpy(val, vb.data, len);
+    kr_buf_free(&vb);
+    return len;
 }
 
 /* A marker's value, CBOR [next, keys], into val (32 bytes).
  * @return its length, or 0 on ENOMEM. */
 size_t kr_view_encode_marker(uint8_t val[32], uint64_t next, uint64_t keys)
 {
-    kr_buf vb;
-    kr_buf_init(&vb, 32);
-    kr_cbor_put_array(&vb, 2);
-    kr_cbor_put_uint(&vb, next);
-    kr_cbor_put_uint(&vb, keys);
-    size_t n = vb.failed ? 0 : vb.len;
-    if (n > 0)
-        memcpy(val, vb.data, n);
-    kr_buf_free(&vb);
-    return n;
+    uint64_t v[2] = {next, keys};
+    return kr_view_encode_uints(val, v, 2);
 }
 
 void kr_view_batch_marker(kr_view_batch *b, const char *topic, size_t tlen, uint64_t next,
                           uint64_t keys)
 {
     uint8_t val[32];
-    if (batch_key(b, TAG_MARKER, topic, tlen, NULL, 0) < 0)
+    if (kr_view_batch_key(b, TAG_MARKER, topic, tlen, NULL, 0) < 0)
         return;
     size_t vlen = kr_view_encode_marker(val, next, keys);
     if (vlen == 0) {
@@ -555,17 +554,22 @@ void kr_view_batch_marker(kr_view_batch *b, const char *topic, size_t tlen, uint
     rocksdb_writebatch_put(b->wb, (const char *)b->key.data, b->key.len, (const char *)val, vlen);
 }
 
-void kr_view_batch_drop_topic(kr_view_batch *b, const char *topic, size_t tlen)
+void kr_view_batch_drop_tag(kr_view_batch *b, char tag, const char *topic, size_t tlen)
 {
-    /* Every 'k' key of the topic: [k|tlen|topic, successor of it). */
-    if (batch_key(b, TAG_KEY, topic, tlen, NULL, 0) < 0)
+    /* [tag|tlen|topic, successor of it). */
+    if (kr_view_batch_key(b, tag, topic, tlen, NULL, 0) < 0)
         return;
     uint8_t end[2 + KR_VIEW_TOPIC_MAX];
     memcpy(end, b->key.data, b->key.len);
     size_t endlen = kr_view_prefix_successor(end, b->key.len);
     rocksdb_writebatch_delete_range(b->wb, (const char *)b->key.data, b->key.len, (const char *)end,
                                     endlen);
-    if (batch_key(b, TAG_MARKER, topic, tlen, NULL, 0) < 0)
+}
+
+void kr_view_batch_drop_topic(kr_view_batch *b, const char *topic, size_t tlen)
+{
+    kr_view_batch_drop_tag(b, TAG_KEY, topic, tlen);
+    if (kr_view_batch_key(b, TAG_MARKER, topic, tlen, NULL, 0) < 0)
         return;
     rocksdb_writebatch_delete(b->wb, (const char *)b->key.data, b->key.len);
 }
@@ -575,7 +579,7 @@ void kr_view_batch_cursor(kr_view_batch *b, const char *topic, size_t tlen, cons
 {
     uint8_t val[32];
     kr_buf vb;
-    if (batch_key(b, TAG_CURSOR, topic, tlen, group, glen) < 0)
+    if (kr_view_batch_key(b, TAG_CURSOR, topic, tlen, group, glen) < 0)
         return;
     kr_buf_init(&vb, sizeof val);
     kr_cbor_put_array(&vb, 2);
@@ -599,25 +603,23 @@ static int unlocked_write_logged(kr_view *v, kr_view_batch *b, bool sync, char *
         return -1;
     }
     if (b->failed) {
-        kr_view_say(err, errlen, "the cursor batch is incomplete", b->failed);
+        kr_view_say(err, errlen, "the logged batch (cursors, registrations) is incomplete",
+                    b->failed);
         return -1;
     }
     char *e = NULL;
     rocksdb_write(v->db, sync ? v->syncopts : v->walopts, b->wb, &e);
     if (e != NULL) {
-        kr_view_say_rdb(err, errlen, "RocksDB write of group cursors failed", e);
+        kr_view_say_rdb(err, errlen, "RocksDB write of cursors or registrations failed", e);
         return -1;
     }
     return 0;
 }
 
-/* Call fn for every record of `tag` of a topic, in key order, with the part
- * after the topic and the value, until it returns non-zero. `what` names
- * the records in an error. */
-static int unlocked_records(kr_view *v, char tag, const char *topic, size_t tlen,
-                            int (*fn)(void *arg, const uint8_t *part, size_t plen,
-                                      const uint8_t *val, size_t vlen),
-                            void *arg, const char *what, char *err, size_t errlen)
+int kr_view_each_unlocked(kr_view *v, char tag, const char *topic, size_t tlen,
+                          int (*fn)(void *arg, const uint8_t *part, size_t plen, const uint8_t *val,
+                                    size_t vlen),
+                          void *arg, const char *what, char *err, size_t errlen)
 {
     if (v->db == NULL) {
         kr_view_say(err, errlen, kr_view_closed_msg, NULL);
@@ -646,17 +648,13 @@ static int unlocked_records(kr_view *v, char tag, const char *topic, size_t tlen
         size_t kl, vl;
         const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
         const uint8_t *val = (const uint8_t *)rocksdb_iter_value(it, &vl);
-        if (kl <= 2 + tlen)
-            continue; /* not a record this version wrote: skip it */
         if (fn(arg, k + 2 + tlen, kl - 2 - tlen, val, vl) != 0)
             break;
     }
     char *e = NULL;
     rocksdb_iter_get_error(it, &e);
     if (e != NULL) {
-        char why[96];
-        snprintf(why, sizeof why, "reading %s failed", what);
-        kr_view_say_rdb(err, errlen, why, e);
+        kr_view_say_rdb(err, errlen, what, e);
         rc = -1;
     }
     rocksdb_iter_destroy(it);
@@ -664,19 +662,19 @@ static int unlocked_records(kr_view *v, char tag, const char *topic, size_t tlen
     return rc;
 }
 
-/* kr_view_cursors' callback and argument, behind unlocked_records. */
-typedef struct cursor_walk {
+/* A cursor record's part, decoded for kr_view_cursors. */
+struct cursor_walk {
     int (*fn)(void *arg, const uint8_t *group, size_t glen, uint64_t cursor, uint64_t origin);
     void *arg;
-} cursor_walk;
+};
 
 static int cursor_record(void *arg, const uint8_t *group, size_t glen, const uint8_t *val,
                          size_t vl)
 {
-    cursor_walk *w = arg;
+    struct cursor_walk *cw = arg;
     kr_cbor_item arr, cur;
     kr_cbor_iter ci;
-    if (kr_cbor_read_exact(val, vl, &arr) < 0 || arr.kind != KR_CBOR_ARRAY)
+    if (glen == 0 || kr_cbor_read_exact(val, vl, &arr) < 0 || arr.kind != KR_CBOR_ARRAY)
         return 0; /* not a record this version wrote: skip it */
     kr_cbor_iter_init(&ci, &arr);
     if (kr_cbor_iter_next(&ci, &cur) != 1 || cur.kind != KR_CBOR_UINT)
@@ -685,7 +683,7 @@ static int cursor_record(void *arg, const uint8_t *group, size_t glen, const uin
     uint64_t origin = 0; /* records without one: anything below the cursor */
     if (kr_cbor_iter_next(&ci, &org) == 1 && org.kind == KR_CBOR_UINT && org.u <= cur.u)
         origin = org.u;
-    return w->fn(w->arg, group, glen, cur.u, origin);
+    return cw->fn(cw->arg, group, glen, cur.u, origin);
 }
 
 static int unlocked_cursors(kr_view *v, const char *topic, size_t tlen,
@@ -693,15 +691,15 @@ static int unlocked_cursors(kr_view *v, const char *topic, size_t tlen,
                                       uint64_t origin),
                             void *arg, char *err, size_t errlen)
 {
-    cursor_walk w = {fn, arg};
-    return unlocked_records(v, TAG_CURSOR, topic, tlen, cursor_record, &w, "group cursors", err,
-                            errlen);
+    struct cursor_walk cw = {fn, arg};
+    return kr_view_each_unlocked(v, TAG_CURSOR, topic, tlen, cursor_record, &cw,
+                                 "reading group cursors failed", err, errlen);
 }
 
 void kr_view_batch_koffset(kr_view_batch *b, const char *topic, size_t tlen, const uint8_t *group,
                            size_t glen, const uint8_t *value, size_t vlen)
 {
-    if (batch_key(b, TAG_KOFFSET, topic, tlen, group, glen) < 0)
+    if (kr_view_batch_key(b, TAG_KOFFSET, topic, tlen, group, glen) < 0)
         return;
     rocksdb_writebatch_put(b->wb, (const char *)b->key.data, b->key.len, (const char *)value, vlen);
 }
@@ -880,13 +878,6 @@ static uint64_t unlocked_disk_bytes(kr_view *v)
 
 /* ---- the public calls: the view's lock held shared around each ---- */
 
-#define SHARED(v, expr)                                                                            \
-    do {                                                                                           \
-        pthread_rwlock_rdlock(&(v)->lock);                                                         \
-        expr;                                                                                      \
-        pthread_rwlock_unlock(&(v)->lock);                                                         \
-    } while (0)
-
 int kr_view_marker(kr_view *v, const char *topic, size_t tlen, uint64_t *next, uint64_t *keys,
                    char *err, size_t errlen)
 {
@@ -933,8 +924,8 @@ int kr_view_koffsets(kr_view *v, const char *topic, size_t tlen,
                      void *arg, char *err, size_t errlen)
 {
     int rc;
-    SHARED(v, rc = unlocked_records(v, TAG_KOFFSET, topic, tlen, fn, arg, "Kafka committed offsets",
-                                    err, errlen));
+    SHARED(v, rc = kr_view_each_unlocked(v, TAG_KOFFSET, topic, tlen, fn, arg,
+                                         "reading Kafka committed offsets failed", err, errlen));
     return rc;
 }
 

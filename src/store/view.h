@@ -11,12 +11,22 @@
  *                                                  the view holds exactly the
  *                                                  events with offset < next;
  *                                                  keys = live keys then
- *   'c' | len(topic) u8 | topic | group          -> a consumer group's cursor:
+ *   'c' | len(topic) u8 | topic | group          -> a group's cursor (WAL on):
  *                                                  CBOR [cursor, origin]
  *   'o' | len(topic) u8 | topic | group          -> a Kafka group's committed
  *                                                  offset (the Kafka listener's
- *                                                  bookkeeping): CBOR [offset,
- *                                                  metadata text or null]
+ *                                                  bookkeeping; WAL on): CBOR
+ *                                                  [offset, metadata text or
+ *                                                  null]
+ *   'p' | len(topic) u8 | topic | pid u64 BE     -> an idempotent producer's
+ *                                                  durable state (the store's
+ *                                                  encoding), written by
+ *                                                  checkpoints with the marker
+ *   'r' | len(topic) u8 | topic | id             -> CBOR [pid, epoch]: a
+ *                                                  producer's registration
+ *                                                  (WAL on, synced)
+ *   'r' | len(topic) u8 | topic                  -> CBOR [next pid]: the next
+ *                                                  number a producer gets
  *
  * Checkpoints are one table file each, data and markers together, ingested
  * at once (kr_view_ckpt_*): what a checkpoint wrote is on disk when the
@@ -226,5 +236,46 @@ int kr_view_reopen(kr_view *v, char *err, size_t errlen);
 
 /* Approximate bytes on disk (for metrics). */
 uint64_t kr_view_disk_bytes(kr_view *v);
+
+/* ---- idempotent producers (view_producers.c) ---- */
+
+/* A producer's registration ('r'): its number in the topic and the epoch of
+ * its newest registration; and the topic's next producer number. */
+void kr_view_batch_registration(kr_view_batch *b, const char *topic, size_t tlen, const uint8_t *id,
+                                size_t idlen, uint64_t pid, uint32_t epoch);
+void kr_view_batch_next_pid(kr_view_batch *b, const char *topic, size_t tlen, uint64_t next_pid);
+/* Forget a producer: its registration, in the batch (its state goes with
+ * the next checkpoint: kr_view_ckpt_producer with NULL). */
+void kr_view_batch_unregister(kr_view_batch *b, const char *topic, size_t tlen, const uint8_t *id,
+                              size_t idlen);
+/* Delete every producer state ('p') of a topic (its registrations stay):
+ * rebuilding the view from the stream rebuilds them too. */
+void kr_view_batch_drop_producer_states(kr_view_batch *b, const char *topic, size_t tlen);
+
+/* A producer's durable state in a checkpoint file, after the markers, in
+ * ascending order of (topic as for markers, pid); state NULL deletes it. */
+void kr_view_ckpt_producer(kr_view_ckpt *c, const char *topic, size_t tlen, uint64_t pid,
+                           const uint8_t *state, size_t len);
+
+/* One record kr_view_producers found. Pointers are valid during the call. */
+typedef struct kr_view_prod_rec {
+    enum { KR_VIEW_PROD_STATE, KR_VIEW_PROD_REG, KR_VIEW_PROD_NEXT_PID } kind;
+    uint64_t pid;         /* STATE, REG; NEXT_PID: the topic's next pid */
+    uint32_t epoch;       /* REG */
+    const uint8_t *id;    /* REG */
+    size_t id_len;        /* REG */
+    const uint8_t *state; /* STATE */
+    size_t state_len;     /* STATE */
+} kr_view_prod_rec;
+
+/*
+ * kr_view_producers - call fn for every producer record of a topic: the
+ * states (by pid), then the registrations and the next pid. Records this
+ * version cannot read are skipped. fn returns non-zero to stop.
+ * @return 0, or -1 with err filled.
+ */
+int kr_view_producers(kr_view *v, const char *topic, size_t tlen,
+                      int (*fn)(void *arg, const kr_view_prod_rec *r), void *arg, char *err,
+                      size_t errlen);
 
 #endif

@@ -630,6 +630,18 @@ static void run_cursors(kr_writer *wr, struct kr_job_list *round)
     kr_view_batch_free(b);
 }
 
+/* A batch of view records built by the loop (producer registrations):
+ * WAL on and synced, since a batch header may name the producer as soon as
+ * the registration is answered. */
+static void run_logged(kr_writer *wr, kr_job *j)
+{
+    char err[256];
+    if (kr_view_write_logged(wr->view, j->logged.batch, true, err, sizeof err) < 0) {
+        kr_counter_add(wr->m_failures, 1);
+        kr_job_fail(j, 0, "%s", err);
+    }
+}
+
 /* Run one round: everything taken from the queue, in order. */
 static void run_round(kr_writer *wr, struct kr_job_list *round)
 {
@@ -656,6 +668,9 @@ static void run_round(kr_writer *wr, struct kr_job_list *round)
             break;
         case KR_JOB_DELETE:
             run_delete(j);
+            break;
+        case KR_JOB_LOGGED:
+            run_logged(wr, j);
             break;
         case KR_JOB_BARRIER:
         case KR_JOB_CURSOR: /* below, all together */

@@ -168,6 +168,14 @@ def messages():
     full = enc({"cid": 3, "ack": "sync", "events": [[b"k1", 1], ["k2", {"a": [1, 2]}, 1234]]})
     add("trunc_half", PUB, full[: len(full) // 2])
     add("trunc_last", PUB, full[:-1])
+    # idempotent producers (section 7)
+    add("pr_idem", PR, {"cid": 9, "topic": "orders", "id": "p-1", "idempotent": True})
+    add("pr_idem_bad", PR, {"topic": "orders", "id": "p-1", "idempotent": 1})
+    add("pub_seq", PUB, {"seq": 2**64 - 2, "ack": "sync", "events": [[b"k", 1], [b"k", 2]]})
+    add("pub_seq_text", PUB, {"seq": "5", "value": 1})
+    add("ok_idem", OK, {"topic": "orders", "next": 7, "epoch": 3, "seq": 250})
+    add("ok_dup", OK, {"cid": 9, "first": 100, "count": 5, "duplicate": True})
+    add("error_expected", ERROR, {"code": 16, "message": "out of order", "expected": 12})
     return m
 
 
@@ -272,6 +280,41 @@ def main():
         write("fuzz_frame", name, bytes([ctrl]) + bytes(sizes) + data)
     for name, (mode, data) in index_seeds().items():
         write("fuzz_index", name, bytes([mode]) + data)
+    for name, (mode, data) in segment_seeds().items():
+        write("fuzz_segment", name, bytes([mode]) + data)
+
+
+# ---- fuzz_segment: segment files with both batch header versions ----
+
+
+def batch(base, events, producer=None):
+    """A stored batch (src/store/segment.h): version 2 with (pid, seq, epoch)
+    when producer is given, else version 1."""
+    payload = b"".join(enc([base + i, 1700000000000 + i, "k%d" % i, v])
+                       for i, v in enumerate(events))
+    fields = struct.pack(">QIIQ", base, len(events), len(payload), 1700000000000 + len(events))
+    if producer is None:
+        magic = b"KRB1"
+    else:
+        pid, seq, epoch = producer
+        magic = b"KRB2"
+        fields += struct.pack(">QQQII", 0, pid, seq, epoch, 0)
+    return magic + struct.pack(">I", crc32c(fields + payload)) + fields + payload
+
+
+def segment_seeds():
+    """fuzz_segment inputs: a mode byte (fuzz_segment.c), then the file
+    after its header (mode bit 0 prepends one with base 0)."""
+    mixed = (batch(0, [1, 2]) + batch(2, ["a"], (1, 0, 1)) + batch(3, [None, {"x": 1}], (1, 1, 1))
+             + batch(5, [3]) + batch(6, [4, 5, 6], (2, 40, 7)))
+    reserved = bytearray(batch(0, [1], (1, 0, 1)))
+    reserved[63] = 1  # the last byte of version 2's reserved word
+    return {
+        "v2_mixed": (1, mixed),
+        "v2_torn": (1, mixed[:-9]),
+        "v2_corrupt_middle": (1, mixed[:70] + b"\xff" + mixed[71:]),
+        "v2_reserved_set": (3, bytes(reserved) + batch(1, [2])),
+    }
 
 
 def cbor_items():
