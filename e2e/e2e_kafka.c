@@ -31,6 +31,7 @@
 
 #include "harness.h"
 #include "kafka/codec.h"
+#include "util/crc32c.h"
 
 /* Longest a kcat run may take (its own timeouts are shorter). */
 #define KCAT_TIMEOUT_S 30
@@ -783,6 +784,240 @@ static void test_raw_frames(void **state)
     assert_int_equal(e2e_stop(&s, 10000), 0);
 }
 
+/* ---- idempotent producers ---- */
+
+/* A record batch of n records "v<first+i>" from producer pid, epoch and
+ * base sequence seq (the codec writes a producer-less batch; the fields are
+ * patched in and the CRC-32C made again). */
+static void idem_batch(kr_buf *b, int64_t pid, int16_t epoch, int32_t seq, int first, int n)
+{
+    kr_buf_reset(b);
+    kr_kafka_batch_writer w;
+    kr_kafka_batch_begin(&w, b);
+    char v[16][16];
+    assert_true(n <= 16);
+    for (int i = 0; i < n; i++) {
+        snprintf(v[i], sizeof v[i], "v%d", first + i);
+        kr_kafka_bytes val = {(const uint8_t *)v[i], (int32_t)strlen(v[i])};
+        assert_int_equal(
+            kr_kafka_record_begin(&w, i, (int64_t)wall_ms(), (kr_kafka_bytes){NULL, -1}, val, 0),
+            0);
+        assert_int_equal(kr_kafka_record_end(&w), 0);
+    }
+    assert_int_equal(kr_kafka_batch_end(&w), n);
+    kr_kafka_patch_be(b, 43, (uint64_t)pid, 8);
+    kr_kafka_patch_be(b, 51, (uint16_t)epoch, 2);
+    kr_kafka_patch_be(b, 53, (uint32_t)seq, 4);
+    kr_kafka_patch_be(b, 17, kr_crc32c(0, b->data + 21, b->len - 21), 4);
+}
+
+/* Send a Produce (acks all) of one batch to topic "idem"; the partition's
+ * error and base offset. */
+static void produce_raw(int fd, const kr_buf *batch, int32_t cid, int16_t *err, int64_t *base)
+{
+    kr_kafka_produce_req_partition part = {0, {batch->data, (int32_t)batch->len}};
+    kr_kafka_produce_req_topic topic = {kr_kafka_cstr("idem"), {&part, 1}};
+    kr_kafka_produce_req pr = {
+        .transactional_id = {NULL, -1}, .acks = -1, .timeout_ms = 5000, .topics = {&topic, 1}};
+    send_request(fd, KR_KAFKA_PRODUCE, 7, cid, &pr);
+    kr_buf b;
+    kr_buf_init(&b, 1 << 20);
+    kr_kafka_arena a;
+    kr_kafka_arena_init(&a, 1 << 20);
+    char msg[256];
+    int32_t got;
+    kr_kafka_produce_resp resp;
+    assert_int_equal(recv_frame(fd, &b, 10000), 1);
+    assert_int_equal(kr_kafka_response_decode(b.data, b.len, KR_KAFKA_PRODUCE, 7, &a, &got, &resp,
+                                              msg, sizeof msg),
+                     KR_KAFKA_OK);
+    assert_int_equal(got, cid);
+    assert_int_equal(resp.responses.n, 1);
+    assert_int_equal(resp.responses.v[0].partitions.n, 1);
+    *err = resp.responses.v[0].partitions.v[0].error_code;
+    *base = resp.responses.v[0].partitions.v[0].base_offset;
+    kr_kafka_arena_free(&a);
+    kr_buf_free(&b);
+}
+
+/* The number of events of topic idem (krappy stats). */
+static int idem_events(const e2e_server *s)
+{
+    int rc = sh("%s -h 127.0.0.1 -p %s stats idem --json 2>&1", e2e_cli(), s->port);
+    if (rc != 0)
+        fail_msg("krappy stats idem: %s", out);
+    const char *n = strstr(out, "\"next\":");
+    assert_non_null(n);
+    return atoi(n + 7);
+}
+
+/* Repeats of a producer's batch are stored once, also after kill -9 of
+ * krappyd; a gap in the sequence and another epoch are refused. */
+static void test_idempotent_repeats(void **state)
+{
+    (void)state;
+    e2e_server s;
+    start(&s, NULL);
+    int fd = kconnect(&s);
+    kr_kafka_init_producer_id_req ip = {.transactional_id = {NULL, -1},
+                                        .transaction_timeout_ms = 60000};
+    send_request(fd, KR_KAFKA_INIT_PRODUCER_ID, 1, 1, &ip);
+    kr_buf b, batch;
+    kr_buf_init(&b, 1 << 20);
+    kr_buf_init(&batch, 1 << 20);
+    kr_kafka_arena a;
+    kr_kafka_arena_init(&a, 1 << 20);
+    char msg[256];
+    int32_t cid;
+    kr_kafka_init_producer_id_resp id;
+    assert_int_equal(recv_frame(fd, &b, 5000), 1);
+    assert_int_equal(kr_kafka_response_decode(b.data, b.len, KR_KAFKA_INIT_PRODUCER_ID, 1, &a, &cid,
+                                              &id, msg, sizeof msg),
+                     KR_KAFKA_OK);
+    assert_int_equal(id.error_code, 0);
+    assert_true(id.producer_id >= 0);
+    assert_int_equal(id.producer_epoch, 0);
+
+    int16_t err;
+    int64_t base;
+    idem_batch(&batch, id.producer_id, 0, 0, 0, 3);
+    produce_raw(fd, &batch, 2, &err, &base);
+    assert_int_equal(err, 0);
+    assert_int_equal(base, 0);
+    produce_raw(fd, &batch, 3, &err, &base); /* the same again: the original's offset */
+    assert_int_equal(err, 0);
+    assert_int_equal(base, 0);
+    assert_int_equal(idem_events(&s), 3);
+    idem_batch(&batch, id.producer_id, 0, 7, 3, 2); /* 3..6 are missing */
+    produce_raw(fd, &batch, 4, &err, &base);
+    assert_int_equal(err, KR_KAFKA_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER);
+    idem_batch(&batch, id.producer_id, 1, 3, 3, 2);
+    produce_raw(fd, &batch, 5, &err, &base);
+    assert_int_equal(err, KR_KAFKA_ERR_INVALID_PRODUCER_EPOCH);
+    idem_batch(&batch, id.producer_id, 0, 3, 3, 2);
+    produce_raw(fd, &batch, 6, &err, &base);
+    assert_int_equal(err, 0);
+    assert_int_equal(base, 3);
+    close(fd);
+
+    /* kill -9, and the same Kafka port again: the producer's repeat is
+     * still known (its state comes back from the stream). */
+    char port[16];
+    snprintf(port, sizeof port, "%s", s.kafka_port);
+    kill(s.pid, SIGKILL);
+    waitpid(s.pid, NULL, 0);
+    char listen[64];
+    snprintf(listen, sizeof listen, "127.0.0.1:%s", port);
+    const char *args[] = {"--kafka-listen", listen, NULL};
+    assert_int_equal(e2e_restart(&s, args), 0);
+    fd = kconnect(&s);
+    produce_raw(fd, &batch, 7, &err, &base);
+    assert_int_equal(err, 0);
+    assert_int_equal(base, 3);
+    idem_batch(&batch, id.producer_id, 0, 5, 5, 1);
+    produce_raw(fd, &batch, 8, &err, &base);
+    assert_int_equal(err, 0);
+    assert_int_equal(base, 5);
+    assert_int_equal(idem_events(&s), 6);
+    close(fd);
+    kr_kafka_arena_free(&a);
+    kr_buf_free(&b);
+    kr_buf_free(&batch);
+    assert_int_equal(e2e_stop(&s, 10000), 0);
+}
+
+/* A librdkafka idempotent producer (acks all) across a kill -9 of krappyd,
+ * restarted on the same port: every message is in the stream exactly
+ * once afterwards. */
+static void test_idempotent_producer_kill9(void **state)
+{
+    (void)state;
+    e2e_server s;
+    start(&s, NULL);
+    char err[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    const char *kv[] = {"bootstrap.servers",
+                        bs(&s),
+                        "enable.idempotence",
+                        "true",
+                        "acks",
+                        "all",
+                        "linger.ms",
+                        "5",
+                        "message.timeout.ms",
+                        "60000",
+                        "reconnect.backoff.max.ms",
+                        "200",
+                        NULL};
+    for (int i = 0; kv[i] != NULL; i += 2)
+        assert_int_equal(rd_kafka_conf_set(conf, kv[i], kv[i + 1], err, sizeof err),
+                         RD_KAFKA_CONF_OK);
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
+    assert_non_null(rk);
+    dr_ok = dr_failed = 0;
+    const int n = 20000;
+    char port[16];
+    snprintf(port, sizeof port, "%s", s.kafka_port);
+    for (int i = 0; i < n; i++) {
+        char v[32];
+        snprintf(v, sizeof v, "m%d", i);
+        rd_kafka_resp_err_t e;
+        while ((e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("once"), RD_KAFKA_V_VALUE(v, strlen(v)),
+                                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END)) ==
+               RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            rd_kafka_poll(rk, 10);
+        assert_int_equal(e, RD_KAFKA_RESP_ERR_NO_ERROR);
+        rd_kafka_poll(rk, 0);
+        if (i == n / 2) {
+            /* Batches in flight now: kill -9, and back on the same port. */
+            kill(s.pid, SIGKILL);
+            waitpid(s.pid, NULL, 0);
+            char listen[64];
+            snprintf(listen, sizeof listen, "127.0.0.1:%s", port);
+            const char *args[] = {"--kafka-listen", listen, NULL};
+            assert_int_equal(e2e_restart(&s, args), 0);
+        }
+    }
+    assert_int_equal(rd_kafka_flush(rk, 60000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    assert_int_equal(dr_failed, 0);
+    assert_int_equal(dr_ok, n);
+    rd_kafka_destroy(rk);
+
+    /* Read it all back: each message once. */
+    const char *ckv[] = {"group.id", "e2e-once", "enable.auto.commit", "false", NULL};
+    rd_kafka_t *ck = client(&s, RD_KAFKA_CONSUMER, ckv);
+    rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(tp, "once", 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    assert_int_equal(rd_kafka_assign(ck, tp), RD_KAFKA_RESP_ERR_NO_ERROR);
+    static unsigned char seen[20000];
+    memset(seen, 0, sizeof seen);
+    int total = 0, eof = 0;
+    uint64_t deadline = e2e_now_ms() + 30000;
+    while (!eof && e2e_now_ms() < deadline) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(ck, 500);
+        if (m == NULL)
+            continue;
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && total >= n) {
+            eof = 1;
+        } else if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            char v[32];
+            snprintf(v, sizeof v, "%.*s", (int)m->len, (const char *)m->payload);
+            int k = atoi(v + 1);
+            assert_true(v[0] == 'm' && k >= 0 && k < n);
+            assert_int_equal(seen[k], 0); /* never twice */
+            seen[k] = 1;
+            total++;
+        }
+        rd_kafka_message_destroy(m);
+    }
+    assert_int_equal(total, n);
+    rd_kafka_topic_partition_list_destroy(tp);
+    rd_kafka_consumer_close(ck);
+    rd_kafka_destroy(ck);
+    assert_int_equal(e2e_stop(&s, 10000), 0);
+}
+
 /* An idle Kafka connection is closed after --idle-timeout. */
 static void test_idle_timeout(void **state)
 {
@@ -813,6 +1048,8 @@ int main(void)
         cmocka_unit_test(test_sasl),
         cmocka_unit_test(test_admin),
         cmocka_unit_test(test_raw_frames),
+        cmocka_unit_test(test_idempotent_repeats),
+        cmocka_unit_test(test_idempotent_producer_kill9),
         cmocka_unit_test(test_idle_timeout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

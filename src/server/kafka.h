@@ -58,6 +58,7 @@ typedef struct kr_kreq kr_kreq;
 typedef enum kr_khresult { KR_KH_DONE = 0, KR_KH_ASYNC } kr_khresult;
 typedef struct kr_kgroups kr_kgroups;
 typedef struct kr_kprefetch kr_kprefetch;
+typedef struct kr_kprod kr_kprod;
 
 /* Where a connection is in the SASL exchange (with --token). */
 typedef enum kr_ksasl {
@@ -112,6 +113,8 @@ struct kr_kconn {
     kr_kafka_arena dec;     /* the arrays of the request being decoded */
     char client_id[64];     /* as the client names itself (logs) */
     kr_kprefetch *prefetch; /* the next Fetch's records (kafka_fetch.c) */
+    kr_kprod *prods;        /* idempotent producers registered here */
+    size_t n_prods, cap_prods;
     char msg[512];
     TAILQ_ENTRY(kr_kconn) link;
 };
@@ -224,6 +227,10 @@ void kr_kconn_release(kr_kconn *c);
 /* The connection closed: drop its Fetch prefetch, pending or made
  * (kafka_fetch.c). The caller holds a reference. */
 void kr_kfetch_conn_closed(kr_kconn *c);
+
+/* The connection closed: its idempotent producers' registrations end
+ * (kafka_produce.c). */
+void kr_kproduce_conn_closed(kr_kconn *c);
 
 /* Release the connection's Fetch prefetch with its memory. */
 void kr_kfetch_conn_free(kr_kconn *c);

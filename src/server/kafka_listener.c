@@ -707,6 +707,7 @@ static void kconn_abort(kr_kconn *c, const char *why)
      * rest go with the last reference. */
     cancel_parked(c);
     kr_kfetch_conn_closed(c);
+    kr_kproduce_conn_closed(c);
     kr_kconn_release(c);
 }
 

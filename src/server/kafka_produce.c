@@ -11,14 +11,21 @@
  * none/write/sync; with acks 0 no response is sent, and a refused batch
  * closes the connection (what Kafka's brokers do).
  *
- * Idempotent producers: a batch with a producer id carries its epoch and
- * base sequence; the sequence check of PROTOCOL.md section 7 belongs to the
- * store (being built) and is to be called from publish_batch with them, its
- * answers mapped to DUPLICATE_SEQUENCE_NUMBER (with the original offset),
- * OUT_OF_ORDER_SEQUENCE_NUMBER and INVALID_PRODUCER_EPOCH. Until then the
- * batches of idempotent producers are stored as any other.
+ * Idempotent producers: a batch with a producer id (handed out by
+ * InitProducerId, epoch 0) carries its base sequence. Each (topic, producer
+ * id) is a producer of the store's (PROTOCOL.md section 7) named
+ * "kafka-<id>", registered on the connection the first time one of its
+ * batches arrives there (registering again on a new connection - after a
+ * reconnect, or a restart of krappyd - keeps its sequence state), and the
+ * batch goes to kr_store_publish with its sequence number: a repeat of one
+ * of the producer's last batches stores nothing and is answered with the
+ * original's offset and no error (as Kafka's brokers answer a duplicate),
+ * a gap is OUT_OF_ORDER_SEQUENCE_NUMBER, a registration fenced by a newer
+ * one INVALID_PRODUCER_EPOCH, a producer the store forgot
+ * UNKNOWN_PRODUCER_ID.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "proto/cbor.h"
@@ -88,12 +95,129 @@ static void published(void *arg, const kr_store_result *res)
     if (res->err != KRAPPY_OK) {
         part_fail(r, pr, kp->p, kr_kafka_err_from(res->err), res->msg);
     } else {
+        /* A duplicate: the original's offset, nothing stored again. */
         kp->p->base_offset = (int64_t)res->first;
         kp->p->log_start_offset = (int64_t)kp->t->first;
-        kr_counter_add(r->conn->k->m.produced, (uint64_t)kp->records);
+        if (!res->duplicate)
+            kr_counter_add(r->conn->k->m.produced, (uint64_t)kp->records);
     }
     if (--r->pending == 0)
         produce_finish(r);
+}
+
+/* ---- idempotent producers ---- */
+
+/* A Kafka producer id bound to the store's producer on this connection. */
+struct kr_kprod {
+    kr_topic *t;
+    int64_t pid;
+    uint32_t epoch; /* the store's, of this connection's registration */
+    char id[32];    /* "kafka-<pid>" */
+    size_t id_len;
+};
+
+/*
+ * The store's view of Kafka producer `pid` on topic t for this
+ * connection, registered now when it is the first batch of the pair here.
+ * @return 0 with idem's id and epoch set (valid while c lives); -1 with
+ *         the Kafka error and msg.
+ */
+static int producer_bind(kr_kconn *c, kr_topic *t, int64_t pid, kr_idem *idem, int16_t *err)
+{
+    kr_kprod *kp = NULL;
+    for (size_t i = 0; i < c->n_prods && kp == NULL; i++)
+        if (c->prods[i].t == t && c->prods[i].pid == pid)
+            kp = &c->prods[i];
+    if (kp == NULL) {
+        if (c->n_prods == c->cap_prods) {
+            size_t cap = c->cap_prods ? c->cap_prods * 2 : 4;
+            kr_kprod *n = realloc(c->prods, cap * sizeof *n);
+            if (n == NULL) {
+                *err = KR_KAFKA_ERR_UNKNOWN_SERVER_ERROR;
+                snprintf(c->msg, sizeof c->msg, "out of memory registering the producer");
+                return -1;
+            }
+            c->prods = n;
+            c->cap_prods = cap;
+        }
+        kp = &c->prods[c->n_prods];
+        *kp = (kr_kprod){.t = t, .pid = pid};
+        kp->id_len = (size_t)snprintf(kp->id, sizeof kp->id, "kafka-%lld", (long long)pid);
+        kr_store_result res;
+        kr_topic *same;
+        if (kr_store_producer_register(c->k->srv->store, (const uint8_t *)t->name, t->name_len,
+                                       (const uint8_t *)kp->id, kp->id_len, &same, NULL, NULL,
+                                       &res) < 0) {
+            *err = res.err == KRAPPY_E_BUSY ? KR_KAFKA_ERR_UNKNOWN_SERVER_ERROR
+                                            : KR_KAFKA_ERR_KAFKA_STORAGE_ERROR;
+            snprintf(c->msg, sizeof c->msg, "%s", res.msg);
+            return -1;
+        }
+        kp->epoch = res.epoch;
+        c->n_prods++;
+    }
+    idem->id = (const uint8_t *)kp->id;
+    idem->id_len = kp->id_len;
+    idem->epoch = kp->epoch;
+    return 0;
+}
+
+void kr_kproduce_conn_closed(kr_kconn *c)
+{
+    for (size_t i = 0; i < c->n_prods; i++)
+        kr_store_producer_release(c->k->srv->store, c->prods[i].t, (const uint8_t *)c->prods[i].id,
+                                  c->prods[i].id_len);
+    free(c->prods);
+    c->prods = NULL;
+    c->n_prods = c->cap_prods = 0;
+}
+
+/* The Kafka error for a PUBLISH the store refused. */
+static int16_t publish_error(krappy_err rc, uint64_t bad)
+{
+    switch (rc) {
+    case KRAPPY_E_INVALID_ARGUMENT:
+        return bad != UINT64_MAX ? KR_KAFKA_ERR_MESSAGE_TOO_LARGE
+                                 : KR_KAFKA_ERR_RECORD_LIST_TOO_LARGE;
+    case KRAPPY_E_FENCED:
+        return KR_KAFKA_ERR_INVALID_PRODUCER_EPOCH;
+    case KRAPPY_E_OUT_OF_ORDER_SEQUENCE:
+        return KR_KAFKA_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER;
+    case KRAPPY_E_NOT_REGISTERED:
+        return KR_KAFKA_ERR_UNKNOWN_PRODUCER_ID;
+    default:
+        return kr_kafka_err_from(rc);
+    }
+}
+
+/* The idempotent producer's part of a batch: kr_idem, or NULL for a batch
+ * without a producer id. @return 0, or -1 with the partition's error set. */
+static int batch_idem(kr_kconn *c, kr_kreq *r, kproduce *pr, kpart *kp, const kr_kafka_batch *b,
+                      kr_idem *idem, kr_idem **out)
+{
+    *out = NULL;
+    if (b->producer_id < 0)
+        return 0;
+    int16_t err;
+    if (b->producer_epoch != 0) {
+        snprintf(c->msg, sizeof c->msg,
+                 "producer epoch %d: this broker hands out epoch 0 (InitProducerId v0-v1)",
+                 b->producer_epoch);
+        part_fail(r, pr, kp->p, KR_KAFKA_ERR_INVALID_PRODUCER_EPOCH, c->msg);
+        return -1;
+    }
+    if (b->base_sequence < 0) {
+        part_fail(r, pr, kp->p, KR_KAFKA_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                  "an idempotent batch needs a base sequence of 0 or more");
+        return -1;
+    }
+    if (producer_bind(c, kp->t, b->producer_id, idem, &err) < 0) {
+        part_fail(r, pr, kp->p, err, c->msg);
+        return -1;
+    }
+    idem->seq = (uint64_t)b->base_sequence;
+    *out = idem;
+    return 0;
 }
 
 /*
@@ -144,19 +268,26 @@ static int publish_batch(kr_kconn *c, kr_kreq *r, kproduce *pr, kpart *kp,
         part_fail(r, pr, p, KR_KAFKA_ERR_INVALID_RECORD, c->msg);
         return 0;
     }
+    kr_idem idem, *ip;
+    if (batch_idem(c, r, pr, kp, &b, &idem, &ip) < 0)
+        return 0;
     uint64_t bad = UINT64_MAX;
     kp->records = b.count;
-    rc = kr_store_publish(k->srv->store, kp->t, &req, &k->decode, pr->acks == -1, NULL, published,
-                          kp, c->msg, sizeof c->msg, &bad);
+    /* Counted first: a repeat of an idempotent batch may be answered from
+     * within the call. */
+    r->pending++;
+    rc = kr_store_publish(k->srv->store, kp->t, &req, &k->decode, pr->acks == -1, ip, published, kp,
+                          c->msg, sizeof c->msg, &bad);
     if (rc != KRAPPY_OK) {
-        int16_t code = rc == KRAPPY_E_INVALID_ARGUMENT
-                           ? (bad != UINT64_MAX ? KR_KAFKA_ERR_MESSAGE_TOO_LARGE
-                                                : KR_KAFKA_ERR_RECORD_LIST_TOO_LARGE)
-                           : kr_kafka_err_from(rc);
-        part_fail(r, pr, p, code, c->msg);
+        r->pending--;
+        if (rc == KRAPPY_E_OUT_OF_ORDER_SEQUENCE)
+            snprintf(c->msg, sizeof c->msg,
+                     "base sequence %d is not the one expected (%llu): a batch before it is "
+                     "missing",
+                     b.base_sequence, (unsigned long long)idem.expected);
+        part_fail(r, pr, p, publish_error(rc, bad), c->msg);
         return 0;
     }
-    r->pending++;
     return 1;
 }
 
