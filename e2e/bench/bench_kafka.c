@@ -7,8 +7,10 @@
  *            batches of the size librdkafka sent (records per Produce, read
  *            from the server's /metrics), 8 in flight, ack "write";
  *   consume: librdkafka from offset 0 to the end of its topic (default
- *            fetch sizes), every record's key and value looked at; then
- *            FETCH from 0 on the Krappy port, every event decoded.
+ *            fetch sizes, messages taken in batches from the consumer
+ *            queue), every record's key and value looked at; then FETCH
+ *            from 0 on the Krappy port, every event decoded - each once the
+ *            server is idle again after the produce phase before it.
  *
  *   bench_kafka [RECORDS]      default 1000000
  * Uses $KRAPPYD (default bin/krappyd) in a temp dir.
@@ -69,6 +71,21 @@ static run stop(const meter *m, const e2e_server *s, double count)
     return (run){count / secs, 100 * (cpu_s() - m->c0) / secs,
                  100 * (e2e_pid_cpu_s(s->pid, 0) - m->s0) / secs,
                  100 * (e2e_pid_cpu_s(s->pid, s->pid) - m->l0) / secs};
+}
+
+/* Wait (at most 15 s) until the server is idle - its checkpoints of what
+ * was just produced done - so that a consume phase is measured alone. */
+static void settle(const e2e_server *s)
+{
+    double deadline = now_s() + 15;
+    double c0 = e2e_pid_cpu_s(s->pid, 0);
+    while (now_s() < deadline) {
+        usleep(300000);
+        double c1 = e2e_pid_cpu_s(s->pid, 0);
+        if (c1 - c0 < 0.015) /* under 5% of a core */
+            return;
+        c0 = c1;
+    }
 }
 
 static void die(const char *what, const char *why)
@@ -352,6 +369,7 @@ int main(int argc, char **argv)
         batch = 1;
     if (batch > 100000)
         batch = 100000;
+    settle(&s);
     run kc = kafka_consume(&s, records);
     double used = metric(&s, "krappy_kafka_prefetches_total{result=\"used\"}");
     double dropped = metric(&s, "krappy_kafka_prefetches_total{result=\"dropped\"}");
@@ -369,6 +387,7 @@ int main(int argc, char **argv)
         kdie(c, "register");
     kr_buf_free(&b);
     run yp = port_produce(c, &s, records, batch);
+    settle(&s);
     run yc = port_fetch(c, &s, (uint64_t)records);
     krappy_client_free(c);
 

@@ -133,14 +133,22 @@ struct kr_kprefetch {
     kr_buf records;
 };
 
-/* Forget the prefetched records (used says whether they were taken). */
+/* Forget the prefetched records (used says whether they were taken); the
+ * buffer is kept for the next ones, a megabyte made anew each time costing
+ * more in page faults than the records do. */
 static void prefetch_drop(kr_kprefetch *pf, bool used)
 {
-    if (pf->ready) {
-        pf->c->k->prefetch_bytes -= pf->records.cap;
+    if (pf->ready)
         kr_counter_add(used ? pf->c->k->m.prefetch_used : pf->c->k->m.prefetch_dropped, 1);
-    }
     pf->ready = false;
+    kr_buf_reset(&pf->records);
+}
+
+/* Release the buffer (and its share of KR_KAFKA_PREFETCH_BYTES). */
+static void prefetch_release(kr_kprefetch *pf)
+{
+    prefetch_drop(pf, false);
+    pf->c->k->prefetch_bytes -= pf->records.cap;
     kr_buf_free(&pf->records);
 }
 
@@ -151,18 +159,23 @@ static void prefetch_run(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     pf->scheduled = false;
+    /* Records take about what their events take, and a little more. */
+    size_t room = (size_t)pf->want + (size_t)pf->want / 4 + 4096;
+    size_t grow = room > pf->records.cap ? room - pf->records.cap : 0;
     if (c->bev != NULL && !c->no_more && (uint64_t)pf->offset < pf->t->next &&
         (uint64_t)pf->offset >= pf->t->first &&
-        c->k->prefetch_bytes + pf->want * 2 <= KR_KAFKA_PREFETCH_BYTES) {
+        c->k->prefetch_bytes + grow <= KR_KAFKA_PREFETCH_BYTES) {
         int16_t err;
-        kr_buf_init(&pf->records, (size_t)c->k->cfg->max_frame);
+        size_t cap0 = pf->records.cap;
+        kr_buf_reset(&pf->records);
+        (void)kr_buf_reserve(&pf->records, room);
         int32_t n = build(c, pf->t, pf->offset, pf->want, &pf->records, &pf->next, &err);
+        c->k->prefetch_bytes += pf->records.cap - cap0;
         if (n > 0) {
             pf->count = n;
             pf->ready = true;
-            c->k->prefetch_bytes += pf->records.cap;
         } else {
-            kr_buf_free(&pf->records);
+            kr_buf_reset(&pf->records);
         }
     }
     kr_kconn_release(c);
@@ -179,6 +192,7 @@ static void prefetch_after(kr_kconn *c, const kfpart *fp, uint64_t want, uint64_
         if (pf == NULL)
             return;
         pf->c = c;
+        kr_buf_init(&pf->records, (size_t)c->k->cfg->max_frame);
         pf->timer = evtimer_new(c->k->srv->base, prefetch_run, pf);
         if (pf->timer == NULL) {
             free(pf);
@@ -226,7 +240,7 @@ void kr_kfetch_conn_closed(kr_kconn *c)
     kr_kprefetch *pf = c->prefetch;
     if (pf == NULL)
         return;
-    prefetch_drop(pf, false);
+    prefetch_release(pf);
     if (pf->scheduled) {
         event_del(pf->timer);
         pf->scheduled = false;
@@ -239,7 +253,7 @@ void kr_kfetch_conn_free(kr_kconn *c)
     kr_kprefetch *pf = c->prefetch;
     if (pf == NULL)
         return;
-    prefetch_drop(pf, false);
+    prefetch_release(pf);
     event_free(pf->timer); /* not pending: it holds a reference while it is */
     free(pf);
     c->prefetch = NULL;
