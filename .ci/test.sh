@@ -78,6 +78,7 @@ all)
     hammer $ASAN $ASAN/bin "asan, idempotent producers, 3 kills" --seconds 5 --idempotent \
         --kills 3 --sync 50
     e2e $REL bin "O2 smoke" smoke
+    run "README's libkrappy program, installed" sh e2e/readme_example.sh
     ;;
 unit) unit $ASAN asan ;;
 fuzz-replay) fuzz_replay $ASAN asan ;;
@@ -85,7 +86,10 @@ e2e)
     e2e $ASAN $ASAN/bin asan
     hammer $ASAN $ASAN/bin asan --seconds 5
     ;;
-smoke) e2e $REL bin "O2 smoke" smoke ;;
+smoke)
+    e2e $REL bin "O2 smoke" smoke
+    run "README's libkrappy program, installed" sh e2e/readme_example.sh
+    ;;
 torture)
     # The long loops: 100000 churned connections, 100 kill -9 rounds under
     # load, 30 power cuts; hammer with 100 kill -9s of the server under load.

@@ -1,8 +1,8 @@
 # krappy as a nixpkgs-style derivation: the Makefile does the work, with
 # PREFIX=$out; its tests run in checkPhase (they skip what needs apt or a
 # network inside the sandbox).
-{ lib, stdenv, pkg-config, rocksdb, libevent, libcbor, zlib, lz4, zstd, snappy, cmocka
-, rdkafka, kcat }:
+{ lib, stdenv, pkg-config, rocksdb, libevent, libcbor, cmocka
+, zlib, lz4, zstd, snappy, raft-canonical, libuv, rdkafka, kcat }:
 
 stdenv.mkDerivation {
   pname = "krappy";
@@ -11,9 +11,10 @@ stdenv.mkDerivation {
   src = lib.cleanSource ../.;
 
   nativeBuildInputs = [ pkg-config ];
-  # zlib, lz4, zstd, snappy: the Kafka codec's decompressors.
-  buildInputs = [ rocksdb libevent libcbor zlib lz4 zstd snappy ];
-  # librdkafka and kcat drive the Kafka listener's e2e tests.
+  # zlib, lz4, zstd and snappy decompress Kafka record batches; raft-canonical
+  # (libraft) and libuv replicate a cluster.
+  buildInputs = [ rocksdb libevent libcbor zlib lz4 zstd snappy raft-canonical libuv ];
+  # The Kafka listener's tests drive real Kafka clients: librdkafka and kcat.
   nativeCheckInputs = [ cmocka rdkafka kcat ];
 
   makeFlags = [ "PREFIX=${placeholder "out"}" ];

@@ -560,6 +560,110 @@ static void test_rt_ping_topics_stats(void **state)
 
 /* ---- malformed payloads ---- */
 
+/* DELETE_TOPIC, GROUP_SEEK (to earliest, latest, an offset; ts), GROUP_DELETE. */
+static void test_rt_admin(void **state)
+{
+    (void)state;
+    kr_enc_delete_topic(&B, cid(5), "orders");
+    assert_int_equal(dec(KRAPPY_T_DELETE_TOPIC), KRAPPY_OK);
+    str_eq(R.u.delete_topic.topic, "orders");
+    assert_int_equal(R.cid.v, 5);
+
+    static const struct {
+        kr_seek_kind to;
+        uint64_t value;
+    } seeks[] = {{KR_SEEK_EARLIEST, 0},
+                 {KR_SEEK_LATEST, 0},
+                 {KR_SEEK_OFFSET, 0},
+                 {KR_SEEK_OFFSET, 1234567890123ull},
+                 {KR_SEEK_TIME, 1764000000000ull}};
+    for (size_t i = 0; i < sizeof seeks / sizeof seeks[0]; i++) {
+        kr_buf_reset(&B);
+        kr_enc_group_seek(&B, NOCID, "orders", "billing", seeks[i].to, seeks[i].value);
+        assert_int_equal(dec(KRAPPY_T_GROUP_SEEK), KRAPPY_OK);
+        str_eq(R.u.group_seek.topic, "orders");
+        str_eq(R.u.group_seek.group, "billing");
+        assert_int_equal(R.u.group_seek.to, seeks[i].to);
+        assert_int_equal(R.u.group_seek.value, seeks[i].value);
+    }
+
+    kr_buf_reset(&B);
+    kr_enc_group_delete(&B, NOCID, "orders", "billing");
+    assert_int_equal(dec(KRAPPY_T_GROUP_DELETE), KRAPPY_OK);
+    str_eq(R.u.group_delete.topic, "orders");
+    str_eq(R.u.group_delete.group, "billing");
+
+    /* Fields wrong or missing: INVALID_ARGUMENT naming them. */
+    kr_buf_reset(&B);
+    kr_cbor_put_map(&B, 0);
+    assert_int_equal(dec(KRAPPY_T_DELETE_TOPIC), KRAPPY_E_INVALID_ARGUMENT);
+    expect_msg("'topic'");
+    kr_buf_reset(&B);
+    kr_cbor_put_map(&B, 1);
+    kt("topic", "a/b");
+    assert_int_equal(dec(KRAPPY_T_DELETE_TOPIC), KRAPPY_E_INVALID_ARGUMENT);
+    kr_buf_reset(&B);
+    kr_cbor_put_map(&B, 1);
+    kt("topic", "t");
+    assert_int_equal(dec(KRAPPY_T_GROUP_DELETE), KRAPPY_E_INVALID_ARGUMENT);
+    expect_msg("'group'");
+    kr_buf_reset(&B);
+    kr_cbor_put_map(&B, 2);
+    kt("topic", "t");
+    kt("group", "g");
+    assert_int_equal(dec(KRAPPY_T_GROUP_SEEK), KRAPPY_E_INVALID_ARGUMENT);
+    expect_msg("'to' is required");
+    kr_buf_reset(&B);
+    kr_cbor_put_map(&B, 3);
+    kt("topic", "t");
+    kt("group", "g");
+    kt("to", "newest");
+    assert_int_equal(dec(KRAPPY_T_GROUP_SEEK), KRAPPY_E_INVALID_ARGUMENT);
+    expect_msg("\"earliest\", \"latest\" or an offset");
+    kr_buf_reset(&B);
+    kr_cbor_put_map(&B, 4);
+    kt("topic", "t");
+    kt("group", "g");
+    ku("to", 3);
+    ku("ts", 4);
+    assert_int_equal(dec(KRAPPY_T_GROUP_SEEK), KRAPPY_E_INVALID_ARGUMENT);
+    expect_msg("not both");
+    kr_buf_reset(&B);
+    kr_cbor_put_map(&B, 3);
+    kt("topic", "t");
+    kt("group", "g");
+    kt("ts", "yesterday");
+    assert_int_equal(dec(KRAPPY_T_GROUP_SEEK), KRAPPY_E_INVALID_ARGUMENT);
+    expect_msg("'ts'");
+    /* null counts as absent: `to` null with `ts` given is a time seek. */
+    kr_buf_reset(&B);
+    kr_cbor_put_map(&B, 4);
+    kt("topic", "t");
+    kt("group", "g");
+    kn("to");
+    ku("ts", 77);
+    assert_int_equal(dec(KRAPPY_T_GROUP_SEEK), KRAPPY_OK);
+    assert_int_equal(R.u.group_seek.to, KR_SEEK_TIME);
+    assert_int_equal(R.u.group_seek.value, 77);
+
+    /* The replies. */
+    kr_buf_reset(&B);
+    kr_str name = {(const uint8_t *)"orders", 6};
+    kr_enc_ok_topic(&B, cid(2), &name);
+    kr_reply r;
+    assert_int_equal(kr_reply_decode(KRAPPY_T_OK, B.data, B.len, &r), 0);
+    kr_cbor_item v;
+    assert_int_equal(kr_cbor_map_find(&r.map, "topic", &v), 1);
+    assert_true(kr_cbor_text_eq(&v, "orders"));
+    kr_buf_reset(&B);
+    kr_enc_ok_cursor(&B, NOCID, 42);
+    uint64_t cur = 0;
+    assert_int_equal(kr_reply_decode(KRAPPY_T_OK, B.data, B.len, &r), 0);
+    assert_int_equal(kr_reply_uint(&r, "cursor", &cur), 1);
+    assert_int_equal(cur, 42);
+    assert_int_equal(r.map.u, 1);
+}
+
 static void test_bad_payload(void **state)
 {
     (void)state;
@@ -1978,8 +2082,9 @@ static void test_error_names(void **state)
     assert_string_equal(krappy_type_name(KRAPPY_T_ERROR), "ERROR");
     assert_null(krappy_type_name(0));
     assert_null(krappy_type_name(13));
-    for (unsigned t = 1; t <= 12; t++)
-        assert_non_null(krappy_type_name(t));
+    for (unsigned t = 1; t <= KRAPPY_T_REQUEST_MAX; t++)
+        assert_true(t == 13 || krappy_type_name(t) != NULL);
+    assert_string_equal(krappy_type_name(KRAPPY_T_GROUP_SEEK), "GROUP_SEEK");
     assert_int_equal(krappy_err_closes(KRAPPY_E_BAD_FRAME), 1);
     assert_int_equal(krappy_err_closes(KRAPPY_E_FRAME_TOO_LARGE), 1);
     assert_int_equal(krappy_err_closes(KRAPPY_E_UNAUTHENTICATED), 1);
@@ -2010,6 +2115,7 @@ int main(void)
         T(test_rt_fetch),
         T(test_rt_hello),
         T(test_rt_ping_topics_stats),
+        T(test_rt_admin),
         T(test_bad_payload),
         T(test_unknown_type),
         T(test_topic_names),

@@ -87,6 +87,25 @@ static kr_topic *reg(kr_store *s, const char *name)
     return kr_test_register(s, base, name);
 }
 
+/* Publish the n events and wait for their acknowledgement. @return first. */
+static uint64_t publish(kr_store *s, kr_topic *t, const kr_event_out_spec *ev, int n)
+{
+    kr_buf b, scratch;
+    kr_request req;
+    char msg[256];
+    kr_test_publish_request(ev, (size_t)n, &b, &scratch, &req);
+    done d = {0};
+    uint64_t bad;
+    assert_int_equal(
+        kr_store_publish(s, t, &req, &scratch, false, NULL, on_done, &d, msg, sizeof msg, &bad),
+        KRAPPY_OK);
+    run_until(&d.calls, 1);
+    assert_int_equal(d.res.err, KRAPPY_OK);
+    kr_buf_free(&b);
+    kr_buf_free(&scratch);
+    return d.res.first;
+}
+
 /* Publish n events key "k<j % nkeys>" value "v<offset>". @return first. */
 static uint64_t pub(kr_store *s, kr_topic *t, int n, int nkeys)
 {
@@ -110,20 +129,7 @@ static uint64_t pub(kr_store *s, kr_topic *t, int n, int nkeys)
                                     .value_len = vb.len};
         kr_buf_free(&vb);
     }
-    kr_buf b, scratch;
-    kr_request req;
-    char msg[256];
-    kr_test_publish_request(ev, (size_t)n, &b, &scratch, &req);
-    done d = {0};
-    uint64_t bad;
-    assert_int_equal(
-        kr_store_publish(s, t, &req, &scratch, false, NULL, on_done, &d, msg, sizeof msg, &bad),
-        KRAPPY_OK);
-    run_until(&d.calls, 1);
-    assert_int_equal(d.res.err, KRAPPY_OK);
-    assert_int_equal(d.res.first, first);
-    kr_buf_free(&b);
-    kr_buf_free(&scratch);
+    assert_int_equal(publish(s, t, ev, n), first);
     return first;
 }
 
@@ -681,6 +687,325 @@ static void test_group_record_with_a_long_name_is_skipped(void **state)
     kr_store_close(s);
 }
 
+/* ---- administration: DELETE_TOPIC, GROUP_SEEK, GROUP_DELETE ---- */
+
+static void on_wake_gone(kr_waiter *w, bool timed_out)
+{
+    (void)timed_out;
+    *(int *)w->arg = w->gone ? 1 : -1;
+}
+
+/* Entries of DATA/topics whose name starts with c. */
+static size_t topic_dirs_starting(char c)
+{
+    char path[128];
+    snprintf(path, sizeof path, "%s/topics", dir);
+    DIR *d = opendir(path);
+    size_t n = 0;
+    struct dirent *e;
+    while (d != NULL && (e = readdir(d)) != NULL)
+        if (e->d_name[0] == c)
+            n++;
+    if (d != NULL)
+        closedir(d);
+    return n;
+}
+
+static int count_name(void *arg, const char *topic, size_t tlen)
+{
+    (void)topic;
+    (void)tlen;
+    (*(int *)arg)++;
+    return 0;
+}
+
+/* Records the view holds for any topic (a topic counts once per kind). */
+static int view_topics(kr_store *s)
+{
+    int n = 0;
+    char err[256];
+    assert_int_equal(kr_view_topic_names(s->view, count_name, &n, err, sizeof err), 0);
+    return n;
+}
+
+static void delete_topic(kr_store *s, kr_topic *t)
+{
+    done d = {0};
+    char msg[256];
+    assert_int_equal(kr_store_delete_topic(s, t, on_done, &d, msg, sizeof msg), KRAPPY_OK);
+    run_until(&d.calls, 1);
+    assert_int_equal(d.res.err, KRAPPY_OK);
+}
+
+/*
+ * A topic with events, keys in the view, a group and parked readers is
+ * deleted: the readers are woken with `gone`, the name is free at once, the
+ * directory and every record in the view are gone, and a topic registered
+ * under the name starts at 0 with nothing of the old one - also after a
+ * restart.
+ */
+static void test_delete_topic(void **state)
+{
+    (void)state;
+    kr_store *s = open_store(4096, 0);
+    kr_topic *t = reg(s, "t");
+    for (int b = 0; b < 10; b++)
+        pub(s, t, 20, 30);
+    kr_member *m;
+    kr_tgroup *tg = join(s, t, "g", &m);
+    checkpoint(s, t);
+    pub(s, t, 5, 30); /* some in the overlay only */
+    assert_true(view_topics(s) >= 2);
+    int fetch_woken = 0, poll_woken = 0;
+    kr_waiter fw = {.topic = t, .offset = t->next, .wake = on_wake_gone, .arg = &fetch_woken};
+    kr_waiter pw = {.topic = t, .wake = on_wake_gone, .arg = &poll_woken};
+    assert_int_equal(kr_store_park(s, &fw, 60000), 0);
+    assert_int_equal(kr_store_park_group(s, tg, &pw, 60000), 0);
+
+    /* A checkpoint of the topic on its way: it must not write the topic's
+     * keys back after the deletion removed them. */
+    kr_store_checkpoint(s);
+    assert_non_null(t->frozen);
+    done d = {0};
+    char msg[256];
+    assert_int_equal(kr_store_delete_topic(s, t, on_done, &d, msg, sizeof msg), KRAPPY_OK);
+    assert_int_equal(fetch_woken, 1);
+    assert_int_equal(poll_woken, 1);
+    assert_null(kr_store_topic(s, (const uint8_t *)"t", 1));
+    kr_topic **all;
+    assert_int_equal(kr_store_topics(s, &all), 0);
+    /* Registered again before the deletion is through: a new topic, whose
+     * creation runs after the deletion. */
+    done r = {0};
+    kr_topic *t2;
+    kr_store_result res;
+    assert_int_equal(kr_store_register(s, (const uint8_t *)"t", 1, &t2, on_done, &r, &res), 0);
+    assert_ptr_not_equal(t2, t);
+    run_until(&d.calls, 1);
+    assert_int_equal(d.res.err, KRAPPY_OK);
+    run_until(&r.calls, 1);
+    assert_int_equal(r.res.err, KRAPPY_OK);
+    assert_int_equal(t2->next, 0);
+    char v[32];
+    get(s, t2, "k1", v, sizeof v);
+    assert_string_equal(v, "");
+    kr_tgroup *const *groups;
+    assert_int_equal(kr_store_groups(t2, &groups), 0);
+    assert_int_equal(topic_dirs_starting('~'), 0);
+    assert_int_equal(view_topics(s), 0);
+    pub(s, t2, 3, 3);
+    checkpoint(s, t2);
+    kr_store_close(s);
+
+    s = open_store(4096, 0);
+    t2 = kr_store_topic(s, (const uint8_t *)"t", 1);
+    assert_non_null(t2);
+    assert_int_equal(t2->first, 0);
+    assert_int_equal(t2->next, 3);
+    assert_int_equal(kr_store_groups(t2, &groups), 0);
+    get(s, t2, "k1", v, sizeof v);
+    assert_string_equal(v, "v1");
+    get(s, t2, "k29", v, sizeof v);
+    assert_string_equal(v, "");
+    delete_topic(s, t2);
+    kr_store_close(s);
+    s = open_store(4096, 0);
+    assert_int_equal(kr_store_topics(s, &all), 0);
+    assert_int_equal(view_topics(s), 0);
+    assert_int_equal(topic_dirs_starting('0') + topic_dirs_starting('t'), 0);
+    kr_store_close(s);
+}
+
+/*
+ * A crash after the atomic point: the directory was moved aside but the
+ * view still holds the topic's records (and a second, older ghost has
+ * records and no directory at all). The next start finishes both
+ * deletions before anything can use the names.
+ */
+static void test_deletion_finished_at_start(void **state)
+{
+    (void)state;
+    kr_store *s = open_store(4096, 0);
+    kr_topic *t = reg(s, "t");
+    pub(s, t, 50, 10);
+    kr_member *m;
+    join(s, t, "g", &m);
+    checkpoint(s, t);
+    kr_topic *keep = reg(s, "keep");
+    pub(s, keep, 5, 5);
+    checkpoint(s, keep);
+    kr_view_batch *b = kr_view_batch_new();
+    kr_view_batch_cursor(b, "ghost", 5, (const uint8_t *)"g", 1, 7, 0);
+    char err[256];
+    assert_int_equal(kr_view_write_logged(s->view, b, true, err, sizeof err), 0);
+    kr_view_batch_free(b);
+    kr_store_close(s);
+
+    char from[128], to[128];
+    snprintf(from, sizeof from, "%s/topics/t", dir);
+    snprintf(to, sizeof to, "%s/topics/~deleted.1.0", dir);
+    assert_int_equal(rename(from, to), 0);
+
+    s = open_store(4096, 0);
+    assert_null(kr_store_topic(s, (const uint8_t *)"t", 1));
+    assert_int_equal(topic_dirs_starting('~'), 0);
+    uint64_t next, keys;
+    assert_int_equal(kr_view_marker(s->view, "t", 1, &next, &keys, err, sizeof err), 0);
+    keep = kr_store_topic(s, (const uint8_t *)"keep", 4);
+    assert_non_null(keep);
+    assert_int_equal(keep->next, 5);
+    char v[32];
+    get(s, keep, "k1", v, sizeof v);
+    assert_string_equal(v, "v1");
+    t = reg(s, "t");
+    assert_int_equal(t->next, 0);
+    get(s, t, "k1", v, sizeof v);
+    assert_string_equal(v, "");
+    kr_tgroup *const *groups;
+    assert_int_equal(kr_store_groups(t, &groups), 0);
+    kr_store_close(s);
+}
+
+/* Publish n events at the given timestamps (key "k<offset>"). */
+static void pub_ts(kr_store *s, kr_topic *t, const uint64_t *ts, int n)
+{
+    kr_event_out_spec ev[64];
+    char keys[64][16];
+    static const uint8_t one[] = {0x01};
+    assert_true(n <= 64);
+    for (int j = 0; j < n; j++) {
+        snprintf(keys[j], sizeof keys[j], "k%llu", (unsigned long long)(t->assigned + (uint64_t)j));
+        ev[j] = (kr_event_out_spec){.key = keys[j],
+                                    .key_len = strlen(keys[j]),
+                                    .key_is_text = true,
+                                    .value = one,
+                                    .value_len = 1,
+                                    .has_ts = true,
+                                    .ts = ts[j]};
+    }
+    publish(s, t, ev, n);
+}
+
+static uint64_t at_time(kr_store *s, kr_topic *t, uint64_t ts)
+{
+    uint64_t off = UINT64_MAX;
+    char msg[256];
+    assert_int_equal(kr_store_offset_for_time(s, t, ts, &off, NULL, msg, sizeof msg), KRAPPY_OK);
+    return off;
+}
+
+/* The first offset whose ts reaches a time, over several segments, with
+ * timestamps that go back now and then (producers may set them). */
+static void test_offset_for_time(void **state)
+{
+    (void)state;
+    kr_store *s = open_store(1024, 0);
+    kr_topic *t = reg(s, "t");
+    uint64_t ts[40];
+    for (int b = 0; b < 10; b++) {
+        for (int j = 0; j < 40; j++)
+            ts[j] = 1000000 + (uint64_t)(b * 40 + j) * 10;
+        if (b == 4)
+            ts[7] = 500; /* one from the past, offset 167 */
+        pub_ts(s, t, ts, 40);
+    }
+    assert_true(t->n_segs > 3);
+    assert_int_equal(at_time(s, t, 0), 0);
+    assert_int_equal(at_time(s, t, 1000000), 0);
+    assert_int_equal(at_time(s, t, 1000001), 1);
+    assert_int_equal(at_time(s, t, 1000000 + 2345), 235);
+    assert_int_equal(at_time(s, t, 1000000 + 3990), 399);
+    assert_int_equal(at_time(s, t, 1000000 + 3991), 400); /* none: the end */
+    assert_int_equal(at_time(s, t, UINT64_MAX), 400);
+    /* The same from segments read back after a restart. */
+    kr_store_close(s);
+    s = open_store(1024, 0);
+    t = kr_store_topic(s, (const uint8_t *)"t", 1);
+    assert_int_equal(at_time(s, t, 1000000 + 1665), 168); /* 167 is older */
+    assert_int_equal(at_time(s, t, 1000000 + 1655), 166);
+    assert_int_equal(at_time(s, t, 1000000 + 2345), 235);
+    kr_store_close(s);
+}
+
+static uint64_t seek(kr_store *s, kr_tgroup *tg, kr_seek_kind to, uint64_t value)
+{
+    done d = {0};
+    char msg[256];
+    assert_int_equal(kr_store_group_seek(s, tg, to, value, on_done, &d, msg, sizeof msg),
+                     KRAPPY_OK);
+    run_until(&d.calls, 1);
+    assert_int_equal(d.res.err, KRAPPY_OK);
+    assert_int_equal(d.res.first, kr_store_group_cursor(tg));
+    return d.res.first;
+}
+
+/* GROUP_SEEK moves the cursor durably, wakes parked POLLs and forgets
+ * what was handed out; GROUP_DELETE removes the group durably and answers
+ * its parked POLLs with `gone`. */
+static void test_group_seek_and_delete(void **state)
+{
+    (void)state;
+    kr_store *s = open_store(1u << 20, 0);
+    kr_topic *t = reg(s, "t");
+    uint64_t ts[20];
+    for (int j = 0; j < 20; j++)
+        ts[j] = 5000 + (uint64_t)j;
+    pub_ts(s, t, ts, 20);
+    kr_member *m;
+    kr_tgroup *tg = join(s, t, "g", &m);
+    kr_tgroup *other = join(s, t, "other", &m);
+    struct evbuffer *events = evbuffer_new();
+    uint64_t count;
+    char msg[256];
+    assert_int_equal(kr_store_poll(s, tg, m, 5, 1u << 20, events, &count, msg, sizeof msg),
+                     KRAPPY_OK);
+    evbuffer_free(events);
+    assert_int_equal(kr_store_group_frontier(tg), 5);
+
+    int woken = 0;
+    kr_waiter w = {.topic = t, .wake = on_wake_gone, .arg = &woken};
+    assert_int_equal(kr_store_park_group(s, tg, &w, 60000), 0);
+    assert_int_equal(seek(s, tg, KR_SEEK_LATEST, 0), 20);
+    assert_int_equal(woken, -1); /* woken, not gone */
+    kr_group_stats gs;
+    kr_store_group_stats(tg, &gs);
+    assert_int_equal(gs.pending, 0);
+    assert_int_equal(seek(s, tg, KR_SEEK_EARLIEST, 0), 0);
+    assert_int_equal(seek(s, tg, KR_SEEK_OFFSET, 7), 7);
+    assert_int_equal(seek(s, tg, KR_SEEK_TIME, 5012), 12);
+    assert_int_equal(seek(s, tg, KR_SEEK_TIME, 9999), 20);
+    done d = {0};
+    assert_int_equal(kr_store_group_seek(s, tg, KR_SEEK_OFFSET, 21, on_done, &d, msg, sizeof msg),
+                     KRAPPY_E_OFFSET_OUT_OF_RANGE);
+    assert_non_null(strstr(msg, "first 0 to next 20"));
+    assert_int_equal(seek(s, tg, KR_SEEK_OFFSET, 3), 3);
+    kr_store_close(s);
+
+    s = open_store(1u << 20, 0);
+    t = kr_store_topic(s, (const uint8_t *)"t", 1);
+    tg = kr_store_group(t, (const uint8_t *)"g", 1);
+    assert_non_null(tg);
+    assert_int_equal(kr_store_group_cursor(tg), 3);
+    woken = 0;
+    assert_int_equal(kr_store_park_group(s, tg, &w, 60000), 0);
+    d.calls = 0;
+    assert_int_equal(kr_store_group_delete(s, tg, on_done, &d, msg, sizeof msg), KRAPPY_OK);
+    assert_int_equal(woken, 1);
+    assert_null(kr_store_group(t, (const uint8_t *)"g", 1));
+    run_until(&d.calls, 1);
+    assert_int_equal(d.res.err, KRAPPY_OK);
+    kr_store_close(s);
+
+    s = open_store(1u << 20, 0);
+    t = kr_store_topic(s, (const uint8_t *)"t", 1);
+    kr_tgroup *const *groups;
+    assert_int_equal(kr_store_groups(t, &groups), 1);
+    other = groups[0];
+    size_t len;
+    assert_string_equal(kr_store_group_name(other, &len), "other");
+    kr_store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -696,6 +1021,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retention_passes_an_idle_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recovery_names_a_bad_segment, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forged_index_is_not_believed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_topic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deletion_finished_at_start, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_offset_for_time, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_seek_and_delete, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_record_with_a_long_name_is_skipped, setup,
                                         teardown),
     };

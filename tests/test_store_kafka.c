@@ -189,15 +189,19 @@ static void test_fetch_copy_and_time(void **state)
 
     /* By time: the first event at or after it. */
     uint64_t off, ts;
-    assert_int_equal(kr_store_offset_for_time(s, t, 0, &off, &ts, msg, sizeof msg), 1);
+    assert_int_equal(kr_store_offset_for_time(s, t, 0, &off, &ts, msg, sizeof msg), KRAPPY_OK);
     assert_int_equal(off, 0);
     assert_int_equal(ts, 1000);
-    assert_int_equal(kr_store_offset_for_time(s, t, 1405, &off, &ts, msg, sizeof msg), 1);
+    assert_int_equal(kr_store_offset_for_time(s, t, 1405, &off, &ts, msg, sizeof msg), KRAPPY_OK);
     assert_int_equal(off, 41); /* 1410: batch 2 starts at 1400 */
     assert_int_equal(ts, 1410);
-    assert_int_equal(kr_store_offset_for_time(s, t, 1990, &off, &ts, msg, sizeof msg), 1);
+    assert_int_equal(kr_store_offset_for_time(s, t, 1990, &off, &ts, msg, sizeof msg), KRAPPY_OK);
     assert_int_equal(off, 99);
-    assert_int_equal(kr_store_offset_for_time(s, t, 1991, &off, &ts, msg, sizeof msg), 0);
+    assert_int_equal(ts, 1990);
+    ts = 7;
+    assert_int_equal(kr_store_offset_for_time(s, t, 1991, &off, &ts, msg, sizeof msg), KRAPPY_OK);
+    assert_int_equal(off, t->next); /* none: the topic's next, ts untouched */
+    assert_int_equal(ts, 7);
     kr_store_close(s);
 }
 

@@ -141,6 +141,14 @@ int krappy_connected(const krappy_client *c);
  * next call on the client. */
 const char *krappy_client_errmsg(const krappy_client *c);
 
+/*
+ * krappy_client_set_timeout - change the per-call timeout of krappy_opts
+ * (milliseconds; 0: the default, 30000; negative: none) for the calls from
+ * now on, e.g. a short
+ * one for the first HELLO, to tell quickly that a port is not krappyd's.
+ */
+void krappy_client_set_timeout(krappy_client *c, int timeout_ms);
+
 /* errno of the last KRAPPY_E_IO failure, else 0. */
 int krappy_client_errno(const krappy_client *c);
 
@@ -835,6 +843,53 @@ krappy_err krappy_stats(krappy_client *c, const char *topic, const char *group,
 
 /* Release stats. NULL ok. */
 void krappy_topic_stats_free(krappy_topic_stats *s);
+
+/* ======================================================================
+ * Administration: deleting topics, moving and deleting groups
+ * ====================================================================== */
+
+/*
+ * krappy_delete_topic - DELETE_TOPIC: remove the topic with its events,
+ * latest values, consumer groups and producer state. Answered once that
+ * survives a crash of the server. Afterwards every request naming the topic
+ * gets KRAPPY_E_NO_SUCH_TOPIC, and producers registered on it (on any
+ * connection) get it for every publish until they register again, which
+ * creates a new, empty topic starting at offset 0.
+ * @return KRAPPY_OK; KRAPPY_E_NO_SUCH_TOPIC; or another error.
+ */
+krappy_err krappy_delete_topic(krappy_client *c, const char *topic);
+
+/* Where krappy_group_seek moves a group's cursor. */
+typedef enum krappy_seek {
+    KRAPPY_SEEK_EARLIEST = 0, /* the first retained offset: everything again */
+    KRAPPY_SEEK_LATEST = 1,   /* the topic's next offset: only new events */
+    KRAPPY_SEEK_OFFSET = 2,   /* `value`: an offset from first to next */
+    KRAPPY_SEEK_TIME = 3      /* the first event whose ts >= `value` (ms since the
+                                 epoch); the topic's next when none is (krappyd) */
+} krappy_seek;
+
+/*
+ * krappy_group_seek - GROUP_SEEK: move a consumer group's cursor, durably,
+ * like an ACK. Events handed out and not acknowledged are forgotten (a later
+ * ACK of them is ignored); members stay registered and their next poll hands
+ * out events from the new cursor.
+ * @param cursor  receives the group's new cursor (NULL: not wanted)
+ * @return KRAPPY_OK; KRAPPY_E_NO_SUCH_TOPIC; KRAPPY_E_NOT_FOUND for an
+ *         unknown group; KRAPPY_E_OFFSET_OUT_OF_RANGE for an offset outside
+ *         [first, next] (krappy_client_error_range gives them); or another
+ *         error.
+ */
+krappy_err krappy_group_seek(krappy_client *c, const char *topic, const char *group, krappy_seek to,
+                             uint64_t value, uint64_t *cursor);
+
+/*
+ * krappy_group_delete - GROUP_DELETE: remove a consumer group durably; its
+ * members lose their registration (their next poll gets
+ * KRAPPY_E_NOT_REGISTERED).
+ * @return KRAPPY_OK; KRAPPY_E_NO_SUCH_TOPIC; KRAPPY_E_NOT_FOUND for an
+ *         unknown group; or another error.
+ */
+krappy_err krappy_group_delete(krappy_client *c, const char *topic, const char *group);
 
 /* ======================================================================
  * Consuming: consumer groups

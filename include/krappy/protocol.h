@@ -43,7 +43,8 @@ extern "C" {
 #define KRAPPY_DEFAULT_SCAN_LIMIT  1000
 #define KRAPPY_DEFAULT_ACK_WAIT_MS 30000
 
-/* Message types. Requests are 1..12, replies 100..103 and 255. */
+/* Message types. Requests are 1..16 (13, CLUSTER, is not answered by this
+ * version), replies 100..103 and 255. */
 typedef enum krappy_type {
     KRAPPY_T_PRODUCER_REGISTER = 1,
     KRAPPY_T_CONSUMER_REGISTER = 2,
@@ -57,6 +58,9 @@ typedef enum krappy_type {
     KRAPPY_T_PING = 10,
     KRAPPY_T_TOPICS = 11,
     KRAPPY_T_STATS = 12,
+    KRAPPY_T_DELETE_TOPIC = 14,
+    KRAPPY_T_GROUP_SEEK = 15,
+    KRAPPY_T_GROUP_DELETE = 16,
 
     KRAPPY_T_OK = 100,
     KRAPPY_T_EVENTS = 101,
@@ -64,6 +68,9 @@ typedef enum krappy_type {
     KRAPPY_T_ENTRIES = 103,
     KRAPPY_T_ERROR = 255
 } krappy_type;
+
+/* The highest request type this version knows. */
+#define KRAPPY_T_REQUEST_MAX KRAPPY_T_GROUP_DELETE
 
 /* Error codes. 1..17 are PROTOCOL.md section 5 exactly; never renumbered. */
 typedef enum krappy_err {

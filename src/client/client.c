@@ -1214,6 +1214,12 @@ size_t krappy_in_flight(const krappy_client *c)
     return c != NULL ? c->in_flight : 0;
 }
 
+void krappy_client_set_timeout(krappy_client *c, int timeout_ms)
+{
+    if (c != NULL)
+        c->timeout_ms = timeout_ms == 0 ? KRAPPY_DEFAULT_TIMEOUT_MS : timeout_ms;
+}
+
 const char *krappy_version(void)
 {
     return KRAPPY_VERSION;

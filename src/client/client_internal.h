@@ -6,8 +6,8 @@
  * client.c owns the connection (moving bytes, errors, the raw calls,
  * HELLO/PING) and lends the helpers below to publish.c (batches, PUBLISH),
  * read.c (FETCH, GET, SCAN, TOPICS, STATS) and consume.c (CONSUMER_REGISTER,
- * POLL, ACK); json_parse.c (JSON to CBOR, json_parse.h) borrows only
- * kr_client_sanitize, and values.c (an event's values for people) nothing.
+ * POLL, ACK); values.c (an event's values for people, JSON to CBOR through
+ * proto/json_parse.h) nothing.
  *
  * Built into libkrappy.a and libkrappy.so like everything else; the version
  * script (libkrappy.map) hides every kr_ symbol from the .so.

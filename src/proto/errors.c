@@ -87,6 +87,12 @@ const char *krappy_type_name(unsigned type)
         return "TOPICS";
     case KRAPPY_T_STATS:
         return "STATS";
+    case KRAPPY_T_DELETE_TOPIC:
+        return "DELETE_TOPIC";
+    case KRAPPY_T_GROUP_SEEK:
+        return "GROUP_SEEK";
+    case KRAPPY_T_GROUP_DELETE:
+        return "GROUP_DELETE";
     case KRAPPY_T_OK:
         return "OK";
     case KRAPPY_T_EVENTS:

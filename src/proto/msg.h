@@ -53,6 +53,15 @@ typedef enum kr_start_kind {
     KR_START_OFFSET
 } kr_start_kind;
 
+/* Where GROUP_SEEK moves a cursor. KR_SEEK_TIME is krappyd's addition
+ * (`ts` instead of `to`: the first offset whose event has ts >= it). */
+typedef enum kr_seek_kind {
+    KR_SEEK_EARLIEST = 0,
+    KR_SEEK_LATEST,
+    KR_SEEK_OFFSET,
+    KR_SEEK_TIME
+} kr_seek_kind;
+
 /* An event key: absent (null = no key) or byte/text content. `raw` is the key
  * item exactly as sent (for delivering it back). */
 typedef struct kr_key {
@@ -134,6 +143,17 @@ typedef struct kr_request {
             bool has_group;
             kr_str group;
         } stats;
+        struct {
+            kr_str topic;
+        } delete_topic;
+        struct {
+            kr_str topic, group;
+            kr_seek_kind to;
+            uint64_t value; /* KR_SEEK_OFFSET: the offset; KR_SEEK_TIME: ms */
+        } group_seek;
+        struct {
+            kr_str topic, group;
+        } group_delete;
     } u;
 } kr_request;
 
@@ -240,6 +260,12 @@ void kr_enc_scan(kr_buf *b, kr_cid cid, const char *topic, const void *prefix, s
 void kr_enc_fetch(kr_buf *b, kr_cid cid, const char *topic, uint64_t offset, uint64_t max,
                   uint64_t wait_ms, uint64_t max_bytes);
 void kr_enc_stats(kr_buf *b, kr_cid cid, const char *topic, const char *group);
+void kr_enc_delete_topic(kr_buf *b, kr_cid cid, const char *topic);
+/* GROUP_SEEK {topic, group, to} (`to` "earliest", "latest" or the offset
+ * `value`), or with KR_SEEK_TIME {topic, group, ts: value}. */
+void kr_enc_group_seek(kr_buf *b, kr_cid cid, const char *topic, const char *group, kr_seek_kind to,
+                       uint64_t value);
+void kr_enc_group_delete(kr_buf *b, kr_cid cid, const char *topic, const char *group);
 
 /* ---- Reply encoders (server side). ---- */
 
@@ -270,6 +296,8 @@ void kr_enc_ok_publish(kr_buf *b, kr_cid cid, uint64_t first, uint64_t count);
  * answered with the original's offsets. */
 void kr_enc_ok_publish_duplicate(kr_buf *b, kr_cid cid, uint64_t first, uint64_t count);
 void kr_enc_ok_ack(kr_buf *b, kr_cid cid, uint64_t cursor, const uint64_t *ignored, size_t n);
+void kr_enc_ok_topic(kr_buf *b, kr_cid cid, const kr_str *topic); /* DELETE_TOPIC */
+void kr_enc_ok_cursor(kr_buf *b, kr_cid cid, uint64_t cursor);    /* GROUP_SEEK */
 
 /* OK {cid?, topics: [{name, first, next}...]}: begin with the count, then one
  * kr_enc_topic per topic. */

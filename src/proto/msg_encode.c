@@ -246,6 +246,42 @@ void kr_enc_stats(kr_buf *b, kr_cid cid, const char *topic, const char *group)
     }
 }
 
+void kr_enc_delete_topic(kr_buf *b, kr_cid cid, const char *topic)
+{
+    map_open(b, cid, 1);
+    PUT_KEY(b, "topic");
+    kr_cbor_put_cstr(b, topic);
+}
+
+void kr_enc_group_seek(kr_buf *b, kr_cid cid, const char *topic, const char *group, kr_seek_kind to,
+                       uint64_t value)
+{
+    map_open(b, cid, 3);
+    PUT_KEY(b, "topic");
+    kr_cbor_put_cstr(b, topic);
+    PUT_KEY(b, "group");
+    kr_cbor_put_cstr(b, group);
+    if (to == KR_SEEK_TIME) {
+        PUT_KEY(b, "ts");
+        kr_cbor_put_uint(b, value);
+        return;
+    }
+    PUT_KEY(b, "to");
+    if (to == KR_SEEK_OFFSET)
+        kr_cbor_put_uint(b, value);
+    else
+        kr_cbor_put_cstr(b, to == KR_SEEK_LATEST ? "latest" : "earliest");
+}
+
+void kr_enc_group_delete(kr_buf *b, kr_cid cid, const char *topic, const char *group)
+{
+    map_open(b, cid, 2);
+    PUT_KEY(b, "topic");
+    kr_cbor_put_cstr(b, topic);
+    PUT_KEY(b, "group");
+    kr_cbor_put_cstr(b, group);
+}
+
 void kr_enc_error(kr_buf *b, kr_cid cid, krappy_err code, const char *message,
                   const kr_error_extra *x)
 {
@@ -370,6 +406,18 @@ void kr_enc_ok_ack(kr_buf *b, kr_cid cid, uint64_t cursor, const uint64_t *ignor
         for (size_t i = 0; i < n; i++)
             kr_cbor_put_uint(b, ignored[i]);
     }
+}
+
+void kr_enc_ok_topic(kr_buf *b, kr_cid cid, const kr_str *topic)
+{
+    map_open(b, cid, 1);
+    PUT_KEY(b, "topic");
+    put_kr_text(b, topic);
+}
+
+void kr_enc_ok_cursor(kr_buf *b, kr_cid cid, uint64_t cursor)
+{
+    kr_enc_ok_ack(b, cid, cursor, NULL, 0);
 }
 
 void kr_enc_ok_topics_begin(kr_buf *b, kr_cid cid, size_t n)

@@ -58,6 +58,7 @@ enum field_id {
     F_TOKEN,
     F_IDEMPOTENT,
     F_SEQ,
+    F_TO,
     F_COUNT
 };
 
@@ -66,33 +67,20 @@ static const struct field_name {
     size_t len;
 } field_names[F_COUNT] = {
 #define FN(id, s) [id] = {s, sizeof(s) - 1}
-    FN(F_CID, "cid"),
-    FN(F_TOPIC, "topic"),
-    FN(F_ID, "id"),
-    FN(F_GROUP, "group"),
-    FN(F_MEMBER, "member"),
-    FN(F_START, "start"),
-    FN(F_ACK, "ack"),
-    FN(F_ACK_WAIT_MS, "ack_wait_ms"),
-    FN(F_EVENTS, "events"),
-    FN(F_KEY, "key"),
-    FN(F_VALUE, "value"),
-    FN(F_TS, "ts"),
-    FN(F_HEADERS, "headers"),
-    FN(F_MAX, "max"),
-    FN(F_WAIT_MS, "wait_ms"),
-    FN(F_MAX_BYTES, "max_bytes"),
-    FN(F_UPTO, "upto"),
-    FN(F_OFFSETS, "offsets"),
-    FN(F_PREFIX, "prefix"),
-    FN(F_AFTER, "after"),
-    FN(F_LIMIT, "limit"),
-    FN(F_CURSOR, "cursor"),
-    FN(F_OFFSET, "offset"),
-    FN(F_VERSION, "version"),
-    FN(F_CLIENT, "client"),
-    FN(F_TOKEN, "token"),
-    FN(F_IDEMPOTENT, "idempotent"),
+    FN(F_CID, "cid"),         FN(F_TOPIC, "topic"),
+    FN(F_ID, "id"),           FN(F_GROUP, "group"),
+    FN(F_MEMBER, "member"),   FN(F_START, "start"),
+    FN(F_ACK, "ack"),         FN(F_ACK_WAIT_MS, "ack_wait_ms"),
+    FN(F_EVENTS, "events"),   FN(F_KEY, "key"),
+    FN(F_VALUE, "value"),     FN(F_TS, "ts"),
+    FN(F_HEADERS, "headers"), FN(F_MAX, "max"),
+    FN(F_WAIT_MS, "wait_ms"), FN(F_MAX_BYTES, "max_bytes"),
+    FN(F_UPTO, "upto"),       FN(F_OFFSETS, "offsets"),
+    FN(F_PREFIX, "prefix"),   FN(F_AFTER, "after"),
+    FN(F_LIMIT, "limit"),     FN(F_CURSOR, "cursor"),
+    FN(F_OFFSET, "offset"),   FN(F_VERSION, "version"),
+    FN(F_CLIENT, "client"),   FN(F_TOKEN, "token"),
+    FN(F_TO, "to"),           FN(F_IDEMPOTENT, "idempotent"),
     FN(F_SEQ, "seq"),
 #undef FN
 };
@@ -858,6 +846,49 @@ static krappy_err dec_stats(dctx *c, const fields *f, kr_request *r)
     return e;
 }
 
+static krappy_err dec_group_name(dctx *c, const fields *f, kr_str *topic, kr_str *group)
+{
+    krappy_err e = TOPIC(c, f, topic);
+    if (e == KRAPPY_OK)
+        e = name_field(c, f, F_GROUP, true, false, NULL, group);
+    return e;
+}
+
+/*
+ * GROUP_SEEK: `to` is "earliest", "latest" or an offset; krappyd also takes
+ * `ts` (ms) in its place, for the first offset whose event is that recent.
+ */
+static krappy_err dec_group_seek(dctx *c, const fields *f, kr_request *r)
+{
+    static const char *const tos[] = {"earliest", "latest"};
+    __typeof__(r->u.group_seek) *g = &r->u.group_seek;
+    krappy_err e = dec_group_name(c, f, &g->topic, &g->group);
+    if (e != KRAPPY_OK)
+        return e;
+    const kr_cbor_item *to = get(f, F_TO), *ts = get(f, F_TS);
+    if (to != NULL && ts != NULL)
+        return fail(c, KRAPPY_E_INVALID_ARGUMENT,
+                    "GROUP_SEEK takes either 'to' or 'ts' (a time in ms), not both");
+    if (ts != NULL) {
+        g->to = KR_SEEK_TIME;
+        return uint_field(c, f, F_TS, true, 0, 0, &g->value);
+    }
+    if (to != NULL && to->kind == KR_CBOR_UINT) {
+        g->to = KR_SEEK_OFFSET;
+        g->value = to->u;
+        return KRAPPY_OK;
+    }
+    if (to == NULL)
+        return fail(c, KRAPPY_E_INVALID_ARGUMENT,
+                    "field 'to' is required: \"earliest\", \"latest\" or an offset (an "
+                    "unsigned integer)");
+    int v;
+    e = enum_field(c, f, F_TO, tos, 2, 0,
+                   "\"earliest\", \"latest\" or an offset (an unsigned integer)", &v);
+    g->to = v == 0 ? KR_SEEK_EARLIEST : KR_SEEK_LATEST;
+    return e;
+}
+
 /*
  * The check order of PROTOCOL.md section 5: well-formed map with text keys
  * (BAD_PAYLOAD), then a request type (UNKNOWN_TYPE), then the fields
@@ -890,13 +921,14 @@ krappy_err kr_req_decode(uint32_t type, const uint8_t *payload, size_t len, kr_b
         req->cid.v = cid->u;
     }
 
-    if (type < KRAPPY_T_PRODUCER_REGISTER || type > KRAPPY_T_STATS) {
+    if (type < KRAPPY_T_PRODUCER_REGISTER || type > KRAPPY_T_REQUEST_MAX ||
+        type == 13 /* CLUSTER: not answered by this build */) {
         const char *name = krappy_type_name(type);
         if (name != NULL)
             return fail(&c, KRAPPY_E_UNKNOWN_TYPE,
                         "message type %" PRIu32 " (%s) is a reply, not a request", type, name);
         return fail(&c, KRAPPY_E_UNKNOWN_TYPE,
-                    "message type %" PRIu32 " is unknown; requests are types 1-12", type);
+                    "message type %" PRIu32 " is unknown; requests are types 1-12 and 14-16", type);
     }
     if (cid != NULL && cid->kind != KR_CBOR_UINT)
         return fail(&c, KRAPPY_E_INVALID_ARGUMENT, "field 'cid' must be %s, not %s", RULE_UINT,
@@ -923,6 +955,12 @@ krappy_err kr_req_decode(uint32_t type, const uint8_t *payload, size_t len, kr_b
         return dec_hello(&c, &f, req);
     case KRAPPY_T_STATS:
         return dec_stats(&c, &f, req);
+    case KRAPPY_T_DELETE_TOPIC:
+        return TOPIC(&c, &f, &req->u.delete_topic.topic);
+    case KRAPPY_T_GROUP_SEEK:
+        return dec_group_seek(&c, &f, req);
+    case KRAPPY_T_GROUP_DELETE:
+        return dec_group_name(&c, &f, &req->u.group_delete.topic, &req->u.group_delete.group);
     case KRAPPY_T_PING:
     case KRAPPY_T_TOPICS:
     default:

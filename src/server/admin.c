@@ -5,18 +5,20 @@
  *   GET /readyz         200 once storage is open, recovery done and the data
  *                       port listening; 503 with the reason otherwise
  *   GET /metrics        Prometheus text exposition of the metrics registry
- *   GET /api/topics     JSON: every topic with first, next, bytes, keys
- *   GET /api/topics/T   JSON: one topic's STATS, groups included
  *   GET / or /console   the web console (src/server/console.html, compiled in)
+ *   /api/...            the JSON API (README's "The admin API" lists every
+ *                       path): routed here, topics' reads here, events,
+ *                       produce, deletions and seeks in admin_api.c
  *
  * With --http-token, /api needs "Authorization: Bearer TOKEN"; probes and
  * /metrics stay open. The console page itself holds no data and loads
  * without the token: it asks for it when /api answers 401 and sends it with
- * every API call. Every
- * handler answers from memory or a bounded read: nothing here waits on a
- * disk write.
+ * every API call. Reads answer from memory or a bounded read; writes
+ * (produce, delete, seek) answer once the storage writer has done them.
+ * Every answer of /api, errors included, is JSON.
  */
 #include "server/admin.h"
+#include "server/admin_int.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -41,18 +43,12 @@
 #include "util/buf.h"
 #include "util/hostport.h"
 #include "util/json.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "util/secret.h"
 
-/* Largest /metrics or /api reply. */
+/* Largest /metrics reply. */
 #define KR_ADMIN_REPLY_MAX (8u * 1024 * 1024)
-
-struct kr_admin {
-    kr_server *srv;
-    struct evhttp *http;
-    char *token;
-    kr_metric *m_rss, *m_fds, *m_view_bytes, *m_up;
-};
 
 static void reply_text(struct evhttp_request *req, int code, const char *reason, const char *type,
                        const char *body)
@@ -79,6 +75,11 @@ static void reply_error(struct evhttp_request *req, int code, const char *reason
     n += w;
     memcpy(body + n, end, sizeof end); /* NUL included */
     reply_text(req, code, reason, "application/json", body);
+}
+
+void kr_admin_reply_error(struct evhttp_request *req, int code, const char *reason, const char *msg)
+{
+    reply_error(req, code, reason, msg);
 }
 
 /* Every path here only reads: other methods get 405. @return 1 if served. */
@@ -235,20 +236,16 @@ static void json_topic(struct evbuffer *b, const kr_topic *t)
                         (unsigned long long)kr_topic_keys(t));
 }
 
-/* A name (at most KRAPPY_MAX_NAME_BYTES) as a JSON string. */
-static void json_name(struct evbuffer *b, const char *s, size_t n)
-{
-    char esc[KRAPPY_MAX_NAME_BYTES * KR_JSON_ESC_MAX];
-    size_t w;
-    kr_json_esc_mem(esc, sizeof esc, &w, s, n);
-    evbuffer_add_printf(b, "\"%.*s\"", (int)w, esc);
-}
-
 static void send_json(struct evhttp_request *req, struct evbuffer *b)
 {
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
     evhttp_send_reply(req, 200, "OK", b);
     evbuffer_free(b);
+}
+
+void kr_admin_send_json(struct evhttp_request *req, struct evbuffer *b)
+{
+    send_json(req, b);
 }
 
 static void api_topics(kr_admin *a, struct evhttp_request *req)
@@ -273,31 +270,32 @@ static void api_topics(kr_admin *a, struct evhttp_request *req)
     send_json(req, b);
 }
 
+static void no_topic(struct evhttp_request *req, const char *name)
+{
+    char msg[KRAPPY_MAX_NAME_BYTES + 64];
+    snprintf(msg, sizeof msg, "there is no topic named %.*s", KRAPPY_MAX_NAME_BYTES, name);
+    reply_error(req, 404, "Not Found", msg);
+}
+
 typedef struct json_groups {
     struct evbuffer *b;
     size_t n;
 } json_groups;
 
-/* One group of /api/topics/T: krappy's or (kind "kafka") the Kafka
- * listener's. */
+/* One group of /api/topics/T, krappy's or the Kafka listener's. */
 static void json_group(void *arg, const kr_group_row *g)
 {
     json_groups *j = arg;
-    evbuffer_add_printf(j->b, "%s{\"group\":", j->n++ ? "," : "");
-    json_name(j->b, g->name, g->name_len);
-    evbuffer_add_printf(j->b,
-                        ",\"cursor\":%llu,\"pending\":%llu,\"lag\":%llu,\"members\":%llu,"
-                        "\"kind\":\"%s\"}",
-                        (unsigned long long)g->cursor, (unsigned long long)g->pending,
-                        (unsigned long long)g->lag, (unsigned long long)g->members,
-                        g->kafka ? "kafka" : "krappy");
+    if (j->n++ > 0)
+        evbuffer_add(j->b, ",", 1);
+    kr_admin_put_group_row(j->b, g);
 }
 
 static void api_topic(kr_admin *a, struct evhttp_request *req, const char *name)
 {
     kr_topic *t = kr_store_topic(a->srv->store, (const uint8_t *)name, strlen(name));
     if (t == NULL) {
-        reply_error(req, 404, "Not Found", "no such topic");
+        no_topic(req, name);
         return;
     }
     struct evbuffer *b = evbuffer_new();
@@ -325,14 +323,15 @@ static void api_topic(kr_admin *a, struct evhttp_request *req, const char *name)
  * JSON: an event that cannot be rendered at all (out of memory) is null.
  * @return 0, or -1 when it was written as null.
  */
-static int put_json_event(struct evbuffer *b, const kr_event_view *v)
+int kr_admin_put_event(struct evbuffer *b, const kr_event_view *v, size_t value_limit)
 {
     /* No rendering needs 32 bytes of text per byte of CBOR (fuzz_cbor_text
      * holds it to that); 512 covers the member names and an error. */
     size_t in = v->key.raw_len + v->value.raw_len + (v->has_headers ? v->headers.raw_len : 0);
     kr_buf t;
     kr_buf_init(&t, in * 32 + 512);
-    int rc = kr_cbor_render_event_json(v, &t);
+    const kr_event_json_opts o = {value_limit, true};
+    int rc = kr_cbor_render_event_json_opts(v, &o, &t);
     if (rc == 0)
         evbuffer_add(b, t.data, t.len);
     else
@@ -341,9 +340,7 @@ static int put_json_event(struct evbuffer *b, const kr_event_view *v)
     return rc == 0 ? 0 : -1;
 }
 
-/* A query parameter as an unsigned number: 1 found (in *v), 0 absent,
- * -1 present but not a number. */
-static int query_uint(const struct evkeyvalq *q, const char *name, uint64_t *v)
+int kr_admin_query_uint(const struct evkeyvalq *q, const char *name, uint64_t *v)
 {
     const char *s = evhttp_find_header(q, name);
     if (s == NULL)
@@ -357,10 +354,17 @@ static int query_uint(const struct evkeyvalq *q, const char *name, uint64_t *v)
     return 1;
 }
 
-static void api_key(kr_admin *a, struct evhttp_request *req, kr_topic *t, const char *key)
+static void api_key(kr_admin *a, struct evhttp_request *req, kr_topic *t, const char *key,
+                    const struct evkeyvalq *q)
 {
     kr_buf ev;
     char msg[256];
+    uint64_t limit = 0;
+    if (kr_admin_query_uint(q, "value_bytes", &limit) < 0) {
+        reply_error(req, 400, "Bad Request",
+                    "value_bytes must be a whole number (0: the whole value)");
+        return;
+    }
     kr_buf_init(&ev, (size_t)a->srv->cfg->max_frame);
     int rc =
         kr_store_get(a->srv->store, t, (const uint8_t *)key, strlen(key), &ev, msg, sizeof msg);
@@ -373,7 +377,7 @@ static void api_key(kr_admin *a, struct evhttp_request *req, kr_topic *t, const 
         reply_error(req, 500, "Internal Server Error", "the stored value cannot be read");
     } else {
         struct evbuffer *b = evbuffer_new();
-        if (b != NULL && put_json_event(b, &v) == 0) {
+        if (b != NULL && kr_admin_put_event(b, &v, (size_t)limit) == 0) {
             evbuffer_add(b, "\n", 1);
             send_json(req, b);
         } else {
@@ -385,57 +389,10 @@ static void api_key(kr_admin *a, struct evhttp_request *req, kr_topic *t, const 
     kr_buf_free(&ev);
 }
 
-static void api_events(kr_admin *a, struct evhttp_request *req, kr_topic *t,
-                       const struct evkeyvalq *q)
-{
-    uint64_t from = t->first, max = 100;
-    if (query_uint(q, "from", &from) < 0 || query_uint(q, "max", &max) < 0 || max == 0) {
-        reply_error(req, 400, "Bad Request", "from and max must be whole numbers (max at least 1)");
-        return;
-    }
-    if (max > KR_ADMIN_EVENTS_MAX)
-        max = KR_ADMIN_EVENTS_MAX;
-    kr_fetch_result r;
-    char msg[256];
-    krappy_err rc = kr_store_fetch(a->srv->store, t, from, max, 1u << 20, &r, msg, sizeof msg);
-    if (rc == KRAPPY_E_OFFSET_OUT_OF_RANGE) {
-        snprintf(msg, sizeof msg, "from must be between first (%llu) and next (%llu)",
-                 (unsigned long long)t->first, (unsigned long long)t->next);
-        reply_error(req, 400, "Bad Request", msg);
-        return;
-    }
-    struct evbuffer *raw = evbuffer_new(), *b = evbuffer_new();
-    if (rc != KRAPPY_OK || raw == NULL || b == NULL ||
-        kr_store_fetch_emit(a->srv->store, &r, raw, msg, sizeof msg) < 0) {
-        if (raw)
-            evbuffer_free(raw);
-        if (b)
-            evbuffer_free(b);
-        reply_error(req, 500, "Internal Server Error", rc == KRAPPY_OK ? msg : "reading failed");
-        return;
-    }
-    size_t len = evbuffer_get_length(raw);
-    const uint8_t *p = evbuffer_pullup(raw, (ssize_t)len), *end = p + len;
-    evbuffer_add_printf(b, "{\"events\":[");
-    for (uint64_t i = 0; p != NULL && p < end; i++) {
-        kr_cbor_item it;
-        kr_event_view v;
-        if (kr_cbor_read(p, (size_t)(end - p), &it) < 0 || kr_event_view_read(&it, &v) < 0)
-            break;
-        if (i > 0)
-            evbuffer_add(b, ",", 1);
-        put_json_event(b, &v);
-        p += it.raw_len;
-    }
-    evbuffer_add_printf(b, "],\"next\":%llu}\n", (unsigned long long)r.next);
-    evbuffer_free(raw);
-    send_json(req, b);
-}
-
 typedef struct scan_req {
     kr_admin *a;
     struct evhttp_request *req;
-    uint64_t limit;
+    uint64_t limit, value_bytes;
     struct evbuffer *b;
     size_t n;
 } scan_req;
@@ -451,7 +408,7 @@ static int scan_entry(void *arg, const uint8_t *key, size_t klen, const uint8_t 
         return 1;
     if (sr->n++ > 0)
         evbuffer_add(sr->b, ",", 1);
-    put_json_event(sr->b, &v);
+    kr_admin_put_event(sr->b, &v, (size_t)sr->value_bytes);
     return 0;
 }
 
@@ -490,9 +447,11 @@ static void scan_ready(void *arg, kr_scan_cursor *cur, const kr_store_result *re
 static void api_scan(kr_admin *a, struct evhttp_request *req, kr_topic *t,
                      const struct evkeyvalq *q)
 {
-    uint64_t limit = 100;
-    if (query_uint(q, "limit", &limit) < 0 || limit == 0) {
-        reply_error(req, 400, "Bad Request", "limit must be a whole number, at least 1");
+    uint64_t limit = 100, value_bytes = 0;
+    if (kr_admin_query_uint(q, "limit", &limit) < 0 || limit == 0 ||
+        kr_admin_query_uint(q, "value_bytes", &value_bytes) < 0) {
+        reply_error(req, 400, "Bad Request",
+                    "limit must be a whole number, at least 1, and value_bytes a whole number");
         return;
     }
     if (limit > KR_ADMIN_SCAN_MAX)
@@ -506,39 +465,97 @@ static void api_scan(kr_admin *a, struct evhttp_request *req, kr_topic *t,
     sr->a = a;
     sr->req = req;
     sr->limit = limit;
+    sr->value_bytes = value_bytes;
     /* May wait for a checkpoint: the reply is sent from scan_ready. */
     kr_store_scan_start(a->srv->store, t, (const uint8_t *)(prefix ? prefix : ""),
                         prefix ? strlen(prefix) : 0, false, NULL, 0, scan_ready, sr);
 }
 
-/* /api/topics/T/... : keys/K, events, scan. */
-static void api_topic_sub(kr_admin *a, struct evhttp_request *req, const char *rest,
-                          const struct evkeyvalq *q)
+/* The methods a path of the API takes (HEAD counts as GET); others get 405
+ * naming them. @return 1 when the request's method is one. */
+static int method_in(struct evhttp_request *req, int allowed, const char *allow)
+{
+    enum evhttp_cmd_type m = evhttp_request_get_command(req);
+    if (m == EVHTTP_REQ_HEAD)
+        m = EVHTTP_REQ_GET;
+    if ((int)m & allowed)
+        return 1;
+    char msg[128];
+    snprintf(msg, sizeof msg, "this path takes %s", allow);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
+    reply_error(req, 405, "Method Not Allowed", msg);
+    return 0;
+}
+
+/* GET /api/server: what the console shows in its footer. */
+static void api_server(kr_admin *a, struct evhttp_request *req)
+{
+    struct evbuffer *b = evbuffer_new();
+    if (b == NULL) {
+        reply_error(req, 500, "Internal Server Error", "out of memory");
+        return;
+    }
+    evbuffer_add_printf(b,
+                        "{\"server\":\"krappyd %s\",\"protocol\":%d,\"now\":%llu,"
+                        "\"max_frame\":%u,\"data_port\":%u}\n",
+                        KRAPPY_VERSION, KRAPPY_PROTOCOL_VERSION, (unsigned long long)kr_wall_ms(),
+                        a->srv->cfg->max_frame, a->srv->port);
+    send_json(req, b);
+}
+
+/* /api/topics/T and /api/topics/T/...: keys/K, events, scan, groups/G.
+ * `rest` is the decoded path after /api/topics/, `raw` the same undecoded. */
+static void api_topic_path(kr_admin *a, struct evhttp_request *req, const char *rest,
+                           const char *raw, const struct evkeyvalq *q)
 {
     const char *slash = strchr(rest, '/');
     char name[KRAPPY_MAX_NAME_BYTES + 1];
-    size_t nl = (size_t)(slash - rest);
+    size_t nl = slash ? (size_t)(slash - rest) : strlen(rest);
     if (nl == 0 || nl > KRAPPY_MAX_NAME_BYTES) {
         reply_error(req, 404, "Not Found", "no such topic");
         return;
     }
     memcpy(name, rest, nl);
     name[nl] = '\0';
-    kr_topic *t = kr_store_topic(a->srv->store, (const uint8_t *)name, nl);
-    if (t == NULL) {
-        reply_error(req, 404, "Not Found", "no such topic");
+    const char *what = slash ? slash + 1 : NULL;
+    if (what != NULL && strcmp(what, "events") == 0 &&
+        evhttp_request_get_command(req) == EVHTTP_REQ_POST) {
+        kr_admin_produce(a, req, name); /* creates the topic when missing */
         return;
     }
-    const char *what = slash + 1;
-    if (strncmp(what, "keys/", 5) == 0 && what[5] != '\0')
-        api_key(a, req, t, what + 5);
-    else if (strcmp(what, "events") == 0)
-        api_events(a, req, t, q);
-    else if (strcmp(what, "scan") == 0)
+    kr_topic *t = kr_store_topic(a->srv->store, (const uint8_t *)name, nl);
+    if (what == NULL) {
+        if (!method_in(req, EVHTTP_REQ_GET | EVHTTP_REQ_DELETE, "GET, HEAD, DELETE"))
+            return;
+        if (t == NULL)
+            no_topic(req, name);
+        else if (evhttp_request_get_command(req) == EVHTTP_REQ_DELETE)
+            kr_admin_delete_topic(a, req, t);
+        else
+            api_topic(a, req, name);
+        return;
+    }
+    if (t == NULL) {
+        no_topic(req, name);
+        return;
+    }
+    const char *raw_what = strchr(raw, '/');
+    if (strncmp(what, "groups/", 7) == 0 && raw_what != NULL &&
+        strncmp(raw_what + 1, "groups/", 7) == 0) {
+        kr_admin_group(a, req, t, raw_what + 8);
+    } else if (strcmp(what, "events") == 0) {
+        if (method_in(req, EVHTTP_REQ_GET | EVHTTP_REQ_POST, "GET, HEAD, POST"))
+            kr_admin_events(a, req, t, q);
+    } else if (!method_in(req, EVHTTP_REQ_GET, "GET, HEAD")) {
+        /* answered */
+    } else if (strncmp(what, "keys/", 5) == 0 && what[5] != '\0') {
+        api_key(a, req, t, what + 5, q);
+    } else if (strcmp(what, "scan") == 0) {
         api_scan(a, req, t, q);
-    else
+    } else {
         reply_error(req, 404, "Not Found",
-                    "no such API path; see /api/topics/T/keys/K, /events, /scan");
+                    "no such API path; see /api/topics/T/keys/K, /events, /scan, /groups/G");
+    }
 }
 
 /* Everything that is not a fixed path: /api/... */
@@ -549,11 +566,12 @@ static void on_other(struct evhttp_request *req, void *arg)
     struct evhttp_uri *u = evhttp_uri_parse(uri);
     const char *path = u ? evhttp_uri_get_path(u) : NULL;
     char *dec = path ? evhttp_uridecode(path, 0, NULL) : NULL;
-    if (!get_only(req)) {
+    bool api = dec != NULL && (strncmp(dec, "/api/", 5) == 0 || strcmp(dec, "/api") == 0);
+    if (!api && !get_only(req)) {
         /* answered */
     } else if (dec == NULL) {
         reply_error(req, 400, "Bad Request", "the request path cannot be parsed");
-    } else if (strncmp(dec, "/api/", 5) != 0 && strcmp(dec, "/api") != 0) {
+    } else if (!api) {
         reply_error(req, 404, "Not Found",
                     "no such path; try /, /healthz, /readyz, /metrics or /api/topics");
     } else if (!authorized(a, req)) {
@@ -564,9 +582,11 @@ static void on_other(struct evhttp_request *req, void *arg)
         reply_error(req, 503, "Service Unavailable",
                     "krappyd is still recovering its storage; retry in a moment (see /readyz)");
     } else if (strcmp(dec, "/api/topics") == 0 || strcmp(dec, "/api/topics/") == 0) {
-        api_topics(a, req);
-    } else if (strncmp(dec, "/api/topics/", 12) == 0 && strchr(dec + 12, '/') == NULL) {
-        api_topic(a, req, dec + 12);
+        if (method_in(req, EVHTTP_REQ_GET, "GET, HEAD"))
+            api_topics(a, req);
+    } else if (strcmp(dec, "/api/server") == 0) {
+        if (method_in(req, EVHTTP_REQ_GET, "GET, HEAD"))
+            api_server(a, req);
     } else if (strncmp(dec, "/api/topics/", 12) == 0) {
         struct evkeyvalq q;
         TAILQ_INIT(&q);
@@ -574,10 +594,11 @@ static void on_other(struct evhttp_request *req, void *arg)
         if (query != NULL && evhttp_parse_query_str(query, &q) < 0)
             reply_error(req, 400, "Bad Request", "the query string cannot be parsed");
         else
-            api_topic_sub(a, req, dec + 12, &q);
+            api_topic_path(a, req, dec + 12, path + 12, &q);
         evhttp_clear_headers(&q);
     } else {
-        reply_error(req, 404, "Not Found", "no such API path; see /api/topics");
+        reply_error(req, 404, "Not Found",
+                    "no such API path; see /api/topics, /api/topics/T and /api/server");
     }
     free(dec);
     if (u != NULL)
@@ -605,7 +626,8 @@ kr_admin *kr_admin_start(kr_server *srv, const char *hostport, const char *token
                                             EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
                                             EVHTTP_REQ_OPTIONS);
     evhttp_set_max_headers_size(a->http, 16 * 1024);
-    evhttp_set_max_body_size(a->http, 0);
+    /* A produced event fits a frame: a body that does not cannot be one. */
+    evhttp_set_max_body_size(a->http, (ev_ssize_t)srv->cfg->max_frame);
     evhttp_set_timeout(a->http, 30);
     evhttp_set_cb(a->http, "/healthz", on_healthz, a);
     evhttp_set_cb(a->http, "/readyz", on_readyz, a);

@@ -43,7 +43,8 @@ size_t kr_group_rows(const kr_server *srv, const kr_topic *t, const uint8_t *onl
                                  .cursor = gs.cursor,
                                  .pending = gs.pending,
                                  .lag = gs.lag,
-                                 .members = gs.members};
+                                 .members = gs.members,
+                                 .tgroup = groups[i]};
             i++;
         } else {
             const kr_koffset *k = &ko[j++];

@@ -17,12 +17,13 @@
 typedef struct kr_group_row {
     const char *name; /* borrowed: valid until the groups change */
     size_t name_len;
-    uint64_t cursor;  /* krappy: the lowest unacknowledged offset; Kafka:
-                         the committed offset */
-    uint64_t pending; /* krappy: handed out, unacknowledged; Kafka: 0 */
-    uint64_t lag;     /* the topic's next offset minus cursor (0 if past) */
-    uint64_t members; /* live members (Kafka: of the coordinator's group) */
-    bool kafka;       /* a Kafka consumer group */
+    uint64_t cursor;         /* krappy: the lowest unacknowledged offset; Kafka:
+                                the committed offset */
+    uint64_t pending;        /* krappy: handed out, unacknowledged; Kafka: 0 */
+    uint64_t lag;            /* the topic's next offset minus cursor (0 if past) */
+    uint64_t members;        /* live members (Kafka: of the coordinator's group) */
+    bool kafka;              /* a Kafka consumer group */
+    const kr_tgroup *tgroup; /* krappy's group; NULL for a Kafka group */
 } kr_group_row;
 
 /*

@@ -138,6 +138,7 @@ static kr_hresult producer_register(kr_conn *c, kr_req *r, const kr_request *req
         memcpy(c->idem_id, id->ptr, id->len);
         c->idem_id_len = id->len;
     }
+    c->producer_gone = false;
     return KR_H_ASYNC;
 }
 
@@ -170,6 +171,13 @@ static kr_hresult publish(kr_conn *c, kr_req *r, const kr_request *req)
                      "field 'seq' is required: this connection's producer registration is "
                      "idempotent, and each PUBLISH carries the sequence number of its first "
                      "event (an unsigned integer)",
+                     NULL);
+        return KR_H_DONE;
+    }
+    if (c->producer_gone) {
+        kr_req_error(r, KRAPPY_E_NO_SUCH_TOPIC,
+                     "the topic this connection registered to produce to was deleted; register "
+                     "again (PRODUCER_REGISTER) to create it anew",
                      NULL);
         return KR_H_DONE;
     }
@@ -264,8 +272,14 @@ static void fetch_woken(kr_waiter *w, bool timed_out)
     kr_conn *c = r->conn;
     r->cancel = NULL;
     c->parked--;
-    (void)fetch_now(c, r, w->topic, fw->offset, fw->max, fw->max_bytes, true);
     (void)timed_out;
+    if (w->gone) {
+        snprintf(c->errmsg, sizeof c->errmsg, "topic '%s' was deleted while this FETCH waited",
+                 w->topic->name);
+        kr_req_error(r, KRAPPY_E_NO_SUCH_TOPIC, c->errmsg, NULL);
+    } else {
+        (void)fetch_now(c, r, w->topic, fw->offset, fw->max, fw->max_bytes, true);
+    }
     free(fw);
 }
 
@@ -696,6 +710,14 @@ static void poll_woken(kr_waiter *w, bool timed_out)
     r->cancel = NULL;
     r->ctx = NULL;
     c->parked--;
+    if (w->gone) {
+        poll_finish(ps);
+        kr_req_error(r, KRAPPY_E_NOT_REGISTERED,
+                     "this consumer's group was deleted (GROUP_DELETE or DELETE_TOPIC); register "
+                     "again to poll",
+                     NULL);
+        return;
+    }
     (void)poll_try(c, r, ps); /* answers, parks again, or waits for its cursor */
 }
 
@@ -877,7 +899,124 @@ static kr_hresult stats(kr_conn *c, kr_req *r, const kr_request *req)
     return KR_H_DONE;
 }
 
-static const kr_handler handlers[KRAPPY_T_STATS + 1] = {
+/* ---- administration: DELETE_TOPIC, GROUP_SEEK, GROUP_DELETE ---- */
+
+/* The group a request names, or NOT_FOUND (after NO_SUCH_TOPIC). */
+static kr_tgroup *need_group(kr_conn *c, kr_req *r, const kr_str *topic, const kr_str *group)
+{
+    kr_topic *t = need_topic(c, r, topic);
+    if (t == NULL)
+        return NULL;
+    kr_tgroup *tg = kr_store_group(t, group->ptr, group->len);
+    if (tg == NULL) {
+        snprintf(c->errmsg, sizeof c->errmsg, "topic '%s' has no group '%.*s'", t->name,
+                 (int)group->len, (const char *)group->ptr);
+        kr_req_error(r, KRAPPY_E_NOT_FOUND, c->errmsg, NULL);
+    }
+    return tg;
+}
+
+static void topic_deleted(void *arg, const kr_store_result *res)
+{
+    kr_req *r = arg;
+    kr_conn *c = r->conn;
+    kr_str *name = r->ctx;
+    r->ctx = NULL;
+    if (res->err != KRAPPY_OK) {
+        free(name);
+        kr_req_error(r, res->err, res->msg, NULL);
+        return;
+    }
+    kr_buf_reset(&c->enc);
+    kr_enc_ok_topic(&c->enc, r->cid, name);
+    free(name);
+    kr_req_reply(r, KRAPPY_T_OK, c->enc.data, c->enc.len);
+}
+
+/* The topic's name outlives the topic (freed before `done` runs): kept in
+ * the request's context, the bytes right after the kr_str. */
+static kr_str *name_copy(const kr_topic *t)
+{
+    kr_str *s = malloc(sizeof *s + t->name_len);
+    if (s != NULL) {
+        memcpy(s + 1, t->name, t->name_len);
+        s->ptr = (const uint8_t *)(s + 1);
+        s->len = t->name_len;
+    }
+    return s;
+}
+
+static kr_hresult delete_topic(kr_conn *c, kr_req *r, const kr_request *req)
+{
+    kr_topic *t = need_topic(c, r, &req->u.delete_topic.topic);
+    if (t == NULL)
+        return KR_H_DONE;
+    kr_str *name = name_copy(t);
+    if (name == NULL) {
+        kr_req_error(r, KRAPPY_E_STORAGE, "out of memory deleting the topic; nothing was deleted",
+                     NULL);
+        return KR_H_DONE;
+    }
+    r->ctx = name;
+    kr_req_async(r);
+    krappy_err e = kr_ops_delete_topic(c->srv, t, topic_deleted, r, c->errmsg, sizeof c->errmsg);
+    if (e != KRAPPY_OK) {
+        r->ctx = NULL;
+        free(name);
+        kr_req_error(r, e, c->errmsg, NULL);
+    }
+    return KR_H_ASYNC;
+}
+
+/* GROUP_SEEK's and GROUP_DELETE's completion: OK {cursor} or OK {}. */
+static void group_changed(void *arg, const kr_store_result *res)
+{
+    kr_req *r = arg;
+    kr_conn *c = r->conn;
+    if (res->err != KRAPPY_OK) {
+        kr_req_error(r, res->err, res->msg, NULL);
+        return;
+    }
+    kr_buf_reset(&c->enc);
+    if (r->type == KRAPPY_T_GROUP_SEEK)
+        kr_enc_ok_cursor(&c->enc, r->cid, res->first);
+    else
+        kr_enc_ok_empty(&c->enc, r->cid);
+    kr_req_reply(r, KRAPPY_T_OK, c->enc.data, c->enc.len);
+}
+
+static kr_hresult group_seek(kr_conn *c, kr_req *r, const kr_request *req)
+{
+    const typeof(req->u.group_seek) *q = &req->u.group_seek;
+    kr_tgroup *tg = need_group(c, r, &q->topic, &q->group);
+    if (tg == NULL)
+        return KR_H_DONE;
+    kr_topic *t = tg->t;
+    kr_req_async(r);
+    krappy_err e = kr_store_group_seek(store_of(c), tg, q->to, q->value, group_changed, r,
+                                       c->errmsg, sizeof c->errmsg);
+    if (e != KRAPPY_OK) {
+        kr_error_extra extra = {
+            .has_range = e == KRAPPY_E_OFFSET_OUT_OF_RANGE, .first = t->first, .next = t->next};
+        kr_req_error(r, e, c->errmsg, &extra);
+    }
+    return KR_H_ASYNC;
+}
+
+static kr_hresult group_delete(kr_conn *c, kr_req *r, const kr_request *req)
+{
+    const typeof(req->u.group_delete) *q = &req->u.group_delete;
+    kr_tgroup *tg = need_group(c, r, &q->topic, &q->group);
+    if (tg == NULL)
+        return KR_H_DONE;
+    kr_req_async(r);
+    krappy_err e = kr_ops_group_delete(c->srv, tg, group_changed, r, c->errmsg, sizeof c->errmsg);
+    if (e != KRAPPY_OK)
+        kr_req_error(r, e, c->errmsg, NULL);
+    return KR_H_ASYNC;
+}
+
+static const kr_handler handlers[KRAPPY_T_REQUEST_MAX + 1] = {
     [KRAPPY_T_PRODUCER_REGISTER] = {"PRODUCER_REGISTER", true, producer_register},
     [KRAPPY_T_CONSUMER_REGISTER] = {"CONSUMER_REGISTER", true, consumer_register},
     [KRAPPY_T_PUBLISH] = {"PUBLISH", true, publish},
@@ -890,6 +1029,9 @@ static const kr_handler handlers[KRAPPY_T_STATS + 1] = {
     [KRAPPY_T_PING] = {"PING", false, ping},
     [KRAPPY_T_TOPICS] = {"TOPICS", false, topics},
     [KRAPPY_T_STATS] = {"STATS", false, stats},
+    [KRAPPY_T_DELETE_TOPIC] = {"DELETE_TOPIC", true, delete_topic},
+    [KRAPPY_T_GROUP_SEEK] = {"GROUP_SEEK", true, group_seek},
+    [KRAPPY_T_GROUP_DELETE] = {"GROUP_DELETE", true, group_delete},
 };
 
 const kr_handler *kr_handler_for(uint32_t type)

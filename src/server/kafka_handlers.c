@@ -244,14 +244,13 @@ static void list_offset(kr_kconn *c, kr_kreq *r, kr_topic *t,
         p->error_code = KR_KAFKA_ERR_INVALID_REQUEST;
         return;
     } else {
-        int rc = kr_store_offset_for_time(c->k->srv->store, t, (uint64_t)q->timestamp, &off, &ts,
-                                          c->msg, sizeof c->msg);
-        if (rc < 0) {
+        if (kr_store_offset_for_time(c->k->srv->store, t, (uint64_t)q->timestamp, &off, &ts, c->msg,
+                                     sizeof c->msg) != KRAPPY_OK) {
             kr_kconn_log(KR_LOG_ERROR, c, "ListOffsets by time failed", c->msg);
             p->error_code = KR_KAFKA_ERR_KAFKA_STORAGE_ERROR;
             return;
         }
-        if (rc == 0) {
+        if (off >= t->next) {
             /* No record that recent: -1, as Kafka answers. */
             return;
         }

@@ -48,7 +48,9 @@ static void register_metrics(kr_server *srv)
         kr_counter(m, "krappy_received_bytes_total", NULL, "Frame bytes received from clients.");
     sm->bytes_out = kr_counter(m, "krappy_sent_bytes_total", NULL, "Frame bytes sent to clients.");
     char labels[64];
-    for (unsigned t = 1; t <= KRAPPY_T_STATS; t++) {
+    for (unsigned t = 1; t <= KRAPPY_T_REQUEST_MAX; t++) {
+        if (krappy_type_name(t) == NULL)
+            continue; /* a number this version does not answer */
         snprintf(labels, sizeof labels, "type=\"%s\"", krappy_type_name(t));
         sm->requests[t] =
             kr_counter(m, "krappy_requests_total", labels, "Requests answered, by request type.");

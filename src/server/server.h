@@ -116,6 +116,8 @@ struct kr_conn {
     uint32_t idem_epoch; /* its epoch */
     size_t idem_id_len;  /* and the producer id */
     uint8_t idem_id[KRAPPY_MAX_NAME_BYTES];
+    bool producer_gone;        /* that topic was deleted: PUBLISH gets NO_SUCH_TOPIC
+                                  until the next PRODUCER_REGISTER */
     kr_member *consumer;       /* CONSUMER_REGISTER'd member, or NULL */
     kr_tgroup *consumer_group; /* ... of this group */
     char errmsg[512];
@@ -133,8 +135,8 @@ typedef struct kr_server_metrics {
     kr_metric *closed_stalled;
     kr_metric *bytes_in;
     kr_metric *bytes_out;
-    kr_metric *requests[KRAPPY_T_STATS + 1];
-    kr_metric *latency[KRAPPY_T_STATS + 1];
+    kr_metric *requests[KRAPPY_T_REQUEST_MAX + 1];
+    kr_metric *latency[KRAPPY_T_REQUEST_MAX + 1];
     kr_metric *errors[KRAPPY_E_WIRE_MAX + 1];
 } kr_server_metrics;
 
@@ -264,5 +266,22 @@ void kr_handlers_conn_closed(kr_conn *c);
 
 /* The handler of a request type, or NULL when this server has none. */
 const kr_handler *kr_handler_for(uint32_t type);
+
+/* ---- admin_ops.c: administration, for the data port and the admin port ---- */
+
+/*
+ * kr_ops_delete_topic - DELETE_TOPIC (kr_store_delete_topic), then every
+ * connection's registrations on the topic dropped: its producers' next
+ * PUBLISH gets NO_SUCH_TOPIC until they register again, its groups'
+ * members leave (a POLL parked there is answered NOT_REGISTERED).
+ * @return KRAPPY_OK when queued (`done` follows), else the error with msg.
+ */
+krappy_err kr_ops_delete_topic(kr_server *srv, kr_topic *t, kr_store_done done, void *arg,
+                               char *msg, size_t msglen);
+
+/* kr_ops_group_delete - GROUP_DELETE (kr_store_group_delete), then the
+ * group's members lose their registrations. @return as kr_ops_delete_topic. */
+krappy_err kr_ops_group_delete(kr_server *srv, kr_tgroup *tg, kr_store_done done, void *arg,
+                               char *msg, size_t msglen);
 
 #endif

@@ -229,7 +229,7 @@ static void req_mark_done(kr_req *r)
     c->running--;
     if (r->fifo)
         c->running_fifo--;
-    if (r->type <= KRAPPY_T_STATS) {
+    if (r->type <= KRAPPY_T_REQUEST_MAX) {
         kr_counter_add(c->srv->m.requests[r->type], 1);
         kr_histogram_observe_ns(c->srv->m.latency[r->type], kr_mono_ns() - r->start_ns);
     }
@@ -450,12 +450,12 @@ static void conn_start(kr_conn *c, uint32_t type, const uint8_t *payload, size_t
     }
     if (h == NULL || rc == KRAPPY_E_UNKNOWN_TYPE) {
         const char *name = krappy_type_name(type);
-        if (name != NULL && type <= KRAPPY_T_STATS)
+        if (name != NULL && type <= KRAPPY_T_REQUEST_MAX)
             snprintf(c->errmsg, sizeof c->errmsg,
                      "request type %u (%s) is not supported by this server yet", type, name);
         else
             snprintf(c->errmsg, sizeof c->errmsg,
-                     "unknown request type %u; request types are 1 to 12", type);
+                     "unknown request type %u; request types are 1 to 12 and 14 to 16", type);
         kr_req_error(r, KRAPPY_E_UNKNOWN_TYPE, c->errmsg, NULL);
         return;
     }

@@ -56,6 +56,7 @@ void kr_job_free(kr_job *j)
         free(j->cursor.koffset);
         break;
     case KR_JOB_BARRIER:
+    case KR_JOB_TOPIC_DROP:
         break;
     }
     free(j->msg);

@@ -29,8 +29,9 @@ typedef enum kr_job_kind {
     KR_JOB_APPEND,     /* append one stored batch */
     KR_JOB_CHECKPOINT, /* sync streams, write frozen overlays + markers */
     KR_JOB_DELETE,     /* unlink retired segment files */
-    KR_JOB_CURSOR,     /* persist a group cursor (RocksDB, WAL on) */
-    KR_JOB_LOGGED      /* a RocksDB batch the loop built: WAL on, synced */
+    KR_JOB_CURSOR,     /* persist a group cursor, or drop a group (RocksDB, WAL on) */
+    KR_JOB_LOGGED,     /* a RocksDB batch the loop built: WAL on, synced */
+    KR_JOB_TOPIC_DROP  /* DELETE_TOPIC: its directory and every record of it */
 } kr_job_kind;
 
 /* APPEND: one PUBLISH batch. */
@@ -107,7 +108,19 @@ typedef struct kr_job_cursor {
     uint8_t *koffset;   /* a Kafka offset record: the group name, then the
                            value at koffset + group_len (malloc'd, the job's) */
     size_t koffset_len; /* of the value */
+    bool drop;          /* GROUP_DELETE: remove the record instead */
 } kr_job_cursor;
+
+/* TOPIC_DROP: how far the deletion got (topic_admin.c). */
+typedef enum kr_drop_stage {
+    KR_DROP_NOTHING = 0, /* nothing happened: the topic is whole */
+    KR_DROP_FILES,       /* its directory is gone; records may be left in the view */
+    KR_DROP_ALL          /* gone, records included */
+} kr_drop_stage;
+
+typedef struct kr_job_topic_drop {
+    kr_drop_stage stage; /* out */
+} kr_job_topic_drop;
 
 struct kr_job {
     kr_job_kind kind;
@@ -127,6 +140,7 @@ struct kr_job {
         kr_job_delete del;
         kr_job_cursor cursor;
         kr_job_logged logged;
+        kr_job_topic_drop drop;
     };
 };
 

@@ -95,6 +95,16 @@ int kr_store_topic_insert(kr_store *s, kr_topic *t)
     return 0;
 }
 
+void kr_store_topic_remove(kr_store *s, kr_topic *t)
+{
+    bool found;
+    size_t at = topic_slot(s, (const uint8_t *)t->name, t->name_len, &found);
+    if (!found || s->topics[at] != t)
+        return;
+    memmove(s->topics + at, s->topics + at + 1, (s->n_topics - at - 1) * sizeof *s->topics);
+    s->n_topics--;
+}
+
 void kr_store_topic_free(kr_topic *t)
 {
     if (t == NULL)
@@ -163,7 +173,7 @@ int kr_topic_add_segment(kr_topic *t, kr_segment *seg)
 
 /* Memory of every topic's active overlay, recounted where overlays are
  * swapped or merged (kr_store_append_done adds its own changes as they happen). */
-static void recount_active(kr_store *s)
+void kr_store_recount_active(kr_store *s)
 {
     size_t bytes = 0;
     for (size_t i = 0; i < s->n_topics; i++)
@@ -206,7 +216,8 @@ static void finish_create(kr_store *s, kr_job *j)
 static void retention(kr_store *s, kr_topic *t)
 {
     /* Closing: the next start's first checkpoint retires them. */
-    if ((s->o.retention_bytes == 0 && s->o.retention_ms == 0) || t->n_segs < 2 || s->draining)
+    if ((s->o.retention_bytes == 0 && s->o.retention_ms == 0) || t->n_segs < 2 || s->draining ||
+        t->deleted)
         return;
     uint64_t now = kr_wall_ms();
     size_t drop = 0;
@@ -315,7 +326,7 @@ static void finish_checkpoint(kr_store *s, kr_job *j)
         for (size_t i = 0; i < j->checkpoint.n; i++)
             retention(s, j->checkpoint.ck[i].t);
     }
-    recount_active(s);
+    kr_store_recount_active(s);
     kr_store_scan_checkpointed(s, j->err == KRAPPY_OK, kr_job_msg(j));
     for (size_t i = 0; i < j->checkpoint.n; i++)
         kr_store_producers_answer(j->checkpoint.ck[i].t, j->err == KRAPPY_OK);
@@ -355,7 +366,13 @@ static void on_jobs_done(void *arg, struct kr_job_list *jobs)
         case KR_JOB_DELETE:
             break;
         case KR_JOB_CURSOR:
-            kr_store_cursor_done(s, j);
+            if (j->cursor.drop)
+                kr_store_group_dropped(s, j);
+            else
+                kr_store_cursor_done(s, j);
+            break;
+        case KR_JOB_TOPIC_DROP:
+            kr_store_topic_dropped(s, j);
             break;
         case KR_JOB_LOGGED:
             kr_store_logged_done(s, j);
@@ -434,7 +451,7 @@ void kr_store_checkpoint(kr_store *s)
     j->checkpoint.ck = ck;
     j->checkpoint.n = k;
     s->ckpt_running = true;
-    recount_active(s);
+    kr_store_recount_active(s);
     kr_writer_submit(s->writer, j);
 }
 
@@ -471,6 +488,14 @@ int kr_store_register(kr_store *s, const uint8_t *name, size_t len, kr_topic **t
     bool found;
     size_t at = topic_slot(s, name, len, &found);
     kr_topic *t = found ? s->topics[at] : NULL;
+    if (t != NULL && t->deleted) {
+        res->err = KRAPPY_E_STORAGE;
+        snprintf(res->msg, sizeof res->msg,
+                 "topic %.60s was deleted but not all of its records could be removed; restart "
+                 "krappyd to finish the deletion before creating the topic again",
+                 t->name);
+        return -1;
+    }
     /* The job first: a topic in the table must get its CREATE job. */
     kr_job *j = kr_job_new(KR_JOB_BARRIER, NULL);
     if (j == NULL)
@@ -582,10 +607,10 @@ int kr_store_open(const kr_store_opts *o, struct event_base *base, kr_metrics *m
     kr_view_opts vo = {.block_cache_bytes = o->block_cache_bytes, .log_dir = o->rocksdb_log_dir};
     if (kr_view_open(viewdir, &vo, &s->view, err, errlen) < 0)
         goto fail;
-    if (kr_store_recover(s, err, errlen) < 0)
+    if (kr_store_finish_deletions(s, err, errlen) < 0 || kr_store_recover(s, err, errlen) < 0)
         goto fail;
     kr_prod_set_sort(s->producers); /* restored producers, by last activity */
-    recount_active(s);
+    kr_store_recount_active(s);
     /* RocksDB does not sync the directory entry of its own directory, and
      * DATA/topics was maybe just made: make both names durable. */
     int dfd = open(o->data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

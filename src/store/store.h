@@ -108,6 +108,7 @@ typedef struct kr_waiter {
     uint64_t offset;
     struct event *timer;
     void (*wake)(struct kr_waiter *w, bool timed_out); /* called once */
+    bool gone; /* set before wake when its topic (or group) was deleted */
     void *arg;
     TAILQ_ENTRY(kr_waiter) link;
 } kr_waiter;
@@ -130,6 +131,8 @@ struct kr_topic {
     size_t name_len;
     bool ready;        /* created on disk (false while being created) */
     bool failed;       /* creation failed: being removed */
+    bool deleted;      /* DELETE_TOPIC: out of the table, freed once its
+                          files and records are gone */
     kr_segment **segs; /* ascending base; the last one is being appended;
                           room for appends_in_flight (queued, not completed)
                           more, one per segment the writer may start */
@@ -330,19 +333,6 @@ int kr_store_fetch_emit(kr_store *s, const kr_fetch_result *res, struct evbuffer
 int kr_store_fetch_copy(kr_store *s, const kr_fetch_result *res, kr_buf *out, char *msg,
                         size_t msglen);
 
-/*
- * kr_store_offset_for_time - the first retained offset whose event has a
- * timestamp of at least ts (Kafka's ListOffsets by time), and that event's
- * timestamp in *found_ts. It reads the
- * batch headers of the first segments whose newest event is that recent,
- * and the events of the first batch that is: about one pass over one
- * segment's headers, on the loop.
- * @return 1 with *offset; 0 when no event is that recent; -1 on a read
- *         failure (msg filled).
- */
-int kr_store_offset_for_time(kr_store *s, kr_topic *t, uint64_t ts, uint64_t *offset,
-                             uint64_t *found_ts, char *msg, size_t msglen);
-
 /* Park a waiter until the topic's next passes w->offset or the timer
  * fires (wait_ms, capped). The waiter's memory is the caller's.
  * @return 0, or -1 when there is no memory for its timer (not parked). */
@@ -471,6 +461,19 @@ typedef struct kr_group_stats {
 
 void kr_store_group_stats(const kr_tgroup *tg, kr_group_stats *out);
 
+/* One member of a group, as the admin API shows it. */
+typedef struct kr_member_stats {
+    const char *name; /* borrowed: lives as long as the member */
+    size_t name_len;
+    uint64_t pending; /* handed to it and not acknowledged */
+    bool auto_ack;
+    uint64_t ack_wait_ms;
+} kr_member_stats;
+
+/* The group's members in the order they joined, at most max of them into
+ * out. @return how many there are (may be more than max). */
+size_t kr_store_group_members(const kr_tgroup *tg, kr_member_stats *out, size_t max);
+
 /*
  * kr_store_group_ack_upto, kr_store_group_ack_offsets - ACK: acknowledge
  * m's pending offsets below `upto`, or the given offsets (see
@@ -559,6 +562,63 @@ void kr_store_refresh_metrics(kr_store *s);
 
 /* Approximate bytes of the view's RocksDB files. */
 uint64_t kr_store_view_bytes(kr_store *s);
+
+/* ---- administration (PROTOCOL.md section 9; topic_admin.c) ---- */
+
+/*
+ * kr_store_delete_topic - DELETE_TOPIC. The topic leaves the table at once
+ * (every later lookup of the name finds nothing, and a PRODUCER_REGISTER
+ * makes a new, empty topic whose jobs run after this one); its parked FETCHes
+ * and POLLs are woken with w->gone set, its scans answered NO_SUCH_TOPIC.
+ * The writer then moves its directory aside (the atomic point, made durable
+ * by a sync of DATA/topics), removes every record of it from the view (WAL
+ * on, synced) and the directory. `done` runs once that survives kill -9 (res
+ * STORAGE when it could not be done: the message says what is left); the
+ * topic's memory is freed just before. Registrations that point at t (its
+ * producers, its groups' members) are the caller's to drop, now.
+ * @return KRAPPY_OK when queued, else KRAPPY_E_STORAGE with msg.
+ */
+krappy_err kr_store_delete_topic(kr_store *s, kr_topic *t, kr_store_done done, void *arg, char *msg,
+                                 size_t msglen);
+
+/*
+ * kr_store_group_seek - GROUP_SEEK: move tg's cursor to the first retained
+ * offset, the topic's next, `value` (an offset in [first, next]) or, for
+ * KR_SEEK_TIME, the first offset whose event has ts >= `value` ms
+ * (kr_store_offset_for_time). Hand-outs are forgotten (kr_group_seek), the
+ * POLLs parked on the group woken, and `done` runs once the cursor survives
+ * kill -9, with res.first = the cursor.
+ * @return KRAPPY_OK when queued; KRAPPY_E_OFFSET_OUT_OF_RANGE (msg; the
+ *         topic's first and next describe the range); KRAPPY_E_STORAGE.
+ */
+krappy_err kr_store_group_seek(kr_store *s, kr_tgroup *tg, kr_seek_kind to, uint64_t value,
+                               kr_store_done done, void *arg, char *msg, size_t msglen);
+
+/*
+ * kr_store_group_delete - GROUP_DELETE: tg leaves its topic's groups at once
+ * (its parked POLLs woken with w->gone set), and `done` runs once its record
+ * is gone from the view, durably like an ACK; tg is freed just after. Its
+ * members' registrations are the caller's to drop, now (kr_store_group_leave
+ * still works on them until then).
+ * @return KRAPPY_OK when queued, else KRAPPY_E_STORAGE with msg.
+ */
+krappy_err kr_store_group_delete(kr_store *s, kr_tgroup *tg, kr_store_done done, void *arg,
+                                 char *msg, size_t msglen);
+
+/*
+ * kr_store_offset_for_time - the first offset whose event has ts >= ts_ms,
+ * or the topic's next when there is none. A bounded search: the segments'
+ * largest timestamps pick the first segment that can hold one, its batch
+ * headers (read 1 MiB at a time, their largest timestamps) the first batch,
+ * and that batch's events the offset. Reads at most one segment's headers
+ * and one batch; runs on the loop.
+ * @param found_ts  NULL, or set to the found event's ts (Kafka's ListOffsets
+ *                  answers it); untouched when there is none
+ * @return KRAPPY_OK and *offset, or KRAPPY_E_STORAGE (msg: an unreadable
+ *         segment).
+ */
+krappy_err kr_store_offset_for_time(kr_store *s, kr_topic *t, uint64_t ts_ms, uint64_t *offset,
+                                    uint64_t *found_ts, char *msg, size_t msglen);
 
 /* ---- stats ---- */
 uint64_t kr_topic_bytes(const kr_topic *t);

@@ -91,6 +91,8 @@ kr_topic *kr_store_topic_new(kr_store *s, const uint8_t *name, size_t len);
 /* Put t into the table, in name order. @return 0, or -1 on ENOMEM or when
  * a topic of that name is there already. */
 int kr_store_topic_insert(kr_store *s, kr_topic *t);
+/* Take t out of the table (DELETE_TOPIC); its memory stays the caller's. */
+void kr_store_topic_remove(kr_store *s, kr_topic *t);
 /* Free a topic, its segments, overlays, groups and writer state. NULL ok. */
 void kr_store_topic_free(kr_topic *t);
 /* A segment record for the file at fd (taken over) holding nothing yet.
@@ -99,6 +101,9 @@ kr_segment *kr_segment_new(uint64_t base, int fd);
 /* Append seg to t's segments (taken over on success). @return 0, or -1 on
  * ENOMEM. */
 int kr_topic_add_segment(kr_topic *t, kr_segment *seg);
+
+/* Recount s->active_bytes from the overlays of the topics in the table. */
+void kr_store_recount_active(kr_store *s);
 
 /* publish.c */
 /* Complete an append: fold its batch into the active overlay, wake the
@@ -123,6 +128,9 @@ kr_tgroup *kr_store_group_add(kr_store *s, kr_topic *t, const uint8_t *name, siz
                               uint64_t cursor);
 void kr_store_groups_free(kr_topic *t);
 int kr_store_groups_load(kr_store *s, kr_topic *t, char *err, size_t errlen);
+/* A CURSOR job for tg's cursor and origin now (not submitted). @return
+ * NULL on ENOMEM. */
+kr_job *kr_store_cursor_job(kr_store *s, kr_tgroup *tg);
 void kr_store_cursor_done(kr_store *s, kr_job *j);
 void kr_store_groups_tick(kr_store *s, kr_topic *t);
 void kr_store_groups_metrics(kr_topic *t);
@@ -133,6 +141,17 @@ void kr_store_groups_retained(kr_store *s, kr_topic *t);
 int kr_store_koffsets_load(kr_store *s, kr_topic *t, char *err, size_t errlen);
 void kr_store_koffsets_free(kr_topic *t);
 void kr_store_koffset_done(kr_store *s, kr_job *j);
+
+/* topic_admin.c */
+/* Completions of a TOPIC_DROP job and of a CURSOR job that drops a group. */
+void kr_store_topic_dropped(kr_store *s, kr_job *j);
+void kr_store_group_dropped(kr_store *s, kr_job *j);
+/* The writer's part of a TOPIC_DROP job (writer thread). */
+void kr_topic_drop_run(kr_view *v, kr_job *j);
+/* Start-up, before recovery: remove what interrupted deletions left (trash
+ * directories, records of topics without a directory). @return 0, or -1
+ * with err filled. */
+int kr_store_finish_deletions(kr_store *s, char *err, size_t errlen);
 
 /* store_read.c */
 void kr_segment_free(kr_segment *seg);

@@ -596,6 +596,14 @@ void kr_view_batch_cursor(kr_view_batch *b, const char *topic, size_t tlen, cons
     rocksdb_writebatch_put(b->wb, (const char *)b->key.data, b->key.len, (const char *)val, vlen);
 }
 
+void kr_view_batch_cursor_delete(kr_view_batch *b, const char *topic, size_t tlen,
+                                 const uint8_t *group, size_t glen)
+{
+    if (kr_view_batch_key(b, TAG_CURSOR, topic, tlen, group, glen) < 0)
+        return;
+    rocksdb_writebatch_delete(b->wb, (const char *)b->key.data, b->key.len);
+}
+
 static int unlocked_write_logged(kr_view *v, kr_view_batch *b, bool sync, char *err, size_t errlen)
 {
     if (v->db == NULL) {

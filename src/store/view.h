@@ -94,6 +94,9 @@ void kr_view_batch_marker(kr_view_batch *b, const char *topic, size_t tlen, uint
  * [cursor, origin]: origin is where the group started). */
 void kr_view_batch_cursor(kr_view_batch *b, const char *topic, size_t tlen, const uint8_t *group,
                           size_t glen, uint64_t cursor, uint64_t origin);
+/* Remove a group's cursor record (GROUP_DELETE). */
+void kr_view_batch_cursor_delete(kr_view_batch *b, const char *topic, size_t tlen,
+                                 const uint8_t *group, size_t glen);
 
 /*
  * kr_view_write_logged - apply a batch with RocksDB's WAL on (cursors):
@@ -129,6 +132,26 @@ int kr_view_koffsets(kr_view *v, const char *topic, size_t tlen,
                      int (*fn)(void *arg, const uint8_t *group, size_t glen, const uint8_t *value,
                                size_t vlen),
                      void *arg, char *err, size_t errlen);
+
+/*
+ * kr_view_drop_topic - remove every record keyed by the topic (its keys,
+ * marker, group cursors and any other per-topic record: view_topic.c lists
+ * their tags) with the write-ahead log on, synced at the end when `sync`.
+ * Durable against kill -9 when it returns. Not atomic: a crash part-way
+ * leaves some records, which a second call removes.
+ * @return 0, or -1 with err filled.
+ */
+int kr_view_drop_topic(kr_view *v, const char *topic, size_t tlen, bool sync, char *err,
+                       size_t errlen);
+
+/*
+ * kr_view_topic_names - call fn with every topic that has any record in the
+ * view (a topic may come more than once: once per kind of record), until it
+ * returns non-zero. The name is NUL-terminated, valid during the call.
+ * @return 0, or -1 with err filled.
+ */
+int kr_view_topic_names(kr_view *v, int (*fn)(void *arg, const char *topic, size_t tlen), void *arg,
+                        char *err, size_t errlen);
 
 /* Delete every key of a topic and its marker (rebuilding a view). */
 void kr_view_batch_drop_topic(kr_view_batch *b, const char *topic, size_t tlen);

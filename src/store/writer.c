@@ -59,8 +59,10 @@ struct kr_writer {
     struct kr_job_list queue;  /* submitted, not yet taken */
     struct kr_job_list vqueue; /* checkpoints whose streams are synced */
     struct kr_job_list done;   /* finished, not yet delivered */
+    pthread_cond_t vidle;      /* the view thread finished a job */
     bool vstopping;
     bool vstarted;
+    bool vbusy;       /* the view thread is writing a checkpoint */
     unsigned pending; /* submitted and not delivered (loop side) */
     unsigned held;    /* kr_writer_hold depth (loop side) */
     bool unsignaled;  /* jobs queued while held, the writer not woken (loop side) */
@@ -594,13 +596,12 @@ static void unwind_from(kr_job *from, const char *why)
  * for sync (--fsync-cursors). Many ACKs share one write, as appends share
  * one fdatasync.
  */
-static void run_cursors(kr_writer *wr, struct kr_job_list *round)
+static void run_cursors(kr_writer *wr, kr_job *from, kr_job *to)
 {
     kr_view_batch *b = NULL;
     bool sync = false;
     kr_job *j;
-    TAILQ_FOREACH(j, round, link)
-    {
+    for (j = from; j != to; j = TAILQ_NEXT(j, link)) {
         if (j->kind != KR_JOB_CURSOR)
             continue;
         if (b == NULL && (b = kr_view_batch_new()) == NULL) {
@@ -611,6 +612,9 @@ static void run_cursors(kr_writer *wr, struct kr_job_list *round)
         if (c->koffset != NULL)
             kr_view_batch_koffset(b, j->t->name, j->t->name_len, c->koffset, c->group_len,
                                   c->koffset + c->group_len, c->koffset_len);
+        else if (c->drop) /* GROUP_DELETE: after any earlier cursor of the group in the batch */
+            kr_view_batch_cursor_delete(b, j->t->name, j->t->name_len, (const uint8_t *)c->group,
+                                        c->group_len);
         else
             kr_view_batch_cursor(b, j->t->name, j->t->name_len, (const uint8_t *)c->group,
                                  c->group_len, c->cursor, c->origin);
@@ -623,9 +627,9 @@ static void run_cursors(kr_writer *wr, struct kr_job_list *round)
         kr_counter_add(wr->m_failures, 1);
         kr_log(KR_LOG_ERROR, "writing group cursors failed; their ACKs get STORAGE",
                KR_LOG_STR("reason", err));
-        TAILQ_FOREACH(j, round, link)
-        if (j->kind == KR_JOB_CURSOR && j->err == KRAPPY_OK)
-            kr_job_fail(j, 0, "%s", err);
+        for (j = from; j != to; j = TAILQ_NEXT(j, link))
+            if (j->kind == KR_JOB_CURSOR && j->err == KRAPPY_OK)
+                kr_job_fail(j, 0, "%s", err);
     }
     kr_view_batch_free(b);
 }
@@ -642,11 +646,33 @@ static void run_logged(kr_writer *wr, kr_job *j)
     }
 }
 
+/*
+ * Before a topic is dropped, every checkpoint queued before the drop must
+ * be in RocksDB, or its RocksDB half - run later on the view thread - would
+ * write back the keys and marker of the dropped topic. Wait for the view
+ * thread to finish what it has, then write the checkpoints of this round
+ * (synced, not yet passed on) here.
+ */
+static void view_catch_up(kr_writer *wr, struct kr_job_list *round, kr_job *upto)
+{
+    pthread_mutex_lock(&wr->mu);
+    while (!TAILQ_EMPTY(&wr->vqueue) || wr->vbusy)
+        pthread_cond_wait(&wr->vidle, &wr->mu);
+    pthread_mutex_unlock(&wr->mu);
+    for (kr_job *j = TAILQ_FIRST(round); j != upto; j = TAILQ_NEXT(j, link)) {
+        if (j->kind == KR_JOB_CHECKPOINT && j->checkpoint.deferred) {
+            j->checkpoint.deferred = false;
+            run_checkpoint(wr, j);
+        }
+    }
+}
+
 /* Run one round: everything taken from the queue, in order. */
 static void run_round(kr_writer *wr, struct kr_job_list *round)
 {
     kr_job *run[KR_WRITER_IOV];
     kr_job *j = TAILQ_FIRST(round);
+    kr_job *cursors_from = j; /* the cursor jobs from here on are still to write */
     while (j != NULL) {
         switch (j->kind) {
         case KR_JOB_APPEND: {
@@ -672,13 +698,20 @@ static void run_round(kr_writer *wr, struct kr_job_list *round)
         case KR_JOB_LOGGED:
             run_logged(wr, j);
             break;
+        case KR_JOB_TOPIC_DROP:
+            /* Everything before it in RocksDB first: cursors, checkpoints. */
+            run_cursors(wr, cursors_from, j);
+            cursors_from = TAILQ_NEXT(j, link);
+            view_catch_up(wr, round, j);
+            kr_topic_drop_run(wr->view, j);
+            break;
         case KR_JOB_BARRIER:
         case KR_JOB_CURSOR: /* below, all together */
             break;
         }
         j = TAILQ_NEXT(j, link);
     }
-    run_cursors(wr, round);
+    run_cursors(wr, cursors_from, NULL);
     /* One fdatasync per file for all the "sync" appends of the round. */
     TAILQ_FOREACH(j, round, link)
     {
@@ -762,11 +795,14 @@ static void *view_main(void *arg)
             break;
         }
         TAILQ_REMOVE(&wr->vqueue, j, link);
+        wr->vbusy = true;
         pthread_mutex_unlock(&wr->mu);
         j->checkpoint.deferred = false;
         run_checkpoint(wr, j);
         pthread_mutex_lock(&wr->mu);
         TAILQ_INSERT_TAIL(&wr->done, j, link);
+        wr->vbusy = false;
+        pthread_cond_broadcast(&wr->vidle);
         pthread_mutex_unlock(&wr->mu);
         event_active(wr->done_ev, EV_READ, 0);
     }
@@ -800,6 +836,7 @@ int kr_writer_start(kr_writer **out, struct event_base *base, kr_view *view, uin
     pthread_mutex_init(&wr->mu, NULL);
     pthread_cond_init(&wr->cv, NULL);
     pthread_cond_init(&wr->vcv, NULL);
+    pthread_cond_init(&wr->vidle, NULL);
     TAILQ_INIT(&wr->queue);
     TAILQ_INIT(&wr->vqueue);
     TAILQ_INIT(&wr->done);
@@ -900,5 +937,6 @@ void kr_writer_stop(kr_writer *wr)
     pthread_mutex_destroy(&wr->mu);
     pthread_cond_destroy(&wr->cv);
     pthread_cond_destroy(&wr->vcv);
+    pthread_cond_destroy(&wr->vidle);
     free(wr);
 }

@@ -87,9 +87,10 @@ def pairs(*kv):
 
 # Selector bytes of fuzz_msg (indexes into fuzz_types).
 SEL = {t: t for t in range(14)}
-SEL.update({100: 14, 101: 15, 102: 16, 103: 17, 255: 18})
+SEL.update({100: 14, 101: 15, 102: 16, 103: 17, 255: 18, 14: 20, 15: 21, 16: 22})
 
 PR, CR, PUB, POLL, ACK, GET, SCAN, FETCH, HELLO, PING, TOPICS, STATS = range(1, 13)
+DELETE_TOPIC, GROUP_SEEK, GROUP_DELETE = 14, 15, 16
 OK, EVENTS, VALUE, ENTRIES, ERROR = 100, 101, 102, 103, 255
 
 
@@ -139,6 +140,12 @@ def messages():
     add("ping", PING, {"cid": 2**64 - 1})
     add("topics", TOPICS, {})
     add("stats", STATS, {"topic": "orders", "group": "billing"})
+    add("delete_topic", DELETE_TOPIC, {"cid": 10, "topic": "orders"})
+    add("seek_earliest", GROUP_SEEK, {"topic": "orders", "group": "billing", "to": "earliest"})
+    add("seek_offset", GROUP_SEEK, {"topic": "orders", "group": "g", "to": 2**63})
+    add("seek_ts", GROUP_SEEK, {"topic": "orders", "group": "g", "to": None, "ts": 1764000000000})
+    add("seek_both", GROUP_SEEK, {"topic": "orders", "group": "g", "to": 1, "ts": 2})
+    add("group_delete", GROUP_DELETE, {"topic": "orders", "group": Indef(["bill", "ing"], "text")})
     add("unknown13", 13, {"cid": 8})
     add("type0", 0, {})
     # replies
@@ -407,6 +414,11 @@ def json_texts():
         ("event_bad_header", '{"value": 1, "headers": {"a": 1}}'),
         ("event_headers_array", '{"value": 1, "headers": ["a"]}'),
         ("event_not_object", '[1, 2]'),
+        ("event_fetched", '{"offset": 5, "ts": 1700000000000, "key": "00ff10", "key_is_hex": true,'
+                          ' "value": "v", "headers": {"t": "abc", "b": {"hex": "00ff"},'
+                          ' "u": {"base64url": "AP8"}}}'),
+        ("event_bad_hex", '{"key": "0g", "key_is_hex": true, "value": 1,'
+                          ' "headers": {"x": {"hex": "abc"}, "y": {"base64url": "A"}}}'),
         ("event_many_headers", '{"value": 0, "headers": {' +
                                ", ".join('"h%d": "%s"' % (i, "v" * i) for i in range(40)) + "}}"),
     ]
@@ -418,6 +430,14 @@ def main_text():
     for name, item in cbor_items():
         for mode, suffix in ((0, "diag"), (1, "json"), (3, "json_hex")):
             write("fuzz_cbor_text", name + "_" + suffix, bytes([mode]) + item)
+    # Events as the admin API shows them: the mode byte's upper bits are the
+    # value limit (here 3 and 63 bytes), headers as text.
+    long_text = enc([7, 1, "k", "\u00e9" * 40 + "x" * 100, {"h": b"\xff\xfe", "t": b"text"}])
+    write("fuzz_cbor_text", "event_long_text_limit5", bytes([5 << 2 | 1]) + long_text)
+    for name, item in cbor_items():
+        if name.startswith("event"):
+            for limit in (3, 63):
+                write("fuzz_cbor_text", "%s_limit%d" % (name, limit), bytes([limit << 2 | 1]) + item)
     for name, mode, text in json_texts():
         write("fuzz_json", name, bytes([mode]) + text)
 
