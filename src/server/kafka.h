@@ -178,6 +178,12 @@ void kr_kafka_abort_all(kr_kafka *k, const char *why);
 /* Accept again after a pause for lack of descriptors. NULL ok. */
 void kr_kafka_accept_resume(kr_kafka *k);
 
+/* Topic t was deleted (kr_ops_delete_topic, right after the store took
+ * it out): every connection lets go of it - its idempotent producers'
+ * bindings and records prefetched from it. Fetches parked on it are woken
+ * by the store with w->gone. NULL k ok. */
+void kr_kafka_topic_deleted(kr_kafka *k, const kr_topic *t);
+
 /* Release everything (connections first). NULL ok. */
 void kr_kafka_free(kr_kafka *k);
 
@@ -234,6 +240,13 @@ void kr_kproduce_conn_closed(kr_kconn *c);
 
 /* Release the connection's Fetch prefetch with its memory. */
 void kr_kfetch_conn_free(kr_kconn *c);
+
+/* Topic t was deleted: forget what was prefetched from it (kafka_fetch.c). */
+void kr_kfetch_topic_deleted(kr_kconn *c, const kr_topic *t);
+
+/* Topic t was deleted: drop c's producer bindings on it; the store dropped
+ * the registrations themselves (kafka_produce.c). */
+void kr_kproduce_topic_deleted(kr_kconn *c, const kr_topic *t);
 
 /* The connection's peer and id in a log line. */
 void kr_kconn_log(kr_log_level lvl, const kr_kconn *c, const char *msg, const char *why);

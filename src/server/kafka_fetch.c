@@ -125,7 +125,7 @@ struct kr_kprefetch {
     struct event *timer;
     bool scheduled; /* the timer is pending (it holds a reference on c) */
     bool ready;     /* records holds the batch for (t, offset, want) */
-    kr_topic *t;    /* compared, never followed while not ready */
+    kr_topic *t;    /* NULL once its topic is deleted */
     int64_t offset;
     uint64_t want;
     uint64_t next; /* the offset after the batch */
@@ -162,7 +162,7 @@ static void prefetch_run(evutil_socket_t fd, short what, void *arg)
     /* Records take about what their events take, and a little more. */
     size_t room = (size_t)pf->want + (size_t)pf->want / 4 + 4096;
     size_t grow = room > pf->records.cap ? room - pf->records.cap : 0;
-    if (c->bev != NULL && !c->no_more && (uint64_t)pf->offset < pf->t->next &&
+    if (c->bev != NULL && !c->no_more && pf->t != NULL && (uint64_t)pf->offset < pf->t->next &&
         (uint64_t)pf->offset >= pf->t->first &&
         c->k->prefetch_bytes + grow <= KR_KAFKA_PREFETCH_BYTES) {
         int16_t err;
@@ -246,6 +246,15 @@ void kr_kfetch_conn_closed(kr_kconn *c)
         pf->scheduled = false;
         kr_kconn_release(c); /* the timer's reference; the caller holds another */
     }
+}
+
+void kr_kfetch_topic_deleted(kr_kconn *c, const kr_topic *t)
+{
+    kr_kprefetch *pf = c->prefetch;
+    if (pf == NULL || pf->t != t)
+        return;
+    prefetch_drop(pf, false);
+    pf->t = NULL; /* a scheduled run finds nothing to read */
 }
 
 void kr_kfetch_conn_free(kr_kconn *c)
@@ -418,6 +427,21 @@ static void fetch_cancel(kr_kreq *r)
     kr_kreq_silent(r);
 }
 
+/* w's topic was deleted: its partitions are answered as unknown (the
+ * topic's memory goes once the deletion is done). */
+static void topic_gone(kfetch *f, const kr_topic *t)
+{
+    for (size_t i = 0; i < f->n_parts; i++) {
+        kfpart *fp = &f->parts[i];
+        if (fp->t != t)
+            continue;
+        fp->t = NULL;
+        fp->rec_len = 0;
+        fp->p->error_code = KR_KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+        fp->p->high_watermark = fp->p->last_stable_offset = fp->p->log_start_offset = -1;
+    }
+}
+
 static void woken(kr_waiter *w, bool timed_out)
 {
     kfpart *fp = w->arg;
@@ -426,6 +450,8 @@ static void woken(kr_waiter *w, bool timed_out)
     kr_kconn *c = r->conn;
     fp->parked = false; /* the store took it off its list */
     unpark_all(f);
+    if (w->gone)
+        topic_gone(f, w->topic);
     c->parked--;
     r->cancel = NULL;
     if (run(c, f, timed_out) == KR_KH_ASYNC)

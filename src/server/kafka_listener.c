@@ -958,6 +958,18 @@ void kr_kafka_accept_resume(kr_kafka *k)
         evconnlistener_enable(k->listener);
 }
 
+void kr_kafka_topic_deleted(kr_kafka *k, const kr_topic *t)
+{
+    if (k == NULL)
+        return;
+    kr_kconn *c;
+    TAILQ_FOREACH(c, &k->conns, link)
+    {
+        kr_kfetch_topic_deleted(c, t);
+        kr_kproduce_topic_deleted(c, t);
+    }
+}
+
 void kr_kafka_free(kr_kafka *k)
 {
     if (k == NULL)

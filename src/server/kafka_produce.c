@@ -172,6 +172,15 @@ void kr_kproduce_conn_closed(kr_kconn *c)
     c->n_prods = c->cap_prods = 0;
 }
 
+void kr_kproduce_topic_deleted(kr_kconn *c, const kr_topic *t)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < c->n_prods; i++)
+        if (c->prods[i].t != t)
+            c->prods[keep++] = c->prods[i];
+    c->n_prods = keep;
+}
+
 /* The Kafka error for a PUBLISH the store refused. */
 static int16_t publish_error(krappy_err rc, uint64_t bad)
 {
