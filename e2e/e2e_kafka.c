@@ -7,7 +7,8 @@
  * committed offsets across kill -9 of consumers and server, SASL/PLAIN with
  * a right and a wrong token - and librdkafka in this process for an
  * idempotent acks=all producer with each compression codec, the admin API
- * (CreateTopics, DeleteTopics, DescribeConfigs) and raw frames the clients
+ * (CreateTopics, DeleteTopics with a Fetch parked on the topic,
+ * DescribeConfigs) and raw frames the clients
  * never send (a newer ApiVersions, unknown APIs, bad sizes, acks 0).
  * Events cross both ports: Kafka-produced ones read with `krappy get` and
  * `krappy fetch`, Krappy-produced ones with kcat. Every wait is bounded.
@@ -604,24 +605,13 @@ static void test_admin(void **state)
     assert_int_equal(sh("%s -h 127.0.0.1 -p %s topics", e2e_cli(), s.port), 0);
     assert_non_null(strstr(out, "adm"));
 
-    /* DeleteTopics: refused until the store can delete a topic. */
-    rd_kafka_DeleteTopic_t *dt = rd_kafka_DeleteTopic_new("adm");
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_DeleteTopics(rk, &dt, 1, NULL, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 10000);
-    assert_non_null(ev);
-    size_t n;
-    const rd_kafka_topic_result_t **tr =
-        rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(ev), &n);
-    assert_int_equal(n, 1);
-    assert_int_equal(rd_kafka_topic_result_error(tr[0]), RD_KAFKA_RESP_ERR_TOPIC_DELETION_DISABLED);
-    rd_kafka_event_destroy(ev);
-    rd_kafka_DeleteTopic_destroy(dt);
-
-    /* DescribeConfigs: the server's settings, read-only. */
+    /* DescribeConfigs: the server's settings, read-only (DeleteTopics:
+     * test_delete_topic). */
     rd_kafka_ConfigResource_t *cr = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, "adm");
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    size_t n;
     rd_kafka_DescribeConfigs(rk, &cr, 1, NULL, q);
-    ev = rd_kafka_queue_poll(q, 10000);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 10000);
     assert_non_null(ev);
     const rd_kafka_ConfigResource_t **rs =
         rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(ev), &n);
@@ -1018,6 +1008,177 @@ static void test_idempotent_producer_kill9(void **state)
     assert_int_equal(e2e_stop(&s, 10000), 0);
 }
 
+/* ---- DeleteTopics ---- */
+
+/* Send a Fetch (v11) of partition 0 of topic from offset. */
+static void fetch_raw(int fd, const char *topic, int64_t offset, int32_t part_max, int32_t wait_ms,
+                      int32_t cid)
+{
+    kr_kafka_fetch_req_partition part = {.partition = 0,
+                                         .current_leader_epoch = -1,
+                                         .fetch_offset = offset,
+                                         .log_start_offset = -1,
+                                         .partition_max_bytes = part_max};
+    kr_kafka_fetch_req_topic t = {kr_kafka_cstr(topic), {&part, 1}};
+    kr_kafka_fetch_req q = {.replica_id = -1,
+                            .max_wait_ms = wait_ms,
+                            .min_bytes = 1,
+                            .max_bytes = 1 << 20,
+                            .session_epoch = -1,
+                            .topics = {&t, 1},
+                            .rack_id = kr_kafka_cstr("")};
+    send_request(fd, KR_KAFKA_FETCH, 11, cid, &q);
+}
+
+/* Read a Fetch answer within ms: its partition's error, and the value of
+ * its first record in value ("" when none). */
+static int16_t fetch_answer(int fd, int ms, char *value, size_t vlen)
+{
+    kr_buf b, scratch;
+    kr_buf_init(&b, 1 << 24);
+    kr_buf_init(&scratch, 1 << 24);
+    kr_kafka_arena a;
+    kr_kafka_arena_init(&a, 1 << 20);
+    char msg[256];
+    int32_t cid;
+    kr_kafka_fetch_resp resp;
+    assert_int_equal(recv_frame(fd, &b, ms), 1);
+    assert_int_equal(kr_kafka_response_decode(b.data, b.len, KR_KAFKA_FETCH, 11, &a, &cid, &resp,
+                                              msg, sizeof msg),
+                     KR_KAFKA_OK);
+    assert_int_equal(resp.responses.n, 1);
+    assert_int_equal(resp.responses.v[0].partitions.n, 1);
+    const kr_kafka_fetch_resp_partition *p = &resp.responses.v[0].partitions.v[0];
+    value[0] = '\0';
+    kr_kafka_batch_iter bi;
+    kr_kafka_batch batch;
+    kr_kafka_err e;
+    kr_kafka_batch_iter_init(&bi, p->records.ptr, p->records.len > 0 ? (size_t)p->records.len : 0);
+    if (kr_kafka_batch_next(&bi, &batch, &e, msg, sizeof msg) == 1) {
+        kr_kafka_record_iter ri;
+        kr_kafka_record r;
+        assert_int_equal(kr_kafka_record_iter_init(&ri, &batch, &scratch, 1 << 24, msg, sizeof msg),
+                         KR_KAFKA_ERR_NONE);
+        assert_int_equal(kr_kafka_record_next(&ri, &r, &e, msg, sizeof msg), 1);
+        snprintf(value, vlen, "%.*s", r.value.len > 0 ? (int)r.value.len : 0,
+                 r.value.len > 0 ? (const char *)r.value.ptr : "");
+    }
+    int16_t err = p->error_code;
+    kr_kafka_arena_free(&a);
+    kr_buf_free(&scratch);
+    kr_buf_free(&b);
+    return err;
+}
+
+/* The offset group "gd" committed on idem, partition 0. */
+static int64_t committed(rd_kafka_t *ck)
+{
+    rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(tp, "idem", 0);
+    assert_int_equal(rd_kafka_committed(ck, tp, 10000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    int64_t off = tp->elems[0].offset;
+    rd_kafka_topic_partition_list_destroy(tp);
+    return off;
+}
+
+/* DeleteTopics deletes (the store's DELETE_TOPIC): a Fetch parked on the
+ * topic is answered UNKNOWN_TOPIC_OR_PARTITION at once, the Kafka group's
+ * committed offset goes with it, an idempotent producer's connection lets
+ * go of it (closing it later touches nothing freed: ASan), and a topic of
+ * the same name starts again at offset 0 - with nothing prefetched from the
+ * old one. */
+static void test_delete_topic(void **state)
+{
+    (void)state;
+    if (!have_kcat())
+        skip();
+    e2e_server s;
+    start(&s, NULL);
+    int producer = kconnect(&s);
+    kr_kafka_init_producer_id_req ip = {.transactional_id = {NULL, -1},
+                                        .transaction_timeout_ms = 60000};
+    send_request(producer, KR_KAFKA_INIT_PRODUCER_ID, 1, 1, &ip);
+    kr_buf b, batch;
+    kr_buf_init(&b, 1 << 20);
+    kr_buf_init(&batch, 1 << 20);
+    kr_kafka_arena a;
+    kr_kafka_arena_init(&a, 1 << 20);
+    char msg[256], value[64];
+    int32_t cid;
+    kr_kafka_init_producer_id_resp id;
+    assert_int_equal(recv_frame(producer, &b, 5000), 1);
+    assert_int_equal(kr_kafka_response_decode(b.data, b.len, KR_KAFKA_INIT_PRODUCER_ID, 1, &a, &cid,
+                                              &id, msg, sizeof msg),
+                     KR_KAFKA_OK);
+    int16_t err;
+    int64_t base;
+    idem_batch(&batch, id.producer_id, 0, 0, 0, 3);
+    produce_raw(producer, &batch, 2, &err, &base);
+    assert_int_equal(err, 0);
+
+    /* A committed offset, a prefetch (one record read, the next made ahead)
+     * and a Fetch parked at the end. */
+    const char *ckv[] = {"group.id", "gd", "enable.auto.commit", "false", NULL};
+    rd_kafka_t *ck = client(&s, RD_KAFKA_CONSUMER, ckv);
+    rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(tp, "idem", 0)->offset = 2;
+    assert_int_equal(rd_kafka_commit(ck, tp, 0), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_topic_partition_list_destroy(tp);
+    assert_int_equal(committed(ck), 2);
+    int ahead = kconnect(&s), parked = kconnect(&s);
+    fetch_raw(ahead, "idem", 0, 1, 0, 3);
+    assert_int_equal(fetch_answer(ahead, 5000, value, sizeof value), 0);
+    assert_string_equal(value, "v0");
+    fetch_raw(parked, "idem", 3, 1 << 20, 20000, 4);
+    sleep_ms(300);
+
+    rd_kafka_t *rk = client(&s, RD_KAFKA_PRODUCER, NULL);
+    rd_kafka_DeleteTopic_t *dt = rd_kafka_DeleteTopic_new("idem");
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    uint64_t t0 = e2e_now_ms();
+    rd_kafka_DeleteTopics(rk, &dt, 1, NULL, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 10000);
+    assert_non_null(ev);
+    size_t n;
+    const rd_kafka_topic_result_t **tr =
+        rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(ev), &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(rd_kafka_topic_result_error(tr[0]), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_event_destroy(ev);
+    assert_int_equal(fetch_answer(parked, 5000, value, sizeof value),
+                     KR_KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION);
+    assert_true(e2e_now_ms() - t0 < 10000); /* not its 20 s wait */
+    /* Gone: from krappy's topics, and a second deletion finds nothing. */
+    assert_int_equal(sh("%s -h 127.0.0.1 -p %s topics", e2e_cli(), s.port), 0);
+    assert_null(strstr(out, "idem"));
+    rd_kafka_DeleteTopics(rk, &dt, 1, NULL, q);
+    ev = rd_kafka_queue_poll(q, 10000);
+    assert_non_null(ev);
+    tr = rd_kafka_DeleteTopics_result_topics(rd_kafka_event_DeleteTopics_result(ev), &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(rd_kafka_topic_result_error(tr[0]), RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+    rd_kafka_event_destroy(ev);
+    rd_kafka_DeleteTopic_destroy(dt);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+    close(producer); /* its registration went with the topic */
+
+    /* The name again: from offset 0, without the old records or offset. */
+    assert_int_equal(sh("printf \"n0\\nn1\\nn2\\n\" | kcat -b %s -P -t idem", bs(&s)), 0);
+    fetch_raw(ahead, "idem", 1, 1, 0, 5);
+    assert_int_equal(fetch_answer(ahead, 5000, value, sizeof value), 0);
+    assert_string_equal(value, "n1");
+    assert_true(committed(ck) < 0);
+    close(ahead);
+    close(parked);
+    rd_kafka_consumer_close(ck);
+    rd_kafka_destroy(ck);
+    kr_kafka_arena_free(&a);
+    kr_buf_free(&b);
+    kr_buf_free(&batch);
+    assert_int_equal(e2e_stop(&s, 10000), 0);
+}
+
 /* An idle Kafka connection is closed after --idle-timeout. */
 static void test_idle_timeout(void **state)
 {
@@ -1050,6 +1211,7 @@ int main(void)
         cmocka_unit_test(test_raw_frames),
         cmocka_unit_test(test_idempotent_repeats),
         cmocka_unit_test(test_idempotent_producer_kill9),
+        cmocka_unit_test(test_delete_topic),
         cmocka_unit_test(test_idle_timeout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -9,8 +9,9 @@
  * Alter APIs accept a setting only when it asks for the value the server
  * already has - anything else is INVALID_CONFIG with a sentence naming the
  * setting, its value here and the flag. A krappy topic has one partition and
- * one replica. DeleteTopics answers TOPIC_DELETION_DISABLED: the store
- * cannot delete a topic yet.
+ * one replica. DeleteTopics is the store's DELETE_TOPIC (kr_ops_delete_topic:
+ * Kafka producers and prefetches let go of the topic too), answered once
+ * each topic is gone durably.
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -256,32 +257,76 @@ kr_khresult kr_khandle_create_topics(kr_kconn *c, kr_kreq *r, const kr_kafka_req
 
 /* ---- DeleteTopics ---- */
 
+typedef struct kdelete {
+    kr_kreq *r;
+    kr_kafka_delete_topics_resp resp;
+    uint32_t pending;
+} kdelete;
+
+/* One topic being deleted. */
+typedef struct kdel_one {
+    kdelete *kd;
+    kr_kafka_delete_topics_result *res;
+} kdel_one;
+
+/* A deletion done (the topic gone from disk and view, durably) or failed:
+ * DeleteTopics v0-v3 carry no message, so the log says why. */
+static void topic_deleted(void *arg, const kr_store_result *sr)
+{
+    kdel_one *o = arg;
+    kdelete *kd = o->kd;
+    if (sr != NULL) {
+        if (sr->err != KRAPPY_OK) {
+            o->res->error_code = KR_KAFKA_ERR_KAFKA_STORAGE_ERROR;
+            kr_log(KR_LOG_ERROR, "DeleteTopics failed", KR_LOG_STR("topic", o->res->name.ptr),
+                   KR_LOG_STR("reason", sr->msg));
+        } else {
+            kr_log(KR_LOG_INFO, "topic deleted by a Kafka client (DeleteTopics)",
+                   KR_LOG_STR("topic", o->res->name.ptr));
+        }
+    }
+    if (--kd->pending == 0)
+        kr_kreq_respond(kd->r, &kd->resp);
+}
+
 kr_khresult kr_khandle_delete_topics(kr_kconn *c, kr_kreq *r, const kr_kafka_request *req)
 {
     const kr_kafka_delete_topics_req *q = &req->u.delete_topics;
     int32_t n = kr_kcount(q->topic_names.n);
+    kdelete *kd = kr_kreq_array(r, 1, sizeof *kd);
     kr_kafka_delete_topics_result *res = kr_kreq_array(r, n, sizeof *res);
-    if (res == NULL) {
+    kdel_one *ones = kr_kreq_array(r, n, sizeof *ones);
+    if (kd == NULL || res == NULL || ones == NULL)
         return kr_kreq_nomem(r);
-    }
+    kd->r = r;
+    kd->resp.responses.v = res;
+    kd->resp.responses.n = n;
+    kd->pending = 1;
+    kr_kreq_async(r);
     for (int32_t i = 0; i < n; i++) {
         kr_kafka_str name = q->topic_names.v[i];
+        /* Copied, NUL-terminated for the log line: the request's bytes
+         * go before the deletion is done. */
+        const char *copy = kr_kreq_strdup(r, name.ptr, name.len);
+        res[i].name = copy != NULL ? (kr_kafka_str){copy, name.len} : (kr_kafka_str){"", 0};
         int16_t err = 0;
-        res[i].name = name;
-        if (kr_kafka_topic_for(c->k, name, false, &err) == NULL) {
+        kr_topic *t = kr_kafka_topic_for(c->k, name, false, &err);
+        if (t == NULL) {
             res[i].error_code = err;
             continue;
         }
-        /* DeleteTopics v0-v3 carry no message: the log says it. */
-        res[i].error_code = KR_KAFKA_ERR_TOPIC_DELETION_DISABLED;
-        kr_kconn_log(KR_LOG_WARN, c, "DeleteTopics refused",
-                     "krappy cannot delete topics yet (TOPIC_DELETION_DISABLED)");
+        ones[i] = (kdel_one){kd, &res[i]};
+        kd->pending++;
+        if (kr_ops_delete_topic(c->k->srv, t, topic_deleted, &ones[i], c->msg, sizeof c->msg) !=
+            KRAPPY_OK) {
+            kd->pending--;
+            res[i].error_code = KR_KAFKA_ERR_KAFKA_STORAGE_ERROR;
+            kr_log(KR_LOG_ERROR, "DeleteTopics failed", KR_LOG_STR("topic", t->name),
+                   KR_LOG_STR("reason", c->msg));
+        }
     }
-    kr_kafka_delete_topics_resp resp = {0};
-    resp.responses.v = res;
-    resp.responses.n = n;
-    kr_kreq_respond(r, &resp);
-    return KR_KH_DONE;
+    topic_deleted(&(kdel_one){kd, NULL}, NULL); /* the request's own count */
+    return KR_KH_ASYNC;
 }
 
 /* ---- DescribeConfigs ---- */
