@@ -91,7 +91,7 @@ static size_t broker_conf(const kr_kafka *k, kconf out[N_BROKER_CONF])
         cfg->token != NULL ? "PLAIN" : "");
     set(&out[n++], "auto.create.topics.enable", CT_BOOLEAN, "--kafka-auto-create", "%s",
         cfg->kafka_auto_create ? "true" : "false");
-    set(&out[n++], "delete.topic.enable", CT_BOOLEAN, NULL, "false");
+    set(&out[n++], "delete.topic.enable", CT_BOOLEAN, NULL, "true");
     set(&out[n++], "num.partitions", CT_INT, NULL, "1");
     set(&out[n++], "default.replication.factor", CT_INT, NULL, "1");
     set(&out[n++], "offsets.topic.replication.factor", CT_INT, NULL, "1");
