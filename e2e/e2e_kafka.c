@@ -686,6 +686,40 @@ static void send_request(int fd, int16_t key, int16_t version, int32_t cid, cons
     kr_buf_free(&b);
 }
 
+/* A response read back: the frame and the arena its decoded form points
+ * into. */
+typedef struct kresp {
+    kr_buf b;
+    kr_kafka_arena a;
+} kresp;
+
+static void kresp_init(kresp *k)
+{
+    kr_buf_init(&k->b, 1 << 24);
+    kr_kafka_arena_init(&k->a, 1 << 20);
+}
+
+static void kresp_free(kresp *k)
+{
+    kr_kafka_arena_free(&k->a);
+    kr_buf_free(&k->b);
+}
+
+/* Read the response to request cid (key, version) within ms into resp,
+ * which points into k until the next call. */
+static void recv_response(int fd, kresp *k, int16_t key, int16_t version, int32_t cid, void *resp,
+                          int ms)
+{
+    char msg[256];
+    int32_t got;
+    kr_kafka_arena_reset(&k->a);
+    assert_int_equal(recv_frame(fd, &k->b, ms), 1);
+    if (kr_kafka_response_decode(k->b.data, k->b.len, key, version, &k->a, &got, resp, msg,
+                                 sizeof msg) != KR_KAFKA_OK)
+        fail_msg("a response to API %d v%d does not decode: %s", key, version, msg);
+    assert_int_equal(got, cid);
+}
+
 static void test_raw_frames(void **state)
 {
     (void)state;
@@ -810,24 +844,33 @@ static void produce_raw(int fd, const kr_buf *batch, int32_t cid, int16_t *err, 
     kr_kafka_produce_req pr = {
         .transactional_id = {NULL, -1}, .acks = -1, .timeout_ms = 5000, .topics = {&topic, 1}};
     send_request(fd, KR_KAFKA_PRODUCE, 7, cid, &pr);
-    kr_buf b;
-    kr_buf_init(&b, 1 << 20);
-    kr_kafka_arena a;
-    kr_kafka_arena_init(&a, 1 << 20);
-    char msg[256];
-    int32_t got;
+    kresp k;
+    kresp_init(&k);
     kr_kafka_produce_resp resp;
-    assert_int_equal(recv_frame(fd, &b, 10000), 1);
-    assert_int_equal(kr_kafka_response_decode(b.data, b.len, KR_KAFKA_PRODUCE, 7, &a, &got, &resp,
-                                              msg, sizeof msg),
-                     KR_KAFKA_OK);
-    assert_int_equal(got, cid);
+    recv_response(fd, &k, KR_KAFKA_PRODUCE, 7, cid, &resp, 10000);
     assert_int_equal(resp.responses.n, 1);
     assert_int_equal(resp.responses.v[0].partitions.n, 1);
     *err = resp.responses.v[0].partitions.v[0].error_code;
     *base = resp.responses.v[0].partitions.v[0].base_offset;
-    kr_kafka_arena_free(&a);
-    kr_buf_free(&b);
+    kresp_free(&k);
+}
+
+/* InitProducerId (no transactional id) on fd: the producer id given, with
+ * epoch 0. */
+static int64_t init_producer(int fd)
+{
+    kr_kafka_init_producer_id_req ip = {.transactional_id = {NULL, -1},
+                                        .transaction_timeout_ms = 60000};
+    send_request(fd, KR_KAFKA_INIT_PRODUCER_ID, 1, 1, &ip);
+    kresp k;
+    kresp_init(&k);
+    kr_kafka_init_producer_id_resp id;
+    recv_response(fd, &k, KR_KAFKA_INIT_PRODUCER_ID, 1, 1, &id, 5000);
+    assert_int_equal(id.error_code, 0);
+    assert_true(id.producer_id >= 0);
+    assert_int_equal(id.producer_epoch, 0);
+    kresp_free(&k);
+    return id.producer_id;
 }
 
 /* The number of events of topic idem (krappy stats). */
@@ -849,28 +892,12 @@ static void test_idempotent_repeats(void **state)
     e2e_server s;
     start(&s, NULL);
     int fd = kconnect(&s);
-    kr_kafka_init_producer_id_req ip = {.transactional_id = {NULL, -1},
-                                        .transaction_timeout_ms = 60000};
-    send_request(fd, KR_KAFKA_INIT_PRODUCER_ID, 1, 1, &ip);
-    kr_buf b, batch;
-    kr_buf_init(&b, 1 << 20);
+    int64_t pid = init_producer(fd);
+    kr_buf batch;
     kr_buf_init(&batch, 1 << 20);
-    kr_kafka_arena a;
-    kr_kafka_arena_init(&a, 1 << 20);
-    char msg[256];
-    int32_t cid;
-    kr_kafka_init_producer_id_resp id;
-    assert_int_equal(recv_frame(fd, &b, 5000), 1);
-    assert_int_equal(kr_kafka_response_decode(b.data, b.len, KR_KAFKA_INIT_PRODUCER_ID, 1, &a, &cid,
-                                              &id, msg, sizeof msg),
-                     KR_KAFKA_OK);
-    assert_int_equal(id.error_code, 0);
-    assert_true(id.producer_id >= 0);
-    assert_int_equal(id.producer_epoch, 0);
-
     int16_t err;
     int64_t base;
-    idem_batch(&batch, id.producer_id, 0, 0, 0, 3);
+    idem_batch(&batch, pid, 0, 0, 0, 3);
     produce_raw(fd, &batch, 2, &err, &base);
     assert_int_equal(err, 0);
     assert_int_equal(base, 0);
@@ -878,13 +905,13 @@ static void test_idempotent_repeats(void **state)
     assert_int_equal(err, 0);
     assert_int_equal(base, 0);
     assert_int_equal(idem_events(&s), 3);
-    idem_batch(&batch, id.producer_id, 0, 7, 3, 2); /* 3..6 are missing */
+    idem_batch(&batch, pid, 0, 7, 3, 2); /* 3..6 are missing */
     produce_raw(fd, &batch, 4, &err, &base);
     assert_int_equal(err, KR_KAFKA_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER);
-    idem_batch(&batch, id.producer_id, 1, 3, 3, 2);
+    idem_batch(&batch, pid, 1, 3, 3, 2);
     produce_raw(fd, &batch, 5, &err, &base);
     assert_int_equal(err, KR_KAFKA_ERR_INVALID_PRODUCER_EPOCH);
-    idem_batch(&batch, id.producer_id, 0, 3, 3, 2);
+    idem_batch(&batch, pid, 0, 3, 3, 2);
     produce_raw(fd, &batch, 6, &err, &base);
     assert_int_equal(err, 0);
     assert_int_equal(base, 3);
@@ -904,14 +931,12 @@ static void test_idempotent_repeats(void **state)
     produce_raw(fd, &batch, 7, &err, &base);
     assert_int_equal(err, 0);
     assert_int_equal(base, 3);
-    idem_batch(&batch, id.producer_id, 0, 5, 5, 1);
+    idem_batch(&batch, pid, 0, 5, 5, 1);
     produce_raw(fd, &batch, 8, &err, &base);
     assert_int_equal(err, 0);
     assert_int_equal(base, 5);
     assert_int_equal(idem_events(&s), 6);
     close(fd);
-    kr_kafka_arena_free(&a);
-    kr_buf_free(&b);
     kr_buf_free(&batch);
     assert_int_equal(e2e_stop(&s, 10000), 0);
 }
@@ -1030,22 +1055,17 @@ static void fetch_raw(int fd, const char *topic, int64_t offset, int32_t part_ma
     send_request(fd, KR_KAFKA_FETCH, 11, cid, &q);
 }
 
-/* Read a Fetch answer within ms: its partition's error, and the value of
+/* Read the answer to Fetch cid within ms: its partition's error, and the value of
  * its first record in value ("" when none). */
-static int16_t fetch_answer(int fd, int ms, char *value, size_t vlen)
+static int16_t fetch_answer(int fd, int32_t cid, int ms, char *value, size_t vlen)
 {
-    kr_buf b, scratch;
-    kr_buf_init(&b, 1 << 24);
+    kresp k;
+    kresp_init(&k);
+    kr_buf scratch;
     kr_buf_init(&scratch, 1 << 24);
-    kr_kafka_arena a;
-    kr_kafka_arena_init(&a, 1 << 20);
     char msg[256];
-    int32_t cid;
     kr_kafka_fetch_resp resp;
-    assert_int_equal(recv_frame(fd, &b, ms), 1);
-    assert_int_equal(kr_kafka_response_decode(b.data, b.len, KR_KAFKA_FETCH, 11, &a, &cid, &resp,
-                                              msg, sizeof msg),
-                     KR_KAFKA_OK);
+    recv_response(fd, &k, KR_KAFKA_FETCH, 11, cid, &resp, ms);
     assert_int_equal(resp.responses.n, 1);
     assert_int_equal(resp.responses.v[0].partitions.n, 1);
     const kr_kafka_fetch_resp_partition *p = &resp.responses.v[0].partitions.v[0];
@@ -1064,9 +1084,8 @@ static int16_t fetch_answer(int fd, int ms, char *value, size_t vlen)
                  r.value.len > 0 ? (const char *)r.value.ptr : "");
     }
     int16_t err = p->error_code;
-    kr_kafka_arena_free(&a);
     kr_buf_free(&scratch);
-    kr_buf_free(&b);
+    kresp_free(&k);
     return err;
 }
 
@@ -1095,24 +1114,12 @@ static void test_delete_topic(void **state)
     e2e_server s;
     start(&s, NULL);
     int producer = kconnect(&s);
-    kr_kafka_init_producer_id_req ip = {.transactional_id = {NULL, -1},
-                                        .transaction_timeout_ms = 60000};
-    send_request(producer, KR_KAFKA_INIT_PRODUCER_ID, 1, 1, &ip);
-    kr_buf b, batch;
-    kr_buf_init(&b, 1 << 20);
+    kr_buf batch;
     kr_buf_init(&batch, 1 << 20);
-    kr_kafka_arena a;
-    kr_kafka_arena_init(&a, 1 << 20);
-    char msg[256], value[64];
-    int32_t cid;
-    kr_kafka_init_producer_id_resp id;
-    assert_int_equal(recv_frame(producer, &b, 5000), 1);
-    assert_int_equal(kr_kafka_response_decode(b.data, b.len, KR_KAFKA_INIT_PRODUCER_ID, 1, &a, &cid,
-                                              &id, msg, sizeof msg),
-                     KR_KAFKA_OK);
+    char value[64];
     int16_t err;
     int64_t base;
-    idem_batch(&batch, id.producer_id, 0, 0, 0, 3);
+    idem_batch(&batch, init_producer(producer), 0, 0, 0, 3);
     produce_raw(producer, &batch, 2, &err, &base);
     assert_int_equal(err, 0);
 
@@ -1127,7 +1134,7 @@ static void test_delete_topic(void **state)
     assert_int_equal(committed(ck), 2);
     int ahead = kconnect(&s), parked = kconnect(&s);
     fetch_raw(ahead, "idem", 0, 1, 0, 3);
-    assert_int_equal(fetch_answer(ahead, 5000, value, sizeof value), 0);
+    assert_int_equal(fetch_answer(ahead, 3, 5000, value, sizeof value), 0);
     assert_string_equal(value, "v0");
     fetch_raw(parked, "idem", 3, 1 << 20, 20000, 4);
     sleep_ms(300);
@@ -1145,7 +1152,7 @@ static void test_delete_topic(void **state)
     assert_int_equal(n, 1);
     assert_int_equal(rd_kafka_topic_result_error(tr[0]), RD_KAFKA_RESP_ERR_NO_ERROR);
     rd_kafka_event_destroy(ev);
-    assert_int_equal(fetch_answer(parked, 5000, value, sizeof value),
+    assert_int_equal(fetch_answer(parked, 4, 5000, value, sizeof value),
                      KR_KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION);
     assert_true(e2e_now_ms() - t0 < 10000); /* not its 20 s wait */
     /* Gone: from krappy's topics, and a second deletion finds nothing. */
@@ -1166,15 +1173,13 @@ static void test_delete_topic(void **state)
     /* The name again: from offset 0, without the old records or offset. */
     assert_int_equal(sh("printf \"n0\\nn1\\nn2\\n\" | kcat -b %s -P -t idem", bs(&s)), 0);
     fetch_raw(ahead, "idem", 1, 1, 0, 5);
-    assert_int_equal(fetch_answer(ahead, 5000, value, sizeof value), 0);
+    assert_int_equal(fetch_answer(ahead, 5, 5000, value, sizeof value), 0);
     assert_string_equal(value, "n1");
     assert_true(committed(ck) < 0);
     close(ahead);
     close(parked);
     rd_kafka_consumer_close(ck);
     rd_kafka_destroy(ck);
-    kr_kafka_arena_free(&a);
-    kr_buf_free(&b);
     kr_buf_free(&batch);
     assert_int_equal(e2e_stop(&s, 10000), 0);
 }
