@@ -23,10 +23,11 @@
 #include "harness.h"
 
 /* One HTTP/1.0 request to the admin port, with a request body of type
- * ctype when `send` is not NULL. @return the status code, with the body
- * (NUL-terminated) in body. */
-static int http_send(const e2e_server *s, const char *method, const char *path, const char *auth,
-                     const char *ctype, const char *send, char *body, size_t bodylen)
+ * ctype when `send` is not NULL: the whole response (headers and body,
+ * NUL-terminated) in resp. @return its length, or -1 when the port does
+ * not take the connection. */
+static long http_raw(const e2e_server *s, const char *method, const char *path, const char *auth,
+                     const char *ctype, const char *send, char *resp, size_t resplen)
 {
     e2e_server h = *s;
     snprintf(h.port, sizeof h.port, "%s", s->http_port);
@@ -43,18 +44,30 @@ static int http_send(const e2e_server *s, const char *method, const char *path, 
     assert_int_equal(e2e_send_all(fd, req, (size_t)n), 0);
     if (send != NULL)
         assert_int_equal(e2e_send_all(fd, send, strlen(send)), 0);
-    static char resp[1 << 20];
     size_t got = 0;
     for (;;) {
         struct pollfd p = {fd, POLLIN, 0};
         assert_true(poll(&p, 1, 5000) == 1);
-        ssize_t r = recv(fd, resp + got, sizeof resp - 1 - got, 0);
+        ssize_t r = recv(fd, resp + got, resplen - 1 - got, 0);
         if (r <= 0)
             break;
         got += (size_t)r;
     }
     close(fd);
     resp[got] = '\0';
+    return (long)got;
+}
+
+/* One HTTP/1.0 request to the admin port, with a request body of type
+ * ctype when `send` is not NULL. @return the status code, with the body
+ * (NUL-terminated) in body, or -1 when the port does not take the
+ * connection. */
+static int http_send(const e2e_server *s, const char *method, const char *path, const char *auth,
+                     const char *ctype, const char *send, char *body, size_t bodylen)
+{
+    static char resp[1 << 20];
+    if (http_raw(s, method, path, auth, ctype, send, resp, sizeof resp) < 0)
+        return -1;
     int code = 0;
     assert_int_equal(sscanf(resp, "HTTP/1.%*d %d", &code), 1);
     const char *b = strstr(resp, "\r\n\r\n");
@@ -281,6 +294,9 @@ static void test_api_and_errors(void **state)
     assert_int_equal(http(&s, "GET", "/api/topics", NULL, body, sizeof body), 401);
     assert_non_null(strstr(body, "Authorization"));
     assert_int_equal(http(&s, "GET", "/api/topics", "wrong", body, sizeof body), 401);
+    assert_int_equal(http(&s, "GET", "/api/topics", "t0k3", body, sizeof body), 401);
+    assert_int_equal(http(&s, "GET", "/api/topics", "t0k3nn", body, sizeof body), 401);
+    assert_int_equal(http(&s, "GET", "/api/topics", "", body, sizeof body), 401);
     assert_int_equal(http(&s, "GET", "/healthz", NULL, body, sizeof body), 200);
     assert_int_equal(http(&s, "GET", "/metrics", NULL, body, sizeof body), 200);
     /* The console page itself loads; its API calls carry the token. */
@@ -515,6 +531,75 @@ static void test_api_writes_and_pages(void **state)
     assert_int_equal(e2e_stop(&s, 10000), 0);
 }
 
+/* The value of the key of the event a /keys reply shows, as a JSON string. */
+static void assert_key_value(const char *body, const char *value_json)
+{
+    char want[64];
+    snprintf(want, sizeof want, "\"value\":%s", value_json);
+    if (strstr(body, want) == NULL)
+        fail_msg("wanted %s in %s", want, body);
+}
+
+/*
+ * Keys are bytes: /keys/ab%00cd is the key "ab\0cd", not "ab" (the path was
+ * cut at the decoded NUL); a NUL in the topic part names no topic, and a
+ * produce to it creates none. A HEAD
+ * gets a GET's status and headers, its Content-Length included, and no
+ * body (evhttp sent the body).
+ */
+static void test_api_keys_are_bytes_and_head_has_no_body(void **state)
+{
+    (void)state;
+    e2e_server s;
+    assert_int_equal(e2e_start(&s, NULL), 0);
+    conn p;
+    conn_open(&p, &s);
+    assert_int_equal(conn_register(&p, "bytes"), 0);
+    kr_event_out_spec ev[2] = {
+        {.key = "ab", .key_len = 2, .value = (const uint8_t *)"\x01", .value_len = 1},
+        {.key = "ab\0cd", .key_len = 5, .value = (const uint8_t *)"\x02", .value_len = 1}};
+    kr_buf_reset(&p.b);
+    kr_enc_publish(&p.b, (kr_cid){0}, KR_ACK_SYNC, ev, 2);
+    assert_int_equal(conn_call(&p, KRAPPY_T_PUBLISH), 0);
+    conn_close(&p);
+
+    static char body[1 << 20];
+    assert_int_equal(http(&s, "GET", "/api/topics/bytes/keys/ab", NULL, body, sizeof body), 200);
+    assert_key_value(body, "1");
+    assert_int_equal(http(&s, "GET", "/api/topics/bytes/keys/ab%00cd", NULL, body, sizeof body),
+                     200);
+    assert_key_value(body, "2");
+    assert_int_equal(http(&s, "GET", "/api/topics/bytes/keys/ab%00", NULL, body, sizeof body), 404);
+    assert_int_equal(http(&s, "GET", "/api/topics/bytes%00x/keys/ab", NULL, body, sizeof body),
+                     404);
+    assert_int_equal(http(&s, "GET", "/api/topics/bytes%00x", NULL, body, sizeof body), 404);
+    /* A produce to such a name is refused, not sent to the name before the NUL. */
+    assert_int_equal(http_send(&s, "POST", "/api/topics/nul%00x/events", NULL, "application/json",
+                               "{\"value\":1}", body, sizeof body),
+                     400);
+    assert_int_equal(http(&s, "GET", "/api/topics/nul", NULL, body, sizeof body), 404);
+
+    /* (Not /metrics: its figures change between the two requests.) */
+    const char *paths[] = {"/healthz", "/", "/api/topics", "/api/topics/bytes/keys/ab",
+                           "/nonsense"};
+    static char get[1 << 20], head[1 << 20];
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        assert_true(http_raw(&s, "GET", paths[i], NULL, NULL, NULL, get, sizeof get) > 0);
+        assert_true(http_raw(&s, "HEAD", paths[i], NULL, NULL, NULL, head, sizeof head) > 0);
+        const char *gb = strstr(get, "\r\n\r\n"), *hb = strstr(head, "\r\n\r\n");
+        assert_non_null(gb);
+        assert_non_null(hb);
+        if (hb[4] != '\0')
+            fail_msg("HEAD %s has a body: %.80s", paths[i], hb + 4);
+        assert_int_equal(strncmp(get, head, 12), 0); /* "HTTP/1.x NNN" */
+        char want[64];
+        snprintf(want, sizeof want, "Content-Length: %zu\r\n", strlen(gb + 4));
+        if (strstr(head, want) == NULL)
+            fail_msg("HEAD %s lacks %s: %s", paths[i], want, head);
+    }
+    assert_int_equal(e2e_stop(&s, 10000), 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -529,6 +614,7 @@ int main(void)
         cmocka_unit_test(test_api_and_errors),
         cmocka_unit_test(test_api_values_nested_too_deep),
         cmocka_unit_test(test_api_writes_and_pages),
+        cmocka_unit_test(test_api_keys_are_bytes_and_head_has_no_body),
     };
     return cmocka_run_group_tests_name("e2e_admin", tests, NULL, NULL);
 }

@@ -3,6 +3,7 @@
  */
 #include "harness.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -188,6 +190,44 @@ int e2e_start(e2e_server *s, const char *const *extra)
     return e2e_restart(s, extra);
 }
 
+static unsigned long child_nofile_soft, child_nofile_hard;
+static int start_timeout_ms;
+
+void e2e_set_start_timeout(int ms)
+{
+    start_timeout_ms = ms;
+}
+
+void e2e_set_nofile(unsigned long soft, unsigned long hard)
+{
+    child_nofile_soft = soft;
+    child_nofile_hard = hard;
+}
+
+bool e2e_logged(const e2e_server *s, const char *text)
+{
+    char cmd[1024], out[16];
+    if (strchr(text, '\'') != NULL ||
+        snprintf(cmd, sizeof cmd, "grep -c -F -- '%s' '%s'", text, s->log_path) >= (int)sizeof cmd)
+        return false;
+    return e2e_run(cmd, out, sizeof out) == 0 && atoi(out) > 0;
+}
+
+long e2e_pid_fds(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    if (d == NULL)
+        return -1;
+    long n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
 /* Start krappyd on s->dir (its data, port file and log, appended). */
 int e2e_restart(e2e_server *s, const char *const *extra)
 {
@@ -229,6 +269,12 @@ int e2e_restart(e2e_server *s, const char *const *extra)
             dup2(fd, STDERR_FILENO);
             close(fd);
         }
+        if (child_nofile_hard > 0) {
+            struct rlimit rl = {child_nofile_soft, child_nofile_hard};
+            if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                fprintf(stderr, "e2e: setrlimit(%lu, %lu): %s\n", child_nofile_soft,
+                        child_nofile_hard, strerror(errno));
+        }
         execv(bin, (char *const *)argv);
         fprintf(stderr, "e2e: cannot run %s: %s\n", bin, strerror(errno));
         _exit(127);
@@ -237,7 +283,8 @@ int e2e_restart(e2e_server *s, const char *const *extra)
     remember(pid);
     snprintf(s->host, sizeof s->host, "127.0.0.1");
 
-    uint64_t deadline = e2e_now_ms() + 10000;
+    int wait_ms = start_timeout_ms > 0 ? start_timeout_ms : 10000;
+    uint64_t deadline = e2e_now_ms() + (uint64_t)wait_ms;
     while (e2e_now_ms() < deadline) {
         FILE *f = fopen(portfile, "r");
         if (f != NULL) {
@@ -260,7 +307,7 @@ int e2e_restart(e2e_server *s, const char *const *extra)
         }
         sleep_ms(10);
     }
-    fprintf(stderr, "e2e: krappyd did not listen within 10 s; log in %s\n", s->log_path);
+    fprintf(stderr, "e2e: krappyd did not listen within %d ms; log in %s\n", wait_ms, s->log_path);
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
     s->pid = 0;

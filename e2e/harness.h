@@ -40,6 +40,20 @@ const char *e2e_external_addr(void);
  */
 int e2e_start(e2e_server *s, const char *const *extra_args);
 
+/* The soft and hard RLIMIT_NOFILE of the servers started from now on (the
+ * test process keeps its own); 0, 0 leaves them as inherited. */
+void e2e_set_nofile(unsigned long soft, unsigned long hard);
+
+/* How long e2e_start and e2e_restart wait for the server to listen (0: the
+ * default, 10 s): a start that recovers a large directory takes longer. */
+void e2e_set_start_timeout(int ms);
+
+/* Whether the server's log holds `text` (fixed, without single quotes). */
+bool e2e_logged(const e2e_server *s, const char *text);
+
+/* Open file descriptors of a process (entries of /proc/PID/fd), or -1. */
+long e2e_pid_fds(pid_t pid);
+
 /* Start krappyd again on the same directory (after e2e_stop or a kill):
  * same data, the log appended. @return 0, or -1. */
 int e2e_restart(e2e_server *s, const char *const *extra_args);

@@ -1,7 +1,7 @@
 /*
  * tests/test_store_kafka.c - the store entry points the Kafka listener
- * uses: Kafka groups' committed offsets (durable, reloaded at open,
- * refused when malformed), fetched events read into memory, and the first
+ * uses: Kafka groups' committed offsets (durable, reloaded at open, kept by
+ * --rebuild-view, refused when malformed), fetched events read into memory, and the first
  * offset at or after a timestamp.
  */
 #include <setjmp.h>
@@ -35,9 +35,11 @@ static int teardown(void **state)
     return 0;
 }
 
-static kr_store *open_store(void)
+/* The store, its view rebuilt from the streams when `rebuild`. */
+static kr_store *open_store_with(bool rebuild)
 {
-    kr_store_opts o = {.data_dir = dir,
+    kr_store_opts o = {.rebuild_view = rebuild,
+                       .data_dir = dir,
                        .segment_bytes = 4096, /* several segments for the time search */
                        .checkpoint_ms = 3600000,
                        .overlay_bytes = 1u << 30,
@@ -51,6 +53,11 @@ static kr_store *open_store(void)
     if (kr_store_open(&o, base, metrics, &s, err, sizeof err) < 0)
         fail_msg("open: %s", err);
     return s;
+}
+
+static kr_store *open_store(void)
+{
+    return open_store_with(false);
 }
 
 static void run_until(int *flag, int want)
@@ -149,6 +156,18 @@ static void test_committed_offsets(void **state)
     assert_string_equal(all[0].group, "b-group");
     assert_int_equal(all[0].offset, 3);
     assert_null(all[0].metadata);
+    assert_string_equal(all[1].group, "g");
+    assert_int_equal(all[1].offset, 9);
+    assert_string_equal(all[1].metadata, "");
+    kr_store_close(s);
+
+    /* No stream holds them: --rebuild-view carries them over. */
+    s = open_store_with(true);
+    t = kr_store_topic(s, (const uint8_t *)"orders", 6);
+    assert_non_null(t);
+    assert_int_equal(kr_store_koffsets(t, &all), 2);
+    assert_string_equal(all[0].group, "b-group");
+    assert_int_equal(all[0].offset, 3);
     assert_string_equal(all[1].group, "g");
     assert_int_equal(all[1].offset, 9);
     assert_string_equal(all[1].metadata, "");

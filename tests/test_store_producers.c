@@ -4,8 +4,9 @@
  * epochs, the sequence rules through kr_store_publish, a repeat of a batch
  * still being written, a "sync" repeat of a "write" original waiting for a
  * checkpoint, the state checkpointed and read back on reopen, the state
- * rebuilt by replaying batch headers when the checkpoint is gone, the batch
- * header versions on disk, and forgetting producers beyond --max-producers.
+ * rebuilt by replaying batch headers when the checkpoint is gone or the
+ * view rebuilt (--rebuild-view, registrations kept), the batch header
+ * versions on disk, and forgetting producers beyond --max-producers.
  */
 #include <fcntl.h>
 #include <setjmp.h>
@@ -21,6 +22,7 @@
 #include "proto/cbor.h"
 #include "store/segment.h"
 #include "store/store.h"
+#include "store/store_int.h"
 #include "store/view.h"
 #include "util/log.h"
 
@@ -47,23 +49,30 @@ static int teardown(void **state)
     return 0;
 }
 
-static kr_store *open_store(void)
+/* The store, its view rebuilt from the streams when `rebuild`. */
+static kr_store *open_store_with(bool rebuild, uint64_t overlay_bytes)
 {
     kr_store_opts o = {.data_dir = dir,
                        .segment_bytes = 1u << 20,
                        .checkpoint_ms = 3600000, /* by hand, or by a sync repeat */
-                       .overlay_bytes = 1u << 26,
+                       .overlay_bytes = overlay_bytes,
                        .max_frame = 1u << 20,
                        .max_events = 1000,
                        .max_publish_events = 1000,
                        .max_wait_ms = 1000,
                        .rocksdb_log_dir = "",
-                       .max_producers = max_producers};
+                       .max_producers = max_producers,
+                       .rebuild_view = rebuild};
     kr_store *s;
     char err[256];
     if (kr_store_open(&o, base, metrics, &s, err, sizeof err) < 0)
         fail_msg("open: %s", err);
     return s;
+}
+
+static kr_store *open_store(void)
+{
+    return open_store_with(false, 1u << 26);
 }
 
 static void run_until(int *flag, int want)
@@ -285,13 +294,12 @@ static void check_known(kr_store *s, kr_topic *t, uint32_t epoch)
     assert_int_equal(expected, 12);
 }
 
-static void test_checkpoint_replay_and_headers(void **state)
+/* "orders": 100 plain events first (version 1 headers), then six
+ * PUBLISHes of two events from p1 (version 2); closed. */
+static void fill_orders(void)
 {
-    (void)state;
     kr_store *s = open_store();
     kr_topic *t;
-    /* 100 plain events first (version 1 headers), then six PUBLISHes of
-     * two events from p1 (version 2), then a plain one. */
     done d = {0};
     kr_store_result res;
     assert_int_equal(kr_store_register(s, ID("orders"), &t, on_done, &d, &res), 0);
@@ -320,7 +328,12 @@ static void test_checkpoint_replay_and_headers(void **state)
         assert_int_equal(pub(s, t, "p1", 1, 2 * i, 2, NULL).first, 100 + 2 * i);
     kr_store_producer_release(s, t, ID("p1"));
     kr_store_close(s); /* checkpoints */
+}
 
+static void test_checkpoint_replay_and_headers(void **state)
+{
+    (void)state;
+    fill_orders();
     char seg[128];
     snprintf(seg, sizeof seg, "%s/topics/orders/00000000000000000000.seg", dir);
     uint32_t hlen[32];
@@ -333,8 +346,9 @@ static void test_checkpoint_replay_and_headers(void **state)
     }
 
     /* From the checkpoint. */
-    s = open_store();
-    r = reg(s, "p1", &t);
+    kr_topic *t;
+    kr_store *s = open_store();
+    kr_store_result r = reg(s, "p1", &t);
     assert_int_equal(r.epoch, 2);
     assert_int_equal(r.seq, 12);
     check_known(s, t, 2);
@@ -352,6 +366,40 @@ static void test_checkpoint_replay_and_headers(void **state)
     assert_int_equal(r.seq, 12);
     check_known(s, t, 3);
     assert_int_equal(pub(s, t, "p1", 3, 12, 1, NULL).first, 112);
+    kr_store_producer_release(s, t, ID("p1"));
+    kr_store_close(s);
+}
+
+static int count_states(void *arg, const kr_view_prod_rec *rec)
+{
+    if (rec->kind == KR_VIEW_PROD_STATE)
+        (*(int *)arg)++;
+    return 0;
+}
+
+/*
+ * --rebuild-view keeps the producers' registrations (no stream holds them)
+ * and rebuilds their states from the batch headers; a replay folded into
+ * the view as it goes (a small overlay budget) writes the states with each
+ * marker it moves, so that a crash right after the rebuild loses nothing.
+ */
+static void test_rebuild_view_keeps_producers(void **state)
+{
+    (void)state;
+    fill_orders();
+    kr_store *s = open_store_with(true, 512);
+    kr_topic *t = kr_store_topic(s, ID("orders"));
+    assert_non_null(t);
+    assert_int_equal(t->marker, t->next); /* folded in as it went */
+    int states = 0;
+    char err[256];
+    assert_int_equal(
+        kr_view_producers(s->view, "orders", 6, count_states, &states, err, sizeof err), 0);
+    assert_int_equal(states, 1);
+    kr_store_result r = reg(s, "p1", &t);
+    assert_int_equal(r.epoch, 2); /* the registration of epoch 1 was kept */
+    assert_int_equal(r.seq, 12);
+    check_known(s, t, 2);
     kr_store_producer_release(s, t, ID("p1"));
     kr_store_close(s);
 }
@@ -398,6 +446,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rules_through_the_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_repeats_in_flight_and_sync, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint_replay_and_headers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rebuild_view_keeps_producers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forgetting_beyond_the_limit, setup, teardown),
     };
     return cmocka_run_group_tests_name("store_producers", tests, NULL, NULL);

@@ -11,7 +11,8 @@
  *                       produce, deletions and seeks in admin_api.c
  *
  * With --http-token, /api needs "Authorization: Bearer TOKEN"; probes and
- * /metrics stay open. The console page itself holds no data and loads
+ * /metrics stay open. At most --http-max-connections are open at once (see
+ * "connections" below). The console page itself holds no data and loads
  * without the token: it asks for it when /api answers 401 and sends it with
  * every API call. Reads answer from memory or a bounded read; writes
  * (produce, delete, seek) answer once the storage writer has done them.
@@ -32,7 +33,9 @@
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/http.h>
+#include <event2/listener.h>
 #include <event2/keyvalq_struct.h>
 
 #include "proto/cbor_text.h"
@@ -50,18 +53,103 @@
 /* Largest /metrics reply. */
 #define KR_ADMIN_REPLY_MAX (8u * 1024 * 1024)
 
+/* How often closed connections are counted out while any is open. */
+#define KR_ADMIN_SWEEP_MS 100
+
+/* ---- connections ----
+ *
+ * evhttp (libevent 2.1) has no connection limit and tells nobody when a
+ * connection opens or closes. It does let us make each connection's
+ * bufferevent (evhttp_set_bevcb): we keep a reference to each, so that it
+ * outlives evhttp's bufferevent_free, and a bufferevent whose callbacks
+ * are gone has been freed by evhttp - the connection is over, and dropping
+ * our reference closes its socket. At the cap the listener is disabled:
+ * new connections wait in the kernel's backlog, holding no descriptor of
+ * ours, until one closes.
+ */
+
+static void count_out_closed(kr_admin *a)
+{
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < a->n_conns; i++) {
+        bufferevent_data_cb rd, wr;
+        bufferevent_event_cb ev;
+        void *arg;
+        bufferevent_getcb(a->conns[i], &rd, &wr, &ev, &arg);
+        if (rd == NULL && ev == NULL)
+            bufferevent_decref(a->conns[i]); /* evhttp freed it: ours was the last */
+        else
+            a->conns[k++] = a->conns[i];
+    }
+    a->n_conns = k;
+    kr_gauge_set(a->m_conns, a->n_conns);
+    if (a->paused && a->n_conns < a->max_conns) {
+        evconnlistener_enable(a->listener);
+        a->paused = false;
+    }
+}
+
+static void on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    count_out_closed(arg);
+}
+
+/* evhttp asks for the bufferevent of a connection it just accepted. */
+static struct bufferevent *new_conn(struct event_base *base, void *arg)
+{
+    kr_admin *a = arg;
+    count_out_closed(a);
+    struct bufferevent *bev = NULL;
+    if (a->n_conns < a->max_conns &&
+        (bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE)) != NULL) {
+        bufferevent_incref(bev);
+        a->conns[a->n_conns++] = bev;
+        kr_gauge_set(a->m_conns, a->n_conns);
+    }
+    if (a->n_conns >= a->max_conns && !a->paused) {
+        evconnlistener_disable(a->listener);
+        a->paused = true;
+    }
+    return bev; /* NULL: evhttp makes one itself (uncounted, out of memory) */
+}
+
+/*
+ * Every reply leaves through here, and b (NULL: no body) is freed. A HEAD
+ * gets what a GET would get but the body: evhttp sends a HEAD reply's body
+ * as given, and adds no Content-Length to it, so the length is put here.
+ */
+static void send_reply(struct evhttp_request *req, int code, const char *reason, struct evbuffer *b)
+{
+    if (b != NULL && evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+        char len[32];
+        snprintf(len, sizeof len, "%zu", evbuffer_get_length(b));
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Length", len);
+        evbuffer_drain(b, evbuffer_get_length(b));
+    }
+    evhttp_send_reply(req, code, reason, b);
+    if (b != NULL)
+        evbuffer_free(b);
+}
+
+/* No memory for a reply: a bare 500 (evhttp_send_error would build a page). */
+static void send_oom(struct evhttp_request *req)
+{
+    send_reply(req, 500, "Internal Server Error", NULL);
+}
+
 static void reply_text(struct evhttp_request *req, int code, const char *reason, const char *type,
                        const char *body)
 {
     struct evbuffer *b = evbuffer_new();
     if (b == NULL) {
-        evhttp_send_error(req, 500, "out of memory");
+        send_oom(req);
         return;
     }
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", type);
     evbuffer_add(b, body, strlen(body));
-    evhttp_send_reply(req, code, reason, b);
-    evbuffer_free(b);
+    send_reply(req, code, reason, b);
 }
 
 /* A JSON error: {"error": "..."}, the sentence cut to fit 512 bytes. */
@@ -104,7 +192,7 @@ static void on_console(struct evhttp_request *req, void *arg)
         return;
     struct evbuffer *b = evbuffer_new();
     if (b == NULL) {
-        evhttp_send_error(req, 500, "out of memory");
+        send_oom(req);
         return;
     }
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
@@ -115,8 +203,7 @@ static void on_console(struct evhttp_request *req, void *arg)
     evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
     evhttp_add_header(h, "Cache-Control", "no-cache");
     evbuffer_add_reference(b, kr_console_html, kr_console_html_len, NULL, NULL);
-    evhttp_send_reply(req, 200, "OK", b);
-    evbuffer_free(b);
+    send_reply(req, 200, "OK", b);
 }
 
 /* Browsers ask for /favicon.ico; the console has none. */
@@ -124,7 +211,7 @@ static void on_favicon(struct evhttp_request *req, void *arg)
 {
     (void)arg;
     if (get_only(req))
-        evhttp_send_reply(req, 204, "No Content", NULL);
+        send_reply(req, 204, "No Content", NULL);
 }
 
 /* ---- probes ---- */
@@ -196,21 +283,21 @@ static void on_metrics(struct evhttp_request *req, void *arg)
     kr_buf_init(&out, KR_ADMIN_REPLY_MAX);
     if (kr_metrics_render(a->srv->metrics, &out) < 0) {
         kr_buf_free(&out);
-        evhttp_send_error(req, 500, "metrics too large");
+        reply_text(req, 500, "Internal Server Error", "text/plain",
+                   "the metrics do not fit in a reply\n");
         return;
     }
     struct evbuffer *b = evbuffer_new();
     if (b == NULL) {
         kr_buf_free(&out);
-        evhttp_send_error(req, 500, "out of memory");
+        send_oom(req);
         return;
     }
     evbuffer_add(b, out.data, out.len);
     kr_buf_free(&out);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       "text/plain; version=0.0.4; charset=utf-8");
-    evhttp_send_reply(req, 200, "OK", b);
-    evbuffer_free(b);
+    send_reply(req, 200, "OK", b);
 }
 
 /* ---- the JSON API ---- */
@@ -220,6 +307,8 @@ static int authorized(kr_admin *a, struct evhttp_request *req)
     if (a->token == NULL)
         return 1;
     const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    /* The scheme is public; the token is compared in constant time, its
+     * length included (as the data port's). */
     if (h == NULL || strncmp(h, "Bearer ", 7) != 0)
         return 0;
     return kr_secret_equal(h + 7, strlen(h + 7), a->token);
@@ -239,8 +328,7 @@ static void json_topic(struct evbuffer *b, const kr_topic *t)
 static void send_json(struct evhttp_request *req, struct evbuffer *b)
 {
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
-    evhttp_send_reply(req, 200, "OK", b);
-    evbuffer_free(b);
+    send_reply(req, 200, "OK", b);
 }
 
 void kr_admin_send_json(struct evhttp_request *req, struct evbuffer *b)
@@ -254,7 +342,7 @@ static void api_topics(kr_admin *a, struct evhttp_request *req)
     size_t n = kr_store_topics(a->srv->store, &all), k = 0;
     struct evbuffer *b = evbuffer_new();
     if (b == NULL) {
-        evhttp_send_error(req, 500, "out of memory");
+        send_oom(req);
         return;
     }
     evbuffer_add_printf(b, "{\"topics\":[");
@@ -270,10 +358,11 @@ static void api_topics(kr_admin *a, struct evhttp_request *req)
     send_json(req, b);
 }
 
-static void no_topic(struct evhttp_request *req, const char *name)
+/* name: len bytes (a NUL decoded from %00 names no topic). */
+static void no_topic(struct evhttp_request *req, const char *name, size_t len)
 {
     char msg[KRAPPY_MAX_NAME_BYTES + 64];
-    snprintf(msg, sizeof msg, "there is no topic named %.*s", KRAPPY_MAX_NAME_BYTES, name);
+    snprintf(msg, sizeof msg, "there is no topic named %.*s", (int)len, name);
     reply_error(req, 404, "Not Found", msg);
 }
 
@@ -291,16 +380,11 @@ static void json_group(void *arg, const kr_group_row *g)
     kr_admin_put_group_row(j->b, g);
 }
 
-static void api_topic(kr_admin *a, struct evhttp_request *req, const char *name)
+static void api_topic(kr_admin *a, struct evhttp_request *req, kr_topic *t)
 {
-    kr_topic *t = kr_store_topic(a->srv->store, (const uint8_t *)name, strlen(name));
-    if (t == NULL) {
-        no_topic(req, name);
-        return;
-    }
     struct evbuffer *b = evbuffer_new();
     if (b == NULL) {
-        evhttp_send_error(req, 500, "out of memory");
+        send_oom(req);
         return;
     }
     json_topic(b, t);
@@ -354,8 +438,9 @@ int kr_admin_query_uint(const struct evkeyvalq *q, const char *name, uint64_t *v
     return 1;
 }
 
+/* A key is bytes: klen counts them all, a NUL decoded from %00 included. */
 static void api_key(kr_admin *a, struct evhttp_request *req, kr_topic *t, const char *key,
-                    const struct evkeyvalq *q)
+                    size_t klen, const struct evkeyvalq *q)
 {
     kr_buf ev;
     char msg[256];
@@ -366,8 +451,7 @@ static void api_key(kr_admin *a, struct evhttp_request *req, kr_topic *t, const 
         return;
     }
     kr_buf_init(&ev, (size_t)a->srv->cfg->max_frame);
-    int rc =
-        kr_store_get(a->srv->store, t, (const uint8_t *)key, strlen(key), &ev, msg, sizeof msg);
+    int rc = kr_store_get(a->srv->store, t, (const uint8_t *)key, klen, &ev, msg, sizeof msg);
     kr_cbor_item it;
     kr_event_view v;
     if (rc == 0) {
@@ -503,54 +587,59 @@ static void api_server(kr_admin *a, struct evhttp_request *req)
     send_json(req, b);
 }
 
+/* Whether the `len` bytes at p are exactly the string s. */
+static bool is(const char *p, size_t len, const char *s)
+{
+    return len == strlen(s) && memcmp(p, s, len) == 0;
+}
+
 /* /api/topics/T and /api/topics/T/...: keys/K, events, scan, groups/G.
- * `rest` is the decoded path after /api/topics/, `raw` the same undecoded. */
-static void api_topic_path(kr_admin *a, struct evhttp_request *req, const char *rest,
+ * `rest` is the decoded path after /api/topics/ (len bytes: it may hold
+ * NULs decoded from %00), `raw` the same undecoded. */
+static void api_topic_path(kr_admin *a, struct evhttp_request *req, const char *rest, size_t len,
                            const char *raw, const struct evkeyvalq *q)
 {
-    const char *slash = strchr(rest, '/');
-    char name[KRAPPY_MAX_NAME_BYTES + 1];
-    size_t nl = slash ? (size_t)(slash - rest) : strlen(rest);
+    const char *slash = memchr(rest, '/', len);
+    size_t nl = slash ? (size_t)(slash - rest) : len;
     if (nl == 0 || nl > KRAPPY_MAX_NAME_BYTES) {
         reply_error(req, 404, "Not Found", "no such topic");
         return;
     }
-    memcpy(name, rest, nl);
-    name[nl] = '\0';
     const char *what = slash ? slash + 1 : NULL;
-    if (what != NULL && strcmp(what, "events") == 0 &&
+    size_t wl = slash ? len - nl - 1 : 0;
+    if (what != NULL && is(what, wl, "events") &&
         evhttp_request_get_command(req) == EVHTTP_REQ_POST) {
-        kr_admin_produce(a, req, name); /* creates the topic when missing */
+        kr_admin_produce(a, req, rest, nl); /* creates the topic when missing */
         return;
     }
-    kr_topic *t = kr_store_topic(a->srv->store, (const uint8_t *)name, nl);
+    kr_topic *t = kr_store_topic(a->srv->store, (const uint8_t *)rest, nl);
     if (what == NULL) {
         if (!method_in(req, EVHTTP_REQ_GET | EVHTTP_REQ_DELETE, "GET, HEAD, DELETE"))
             return;
         if (t == NULL)
-            no_topic(req, name);
+            no_topic(req, rest, nl);
         else if (evhttp_request_get_command(req) == EVHTTP_REQ_DELETE)
             kr_admin_delete_topic(a, req, t);
         else
-            api_topic(a, req, name);
+            api_topic(a, req, t);
         return;
     }
     if (t == NULL) {
-        no_topic(req, name);
+        no_topic(req, rest, nl);
         return;
     }
     const char *raw_what = strchr(raw, '/');
-    if (strncmp(what, "groups/", 7) == 0 && raw_what != NULL &&
+    if (wl >= 7 && memcmp(what, "groups/", 7) == 0 && raw_what != NULL &&
         strncmp(raw_what + 1, "groups/", 7) == 0) {
         kr_admin_group(a, req, t, raw_what + 8);
-    } else if (strcmp(what, "events") == 0) {
+    } else if (is(what, wl, "events")) {
         if (method_in(req, EVHTTP_REQ_GET | EVHTTP_REQ_POST, "GET, HEAD, POST"))
             kr_admin_events(a, req, t, q);
     } else if (!method_in(req, EVHTTP_REQ_GET, "GET, HEAD")) {
         /* answered */
-    } else if (strncmp(what, "keys/", 5) == 0 && what[5] != '\0') {
-        api_key(a, req, t, what + 5, q);
-    } else if (strcmp(what, "scan") == 0) {
+    } else if (wl > 5 && memcmp(what, "keys/", 5) == 0) {
+        api_key(a, req, t, what + 5, wl - 5, q);
+    } else if (is(what, wl, "scan")) {
         api_scan(a, req, t, q);
     } else {
         reply_error(req, 404, "Not Found",
@@ -565,8 +654,9 @@ static void on_other(struct evhttp_request *req, void *arg)
     const char *uri = evhttp_request_get_uri(req);
     struct evhttp_uri *u = evhttp_uri_parse(uri);
     const char *path = u ? evhttp_uri_get_path(u) : NULL;
-    char *dec = path ? evhttp_uridecode(path, 0, NULL) : NULL;
-    bool api = dec != NULL && (strncmp(dec, "/api/", 5) == 0 || strcmp(dec, "/api") == 0);
+    size_t dl = 0; /* the decoded path's bytes: a %00 makes a NUL, not an end */
+    char *dec = path ? evhttp_uridecode(path, 0, &dl) : NULL;
+    bool api = dec != NULL && (strncmp(dec, "/api/", 5) == 0 || is(dec, dl, "/api"));
     if (!api && !get_only(req)) {
         /* answered */
     } else if (dec == NULL) {
@@ -581,10 +671,10 @@ static void on_other(struct evhttp_request *req, void *arg)
     } else if (a->srv->store == NULL) {
         reply_error(req, 503, "Service Unavailable",
                     "krappyd is still recovering its storage; retry in a moment (see /readyz)");
-    } else if (strcmp(dec, "/api/topics") == 0 || strcmp(dec, "/api/topics/") == 0) {
+    } else if (is(dec, dl, "/api/topics") || is(dec, dl, "/api/topics/")) {
         if (method_in(req, EVHTTP_REQ_GET, "GET, HEAD"))
             api_topics(a, req);
-    } else if (strcmp(dec, "/api/server") == 0) {
+    } else if (is(dec, dl, "/api/server")) {
         if (method_in(req, EVHTTP_REQ_GET, "GET, HEAD"))
             api_server(a, req);
     } else if (strncmp(dec, "/api/topics/", 12) == 0) {
@@ -594,7 +684,7 @@ static void on_other(struct evhttp_request *req, void *arg)
         if (query != NULL && evhttp_parse_query_str(query, &q) < 0)
             reply_error(req, 400, "Bad Request", "the query string cannot be parsed");
         else
-            api_topic_path(a, req, dec + 12, path + 12, &q);
+            api_topic_path(a, req, dec + 12, dl - 12, path + 12, &q);
         evhttp_clear_headers(&q);
     } else {
         reply_error(req, 404, "Not Found",
@@ -605,7 +695,8 @@ static void on_other(struct evhttp_request *req, void *arg)
         evhttp_uri_free(u);
 }
 
-kr_admin *kr_admin_start(kr_server *srv, const char *hostport, const char *token)
+kr_admin *kr_admin_start(kr_server *srv, const char *hostport, const char *token,
+                         uint32_t max_conns)
 {
     kr_hostport hp = {0}; /* no host: every address; the port is required */
     if (kr_hostport_parse(hostport, KR_HOSTPORT_PORT_ZERO, &hp, NULL, 0) < 0) {
@@ -617,9 +708,15 @@ kr_admin *kr_admin_start(kr_server *srv, const char *hostport, const char *token
         return NULL;
     a->srv = srv;
     a->token = token && token[0] ? strdup(token) : NULL;
+    a->max_conns = max_conns > 0 ? max_conns : 1;
+    a->conns = calloc(a->max_conns, sizeof *a->conns);
     a->http = evhttp_new(srv->base);
-    if (a->http == NULL)
+    a->sweep = event_new(srv->base, -1, EV_PERSIST, on_sweep, a);
+    struct timeval sweep_tv = {0, KR_ADMIN_SWEEP_MS * 1000};
+    if (a->http == NULL || a->conns == NULL || a->sweep == NULL ||
+        event_add(a->sweep, &sweep_tv) < 0)
         goto fail;
+    evhttp_set_bevcb(a->http, new_conn, a);
     /* Every method reaches the handlers, which answer 405 to what is not a
      * read (evhttp alone would say 501). */
     evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
@@ -643,6 +740,7 @@ kr_admin *kr_admin_start(kr_server *srv, const char *hostport, const char *token
                KR_LOG_STR("reason", strerror(errno)));
         goto fail;
     }
+    a->listener = evhttp_bound_socket_get_listener(bs);
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
     if (getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&ss, &sl) == 0)
@@ -654,6 +752,8 @@ kr_admin *kr_admin_start(kr_server *srv, const char *hostport, const char *token
                         "Open file descriptors of krappyd.");
     a->m_view_bytes = kr_gauge(srv->metrics, "krappy_view_disk_bytes", NULL,
                                "Size of the latest-value view's RocksDB files.");
+    a->m_conns = kr_gauge(srv->metrics, "krappy_admin_connections", NULL,
+                          "Open connections of the admin port (--http-max-connections).");
     kr_log(KR_LOG_INFO, "admin port listening", KR_LOG_STR("http", hostport),
            KR_LOG_STR("auth", a->token ? "bearer token" : "none"));
     return a;
@@ -666,8 +766,13 @@ void kr_admin_free(kr_admin *a)
 {
     if (a == NULL)
         return;
+    if (a->sweep != NULL)
+        event_free(a->sweep);
     if (a->http != NULL)
-        evhttp_free(a->http);
+        evhttp_free(a->http); /* frees its connections: ours go below */
+    for (uint32_t i = 0; i < a->n_conns; i++)
+        bufferevent_decref(a->conns[i]);
+    free(a->conns);
     free(a->token);
     free(a);
 }

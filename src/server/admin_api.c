@@ -450,10 +450,10 @@ static long body_to_publish(const char *body, size_t len, uint64_t max_events, k
     return n;
 }
 
-void kr_admin_produce(kr_admin *a, struct evhttp_request *req, const char *topic)
+void kr_admin_produce(kr_admin *a, struct evhttp_request *req, const char *topic, size_t tlen)
 {
     kr_store *s = a->srv->store;
-    size_t len, tlen = strlen(topic);
+    size_t len;
     char why[300];
     if (!kr_topic_name_valid((const uint8_t *)topic, tlen)) {
         kr_admin_reply_error(req, 400, "Bad Request",
@@ -488,7 +488,8 @@ void kr_admin_produce(kr_admin *a, struct evhttp_request *req, const char *topic
         goto fail;
     }
     pr->req = req;
-    memcpy(pr->topic, topic, tlen + 1);
+    memcpy(pr->topic, topic, tlen);
+    pr->topic[tlen] = '\0';
     uint64_t bad = UINT64_MAX;
     e = kr_store_publish(s, t, &preq, &scratch, false, NULL, produced, pr, why, sizeof why, &bad);
     if (e != KRAPPY_OK)

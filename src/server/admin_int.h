@@ -6,6 +6,7 @@
 #ifndef KR_SERVER_ADMIN_INT_H
 #define KR_SERVER_ADMIN_INT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,8 +22,13 @@
 struct kr_admin {
     kr_server *srv;
     struct evhttp *http;
+    struct evconnlistener *listener; /* evhttp's, paused at the cap */
     char *token;
-    kr_metric *m_rss, *m_fds, *m_view_bytes, *m_up;
+    struct bufferevent **conns; /* each connection's, one reference ours */
+    uint32_t n_conns, max_conns;
+    bool paused;
+    struct event *sweep;
+    kr_metric *m_rss, *m_fds, *m_view_bytes, *m_up, *m_conns;
 };
 
 /* ---- admin.c ---- */
@@ -53,8 +59,9 @@ void kr_admin_events(kr_admin *a, struct evhttp_request *req, kr_topic *t,
                      const struct evkeyvalq *q);
 
 /* POST /api/topics/T/events: JSON events, one per line (the topic is made
- * when missing). `topic` is the decoded name, not yet checked. */
-void kr_admin_produce(kr_admin *a, struct evhttp_request *req, const char *topic);
+ * when missing). `topic` is the decoded name, tlen bytes (it may hold a NUL
+ * decoded from %00), not yet checked. */
+void kr_admin_produce(kr_admin *a, struct evhttp_request *req, const char *topic, size_t tlen);
 
 /* DELETE /api/topics/T. */
 void kr_admin_delete_topic(kr_admin *a, struct evhttp_request *req, kr_topic *t);

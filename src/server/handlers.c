@@ -369,11 +369,26 @@ static kr_hresult get(kr_conn *c, kr_req *r, const kr_request *req)
 typedef struct scan_page {
     kr_conn *c;
     size_t n;
-    size_t room;   /* bytes the entries may take in the reply */
-    bool rejected; /* an entry did not fit: more remain */
+    size_t room;      /* bytes the entries may take in the reply */
+    bool rejected;    /* an entry did not fit: more remain */
+    size_t too_large; /* the first entry alone is this large: no page holds it */
     int bad;
 } scan_page;
 
+/* Bytes kr_enc_entry writes for one entry (a null stands in for an empty
+ * raw item). */
+static size_t entry_bytes(const kr_str *key, uint64_t offset, uint64_t ts, const kr_str *value)
+{
+    return 1 + (key->len ? key->len : 1) + kr_cbor_uint_size(offset) + kr_cbor_uint_size(ts) +
+           (value->len ? value->len : 1);
+}
+
+/*
+ * One entry into the page, or - when it would not fit - none, so that the
+ * cursor continues with it: sized before it is encoded, as an entry that
+ * outgrew the page buffer used to leave the buffer failed and the reply a
+ * STORAGE error without a sentence.
+ */
 static int scan_entry(void *arg, const uint8_t *key, size_t klen, const uint8_t *event, size_t elen)
 {
     scan_page *p = arg;
@@ -385,30 +400,47 @@ static int scan_entry(void *arg, const uint8_t *key, size_t klen, const uint8_t 
         p->bad = 1;
         return 1;
     }
-    size_t before = p->c->tmp.len;
     kr_str k = {v.key.raw, v.key.raw_len}, val = {v.value.raw, v.value.raw_len};
-    kr_enc_entry(&p->c->tmp, &k, v.offset, v.ts, &val);
-    if (p->n > 0 && p->c->tmp.len > p->room) {
-        p->c->tmp.len = before; /* does not fit: the next page starts here */
-        p->rejected = true;
+    size_t need = entry_bytes(&k, v.offset, v.ts, &val);
+    if (p->c->tmp.len + need > p->room) {
+        if (p->n == 0)
+            p->too_large = need;
+        else
+            p->rejected = true; /* the next page starts here */
         return 1;
     }
+    kr_enc_entry(&p->c->tmp, &k, v.offset, v.ts, &val);
     p->n++;
     return 0;
 }
 
 static void scan_page_reply(kr_conn *c, kr_req *r, kr_scan_cursor *cur, uint64_t limit)
 {
-    scan_page p = {c, 0, (size_t)c->srv->cfg->max_frame - KR_SCAN_REPLY_OVERHEAD, false, 0};
+    scan_page p = {.c = c, .room = (size_t)c->srv->cfg->max_frame - KR_SCAN_REPLY_OVERHEAD};
     bool more = false;
     if (limit > KR_MAX_SCAN_LIMIT)
         limit = KR_MAX_SCAN_LIMIT;
     kr_buf_reset(&c->tmp);
     long n = kr_store_scan_page(store_of(c), cur, (size_t)limit, scan_entry, &p, &more, c->errmsg,
                                 sizeof c->errmsg);
+    if (n >= 0 && p.too_large > 0) {
+        /* Stored under a larger --max-frame than this run's. */
+        kr_store_scan_end(store_of(c), cur);
+        snprintf(c->errmsg, sizeof c->errmsg,
+                 "the next entry of this scan is %zu bytes, more than a reply within this "
+                 "server's max_frame of %u bytes holds; restart krappyd with a larger --max-frame "
+                 "to read it",
+                 p.too_large, c->srv->cfg->max_frame);
+        kr_req_error(r, KRAPPY_E_INVALID_ARGUMENT, c->errmsg, NULL);
+        return;
+    }
     if (n < 0 || p.bad || c->tmp.failed) {
         kr_store_scan_end(store_of(c), cur);
-        kr_req_error(r, KRAPPY_E_STORAGE, p.bad ? "a stored value is damaged" : c->errmsg, NULL);
+        kr_req_error(r, KRAPPY_E_STORAGE,
+                     p.bad           ? "a stored value is damaged"
+                     : c->tmp.failed ? "out of memory building a SCAN reply"
+                                     : c->errmsg,
+                     NULL);
         return;
     }
     more = more || p.rejected;
@@ -857,7 +889,12 @@ static kr_hresult topics(kr_conn *c, kr_req *r, const kr_request *req)
         kr_enc_topic(&c->enc, &name, all[i]->first, all[i]->next);
     }
     if (c->enc.failed) {
-        kr_req_error(r, KRAPPY_E_STORAGE, "too many topics to list in one reply", NULL);
+        /* Not a storage failure: the list outgrew the reply. */
+        snprintf(c->errmsg, sizeof c->errmsg,
+                 "the %zu topics do not fit in one reply within this server's max_frame of %u "
+                 "bytes; restart krappyd with a larger --max-frame to list them",
+                 live, c->srv->cfg->max_frame);
+        kr_req_error(r, KRAPPY_E_INVALID_ARGUMENT, c->errmsg, NULL);
         return KR_H_DONE;
     }
     kr_req_reply(r, KRAPPY_T_OK, c->enc.data, c->enc.len);
@@ -892,7 +929,11 @@ static kr_hresult stats(kr_conn *c, kr_req *r, const kr_request *req)
                           kr_topic_keys(t), kr_topic_producers(t), n);
     kr_group_rows(c->srv, t, only, only_len, put_group, &c->enc);
     if (c->enc.failed) {
-        kr_req_error(r, KRAPPY_E_STORAGE, "too many groups to list in one reply", NULL);
+        snprintf(c->errmsg, sizeof c->errmsg,
+                 "the %zu groups of topic '%s' do not fit in one reply within this server's "
+                 "max_frame of %u bytes; ask for one with `group`",
+                 n, t->name, c->srv->cfg->max_frame);
+        kr_req_error(r, KRAPPY_E_INVALID_ARGUMENT, c->errmsg, NULL);
         return KR_H_DONE;
     }
     kr_req_reply(r, KRAPPY_T_OK, c->enc.data, c->enc.len);

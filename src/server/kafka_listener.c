@@ -775,11 +775,16 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         close(fd);
         return;
     }
-    if (srv->n_conns >= srv->cfg->max_connections) {
-        /* Kafka has no answer for a refused connection: a log line. */
+    if (srv->n_conns >= srv->max_conns) {
+        /* Kafka has no answer for a refused connection: a log line. The
+         * limit is the Krappy port's, shared (server/fdplan.h). */
         kr_counter_add(srv->m.rejected, 1);
-        kr_log(KR_LOG_WARN, "Kafka connection refused: --max-connections reached",
-               KR_LOG_U64("max_connections", srv->cfg->max_connections));
+        kr_log(KR_LOG_WARN,
+               srv->max_conns < srv->cfg->max_connections
+                   ? "Kafka connection refused: the connection limit (--max-connections, "
+                     "lowered to fit the open file limit) is reached"
+                   : "Kafka connection refused: --max-connections reached",
+               KR_LOG_U64("max_connections", srv->max_conns));
         close(fd);
         return;
     }

@@ -45,8 +45,8 @@ typedef struct kr_job_append {
     uint32_t count;               /* events */
     bool sync;                    /* ack "sync": fdatasync before completing */
     kr_segment *new_seg;          /* out: the loop's record of a segment the writer
-                                     started for this batch (its read fd open; the
-                                     loop takes it), or NULL */
+                                     started for this batch (the loop takes it),
+                                     or NULL */
     uint64_t seg_base;            /* out: segment it landed in */
     uint64_t pos;                 /* out: position of its batch header there */
     struct kr_producer *producer; /* an idempotent producer's PUBLISH
@@ -57,8 +57,8 @@ typedef struct kr_job_append {
 
 /* CREATE: a new topic's first segment. */
 typedef struct kr_job_create {
-    kr_segment *seg; /* out: the loop's record of the first segment (its
-                        read fd open; the loop takes it), or NULL */
+    kr_segment *seg; /* out: the loop's record of the first segment (the
+                        loop takes it), or NULL */
 } kr_job_create;
 
 /* One topic's part of a checkpoint. */

@@ -114,6 +114,14 @@ static krappy_err encode_batch(kr_store *s, const kr_request *req, kr_buf *scrat
             be->max_ts = ts;
         be->count++;
     }
+    if (s->enc.len - kr_batch_header_size(&be->hdr) > KR_BATCH_MAX_PAYLOAD) {
+        /* Only under a --max-frame near its 1 GiB limit. */
+        snprintf(msg, msglen,
+                 "the %llu events take more than %u bytes as stored, the most one batch holds; "
+                 "send them in smaller batches",
+                 (unsigned long long)be->count, KR_BATCH_MAX_PAYLOAD);
+        return KRAPPY_E_INVALID_ARGUMENT;
+    }
     if (more < 0 || be->count != req->u.publish.count || s->enc.failed || s->meta.failed ||
         be->extra.failed) {
         snprintf(msg, msglen, "out of memory encoding the batch of %llu events",

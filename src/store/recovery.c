@@ -12,6 +12,11 @@
  * err; krappyd then refuses to start with that sentence. Damage that only
  * costs events (corrupt batches, a gap between segments) is logged and the
  * start goes on: those events are never served.
+ *
+ * Descriptors: a topic's directory and one segment at a time are open while
+ * it is recovered; what the topics keep are files of the store's fdcache,
+ * opened when first read or written - a data directory of 10,000 topics and
+ * 100,000 segments starts under `ulimit -n 1024`.
  */
 #include "store/store_int.h"
 #include "store/store_producers.h"
@@ -27,6 +32,7 @@
 #include <unistd.h>
 
 #include "proto/cbor.h"
+#include "store/checkpoint.h"
 #include "util/log.h"
 
 /* One topic being recovered. */
@@ -34,8 +40,8 @@ typedef struct recovery {
     kr_store *s;
     const char *name; /* the directory entry: a valid topic name */
     char *dir;        /* DATA/topics/NAME */
-    int dirfd;        /* owned until the writer state takes it */
-    uint64_t *bases;  /* segment base offsets, ascending */
+    int dirfd;
+    uint64_t *bases; /* segment base offsets, ascending */
     size_t n_bases;
     kr_topic *t;
     uint64_t truncated; /* torn bytes cut off the last segment */
@@ -143,12 +149,13 @@ static void log_damage(recovery *r, const char *sname, const kr_seg_scan *scan, 
                KR_LOG_STR("topic", r->name), KR_LOG_STR("segment", sname));
 }
 
-/* Scan and verify a segment; cut the torn tail of the last one. */
-static int scan_segment(recovery *r, kr_segment *seg, size_t i, const char *sname)
+/* Scan and verify a segment; cut the torn tail of the last one (fd is
+ * read-write for it). */
+static int scan_segment(recovery *r, kr_segment *seg, int fd, size_t i, const char *sname)
 {
     bool last = i + 1 == r->n_bases;
     kr_seg_scan scan;
-    if (kr_seg_scan_fd(seg->fd, &scan, scan_hint, seg) < 0)
+    if (kr_seg_scan_fd(fd, &scan, scan_hint, seg) < 0)
         return fail(r, "segment %s/%s is unreadable (%s); move it away to start without it", r->dir,
                     sname, errno == EINVAL ? "bad header" : strerror(errno));
     seg->next = scan.next;
@@ -160,7 +167,7 @@ static int scan_segment(recovery *r, kr_segment *seg, size_t i, const char *snam
     log_damage(r, sname, &scan, last);
     if (scan.torn && last) {
         r->truncated = scan.file_len - scan.good_end;
-        if (ftruncate(seg->fd, (off_t)scan.good_end) < 0 || fdatasync(seg->fd) < 0)
+        if (ftruncate(fd, (off_t)scan.good_end) < 0 || fdatasync(fd) < 0)
             return fail(r, "cannot cut the torn tail of %s/%s at byte %llu: %s", r->dir, sname,
                         (unsigned long long)scan.good_end, strerror(errno));
     }
@@ -171,30 +178,29 @@ static int scan_segment(recovery *r, kr_segment *seg, size_t i, const char *snam
     return 0;
 }
 
-/* Open segment i (the last one read-write: the writer appends to it) and
- * learn what it holds. */
+/* Learn what segment i holds: from its index hint without opening it, or
+ * by a scan (the last one opened read-write: its torn tail is cut). */
 static int recover_segment(recovery *r, size_t i)
 {
     char sname[KR_SEG_NAME_BYTES];
     kr_seg_name(sname, r->bases[i]);
     bool last = i + 1 == r->n_bases;
-    int fd = openat(r->dirfd, sname, (last ? O_RDWR : O_RDONLY) | O_CLOEXEC);
     struct stat st;
-    if (fd < 0 || fstat(fd, &st) < 0) {
-        int e = errno;
-        if (fd >= 0)
-            close(fd);
-        return fail(r, "cannot open %s/%s: %s", r->dir, sname, strerror(e));
-    }
-    kr_segment *seg = kr_segment_new(r->bases[i], fd);
+    if (fstatat(r->dirfd, sname, &st, 0) < 0)
+        return fail(r, "cannot open %s/%s: %s", r->dir, sname, strerror(errno));
+    kr_segment *seg = kr_segment_new(r->s->files, r->t->dir, r->bases[i]);
     if (seg == NULL || kr_topic_add_segment(r->t, seg) < 0) {
-        close(fd);
-        free(seg);
+        kr_segment_free(seg);
         return fail(r, "out of memory opening %s/%s", r->dir, sname);
     }
     if (take_hint(r, seg, i, (uint64_t)st.st_size))
         return 0;
-    return scan_segment(r, seg, i, sname);
+    int fd = openat(r->dirfd, sname, (last ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+    if (fd < 0)
+        return fail(r, "cannot open %s/%s: %s", r->dir, sname, strerror(errno));
+    int rc = scan_segment(r, seg, fd, i, sname);
+    close(fd);
+    return rc;
 }
 
 /* ---- the view and the overlay ---- */
@@ -299,7 +305,7 @@ static void log_unreadable(recovery *r, const kr_segment *seg, uint64_t pos, con
  * does not match is skipped (the scan, or the first read, reports it).
  * @return 0, or -1 (err filled).
  */
-static int replay_batch(recovery *r, kr_segment *seg, uint64_t pos, const kr_batch_hdr *h,
+static int replay_batch(recovery *r, kr_segment *seg, int fd, uint64_t pos, const kr_batch_hdr *h,
                         uint64_t from)
 {
     size_t need = h->hlen + h->len;
@@ -308,7 +314,7 @@ static int replay_batch(recovery *r, kr_segment *seg, uint64_t pos, const kr_bat
     if (b == NULL)
         return fail(r, "out of memory replaying topic %s", r->name);
     b->len = need;
-    ssize_t got = pread(seg->fd, b->data, need, (off_t)pos);
+    ssize_t got = pread(fd, b->data, need, (off_t)pos);
     int rc = 0;
     if (got != (ssize_t)need) {
         log_unreadable(r, seg, pos, got < 0 ? strerror(errno) : "the file ends inside it");
@@ -329,6 +335,66 @@ static int replay_batch(recovery *r, kr_segment *seg, uint64_t pos, const kr_bat
     return rc;
 }
 
+/*
+ * A replay that outgrows the overlays' half of --overlay-bytes (a view
+ * rebuilt from whole streams, or one far behind) is folded into the view
+ * as it goes, as a checkpoint would fold it: the stream read so far made
+ * durable, the overlay written with the marker after it, and a fresh one
+ * started - so that rebuilding holds no more memory than running.
+ */
+static int replay_checkpoint(recovery *r, int fd, uint64_t next)
+{
+    kr_topic *t = r->t;
+    if (fdatasync(fd) < 0)
+        return fail(r, "cannot sync the stream of topic %s before writing its view: %s", r->name,
+                    strerror(errno));
+    /* The producers' states replayed so far go with the marker, or the
+     * next start would replay from it without them. */
+    kr_ckpt_topic ck = {.t = t,
+                        .ov = t->active,
+                        .next = next,
+                        .keys = t->keys,
+                        .prod = kr_store_producers_freeze(t)};
+    int wrc = kr_checkpoint_write(r->s->view, &ck, 1, r->err, r->errlen);
+    kr_store_producers_checkpointed(r->s, t, ck.prod, wrc == 0);
+    kr_prod_ckpt_free(ck.prod);
+    if (wrc < 0)
+        return -1;
+    kr_overlay *fresh = kr_overlay_new();
+    if (fresh == NULL)
+        return fail(r, "out of memory replaying topic %s", r->name);
+    kr_overlay_free(t->active);
+    t->active = fresh;
+    t->marker = next;
+    t->keys = ck.keys;
+    return 0;
+}
+
+/* Replay one segment's batches from `from` on (fd: its file). */
+static int replay_segment(recovery *r, kr_segment *seg, int fd, uint64_t from)
+{
+    uint64_t pos = kr_index_find(&seg->idx, from);
+    while (pos + KR_BATCH_HEADER_BYTES <= seg->size) {
+        uint8_t hb[KR_BATCH_HEADER_MAX];
+        kr_batch_hdr h;
+        size_t want = seg->size - pos < sizeof hb ? (size_t)(seg->size - pos) : sizeof hb;
+        ssize_t got = pread(fd, hb, want, (off_t)pos);
+        if (got != (ssize_t)want) {
+            log_unreadable(r, seg, pos, got < 0 ? strerror(errno) : "the file ends inside it");
+            break;
+        }
+        if (kr_batch_header_decode(hb, want, &h) < 0)
+            break; /* corrupt: reported by the scan or the first read */
+        if (h.base + h.count > from && replay_batch(r, seg, fd, pos, &h, from) < 0)
+            return -1;
+        pos += h.hlen + h.len;
+        if (kr_overlay_bytes(r->t->active) > kr_store_fill_limit(r->s) &&
+            replay_checkpoint(r, fd, h.base + h.count) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* Read the stream [from, next) back into the active overlay. */
 static int replay(recovery *r, uint64_t from)
 {
@@ -337,22 +403,24 @@ static int replay(recovery *r, uint64_t from)
         kr_segment *seg = t->segs[i];
         if (seg->next <= from)
             continue;
-        uint64_t pos = kr_index_find(&seg->idx, from);
-        while (pos + KR_BATCH_HEADER_BYTES <= seg->size) {
-            uint8_t hb[KR_BATCH_HEADER_MAX];
-            kr_batch_hdr h;
-            size_t want = seg->size - pos < sizeof hb ? (size_t)(seg->size - pos) : sizeof hb;
-            ssize_t got = pread(seg->fd, hb, want, (off_t)pos);
-            if (got != (ssize_t)want) {
-                log_unreadable(r, seg, pos, got < 0 ? strerror(errno) : "the file ends inside it");
-                break;
-            }
-            if (kr_batch_header_decode(hb, want, &h) < 0)
-                break; /* corrupt: reported by the scan or the first read */
-            if (h.base + h.count > from && replay_batch(r, seg, pos, &h, from) < 0)
-                return -1;
-            pos += h.hlen + h.len;
+        /* A hint from BASE.idx is checked (and the hints rebuilt) before the
+         * replay starts from one: a wrong one would skip events. */
+        if (!seg->verified && kr_segment_verify(r->s, t, seg) < 0) {
+            char sname[KR_SEG_NAME_BYTES];
+            kr_seg_name(sname, seg->base);
+            return fail(r, "segment %s/%s is unreadable (%s); move it away to start without it",
+                        r->dir, sname, errno == EINVAL ? "bad header" : strerror(errno));
         }
+        int fd = kr_fdfile_get(seg->file);
+        if (fd < 0) {
+            char sname[KR_SEG_NAME_BYTES];
+            kr_seg_name(sname, seg->base);
+            return fail(r, "cannot open %s/%s: %s", r->dir, sname, strerror(errno));
+        }
+        int rc = replay_segment(r, seg, fd, from);
+        kr_fdfile_put(seg->file);
+        if (rc < 0)
+            return -1;
     }
     return 0;
 }
@@ -360,27 +428,24 @@ static int replay(recovery *r, uint64_t from)
 /* ---- the writer's state ---- */
 
 /*
- * The writer appends to the last segment through its read-write fd (which
- * it takes over with the directory's fd); the loop reads it through a
- * duplicate. The writer's index starts with the hints of what is already
- * there, or the index it leaves behind when it rolls would only cover what
- * comes after this start.
+ * The writer appends to the last segment through a read-write file of its
+ * own (the loop reads it through its record's). The writer's index starts
+ * with the hints of what is already there, or the index it leaves behind
+ * when it rolls would only cover what comes after this start.
  */
 static int writer_state(recovery *r)
 {
     kr_topic *t = r->t;
     kr_segment *ls = t->segs[t->n_segs - 1];
-    int rfd = dup(ls->fd);
-    if (rfd < 0)
-        return fail(r, "cannot open the last segment of %s for reading: %s", r->dir,
-                    strerror(errno));
-    t->w = kr_wtopic_new(r->dir, r->dirfd, ls->fd, ls->base, ls->size, t->next, ls->max_ts);
+    char sname[KR_SEG_NAME_BYTES];
+    kr_seg_name(sname, ls->base);
+    kr_fdfile *wf = kr_fdfile_new(r->s->files, t->dir, sname, O_RDWR);
+    t->w =
+        wf ? kr_wtopic_new(r->s->files, t->dir, wf, ls->base, ls->size, t->next, ls->max_ts) : NULL;
     if (t->w == NULL) {
-        close(rfd);
+        kr_fdfile_free(wf);
         return fail(r, "out of memory recovering topic %s", r->name);
     }
-    r->dirfd = -1; /* the writer state owns it now */
-    ls->fd = rfd;
     (void)kr_index_copy(&t->w->idx, &ls->idx); /* a hint: without it, a scan next time */
     return 0;
 }

@@ -51,6 +51,11 @@ kr_topic *kr_store_topic_new(kr_store *s, const uint8_t *name, size_t len)
     memcpy(t->name, name, len);
     t->name[len] = '\0';
     t->name_len = len;
+    t->dir = kr_store_path(s->topics_dir, t->name);
+    if (t->dir == NULL) {
+        free(t);
+        return NULL;
+    }
     TAILQ_INIT(&t->waiters);
     char labels[KRAPPY_MAX_NAME_BYTES + 16];
     snprintf(labels, sizeof labels, "topic=\"%s\"", t->name); /* [A-Za-z0-9._-] */
@@ -69,6 +74,7 @@ kr_topic *kr_store_topic_new(kr_store *s, const uint8_t *name, size_t len)
     t->active = kr_overlay_new();
     if (t->active == NULL || kr_store_producers_topic_new(s, t) < 0) {
         kr_overlay_free(t->active);
+        free(t->dir);
         free(t);
         return NULL;
     }
@@ -118,6 +124,7 @@ void kr_store_topic_free(kr_topic *t)
     kr_overlay_free(t->readcache);
     kr_wtopic_free(t->w);
     kr_store_producers_topic_free(t);
+    free(t->dir);
     free(t);
 }
 
@@ -144,14 +151,20 @@ uint64_t kr_topic_keys(const kr_topic *t)
     return t->keys;
 }
 
-kr_segment *kr_segment_new(uint64_t base, int fd)
+kr_segment *kr_segment_new(kr_fdcache *files, const char *dir, uint64_t base)
 {
     kr_segment *seg = calloc(1, sizeof *seg);
     if (seg == NULL)
         return NULL;
+    char name[KR_SEG_NAME_BYTES];
+    kr_seg_name(name, base);
+    seg->file = kr_fdfile_new(files, dir, name, O_RDONLY);
+    if (seg->file == NULL) {
+        free(seg);
+        return NULL;
+    }
     seg->base = seg->next = base;
     seg->size = KR_SEG_HEADER_BYTES;
-    seg->fd = fd;
     return seg;
 }
 
@@ -507,9 +520,7 @@ int kr_store_register(kr_store *s, const uint8_t *name, size_t len, kr_topic **t
             t = kr_store_topic_new(s, name, len);
             if (t == NULL)
                 goto nomem;
-            char *dir = kr_store_path(s->topics_dir, t->name);
-            t->w = dir ? kr_wtopic_new(dir, -1, -1, 0, 0, 0, 0) : NULL;
-            free(dir);
+            t->w = kr_wtopic_new(s->files, t->dir, NULL, 0, 0, 0, 0);
             if (t->w == NULL || kr_store_topic_insert(s, t) < 0) {
                 kr_store_topic_free(t);
                 goto nomem;
@@ -532,6 +543,12 @@ nomem:
 
 void kr_store_refresh_metrics(kr_store *s)
 {
+    size_t open;
+    uint64_t opens;
+    kr_fdcache_stats(s->files, &open, &opens);
+    kr_gauge_set(s->m_files_open, (int64_t)open);
+    kr_counter_add(s->m_file_opens, opens - s->file_opens_seen);
+    s->file_opens_seen = opens;
     for (size_t i = 0; i < s->n_topics; i++) {
         kr_topic *t = s->topics[i];
         kr_gauge_set(t->m_stream_bytes, (int64_t)t->bytes);
@@ -563,10 +580,15 @@ int kr_store_open(const kr_store_opts *o, struct event_base *base, kr_metrics *m
     TAILQ_INIT(&s->scan_waits);
     TAILQ_INIT(&s->cursors);
     TAILQ_INIT(&s->held);
-    kr_buf_init(&s->enc, (size_t)o->max_frame + 4096);
+    /* A stored batch may be larger than the frame that brought it: see
+     * KR_STORE_EVENT_GROWTH. Both the encoding and the reading take one. */
+    size_t batch_max =
+        (size_t)o->max_frame + 4096 + (size_t)o->max_publish_events * KR_STORE_EVENT_GROWTH;
+    kr_buf_init(&s->enc, batch_max);
     kr_buf_init(&s->meta, (size_t)o->max_publish_events * sizeof(kr_ev_meta) + 64);
-    kr_buf_init(&s->readbuf, (size_t)o->max_frame + 4096);
+    kr_buf_init(&s->readbuf, batch_max);
     s->ranges = calloc(KR_FETCH_MAX_RANGES, sizeof *s->ranges);
+    s->files = kr_fdcache_new(o->max_open_files ? o->max_open_files : KR_STORE_DEFAULT_OPEN_FILES);
     s->data_dir = strdup(o->data_dir);
     s->topics_dir = kr_store_path(o->data_dir, "topics");
     char *lock = kr_store_path(o->data_dir, "LOCK");
@@ -585,10 +607,16 @@ int kr_store_open(const kr_store_opts *o, struct event_base *base, kr_metrics *m
     s->m_group_skipped = kr_counter(m, "krappy_group_skipped_events_total", NULL,
                                     "Unacknowledged events retention removed before a group "
                                     "consumed them.");
+    s->m_files_open = kr_gauge(m, "krappy_segment_files_open", NULL,
+                               "Segment files krappyd holds open (at most the share the open "
+                               "file limit leaves them, see README).");
+    s->m_file_opens = kr_counter(m, "krappy_segment_file_opens_total", NULL,
+                                 "Segment files opened (again) because they were not open: the "
+                                 "file cache's misses.");
     if (s->o.group_window == 0)
         s->o.group_window = KR_GROUP_DEFAULT_WINDOW;
-    if (s->ranges == NULL || s->data_dir == NULL || s->topics_dir == NULL || lock == NULL ||
-        viewdir == NULL || kr_store_producers_open(s) < 0) {
+    if (s->ranges == NULL || s->files == NULL || s->data_dir == NULL || s->topics_dir == NULL ||
+        lock == NULL || viewdir == NULL || kr_store_producers_open(s) < 0) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -604,8 +632,10 @@ int kr_store_open(const kr_store_opts *o, struct event_base *base, kr_metrics *m
                  o->data_dir, lock);
         goto fail;
     }
-    kr_view_opts vo = {.block_cache_bytes = o->block_cache_bytes, .log_dir = o->rocksdb_log_dir};
-    if (kr_view_open(viewdir, &vo, &s->view, err, errlen) < 0)
+    kr_view_opts vo = {.block_cache_bytes = o->block_cache_bytes,
+                       .log_dir = o->rocksdb_log_dir,
+                       .max_open_files = o->rocksdb_max_open_files};
+    if (kr_store_open_view(s, viewdir, &vo, err, errlen) < 0)
         goto fail;
     if (kr_store_finish_deletions(s, err, errlen) < 0 || kr_store_recover(s, err, errlen) < 0)
         goto fail;
@@ -679,6 +709,7 @@ void kr_store_close(kr_store *s)
         kr_store_topic_free(s->topics[i]);
     free(s->topics);
     kr_store_producers_close(s);
+    kr_fdcache_free(s->files); /* replies still sent from its files hold them */
     kr_view_close(s->view);
     if (s->lock_fd >= 0)
         close(s->lock_fd);

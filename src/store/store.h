@@ -43,6 +43,7 @@
 #include "util/buf.h"
 #include "proto/msg.h"
 #include "util/metrics.h"
+#include "store/fdcache.h"
 #include "store/group.h"
 #include "store/index.h"
 #include "store/overlay.h"
@@ -56,6 +57,8 @@
 #define KR_DEFAULT_OVERLAY_BYTES      (128u * 1024 * 1024)
 #define KR_DEFAULT_MAX_PUBLISH_EVENTS 100000
 #define KR_DEFAULT_MAX_WAIT_MS        60000
+/* Segment files kept open at once when kr_store_opts.max_open_files is 0. */
+#define KR_STORE_DEFAULT_OPEN_FILES 1024
 /* SCAN cursors live this long after their last use, and this many at most. */
 #define KR_SCAN_CURSOR_MS    120000
 #define KR_SCAN_CURSORS_MAX  4096
@@ -80,6 +83,12 @@ typedef struct kr_store_opts {
     bool fsync_cursors;          /* cursors survive a power cut, not only kill -9 */
     size_t max_producers;        /* idempotent producers kept, all topics (0: the
                                     default, KR_DEFAULT_MAX_PRODUCERS) */
+    size_t max_open_files;       /* segment files kept open at once (0: 1024); more
+                                    are opened when needed, the least recently used
+                                    closed (fdcache.h) */
+    int rocksdb_max_open_files;  /* RocksDB's table files kept open (0: 256) */
+    bool rebuild_view;           /* start with a new view rebuilt from the streams,
+                                    the old one's group cursors kept */
 } kr_store_opts;
 
 typedef struct kr_store kr_store;
@@ -92,13 +101,11 @@ typedef struct kr_segment {
     uint64_t next; /* offset after its last visible event */
     uint64_t size; /* visible bytes (end of its last visible batch) */
     uint64_t max_ts;
-    int fd;        /* read-only */
-    bool verified; /* every batch below `size` checked or ours */
-    kr_index idx;  /* sparse hints */
+    kr_fdfile *file; /* read-only, opened when read (the store's fdcache) */
+    bool verified;   /* every batch below `size` checked or ours */
+    kr_index idx;    /* sparse hints */
     size_t n_corrupt;
     kr_corrupt corrupt[KR_SEG_MAX_CORRUPT];
-    struct evbuffer_file_segment *fs; /* sendfile handle on [0, fs_len) */
-    uint64_t fs_len;
 } kr_segment;
 
 /* A FETCH waiting for events (a parked long poll). */
@@ -129,6 +136,7 @@ struct kr_topic {
     kr_store *store;
     char name[KRAPPY_MAX_NAME_BYTES + 1];
     size_t name_len;
+    char *dir;         /* DATA/topics/NAME: its segments' files are opened there */
     bool ready;        /* created on disk (false while being created) */
     bool failed;       /* creation failed: being removed */
     bool deleted;      /* DELETE_TOPIC: out of the table, freed once its

@@ -59,6 +59,7 @@ struct kr_store {
     int lock_fd;
     kr_view *view;
     kr_writer *writer;
+    kr_fdcache *files; /* the segment files' descriptors */
     kr_topic **topics; /* sorted by name */
     size_t n_topics, cap_topics;
     struct event *tick;
@@ -76,7 +77,8 @@ struct kr_store {
     kr_buf readbuf;         /* pread scratch for fetch */
     kr_fetch_range *ranges; /* fetch result ranges */
     kr_metric *m_events_in, *m_bytes_in, *m_overlay_bytes, *m_replayed, *m_retired, *m_scan_ckpts,
-        *m_group_skipped;
+        *m_group_skipped, *m_files_open, *m_file_opens;
+    uint64_t file_opens_seen; /* counted into m_file_opens so far */
     struct event *group_tick; /* pending deadlines, 4 times a second */
     kr_prod_set *producers;   /* idempotent producers, all topics */
     kr_metric *m_prod_forgotten;
@@ -95,9 +97,10 @@ int kr_store_topic_insert(kr_store *s, kr_topic *t);
 void kr_store_topic_remove(kr_store *s, kr_topic *t);
 /* Free a topic, its segments, overlays, groups and writer state. NULL ok. */
 void kr_store_topic_free(kr_topic *t);
-/* A segment record for the file at fd (taken over) holding nothing yet.
- * @return NULL on ENOMEM (fd is then still the caller's). */
-kr_segment *kr_segment_new(uint64_t base, int fd);
+/* A segment record of the segment `base` of topic directory dir (borrowed:
+ * the topic's), holding nothing yet; its file is opened when read.
+ * @return NULL on ENOMEM. */
+kr_segment *kr_segment_new(kr_fdcache *files, const char *dir, uint64_t base);
 /* Append seg to t's segments (taken over on success). @return 0, or -1 on
  * ENOMEM. */
 int kr_topic_add_segment(kr_topic *t, kr_segment *seg);
@@ -106,6 +109,12 @@ int kr_topic_add_segment(kr_topic *t, kr_segment *seg);
 void kr_store_recount_active(kr_store *s);
 
 /* publish.c */
+/* Bytes an event may grow by from its form in a PUBLISH to its stored,
+ * delivered form ([offset, ts, key, value(, headers)]): its offset and ts
+ * (9 bytes each at most) and a null for an absent key or ts. A PUBLISH
+ * within max_frame thus stores at most max_frame + this many bytes per
+ * event + a batch header: the encoding buffer's cap. */
+#define KR_STORE_EVENT_GROWTH 20
 /* Complete an append: fold its batch into the active overlay, wake the
  * readers, acknowledge it - or, while the active overlays are over
  * kr_store_fill_limit and a checkpoint runs, hold the acknowledgement.
@@ -116,6 +125,14 @@ bool kr_store_append_done(kr_store *s, kr_job *j);
 void kr_store_release_held(kr_store *s, bool all);
 /* Memory the active overlays may hold: half of --overlay-bytes. */
 size_t kr_store_fill_limit(const kr_store *s);
+
+/* view_open.c */
+/* Open the view at path for kr_store_open: as found; refused (err says what
+ * to do) when it is missing while topics exist; rebuilt when
+ * s->o.rebuild_view (its group cursors kept). @return 0 with s->view set,
+ * or -1 with err filled. */
+int kr_store_open_view(kr_store *s, const char *path, const kr_view_opts *vo, char *err,
+                       size_t errlen);
 
 /* recovery.c */
 /* Recover every topic directory of the data directory (before the writer

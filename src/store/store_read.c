@@ -26,24 +26,82 @@ void kr_segment_free(kr_segment *seg)
 {
     if (seg == NULL)
         return;
-    if (seg->fd >= 0)
-        close(seg->fd);
-    if (seg->fs != NULL)
-        evbuffer_file_segment_free(seg->fs);
+    kr_fdfile_free(seg->file); /* at once, or once replies from it are out */
     kr_index_free(&seg->idx);
     free(seg);
 }
 
+/* The hints a verifying scan finds, checked against those BASE.idx gave. */
+typedef struct rehint {
+    kr_index idx;        /* one per batch found, as kr_index_add keeps them */
+    const kr_index *old; /* the loaded hints */
+    size_t next_old;
+    bool wrong; /* an old hint names no batch where it says */
+} rehint;
+
+static void rehint_batch(void *arg, const kr_batch_hdr *h, uint64_t pos)
+{
+    rehint *rh = arg;
+    kr_index_add(&rh->idx, h->base, pos);
+    const kr_index *old = rh->old;
+    for (; rh->next_old < old->n && old->e[rh->next_old].pos <= pos; rh->next_old++)
+        if (old->e[rh->next_old].pos != pos || old->e[rh->next_old].offset != h->base)
+            rh->wrong = true;
+}
+
+/*
+ * A wrong BASE.idx - its CRC right, its hints in order, but one pointing
+ * where no batch of that offset starts - was believed at start-up: log it,
+ * and delete the file (the next start scans the segment instead); the
+ * caller has replaced the hints.
+ */
+static void drop_wrong_index(kr_store *s, kr_topic *t, const kr_segment *seg)
+{
+    char name[KR_INDEX_NAME_BYTES];
+    kr_index_file_name(name, seg->base);
+    kr_log(KR_LOG_WARN,
+           "a segment's index was wrong; rebuilt from the segment, and its file deleted",
+           KR_LOG_STR("topic", t->name), KR_LOG_STR("file", name));
+    char *path = kr_store_path(t->dir, name);
+    kr_job *j = s->writer != NULL && path != NULL ? kr_job_new(KR_JOB_DELETE, t) : NULL;
+    char **paths = j != NULL ? calloc(1, sizeof *paths) : NULL;
+    if (paths != NULL) { /* the writer deletes it: the loop does not touch the disk */
+        paths[0] = path;
+        j->del.paths = paths;
+        j->del.n = 1;
+        kr_writer_submit(s->writer, j);
+        return;
+    }
+    kr_job_free(j);
+    if (path != NULL && s->writer == NULL) /* at start-up, before the writer runs */
+        (void)unlink(path);
+    free(path);
+}
+
 /*
  * Verify a segment not written by this process on its first read: a full
- * scan. Bad batches become corrupt ranges and are never served.
+ * scan. Bad batches become corrupt ranges and are never served, and the
+ * segment's hints are rebuilt from what the scan found: BASE.idx is only a
+ * hint, and a FETCH that believed a wrong one answered events it did not
+ * send (a count larger than the events that followed).
  */
 int kr_segment_verify(kr_store *s, kr_topic *t, kr_segment *seg)
 {
-    (void)s;
     kr_seg_scan scan;
-    if (kr_seg_scan_fd(seg->fd, &scan, NULL, NULL) < 0)
+    int fd = kr_fdfile_get(seg->file);
+    if (fd < 0)
         return -1;
+    rehint rh = {.old = &seg->idx};
+    int rc = kr_seg_scan_fd(fd, &scan, rehint_batch, &rh);
+    kr_fdfile_put(seg->file);
+    if (rc < 0) {
+        kr_index_free(&rh.idx);
+        return -1;
+    }
+    if (rh.wrong || rh.next_old < seg->idx.n)
+        drop_wrong_index(s, t, seg);
+    kr_index_free(&seg->idx);
+    seg->idx = rh.idx;
     seg->n_corrupt = scan.n_corrupt;
     memcpy(seg->corrupt, scan.corrupt, sizeof scan.corrupt);
     if (scan.good_end < seg->size && seg->n_corrupt < KR_SEG_MAX_CORRUPT) {
@@ -87,9 +145,13 @@ static const uint8_t *read_payload(kr_store *s, const kr_segment *seg, uint64_t 
         errno = ENOMEM;
         return NULL;
     }
-    ssize_t r = pread(seg->fd, s->readbuf.data, len, (off_t)pos);
-    if (r >= 0 && r != (ssize_t)len)
-        errno = EIO;
+    int fd = kr_fdfile_get(seg->file);
+    if (fd < 0)
+        return NULL;
+    ssize_t r = pread(fd, s->readbuf.data, len, (off_t)pos);
+    int e = r >= 0 && r != (ssize_t)len ? EIO : errno;
+    kr_fdfile_put(seg->file);
+    errno = e;
     return r == (ssize_t)len ? s->readbuf.data : NULL;
 }
 
@@ -192,26 +254,43 @@ static int batch_unreadable(fetch *f, const kr_segment *seg, uint64_t cur, uint6
 static int find_batch(fetch *f, const kr_segment *seg, uint64_t cur, uint64_t *pos, kr_batch_hdr *h)
 {
     uint64_t p = seg == f->after_seg ? f->after_pos : kr_index_find(&seg->idx, cur);
+    int fd = kr_fdfile_get(seg->file), rc = 0;
+    if (fd < 0)
+        return batch_unreadable(f, seg, cur, p, strerror(errno));
     for (;;) {
         for (size_t c = 0; c < seg->n_corrupt; c++)
             if (p >= seg->corrupt[c].pos && p < seg->corrupt[c].end)
                 p = seg->corrupt[c].end;
         uint8_t hb[KR_BATCH_HEADER_MAX];
-        if (p + KR_BATCH_HEADER_BYTES > seg->size)
-            return batch_unreadable(f, seg, cur, p, "the segment ends before it");
+        if (p + KR_BATCH_HEADER_BYTES > seg->size) {
+            rc = batch_unreadable(f, seg, cur, p, "the segment ends before it");
+            break;
+        }
         size_t want = seg->size - p < sizeof hb ? (size_t)(seg->size - p) : sizeof hb;
-        ssize_t r = pread(seg->fd, hb, want, (off_t)p);
-        if (r != (ssize_t)want)
-            return batch_unreadable(f, seg, cur, p,
-                                    r < 0 ? strerror(errno) : "the file is shorter than its size");
-        if (kr_batch_header_decode(hb, want, h) < 0)
-            return batch_unreadable(f, seg, cur, p, "not a batch header");
+        ssize_t r = pread(fd, hb, want, (off_t)p);
+        if (r != (ssize_t)want) {
+            rc = batch_unreadable(f, seg, cur, p,
+                                  r < 0 ? strerror(errno) : "the file is shorter than its size");
+            break;
+        }
+        if (kr_batch_header_decode(hb, want, h) < 0) {
+            rc = batch_unreadable(f, seg, cur, p, "not a batch header");
+            break;
+        }
+        if (h->base > cur) {
+            /* Never past the offset asked for: the events counted in the
+             * reply must be the ones sent (hints are rebuilt when a segment
+             * is verified, so this is a guard). */
+            rc = batch_unreadable(f, seg, cur, p, "the batch found there starts after it");
+            break;
+        }
         if (h->base + h->count > cur)
             break;
         p += h->hlen + h->len;
     }
+    kr_fdfile_put(seg->file);
     *pos = p;
-    return 0;
+    return rc;
 }
 
 /*
@@ -323,25 +402,63 @@ krappy_err kr_store_fetch(kr_store *s, kr_topic *t, uint64_t offset, uint64_t ma
     return KRAPPY_OK;
 }
 
-/* A sendfile handle covering at least [0, end) of the segment. */
-static struct evbuffer_file_segment *segment_fs(kr_segment *seg, uint64_t end)
+/* libevent is done with a sendfile handle (the reply was sent or
+ * dropped): its file may close again. */
+static void fs_done(const struct evbuffer_file_segment *fs, int flags, void *arg)
 {
-    if (seg->fs != NULL && seg->fs_len >= end)
-        return seg->fs;
-    int fd = dup(seg->fd);
+    (void)fs;
+    (void)flags;
+    kr_fdfile_put(arg);
+}
+
+/*
+ * A sendfile handle on the whole visible segment. It pins the segment's
+ * file until libevent lets it go; NULL when the file cache has no room to
+ * spare for that (the caller copies instead) or on failure.
+ */
+static struct evbuffer_file_segment *segment_fs(kr_store *s, kr_segment *seg)
+{
+    if (!kr_fdcache_has_room(s->files))
+        return NULL;
+    int fd = kr_fdfile_get(seg->file);
     if (fd < 0)
         return NULL;
-    struct evbuffer_file_segment *fs =
-        evbuffer_file_segment_new(fd, 0, (ev_off_t)seg->size, EVBUF_FS_CLOSE_ON_FREE);
+    struct evbuffer_file_segment *fs = evbuffer_file_segment_new(fd, 0, (ev_off_t)seg->size, 0);
     if (fs == NULL) {
-        close(fd);
+        kr_fdfile_put(seg->file);
         return NULL;
     }
-    if (seg->fs != NULL)
-        evbuffer_file_segment_free(seg->fs); /* replies in flight keep theirs */
-    seg->fs = fs;
-    seg->fs_len = seg->size;
+    evbuffer_file_segment_add_cleanup_cb(fs, fs_done, seg->file);
     return fs;
+}
+
+/* Copy bytes [from, to) of seg into the read buffer. @return 0 or -1. */
+static int read_range(kr_store *s, kr_segment *seg, uint64_t from, uint64_t to)
+{
+    kr_buf_reset(&s->readbuf);
+    if (kr_buf_reserve(&s->readbuf, (size_t)(to - from)) < 0) {
+        errno = ENOMEM;
+        return -1;
+    }
+    int fd = kr_fdfile_get(seg->file);
+    if (fd < 0)
+        return -1;
+    ssize_t r = pread(fd, s->readbuf.data, (size_t)(to - from), (off_t)from);
+    int e = r >= 0 && r != (ssize_t)(to - from) ? EIO : errno;
+    kr_fdfile_put(seg->file);
+    errno = e;
+    return r == (ssize_t)(to - from) ? 0 : -1;
+}
+
+/* The run of ranges from i on that share one sendfile handle: large ones
+ * of the same segment. @return the index after the run. */
+static size_t sendfile_run(const kr_fetch_result *res, size_t i)
+{
+    size_t k = i + 1;
+    while (k < res->n_ranges && res->ranges[k].seg == res->ranges[i].seg &&
+           res->ranges[k].len >= KR_FETCH_COPY_BELOW)
+        k++;
+    return k;
 }
 
 int kr_store_fetch_emit(kr_store *s, const kr_fetch_result *res, struct evbuffer *buf, char *msg,
@@ -350,17 +467,23 @@ int kr_store_fetch_emit(kr_store *s, const kr_fetch_result *res, struct evbuffer
     size_t i = 0;
     while (i < res->n_ranges) {
         const kr_fetch_range *r = &res->ranges[i];
-        if (r->len >= KR_FETCH_COPY_BELOW) {
-            struct evbuffer_file_segment *fs = segment_fs(r->seg, r->pos + r->len);
-            if (fs == NULL ||
-                evbuffer_add_file_segment(buf, fs, (ev_off_t)r->pos, (ev_off_t)r->len) < 0) {
+        struct evbuffer_file_segment *fs =
+            r->len >= KR_FETCH_COPY_BELOW ? segment_fs(s, r->seg) : NULL;
+        if (fs != NULL) {
+            size_t k = sendfile_run(res, i);
+            int rc = 0;
+            for (; i < k && rc == 0; i++)
+                rc = evbuffer_add_file_segment(buf, fs, (ev_off_t)res->ranges[i].pos,
+                                               (ev_off_t)res->ranges[i].len);
+            evbuffer_file_segment_free(fs); /* the reply holds its own references */
+            if (rc < 0) {
                 snprintf(msg, msglen, "cannot send from a segment file: %s", strerror(errno));
                 return -1;
             }
-            i++;
             continue;
         }
-        /* A run of small ranges of one segment: one pread, then slices. */
+        /* A run of small ranges of one segment (or a large one when no file
+         * descriptor can be spared for sendfile): one pread, then slices. */
         size_t k = i + 1;
         uint64_t from = r->pos, to = r->pos + r->len;
         while (k < res->n_ranges && res->ranges[k].seg == r->seg &&
@@ -369,10 +492,7 @@ int kr_store_fetch_emit(kr_store *s, const kr_fetch_result *res, struct evbuffer
             to = res->ranges[k].pos + res->ranges[k].len;
             k++;
         }
-        kr_buf_reset(&s->readbuf);
-        if (kr_buf_reserve(&s->readbuf, (size_t)(to - from)) < 0 ||
-            pread(r->seg->fd, s->readbuf.data, (size_t)(to - from), (off_t)from) !=
-                (ssize_t)(to - from)) {
+        if (read_range(s, r->seg, from, to) < 0) {
             snprintf(msg, msglen, "reading a segment file failed: %s", strerror(errno));
             return -1;
         }
@@ -397,17 +517,35 @@ int kr_store_fetch_copy(kr_store *s, const kr_fetch_result *res, kr_buf *out, ch
                  (unsigned long long)res->bytes);
         return -1;
     }
-    for (size_t i = 0; i < res->n_ranges; i++) {
+    /* Each segment's file pinned once for its run of ranges (the fdcache may
+     * close an idle one between reads). */
+    kr_segment *pinned = NULL;
+    int fd = -1, rc = 0;
+    for (size_t i = 0; i < res->n_ranges && rc == 0; i++) {
         const kr_fetch_range *r = &res->ranges[i];
-        ssize_t got = pread(r->seg->fd, out->data + out->len, (size_t)r->len, (off_t)r->pos);
+        if (r->seg != pinned) {
+            if (pinned != NULL)
+                kr_fdfile_put(pinned->file);
+            pinned = NULL;
+            if ((fd = kr_fdfile_get(r->seg->file)) < 0) {
+                snprintf(msg, msglen, "cannot open a segment file: %s", strerror(errno));
+                rc = -1;
+                break;
+            }
+            pinned = r->seg;
+        }
+        ssize_t got = pread(fd, out->data + out->len, (size_t)r->len, (off_t)r->pos);
         if (got != (ssize_t)r->len) {
             snprintf(msg, msglen, "reading a segment file failed: %s",
                      got < 0 ? strerror(errno) : "the file is shorter than its events");
-            return -1;
+            rc = -1;
+            break;
         }
         out->len += (size_t)r->len;
     }
-    return 0;
+    if (pinned != NULL)
+        kr_fdfile_put(pinned->file);
+    return rc;
 }
 
 /* ---- long polls ---- */

@@ -13,7 +13,9 @@
  *      DATA/topics/~deleted.N and DATA/topics synced: the atomic point;
  *   3. (writer) every record of the topic leaves the view (kr_view_drop_topic:
  *      WAL on, synced), then the moved directory is removed;
- *   4. (loop) the topic's memory is freed and the requester answered.
+ *   4. (loop) the topic's memory is freed - its segment files leave the
+ *      fdcache with it, closed at once or when the last reply sent from one
+ *      is out - and the requester answered.
  * A crash before 2 leaves the topic whole. After it, start-up
  * (kr_store_finish_deletions), before recovery and before anything can
  * create the name again, removes ~ directories and the records of every
@@ -501,16 +503,17 @@ void kr_store_group_dropped(kr_store *s, kr_job *j)
 
 /* ---- offsets by time ---- */
 
-/* The first event of batch h at pos with ts >= ts_ms. @return 1 and *offset
- * and *found_ts, 0 when none (or the batch is unreadable), -1 on ENOMEM. */
-static int first_in_batch(const kr_segment *seg, uint64_t pos, const kr_batch_hdr *h,
-                          uint64_t ts_ms, uint64_t *offset, uint64_t *found_ts)
+/* The first event of batch h at pos of the segment file fd with ts >=
+ * ts_ms. @return 1 and *offset and *found_ts, 0 when none (or the batch is
+ * unreadable), -1 on ENOMEM. */
+static int first_in_batch(int fd, uint64_t pos, const kr_batch_hdr *h, uint64_t ts_ms,
+                          uint64_t *offset, uint64_t *found_ts)
 {
     uint8_t *b = malloc((size_t)h->hlen + h->len);
     if (b == NULL)
         return -1;
     int found = 0;
-    ssize_t got = pread(seg->fd, b, (size_t)h->hlen + h->len, (off_t)pos);
+    ssize_t got = pread(fd, b, (size_t)h->hlen + h->len, (off_t)pos);
     if (got == (ssize_t)(h->hlen + h->len) && kr_batch_verify(b, b + h->hlen, h->len)) {
         const uint8_t *p = b + h->hlen, *end = p + h->len;
         for (uint32_t i = 0; i < h->count && p < end; i++) {
@@ -542,8 +545,9 @@ static uint64_t corrupt_end(const kr_segment *seg, uint64_t pos)
 
 /*
  * Walk seg's batch headers through a window of TIME_WINDOW bytes, for the
- * first batch whose largest ts reaches ts_ms. @return 1 and *offset, 0 when
- * no event of seg is that recent, -1 (msg filled).
+ * first batch whose largest ts reaches ts_ms; its file pinned meanwhile
+ * (the store's fdcache). @return 1 and *offset, 0 when no event of seg is
+ * that recent, -1 (msg filled).
  */
 static int time_in_segment(kr_store *s, kr_topic *t, kr_segment *seg, uint64_t ts_ms,
                            uint64_t *offset, uint64_t *found_ts, char *msg, size_t msglen)
@@ -555,6 +559,12 @@ static int time_in_segment(kr_store *s, kr_topic *t, kr_segment *seg, uint64_t t
     uint8_t *win = malloc(TIME_WINDOW);
     if (win == NULL) {
         snprintf(msg, msglen, "out of memory searching topic %s by time", t->name);
+        return -1;
+    }
+    int fd = kr_fdfile_get(seg->file);
+    if (fd < 0) {
+        snprintf(msg, msglen, "cannot open a segment of topic %s: %s", t->name, strerror(errno));
+        free(win);
         return -1;
     }
     uint64_t pos = KR_SEG_HEADER_BYTES, win_pos = 0, win_len = 0;
@@ -569,7 +579,7 @@ static int time_in_segment(kr_store *s, kr_topic *t, kr_segment *seg, uint64_t t
             seg->size - pos < KR_BATCH_HEADER_MAX ? seg->size - pos : KR_BATCH_HEADER_MAX;
         if (pos < win_pos || pos + room > win_pos + win_len) {
             size_t want = seg->size - pos < TIME_WINDOW ? (size_t)(seg->size - pos) : TIME_WINDOW;
-            ssize_t got = pread(seg->fd, win, want, (off_t)pos);
+            ssize_t got = pread(fd, win, want, (off_t)pos);
             if (got < (ssize_t)KR_BATCH_HEADER_BYTES) {
                 snprintf(msg, msglen, "cannot read a segment of topic %s: %s", t->name,
                          got < 0 ? strerror(errno) : "it is shorter than recorded");
@@ -588,12 +598,13 @@ static int time_in_segment(kr_store *s, kr_topic *t, kr_segment *seg, uint64_t t
             break;
         }
         if (h.max_ts >= ts_ms) {
-            rc = first_in_batch(seg, pos, &h, ts_ms, offset, found_ts);
+            rc = first_in_batch(fd, pos, &h, ts_ms, offset, found_ts);
             if (rc != 0)
                 break;
         }
         pos += h.hlen + h.len;
     }
+    kr_fdfile_put(seg->file);
     if (rc < 0 && msg[0] == '\0')
         snprintf(msg, msglen, "out of memory searching topic %s by time", t->name);
     free(win);

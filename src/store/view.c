@@ -23,6 +23,7 @@
 #include "store/view_int.h"
 
 #include <rocksdb/c.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -30,6 +31,8 @@
 #include <unistd.h>
 
 #include "proto/cbor.h"
+#include "util/clock.h"
+#include "util/log.h"
 
 /*
  * Tuning, for what the view is: the latest value per key, written by
@@ -89,9 +92,37 @@ void kr_view_say(char *err, size_t errlen, const char *what, const char *detail)
         snprintf(err, errlen, "%s", what);
 }
 
+/* Corruption logged at most this often (a GET of a damaged key fails each
+ * time it is asked). */
+#define KR_VIEW_CORRUPT_LOG_MS 10000
+
+/*
+ * A RocksDB error that says its files are damaged ("Corruption: ...", from
+ * a block whose checksum does not match) is logged at error level with the
+ * way back, whoever meets it: the reader only gets STORAGE.
+ */
+static void log_corruption(const char *what, const char *rdb_err)
+{
+    static _Atomic uint64_t last_ns, unlogged;
+    uint64_t now = kr_mono_ns(), last = atomic_load(&last_ns);
+    if (last != 0 && now - last < (uint64_t)KR_VIEW_CORRUPT_LOG_MS * 1000000) {
+        atomic_fetch_add(&unlogged, 1);
+        return;
+    }
+    atomic_store(&last_ns, now);
+    kr_log(KR_LOG_ERROR,
+           "the latest-value view (RocksDB, DATA/view) is corrupt: reads of the damaged keys "
+           "fail with STORAGE; stop krappyd and start it once with --rebuild-view to rebuild "
+           "the view from the streams (group cursors are kept)",
+           KR_LOG_STR("during", what), KR_LOG_STR("reason", rdb_err),
+           KR_LOG_U64("not_logged_since", atomic_exchange(&unlogged, 0)));
+}
+
 /* Turn RocksDB's error string into the caller's sentence and free it. */
 void kr_view_say_rdb(char *err, size_t errlen, const char *what, char *rdb_err)
 {
+    if (rdb_err != NULL && strncmp(rdb_err, "Corruption", 10) == 0)
+        log_corruption(what, rdb_err);
     kr_view_say(err, errlen, what, rdb_err);
     rocksdb_free(rdb_err);
 }
@@ -207,6 +238,10 @@ static int make_options(kr_view *v, const kr_view_opts *o)
     if (o != NULL && o->log_dir != NULL && o->log_dir[0] != '\0')
         rocksdb_options_set_db_log_dir(v->opts, o->log_dir);
     rocksdb_options_set_max_log_file_size(v->opts, KR_VIEW_LOG_BYTES);
+    /* A bound on the descriptors of table files: the rest of krappyd's
+     * descriptors are planned around it (server/fdplan.c). */
+    rocksdb_options_set_max_open_files(
+        v->opts, o && o->max_open_files > 0 ? o->max_open_files : KR_VIEW_DEFAULT_OPEN_FILES);
 
     /* The table options take ownership of the filter policy; the table
      * factory copies the table options (sharing the policy and the cache),
@@ -308,6 +343,25 @@ void kr_view_close(kr_view *v)
     free_options(v);
     free(v->path);
     free(v);
+}
+
+int kr_view_destroy(const char *path, char *err, size_t errlen)
+{
+    rocksdb_options_t *o = rocksdb_options_create();
+    if (o == NULL) {
+        kr_view_say(err, errlen, "out of memory", NULL);
+        return -1;
+    }
+    char *e = NULL;
+    rocksdb_destroy_db(o, path, &e);
+    rocksdb_options_destroy(o);
+    if (e != NULL) {
+        char what[512];
+        snprintf(what, sizeof what, "cannot delete the view at %s", path);
+        kr_view_say_rdb(err, errlen, what, e);
+        return -1;
+    }
+    return 0;
 }
 
 int kr_view_reopen(kr_view *v, char *err, size_t errlen)

@@ -34,7 +34,9 @@
  * (kr_view_write: WAL off, then a flush that waits) give the same guarantee
  * for the odd rebuild; group cursors are written with the WAL on.
  * Thread-safety: RocksDB is; the storage writer writes while the loop reads.
- * Error strings are sentences (they end up in logs and STORAGE errors).
+ * Error strings are sentences (they end up in logs and STORAGE errors); an
+ * error saying the files are corrupt is also logged, at error level, with
+ * the way back (krappyd --rebuild-view).
  */
 #ifndef KR_STORE_VIEW_H
 #define KR_STORE_VIEW_H
@@ -60,7 +62,12 @@ typedef struct kr_view_opts {
     size_t write_buffer_bytes; /* 0: 8 MiB (cursors only; checkpoints are ingested) */
     bool fsync_writes;         /* reserved for cursors (--fsync-cursors) */
     const char *log_dir;       /* RocksDB's info log directory; NULL/"": inside the DB */
+    int max_open_files;        /* table files RocksDB keeps open; 0: KR_VIEW_DEFAULT_OPEN_FILES */
 } kr_view_opts;
+
+/* RocksDB's table files kept open when kr_view_opts.max_open_files is 0
+ * (RocksDB's own default keeps every one open: no bound at all). */
+#define KR_VIEW_DEFAULT_OPEN_FILES 256
 
 /*
  * kr_view_open - open (creating if missing) the database at `path`
@@ -70,6 +77,10 @@ int kr_view_open(const char *path, const kr_view_opts *o, kr_view **out, char *e
 
 /* Close it. NULL ok. Outstanding snapshots must have been released. */
 void kr_view_close(kr_view *v);
+
+/* kr_view_destroy - delete the (closed) database at path, every file of it.
+ * @return 0, or -1 with err filled. */
+int kr_view_destroy(const char *path, char *err, size_t errlen);
 
 /*
  * kr_view_marker - read a topic's marker.

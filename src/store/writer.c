@@ -86,19 +86,16 @@ static int fsync_dir(int dirfd)
 
 /* ---- the writer's topic state ---- */
 
-kr_wtopic *kr_wtopic_new(const char *dir, int dirfd, int fd, uint64_t seg_base, uint64_t file_len,
-                         uint64_t next, uint64_t max_ts)
+kr_wtopic *kr_wtopic_new(kr_fdcache *files, const char *dir, kr_fdfile *file, uint64_t seg_base,
+                         uint64_t file_len, uint64_t next, uint64_t max_ts)
 {
     kr_wtopic *w = calloc(1, sizeof *w);
     if (w == NULL)
         return NULL;
-    w->dir = strdup(dir);
-    if (w->dir == NULL) {
-        free(w);
-        return NULL;
-    }
-    w->dirfd = dirfd;
-    w->fd = fd;
+    w->dir = dir;
+    w->files = files;
+    w->file = file;
+    w->fd = -1;
     w->seg_base = seg_base;
     w->file_len = w->synced_len = file_len;
     w->next = next;
@@ -121,12 +118,45 @@ void kr_wtopic_free(kr_wtopic *w)
     release_unsynced(w);
     free(w->unsynced);
     kr_index_free(&w->idx);
-    if (w->fd >= 0)
-        close(w->fd);
-    if (w->dirfd >= 0)
-        close(w->dirfd);
-    free(w->dir);
+    kr_fdfile_free(w->file);
     free(w);
+}
+
+/*
+ * Pin the active segment's file for writing or syncing: w->fd is its
+ * descriptor until the matching wtopic_unpin. Pins nest.
+ * @return 0, or -1 with errno (it could not be opened).
+ */
+static int wtopic_pin(kr_wtopic *w)
+{
+    if (w->fd_pins > 0) {
+        w->fd_pins++;
+        return 0;
+    }
+    int fd = kr_fdfile_get(w->file);
+    if (fd < 0)
+        return -1;
+    w->fd = fd;
+    w->fd_pins = 1;
+    return 0;
+}
+
+/* The last unpin leaves the file to the cache - dirty while it holds bytes
+ * not yet synced, so that the cache keeps it open (fdcache.h). */
+static void wtopic_unpin(kr_wtopic *w)
+{
+    if (--w->fd_pins > 0)
+        return;
+    kr_fdfile_dirty(w->file, w->file_len > w->synced_len);
+    kr_fdfile_put(w->file);
+    w->fd = -1;
+}
+
+/* The topic's directory, opened for a moment (creating or deleting files
+ * in it, syncing it). @return the descriptor, or -1 with errno. */
+static int open_dir(const kr_wtopic *w)
+{
+    return open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 }
 
 static int remember_unsynced(kr_wtopic *w, kr_block *b, uint64_t pos)
@@ -147,22 +177,9 @@ static int remember_unsynced(kr_wtopic *w, kr_block *b, uint64_t pos)
     return 0;
 }
 
-/*
- * Make the active segment durable. On failure, repair: truncate to the last
- * synced length, rewrite every batch since from memory, sync again.
- */
-static int wtopic_sync(kr_writer *wr, kr_wtopic *w, char *msg, size_t msglen)
+/* wtopic_sync with the file pinned. */
+static int sync_pinned(kr_writer *wr, kr_wtopic *w, char *msg, size_t msglen)
 {
-    if (w->synced_len == w->file_len && !w->broken)
-        return 0;
-    if (w->unkept) {
-        snprintf(msg, msglen,
-                 "syncing %s failed, and the batches written since the last sync could not be "
-                 "kept in memory to rewrite them; restart krappyd to recover the topic from its "
-                 "stream",
-                 w->dir);
-        return -1;
-    }
     kr_counter_add(wr->m_fsyncs, 1);
     if (!w->broken && fdatasync(w->fd) == 0) {
         w->synced_len = w->file_len;
@@ -193,60 +210,115 @@ static int wtopic_sync(kr_writer *wr, kr_wtopic *w, char *msg, size_t msglen)
     return -1;
 }
 
+/*
+ * Make the active segment durable. On failure, repair: truncate to the last
+ * synced length, rewrite every batch since from memory, sync again.
+ */
+static int wtopic_sync(kr_writer *wr, kr_wtopic *w, char *msg, size_t msglen)
+{
+    if (w->synced_len == w->file_len && !w->broken)
+        return 0;
+    if (w->unkept) {
+        snprintf(msg, msglen,
+                 "syncing %s failed, and the batches written since the last sync could not be "
+                 "kept in memory to rewrite them; restart krappyd to recover the topic from its "
+                 "stream",
+                 w->dir);
+        return -1;
+    }
+    if (wtopic_pin(w) < 0) {
+        snprintf(msg, msglen, "cannot open the active segment of %s to sync it: %s", w->dir,
+                 kr_errno_advice(errno));
+        return -1;
+    }
+    int rc = sync_pinned(wr, w, msg, msglen);
+    wtopic_unpin(w);
+    return rc;
+}
+
 /* ---- segments ---- */
 
 /*
- * Create segment `base` durably (header written, file and directory
- * synced) and open it twice: *fd for the writer, and a read fd in *seg,
- * the loop's record of it (made here, so that the loop has nothing left to
- * allocate when the batch lands). On failure nothing is left behind, so
- * that a retry can create it again.
+ * Create segment `base` in w's directory (dirfd) durably (header written,
+ * file and directory synced): *file is the writer's read-write file of it,
+ * its descriptor *fd handed to the cache and pinned once (the caller puts
+ * it back), *seg the loop's record of it (made here, so that the loop has
+ * nothing left to allocate when the batch lands; its file is opened when
+ * the loop reads). On failure nothing is left behind, so that a retry can
+ * create it again.
  * @return 0, or -1 with errno.
  */
-static int create_segment(int dirfd, uint64_t base, int *fd_out, kr_segment **seg)
+static int create_segment(const kr_wtopic *w, int dirfd, uint64_t base, kr_fdfile **file,
+                          int *fd_out, kr_segment **seg)
 {
     char name[KR_SEG_NAME_BYTES];
     kr_seg_name(name, base);
-    int fd = openat(dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640), rfd = -1;
+    int fd = openat(dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
     if (fd < 0)
         return -1;
     uint8_t hdr[KR_SEG_HEADER_BYTES];
     kr_seg_header_encode(hdr, base);
     kr_segment *s = NULL;
+    kr_fdfile *f = NULL;
     if (kr_pwrite_all(fd, hdr, sizeof hdr, 0) < 0 || fdatasync(fd) < 0 || fsync_dir(dirfd) < 0 ||
-        (rfd = dup(fd)) < 0 || (s = kr_segment_new(base, rfd)) == NULL) {
-        int e = s == NULL && rfd >= 0 ? ENOMEM : errno;
-        if (rfd >= 0)
-            close(rfd);
+        (f = kr_fdfile_new(w->files, w->dir, name, O_RDWR)) == NULL ||
+        (s = kr_segment_new(w->files, w->dir, base)) == NULL) {
+        int e = f == NULL || s == NULL ? ENOMEM : errno;
+        kr_fdfile_free(f);
         close(fd);
         unlinkat(dirfd, name, 0);
         errno = e;
         return -1;
     }
+    kr_fdfile_adopt(f, fd);
     s->verified = true; /* ours */
+    *file = f;
     *fd_out = fd;
     *seg = s;
     return 0;
 }
 
+/* Make `file` (new, synced, pinned once by create_segment: fd is its
+ * descriptor) w's active segment, in place of the old one: the pins on the
+ * old file move to the new one, which stays open meanwhile. */
+static void replace_file(kr_wtopic *w, kr_fdfile *file, int fd)
+{
+    unsigned pins = w->fd_pins;
+    while (w->fd_pins > 0)
+        wtopic_unpin(w);
+    kr_fdfile_free(w->file);
+    w->file = file;
+    if (pins == 0) {
+        kr_fdfile_put(file);
+        return;
+    }
+    w->fd = fd;
+    w->fd_pins = pins;
+    for (unsigned i = 1; i < pins; i++)
+        (void)kr_fdfile_get(file); /* open and pinned: cannot fail */
+}
+
 /*
  * Start a new segment at `base`: sync the old one (its data must be durable
- * before a checkpoint can cover it, and its fd goes away), leave its index
- * hint behind, open the new file.
+ * before a checkpoint can cover it, and its file goes away), leave its
+ * index hint behind, open the new file.
  */
 static int roll_segment(kr_writer *wr, kr_wtopic *w, uint64_t base, kr_segment **seg, char *msg,
                         size_t msglen)
 {
     if (wtopic_sync(wr, w, msg, msglen) < 0)
         return -1;
-    int fd;
-    if (create_segment(w->dirfd, base, &fd, seg) < 0) {
+    kr_fdfile *file;
+    int fd, dirfd = open_dir(w);
+    if (dirfd < 0 || create_segment(w, dirfd, base, &file, &fd, seg) < 0) {
         snprintf(msg, msglen, "cannot start a new segment in %s: %s", w->dir,
                  kr_errno_advice(errno));
+        if (dirfd >= 0)
+            close(dirfd);
         return -1;
     }
     kr_index_meta im = {.next = w->next, .max_ts = w->max_ts};
-    if (kr_index_write(w->dirfd, w->seg_base, &im, w->file_len, &w->idx) < 0) {
+    if (kr_index_write(dirfd, w->seg_base, &im, w->file_len, &w->idx) < 0) {
         char name[KR_INDEX_NAME_BYTES];
         kr_index_file_name(name, w->seg_base);
         kr_log(KR_LOG_WARN,
@@ -255,8 +327,8 @@ static int roll_segment(kr_writer *wr, kr_wtopic *w, uint64_t base, kr_segment *
                KR_LOG_STR("dir", w->dir), KR_LOG_STR("file", name),
                KR_LOG_STR("reason", strerror(errno)));
     }
-    close(w->fd);
-    w->fd = fd;
+    close(dirfd);
+    replace_file(w, file, fd);
     w->seg_base = base;
     w->file_len = w->synced_len = KR_SEG_HEADER_BYTES;
     w->max_ts = 0;
@@ -266,43 +338,54 @@ static int roll_segment(kr_writer *wr, kr_wtopic *w, uint64_t base, kr_segment *
 
 /* ---- jobs ---- */
 
+/* mkdir, and sync the parent so that the name survives a power cut.
+ * @return 0, or -1 with errno. */
+static int mkdir_durably(const char *path)
+{
+    char parent[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    if (mkdir(path, 0750) < 0 && errno != EEXIST)
+        return -1;
+    if (slash == NULL || (size_t)(slash - path) >= sizeof parent)
+        return 0;
+    memcpy(parent, path, (size_t)(slash - path));
+    parent[slash - path] = '\0';
+    int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (pfd < 0)
+        return -1;
+    int rc = fsync_dir(pfd);
+    int e = errno;
+    close(pfd);
+    errno = e;
+    return rc;
+}
+
 /* Create the topic's directory (and DATA/topics) durably, then its first
  * segment; fill the writer state the loop allocated for it. */
 static void run_create(kr_job *j)
 {
     kr_wtopic *w = j->w;
-    char *slash = strrchr(w->dir, '/');
-    if (slash != NULL) {
-        *slash = '\0';
-        int pfd = -1;
-        int ok = (mkdir(w->dir, 0750) == 0 || errno == EEXIST) &&
-                 (pfd = open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0;
-        *slash = '/';
-        if (ok && mkdir(w->dir, 0750) < 0 && errno != EEXIST)
-            ok = 0;
-        int e = errno;
-        if (ok && fsync_dir(pfd) < 0) {
-            /* The new directory's name must survive a power cut. */
-            e = errno;
-            ok = 0;
-        }
-        if (pfd >= 0)
-            close(pfd);
-        if (!ok) {
-            kr_job_fail(j, e, "cannot create %s durably", w->dir);
+    char topics[PATH_MAX];
+    const char *slash = strrchr(w->dir, '/');
+    if (slash != NULL && (size_t)(slash - w->dir) < sizeof topics) {
+        memcpy(topics, w->dir, (size_t)(slash - w->dir));
+        topics[slash - w->dir] = '\0';
+        /* DATA/topics exists since the start (and its name was synced). */
+        if ((mkdir(topics, 0750) < 0 && errno != EEXIST) || mkdir_durably(w->dir) < 0) {
+            kr_job_fail(j, errno, "cannot create %s durably", w->dir);
             return;
         }
     }
-    int dirfd = open(w->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), fd = -1;
-    if (dirfd < 0 || create_segment(dirfd, 0, &fd, &j->create.seg) < 0) {
+    int fd, dirfd = open_dir(w);
+    if (dirfd < 0 || create_segment(w, dirfd, 0, &w->file, &fd, &j->create.seg) < 0) {
         int e = errno;
         kr_job_fail(j, e, "cannot create the first segment in %s", w->dir);
         if (dirfd >= 0)
             close(dirfd);
         return;
     }
-    w->dirfd = dirfd;
-    w->fd = fd;
+    close(dirfd);
+    kr_fdfile_put(w->file); /* synced: the cache may close it until the first write */
     w->seg_base = 0;
     w->file_len = w->synced_len = KR_SEG_HEADER_BYTES;
     w->next = 0;
@@ -323,7 +406,7 @@ static void fail_rest(kr_job **jobs, size_t from, size_t n, int err, const char 
 static bool appends_refused(kr_writer *wr, kr_wtopic *w, kr_job **jobs, size_t n)
 {
     char msg[256], why[320];
-    if (w->fd < 0) {
+    if (w->file == NULL) {
         fail_rest(jobs, 0, n, 0, "the topic could not be created on disk; register again");
         return true;
     }
@@ -464,19 +547,11 @@ static void cut_torn(kr_writer *wr, kr_wtopic *w, int err)
            KR_LOG_STR("reason", strerror(err)));
 }
 
-/*
- * Append a run of batches of one topic with as few pwritev calls as the
- * segment size allows. Appends after a failed one carry offsets that no
- * longer follow the file: they fail too.
- */
-static void run_appends(kr_writer *wr, kr_job **jobs, size_t n)
+/* run_appends with the active segment pinned. */
+static void append_pinned(kr_writer *wr, kr_wtopic *w, kr_job **jobs, size_t n)
 {
-    kr_wtopic *w = jobs[0]->w;
     char msg[256];
     size_t i = 0;
-
-    if (appends_refused(wr, w, jobs, n))
-        return;
     while (i < n) {
         kr_job_append *a = &jobs[i]->append;
         if (a->base != w->next) {
@@ -509,6 +584,32 @@ static void run_appends(kr_writer *wr, kr_job **jobs, size_t n)
         }
         i += k;
     }
+}
+
+/*
+ * Append a run of batches of one topic with as few pwritev calls as the
+ * segment size allows. Appends after a failed one carry offsets that no
+ * longer follow the file: they fail too. When more segment files are open
+ * than the cache's limit, what was written is synced at once, so that the
+ * cache may close the file (a dirty file stays open: fdcache.h) - with many
+ * topics and a low `ulimit -n`, "write" acks then cost an fdatasync.
+ */
+static void run_appends(kr_writer *wr, kr_job **jobs, size_t n)
+{
+    kr_wtopic *w = jobs[0]->w;
+    char msg[256];
+    if (appends_refused(wr, w, jobs, n))
+        return;
+    if (wtopic_pin(w) < 0) {
+        snprintf(msg, sizeof msg, "cannot open the active segment of %s: %s", w->dir,
+                 kr_errno_advice(errno));
+        fail_rest(jobs, 0, n, 0, msg);
+        return;
+    }
+    append_pinned(wr, w, jobs, n);
+    if (kr_fdcache_crowded(w->files) && wtopic_sync(wr, w, msg, sizeof msg) < 0)
+        kr_log(KR_LOG_ERROR, "syncing a stream failed", KR_LOG_STR("reason", msg));
+    wtopic_unpin(w);
 }
 
 /*
@@ -550,11 +651,14 @@ static void run_delete(kr_job *j)
         if (unlink(j->del.paths[i]) < 0 && errno != ENOENT)
             kr_log(KR_LOG_WARN, "cannot delete a retired segment",
                    KR_LOG_STR("path", j->del.paths[i]), KR_LOG_STR("reason", strerror(errno)));
-    if (j->w != NULL && fsync_dir(j->w->dirfd) < 0)
+    int dirfd = j->w != NULL ? open_dir(j->w) : -1;
+    if (j->w != NULL && (dirfd < 0 || fsync_dir(dirfd) < 0))
         kr_log(KR_LOG_WARN,
                "cannot sync a topic directory after deleting retired segments; a "
                "power cut may bring them back (retention deletes them again)",
                KR_LOG_STR("dir", j->w->dir), KR_LOG_STR("reason", strerror(errno)));
+    if (dirfd >= 0)
+        close(dirfd);
 }
 
 /*
@@ -570,7 +674,8 @@ static void unwind_from(kr_job *from, const char *why)
     const kr_job_append *a = &from->append;
     if (a->seg_base != w->seg_base)
         return; /* in a segment synced when it was rolled: durable */
-    if (ftruncate(w->fd, (off_t)a->pos) < 0) {
+    bool pinned = wtopic_pin(w) == 0;
+    if (!pinned || ftruncate(w->fd, (off_t)a->pos) < 0) {
         kr_log(KR_LOG_ERROR, "cannot take back unsynced batches", KR_LOG_STR("dir", w->dir),
                KR_LOG_STR("reason", strerror(errno)));
         w->broken = true;
@@ -585,6 +690,8 @@ static void unwind_from(kr_job *from, const char *why)
         w->synced_len = a->pos;
     w->file_len = a->pos;
     w->next = a->base;
+    if (pinned)
+        wtopic_unpin(w);
     for (kr_job *y = from; y != NULL; y = TAILQ_NEXT(y, link))
         if (y->kind == KR_JOB_APPEND && y->w == w && y->err == KRAPPY_OK)
             kr_job_fail(y, 0, "%s; nothing of this request was stored", why);

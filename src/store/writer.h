@@ -27,9 +27,11 @@
 
 /* The writer's state of one topic. */
 typedef struct kr_wtopic {
-    char *dir;
-    int dirfd;
-    int fd; /* active segment, read-write */
+    const char *dir; /* the topic's directory (borrowed: kr_topic.dir) */
+    kr_fdcache *files;
+    kr_fdfile *file;  /* the active segment, read-write; NULL until created */
+    int fd;           /* its descriptor while pinned (wtopic_pin), else -1 */
+    unsigned fd_pins; /* nested wtopic_pin */
     uint64_t seg_base;
     uint64_t file_len;   /* bytes written successfully */
     uint64_t synced_len; /* bytes known durable */
@@ -76,11 +78,14 @@ void kr_writer_stop(kr_writer *w);
 /* Jobs queued or running (loop thread, for shutdown). */
 unsigned kr_writer_pending(kr_writer *w);
 
-/* Writer-side topic state. For a recovered topic (store.c, before the
- * writer starts) fd is the last segment opened read-write at its good end;
- * for a new topic dirfd and fd are -1 until its CREATE job runs. */
-kr_wtopic *kr_wtopic_new(const char *dir, int dirfd, int fd, uint64_t seg_base, uint64_t file_len,
-                         uint64_t next, uint64_t max_ts);
+/* Writer-side topic state. For a recovered topic (recovery.c, before the
+ * writer starts) file is its last segment (read-write, taken over) at its
+ * good end; for a new topic it is NULL until its CREATE job runs. dir is
+ * borrowed (the topic's). Descriptors are the cache's: the writer pins the
+ * active file while it writes or syncs it, and leaves it marked dirty
+ * while unsynced bytes remain (fdcache.h). @return NULL on ENOMEM. */
+kr_wtopic *kr_wtopic_new(kr_fdcache *files, const char *dir, kr_fdfile *file, uint64_t seg_base,
+                         uint64_t file_len, uint64_t next, uint64_t max_ts);
 void kr_wtopic_free(kr_wtopic *w);
 
 #endif

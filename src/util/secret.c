@@ -6,12 +6,14 @@
 #include <stdint.h>
 #include <string.h>
 
-bool kr_secret_equal(const void *a, size_t alen, const char *secret)
+bool kr_secret_equal(const void *given, size_t given_len, const char *secret)
 {
-    const uint8_t *p = a;
+    const uint8_t *g = given;
     size_t n = strlen(secret);
-    unsigned diff = alen != n;
+    /* A length mismatch is folded into the difference instead of returning
+     * early, which would tell a prober the secret's length. */
+    unsigned diff = given_len != n;
     for (size_t i = 0; i < n; i++)
-        diff |= (unsigned)((uint8_t)secret[i] ^ (i < alen ? p[i] : 0));
+        diff |= (unsigned)((uint8_t)secret[i] ^ (i < given_len ? g[i] : 0));
     return diff == 0;
 }
