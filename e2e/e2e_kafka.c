@@ -1197,6 +1197,63 @@ static void test_idle_timeout(void **state)
     assert_int_equal(e2e_stop(&s, 10000), 0);
 }
 
+/* Whether the Kafka connection answers an ApiVersions within 5 s. */
+static bool kafka_answers(int fd)
+{
+    kr_kafka_api_versions_req q = {0};
+    send_request(fd, KR_KAFKA_API_VERSIONS, 0, 1, &q);
+    kr_buf b;
+    kr_buf_init(&b, 1 << 20);
+    int rc = recv_frame(fd, &b, 5000);
+    kr_buf_free(&b);
+    return rc == 1;
+}
+
+/* Both ports share --max-connections (as the fd plan counts them): the
+ * Kafka connection over it is closed, a Krappy one gets BUSY, and a slot
+ * freed on one port serves the other. */
+static void test_connection_limit(void **state)
+{
+    (void)state;
+    e2e_server s;
+    const char *extra[] = {"--max-connections", "2", NULL};
+    start(&s, extra);
+    int krappy = e2e_connect(&s);
+    assert_true(krappy >= 0);
+    kr_buf b;
+    kr_buf_init(&b, 256);
+    kr_enc_empty(&b, (kr_cid){0});
+    assert_int_equal(e2e_send_frame(krappy, KRAPPY_T_PING, b.data, b.len), 0);
+    kr_buf_free(&b);
+    assert_int_equal(e2e_expect_ok(krappy), 0); /* accepted: one slot taken */
+    int kafka = kconnect(&s);
+    assert_true(kafka_answers(kafka));
+
+    int over = kconnect(&s);
+    assert_int_equal(e2e_wait_closed(over, 5000), 1);
+    close(over);
+    over = e2e_connect(&s);
+    assert_true(over >= 0);
+    char msg[256];
+    assert_int_equal(e2e_expect_error(over, KRAPPY_E_BUSY, msg, sizeof msg), 0);
+    assert_non_null(strstr(msg, "--max-connections"));
+    close(over);
+
+    /* The Krappy connection's slot goes to a Kafka client once it is
+     * closed (the server sees the close a moment later). */
+    close(krappy);
+    bool served = false;
+    uint64_t deadline = e2e_now_ms() + 5000;
+    while (!served && e2e_now_ms() < deadline) {
+        int fd = kconnect(&s);
+        served = kafka_answers(fd);
+        close(fd);
+    }
+    assert_true(served);
+    close(kafka);
+    assert_int_equal(e2e_stop(&s, 10000), 0);
+}
+
 int main(void)
 {
     if (e2e_external_addr() != NULL) {
@@ -1218,6 +1275,7 @@ int main(void)
         cmocka_unit_test(test_idempotent_producer_kill9),
         cmocka_unit_test(test_delete_topic),
         cmocka_unit_test(test_idle_timeout),
+        cmocka_unit_test(test_connection_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
