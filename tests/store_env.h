@@ -49,6 +49,17 @@ static inline void kr_test_env_down(struct event_base *base, kr_metrics *metrics
     kr_metrics_free(metrics);
 }
 
+/* Open the store with o, or fail the test saying why. */
+static inline kr_store *kr_test_store_open(const kr_store_opts *o, struct event_base *base,
+                                           kr_metrics *metrics)
+{
+    kr_store *s;
+    char err[256];
+    if (kr_store_open(o, base, metrics, &s, err, sizeof err) < 0)
+        fail_msg("open: %s", err);
+    return s;
+}
+
 /* A decoded PUBLISH (ack "write") of n events, as the server hands it to
  * kr_store_publish: *enc holds the request, *scratch what *req points to
  * (both set up here; the caller frees them). */

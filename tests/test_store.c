@@ -65,11 +65,7 @@ static kr_store *open_store_budget(uint64_t segment_bytes, uint64_t retention_by
                                    uint64_t overlay_bytes)
 {
     kr_store_opts o = store_opts(segment_bytes, retention_bytes, overlay_bytes);
-    kr_store *s;
-    char err[256];
-    if (kr_store_open(&o, base, metrics, &s, err, sizeof err) < 0)
-        fail_msg("open: %s", err);
-    return s;
+    return kr_test_store_open(&o, base, metrics);
 }
 
 static kr_store *open_store(uint64_t segment_bytes, uint64_t retention_bytes)
@@ -1076,9 +1072,7 @@ static void test_offset_for_time(void **state)
     kr_store_close(s);
     kr_store_opts o = store_opts(1024, 0, 1u << 30);
     o.max_open_files = 1;
-    char err[256];
-    if (kr_store_open(&o, base, metrics, &s, err, sizeof err) < 0)
-        fail_msg("open: %s", err);
+    s = kr_test_store_open(&o, base, metrics);
     t = kr_store_topic(s, (const uint8_t *)"t", 1);
     assert_int_equal(at_time(s, t, 1000000 + 1665), 168); /* 167 is older */
     assert_int_equal(at_time(s, t, 1000000 + 1655), 166);

@@ -48,11 +48,7 @@ static kr_store *open_store_with(bool rebuild)
                        .max_publish_events = 100000,
                        .max_wait_ms = 1000,
                        .rocksdb_log_dir = ""};
-    kr_store *s;
-    char err[256];
-    if (kr_store_open(&o, base, metrics, &s, err, sizeof err) < 0)
-        fail_msg("open: %s", err);
-    return s;
+    return kr_test_store_open(&o, base, metrics);
 }
 
 static kr_store *open_store(void)
