@@ -758,6 +758,14 @@ static int unlocked_cursors(kr_view *v, const char *topic, size_t tlen,
                                  "reading group cursors failed", err, errlen);
 }
 
+void kr_view_batch_koffset(kr_view_batch *b, const char *topic, size_t tlen, const uint8_t *group,
+                           size_t glen, const uint8_t *value, size_t vlen)
+{
+    if (kr_view_batch_key(b, TAG_KOFFSET, topic, tlen, group, glen) < 0)
+        return;
+    rocksdb_writebatch_put(b->wb, (const char *)b->key.data, b->key.len, (const char *)value, vlen);
+}
+
 size_t kr_view_batch_count(const kr_view_batch *b)
 {
     int n = rocksdb_writebatch_count(b->wb);
@@ -969,6 +977,17 @@ int kr_view_cursors(kr_view *v, const char *topic, size_t tlen,
 {
     int rc;
     SHARED(v, rc = unlocked_cursors(v, topic, tlen, fn, arg, err, errlen));
+    return rc;
+}
+
+int kr_view_koffsets(kr_view *v, const char *topic, size_t tlen,
+                     int (*fn)(void *arg, const uint8_t *group, size_t glen, const uint8_t *value,
+                               size_t vlen),
+                     void *arg, char *err, size_t errlen)
+{
+    int rc;
+    SHARED(v, rc = kr_view_each_unlocked(v, TAG_KOFFSET, topic, tlen, fn, arg,
+                                         "reading Kafka committed offsets failed", err, errlen));
     return rc;
 }
 

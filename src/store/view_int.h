@@ -19,6 +19,7 @@
 #define TAG_KEY      'k'
 #define TAG_MARKER   'm'
 #define TAG_CURSOR   'c'
+#define TAG_KOFFSET  'o' /* a Kafka group's committed offset (WAL on) */
 #define TAG_PRODUCER 'p' /* a producer's durable state, by pid (checkpoints) */
 #define TAG_REGISTER 'r' /* a producer's registration, by id (WAL on) */
 
