@@ -21,7 +21,7 @@
  *   nodes restarted behind a snapshot fetch what they lack.
  * KRAPPY_E2E_TORTURE=1 runs 100 leader kills instead of 10, and 30 kills
  * under the producers instead of 3; KRAPPY_E2E_SMOKE=1 only the first two
- * tests.
+ * tests; KRAPPY_E2E_ONLY=NAME the tests NAME (a cmocka pattern) matches.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -631,6 +631,52 @@ static void test_idempotent_failover(void **state)
     assert_int_equal(e2e_cluster_stop(&c), 0);
 }
 
+/* The Kafka listener on a cluster: Metadata names the leader's Kafka
+ * address on every node, so a producer bootstrapped on a follower writes
+ * to the leader, and the events are on every node. */
+static void test_kafka(void **state)
+{
+    (void)state;
+    char out[8192], cmd[1024];
+    if (e2e_run("command -v kcat", out, sizeof out) != 0) {
+        printf("e2e_cluster: kcat is not installed; the Kafka test skipped\n");
+        return;
+    }
+    e2e_cluster c;
+    const char *extra[] = {"--kafka-listen", "127.0.0.1:0", NULL};
+    assert_int_equal(e2e_cluster_start(&c, 3, false, extra), 0);
+    int leader = e2e_cluster_leader(&c, 10000);
+    assert_true(leader >= 0);
+    unsigned f = ((unsigned)leader + 1) % 3;
+    char want[64];
+    snprintf(want, sizeof want, "127.0.0.1:%s", c.node[leader].kafka_port);
+    snprintf(cmd, sizeof cmd, "kcat -b 127.0.0.1:%s -L -m 5", c.node[f].kafka_port);
+    assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
+    if (strstr(out, want) == NULL)
+        fail_msg("Metadata on a follower does not name the leader at %s: %s", want, out);
+    snprintf(cmd, sizeof cmd,
+             "printf 'k1:a\\nk2:b\\nk3:c\\n' | kcat -P -b 127.0.0.1:%s -t kt -K: -X "
+             "enable.idempotence=false -m 10",
+             c.node[f].kafka_port);
+    assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
+    uint64_t end = e2e_now_ms() + 10000;
+    for (unsigned i = 0; i < 3; i++) {
+        krappy_events *ev = NULL;
+        krappy_client *k = client_to(&c, i);
+        while ((krappy_fetch(k, "kt", 0, 10, 0, 0, &ev) != KRAPPY_OK || ev->count < 3) &&
+               e2e_now_ms() < end) {
+            krappy_events_free(ev);
+            ev = NULL;
+            usleep(50000);
+        }
+        assert_non_null(ev);
+        assert_int_equal(ev->count, 3);
+        krappy_events_free(ev);
+        krappy_client_free(k);
+    }
+    assert_int_equal(e2e_cluster_stop(&c), 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -647,7 +693,10 @@ int main(void)
         cmocka_unit_test(test_membership),
         cmocka_unit_test(test_replicated_leader_kills),
         cmocka_unit_test(test_idempotent_failover),
+        cmocka_unit_test(test_kafka),
     };
+    if (getenv("KRAPPY_E2E_ONLY") != NULL) /* a test's name (or a pattern), when debugging */
+        cmocka_set_test_filter(getenv("KRAPPY_E2E_ONLY"));
     /* The optimised build's smoke run: forming, routing, replicating. */
     if (getenv("KRAPPY_E2E_SMOKE") != NULL)
         return _cmocka_run_group_tests("e2e_cluster (smoke)", tests, 2, NULL, NULL);

@@ -146,13 +146,7 @@ kr_hresult kr_server_cluster_publish(kr_conn *c, kr_req *r, const kr_request *re
     return submit(c, r, published);
 }
 
-/* ---- the admin port's produce ---- */
-
-static void ignore_result(void *arg, const kr_store_result *res)
-{
-    (void)arg;
-    (void)res; /* the PUBLISH behind it answers */
-}
+/* ---- the admin port's and the Kafka listener's produce ---- */
 
 krappy_err kr_server_cluster_produce(kr_server *srv, const char *topic, size_t tlen,
                                      const uint8_t *payload, size_t len, kr_replica_done done,
@@ -169,14 +163,8 @@ krappy_err kr_server_cluster_produce(kr_server *srv, const char *topic, size_t t
                      "yet; try again in a moment");
         return KRAPPY_E_NOT_LEADER;
     }
+    /* Applying a PUBLISH creates its topic where it is missing. */
     kr_str name = {(const uint8_t *)topic, tlen}, body = {payload, len};
-    kr_buf_reset(&srv->cmd);
-    kr_cmd_put_topic(&srv->cmd, KR_CMD_TOPIC_CREATE, &name);
-    krappy_err e = srv->cmd.failed ? KRAPPY_E_STORAGE
-                                   : kr_cluster_submit(srv->cluster, srv->cmd.data, srv->cmd.len,
-                                                       ignore_result, NULL, msg, msglen);
-    if (e != KRAPPY_OK)
-        return e;
     kr_buf_reset(&srv->cmd);
     kr_cmd_put_publish(&srv->cmd, &name, kr_wall_ms(), NULL, 0, &body);
     if (srv->cmd.failed) {

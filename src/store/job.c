@@ -52,8 +52,10 @@ void kr_job_free(kr_job *j)
             free(j->del.paths[i]);
         free(j->del.paths);
         break;
-    case KR_JOB_BARRIER:
     case KR_JOB_CURSOR:
+        free(j->cursor.koffset);
+        break;
+    case KR_JOB_BARRIER:
     case KR_JOB_TOPIC_DROP:
         break;
     }
