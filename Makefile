@@ -242,8 +242,8 @@ $(filter-out $(CLUSTER_TESTS),$(TESTS)):
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(TEST_ALLOC) $(ALL_LDFLAGS) $(PC_SERVER) $(PC_KAFKA) $(PC_CMOCKA) -lpthread -lm
 
-$(CLUSTER_TESTS): $(TOUT)/tests/%: $(OBJ)/tests/%.o $(CLUSTER_LIB) $(STORE_LIB) $(PROTO_LIB) \
-                  $(UTIL_LIB)
+$(CLUSTER_TESTS): $(TOUT)/tests/%: $(OBJ)/tests/%.o $(CLUSTER_LIB) $(CLIENT_LIB) $(STORE_LIB) \
+                  $(PROTO_LIB) $(UTIL_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_SERVER) $(PC_CMOCKA) -lpthread -lm
 
