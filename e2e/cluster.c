@@ -13,7 +13,6 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "krappy/client.h"
@@ -177,38 +176,6 @@ void e2e_cluster_heal(e2e_cluster *c)
             e2e_proxy_heal(c->proxy[k]);
 }
 
-/* Wait up to timeout_ms for node i, signalled already, to exit.
- * @return its exit status (128 + signal), or -1 (then killed). */
-static int wait_exit(e2e_cluster *c, unsigned i, int timeout_ms)
-{
-    e2e_server *s = &c->node[i];
-    uint64_t deadline = e2e_now_ms() + (uint64_t)timeout_ms;
-    int status = 0, rc = -1;
-    for (;;) {
-        pid_t w = waitpid(s->pid, &status, WNOHANG);
-        if (w == s->pid) {
-            rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-            break;
-        }
-        if (e2e_now_ms() > deadline) {
-            kill(s->pid, SIGKILL);
-            waitpid(s->pid, NULL, 0);
-            break;
-        }
-        struct timespec ts = {0, 5 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-    if (rc != 0) {
-        char cmd[400], out[8192];
-        fprintf(stderr, "e2e: node %u exit status %d; its log:\n", i + 1, rc);
-        snprintf(cmd, sizeof cmd, "tail -n 30 '%s'", s->log_path);
-        if (e2e_run(cmd, out, sizeof out) == 0)
-            fputs(out, stderr);
-    }
-    s->pid = 0;
-    return rc;
-}
-
 int e2e_cluster_stop(e2e_cluster *c)
 {
     int rc = 0;
@@ -218,7 +185,7 @@ int e2e_cluster_stop(e2e_cluster *c)
         if (c->node[i].pid > 0)
             kill(c->node[i].pid, SIGTERM);
     for (unsigned i = 0; i < c->n; i++) {
-        if (c->node[i].pid > 0 && wait_exit(c, i, 15000) != 0)
+        if (c->node[i].pid > 0 && e2e_wait_exit(&c->node[i], 15000) != 0)
             rc = -1;
         if (c->node[i].dir[0] != '\0')
             e2e_stop(&c->node[i], 15000); /* the directory goes (unless kept) */

@@ -13,7 +13,9 @@
  * - the leader cut off by the proxies: the others elect one, the old one
  *   steps down; healed, one leader;
  * - membership through the admin API: remove a node, add it back; a node
- *   whose volume was lost rejoins on its own, never as a second cluster.
+ *   whose volume was lost rejoins on its own, never as a second cluster;
+ * - an idempotent producer through a SIGSTOPped leader and delayed links;
+ * - Kafka clients on a cluster (kcat): Metadata names the leader.
  * - the store replicated: PUBLISHes acknowledged by the leader are on
  *   every node, at the same offsets with the same bytes (FETCH from each),
  *   also through leader kills with restarts, and an idempotent producer
@@ -69,6 +71,38 @@ static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
+}
+
+/* POST one event to topic t on node i's admin port: the body and the
+ * HTTP status into out. */
+static void admin_produce(const e2e_cluster *c, unsigned i, char *out, size_t len)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd,
+             "curl -s -w ' %%{http_code}' -XPOST -H 'Content-Type: application/json' "
+             "http://127.0.0.1:%s/api/topics/t/events -d '{\"key\":\"c\",\"value\":3}'",
+             c->node[i].http_port);
+    assert_int_equal(e2e_run(cmd, out, len), 0);
+}
+
+/* Within 10 s every node has n events in topic (FETCH from each). */
+static void expect_events_everywhere(const e2e_cluster *c, const char *topic, size_t n)
+{
+    uint64_t end = e2e_now_ms() + 10000;
+    for (unsigned i = 0; i < c->n; i++) {
+        krappy_events *ev = NULL;
+        krappy_client *k = client_to(c, i);
+        while ((krappy_fetch(k, topic, 0, 10, 0, 0, &ev) != KRAPPY_OK || ev->count < n) &&
+               e2e_now_ms() < end) {
+            krappy_events_free(ev);
+            ev = NULL;
+            usleep(50000);
+        }
+        assert_non_null(ev);
+        assert_int_equal(ev->count, n);
+        krappy_events_free(ev);
+        krappy_client_free(k);
+    }
 }
 
 static void test_form_and_route(void **state)
@@ -129,38 +163,15 @@ static void test_form_and_route(void **state)
     /* The admin port's produce goes through the log on the leader, and is
      * sent there by a follower (409); deleting a topic is not replicated
      * yet: refused, nothing deleted. */
-    snprintf(cmd, sizeof cmd,
-             "curl -s -w ' %%{http_code}' -XPOST -H 'Content-Type: application/json' "
-             "http://127.0.0.1:%s/api/topics/t/events -d '{\"key\":\"c\",\"value\":3}'",
-             c.node[leader].http_port);
-    assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
+    admin_produce(&c, (unsigned)leader, out, sizeof out);
     assert_non_null(strstr(out, "\"first\":2"));
-    snprintf(cmd, sizeof cmd,
-             "curl -s -w ' %%{http_code}' -XPOST -H 'Content-Type: application/json' "
-             "http://127.0.0.1:%s/api/topics/t/events -d '{\"key\":\"c\",\"value\":3}'",
-             c.node[f].http_port);
-    assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
+    admin_produce(&c, f, out, sizeof out);
     assert_non_null(strstr(out, " 409"));
     k = krappy_client_new(NULL);
     assert_int_equal(krappy_connect_leader(k, c.addrs, NULL), KRAPPY_OK);
     assert_int_equal(krappy_delete_topic(k, "t"), KRAPPY_E_INVALID_ARGUMENT);
     krappy_client_free(k);
-    /* Every node has the three events, the same. */
-    uint64_t end = e2e_now_ms() + 10000;
-    for (unsigned i = 0; i < 3; i++) {
-        krappy_events *ev = NULL;
-        krappy_client *r = client_to(&c, i);
-        while (krappy_fetch(r, "t", 0, 10, 0, 0, &ev) == KRAPPY_OK && ev->count < 3 &&
-               e2e_now_ms() < end) {
-            krappy_events_free(ev);
-            ev = NULL;
-            usleep(50000);
-        }
-        assert_non_null(ev);
-        assert_int_equal(ev->count, 3);
-        krappy_events_free(ev);
-        krappy_client_free(r);
-    }
+    expect_events_everywhere(&c, "t", 3);
     /* /readyz says ready on every node. */
     for (unsigned i = 0; i < 3; i++) {
         snprintf(cmd, sizeof cmd, "curl -sf http://127.0.0.1:%s/readyz", c.node[i].http_port);
@@ -631,6 +642,68 @@ static void test_idempotent_failover(void **state)
     assert_int_equal(e2e_cluster_stop(&c), 0);
 }
 
+/* Wait until every node names the same leader, one that runs. */
+static int settled_leader(e2e_cluster *c)
+{
+    int l = e2e_cluster_leader(c, 20000);
+    assert_true(l >= 0);
+    return l;
+}
+
+/*
+ * An idempotent producer publishing while the leader is SIGSTOPped (the
+ * others elect one; resumed, the old leader steps down and discards what
+ * was not committed) and while every raft link is delayed: once flushed,
+ * every event once on every node. 10 s stopped with KRAPPY_E2E_TORTURE.
+ */
+static void test_stop_and_delay(void **state)
+{
+    (void)state;
+    e2e_cluster c;
+    assert_int_equal(e2e_cluster_start(&c, 3, true, NULL), 0);
+    idem_load l = {.addrs = c.addrs};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, idem_producer, &l), 0);
+    usleep(500000);
+    int leader = settled_leader(&c);
+    kill(c.node[leader].pid, SIGSTOP);
+    uint64_t t0 = e2e_now_ms(), end = t0 + 20000;
+    int other = -1;
+    while (other < 0 && e2e_now_ms() < end) {
+        krappy_client *k = client_to(&c, ((unsigned)leader + 1) % 3);
+        krappy_cluster_info *ci = NULL;
+        if (krappy_cluster(k, &ci) == KRAPPY_OK && ci->leader != 0 &&
+            ci->leader != (uint64_t)leader + 1)
+            other = (int)ci->leader - 1;
+        krappy_cluster_info_free(ci);
+        krappy_client_free(k);
+        if (other < 0)
+            usleep(50000);
+    }
+    assert_true(other >= 0);
+    printf("e2e_cluster: a new leader %llu ms after SIGSTOP of the old one\n",
+           (unsigned long long)(e2e_now_ms() - t0));
+    usleep(getenv("KRAPPY_E2E_TORTURE") ? 10000000 : 2000000);
+    kill(c.node[leader].pid, SIGCONT);
+    settled_leader(&c);
+    for (unsigned i = 0; i < 3; i++)
+        e2e_proxy_delay(c.proxy[i], 0, 50);
+    usleep(1500000);
+    e2e_cluster_heal(&c);
+    settled_leader(&c);
+    usleep(300000);
+    l.stop = 1;
+    pthread_join(th, NULL);
+    if (l.err != KRAPPY_OK)
+        fail_msg("the producer failed: %s", l.errmsg);
+    char *acked = malloc((size_t)l.sent + 1);
+    assert_non_null(acked);
+    memset(acked, 1, (size_t)l.sent + 1);
+    check_streams(&c, l.sent, acked, l.sent, 0, 0);
+    free(acked);
+    assert_int_equal(e2e_cluster_stop(&c), 0);
+}
+
 /* The Kafka listener on a cluster: Metadata names the leader's Kafka
  * address on every node, so a producer bootstrapped on a follower writes
  * to the leader, and the events are on every node. */
@@ -659,21 +732,7 @@ static void test_kafka(void **state)
              "enable.idempotence=false -m 10",
              c.node[f].kafka_port);
     assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
-    uint64_t end = e2e_now_ms() + 10000;
-    for (unsigned i = 0; i < 3; i++) {
-        krappy_events *ev = NULL;
-        krappy_client *k = client_to(&c, i);
-        while ((krappy_fetch(k, "kt", 0, 10, 0, 0, &ev) != KRAPPY_OK || ev->count < 3) &&
-               e2e_now_ms() < end) {
-            krappy_events_free(ev);
-            ev = NULL;
-            usleep(50000);
-        }
-        assert_non_null(ev);
-        assert_int_equal(ev->count, 3);
-        krappy_events_free(ev);
-        krappy_client_free(k);
-    }
+    expect_events_everywhere(&c, "kt", 3);
     assert_int_equal(e2e_cluster_stop(&c), 0);
 }
 
@@ -694,6 +753,7 @@ int main(void)
         cmocka_unit_test(test_replicated_leader_kills),
         cmocka_unit_test(test_idempotent_failover),
         cmocka_unit_test(test_kafka),
+        cmocka_unit_test(test_stop_and_delay),
     };
     if (getenv("KRAPPY_E2E_ONLY") != NULL) /* a test's name (or a pattern), when debugging */
         cmocka_set_test_filter(getenv("KRAPPY_E2E_ONLY"));

@@ -109,24 +109,27 @@ static void poke(e2e_proxy *p)
     (void)!write(p->wake[1], &b, 1);
 }
 
-void e2e_proxy_cut(e2e_proxy *p, uint64_t from, bool cut)
+/* Set the cut (cut >= 0) or the delay (ms >= 0) of sender `from`'s rule. */
+static void set_rule(e2e_proxy *p, uint64_t from, int cut, long ms)
 {
     pthread_mutex_lock(&p->mu);
     rule *r = rule_of(p, from);
-    if (r != NULL)
-        r->cut = cut;
+    if (r != NULL && cut >= 0)
+        r->cut = cut != 0;
+    if (r != NULL && ms >= 0)
+        r->delay_ms = (unsigned)ms;
     pthread_mutex_unlock(&p->mu);
     poke(p);
 }
 
+void e2e_proxy_cut(e2e_proxy *p, uint64_t from, bool cut)
+{
+    set_rule(p, from, cut, -1);
+}
+
 void e2e_proxy_delay(e2e_proxy *p, uint64_t from, unsigned ms)
 {
-    pthread_mutex_lock(&p->mu);
-    rule *r = rule_of(p, from);
-    if (r != NULL)
-        r->delay_ms = ms;
-    pthread_mutex_unlock(&p->mu);
-    poke(p);
+    set_rule(p, from, -1, ms);
 }
 
 void e2e_proxy_heal(e2e_proxy *p)

@@ -190,6 +190,20 @@ static void on_event(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* Everything but the thread (joined or never started). */
+static void free_catchup(kr_catchup *cu)
+{
+    if (cu->ev != NULL)
+        event_free(cu->ev);
+    free(cu->ranges);
+    free(cu->nodes);
+    free(cu->token);
+    kr_buf_free(&cu->payload);
+    pthread_cond_destroy(&cu->cond);
+    pthread_mutex_destroy(&cu->mu);
+    free(cu);
+}
+
 kr_catchup *kr_catchup_start(struct event_base *base, const char *nodes, const char *token,
                              const kr_catchup_range *ranges, size_t n, kr_catchup_chunk_fn chunk,
                              kr_catchup_done_fn done, void *arg)
@@ -216,15 +230,7 @@ kr_catchup *kr_catchup_start(struct event_base *base, const char *nodes, const c
         goto fail;
     return cu;
 fail:
-    if (cu->ev != NULL)
-        event_free(cu->ev);
-    free(cu->ranges);
-    free(cu->nodes);
-    free(cu->token);
-    kr_buf_free(&cu->payload);
-    pthread_cond_destroy(&cu->cond);
-    pthread_mutex_destroy(&cu->mu);
-    free(cu);
+    free_catchup(cu);
     return NULL;
 }
 
@@ -237,12 +243,5 @@ void kr_catchup_stop(kr_catchup *cu)
     pthread_cond_broadcast(&cu->cond);
     pthread_mutex_unlock(&cu->mu);
     pthread_join(cu->th, NULL);
-    event_free(cu->ev);
-    free(cu->ranges);
-    free(cu->nodes);
-    free(cu->token);
-    kr_buf_free(&cu->payload);
-    pthread_cond_destroy(&cu->cond);
-    pthread_mutex_destroy(&cu->mu);
-    free(cu);
+    free_catchup(cu);
 }

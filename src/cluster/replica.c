@@ -220,9 +220,20 @@ static void advance(kr_replica *rp)
 
 static void complete(item *it, const kr_store_result *res)
 {
+    kr_replica *rp = it->rp;
     it->res = *res;
     it->completed = true;
-    advance(it->rp);
+    /* The store could not do what every other node did (a disk, memory):
+     * applying more would shift this node's offsets. Stop here; a restart
+     * applies the log again from what the streams hold. */
+    if (res->err == KRAPPY_E_STORAGE && !rp->halted) {
+        rp->halted = true;
+        kr_log(KR_LOG_ERROR,
+               "the store failed a command of the raft log; this node applies no "
+               "more until it is restarted",
+               KR_LOG_U64("index", it->index), KR_LOG_STR("reason", res->msg));
+    }
+    advance(rp);
 }
 
 static void stored_cb(void *arg, const kr_store_result *res)

@@ -109,28 +109,13 @@ static void published(void *arg, const kr_store_result *res)
         write_error(r, res);     /* closes when ack "none" */
         return;
     }
-    if (r->ack_none) {
-        kr_req_silent(r);
-        return;
-    }
-    kr_buf_reset(&c->enc);
-    if (res->duplicate)
-        kr_enc_ok_publish_duplicate(&c->enc, r->cid, res->first, res->count);
-    else
-        kr_enc_ok_publish(&c->enc, r->cid, res->first, res->count);
-    kr_req_reply(r, KRAPPY_T_OK, c->enc.data, c->enc.len);
+    kr_reply_published(r, res);
 }
 
 kr_hresult kr_server_cluster_publish(kr_conn *c, kr_req *r, const kr_request *req)
 {
-    if (c->idem && !req->u.publish.has_seq) {
-        kr_req_error(r, KRAPPY_E_INVALID_ARGUMENT,
-                     "field 'seq' is required: this connection's producer registration is "
-                     "idempotent, and each PUBLISH carries the sequence number of its first "
-                     "event (an unsigned integer)",
-                     NULL);
+    if (kr_publish_lacks_seq(c, r, req))
         return KR_H_DONE;
-    }
     if (c->cl_topic_len == 0) {
         kr_req_error(r, KRAPPY_E_NOT_REGISTERED,
                      "PUBLISH needs a PRODUCER_REGISTER for a topic on this connection first",

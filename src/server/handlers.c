@@ -149,11 +149,16 @@ static kr_hresult producer_register(kr_conn *c, kr_req *r, const kr_request *req
 static void published(void *arg, const kr_store_result *res)
 {
     kr_req *r = arg;
-    kr_conn *c = r->conn;
     if (res->err != KRAPPY_OK) {
         kr_req_error(r, res->err, res->msg, NULL); /* closes when ack "none" */
         return;
     }
+    kr_reply_published(r, res);
+}
+
+void kr_reply_published(kr_req *r, const kr_store_result *res)
+{
+    kr_conn *c = r->conn;
     if (r->ack_none) {
         kr_req_silent(r);
         return;
@@ -166,18 +171,24 @@ static void published(void *arg, const kr_store_result *res)
     kr_req_reply(r, KRAPPY_T_OK, c->enc.data, c->enc.len);
 }
 
+bool kr_publish_lacks_seq(kr_conn *c, kr_req *r, const kr_request *req)
+{
+    if (!c->idem || req->u.publish.has_seq)
+        return false;
+    kr_req_error(r, KRAPPY_E_INVALID_ARGUMENT,
+                 "field 'seq' is required: this connection's producer registration is "
+                 "idempotent, and each PUBLISH carries the sequence number of its first "
+                 "event (an unsigned integer)",
+                 NULL);
+    return true;
+}
+
 static kr_hresult publish(kr_conn *c, kr_req *r, const kr_request *req)
 {
     if (c->srv->cluster != NULL)
         return kr_server_cluster_publish(c, r, req);
-    if (c->idem && !req->u.publish.has_seq) {
-        kr_req_error(r, KRAPPY_E_INVALID_ARGUMENT,
-                     "field 'seq' is required: this connection's producer registration is "
-                     "idempotent, and each PUBLISH carries the sequence number of its first "
-                     "event (an unsigned integer)",
-                     NULL);
+    if (kr_publish_lacks_seq(c, r, req))
         return KR_H_DONE;
-    }
     if (c->producer_gone) {
         kr_req_error(r, KRAPPY_E_NO_SUCH_TOPIC,
                      "the topic this connection registered to produce to was deleted; register "

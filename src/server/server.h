@@ -389,6 +389,13 @@ void kr_server_cluster_free(kr_server *srv);
  * here, once committed on a majority (PROTOCOL.md section 8).
  */
 kr_hresult kr_server_cluster_register(kr_conn *c, kr_req *r, const kr_request *req);
+
+/* handlers.c, shared with cluster_write.c: a PUBLISH stored (res OK)
+ * answered - nothing for ack "none", else OK {first, count(, duplicate)};
+ * and an idempotent connection's PUBLISH without `seq` refused
+ * (@return true when it was, r answered). */
+void kr_reply_published(kr_req *r, const kr_store_result *res);
+bool kr_publish_lacks_seq(kr_conn *c, kr_req *r, const kr_request *req);
 kr_hresult kr_server_cluster_publish(kr_conn *c, kr_req *r, const kr_request *req);
 
 /* The admin port's and the Kafka listener's produce on a cluster: the

@@ -226,6 +226,21 @@ void kr_store_producers_tick(kr_store *s)
 
 /* ---- registrations ---- */
 
+/* Write p's registration (and, for a new producer, the table's next pid)
+ * through job j with batch b; the job holds p until done. */
+static void log_registration(kr_store *s, kr_topic *t, kr_producer *p, bool fresh, kr_job *j,
+                             kr_view_batch *b, kr_store_done done, void *arg)
+{
+    kr_producer_hold(p); /* the job's */
+    kr_view_batch_registration(b, t->name, t->name_len, p->id, p->id_len, p->pid, p->epoch);
+    if (fresh)
+        kr_view_batch_next_pid(b, t->name, t->name_len, kr_prod_table_next_pid(table_of(t)));
+    j->logged = (kr_job_logged){.batch = b, .producer = p, .epoch = p->epoch, .seq = p->next_seq};
+    j->done = done;
+    j->arg = arg;
+    kr_writer_submit(s->writer, j);
+}
+
 int kr_store_producer_register(kr_store *s, const uint8_t *topic, size_t tlen, const uint8_t *id,
                                size_t idlen, kr_topic **tout, kr_store_done done, void *arg,
                                kr_store_result *res)
@@ -261,16 +276,9 @@ int kr_store_producer_register(kr_store *s, const uint8_t *topic, size_t tlen, c
     }
     kr_producer_register(p, kr_wall_ms());
     kr_producer_hold(p); /* the connection's */
-    kr_producer_hold(p); /* the job's */
-    kr_view_batch_registration(b, t->name, t->name_len, p->id, p->id_len, p->pid, p->epoch);
-    if (fresh)
-        kr_view_batch_next_pid(b, t->name, t->name_len, kr_prod_table_next_pid(table_of(t)));
-    j->logged = (kr_job_logged){.batch = b, .producer = p, .epoch = p->epoch, .seq = p->next_seq};
     res->epoch = p->epoch;
     res->seq = p->next_seq;
-    j->done = done;
-    j->arg = arg;
-    kr_writer_submit(s->writer, j);
+    log_registration(s, t, p, fresh, j, b, done, arg);
     return 0;
 nomem:
     kr_job_free(j);
@@ -331,14 +339,7 @@ int kr_store_producer_adopt(kr_store *s, kr_topic *t, const kr_prod_state *st, k
     p->epoch = st->epoch;
     kr_producer_restore(p, st->next_seq, st->win, st->n, kr_wall_ms());
     kr_prod_mark_all_dirty(table_of(t)); /* the next checkpoint writes its state */
-    kr_producer_hold(p);                 /* the job's */
-    kr_view_batch_registration(b, t->name, t->name_len, p->id, p->id_len, p->pid, p->epoch);
-    if (fresh)
-        kr_view_batch_next_pid(b, t->name, t->name_len, kr_prod_table_next_pid(table_of(t)));
-    j->logged = (kr_job_logged){.batch = b, .producer = p, .epoch = p->epoch, .seq = p->next_seq};
-    j->done = done;
-    j->arg = arg;
-    kr_writer_submit(s->writer, j);
+    log_registration(s, t, p, fresh, j, b, done, arg);
     return 0;
 nomem:
     kr_job_free(j);
