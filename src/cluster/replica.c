@@ -113,7 +113,7 @@ void kr_replica_wait(kr_replica *rp, uint64_t index, kr_replica_done done, void 
         snprintf(res.msg, sizeof res.msg,
                  "the result of raft entry %llu was forgotten before it was asked for (more "
                  "than %u entries applied since); its outcome is unknown",
-                 (unsigned long long)index, KR_REPLICA_RESULTS);
+                 (unsigned long long)index, (unsigned)KR_REPLICA_RESULTS);
         done(arg, &res);
         return;
     }

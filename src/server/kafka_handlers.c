@@ -165,7 +165,7 @@ static void metadata_respond(kr_kconn *c, kr_kreq *r, const kr_kafka_str *names,
     broker->port = k->adv_port;
     /* In a cluster the one broker named is the leader (PROTOCOL.md section
      * 8): clients produce there, and ask again after NOT_LEADER_OR_FOLLOWER. */
-    kr_hostport lead;
+    kr_hostport lead = {0};
     char addr[KR_HOSTPORT_MAX + 1];
     if (k->srv->cluster != NULL &&
         kr_cluster_leader_kafka_addr(k->srv->cluster, addr, sizeof addr) &&
