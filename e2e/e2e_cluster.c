@@ -14,7 +14,8 @@
  *   steps down; healed, one leader;
  * - membership through the admin API: remove a node, add it back; a node
  *   whose volume was lost rejoins on its own, never as a second cluster;
- * - an idempotent producer through a SIGSTOPped leader and delayed links;
+ * - an idempotent producer through a SIGSTOPped leader and delayed links,
+ *   and through a rolling restart (writes stop < 2 s at a time);
  * - Kafka clients on a cluster (kcat): Metadata names the leader.
  * - the store replicated: PUBLISHes acknowledged by the leader are on
  *   every node, at the same offsets with the same bytes (FETCH from each),
@@ -557,10 +558,16 @@ static void test_replicated_publish(void **state)
     run_replicated(0, 20);
 }
 
+/* Plain producers through leader kills: the idempotent test covers kills
+ * in make test; this one runs in make torture. */
 static void test_replicated_leader_kills(void **state)
 {
     (void)state;
-    run_replicated(getenv("KRAPPY_E2E_TORTURE") ? 30 : 2, 10);
+    if (getenv("KRAPPY_E2E_TORTURE") == NULL) {
+        printf("e2e_cluster: plain producers through leader kills run in make torture\n");
+        return;
+    }
+    run_replicated(30, 10);
 }
 
 /* An idempotent producer handle publishing until told to stop. */
@@ -571,13 +578,25 @@ typedef struct idem_load {
     krappy_err err;
     char errmsg[256];
     krappy_producer_info info;
+    uint64_t last_ack_ms, worst_gap_ms; /* the longest time without an ack */
+    unsigned pace_us;                   /* a pause after each batch (0: none) */
 } idem_load;
+
+static void on_ack(void *arg, const krappy_producer_ack *ack)
+{
+    (void)ack;
+    idem_load *l = arg;
+    uint64_t now = e2e_now_ms();
+    if (l->last_ack_ms != 0 && now - l->last_ack_ms > l->worst_gap_ms)
+        l->worst_gap_ms = now - l->last_ack_ms;
+    l->last_ack_ms = now;
+}
 
 static void *idem_producer(void *arg)
 {
     idem_load *l = arg;
     krappy_producer *p = NULL;
-    krappy_producer_opts o = {.reconnect_ms = 20000};
+    krappy_producer_opts o = {.reconnect_ms = 20000, .on_ack = on_ack, .arg = l};
     l->err = krappy_producer_open(l->addrs, REP_TOPIC, "idem-1", &o, &p);
     krappy_batch *b = krappy_batch_new();
     while (l->err == KRAPPY_OK && !l->stop && l->sent + REP_BATCH <= 999999) {
@@ -585,6 +604,8 @@ static void *idem_producer(void *arg)
         l->err = krappy_producer_send(p, b, NULL);
         if (l->err == KRAPPY_OK)
             l->sent += REP_BATCH;
+        if (l->pace_us > 0)
+            usleep(l->pace_us);
     }
     if (l->err == KRAPPY_OK)
         l->err = krappy_producer_flush(p);
@@ -704,6 +725,45 @@ static void test_stop_and_delay(void **state)
     assert_int_equal(e2e_cluster_stop(&c), 0);
 }
 
+/*
+ * A rolling restart under load: each node in turn stopped (SIGTERM: a
+ * leader hands over first) and started again once the cluster agrees;
+ * nothing is lost and writes stop for less than 2 s at a time.
+ */
+static void test_rolling_restart(void **state)
+{
+    (void)state;
+    e2e_cluster c;
+    assert_int_equal(e2e_cluster_start(&c, 3, false, NULL), 0);
+    idem_load l = {.addrs = c.addrs, .pace_us = 10000}; /* ~100 PUBLISHes a second */
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, idem_producer, &l), 0);
+    for (unsigned i = 0; i < 3; i++) {
+        usleep(500000);
+        assert_int_equal(e2e_stop_keep(&c.node[i], 15000), 0);
+        assert_true(e2e_cluster_leader(&c, 20000) >= 0);
+        assert_int_equal(e2e_cluster_restart(&c, i, NULL), 0);
+        assert_true(e2e_cluster_leader(&c, 20000) >= 0);
+    }
+    usleep(500000);
+    l.stop = 1;
+    pthread_join(th, NULL);
+    if (l.err != KRAPPY_OK)
+        fail_msg("the producer failed: %s", l.errmsg);
+    printf("e2e_cluster: rolling restart of 3 nodes under load: %d events, the longest time "
+           "without an acknowledgement %llu ms (goal: < 2000 ms)\n",
+           l.sent, (unsigned long long)l.worst_gap_ms);
+    char *acked = malloc((size_t)l.sent + 1);
+    assert_non_null(acked);
+    memset(acked, 1, (size_t)l.sent + 1);
+    check_streams(&c, l.sent, acked, l.sent, 0, 0);
+    free(acked);
+    if (l.worst_gap_ms >= 2000)
+        fail_msg("writes stopped for %llu ms during the rolling restart",
+                 (unsigned long long)l.worst_gap_ms);
+    assert_int_equal(e2e_cluster_stop(&c), 0);
+}
+
 /* The Kafka listener on a cluster: Metadata names the leader's Kafka
  * address on every node, so a producer bootstrapped on a follower writes
  * to the leader, and the events are on every node. */
@@ -754,6 +814,7 @@ int main(void)
         cmocka_unit_test(test_idempotent_failover),
         cmocka_unit_test(test_kafka),
         cmocka_unit_test(test_stop_and_delay),
+        cmocka_unit_test(test_rolling_restart),
     };
     if (getenv("KRAPPY_E2E_ONLY") != NULL) /* a test's name (or a pattern), when debugging */
         cmocka_set_test_filter(getenv("KRAPPY_E2E_ONLY"));
