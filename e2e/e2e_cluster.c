@@ -450,15 +450,23 @@ static void check_streams(e2e_cluster *cp, int total, const char *acked, int n_a
     }
     int *seen = calloc((size_t)total, sizeof *seen);
     assert_non_null(seen);
-    const char *p = d[0].text;
-    /* "ev-" as CBOR text: 0x69 (9 bytes) then "ev-", in hex. */
-    while ((p = strstr(p, "6965762d")) != NULL) {
-        p += 8;
-        int no = 0;
-        for (int dgt = 0; dgt < 6; dgt++, p += 2)
-            no = no * 10 + (p[1] - '0');
-        assert_true(no >= 0 && no < total);
-        seen[no]++;
+    /* Each line is "offset ts key value-hex"; a value "ev-NNNNNN" is 0x69
+     * (text of 9 bytes), then "ev-" (65762d), then the digits. One pass:
+     * the text is megabytes long. */
+    for (const char *line = d[0].text, *stop = d[0].text + d[0].len; line < stop;) {
+        const char *nl = memchr(line, '\n', (size_t)(stop - line));
+        const char *eol = nl != NULL ? nl : stop;
+        const char *v = eol;
+        while (v > line && v[-1] != ' ')
+            v--;
+        if (eol - v == 8 + 12 && memcmp(v, "6965762d", 8) == 0) {
+            int no = 0;
+            for (const char *q = v + 8; q < eol; q += 2)
+                no = no * 10 + (q[1] - '0');
+            assert_true(no >= 0 && no < total);
+            seen[no]++;
+        }
+        line = eol + 1;
     }
     for (int no = 0; no < total; no++) {
         if (seen[no] > 1)
