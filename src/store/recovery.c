@@ -19,6 +19,7 @@
  * 100,000 segments starts under `ulimit -n 1024`.
  */
 #include "store/store_int.h"
+#include "store/topic_config.h"
 #include "store/store_producers.h"
 
 #include <dirent.h>
@@ -33,6 +34,7 @@
 
 #include "proto/cbor.h"
 #include "store/checkpoint.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 /* One topic being recovered. */
@@ -474,7 +476,11 @@ static int recover_steps(recovery *r)
     t->first = t->segs[0]->base;
     t->next = t->assigned = t->segs[t->n_segs - 1]->next;
     t->ready = true;
-    if (clamp_marker(r) < 0 || kr_store_groups_load(s, t, r->err, r->errlen) < 0 ||
+    kr_segment *active = t->segs[t->n_segs - 1];
+    if (active->next > active->base)
+        active->first_write_ms = kr_wall_ms(); /* segment_ms counts from the start */
+    if (clamp_marker(r) < 0 || kr_topic_config_load(s, t, r->err, r->errlen) < 0 ||
+        kr_store_groups_load(s, t, r->err, r->errlen) < 0 ||
         kr_store_producers_load(s, t, r->err, r->errlen) < 0 || replay(r, t->marker) < 0)
         return -1;
     kr_counter_add(s->m_replayed, r->replayed);

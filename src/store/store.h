@@ -50,13 +50,16 @@
 #include "store/producers.h"
 #include "store/segment.h"
 #include "store/view.h"
+#include "proto/topic_config.h"
 
 /* Defaults of the storage settings (flags in config.c). */
-#define KR_DEFAULT_SEGMENT_BYTES      (64u * 1024 * 1024)
-#define KR_DEFAULT_CHECKPOINT_MS      500
-#define KR_DEFAULT_OVERLAY_BYTES      (128u * 1024 * 1024)
-#define KR_DEFAULT_MAX_PUBLISH_EVENTS 100000
-#define KR_DEFAULT_MAX_WAIT_MS        60000
+#define KR_DEFAULT_SEGMENT_BYTES       (64u * 1024 * 1024)
+#define KR_DEFAULT_CHECKPOINT_MS       500
+#define KR_DEFAULT_OVERLAY_BYTES       (128u * 1024 * 1024)
+#define KR_DEFAULT_MAX_PUBLISH_EVENTS  100000
+#define KR_DEFAULT_MAX_WAIT_MS         60000
+#define KR_DEFAULT_DELETE_RETENTION_MS (24ull * 3600 * 1000)
+#define KR_DEFAULT_COMPACT_RATE        (32ull * 1024 * 1024)
 /* Segment files kept open at once when kr_store_opts.max_open_files is 0. */
 #define KR_STORE_DEFAULT_OPEN_FILES 1024
 /* SCAN cursors live this long after their last use, and this many at most. */
@@ -89,6 +92,13 @@ typedef struct kr_store_opts {
     int rocksdb_max_open_files;  /* RocksDB's table files kept open (0: 256) */
     bool rebuild_view;           /* start with a new view rebuilt from the streams,
                                     the old one's group cursors kept */
+    /* Defaults of the topic settings a topic does not set itself (with
+     * segment_bytes, retention_bytes and retention_ms above). */
+    uint32_t cleanup;             /* KR_CLEANUP_* bits; 0: delete */
+    uint64_t delete_retention_ms; /* how long compaction keeps a tombstone */
+    uint64_t segment_ms;          /* roll a non-empty active segment this old (0: never) */
+    uint64_t compact_rate;        /* bytes/s compaction reads and writes at most (0: the
+                                     default, KR_DEFAULT_COMPACT_RATE) */
 } kr_store_opts;
 
 typedef struct kr_store kr_store;
@@ -106,6 +116,10 @@ typedef struct kr_segment {
     kr_index idx;    /* sparse hints */
     size_t n_corrupt;
     kr_corrupt corrupt[KR_SEG_MAX_CORRUPT];
+    uint64_t first_write_ms; /* wall clock of its first batch (segment_ms), 0: none yet */
+    bool compacted;          /* rewritten by compaction: offsets may have gaps,
+                                it covers [base, next) all the same */
+    bool compacting;         /* being rewritten: retention and merges leave it */
 } kr_segment;
 
 /* A FETCH waiting for events (a parked long poll). */
@@ -131,6 +145,7 @@ struct kr_topic {
     bool failed;       /* creation failed: being removed */
     bool deleted;      /* DELETE_TOPIC: out of the table, freed once its
                           files and records are gone */
+    bool rolling;      /* a ROLL job (segment_ms) is in flight */
     kr_segment **segs; /* ascending base; the last one is being appended;
                           room for appends_in_flight (queued, not completed)
                           more, one per segment the writer may start */
@@ -150,9 +165,12 @@ struct kr_topic {
     struct kr_waiter_list waiters;
     struct kr_tgroup **groups; /* consumer groups, by name */
     size_t n_groups, cap_groups;
-    struct kr_wtopic *w;   /* writer-side state: only the writer touches it */
-    struct kr_tprod *prod; /* idempotent producers (store_producers.c) */
-    uint64_t events_in;    /* counters for STATS/metrics */
+    struct kr_wtopic *w;         /* writer-side state: only the writer touches it */
+    struct kr_tprod *prod;       /* idempotent producers (store_producers.c) */
+    kr_topic_config own;         /* the settings the topic sets itself (topic_config.h) */
+    kr_topic_config cfg;         /* what applies: `own` over the server's defaults */
+    struct kr_tcompact *compact; /* compaction state (compact.c), NULL until used */
+    uint64_t events_in;          /* counters for STATS/metrics */
     kr_metric *m_events_in, *m_bytes_in, *m_events_out, *m_bytes_out, *m_stream_bytes,
         *m_segments; /* labelled topic="NAME" */
 };

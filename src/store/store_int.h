@@ -105,6 +105,20 @@ kr_segment *kr_segment_new(kr_fdcache *files, const char *dir, uint64_t base);
  * ENOMEM. */
 int kr_topic_add_segment(kr_topic *t, kr_segment *seg);
 
+/* Retire t's old segments when its settings ask for it and the durable
+ * view covers them (after each checkpoint of t, and when its settings
+ * change). */
+void kr_store_retention(kr_store *s, kr_topic *t);
+
+/*
+ * kr_topic_reserve_segment - room in t->segs for one more segment than the
+ * appends (and rolls) in flight may start: the loop must be able to add a
+ * segment the writer started when the job lands, where an ENOMEM has no
+ * good answer. The caller counts its job in t->appends_in_flight.
+ * @return 0, or -1 on ENOMEM.
+ */
+int kr_topic_reserve_segment(kr_topic *t);
+
 /* Recount s->active_bytes from the overlays of the topics in the table. */
 void kr_store_recount_active(kr_store *s);
 

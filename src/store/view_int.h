@@ -21,6 +21,9 @@
 #define TAG_CURSOR   'c'
 #define TAG_PRODUCER 'p' /* a producer's durable state, by pid (checkpoints) */
 #define TAG_REGISTER 'r' /* a producer's registration, by id (WAL on) */
+#define TAG_SETTINGS                                                                               \
+    's' /* a topic's own settings (WAL on; after 'r', so never                                     \
+           inside a checkpoint file's key range) */
 
 struct kr_view_batch {
     rocksdb_writebatch_t *wb;
