@@ -322,6 +322,8 @@ static void json_topic(struct evbuffer *b, const kr_topic *t)
                         t->name, (unsigned long long)t->first, (unsigned long long)t->next,
                         (unsigned long long)kr_topic_bytes(t),
                         (unsigned long long)kr_topic_keys(t));
+    evbuffer_add_printf(b, ",\"config\":");
+    kr_admin_put_config(b, &t->cfg);
 }
 
 static void send_json(struct evhttp_request *req, struct evbuffer *b)
@@ -602,6 +604,10 @@ static void api_topic_path(kr_admin *a, struct evhttp_request *req, const char *
         kr_admin_produce(a, req, rest, nl); /* creates the topic when missing */
         return;
     }
+    if (what != NULL && is(what, wl, "config")) {
+        kr_admin_topic_config(a, req, rest, nl); /* a POST creates the topic when missing */
+        return;
+    }
     kr_topic *t = kr_store_topic(a->srv->store, (const uint8_t *)rest, nl);
     if (what == NULL) {
         if (!method_in(req, EVHTTP_REQ_GET | EVHTTP_REQ_DELETE, "GET, HEAD, DELETE"))
@@ -633,7 +639,8 @@ static void api_topic_path(kr_admin *a, struct evhttp_request *req, const char *
         api_scan(a, req, t, q);
     } else {
         reply_error(req, 404, "Not Found",
-                    "no such API path; see /api/topics/T/keys/K, /events, /scan, /groups/G");
+                    "no such API path; see /api/topics/T/keys/K, /events, /scan, /groups/G, "
+                    "/config");
     }
 }
 
