@@ -17,6 +17,7 @@
 
 #include "proto/cbor.h"
 #include "server/server.h"
+#include "store/compact.h"
 #include "store/topic_config.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -927,7 +928,16 @@ static kr_hresult stats(kr_conn *c, kr_req *r, const kr_request *req)
     }
     kr_str name = topic_str(t);
     kr_buf_reset(&c->enc);
-    kr_stats_more more = {.cfg = &t->cfg};
+    kr_compact_stats cs;
+    kr_compact_topic_stats(t, &cs);
+    kr_stats_more more = {.cfg = &t->cfg,
+                          .has_compaction = (t->cfg.v[KR_TC_CLEANUP] & KR_CLEANUP_COMPACT) != 0 ||
+                                            cs.segments_rewritten > 0,
+                          .dirty_bytes = cs.dirty_bytes,
+                          .reclaimed_bytes = cs.reclaimed_bytes,
+                          .segments_rewritten = cs.segments_rewritten,
+                          .events_removed = cs.events_removed,
+                          .ms = cs.ns / 1000000};
     kr_enc_ok_stats_begin_more(&c->enc, r->cid, &name, t->first, t->next, kr_topic_bytes(t),
                                kr_topic_keys(t), kr_topic_producers(t), &more, one ? 1 : n_groups);
     if (one != NULL)

@@ -4,6 +4,7 @@
  * PUBLISH path lives in publish.c, recovery at start in recovery.c, reads
  * in store_read.c, consumer groups in store_group.c.
  */
+#include "store/compact.h"
 #include "store/store_int.h"
 #include "store/store_producers.h"
 #include "store/topic_config.h"
@@ -125,6 +126,7 @@ void kr_store_topic_free(kr_topic *t)
     kr_overlay_free(t->frozen);
     kr_overlay_free(t->readcache);
     kr_wtopic_free(t->w);
+    kr_compact_topic_free(t);
     kr_store_producers_topic_free(t);
     free(t->dir);
     free(t);
@@ -537,6 +539,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     for (size_t i = 0; i < s->n_topics; i++) {
         kr_topic *t = s->topics[i];
         roll_quiet(s, t, now);
+        kr_compact_poke(s, t);
         bytes += kr_overlay_bytes(t->active) + (t->frozen ? kr_overlay_bytes(t->frozen) : 0);
     }
     kr_gauge_set(s->m_overlay_bytes, (int64_t)bytes);
@@ -604,6 +607,7 @@ void kr_store_refresh_metrics(kr_store *s)
         kr_gauge_set(t->m_segments, (int64_t)t->n_segs);
         kr_store_groups_metrics(t);
         kr_store_producers_metrics(t);
+        kr_compact_topic_metrics(t);
     }
 }
 
@@ -705,6 +709,10 @@ int kr_store_open(const kr_store_opts *o, struct event_base *base, kr_metrics *m
         snprintf(err, errlen, "cannot start the storage writer: %s", strerror(errno));
         goto fail;
     }
+    if (kr_compact_start(s) < 0) {
+        snprintf(err, errlen, "cannot start the compaction thread: %s", strerror(errno));
+        goto fail;
+    }
     s->tick = event_new(base, -1, EV_PERSIST, on_tick, s);
     struct timeval tv = {(time_t)(o->checkpoint_ms / 1000),
                          (suseconds_t)(o->checkpoint_ms % 1000) * 1000};
@@ -734,6 +742,7 @@ void kr_store_close(kr_store *s)
     if (s == NULL)
         return;
     s->closing = true;
+    kr_compact_stop(s); /* it reads the view and the topics' directories */
     if (s->tick != NULL)
         event_free(s->tick);
     if (s->group_tick != NULL)

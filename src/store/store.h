@@ -104,6 +104,7 @@ typedef struct kr_store_opts {
 typedef struct kr_store kr_store;
 typedef struct kr_topic kr_topic;
 typedef struct kr_job kr_job;
+typedef struct kr_compactor kr_compactor;
 
 /* One segment as the loop sees it: what is visible and where. */
 typedef struct kr_segment {
@@ -298,10 +299,13 @@ krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_
 
 /* ---- reads (loop thread, synchronous) ---- */
 
-/* One batch payload range of a segment file, sent as is. */
+/* One batch payload range of a segment file, sent as is: events of
+ * consecutive offsets [first, first + count). */
 typedef struct kr_fetch_range {
     kr_segment *seg;
     uint64_t pos, len;
+    uint64_t first;
+    uint64_t count;
 } kr_fetch_range;
 
 /* Ranges per FETCH reply at most (one per stored batch touched). */
@@ -311,9 +315,11 @@ typedef struct kr_fetch_range {
 #define KR_FETCH_COPY_BELOW (16u * 1024)
 
 typedef struct kr_fetch_result {
-    uint64_t count; /* events */
-    uint64_t next;  /* offset after the last one */
-    uint64_t bytes; /* sum of range lengths */
+    uint64_t count;   /* events */
+    uint64_t next;    /* offset after the last one (the offset asked for when none) */
+    uint64_t scanned; /* every offset below it from the one asked for was returned or
+                         holds no event (compaction removed it): >= next */
+    uint64_t bytes;   /* sum of range lengths */
     size_t n_ranges;
     kr_fetch_range *ranges; /* the store's: valid until the next fetch */
 } kr_fetch_result;
@@ -329,6 +335,12 @@ typedef struct kr_fetch_result {
  */
 krappy_err kr_store_fetch(kr_store *s, kr_topic *t, uint64_t offset, uint64_t max,
                           uint64_t max_bytes, kr_fetch_result *out, char *msg, size_t msglen);
+
+/* kr_store_fetch of the events with offsets in [offset, end) only (POLL's
+ * slices: a removed offset must not pull in events past its slice). */
+krappy_err kr_store_fetch_range(kr_store *s, kr_topic *t, uint64_t offset, uint64_t end,
+                                uint64_t max, uint64_t max_bytes, kr_fetch_result *out, char *msg,
+                                size_t msglen);
 
 /*
  * kr_store_fetch_emit - append the events of a fetch result to buf: small

@@ -78,9 +78,10 @@ struct kr_store {
     kr_fetch_range *ranges; /* fetch result ranges */
     kr_metric *m_events_in, *m_bytes_in, *m_overlay_bytes, *m_replayed, *m_retired, *m_scan_ckpts,
         *m_group_skipped, *m_files_open, *m_file_opens;
-    uint64_t file_opens_seen; /* counted into m_file_opens so far */
-    struct event *group_tick; /* pending deadlines, 4 times a second */
-    kr_prod_set *producers;   /* idempotent producers, all topics */
+    uint64_t file_opens_seen;       /* counted into m_file_opens so far */
+    struct event *group_tick;       /* pending deadlines, 4 times a second */
+    kr_prod_set *producers;         /* idempotent producers, all topics */
+    struct kr_compactor *compactor; /* compaction's thread (compact.c) */
     kr_metric *m_prod_forgotten;
 };
 

@@ -4,6 +4,7 @@
  */
 #include "store/topic_config.h"
 
+#include "store/compact.h"
 #include "store/job.h"
 #include "store/store_int.h"
 
@@ -42,8 +43,10 @@ void kr_topic_config_set(kr_store *s, kr_topic *t, const kr_topic_config *set)
            KR_LOG_U64("delete_retention_ms", t->cfg.v[KR_TC_DELETE_RETENTION_MS]),
            KR_LOG_U64("segment_bytes", t->cfg.v[KR_TC_SEGMENT_BYTES]),
            KR_LOG_U64("segment_ms", t->cfg.v[KR_TC_SEGMENT_MS]));
-    if (t->ready)
+    if (t->ready) {
         kr_store_retention(s, t);
+        kr_compact_poke(s, t);
+    }
 }
 
 krappy_err kr_store_topic_configure(kr_store *s, const uint8_t *name, size_t len,
