@@ -562,6 +562,19 @@ static int submit(kr_store *s, kr_topic *t, struct kr_tcompact *tc, size_t i, si
     return 0;
 }
 
+/* The first of two neighbours among the first n segments, both compacted,
+ * that fit one segment together; n when there are none. */
+static size_t mergeable(const kr_topic *t, size_t n, uint64_t limit)
+{
+    for (size_t i = 0; i + 1 < n; i++) {
+        const kr_segment *a = t->segs[i], *b = t->segs[i + 1];
+        if (a->compacted && b->compacted && a->n_corrupt == 0 && b->n_corrupt == 0 &&
+            a->size + b->size <= limit)
+            return i;
+    }
+    return n;
+}
+
 /*
  * Start t's next rewrite when it is due: a pass starts once enough of its
  * closed segments are dirty (KR_COMPACT_DIRTY_PCT) and walks them from the
@@ -577,12 +590,18 @@ static bool try_start(kr_store *s, kr_topic *t)
     if (tc == NULL || tc->busy || kr_wall_ms() < tc->retry_ms)
         return false;
     size_t n = closed_below_marker(t);
+    uint64_t limit = t->cfg.v[KR_TC_SEGMENT_BYTES];
     if (!tc->in_pass) {
         uint64_t total, dirty = dirty_bytes(t, tc, &total);
-        if (n == 0 || dirty == 0 || dirty * 100 < total * KR_COMPACT_DIRTY_PCT)
+        size_t m = mergeable(t, n, limit);
+        if (m < n) {
+            tc->pass_at = t->segs[m]->base; /* small compacted neighbours: merge them */
+        } else if (n == 0 || dirty == 0 || dirty * 100 < total * KR_COMPACT_DIRTY_PCT) {
             return false;
+        } else {
+            tc->pass_at = t->first;
+        }
         tc->in_pass = true;
-        tc->pass_at = t->first;
     }
     size_t i = 0;
     while (i < n && (t->segs[i]->base < tc->pass_at || t->segs[i]->n_corrupt > 0))
@@ -593,7 +612,7 @@ static bool try_start(kr_store *s, kr_topic *t)
         tc->clean_to = n > 0 ? t->segs[n - 1]->next : tc->clean_to;
         return false;
     }
-    uint64_t limit = t->cfg.v[KR_TC_SEGMENT_BYTES], bytes = t->segs[i]->size;
+    uint64_t bytes = t->segs[i]->size;
     size_t k = i;
     while (k + 1 < n && t->segs[k + 1]->n_corrupt == 0 && bytes + t->segs[k + 1]->size <= limit)
         bytes += t->segs[++k]->size;
@@ -762,6 +781,11 @@ void kr_compact_stop(kr_store *s)
     pthread_cond_destroy(&c->cv);
     free(c);
     s->compactor = NULL;
+}
+
+bool kr_compact_busy(const kr_store *s)
+{
+    return s->compactor != NULL && s->compactor->busy;
 }
 
 void kr_compact_topic_stats(const kr_topic *t, kr_compact_stats *out)

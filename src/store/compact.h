@@ -126,6 +126,9 @@ void kr_compact_stop(kr_store *s);
  * start. Also runs from the store's tick for every topic. */
 void kr_compact_poke(kr_store *s, kr_topic *t);
 
+/* 1 while a rewrite is in flight (the loop has not had it back yet). */
+bool kr_compact_busy(const kr_store *s);
+
 /* t's figures (zeros before its first pass). */
 void kr_compact_topic_stats(const kr_topic *t, kr_compact_stats *out);
 

@@ -292,13 +292,9 @@ void kr_store_retention(kr_store *s, kr_topic *t)
     kr_writer_submit(s->writer, j);
 }
 
-/*
- * segment_ms: ask the writer to close t's active segment once its first
- * batch is that old, so that a quiet topic's last events can be compacted
- * or retired too. One roll in flight per topic (rolling counts in
- * appends_in_flight, which also keeps a slot for its segment).
- */
-static void roll_quiet(kr_store *s, kr_topic *t, uint64_t now)
+/* One roll in flight per topic (rolling counts in appends_in_flight,
+ * which also keeps a slot for its segment). */
+void kr_store_roll_quiet(kr_store *s, kr_topic *t, uint64_t now)
 {
     uint64_t ms = t->cfg.v[KR_TC_SEGMENT_MS];
     kr_segment *seg = t->n_segs > 0 ? t->segs[t->n_segs - 1] : NULL;
@@ -538,7 +534,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     uint64_t now = kr_wall_ms();
     for (size_t i = 0; i < s->n_topics; i++) {
         kr_topic *t = s->topics[i];
-        roll_quiet(s, t, now);
+        kr_store_roll_quiet(s, t, now);
         kr_compact_poke(s, t);
         bytes += kr_overlay_bytes(t->active) + (t->frozen ? kr_overlay_bytes(t->frozen) : 0);
     }

@@ -120,6 +120,11 @@ void kr_store_retention(kr_store *s, kr_topic *t);
  */
 int kr_topic_reserve_segment(kr_topic *t);
 
+/* segment_ms (the store's tick, every topic): ask the writer to close t's
+ * active segment once its first batch is that old (now_ms: wall clock),
+ * so that a quiet topic's last events can be compacted or retired too. */
+void kr_store_roll_quiet(kr_store *s, kr_topic *t, uint64_t now_ms);
+
 /* Recount s->active_bytes from the overlays of the topics in the table. */
 void kr_store_recount_active(kr_store *s);
 
