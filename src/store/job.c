@@ -55,8 +55,10 @@ void kr_job_free(kr_job *j)
     case KR_JOB_ROLL:
         kr_segment_free(j->roll.new_seg);
         break;
-    case KR_JOB_BARRIER:
     case KR_JOB_CURSOR:
+        free(j->cursor.koffset);
+        break;
+    case KR_JOB_BARRIER:
     case KR_JOB_TOPIC_DROP:
         break;
     }
