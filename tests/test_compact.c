@@ -81,7 +81,7 @@ static void test_keep_rule(void **state)
     kr_keep_in tomb_superseded = {
         .has_key = true, .tombstone = true, .offset = 5, .ts = now, .found = 1, .latest = 7};
     assert_false(kr_compact_keep(&tomb_superseded, now, dr));
-    assert_true(kr_compact_is_temp("00000000000000000000.seg.compact"));
+    assert_true(kr_compact_is_temp("00000000000000000000.compact"));
     assert_false(kr_compact_is_temp("00000000000000000000.seg"));
     assert_false(kr_compact_is_temp(".compact"));
 }
@@ -260,7 +260,7 @@ static void test_rewrite_keep_drop(void **state)
             assert_int_equal(got[k++], i);
     assert_int_equal(k, n);
     assert_false(file_exists(dirfd, "00000000000000000100.seg")); /* merged */
-    assert_false(file_exists(dirfd, "00000000000000000000.seg.compact"));
+    assert_false(file_exists(dirfd, "00000000000000000000.compact"));
     assert_true(file_exists(dirfd, "00000000000000000000.idx"));
     kr_index_meta im;
     kr_index ix = {0};
@@ -323,7 +323,7 @@ static void test_rewrite_latest_and_tombstones(void **state)
     assert_int_equal(kr_compact_rewrite(&rw), 1);
     assert_int_equal(fstatat(dirfd, "00000000000000000000.seg", &after, 0), 0);
     assert_int_equal(before.st_ino, after.st_ino);
-    assert_false(file_exists(dirfd, "00000000000000000000.seg.compact"));
+    assert_false(file_exists(dirfd, "00000000000000000000.compact"));
     kr_index_free(&rw.idx);
     close(dirfd);
 }
@@ -361,7 +361,7 @@ static void test_rewrite_failures_leave_old(void **state)
     assert_int_equal(fstatat(dirfd, "00000000000000000000.seg", &after, 0), 0);
     assert_int_equal(before.st_ino, after.st_ino);
     assert_true(file_exists(dirfd, "00000000000000000040.seg"));
-    assert_false(file_exists(dirfd, "00000000000000000000.seg.compact"));
+    assert_false(file_exists(dirfd, "00000000000000000000.compact"));
     /* A damaged batch: refused, left as it is. */
     int fd = openat(dirfd, "00000000000000000040.seg", O_RDWR);
     uint8_t x = 0x55;
@@ -771,7 +771,7 @@ static void test_recovery_after_interrupted_merge(void **state)
     char idx0[KR_INDEX_NAME_BYTES];
     kr_index_file_name(idx0, b0);
     (void)unlinkat(dirfd, idx0, 0);
-    int tf = openat(dirfd, "00000000000000000000.seg.compact", O_RDWR | O_CREAT, 0640);
+    int tf = openat(dirfd, "00000000000000000000.compact", O_RDWR | O_CREAT, 0640);
     assert_true(tf >= 0);
     assert_int_equal(write(tf, "junk", 4), 4);
     close(tf);
@@ -780,7 +780,7 @@ static void test_recovery_after_interrupted_merge(void **state)
     t = kr_store_topic(s, (const uint8_t *)"t", 1);
     assert_non_null(t);
     assert_false(file_exists(dirfd, n1));
-    assert_false(file_exists(dirfd, "00000000000000000000.seg.compact"));
+    assert_false(file_exists(dirfd, "00000000000000000000.compact"));
     assert_int_equal(t->next, next);
     assert_true(t->segs[0]->compacted);
     assert_int_equal(t->segs[0]->next, b2);

@@ -328,9 +328,10 @@ static int swap_in(kr_rewrite *rw, const char *tmp)
 
 int kr_compact_rewrite(kr_rewrite *rw)
 {
+    /* BASE.compact: not a .seg name, so that nothing takes it for one. */
     char tmp[KR_SEG_NAME_BYTES + sizeof KR_COMPACT_TEMP_SUFFIX];
     kr_seg_name(tmp, rw->bases[0]);
-    strcat(tmp, KR_COMPACT_TEMP_SUFFIX);
+    strcpy(tmp + KR_SEG_NAME_BYTES - 5, KR_COMPACT_TEMP_SUFFIX);
     rw->bytes_in = rw->size = rw->max_ts = rw->events_in = rw->events_kept = 0;
     rw->err[0] = '\0';
     out_file o = {.fd = -1};

@@ -23,7 +23,7 @@
  *
  * The rewrite. The segments of a group (one, or adjacent small ones merged
  * into the first) are read batch by batch, CRC-checked; kept events go to
- * DATA/topics/T/BASE.seg.compact in batches of consecutive offsets (a batch
+ * DATA/topics/T/BASE.compact in batches of consecutive offsets (a batch
  * kept whole is copied as it is, headers included), under a segment header
  * flagged KR_SEG_F_COMPACTED. The new file is fdatasync'd, the old BASE.idx
  * removed, the file renamed over BASE.seg and the directory fsync'd - the
