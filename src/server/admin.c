@@ -390,7 +390,12 @@ static void api_topic(kr_admin *a, struct evhttp_request *req, kr_topic *t)
         return;
     }
     json_topic(b, t);
-    evbuffer_add_printf(b, ",\"segments\":%zu,\"groups\":[", t->n_segs);
+    evbuffer_add_printf(b, ",\"segments\":%zu", t->n_segs);
+    if (t->cfg.v[KR_TC_CLEANUP] & KR_CLEANUP_COMPACT) {
+        evbuffer_add_printf(b, ",\"compaction\":");
+        kr_admin_put_compaction(b, t);
+    }
+    evbuffer_add_printf(b, ",\"groups\":[");
     json_groups g = {b, 0};
     kr_group_rows(a->srv, t, NULL, 0, json_group, &g);
     evbuffer_add_printf(b, "]}\n");

@@ -17,6 +17,7 @@
 #include "proto/json_parse.h"
 #include "server/admin_int.h"
 #include "server/server.h"
+#include "store/compact.h"
 #include "store/topic_config.h"
 
 void kr_admin_put_config(struct evbuffer *b, const kr_topic_config *c)
@@ -33,6 +34,19 @@ void kr_admin_put_config(struct evbuffer *b, const kr_topic_config *c)
             evbuffer_add_printf(b, "%llu", (unsigned long long)c->v[i]);
     }
     evbuffer_add(b, "}", 1);
+}
+
+void kr_admin_put_compaction(struct evbuffer *b, const kr_topic *t)
+{
+    kr_compact_stats cs;
+    kr_compact_topic_stats(t, &cs);
+    evbuffer_add_printf(b,
+                        "{\"dirty_bytes\":%llu,\"reclaimed_bytes\":%llu,"
+                        "\"segments_rewritten\":%llu,\"events_removed\":%llu,\"ms\":%llu}",
+                        (unsigned long long)cs.dirty_bytes, (unsigned long long)cs.reclaimed_bytes,
+                        (unsigned long long)cs.segments_rewritten,
+                        (unsigned long long)cs.events_removed,
+                        (unsigned long long)(cs.ns / 1000000));
 }
 
 /* {"topic": T, "config": {...}} of the topic now. */

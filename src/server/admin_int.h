@@ -92,6 +92,10 @@ void kr_admin_put_group_row(struct evbuffer *b, const kr_group_row *row);
  * ...}, every setting c holds. */
 void kr_admin_put_config(struct evbuffer *b, const kr_topic_config *c);
 
+/* A topic's compaction figures as JSON: {"dirty_bytes", "reclaimed_bytes",
+ * "segments_rewritten", "events_removed", "ms"}. */
+void kr_admin_put_compaction(struct evbuffer *b, const kr_topic *t);
+
 /* /api/topics/T/config: GET (HEAD) answers {"topic", "config"}; POST with
  * a JSON map of settings ({"cleanup": "compact", "segment_ms": 600000})
  * changes them, durably, creating the topic when there is none, and
