@@ -28,9 +28,9 @@ typedef enum opt_kind {
     OPT_DURATION,
     OPT_LEVEL,
     OPT_FORMAT,
-    OPT_BOOL,    /* a flag without a value; the variable takes 1/0, true/false, yes/no */
-    OPT_ONOFF,   /* a flag with a value, on/off (or as OPT_BOOL's variable) */
-    OPT_CLEANUP  /* uint32_t field: KR_CLEANUP_* bits from a policy name */
+    OPT_BOOL,   /* a flag without a value; the variable takes 1/0, true/false, yes/no */
+    OPT_ONOFF,  /* a flag with a value, on/off (or as OPT_BOOL's variable) */
+    OPT_CLEANUP /* uint32_t field: KR_CLEANUP_* bits from a policy name */
 } opt_kind;
 
 typedef struct opt_spec {
