@@ -390,18 +390,7 @@ static kr_store *open_store(uint64_t segment_bytes, uint32_t cleanup)
                        .rocksdb_log_dir = "",
                        .cleanup = cleanup,
                        .delete_retention_ms = 0};
-    kr_store *s;
-    char err[256];
-    if (kr_store_open(&o, base, metrics, &s, err, sizeof err) < 0)
-        fail_msg("open: %s", err);
-    return s;
-}
-
-static void run_until(int *flag, int want)
-{
-    for (int i = 0; i < 10000 && *flag < want; i++)
-        event_base_loop(base, EVLOOP_ONCE);
-    assert_int_equal(*flag, want);
+    return kr_test_store_open(&o, base, metrics);
 }
 
 static kr_topic *configure(kr_store *s, const char *name, const char *const *set, size_t n)
@@ -415,7 +404,7 @@ static kr_topic *configure(kr_store *s, const char *name, const char *const *set
     assert_int_equal(kr_store_topic_configure(s, (const uint8_t *)name, strlen(name), &c, &t,
                                               on_done, &d, msg, sizeof msg),
                      KRAPPY_OK);
-    run_until(&d.calls, 1);
+    kr_test_run_until(base, &d.calls, 1);
     assert_int_equal(d.res.err, KRAPPY_OK);
     return t;
 }
@@ -452,7 +441,7 @@ static void pub(kr_store *s, kr_topic *t, int n, int nkeys, int from, bool tomb)
     assert_int_equal(
         kr_store_publish(s, t, &req, &scratch, false, NULL, on_done, &d, msg, sizeof msg, &bad),
         KRAPPY_OK);
-    run_until(&d.calls, 1);
+    kr_test_run_until(base, &d.calls, 1);
     assert_int_equal(d.res.err, KRAPPY_OK);
     kr_buf_free(&b);
     kr_buf_free(&scratch);
@@ -589,7 +578,7 @@ static void test_store_settings_persist(void **state)
     done d = {0};
     char msg[256];
     assert_int_equal(kr_store_delete_topic(s, u, on_done, &d, msg, sizeof msg), KRAPPY_OK);
-    run_until(&d.calls, 1);
+    kr_test_run_until(base, &d.calls, 1);
     kr_store_close(s);
     s = open_store(1u << 20, 0);
     static const char *const none[] = {"retention_ms=1h"};
@@ -686,7 +675,7 @@ static void test_store_compaction(void **state)
                  .owner = &d};
     assert_int_equal(kr_store_group_join(s, t, &j, &tg, &m, &taken, on_done, &d, msg, sizeof msg),
                      KRAPPY_OK);
-    run_until(&d.calls, 1);
+    kr_test_run_until(base, &d.calls, 1);
     size_t polled = 0;
     for (int guard = 0; guard < 1000; guard++) {
         struct evbuffer *eb = evbuffer_new();
