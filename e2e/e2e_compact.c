@@ -117,7 +117,10 @@ static size_t check(const e2e_server *s, const char *topic, const model *m)
     bool any = false;
     for (int guard = 0; guard < 100000 && at < end; guard++) {
         krappy_events *ev;
-        assert_int_equal(krappy_fetch(c, topic, at, 500, 0, 0, &ev), KRAPPY_OK);
+        krappy_err fe = krappy_fetch(c, topic, at, 500, 0, 0, &ev);
+        if (fe != KRAPPY_OK)
+            fail_msg("FETCH %s from %llu: %s", topic, (unsigned long long)at,
+                     krappy_client_errmsg(c));
         if (ev->count == 0) {
             krappy_events_free(ev);
             break;

@@ -171,8 +171,10 @@ static int table_lookup(void *arg, const uint8_t *key, size_t klen, uint64_t *la
         snprintf(err, errlen, "the view is closed");
         return -1;
     }
-    assert_true(klen >= 2 && key[0] == 'k');
-    int k = atoi((const char *)key + 1);
+    assert_true(klen >= 2 && klen < 16 && key[0] == 'k');
+    char num[16] = {0};
+    memcpy(num, key + 1, klen - 1); /* key content: not NUL-terminated */
+    int k = atoi(num);
     assert_true(k < tb->nkeys);
     if (!tb->live[k])
         return 0;

@@ -597,7 +597,10 @@ kr_khresult kr_khandle_alter_configs(kr_kconn *c, kr_kreq *r, const kr_kafka_req
             err = conf_check(conf, nc, e->name, e->value, topic ? &set : NULL, why, sizeof why);
         }
         res[i].resource_type = rq->resource_type;
-        res[i].resource_name = rq->resource_name;
+        /* Copied: the answer may go after the request's bytes are gone. */
+        const char *name = kr_kreq_strdup(r, rq->resource_name.ptr, rq->resource_name.len);
+        res[i].resource_name =
+            name != NULL ? (kr_kafka_str){name, rq->resource_name.len} : (kr_kafka_str){"", 0};
         res[i].error_code = err;
         res[i].error_message = err != 0 ? copy_str(r, why) : (kr_kafka_str){NULL, -1};
         if (err != 0 || set.mask == 0 || q->validate_only)

@@ -391,7 +391,9 @@ struct kr_tcompact {
 /* One rewrite handed to the thread, and back. */
 typedef struct kr_cjob {
     struct kr_tcompact *tc;
-    kr_segment **segs; /* the loop's records of the segments rewritten */
+    kr_segment **segs;  /* the loop's records of the segments rewritten */
+    kr_fdfile **pinned; /* their files, held open from the submission to the swap */
+    size_t n_pinned;
     uint64_t *bases;
     kr_segment *new_seg; /* the loop's record of the result, made beforehand */
     kr_rewrite rw;
@@ -439,6 +441,9 @@ static void cjob_free(kr_cjob *j)
 {
     if (j == NULL)
         return;
+    for (size_t i = 0; i < j->n_pinned; i++)
+        kr_fdfile_put(j->pinned[i]); /* closes the old file now, if nothing else holds it */
+    free(j->pinned);
     if (j->rw.dirfd >= 0)
         close(j->rw.dirfd);
     kr_index_free(&j->rw.idx);
@@ -529,11 +534,23 @@ static int submit(kr_store *s, kr_topic *t, struct kr_tcompact *tc, size_t i, si
     j->rw.dirfd = -1;
     j->segs = calloc(n, sizeof *j->segs);
     j->bases = calloc(n, sizeof *j->bases);
+    j->pinned = calloc(n, sizeof *j->pinned);
     j->new_seg = kr_segment_new(s->files, t->dir, t->segs[i]->base);
     j->rw.dirfd = open(t->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (j->segs == NULL || j->bases == NULL || j->new_seg == NULL || j->rw.dirfd < 0) {
+    if (j->segs == NULL || j->bases == NULL || j->pinned == NULL || j->new_seg == NULL ||
+        j->rw.dirfd < 0) {
         cjob_free(j);
         return -1;
+    }
+    /* The old files stay open until the loop swaps its records: between the
+     * rename and the swap, a FETCH must not open the new file by the name
+     * of the old one (its record's sizes and hints are the old file's). */
+    for (size_t x = 0; x < n; x++) {
+        if (kr_fdfile_get(t->segs[i + x]->file) < 0) {
+            cjob_free(j);
+            return -1;
+        }
+        j->pinned[j->n_pinned++] = t->segs[i + x]->file;
     }
     for (size_t x = 0; x < n; x++) {
         j->segs[x] = t->segs[i + x];
