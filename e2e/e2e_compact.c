@@ -303,6 +303,15 @@ static void test_compaction(void **state)
     usleep(500000); /* segment_ms rolls the last one; another pass takes it */
     size_t after = check(&s, "kv", &m);
     assert_true(after < before / 3);
+    char cmd[512], out[4096];
+    snprintf(cmd, sizeof cmd, "%s -h 127.0.0.1 -p %s stats kv", e2e_cli(), s.port);
+    assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
+    assert_non_null(strstr(out, "cleanup  compact"));
+    assert_non_null(strstr(out, "segments rewritten"));
+    snprintf(cmd, sizeof cmd, "%s -h 127.0.0.1 -p %s --json stats kv", e2e_cli(), s.port);
+    assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
+    assert_non_null(strstr(out, "\"config\":{\"cleanup\":\"compact\""));
+    assert_non_null(strstr(out, "\"reclaimed_bytes\":"));
     assert_int_equal(e2e_stop_keep(&s, 10000), 0);
     assert_int_equal(e2e_restart(&s, fast), 0);
     assert_true(check(&s, "kv", &m) <= after);
