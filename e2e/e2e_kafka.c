@@ -595,18 +595,43 @@ static void test_admin(void **state)
     assert_int_equal(create_topic(rk, "adm", 3, NULL, NULL, msg, sizeof msg),
                      RD_KAFKA_RESP_ERR_INVALID_PARTITIONS);
     assert_non_null(strstr(msg, "one partition"));
-    assert_int_equal(create_topic(rk, "adm", 1, "cleanup.policy", "compact", msg, sizeof msg),
+    assert_int_equal(create_topic(rk, "adm", 1, "cleanup.policy", "all", msg, sizeof msg),
                      RD_KAFKA_RESP_ERR_INVALID_CONFIG);
-    assert_non_null(strstr(msg, "per-topic settings are not supported yet"));
-    assert_int_equal(create_topic(rk, "adm", 1, "cleanup.policy", "delete", msg, sizeof msg),
+    assert_non_null(strstr(msg, "cleanup.policy"));
+    assert_int_equal(create_topic(rk, "adm", 1, "compression.type", "zstd", msg, sizeof msg),
+                     RD_KAFKA_RESP_ERR_INVALID_CONFIG);
+    assert_int_equal(create_topic(rk, "adm", 1, "cleanup.policy", "compact", msg, sizeof msg),
                      RD_KAFKA_RESP_ERR_NO_ERROR);
+    /* The topic's settings are krappy's (PROTOCOL.md section 9). */
+    assert_int_equal(sh("%s -h 127.0.0.1 -p %s topic-config adm", e2e_cli(), s.port), 0);
+    assert_non_null(strstr(out, "compact"));
     assert_int_equal(create_topic(rk, "adm", 1, NULL, NULL, msg, sizeof msg),
                      RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS);
     assert_int_equal(sh("%s -h 127.0.0.1 -p %s topics", e2e_cli(), s.port), 0);
     assert_non_null(strstr(out, "adm"));
 
-    /* DescribeConfigs: the server's settings, read-only (DeleteTopics:
-     * test_delete_topic). */
+    /* AlterConfigs: retention.ms of the topic, durably (and what
+     * TOPIC_CONFIG reads). */
+    rd_kafka_ConfigResource_t *ar = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, "adm");
+    assert_int_equal(rd_kafka_ConfigResource_set_config(ar, "retention.ms", "3600000"),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_queue_t *aq = rd_kafka_queue_new(rk);
+    rd_kafka_AlterConfigs(rk, &ar, 1, NULL, aq);
+    rd_kafka_event_t *aev = rd_kafka_queue_poll(aq, 10000);
+    assert_non_null(aev);
+    size_t an;
+    const rd_kafka_ConfigResource_t **ars =
+        rd_kafka_AlterConfigs_result_resources(rd_kafka_event_AlterConfigs_result(aev), &an);
+    assert_int_equal(an, 1);
+    assert_int_equal(rd_kafka_ConfigResource_error(ars[0]), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_event_destroy(aev);
+    rd_kafka_ConfigResource_destroy(ar);
+    rd_kafka_queue_destroy(aq);
+    assert_int_equal(sh("%s -h 127.0.0.1 -p %s topic-config adm", e2e_cli(), s.port), 0);
+    assert_non_null(strstr(out, "3600000"));
+
+    /* DescribeConfigs: the topic's settings - its own ones from the topic,
+     * the rest the server's (DeleteTopics: test_delete_topic). */
     rd_kafka_ConfigResource_t *cr = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, "adm");
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
     size_t n;
@@ -618,14 +643,29 @@ static void test_admin(void **state)
     assert_int_equal(n, 1);
     size_t nc;
     const rd_kafka_ConfigEntry_t **ce = rd_kafka_ConfigResource_configs(rs[0], &nc);
-    bool found = false;
-    for (size_t i = 0; i < nc; i++)
-        if (strcmp(rd_kafka_ConfigEntry_name(ce[i]), "retention.ms") == 0) {
-            assert_string_equal(rd_kafka_ConfigEntry_value(ce[i]), "-1");
+    int found = 0;
+    for (size_t i = 0; i < nc; i++) {
+        const char *name = rd_kafka_ConfigEntry_name(ce[i]);
+        if (strcmp(name, "retention.ms") == 0) {
+            assert_string_equal(rd_kafka_ConfigEntry_value(ce[i]), "3600000");
+            assert_false(rd_kafka_ConfigEntry_is_read_only(ce[i]));
+            assert_int_equal(rd_kafka_ConfigEntry_source(ce[i]),
+                             RD_KAFKA_CONFIG_SOURCE_DYNAMIC_TOPIC_CONFIG);
+            found++;
+        } else if (strcmp(name, "cleanup.policy") == 0) {
+            assert_string_equal(rd_kafka_ConfigEntry_value(ce[i]), "compact");
+            found++;
+        } else if (strcmp(name, "retention.bytes") == 0) {
+            assert_string_equal(rd_kafka_ConfigEntry_value(ce[i]), "-1"); /* the server's */
+            assert_int_equal(rd_kafka_ConfigEntry_source(ce[i]),
+                             RD_KAFKA_CONFIG_SOURCE_STATIC_BROKER_CONFIG);
+            found++;
+        } else if (strcmp(name, "compression.type") == 0) {
             assert_true(rd_kafka_ConfigEntry_is_read_only(ce[i]));
-            found = true;
+            found++;
         }
-    assert_true(found);
+    }
+    assert_int_equal(found, 4);
     rd_kafka_event_destroy(ev);
     rd_kafka_ConfigResource_destroy(cr);
     rd_kafka_queue_destroy(q);
