@@ -198,7 +198,7 @@ void kr_conn_update_read(kr_conn *c)
         want = out_len(c) < KR_CONN_OUT_HIGH && have < need &&
                c->in_bytes + c->charged_bytes < kr_conn_pending_max(c);
         if (want)
-            want = kr_budget_may_read(c);
+            want = kr_budget_may_read(&c->budget);
     }
     if (want && c->read_paused) {
         bufferevent_enable(c->bev, EV_READ);
@@ -665,12 +665,29 @@ static void on_input_change(struct evbuffer *buf, const struct evbuffer_cb_info 
     (void)buf;
     int64_t delta = (int64_t)info->n_added - (int64_t)info->n_deleted;
     if (info->n_added > 0)
-        c->last_read_ns = kr_mono_ns();
+        c->budget.last_read_ns = kr_mono_ns();
     c->in_bytes += (uint64_t)delta;
     kr_budget_add(c->srv, delta);
 }
 
 /* ---- life cycle ---- */
+
+/* The connection's side of its kr_breader (budget.c). */
+static uint64_t budget_held(const kr_breader *b)
+{
+    const kr_conn *c = b->owner;
+    return c->in_bytes + c->charged_bytes;
+}
+
+static size_t budget_unfinished(const kr_breader *b)
+{
+    return kr_conn_unfinished(b->owner);
+}
+
+static void budget_update_read(kr_breader *b)
+{
+    kr_conn_update_read(b->owner);
+}
 
 kr_conn *kr_conn_new(kr_server *srv, int fd, const struct sockaddr *sa, int salen)
 {
@@ -681,7 +698,13 @@ kr_conn *kr_conn_new(kr_server *srv, int fd, const struct sockaddr *sa, int sale
     c->srv = srv;
     c->id = ++srv->next_conn_id;
     c->refs = 1;
-    c->accepted_ns = c->last_request_ns = c->last_drain_ns = c->last_read_ns = kr_mono_ns();
+    c->accepted_ns = c->last_request_ns = c->last_drain_ns = kr_mono_ns();
+    c->budget = (kr_breader){.srv = srv,
+                             .owner = c,
+                             .held = budget_held,
+                             .unfinished = budget_unfinished,
+                             .update_read = budget_update_read,
+                             .last_read_ns = c->accepted_ns};
     TAILQ_INIT(&c->reqs);
     TAILQ_INIT(&c->free_reqs);
     kr_buf_init(&c->enc, srv->cfg->max_frame);
@@ -773,7 +796,7 @@ void kr_conn_abort(kr_conn *c, const char *why)
     evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->in_cb);
     kr_budget_add(srv, -(int64_t)c->in_bytes);
     c->in_bytes = 0;
-    kr_budget_conn_gone(c);
+    kr_budget_conn_gone(&c->budget);
     bufferevent_free(c->bev);
     c->bev = NULL;
     TAILQ_REMOVE(&srv->conns, c, link);
@@ -851,7 +874,7 @@ static void conn_tick(kr_conn *c, uint64_t now)
             kr_conn_abort(c, NULL);
             return;
         }
-        if (kr_budget_stalled(c, now)) {
+        if (kr_budget_stalled(&c->budget, c->read_paused, now)) {
             kr_counter_add(c->srv->m.closed_frame_stalled, 1);
             log_conn(KR_LOG_INFO, c, "connection closed",
                      "its frame stopped arriving while others waited for request memory "
