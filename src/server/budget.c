@@ -192,6 +192,16 @@ bool kr_budget_may_read(kr_breader *b)
     return false;
 }
 
+void kr_budget_frame_taken(kr_breader *b)
+{
+    if (!b->admitted)
+        return;
+    b->admitted = false;
+    reserve(b, 0);
+    if (b->srv->budget_past == b)
+        b->srv->budget_past = NULL;
+}
+
 void kr_budget_conn_gone(kr_breader *b)
 {
     leave_queue(b);
@@ -211,6 +221,9 @@ void kr_budget_tick(kr_server *srv, uint64_t now_ns)
 
 bool kr_budget_stalled(const kr_breader *b, bool read_paused, uint64_t now_ns)
 {
+    /* now_ns may be older than an admission made since (a Kafka connection
+     * is looked at after kr_budget_tick let it through). */
     return b->admitted && !read_paused && !TAILQ_EMPTY(&b->srv->budget_waiters) &&
-           now_ns - b->last_read_ns > (uint64_t)KR_STALL_MS * 1000000 && b->unfinished(b) > 0;
+           now_ns > b->last_read_ns && now_ns - b->last_read_ns > (uint64_t)KR_STALL_MS * 1000000 &&
+           b->unfinished(b) > 0;
 }

@@ -204,7 +204,7 @@ struct kr_server {
     uint32_t n_conns;
     uint32_t max_conns; /* --max-connections, or fewer (server/fdplan.h) */
     /* The request memory budget (budget.c). */
-    uint64_t pending_bytes;             /* every connection's in + reserved + charged */
+    uint64_t pending_bytes;                /* every connection's in + reserved + charged */
     struct kr_breader_list budget_waiters; /* wait for room, in order */
     struct event *budget_resume;           /* lets the waiters read again */
     kr_breader *budget_resuming;           /* the waiter being let through ... */
@@ -336,6 +336,11 @@ void kr_budget_add(kr_server *srv, int64_t delta);
  * b->update_read is called once it fits (or has waited longest,
  * KR_QUEUE_AGE_MS). */
 bool kr_budget_may_read(kr_breader *b);
+
+/* b's connection took its admitted frame whole off its input: the
+ * admission ends with it, and the next frame - already begun in the input
+ * when frames are pipelined - finds room for itself before it is read. */
+void kr_budget_frame_taken(kr_breader *b);
 
 /* b's connection closes: it leaves the queue and gives its reservation
  * back (what it holds the owner releases with kr_budget_add). */
