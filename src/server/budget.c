@@ -30,15 +30,17 @@
 
 #include <stdlib.h>
 
+#include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "util/byteorder.h"
 #include "util/clock.h"
 #include "util/log.h"
 
 /* What b itself holds of the pending bytes. */
 static uint64_t own(const kr_breader *b)
 {
-    return b->held(b) + b->reserved;
+    return b->in_bytes + b->charged(b) + b->reserved;
 }
 
 /* Bytes b must find room for before it reads: the rest of its frame, or a
@@ -202,8 +204,36 @@ void kr_budget_frame_taken(kr_breader *b)
         b->srv->budget_past = NULL;
 }
 
+size_t kr_budget_frame_rest(struct evbuffer *in, uint32_t min, uint32_t max)
+{
+    size_t have = evbuffer_get_length(in);
+    if (have == 0)
+        return 0;
+    if (have < 4)
+        return 4 - have + min; /* its size, and the least a frame holds */
+    uint8_t hdr[4];
+    evbuffer_copyout(in, hdr, 4);
+    uint32_t size = kr_get_be32(hdr);
+    if (size < min || size > max)
+        return 0; /* refused once read: nothing to reserve */
+    return have >= (size_t)size + 4 ? 0 : (size_t)size + 4 - have;
+}
+
+void kr_budget_on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    kr_breader *b = arg;
+    (void)buf;
+    int64_t delta = (int64_t)info->n_added - (int64_t)info->n_deleted;
+    if (info->n_added > 0)
+        b->last_read_ns = kr_mono_ns();
+    b->in_bytes += (uint64_t)delta;
+    kr_budget_add(b->srv, delta);
+}
+
 void kr_budget_conn_gone(kr_breader *b)
 {
+    kr_budget_add(b->srv, -(int64_t)b->in_bytes);
+    b->in_bytes = 0;
     leave_queue(b);
     b->admitted = false;
     reserve(b, 0);

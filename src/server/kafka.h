@@ -112,10 +112,9 @@ struct kr_kconn {
                              other connections from within a call) */
     bool resume_pending;
     uint32_t running, running_fifo, parked;
-    uint64_t in_bytes;               /* in the input buffer (on_input_change) */
     uint64_t charged;                /* charged to its running requests */
-    kr_breader budget;               /* its share of request memory */
-    struct evbuffer_cb_entry *in_cb; /* on_input_change */
+    kr_breader budget;               /* its share of request memory (its input too) */
+    struct evbuffer_cb_entry *in_cb; /* kr_budget_on_input */
     uint64_t accepted_ns, last_request_ns, last_drain_ns, flush_since_ns;
     struct kr_kreq_list reqs; /* in request order */
     struct kr_kreq_list free_reqs;

@@ -386,7 +386,7 @@ static void kconn_update_read(kr_kconn *c)
                 need = frame;
         }
         want = out_len(c) < KR_CONN_OUT_HIGH && have < need &&
-               c->in_bytes + c->charged < pending_max(c) && kr_budget_may_read(&c->budget);
+               c->budget.in_bytes + c->charged < pending_max(c) && kr_budget_may_read(&c->budget);
     }
     if (want && c->read_paused) {
         bufferevent_enable(c->bev, EV_READ);
@@ -639,43 +639,20 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 
 /* ---- request memory ---- */
 
-/* Count the input buffer's bytes into the request memory budget. */
-static void on_input_change(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
-{
-    kr_kconn *c = arg;
-    (void)buf;
-    int64_t delta = (int64_t)info->n_added - (int64_t)info->n_deleted;
-    if (info->n_added > 0)
-        c->budget.last_read_ns = kr_mono_ns();
-    c->in_bytes += (uint64_t)delta;
-    kr_budget_add(c->k->srv, delta);
-}
-
-static uint64_t budget_held(const kr_breader *b)
+static uint64_t budget_charged(const kr_breader *b)
 {
     const kr_kconn *c = b->owner;
-    return c->in_bytes + c->charged;
+    return c->charged;
 }
 
-/* The rest of the frame begun in the input (4 bytes of size and 2 of API
- * key before its size is known), 0 when none is or it is whole. */
+/* The rest of the frame begun in the input (a SASL token frame may be
+ * short; a request's is refused below KR_KAFKA_REQ_HEADER_MIN once read). */
 static size_t budget_unfinished(const kr_breader *b)
 {
     const kr_kconn *c = b->owner;
     if (c->bev == NULL)
         return 0;
-    struct evbuffer *in = bufferevent_get_input(c->bev);
-    size_t have = evbuffer_get_length(in);
-    if (have == 0)
-        return 0;
-    if (have < 4)
-        return 4 - have + 2;
-    uint8_t hdr[4];
-    evbuffer_copyout(in, hdr, 4);
-    uint32_t size = kr_get_be32(hdr);
-    if (size > c->k->cfg->max_frame)
-        return 0; /* refused once read: nothing to reserve */
-    return have >= (size_t)size + 4 ? 0 : (size_t)size + 4 - have;
+    return kr_budget_frame_rest(bufferevent_get_input(c->bev), 0, c->k->cfg->max_frame);
 }
 
 static void budget_update_read(kr_breader *b)
@@ -697,7 +674,7 @@ static kr_kconn *kconn_new(kr_kafka *k, int fd, const struct sockaddr *sa)
     c->accepted_ns = c->last_request_ns = c->last_drain_ns = kr_mono_ns();
     c->budget = (kr_breader){.srv = k->srv,
                              .owner = c,
-                             .held = budget_held,
+                             .charged = budget_charged,
                              .unfinished = budget_unfinished,
                              .update_read = budget_update_read,
                              .last_read_ns = c->accepted_ns};
@@ -716,7 +693,7 @@ static kr_kconn *kconn_new(kr_kafka *k, int fd, const struct sockaddr *sa)
         free(c);
         return NULL;
     }
-    c->in_cb = evbuffer_add_cb(bufferevent_get_input(c->bev), on_input_change, c);
+    c->in_cb = evbuffer_add_cb(bufferevent_get_input(c->bev), kr_budget_on_input, &c->budget);
     if (c->in_cb == NULL) {
         bufferevent_free(c->bev);
         event_free(c->resume);
@@ -782,8 +759,6 @@ static void kconn_abort(kr_kconn *c, const char *why)
     /* Its input leaves the budget now; its running requests when they
      * finish. */
     evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->in_cb);
-    kr_budget_add(srv, -(int64_t)c->in_bytes);
-    c->in_bytes = 0;
     kr_budget_conn_gone(&c->budget);
     bufferevent_free(c->bev);
     c->bev = NULL;

@@ -76,17 +76,18 @@ typedef struct kr_breader kr_breader;
 
 /*
  * A reader of request memory (budget.c): a connection of either port, which
- * embeds it. The owner tells the budget what it holds besides its
- * reservation (its input buffer and what its running requests are charged),
- * the rest of the frame it has begun reading, and how to decide again
- * whether to read; the budget keeps the rest.
+ * embeds it and counts its input buffer with kr_budget_on_input. The owner
+ * tells the budget what its running requests are charged, the rest of the
+ * frame it has begun reading, and how to decide again whether to read; the
+ * budget keeps the rest.
  */
 struct kr_breader {
     kr_server *srv;
     void *owner;
-    uint64_t (*held)(const kr_breader *b);
+    uint64_t (*charged)(const kr_breader *b);
     size_t (*unfinished)(const kr_breader *b); /* 0: no frame begun */
     void (*update_read)(kr_breader *b);
+    uint64_t in_bytes;     /* in the input buffer (kr_budget_on_input) */
     uint64_t reserved;     /* the rest of its admitted frame, not yet read */
     bool admitted;         /* its unfinished frame has its room reserved */
     bool wait;             /* waits for room: on srv->budget_waiters */
@@ -147,10 +148,9 @@ struct kr_conn {
     uint32_t running;                /* requests started and not finished */
     uint32_t running_fifo;           /* ... of which fifo */
     uint32_t parked;                 /* requests waiting for data (long polls) */
-    uint64_t in_bytes;               /* in the input buffer (on_input_change) */
     uint64_t charged_bytes;          /* charged to its running requests */
     kr_breader budget;               /* its share of request memory */
-    struct evbuffer_cb_entry *in_cb; /* on_input_change */
+    struct evbuffer_cb_entry *in_cb; /* kr_budget_on_input */
     uint64_t accepted_ns;
     uint64_t last_request_ns;
     uint64_t last_drain_ns;  /* the client last took reply bytes */
@@ -287,7 +287,7 @@ void kr_conn_update_read(kr_conn *c);
  * is empty or starts with a whole frame (or a frame size it refuses). */
 size_t kr_conn_unfinished(const kr_conn *c);
 
-/* The most c's requests may hold (kr_conn in_bytes + charged_bytes). */
+/* The most c's requests may hold (its input and charged_bytes). */
 uint64_t kr_conn_pending_max(const kr_conn *c);
 
 /*
@@ -342,8 +342,20 @@ bool kr_budget_may_read(kr_breader *b);
  * when frames are pipelined - finds room for itself before it is read. */
 void kr_budget_frame_taken(kr_breader *b);
 
-/* b's connection closes: it leaves the queue and gives its reservation
- * back (what it holds the owner releases with kr_budget_add). */
+/* The rest of the frame begun in a connection's input `in` (a 4-byte
+ * big-endian size, then that many bytes, at least min and at most max):
+ * what a kr_breader's unfinished says. 0 when no frame is begun, it is
+ * whole, or its size is refused; the size's missing bytes and min while
+ * the size is incomplete. */
+size_t kr_budget_frame_rest(struct evbuffer *in, uint32_t min, uint32_t max);
+
+/* The evbuffer callback counting a connection's input buffer into the
+ * budget (arg: its kr_breader), added with evbuffer_add_cb. */
+void kr_budget_on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg);
+
+/* b's connection closes, its input callback removed: it leaves the queue
+ * and gives its input and reservation back (its running requests release
+ * their charges as they finish). */
 void kr_budget_conn_gone(kr_breader *b);
 
 /* Whether b's admitted frame has stopped arriving for KR_STALL_MS while
