@@ -1,5 +1,5 @@
 /*
- * store/view_int.h - what view.c and view_ckpt.c share (internal to the
+ * store/view_int.h - what view.c, view_batch.c and view_ckpt.c share (internal to the
  * view: the rest of the store goes through view.h).
  *
  * Keys of the view: tag | len(topic) | topic | part, compared bytewise.
