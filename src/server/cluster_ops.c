@@ -131,6 +131,8 @@ static bool needs_leader(const kr_request *req)
         return true;
     case KRAPPY_T_CLUSTER:
         return req->u.cluster.has_add || req->u.cluster.has_remove;
+    case KRAPPY_T_TOPIC_CONFIG:
+        return req->u.topic_config.has_set;
     default:
         return false;
     }

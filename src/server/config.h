@@ -71,6 +71,11 @@ typedef struct kr_config {
     char *raft_listen;
     char *peers;     /* "1=HOST:PORT,..." or NULL */
     char *advertise; /* NULL: from --listen, once bound */
+    /* defaults of the topic settings (PROTOCOL.md section 9) and compaction */
+    uint32_t cleanup; /* KR_CLEANUP_* bits */
+    uint64_t delete_retention_ms;
+    uint64_t segment_ms;   /* 0: never */
+    uint64_t compact_rate; /* bytes/s */
 } kr_config;
 
 typedef enum kr_config_action {

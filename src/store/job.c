@@ -52,6 +52,9 @@ void kr_job_free(kr_job *j)
             free(j->del.paths[i]);
         free(j->del.paths);
         break;
+    case KR_JOB_ROLL:
+        kr_segment_free(j->roll.new_seg);
+        break;
     case KR_JOB_CURSOR:
         free(j->cursor.koffset);
         break;

@@ -31,7 +31,8 @@ typedef enum kr_job_kind {
     KR_JOB_DELETE,     /* unlink retired segment files */
     KR_JOB_CURSOR,     /* persist a group cursor, or drop a group (RocksDB, WAL on) */
     KR_JOB_LOGGED,     /* a RocksDB batch the loop built: WAL on, synced */
-    KR_JOB_TOPIC_DROP  /* DELETE_TOPIC: its directory and every record of it */
+    KR_JOB_TOPIC_DROP, /* DELETE_TOPIC: its directory and every record of it */
+    KR_JOB_ROLL        /* close a quiet active segment (segment_ms) */
 } kr_job_kind;
 
 /* APPEND: one PUBLISH batch. */
@@ -44,6 +45,8 @@ typedef struct kr_job_append {
     uint64_t max_ts;
     uint32_t count;               /* events */
     bool sync;                    /* ack "sync": fdatasync before completing */
+    uint64_t segment_bytes;       /* the topic's segment_bytes when queued (0: the
+                                     writer's default) */
     kr_segment *new_seg;          /* out: the loop's record of a segment the writer
                                      started for this batch (the loop takes it),
                                      or NULL */
@@ -54,6 +57,13 @@ typedef struct kr_job_append {
                                      NULL; the writer never reads it */
     uint64_t seq;                 /* ... its sequence number */
 } kr_job_append;
+
+/* ROLL: start a new segment at `next` when the active one holds batches
+ * and nothing was appended since the loop asked (segment_ms). */
+typedef struct kr_job_roll {
+    uint64_t next;       /* the topic's next offset when queued */
+    kr_segment *new_seg; /* out: the loop's record of the new segment, or NULL */
+} kr_job_roll;
 
 /* CREATE: a new topic's first segment. */
 typedef struct kr_job_create {
@@ -141,6 +151,7 @@ struct kr_job {
         kr_job_cursor cursor;
         kr_job_logged logged;
         kr_job_topic_drop drop;
+        kr_job_roll roll;
     };
 };
 

@@ -166,13 +166,7 @@ static int take_batch(kr_store *s, const batch_enc *be, kr_block **blk_out, kr_e
     return 0;
 }
 
-/*
- * Each append may make the writer start a segment, which the loop must be
- * able to add to the topic's list when the batch lands, where an ENOMEM
- * has no good answer: keep a slot for every append in flight.
- * @return 0, or -1 on ENOMEM.
- */
-static int reserve_segment_slot(kr_topic *t)
+int kr_topic_reserve_segment(kr_topic *t)
 {
     size_t need = t->n_segs + t->appends_in_flight + 1;
     if (need <= t->cap_segs)
@@ -220,7 +214,7 @@ static krappy_err publish(kr_store *s, kr_topic *t, const kr_request *req, kr_bu
     krappy_err rc = encode_batch(s, req, scratch, &be, ts_now, msg, msglen, bad_index);
     if (rc != KRAPPY_OK)
         goto out;
-    if (reserve_segment_slot(t) < 0 || take_batch(s, &be, &blk, &m) < 0 ||
+    if (kr_topic_reserve_segment(t) < 0 || take_batch(s, &be, &blk, &m) < 0 ||
         (j = kr_job_new(KR_JOB_APPEND, t)) == NULL) {
         kr_block_unref(blk);
         free(m);
@@ -234,6 +228,7 @@ static krappy_err publish(kr_store *s, kr_topic *t, const kr_request *req, kr_bu
     j->append.count = (uint32_t)be.count;
     j->append.max_ts = be.max_ts;
     j->append.sync = sync;
+    j->append.segment_bytes = t->cfg.v[KR_TC_SEGMENT_BYTES];
     j->append.meta = m;
     j->done = done;
     j->arg = arg;
@@ -332,7 +327,7 @@ bool kr_store_append_done(kr_store *s, kr_job *j)
     t->appends_in_flight--;
     if (a->new_seg != NULL) {
         /* The writer appends there from now on, even when this batch did
-         * not land. Cannot fail: reserve_segment_slot made room. */
+         * not land. Cannot fail: kr_topic_reserve_segment made room. */
         (void)kr_topic_add_segment(t, a->new_seg);
         a->new_seg = NULL;
         t->bytes += KR_SEG_HEADER_BYTES;
@@ -348,6 +343,8 @@ bool kr_store_append_done(kr_store *s, kr_job *j)
         return false;
     }
     kr_segment *seg = t->segs[t->n_segs - 1];
+    if (seg->next == seg->base)
+        seg->first_write_ms = kr_wall_ms(); /* segment_ms counts from here */
     seg->size = a->pos + a->block->len;
     seg->next = a->base + a->count;
     if (a->max_ts > seg->max_ts)

@@ -12,7 +12,10 @@
  *    12  header length u32 BE (32)
  *    16  base offset u64 BE (first offset stored in this file)
  *    24  CRC32C u32 BE of bytes 0..23
- *    28  zero u32
+ *    28  flags u32 BE: 0, or KR_SEG_F_COMPACTED (1) for a segment that
+ *        compaction rewrote: its batches keep their offsets, but offsets
+ *        between them may be missing (removed events), and it covers
+ *        every offset up to the next segment's base
  *   then batches, back to back, each a header in one of two versions and
  *   its payload:
  *   batch header, version 1 (32 bytes): a batch of no idempotent producer
@@ -84,18 +87,27 @@ typedef struct kr_batch_hdr {
     uint32_t epoch;      /* version 2 */
 } kr_batch_hdr;
 
+/* Segment header flags (byte 28). */
+#define KR_SEG_F_COMPACTED 1u
+#define KR_SEG_F_ALL       KR_SEG_F_COMPACTED
+
 /* "00000000000000001234.seg" for base 1234. out has KR_SEG_NAME_BYTES. */
 void kr_seg_name(char out[KR_SEG_NAME_BYTES], uint64_t base);
 
 /* Parse a segment file name. @return 0 and *base, or -1 if not one. */
 int kr_seg_parse_name(const char *name, uint64_t *base);
 
-/* Encode a segment header for base offset `base`. */
+/* Encode a segment header for base offset `base` (flags 0), or with flags
+ * (KR_SEG_F_*). */
 void kr_seg_header_encode(uint8_t out[KR_SEG_HEADER_BYTES], uint64_t base);
+void kr_seg_header_encode_flags(uint8_t out[KR_SEG_HEADER_BYTES], uint64_t base, uint32_t flags);
 
-/* Check a segment header. @return 0 and *base; -1 when magic, version,
- * length, CRC or the zero field is wrong. */
+/* Check a segment header. @return 0 and *base (and *flags); -1 when magic,
+ * version, length or CRC is wrong, or a flag unknown to this version is
+ * set. */
 int kr_seg_header_decode(const uint8_t in[KR_SEG_HEADER_BYTES], uint64_t *base);
+int kr_seg_header_decode_flags(const uint8_t in[KR_SEG_HEADER_BYTES], uint64_t *base,
+                               uint32_t *flags);
 
 /* The length of the header h encodes to: 64 when it needs version 2 (a
  * producer or a Raft index), else 32. */
@@ -170,6 +182,8 @@ typedef struct kr_seg_scan {
     uint32_t batches;  /* good batches */
     bool torn;         /* bytes after good_end that are not a batch:
                           a torn tail to truncate */
+    bool compacted;    /* the header says KR_SEG_F_COMPACTED: batches may
+                          skip offsets (next is then after the last one) */
     size_t n_corrupt;  /* bad batches followed by good ones */
     kr_corrupt corrupt[KR_SEG_MAX_CORRUPT];
 } kr_seg_scan;
@@ -179,7 +193,8 @@ typedef void (*kr_seg_batch_cb)(void *arg, const kr_batch_hdr *h, uint64_t pos);
 
 /*
  * kr_seg_scan_fd - read and verify a whole segment file: header, then every
- * batch (CRC, header sanity, offsets contiguous from the segment base, and
+ * batch (CRC, header sanity, offsets contiguous from the segment base - or,
+ * in a compacted segment, ascending with gaps allowed - and
  * kr_batch_payload_check). A bad stretch followed by a good batch (found by
  * scanning forward for a batch magic whose CRC and offsets check out) is
  * recorded as corrupt; bad bytes with no good batch after them are a torn

@@ -78,9 +78,10 @@ struct kr_store {
     kr_fetch_range *ranges; /* fetch result ranges */
     kr_metric *m_events_in, *m_bytes_in, *m_overlay_bytes, *m_replayed, *m_retired, *m_scan_ckpts,
         *m_group_skipped, *m_files_open, *m_file_opens;
-    uint64_t file_opens_seen; /* counted into m_file_opens so far */
-    struct event *group_tick; /* pending deadlines, 4 times a second */
-    kr_prod_set *producers;   /* idempotent producers, all topics */
+    uint64_t file_opens_seen;       /* counted into m_file_opens so far */
+    struct event *group_tick;       /* pending deadlines, 4 times a second */
+    kr_prod_set *producers;         /* idempotent producers, all topics */
+    struct kr_compactor *compactor; /* compaction's thread (compact.c) */
     kr_metric *m_prod_forgotten;
 };
 
@@ -104,6 +105,25 @@ kr_segment *kr_segment_new(kr_fdcache *files, const char *dir, uint64_t base);
 /* Append seg to t's segments (taken over on success). @return 0, or -1 on
  * ENOMEM. */
 int kr_topic_add_segment(kr_topic *t, kr_segment *seg);
+
+/* Retire t's old segments when its settings ask for it and the durable
+ * view covers them (after each checkpoint of t, and when its settings
+ * change). */
+void kr_store_retention(kr_store *s, kr_topic *t);
+
+/*
+ * kr_topic_reserve_segment - room in t->segs for one more segment than the
+ * appends (and rolls) in flight may start: the loop must be able to add a
+ * segment the writer started when the job lands, where an ENOMEM has no
+ * good answer. The caller counts its job in t->appends_in_flight.
+ * @return 0, or -1 on ENOMEM.
+ */
+int kr_topic_reserve_segment(kr_topic *t);
+
+/* segment_ms (the store's tick, every topic): ask the writer to close t's
+ * active segment once its first batch is that old (now_ms: wall clock),
+ * so that a quiet topic's last events can be compacted or retired too. */
+void kr_store_roll_quiet(kr_store *s, kr_topic *t, uint64_t now_ms);
 
 /* Recount s->active_bytes from the overlays of the topics in the table. */
 void kr_store_recount_active(kr_store *s);

@@ -391,6 +391,20 @@ static void run_create(kr_job *j)
     w->next = 0;
 }
 
+/* ROLL (segment_ms): close the active segment so that retention and
+ * compaction can take it - only when it holds batches and the stream is
+ * where the loop saw it (an append since, or a failure, leaves it). */
+static void run_roll(kr_writer *wr, kr_job *j)
+{
+    kr_wtopic *w = j->w;
+    char msg[256];
+    if (w == NULL || w->file == NULL || w->broken || w->file_len <= KR_SEG_HEADER_BYTES ||
+        w->next != j->roll.next)
+        return;
+    if (roll_segment(wr, w, w->next, &j->roll.new_seg, msg, sizeof msg) < 0)
+        kr_job_fail(j, 0, "%s", msg);
+}
+
 /* Fail jobs[from..n) with the same sentence. */
 static void fail_rest(kr_job **jobs, size_t from, size_t n, int err, const char *why)
 {
@@ -418,6 +432,12 @@ static bool appends_refused(kr_writer *wr, kr_wtopic *w, kr_job **jobs, size_t n
     return false;
 }
 
+/* The segment size an append rolls at: its topic's, else the server's. */
+static uint64_t seg_limit(const kr_writer *wr, const kr_job_append *a)
+{
+    return a->segment_bytes != 0 ? a->segment_bytes : wr->segment_bytes;
+}
+
 /*
  * Seal the batches from jobs[0] on whose offsets follow the file and that
  * fit the segment (the first always does: the segment was rolled for it)
@@ -433,7 +453,7 @@ static size_t gather(kr_writer *wr, const kr_wtopic *w, kr_job **jobs, size_t n,
         kr_job_append *a = &jobs[k]->append;
         if (a->base != expect)
             break;
-        if (k > 0 && w->file_len + *total + a->block->len > wr->segment_bytes)
+        if (k > 0 && w->file_len + *total + a->block->len > seg_limit(wr, a))
             break;
         kr_batch_seal(a->block->data); /* the loop only encodes */
         iov[k].iov_base = a->block->data;
@@ -561,7 +581,7 @@ static void append_pinned(kr_writer *wr, kr_wtopic *w, kr_job **jobs, size_t n)
             i++;
             continue;
         }
-        if (w->file_len > KR_SEG_HEADER_BYTES && w->file_len + a->block->len > wr->segment_bytes) {
+        if (w->file_len > KR_SEG_HEADER_BYTES && w->file_len + a->block->len > seg_limit(wr, a)) {
             if (roll_segment(wr, w, a->base, &a->new_seg, msg, sizeof msg) < 0) {
                 fail_rest(jobs, i, n, 0, msg);
                 return;
@@ -804,6 +824,9 @@ static void run_round(kr_writer *wr, struct kr_job_list *round)
             break;
         case KR_JOB_LOGGED:
             run_logged(wr, j);
+            break;
+        case KR_JOB_ROLL:
+            run_roll(wr, j);
             break;
         case KR_JOB_TOPIC_DROP:
             /* Everything before it in RocksDB first: cursors, checkpoints. */

@@ -221,6 +221,12 @@ static int rt_encode(kr_buf *b, const kr_request *r, kr_buf *scratch)
         kr_enc_cluster(b, r->cid,
                        r->u.cluster.has_add || r->u.cluster.has_remove ? r->u.cluster.id : 0, s1);
         break;
+    case KRAPPY_T_TOPIC_CONFIG:
+        if ((s1 = rt_cstr(r->u.topic_config.topic)) == NULL)
+            goto out;
+        kr_enc_topic_config(b, r->cid, s1,
+                            r->u.topic_config.has_set ? &r->u.topic_config.set : NULL);
+        break;
     default:
         goto out;
     }
@@ -319,6 +325,12 @@ static void rt_compare(const kr_request *a, kr_buf *sa, const kr_request *b, kr_
                    a->u.cluster.has_remove == b->u.cluster.has_remove &&
                    a->u.cluster.id == b->u.cluster.id);
         FUZZ_CHECK(!a->u.cluster.has_add || rt_str_eq(a->u.cluster.raft, b->u.cluster.raft));
+        break;
+    case KRAPPY_T_TOPIC_CONFIG:
+        FUZZ_CHECK(rt_str_eq(a->u.topic_config.topic, b->u.topic_config.topic));
+        FUZZ_CHECK(a->u.topic_config.has_set == b->u.topic_config.has_set &&
+                   memcmp(&a->u.topic_config.set, &b->u.topic_config.set,
+                          sizeof a->u.topic_config.set) == 0);
         break;
     default:
         break;
