@@ -1391,18 +1391,8 @@ static void test_produce_within_request_memory(void **state)
     assert_non_null(mkdtemp(s.dir));
     assert_int_equal(e2e_shim_on(&s), 0);
     assert_int_equal(e2e_shim_faults(&s, "sync /topics/ DELAY ms=1000 times=1000000\n"), 0);
-    /* ASan keeps 256 MiB of freed memory by default, which RSS would show
-     * whatever the budget does: a small quarantine for this server. */
-    char asan[1024], *was = getenv("ASAN_OPTIONS") ? strdup(getenv("ASAN_OPTIONS")) : NULL;
-    snprintf(asan, sizeof asan, "%s%squarantine_size_mb=8", was ? was : "", was ? ":" : "");
-    setenv("ASAN_OPTIONS", asan, 1);
-    assert_int_equal(e2e_restart(&s, args), 0);
+    assert_int_equal(e2e_restart_small_quarantine(&s, args), 0);
     e2e_shim_off();
-    if (was != NULL)
-        setenv("ASAN_OPTIONS", was, 1);
-    else
-        unsetenv("ASAN_OPTIONS");
-    free(was);
 
     /* One Produce of RECORDS records of VALUE bytes to topic "budget". */
     kr_buf batch, frame;

@@ -571,6 +571,7 @@ static void conn_process(kr_conn *c)
             kr_conn_abort(c, "out of memory reading a frame");
             break;
         }
+        kr_budget_frame_taken(&c->budget); /* the next frame asks for its own room */
         c->last_request_ns = kr_mono_ns();
         kr_counter_add(c->srv->m.bytes_in, (uint64_t)size + 4);
         conn_start(c, type, frame + KRAPPY_FRAME_HEADER_BYTES, size - 4);
