@@ -802,7 +802,7 @@ bool kr_cluster_ready(kr_cluster *c, char *why, size_t whylen)
         snprintf(why, whylen, "cluster: %s", st.why);
         return false;
     }
-    return true;
+    return c->replica == NULL || kr_replica_ready(c->replica, why, whylen);
 }
 
 /* A member's entry in raft's configuration, or NULL. */

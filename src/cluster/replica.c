@@ -684,6 +684,15 @@ void kr_replica_free(kr_replica *rp)
     free(rp);
 }
 
+bool kr_replica_ready(kr_replica *rp, char *why, size_t whylen)
+{
+    if (rp->halted)
+        snprintf(why, whylen, "cluster: the store failed a command of the log; restart this node");
+    else if (rp->catching != NULL)
+        snprintf(why, whylen, "cluster: fetching the events a snapshot covers from the leader");
+    return !rp->halted && rp->catching == NULL;
+}
+
 uint64_t kr_replica_stored(kr_replica *rp)
 {
     return rp->stored;

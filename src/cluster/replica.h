@@ -107,6 +107,10 @@ typedef void (*kr_replica_done)(void *arg, const kr_store_result *res);
  */
 void kr_replica_wait(kr_replica *rp, uint64_t index, kr_replica_done done, void *arg);
 
+/* Ready for clients (/readyz): not halted by a store failure, not
+ * catching up after a snapshot. @return true, or false with why. */
+bool kr_replica_ready(kr_replica *rp, char *why, size_t whylen);
+
 /* The highest index whose command the store completed, and commands
  * skipped as already held (a restart's replay). Loop thread. */
 uint64_t kr_replica_stored(kr_replica *rp);
