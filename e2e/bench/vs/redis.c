@@ -15,6 +15,8 @@
  *   latency    XADD bench-lat from a producer thread at p->rate, XREAD BLOCK
  *              on a second connection
  *   load       XADD bench-rss plus HSET latest-rss per event
+ *   publish    XADD bench-one, 64 in flight; XADD bench-one1 one at a time
+ *   ping       PING
  *
  * The server runs in the foreground with command-line options only and with
  * nothing that forks (no RDB snapshots, no AOF rewrites), so its pid is the
@@ -801,9 +803,112 @@ static int rd_load(vs_ctx *x, vs_meter *m, long *done)
     return rc;
 }
 
-const vs_system vs_redis = {"Redis Streams", "redis",    rd_start, rd_stop,
-                            rd_ingest,       rd_consume, rd_group, rd_get_one,
-                            rd_get_piped,    rd_latency, rd_load};
+/* 8a. p->pub_events XADDs into "bench-one", p->pub_window in flight, topped
+ * up as 5b does: after each read from the socket, in one write. */
+static int rd_publish_piped(vs_ctx *x, vs_meter *m, long *done)
+{
+    const vs_params *p = x->p;
+    redisContext *c = live(x);
+    const writes w = {"bench-one", NULL, p->keys};
+    if (c == NULL)
+        return VS_FAIL;
+    long sent = 0, got = 0;
+    int rc = VS_OK;
+    vs_meter_start(m);
+    while (rc == VS_OK && got < p->pub_events) {
+        for (; sent - got < p->pub_window && sent < p->pub_events; sent++)
+            if ((rc = append_event(x, c, &w, sent)) != VS_OK)
+                goto out;
+        if ((rc = flush(x, c)) != VS_OK)
+            break;
+        redisReply *r = NULL;
+        if ((rc = next_reply(x, c, "XADD", &r)) != VS_OK)
+            break;
+        for (;;) {
+            bool id = r->type == REDIS_REPLY_STRING && r->len > 0 && r->len < RD_ID_MAX;
+            freeReplyObject(r);
+            if (!id) {
+                rc = vs_fail(x, "redis: XADD of event %ld did not answer a stream ID", got);
+                break;
+            }
+            if (++got == sent)
+                break;
+            void *v = NULL;
+            if (redisGetReplyFromReader(c, &v) != REDIS_OK) {
+                rc = io_fail(x, c, "XADD");
+                break;
+            }
+            if (v == NULL)
+                break; /* the rest is still on its way */
+            r = v;
+        }
+    }
+out:
+    vs_meter_stop(m);
+    *done = got;
+    return rc;
+}
+
+/* 8b. p->pubs_one XADDs into "bench-one1", one round trip each. */
+static int rd_publish_one(vs_ctx *x, vs_meter *m, long *done)
+{
+    redisContext *c = live(x);
+    const writes w = {"bench-one1", NULL, x->p->keys};
+    if (c == NULL)
+        return VS_FAIL;
+    long n = 0;
+    int rc = VS_OK;
+    vs_meter_start(m);
+    for (; n < x->p->pubs_one && rc == VS_OK; n++) {
+        uint64_t t = vs_now_ns();
+        if ((rc = append_event(x, c, &w, n)) != VS_OK)
+            break;
+        rc = check_event(x, c, &w, n);
+        vs_lat_add(m, vs_now_ns() - t);
+    }
+    vs_meter_stop(m);
+    *done = n;
+    return rc;
+}
+
+/* 8c. p->pings PINGs, one round trip each. */
+static int rd_ping(vs_ctx *x, vs_meter *m, long *done)
+{
+    redisContext *c = live(x);
+    if (c == NULL)
+        return VS_FAIL;
+    long i = 0;
+    int rc = VS_OK;
+    vs_meter_start(m);
+    for (; i < x->p->pings && rc == VS_OK; i++) {
+        redisReply *r = NULL;
+        uint64_t t = vs_now_ns();
+        if ((rc = command(x, c, &r, 1, (const char *[]){"PING"})) != VS_OK)
+            break;
+        vs_lat_add(m, vs_now_ns() - t);
+        if (r->type != REDIS_REPLY_STATUS || strcmp(r->str, "PONG") != 0)
+            rc = vs_fail(x, "redis: PING did not answer PONG");
+        freeReplyObject(r);
+    }
+    vs_meter_stop(m);
+    *done = i;
+    return rc;
+}
+
+const vs_system vs_redis = {.name = "Redis Streams",
+                            .id = "redis",
+                            .start = rd_start,
+                            .stop = rd_stop,
+                            .ingest = rd_ingest,
+                            .consume = rd_consume,
+                            .group = rd_group,
+                            .get_one = rd_get_one,
+                            .get_piped = rd_get_piped,
+                            .latency = rd_latency,
+                            .load = rd_load,
+                            .publish_piped = rd_publish_piped,
+                            .publish_one = rd_publish_one,
+                            .ping = rd_ping};
 
 #else /* no hiredis at build time */
 
@@ -832,7 +937,19 @@ static int no_run(vs_ctx *x, vs_meter *m, long *done)
     return no_start(x);
 }
 
-const vs_system vs_redis = {"Redis Streams", "redis", no_start, no_stop, no_ingest, no_run,
-                            no_run,          no_run,  no_run,   no_run,  no_run};
+const vs_system vs_redis = {.name = "Redis Streams",
+                            .id = "redis",
+                            .start = no_start,
+                            .stop = no_stop,
+                            .ingest = no_ingest,
+                            .consume = no_run,
+                            .group = no_run,
+                            .get_one = no_run,
+                            .get_piped = no_run,
+                            .latency = no_run,
+                            .load = no_run,
+                            .publish_piped = no_run,
+                            .publish_one = no_run,
+                            .ping = no_run};
 
 #endif
