@@ -43,6 +43,7 @@
 static void conn_process(kr_conn *c);
 static void conn_begin_flush(kr_conn *c, bool linger);
 static void conn_release(kr_conn *c);
+static void conn_output_added(kr_conn *c);
 
 static uint64_t ms_to_ns(uint64_t ms)
 {
@@ -180,6 +181,58 @@ static void conn_update_read(kr_conn *c)
 /* ---- replies ---- */
 
 /*
+ * Replies are written by the connection itself, once per loop turn: a reply
+ * goes into the output buffer and activates the connection's flush event,
+ * which runs after the other callbacks of this turn of the loop (libevent
+ * runs an event activated from a callback in the same pass), so that every
+ * reply a turn produced - the answers to one read's pipeline, or a storage
+ * completion round's acknowledgements - leaves in one write. The
+ * bufferevent's own write event stays off while the socket takes
+ * everything: arming it for each reply cost an epoll_ctl to add it, an
+ * epoll_wait to see the socket writable and an epoll_ctl to remove it again
+ * - on this kind of VM more than the request itself. Only a write the
+ * socket does not take whole turns it on (libevent then writes the rest as
+ * the client reads, and on_write turns it off once the output is empty).
+ */
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    kr_conn *c = arg;
+    (void)fd;
+    (void)what;
+    if (c->bev == NULL || c->write_armed || c->state != KR_CONN_OPEN)
+        return;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    size_t before = evbuffer_get_length(out);
+    if (before == 0)
+        return;
+    /* A socket bufferevent keeps its output's start frozen between its own
+     * writes: thaw it for this one, as its write callback does. */
+    evbuffer_unfreeze(out, 1);
+    int rc = evbuffer_write(out, bufferevent_getfd(c->bev));
+    int err = errno;
+    evbuffer_freeze(out, 1);
+    if (rc < 0 && err != EAGAIN && err != EINTR) {
+        kr_conn_abort(c, strerror(err));
+        return;
+    }
+    if (evbuffer_get_length(out) > 0) {
+        /* The socket is full: libevent writes the rest when it drains. */
+        c->write_armed = true;
+        bufferevent_enable(c->bev, EV_WRITE);
+    } else if (before >= KR_CONN_OUT_HIGH || c->read_paused) {
+        c->refs++;
+        conn_process(c); /* frames held back by back-pressure may start */
+        conn_release(c);
+    }
+}
+
+static void conn_output_added(kr_conn *c)
+{
+    if (c->bev != NULL && !c->write_armed && c->state == KR_CONN_OPEN)
+        event_active(c->flush_ev, EV_WRITE, 0);
+}
+
+/*
  * Write the replies of finished requests at the head of the pipeline, in
  * order, and recycle them. Stops at the first request still running.
  */
@@ -197,6 +250,7 @@ static void conn_flush_done(kr_conn *c)
                 return;
             }
             kr_counter_add(c->srv->m.bytes_out, r->reply.len);
+            conn_output_added(c);
         }
         req_recycle(c, r);
         if (close_after && c->state == KR_CONN_OPEN) {
@@ -284,10 +338,12 @@ static void req_finish(kr_req *r, const reply_src *src)
                 rc = evbuffer_add_buffer(out, src->evb);
             else if (rc == 0 && len > 0)
                 rc = evbuffer_add(out, src->payload, len);
-            if (rc < 0)
+            if (rc < 0) {
                 kr_conn_abort(c, "out of memory writing a reply");
-            else
+            } else {
                 kr_counter_add(c->srv->m.bytes_out, sizeof hdr + len);
+                conn_output_added(c);
+            }
         } else {
             kr_buf_reset(&r->reply);
             kr_buf_append(&r->reply, hdr, sizeof hdr);
@@ -586,6 +642,11 @@ static void on_write(struct bufferevent *bev, void *arg)
         return;
     }
     if (c->state == KR_CONN_OPEN) {
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+            /* All written: replies go out through on_flush again. */
+            c->write_armed = false;
+            bufferevent_disable(bev, EV_WRITE);
+        }
         c->refs++;
         conn_process(c);
         conn_release(c);
@@ -675,10 +736,22 @@ kr_conn *kr_conn_new(kr_server *srv, int fd, const struct sockaddr *sa, int sale
         free(c);
         return NULL;
     }
+    c->flush_ev = event_new(srv->base, -1, 0, on_flush, c);
+    if (c->flush_ev == NULL) {
+        bufferevent_free(c->bev);
+        kr_buf_free(&c->enc);
+        kr_buf_free(&c->scratch);
+        kr_buf_free(&c->tmp);
+        free(c);
+        return NULL;
+    }
     bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
     bufferevent_setwatermark(c->bev, EV_WRITE, KR_CONN_OUT_LOW, 0);
     bufferevent_set_max_single_read(c->bev, KR_CONN_READ_CHUNK);
     evbuffer_add_cb(bufferevent_get_output(c->bev), on_output_change, c);
+    /* Replies are written by on_flush; the write event only when the
+     * socket is full (see "replies"). */
+    bufferevent_disable(c->bev, EV_WRITE);
     bufferevent_enable(c->bev, EV_READ);
 
     TAILQ_INSERT_TAIL(&srv->conns, c, link);
@@ -737,6 +810,8 @@ void kr_conn_abort(kr_conn *c, const char *why)
     log_conn(KR_LOG_DEBUG, c, "connection closed", why);
     bufferevent_free(c->bev);
     c->bev = NULL;
+    event_free(c->flush_ev);
+    c->flush_ev = NULL;
     TAILQ_REMOVE(&srv->conns, c, link);
     srv->n_conns--;
     kr_gauge_set(srv->m.connections, srv->n_conns);
@@ -757,10 +832,12 @@ static void conn_begin_flush(kr_conn *c, bool linger)
     c->state_since_ns = kr_mono_ns();
     bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
     conn_update_read(c);
-    if (out_len(c) == 0)
+    if (out_len(c) == 0) {
         on_write(c->bev, c);
-    else
+    } else {
+        c->write_armed = true;
         bufferevent_enable(c->bev, EV_WRITE);
+    }
 }
 
 void kr_conn_shutdown(kr_conn *c)
