@@ -479,8 +479,8 @@ static void test_overlay_budget(void **state)
             bp_publish(&b, sent++);
         event_base_loop(base, EVLOOP_ONCE);
         size_t held = 0;
-        kr_job *j;
-        TAILQ_FOREACH(j, &s->held, link)
+        kr_append *a;
+        TAILQ_FOREACH(a, &s->held, link)
         held++;
         if (held > b.max_held)
             b.max_held = held;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "store/store_int.h"
 
@@ -21,7 +22,10 @@ kr_job *kr_job_new(kr_job_kind kind, kr_topic *t)
         return NULL;
     j->kind = kind;
     j->t = t;
-    j->w = t != NULL ? t->w : NULL;
+    if (kind == KR_JOB_CREATE)
+        j->create.dirfd = j->create.wfd = -1;
+    if (kind == KR_JOB_DELETE)
+        j->del.dirfd = -1;
     return j;
 }
 
@@ -30,13 +34,17 @@ void kr_job_free(kr_job *j)
     if (j == NULL)
         return;
     switch (j->kind) {
-    case KR_JOB_APPEND:
-        kr_block_unref(j->append.block);
-        free(j->append.meta);
-        kr_segment_free(j->append.new_seg);
+    case KR_JOB_SYNC:
+        for (size_t i = 0; i < j->sync.n; i++)
+            kr_index_free(&j->sync.segs[i].idx);
+        free(j->sync.segs);
         break;
     case KR_JOB_CREATE:
         kr_segment_free(j->create.seg);
+        if (j->create.dirfd >= 0)
+            close(j->create.dirfd);
+        if (j->create.wfd >= 0)
+            close(j->create.wfd);
         break;
     case KR_JOB_CHECKPOINT:
         free(j->checkpoint.ck);
@@ -46,7 +54,6 @@ void kr_job_free(kr_job *j)
             free(j->del.paths[i]);
         free(j->del.paths);
         break;
-    case KR_JOB_BARRIER:
     case KR_JOB_CURSOR:
         break;
     }

@@ -19,62 +19,74 @@
 #include <sys/queue.h>
 
 #include "krappy/protocol.h"
-#include "store/block.h"
+#include "store/index.h"
 #include "store/overlay.h"
 #include "store/store.h"
 
 typedef enum kr_job_kind {
     KR_JOB_CREATE,     /* create a topic's directory and first segment */
-    KR_JOB_BARRIER,    /* nothing: completes after every earlier job */
-    KR_JOB_APPEND,     /* append one stored batch */
-    KR_JOB_CHECKPOINT, /* sync streams, write frozen overlays + markers */
+    KR_JOB_SYNC,       /* make a topic's unsynced segments durable */
+    KR_JOB_CHECKPOINT, /* write frozen overlays + markers into the view */
     KR_JOB_DELETE,     /* unlink retired segment files */
     KR_JOB_CURSOR      /* persist a group cursor (RocksDB, WAL on) */
 } kr_job_kind;
 
-/* APPEND: one PUBLISH batch. */
-typedef struct kr_job_append {
-    kr_block *block;         /* the stored batch at data[0..len), CRC not yet
-                                filled (the writer seals it); a reference */
-    struct kr_ev_meta *meta; /* per-event facts for the loop's fold (malloc'd,
-                                the loop's: the writer never reads it) */
-    uint64_t base;           /* offset of its first event */
-    uint64_t max_ts;
-    uint32_t count;      /* events */
-    bool sync;           /* ack "sync": fdatasync before completing */
-    kr_segment *new_seg; /* out: the loop's record of a segment the writer
-                            started for this batch (its read fd open; the
-                            loop takes it), or NULL */
-    uint64_t seg_base;   /* out: segment it landed in */
-    uint64_t pos;        /* out: position of its batch header there */
-} kr_job_append;
+/* One segment of a SYNC job. */
+typedef struct kr_sync_seg {
+    int fd;           /* the loop's read-write fd, borrowed: the loop keeps
+                         it open until the job is back */
+    uint64_t base;    /* the segment */
+    uint64_t bytes;   /* written up to here (a batch end) ... */
+    uint64_t next;    /* ... offsets below this */
+    uint32_t hdr_len; /* KR_SEG_HEADER_V2_BYTES: write its sync record */
+    bool final;       /* closed: synced in full, then BASE.idx left behind */
+    kr_index idx;     /* final: the hints for BASE.idx (the job's) */
+    kr_index_meta im;
+    int err; /* out: errno of the fdatasync that failed, or 0 */
+} kr_sync_seg;
 
-/* CREATE: a new topic's first segment. */
+/* SYNC: the segments of one topic written since their last sync, oldest
+ * first (a closed segment is always synced before a later one counts). */
+typedef struct kr_job_sync {
+    kr_sync_seg *segs; /* malloc'd, n of them */
+    size_t n;
+    int dirfd;     /* the topic directory, borrowed (BASE.idx goes there) */
+    bool sync_dir; /* fsync it first: a segment was created since */
+    int dir_err;   /* out: errno of that fsync, or 0 */
+} kr_job_sync;
+
+/* CREATE: a new topic's directory and first segment, made durable. */
 typedef struct kr_job_create {
+    const char *dir; /* DATA/topics/NAME (the topic's, borrowed) */
     kr_segment *seg; /* out: the loop's record of the first segment (its
                         read fd open; the loop takes it), or NULL */
+    int dirfd;       /* out: the topic directory (the loop takes it), -1 */
+    int wfd;         /* out: the first segment read-write (the loop takes
+                        it), -1 */
 } kr_job_create;
 
 /* One topic's part of a checkpoint. */
 typedef struct kr_ckpt_topic {
     kr_topic *t;
-    struct kr_wtopic *w;
     const kr_overlay *ov; /* frozen: read-only while the job runs */
     uint64_t next;        /* marker to write */
     uint64_t keys;        /* in: live keys before; out: after */
 } kr_ckpt_topic;
 
-/* CHECKPOINT: the frozen overlays of some topics. */
+/* CHECKPOINT: the frozen overlays of some topics. The loop submits it once
+ * every stream it covers is durable up to its marker (append.h). */
 typedef struct kr_job_checkpoint {
     kr_ckpt_topic *ck; /* malloc'd, n of them */
     size_t n;
-    bool deferred; /* streams synced, the RocksDB half still to run */
+    size_t waits;  /* topics whose stream the loop still waits to see synced */
+    bool deferred; /* handed to the view thread */
 } kr_job_checkpoint;
 
 /* DELETE: files of retired segments. */
 typedef struct kr_job_delete {
     char **paths; /* malloc'd, each malloc'd */
     size_t n;
+    int dirfd; /* borrowed: synced after the unlinks (-1: none) */
 } kr_job_delete;
 
 /* CURSOR: one group's cursor. Every cursor job of a round is one WAL-on
@@ -90,16 +102,14 @@ typedef struct kr_job_cursor {
 struct kr_job {
     kr_job_kind kind;
     kr_topic *t;
-    struct kr_wtopic *w; /* the topic's writer state (allocated by the loop
-                            with the topic; CREATE fills it in) */
-    kr_store_done done;  /* NULL: nobody waits */
+    kr_store_done done; /* NULL: nobody waits */
     void *arg;
     krappy_err err; /* KRAPPY_OK, or KRAPPY_E_STORAGE after kr_job_fail */
     char *msg;      /* with err: the sentence (malloc'd), NULL when even
                        that allocation failed: read it with kr_job_msg */
     TAILQ_ENTRY(kr_job) link;
     union {
-        kr_job_append append;
+        kr_job_sync sync;
         kr_job_create create;
         kr_job_checkpoint checkpoint;
         kr_job_delete del;
@@ -110,14 +120,13 @@ struct kr_job {
 TAILQ_HEAD(kr_job_list, kr_job);
 
 /*
- * kr_job_new - a zeroed job of `kind` for topic t (NULL for none), its
- * writer state taken from t.
+ * kr_job_new - a zeroed job of `kind` for topic t (NULL for none).
  * @return the job (the caller's until submitted), or NULL on ENOMEM.
  */
 kr_job *kr_job_new(kr_job_kind kind, kr_topic *t);
 
-/* Free a job and what its kind owns (block reference, meta, a new segment
- * not taken, checkpoint parts, paths, message). NULL ok. */
+/* Free a job and what its kind owns (sync parts and their hints, a new
+ * topic's files not taken, checkpoint parts, paths, message). NULL ok. */
 void kr_job_free(kr_job *j);
 
 /*

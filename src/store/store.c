@@ -104,7 +104,7 @@ void kr_store_topic_free(kr_topic *t)
     kr_overlay_free(t->active);
     kr_overlay_free(t->frozen);
     kr_overlay_free(t->readcache);
-    kr_wtopic_free(t->w);
+    kr_stream_free(t->stream);
     free(t);
 }
 
@@ -131,27 +131,34 @@ uint64_t kr_topic_keys(const kr_topic *t)
     return t->keys;
 }
 
-kr_segment *kr_segment_new(uint64_t base, int fd)
+kr_segment *kr_segment_new(uint64_t base, int fd, uint32_t start)
 {
     kr_segment *seg = calloc(1, sizeof *seg);
     if (seg == NULL)
         return NULL;
     seg->base = seg->next = base;
-    seg->size = KR_SEG_HEADER_BYTES;
+    seg->size = seg->start = start;
     seg->fd = fd;
     return seg;
 }
 
+int kr_topic_reserve_segment(kr_topic *t)
+{
+    if (t->n_segs < t->cap_segs)
+        return 0;
+    size_t cap = t->cap_segs ? t->cap_segs * 2 : 8;
+    kr_segment **n = realloc(t->segs, cap * sizeof *n);
+    if (n == NULL)
+        return -1;
+    t->segs = n;
+    t->cap_segs = cap;
+    return 0;
+}
+
 int kr_topic_add_segment(kr_topic *t, kr_segment *seg)
 {
-    if (t->n_segs == t->cap_segs) {
-        size_t cap = t->cap_segs ? t->cap_segs * 2 : 8;
-        kr_segment **n = realloc(t->segs, cap * sizeof *n);
-        if (n == NULL)
-            return -1;
-        t->segs = n;
-        t->cap_segs = cap;
-    }
+    if (kr_topic_reserve_segment(t) < 0)
+        return -1;
     t->segs[t->n_segs++] = seg;
     return 0;
 }
@@ -171,26 +178,29 @@ static void recount_active(kr_store *s)
 static void finish_create(kr_store *s, kr_job *j)
 {
     kr_topic *t = j->t;
+    kr_job_create *c = &j->create;
     kr_store_result res = {.err = j->err};
     if (j->err != KRAPPY_OK) {
         t->failed = true;
         snprintf(res.msg, sizeof res.msg, "%s", kr_job_msg(j));
         kr_log(KR_LOG_ERROR, "cannot create topic", KR_LOG_STR("topic", t->name),
                KR_LOG_STR("reason", kr_job_msg(j)));
+    } else if (kr_topic_reserve_segment(t) < 0 ||
+               kr_stream_attach(t->stream, c->dirfd, c->wfd, 0, c->seg->start, c->seg->size, 0) <
+                   0) {
+        t->failed = true;
+        res.err = KRAPPY_E_STORAGE;
+        snprintf(res.msg, sizeof res.msg, "out of memory creating the topic");
     } else {
-        if (kr_topic_add_segment(t, j->create.seg) < 0) {
-            t->failed = true;
-            res.err = KRAPPY_E_STORAGE;
-            snprintf(res.msg, sizeof res.msg, "out of memory creating the topic");
-        } else {
-            j->create.seg = NULL;
-            t->bytes = KR_SEG_HEADER_BYTES;
-            t->ready = true;
-            kr_log(KR_LOG_INFO, "topic created", KR_LOG_STR("topic", t->name));
-        }
+        c->dirfd = c->wfd = -1;                /* the stream's now */
+        (void)kr_topic_add_segment(t, c->seg); /* reserved */
+        t->bytes = c->seg->size;
+        c->seg = NULL;
+        t->ready = true;
+        kr_log(KR_LOG_INFO, "topic created", KR_LOG_STR("topic", t->name));
     }
+    kr_stream_created(s, t->stream, t->ready);
     res.first = t->next;
-    (void)s;
     if (j->done != NULL)
         j->done(j->arg, &res);
 }
@@ -230,10 +240,12 @@ static void retention(kr_store *s, kr_topic *t)
     for (size_t i = 0; ok && i < drop; i++) {
         char name[KR_SEG_NAME_BYTES];
         kr_seg_name(name, t->segs[i]->base);
-        ok = (paths[j->del.n++] = kr_store_path(t->w->dir, name)) != NULL;
+        ok = (paths[j->del.n++] = kr_store_path(t->stream->dir, name)) != NULL;
         kr_index_file_name(name, t->segs[i]->base);
-        ok = ok && (paths[j->del.n++] = kr_store_path(t->w->dir, name)) != NULL;
+        ok = ok && (paths[j->del.n++] = kr_store_path(t->stream->dir, name)) != NULL;
     }
+    if (ok)
+        j->del.dirfd = t->stream->dirfd;
     if (!ok) {
         if (j == NULL || j->del.paths == NULL)
             free(paths);
@@ -277,6 +289,7 @@ static int put_back(void *arg, const kr_ov_entry *e)
 static void finish_checkpoint(kr_store *s, kr_job *j)
 {
     s->ckpt_running = false;
+    s->ckpt_job = NULL;
     for (size_t i = 0; i < j->checkpoint.n; i++) {
         kr_ckpt_topic *c = &j->checkpoint.ck[i];
         kr_topic *t = c->t;
@@ -326,22 +339,12 @@ static void on_jobs_done(void *arg, struct kr_job_list *jobs)
     while ((j = TAILQ_FIRST(jobs)) != NULL) {
         TAILQ_REMOVE(jobs, j, link);
         switch (j->kind) {
-        case KR_JOB_APPEND:
-            if (kr_store_append_done(s, j))
-                continue; /* held: freed when acknowledged */
+        case KR_JOB_SYNC:
+            kr_stream_synced(s, j);
             break;
         case KR_JOB_CREATE:
             finish_create(s, j);
             break;
-        case KR_JOB_BARRIER: {
-            kr_store_result res = {.err = j->t->failed ? KRAPPY_E_STORAGE : KRAPPY_OK,
-                                   .first = j->t->next};
-            if (j->t->failed)
-                snprintf(res.msg, sizeof res.msg, "the topic could not be created on disk");
-            if (j->done != NULL)
-                j->done(j->arg, &res);
-            break;
-        }
         case KR_JOB_CHECKPOINT:
             finish_checkpoint(s, j);
             break;
@@ -374,10 +377,22 @@ void kr_store_release(kr_store *s)
         kr_writer_release(s->writer);
 }
 
+/* Submit the syncs that could not be submitted (out of memory): the
+ * checkpoint tick tries again. */
+static void retry_syncs(kr_store *s)
+{
+    for (size_t i = 0; i < s->n_topics; i++) {
+        kr_stream *st = s->topics[i]->stream;
+        if (st != NULL && st->sync_wanted && st->sync_job == NULL)
+            kr_stream_want_sync(s, st);
+    }
+}
+
 void kr_store_checkpoint(kr_store *s)
 {
     if (s->draining)
         return;
+    retry_syncs(s);
     if (s->ckpt_running) {
         s->ckpt_again = true;
         return;
@@ -414,7 +429,6 @@ void kr_store_checkpoint(kr_store *s)
         t->active = fresh;
         t->frozen_next = t->next;
         ck[k].t = t;
-        ck[k].w = t->w;
         ck[k].ov = t->frozen;
         ck[k].next = t->next;
         ck[k].keys = t->keys;
@@ -423,7 +437,39 @@ void kr_store_checkpoint(kr_store *s)
     j->checkpoint.ck = ck;
     j->checkpoint.n = k;
     s->ckpt_running = true;
+    s->ckpt_job = j;
     recount_active(s);
+    /* RocksDB must never be ahead of the durable stream: the job goes to
+     * the writer once every stream it covers is synced up to its marker. */
+    j->checkpoint.waits = 1; /* this function's own, dropped below */
+    for (size_t i = 0; i < k; i++) {
+        kr_stream *st = ck[i].t->stream;
+        if (st->synced_next >= ck[i].next)
+            continue;
+        st->ckpt_wait = true;
+        st->ckpt_target = ck[i].next;
+        j->checkpoint.waits++;
+        kr_stream_want_sync(s, st);
+    }
+    kr_store_checkpoint_part(s, true, NULL);
+}
+
+void kr_store_checkpoint_part(kr_store *s, bool ok, const char *why)
+{
+    kr_job *j = s->ckpt_job;
+    if (j == NULL)
+        return;
+    if (!ok)
+        kr_job_fail(j, 0, "the checkpoint waited for a stream that cannot be synced: %s", why);
+    if (--j->checkpoint.waits > 0)
+        return;
+    if (j->err != KRAPPY_OK || s->draining) {
+        if (j->err == KRAPPY_OK)
+            kr_job_fail(j, 0, "the store is closing");
+        finish_checkpoint(s, j);
+        kr_job_free(j);
+        return;
+    }
     kr_writer_submit(s->writer, j);
 }
 
@@ -459,35 +505,46 @@ int kr_store_register(kr_store *s, const uint8_t *name, size_t len, kr_topic **t
     bool found;
     size_t at = topic_slot(s, name, len, &found);
     kr_topic *t = found ? s->topics[at] : NULL;
+    if (t != NULL && !t->failed) {
+        /* The answer follows every append queued before it (a marker in
+         * the topic's queue): its `next` counts them. No thread hop. */
+        kr_append *a = kr_append_new(s, t);
+        if (a == NULL)
+            goto nomem;
+        a->done = done;
+        a->arg = arg;
+        *topic = t;
+        kr_stream_queue(s, t->stream, a);
+        return 0;
+    }
     /* The job first: a topic in the table must get its CREATE job. */
-    kr_job *j = kr_job_new(KR_JOB_BARRIER, NULL);
+    kr_job *j = kr_job_new(KR_JOB_CREATE, NULL);
     if (j == NULL)
         goto nomem;
+    if (t == NULL) {
+        t = kr_store_topic_new(s, name, len);
+        if (t == NULL) {
+            kr_job_free(j);
+            goto nomem;
+        }
+        char *dir = kr_store_path(s->topics_dir, t->name);
+        t->stream = dir ? kr_stream_new(t, dir) : NULL;
+        free(dir);
+        if (t->stream == NULL || kr_store_topic_insert(s, t) < 0) {
+            kr_store_topic_free(t);
+            kr_job_free(j);
+            goto nomem;
+        }
+    }
+    t->failed = false;
+    j->t = t;
     j->done = done;
     j->arg = arg;
-    if (t == NULL || t->failed) {
-        if (t == NULL) {
-            t = kr_store_topic_new(s, name, len);
-            if (t == NULL)
-                goto nomem;
-            char *dir = kr_store_path(s->topics_dir, t->name);
-            t->w = dir ? kr_wtopic_new(dir, -1, -1, 0, 0, 0, 0) : NULL;
-            free(dir);
-            if (t->w == NULL || kr_store_topic_insert(s, t) < 0) {
-                kr_store_topic_free(t);
-                goto nomem;
-            }
-        }
-        t->failed = false;
-        j->kind = KR_JOB_CREATE;
-    }
-    j->t = t;
-    j->w = t->w;
+    j->create.dir = t->stream->dir;
     *topic = t;
     kr_writer_submit(s->writer, j);
     return 0;
 nomem:
-    kr_job_free(j);
     res->err = KRAPPY_E_STORAGE;
     snprintf(res->msg, sizeof res->msg, "out of memory registering the topic");
     return -1;
@@ -525,8 +582,9 @@ int kr_store_open(const kr_store_opts *o, struct event_base *base, kr_metrics *m
     TAILQ_INIT(&s->scan_waits);
     TAILQ_INIT(&s->cursors);
     TAILQ_INIT(&s->held);
-    kr_buf_init(&s->enc, (size_t)o->max_frame + 4096);
-    kr_buf_init(&s->meta, (size_t)o->max_publish_events * sizeof(kr_ev_meta) + 64);
+    TAILQ_INIT(&s->flushq);
+    TAILQ_INIT(&s->free_chunks);
+    TAILQ_INIT(&s->free_appends);
     kr_buf_init(&s->readbuf, (size_t)o->max_frame + 4096);
     s->ranges = calloc(KR_FETCH_MAX_RANGES, sizeof *s->ranges);
     s->data_dir = strdup(o->data_dir);
@@ -547,10 +605,15 @@ int kr_store_open(const kr_store_opts *o, struct event_base *base, kr_metrics *m
     s->m_group_skipped = kr_counter(m, "krappy_group_skipped_events_total", NULL,
                                     "Unacknowledged events retention removed before a group "
                                     "consumed them.");
+    s->m_written = kr_counter(m, "krappy_stream_written_bytes_total", NULL,
+                              "Bytes appended to stream segments.");
+    s->m_failures = kr_counter(m, "krappy_storage_failures_total", NULL,
+                               "Failed stream writes, syncs and view writes.");
+    s->flush_ev = event_new(base, -1, 0, kr_stream_on_flush, s);
     if (s->o.group_window == 0)
         s->o.group_window = KR_GROUP_DEFAULT_WINDOW;
     if (s->ranges == NULL || s->data_dir == NULL || s->topics_dir == NULL || lock == NULL ||
-        viewdir == NULL) {
+        viewdir == NULL || s->flush_ev == NULL) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -583,7 +646,7 @@ int kr_store_open(const kr_store_opts *o, struct event_base *base, kr_metrics *m
         goto fail;
     }
     close(dfd);
-    if (kr_writer_start(&s->writer, base, s->view, o->segment_bytes, m, on_jobs_done, s) < 0) {
+    if (kr_writer_start(&s->writer, base, s->view, m, on_jobs_done, s) < 0) {
         snprintf(err, errlen, "cannot start the storage writer: %s", strerror(errno));
         goto fail;
     }
@@ -602,6 +665,7 @@ int kr_store_open(const kr_store_opts *o, struct event_base *base, kr_metrics *m
     }
     free(lock);
     free(viewdir);
+    s->opened = true;
     *out = s;
     return 0;
 fail:
@@ -609,6 +673,33 @@ fail:
     free(viewdir);
     kr_store_close(s);
     return -1;
+}
+
+/* Whether appends, syncs or a checkpoint are still under way. */
+static bool store_busy(const kr_store *s)
+{
+    if (s->ckpt_job != NULL)
+        return true;
+    for (size_t i = 0; i < s->n_topics; i++)
+        if (s->topics[i]->stream != NULL && kr_stream_busy(s->topics[i]->stream))
+            return true;
+    return false;
+}
+
+/* Close drives the loop (it has stopped serving) until the appends and
+ * syncs under way are done, for at most this long. */
+#define KR_CLOSE_DRAIN_MS 30000
+
+static void drain(kr_store *s)
+{
+    uint64_t until = kr_mono_ms() + KR_CLOSE_DRAIN_MS;
+    kr_stream_flush_all(s);
+    while (store_busy(s) && kr_mono_ms() < until) {
+        event_base_loop(s->base, EVLOOP_NONBLOCK);
+        kr_stream_flush_all(s);
+        if (store_busy(s))
+            usleep(200);
+    }
 }
 
 void kr_store_close(kr_store *s)
@@ -622,12 +713,21 @@ void kr_store_close(kr_store *s)
         event_free(s->group_tick);
     kr_store_cursors_expire(s, true);
     if (s->writer != NULL) {
-        if (!s->ckpt_running)
-            kr_store_checkpoint(s); /* make the view current: a short replay next time */
+        if (s->opened) {
+            /* What was appended gets its syncs, then the view its last
+             * checkpoint: a short replay next time. */
+            drain(s);
+            if (!s->ckpt_running)
+                kr_store_checkpoint(s);
+            drain(s);
+        }
         s->draining = true;
         kr_writer_stop(s->writer);
         s->writer = NULL;
     }
+    for (size_t i = 0; i < s->n_topics; i++)
+        if (s->topics[i]->stream != NULL)
+            kr_stream_fail_all(s, s->topics[i]->stream, "the store is closing");
     kr_store_release_held(s, true);
     kr_scan_wait *w;
     while ((w = TAILQ_FIRST(&s->scan_waits)) != NULL) {
@@ -642,8 +742,9 @@ void kr_store_close(kr_store *s)
     kr_view_close(s->view);
     if (s->lock_fd >= 0)
         close(s->lock_fd);
-    kr_buf_free(&s->enc);
-    kr_buf_free(&s->meta);
+    if (s->flush_ev != NULL)
+        event_free(s->flush_ev);
+    kr_stream_pools_free(s);
     kr_buf_free(&s->readbuf);
     free(s->ranges);
     free(s->data_dir);

@@ -3,20 +3,23 @@
  * latest-value view, behind one facade used by the request handlers.
  *
  * Threads. The loop thread owns every structure here (topics, segment lists,
- * overlays, cursors). One storage writer thread (writer.c) does the disk
- * writes - appends, topic creation, fsyncs, checkpoints into RocksDB, segment
- * deletion - on jobs the loop queues, in queue order, many per round (group
- * commit), and hands finished jobs back in one wake-up per round. The loop
- * never waits on a disk write; reads (FETCH, GET, SCAN) run on the loop from
- * the page cache and RocksDB's block cache.
+ * overlays, cursors) and appends PUBLISH batches to the stream files itself,
+ * once per turn of the loop (append.h: a write to the page cache, which does
+ * not wait on the disk). One storage writer thread (writer.c) does what
+ * waits on the disk - fdatasyncs, topic creation, group cursors, segment
+ * deletion, checkpoints into RocksDB (on its view thread) - on jobs the loop
+ * queues, in queue order, many per round (group commit), and hands finished
+ * jobs back in one wake-up per round. Reads (FETCH, GET, SCAN) run on the
+ * loop from the page cache and RocksDB's block cache.
  *
  * Durability. The stream is the source of truth. A "write" ack means the
- * bytes were handed to the OS; "sync" means fdatasync'd. A checkpoint first
- * fdatasyncs every stream file up to its target, then writes the frozen
- * overlays and per-topic markers into RocksDB (one table file, ingested
- * atomically and durably), so the view is never ahead of the durable
- * stream. Start-up truncates torn tails and replays each topic's stream
- * from its marker into a fresh overlay.
+ * bytes were handed to the OS; "sync" means fdatasync'd. A checkpoint waits
+ * until every stream it covers is durable up to its target, then writes the
+ * frozen overlays and per-topic markers into RocksDB (one table file,
+ * ingested atomically and durably), so the view is never ahead of the
+ * durable stream. Start-up truncates torn tails (but reports damage below
+ * a segment's recorded sync point as corruption) and replays each topic's
+ * stream from its marker into a fresh overlay.
  *
  * Memory. The overlays share --overlay-bytes (kr_store_opts.overlay_bytes):
  * half for the active ones, half for the frozen ones being checkpointed.
@@ -89,9 +92,11 @@ typedef struct kr_segment {
     uint64_t next; /* offset after its last visible event */
     uint64_t size; /* visible bytes (end of its last visible batch) */
     uint64_t max_ts;
-    int fd;        /* read-only */
-    bool verified; /* every batch below `size` checked or ours */
-    kr_index idx;  /* sparse hints */
+    uint32_t start; /* where its first batch starts (its header's length;
+                       known once read or scanned: see kr_segment_verify) */
+    int fd;         /* read-only */
+    bool verified;  /* every batch below `size` checked or ours */
+    kr_index idx;   /* sparse hints */
     size_t n_corrupt;
     kr_corrupt corrupt[KR_SEG_MAX_CORRUPT];
     struct evbuffer_file_segment *fs; /* sendfile handle on [0, fs_len) */
@@ -117,10 +122,8 @@ struct kr_topic {
     size_t name_len;
     bool ready;        /* created on disk (false while being created) */
     bool failed;       /* creation failed: being removed */
-    kr_segment **segs; /* ascending base; the last one is being appended;
-                          room for appends_in_flight (queued, not completed)
-                          more, one per segment the writer may start */
-    size_t n_segs, cap_segs, appends_in_flight;
+    kr_segment **segs; /* ascending base; the last one is being appended */
+    size_t n_segs, cap_segs;
     uint64_t first;        /* first retained offset */
     uint64_t next;         /* offset after the last visible event */
     uint64_t assigned;     /* next offset a new PUBLISH gets (>= next) */
@@ -136,8 +139,8 @@ struct kr_topic {
     struct kr_waiter_list waiters;
     struct kr_tgroup **groups; /* consumer groups, by name */
     size_t n_groups, cap_groups;
-    struct kr_wtopic *w; /* writer-side state: only the writer touches it */
-    uint64_t events_in;  /* counters for STATS/metrics */
+    struct kr_stream *stream; /* its files as the loop writes them (append.h) */
+    uint64_t events_in;       /* counters for STATS/metrics */
     kr_metric *m_events_in, *m_bytes_in, *m_events_out, *m_bytes_out, *m_stream_bytes,
         *m_segments; /* labelled topic="NAME" */
 };

@@ -8,19 +8,20 @@
 
 #include <sys/queue.h>
 
+#include "store/append.h"
 #include "store/names.h"
 #include "store/store.h"
 #include "store/writer.h"
 
-/* Per-event facts recorded when a batch is encoded, kept in the batch's
- * block after the stored bytes, so the completion can fold the batch into
- * the overlay without parsing it again. */
+/* Per-event facts recorded when a batch is encoded into its chunk
+ * (append.h), so that the batch is folded into the overlay without parsing
+ * it again. */
 typedef struct kr_ev_meta {
-    uint32_t ev_pos, ev_len;   /* delivered encoding, in block->data */
-    uint32_t key_pos, key_len; /* key content, in block->data */
+    uint32_t ev_pos, ev_len;   /* delivered encoding, in chunk->data */
+    uint32_t key_pos, key_len; /* key content, in chunk->data ... */
     uint64_t ts;
     uint8_t has_key, tombstone;
-    uint8_t key_joined; /* while encoding: key_pos is in the joined-keys area */
+    uint8_t key_joined; /* ... or in chunk->extra (an indefinite-length key, joined) */
 } kr_ev_meta;
 
 /* A SCAN waiting for a checkpoint to cover `target`. */
@@ -63,20 +64,26 @@ struct kr_store {
     size_t n_topics, cap_topics;
     struct event *tick;
     bool ckpt_running, ckpt_again, closing;
-    bool draining;           /* the writer is stopping: completions delivered meanwhile
-                                must not queue jobs it would never run */
-    size_t active_bytes;     /* kr_overlay_bytes of every active overlay */
-    size_t readcache_bytes;  /* kr_overlay_bytes of every topic's readcache */
-    struct kr_job_list held; /* appends whose acks wait for overlay room */
+    bool opened;                /* kr_store_open finished: close checkpoints */
+    bool draining;              /* the writer is stopping: completions delivered meanwhile
+                                   must not queue jobs it would never run */
+    kr_job *ckpt_job;           /* the checkpoint under way (waiting for its
+                                   streams' syncs, or on the view thread) */
+    size_t active_bytes;        /* kr_overlay_bytes of every active overlay */
+    size_t readcache_bytes;     /* kr_overlay_bytes of every topic's readcache */
+    struct kr_append_list held; /* appends whose acks wait for overlay room */
     struct kr_scan_wait_list scan_waits;
     struct kr_cursor_list cursors;
     size_t n_cursors;
-    kr_buf enc;             /* batch encoding scratch */
-    kr_buf meta;            /* per-event meta scratch */
+    struct event *flush_ev;           /* writes the appends of a loop turn (append.h) */
+    struct kr_stream_list flushq;     /* topics with appends to write */
+    struct kr_chunk_list free_chunks; /* recycled (append.c) */
+    struct kr_append_list free_appends;
+    size_t n_free_chunks, n_free_appends;
     kr_buf readbuf;         /* pread scratch for fetch */
     kr_fetch_range *ranges; /* fetch result ranges */
     kr_metric *m_events_in, *m_bytes_in, *m_overlay_bytes, *m_replayed, *m_retired, *m_scan_ckpts,
-        *m_group_skipped;
+        *m_group_skipped, *m_written, *m_failures;
     struct event *group_tick; /* pending deadlines, 4 times a second */
 };
 
@@ -91,19 +98,30 @@ kr_topic *kr_store_topic_new(kr_store *s, const uint8_t *name, size_t len);
 int kr_store_topic_insert(kr_store *s, kr_topic *t);
 /* Free a topic, its segments, overlays, groups and writer state. NULL ok. */
 void kr_store_topic_free(kr_topic *t);
-/* A segment record for the file at fd (taken over) holding nothing yet.
+/* A segment record for the file at fd (taken over) holding nothing yet, its
+ * first batch to start at `start` (its header's length).
  * @return NULL on ENOMEM (fd is then still the caller's). */
-kr_segment *kr_segment_new(uint64_t base, int fd);
+kr_segment *kr_segment_new(uint64_t base, int fd, uint32_t start);
 /* Append seg to t's segments (taken over on success). @return 0, or -1 on
  * ENOMEM. */
 int kr_topic_add_segment(kr_topic *t, kr_segment *seg);
+/* Room for one more segment, so that the next kr_topic_add_segment cannot
+ * fail. @return 0, or -1 on ENOMEM. */
+int kr_topic_reserve_segment(kr_topic *t);
+/* One topic of the checkpoint under way has its stream synced (ok), or
+ * cannot (the checkpoint then fails with `why`); the last one submits it. */
+void kr_store_checkpoint_part(kr_store *s, bool ok, const char *why);
 
 /* publish.c */
-/* Complete an append: fold its batch into the active overlay, wake the
- * readers, acknowledge it - or, while the active overlays are over
- * kr_store_fill_limit and a checkpoint runs, hold the acknowledgement.
- * @return true when held (the job is then on s->held, not the caller's). */
-bool kr_store_append_done(kr_store *s, kr_job *j);
+/* An append counts: its batch folded into the active overlay and the
+ * loop's record of the segment moved past it, the producer acknowledged -
+ * or, while the active overlays are over kr_store_fill_limit and a
+ * checkpoint runs, the acknowledgement held. A marker (count 0) is answered
+ * with the topic's next offset. The append is released (or held). The
+ * caller wakes the topic's long polls. */
+void kr_store_append_visible(kr_store *s, kr_append *a);
+/* An append that will never count: STORAGE with `why`; released. */
+void kr_store_append_failed(kr_store *s, kr_append *a, const char *why);
 /* Acknowledge held appends while the active overlays are within their
  * limit (all: every one, whatever the memory). */
 void kr_store_release_held(kr_store *s, bool all);

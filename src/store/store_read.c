@@ -44,6 +44,7 @@ int kr_segment_verify(kr_store *s, kr_topic *t, kr_segment *seg)
     kr_seg_scan scan;
     if (kr_seg_scan_fd(seg->fd, &scan, NULL, NULL) < 0)
         return -1;
+    seg->start = scan.hdr.len;
     seg->n_corrupt = scan.n_corrupt;
     memcpy(seg->corrupt, scan.corrupt, sizeof scan.corrupt);
     if (scan.good_end < seg->size && seg->n_corrupt < KR_SEG_MAX_CORRUPT) {
@@ -192,6 +193,8 @@ static int batch_unreadable(fetch *f, const kr_segment *seg, uint64_t cur, uint6
 static int find_batch(fetch *f, const kr_segment *seg, uint64_t cur, uint64_t *pos, kr_batch_hdr *h)
 {
     uint64_t p = seg == f->after_seg ? f->after_pos : kr_index_find(&seg->idx, cur);
+    if (p < seg->start)
+        p = seg->start;
     for (;;) {
         for (size_t c = 0; c < seg->n_corrupt; c++)
             if (p >= seg->corrupt[c].pos && p < seg->corrupt[c].end)
