@@ -26,6 +26,8 @@
 #include "harness.h"
 #include "krappy/client.h"
 #include "proto/msg.h"
+#include "util/byteorder.h"
+#include "util/crc32c.h"
 
 /* ---- helpers on e2e/conn.h ---- */
 
@@ -166,6 +168,21 @@ static long replayed_from_log(const e2e_server *s, const char *topic)
     }
     fclose(f);
     return val;
+}
+
+/* Rewrite the sync record of a version 2 segment (store/segment.h: bytes
+ * 32..55): durable up to `bytes`, offsets below `next` - what a power cut
+ * that lost the later syncs leaves. */
+static void set_sync_record(const char *seg, uint64_t bytes, uint64_t next)
+{
+    uint8_t rec[24] = {0};
+    kr_put_be64(rec, bytes);
+    kr_put_be64(rec + 8, next);
+    kr_put_be32(rec + 16, kr_crc32c(0, rec, 16));
+    int fd = open(seg, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, rec, sizeof rec, 32), (ssize_t)sizeof rec);
+    close(fd);
 }
 
 /* ---- tests ---- */
@@ -682,6 +699,89 @@ static void test_torn_tail_and_flipped_bit(void **state)
     assert_int_equal(e2e_stop(&s, 10000), 0);
 }
 
+/*
+ * Damage below a segment's sync point is not a torn tail (issue 12): a
+ * flipped byte inside the last batch of a segment whose events were
+ * acknowledged "sync" - the server killed right after the ack - is reported
+ * as corruption (error level, the offsets named), never served, never cut
+ * off, and its offsets are never handed out again; FETCH from 0 still
+ * returns the events before it. The same for a segment cut short below its
+ * sync point.
+ */
+static void test_damage_below_sync_point(void **state)
+{
+    (void)state;
+    e2e_server s;
+    assert_int_equal(e2e_start(&s, NULL), 0);
+    conn x;
+    conn_open(&x, &s);
+    assert_int_equal(do_register(&x, "sy"), 0);
+    for (int b = 0; b < 3; b++) {
+        ev evs[10];
+        char keys[10][32];
+        for (int i = 0; i < 10; i++) {
+            snprintf(keys[i], sizeof keys[i], "b%di%d", b, i);
+            evs[i] = (ev){keys[i], "payload-payload-payload"};
+        }
+        assert_int_equal(do_publish(&x, evs, 10, KR_ACK_SYNC, NULL), 0);
+    }
+    conn_close(&x);
+    kill9(&s); /* at once after the last ack */
+    char seg[400];
+    snprintf(seg, sizeof seg, "%s/data/topics/sy/00000000000000000000.seg", s.dir);
+    int fd = open(seg, O_RDWR);
+    assert_true(fd >= 0);
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    off_t at = st.st_size - 20; /* inside the last batch */
+    uint8_t byte;
+    assert_int_equal(pread(fd, &byte, 1, at), 1);
+    byte ^= 0x40;
+    assert_int_equal(pwrite(fd, &byte, 1, at), 1);
+    close(fd);
+
+    restart(&s, NULL);
+    conn_open(&x, &s);
+    assert_int_equal(do_register(&x, "sy"), 0);
+    assert_int_equal(reply_u(&x, "next"), 30); /* not cut off: 20..29 stay taken */
+    uint64_t offs[40];
+    char vals[40][64];
+    assert_int_equal(do_fetch(&x, "sy", 0, 100, 0), 0);
+    assert_int_equal(fetched(&x, offs, vals, 40), 20); /* the events before the damage */
+    assert_int_equal(do_fetch(&x, "sy", 20, 100, 0), KRAPPY_E_STORAGE);
+    assert_non_null(strstr(krappy_client_errmsg(x.c), "corrupt"));
+    assert_int_equal(reply_u(&x, "next"), 30);
+    ev a[] = {{"new", "after"}};
+    uint64_t first;
+    assert_int_equal(do_publish(&x, a, 1, KR_ACK_SYNC, &first), 0);
+    assert_int_equal(first, 30); /* offsets once acknowledged sync: never again */
+    assert_int_equal(do_fetch(&x, "sy", 30, 100, 0), 0);
+    assert_int_equal(fetched(&x, offs, vals, 40), 1);
+    conn_close(&x);
+    char cmd[600], out[4096];
+    snprintf(cmd, sizeof cmd,
+             "grep 'below the segment.s sync point' %s | grep -c "
+             "'\"level\":\"error\".*\"first\":\"20\".*\"next\":\"30\"'",
+             s.log_path);
+    assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
+
+    /* Cut the segment short, below its sync point (after the new batch):
+     * the lost offsets stay lost, never reused. */
+    assert_int_equal(e2e_stop_keep(&s, 10000), 0);
+    assert_int_equal(stat(seg, &st), 0);
+    assert_int_equal(truncate(seg, st.st_size - 10), 0);
+    restart(&s, NULL);
+    conn_open(&x, &s);
+    assert_int_equal(do_register(&x, "sy"), 0);
+    assert_int_equal(reply_u(&x, "next"), 31);
+    assert_int_equal(do_fetch(&x, "sy", 0, 100, 0), 0);
+    assert_int_equal(fetched(&x, offs, vals, 40), 20);
+    assert_int_equal(do_publish(&x, a, 1, KR_ACK_SYNC, &first), 0);
+    assert_int_equal(first, 31);
+    conn_close(&x);
+    assert_int_equal(e2e_stop(&s, 10000), 0);
+}
+
 /* A view ahead of its stream (the stream cut back behind a checkpoint's
  * marker) is rebuilt from the stream: no GET returns an event that is not
  * in the stream, and new events take the offsets after the cut. */
@@ -706,7 +806,11 @@ static void test_view_ahead_of_stream_is_rebuilt(void **state)
     usleep(300 * 1000); /* checkpointed: the marker is 4 */
     conn_close(&x);
     assert_int_equal(e2e_stop_keep(&s, 10000), 0);
+    /* The stream loses its second batch, and its record of the sync that
+     * covered it with it (a stream cut back below its record would be
+     * damage: test_damage_below_sync_point). */
     assert_int_equal(truncate(seg, cut), 0);
+    set_sync_record(seg, (uint64_t)cut, 2);
     restart(&s, args);
     conn_open(&x, &s);
     assert_int_equal(do_register(&x, "ah"), 0);
@@ -759,6 +863,7 @@ int main(void)
         cmocka_unit_test(test_replay_small_after_checkpoint),
         cmocka_unit_test(test_retention_keeps_keys),
         cmocka_unit_test(test_torn_tail_and_flipped_bit),
+        cmocka_unit_test(test_damage_below_sync_point),
         cmocka_unit_test(test_view_ahead_of_stream_is_rebuilt),
         cmocka_unit_test(test_second_instance_refused),
     };

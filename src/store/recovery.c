@@ -8,11 +8,15 @@
  * marker replayed into a fresh overlay; the loop's stream state of the
  * topic (append.h) made from its last segment.
  *
- * A power cut can leave a last segment that never became durable: one
- * shorter than its header, or one that follows a gap (the tail of the
- * segment before it was lost) with nothing of it ever synced; neither can
- * hold an event acknowledged "sync" (append.h), so it is removed and the
- * topic recovered again without it. A closed segment
+ * A torn tail and damage are told apart by the sync record of a version 2
+ * segment (segment.h): bad bytes past it are a write a crash cut short, cut
+ * off; bad bytes below it were durable once - corruption, logged at error
+ * level with the offsets lost, never served, never cut off, and its offsets
+ * never handed out again. A power cut can also leave a last segment that
+ * never became durable: one shorter than its header, or one that follows a
+ * gap (the tail of the segment before it was lost) with nothing of it ever
+ * synced; neither can hold an event acknowledged "sync" (append.h), so it
+ * is removed and the topic recovered again without it. A closed segment
  * whose sync record does not cover it (a crash came between its roll and
  * its final sync) is synced now.
  *
@@ -157,6 +161,35 @@ static void log_damage(recovery *r, const char *sname, const kr_seg_scan *scan, 
 }
 
 /*
+ * The last segment's bad tail lies below its sync record: that is damage,
+ * not a torn write. The stretch from the bad bytes to the sync point is
+ * recorded as corrupt (never served), the segment continues after it, and
+ * only what lies past the sync point is cut off. @return 0, or -1.
+ */
+static int damage_below_sync(recovery *r, kr_segment *seg, kr_seg_scan *scan, const char *sname)
+{
+    uint64_t end = scan->hdr.synced < scan->file_len ? scan->hdr.synced : scan->file_len;
+    if (seg->n_corrupt >= KR_SEG_MAX_CORRUPT)
+        return fail(r,
+                    "segment %s/%s is damaged in more places than can be recorded; move it away "
+                    "to start without it",
+                    r->dir, sname);
+    seg->corrupt[seg->n_corrupt++] = (kr_corrupt){
+        .pos = scan->good_end, .end = end, .first = scan->next, .next = scan->hdr.synced_next};
+    kr_log(KR_LOG_ERROR,
+           "corrupt data below the segment's sync point (events acknowledged as durable); they "
+           "will not be served and their offsets are not used again",
+           KR_LOG_STR("topic", r->name), KR_LOG_STR("segment", sname),
+           KR_LOG_U64("first", scan->next), KR_LOG_U64("next", scan->hdr.synced_next),
+           KR_LOG_U64("position", scan->good_end), KR_LOG_U64("synced_bytes", scan->hdr.synced));
+    seg->next = scan->hdr.synced_next;
+    seg->size = end;
+    scan->good_end = end; /* cut only what lies past the sync point */
+    scan->torn = end < scan->file_len;
+    return 0;
+}
+
+/*
  * A closed version 2 segment whose sync record does not say it is durable
  * to its end (a crash came between its roll and its final sync): sync it
  * now, and its record, so the streams behind a checkpoint are durable.
@@ -200,6 +233,9 @@ static int scan_segment(recovery *r, kr_segment *seg, size_t i, const char *snam
     memcpy(seg->corrupt, scan.corrupt, sizeof scan.corrupt);
     log_damage(r, sname, &scan, last);
     r->last_hdr = scan.hdr;
+    if (last && scan.hdr.has_sync && scan.good_end < scan.hdr.synced &&
+        damage_below_sync(r, seg, &scan, sname) < 0)
+        return -1;
     if (scan.torn && last) {
         r->truncated = scan.file_len - scan.good_end;
         if (ftruncate(seg->fd, (off_t)scan.good_end) < 0 || fdatasync(seg->fd) < 0)
