@@ -470,6 +470,17 @@ static bool check_auth(kr_conn *c, uint32_t type, const uint8_t *payload, size_t
     return true;
 }
 
+/* The request's cid, when its payload has one, for a refusal made before
+ * the payload is decoded. */
+static void peek_cid(kr_req *r, const uint8_t *payload, size_t len)
+{
+    uint64_t cid;
+    if (kr_req_peek_cid(payload, len, &cid)) {
+        r->cid.set = true;
+        r->cid.v = cid;
+    }
+}
+
 /*
  * Run one frame through the checks of PROTOCOL.md section 5 in order
  * (authentication, payload, type, fields) and hand it to its handler.
@@ -480,18 +491,17 @@ static void conn_start(kr_conn *c, uint32_t type, const uint8_t *payload, size_t
     if (r == NULL)
         return;
 
-    uint64_t cid;
-    if (kr_req_peek_cid(payload, len, &cid)) {
-        r->cid.set = true;
-        r->cid.v = cid;
-    }
+    /* Refusals before the decode echo the cid too: peek at it for them
+     * only (a second walk of every payload cost as much as its decode). */
     if (c->srv->shutting_down) {
+        peek_cid(r, payload, len);
         kr_req_error(r, KRAPPY_E_SHUTTING_DOWN,
                      "the server is shutting down; reconnect in a moment", NULL);
         return;
     }
     if (c->srv->cfg->token != NULL && !c->authed) {
         if (!check_auth(c, type, payload, len, c->errmsg, sizeof c->errmsg)) {
+            peek_cid(r, payload, len);
             kr_req_error(r, KRAPPY_E_UNAUTHENTICATED, c->errmsg, NULL);
             return;
         }

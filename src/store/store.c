@@ -133,9 +133,11 @@ uint64_t kr_topic_keys(const kr_topic *t)
 
 kr_segment *kr_segment_new(uint64_t base, int fd, uint32_t start)
 {
+    static uint64_t last_id; /* segments are made on three threads */
     kr_segment *seg = calloc(1, sizeof *seg);
     if (seg == NULL)
         return NULL;
+    seg->id = __atomic_add_fetch(&last_id, 1, __ATOMIC_RELAXED);
     seg->base = seg->next = base;
     seg->size = seg->start = start;
     seg->fd = fd;
@@ -586,6 +588,7 @@ int kr_store_open(const kr_store_opts *o, struct event_base *base, kr_metrics *m
     TAILQ_INIT(&s->free_chunks);
     TAILQ_INIT(&s->free_appends);
     kr_buf_init(&s->readbuf, (size_t)o->max_frame + 4096);
+    kr_buf_init(&s->win, KR_FETCH_WINDOW);
     s->ranges = calloc(KR_FETCH_MAX_RANGES, sizeof *s->ranges);
     s->data_dir = strdup(o->data_dir);
     s->topics_dir = kr_store_path(o->data_dir, "topics");
@@ -746,6 +749,7 @@ void kr_store_close(kr_store *s)
         event_free(s->flush_ev);
     kr_stream_pools_free(s);
     kr_buf_free(&s->readbuf);
+    kr_buf_free(&s->win);
     free(s->ranges);
     free(s->data_dir);
     free(s->topics_dir);

@@ -88,6 +88,7 @@ typedef struct kr_job kr_job;
 
 /* One segment as the loop sees it: what is visible and where. */
 typedef struct kr_segment {
+    uint64_t id;   /* unique in this process, never 0 (kr_segment_new) */
     uint64_t base; /* first offset */
     uint64_t next; /* offset after its last visible event */
     uint64_t size; /* visible bytes (end of its last visible batch) */
@@ -218,6 +219,8 @@ typedef struct kr_fetch_range {
 /* Ranges shorter than this are copied (one pread for a run of them);
  * longer ones go out with sendfile. */
 #define KR_FETCH_COPY_BELOW (16u * 1024)
+/* Bytes FETCH reads ahead in one pread (the read window, store_read.c). */
+#define KR_FETCH_WINDOW (64u * 1024)
 
 typedef struct kr_fetch_result {
     uint64_t count; /* events */

@@ -81,6 +81,9 @@ struct kr_store {
     struct kr_append_list free_appends;
     size_t n_free_chunks, n_free_appends;
     kr_buf readbuf;         /* pread scratch for fetch */
+    kr_buf win;             /* the read window (store_read.c) ... */
+    uint64_t win_seg;       /* ... of this segment (id; 0: none) ... */
+    uint64_t win_pos;       /* ... from this position */
     kr_fetch_range *ranges; /* fetch result ranges */
     kr_metric *m_events_in, *m_bytes_in, *m_overlay_bytes, *m_replayed, *m_retired, *m_scan_ckpts,
         *m_group_skipped, *m_written, *m_failures;

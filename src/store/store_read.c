@@ -78,11 +78,55 @@ static size_t find_segment(const kr_topic *t, uint64_t offset)
     return lo;
 }
 
-/* Read a batch payload into the store's read buffer.
+/*
+ * The read window: the last KR_FETCH_WINDOW bytes of visible stream read
+ * from a segment, kept for the next reads. A FETCH walks batch headers one
+ * after the other, and a pread for each - for batches of one event, one
+ * per event, on the tail a consumer follows - cost more than the rest of
+ * the FETCH; one pread now covers hundreds of headers and, when the events
+ * are small, their bytes too (kr_store_fetch_emit). Visible bytes never
+ * change, so the window stays good while its segment lives (segments are
+ * told apart by id: a freed one's memory may come back as another).
+ * @return the n bytes at pos (pos + n <= seg->size), or NULL with errno
+ *         (also when n is larger than the window: the caller preads).
+ */
+static const uint8_t *win_read(kr_store *s, const kr_segment *seg, uint64_t pos, size_t n)
+{
+    if (s->win_seg == seg->id && pos >= s->win_pos && pos + n <= s->win_pos + s->win.len)
+        return s->win.data + (pos - s->win_pos);
+    size_t want = KR_FETCH_WINDOW;
+    if (n > want) {
+        errno = EFBIG;
+        return NULL;
+    }
+    if (seg->size - pos < want)
+        want = (size_t)(seg->size - pos);
+    kr_buf_reset(&s->win);
+    s->win_seg = 0;
+    if (kr_buf_reserve(&s->win, KR_FETCH_WINDOW) < 0) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    ssize_t r = pread(seg->fd, s->win.data, want, (off_t)pos);
+    if (r < 0 || (size_t)r < n) {
+        if (r >= 0)
+            errno = EIO;
+        return NULL;
+    }
+    s->win.len = (size_t)r;
+    s->win_seg = seg->id;
+    s->win_pos = pos;
+    return s->win.data;
+}
+
+/* Read a batch payload: through the window, or (larger than it) into the
+ * store's read buffer.
  * @return the bytes, or NULL with errno (EIO for a file shorter than the
  *         batch). */
 static const uint8_t *read_payload(kr_store *s, const kr_segment *seg, uint64_t pos, uint32_t len)
 {
+    if (len <= KR_FETCH_WINDOW && pos + len <= seg->size)
+        return win_read(s, seg, pos, len);
     kr_buf_reset(&s->readbuf);
     if (kr_buf_reserve(&s->readbuf, len) < 0) {
         errno = ENOMEM;
@@ -199,13 +243,13 @@ static int find_batch(fetch *f, const kr_segment *seg, uint64_t cur, uint64_t *p
         for (size_t c = 0; c < seg->n_corrupt; c++)
             if (p >= seg->corrupt[c].pos && p < seg->corrupt[c].end)
                 p = seg->corrupt[c].end;
-        uint8_t hb[KR_BATCH_HEADER_BYTES];
         if (p + KR_BATCH_HEADER_BYTES > seg->size)
             return batch_unreadable(f, seg, cur, p, "the segment ends before it");
-        ssize_t r = pread(seg->fd, hb, sizeof hb, (off_t)p);
-        if (r != (ssize_t)sizeof hb)
+        const uint8_t *hb = win_read(f->s, seg, p, KR_BATCH_HEADER_BYTES);
+        if (hb == NULL)
             return batch_unreadable(f, seg, cur, p,
-                                    r < 0 ? strerror(errno) : "the file is shorter than its size");
+                                    errno == EIO ? "the file is shorter than its size"
+                                                 : strerror(errno));
         if (kr_batch_header_decode(hb, h) < 0)
             return batch_unreadable(f, seg, cur, p, "not a batch header");
         if (h->base + h->count > cur)
@@ -371,16 +415,23 @@ int kr_store_fetch_emit(kr_store *s, const kr_fetch_result *res, struct evbuffer
             to = res->ranges[k].pos + res->ranges[k].len;
             k++;
         }
-        kr_buf_reset(&s->readbuf);
-        if (kr_buf_reserve(&s->readbuf, (size_t)(to - from)) < 0 ||
-            pread(r->seg->fd, s->readbuf.data, (size_t)(to - from), (off_t)from) !=
-                (ssize_t)(to - from)) {
+        const uint8_t *bytes = NULL;
+        if (to - from <= KR_FETCH_WINDOW && to <= r->seg->size) {
+            bytes = win_read(s, r->seg, from, (size_t)(to - from));
+        } else {
+            kr_buf_reset(&s->readbuf);
+            if (kr_buf_reserve(&s->readbuf, (size_t)(to - from)) == 0 &&
+                pread(r->seg->fd, s->readbuf.data, (size_t)(to - from), (off_t)from) ==
+                    (ssize_t)(to - from))
+                bytes = s->readbuf.data;
+        }
+        if (bytes == NULL) {
             snprintf(msg, msglen, "reading a segment file failed: %s", strerror(errno));
             return -1;
         }
         for (size_t x = i; x < k; x++) {
             const kr_fetch_range *q = &res->ranges[x];
-            if (evbuffer_add(buf, s->readbuf.data + (q->pos - from), (size_t)q->len) < 0) {
+            if (evbuffer_add(buf, bytes + (q->pos - from), (size_t)q->len) < 0) {
                 snprintf(msg, msglen, "out of memory building a reply");
                 return -1;
             }
