@@ -80,6 +80,7 @@ typedef struct kr_job_checkpoint {
     size_t n;
     size_t waits;  /* topics whose stream the loop still waits to see synced */
     bool deferred; /* handed to the view thread */
+    bool reopen;   /* out: RocksDB refused it; reopen the view */
 } kr_job_checkpoint;
 
 /* DELETE: files of retired segments. */

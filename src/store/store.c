@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "util/clock.h"
@@ -272,6 +273,46 @@ static void retention(kr_store *s, kr_topic *t)
     kr_writer_submit(s->writer, j);
 }
 
+/*
+ * The view's database may be in an error state (RocksDB refused a
+ * checkpoint, or a cursor write failed): RocksDB 7.8's C API has no Resume,
+ * so it is closed and opened again - but only once its disk has room again.
+ * A database in its error state still serves reads; a reopen on a full disk
+ * would fail and close it, taking those reads with it. The checkpoint tick
+ * tries again meanwhile, and a reopen waits while a checkpoint runs (the
+ * view thread is using the view).
+ */
+#define KR_VIEW_REOPEN_ROOM (1u << 20)
+
+static void try_reopen(kr_store *s)
+{
+    if (!s->view_reopen || s->ckpt_running)
+        return;
+    struct statvfs vfs;
+    char *vdir = kr_store_path(s->data_dir, "view");
+    int rc = vdir != NULL ? statvfs(vdir, &vfs) : -1;
+    free(vdir);
+    if (rc == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize < KR_VIEW_REOPEN_ROOM)
+        return;                       /* still full: the tick looks again */
+    kr_store_cursors_expire(s, true); /* their snapshots go with the database */
+    char err[256];
+    if (kr_view_reopen(s->view, err, sizeof err) < 0) {
+        kr_log(KR_LOG_ERROR, "reopening the view failed; the checkpoint tick tries again",
+               KR_LOG_STR("reason", err));
+        return;
+    }
+    s->view_reopen = false;
+    for (size_t i = 0; i < s->n_topics; i++)
+        kr_store_readcache_drop(s, s->topics[i]);
+    kr_log(KR_LOG_INFO, "the view was reopened after a failed write");
+}
+
+void kr_store_view_failed(kr_store *s)
+{
+    s->view_reopen = true;
+    try_reopen(s);
+}
+
 /* Putting a failed checkpoint's frozen entries back. */
 struct put_back {
     kr_overlay *active;
@@ -314,13 +355,9 @@ static void finish_checkpoint(kr_store *s, kr_job *j)
         kr_store_readcache_drop(s, t); /* the view changed (or was reopened) */
     }
     if (j->err != KRAPPY_OK) {
-        kr_log(KR_LOG_ERROR, "checkpoint failed; reopening the view",
-               KR_LOG_STR("reason", kr_job_msg(j)));
-        kr_store_cursors_expire(s, true);
-        char err[256];
-        if (kr_view_reopen(s->view, err, sizeof err) < 0)
-            kr_log(KR_LOG_ERROR, "reopening the view failed; will retry",
-                   KR_LOG_STR("reason", err));
+        kr_log(KR_LOG_ERROR, "checkpoint failed", KR_LOG_STR("reason", kr_job_msg(j)));
+        if (j->checkpoint.reopen)
+            kr_store_view_failed(s);
     } else {
         for (size_t i = 0; i < j->checkpoint.n; i++)
             retention(s, j->checkpoint.ck[i].t);
@@ -489,6 +526,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     kr_store *s = arg;
     (void)fd;
     (void)what;
+    try_reopen(s);
     kr_store_checkpoint(s);
     kr_store_cursors_expire(s, false);
     size_t bytes = 0;
@@ -727,6 +765,13 @@ void kr_store_close(kr_store *s)
         s->draining = true;
         kr_writer_stop(s->writer);
         s->writer = NULL;
+    }
+    if (s->ckpt_job != NULL) {
+        /* It still waited for a sync that will not come now. */
+        kr_job *j = s->ckpt_job;
+        kr_job_fail(j, 0, "the store is closing");
+        finish_checkpoint(s, j);
+        kr_job_free(j);
     }
     for (size_t i = 0; i < s->n_topics; i++)
         if (s->topics[i]->stream != NULL)

@@ -42,6 +42,8 @@ struct kr_scan_cursor {
     uint8_t token[KR_SCAN_CURSOR_BYTES];
     kr_topic *t;
     kr_view_snap *snap;
+    kr_overlay *ov;          /* NULL; or, when no checkpoint could be written,
+                                the keys newer than snap (store_read.c) */
     uint64_t snapshot;       /* the view holds exactly offsets < snapshot */
     uint8_t *prefix, *after; /* after: the last key returned */
     size_t plen, alen, after_cap;
@@ -65,6 +67,7 @@ struct kr_store {
     struct event *tick;
     bool ckpt_running, ckpt_again, closing;
     bool opened;                /* kr_store_open finished: close checkpoints */
+    bool view_reopen;           /* the view's database wants a reopen (store.c) */
     bool draining;              /* the writer is stopping: completions delivered meanwhile
                                    must not queue jobs it would never run */
     kr_job *ckpt_job;           /* the checkpoint under way (waiting for its
@@ -111,6 +114,10 @@ int kr_topic_add_segment(kr_topic *t, kr_segment *seg);
 /* Room for one more segment, so that the next kr_topic_add_segment cannot
  * fail. @return 0, or -1 on ENOMEM. */
 int kr_topic_reserve_segment(kr_topic *t);
+/* A write into the view failed where RocksDB may be left in an error
+ * state: reopen it once its disk has room - now, when it has (store.c).
+ * SCAN cursors are expired. */
+void kr_store_view_failed(kr_store *s);
 /* One topic of the checkpoint under way has its stream synced (ok), or
  * cannot (the checkpoint then fails with `why`); the last one submits it. */
 void kr_store_checkpoint_part(kr_store *s, bool ok, const char *why);

@@ -610,6 +610,7 @@ static void cursor_free(kr_store *s, kr_scan_cursor *c)
     TAILQ_REMOVE(&s->cursors, c, link);
     s->n_cursors--;
     kr_view_snapshot_release(s->view, c->snap);
+    kr_overlay_free(c->ov);
     free(c->prefix);
     free(c->after);
     free(c);
@@ -657,6 +658,59 @@ static void scan_ready(kr_store *s, kr_scan_wait *w)
         snprintf(res.msg, sizeof res.msg, "out of memory starting a scan");
     }
     w->ready(w->arg, c, &res);
+}
+
+/* Copying the overlays' entries under a scan's prefix into its own. */
+struct ov_copy {
+    kr_overlay *to;
+    const uint8_t *prefix;
+    size_t plen;
+    int failed;
+};
+
+static int copy_entry(void *arg, const kr_ov_entry *e)
+{
+    struct ov_copy *oc = arg;
+    if (e->key_len < oc->plen || (oc->plen > 0 && memcmp(e->key, oc->prefix, oc->plen) != 0))
+        return 0;
+    if (kr_overlay_put(oc->to, e) < 0) {
+        oc->failed = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/*
+ * No checkpoint could be written for a scan (a full disk, a failing view):
+ * it is answered anyway, reads never waiting on a write. Its view is the
+ * database as its last checkpoint left it (the snapshot: offsets below the
+ * marker) and, over it, a private copy of the overlays' entries under the
+ * scan's prefix (the offsets from the marker to the topic's next): together
+ * exactly the events below `snapshot`, for as long as the cursor lives. The
+ * copy costs the memory of the keys it holds; only a failing disk makes one.
+ * @return the cursor, or NULL with res filled.
+ */
+static kr_scan_cursor *cursor_overlaid(kr_store *s, kr_scan_wait *w, kr_store_result *res)
+{
+    kr_topic *t = w->t;
+    struct ov_copy oc = {.to = kr_overlay_new(), .prefix = w->prefix, .plen = w->plen};
+    if (oc.to != NULL && t->frozen != NULL)
+        kr_overlay_foreach(t->frozen, copy_entry, &oc); /* older first */
+    if (oc.to != NULL && !oc.failed)
+        kr_overlay_foreach(t->active, copy_entry, &oc);
+    kr_scan_cursor *c = NULL;
+    if (oc.to != NULL && !oc.failed)
+        c = cursor_new(s, t, w->prefix, w->plen, w->has_after, w->after, w->alen);
+    if (c == NULL) {
+        kr_overlay_free(oc.to);
+        res->err = KRAPPY_E_STORAGE;
+        snprintf(res->msg, sizeof res->msg,
+                 "the scan could not start: out of memory copying the newest keys");
+        return NULL;
+    }
+    c->ov = oc.to;
+    c->snapshot = t->next;
+    return c;
 }
 
 void kr_store_scan_start(kr_store *s, kr_topic *t, const uint8_t *prefix, size_t plen,
@@ -710,9 +764,13 @@ void kr_store_scan_checkpointed(kr_store *s, bool ok, const char *msg)
     while ((w = TAILQ_FIRST(&todo)) != NULL) {
         TAILQ_REMOVE(&todo, w, link);
         if (!ok) {
-            kr_store_result res = {.err = KRAPPY_E_STORAGE};
-            snprintf(res.msg, sizeof res.msg, "the scan could not start: %s", msg);
-            w->ready(w->arg, NULL, &res);
+            kr_store_result res = {.err = KRAPPY_OK};
+            kr_scan_cursor *c = cursor_overlaid(s, w, &res);
+            if (c == NULL)
+                kr_log(KR_LOG_WARN, "a scan could not start after a failed checkpoint",
+                       KR_LOG_STR("topic", w->t->name), KR_LOG_STR("checkpoint", msg),
+                       KR_LOG_STR("reason", res.msg));
+            w->ready(w->arg, c, &res);
         } else if (w->t->marker >= w->target && w->t->frozen == NULL) {
             scan_ready(s, w);
         } else {
@@ -771,9 +829,106 @@ static int page_entry(void *arg, const uint8_t *key, size_t klen, const uint8_t 
     return 0;
 }
 
+/* Unsigned bytewise order of keys, a prefix first. */
+static int key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    return c != 0 ? c : (alen > blen) - (alen < blen);
+}
+
+/*
+ * A page of a cursor that holds overlay entries (cursor_overlaid): the
+ * view's keys and the overlay's merged in key order, the overlay's entry
+ * winning on a key both have and its tombstones hiding the view's.
+ */
+typedef struct merge {
+    struct page_ctx p;      /* gives an entry to the caller (page_entry) */
+    const kr_ov_entry **ov; /* the overlay's entries after `after`, in order */
+    size_t n, i;
+    size_t limit, given;
+    bool stopped; /* the page is full, or the caller took no more */
+} merge;
+
+/* Give an entry unless the page is full. @return 0 taken, 1 stop. */
+static int merge_give(merge *m, const uint8_t *key, size_t klen, const uint8_t *ev, size_t elen)
+{
+    if (m->given >= m->limit || page_entry(&m->p, key, klen, ev, elen) != 0) {
+        m->stopped = true;
+        return 1;
+    }
+    m->given++;
+    return 0;
+}
+
+/* The overlay's entries that sort before `key` (NULL: all that remain).
+ * @return 0, or 1 when the page ended. */
+static int merge_before(merge *m, const uint8_t *key, size_t klen)
+{
+    while (m->i < m->n) {
+        const kr_ov_entry *e = m->ov[m->i];
+        if (key != NULL && key_cmp(e->key, e->key_len, key, klen) >= 0)
+            return 0;
+        if (!e->tombstone && merge_give(m, e->key, e->key_len, e->event, e->ev_len) != 0)
+            return 1;
+        m->i++;
+    }
+    return 0;
+}
+
+static int merge_view_entry(void *arg, const uint8_t *key, size_t klen, const uint8_t *ev,
+                            size_t elen)
+{
+    merge *m = arg;
+    if (merge_before(m, key, klen) != 0)
+        return 1;
+    if (m->i < m->n && key_cmp(m->ov[m->i]->key, m->ov[m->i]->key_len, key, klen) == 0) {
+        const kr_ov_entry *e = m->ov[m->i];
+        if (!e->tombstone && merge_give(m, e->key, e->key_len, e->event, e->ev_len) != 0)
+            return 1;
+        m->i++;
+        return 0; /* the view's older entry of the key is hidden */
+    }
+    return merge_give(m, key, klen, ev, elen);
+}
+
+static long scan_page_merged(kr_store *s, kr_scan_cursor *c, size_t limit, kr_scan_fn fn, void *arg,
+                             bool *more, char *msg, size_t msglen)
+{
+    merge m = {.p = {c, fn, arg, 0}, .limit = limit};
+    m.ov = malloc((limit + 1) * sizeof *m.ov);
+    uint8_t *after = dup_bytes(c->after, c->alen);
+    long n = -1;
+    bool vmore = false;
+    if (m.ov == NULL || after == NULL) {
+        snprintf(msg, msglen, "out of memory continuing a scan");
+        goto out;
+    }
+    /* One more than a page: whether the overlay has more than this page. */
+    m.n =
+        kr_overlay_sorted(c->ov, c->prefix, c->plen, c->has_after, after, c->alen, limit + 1, m.ov);
+    n = kr_view_scan(s->view, c->snap, c->t->name, c->t->name_len, c->prefix, c->plen, c->has_after,
+                     after, c->alen, limit, merge_view_entry, &m, &vmore, msg, msglen);
+    if (n >= 0 && !m.stopped && !vmore)
+        (void)merge_before(&m, NULL, 0);
+    *more = m.stopped || vmore || m.i < m.n || m.n == limit + 1;
+    if (m.p.oom) {
+        snprintf(msg, msglen, "out of memory continuing a scan");
+        n = -1;
+    }
+out:
+    free(m.ov);
+    free(after);
+    return n < 0 ? -1 : (long)m.given;
+}
+
 long kr_store_scan_page(kr_store *s, kr_scan_cursor *c, size_t limit, kr_scan_fn fn, void *arg,
                         bool *more, char *msg, size_t msglen)
 {
+    if (c->ov != NULL) {
+        long n = scan_page_merged(s, c, limit, fn, arg, more, msg, msglen);
+        c->expires_ns = kr_mono_ns() + (uint64_t)KR_SCAN_CURSOR_MS * 1000000;
+        return n;
+    }
     struct page_ctx p = {c, fn, arg, 0};
     /* The callback overwrites c->after as it goes: scan from a copy. */
     uint8_t *after = dup_bytes(c->after, c->alen);

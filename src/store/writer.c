@@ -230,9 +230,11 @@ static void run_checkpoint(kr_writer *wr, kr_job *j)
 {
     uint64_t t0 = kr_mono_ns();
     char err[256];
-    if (kr_checkpoint_write(wr->view, j->checkpoint.ck, j->checkpoint.n, err, sizeof err) < 0) {
+    int rc = kr_checkpoint_write(wr->view, j->checkpoint.ck, j->checkpoint.n, err, sizeof err);
+    if (rc < 0) {
         kr_counter_add(wr->m_failures, 1);
-        kr_job_fail(j, 0, "%s", err); /* the loop reopens the view */
+        kr_job_fail(j, 0, "%s", err);
+        j->checkpoint.reopen = rc == -2; /* the loop reopens the view */
         return;
     }
     kr_counter_add(wr->m_checkpoints, 1);
