@@ -350,9 +350,13 @@ static void finish_checkpoint(kr_store *s, kr_job *j)
                        "miss them until a restart replays them",
                        KR_LOG_STR("topic", t->name), KR_LOG_U64("keys", pb.lost));
         }
-        kr_overlay_free(t->frozen);
+        if (j->err == KRAPPY_OK) {
+            kr_store_readcache_take(s, t, t->frozen); /* the view changed */
+        } else {
+            kr_overlay_free(t->frozen);
+            kr_store_readcache_drop(s, t); /* the view may have been reopened */
+        }
         t->frozen = NULL;
-        kr_store_readcache_drop(s, t); /* the view changed (or was reopened) */
     }
     if (j->err != KRAPPY_OK) {
         kr_log(KR_LOG_ERROR, "checkpoint failed", KR_LOG_STR("reason", kr_job_msg(j)));

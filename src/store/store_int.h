@@ -163,5 +163,9 @@ void kr_store_cursors_expire(kr_store *s, bool all);
 
 /* Drop a topic's cache of GET answers (the view changed under it). */
 void kr_store_readcache_drop(kr_store *s, kr_topic *t);
+/* A checkpoint wrote `ov` (taken over) into the view: it starts the topic's
+ * cache of GET answers afresh - exactly the view's newest values of its
+ * keys - when it fits the cache's budget; else it is freed. */
+void kr_store_readcache_take(kr_store *s, kr_topic *t, kr_overlay *ov);
 
 #endif

@@ -542,13 +542,30 @@ void kr_store_readcache_drop(kr_store *s, kr_topic *t)
     t->readcache = NULL;
 }
 
+static size_t readcache_budget(const kr_store *s)
+{
+    return (s->o.block_cache_bytes ? s->o.block_cache_bytes : KR_VIEW_DEFAULT_CACHE) /
+           KR_READCACHE_SHARE;
+}
+
+void kr_store_readcache_take(kr_store *s, kr_topic *t, kr_overlay *ov)
+{
+    kr_store_readcache_drop(s, t);
+    size_t bytes = kr_overlay_bytes(ov);
+    if (s->readcache_bytes + bytes > readcache_budget(s)) {
+        kr_overlay_free(ov);
+        return;
+    }
+    t->readcache = ov;
+    s->readcache_bytes += bytes;
+}
+
 /* Remember the view's answer for key (its event, ev[0..len)), within the
  * budget: a cache over it starts again empty rather than track recency. */
 static void readcache_put(kr_store *s, kr_topic *t, const uint8_t *key, size_t klen,
                           const uint8_t *ev, size_t len)
 {
-    size_t budget = (s->o.block_cache_bytes ? s->o.block_cache_bytes : KR_VIEW_DEFAULT_CACHE) /
-                    KR_READCACHE_SHARE;
+    size_t budget = readcache_budget(s);
     if (klen > UINT32_MAX || len > UINT32_MAX || len > budget / 64)
         return;
     if (s->readcache_bytes + len + klen > budget)
@@ -566,10 +583,11 @@ static void readcache_put(kr_store *s, kr_topic *t, const uint8_t *key, size_t k
 /*
  * GET: the newest entry of the key in the overlays, else the view's. The
  * view's answers are kept in t->readcache until the topic's next checkpoint
- * changes the view (kr_store_readcache_drop, when the checkpoint finishes):
- * a key read again skips RocksDB, whose lookup was half of a GET's cost
- * even on a row-cache hit. A key written meanwhile is found in the overlays
- * first, which are consulted before the cache.
+ * changes the view, which then starts the cache again with the overlay it
+ * wrote (kr_store_readcache_take): a key read again, or written lately,
+ * skips RocksDB, whose lookup was half of a GET's cost even on a row-cache
+ * hit, and far more on a cold block cache. A key written meanwhile is found
+ * in the overlays first, which are consulted before the cache.
  */
 int kr_store_get(kr_store *s, kr_topic *t, const uint8_t *key, size_t klen, kr_buf *out, char *msg,
                  size_t msglen)
