@@ -52,7 +52,6 @@ static kr_chunk *chunk_get(kr_store *s)
         kr_buf_init(&c->extra, KR_CHUNK_MAX);
     }
     c->pos = 0;
-    c->kept = 0;
     c->refs = 0;
     return c;
 }
@@ -128,6 +127,12 @@ void kr_stream_pools_free(kr_store *s)
         TAILQ_REMOVE(&s->free_appends, a, link);
         free(a);
     }
+    kr_kblock *k;
+    while ((k = TAILQ_FIRST(&s->free_kblocks)) != NULL) {
+        TAILQ_REMOVE(&s->free_kblocks, k, link);
+        free(k);
+    }
+    s->n_free_kblocks = 0;
     s->n_free_chunks = s->n_free_appends = 0;
 }
 
@@ -211,23 +216,137 @@ static kr_useg *find_useg(kr_stream *st, uint64_t base)
     return NULL;
 }
 
-/* Forget kept chunks from the front while they end at or below `upto`. */
-static void release_kept(kr_store *s, kr_stream *st, kr_useg *u, uint64_t upto)
+/* Recycled blocks of kept copies the store holds on to (4 MiB). */
+#define KR_KBLOCKS_KEPT 256
+
+static kr_kblock *kblock_get(kr_store *s)
 {
-    kr_chunk *c;
-    while ((c = TAILQ_FIRST(&u->kept)) != NULL && c->pos + c->kept <= upto) {
-        TAILQ_REMOVE(&u->kept, c, link);
-        u->kept_bytes -= c->kept;
-        st->kept_bytes -= c->kept;
-        chunk_unref(s, c);
+    kr_kblock *k = TAILQ_FIRST(&s->free_kblocks);
+    if (k != NULL) {
+        TAILQ_REMOVE(&s->free_kblocks, k, link);
+        s->n_free_kblocks--;
+    } else if ((k = malloc(sizeof *k)) == NULL) {
+        return NULL;
     }
+    k->len = 0;
+    return k;
+}
+
+static void kblock_put(kr_store *s, kr_kblock *k)
+{
+    if (s->n_free_kblocks >= KR_KBLOCKS_KEPT) {
+        free(k);
+        return;
+    }
+    TAILQ_INSERT_HEAD(&s->free_kblocks, k, link);
+    s->n_free_kblocks++;
+}
+
+/* Drop the whole copy. */
+static void kept_clear(kr_store *s, kr_stream *st, kr_useg *u)
+{
+    kr_kblock *k;
+    while ((k = TAILQ_FIRST(&u->kept)) != NULL) {
+        TAILQ_REMOVE(&u->kept, k, link);
+        kblock_put(s, k);
+    }
+    st->kept_bytes -= u->kept_len;
+    u->kept_len = u->kept_off = 0;
+}
+
+/* The segment became durable up to `synced`: drop the copy below it. */
+static void release_kept(kr_store *s, kr_stream *st, kr_useg *u)
+{
+    size_t keep_n = (size_t)(u->written - u->synced);
+    size_t drop = u->kept_len > keep_n ? u->kept_len - keep_n : 0;
+    u->kept_len -= drop;
+    st->kept_bytes -= drop;
+    kr_kblock *k;
+    while (drop > 0 && (k = TAILQ_FIRST(&u->kept)) != NULL) {
+        size_t avail = k->len - u->kept_off;
+        if (drop < avail) {
+            u->kept_off += drop;
+            break;
+        }
+        drop -= avail;
+        TAILQ_REMOVE(&u->kept, k, link);
+        kblock_put(s, k);
+        u->kept_off = 0;
+    }
+    if (u->written == u->synced)
+        u->unkept = false; /* nothing uncovered is left */
+}
+
+/* Keep a copy of bytes just written at the end of the segment; without
+ * memory for it the segment cannot be repaired before its next good sync
+ * (u->unkept). */
+static void keep(kr_store *s, kr_stream *st, kr_useg *u, const uint8_t *p, size_t n)
+{
+    if (u->unkept)
+        return;
+    while (n > 0) {
+        kr_kblock *k = TAILQ_LAST(&u->kept, kr_kblock_list);
+        if (k == NULL || k->len == KR_KBLOCK_BYTES) {
+            if ((k = kblock_get(s)) == NULL) {
+                u->unkept = true;
+                kept_clear(s, st, u);
+                return;
+            }
+            TAILQ_INSERT_TAIL(&u->kept, k, link);
+        }
+        size_t take = KR_KBLOCK_BYTES - k->len < n ? KR_KBLOCK_BYTES - k->len : n;
+        memcpy(k->data + k->len, p, take);
+        k->len += take;
+        u->kept_len += take;
+        st->kept_bytes += take;
+        p += take;
+        n -= take;
+    }
+}
+
+/* Take the copy's last n bytes back (the file was cut). */
+static void kept_cut(kr_store *s, kr_stream *st, kr_useg *u, size_t n)
+{
+    if (n > u->kept_len)
+        n = u->kept_len;
+    u->kept_len -= n;
+    st->kept_bytes -= n;
+    kr_kblock *k;
+    while (n > 0 && (k = TAILQ_LAST(&u->kept, kr_kblock_list)) != NULL) {
+        size_t avail = k->len - (k == TAILQ_FIRST(&u->kept) ? u->kept_off : 0);
+        if (n < avail) {
+            k->len -= n;
+            break;
+        }
+        n -= avail;
+        TAILQ_REMOVE(&u->kept, k, link);
+        kblock_put(s, k);
+    }
+    if (TAILQ_EMPTY(&u->kept))
+        u->kept_off = 0;
+}
+
+/* Write the copy back at the segment's synced length. @return 0, or -1. */
+static int kept_rewrite(kr_useg *u)
+{
+    uint64_t pos = u->synced;
+    size_t off = u->kept_off;
+    kr_kblock *k;
+    TAILQ_FOREACH(k, &u->kept, link)
+    {
+        if (kr_pwrite_all(u->wfd, k->data + off, k->len - off, pos) < 0)
+            return -1;
+        pos += k->len - off;
+        off = 0;
+    }
+    return 0;
 }
 
 /* Drop the oldest unsynced segment (synced and closed): its fd goes. */
 static void drop_first_useg(kr_store *s, kr_stream *st)
 {
     kr_useg *u = st->segs[0];
-    release_kept(s, st, u, UINT64_MAX);
+    kept_clear(s, st, u);
     if (u->wfd >= 0)
         close(u->wfd);
     free(u);
@@ -241,11 +360,10 @@ void kr_stream_free(kr_stream *st)
         return;
     for (size_t i = 0; i < st->n_segs; i++) {
         kr_useg *u = st->segs[i];
-        kr_chunk *c;
-        while ((c = TAILQ_FIRST(&u->kept)) != NULL) {
-            TAILQ_REMOVE(&u->kept, c, link);
-            if (--c->refs == 0)
-                chunk_free(c);
+        kr_kblock *k;
+        while ((k = TAILQ_FIRST(&u->kept)) != NULL) {
+            TAILQ_REMOVE(&u->kept, k, link);
+            free(k);
         }
         if (u->wfd >= 0)
             close(u->wfd);
@@ -436,13 +554,25 @@ static void cut_partial(kr_store *s, kr_stream *st, kr_useg *u, int err)
 }
 
 /* The appends of a chunk that was written (`done` bytes of it): those that
- * landed whole count now or wait for a sync; the rest fail with `why`. */
+ * landed whole count now or wait for a sync; the rest fail with `why`. The
+ * segment keeps a copy of what landed first: without one (out of memory)
+ * they wait for a sync too, since a failed one could not be repaired. */
 static bool account(kr_store *s, kr_stream *st, struct kr_append_list *list, kr_chunk *c,
                     size_t done, const char *why)
 {
     kr_useg *u = active(st);
     bool visible = false, lost = false;
     kr_append *a;
+    size_t landed = 0;
+    TAILQ_FOREACH(a, list, link)
+    {
+        if (a->count > 0 && a->off + a->len > done)
+            break;
+        if (a->count > 0)
+            landed = a->off + a->len;
+    }
+    if (c != NULL)
+        keep(s, st, u, c->data.data, landed);
     while ((a = TAILQ_FIRST(list)) != NULL) {
         TAILQ_REMOVE(list, a, link);
         if (a->count > 0 && (lost || a->off + a->len > done)) {
@@ -455,7 +585,7 @@ static bool account(kr_store *s, kr_stream *st, struct kr_append_list *list, kr_
             a->pos = c->pos + a->off;
             u->written = a->pos + a->len;
             u->written_next = a->base + a->count;
-            a->sync = a->sync || st->broken || st->kept_bytes > KR_UNSYNCED_HOLD;
+            a->sync = a->sync || st->broken || u->unkept || st->kept_bytes > KR_UNSYNCED_HOLD;
         }
         if (!TAILQ_EMPTY(&st->waiting) || (a->count > 0 && a->sync)) {
             /* Past the hold limit (the disk is slow to sync), appends wait
@@ -465,13 +595,6 @@ static bool account(kr_store *s, kr_stream *st, struct kr_append_list *list, kr_
             visible = visible || a->count > 0;
             kr_store_append_visible(s, a);
         }
-    }
-    if (c != NULL && u->written > c->pos) {
-        c->kept = (size_t)(u->written - c->pos);
-        c->refs++;
-        TAILQ_INSERT_TAIL(&u->kept, c, link);
-        u->kept_bytes += c->kept;
-        st->kept_bytes += c->kept;
     }
     if (lost)
         st->t->assigned = u->written_next; /* their offsets go to the next ones */
@@ -623,6 +746,10 @@ void kr_stream_want_sync(kr_store *s, kr_stream *st)
  */
 static int repair(kr_useg *u)
 {
+    if (u->unkept) {
+        errno = ENOMEM; /* nothing to write back */
+        return -1;
+    }
     if (ftruncate(u->wfd, (off_t)u->synced) < 0)
         return -1;
     if (u->synced == u->hdr_len && u->synced_next == u->base && u->hdr_len > KR_SEG_HEADER_BYTES) {
@@ -631,12 +758,8 @@ static int repair(kr_useg *u)
         if (kr_pwrite_all(u->wfd, hdr, sizeof hdr, 0) < 0)
             return -1;
     }
-    kr_chunk *c;
-    TAILQ_FOREACH(c, &u->kept, link)
-    {
-        if (kr_pwrite_all(u->wfd, c->data.data, c->kept, c->pos) < 0)
-            return -1;
-    }
+    if (kept_rewrite(u) < 0)
+        return -1;
     u->torn = false;
     return 0;
 }
@@ -667,19 +790,7 @@ static void give_up(kr_store *s, kr_stream *st, const char *why)
             kr_log(KR_LOG_ERROR, "cannot take back unsynced batches; the next write tries again",
                    KR_LOG_STR("topic", st->t->name), KR_LOG_STR("reason", strerror(errno)));
         }
-        kr_chunk *c;
-        while ((c = TAILQ_LAST(&u->kept, kr_chunk_list)) != NULL && c->pos >= a->pos) {
-            TAILQ_REMOVE(&u->kept, c, link);
-            u->kept_bytes -= c->kept;
-            st->kept_bytes -= c->kept;
-            chunk_unref(s, c);
-        }
-        if (c != NULL && c->pos + c->kept > a->pos) {
-            size_t cut = (size_t)(c->pos + c->kept - a->pos);
-            c->kept -= cut;
-            u->kept_bytes -= cut;
-            st->kept_bytes -= cut;
-        }
+        kept_cut(s, st, u, (size_t)(u->written - a->pos));
         u->written = a->pos;
         u->written_next = a->base;
     }
@@ -710,7 +821,7 @@ static void useg_synced(kr_store *s, kr_stream *st, kr_useg *u, uint64_t bytes, 
         u->synced = bytes;
         u->synced_next = next;
     }
-    release_kept(s, st, u, u->synced);
+    release_kept(s, st, u);
 }
 
 void kr_stream_synced(kr_store *s, kr_job *j)

@@ -29,11 +29,11 @@
  *     left (nor their offsets taken); what landed counts;
  *   - a roll that fails (the disk fills as a segment starts): the new file
  *     is removed and the chunk's appends fail; the active segment stays as
- *     it was;
- *   - a failed fdatasync may have dropped dirty pages: the chunks written
- *     since the last good sync are kept in memory (the chunk list of each
- *     unsynced segment - no copy), so the segment is cut back to its synced
- *     length, they are rewritten, and the sync is tried once more. When
+ *     it was; *   - a failed fdatasync may have dropped dirty pages: the bytes written
+ *     since the last good sync are kept in memory (a copy per unsynced
+ *     segment, appended as they are written and dropped in bulk by each
+ *     sync), so the segment is cut back to its synced length, they are
+ *     rewritten, and the sync is tried once more. When
  *     that fails too, the appends still waiting are taken back (the file is
  *     cut where the first began; they fail with STORAGE), and the topic is
  *     "broken": every later append waits for a sync before it counts, until
@@ -64,14 +64,13 @@
 #include "util/buf.h"
 
 /* The batches appended to one topic in one loop turn, written with one
- * pwrite, then kept (on their segment's list) until a sync covers them. */
+ * pwrite (their segment keeps a copy until a sync covers them). */
 typedef struct kr_chunk {
     kr_buf data;   /* the batches, back to back, as they go to the file */
     kr_buf meta;   /* kr_ev_meta of every event, in order */
     kr_buf extra;  /* joined indefinite-length keys (kr_ev_meta.key_joined) */
     uint64_t pos;  /* where data[0] landed in its segment (once written) */
-    size_t kept;   /* bytes of data in the file (a failed write keeps less) */
-    unsigned refs; /* appends pointing into it, +1 while open, +1 while kept */
+    unsigned refs; /* appends pointing into it, +1 while open */
     TAILQ_ENTRY(kr_chunk) link;
 } kr_chunk;
 
@@ -97,6 +96,17 @@ typedef struct kr_append {
 
 TAILQ_HEAD(kr_append_list, kr_append);
 
+/* A piece of a segment's copy of its unsynced bytes (recycled by the
+ * store). */
+#define KR_KBLOCK_BYTES (16u * 1024)
+typedef struct kr_kblock {
+    size_t len; /* bytes used */
+    TAILQ_ENTRY(kr_kblock) link;
+    uint8_t data[KR_KBLOCK_BYTES];
+} kr_kblock;
+
+TAILQ_HEAD(kr_kblock_list, kr_kblock);
+
 /* A segment holding bytes not yet known durable (the active one always). */
 typedef struct kr_useg {
     uint64_t base;
@@ -106,8 +116,11 @@ typedef struct kr_useg {
     uint64_t synced, synced_next;   /* known durable (rewrites start here) */
     bool closed;                    /* rolled away from: a final sync, then BASE.idx */
     bool torn;                      /* bytes past `written` that a cut could not remove */
-    struct kr_chunk_list kept;      /* written since `synced`, in file order */
-    size_t kept_bytes;
+    bool unkept;                    /* bytes past `synced` have no copy (out of memory):
+                                       a failed sync cannot be repaired */
+    struct kr_kblock_list kept;     /* a copy of the bytes [synced, written) ... */
+    size_t kept_off;                /* ... from this far into the first block */
+    size_t kept_len;
 } kr_useg;
 
 /* A topic's stream as the loop writes it. */
@@ -118,7 +131,7 @@ typedef struct kr_stream {
     bool dir_dirty; /* a segment was created since the directory's last fsync */
     kr_useg **segs; /* unsynced segments, oldest first; the last is active */
     size_t n_segs, cap_segs;
-    size_t kept_bytes;             /* of every unsynced segment's kept chunks */
+    size_t kept_bytes;             /* of every unsynced segment's kept copy */
     kr_chunk *open;                /* being filled this turn (NULL: none) */
     struct kr_append_list pending; /* encoded, not yet written */
     struct kr_append_list waiting; /* written, waiting for a sync to count */

@@ -461,7 +461,7 @@ void kr_store_checkpoint(kr_store *s)
         kr_topic *t = s->topics[i];
         if (!(t->ready && !t->failed && t->frozen == NULL && t->marker < t->next))
             continue;
-        kr_overlay *fresh = kr_overlay_new();
+        kr_overlay *fresh = kr_overlay_new_sized(kr_overlay_count(t->active));
         if (fresh == NULL) {
             kr_log(KR_LOG_WARN,
                    "out of memory starting the checkpoint of a topic; the next one takes it",
@@ -629,6 +629,7 @@ int kr_store_open(const kr_store_opts *o, struct event_base *base, kr_metrics *m
     TAILQ_INIT(&s->flushq);
     TAILQ_INIT(&s->free_chunks);
     TAILQ_INIT(&s->free_appends);
+    TAILQ_INIT(&s->free_kblocks);
     kr_buf_init(&s->readbuf, (size_t)o->max_frame + 4096);
     kr_buf_init(&s->win, KR_FETCH_WINDOW);
     s->ranges = calloc(KR_FETCH_MAX_RANGES, sizeof *s->ranges);
@@ -797,6 +798,7 @@ void kr_store_close(kr_store *s)
     if (s->flush_ev != NULL)
         event_free(s->flush_ev);
     kr_stream_pools_free(s);
+    kr_overlay_pool_release();
     kr_buf_free(&s->readbuf);
     kr_buf_free(&s->win);
     free(s->ranges);

@@ -81,6 +81,8 @@ struct kr_store {
     struct event *flush_ev;           /* writes the appends of a loop turn (append.h) */
     struct kr_stream_list flushq;     /* topics with appends to write */
     struct kr_chunk_list free_chunks; /* recycled (append.c) */
+    struct kr_kblock_list free_kblocks;
+    size_t n_free_kblocks;
     struct kr_append_list free_appends;
     size_t n_free_chunks, n_free_appends;
     kr_buf readbuf;         /* pread scratch for fetch */
