@@ -48,6 +48,9 @@ void kr_job_free(kr_job *j)
         break;
     case KR_JOB_CHECKPOINT:
         free(j->checkpoint.ck);
+        for (size_t i = 0; i < j->checkpoint.n_dispose; i++)
+            kr_overlay_free(j->checkpoint.dispose[i]);
+        free(j->checkpoint.dispose);
         break;
     case KR_JOB_DELETE:
         for (size_t i = 0; i < j->del.n; i++)

@@ -78,6 +78,9 @@ typedef struct kr_ckpt_topic {
 typedef struct kr_job_checkpoint {
     kr_ckpt_topic *ck; /* malloc'd, n of them */
     size_t n;
+    kr_overlay **dispose; /* malloc'd: overlays to free on the view thread,
+                             n_dispose of them (the loop's no more) */
+    size_t n_dispose;
     size_t waits;  /* topics whose stream the loop still waits to see synced */
     bool deferred; /* handed to the view thread */
     bool reopen;   /* out: RocksDB refused it; reopen the view */

@@ -479,6 +479,10 @@ void kr_store_checkpoint(kr_store *s)
     }
     j->checkpoint.ck = ck;
     j->checkpoint.n = k;
+    j->checkpoint.dispose = s->dispose; /* the view thread frees them */
+    j->checkpoint.n_dispose = s->n_dispose;
+    s->dispose = NULL;
+    s->n_dispose = s->cap_dispose = 0;
     s->ckpt_running = true;
     s->ckpt_job = j;
     recount_active(s);
@@ -797,6 +801,9 @@ void kr_store_close(kr_store *s)
         close(s->lock_fd);
     if (s->flush_ev != NULL)
         event_free(s->flush_ev);
+    for (size_t i = 0; i < s->n_dispose; i++)
+        kr_overlay_free(s->dispose[i]);
+    free(s->dispose);
     kr_stream_pools_free(s);
     kr_overlay_pool_release();
     kr_buf_free(&s->readbuf);

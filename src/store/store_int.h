@@ -66,14 +66,16 @@ struct kr_store {
     size_t n_topics, cap_topics;
     struct event *tick;
     bool ckpt_running, ckpt_again, closing;
-    bool opened;                /* kr_store_open finished: close checkpoints */
-    bool view_reopen;           /* the view's database wants a reopen (store.c) */
-    bool draining;              /* the writer is stopping: completions delivered meanwhile
-                                   must not queue jobs it would never run */
-    kr_job *ckpt_job;           /* the checkpoint under way (waiting for its
-                                   streams' syncs, or on the view thread) */
-    size_t active_bytes;        /* kr_overlay_bytes of every active overlay */
-    size_t readcache_bytes;     /* kr_overlay_bytes of every topic's readcache */
+    bool opened;            /* kr_store_open finished: close checkpoints */
+    bool view_reopen;       /* the view's database wants a reopen (store.c) */
+    bool draining;          /* the writer is stopping: completions delivered meanwhile
+                               must not queue jobs it would never run */
+    kr_job *ckpt_job;       /* the checkpoint under way (waiting for its
+                               streams' syncs, or on the view thread) */
+    size_t active_bytes;    /* kr_overlay_bytes of every active overlay */
+    size_t readcache_bytes; /* kr_overlay_bytes of every topic's readcache */
+    kr_overlay **dispose;   /* overlays the next checkpoint frees (off the loop) */
+    size_t n_dispose, cap_dispose;
     struct kr_append_list held; /* appends whose acks wait for overlay room */
     struct kr_scan_wait_list scan_waits;
     struct kr_cursor_list cursors;

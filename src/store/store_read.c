@@ -548,9 +548,30 @@ static size_t readcache_budget(const kr_store *s)
            KR_READCACHE_SHARE;
 }
 
+/* Free an overlay off the loop thread: the next checkpoint job does it (or
+ * now, when it cannot be queued for it). */
+static void dispose(kr_store *s, kr_overlay *ov)
+{
+    if (s->n_dispose == s->cap_dispose) {
+        size_t cap = s->cap_dispose ? s->cap_dispose * 2 : 8;
+        kr_overlay **n = realloc(s->dispose, cap * sizeof *n);
+        if (n == NULL) {
+            kr_overlay_free(ov);
+            return;
+        }
+        s->dispose = n;
+        s->cap_dispose = cap;
+    }
+    s->dispose[s->n_dispose++] = ov;
+}
+
 void kr_store_readcache_take(kr_store *s, kr_topic *t, kr_overlay *ov)
 {
-    kr_store_readcache_drop(s, t);
+    if (t->readcache != NULL) {
+        s->readcache_bytes -= kr_overlay_bytes(t->readcache);
+        dispose(s, t->readcache);
+        t->readcache = NULL;
+    }
     size_t bytes = kr_overlay_bytes(ov);
     if (s->readcache_bytes + bytes > readcache_budget(s)) {
         kr_overlay_free(ov);

@@ -228,6 +228,11 @@ static void run_delete(kr_job *j)
 
 static void run_checkpoint(kr_writer *wr, kr_job *j)
 {
+    /* Overlays the loop is done with go here, off the loop thread: freeing
+     * a large one is many munmaps. */
+    for (size_t i = 0; i < j->checkpoint.n_dispose; i++)
+        kr_overlay_free(j->checkpoint.dispose[i]);
+    j->checkpoint.n_dispose = 0;
     uint64_t t0 = kr_mono_ns();
     char err[256];
     int rc = kr_checkpoint_write(wr->view, j->checkpoint.ck, j->checkpoint.n, err, sizeof err);
