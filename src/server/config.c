@@ -82,7 +82,7 @@ static const opt_spec specs[] = {
      UINT64_MAX},
     {"retention-ms", "KRAPPY_RETENTION_MS", OPT_DURATION, "DURATION", "0 (keep all)",
      "delete segments whose newest event is older than this", F(retention_ms), 0, UINT64_MAX},
-    {"checkpoint-interval", "KRAPPY_CHECKPOINT_INTERVAL", OPT_DURATION, "DURATION", "500ms",
+    {"checkpoint-interval", "KRAPPY_CHECKPOINT_INTERVAL", OPT_DURATION, "DURATION", "2s",
      "fold new events into RocksDB this often", F(checkpoint_ms), 10, 3600000},
     {"overlay-bytes", "KRAPPY_OVERLAY_BYTES", OPT_SIZE64, "BYTES", "128M",
      "memory of the in-memory view (all topics): half fills while the other half is "
@@ -301,7 +301,7 @@ static int set_defaults(kr_config *cfg, int stderr_is_tty)
     cfg->rocksdb_log_dir = strdup(access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "");
     cfg->http = strdup("127.0.0.1:7071");
     cfg->segment_bytes = 64u * 1024 * 1024;
-    cfg->checkpoint_ms = 500;
+    cfg->checkpoint_ms = 2000;
     cfg->overlay_bytes = 128u * 1024 * 1024;
     cfg->block_cache_bytes = 64u * 1024 * 1024;
     cfg->max_wait_ms = 60000;
