@@ -29,12 +29,12 @@
  *     left (nor their offsets taken); what landed counts;
  *   - a roll that fails (the disk fills as a segment starts): the new file
  *     is removed and the chunk's appends fail; the active segment stays as
- *     it was; *   - a failed fdatasync may have dropped dirty pages: the bytes written
+ *     it was;
+ *   - a failed fdatasync may have dropped dirty pages: the bytes written
  *     since the last good sync are kept in memory (a copy per unsynced
  *     segment, appended as they are written and dropped in bulk by each
  *     sync), so the segment is cut back to its synced length, they are
- *     rewritten, and the sync is tried once more. When
- *     that fails too, the appends still waiting are taken back (the file is
+ *     rewritten, and the sync is tried once more. When that fails too, the appends still waiting are taken back (the file is
  *     cut where the first began; they fail with STORAGE), and the topic is
  *     "broken": every later append waits for a sync before it counts, until
  *     one succeeds.
