@@ -34,10 +34,10 @@
  *     since the last good sync are kept in memory (a copy per unsynced
  *     segment, appended as they are written and dropped in bulk by each
  *     sync), so the segment is cut back to its synced length, they are
- *     rewritten, and the sync is tried once more. When that fails too, the appends still waiting are taken back (the file is
- *     cut where the first began; they fail with STORAGE), and the topic is
- *     "broken": every later append waits for a sync before it counts, until
- *     one succeeds.
+ *     rewritten, and the sync is tried once more. When that fails too, the
+ *     appends still waiting are taken back (the file is cut where the first
+ *     began; they fail with STORAGE), and the topic is "broken": every
+ *     later append waits for a sync before it counts, until one succeeds.
  * At every step the loop's record of the segments (what FETCH serves) is
  * only ever moved past bytes that are in the file: it never runs ahead of
  * the files, and never behind what was acknowledged.
