@@ -639,16 +639,14 @@ static void test_retention_keeps_keys(void **state)
     assert_int_equal(e2e_stop(&s, 10000), 0);
 }
 
-/* Damage made on disk while krappyd is down: a torn tail is cut off, a
- * flipped bit inside a batch is reported, never served. */
-static void test_torn_tail_and_flipped_bit(void **state)
+/* Starts s and publishes three batches of 10 events (offsets 0..29) to
+ * topic, each acknowledged "sync". */
+static void start_with_three_batches(e2e_server *s, const char *topic)
 {
-    (void)state;
-    e2e_server s;
-    assert_int_equal(e2e_start(&s, NULL), 0);
+    assert_int_equal(e2e_start(s, NULL), 0);
     conn x;
-    conn_open(&x, &s);
-    assert_int_equal(do_register(&x, "dmg"), 0);
+    conn_open(&x, s);
+    assert_int_equal(do_register(&x, topic), 0);
     for (int b = 0; b < 3; b++) {
         ev evs[10];
         char keys[10][32];
@@ -659,23 +657,46 @@ static void test_torn_tail_and_flipped_bit(void **state)
         assert_int_equal(do_publish(&x, evs, 10, KR_ACK_SYNC, NULL), 0);
     }
     conn_close(&x);
-    assert_int_equal(e2e_stop_keep(&s, 10000), 0);
-    char seg[400];
-    snprintf(seg, sizeof seg, "%s/data/topics/dmg/00000000000000000000.seg", s.dir);
-    /* Append half a batch of garbage (a torn write), flip a bit in batch 2. */
-    int fd = open(seg, O_RDWR);
+}
+
+/* Flips the bits of mask in the byte at `at` of the file at path (at < 0:
+ * counted from the end). */
+static void flip_bits(const char *path, off_t at, uint8_t mask)
+{
+    int fd = open(path, O_RDWR);
     assert_true(fd >= 0);
     struct stat st;
     assert_int_equal(fstat(fd, &st), 0);
+    if (at < 0)
+        at += st.st_size;
+    uint8_t byte;
+    assert_int_equal(pread(fd, &byte, 1, at), 1);
+    byte ^= mask;
+    assert_int_equal(pwrite(fd, &byte, 1, at), 1);
+    close(fd);
+}
+
+/* Damage made on disk while krappyd is down: a torn tail is cut off, a
+ * flipped bit inside a batch is reported, never served. */
+static void test_torn_tail_and_flipped_bit(void **state)
+{
+    (void)state;
+    e2e_server s;
+    start_with_three_batches(&s, "dmg");
+    assert_int_equal(e2e_stop_keep(&s, 10000), 0);
+    char seg[400];
+    snprintf(seg, sizeof seg, "%s/data/topics/dmg/00000000000000000000.seg", s.dir);
+    /* Flip a bit in batch 2, append half a batch of garbage (a torn write). */
+    struct stat st;
+    assert_int_equal(stat(seg, &st), 0);
+    flip_bits(seg, 32 + (st.st_size - 32) / 2, 0x10); /* inside the second batch */
+    int fd = open(seg, O_WRONLY);
+    assert_true(fd >= 0);
     uint8_t junk[40] = {0x4B, 0x52, 0x42, 0x31, 1, 2, 3};
     assert_int_equal(pwrite(fd, junk, sizeof junk, st.st_size), (ssize_t)sizeof junk);
-    off_t mid = 32 + (st.st_size - 32) / 2; /* inside the second batch */
-    uint8_t byte;
-    assert_int_equal(pread(fd, &byte, 1, mid), 1);
-    byte ^= 0x10;
-    assert_int_equal(pwrite(fd, &byte, 1, mid), 1);
     close(fd);
     restart(&s, NULL);
+    conn x;
     conn_open(&x, &s);
     assert_int_equal(do_register(&x, "dmg"), 0);
     assert_int_equal(reply_u(&x, "next"), 30); /* the torn tail is gone */
@@ -712,35 +733,14 @@ static void test_damage_below_sync_point(void **state)
 {
     (void)state;
     e2e_server s;
-    assert_int_equal(e2e_start(&s, NULL), 0);
-    conn x;
-    conn_open(&x, &s);
-    assert_int_equal(do_register(&x, "sy"), 0);
-    for (int b = 0; b < 3; b++) {
-        ev evs[10];
-        char keys[10][32];
-        for (int i = 0; i < 10; i++) {
-            snprintf(keys[i], sizeof keys[i], "b%di%d", b, i);
-            evs[i] = (ev){keys[i], "payload-payload-payload"};
-        }
-        assert_int_equal(do_publish(&x, evs, 10, KR_ACK_SYNC, NULL), 0);
-    }
-    conn_close(&x);
+    start_with_three_batches(&s, "sy");
     kill9(&s); /* at once after the last ack */
     char seg[400];
     snprintf(seg, sizeof seg, "%s/data/topics/sy/00000000000000000000.seg", s.dir);
-    int fd = open(seg, O_RDWR);
-    assert_true(fd >= 0);
-    struct stat st;
-    assert_int_equal(fstat(fd, &st), 0);
-    off_t at = st.st_size - 20; /* inside the last batch */
-    uint8_t byte;
-    assert_int_equal(pread(fd, &byte, 1, at), 1);
-    byte ^= 0x40;
-    assert_int_equal(pwrite(fd, &byte, 1, at), 1);
-    close(fd);
+    flip_bits(seg, -20, 0x40); /* inside the last batch */
 
     restart(&s, NULL);
+    conn x;
     conn_open(&x, &s);
     assert_int_equal(do_register(&x, "sy"), 0);
     assert_int_equal(reply_u(&x, "next"), 30); /* not cut off: 20..29 stay taken */
@@ -768,6 +768,7 @@ static void test_damage_below_sync_point(void **state)
     /* Cut the segment short, below its sync point (after the new batch):
      * the lost offsets stay lost, never reused. */
     assert_int_equal(e2e_stop_keep(&s, 10000), 0);
+    struct stat st;
     assert_int_equal(stat(seg, &st), 0);
     assert_int_equal(truncate(seg, st.st_size - 10), 0);
     restart(&s, NULL);
