@@ -581,35 +581,40 @@ static int rd_get_one(vs_ctx *x, vs_meter *m, long *done)
     return rc;
 }
 
-/* Workload 5b: p->gets_piped HGETs with up to p->get_window in flight. The
- * window is topped up after each read from the socket (which brings many
- * replies), so a refill costs one write, not one per request. */
-static int rd_get_piped(vs_ctx *x, vs_meter *m, long *done)
+/* A pipelined run: request i appended by add(x, c, arg, i), its reply
+ * checked by check(x, r, arg, i) (which does not free r); up to window in
+ * flight. The window is topped up after each read from the socket (which
+ * brings many replies), so a refill costs one write, not one per request. */
+typedef struct piped {
+    const char *what; /* the command, for error sentences */
+    long total, window;
+    int (*add)(vs_ctx *x, redisContext *c, const void *arg, long i);
+    int (*check)(vs_ctx *x, const redisReply *r, const void *arg, long i);
+    const void *arg;
+} piped;
+
+static int run_piped(vs_ctx *x, redisContext *c, const piped *pp, vs_meter *m, long *done)
 {
-    const vs_params *p = x->p;
-    redisContext *c = live(x);
-    if (c == NULL || ensure_latest(x) != VS_OK)
-        return VS_FAIL;
     long sent = 0, got = 0;
     int rc = VS_OK;
     vs_meter_start(m);
-    while (rc == VS_OK && got < p->gets_piped) {
-        for (; sent - got < p->get_window && sent < p->gets_piped; sent++)
-            if ((rc = append_get(x, c, sent)) != VS_OK)
+    while (rc == VS_OK && got < pp->total) {
+        for (; sent - got < pp->window && sent < pp->total; sent++)
+            if ((rc = pp->add(x, c, pp->arg, sent)) != VS_OK)
                 goto out;
         if ((rc = flush(x, c)) != VS_OK)
             break;
         redisReply *r = NULL;
-        if ((rc = next_reply(x, c, "HGET", &r)) != VS_OK)
+        if ((rc = next_reply(x, c, pp->what, &r)) != VS_OK)
             break;
         for (;;) {
-            rc = check_get(x, r, got++);
+            rc = pp->check(x, r, pp->arg, got++);
             freeReplyObject(r);
             if (rc != VS_OK || got == sent)
                 break;
             void *v = NULL;
             if (redisGetReplyFromReader(c, &v) != REDIS_OK) {
-                rc = io_fail(x, c, "HGET");
+                rc = io_fail(x, c, pp->what);
                 break;
             }
             if (v == NULL)
@@ -621,6 +626,29 @@ out:
     vs_meter_stop(m);
     *done = got;
     return rc;
+}
+
+static int piped_get_add(vs_ctx *x, redisContext *c, const void *arg, long i)
+{
+    (void)arg;
+    return append_get(x, c, i);
+}
+
+static int piped_get_check(vs_ctx *x, const redisReply *r, const void *arg, long i)
+{
+    (void)arg;
+    return check_get(x, r, i);
+}
+
+/* Workload 5b: p->gets_piped HGETs with up to p->get_window in flight. */
+static int rd_get_piped(vs_ctx *x, vs_meter *m, long *done)
+{
+    redisContext *c = live(x);
+    if (c == NULL || ensure_latest(x) != VS_OK)
+        return VS_FAIL;
+    const piped pp = {"HGET",        x->p->gets_piped, x->p->get_window,
+                      piped_get_add, piped_get_check,  NULL};
+    return run_piped(x, c, &pp, m, done);
 }
 
 /* The producer side of workload 6, run in its own thread on its own
@@ -803,50 +831,30 @@ static int rd_load(vs_ctx *x, vs_meter *m, long *done)
     return rc;
 }
 
+static int piped_xadd_add(vs_ctx *x, redisContext *c, const void *arg, long i)
+{
+    return append_event(x, c, arg, i);
+}
+
+static int piped_xadd_check(vs_ctx *x, const redisReply *r, const void *arg, long i)
+{
+    (void)arg;
+    if (r->type != REDIS_REPLY_STRING || r->len == 0 || r->len >= RD_ID_MAX)
+        return vs_fail(x, "redis: XADD of event %ld did not answer a stream ID", i);
+    return VS_OK;
+}
+
 /* 8a. p->pub_events XADDs into "bench-one", p->pub_window in flight, topped
- * up as 5b does: after each read from the socket, in one write. */
+ * up as 5b does. */
 static int rd_publish_piped(vs_ctx *x, vs_meter *m, long *done)
 {
-    const vs_params *p = x->p;
     redisContext *c = live(x);
-    const writes w = {"bench-one", NULL, p->keys};
+    const writes w = {"bench-one", NULL, x->p->keys};
     if (c == NULL)
         return VS_FAIL;
-    long sent = 0, got = 0;
-    int rc = VS_OK;
-    vs_meter_start(m);
-    while (rc == VS_OK && got < p->pub_events) {
-        for (; sent - got < p->pub_window && sent < p->pub_events; sent++)
-            if ((rc = append_event(x, c, &w, sent)) != VS_OK)
-                goto out;
-        if ((rc = flush(x, c)) != VS_OK)
-            break;
-        redisReply *r = NULL;
-        if ((rc = next_reply(x, c, "XADD", &r)) != VS_OK)
-            break;
-        for (;;) {
-            bool id = r->type == REDIS_REPLY_STRING && r->len > 0 && r->len < RD_ID_MAX;
-            freeReplyObject(r);
-            if (!id) {
-                rc = vs_fail(x, "redis: XADD of event %ld did not answer a stream ID", got);
-                break;
-            }
-            if (++got == sent)
-                break;
-            void *v = NULL;
-            if (redisGetReplyFromReader(c, &v) != REDIS_OK) {
-                rc = io_fail(x, c, "XADD");
-                break;
-            }
-            if (v == NULL)
-                break; /* the rest is still on its way */
-            r = v;
-        }
-    }
-out:
-    vs_meter_stop(m);
-    *done = got;
-    return rc;
+    const piped pp = {"XADD",         x->p->pub_events, x->p->pub_window,
+                      piped_xadd_add, piped_xadd_check, &w};
+    return run_piped(x, c, &pp, m, done);
 }
 
 /* 8b. p->pubs_one XADDs into "bench-one1", one round trip each. */
