@@ -399,7 +399,9 @@ static void fail_list(kr_store *s, struct kr_append_list *list, const char *why,
     }
 }
 
-void kr_stream_fail_all(kr_store *s, kr_stream *st, const char *why)
+/* Fails every append of st not yet counted - waiting for a sync, or not
+ * written yet - and gives their offsets back (markers_ok: fail_list). */
+static void fail_uncounted(kr_store *s, kr_stream *st, const char *why, bool markers_ok)
 {
     struct kr_append_list w, p;
     TAILQ_INIT(&w);
@@ -411,8 +413,13 @@ void kr_stream_fail_all(kr_store *s, kr_stream *st, const char *why)
         st->open = NULL;
     }
     st->t->assigned = st->t->next;
-    fail_list(s, &w, why, false);
-    fail_list(s, &p, why, false);
+    fail_list(s, &w, why, markers_ok);
+    fail_list(s, &p, why, markers_ok);
+}
+
+void kr_stream_fail_all(kr_store *s, kr_stream *st, const char *why)
+{
+    fail_uncounted(s, st, why, false);
 }
 
 /*
@@ -796,18 +803,7 @@ static void give_up(kr_store *s, kr_stream *st, const char *why)
     }
     char msg[400];
     snprintf(msg, sizeof msg, "%s; nothing of this request was stored", why);
-    struct kr_append_list w, p;
-    TAILQ_INIT(&w);
-    TAILQ_INIT(&p);
-    TAILQ_CONCAT(&w, &st->waiting, link);
-    TAILQ_CONCAT(&p, &st->pending, link);
-    if (st->open != NULL) {
-        chunk_unref(s, st->open);
-        st->open = NULL;
-    }
-    st->t->assigned = st->t->next;
-    fail_list(s, &w, msg, true);
-    fail_list(s, &p, msg, true);
+    fail_uncounted(s, st, msg, true);
     if (st->ckpt_wait) {
         st->ckpt_wait = false;
         kr_store_checkpoint_part(s, false, why);
