@@ -19,6 +19,8 @@ BINDIR      ?= $(PREFIX)/bin
 LIBDIR      ?= $(PREFIX)/lib
 INCLUDEDIR  ?= $(PREFIX)/include
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+# Where bash-completion looks for a command's completion.
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 DESTDIR     ?=
 
 CC          ?= cc
@@ -132,9 +134,20 @@ all: $(KRAPPYD) $(KRAPPY) $(LIBA) $(LIBSO) symbols
 deps:
 	@sh .ci/deps.sh
 
+# krappyd in the foreground (Ctrl-C stops it); once it listens, the last
+# line printed says where the web console is.
 run: deps
 	@$(MAKE) --no-print-directory all
-	./bin/krappyd --listen $${KRAPPY_LISTEN:-127.0.0.1:7070} --data $${KRAPPY_DATA:-./data} --log-format text
+	@ports=$$(mktemp); http=$${KRAPPY_HTTP:-127.0.0.1:7071}; \
+	./bin/krappyd --listen $${KRAPPY_LISTEN:-127.0.0.1:7070} --http "$$http" \
+	    --data $${KRAPPY_DATA:-./data} --log-format text --port-file "$$ports" & pid=$$!; \
+	trap 'kill -INT $$pid 2>/dev/null' INT TERM; \
+	while kill -0 $$pid 2>/dev/null && [ "$$(wc -l < "$$ports")" -lt 2 ]; do sleep 0.1; done; \
+	host=$${http%:*}; case $$host in ""|0.0.0.0|"[::]") host=127.0.0.1 ;; esac; \
+	[ "$$(wc -l < "$$ports")" -ge 2 ] && \
+	    echo "make run: krappyd listens on port $$(sed -n 1p "$$ports"); the web console is at http://$$host:$$(sed -n 2p "$$ports")/ (Ctrl-C stops it)"; \
+	wait $$pid; rc=$$?; while kill -0 $$pid 2>/dev/null; do wait $$pid; rc=$$?; done; \
+	rm -f "$$ports"; exit $$rc
 
 # ---- build rules ----
 
@@ -193,10 +206,11 @@ $(KRAPPY): $(CLI_OBJ) $(LIBA)
 # the server, or new) gets every layer and libkrappy.
 test_layer   = $(addprefix $(TOUT)/tests/,$(1))
 UTIL_TESTS   := $(call test_layer,test_buf test_clock test_crc32c test_hostport test_json \
-                  test_log test_metrics test_ring test_utf8)
+                  test_log test_metrics test_ring test_secret test_utf8)
 PROTO_TESTS  := $(call test_layer,test_cbor test_cbor_text test_frame test_msg)
-STORE_TESTS  := $(call test_layer,test_group test_index test_names test_overlay test_segment \
-                  test_store test_store_alloc test_view)
+STORE_TESTS  := $(call test_layer,test_fdcache test_group test_index test_names test_overlay \
+                  test_producers test_segment test_store test_store_alloc test_store_producers \
+                  test_view)
 KAFKA_TESTS  := $(call test_layer,test_kafka_codec test_kafka_records)
 CLUSTER_TESTS := $(filter $(TOUT)/tests/test_cluster_%,$(TESTS))
 CLIENT_TESTS := $(call test_layer,test_client)
@@ -309,8 +323,8 @@ unit fuzz-replay e2e smoke torture:
 	@sh .ci/test.sh $@
 
 # The web console in headless Chromium (playwright-core from npm, pinned in
-# e2e/ui/package-lock.json, installed into build/ui/node_modules); the
-# screenshot lands in build/ui/console.png.
+# e2e/ui/package-lock.json, installed into build/ui/node_modules): every
+# view and action driven in the browser; screenshots land in build/ui/*.png.
 test-ui:
 	@sh .ci/deps.sh chromium
 	@$(MAKE) --no-print-directory bin/krappyd bin/krappy
@@ -354,18 +368,21 @@ krappy.pc: FORCE
 	    "$(PREFIX)" "$(LIBDIR)" "$(INCLUDEDIR)" "$(VERSION)" > $@
 
 install: all krappy.pc
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/krappy $(DESTDIR)$(PKGCONFIGDIR)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/krappy $(DESTDIR)$(PKGCONFIGDIR) \
+	    $(DESTDIR)$(BASHCOMPDIR)
 	install -m 755 bin/krappyd bin/krappy $(DESTDIR)$(BINDIR)/
 	install -m 644 lib/libkrappy.a $(DESTDIR)$(LIBDIR)/
 	install -m 755 lib/libkrappy.so.0 $(DESTDIR)$(LIBDIR)/
 	ln -sf libkrappy.so.0 $(DESTDIR)$(LIBDIR)/libkrappy.so
 	install -m 644 include/krappy/protocol.h include/krappy/client.h $(DESTDIR)$(INCLUDEDIR)/krappy/
 	install -m 644 krappy.pc $(DESTDIR)$(PKGCONFIGDIR)/
+	install -m 644 src/client/krappy-completion.bash $(DESTDIR)$(BASHCOMPDIR)/krappy
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/krappyd $(DESTDIR)$(BINDIR)/krappy \
 	    $(DESTDIR)$(LIBDIR)/libkrappy.a $(DESTDIR)$(LIBDIR)/libkrappy.so.0 \
-	    $(DESTDIR)$(LIBDIR)/libkrappy.so $(DESTDIR)$(PKGCONFIGDIR)/krappy.pc
+	    $(DESTDIR)$(LIBDIR)/libkrappy.so $(DESTDIR)$(PKGCONFIGDIR)/krappy.pc \
+	    $(DESTDIR)$(BASHCOMPDIR)/krappy
 	rm -rf $(DESTDIR)$(INCLUDEDIR)/krappy
 
 # ---- hygiene ----

@@ -63,7 +63,8 @@ hammer() {
     b=$2
     l=$3
     shift 3
-    run "hammer ($l)" env KRAPPYD="$b/krappyd" "$d/e2e/hammer" "$@"
+    run "hammer ($l)" env KRAPPYD="$b/krappyd" KRAPPY_SHIM="$PWD/$d/shim/libkrshim.so" \
+        KRAPPY_POWERCUT="$PWD/$d/shim/powercut" "$d/e2e/hammer" "$@"
 }
 
 case $what in
@@ -74,7 +75,10 @@ all)
     e2e $ASAN $ASAN/bin asan
     hammer $ASAN $ASAN/bin asan --seconds 5
     hammer $ASAN $ASAN/bin "asan, mixed acks" --seconds 5 --sync 50
+    hammer $ASAN $ASAN/bin "asan, idempotent producers, 3 kills" --seconds 5 --idempotent \
+        --kills 3 --sync 50
     e2e $REL bin "O2 smoke" smoke
+    run "README's libkrappy program, installed" sh e2e/readme_example.sh
     ;;
 unit) unit $ASAN asan ;;
 fuzz-replay) fuzz_replay $ASAN asan ;;
@@ -82,13 +86,18 @@ e2e)
     e2e $ASAN $ASAN/bin asan
     hammer $ASAN $ASAN/bin asan --seconds 5
     ;;
-smoke) e2e $REL bin "O2 smoke" smoke ;;
+smoke)
+    e2e $REL bin "O2 smoke" smoke
+    run "README's libkrappy program, installed" sh e2e/readme_example.sh
+    ;;
 torture)
     # The long loops: 100000 churned connections, 100 kill -9 rounds under
     # load, 30 power cuts; hammer with 100 kill -9s of the server under load.
     KRAPPY_E2E_TORTURE=1 e2e $ASAN $ASAN/bin asan
     hammer $ASAN $ASAN/bin "asan, 100 kills" --seconds 60 --kills 100
     hammer $ASAN $ASAN/bin "asan, mixed acks, 30 kills" --seconds 30 --kills 30 --sync 50
+    hammer $ASAN $ASAN/bin "asan, idempotent producers, 30 power cuts" --seconds 30 \
+        --idempotent --kills 30 --powercut --sync 50
     ;;
 bench)
     # shellcheck disable=SC2086

@@ -55,6 +55,21 @@ static inline uint64_t reply_u(conn *x, const char *field)
     return v;
 }
 
+/* One event of a PUBLISH with a text key and a text value: the value is
+ * encoded (a CBOR text string) into val (room for 48 bytes). */
+static inline kr_event_out_spec conn_text_event(const char *key, const char *text, uint8_t *val)
+{
+    kr_buf vb;
+    kr_buf_init(&vb, 48);
+    kr_cbor_put_cstr(&vb, text);
+    assert_false(vb.failed);
+    memcpy(val, vb.data, vb.len);
+    kr_event_out_spec ev = {
+        .key = key, .key_len = strlen(key), .key_is_text = true, .value = val, .value_len = vb.len};
+    kr_buf_free(&vb);
+    return ev;
+}
+
 /* PRODUCER_REGISTER; @return the error code (0: reply_u(x, "next") works). */
 static inline int conn_register(conn *x, const char *topic)
 {

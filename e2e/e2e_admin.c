@@ -22,38 +22,63 @@
 #include "conn.h"
 #include "harness.h"
 
-/* One HTTP/1.0 request to the admin port. @return the status code, with the
- * body (NUL-terminated) in body. */
-static int http_try(const e2e_server *s, const char *method, const char *path, const char *auth,
-                    char *body, size_t bodylen)
+/* One HTTP/1.0 request to the admin port, with a request body of type
+ * ctype when `send` is not NULL: the whole response (headers and body,
+ * NUL-terminated) in resp. @return its length, or -1 when the port does
+ * not take the connection. */
+static long http_raw(const e2e_server *s, const char *method, const char *path, const char *auth,
+                     const char *ctype, const char *send, char *resp, size_t resplen)
 {
     e2e_server h = *s;
     snprintf(h.port, sizeof h.port, "%s", s->http_port);
     int fd = e2e_connect(&h);
     if (fd < 0)
         return -1;
-    char req[512];
+    char req[1024], len[64] = "";
+    if (send != NULL)
+        snprintf(len, sizeof len, "Content-Length: %zu\r\n", strlen(send));
     int n =
-        snprintf(req, sizeof req, "%s %s HTTP/1.0\r\nHost: 127.0.0.1\r\n%s%s%s\r\n", method, path,
-                 auth ? "Authorization: Bearer " : "", auth ? auth : "", auth ? "\r\n" : "");
+        snprintf(req, sizeof req, "%s %s HTTP/1.0\r\nHost: 127.0.0.1\r\n%s%s%s%s%s%s%s\r\n", method,
+                 path, auth ? "Authorization: Bearer " : "", auth ? auth : "", auth ? "\r\n" : "",
+                 ctype ? "Content-Type: " : "", ctype ? ctype : "", ctype ? "\r\n" : "", len);
     assert_int_equal(e2e_send_all(fd, req, (size_t)n), 0);
-    static char resp[1 << 20];
+    if (send != NULL)
+        assert_int_equal(e2e_send_all(fd, send, strlen(send)), 0);
     size_t got = 0;
     for (;;) {
         struct pollfd p = {fd, POLLIN, 0};
         assert_true(poll(&p, 1, 5000) == 1);
-        ssize_t r = recv(fd, resp + got, sizeof resp - 1 - got, 0);
+        ssize_t r = recv(fd, resp + got, resplen - 1 - got, 0);
         if (r <= 0)
             break;
         got += (size_t)r;
     }
     close(fd);
     resp[got] = '\0';
+    return (long)got;
+}
+
+/* One HTTP/1.0 request to the admin port, with a request body of type
+ * ctype when `send` is not NULL. @return the status code, with the body
+ * (NUL-terminated) in body, or -1 when the port does not take the
+ * connection. */
+static int http_send(const e2e_server *s, const char *method, const char *path, const char *auth,
+                     const char *ctype, const char *send, char *body, size_t bodylen)
+{
+    static char resp[1 << 20];
+    if (http_raw(s, method, path, auth, ctype, send, resp, sizeof resp) < 0)
+        return -1;
     int code = 0;
     assert_int_equal(sscanf(resp, "HTTP/1.%*d %d", &code), 1);
     const char *b = strstr(resp, "\r\n\r\n");
     snprintf(body, bodylen, "%s", b ? b + 4 : "");
     return code;
+}
+
+static int http_try(const e2e_server *s, const char *method, const char *path, const char *auth,
+                    char *body, size_t bodylen)
+{
+    return http_send(s, method, path, auth, NULL, NULL, body, bodylen);
 }
 
 /* Like http_try, and the port must be open. */
@@ -269,6 +294,9 @@ static void test_api_and_errors(void **state)
     assert_int_equal(http(&s, "GET", "/api/topics", NULL, body, sizeof body), 401);
     assert_non_null(strstr(body, "Authorization"));
     assert_int_equal(http(&s, "GET", "/api/topics", "wrong", body, sizeof body), 401);
+    assert_int_equal(http(&s, "GET", "/api/topics", "t0k3", body, sizeof body), 401);
+    assert_int_equal(http(&s, "GET", "/api/topics", "t0k3nn", body, sizeof body), 401);
+    assert_int_equal(http(&s, "GET", "/api/topics", "", body, sizeof body), 401);
     assert_int_equal(http(&s, "GET", "/healthz", NULL, body, sizeof body), 200);
     assert_int_equal(http(&s, "GET", "/metrics", NULL, body, sizeof body), 200);
     /* The console page itself loads; its API calls carry the token. */
@@ -358,6 +386,220 @@ static void test_api_values_nested_too_deep(void **state)
     assert_int_equal(e2e_stop(&s, 10000), 0);
 }
 
+/* A POST of JSON to the API (with the token). */
+static int post_json(const e2e_server *s, const char *path, const char *json, char *body,
+                     size_t bodylen)
+{
+    int code = http_send(s, "POST", path, "t0k3n", "application/json", json, body, bodylen);
+    assert_true(code >= 0);
+    return code;
+}
+
+/*
+ * The API's writes and the console's reads: produce (JSON lines, the topic
+ * made), pages of events forwards, backwards, from a time and by key
+ * prefix with values cut at a byte limit and headers as text; a group's
+ * members; seek and delete a group; delete a topic. A POST gets its errors
+ * in JSON, a method a path does not take 405 naming the ones it does.
+ */
+static void test_api_writes_and_pages(void **state)
+{
+    (void)state;
+    e2e_server s;
+    const char *args[] = {"--http-token", "t0k3n", NULL};
+    assert_int_equal(e2e_start(&s, args), 0);
+    static char body[1 << 20], lines[1 << 16];
+    size_t w = 0;
+    for (int i = 0; i < 30; i++)
+        w += (size_t)snprintf(lines + w, sizeof lines - w,
+                              "{\"key\":\"%s-%d\",\"value\":{\"n\":%d},\"ts\":%d,"
+                              "\"headers\":{\"h\":\"x%d\",\"b\":{\"hex\":\"00ff\"}}}\n",
+                              i % 3 == 0 ? "red" : "blue", i, i, 1000 + i * 10, i);
+    assert_int_equal(post_json(&s, "/api/topics/web/events", lines, body, sizeof body), 200);
+    assert_non_null(strstr(body, "\"first\":0,\"count\":30"));
+    w = (size_t)snprintf(lines, sizeof lines, "{\"key\":\"big\",\"value\":\"");
+    memset(lines + w, 'z', 5000);
+    snprintf(lines + w + 5000, sizeof lines - w - 5000, "\"}");
+    assert_int_equal(post_json(&s, "/api/topics/web/events", lines, body, sizeof body), 200);
+
+    /* Pages: the newest 5 (before next), the 5 before them, from a time. */
+    assert_int_equal(
+        http(&s, "GET", "/api/topics/web/events?before=31&max=5", "t0k3n", body, sizeof body), 200);
+    assert_non_null(strstr(body, "\"offset\":26,"));
+    assert_null(strstr(body, "\"offset\":25,"));
+    assert_non_null(strstr(body, "\"first\":26,\"next\":31"));
+    assert_non_null(strstr(body, "\"headers\":{\"h\":\"x29\",\"b\":{\"base64url\":\"AP8\"}}"));
+    assert_int_equal(
+        http(&s, "GET", "/api/topics/web/events?before=26&max=5", "t0k3n", body, sizeof body), 200);
+    assert_non_null(strstr(body, "\"offset\":21,"));
+    assert_non_null(strstr(body, "\"first\":21,\"next\":26"));
+    assert_int_equal(
+        http(&s, "GET", "/api/topics/web/events?ts=1055&max=2", "t0k3n", body, sizeof body), 200);
+    assert_non_null(strstr(body, "{\"offset\":6,"));
+    assert_null(strstr(body, "\"offset\":5,"));
+    /* A key prefix, forwards and backwards. */
+    assert_int_equal(
+        http(&s, "GET", "/api/topics/web/events?prefix=red&max=3", "t0k3n", body, sizeof body),
+        200);
+    assert_non_null(strstr(body, "\"key\":\"red-0\""));
+    assert_non_null(strstr(body, "\"key\":\"red-6\""));
+    assert_null(strstr(body, "blue"));
+    assert_non_null(strstr(body, "\"next\":7"));
+    assert_int_equal(http(&s, "GET", "/api/topics/web/events?prefix=red&before=31&max=2", "t0k3n",
+                          body, sizeof body),
+                     200);
+    assert_non_null(strstr(body, "\"key\":\"red-24\""));
+    assert_non_null(strstr(body, "\"key\":\"red-27\""));
+    assert_non_null(strstr(body, "\"first\":24"));
+    /* A long value cut at value_bytes, whole without. */
+    assert_int_equal(http(&s, "GET", "/api/topics/web/events?from=30&value_bytes=100", "t0k3n",
+                          body, sizeof body),
+                     200);
+    assert_non_null(strstr(body, "\"value_truncated\":true,\"value_bytes\":5003"));
+    assert_true(strlen(body) < 1000);
+    assert_int_equal(http(&s, "GET", "/api/topics/web/keys/big", "t0k3n", body, sizeof body), 200);
+    assert_true(strlen(body) > 5000);
+    assert_int_equal(
+        http(&s, "GET", "/api/topics/web/events?from=3&before=9", "t0k3n", body, sizeof body), 400);
+    assert_non_null(strstr(body, "\"error\""));
+
+    /* A group with a member: its pending count; seek it; delete it. */
+    conn m;
+    conn_open(&m, &s);
+    kr_buf_reset(&m.b);
+    kr_enc_hello(&m.b, (kr_cid){0}, 1, NULL, NULL);
+    assert_int_equal(conn_call(&m, KRAPPY_T_HELLO), 0);
+    kr_buf_reset(&m.b);
+    kr_enc_consumer_register(&m.b, (kr_cid){0}, "web", "g/1", "m1", KR_START_EARLIEST, 0,
+                             KR_CACK_EXPLICIT, 60000);
+    assert_int_equal(conn_call(&m, KRAPPY_T_CONSUMER_REGISTER), 0);
+    kr_buf_reset(&m.b);
+    kr_enc_poll(&m.b, (kr_cid){0}, 4, 0, 1u << 20);
+    assert_int_equal(conn_call(&m, KRAPPY_T_POLL), 0);
+    assert_int_equal(http(&s, "GET", "/api/topics/web/groups/g%2F1", "t0k3n", body, sizeof body),
+                     200);
+    assert_non_null(strstr(body, "\"member_list\":[{\"member\":\"m1\",\"pending\":4,"));
+    assert_int_equal(post_json(&s, "/api/topics/web/groups/g%2F1/seek", "{\"to\":\"latest\"}", body,
+                               sizeof body),
+                     200);
+    assert_non_null(strstr(body, "\"cursor\":31"));
+    assert_int_equal(
+        post_json(&s, "/api/topics/web/groups/g%2F1/seek", "{\"ts\":1105}", body, sizeof body),
+        200);
+    assert_non_null(strstr(body, "\"cursor\":11"));
+    assert_int_equal(
+        post_json(&s, "/api/topics/web/groups/g%2F1/seek", "{\"to\":99}", body, sizeof body), 400);
+    assert_non_null(strstr(body, "\"error\""));
+    assert_int_equal(
+        post_json(&s, "/api/topics/web/groups/g%2F1/seek", "{\"to\":\"soon\"}", body, sizeof body),
+        400);
+    assert_int_equal(http(&s, "DELETE", "/api/topics/web/groups/g%2F1", "t0k3n", body, sizeof body),
+                     200);
+    assert_non_null(strstr(body, "\"deleted\":true"));
+    kr_buf_reset(&m.b);
+    kr_enc_poll(&m.b, (kr_cid){0}, 4, 0, 1u << 20);
+    assert_int_equal(conn_call(&m, KRAPPY_T_POLL), KRAPPY_E_NOT_REGISTERED);
+    conn_close(&m);
+    assert_int_equal(http(&s, "GET", "/api/topics/web/groups/g%2F1", "t0k3n", body, sizeof body),
+                     404);
+
+    /* POST errors are JSON; methods are named. */
+    assert_int_equal(http_send(&s, "POST", "/api/topics/web/events", "t0k3n", "text/plain",
+                               "{\"value\":1}", body, sizeof body),
+                     415);
+    assert_non_null(strstr(body, "\"error\":\"send the body as JSON"));
+    assert_int_equal(post_json(&s, "/api/topics/web/events", "{\"value\":", body, sizeof body),
+                     400);
+    assert_non_null(strstr(body, "\"error\":\"line 1:"));
+    assert_int_equal(post_json(&s, "/api/topics/a%20b/events", "{\"value\":1}", body, sizeof body),
+                     400);
+    assert_int_equal(post_json(&s, "/api/topics/web/events", "", body, sizeof body), 400);
+    assert_non_null(strstr(body, "no event"));
+    assert_int_equal(http_send(&s, "POST", "/api/topics/web/events", NULL, "application/json",
+                               "{\"value\":1}", body, sizeof body),
+                     401);
+    assert_int_equal(http(&s, "PUT", "/api/topics/web", "t0k3n", body, sizeof body), 405);
+    assert_non_null(strstr(body, "GET, HEAD, DELETE"));
+
+    /* Delete the topic: gone from the list, its paths 404. */
+    assert_int_equal(http(&s, "DELETE", "/api/topics/web", "t0k3n", body, sizeof body), 200);
+    assert_non_null(strstr(body, "\"topic\":\"web\",\"deleted\":true"));
+    assert_int_equal(http(&s, "GET", "/api/topics", "t0k3n", body, sizeof body), 200);
+    assert_null(strstr(body, "\"web\""));
+    assert_int_equal(http(&s, "GET", "/api/topics/web/events", "t0k3n", body, sizeof body), 404);
+    assert_int_equal(http(&s, "DELETE", "/api/topics/web", "t0k3n", body, sizeof body), 404);
+    assert_int_equal(e2e_stop(&s, 10000), 0);
+}
+
+/* The value of the key of the event a /keys reply shows, as a JSON string. */
+static void assert_key_value(const char *body, const char *value_json)
+{
+    char want[64];
+    snprintf(want, sizeof want, "\"value\":%s", value_json);
+    if (strstr(body, want) == NULL)
+        fail_msg("wanted %s in %s", want, body);
+}
+
+/*
+ * Keys are bytes: /keys/ab%00cd is the key "ab\0cd", not "ab" (the path was
+ * cut at the decoded NUL); a NUL in the topic part names no topic, and a
+ * produce to it creates none. A HEAD
+ * gets a GET's status and headers, its Content-Length included, and no
+ * body (evhttp sent the body).
+ */
+static void test_api_keys_are_bytes_and_head_has_no_body(void **state)
+{
+    (void)state;
+    e2e_server s;
+    assert_int_equal(e2e_start(&s, NULL), 0);
+    conn p;
+    conn_open(&p, &s);
+    assert_int_equal(conn_register(&p, "bytes"), 0);
+    kr_event_out_spec ev[2] = {
+        {.key = "ab", .key_len = 2, .value = (const uint8_t *)"\x01", .value_len = 1},
+        {.key = "ab\0cd", .key_len = 5, .value = (const uint8_t *)"\x02", .value_len = 1}};
+    kr_buf_reset(&p.b);
+    kr_enc_publish(&p.b, (kr_cid){0}, KR_ACK_SYNC, ev, 2);
+    assert_int_equal(conn_call(&p, KRAPPY_T_PUBLISH), 0);
+    conn_close(&p);
+
+    static char body[1 << 20];
+    assert_int_equal(http(&s, "GET", "/api/topics/bytes/keys/ab", NULL, body, sizeof body), 200);
+    assert_key_value(body, "1");
+    assert_int_equal(http(&s, "GET", "/api/topics/bytes/keys/ab%00cd", NULL, body, sizeof body),
+                     200);
+    assert_key_value(body, "2");
+    assert_int_equal(http(&s, "GET", "/api/topics/bytes/keys/ab%00", NULL, body, sizeof body), 404);
+    assert_int_equal(http(&s, "GET", "/api/topics/bytes%00x/keys/ab", NULL, body, sizeof body),
+                     404);
+    assert_int_equal(http(&s, "GET", "/api/topics/bytes%00x", NULL, body, sizeof body), 404);
+    /* A produce to such a name is refused, not sent to the name before the NUL. */
+    assert_int_equal(http_send(&s, "POST", "/api/topics/nul%00x/events", NULL, "application/json",
+                               "{\"value\":1}", body, sizeof body),
+                     400);
+    assert_int_equal(http(&s, "GET", "/api/topics/nul", NULL, body, sizeof body), 404);
+
+    /* (Not /metrics: its figures change between the two requests.) */
+    const char *paths[] = {"/healthz", "/", "/api/topics", "/api/topics/bytes/keys/ab",
+                           "/nonsense"};
+    static char get[1 << 20], head[1 << 20];
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        assert_true(http_raw(&s, "GET", paths[i], NULL, NULL, NULL, get, sizeof get) > 0);
+        assert_true(http_raw(&s, "HEAD", paths[i], NULL, NULL, NULL, head, sizeof head) > 0);
+        const char *gb = strstr(get, "\r\n\r\n"), *hb = strstr(head, "\r\n\r\n");
+        assert_non_null(gb);
+        assert_non_null(hb);
+        if (hb[4] != '\0')
+            fail_msg("HEAD %s has a body: %.80s", paths[i], hb + 4);
+        assert_int_equal(strncmp(get, head, 12), 0); /* "HTTP/1.x NNN" */
+        char want[64];
+        snprintf(want, sizeof want, "Content-Length: %zu\r\n", strlen(gb + 4));
+        if (strstr(head, want) == NULL)
+            fail_msg("HEAD %s lacks %s: %s", paths[i], want, head);
+    }
+    assert_int_equal(e2e_stop(&s, 10000), 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -371,6 +613,8 @@ int main(void)
         cmocka_unit_test(test_metrics_follow_traffic),
         cmocka_unit_test(test_api_and_errors),
         cmocka_unit_test(test_api_values_nested_too_deep),
+        cmocka_unit_test(test_api_writes_and_pages),
+        cmocka_unit_test(test_api_keys_are_bytes_and_head_has_no_body),
     };
     return cmocka_run_group_tests_name("e2e_admin", tests, NULL, NULL);
 }

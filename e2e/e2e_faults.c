@@ -52,12 +52,8 @@ static void set_faults(const char *rules)
 /* Start a fresh server in its own directory under the shim. */
 static void start_shimmed(e2e_server *s, const char *const *args)
 {
-    memset(s, 0, sizeof *s);
-    e2e_tmp_template(s->dir, sizeof s->dir);
-    assert_non_null(mkdtemp(s->dir));
+    assert_int_equal(e2e_start_shimmed(s, args), 0);
     shim_env(s);
-    set_faults("");
-    assert_int_equal(e2e_restart(s, args), 0);
     shim_env_clear();
 }
 
@@ -70,12 +66,7 @@ static void restart_shimmed(e2e_server *s, const char *const *args)
 
 static void powercut(e2e_server *s)
 {
-    kill(s->pid, SIGKILL);
-    waitpid(s->pid, NULL, 0);
-    s->pid = 0;
-    char cmd[900], out[8192];
-    snprintf(cmd, sizeof cmd, "%s %s %s/data", getenv("KRAPPY_POWERCUT"), shim_log, s->dir);
-    assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
+    assert_int_equal(e2e_powercut(s), 0);
 }
 
 /* ---- helpers on e2e/conn.h ---- */
@@ -164,17 +155,12 @@ static void check_view_not_ahead(conn *x, const char *topic, uint64_t next)
     }
 }
 
-static bool have_shim(void)
-{
-    return getenv("KRAPPY_SHIM") != NULL && getenv("KRAPPY_POWERCUT") != NULL;
-}
-
 /* ---- power cuts ---- */
 
 static void test_power_cuts(void **state)
 {
     (void)state;
-    if (!have_shim())
+    if (!e2e_have_shim())
         skip();
     int rounds = getenv("KRAPPY_E2E_TORTURE") ? 30 : 3;
     const char *args[] = {"--checkpoint-interval", "30ms", "--segment-bytes", "32K", NULL};
@@ -223,7 +209,7 @@ static void test_power_cuts(void **state)
 static void test_sync_acks_share_fsyncs(void **state)
 {
     (void)state;
-    if (!have_shim())
+    if (!e2e_have_shim())
         skip();
     e2e_server s;
     const char *args[] = {"--checkpoint-interval", "10s", NULL};
@@ -287,7 +273,7 @@ static void test_sync_acks_share_fsyncs(void **state)
 static void test_stream_enospc_and_recovery(void **state)
 {
     (void)state;
-    if (!have_shim())
+    if (!e2e_have_shim())
         skip();
     e2e_server s;
     start_shimmed(&s, NULL);
@@ -343,7 +329,7 @@ static void test_stream_enospc_and_recovery(void **state)
 static void test_fdatasync_failures(void **state)
 {
     (void)state;
-    if (!have_shim())
+    if (!e2e_have_shim())
         skip();
     e2e_server s;
     start_shimmed(&s, NULL);
@@ -388,7 +374,7 @@ static void test_fdatasync_failures(void **state)
 static void test_view_write_failures(void **state)
 {
     (void)state;
-    if (!have_shim())
+    if (!e2e_have_shim())
         skip();
     e2e_server s;
     const char *args[] = {"--checkpoint-interval", "50ms", NULL};
@@ -483,7 +469,7 @@ static void put(conn *x, const char *key, const char *value)
 static void test_scan_without_checkpoint(void **state)
 {
     (void)state;
-    if (!have_shim())
+    if (!e2e_have_shim())
         skip();
     e2e_server s;
     const char *args[] = {"--checkpoint-interval", "50ms", NULL};

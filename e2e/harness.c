@@ -3,6 +3,7 @@
  */
 #include "harness.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -82,6 +84,53 @@ int e2e_shim_faults(const e2e_server *s, const char *rules)
     return ok && rename(tmp, path) == 0 ? 0 : -1;
 }
 
+int e2e_restart_shimmed(e2e_server *s, const char *const *extra)
+{
+    if (e2e_shim_on(s) < 0)
+        return -1;
+    int rc = e2e_restart(s, extra);
+    e2e_shim_off();
+    return rc;
+}
+
+int e2e_start_shimmed(e2e_server *s, const char *const *extra)
+{
+    memset(s, 0, sizeof *s);
+    e2e_tmp_template(s->dir, sizeof s->dir);
+    if (mkdtemp(s->dir) == NULL) {
+        perror("e2e: mkdtemp");
+        return -1;
+    }
+    if (e2e_shim_faults(s, "") < 0)
+        return -1;
+    return e2e_restart_shimmed(s, extra);
+}
+
+bool e2e_have_shim(void)
+{
+    return getenv("KRAPPY_SHIM") != NULL && getenv("KRAPPY_POWERCUT") != NULL;
+}
+
+void e2e_kill9(e2e_server *s)
+{
+    if (s->pid <= 0)
+        return;
+    kill(s->pid, SIGKILL);
+    waitpid(s->pid, NULL, 0);
+    s->pid = 0;
+}
+
+int e2e_powercut(e2e_server *s)
+{
+    const char *tool = getenv("KRAPPY_POWERCUT");
+    if (tool == NULL)
+        return -1;
+    e2e_kill9(s);
+    char cmd[900], out[8192];
+    snprintf(cmd, sizeof cmd, "%s %s/shim.log %s/data", tool, s->dir, s->dir);
+    return e2e_run(cmd, out, sizeof out) == 0 ? 0 : -1;
+}
+
 const char *e2e_cli(void)
 {
     const char *p = getenv("KRAPPY");
@@ -141,6 +190,44 @@ int e2e_start(e2e_server *s, const char *const *extra)
     return e2e_restart(s, extra);
 }
 
+static unsigned long child_nofile_soft, child_nofile_hard;
+static int start_timeout_ms;
+
+void e2e_set_start_timeout(int ms)
+{
+    start_timeout_ms = ms;
+}
+
+void e2e_set_nofile(unsigned long soft, unsigned long hard)
+{
+    child_nofile_soft = soft;
+    child_nofile_hard = hard;
+}
+
+bool e2e_logged(const e2e_server *s, const char *text)
+{
+    char cmd[1024], out[16];
+    if (strchr(text, '\'') != NULL ||
+        snprintf(cmd, sizeof cmd, "grep -c -F -- '%s' '%s'", text, s->log_path) >= (int)sizeof cmd)
+        return false;
+    return e2e_run(cmd, out, sizeof out) == 0 && atoi(out) > 0;
+}
+
+long e2e_pid_fds(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    if (d == NULL)
+        return -1;
+    long n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
 /* Start krappyd on s->dir (its data, port file and log, appended). */
 int e2e_restart(e2e_server *s, const char *const *extra)
 {
@@ -182,6 +269,12 @@ int e2e_restart(e2e_server *s, const char *const *extra)
             dup2(fd, STDERR_FILENO);
             close(fd);
         }
+        if (child_nofile_hard > 0) {
+            struct rlimit rl = {child_nofile_soft, child_nofile_hard};
+            if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                fprintf(stderr, "e2e: setrlimit(%lu, %lu): %s\n", child_nofile_soft,
+                        child_nofile_hard, strerror(errno));
+        }
         execv(bin, (char *const *)argv);
         fprintf(stderr, "e2e: cannot run %s: %s\n", bin, strerror(errno));
         _exit(127);
@@ -190,7 +283,8 @@ int e2e_restart(e2e_server *s, const char *const *extra)
     remember(pid);
     snprintf(s->host, sizeof s->host, "127.0.0.1");
 
-    uint64_t deadline = e2e_now_ms() + 10000;
+    int wait_ms = start_timeout_ms > 0 ? start_timeout_ms : 10000;
+    uint64_t deadline = e2e_now_ms() + (uint64_t)wait_ms;
     while (e2e_now_ms() < deadline) {
         FILE *f = fopen(portfile, "r");
         if (f != NULL) {
@@ -212,7 +306,7 @@ int e2e_restart(e2e_server *s, const char *const *extra)
         }
         sleep_ms(10);
     }
-    fprintf(stderr, "e2e: krappyd did not listen within 10 s; log in %s\n", s->log_path);
+    fprintf(stderr, "e2e: krappyd did not listen within %d ms; log in %s\n", wait_ms, s->log_path);
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
     s->pid = 0;

@@ -39,6 +39,20 @@ const char *e2e_external_addr(void);
  */
 int e2e_start(e2e_server *s, const char *const *extra_args);
 
+/* The soft and hard RLIMIT_NOFILE of the servers started from now on (the
+ * test process keeps its own); 0, 0 leaves them as inherited. */
+void e2e_set_nofile(unsigned long soft, unsigned long hard);
+
+/* How long e2e_start and e2e_restart wait for the server to listen (0: the
+ * default, 10 s): a start that recovers a large directory takes longer. */
+void e2e_set_start_timeout(int ms);
+
+/* Whether the server's log holds `text` (fixed, without single quotes). */
+bool e2e_logged(const e2e_server *s, const char *text);
+
+/* Open file descriptors of a process (entries of /proc/PID/fd), or -1. */
+long e2e_pid_fds(pid_t pid);
+
 /* Start krappyd again on the same directory (after e2e_stop or a kill):
  * same data, the log appended. @return 0, or -1. */
 int e2e_restart(e2e_server *s, const char *const *extra_args);
@@ -118,6 +132,24 @@ void e2e_shim_off(void);
 /* Replace the shim's rules in s->dir/faults (written aside and renamed
  * over, as the shim wants). @return 0 or -1. */
 int e2e_shim_faults(const e2e_server *s, const char *rules);
+
+/* Start krappyd in a new directory (or again on s->dir: restart) under
+ * the shim, with no fault rules for a start. @return 0, or -1 (also when
+ * $KRAPPY_SHIM is unset). */
+int e2e_start_shimmed(e2e_server *s, const char *const *extra_args);
+int e2e_restart_shimmed(e2e_server *s, const char *const *extra_args);
+
+/* Whether the shim and the powercut tool are there ($KRAPPY_SHIM,
+ * $KRAPPY_POWERCUT): the tests that need them skip otherwise. */
+bool e2e_have_shim(void);
+
+/* kill -9 the server and reap it. */
+void e2e_kill9(e2e_server *s);
+
+/* A power cut: kill -9, then $KRAPPY_POWERCUT cuts every file under
+ * s->dir/data back to what the shim's log (s->dir/shim.log) says was made
+ * durable. @return 0, or -1 (the tool failed or is not set). */
+int e2e_powercut(e2e_server *s);
 
 /* Path of the krappy CLI under test. */
 const char *e2e_cli(void);

@@ -1,7 +1,8 @@
 # krappy as a nixpkgs-style derivation: the Makefile does the work, with
 # PREFIX=$out; its tests run in checkPhase (they skip what needs apt or a
 # network inside the sandbox).
-{ lib, stdenv, pkg-config, rocksdb, libevent, libcbor, cmocka }:
+{ lib, stdenv, pkg-config, rocksdb, libevent, libcbor, cmocka
+, zlib, lz4, zstd, snappy, raft-canonical, libuv, rdkafka, kcat }:
 
 stdenv.mkDerivation {
   pname = "krappy";
@@ -10,8 +11,11 @@ stdenv.mkDerivation {
   src = lib.cleanSource ../.;
 
   nativeBuildInputs = [ pkg-config ];
-  buildInputs = [ rocksdb libevent libcbor ];
-  nativeCheckInputs = [ cmocka ];
+  # zlib, lz4, zstd and snappy decompress Kafka record batches; raft-canonical
+  # (libraft) and libuv replicate a cluster.
+  buildInputs = [ rocksdb libevent libcbor zlib lz4 zstd snappy raft-canonical libuv ];
+  # The Kafka listener's tests drive real Kafka clients: librdkafka and kcat.
+  nativeCheckInputs = [ cmocka rdkafka kcat ];
 
   makeFlags = [ "PREFIX=${placeholder "out"}" ];
   enableParallelBuilding = true;

@@ -28,7 +28,7 @@
 
 #include <cmocka.h>
 
-#include "client/json_parse.h"
+#include "proto/json_parse.h"
 #include "krappy/client.h"
 #include "proto/cbor.h"
 #include "proto/frame.h"
@@ -1678,11 +1678,12 @@ static void test_topics_stats(void **state)
     kr_enc_topic(p, &(kr_str){(const uint8_t *)"audit.log", 9}, 10, 20);
     kr_enc_topic(p, &(kr_str){(const uint8_t *)"users", 5}, 0, 0);
     p = xs_step(&s, KRAPPY_T_STATS, KRAPPY_T_OK);
-    kr_enc_ok_stats_begin(p, NO_CID, &(kr_str){(const uint8_t *)"users", 5}, 3, 90, 123456, 40, 2);
+    kr_enc_ok_stats_begin(p, NO_CID, &(kr_str){(const uint8_t *)"users", 5}, 3, 90, 123456, 40, 0,
+                          2);
     kr_enc_group_stats(p, &(kr_str){(const uint8_t *)"billing", 7}, 80, 2, 10, 3);
     kr_enc_group_stats(p, &(kr_str){(const uint8_t *)"mail", 4}, 90, 0, 0, 0);
     p = xs_step(&s, KRAPPY_T_STATS, KRAPPY_T_OK);
-    kr_enc_ok_stats_begin(p, NO_CID, &(kr_str){(const uint8_t *)"users", 5}, 3, 90, 1, 40, 1);
+    kr_enc_ok_stats_begin(p, NO_CID, &(kr_str){(const uint8_t *)"users", 5}, 3, 90, 1, 40, 0, 1);
     kr_enc_group_stats(p, &(kr_str){(const uint8_t *)"mail", 4}, 90, 0, 0, 0);
     kr_enc_error(xs_step(&s, KRAPPY_T_STATS, KRAPPY_T_ERROR), NO_CID, KRAPPY_E_NOT_FOUND,
                  "no group \"x\" on topic \"users\"", NULL);
@@ -1736,6 +1737,88 @@ static void test_topics_stats(void **state)
     xs_req(&s, 2, KRAPPY_T_STATS, &scratch, &req);
     assert_true(req.u.stats.has_group);
     ASSERT_STR(req.u.stats.group, "mail");
+    kr_buf_free(&scratch);
+    xs_free(&s);
+}
+
+/* ---- administration: DELETE_TOPIC, GROUP_SEEK, GROUP_DELETE ---- */
+
+/* What each call sends and how it reads the answer, errors and the range
+ * of an OFFSET_OUT_OF_RANGE included; a malformed answer closes. */
+static void test_admin_calls(void **state)
+{
+    (void)state;
+    static xscript s;
+    static fake f;
+    xs_init(&s);
+    kr_str users = S("users");
+    kr_enc_ok_topic(xs_step(&s, KRAPPY_T_DELETE_TOPIC, KRAPPY_T_OK), NO_CID, &users);
+    kr_enc_error(xs_step(&s, KRAPPY_T_DELETE_TOPIC, KRAPPY_T_ERROR), NO_CID, KRAPPY_E_NO_SUCH_TOPIC,
+                 "topic 'gone' does not exist", NULL);
+    kr_enc_ok_cursor(xs_step(&s, KRAPPY_T_GROUP_SEEK, KRAPPY_T_OK), NO_CID, 0);
+    kr_enc_ok_cursor(xs_step(&s, KRAPPY_T_GROUP_SEEK, KRAPPY_T_OK), NO_CID, 90);
+    kr_enc_ok_cursor(xs_step(&s, KRAPPY_T_GROUP_SEEK, KRAPPY_T_OK), NO_CID, 42);
+    kr_error_extra range = {.has_range = true, .first = 3, .next = 90};
+    kr_enc_error(xs_step(&s, KRAPPY_T_GROUP_SEEK, KRAPPY_T_ERROR), NO_CID,
+                 KRAPPY_E_OFFSET_OUT_OF_RANGE, "offset 99 is outside", &range);
+    kr_enc_ok_cursor(xs_step(&s, KRAPPY_T_GROUP_SEEK, KRAPPY_T_OK), NO_CID, 61);
+    kr_enc_ok_empty(xs_step(&s, KRAPPY_T_GROUP_DELETE, KRAPPY_T_OK), NO_CID);
+    kr_enc_error(xs_step(&s, KRAPPY_T_GROUP_DELETE, KRAPPY_T_ERROR), NO_CID, KRAPPY_E_NOT_FOUND,
+                 "no group", NULL);
+    kr_enc_ok_empty(xs_step(&s, KRAPPY_T_GROUP_SEEK, KRAPPY_T_OK), NO_CID); /* no cursor */
+    krappy_client *c = xs_connect(&f, &s, 5000);
+
+    assert_int_equal(krappy_delete_topic(c, "users"), KRAPPY_OK);
+    assert_int_equal(krappy_delete_topic(c, "gone"), KRAPPY_E_NO_SUCH_TOPIC);
+    assert_non_null(strstr(krappy_client_errmsg(c), "does not exist"));
+    uint64_t cursor = 7, first = 0, next = 0;
+    assert_int_equal(krappy_group_seek(c, "users", "billing", KRAPPY_SEEK_EARLIEST, 0, &cursor),
+                     KRAPPY_OK);
+    assert_int_equal(cursor, 0);
+    assert_int_equal(krappy_group_seek(c, "users", "billing", KRAPPY_SEEK_LATEST, 0, &cursor),
+                     KRAPPY_OK);
+    assert_int_equal(cursor, 90);
+    assert_int_equal(krappy_group_seek(c, "users", "billing", KRAPPY_SEEK_OFFSET, 42, NULL),
+                     KRAPPY_OK);
+    assert_int_equal(krappy_group_seek(c, "users", "billing", KRAPPY_SEEK_OFFSET, 99, &cursor),
+                     KRAPPY_E_OFFSET_OUT_OF_RANGE);
+    assert_int_equal(krappy_client_error_range(c, &first, &next), 1);
+    assert_int_equal(first, 3);
+    assert_int_equal(next, 90);
+    assert_int_equal(
+        krappy_group_seek(c, "users", "billing", KRAPPY_SEEK_TIME, 1764000000000ull, &cursor),
+        KRAPPY_OK);
+    assert_int_equal(cursor, 61);
+    assert_int_equal(krappy_group_delete(c, "users", "billing"), KRAPPY_OK);
+    assert_int_equal(krappy_group_delete(c, "users", "x"), KRAPPY_E_NOT_FOUND);
+    /* Misuse is refused before anything is sent. */
+    assert_int_equal(krappy_group_seek(c, "users", NULL, KRAPPY_SEEK_LATEST, 0, NULL),
+                     KRAPPY_E_USAGE);
+    assert_int_equal(krappy_group_seek(c, "users", "g", (krappy_seek)9, 0, NULL), KRAPPY_E_USAGE);
+    assert_int_equal(krappy_delete_topic(c, ""), KRAPPY_E_USAGE);
+    assert_int_equal(krappy_group_delete(c, NULL, "g"), KRAPPY_E_USAGE);
+    assert_int_equal(krappy_group_seek(c, "users", "billing", KRAPPY_SEEK_LATEST, 0, &cursor),
+                     KRAPPY_E_PROTOCOL);
+    krappy_client_free(c);
+    fake_join(&f);
+
+    kr_buf scratch;
+    kr_request req;
+    kr_buf_init(&scratch, SIZE_MAX);
+    xs_req(&s, 0, KRAPPY_T_DELETE_TOPIC, &scratch, &req);
+    ASSERT_STR(req.u.delete_topic.topic, "users");
+    static const kr_seek_kind kinds[] = {KR_SEEK_EARLIEST, KR_SEEK_LATEST, KR_SEEK_OFFSET,
+                                         KR_SEEK_OFFSET, KR_SEEK_TIME};
+    static const uint64_t values[] = {0, 0, 42, 99, 1764000000000ull};
+    for (int i = 0; i < 5; i++) {
+        xs_req(&s, 2 + i, KRAPPY_T_GROUP_SEEK, &scratch, &req);
+        ASSERT_STR(req.u.group_seek.topic, "users");
+        ASSERT_STR(req.u.group_seek.group, "billing");
+        assert_int_equal(req.u.group_seek.to, kinds[i]);
+        assert_int_equal(req.u.group_seek.value, values[i]);
+    }
+    xs_req(&s, 7, KRAPPY_T_GROUP_DELETE, &scratch, &req);
+    ASSERT_STR(req.u.group_delete.group, "billing");
     kr_buf_free(&scratch);
     xs_free(&s);
 }
@@ -2686,6 +2769,7 @@ int main(void)
         cmocka_unit_test(test_scan_pages),
         cmocka_unit_test(test_scan_defaults),
         cmocka_unit_test(test_topics_stats),
+        cmocka_unit_test(test_admin_calls),
         cmocka_unit_test(test_register_consumer),
         cmocka_unit_test(test_poll_ack),
         cmocka_unit_test(test_consume_pipelined),

@@ -1011,6 +1011,63 @@ static void test_skip_to(void **state)
     kr_group_free(g);
 }
 
+/* GROUP_SEEK: the window is forgotten, cursor and frontier move (back or
+ * ahead), members stay; ACKs of what was handed out before are ignored,
+ * not refused, while offsets never handed out still are. */
+static void test_seek(void **state)
+{
+    (void)state;
+    kr_group *g = new_group(10, 100);
+    kr_member *a = join(g, "a", false, 1000, NULL);
+    kr_member *b = join(g, "b", false, 1000, NULL);
+    assert_int_equal(poll_all(g, a, 30, 5, 0), 5); /* 10..14 to a */
+    assert_int_equal(poll_all(g, b, 30, 5, 0), 5); /* 15..19 to b */
+    uint64_t twelve = 12;
+    assert_int_equal(ack_offsets(g, &twelve, 1, NULL, 0), 1);
+    assert_int_equal(kr_group_leave(g, b), 5); /* 15..19 awaiting redelivery */
+
+    /* Back to 0, below where the group started. */
+    assert_int_equal(kr_group_seek(g, 0), 9);
+    check_invariants(g);
+    assert_int_equal(g->cursor, 0);
+    assert_int_equal(g->frontier, 0);
+    assert_int_equal(g->origin, 0);
+    assert_int_equal(kr_group_pending(g), 0);
+    assert_false(kr_group_has_redelivery(g));
+    assert_int_equal(g->n_members, 1);
+    /* A late ACK of what a had: ignored and listed; so is one of 12. */
+    const uint64_t late[] = {11, 12, 19};
+    assert_int_equal(ack_offsets(g, late, 3, late, 3), 0);
+    /* Past everything ever handed out: refused. */
+    kr_ack_result res;
+    uint64_t never = 20;
+    kr_group_ack_offsets(g, &never, 1, &res);
+    assert_int_equal(res.err, KRAPPY_E_INVALID_ARGUMENT);
+    assert_int_equal(res.bad_offset, 20);
+    /* ACK upto with nothing pending for a: nothing changes. */
+    assert_int_equal(ack_upto(g, a, 15).acked, 0);
+    assert_int_equal(g->cursor, 0);
+
+    /* Polls hand out from the new cursor. */
+    kr_grant gr[4];
+    assert_int_equal(take(g, 30, 3, gr, 4), 1);
+    assert_grant(&gr[0], 0, 3, false);
+    kr_group_hand_out(g, a, 0, 3, 0);
+    assert_int_equal(ack_upto(g, a, 3).acked, 3);
+    assert_int_equal(g->cursor, 3);
+
+    /* Ahead: everything below counts as acknowledged. */
+    assert_int_equal(poll_all(g, a, 30, 4, 0), 4);
+    assert_int_equal(kr_group_seek(g, 25), 4);
+    check_invariants(g);
+    assert_int_equal(g->cursor, 25);
+    assert_int_equal(g->origin, 0);
+    const uint64_t below[] = {4, 24};
+    assert_int_equal(ack_offsets(g, below, 2, below, 2), 0);
+    assert_int_equal(kr_group_seek(g, 25), 0); /* to where it is: a no-op */
+    kr_group_free(g);
+}
+
 /* ---- run count ---- */
 
 static void test_run_count_small(void **state)
@@ -1624,6 +1681,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_take_over),
     cmocka_unit_test(test_generated_names),
     cmocka_unit_test(test_skip_to),
+    cmocka_unit_test(test_seek),
     cmocka_unit_test(test_run_count_small),
     cmocka_unit_test(test_model_random),
     cmocka_unit_test(test_allocation_failures),

@@ -560,6 +560,110 @@ static void test_rt_ping_topics_stats(void **state)
 
 /* ---- malformed payloads ---- */
 
+/* DELETE_TOPIC, GROUP_SEEK (to earliest, latest, an offset; ts), GROUP_DELETE. */
+static void test_rt_admin(void **state)
+{
+    (void)state;
+    kr_enc_delete_topic(&B, cid(5), "orders");
+    assert_int_equal(dec(KRAPPY_T_DELETE_TOPIC), KRAPPY_OK);
+    str_eq(R.u.delete_topic.topic, "orders");
+    assert_int_equal(R.cid.v, 5);
+
+    static const struct {
+        kr_seek_kind to;
+        uint64_t value;
+    } seeks[] = {{KR_SEEK_EARLIEST, 0},
+                 {KR_SEEK_LATEST, 0},
+                 {KR_SEEK_OFFSET, 0},
+                 {KR_SEEK_OFFSET, 1234567890123ull},
+                 {KR_SEEK_TIME, 1764000000000ull}};
+    for (size_t i = 0; i < sizeof seeks / sizeof seeks[0]; i++) {
+        kr_buf_reset(&B);
+        kr_enc_group_seek(&B, NOCID, "orders", "billing", seeks[i].to, seeks[i].value);
+        assert_int_equal(dec(KRAPPY_T_GROUP_SEEK), KRAPPY_OK);
+        str_eq(R.u.group_seek.topic, "orders");
+        str_eq(R.u.group_seek.group, "billing");
+        assert_int_equal(R.u.group_seek.to, seeks[i].to);
+        assert_int_equal(R.u.group_seek.value, seeks[i].value);
+    }
+
+    kr_buf_reset(&B);
+    kr_enc_group_delete(&B, NOCID, "orders", "billing");
+    assert_int_equal(dec(KRAPPY_T_GROUP_DELETE), KRAPPY_OK);
+    str_eq(R.u.group_delete.topic, "orders");
+    str_eq(R.u.group_delete.group, "billing");
+
+    /* Fields wrong or missing: INVALID_ARGUMENT naming them. */
+    kr_buf_reset(&B);
+    kr_cbor_put_map(&B, 0);
+    assert_int_equal(dec(KRAPPY_T_DELETE_TOPIC), KRAPPY_E_INVALID_ARGUMENT);
+    expect_msg("'topic'");
+    kr_buf_reset(&B);
+    kr_cbor_put_map(&B, 1);
+    kt("topic", "a/b");
+    assert_int_equal(dec(KRAPPY_T_DELETE_TOPIC), KRAPPY_E_INVALID_ARGUMENT);
+    kr_buf_reset(&B);
+    kr_cbor_put_map(&B, 1);
+    kt("topic", "t");
+    assert_int_equal(dec(KRAPPY_T_GROUP_DELETE), KRAPPY_E_INVALID_ARGUMENT);
+    expect_msg("'group'");
+    kr_buf_reset(&B);
+    kr_cbor_put_map(&B, 2);
+    kt("topic", "t");
+    kt("group", "g");
+    assert_int_equal(dec(KRAPPY_T_GROUP_SEEK), KRAPPY_E_INVALID_ARGUMENT);
+    expect_msg("'to' is required");
+    kr_buf_reset(&B);
+    kr_cbor_put_map(&B, 3);
+    kt("topic", "t");
+    kt("group", "g");
+    kt("to", "newest");
+    assert_int_equal(dec(KRAPPY_T_GROUP_SEEK), KRAPPY_E_INVALID_ARGUMENT);
+    expect_msg("\"earliest\", \"latest\" or an offset");
+    kr_buf_reset(&B);
+    kr_cbor_put_map(&B, 4);
+    kt("topic", "t");
+    kt("group", "g");
+    ku("to", 3);
+    ku("ts", 4);
+    assert_int_equal(dec(KRAPPY_T_GROUP_SEEK), KRAPPY_E_INVALID_ARGUMENT);
+    expect_msg("not both");
+    kr_buf_reset(&B);
+    kr_cbor_put_map(&B, 3);
+    kt("topic", "t");
+    kt("group", "g");
+    kt("ts", "yesterday");
+    assert_int_equal(dec(KRAPPY_T_GROUP_SEEK), KRAPPY_E_INVALID_ARGUMENT);
+    expect_msg("'ts'");
+    /* null counts as absent: `to` null with `ts` given is a time seek. */
+    kr_buf_reset(&B);
+    kr_cbor_put_map(&B, 4);
+    kt("topic", "t");
+    kt("group", "g");
+    kn("to");
+    ku("ts", 77);
+    assert_int_equal(dec(KRAPPY_T_GROUP_SEEK), KRAPPY_OK);
+    assert_int_equal(R.u.group_seek.to, KR_SEEK_TIME);
+    assert_int_equal(R.u.group_seek.value, 77);
+
+    /* The replies. */
+    kr_buf_reset(&B);
+    kr_str name = {(const uint8_t *)"orders", 6};
+    kr_enc_ok_topic(&B, cid(2), &name);
+    kr_reply r;
+    assert_int_equal(kr_reply_decode(KRAPPY_T_OK, B.data, B.len, &r), 0);
+    kr_cbor_item v;
+    assert_int_equal(kr_cbor_map_find(&r.map, "topic", &v), 1);
+    assert_true(kr_cbor_text_eq(&v, "orders"));
+    kr_buf_reset(&B);
+    kr_enc_ok_cursor(&B, NOCID, 42);
+    uint64_t cur = 0;
+    assert_int_equal(kr_reply_decode(KRAPPY_T_OK, B.data, B.len, &r), 0);
+    assert_int_equal(kr_reply_uint(&r, "cursor", &cur), 1);
+    assert_int_equal(cur, 42);
+    assert_int_equal(r.map.u, 1);
+}
+
 static void test_bad_payload(void **state)
 {
     (void)state;
@@ -1673,7 +1777,7 @@ static void test_reply_ok_variants(void **state)
 
     /* STATS */
     kr_buf_reset(&B);
-    kr_enc_ok_stats_begin(&B, NOCID, &topic, 1, 2, 3, 4, 1);
+    kr_enc_ok_stats_begin(&B, NOCID, &topic, 1, 2, 3, 4, 9, 1);
     kr_enc_group_stats(&B, &group, 5, 6, 7, 8);
     r = reply(KRAPPY_T_OK);
     find_text(&r, "topic", "orders");
@@ -1681,6 +1785,7 @@ static void test_reply_ok_variants(void **state)
     assert_int_equal(get_uint(&r, "next"), 2);
     assert_int_equal(get_uint(&r, "bytes"), 3);
     assert_int_equal(get_uint(&r, "keys"), 4);
+    assert_int_equal(get_uint(&r, "producers"), 9);
     assert_int_equal(kr_cbor_map_find(&r.map, "groups", &v), 1);
     kr_cbor_iter_init(&it, &v);
     assert_int_equal(kr_cbor_iter_next(&it, &t), 1);
@@ -1858,12 +1963,113 @@ static void test_reply_decode_malformed(void **state)
     assert_false(r.cid.set);
 }
 
+/* Section 7: `idempotent` on PRODUCER_REGISTER, `seq` on PUBLISH, and
+ * the replies that answer them. */
+static void test_idempotent_fields(void **state)
+{
+    (void)state;
+    kr_enc_producer_register_idempotent(&B, cid(2), "orders", "p-1");
+    assert_int_equal(dec(KRAPPY_T_PRODUCER_REGISTER), KRAPPY_OK);
+    assert_true(R.u.producer_register.idempotent);
+    str_eq(R.u.producer_register.id, "p-1");
+    kr_buf_reset(&B);
+    kr_enc_producer_register(&B, NOCID, "orders", "p-1");
+    assert_int_equal(dec(KRAPPY_T_PRODUCER_REGISTER), KRAPPY_OK);
+    assert_false(R.u.producer_register.idempotent);
+
+    /* false and null are "not idempotent"; anything else is refused. */
+    kr_buf_reset(&B);
+    kr_cbor_put_map(&B, 3);
+    kt("topic", "t");
+    kt("id", "i");
+    kx("idempotent", "f4");
+    assert_int_equal(dec(KRAPPY_T_PRODUCER_REGISTER), KRAPPY_OK);
+    assert_false(R.u.producer_register.idempotent);
+    kr_buf_reset(&B);
+    kr_cbor_put_map(&B, 3);
+    kt("topic", "t");
+    kt("id", "i");
+    kn("idempotent");
+    assert_int_equal(dec(KRAPPY_T_PRODUCER_REGISTER), KRAPPY_OK);
+    assert_false(R.u.producer_register.idempotent);
+    kr_buf_reset(&B);
+    kr_cbor_put_map(&B, 3);
+    kt("topic", "t");
+    kt("id", "i");
+    ku("idempotent", 1);
+    assert_int_equal(dec(KRAPPY_T_PRODUCER_REGISTER), KRAPPY_E_INVALID_ARGUMENT);
+    expect_msg("'idempotent' must be true or false, not an unsigned integer");
+
+    /* seq: judged when given, required by nobody here. */
+    uint8_t one[] = {0x01};
+    kr_event_out_spec ev = {.key = "k", .key_len = 1, .value = one, .value_len = 1};
+    kr_buf_reset(&B);
+    kr_enc_publish_seq(&B, cid(9), KR_ACK_SYNC, 40, &ev, 1);
+    assert_int_equal(dec(KRAPPY_T_PUBLISH), KRAPPY_OK);
+    assert_true(R.u.publish.has_seq);
+    assert_int_equal(R.u.publish.seq, 40);
+    assert_int_equal(R.u.publish.ack, KR_ACK_SYNC);
+    assert_int_equal(R.u.publish.count, 1);
+    kr_buf_reset(&B);
+    kr_enc_publish(&B, NOCID, KR_ACK_WRITE, &ev, 1);
+    assert_int_equal(dec(KRAPPY_T_PUBLISH), KRAPPY_OK);
+    assert_false(R.u.publish.has_seq);
+    kr_buf_reset(&B);
+    kr_cbor_put_map(&B, 2);
+    kx("value", "01");
+    kt("seq", "7");
+    assert_int_equal(dec(KRAPPY_T_PUBLISH), KRAPPY_E_INVALID_ARGUMENT);
+    expect_msg("'seq' must be an unsigned integer, not a text string");
+    kr_buf_reset(&B);
+    kr_cbor_put_map(&B, 2);
+    kx("value", "01");
+    kn("seq");
+    assert_int_equal(dec(KRAPPY_T_PUBLISH), KRAPPY_OK);
+    assert_false(R.u.publish.has_seq);
+
+    /* Replies. */
+    kr_str topic = {(const uint8_t *)"orders", 6};
+    kr_buf_reset(&B);
+    kr_enc_ok_producer_idempotent(&B, cid(2), &topic, 17, 3, 250);
+    kr_reply r = reply(KRAPPY_T_OK);
+    assert_int_equal(get_uint(&r, "next"), 17);
+    assert_int_equal(get_uint(&r, "epoch"), 3);
+    assert_int_equal(get_uint(&r, "seq"), 250);
+    kr_buf_reset(&B);
+    kr_enc_ok_publish_duplicate(&B, NOCID, 100, 5);
+    r = reply(KRAPPY_T_OK);
+    assert_int_equal(get_uint(&r, "first"), 100);
+    assert_int_equal(get_uint(&r, "count"), 5);
+    kr_cbor_item d;
+    assert_int_equal(kr_cbor_map_find(&r.map, "duplicate", &d), 1);
+    assert_int_equal(d.kind, KR_CBOR_TRUE);
+    kr_buf_reset(&B);
+    kr_enc_ok_publish(&B, NOCID, 100, 5);
+    r = reply(KRAPPY_T_OK);
+    assert_int_equal(kr_cbor_map_find(&r.map, "duplicate", &d), 0);
+
+    kr_error_extra x = {.has_expected = true, .expected = 12};
+    kr_buf_reset(&B);
+    kr_enc_error(&B, cid(4), KRAPPY_E_OUT_OF_ORDER_SEQUENCE, "expected 12", &x);
+    r = reply(KRAPPY_T_ERROR);
+    kr_error_in e;
+    assert_int_equal(kr_reply_error(&r, &e), 0);
+    assert_int_equal(e.code, 16);
+    assert_true(e.has_expected);
+    assert_int_equal(e.expected, 12);
+    assert_false(e.has_range);
+}
+
 static void test_error_names(void **state)
 {
     (void)state;
     assert_string_equal(krappy_err_name(KRAPPY_E_FRAME_TOO_LARGE), "FRAME_TOO_LARGE");
     assert_string_equal(krappy_err_name(KRAPPY_OK), "OK");
     assert_string_equal(krappy_err_name(KRAPPY_E_SHUTTING_DOWN), "SHUTTING_DOWN");
+    assert_string_equal(krappy_err_name(15), "FENCED");
+    assert_string_equal(krappy_err_name(16), "OUT_OF_ORDER_SEQUENCE");
+    assert_string_equal(krappy_err_name(17), "NOT_LEADER");
+    assert_int_equal(KRAPPY_E_WIRE_MAX, 17);
     assert_string_equal(krappy_err_name(KRAPPY_E_IO), "IO");
     assert_string_equal(krappy_err_name(12345), "UNKNOWN");
     assert_string_equal(krappy_strerror(KRAPPY_E_FRAME_TOO_LARGE), "frame too large");
@@ -1876,8 +2082,9 @@ static void test_error_names(void **state)
     assert_string_equal(krappy_type_name(KRAPPY_T_ERROR), "ERROR");
     assert_null(krappy_type_name(0));
     assert_null(krappy_type_name(13));
-    for (unsigned t = 1; t <= 12; t++)
-        assert_non_null(krappy_type_name(t));
+    for (unsigned t = 1; t <= KRAPPY_T_REQUEST_MAX; t++)
+        assert_true(t == 13 || krappy_type_name(t) != NULL);
+    assert_string_equal(krappy_type_name(KRAPPY_T_GROUP_SEEK), "GROUP_SEEK");
     assert_int_equal(krappy_err_closes(KRAPPY_E_BAD_FRAME), 1);
     assert_int_equal(krappy_err_closes(KRAPPY_E_FRAME_TOO_LARGE), 1);
     assert_int_equal(krappy_err_closes(KRAPPY_E_UNAUTHENTICATED), 1);
@@ -1886,6 +2093,9 @@ static void test_error_names(void **state)
     assert_int_equal(krappy_err_closes(KRAPPY_E_BAD_PAYLOAD), 0);
     assert_int_equal(krappy_err_closes(KRAPPY_E_BUSY), 0);
     assert_int_equal(krappy_err_closes(KRAPPY_E_INVALID_ARGUMENT), 0);
+    assert_int_equal(krappy_err_closes(KRAPPY_E_FENCED), 0);
+    assert_int_equal(krappy_err_closes(KRAPPY_E_OUT_OF_ORDER_SEQUENCE), 0);
+    assert_int_equal(krappy_err_closes(KRAPPY_E_NOT_LEADER), 0);
     assert_int_equal(krappy_err_closes(KRAPPY_OK), 0);
 }
 
@@ -1905,6 +2115,7 @@ int main(void)
         T(test_rt_fetch),
         T(test_rt_hello),
         T(test_rt_ping_topics_stats),
+        T(test_rt_admin),
         T(test_bad_payload),
         T(test_unknown_type),
         T(test_topic_names),
@@ -1926,6 +2137,7 @@ int main(void)
         T(test_reply_events),
         T(test_reply_value_entries),
         T(test_reply_decode_malformed),
+        T(test_idempotent_fields),
         T(test_error_names),
     };
     return cmocka_run_group_tests_name("msg", tests, group_setup, group_teardown);

@@ -132,7 +132,9 @@ typedef struct image {
     uint64_t *first; /* base offset of each batch */
     uint32_t *count;
     uint64_t *max_ts;
-    uint32_t **evpos; /* position of each event in its payload */
+    uint32_t *hlen;     /* header length of each batch (version 1 or 2) */
+    uint64_t *producer; /* its producer (version 2), or 0 */
+    uint32_t **evpos;   /* position of each event in its payload */
     uint64_t end_next;
     uint64_t all_max_ts;
 } image;
@@ -150,6 +152,8 @@ static void image_init(image *im, uint64_t base, size_t cap_batches)
     im->first = calloc(cap_batches, sizeof *im->first);
     im->count = calloc(cap_batches, sizeof *im->count);
     im->max_ts = calloc(cap_batches, sizeof *im->max_ts);
+    im->hlen = calloc(cap_batches, sizeof *im->hlen);
+    im->producer = calloc(cap_batches, sizeof *im->producer);
     im->evpos = calloc(cap_batches, sizeof *im->evpos);
     assert_non_null(im->evpos);
 }
@@ -162,12 +166,16 @@ static void image_free(image *im)
     free(im->first);
     free(im->count);
     free(im->max_ts);
+    free(im->hlen);
+    free(im->producer);
     free(im->evpos);
     kr_buf_free(&im->b);
 }
 
 /* Append a batch of `count` events starting at offset `first` (normally
- * im->end_next); `big` > 0 makes the first event's value that large. */
+ * im->end_next); `big` > 0 makes the first event's value that large. One
+ * batch in three is an idempotent producer's (a version 2 header), so
+ * that every scan meets both versions. */
 static void image_add(image *im, uint64_t first, uint32_t count, size_t big)
 {
     kr_buf p;
@@ -184,13 +192,22 @@ static void image_add(image *im, uint64_t first, uint32_t count, size_t big)
         put_event(&p, first + e, ts, e == 0 ? big : 0);
     }
     assert_false(p.failed);
-    uint8_t h[KR_BATCH_HEADER_BYTES];
-    kr_batch_header_encode(h, first, count, mts, p.data, (uint32_t)p.len);
+    uint8_t h[KR_BATCH_HEADER_MAX];
+    kr_batch_hdr hd = {.base = first, .count = count, .max_ts = mts, .len = (uint32_t)p.len};
+    if (rnd() % 3 == 0) {
+        hd.producer = 1 + rnd() % 9;
+        hd.seq = rnd() % 100000;
+        hd.epoch = 1 + (uint32_t)(rnd() % 4);
+    }
+    uint32_t hl = kr_batch_header_encode(h, &hd, p.data);
+    assert_int_equal(hl, hd.producer ? KR_BATCH_HEADER_V2 : KR_BATCH_HEADER_BYTES);
     im->pos[i] = im->b.len;
     im->first[i] = first;
     im->count[i] = count;
     im->max_ts[i] = mts;
-    kr_buf_append(&im->b, h, sizeof h);
+    im->hlen[i] = hl;
+    im->producer[i] = hd.producer;
+    kr_buf_append(&im->b, h, hl);
     kr_buf_append(&im->b, p.data, p.len);
     assert_false(im->b.failed);
     kr_buf_free(&p);
@@ -257,6 +274,8 @@ static void expect_prefix(const image *im, const kr_seg_scan *sc, const seen *s,
             assert_int_equal(s->h[i].base, im->first[i]);
             assert_int_equal(s->h[i].count, im->count[i]);
             assert_int_equal(s->h[i].max_ts, im->max_ts[i]);
+            assert_int_equal(s->h[i].hlen, im->hlen[i]);
+            assert_int_equal(s->h[i].producer, im->producer[i]);
         }
     }
 }
@@ -401,61 +420,94 @@ static void test_seg_header_v2(void **state)
     assert_false(d.has_sync);
 }
 
+/* A header of version v (1 or 2) for the payload. */
+static uint32_t header(uint8_t *h, int v, uint64_t base, uint32_t count, uint64_t max_ts,
+                       const void *payload, uint32_t len)
+{
+    kr_batch_hdr hd = {.base = base, .count = count, .max_ts = max_ts, .len = len};
+    if (v == 2) {
+        hd.producer = 0x0102030405060708ull;
+        hd.seq = 0x1112131415161718ull;
+        hd.epoch = 0x21222324u;
+        hd.raft_index = 0x3132333435363738ull;
+    }
+    return kr_batch_header_encode(h, &hd, payload);
+}
+
 static void test_batch_header(void **state)
 {
     (void)state;
-    uint8_t h[KR_BATCH_HEADER_BYTES], payload[64];
+    uint8_t h[KR_BATCH_HEADER_MAX], payload[64];
     kr_batch_hdr d;
 
     for (size_t i = 0; i < sizeof payload; i++)
         payload[i] = (uint8_t)i;
-    kr_batch_header_encode(h, 1000, 3, 1234567, payload, sizeof payload);
-    assert_memory_equal(h, "KRB1", 4);
-    assert_int_equal(kr_batch_header_decode(h, &d), 0);
-    assert_int_equal(d.base, 1000);
-    assert_int_equal(d.count, 3);
-    assert_int_equal(d.len, sizeof payload);
-    assert_int_equal(d.max_ts, 1234567);
-    assert_int_equal(kr_batch_verify(h, payload, sizeof payload), 1);
-    /* The CRC covers header bytes 8..31 and the payload. */
-    for (size_t i = 4; i < sizeof h; i++) {
-        h[i] ^= 0x10;
-        assert_int_equal(kr_batch_verify(h, payload, sizeof payload), 0);
-        h[i] ^= 0x10;
-    }
-    for (size_t i = 0; i < sizeof payload; i++) {
-        payload[i] ^= 0x01;
-        assert_int_equal(kr_batch_verify(h, payload, sizeof payload), 0);
-        payload[i] ^= 0x01;
-    }
-    assert_int_equal(kr_batch_verify(h, payload, sizeof payload - 1), 0);
-    for (size_t i = 0; i < 4; i++) { /* magic */
-        h[i] ^= 0x01;
-        assert_int_equal(kr_batch_header_decode(h, &d), -1);
-        h[i] ^= 0x01;
-    }
+    for (int v = 1; v <= 2; v++) {
+        uint32_t hl = header(h, v, 1000, 3, 1234567, payload, sizeof payload);
+        assert_int_equal(hl, v == 1 ? 32 : 64);
+        assert_memory_equal(h, v == 1 ? "KRB1" : "KRB2", 4);
+        assert_int_equal(kr_batch_header_decode(h, hl, &d), 0);
+        assert_int_equal(d.hlen, hl);
+        assert_int_equal(d.base, 1000);
+        assert_int_equal(d.count, 3);
+        assert_int_equal(d.len, sizeof payload);
+        assert_int_equal(d.max_ts, 1234567);
+        assert_int_equal(d.producer, v == 1 ? 0 : 0x0102030405060708ull);
+        assert_int_equal(d.seq, v == 1 ? 0 : 0x1112131415161718ull);
+        assert_int_equal(d.epoch, v == 1 ? 0 : 0x21222324u);
+        assert_int_equal(d.raft_index, v == 1 ? 0 : 0x3132333435363738ull);
+        /* Cut short, a header is not one. */
+        assert_int_equal(kr_batch_header_decode(h, hl - 1, &d), -1);
+        assert_int_equal(kr_batch_verify(h, payload, sizeof payload), 1);
+        /* The CRC covers the header from byte 8 on and the payload. */
+        for (size_t i = 4; i < hl; i++) {
+            h[i] ^= 0x10;
+            assert_int_equal(kr_batch_verify(h, payload, sizeof payload), 0);
+            h[i] ^= 0x10;
+        }
+        for (size_t i = 0; i < sizeof payload; i++) {
+            payload[i] ^= 0x01;
+            assert_int_equal(kr_batch_verify(h, payload, sizeof payload), 0);
+            payload[i] ^= 0x01;
+        }
+        assert_int_equal(kr_batch_verify(h, payload, sizeof payload - 1), 0);
+        for (size_t i = 0; i < 4; i++) { /* magic */
+            h[i] ^= 0x01;
+            assert_int_equal(kr_batch_header_decode(h, hl, &d), -1);
+            h[i] ^= 0x01;
+        }
 
-    /* Sanity limits. */
-    kr_batch_header_encode(h, 0, 0, 0, payload, 10); /* count 0 */
-    assert_int_equal(kr_batch_header_decode(h, &d), -1);
-    kr_batch_header_encode(h, 0, 11, 0, payload, 10); /* len < count */
-    assert_int_equal(kr_batch_header_decode(h, &d), -1);
-    kr_batch_header_encode(h, 0, 10, 0, payload, 10);
-    assert_int_equal(kr_batch_header_decode(h, &d), 0);
-    kr_batch_header_encode(h, 0, 1, 0, NULL, 0); /* len 0 < count 1 */
-    assert_int_equal(kr_batch_header_decode(h, &d), -1);
-    kr_batch_header_encode(h, UINT64_MAX - 3, 3, 0, payload, 3);
-    assert_int_equal(kr_batch_header_decode(h, &d), 0);
-    kr_batch_header_encode(h, UINT64_MAX - 3, 4, 0, payload, 4); /* next wraps */
-    assert_int_equal(kr_batch_header_decode(h, &d), -1);
-    /* A length over the cap (the CRC is not computed over it here). */
-    kr_batch_header_encode(h, 0, 1, 0, payload, 1);
-    h[20] = 0x40; /* len = 0x40000001 */
-    assert_int_equal(kr_batch_header_decode(h, &d), -1);
-    h[20] = 0x40;
-    h[23] = 0x00; /* exactly KR_BATCH_MAX_PAYLOAD */
-    assert_int_equal(kr_batch_header_decode(h, &d), 0);
-    assert_int_equal(d.len, KR_BATCH_MAX_PAYLOAD);
+        /* Sanity limits. */
+        hl = header(h, v, 0, 0, 0, payload, 10); /* count 0 */
+        assert_int_equal(kr_batch_header_decode(h, hl, &d), -1);
+        hl = header(h, v, 0, 11, 0, payload, 10); /* len < count */
+        assert_int_equal(kr_batch_header_decode(h, hl, &d), -1);
+        hl = header(h, v, 0, 10, 0, payload, 10);
+        assert_int_equal(kr_batch_header_decode(h, hl, &d), 0);
+        hl = header(h, v, 0, 1, 0, NULL, 0); /* len 0 < count 1 */
+        assert_int_equal(kr_batch_header_decode(h, hl, &d), -1);
+        hl = header(h, v, UINT64_MAX - 3, 3, 0, payload, 3);
+        assert_int_equal(kr_batch_header_decode(h, hl, &d), 0);
+        hl = header(h, v, UINT64_MAX - 3, 4, 0, payload, 4); /* next wraps */
+        assert_int_equal(kr_batch_header_decode(h, hl, &d), -1);
+        /* A length over the cap (the CRC is not computed over it here). */
+        hl = header(h, v, 0, 1, 0, payload, 1);
+        h[20] = 0x40; /* len = 0x40000001 */
+        assert_int_equal(kr_batch_header_decode(h, hl, &d), -1);
+        h[20] = 0x40;
+        h[23] = 0x00; /* exactly KR_BATCH_MAX_PAYLOAD */
+        assert_int_equal(kr_batch_header_decode(h, hl, &d), 0);
+        assert_int_equal(d.len, KR_BATCH_MAX_PAYLOAD);
+    }
+    /* Version 2's reserved word must be zero. */
+    uint32_t hl = header(h, 2, 5, 1, 0, payload, 1);
+    h[63] = 1;
+    assert_int_equal(kr_batch_header_decode(h, hl, &d), -1);
+    /* A Raft index alone makes a version 2 header too; plain is version 1. */
+    kr_batch_hdr r = {.raft_index = 9};
+    assert_int_equal(kr_batch_header_size(&r), 64);
+    r.raft_index = 0;
+    assert_int_equal(kr_batch_header_size(&r), 32);
 }
 
 /* ---- payload ---- */
@@ -578,22 +630,33 @@ static void fill_truncated(kr_buf *b, uint64_t base)
 }
 
 /* A batch put by the loop and sealed by the writer is the batch
- * kr_batch_header_encode makes in one step. */
+ * kr_batch_header_encode makes in one step, in either version. */
 static void test_batch_put_and_seal(void **state)
 {
     (void)state;
-    uint8_t one[KR_BATCH_HEADER_BYTES + 40], two[sizeof one];
-    for (size_t i = 0; i < 40; i++)
-        one[KR_BATCH_HEADER_BYTES + i] = (uint8_t)(i * 7);
-    kr_batch_header_encode(one, 77, 5, 99, one + KR_BATCH_HEADER_BYTES, 40);
-    memcpy(two + KR_BATCH_HEADER_BYTES, one + KR_BATCH_HEADER_BYTES, 40);
-    kr_batch_header_put(two, 77, 5, 99, 40);
-    assert_int_equal(kr_batch_verify(two, two + KR_BATCH_HEADER_BYTES, 40), 0); /* no CRC yet */
-    kr_batch_seal(two);
-    assert_memory_equal(one, two, sizeof one);
-    kr_batch_hdr d;
-    assert_int_equal(kr_batch_header_decode(two, &d), 0);
-    assert_int_equal(kr_batch_verify(two, two + KR_BATCH_HEADER_BYTES, d.len), 1);
+    for (int v = 1; v <= 2; v++) {
+        uint8_t one[KR_BATCH_HEADER_MAX + 40], two[sizeof one];
+        kr_batch_hdr h = {.base = 77, .count = 5, .max_ts = 99, .len = 40};
+        if (v == 2) {
+            h.producer = 3;
+            h.seq = 1000;
+            h.epoch = 2;
+        }
+        uint32_t hl = kr_batch_header_size(&h);
+        for (size_t i = 0; i < 40; i++)
+            one[hl + i] = (uint8_t)(i * 7);
+        assert_int_equal(kr_batch_header_encode(one, &h, one + hl), hl);
+        memcpy(two + hl, one + hl, 40);
+        assert_int_equal(kr_batch_header_put(two, &h), hl);
+        assert_int_equal(kr_batch_verify(two, two + hl, 40), 0); /* no CRC yet */
+        kr_batch_seal(two);
+        assert_memory_equal(one, two, hl + 40);
+        kr_batch_hdr d;
+        assert_int_equal(kr_batch_header_decode(two, sizeof two, &d), 0);
+        assert_int_equal(d.hlen, hl);
+        assert_int_equal(d.seq, v == 2 ? 1000 : 0);
+        assert_int_equal(kr_batch_verify(two, two + hl, d.len), 1);
+    }
 }
 
 static void test_payload_check(void **state)
@@ -631,11 +694,11 @@ static void test_scan_forged_payload(void **state)
     /* Batch 50: 3 events at the right base, but offsets skip one. */
     kr_buf_init(&p, 1 << 20);
     fill_skip(&p, im.end_next);
-    uint8_t h[KR_BATCH_HEADER_BYTES];
-    kr_batch_header_encode(h, im.end_next, 3, 1, p.data, (uint32_t)p.len);
+    uint8_t h[KR_BATCH_HEADER_MAX];
+    uint32_t hl = header(h, 2, im.end_next, 3, 1, p.data, (uint32_t)p.len);
     assert_int_equal(kr_batch_verify(h, p.data, (uint32_t)p.len), 1);
     uint64_t forged_at = im.b.len;
-    kr_buf_append(&im.b, h, sizeof h);
+    kr_buf_append(&im.b, h, hl);
     kr_buf_append(&im.b, p.data, p.len);
 
     put_file(fd, im.b.data, im.b.len);
@@ -672,8 +735,9 @@ static void test_locate(void **state)
     image_standard(&im, 12345);
     for (size_t i = 0; i < im.n; i++) {
         const uint8_t *hdr = im.b.data + im.pos[i];
-        const uint8_t *payload = hdr + KR_BATCH_HEADER_BYTES;
-        assert_int_equal(kr_batch_header_decode(hdr, &h), 0);
+        assert_int_equal(kr_batch_header_decode(hdr, im.b.len - im.pos[i], &h), 0);
+        assert_int_equal(h.hlen, im.hlen[i]);
+        const uint8_t *payload = hdr + h.hlen;
         assert_int_equal(kr_batch_payload_check(&h, payload), 0);
         for (uint32_t e = 0; e < im.count[i]; e++)
             assert_int_equal(kr_batch_locate(&h, payload, im.first[i] + e), im.evpos[i][e]);
@@ -868,12 +932,12 @@ static void test_scan_garbage_tail(void **state)
         im.b.len = good;
         if (kind == 1)
             for (size_t i = 0; i + 4 <= sizeof junk; i += 7)
-                memcpy(junk + i, "KRB1", 4);
+                memcpy(junk + i, (i / 7) % 2 ? "KRB1" : "KRB2", 4);
         if (kind == 2)
             memset(junk, 0, sizeof junk);
         if (kind == 3) {
             /* A valid batch header that claims more than the file has. */
-            kr_batch_header_encode(junk, im.end_next + 5, 1, 0, "\x01", 1);
+            header(junk, 1 + (int)(rnd() % 2), im.end_next + 5, 1, 0, "\x01", 1);
             junk[20] = 0x01; /* len 16M+1 */
         }
         kr_buf_append(&im.b, junk, sizeof junk);
@@ -958,7 +1022,7 @@ static void test_scan_many_corrupt(void **state)
     image_standard(&im, 0);
     /* Damage batches 1, 3, 5, ... 39: twenty stretches. */
     for (size_t i = 1; i < 40; i += 2)
-        im.b.data[im.pos[i] + KR_BATCH_HEADER_BYTES] ^= 0x80;
+        im.b.data[im.pos[i] + im.hlen[i]] ^= 0x80;
     put_file(fd, im.b.data, im.b.len);
     assert_int_equal(scan(fd, &sc, &s), 0);
     assert_int_equal(sc.n_corrupt, KR_SEG_MAX_CORRUPT);
@@ -1007,7 +1071,7 @@ static void test_scan_large(void **state)
     size_t victims[] = {50, 51, straddle, 99};
     for (size_t v = 0; v < sizeof victims / sizeof victims[0]; v++) {
         size_t i = victims[v];
-        uint64_t at = im.pos[i] + KR_BATCH_HEADER_BYTES + (batch_end(&im, i) - im.pos[i]) / 2;
+        uint64_t at = im.pos[i] + im.hlen[i] + (batch_end(&im, i) - im.pos[i]) / 2;
         im.b.data[at] ^= 0x04;
         put_file(fd, im.b.data, im.b.len);
         assert_int_equal(scan(fd, &sc, &s), 0);

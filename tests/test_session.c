@@ -132,6 +132,7 @@ static int setup(void **state)
     memset(&cfg, 0, sizeof cfg);
     cfg.max_frame = KRAPPY_DEFAULT_MAX_FRAME;
     cfg.max_connections = 16;
+    cfg.max_pending_bytes = KR_DEFAULT_MAX_PENDING_BYTES;
     cfg.max_events = 100;
     cfg.idle_timeout_ms = 60000;
     cfg.write_timeout_ms = 60000;

@@ -150,7 +150,7 @@ static int publish(kr_store *s, kr_topic *t, int n, int nkeys, int step, outcome
     done d = {0};
     uint64_t bad;
     krappy_err rc =
-        kr_store_publish(s, t, &req, &scratch, false, on_done, &d, msg, sizeof msg, &bad);
+        kr_store_publish(s, t, &req, &scratch, false, NULL, on_done, &d, msg, sizeof msg, &bad);
     int r = rc != KRAPPY_OK ? step_failed(o, step, msg) : finish(o, step, &d);
     kr_buf_free(&b);
     kr_buf_free(&scratch);

@@ -5,7 +5,11 @@
  *           100,000, 100-byte values, ack "write" (and "sync"), several
  *           batches in flight;
  *   fetch:  FETCH from offset 0 to the end, `max` at the server's cap,
- *           every event decoded and counted.
+ *           every event decoded and counted;
+ *   idempotent producers (issue 14): the same ingest from a plain and from
+ *           an idempotent registration (each PUBLISH with its `seq`),
+ *           alternated, with batches of 1000 and of 10 events: what the
+ *           sequence check and the longer batch header cost.
  *
  *   bench_ingest [EVENTS [IN_FLIGHT [KEYS]]]   defaults 1000000, 8, 100000
  * KEYS may also come from $KRAPPY_BENCH_KEYS (the argument wins).
@@ -99,8 +103,9 @@ static void die(krappy_client *c, const char *what)
     exit(1);
 }
 
-/* One batch payload: BATCH events with keys "key-%011u" (16 bytes). */
-static void build_batch(kr_buf *b, uint32_t *seed, kr_ack_mode ack)
+/* One batch payload: n events (at most BATCH) with keys "key-%011u" (16
+ * bytes); an idempotent producer's (`seq` given, advanced by n) or not. */
+static void build_batch(kr_buf *b, uint32_t *seed, kr_ack_mode ack, int n, uint64_t *seq)
 {
     static char keys[BATCH][17];
     static uint8_t value[101];
@@ -108,27 +113,35 @@ static void build_batch(kr_buf *b, uint32_t *seed, kr_ack_mode ack)
     value[0] = 0x78; /* text string, 1-byte length */
     value[1] = 98;
     memset(value + 2, 'v', 98);
-    for (int i = 0; i < BATCH; i++) {
+    for (int i = 0; i < n; i++) {
         *seed = *seed * 1103515245u + 12345u;
         snprintf(keys[i], sizeof keys[i], "key-%011u", (*seed >> 8) % n_keys);
         ev[i] = (kr_event_out_spec){
             .key = keys[i], .key_len = 16, .key_is_text = true, .value = value, .value_len = 100};
     }
     kr_buf_reset(b);
-    kr_enc_publish(b, (kr_cid){0}, ack, ev, BATCH);
+    if (seq != NULL) {
+        kr_enc_publish_seq(b, (kr_cid){0}, ack, *seq, ev, (size_t)n);
+        *seq += (uint64_t)n;
+    } else {
+        kr_enc_publish(b, (kr_cid){0}, ack, ev, (size_t)n);
+    }
 }
 
-static double ingest(krappy_client *c, const e2e_server *s, long events, long window,
-                     kr_ack_mode ack, double *srv_cpu, double *cli_cpu)
+/* Publish `events` in batches of `per` (window in flight); seq: an
+ * idempotent producer's next sequence number, or NULL. @return events/s. */
+static double ingest_batches(krappy_client *c, const e2e_server *s, long events, long window,
+                             int per, kr_ack_mode ack, uint64_t *seq, double *srv_cpu,
+                             double *cli_cpu)
 {
     kr_buf b;
     kr_buf_init(&b, 64u << 20);
     uint32_t seed = 42;
-    long batches = events / BATCH, sent = 0, got = 0;
+    long batches = events / per, sent = 0, got = 0;
     double t0 = now_s(), c0 = cpu_s(), s0 = proc_cpu_s(s);
     while (got < batches) {
         while (sent < batches && sent - got < window) {
-            build_batch(&b, &seed, ack);
+            build_batch(&b, &seed, ack, per, seq);
             if (krappy_send(c, KRAPPY_T_PUBLISH, b.data, b.len) != KRAPPY_OK)
                 die(c, "send");
             sent++;
@@ -144,7 +157,63 @@ static double ingest(krappy_client *c, const e2e_server *s, long events, long wi
     *cli_cpu = (cpu_s() - c0) / secs;
     *srv_cpu = (proc_cpu_s(s) - s0) / secs;
     kr_buf_free(&b);
-    return (double)batches * BATCH / secs;
+    return (double)batches * per / secs;
+}
+
+static double ingest(krappy_client *c, const e2e_server *s, long events, long window,
+                     kr_ack_mode ack, double *srv_cpu, double *cli_cpu)
+{
+    return ingest_batches(c, s, events, window, BATCH, ack, NULL, srv_cpu, cli_cpu);
+}
+
+/* A connection registered as a producer of `topic`, idempotent or not;
+ * *seq gets the sequence number the server expects. */
+static krappy_client *producer(const e2e_server *s, const char *topic, bool idempotent,
+                               uint64_t *seq)
+{
+    krappy_client *c = krappy_client_new(NULL);
+    krappy_producer_reg reg = {0};
+    if (c == NULL || krappy_connect(c, s->host, s->port) != KRAPPY_OK ||
+        krappy_hello(c, NULL) != KRAPPY_OK)
+        die(c, "connect");
+    krappy_err e = idempotent ? krappy_register_producer_idempotent(c, topic, "bench", &reg)
+                              : krappy_register_producer(c, topic, "bench", NULL);
+    if (e != KRAPPY_OK)
+        die(c, "register");
+    *seq = reg.seq;
+    return c;
+}
+
+/*
+ * Plain and idempotent ingest of `events` in batches of `per`, four runs
+ * each in the order P I I P P I I P, each after a pause that lets the
+ * checkpoint of the run before finish (it would take the cores from the
+ * next run): the best rate of each, and the least server CPU per event -
+ * the cost, which other load on the machine disturbs less than the rate.
+ */
+static void compare_idempotent(const e2e_server *s, long events, long window, int per)
+{
+    static const bool order[8] = {false, true, true, false, false, true, true, false};
+    uint64_t seq, ignored;
+    krappy_client *plain = producer(s, "bench-plain", false, &ignored);
+    krappy_client *idem = producer(s, "bench-idem", true, &seq);
+    double rate[2] = {0, 0}, cost[2] = {1e18, 1e18}, sc, cc;
+    for (int run = 0; run < 8; run++) {
+        int k = order[run];
+        usleep(1500 * 1000);
+        double r = ingest_batches(k ? idem : plain, s, events, window, per, KR_ACK_WRITE,
+                                  k ? &seq : NULL, &sc, &cc);
+        double us = 1e6 * sc / r; /* server CPU per event */
+        if (r > rate[k])
+            rate[k] = r;
+        if (us < cost[k])
+            cost[k] = us;
+    }
+    printf("| batches of %d, %ld events | %.0f (%.2f us) | %.0f (%.2f us) | %.1f%% (%.1f%%) |\n",
+           per, events, rate[0], cost[0], rate[1], cost[1], 100.0 * rate[1] / rate[0],
+           100.0 * cost[1] / cost[0]);
+    krappy_client_free(plain);
+    krappy_client_free(idem);
 }
 
 static double fetch_all(krappy_client *c, const e2e_server *s, uint64_t end, double *srv_cpu,
@@ -236,6 +305,12 @@ int main(int argc, char **argv)
            100 * cc2);
     printf("| FETCH from 0, every event decoded | %.0f | %.0f%% | %.0f%% |\n", r, 100 * sc3,
            100 * cc3);
+    printf("\n| idempotent producer vs plain, ack write, %ld in flight, best of 4 | plain "
+           "events/s (server CPU per event) | idempotent | idempotent / plain rate (CPU) "
+           "|\n|---|---|---|---|\n",
+           window);
+    compare_idempotent(&s, events / 2, window, BATCH);
+    compare_idempotent(&s, events / 5, window * 4, 10);
     if (s.pid > 0) {
         printf("| server RSS after the write load | %ld KiB (%.1f MiB; anon %ld, file %ld) | | |\n",
                r0.total, r0.total / 1024.0, r0.anon, r0.file);

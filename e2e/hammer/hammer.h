@@ -42,6 +42,7 @@ typedef struct hm_options {
     double seconds;
     uint64_t seed, max_events, prefill, max_lag;
     bool powercut, verbose;
+    bool idempotent; /* producers are libkrappy's idempotent handles */
 } hm_options;
 
 extern hm_options hm_opt;
@@ -76,6 +77,7 @@ enum {
     C_CURSOR_DURABLE,
     C_ERRORS,
     C_EXIT,
+    C_EXACTLY_ONCE,
     C_N
 };
 /* Which checks ran (only those are reported) and how often each failed. */
@@ -225,8 +227,13 @@ extern int hm_crashes_seen; /* the server died without being killed */
 
 /* ---- producers (producer.c) and members (member.c) ---- */
 
+/* Idempotent producer p's events are all acknowledged, so its every sent
+ * event must be in the stream (check 9): set by the producer thread. */
+extern atomic_int hm_all_acked[MAX_PRODUCERS + 1];
+
 /* Start the producer threads; they stop at hm_stop_produce (or when the
- * event budget is spent) once their PUBLISHes in flight are answered. */
+ * event budget is spent) once their PUBLISHes in flight are answered
+ * (with --idempotent: once everything they sent is acknowledged). */
 void hm_producers_start(void);
 void hm_producers_join(void);
 

@@ -31,7 +31,12 @@
  *   7 no unexpected server error (or lost connection, or timeout);
  *   8 the server never died by itself (if it does, the end of its log - a
  *     sanitizer's report - is shown and it is restarted so that the other
- *     checks still run) and stops cleanly at the end (exit status 0).
+ *     checks still run) and stops cleanly at the end (exit status 0);
+ *   9 with --idempotent, the producers are libkrappy's idempotent handles
+ *     (krappy_producer), which send everything unacknowledged again after
+ *     each kill: every event they sent is in the stream exactly once (with
+ *     power cuts: those of the producers acknowledged "sync"; --sync gives
+ *     each producer one mode, the share of producers acknowledged "sync").
  * A watchdog ends a run that hangs. On a failure the server's directory
  * (data and log) is kept and named.
  *
@@ -143,6 +148,7 @@ static void usage(FILE *f)
             "  --max-lag N       producers pause while the group lags this much (default "
             "200000)\n"
             "  --prefill N       events published before the members start (default 0)\n"
+            "  --idempotent      producers are idempotent handles: exactly once (check 9)\n"
             "  --drain S         seconds allowed for draining (default 60)\n"
             "  --seed X          random seed (default: from the clock)\n"
             "  --verbose         say what happens\n"
@@ -169,6 +175,7 @@ static int parse_args(int argc, char **argv)
         O_DRAIN,
         O_SEED,
         O_VERB,
+        O_IDEM,
         O_HELP
     };
     static const struct option lo[] = {
@@ -189,6 +196,7 @@ static int parse_args(int argc, char **argv)
         {"drain", required_argument, NULL, O_DRAIN},
         {"seed", required_argument, NULL, O_SEED},
         {"verbose", no_argument, NULL, O_VERB},
+        {"idempotent", no_argument, NULL, O_IDEM},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -261,6 +269,9 @@ static int parse_args(int argc, char **argv)
             break;
         case O_VERB:
             hm_opt.verbose = true;
+            break;
+        case O_IDEM:
+            hm_opt.idempotent = true;
             break;
         case O_HELP:
             usage(stdout);
@@ -359,17 +370,26 @@ int main(int argc, char **argv)
     if (hm_own_server) {
         if (hm_start_server(&hm_srv) < 0)
             return 1;
+        /* The idempotent handles reconnect to a fixed address: restarts
+         * listen on the first start's port. */
+        static char listen_arg[64];
+        snprintf(listen_arg, sizeof listen_arg, "127.0.0.1:%s", hm_srv.port);
+        if (hm_opt.idempotent) {
+            hm_server_args[na++] = "--listen";
+            hm_server_args[na++] = listen_arg;
+            hm_server_args[na] = NULL;
+        }
     } else {
         if (e2e_start_or_external(&hm_srv) < 0)
             return 1;
         snprintf(hm_topic, sizeof hm_topic, "hammer-%d-%" PRIu64, (int)getpid(), hm_opt.seed);
     }
     hm_srv_up = true;
-    printf("hammer: seed %" PRIu64 ", %d producers, %d members, %.1f s, %d kills%s, batch %d, "
+    printf("hammer: seed %" PRIu64 ", %d %sproducers, %d members, %.1f s, %d kills%s, batch %d, "
            "sync %d%%, crash every %d ms, ack_wait %d ms, topic %s\n",
-           hm_opt.seed, hm_opt.producers, hm_opt.members, hm_opt.seconds, hm_opt.kills,
-           hm_opt.powercut ? " (power cuts)" : "", hm_opt.batch, hm_opt.sync_pct,
-           hm_opt.crash_every_ms, hm_opt.ack_wait_ms, hm_topic);
+           hm_opt.seed, hm_opt.producers, hm_opt.idempotent ? "idempotent " : "", hm_opt.members,
+           hm_opt.seconds, hm_opt.kills, hm_opt.powercut ? " (power cuts)" : "", hm_opt.batch,
+           hm_opt.sync_pct, hm_opt.crash_every_ms, hm_opt.ack_wait_ms, hm_topic);
     fflush(stdout);
     if (create_topic_and_group() < 0 || (hm_opt.prefill > 0 && hm_prefill() < 0)) {
         if (hm_own_server)

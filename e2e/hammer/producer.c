@@ -2,7 +2,10 @@
  * e2e/hammer/producer.c - the producers of e2e/hammer: each publishes
  * batches of verifiable events (value "p<producer>-<seq>", each seq sent
  * once) with several PUBLISHes in flight, and records in the per-offset
- * records what every acknowledgement said is stored where.
+ * records what every acknowledgement said is stored where. With
+ * --idempotent they publish through libkrappy's idempotent handle
+ * (krappy_producer), which sends what is unacknowledged again after a
+ * kill: nothing is uncertain, and every event must be stored once.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -55,6 +58,116 @@ static void fill_batch(krappy_batch *b, unsigned p, uint64_t seq, uint32_t n)
             KRAPPY_OK)
             abort();
     }
+}
+
+atomic_int hm_all_acked[MAX_PRODUCERS + 1];
+
+/* An idempotent producer's batches, in the order the handle acknowledges
+ * them. */
+typedef struct idem_state {
+    unsigned p;
+    inflight q[MAX_INFLIGHT];
+    size_t qh, qn;
+} idem_state;
+
+static void idem_acked(void *arg, const krappy_producer_ack *a)
+{
+    idem_state *st = arg;
+    inflight f = st->q[st->qh];
+    st->qh = (st->qh + 1) % MAX_INFLIGHT;
+    st->qn--;
+    if (a->first == UINT64_MAX) {
+        /* Stored before, where no longer known: check 9 finds it. */
+        atomic_fetch_add(f.mode == KRAPPY_ACK_SYNC ? &hm_st.acked_sync : &hm_st.acked_write, f.n);
+        return;
+    }
+    krappy_publish_result res = {.first = a->first, .count = a->count};
+    record_publish(st->p, &f, &res);
+}
+
+/* The address of the server now, as "host:port". */
+static void current_addr(char *out, size_t n)
+{
+    pthread_mutex_lock(&hm_srv_mu);
+    snprintf(out, n, "%s:%s", hm_srv.host, hm_srv.port);
+    pthread_mutex_unlock(&hm_srv_mu);
+}
+
+static void *idempotent_main(void *arg)
+{
+    static idem_state states[MAX_PRODUCERS];
+    unsigned p = (unsigned)(uintptr_t)arg;
+    idem_state *st = &states[p];
+    st->p = p;
+    /* --sync is the share of producers acknowledged "sync". */
+    krappy_ack mode =
+        (int)p * 100 < hm_opt.sync_pct * hm_opt.producers ? KRAPPY_ACK_SYNC : KRAPPY_ACK_WRITE;
+    char who[32], addr[96];
+    snprintf(who, sizeof who, "hammer-i%u", p);
+    krappy_opts o = {.timeout_ms = CLIENT_TIMEOUT};
+    krappy_producer_opts po = {.client = &o,
+                               .ack = mode,
+                               .max_unacked = hm_opt.inflight < KRAPPY_PRODUCER_MAX_UNACKED
+                                                  ? (size_t)hm_opt.inflight
+                                                  : KRAPPY_PRODUCER_MAX_UNACKED,
+                               .reconnect_ms = RECONNECT_LIMIT,
+                               .on_ack = idem_acked,
+                               .arg = st};
+    krappy_producer *h = NULL;
+    krappy_batch *b = krappy_batch_new();
+    uint64_t seq = 0, deadline = e2e_now_ms() + RECONNECT_LIMIT;
+    bool ok = true;
+    for (;;) { /* the first contact; the handle gets the server back later */
+        current_addr(addr, sizeof addr);
+        if (krappy_producer_open(addr, hm_topic, who, &po, &h) == KRAPPY_OK)
+            break;
+        if (e2e_now_ms() > deadline || atomic_load(&hm_aborting)) {
+            hm_fail(C_ERRORS, "%s: %s", who, krappy_producer_errmsg(h));
+            ok = false;
+            break;
+        }
+        krappy_producer_free(h);
+        h = NULL;
+        hm_sleep_ms(20);
+    }
+    while (ok && !atomic_load(&hm_stop_produce) && !atomic_load(&hm_aborting)) {
+        if (atomic_load(&hm_acked_hi) > atomic_load(&hm_ack_cursor_max) + hm_opt.max_lag) {
+            hm_sleep_ms(1);
+            continue;
+        }
+        uint32_t n = (uint32_t)hm_opt.batch;
+        if (atomic_fetch_add(&hm_st.sent, n) + n > hm_opt.max_events) {
+            atomic_fetch_sub(&hm_st.sent, n);
+            break;
+        }
+        fill_batch(b, p, seq, n);
+        atomic_store(&hm_sent_seq[p], seq + n);
+        st->q[(st->qh + st->qn) % MAX_INFLIGHT] = (inflight){seq, n, mode};
+        st->qn++;
+        if (krappy_producer_send(h, b, NULL) != KRAPPY_OK) {
+            hm_fail(C_ERRORS, "%s: %s", who, krappy_producer_errmsg(h));
+            ok = false;
+            break;
+        }
+        seq += n;
+        atomic_fetch_add(&hm_st.batches, 1);
+    }
+    if (ok && krappy_producer_flush(h) != KRAPPY_OK) {
+        hm_fail(C_ERRORS, "%s: flush: %s", who, krappy_producer_errmsg(h));
+        ok = false;
+    }
+    /* Power cuts may take what was acknowledged only "write". */
+    if (ok && !(hm_opt.powercut && mode == KRAPPY_ACK_WRITE))
+        atomic_store(&hm_all_acked[p], 1);
+    krappy_producer_info in;
+    krappy_producer_info_get(h, &in);
+    atomic_fetch_add(&hm_st.prod_reconnects, in.reconnects);
+    hm_say("%s: %" PRIu64 " batches acknowledged, %" PRIu64 " duplicates, %" PRIu64
+           " sent again, %" PRIu64 " reconnects",
+           who, in.acked, in.duplicates, in.resent, in.reconnects);
+    krappy_producer_free(h);
+    krappy_batch_free(b);
+    return NULL;
 }
 
 static void *producer_main(void *arg)
@@ -201,7 +314,8 @@ static pthread_t threads[MAX_PRODUCERS];
 void hm_producers_start(void)
 {
     for (int i = 0; i < hm_opt.producers; i++)
-        pthread_create(&threads[i], NULL, producer_main, (void *)(uintptr_t)i);
+        pthread_create(&threads[i], NULL, hm_opt.idempotent ? idempotent_main : producer_main,
+                       (void *)(uintptr_t)i);
 }
 
 void hm_producers_join(void)

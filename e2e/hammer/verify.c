@@ -20,6 +20,7 @@ static const char *const check_name[C_N] = {
     [C_CURSOR_DURABLE] = "group cursor survives kill -9",
     [C_ERRORS] = "no unexpected server error",
     [C_EXIT] = "server never crashed, stopped cleanly",
+    [C_EXACTLY_ONCE] = "idempotent producers: every event sent stored once",
 };
 
 atomic_ulong hm_check_fail[C_N];
@@ -215,6 +216,17 @@ int hm_verify_stream(hm_verify_result *vr)
                     hm_id_text(hm_exp_at[x]).s, off);
         if (hm_deliv[x] != 0)
             hm_fail(C_DELIVERY, "offset %" PRIu64 " was delivered and is not in the stream", x);
+    }
+    /* Check 9: nothing an idempotent producer sent is missing (check 4
+     * already says nothing is there twice). */
+    for (int p = 0; hm_opt.idempotent && p < hm_opt.producers; p++) {
+        if (!atomic_load(&hm_all_acked[p]))
+            continue;
+        hm_check_run[C_EXACTLY_ONCE] = true;
+        uint64_t n = atomic_load(&hm_sent_seq[p]);
+        for (uint64_t q = 0; q < n; q++)
+            if (!(seen[p][q / 64] >> (q % 64) & 1))
+                hm_fail(C_EXACTLY_ONCE, "p%d-%" PRIu64 " was sent and is not in the stream", p, q);
     }
     for (int p = 0; p <= hm_opt.producers; p++)
         free(seen[p]);

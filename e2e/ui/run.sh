@@ -5,7 +5,7 @@
 # build/ui/node_modules when missing, starts bin/krappyd on 127.0.0.1 with
 # random ports and an --http-token in a mktemp -d directory, produces a topic
 # with bin/krappy, runs e2e/ui/console.test.mjs in headless /usr/bin/chromium
-# and stops krappyd. The screenshot goes to build/ui/console.png.
+# and stops krappyd. Screenshots go to build/ui/*.png.
 # Expects bin/krappyd, bin/krappy and /usr/bin/chromium (the Makefile sees to them).
 set -eu
 cd "$(dirname "$0")/../.."
@@ -27,8 +27,13 @@ fi
 
 tmp=$(mktemp -d)
 pid=""
+member=""
 cleanup() {
     rc=$?
+    if [ -n "$member" ]; then
+        kill "$member" 2>/dev/null || true
+        wait "$member" 2>/dev/null || true
+    fi
     if [ -n "$pid" ]; then
         kill "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
@@ -55,7 +60,9 @@ done
 port=$(sed -n 1p "$tmp/ports")
 http=$(sed -n 2p "$tmp/ports")
 
-# A topic with plain and JSON values, and a consumer group that lags.
+# A topic with plain and JSON values, a header, a value too long to show
+# whole, events at known times, a consumer group that lags and one with a
+# member connected; another topic to delete.
 cli() { bin/krappy -p "$port" --timeout 10000 "$@" >/dev/null; }
 cli produce "$TOPIC" greeting=hello colour=blue
 cli produce -J "$TOPIC" 'fruit={"name":"apple","qty":3,"tags":["red","crisp"]}' \
@@ -66,7 +73,21 @@ while [ $i -lt 40 ]; do
     i=$((i + 1))
 done | cli produce "$TOPIC"
 cli consume "$TOPIC" --group billing --max 10
+cli produce "$TOPIC" -H trace=abc-123 traced=yes           # offset 44
+cli produce -J "$TOPIC" "big=\"$(head -c 6000 /dev/zero | tr '\0' x)\""
+# 2099-01-01T10:00:00Z and a minute later (after every event produced now),
+# then 20 more from 10:05.
+printf '{"key":"timed-a","value":1,"ts":4070944800000}\n{"key":"timed-b","value":2,"ts":4070944860000}\n' |
+    cli --json produce "$TOPIC"
+i=0
+while [ $i -lt 20 ]; do
+    printf '{"key":"late-%d","value":%d,"ts":%d}\n' $i $i $((4070945100000 + i * 1000))
+    i=$((i + 1))
+done | cli --json produce "$TOPIC"
 cli produce other-topic a=1
+# A member that stays connected (a long poll parked) while the page looks.
+bin/krappy -p "$port" consume "$TOPIC" --group live --start latest --follow >/dev/null 2>&1 &
+member=$!
 
 KRAPPY_UI_URL="http://127.0.0.1:$http/" KRAPPY_UI_TOKEN="$TOKEN" KRAPPY_UI_TOPIC="$TOPIC" \
     KRAPPY_UI_OUT="$OUT" timeout 180 node e2e/ui/console.test.mjs

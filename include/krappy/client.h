@@ -29,7 +29,7 @@
  * read one. The library keeps no global state.
  *
  * Errors: functions return krappy_err (KRAPPY_OK = 0). A server ERROR reply
- * returns its wire code (1..14); local failures return KRAPPY_E_IO,
+ * returns its wire code (1..17); local failures return KRAPPY_E_IO,
  * KRAPPY_E_TIMEOUT, KRAPPY_E_CLOSED, KRAPPY_E_PROTOCOL, KRAPPY_E_NOMEM or
  * KRAPPY_E_USAGE. Either way krappy_client_errmsg() holds a sentence saying
  * what happened. After KRAPPY_E_IO, _TIMEOUT, _CLOSED or _PROTOCOL, or a
@@ -44,8 +44,11 @@
  * server wants a token); events a consumer was handed and had not
  * acknowledged go back to its group. Batches whose PUBLISH was not acknowledged
  * before the connection was lost may or may not have been stored; publish
- * them again (possibly storing them twice) or check with FETCH. Scans survive
- * a reconnect: the cursor works from any connection for a while.
+ * them again (possibly storing them twice) or check with FETCH - or produce
+ * through an idempotent producer handle (krappy_producer, below), which
+ * reconnects and resends by itself and stores every batch exactly once.
+ * Scans survive a reconnect: the cursor works from any connection for a
+ * while.
  */
 #ifndef KRAPPY_CLIENT_H
 #define KRAPPY_CLIENT_H
@@ -137,6 +140,14 @@ int krappy_connected(const krappy_client *c);
 /* The last error as a sentence ("" after success). Borrowed: valid until the
  * next call on the client. */
 const char *krappy_client_errmsg(const krappy_client *c);
+
+/*
+ * krappy_client_set_timeout - change the per-call timeout of krappy_opts
+ * (milliseconds; 0: the default, 30000; negative: none) for the calls from
+ * now on, e.g. a short
+ * one for the first HELLO, to tell quickly that a port is not krappyd's.
+ */
+void krappy_client_set_timeout(krappy_client *c, int timeout_ms);
 
 /* errno of the last KRAPPY_E_IO failure, else 0. */
 int krappy_client_errno(const krappy_client *c);
@@ -239,6 +250,15 @@ krappy_err krappy_reply_error(krappy_client *c, const krappy_frame *f);
 size_t krappy_in_flight(const krappy_client *c);
 
 /*
+ * krappy_client_error_expected - after a PUBLISH failed with
+ * KRAPPY_E_OUT_OF_ORDER_SEQUENCE, the sequence number the server expects
+ * from the producer.
+ * @return 1 when the last ERROR carried it (*expected set; may be NULL),
+ *         else 0. Reset by every call on the client.
+ */
+int krappy_client_error_expected(const krappy_client *c, uint64_t *expected);
+
+/*
  * krappy_client_error_range - after a call failed with
  * KRAPPY_E_OFFSET_OUT_OF_RANGE, the retained range the server reported:
  * *first is the first offset still retained, *next the topic's next offset
@@ -265,6 +285,28 @@ int krappy_client_error_range(const krappy_client *c, uint64_t *first, uint64_t 
  */
 krappy_err krappy_register_producer(krappy_client *c, const char *topic, const char *producer_id,
                                     uint64_t *next);
+
+/* What an idempotent PRODUCER_REGISTER answered (PROTOCOL.md section 7). */
+typedef struct krappy_producer_reg {
+    uint64_t next;  /* the topic's next offset */
+    uint32_t epoch; /* this registration's epoch: older ones are fenced */
+    uint64_t seq;   /* the sequence number the server expects next */
+} krappy_producer_reg;
+
+/*
+ * krappy_register_producer_idempotent - PRODUCER_REGISTER with
+ * `idempotent: true`: as krappy_register_producer, and the server keeps
+ * sequence state for (topic, producer_id). Every PUBLISH on the connection
+ * must then carry `seq` (send them with krappy_send, or let a
+ * krappy_producer handle do all of it). Registering the same id again, on
+ * any connection, fences this registration: its next PUBLISH gets
+ * KRAPPY_E_FENCED.
+ * @param out  filled on success; may be NULL
+ * @return KRAPPY_OK; KRAPPY_E_BUSY when the server keeps as many producers
+ *         as it may and all are in use; or another error.
+ */
+krappy_err krappy_register_producer_idempotent(krappy_client *c, const char *topic,
+                                               const char *producer_id, krappy_producer_reg *out);
 
 /* When a PUBLISH is acknowledged (PROTOCOL.md section 4, "Writes"). */
 typedef enum krappy_ack {
@@ -425,6 +467,147 @@ krappy_err krappy_publish_recv(krappy_client *c, krappy_publish_result *out);
  * @return KRAPPY_OK, the refused batch's error, or a local error.
  */
 krappy_err krappy_publish_confirm(krappy_client *c);
+
+/* ======================================================================
+ * Idempotent producing: every event stored exactly once
+ * ====================================================================== */
+
+/*
+ * A krappy_producer publishes to one topic as the idempotent producer `id`
+ * (PROTOCOL.md section 7), over a connection of its own. It numbers each
+ * batch (the `seq` of its first event), keeps the batches not yet
+ * acknowledged (at most max_unacked, copies), and when the connection is
+ * lost - a network failure, a server restart, a STORAGE error - it
+ * reconnects, registers again and sends them again in order: the server
+ * answers a batch it had stored already with its original offsets
+ * (`duplicate`), and stores the others. A caller that keeps publishing
+ * across a server restart ends with every event stored exactly once.
+ *
+ *     krappy_producer *p;
+ *     krappy_producer_opts o = {.ack = KRAPPY_ACK_SYNC};
+ *     if (krappy_producer_open("127.0.0.1:7070", "orders", "billing-1", &o, &p) != KRAPPY_OK)
+ *         ... krappy_producer_errmsg(p), krappy_producer_free(p) ...
+ *     krappy_batch *b = krappy_batch_new();
+ *     for (each order) {
+ *         krappy_batch_add_text(b, KRAPPY_KEY_TEXT, id, id_len, json, json_len);
+ *         if (krappy_producer_send(p, b, NULL) != KRAPPY_OK)   (copied: reuse b)
+ *             break;
+ *         krappy_batch_reset(b);
+ *     }
+ *     krappy_producer_flush(p);     (every batch acknowledged, or an error)
+ *     krappy_producer_free(p);
+ *
+ * Limits. The server remembers a producer's last 5 PUBLISHes, so at most 5
+ * batches are kept unacknowledged (more could not all be recognised when
+ * sent again). One handle per id at a time: a second one registering the
+ * same id fences the first, whose calls then fail with KRAPPY_E_FENCED. A
+ * server that forgot the producer (idle for 7 days, or beyond its
+ * --max-producers) answers the registration with seq 0: the handle numbers
+ * what it still holds from there and sends it, so those batches may be
+ * stored twice if they had been stored before. Batches acknowledged
+ * "write" can be lost in a power cut (section 4); the handle no longer
+ * holds them then (use KRAPPY_ACK_SYNC).
+ * Threads: one thread at a time per handle.
+ */
+typedef struct krappy_producer krappy_producer;
+
+/* One batch acknowledged by the server. */
+typedef struct krappy_producer_ack {
+    uint64_t seq;   /* its sequence number (of its first event) */
+    uint64_t first; /* offset of its first event; UINT64_MAX when the
+                       server had stored it but no longer remembers where
+                       (a repeat beyond the last 5 PUBLISHes it keeps) */
+    uint64_t count; /* events: offsets first .. first+count-1 */
+    int duplicate;  /* 1: sent again after a lost connection, and the
+                       server had stored it already (nothing stored twice) */
+} krappy_producer_ack;
+
+#define KRAPPY_PRODUCER_MAX_UNACKED 5
+#define KRAPPY_DEFAULT_RECONNECT_MS 30000
+
+/* Options of a producer handle. Zero fields take the defaults. */
+typedef struct krappy_producer_opts {
+    const krappy_opts *client; /* its connections' options (token, timeouts),
+                                  copied; NULL: the defaults */
+    krappy_ack ack;            /* KRAPPY_ACK_WRITE (default) or _SYNC; NONE
+                                  is refused (nothing would be known to
+                                  resend) */
+    size_t max_unacked;        /* batches kept unacknowledged, 1..5 (default
+                                  5); krappy_producer_send waits beyond */
+    int reconnect_ms;          /* how long to try to get the server back after
+                                  losing it, per loss (default 30000;
+                                  negative: forever) */
+    /* Called for each acknowledged batch, in order, from inside
+     * krappy_producer_send and _flush; may be NULL. */
+    void (*on_ack)(void *arg, const krappy_producer_ack *ack);
+    void *arg;
+    /* With use_from_seq: number the first batch from_seq instead of what
+     * the server expects. Running the same input again, batched the same
+     * way, from the same from_seq then stores only what the first run did
+     * not (what it did is acknowledged as duplicates). */
+    int use_from_seq;
+    uint64_t from_seq;
+} krappy_producer_opts;
+
+/*
+ * krappy_producer_open - connect to addr (as krappy_connect_addr), say
+ * HELLO, and register idempotently as `id` on `topic` (created if absent).
+ * @param out  receives the handle, owned by the caller (krappy_producer_free),
+ *             even on failure when it could be made (for
+ *             krappy_producer_errmsg); NULL when out of memory
+ * @return KRAPPY_OK, KRAPPY_E_USAGE (bad options, a NULL or empty name), or
+ *         the error of connecting, HELLO or registering (nothing is retried
+ *         here: the first contact says whether the address is right).
+ */
+krappy_err krappy_producer_open(const char *addr, const char *topic, const char *id,
+                                const krappy_producer_opts *opts, krappy_producer **out);
+
+/*
+ * krappy_producer_send - number the batch (copied: reset and reuse it at
+ * once), keep it until acknowledged and send it. With max_unacked batches
+ * already unacknowledged it first waits for the oldest acknowledgement.
+ * A lost connection is got back (within reconnect_ms) and what is
+ * unacknowledged sent again, in order.
+ * @param seq  receives the batch's sequence number; may be NULL
+ * @return KRAPPY_OK (the batch is kept: it will be stored exactly once, or
+ *         a later call reports why not); KRAPPY_E_USAGE (an empty batch, or
+ *         one too large for the server: not kept); KRAPPY_E_INVALID_ARGUMENT
+ *         when the server refused an earlier batch (errmsg names its seq; it
+ *         is dropped, later ones are renumbered and kept); KRAPPY_E_FENCED
+ *         (another handle registered the id: this one is done); the error of
+ *         the last attempt when the server stayed unreachable for
+ *         reconnect_ms (the batches are kept: call again to retry); or a
+ *         server error that no retry can mend (UNAUTHENTICATED, ...).
+ */
+krappy_err krappy_producer_send(krappy_producer *p, const krappy_batch *b, uint64_t *seq);
+
+/*
+ * krappy_producer_flush - wait until every batch sent is acknowledged
+ * (reconnecting and sending again as needed).
+ * @return KRAPPY_OK, or an error as krappy_producer_send.
+ */
+krappy_err krappy_producer_flush(krappy_producer *p);
+
+/* What a handle did. */
+typedef struct krappy_producer_info {
+    uint32_t epoch;      /* of its current registration */
+    uint64_t next_seq;   /* the next batch's sequence number */
+    size_t unacked;      /* batches sent, not yet acknowledged */
+    uint64_t acked;      /* batches acknowledged */
+    uint64_t duplicates; /* ... of which the server had stored already */
+    uint64_t resent;     /* batches sent again after a lost connection */
+    uint64_t reconnects; /* connections got back */
+} krappy_producer_info;
+
+void krappy_producer_info_get(const krappy_producer *p, krappy_producer_info *out);
+
+/* The last error as a sentence ("" after success). Borrowed: valid until
+ * the next call on the handle. */
+const char *krappy_producer_errmsg(const krappy_producer *p);
+
+/* Close the connection and release everything; batches not acknowledged
+ * are dropped (flush first). NULL ok. */
+void krappy_producer_free(krappy_producer *p);
 
 /* ======================================================================
  * Reading
@@ -641,6 +824,8 @@ typedef struct krappy_topic_stats {
     uint64_t keys;     /* live keys (the server may estimate) */
     size_t n_groups;
     const krappy_group_stats *groups; /* by name */
+    uint64_t producers;               /* idempotent producers the server keeps for the
+                                         topic (0 from a server that does not say) */
 } krappy_topic_stats;
 
 /*
@@ -656,6 +841,53 @@ krappy_err krappy_stats(krappy_client *c, const char *topic, const char *group,
 
 /* Release stats. NULL ok. */
 void krappy_topic_stats_free(krappy_topic_stats *s);
+
+/* ======================================================================
+ * Administration: deleting topics, moving and deleting groups
+ * ====================================================================== */
+
+/*
+ * krappy_delete_topic - DELETE_TOPIC: remove the topic with its events,
+ * latest values, consumer groups and producer state. Answered once that
+ * survives a crash of the server. Afterwards every request naming the topic
+ * gets KRAPPY_E_NO_SUCH_TOPIC, and producers registered on it (on any
+ * connection) get it for every publish until they register again, which
+ * creates a new, empty topic starting at offset 0.
+ * @return KRAPPY_OK; KRAPPY_E_NO_SUCH_TOPIC; or another error.
+ */
+krappy_err krappy_delete_topic(krappy_client *c, const char *topic);
+
+/* Where krappy_group_seek moves a group's cursor. */
+typedef enum krappy_seek {
+    KRAPPY_SEEK_EARLIEST = 0, /* the first retained offset: everything again */
+    KRAPPY_SEEK_LATEST = 1,   /* the topic's next offset: only new events */
+    KRAPPY_SEEK_OFFSET = 2,   /* `value`: an offset from first to next */
+    KRAPPY_SEEK_TIME = 3      /* the first event whose ts >= `value` (ms since the
+                                 epoch); the topic's next when none is (krappyd) */
+} krappy_seek;
+
+/*
+ * krappy_group_seek - GROUP_SEEK: move a consumer group's cursor, durably,
+ * like an ACK. Events handed out and not acknowledged are forgotten (a later
+ * ACK of them is ignored); members stay registered and their next poll hands
+ * out events from the new cursor.
+ * @param cursor  receives the group's new cursor (NULL: not wanted)
+ * @return KRAPPY_OK; KRAPPY_E_NO_SUCH_TOPIC; KRAPPY_E_NOT_FOUND for an
+ *         unknown group; KRAPPY_E_OFFSET_OUT_OF_RANGE for an offset outside
+ *         [first, next] (krappy_client_error_range gives them); or another
+ *         error.
+ */
+krappy_err krappy_group_seek(krappy_client *c, const char *topic, const char *group, krappy_seek to,
+                             uint64_t value, uint64_t *cursor);
+
+/*
+ * krappy_group_delete - GROUP_DELETE: remove a consumer group durably; its
+ * members lose their registration (their next poll gets
+ * KRAPPY_E_NOT_REGISTERED).
+ * @return KRAPPY_OK; KRAPPY_E_NO_SUCH_TOPIC; KRAPPY_E_NOT_FOUND for an
+ *         unknown group; or another error.
+ */
+krappy_err krappy_group_delete(krappy_client *c, const char *topic, const char *group);
 
 /* ======================================================================
  * Consuming: consumer groups

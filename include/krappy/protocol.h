@@ -2,7 +2,7 @@
  * krappy/protocol.h - numbers shared by every Krappy client and krappyd.
  *
  * Message types, error codes and protocol limits of the Krappy wire protocol,
- * version 1 (docs/PROTOCOL.md). Error codes 1-14 are exactly the wire codes;
+ * version 1 (docs/PROTOCOL.md). Error codes 1-17 are exactly the wire codes;
  * the enum only ever grows. Codes from 256 up never travel on the wire: they
  * are local conditions reported by libkrappy (I/O, timeouts, ...).
  */
@@ -43,7 +43,8 @@ extern "C" {
 #define KRAPPY_DEFAULT_SCAN_LIMIT  1000
 #define KRAPPY_DEFAULT_ACK_WAIT_MS 30000
 
-/* Message types. Requests are 1..12, replies 100..103 and 255. */
+/* Message types. Requests are 1..16 (13, CLUSTER, is not answered by this
+ * version), replies 100..103 and 255. */
 typedef enum krappy_type {
     KRAPPY_T_PRODUCER_REGISTER = 1,
     KRAPPY_T_CONSUMER_REGISTER = 2,
@@ -57,6 +58,9 @@ typedef enum krappy_type {
     KRAPPY_T_PING = 10,
     KRAPPY_T_TOPICS = 11,
     KRAPPY_T_STATS = 12,
+    KRAPPY_T_DELETE_TOPIC = 14,
+    KRAPPY_T_GROUP_SEEK = 15,
+    KRAPPY_T_GROUP_DELETE = 16,
 
     KRAPPY_T_OK = 100,
     KRAPPY_T_EVENTS = 101,
@@ -65,7 +69,10 @@ typedef enum krappy_type {
     KRAPPY_T_ERROR = 255
 } krappy_type;
 
-/* Error codes. 1..14 are PROTOCOL.md section 5 exactly; never renumbered. */
+/* The highest request type this version knows. */
+#define KRAPPY_T_REQUEST_MAX KRAPPY_T_GROUP_DELETE
+
+/* Error codes. 1..17 are PROTOCOL.md section 5 exactly; never renumbered. */
 typedef enum krappy_err {
     KRAPPY_OK = 0,
     KRAPPY_E_BAD_FRAME = 1,       /* connection closed after the reply */
@@ -80,8 +87,14 @@ typedef enum krappy_err {
     KRAPPY_E_STORAGE = 10,
     KRAPPY_E_INVALID_ARGUMENT = 11,
     KRAPPY_E_BUSY = 12,
-    KRAPPY_E_UNSUPPORTED_VERSION = 13, /* connection closed after the reply */
-    KRAPPY_E_SHUTTING_DOWN = 14,       /* connection closed after the reply */
+    KRAPPY_E_UNSUPPORTED_VERSION = 13,   /* connection closed after the reply */
+    KRAPPY_E_SHUTTING_DOWN = 14,         /* connection closed after the reply */
+    KRAPPY_E_FENCED = 15,                /* a newer idempotent registration of the
+                                            producer id took over (section 7) */
+    KRAPPY_E_OUT_OF_ORDER_SEQUENCE = 16, /* PUBLISH `seq` is not the one expected
+                                            (section 7); ERROR carries `expected` */
+    KRAPPY_E_NOT_LEADER = 17,            /* a cluster node that does not lead
+                                            (section 8); ERROR carries `leader` */
 
     /* Local conditions (libkrappy only, never on the wire). */
     KRAPPY_E_IO = 256,       /* socket error; errno is kept by the client */
@@ -93,7 +106,7 @@ typedef enum krappy_err {
 } krappy_err;
 
 /* The highest wire error code this version knows. */
-#define KRAPPY_E_WIRE_MAX KRAPPY_E_SHUTTING_DOWN
+#define KRAPPY_E_WIRE_MAX KRAPPY_E_NOT_LEADER
 
 /*
  * krappy_strerror - a short human description of an error code, such as

@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "proto/msg.h"
 #include "util/clock.h"
 #include "util/hostport.h"
 
@@ -57,8 +58,8 @@ static const cli_verb verbs[] = {
      "  krappy hello\n"
      "  krappy --json -h db1 hello\n",
      cli_hello},
-    {"produce", "TOPIC [KEY=VALUE ...]",
-     "publish events, from the arguments or one per line of stdin",
+    {"produce", "TOPIC [KEY=VALUE ... | --value-file F [--key K]]",
+     "publish events, from the arguments, a file or one per line of stdin",
      "  -a, --ack MODE          write (default: stored and visible to readers), sync\n"
      "                          (also on stable storage) or none (no reply; a refusal\n"
      "                          still ends the run with an error)\n"
@@ -66,25 +67,45 @@ static const cli_verb verbs[] = {
      "                          would not fit the server's max_frame)\n"
      "  -P, --pipeline N        PUBLISH requests in flight at once (default 8)\n"
      "      --producer ID       producer id to register (default krappy-cli-PID)\n"
+     "      --idempotent ID     register as the idempotent producer ID: batches are\n"
+     "                          numbered, sent again over a new connection when one\n"
+     "                          is lost (a server restart), and stored once each\n"
+     "                          (--pipeline 5 at most; --ack write or sync)\n"
+     "      --seq N             with --idempotent: number the first batch N (run the\n"
+     "                          same input again with the same N and --batch, and\n"
+     "                          only what was not stored yet is stored)\n"
      "  -d, --delete KEY        publish a tombstone for KEY, so that GET and SCAN no\n"
-     "                          longer show it (repeatable)\n"
+     "                          longer show it (repeatable; the key is the next\n"
+     "                          argument: -dKEY is refused)\n"
+     "  -K, --key-delimiter D   split KEY and VALUE at D, in arguments and stdin lines\n"
+     "                          alike (default: '=' in arguments, TAB on stdin)\n"
+     "      --value-file F      publish one event whose value is the bytes of file F\n"
+     "                          (a byte string, binary safe; with -J, F's JSON)\n"
+     "      --key K             the key of the --value-file event (default: none)\n"
      "  -H, --header NAME=VALUE add this header to every event (repeatable)\n"
      "  -J, --json-values       read each VALUE as JSON and publish it as CBOR\n"
      "                          (objects become maps, numbers integers or floats)\n"
      "      --json              stdin lines are JSON objects (below); JSON summary\n"
-     "\ninput: without KEY=VALUE arguments or --delete, events come from stdin, one a\n"
-     "line: KEY<TAB>VALUE, or just VALUE for an event without a key; empty lines are\n"
+     "\ninput: without KEY=VALUE arguments, --delete or --value-file, events come from\n"
+     "stdin, one a line: KEY<TAB>VALUE (or KEY, -K's delimiter, VALUE), or just VALUE\n"
+     "for an event without a key - the summary says how many had none; empty lines are\n"
      "skipped. VALUEs are sent as CBOR text strings (as JSON with -J). With --json a\n"
      "line is {\"key\": \"k\", \"value\": ANY, \"ts\": MS, \"headers\": {\"h\": \"v\"}}:\n"
      "only \"value\" is required; \"value\": null deletes the key, \"key\": null (or no\n"
-     "\"key\") means no key, headers are sent as bytes. A bad line stops the run;\n"
-     "the lines before it are published.\n",
+     "\"key\") means no key; a header is text, or {\"hex\": \"00ff\"} for other bytes\n"
+     "(as fetch --json prints them). A bad line stops the run; the lines before it are\n"
+     "published. Options may come after TOPIC; after -- every argument is KEY=VALUE,\n"
+     "even one that starts with '-'.\n",
      "  krappy produce users alice=hello bob=world   two events, text values\n"
      "  krappy produce users -J 'alice={\"plan\": \"pro\", \"seats\": 3}'\n"
      "  krappy produce users -d bob                  delete bob\n"
+     "  echo 'alice=shipped' | krappy produce users -K =    key alice, value shipped\n"
+     "  krappy produce blobs --value-file logo.png --key logo\n"
+     "  krappy produce users -- -odd-key=1           a key that starts with '-'\n"
      "  seq 1 100000 | krappy produce numbers        100000 events without keys\n"
      "  printf 'k1\\tv1\\nk2\\tv2\\n' | krappy produce kv --ack sync\n"
-     "  krappy --json produce users < events.jsonl\n",
+     "  krappy --json produce users < events.jsonl\n"
+     "  krappy produce orders --idempotent import-7 --seq 0 --ack sync < orders.txt\n",
      cli_produce},
     {"fetch", "TOPIC [--from OFFSET] [--max N] [--follow]",
      "print a topic's events in offset order (tail -f with --follow)",
@@ -127,10 +148,12 @@ static const cli_verb verbs[] = {
      "      --wait MS         how long one long poll waits with --follow (default 10000)\n"
      "      --headers         show each event's headers too (--json always does)\n"
      "\noutput: as fetch: OFFSET  TIME (UTC)  KEY  VALUE, one event a line, or one JSON\n"
-     "object per event with --json. Without --follow the run ends when the group has\n"
-     "nothing more to hand out. Each batch is acknowledged by the offsets printed, after\n"
-     "they are written out. At the end a summary goes to stderr: the events consumed\n"
-     "and the group's cursor.\n",
+     "object per event with --json. The run exits once it has caught up - when the group\n"
+     "has nothing more to hand out - unless --follow keeps it waiting for new events.\n"
+     "Each batch is acknowledged by the offsets printed, after they are written out. At\n"
+     "the end a summary goes to stderr: the events consumed and the group's cursor.\n"
+     "--start only places a new group; to move an existing one, krappy groups TOPIC\n"
+     "--seek GROUP WHERE.\n",
      "  krappy consume orders -g billing              everything not yet consumed\n"
      "  krappy consume orders -g billing -n 5         the next 5 events\n"
      "  krappy consume orders -g mail --start latest -f   new events, until Ctrl-C\n"
@@ -170,17 +193,42 @@ static const cli_verb verbs[] = {
      "  krappy stats orders\n"
      "  krappy --json stats orders --group billing\n",
      cli_stats},
-    {"groups", "TOPIC [--group G]", "list a topic's consumer groups: cursor, pending, lag, members",
-     "  -g, --group G      show just this consumer group\n"
+    {"groups", "TOPIC [--group G | --seek G WHERE | --delete G]",
+     "list a topic's consumer groups; move a group's cursor, or delete a group",
+     "  -g, --group G         show just this consumer group\n"
+     "      --seek G WHERE    move group G's cursor to WHERE: earliest (the first\n"
+     "                        retained event: everything again), latest (only new\n"
+     "                        events), an offset, or a time (2026-12-06T10:00Z: the\n"
+     "                        first event at or after it). Events handed out and not\n"
+     "                        acknowledged are forgotten; members stay registered\n"
+     "      --seek-time TIME  with --seek G: the same as giving TIME as WHERE\n"
+     "      --delete G        delete group G: its cursor is lost, its members must\n"
+     "                        register again (asks first on a terminal)\n"
+     "      --yes             do not ask\n"
      "\noutput: GROUP  CURSOR  PENDING  LAG  MEMBERS. CURSOR is the group's first offset\n"
      "not yet acknowledged, PENDING its events handed out (or waiting to be handed out\n"
      "again) and not acknowledged, LAG the events from the cursor to the end of the\n"
      "topic, MEMBERS its connected consumers. --json: one {\"topic\", \"group\",\n"
-     "\"cursor\", \"pending\", \"lag\", \"members\"} per group.\n",
+     "\"cursor\", \"pending\", \"lag\", \"members\"} per group. Times are UTC unless\n"
+     "they end in an offset (+01:00); a date alone is midnight UTC.\n",
      "  krappy groups orders\n"
      "  krappy groups orders --group billing\n"
+     "  krappy groups orders --seek billing earliest     reprocess everything\n"
+     "  krappy groups orders --seek billing --seek-time 2026-12-06T10:00Z\n"
+     "  krappy groups orders --seek billing 1500\n"
+     "  krappy groups orders --delete old-report --yes\n"
      "  krappy --json groups orders\n",
      cli_groups},
+    {"delete-topic", "TOPIC [--yes]",
+     "delete a topic: its events, latest values and consumer groups",
+     "  -y, --yes          do not ask (on a terminal it asks you to type the topic's\n"
+     "                     name first; without a terminal it does not ask)\n"
+     "\nThe topic is gone once this returns, also after a crash of the server: every\n"
+     "request naming it fails, and its producers must register again, which creates\n"
+     "a new, empty topic of that name starting at offset 0.\n",
+     "  krappy delete-topic scratch\n"
+     "  krappy delete-topic scratch --yes\n",
+     cli_delete_topic},
     {"version", "", "print the versions of krappy, libkrappy and the protocol", NULL,
      "  krappy version\n"
      "  krappy --json version\n",
@@ -279,7 +327,7 @@ static void print_usage(FILE *f)
                "Talk to krappyd, the krappy event store.\n\n"
                "verbs:\n");
     for (size_t i = 0; i < N_VERBS; i++)
-        fprintf(f, "  %-9s %s\n", verbs[i].name, verbs[i].summary);
+        fprintf(f, "  %-12s %s\n", verbs[i].name, verbs[i].summary);
     fprintf(f, "\noptions (before or after the verb; -h and -p only before it):\n%s",
             global_options_text);
     fprintf(f, "\nenvironment:\n"
@@ -336,12 +384,46 @@ __attribute__((format(printf, 2, 3))) int cli_fail(const cli *x, const char *fmt
     return CLI_FAIL;
 }
 
+/* libkrappy's sentence without what only a programmer needs: the "server
+ * error NAME: " of a server's refusal, the "krappy_fn: " of a misuse. */
+static const char *plain_message(const char *msg)
+{
+    if (strncmp(msg, "server error ", 13) == 0 && strstr(msg, ": ") != NULL)
+        return strstr(msg, ": ") + 2;
+    size_t fn = strspn(msg, "abcdefghijklmnopqrstuvwxyz_");
+    if (strncmp(msg, "krappy_", 7) == 0 && strncmp(msg + fn, ": ", 2) == 0)
+        return msg + fn + 2;
+    return msg;
+}
+
 int cli_client_fail(cli *x, krappy_err e)
 {
-    const char *msg = krappy_client_errmsg(x->client);
+    const char *msg = x->client ? krappy_client_errmsg(x->client) : NULL;
     const char *hint = "";
 
+    if (msg == NULL || msg[0] == '\0')
+        msg = krappy_strerror(e);
+    msg = plain_message(msg);
     switch (e) {
+    case KRAPPY_E_NO_SUCH_TOPIC:
+        if (x->topic != NULL)
+            return cli_fail(x,
+                            "there is no topic named \"%s\" (`krappy topics` lists them; "
+                            "producing to a topic creates it)",
+                            x->topic);
+        break;
+    case KRAPPY_E_NOT_FOUND:
+        if (x->group != NULL)
+            return cli_fail(x,
+                            "topic %s has no consumer group \"%s\" (`krappy groups %s` lists "
+                            "them)",
+                            x->topic ? x->topic : "", x->group, x->topic ? x->topic : "TOPIC");
+        break;
+    case KRAPPY_E_UNKNOWN_TYPE:
+        return cli_fail(x,
+                        "the server at %s does not know this request: it is an older krappyd "
+                        "than this krappy %s (%s)",
+                        x->addr, KRAPPY_VERSION, msg);
     case KRAPPY_E_UNAUTHENTICATED:
         hint = x->token ? " (check the token given with --token or KRAPPY_TOKEN)"
                         : " (the server wants a token: pass it with --token or KRAPPY_TOKEN)";
@@ -352,9 +434,27 @@ int cli_client_fail(cli *x, krappy_err e)
     default:
         break;
     }
-    if (msg == NULL || msg[0] == '\0')
-        msg = krappy_strerror(e);
     return cli_fail(x, "%s%s", msg, hint);
+}
+
+int cli_use_topic(cli *x, const char *topic)
+{
+    if (!kr_topic_name_valid((const uint8_t *)topic, strlen(topic)))
+        return cli_usage_error(x,
+                               "\"%s\" is not a topic name: use 1 to 249 of A-Z a-z 0-9 . _ - "
+                               "(and not . or ..)",
+                               topic);
+    x->topic = topic;
+    return CLI_OK;
+}
+
+int cli_use_group(cli *x, const char *group)
+{
+    if (!kr_id_valid((const uint8_t *)group, strlen(group)))
+        return cli_usage_error(x, "\"%s\" is not a group name: use 1 to 249 bytes of UTF-8 text",
+                               group);
+    x->group = group;
+    return CLI_OK;
 }
 
 const char *cli_fmt_ms(char *buf, size_t len, double ms)
@@ -584,8 +684,22 @@ int cli_connect(cli *x)
         return cli_fail(x, "out of memory");
     if ((e = krappy_connect(x->client, x->host, x->port)) != KRAPPY_OK)
         return cli_client_fail(x, e);
+    /* Something listens: whether it speaks the protocol shows at once (an
+     * HTTP server, like krappyd's own admin port, would wait for a request
+     * line until its own timeout). */
+    int t = CLI_HELLO_TIMEOUT_MS;
+    if (x->timeout_ms > 0 && x->timeout_ms < t)
+        t = x->timeout_ms;
+    krappy_client_set_timeout(x->client, t);
     double t0 = cli_now_ms();
-    if ((e = krappy_hello(x->client, &x->info)) != KRAPPY_OK)
+    e = krappy_hello(x->client, &x->info);
+    krappy_client_set_timeout(x->client, x->timeout_ms);
+    if (e == KRAPPY_E_TIMEOUT || e == KRAPPY_E_PROTOCOL || e == KRAPPY_E_CLOSED)
+        return cli_fail(x,
+                        "%s did not answer HELLO; is that krappyd's data port (%d)? (its admin "
+                        "port, for browsers and curl, is another)",
+                        x->addr, KRAPPY_DEFAULT_PORT);
+    if (e != KRAPPY_OK)
         return cli_client_fail(x, e);
     x->hello_ms = cli_now_ms() - t0;
     return CLI_OK;

@@ -36,6 +36,8 @@ typedef struct cli {
     const struct cli_verb *verb;    /* the verb running */
     krappy_client *client;          /* set by cli_connect; freed by main */
     krappy_server_info info;        /* from the HELLO cli_connect sent */
+    const char *topic, *group;      /* what the verb works on (cli_use_topic,
+                                       cli_use_group), for error sentences */
     double hello_ms;                /* round trip of that HELLO */
 } cli;
 
@@ -59,6 +61,25 @@ int cli_scan(cli *x, int argc, char **argv);
 int cli_topics(cli *x, int argc, char **argv);
 int cli_stats(cli *x, int argc, char **argv);
 int cli_groups(cli *x, int argc, char **argv);
+int cli_delete_topic(cli *x, int argc, char **argv);
+
+/* What `groups` does besides listing (cli_admin.c). */
+typedef struct cli_group_admin {
+    const char *seek;      /* --seek GROUP */
+    const char *seek_time; /* --seek-time TIME */
+    const char *del;       /* --delete GROUP */
+    bool yes;              /* --yes: no question on a terminal */
+} cli_group_admin;
+
+/* `groups TOPIC --seek G WHERE|--seek-time TIME` and `--delete G`. */
+int cli_group_seek(cli *x, const char *topic, const cli_group_admin *ga, const char *where);
+int cli_group_delete(cli *x, const char *topic, const cli_group_admin *ga);
+
+/* Ask on the terminal (stdin and stderr both one) to type `word` to go on.
+ * @return 1 when it was typed, 0 when not (or not a terminal: check first
+ * with cli_can_ask). */
+int cli_confirm(const char *question, const char *word);
+bool cli_can_ask(void);
 int cli_consume(cli *x, int argc, char **argv);
 
 /* getopt long-option value meaning --help, and the row to put in a verb's
@@ -102,8 +123,24 @@ int cli_no_args(cli *x, int argc, char **argv);
  */
 int cli_connect(cli *x);
 
-/* Report a libkrappy error of x->client ("krappy: <errmsg>"). @return CLI_FAIL. */
+/*
+ * cli_client_fail - report a libkrappy error of x->client in the CLI's own
+ * voice: what went wrong and what to do, naming x->topic and x->group where
+ * they are the cause; never a function, request or field name.
+ * @return CLI_FAIL.
+ */
 int cli_client_fail(cli *x, krappy_err e);
+
+/* Check a topic name before anything is sent and make it x->topic.
+ * @return CLI_OK, or CLI_USAGE after saying what a topic name is. */
+int cli_use_topic(cli *x, const char *topic);
+
+/* The same for a group name (x->group). */
+int cli_use_group(cli *x, const char *group);
+
+/* How long the first HELLO may take before the port is judged not to be
+ * krappyd's (an HTTP server, say, waits for more bytes). */
+#define CLI_HELLO_TIMEOUT_MS 2000
 
 /* Parse a decimal unsigned number in [min, max]. @return 0 or -1. */
 int cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
@@ -138,6 +175,14 @@ const char *cli_fmt_bytes(char *buf, size_t len, uint64_t bytes);
  * "2024-05-01T12:00:00.123Z" (CLI_TS_LEN bytes are enough). Returns buf. */
 #define CLI_TS_LEN 40
 const char *cli_fmt_ts(char *buf, size_t len, uint64_t ms);
+
+/*
+ * cli_parse_time - a time as people write it, in UTC unless it says
+ * otherwise: 2026-12-06 (midnight UTC), 2026-12-06T10:00Z,
+ * 2026-12-06T10:00:30Z, 2026-12-06T10:00:30.250Z, 2026-12-06T11:00+01:00.
+ * @return 0 and *ms (since the epoch), or -1 when s is none of these.
+ */
+int cli_parse_time(const char *s, uint64_t *ms);
 
 /* Text on one line: tab and newline as \t and \n, other control
  * characters and bytes that are not UTF-8 as \xNN. */

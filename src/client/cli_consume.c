@@ -185,6 +185,22 @@ static int consume_fail(consume *k, krappy_err e)
     return cli_client_fail(k->x, e);
 }
 
+/*
+ * --start places a new group only; a group that exists goes on from its
+ * cursor. Say so instead of ignoring it silently, and say how to move it.
+ */
+static void say_start_ignored(cli *x, const char *topic, const char *group, const char *start)
+{
+    krappy_topic_stats *st;
+    if (krappy_stats(x->client, topic, group, &st) != KRAPPY_OK)
+        return; /* no such group (it starts at --start) or no such topic */
+    fprintf(stderr,
+            "krappy: group %s exists (cursor %llu), so --start %s is not used: it places a "
+            "new group only. To move this one: krappy groups %s --seek %s %s\n",
+            group, (unsigned long long)st->groups[0].cursor, start, topic, group, start);
+    krappy_topic_stats_free(st);
+}
+
 int cli_consume(cli *x, int argc, char **argv)
 {
     static const struct option lo[] = {
@@ -204,6 +220,7 @@ int cli_consume(cli *x, int argc, char **argv)
     consume k;
     int c, rc;
     krappy_err e;
+    const char *start = NULL; /* --start as given */
 
     memset(&k, 0, sizeof k);
     k.x = x;
@@ -224,6 +241,7 @@ int cli_consume(cli *x, int argc, char **argv)
             k.opts.member = optarg;
             break;
         case 's':
+            start = optarg;
             if (strcmp(optarg, "earliest") == 0)
                 k.opts.start = KRAPPY_START_EARLIEST;
             else if (strcmp(optarg, "latest") == 0)
@@ -284,10 +302,14 @@ int cli_consume(cli *x, int argc, char **argv)
     k.topic = argv[optind];
     if (k.group == NULL)
         return cli_usage_error(x, "name the consumer group with --group G");
+    if ((rc = cli_use_topic(x, k.topic)) != CLI_OK || (rc = cli_use_group(x, k.group)) != CLI_OK)
+        return rc;
 
     cli_catch_sigint();
     if ((rc = cli_connect(x)) != CLI_OK)
         return rc;
+    if (start != NULL)
+        say_start_ignored(x, k.topic, k.group, start);
     if ((e = krappy_register_consumer(x->client, k.topic, k.group, &k.opts, &k.me)) != KRAPPY_OK)
         return consume_fail(&k, e);
     k.cursor = k.me.cursor;

@@ -28,6 +28,76 @@ const char *cli_fmt_ts(char *buf, size_t len, uint64_t ms)
     return buf;
 }
 
+/* Digits at s: exactly n of them, as a number. @return -1 when not. */
+static int digits(const char *s, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+int cli_parse_time(const char *s, uint64_t *ms)
+{
+    struct tm tm;
+    memset(&tm, 0, sizeof tm);
+    int y = digits(s, 4), mo = s[4] == '-' ? digits(s + 5, 2) : -1;
+    int d = mo >= 0 && s[7] == '-' ? digits(s + 8, 2) : -1;
+    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31)
+        return -1;
+    const char *p = s + 10;
+    int h = 0, mi = 0, sec = 0, milli = 0;
+    if (*p == 'T' || *p == ' ') {
+        h = digits(p + 1, 2);
+        mi = p[3] == ':' ? digits(p + 4, 2) : -1;
+        if (h < 0 || h > 23 || mi < 0 || mi > 59)
+            return -1;
+        p += 6;
+        if (*p == ':') {
+            if ((sec = digits(p + 1, 2)) < 0 || sec > 60)
+                return -1;
+            p += 3;
+            if (*p == '.') {
+                int n = 0, scale = 100;
+                for (p++; *p >= '0' && *p <= '9'; p++, n++) {
+                    milli += (*p - '0') * scale;
+                    scale /= 10;
+                }
+                if (n == 0)
+                    return -1;
+            }
+        }
+    }
+    long off_min = 0;
+    if (*p == 'Z' && p[1] == '\0') {
+        off_min = 0;
+    } else if ((*p == '+' || *p == '-') && strlen(p) == 6 && p[3] == ':') {
+        int oh = digits(p + 1, 2), om = digits(p + 4, 2);
+        if (oh < 0 || oh > 23 || om < 0 || om > 59)
+            return -1;
+        off_min = (oh * 60 + om) * (*p == '-' ? -1 : 1);
+    } else if (!(*p == '\0' && p == s + 10)) {
+        return -1; /* a time of day needs its zone; a bare date is UTC */
+    }
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = sec;
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1 || tm.tm_mday != d)
+        return -1;
+    long long secs = (long long)t - off_min * 60;
+    if (secs < 0)
+        return -1;
+    *ms = (uint64_t)secs * 1000 + (uint64_t)milli;
+    return 0;
+}
+
 /* Length of the valid multi-byte UTF-8 sequence at p that is not a C1
  * control, or 0. */
 static size_t printable_seq(const uint8_t *p, size_t n)
@@ -139,6 +209,55 @@ int cli_digits(uint64_t v)
     return n;
 }
 
+/*
+ * An event's headers as people and programs read them back: a value that
+ * is UTF-8 as its text, any other as hex - name=text name=h'00ff' on a
+ * terminal, {"name": "text", "other": {"hex": "00ff"}} in JSON (which
+ * `produce --json` reads back to the same bytes).
+ */
+static void put_headers(FILE *f, const krappy_event *e, bool json)
+{
+    size_t pos = 0, nl, vl;
+    const char *name;
+    const uint8_t *val;
+    bool first = true;
+    if (json)
+        fputc('{', f);
+    while (krappy_header_next(e->headers, e->headers_len, &pos, &name, &nl, &val, &vl) == 1) {
+        bool text = kr_utf8_valid(val, vl);
+        if (json) {
+            if (!first)
+                fputc(',', f);
+            kr_json_str_file(f, name, nl);
+            fputc(':', f);
+            if (text) {
+                kr_json_str_file(f, val, vl);
+            } else {
+                fputs("{\"hex\":\"", f);
+                for (size_t i = 0; i < vl; i++)
+                    fprintf(f, "%02x", val[i]);
+                fputs("\"}", f);
+            }
+        } else {
+            if (!first)
+                fputc(' ', f);
+            cli_put_text(f, (const uint8_t *)name, nl);
+            fputc('=', f);
+            if (text) {
+                cli_put_text(f, val, vl);
+            } else {
+                fputs("h'", f);
+                for (size_t i = 0; i < vl; i++)
+                    fprintf(f, "%02x", val[i]);
+                fputc('\'', f);
+            }
+        }
+        first = false;
+    }
+    if (json)
+        fputc('}', f);
+}
+
 void cli_print_event(FILE *f, const krappy_event *e, int offset_width, size_t *key_width,
                      bool headers)
 {
@@ -156,7 +275,7 @@ void cli_print_event(FILE *f, const krappy_event *e, int offset_width, size_t *k
         cli_put_value(f, e->value, e->value_len);
     if (headers && e->has_headers) {
         fputs("  headers ", f);
-        cli_put_value(f, e->headers, e->headers_len);
+        put_headers(f, e, false);
     }
     fputc('\n', f);
 }
@@ -195,7 +314,7 @@ void cli_json_event(FILE *f, const krappy_event *e)
     cli_json_cbor(f, e->value, e->value_len);
     if (e->has_headers) {
         fputs(",\"headers\":", f);
-        cli_json_cbor(f, e->headers, e->headers_len);
+        put_headers(f, e, true);
     }
     fputs("}\n", f);
 }

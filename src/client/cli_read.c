@@ -25,7 +25,7 @@ static int take_topic(cli *x, int argc, char **argv, int want, const char *what)
         return cli_usage_error(x, "unexpected argument '%s'", argv[optind + want]);
     if (argc - optind < want)
         return cli_usage_error(x, "give the topic and the key");
-    return CLI_OK;
+    return cli_use_topic(x, argv[optind]);
 }
 
 /* Where --from end and --last N start: the topic's next offset via STATS. */

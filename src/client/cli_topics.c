@@ -93,15 +93,26 @@ int cli_topics(cli *x, int argc, char **argv)
     return CLI_OK;
 }
 
+/* Long-option values of `groups`'s administration options. */
+enum { OPT_SEEK = 0x100, OPT_SEEK_TIME, OPT_DELETE, OPT_YES };
+
 /*
  * What `stats` and `groups` share: TOPIC and -g GROUP from the command line,
- * then STATS. @return CLI_OK with *st (free with krappy_topic_stats_free;
- * NULL when --help was asked and printed), or the exit code after saying why.
+ * then STATS. `groups` (ga not NULL) also takes --seek, --seek-time,
+ * --delete and --yes, and then does that instead (cli_admin.c).
+ * @return CLI_OK with *st (free with krappy_topic_stats_free; NULL when
+ *         --help was asked and printed, or when ga's action ran: rc is its
+ *         exit code), or the exit code after saying why.
  */
-static int load_stats(cli *x, int argc, char **argv, const char *missing, krappy_topic_stats **st)
+static int load_stats(cli *x, int argc, char **argv, const char *missing, cli_group_admin *ga,
+                      krappy_topic_stats **st)
 {
     static const struct option lo[] = {
         {"group", required_argument, NULL, 'g'},
+        {"seek", required_argument, NULL, OPT_SEEK},
+        {"seek-time", required_argument, NULL, OPT_SEEK_TIME},
+        {"delete", required_argument, NULL, OPT_DELETE},
+        {"yes", no_argument, NULL, OPT_YES},
         CLI_HELP_OPTION,
         {NULL, 0, NULL, 0},
     };
@@ -114,6 +125,21 @@ static int load_stats(cli *x, int argc, char **argv, const char *missing, krappy
         case 'g':
             group = optarg;
             break;
+        case OPT_SEEK:
+        case OPT_SEEK_TIME:
+        case OPT_DELETE:
+        case OPT_YES:
+            if (ga == NULL)
+                return cli_usage_error(x, "%s belongs to `krappy groups`", argv[optind - 1]);
+            if (c == OPT_SEEK)
+                ga->seek = optarg;
+            else if (c == OPT_SEEK_TIME)
+                ga->seek_time = optarg;
+            else if (c == OPT_DELETE)
+                ga->del = optarg;
+            else
+                ga->yes = true;
+            break;
         case CLI_OPT_HELP:
             return cli_verb_help(x->verb);
         default:
@@ -122,19 +148,31 @@ static int load_stats(cli *x, int argc, char **argv, const char *missing, krappy
     }
     if (optind >= argc)
         return cli_usage_error(x, "%s", missing);
+    const char *topic = argv[optind];
+    if ((rc = cli_use_topic(x, topic)) != CLI_OK)
+        return rc;
+    const char *g = group ? group : ga ? (ga->seek ? ga->seek : ga->del) : NULL;
+    if (g != NULL && (rc = cli_use_group(x, g)) != CLI_OK)
+        return rc;
+    if (ga != NULL && (ga->seek != NULL || ga->del != NULL || ga->seek_time != NULL)) {
+        if ((ga->seek != NULL) == (ga->del != NULL))
+            return cli_usage_error(x, ga->seek_time != NULL && ga->seek == NULL && ga->del == NULL
+                                          ? "--seek-time goes with --seek GROUP"
+                                          : "give --seek GROUP or --delete GROUP, not both");
+        if (ga->del != NULL && (argc - optind > 1 || ga->seek_time != NULL))
+            return cli_usage_error(x, "--delete GROUP takes nothing more");
+        if (argc - optind > 2)
+            return cli_usage_error(x, "unexpected argument '%s'", argv[optind + 2]);
+        return ga->del != NULL
+                   ? cli_group_delete(x, topic, ga)
+                   : cli_group_seek(x, topic, ga, argc - optind > 1 ? argv[optind + 1] : NULL);
+    }
     if (argc - optind > 1)
         return cli_usage_error(x, "unexpected argument '%s'", argv[optind + 1]);
-    const char *topic = argv[optind];
     if ((rc = cli_connect(x)) != CLI_OK)
         return rc;
     krappy_err e = krappy_stats(x->client, topic, group, st);
-    if (e == KRAPPY_E_NOT_FOUND && group != NULL)
-        return cli_fail(x, "topic %s has no consumer group \"%s\"", topic, group);
-    if (e == KRAPPY_E_NO_SUCH_TOPIC)
-        return cli_fail(x, "there is no topic named \"%s\" (`krappy topics` lists them)", topic);
-    if (e != KRAPPY_OK)
-        return cli_client_fail(x, e);
-    return CLI_OK;
+    return e == KRAPPY_OK ? CLI_OK : cli_client_fail(x, e);
 }
 
 /* stats: the topic's figures, then its groups as a table. */
@@ -142,7 +180,7 @@ int cli_stats(cli *x, int argc, char **argv)
 {
     krappy_topic_stats *st;
     char b[32];
-    int rc = load_stats(x, argc, argv, "name the topic", &st);
+    int rc = load_stats(x, argc, argv, "name the topic", NULL, &st);
     if (rc != CLI_OK || st == NULL)
         return rc;
 
@@ -150,10 +188,10 @@ int cli_stats(cli *x, int argc, char **argv)
         printf("{\"topic\":");
         kr_json_str_file(stdout, st->topic, strlen(st->topic));
         printf(",\"first\":%llu,\"next\":%llu,\"events\":%llu,\"bytes\":%llu,\"keys\":%llu,"
-               "\"groups\":[",
+               "\"producers\":%llu,\"groups\":[",
                (unsigned long long)st->first, (unsigned long long)st->next,
                (unsigned long long)(st->next - st->first), (unsigned long long)st->bytes,
-               (unsigned long long)st->keys);
+               (unsigned long long)st->keys, (unsigned long long)st->producers);
         for (size_t i = 0; i < st->n_groups; i++) {
             const krappy_group_stats *g = &st->groups[i];
             printf("%s{\"group\":", i ? "," : "");
@@ -174,6 +212,8 @@ int cli_stats(cli *x, int argc, char **argv)
     printf("size     %s (%llu bytes on disk)\n", cli_fmt_bytes(b, sizeof b, st->bytes),
            (unsigned long long)st->bytes);
     printf("keys     %llu live\n", (unsigned long long)st->keys);
+    if (st->producers > 0)
+        printf("producers %llu idempotent\n", (unsigned long long)st->producers);
     if (st->n_groups == 0) {
         printf("groups   none\n");
         krappy_topic_stats_free(st);
@@ -190,7 +230,8 @@ int cli_stats(cli *x, int argc, char **argv)
 int cli_groups(cli *x, int argc, char **argv)
 {
     krappy_topic_stats *st;
-    int rc = load_stats(x, argc, argv, "name the topic whose consumer groups to show", &st);
+    cli_group_admin ga = {0};
+    int rc = load_stats(x, argc, argv, "name the topic whose consumer groups to show", &ga, &st);
     if (rc != CLI_OK || st == NULL)
         return rc;
 

@@ -112,6 +112,7 @@ void kr_client_clear_error(krappy_client *c)
     c->errmsg[0] = '\0';
     c->err_errno = 0;
     c->err_range = false;
+    c->err_has_expected = false;
 }
 
 /* Set the error sentence and return `e`. */
@@ -869,6 +870,10 @@ krappy_err krappy_reply_error(krappy_client *c, const krappy_frame *f)
         c->err_first = e.first;
         c->err_next = e.next;
     }
+    if (e.has_expected) {
+        c->err_has_expected = true;
+        c->err_expected = e.expected;
+    }
     if (e.message.len > 0)
         kr_client_sanitize(msg, sizeof msg, e.message.ptr, e.message.len);
     else
@@ -1047,6 +1052,15 @@ int krappy_client_error_range(const krappy_client *c, uint64_t *first, uint64_t 
     return 1;
 }
 
+int krappy_client_error_expected(const krappy_client *c, uint64_t *expected)
+{
+    if (c == NULL || !c->err_has_expected)
+        return 0;
+    if (expected != NULL)
+        *expected = c->err_expected;
+    return 1;
+}
+
 /* A reply type for messages: "EVENTS", or "type 77". */
 const char *kr_client_type_label(uint32_t type, char *buf, size_t len)
 {
@@ -1198,6 +1212,12 @@ krappy_err kr_client_need_name(krappy_client *c, const char *fn, const char *wha
 size_t krappy_in_flight(const krappy_client *c)
 {
     return c != NULL ? c->in_flight : 0;
+}
+
+void krappy_client_set_timeout(krappy_client *c, int timeout_ms)
+{
+    if (c != NULL)
+        c->timeout_ms = timeout_ms == 0 ? KRAPPY_DEFAULT_TIMEOUT_MS : timeout_ms;
 }
 
 const char *krappy_version(void)

@@ -6,8 +6,8 @@
  * client.c owns the connection (moving bytes, errors, the raw calls,
  * HELLO/PING) and lends the helpers below to publish.c (batches, PUBLISH),
  * read.c (FETCH, GET, SCAN, TOPICS, STATS) and consume.c (CONSUMER_REGISTER,
- * POLL, ACK); json_parse.c (JSON to CBOR, json_parse.h) borrows only
- * kr_client_sanitize, and values.c (an event's values for people) nothing.
+ * POLL, ACK); values.c (an event's values for people, JSON to CBOR through
+ * proto/json_parse.h) nothing.
  *
  * Built into libkrappy.a and libkrappy.so like everything else; the version
  * script (libkrappy.map) hides every kr_ symbol from the .so.
@@ -64,6 +64,8 @@ struct krappy_client {
     int err_errno;
     bool err_range; /* the last ERROR carried first/next */
     uint64_t err_first, err_next;
+    bool err_has_expected; /* ... expected (OUT_OF_ORDER_SEQUENCE) */
+    uint64_t err_expected;
 
     kr_buf enc;               /* the typed calls build requests here */
     kr_buf hdrs;              /* PUBLISH: the events' header maps */
@@ -183,6 +185,21 @@ krappy_err kr_client_need_name(krappy_client *c, const char *fn, const char *wha
  */
 krappy_err kr_read_events(krappy_client *c, const krappy_frame *f, const char *request,
                           krappy_events **out);
+
+/* ---- publish.c, for producer.c ---- */
+
+/* A copy of b (events, keys, values, headers), owned by the caller
+ * (krappy_batch_free). @return NULL on ENOMEM. */
+krappy_batch *kr_batch_clone(const krappy_batch *b);
+
+/*
+ * kr_publish_encode - build the PUBLISH of batch b into c->enc: `cid`,
+ * `ack`, and `seq` when idem_seq is not NULL (an idempotent producer's).
+ * @return KRAPPY_OK; KRAPPY_E_USAGE when it is larger than the server's
+ *         max_frame (errmsg says so); KRAPPY_E_NOMEM.
+ */
+krappy_err kr_publish_encode(krappy_client *c, const krappy_batch *b, krappy_ack ack, uint64_t cid,
+                             const uint64_t *idem_seq);
 
 /* ---- publish.c, for kr_client_request ---- */
 

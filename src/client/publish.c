@@ -217,6 +217,22 @@ krappy_err krappy_batch_add_bytes(krappy_batch *b, krappy_key_type kt, const voi
     return batch_add(b, kt, key, key_len, V_BYTES, bytes, len);
 }
 
+krappy_batch *kr_batch_clone(const krappy_batch *b)
+{
+    krappy_batch *n = krappy_batch_new();
+    if (n == NULL)
+        return NULL;
+    n->ev = malloc((b->n ? b->n : 1) * sizeof *n->ev);
+    if (n->ev == NULL || kr_buf_append(&n->data, b->data.data, b->data.len) < 0) {
+        krappy_batch_free(n);
+        return NULL;
+    }
+    memcpy(n->ev, b->ev, b->n * sizeof *n->ev);
+    n->n = n->cap = b->n;
+    n->size = b->size;
+    return n;
+}
+
 /* The event that krappy_batch_set_ts and _add_header (fn) change: the last
  * one added. NULL (KRAPPY_E_USAGE; errmsg set when there is a batch) when
  * there is none. */
@@ -282,34 +298,64 @@ static uint64_t wait_front(const krappy_client *c)
  * Producing
  * ====================================================================== */
 
-krappy_err krappy_register_producer(krappy_client *c, const char *topic, const char *producer_id,
-                                    uint64_t *next)
+/* PRODUCER_REGISTER, plain or idempotent (fn names the caller). */
+static krappy_err register_producer(krappy_client *c, const char *fn, const char *topic,
+                                    const char *producer_id, bool idempotent,
+                                    krappy_producer_reg *out)
 {
     krappy_frame f;
     kr_reply r;
     krappy_err e;
-    uint64_t n;
+    uint64_t epoch = 0;
 
     if (c == NULL)
         return KRAPPY_E_USAGE;
     kr_client_clear_error(c);
-    if ((e = kr_client_need_name(c, "krappy_register_producer", "topic", topic)) != KRAPPY_OK ||
-        (e = kr_client_need_name(c, "krappy_register_producer", "producer id", producer_id)) !=
-            KRAPPY_OK)
+    if ((e = kr_client_need_name(c, fn, "topic", topic)) != KRAPPY_OK ||
+        (e = kr_client_need_name(c, fn, "producer id", producer_id)) != KRAPPY_OK)
         return e;
-    kr_enc_producer_register(kr_client_enc_begin(c), (kr_cid){false, 0}, topic, producer_id);
+    if (idempotent)
+        kr_enc_producer_register_idempotent(kr_client_enc_begin(c), (kr_cid){false, 0}, topic,
+                                            producer_id);
+    else
+        kr_enc_producer_register(kr_client_enc_begin(c), (kr_cid){false, 0}, topic, producer_id);
     if ((e = kr_client_request(c, KRAPPY_T_PRODUCER_REGISTER, KRAPPY_T_OK, 0, &f, &r)) != KRAPPY_OK)
         return e;
-    if (!kr_reply_uint(&r, "next", &n))
+    if (!kr_reply_uint(&r, "next", &out->next))
         return kr_client_bad_reply(c, "PRODUCER_REGISTER", "no uint `next`");
-    if (next != NULL)
-        *next = n;
+    if (idempotent && (!kr_reply_uint(&r, "epoch", &epoch) || epoch > UINT32_MAX ||
+                       !kr_reply_uint(&r, "seq", &out->seq)))
+        return kr_client_bad_reply(c, "PRODUCER_REGISTER",
+                                   "no uint `epoch` and `seq` (does the server know "
+                                   "idempotent producers?)");
+    out->epoch = (uint32_t)epoch;
     return KRAPPY_OK;
 }
 
-/* Encode batch b as the PUBLISH payload with cid `seq`, into c->enc. */
-static krappy_err encode_publish(krappy_client *c, const krappy_batch *b, krappy_ack ack,
-                                 uint64_t seq)
+krappy_err krappy_register_producer(krappy_client *c, const char *topic, const char *producer_id,
+                                    uint64_t *next)
+{
+    krappy_producer_reg reg = {0};
+    krappy_err e =
+        register_producer(c, "krappy_register_producer", topic, producer_id, false, &reg);
+    if (e == KRAPPY_OK && next != NULL)
+        *next = reg.next;
+    return e;
+}
+
+krappy_err krappy_register_producer_idempotent(krappy_client *c, const char *topic,
+                                               const char *producer_id, krappy_producer_reg *out)
+{
+    krappy_producer_reg reg = {0};
+    krappy_err e =
+        register_producer(c, "krappy_register_producer_idempotent", topic, producer_id, true, &reg);
+    if (e == KRAPPY_OK && out != NULL)
+        *out = reg;
+    return e;
+}
+
+krappy_err kr_publish_encode(krappy_client *c, const krappy_batch *b, krappy_ack ack, uint64_t cid,
+                             const uint64_t *idem_seq)
 {
     if (b->n > c->specs_cap) {
         size_t ncap = b->n;
@@ -356,7 +402,11 @@ static krappy_err encode_publish(krappy_client *c, const krappy_batch *b, krappy
     kr_ack_mode mode = ack == KRAPPY_ACK_SYNC   ? KR_ACK_SYNC
                        : ack == KRAPPY_ACK_NONE ? KR_ACK_NONE
                                                 : KR_ACK_WRITE;
-    kr_enc_publish(kr_client_enc_begin(c), (kr_cid){true, seq}, mode, c->specs, b->n);
+    if (idem_seq != NULL)
+        kr_enc_publish_seq(kr_client_enc_begin(c), (kr_cid){true, cid}, mode, *idem_seq, c->specs,
+                           b->n);
+    else
+        kr_enc_publish(kr_client_enc_begin(c), (kr_cid){true, cid}, mode, c->specs, b->n);
     if (c->enc.failed || c->hdrs.failed)
         return kr_client_fail(c, KRAPPY_E_NOMEM, "out of memory encoding a batch of %zu events",
                               b->n);
@@ -388,7 +438,7 @@ static krappy_err publish_send(krappy_client *c, const krappy_batch *b, krappy_a
     if (ack != KRAPPY_ACK_WRITE && ack != KRAPPY_ACK_SYNC && ack != KRAPPY_ACK_NONE)
         return kr_client_fail(c, KRAPPY_E_USAGE, "unknown ack mode %d", (int)ack);
     uint64_t seq = c->pub_seq + 1;
-    if ((e = encode_publish(c, b, ack, seq)) != KRAPPY_OK)
+    if ((e = kr_publish_encode(c, b, ack, seq, NULL)) != KRAPPY_OK)
         return e;
     if (ack != KRAPPY_ACK_NONE && kr_ring_reserve(&c->pub_wait) < 0)
         return kr_client_fail(c, KRAPPY_E_NOMEM, "out of memory queueing a PUBLISH");

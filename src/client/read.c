@@ -744,6 +744,7 @@ krappy_err krappy_stats(krappy_client *c, const char *topic, const char *group,
         !kr_reply_uint(&r, "first", &st.first) || !kr_reply_uint(&r, "next", &st.next) ||
         !kr_reply_uint(&r, "bytes", &st.bytes) || !kr_reply_uint(&r, "keys", &st.keys))
         return kr_client_bad_reply(c, "STATS", "it needs topic, first, next, bytes and keys");
+    (void)kr_reply_uint(&r, "producers", &st.producers); /* 0 from servers without it */
     if (kr_cbor_map_find(&r.map, "groups", &arr) != 1 || arr.kind != KR_CBOR_ARRAY)
         return kr_client_bad_reply(c, "STATS", "no array `groups`");
     kr_cbor_iter_init(&it, &arr);

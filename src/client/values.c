@@ -18,6 +18,7 @@
 
 #include "util/buf.h"
 #include "proto/cbor.h"
+#include "proto/json_parse.h"
 #include "proto/cbor_text.h"
 
 int krappy_header_next(const void *map, size_t len, size_t *pos, const char **name,
@@ -107,4 +108,26 @@ krappy_err krappy_cbor_to_diag(const void *item, size_t len, char **out)
 krappy_err krappy_cbor_to_json(const void *item, size_t len, unsigned flags, char **out)
 {
     return render_to(item, len, true, flags, out);
+}
+
+krappy_err krappy_json_to_cbor(const char *json, size_t len, uint8_t **out, size_t *out_len,
+                               char *why, size_t whylen)
+{
+    kr_buf o;
+
+    if (out == NULL || out_len == NULL)
+        return KRAPPY_E_USAGE;
+    *out = NULL;
+    *out_len = 0;
+    /* A JSON value never takes more than 3 CBOR bytes per byte of text (a
+     * three-digit number as a double: 9). */
+    kr_buf_init(&o, len < (SIZE_MAX - 64) / 4 ? len * 4 + 64 : SIZE_MAX);
+    krappy_err e = kr_json_to_cbor(json, len, &o, why, whylen);
+    if (e != KRAPPY_OK) {
+        kr_buf_free(&o);
+        return e;
+    }
+    *out = o.data;
+    *out_len = o.len;
+    return KRAPPY_OK;
 }

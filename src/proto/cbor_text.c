@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "util/json.h"
+#include "util/utf8.h"
 
 static void put_str(kr_buf *o, const char *s)
 {
@@ -389,7 +390,88 @@ int kr_cbor_render(const void *item, size_t len, bool json, unsigned flags, kr_b
     return render_at(item, len, json, flags, 0, out);
 }
 
-int kr_cbor_render_event_json(const kr_event_view *v, kr_buf *out)
+/* Bytes rendered past a preview's limit before it is cut there. */
+#define PREVIEW_SLACK (64u * 1024)
+
+/* The first `limit` bytes of the JSON text of an item, as a JSON string: a
+ * text string's own characters (whole ones), anything else its rendering
+ * cut where an append no longer fit. */
+static int render_preview(const kr_cbor_item *it, size_t limit, kr_buf *out)
+{
+    kr_buf tmp;
+    /* Room past the limit: a string is appended in one piece, and one that
+     * starts before the limit should show its beginning. */
+    kr_buf_init(&tmp, limit + PREVIEW_SLACK);
+    if (it->kind == KR_CBOR_TEXT) {
+        if (kr_buf_reserve(&tmp, limit) < 0) {
+            kr_buf_free(&tmp);
+            return -2;
+        }
+        size_t n = kr_cbor_str_copy(it, tmp.data, limit);
+        if (n > limit)
+            n = limit;
+        while (n > 0 && n < it->str_len && (tmp.data[n] & 0xC0) == 0x80)
+            n--; /* not inside a character */
+        tmp.len = n;
+    } else {
+        render r = {&tmp, true, 0};
+        if (render_item(&r, it, 1) < 0)
+            tmp.len = 0; /* too deep to show even in part */
+        if (tmp.len > limit) {
+            tmp.len = limit;
+            while (tmp.len > 0 && (tmp.data[tmp.len] & 0xC0) == 0x80)
+                tmp.len--; /* not inside a character */
+        }
+    }
+    put_str(out, "\"");
+    kr_json_esc_buf(out, tmp.data, tmp.len);
+    put_str(out, "\"");
+    kr_buf_free(&tmp);
+    return 0;
+}
+
+/* Header values that are UTF-8 as JSON strings, the others as
+ * {"base64url": "..."}: readable, and still unambiguous. */
+static int render_text_headers(const kr_cbor_item *h, kr_buf *out)
+{
+    kr_cbor_iter ci;
+    kr_cbor_item k, v;
+    bool first = true;
+    if (h->kind != KR_CBOR_MAP)
+        return render_at(h->raw, h->raw_len, true, 0, 1, out);
+    put_str(out, "{");
+    kr_cbor_iter_init(&ci, h);
+    while (kr_cbor_iter_next(&ci, &k) == 1 && kr_cbor_iter_next(&ci, &v) == 1) {
+        render r = {out, true, 0};
+        put_str(out, first ? "" : ",");
+        first = false;
+        if (k.kind == KR_CBOR_TEXT)
+            render_string(&r, &k);
+        else
+            put_str(out, "\"\""); /* PUBLISH takes text names only */
+        put_str(out, ":");
+        uint8_t *tmp = malloc(v.str_len > 0 ? v.str_len : 1);
+        if (tmp == NULL)
+            return -2;
+        size_t n = v.kind == KR_CBOR_BYTES || v.kind == KR_CBOR_TEXT
+                       ? kr_cbor_str_copy(&v, tmp, v.str_len)
+                       : 0;
+        if (kr_utf8_valid(tmp, n)) {
+            put_str(out, "\"");
+            kr_json_esc_buf(out, tmp, n);
+            put_str(out, "\"");
+        } else {
+            put_str(out, "{\"base64url\":\"");
+            put_base64url(out, tmp, n);
+            put_str(out, "\"}");
+        }
+        free(tmp);
+    }
+    put_str(out, "}");
+    return 0;
+}
+
+int kr_cbor_render_event_json_opts(const kr_event_view *v, const kr_event_json_opts *o, kr_buf *out)
 {
     const struct {
         const char *name;
@@ -408,12 +490,23 @@ int kr_cbor_render_event_json(const kr_event_view *v, kr_buf *out)
              (unsigned long long)v->ts);
     put_str(out, text);
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
-        if (parts[i].item == NULL)
+        const kr_cbor_item *it = parts[i].item;
+        if (it == NULL)
             continue;
         snprintf(text, sizeof text, ",\"%s\":", parts[i].name);
         put_str(out, text);
-        /* Inside the object: one level less for the part. */
-        int rc = render_at(parts[i].item->raw, parts[i].item->raw_len, true, 0, 1, out);
+        int rc;
+        if (i == 1 && o->value_limit > 0 && it->raw_len > o->value_limit) {
+            rc = render_preview(it, o->value_limit, out);
+            snprintf(text, sizeof text, ",\"value_truncated\":true,\"value_bytes\":%zu",
+                     it->raw_len);
+            put_str(out, text);
+        } else if (i == 2 && o->text_headers) {
+            rc = render_text_headers(it, out);
+        } else {
+            /* Inside the object: one level less for the part. */
+            rc = render_at(it->raw, it->raw_len, true, 0, 1, out);
+        }
         if (rc == -1) {
             put_str(out, "null");
             if (unshown == NULL)
@@ -437,4 +530,10 @@ int kr_cbor_render_event_json(const kr_event_view *v, kr_buf *out)
         return -2;
     }
     return 0;
+}
+
+int kr_cbor_render_event_json(const kr_event_view *v, kr_buf *out)
+{
+    const kr_event_json_opts whole = {0, false};
+    return kr_cbor_render_event_json_opts(v, &whole, out);
 }

@@ -44,4 +44,20 @@ int kr_cbor_render(const void *item, size_t len, bool json, unsigned flags, kr_b
  */
 int kr_cbor_render_event_json(const kr_event_view *v, kr_buf *out);
 
+/* How kr_cbor_render_event_json_opts renders an event. */
+typedef struct kr_event_json_opts {
+    size_t value_limit; /* 0: the whole value. Else a value of more CBOR bytes is
+                           cut: "value" is then a string with its first
+                           value_limit bytes of text (a text string's own
+                           characters, anything else its JSON), and
+                           "value_truncated": true, "value_bytes": its size */
+    bool text_headers;  /* header values that are UTF-8 as JSON strings, the
+                           others as {"base64url": "..."} */
+} kr_event_json_opts;
+
+/* kr_cbor_render_event_json with options (kr_cbor_render_event_json: none,
+ * byte strings everywhere in base64url). @return as it. */
+int kr_cbor_render_event_json_opts(const kr_event_view *v, const kr_event_json_opts *o,
+                                   kr_buf *out);
+
 #endif

@@ -29,6 +29,9 @@ static const err_row err_rows[] = {
     {KRAPPY_E_BUSY, "BUSY", "server busy"},
     {KRAPPY_E_UNSUPPORTED_VERSION, "UNSUPPORTED_VERSION", "unsupported protocol version"},
     {KRAPPY_E_SHUTTING_DOWN, "SHUTTING_DOWN", "server shutting down"},
+    {KRAPPY_E_FENCED, "FENCED", "producer fenced by a newer registration"},
+    {KRAPPY_E_OUT_OF_ORDER_SEQUENCE, "OUT_OF_ORDER_SEQUENCE", "out-of-order sequence number"},
+    {KRAPPY_E_NOT_LEADER, "NOT_LEADER", "not the cluster's leader"},
     {KRAPPY_E_IO, "IO", "I/O error"},
     {KRAPPY_E_TIMEOUT, "TIMEOUT", "timed out"},
     {KRAPPY_E_CLOSED, "CLOSED", "connection closed"},
@@ -84,6 +87,12 @@ const char *krappy_type_name(unsigned type)
         return "TOPICS";
     case KRAPPY_T_STATS:
         return "STATS";
+    case KRAPPY_T_DELETE_TOPIC:
+        return "DELETE_TOPIC";
+    case KRAPPY_T_GROUP_SEEK:
+        return "GROUP_SEEK";
+    case KRAPPY_T_GROUP_DELETE:
+        return "GROUP_DELETE";
     case KRAPPY_T_OK:
         return "OK";
     case KRAPPY_T_EVENTS:

@@ -53,6 +53,15 @@ typedef enum kr_start_kind {
     KR_START_OFFSET
 } kr_start_kind;
 
+/* Where GROUP_SEEK moves a cursor. KR_SEEK_TIME is krappyd's addition
+ * (`ts` instead of `to`: the first offset whose event has ts >= it). */
+typedef enum kr_seek_kind {
+    KR_SEEK_EARLIEST = 0,
+    KR_SEEK_LATEST,
+    KR_SEEK_OFFSET,
+    KR_SEEK_TIME
+} kr_seek_kind;
+
 /* An event key: absent (null = no key) or byte/text content. `raw` is the key
  * item exactly as sent (for delivering it back). */
 typedef struct kr_key {
@@ -79,6 +88,7 @@ typedef struct kr_request {
     union {
         struct {
             kr_str topic, id;
+            bool idempotent; /* section 7: absent or null is false */
         } producer_register;
         struct {
             kr_str topic, group;
@@ -95,6 +105,9 @@ typedef struct kr_request {
             kr_cbor_item events; /* batch: the events array */
             uint64_t count;      /* number of events (1 for the single form) */
             kr_event_in single;  /* single form */
+            bool has_seq;        /* section 7: the first event's sequence */
+            uint64_t seq;        /* number (required on an idempotent
+                                    registration; the handler judges that) */
         } publish;
         struct {
             uint64_t max, wait_ms, max_bytes;
@@ -130,6 +143,17 @@ typedef struct kr_request {
             bool has_group;
             kr_str group;
         } stats;
+        struct {
+            kr_str topic;
+        } delete_topic;
+        struct {
+            kr_str topic, group;
+            kr_seek_kind to;
+            uint64_t value; /* KR_SEEK_OFFSET: the offset; KR_SEEK_TIME: ms */
+        } group_seek;
+        struct {
+            kr_str topic, group;
+        } group_delete;
     } u;
 } kr_request;
 
@@ -216,11 +240,16 @@ typedef struct kr_event_out_spec {
 void kr_enc_hello(kr_buf *b, kr_cid cid, uint64_t version, const char *client, const char *token);
 void kr_enc_empty(kr_buf *b, kr_cid cid); /* PING, TOPICS: {} or {cid} */
 void kr_enc_producer_register(kr_buf *b, kr_cid cid, const char *topic, const char *id);
+/* PRODUCER_REGISTER with `idempotent: true` (section 7). */
+void kr_enc_producer_register_idempotent(kr_buf *b, kr_cid cid, const char *topic, const char *id);
 void kr_enc_consumer_register(kr_buf *b, kr_cid cid, const char *topic, const char *group,
                               const char *member, kr_start_kind start, uint64_t start_offset,
                               kr_consumer_ack ack, uint64_t ack_wait_ms);
 void kr_enc_publish(kr_buf *b, kr_cid cid, kr_ack_mode ack, const kr_event_out_spec *events,
                     size_t n);
+/* PUBLISH carrying `seq`, the first event's sequence number (section 7). */
+void kr_enc_publish_seq(kr_buf *b, kr_cid cid, kr_ack_mode ack, uint64_t seq,
+                        const kr_event_out_spec *events, size_t n);
 void kr_enc_poll(kr_buf *b, kr_cid cid, uint64_t max, uint64_t wait_ms, uint64_t max_bytes);
 void kr_enc_ack_upto(kr_buf *b, kr_cid cid, uint64_t upto);
 void kr_enc_ack_offsets(kr_buf *b, kr_cid cid, const uint64_t *offsets, size_t n);
@@ -231,16 +260,24 @@ void kr_enc_scan(kr_buf *b, kr_cid cid, const char *topic, const void *prefix, s
 void kr_enc_fetch(kr_buf *b, kr_cid cid, const char *topic, uint64_t offset, uint64_t max,
                   uint64_t wait_ms, uint64_t max_bytes);
 void kr_enc_stats(kr_buf *b, kr_cid cid, const char *topic, const char *group);
+void kr_enc_delete_topic(kr_buf *b, kr_cid cid, const char *topic);
+/* GROUP_SEEK {topic, group, to} (`to` "earliest", "latest" or the offset
+ * `value`), or with KR_SEEK_TIME {topic, group, ts: value}. */
+void kr_enc_group_seek(kr_buf *b, kr_cid cid, const char *topic, const char *group, kr_seek_kind to,
+                       uint64_t value);
+void kr_enc_group_delete(kr_buf *b, kr_cid cid, const char *topic, const char *group);
 
 /* ---- Reply encoders (server side). ---- */
 
-/* ERROR {cid?, code, message, first?, next?, versions?}. */
+/* ERROR {cid?, code, message, first?, next?, versions?, index?, expected?}. */
 typedef struct kr_error_extra {
     bool has_range; /* OFFSET_OUT_OF_RANGE: first, next */
     uint64_t first, next;
     bool has_versions; /* UNSUPPORTED_VERSION: versions [1] */
     bool has_index;    /* PUBLISH: index of the offending event */
     uint64_t index;
+    bool has_expected; /* OUT_OF_ORDER_SEQUENCE: the seq the server expects */
+    uint64_t expected;
 } kr_error_extra;
 
 void kr_enc_error(kr_buf *b, kr_cid cid, krappy_err code, const char *message,
@@ -249,20 +286,30 @@ void kr_enc_ok_empty(kr_buf *b, kr_cid cid);    /* PING */
 void kr_enc_ok_hello(kr_buf *b, kr_cid cid, uint64_t version, const char *server,
                      uint64_t max_frame, uint64_t max_events);
 void kr_enc_ok_producer(kr_buf *b, kr_cid cid, const kr_str *topic, uint64_t next);
+/* OK {cid?, topic, next, epoch, seq}: an idempotent registration. */
+void kr_enc_ok_producer_idempotent(kr_buf *b, kr_cid cid, const kr_str *topic, uint64_t next,
+                                   uint64_t epoch, uint64_t seq);
 void kr_enc_ok_consumer(kr_buf *b, kr_cid cid, const kr_str *topic, const kr_str *group,
                         const kr_str *member, uint64_t cursor);
 void kr_enc_ok_publish(kr_buf *b, kr_cid cid, uint64_t first, uint64_t count);
+/* OK {cid?, first, count, duplicate: true}: a repeated idempotent PUBLISH,
+ * answered with the original's offsets. */
+void kr_enc_ok_publish_duplicate(kr_buf *b, kr_cid cid, uint64_t first, uint64_t count);
 void kr_enc_ok_ack(kr_buf *b, kr_cid cid, uint64_t cursor, const uint64_t *ignored, size_t n);
+void kr_enc_ok_topic(kr_buf *b, kr_cid cid, const kr_str *topic); /* DELETE_TOPIC */
+void kr_enc_ok_cursor(kr_buf *b, kr_cid cid, uint64_t cursor);    /* GROUP_SEEK */
 
 /* OK {cid?, topics: [{name, first, next}...]}: begin with the count, then one
  * kr_enc_topic per topic. */
 void kr_enc_ok_topics_begin(kr_buf *b, kr_cid cid, size_t n);
 void kr_enc_topic(kr_buf *b, const kr_str *name, uint64_t first, uint64_t next);
 
-/* OK {cid?, topic, first, next, bytes, keys, groups: [...]}: then one
- * kr_enc_group_stats per group. */
+/* OK {cid?, topic, first, next, bytes, keys, producers, groups: [...]}:
+ * then one kr_enc_group_stats per group. `producers`: the idempotent
+ * producers the server keeps for the topic (krappyd's addition). */
 void kr_enc_ok_stats_begin(kr_buf *b, kr_cid cid, const kr_str *topic, uint64_t first,
-                           uint64_t next, uint64_t bytes, uint64_t keys, size_t n_groups);
+                           uint64_t next, uint64_t bytes, uint64_t keys, uint64_t producers,
+                           size_t n_groups);
 void kr_enc_group_stats(kr_buf *b, const kr_str *group, uint64_t cursor, uint64_t pending,
                         uint64_t lag, uint64_t members);
 
@@ -309,6 +356,8 @@ typedef struct kr_error_in {
     kr_str message;
     bool has_range;
     uint64_t first, next;
+    bool has_expected; /* OUT_OF_ORDER_SEQUENCE */
+    uint64_t expected;
 } kr_error_in;
 
 /* @return 0 on success, -1 when the ERROR payload lacks a uint code. */

@@ -52,13 +52,28 @@ void kr_enc_empty(kr_buf *b, kr_cid cid)
     map_open(b, cid, 0);
 }
 
-void kr_enc_producer_register(kr_buf *b, kr_cid cid, const char *topic, const char *id)
+static void producer_register(kr_buf *b, kr_cid cid, const char *topic, const char *id,
+                              bool idempotent)
 {
-    map_open(b, cid, 2);
+    map_open(b, cid, 2 + idempotent);
     PUT_KEY(b, "topic");
     kr_cbor_put_cstr(b, topic);
     PUT_KEY(b, "id");
     kr_cbor_put_cstr(b, id);
+    if (idempotent) {
+        PUT_KEY(b, "idempotent");
+        kr_cbor_put_bool(b, true);
+    }
+}
+
+void kr_enc_producer_register(kr_buf *b, kr_cid cid, const char *topic, const char *id)
+{
+    producer_register(b, cid, topic, id, false);
+}
+
+void kr_enc_producer_register_idempotent(kr_buf *b, kr_cid cid, const char *topic, const char *id)
+{
+    producer_register(b, cid, topic, id, true);
 }
 
 void kr_enc_consumer_register(kr_buf *b, kr_cid cid, const char *topic, const char *group,
@@ -92,10 +107,14 @@ void kr_enc_consumer_register(kr_buf *b, kr_cid cid, const char *topic, const ch
 
 /* Events go as [key, value], [key, value, ts] or [key, value, ts, headers]
  * (ts null when only headers are given). */
-void kr_enc_publish(kr_buf *b, kr_cid cid, kr_ack_mode ack, const kr_event_out_spec *events,
-                    size_t n)
+static void publish(kr_buf *b, kr_cid cid, kr_ack_mode ack, const uint64_t *seq,
+                    const kr_event_out_spec *events, size_t n)
 {
-    map_open(b, cid, 2);
+    map_open(b, cid, 2 + (seq != NULL));
+    if (seq != NULL) {
+        PUT_KEY(b, "seq");
+        kr_cbor_put_uint(b, *seq);
+    }
     PUT_KEY(b, "ack");
     if (ack == KR_ACK_SYNC)
         PUT_KEY(b, "sync");
@@ -125,6 +144,18 @@ void kr_enc_publish(kr_buf *b, kr_cid cid, kr_ack_mode ack, const kr_event_out_s
         if (e->headers != NULL)
             kr_cbor_put_raw(b, e->headers, e->headers_len);
     }
+}
+
+void kr_enc_publish(kr_buf *b, kr_cid cid, kr_ack_mode ack, const kr_event_out_spec *events,
+                    size_t n)
+{
+    publish(b, cid, ack, NULL, events, n);
+}
+
+void kr_enc_publish_seq(kr_buf *b, kr_cid cid, kr_ack_mode ack, uint64_t seq,
+                        const kr_event_out_spec *events, size_t n)
+{
+    publish(b, cid, ack, &seq, events, n);
 }
 
 void kr_enc_poll(kr_buf *b, kr_cid cid, uint64_t max, uint64_t wait_ms, uint64_t max_bytes)
@@ -215,12 +246,48 @@ void kr_enc_stats(kr_buf *b, kr_cid cid, const char *topic, const char *group)
     }
 }
 
+void kr_enc_delete_topic(kr_buf *b, kr_cid cid, const char *topic)
+{
+    map_open(b, cid, 1);
+    PUT_KEY(b, "topic");
+    kr_cbor_put_cstr(b, topic);
+}
+
+void kr_enc_group_seek(kr_buf *b, kr_cid cid, const char *topic, const char *group, kr_seek_kind to,
+                       uint64_t value)
+{
+    map_open(b, cid, 3);
+    PUT_KEY(b, "topic");
+    kr_cbor_put_cstr(b, topic);
+    PUT_KEY(b, "group");
+    kr_cbor_put_cstr(b, group);
+    if (to == KR_SEEK_TIME) {
+        PUT_KEY(b, "ts");
+        kr_cbor_put_uint(b, value);
+        return;
+    }
+    PUT_KEY(b, "to");
+    if (to == KR_SEEK_OFFSET)
+        kr_cbor_put_uint(b, value);
+    else
+        kr_cbor_put_cstr(b, to == KR_SEEK_LATEST ? "latest" : "earliest");
+}
+
+void kr_enc_group_delete(kr_buf *b, kr_cid cid, const char *topic, const char *group)
+{
+    map_open(b, cid, 2);
+    PUT_KEY(b, "topic");
+    kr_cbor_put_cstr(b, topic);
+    PUT_KEY(b, "group");
+    kr_cbor_put_cstr(b, group);
+}
+
 void kr_enc_error(kr_buf *b, kr_cid cid, krappy_err code, const char *message,
                   const kr_error_extra *x)
 {
     size_t n = 2;
     if (x != NULL)
-        n += (x->has_range ? 2 : 0) + x->has_versions + x->has_index;
+        n += (x->has_range ? 2 : 0) + x->has_versions + x->has_index + x->has_expected;
     map_open(b, cid, n);
     PUT_KEY(b, "code");
     kr_cbor_put_uint(b, (uint64_t)code);
@@ -242,6 +309,10 @@ void kr_enc_error(kr_buf *b, kr_cid cid, krappy_err code, const char *message,
     if (x->has_index) {
         PUT_KEY(b, "index");
         kr_cbor_put_uint(b, x->index);
+    }
+    if (x->has_expected) {
+        PUT_KEY(b, "expected");
+        kr_cbor_put_uint(b, x->expected);
     }
 }
 
@@ -273,6 +344,20 @@ void kr_enc_ok_producer(kr_buf *b, kr_cid cid, const kr_str *topic, uint64_t nex
     kr_cbor_put_uint(b, next);
 }
 
+void kr_enc_ok_producer_idempotent(kr_buf *b, kr_cid cid, const kr_str *topic, uint64_t next,
+                                   uint64_t epoch, uint64_t seq)
+{
+    map_open(b, cid, 4);
+    PUT_KEY(b, "topic");
+    put_kr_text(b, topic);
+    PUT_KEY(b, "next");
+    kr_cbor_put_uint(b, next);
+    PUT_KEY(b, "epoch");
+    kr_cbor_put_uint(b, epoch);
+    PUT_KEY(b, "seq");
+    kr_cbor_put_uint(b, seq);
+}
+
 void kr_enc_ok_consumer(kr_buf *b, kr_cid cid, const kr_str *topic, const kr_str *group,
                         const kr_str *member, uint64_t cursor)
 {
@@ -287,13 +372,27 @@ void kr_enc_ok_consumer(kr_buf *b, kr_cid cid, const kr_str *topic, const kr_str
     kr_cbor_put_uint(b, cursor);
 }
 
-void kr_enc_ok_publish(kr_buf *b, kr_cid cid, uint64_t first, uint64_t count)
+static void ok_publish(kr_buf *b, kr_cid cid, uint64_t first, uint64_t count, bool duplicate)
 {
-    map_open(b, cid, 2);
+    map_open(b, cid, 2 + duplicate);
     PUT_KEY(b, "first");
     kr_cbor_put_uint(b, first);
     PUT_KEY(b, "count");
     kr_cbor_put_uint(b, count);
+    if (duplicate) {
+        PUT_KEY(b, "duplicate");
+        kr_cbor_put_bool(b, true);
+    }
+}
+
+void kr_enc_ok_publish(kr_buf *b, kr_cid cid, uint64_t first, uint64_t count)
+{
+    ok_publish(b, cid, first, count, false);
+}
+
+void kr_enc_ok_publish_duplicate(kr_buf *b, kr_cid cid, uint64_t first, uint64_t count)
+{
+    ok_publish(b, cid, first, count, true);
 }
 
 void kr_enc_ok_ack(kr_buf *b, kr_cid cid, uint64_t cursor, const uint64_t *ignored, size_t n)
@@ -307,6 +406,18 @@ void kr_enc_ok_ack(kr_buf *b, kr_cid cid, uint64_t cursor, const uint64_t *ignor
         for (size_t i = 0; i < n; i++)
             kr_cbor_put_uint(b, ignored[i]);
     }
+}
+
+void kr_enc_ok_topic(kr_buf *b, kr_cid cid, const kr_str *topic)
+{
+    map_open(b, cid, 1);
+    PUT_KEY(b, "topic");
+    put_kr_text(b, topic);
+}
+
+void kr_enc_ok_cursor(kr_buf *b, kr_cid cid, uint64_t cursor)
+{
+    kr_enc_ok_ack(b, cid, cursor, NULL, 0);
 }
 
 void kr_enc_ok_topics_begin(kr_buf *b, kr_cid cid, size_t n)
@@ -328,9 +439,10 @@ void kr_enc_topic(kr_buf *b, const kr_str *name, uint64_t first, uint64_t next)
 }
 
 void kr_enc_ok_stats_begin(kr_buf *b, kr_cid cid, const kr_str *topic, uint64_t first,
-                           uint64_t next, uint64_t bytes, uint64_t keys, size_t n_groups)
+                           uint64_t next, uint64_t bytes, uint64_t keys, uint64_t producers,
+                           size_t n_groups)
 {
-    map_open(b, cid, 6);
+    map_open(b, cid, 7);
     PUT_KEY(b, "topic");
     put_kr_text(b, topic);
     PUT_KEY(b, "first");
@@ -341,6 +453,8 @@ void kr_enc_ok_stats_begin(kr_buf *b, kr_cid cid, const kr_str *topic, uint64_t 
     kr_cbor_put_uint(b, bytes);
     PUT_KEY(b, "keys");
     kr_cbor_put_uint(b, keys);
+    PUT_KEY(b, "producers");
+    kr_cbor_put_uint(b, producers);
     PUT_KEY(b, "groups");
     kr_cbor_put_array(b, n_groups);
 }

@@ -60,6 +60,9 @@ int kr_reply_error(const kr_reply *r, kr_error_in *e)
     e->has_range = kr_reply_uint(r, "first", &e->first) && kr_reply_uint(r, "next", &e->next);
     if (!e->has_range)
         e->first = e->next = 0;
+    e->has_expected = kr_reply_uint(r, "expected", &e->expected);
+    if (!e->has_expected)
+        e->expected = 0;
     return 0;
 }
 

@@ -56,6 +56,9 @@ enum field_id {
     F_VERSION,
     F_CLIENT,
     F_TOKEN,
+    F_IDEMPOTENT,
+    F_SEQ,
+    F_TO,
     F_COUNT
 };
 
@@ -77,6 +80,8 @@ static const struct field_name {
     FN(F_LIMIT, "limit"),     FN(F_CURSOR, "cursor"),
     FN(F_OFFSET, "offset"),   FN(F_VERSION, "version"),
     FN(F_CLIENT, "client"),   FN(F_TOKEN, "token"),
+    FN(F_TO, "to"),           FN(F_IDEMPOTENT, "idempotent"),
+    FN(F_SEQ, "seq"),
 #undef FN
 };
 
@@ -401,6 +406,21 @@ static krappy_err text_field(dctx *c, const fields *f, int id, bool *has, kr_str
     return e;
 }
 
+/* An optional boolean field: absent (or null) is false. */
+static krappy_err bool_field(dctx *c, const fields *f, int id, bool *out)
+{
+    const kr_cbor_item *v = get(f, id);
+
+    *out = false;
+    if (v == NULL)
+        return KRAPPY_OK;
+    if (v->kind != KR_CBOR_TRUE && v->kind != KR_CBOR_FALSE)
+        return fail(c, KRAPPY_E_INVALID_ARGUMENT, "field '%s' must be true or false, not %s",
+                    field_names[id].name, kind_name(v->kind));
+    *out = v->kind == KR_CBOR_TRUE;
+    return KRAPPY_OK;
+}
+
 /*
  * An enumerated text field: the index of the matching choice, `dflt` when
  * absent. `rule` lists the choices for the message.
@@ -642,7 +662,12 @@ static krappy_err dec_publish(dctx *c, const fields *f, kr_request *r)
     }
     e = enum_field(c, f, F_ACK, acks, 3, KR_ACK_WRITE, "\"write\", \"sync\" or \"none\"", &ack);
     r->u.publish.ack = (kr_ack_mode)ack;
-    return e;
+    if (e != KRAPPY_OK)
+        return e;
+    /* Required only on an idempotent registration, which the handler
+     * knows of (section 7): here it is only judged when given. */
+    r->u.publish.has_seq = get(f, F_SEQ) != NULL;
+    return uint_field(c, f, F_SEQ, false, 0, 0, &r->u.publish.seq);
 }
 
 /* ---- the other request types ---- */
@@ -652,6 +677,8 @@ static krappy_err dec_producer_register(dctx *c, const fields *f, kr_request *r)
     krappy_err e = TOPIC(c, f, &r->u.producer_register.topic);
     if (e == KRAPPY_OK)
         e = name_field(c, f, F_ID, true, false, NULL, &r->u.producer_register.id);
+    if (e == KRAPPY_OK)
+        e = bool_field(c, f, F_IDEMPOTENT, &r->u.producer_register.idempotent);
     return e;
 }
 
@@ -819,6 +846,49 @@ static krappy_err dec_stats(dctx *c, const fields *f, kr_request *r)
     return e;
 }
 
+static krappy_err dec_group_name(dctx *c, const fields *f, kr_str *topic, kr_str *group)
+{
+    krappy_err e = TOPIC(c, f, topic);
+    if (e == KRAPPY_OK)
+        e = name_field(c, f, F_GROUP, true, false, NULL, group);
+    return e;
+}
+
+/*
+ * GROUP_SEEK: `to` is "earliest", "latest" or an offset; krappyd also takes
+ * `ts` (ms) in its place, for the first offset whose event is that recent.
+ */
+static krappy_err dec_group_seek(dctx *c, const fields *f, kr_request *r)
+{
+    static const char *const tos[] = {"earliest", "latest"};
+    __typeof__(r->u.group_seek) *g = &r->u.group_seek;
+    krappy_err e = dec_group_name(c, f, &g->topic, &g->group);
+    if (e != KRAPPY_OK)
+        return e;
+    const kr_cbor_item *to = get(f, F_TO), *ts = get(f, F_TS);
+    if (to != NULL && ts != NULL)
+        return fail(c, KRAPPY_E_INVALID_ARGUMENT,
+                    "GROUP_SEEK takes either 'to' or 'ts' (a time in ms), not both");
+    if (ts != NULL) {
+        g->to = KR_SEEK_TIME;
+        return uint_field(c, f, F_TS, true, 0, 0, &g->value);
+    }
+    if (to != NULL && to->kind == KR_CBOR_UINT) {
+        g->to = KR_SEEK_OFFSET;
+        g->value = to->u;
+        return KRAPPY_OK;
+    }
+    if (to == NULL)
+        return fail(c, KRAPPY_E_INVALID_ARGUMENT,
+                    "field 'to' is required: \"earliest\", \"latest\" or an offset (an "
+                    "unsigned integer)");
+    int v;
+    e = enum_field(c, f, F_TO, tos, 2, 0,
+                   "\"earliest\", \"latest\" or an offset (an unsigned integer)", &v);
+    g->to = v == 0 ? KR_SEEK_EARLIEST : KR_SEEK_LATEST;
+    return e;
+}
+
 /*
  * The check order of PROTOCOL.md section 5: well-formed map with text keys
  * (BAD_PAYLOAD), then a request type (UNKNOWN_TYPE), then the fields
@@ -851,13 +921,14 @@ krappy_err kr_req_decode(uint32_t type, const uint8_t *payload, size_t len, kr_b
         req->cid.v = cid->u;
     }
 
-    if (type < KRAPPY_T_PRODUCER_REGISTER || type > KRAPPY_T_STATS) {
+    if (type < KRAPPY_T_PRODUCER_REGISTER || type > KRAPPY_T_REQUEST_MAX ||
+        type == 13 /* CLUSTER: not answered by this build */) {
         const char *name = krappy_type_name(type);
         if (name != NULL)
             return fail(&c, KRAPPY_E_UNKNOWN_TYPE,
                         "message type %" PRIu32 " (%s) is a reply, not a request", type, name);
         return fail(&c, KRAPPY_E_UNKNOWN_TYPE,
-                    "message type %" PRIu32 " is unknown; requests are types 1-12", type);
+                    "message type %" PRIu32 " is unknown; requests are types 1-12 and 14-16", type);
     }
     if (cid != NULL && cid->kind != KR_CBOR_UINT)
         return fail(&c, KRAPPY_E_INVALID_ARGUMENT, "field 'cid' must be %s, not %s", RULE_UINT,
@@ -884,6 +955,12 @@ krappy_err kr_req_decode(uint32_t type, const uint8_t *payload, size_t len, kr_b
         return dec_hello(&c, &f, req);
     case KRAPPY_T_STATS:
         return dec_stats(&c, &f, req);
+    case KRAPPY_T_DELETE_TOPIC:
+        return TOPIC(&c, &f, &req->u.delete_topic.topic);
+    case KRAPPY_T_GROUP_SEEK:
+        return dec_group_seek(&c, &f, req);
+    case KRAPPY_T_GROUP_DELETE:
+        return dec_group_name(&c, &f, &req->u.group_delete.topic, &req->u.group_delete.group);
     case KRAPPY_T_PING:
     case KRAPPY_T_TOPICS:
     default:

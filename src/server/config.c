@@ -57,6 +57,10 @@ static const opt_spec specs[] = {
      "open connections allowed; one more gets ERROR BUSY", F(max_connections), 1, 1000000},
     {"max-events", "KRAPPY_MAX_EVENTS", OPT_UINT, "N", "10000",
      "cap on `max` of FETCH and POLL (larger values are lowered)", F(max_events), 1, 1000000},
+    {"max-pending-bytes", "KRAPPY_MAX_PENDING_BYTES", OPT_SIZE64, "BYTES", "128M",
+     "memory for requests read and not yet answered (unfinished frames included), all "
+     "connections together: past it krappyd stops reading",
+     F(max_pending_bytes), 1024 * 1024, UINT64_MAX},
     {"idle-timeout", "KRAPPY_IDLE_TIMEOUT", OPT_DURATION, "DURATION", "300s",
      "close connections without a request for this long (0 = never)", F(idle_timeout_ms), 0,
      UINT64_MAX},
@@ -98,6 +102,9 @@ static const opt_spec specs[] = {
      F(rocksdb_log_dir), 0, 0},
     {"http", "KRAPPY_HTTP", OPT_STR, "HOST:PORT", "127.0.0.1:7071",
      "admin port: console at /, /healthz, /readyz, /metrics, /api (\"off\" = none)", F(http), 0, 0},
+    {"http-max-connections", "KRAPPY_HTTP_MAX_CONNECTIONS", OPT_UINT, "N", "32",
+     "admin port connections at once; more wait until one closes", F(http_max_connections), 1,
+     100000},
     {"http-token", "KRAPPY_HTTP_TOKEN", OPT_STR, "TOKEN", "none",
      "require \"Authorization: Bearer TOKEN\" on /api (probes and /metrics stay open)",
      F(http_token), 0, 0},
@@ -109,6 +116,14 @@ static const opt_spec specs[] = {
      1},
     {"max-publish-events", "KRAPPY_MAX_PUBLISH_EVENTS", OPT_UINT, "N", "100000",
      "events one PUBLISH may carry", F(max_publish_events), 1, 10000000},
+    {"max-producers", "KRAPPY_MAX_PRODUCERS", OPT_UINT, "N", "100000",
+     "idempotent producers kept, all topics; beyond it the least recently active idle one is "
+     "forgotten (each is kept 7 days after its last activity otherwise)",
+     F(max_producers), 1, 100000000},
+    {"rebuild-view", "KRAPPY_REBUILD_VIEW", OPT_BOOL, "", "off",
+     "start with the latest-value view rebuilt from the streams (after it was damaged or "
+     "lost), keeping the consumer groups' cursors and idempotent producers' registrations",
+     F(rebuild_view), 0, 1},
 };
 
 #define N_SPECS (sizeof specs / sizeof specs[0])
@@ -293,6 +308,8 @@ static int set_defaults(kr_config *cfg, int stderr_is_tty)
     cfg->max_frame = KRAPPY_DEFAULT_MAX_FRAME;
     cfg->max_connections = KR_DEFAULT_MAX_CONNECTIONS;
     cfg->max_events = KR_DEFAULT_MAX_EVENTS;
+    cfg->max_pending_bytes = KR_DEFAULT_MAX_PENDING_BYTES;
+    cfg->http_max_connections = KR_DEFAULT_HTTP_MAX_CONNECTIONS;
     cfg->idle_timeout_ms = KR_DEFAULT_IDLE_TIMEOUT_MS;
     cfg->write_timeout_ms = KR_DEFAULT_WRITE_TIMEOUT_MS;
     cfg->hello_timeout_ms = KR_DEFAULT_HELLO_TIMEOUT_MS;
@@ -307,6 +324,7 @@ static int set_defaults(kr_config *cfg, int stderr_is_tty)
     cfg->max_wait_ms = 60000;
     cfg->max_publish_events = 100000;
     cfg->group_window = 100000;
+    cfg->max_producers = 100000;
     cfg->log_format = stderr_is_tty ? KR_LOG_TEXT : KR_LOG_JSON;
     return cfg->listen && cfg->data_dir && cfg->rocksdb_log_dir && cfg->http ? 0 : -1;
 }

@@ -14,14 +14,16 @@
 
 #include "util/log.h"
 
-#define KR_DEFAULT_LISTEN              "0.0.0.0:7070"
-#define KR_DEFAULT_DATA_DIR            "./data"
-#define KR_DEFAULT_MAX_CONNECTIONS     1024
-#define KR_DEFAULT_IDLE_TIMEOUT_MS     (300 * 1000)
-#define KR_DEFAULT_WRITE_TIMEOUT_MS    (60 * 1000)
-#define KR_DEFAULT_HELLO_TIMEOUT_MS    (10 * 1000)
-#define KR_DEFAULT_SHUTDOWN_TIMEOUT_MS (10 * 1000)
-#define KR_DEFAULT_MAX_EVENTS          10000
+#define KR_DEFAULT_LISTEN               "0.0.0.0:7070"
+#define KR_DEFAULT_DATA_DIR             "./data"
+#define KR_DEFAULT_MAX_CONNECTIONS      1024
+#define KR_DEFAULT_IDLE_TIMEOUT_MS      (300 * 1000)
+#define KR_DEFAULT_WRITE_TIMEOUT_MS     (60 * 1000)
+#define KR_DEFAULT_HELLO_TIMEOUT_MS     (10 * 1000)
+#define KR_DEFAULT_SHUTDOWN_TIMEOUT_MS  (10 * 1000)
+#define KR_DEFAULT_MAX_EVENTS           10000
+#define KR_DEFAULT_MAX_PENDING_BYTES    (128u * 1024 * 1024)
+#define KR_DEFAULT_HTTP_MAX_CONNECTIONS 32
 
 /* --max-frame bounds: large enough for a reply with its slack, small enough
  * that 4 + payload always fits the u32 size field. */
@@ -31,15 +33,17 @@
 typedef struct kr_config {
     char *listen; /* HOST:PORT */
     char *data_dir;
-    char *token;           /* NULL: no authentication */
-    char *port_file;       /* NULL: none */
-    char *rocksdb_log_dir; /* "": inside DATA/view */
-    char *http;            /* admin HOST:PORT, or "off" */
-    char *http_token;      /* NULL: /api is open */
+    char *token;                   /* NULL: no authentication */
+    char *port_file;               /* NULL: none */
+    char *rocksdb_log_dir;         /* "": inside DATA/view */
+    char *http;                    /* admin HOST:PORT, or "off" */
+    char *http_token;              /* NULL: /api is open */
+    uint32_t http_max_connections; /* admin port connections at once */
     uint32_t max_frame;
     uint32_t max_connections;
-    uint32_t max_events;      /* cap on `max` in FETCH/POLL */
-    uint64_t idle_timeout_ms; /* 0: never */
+    uint32_t max_events;        /* cap on `max` in FETCH/POLL */
+    uint64_t max_pending_bytes; /* requests read and not answered, all connections */
+    uint64_t idle_timeout_ms;   /* 0: never */
     uint64_t write_timeout_ms;
     uint64_t hello_timeout_ms;
     uint64_t shutdown_timeout_ms;
@@ -56,6 +60,8 @@ typedef struct kr_config {
     uint32_t max_publish_events;
     uint32_t group_window;
     bool fsync_cursors;
+    uint32_t max_producers; /* idempotent producers kept, all topics */
+    bool rebuild_view;
 } kr_config;
 
 typedef enum kr_config_action {

@@ -72,39 +72,72 @@ static kr_hresult ping(kr_conn *c, kr_req *r, const kr_request *req)
 
 /* ---- PRODUCER_REGISTER ---- */
 
+/* The connection's producer registration ends (an idempotent one lets its
+ * producer be forgotten again once idle). */
+static void producer_drop(kr_conn *c)
+{
+    if (c->producer != NULL && c->idem)
+        kr_store_producer_release(store_of(c), c->producer, c->idem_id, c->idem_id_len);
+    c->producer = NULL;
+    c->idem = false;
+}
+
 static void registered(void *arg, const kr_store_result *res)
 {
     kr_req *r = arg;
     kr_conn *c = r->conn;
     if (res->err != KRAPPY_OK) {
         if (c->producer == r->topic)
-            c->producer = NULL;
+            producer_drop(c);
         kr_req_error(r, res->err, res->msg, NULL);
         return;
     }
     kr_str name = topic_str(r->topic);
     kr_buf_reset(&c->enc);
-    kr_enc_ok_producer(&c->enc, r->cid, &name, res->first);
+    if (r->ctx != NULL) /* idempotent */
+        kr_enc_ok_producer_idempotent(&c->enc, r->cid, &name, res->first, res->epoch, res->seq);
+    else
+        kr_enc_ok_producer(&c->enc, r->cid, &name, res->first);
+    r->ctx = NULL;
     kr_req_reply(r, KRAPPY_T_OK, c->enc.data, c->enc.len);
 }
 
 /*
  * The topic is created if absent. The registration binds at once, so that
  * a PUBLISH pipelined behind it is accepted; the reply (with the topic's
- * next offset) comes once every earlier write has taken effect.
+ * next offset) comes once every earlier write has taken effect. An
+ * idempotent one (section 7) starts the producer's new epoch at once too -
+ * fencing older registrations - and is answered once it is durable.
  */
 static kr_hresult producer_register(kr_conn *c, kr_req *r, const kr_request *req)
 {
-    const kr_str *name = &req->u.producer_register.topic;
+    const kr_str *name = &req->u.producer_register.topic, *id = &req->u.producer_register.id;
+    bool idempotent = req->u.producer_register.idempotent;
     kr_store_result res;
     kr_topic *t;
+    int rc;
+    producer_drop(c);
     kr_req_async(r);
-    if (kr_store_register(store_of(c), name->ptr, name->len, &t, registered, r, &res) < 0) {
+    r->ctx = idempotent ? r : NULL; /* registered() tells the two apart */
+    if (idempotent)
+        rc = kr_store_producer_register(store_of(c), name->ptr, name->len, id->ptr, id->len, &t,
+                                        registered, r, &res);
+    else
+        rc = kr_store_register(store_of(c), name->ptr, name->len, &t, registered, r, &res);
+    if (rc < 0) {
+        r->ctx = NULL;
         kr_req_error(r, res.err, res.msg, NULL);
         return KR_H_ASYNC;
     }
     r->topic = t;
     c->producer = t;
+    if (idempotent) {
+        c->idem = true;
+        c->idem_epoch = res.epoch;
+        memcpy(c->idem_id, id->ptr, id->len);
+        c->idem_id_len = id->len;
+    }
+    c->producer_gone = false;
     return KR_H_ASYNC;
 }
 
@@ -123,26 +156,52 @@ static void published(void *arg, const kr_store_result *res)
         return;
     }
     kr_buf_reset(&c->enc);
-    kr_enc_ok_publish(&c->enc, r->cid, res->first, res->count);
+    if (res->duplicate)
+        kr_enc_ok_publish_duplicate(&c->enc, r->cid, res->first, res->count);
+    else
+        kr_enc_ok_publish(&c->enc, r->cid, res->first, res->count);
     kr_req_reply(r, KRAPPY_T_OK, c->enc.data, c->enc.len);
 }
 
 static kr_hresult publish(kr_conn *c, kr_req *r, const kr_request *req)
 {
+    if (c->idem && !req->u.publish.has_seq) {
+        kr_req_error(r, KRAPPY_E_INVALID_ARGUMENT,
+                     "field 'seq' is required: this connection's producer registration is "
+                     "idempotent, and each PUBLISH carries the sequence number of its first "
+                     "event (an unsigned integer)",
+                     NULL);
+        return KR_H_DONE;
+    }
+    if (c->producer_gone) {
+        kr_req_error(r, KRAPPY_E_NO_SUCH_TOPIC,
+                     "the topic this connection registered to produce to was deleted; register "
+                     "again (PRODUCER_REGISTER) to create it anew",
+                     NULL);
+        return KR_H_DONE;
+    }
     if (c->producer == NULL || c->producer->failed) {
         kr_req_error(r, KRAPPY_E_NOT_REGISTERED,
                      "PUBLISH needs a PRODUCER_REGISTER for a topic on this connection first",
                      NULL);
         return KR_H_DONE;
     }
+    kr_idem idem = {.id = c->idem_id,
+                    .id_len = c->idem_id_len,
+                    .epoch = c->idem_epoch,
+                    .seq = req->u.publish.seq};
     uint64_t bad = UINT64_MAX; /* set by the store only when one event is at fault */
     kr_req_async(r);
     krappy_err rc = kr_store_publish(store_of(c), c->producer, req, &c->scratch,
-                                     req->u.publish.ack == KR_ACK_SYNC, published, r, c->errmsg,
-                                     sizeof c->errmsg, &bad);
+                                     req->u.publish.ack == KR_ACK_SYNC, c->idem ? &idem : NULL,
+                                     published, r, c->errmsg, sizeof c->errmsg, &bad);
+    if (rc == KRAPPY_E_FENCED)
+        producer_drop(c); /* register again to publish */
     if (rc != KRAPPY_OK) {
         kr_error_extra extra = {.has_index = rc == KRAPPY_E_INVALID_ARGUMENT && bad != UINT64_MAX,
-                                .index = bad};
+                                .index = bad,
+                                .has_expected = rc == KRAPPY_E_OUT_OF_ORDER_SEQUENCE,
+                                .expected = idem.expected};
         kr_req_error(r, rc, c->errmsg, &extra);
     }
     return KR_H_ASYNC;
@@ -212,8 +271,14 @@ static void fetch_woken(kr_waiter *w, bool timed_out)
     kr_conn *c = r->conn;
     r->cancel = NULL;
     c->parked--;
-    (void)fetch_now(c, r, w->topic, fw->offset, fw->max, fw->max_bytes, true);
     (void)timed_out;
+    if (w->gone) {
+        snprintf(c->errmsg, sizeof c->errmsg, "topic '%s' was deleted while this FETCH waited",
+                 w->topic->name);
+        kr_req_error(r, KRAPPY_E_NO_SUCH_TOPIC, c->errmsg, NULL);
+    } else {
+        (void)fetch_now(c, r, w->topic, fw->offset, fw->max, fw->max_bytes, true);
+    }
     free(fw);
 }
 
@@ -303,11 +368,26 @@ static kr_hresult get(kr_conn *c, kr_req *r, const kr_request *req)
 typedef struct scan_page {
     kr_conn *c;
     size_t n;
-    size_t room;   /* bytes the entries may take in the reply */
-    bool rejected; /* an entry did not fit: more remain */
+    size_t room;      /* bytes the entries may take in the reply */
+    bool rejected;    /* an entry did not fit: more remain */
+    size_t too_large; /* the first entry alone is this large: no page holds it */
     int bad;
 } scan_page;
 
+/* Bytes kr_enc_entry writes for one entry (a null stands in for an empty
+ * raw item). */
+static size_t entry_bytes(const kr_str *key, uint64_t offset, uint64_t ts, const kr_str *value)
+{
+    return 1 + (key->len ? key->len : 1) + kr_cbor_uint_size(offset) + kr_cbor_uint_size(ts) +
+           (value->len ? value->len : 1);
+}
+
+/*
+ * One entry into the page, or - when it would not fit - none, so that the
+ * cursor continues with it: sized before it is encoded, as an entry that
+ * outgrew the page buffer used to leave the buffer failed and the reply a
+ * STORAGE error without a sentence.
+ */
 static int scan_entry(void *arg, const uint8_t *key, size_t klen, const uint8_t *event, size_t elen)
 {
     scan_page *p = arg;
@@ -319,30 +399,47 @@ static int scan_entry(void *arg, const uint8_t *key, size_t klen, const uint8_t 
         p->bad = 1;
         return 1;
     }
-    size_t before = p->c->tmp.len;
     kr_str k = {v.key.raw, v.key.raw_len}, val = {v.value.raw, v.value.raw_len};
-    kr_enc_entry(&p->c->tmp, &k, v.offset, v.ts, &val);
-    if (p->n > 0 && p->c->tmp.len > p->room) {
-        p->c->tmp.len = before; /* does not fit: the next page starts here */
-        p->rejected = true;
+    size_t need = entry_bytes(&k, v.offset, v.ts, &val);
+    if (p->c->tmp.len + need > p->room) {
+        if (p->n == 0)
+            p->too_large = need;
+        else
+            p->rejected = true; /* the next page starts here */
         return 1;
     }
+    kr_enc_entry(&p->c->tmp, &k, v.offset, v.ts, &val);
     p->n++;
     return 0;
 }
 
 static void scan_page_reply(kr_conn *c, kr_req *r, kr_scan_cursor *cur, uint64_t limit)
 {
-    scan_page p = {c, 0, (size_t)c->srv->cfg->max_frame - KR_SCAN_REPLY_OVERHEAD, false, 0};
+    scan_page p = {.c = c, .room = (size_t)c->srv->cfg->max_frame - KR_SCAN_REPLY_OVERHEAD};
     bool more = false;
     if (limit > KR_MAX_SCAN_LIMIT)
         limit = KR_MAX_SCAN_LIMIT;
     kr_buf_reset(&c->tmp);
     long n = kr_store_scan_page(store_of(c), cur, (size_t)limit, scan_entry, &p, &more, c->errmsg,
                                 sizeof c->errmsg);
+    if (n >= 0 && p.too_large > 0) {
+        /* Stored under a larger --max-frame than this run's. */
+        kr_store_scan_end(store_of(c), cur);
+        snprintf(c->errmsg, sizeof c->errmsg,
+                 "the next entry of this scan is %zu bytes, more than a reply within this "
+                 "server's max_frame of %u bytes holds; restart krappyd with a larger --max-frame "
+                 "to read it",
+                 p.too_large, c->srv->cfg->max_frame);
+        kr_req_error(r, KRAPPY_E_INVALID_ARGUMENT, c->errmsg, NULL);
+        return;
+    }
     if (n < 0 || p.bad || c->tmp.failed) {
         kr_store_scan_end(store_of(c), cur);
-        kr_req_error(r, KRAPPY_E_STORAGE, p.bad ? "a stored value is damaged" : c->errmsg, NULL);
+        kr_req_error(r, KRAPPY_E_STORAGE,
+                     p.bad           ? "a stored value is damaged"
+                     : c->tmp.failed ? "out of memory building a SCAN reply"
+                                     : c->errmsg,
+                     NULL);
         return;
     }
     more = more || p.rejected;
@@ -417,8 +514,10 @@ static void consumer_drop(kr_conn *c)
 
 void kr_handlers_conn_closed(kr_conn *c)
 {
-    if (c->srv->store != NULL)
+    if (c->srv->store != NULL) {
         consumer_drop(c);
+        producer_drop(c);
+    }
 }
 
 typedef struct joined_ctx {
@@ -642,6 +741,14 @@ static void poll_woken(kr_waiter *w, bool timed_out)
     r->cancel = NULL;
     r->ctx = NULL;
     c->parked--;
+    if (w->gone) {
+        poll_finish(ps);
+        kr_req_error(r, KRAPPY_E_NOT_REGISTERED,
+                     "this consumer's group was deleted (GROUP_DELETE or DELETE_TOPIC); register "
+                     "again to poll",
+                     NULL);
+        return;
+    }
     (void)poll_try(c, r, ps); /* answers, parks again, or waits for its cursor */
 }
 
@@ -781,7 +888,12 @@ static kr_hresult topics(kr_conn *c, kr_req *r, const kr_request *req)
         kr_enc_topic(&c->enc, &name, all[i]->first, all[i]->next);
     }
     if (c->enc.failed) {
-        kr_req_error(r, KRAPPY_E_STORAGE, "too many topics to list in one reply", NULL);
+        /* Not a storage failure: the list outgrew the reply. */
+        snprintf(c->errmsg, sizeof c->errmsg,
+                 "the %zu topics do not fit in one reply within this server's max_frame of %u "
+                 "bytes; restart krappyd with a larger --max-frame to list them",
+                 live, c->srv->cfg->max_frame);
+        kr_req_error(r, KRAPPY_E_INVALID_ARGUMENT, c->errmsg, NULL);
         return KR_H_DONE;
     }
     kr_req_reply(r, KRAPPY_T_OK, c->enc.data, c->enc.len);
@@ -815,21 +927,142 @@ static kr_hresult stats(kr_conn *c, kr_req *r, const kr_request *req)
     kr_str name = topic_str(t);
     kr_buf_reset(&c->enc);
     kr_enc_ok_stats_begin(&c->enc, r->cid, &name, t->first, t->next, kr_topic_bytes(t),
-                          kr_topic_keys(t), one ? 1 : n_groups);
+                          kr_topic_keys(t), kr_topic_producers(t), one ? 1 : n_groups);
     if (one != NULL)
         put_group(&c->enc, one);
     else
         for (size_t i = 0; i < n_groups; i++)
             put_group(&c->enc, groups[i]);
     if (c->enc.failed) {
-        kr_req_error(r, KRAPPY_E_STORAGE, "too many groups to list in one reply", NULL);
+        snprintf(c->errmsg, sizeof c->errmsg,
+                 "the %zu groups of topic '%s' do not fit in one reply within this server's "
+                 "max_frame of %u bytes; ask for one with `group`",
+                 n_groups, t->name, c->srv->cfg->max_frame);
+        kr_req_error(r, KRAPPY_E_INVALID_ARGUMENT, c->errmsg, NULL);
         return KR_H_DONE;
     }
     kr_req_reply(r, KRAPPY_T_OK, c->enc.data, c->enc.len);
     return KR_H_DONE;
 }
 
-static const kr_handler handlers[KRAPPY_T_STATS + 1] = {
+/* ---- administration: DELETE_TOPIC, GROUP_SEEK, GROUP_DELETE ---- */
+
+/* The group a request names, or NOT_FOUND (after NO_SUCH_TOPIC). */
+static kr_tgroup *need_group(kr_conn *c, kr_req *r, const kr_str *topic, const kr_str *group)
+{
+    kr_topic *t = need_topic(c, r, topic);
+    if (t == NULL)
+        return NULL;
+    kr_tgroup *tg = kr_store_group(t, group->ptr, group->len);
+    if (tg == NULL) {
+        snprintf(c->errmsg, sizeof c->errmsg, "topic '%s' has no group '%.*s'", t->name,
+                 (int)group->len, (const char *)group->ptr);
+        kr_req_error(r, KRAPPY_E_NOT_FOUND, c->errmsg, NULL);
+    }
+    return tg;
+}
+
+static void topic_deleted(void *arg, const kr_store_result *res)
+{
+    kr_req *r = arg;
+    kr_conn *c = r->conn;
+    kr_str *name = r->ctx;
+    r->ctx = NULL;
+    if (res->err != KRAPPY_OK) {
+        free(name);
+        kr_req_error(r, res->err, res->msg, NULL);
+        return;
+    }
+    kr_buf_reset(&c->enc);
+    kr_enc_ok_topic(&c->enc, r->cid, name);
+    free(name);
+    kr_req_reply(r, KRAPPY_T_OK, c->enc.data, c->enc.len);
+}
+
+/* The topic's name outlives the topic (freed before `done` runs): kept in
+ * the request's context, the bytes right after the kr_str. */
+static kr_str *name_copy(const kr_topic *t)
+{
+    kr_str *s = malloc(sizeof *s + t->name_len);
+    if (s != NULL) {
+        memcpy(s + 1, t->name, t->name_len);
+        s->ptr = (const uint8_t *)(s + 1);
+        s->len = t->name_len;
+    }
+    return s;
+}
+
+static kr_hresult delete_topic(kr_conn *c, kr_req *r, const kr_request *req)
+{
+    kr_topic *t = need_topic(c, r, &req->u.delete_topic.topic);
+    if (t == NULL)
+        return KR_H_DONE;
+    kr_str *name = name_copy(t);
+    if (name == NULL) {
+        kr_req_error(r, KRAPPY_E_STORAGE, "out of memory deleting the topic; nothing was deleted",
+                     NULL);
+        return KR_H_DONE;
+    }
+    r->ctx = name;
+    kr_req_async(r);
+    krappy_err e = kr_ops_delete_topic(c->srv, t, topic_deleted, r, c->errmsg, sizeof c->errmsg);
+    if (e != KRAPPY_OK) {
+        r->ctx = NULL;
+        free(name);
+        kr_req_error(r, e, c->errmsg, NULL);
+    }
+    return KR_H_ASYNC;
+}
+
+/* GROUP_SEEK's and GROUP_DELETE's completion: OK {cursor} or OK {}. */
+static void group_changed(void *arg, const kr_store_result *res)
+{
+    kr_req *r = arg;
+    kr_conn *c = r->conn;
+    if (res->err != KRAPPY_OK) {
+        kr_req_error(r, res->err, res->msg, NULL);
+        return;
+    }
+    kr_buf_reset(&c->enc);
+    if (r->type == KRAPPY_T_GROUP_SEEK)
+        kr_enc_ok_cursor(&c->enc, r->cid, res->first);
+    else
+        kr_enc_ok_empty(&c->enc, r->cid);
+    kr_req_reply(r, KRAPPY_T_OK, c->enc.data, c->enc.len);
+}
+
+static kr_hresult group_seek(kr_conn *c, kr_req *r, const kr_request *req)
+{
+    const typeof(req->u.group_seek) *q = &req->u.group_seek;
+    kr_tgroup *tg = need_group(c, r, &q->topic, &q->group);
+    if (tg == NULL)
+        return KR_H_DONE;
+    kr_topic *t = tg->t;
+    kr_req_async(r);
+    krappy_err e = kr_store_group_seek(store_of(c), tg, q->to, q->value, group_changed, r,
+                                       c->errmsg, sizeof c->errmsg);
+    if (e != KRAPPY_OK) {
+        kr_error_extra extra = {
+            .has_range = e == KRAPPY_E_OFFSET_OUT_OF_RANGE, .first = t->first, .next = t->next};
+        kr_req_error(r, e, c->errmsg, &extra);
+    }
+    return KR_H_ASYNC;
+}
+
+static kr_hresult group_delete(kr_conn *c, kr_req *r, const kr_request *req)
+{
+    const typeof(req->u.group_delete) *q = &req->u.group_delete;
+    kr_tgroup *tg = need_group(c, r, &q->topic, &q->group);
+    if (tg == NULL)
+        return KR_H_DONE;
+    kr_req_async(r);
+    krappy_err e = kr_ops_group_delete(c->srv, tg, group_changed, r, c->errmsg, sizeof c->errmsg);
+    if (e != KRAPPY_OK)
+        kr_req_error(r, e, c->errmsg, NULL);
+    return KR_H_ASYNC;
+}
+
+static const kr_handler handlers[KRAPPY_T_REQUEST_MAX + 1] = {
     [KRAPPY_T_PRODUCER_REGISTER] = {"PRODUCER_REGISTER", true, producer_register},
     [KRAPPY_T_CONSUMER_REGISTER] = {"CONSUMER_REGISTER", true, consumer_register},
     [KRAPPY_T_PUBLISH] = {"PUBLISH", true, publish},
@@ -842,6 +1075,9 @@ static const kr_handler handlers[KRAPPY_T_STATS + 1] = {
     [KRAPPY_T_PING] = {"PING", false, ping},
     [KRAPPY_T_TOPICS] = {"TOPICS", false, topics},
     [KRAPPY_T_STATS] = {"STATS", false, stats},
+    [KRAPPY_T_DELETE_TOPIC] = {"DELETE_TOPIC", true, delete_topic},
+    [KRAPPY_T_GROUP_SEEK] = {"GROUP_SEEK", true, group_seek},
+    [KRAPPY_T_GROUP_DELETE] = {"GROUP_DELETE", true, group_delete},
 };
 
 const kr_handler *kr_handler_for(uint32_t type)

@@ -19,6 +19,7 @@
 
 #include "server/admin.h"
 #include "server/config.h"
+#include "server/fdplan.h"
 #include "server/server.h"
 #include "store/store.h"
 #include "util/clock.h"
@@ -154,6 +155,7 @@ int main(int argc, char **argv)
     char err[512];
     int status = 1;
     kr_server srv;
+    kr_fd_plan plan;
     kr_store *store = NULL;
     kr_admin *admin = NULL;
     opener op;
@@ -192,12 +194,18 @@ int main(int argc, char **argv)
         kr_log(KR_LOG_ERROR, "libevent has no thread support");
         goto out;
     }
+    /* Descriptors are shared out before anything opens one. */
+    if (kr_fd_plan_make(&cfg, &plan, err, sizeof err) < 0) {
+        kr_log(KR_LOG_ERROR, "cannot start", KR_LOG_STR("reason", err));
+        goto out;
+    }
     if (kr_server_setup(&srv, &cfg, kr_metrics_global()) < 0)
         goto out;
+    srv.max_conns = plan.connections;
     /* The admin port first: its probes say "not ready" until the data port
      * listens. */
     if (strcmp(cfg.http, "off") != 0 &&
-        (admin = kr_admin_start(&srv, cfg.http, cfg.http_token)) == NULL)
+        (admin = kr_admin_start(&srv, cfg.http, cfg.http_token, plan.admin)) == NULL)
         goto out;
     op.srv = &srv;
     op.t0 = kr_mono_ns();
@@ -214,7 +222,11 @@ int main(int argc, char **argv)
                             .block_cache_bytes = (size_t)cfg.block_cache_bytes,
                             .rocksdb_log_dir = cfg.rocksdb_log_dir,
                             .group_window = cfg.group_window,
-                            .fsync_cursors = cfg.fsync_cursors};
+                            .fsync_cursors = cfg.fsync_cursors,
+                            .max_producers = cfg.max_producers,
+                            .rebuild_view = cfg.rebuild_view,
+                            .max_open_files = plan.segments,
+                            .rocksdb_max_open_files = plan.rocksdb};
     op.done = event_new(srv.base, -1, 0, on_opened, &op);
     if (op.done == NULL) {
         kr_log(KR_LOG_ERROR, "cannot set up the recovery event");

@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -43,11 +42,23 @@ static void register_metrics(kr_server *srv)
                                  "Connections closed after --idle-timeout.");
     sm->closed_stalled = kr_counter(m, "krappy_connections_closed_stalled_total", NULL,
                                     "Connections closed for leaving replies unread.");
+    sm->closed_frame_stalled =
+        kr_counter(m, "krappy_connections_closed_stalled_frame_total", NULL,
+                   "Connections closed because their unfinished frame stopped arriving while "
+                   "the memory for requests was full.");
+    sm->pending_bytes = kr_gauge(m, "krappy_pending_request_bytes", NULL,
+                                 "Bytes of requests read and not yet answered, unfinished "
+                                 "frames included (--max-pending-bytes).");
+    sm->budget_waits = kr_counter(m, "krappy_request_memory_waits_total", NULL,
+                                  "Times a connection stopped reading because requests held "
+                                  "--max-pending-bytes.");
     sm->bytes_in =
         kr_counter(m, "krappy_received_bytes_total", NULL, "Frame bytes received from clients.");
     sm->bytes_out = kr_counter(m, "krappy_sent_bytes_total", NULL, "Frame bytes sent to clients.");
     char labels[64];
-    for (unsigned t = 1; t <= KRAPPY_T_STATS; t++) {
+    for (unsigned t = 1; t <= KRAPPY_T_REQUEST_MAX; t++) {
+        if (krappy_type_name(t) == NULL)
+            continue; /* a number this version does not answer */
         snprintf(labels, sizeof labels, "type=\"%s\"", krappy_type_name(t));
         sm->requests[t] =
             kr_counter(m, "krappy_requests_total", labels, "Requests answered, by request type.");
@@ -70,8 +81,9 @@ static void refuse_busy(kr_server *srv, int fd)
     char msg[160];
     snprintf(msg, sizeof msg,
              "the server has reached its limit of %u connections; retry later or raise "
-             "--max-connections",
-             srv->cfg->max_connections);
+             "--max-connections%s",
+             srv->max_conns,
+             srv->max_conns < srv->cfg->max_connections ? " and the open file limit" : "");
     kr_buf enc;
     kr_buf_init(&enc, 4096);
     kr_enc_error(&enc, (kr_cid){0}, KRAPPY_E_BUSY, msg, NULL);
@@ -98,7 +110,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         close(fd);
         return;
     }
-    if (srv->n_conns >= srv->cfg->max_connections) {
+    if (srv->n_conns >= srv->max_conns) {
         refuse_busy(srv, fd);
         return;
     }
@@ -144,6 +156,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         next = TAILQ_NEXT(c, link);
         kr_conn_tick(c, now);
     }
+    kr_budget_tick(srv, now);
     if (srv->shutting_down && srv->cfg->shutdown_timeout_ms > 0 &&
         now - srv->shutdown_ns > srv->cfg->shutdown_timeout_ms * 1000000) {
         kr_log(KR_LOG_WARN, "shutdown timeout: closing connections with unsent replies");
@@ -184,23 +197,6 @@ void kr_server_shutdown(kr_server *srv)
     }
     if (srv->n_conns == 0)
         event_base_loopexit(srv->base, NULL);
-}
-
-/* Make sure the descriptor limit allows --max-connections plus headroom. */
-static void raise_nofile(const kr_config *cfg)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-        return;
-    rlim_t want = (rlim_t)cfg->max_connections + 64;
-    if (rl.rlim_cur >= want)
-        return;
-    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-    if (rl.rlim_cur < want) {
-        kr_log(KR_LOG_WARN, "open file limit is below --max-connections; raise `ulimit -n`",
-               KR_LOG_U64("limit", rl.rlim_cur));
-    }
 }
 
 static int bind_listener(kr_server *srv)
@@ -280,6 +276,7 @@ int kr_server_setup(kr_server *srv, const kr_config *cfg, kr_metrics *metrics)
 {
     memset(srv, 0, sizeof *srv);
     srv->cfg = cfg;
+    srv->max_conns = cfg->max_connections;
     srv->metrics = metrics;
     srv->handler_for = kr_handler_for;
     TAILQ_INIT(&srv->conns);
@@ -295,7 +292,7 @@ int kr_server_setup(kr_server *srv, const kr_config *cfg, kr_metrics *metrics)
     srv->sigterm = evsignal_new(srv->base, SIGTERM, on_signal, srv);
     srv->sigint = evsignal_new(srv->base, SIGINT, on_signal, srv);
     if (srv->tick == NULL || srv->accept_retry == NULL || srv->sigterm == NULL ||
-        srv->sigint == NULL) {
+        srv->sigint == NULL || kr_budget_init(srv) < 0) {
         kr_log(KR_LOG_ERROR, "cannot set up loop events");
         return -1;
     }
@@ -308,7 +305,6 @@ int kr_server_setup(kr_server *srv, const kr_config *cfg, kr_metrics *metrics)
 
 int kr_server_listen(kr_server *srv)
 {
-    raise_nofile(srv->cfg);
     if (bind_listener(srv) < 0)
         return -1;
     if (srv->cfg->port_file != NULL && write_port_file(srv) < 0) {
@@ -317,7 +313,7 @@ int kr_server_listen(kr_server *srv)
         return -1;
     }
     kr_log(KR_LOG_INFO, "listening", KR_LOG_STR("addr", srv->listen_addr),
-           KR_LOG_U64("max_connections", srv->cfg->max_connections),
+           KR_LOG_U64("max_connections", srv->max_conns),
            KR_LOG_STR("auth", srv->cfg->token ? "token" : "none"));
     return 0;
 }
@@ -346,6 +342,7 @@ void kr_server_free(kr_server *srv)
         event_free(srv->sigterm);
     if (srv->sigint != NULL)
         event_free(srv->sigint);
+    kr_budget_free(srv);
     if (srv->base != NULL)
         event_base_free(srv->base);
     memset(srv, 0, sizeof *srv);

@@ -17,8 +17,17 @@
  * Back-pressure. A connection stops reading when its unsent replies exceed
  * KR_CONN_OUT_HIGH or when it holds a whole frame it cannot start yet; it
  * resumes below KR_CONN_OUT_LOW. A connection whose replies stay unread for
- * --write-timeout is closed. Memory per connection is therefore bounded by
- * about max_frame + KR_CONN_OUT_HIGH + one reply.
+ * --write-timeout is closed.
+ *
+ * Request memory (budget.c). The bytes of requests read and not yet
+ * answered - the input buffer, plus the rest of a frame begun (reserved
+ * before it is read), plus what each started request is charged until it
+ * finishes - are counted per connection and in all. A connection stops
+ * reading past kr_conn_pending_max of its own, and when the server's
+ * --max-pending-bytes has no room for its next frame. Memory per
+ * connection is therefore bounded by about kr_conn_pending_max +
+ * KR_CONN_OUT_HIGH + one reply, and the requests of all of them by
+ * --max-pending-bytes (or one frame, when a frame is larger).
  */
 #ifndef KR_SERVER_SERVER_H
 #define KR_SERVER_SERVER_H
@@ -46,6 +55,18 @@
 #define KR_CONN_LINGER_MS 2000
 /* Housekeeping period (idle, stalled and unauthenticated connections). */
 #define KR_TICK_MS 250
+/* A connection's requests read and not answered may hold this many bytes
+ * (at least a frame of max_frame and a read chunk: kr_conn_pending_max). */
+#define KR_CONN_PENDING_MAX (16u * 1024 * 1024)
+/* What a started PUBLISH is charged per event besides its frame: its facts
+ * for the overlay and the growth to its stored form (store/publish.c). */
+#define KR_PUBLISH_EVENT_COST 64
+/* A connection whose admitted frame stops arriving this long while others
+ * wait for request memory is closed (budget.c). */
+#define KR_STALL_MS 10000
+/* The connection that has waited this long for request memory reads its
+ * frame past the budget (budget.c). */
+#define KR_QUEUE_AGE_MS 500
 
 typedef struct kr_server kr_server;
 typedef struct kr_conn kr_conn;
@@ -64,6 +85,7 @@ struct kr_req {
     bool close_after; /* the reply closes the connection */
     bool ack_none;    /* PUBLISH ack "none": no reply on success, and any
                          ERROR closes the connection (set before the handler) */
+    uint64_t cost;    /* bytes charged to the budget until it finishes */
     uint64_t start_ns;
     kr_buf reply; /* whole reply frame, when finished out of order */
     /* Handler state while the request runs asynchronously. */
@@ -93,27 +115,42 @@ struct kr_conn {
     int refs; /* the socket, each running async request, and
                  each callback on the stack (a guard) */
     bool authed;
-    bool read_paused;      /* we disabled EV_READ (back-pressure/gating) */
-    bool no_more;          /* an error closes the connection: start nothing */
-    bool eof;              /* the client shut its side */
-    bool linger;           /* FLUSHING ends in LINGERING, not a close */
-    bool in_process;       /* conn_process is on the stack */
-    bool write_armed;      /* the bufferevent writes (the socket was full,
-                              or the connection is closing); else on_flush */
-    uint32_t running;      /* requests started and not finished */
-    uint32_t running_fifo; /* ... of which fifo */
-    uint32_t parked;       /* requests waiting for data (long polls) */
+    bool read_paused;                /* we disabled EV_READ (back-pressure/gating) */
+    bool no_more;                    /* an error closes the connection: start nothing */
+    bool eof;                        /* the client shut its side */
+    bool linger;                     /* FLUSHING ends in LINGERING, not a close */
+    bool in_process;                 /* conn_process is on the stack */
+    bool write_armed;                /* the bufferevent writes (the socket was full,
+                                        or the connection is closing); else on_flush */
+    uint32_t running;                /* requests started and not finished */
+    uint32_t running_fifo;           /* ... of which fifo */
+    uint32_t parked;                 /* requests waiting for data (long polls) */
+    uint64_t in_bytes;               /* in the input buffer (on_input_change) */
+    uint64_t charged_bytes;          /* charged to its running requests */
+    uint64_t reserved;               /* the rest of its admitted frame, not yet read */
+    bool admitted;                   /* its unfinished frame has its room reserved */
+    bool budget_wait;                /* waits for room: on srv->budget_waiters */
+    uint64_t budget_since_ns;        /* ... since then */
+    struct evbuffer_cb_entry *in_cb; /* on_input_change */
+    TAILQ_ENTRY(kr_conn) budget_link;
     uint64_t accepted_ns;
+    uint64_t last_read_ns; /* the last bytes arrived */
     uint64_t last_request_ns;
     uint64_t last_drain_ns;  /* the client last took reply bytes */
     uint64_t state_since_ns; /* when FLUSHING/LINGERING began */
     struct kr_req_list reqs; /* in request order, finished or not */
     struct kr_req_list free_reqs;
     uint32_t n_free_reqs;
-    kr_buf enc;                /* reply payload being encoded */
-    kr_buf scratch;            /* kr_req_decode scratch */
-    kr_buf tmp;                /* handlers' second buffer */
-    kr_topic *producer;        /* PRODUCER_REGISTER'd topic, or NULL */
+    kr_buf enc;          /* reply payload being encoded */
+    kr_buf scratch;      /* kr_req_decode scratch */
+    kr_buf tmp;          /* handlers' second buffer */
+    kr_topic *producer;  /* PRODUCER_REGISTER'd topic, or NULL */
+    bool idem;           /* ... an idempotent registration (section 7): */
+    uint32_t idem_epoch; /* its epoch */
+    size_t idem_id_len;  /* and the producer id */
+    uint8_t idem_id[KRAPPY_MAX_NAME_BYTES];
+    bool producer_gone;        /* that topic was deleted: PUBLISH gets NO_SUCH_TOPIC
+                                  until the next PRODUCER_REGISTER */
     kr_member *consumer;       /* CONSUMER_REGISTER'd member, or NULL */
     kr_tgroup *consumer_group; /* ... of this group */
     char errmsg[512];
@@ -129,10 +166,13 @@ typedef struct kr_server_metrics {
     kr_metric *rejected;
     kr_metric *closed_idle;
     kr_metric *closed_stalled;
+    kr_metric *closed_frame_stalled;
+    kr_metric *pending_bytes;
+    kr_metric *budget_waits;
     kr_metric *bytes_in;
     kr_metric *bytes_out;
-    kr_metric *requests[KRAPPY_T_STATS + 1];
-    kr_metric *latency[KRAPPY_T_STATS + 1];
+    kr_metric *requests[KRAPPY_T_REQUEST_MAX + 1];
+    kr_metric *latency[KRAPPY_T_REQUEST_MAX + 1];
     kr_metric *errors[KRAPPY_E_WIRE_MAX + 1];
 } kr_server_metrics;
 
@@ -145,6 +185,14 @@ struct kr_server {
     struct event *accept_retry;
     struct kr_conn_list conns;
     uint32_t n_conns;
+    uint32_t max_conns; /* --max-connections, or fewer (server/fdplan.h) */
+    /* The request memory budget (budget.c). */
+    uint64_t pending_bytes;             /* every connection's in + reserved + charged */
+    struct kr_conn_list budget_waiters; /* wait for room, in order */
+    struct event *budget_resume;        /* lets the waiters read again */
+    kr_conn *budget_resuming;           /* the waiter being let through ... */
+    bool budget_resuming_past;          /* ... past the budget */
+    kr_conn *budget_past;               /* the one frame read past the budget */
     uint64_t next_conn_id;
     bool shutting_down;
     uint64_t shutdown_ns;
@@ -196,6 +244,16 @@ void kr_conn_cancel_parked(kr_conn *c, krappy_err code);
 /* Close the socket at once, dropping unsent replies. */
 void kr_conn_abort(kr_conn *c, const char *why);
 
+/* Decide again whether to read from c (after the budget changed). */
+void kr_conn_update_read(kr_conn *c);
+
+/* Bytes still to come of the frame c's input has begun: 0 when the input
+ * is empty or starts with a whole frame (or a frame size it refuses). */
+size_t kr_conn_unfinished(const kr_conn *c);
+
+/* The most c's requests may hold (kr_conn in_bytes + charged_bytes). */
+uint64_t kr_conn_pending_max(const kr_conn *c);
+
 /*
  * kr_req_async - a handler that will finish its request later calls this
  * before anything that may finish it (a store call whose callback can run
@@ -225,6 +283,34 @@ bool kr_req_is_head(const kr_req *r);
 /* Finish a request with an ERROR (message copied; cid echoed). */
 void kr_req_error(kr_req *r, krappy_err code, const char *message, const kr_error_extra *extra);
 
+/* ---- budget.c: the memory of requests, all connections together ---- */
+
+/* Set up and release the budget's state (from kr_server_setup/free).
+ * @return 0, or -1 without memory for its event. */
+int kr_budget_init(kr_server *srv);
+void kr_budget_free(kr_server *srv);
+
+/* Add delta (negative: release) to the pending bytes; a release may let
+ * the waiting connections read again. */
+void kr_budget_add(kr_server *srv, int64_t delta);
+
+/* May c read now? When the budget has room for the rest of the frame c has
+ * begun (reserved now; a frame already admitted reads on), or for a read
+ * chunk when it has none begun. Otherwise c waits, and kr_conn_update_read
+ * is called for it once it fits (or has waited longest, KR_QUEUE_AGE_MS). */
+bool kr_budget_may_read(kr_conn *c);
+
+/* c closes: it leaves the queue and gives its reservation back. */
+void kr_budget_conn_gone(kr_conn *c);
+
+/* Whether c's admitted frame has stopped arriving for KR_STALL_MS while
+ * others wait for room (the client's doing: c is not paused). */
+bool kr_budget_stalled(const kr_conn *c, uint64_t now_ns);
+
+/* Housekeeping: the longest waiter past KR_QUEUE_AGE_MS reads past the
+ * budget, when no other frame does. */
+void kr_budget_tick(kr_server *srv, uint64_t now_ns);
+
 /* ---- handlers.c: one function per request type ---- */
 
 /* KR_H_DONE: the handler finished the request (kr_req_reply/error/silent).
@@ -243,5 +329,22 @@ void kr_handlers_conn_closed(kr_conn *c);
 
 /* The handler of a request type, or NULL when this server has none. */
 const kr_handler *kr_handler_for(uint32_t type);
+
+/* ---- admin_ops.c: administration, for the data port and the admin port ---- */
+
+/*
+ * kr_ops_delete_topic - DELETE_TOPIC (kr_store_delete_topic), then every
+ * connection's registrations on the topic dropped: its producers' next
+ * PUBLISH gets NO_SUCH_TOPIC until they register again, its groups'
+ * members leave (a POLL parked there is answered NOT_REGISTERED).
+ * @return KRAPPY_OK when queued (`done` follows), else the error with msg.
+ */
+krappy_err kr_ops_delete_topic(kr_server *srv, kr_topic *t, kr_store_done done, void *arg,
+                               char *msg, size_t msglen);
+
+/* kr_ops_group_delete - GROUP_DELETE (kr_store_group_delete), then the
+ * group's members lose their registrations. @return as kr_ops_delete_topic. */
+krappy_err kr_ops_group_delete(kr_server *srv, kr_tgroup *tg, kr_store_done done, void *arg,
+                               char *msg, size_t msglen);
 
 #endif

@@ -34,6 +34,7 @@
 #include "util/byteorder.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/secret.h"
 
 /* Recycled request structs kept per connection. */
 #define KR_CONN_FREE_REQS 16
@@ -86,6 +87,7 @@ static kr_req *req_alloc(kr_conn *c)
     r->close_after = false;
     r->topic = NULL;
     r->ack_none = false;
+    r->cost = 0;
     r->ctx = NULL;
     r->cancel = NULL;
     r->start_ns = kr_mono_ns();
@@ -127,6 +129,30 @@ static kr_req *req_start(kr_conn *c, uint32_t type)
 
 /* ---- reading control ---- */
 
+size_t kr_conn_unfinished(const kr_conn *c)
+{
+    if (c->bev == NULL)
+        return 0;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t have = evbuffer_get_length(in);
+    if (have == 0)
+        return 0;
+    if (have < 4)
+        return 4 - have + 4; /* at least its size and type */
+    uint8_t hdr[4];
+    evbuffer_copyout(in, hdr, 4);
+    uint32_t size = kr_get_be32(hdr);
+    if (kr_frame_check_size(size, c->srv->cfg->max_frame) != KRAPPY_OK)
+        return 0;
+    return have >= (size_t)size + 4 ? 0 : (size_t)size + 4 - have;
+}
+
+uint64_t kr_conn_pending_max(const kr_conn *c)
+{
+    uint64_t one_frame = (uint64_t)c->srv->cfg->max_frame + KR_CONN_READ_CHUNK;
+    return one_frame > KR_CONN_PENDING_MAX ? one_frame : KR_CONN_PENDING_MAX;
+}
+
 /* 1 when the input holds at least one whole frame (or a bad size, which
  * also needs an answer). */
 static bool input_has_frame(const kr_conn *c)
@@ -144,10 +170,12 @@ static bool input_has_frame(const kr_conn *c)
 
 /*
  * Decide whether the socket should be read: not while replies pile up
- * unread (back-pressure), and not while the input already holds the next
- * whole frame that is waiting for earlier requests to finish.
+ * unread (back-pressure), not while the input already holds the next whole
+ * frame that is waiting for earlier requests to finish, and not past the
+ * connection's share of request memory or - the grant excepted - the
+ * server's (budget.c).
  */
-static void conn_update_read(kr_conn *c)
+void kr_conn_update_read(kr_conn *c)
 {
     if (c->bev == NULL)
         return;
@@ -167,7 +195,10 @@ static void conn_update_read(kr_conn *c)
             if (frame > need)
                 need = frame;
         }
-        want = out_len(c) < KR_CONN_OUT_HIGH && have < need;
+        want = out_len(c) < KR_CONN_OUT_HIGH && have < need &&
+               c->in_bytes + c->charged_bytes < kr_conn_pending_max(c);
+        if (want)
+            want = kr_budget_may_read(c);
     }
     if (want && c->read_paused) {
         bufferevent_enable(c->bev, EV_READ);
@@ -274,14 +305,26 @@ static void conn_maybe_finish(kr_conn *c)
         conn_begin_flush(c, true); /* FIN, then drain: late requests see EOF */
 }
 
+/* Charge a request's memory to its connection and the server's budget,
+ * until it finishes. */
+static void req_charge(kr_req *r, uint64_t bytes)
+{
+    r->cost += bytes;
+    r->conn->charged_bytes += bytes;
+    kr_budget_add(r->conn->srv, (int64_t)bytes);
+}
+
 static void req_mark_done(kr_req *r)
 {
     kr_conn *c = r->conn;
+    c->charged_bytes -= r->cost;
+    kr_budget_add(c->srv, -(int64_t)r->cost);
+    r->cost = 0;
     r->state = KR_REQ_DONE;
     c->running--;
     if (r->fifo)
         c->running_fifo--;
-    if (r->type <= KRAPPY_T_STATS) {
+    if (r->type <= KRAPPY_T_REQUEST_MAX) {
         kr_counter_add(c->srv->m.requests[r->type], 1);
         kr_histogram_observe_ns(c->srv->m.latency[r->type], kr_mono_ns() - r->start_ns);
     }
@@ -424,16 +467,6 @@ void kr_req_error(kr_req *r, krappy_err code, const char *message, const kr_erro
 
 /* ---- starting requests ---- */
 
-/* Compare secrets in time independent of where they differ. */
-static int token_equal(const uint8_t *a, size_t alen, const char *b)
-{
-    size_t blen = strlen(b);
-    unsigned diff = alen != blen;
-    for (size_t i = 0; i < blen; i++)
-        diff |= (unsigned)(b[i] ^ (i < alen ? a[i] : 0));
-    return diff == 0;
-}
-
 /*
  * With --token, the first request must be a well-formed HELLO whose `token`
  * matches. Fills msg with the reason when it is not.
@@ -463,7 +496,7 @@ static bool check_auth(kr_conn *c, uint32_t type, const uint8_t *payload, size_t
         return false;
     }
     size_t n = kr_cbor_str_copy(&tok, c->scratch.data, tok.str_len);
-    if (!token_equal(c->scratch.data, n, c->srv->cfg->token)) {
+    if (!kr_secret_equal(c->scratch.data, n, c->srv->cfg->token)) {
         snprintf(msg, msglen, "the token in HELLO is wrong");
         return false;
     }
@@ -490,6 +523,7 @@ static void conn_start(kr_conn *c, uint32_t type, const uint8_t *payload, size_t
     kr_req *r = req_start(c, type);
     if (r == NULL)
         return;
+    req_charge(r, len + KRAPPY_FRAME_HEADER_BYTES);
 
     /* Refusals before the decode echo the cid too: peek at it for them
      * only (a second walk of every payload cost as much as its decode). */
@@ -524,12 +558,12 @@ static void conn_start(kr_conn *c, uint32_t type, const uint8_t *payload, size_t
     }
     if (h == NULL || rc == KRAPPY_E_UNKNOWN_TYPE) {
         const char *name = krappy_type_name(type);
-        if (name != NULL && type <= KRAPPY_T_STATS)
+        if (name != NULL && type <= KRAPPY_T_REQUEST_MAX)
             snprintf(c->errmsg, sizeof c->errmsg,
                      "request type %u (%s) is not supported by this server yet", type, name);
         else
             snprintf(c->errmsg, sizeof c->errmsg,
-                     "unknown request type %u; request types are 1 to 12", type);
+                     "unknown request type %u; request types are 1 to 12 and 14 to 16", type);
         kr_req_error(r, KRAPPY_E_UNKNOWN_TYPE, c->errmsg, NULL);
         return;
     }
@@ -538,6 +572,8 @@ static void conn_start(kr_conn *c, uint32_t type, const uint8_t *payload, size_t
         kr_req_error(r, rc, c->errmsg, &extra);
         return;
     }
+    if (type == KRAPPY_T_PUBLISH)
+        req_charge(r, req.u.publish.count * KR_PUBLISH_EVENT_COST);
     if (h->fifo) {
         r->fifo = true;
         c->running_fifo++;
@@ -615,7 +651,7 @@ static void conn_process(kr_conn *c)
     c->in_process = false;
     if (c->bev != NULL) {
         conn_maybe_finish(c);
-        conn_update_read(c);
+        kr_conn_update_read(c);
     }
 }
 
@@ -648,7 +684,7 @@ static void on_write(struct bufferevent *bev, void *arg)
         shutdown(bufferevent_getfd(bev), SHUT_WR);
         c->state = KR_CONN_LINGERING;
         c->state_since_ns = kr_mono_ns();
-        conn_update_read(c);
+        kr_conn_update_read(c);
         return;
     }
     if (c->state == KR_CONN_OPEN) {
@@ -692,6 +728,18 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     conn_release(c);
 }
 
+/* Count the input buffer's bytes into the request memory budget. */
+static void on_input_change(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    kr_conn *c = arg;
+    (void)buf;
+    int64_t delta = (int64_t)info->n_added - (int64_t)info->n_deleted;
+    if (info->n_added > 0)
+        c->last_read_ns = kr_mono_ns();
+    c->in_bytes += (uint64_t)delta;
+    kr_budget_add(c->srv, delta);
+}
+
 /* Count reply bytes the client has taken; that is progress, not a stall. */
 static void on_output_change(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
@@ -728,7 +776,7 @@ kr_conn *kr_conn_new(kr_server *srv, int fd, const struct sockaddr *sa, int sale
     c->srv = srv;
     c->id = ++srv->next_conn_id;
     c->refs = 1;
-    c->accepted_ns = c->last_request_ns = c->last_drain_ns = kr_mono_ns();
+    c->accepted_ns = c->last_request_ns = c->last_drain_ns = c->last_read_ns = kr_mono_ns();
     TAILQ_INIT(&c->reqs);
     TAILQ_INIT(&c->free_reqs);
     kr_buf_init(&c->enc, srv->cfg->max_frame);
@@ -762,10 +810,19 @@ kr_conn *kr_conn_new(kr_server *srv, int fd, const struct sockaddr *sa, int sale
     /* Replies are written by on_flush; the write event only when the
      * socket is full (see "replies"). */
     bufferevent_disable(c->bev, EV_WRITE);
-    bufferevent_enable(c->bev, EV_READ);
-
+    c->read_paused = true; /* until kr_conn_update_read finds room to read */
+    c->in_cb = evbuffer_add_cb(bufferevent_get_input(c->bev), on_input_change, c);
+    if (c->in_cb == NULL) {
+        bufferevent_free(c->bev);
+        kr_buf_free(&c->enc);
+        kr_buf_free(&c->scratch);
+        kr_buf_free(&c->tmp);
+        free(c);
+        return NULL;
+    }
     TAILQ_INSERT_TAIL(&srv->conns, c, link);
     srv->n_conns++;
+    kr_conn_update_read(c);
     kr_gauge_set(srv->m.connections, srv->n_conns);
     log_conn(KR_LOG_DEBUG, c, "connection accepted", NULL);
     return c;
@@ -818,6 +875,12 @@ void kr_conn_abort(kr_conn *c, const char *why)
         return;
     kr_server *srv = c->srv;
     log_conn(KR_LOG_DEBUG, c, "connection closed", why);
+    /* Its input leaves the budget now; its running requests when they
+     * finish. */
+    evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->in_cb);
+    kr_budget_add(srv, -(int64_t)c->in_bytes);
+    c->in_bytes = 0;
+    kr_budget_conn_gone(c);
     bufferevent_free(c->bev);
     c->bev = NULL;
     event_free(c->flush_ev);
@@ -841,7 +904,7 @@ static void conn_begin_flush(kr_conn *c, bool linger)
     c->linger = linger;
     c->state_since_ns = kr_mono_ns();
     bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
-    conn_update_read(c);
+    kr_conn_update_read(c);
     if (out_len(c) == 0) {
         on_write(c->bev, c);
     } else {
@@ -865,9 +928,22 @@ void kr_conn_shutdown(kr_conn *c)
     conn_release(c);
 }
 
+/* Give back the memory of a large reply or request once nothing runs: the
+ * buffers grow to what one request needed (up to max_frame each) and
+ * would otherwise keep it for the connection's life. */
+static void conn_shrink(kr_conn *c)
+{
+    kr_buf *bufs[] = {&c->enc, &c->scratch, &c->tmp};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        if (bufs[i]->cap > KR_REQ_KEEP_BYTES)
+            kr_buf_free(bufs[i]);
+}
+
 static void conn_tick(kr_conn *c, uint64_t now)
 {
     const kr_config *cfg = c->srv->cfg;
+    if (c->running == 0)
+        conn_shrink(c);
     switch (c->state) {
     case KR_CONN_OPEN:
         if (cfg->token != NULL && !c->authed && TAILQ_EMPTY(&c->reqs) && !c->no_more &&
@@ -883,6 +959,14 @@ static void conn_tick(kr_conn *c, uint64_t now)
             kr_counter_add(c->srv->m.closed_stalled, 1);
             log_conn(KR_LOG_INFO, c, "connection closed",
                      "replies left unread past --write-timeout");
+            kr_conn_abort(c, NULL);
+            return;
+        }
+        if (kr_budget_stalled(c, now)) {
+            kr_counter_add(c->srv->m.closed_frame_stalled, 1);
+            log_conn(KR_LOG_INFO, c, "connection closed",
+                     "its frame stopped arriving while others waited for request memory "
+                     "(--max-pending-bytes)");
             kr_conn_abort(c, NULL);
             return;
         }

@@ -145,20 +145,16 @@ kr_chunk *kr_stream_chunk(kr_store *s, kr_stream *st)
 
 /* ---- the stream state ---- */
 
-kr_stream *kr_stream_new(kr_topic *t, const char *dir)
+kr_stream *kr_stream_new(kr_topic *t)
 {
     kr_stream *st = calloc(1, sizeof *st);
     if (st == NULL)
         return NULL;
-    st->dir = strdup(dir);
-    if (st->dir == NULL) {
-        free(st);
-        return NULL;
-    }
+    st->dir = t->dir;
     st->t = t;
-    st->dirfd = -1;
     TAILQ_INIT(&st->pending);
     TAILQ_INIT(&st->waiting);
+    TAILQ_INIT(&st->after_drop);
     return st;
 }
 
@@ -178,12 +174,12 @@ static kr_useg *useg_new(kr_stream *st)
 }
 
 /* Add a segment (made by useg_new) as the active one. */
-static kr_useg *push_useg(kr_stream *st, kr_useg *u, int wfd, uint64_t base, uint32_t hdr_len,
-                          uint64_t size, uint64_t next)
+static kr_useg *push_useg(kr_stream *st, kr_useg *u, kr_fdfile *file, uint64_t base,
+                          uint32_t hdr_len, uint64_t size, uint64_t next)
 {
     st->segs[st->n_segs++] = u;
     u->base = base;
-    u->wfd = wfd;
+    u->file = file;
     u->hdr_len = hdr_len;
     u->written = u->synced = size;
     u->written_next = u->synced_next = next;
@@ -191,16 +187,33 @@ static kr_useg *push_useg(kr_stream *st, kr_useg *u, int wfd, uint64_t base, uin
     return u;
 }
 
-int kr_stream_attach(kr_stream *st, int dirfd, int wfd, uint64_t base, uint32_t hdr_len,
-                     uint64_t size, uint64_t next)
+int kr_stream_attach(kr_stream *st, kr_fdfile *file, uint64_t base, uint32_t hdr_len, uint64_t size,
+                     uint64_t next)
 {
     kr_useg *u = useg_new(st);
     if (u == NULL)
         return -1;
-    st->dirfd = dirfd;
     st->synced_next = next;
-    push_useg(st, u, wfd, base, hdr_len, size, next);
+    push_useg(st, u, file, base, hdr_len, size, next);
     return 0;
+}
+
+/*
+ * A segment's file is pinned in the store's fdcache only while it is used:
+ * written by the loop, or synced by a SYNC job. Between uses the cache may
+ * close it - but not while it holds bytes not yet synced (dirty), whose
+ * failed writeback a new descriptor would not report (fdcache.h).
+ * @return the descriptor, or -1 with errno (the file could not be opened).
+ */
+static int useg_pin(kr_useg *u)
+{
+    return kr_fdfile_get(u->file);
+}
+
+static void useg_unpin(kr_useg *u)
+{
+    kr_fdfile_dirty(u->file, u->written > u->synced || u->torn);
+    kr_fdfile_put(u->file);
 }
 
 static kr_useg *active(kr_stream *st)
@@ -326,15 +339,16 @@ static void kept_cut(kr_store *s, kr_stream *st, kr_useg *u, size_t n)
         u->kept_off = 0;
 }
 
-/* Write the copy back at the segment's synced length. @return 0, or -1. */
-static int kept_rewrite(kr_useg *u)
+/* Write the copy back at the segment's synced length (fd: its file,
+ * pinned). @return 0, or -1. */
+static int kept_rewrite(kr_useg *u, int fd)
 {
     uint64_t pos = u->synced;
     size_t off = u->kept_off;
     kr_kblock *k;
     TAILQ_FOREACH(k, &u->kept, link)
     {
-        if (kr_pwrite_all(u->wfd, k->data + off, k->len - off, pos) < 0)
+        if (kr_pwrite_all(fd, k->data + off, k->len - off, pos) < 0)
             return -1;
         pos += k->len - off;
         off = 0;
@@ -342,13 +356,13 @@ static int kept_rewrite(kr_useg *u)
     return 0;
 }
 
-/* Drop the oldest unsynced segment (synced and closed): its fd goes. */
+/* Drop the oldest unsynced segment (synced and closed): its read-write
+ * file goes (the loop reads it through its kr_segment's). */
 static void drop_first_useg(kr_store *s, kr_stream *st)
 {
     kr_useg *u = st->segs[0];
     kept_clear(s, st, u);
-    if (u->wfd >= 0)
-        close(u->wfd);
+    kr_fdfile_free(u->file);
     free(u);
     memmove(st->segs, st->segs + 1, (st->n_segs - 1) * sizeof *st->segs);
     st->n_segs--;
@@ -365,16 +379,13 @@ void kr_stream_free(kr_stream *st)
             TAILQ_REMOVE(&u->kept, k, link);
             free(k);
         }
-        if (u->wfd >= 0)
-            close(u->wfd);
+        kr_fdfile_free(u->file);
         free(u);
     }
     if (st->open != NULL && --st->open->refs == 0)
         chunk_free(st->open);
     free(st->segs);
-    if (st->dirfd >= 0)
-        close(st->dirfd);
-    free(st->dir);
+    kr_job_free(st->drop_job);
     free(st);
 }
 
@@ -445,7 +456,7 @@ static bool release_waiting(kr_store *s, kr_stream *st)
 
 static void queue_flush(kr_store *s, kr_stream *st)
 {
-    if (st->flush_queued)
+    if (st->flush_queued || st->dropped)
         return;
     st->flush_queued = true;
     TAILQ_INSERT_TAIL(&s->flushq, st, flush_link);
@@ -473,43 +484,53 @@ static int roll(kr_store *s, kr_stream *st, char *msg, size_t msglen)
     uint64_t base = active(st)->written_next;
     char name[KR_SEG_NAME_BYTES];
     kr_seg_name(name, base);
-    int fd = -1, rfd = -1, err = ENOMEM;
+    int dirfd = -1, fd = -1, err = ENOMEM;
     kr_segment *seg = NULL;
+    kr_fdfile *f = NULL;
     kr_useg *nu = useg_new(st);
     if (nu == NULL || kr_topic_reserve_segment(t) < 0)
         goto fail;
-    fd = openat(st->dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
-    if (fd < 0 && errno == EEXIST && unlinkat(st->dirfd, name, 0) == 0)
-        fd = openat(st->dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    /* The directory for a moment: topics hold no descriptor of it. */
+    dirfd = open(st->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dirfd >= 0) {
+        fd = openat(dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+        if (fd < 0 && errno == EEXIST && unlinkat(dirfd, name, 0) == 0)
+            fd = openat(dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    }
     err = errno;
     if (fd < 0)
         goto fail;
     uint8_t hdr[KR_SEG_HEADER_V2_BYTES];
     kr_seg_header_encode(hdr, base);
-    if (kr_pwrite_all(fd, hdr, sizeof hdr, 0) < 0 || (rfd = dup(fd)) < 0) {
+    if (kr_pwrite_all(fd, hdr, sizeof hdr, 0) < 0) {
         err = errno;
         goto fail;
     }
-    if ((seg = kr_segment_new(base, rfd, sizeof hdr)) == NULL) {
+    if ((f = kr_fdfile_new(s->files, st->dir, name, O_RDWR)) == NULL ||
+        (seg = kr_segment_new(s->files, st->dir, base, sizeof hdr)) == NULL) {
         err = ENOMEM;
         goto fail;
     }
+    kr_fdfile_adopt(f, fd); /* pinned once: the file is the cache's now */
+    close(dirfd);
     seg->verified = true;               /* ours */
     (void)kr_topic_add_segment(t, seg); /* cannot fail: reserved */
     t->bytes += sizeof hdr;
     active(st)->closed = true;
-    push_useg(st, nu, fd, base, sizeof hdr, sizeof hdr, base);
+    push_useg(st, nu, f, base, sizeof hdr, sizeof hdr, base);
+    useg_unpin(nu);
     st->dir_dirty = true;
     kr_stream_want_sync(s, st); /* the old segment's final sync, soon */
     return 0;
 fail:
     free(nu);
-    if (rfd >= 0)
-        close(rfd);
+    kr_fdfile_free(f);
     if (fd >= 0) {
         close(fd);
-        unlinkat(st->dirfd, name, 0);
+        unlinkat(dirfd, name, 0);
     }
+    if (dirfd >= 0)
+        close(dirfd);
     kr_counter_add(s->m_failures, 1);
     snprintf(msg, msglen, "cannot start a new segment in %s: %s", st->dir, kr_errno_advice(err));
     return -1;
@@ -520,21 +541,20 @@ fail:
  * writes, stopping at the first error. @return the bytes written; *err the
  * errno that stopped it (0 when all were written).
  */
-static size_t write_chunk(kr_useg *u, const kr_chunk *c, int *err)
+static size_t write_chunk(kr_useg *u, int fd, const kr_chunk *c, int *err)
 {
     size_t done = 0;
     *err = 0;
     if (u->torn) {
         /* A failed write left bytes behind that could not be cut then. */
-        if (ftruncate(u->wfd, (off_t)u->written) < 0) {
+        if (ftruncate(fd, (off_t)u->written) < 0) {
             *err = errno;
             return 0;
         }
         u->torn = false;
     }
     while (done < c->data.len) {
-        ssize_t n =
-            pwrite(u->wfd, c->data.data + done, c->data.len - done, (off_t)(u->written + done));
+        ssize_t n = pwrite(fd, c->data.data + done, c->data.len - done, (off_t)(u->written + done));
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
@@ -548,12 +568,12 @@ static size_t write_chunk(kr_useg *u, const kr_chunk *c, int *err)
 
 /* A write stopped short: cut the partial batch off before anything else is
  * appended (or remember to, when the cut fails too). */
-static void cut_partial(kr_store *s, kr_stream *st, kr_useg *u, int err)
+static void cut_partial(kr_store *s, kr_stream *st, kr_useg *u, int fd, int err)
 {
     kr_counter_add(s->m_failures, 1);
     kr_log(KR_LOG_WARN, "stream write failed", KR_LOG_STR("topic", st->t->name),
            KR_LOG_STR("reason", strerror(err)));
-    if (ftruncate(u->wfd, (off_t)u->written) < 0) {
+    if (fd < 0 || ftruncate(fd, (off_t)u->written) < 0) {
         u->torn = true;
         kr_log(KR_LOG_ERROR, "cannot cut a partly written batch; the next write tries again",
                KR_LOG_STR("topic", st->t->name), KR_LOG_STR("reason", strerror(errno)));
@@ -615,8 +635,10 @@ static bool account(kr_store *s, kr_stream *st, struct kr_append_list *list, kr_
  */
 static void stream_flush(kr_store *s, kr_stream *st)
 {
-    if (TAILQ_EMPTY(&st->pending) || st->n_segs == 0)
+    if (TAILQ_EMPTY(&st->pending) || st->n_segs == 0) {
+        kr_stream_drop_ready(s, st, false);
         return; /* nothing, or the topic's creation still runs */
+    }
     kr_chunk *c = st->open;
     char why[320] = "";
     if (c != NULL && c->data.len > 0) {
@@ -638,26 +660,37 @@ static void stream_flush(kr_store *s, kr_stream *st)
     TAILQ_CONCAT(&list, &st->pending, link);
     st->open = NULL;
     size_t done = 0;
+    int fd = -1; /* the active segment's while pinned */
     if (c != NULL && why[0] == '\0') {
         kr_useg *u = active(st);
-        int err;
+        int err = 0;
+        fd = useg_pin(u);
         c->pos = u->written;
-        done = write_chunk(u, c, &err);
+        if (fd >= 0)
+            done = write_chunk(u, fd, c, &err);
+        else
+            err = errno;
         kr_counter_add(s->m_written, done);
         if (done < c->data.len) {
             snprintf(why, sizeof why,
                      "writing to %s failed (nothing of this request was stored): %s", st->dir,
                      kr_errno_advice(err));
-            cut_partial(s, st, u, err);
+            cut_partial(s, st, u, fd, err);
         }
     }
     bool visible = account(s, st, &list, why[0] == '\0' || done > 0 ? c : NULL, done, why);
+    if (fd >= 0)
+        useg_unpin(active(st)); /* after account: dirty when it wrote */
     if (c != NULL)
         chunk_unref(s, c); /* the open reference */
     if (visible)
         kr_store_wake(s, st->t); /* long polls: once per flush */
-    if (!TAILQ_EMPTY(&st->waiting) || st->kept_bytes > KR_UNSYNCED_MAX)
+    /* A file with unsynced bytes stays open (fdcache.h): when the cache is
+     * past its limit, sync it so that it may close it. */
+    if (!TAILQ_EMPTY(&st->waiting) || st->kept_bytes > KR_UNSYNCED_MAX ||
+        (fd >= 0 && kr_fdcache_crowded(s->files)))
         kr_stream_want_sync(s, st);
+    kr_stream_drop_ready(s, st, false);
 }
 
 void kr_stream_flush_all(kr_store *s)
@@ -679,18 +712,21 @@ void kr_stream_on_flush(evutil_socket_t fd, short what, void *arg)
 
 void kr_stream_created(kr_store *s, kr_stream *st, bool ok)
 {
-    if (ok)
+    if (ok) {
         queue_flush(s, st);
-    else
-        kr_stream_fail_all(s, st, "the topic could not be created on disk; register again");
+        return;
+    }
+    kr_stream_fail_all(s, st, "the topic could not be created on disk; register again");
+    kr_stream_drop_ready(s, st, false);
 }
 
 /* ---- syncing ---- */
 
-/* Fill one part of a SYNC job. @return 0, or -1 on ENOMEM. */
+/* Fill one part of a SYNC job (its descriptor is pinned later: sync_pin).
+ * @return 0, or -1 on ENOMEM. */
 static int sync_part(kr_stream *st, const kr_useg *u, kr_sync_seg *g)
 {
-    g->fd = u->wfd;
+    g->fd = -1;
     g->base = u->base;
     g->bytes = u->written;
     g->next = u->written_next;
@@ -711,12 +747,49 @@ static int sync_part(kr_stream *st, const kr_useg *u, kr_sync_seg *g)
     return 0;
 }
 
+/* A segment with nothing written since its last good sync needs no
+ * fdatasync (its part only reports how far it is synced). */
+static bool useg_clean(const kr_useg *u)
+{
+    return !u->closed && !u->torn && u->written == u->synced && u->written_next == u->synced_next;
+}
+
+/* Unpin the files of the job's first n parts that were pinned. */
+static void sync_unpin(kr_stream *st, kr_job *j, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        kr_useg *u = j->sync.segs[i].fd >= 0 ? find_useg(st, j->sync.segs[i].base) : NULL;
+        if (u != NULL)
+            useg_unpin(u);
+        j->sync.segs[i].fd = -1;
+    }
+}
+
+/* Pin the file of every part that needs an fdatasync: the writer borrows
+ * the descriptors until the job is back. @return 0, or -1 (none pinned). */
+static int sync_pin(kr_stream *st, kr_job *j)
+{
+    for (size_t i = 0; i < j->sync.n; i++) {
+        kr_useg *u = st->segs[i];
+        if (useg_clean(u))
+            continue;
+        if ((j->sync.segs[i].fd = useg_pin(u)) < 0) {
+            kr_log(KR_LOG_WARN, "cannot open a segment to sync it; the checkpoint tick tries again",
+                   KR_LOG_STR("topic", st->t->name), KR_LOG_U64("segment", u->base),
+                   KR_LOG_STR("reason", strerror(errno)));
+            sync_unpin(st, j, i);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Submit a SYNC job for everything written so far; when that cannot be done
  * now, it is wanted (the next completion or tick tries again). */
 static void sync_start(kr_store *s, kr_stream *st)
 {
     st->sync_wanted = true;
-    if (st->sync_job != NULL || s->draining || s->writer == NULL || st->n_segs == 0)
+    if (st->sync_job != NULL || s->draining || s->writer == NULL || st->n_segs == 0 || st->dropped)
         return;
     kr_job *j = kr_job_new(KR_JOB_SYNC, st->t);
     kr_sync_seg *segs = calloc(st->n_segs, sizeof *segs);
@@ -733,7 +806,11 @@ static void sync_start(kr_store *s, kr_stream *st)
             return;
         }
     }
-    j->sync.dirfd = st->dirfd;
+    if (sync_pin(st, j) < 0) {
+        kr_job_free(j);
+        return;
+    }
+    j->sync.dir = st->dir;
     j->sync.sync_dir = st->dir_dirty;
     st->dir_dirty = false;
     st->sync_job = j;
@@ -751,21 +828,21 @@ void kr_stream_want_sync(kr_store *s, kr_stream *st)
  * to its last synced length and write the kept chunks again (and the header,
  * when nothing of the segment was ever synced). @return 0, or -1.
  */
-static int repair(kr_useg *u)
+static int repair(kr_useg *u, int fd)
 {
     if (u->unkept) {
         errno = ENOMEM; /* nothing to write back */
         return -1;
     }
-    if (ftruncate(u->wfd, (off_t)u->synced) < 0)
+    if (ftruncate(fd, (off_t)u->synced) < 0)
         return -1;
     if (u->synced == u->hdr_len && u->synced_next == u->base && u->hdr_len > KR_SEG_HEADER_BYTES) {
         uint8_t hdr[KR_SEG_HEADER_V2_BYTES];
         kr_seg_header_encode(hdr, u->base);
-        if (kr_pwrite_all(u->wfd, hdr, sizeof hdr, 0) < 0)
+        if (kr_pwrite_all(fd, hdr, sizeof hdr, 0) < 0)
             return -1;
     }
-    if (kept_rewrite(u) < 0)
+    if (kept_rewrite(u, fd) < 0)
         return -1;
     u->torn = false;
     return 0;
@@ -792,7 +869,8 @@ static void give_up(kr_store *s, kr_stream *st, const char *why)
     if (a != NULL) {
         /* Every waiting append is in the active segment (roll waits). */
         kr_useg *u = active(st);
-        if (ftruncate(u->wfd, (off_t)a->pos) < 0) {
+        int fd = useg_pin(u);
+        if (fd < 0 || ftruncate(fd, (off_t)a->pos) < 0) {
             u->torn = true;
             kr_log(KR_LOG_ERROR, "cannot take back unsynced batches; the next write tries again",
                    KR_LOG_STR("topic", st->t->name), KR_LOG_STR("reason", strerror(errno)));
@@ -800,6 +878,8 @@ static void give_up(kr_store *s, kr_stream *st, const char *why)
         kept_cut(s, st, u, (size_t)(u->written - a->pos));
         u->written = a->pos;
         u->written_next = a->base;
+        if (fd >= 0)
+            useg_unpin(u);
     }
     char msg[400];
     snprintf(msg, sizeof msg, "%s; nothing of this request was stored", why);
@@ -836,19 +916,21 @@ void kr_stream_synced(kr_store *s, kr_job *j)
             continue;
         if (g->err == 0) {
             useg_synced(s, st, u, g->bytes, g->next);
-            continue;
+        } else if (g->err == ECANCELED) {
+            ok = false;
+        } else {
+            ok = false;
+            err = g->err;
+            kr_log(KR_LOG_WARN, "fdatasync failed; rewriting unsynced batches from memory",
+                   KR_LOG_STR("topic", st->t->name), KR_LOG_U64("segment", u->base),
+                   KR_LOG_STR("reason", strerror(g->err)));
+            if (repair(u, g->fd) < 0) {
+                repaired = false;
+                err = errno ? errno : g->err;
+            }
         }
-        ok = false;
-        if (g->err == ECANCELED)
-            continue;
-        err = g->err;
-        kr_log(KR_LOG_WARN, "fdatasync failed; rewriting unsynced batches from memory",
-               KR_LOG_STR("topic", st->t->name), KR_LOG_U64("segment", u->base),
-               KR_LOG_STR("reason", strerror(g->err)));
-        if (repair(u) < 0) {
-            repaired = false;
-            err = errno ? errno : g->err;
-        }
+        if (g->fd >= 0)
+            useg_unpin(u); /* the job's pin */
     }
     /* Closed segments synced in full leave the list, oldest first. */
     while (st->n_segs > 1 && st->segs[0]->closed && st->segs[0]->synced == st->segs[0]->written)
@@ -875,4 +957,62 @@ void kr_stream_synced(kr_store *s, kr_job *j)
     if (!TAILQ_EMPTY(&st->waiting) || st->sync_wanted || st->ckpt_wait)
         sync_start(s, st);
     queue_flush(s, st); /* a roll may have waited for this */
+    kr_stream_drop_ready(s, st, false);
+}
+
+/* ---- the topic deleted ---- */
+
+/* Whether the checkpoint under way still waits for streams before it goes
+ * to the writer, and covers st's topic. */
+static bool ckpt_holds(const kr_store *s, const kr_stream *st)
+{
+    const kr_job *j = s->ckpt_job;
+    if (j == NULL || j->checkpoint.waits == 0)
+        return false;
+    for (size_t i = 0; i < j->checkpoint.n; i++)
+        if (j->checkpoint.ck[i].t == st->t)
+            return true;
+    return false;
+}
+
+void kr_stream_drop_ready(kr_store *s, kr_stream *st, bool force)
+{
+    if (st == NULL || st->drop_job == NULL ||
+        (!force && (kr_stream_busy(st) || st->sync_wanted || st->ckpt_wait || ckpt_holds(s, st))))
+        return;
+    kr_job *j = st->drop_job;
+    st->drop_job = NULL;
+    st->dropped = true;
+    TAILQ_REMOVE(&s->dropping, st, drop_link);
+    kr_writer_submit(s->writer, j);
+    while ((j = TAILQ_FIRST(&st->after_drop)) != NULL) {
+        TAILQ_REMOVE(&st->after_drop, j, link);
+        kr_writer_submit(s->writer, j);
+    }
+}
+
+void kr_stream_submit_create(kr_store *s, const uint8_t *name, size_t len, kr_job *j)
+{
+    kr_stream *st;
+    TAILQ_FOREACH(st, &s->dropping, drop_link)
+    {
+        const kr_topic *t = st->t;
+        if (t->name_len == len && memcmp(t->name, name, len) == 0) {
+            TAILQ_INSERT_TAIL(&st->after_drop, j, link);
+            return;
+        }
+    }
+    kr_writer_submit(s->writer, j);
+}
+
+void kr_stream_drop(kr_store *s, kr_stream *st, kr_job *j)
+{
+    if (st->flush_queued) {
+        TAILQ_REMOVE(&s->flushq, st, flush_link);
+        st->flush_queued = false;
+    }
+    stream_flush(s, st); /* what came before the deletion, answered */
+    st->drop_job = j;
+    TAILQ_INSERT_TAIL(&s->dropping, st, drop_link);
+    kr_stream_drop_ready(s, st, false);
 }

@@ -60,6 +60,7 @@
 #include <sys/queue.h>
 
 #include "store/index.h"
+#include "store/job.h"
 #include "store/store.h"
 #include "util/buf.h"
 
@@ -91,6 +92,9 @@ typedef struct kr_append {
     uint64_t pos;
     kr_store_done done; /* NULL: nobody waits */
     void *arg;
+    struct kr_producer *producer; /* an idempotent producer's PUBLISH (held
+                                     busy until it counts or fails), or NULL */
+    uint64_t seq;                 /* ... its sequence number */
     TAILQ_ENTRY(kr_append) link;
 } kr_append;
 
@@ -110,7 +114,9 @@ TAILQ_HEAD(kr_kblock_list, kr_kblock);
 /* A segment holding bytes not yet known durable (the active one always). */
 typedef struct kr_useg {
     uint64_t base;
-    int wfd;                        /* read-write; the writer borrows it for a SYNC job */
+    kr_fdfile *file;                /* read-write, in the store's fdcache: pinned while
+                                       the loop writes it or a SYNC job syncs it, and
+                                       marked dirty while it holds unsynced bytes */
     uint32_t hdr_len;               /* KR_SEG_HEADER_V2_BYTES: it has a sync record */
     uint64_t written, written_next; /* end of the last whole batch in it */
     uint64_t synced, synced_next;   /* known durable (rewrites start here) */
@@ -126,10 +132,9 @@ typedef struct kr_useg {
 /* A topic's stream as the loop writes it. */
 typedef struct kr_stream {
     kr_topic *t;
-    char *dir;      /* DATA/topics/NAME */
-    int dirfd;      /* -1 until the topic exists on disk */
-    bool dir_dirty; /* a segment was created since the directory's last fsync */
-    kr_useg **segs; /* unsynced segments, oldest first; the last is active */
+    const char *dir; /* DATA/topics/NAME (the topic's) */
+    bool dir_dirty;  /* a segment was created since the directory's last fsync */
+    kr_useg **segs;  /* unsynced segments, oldest first; the last is active */
     size_t n_segs, cap_segs;
     size_t kept_bytes;             /* of every unsynced segment's kept copy */
     kr_chunk *open;                /* being filled this turn (NULL: none) */
@@ -143,29 +148,37 @@ typedef struct kr_stream {
     bool ckpt_wait;                /* a checkpoint waits for synced_next >= ckpt_target */
     uint64_t ckpt_target;
     bool flush_queued;
+    kr_job *drop_job;              /* DELETE_TOPIC: submitted once nothing of the stream
+                                      is under way (kr_stream_drop) ... */
+    bool dropped;                  /* ... and then: nothing more is written or synced */
+    struct kr_job_list after_drop; /* CREATE jobs of a topic of the same name,
+                                      submitted right after drop_job */
     TAILQ_ENTRY(kr_stream) flush_link;
+    TAILQ_ENTRY(kr_stream) drop_link; /* on the store's list while drop_job waits */
 } kr_stream;
 
 TAILQ_HEAD(kr_stream_list, kr_stream);
 
 /*
- * kr_stream_new - the stream state of a topic whose directory is `dir`
- * (copied). No files yet: kr_stream_attach gives it its active segment.
+ * kr_stream_new - the stream state of topic t (in its directory t->dir,
+ * borrowed). No files yet: kr_stream_attach gives it its active segment.
  * @return NULL on ENOMEM.
  */
-kr_stream *kr_stream_new(kr_topic *t, const char *dir);
+kr_stream *kr_stream_new(kr_topic *t);
 
 /*
- * kr_stream_attach - the topic's files exist: dirfd (taken over) and the
- * active segment `base` open read-write at wfd (taken over), holding
- * `size` bytes up to offset `next`, all durable, its header `hdr_len` long.
+ * kr_stream_attach - the topic's files exist: its active segment `base`,
+ * the read-write file `file` of the store's fdcache (taken over, not
+ * pinned by the caller), holding `size` bytes up to offset `next`, all
+ * durable, its header `hdr_len` long.
  * @return 0, or -1 on ENOMEM (nothing taken over then).
  */
-int kr_stream_attach(kr_stream *st, int dirfd, int wfd, uint64_t base, uint32_t hdr_len,
-                     uint64_t size, uint64_t next);
+int kr_stream_attach(kr_stream *st, kr_fdfile *file, uint64_t base, uint32_t hdr_len, uint64_t size,
+                     uint64_t next);
 
-/* Close the files and free the state. Appends still pending or waiting
- * must have been completed (kr_stream_fail_all). NULL ok. */
+/* Free the state and its files' records (no pin may be left: a SYNC job
+ * must not be in flight). Appends still pending or waiting must have been
+ * completed (kr_stream_fail_all). NULL ok. */
 void kr_stream_free(kr_stream *st);
 
 /*
@@ -206,6 +219,26 @@ void kr_stream_fail_all(kr_store *s, kr_stream *st, const char *why);
 
 /* Whether appends or syncs of the topic are still under way. */
 bool kr_stream_busy(const kr_stream *st);
+
+/*
+ * kr_stream_drop - the topic leaves (DELETE_TOPIC): what its appends queued
+ * is written now, in order, and answered; then nothing more is written.
+ * The TOPIC_DROP job j is submitted once no SYNC job of the stream is in
+ * flight or wanted for what was written, and no checkpoint waits for the
+ * stream (kr_stream_drop_ready), so that it runs after all of them.
+ */
+void kr_stream_drop(kr_store *s, kr_stream *st, kr_job *j);
+
+/* Submit the stream's TOPIC_DROP job if it may go now (see kr_stream_drop),
+ * and the jobs waiting for it; force: now, whatever is under way (close). */
+void kr_stream_drop_ready(kr_store *s, kr_stream *st, bool force);
+
+/*
+ * kr_stream_submit_create - submit the CREATE job j of a topic named
+ * name: at once, or, while a deleted topic of that name waits for its
+ * drop, right after that drop (its directory must be gone first).
+ */
+void kr_stream_submit_create(kr_store *s, const uint8_t *name, size_t len, kr_job *j);
 
 /* Release an append record (its chunk reference with it). */
 void kr_append_free(kr_store *s, kr_append *a);

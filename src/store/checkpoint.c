@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "store/overlay.h"
+#include "store/store_producers.h"
 
 /* Folding one topic's frozen overlay into a checkpoint file. */
 struct fold {
@@ -100,5 +101,9 @@ int kr_checkpoint_write(kr_view *v, kr_ckpt_topic *cks, size_t n, char *err, siz
     }
     for (size_t i = 0; i < n; i++)
         kr_view_ckpt_marker(ck, cks[i].t->name, cks[i].t->name_len, cks[i].next, cks[i].keys);
+    /* The producers' states ('p' sorts after 'm'), with the marker they
+     * belong to: the view never holds one without the other. */
+    for (size_t i = 0; i < n; i++)
+        kr_prod_ckpt_write(cks[i].prod, ck, cks[i].t->name, cks[i].t->name_len);
     return kr_view_ckpt_commit(ck, err, errlen);
 }

@@ -15,7 +15,8 @@
 /*
  * kr_checkpoint_write - write the checkpoint of n topics into v as one
  * table file ingested at once (kr_view_ckpt: atomic and durable), every
- * topic's keys first, then every marker, each in key order. Reads each
+ * topic's keys first, then every marker, then every topic's producer
+ * states (ck[i].prod), each in key order. Reads each
  * ck[i].ov (frozen, read-only meanwhile) and the view, to count live keys;
  * sorts ck by topic key order and sets each ck[i].keys to the count after.
  * @return 0; or -1 with err saying which topic and why, nothing of the

@@ -332,7 +332,7 @@ static size_t cuts_needed(const kr_group *g, const uint64_t *sorted, size_t n)
     uint64_t counted = 0; /* the last cut counted, + 1 (0: none) */
     for (size_t i = 0; i < n; i++) {
         uint64_t o = sorted[i];
-        if ((i > 0 && sorted[i - 1] == o) || is_acked(g, o))
+        if ((i > 0 && sorted[i - 1] == o) || o >= g->frontier || is_acked(g, o))
             continue;
         const uint64_t at[2] = {o, o + 1}; /* o < frontier: no overflow */
         for (int k = 0; k < 2; k++) {
@@ -359,7 +359,7 @@ void kr_group_ack_offsets(kr_group *g, const uint64_t *offsets, size_t n, kr_ack
     memset(res, 0, sizeof *res);
     /* All or nothing: check every offset first. */
     for (size_t i = 0; i < n; i++) {
-        if (offsets[i] >= g->frontier || offsets[i] < g->origin) {
+        if ((offsets[i] >= g->frontier && offsets[i] >= g->forgotten) || offsets[i] < g->origin) {
             res->err = KRAPPY_E_INVALID_ARGUMENT;
             res->bad_offset = offsets[i];
             return;
@@ -387,8 +387,8 @@ void kr_group_ack_offsets(kr_group *g, const uint64_t *offsets, size_t n, kr_ack
     for (size_t i = 0; i < n; i++) {
         uint64_t o = sorted[i];
         if (i > 0 && sorted[i - 1] == o)
-            continue; /* listed once */
-        if (is_acked(g, o))
+            continue;                           /* listed once */
+        if (o >= g->frontier || is_acked(g, o)) /* beyond it: forgotten by a seek */
             res->ignored[res->n_ignored++] = o;
         else
             set_acked(g, o, o + 1, &res->acked);
@@ -448,6 +448,27 @@ uint64_t kr_group_skip_to(kr_group *g, uint64_t first)
     g->skipped += skipped;
     normalize(g);
     return skipped;
+}
+
+uint64_t kr_group_seek(kr_group *g, uint64_t to)
+{
+    uint64_t forgotten = kr_group_pending(g);
+    if (g->frontier > g->forgotten)
+        g->forgotten = g->frontier;
+    g->n_runs = 0;
+    g->cursor = g->frontier = to;
+    if (to < g->origin)
+        g->origin = to; /* offsets from `to` on may be handed out (and ACKed) now */
+    return forgotten;
+}
+
+uint64_t kr_group_member_pending(const kr_group *g, const kr_member *m)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < g->n_runs; i++)
+        if (g->runs[i].state == KR_RUN_PENDING && g->runs[i].member == m)
+            n += g->runs[i].next - g->runs[i].first;
+    return n;
 }
 
 uint64_t kr_group_pending(const kr_group *g)

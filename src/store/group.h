@@ -74,6 +74,10 @@ struct kr_group {
     uint64_t redeliveries; /* offsets handed out again, ever */
     uint64_t skipped;      /* offsets skipped because retention removed them */
     uint64_t member_seq;   /* for generated member names */
+    uint64_t forgotten;    /* the highest frontier a GROUP_SEEK left behind:
+                              offsets below it outside the window were handed
+                              out before the seek, and ACKs of them are
+                              ignored rather than refused */
     void *ctx;             /* the store's state of this group */
 };
 
@@ -149,6 +153,18 @@ uint64_t kr_group_expire(kr_group *g, uint64_t now_ms, uint64_t *next_deadline_m
 /* Retention removed offsets below `first`: move the cursor (and frontier)
  * up to it. @return offsets skipped that were not acknowledged. */
 uint64_t kr_group_skip_to(kr_group *g, uint64_t first);
+
+/*
+ * kr_group_seek - GROUP_SEEK: forget every hand-out (pending and awaiting
+ * redelivery) and put the cursor and the frontier at `to`. Members stay;
+ * their next POLL hands out from `to`. ACKs of offsets handed out before
+ * are ignored (listed in `ignored`), not refused. Allocates nothing.
+ * @return the offsets forgotten that were not acknowledged.
+ */
+uint64_t kr_group_seek(kr_group *g, uint64_t to);
+
+/* Offsets pending for member m. */
+uint64_t kr_group_member_pending(const kr_group *g, const kr_member *m);
 
 /* Offsets pending or awaiting redelivery. */
 uint64_t kr_group_pending(const kr_group *g);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "store/store_int.h"
+#include "store/store_producers.h"
 
 /* Failure sentences are cut here (they end up in ERROR frames and logs). */
 #define JOB_MSG_MAX 256
@@ -23,9 +24,7 @@ kr_job *kr_job_new(kr_job_kind kind, kr_topic *t)
     j->kind = kind;
     j->t = t;
     if (kind == KR_JOB_CREATE)
-        j->create.dirfd = j->create.wfd = -1;
-    if (kind == KR_JOB_DELETE)
-        j->del.dirfd = -1;
+        j->create.wfd = -1;
     return j;
 }
 
@@ -41,16 +40,21 @@ void kr_job_free(kr_job *j)
         break;
     case KR_JOB_CREATE:
         kr_segment_free(j->create.seg);
-        if (j->create.dirfd >= 0)
-            close(j->create.dirfd);
-        if (j->create.wfd >= 0)
-            close(j->create.wfd);
+        if (j->create.wfile != NULL) {
+            kr_fdfile_put(j->create.wfile);
+            kr_fdfile_free(j->create.wfile);
+        }
         break;
     case KR_JOB_CHECKPOINT:
+        for (size_t i = 0; i < j->checkpoint.n; i++)
+            kr_prod_ckpt_free(j->checkpoint.ck[i].prod);
         free(j->checkpoint.ck);
         for (size_t i = 0; i < j->checkpoint.n_dispose; i++)
             kr_overlay_free(j->checkpoint.dispose[i]);
         free(j->checkpoint.dispose);
+        break;
+    case KR_JOB_LOGGED:
+        kr_view_batch_free(j->logged.batch);
         break;
     case KR_JOB_DELETE:
         for (size_t i = 0; i < j->del.n; i++)
@@ -58,6 +62,7 @@ void kr_job_free(kr_job *j)
         free(j->del.paths);
         break;
     case KR_JOB_CURSOR:
+    case KR_JOB_TOPIC_DROP:
         break;
     }
     free(j->msg);

@@ -28,13 +28,15 @@ typedef enum kr_job_kind {
     KR_JOB_SYNC,       /* make a topic's unsynced segments durable */
     KR_JOB_CHECKPOINT, /* write frozen overlays + markers into the view */
     KR_JOB_DELETE,     /* unlink retired segment files */
-    KR_JOB_CURSOR      /* persist a group cursor (RocksDB, WAL on) */
+    KR_JOB_CURSOR,     /* persist a group cursor, or drop a group (RocksDB, WAL on) */
+    KR_JOB_LOGGED,     /* a RocksDB batch the loop built: WAL on, synced */
+    KR_JOB_TOPIC_DROP  /* DELETE_TOPIC: its directory and every record of it */
 } kr_job_kind;
 
 /* One segment of a SYNC job. */
 typedef struct kr_sync_seg {
-    int fd;           /* the loop's read-write fd, borrowed: the loop keeps
-                         it open until the job is back */
+    int fd;           /* the loop's read-write descriptor, borrowed: pinned
+                         in the fdcache until the job is back */
     uint64_t base;    /* the segment */
     uint64_t bytes;   /* written up to here (a batch end) ... */
     uint64_t next;    /* ... offsets below this */
@@ -50,27 +52,32 @@ typedef struct kr_sync_seg {
 typedef struct kr_job_sync {
     kr_sync_seg *segs; /* malloc'd, n of them */
     size_t n;
-    int dirfd;     /* the topic directory, borrowed (BASE.idx goes there) */
-    bool sync_dir; /* fsync it first: a segment was created since */
-    int dir_err;   /* out: errno of that fsync, or 0 */
+    const char *dir; /* the topic directory (the topic's, borrowed): opened
+                        for BASE.idx and its own sync */
+    bool sync_dir;   /* fsync it first: a segment was created since */
+    int dir_err;     /* out: errno of that fsync, or 0 */
 } kr_job_sync;
 
 /* CREATE: a new topic's directory and first segment, made durable. */
 typedef struct kr_job_create {
-    const char *dir; /* DATA/topics/NAME (the topic's, borrowed) */
-    kr_segment *seg; /* out: the loop's record of the first segment (its
-                        read fd open; the loop takes it), or NULL */
-    int dirfd;       /* out: the topic directory (the loop takes it), -1 */
-    int wfd;         /* out: the first segment read-write (the loop takes
-                        it), -1 */
+    const char *dir;   /* DATA/topics/NAME (the topic's, borrowed) */
+    kr_fdcache *files; /* the store's */
+    kr_segment *seg;   /* out: the loop's record of the first segment (its
+                          file read-only, opened when read; the loop takes
+                          it), or NULL */
+    kr_fdfile *wfile;  /* out: the first segment read-write, pinned once
+                          (the loop takes it), or NULL */
+    int wfd;           /* out: wfile's descriptor while that pin lasts */
 } kr_job_create;
 
 /* One topic's part of a checkpoint. */
 typedef struct kr_ckpt_topic {
     kr_topic *t;
-    const kr_overlay *ov; /* frozen: read-only while the job runs */
-    uint64_t next;        /* marker to write */
-    uint64_t keys;        /* in: live keys before; out: after */
+    const kr_overlay *ov;      /* frozen: read-only while the job runs */
+    uint64_t next;             /* marker to write */
+    uint64_t keys;             /* in: live keys before; out: after */
+    struct kr_prod_ckpt *prod; /* the producers' state to write with the
+                                  marker (store_producers.h), or NULL */
 } kr_ckpt_topic;
 
 /* CHECKPOINT: the frozen overlays of some topics. The loop submits it once
@@ -90,8 +97,19 @@ typedef struct kr_job_checkpoint {
 typedef struct kr_job_delete {
     char **paths; /* malloc'd, each malloc'd */
     size_t n;
-    int dirfd; /* borrowed: synced after the unlinks (-1: none) */
+    const char *dir; /* the topic directory (the topic's, borrowed), synced
+                        after the unlinks; NULL: none */
 } kr_job_delete;
+
+/* LOGGED: a batch of view records the loop built (an idempotent
+ * registration; producers forgotten), written with RocksDB's WAL on and
+ * synced; `done` gets the result (the store fills what it reports). */
+typedef struct kr_job_logged {
+    kr_view_batch *batch;         /* owned */
+    struct kr_producer *producer; /* a registration's, held meanwhile */
+    uint32_t epoch;               /* ... the epoch it registered */
+    uint64_t seq;                 /* ... the seq it was told */
+} kr_job_logged;
 
 /* CURSOR: one group's cursor. Every cursor job of a round is one WAL-on
  * RocksDB write, fsync'd when any of them asks (--fsync-cursors). */
@@ -101,7 +119,20 @@ typedef struct kr_job_cursor {
     size_t group_len;
     uint64_t cursor, origin;
     bool sync;
+    bool drop; /* GROUP_DELETE: remove the record instead */
 } kr_job_cursor;
+
+/* TOPIC_DROP: how far the deletion got (topic_admin.c). */
+typedef enum kr_drop_stage {
+    KR_DROP_NOTHING = 0, /* nothing happened: the topic is whole */
+    KR_DROP_FILES,       /* its directory is gone; records may be left in the view */
+    KR_DROP_ALL          /* gone, records included */
+} kr_drop_stage;
+
+typedef struct kr_job_topic_drop {
+    const char *dir;     /* DATA/topics/NAME (the topic's, borrowed) */
+    kr_drop_stage stage; /* out */
+} kr_job_topic_drop;
 
 struct kr_job {
     kr_job_kind kind;
@@ -118,6 +149,8 @@ struct kr_job {
         kr_job_checkpoint checkpoint;
         kr_job_delete del;
         kr_job_cursor cursor;
+        kr_job_logged logged;
+        kr_job_topic_drop drop;
     };
 };
 
@@ -130,7 +163,8 @@ TAILQ_HEAD(kr_job_list, kr_job);
 kr_job *kr_job_new(kr_job_kind kind, kr_topic *t);
 
 /* Free a job and what its kind owns (sync parts and their hints, a new
- * topic's files not taken, checkpoint parts, paths, message). NULL ok. */
+ * topic's files not taken, checkpoint parts and their producers' state,
+ * paths, a view batch, message). NULL ok. */
 void kr_job_free(kr_job *j);
 
 /*

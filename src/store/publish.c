@@ -6,6 +6,7 @@
  * the overlays are over their memory budget (back-pressure).
  */
 #include "store/store_int.h"
+#include "store/store_producers.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,7 @@ typedef struct batch_enc {
     uint64_t base; /* offset of the first event */
     uint64_t count;
     uint64_t max_ts;
+    kr_batch_hdr hdr; /* the producer fields (an idempotent PUBLISH's) */
 } batch_enc;
 
 /* Bytes `v` takes as a CBOR head. */
@@ -86,10 +88,11 @@ static krappy_err encode_batch(kr_store *s, batch_enc *be, const kr_request *req
 {
     const uint64_t limit = (uint64_t)s->o.max_frame - KRAPPY_REPLY_SLACK_BYTES;
     uint64_t ts_now = kr_wall_ms();
-    uint8_t zero[KR_BATCH_HEADER_BYTES] = {0};
+    uint8_t zero[KR_BATCH_HEADER_MAX] = {0};
     kr_buf *b = &be->c->data;
+    uint32_t hlen = kr_batch_header_size(&be->hdr);
     be->at = b->len;
-    kr_buf_append(b, zero, sizeof zero); /* the header goes there */
+    kr_buf_append(b, zero, hlen); /* the header goes there */
 
     kr_events_iter it;
     kr_event_in ev;
@@ -113,15 +116,27 @@ static krappy_err encode_batch(kr_store *s, batch_enc *be, const kr_request *req
             be->max_ts = ts;
         be->count++;
     }
+    if (b->len - be->at - hlen > KR_BATCH_MAX_PAYLOAD) {
+        /* Only under a --max-frame near its 1 GiB limit. */
+        snprintf(msg, msglen,
+                 "the %llu events take more than %u bytes as stored, the most one batch holds; "
+                 "send them in smaller batches",
+                 (unsigned long long)be->count, KR_BATCH_MAX_PAYLOAD);
+        return KRAPPY_E_INVALID_ARGUMENT;
+    }
     if (more < 0 || be->count != req->u.publish.count || b->failed || be->c->meta.failed ||
         be->c->extra.failed) {
         snprintf(msg, msglen, "out of memory encoding the batch of %llu events",
                  (unsigned long long)req->u.publish.count);
         return KRAPPY_E_STORAGE;
     }
+    kr_batch_hdr h = be->hdr;
+    h.base = be->base;
+    h.count = (uint32_t)be->count;
+    h.max_ts = be->max_ts;
+    h.len = (uint32_t)(b->len - be->at - hlen);
     uint8_t *batch = b->data + be->at;
-    kr_batch_header_put(batch, be->base, (uint32_t)be->count, be->max_ts,
-                        (uint32_t)(b->len - be->at - KR_BATCH_HEADER_BYTES));
+    kr_batch_header_put(batch, &h);
     kr_batch_seal(batch);
     return KRAPPY_OK;
 }
@@ -136,8 +151,8 @@ static void chunk_rewind(kr_chunk *c, size_t data, size_t meta, size_t extra)
 }
 
 krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_buf *scratch,
-                            bool sync, kr_store_done done, void *arg, char *msg, size_t msglen,
-                            uint64_t *bad_index)
+                            bool sync, kr_idem *idem, kr_store_done done, void *arg, char *msg,
+                            size_t msglen, uint64_t *bad_index)
 {
     uint64_t count = req->u.publish.count;
     if (count > s->o.max_publish_events) {
@@ -146,6 +161,12 @@ krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_
                  "batches",
                  s->o.max_publish_events, (unsigned long long)count);
         return KRAPPY_E_INVALID_ARGUMENT;
+    }
+    kr_producer *prod = NULL;
+    if (idem != NULL) {
+        krappy_err v = kr_store_idem_check(s, t, idem, count, sync, done, arg, &prod, msg, msglen);
+        if (v != KRAPPY_OK || prod == NULL)
+            return v; /* refused, or a repeat (answered) */
     }
     kr_chunk *c = kr_stream_chunk(s, t->stream);
     kr_append *a = c != NULL ? kr_append_new(s, t) : NULL;
@@ -156,6 +177,8 @@ krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_
     }
     size_t d0 = c->data.len, m0 = c->meta.len, x0 = c->extra.len;
     batch_enc be = {.c = c, .base = t->assigned};
+    if (prod != NULL)
+        be.hdr = (kr_batch_hdr){.producer = prod->pid, .epoch = idem->epoch, .seq = idem->seq};
     krappy_err rc = encode_batch(s, &be, req, scratch, msg, msglen, bad_index);
     if (rc != KRAPPY_OK) {
         chunk_rewind(c, d0, m0, x0);
@@ -173,6 +196,8 @@ krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_
     a->done = done;
     a->arg = arg;
     t->assigned += be.count;
+    if (prod != NULL)
+        kr_store_idem_accepted(prod, a, idem->seq, be.base, (uint32_t)be.count, sync);
     kr_stream_queue(s, t->stream, a);
     return KRAPPY_OK;
 }
@@ -245,6 +270,7 @@ void kr_store_release_held(kr_store *s, bool all)
 
 void kr_store_append_failed(kr_store *s, kr_append *a, const char *why)
 {
+    kr_store_idem_completed(s, a, false); /* its producer expects these numbers again */
     kr_store_result res = {.err = KRAPPY_E_STORAGE};
     snprintf(res.msg, sizeof res.msg, "%s", why);
     kr_store_done done = a->done;
@@ -285,6 +311,9 @@ void kr_store_append_visible(kr_store *s, kr_append *a)
     /* The overlay has its copies: the chunk need not stay for this one (it
      * is kept on its segment's list until synced). */
     kr_append_free_chunk(s, a);
+    /* Visible now: its producer's state records it, and repeats of it
+     * waiting are answered. */
+    kr_store_idem_completed(s, a, true);
     if (s->active_bytes > kr_store_fill_limit(s)) {
         kr_store_checkpoint(s); /* freezes them, or runs next when one is running */
         if (s->active_bytes > kr_store_fill_limit(s) && s->ckpt_running && !s->closing) {

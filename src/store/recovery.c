@@ -24,8 +24,14 @@
  * err; krappyd then refuses to start with that sentence. Damage that only
  * costs events (corrupt batches, a gap between segments) is logged and the
  * start goes on: those events are never served.
+ *
+ * Descriptors: a topic's directory and one segment at a time are open while
+ * it is recovered; what the topics keep are files of the store's fdcache,
+ * opened when first read or written - a data directory of 10,000 topics and
+ * 100,000 segments starts under `ulimit -n 1024`.
  */
 #include "store/store_int.h"
+#include "store/store_producers.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -39,6 +45,7 @@
 
 #include "proto/cbor.h"
 #include "store/block.h"
+#include "store/checkpoint.h"
 #include "util/io.h"
 #include "util/log.h"
 
@@ -47,8 +54,8 @@ typedef struct recovery {
     kr_store *s;
     const char *name; /* the directory entry: a valid topic name */
     char *dir;        /* DATA/topics/NAME */
-    int dirfd;        /* owned until the writer state takes it */
-    uint64_t *bases;  /* segment base offsets, ascending */
+    int dirfd;
+    uint64_t *bases; /* segment base offsets, ascending */
     size_t n_bases;
     kr_topic *t;
     uint64_t truncated;     /* torn bytes cut off the last segment */
@@ -216,12 +223,13 @@ static int sync_closed(recovery *r, const kr_seg_scan *scan, const char *sname)
     return 0;
 }
 
-/* Scan and verify a segment; cut the torn tail of the last one. */
-static int scan_segment(recovery *r, kr_segment *seg, size_t i, const char *sname)
+/* Scan and verify a segment; cut the torn tail of the last one (fd is
+ * read-write for it). */
+static int scan_segment(recovery *r, kr_segment *seg, int fd, size_t i, const char *sname)
 {
     bool last = i + 1 == r->n_bases;
     kr_seg_scan scan;
-    if (kr_seg_scan_fd(seg->fd, &scan, scan_hint, seg) < 0)
+    if (kr_seg_scan_fd(fd, &scan, scan_hint, seg) < 0)
         return fail(r, "segment %s/%s is unreadable (%s); move it away to start without it", r->dir,
                     sname, errno == EINVAL ? "bad header" : strerror(errno));
     seg->start = scan.hdr.len;
@@ -238,7 +246,7 @@ static int scan_segment(recovery *r, kr_segment *seg, size_t i, const char *snam
         return -1;
     if (scan.torn && last) {
         r->truncated = scan.file_len - scan.good_end;
-        if (ftruncate(seg->fd, (off_t)scan.good_end) < 0 || fdatasync(seg->fd) < 0)
+        if (ftruncate(fd, (off_t)scan.good_end) < 0 || fdatasync(fd) < 0)
             return fail(r, "cannot cut the torn tail of %s/%s at byte %llu: %s", r->dir, sname,
                         (unsigned long long)scan.good_end, strerror(errno));
     }
@@ -256,13 +264,17 @@ static int scan_segment(recovery *r, kr_segment *seg, size_t i, const char *snam
  * one): it never held anything synced. Remove it.
  * @return 1 when removed, 0 when it is not such a file, -1 on failure.
  */
-static int drop_headless(recovery *r, int fd, const struct stat *st, const char *sname)
+static int drop_headless(recovery *r, const struct stat *st, const char *sname)
 {
     uint8_t hb[KR_SEG_HEADER_V2_BYTES];
     kr_seg_header h;
     if (st->st_size >= KR_SEG_HEADER_V2_BYTES)
         return 0;
+    int fd = openat(r->dirfd, sname, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return fail(r, "cannot open %s/%s: %s", r->dir, sname, strerror(errno));
     ssize_t got = pread(fd, hb, (size_t)st->st_size, 0);
+    close(fd);
     if (got == st->st_size && kr_seg_header_decode(hb, (size_t)got, &h) == 0)
         return 0; /* a good (version 1) header: an empty segment */
     if (unlinkat(r->dirfd, sname, 0) < 0)
@@ -274,36 +286,34 @@ static int drop_headless(recovery *r, int fd, const struct stat *st, const char 
     return 1;
 }
 
-/* Open segment i (the last one read-write: the loop appends to it) and
- * learn what it holds. @return 0; 1 when it was removed (recover the topic
- * again); -1 on failure. */
+/* Learn what segment i holds: from its index hint without opening it, or
+ * by a scan (the last one opened read-write: its torn tail is cut).
+ * @return 0; 1 when it was removed (recover the topic again); -1 on
+ * failure. */
 static int recover_segment(recovery *r, size_t i)
 {
     char sname[KR_SEG_NAME_BYTES];
     kr_seg_name(sname, r->bases[i]);
     bool last = i + 1 == r->n_bases;
-    int fd = openat(r->dirfd, sname, (last ? O_RDWR : O_RDONLY) | O_CLOEXEC);
     struct stat st;
-    if (fd < 0 || fstat(fd, &st) < 0) {
-        int e = errno;
-        if (fd >= 0)
-            close(fd);
-        return fail(r, "cannot open %s/%s: %s", r->dir, sname, strerror(e));
-    }
-    int dropped = last ? drop_headless(r, fd, &st, sname) : 0;
-    if (dropped != 0) {
-        close(fd);
+    if (fstatat(r->dirfd, sname, &st, 0) < 0)
+        return fail(r, "cannot open %s/%s: %s", r->dir, sname, strerror(errno));
+    int dropped = last ? drop_headless(r, &st, sname) : 0;
+    if (dropped != 0)
         return dropped;
-    }
-    kr_segment *seg = kr_segment_new(r->bases[i], fd, KR_SEG_HEADER_BYTES);
+    kr_segment *seg = kr_segment_new(r->s->files, r->t->dir, r->bases[i], KR_SEG_HEADER_BYTES);
     if (seg == NULL || kr_topic_add_segment(r->t, seg) < 0) {
-        close(fd);
-        free(seg);
+        kr_segment_free(seg);
         return fail(r, "out of memory opening %s/%s", r->dir, sname);
     }
     if (take_hint(r, seg, i, (uint64_t)st.st_size))
         return 0;
-    return scan_segment(r, seg, i, sname);
+    int fd = openat(r->dirfd, sname, (last ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+    if (fd < 0)
+        return fail(r, "cannot open %s/%s: %s", r->dir, sname, strerror(errno));
+    int rc = scan_segment(r, seg, fd, i, sname);
+    close(fd);
+    return rc;
 }
 
 /* ---- the view and the overlay ---- */
@@ -332,6 +342,7 @@ static int clamp_marker(recovery *r)
         if (vb == NULL)
             return fail(r, "out of memory rebuilding the view of topic %s", r->name);
         kr_view_batch_drop_topic(vb, t->name, t->name_len);
+        kr_view_batch_drop_producer_states(vb, t->name, t->name_len);
         int wrc = kr_view_write(s->view, vb, r->err, r->errlen);
         kr_view_batch_free(vb);
         if (wrc < 0)
@@ -355,8 +366,8 @@ static int clamp_marker(recovery *r)
 static int fold_stored(kr_topic *t, kr_block *b, const kr_batch_hdr *h, uint64_t from,
                        uint64_t *folded)
 {
-    size_t pos = KR_BATCH_HEADER_BYTES, extra = b->len;
-    const uint8_t *end = b->data + KR_BATCH_HEADER_BYTES + h->len;
+    size_t pos = h->hlen, extra = b->len;
+    const uint8_t *end = b->data + h->hlen + h->len;
     for (uint32_t i = 0; i < h->count; i++) {
         kr_cbor_item ev;
         kr_event_view v;
@@ -407,20 +418,22 @@ static void log_unreadable(recovery *r, const kr_segment *seg, uint64_t pos, con
  * does not match is skipped (the scan, or the first read, reports it).
  * @return 0, or -1 (err filled).
  */
-static int replay_batch(recovery *r, kr_segment *seg, uint64_t pos, const kr_batch_hdr *h,
+static int replay_batch(recovery *r, kr_segment *seg, int fd, uint64_t pos, const kr_batch_hdr *h,
                         uint64_t from)
 {
-    size_t need = KR_BATCH_HEADER_BYTES + h->len;
+    size_t need = h->hlen + h->len;
     /* Room after the batch for its indefinite-length keys, joined. */
     kr_block *b = kr_block_new(need + h->len);
     if (b == NULL)
         return fail(r, "out of memory replaying topic %s", r->name);
     b->len = need;
-    ssize_t got = pread(seg->fd, b->data, need, (off_t)pos);
+    ssize_t got = pread(fd, b->data, need, (off_t)pos);
     int rc = 0;
     if (got != (ssize_t)need) {
         log_unreadable(r, seg, pos, got < 0 ? strerror(errno) : "the file ends inside it");
-    } else if (kr_batch_verify(b->data, b->data + KR_BATCH_HEADER_BYTES, h->len)) {
+    } else if (kr_batch_verify(b->data, b->data + h->hlen, h->len)) {
+        if (h->base >= from)
+            kr_store_producers_replay(r->t, h); /* its producer's state */
         rc = fold_stored(r->t, b, h, from, &r->replayed);
         if (rc == -1)
             fail(r, "out of memory replaying topic %s", r->name);
@@ -435,6 +448,68 @@ static int replay_batch(recovery *r, kr_segment *seg, uint64_t pos, const kr_bat
     return rc;
 }
 
+/*
+ * A replay that outgrows the overlays' half of --overlay-bytes (a view
+ * rebuilt from whole streams, or one far behind) is folded into the view
+ * as it goes, as a checkpoint would fold it: the stream read so far made
+ * durable, the overlay written with the marker after it, and a fresh one
+ * started - so that rebuilding holds no more memory than running.
+ */
+static int replay_checkpoint(recovery *r, int fd, uint64_t next)
+{
+    kr_topic *t = r->t;
+    if (fdatasync(fd) < 0)
+        return fail(r, "cannot sync the stream of topic %s before writing its view: %s", r->name,
+                    strerror(errno));
+    /* The producers' states replayed so far go with the marker, or the
+     * next start would replay from it without them. */
+    kr_ckpt_topic ck = {.t = t,
+                        .ov = t->active,
+                        .next = next,
+                        .keys = t->keys,
+                        .prod = kr_store_producers_freeze(t)};
+    int wrc = kr_checkpoint_write(r->s->view, &ck, 1, r->err, r->errlen);
+    kr_store_producers_checkpointed(r->s, t, ck.prod, wrc == 0);
+    kr_prod_ckpt_free(ck.prod);
+    if (wrc < 0)
+        return -1;
+    kr_overlay *fresh = kr_overlay_new();
+    if (fresh == NULL)
+        return fail(r, "out of memory replaying topic %s", r->name);
+    kr_overlay_free(t->active);
+    t->active = fresh;
+    t->marker = next;
+    t->keys = ck.keys;
+    return 0;
+}
+
+/* Replay one segment's batches from `from` on (fd: its file). */
+static int replay_segment(recovery *r, kr_segment *seg, int fd, uint64_t from)
+{
+    uint64_t pos = kr_index_find(&seg->idx, from);
+    if (pos < seg->start)
+        pos = seg->start;
+    while (pos + KR_BATCH_HEADER_BYTES <= seg->size) {
+        uint8_t hb[KR_BATCH_HEADER_MAX];
+        kr_batch_hdr h;
+        size_t want = seg->size - pos < sizeof hb ? (size_t)(seg->size - pos) : sizeof hb;
+        ssize_t got = pread(fd, hb, want, (off_t)pos);
+        if (got != (ssize_t)want) {
+            log_unreadable(r, seg, pos, got < 0 ? strerror(errno) : "the file ends inside it");
+            break;
+        }
+        if (kr_batch_header_decode(hb, want, &h) < 0)
+            break; /* corrupt: reported by the scan or the first read */
+        if (h.base + h.count > from && replay_batch(r, seg, fd, pos, &h, from) < 0)
+            return -1;
+        pos += h.hlen + h.len;
+        if (kr_overlay_bytes(r->t->active) > kr_store_fill_limit(r->s) &&
+            replay_checkpoint(r, fd, h.base + h.count) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* Read the stream [from, next) back into the active overlay. */
 static int replay(recovery *r, uint64_t from)
 {
@@ -443,23 +518,24 @@ static int replay(recovery *r, uint64_t from)
         kr_segment *seg = t->segs[i];
         if (seg->next <= from)
             continue;
-        uint64_t pos = kr_index_find(&seg->idx, from);
-        if (pos < seg->start)
-            pos = seg->start;
-        while (pos + KR_BATCH_HEADER_BYTES <= seg->size) {
-            uint8_t hb[KR_BATCH_HEADER_BYTES];
-            kr_batch_hdr h;
-            ssize_t got = pread(seg->fd, hb, sizeof hb, (off_t)pos);
-            if (got != (ssize_t)sizeof hb) {
-                log_unreadable(r, seg, pos, got < 0 ? strerror(errno) : "the file ends inside it");
-                break;
-            }
-            if (kr_batch_header_decode(hb, &h) < 0)
-                break; /* corrupt: reported by the scan or the first read */
-            if (h.base + h.count > from && replay_batch(r, seg, pos, &h, from) < 0)
-                return -1;
-            pos += KR_BATCH_HEADER_BYTES + h.len;
+        /* A hint from BASE.idx is checked (and the hints rebuilt) before the
+         * replay starts from one: a wrong one would skip events. */
+        if (!seg->verified && kr_segment_verify(r->s, t, seg) < 0) {
+            char sname[KR_SEG_NAME_BYTES];
+            kr_seg_name(sname, seg->base);
+            return fail(r, "segment %s/%s is unreadable (%s); move it away to start without it",
+                        r->dir, sname, errno == EINVAL ? "bad header" : strerror(errno));
         }
+        int fd = kr_fdfile_get(seg->file);
+        if (fd < 0) {
+            char sname[KR_SEG_NAME_BYTES];
+            kr_seg_name(sname, seg->base);
+            return fail(r, "cannot open %s/%s: %s", r->dir, sname, strerror(errno));
+        }
+        int rc = replay_segment(r, seg, fd, from);
+        kr_fdfile_put(seg->file);
+        if (rc < 0)
+            return -1;
     }
     return 0;
 }
@@ -467,27 +543,24 @@ static int replay(recovery *r, uint64_t from)
 /* ---- the writer's state ---- */
 
 /*
- * The loop appends to the last segment through its read-write fd (which the
- * topic's stream takes over with the directory's fd) and reads it through a
- * duplicate. Everything recovered is durable now (a torn tail was cut and
- * synced, closed segments were synced): the stream starts fully synced.
+ * The loop appends to the last segment through a read-write file of the
+ * store's fdcache, its stream's (it reads it through its record's).
+ * Everything recovered is durable now (a torn tail was cut and synced,
+ * closed segments were synced): the stream starts fully synced.
  */
 static int stream_state(recovery *r)
 {
     kr_topic *t = r->t;
     kr_segment *ls = t->segs[t->n_segs - 1];
-    int rfd = dup(ls->fd);
-    if (rfd < 0)
-        return fail(r, "cannot open the last segment of %s for reading: %s", r->dir,
-                    strerror(errno));
-    t->stream = kr_stream_new(t, r->dir);
+    char sname[KR_SEG_NAME_BYTES];
+    kr_seg_name(sname, ls->base);
+    kr_fdfile *wf = kr_fdfile_new(r->s->files, t->dir, sname, O_RDWR);
+    t->stream = wf != NULL ? kr_stream_new(t) : NULL;
     if (t->stream == NULL ||
-        kr_stream_attach(t->stream, r->dirfd, ls->fd, ls->base, ls->start, ls->size, t->next) < 0) {
-        close(rfd);
+        kr_stream_attach(t->stream, wf, ls->base, ls->start, ls->size, t->next) < 0) {
+        kr_fdfile_free(wf);
         return fail(r, "out of memory recovering topic %s", r->name);
     }
-    r->dirfd = -1; /* the stream's now */
-    ls->fd = rfd;
     return 0;
 }
 
@@ -550,7 +623,7 @@ static int recover_steps(recovery *r)
     t->next = t->assigned = t->segs[t->n_segs - 1]->next;
     t->ready = true;
     if (clamp_marker(r) < 0 || kr_store_groups_load(s, t, r->err, r->errlen) < 0 ||
-        replay(r, t->marker) < 0)
+        kr_store_producers_load(s, t, r->err, r->errlen) < 0 || replay(r, t->marker) < 0)
         return -1;
     kr_counter_add(s->m_replayed, r->replayed);
     return stream_state(r);

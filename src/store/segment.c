@@ -108,48 +108,81 @@ int kr_seg_header_decode(const uint8_t *in, size_t len, kr_seg_header *h)
 
 /* ---- batch header ---- */
 
-void kr_batch_header_put(uint8_t out[KR_BATCH_HEADER_BYTES], uint64_t base, uint32_t count,
-                         uint64_t max_ts, uint32_t len)
+uint32_t kr_batch_header_size(const kr_batch_hdr *h)
 {
-    kr_put_be32(out, KR_BATCH_MAGIC);
-    kr_put_be32(out + 4, 0);
-    kr_put_be64(out + 8, base);
-    kr_put_be32(out + 16, count);
-    kr_put_be32(out + 20, len);
-    kr_put_be64(out + 24, max_ts);
+    return h->producer != 0 || h->raft_index != 0 ? KR_BATCH_HEADER_V2 : KR_BATCH_HEADER_BYTES;
 }
 
-/* The CRC covers header bytes 8..31 (everything after the CRC) and the
- * payload. */
-static uint32_t batch_crc(const uint8_t hdr[KR_BATCH_HEADER_BYTES], const void *payload,
-                          uint32_t len)
+/* The header length a magic announces, or 0 for no batch magic. */
+static uint32_t magic_hlen(uint32_t magic)
 {
-    uint32_t crc = kr_crc32c(0, hdr + 8, KR_BATCH_HEADER_BYTES - 8);
+    return magic == KR_BATCH_MAGIC      ? KR_BATCH_HEADER_BYTES
+           : magic == KR_BATCH_MAGIC_V2 ? KR_BATCH_HEADER_V2
+                                        : 0;
+}
+
+uint32_t kr_batch_header_put(uint8_t *out, const kr_batch_hdr *h)
+{
+    uint32_t hlen = kr_batch_header_size(h);
+    kr_put_be32(out, hlen == KR_BATCH_HEADER_V2 ? KR_BATCH_MAGIC_V2 : KR_BATCH_MAGIC);
+    kr_put_be32(out + 4, 0);
+    kr_put_be64(out + 8, h->base);
+    kr_put_be32(out + 16, h->count);
+    kr_put_be32(out + 20, h->len);
+    kr_put_be64(out + 24, h->max_ts);
+    if (hlen == KR_BATCH_HEADER_V2) {
+        kr_put_be64(out + 32, h->raft_index);
+        kr_put_be64(out + 40, h->producer);
+        kr_put_be64(out + 48, h->seq);
+        kr_put_be32(out + 56, h->epoch);
+        kr_put_be32(out + 60, 0);
+    }
+    return hlen;
+}
+
+/* The CRC covers the header from byte 8 (everything after the CRC) and
+ * the payload. */
+static uint32_t batch_crc(const uint8_t *hdr, uint32_t hlen, const void *payload, uint32_t len)
+{
+    uint32_t crc = kr_crc32c(0, hdr + 8, hlen - 8);
     return kr_crc32c(crc, payload, len);
 }
 
 void kr_batch_seal(uint8_t *batch)
 {
-    kr_put_be32(batch + 4,
-                batch_crc(batch, batch + KR_BATCH_HEADER_BYTES, kr_get_be32(batch + 20)));
+    uint32_t hlen = magic_hlen(kr_get_be32(batch));
+    kr_put_be32(batch + 4, batch_crc(batch, hlen, batch + hlen, kr_get_be32(batch + 20)));
 }
 
-void kr_batch_header_encode(uint8_t out[KR_BATCH_HEADER_BYTES], uint64_t base, uint32_t count,
-                            uint64_t max_ts, const void *payload, uint32_t len)
+uint32_t kr_batch_header_encode(uint8_t *out, const kr_batch_hdr *h, const void *payload)
 {
-    kr_batch_header_put(out, base, count, max_ts, len);
-    kr_put_be32(out + 4, batch_crc(out, payload, len));
+    uint32_t hlen = kr_batch_header_put(out, h);
+    kr_put_be32(out + 4, batch_crc(out, hlen, payload, h->len));
+    return hlen;
 }
 
-int kr_batch_header_decode(const uint8_t in[KR_BATCH_HEADER_BYTES], kr_batch_hdr *h)
+int kr_batch_header_decode(const uint8_t *in, size_t avail, kr_batch_hdr *h)
 {
-    if (kr_get_be32(in) != KR_BATCH_MAGIC)
+    if (avail < KR_BATCH_HEADER_BYTES)
         return -1;
+    uint32_t hlen = magic_hlen(kr_get_be32(in));
+    if (hlen == 0 || avail < hlen)
+        return -1;
+    memset(h, 0, sizeof *h);
+    h->hlen = hlen;
     h->crc = kr_get_be32(in + 4);
     h->base = kr_get_be64(in + 8);
     h->count = kr_get_be32(in + 16);
     h->len = kr_get_be32(in + 20);
     h->max_ts = kr_get_be64(in + 24);
+    if (hlen == KR_BATCH_HEADER_V2) {
+        h->raft_index = kr_get_be64(in + 32);
+        h->producer = kr_get_be64(in + 40);
+        h->seq = kr_get_be64(in + 48);
+        h->epoch = kr_get_be32(in + 56);
+        if (kr_get_be32(in + 60) != 0)
+            return -1;
+    }
     if (h->count == 0 || h->len < h->count || h->len > KR_BATCH_MAX_PAYLOAD)
         return -1;
     /* The offset after the batch, base + count, must exist. */
@@ -158,9 +191,10 @@ int kr_batch_header_decode(const uint8_t in[KR_BATCH_HEADER_BYTES], kr_batch_hdr
     return 0;
 }
 
-int kr_batch_verify(const uint8_t hdr[KR_BATCH_HEADER_BYTES], const void *payload, uint32_t len)
+int kr_batch_verify(const uint8_t *hdr, const void *payload, uint32_t len)
 {
-    return batch_crc(hdr, payload, len) == kr_get_be32(hdr + 4);
+    uint32_t hlen = magic_hlen(kr_get_be32(hdr));
+    return hlen != 0 && batch_crc(hdr, hlen, payload, len) == kr_get_be32(hdr + 4);
 }
 
 /* ---- payload ---- */
@@ -288,12 +322,11 @@ static const uint8_t *rd_get(reader *r, uint64_t pos, size_t n)
  * candidate met while searching costs no allocation until it is known to be
  * a batch. @return 1 when it matches, 0 when not, -1 on an I/O error.
  */
-static int crc_streamed(reader *r, const uint8_t hdr[KR_BATCH_HEADER_BYTES], uint64_t pos,
-                        uint32_t len)
+static int crc_streamed(reader *r, const uint8_t *hdr, uint32_t hlen, uint64_t pos, uint32_t len)
 {
     uint32_t want = kr_get_be32(hdr + 4);
-    uint32_t crc = kr_crc32c(0, hdr + 8, KR_BATCH_HEADER_BYTES - 8);
-    uint64_t p = pos + KR_BATCH_HEADER_BYTES, end = p + len;
+    uint32_t crc = kr_crc32c(0, hdr + 8, hlen - 8);
+    uint64_t p = pos + hlen, end = p + len;
     while (p < end) {
         size_t n = end - p < r->win_cap ? (size_t)(end - p) : r->win_cap;
         const uint8_t *b = rd_get(r, p, n);
@@ -314,22 +347,24 @@ static int batch_at(reader *r, uint64_t pos, uint64_t base, bool exact, kr_batch
 {
     if (r->file_len - pos < KR_BATCH_HEADER_BYTES)
         return 0;
-    const uint8_t *b = rd_get(r, pos, KR_BATCH_HEADER_BYTES);
+    size_t avail =
+        r->file_len - pos < KR_BATCH_HEADER_MAX ? (size_t)(r->file_len - pos) : KR_BATCH_HEADER_MAX;
+    const uint8_t *b = rd_get(r, pos, avail);
     if (b == NULL)
         return -1;
-    uint8_t hdr[KR_BATCH_HEADER_BYTES];
-    memcpy(hdr, b, sizeof hdr);
-    if (kr_batch_header_decode(hdr, h) < 0)
+    uint8_t hdr[KR_BATCH_HEADER_MAX];
+    memcpy(hdr, b, avail);
+    if (kr_batch_header_decode(hdr, avail, h) < 0)
         return 0;
     if (exact ? h->base != base : h->base <= base)
         return 0;
-    if (r->file_len - pos - KR_BATCH_HEADER_BYTES < h->len)
+    if (r->file_len - pos - h->hlen < h->len)
         return 0;
-    size_t total = KR_BATCH_HEADER_BYTES + (size_t)h->len;
+    size_t total = h->hlen + (size_t)h->len;
     if (total > r->win_cap) {
         /* A large batch: check its CRC a window at a time before growing a
          * buffer for it, so that a corrupt length costs no allocation. */
-        int ok = crc_streamed(r, hdr, pos, h->len);
+        int ok = crc_streamed(r, hdr, h->hlen, pos, h->len);
         if (ok <= 0)
             return ok;
         b = rd_get(r, pos, total);
@@ -339,22 +374,21 @@ static int batch_at(reader *r, uint64_t pos, uint64_t base, bool exact, kr_batch
         b = rd_get(r, pos, total);
         if (b == NULL)
             return -1;
-        if (!kr_batch_verify(b, b + KR_BATCH_HEADER_BYTES, h->len))
+        if (!kr_batch_verify(b, b + h->hlen, h->len))
             return 0;
     }
-    return kr_batch_payload_check(h, b + KR_BATCH_HEADER_BYTES) == 0;
+    return kr_batch_payload_check(h, b + h->hlen) == 0;
 }
 
 /*
  * Search forward from `from` for the next good batch with a base offset
- * greater than `after`: scan the window for the batch magic with memmem and
- * verify each hit. @return 1 and *found, *h; 0 when there is none; -1 on an
- * I/O or memory error.
+ * greater than `after`: scan the window for "KRB", the part both versions'
+ * magics share, with memmem and verify each hit. @return 1 and *found, *h;
+ * 0 when there is none; -1 on an I/O or memory error.
  */
 static int search(reader *r, uint64_t from, uint64_t after, uint64_t *found, kr_batch_hdr *h)
 {
-    uint8_t magic[4];
-    kr_put_be32(magic, KR_BATCH_MAGIC);
+    static const uint8_t magic[3] = {'K', 'R', 'B'};
     uint64_t s = from;
     while (r->file_len - s >= KR_BATCH_HEADER_BYTES) {
         /* Use what the window holds from s on when that is enough for a
@@ -447,7 +481,7 @@ int kr_seg_scan_fd(int fd, kr_seg_scan *out, kr_seg_batch_cb cb, void *arg)
         if (h.max_ts > out->max_ts)
             out->max_ts = h.max_ts;
         out->next = h.base + h.count;
-        pos += KR_BATCH_HEADER_BYTES + (uint64_t)h.len;
+        pos += h.hlen + (uint64_t)h.len;
     }
     out->good_end = pos;
     rc = 0;

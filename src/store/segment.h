@@ -20,17 +20,34 @@
  *    40  synced next u64 BE (the offset after the last event below it)
  *    48  CRC32C u32 BE of bytes 32..47
  *    52  zero, 12 bytes
- *   then batches, back to back:
- *   batch header (32 bytes)
+ *   then batches, back to back, each a header in one of two versions and
+ *   its payload:
+ *   batch header, version 1 (32 bytes): a batch of no idempotent producer
  *     0  magic u32 BE 0x4B524231 ("KRB1")
  *     4  CRC32C u32 BE of bytes 8..31 of this header and of the payload
  *     8  base offset u64 BE (offset of the first event)
  *    16  count u32 BE (events, >= 1)
  *    20  payload length u32 BE (bytes)
  *    24  max ts u64 BE (largest event timestamp, for time retention)
+ *   batch header, version 2 (64 bytes): since 0.2.0, a batch of an
+ *   idempotent producer (PROTOCOL.md section 7), or one with a Raft index
+ *     0  magic u32 BE 0x4B524232 ("KRB2")
+ *     4  CRC32C u32 BE of bytes 8..63 of this header and of the payload
+ *     8  base offset, count, payload length, max ts: as in version 1
+ *    32  Raft log index u64 BE (0 outside a cluster)
+ *    40  producer u64 BE (the topic's number for the producer id, from 1;
+ *        0: none)
+ *    48  seq u64 BE (the producer's sequence number of the first event)
+ *    56  epoch u32 BE (the producer's registration it came through)
+ *    60  zero u32 (reserved)
  *   payload: `count` events, each one CBOR item in delivered form
  *     [offset, ts, key, value] or [offset, ts, key, value, headers],
  *     offsets base .. base+count-1, exactly as FETCH sends them.
+ *
+ * Plain batches keep version 1: 32 bytes more on each single-event
+ * PUBLISH would cost a fifth more disk and writer bandwidth for events of
+ * ~130 bytes (docs/BENCHMARKS.md). Readers take both versions anywhere in
+ * a segment of either version; the header's length follows from its magic.
  *
  * A PUBLISH is one batch, so a torn write loses a whole PUBLISH, never half.
  * All integers are big-endian. Nothing here allocates per event.
@@ -57,20 +74,32 @@
 #define KR_SEG_HEADER_V2_BYTES 64
 #define KR_SEG_SYNC_AT         32
 #define KR_SEG_SYNC_BYTES      24
-#define KR_BATCH_MAGIC         0x4B524231u
-#define KR_BATCH_HEADER_BYTES  32
+#define KR_BATCH_MAGIC         0x4B524231u /* "KRB1" */
+#define KR_BATCH_MAGIC_V2      0x4B524232u /* "KRB2" */
+/* A version 1 header: the shortest. Readers fetch KR_BATCH_HEADER_MAX
+ * bytes (or what the file has left) and learn the length from the magic. */
+#define KR_BATCH_HEADER_BYTES 32
+#define KR_BATCH_HEADER_V2    64
+#define KR_BATCH_HEADER_MAX   64
 /* Largest batch payload accepted when reading (a PUBLISH is at most one
  * frame, and max_frame is at most 1 GiB). */
 #define KR_BATCH_MAX_PAYLOAD (1024u * 1024 * 1024)
 /* Segment file name: 20 digits + ".seg" + NUL. */
 #define KR_SEG_NAME_BYTES 25
 
+/* A batch header, either version. Encoders choose the version from the
+ * fields: version 2 when producer or raft_index is not 0. */
 typedef struct kr_batch_hdr {
     uint32_t crc;
+    uint32_t hlen; /* decoded: 32 or 64 (the header's own bytes) */
     uint64_t base;
     uint32_t count;
-    uint32_t len;
+    uint32_t len; /* payload bytes */
     uint64_t max_ts;
+    uint64_t raft_index; /* version 2 */
+    uint64_t producer;   /* version 2: 0 = none */
+    uint64_t seq;        /* version 2 */
+    uint32_t epoch;      /* version 2 */
 } kr_batch_hdr;
 
 /* "00000000000000001234.seg" for base 1234. out has KR_SEG_NAME_BYTES. */
@@ -110,32 +139,44 @@ void kr_seg_sync_encode(uint8_t out[KR_SEG_SYNC_BYTES], uint64_t synced, uint64_
  */
 int kr_seg_header_decode(const uint8_t *in, size_t len, kr_seg_header *h);
 
+/* The length of the header h encodes to: 64 when it needs version 2 (a
+ * producer or a Raft index), else 32. */
+uint32_t kr_batch_header_size(const kr_batch_hdr *h);
+
 /*
- * kr_batch_header_encode - fill a batch header for `payload` (crc computed
- * here over header bytes 8..31 and the payload).
+ * kr_batch_header_encode - write the header of h (h->crc ignored; h->len
+ * the payload length) and its CRC over the header and `payload`.
+ * @param out  room for kr_batch_header_size(h) bytes
+ * @return the header's length
  */
-void kr_batch_header_encode(uint8_t out[KR_BATCH_HEADER_BYTES], uint64_t base, uint32_t count,
-                            uint64_t max_ts, const void *payload, uint32_t len);
+uint32_t kr_batch_header_encode(uint8_t *out, const kr_batch_hdr *h, const void *payload);
 
 /*
  * kr_batch_header_put, kr_batch_seal - the same in two steps, for a batch
- * whose payload follows its header in one buffer: the loop puts the header
- * as it encodes (CRC left zero), the storage writer seals the batch (fills
- * the CRC) off the loop thread, just before writing it.
- * @param batch  header then `len` payload bytes (kr_batch_seal reads the
- *               payload length from the header)
+ * whose payload follows its header in one buffer: the header is put as the
+ * batch is encoded (CRC left zero), and the batch sealed (its CRC filled)
+ * once its payload is complete.
+ * @param batch  header then payload (kr_batch_seal reads the version and
+ *               the payload length from the header)
+ * @return (put) the header's length
  */
-void kr_batch_header_put(uint8_t out[KR_BATCH_HEADER_BYTES], uint64_t base, uint32_t count,
-                         uint64_t max_ts, uint32_t len);
+uint32_t kr_batch_header_put(uint8_t *out, const kr_batch_hdr *h);
 void kr_batch_seal(uint8_t *batch);
 
-/* Decode a batch header (magic and sanity only: count >= 1, len >= count,
- * len <= KR_BATCH_MAX_PAYLOAD, base + count <= UINT64_MAX). @return 0, or
- * -1. The CRC is checked by kr_batch_verify. */
-int kr_batch_header_decode(const uint8_t in[KR_BATCH_HEADER_BYTES], kr_batch_hdr *h);
+/*
+ * kr_batch_header_decode - decode the header at `in`, of which `avail`
+ * bytes may be read (a version 2 header needs 64). Checks the magic, the
+ * reserved field and sanity only: count >= 1, len >= count, len <=
+ * KR_BATCH_MAX_PAYLOAD, base + count <= UINT64_MAX. The CRC is checked by
+ * kr_batch_verify.
+ * @return 0 with *h filled (h->hlen says where the payload starts), or -1
+ *         (not a header, or cut short by avail).
+ */
+int kr_batch_header_decode(const uint8_t *in, size_t avail, kr_batch_hdr *h);
 
-/* @return 1 when the header's CRC matches header bytes 8..31 + payload. */
-int kr_batch_verify(const uint8_t hdr[KR_BATCH_HEADER_BYTES], const void *payload, uint32_t len);
+/* @return 1 when the CRC of the header at hdr (a decoded one: its magic
+ * says its length) matches its bytes 8.. and the payload. */
+int kr_batch_verify(const uint8_t *hdr, const void *payload, uint32_t len);
 
 /*
  * kr_batch_payload_check - the payload really is `count` delivered events

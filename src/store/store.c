@@ -5,6 +5,7 @@
  * in store_read.c, consumer groups in store_group.c.
  */
 #include "store/store_int.h"
+#include "store/store_producers.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -51,6 +52,11 @@ kr_topic *kr_store_topic_new(kr_store *s, const uint8_t *name, size_t len)
     memcpy(t->name, name, len);
     t->name[len] = '\0';
     t->name_len = len;
+    t->dir = kr_store_path(s->topics_dir, t->name);
+    if (t->dir == NULL) {
+        free(t);
+        return NULL;
+    }
     TAILQ_INIT(&t->waiters);
     char labels[KRAPPY_MAX_NAME_BYTES + 16];
     snprintf(labels, sizeof labels, "topic=\"%s\"", t->name); /* [A-Za-z0-9._-] */
@@ -67,7 +73,9 @@ kr_topic *kr_store_topic_new(kr_store *s, const uint8_t *name, size_t len)
     t->m_segments =
         kr_gauge(s->metrics, "krappy_topic_segments", labels, "Segment files of the topic.");
     t->active = kr_overlay_new();
-    if (t->active == NULL) {
+    if (t->active == NULL || kr_store_producers_topic_new(s, t) < 0) {
+        kr_overlay_free(t->active);
+        free(t->dir);
         free(t);
         return NULL;
     }
@@ -94,18 +102,30 @@ int kr_store_topic_insert(kr_store *s, kr_topic *t)
     return 0;
 }
 
+void kr_store_topic_remove(kr_store *s, kr_topic *t)
+{
+    bool found;
+    size_t at = topic_slot(s, (const uint8_t *)t->name, t->name_len, &found);
+    if (!found || s->topics[at] != t)
+        return;
+    memmove(s->topics + at, s->topics + at + 1, (s->n_topics - at - 1) * sizeof *s->topics);
+    s->n_topics--;
+}
+
 void kr_store_topic_free(kr_topic *t)
 {
     if (t == NULL)
         return;
     kr_store_groups_free(t);
+    kr_stream_free(t->stream); /* its pins on the segment files first */
     for (size_t i = 0; i < t->n_segs; i++)
         kr_segment_free(t->segs[i]);
     free(t->segs);
     kr_overlay_free(t->active);
     kr_overlay_free(t->frozen);
     kr_overlay_free(t->readcache);
-    kr_stream_free(t->stream);
+    kr_store_producers_topic_free(t);
+    free(t->dir);
     free(t);
 }
 
@@ -132,16 +152,22 @@ uint64_t kr_topic_keys(const kr_topic *t)
     return t->keys;
 }
 
-kr_segment *kr_segment_new(uint64_t base, int fd, uint32_t start)
+kr_segment *kr_segment_new(kr_fdcache *files, const char *dir, uint64_t base, uint32_t start)
 {
     static uint64_t last_id; /* segments are made on three threads */
     kr_segment *seg = calloc(1, sizeof *seg);
     if (seg == NULL)
         return NULL;
+    char name[KR_SEG_NAME_BYTES];
+    kr_seg_name(name, base);
+    seg->file = kr_fdfile_new(files, dir, name, O_RDONLY);
+    if (seg->file == NULL) {
+        free(seg);
+        return NULL;
+    }
     seg->id = __atomic_add_fetch(&last_id, 1, __ATOMIC_RELAXED);
     seg->base = seg->next = base;
     seg->size = seg->start = start;
-    seg->fd = fd;
     return seg;
 }
 
@@ -170,7 +196,7 @@ int kr_topic_add_segment(kr_topic *t, kr_segment *seg)
 
 /* Memory of every topic's active overlay, recounted where overlays are
  * swapped or merged (kr_store_append_done adds its own changes as they happen). */
-static void recount_active(kr_store *s)
+void kr_store_recount_active(kr_store *s)
 {
     size_t bytes = 0;
     for (size_t i = 0; i < s->n_topics; i++)
@@ -189,13 +215,14 @@ static void finish_create(kr_store *s, kr_job *j)
         kr_log(KR_LOG_ERROR, "cannot create topic", KR_LOG_STR("topic", t->name),
                KR_LOG_STR("reason", kr_job_msg(j)));
     } else if (kr_topic_reserve_segment(t) < 0 ||
-               kr_stream_attach(t->stream, c->dirfd, c->wfd, 0, c->seg->start, c->seg->size, 0) <
-                   0) {
+               kr_stream_attach(t->stream, c->wfile, 0, c->seg->start, c->seg->size, 0) < 0) {
         t->failed = true;
         res.err = KRAPPY_E_STORAGE;
         snprintf(res.msg, sizeof res.msg, "out of memory creating the topic");
     } else {
-        c->dirfd = c->wfd = -1;                /* the stream's now */
+        kr_fdfile_put(c->wfile); /* synced: the cache may close it until the first write */
+        c->wfile = NULL;         /* the stream's now */
+        c->wfd = -1;
         (void)kr_topic_add_segment(t, c->seg); /* reserved */
         t->bytes = c->seg->size;
         c->seg = NULL;
@@ -216,7 +243,8 @@ static void finish_create(kr_store *s, kr_job *j)
 static void retention(kr_store *s, kr_topic *t)
 {
     /* Closing: the next start's first checkpoint retires them. */
-    if ((s->o.retention_bytes == 0 && s->o.retention_ms == 0) || t->n_segs < 2 || s->draining)
+    if ((s->o.retention_bytes == 0 && s->o.retention_ms == 0) || t->n_segs < 2 || s->draining ||
+        t->deleted)
         return;
     uint64_t now = kr_wall_ms();
     size_t drop = 0;
@@ -243,12 +271,12 @@ static void retention(kr_store *s, kr_topic *t)
     for (size_t i = 0; ok && i < drop; i++) {
         char name[KR_SEG_NAME_BYTES];
         kr_seg_name(name, t->segs[i]->base);
-        ok = (paths[j->del.n++] = kr_store_path(t->stream->dir, name)) != NULL;
+        ok = (paths[j->del.n++] = kr_store_path(t->dir, name)) != NULL;
         kr_index_file_name(name, t->segs[i]->base);
-        ok = ok && (paths[j->del.n++] = kr_store_path(t->stream->dir, name)) != NULL;
+        ok = ok && (paths[j->del.n++] = kr_store_path(t->dir, name)) != NULL;
     }
     if (ok)
-        j->del.dirfd = t->stream->dirfd;
+        j->del.dir = t->dir;
     if (!ok) {
         if (j == NULL || j->del.paths == NULL)
             free(paths);
@@ -339,7 +367,9 @@ static void finish_checkpoint(kr_store *s, kr_job *j)
         if (j->err == KRAPPY_OK) {
             t->marker = c->next;
             t->keys = c->keys;
-        } else if (t->frozen != NULL) {
+        }
+        kr_store_producers_checkpointed(s, t, c->prod, j->err == KRAPPY_OK);
+        if (j->err != KRAPPY_OK && t->frozen != NULL) {
             /* Fold the frozen entries back under the newer ones: the next
              * checkpoint covers them again. */
             struct put_back pb = {t->active, 0};
@@ -366,8 +396,10 @@ static void finish_checkpoint(kr_store *s, kr_job *j)
         for (size_t i = 0; i < j->checkpoint.n; i++)
             retention(s, j->checkpoint.ck[i].t);
     }
-    recount_active(s);
+    kr_store_recount_active(s);
     kr_store_scan_checkpointed(s, j->err == KRAPPY_OK, kr_job_msg(j));
+    for (size_t i = 0; i < j->checkpoint.n; i++)
+        kr_store_producers_answer(j->checkpoint.ck[i].t, j->err == KRAPPY_OK);
     if (s->ckpt_again || s->active_bytes > kr_store_fill_limit(s)) {
         s->ckpt_again = false;
         kr_store_checkpoint(s);
@@ -394,7 +426,16 @@ static void on_jobs_done(void *arg, struct kr_job_list *jobs)
         case KR_JOB_DELETE:
             break;
         case KR_JOB_CURSOR:
-            kr_store_cursor_done(s, j);
+            if (j->cursor.drop)
+                kr_store_group_dropped(s, j);
+            else
+                kr_store_cursor_done(s, j);
+            break;
+        case KR_JOB_TOPIC_DROP:
+            kr_store_topic_dropped(s, j);
+            break;
+        case KR_JOB_LOGGED:
+            kr_store_logged_done(s, j);
             break;
         }
         kr_job_free(j);
@@ -475,6 +516,7 @@ void kr_store_checkpoint(kr_store *s)
         ck[k].ov = t->frozen;
         ck[k].next = t->next;
         ck[k].keys = t->keys;
+        ck[k].prod = kr_store_producers_freeze(t);
         k++;
     }
     j->checkpoint.ck = ck;
@@ -485,7 +527,7 @@ void kr_store_checkpoint(kr_store *s)
     s->n_dispose = s->cap_dispose = 0;
     s->ckpt_running = true;
     s->ckpt_job = j;
-    recount_active(s);
+    kr_store_recount_active(s);
     /* RocksDB must never be ahead of the durable stream: the job goes to
      * the writer once every stream it covers is synced up to its marker. */
     j->checkpoint.waits = 1; /* this function's own, dropped below */
@@ -501,6 +543,16 @@ void kr_store_checkpoint(kr_store *s)
     kr_store_checkpoint_part(s, true, NULL);
 }
 
+/* Topics deleted while the checkpoint j waited for their streams may be
+ * dropped now that it has gone to the writer (or failed). Reads only the
+ * topics of j, which the view thread does not change. */
+static void resume_drops(kr_store *s, const kr_job *j)
+{
+    for (size_t i = 0; i < j->checkpoint.n; i++)
+        if (j->checkpoint.ck[i].t->deleted)
+            kr_stream_drop_ready(s, j->checkpoint.ck[i].t->stream, false);
+}
+
 void kr_store_checkpoint_part(kr_store *s, bool ok, const char *why)
 {
     kr_job *j = s->ckpt_job;
@@ -514,10 +566,12 @@ void kr_store_checkpoint_part(kr_store *s, bool ok, const char *why)
         if (j->err == KRAPPY_OK)
             kr_job_fail(j, 0, "the store is closing");
         finish_checkpoint(s, j);
+        resume_drops(s, j);
         kr_job_free(j);
         return;
     }
     kr_writer_submit(s->writer, j);
+    resume_drops(s, j); /* after it: a drop must follow the checkpoint */
 }
 
 static void on_group_tick(evutil_socket_t fd, short what, void *arg)
@@ -537,6 +591,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     try_reopen(s);
     kr_store_checkpoint(s);
     kr_store_cursors_expire(s, false);
+    kr_store_producers_tick(s);
     size_t bytes = 0;
     for (size_t i = 0; i < s->n_topics; i++) {
         kr_topic *t = s->topics[i];
@@ -553,6 +608,14 @@ int kr_store_register(kr_store *s, const uint8_t *name, size_t len, kr_topic **t
     bool found;
     size_t at = topic_slot(s, name, len, &found);
     kr_topic *t = found ? s->topics[at] : NULL;
+    if (t != NULL && t->deleted) {
+        res->err = KRAPPY_E_STORAGE;
+        snprintf(res->msg, sizeof res->msg,
+                 "topic %.60s was deleted but not all of its records could be removed; restart "
+                 "krappyd to finish the deletion before creating the topic again",
+                 t->name);
+        return -1;
+    }
     if (t != NULL && !t->failed) {
         /* The answer follows every append queued before it (a marker in
          * the topic's queue): its `next` counts them. No thread hop. */
@@ -575,9 +638,7 @@ int kr_store_register(kr_store *s, const uint8_t *name, size_t len, kr_topic **t
             kr_job_free(j);
             goto nomem;
         }
-        char *dir = kr_store_path(s->topics_dir, t->name);
-        t->stream = dir ? kr_stream_new(t, dir) : NULL;
-        free(dir);
+        t->stream = kr_stream_new(t);
         if (t->stream == NULL || kr_store_topic_insert(s, t) < 0) {
             kr_store_topic_free(t);
             kr_job_free(j);
@@ -588,9 +649,10 @@ int kr_store_register(kr_store *s, const uint8_t *name, size_t len, kr_topic **t
     j->t = t;
     j->done = done;
     j->arg = arg;
-    j->create.dir = t->stream->dir;
+    j->create.dir = t->dir;
+    j->create.files = s->files;
     *topic = t;
-    kr_writer_submit(s->writer, j);
+    kr_stream_submit_create(s, name, len, j);
     return 0;
 nomem:
     res->err = KRAPPY_E_STORAGE;
@@ -600,11 +662,18 @@ nomem:
 
 void kr_store_refresh_metrics(kr_store *s)
 {
+    size_t open;
+    uint64_t opens;
+    kr_fdcache_stats(s->files, &open, &opens);
+    kr_gauge_set(s->m_files_open, (int64_t)open);
+    kr_counter_add(s->m_file_opens, opens - s->file_opens_seen);
+    s->file_opens_seen = opens;
     for (size_t i = 0; i < s->n_topics; i++) {
         kr_topic *t = s->topics[i];
         kr_gauge_set(t->m_stream_bytes, (int64_t)t->bytes);
         kr_gauge_set(t->m_segments, (int64_t)t->n_segs);
         kr_store_groups_metrics(t);
+        kr_store_producers_metrics(t);
     }
 }
 
@@ -631,12 +700,17 @@ int kr_store_open(const kr_store_opts *o, struct event_base *base, kr_metrics *m
     TAILQ_INIT(&s->cursors);
     TAILQ_INIT(&s->held);
     TAILQ_INIT(&s->flushq);
+    TAILQ_INIT(&s->dropping);
     TAILQ_INIT(&s->free_chunks);
     TAILQ_INIT(&s->free_appends);
     TAILQ_INIT(&s->free_kblocks);
-    kr_buf_init(&s->readbuf, (size_t)o->max_frame + 4096);
+    /* A stored batch may be larger than the frame that brought it: see
+     * KR_STORE_EVENT_GROWTH. */
+    kr_buf_init(&s->readbuf, (size_t)o->max_frame + 4096 +
+                                 (size_t)o->max_publish_events * KR_STORE_EVENT_GROWTH);
     kr_buf_init(&s->win, KR_FETCH_WINDOW);
     s->ranges = calloc(KR_FETCH_MAX_RANGES, sizeof *s->ranges);
+    s->files = kr_fdcache_new(o->max_open_files ? o->max_open_files : KR_STORE_DEFAULT_OPEN_FILES);
     s->data_dir = strdup(o->data_dir);
     s->topics_dir = kr_store_path(o->data_dir, "topics");
     char *lock = kr_store_path(o->data_dir, "LOCK");
@@ -659,11 +733,17 @@ int kr_store_open(const kr_store_opts *o, struct event_base *base, kr_metrics *m
                               "Bytes appended to stream segments.");
     s->m_failures = kr_counter(m, "krappy_storage_failures_total", NULL,
                                "Failed stream writes, syncs and view writes.");
+    s->m_files_open = kr_gauge(m, "krappy_segment_files_open", NULL,
+                               "Segment files krappyd holds open (at most the share the open "
+                               "file limit leaves them, see README).");
+    s->m_file_opens = kr_counter(m, "krappy_segment_file_opens_total", NULL,
+                                 "Segment files opened (again) because they were not open: the "
+                                 "file cache's misses.");
     s->flush_ev = event_new(base, -1, 0, kr_stream_on_flush, s);
     if (s->o.group_window == 0)
         s->o.group_window = KR_GROUP_DEFAULT_WINDOW;
-    if (s->ranges == NULL || s->data_dir == NULL || s->topics_dir == NULL || lock == NULL ||
-        viewdir == NULL || s->flush_ev == NULL) {
+    if (s->ranges == NULL || s->files == NULL || s->data_dir == NULL || s->topics_dir == NULL ||
+        lock == NULL || viewdir == NULL || s->flush_ev == NULL || kr_store_producers_open(s) < 0) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -679,12 +759,15 @@ int kr_store_open(const kr_store_opts *o, struct event_base *base, kr_metrics *m
                  o->data_dir, lock);
         goto fail;
     }
-    kr_view_opts vo = {.block_cache_bytes = o->block_cache_bytes, .log_dir = o->rocksdb_log_dir};
-    if (kr_view_open(viewdir, &vo, &s->view, err, errlen) < 0)
+    kr_view_opts vo = {.block_cache_bytes = o->block_cache_bytes,
+                       .log_dir = o->rocksdb_log_dir,
+                       .max_open_files = o->rocksdb_max_open_files};
+    if (kr_store_open_view(s, viewdir, &vo, err, errlen) < 0)
         goto fail;
-    if (kr_store_recover(s, err, errlen) < 0)
+    if (kr_store_finish_deletions(s, err, errlen) < 0 || kr_store_recover(s, err, errlen) < 0)
         goto fail;
-    recount_active(s);
+    kr_prod_set_sort(s->producers); /* restored producers, by last activity */
+    kr_store_recount_active(s);
     /* RocksDB does not sync the directory entry of its own directory, and
      * DATA/topics was maybe just made: make both names durable. */
     int dfd = open(o->data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -728,7 +811,7 @@ fail:
 /* Whether appends, syncs or a checkpoint are still under way. */
 static bool store_busy(const kr_store *s)
 {
-    if (s->ckpt_job != NULL)
+    if (s->ckpt_job != NULL || !TAILQ_EMPTY(&s->dropping))
         return true;
     for (size_t i = 0; i < s->n_topics; i++)
         if (s->topics[i]->stream != NULL && kr_stream_busy(s->topics[i]->stream))
@@ -771,6 +854,10 @@ void kr_store_close(kr_store *s)
                 kr_store_checkpoint(s);
             drain(s);
         }
+        /* Deletions that still wait for their stream go now: the writer
+         * finishes them before it stops. */
+        while (!TAILQ_EMPTY(&s->dropping))
+            kr_stream_drop_ready(s, TAILQ_FIRST(&s->dropping), true);
         s->draining = true;
         kr_writer_stop(s->writer);
         s->writer = NULL;
@@ -796,6 +883,8 @@ void kr_store_close(kr_store *s)
     for (size_t i = 0; i < s->n_topics; i++)
         kr_store_topic_free(s->topics[i]);
     free(s->topics);
+    kr_store_producers_close(s);
+    kr_fdcache_free(s->files); /* replies still sent from its files hold them */
     kr_view_close(s->view);
     if (s->lock_fd >= 0)
         close(s->lock_fd);

@@ -46,9 +46,11 @@
 #include "util/buf.h"
 #include "proto/msg.h"
 #include "util/metrics.h"
+#include "store/fdcache.h"
 #include "store/group.h"
 #include "store/index.h"
 #include "store/overlay.h"
+#include "store/producers.h"
 #include "store/segment.h"
 #include "store/view.h"
 
@@ -58,6 +60,8 @@
 #define KR_DEFAULT_OVERLAY_BYTES      (128u * 1024 * 1024)
 #define KR_DEFAULT_MAX_PUBLISH_EVENTS 100000
 #define KR_DEFAULT_MAX_WAIT_MS        60000
+/* Segment files kept open at once when kr_store_opts.max_open_files is 0. */
+#define KR_STORE_DEFAULT_OPEN_FILES 1024
 /* SCAN cursors live this long after their last use, and this many at most. */
 #define KR_SCAN_CURSOR_MS    120000
 #define KR_SCAN_CURSORS_MAX  4096
@@ -80,6 +84,14 @@ typedef struct kr_store_opts {
     const char *rocksdb_log_dir; /* NULL: inside DATA/view */
     uint64_t group_window;       /* offsets a group may have handed out */
     bool fsync_cursors;          /* cursors survive a power cut, not only kill -9 */
+    size_t max_producers;        /* idempotent producers kept, all topics (0: the
+                                    default, KR_DEFAULT_MAX_PRODUCERS) */
+    size_t max_open_files;       /* segment files kept open at once (0: 1024); more
+                                    are opened when needed, the least recently used
+                                    closed (fdcache.h) */
+    int rocksdb_max_open_files;  /* RocksDB's table files kept open (0: 256) */
+    bool rebuild_view;           /* start with a new view rebuilt from the streams,
+                                    the old one's group cursors kept */
 } kr_store_opts;
 
 typedef struct kr_store kr_store;
@@ -93,15 +105,13 @@ typedef struct kr_segment {
     uint64_t next; /* offset after its last visible event */
     uint64_t size; /* visible bytes (end of its last visible batch) */
     uint64_t max_ts;
-    uint32_t start; /* where its first batch starts (its header's length;
-                       known once read or scanned: see kr_segment_verify) */
-    int fd;         /* read-only */
-    bool verified;  /* every batch below `size` checked or ours */
-    kr_index idx;   /* sparse hints */
+    uint32_t start;  /* where its first batch starts (its header's length;
+                        known once read or scanned: see kr_segment_verify) */
+    kr_fdfile *file; /* read-only, opened when read (the store's fdcache) */
+    bool verified;   /* every batch below `size` checked or ours */
+    kr_index idx;    /* sparse hints */
     size_t n_corrupt;
     kr_corrupt corrupt[KR_SEG_MAX_CORRUPT];
-    struct evbuffer_file_segment *fs; /* sendfile handle on [0, fs_len) */
-    uint64_t fs_len;
 } kr_segment;
 
 /* A FETCH waiting for events (a parked long poll). */
@@ -111,6 +121,7 @@ typedef struct kr_waiter {
     uint64_t offset;
     struct event *timer;
     void (*wake)(struct kr_waiter *w, bool timed_out); /* called once */
+    bool gone; /* set before wake when its topic (or group) was deleted */
     void *arg;
     TAILQ_ENTRY(kr_waiter) link;
 } kr_waiter;
@@ -121,8 +132,11 @@ struct kr_topic {
     kr_store *store;
     char name[KRAPPY_MAX_NAME_BYTES + 1];
     size_t name_len;
+    char *dir;         /* DATA/topics/NAME: its segments' files are opened there */
     bool ready;        /* created on disk (false while being created) */
     bool failed;       /* creation failed: being removed */
+    bool deleted;      /* DELETE_TOPIC: out of the table, freed once its
+                          files and records are gone */
     kr_segment **segs; /* ascending base; the last one is being appended */
     size_t n_segs, cap_segs;
     uint64_t first;        /* first retained offset */
@@ -141,6 +155,7 @@ struct kr_topic {
     struct kr_tgroup **groups; /* consumer groups, by name */
     size_t n_groups, cap_groups;
     struct kr_stream *stream; /* its files as the loop writes them (append.h) */
+    struct kr_tprod *prod;    /* idempotent producers (store_producers.c) */
     uint64_t events_in;       /* counters for STATS/metrics */
     kr_metric *m_events_in, *m_bytes_in, *m_events_out, *m_bytes_out, *m_stream_bytes,
         *m_segments; /* labelled topic="NAME" */
@@ -178,6 +193,10 @@ typedef struct kr_store_result {
     char msg[256];  /* the sentence when err != OK */
     uint64_t first; /* PUBLISH: first offset; REGISTER: topic next */
     uint64_t count;
+    bool duplicate; /* PUBLISH: a repeat, answered with the original's
+                       offsets; nothing was stored */
+    uint32_t epoch; /* idempotent REGISTER: the registration's epoch */
+    uint64_t seq;   /* idempotent REGISTER: the sequence number expected */
 } kr_store_result;
 
 typedef void (*kr_store_done)(void *arg, const kr_store_result *res);
@@ -191,6 +210,53 @@ int kr_store_register(kr_store *s, const uint8_t *name, size_t len, kr_topic **t
                       kr_store_done done, void *arg, kr_store_result *res);
 
 /*
+ * kr_store_producer_register - an idempotent PRODUCER_REGISTER (PROTOCOL.md
+ * section 7): find or create the topic (as kr_store_register) and its
+ * producer `id`, start a new epoch of it at once - older registrations are
+ * fenced from now on - and hold it for the caller's connection (release
+ * with kr_store_producer_release). `done` runs once the topic exists and
+ * the registration (the producer's number in the topic and its epoch) is
+ * on stable storage, with res.first the topic's next offset, res.epoch and
+ * res.seq, the sequence number the producer is expected to send next (as
+ * it was at the registration). A producer that is new takes the place of
+ * the least recently active one when --max-producers are kept.
+ * @param id  1..249 bytes (the caller validated it)
+ * @return 0 when queued, res.epoch and res.seq set already (the binding is
+ *         made at once, for PUBLISHes pipelined behind it); -1 with res
+ *         filled: KRAPPY_E_STORAGE (no memory),
+ *         KRAPPY_E_BUSY (--max-producers are kept and all of them are busy:
+ *         registered on live connections or writing).
+ */
+int kr_store_producer_register(kr_store *s, const uint8_t *topic, size_t tlen, const uint8_t *id,
+                               size_t idlen, kr_topic **t, kr_store_done done, void *arg,
+                               kr_store_result *res);
+
+/* A connection's idempotent registration of (t, id) ends (the connection
+ * closed, registered again or was fenced): the producer may be forgotten
+ * again once idle. Unknown ids are ignored. */
+void kr_store_producer_release(kr_store *s, kr_topic *t, const uint8_t *id, size_t idlen);
+
+/* The idempotent producers the store keeps for a topic. */
+size_t kr_topic_producers(const kr_topic *t);
+
+/*
+ * What an idempotent producer's PUBLISH adds to it (section 7): who sends
+ * it - the producer's id in the topic and the epoch of the registration it
+ * comes through - and the sequence number of its first event. The Kafka
+ * listener fills it from a record batch's producer id, epoch and base
+ * sequence, under an id of its choosing registered with
+ * kr_store_producer_register.
+ */
+typedef struct kr_idem {
+    const uint8_t *id; /* borrowed for the call */
+    size_t id_len;
+    uint32_t epoch;
+    uint64_t seq;
+    uint64_t expected; /* out: with KRAPPY_E_OUT_OF_ORDER_SEQUENCE, the
+                          sequence number the server expects */
+} kr_idem;
+
+/*
  * kr_store_publish - encode the events of a decoded PUBLISH as one batch,
  * assign its offsets and queue the append. Validation of sizes happens
  * here: an event whose delivered form exceeds max_frame - 1024 refuses the
@@ -201,10 +267,20 @@ int kr_store_register(kr_store *s, const uint8_t *name, size_t len, kr_topic **t
  *         when one event is at fault (too large as delivered); a request
  *         over max_publish_events is INVALID_ARGUMENT with *bad_index left
  *         as it was (the handler then sends no `index`).
+ * With idem (an idempotent producer's PUBLISH, else NULL) the sequence
+ * rules of section 7 come first: a repeat of one of the producer's last
+ * KR_PRODUCER_WINDOW PUBLISHes stores nothing and is answered through
+ * `done` with res.duplicate and the original's offsets (at once, or once
+ * the original's batch lands when it is still being written, or with its
+ * STORAGE error when that fails); KRAPPY_E_FENCED when idem->epoch is not
+ * the producer's newest; KRAPPY_E_OUT_OF_ORDER_SEQUENCE with
+ * idem->expected; KRAPPY_E_NOT_REGISTERED when the store no longer knows
+ * the producer. The batch header then carries the producer (segment.h), so
+ * that a restart knows it again.
  */
 krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_buf *scratch,
-                            bool sync, kr_store_done done, void *arg, char *msg, size_t msglen,
-                            uint64_t *bad_index);
+                            bool sync, kr_idem *idem, kr_store_done done, void *arg, char *msg,
+                            size_t msglen, uint64_t *bad_index);
 
 /* ---- reads (loop thread, synchronous) ---- */
 
@@ -378,6 +454,19 @@ typedef struct kr_group_stats {
 
 void kr_store_group_stats(const kr_tgroup *tg, kr_group_stats *out);
 
+/* One member of a group, as the admin API shows it. */
+typedef struct kr_member_stats {
+    const char *name; /* borrowed: lives as long as the member */
+    size_t name_len;
+    uint64_t pending; /* handed to it and not acknowledged */
+    bool auto_ack;
+    uint64_t ack_wait_ms;
+} kr_member_stats;
+
+/* The group's members in the order they joined, at most max of them into
+ * out. @return how many there are (may be more than max). */
+size_t kr_store_group_members(const kr_tgroup *tg, kr_member_stats *out, size_t max);
+
 /*
  * kr_store_group_ack_upto, kr_store_group_ack_offsets - ACK: acknowledge
  * m's pending offsets below `upto`, or the given offsets (see
@@ -437,6 +526,61 @@ void kr_store_refresh_metrics(kr_store *s);
 
 /* Approximate bytes of the view's RocksDB files. */
 uint64_t kr_store_view_bytes(kr_store *s);
+
+/* ---- administration (PROTOCOL.md section 9; topic_admin.c) ---- */
+
+/*
+ * kr_store_delete_topic - DELETE_TOPIC. The topic leaves the table at once
+ * (every later lookup of the name finds nothing, and a PRODUCER_REGISTER
+ * makes a new, empty topic whose jobs run after this one); its parked FETCHes
+ * and POLLs are woken with w->gone set, its scans answered NO_SUCH_TOPIC.
+ * The writer then moves its directory aside (the atomic point, made durable
+ * by a sync of DATA/topics), removes every record of it from the view (WAL
+ * on, synced) and the directory. `done` runs once that survives kill -9 (res
+ * STORAGE when it could not be done: the message says what is left); the
+ * topic's memory is freed just before. Registrations that point at t (its
+ * producers, its groups' members) are the caller's to drop, now.
+ * @return KRAPPY_OK when queued, else KRAPPY_E_STORAGE with msg.
+ */
+krappy_err kr_store_delete_topic(kr_store *s, kr_topic *t, kr_store_done done, void *arg, char *msg,
+                                 size_t msglen);
+
+/*
+ * kr_store_group_seek - GROUP_SEEK: move tg's cursor to the first retained
+ * offset, the topic's next, `value` (an offset in [first, next]) or, for
+ * KR_SEEK_TIME, the first offset whose event has ts >= `value` ms
+ * (kr_store_offset_for_time). Hand-outs are forgotten (kr_group_seek), the
+ * POLLs parked on the group woken, and `done` runs once the cursor survives
+ * kill -9, with res.first = the cursor.
+ * @return KRAPPY_OK when queued; KRAPPY_E_OFFSET_OUT_OF_RANGE (msg; the
+ *         topic's first and next describe the range); KRAPPY_E_STORAGE.
+ */
+krappy_err kr_store_group_seek(kr_store *s, kr_tgroup *tg, kr_seek_kind to, uint64_t value,
+                               kr_store_done done, void *arg, char *msg, size_t msglen);
+
+/*
+ * kr_store_group_delete - GROUP_DELETE: tg leaves its topic's groups at once
+ * (its parked POLLs woken with w->gone set), and `done` runs once its record
+ * is gone from the view, durably like an ACK; tg is freed just after. Its
+ * members' registrations are the caller's to drop, now (kr_store_group_leave
+ * still works on them until then).
+ * @return KRAPPY_OK when queued, else KRAPPY_E_STORAGE with msg.
+ */
+krappy_err kr_store_group_delete(kr_store *s, kr_tgroup *tg, kr_store_done done, void *arg,
+                                 char *msg, size_t msglen);
+
+/*
+ * kr_store_offset_for_time - the first offset whose event has ts >= ts_ms,
+ * or the topic's next when there is none. A bounded search: the segments'
+ * largest timestamps pick the first segment that can hold one, its batch
+ * headers (read 1 MiB at a time, their largest timestamps) the first batch,
+ * and that batch's events the offset. Reads at most one segment's headers
+ * and one batch; runs on the loop.
+ * @return KRAPPY_OK and *offset, or KRAPPY_E_STORAGE (msg: an unreadable
+ *         segment).
+ */
+krappy_err kr_store_offset_for_time(kr_store *s, kr_topic *t, uint64_t ts_ms, uint64_t *offset,
+                                    char *msg, size_t msglen);
 
 /* ---- stats ---- */
 uint64_t kr_topic_bytes(const kr_topic *t);

@@ -70,6 +70,20 @@ void kr_store_group_stats(const kr_tgroup *tg, kr_group_stats *out)
     out->members = g->n_members;
 }
 
+size_t kr_store_group_members(const kr_tgroup *tg, kr_member_stats *out, size_t max)
+{
+    size_t n = 0;
+    const kr_member *m;
+    TAILQ_FOREACH(m, &tg->g->members, link)
+    {
+        if (n < max)
+            out[n] = (kr_member_stats){m->name, m->name_len, kr_group_member_pending(tg->g, m),
+                                       m->auto_ack, m->ack_wait_ms};
+        n++;
+    }
+    return n;
+}
+
 void kr_store_group_ack_upto(kr_store *s, kr_tgroup *tg, kr_member *m, uint64_t upto,
                              kr_ack_result *res)
 {
@@ -241,7 +255,7 @@ int kr_store_groups_load(kr_store *s, kr_topic *t, char *err, size_t errlen)
 
 /* ---- persistence ---- */
 
-static kr_job *cursor_job(kr_store *s, kr_tgroup *tg)
+kr_job *kr_store_cursor_job(kr_store *s, kr_tgroup *tg)
 {
     kr_job *j = kr_job_new(KR_JOB_CURSOR, tg->t);
     if (j == NULL)
@@ -258,7 +272,7 @@ static kr_job *cursor_job(kr_store *s, kr_tgroup *tg)
 int kr_store_group_persist(kr_store *s, kr_tgroup *tg, kr_store_done done, void *arg,
                            kr_store_result *res)
 {
-    kr_job *j = s->draining ? NULL : cursor_job(s, tg);
+    kr_job *j = s->draining ? NULL : kr_store_cursor_job(s, tg);
     if (j == NULL) {
         res->err = KRAPPY_E_STORAGE;
         snprintf(res->msg, sizeof res->msg, "%s",
@@ -322,7 +336,7 @@ krappy_err kr_store_group_join(kr_store *s, kr_topic *t, const kr_join *a, kr_tg
         goto nomem;
     /* The group's record goes (again) through the writer: when the reply
      * is sent, the group survives kill -9. */
-    kr_job *j = cursor_job(s, tg);
+    kr_job *j = kr_store_cursor_job(s, tg);
     if (j == NULL) {
         kr_group_leave(tg->g, mem);
         goto nomem;

@@ -62,6 +62,7 @@ struct kr_store {
     int lock_fd;
     kr_view *view;
     kr_writer *writer;
+    kr_fdcache *files; /* the segment files' descriptors */
     kr_topic **topics; /* sorted by name */
     size_t n_topics, cap_topics;
     struct event *tick;
@@ -82,6 +83,7 @@ struct kr_store {
     size_t n_cursors;
     struct event *flush_ev;           /* writes the appends of a loop turn (append.h) */
     struct kr_stream_list flushq;     /* topics with appends to write */
+    struct kr_stream_list dropping;   /* deleted topics whose drop waits (append.h) */
     struct kr_chunk_list free_chunks; /* recycled (append.c) */
     struct kr_kblock_list free_kblocks;
     size_t n_free_kblocks;
@@ -93,8 +95,11 @@ struct kr_store {
     uint64_t win_pos;       /* ... from this position */
     kr_fetch_range *ranges; /* fetch result ranges */
     kr_metric *m_events_in, *m_bytes_in, *m_overlay_bytes, *m_replayed, *m_retired, *m_scan_ckpts,
-        *m_group_skipped, *m_written, *m_failures;
+        *m_group_skipped, *m_written, *m_failures, *m_files_open, *m_file_opens;
+    uint64_t file_opens_seen; /* counted into m_file_opens so far */
     struct event *group_tick; /* pending deadlines, 4 times a second */
+    kr_prod_set *producers;   /* idempotent producers, all topics */
+    kr_metric *m_prod_forgotten;
 };
 
 /* store.c */
@@ -106,12 +111,15 @@ kr_topic *kr_store_topic_new(kr_store *s, const uint8_t *name, size_t len);
 /* Put t into the table, in name order. @return 0, or -1 on ENOMEM or when
  * a topic of that name is there already. */
 int kr_store_topic_insert(kr_store *s, kr_topic *t);
+/* Take t out of the table (DELETE_TOPIC); its memory stays the caller's. */
+void kr_store_topic_remove(kr_store *s, kr_topic *t);
 /* Free a topic, its segments, overlays, groups and writer state. NULL ok. */
 void kr_store_topic_free(kr_topic *t);
-/* A segment record for the file at fd (taken over) holding nothing yet, its
- * first batch to start at `start` (its header's length).
- * @return NULL on ENOMEM (fd is then still the caller's). */
-kr_segment *kr_segment_new(uint64_t base, int fd, uint32_t start);
+/* A segment record of the segment `base` of topic directory dir (borrowed:
+ * the topic's), holding nothing yet, its first batch to start at `start`
+ * (its header's length); its file is opened when read.
+ * @return NULL on ENOMEM. */
+kr_segment *kr_segment_new(kr_fdcache *files, const char *dir, uint64_t base, uint32_t start);
 /* Append seg to t's segments (taken over on success). @return 0, or -1 on
  * ENOMEM. */
 int kr_topic_add_segment(kr_topic *t, kr_segment *seg);
@@ -126,7 +134,16 @@ void kr_store_view_failed(kr_store *s);
  * cannot (the checkpoint then fails with `why`); the last one submits it. */
 void kr_store_checkpoint_part(kr_store *s, bool ok, const char *why);
 
+/* Recount s->active_bytes from the overlays of the topics in the table. */
+void kr_store_recount_active(kr_store *s);
+
 /* publish.c */
+/* Bytes an event may grow by from its form in a PUBLISH to its stored,
+ * delivered form ([offset, ts, key, value(, headers)]): its offset and ts
+ * (9 bytes each at most) and a null for an absent key or ts. A PUBLISH
+ * within max_frame thus stores at most max_frame + this many bytes per
+ * event + a batch header: the read buffer's cap. */
+#define KR_STORE_EVENT_GROWTH 20
 /* An append counts: its batch folded into the active overlay and the
  * loop's record of the segment moved past it, the producer acknowledged -
  * or, while the active overlays are over kr_store_fill_limit and a
@@ -142,6 +159,14 @@ void kr_store_release_held(kr_store *s, bool all);
 /* Memory the active overlays may hold: half of --overlay-bytes. */
 size_t kr_store_fill_limit(const kr_store *s);
 
+/* view_open.c */
+/* Open the view at path for kr_store_open: as found; refused (err says what
+ * to do) when it is missing while topics exist; rebuilt when
+ * s->o.rebuild_view (its group cursors kept). @return 0 with s->view set,
+ * or -1 with err filled. */
+int kr_store_open_view(kr_store *s, const char *path, const kr_view_opts *vo, char *err,
+                       size_t errlen);
+
 /* recovery.c */
 /* Recover every topic directory of the data directory (before the writer
  * starts). @return 0, or -1 with err holding a sentence that says what and
@@ -153,10 +178,24 @@ kr_tgroup *kr_store_group_add(kr_store *s, kr_topic *t, const uint8_t *name, siz
                               uint64_t cursor);
 void kr_store_groups_free(kr_topic *t);
 int kr_store_groups_load(kr_store *s, kr_topic *t, char *err, size_t errlen);
+/* A CURSOR job for tg's cursor and origin now (not submitted). @return
+ * NULL on ENOMEM. */
+kr_job *kr_store_cursor_job(kr_store *s, kr_tgroup *tg);
 void kr_store_cursor_done(kr_store *s, kr_job *j);
 void kr_store_groups_tick(kr_store *s, kr_topic *t);
 void kr_store_groups_metrics(kr_topic *t);
 void kr_store_groups_retained(kr_store *s, kr_topic *t);
+
+/* topic_admin.c */
+/* Completions of a TOPIC_DROP job and of a CURSOR job that drops a group. */
+void kr_store_topic_dropped(kr_store *s, kr_job *j);
+void kr_store_group_dropped(kr_store *s, kr_job *j);
+/* The writer's part of a TOPIC_DROP job (writer thread). */
+void kr_topic_drop_run(kr_view *v, kr_job *j);
+/* Start-up, before recovery: remove what interrupted deletions left (trash
+ * directories, records of topics without a directory). @return 0, or -1
+ * with err filled. */
+int kr_store_finish_deletions(kr_store *s, char *err, size_t errlen);
 
 /* store_read.c */
 void kr_segment_free(kr_segment *seg);

@@ -26,24 +26,82 @@ void kr_segment_free(kr_segment *seg)
 {
     if (seg == NULL)
         return;
-    if (seg->fd >= 0)
-        close(seg->fd);
-    if (seg->fs != NULL)
-        evbuffer_file_segment_free(seg->fs);
+    kr_fdfile_free(seg->file); /* at once, or once replies from it are out */
     kr_index_free(&seg->idx);
     free(seg);
 }
 
+/* The hints a verifying scan finds, checked against those BASE.idx gave. */
+typedef struct rehint {
+    kr_index idx;        /* one per batch found, as kr_index_add keeps them */
+    const kr_index *old; /* the loaded hints */
+    size_t next_old;
+    bool wrong; /* an old hint names no batch where it says */
+} rehint;
+
+static void rehint_batch(void *arg, const kr_batch_hdr *h, uint64_t pos)
+{
+    rehint *rh = arg;
+    kr_index_add(&rh->idx, h->base, pos);
+    const kr_index *old = rh->old;
+    for (; rh->next_old < old->n && old->e[rh->next_old].pos <= pos; rh->next_old++)
+        if (old->e[rh->next_old].pos != pos || old->e[rh->next_old].offset != h->base)
+            rh->wrong = true;
+}
+
+/*
+ * A wrong BASE.idx - its CRC right, its hints in order, but one pointing
+ * where no batch of that offset starts - was believed at start-up: log it,
+ * and delete the file (the next start scans the segment instead); the
+ * caller has replaced the hints.
+ */
+static void drop_wrong_index(kr_store *s, kr_topic *t, const kr_segment *seg)
+{
+    char name[KR_INDEX_NAME_BYTES];
+    kr_index_file_name(name, seg->base);
+    kr_log(KR_LOG_WARN,
+           "a segment's index was wrong; rebuilt from the segment, and its file deleted",
+           KR_LOG_STR("topic", t->name), KR_LOG_STR("file", name));
+    char *path = kr_store_path(t->dir, name);
+    kr_job *j = s->writer != NULL && path != NULL ? kr_job_new(KR_JOB_DELETE, t) : NULL;
+    char **paths = j != NULL ? calloc(1, sizeof *paths) : NULL;
+    if (paths != NULL) { /* the writer deletes it: the loop does not touch the disk */
+        paths[0] = path;
+        j->del.paths = paths;
+        j->del.n = 1;
+        kr_writer_submit(s->writer, j);
+        return;
+    }
+    kr_job_free(j);
+    if (path != NULL && s->writer == NULL) /* at start-up, before the writer runs */
+        (void)unlink(path);
+    free(path);
+}
+
 /*
  * Verify a segment not written by this process on its first read: a full
- * scan. Bad batches become corrupt ranges and are never served.
+ * scan. Bad batches become corrupt ranges and are never served, and the
+ * segment's hints are rebuilt from what the scan found: BASE.idx is only a
+ * hint, and a FETCH that believed a wrong one answered events it did not
+ * send (a count larger than the events that followed).
  */
 int kr_segment_verify(kr_store *s, kr_topic *t, kr_segment *seg)
 {
-    (void)s;
     kr_seg_scan scan;
-    if (kr_seg_scan_fd(seg->fd, &scan, NULL, NULL) < 0)
+    int fd = kr_fdfile_get(seg->file);
+    if (fd < 0)
         return -1;
+    rehint rh = {.old = &seg->idx};
+    int rc = kr_seg_scan_fd(fd, &scan, rehint_batch, &rh);
+    kr_fdfile_put(seg->file);
+    if (rc < 0) {
+        kr_index_free(&rh.idx);
+        return -1;
+    }
+    if (rh.wrong || rh.next_old < seg->idx.n)
+        drop_wrong_index(s, t, seg);
+    kr_index_free(&seg->idx);
+    seg->idx = rh.idx;
     seg->start = scan.hdr.len;
     seg->n_corrupt = scan.n_corrupt;
     memcpy(seg->corrupt, scan.corrupt, sizeof scan.corrupt);
@@ -107,10 +165,14 @@ static const uint8_t *win_read(kr_store *s, const kr_segment *seg, uint64_t pos,
         errno = ENOMEM;
         return NULL;
     }
-    ssize_t r = pread(seg->fd, s->win.data, want, (off_t)pos);
+    int fd = kr_fdfile_get(seg->file);
+    if (fd < 0)
+        return NULL;
+    ssize_t r = pread(fd, s->win.data, want, (off_t)pos);
+    int e = r >= 0 && (size_t)r < n ? EIO : errno;
+    kr_fdfile_put(seg->file);
     if (r < 0 || (size_t)r < n) {
-        if (r >= 0)
-            errno = EIO;
+        errno = e;
         return NULL;
     }
     s->win.len = (size_t)r;
@@ -132,9 +194,13 @@ static const uint8_t *read_payload(kr_store *s, const kr_segment *seg, uint64_t 
         errno = ENOMEM;
         return NULL;
     }
-    ssize_t r = pread(seg->fd, s->readbuf.data, len, (off_t)pos);
-    if (r >= 0 && r != (ssize_t)len)
-        errno = EIO;
+    int fd = kr_fdfile_get(seg->file);
+    if (fd < 0)
+        return NULL;
+    ssize_t r = pread(fd, s->readbuf.data, len, (off_t)pos);
+    int e = r >= 0 && r != (ssize_t)len ? EIO : errno;
+    kr_fdfile_put(seg->file);
+    errno = e;
     return r == (ssize_t)len ? s->readbuf.data : NULL;
 }
 
@@ -245,16 +311,24 @@ static int find_batch(fetch *f, const kr_segment *seg, uint64_t cur, uint64_t *p
                 p = seg->corrupt[c].end;
         if (p + KR_BATCH_HEADER_BYTES > seg->size)
             return batch_unreadable(f, seg, cur, p, "the segment ends before it");
-        const uint8_t *hb = win_read(f->s, seg, p, KR_BATCH_HEADER_BYTES);
+        size_t want =
+            seg->size - p < KR_BATCH_HEADER_MAX ? (size_t)(seg->size - p) : KR_BATCH_HEADER_MAX;
+        const uint8_t *hb = win_read(f->s, seg, p, want);
         if (hb == NULL)
             return batch_unreadable(f, seg, cur, p,
                                     errno == EIO ? "the file is shorter than its size"
                                                  : strerror(errno));
-        if (kr_batch_header_decode(hb, h) < 0)
+        if (kr_batch_header_decode(hb, want, h) < 0)
             return batch_unreadable(f, seg, cur, p, "not a batch header");
+        if (h->base > cur) {
+            /* Never past the offset asked for: the events counted in the
+             * reply must be the ones sent (hints are rebuilt when a segment
+             * is verified, so this is a guard). */
+            return batch_unreadable(f, seg, cur, p, "the batch found there starts after it");
+        }
         if (h->base + h->count > cur)
             break;
-        p += KR_BATCH_HEADER_BYTES + h->len;
+        p += h->hlen + h->len;
     }
     *pos = p;
     return 0;
@@ -270,7 +344,7 @@ static long take_events(fetch *f, kr_segment *seg, uint64_t pos, const kr_batch_
                         uint64_t cur)
 {
     kr_fetch_result *out = f->out;
-    uint64_t payload = pos + KR_BATCH_HEADER_BYTES, start = payload;
+    uint64_t payload = pos + h->hlen, start = payload;
     const uint8_t *buf = NULL;
     if (cur > h->base) {
         buf = read_payload(f->s, seg, payload, h->len);
@@ -361,7 +435,7 @@ krappy_err kr_store_fetch(kr_store *s, kr_topic *t, uint64_t offset, uint64_t ma
         if (cur < h.base + h.count)
             break; /* a limit was reached inside the batch */
         f.after_seg = seg;
-        f.after_pos = pos + KR_BATCH_HEADER_BYTES + h.len;
+        f.after_pos = pos + h.hlen + h.len;
     }
     out->next = cur;
     kr_counter_add(t->m_events_out, out->count);
@@ -369,25 +443,63 @@ krappy_err kr_store_fetch(kr_store *s, kr_topic *t, uint64_t offset, uint64_t ma
     return KRAPPY_OK;
 }
 
-/* A sendfile handle covering at least [0, end) of the segment. */
-static struct evbuffer_file_segment *segment_fs(kr_segment *seg, uint64_t end)
+/* libevent is done with a sendfile handle (the reply was sent or
+ * dropped): its file may close again. */
+static void fs_done(const struct evbuffer_file_segment *fs, int flags, void *arg)
 {
-    if (seg->fs != NULL && seg->fs_len >= end)
-        return seg->fs;
-    int fd = dup(seg->fd);
+    (void)fs;
+    (void)flags;
+    kr_fdfile_put(arg);
+}
+
+/*
+ * A sendfile handle on the whole visible segment. It pins the segment's
+ * file until libevent lets it go; NULL when the file cache has no room to
+ * spare for that (the caller copies instead) or on failure.
+ */
+static struct evbuffer_file_segment *segment_fs(kr_store *s, kr_segment *seg)
+{
+    if (!kr_fdcache_has_room(s->files))
+        return NULL;
+    int fd = kr_fdfile_get(seg->file);
     if (fd < 0)
         return NULL;
-    struct evbuffer_file_segment *fs =
-        evbuffer_file_segment_new(fd, 0, (ev_off_t)seg->size, EVBUF_FS_CLOSE_ON_FREE);
+    struct evbuffer_file_segment *fs = evbuffer_file_segment_new(fd, 0, (ev_off_t)seg->size, 0);
     if (fs == NULL) {
-        close(fd);
+        kr_fdfile_put(seg->file);
         return NULL;
     }
-    if (seg->fs != NULL)
-        evbuffer_file_segment_free(seg->fs); /* replies in flight keep theirs */
-    seg->fs = fs;
-    seg->fs_len = seg->size;
+    evbuffer_file_segment_add_cleanup_cb(fs, fs_done, seg->file);
     return fs;
+}
+
+/* Copy bytes [from, to) of seg into the read buffer. @return 0 or -1. */
+static int read_range(kr_store *s, kr_segment *seg, uint64_t from, uint64_t to)
+{
+    kr_buf_reset(&s->readbuf);
+    if (kr_buf_reserve(&s->readbuf, (size_t)(to - from)) < 0) {
+        errno = ENOMEM;
+        return -1;
+    }
+    int fd = kr_fdfile_get(seg->file);
+    if (fd < 0)
+        return -1;
+    ssize_t r = pread(fd, s->readbuf.data, (size_t)(to - from), (off_t)from);
+    int e = r >= 0 && r != (ssize_t)(to - from) ? EIO : errno;
+    kr_fdfile_put(seg->file);
+    errno = e;
+    return r == (ssize_t)(to - from) ? 0 : -1;
+}
+
+/* The run of ranges from i on that share one sendfile handle: large ones
+ * of the same segment. @return the index after the run. */
+static size_t sendfile_run(const kr_fetch_result *res, size_t i)
+{
+    size_t k = i + 1;
+    while (k < res->n_ranges && res->ranges[k].seg == res->ranges[i].seg &&
+           res->ranges[k].len >= KR_FETCH_COPY_BELOW)
+        k++;
+    return k;
 }
 
 int kr_store_fetch_emit(kr_store *s, const kr_fetch_result *res, struct evbuffer *buf, char *msg,
@@ -396,17 +508,23 @@ int kr_store_fetch_emit(kr_store *s, const kr_fetch_result *res, struct evbuffer
     size_t i = 0;
     while (i < res->n_ranges) {
         const kr_fetch_range *r = &res->ranges[i];
-        if (r->len >= KR_FETCH_COPY_BELOW) {
-            struct evbuffer_file_segment *fs = segment_fs(r->seg, r->pos + r->len);
-            if (fs == NULL ||
-                evbuffer_add_file_segment(buf, fs, (ev_off_t)r->pos, (ev_off_t)r->len) < 0) {
+        struct evbuffer_file_segment *fs =
+            r->len >= KR_FETCH_COPY_BELOW ? segment_fs(s, r->seg) : NULL;
+        if (fs != NULL) {
+            size_t k = sendfile_run(res, i);
+            int rc = 0;
+            for (; i < k && rc == 0; i++)
+                rc = evbuffer_add_file_segment(buf, fs, (ev_off_t)res->ranges[i].pos,
+                                               (ev_off_t)res->ranges[i].len);
+            evbuffer_file_segment_free(fs); /* the reply holds its own references */
+            if (rc < 0) {
                 snprintf(msg, msglen, "cannot send from a segment file: %s", strerror(errno));
                 return -1;
             }
-            i++;
             continue;
         }
-        /* A run of small ranges of one segment: one pread, then slices. */
+        /* A run of small ranges of one segment (or a large one when no file
+         * descriptor can be spared for sendfile): one pread, then slices. */
         size_t k = i + 1;
         uint64_t from = r->pos, to = r->pos + r->len;
         while (k < res->n_ranges && res->ranges[k].seg == r->seg &&
@@ -416,15 +534,10 @@ int kr_store_fetch_emit(kr_store *s, const kr_fetch_result *res, struct evbuffer
             k++;
         }
         const uint8_t *bytes = NULL;
-        if (to - from <= KR_FETCH_WINDOW && to <= r->seg->size) {
+        if (to - from <= KR_FETCH_WINDOW && to <= r->seg->size)
             bytes = win_read(s, r->seg, from, (size_t)(to - from));
-        } else {
-            kr_buf_reset(&s->readbuf);
-            if (kr_buf_reserve(&s->readbuf, (size_t)(to - from)) == 0 &&
-                pread(r->seg->fd, s->readbuf.data, (size_t)(to - from), (off_t)from) ==
-                    (ssize_t)(to - from))
-                bytes = s->readbuf.data;
-        }
+        else if (read_range(s, r->seg, from, to) == 0)
+            bytes = s->readbuf.data;
         if (bytes == NULL) {
             snprintf(msg, msglen, "reading a segment file failed: %s", strerror(errno));
             return -1;

@@ -23,6 +23,7 @@
 #include "store/view_int.h"
 
 #include <rocksdb/c.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -30,6 +31,8 @@
 #include <unistd.h>
 
 #include "proto/cbor.h"
+#include "util/clock.h"
+#include "util/log.h"
 
 /*
  * Tuning, for what the view is: the latest value per key, written by
@@ -73,12 +76,6 @@
 /* Keys up to this size are built on the stack. */
 #define KEY_STACK 512
 
-struct kr_view_batch {
-    rocksdb_writebatch_t *wb;
-    kr_buf key;         /* scratch for building keys */
-    const char *failed; /* why the batch cannot be written, or NULL */
-};
-
 struct kr_view_snap {
     const rocksdb_snapshot_t *snap;
 };
@@ -95,15 +92,44 @@ void kr_view_say(char *err, size_t errlen, const char *what, const char *detail)
         snprintf(err, errlen, "%s", what);
 }
 
+/* Corruption logged at most this often (a GET of a damaged key fails each
+ * time it is asked). */
+#define KR_VIEW_CORRUPT_LOG_MS 10000
+
+/*
+ * A RocksDB error that says its files are damaged ("Corruption: ...", from
+ * a block whose checksum does not match) is logged at error level with the
+ * way back, whoever meets it: the reader only gets STORAGE.
+ */
+static void log_corruption(const char *what, const char *rdb_err)
+{
+    static _Atomic uint64_t last_ns, unlogged;
+    uint64_t now = kr_mono_ns(), last = atomic_load(&last_ns);
+    if (last != 0 && now - last < (uint64_t)KR_VIEW_CORRUPT_LOG_MS * 1000000) {
+        atomic_fetch_add(&unlogged, 1);
+        return;
+    }
+    atomic_store(&last_ns, now);
+    kr_log(KR_LOG_ERROR,
+           "the latest-value view (RocksDB, DATA/view) is corrupt: reads of the damaged keys "
+           "fail with STORAGE; stop krappyd and start it once with --rebuild-view to rebuild "
+           "the view from the streams (group cursors are kept)",
+           KR_LOG_STR("during", what), KR_LOG_STR("reason", rdb_err),
+           KR_LOG_U64("not_logged_since", atomic_exchange(&unlogged, 0)));
+}
+
 /* Turn RocksDB's error string into the caller's sentence and free it. */
 void kr_view_say_rdb(char *err, size_t errlen, const char *what, char *rdb_err)
 {
+    if (rdb_err != NULL && strncmp(rdb_err, "Corruption", 10) == 0)
+        log_corruption(what, rdb_err);
     kr_view_say(err, errlen, what, rdb_err);
     rocksdb_free(rdb_err);
 }
 
 const char *const kr_view_closed_msg = "the view is closed after a failed reopen";
-static const char *const topic_msg = "a topic name is longer than 255 bytes";
+const char *const kr_view_topic_msg = "a topic name is longer than 255 bytes";
+#define topic_msg kr_view_topic_msg
 
 /* ---- keys ---- */
 
@@ -212,6 +238,10 @@ static int make_options(kr_view *v, const kr_view_opts *o)
     if (o != NULL && o->log_dir != NULL && o->log_dir[0] != '\0')
         rocksdb_options_set_db_log_dir(v->opts, o->log_dir);
     rocksdb_options_set_max_log_file_size(v->opts, KR_VIEW_LOG_BYTES);
+    /* A bound on the descriptors of table files: the rest of krappyd's
+     * descriptors are planned around it (server/fdplan.c). */
+    rocksdb_options_set_max_open_files(
+        v->opts, o && o->max_open_files > 0 ? o->max_open_files : KR_VIEW_DEFAULT_OPEN_FILES);
 
     /* The table options take ownership of the filter policy; the table
      * factory copies the table options (sharing the policy and the cache),
@@ -313,6 +343,25 @@ void kr_view_close(kr_view *v)
     free_options(v);
     free(v->path);
     free(v);
+}
+
+int kr_view_destroy(const char *path, char *err, size_t errlen)
+{
+    rocksdb_options_t *o = rocksdb_options_create();
+    if (o == NULL) {
+        kr_view_say(err, errlen, "out of memory", NULL);
+        return -1;
+    }
+    char *e = NULL;
+    rocksdb_destroy_db(o, path, &e);
+    rocksdb_options_destroy(o);
+    if (e != NULL) {
+        char what[512];
+        snprintf(what, sizeof what, "cannot delete the view at %s", path);
+        kr_view_say_rdb(err, errlen, what, e);
+        return -1;
+    }
+    return 0;
 }
 
 int kr_view_reopen(kr_view *v, char *err, size_t errlen)
@@ -498,10 +547,8 @@ const char *kr_view_key_into(kr_buf *k, char tag, const char *topic, size_t tlen
     return k->failed ? "out of memory" : NULL;
 }
 
-/* Build a key into the batch's scratch buffer. @return 0, or -1 with the
- * batch marked failed. */
-static int batch_key(kr_view_batch *b, char tag, const char *topic, size_t tlen,
-                     const uint8_t *part, size_t plen)
+int kr_view_batch_key(kr_view_batch *b, char tag, const char *topic, size_t tlen,
+                      const uint8_t *part, size_t plen)
 {
     if (b->failed)
         return -1;
@@ -512,7 +559,7 @@ static int batch_key(kr_view_batch *b, char tag, const char *topic, size_t tlen,
 void kr_view_batch_put(kr_view_batch *b, const char *topic, size_t tlen, const uint8_t *key,
                        size_t klen, const uint8_t *event, size_t elen)
 {
-    if (batch_key(b, TAG_KEY, topic, tlen, key, klen) < 0)
+    if (kr_view_batch_key(b, TAG_KEY, topic, tlen, key, klen) < 0)
         return;
     rocksdb_writebatch_put(b->wb, (const char *)b->key.data, b->key.len, (const char *)event, elen);
 }
@@ -520,32 +567,38 @@ void kr_view_batch_put(kr_view_batch *b, const char *topic, size_t tlen, const u
 void kr_view_batch_delete(kr_view_batch *b, const char *topic, size_t tlen, const uint8_t *key,
                           size_t klen)
 {
-    if (batch_key(b, TAG_KEY, topic, tlen, key, klen) < 0)
+    if (kr_view_batch_key(b, TAG_KEY, topic, tlen, key, klen) < 0)
         return;
     rocksdb_writebatch_delete(b->wb, (const char *)b->key.data, b->key.len);
+}
+
+size_t kr_view_encode_uints(uint8_t val[32], const uint64_t *v, size_t n)
+{
+    kr_buf vb;
+    kr_buf_init(&vb, 32);
+    kr_cbor_put_array(&vb, n);
+    for (size_t i = 0; i < n; i++)
+        kr_cbor_put_uint(&vb, v[i]);
+    size_t len = vb.failed ? 0 : vb.len;
+    if (len > 0)
+        memcpy(val, vb.data, len);
+    kr_buf_free(&vb);
+    return len;
 }
 
 /* A marker's value, CBOR [next, keys], into val (32 bytes).
  * @return its length, or 0 on ENOMEM. */
 size_t kr_view_encode_marker(uint8_t val[32], uint64_t next, uint64_t keys)
 {
-    kr_buf vb;
-    kr_buf_init(&vb, 32);
-    kr_cbor_put_array(&vb, 2);
-    kr_cbor_put_uint(&vb, next);
-    kr_cbor_put_uint(&vb, keys);
-    size_t n = vb.failed ? 0 : vb.len;
-    if (n > 0)
-        memcpy(val, vb.data, n);
-    kr_buf_free(&vb);
-    return n;
+    uint64_t v[2] = {next, keys};
+    return kr_view_encode_uints(val, v, 2);
 }
 
 void kr_view_batch_marker(kr_view_batch *b, const char *topic, size_t tlen, uint64_t next,
                           uint64_t keys)
 {
     uint8_t val[32];
-    if (batch_key(b, TAG_MARKER, topic, tlen, NULL, 0) < 0)
+    if (kr_view_batch_key(b, TAG_MARKER, topic, tlen, NULL, 0) < 0)
         return;
     size_t vlen = kr_view_encode_marker(val, next, keys);
     if (vlen == 0) {
@@ -555,17 +608,22 @@ void kr_view_batch_marker(kr_view_batch *b, const char *topic, size_t tlen, uint
     rocksdb_writebatch_put(b->wb, (const char *)b->key.data, b->key.len, (const char *)val, vlen);
 }
 
-void kr_view_batch_drop_topic(kr_view_batch *b, const char *topic, size_t tlen)
+void kr_view_batch_drop_tag(kr_view_batch *b, char tag, const char *topic, size_t tlen)
 {
-    /* Every 'k' key of the topic: [k|tlen|topic, successor of it). */
-    if (batch_key(b, TAG_KEY, topic, tlen, NULL, 0) < 0)
+    /* [tag|tlen|topic, successor of it). */
+    if (kr_view_batch_key(b, tag, topic, tlen, NULL, 0) < 0)
         return;
     uint8_t end[2 + KR_VIEW_TOPIC_MAX];
     memcpy(end, b->key.data, b->key.len);
     size_t endlen = kr_view_prefix_successor(end, b->key.len);
     rocksdb_writebatch_delete_range(b->wb, (const char *)b->key.data, b->key.len, (const char *)end,
                                     endlen);
-    if (batch_key(b, TAG_MARKER, topic, tlen, NULL, 0) < 0)
+}
+
+void kr_view_batch_drop_topic(kr_view_batch *b, const char *topic, size_t tlen)
+{
+    kr_view_batch_drop_tag(b, TAG_KEY, topic, tlen);
+    if (kr_view_batch_key(b, TAG_MARKER, topic, tlen, NULL, 0) < 0)
         return;
     rocksdb_writebatch_delete(b->wb, (const char *)b->key.data, b->key.len);
 }
@@ -575,7 +633,7 @@ void kr_view_batch_cursor(kr_view_batch *b, const char *topic, size_t tlen, cons
 {
     uint8_t val[32];
     kr_buf vb;
-    if (batch_key(b, TAG_CURSOR, topic, tlen, group, glen) < 0)
+    if (kr_view_batch_key(b, TAG_CURSOR, topic, tlen, group, glen) < 0)
         return;
     kr_buf_init(&vb, sizeof val);
     kr_cbor_put_array(&vb, 2);
@@ -592,6 +650,14 @@ void kr_view_batch_cursor(kr_view_batch *b, const char *topic, size_t tlen, cons
     rocksdb_writebatch_put(b->wb, (const char *)b->key.data, b->key.len, (const char *)val, vlen);
 }
 
+void kr_view_batch_cursor_delete(kr_view_batch *b, const char *topic, size_t tlen,
+                                 const uint8_t *group, size_t glen)
+{
+    if (kr_view_batch_key(b, TAG_CURSOR, topic, tlen, group, glen) < 0)
+        return;
+    rocksdb_writebatch_delete(b->wb, (const char *)b->key.data, b->key.len);
+}
+
 static int unlocked_write_logged(kr_view *v, kr_view_batch *b, bool sync, char *err, size_t errlen)
 {
     if (v->db == NULL) {
@@ -599,22 +665,23 @@ static int unlocked_write_logged(kr_view *v, kr_view_batch *b, bool sync, char *
         return -1;
     }
     if (b->failed) {
-        kr_view_say(err, errlen, "the cursor batch is incomplete", b->failed);
+        kr_view_say(err, errlen, "the logged batch (cursors, registrations) is incomplete",
+                    b->failed);
         return -1;
     }
     char *e = NULL;
     rocksdb_write(v->db, sync ? v->syncopts : v->walopts, b->wb, &e);
     if (e != NULL) {
-        kr_view_say_rdb(err, errlen, "RocksDB write of group cursors failed", e);
+        kr_view_say_rdb(err, errlen, "RocksDB write of cursors or registrations failed", e);
         return -1;
     }
     return 0;
 }
 
-static int unlocked_cursors(kr_view *v, const char *topic, size_t tlen,
-                            int (*fn)(void *arg, const uint8_t *group, size_t glen, uint64_t cursor,
-                                      uint64_t origin),
-                            void *arg, char *err, size_t errlen)
+int kr_view_each_unlocked(kr_view *v, char tag, const char *topic, size_t tlen,
+                          int (*fn)(void *arg, const uint8_t *part, size_t plen, const uint8_t *val,
+                                    size_t vlen),
+                          void *arg, const char *what, char *err, size_t errlen)
 {
     if (v->db == NULL) {
         kr_view_say(err, errlen, kr_view_closed_msg, NULL);
@@ -625,7 +692,7 @@ static int unlocked_cursors(kr_view *v, const char *topic, size_t tlen,
         return -1;
     }
     uint8_t start[2 + KR_VIEW_TOPIC_MAX], end[2 + KR_VIEW_TOPIC_MAX];
-    start[0] = TAG_CURSOR;
+    start[0] = (uint8_t)tag;
     start[1] = (uint8_t)tlen;
     memcpy(start + 2, topic, tlen);
     memcpy(end, start, 2 + tlen);
@@ -643,29 +710,52 @@ static int unlocked_cursors(kr_view *v, const char *topic, size_t tlen,
         size_t kl, vl;
         const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
         const uint8_t *val = (const uint8_t *)rocksdb_iter_value(it, &vl);
-        kr_cbor_item arr, cur;
-        kr_cbor_iter ci;
-        if (kl <= 2 + tlen || kr_cbor_read_exact(val, vl, &arr) < 0 || arr.kind != KR_CBOR_ARRAY)
-            continue; /* not a record this version wrote: skip it */
-        kr_cbor_iter_init(&ci, &arr);
-        if (kr_cbor_iter_next(&ci, &cur) != 1 || cur.kind != KR_CBOR_UINT)
-            continue;
-        kr_cbor_item org;
-        uint64_t origin = 0; /* records without one: anything below the cursor */
-        if (kr_cbor_iter_next(&ci, &org) == 1 && org.kind == KR_CBOR_UINT && org.u <= cur.u)
-            origin = org.u;
-        if (fn(arg, k + 2 + tlen, kl - 2 - tlen, cur.u, origin) != 0)
+        if (fn(arg, k + 2 + tlen, kl - 2 - tlen, val, vl) != 0)
             break;
     }
     char *e = NULL;
     rocksdb_iter_get_error(it, &e);
     if (e != NULL) {
-        kr_view_say_rdb(err, errlen, "reading group cursors failed", e);
+        kr_view_say_rdb(err, errlen, what, e);
         rc = -1;
     }
     rocksdb_iter_destroy(it);
     rocksdb_readoptions_destroy(ro);
     return rc;
+}
+
+/* A cursor record's part, decoded for kr_view_cursors. */
+struct cursor_walk {
+    int (*fn)(void *arg, const uint8_t *group, size_t glen, uint64_t cursor, uint64_t origin);
+    void *arg;
+};
+
+static int cursor_record(void *arg, const uint8_t *group, size_t glen, const uint8_t *val,
+                         size_t vl)
+{
+    struct cursor_walk *cw = arg;
+    kr_cbor_item arr, cur;
+    kr_cbor_iter ci;
+    if (glen == 0 || kr_cbor_read_exact(val, vl, &arr) < 0 || arr.kind != KR_CBOR_ARRAY)
+        return 0; /* not a record this version wrote: skip it */
+    kr_cbor_iter_init(&ci, &arr);
+    if (kr_cbor_iter_next(&ci, &cur) != 1 || cur.kind != KR_CBOR_UINT)
+        return 0;
+    kr_cbor_item org;
+    uint64_t origin = 0; /* records without one: anything below the cursor */
+    if (kr_cbor_iter_next(&ci, &org) == 1 && org.kind == KR_CBOR_UINT && org.u <= cur.u)
+        origin = org.u;
+    return cw->fn(cw->arg, group, glen, cur.u, origin);
+}
+
+static int unlocked_cursors(kr_view *v, const char *topic, size_t tlen,
+                            int (*fn)(void *arg, const uint8_t *group, size_t glen, uint64_t cursor,
+                                      uint64_t origin),
+                            void *arg, char *err, size_t errlen)
+{
+    struct cursor_walk cw = {fn, arg};
+    return kr_view_each_unlocked(v, TAG_CURSOR, topic, tlen, cursor_record, &cw,
+                                 "reading group cursors failed", err, errlen);
 }
 
 size_t kr_view_batch_count(const kr_view_batch *b)
@@ -841,13 +931,6 @@ static uint64_t unlocked_disk_bytes(kr_view *v)
 }
 
 /* ---- the public calls: the view's lock held shared around each ---- */
-
-#define SHARED(v, expr)                                                                            \
-    do {                                                                                           \
-        pthread_rwlock_rdlock(&(v)->lock);                                                         \
-        expr;                                                                                      \
-        pthread_rwlock_unlock(&(v)->lock);                                                         \
-    } while (0)
 
 int kr_view_marker(kr_view *v, const char *topic, size_t tlen, uint64_t *next, uint64_t *keys,
                    char *err, size_t errlen)

@@ -11,7 +11,16 @@
  *                                                  the view holds exactly the
  *                                                  events with offset < next;
  *                                                  keys = live keys then
- *   'c' | ...                                    -> reserved (group cursors)
+ *   'c' | len(topic) u8 | topic | group          -> a group's cursor (WAL on)
+ *   'p' | len(topic) u8 | topic | pid u64 BE     -> an idempotent producer's
+ *                                                  durable state (the store's
+ *                                                  encoding), written by
+ *                                                  checkpoints with the marker
+ *   'r' | len(topic) u8 | topic | id             -> CBOR [pid, epoch]: a
+ *                                                  producer's registration
+ *                                                  (WAL on, synced)
+ *   'r' | len(topic) u8 | topic                  -> CBOR [next pid]: the next
+ *                                                  number a producer gets
  *
  * Checkpoints are one table file each, data and markers together, ingested
  * at once (kr_view_ckpt_*): what a checkpoint wrote is on disk when the
@@ -19,7 +28,9 @@
  * (kr_view_write: WAL off, then a flush that waits) give the same guarantee
  * for the odd rebuild; group cursors are written with the WAL on.
  * Thread-safety: RocksDB is; the storage writer writes while the loop reads.
- * Error strings are sentences (they end up in logs and STORAGE errors).
+ * Error strings are sentences (they end up in logs and STORAGE errors); an
+ * error saying the files are corrupt is also logged, at error level, with
+ * the way back (krappyd --rebuild-view).
  */
 #ifndef KR_STORE_VIEW_H
 #define KR_STORE_VIEW_H
@@ -45,7 +56,12 @@ typedef struct kr_view_opts {
     size_t write_buffer_bytes; /* 0: 8 MiB (cursors only; checkpoints are ingested) */
     bool fsync_writes;         /* reserved for cursors (--fsync-cursors) */
     const char *log_dir;       /* RocksDB's info log directory; NULL/"": inside the DB */
+    int max_open_files;        /* table files RocksDB keeps open; 0: KR_VIEW_DEFAULT_OPEN_FILES */
 } kr_view_opts;
+
+/* RocksDB's table files kept open when kr_view_opts.max_open_files is 0
+ * (RocksDB's own default keeps every one open: no bound at all). */
+#define KR_VIEW_DEFAULT_OPEN_FILES 256
 
 /*
  * kr_view_open - open (creating if missing) the database at `path`
@@ -55,6 +71,10 @@ int kr_view_open(const char *path, const kr_view_opts *o, kr_view **out, char *e
 
 /* Close it. NULL ok. Outstanding snapshots must have been released. */
 void kr_view_close(kr_view *v);
+
+/* kr_view_destroy - delete the (closed) database at path, every file of it.
+ * @return 0, or -1 with err filled. */
+int kr_view_destroy(const char *path, char *err, size_t errlen);
 
 /*
  * kr_view_marker - read a topic's marker.
@@ -79,6 +99,9 @@ void kr_view_batch_marker(kr_view_batch *b, const char *topic, size_t tlen, uint
  * [cursor, origin]: origin is where the group started). */
 void kr_view_batch_cursor(kr_view_batch *b, const char *topic, size_t tlen, const uint8_t *group,
                           size_t glen, uint64_t cursor, uint64_t origin);
+/* Remove a group's cursor record (GROUP_DELETE). */
+void kr_view_batch_cursor_delete(kr_view_batch *b, const char *topic, size_t tlen,
+                                 const uint8_t *group, size_t glen);
 
 /*
  * kr_view_write_logged - apply a batch with RocksDB's WAL on (cursors):
@@ -97,6 +120,26 @@ int kr_view_cursors(kr_view *v, const char *topic, size_t tlen,
                     int (*fn)(void *arg, const uint8_t *group, size_t glen, uint64_t cursor,
                               uint64_t origin),
                     void *arg, char *err, size_t errlen);
+
+/*
+ * kr_view_drop_topic - remove every record keyed by the topic (its keys,
+ * marker, group cursors and any other per-topic record: view_topic.c lists
+ * their tags) with the write-ahead log on, synced at the end when `sync`.
+ * Durable against kill -9 when it returns. Not atomic: a crash part-way
+ * leaves some records, which a second call removes.
+ * @return 0, or -1 with err filled.
+ */
+int kr_view_drop_topic(kr_view *v, const char *topic, size_t tlen, bool sync, char *err,
+                       size_t errlen);
+
+/*
+ * kr_view_topic_names - call fn with every topic that has any record in the
+ * view (a topic may come more than once: once per kind of record), until it
+ * returns non-zero. The name is NUL-terminated, valid during the call.
+ * @return 0, or -1 with err filled.
+ */
+int kr_view_topic_names(kr_view *v, int (*fn)(void *arg, const char *topic, size_t tlen), void *arg,
+                        char *err, size_t errlen);
 
 /* Delete every key of a topic and its marker (rebuilding a view). */
 void kr_view_batch_drop_topic(kr_view_batch *b, const char *topic, size_t tlen);
@@ -206,5 +249,46 @@ int kr_view_reopen(kr_view *v, char *err, size_t errlen);
 
 /* Approximate bytes on disk (for metrics). */
 uint64_t kr_view_disk_bytes(kr_view *v);
+
+/* ---- idempotent producers (view_producers.c) ---- */
+
+/* A producer's registration ('r'): its number in the topic and the epoch of
+ * its newest registration; and the topic's next producer number. */
+void kr_view_batch_registration(kr_view_batch *b, const char *topic, size_t tlen, const uint8_t *id,
+                                size_t idlen, uint64_t pid, uint32_t epoch);
+void kr_view_batch_next_pid(kr_view_batch *b, const char *topic, size_t tlen, uint64_t next_pid);
+/* Forget a producer: its registration, in the batch (its state goes with
+ * the next checkpoint: kr_view_ckpt_producer with NULL). */
+void kr_view_batch_unregister(kr_view_batch *b, const char *topic, size_t tlen, const uint8_t *id,
+                              size_t idlen);
+/* Delete every producer state ('p') of a topic (its registrations stay):
+ * rebuilding the view from the stream rebuilds them too. */
+void kr_view_batch_drop_producer_states(kr_view_batch *b, const char *topic, size_t tlen);
+
+/* A producer's durable state in a checkpoint file, after the markers, in
+ * ascending order of (topic as for markers, pid); state NULL deletes it. */
+void kr_view_ckpt_producer(kr_view_ckpt *c, const char *topic, size_t tlen, uint64_t pid,
+                           const uint8_t *state, size_t len);
+
+/* One record kr_view_producers found. Pointers are valid during the call. */
+typedef struct kr_view_prod_rec {
+    enum { KR_VIEW_PROD_STATE, KR_VIEW_PROD_REG, KR_VIEW_PROD_NEXT_PID } kind;
+    uint64_t pid;         /* STATE, REG; NEXT_PID: the topic's next pid */
+    uint32_t epoch;       /* REG */
+    const uint8_t *id;    /* REG */
+    size_t id_len;        /* REG */
+    const uint8_t *state; /* STATE */
+    size_t state_len;     /* STATE */
+} kr_view_prod_rec;
+
+/*
+ * kr_view_producers - call fn for every producer record of a topic: the
+ * states (by pid), then the registrations and the next pid. Records this
+ * version cannot read are skipped. fn returns non-zero to stop.
+ * @return 0, or -1 with err filled.
+ */
+int kr_view_producers(kr_view *v, const char *topic, size_t tlen,
+                      int (*fn)(void *arg, const kr_view_prod_rec *r), void *arg, char *err,
+                      size_t errlen);
 
 #endif

@@ -100,42 +100,43 @@ static void ckpt_result(kr_view_ckpt *c, char *e)
     rocksdb_free(e);
 }
 
+void kr_view_ckpt_entry(kr_view_ckpt *c, char tag, const char *topic, size_t tlen,
+                        const uint8_t *part, size_t plen, const uint8_t *val, size_t vlen)
+{
+    if (ckpt_key(c, tag, topic, tlen, part, plen) < 0)
+        return;
+    char *e = NULL;
+    if (val != NULL)
+        rocksdb_sstfilewriter_put(c->w, (const char *)c->key.data, c->key.len, (const char *)val,
+                                  vlen, &e);
+    else
+        rocksdb_sstfilewriter_delete(c->w, (const char *)c->key.data, c->key.len, &e);
+    ckpt_result(c, e);
+}
+
 void kr_view_ckpt_put(kr_view_ckpt *c, const char *topic, size_t tlen, const uint8_t *key,
                       size_t klen, const uint8_t *event, size_t elen)
 {
-    if (ckpt_key(c, TAG_KEY, topic, tlen, key, klen) < 0)
-        return;
-    char *e = NULL;
-    rocksdb_sstfilewriter_put(c->w, (const char *)c->key.data, c->key.len, (const char *)event,
-                              elen, &e);
-    ckpt_result(c, e);
+    kr_view_ckpt_entry(c, TAG_KEY, topic, tlen, key, klen, event, elen);
 }
 
 void kr_view_ckpt_delete(kr_view_ckpt *c, const char *topic, size_t tlen, const uint8_t *key,
                          size_t klen)
 {
-    if (ckpt_key(c, TAG_KEY, topic, tlen, key, klen) < 0)
-        return;
-    char *e = NULL;
-    rocksdb_sstfilewriter_delete(c->w, (const char *)c->key.data, c->key.len, &e);
-    ckpt_result(c, e);
+    kr_view_ckpt_entry(c, TAG_KEY, topic, tlen, key, klen, NULL, 0);
 }
 
 void kr_view_ckpt_marker(kr_view_ckpt *c, const char *topic, size_t tlen, uint64_t next,
                          uint64_t keys)
 {
     uint8_t val[32];
-    if (ckpt_key(c, TAG_MARKER, topic, tlen, NULL, 0) < 0)
-        return;
     size_t vlen = kr_view_encode_marker(val, next, keys);
     if (vlen == 0) {
-        snprintf(c->failed, sizeof c->failed, "out of memory");
+        if (c->failed[0] == '\0')
+            snprintf(c->failed, sizeof c->failed, "out of memory");
         return;
     }
-    char *e = NULL;
-    rocksdb_sstfilewriter_put(c->w, (const char *)c->key.data, c->key.len, (const char *)val, vlen,
-                              &e);
-    ckpt_result(c, e);
+    kr_view_ckpt_entry(c, TAG_MARKER, topic, tlen, NULL, 0, val, vlen);
 }
 
 void kr_view_ckpt_abort(kr_view_ckpt *c)

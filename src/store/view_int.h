@@ -16,9 +16,26 @@
 #include "util/buf.h"
 #include "store/view.h"
 
-#define TAG_KEY    'k'
-#define TAG_MARKER 'm'
-#define TAG_CURSOR 'c'
+#define TAG_KEY      'k'
+#define TAG_MARKER   'm'
+#define TAG_CURSOR   'c'
+#define TAG_PRODUCER 'p' /* a producer's durable state, by pid (checkpoints) */
+#define TAG_REGISTER 'r' /* a producer's registration, by id (WAL on) */
+
+struct kr_view_batch {
+    rocksdb_writebatch_t *wb;
+    kr_buf key;         /* scratch for building keys */
+    const char *failed; /* why the batch cannot be written, or NULL */
+};
+
+/* Run expr with the view's lock held shared (every use of db but reopen
+ * and close). */
+#define SHARED(v, expr)                                                                            \
+    do {                                                                                           \
+        pthread_rwlock_rdlock(&(v)->lock);                                                         \
+        expr;                                                                                      \
+        pthread_rwlock_unlock(&(v)->lock);                                                         \
+    } while (0)
 
 struct kr_view {
     rocksdb_t *db; /* NULL after a failed reopen */
@@ -44,11 +61,41 @@ void kr_view_say_rdb(char *err, size_t errlen, const char *what, char *rdb_err);
 
 /* The sentence for a call on a view closed after a failed reopen. */
 extern const char *const kr_view_closed_msg;
+/* The sentence for a topic name too long for a key. */
+extern const char *const kr_view_topic_msg;
+
+/* Build tag | tlen | topic | part into the batch's scratch key.
+ * @return 0, or -1 with the batch marked failed. */
+int kr_view_batch_key(kr_view_batch *b, char tag, const char *topic, size_t tlen,
+                      const uint8_t *part, size_t plen);
+
+/* Delete every record tag | tlen | topic | ... of the topic, in the batch. */
+void kr_view_batch_drop_tag(kr_view_batch *b, char tag, const char *topic, size_t tlen);
+
+/*
+ * kr_view_each_unlocked - call fn for every record tag | tlen | topic | part
+ * in key order (part and the value are valid during the call) until it
+ * returns non-zero. The caller holds the lock shared (SHARED).
+ * @return 0, or -1 with err filled (`what` names the read that failed).
+ */
+int kr_view_each_unlocked(kr_view *v, char tag, const char *topic, size_t tlen,
+                          int (*fn)(void *arg, const uint8_t *part, size_t plen, const uint8_t *val,
+                                    size_t vlen),
+                          void *arg, const char *what, char *err, size_t errlen);
+
+/* Add a record of a checkpoint file: tag | tlen | topic | part -> val, or a
+ * deletion of it when val is NULL (see kr_view_ckpt_*). */
+void kr_view_ckpt_entry(kr_view_ckpt *c, char tag, const char *topic, size_t tlen,
+                        const uint8_t *part, size_t plen, const uint8_t *val, size_t vlen);
 
 /* Build tag | tlen | topic | part into k (reset first), the layout of every
  * key of a topic. @return NULL, or why it cannot be built. */
 const char *kr_view_key_into(kr_buf *k, char tag, const char *topic, size_t tlen,
                              const uint8_t *part, size_t plen);
+
+/* CBOR [v[0], ..., v[n-1]] into val (32 bytes: n at most 3).
+ * @return its length, or 0 on ENOMEM. */
+size_t kr_view_encode_uints(uint8_t val[32], const uint64_t *v, size_t n);
 
 /* A marker's value, CBOR [next, keys], into val (32 bytes).
  * @return its length, or 0 on ENOMEM. */

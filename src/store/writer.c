@@ -1,7 +1,8 @@
 /*
  * store/writer.c - the storage writer thread: what has to wait on the disk
  * and must not stall the loop - fdatasync of stream segments (SYNC jobs),
- * topic creation, group cursors, deletions - and the view thread that writes
+ * topic creation, group cursors, producer registrations, deletions of
+ * segments and of whole topics - and the view thread that writes
  * checkpoints into RocksDB.
  *
  * The loop writes the streams itself (append.h) and keeps everything a
@@ -16,6 +17,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,8 +40,10 @@ struct kr_writer {
     struct kr_job_list queue;  /* submitted, not yet taken */
     struct kr_job_list vqueue; /* checkpoints for the view thread */
     struct kr_job_list done;   /* finished, not yet delivered */
+    pthread_cond_t vidle;      /* the view thread finished a job */
     bool vstopping;
     bool vstarted;
+    bool vbusy;       /* the view thread is writing a checkpoint */
     unsigned pending; /* submitted and not delivered (loop side) */
     unsigned held;    /* kr_writer_hold depth (loop side) */
     bool unsignaled;  /* jobs queued while held, the writer not woken (loop side) */
@@ -60,36 +64,70 @@ static int fsync_dir(int dirfd)
 
 /* ---- CREATE ---- */
 
+/* A topic's directory, opened for a moment (creating, deleting or syncing
+ * files in it): topics hold no descriptor of their own. @return the
+ * descriptor, or -1 with errno. */
+static int open_dir(const char *dir)
+{
+    return open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
+/* mkdir, and sync the parent so that the name survives a power cut.
+ * @return 0, or -1 with errno. */
+static int mkdir_durably(const char *path)
+{
+    char parent[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    if (mkdir(path, 0750) < 0 && errno != EEXIST)
+        return -1;
+    if (slash == NULL || (size_t)(slash - path) >= sizeof parent)
+        return 0;
+    memcpy(parent, path, (size_t)(slash - path));
+    parent[slash - path] = '\0';
+    int pfd = open_dir(parent);
+    if (pfd < 0)
+        return -1;
+    int rc = fsync_dir(pfd);
+    int e = errno;
+    close(pfd);
+    errno = e;
+    return rc;
+}
+
 /*
  * Create segment 0 of a new topic durably (header written, file and
- * directory synced) and open it twice: read-write for the loop's appends,
- * and read-only in the loop's record of it. On failure nothing is left
- * behind, so that a retry can create it again.
+ * directory synced): a read-write file of the store's fdcache for the
+ * loop's appends (its descriptor handed to the cache and pinned once), and
+ * the loop's record of it, read-only, opened when read. On failure nothing
+ * is left behind, so that a retry can create it again.
  * @return 0, or -1 with errno.
  */
-static int create_first_segment(int dirfd, int *wfd, kr_segment **seg)
+static int create_first_segment(kr_job_create *c, int dirfd)
 {
     char name[KR_SEG_NAME_BYTES];
     kr_seg_name(name, 0);
-    int fd = openat(dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640), rfd = -1;
+    int fd = openat(dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
     if (fd < 0)
         return -1;
     uint8_t hdr[KR_SEG_HEADER_V2_BYTES];
     kr_seg_header_encode(hdr, 0);
     kr_segment *s = NULL;
+    kr_fdfile *f = NULL;
     if (kr_pwrite_all(fd, hdr, sizeof hdr, 0) < 0 || fdatasync(fd) < 0 || fsync_dir(dirfd) < 0 ||
-        (rfd = dup(fd)) < 0 || (s = kr_segment_new(0, rfd, sizeof hdr)) == NULL) {
-        int e = s == NULL && rfd >= 0 ? ENOMEM : errno;
-        if (rfd >= 0)
-            close(rfd);
+        (f = kr_fdfile_new(c->files, c->dir, name, O_RDWR)) == NULL ||
+        (s = kr_segment_new(c->files, c->dir, 0, sizeof hdr)) == NULL) {
+        int e = f == NULL || s == NULL ? ENOMEM : errno;
+        kr_fdfile_free(f);
         close(fd);
         unlinkat(dirfd, name, 0);
         errno = e;
         return -1;
     }
+    kr_fdfile_adopt(f, fd);
     s->verified = true; /* ours */
-    *wfd = fd;
-    *seg = s;
+    c->wfile = f;
+    c->wfd = fd;
+    c->seg = s;
     return 0;
 }
 
@@ -98,45 +136,26 @@ static int create_first_segment(int dirfd, int *wfd, kr_segment **seg)
 static void run_create(kr_job *j)
 {
     kr_job_create *c = &j->create;
-    char *dir = strdup(c->dir);
-    if (dir == NULL) {
-        kr_job_fail(j, ENOMEM, "cannot create %s", c->dir);
-        return;
-    }
-    char *slash = strrchr(dir, '/');
-    if (slash != NULL) {
-        *slash = '\0';
-        int pfd = -1;
-        int ok = (mkdir(dir, 0750) == 0 || errno == EEXIST) &&
-                 (pfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0;
-        *slash = '/';
-        if (ok && mkdir(dir, 0750) < 0 && errno != EEXIST)
-            ok = 0;
-        int e = errno;
-        if (ok && fsync_dir(pfd) < 0) {
-            /* The new directory's name must survive a power cut. */
-            e = errno;
-            ok = 0;
-        }
-        if (pfd >= 0)
-            close(pfd);
-        if (!ok) {
-            kr_job_fail(j, e, "cannot create %s durably", dir);
-            free(dir);
+    char topics[PATH_MAX];
+    const char *slash = strrchr(c->dir, '/');
+    if (slash != NULL && (size_t)(slash - c->dir) < sizeof topics) {
+        memcpy(topics, c->dir, (size_t)(slash - c->dir));
+        topics[slash - c->dir] = '\0';
+        /* DATA/topics exists since the start (and its name was synced). */
+        if ((mkdir(topics, 0750) < 0 && errno != EEXIST) || mkdir_durably(c->dir) < 0) {
+            kr_job_fail(j, errno, "cannot create %s durably", c->dir);
             return;
         }
     }
-    int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dirfd < 0 || create_first_segment(dirfd, &c->wfd, &c->seg) < 0) {
+    int dirfd = open_dir(c->dir);
+    if (dirfd < 0 || create_first_segment(c, dirfd) < 0) {
         int e = errno;
-        kr_job_fail(j, e, "cannot create the first segment in %s", dir);
+        kr_job_fail(j, e, "cannot create the first segment in %s", c->dir);
         if (dirfd >= 0)
             close(dirfd);
-        free(dir);
         return;
     }
-    c->dirfd = dirfd;
-    free(dir);
+    close(dirfd);
 }
 
 /* ---- SYNC ---- */
@@ -161,13 +180,14 @@ static void write_sync_record(const kr_sync_seg *g)
 
 /* A closed segment is synced in full: its record too, then its index hint
  * is left behind for the next start. */
-static int sync_final(kr_writer *wr, kr_sync_seg *g, int dirfd)
+static int sync_final(kr_writer *wr, kr_sync_seg *g, const char *dir)
 {
     write_sync_record(g);
     kr_counter_add(wr->m_fsyncs, 1);
     if (fdatasync(g->fd) < 0)
         return -1;
-    if (kr_index_write(dirfd, g->base, &g->im, g->bytes, &g->idx) < 0) {
+    int dirfd = open_dir(dir);
+    if (dirfd < 0 || kr_index_write(dirfd, g->base, &g->im, g->bytes, &g->idx) < 0) {
         char name[KR_INDEX_NAME_BYTES];
         kr_index_file_name(name, g->base);
         kr_log(KR_LOG_WARN,
@@ -175,6 +195,8 @@ static int sync_final(kr_writer *wr, kr_sync_seg *g, int dirfd)
                "scans the segment instead",
                KR_LOG_STR("file", name), KR_LOG_STR("reason", strerror(errno)));
     }
+    if (dirfd >= 0)
+        close(dirfd);
     return 0;
 }
 
@@ -187,9 +209,14 @@ static void run_sync(kr_writer *wr, kr_job *j)
 {
     kr_job_sync *sj = &j->sync;
     int failed = 0;
-    if (sj->sync_dir && fsync_dir(sj->dirfd) < 0) {
-        sj->dir_err = failed = errno;
-        kr_counter_add(wr->m_failures, 1);
+    if (sj->sync_dir) {
+        int dirfd = open_dir(sj->dir);
+        if (dirfd < 0 || fsync_dir(dirfd) < 0) {
+            sj->dir_err = failed = errno;
+            kr_counter_add(wr->m_failures, 1);
+        }
+        if (dirfd >= 0)
+            close(dirfd);
     }
     for (size_t i = 0; i < sj->n; i++) {
         kr_sync_seg *g = &sj->segs[i];
@@ -197,8 +224,10 @@ static void run_sync(kr_writer *wr, kr_job *j)
             g->err = ECANCELED;
             continue;
         }
+        if (g->fd < 0)
+            continue; /* nothing written since its last sync (append.c) */
         kr_counter_add(wr->m_fsyncs, 1);
-        if (fdatasync(g->fd) < 0 || (g->final && sync_final(wr, g, sj->dirfd) < 0)) {
+        if (fdatasync(g->fd) < 0 || (g->final && sync_final(wr, g, sj->dir) < 0)) {
             g->err = failed = errno ? errno : EIO;
             kr_counter_add(wr->m_failures, 1);
             continue;
@@ -216,12 +245,16 @@ static void run_delete(kr_job *j)
         if (unlink(j->del.paths[i]) < 0 && errno != ENOENT)
             kr_log(KR_LOG_WARN, "cannot delete a retired segment",
                    KR_LOG_STR("path", j->del.paths[i]), KR_LOG_STR("reason", strerror(errno)));
-    if (j->del.dirfd >= 0 && fsync_dir(j->del.dirfd) < 0)
+    if (j->del.dir == NULL)
+        return;
+    int dirfd = open_dir(j->del.dir);
+    if (dirfd < 0 || fsync_dir(dirfd) < 0)
         kr_log(KR_LOG_WARN,
                "cannot sync a topic directory after deleting retired segments; a "
                "power cut may bring them back (retention deletes them again)",
-               KR_LOG_STR("topic", j->t != NULL ? j->t->name : "?"),
-               KR_LOG_STR("reason", strerror(errno)));
+               KR_LOG_STR("dir", j->del.dir), KR_LOG_STR("reason", strerror(errno)));
+    if (dirfd >= 0)
+        close(dirfd);
 }
 
 /* ---- CHECKPOINT (the view thread) ---- */
@@ -254,13 +287,12 @@ static void run_checkpoint(kr_writer *wr, kr_job *j)
  * for sync (--fsync-cursors). Many ACKs share one write, as appends share
  * one fdatasync.
  */
-static void run_cursors(kr_writer *wr, struct kr_job_list *round)
+static void run_cursors(kr_writer *wr, kr_job *from, kr_job *to)
 {
     kr_view_batch *b = NULL;
     bool sync = false;
     kr_job *j;
-    TAILQ_FOREACH(j, round, link)
-    {
+    for (j = from; j != to; j = TAILQ_NEXT(j, link)) {
         if (j->kind != KR_JOB_CURSOR)
             continue;
         if (b == NULL && (b = kr_view_batch_new()) == NULL) {
@@ -268,8 +300,12 @@ static void run_cursors(kr_writer *wr, struct kr_job_list *round)
             continue;
         }
         const kr_job_cursor *c = &j->cursor;
-        kr_view_batch_cursor(b, j->t->name, j->t->name_len, (const uint8_t *)c->group, c->group_len,
-                             c->cursor, c->origin);
+        if (c->drop) /* GROUP_DELETE: after any earlier cursor of the group in the batch */
+            kr_view_batch_cursor_delete(b, j->t->name, j->t->name_len, (const uint8_t *)c->group,
+                                        c->group_len);
+        else
+            kr_view_batch_cursor(b, j->t->name, j->t->name_len, (const uint8_t *)c->group,
+                                 c->group_len, c->cursor, c->origin);
         sync = sync || c->sync;
     }
     if (b == NULL)
@@ -279,11 +315,44 @@ static void run_cursors(kr_writer *wr, struct kr_job_list *round)
         kr_counter_add(wr->m_failures, 1);
         kr_log(KR_LOG_ERROR, "writing group cursors failed; their ACKs get STORAGE",
                KR_LOG_STR("reason", err));
-        TAILQ_FOREACH(j, round, link)
-        if (j->kind == KR_JOB_CURSOR && j->err == KRAPPY_OK)
-            kr_job_fail(j, 0, "%s", err);
+        for (j = from; j != to; j = TAILQ_NEXT(j, link))
+            if (j->kind == KR_JOB_CURSOR && j->err == KRAPPY_OK)
+                kr_job_fail(j, 0, "%s", err);
     }
     kr_view_batch_free(b);
+}
+
+/* A batch of view records built by the loop (producer registrations):
+ * WAL on and synced, since a batch header may name the producer as soon as
+ * the registration is answered. */
+static void run_logged(kr_writer *wr, kr_job *j)
+{
+    char err[256];
+    if (kr_view_write_logged(wr->view, j->logged.batch, true, err, sizeof err) < 0) {
+        kr_counter_add(wr->m_failures, 1);
+        kr_job_fail(j, 0, "%s", err);
+    }
+}
+
+/*
+ * Before a topic is dropped, every checkpoint queued before the drop must
+ * be in RocksDB, or its RocksDB half - run later on the view thread - would
+ * write back the keys and marker of the dropped topic. Wait for the view
+ * thread to finish what it has, then write the checkpoints of this round
+ * (not yet passed on) here.
+ */
+static void view_catch_up(kr_writer *wr, struct kr_job_list *round, kr_job *upto)
+{
+    pthread_mutex_lock(&wr->mu);
+    while (!TAILQ_EMPTY(&wr->vqueue) || wr->vbusy)
+        pthread_cond_wait(&wr->vidle, &wr->mu);
+    pthread_mutex_unlock(&wr->mu);
+    for (kr_job *j = TAILQ_FIRST(round); j != upto; j = TAILQ_NEXT(j, link)) {
+        if (j->kind == KR_JOB_CHECKPOINT && j->checkpoint.deferred) {
+            j->checkpoint.deferred = false;
+            run_checkpoint(wr, j);
+        }
+    }
 }
 
 /* ---- the threads ---- */
@@ -291,6 +360,7 @@ static void run_cursors(kr_writer *wr, struct kr_job_list *round)
 /* Run one round: everything taken from the queue, in order. */
 static void run_round(kr_writer *wr, struct kr_job_list *round)
 {
+    kr_job *cursors_from = TAILQ_FIRST(round); /* cursor jobs from here on are still to write */
     kr_job *j;
     TAILQ_FOREACH(j, round, link)
     {
@@ -307,11 +377,21 @@ static void run_round(kr_writer *wr, struct kr_job_list *round)
         case KR_JOB_DELETE:
             run_delete(j);
             break;
+        case KR_JOB_LOGGED:
+            run_logged(wr, j);
+            break;
+        case KR_JOB_TOPIC_DROP:
+            /* Everything before it in RocksDB first: cursors, checkpoints. */
+            run_cursors(wr, cursors_from, j);
+            cursors_from = TAILQ_NEXT(j, link);
+            view_catch_up(wr, round, j);
+            kr_topic_drop_run(wr->view, j);
+            break;
         case KR_JOB_CURSOR: /* below, all together */
             break;
         }
     }
-    run_cursors(wr, round);
+    run_cursors(wr, cursors_from, NULL);
 }
 
 static void *writer_main(void *arg)
@@ -371,11 +451,14 @@ static void *view_main(void *arg)
             break;
         }
         TAILQ_REMOVE(&wr->vqueue, j, link);
+        wr->vbusy = true;
         pthread_mutex_unlock(&wr->mu);
         j->checkpoint.deferred = false;
         run_checkpoint(wr, j);
         pthread_mutex_lock(&wr->mu);
         TAILQ_INSERT_TAIL(&wr->done, j, link);
+        wr->vbusy = false;
+        pthread_cond_broadcast(&wr->vidle);
         pthread_mutex_unlock(&wr->mu);
         event_active(wr->done_ev, EV_READ, 0);
     }
@@ -409,6 +492,7 @@ int kr_writer_start(kr_writer **out, struct event_base *base, kr_view *view, kr_
     pthread_mutex_init(&wr->mu, NULL);
     pthread_cond_init(&wr->cv, NULL);
     pthread_cond_init(&wr->vcv, NULL);
+    pthread_cond_init(&wr->vidle, NULL);
     TAILQ_INIT(&wr->queue);
     TAILQ_INIT(&wr->vqueue);
     TAILQ_INIT(&wr->done);
@@ -506,5 +590,6 @@ void kr_writer_stop(kr_writer *wr)
     pthread_mutex_destroy(&wr->mu);
     pthread_cond_destroy(&wr->cv);
     pthread_cond_destroy(&wr->vcv);
+    pthread_cond_destroy(&wr->vidle);
     free(wr);
 }

@@ -4,14 +4,17 @@
  * The loop queues jobs; the writer takes everything queued since its last
  * round and runs the jobs in order: topic creation, the fdatasyncs of SYNC
  * jobs (the loop writes the stream itself, append.h), group cursors (every
- * cursor of a round in one RocksDB write), deletions of retired segments.
+ * cursor of a round in one RocksDB write), producer registrations (WAL on,
+ * synced), deletions of retired segments and of deleted topics (after every
+ * checkpoint queued before them is in RocksDB).
  * It hands the whole round back to the loop with one event_active (the
  * loop's event base must have been made thread aware with
  * evthread_use_pthreads). Checkpoints pass through to a second thread (the
  * view thread), which writes them into RocksDB while the writer goes on.
  * The writer never touches a socket or a loop-owned structure: it reads only
- * the immutable names of topics and groups, and the file descriptors a job
- * lends it, which the loop keeps open until the job is back.
+ * the immutable names and directories of topics and groups, and the file
+ * descriptors a job lends it, which the loop keeps pinned in the store's
+ * fdcache until the job is back.
  */
 #ifndef KR_STORE_WRITER_H
 #define KR_STORE_WRITER_H

@@ -6,7 +6,8 @@
  * Input: a mode byte, then the bytes of one CBOR item. Mode bit 0: JSON
  * (else diagnostic notation); bit 1: byte strings as hex. The item is
  * rendered with kr_cbor_render and, when it reads as a delivered event, with
- * kr_cbor_render_event_json. The checks:
+ * kr_cbor_render_event_json, and as the admin API renders it (values cut at a
+ * limit from the mode byte's upper bits, headers as text). The checks:
  *   - it renders exactly when it is one well-formed item nested at most
  *     KR_CBOR_TEXT_MAX_DEPTH deep (counted here independently), and within
  *     32 bytes of text per byte of CBOR (the cap libkrappy gives it);
@@ -21,10 +22,11 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "client/json_parse.h"
+#include "proto/json_parse.h"
 #include "proto/cbor.h"
 #include "proto/cbor_text.h"
 #include "proto/msg.h"
+#include "util/json.h"
 #include "util/utf8.h"
 #include "fuzz_check.h"
 #include "json_check.h"
@@ -69,14 +71,15 @@ static int terminal_safe(const uint8_t *p, size_t n)
     return 1;
 }
 
-static void check_event(const kr_cbor_item *it)
+static void check_event(const kr_cbor_item *it, const kr_event_json_opts *o)
 {
     kr_event_view v;
     if (kr_event_view_read(it, &v) < 0)
         return;
     kr_buf out;
     kr_buf_init(&out, it->raw_len * 32 + 512);
-    FUZZ_CHECK(kr_cbor_render_event_json(&v, &out) == 0);
+    FUZZ_CHECK((o ? kr_cbor_render_event_json_opts(&v, o, &out)
+                  : kr_cbor_render_event_json(&v, &out)) == 0);
     FUZZ_CHECK(terminal_safe(out.data, out.len));
     kr_buf cbor;
     kr_cbor_item map, x;
@@ -89,6 +92,12 @@ static void check_event(const kr_cbor_item *it)
                x.u == v.offset);
     FUZZ_CHECK(kr_cbor_map_find(&map, "value", &x) == 1);
     FUZZ_CHECK((kr_cbor_map_find(&map, "headers", &x) == 1) == v.has_headers);
+    bool cut = o != NULL && o->value_limit > 0 && v.value.raw_len > o->value_limit;
+    FUZZ_CHECK((kr_cbor_map_find(&map, "value_truncated", &x) == 1) == cut);
+    if (cut) {
+        FUZZ_CHECK(kr_cbor_map_find(&map, "value", &x) == 1 && x.kind == KR_CBOR_TEXT &&
+                   x.str_len <= o->value_limit * KR_JSON_ESC_MAX);
+    }
     kr_buf_free(&cbor);
     kr_buf_free(&out);
 }
@@ -122,7 +131,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             json_fixed_point(text, n, flags);
     }
     kr_buf_free(&out);
-    if (readable)
-        check_event(&it);
+    if (readable) {
+        /* As the admin API shows events: values cut at a limit taken from
+         * the mode byte, headers as text. */
+        const kr_event_json_opts o = {(size_t)(data[0] >> 2), true};
+        check_event(&it, NULL);
+        check_event(&it, &o);
+    }
     return 0;
 }

@@ -52,17 +52,19 @@ typedef struct seen {
 static void on_batch(void *arg, const kr_batch_hdr *h, uint64_t pos)
 {
     seen *s = arg;
-    uint8_t hdr[KR_BATCH_HEADER_BYTES];
+    uint8_t hdr[KR_BATCH_HEADER_MAX];
     kr_batch_hdr d;
 
     s->total++;
-    CHECK(pread(s->fd, hdr, sizeof hdr, (off_t)pos) == (ssize_t)sizeof hdr);
-    CHECK(kr_batch_header_decode(hdr, &d) == 0);
+    ssize_t got = pread(s->fd, hdr, sizeof hdr, (off_t)pos);
+    CHECK(got >= KR_BATCH_HEADER_BYTES);
+    CHECK(kr_batch_header_decode(hdr, (size_t)got, &d) == 0);
     CHECK(d.base == h->base && d.count == h->count && d.len == h->len && d.max_ts == h->max_ts &&
-          d.crc == h->crc);
+          d.crc == h->crc && d.hlen == h->hlen && d.producer == h->producer && d.seq == h->seq &&
+          d.epoch == h->epoch && d.raft_index == h->raft_index);
     uint8_t *payload = malloc(d.len);
     CHECK(payload != NULL);
-    CHECK(pread(s->fd, payload, d.len, (off_t)(pos + sizeof hdr)) == (ssize_t)d.len);
+    CHECK(pread(s->fd, payload, d.len, (off_t)(pos + d.hlen)) == (ssize_t)d.len);
     CHECK(kr_batch_verify(hdr, payload, d.len) == 1);
     CHECK(kr_batch_payload_check(&d, payload) == 0);
     /* Every event can be located, in increasing positions. */
@@ -90,11 +92,10 @@ static bool good_batch_at(const uint8_t *f, size_t len, uint64_t pos, uint64_t a
     if (pos > len || len - pos < KR_BATCH_HEADER_BYTES)
         return false;
     const uint8_t *b = f + pos;
-    if (kr_batch_header_decode(b, &h) != 0 || (exact ? h.base != after : h.base <= after) ||
-        h.len > len - pos - KR_BATCH_HEADER_BYTES)
+    if (kr_batch_header_decode(b, len - pos, &h) != 0 ||
+        (exact ? h.base != after : h.base <= after) || h.len > len - pos - h.hlen)
         return false;
-    return kr_batch_verify(b, b + KR_BATCH_HEADER_BYTES, h.len) &&
-           kr_batch_payload_check(&h, b + KR_BATCH_HEADER_BYTES) == 0;
+    return kr_batch_verify(b, b + h.hlen, h.len) && kr_batch_payload_check(&h, b + h.hlen) == 0;
 }
 
 /* The first position >= from holding a good batch with base > after; 0 if
@@ -113,11 +114,10 @@ static void fix_crcs(uint8_t *f, size_t len, size_t pos)
 {
     while (pos + KR_BATCH_HEADER_BYTES <= len) {
         kr_batch_hdr h;
-        if (kr_get_be32(f + pos) == KR_BATCH_MAGIC && kr_batch_header_decode(f + pos, &h) == 0 &&
-            h.len <= len - pos - KR_BATCH_HEADER_BYTES) {
-            uint8_t *payload = f + pos + KR_BATCH_HEADER_BYTES;
-            kr_batch_header_encode(f + pos, h.base, h.count, h.max_ts, payload, h.len);
-            pos += KR_BATCH_HEADER_BYTES + h.len;
+        if (kr_batch_header_decode(f + pos, len - pos, &h) == 0 && h.len <= len - pos - h.hlen) {
+            uint8_t *payload = f + pos + h.hlen;
+            kr_batch_header_encode(f + pos, &h, payload); /* same version: same fields */
+            pos += h.hlen + h.len;
         } else {
             pos++;
         }
@@ -196,7 +196,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             CHECK(s.pos[i] == at);
             CHECK(s.h[i].base == next);
             CHECK(s.h[i].count >= 1 && s.h[i].len >= s.h[i].count);
-            at += KR_BATCH_HEADER_BYTES + (uint64_t)s.h[i].len;
+            at += s.h[i].hlen + (uint64_t)s.h[i].len;
             next = s.h[i].base + s.h[i].count;
             if (s.h[i].max_ts > max_ts)
                 max_ts = s.h[i].max_ts;

@@ -87,9 +87,10 @@ def pairs(*kv):
 
 # Selector bytes of fuzz_msg (indexes into fuzz_types).
 SEL = {t: t for t in range(14)}
-SEL.update({100: 14, 101: 15, 102: 16, 103: 17, 255: 18})
+SEL.update({100: 14, 101: 15, 102: 16, 103: 17, 255: 18, 14: 20, 15: 21, 16: 22})
 
 PR, CR, PUB, POLL, ACK, GET, SCAN, FETCH, HELLO, PING, TOPICS, STATS = range(1, 13)
+DELETE_TOPIC, GROUP_SEEK, GROUP_DELETE = 14, 15, 16
 OK, EVENTS, VALUE, ENTRIES, ERROR = 100, 101, 102, 103, 255
 
 
@@ -139,6 +140,12 @@ def messages():
     add("ping", PING, {"cid": 2**64 - 1})
     add("topics", TOPICS, {})
     add("stats", STATS, {"topic": "orders", "group": "billing"})
+    add("delete_topic", DELETE_TOPIC, {"cid": 10, "topic": "orders"})
+    add("seek_earliest", GROUP_SEEK, {"topic": "orders", "group": "billing", "to": "earliest"})
+    add("seek_offset", GROUP_SEEK, {"topic": "orders", "group": "g", "to": 2**63})
+    add("seek_ts", GROUP_SEEK, {"topic": "orders", "group": "g", "to": None, "ts": 1764000000000})
+    add("seek_both", GROUP_SEEK, {"topic": "orders", "group": "g", "to": 1, "ts": 2})
+    add("group_delete", GROUP_DELETE, {"topic": "orders", "group": Indef(["bill", "ing"], "text")})
     add("unknown13", 13, {"cid": 8})
     add("type0", 0, {})
     # replies
@@ -168,6 +175,14 @@ def messages():
     full = enc({"cid": 3, "ack": "sync", "events": [[b"k1", 1], ["k2", {"a": [1, 2]}, 1234]]})
     add("trunc_half", PUB, full[: len(full) // 2])
     add("trunc_last", PUB, full[:-1])
+    # idempotent producers (section 7)
+    add("pr_idem", PR, {"cid": 9, "topic": "orders", "id": "p-1", "idempotent": True})
+    add("pr_idem_bad", PR, {"topic": "orders", "id": "p-1", "idempotent": 1})
+    add("pub_seq", PUB, {"seq": 2**64 - 2, "ack": "sync", "events": [[b"k", 1], [b"k", 2]]})
+    add("pub_seq_text", PUB, {"seq": "5", "value": 1})
+    add("ok_idem", OK, {"topic": "orders", "next": 7, "epoch": 3, "seq": 250})
+    add("ok_dup", OK, {"cid": 9, "first": 100, "count": 5, "duplicate": True})
+    add("error_expected", ERROR, {"code": 16, "message": "out of order", "expected": 12})
     return m
 
 
@@ -272,6 +287,41 @@ def main():
         write("fuzz_frame", name, bytes([ctrl]) + bytes(sizes) + data)
     for name, (mode, data) in index_seeds().items():
         write("fuzz_index", name, bytes([mode]) + data)
+    for name, (mode, data) in segment_seeds().items():
+        write("fuzz_segment", name, bytes([mode]) + data)
+
+
+# ---- fuzz_segment: segment files with both batch header versions ----
+
+
+def batch(base, events, producer=None):
+    """A stored batch (src/store/segment.h): version 2 with (pid, seq, epoch)
+    when producer is given, else version 1."""
+    payload = b"".join(enc([base + i, 1700000000000 + i, "k%d" % i, v])
+                       for i, v in enumerate(events))
+    fields = struct.pack(">QIIQ", base, len(events), len(payload), 1700000000000 + len(events))
+    if producer is None:
+        magic = b"KRB1"
+    else:
+        pid, seq, epoch = producer
+        magic = b"KRB2"
+        fields += struct.pack(">QQQII", 0, pid, seq, epoch, 0)
+    return magic + struct.pack(">I", crc32c(fields + payload)) + fields + payload
+
+
+def segment_seeds():
+    """fuzz_segment inputs: a mode byte (fuzz_segment.c), then the file
+    after its header (mode bit 0 prepends one with base 0)."""
+    mixed = (batch(0, [1, 2]) + batch(2, ["a"], (1, 0, 1)) + batch(3, [None, {"x": 1}], (1, 1, 1))
+             + batch(5, [3]) + batch(6, [4, 5, 6], (2, 40, 7)))
+    reserved = bytearray(batch(0, [1], (1, 0, 1)))
+    reserved[63] = 1  # the last byte of version 2's reserved word
+    return {
+        "v2_mixed": (1, mixed),
+        "v2_torn": (1, mixed[:-9]),
+        "v2_corrupt_middle": (1, mixed[:70] + b"\xff" + mixed[71:]),
+        "v2_reserved_set": (3, bytes(reserved) + batch(1, [2])),
+    }
 
 
 def cbor_items():
@@ -364,6 +414,11 @@ def json_texts():
         ("event_bad_header", '{"value": 1, "headers": {"a": 1}}'),
         ("event_headers_array", '{"value": 1, "headers": ["a"]}'),
         ("event_not_object", '[1, 2]'),
+        ("event_fetched", '{"offset": 5, "ts": 1700000000000, "key": "00ff10", "key_is_hex": true,'
+                          ' "value": "v", "headers": {"t": "abc", "b": {"hex": "00ff"},'
+                          ' "u": {"base64url": "AP8"}}}'),
+        ("event_bad_hex", '{"key": "0g", "key_is_hex": true, "value": 1,'
+                          ' "headers": {"x": {"hex": "abc"}, "y": {"base64url": "A"}}}'),
         ("event_many_headers", '{"value": 0, "headers": {' +
                                ", ".join('"h%d": "%s"' % (i, "v" * i) for i in range(40)) + "}}"),
     ]
@@ -375,6 +430,14 @@ def main_text():
     for name, item in cbor_items():
         for mode, suffix in ((0, "diag"), (1, "json"), (3, "json_hex")):
             write("fuzz_cbor_text", name + "_" + suffix, bytes([mode]) + item)
+    # Events as the admin API shows them: the mode byte's upper bits are the
+    # value limit (here 3 and 63 bytes), headers as text.
+    long_text = enc([7, 1, "k", "\u00e9" * 40 + "x" * 100, {"h": b"\xff\xfe", "t": b"text"}])
+    write("fuzz_cbor_text", "event_long_text_limit5", bytes([5 << 2 | 1]) + long_text)
+    for name, item in cbor_items():
+        if name.startswith("event"):
+            for limit in (3, 63):
+                write("fuzz_cbor_text", "%s_limit%d" % (name, limit), bytes([limit << 2 | 1]) + item)
     for name, mode, text in json_texts():
         write("fuzz_json", name, bytes([mode]) + text)
 

@@ -13,7 +13,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "client/json_parse.h"
+#include "proto/json_parse.h"
 #include "fuzz_check.h"
 #include "proto/cbor_text.h"
 

@@ -198,6 +198,23 @@ static int rt_encode(kr_buf *b, const kr_request *r, kr_buf *scratch)
             goto out;
         kr_enc_stats(b, r->cid, s1, s2);
         break;
+    case KRAPPY_T_DELETE_TOPIC:
+        if ((s1 = rt_cstr(r->u.delete_topic.topic)) == NULL)
+            goto out;
+        kr_enc_delete_topic(b, r->cid, s1);
+        break;
+    case KRAPPY_T_GROUP_SEEK:
+        if ((s1 = rt_cstr(r->u.group_seek.topic)) == NULL ||
+            (s2 = rt_cstr(r->u.group_seek.group)) == NULL)
+            goto out;
+        kr_enc_group_seek(b, r->cid, s1, s2, r->u.group_seek.to, r->u.group_seek.value);
+        break;
+    case KRAPPY_T_GROUP_DELETE:
+        if ((s1 = rt_cstr(r->u.group_delete.topic)) == NULL ||
+            (s2 = rt_cstr(r->u.group_delete.group)) == NULL)
+            goto out;
+        kr_enc_group_delete(b, r->cid, s1, s2);
+        break;
     default:
         goto out;
     }
@@ -277,6 +294,19 @@ static void rt_compare(const kr_request *a, kr_buf *sa, const kr_request *b, kr_
         FUZZ_CHECK(rt_str_eq(a->u.stats.topic, b->u.stats.topic));
         FUZZ_CHECK(a->u.stats.has_group == b->u.stats.has_group &&
                    rt_str_eq(a->u.stats.group, b->u.stats.group));
+        break;
+    case KRAPPY_T_DELETE_TOPIC:
+        FUZZ_CHECK(rt_str_eq(a->u.delete_topic.topic, b->u.delete_topic.topic));
+        break;
+    case KRAPPY_T_GROUP_SEEK:
+        FUZZ_CHECK(rt_str_eq(a->u.group_seek.topic, b->u.group_seek.topic) &&
+                   rt_str_eq(a->u.group_seek.group, b->u.group_seek.group));
+        FUZZ_CHECK(a->u.group_seek.to == b->u.group_seek.to &&
+                   a->u.group_seek.value == b->u.group_seek.value);
+        break;
+    case KRAPPY_T_GROUP_DELETE:
+        FUZZ_CHECK(rt_str_eq(a->u.group_delete.topic, b->u.group_delete.topic) &&
+                   rt_str_eq(a->u.group_delete.group, b->u.group_delete.group));
         break;
     default:
         break;

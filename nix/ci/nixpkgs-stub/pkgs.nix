@@ -84,6 +84,7 @@ let
   } // lib.genAttrs [
     "rocksdb" "libevent" "libcbor" "cmocka" "pkg-config" "valgrind"
     "clang-tools" "cppcheck" "gnumake"
+    "zlib" "lz4" "zstd" "snappy" "raft-canonical" "libuv" "rdkafka" "kcat"
   ] dummy;
 in
 self

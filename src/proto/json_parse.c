@@ -1,5 +1,6 @@
 /*
- * client/json_parse.c - JSON parsed into CBOR (krappy_json_to_cbor), and the
+ * proto/json_parse.c - JSON parsed into CBOR (kr_json_to_cbor, behind
+ * libkrappy's krappy_json_to_cbor and the admin API's POST bodies), and the
  * JSON event lines of `krappy produce --json` (kr_json_event_parse).
  *
  * A parser that does no I/O: text in, CBOR out, appended to a kr_buf whose
@@ -8,7 +9,7 @@
  * holds them exactly (integers as integers, floats as half, single or
  * double); every failure says what and at which byte.
  */
-#include "krappy/client.h"
+#include "proto/json_parse.h"
 
 #include <locale.h>
 #include <math.h>
@@ -19,10 +20,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "client/client_internal.h"
-#include "client/json_parse.h"
 #include "proto/cbor.h"
+#include "proto/cbor_text.h"
 #include "util/buf.h"
+#include "util/json.h"
 #include "util/utf8.h"
 
 typedef struct jparse {
@@ -361,8 +362,8 @@ static int jcontainer(jparse *j)
     size_t at = j->o->len;
     uint64_t n = 0;
 
-    if (++j->depth > KRAPPY_CBOR_MAX_DEPTH)
-        return jfail(j, "nested deeper than %d levels", KRAPPY_CBOR_MAX_DEPTH);
+    if (++j->depth > KR_CBOR_TEXT_MAX_DEPTH)
+        return jfail(j, "nested deeper than %d levels", KR_CBOR_TEXT_MAX_DEPTH);
     j->pos++;
     jws(j);
     if (j->pos < j->len && j->s[j->pos] == close) {
@@ -479,34 +480,67 @@ krappy_err kr_json_to_cbor(const char *json, size_t len, kr_buf *out, char *why,
     return e;
 }
 
-krappy_err krappy_json_to_cbor(const char *json, size_t len, uint8_t **out, size_t *out_len,
-                               char *why, size_t whylen)
-{
-    kr_buf o;
-
-    if (out == NULL || out_len == NULL)
-        return KRAPPY_E_USAGE;
-    *out = NULL;
-    *out_len = 0;
-    /* A JSON value never takes more than 3 CBOR bytes per byte of text (a
-     * three-digit number as a double: 9). */
-    kr_buf_init(&o, len < (SIZE_MAX - 64) / 4 ? len * 4 + 64 : SIZE_MAX);
-    krappy_err e = kr_json_to_cbor(json, len, &o, why, whylen);
-    if (e != KRAPPY_OK) {
-        kr_buf_free(&o);
-        return e;
-    }
-    *out = o.data;
-    *out_len = o.len;
-    return KRAPPY_OK;
-}
-
-/* A member name as C text, for messages (names are short). */
+/* A member name as C text, for messages (names are short): escaped as in a
+ * JSON string, so that it is valid UTF-8 and holds no control character. */
 static void name_of(const kr_cbor_item *k, char *buf, size_t len)
 {
     uint8_t raw[64];
-    size_t n = kr_cbor_str_copy(k, raw, sizeof raw);
-    kr_client_sanitize(buf, len, raw, n < sizeof raw ? n : sizeof raw);
+    size_t n = kr_cbor_str_copy(k, raw, sizeof raw), w;
+    kr_json_esc_mem(buf, len - 1, &w, raw, n < sizeof raw ? n : sizeof raw);
+    buf[w] = '\0';
+}
+
+/* The value of one base64url or hex digit, or -1. */
+static int digit_of(uint8_t c, bool hex)
+{
+    if (hex)
+        return c >= '0' && c <= '9'   ? c - '0'
+               : c >= 'a' && c <= 'f' ? c - 'a' + 10
+               : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                      : -1;
+    return c >= 'A' && c <= 'Z'   ? c - 'A'
+           : c >= 'a' && c <= 'z' ? c - 'a' + 26
+           : c >= '0' && c <= '9' ? c - '0' + 52
+           : c == '-'             ? 62
+           : c == '_'             ? 63
+                                  : -1;
+}
+
+/*
+ * A header value given as {"hex": "00ff"} or {"base64url": "AP8"} (how the
+ * CLI and the admin API show values that are not UTF-8), decoded into out
+ * (at least as long as the text). @return its length, or -1 when v is not
+ * one of these.
+ */
+static long header_bytes(const kr_cbor_item *v, uint8_t *out)
+{
+    kr_cbor_item k, s;
+    kr_cbor_iter it;
+    if (v->kind != KR_CBOR_MAP || v->u != 1 || v->indefinite)
+        return -1;
+    kr_cbor_iter_init(&it, v);
+    if (kr_cbor_iter_next(&it, &k) != 1 || kr_cbor_iter_next(&it, &s) != 1 ||
+        s.kind != KR_CBOR_TEXT || s.indefinite)
+        return -1;
+    bool hex = kr_cbor_text_eq(&k, "hex");
+    if (!hex && !kr_cbor_text_eq(&k, "base64url"))
+        return -1;
+    size_t n = 0, bits = 0;
+    uint32_t acc = 0;
+    for (size_t i = 0; i < s.str_len; i++) {
+        int d = digit_of(s.str[i], hex);
+        if (d < 0)
+            return -1;
+        acc = acc << (hex ? 4 : 6) | (uint32_t)d;
+        bits += hex ? 4 : 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[n++] = (uint8_t)(acc >> bits);
+        }
+    }
+    if (hex ? bits != 0 : bits >= 6 || (acc & ((1u << bits) - 1)) != 0)
+        return -1; /* an odd digit; base64 bits left over */
+    return (long)n;
 }
 
 krappy_err kr_json_event_parse(const char *line, size_t len, kr_buf *scratch, kr_json_event *ev,
@@ -540,15 +574,18 @@ krappy_err kr_json_event_parse(const char *line, size_t len, kr_buf *scratch, kr
         BAD("expected a JSON object like {\"key\": \"k\", \"value\": ...}");
     kr_cbor_iter_init(&it, &map);
     while (kr_cbor_iter_next(&it, &k) == 1 && kr_cbor_iter_next(&it, &v) == 1) {
-        unsigned bit = kr_cbor_text_eq(&k, "key")       ? 1u
-                       : kr_cbor_text_eq(&k, "value")   ? 2u
-                       : kr_cbor_text_eq(&k, "ts")      ? 4u
-                       : kr_cbor_text_eq(&k, "headers") ? 8u
-                                                        : 0u;
+        unsigned bit = kr_cbor_text_eq(&k, "key")          ? 1u
+                       : kr_cbor_text_eq(&k, "value")      ? 2u
+                       : kr_cbor_text_eq(&k, "ts")         ? 4u
+                       : kr_cbor_text_eq(&k, "headers")    ? 8u
+                       : kr_cbor_text_eq(&k, "offset")     ? 16u
+                       : kr_cbor_text_eq(&k, "key_is_hex") ? 32u
+                                                           : 0u;
         name_of(&k, name, sizeof name);
         if (bit == 0)
             BAD("unknown member \"%s\" (an event has \"key\", \"value\", \"ts\" and "
-                "\"headers\")",
+                "\"headers\"; \"offset\" and \"key_is_hex\", as fetch prints them, are "
+                "read too)",
                 name);
         if (seen & bit)
             BAD("member \"%s\" appears twice", name);
@@ -570,6 +607,15 @@ krappy_err kr_json_event_parse(const char *line, size_t len, kr_buf *scratch, kr
             value_at = (size_t)(v.raw - scratch->data);
             value_len = v.raw_len;
             break;
+        case 16: /* where the event was: not where it goes */
+            if (v.kind != KR_CBOR_UINT)
+                BAD("\"offset\" must be a whole number (it is not used)");
+            break;
+        case 32:
+            if (v.kind != KR_CBOR_TRUE && v.kind != KR_CBOR_FALSE)
+                BAD("\"key_is_hex\" must be true or false");
+            ev->key_is_bytes = v.kind == KR_CBOR_TRUE;
+            break;
         case 4:
             if (v.kind == KR_CBOR_UINT) {
                 ev->has_ts = true;
@@ -590,12 +636,23 @@ krappy_err kr_json_event_parse(const char *line, size_t len, kr_buf *scratch, kr
             kr_cbor_put_map(scratch, v.u);
             kr_cbor_iter_init(&hit, &v);
             while (kr_cbor_iter_next(&hit, &hk) == 1 && kr_cbor_iter_next(&hit, &hv) == 1) {
-                if (hv.kind != KR_CBOR_TEXT) {
+                uint8_t *raw = NULL;
+                long n = -1;
+                if (hv.kind == KR_CBOR_MAP && (raw = malloc(hv.raw_len)) != NULL)
+                    n = header_bytes(&hv, raw);
+                if (hv.kind != KR_CBOR_TEXT && n < 0) {
+                    free(raw);
                     name_of(&hk, name, sizeof name);
-                    BAD("header \"%s\" must be a string", name);
+                    BAD("header \"%s\" must be a string, or {\"hex\": ...} or "
+                        "{\"base64url\": ...} for bytes",
+                        name);
                 }
                 kr_cbor_put_text(scratch, (const char *)hk.str, hk.str_len);
-                kr_cbor_put_bytes(scratch, hv.str, hv.str_len);
+                if (n >= 0)
+                    kr_cbor_put_bytes(scratch, raw, (size_t)n);
+                else
+                    kr_cbor_put_bytes(scratch, hv.str, hv.str_len);
+                free(raw);
                 ev->n_headers++;
             }
             break;
@@ -603,6 +660,21 @@ krappy_err kr_json_event_parse(const char *line, size_t len, kr_buf *scratch, kr
     }
     if (!(seen & 2))
         BAD("no \"value\" member (use \"value\": null to delete the key)");
+    if (ev->key_is_bytes && ev->has_key) {
+        /* In place: the bytes are half as long as their hex. */
+        uint8_t *kp = scratch->data + key_at;
+        if (ev->key_len % 2 != 0)
+            BAD("\"key\" is not hex digits though \"key_is_hex\" is true");
+        for (size_t i = 0; i < ev->key_len; i += 2) {
+            int hi = digit_of(kp[i], true), lo = digit_of(kp[i + 1], true);
+            if (hi < 0 || lo < 0)
+                BAD("\"key\" is not hex digits though \"key_is_hex\" is true");
+            kp[i / 2] = (uint8_t)(hi << 4 | lo);
+        }
+        ev->key_len /= 2;
+    } else {
+        ev->key_is_bytes = false;
+    }
 #undef BAD
     if (scratch->failed)
         return KRAPPY_E_NOMEM;

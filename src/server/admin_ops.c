@@ -1,0 +1,59 @@
+/*
+ * server/admin_ops.c - administration shared by the data port (handlers.c)
+ * and the admin port (admin.c): the store's part, then what connections
+ * hold on what was deleted (PROTOCOL.md section 9).
+ *
+ * The store wakes the long polls parked on a deleted topic or group (their
+ * handlers see w->gone); here every connection lets go of its registrations
+ * on it. A listener with registrations of its own (a Kafka group member)
+ * drops them here too, with a line each.
+ */
+#include <stdio.h>
+
+#include "server/server.h"
+
+/* Drop c's consumer registration: its pending events go back to the group
+ * (which may be on its way out; it lives until its deletion completes). */
+static void drop_consumer(kr_conn *c)
+{
+    kr_tgroup *tg = c->consumer_group;
+    kr_member *m = c->consumer;
+    c->consumer = NULL;
+    c->consumer_group = NULL;
+    kr_store_group_leave(c->srv->store, tg, m);
+}
+
+/* Every connection lets go of t (its producers) and of tg, or every group
+ * of t when tg is NULL (their members). */
+static void forget(kr_server *srv, const kr_topic *t, const kr_tgroup *tg)
+{
+    kr_conn *c;
+    TAILQ_FOREACH(c, &srv->conns, link)
+    {
+        if (tg == NULL && c->producer == t) {
+            c->producer = NULL;
+            c->idem = false;
+            c->producer_gone = true;
+        }
+        if (c->consumer != NULL && (tg ? c->consumer_group == tg : c->consumer_group->t == t))
+            drop_consumer(c);
+    }
+}
+
+krappy_err kr_ops_delete_topic(kr_server *srv, kr_topic *t, kr_store_done done, void *arg,
+                               char *msg, size_t msglen)
+{
+    krappy_err e = kr_store_delete_topic(srv->store, t, done, arg, msg, msglen);
+    if (e == KRAPPY_OK)
+        forget(srv, t, NULL);
+    return e;
+}
+
+krappy_err kr_ops_group_delete(kr_server *srv, kr_tgroup *tg, kr_store_done done, void *arg,
+                               char *msg, size_t msglen)
+{
+    krappy_err e = kr_store_group_delete(srv->store, tg, done, arg, msg, msglen);
+    if (e == KRAPPY_OK)
+        forget(srv, tg->t, tg);
+    return e;
+}
