@@ -644,8 +644,14 @@ static void stream_flush(kr_store *s, kr_stream *st)
     if (c != NULL && c->data.len > 0) {
         kr_useg *u = active(st);
         if (u->written > u->hdr_len && u->written + c->data.len > s->o.segment_bytes) {
-            if (!TAILQ_EMPTY(&st->waiting))
-                return; /* everything that may be taken back stays in one file */
+            /* Everything that may be taken back stays in one file; and the
+             * segment closed by the last roll gets its final sync before the
+             * next roll, so that a topic keeps at most two files open for
+             * writing (they stay open while dirty: fdcache.h). */
+            if (!TAILQ_EMPTY(&st->waiting) || st->n_segs > 1) {
+                kr_stream_want_sync(s, st);
+                return;
+            }
             char msg[256];
             if (roll(s, st, msg, sizeof msg) < 0) {
                 kr_log(KR_LOG_WARN, "segment roll failed", KR_LOG_STR("topic", st->t->name),

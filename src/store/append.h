@@ -46,7 +46,10 @@
  * created by the loop (open, header write - page cache only); the old one
  * is synced in full by the next SYNC job, which then leaves its index hint
  * (BASE.idx) behind and closes it. A roll waits while appends wait for a
- * sync, so that everything that may have to be taken back lies in one file.
+ * sync, so that everything that may have to be taken back lies in one file,
+ * and while the segment closed by the previous roll still waits for its
+ * final sync, so that a topic holds at most two segment files open for
+ * writing (the store's fdcache keeps a file with unsynced bytes open).
  * Recovery (recovery.c) removes a last segment that a power cut separated
  * from its predecessor's lost tail: nothing in it was ever synced, since a
  * SYNC job syncs closed segments before the active one.
