@@ -154,7 +154,6 @@ kr_stream *kr_stream_new(kr_topic *t)
     st->t = t;
     TAILQ_INIT(&st->pending);
     TAILQ_INIT(&st->waiting);
-    TAILQ_INIT(&st->after_drop);
     return st;
 }
 
@@ -385,7 +384,6 @@ void kr_stream_free(kr_stream *st)
     if (st->open != NULL && --st->open->refs == 0)
         chunk_free(st->open);
     free(st->segs);
-    kr_job_free(st->drop_job);
     free(st);
 }
 
@@ -635,10 +633,8 @@ static bool account(kr_store *s, kr_stream *st, struct kr_append_list *list, kr_
  */
 static void stream_flush(kr_store *s, kr_stream *st)
 {
-    if (TAILQ_EMPTY(&st->pending) || st->n_segs == 0) {
-        kr_stream_drop_ready(s, st, false);
+    if (TAILQ_EMPTY(&st->pending) || st->n_segs == 0)
         return; /* nothing, or the topic's creation still runs */
-    }
     kr_chunk *c = st->open;
     char why[320] = "";
     if (c != NULL && c->data.len > 0) {
@@ -696,7 +692,6 @@ static void stream_flush(kr_store *s, kr_stream *st)
     if (!TAILQ_EMPTY(&st->waiting) || st->kept_bytes > KR_UNSYNCED_MAX ||
         (fd >= 0 && kr_fdcache_crowded(s->files)))
         kr_stream_want_sync(s, st);
-    kr_stream_drop_ready(s, st, false);
 }
 
 void kr_stream_flush_all(kr_store *s)
@@ -718,12 +713,10 @@ void kr_stream_on_flush(evutil_socket_t fd, short what, void *arg)
 
 void kr_stream_created(kr_store *s, kr_stream *st, bool ok)
 {
-    if (ok) {
+    if (ok)
         queue_flush(s, st);
-        return;
-    }
-    kr_stream_fail_all(s, st, "the topic could not be created on disk; register again");
-    kr_stream_drop_ready(s, st, false);
+    else
+        kr_stream_fail_all(s, st, "the topic could not be created on disk; register again");
 }
 
 /* ---- syncing ---- */
@@ -960,56 +953,17 @@ void kr_stream_synced(kr_store *s, kr_job *j)
         st->ckpt_wait = false;
         kr_store_checkpoint_part(s, true, NULL);
     }
+    if (st->dropped) {
+        /* Deleted: no sync comes after this one. */
+        fail_uncounted(s, st, "the topic was deleted before this PUBLISH was synced", true);
+        return;
+    }
     if (!TAILQ_EMPTY(&st->waiting) || st->sync_wanted || st->ckpt_wait)
         sync_start(s, st);
     queue_flush(s, st); /* a roll may have waited for this */
-    kr_stream_drop_ready(s, st, false);
 }
 
 /* ---- the topic deleted ---- */
-
-/* Whether the checkpoint under way still waits for streams before it goes
- * to the writer, and covers st's topic. */
-static bool ckpt_holds(const kr_store *s, const kr_stream *st)
-{
-    const kr_job *j = s->ckpt_job;
-    if (j == NULL || j->checkpoint.waits == 0)
-        return false;
-    for (size_t i = 0; i < j->checkpoint.n; i++)
-        if (j->checkpoint.ck[i].t == st->t)
-            return true;
-    return false;
-}
-
-void kr_stream_drop_ready(kr_store *s, kr_stream *st, bool force)
-{
-    if (st == NULL || st->drop_job == NULL ||
-        (!force && (kr_stream_busy(st) || st->sync_wanted || st->ckpt_wait || ckpt_holds(s, st))))
-        return;
-    kr_job *j = st->drop_job;
-    st->drop_job = NULL;
-    st->dropped = true;
-    TAILQ_REMOVE(&s->dropping, st, drop_link);
-    kr_writer_submit(s->writer, j);
-    while ((j = TAILQ_FIRST(&st->after_drop)) != NULL) {
-        TAILQ_REMOVE(&st->after_drop, j, link);
-        kr_writer_submit(s->writer, j);
-    }
-}
-
-void kr_stream_submit_create(kr_store *s, const uint8_t *name, size_t len, kr_job *j)
-{
-    kr_stream *st;
-    TAILQ_FOREACH(st, &s->dropping, drop_link)
-    {
-        const kr_topic *t = st->t;
-        if (t->name_len == len && memcmp(t->name, name, len) == 0) {
-            TAILQ_INSERT_TAIL(&st->after_drop, j, link);
-            return;
-        }
-    }
-    kr_writer_submit(s->writer, j);
-}
 
 void kr_stream_drop(kr_store *s, kr_stream *st, kr_job *j)
 {
@@ -1018,7 +972,9 @@ void kr_stream_drop(kr_store *s, kr_stream *st, kr_job *j)
         st->flush_queued = false;
     }
     stream_flush(s, st); /* what came before the deletion, answered */
-    st->drop_job = j;
-    TAILQ_INSERT_TAIL(&s->dropping, st, drop_link);
-    kr_stream_drop_ready(s, st, false);
+    if (!TAILQ_EMPTY(&st->waiting) && st->sync_job == NULL)
+        sync_start(s, st); /* before the drop, in the writer's order */
+    st->dropped = true;
+    kr_store_checkpoint_forget(s, st->t);
+    kr_writer_submit(s->writer, j);
 }

@@ -63,7 +63,6 @@
 #include <sys/queue.h>
 
 #include "store/index.h"
-#include "store/job.h"
 #include "store/store.h"
 #include "util/buf.h"
 
@@ -151,13 +150,8 @@ typedef struct kr_stream {
     bool ckpt_wait;                /* a checkpoint waits for synced_next >= ckpt_target */
     uint64_t ckpt_target;
     bool flush_queued;
-    kr_job *drop_job;              /* DELETE_TOPIC: submitted once nothing of the stream
-                                      is under way (kr_stream_drop) ... */
-    bool dropped;                  /* ... and then: nothing more is written or synced */
-    struct kr_job_list after_drop; /* CREATE jobs of a topic of the same name,
-                                      submitted right after drop_job */
+    bool dropped; /* DELETE_TOPIC: nothing more is written or synced */
     TAILQ_ENTRY(kr_stream) flush_link;
-    TAILQ_ENTRY(kr_stream) drop_link; /* on the store's list while drop_job waits */
 } kr_stream;
 
 TAILQ_HEAD(kr_stream_list, kr_stream);
@@ -225,23 +219,13 @@ bool kr_stream_busy(const kr_stream *st);
 
 /*
  * kr_stream_drop - the topic leaves (DELETE_TOPIC): what its appends queued
- * is written now, in order, and answered; then nothing more is written.
- * The TOPIC_DROP job j is submitted once no SYNC job of the stream is in
- * flight or wanted for what was written, and no checkpoint waits for the
- * stream (kr_stream_drop_ready), so that it runs after all of them.
+ * is written now, in order, and answered (those waiting for a sync are
+ * answered by the SYNC job in flight, or fail once it is back); the
+ * pending checkpoint forgets the topic; then the TOPIC_DROP job j is
+ * submitted, behind every job of the stream. Nothing is written to the
+ * topic's files afterwards.
  */
 void kr_stream_drop(kr_store *s, kr_stream *st, kr_job *j);
-
-/* Submit the stream's TOPIC_DROP job if it may go now (see kr_stream_drop),
- * and the jobs waiting for it; force: now, whatever is under way (close). */
-void kr_stream_drop_ready(kr_store *s, kr_stream *st, bool force);
-
-/*
- * kr_stream_submit_create - submit the CREATE job j of a topic named
- * name: at once, or, while a deleted topic of that name waits for its
- * drop, right after that drop (its directory must be gone first).
- */
-void kr_stream_submit_create(kr_store *s, const uint8_t *name, size_t len, kr_job *j);
 
 /* Release an append record (its chunk reference with it). */
 void kr_append_free(kr_store *s, kr_append *a);

@@ -543,16 +543,6 @@ void kr_store_checkpoint(kr_store *s)
     kr_store_checkpoint_part(s, true, NULL);
 }
 
-/* Topics deleted while the checkpoint j waited for their streams may be
- * dropped now that it has gone to the writer (or failed). Reads only the
- * topics of j, which the view thread does not change. */
-static void resume_drops(kr_store *s, const kr_job *j)
-{
-    for (size_t i = 0; i < j->checkpoint.n; i++)
-        if (j->checkpoint.ck[i].t->deleted)
-            kr_stream_drop_ready(s, j->checkpoint.ck[i].t->stream, false);
-}
-
 void kr_store_checkpoint_part(kr_store *s, bool ok, const char *why)
 {
     kr_job *j = s->ckpt_job;
@@ -566,12 +556,36 @@ void kr_store_checkpoint_part(kr_store *s, bool ok, const char *why)
         if (j->err == KRAPPY_OK)
             kr_job_fail(j, 0, "the store is closing");
         finish_checkpoint(s, j);
-        resume_drops(s, j);
+        kr_job_free(j);
+        return;
+    }
+    if (j->checkpoint.n == 0) {
+        /* Its only topics were deleted meanwhile. */
+        finish_checkpoint(s, j);
         kr_job_free(j);
         return;
     }
     kr_writer_submit(s->writer, j);
-    resume_drops(s, j); /* after it: a drop must follow the checkpoint */
+}
+
+void kr_store_checkpoint_forget(kr_store *s, kr_topic *t)
+{
+    kr_job *j = s->ckpt_job;
+    if (j == NULL || j->checkpoint.waits == 0)
+        return; /* none, or with the writer already: it runs before the drop */
+    kr_job_checkpoint *c = &j->checkpoint;
+    for (size_t i = 0; i < c->n; i++) {
+        if (c->ck[i].t != t)
+            continue;
+        kr_prod_ckpt_free(c->ck[i].prod);
+        memmove(&c->ck[i], &c->ck[i + 1], (c->n - i - 1) * sizeof *c->ck);
+        c->n--;
+        break;
+    }
+    if (t->stream->ckpt_wait) {
+        t->stream->ckpt_wait = false;
+        kr_store_checkpoint_part(s, true, NULL);
+    }
 }
 
 static void on_group_tick(evutil_socket_t fd, short what, void *arg)
@@ -652,7 +666,7 @@ int kr_store_register(kr_store *s, const uint8_t *name, size_t len, kr_topic **t
     j->create.dir = t->dir;
     j->create.files = s->files;
     *topic = t;
-    kr_stream_submit_create(s, name, len, j);
+    kr_writer_submit(s->writer, j);
     return 0;
 nomem:
     res->err = KRAPPY_E_STORAGE;
@@ -700,7 +714,6 @@ int kr_store_open(const kr_store_opts *o, struct event_base *base, kr_metrics *m
     TAILQ_INIT(&s->cursors);
     TAILQ_INIT(&s->held);
     TAILQ_INIT(&s->flushq);
-    TAILQ_INIT(&s->dropping);
     TAILQ_INIT(&s->free_chunks);
     TAILQ_INIT(&s->free_appends);
     TAILQ_INIT(&s->free_kblocks);
@@ -811,7 +824,7 @@ fail:
 /* Whether appends, syncs or a checkpoint are still under way. */
 static bool store_busy(const kr_store *s)
 {
-    if (s->ckpt_job != NULL || !TAILQ_EMPTY(&s->dropping))
+    if (s->ckpt_job != NULL)
         return true;
     for (size_t i = 0; i < s->n_topics; i++)
         if (s->topics[i]->stream != NULL && kr_stream_busy(s->topics[i]->stream))
@@ -854,10 +867,6 @@ void kr_store_close(kr_store *s)
                 kr_store_checkpoint(s);
             drain(s);
         }
-        /* Deletions that still wait for their stream go now: the writer
-         * finishes them before it stops. */
-        while (!TAILQ_EMPTY(&s->dropping))
-            kr_stream_drop_ready(s, TAILQ_FIRST(&s->dropping), true);
         s->draining = true;
         kr_writer_stop(s->writer);
         s->writer = NULL;

@@ -83,7 +83,6 @@ struct kr_store {
     size_t n_cursors;
     struct event *flush_ev;           /* writes the appends of a loop turn (append.h) */
     struct kr_stream_list flushq;     /* topics with appends to write */
-    struct kr_stream_list dropping;   /* deleted topics whose drop waits (append.h) */
     struct kr_chunk_list free_chunks; /* recycled (append.c) */
     struct kr_kblock_list free_kblocks;
     size_t n_free_kblocks;
@@ -133,6 +132,9 @@ void kr_store_view_failed(kr_store *s);
 /* One topic of the checkpoint under way has its stream synced (ok), or
  * cannot (the checkpoint then fails with `why`); the last one submits it. */
 void kr_store_checkpoint_part(kr_store *s, bool ok, const char *why);
+/* A topic deleted while the checkpoint under way still waits for streams
+ * leaves that checkpoint: its records must not be written after its drop. */
+void kr_store_checkpoint_forget(kr_store *s, kr_topic *t);
 
 /* Recount s->active_bytes from the overlays of the topics in the table. */
 void kr_store_recount_active(kr_store *s);

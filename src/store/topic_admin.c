@@ -7,10 +7,11 @@
  * the topic whole or gone, never half:
  *   1. (loop) the appends queued before the deletion are written and
  *      answered; the topic leaves the table, so nothing new reaches it, and
- *      whoever waits on it is answered (topic_teardown); a TOPIC_DROP job
- *      is queued once no sync of its stream is under way or wanted and no
- *      checkpoint still waits for it (kr_stream_drop, append.h): nothing
- *      is written to its files after it;
+ *      whoever waits on it is answered (topic_teardown); the checkpoint
+ *      under way forgets it if it has not gone to the writer yet; a
+ *      TOPIC_DROP job is queued behind every job of the topic already
+ *      queued (kr_stream_drop, append.h): nothing is written to its files
+ *      after it;
  *   2. (writer) every earlier checkpoint and cursor is written to RocksDB
  *      (writer.c), then the directory DATA/topics/NAME is renamed to
  *      DATA/topics/~deleted.N and DATA/topics synced: the atomic point;
@@ -163,8 +164,7 @@ krappy_err kr_store_delete_topic(kr_store *s, kr_topic *t, kr_store_done done, v
     j->drop.dir = t->dir;
     kr_log(KR_LOG_INFO, "deleting topic", KR_LOG_STR("topic", t->name), KR_LOG_U64("next", t->next),
            KR_LOG_U64("groups", t->n_groups));
-    /* What was queued before the deletion is written and answered first;
-     * the drop goes to the writer once nothing of the stream is under way. */
+    /* What was queued before the deletion is written and answered first. */
     kr_stream_drop(s, t->stream, j);
     topic_teardown(s, t);
     return KRAPPY_OK;
