@@ -140,10 +140,12 @@ run: deps
 	@$(MAKE) --no-print-directory all
 	@ports=$$(mktemp); http=$${KRAPPY_HTTP:-127.0.0.1:7071}; \
 	./bin/krappyd --listen $${KRAPPY_LISTEN:-127.0.0.1:7070} --http "$$http" \
-	    --data $${KRAPPY_DATA:-./data} --log-format text --port-file "$$ports" & pid=$$!; \
+	    --data $${KRAPPY_DATA:-./data} --kafka-listen $${KRAPPY_KAFKA_LISTEN:-127.0.0.1:9092} \
+	    --log-format text --port-file "$$ports" & pid=$$!; \
 	trap 'kill -INT $$pid 2>/dev/null' INT TERM; \
 	while kill -0 $$pid 2>/dev/null && [ "$$(wc -l < "$$ports")" -lt 2 ]; do sleep 0.1; done; \
 	host=$${http%:*}; case $$host in ""|0.0.0.0|"[::]") host=127.0.0.1 ;; esac; \
+	[ "$$(wc -l < "$$ports")" -ge 3 ] && echo "make run: the Kafka listener is on port $$(sed -n 3p "$$ports")"; \
 	[ "$$(wc -l < "$$ports")" -ge 2 ] && \
 	    echo "make run: krappyd listens on port $$(sed -n 1p "$$ports"); the web console is at http://$$host:$$(sed -n 2p "$$ports")/ (Ctrl-C stops it)"; \
 	wait $$pid; rc=$$?; while kill -0 $$pid 2>/dev/null; do wait $$pid; rc=$$?; done; \
@@ -209,8 +211,8 @@ UTIL_TESTS   := $(call test_layer,test_buf test_clock test_crc32c test_hostport 
                   test_log test_metrics test_ring test_secret test_utf8)
 PROTO_TESTS  := $(call test_layer,test_cbor test_cbor_text test_frame test_msg)
 STORE_TESTS  := $(call test_layer,test_fdcache test_group test_index test_names test_overlay \
-                  test_producers test_segment test_store test_store_alloc test_store_producers \
-                  test_view)
+                  test_producers test_segment test_store test_store_alloc test_store_kafka \
+                  test_store_producers test_view)
 KAFKA_TESTS  := $(call test_layer,test_kafka_codec test_kafka_records)
 CLUSTER_TESTS := $(filter $(TOUT)/tests/test_cluster_%,$(TESTS))
 CLIENT_TESTS := $(call test_layer,test_client)
@@ -246,9 +248,17 @@ $(TOUT)/fuzz/%: $(OBJ)/tests/fuzz/%.o $(OBJ)/tests/fuzz/replay.o $(DAEMON_LIBS) 
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_SERVER) $(PC_KAFKA) -lpthread -lm
 
+# The Kafka listener's e2e suite and benchmark drive librdkafka (Debian's
+# librdkafka-dev); nothing else links it.
+PC_RDKAFKA   = $(shell $(PKG_CONFIG) --libs rdkafka 2>/dev/null || echo -lrdkafka)
+$(TOUT)/bench/bench_kafka: E2E_LIBS = $(PC_RDKAFKA)
+# e2e_kafka also frames raw requests with the codec.
+$(TOUT)/e2e/e2e_kafka: $(KAFKA_LIB)
+$(TOUT)/e2e/e2e_kafka: E2E_LIBS = $(LIBA) $(PC_KAFKA) $(PC_RDKAFKA)
+
 $(TOUT)/e2e/%: $(OBJ)/e2e/%.o $(call obj,$(E2E_LIB_SRC)) $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_CBOR) $(PC_CMOCKA) -lm
+	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_CBOR) $(PC_CMOCKA) $(E2E_LIBS) -lm
 
 # e2e/hammer: the load-and-correctness tool (not a cmocka suite), one
 # program from the parts in e2e/hammer/.
@@ -258,7 +268,7 @@ $(HAMMER): $(call obj,$(HAMMER_SRC)) $(call obj,$(E2E_LIB_SRC)) $(LIBA)
 
 $(TOUT)/bench/%: $(OBJ)/e2e/bench/%.o $(call obj,$(E2E_LIB_SRC)) $(LIBA)
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_CBOR) -lm
+	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_CBOR) $(E2E_LIBS) -lm
 
 PC_PEERS     = $(foreach m,libnats hiredis,$(shell $(PKG_CONFIG) --libs $(m) 2>/dev/null))
 $(call obj,$(VS_SRC)): PC_CFLAGS += $(foreach m,libnats hiredis,$(shell $(PKG_CONFIG) --cflags $(m) 2>/dev/null))

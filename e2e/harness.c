@@ -288,12 +288,13 @@ int e2e_restart(e2e_server *s, const char *const *extra)
     while (e2e_now_ms() < deadline) {
         FILE *f = fopen(portfile, "r");
         if (f != NULL) {
-            unsigned port = 0, http = 0;
-            int got = fscanf(f, "%u %u", &port, &http);
+            unsigned port = 0, http = 0, kafka = 0;
+            int got = fscanf(f, "%u %u %u", &port, &http, &kafka);
             fclose(f);
             if (got >= 1 && port > 0) {
                 snprintf(s->port, sizeof s->port, "%u", port);
                 snprintf(s->http_port, sizeof s->http_port, "%u", http);
+                snprintf(s->kafka_port, sizeof s->kafka_port, "%u", kafka);
                 return 0;
             }
         }
@@ -396,6 +397,30 @@ long e2e_pid_rss_kib(pid_t pid)
             break;
     fclose(f);
     return kib;
+}
+
+double e2e_pid_cpu_s(pid_t pid, pid_t tid)
+{
+    if (pid <= 0)
+        return 0;
+    char path[96], buf[1024];
+    if (tid > 0)
+        snprintf(path, sizeof path, "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+    else
+        snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* The command name may hold spaces: count fields after its ')'. */
+    const char *p = strrchr(buf, ')');
+    unsigned long ut = 0, st = 0;
+    if (p == NULL ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+        return 0;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
 int e2e_connect(const e2e_server *s)

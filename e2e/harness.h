@@ -25,8 +25,9 @@ typedef struct e2e_server {
     pid_t pid; /* 0 for an external server */
     char host[64];
     char port[16];
-    char http_port[16]; /* the admin port ("0" when off) */
-    char dir[256];      /* temp directory (data, port file, log) */
+    char http_port[16];  /* the admin port ("0" when off) */
+    char kafka_port[16]; /* the Kafka port ("0" without --kafka-listen) */
+    char dir[256];       /* temp directory (data, port file, log) */
     char log_path[300];
 } e2e_server;
 
@@ -72,6 +73,11 @@ int e2e_stop_keep(e2e_server *s, int timeout_ms);
 /* Resident set size of the server (of any process) in KiB, or -1. */
 long e2e_rss_kib(const e2e_server *s);
 long e2e_pid_rss_kib(pid_t pid);
+
+/* CPU seconds (user + system) of process pid, all its threads - or, with
+ * tid > 0, of its thread tid alone (the server's loop thread is its pid) -
+ * from /proc; 0 when it cannot be read. */
+double e2e_pid_cpu_s(pid_t pid, pid_t tid);
 
 /* A blocking TCP connection to the server. @return fd or -1. */
 int e2e_connect(const e2e_server *s);

@@ -38,6 +38,7 @@ dockerTools.buildLayeredImage {
     ExposedPorts = {
       "${toString s.dataPort}/tcp" = { };
       "${toString s.adminPort}/tcp" = { };
+      "${toString s.kafkaPort}/tcp" = { };
     };
     Volumes = { "${s.dataDir}" = { }; };
     Labels = {

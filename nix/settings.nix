@@ -7,6 +7,9 @@
   version = "0.1.0";
   dataPort = 7070;
   adminPort = 7071;
+  # The Kafka listener (--kafka-listen): Kafka clients bootstrap through the
+  # client Service and then connect to the pod's advertised DNS name.
+  kafkaPort = 9092;
   dataDir = "/data";
   user = "krappy";
   uid = 10001;
@@ -19,6 +22,7 @@
   args = [
     "--listen" "0.0.0.0:7070"
     "--http" "0.0.0.0:7071"
+    "--kafka-listen" "0.0.0.0:9092"
     "--data" "/data"
     "--log-format" "json"
     "--shutdown-timeout" "10s"

@@ -9,6 +9,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <event2/event.h>
 #include <event2/thread.h>
@@ -48,6 +49,17 @@ static inline void kr_test_env_down(struct event_base *base, kr_metrics *metrics
     kr_metrics_free(metrics);
 }
 
+/* Open the store with o, or fail the test saying why. */
+static inline kr_store *kr_test_store_open(const kr_store_opts *o, struct event_base *base,
+                                           kr_metrics *metrics)
+{
+    kr_store *s;
+    char err[256];
+    if (kr_store_open(o, base, metrics, &s, err, sizeof err) < 0)
+        fail_msg("open: %s", err);
+    return s;
+}
+
 /* A decoded PUBLISH (ack "write") of n events, as the server hands it to
  * kr_store_publish: *enc holds the request, *scratch what *req points to
  * (both set up here; the caller frees them). */
@@ -74,6 +86,27 @@ static inline void on_done(void *arg, const kr_store_result *res)
     done *d = arg;
     d->calls++;
     d->res = *res;
+}
+
+/* Run the loop until *flag reaches want (bounded: 10000 turns). */
+static inline void kr_test_run_until(struct event_base *base, int *flag, int want)
+{
+    for (int i = 0; i < 10000 && *flag < want; i++)
+        event_base_loop(base, EVLOOP_ONCE);
+    assert_int_equal(*flag, want);
+}
+
+/* Find or create topic `name` and wait until it is on disk. */
+static inline kr_topic *kr_test_register(kr_store *s, struct event_base *base, const char *name)
+{
+    done d = {0};
+    kr_topic *t;
+    kr_store_result res;
+    assert_int_equal(
+        kr_store_register(s, (const uint8_t *)name, strlen(name), &t, on_done, &d, &res), 0);
+    kr_test_run_until(base, &d.calls, 1);
+    assert_int_equal(d.res.err, KRAPPY_OK);
+    return t;
 }
 
 #endif

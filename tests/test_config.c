@@ -19,7 +19,8 @@ static const char *const vars[] = {
     "KRAPPY_IDLE_TIMEOUT",    "KRAPPY_WRITE_TIMEOUT",
     "KRAPPY_HELLO_TIMEOUT",   "KRAPPY_SHUTDOWN_TIMEOUT",
     "KRAPPY_LOG_FORMAT",      "KRAPPY_LOG_LEVEL",
-    "KRAPPY_PORT_FILE",
+    "KRAPPY_PORT_FILE",       "KRAPPY_KAFKA_LISTEN",
+    "KRAPPY_KAFKA_ADVERTISE", "KRAPPY_KAFKA_AUTO_CREATE",
 };
 
 static int clear_env(void **state)
@@ -100,6 +101,57 @@ static void test_flags(void **state)
     /* --flag=value form too */
     assert_int_equal(parse(&c, err, sizeof err, "--max-frame=1M", NULL), KR_CONFIG_RUN);
     assert_int_equal(c.max_frame, 1u << 20);
+    kr_config_free(&c);
+}
+
+/* The Kafka listener's flags: off by default, an address when given, "off"
+ * turns it off again, the advertised address needs a host and a port, and
+ * auto-creation is on unless turned off. */
+static void test_kafka_flags(void **state)
+{
+    (void)state;
+    kr_config c;
+    char err[256];
+    assert_int_equal(parse(&c, err, sizeof err, NULL), KR_CONFIG_RUN);
+    assert_null(c.kafka_listen);
+    assert_null(c.kafka_advertise);
+    assert_true(c.kafka_auto_create);
+    kr_config_free(&c);
+
+    assert_int_equal(parse(&c, err, sizeof err, "--kafka-listen", "127.0.0.1:9092",
+                           "--kafka-advertise", "krappyd-0.krappyd-headless:9092",
+                           "--kafka-auto-create", "off", NULL),
+                     KR_CONFIG_RUN);
+    assert_string_equal(c.kafka_listen, "127.0.0.1:9092");
+    assert_string_equal(c.kafka_advertise, "krappyd-0.krappyd-headless:9092");
+    assert_false(c.kafka_auto_create);
+    kr_config_free(&c);
+
+    setenv("KRAPPY_KAFKA_LISTEN", "0.0.0.0:9092", 1);
+    assert_int_equal(parse(&c, err, sizeof err, "--kafka-listen", "off", NULL), KR_CONFIG_RUN);
+    assert_null(c.kafka_listen); /* the flag wins, and "off" is no listener */
+    kr_config_free(&c);
+    setenv("KRAPPY_KAFKA_AUTO_CREATE", "no", 1);
+    assert_int_equal(parse(&c, err, sizeof err, NULL), KR_CONFIG_RUN);
+    assert_string_equal(c.kafka_listen, "0.0.0.0:9092");
+    assert_false(c.kafka_auto_create);
+    kr_config_free(&c);
+    unsetenv("KRAPPY_KAFKA_LISTEN");
+    unsetenv("KRAPPY_KAFKA_AUTO_CREATE");
+
+    assert_int_equal(parse(&c, err, sizeof err, "--kafka-listen", "9092", NULL), KR_CONFIG_ERROR);
+    assert_non_null(strstr(err, "--kafka-listen"));
+    kr_config_free(&c);
+    assert_int_equal(parse(&c, err, sizeof err, "--kafka-advertise", "host:0", NULL),
+                     KR_CONFIG_ERROR);
+    assert_non_null(strstr(err, "--kafka-advertise"));
+    kr_config_free(&c);
+    assert_int_equal(parse(&c, err, sizeof err, "--kafka-advertise", ":9092", NULL),
+                     KR_CONFIG_ERROR);
+    kr_config_free(&c);
+    assert_int_equal(parse(&c, err, sizeof err, "--kafka-auto-create", "maybe", NULL),
+                     KR_CONFIG_ERROR);
+    assert_non_null(strstr(err, "on or off"));
     kr_config_free(&c);
 }
 
@@ -232,6 +284,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_defaults, clear_env),
         cmocka_unit_test_setup(test_flags, clear_env),
+        cmocka_unit_test_setup(test_kafka_flags, clear_env),
         cmocka_unit_test_setup(test_env_and_precedence, clear_env),
         cmocka_unit_test_setup(test_errors_name_the_culprit, clear_env),
         cmocka_unit_test_setup(test_help_and_version, clear_env),

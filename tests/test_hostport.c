@@ -12,6 +12,10 @@
 
 #include <string.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include "util/hostport.h"
 
 typedef struct split_case {
@@ -141,13 +145,35 @@ static void test_format(void **state)
     assert_string_equal(out, "db1:7");
 }
 
+/* Socket addresses as peers and bound listeners are logged. */
+static void test_sockaddr_format(void **state)
+{
+    (void)state;
+    char out[64];
+    uint16_t port = 1;
+    struct sockaddr_in in = {.sin_family = AF_INET, .sin_port = htons(9092)};
+    inet_pton(AF_INET, "127.0.0.1", &in.sin_addr);
+    kr_sockaddr_format((const struct sockaddr *)&in, out, sizeof out, &port);
+    assert_string_equal(out, "127.0.0.1:9092");
+    assert_int_equal(port, 9092);
+    struct sockaddr_in6 in6 = {.sin6_family = AF_INET6, .sin6_port = htons(7070)};
+    inet_pton(AF_INET6, "::1", &in6.sin6_addr);
+    kr_sockaddr_format((const struct sockaddr *)&in6, out, sizeof out, NULL);
+    assert_string_equal(out, "[::1]:7070");
+    struct sockaddr un = {.sa_family = AF_UNIX};
+    kr_sockaddr_format(&un, out, sizeof out, &port);
+    assert_string_equal(out, "?");
+    assert_int_equal(port, 0);
+    kr_sockaddr_format((const struct sockaddr *)&in, out, 6, NULL); /* cut, terminated */
+    assert_string_equal(out, "127.0");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_client_forms),
-        cmocka_unit_test(test_daemon_forms),
-        cmocka_unit_test(test_limits),
-        cmocka_unit_test(test_format),
+        cmocka_unit_test(test_client_forms),    cmocka_unit_test(test_daemon_forms),
+        cmocka_unit_test(test_limits),          cmocka_unit_test(test_format),
+        cmocka_unit_test(test_sockaddr_format),
     };
 
     return cmocka_run_group_tests_name("hostport", tests, NULL, NULL);

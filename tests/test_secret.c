@@ -26,6 +26,9 @@ static void test_equal_and_different(void **state)
     assert_false(kr_secret_equal("", 0, secret));
     /* NULs in what a client sent are bytes like any other. */
     assert_false(kr_secret_equal("t0k3n\0s3cret", 12, secret));
+    /* Bytes above 0x7f compare as bytes. */
+    assert_true(kr_secret_equal("\xc3\xa9", 2, "\xc3\xa9"));
+    assert_false(kr_secret_equal("\xc3\xa8", 2, "\xc3\xa9"));
 }
 
 static void test_empty_secret(void **state)

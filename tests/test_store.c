@@ -65,11 +65,7 @@ static kr_store *open_store_budget(uint64_t segment_bytes, uint64_t retention_by
                                    uint64_t overlay_bytes)
 {
     kr_store_opts o = store_opts(segment_bytes, retention_bytes, overlay_bytes);
-    kr_store *s;
-    char err[256];
-    if (kr_store_open(&o, base, metrics, &s, err, sizeof err) < 0)
-        fail_msg("open: %s", err);
-    return s;
+    return kr_test_store_open(&o, base, metrics);
 }
 
 static kr_store *open_store(uint64_t segment_bytes, uint64_t retention_bytes)
@@ -79,21 +75,12 @@ static kr_store *open_store(uint64_t segment_bytes, uint64_t retention_bytes)
 
 static void run_until(int *flag, int want)
 {
-    for (int i = 0; i < 10000 && *flag < want; i++)
-        event_base_loop(base, EVLOOP_ONCE);
-    assert_int_equal(*flag, want);
+    kr_test_run_until(base, flag, want);
 }
 
 static kr_topic *reg(kr_store *s, const char *name)
 {
-    done d = {0};
-    kr_topic *t;
-    kr_store_result res;
-    assert_int_equal(
-        kr_store_register(s, (const uint8_t *)name, strlen(name), &t, on_done, &d, &res), 0);
-    run_until(&d.calls, 1);
-    assert_int_equal(d.res.err, KRAPPY_OK);
-    return t;
+    return kr_test_register(s, base, name);
 }
 
 /* Publish the n events and wait for their acknowledgement. @return first. */
@@ -1051,7 +1038,7 @@ static uint64_t at_time(kr_store *s, kr_topic *t, uint64_t ts)
 {
     uint64_t off = UINT64_MAX;
     char msg[256];
-    assert_int_equal(kr_store_offset_for_time(s, t, ts, &off, msg, sizeof msg), KRAPPY_OK);
+    assert_int_equal(kr_store_offset_for_time(s, t, ts, &off, NULL, msg, sizeof msg), KRAPPY_OK);
     return off;
 }
 
@@ -1098,9 +1085,7 @@ static void test_offset_for_time(void **state)
     kr_store_close(s);
     kr_store_opts o = store_opts(1024, 0, 1u << 30);
     o.max_open_files = 1;
-    char err[256];
-    if (kr_store_open(&o, base, metrics, &s, err, sizeof err) < 0)
-        fail_msg("open: %s", err);
+    s = kr_test_store_open(&o, base, metrics);
     t = kr_store_topic(s, (const uint8_t *)"t", 1);
     assert_int_equal(at_time(s, t, 1000000 + 1665), 168); /* 167 is older */
     assert_int_equal(at_time(s, t, 1000000 + 1655), 166);

@@ -345,11 +345,8 @@ static void prepare_recovery(const char *dir)
 {
     outcome o = {0};
     kr_store_opts op = opts(dir, 0);
-    kr_store *s;
-    char err[256];
     assert_int_equal(mkdir(dir, 0700), 0);
-    if (kr_store_open(&op, base, metrics, &s, err, sizeof err) < 0)
-        fail_msg("open: %s", err);
+    kr_store *s = kr_test_store_open(&op, base, metrics);
     kr_topic *t;
     done d = {0};
     kr_store_result res;

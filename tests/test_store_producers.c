@@ -63,11 +63,7 @@ static kr_store *open_store_with(bool rebuild, uint64_t overlay_bytes)
                        .rocksdb_log_dir = "",
                        .max_producers = max_producers,
                        .rebuild_view = rebuild};
-    kr_store *s;
-    char err[256];
-    if (kr_store_open(&o, base, metrics, &s, err, sizeof err) < 0)
-        fail_msg("open: %s", err);
-    return s;
+    return kr_test_store_open(&o, base, metrics);
 }
 
 static kr_store *open_store(void)

@@ -58,17 +58,7 @@ static double cpu_s(void)
 
 static double proc_cpu_s(const e2e_server *s)
 {
-    if (s->pid <= 0)
-        return 0;
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)s->pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    unsigned long ut = 0, st = 0;
-    int got = fscanf(f, "%*d %*s %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st);
-    fclose(f);
-    return got == 2 ? (double)(ut + st) / 100.0 : 0;
+    return e2e_pid_cpu_s(s->pid, 0);
 }
 
 /* krappyd's resident set, and its anonymous and file-backed parts. */

@@ -813,6 +813,8 @@ typedef struct krappy_group_stats {
     uint64_t pending; /* handed out or awaiting redelivery, unacknowledged */
     uint64_t lag;     /* the topic's next - cursor */
     uint64_t members; /* live members */
+    int kafka;        /* 1: a Kafka consumer group (of the server's Kafka
+                         port): cursor is its committed offset, pending 0 */
 } krappy_group_stats;
 
 /* STATS of a topic. Read-only; free with krappy_topic_stats_free. */

@@ -46,6 +46,7 @@ S=$(NIX_CONF_DIR=$N/conf nix-instantiate --eval --strict --json nix/settings.nix
 get() { echo "$S" | sed -n "s/.*\"$1\":\\([^,}]*\\).*/\\1/p" | tr -d '"'; }
 uid=$(get uid); gid=$(get gid); name=$(get name); version=$(get version)
 dataDir=$(get dataDir); adminPort=$(get adminPort); dataPort=$(get dataPort)
+kafkaPort=$(get kafkaPort)
 grace=$(get terminationGracePeriodSeconds)
 args=$(echo "$S" | sed 's/.*"args":\[\([^]]*\)\].*/\1/' | tr -d '"' | tr ',' ' ')
 
@@ -92,8 +93,9 @@ fi
 # host interface: bind loopback instead. Everything else is as in the pod.
 args=$(echo "$args" | sed 's/0\.0\.0\.0:/127.0.0.1:/g')
 if curl -fsS -m 2 "http://127.0.0.1:$adminPort/healthz" >/dev/null 2>&1 ||
-    (bash -c "exec 3<>/dev/tcp/127.0.0.1/$dataPort") 2>/dev/null; then
-    bad "ports $dataPort/$adminPort on 127.0.0.1 are taken (a local krappyd, make run?): stop it and run again"
+    (bash -c "exec 3<>/dev/tcp/127.0.0.1/$dataPort") 2>/dev/null ||
+    (bash -c "exec 3<>/dev/tcp/127.0.0.1/$kafkaPort") 2>/dev/null; then
+    bad "ports $dataPort/$adminPort/$kafkaPort on 127.0.0.1 are taken (a local krappyd, make run?): stop it and run again"
     exit 1
 fi
 
@@ -123,6 +125,11 @@ if (exec 3<>/dev/tcp/127.0.0.1/"$dataPort") 2>/dev/null || bash -c "exec 3<>/dev
     ok "data port $dataPort accepts connections"
 else
     bad "data port $dataPort"
+fi
+if bash -c "exec 3<>/dev/tcp/127.0.0.1/$kafkaPort" 2>/dev/null; then
+    ok "Kafka port $kafkaPort accepts connections"
+else
+    bad "Kafka port $kafkaPort"
 fi
 top_user=$(pm top "$c" user 2>/dev/null | tail -1 | tr -d ' ')
 [ -n "$top_user" ] && ok "krappyd runs as user: $top_user" || true

@@ -129,6 +129,8 @@ broken "misspelt field readinesProbe" statefulset.yaml \
 broken "misspelt field fsGroupChangPolicy (no cross-check looks at it)" statefulset.yaml \
     "tsc --strict.*TS2353.*fsGroupChangPolicy" 's/fsGroupChangePolicy:/fsGroupChangPolicy:/'
 # shellcheck disable=SC2016 # $a is sed's "append after the last line"
+broken "advertised Kafka address not the pod's DNS name" statefulset.yaml \
+    "KRAPPY_KAFKA_ADVERTISE" 's/value: \$(POD_NAME).krappyd-headless/value: krappyd/'
 broken "client Service exposes the admin port 7071" service.yaml \
     "only the data port" '$a\    - name: admin\n      port: 7071\n      targetPort: admin'
 broken "serviceName points at the client Service" statefulset.yaml \

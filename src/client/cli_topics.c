@@ -14,8 +14,24 @@ static int max_int(int a, int b)
     return a > b ? a : b;
 }
 
-/* The groups of st as a table: GROUP CURSOR PENDING LAG MEMBERS, aligned;
- * numbers to the right. */
+/* The kind of a group as `stats` and `groups` show it. */
+static const char *group_kind(const krappy_group_stats *g)
+{
+    return g->kafka ? "kafka" : "krappy";
+}
+
+/* A group's fields as JSON members (no braces). */
+static void put_group_json(const krappy_group_stats *g)
+{
+    printf("\"group\":");
+    kr_json_str_file(stdout, g->group, g->group_len);
+    printf(",\"kind\":\"%s\",\"cursor\":%llu,\"pending\":%llu,\"lag\":%llu,\"members\":%llu",
+           group_kind(g), (unsigned long long)g->cursor, (unsigned long long)g->pending,
+           (unsigned long long)g->lag, (unsigned long long)g->members);
+}
+
+/* The groups of st as a table: GROUP KIND CURSOR PENDING LAG MEMBERS,
+ * aligned; numbers to the right. */
 static void print_groups(const krappy_topic_stats *st)
 {
     int wg = 5, wc = 6, wp = 7, wl = 3, wm = 7;
@@ -27,14 +43,14 @@ static void print_groups(const krappy_topic_stats *st)
         wl = max_int(wl, cli_digits(g->lag));
         wm = max_int(wm, cli_digits(g->members));
     }
-    printf("%-*s  %*s  %*s  %*s  %*s\n", wg, "GROUP", wc, "CURSOR", wp, "PENDING", wl, "LAG", wm,
-           "MEMBERS");
+    printf("%-*s  %-6s  %*s  %*s  %*s  %*s\n", wg, "GROUP", "KIND", wc, "CURSOR", wp, "PENDING", wl,
+           "LAG", wm, "MEMBERS");
     for (size_t i = 0; i < st->n_groups; i++) {
         const krappy_group_stats *g = &st->groups[i];
         cli_put_key(stdout, 1, 1, (const uint8_t *)g->group, g->group_len, (size_t)wg);
-        printf("  %*llu  %*llu  %*llu  %*llu\n", wc, (unsigned long long)g->cursor, wp,
-               (unsigned long long)g->pending, wl, (unsigned long long)g->lag, wm,
-               (unsigned long long)g->members);
+        printf("  %-6s  %*llu  %*llu  %*llu  %*llu\n", group_kind(g), wc,
+               (unsigned long long)g->cursor, wp, (unsigned long long)g->pending, wl,
+               (unsigned long long)g->lag, wm, (unsigned long long)g->members);
     }
 }
 
@@ -194,11 +210,9 @@ int cli_stats(cli *x, int argc, char **argv)
                (unsigned long long)st->keys, (unsigned long long)st->producers);
         for (size_t i = 0; i < st->n_groups; i++) {
             const krappy_group_stats *g = &st->groups[i];
-            printf("%s{\"group\":", i ? "," : "");
-            kr_json_str_file(stdout, g->group, g->group_len);
-            printf(",\"cursor\":%llu,\"pending\":%llu,\"lag\":%llu,\"members\":%llu}",
-                   (unsigned long long)g->cursor, (unsigned long long)g->pending,
-                   (unsigned long long)g->lag, (unsigned long long)g->members);
+            printf("%s{", i ? "," : "");
+            put_group_json(g);
+            printf("}");
         }
         printf("]}\n");
         krappy_topic_stats_free(st);
@@ -240,11 +254,9 @@ int cli_groups(cli *x, int argc, char **argv)
             const krappy_group_stats *g = &st->groups[i];
             printf("{\"topic\":");
             kr_json_str_file(stdout, st->topic, strlen(st->topic));
-            printf(",\"group\":");
-            kr_json_str_file(stdout, g->group, g->group_len);
-            printf(",\"cursor\":%llu,\"pending\":%llu,\"lag\":%llu,\"members\":%llu}\n",
-                   (unsigned long long)g->cursor, (unsigned long long)g->pending,
-                   (unsigned long long)g->lag, (unsigned long long)g->members);
+            printf(",");
+            put_group_json(g);
+            printf("}\n");
         }
     } else if (st->n_groups == 0) {
         printf("topic %s has no consumer groups yet (`krappy consume %s --group G` creates "

@@ -716,6 +716,9 @@ static int read_group(const kr_cbor_item *m, kr_cbor_item *name, krappy_group_st
             return -1;
         *dst[i] = x.u;
     }
+    /* `kind` is absent for krappy's own groups. */
+    g->kafka = kr_cbor_map_find(m, "kind", &x) == 1 && x.kind == KR_CBOR_TEXT &&
+               kr_cbor_text_eq(&x, "kafka");
     return 0;
 }
 

@@ -277,6 +277,38 @@ void kr_kafka_batch_begin(kr_kafka_batch_writer *w, kr_buf *out)
     kr_buf_append(out, zeros, sizeof zeros);
 }
 
+/* Bytes of varint-length bytes (-1: null). */
+static size_t vbytes_size(kr_kafka_bytes b)
+{
+    return kr_kafka_varint_size(b.len) + (size_t)(b.len > 0 ? b.len : 0);
+}
+
+/*
+ * A record without headers has a length known at once: written in front,
+ * with one reservation, so record_end moves nothing. (A record with headers
+ * reserves room for its length and closes the gap at record_end.)
+ */
+static void put_record_known(kr_kafka_batch_writer *w, int64_t ts_delta, int32_t offset_delta,
+                             kr_kafka_bytes key, kr_kafka_bytes value)
+{
+    size_t body = 1 + kr_kafka_varlong_size(ts_delta) + kr_kafka_varint_size(offset_delta) +
+                  vbytes_size(key) + vbytes_size(value) + 1;
+    kr_buf *out = w->out;
+    if (body > INT32_MAX || kr_buf_reserve(out, LEN_RESERVE + body) < 0) {
+        out->failed = true;
+        return;
+    }
+    kr_kafka_put_varint(out, (int32_t)body);
+    w->rec_start = out->len; /* the body: record_end checks its length */
+    w->known_len = body;
+    kr_kafka_put_i8(out, 0);
+    kr_kafka_put_varlong(out, ts_delta);
+    kr_kafka_put_varint(out, offset_delta);
+    kr_kafka_put_vbytes(out, key.ptr, key.len);
+    kr_kafka_put_vbytes(out, value.ptr, value.len);
+    kr_kafka_put_varint(out, 0);
+}
+
 int kr_kafka_record_begin(kr_kafka_batch_writer *w, int64_t offset, int64_t ts, kr_kafka_bytes key,
                           kr_kafka_bytes value, int32_t header_count)
 {
@@ -294,15 +326,22 @@ int kr_kafka_record_begin(kr_kafka_batch_writer *w, int64_t offset, int64_t ts, 
     }
     if (offset < w->base_offset || (uint64_t)offset - (uint64_t)w->base_offset > INT32_MAX)
         goto bad;
-    w->rec_start = w->out->len;
     w->last_offset = offset;
     if (ts > w->max_ts)
         w->max_ts = ts;
     w->headers_left = header_count;
+    int64_t ts_delta = add_wrap(ts, -w->base_ts);
+    int32_t offset_delta = (int32_t)(offset - w->base_offset);
+    if (header_count == 0) {
+        put_record_known(w, ts_delta, offset_delta, key, value);
+        return 0;
+    }
+    w->rec_start = w->out->len;
+    w->known_len = SIZE_MAX;
     kr_buf_append(w->out, zeros, sizeof zeros);
     kr_kafka_put_i8(w->out, 0);
-    kr_kafka_put_varlong(w->out, add_wrap(ts, -w->base_ts));
-    kr_kafka_put_varint(w->out, (int32_t)(offset - w->base_offset));
+    kr_kafka_put_varlong(w->out, ts_delta);
+    kr_kafka_put_varint(w->out, offset_delta);
     kr_kafka_put_vbytes(w->out, key.ptr, key.len);
     kr_kafka_put_vbytes(w->out, value.ptr, value.len);
     kr_kafka_put_varint(w->out, header_count);
@@ -334,6 +373,14 @@ int kr_kafka_record_end(kr_kafka_batch_writer *w)
     if (out->failed) {
         w->rec_start = SIZE_MAX;
         return -1;
+    }
+    if (w->known_len != SIZE_MAX) {
+        /* Its length went in front (put_record_known). */
+        if (out->len - w->rec_start != w->known_len)
+            goto bad;
+        w->rec_start = SIZE_MAX;
+        w->count++;
+        return 0;
     }
     size_t body = out->len - w->rec_start - LEN_RESERVE;
     if (body > INT32_MAX)

@@ -147,6 +147,8 @@ typedef struct kr_kafka_batch_writer {
     kr_buf *out;
     size_t start;         /* where the batch header is */
     size_t rec_start;     /* where the open record is; SIZE_MAX when none */
+    size_t known_len;     /* the open record's body length, written already
+                             (a record without headers); SIZE_MAX: not yet */
     int32_t leader_epoch; /* written as partition_leader_epoch; 0 after begin */
     int32_t count;
     int32_t headers_left; /* of the open record */

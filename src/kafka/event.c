@@ -255,49 +255,110 @@ static int put_record_headers(kr_kafka_batch_writer *w, const kr_cbor_item *m, k
     return 0;
 }
 
-int kr_kafka_event_to_record(kr_kafka_batch_writer *w, const uint8_t *ev, size_t len,
-                             kr_buf *scratch, char *msg, size_t msglen)
+/* Add one delivered event, read into e, to the batch. @return 0, or -1
+ * (msg says why; the writer is refused at kr_kafka_batch_end). */
+static int view_to_record(kr_kafka_batch_writer *w, const kr_event_view *e, kr_buf *scratch,
+                          char *msg, size_t msglen)
 {
-    kr_cbor_item item;
-    kr_event_view e;
     part key, value;
-
-    if (kr_cbor_read_exact(ev, len, &item) != 0 || kr_event_view_read(&item, &e) != 0) {
-        say(KR_KAFKA_ERR_CORRUPT_MESSAGE, msg, msglen,
-            "a stored event is not [offset, ts, key, value(, headers)]");
-        goto fail;
-    }
-    if (e.offset > INT64_MAX) {
+    if (e->offset > INT64_MAX) {
         say(KR_KAFKA_ERR_CORRUPT_MESSAGE, msg, msglen, "event offset %llu is beyond Kafka's range",
-            (unsigned long long)e.offset);
+            (unsigned long long)e->offset);
         goto fail;
     }
-    int64_t headers = e.has_headers ? map_pairs(&e.headers) : 0;
+    int64_t headers = e->has_headers ? map_pairs(&e->headers) : 0;
     kr_buf_reset(scratch);
-    if (headers > INT32_MAX || to_part(&e.key, scratch, &key) < 0 ||
-        to_part(&e.value, scratch, &value) < 0) {
+    if (headers > INT32_MAX || to_part(&e->key, scratch, &key) < 0 ||
+        to_part(&e->value, scratch, &value) < 0) {
         say(KR_KAFKA_ERR_MESSAGE_TOO_LARGE, msg, msglen,
             "the event at offset %llu cannot be rendered within this server's limits",
-            (unsigned long long)e.offset);
+            (unsigned long long)e->offset);
         goto fail;
     }
-    int64_t ts = e.ts > INT64_MAX ? INT64_MAX : (int64_t)e.ts;
-    if (kr_kafka_record_begin(w, (int64_t)e.offset, ts, resolve(&key, scratch),
+    int64_t ts = e->ts > INT64_MAX ? INT64_MAX : (int64_t)e->ts;
+    if (kr_kafka_record_begin(w, (int64_t)e->offset, ts, resolve(&key, scratch),
                               resolve(&value, scratch), (int32_t)headers) < 0) {
         say(KR_KAFKA_ERR_UNKNOWN_SERVER_ERROR, msg, msglen,
             "the event at offset %llu does not follow the batch's last offset",
-            (unsigned long long)e.offset);
+            (unsigned long long)e->offset);
         goto fail;
     }
-    if ((e.has_headers && put_record_headers(w, &e.headers, scratch) < 0) ||
+    if ((e->has_headers && put_record_headers(w, &e->headers, scratch) < 0) ||
         kr_kafka_record_end(w) < 0 || w->out->failed) {
         say(KR_KAFKA_ERR_MESSAGE_TOO_LARGE, msg, msglen,
             "the event at offset %llu does not fit this server's limits",
-            (unsigned long long)e.offset);
+            (unsigned long long)e->offset);
         goto fail;
     }
     return 0;
 fail:
     w->bad = true;
     return -1;
+}
+
+int kr_kafka_event_to_record(kr_kafka_batch_writer *w, const uint8_t *ev, size_t len,
+                             kr_buf *scratch, char *msg, size_t msglen)
+{
+    kr_cbor_item item;
+    kr_event_view e;
+
+    if (kr_cbor_read_exact(ev, len, &item) != 0 || kr_event_view_read(&item, &e) != 0) {
+        say(KR_KAFKA_ERR_CORRUPT_MESSAGE, msg, msglen,
+            "a stored event is not [offset, ts, key, value(, headers)]");
+        w->bad = true;
+        return -1;
+    }
+    return view_to_record(w, &e, scratch, msg, msglen);
+}
+
+/*
+ * Read the delivered event at p (at most len bytes) in one pass: its array
+ * is opened, not read whole first, so each byte is looked at once.
+ * @return its length, or 0 when it is not a delivered event.
+ */
+static size_t read_event(const uint8_t *p, size_t len, kr_event_view *e)
+{
+    kr_cbor_item head, item[5];
+    kr_cbor_iter it;
+    int n = 0, r;
+    if (kr_cbor_iter_open(p, len, &head, &it) < 0 || head.kind != KR_CBOR_ARRAY)
+        return 0;
+    while ((r = kr_cbor_iter_next(&it, &item[n < 5 ? n : 4])) == 1)
+        if (++n > 5)
+            return 0;
+    if (r < 0 || n < 4 || item[0].kind != KR_CBOR_UINT || item[1].kind != KR_CBOR_UINT ||
+        (item[2].kind != KR_CBOR_NULL && item[2].kind != KR_CBOR_BYTES &&
+         item[2].kind != KR_CBOR_TEXT) ||
+        (n == 5 && item[4].kind != KR_CBOR_MAP))
+        return 0;
+    e->offset = item[0].u;
+    e->ts = item[1].u;
+    e->key = item[2];
+    e->value = item[3];
+    e->has_headers = n == 5;
+    if (n == 5)
+        e->headers = item[4];
+    return (size_t)(kr_cbor_iter_end(&it) - p);
+}
+
+int32_t kr_kafka_events_to_records(kr_kafka_batch_writer *w, const uint8_t *p, size_t len,
+                                   kr_buf *scratch, char *msg, size_t msglen)
+{
+    const uint8_t *end = p + len;
+    int32_t n = 0;
+    while (p < end) {
+        kr_event_view e;
+        size_t used = read_event(p, (size_t)(end - p), &e);
+        if (used == 0) {
+            say(KR_KAFKA_ERR_CORRUPT_MESSAGE, msg, msglen,
+                "a stored event is not [offset, ts, key, value(, headers)]");
+            w->bad = true;
+            return -1;
+        }
+        if (view_to_record(w, &e, scratch, msg, msglen) < 0)
+            return -1;
+        p += used;
+        n++;
+    }
+    return n;
 }

@@ -73,4 +73,14 @@ kr_kafka_err kr_kafka_batch_to_events(const kr_kafka_batch *b, kr_buf *records, 
 int kr_kafka_event_to_record(kr_kafka_batch_writer *w, const uint8_t *ev, size_t len,
                              kr_buf *scratch, char *msg, size_t msglen);
 
+/*
+ * kr_kafka_events_to_records - add every delivered event of p[0..len)
+ * (CBOR items back to back, as FETCH sends them) to a batch being written,
+ * reading each event once (kr_kafka_event_to_record reads it whole first).
+ * @return the records added, or -1 as kr_kafka_event_to_record (the writer
+ *         is then refused by kr_kafka_batch_end).
+ */
+int32_t kr_kafka_events_to_records(kr_kafka_batch_writer *w, const uint8_t *p, size_t len,
+                                   kr_buf *scratch, char *msg, size_t msglen);
+
 #endif

@@ -312,6 +312,10 @@ void kr_enc_ok_stats_begin(kr_buf *b, kr_cid cid, const kr_str *topic, uint64_t 
                            size_t n_groups);
 void kr_enc_group_stats(kr_buf *b, const kr_str *group, uint64_t cursor, uint64_t pending,
                         uint64_t lag, uint64_t members);
+/* The same for a group of another kind, which the entry names (`kind`:
+ * "kafka" for a Kafka consumer group: cursor is its committed offset). */
+void kr_enc_group_stats_kind(kr_buf *b, const kr_str *group, uint64_t cursor, uint64_t pending,
+                             uint64_t lag, uint64_t members, const char *kind);
 
 /* EVENTS {cid?, events: [...], next}: begin with the count, append each
  * event's delivered encoding (kr_enc_event or stored bytes), then end. */

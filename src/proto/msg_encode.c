@@ -462,7 +462,13 @@ void kr_enc_ok_stats_begin(kr_buf *b, kr_cid cid, const kr_str *topic, uint64_t 
 void kr_enc_group_stats(kr_buf *b, const kr_str *group, uint64_t cursor, uint64_t pending,
                         uint64_t lag, uint64_t members)
 {
-    kr_cbor_put_map(b, 5);
+    kr_enc_group_stats_kind(b, group, cursor, pending, lag, members, NULL);
+}
+
+void kr_enc_group_stats_kind(kr_buf *b, const kr_str *group, uint64_t cursor, uint64_t pending,
+                             uint64_t lag, uint64_t members, const char *kind)
+{
+    kr_cbor_put_map(b, kind != NULL ? 6 : 5);
     PUT_KEY(b, "group");
     put_kr_text(b, group);
     PUT_KEY(b, "cursor");
@@ -473,6 +479,10 @@ void kr_enc_group_stats(kr_buf *b, const kr_str *group, uint64_t cursor, uint64_
     kr_cbor_put_uint(b, lag);
     PUT_KEY(b, "members");
     kr_cbor_put_uint(b, members);
+    if (kind != NULL) {
+        PUT_KEY(b, "kind");
+        kr_cbor_put_cstr(b, kind);
+    }
 }
 
 void kr_enc_events_begin(kr_buf *b, kr_cid cid, size_t n)

@@ -41,6 +41,7 @@
 #include "proto/cbor_text.h"
 #include "proto/msg.h"
 #include "server/console.h"
+#include "server/group_rows.h"
 #include "store/store.h"
 #include "util/buf.h"
 #include "util/hostport.h"
@@ -365,7 +366,21 @@ static void no_topic(struct evhttp_request *req, const char *name, size_t len)
     reply_error(req, 404, "Not Found", msg);
 }
 
-static void api_topic(struct evhttp_request *req, kr_topic *t)
+typedef struct json_groups {
+    struct evbuffer *b;
+    size_t n;
+} json_groups;
+
+/* One group of /api/topics/T, krappy's or the Kafka listener's. */
+static void json_group(void *arg, const kr_group_row *g)
+{
+    json_groups *j = arg;
+    if (j->n++ > 0)
+        evbuffer_add(j->b, ",", 1);
+    kr_admin_put_group_row(j->b, g);
+}
+
+static void api_topic(kr_admin *a, struct evhttp_request *req, kr_topic *t)
 {
     struct evbuffer *b = evbuffer_new();
     if (b == NULL) {
@@ -374,13 +389,8 @@ static void api_topic(struct evhttp_request *req, kr_topic *t)
     }
     json_topic(b, t);
     evbuffer_add_printf(b, ",\"segments\":%zu,\"groups\":[", t->n_segs);
-    kr_tgroup *const *groups;
-    size_t n_groups = kr_store_groups(t, &groups);
-    for (size_t i = 0; i < n_groups; i++) {
-        if (i > 0)
-            evbuffer_add(b, ",", 1);
-        kr_admin_put_group(b, groups[i]);
-    }
+    json_groups g = {b, 0};
+    kr_group_rows(a->srv, t, NULL, 0, json_group, &g);
     evbuffer_add_printf(b, "]}\n");
     send_json(req, b);
 }
@@ -611,7 +621,7 @@ static void api_topic_path(kr_admin *a, struct evhttp_request *req, const char *
         else if (evhttp_request_get_command(req) == EVHTTP_REQ_DELETE)
             kr_admin_delete_topic(a, req, t);
         else
-            api_topic(req, t);
+            api_topic(a, req, t);
         return;
     }
     if (t == NULL) {

@@ -301,7 +301,7 @@ void kr_admin_events(kr_admin *a, struct evhttp_request *req, kr_topic *t,
         return;
     }
     if (has_ts == 1 &&
-        kr_store_offset_for_time(p.s, t, ts, &from, p.msg, sizeof p.msg) != KRAPPY_OK) {
+        kr_store_offset_for_time(p.s, t, ts, &from, NULL, p.msg, sizeof p.msg) != KRAPPY_OK) {
         kr_admin_reply_error(req, 500, "Internal Server Error", p.msg);
         return;
     }
@@ -580,7 +580,7 @@ void kr_admin_put_group(struct evbuffer *b, const kr_tgroup *tg)
     put_name(b, gs.name, gs.name_len);
     evbuffer_add_printf(b,
                         ",\"cursor\":%llu,\"pending\":%llu,\"lag\":%llu,\"members\":%zu,"
-                        "\"member_list\":[",
+                        "\"kind\":\"krappy\",\"member_list\":[",
                         (unsigned long long)gs.cursor, (unsigned long long)gs.pending,
                         (unsigned long long)gs.lag, gs.members);
     for (size_t i = 0; i < n && i < sizeof ms / sizeof ms[0]; i++) {
@@ -591,6 +591,21 @@ void kr_admin_put_group(struct evbuffer *b, const kr_tgroup *tg)
                             (unsigned long long)ms[i].ack_wait_ms);
     }
     evbuffer_add_printf(b, "]}");
+}
+
+void kr_admin_put_group_row(struct evbuffer *b, const kr_group_row *row)
+{
+    if (row->tgroup != NULL) {
+        kr_admin_put_group(b, row->tgroup);
+        return;
+    }
+    evbuffer_add_printf(b, "{\"group\":");
+    put_name(b, row->name, row->name_len);
+    evbuffer_add_printf(b,
+                        ",\"cursor\":%llu,\"pending\":0,\"lag\":%llu,\"members\":%llu,"
+                        "\"kind\":\"kafka\"}",
+                        (unsigned long long)row->cursor, (unsigned long long)row->lag,
+                        (unsigned long long)row->members);
 }
 
 /* {"to": "earliest" | "latest" | OFFSET} or {"ts": MS}. @return 0, or -1

@@ -16,6 +16,7 @@
 
 #include "proto/msg.h"
 #include "server/admin.h"
+#include "server/group_rows.h"
 #include "store/store.h"
 
 struct kr_admin {
@@ -72,7 +73,13 @@ void kr_admin_delete_topic(kr_admin *a, struct evhttp_request *req, kr_topic *t)
 void kr_admin_group(kr_admin *a, struct evhttp_request *req, kr_topic *t, const char *raw);
 
 /* One group as JSON: {"group", "cursor", "pending", "lag", "members",
- * "member_list": [{"member", "pending", "ack"}]}. */
+ * "kind": "krappy", "member_list": [{"member", "pending", "ack"}]}. */
 void kr_admin_put_group(struct evbuffer *b, const kr_tgroup *tg);
+
+/* One row of kr_group_rows as JSON: krappy's group as kr_admin_put_group
+ * puts it; a Kafka consumer group with its committed offset as "cursor",
+ * "pending": 0, its live members' count and "kind": "kafka" (no
+ * "member_list"). */
+void kr_admin_put_group_row(struct evbuffer *b, const kr_group_row *row);
 
 #endif

@@ -10,6 +10,7 @@
  */
 #include <stdio.h>
 
+#include "server/kafka.h"
 #include "server/server.h"
 
 /* Drop c's consumer registration: its pending events go back to the group
@@ -44,8 +45,10 @@ krappy_err kr_ops_delete_topic(kr_server *srv, kr_topic *t, kr_store_done done, 
                                char *msg, size_t msglen)
 {
     krappy_err e = kr_store_delete_topic(srv->store, t, done, arg, msg, msglen);
-    if (e == KRAPPY_OK)
+    if (e == KRAPPY_OK) {
         forget(srv, t, NULL);
+        kr_kafka_topic_deleted(srv->kafka, t);
+    }
     return e;
 }
 

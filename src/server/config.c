@@ -27,7 +27,8 @@ typedef enum opt_kind {
     OPT_DURATION,
     OPT_LEVEL,
     OPT_FORMAT,
-    OPT_BOOL /* a flag without a value; the variable takes 1/0, true/false, yes/no */
+    OPT_BOOL, /* a flag without a value; the variable takes 1/0, true/false, yes/no */
+    OPT_ONOFF /* a flag with a value, on/off (or as OPT_BOOL's variable) */
 } opt_kind;
 
 typedef struct opt_spec {
@@ -116,6 +117,17 @@ static const opt_spec specs[] = {
      1},
     {"max-publish-events", "KRAPPY_MAX_PUBLISH_EVENTS", OPT_UINT, "N", "100000",
      "events one PUBLISH may carry", F(max_publish_events), 1, 10000000},
+    {"kafka-listen", "KRAPPY_KAFKA_LISTEN", OPT_STR, "HOST:PORT", "off",
+     "a second port speaking the Kafka protocol (9092 by convention; port 0 picks a free one)",
+     F(kafka_listen), 0, 0},
+    {"kafka-advertise", "KRAPPY_KAFKA_ADVERTISE", OPT_STR, "HOST:PORT",
+     "the Kafka port as bound (a wildcard host: this machine's name)",
+     "the address Kafka clients are told to connect to (Metadata); in Kubernetes the pod's "
+     "DNS name",
+     F(kafka_advertise), 0, 0},
+    {"kafka-auto-create", "KRAPPY_KAFKA_AUTO_CREATE", OPT_ONOFF, "on|off", "on",
+     "Kafka clients create a topic by producing to it or asking Metadata for it",
+     F(kafka_auto_create), 0, 1},
     {"max-producers", "KRAPPY_MAX_PRODUCERS", OPT_UINT, "N", "100000",
      "idempotent producers kept, all topics; beyond it the least recently active idle one is "
      "forgotten (each is kept 7 days after its last activity otherwise)",
@@ -220,6 +232,8 @@ static const char *kind_hint(opt_kind k)
         return "json or text";
     case OPT_BOOL:
         return "1 or 0, true or false, yes or no";
+    case OPT_ONOFF:
+        return "on or off";
     case OPT_STR:
         break;
     }
@@ -238,7 +252,7 @@ static int apply(kr_config *cfg, const opt_spec *o, const char *val, const char 
     case OPT_STR: {
         char **dst = (char **)(void *)(base + o->field);
         if (val[0] == '\0' && o->field != F(token) && o->field != F(rocksdb_log_dir) &&
-            o->field != F(http_token)) {
+            o->field != F(http_token) && o->field != F(kafka_listen)) {
             snprintf(err, errlen, "%s must not be empty", origin);
             return -1;
         }
@@ -256,11 +270,14 @@ static int apply(kr_config *cfg, const opt_spec *o, const char *val, const char 
             return 0;
         bad = 1;
         break;
-    case OPT_BOOL: {
+    case OPT_BOOL:
+    case OPT_ONOFF: {
         bool *dst = (bool *)(void *)(base + o->field);
-        if (!strcmp(val, "1") || !strcasecmp(val, "true") || !strcasecmp(val, "yes"))
+        if (!strcmp(val, "1") || !strcasecmp(val, "true") || !strcasecmp(val, "yes") ||
+            !strcasecmp(val, "on"))
             *dst = true;
-        else if (!strcmp(val, "0") || !strcasecmp(val, "false") || !strcasecmp(val, "no"))
+        else if (!strcmp(val, "0") || !strcasecmp(val, "false") || !strcasecmp(val, "no") ||
+                 !strcasecmp(val, "off"))
             *dst = false;
         else
             bad = 1;
@@ -324,6 +341,7 @@ static int set_defaults(kr_config *cfg, int stderr_is_tty)
     cfg->max_wait_ms = 60000;
     cfg->max_publish_events = 100000;
     cfg->group_window = 100000;
+    cfg->kafka_auto_create = true;
     cfg->max_producers = 100000;
     cfg->log_format = stderr_is_tty ? KR_LOG_TEXT : KR_LOG_JSON;
     return cfg->listen && cfg->data_dir && cfg->rocksdb_log_dir && cfg->http ? 0 : -1;
@@ -344,6 +362,25 @@ static int check(const kr_config *cfg, char *err, size_t errlen)
                  "--listen: '%s' is not HOST:PORT (examples: 0.0.0.0:7070, 127.0.0.1:0, "
                  "[::1]:7070)",
                  cfg->listen);
+        return -1;
+    }
+    kr_hostport kafka_addr = {0}, advertised = {0};
+    if (cfg->kafka_listen != NULL &&
+        kr_hostport_parse(cfg->kafka_listen, KR_HOSTPORT_PORT_ZERO, &kafka_addr, NULL, 0) < 0) {
+        snprintf(err, errlen,
+                 "--kafka-listen: '%s' is not HOST:PORT or off (examples: 0.0.0.0:9092, "
+                 "127.0.0.1:9092)",
+                 cfg->kafka_listen);
+        return -1;
+    }
+    /* The advertised address is what clients dial: a host and a real port. */
+    if (cfg->kafka_advertise != NULL &&
+        (kr_hostport_parse(cfg->kafka_advertise, 0, &advertised, NULL, 0) < 0 ||
+         advertised.host[0] == '\0')) {
+        snprintf(err, errlen,
+                 "--kafka-advertise: '%s' is not HOST:PORT with a host and a port other than 0 "
+                 "(example: krappyd-0.krappyd-headless:9092)",
+                 cfg->kafka_advertise);
         return -1;
     }
     return 0;
@@ -411,6 +448,11 @@ kr_config_action kr_config_parse(kr_config *cfg, int argc, char **argv, int stde
         free(cfg->token); /* an empty token means no authentication */
         cfg->token = NULL;
     }
+    if (cfg->kafka_listen != NULL &&
+        (cfg->kafka_listen[0] == '\0' || strcmp(cfg->kafka_listen, "off") == 0)) {
+        free(cfg->kafka_listen); /* "off" or "": no Kafka listener */
+        cfg->kafka_listen = NULL;
+    }
     return check(cfg, err, errlen) < 0 ? KR_CONFIG_ERROR : KR_CONFIG_RUN;
 }
 
@@ -425,6 +467,8 @@ void kr_config_free(kr_config *cfg)
     free(cfg->rocksdb_log_dir);
     free(cfg->http);
     free(cfg->http_token);
+    free(cfg->kafka_listen);
+    free(cfg->kafka_advertise);
     memset(cfg, 0, sizeof *cfg);
 }
 

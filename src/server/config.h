@@ -39,6 +39,8 @@ typedef struct kr_config {
     char *http;                    /* admin HOST:PORT, or "off" */
     char *http_token;              /* NULL: /api is open */
     uint32_t http_max_connections; /* admin port connections at once */
+    char *kafka_listen;            /* the Kafka port's HOST:PORT, NULL: no Kafka listener */
+    char *kafka_advertise; /* HOST:PORT Metadata names, NULL: derived from the bound address */
     uint32_t max_frame;
     uint32_t max_connections;
     uint32_t max_events;        /* cap on `max` in FETCH/POLL */
@@ -60,6 +62,7 @@ typedef struct kr_config {
     uint32_t max_publish_events;
     uint32_t group_window;
     bool fsync_cursors;
+    bool kafka_auto_create; /* Kafka clients create topics on first use */
     uint32_t max_producers; /* idempotent producers kept, all topics */
     bool rebuild_view;
 } kr_config;

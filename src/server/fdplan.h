@@ -3,8 +3,9 @@
  * RLIMIT_NOFILE raised to the hard limit at start, then a fixed reserve
  * (standard streams, listeners, the loop's own, the lock file, files opened
  * for a moment), RocksDB (its table files, bounded by its max_open_files,
- * and its own logs), the admin port's connections, the data port's
- * connections, and what is left for the segment files the store keeps open
+ * and its own logs), the admin port's connections, the client connections
+ * (the data port's and the Kafka port's together: --max-connections counts
+ * both), and what is left for the segment files the store keeps open
  * (store/fdcache.h). No part can take another's share, so neither many
  * topics nor many idle admin connections can starve the data port, and a
  * data directory of any size starts.
@@ -32,7 +33,7 @@ typedef struct kr_fd_plan {
     uint64_t soft_before; /* RLIMIT_NOFILE as found */
     uint64_t hard;
     uint64_t limit;       /* the soft limit now */
-    uint32_t connections; /* data port (at most --max-connections) */
+    uint32_t connections; /* data and Kafka ports (at most --max-connections) */
     uint32_t admin;       /* admin port (--http-max-connections; 0 when off) */
     int rocksdb;          /* RocksDB's max_open_files */
     size_t segments;      /* segment files kept open (store/fdcache.h) */

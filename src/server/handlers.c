@@ -16,6 +16,7 @@
 #include <event2/buffer.h>
 
 #include "proto/cbor.h"
+#include "server/group_rows.h"
 #include "server/server.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -900,44 +901,38 @@ static kr_hresult topics(kr_conn *c, kr_req *r, const kr_request *req)
     return KR_H_DONE;
 }
 
-static void put_group(kr_buf *b, const kr_tgroup *tg)
+static void put_group(void *arg, const kr_group_row *g)
 {
-    kr_group_stats gs;
-    kr_store_group_stats(tg, &gs);
-    kr_str name = {(const uint8_t *)gs.name, gs.name_len};
-    kr_enc_group_stats(b, &name, gs.cursor, gs.pending, gs.lag, gs.members);
+    kr_str name = {(const uint8_t *)g->name, g->name_len};
+    kr_enc_group_stats_kind(arg, &name, g->cursor, g->pending, g->lag, g->members,
+                            g->kafka ? "kafka" : NULL);
 }
 
+/* STATS: the topic, and its groups of both kinds (group_rows.h). */
 static kr_hresult stats(kr_conn *c, kr_req *r, const kr_request *req)
 {
     kr_topic *t = need_topic(c, r, &req->u.stats.topic);
     if (t == NULL)
         return KR_H_DONE;
-    kr_tgroup *one = NULL, *const * groups;
-    size_t n_groups = kr_store_groups(t, &groups);
-    if (req->u.stats.has_group) {
-        one = kr_store_group(t, req->u.stats.group.ptr, req->u.stats.group.len);
-        if (one == NULL) {
-            snprintf(c->errmsg, sizeof c->errmsg, "topic '%s' has no group '%.*s'", t->name,
-                     (int)req->u.stats.group.len, (const char *)req->u.stats.group.ptr);
-            kr_req_error(r, KRAPPY_E_NOT_FOUND, c->errmsg, NULL);
-            return KR_H_DONE;
-        }
+    const uint8_t *only = req->u.stats.has_group ? req->u.stats.group.ptr : NULL;
+    size_t only_len = req->u.stats.has_group ? req->u.stats.group.len : 0;
+    size_t n = kr_group_rows(c->srv, t, only, only_len, NULL, NULL);
+    if (only != NULL && n == 0) {
+        snprintf(c->errmsg, sizeof c->errmsg, "topic '%s' has no group '%.*s'", t->name,
+                 (int)only_len, (const char *)only);
+        kr_req_error(r, KRAPPY_E_NOT_FOUND, c->errmsg, NULL);
+        return KR_H_DONE;
     }
     kr_str name = topic_str(t);
     kr_buf_reset(&c->enc);
     kr_enc_ok_stats_begin(&c->enc, r->cid, &name, t->first, t->next, kr_topic_bytes(t),
-                          kr_topic_keys(t), kr_topic_producers(t), one ? 1 : n_groups);
-    if (one != NULL)
-        put_group(&c->enc, one);
-    else
-        for (size_t i = 0; i < n_groups; i++)
-            put_group(&c->enc, groups[i]);
+                          kr_topic_keys(t), kr_topic_producers(t), n);
+    kr_group_rows(c->srv, t, only, only_len, put_group, &c->enc);
     if (c->enc.failed) {
         snprintf(c->errmsg, sizeof c->errmsg,
                  "the %zu groups of topic '%s' do not fit in one reply within this server's "
                  "max_frame of %u bytes; ask for one with `group`",
-                 n_groups, t->name, c->srv->cfg->max_frame);
+                 n, t->name, c->srv->cfg->max_frame);
         kr_req_error(r, KRAPPY_E_INVALID_ARGUMENT, c->errmsg, NULL);
         return KR_H_DONE;
     }

@@ -18,6 +18,7 @@
 #include <event2/listener.h>
 
 #include "proto/frame.h"
+#include "server/kafka.h"
 #include "util/clock.h"
 #include "util/hostport.h"
 #include "util/log.h"
@@ -129,13 +130,14 @@ static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (srv->listener != NULL)
         evconnlistener_enable(srv->listener);
+    kr_kafka_accept_resume(srv->kafka);
 }
 
 /* accept() failed: out of descriptors pauses accepting briefly instead of
  * spinning; anything else is logged. */
 static void on_accept_error(struct evconnlistener *l, void *arg)
 {
-    kr_server *srv = arg;
+    kr_server *srv = arg; /* both listeners are bound with the server as arg */
     int err = EVUTIL_SOCKET_ERROR();
     kr_log(KR_LOG_WARN, "accept failed", KR_LOG_STR("reason", evutil_socket_error_to_string(err)));
     if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
@@ -162,7 +164,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         kr_log(KR_LOG_WARN, "shutdown timeout: closing connections with unsent replies");
         while ((c = TAILQ_FIRST(&srv->conns)) != NULL)
             kr_conn_abort(c, "shutdown timeout");
+        kr_kafka_abort_all(srv->kafka, "shutdown timeout");
     }
+    kr_kafka_tick(srv->kafka, now);
     if (srv->shutting_down && srv->n_conns == 0)
         event_base_loopexit(srv->base, NULL);
 }
@@ -195,59 +199,60 @@ void kr_server_shutdown(kr_server *srv)
         next = TAILQ_NEXT(c, link);
         kr_conn_shutdown(c);
     }
+    kr_kafka_shutdown(srv->kafka);
     if (srv->n_conns == 0)
         event_base_loopexit(srv->base, NULL);
 }
 
-static int bind_listener(kr_server *srv)
+struct evconnlistener *kr_server_bind(kr_server *srv, const char *addr,
+                                      void (*cb)(struct evconnlistener *, evutil_socket_t,
+                                                 struct sockaddr *, int, void *),
+                                      char *bound, size_t boundlen, uint16_t *port)
 {
     kr_hostport hp = {0}; /* no host: every address; the port is required */
-    if (kr_hostport_parse(srv->cfg->listen, KR_HOSTPORT_PORT_ZERO, &hp, NULL, 0) < 0)
-        return -1;
+    if (kr_hostport_parse(addr, KR_HOSTPORT_PORT_ZERO, &hp, NULL, 0) < 0)
+        return NULL;
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
                              .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     int gai = getaddrinfo(hp.host[0] ? hp.host : NULL, hp.port, &hints, &res);
     if (gai != 0) {
-        kr_log(KR_LOG_ERROR, "cannot resolve the listen address",
-               KR_LOG_STR("listen", srv->cfg->listen), KR_LOG_STR("reason", gai_strerror(gai)));
-        return -1;
+        kr_log(KR_LOG_ERROR, "cannot resolve the listen address", KR_LOG_STR("listen", addr),
+               KR_LOG_STR("reason", gai_strerror(gai)));
+        return NULL;
     }
     const char *why = "no address";
+    struct evconnlistener *l = NULL;
     for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
-        srv->listener = evconnlistener_new_bind(
-            srv->base, on_accept, srv,
-            LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, KR_LISTEN_BACKLOG,
-            ai->ai_addr, (int)ai->ai_addrlen);
-        if (srv->listener != NULL)
+        l = evconnlistener_new_bind(
+            srv->base, cb, srv, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+            KR_LISTEN_BACKLOG, ai->ai_addr, (int)ai->ai_addrlen);
+        if (l != NULL)
             break;
         why = strerror(errno);
     }
     freeaddrinfo(res);
-    if (srv->listener == NULL) {
-        kr_log(KR_LOG_ERROR, "cannot listen", KR_LOG_STR("listen", srv->cfg->listen),
+    if (l == NULL) {
+        kr_log(KR_LOG_ERROR, "cannot listen", KR_LOG_STR("listen", addr),
                KR_LOG_STR("reason", why));
-        return -1;
+        return NULL;
     }
-    evconnlistener_set_error_cb(srv->listener, on_accept_error);
+    evconnlistener_set_error_cb(l, on_accept_error);
 
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
-    getsockname(evconnlistener_get_fd(srv->listener), (struct sockaddr *)&ss, &sl);
-    char a[INET6_ADDRSTRLEN] = "?";
-    if (ss.ss_family == AF_INET6) {
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-        inet_ntop(AF_INET6, &in6->sin6_addr, a, sizeof a);
-        srv->port = ntohs(in6->sin6_port);
-        snprintf(srv->listen_addr, sizeof srv->listen_addr, "[%s]:%u", a, srv->port);
-    } else {
-        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-        inet_ntop(AF_INET, &in->sin_addr, a, sizeof a);
-        srv->port = ntohs(in->sin_port);
-        snprintf(srv->listen_addr, sizeof srv->listen_addr, "%s:%u", a, srv->port);
-    }
-    return 0;
+    getsockname(evconnlistener_get_fd(l), (struct sockaddr *)&ss, &sl);
+    kr_sockaddr_format((const struct sockaddr *)&ss, bound, boundlen, port);
+    return l;
+}
+
+void kr_server_note_drain(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+                          void *last_drain_ns)
+{
+    (void)buf;
+    if (info->n_deleted > 0 || (info->orig_size == 0 && info->n_added > 0))
+        *(uint64_t *)last_drain_ns = kr_mono_ns();
 }
 
 /* Write the bound port atomically (write a temporary file, rename). */
@@ -262,8 +267,13 @@ static int write_port_file(const kr_server *srv)
         return -1;
     /* The data port, then the admin port when there is one. */
     int ok = fprintf(f, "%u\n", srv->port) > 0;
-    if (ok && srv->http_port != 0)
+    uint16_t kafka_port = kr_kafka_port(srv->kafka);
+    /* The admin port (0 when off, if a Kafka port follows), then the Kafka
+     * port when there is one. */
+    if (ok && (srv->http_port != 0 || kafka_port != 0))
         ok = fprintf(f, "%u\n", srv->http_port) > 0;
+    if (ok && kafka_port != 0)
+        ok = fprintf(f, "%u\n", kafka_port) > 0;
     ok = (fclose(f) == 0) && ok;
     if (!ok || rename(tmp, path) < 0) {
         unlink(tmp);
@@ -305,7 +315,11 @@ int kr_server_setup(kr_server *srv, const kr_config *cfg, kr_metrics *metrics)
 
 int kr_server_listen(kr_server *srv)
 {
-    if (bind_listener(srv) < 0)
+    srv->listener = kr_server_bind(srv, srv->cfg->listen, on_accept, srv->listen_addr,
+                                   sizeof srv->listen_addr, &srv->port);
+    if (srv->listener == NULL)
+        return -1;
+    if (srv->cfg->kafka_listen != NULL && kr_kafka_start(srv) < 0)
         return -1;
     if (srv->cfg->port_file != NULL && write_port_file(srv) < 0) {
         kr_log(KR_LOG_ERROR, "cannot write the port file", KR_LOG_STR("path", srv->cfg->port_file),
@@ -332,6 +346,8 @@ void kr_server_free(kr_server *srv)
     kr_conn *c;
     while ((c = TAILQ_FIRST(&srv->conns)) != NULL)
         kr_conn_abort(c, "server stopped");
+    kr_kafka_free(srv->kafka);
+    srv->kafka = NULL;
     if (srv->listener != NULL)
         evconnlistener_free(srv->listener);
     if (srv->tick != NULL)

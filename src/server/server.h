@@ -70,6 +70,7 @@
 
 typedef struct kr_server kr_server;
 typedef struct kr_conn kr_conn;
+typedef struct kr_kafka kr_kafka; /* the Kafka listener (kafka.h) */
 typedef struct kr_req kr_req;
 
 typedef enum kr_req_state { KR_REQ_RUNNING = 0, KR_REQ_DONE } kr_req_state;
@@ -199,6 +200,8 @@ struct kr_server {
     char listen_addr[128]; /* as bound, e.g. 127.0.0.1:40123 */
     uint16_t port;
     uint16_t http_port; /* the admin port as bound, 0 when off */
+    kr_kafka *kafka;    /* the Kafka listener, NULL when off; its connections
+                           count in n_conns (one --max-connections) */
     kr_metrics *metrics;
     kr_server_metrics m;
     kr_store *store; /* NULL in unit tests of the session alone */
@@ -219,6 +222,23 @@ int kr_server_run(kr_server *srv);
 
 /* Bind the listener (after the store is ready). @return 0 or -1. */
 int kr_server_listen(kr_server *srv);
+
+/*
+ * kr_server_bind - bind a listener on `addr` (HOST:PORT, port 0 for a free
+ * one) to srv's loop, calling `cb` with srv for each connection; the
+ * address as bound goes to bound[0..boundlen) and *port. Logs why it fails.
+ * @return the listener (free with evconnlistener_free), or NULL.
+ */
+struct evconnlistener *kr_server_bind(kr_server *srv, const char *addr,
+                                      void (*cb)(struct evconnlistener *, evutil_socket_t,
+                                                 struct sockaddr *, int, void *),
+                                      char *bound, size_t boundlen, uint16_t *port);
+
+/* An output evbuffer callback (arg: a uint64_t) that records, in
+ * kr_mono_ns time, when the client last took bytes - progress that tells a
+ * slow reader from a stalled one (--write-timeout). Both ports use it. */
+void kr_server_note_drain(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+                          void *last_drain_ns);
 
 /* Begin a graceful stop (what SIGTERM does). */
 void kr_server_shutdown(kr_server *srv);

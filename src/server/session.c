@@ -33,6 +33,7 @@
 #include "server/server.h"
 #include "util/byteorder.h"
 #include "util/clock.h"
+#include "util/hostport.h"
 #include "util/log.h"
 #include "util/secret.h"
 
@@ -740,32 +741,7 @@ static void on_input_change(struct evbuffer *buf, const struct evbuffer_cb_info 
     kr_budget_add(c->srv, delta);
 }
 
-/* Count reply bytes the client has taken; that is progress, not a stall. */
-static void on_output_change(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
-{
-    kr_conn *c = arg;
-    (void)buf;
-    if (info->n_deleted > 0 || (info->orig_size == 0 && info->n_added > 0))
-        c->last_drain_ns = kr_mono_ns();
-}
-
 /* ---- life cycle ---- */
-
-static void format_peer(const struct sockaddr *sa, char *out, size_t outlen)
-{
-    char host[INET6_ADDRSTRLEN] = "?";
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
-        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-        snprintf(out, outlen, "%s:%u", host, ntohs(in->sin_port));
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
-        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-        snprintf(out, outlen, "[%s]:%u", host, ntohs(in6->sin6_port));
-    } else {
-        snprintf(out, outlen, "?");
-    }
-}
 
 kr_conn *kr_conn_new(kr_server *srv, int fd, const struct sockaddr *sa, int salen)
 {
@@ -782,7 +758,7 @@ kr_conn *kr_conn_new(kr_server *srv, int fd, const struct sockaddr *sa, int sale
     kr_buf_init(&c->enc, srv->cfg->max_frame);
     kr_buf_init(&c->scratch, srv->cfg->max_frame);
     kr_buf_init(&c->tmp, srv->cfg->max_frame);
-    format_peer(sa, c->peer, sizeof c->peer);
+    kr_sockaddr_format(sa, c->peer, sizeof c->peer, NULL);
 
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -806,7 +782,7 @@ kr_conn *kr_conn_new(kr_server *srv, int fd, const struct sockaddr *sa, int sale
     bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
     bufferevent_setwatermark(c->bev, EV_WRITE, KR_CONN_OUT_LOW, 0);
     bufferevent_set_max_single_read(c->bev, KR_CONN_READ_CHUNK);
-    evbuffer_add_cb(bufferevent_get_output(c->bev), on_output_change, c);
+    evbuffer_add_cb(bufferevent_get_output(c->bev), kr_server_note_drain, &c->last_drain_ns);
     /* Replies are written by on_flush; the write event only when the
      * socket is full (see "replies"). */
     bufferevent_disable(c->bev, EV_WRITE);

@@ -62,6 +62,8 @@ void kr_job_free(kr_job *j)
         free(j->del.paths);
         break;
     case KR_JOB_CURSOR:
+        free(j->cursor.koffset);
+        break;
     case KR_JOB_TOPIC_DROP:
         break;
     }

@@ -111,15 +111,20 @@ typedef struct kr_job_logged {
     uint64_t seq;                 /* ... the seq it was told */
 } kr_job_logged;
 
-/* CURSOR: one group's cursor. Every cursor job of a round is one WAL-on
- * RocksDB write, fsync'd when any of them asks (--fsync-cursors). */
+/* CURSOR: one group's cursor, or a Kafka group's committed offset (tg
+ * NULL, koffset set: store/koffsets.c). Every cursor job of a round is one
+ * WAL-on RocksDB write, fsync'd when any of them asks (--fsync-cursors). */
 typedef struct kr_job_cursor {
     kr_tgroup *tg;     /* the loop's; groups live as long as their topic */
-    const char *group; /* tg's name, immutable: the writer reads only this */
+    const char *group; /* tg's name, immutable: the writer reads only this
+                          (a Kafka group's: in koffset's memory) */
     size_t group_len;
     uint64_t cursor, origin;
     bool sync;
-    bool drop; /* GROUP_DELETE: remove the record instead */
+    uint8_t *koffset;   /* a Kafka offset record: the group name, then the
+                           value at koffset + group_len (malloc'd, the job's) */
+    size_t koffset_len; /* of the value */
+    bool drop;          /* GROUP_DELETE: remove the record instead */
 } kr_job_cursor;
 
 /* TOPIC_DROP: how far the deletion got (topic_admin.c). */

@@ -128,6 +128,16 @@ typedef struct kr_waiter {
 
 TAILQ_HEAD(kr_waiter_list, kr_waiter);
 
+/* A Kafka consumer group's committed offset on a topic (the Kafka
+ * listener's bookkeeping, beside the groups' cursors; see koffsets.c). */
+typedef struct kr_koffset {
+    char *group; /* NUL-terminated, group_len bytes */
+    size_t group_len;
+    uint64_t offset;
+    char *metadata; /* the client's text, NUL-terminated; NULL for null */
+    size_t metadata_len;
+} kr_koffset;
+
 struct kr_topic {
     kr_store *store;
     char name[KRAPPY_MAX_NAME_BYTES + 1];
@@ -154,6 +164,8 @@ struct kr_topic {
     struct kr_waiter_list waiters;
     struct kr_tgroup **groups; /* consumer groups, by name */
     size_t n_groups, cap_groups;
+    kr_koffset *koffsets; /* Kafka groups' committed offsets, by group name */
+    size_t n_koffsets, cap_koffsets;
     struct kr_stream *stream; /* its files as the loop writes them (append.h) */
     struct kr_tprod *prod;    /* idempotent producers (store_producers.c) */
     uint64_t events_in;       /* counters for STATS/metrics */
@@ -324,6 +336,15 @@ krappy_err kr_store_fetch(kr_store *s, kr_topic *t, uint64_t offset, uint64_t ma
  * @return 0, or -1 (a read failed; msg filled).
  */
 int kr_store_fetch_emit(kr_store *s, const kr_fetch_result *res, struct evbuffer *buf, char *msg,
+                        size_t msglen);
+
+/*
+ * kr_store_fetch_copy - append the events of a fetch result to out, read
+ * into memory (for a protocol that re-encodes them: the Kafka listener).
+ * Each is one CBOR item in delivered form, back to back.
+ * @return 0, or -1 (out refused to grow or a read failed; msg filled).
+ */
+int kr_store_fetch_copy(kr_store *s, const kr_fetch_result *res, kr_buf *out, char *msg,
                         size_t msglen);
 
 /* Park a waiter until the topic's next passes w->offset or the timer
@@ -507,6 +528,35 @@ void kr_store_wake_group(kr_store *s, kr_tgroup *tg);
 int kr_store_group_persist(kr_store *s, kr_tgroup *tg, kr_store_done done, void *arg,
                            kr_store_result *res);
 
+/* ---- Kafka groups' committed offsets ---- */
+
+/* Longest Kafka group name and offset metadata the store keeps. */
+#define KR_KOFFSET_GROUP_MAX    KRAPPY_MAX_NAME_BYTES
+#define KR_KOFFSET_METADATA_MAX 4096
+
+/* The committed offset of Kafka group `group` on t, or NULL when it has
+ * none. Borrowed: valid until the next commit to t completes. */
+const kr_koffset *kr_store_koffset(const kr_topic *t, const uint8_t *group, size_t len);
+
+/* Every Kafka group's committed offset on t, by group name: *out is the
+ * store's array, valid until the next commit to t completes. @return how
+ * many. */
+size_t kr_store_koffsets(const kr_topic *t, const kr_koffset **out);
+
+/*
+ * kr_store_koffset_commit - Kafka OffsetCommit: record `offset` (and the
+ * client's metadata, mlen -1 for null) as group's committed offset on t.
+ * Written like a group cursor (RocksDB, WAL on; fsync'd with
+ * --fsync-cursors), in order after every earlier job; `done` runs once it
+ * survives kill -9, and from then on kr_store_koffset answers it.
+ * @return 0 when queued; -1 with res filled: INVALID_ARGUMENT for a group
+ *         name of 0 or over KR_KOFFSET_GROUP_MAX bytes or metadata over
+ *         KR_KOFFSET_METADATA_MAX, STORAGE when out of memory or closing.
+ */
+int kr_store_koffset_commit(kr_store *s, kr_topic *t, const uint8_t *group, size_t glen,
+                            uint64_t offset, const char *metadata, int32_t mlen, kr_store_done done,
+                            void *arg, kr_store_result *res);
+
 /* Start a checkpoint of every topic whose view lags its stream (one runs
  * at a time; asking during one queues another right after). */
 void kr_store_checkpoint(kr_store *s);
@@ -576,11 +626,13 @@ krappy_err kr_store_group_delete(kr_store *s, kr_tgroup *tg, kr_store_done done,
  * headers (read 1 MiB at a time, their largest timestamps) the first batch,
  * and that batch's events the offset. Reads at most one segment's headers
  * and one batch; runs on the loop.
+ * @param found_ts  NULL, or set to the found event's ts (Kafka's ListOffsets
+ *                  answers it); untouched when there is none
  * @return KRAPPY_OK and *offset, or KRAPPY_E_STORAGE (msg: an unreadable
  *         segment).
  */
 krappy_err kr_store_offset_for_time(kr_store *s, kr_topic *t, uint64_t ts_ms, uint64_t *offset,
-                                    char *msg, size_t msglen);
+                                    uint64_t *found_ts, char *msg, size_t msglen);
 
 /* ---- stats ---- */
 uint64_t kr_topic_bytes(const kr_topic *t);

@@ -192,6 +192,7 @@ kr_tgroup *kr_store_group_add(kr_store *s, kr_topic *t, const uint8_t *name, siz
 
 void kr_store_groups_free(kr_topic *t)
 {
+    kr_store_koffsets_free(t);
     for (size_t i = 0; i < t->n_groups; i++) {
         kr_group_free(t->groups[i]->g);
         free(t->groups[i]);
@@ -243,6 +244,8 @@ static int load_one(void *arg, const uint8_t *name, size_t len, uint64_t cursor,
 
 int kr_store_groups_load(kr_store *s, kr_topic *t, char *err, size_t errlen)
 {
+    if (kr_store_koffsets_load(s, t, err, errlen) < 0)
+        return -1;
     struct load_ctx c = {s, t, 0};
     if (kr_view_cursors(s->view, t->name, t->name_len, load_one, &c, err, errlen) < 0)
         return -1;
@@ -288,6 +291,10 @@ int kr_store_group_persist(kr_store *s, kr_tgroup *tg, kr_store_done done, void 
 /* Completion of a cursor job (store.c dispatches here). */
 void kr_store_cursor_done(kr_store *s, kr_job *j)
 {
+    if (j->cursor.koffset != NULL) {
+        kr_store_koffset_done(s, j);
+        return;
+    }
     kr_tgroup *tg = j->cursor.tg;
     if (j->err == KRAPPY_OK && j->cursor.cursor > tg->g->durable)
         tg->g->durable = j->cursor.cursor;

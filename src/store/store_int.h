@@ -188,6 +188,12 @@ void kr_store_groups_tick(kr_store *s, kr_topic *t);
 void kr_store_groups_metrics(kr_topic *t);
 void kr_store_groups_retained(kr_store *s, kr_topic *t);
 
+/* koffsets.c: Kafka groups' committed offsets (loaded with the groups,
+ * written as cursor jobs) */
+int kr_store_koffsets_load(kr_store *s, kr_topic *t, char *err, size_t errlen);
+void kr_store_koffsets_free(kr_topic *t);
+void kr_store_koffset_done(kr_store *s, kr_job *j);
+
 /* topic_admin.c */
 /* Completions of a TOPIC_DROP job and of a CURSOR job that drops a group. */
 void kr_store_topic_dropped(kr_store *s, kr_job *j);

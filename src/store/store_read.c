@@ -554,6 +554,46 @@ int kr_store_fetch_emit(kr_store *s, const kr_fetch_result *res, struct evbuffer
     return 0;
 }
 
+int kr_store_fetch_copy(kr_store *s, const kr_fetch_result *res, kr_buf *out, char *msg,
+                        size_t msglen)
+{
+    (void)s;
+    if (kr_buf_reserve(out, (size_t)res->bytes) < 0) {
+        snprintf(msg, msglen, "out of memory reading %llu bytes of events",
+                 (unsigned long long)res->bytes);
+        return -1;
+    }
+    /* Each segment's file pinned once for its run of ranges (the fdcache may
+     * close an idle one between reads). */
+    kr_segment *pinned = NULL;
+    int fd = -1, rc = 0;
+    for (size_t i = 0; i < res->n_ranges && rc == 0; i++) {
+        const kr_fetch_range *r = &res->ranges[i];
+        if (r->seg != pinned) {
+            if (pinned != NULL)
+                kr_fdfile_put(pinned->file);
+            pinned = NULL;
+            if ((fd = kr_fdfile_get(r->seg->file)) < 0) {
+                snprintf(msg, msglen, "cannot open a segment file: %s", strerror(errno));
+                rc = -1;
+                break;
+            }
+            pinned = r->seg;
+        }
+        ssize_t got = pread(fd, out->data + out->len, (size_t)r->len, (off_t)r->pos);
+        if (got != (ssize_t)r->len) {
+            snprintf(msg, msglen, "reading a segment file failed: %s",
+                     got < 0 ? strerror(errno) : "the file is shorter than its events");
+            rc = -1;
+            break;
+        }
+        out->len += (size_t)r->len;
+    }
+    if (pinned != NULL)
+        kr_fdfile_put(pinned->file);
+    return rc;
+}
+
 /* ---- long polls ---- */
 
 static void on_wait_timeout(evutil_socket_t fd, short what, void *arg)

@@ -453,7 +453,7 @@ krappy_err kr_store_group_seek(kr_store *s, kr_tgroup *tg, kr_seek_kind to, uint
         at = value;
         break;
     case KR_SEEK_TIME:
-        if ((e = kr_store_offset_for_time(s, t, value, &at, msg, msglen)) != KRAPPY_OK)
+        if ((e = kr_store_offset_for_time(s, t, value, &at, NULL, msg, msglen)) != KRAPPY_OK)
             return e;
         break;
     }
@@ -513,10 +513,10 @@ void kr_store_group_dropped(kr_store *s, kr_job *j)
 /* ---- offsets by time ---- */
 
 /* The first event of batch h at pos of the segment file fd with ts >=
- * ts_ms. @return 1 and *offset, 0 when none (or the batch is unreadable),
- * -1 on ENOMEM. */
+ * ts_ms. @return 1 and *offset and *found_ts, 0 when none (or the batch is
+ * unreadable), -1 on ENOMEM. */
 static int first_in_batch(int fd, uint64_t pos, const kr_batch_hdr *h, uint64_t ts_ms,
-                          uint64_t *offset)
+                          uint64_t *offset, uint64_t *found_ts)
 {
     uint8_t *b = malloc((size_t)h->hlen + h->len);
     if (b == NULL)
@@ -532,6 +532,7 @@ static int first_in_batch(int fd, uint64_t pos, const kr_batch_hdr *h, uint64_t 
                 break;
             if (ev.ts >= ts_ms) {
                 *offset = ev.offset;
+                *found_ts = ev.ts;
                 found = 1;
                 break;
             }
@@ -558,7 +559,7 @@ static uint64_t corrupt_end(const kr_segment *seg, uint64_t pos)
  * that recent, -1 (msg filled).
  */
 static int time_in_segment(kr_store *s, kr_topic *t, kr_segment *seg, uint64_t ts_ms,
-                           uint64_t *offset, char *msg, size_t msglen)
+                           uint64_t *offset, uint64_t *found_ts, char *msg, size_t msglen)
 {
     if (!seg->verified && kr_segment_verify(s, t, seg) < 0) {
         snprintf(msg, msglen, "cannot read a segment of topic %s: %s", t->name, strerror(errno));
@@ -606,7 +607,7 @@ static int time_in_segment(kr_store *s, kr_topic *t, kr_segment *seg, uint64_t t
             break;
         }
         if (h.max_ts >= ts_ms) {
-            rc = first_in_batch(fd, pos, &h, ts_ms, offset);
+            rc = first_in_batch(fd, pos, &h, ts_ms, offset, found_ts);
             if (rc != 0)
                 break;
         }
@@ -620,15 +621,18 @@ static int time_in_segment(kr_store *s, kr_topic *t, kr_segment *seg, uint64_t t
 }
 
 krappy_err kr_store_offset_for_time(kr_store *s, kr_topic *t, uint64_t ts_ms, uint64_t *offset,
-                                    char *msg, size_t msglen)
+                                    uint64_t *found_ts, char *msg, size_t msglen)
 {
+    uint64_t ts_found;
+    if (found_ts == NULL)
+        found_ts = &ts_found;
     msg[0] = '\0';
     *offset = t->next;
     for (size_t i = 0; i < t->n_segs; i++) {
         kr_segment *seg = t->segs[i];
         if (seg->next <= t->first || seg->max_ts < ts_ms)
             continue;
-        int rc = time_in_segment(s, t, seg, ts_ms, offset, msg, msglen);
+        int rc = time_in_segment(s, t, seg, ts_ms, offset, found_ts, msg, msglen);
         if (rc < 0)
             return KRAPPY_E_STORAGE;
         if (rc > 0) {

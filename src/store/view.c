@@ -16,8 +16,9 @@
  * Every error string RocksDB returns is malloc'd by RocksDB: it is copied
  * into the caller's sentence and released with rocksdb_free.
  *
- * Checkpoint files and the probes a checkpoint counts keys with live in
- * view_ckpt.c; what both files share, in view_int.h.
+ * Write batches live in view_batch.c; checkpoint files and the probes a
+ * checkpoint counts keys with, in view_ckpt.c; what the files share, in
+ * view_int.h.
  */
 #include "store/view.h"
 #include "store/view_int.h"
@@ -507,157 +508,6 @@ static int unlocked_get(kr_view *v, const char *topic, size_t tlen, const uint8_
     return rc;
 }
 
-/* ---- batches ---- */
-
-kr_view_batch *kr_view_batch_new(void)
-{
-    kr_view_batch *b = calloc(1, sizeof *b);
-    if (b == NULL)
-        return NULL;
-    b->wb = rocksdb_writebatch_create();
-    if (b->wb == NULL) {
-        free(b);
-        return NULL;
-    }
-    kr_buf_init(&b->key, SIZE_MAX);
-    return b;
-}
-
-void kr_view_batch_free(kr_view_batch *b)
-{
-    if (b == NULL)
-        return;
-    rocksdb_writebatch_destroy(b->wb);
-    kr_buf_free(&b->key);
-    free(b);
-}
-
-/* Build tag | tlen | topic | part into k (reset first), the layout of every
- * key of a topic. @return NULL, or why it cannot be built. */
-const char *kr_view_key_into(kr_buf *k, char tag, const char *topic, size_t tlen,
-                             const uint8_t *part, size_t plen)
-{
-    if (tlen > KR_VIEW_TOPIC_MAX)
-        return topic_msg;
-    uint8_t h[2] = {(uint8_t)tag, (uint8_t)tlen};
-    kr_buf_reset(k);
-    kr_buf_append(k, h, 2);
-    kr_buf_append(k, topic, tlen);
-    kr_buf_append(k, part, plen);
-    return k->failed ? "out of memory" : NULL;
-}
-
-int kr_view_batch_key(kr_view_batch *b, char tag, const char *topic, size_t tlen,
-                      const uint8_t *part, size_t plen)
-{
-    if (b->failed)
-        return -1;
-    b->failed = kr_view_key_into(&b->key, tag, topic, tlen, part, plen);
-    return b->failed != NULL ? -1 : 0;
-}
-
-void kr_view_batch_put(kr_view_batch *b, const char *topic, size_t tlen, const uint8_t *key,
-                       size_t klen, const uint8_t *event, size_t elen)
-{
-    if (kr_view_batch_key(b, TAG_KEY, topic, tlen, key, klen) < 0)
-        return;
-    rocksdb_writebatch_put(b->wb, (const char *)b->key.data, b->key.len, (const char *)event, elen);
-}
-
-void kr_view_batch_delete(kr_view_batch *b, const char *topic, size_t tlen, const uint8_t *key,
-                          size_t klen)
-{
-    if (kr_view_batch_key(b, TAG_KEY, topic, tlen, key, klen) < 0)
-        return;
-    rocksdb_writebatch_delete(b->wb, (const char *)b->key.data, b->key.len);
-}
-
-size_t kr_view_encode_uints(uint8_t val[32], const uint64_t *v, size_t n)
-{
-    kr_buf vb;
-    kr_buf_init(&vb, 32);
-    kr_cbor_put_array(&vb, n);
-    for (size_t i = 0; i < n; i++)
-        kr_cbor_put_uint(&vb, v[i]);
-    size_t len = vb.failed ? 0 : vb.len;
-    if (len > 0)
-        memcpy(val, vb.data, len);
-    kr_buf_free(&vb);
-    return len;
-}
-
-/* A marker's value, CBOR [next, keys], into val (32 bytes).
- * @return its length, or 0 on ENOMEM. */
-size_t kr_view_encode_marker(uint8_t val[32], uint64_t next, uint64_t keys)
-{
-    uint64_t v[2] = {next, keys};
-    return kr_view_encode_uints(val, v, 2);
-}
-
-void kr_view_batch_marker(kr_view_batch *b, const char *topic, size_t tlen, uint64_t next,
-                          uint64_t keys)
-{
-    uint8_t val[32];
-    if (kr_view_batch_key(b, TAG_MARKER, topic, tlen, NULL, 0) < 0)
-        return;
-    size_t vlen = kr_view_encode_marker(val, next, keys);
-    if (vlen == 0) {
-        b->failed = "out of memory";
-        return;
-    }
-    rocksdb_writebatch_put(b->wb, (const char *)b->key.data, b->key.len, (const char *)val, vlen);
-}
-
-void kr_view_batch_drop_tag(kr_view_batch *b, char tag, const char *topic, size_t tlen)
-{
-    /* [tag|tlen|topic, successor of it). */
-    if (kr_view_batch_key(b, tag, topic, tlen, NULL, 0) < 0)
-        return;
-    uint8_t end[2 + KR_VIEW_TOPIC_MAX];
-    memcpy(end, b->key.data, b->key.len);
-    size_t endlen = kr_view_prefix_successor(end, b->key.len);
-    rocksdb_writebatch_delete_range(b->wb, (const char *)b->key.data, b->key.len, (const char *)end,
-                                    endlen);
-}
-
-void kr_view_batch_drop_topic(kr_view_batch *b, const char *topic, size_t tlen)
-{
-    kr_view_batch_drop_tag(b, TAG_KEY, topic, tlen);
-    if (kr_view_batch_key(b, TAG_MARKER, topic, tlen, NULL, 0) < 0)
-        return;
-    rocksdb_writebatch_delete(b->wb, (const char *)b->key.data, b->key.len);
-}
-
-void kr_view_batch_cursor(kr_view_batch *b, const char *topic, size_t tlen, const uint8_t *group,
-                          size_t glen, uint64_t cursor, uint64_t origin)
-{
-    uint8_t val[32];
-    kr_buf vb;
-    if (kr_view_batch_key(b, TAG_CURSOR, topic, tlen, group, glen) < 0)
-        return;
-    kr_buf_init(&vb, sizeof val);
-    kr_cbor_put_array(&vb, 2);
-    kr_cbor_put_uint(&vb, cursor);
-    kr_cbor_put_uint(&vb, origin);
-    if (vb.failed) {
-        kr_buf_free(&vb);
-        b->failed = "out of memory";
-        return;
-    }
-    memcpy(val, vb.data, vb.len);
-    size_t vlen = vb.len;
-    kr_buf_free(&vb);
-    rocksdb_writebatch_put(b->wb, (const char *)b->key.data, b->key.len, (const char *)val, vlen);
-}
-
-void kr_view_batch_cursor_delete(kr_view_batch *b, const char *topic, size_t tlen,
-                                 const uint8_t *group, size_t glen)
-{
-    if (kr_view_batch_key(b, TAG_CURSOR, topic, tlen, group, glen) < 0)
-        return;
-    rocksdb_writebatch_delete(b->wb, (const char *)b->key.data, b->key.len);
-}
-
 static int unlocked_write_logged(kr_view *v, kr_view_batch *b, bool sync, char *err, size_t errlen)
 {
     if (v->db == NULL) {
@@ -756,12 +606,6 @@ static int unlocked_cursors(kr_view *v, const char *topic, size_t tlen,
     struct cursor_walk cw = {fn, arg};
     return kr_view_each_unlocked(v, TAG_CURSOR, topic, tlen, cursor_record, &cw,
                                  "reading group cursors failed", err, errlen);
-}
-
-size_t kr_view_batch_count(const kr_view_batch *b)
-{
-    int n = rocksdb_writebatch_count(b->wb);
-    return n > 0 ? (size_t)n : 0;
 }
 
 static int unlocked_write(kr_view *v, kr_view_batch *b, char *err, size_t errlen)
@@ -969,6 +813,17 @@ int kr_view_cursors(kr_view *v, const char *topic, size_t tlen,
 {
     int rc;
     SHARED(v, rc = unlocked_cursors(v, topic, tlen, fn, arg, err, errlen));
+    return rc;
+}
+
+int kr_view_koffsets(kr_view *v, const char *topic, size_t tlen,
+                     int (*fn)(void *arg, const uint8_t *group, size_t glen, const uint8_t *value,
+                               size_t vlen),
+                     void *arg, char *err, size_t errlen)
+{
+    int rc;
+    SHARED(v, rc = kr_view_each_unlocked(v, TAG_KOFFSET, topic, tlen, fn, arg,
+                                         "reading Kafka committed offsets failed", err, errlen));
     return rc;
 }
 

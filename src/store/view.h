@@ -11,7 +11,13 @@
  *                                                  the view holds exactly the
  *                                                  events with offset < next;
  *                                                  keys = live keys then
- *   'c' | len(topic) u8 | topic | group          -> a group's cursor (WAL on)
+ *   'c' | len(topic) u8 | topic | group          -> a group's cursor (WAL on):
+ *                                                  CBOR [cursor, origin]
+ *   'o' | len(topic) u8 | topic | group          -> a Kafka group's committed
+ *                                                  offset (the Kafka listener's
+ *                                                  bookkeeping; WAL on): CBOR
+ *                                                  [offset, metadata text or
+ *                                                  null]
  *   'p' | len(topic) u8 | topic | pid u64 BE     -> an idempotent producer's
  *                                                  durable state (the store's
  *                                                  encoding), written by
@@ -120,6 +126,23 @@ int kr_view_cursors(kr_view *v, const char *topic, size_t tlen,
                     int (*fn)(void *arg, const uint8_t *group, size_t glen, uint64_t cursor,
                               uint64_t origin),
                     void *arg, char *err, size_t errlen);
+
+/* A Kafka group's committed offset record ('o' | len(topic) | topic |
+ * group -> value, encoded by the caller: store/koffsets.c). Written with the
+ * cursors (kr_view_write_logged). */
+void kr_view_batch_koffset(kr_view_batch *b, const char *topic, size_t tlen, const uint8_t *group,
+                           size_t glen, const uint8_t *value, size_t vlen);
+
+/*
+ * kr_view_koffsets - call fn for every Kafka committed offset record of a
+ * topic (in group name order) until it returns non-zero; the pointers are
+ * valid during the call only.
+ * @return 0, or -1 with err filled.
+ */
+int kr_view_koffsets(kr_view *v, const char *topic, size_t tlen,
+                     int (*fn)(void *arg, const uint8_t *group, size_t glen, const uint8_t *value,
+                               size_t vlen),
+                     void *arg, char *err, size_t errlen);
 
 /*
  * kr_view_drop_topic - remove every record keyed by the topic (its keys,

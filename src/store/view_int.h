@@ -1,5 +1,5 @@
 /*
- * store/view_int.h - what view.c and view_ckpt.c share (internal to the
+ * store/view_int.h - what view.c, view_batch.c and view_ckpt.c share (internal to the
  * view: the rest of the store goes through view.h).
  *
  * Keys of the view: tag | len(topic) | topic | part, compared bytewise.
@@ -19,6 +19,7 @@
 #define TAG_KEY      'k'
 #define TAG_MARKER   'm'
 #define TAG_CURSOR   'c'
+#define TAG_KOFFSET  'o' /* a Kafka group's committed offset (WAL on) */
 #define TAG_PRODUCER 'p' /* a producer's durable state, by pid (checkpoints) */
 #define TAG_REGISTER 'r' /* a producer's registration, by id (WAL on) */
 

@@ -4,16 +4,16 @@
  * (--rebuild-view).
  *
  * The view is derived from the streams - all but the consumer groups'
- * cursors and the idempotent producers' registrations, which it holds too
- * and which no stream can give back (a batch header names its producer by
- * number only). So a view that is gone while topics exist (DATA/view
- * deleted, or never copied with DATA/topics) is not silently made anew,
- * which would drop every group: krappyd refuses to start and says what to
- * do. Asked to rebuild, krappyd reads the cursors and registrations out of
- * the old view (refusing, with what to do, when it cannot), deletes it, and
- * starts a new one holding just those; recovery then replays every stream
- * into it from its first offset (recovery.c), the producers' sequence
- * states with it.
+ * cursors, the Kafka groups' committed offsets and the idempotent
+ * producers' registrations, which it holds too and which no stream can give
+ * back (a batch header names its producer by number only). So a view that
+ * is gone while topics exist (DATA/view deleted, or never copied with
+ * DATA/topics) is not silently made anew, which would drop every group:
+ * krappyd refuses to start and says what to do. Asked to rebuild, krappyd
+ * reads the cursors, offsets and registrations out of the old view
+ * (refusing, with what to do, when it cannot), deletes it, and starts a new
+ * one holding just those; recovery then replays every stream into it from
+ * its first offset (recovery.c), the producers' sequence states with it.
  */
 #include "store/store_int.h"
 
@@ -67,7 +67,7 @@ typedef struct keep {
     kr_view *old;
     kr_view_batch *b;
     const char *topic;
-    size_t kept, kept_producers;
+    size_t kept, kept_producers, kept_koffsets;
     char err[256]; /* why a topic's records could not be read */
 } keep;
 
@@ -77,6 +77,16 @@ static int keep_cursor(void *arg, const uint8_t *group, size_t glen, uint64_t cu
     keep *k = arg;
     kr_view_batch_cursor(k->b, k->topic, strlen(k->topic), group, glen, cursor, origin);
     k->kept++;
+    return 0;
+}
+
+/* A Kafka group's committed offset, as stored (store/koffsets.c). */
+static int keep_koffset(void *arg, const uint8_t *group, size_t glen, const uint8_t *value,
+                        size_t vlen)
+{
+    keep *k = arg;
+    kr_view_batch_koffset(k->b, k->topic, strlen(k->topic), group, glen, value, vlen);
+    k->kept_koffsets++;
     return 0;
 }
 
@@ -101,11 +111,13 @@ static int keep_topic(void *arg, const char *name)
     k->topic = name;
     size_t len = strlen(name);
     return kr_view_cursors(k->old, name, len, keep_cursor, k, k->err, sizeof k->err) < 0 ||
-           kr_view_producers(k->old, name, len, keep_producer, k, k->err, sizeof k->err) < 0;
+           kr_view_producers(k->old, name, len, keep_producer, k, k->err, sizeof k->err) < 0 ||
+           kr_view_koffsets(k->old, name, len, keep_koffset, k, k->err, sizeof k->err) < 0;
 }
 
-/* --rebuild-view: the cursors out of the old view (when there is one),
- * the old view deleted, a new one opened with them. */
+/* --rebuild-view: the cursors, Kafka offsets and registrations out of the
+ * old view (when there is one), the old view deleted, a new one opened with
+ * them. */
 static int rebuild(kr_store *s, const char *path, const kr_view_opts *vo, char *err, size_t errlen)
 {
     keep k = {0};
@@ -140,13 +152,16 @@ static int rebuild(kr_store *s, const char *path, const kr_view_opts *vo, char *
     }
     if (kr_view_open(path, vo, &s->view, err, errlen) < 0)
         goto out;
-    if (k.kept + k.kept_producers > 0 && kr_view_write_logged(s->view, k.b, true, err, errlen) < 0)
+    if (k.kept + k.kept_producers + k.kept_koffsets > 0 &&
+        kr_view_write_logged(s->view, k.b, true, err, errlen) < 0)
         goto out;
     kr_log(KR_LOG_WARN,
            "the latest-value view is rebuilt from the streams (--rebuild-view); consumer "
-           "groups keep their cursors, idempotent producers their registrations",
+           "groups keep their cursors, Kafka groups their committed offsets, idempotent "
+           "producers their registrations",
            KR_LOG_STR("view", path), KR_LOG_U64("cursors_kept", k.kept),
-           KR_LOG_U64("producers_kept", k.kept_producers));
+           KR_LOG_U64("producers_kept", k.kept_producers),
+           KR_LOG_U64("kafka_offsets_kept", k.kept_koffsets));
     rc = 0;
 out:
     kr_view_batch_free(k.b);

@@ -19,10 +19,11 @@
 
 /*
  * The tags of every record keyed by topic. A new kind of per-topic record
- * (producer state, Kafka group offsets, topic settings) adds its tag here,
- * and DELETE_TOPIC and start-up then remove it with the rest.
+ * (topic settings, say) adds its tag here, and DELETE_TOPIC and start-up
+ * then remove it with the rest.
  */
-static const char topic_tags[] = {TAG_KEY, TAG_MARKER, TAG_CURSOR, TAG_PRODUCER, TAG_REGISTER};
+static const char topic_tags[] = {TAG_KEY,     TAG_MARKER,   TAG_CURSOR,
+                                  TAG_KOFFSET, TAG_PRODUCER, TAG_REGISTER};
 #define N_TOPIC_TAGS (sizeof topic_tags / sizeof topic_tags[0])
 
 /* Keys deleted per write batch at most: bounds the batch's memory. */

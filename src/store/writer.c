@@ -300,7 +300,10 @@ static void run_cursors(kr_writer *wr, kr_job *from, kr_job *to)
             continue;
         }
         const kr_job_cursor *c = &j->cursor;
-        if (c->drop) /* GROUP_DELETE: after any earlier cursor of the group in the batch */
+        if (c->koffset != NULL)
+            kr_view_batch_koffset(b, j->t->name, j->t->name_len, c->koffset, c->group_len,
+                                  c->koffset + c->group_len, c->koffset_len);
+        else if (c->drop) /* GROUP_DELETE: after any earlier cursor of the group in the batch */
             kr_view_batch_cursor_delete(b, j->t->name, j->t->name_len, (const uint8_t *)c->group,
                                         c->group_len);
         else

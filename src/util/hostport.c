@@ -6,6 +6,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 int kr_port_valid(const char *port, unsigned flags)
 {
     size_t n = strlen(port);
@@ -102,4 +106,25 @@ int kr_hostport_parse(const char *s, unsigned flags, kr_hostport *hp, char *why,
 too_long:
     snprintf(why, whylen, "address \"%.40s...\": the host is longer than %d bytes", s, KR_HOST_MAX);
     return -1;
+}
+
+void kr_sockaddr_format(const struct sockaddr *sa, char *out, size_t outlen, uint16_t *port)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    uint16_t p = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        p = ntohs(in->sin_port);
+        snprintf(out, outlen, "%s:%u", host, p);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        p = ntohs(in6->sin6_port);
+        snprintf(out, outlen, "[%s]:%u", host, p);
+    } else {
+        snprintf(out, outlen, "?");
+    }
+    if (port != NULL)
+        *port = p;
 }

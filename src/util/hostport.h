@@ -7,6 +7,9 @@
 #define KR_UTIL_HOSTPORT_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+struct sockaddr;
 
 /* Longest host name or address (bytes, without the NUL): a DNS name. */
 #define KR_HOST_MAX 255
@@ -47,5 +50,13 @@ int kr_port_valid(const char *port, unsigned flags);
 /* "HOST:PORT", the host in brackets when it contains ':' (an IPv6
  * address), into out[0..outlen); always NUL-terminated (cut to fit). */
 void kr_hostport_format(char *out, size_t outlen, const char *host, const char *port);
+
+/*
+ * kr_sockaddr_format - an IPv4 or IPv6 socket address as "HOST:PORT" (the
+ * IPv6 host in brackets) into out[0..outlen), always NUL-terminated; "?"
+ * for another family. *port (may be NULL) gets the port, 0 for another
+ * family.
+ */
+void kr_sockaddr_format(const struct sockaddr *sa, char *out, size_t outlen, uint16_t *port);
 
 #endif

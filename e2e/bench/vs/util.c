@@ -58,31 +58,9 @@ static double self_cpu_s(void)
            (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
-/* utime + stime of pid (all threads) from /proc/pid/stat, in seconds. The
- * command name may hold spaces, so fields are counted after its ')'. */
-static double proc_cpu_s(pid_t pid)
-{
-    if (pid <= 0)
-        return 0;
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')');
-    unsigned long ut = 0, st = 0;
-    if (p == NULL ||
-        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
-        return 0;
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
 void vs_meter_start(vs_meter *m)
 {
-    m->srv0 = proc_cpu_s(m->server);
+    m->srv0 = e2e_pid_cpu_s(m->server, 0);
     m->cli0 = self_cpu_s();
     m->t0 = vs_now_s();
 }
@@ -91,7 +69,7 @@ void vs_meter_stop(vs_meter *m)
 {
     m->t1 = vs_now_s();
     m->cli1 = self_cpu_s();
-    m->srv1 = proc_cpu_s(m->server);
+    m->srv1 = e2e_pid_cpu_s(m->server, 0);
 }
 
 void vs_lat_add(vs_meter *m, uint64_t ns)

@@ -137,6 +137,21 @@ for (const sts of sets) {
         `${n}: port data = ${settings.dataPort}`, JSON.stringify(ports));
     check(portBy("admin")?.containerPort === settings.adminPort,
         `${n}: port admin = ${settings.adminPort}`, JSON.stringify(ports));
+    check(portBy("kafka")?.containerPort === settings.kafkaPort,
+        `${n}: port kafka = ${settings.kafkaPort}`, JSON.stringify(ports));
+    // Kafka clients are sent to the advertised address: the pod's name in
+    // the headless Service, on the Kafka port.
+    const env = c.env ?? [];
+    const envBy = (k) => env.find((e) => e.name === k);
+    const adv = envBy("KRAPPY_KAFKA_ADVERTISE")?.value ?? "";
+    const advIdx = env.findIndex((e) => e.name === "KRAPPY_KAFKA_ADVERTISE");
+    check(adv === `$(POD_NAME).${spec.serviceName}.$(POD_NAMESPACE).svc:${settings.kafkaPort}`,
+        `${n}: KRAPPY_KAFKA_ADVERTISE is the pod's name in ${spec.serviceName} on port ${settings.kafkaPort}`, adv);
+    for (const [v, field] of [["POD_NAME", "metadata.name"], ["POD_NAMESPACE", "metadata.namespace"]]) {
+        const i = env.findIndex((e) => e.name === v);
+        check(i >= 0 && i < advIdx && env[i].valueFrom?.fieldRef?.fieldPath === field,
+            `${n}: ${v} comes from ${field}, before KRAPPY_KAFKA_ADVERTISE uses it`, JSON.stringify(env[i]));
+    }
     for (const probe of ["startupProbe", "readinessProbe", "livenessProbe"]) {
         const p = c[probe];
         if (!p) {
@@ -190,15 +205,21 @@ for (const sts of sets) {
             check(portBy(t) !== undefined, `${name(s)}: port ${sp.name ?? sp.port} targets a container port`, String(t));
         }
     }
-    // The client Service(s): everything not headless exposes the data port only.
+    // The client Service(s): everything not headless exposes the data and
+    // Kafka ports, never the admin port.
     const clients = services.filter((s) => s.spec?.clusterIP !== "None");
     check(clients.length >= 1, "a client Service (not headless) exists");
+    const clientPorts = [settings.dataPort, settings.kafkaPort];
     for (const s of clients) {
         const exposed = (s.spec?.ports ?? []).map((sp) => portBy(sp.targetPort ?? sp.port)?.containerPort ?? sp.port);
-        check(exposed.length > 0 && exposed.every((p) => p === settings.dataPort) &&
+        check(exposed.includes(settings.dataPort) && exposed.every((p) => clientPorts.includes(p)) &&
             (s.spec?.ports ?? []).every((sp) => sp.port !== settings.adminPort),
-            `${name(s)}: client Service exposes only the data port ${settings.dataPort}`, JSON.stringify(exposed));
+            `${name(s)}: client Service exposes only the data port ${settings.dataPort} and the Kafka port ${settings.kafkaPort}`,
+            JSON.stringify(exposed));
     }
+    // The headless Service publishes the Kafka port the advertised name uses.
+    check((headless?.spec?.ports ?? []).some((sp) => portBy(sp.targetPort ?? sp.port)?.containerPort === settings.kafkaPort),
+        `${spec.serviceName}: publishes the Kafka port ${settings.kafkaPort}`);
 }
 
 if (failures) {

@@ -1,0 +1,414 @@
+/*
+ * e2e/bench/bench_kafka.c - the Kafka port against the Krappy port, on one
+ * krappyd (issue 15's figures):
+ *   produce: librdkafka 1M records (16-byte keys from 100,000, 100-byte
+ *            values), default linger and batching, acks=1, as fast as it
+ *            takes them; then krappy's own client on the Krappy port with
+ *            batches of the size librdkafka sent (records per Produce, read
+ *            from the server's /metrics), 8 in flight, ack "write";
+ *   consume: librdkafka from offset 0 to the end of its topic (default
+ *            fetch sizes, messages taken in batches from the consumer
+ *            queue), every record's key and value looked at; then FETCH
+ *            from 0 on the Krappy port, every event decoded - each once the
+ *            server is idle again after the produce phase before it.
+ *
+ *   bench_kafka [RECORDS]      default 1000000
+ * Uses $KRAPPYD (default bin/krappyd) in a temp dir.
+ */
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "../harness.h"
+#include "krappy/client.h"
+#include "proto/msg.h"
+
+#define KEYS        100000
+#define VALUE_BYTES 100
+#define IN_FLIGHT   8
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static double cpu_s(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec / 1e6;
+}
+
+/* A measured run: rate, CPU of client, server and the server's loop
+ * thread in % of one core. */
+typedef struct run {
+    double rate, cli, srv, loop;
+} run;
+
+typedef struct meter {
+    double t0, c0, s0, l0;
+} meter;
+
+static meter start(const e2e_server *s)
+{
+    return (meter){now_s(), cpu_s(), e2e_pid_cpu_s(s->pid, 0), e2e_pid_cpu_s(s->pid, s->pid)};
+}
+
+static run stop(const meter *m, const e2e_server *s, double count)
+{
+    double secs = now_s() - m->t0;
+    return (run){count / secs, 100 * (cpu_s() - m->c0) / secs,
+                 100 * (e2e_pid_cpu_s(s->pid, 0) - m->s0) / secs,
+                 100 * (e2e_pid_cpu_s(s->pid, s->pid) - m->l0) / secs};
+}
+
+/* Wait (at most 15 s) until the server is idle - its checkpoints of what
+ * was just produced done - so that a consume phase is measured alone. */
+static void settle(const e2e_server *s)
+{
+    double deadline = now_s() + 15;
+    double c0 = e2e_pid_cpu_s(s->pid, 0);
+    while (now_s() < deadline) {
+        usleep(300000);
+        double c1 = e2e_pid_cpu_s(s->pid, 0);
+        if (c1 - c0 < 0.015) /* under 5% of a core */
+            return;
+        c0 = c1;
+    }
+}
+
+static void die(const char *what, const char *why)
+{
+    fprintf(stderr, "bench_kafka: %s: %s\n", what, why);
+    exit(1);
+}
+
+/* Record i's key: "key-%011u" of a number drawn from KEYS. */
+static void key_of(uint32_t *seed, char key[17])
+{
+    *seed = *seed * 1103515245u + 12345u;
+    snprintf(key, 17, "key-%011u", (*seed >> 8) % KEYS);
+}
+
+/* ---- the Kafka port ---- */
+
+static void set(rd_kafka_conf_t *conf, const char *k, const char *v);
+
+/* $KRAPPY_BENCH_RDKAFKA: extra librdkafka settings, "k=v,k=v", for
+ * experiments (the figures printed are with the defaults). */
+static void extra_settings(rd_kafka_conf_t *conf)
+{
+    const char *env = getenv("KRAPPY_BENCH_RDKAFKA");
+    if (env == NULL)
+        return;
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", env);
+    char *save = NULL;
+    for (char *kv = strtok_r(buf, ",", &save); kv != NULL; kv = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(kv, '=');
+        if (eq == NULL)
+            die("KRAPPY_BENCH_RDKAFKA", "expected k=v,k=v");
+        *eq = '\0';
+        set(conf, kv, eq + 1);
+    }
+}
+
+static rd_kafka_t *kafka_client(const e2e_server *s, rd_kafka_type_t type, rd_kafka_conf_t *conf)
+{
+    char bs[64], err[512];
+    extra_settings(conf);
+    snprintf(bs, sizeof bs, "127.0.0.1:%s", s->kafka_port);
+    if (rd_kafka_conf_set(conf, "bootstrap.servers", bs, err, sizeof err) != RD_KAFKA_CONF_OK)
+        die("conf", err);
+    rd_kafka_t *rk = rd_kafka_new(type, conf, err, sizeof err);
+    if (rk == NULL)
+        die("rd_kafka_new", err);
+    return rk;
+}
+
+static void set(rd_kafka_conf_t *conf, const char *k, const char *v)
+{
+    char err[512];
+    if (rd_kafka_conf_set(conf, k, v, err, sizeof err) != RD_KAFKA_CONF_OK)
+        die(k, err);
+}
+
+static long delivered, failed;
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    if (m->err)
+        failed++;
+    else
+        delivered++;
+}
+
+static run kafka_produce(const e2e_server *s, long records)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    set(conf, "acks", "1");
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_t *rk = kafka_client(s, RD_KAFKA_PRODUCER, conf);
+    char value[VALUE_BYTES], key[17];
+    memset(value, 'v', sizeof value);
+    uint32_t seed = 42;
+    meter m = start(s);
+    for (long i = 0; i < records; i++) {
+        key_of(&seed, key);
+        for (;;) {
+            rd_kafka_resp_err_t e =
+                rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("kbench"), RD_KAFKA_V_PARTITION(0),
+                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key, 16),
+                                  RD_KAFKA_V_VALUE(value, sizeof value), RD_KAFKA_V_END);
+            if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+                break;
+            if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                die("produce", rd_kafka_err2str(e));
+            rd_kafka_poll(rk, 10);
+        }
+        rd_kafka_poll(rk, 0);
+    }
+    if (rd_kafka_flush(rk, 60000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        die("flush", "timed out");
+    run r = stop(&m, s, (double)records);
+    rd_kafka_destroy(rk);
+    if (failed > 0 || delivered != records)
+        die("produce", "records were not delivered");
+    return r;
+}
+
+static run kafka_consume(const e2e_server *s, long records)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    set(conf, "group.id", "kbench"); /* required by the consumer API; not joined */
+    set(conf, "enable.auto.commit", "false");
+    rd_kafka_t *rk = kafka_client(s, RD_KAFKA_CONSUMER, conf);
+    rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(tp, "kbench", 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    meter m = start(s);
+    if (rd_kafka_assign(rk, tp) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        die("assign", "refused");
+    long seen = 0;
+    uint64_t bytes = 0;
+    double deadline = now_s() + 120;
+    /* Messages in batches from the consumer queue (what a consumer that
+     * wants speed does; one rd_kafka_consumer_poll per message costs more
+     * client CPU than the broker spends on it). */
+    rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(rk);
+    static rd_kafka_message_t *msgs[10000];
+    while (seen < records && now_s() < deadline) {
+        ssize_t n = rd_kafka_consume_batch_queue(q, 1000, msgs, 10000);
+        for (ssize_t i = 0; i < n; i++) {
+            rd_kafka_message_t *msg = msgs[i];
+            if (msg->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                if (msg->offset != seen)
+                    die("consume", "records out of order");
+                bytes += msg->len + msg->key_len;
+                seen++;
+            } else if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                die("consume", rd_kafka_message_errstr(msg));
+            }
+            rd_kafka_message_destroy(msg);
+        }
+    }
+    rd_kafka_queue_destroy(q);
+    run r = stop(&m, s, (double)seen);
+    if (seen < records || bytes != (uint64_t)seen * (VALUE_BYTES + 16))
+        die("consume", "not every record came back whole");
+    rd_kafka_topic_partition_list_destroy(tp);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return r;
+}
+
+/* ---- the Krappy port ---- */
+
+static void kdie(krappy_client *c, const char *what)
+{
+    die(what, krappy_client_errmsg(c));
+}
+
+static void build_batch(kr_buf *b, uint32_t *seed, int n)
+{
+    static char keys[100000][17];
+    static uint8_t value[VALUE_BYTES + 2];
+    static kr_event_out_spec ev[100000];
+    value[0] = 0x58; /* byte string, 1-byte length: as Kafka values are stored */
+    value[1] = VALUE_BYTES;
+    memset(value + 2, 'v', VALUE_BYTES);
+    for (int i = 0; i < n; i++) {
+        key_of(seed, keys[i]);
+        ev[i] = (kr_event_out_spec){
+            .key = keys[i], .key_len = 16, .value = value, .value_len = VALUE_BYTES + 2};
+    }
+    kr_buf_reset(b);
+    kr_enc_publish(b, (kr_cid){0}, KR_ACK_WRITE, ev, (size_t)n);
+}
+
+static run port_produce(krappy_client *c, const e2e_server *s, long records, int batch)
+{
+    kr_buf b;
+    kr_buf_init(&b, 64u << 20);
+    uint32_t seed = 42;
+    long batches = (records + batch - 1) / batch, sent = 0, got = 0;
+    meter m = start(s);
+    while (got < batches) {
+        while (sent < batches && sent - got < IN_FLIGHT) {
+            long left = records - sent * batch;
+            build_batch(&b, &seed, (int)(left < batch ? left : batch));
+            if (krappy_send(c, KRAPPY_T_PUBLISH, b.data, b.len) != KRAPPY_OK)
+                kdie(c, "send");
+            sent++;
+        }
+        krappy_frame f;
+        if (krappy_recv(c, &f) != KRAPPY_OK || krappy_reply_error(c, &f) != KRAPPY_OK)
+            kdie(c, "publish");
+        got++;
+    }
+    kr_buf_free(&b);
+    return stop(&m, s, (double)records);
+}
+
+static run port_fetch(krappy_client *c, const e2e_server *s, uint64_t end)
+{
+    kr_buf b;
+    kr_buf_init(&b, 1 << 20);
+    uint64_t off = 0;
+    meter m = start(s);
+    while (off < end) {
+        kr_buf_reset(&b);
+        kr_enc_fetch(&b, (kr_cid){0}, "kbench2", off, 100000, 0, 64u << 20);
+        krappy_frame f;
+        if (krappy_call(c, KRAPPY_T_FETCH, b.data, b.len, &f) != KRAPPY_OK)
+            kdie(c, "fetch");
+        kr_reply r;
+        kr_cbor_item events, ev;
+        if (kr_reply_decode(f.type, f.payload, f.len, &r) < 0 ||
+            kr_cbor_map_find(&r.map, "events", &events) != 1)
+            kdie(c, "fetch reply");
+        kr_cbor_iter it;
+        kr_cbor_iter_init(&it, &events);
+        while (kr_cbor_iter_next(&it, &ev) == 1) {
+            kr_event_view v;
+            if (kr_event_view_read(&ev, &v) < 0 || v.offset != off++)
+                kdie(c, "event");
+        }
+    }
+    kr_buf_free(&b);
+    return stop(&m, s, (double)end);
+}
+
+/* A counter of the server's /metrics (0 when absent). */
+static double metric(const e2e_server *s, const char *series)
+{
+    e2e_server h = *s;
+    snprintf(h.port, sizeof h.port, "%s", s->http_port);
+    int fd = e2e_connect(&h);
+    static char resp[4 << 20];
+    size_t got = 0;
+    const char req[] = "GET /metrics HTTP/1.0\r\n\r\n";
+    if (fd < 0 || e2e_send_all(fd, req, sizeof req - 1) < 0)
+        die("metrics", "cannot reach the admin port");
+    for (;;) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 5000) != 1)
+            break;
+        ssize_t r = recv(fd, resp + got, sizeof resp - 1 - got, 0);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fd);
+    resp[got] = '\0';
+    size_t n = strlen(series);
+    for (const char *p = resp; p != NULL && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (strncmp(p, series, n) == 0 && p[n] == ' ')
+            return atof(p + n + 1);
+    return 0;
+}
+
+static void row(const char *what, const run *r)
+{
+    printf("| %s | %.0f | %.0f%% | %.0f%% | %.0f%% | %.0f |\n", what, r->rate, r->cli, r->srv,
+           r->loop, r->loop / 100 / r->rate * 1e9);
+}
+
+static const char *met(double v, double goal)
+{
+    return v >= goal ? "yes" : "**no**";
+}
+
+int main(int argc, char **argv)
+{
+    long records = argc > 1 ? atol(argv[1]) : 1000000;
+    if (records < 1000) {
+        fprintf(stderr, "usage: bench_kafka [RECORDS >= 1000]\n");
+        return 2;
+    }
+    e2e_server s;
+    const char *args[] = {"--kafka-listen", "127.0.0.1:0", "--log-level", "info", NULL};
+    if (e2e_start(&s, args) < 0)
+        return 1;
+    run kp = kafka_produce(&s, records);
+    double produces = metric(&s, "krappy_kafka_requests_total{api=\"Produce\"}");
+    int batch = produces > 0 ? (int)(records / produces + 0.5) : 10000;
+    if (batch < 1)
+        batch = 1;
+    if (batch > 100000)
+        batch = 100000;
+    settle(&s);
+    run kc = kafka_consume(&s, records);
+    double used = metric(&s, "krappy_kafka_prefetches_total{result=\"used\"}");
+    double dropped = metric(&s, "krappy_kafka_prefetches_total{result=\"dropped\"}");
+    double fetches = metric(&s, "krappy_kafka_requests_total{api=\"Fetch\"}");
+
+    krappy_client *c = krappy_client_new(NULL);
+    if (c == NULL || krappy_connect(c, s.host, s.port) != KRAPPY_OK ||
+        krappy_hello(c, NULL) != KRAPPY_OK)
+        kdie(c, "connect");
+    kr_buf b;
+    kr_buf_init(&b, 4096);
+    kr_enc_producer_register(&b, (kr_cid){0}, "kbench2", "bench");
+    krappy_frame f;
+    if (krappy_call(c, KRAPPY_T_PRODUCER_REGISTER, b.data, b.len, &f) != KRAPPY_OK)
+        kdie(c, "register");
+    kr_buf_free(&b);
+    run yp = port_produce(c, &s, records, batch);
+    settle(&s);
+    run yc = port_fetch(c, &s, (uint64_t)records);
+    krappy_client_free(c);
+
+    printf("| krappyd, %ld records of 16-byte keys and %d-byte values | records/s | client CPU | "
+           "server CPU | server loop thread | loop µs per 1000 records |\n"
+           "|---|--:|--:|--:|--:|--:|\n",
+           records, VALUE_BYTES);
+    row("Kafka port: librdkafka producer, acks=1, default linger", &kp);
+    row("Krappy port: krappy client, the same batches, 8 in flight, ack write", &yp);
+    row("Kafka port: librdkafka consumer from offset 0", &kc);
+    row("Krappy port: FETCH from offset 0", &yc);
+    printf("\nlibrdkafka sent %.0f Produce requests, ~%d records each: the Krappy port's "
+           "batches. Its consumer sent %.0f Fetch requests; %.0f answers were made ahead of "
+           "their request and used, %.0f dropped.\n",
+           produces, batch, fetches, used, dropped);
+    printf("\n| Kafka port target | wanted | measured | met |\n|---|--:|--:|:-:|\n");
+    printf("| produce | >= 1000000 records/s | %.0f | %s |\n", kp.rate, met(kp.rate, 1e6));
+    printf("| consume | >= 2000000 records/s | %.0f | %s |\n", kc.rate, met(kc.rate, 2e6));
+    printf("| produce, within 30%% of the Krappy port | >= %.0f | %.0f | %s |\n", 0.7 * yp.rate,
+           kp.rate, met(kp.rate, 0.7 * yp.rate));
+    printf("| consume, within 30%% of the Krappy port | >= %.0f | %.0f | %s |\n", 0.7 * yc.rate,
+           kc.rate, met(kc.rate, 0.7 * yc.rate));
+    return e2e_stop(&s, 20000) == 0 ? 0 : 1;
+}

@@ -1,0 +1,994 @@
+/*
+ * server/kafka_listener.c - the Kafka port: accepting, connections, frames,
+ * the request pipeline, back-pressure, timeouts and the SASL gate (see
+ * kafka.h for the rules).
+ *
+ * A connection's life: open (reading and answering), then flushing (its
+ * last responses are written), then lingering (our side shut, the client's
+ * remaining input read and dropped for a moment, so the kernel does not
+ * answer it with a reset that destroys what we sent), then closed. Its
+ * memory goes with the last reference: the socket, each asynchronous
+ * request still running, each callback on the stack.
+ */
+#include "server/kafka.h"
+
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "server/kafka_groups.h"
+#include "util/byteorder.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+/* Recycled request structs kept per connection. */
+#define KR_KCONN_FREE_REQS 8
+/* A recycled response buffer above this is released rather than kept. */
+#define KR_KREQ_KEEP_BYTES (64u * 1024)
+/* The arrays of one decoded request: at most this many bytes per frame
+ * byte (array elements are never more than 8 times their wire size), plus
+ * a little for an empty request's defaults. */
+#define KR_KDEC_PER_BYTE 8
+#define KR_KDEC_BASE     (64u * 1024)
+
+typedef enum kconn_phase { KCONN_OPEN = 0, KCONN_FLUSHING, KCONN_LINGERING } kconn_phase;
+
+static void kconn_process(kr_kconn *c);
+static void kconn_abort(kr_kconn *c, const char *why);
+static void kconn_begin_flush(kr_kconn *c);
+
+static uint64_t ms_ns(uint64_t ms)
+{
+    return ms > UINT64_MAX / 1000000 ? UINT64_MAX : ms * 1000000;
+}
+
+static size_t out_len(const kr_kconn *c)
+{
+    return c->bev ? evbuffer_get_length(bufferevent_get_output(c->bev)) : 0;
+}
+
+static kconn_phase phase(const kr_kconn *c)
+{
+    return c->flush_since_ns == 0 ? KCONN_OPEN : c->flushing ? KCONN_FLUSHING : KCONN_LINGERING;
+}
+
+void kr_kconn_log(kr_log_level lvl, const kr_kconn *c, const char *msg, const char *why)
+{
+    if (!kr_log_enabled(lvl))
+        return;
+    kr_log(lvl, msg, KR_LOG_STR("port", "kafka"), KR_LOG_U64("conn", c->id),
+           KR_LOG_STR("peer", c->peer), KR_LOG_STR(c->client_id[0] ? "client" : NULL, c->client_id),
+           KR_LOG_STR(why ? "reason" : NULL, why));
+}
+
+/* ---- request structs ---- */
+
+static kr_kreq *kreq_new(kr_kconn *c)
+{
+    kr_kreq *r = TAILQ_FIRST(&c->free_reqs);
+    if (r != NULL) {
+        TAILQ_REMOVE(&c->free_reqs, r, link);
+        c->n_free_reqs--;
+    } else {
+        r = calloc(1, sizeof *r);
+        if (r == NULL)
+            return NULL;
+        kr_buf_init(&r->resp, (size_t)c->k->cfg->max_frame + 4);
+        kr_kafka_arena_init(&r->arena, (size_t)c->k->cfg->max_frame);
+    }
+    r->conn = c;
+    r->api_key = r->api_version = -1;
+    r->correlation_id = 0;
+    r->done = r->fifo = r->async = r->close_after = false;
+    r->pending = 0;
+    r->ctx = NULL;
+    r->cancel = NULL;
+    r->start_ns = kr_mono_ns();
+    return r;
+}
+
+static void kreq_destroy(kr_kreq *r)
+{
+    kr_buf_free(&r->resp);
+    kr_kafka_arena_free(&r->arena);
+    free(r);
+}
+
+static void kreq_recycle(kr_kconn *c, kr_kreq *r)
+{
+    kr_buf_reset(&r->resp);
+    if (r->resp.cap > KR_KREQ_KEEP_BYTES)
+        kr_buf_free(&r->resp);
+    kr_kafka_arena_reset(&r->arena);
+    if (c->n_free_reqs < KR_KCONN_FREE_REQS) {
+        TAILQ_INSERT_HEAD(&c->free_reqs, r, link);
+        c->n_free_reqs++;
+    } else {
+        kreq_destroy(r);
+    }
+}
+
+void *kr_kreq_array(kr_kreq *r, int32_t n, size_t size)
+{
+    return kr_kafka_arena_alloc(&r->arena, (size_t)kr_kcount(n) * size);
+}
+
+kr_khresult kr_kreq_nomem(kr_kreq *r)
+{
+    kr_kreq_close(r, "out of memory building a response");
+    return KR_KH_DONE;
+}
+
+const char *kr_kreq_strdup(kr_kreq *r, const char *p, int32_t n)
+{
+    if (n < 0)
+        return NULL;
+    char *d = kr_kafka_arena_alloc(&r->arena, (size_t)n + 1);
+    if (d != NULL && n > 0)
+        memcpy(d, p, (size_t)n);
+    return d;
+}
+
+void kr_kreq_async(kr_kreq *r)
+{
+    if (r->async)
+        return;
+    r->async = true;
+    r->conn->refs++;
+}
+
+/* ---- response buffers ----
+ *
+ * A large response (a Fetch's megabyte of records) is handed to the socket
+ * by reference, not copied into the output, and its buffer comes back here
+ * once sent, for the next one: fresh buffers of that size are mapped
+ * memory (glibc's fixed mmap threshold, main.c), and their page faults
+ * cost more than building the response did. The pool outlives the listener
+ * for buffers still queued on closing sockets: it frees what comes back
+ * once closed.
+ */
+
+/* Responses at least this large go out by reference. */
+#define KR_KRESP_BY_REF (64u * 1024)
+/* Buffers kept for reuse. */
+#define KR_KRESP_POOL 8
+
+static struct {
+    bool open;
+    int n;
+    uint8_t *p[KR_KRESP_POOL];
+    size_t cap[KR_KRESP_POOL];
+} resp_pool;
+
+static void resp_pool_put(const void *data, size_t len, void *extra)
+{
+    (void)len;
+    uint8_t *p = (uint8_t *)(uintptr_t)data;
+    size_t cap = (size_t)(uintptr_t)extra;
+    if (resp_pool.open && resp_pool.n < KR_KRESP_POOL) {
+        resp_pool.p[resp_pool.n] = p;
+        resp_pool.cap[resp_pool.n] = cap;
+        resp_pool.n++;
+        return;
+    }
+    free(p);
+}
+
+/* Give an empty response buffer the largest pooled memory, if any. */
+static void resp_pool_take(kr_buf *b)
+{
+    if (b->data != NULL || resp_pool.n == 0)
+        return;
+    resp_pool.n--;
+    b->data = resp_pool.p[resp_pool.n];
+    b->cap = resp_pool.cap[resp_pool.n];
+    b->len = 0;
+}
+
+static void resp_pool_close(void)
+{
+    resp_pool.open = false;
+    while (resp_pool.n > 0)
+        free(resp_pool.p[--resp_pool.n]);
+}
+
+/* Queue r's response on the socket: small ones copied, large ones by
+ * reference (the buffer then belongs to the output). @return 0 or -1. */
+static int kreq_send(kr_kconn *c, kr_kreq *r)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (r->resp.len < KR_KRESP_BY_REF)
+        return evbuffer_add(out, r->resp.data, r->resp.len);
+    if (evbuffer_add_reference(out, r->resp.data, r->resp.len, resp_pool_put,
+                               (void *)(uintptr_t)r->resp.cap) < 0)
+        return -1;
+    size_t max = r->resp.max;
+    r->resp = (kr_buf){.max = max};
+    return 0;
+}
+
+/* ---- responses ---- */
+
+/* Write the responses of finished requests at the head of the pipeline, in
+ * order; stop at the first still running. */
+static void kconn_flush_done(kr_kconn *c)
+{
+    kr_kreq *r;
+    while (c->bev != NULL && (r = TAILQ_FIRST(&c->reqs)) != NULL && r->done) {
+        TAILQ_REMOVE(&c->reqs, r, link);
+        bool close_after = r->close_after;
+        if (r->resp.len > 0) {
+            size_t n = r->resp.len;
+            if (kreq_send(c, r) < 0) {
+                kreq_recycle(c, r);
+                kconn_abort(c, "out of memory writing a response");
+                return;
+            }
+            kr_counter_add(c->k->m.bytes_out, n);
+        }
+        kreq_recycle(c, r);
+        if (close_after) {
+            kconn_begin_flush(c);
+            return;
+        }
+    }
+}
+
+/* The one way a request ends: counted, written when its turn comes, and -
+ * for an asynchronous one - the frames that waited for it started. */
+static void kreq_finish(kr_kreq *r)
+{
+    kr_kconn *c = r->conn;
+    bool was_async = r->async;
+    r->done = true;
+    c->running--;
+    if (r->fifo)
+        c->running_fifo--;
+    int i = kr_kafka_api_index(r->api_key);
+    if (i >= 0) {
+        kr_counter_add(c->k->m.requests[i], 1);
+        kr_histogram_observe_ns(c->k->m.latency[i], kr_mono_ns() - r->start_ns);
+    }
+    if (c->bev == NULL) {
+        /* The connection closed while the request ran: nothing to send. */
+        if (was_async) {
+            TAILQ_REMOVE(&c->reqs, r, link);
+            kreq_destroy(r);
+            kr_kconn_release(c);
+        }
+        return;
+    }
+    kconn_flush_done(c);
+    if (was_async) {
+        if (c->bev != NULL && !c->in_process && !c->resume_pending) {
+            c->resume_pending = true;
+            c->refs++;
+            event_active(c->resume, EV_TIMEOUT, 0);
+        }
+        kr_kconn_release(c);
+    }
+}
+
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+    kr_kconn *c = arg;
+    (void)fd;
+    (void)what;
+    c->resume_pending = false;
+    if (c->bev != NULL)
+        kconn_process(c);
+    kr_kconn_release(c);
+}
+
+void kr_kreq_respond(kr_kreq *r, const void *body)
+{
+    kr_kconn *c = r->conn;
+    /* ApiVersions v3+ is answered in v0's layout (kafka/codec.h). */
+    int16_t version =
+        r->api_key == KR_KAFKA_API_VERSIONS && r->api_version > 2 ? 0 : r->api_version;
+    kr_buf_reset(&r->resp);
+    resp_pool_take(&r->resp);
+    kr_kafka_status st = kr_kafka_response_encode(&r->resp, r->api_key, version, r->correlation_id,
+                                                  body, c->msg, sizeof c->msg);
+    if (st != KR_KAFKA_OK) {
+        kr_buf_reset(&r->resp);
+        if (st == KR_KAFKA_TOO_BIG)
+            snprintf(c->msg, sizeof c->msg,
+                     "the %s response would exceed --max-frame (%u bytes); closing",
+                     kr_kafka_api_name(r->api_key), c->k->cfg->max_frame);
+        kr_log(KR_LOG_ERROR, "a Kafka response could not be encoded", KR_LOG_U64("conn", c->id),
+               KR_LOG_STR("api", kr_kafka_api_name(r->api_key)), KR_LOG_STR("reason", c->msg));
+        r->close_after = true;
+        c->no_more = true;
+    }
+    kreq_finish(r);
+}
+
+void kr_kreq_respond_raw(kr_kreq *r, const void *p, size_t n)
+{
+    kr_buf_reset(&r->resp);
+    kr_kafka_put_i32(&r->resp, (int32_t)n);
+    kr_buf_append(&r->resp, p, n);
+    kreq_finish(r);
+}
+
+void kr_kreq_silent(kr_kreq *r)
+{
+    kr_buf_reset(&r->resp);
+    kreq_finish(r);
+}
+
+void kr_kreq_close(kr_kreq *r, const char *why)
+{
+    kr_kconn *c = r->conn;
+    kr_counter_add(c->k->m.closed_bad, 1);
+    kr_kconn_log(KR_LOG_WARN, c, "closing a Kafka connection", why);
+    kr_buf_reset(&r->resp);
+    r->close_after = true;
+    c->no_more = true;
+    kreq_finish(r);
+}
+
+/* ---- reading ---- */
+
+/* Pause reading while responses pile up unread or a whole frame waits for
+ * earlier requests; read while lingering (to drop it). */
+static void kconn_update_read(kr_kconn *c)
+{
+    if (c->bev == NULL)
+        return;
+    bool want;
+    kconn_phase ph = phase(c);
+    if (ph == KCONN_LINGERING) {
+        want = true;
+    } else if (ph != KCONN_OPEN || c->no_more || c->eof) {
+        want = false;
+    } else {
+        struct evbuffer *in = bufferevent_get_input(c->bev);
+        size_t have = evbuffer_get_length(in), need = KR_CONN_READ_CHUNK;
+        if (have >= 4) {
+            uint8_t hdr[4];
+            evbuffer_copyout(in, hdr, 4);
+            size_t frame = (size_t)kr_get_be32(hdr) + 4;
+            if (frame > need)
+                need = frame;
+        }
+        want = out_len(c) < KR_CONN_OUT_HIGH && have < need;
+    }
+    if (want && c->read_paused) {
+        bufferevent_enable(c->bev, EV_READ);
+        c->read_paused = false;
+    } else if (!want && !c->read_paused) {
+        bufferevent_disable(c->bev, EV_READ);
+        c->read_paused = true;
+    }
+}
+
+/* Start a request that cannot run: close after the earlier responses. */
+static void kconn_refuse(kr_kconn *c, kr_kreq *r, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void kconn_refuse(kr_kconn *c, kr_kreq *r, const char *fmt, ...)
+{
+    char why[sizeof c->msg];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    kr_kreq_close(r, why);
+}
+
+/* Add a request at the tail of the pipeline, counted as running. */
+static kr_kreq *kreq_start(kr_kconn *c)
+{
+    kr_kreq *r = kreq_new(c);
+    if (r == NULL) {
+        kconn_abort(c, "out of memory for a request");
+        return NULL;
+    }
+    TAILQ_INSERT_TAIL(&c->reqs, r, link);
+    c->running++;
+    return r;
+}
+
+/* With --token, what may come before the SASL exchange is done. */
+static bool sasl_allows(const kr_kconn *c, int16_t key)
+{
+    if (c->sasl == KR_KSASL_DONE || key == KR_KAFKA_API_VERSIONS)
+        return true;
+    if (c->sasl == KR_KSASL_START)
+        return key == KR_KAFKA_SASL_HANDSHAKE;
+    return c->sasl == KR_KSASL_HANDSHAKE && key == KR_KAFKA_SASL_AUTHENTICATE;
+}
+
+/* One request frame (the bytes after its size): header, SASL gate,
+ * decode, handler. */
+static void kconn_start(kr_kconn *c, const uint8_t *p, size_t len)
+{
+    kr_kreq *r = kreq_start(c);
+    if (r == NULL)
+        return;
+    if (c->sasl == KR_KSASL_RAW) {
+        /* SaslHandshake v0: this frame is the bare PLAIN token. */
+        kr_khandle_sasl_raw(c, r, p, len);
+        return;
+    }
+    kr_kafka_req_header h;
+    size_t body_off;
+    if (kr_kafka_header_decode(p, len, &h, &body_off) != KR_KAFKA_OK) {
+        kconn_refuse(c, r, "a request of %zu bytes is shorter than its header", len);
+        return;
+    }
+    r->api_key = h.api_key;
+    r->api_version = h.api_version;
+    r->correlation_id = h.correlation_id;
+    if (c->client_id[0] == '\0' && h.client_id.len > 0)
+        snprintf(c->client_id, sizeof c->client_id, "%.*s", (int)h.client_id.len, h.client_id.ptr);
+    if (!sasl_allows(c, h.api_key)) {
+        kconn_refuse(c, r,
+                     "%s before SASL/PLAIN authentication: this server has --token, so clients "
+                     "authenticate with security.protocol=SASL_PLAINTEXT, sasl.mechanism=PLAIN and "
+                     "the token as the password",
+                     kr_kafka_api_name(h.api_key));
+        return;
+    }
+    kr_kafka_request req;
+    kr_kafka_status st = kr_kafka_request_decode(p, len, &c->dec, &req, c->msg, sizeof c->msg);
+    if (st == KR_KAFKA_UNSUPPORTED && h.api_key == KR_KAFKA_API_VERSIONS) {
+        /* A newer ApiVersions than we speak: the table, with the error
+         * that makes clients retry with a version we know. */
+        kr_kafka_api_versions_resp resp;
+        kr_kafka_api_version table[KR_KAFKA_NAPIS];
+        kr_kafka_api_versions_fill(&resp, KR_KAFKA_ERR_UNSUPPORTED_VERSION, table);
+        kr_kreq_respond(r, &resp);
+        return;
+    }
+    if (st != KR_KAFKA_OK) {
+        /* No response can be framed for what we cannot read. */
+        kconn_refuse(c, r, "%s request v%d refused: %s", kr_kafka_api_name(h.api_key),
+                     h.api_version, c->msg);
+        kr_kafka_arena_reset(&c->dec);
+        return;
+    }
+    const kr_khandler *kh = kr_khandler_for(h.api_key);
+    if (kh == NULL) {
+        kconn_refuse(c, r, "%s is not served by this broker", kr_kafka_api_name(h.api_key));
+        kr_kafka_arena_reset(&c->dec);
+        return;
+    }
+    if (kh->fifo) {
+        r->fifo = true;
+        c->running_fifo++;
+    }
+    (void)kh->run(c, r, &req);
+    kr_kafka_arena_reset(&c->dec);
+}
+
+/*
+ * A whole frame's bytes, valid until the next call: in place when the input
+ * holds it in one piece; else moved out of the input into the listener's
+ * frame buffer (reused: a megabyte Produce made contiguous in new memory
+ * each time costs its page faults). @return NULL on ENOMEM.
+ */
+static const uint8_t *frame_bytes(kr_kafka *k, struct evbuffer *in, size_t n)
+{
+    if (evbuffer_get_contiguous_space(in) >= n)
+        return evbuffer_pullup(in, (ssize_t)n);
+    kr_buf_reset(&k->frame);
+    if (kr_buf_reserve(&k->frame, n) < 0 || evbuffer_remove(in, k->frame.data, n) != (int)n)
+        return NULL;
+    k->frame.len = n;
+    return k->frame.data;
+}
+
+/*
+ * Take whole frames off the input and start them while the pipeline rule
+ * allows; then decide whether to read on. Callers hold a reference.
+ */
+static void kconn_process(kr_kconn *c)
+{
+    if (c->in_process)
+        return;
+    c->in_process = true;
+    kr_store *store = c->k->srv->store;
+    kr_store_hold(store); /* the requests of this read: one writer round */
+    while (c->bev != NULL && phase(c) == KCONN_OPEN && !c->no_more) {
+        if (out_len(c) >= KR_CONN_OUT_HIGH)
+            break;
+        struct evbuffer *in = bufferevent_get_input(c->bev);
+        size_t have = evbuffer_get_length(in);
+        if (have < 4)
+            break;
+        uint8_t hdr[6];
+        evbuffer_copyout(in, hdr, have < sizeof hdr ? have : sizeof hdr);
+        int32_t size = (int32_t)kr_get_be32(hdr);
+        int32_t min = c->sasl == KR_KSASL_RAW ? 0 : KR_KAFKA_REQ_HEADER_MIN;
+        if (size < min || (uint32_t)size > c->k->cfg->max_frame) {
+            /* Framing is lost: nothing can be answered. */
+            snprintf(c->msg, sizeof c->msg,
+                     size < min ? "frame size %d is below the smallest request (%d bytes)"
+                                : "frame size %d exceeds --max-frame (%d bytes)",
+                     size, size < min ? min : (int32_t)c->k->cfg->max_frame);
+            kr_kreq *r = kreq_start(c);
+            if (r != NULL)
+                kr_kreq_close(r, c->msg);
+            break;
+        }
+        if (have < (size_t)size + 4)
+            break;
+        if (c->running > 0) {
+            /* A Produce may follow Produces still being written; anything
+             * else waits for every earlier request. */
+            const kr_khandler *kh =
+                c->sasl == KR_KSASL_RAW ? NULL : kr_khandler_for((int16_t)kr_get_be16(hdr + 4));
+            if (!(kh != NULL && kh->fifo && c->running == c->running_fifo))
+                break;
+        }
+        const uint8_t *frame = frame_bytes(c->k, in, (size_t)size + 4);
+        if (frame == NULL) {
+            kconn_abort(c, "out of memory reading a frame");
+            break;
+        }
+        c->last_request_ns = kr_mono_ns();
+        kr_counter_add(c->k->m.bytes_in, (uint64_t)size + 4);
+        kconn_start(c, frame + 4, (size_t)size);
+        if (c->bev != NULL && frame != c->k->frame.data)
+            evbuffer_drain(in, (size_t)size + 4);
+    }
+    kr_store_release(store);
+    c->in_process = false;
+    if (c->bev == NULL)
+        return;
+    /* Done with the connection: the client shut its side, or the server
+     * stops. */
+    if (phase(c) == KCONN_OPEN && TAILQ_EMPTY(&c->reqs) &&
+        (c->eof || c->k->srv->shutting_down || c->no_more))
+        kconn_begin_flush(c);
+    kconn_update_read(c);
+}
+
+/* ---- socket callbacks ---- */
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+    kr_kconn *c = arg;
+    if (phase(c) == KCONN_LINGERING) {
+        struct evbuffer *in = bufferevent_get_input(bev);
+        evbuffer_drain(in, evbuffer_get_length(in));
+        return;
+    }
+    c->refs++;
+    kconn_process(c);
+    kr_kconn_release(c);
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+    kr_kconn *c = arg;
+    if (phase(c) == KCONN_FLUSHING) {
+        if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+            return;
+        /* The last response is out: shut our side, drop theirs a while. */
+        shutdown(bufferevent_getfd(bev), SHUT_WR);
+        c->flushing = false;
+        c->flush_since_ns = kr_mono_ns();
+        kconn_update_read(c);
+        return;
+    }
+    if (phase(c) == KCONN_OPEN) {
+        c->refs++;
+        kconn_process(c);
+        kr_kconn_release(c);
+    }
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+    kr_kconn *c = arg;
+    (void)bev;
+    if (what & BEV_EVENT_ERROR) {
+        kconn_abort(c, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        return;
+    }
+    if (!(what & BEV_EVENT_EOF))
+        return;
+    if (phase(c) != KCONN_OPEN || c->parked > 0) {
+        kconn_abort(c, phase(c) == KCONN_OPEN ? "closed by the client while waiting" : NULL);
+        return;
+    }
+    /* Half-closed: answer the whole requests sent, then close. */
+    c->eof = true;
+    c->refs++;
+    kconn_process(c);
+    kr_kconn_release(c);
+}
+
+/* ---- life cycle ---- */
+
+static kr_kconn *kconn_new(kr_kafka *k, int fd, const struct sockaddr *sa)
+{
+    kr_kconn *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    c->k = k;
+    c->id = ++k->next_conn_id;
+    c->refs = 1;
+    c->sasl = k->cfg->token != NULL ? KR_KSASL_START : KR_KSASL_DONE;
+    c->accepted_ns = c->last_request_ns = c->last_drain_ns = kr_mono_ns();
+    TAILQ_INIT(&c->reqs);
+    TAILQ_INIT(&c->free_reqs);
+    kr_kafka_arena_init(&c->dec, (size_t)k->cfg->max_frame * KR_KDEC_PER_BYTE + KR_KDEC_BASE);
+    kr_sockaddr_format(sa, c->peer, sizeof c->peer, NULL);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    c->resume = event_new(k->srv->base, -1, 0, on_resume, c);
+    c->bev = c->resume ? bufferevent_socket_new(k->srv->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
+    if (c->bev == NULL) {
+        if (c->resume != NULL)
+            event_free(c->resume);
+        kr_kafka_arena_free(&c->dec);
+        free(c);
+        return NULL;
+    }
+    bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
+    bufferevent_setwatermark(c->bev, EV_WRITE, KR_CONN_OUT_LOW, 0);
+    bufferevent_set_max_single_read(c->bev, KR_CONN_READ_CHUNK);
+    evbuffer_add_cb(bufferevent_get_output(c->bev), kr_server_note_drain, &c->last_drain_ns);
+    bufferevent_enable(c->bev, EV_READ);
+    TAILQ_INSERT_TAIL(&k->conns, c, link);
+    k->n_conns++;
+    k->srv->n_conns++;
+    kr_gauge_set(k->srv->m.connections, k->srv->n_conns);
+    kr_kconn_log(KR_LOG_DEBUG, c, "Kafka connection accepted", NULL);
+    return c;
+}
+
+void kr_kconn_release(kr_kconn *c)
+{
+    if (--c->refs > 0)
+        return;
+    kr_kfetch_conn_free(c);
+    kr_kreq *r;
+    while ((r = TAILQ_FIRST(&c->reqs)) != NULL) {
+        TAILQ_REMOVE(&c->reqs, r, link);
+        kreq_destroy(r);
+    }
+    while ((r = TAILQ_FIRST(&c->free_reqs)) != NULL) {
+        TAILQ_REMOVE(&c->free_reqs, r, link);
+        kreq_destroy(r);
+    }
+    kr_kafka_arena_free(&c->dec);
+    event_free(c->resume);
+    free(c);
+}
+
+/* Withdraw the parked requests (they finish silently). */
+static void cancel_parked(kr_kconn *c)
+{
+    kr_kreq *r, *next;
+    c->refs++;
+    for (r = TAILQ_FIRST(&c->reqs); r != NULL; r = next) {
+        next = TAILQ_NEXT(r, link);
+        if (!r->done && r->cancel != NULL) {
+            void (*cancel)(kr_kreq *) = r->cancel;
+            r->cancel = NULL;
+            cancel(r);
+        }
+    }
+    kr_kconn_release(c);
+}
+
+static void kconn_abort(kr_kconn *c, const char *why)
+{
+    if (c->bev == NULL)
+        return;
+    kr_kafka *k = c->k;
+    kr_server *srv = k->srv;
+    kr_kconn_log(KR_LOG_DEBUG, c, "Kafka connection closed", why);
+    bufferevent_free(c->bev);
+    c->bev = NULL;
+    TAILQ_REMOVE(&k->conns, c, link);
+    k->n_conns--;
+    srv->n_conns--;
+    kr_gauge_set(srv->m.connections, srv->n_conns);
+    if (srv->shutting_down && srv->n_conns == 0)
+        event_base_loopexit(srv->base, NULL);
+    /* Parked requests are withdrawn; running ones finish as orphans; the
+     * rest go with the last reference. */
+    cancel_parked(c);
+    kr_kfetch_conn_closed(c);
+    kr_kproduce_conn_closed(c);
+    kr_kconn_release(c);
+}
+
+static void kconn_begin_flush(kr_kconn *c)
+{
+    if (c->bev == NULL || phase(c) != KCONN_OPEN)
+        return;
+    c->no_more = true;
+    c->flushing = true;
+    c->flush_since_ns = kr_mono_ns();
+    bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+    kconn_update_read(c);
+    if (out_len(c) == 0)
+        on_write(c->bev, c);
+    else
+        bufferevent_enable(c->bev, EV_WRITE);
+}
+
+static void kconn_tick(kr_kconn *c, uint64_t now)
+{
+    const kr_config *cfg = c->k->cfg;
+    switch (phase(c)) {
+    case KCONN_OPEN:
+        if (c->sasl != KR_KSASL_DONE && TAILQ_EMPTY(&c->reqs) &&
+            now - c->accepted_ns > ms_ns(cfg->hello_timeout_ms)) {
+            kr_kconn_log(KR_LOG_INFO, c, "Kafka connection closed",
+                         "no SASL authentication within --hello-timeout");
+            kconn_abort(c, NULL);
+            return;
+        }
+        if (out_len(c) > 0 && now - c->last_drain_ns > ms_ns(cfg->write_timeout_ms)) {
+            kr_counter_add(c->k->m.closed_stalled, 1);
+            kr_kconn_log(KR_LOG_INFO, c, "Kafka connection closed",
+                         "responses left unread past --write-timeout");
+            kconn_abort(c, NULL);
+            return;
+        }
+        if (cfg->idle_timeout_ms > 0 && c->running == 0 && out_len(c) == 0 &&
+            now - c->last_request_ns > ms_ns(cfg->idle_timeout_ms)) {
+            kr_counter_add(c->k->m.closed_idle, 1);
+            kconn_abort(c, "idle");
+        }
+        return;
+    case KCONN_FLUSHING:
+        if (now - c->flush_since_ns > ms_ns(cfg->write_timeout_ms))
+            kconn_abort(c, "responses left unread while closing");
+        return;
+    case KCONN_LINGERING:
+        if (now - c->flush_since_ns > ms_ns(KR_CONN_LINGER_MS))
+            kconn_abort(c, NULL);
+        return;
+    }
+}
+
+/* ---- the listener ---- */
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                      void *arg)
+{
+    kr_server *srv = arg;
+    kr_kafka *k = srv->kafka;
+    (void)l;
+    (void)salen;
+    if (k == NULL || srv->shutting_down) {
+        close(fd);
+        return;
+    }
+    if (srv->n_conns >= srv->max_conns) {
+        /* Kafka has no answer for a refused connection: a log line. The
+         * limit is the Krappy port's, shared (server/fdplan.h). */
+        kr_counter_add(srv->m.rejected, 1);
+        kr_log(KR_LOG_WARN,
+               srv->max_conns < srv->cfg->max_connections
+                   ? "Kafka connection refused: the connection limit (--max-connections, "
+                     "lowered to fit the open file limit) is reached"
+                   : "Kafka connection refused: --max-connections reached",
+               KR_LOG_U64("max_connections", srv->max_conns));
+        close(fd);
+        return;
+    }
+    if (kconn_new(k, fd, sa) == NULL) {
+        kr_log(KR_LOG_ERROR, "cannot set up a Kafka connection",
+               KR_LOG_STR("reason", "out of memory"));
+        close(fd);
+        return;
+    }
+    kr_counter_add(k->m.accepted, 1);
+}
+
+static void register_metrics(kr_kafka *k)
+{
+    kr_metrics *m = k->srv->metrics;
+    kr_kafka_metrics *km = &k->m;
+    km->accepted = kr_counter(m, "krappy_kafka_connections_accepted_total", NULL,
+                              "Connections accepted on the Kafka port.");
+    km->closed_idle = kr_counter(m, "krappy_kafka_connections_closed_idle_total", NULL,
+                                 "Kafka connections closed after --idle-timeout.");
+    km->closed_stalled = kr_counter(m, "krappy_kafka_connections_closed_stalled_total", NULL,
+                                    "Kafka connections closed for leaving responses unread.");
+    km->closed_bad =
+        kr_counter(m, "krappy_kafka_connections_closed_refused_total", NULL,
+                   "Kafka connections closed for a request that cannot be answered (malformed, "
+                   "unsupported, before SASL, a refused acks=0 Produce).");
+    km->bytes_in = kr_counter(m, "krappy_kafka_received_bytes_total", NULL,
+                              "Request bytes received on the Kafka port.");
+    km->bytes_out = kr_counter(m, "krappy_kafka_sent_bytes_total", NULL,
+                               "Response bytes sent on the Kafka port.");
+    km->produced = kr_counter(m, "krappy_kafka_produced_records_total", NULL,
+                              "Records stored from Kafka Produce requests.");
+    km->fetched = kr_counter(m, "krappy_kafka_fetched_records_total", NULL,
+                             "Records sent in Kafka Fetch responses.");
+    km->prefetch_used = kr_counter(m, "krappy_kafka_prefetches_total", "result=\"used\"",
+                                   "Fetch answers made ahead of their request, by outcome.");
+    km->prefetch_dropped = kr_counter(m, "krappy_kafka_prefetches_total", "result=\"dropped\"",
+                                      "Fetch answers made ahead of their request, by outcome.");
+    char labels[64];
+    for (int i = 0; i < KR_KAFKA_NAPIS; i++) {
+        snprintf(labels, sizeof labels, "api=\"%s\"", kr_kafka_apis[i].name);
+        km->requests[i] = kr_counter(m, "krappy_kafka_requests_total", labels,
+                                     "Kafka requests answered, by API.");
+        km->latency[i] = kr_histogram(m, "krappy_kafka_request_duration_seconds", labels,
+                                      "Time from a Kafka request's arrival to its answer, by API.");
+    }
+}
+
+/* The advertised address: --kafka-advertise, else the bound one, a wildcard
+ * host replaced by this machine's name. */
+static int set_advertised(kr_kafka *k)
+{
+    kr_hostport hp = {0};
+    if (k->cfg->kafka_advertise != NULL) {
+        if (kr_hostport_parse(k->cfg->kafka_advertise, 0, &hp, NULL, 0) < 0)
+            return -1;
+    } else {
+        if (kr_hostport_parse(k->cfg->kafka_listen, KR_HOSTPORT_PORT_ZERO, &hp, NULL, 0) < 0)
+            return -1;
+        snprintf(hp.port, sizeof hp.port, "%hu", (unsigned short)k->port);
+        if (hp.host[0] == '\0' || strcmp(hp.host, "0.0.0.0") == 0 || strcmp(hp.host, "::") == 0) {
+            if (gethostname(hp.host, sizeof hp.host) < 0)
+                snprintf(hp.host, sizeof hp.host, "localhost");
+            hp.host[sizeof hp.host - 1] = '\0';
+        }
+    }
+    snprintf(k->host, sizeof k->host, "%s", hp.host);
+    k->adv_port = atoi(hp.port);
+    return 0;
+}
+
+static int kafka_buffers_init(kr_kafka *k)
+{
+    size_t cap = (size_t)k->cfg->max_frame;
+    /* Produce: events and decompressed records may take more than the
+     * request frame (CBOR around each record, codecs); twice is the cap. */
+    kr_buf_init(&k->events, 2 * cap);
+    kr_buf_init(&k->records, 2 * cap);
+    kr_buf_init(&k->scratch, cap);
+    kr_buf_init(&k->decode, 2 * cap);
+    kr_buf_init(&k->stored, cap);
+    kr_buf_init(&k->frame, cap + 4);
+    return 0;
+}
+
+int kr_kafka_start(kr_server *srv)
+{
+    kr_kafka *k = calloc(1, sizeof *k);
+    if (k == NULL) {
+        kr_log(KR_LOG_ERROR, "cannot start the Kafka listener",
+               KR_LOG_STR("reason", "out of memory"));
+        return -1;
+    }
+    k->srv = srv;
+    k->cfg = srv->cfg;
+    TAILQ_INIT(&k->conns);
+    kafka_buffers_init(k);
+    /* Producer ids of InitProducerId: from the clock, so that ids handed out
+     * before a restart are not handed out again after it. */
+    k->producer_ids = (kr_wall_ms() << 12) & INT64_MAX;
+    srv->kafka = k; /* before binding: the accept callback finds it there */
+    resp_pool.open = true;
+    k->groups = kr_kgroups_new();
+    if (k->groups == NULL) {
+        kr_log(KR_LOG_ERROR, "cannot start the Kafka listener",
+               KR_LOG_STR("reason", "out of memory"));
+        goto fail;
+    }
+    register_metrics(k);
+    k->listener =
+        kr_server_bind(srv, srv->cfg->kafka_listen, on_accept, k->bound, sizeof k->bound, &k->port);
+    if (k->listener == NULL || set_advertised(k) < 0)
+        goto fail;
+    kr_log(KR_LOG_INFO, "listening for Kafka clients", KR_LOG_STR("addr", k->bound),
+           KR_LOG_STR("advertised", k->host), KR_LOG_U64("advertised_port", (uint64_t)k->adv_port),
+           KR_LOG_STR("auth", srv->cfg->token ? "SASL/PLAIN" : "none"),
+           KR_LOG_STR("auto_create", srv->cfg->kafka_auto_create ? "on" : "off"));
+    return 0;
+fail:
+    kr_kafka_free(k);
+    srv->kafka = NULL;
+    return -1;
+}
+
+uint16_t kr_kafka_port(const kr_kafka *k)
+{
+    return k != NULL ? k->port : 0;
+}
+
+void kr_kafka_tick(kr_kafka *k, uint64_t now_ns)
+{
+    if (k == NULL)
+        return;
+    kr_kconn *c, *next;
+    for (c = TAILQ_FIRST(&k->conns); c != NULL; c = next) {
+        next = TAILQ_NEXT(c, link);
+        c->refs++;
+        kconn_tick(c, now_ns);
+        kr_kconn_release(c);
+    }
+    kr_kgroups_tick(k->groups, now_ns / 1000000);
+}
+
+void kr_kafka_shutdown(kr_kafka *k)
+{
+    if (k == NULL)
+        return;
+    if (k->listener != NULL) {
+        evconnlistener_free(k->listener);
+        k->listener = NULL;
+    }
+    kr_kconn *c, *next;
+    for (c = TAILQ_FIRST(&k->conns); c != NULL; c = next) {
+        next = TAILQ_NEXT(c, link);
+        c->refs++;
+        cancel_parked(c);
+        c->no_more = true;
+        if (c->bev != NULL && c->running == 0)
+            kconn_begin_flush(c);
+        kr_kconn_release(c);
+    }
+}
+
+void kr_kafka_abort_all(kr_kafka *k, const char *why)
+{
+    if (k == NULL)
+        return;
+    kr_kconn *c;
+    while ((c = TAILQ_FIRST(&k->conns)) != NULL)
+        kconn_abort(c, why);
+}
+
+void kr_kafka_accept_resume(kr_kafka *k)
+{
+    if (k != NULL && k->listener != NULL)
+        evconnlistener_enable(k->listener);
+}
+
+void kr_kafka_topic_deleted(kr_kafka *k, const kr_topic *t)
+{
+    if (k == NULL)
+        return;
+    kr_kconn *c;
+    TAILQ_FOREACH(c, &k->conns, link)
+    {
+        kr_kfetch_topic_deleted(c, t);
+        kr_kproduce_topic_deleted(c, t);
+    }
+}
+
+void kr_kafka_free(kr_kafka *k)
+{
+    if (k == NULL)
+        return;
+    kr_kafka_abort_all(k, "server stopped");
+    if (k->listener != NULL)
+        evconnlistener_free(k->listener);
+    kr_kgroups_free(k->groups);
+    kr_buf_free(&k->events);
+    kr_buf_free(&k->records);
+    kr_buf_free(&k->scratch);
+    kr_buf_free(&k->decode);
+    kr_buf_free(&k->stored);
+    kr_buf_free(&k->frame);
+    resp_pool_close();
+    free(k);
+}

@@ -1,0 +1,364 @@
+/*
+ * server/kafka_produce.c - Produce: each partition's record batch becomes
+ * one PUBLISH of the same events, through the store call the Krappy port's
+ * PUBLISH uses.
+ *
+ * A batch is read (CRC, codec, records; kafka/batch.h), its records turned
+ * into the PUBLISH `events` array (kafka/event.h), and that payload decoded
+ * as a PUBLISH (so the key-length and event-size rules of the Krappy port
+ * apply) and handed to kr_store_publish: the batch is stored atomically, at
+ * consecutive offsets, or not at all. acks 0/1/-1 are the Krappy acks
+ * none/write/sync; with acks 0 no response is sent, and a refused batch
+ * closes the connection (what Kafka's brokers do).
+ *
+ * Idempotent producers: a batch with a producer id (handed out by
+ * InitProducerId, epoch 0) carries its base sequence. Each (topic, producer
+ * id) is a producer of the store's (PROTOCOL.md section 7) named
+ * "kafka-<id>", registered on the connection the first time one of its
+ * batches arrives there (registering again on a new connection - after a
+ * reconnect, or a restart of krappyd - keeps its sequence state), and the
+ * batch goes to kr_store_publish with its sequence number: a repeat of one
+ * of the producer's last batches stores nothing and is answered with the
+ * original's offset and no error (as Kafka's brokers answer a duplicate),
+ * a gap is OUT_OF_ORDER_SEQUENCE_NUMBER, a registration fenced by a newer
+ * one INVALID_PRODUCER_EPOCH, a producer the store forgot
+ * UNKNOWN_PRODUCER_ID.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto/cbor.h"
+#include "server/kafka.h"
+
+/* One partition's batch being written. */
+typedef struct kpart {
+    kr_kreq *r;
+    kr_topic *t;
+    kr_kafka_produce_resp_partition *p;
+    int32_t records;
+} kpart;
+
+/* A Produce request being answered. */
+typedef struct kproduce {
+    kr_kafka_produce_resp resp;
+    int16_t acks;
+    bool failed; /* some partition was refused (acks 0 closes then) */
+    bool oom;    /* the response could not be built whole */
+    const char *first_error;
+} kproduce;
+
+/* Set a partition's error and message (copied into r's arena; v8+ sends
+ * it). */
+static void part_fail(kr_kreq *r, kproduce *pr, kr_kafka_produce_resp_partition *p, int16_t code,
+                      const char *msg)
+{
+    p->error_code = code;
+    if (msg != NULL) {
+        const char *m = kr_kreq_strdup(r, msg, (int32_t)strlen(msg));
+        if (m != NULL)
+            p->error_message = (kr_kafka_str){m, (int32_t)strlen(m)};
+        if (pr->first_error == NULL)
+            pr->first_error = m;
+    }
+    pr->failed = true;
+}
+
+static void produce_finish(kr_kreq *r)
+{
+    kproduce *pr = r->ctx;
+    if (pr->oom) {
+        kr_kreq_close(r, "out of memory reading a Produce request");
+        return;
+    }
+    if (pr->acks != 0) {
+        kr_kreq_respond(r, &pr->resp);
+        return;
+    }
+    if (!pr->failed) {
+        kr_kreq_silent(r);
+        return;
+    }
+    char why[600];
+    snprintf(why, sizeof why,
+             "a Produce with acks=0 was refused (%s); Kafka closes the "
+             "connection so the producer learns of it",
+             pr->first_error != NULL ? pr->first_error : "see the partition errors");
+    kr_kreq_close(r, why);
+}
+
+static void published(void *arg, const kr_store_result *res)
+{
+    kpart *kp = arg;
+    kr_kreq *r = kp->r;
+    kproduce *pr = r->ctx;
+    if (res->err != KRAPPY_OK) {
+        part_fail(r, pr, kp->p, kr_kafka_err_from(res->err), res->msg);
+    } else {
+        /* A duplicate: the original's offset, nothing stored again. */
+        kp->p->base_offset = (int64_t)res->first;
+        kp->p->log_start_offset = (int64_t)kp->t->first;
+        if (!res->duplicate)
+            kr_counter_add(r->conn->k->m.produced, (uint64_t)kp->records);
+    }
+    if (--r->pending == 0)
+        produce_finish(r);
+}
+
+/* ---- idempotent producers ---- */
+
+/* A Kafka producer id bound to the store's producer on this connection. */
+struct kr_kprod {
+    kr_topic *t;
+    int64_t pid;
+    uint32_t epoch; /* the store's, of this connection's registration */
+    char id[32];    /* "kafka-<pid>" */
+    size_t id_len;
+};
+
+/*
+ * The store's view of Kafka producer `pid` on topic t for this
+ * connection, registered now when it is the first batch of the pair here.
+ * @return 0 with idem's id and epoch set (valid while c lives); -1 with
+ *         the Kafka error and msg.
+ */
+static int producer_bind(kr_kconn *c, kr_topic *t, int64_t pid, kr_idem *idem, int16_t *err)
+{
+    kr_kprod *kp = NULL;
+    for (size_t i = 0; i < c->n_prods && kp == NULL; i++)
+        if (c->prods[i].t == t && c->prods[i].pid == pid)
+            kp = &c->prods[i];
+    if (kp == NULL) {
+        if (c->n_prods == c->cap_prods) {
+            size_t cap = c->cap_prods ? c->cap_prods * 2 : 4;
+            kr_kprod *n = realloc(c->prods, cap * sizeof *n);
+            if (n == NULL) {
+                *err = KR_KAFKA_ERR_UNKNOWN_SERVER_ERROR;
+                snprintf(c->msg, sizeof c->msg, "out of memory registering the producer");
+                return -1;
+            }
+            c->prods = n;
+            c->cap_prods = cap;
+        }
+        kp = &c->prods[c->n_prods];
+        *kp = (kr_kprod){.t = t, .pid = pid};
+        kp->id_len = (size_t)snprintf(kp->id, sizeof kp->id, "kafka-%lld", (long long)pid);
+        kr_store_result res;
+        kr_topic *same;
+        if (kr_store_producer_register(c->k->srv->store, (const uint8_t *)t->name, t->name_len,
+                                       (const uint8_t *)kp->id, kp->id_len, &same, NULL, NULL,
+                                       &res) < 0) {
+            *err = res.err == KRAPPY_E_BUSY ? KR_KAFKA_ERR_UNKNOWN_SERVER_ERROR
+                                            : KR_KAFKA_ERR_KAFKA_STORAGE_ERROR;
+            snprintf(c->msg, sizeof c->msg, "%s", res.msg);
+            return -1;
+        }
+        kp->epoch = res.epoch;
+        c->n_prods++;
+    }
+    idem->id = (const uint8_t *)kp->id;
+    idem->id_len = kp->id_len;
+    idem->epoch = kp->epoch;
+    return 0;
+}
+
+void kr_kproduce_conn_closed(kr_kconn *c)
+{
+    for (size_t i = 0; i < c->n_prods; i++)
+        kr_store_producer_release(c->k->srv->store, c->prods[i].t, (const uint8_t *)c->prods[i].id,
+                                  c->prods[i].id_len);
+    free(c->prods);
+    c->prods = NULL;
+    c->n_prods = c->cap_prods = 0;
+}
+
+void kr_kproduce_topic_deleted(kr_kconn *c, const kr_topic *t)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < c->n_prods; i++)
+        if (c->prods[i].t != t)
+            c->prods[keep++] = c->prods[i];
+    c->n_prods = keep;
+}
+
+/* The Kafka error for a PUBLISH the store refused. */
+static int16_t publish_error(krappy_err rc, uint64_t bad)
+{
+    switch (rc) {
+    case KRAPPY_E_INVALID_ARGUMENT:
+        return bad != UINT64_MAX ? KR_KAFKA_ERR_MESSAGE_TOO_LARGE
+                                 : KR_KAFKA_ERR_RECORD_LIST_TOO_LARGE;
+    case KRAPPY_E_FENCED:
+        return KR_KAFKA_ERR_INVALID_PRODUCER_EPOCH;
+    case KRAPPY_E_OUT_OF_ORDER_SEQUENCE:
+        return KR_KAFKA_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER;
+    case KRAPPY_E_NOT_REGISTERED:
+        return KR_KAFKA_ERR_UNKNOWN_PRODUCER_ID;
+    default:
+        return kr_kafka_err_from(rc);
+    }
+}
+
+/* The idempotent producer's part of a batch: kr_idem, or NULL for a batch
+ * without a producer id. @return 0, or -1 with the partition's error set. */
+static int batch_idem(kr_kconn *c, kr_kreq *r, kproduce *pr, kpart *kp, const kr_kafka_batch *b,
+                      kr_idem *idem, kr_idem **out)
+{
+    *out = NULL;
+    if (b->producer_id < 0)
+        return 0;
+    int16_t err;
+    if (b->producer_epoch != 0) {
+        snprintf(c->msg, sizeof c->msg,
+                 "producer epoch %d: this broker hands out epoch 0 (InitProducerId v0-v1)",
+                 b->producer_epoch);
+        part_fail(r, pr, kp->p, KR_KAFKA_ERR_INVALID_PRODUCER_EPOCH, c->msg);
+        return -1;
+    }
+    if (b->base_sequence < 0) {
+        part_fail(r, pr, kp->p, KR_KAFKA_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                  "an idempotent batch needs a base sequence of 0 or more");
+        return -1;
+    }
+    if (producer_bind(c, kp->t, b->producer_id, idem, &err) < 0) {
+        part_fail(r, pr, kp->p, err, c->msg);
+        return -1;
+    }
+    idem->seq = (uint64_t)b->base_sequence;
+    *out = idem;
+    return 0;
+}
+
+/*
+ * Turn the one record batch of a partition into a PUBLISH and queue it.
+ * @return 1 when queued (published() follows), 0 when refused (the
+ *         partition's error is set).
+ */
+static int publish_batch(kr_kconn *c, kr_kreq *r, kproduce *pr, kpart *kp,
+                         const kr_kafka_produce_req_partition *src)
+{
+    kr_kafka *k = c->k;
+    kr_kafka_produce_resp_partition *p = kp->p;
+    kr_kafka_batch_iter it;
+    kr_kafka_batch b, extra;
+    kr_kafka_err e = KR_KAFKA_ERR_NONE;
+    if (src->records.len <= 0) {
+        part_fail(r, pr, p, KR_KAFKA_ERR_INVALID_RECORD, "the partition carries no record batch");
+        return 0;
+    }
+    kr_kafka_batch_iter_init(&it, src->records.ptr, (size_t)src->records.len);
+    int got = kr_kafka_batch_next(&it, &b, &e, c->msg, sizeof c->msg);
+    if (got <= 0) {
+        part_fail(r, pr, p, got < 0 ? (int16_t)e : KR_KAFKA_ERR_INVALID_RECORD,
+                  got < 0 ? c->msg : "the partition carries no record batch");
+        return 0;
+    }
+    if (kr_kafka_batch_next(&it, &extra, &e, c->msg, sizeof c->msg) != 0) {
+        part_fail(r, pr, p, KR_KAFKA_ERR_INVALID_RECORD,
+                  "a Produce (v3+) carries exactly one record batch per partition");
+        return 0;
+    }
+    /* The PUBLISH payload {events: [...]}: the codec writes the array. */
+    kr_buf *ev = &k->events;
+    kr_buf_reset(ev);
+    kr_cbor_put_map(ev, 1);
+    kr_cbor_put_text(ev, "events", 6);
+    e = kr_kafka_batch_to_events(&b, &k->records, (size_t)k->cfg->max_frame, ev, &k->scratch,
+                                 c->msg, sizeof c->msg);
+    if (e != KR_KAFKA_ERR_NONE || ev->failed) {
+        part_fail(r, pr, p, e != KR_KAFKA_ERR_NONE ? (int16_t)e : KR_KAFKA_ERR_MESSAGE_TOO_LARGE,
+                  e != KR_KAFKA_ERR_NONE ? c->msg : "the batch's events exceed --max-frame");
+        return 0;
+    }
+    kr_request req;
+    krappy_err rc =
+        kr_req_decode(KRAPPY_T_PUBLISH, ev->data, ev->len, &k->decode, &req, c->msg, sizeof c->msg);
+    if (rc != KRAPPY_OK) {
+        part_fail(r, pr, p, KR_KAFKA_ERR_INVALID_RECORD, c->msg);
+        return 0;
+    }
+    kr_idem idem, *ip;
+    if (batch_idem(c, r, pr, kp, &b, &idem, &ip) < 0)
+        return 0;
+    uint64_t bad = UINT64_MAX;
+    kp->records = b.count;
+    /* Counted first: a repeat of an idempotent batch may be answered from
+     * within the call. */
+    r->pending++;
+    rc = kr_store_publish(k->srv->store, kp->t, &req, &k->decode, pr->acks == -1, ip, published, kp,
+                          c->msg, sizeof c->msg, &bad);
+    if (rc != KRAPPY_OK) {
+        r->pending--;
+        if (rc == KRAPPY_E_OUT_OF_ORDER_SEQUENCE)
+            snprintf(c->msg, sizeof c->msg,
+                     "base sequence %d is not the one expected (%llu): a batch before it is "
+                     "missing",
+                     b.base_sequence, (unsigned long long)idem.expected);
+        part_fail(r, pr, p, publish_error(rc, bad), c->msg);
+        return 0;
+    }
+    return 1;
+}
+
+kr_khresult kr_khandle_produce(kr_kconn *c, kr_kreq *r, const kr_kafka_request *req)
+{
+    const kr_kafka_produce_req *q = &req->u.produce;
+    int32_t nt = kr_kcount(q->topics.n);
+    kproduce *pr = kr_kreq_array(r, 1, sizeof *pr);
+    kr_kafka_produce_resp_topic *topics = kr_kreq_array(r, nt, sizeof *topics);
+    if (pr == NULL || topics == NULL) {
+        return kr_kreq_nomem(r);
+    }
+    pr->acks = q->acks;
+    pr->resp.responses.v = topics;
+    pr->resp.responses.n = nt;
+    r->ctx = pr;
+    bool acks_ok = q->acks == 0 || q->acks == 1 || q->acks == -1;
+    /* One reference for the loop below, so no completion answers early. */
+    r->pending = 1;
+    kr_kreq_async(r);
+    for (int32_t i = 0; i < nt; i++) {
+        const kr_kafka_produce_req_topic *qt = &q->topics.v[i];
+        int32_t np = kr_kcount(qt->partitions.n);
+        kpart *kps = kr_kreq_array(r, np, sizeof *kps);
+        kr_kafka_produce_resp_partition *parts = kr_kreq_array(r, np, sizeof *parts);
+        const char *name = kr_kreq_strdup(r, qt->name.ptr, qt->name.len);
+        if (kps == NULL || parts == NULL || (name == NULL && qt->name.len >= 0)) {
+            pr->oom = true; /* answered once the batches queued so far are written */
+            pr->resp.responses.n = i;
+            break;
+        }
+        topics[i].name = (kr_kafka_str){name, qt->name.len};
+        topics[i].partitions.v = parts;
+        topics[i].partitions.n = np;
+        int16_t err = 0;
+        kr_topic *t = acks_ok ? kr_kafka_topic_for(c->k, qt->name, true, &err) : NULL;
+        for (int32_t j = 0; j < np; j++) {
+            kr_kafka_produce_resp_partition *p = &parts[j];
+            const kr_kafka_produce_req_partition *src = &qt->partitions.v[j];
+            p->index = src->index;
+            p->base_offset = -1;
+            p->log_append_time_ms = -1;
+            p->log_start_offset = -1;
+            p->error_message = (kr_kafka_str){NULL, -1};
+            if (!acks_ok) {
+                part_fail(r, pr, p, KR_KAFKA_ERR_INVALID_REQUIRED_ACKS,
+                          "acks must be 0, 1 or -1 (all)");
+            } else if (t == NULL) {
+                part_fail(r, pr, p, err,
+                          err == KR_KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION
+                              ? "the topic does not exist and --kafka-auto-create is off"
+                              : NULL);
+            } else if (src->index != 0) {
+                part_fail(r, pr, p, KR_KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION,
+                          "krappy topics have one partition, 0");
+            } else {
+                kps[j] = (kpart){.r = r, .t = t, .p = p};
+                (void)publish_batch(c, r, pr, &kps[j], src);
+            }
+        }
+    }
+    if (--r->pending == 0)
+        produce_finish(r);
+    return KR_KH_ASYNC;
+}
