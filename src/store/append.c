@@ -915,6 +915,7 @@ void kr_stream_synced(kr_store *s, kr_job *j)
             continue;
         if (g->err == 0) {
             useg_synced(s, st, u, g->bytes, g->next);
+            u->final_done = u->final_done || g->final;
         } else if (g->err == ECANCELED) {
             ok = false;
         } else {
@@ -932,7 +933,7 @@ void kr_stream_synced(kr_store *s, kr_job *j)
             useg_unpin(u); /* the job's pin */
     }
     /* Closed segments synced in full leave the list, oldest first. */
-    while (st->n_segs > 1 && st->segs[0]->closed && st->segs[0]->synced == st->segs[0]->written)
+    while (st->n_segs > 1 && st->segs[0]->final_done)
         drop_first_useg(s, st);
     if (ok) {
         st->sync_fails = 0;

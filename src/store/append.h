@@ -123,6 +123,8 @@ typedef struct kr_useg {
     uint64_t written, written_next; /* end of the last whole batch in it */
     uint64_t synced, synced_next;   /* known durable (rewrites start here) */
     bool closed;                    /* rolled away from: a final sync, then BASE.idx */
+    bool final_done;                /* that final sync was made (a sync of it from
+                                       before its roll does not write BASE.idx) */
     bool torn;                      /* bytes past `written` that a cut could not remove */
     bool unkept;                    /* bytes past `synced` have no copy (out of memory):
                                        a failed sync cannot be repaired */
