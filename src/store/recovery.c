@@ -120,7 +120,7 @@ static int list_segments(recovery *r)
         r->bases[r->n_bases++] = b;
     }
     closedir(d);
-    if (rc == 0)
+    if (rc == 0 && r->n_bases > 1) /* qsort takes no NULL, even for nothing */
         qsort(r->bases, r->n_bases, sizeof *r->bases, cmp_u64);
     return rc;
 }
