@@ -763,22 +763,9 @@ kr_conn *kr_conn_new(kr_server *srv, int fd, const struct sockaddr *sa, int sale
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (c->bev == NULL) {
-        kr_buf_free(&c->enc);
-        kr_buf_free(&c->scratch);
-        kr_buf_free(&c->tmp);
-        free(c);
-        return NULL;
-    }
-    c->flush_ev = event_new(srv->base, -1, 0, on_flush, c);
-    if (c->flush_ev == NULL) {
-        bufferevent_free(c->bev);
-        kr_buf_free(&c->enc);
-        kr_buf_free(&c->scratch);
-        kr_buf_free(&c->tmp);
-        free(c);
-        return NULL;
-    }
+    c->flush_ev = c->bev != NULL ? event_new(srv->base, -1, 0, on_flush, c) : NULL;
+    if (c->flush_ev == NULL)
+        goto fail;
     bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
     bufferevent_setwatermark(c->bev, EV_WRITE, KR_CONN_OUT_LOW, 0);
     bufferevent_set_max_single_read(c->bev, KR_CONN_READ_CHUNK);
@@ -788,20 +775,24 @@ kr_conn *kr_conn_new(kr_server *srv, int fd, const struct sockaddr *sa, int sale
     bufferevent_disable(c->bev, EV_WRITE);
     c->read_paused = true; /* until kr_conn_update_read finds room to read */
     c->in_cb = evbuffer_add_cb(bufferevent_get_input(c->bev), on_input_change, c);
-    if (c->in_cb == NULL) {
-        bufferevent_free(c->bev);
-        kr_buf_free(&c->enc);
-        kr_buf_free(&c->scratch);
-        kr_buf_free(&c->tmp);
-        free(c);
-        return NULL;
-    }
+    if (c->in_cb == NULL)
+        goto fail;
     TAILQ_INSERT_TAIL(&srv->conns, c, link);
     srv->n_conns++;
     kr_conn_update_read(c);
     kr_gauge_set(srv->m.connections, srv->n_conns);
     log_conn(KR_LOG_DEBUG, c, "connection accepted", NULL);
     return c;
+fail:
+    if (c->flush_ev != NULL)
+        event_free(c->flush_ev);
+    if (c->bev != NULL)
+        bufferevent_free(c->bev);
+    kr_buf_free(&c->enc);
+    kr_buf_free(&c->scratch);
+    kr_buf_free(&c->tmp);
+    free(c);
+    return NULL;
 }
 
 /* Drop one reference; the last one frees the memory. */

@@ -137,6 +137,26 @@ static size_t find_segment(const kr_topic *t, uint64_t offset)
 }
 
 /*
+ * pread up to n bytes of seg at pos through its file in the store's fdcache
+ * (pinned for the read). @return the bytes read, at least `least`; or -1
+ * with errno (EIO when the file holds fewer).
+ */
+static ssize_t seg_pread(const kr_segment *seg, void *buf, size_t n, uint64_t pos, size_t least)
+{
+    int fd = kr_fdfile_get(seg->file);
+    if (fd < 0)
+        return -1;
+    ssize_t r = pread(fd, buf, n, (off_t)pos);
+    int e = r >= 0 && (size_t)r < least ? EIO : errno;
+    kr_fdfile_put(seg->file);
+    if (r < 0 || (size_t)r < least) {
+        errno = e;
+        return -1;
+    }
+    return r;
+}
+
+/*
  * The read window: the last KR_FETCH_WINDOW bytes of visible stream read
  * from a segment, kept for the next reads. A FETCH walks batch headers one
  * after the other, and a pread for each - for batches of one event, one
@@ -165,20 +185,25 @@ static const uint8_t *win_read(kr_store *s, const kr_segment *seg, uint64_t pos,
         errno = ENOMEM;
         return NULL;
     }
-    int fd = kr_fdfile_get(seg->file);
-    if (fd < 0)
+    ssize_t r = seg_pread(seg, s->win.data, want, pos, n);
+    if (r < 0)
         return NULL;
-    ssize_t r = pread(fd, s->win.data, want, (off_t)pos);
-    int e = r >= 0 && (size_t)r < n ? EIO : errno;
-    kr_fdfile_put(seg->file);
-    if (r < 0 || (size_t)r < n) {
-        errno = e;
-        return NULL;
-    }
     s->win.len = (size_t)r;
     s->win_seg = seg->id;
     s->win_pos = pos;
     return s->win.data;
+}
+
+/* Copy bytes [from, to) of seg into the read buffer. @return 0 or -1. */
+static int read_range(kr_store *s, const kr_segment *seg, uint64_t from, uint64_t to)
+{
+    kr_buf_reset(&s->readbuf);
+    if (kr_buf_reserve(&s->readbuf, (size_t)(to - from)) < 0) {
+        errno = ENOMEM;
+        return -1;
+    }
+    size_t n = (size_t)(to - from);
+    return seg_pread(seg, s->readbuf.data, n, from, n) < 0 ? -1 : 0;
 }
 
 /* Read a batch payload: through the window, or (larger than it) into the
@@ -189,19 +214,7 @@ static const uint8_t *read_payload(kr_store *s, const kr_segment *seg, uint64_t 
 {
     if (len <= KR_FETCH_WINDOW && pos + len <= seg->size)
         return win_read(s, seg, pos, len);
-    kr_buf_reset(&s->readbuf);
-    if (kr_buf_reserve(&s->readbuf, len) < 0) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    int fd = kr_fdfile_get(seg->file);
-    if (fd < 0)
-        return NULL;
-    ssize_t r = pread(fd, s->readbuf.data, len, (off_t)pos);
-    int e = r >= 0 && r != (ssize_t)len ? EIO : errno;
-    kr_fdfile_put(seg->file);
-    errno = e;
-    return r == (ssize_t)len ? s->readbuf.data : NULL;
+    return read_range(s, seg, pos, pos + len) == 0 ? s->readbuf.data : NULL;
 }
 
 /* A FETCH being located: its limits, its result so far, and where the
@@ -471,24 +484,6 @@ static struct evbuffer_file_segment *segment_fs(kr_store *s, kr_segment *seg)
     }
     evbuffer_file_segment_add_cleanup_cb(fs, fs_done, seg->file);
     return fs;
-}
-
-/* Copy bytes [from, to) of seg into the read buffer. @return 0 or -1. */
-static int read_range(kr_store *s, kr_segment *seg, uint64_t from, uint64_t to)
-{
-    kr_buf_reset(&s->readbuf);
-    if (kr_buf_reserve(&s->readbuf, (size_t)(to - from)) < 0) {
-        errno = ENOMEM;
-        return -1;
-    }
-    int fd = kr_fdfile_get(seg->file);
-    if (fd < 0)
-        return -1;
-    ssize_t r = pread(fd, s->readbuf.data, (size_t)(to - from), (off_t)from);
-    int e = r >= 0 && r != (ssize_t)(to - from) ? EIO : errno;
-    kr_fdfile_put(seg->file);
-    errno = e;
-    return r == (ssize_t)(to - from) ? 0 : -1;
 }
 
 /* The run of ranges from i on that share one sendfile handle: large ones
