@@ -69,7 +69,7 @@ static void start_shimmed(e2e_server *s, const char *faults, const char *const *
     assert_non_null(mkdtemp(s->dir));
     assert_int_equal(e2e_shim_on(s), 0);
     assert_int_equal(e2e_shim_faults(s, faults), 0);
-    assert_int_equal(e2e_restart(s, args), 0);
+    assert_int_equal(e2e_restart_small_quarantine(s, args), 0);
     e2e_shim_off();
 }
 

@@ -93,6 +93,22 @@ int e2e_restart_shimmed(e2e_server *s, const char *const *extra)
     return rc;
 }
 
+int e2e_restart_small_quarantine(e2e_server *s, const char *const *extra)
+{
+    const char *cur = getenv("ASAN_OPTIONS");
+    char *was = cur != NULL ? strdup(cur) : NULL;
+    char asan[1024];
+    snprintf(asan, sizeof asan, "%s%squarantine_size_mb=8", was ? was : "", was ? ":" : "");
+    setenv("ASAN_OPTIONS", asan, 1);
+    int rc = e2e_restart(s, extra);
+    if (was != NULL)
+        setenv("ASAN_OPTIONS", was, 1);
+    else
+        unsetenv("ASAN_OPTIONS");
+    free(was);
+    return rc;
+}
+
 int e2e_start_shimmed(e2e_server *s, const char *const *extra)
 {
     memset(s, 0, sizeof *s);

@@ -1675,8 +1675,8 @@ static void test_topics_stats(void **state)
     xs_init(&s);
     kr_buf *p = xs_step(&s, KRAPPY_T_TOPICS, KRAPPY_T_OK);
     kr_enc_ok_topics_begin(p, NO_CID, 2);
-    kr_enc_topic(p, &(kr_str){(const uint8_t *)"audit.log", 9}, 10, 20);
-    kr_enc_topic(p, &(kr_str){(const uint8_t *)"users", 5}, 0, 0);
+    kr_enc_topic(p, &(kr_str){(const uint8_t *)"audit.log", 9}, 10, 20, NULL);
+    kr_enc_topic(p, &(kr_str){(const uint8_t *)"users", 5}, 0, 0, NULL);
     p = xs_step(&s, KRAPPY_T_STATS, KRAPPY_T_OK);
     kr_enc_ok_stats_begin(p, NO_CID, &(kr_str){(const uint8_t *)"users", 5}, 3, 90, 123456, 40, 0,
                           2);
@@ -1819,6 +1819,67 @@ static void test_admin_calls(void **state)
     }
     xs_req(&s, 7, KRAPPY_T_GROUP_DELETE, &scratch, &req);
     ASSERT_STR(req.u.group_delete.group, "billing");
+    kr_buf_free(&scratch);
+    xs_free(&s);
+}
+
+/* TOPIC_CONFIG: "name=value" texts become the request's `set`, the reply's
+ * `config` the struct; a bad text is refused before anything is sent, a
+ * reply without every setting closes. */
+static void test_topic_config_call(void **state)
+{
+    (void)state;
+    static xscript s;
+    static fake f;
+    xs_init(&s);
+    kr_str users = S("users");
+    kr_topic_config cfg = {.mask = KR_TC_ALL};
+    cfg.v[KR_TC_CLEANUP] = KR_CLEANUP_COMPACT;
+    cfg.v[KR_TC_RETENTION_BYTES] = 0;
+    cfg.v[KR_TC_RETENTION_MS] = 7ull * 86400000;
+    cfg.v[KR_TC_DELETE_RETENTION_MS] = 60000;
+    cfg.v[KR_TC_SEGMENT_BYTES] = 16u << 20;
+    cfg.v[KR_TC_SEGMENT_MS] = 600000;
+    kr_enc_ok_topic_config(xs_step(&s, KRAPPY_T_TOPIC_CONFIG, KRAPPY_T_OK), NO_CID, &users, &cfg);
+    kr_enc_ok_topic_config(xs_step(&s, KRAPPY_T_TOPIC_CONFIG, KRAPPY_T_OK), NO_CID, &users, &cfg);
+    kr_enc_error(xs_step(&s, KRAPPY_T_TOPIC_CONFIG, KRAPPY_T_ERROR), NO_CID, KRAPPY_E_NO_SUCH_TOPIC,
+                 "topic 'gone' does not exist", NULL);
+    kr_topic_config part = {.mask = 1u << KR_TC_CLEANUP};
+    part.v[KR_TC_CLEANUP] = KR_CLEANUP_DELETE;
+    kr_enc_ok_topic_config(xs_step(&s, KRAPPY_T_TOPIC_CONFIG, KRAPPY_T_OK), NO_CID, &users, &part);
+    krappy_client *c = xs_connect(&f, &s, 5000);
+
+    krappy_topic_settings ts;
+    assert_int_equal(krappy_topic_config(c, "users", NULL, 0, &ts), KRAPPY_OK);
+    assert_int_equal(ts.cleanup, KRAPPY_CLEANUP_COMPACT);
+    assert_int_equal(ts.retention_ms, 7ull * 86400000);
+    assert_int_equal(ts.delete_retention_ms, 60000);
+    assert_int_equal(ts.segment_bytes, 16u << 20);
+    assert_int_equal(ts.segment_ms, 600000);
+    assert_string_equal(krappy_cleanup_name(ts.cleanup), "compact");
+    const char *set[] = {"cleanup=compact", "segment_ms=10m", "retention_ms=7d"};
+    assert_int_equal(krappy_topic_config(c, "users", set, 3, NULL), KRAPPY_OK);
+    assert_int_equal(krappy_topic_config(c, "gone", NULL, 0, &ts), KRAPPY_E_NO_SUCH_TOPIC);
+    const char *bad[] = {"segment_ms=1"};
+    assert_int_equal(krappy_topic_config(c, "users", bad, 1, &ts), KRAPPY_E_USAGE);
+    assert_non_null(strstr(krappy_client_errmsg(c), "segment_ms"));
+    assert_int_equal(krappy_topic_config(c, "", NULL, 0, &ts), KRAPPY_E_USAGE);
+    assert_int_equal(krappy_topic_config(c, "users", NULL, 0, &ts), KRAPPY_E_PROTOCOL);
+    assert_null(krappy_cleanup_name(0));
+    krappy_client_free(c);
+    fake_join(&f);
+
+    kr_buf scratch;
+    kr_request req;
+    kr_buf_init(&scratch, SIZE_MAX);
+    xs_req(&s, 0, KRAPPY_T_TOPIC_CONFIG, &scratch, &req);
+    ASSERT_STR(req.u.topic_config.topic, "users");
+    assert_false(req.u.topic_config.has_set);
+    xs_req(&s, 1, KRAPPY_T_TOPIC_CONFIG, &scratch, &req);
+    assert_true(req.u.topic_config.has_set);
+    assert_int_equal(req.u.topic_config.set.mask,
+                     (1u << KR_TC_CLEANUP) | (1u << KR_TC_SEGMENT_MS) | (1u << KR_TC_RETENTION_MS));
+    assert_int_equal(req.u.topic_config.set.v[KR_TC_SEGMENT_MS], 600000);
     kr_buf_free(&scratch);
     xs_free(&s);
 }
@@ -2770,6 +2831,7 @@ int main(void)
         cmocka_unit_test(test_scan_defaults),
         cmocka_unit_test(test_topics_stats),
         cmocka_unit_test(test_admin_calls),
+        cmocka_unit_test(test_topic_config_call),
         cmocka_unit_test(test_register_consumer),
         cmocka_unit_test(test_poll_ack),
         cmocka_unit_test(test_consume_pipelined),

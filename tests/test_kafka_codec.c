@@ -66,6 +66,9 @@ static void test_varints(void **state)
         kr_buf_reset(&b);
         kr_kafka_put_varlong(&b, longs[i]);
         assert_int_equal(b.len, kr_kafka_varlong_size(longs[i]));
+        uint8_t tmp[10];
+        assert_int_equal(kr_kafka_varlong_write(tmp, longs[i]), b.len);
+        assert_memory_equal(tmp, b.data, b.len);
         kr_kafka_rd_init(&r, b.data, b.len);
         assert_true(kr_kafka_rd_varlong(&r) == longs[i]);
         assert_true(kr_kafka_rd_ok(&r));

@@ -560,6 +560,66 @@ static void test_rt_ping_topics_stats(void **state)
 
 /* ---- malformed payloads ---- */
 
+/* TOPIC_CONFIG: a read, a change (every setting both ways), and the
+ * refusals naming the setting; the reply's map. */
+static void test_rt_topic_config(void **state)
+{
+    (void)state;
+    kr_enc_topic_config(&B, cid(9), "users", NULL);
+    assert_int_equal(dec(KRAPPY_T_TOPIC_CONFIG), KRAPPY_OK);
+    str_eq(R.u.topic_config.topic, "users");
+    assert_false(R.u.topic_config.has_set);
+    assert_int_equal(R.cid.v, 9);
+
+    kr_topic_config set = {.mask = KR_TC_ALL};
+    set.v[KR_TC_CLEANUP] = KR_CLEANUP_COMPACT;
+    set.v[KR_TC_RETENTION_BYTES] = 1ull << 40;
+    set.v[KR_TC_RETENTION_MS] = 3600000;
+    set.v[KR_TC_DELETE_RETENTION_MS] = 1000;
+    set.v[KR_TC_SEGMENT_BYTES] = 1 << 20;
+    set.v[KR_TC_SEGMENT_MS] = 60000;
+    kr_buf_reset(&B);
+    kr_enc_topic_config(&B, NOCID, "users", &set);
+    assert_int_equal(dec(KRAPPY_T_TOPIC_CONFIG), KRAPPY_OK);
+    assert_true(R.u.topic_config.has_set);
+    assert_memory_equal(&R.u.topic_config.set, &set, sizeof set);
+
+    /* An empty or null `set` reads. */
+    assert_int_equal(dech(KRAPPY_T_TOPIC_CONFIG, "a2 65746f706963 657573657273 63736574 a0"),
+                     KRAPPY_OK);
+    assert_false(R.u.topic_config.has_set);
+    assert_int_equal(dech(KRAPPY_T_TOPIC_CONFIG, "a2 65746f706963 657573657273 63736574 f6"),
+                     KRAPPY_OK);
+    assert_false(R.u.topic_config.has_set);
+    /* `set` not a map; an unknown setting; a bad value; no topic. */
+    assert_int_equal(dech(KRAPPY_T_TOPIC_CONFIG, "a2 65746f706963 657573657273 63736574 01"),
+                     KRAPPY_E_INVALID_ARGUMENT);
+    expect_msg("'set'");
+    assert_int_equal(
+        dech(KRAPPY_T_TOPIC_CONFIG, "a2 65746f706963 657573657273 63736574 a1 63666f6f 01"),
+        KRAPPY_E_INVALID_ARGUMENT);
+    expect_msg("'foo'");
+    assert_int_equal(dech(KRAPPY_T_TOPIC_CONFIG,
+                          "a2 65746f706963 657573657273 63736574 a1 67636c65616e7570 6362616e"),
+                     KRAPPY_E_INVALID_ARGUMENT);
+    expect_msg("cleanup");
+    assert_int_equal(dech(KRAPPY_T_TOPIC_CONFIG, "a1 63736574 a0"), KRAPPY_E_INVALID_ARGUMENT);
+    expect_msg("'topic'");
+
+    /* The reply: OK {topic, config}. */
+    kr_buf_reset(&B);
+    kr_str users = {(const uint8_t *)"users", 5};
+    kr_enc_ok_topic_config(&B, NOCID, &users, &set);
+    kr_reply rep;
+    kr_cbor_item m;
+    kr_topic_config got;
+    char msg[128];
+    assert_int_equal(kr_reply_decode(KRAPPY_T_OK, B.data, B.len, &rep), 0);
+    assert_int_equal(kr_cbor_map_find(&rep.map, "config", &m), 1);
+    assert_int_equal(kr_tc_decode(&m, false, &got, msg, sizeof msg), KRAPPY_OK);
+    assert_memory_equal(&got, &set, sizeof set);
+}
+
 /* DELETE_TOPIC, GROUP_SEEK (to earliest, latest, an offset; ts), GROUP_DELETE. */
 static void test_rt_admin(void **state)
 {
@@ -1756,8 +1816,8 @@ static void test_reply_ok_variants(void **state)
     kr_str t2 = {(const uint8_t *)"logs", 4};
     kr_buf_reset(&B);
     kr_enc_ok_topics_begin(&B, cid(4), 2);
-    kr_enc_topic(&B, &topic, 0, 10);
-    kr_enc_topic(&B, &t2, 5, 7);
+    kr_enc_topic(&B, &topic, 0, 10, NULL);
+    kr_enc_topic(&B, &t2, 5, 7, NULL);
     r = reply(KRAPPY_T_OK);
     assert_int_equal(kr_cbor_map_find(&r.map, "topics", &v), 1);
     assert_int_equal(v.u, 2);
@@ -2116,6 +2176,7 @@ int main(void)
         T(test_rt_hello),
         T(test_rt_ping_topics_stats),
         T(test_rt_admin),
+        T(test_rt_topic_config),
         T(test_bad_payload),
         T(test_unknown_type),
         T(test_topic_names),

@@ -144,7 +144,7 @@ static void image_init(image *im, uint64_t base, size_t cap_batches)
     memset(im, 0, sizeof *im);
     kr_buf_init(&im->b, (size_t)1 << 30);
     uint8_t h[KR_SEG_HEADER_BYTES];
-    kr_seg_header_encode_v1(h, base); /* the images are version 1: 0.1.0's */
+    kr_seg_header_encode_v1(h, base, 0); /* the images are version 1: 0.1.0's */
     assert_int_equal(kr_buf_append(&im->b, h, sizeof h), 0);
     im->base = base;
     im->end_next = base;
@@ -343,7 +343,7 @@ static void test_seg_header(void **state)
     kr_seg_header d;
 
     /* Version 1, as krappy 0.1.0 wrote it. */
-    kr_seg_header_encode_v1(h, 0x0102030405060708ull);
+    kr_seg_header_encode_v1(h, 0x0102030405060708ull, 0);
     assert_memory_equal(h, "KRAPPYSG\0\0\0\x01\0\0\0\x20\x01\x02\x03\x04\x05\x06\x07\x08", 24);
     assert_memory_equal(h + 28, "\0\0\0\0", 4);
     assert_int_equal(kr_seg_header_decode(h, sizeof h, &d), 0);
@@ -351,17 +351,24 @@ static void test_seg_header(void **state)
     assert_int_equal(d.version, 1);
     assert_int_equal(d.len, KR_SEG_HEADER_BYTES);
     assert_false(d.has_sync);
-    kr_seg_header_encode_v1(h, UINT64_MAX);
+    kr_seg_header_encode_v1(h, UINT64_MAX, 0);
     assert_int_equal(kr_seg_header_decode(h, sizeof h, &d), 0);
     assert_int_equal(d.base, UINT64_MAX);
     assert_int_equal(kr_seg_header_decode(h, sizeof h - 1, &d), -1); /* too short */
 
-    /* Every byte, every bit, and a whole-byte change: rejected. */
-    kr_seg_header_encode_v1(h, 42);
+    /* Every byte, every bit, and a whole-byte change: rejected - but the
+     * compacted flag (bit 0 of byte 31), which the CRC does not cover. */
+    kr_seg_header_encode_v1(h, 42, 0);
     for (size_t i = 0; i < sizeof h; i++) {
         for (int bit = 0; bit < 8; bit++) {
             h[i] ^= (uint8_t)(1u << bit);
-            assert_int_equal(kr_seg_header_decode(h, sizeof h, &d), -1);
+            if (i == 31 && bit == 0) {
+                assert_int_equal(kr_seg_header_decode(h, sizeof h, &d), 0);
+                assert_int_equal(d.flags, KR_SEG_F_COMPACTED);
+                assert_int_equal(d.base, 42);
+            } else {
+                assert_int_equal(kr_seg_header_decode(h, sizeof h, &d), -1);
+            }
             h[i] ^= (uint8_t)(1u << bit);
         }
         h[i] ^= 0xff;

@@ -817,6 +817,21 @@ typedef struct krappy_group_stats {
                          port): cursor is its committed offset, pending 0 */
 } krappy_group_stats;
 
+/* A topic's cleanup policy (krappy_topic_settings.cleanup): bits. */
+#define KRAPPY_CLEANUP_DELETE  1 /* old segments go by retention */
+#define KRAPPY_CLEANUP_COMPACT 2 /* events no longer their key's latest go */
+
+/* A topic's settings (PROTOCOL.md section 9): every one, as the server
+ * applies them (its flags give those the topic does not set). */
+typedef struct krappy_topic_settings {
+    int cleanup;              /* KRAPPY_CLEANUP_* bits */
+    uint64_t retention_bytes; /* 0: no size limit */
+    uint64_t retention_ms;    /* 0: no age limit */
+    uint64_t delete_retention_ms;
+    uint64_t segment_bytes;
+    uint64_t segment_ms; /* 0: a quiet segment is not rolled */
+} krappy_topic_settings;
+
 /* STATS of a topic. Read-only; free with krappy_topic_stats_free. */
 typedef struct krappy_topic_stats {
     const char *topic; /* NUL-terminated */
@@ -828,6 +843,14 @@ typedef struct krappy_topic_stats {
     const krappy_group_stats *groups; /* by name */
     uint64_t producers;               /* idempotent producers the server keeps for the
                                          topic (0 from a server that does not say) */
+    int has_config;                   /* 1 when the server sent the topic's settings */
+    krappy_topic_settings config;     /* with has_config */
+    int has_compaction;               /* 1 when the server sent compaction figures (krappyd) */
+    uint64_t dirty_bytes;             /* closed segments' bytes not compacted yet */
+    uint64_t reclaimed_bytes;         /* disk compaction gave back since the server started */
+    uint64_t segments_rewritten;      /* ... segments it rewrote */
+    uint64_t events_removed;          /* ... events it removed */
+    uint64_t compact_ms;              /* ... time it spent */
 } krappy_topic_stats;
 
 /*
@@ -858,6 +881,27 @@ void krappy_topic_stats_free(krappy_topic_stats *s);
  * @return KRAPPY_OK; KRAPPY_E_NO_SUCH_TOPIC; or another error.
  */
 krappy_err krappy_delete_topic(krappy_client *c, const char *topic);
+
+/*
+ * krappy_topic_config - TOPIC_CONFIG: read a topic's settings, or change
+ * some of them (durably, like an ACK) and read the result. Changing the
+ * settings of a topic that does not exist creates it with them.
+ * @param set  n texts "name=value": cleanup=delete|compact|compact,delete;
+ *             retention_bytes, segment_bytes (K, M, G suffixes);
+ *             retention_ms, delete_retention_ms, segment_ms (ms, s, m, h,
+ *             d suffixes; a bare number is ms). NULL or n 0: only read.
+ *             A text that is not a setting is KRAPPY_E_USAGE (nothing sent).
+ * @param out  receives every setting (NULL: not wanted)
+ * @return KRAPPY_OK; KRAPPY_E_NO_SUCH_TOPIC (reading a topic that does
+ *         not exist); KRAPPY_E_INVALID_ARGUMENT (the server refused a
+ *         value: nothing changed); KRAPPY_E_USAGE; or another error.
+ */
+krappy_err krappy_topic_config(krappy_client *c, const char *topic, const char *const *set,
+                               size_t n, krappy_topic_settings *out);
+
+/* "delete", "compact" or "compact,delete" for KRAPPY_CLEANUP_* bits; NULL
+ * for anything else. Static storage. */
+const char *krappy_cleanup_name(int cleanup);
 
 /* Where krappy_group_seek moves a group's cursor. */
 typedef enum krappy_seek {

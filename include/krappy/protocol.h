@@ -43,7 +43,7 @@ extern "C" {
 #define KRAPPY_DEFAULT_SCAN_LIMIT  1000
 #define KRAPPY_DEFAULT_ACK_WAIT_MS 30000
 
-/* Message types. Requests are 1..16 (13, CLUSTER, is not answered by this
+/* Message types. Requests are 1..17 (13, CLUSTER, is not answered by this
  * version), replies 100..103 and 255. */
 typedef enum krappy_type {
     KRAPPY_T_PRODUCER_REGISTER = 1,
@@ -61,6 +61,7 @@ typedef enum krappy_type {
     KRAPPY_T_DELETE_TOPIC = 14,
     KRAPPY_T_GROUP_SEEK = 15,
     KRAPPY_T_GROUP_DELETE = 16,
+    KRAPPY_T_TOPIC_CONFIG = 17,
 
     KRAPPY_T_OK = 100,
     KRAPPY_T_EVENTS = 101,
@@ -70,7 +71,7 @@ typedef enum krappy_type {
 } krappy_type;
 
 /* The highest request type this version knows. */
-#define KRAPPY_T_REQUEST_MAX KRAPPY_T_GROUP_DELETE
+#define KRAPPY_T_REQUEST_MAX KRAPPY_T_TOPIC_CONFIG
 
 /* Error codes. 1..17 are PROTOCOL.md section 5 exactly; never renumbered. */
 typedef enum krappy_err {

@@ -62,6 +62,7 @@ int cli_topics(cli *x, int argc, char **argv);
 int cli_stats(cli *x, int argc, char **argv);
 int cli_groups(cli *x, int argc, char **argv);
 int cli_delete_topic(cli *x, int argc, char **argv);
+int cli_topic_config(cli *x, int argc, char **argv);
 
 /* What `groups` does besides listing (cli_admin.c). */
 typedef struct cli_group_admin {

@@ -211,3 +211,60 @@ int cli_group_delete(cli *x, const char *topic, const cli_group_admin *ga)
     }
     return CLI_OK;
 }
+
+/* topic-config: the topic's settings, one "name value" a line (or one JSON
+ * object), after changing those --set names. */
+int cli_topic_config(cli *x, int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"set", required_argument, NULL, 's'},
+        CLI_HELP_OPTION,
+        {NULL, 0, NULL, 0},
+    };
+    const char **set = calloc((size_t)argc + 1, sizeof *set);
+    size_t n = 0;
+    int c, rc;
+    if (set == NULL)
+        return cli_fail(x, "out of memory");
+    while ((c = cli_getopt(x, argc, argv, "s:", lo)) != CLI_OPT_END) {
+        if (c == 's') {
+            set[n++] = optarg;
+            continue;
+        }
+        free(set);
+        return c == CLI_OPT_HELP ? cli_verb_help(x->verb) : CLI_USAGE;
+    }
+    if (optind >= argc || argc - optind > 1) {
+        free(set);
+        return optind >= argc ? cli_usage_error(x, "name the topic")
+                              : cli_usage_error(x, "unexpected argument '%s'", argv[optind + 1]);
+    }
+    const char *topic = argv[optind];
+    if ((rc = cli_use_topic(x, topic)) != CLI_OK || (rc = cli_connect(x)) != CLI_OK) {
+        free(set);
+        return rc;
+    }
+    krappy_topic_settings ts;
+    krappy_err e = krappy_topic_config(x->client, topic, set, n, &ts);
+    free(set);
+    if (e != KRAPPY_OK)
+        return cli_client_fail(x, e);
+    const char *cleanup = krappy_cleanup_name(ts.cleanup);
+    const char *names[] = {"retention_bytes", "retention_ms", "delete_retention_ms",
+                           "segment_bytes", "segment_ms"};
+    uint64_t vals[] = {ts.retention_bytes, ts.retention_ms, ts.delete_retention_ms,
+                       ts.segment_bytes, ts.segment_ms};
+    if (x->json)
+        printf("{\"topic\":\"%s\",\"cleanup\":\"%s\"", topic, cleanup ? cleanup : "?");
+    else
+        printf("%-20s %s\n", "cleanup", cleanup ? cleanup : "?");
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (x->json)
+            printf(",\"%s\":%llu", names[i], (unsigned long long)vals[i]);
+        else
+            printf("%-20s %llu\n", names[i], (unsigned long long)vals[i]);
+    }
+    if (x->json)
+        printf("}\n");
+    return CLI_OK;
+}

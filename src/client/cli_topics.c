@@ -191,6 +191,27 @@ static int load_stats(cli *x, int argc, char **argv, const char *missing, cli_gr
     return e == KRAPPY_OK ? CLI_OK : cli_client_fail(x, e);
 }
 
+/* STATS' settings and compaction figures, when the server sent them, as
+ * ',"config":{...},"compaction":{...}' (krappyd's additions). */
+static void print_more_json(const krappy_topic_stats *st)
+{
+    if (st->has_config) {
+        const krappy_topic_settings *c = &st->config;
+        const char *cl = krappy_cleanup_name(c->cleanup);
+        printf(",\"config\":{\"cleanup\":\"%s\",\"retention_bytes\":%llu,\"retention_ms\":%llu,"
+               "\"delete_retention_ms\":%llu,\"segment_bytes\":%llu,\"segment_ms\":%llu}",
+               cl != NULL ? cl : "?", (unsigned long long)c->retention_bytes,
+               (unsigned long long)c->retention_ms, (unsigned long long)c->delete_retention_ms,
+               (unsigned long long)c->segment_bytes, (unsigned long long)c->segment_ms);
+    }
+    if (st->has_compaction)
+        printf(",\"compaction\":{\"dirty_bytes\":%llu,\"reclaimed_bytes\":%llu,"
+               "\"segments_rewritten\":%llu,\"events_removed\":%llu,\"ms\":%llu}",
+               (unsigned long long)st->dirty_bytes, (unsigned long long)st->reclaimed_bytes,
+               (unsigned long long)st->segments_rewritten, (unsigned long long)st->events_removed,
+               (unsigned long long)st->compact_ms);
+}
+
 /* stats: the topic's figures, then its groups as a table. */
 int cli_stats(cli *x, int argc, char **argv)
 {
@@ -208,6 +229,7 @@ int cli_stats(cli *x, int argc, char **argv)
                (unsigned long long)st->first, (unsigned long long)st->next,
                (unsigned long long)(st->next - st->first), (unsigned long long)st->bytes,
                (unsigned long long)st->keys, (unsigned long long)st->producers);
+        print_more_json(st);
         for (size_t i = 0; i < st->n_groups; i++) {
             const krappy_group_stats *g = &st->groups[i];
             printf("%s{", i ? "," : "");
@@ -228,6 +250,17 @@ int cli_stats(cli *x, int argc, char **argv)
     printf("keys     %llu live\n", (unsigned long long)st->keys);
     if (st->producers > 0)
         printf("producers %llu idempotent\n", (unsigned long long)st->producers);
+    if (st->has_config)
+        printf("cleanup  %s\n", krappy_cleanup_name(st->config.cleanup) != NULL
+                                    ? krappy_cleanup_name(st->config.cleanup)
+                                    : "?");
+    if (st->has_compaction) {
+        char r[32];
+        printf("compacted %s reclaimed, %llu segments rewritten, %s not compacted yet\n",
+               cli_fmt_bytes(r, sizeof r, st->reclaimed_bytes),
+               (unsigned long long)st->segments_rewritten,
+               cli_fmt_bytes(b, sizeof b, st->dirty_bytes));
+    }
     if (st->n_groups == 0) {
         printf("groups   none\n");
         krappy_topic_stats_free(st);

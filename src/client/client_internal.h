@@ -135,6 +135,10 @@ krappy_err kr_client_check_no_pipeline(krappy_client *c, const char *what);
 /* A reply type for messages: "EVENTS", or "type 77" written into buf. */
 const char *kr_client_type_label(uint32_t type, char *buf, size_t len);
 
+/* A decoded settings map holding every setting, as the public struct
+ * (manage.c; STATS reads it too). */
+void kr_client_settings_from(const kr_topic_config *tc, krappy_topic_settings *out);
+
 /* The server's reply to `request` is not what the protocol says (`what`):
  * KRAPPY_E_PROTOCOL, and the connection is closed. */
 krappy_err kr_client_bad_reply(krappy_client *c, const char *request, const char *what);

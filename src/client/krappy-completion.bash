@@ -68,12 +68,20 @@ _krappy() {
     for ((i = i + 1; i < COMP_CWORD; i++)); do
         w=${COMP_WORDS[i]}
         if [[ $w != -* && ${COMP_WORDS[i - 1]} != --seek && ${COMP_WORDS[i - 1]} != --delete &&
-            ${COMP_WORDS[i - 1]} != -g && ${COMP_WORDS[i - 1]} != --group ]]; then
+            ${COMP_WORDS[i - 1]} != -g && ${COMP_WORDS[i - 1]} != --group &&
+            ${COMP_WORDS[i - 1]} != --set ]]; then
             topic=$w
             break
         fi
     done
 
+    if [[ $verb == topic-config && ($prev == --set || $prev == -s) ]]; then
+        COMPREPLY=($(compgen -W "cleanup=compact cleanup=delete cleanup=compact,delete \
+            retention_bytes= retention_ms= delete_retention_ms= segment_bytes= segment_ms=" \
+            -- "$cur"))
+        compopt -o nospace 2>/dev/null
+        return
+    fi
     case $prev in
     -g | --group | --seek | --delete)
         [[ -n $topic ]] && COMPREPLY=($(compgen -W "$(_krappy_groups "$topic")" -- "$cur"))
@@ -102,7 +110,7 @@ _krappy() {
         COMPREPLY=($(compgen -W "$("$_krappy_bin" help 2>/dev/null |
             sed -n '/^verbs:/,/^$/s/^  \([a-z-]*\) .*/\1/p')" -- "$cur"))
         ;;
-    produce | fetch | consume | get | scan | stats | groups | delete-topic)
+    produce | fetch | consume | get | scan | stats | groups | delete-topic | topic-config)
         if [[ -z $topic ]]; then
             COMPREPLY=($(compgen -W "$(_krappy_topics)" -- "$cur"))
         elif [[ $verb == groups && ${COMP_WORDS[COMP_CWORD - 2]} == --seek ]]; then

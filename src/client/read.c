@@ -722,6 +722,29 @@ static int read_group(const kr_cbor_item *m, kr_cbor_item *name, krappy_group_st
     return 0;
 }
 
+/* STATS' `config` and `compaction`, when the server sends them (krappyd). */
+static void read_stats_more(const kr_reply *r, krappy_topic_stats *st)
+{
+    static const char *const names[] = {"dirty_bytes", "reclaimed_bytes", "segments_rewritten",
+                                        "events_removed", "ms"};
+    uint64_t *dst[] = {&st->dirty_bytes, &st->reclaimed_bytes, &st->segments_rewritten,
+                       &st->events_removed, &st->compact_ms};
+    kr_cbor_item m, x;
+    kr_topic_config tc;
+    char msg[128];
+    if (kr_cbor_map_find(&r->map, "config", &m) == 1 &&
+        kr_tc_decode(&m, false, &tc, msg, sizeof msg) == KRAPPY_OK && tc.mask == KR_TC_ALL) {
+        st->has_config = 1;
+        kr_client_settings_from(&tc, &st->config);
+    }
+    if (kr_cbor_map_find(&r->map, "compaction", &m) != 1 || m.kind != KR_CBOR_MAP)
+        return;
+    st->has_compaction = 1;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (kr_cbor_map_find(&m, names[i], &x) == 1 && x.kind == KR_CBOR_UINT)
+            *dst[i] = x.u;
+}
+
 krappy_err krappy_stats(krappy_client *c, const char *topic, const char *group,
                         krappy_topic_stats **out)
 {
@@ -748,6 +771,7 @@ krappy_err krappy_stats(krappy_client *c, const char *topic, const char *group,
         !kr_reply_uint(&r, "bytes", &st.bytes) || !kr_reply_uint(&r, "keys", &st.keys))
         return kr_client_bad_reply(c, "STATS", "it needs topic, first, next, bytes and keys");
     (void)kr_reply_uint(&r, "producers", &st.producers); /* 0 from servers without it */
+    read_stats_more(&r, &st);
     if (kr_cbor_map_find(&r.map, "groups", &arr) != 1 || arr.kind != KR_CBOR_ARRAY)
         return kr_client_bad_reply(c, "STATS", "no array `groups`");
     kr_cbor_iter_init(&it, &arr);

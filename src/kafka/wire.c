@@ -257,6 +257,11 @@ size_t kr_kafka_varint_write(uint8_t out[5], int32_t v)
     return uvar_write(out, zz32(v));
 }
 
+size_t kr_kafka_varlong_write(uint8_t out[10], int64_t v)
+{
+    return uvar_write(out, zz64(v));
+}
+
 void kr_kafka_put_varint(kr_buf *b, int32_t v)
 {
     put_uvar(b, zz32(v));

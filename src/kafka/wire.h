@@ -119,8 +119,10 @@ void kr_kafka_put_uvarint(kr_buf *b, uint32_t v);
 void kr_kafka_put_varint(kr_buf *b, int32_t v);
 void kr_kafka_put_varlong(kr_buf *b, int64_t v);
 
-/* Write the varint of v to out (at most 5 bytes). @return bytes written. */
+/* Write the varint / varlong of v to out (at most 5 / 10 bytes, which the
+ * caller has room for). @return bytes written. */
 size_t kr_kafka_varint_write(uint8_t out[5], int32_t v);
+size_t kr_kafka_varlong_write(uint8_t out[10], int64_t v);
 
 /* Bytes a varint / varlong of v takes (1..5 / 1..10). */
 size_t kr_kafka_varint_size(int32_t v);

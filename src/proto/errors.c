@@ -93,6 +93,8 @@ const char *krappy_type_name(unsigned type)
         return "GROUP_SEEK";
     case KRAPPY_T_GROUP_DELETE:
         return "GROUP_DELETE";
+    case KRAPPY_T_TOPIC_CONFIG:
+        return "TOPIC_CONFIG";
     case KRAPPY_T_OK:
         return "OK";
     case KRAPPY_T_EVENTS:

@@ -32,6 +32,7 @@
 #include "krappy/protocol.h"
 #include "util/buf.h"
 #include "proto/cbor.h"
+#include "proto/topic_config.h"
 
 /* Content bytes of a string (not NUL-terminated). */
 typedef struct kr_str {
@@ -154,6 +155,11 @@ typedef struct kr_request {
         struct {
             kr_str topic, group;
         } group_delete;
+        struct {
+            kr_str topic;
+            bool has_set;        /* `set` given (and not null): a change */
+            kr_topic_config set; /* the settings named, validated */
+        } topic_config;
     } u;
 } kr_request;
 
@@ -266,6 +272,8 @@ void kr_enc_delete_topic(kr_buf *b, kr_cid cid, const char *topic);
 void kr_enc_group_seek(kr_buf *b, kr_cid cid, const char *topic, const char *group, kr_seek_kind to,
                        uint64_t value);
 void kr_enc_group_delete(kr_buf *b, kr_cid cid, const char *topic, const char *group);
+/* TOPIC_CONFIG {topic, set?}: set NULL (or naming nothing) reads. */
+void kr_enc_topic_config(kr_buf *b, kr_cid cid, const char *topic, const kr_topic_config *set);
 
 /* ---- Reply encoders (server side). ---- */
 
@@ -299,10 +307,14 @@ void kr_enc_ok_ack(kr_buf *b, kr_cid cid, uint64_t cursor, const uint64_t *ignor
 void kr_enc_ok_topic(kr_buf *b, kr_cid cid, const kr_str *topic); /* DELETE_TOPIC */
 void kr_enc_ok_cursor(kr_buf *b, kr_cid cid, uint64_t cursor);    /* GROUP_SEEK */
 
-/* OK {cid?, topics: [{name, first, next}...]}: begin with the count, then one
- * kr_enc_topic per topic. */
+/* OK {cid?, topic, config}: TOPIC_CONFIG's reply, every setting of cfg. */
+void kr_enc_ok_topic_config(kr_buf *b, kr_cid cid, const kr_str *topic, const kr_topic_config *cfg);
+
+/* OK {cid?, topics: [{name, first, next, config?}...]}: begin with the
+ * count, then one kr_enc_topic per topic (cfg NULL: no `config`). */
 void kr_enc_ok_topics_begin(kr_buf *b, kr_cid cid, size_t n);
-void kr_enc_topic(kr_buf *b, const kr_str *name, uint64_t first, uint64_t next);
+void kr_enc_topic(kr_buf *b, const kr_str *name, uint64_t first, uint64_t next,
+                  const kr_topic_config *cfg);
 
 /* OK {cid?, topic, first, next, bytes, keys, producers, groups: [...]}:
  * then one kr_enc_group_stats per group. `producers`: the idempotent
@@ -310,6 +322,21 @@ void kr_enc_topic(kr_buf *b, const kr_str *name, uint64_t first, uint64_t next);
 void kr_enc_ok_stats_begin(kr_buf *b, kr_cid cid, const kr_str *topic, uint64_t first,
                            uint64_t next, uint64_t bytes, uint64_t keys, uint64_t producers,
                            size_t n_groups);
+/* What STATS adds for krappyd's topic settings and compaction (section 9):
+ * `config` (every setting) and `compaction` {dirty_bytes, reclaimed_bytes,
+ * segments_rewritten, events_removed, ms}. */
+typedef struct kr_stats_more {
+    const kr_topic_config *cfg; /* NULL: no `config` */
+    bool has_compaction;
+    uint64_t dirty_bytes;        /* bytes of closed segments not compacted yet */
+    uint64_t reclaimed_bytes;    /* disk compaction gave back, since the start */
+    uint64_t segments_rewritten; /* since the start */
+    uint64_t events_removed;     /* since the start */
+    uint64_t ms;                 /* time spent compacting, since the start */
+} kr_stats_more;
+void kr_enc_ok_stats_begin_more(kr_buf *b, kr_cid cid, const kr_str *topic, uint64_t first,
+                                uint64_t next, uint64_t bytes, uint64_t keys, uint64_t producers,
+                                const kr_stats_more *more, size_t n_groups);
 void kr_enc_group_stats(kr_buf *b, const kr_str *group, uint64_t cursor, uint64_t pending,
                         uint64_t lag, uint64_t members);
 /* The same for a group of another kind, which the entry names (`kind`:

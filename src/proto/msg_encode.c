@@ -427,22 +427,56 @@ void kr_enc_ok_topics_begin(kr_buf *b, kr_cid cid, size_t n)
     kr_cbor_put_array(b, n);
 }
 
-void kr_enc_topic(kr_buf *b, const kr_str *name, uint64_t first, uint64_t next)
+void kr_enc_topic(kr_buf *b, const kr_str *name, uint64_t first, uint64_t next,
+                  const kr_topic_config *cfg)
 {
-    kr_cbor_put_map(b, 3);
+    kr_cbor_put_map(b, 3 + (cfg != NULL));
     PUT_KEY(b, "name");
     put_kr_text(b, name);
     PUT_KEY(b, "first");
     kr_cbor_put_uint(b, first);
     PUT_KEY(b, "next");
     kr_cbor_put_uint(b, next);
+    if (cfg != NULL) {
+        PUT_KEY(b, "config");
+        kr_tc_encode(b, cfg);
+    }
+}
+
+void kr_enc_topic_config(kr_buf *b, kr_cid cid, const char *topic, const kr_topic_config *set)
+{
+    bool has_set = set != NULL && set->mask != 0;
+    map_open(b, cid, 1 + has_set);
+    PUT_KEY(b, "topic");
+    kr_cbor_put_cstr(b, topic);
+    if (has_set) {
+        PUT_KEY(b, "set");
+        kr_tc_encode(b, set);
+    }
+}
+
+void kr_enc_ok_topic_config(kr_buf *b, kr_cid cid, const kr_str *topic, const kr_topic_config *cfg)
+{
+    map_open(b, cid, 2);
+    PUT_KEY(b, "topic");
+    put_kr_text(b, topic);
+    PUT_KEY(b, "config");
+    kr_tc_encode(b, cfg);
 }
 
 void kr_enc_ok_stats_begin(kr_buf *b, kr_cid cid, const kr_str *topic, uint64_t first,
                            uint64_t next, uint64_t bytes, uint64_t keys, uint64_t producers,
                            size_t n_groups)
 {
-    map_open(b, cid, 7);
+    kr_enc_ok_stats_begin_more(b, cid, topic, first, next, bytes, keys, producers, NULL, n_groups);
+}
+
+void kr_enc_ok_stats_begin_more(kr_buf *b, kr_cid cid, const kr_str *topic, uint64_t first,
+                                uint64_t next, uint64_t bytes, uint64_t keys, uint64_t producers,
+                                const kr_stats_more *more, size_t n_groups)
+{
+    bool cfg = more != NULL && more->cfg != NULL, cmp = more != NULL && more->has_compaction;
+    map_open(b, cid, 7 + cfg + cmp);
     PUT_KEY(b, "topic");
     put_kr_text(b, topic);
     PUT_KEY(b, "first");
@@ -455,6 +489,24 @@ void kr_enc_ok_stats_begin(kr_buf *b, kr_cid cid, const kr_str *topic, uint64_t 
     kr_cbor_put_uint(b, keys);
     PUT_KEY(b, "producers");
     kr_cbor_put_uint(b, producers);
+    if (cfg) {
+        PUT_KEY(b, "config");
+        kr_tc_encode(b, more->cfg);
+    }
+    if (cmp) {
+        PUT_KEY(b, "compaction");
+        kr_cbor_put_map(b, 5);
+        PUT_KEY(b, "dirty_bytes");
+        kr_cbor_put_uint(b, more->dirty_bytes);
+        PUT_KEY(b, "reclaimed_bytes");
+        kr_cbor_put_uint(b, more->reclaimed_bytes);
+        PUT_KEY(b, "segments_rewritten");
+        kr_cbor_put_uint(b, more->segments_rewritten);
+        PUT_KEY(b, "events_removed");
+        kr_cbor_put_uint(b, more->events_removed);
+        PUT_KEY(b, "ms");
+        kr_cbor_put_uint(b, more->ms);
+    }
     PUT_KEY(b, "groups");
     kr_cbor_put_array(b, n_groups);
 }

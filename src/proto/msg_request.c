@@ -59,6 +59,7 @@ enum field_id {
     F_IDEMPOTENT,
     F_SEQ,
     F_TO,
+    F_SET,
     F_COUNT
 };
 
@@ -81,7 +82,7 @@ static const struct field_name {
     FN(F_OFFSET, "offset"),   FN(F_VERSION, "version"),
     FN(F_CLIENT, "client"),   FN(F_TOKEN, "token"),
     FN(F_TO, "to"),           FN(F_IDEMPOTENT, "idempotent"),
-    FN(F_SEQ, "seq"),
+    FN(F_SEQ, "seq"),         FN(F_SET, "set"),
 #undef FN
 };
 
@@ -889,6 +890,25 @@ static krappy_err dec_group_seek(dctx *c, const fields *f, kr_request *r)
     return e;
 }
 
+/* TOPIC_CONFIG: `set`, when given, is a map of settings (topic_config.h);
+ * an empty one reads, like none. */
+static krappy_err dec_topic_config(dctx *c, const fields *f, kr_request *r)
+{
+    __typeof__(r->u.topic_config) *q = &r->u.topic_config;
+    krappy_err e = TOPIC(c, f, &q->topic);
+    const kr_cbor_item *set = get(f, F_SET);
+    if (e != KRAPPY_OK || set == NULL)
+        return e;
+    if (set->kind != KR_CBOR_MAP)
+        return fail(c, KRAPPY_E_INVALID_ARGUMENT,
+                    "field 'set' must be a map of topic settings (e.g. {\"cleanup\": "
+                    "\"compact\"}), not %s",
+                    kind_name(set->kind));
+    e = kr_tc_decode(set, true, &q->set, c->msg, c->msg != NULL ? c->msglen : 0);
+    q->has_set = e == KRAPPY_OK && q->set.mask != 0;
+    return e;
+}
+
 /*
  * The check order of PROTOCOL.md section 5: well-formed map with text keys
  * (BAD_PAYLOAD), then a request type (UNKNOWN_TYPE), then the fields
@@ -928,7 +948,7 @@ krappy_err kr_req_decode(uint32_t type, const uint8_t *payload, size_t len, kr_b
             return fail(&c, KRAPPY_E_UNKNOWN_TYPE,
                         "message type %" PRIu32 " (%s) is a reply, not a request", type, name);
         return fail(&c, KRAPPY_E_UNKNOWN_TYPE,
-                    "message type %" PRIu32 " is unknown; requests are types 1-12 and 14-16", type);
+                    "message type %" PRIu32 " is unknown; requests are types 1-12 and 14-17", type);
     }
     if (cid != NULL && cid->kind != KR_CBOR_UINT)
         return fail(&c, KRAPPY_E_INVALID_ARGUMENT, "field 'cid' must be %s, not %s", RULE_UINT,
@@ -961,6 +981,8 @@ krappy_err kr_req_decode(uint32_t type, const uint8_t *payload, size_t len, kr_b
         return dec_group_seek(&c, &f, req);
     case KRAPPY_T_GROUP_DELETE:
         return dec_group_name(&c, &f, &req->u.group_delete.topic, &req->u.group_delete.group);
+    case KRAPPY_T_TOPIC_CONFIG:
+        return dec_topic_config(&c, &f, req);
     case KRAPPY_T_PING:
     case KRAPPY_T_TOPICS:
     default:

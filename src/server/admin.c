@@ -323,6 +323,8 @@ static void json_topic(struct evbuffer *b, const kr_topic *t)
                         t->name, (unsigned long long)t->first, (unsigned long long)t->next,
                         (unsigned long long)kr_topic_bytes(t),
                         (unsigned long long)kr_topic_keys(t));
+    evbuffer_add_printf(b, ",\"config\":");
+    kr_admin_put_config(b, &t->cfg);
 }
 
 static void send_json(struct evhttp_request *req, struct evbuffer *b)
@@ -388,7 +390,12 @@ static void api_topic(kr_admin *a, struct evhttp_request *req, kr_topic *t)
         return;
     }
     json_topic(b, t);
-    evbuffer_add_printf(b, ",\"segments\":%zu,\"groups\":[", t->n_segs);
+    evbuffer_add_printf(b, ",\"segments\":%zu", t->n_segs);
+    if (t->cfg.v[KR_TC_CLEANUP] & KR_CLEANUP_COMPACT) {
+        evbuffer_add_printf(b, ",\"compaction\":");
+        kr_admin_put_compaction(b, t);
+    }
+    evbuffer_add_printf(b, ",\"groups\":[");
     json_groups g = {b, 0};
     kr_group_rows(a->srv, t, NULL, 0, json_group, &g);
     evbuffer_add_printf(b, "]}\n");
@@ -612,6 +619,10 @@ static void api_topic_path(kr_admin *a, struct evhttp_request *req, const char *
         kr_admin_produce(a, req, rest, nl); /* creates the topic when missing */
         return;
     }
+    if (what != NULL && is(what, wl, "config")) {
+        kr_admin_topic_config(a, req, rest, nl); /* a POST creates the topic when missing */
+        return;
+    }
     kr_topic *t = kr_store_topic(a->srv->store, (const uint8_t *)rest, nl);
     if (what == NULL) {
         if (!method_in(req, EVHTTP_REQ_GET | EVHTTP_REQ_DELETE, "GET, HEAD, DELETE"))
@@ -643,7 +654,8 @@ static void api_topic_path(kr_admin *a, struct evhttp_request *req, const char *
         api_scan(a, req, t, q);
     } else {
         reply_error(req, 404, "Not Found",
-                    "no such API path; see /api/topics/T/keys/K, /events, /scan, /groups/G");
+                    "no such API path; see /api/topics/T/keys/K, /events, /scan, /groups/G, "
+                    "/config");
     }
 }
 

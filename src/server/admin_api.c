@@ -55,8 +55,7 @@ static void put_name(struct evbuffer *b, const char *s, size_t n)
     evbuffer_add_printf(b, "\"%.*s\"", (int)w, esc);
 }
 
-/* A POST's JSON body, or NULL after answering why not. */
-static const char *json_body(struct evhttp_request *req, size_t *len)
+const char *kr_admin_json_body(struct evhttp_request *req, size_t *len)
 {
     const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
     if (ct == NULL || strncmp(ct, "application/json", 16) != 0) {
@@ -461,7 +460,7 @@ void kr_admin_produce(kr_admin *a, struct evhttp_request *req, const char *topic
                              ". or ..)");
         return;
     }
-    const char *body = json_body(req, &len);
+    const char *body = kr_admin_json_body(req, &len);
     if (body == NULL)
         return;
     kr_buf payload, scratch;
@@ -650,7 +649,7 @@ static void group_seek(kr_admin *a, struct evhttp_request *req, kr_tgroup *tg)
     char msg[300];
     kr_seek_kind to = KR_SEEK_EARLIEST;
     uint64_t value = 0;
-    const char *body = json_body(req, &len);
+    const char *body = kr_admin_json_body(req, &len);
     if (body == NULL)
         return;
     if (seek_body(body, len, &to, &value, msg, sizeof msg) < 0) {

@@ -54,6 +54,10 @@ int kr_admin_put_event(struct evbuffer *b, const kr_event_view *v, size_t value_
 
 /* ---- admin_api.c ---- */
 
+/* A POST's JSON body (Content-Type: application/json required), or NULL
+ * after answering why not. The bytes are the request's, len of them. */
+const char *kr_admin_json_body(struct evhttp_request *req, size_t *len);
+
 /* GET /api/topics/T/events?from|before|ts, max, prefix, value_bytes. */
 void kr_admin_events(kr_admin *a, struct evhttp_request *req, kr_topic *t,
                      const struct evkeyvalq *q);
@@ -81,5 +85,22 @@ void kr_admin_put_group(struct evbuffer *b, const kr_tgroup *tg);
  * "pending": 0, its live members' count and "kind": "kafka" (no
  * "member_list"). */
 void kr_admin_put_group_row(struct evbuffer *b, const kr_group_row *row);
+
+/* ---- admin_config.c ---- */
+
+/* A topic's settings as JSON: {"cleanup": "compact", "retention_bytes": N,
+ * ...}, every setting c holds. */
+void kr_admin_put_config(struct evbuffer *b, const kr_topic_config *c);
+
+/* A topic's compaction figures as JSON: {"dirty_bytes", "reclaimed_bytes",
+ * "segments_rewritten", "events_removed", "ms"}. */
+void kr_admin_put_compaction(struct evbuffer *b, const kr_topic *t);
+
+/* /api/topics/T/config: GET (HEAD) answers {"topic", "config"}; POST with
+ * a JSON map of settings ({"cleanup": "compact", "segment_ms": 600000})
+ * changes them, durably, creating the topic when there is none, and
+ * answers the same. `topic` is the decoded name, tlen bytes, not yet
+ * checked. */
+void kr_admin_topic_config(kr_admin *a, struct evhttp_request *req, const char *topic, size_t tlen);
 
 #endif

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "krappy/protocol.h"
+#include "proto/topic_config.h"
 #include "util/hostport.h"
 
 typedef enum opt_kind {
@@ -27,8 +28,9 @@ typedef enum opt_kind {
     OPT_DURATION,
     OPT_LEVEL,
     OPT_FORMAT,
-    OPT_BOOL, /* a flag without a value; the variable takes 1/0, true/false, yes/no */
-    OPT_ONOFF /* a flag with a value, on/off (or as OPT_BOOL's variable) */
+    OPT_BOOL,   /* a flag without a value; the variable takes 1/0, true/false, yes/no */
+    OPT_ONOFF,  /* a flag with a value, on/off (or as OPT_BOOL's variable) */
+    OPT_CLEANUP /* uint32_t field: KR_CLEANUP_* bits from a policy name */
 } opt_kind;
 
 typedef struct opt_spec {
@@ -87,6 +89,20 @@ static const opt_spec specs[] = {
      UINT64_MAX},
     {"retention-ms", "KRAPPY_RETENTION_MS", OPT_DURATION, "DURATION", "0 (keep all)",
      "delete segments whose newest event is older than this", F(retention_ms), 0, UINT64_MAX},
+    {"cleanup", "KRAPPY_CLEANUP", OPT_CLEANUP, "POLICY", "delete",
+     "cleanup of topics that do not set their own: delete (retention drops whole old "
+     "segments), compact (events no longer their key's latest are removed) or compact,delete",
+     F(cleanup), 0, 0},
+    {"delete-retention-ms", "KRAPPY_DELETE_RETENTION_MS", OPT_DURATION, "DURATION", "24h",
+     "on compacted topics, keep a tombstone this long before compaction removes it",
+     F(delete_retention_ms), 0, UINT64_MAX},
+    {"segment-ms", "KRAPPY_SEGMENT_MS", OPT_DURATION, "DURATION", "0 (never)",
+     "roll a topic's active segment once its first event is this old, so that compaction "
+     "and retention can take a quiet topic's last events (0 or at least 100ms)",
+     F(segment_ms), 0, UINT64_MAX},
+    {"compact-rate", "KRAPPY_COMPACT_RATE", OPT_SIZE64, "BYTES", "32M",
+     "bytes per second compaction reads and writes at most, all topics together", F(compact_rate),
+     64 * 1024, UINT64_MAX},
     {"checkpoint-interval", "KRAPPY_CHECKPOINT_INTERVAL", OPT_DURATION, "DURATION", "2s",
      "fold new events into RocksDB this often", F(checkpoint_ms), 10, 3600000},
     {"overlay-bytes", "KRAPPY_OVERLAY_BYTES", OPT_SIZE64, "BYTES", "128M",
@@ -234,6 +250,8 @@ static const char *kind_hint(opt_kind k)
         return "1 or 0, true or false, yes or no";
     case OPT_ONOFF:
         return "on or off";
+    case OPT_CLEANUP:
+        return "delete, compact or compact,delete";
     case OPT_STR:
         break;
     }
@@ -290,6 +308,13 @@ static int apply(kr_config *cfg, const opt_spec *o, const char *val, const char 
             return 0;
         bad = 1;
         break;
+    case OPT_CLEANUP:
+        if (kr_cleanup_parse(val, strlen(val), &v) == 0) {
+            *(uint32_t *)(void *)(base + o->field) = (uint32_t)v;
+            return 0;
+        }
+        bad = 1;
+        break;
     case OPT_SIZE:
     case OPT_SIZE64:
         bad = kr_parse_size(val, &v) < 0;
@@ -336,6 +361,9 @@ static int set_defaults(kr_config *cfg, int stderr_is_tty)
     cfg->http = strdup("127.0.0.1:7071");
     cfg->segment_bytes = 64u * 1024 * 1024;
     cfg->checkpoint_ms = 2000;
+    cfg->cleanup = KR_CLEANUP_DELETE;
+    cfg->delete_retention_ms = 24ull * 3600 * 1000;
+    cfg->compact_rate = 32ull * 1024 * 1024;
     cfg->overlay_bytes = 128u * 1024 * 1024;
     cfg->block_cache_bytes = 64u * 1024 * 1024;
     cfg->max_wait_ms = 60000;
@@ -442,6 +470,10 @@ kr_config_action kr_config_parse(kr_config *cfg, int argc, char **argv, int stde
     if (optind < argc) {
         snprintf(err, errlen, "unexpected argument '%s' (krappyd takes only options)",
                  argv[optind]);
+        return KR_CONFIG_ERROR;
+    }
+    if (cfg->segment_ms != 0 && cfg->segment_ms < KR_TC_SEGMENT_MS_MIN) {
+        snprintf(err, errlen, "--segment-ms: must be 0 (never) or at least 100ms");
         return KR_CONFIG_ERROR;
     }
     if (cfg->token != NULL && cfg->token[0] == '\0') {

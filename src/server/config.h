@@ -65,6 +65,11 @@ typedef struct kr_config {
     bool kafka_auto_create; /* Kafka clients create topics on first use */
     uint32_t max_producers; /* idempotent producers kept, all topics */
     bool rebuild_view;
+    /* defaults of the topic settings (PROTOCOL.md section 9) and compaction */
+    uint32_t cleanup; /* KR_CLEANUP_* bits */
+    uint64_t delete_retention_ms;
+    uint64_t segment_ms;   /* 0: never */
+    uint64_t compact_rate; /* bytes/s */
 } kr_config;
 
 typedef enum kr_config_action {

@@ -18,6 +18,8 @@
 #include "proto/cbor.h"
 #include "server/group_rows.h"
 #include "server/server.h"
+#include "store/compact.h"
+#include "store/topic_config.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -886,7 +888,7 @@ static kr_hresult topics(kr_conn *c, kr_req *r, const kr_request *req)
         if (!all[i]->ready || all[i]->failed)
             continue;
         kr_str name = topic_str(all[i]);
-        kr_enc_topic(&c->enc, &name, all[i]->first, all[i]->next);
+        kr_enc_topic(&c->enc, &name, all[i]->first, all[i]->next, &all[i]->cfg);
     }
     if (c->enc.failed) {
         /* Not a storage failure: the list outgrew the reply. */
@@ -925,8 +927,18 @@ static kr_hresult stats(kr_conn *c, kr_req *r, const kr_request *req)
     }
     kr_str name = topic_str(t);
     kr_buf_reset(&c->enc);
-    kr_enc_ok_stats_begin(&c->enc, r->cid, &name, t->first, t->next, kr_topic_bytes(t),
-                          kr_topic_keys(t), kr_topic_producers(t), n);
+    kr_compact_stats cs;
+    kr_compact_topic_stats(t, &cs);
+    kr_stats_more more = {.cfg = &t->cfg,
+                          .has_compaction = (t->cfg.v[KR_TC_CLEANUP] & KR_CLEANUP_COMPACT) != 0 ||
+                                            cs.segments_rewritten > 0,
+                          .dirty_bytes = cs.dirty_bytes,
+                          .reclaimed_bytes = cs.reclaimed_bytes,
+                          .segments_rewritten = cs.segments_rewritten,
+                          .events_removed = cs.events_removed,
+                          .ms = cs.ns / 1000000};
+    kr_enc_ok_stats_begin_more(&c->enc, r->cid, &name, t->first, t->next, kr_topic_bytes(t),
+                               kr_topic_keys(t), kr_topic_producers(t), &more, n);
     kr_group_rows(c->srv, t, only, only_len, put_group, &c->enc);
     if (c->enc.failed) {
         snprintf(c->errmsg, sizeof c->errmsg,
@@ -1057,6 +1069,66 @@ static kr_hresult group_delete(kr_conn *c, kr_req *r, const kr_request *req)
     return KR_H_ASYNC;
 }
 
+/* ---- TOPIC_CONFIG ---- */
+
+/* OK {topic, config}: the topic's settings now. */
+static void reply_config(kr_conn *c, kr_req *r, const kr_topic *t)
+{
+    kr_str name = topic_str(t);
+    kr_buf_reset(&c->enc);
+    kr_enc_ok_topic_config(&c->enc, r->cid, &name, &t->cfg);
+    kr_req_reply(r, KRAPPY_T_OK, c->enc.data, c->enc.len);
+}
+
+/* A change is durable: answer with the settings of the topic of that name
+ * (the request's context holds the name: see name_copy). */
+static void config_written(void *arg, const kr_store_result *res)
+{
+    kr_req *r = arg;
+    kr_conn *c = r->conn;
+    kr_str *name = r->ctx;
+    r->ctx = NULL;
+    kr_topic *t = res->err == KRAPPY_OK ? kr_store_topic(store_of(c), name->ptr, name->len) : NULL;
+    free(name);
+    if (res->err != KRAPPY_OK)
+        kr_req_error(r, res->err, res->msg, NULL);
+    else if (t == NULL)
+        kr_req_error(r, KRAPPY_E_NO_SUCH_TOPIC,
+                     "the topic was deleted while its settings were being written", NULL);
+    else
+        reply_config(c, r, t);
+}
+
+static kr_hresult topic_config(kr_conn *c, kr_req *r, const kr_request *req)
+{
+    const typeof(req->u.topic_config) *q = &req->u.topic_config;
+    if (!q->has_set) {
+        kr_topic *t = need_topic(c, r, &q->topic);
+        if (t != NULL)
+            reply_config(c, r, t);
+        return KR_H_DONE;
+    }
+    kr_str *name = malloc(sizeof *name + q->topic.len);
+    if (name == NULL) {
+        kr_req_error(r, KRAPPY_E_STORAGE, "out of memory changing topic settings; nothing changed",
+                     NULL);
+        return KR_H_DONE;
+    }
+    memcpy(name + 1, q->topic.ptr, q->topic.len);
+    *name = (kr_str){(const uint8_t *)(name + 1), q->topic.len};
+    r->ctx = name;
+    kr_req_async(r);
+    kr_topic *t;
+    krappy_err e = kr_store_topic_configure(store_of(c), q->topic.ptr, q->topic.len, &q->set, &t,
+                                            config_written, r, c->errmsg, sizeof c->errmsg);
+    if (e != KRAPPY_OK) {
+        r->ctx = NULL;
+        free(name);
+        kr_req_error(r, e, c->errmsg, NULL);
+    }
+    return KR_H_ASYNC;
+}
+
 static const kr_handler handlers[KRAPPY_T_REQUEST_MAX + 1] = {
     [KRAPPY_T_PRODUCER_REGISTER] = {"PRODUCER_REGISTER", true, producer_register},
     [KRAPPY_T_CONSUMER_REGISTER] = {"CONSUMER_REGISTER", true, consumer_register},
@@ -1073,6 +1145,7 @@ static const kr_handler handlers[KRAPPY_T_REQUEST_MAX + 1] = {
     [KRAPPY_T_DELETE_TOPIC] = {"DELETE_TOPIC", true, delete_topic},
     [KRAPPY_T_GROUP_SEEK] = {"GROUP_SEEK", true, group_seek},
     [KRAPPY_T_GROUP_DELETE] = {"GROUP_DELETE", true, group_delete},
+    [KRAPPY_T_TOPIC_CONFIG] = {"TOPIC_CONFIG", true, topic_config},
 };
 
 const kr_handler *kr_handler_for(uint32_t type)

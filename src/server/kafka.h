@@ -34,7 +34,12 @@
  * Limits are the Krappy port's: --max-frame for a request and a response,
  * --max-connections counting both ports, reading paused above
  * KR_CONN_OUT_HIGH unsent bytes, --idle-timeout, --write-timeout, and with
- * --token a SASL/PLAIN exchange within --hello-timeout.
+ * --token a SASL/PLAIN exchange within --hello-timeout. Request memory is
+ * the Krappy port's too (server.h, budget.c): the input buffer and the rest
+ * of a frame begun count in --max-pending-bytes with the Krappy port's, a
+ * Produce is charged its frame and KR_PUBLISH_EVENT_COST per record until
+ * it is answered, and a connection without room stops reading until bytes
+ * are released (one past KR_CONN_PENDING_MAX of its own, too).
  */
 #ifndef KR_SERVER_KAFKA_H
 #define KR_SERVER_KAFKA_H
@@ -78,6 +83,7 @@ struct kr_kreq {
     bool async;       /* holds a reference on the connection */
     bool close_after; /* the connection closes once this is written */
     uint32_t pending; /* store operations still to complete */
+    uint64_t cost;    /* bytes charged to the budget until it finishes */
     uint64_t start_ns;
     kr_buf resp;                /* the response frame, size included */
     kr_kafka_arena arena;       /* the response's arrays and copied strings */
@@ -106,6 +112,9 @@ struct kr_kconn {
                              other connections from within a call) */
     bool resume_pending;
     uint32_t running, running_fifo, parked;
+    uint64_t charged;                /* charged to its running requests */
+    kr_breader budget;               /* its share of request memory (its input too) */
+    struct evbuffer_cb_entry *in_cb; /* kr_budget_on_input */
     uint64_t accepted_ns, last_request_ns, last_drain_ns, flush_since_ns;
     struct kr_kreq_list reqs; /* in request order */
     struct kr_kreq_list free_reqs;
@@ -201,6 +210,10 @@ void kr_kreq_respond(kr_kreq *r, const void *body);
 
 /* Answer r with a raw frame (SASL v0 token exchange: the bytes alone). */
 void kr_kreq_respond_raw(kr_kreq *r, const void *p, size_t n);
+
+/* Charge r `bytes` of request memory until it finishes (a Produce's
+ * events, held by the store until written). */
+void kr_kreq_charge(kr_kreq *r, uint64_t bytes);
 
 /* Finish r without a response (Produce with acks 0). */
 void kr_kreq_silent(kr_kreq *r);

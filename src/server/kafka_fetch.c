@@ -217,8 +217,24 @@ static void prefetch_after(kr_kconn *c, const kfpart *fp, uint64_t want, uint64_
     }
 }
 
-/* The prefetched records for (t, offset, want), appended to k->records;
- * dropped either way. @return the records, or -1 when there are none. */
+/* Trade the memory of two buffers (each keeps its cap on growth), the
+ * prefetch's share of KR_KAFKA_PREFETCH_BYTES following its new one. */
+static void prefetch_swap(kr_kprefetch *pf, kr_buf *b)
+{
+    kr_buf pb = pf->records;
+    pf->c->k->prefetch_bytes += b->cap - pb.cap;
+    pf->records.data = b->data;
+    pf->records.len = b->len;
+    pf->records.cap = b->cap;
+    b->data = pb.data;
+    b->len = pb.len;
+    b->cap = pb.cap;
+}
+
+/* The prefetched records for (t, offset, want), appended to k->records
+ * (taken over without a copy when k->records is empty, as it is for the
+ * one partition a catching-up consumer reads); dropped either way.
+ * @return the records, or -1 when there are none. */
 static int32_t prefetch_take(kr_kconn *c, kr_topic *t, int64_t offset, uint64_t want,
                              uint64_t *next)
 {
@@ -226,11 +242,16 @@ static int32_t prefetch_take(kr_kconn *c, kr_topic *t, int64_t offset, uint64_t 
     if (pf == NULL || !pf->ready)
         return -1;
     int32_t n = -1;
-    if (pf->t == t && pf->offset == offset && pf->want == want &&
-        kr_buf_append(&c->k->records, pf->records.data, pf->records.len) == 0) {
+    kr_buf *records = &c->k->records;
+    if (pf->t == t && pf->offset == offset && pf->want == want) {
+        if (records->len == 0 && !records->failed)
+            prefetch_swap(pf, records);
+        else if (kr_buf_append(records, pf->records.data, pf->records.len) < 0)
+            goto drop;
         n = pf->count;
         *next = pf->next;
     }
+drop:
     prefetch_drop(pf, n >= 0);
     return n;
 }

@@ -91,6 +91,7 @@ static kr_kreq *kreq_new(kr_kconn *c)
     r->correlation_id = 0;
     r->done = r->fifo = r->async = r->close_after = false;
     r->pending = 0;
+    r->cost = 0;
     r->ctx = NULL;
     r->cancel = NULL;
     r->start_ns = kr_mono_ns();
@@ -244,12 +245,23 @@ static void kconn_flush_done(kr_kconn *c)
     }
 }
 
-/* The one way a request ends: counted, written when its turn comes, and -
- * for an asynchronous one - the frames that waited for it started. */
+void kr_kreq_charge(kr_kreq *r, uint64_t bytes)
+{
+    r->cost += bytes;
+    r->conn->charged += bytes;
+    kr_budget_add(r->conn->k->srv, (int64_t)bytes);
+}
+
+/* The one way a request ends: its memory released, counted, written when
+ * its turn comes, and - for an asynchronous one - the frames that waited
+ * for it started. */
 static void kreq_finish(kr_kreq *r)
 {
     kr_kconn *c = r->conn;
     bool was_async = r->async;
+    c->charged -= r->cost;
+    kr_budget_add(c->k->srv, -(int64_t)r->cost);
+    r->cost = 0;
     r->done = true;
     c->running--;
     if (r->fifo)
@@ -341,8 +353,18 @@ void kr_kreq_close(kr_kreq *r, const char *why)
 
 /* ---- reading ---- */
 
-/* Pause reading while responses pile up unread or a whole frame waits for
- * earlier requests; read while lingering (to drop it). */
+/* What a connection's requests read and not answered may hold (the Krappy
+ * port's kr_conn_pending_max). */
+static uint64_t pending_max(const kr_kconn *c)
+{
+    uint64_t one_frame = (uint64_t)c->k->cfg->max_frame + KR_CONN_READ_CHUNK;
+    return one_frame > KR_CONN_PENDING_MAX ? one_frame : KR_CONN_PENDING_MAX;
+}
+
+/* Pause reading while responses pile up unread, a whole frame waits for
+ * earlier requests, or request memory has no room for the next bytes (the
+ * connection's share or the server's, budget.c); read while lingering (to
+ * drop it). */
 static void kconn_update_read(kr_kconn *c)
 {
     if (c->bev == NULL)
@@ -363,7 +385,8 @@ static void kconn_update_read(kr_kconn *c)
             if (frame > need)
                 need = frame;
         }
-        want = out_len(c) < KR_CONN_OUT_HIGH && have < need;
+        want = out_len(c) < KR_CONN_OUT_HIGH && have < need &&
+               c->budget.in_bytes + c->charged < pending_max(c) && kr_budget_may_read(&c->budget);
     }
     if (want && c->read_paused) {
         bufferevent_enable(c->bev, EV_READ);
@@ -539,6 +562,7 @@ static void kconn_process(kr_kconn *c)
             kconn_abort(c, "out of memory reading a frame");
             break;
         }
+        kr_budget_frame_taken(&c->budget);
         c->last_request_ns = kr_mono_ns();
         kr_counter_add(c->k->m.bytes_in, (uint64_t)size + 4);
         kconn_start(c, frame + 4, (size_t)size);
@@ -613,6 +637,29 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     kr_kconn_release(c);
 }
 
+/* ---- request memory ---- */
+
+static uint64_t budget_charged(const kr_breader *b)
+{
+    const kr_kconn *c = b->owner;
+    return c->charged;
+}
+
+/* The rest of the frame begun in the input (a SASL token frame may be
+ * short; a request's is refused below KR_KAFKA_REQ_HEADER_MIN once read). */
+static size_t budget_unfinished(const kr_breader *b)
+{
+    const kr_kconn *c = b->owner;
+    if (c->bev == NULL)
+        return 0;
+    return kr_budget_frame_rest(bufferevent_get_input(c->bev), 0, c->k->cfg->max_frame);
+}
+
+static void budget_update_read(kr_breader *b)
+{
+    kconn_update_read(b->owner);
+}
+
 /* ---- life cycle ---- */
 
 static kr_kconn *kconn_new(kr_kafka *k, int fd, const struct sockaddr *sa)
@@ -625,6 +672,12 @@ static kr_kconn *kconn_new(kr_kafka *k, int fd, const struct sockaddr *sa)
     c->refs = 1;
     c->sasl = k->cfg->token != NULL ? KR_KSASL_START : KR_KSASL_DONE;
     c->accepted_ns = c->last_request_ns = c->last_drain_ns = kr_mono_ns();
+    c->budget = (kr_breader){.srv = k->srv,
+                             .owner = c,
+                             .charged = budget_charged,
+                             .unfinished = budget_unfinished,
+                             .update_read = budget_update_read,
+                             .last_read_ns = c->accepted_ns};
     TAILQ_INIT(&c->reqs);
     TAILQ_INIT(&c->free_reqs);
     kr_kafka_arena_init(&c->dec, (size_t)k->cfg->max_frame * KR_KDEC_PER_BYTE + KR_KDEC_BASE);
@@ -636,6 +689,14 @@ static kr_kconn *kconn_new(kr_kafka *k, int fd, const struct sockaddr *sa)
     if (c->bev == NULL) {
         if (c->resume != NULL)
             event_free(c->resume);
+        kr_kafka_arena_free(&c->dec);
+        free(c);
+        return NULL;
+    }
+    c->in_cb = evbuffer_add_cb(bufferevent_get_input(c->bev), kr_budget_on_input, &c->budget);
+    if (c->in_cb == NULL) {
+        bufferevent_free(c->bev);
+        event_free(c->resume);
         kr_kafka_arena_free(&c->dec);
         free(c);
         return NULL;
@@ -695,6 +756,10 @@ static void kconn_abort(kr_kconn *c, const char *why)
     kr_kafka *k = c->k;
     kr_server *srv = k->srv;
     kr_kconn_log(KR_LOG_DEBUG, c, "Kafka connection closed", why);
+    /* Its input leaves the budget now; its running requests when they
+     * finish. */
+    evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->in_cb);
+    kr_budget_conn_gone(&c->budget);
     bufferevent_free(c->bev);
     c->bev = NULL;
     TAILQ_REMOVE(&k->conns, c, link);
@@ -735,6 +800,13 @@ static void kconn_tick(kr_kconn *c, uint64_t now)
             now - c->accepted_ns > ms_ns(cfg->hello_timeout_ms)) {
             kr_kconn_log(KR_LOG_INFO, c, "Kafka connection closed",
                          "no SASL authentication within --hello-timeout");
+            kconn_abort(c, NULL);
+            return;
+        }
+        if (kr_budget_stalled(&c->budget, c->read_paused, now)) {
+            kr_counter_add(c->k->m.closed_stalled, 1);
+            kr_kconn_log(KR_LOG_INFO, c, "Kafka connection closed",
+                         "its frame stopped arriving while others wait for request memory");
             kconn_abort(c, NULL);
             return;
         }

@@ -282,6 +282,10 @@ static int publish_batch(kr_kconn *c, kr_kreq *r, kproduce *pr, kpart *kp,
         return 0;
     uint64_t bad = UINT64_MAX;
     kp->records = b.count;
+    /* The store holds the events until they are written: request memory,
+     * as a PUBLISH of the Krappy port is charged (decompressed, they may
+     * take far more than the frame did). */
+    kr_kreq_charge(r, ev->len + (uint64_t)req.u.publish.count * KR_PUBLISH_EVENT_COST);
     /* Counted first: a repeat of an idempotent batch may be answered from
      * within the call. */
     r->pending++;

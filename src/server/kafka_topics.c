@@ -3,16 +3,22 @@
  * CreateTopics, DeleteTopics, DescribeConfigs, AlterConfigs and
  * IncrementalAlterConfigs, answered with what this server really does.
  *
- * Settings are the server's, the same for every topic (its flags); per-topic
- * settings are not there yet. So DescribeConfigs reports the flags' values
- * (read-only, source "static broker config"), and CreateTopics and the
- * Alter APIs accept a setting only when it asks for the value the server
- * already has - anything else is INVALID_CONFIG with a sentence naming the
- * setting, its value here and the flag. A krappy topic has one partition and
+ * Kafka's cleanup.policy, retention.ms, retention.bytes, delete.retention.ms,
+ * segment.bytes and segment.ms are krappy's topic settings (PROTOCOL.md
+ * section 9, store/topic_config.h): DescribeConfigs shows the topic's
+ * (source "dynamic topic config" for those it sets itself, "static broker
+ * config" for the server's flags), CreateTopics creates a topic with them
+ * and AlterConfigs or IncrementalAlterConfigs (SET) change them, durably,
+ * like TOPIC_CONFIG. Kafka's -1 ("no limit") is krappy's 0 for retention,
+ * and Long.MAX_VALUE its 0 ("never") for segment.ms. The other configs are
+ * the server's, the same for every topic: asking for another value than
+ * the server's is INVALID_CONFIG with a sentence naming the setting, its
+ * value here and the flag. A krappy topic has one partition and
  * one replica. DeleteTopics is the store's DELETE_TOPIC (kr_ops_delete_topic:
  * Kafka producers and prefetches let go of the topic too), answered once
  * each topic is gone durably.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,11 +27,14 @@
 
 #include "server/kafka.h"
 #include "server/kafka_groups.h"
+#include "store/topic_config.h"
 #include "util/log.h"
 
 /* Kafka's config types (DescribeConfigs v3). */
 enum { CT_BOOLEAN = 1, CT_STRING = 2, CT_INT = 3, CT_LONG = 5, CT_LIST = 7 };
-/* Kafka's config source: set by the broker's static configuration. */
+/* Kafka's config sources: set on the topic, or by the broker's static
+ * configuration. */
+#define CS_DYNAMIC_TOPIC 1
 #define CS_STATIC_BROKER 4
 
 typedef struct kconf {
@@ -33,10 +42,28 @@ typedef struct kconf {
     char value[KR_HOSTPORT_MAX + 32];
     int8_t type;
     const char *flag; /* the krappyd flag that sets it, or NULL */
+    int field;        /* the krappy topic setting it is (kr_tc_field), or -1 */
+    bool own;         /* ... set by the topic itself */
 } kconf;
 
-#define N_TOPIC_CONF  8
+#define N_TOPIC_CONF  10
 #define N_BROKER_CONF 16
+
+/* Kafka's topic configs that are krappy topic settings. */
+static const struct kmap {
+    const char *kafka;
+    int field;
+    int8_t type;
+    const char *flag;
+} kmap[] = {
+    {"cleanup.policy", KR_TC_CLEANUP, CT_LIST, "--cleanup"},
+    {"retention.ms", KR_TC_RETENTION_MS, CT_LONG, "--retention-ms"},
+    {"retention.bytes", KR_TC_RETENTION_BYTES, CT_LONG, "--retention-bytes"},
+    {"delete.retention.ms", KR_TC_DELETE_RETENTION_MS, CT_LONG, "--delete-retention-ms"},
+    {"segment.bytes", KR_TC_SEGMENT_BYTES, CT_INT, "--segment-bytes"},
+    {"segment.ms", KR_TC_SEGMENT_MS, CT_LONG, "--segment-ms"},
+};
+#define N_KMAP (sizeof kmap / sizeof kmap[0])
 
 static void set(kconf *c, const char *name, int8_t type, const char *flag, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
@@ -47,6 +74,8 @@ static void set(kconf *c, const char *name, int8_t type, const char *flag, const
     c->name = name;
     c->type = type;
     c->flag = flag;
+    c->field = -1;
+    c->own = false;
     va_start(ap, fmt);
     vsnprintf(c->value, sizeof c->value, fmt, ap);
     va_end(ap);
@@ -58,16 +87,89 @@ static int64_t unlimited(uint64_t v)
     return v == 0 ? -1 : (int64_t)v;
 }
 
-/* Every topic's settings, which are the server's. @return how many. */
-static size_t topic_conf(const kr_config *cfg, kconf out[N_TOPIC_CONF])
+/* A krappy setting's value as Kafka says it. */
+static void kafka_value(int field, uint64_t v, char *out, size_t n)
+{
+    if (field == KR_TC_CLEANUP)
+        snprintf(out, n, "%s", kr_cleanup_name(v) != NULL ? kr_cleanup_name(v) : "delete");
+    else if ((field == KR_TC_RETENTION_MS || field == KR_TC_RETENTION_BYTES) && v == 0)
+        snprintf(out, n, "-1");
+    else if (field == KR_TC_SEGMENT_MS && v == 0)
+        snprintf(out, n, "%" PRId64, INT64_MAX);
+    else
+        snprintf(out, n, "%" PRIu64, v);
+}
+
+/*
+ * A Kafka value of a mapped config into set (its mask grows). @return 0,
+ * or INVALID_CONFIG with why filled.
+ */
+static int16_t kafka_setting(const struct kmap *m, kr_kafka_str value, kr_topic_config *set,
+                             char *why, size_t whylen)
+{
+    char text[64];
+    uint64_t v = 0;
+    int bad = value.len < 0 || (size_t)value.len >= sizeof text;
+    if (!bad) {
+        memcpy(text, value.ptr, (size_t)value.len);
+        text[value.len] = '\0';
+    }
+    if (bad) {
+        /* null: the default is what the topic has; nothing to set */
+        if (value.len < 0)
+            return 0;
+    } else if (m->field == KR_TC_CLEANUP) {
+        bad = kr_cleanup_parse(text, strlen(text), &v) < 0;
+    } else if (strcmp(text, "-1") == 0 &&
+               (m->field == KR_TC_RETENTION_MS || m->field == KR_TC_RETENTION_BYTES)) {
+        v = 0;
+    } else {
+        char *end;
+        errno = 0;
+        v = strtoull(text, &end, 10);
+        bad = text[0] < '0' || text[0] > '9' || *end != '\0' || errno != 0;
+        if (!bad && m->field == KR_TC_SEGMENT_MS && v >= (uint64_t)INT64_MAX)
+            v = 0; /* Long.MAX_VALUE: never */
+    }
+    char msg[200];
+    if (bad || kr_tc_check(m->field, v, msg, sizeof msg) < 0) {
+        snprintf(why, whylen, "%s cannot be %.*s: krappy's %s must be %s", m->kafka,
+                 value.len > 0 ? (value.len > 60 ? 60 : (int)value.len) : 0,
+                 value.len > 0 ? value.ptr : "", kr_tc_name(m->field),
+                 m->field == KR_TC_CLEANUP
+                     ? "delete, compact or compact,delete"
+                     : "a whole number within its range (-1 for no limit on retention)");
+        return KR_KAFKA_ERR_INVALID_CONFIG;
+    }
+    set->v[m->field] = v;
+    set->mask |= 1u << m->field;
+    return 0;
+}
+
+/* A topic's settings (t NULL: one being created, the server's defaults
+ * for the mapped ones). @return how many. */
+static size_t topic_conf(const kr_config *cfg, const kr_topic *t, kconf out[N_TOPIC_CONF])
 {
     size_t n = 0;
-    set(&out[n++], "cleanup.policy", CT_LIST, NULL, "delete");
-    set(&out[n++], "retention.ms", CT_LONG, "--retention-ms", "%" PRId64,
-        unlimited(cfg->retention_ms));
-    set(&out[n++], "retention.bytes", CT_LONG, "--retention-bytes", "%" PRId64,
-        unlimited(cfg->retention_bytes));
-    set(&out[n++], "segment.bytes", CT_INT, "--segment-bytes", "%" PRIu64, cfg->segment_bytes);
+    for (size_t i = 0; i < N_KMAP; i++) {
+        const struct kmap *m = &kmap[i];
+        kconf *c = &out[n++];
+        c->name = m->kafka;
+        c->type = m->type;
+        c->flag = m->flag;
+        c->field = m->field;
+        c->own = t != NULL && ((t->own.mask >> m->field) & 1u);
+        uint64_t v = t != NULL ? t->cfg.v[m->field] : 0;
+        if (t == NULL) {
+            v = m->field == KR_TC_CLEANUP               ? cfg->cleanup
+                : m->field == KR_TC_RETENTION_MS        ? cfg->retention_ms
+                : m->field == KR_TC_RETENTION_BYTES     ? cfg->retention_bytes
+                : m->field == KR_TC_DELETE_RETENTION_MS ? cfg->delete_retention_ms
+                : m->field == KR_TC_SEGMENT_BYTES       ? cfg->segment_bytes
+                                                        : cfg->segment_ms;
+        }
+        kafka_value(m->field, v, c->value, sizeof c->value);
+    }
     set(&out[n++], "max.message.bytes", CT_INT, "--max-frame", "%u",
         cfg->max_frame - KRAPPY_REPLY_SLACK_BYTES);
     set(&out[n++], "message.timestamp.type", CT_STRING, NULL, "CreateTime");
@@ -95,7 +197,8 @@ static size_t broker_conf(const kr_kafka *k, kconf out[N_BROKER_CONF])
     set(&out[n++], "num.partitions", CT_INT, NULL, "1");
     set(&out[n++], "default.replication.factor", CT_INT, NULL, "1");
     set(&out[n++], "offsets.topic.replication.factor", CT_INT, NULL, "1");
-    set(&out[n++], "log.cleanup.policy", CT_LIST, NULL, "delete");
+    set(&out[n++], "log.cleanup.policy", CT_LIST, "--cleanup", "%s",
+        kr_cleanup_name(cfg->cleanup) != NULL ? kr_cleanup_name(cfg->cleanup) : "delete");
     set(&out[n++], "log.retention.ms", CT_LONG, "--retention-ms", "%" PRId64,
         unlimited(cfg->retention_ms));
     set(&out[n++], "log.retention.bytes", CT_LONG, "--retention-bytes", "%" PRId64,
@@ -119,13 +222,20 @@ static const kconf *conf_find(const kconf *all, size_t n, kr_kafka_str name)
 }
 
 /*
- * May a setting be asked for? Only its current value (or null: the
- * default) is. @return 0, or INVALID_CONFIG with why filled.
+ * May a setting be asked for? A krappy topic setting (set not NULL: a
+ * topic's) takes any value in its range, added to *set; any other config
+ * only its current value (or null: the default). @return 0, or
+ * INVALID_CONFIG with why filled.
  */
 static int16_t conf_check(const kconf *all, size_t n, kr_kafka_str name, kr_kafka_str value,
-                          char *why, size_t whylen)
+                          kr_topic_config *set, char *why, size_t whylen)
 {
     const kconf *c = conf_find(all, n, name);
+    if (c != NULL && c->field >= 0 && set != NULL) {
+        for (size_t i = 0; i < N_KMAP; i++)
+            if (kmap[i].field == c->field)
+                return kafka_setting(&kmap[i], value, set, why, whylen);
+    }
     if (c == NULL) {
         snprintf(why, whylen, "config %.*s is not one this server has (DescribeConfigs lists them)",
                  name.len > 0 ? (name.len > 200 ? 200 : (int)name.len) : 0,
@@ -137,10 +247,9 @@ static int16_t conf_check(const kconf *all, size_t n, kr_kafka_str name, kr_kafk
         return 0;
     /* The sentence may be cut to whylen: the value asked for goes last. */
     if (snprintf(why, whylen,
-                 "%s is %s for every topic on this server%s%s%s; per-topic settings are not "
-                 "supported yet, so %.*s cannot be set",
-                 c->name, c->value, c->flag ? " (krappyd " : "", c->flag ? c->flag : "",
-                 c->flag ? ")" : "", value.len > 200 ? 200 : (int)value.len, value.ptr) < 0)
+                 "%s is %s for every topic on this server%s%s%s, so %.*s cannot be set", c->name,
+                 c->value, c->flag ? " (krappyd " : "", c->flag ? c->flag : "", c->flag ? ")" : "",
+                 value.len > 200 ? 200 : (int)value.len, value.ptr) < 0)
         why[0] = '\0';
     return KR_KAFKA_ERR_INVALID_CONFIG;
 }
@@ -161,8 +270,8 @@ typedef struct kcreate {
 } kcreate;
 
 /* The checks of one topic to create. @return the error code (why filled). */
-static int16_t create_check(kr_kconn *c, const kr_kafka_create_topics_topic *q, char *why,
-                            size_t whylen)
+static int16_t create_check(kr_kconn *c, const kr_kafka_create_topics_topic *q,
+                            kr_topic_config *set, char *why, size_t whylen)
 {
     kr_kafka_str name = q->name;
     if (name.len <= 0 || !kr_topic_name_valid((const uint8_t *)name.ptr, (size_t)name.len)) {
@@ -193,9 +302,10 @@ static int16_t create_check(kr_kconn *c, const kr_kafka_create_topics_topic *q, 
         }
     }
     kconf all[N_TOPIC_CONF];
-    size_t n = topic_conf(c->k->cfg, all);
+    size_t n = topic_conf(c->k->cfg, NULL, all);
     for (int32_t i = 0; i < q->configs.n; i++) {
-        int16_t e = conf_check(all, n, q->configs.v[i].name, q->configs.v[i].value, why, whylen);
+        int16_t e =
+            conf_check(all, n, q->configs.v[i].name, q->configs.v[i].value, set, why, whylen);
         if (e != 0)
             return e;
     }
@@ -232,7 +342,8 @@ kr_khresult kr_khandle_create_topics(kr_kconn *c, kr_kreq *r, const kr_kafka_req
         if (res[i].name.ptr == NULL)
             res[i].name = (kr_kafka_str){"", 0};
         res[i].error_message = (kr_kafka_str){NULL, -1};
-        res[i].error_code = create_check(c, t, why, sizeof why);
+        kr_topic_config set = {0};
+        res[i].error_code = create_check(c, t, &set, why, sizeof why);
         if (res[i].error_code != 0) {
             res[i].error_message = copy_str(r, why);
             continue;
@@ -240,9 +351,16 @@ kr_khresult kr_khandle_create_topics(kr_kconn *c, kr_kreq *r, const kr_kafka_req
         if (q->validate_only)
             continue;
         kr_topic *topic;
-        kr_store_result sr;
-        if (kr_store_register(c->k->srv->store, (const uint8_t *)t->name.ptr, (size_t)t->name.len,
-                              &topic, created, kc, &sr) < 0) {
+        kr_store_result sr = {0};
+        int rc = set.mask == 0
+                     ? kr_store_register(c->k->srv->store, (const uint8_t *)t->name.ptr,
+                                         (size_t)t->name.len, &topic, created, kc, &sr)
+                     : (kr_store_topic_configure(c->k->srv->store, (const uint8_t *)t->name.ptr,
+                                                 (size_t)t->name.len, &set, &topic, created, kc,
+                                                 sr.msg, sizeof sr.msg) == KRAPPY_OK
+                            ? 0
+                            : -1);
+        if (rc < 0) {
             res[i].error_code = KR_KAFKA_ERR_KAFKA_STORAGE_ERROR;
             res[i].error_message = copy_str(r, sr.msg);
             continue;
@@ -338,12 +456,13 @@ static size_t resource_conf(kr_kconn *c, int8_t type, kr_kafka_str name, kconf *
 {
     *err = 0;
     if (type == KR_KAFKA_RESOURCE_TOPIC) {
-        if (kr_kafka_topic_for(c->k, name, false, err) == NULL) {
+        kr_topic *t = kr_kafka_topic_for(c->k, name, false, err);
+        if (t == NULL) {
             snprintf(why, whylen, "topic %.*s does not exist", name.len > 0 ? (int)name.len : 0,
                      name.len > 0 ? name.ptr : "");
             return 0;
         }
-        return topic_conf(c->k->cfg, conf);
+        return topic_conf(c->k->cfg, t, conf);
     }
     if (type == KR_KAFKA_RESOURCE_BROKER) {
         char id[16];
@@ -402,9 +521,9 @@ kr_khresult kr_khandle_describe_configs(kr_kconn *c, kr_kreq *r, const kr_kafka_
                 continue;
             e[k].name = kr_kafka_cstr(conf[j].name);
             e[k].value = copy_str(r, conf[j].value);
-            e[k].read_only = true;
-            e[k].is_default = false;
-            e[k].config_source = CS_STATIC_BROKER;
+            e[k].read_only = conf[j].field < 0;
+            e[k].is_default = conf[j].field >= 0 && !conf[j].own;
+            e[k].config_source = conf[j].own ? CS_DYNAMIC_TOPIC : CS_STATIC_BROKER;
             e[k].is_sensitive = false;
             e[k].config_type = conf[j].type;
             e[k].documentation = (kr_kafka_str){NULL, -1};
@@ -422,15 +541,39 @@ kr_khresult kr_khandle_describe_configs(kr_kconn *c, kr_kreq *r, const kr_kafka_
 
 /* ---- AlterConfigs, IncrementalAlterConfigs ---- */
 
+/* An Alter request whose topic settings are being written. */
+typedef struct kalter {
+    kr_kreq *r;
+    kr_kafka_alter_configs_resp resp;
+    uint32_t pending;
+} kalter;
+
+/* One resource's change written (or not): the response once all are. */
+static void altered(void *arg, const kr_store_result *sr)
+{
+    kalter *ka = arg;
+    if (sr != NULL && sr->err != KRAPPY_OK)
+        kr_log(KR_LOG_ERROR, "AlterConfigs could not write a topic's settings",
+               KR_LOG_STR("reason", sr->msg));
+    if (--ka->pending == 0)
+        kr_kreq_respond(ka->r, &ka->resp);
+}
+
 kr_khresult kr_khandle_alter_configs(kr_kconn *c, kr_kreq *r, const kr_kafka_request *req)
 {
     const kr_kafka_alter_configs_req *q = &req->u.alter_configs;
     bool incremental = r->api_key == KR_KAFKA_INCREMENTAL_ALTER_CONFIGS;
     int32_t n = kr_kcount(q->resources.n);
+    kalter *ka = kr_kreq_array(r, 1, sizeof *ka);
     kr_kafka_alter_configs_result *res = kr_kreq_array(r, n, sizeof *res);
-    if (res == NULL) {
+    if (ka == NULL || res == NULL) {
         return kr_kreq_nomem(r);
     }
+    ka->r = r;
+    ka->resp.responses.v = res;
+    ka->resp.responses.n = n;
+    ka->pending = 1;
+    kr_kreq_async(r);
     char why[400];
     for (int32_t i = 0; i < n; i++) {
         const kr_kafka_alter_configs_resource *rq = &q->resources.v[i];
@@ -438,27 +581,40 @@ kr_khresult kr_khandle_alter_configs(kr_kconn *c, kr_kreq *r, const kr_kafka_req
         int16_t err;
         size_t nc =
             resource_conf(c, rq->resource_type, rq->resource_name, conf, &err, why, sizeof why);
+        bool topic = rq->resource_type == KR_KAFKA_RESOURCE_TOPIC;
+        kr_topic_config set = {0};
         for (int32_t j = 0; err == 0 && j < rq->configs.n; j++) {
             const kr_kafka_alter_configs_entry *e = &rq->configs.v[j];
             if (incremental && e->config_operation != 0) {
                 snprintf(why, sizeof why,
-                         "%.*s: only SET of the value the server has is accepted (per-topic "
-                         "settings are not supported yet)",
+                         "%.*s: only SET is accepted (to go back to the server's default, SET "
+                         "its value: DescribeConfigs of the broker shows it)",
                          e->name.len > 0 ? (int)e->name.len : 0,
                          e->name.len > 0 ? e->name.ptr : "");
                 err = KR_KAFKA_ERR_INVALID_CONFIG;
                 break;
             }
-            err = conf_check(conf, nc, e->name, e->value, why, sizeof why);
+            err = conf_check(conf, nc, e->name, e->value, topic ? &set : NULL, why, sizeof why);
         }
         res[i].resource_type = rq->resource_type;
-        res[i].resource_name = rq->resource_name;
+        /* Copied: the answer may go after the request's bytes are gone. */
+        const char *name = kr_kreq_strdup(r, rq->resource_name.ptr, rq->resource_name.len);
+        res[i].resource_name =
+            name != NULL ? (kr_kafka_str){name, rq->resource_name.len} : (kr_kafka_str){"", 0};
         res[i].error_code = err;
         res[i].error_message = err != 0 ? copy_str(r, why) : (kr_kafka_str){NULL, -1};
+        if (err != 0 || set.mask == 0 || q->validate_only)
+            continue;
+        kr_topic *t;
+        ka->pending++;
+        if (kr_store_topic_configure(c->k->srv->store, (const uint8_t *)rq->resource_name.ptr,
+                                     (size_t)rq->resource_name.len, &set, &t, altered, ka, why,
+                                     sizeof why) != KRAPPY_OK) {
+            ka->pending--;
+            res[i].error_code = KR_KAFKA_ERR_KAFKA_STORAGE_ERROR;
+            res[i].error_message = copy_str(r, why);
+        }
     }
-    kr_kafka_alter_configs_resp resp = {0};
-    resp.responses.v = res;
-    resp.responses.n = n;
-    kr_kreq_respond(r, &resp);
-    return KR_KH_DONE;
+    altered(ka, NULL); /* the request's own count */
+    return KR_KH_ASYNC;
 }

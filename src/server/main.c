@@ -225,6 +225,10 @@ int main(int argc, char **argv)
                             .fsync_cursors = cfg.fsync_cursors,
                             .max_producers = cfg.max_producers,
                             .rebuild_view = cfg.rebuild_view,
+                            .cleanup = cfg.cleanup,
+                            .delete_retention_ms = cfg.delete_retention_ms,
+                            .segment_ms = cfg.segment_ms,
+                            .compact_rate = cfg.compact_rate,
                             .max_open_files = plan.segments,
                             .rocksdb_max_open_files = plan.rocksdb};
     op.done = event_new(srv.base, -1, 0, on_opened, &op);

@@ -72,6 +72,31 @@ typedef struct kr_server kr_server;
 typedef struct kr_conn kr_conn;
 typedef struct kr_kafka kr_kafka; /* the Kafka listener (kafka.h) */
 typedef struct kr_req kr_req;
+typedef struct kr_breader kr_breader;
+
+/*
+ * A reader of request memory (budget.c): a connection of either port, which
+ * embeds it and counts its input buffer with kr_budget_on_input. The owner
+ * tells the budget what its running requests are charged, the rest of the
+ * frame it has begun reading, and how to decide again whether to read; the
+ * budget keeps the rest.
+ */
+struct kr_breader {
+    kr_server *srv;
+    void *owner;
+    uint64_t (*charged)(const kr_breader *b);
+    size_t (*unfinished)(const kr_breader *b); /* 0: no frame begun */
+    void (*update_read)(kr_breader *b);
+    uint64_t in_bytes;     /* in the input buffer (kr_budget_on_input) */
+    uint64_t reserved;     /* the rest of its admitted frame, not yet read */
+    bool admitted;         /* its unfinished frame has its room reserved */
+    bool wait;             /* waits for room: on srv->budget_waiters */
+    uint64_t since_ns;     /* ... since then */
+    uint64_t last_read_ns; /* the last bytes arrived (owner), or its frame was admitted */
+    TAILQ_ENTRY(kr_breader) link;
+};
+
+TAILQ_HEAD(kr_breader_list, kr_breader);
 
 typedef enum kr_req_state { KR_REQ_RUNNING = 0, KR_REQ_DONE } kr_req_state;
 
@@ -126,16 +151,10 @@ struct kr_conn {
     uint32_t running;                /* requests started and not finished */
     uint32_t running_fifo;           /* ... of which fifo */
     uint32_t parked;                 /* requests waiting for data (long polls) */
-    uint64_t in_bytes;               /* in the input buffer (on_input_change) */
     uint64_t charged_bytes;          /* charged to its running requests */
-    uint64_t reserved;               /* the rest of its admitted frame, not yet read */
-    bool admitted;                   /* its unfinished frame has its room reserved */
-    bool budget_wait;                /* waits for room: on srv->budget_waiters */
-    uint64_t budget_since_ns;        /* ... since then */
-    struct evbuffer_cb_entry *in_cb; /* on_input_change */
-    TAILQ_ENTRY(kr_conn) budget_link;
+    kr_breader budget;               /* its share of request memory */
+    struct evbuffer_cb_entry *in_cb; /* kr_budget_on_input */
     uint64_t accepted_ns;
-    uint64_t last_read_ns; /* the last bytes arrived */
     uint64_t last_request_ns;
     uint64_t last_drain_ns;  /* the client last took reply bytes */
     uint64_t state_since_ns; /* when FLUSHING/LINGERING began */
@@ -188,12 +207,12 @@ struct kr_server {
     uint32_t n_conns;
     uint32_t max_conns; /* --max-connections, or fewer (server/fdplan.h) */
     /* The request memory budget (budget.c). */
-    uint64_t pending_bytes;             /* every connection's in + reserved + charged */
-    struct kr_conn_list budget_waiters; /* wait for room, in order */
-    struct event *budget_resume;        /* lets the waiters read again */
-    kr_conn *budget_resuming;           /* the waiter being let through ... */
-    bool budget_resuming_past;          /* ... past the budget */
-    kr_conn *budget_past;               /* the one frame read past the budget */
+    uint64_t pending_bytes;                /* every connection's in + reserved + charged */
+    struct kr_breader_list budget_waiters; /* wait for room, in order */
+    struct event *budget_resume;           /* lets the waiters read again */
+    kr_breader *budget_resuming;           /* the waiter being let through ... */
+    bool budget_resuming_past;             /* ... past the budget */
+    kr_breader *budget_past;               /* the one frame read past the budget */
     uint64_t next_conn_id;
     bool shutting_down;
     uint64_t shutdown_ns;
@@ -271,7 +290,7 @@ void kr_conn_update_read(kr_conn *c);
  * is empty or starts with a whole frame (or a frame size it refuses). */
 size_t kr_conn_unfinished(const kr_conn *c);
 
-/* The most c's requests may hold (kr_conn in_bytes + charged_bytes). */
+/* The most c's requests may hold (its input and charged_bytes). */
 uint64_t kr_conn_pending_max(const kr_conn *c);
 
 /*
@@ -314,18 +333,38 @@ void kr_budget_free(kr_server *srv);
  * the waiting connections read again. */
 void kr_budget_add(kr_server *srv, int64_t delta);
 
-/* May c read now? When the budget has room for the rest of the frame c has
- * begun (reserved now; a frame already admitted reads on), or for a read
- * chunk when it has none begun. Otherwise c waits, and kr_conn_update_read
- * is called for it once it fits (or has waited longest, KR_QUEUE_AGE_MS). */
-bool kr_budget_may_read(kr_conn *c);
+/* May b's connection read now? When the budget has room for the rest of
+ * the frame it has begun (reserved now; a frame already admitted reads on),
+ * or for a read chunk when it has none begun. Otherwise it waits, and
+ * b->update_read is called once it fits (or has waited longest,
+ * KR_QUEUE_AGE_MS). */
+bool kr_budget_may_read(kr_breader *b);
 
-/* c closes: it leaves the queue and gives its reservation back. */
-void kr_budget_conn_gone(kr_conn *c);
+/* b's connection took its admitted frame whole off its input: the
+ * admission ends with it, and the next frame - already begun in the input
+ * when frames are pipelined - finds room for itself before it is read. */
+void kr_budget_frame_taken(kr_breader *b);
 
-/* Whether c's admitted frame has stopped arriving for KR_STALL_MS while
- * others wait for room (the client's doing: c is not paused). */
-bool kr_budget_stalled(const kr_conn *c, uint64_t now_ns);
+/* The rest of the frame begun in a connection's input `in` (a 4-byte
+ * big-endian size, then that many bytes, at least min and at most max):
+ * what a kr_breader's unfinished says. 0 when no frame is begun, it is
+ * whole, or its size is refused; the size's missing bytes and min while
+ * the size is incomplete. */
+size_t kr_budget_frame_rest(struct evbuffer *in, uint32_t min, uint32_t max);
+
+/* The evbuffer callback counting a connection's input buffer into the
+ * budget (arg: its kr_breader), added with evbuffer_add_cb. */
+void kr_budget_on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg);
+
+/* b's connection closes, its input callback removed: it leaves the queue
+ * and gives its input and reservation back (its running requests release
+ * their charges as they finish). */
+void kr_budget_conn_gone(kr_breader *b);
+
+/* Whether b's admitted frame has stopped arriving for KR_STALL_MS while
+ * others wait for room (the client's doing, when its connection is not
+ * paused: read_paused false). */
+bool kr_budget_stalled(const kr_breader *b, bool read_paused, uint64_t now_ns);
 
 /* Housekeeping: the longest waiter past KR_QUEUE_AGE_MS reads past the
  * budget, when no other frame does. */

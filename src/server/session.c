@@ -134,18 +134,8 @@ size_t kr_conn_unfinished(const kr_conn *c)
 {
     if (c->bev == NULL)
         return 0;
-    struct evbuffer *in = bufferevent_get_input(c->bev);
-    size_t have = evbuffer_get_length(in);
-    if (have == 0)
-        return 0;
-    if (have < 4)
-        return 4 - have + 4; /* at least its size and type */
-    uint8_t hdr[4];
-    evbuffer_copyout(in, hdr, 4);
-    uint32_t size = kr_get_be32(hdr);
-    if (kr_frame_check_size(size, c->srv->cfg->max_frame) != KRAPPY_OK)
-        return 0;
-    return have >= (size_t)size + 4 ? 0 : (size_t)size + 4 - have;
+    return kr_budget_frame_rest(bufferevent_get_input(c->bev), KRAPPY_FRAME_MIN_SIZE,
+                                c->srv->cfg->max_frame);
 }
 
 uint64_t kr_conn_pending_max(const kr_conn *c)
@@ -197,9 +187,9 @@ void kr_conn_update_read(kr_conn *c)
                 need = frame;
         }
         want = out_len(c) < KR_CONN_OUT_HIGH && have < need &&
-               c->in_bytes + c->charged_bytes < kr_conn_pending_max(c);
+               c->budget.in_bytes + c->charged_bytes < kr_conn_pending_max(c);
         if (want)
-            want = kr_budget_may_read(c);
+            want = kr_budget_may_read(&c->budget);
     }
     if (want && c->read_paused) {
         bufferevent_enable(c->bev, EV_READ);
@@ -642,6 +632,7 @@ static void conn_process(kr_conn *c)
             kr_conn_abort(c, "out of memory reading a frame");
             break;
         }
+        kr_budget_frame_taken(&c->budget); /* the next frame asks for its own room */
         c->last_request_ns = kr_mono_ns();
         kr_counter_add(c->srv->m.bytes_in, (uint64_t)size + 4);
         conn_start(c, type, frame + KRAPPY_FRAME_HEADER_BYTES, size - 4);
@@ -729,19 +720,24 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     conn_release(c);
 }
 
-/* Count the input buffer's bytes into the request memory budget. */
-static void on_input_change(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+/* ---- life cycle ---- */
+
+/* The connection's side of its kr_breader (budget.c). */
+static uint64_t budget_charged(const kr_breader *b)
 {
-    kr_conn *c = arg;
-    (void)buf;
-    int64_t delta = (int64_t)info->n_added - (int64_t)info->n_deleted;
-    if (info->n_added > 0)
-        c->last_read_ns = kr_mono_ns();
-    c->in_bytes += (uint64_t)delta;
-    kr_budget_add(c->srv, delta);
+    const kr_conn *c = b->owner;
+    return c->charged_bytes;
 }
 
-/* ---- life cycle ---- */
+static size_t budget_unfinished(const kr_breader *b)
+{
+    return kr_conn_unfinished(b->owner);
+}
+
+static void budget_update_read(kr_breader *b)
+{
+    kr_conn_update_read(b->owner);
+}
 
 kr_conn *kr_conn_new(kr_server *srv, int fd, const struct sockaddr *sa, int salen)
 {
@@ -752,7 +748,13 @@ kr_conn *kr_conn_new(kr_server *srv, int fd, const struct sockaddr *sa, int sale
     c->srv = srv;
     c->id = ++srv->next_conn_id;
     c->refs = 1;
-    c->accepted_ns = c->last_request_ns = c->last_drain_ns = c->last_read_ns = kr_mono_ns();
+    c->accepted_ns = c->last_request_ns = c->last_drain_ns = kr_mono_ns();
+    c->budget = (kr_breader){.srv = srv,
+                             .owner = c,
+                             .charged = budget_charged,
+                             .unfinished = budget_unfinished,
+                             .update_read = budget_update_read,
+                             .last_read_ns = c->accepted_ns};
     TAILQ_INIT(&c->reqs);
     TAILQ_INIT(&c->free_reqs);
     kr_buf_init(&c->enc, srv->cfg->max_frame);
@@ -774,7 +776,7 @@ kr_conn *kr_conn_new(kr_server *srv, int fd, const struct sockaddr *sa, int sale
      * socket is full (see "replies"). */
     bufferevent_disable(c->bev, EV_WRITE);
     c->read_paused = true; /* until kr_conn_update_read finds room to read */
-    c->in_cb = evbuffer_add_cb(bufferevent_get_input(c->bev), on_input_change, c);
+    c->in_cb = evbuffer_add_cb(bufferevent_get_input(c->bev), kr_budget_on_input, &c->budget);
     if (c->in_cb == NULL)
         goto fail;
     TAILQ_INSERT_TAIL(&srv->conns, c, link);
@@ -845,9 +847,7 @@ void kr_conn_abort(kr_conn *c, const char *why)
     /* Its input leaves the budget now; its running requests when they
      * finish. */
     evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->in_cb);
-    kr_budget_add(srv, -(int64_t)c->in_bytes);
-    c->in_bytes = 0;
-    kr_budget_conn_gone(c);
+    kr_budget_conn_gone(&c->budget);
     bufferevent_free(c->bev);
     c->bev = NULL;
     event_free(c->flush_ev);
@@ -929,7 +929,7 @@ static void conn_tick(kr_conn *c, uint64_t now)
             kr_conn_abort(c, NULL);
             return;
         }
-        if (kr_budget_stalled(c, now)) {
+        if (kr_budget_stalled(&c->budget, c->read_paused, now)) {
             kr_counter_add(c->srv->m.closed_frame_stalled, 1);
             log_conn(KR_LOG_INFO, c, "connection closed",
                      "its frame stopped arriving while others waited for request memory "

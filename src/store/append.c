@@ -639,7 +639,8 @@ static void stream_flush(kr_store *s, kr_stream *st)
     char why[320] = "";
     if (c != NULL && c->data.len > 0) {
         kr_useg *u = active(st);
-        if (u->written > u->hdr_len && u->written + c->data.len > s->o.segment_bytes) {
+        if (u->written > u->hdr_len &&
+            u->written + c->data.len > st->t->cfg.v[KR_TC_SEGMENT_BYTES]) {
             /* Everything that may be taken back stays in one file; and the
              * segment closed by the last roll gets its final sync before the
              * next roll, so that a topic keeps at most two files open for
@@ -692,6 +693,27 @@ static void stream_flush(kr_store *s, kr_stream *st)
     if (!TAILQ_EMPTY(&st->waiting) || st->kept_bytes > KR_UNSYNCED_MAX ||
         (fd >= 0 && kr_fdcache_crowded(s->files)))
         kr_stream_want_sync(s, st);
+}
+
+int kr_stream_roll(kr_store *s, kr_stream *st, char *msg, size_t msglen)
+{
+    if (st->dropped || st->n_segs == 0 || !TAILQ_EMPTY(&st->pending) ||
+        active(st)->written <= active(st)->hdr_len)
+        return 0;
+    if (!TAILQ_EMPTY(&st->waiting) || st->n_segs > 1) {
+        /* As a full segment's roll: after the sync these wait for. */
+        kr_stream_want_sync(s, st);
+        return 0;
+    }
+    return roll(s, st, msg, msglen);
+}
+
+bool kr_stream_holds(const kr_stream *st, uint64_t base)
+{
+    for (size_t i = 0; st != NULL && i < st->n_segs; i++)
+        if (st->segs[i]->base == base)
+            return true;
+    return false;
 }
 
 void kr_stream_flush_all(kr_store *s)

@@ -193,6 +193,20 @@ kr_append *kr_append_new(kr_store *s, kr_topic *t);
  * behind the topic's others; the loop's flush writes it this turn. */
 void kr_stream_queue(kr_store *s, kr_stream *st, kr_append *a);
 
+/*
+ * kr_stream_roll - close the active segment now (segment_ms: a quiet topic)
+ * when it holds batches, as a full one is closed: not while appends are
+ * queued, nor while appends or the last closed segment wait for a sync
+ * (one is asked for; the caller tries again later).
+ * @return 0 (rolled, or not yet), or -1 when the roll failed (msg says why;
+ *         the active segment stays).
+ */
+int kr_stream_roll(kr_store *s, kr_stream *st, char *msg, size_t msglen);
+
+/* Whether the stream still holds segment `base` as unsynced (written,
+ * synced or cut by the loop yet; its final sync not done). NULL: false. */
+bool kr_stream_holds(const kr_stream *st, uint64_t base);
+
 /* Write every queued chunk now (the flush event, and close). */
 void kr_stream_flush_all(kr_store *s);
 

@@ -236,18 +236,33 @@ size_t kr_group_take(kr_group *g, uint64_t end, uint64_t max, kr_grant *out, siz
     return n;
 }
 
+static void hand_out_as(kr_group *g, const kr_run *t, uint64_t first, uint64_t next);
+
 void kr_group_hand_out(kr_group *g, kr_member *m, uint64_t first, uint64_t next, uint64_t now_ms)
 {
-    /* The runs needed were reserved by kr_group_take; the checks below
-     * cannot fail for its slices. */
-    if (next <= first)
-        return;
     /* Saturating: a client's ack_wait_ms may be up to 2^64-1, and a wrapped
      * deadline would lie in the past (expired at once, not never). */
     uint64_t deadline = m->ack_wait_ms > UINT64_MAX - now_ms ? UINT64_MAX : now_ms + m->ack_wait_ms;
     kr_run tmpl = {.state = m->auto_ack ? KR_RUN_ACKED : KR_RUN_PENDING,
                    .member = m->auto_ack ? NULL : m,
                    .deadline_ms = m->auto_ack ? 0 : deadline};
+    hand_out_as(g, &tmpl, first, next);
+}
+
+void kr_group_hand_out_gap(kr_group *g, uint64_t first, uint64_t next)
+{
+    kr_run tmpl = {.state = KR_RUN_ACKED};
+    hand_out_as(g, &tmpl, first, next);
+}
+
+/* Record offsets [first, next) handed out in the state of tmpl. */
+static void hand_out_as(kr_group *g, const kr_run *t, uint64_t first, uint64_t next)
+{
+    /* The runs needed were reserved by kr_group_take; the checks below
+     * cannot fail for its slices. */
+    if (next <= first)
+        return;
+    kr_run tmpl = *t;
     if (first >= g->frontier) {
         /* New offsets, at the frontier. */
         if (reserve_runs(g, 1) < 0)

@@ -127,6 +127,15 @@ size_t kr_group_take(kr_group *g, uint64_t end, uint64_t max, kr_grant *out, siz
  */
 void kr_group_hand_out(kr_group *g, kr_member *m, uint64_t first, uint64_t next, uint64_t now_ms);
 
+/*
+ * kr_group_hand_out_gap - offsets [first, next) of a slice hold no event
+ * (compaction removed them): they count as handed out and acknowledged at
+ * once, so that the cursor moves over them. A slice cut by gaps takes a
+ * few more runs than kr_group_take reserved: on ENOMEM the offsets stay
+ * where they were (handed out again by a later POLL).
+ */
+void kr_group_hand_out_gap(kr_group *g, uint64_t first, uint64_t next);
+
 /* What an ACK did. */
 typedef struct kr_ack_result {
     krappy_err err;      /* OK, or INVALID_ARGUMENT or STORAGE (out of

@@ -288,6 +288,8 @@ void kr_store_append_visible(kr_store *s, kr_append *a)
         return;
     }
     kr_segment *seg = t->segs[t->n_segs - 1]; /* appends land in the active one */
+    if (seg->next == seg->base)
+        seg->first_write_ms = kr_wall_ms(); /* segment_ms counts from here */
     seg->size = a->pos + a->len;
     seg->next = a->base + a->count;
     if (a->max_ts > seg->max_ts)

@@ -31,6 +31,8 @@
  * 100,000 segments starts under `ulimit -n 1024`.
  */
 #include "store/store_int.h"
+#include "store/compact.h"
+#include "store/topic_config.h"
 #include "store/store_producers.h"
 
 #include <dirent.h>
@@ -47,6 +49,7 @@
 #include "store/block.h"
 #include "store/checkpoint.h"
 #include "util/io.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 /* One topic being recovered. */
@@ -106,6 +109,14 @@ static int list_segments(recovery *r)
             break;
         }
         uint64_t b;
+        if (kr_compact_is_temp(de->d_name)) {
+            /* A rewrite a crash interrupted before its rename: the segment
+             * it was made from is whole. */
+            if (unlinkat(r->dirfd, de->d_name, 0) == 0)
+                kr_log(KR_LOG_INFO, "unfinished compaction output removed",
+                       KR_LOG_STR("topic", r->name), KR_LOG_STR("file", de->d_name));
+            continue;
+        }
         if (kr_seg_parse_name(de->d_name, &b) < 0)
             continue;
         if (r->n_bases == cap) {
@@ -223,6 +234,35 @@ static int sync_closed(recovery *r, const kr_seg_scan *scan, const char *sname)
     return 0;
 }
 
+/*
+ * A compacted segment i holds offsets up to `next`, past the base of the
+ * segments after it: a merge of several segments into it was interrupted
+ * after its rename and before the merged segments were deleted. Their
+ * events are in segment i, or were removed by the merge: delete them now,
+ * so that no offset is served twice.
+ */
+static int drop_merged(recovery *r, size_t i, uint64_t next)
+{
+    size_t j = i + 1;
+    while (j + 1 < r->n_bases && r->bases[j] < next) {
+        char name[KR_SEG_NAME_BYTES];
+        kr_seg_name(name, r->bases[j]);
+        if (unlinkat(r->dirfd, name, 0) < 0 && errno != ENOENT)
+            return fail(r, "cannot remove %s/%s, left over from an interrupted compaction: %s",
+                        r->dir, name, strerror(errno));
+        kr_index_file_name(name, r->bases[j]);
+        (void)unlinkat(r->dirfd, name, 0);
+        kr_log(KR_LOG_INFO, "segment merged by an interrupted compaction removed",
+               KR_LOG_STR("topic", r->name), KR_LOG_U64("base", r->bases[j]));
+        j++;
+    }
+    if (fsync(r->dirfd) < 0 && errno != EINVAL)
+        return fail(r, "cannot sync %s: %s", r->dir, strerror(errno));
+    memmove(r->bases + i + 1, r->bases + j, (r->n_bases - j) * sizeof *r->bases);
+    r->n_bases -= j - i - 1;
+    return 0;
+}
+
 /* Scan and verify a segment; cut the torn tail of the last one (fd is
  * read-write for it). */
 static int scan_segment(recovery *r, kr_segment *seg, int fd, size_t i, const char *sname)
@@ -237,6 +277,12 @@ static int scan_segment(recovery *r, kr_segment *seg, int fd, size_t i, const ch
     seg->size = scan.good_end;
     seg->max_ts = scan.max_ts;
     seg->verified = true;
+    seg->compacted = scan.compacted;
+    if (scan.compacted && !last) {
+        if (scan.next > r->bases[i + 1] && drop_merged(r, i, scan.next) < 0)
+            return -1;
+        seg->next = r->bases[i + 1]; /* it covers the offsets up to the next one */
+    }
     seg->n_corrupt = scan.n_corrupt;
     memcpy(seg->corrupt, scan.corrupt, sizeof scan.corrupt);
     log_damage(r, sname, &scan, last);
@@ -252,7 +298,7 @@ static int scan_segment(recovery *r, kr_segment *seg, int fd, size_t i, const ch
     }
     if (!last && sync_closed(r, &scan, sname) < 0)
         return -1;
-    if (!last && scan.next != r->bases[i + 1])
+    if (!last && scan.next != r->bases[i + 1] && !scan.compacted)
         kr_log(KR_LOG_ERROR, "offsets missing between segments", KR_LOG_STR("topic", r->name),
                KR_LOG_STR("segment", sname), KR_LOG_U64("first", scan.next),
                KR_LOG_U64("next", r->bases[i + 1]));
@@ -622,7 +668,11 @@ static int recover_steps(recovery *r)
     t->first = t->segs[0]->base;
     t->next = t->assigned = t->segs[t->n_segs - 1]->next;
     t->ready = true;
-    if (clamp_marker(r) < 0 || kr_store_groups_load(s, t, r->err, r->errlen) < 0 ||
+    kr_segment *active = t->segs[t->n_segs - 1];
+    if (active->next > active->base)
+        active->first_write_ms = kr_wall_ms(); /* segment_ms counts from the start */
+    if (clamp_marker(r) < 0 || kr_topic_config_load(s, t, r->err, r->errlen) < 0 ||
+        kr_store_groups_load(s, t, r->err, r->errlen) < 0 ||
         kr_store_producers_load(s, t, r->err, r->errlen) < 0 || replay(r, t->marker) < 0)
         return -1;
     kr_counter_add(s->m_replayed, r->replayed);

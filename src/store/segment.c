@@ -52,21 +52,23 @@ int kr_seg_parse_name(const char *name, uint64_t *base)
 
 /* ---- segment header ---- */
 
-/* The fixed part: magic, version, length, base, CRC, zero. */
+/* The fixed part: magic, version, length, base, CRC, flags. */
 static void header_fixed(uint8_t out[KR_SEG_HEADER_BYTES], uint32_t version, uint32_t len,
-                         uint64_t base)
+                         uint64_t base, uint32_t flags)
 {
     memcpy(out, KR_SEG_MAGIC, 8);
     kr_put_be32(out + 8, version);
     kr_put_be32(out + 12, len);
     kr_put_be64(out + 16, base);
+    /* The CRC covers bytes 0..23 only: a segment of 0.1.0 (flags 0) keeps
+     * its header byte for byte. */
     kr_put_be32(out + 24, kr_crc32c(0, out, 24));
-    kr_put_be32(out + 28, 0);
+    kr_put_be32(out + 28, flags);
 }
 
-void kr_seg_header_encode_v1(uint8_t out[KR_SEG_HEADER_BYTES], uint64_t base)
+void kr_seg_header_encode_v1(uint8_t out[KR_SEG_HEADER_BYTES], uint64_t base, uint32_t flags)
 {
-    header_fixed(out, 1, KR_SEG_HEADER_BYTES, base);
+    header_fixed(out, 1, KR_SEG_HEADER_BYTES, base, flags);
 }
 
 void kr_seg_sync_encode(uint8_t out[KR_SEG_SYNC_BYTES], uint64_t synced, uint64_t next)
@@ -79,7 +81,7 @@ void kr_seg_sync_encode(uint8_t out[KR_SEG_SYNC_BYTES], uint64_t synced, uint64_
 
 void kr_seg_header_encode(uint8_t out[KR_SEG_HEADER_V2_BYTES], uint64_t base)
 {
-    header_fixed(out, KR_SEG_VERSION, KR_SEG_HEADER_V2_BYTES, base);
+    header_fixed(out, KR_SEG_VERSION, KR_SEG_HEADER_V2_BYTES, base, 0);
     kr_seg_sync_encode(out + KR_SEG_SYNC_AT, KR_SEG_HEADER_V2_BYTES, base);
     memset(out + KR_SEG_SYNC_AT + KR_SEG_SYNC_BYTES, 0,
            KR_SEG_HEADER_V2_BYTES - KR_SEG_SYNC_AT - KR_SEG_SYNC_BYTES);
@@ -89,11 +91,13 @@ int kr_seg_header_decode(const uint8_t *in, size_t len, kr_seg_header *h)
 {
     memset(h, 0, sizeof *h);
     if (len < KR_SEG_HEADER_BYTES || memcmp(in, KR_SEG_MAGIC, 8) != 0 ||
-        kr_get_be32(in + 24) != kr_crc32c(0, in, 24) || kr_get_be32(in + 28) != 0)
+        kr_get_be32(in + 24) != kr_crc32c(0, in, 24) ||
+        (kr_get_be32(in + 28) & ~(uint32_t)KR_SEG_F_ALL) != 0)
         return -1;
     h->version = kr_get_be32(in + 8);
     h->len = kr_get_be32(in + 12);
     h->base = kr_get_be64(in + 16);
+    h->flags = kr_get_be32(in + 28);
     if (h->version == 1)
         return h->len == KR_SEG_HEADER_BYTES ? 0 : -1;
     if (h->version != 2 || h->len != KR_SEG_HEADER_V2_BYTES || len < KR_SEG_HEADER_V2_BYTES)
@@ -338,12 +342,19 @@ static int crc_streamed(reader *r, const uint8_t *hdr, uint32_t hlen, uint64_t p
     return crc == want;
 }
 
+/* What base offset batch_at accepts, relative to the caller's. */
+typedef enum base_rule {
+    BASE_EXACT, /* equal: the next batch of a contiguous stream */
+    BASE_ABOVE, /* greater: a batch found after damage */
+    BASE_FROM   /* equal or greater: a compacted segment, offsets with gaps */
+} base_rule;
+
 /*
- * Is there a good batch at pos whose base offset satisfies the caller: equal
- * to `base` when `exact`, else greater than it? Fills *h.
+ * Is there a good batch at pos whose base offset satisfies the caller's
+ * rule against `base`? Fills *h.
  * @return 1 yes, 0 no, -1 on an I/O or memory error.
  */
-static int batch_at(reader *r, uint64_t pos, uint64_t base, bool exact, kr_batch_hdr *h)
+static int batch_at(reader *r, uint64_t pos, uint64_t base, base_rule rule, kr_batch_hdr *h)
 {
     if (r->file_len - pos < KR_BATCH_HEADER_BYTES)
         return 0;
@@ -356,7 +367,9 @@ static int batch_at(reader *r, uint64_t pos, uint64_t base, bool exact, kr_batch
     memcpy(hdr, b, avail);
     if (kr_batch_header_decode(hdr, avail, h) < 0)
         return 0;
-    if (exact ? h->base != base : h->base <= base)
+    if (rule == BASE_EXACT   ? h->base != base
+        : rule == BASE_ABOVE ? h->base <= base
+                             : h->base < base)
         return 0;
     if (r->file_len - pos - h->hlen < h->len)
         return 0;
@@ -413,7 +426,7 @@ static int search(reader *r, uint64_t from, uint64_t after, uint64_t *found, kr_
             continue;
         }
         uint64_t cand = s + (uint64_t)(m - w);
-        int rc = batch_at(r, cand, after, false, h);
+        int rc = batch_at(r, cand, after, BASE_ABOVE, h);
         if (rc != 0) {
             *found = cand;
             return rc;
@@ -451,13 +464,14 @@ int kr_seg_scan_fd(int fd, kr_seg_scan *out, kr_seg_batch_cb cb, void *arg)
         goto fail;
     }
     out->base = out->hdr.base;
+    out->compacted = (out->hdr.flags & KR_SEG_F_COMPACTED) != 0;
     out->file_len = r.file_len;
     out->next = out->base;
 
     uint64_t pos = out->hdr.len;
     while (pos < r.file_len) {
         kr_batch_hdr h;
-        int ok = batch_at(&r, pos, out->next, true, &h);
+        int ok = batch_at(&r, pos, out->next, out->compacted ? BASE_FROM : BASE_EXACT, &h);
         if (ok < 0)
             goto fail;
         if (ok == 0) {

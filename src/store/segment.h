@@ -12,7 +12,13 @@
  *    12  header length u32 BE (64; 32 in version 1)
  *    16  base offset u64 BE (first offset stored in this file)
  *    24  CRC32C u32 BE of bytes 0..23
- *    28  zero u32
+ *    28  flags u32 BE: 0, or KR_SEG_F_COMPACTED (1) for a segment that
+ *        compaction rewrote: its batches keep their offsets, but offsets
+ *        between them may be missing (removed events), and it covers
+ *        every offset up to the next segment's base. Compaction writes
+ *        its output with a version 1 header: the file is fdatasync'd whole
+ *        before its rename makes it the segment, so a sync record would
+ *        only ever say "all of it" (a damaged tail is cut as in 0.1.0's)
  *   version 2 only: the sync record, the one part of a segment ever
  *   overwritten (pwritten after each fdatasync that covered more of it):
  *    32  synced bytes u64 BE (the file is durable up to this position: the
@@ -102,6 +108,10 @@ typedef struct kr_batch_hdr {
     uint32_t epoch;      /* version 2 */
 } kr_batch_hdr;
 
+/* Segment header flags (byte 28). */
+#define KR_SEG_F_COMPACTED 1u
+#define KR_SEG_F_ALL       KR_SEG_F_COMPACTED
+
 /* "00000000000000001234.seg" for base 1234. out has KR_SEG_NAME_BYTES. */
 void kr_seg_name(char out[KR_SEG_NAME_BYTES], uint64_t base);
 
@@ -112,6 +122,7 @@ int kr_seg_parse_name(const char *name, uint64_t *base);
 typedef struct kr_seg_header {
     uint32_t version;
     uint32_t len;                 /* header length: where the first batch starts */
+    uint32_t flags;               /* KR_SEG_F_* */
     uint64_t base;                /* first offset */
     bool has_sync;                /* version 2 with a sync record whose CRC matches */
     uint64_t synced, synced_next; /* the record (has_sync) */
@@ -121,9 +132,10 @@ typedef struct kr_seg_header {
  * record saying nothing is synced past the header (64, base). */
 void kr_seg_header_encode(uint8_t out[KR_SEG_HEADER_V2_BYTES], uint64_t base);
 
-/* Encode a version 1 header, as krappy 0.1.0 wrote them (tests make old
- * data directories with it). */
-void kr_seg_header_encode_v1(uint8_t out[KR_SEG_HEADER_BYTES], uint64_t base);
+/* Encode a version 1 header, as krappy 0.1.0 wrote them (flags 0: tests
+ * make old data directories with it) and as compaction writes its output
+ * (flags KR_SEG_F_COMPACTED). */
+void kr_seg_header_encode_v1(uint8_t out[KR_SEG_HEADER_BYTES], uint64_t base, uint32_t flags);
 
 /* Encode a sync record: the segment is durable up to byte `synced`, the
  * offsets below `next` included. */
@@ -133,9 +145,9 @@ void kr_seg_sync_encode(uint8_t out[KR_SEG_SYNC_BYTES], uint64_t synced, uint64_
  * kr_seg_header_decode - check the header at the start of a segment file.
  * @param in   the file's first `len` bytes (64 or more cover any header)
  * @return 0 and *h; -1 when the file is too short for its header, or when
- *         magic, version, length, CRC or the zero field is wrong. A
- *         version 2 sync record that does not check out leaves has_sync
- *         false (the header itself is good).
+ *         magic, version, length or CRC is wrong, or a flag unknown to
+ *         this version is set. A version 2 sync record that does not
+ *         check out leaves has_sync false (the header itself is good).
  */
 int kr_seg_header_decode(const uint8_t *in, size_t len, kr_seg_header *h);
 
@@ -213,6 +225,8 @@ typedef struct kr_seg_scan {
     uint32_t batches;  /* good batches */
     bool torn;         /* bytes after good_end that are not a batch:
                           a torn tail to truncate */
+    bool compacted;    /* the header says KR_SEG_F_COMPACTED: batches may
+                          skip offsets (next is then after the last one) */
     size_t n_corrupt;  /* bad batches followed by good ones */
     kr_corrupt corrupt[KR_SEG_MAX_CORRUPT];
 } kr_seg_scan;
@@ -222,7 +236,8 @@ typedef void (*kr_seg_batch_cb)(void *arg, const kr_batch_hdr *h, uint64_t pos);
 
 /*
  * kr_seg_scan_fd - read and verify a whole segment file: header, then every
- * batch (CRC, header sanity, offsets contiguous from the segment base, and
+ * batch (CRC, header sanity, offsets contiguous from the segment base - or,
+ * in a compacted segment, ascending with gaps allowed - and
  * kr_batch_payload_check). A bad stretch followed by a good batch (found by
  * scanning forward for a batch magic whose CRC and offsets check out) is
  * recorded as corrupt; bad bytes with no good batch after them are a torn

@@ -4,8 +4,10 @@
  * PUBLISH path lives in publish.c, recovery at start in recovery.c, reads
  * in store_read.c, consumer groups in store_group.c.
  */
+#include "store/compact.h"
 #include "store/store_int.h"
 #include "store/store_producers.h"
+#include "store/topic_config.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -72,6 +74,7 @@ kr_topic *kr_store_topic_new(kr_store *s, const uint8_t *name, size_t len)
                                  "Size of the topic's segment files.");
     t->m_segments =
         kr_gauge(s->metrics, "krappy_topic_segments", labels, "Segment files of the topic.");
+    kr_topic_config_refresh(s, t);
     t->active = kr_overlay_new();
     if (t->active == NULL || kr_store_producers_topic_new(s, t) < 0) {
         kr_overlay_free(t->active);
@@ -124,6 +127,7 @@ void kr_store_topic_free(kr_topic *t)
     kr_overlay_free(t->active);
     kr_overlay_free(t->frozen);
     kr_overlay_free(t->readcache);
+    kr_compact_topic_free(t);
     kr_store_producers_topic_free(t);
     free(t->dir);
     free(t);
@@ -237,24 +241,27 @@ static void finish_create(kr_store *s, kr_job *j)
 
 /*
  * Retire whole old segments the durable view covers, when over the size or
- * age limit. The loop forgets them at once (replies in flight hold their own
- * file handles); the writer unlinks the files.
+ * age limit of a topic whose cleanup includes "delete". The loop forgets
+ * them at once (replies in flight hold their own file handles); the writer
+ * unlinks the files. A segment being compacted stops it: its rewrite would
+ * bring the file back.
  */
-static void retention(kr_store *s, kr_topic *t)
+void kr_store_retention(kr_store *s, kr_topic *t)
 {
+    uint64_t max_bytes = t->cfg.v[KR_TC_RETENTION_BYTES], max_ms = t->cfg.v[KR_TC_RETENTION_MS];
     /* Closing: the next start's first checkpoint retires them. */
-    if ((s->o.retention_bytes == 0 && s->o.retention_ms == 0) || t->n_segs < 2 || s->draining ||
-        t->deleted)
+    if (!(t->cfg.v[KR_TC_CLEANUP] & KR_CLEANUP_DELETE) || (max_bytes == 0 && max_ms == 0) ||
+        t->n_segs < 2 || s->draining || t->deleted || !t->ready || s->writer == NULL)
         return;
     uint64_t now = kr_wall_ms();
     size_t drop = 0;
     uint64_t bytes = t->bytes;
     while (drop + 1 < t->n_segs) {
         kr_segment *seg = t->segs[drop];
-        if (seg->next > t->marker)
-            break; /* the view does not hold these events yet */
-        bool over_size = s->o.retention_bytes && bytes > s->o.retention_bytes;
-        bool too_old = s->o.retention_ms && seg->max_ts + s->o.retention_ms < now;
+        if (seg->next > t->marker || seg->compacting)
+            break; /* the view does not hold these events yet, or being rewritten */
+        bool over_size = max_bytes && bytes > max_bytes;
+        bool too_old = max_ms && seg->max_ts + max_ms < now;
         if (!over_size && !too_old)
             break;
         bytes -= seg->size;
@@ -341,6 +348,23 @@ void kr_store_view_failed(kr_store *s)
     try_reopen(s);
 }
 
+/* segment_ms: the loop owns the active segment, so it rolls it itself -
+ * once the segment's first batch is that old and nothing is on its way
+ * into the stream (kr_stream_roll says when it cannot yet). */
+void kr_store_roll_quiet(kr_store *s, kr_topic *t, uint64_t now)
+{
+    uint64_t ms = t->cfg.v[KR_TC_SEGMENT_MS];
+    kr_segment *seg = t->n_segs > 0 ? t->segs[t->n_segs - 1] : NULL;
+    if (ms == 0 || seg == NULL || t->stream == NULL || !t->ready || t->failed || t->deleted ||
+        seg->next == seg->base || seg->first_write_ms == 0 || seg->first_write_ms + ms > now ||
+        t->assigned != t->next || s->draining)
+        return;
+    char msg[256];
+    if (kr_stream_roll(s, t->stream, msg, sizeof msg) < 0)
+        kr_log(KR_LOG_WARN, "rolling a quiet segment failed; the next tick tries again",
+               KR_LOG_STR("topic", t->name), KR_LOG_STR("reason", msg));
+}
+
 /* Putting a failed checkpoint's frozen entries back. */
 struct put_back {
     kr_overlay *active;
@@ -394,7 +418,7 @@ static void finish_checkpoint(kr_store *s, kr_job *j)
             kr_store_view_failed(s);
     } else {
         for (size_t i = 0; i < j->checkpoint.n; i++)
-            retention(s, j->checkpoint.ck[i].t);
+            kr_store_retention(s, j->checkpoint.ck[i].t);
     }
     kr_store_recount_active(s);
     kr_store_scan_checkpointed(s, j->err == KRAPPY_OK, kr_job_msg(j));
@@ -607,8 +631,11 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     kr_store_cursors_expire(s, false);
     kr_store_producers_tick(s);
     size_t bytes = 0;
+    uint64_t now = kr_wall_ms();
     for (size_t i = 0; i < s->n_topics; i++) {
         kr_topic *t = s->topics[i];
+        kr_store_roll_quiet(s, t, now);
+        kr_compact_poke(s, t);
         bytes += kr_overlay_bytes(t->active) + (t->frozen ? kr_overlay_bytes(t->frozen) : 0);
     }
     kr_gauge_set(s->m_overlay_bytes, (int64_t)bytes);
@@ -688,6 +715,7 @@ void kr_store_refresh_metrics(kr_store *s)
         kr_gauge_set(t->m_segments, (int64_t)t->n_segs);
         kr_store_groups_metrics(t);
         kr_store_producers_metrics(t);
+        kr_compact_topic_metrics(t);
     }
 }
 
@@ -796,6 +824,10 @@ int kr_store_open(const kr_store_opts *o, struct event_base *base, kr_metrics *m
         snprintf(err, errlen, "cannot start the storage writer: %s", strerror(errno));
         goto fail;
     }
+    if (kr_compact_start(s) < 0) {
+        snprintf(err, errlen, "cannot start the compaction thread: %s", strerror(errno));
+        goto fail;
+    }
     s->tick = event_new(base, -1, EV_PERSIST, on_tick, s);
     struct timeval tv = {(time_t)(o->checkpoint_ms / 1000),
                          (suseconds_t)(o->checkpoint_ms % 1000) * 1000};
@@ -853,6 +885,7 @@ void kr_store_close(kr_store *s)
     if (s == NULL)
         return;
     s->closing = true;
+    kr_compact_stop(s); /* it reads the view and the topics' directories */
     if (s->tick != NULL)
         event_free(s->tick);
     if (s->group_tick != NULL)

@@ -53,13 +53,16 @@
 #include "store/producers.h"
 #include "store/segment.h"
 #include "store/view.h"
+#include "proto/topic_config.h"
 
 /* Defaults of the storage settings (flags in config.c). */
-#define KR_DEFAULT_SEGMENT_BYTES      (64u * 1024 * 1024)
-#define KR_DEFAULT_CHECKPOINT_MS      2000
-#define KR_DEFAULT_OVERLAY_BYTES      (128u * 1024 * 1024)
-#define KR_DEFAULT_MAX_PUBLISH_EVENTS 100000
-#define KR_DEFAULT_MAX_WAIT_MS        60000
+#define KR_DEFAULT_SEGMENT_BYTES       (64u * 1024 * 1024)
+#define KR_DEFAULT_CHECKPOINT_MS       2000
+#define KR_DEFAULT_OVERLAY_BYTES       (128u * 1024 * 1024)
+#define KR_DEFAULT_MAX_PUBLISH_EVENTS  100000
+#define KR_DEFAULT_MAX_WAIT_MS         60000
+#define KR_DEFAULT_DELETE_RETENTION_MS (24ull * 3600 * 1000)
+#define KR_DEFAULT_COMPACT_RATE        (32ull * 1024 * 1024)
 /* Segment files kept open at once when kr_store_opts.max_open_files is 0. */
 #define KR_STORE_DEFAULT_OPEN_FILES 1024
 /* SCAN cursors live this long after their last use, and this many at most. */
@@ -92,11 +95,19 @@ typedef struct kr_store_opts {
     int rocksdb_max_open_files;  /* RocksDB's table files kept open (0: 256) */
     bool rebuild_view;           /* start with a new view rebuilt from the streams,
                                     the old one's group cursors kept */
+    /* Defaults of the topic settings a topic does not set itself (with
+     * segment_bytes, retention_bytes and retention_ms above). */
+    uint32_t cleanup;             /* KR_CLEANUP_* bits; 0: delete */
+    uint64_t delete_retention_ms; /* how long compaction keeps a tombstone */
+    uint64_t segment_ms;          /* roll a non-empty active segment this old (0: never) */
+    uint64_t compact_rate;        /* bytes/s compaction reads and writes at most (0: the
+                                     default, KR_DEFAULT_COMPACT_RATE) */
 } kr_store_opts;
 
 typedef struct kr_store kr_store;
 typedef struct kr_topic kr_topic;
 typedef struct kr_job kr_job;
+typedef struct kr_compactor kr_compactor;
 
 /* One segment as the loop sees it: what is visible and where. */
 typedef struct kr_segment {
@@ -112,6 +123,10 @@ typedef struct kr_segment {
     kr_index idx;    /* sparse hints */
     size_t n_corrupt;
     kr_corrupt corrupt[KR_SEG_MAX_CORRUPT];
+    uint64_t first_write_ms; /* wall clock of its first batch (segment_ms), 0: none yet */
+    bool compacted;          /* rewritten by compaction: offsets may have gaps,
+                                it covers [base, next) all the same */
+    bool compacting;         /* being rewritten: retention and merges leave it */
 } kr_segment;
 
 /* A FETCH waiting for events (a parked long poll). */
@@ -166,9 +181,12 @@ struct kr_topic {
     size_t n_groups, cap_groups;
     kr_koffset *koffsets; /* Kafka groups' committed offsets, by group name */
     size_t n_koffsets, cap_koffsets;
-    struct kr_stream *stream; /* its files as the loop writes them (append.h) */
-    struct kr_tprod *prod;    /* idempotent producers (store_producers.c) */
-    uint64_t events_in;       /* counters for STATS/metrics */
+    struct kr_stream *stream;    /* its files as the loop writes them (append.h) */
+    struct kr_tprod *prod;       /* idempotent producers (store_producers.c) */
+    kr_topic_config own;         /* the settings the topic sets itself (topic_config.h) */
+    kr_topic_config cfg;         /* what applies: `own` over the server's defaults */
+    struct kr_tcompact *compact; /* compaction state (compact.c), NULL until used */
+    uint64_t events_in;          /* counters for STATS/metrics */
     kr_metric *m_events_in, *m_bytes_in, *m_events_out, *m_bytes_out, *m_stream_bytes,
         *m_segments; /* labelled topic="NAME" */
 };
@@ -296,10 +314,13 @@ krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_
 
 /* ---- reads (loop thread, synchronous) ---- */
 
-/* One batch payload range of a segment file, sent as is. */
+/* One batch payload range of a segment file, sent as is: events of
+ * consecutive offsets [first, first + count). */
 typedef struct kr_fetch_range {
     kr_segment *seg;
     uint64_t pos, len;
+    uint64_t first;
+    uint64_t count;
 } kr_fetch_range;
 
 /* Ranges per FETCH reply at most (one per stored batch touched). */
@@ -311,9 +332,11 @@ typedef struct kr_fetch_range {
 #define KR_FETCH_WINDOW (64u * 1024)
 
 typedef struct kr_fetch_result {
-    uint64_t count; /* events */
-    uint64_t next;  /* offset after the last one */
-    uint64_t bytes; /* sum of range lengths */
+    uint64_t count;   /* events */
+    uint64_t next;    /* offset after the last one (the offset asked for when none) */
+    uint64_t scanned; /* every offset below it from the one asked for was returned or
+                         holds no event (compaction removed it): >= next */
+    uint64_t bytes;   /* sum of range lengths */
     size_t n_ranges;
     kr_fetch_range *ranges; /* the store's: valid until the next fetch */
 } kr_fetch_result;
@@ -329,6 +352,12 @@ typedef struct kr_fetch_result {
  */
 krappy_err kr_store_fetch(kr_store *s, kr_topic *t, uint64_t offset, uint64_t max,
                           uint64_t max_bytes, kr_fetch_result *out, char *msg, size_t msglen);
+
+/* kr_store_fetch of the events with offsets in [offset, end) only (POLL's
+ * slices: a removed offset must not pull in events past its slice). */
+krappy_err kr_store_fetch_range(kr_store *s, kr_topic *t, uint64_t offset, uint64_t end,
+                                uint64_t max, uint64_t max_bytes, kr_fetch_result *out, char *msg,
+                                size_t msglen);
 
 /*
  * kr_store_fetch_emit - append the events of a fetch result to buf: small

@@ -367,6 +367,47 @@ void kr_store_group_leave(kr_store *s, kr_tgroup *tg, kr_member *m)
 
 /* ---- POLL ---- */
 
+/*
+ * Record what a fetch from `first` handed to m: each range of events
+ * pending (or acknowledged, for an auto member), and the offsets between
+ * and after them up to r->scanned - removed by compaction - acknowledged
+ * at once, so that nobody waits for events that are not there.
+ */
+static void hand_out_fetched(kr_group *g, kr_member *m, uint64_t first, const kr_fetch_result *r,
+                             uint64_t now)
+{
+    uint64_t at = first;
+    for (size_t k = 0; k < r->n_ranges; k++) {
+        const kr_fetch_range *x = &r->ranges[k];
+        kr_group_hand_out_gap(g, at, x->first);
+        kr_group_hand_out(g, m, x->first, x->first + x->count, now);
+        at = x->first + x->count;
+    }
+    kr_group_hand_out_gap(g, at, r->scanned);
+}
+
+/*
+ * On a compacted topic the offsets from the group's frontier on may all be
+ * removed for a long way (a whole rewritten segment): move the frontier to
+ * the next event that is there (one FETCH of one event), the offsets
+ * skipped acknowledged. @return true when it moved.
+ */
+static bool skip_removed(kr_store *s, kr_tgroup *tg)
+{
+    kr_topic *t = tg->t;
+    kr_group *g = tg->g;
+    kr_fetch_result r;
+    char msg[256];
+    if (g->frontier >= t->next || g->frontier < t->first ||
+        kr_store_fetch(s, t, g->frontier, 1, 0, &r, msg, sizeof msg) != KRAPPY_OK)
+        return false;
+    uint64_t to = r.count > 0 ? r.ranges[0].first : r.scanned;
+    if (to <= g->frontier)
+        return false;
+    kr_group_hand_out_gap(g, g->frontier, to);
+    return true;
+}
+
 krappy_err kr_store_poll(kr_store *s, kr_tgroup *tg, kr_member *m, uint64_t max, uint64_t max_bytes,
                          struct evbuffer *events, uint64_t *count, char *msg, size_t msglen)
 {
@@ -388,24 +429,29 @@ krappy_err kr_store_poll(kr_store *s, kr_tgroup *tg, kr_member *m, uint64_t max,
     if (max_bytes == 0)
         max = 1;
     kr_grant grants[KR_POLL_MAX_GRANTS];
-    size_t n = kr_group_take(g, t->next, max, grants, KR_POLL_MAX_GRANTS);
     uint64_t now = kr_mono_ms();
-    for (size_t i = 0; i < n && used < budget; i++) {
-        uint64_t want = grants[i].next - grants[i].first;
-        kr_fetch_result r;
-        krappy_err rc = kr_store_fetch(s, t, grants[i].first, want, budget - used, &r, msg, msglen);
-        if (rc != KRAPPY_OK)
-            return *count > 0 ? KRAPPY_OK : KRAPPY_E_STORAGE;
-        if (*count > 0 && used + r.bytes > budget)
-            break;
-        if (r.count == 0)
-            break;
-        if (kr_store_fetch_emit(s, &r, events, msg, msglen) < 0)
-            return KRAPPY_E_STORAGE;
-        kr_group_hand_out(g, m, grants[i].first, grants[i].first + r.count, now);
-        *count += r.count;
-        used += r.bytes;
-        if (r.count < want || used >= budget)
+    /* Twice at most: when the first round found only removed offsets, once
+     * more past them. */
+    for (int round = 0; round < 2; round++) {
+        size_t n = kr_group_take(g, t->next, max, grants, KR_POLL_MAX_GRANTS);
+        for (size_t i = 0; i < n && used < budget; i++) {
+            uint64_t want = grants[i].next - grants[i].first;
+            kr_fetch_result r;
+            krappy_err rc = kr_store_fetch_range(s, t, grants[i].first, grants[i].next, want,
+                                                 budget - used, &r, msg, msglen);
+            if (rc != KRAPPY_OK)
+                return *count > 0 ? KRAPPY_OK : KRAPPY_E_STORAGE;
+            if (*count > 0 && used + r.bytes > budget)
+                break;
+            if (r.count > 0 && kr_store_fetch_emit(s, &r, events, msg, msglen) < 0)
+                return KRAPPY_E_STORAGE;
+            hand_out_fetched(g, m, grants[i].first, &r, now);
+            *count += r.count;
+            used += r.bytes;
+            if (r.scanned < grants[i].next || used >= budget)
+                break;
+        }
+        if (*count > 0 || !skip_removed(s, tg))
             break;
     }
     return KRAPPY_OK;

@@ -95,9 +95,10 @@ struct kr_store {
     kr_fetch_range *ranges; /* fetch result ranges */
     kr_metric *m_events_in, *m_bytes_in, *m_overlay_bytes, *m_replayed, *m_retired, *m_scan_ckpts,
         *m_group_skipped, *m_written, *m_failures, *m_files_open, *m_file_opens;
-    uint64_t file_opens_seen; /* counted into m_file_opens so far */
-    struct event *group_tick; /* pending deadlines, 4 times a second */
-    kr_prod_set *producers;   /* idempotent producers, all topics */
+    uint64_t file_opens_seen;       /* counted into m_file_opens so far */
+    struct event *group_tick;       /* pending deadlines, 4 times a second */
+    kr_prod_set *producers;         /* idempotent producers, all topics */
+    struct kr_compactor *compactor; /* compaction's thread (compact.c) */
     kr_metric *m_prod_forgotten;
 };
 
@@ -135,6 +136,16 @@ void kr_store_checkpoint_part(kr_store *s, bool ok, const char *why);
 /* A topic deleted while the checkpoint under way still waits for streams
  * leaves that checkpoint: its records must not be written after its drop. */
 void kr_store_checkpoint_forget(kr_store *s, kr_topic *t);
+
+/* Retire t's old segments when its settings ask for it and the durable
+ * view covers them (after each checkpoint of t, and when its settings
+ * change). */
+void kr_store_retention(kr_store *s, kr_topic *t);
+
+/* segment_ms (the store's tick, every topic): close t's active segment
+ * once its first batch is that old (now_ms: wall clock), so that a quiet
+ * topic's last events can be compacted or retired too (kr_stream_roll). */
+void kr_store_roll_quiet(kr_store *s, kr_topic *t, uint64_t now_ms);
 
 /* Recount s->active_bytes from the overlays of the topics in the table. */
 void kr_store_recount_active(kr_store *s);

@@ -295,7 +295,7 @@ void kr_store_logged_done(kr_store *s, kr_job *j)
     if (l->producer != NULL)
         kr_producer_release(l->producer);
     if (j->err != KRAPPY_OK)
-        kr_log(KR_LOG_ERROR, "writing producer registrations failed",
+        kr_log(KR_LOG_ERROR, "writing producer registrations or topic settings failed",
                KR_LOG_STR("reason", kr_job_msg(j)));
     if (j->done == NULL)
         return;

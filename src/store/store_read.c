@@ -103,6 +103,7 @@ int kr_segment_verify(kr_store *s, kr_topic *t, kr_segment *seg)
     kr_index_free(&seg->idx);
     seg->idx = rh.idx;
     seg->start = scan.hdr.len;
+    seg->compacted = scan.compacted; /* a hint does not say: gaps are allowed from now on */
     seg->n_corrupt = scan.n_corrupt;
     memcpy(seg->corrupt, scan.corrupt, sizeof scan.corrupt);
     if (scan.good_end < seg->size && seg->n_corrupt < KR_SEG_MAX_CORRUPT) {
@@ -311,7 +312,10 @@ static int batch_unreadable(fetch *f, const kr_segment *seg, uint64_t cur, uint6
 /*
  * Find the batch holding `cur` in seg: from the end of the batch taken
  * last, or from the index hint, walking batch headers (over corrupt
- * ranges). @return 0 with *pos and *h, or -1 (msg filled).
+ * ranges). In a compacted segment `cur` may have been removed: the batch
+ * after it is taken (its base above cur), or, past the last batch, none.
+ * @return 0 with *pos and *h, 1 when a compacted segment holds nothing
+ *         from cur on, or -1 (msg filled).
  */
 static int find_batch(fetch *f, const kr_segment *seg, uint64_t cur, uint64_t *pos, kr_batch_hdr *h)
 {
@@ -322,6 +326,8 @@ static int find_batch(fetch *f, const kr_segment *seg, uint64_t cur, uint64_t *p
         for (size_t c = 0; c < seg->n_corrupt; c++)
             if (p >= seg->corrupt[c].pos && p < seg->corrupt[c].end)
                 p = seg->corrupt[c].end;
+        if (seg->compacted && p >= seg->size)
+            return 1;
         if (p + KR_BATCH_HEADER_BYTES > seg->size)
             return batch_unreadable(f, seg, cur, p, "the segment ends before it");
         size_t want =
@@ -333,7 +339,7 @@ static int find_batch(fetch *f, const kr_segment *seg, uint64_t cur, uint64_t *p
                                                  : strerror(errno));
         if (kr_batch_header_decode(hb, want, h) < 0)
             return batch_unreadable(f, seg, cur, p, "not a batch header");
-        if (h->base > cur) {
+        if (h->base > cur && !seg->compacted) {
             /* Never past the offset asked for: the events counted in the
              * reply must be the ones sent (hints are rebuilt when a segment
              * is verified, so this is a guard). */
@@ -393,18 +399,58 @@ static long take_events(fetch *f, kr_segment *seg, uint64_t pos, const kr_batch_
         if (take == 0)
             return 0;
     }
-    out->ranges[out->n_ranges++] = (kr_fetch_range){.seg = seg, .pos = start, .len = len};
+    out->ranges[out->n_ranges++] =
+        (kr_fetch_range){.seg = seg, .pos = start, .len = len, .first = cur, .count = take};
     out->count += take;
     out->bytes += len;
     return (long)take;
 }
 
+/*
+ * Cut the last range taken to its first `keep` events (a POLL slice ends
+ * inside its batch), walking them. @return 0, or -1 (msg filled).
+ */
+static int trim_range(fetch *f, kr_fetch_range *r, uint64_t keep)
+{
+    kr_fetch_result *out = f->out;
+    kr_buf_reset(&f->s->readbuf);
+    if (kr_buf_reserve(&f->s->readbuf, (size_t)r->len) < 0)
+        return batch_unreadable(f, r->seg, r->first, r->pos, "out of memory");
+    int fd = kr_fdfile_get(r->seg->file);
+    if (fd < 0)
+        return batch_unreadable(f, r->seg, r->first, r->pos, strerror(errno));
+    ssize_t n = pread(fd, f->s->readbuf.data, (size_t)r->len, (off_t)r->pos);
+    kr_fdfile_put(r->seg->file);
+    if (n != (ssize_t)r->len)
+        return batch_unreadable(f, r->seg, r->first, r->pos, "a short read");
+    const uint8_t *p = f->s->readbuf.data, *e = p + r->len;
+    uint64_t len = 0;
+    for (uint64_t i = 0; i < keep; i++) {
+        kr_cbor_item ev;
+        if (kr_cbor_read(p + len, (size_t)(e - p - len), &ev) < 0)
+            return batch_unreadable(f, r->seg, r->first, r->pos, "its events do not parse");
+        len += ev.raw_len;
+    }
+    out->count -= r->count - keep;
+    out->bytes -= r->len - len;
+    r->count = keep;
+    r->len = len;
+    return 0;
+}
+
 krappy_err kr_store_fetch(kr_store *s, kr_topic *t, uint64_t offset, uint64_t max,
                           uint64_t max_bytes, kr_fetch_result *out, char *msg, size_t msglen)
 {
+    return kr_store_fetch_range(s, t, offset, UINT64_MAX, max, max_bytes, out, msg, msglen);
+}
+
+krappy_err kr_store_fetch_range(kr_store *s, kr_topic *t, uint64_t offset, uint64_t end,
+                                uint64_t max, uint64_t max_bytes, kr_fetch_result *out, char *msg,
+                                size_t msglen)
+{
     out->count = out->bytes = 0;
     out->n_ranges = 0;
-    out->next = offset;
+    out->next = out->scanned = offset;
     out->ranges = s->ranges;
     if (offset < t->first || offset > t->next) {
         snprintf(msg, msglen,
@@ -426,9 +472,9 @@ krappy_err kr_store_fetch(kr_store *s, kr_topic *t, uint64_t offset, uint64_t ma
                .msg = msg,
                .msglen = msglen};
 
-    uint64_t cur = offset;
+    uint64_t cur = offset, stop = end < t->next ? end : t->next;
     size_t si = find_segment(t, cur);
-    while (out->count < max && cur < t->next && out->n_ranges < KR_FETCH_MAX_RANGES) {
+    while (out->count < max && cur < stop && out->n_ranges < KR_FETCH_MAX_RANGES) {
         int in = enter_segment(&f, &si, cur);
         if (in < 0)
             return KRAPPY_E_STORAGE;
@@ -437,20 +483,37 @@ krappy_err kr_store_fetch(kr_store *s, kr_topic *t, uint64_t offset, uint64_t ma
         kr_segment *seg = t->segs[si];
         uint64_t pos;
         kr_batch_hdr h;
-        if (find_batch(&f, seg, cur, &pos, &h) < 0)
+        int found = find_batch(&f, seg, cur, &pos, &h);
+        if (found < 0)
             return KRAPPY_E_STORAGE;
+        if (found > 0 || h.base >= stop) {
+            /* Removed by compaction up to the segment's end, or the slice's. */
+            cur = found > 0 && seg->next < stop ? seg->next : stop;
+            continue;
+        }
+        if (h.base > cur)
+            cur = h.base; /* offsets compaction removed */
         long took = take_events(&f, seg, pos, &h, cur);
         if (took < 0)
             return KRAPPY_E_STORAGE;
         if (took == 0)
             break;
+        if (cur + (uint64_t)took > stop) {
+            /* A batch straddling the slice's end (cur < stop here): keep
+             * its part below. */
+            kr_fetch_range *r = &out->ranges[out->n_ranges - 1];
+            if (trim_range(&f, r, stop - cur) < 0)
+                return KRAPPY_E_STORAGE;
+            took = (long)(stop - cur);
+        }
         cur += (uint64_t)took;
+        out->next = cur;
         if (cur < h.base + h.count)
             break; /* a limit was reached inside the batch */
         f.after_seg = seg;
         f.after_pos = pos + h.hlen + h.len;
     }
-    out->next = cur;
+    out->scanned = cur > out->next ? cur : out->next;
     kr_counter_add(t->m_events_out, out->count);
     kr_counter_add(t->m_bytes_out, out->bytes);
     return KRAPPY_OK;

@@ -164,6 +164,19 @@ int kr_view_drop_topic(kr_view *v, const char *topic, size_t tlen, bool sync, ch
 int kr_view_topic_names(kr_view *v, int (*fn)(void *arg, const char *topic, size_t tlen), void *arg,
                         char *err, size_t errlen);
 
+/* A topic's own settings ('s'): the CBOR map of the settings it sets
+ * (proto/topic_config.h), replacing the record before; written WAL on. */
+void kr_view_batch_settings(kr_view_batch *b, const char *topic, size_t tlen, const uint8_t *val,
+                            size_t len);
+
+/*
+ * kr_view_settings - a topic's settings record, copied into out (reset
+ * first).
+ * @return 1 found, 0 absent (out empty), -1 error (err filled).
+ */
+int kr_view_settings(kr_view *v, const char *topic, size_t tlen, kr_buf *out, char *err,
+                     size_t errlen);
+
 /* Delete every key of a topic and its marker (rebuilding a view). */
 void kr_view_batch_drop_topic(kr_view_batch *b, const char *topic, size_t tlen);
 size_t kr_view_batch_count(const kr_view_batch *b);

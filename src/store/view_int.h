@@ -22,6 +22,9 @@
 #define TAG_KOFFSET  'o' /* a Kafka group's committed offset (WAL on) */
 #define TAG_PRODUCER 'p' /* a producer's durable state, by pid (checkpoints) */
 #define TAG_REGISTER 'r' /* a producer's registration, by id (WAL on) */
+/* A topic's own settings (WAL on; after 'r', so never inside a checkpoint
+ * file's key range). */
+#define TAG_SETTINGS 's'
 
 struct kr_view_batch {
     rocksdb_writebatch_t *wb;

@@ -105,6 +105,18 @@ static int keep_producer(void *arg, const kr_view_prod_rec *r)
     return 0;
 }
 
+/* A topic's settings record, as it is. */
+static int keep_settings(keep *k, const char *name, size_t len)
+{
+    kr_buf val;
+    kr_buf_init(&val, 1u << 20);
+    int found = kr_view_settings(k->old, name, len, &val, k->err, sizeof k->err);
+    if (found > 0)
+        kr_view_batch_settings(k->b, name, len, val.data, val.len);
+    kr_buf_free(&val);
+    return found < 0 ? -1 : 0;
+}
+
 static int keep_topic(void *arg, const char *name)
 {
     keep *k = arg;
@@ -112,7 +124,8 @@ static int keep_topic(void *arg, const char *name)
     size_t len = strlen(name);
     return kr_view_cursors(k->old, name, len, keep_cursor, k, k->err, sizeof k->err) < 0 ||
            kr_view_producers(k->old, name, len, keep_producer, k, k->err, sizeof k->err) < 0 ||
-           kr_view_koffsets(k->old, name, len, keep_koffset, k, k->err, sizeof k->err) < 0;
+           kr_view_koffsets(k->old, name, len, keep_koffset, k, k->err, sizeof k->err) < 0 ||
+           keep_settings(k, name, len) < 0;
 }
 
 /* --rebuild-view: the cursors, Kafka offsets and registrations out of the

@@ -22,8 +22,8 @@
  * (topic settings, say) adds its tag here, and DELETE_TOPIC and start-up
  * then remove it with the rest.
  */
-static const char topic_tags[] = {TAG_KEY,     TAG_MARKER,   TAG_CURSOR,
-                                  TAG_KOFFSET, TAG_PRODUCER, TAG_REGISTER};
+static const char topic_tags[] = {TAG_KEY,      TAG_MARKER,   TAG_CURSOR,  TAG_KOFFSET,
+                                  TAG_PRODUCER, TAG_REGISTER, TAG_SETTINGS};
 #define N_TOPIC_TAGS (sizeof topic_tags / sizeof topic_tags[0])
 
 /* Keys deleted per write batch at most: bounds the batch's memory. */
@@ -195,4 +195,43 @@ int kr_view_topic_names(kr_view *v, int (*fn)(void *arg, const char *topic, size
     int rc = unlocked_topic_names(v, fn, arg, err, errlen);
     pthread_rwlock_unlock(&v->lock);
     return rc;
+}
+
+/* ---- a topic's settings ('s' | len | topic -> CBOR map) ---- */
+
+void kr_view_batch_settings(kr_view_batch *b, const char *topic, size_t tlen, const uint8_t *val,
+                            size_t len)
+{
+    if (kr_view_batch_key(b, TAG_SETTINGS, topic, tlen, NULL, 0) < 0)
+        return;
+    rocksdb_writebatch_put(b->wb, (const char *)b->key.data, b->key.len, (const char *)val, len);
+}
+
+/* The one record of the walk below, copied into the caller's buffer. */
+static int settings_record(void *arg, const uint8_t *part, size_t plen, const uint8_t *val,
+                           size_t vlen)
+{
+    kr_buf *out = arg;
+    (void)part;
+    if (plen != 0)
+        return 0; /* not a record this version wrote */
+    kr_buf_reset(out);
+    kr_buf_append(out, val, vlen);
+    return 1;
+}
+
+int kr_view_settings(kr_view *v, const char *topic, size_t tlen, kr_buf *out, char *err,
+                     size_t errlen)
+{
+    int rc;
+    kr_buf_reset(out);
+    SHARED(v, rc = kr_view_each_unlocked(v, TAG_SETTINGS, topic, tlen, settings_record, out,
+                                         "reading a topic's settings failed", err, errlen));
+    if (rc < 0)
+        return -1;
+    if (out->failed) {
+        kr_view_say(err, errlen, "out of memory reading a topic's settings", NULL);
+        return -1;
+    }
+    return out->len > 0;
 }

@@ -23,7 +23,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* The types the selector byte maps to: every request, neighbours, replies
  * (the administration requests last, so older seeds keep their types). */
 static const uint32_t fuzz_types[] = {
-    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 100, 101, 102, 103, 255, 0xffffffffu, 14, 15, 16,
+    0,  1,  2,   3,   4,   5,   6,   7,           8,  9,  10, 11,
+    12, 13, 100, 101, 102, 103, 255, 0xffffffffu, 14, 15, 16, 17,
 };
 
 /* Walk an item's children (one level) and check the iterator agrees with

@@ -138,7 +138,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint8_t *file = malloc(len ? len : 1);
     CHECK(file != NULL);
     if (pre && hlen == KR_SEG_HEADER_BYTES)
-        kr_seg_header_encode_v1(file, mode >> 3);
+        kr_seg_header_encode_v1(file, mode >> 3, 0);
     else if (pre)
         kr_seg_header_encode(file, mode >> 3);
     if (size)

@@ -87,10 +87,10 @@ def pairs(*kv):
 
 # Selector bytes of fuzz_msg (indexes into fuzz_types).
 SEL = {t: t for t in range(14)}
-SEL.update({100: 14, 101: 15, 102: 16, 103: 17, 255: 18, 14: 20, 15: 21, 16: 22})
+SEL.update({100: 14, 101: 15, 102: 16, 103: 17, 255: 18, 14: 20, 15: 21, 16: 22, 17: 23})
 
 PR, CR, PUB, POLL, ACK, GET, SCAN, FETCH, HELLO, PING, TOPICS, STATS = range(1, 13)
-DELETE_TOPIC, GROUP_SEEK, GROUP_DELETE = 14, 15, 16
+DELETE_TOPIC, GROUP_SEEK, GROUP_DELETE, TOPIC_CONFIG = 14, 15, 16, 17
 OK, EVENTS, VALUE, ENTRIES, ERROR = 100, 101, 102, 103, 255
 
 
@@ -183,6 +183,22 @@ def messages():
     add("ok_idem", OK, {"topic": "orders", "next": 7, "epoch": 3, "seq": 250})
     add("ok_dup", OK, {"cid": 9, "first": 100, "count": 5, "duplicate": True})
     add("error_expected", ERROR, {"code": 16, "message": "out of order", "expected": 12})
+    # topic settings (section 9)
+    add("tc_read", TOPIC_CONFIG, {"cid": 11, "topic": "users"})
+    add("tc_set_all", TOPIC_CONFIG, {"topic": "users", "set": {
+        "cleanup": "compact,delete", "retention_bytes": 2**40, "retention_ms": 0,
+        "delete_retention_ms": 86400000, "segment_bytes": 4096, "segment_ms": 100}})
+    add("tc_set_indef", TOPIC_CONFIG, Indef({"topic": "users", "set": Indef({
+        Indef(["clean", "up"], "text"): Indef(["delete,", "compact"], "text"),
+        "segment_ms": None})}))
+    add("tc_set_unknown", TOPIC_CONFIG, {"topic": "users", "set": {"colour": "red"}})
+    add("tc_set_badval", TOPIC_CONFIG, {"topic": "users", "set": {"segment_bytes": 10}})
+    add("tc_set_text", TOPIC_CONFIG, {"topic": "users", "set": {"segment_ms": "1h"}})
+    add("tc_set_notmap", TOPIC_CONFIG, {"topic": "users", "set": ["cleanup", "compact"]})
+    add("tc_set_keytype", TOPIC_CONFIG, {"topic": "users", "set": Raw(b"\xa1\x01\x02")})
+    add("ok_topic_config", OK, {"topic": "users", "config": {
+        "cleanup": "compact", "retention_bytes": 0, "retention_ms": 0,
+        "delete_retention_ms": 1, "segment_bytes": 67108864, "segment_ms": 0}})
     return m
 
 

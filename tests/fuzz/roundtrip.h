@@ -215,6 +215,12 @@ static int rt_encode(kr_buf *b, const kr_request *r, kr_buf *scratch)
             goto out;
         kr_enc_group_delete(b, r->cid, s1, s2);
         break;
+    case KRAPPY_T_TOPIC_CONFIG:
+        if ((s1 = rt_cstr(r->u.topic_config.topic)) == NULL)
+            goto out;
+        kr_enc_topic_config(b, r->cid, s1,
+                            r->u.topic_config.has_set ? &r->u.topic_config.set : NULL);
+        break;
     default:
         goto out;
     }
@@ -307,6 +313,12 @@ static void rt_compare(const kr_request *a, kr_buf *sa, const kr_request *b, kr_
     case KRAPPY_T_GROUP_DELETE:
         FUZZ_CHECK(rt_str_eq(a->u.group_delete.topic, b->u.group_delete.topic) &&
                    rt_str_eq(a->u.group_delete.group, b->u.group_delete.group));
+        break;
+    case KRAPPY_T_TOPIC_CONFIG:
+        FUZZ_CHECK(rt_str_eq(a->u.topic_config.topic, b->u.topic_config.topic));
+        FUZZ_CHECK(a->u.topic_config.has_set == b->u.topic_config.has_set &&
+                   memcmp(&a->u.topic_config.set, &b->u.topic_config.set,
+                          sizeof a->u.topic_config.set) == 0);
         break;
     default:
         break;

@@ -1,0 +1,196 @@
+/*
+ * e2e/bench/bench_compact.c - log compaction's figures (issue 16):
+ *   disk:    a compacted topic of EVENTS events over KEYS keys (16-byte
+ *            keys, 100-byte values, batches of 1000, ack "write"): its
+ *            stream's bytes once written, and once compaction is through,
+ *            against its live data (KEYS events);
+ *   rate:    the bytes compaction read and wrote per second of its own
+ *            time (throttled by --compact-rate: the bench sets it high, to
+ *            see what the machine does), and its CPU;
+ *   ingest:  batched ingest into another topic right after the big topic
+ *            was filled - once when that topic is a plain one ("delete":
+ *            its checkpoint the only work behind), once when it is the
+ *            compacted one and compaction runs: the issue's bound is 10%
+ *            slower at most.
+ *
+ *   bench_compact [EVENTS [KEYS [RATE]]]   defaults 10000000, 100000, 64M
+ * Uses $KRAPPYD (default bin/krappyd) in a temp dir.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../harness.h"
+#include "krappy/client.h"
+#include "proto/msg.h"
+
+#define BATCH    1000
+#define WINDOW   8
+#define EV_BYTES 100
+/* Events of each ingest measurement (alone, then during compaction). */
+#define PROBE_EVENTS 1000000
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void die(krappy_client *c, const char *what)
+{
+    fprintf(stderr, "bench_compact: %s: %s\n", what, c ? krappy_client_errmsg(c) : "");
+    exit(1);
+}
+
+static krappy_client *connect_to(const e2e_server *s)
+{
+    krappy_opts o = {.timeout_ms = 120000};
+    krappy_client *c = krappy_client_new(&o);
+    if (c == NULL || krappy_connect(c, s->host, s->port) != KRAPPY_OK)
+        die(c, "connect");
+    return c;
+}
+
+/* Publish `events` to topic, keys drawn from `keys` (pipelined batches of
+ * 1000, ack "write"). @return events/s. */
+static double ingest(const e2e_server *s, const char *topic, long events, uint32_t keys,
+                     uint32_t seed)
+{
+    krappy_client *c = connect_to(s);
+    if (krappy_register_producer(c, topic, "bench", NULL) != KRAPPY_OK)
+        die(c, "register");
+    static char kbuf[BATCH][17];
+    static uint8_t value[EV_BYTES + 1];
+    static kr_event_out_spec ev[BATCH];
+    value[0] = 0x78; /* text, 1-byte length */
+    value[1] = EV_BYTES - 2;
+    memset(value + 2, 'v', EV_BYTES - 2);
+    kr_buf b;
+    kr_buf_init(&b, 64u << 20);
+    long batches = events / BATCH, sent = 0, got = 0;
+    double t0 = now_s();
+    while (got < batches) {
+        while (sent < batches && sent - got < WINDOW) {
+            for (int i = 0; i < BATCH; i++) {
+                seed = seed * 1103515245u + 12345u;
+                snprintf(kbuf[i], sizeof kbuf[i], "key-%011u", (seed >> 8) % keys);
+                ev[i] = (kr_event_out_spec){.key = kbuf[i],
+                                            .key_len = 16,
+                                            .key_is_text = true,
+                                            .value = value,
+                                            .value_len = EV_BYTES};
+            }
+            kr_buf_reset(&b);
+            kr_enc_publish(&b, (kr_cid){0}, KR_ACK_WRITE, ev, BATCH);
+            if (krappy_send(c, KRAPPY_T_PUBLISH, b.data, b.len) != KRAPPY_OK)
+                die(c, "send");
+            sent++;
+        }
+        krappy_frame f;
+        if (krappy_recv(c, &f) != KRAPPY_OK || krappy_reply_error(c, &f) != KRAPPY_OK)
+            die(c, "publish");
+        got++;
+    }
+    double secs = now_s() - t0;
+    kr_buf_free(&b);
+    krappy_client_free(c);
+    return (double)batches * BATCH / secs;
+}
+
+static krappy_topic_stats *stats(const e2e_server *s, const char *topic)
+{
+    krappy_client *c = connect_to(s);
+    krappy_topic_stats *st;
+    if (krappy_stats(c, topic, NULL, &st) != KRAPPY_OK)
+        die(c, "stats");
+    krappy_client_free(c);
+    return st;
+}
+
+static void configure(const e2e_server *s, const char *topic)
+{
+    krappy_client *c = connect_to(s);
+    const char *set[] = {"cleanup=compact", "segment_bytes=16M", "segment_ms=1s",
+                         "delete_retention_ms=0"};
+    if (krappy_topic_config(c, topic, set, 4, NULL) != KRAPPY_OK)
+        die(c, "topic-config");
+    krappy_client_free(c);
+}
+
+int main(int argc, char **argv)
+{
+    long events = argc > 1 ? atol(argv[1]) : 10000000;
+    long keys = argc > 2 ? atol(argv[2]) : 100000;
+    const char *rate = argc > 3 ? argv[3] : "64M";
+    if (events < BATCH || keys < 1 || keys > 100000000) {
+        fprintf(stderr, "usage: bench_compact [EVENTS >= 1000 [KEYS [RATE]]]\n");
+        return 2;
+    }
+    e2e_server s;
+    const char *args[] = {"--compact-rate", rate, NULL};
+    if (e2e_start(&s, args) < 0)
+        die(NULL, "cannot start krappyd");
+
+    /* The reference: the same fill into a plain topic, then the probe. */
+    (void)ingest(&s, "plain", events, (uint32_t)keys, 42);
+    double alone = ingest(&s, "probe-alone", PROBE_EVENTS, 100000, 7);
+    sleep(5); /* their checkpoints */
+
+    configure(&s, "kv");
+    double t0 = now_s();
+    double fill = ingest(&s, "kv", events, (uint32_t)keys, 42);
+    double fill_s = now_s() - t0;
+    krappy_topic_stats *st = stats(&s, "kv");
+    uint64_t written = st->bytes, rewritten0 = st->segments_rewritten;
+    uint64_t live = (uint64_t)keys * 130; /* ~130 bytes an event as stored */
+    krappy_topic_stats_free(st);
+
+    /* Ingest while compaction of kv runs (it has the closed segments of
+     * EVENTS events to go through). */
+    double during = ingest(&s, "probe-during", PROBE_EVENTS, 100000, 9);
+    st = stats(&s, "kv");
+    uint64_t rewritten_during = st->segments_rewritten - rewritten0;
+    krappy_topic_stats_free(st);
+
+    /* Until compaction is through: nothing dirty, nothing rewritten for a
+     * few seconds (segment_ms closed the last segment). */
+    uint64_t last = 0, quiet_since = 0;
+    for (int i = 0; i < 6000; i++) {
+        st = stats(&s, "kv");
+        uint64_t n = st->segments_rewritten, dirty = st->dirty_bytes;
+        krappy_topic_stats_free(st);
+        if (n != last) {
+            last = n;
+            quiet_since = (uint64_t)i;
+        } else if (dirty == 0 && (uint64_t)i - quiet_since > 30) {
+            break;
+        }
+        usleep(100000);
+    }
+    st = stats(&s, "kv");
+    uint64_t after = st->bytes, reclaimed = st->reclaimed_bytes, ms = st->compact_ms;
+    uint64_t segs = st->segments_rewritten, removed = st->events_removed;
+    krappy_topic_stats_free(st);
+    /* Bytes compaction read: what it gave back plus what it kept, at
+     * least; it wrote what it kept. */
+    double moved = (double)reclaimed + 2.0 * (double)after;
+    printf("| events | keys | written | after compaction | live data | after / live |\n");
+    printf("|---|---|---|---|---|---|\n");
+    printf("| %ld | %ld | %.1f MiB | %.1f MiB | %.1f MiB | %.2f |\n", events, keys,
+           written / 1048576.0, after / 1048576.0, live / 1048576.0, (double)after / live);
+    printf("\n| compaction | segments rewritten | events removed | time | rate |\n");
+    printf("|---|---|---|---|---|\n");
+    printf("| --compact-rate %s | %llu | %llu | %.1f s | %.0f MiB/s |\n", rate,
+           (unsigned long long)segs, (unsigned long long)removed, ms / 1000.0,
+           ms > 0 ? moved / 1048576.0 / (ms / 1000.0) : 0.0);
+    printf("\n| batched ingest (1000/batch, 8 in flight) | events/s |\n|---|---|\n");
+    printf("| after filling a plain topic (no compaction) | %.0f |\n", alone);
+    printf("| filling the compacted topic (%.1f s) | %.0f |\n", fill_s, fill);
+    printf("| while compaction runs (%llu segments rewritten meanwhile) | %.0f (%.1f%%) |\n",
+           (unsigned long long)rewritten_during, during, 100.0 * during / alone);
+    e2e_stop(&s, 30000);
+    return 0;
+}

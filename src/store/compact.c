@@ -1,0 +1,848 @@
+/*
+ * store/compact.c - log compaction (compact.h): the keep rule, the rewrite
+ * of a group of segments on disk, and the store's compaction thread with
+ * its scheduling and the swap of the loop's segment records.
+ */
+#include "store/compact.h"
+
+#include "store/append.h"
+#include "store/store_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "proto/cbor.h"
+#include "util/clock.h"
+#include "util/io.h"
+#include "util/log.h"
+
+/* Bytes of kept events gathered before a write to the new segment. */
+#define OUT_CHUNK (1u << 20)
+/* After a failed rewrite, a topic waits this long before the next try. */
+#define RETRY_MS 10000
+
+bool kr_compact_is_temp(const char *name)
+{
+    size_t n = strlen(name), sl = strlen(KR_COMPACT_TEMP_SUFFIX);
+    return n > sl && strcmp(name + n - sl, KR_COMPACT_TEMP_SUFFIX) == 0;
+}
+
+bool kr_compact_keep(const kr_keep_in *e, uint64_t now_ms, uint64_t delete_retention_ms)
+{
+    if (!e->has_key)
+        return true;
+    if (e->found)
+        return e->latest <= e->offset; /* its own (or a view behind it: keep) */
+    if (!e->tombstone)
+        return false; /* a later tombstone deleted the key */
+    /* Saturating: delete_retention_ms may be huge. */
+    return e->ts > now_ms || now_ms - e->ts < delete_retention_ms;
+}
+
+/* ---- the rewrite ---- */
+
+/* The new segment being written: kept bytes gathered, then written. */
+typedef struct out_file {
+    int fd;
+    uint64_t pos; /* bytes of the file so far (written or gathered) */
+    uint64_t written;
+    kr_buf buf;
+} out_file;
+
+static int out_flush(out_file *o)
+{
+    if (o->buf.len == 0)
+        return 0;
+    if (kr_pwrite_all(o->fd, o->buf.data, o->buf.len, o->written) < 0)
+        return -1;
+    o->written += o->buf.len;
+    kr_buf_reset(&o->buf);
+    return 0;
+}
+
+static int out_put(out_file *o, const void *p, size_t n)
+{
+    if (o->buf.len + n > OUT_CHUNK && out_flush(o) < 0)
+        return -1;
+    if (n > OUT_CHUNK) { /* a batch larger than the chunk: as it is */
+        if (kr_pwrite_all(o->fd, p, n, o->written) < 0)
+            return -1;
+        o->written += n;
+    } else if (kr_buf_append(&o->buf, p, n) < 0) {
+        errno = ENOMEM;
+        return -1;
+    }
+    o->pos += n;
+    return 0;
+}
+
+/* Sleep as long as the rate asks for the bytes moved since t0, in slices
+ * that notice a stop. @return 0, or -1 when stopped. */
+static int throttle(const kr_rewrite *rw, uint64_t t0_ns, uint64_t bytes)
+{
+    if (rw->rate == 0)
+        return rw->stop != NULL && atomic_load(rw->stop) ? -1 : 0;
+    uint64_t due =
+        t0_ns + bytes / rw->rate * 1000000000ull + bytes % rw->rate * 1000000000ull / rw->rate;
+    for (;;) {
+        if (rw->stop != NULL && atomic_load(rw->stop))
+            return -1;
+        uint64_t now = kr_mono_ns();
+        if (now >= due)
+            return 0;
+        uint64_t ns = due - now < 100000000ull ? due - now : 100000000ull;
+        struct timespec ts = {(time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull)};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* One source segment being read. */
+typedef struct src_file {
+    int fd;
+    uint64_t size, pos;
+    kr_buf payload; /* the batch being looked at */
+} src_file;
+
+/* The content bytes of a delivered event's key (joined into tmp when the
+ * key is an indefinite-length string). @return its length. */
+static size_t key_content(const kr_cbor_item *k, uint8_t *tmp, size_t cap, const uint8_t **out)
+{
+    if (k->str != NULL || k->str_len == 0) {
+        *out = k->str;
+        return k->str_len;
+    }
+    size_t n = kr_cbor_str_copy(k, tmp, cap);
+    *out = tmp;
+    return n < cap ? n : cap;
+}
+
+/* Emit the kept events [from, to) of a batch (their bytes consecutive in
+ * the payload at p, len bytes) as one batch of the new segment. */
+static int emit_run(kr_rewrite *rw, out_file *o, uint64_t base, uint32_t count, uint64_t max_ts,
+                    const uint8_t *p, uint32_t len)
+{
+    kr_batch_hdr h = {.base = base, .count = count, .len = len, .max_ts = max_ts};
+    uint8_t hb[KR_BATCH_HEADER_MAX];
+    uint32_t hlen = kr_batch_header_encode(hb, &h, p);
+    kr_index_add(&rw->idx, base, o->pos);
+    if (max_ts > rw->max_ts)
+        rw->max_ts = max_ts;
+    return out_put(o, hb, hlen) < 0 || out_put(o, p, len) < 0 ? -1 : 0;
+}
+
+/*
+ * Keep what the rule keeps of one batch (header hb, payload pl): the whole
+ * batch as it is when nothing goes, else its runs of kept events.
+ * @return 0, or -1 (rw->err filled).
+ */
+static int rewrite_batch(kr_rewrite *rw, out_file *o, const uint8_t *hb, const kr_batch_hdr *h,
+                         const uint8_t *pl)
+{
+    /* Up to a batch's events, what the rule said: decided first, so that a
+     * batch kept whole is copied with its own header. */
+    uint8_t *keep = malloc(h->count);
+    uint32_t *at = malloc(((size_t)h->count + 1) * sizeof *at);
+    uint64_t *ts = malloc((size_t)h->count * sizeof *ts);
+    uint8_t ktmp[KRAPPY_MAX_KEY_BYTES];
+    int rc = -1;
+    uint32_t kept = 0;
+    if (keep == NULL || at == NULL || ts == NULL) {
+        snprintf(rw->err, sizeof rw->err, "out of memory");
+        goto out;
+    }
+    size_t p = 0;
+    for (uint32_t i = 0; i < h->count; i++) {
+        kr_cbor_item ev;
+        kr_event_view v;
+        if (kr_cbor_read(pl + p, h->len - p, &ev) < 0 || kr_event_view_read(&ev, &v) < 0 ||
+            v.offset != h->base + i) {
+            snprintf(rw->err, sizeof rw->err, "the events of the batch at offset %llu do not parse",
+                     (unsigned long long)h->base);
+            goto out;
+        }
+        at[i] = (uint32_t)p;
+        ts[i] = v.ts;
+        p += ev.raw_len;
+        kr_keep_in k = {.has_key = v.key.kind != KR_CBOR_NULL,
+                        .tombstone = v.value.kind == KR_CBOR_NULL,
+                        .offset = v.offset,
+                        .ts = v.ts};
+        if (k.has_key) {
+            const uint8_t *kc;
+            size_t kl = key_content(&v.key, ktmp, sizeof ktmp, &kc);
+            k.found = rw->lookup(rw->lookup_arg, kc, kl, &k.latest, rw->err, sizeof rw->err);
+            if (k.found < 0)
+                goto out;
+        }
+        keep[i] = kr_compact_keep(&k, rw->now_ms, rw->delete_retention_ms);
+        kept += keep[i];
+    }
+    at[h->count] = (uint32_t)p;
+    rw->events_in += h->count;
+    rw->events_kept += kept;
+    if (kept == h->count) {
+        kr_index_add(&rw->idx, h->base, o->pos);
+        if (h->max_ts > rw->max_ts)
+            rw->max_ts = h->max_ts;
+        rc = out_put(o, hb, h->hlen) < 0 || out_put(o, pl, h->len) < 0 ? -1 : 0;
+    } else {
+        rc = 0;
+        for (uint32_t i = 0; i < h->count && rc == 0;) {
+            if (!keep[i]) {
+                i++;
+                continue;
+            }
+            uint32_t j = i;
+            uint64_t mts = 0;
+            for (; j < h->count && keep[j]; j++)
+                mts = ts[j] > mts ? ts[j] : mts;
+            rc = emit_run(rw, o, h->base + i, j - i, mts, pl + at[i], at[j] - at[i]);
+            i = j;
+        }
+    }
+    if (rc < 0)
+        snprintf(rw->err, sizeof rw->err, "writing the compacted segment failed: %s",
+                 strerror(errno));
+out:
+    free(keep);
+    free(at);
+    free(ts);
+    return rc;
+}
+
+/* pread exactly n bytes. @return 0, or -1 (errno; EIO when short). */
+static int read_at(int fd, void *p, size_t n, uint64_t pos)
+{
+    ssize_t r = pread(fd, p, n, (off_t)pos);
+    if (r == (ssize_t)n)
+        return 0;
+    if (r >= 0)
+        errno = EIO;
+    return -1;
+}
+
+/* Rewrite the batches of one source segment into o. @return 0, or -1. */
+static int rewrite_source(kr_rewrite *rw, out_file *o, uint64_t base, uint64_t t0, uint64_t *moved)
+{
+    char name[KR_SEG_NAME_BYTES];
+    kr_seg_name(name, base);
+    src_file s = {.fd = openat(rw->dirfd, name, O_RDONLY | O_CLOEXEC)};
+    kr_buf_init(&s.payload, KR_BATCH_MAX_PAYLOAD);
+    int rc = -1;
+    struct stat st;
+    uint8_t hdr[KR_BATCH_HEADER_MAX];
+    kr_seg_header sh;
+    if (s.fd < 0 || fstat(s.fd, &st) < 0) {
+        snprintf(rw->err, sizeof rw->err, "cannot read segment %s: %s", name, strerror(errno));
+        goto out;
+    }
+    /* Version 1 (0.1.0's, or compaction's own output) or 2: a header
+     * fits in the batch header buffer either way. */
+    size_t hl = st.st_size < KR_SEG_HEADER_V2_BYTES ? (size_t)st.st_size : KR_SEG_HEADER_V2_BYTES;
+    if (read_at(s.fd, hdr, hl, 0) < 0) {
+        snprintf(rw->err, sizeof rw->err, "cannot read segment %s: %s", name, strerror(errno));
+        goto out;
+    }
+    if (kr_seg_header_decode(hdr, hl, &sh) < 0 || sh.base != base) {
+        snprintf(rw->err, sizeof rw->err, "segment %s has a bad header", name);
+        goto out;
+    }
+    s.size = (uint64_t)st.st_size;
+    rw->bytes_in += s.size;
+    for (s.pos = sh.len; s.pos < s.size;) {
+        kr_batch_hdr h;
+        size_t avail = s.size - s.pos < sizeof hdr ? (size_t)(s.size - s.pos) : sizeof hdr;
+        if (read_at(s.fd, hdr, avail, s.pos) < 0 || kr_batch_header_decode(hdr, avail, &h) < 0 ||
+            s.size - s.pos - h.hlen < h.len) {
+            snprintf(rw->err, sizeof rw->err,
+                     "segment %s holds no whole batch at byte %llu; it is left as it is", name,
+                     (unsigned long long)s.pos);
+            goto out;
+        }
+        kr_buf_reset(&s.payload);
+        if (kr_buf_reserve(&s.payload, h.len) < 0 ||
+            read_at(s.fd, s.payload.data, h.len, s.pos + h.hlen) < 0) {
+            snprintf(rw->err, sizeof rw->err, "cannot read segment %s: %s", name, strerror(errno));
+            goto out;
+        }
+        if (!kr_batch_verify(hdr, s.payload.data, h.len)) {
+            snprintf(rw->err, sizeof rw->err,
+                     "segment %s has a damaged batch at byte %llu; it is left as it is", name,
+                     (unsigned long long)s.pos);
+            goto out;
+        }
+        if (rewrite_batch(rw, o, hdr, &h, s.payload.data) < 0)
+            goto out;
+        s.pos += h.hlen + h.len;
+        *moved += h.hlen + h.len;
+        if (throttle(rw, t0, *moved + o->pos) < 0) {
+            snprintf(rw->err, sizeof rw->err, "stopped");
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    if (s.fd >= 0)
+        close(s.fd);
+    kr_buf_free(&s.payload);
+    return rc;
+}
+
+/* The new file in place of the old ones (the atomic point is the rename),
+ * then the merged ones gone and the hints written. @return 0, or -1. */
+static int swap_in(kr_rewrite *rw, const char *tmp)
+{
+    char name[KR_SEG_NAME_BYTES];
+    kr_index_file_name(name, rw->bases[0]);
+    /* An old hint must not describe the new file, even for a moment. */
+    if (unlinkat(rw->dirfd, name, 0) < 0 && errno != ENOENT)
+        return -1;
+    kr_seg_name(name, rw->bases[0]);
+    if (renameat(rw->dirfd, tmp, rw->dirfd, name) < 0)
+        return -1;
+    /* The new file is in place from here on, whatever follows. */
+    if (fsync(rw->dirfd) < 0 && errno != EINVAL)
+        kr_log(KR_LOG_WARN,
+               "cannot sync a topic directory after a compaction; a power cut "
+               "may bring the old segment back, which is as good",
+               KR_LOG_STR("reason", strerror(errno)));
+    for (size_t i = 1; i < rw->n; i++) {
+        kr_seg_name(name, rw->bases[i]);
+        if (unlinkat(rw->dirfd, name, 0) < 0 && errno != ENOENT)
+            kr_log(KR_LOG_WARN, "cannot remove a merged segment; the next start removes it",
+                   KR_LOG_STR("file", name), KR_LOG_STR("reason", strerror(errno)));
+        kr_index_file_name(name, rw->bases[i]);
+        (void)unlinkat(rw->dirfd, name, 0);
+    }
+    if (rw->n > 1 && fsync(rw->dirfd) < 0 && errno != EINVAL)
+        kr_log(KR_LOG_WARN,
+               "cannot sync a topic directory after a merge; the next start "
+               "removes what a power cut brings back",
+               KR_LOG_STR("reason", strerror(errno)));
+    kr_index_meta im = {.next = rw->end, .max_ts = rw->max_ts};
+    (void)kr_index_write(rw->dirfd, rw->bases[0], &im, rw->size, &rw->idx); /* a hint */
+    return 0;
+}
+
+int kr_compact_rewrite(kr_rewrite *rw)
+{
+    /* BASE.compact: not a .seg name, so that nothing takes it for one. */
+    char tmp[KR_SEG_NAME_BYTES + sizeof KR_COMPACT_TEMP_SUFFIX];
+    kr_seg_name(tmp, rw->bases[0]);
+    strcpy(tmp + KR_SEG_NAME_BYTES - 5, KR_COMPACT_TEMP_SUFFIX);
+    rw->bytes_in = rw->size = rw->max_ts = rw->events_in = rw->events_kept = 0;
+    rw->err[0] = '\0';
+    out_file o = {.fd = -1};
+    kr_buf_init(&o.buf, OUT_CHUNK);
+    uint64_t t0 = kr_mono_ns(), moved = 0;
+    int rc = -1;
+    uint8_t hdr[KR_SEG_HEADER_BYTES];
+    (void)unlinkat(rw->dirfd, tmp, 0);
+    o.fd = openat(rw->dirfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    /* Version 1 with the flag: segment.h says why no sync record. */
+    kr_seg_header_encode_v1(hdr, rw->bases[0], KR_SEG_F_COMPACTED);
+    if (o.fd < 0 || out_put(&o, hdr, sizeof hdr) < 0) {
+        snprintf(rw->err, sizeof rw->err, "cannot create %s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    for (size_t i = 0; i < rw->n; i++)
+        if (rewrite_source(rw, &o, rw->bases[i], t0, &moved) < 0)
+            goto out;
+    rw->size = o.pos;
+    if (rw->n == 1 && rw->events_kept == rw->events_in) {
+        rc = 1; /* nothing would go: leave it */
+        goto out;
+    }
+    if (out_flush(&o) < 0 || fdatasync(o.fd) < 0) {
+        snprintf(rw->err, sizeof rw->err, "writing %s failed: %s", tmp, strerror(errno));
+        goto out;
+    }
+    close(o.fd);
+    o.fd = -1;
+    if (swap_in(rw, tmp) < 0) {
+        snprintf(rw->err, sizeof rw->err, "cannot put %s in place: %s", tmp, strerror(errno));
+        goto out;
+    }
+    rc = 0;
+out:
+    if (o.fd >= 0)
+        close(o.fd);
+    if (rc != 0)
+        (void)unlinkat(rw->dirfd, tmp, 0);
+    kr_buf_free(&o.buf);
+    return rc;
+}
+
+/* ---- the store's compaction ---- */
+
+/* A topic's compaction state (kr_topic.compact). */
+struct kr_tcompact {
+    kr_topic *t;       /* NULL once the topic went while a rewrite of it ran */
+    bool busy;         /* a rewrite of it is in flight */
+    bool in_pass;      /* a pass over its closed segments is under way ... */
+    uint64_t pass_at;  /* ... and goes on from this offset */
+    uint64_t clean_to; /* the last finished pass covered the offsets below */
+    uint64_t retry_ms; /* after a failure: not before this wall clock time */
+    kr_compact_stats st;
+    kr_metric *m_reclaimed, *m_rewritten, *m_removed, *m_seconds, *m_dirty;
+};
+
+/* One rewrite handed to the thread, and back. */
+typedef struct kr_cjob {
+    struct kr_tcompact *tc;
+    kr_segment **segs;  /* the loop's records of the segments rewritten */
+    kr_fdfile **pinned; /* their files, held open from the submission to the swap */
+    size_t n_pinned;
+    uint64_t *bases;
+    kr_segment *new_seg; /* the loop's record of the result, made beforehand */
+    kr_rewrite rw;
+    char topic[KRAPPY_MAX_NAME_BYTES + 1];
+    size_t tlen;
+    kr_view *view;
+    kr_buf latest; /* lookup scratch */
+    int rc;
+    uint64_t ns;
+} kr_cjob;
+
+struct kr_compactor {
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    kr_cjob *todo, *done; /* one rewrite at a time */
+    atomic_bool stop;
+    struct event *done_ev;
+    kr_store *s;
+    size_t rr; /* round robin over the topics */
+    bool busy; /* a job is out (loop side) */
+};
+
+/* The view's latest offset of a key: its stored event's first item. */
+static int view_latest(void *arg, const uint8_t *key, size_t klen, uint64_t *latest, char *err,
+                       size_t errlen)
+{
+    kr_cjob *j = arg;
+    kr_buf_reset(&j->latest);
+    int found = kr_view_get(j->view, j->topic, j->tlen, key, klen, &j->latest, err, errlen);
+    if (found <= 0)
+        return found;
+    kr_cbor_item ev;
+    kr_event_view v;
+    if (kr_cbor_read(j->latest.data, j->latest.len, &ev) < 0 || kr_event_view_read(&ev, &v) < 0) {
+        snprintf(err, errlen, "a latest value in the view does not parse");
+        return -1;
+    }
+    *latest = v.offset;
+    return 1;
+}
+
+static void cjob_free(kr_cjob *j)
+{
+    if (j == NULL)
+        return;
+    for (size_t i = 0; i < j->n_pinned; i++)
+        kr_fdfile_put(j->pinned[i]); /* closes the old file now, if nothing else holds it */
+    free(j->pinned);
+    if (j->rw.dirfd >= 0)
+        close(j->rw.dirfd);
+    kr_index_free(&j->rw.idx);
+    kr_segment_free(j->new_seg);
+    kr_buf_free(&j->latest);
+    free(j->segs);
+    free(j->bases);
+    free(j);
+}
+
+static void *compact_main(void *arg)
+{
+    kr_compactor *c = arg;
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        while (c->todo == NULL && !atomic_load(&c->stop))
+            pthread_cond_wait(&c->cv, &c->mu);
+        if (c->todo == NULL)
+            break;
+        kr_cjob *j = c->todo;
+        c->todo = NULL;
+        pthread_mutex_unlock(&c->mu);
+        uint64_t t0 = kr_mono_ns();
+        j->rc = kr_compact_rewrite(&j->rw);
+        j->ns = kr_mono_ns() - t0;
+        pthread_mutex_lock(&c->mu);
+        c->done = j;
+        event_active(c->done_ev, EV_READ, 0);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+static struct kr_tcompact *state_of(kr_store *s, kr_topic *t)
+{
+    if (t->compact != NULL)
+        return t->compact;
+    struct kr_tcompact *tc = calloc(1, sizeof *tc);
+    if (tc == NULL)
+        return NULL;
+    tc->t = t;
+    char labels[KRAPPY_MAX_NAME_BYTES + 16];
+    snprintf(labels, sizeof labels, "topic=\"%s\"", t->name);
+    tc->m_reclaimed = kr_counter(s->metrics, "krappy_compaction_reclaimed_bytes_total", labels,
+                                 "Bytes of segment files compaction gave back.");
+    tc->m_rewritten = kr_counter(s->metrics, "krappy_compaction_segments_rewritten_total", labels,
+                                 "Segments compaction rewrote (merged ones included).");
+    tc->m_removed = kr_counter(s->metrics, "krappy_compaction_events_removed_total", labels,
+                               "Events compaction removed (overwritten, or old tombstones).");
+    tc->m_seconds = kr_counter(s->metrics, "krappy_compaction_milliseconds_total", labels,
+                               "Time spent rewriting segments, in ms.");
+    tc->m_dirty = kr_gauge(s->metrics, "krappy_compaction_dirty_bytes", labels,
+                           "Bytes of closed segments not compacted since the last pass.");
+    t->compact = tc;
+    return tc;
+}
+
+/* The closed segments a rewrite may take: those wholly below the durable
+ * marker whose final sync is done (the loop's stream no longer holds them:
+ * nothing writes, syncs or cuts them again), from the first on.
+ * @return how many. */
+static size_t closed_below_marker(const kr_topic *t)
+{
+    size_t n = 0;
+    while (n + 1 < t->n_segs && t->segs[n]->next <= t->marker &&
+           !kr_stream_holds(t->stream, t->segs[n]->base))
+        n++;
+    return n;
+}
+
+static uint64_t dirty_bytes(const kr_topic *t, const struct kr_tcompact *tc, uint64_t *total)
+{
+    uint64_t dirty = 0;
+    *total = 0;
+    for (size_t i = 0; i + 1 < t->n_segs; i++) {
+        *total += t->segs[i]->size;
+        if (t->segs[i]->base >= tc->clean_to)
+            dirty += t->segs[i]->size;
+    }
+    return dirty;
+}
+
+/* Build and hand over the rewrite of segs[i..k] of t. @return 0, or -1. */
+static int submit(kr_store *s, kr_topic *t, struct kr_tcompact *tc, size_t i, size_t k)
+{
+    kr_compactor *c = s->compactor;
+    size_t n = k - i + 1;
+    kr_cjob *j = calloc(1, sizeof *j);
+    if (j == NULL)
+        return -1;
+    j->rw.dirfd = -1;
+    j->segs = calloc(n, sizeof *j->segs);
+    j->bases = calloc(n, sizeof *j->bases);
+    j->pinned = calloc(n, sizeof *j->pinned);
+    j->new_seg = kr_segment_new(s->files, t->dir, t->segs[i]->base, KR_SEG_HEADER_BYTES);
+    j->rw.dirfd = open(t->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (j->segs == NULL || j->bases == NULL || j->pinned == NULL || j->new_seg == NULL ||
+        j->rw.dirfd < 0) {
+        cjob_free(j);
+        return -1;
+    }
+    /* The old files stay open until the loop swaps its records: between the
+     * rename and the swap, a FETCH must not open the new file by the name
+     * of the old one (its record's sizes and hints are the old file's). */
+    for (size_t x = 0; x < n; x++) {
+        if (kr_fdfile_get(t->segs[i + x]->file) < 0) {
+            cjob_free(j);
+            return -1;
+        }
+        j->pinned[j->n_pinned++] = t->segs[i + x]->file;
+    }
+    for (size_t x = 0; x < n; x++) {
+        j->segs[x] = t->segs[i + x];
+        j->bases[x] = t->segs[i + x]->base;
+        j->segs[x]->compacting = true;
+    }
+    j->tc = tc;
+    memcpy(j->topic, t->name, t->name_len + 1);
+    j->tlen = t->name_len;
+    j->view = s->view;
+    kr_buf_init(&j->latest, (size_t)s->o.max_frame + 4096);
+    j->rw.bases = j->bases;
+    j->rw.n = n;
+    j->rw.end = t->segs[k]->next;
+    j->rw.now_ms = kr_wall_ms();
+    j->rw.delete_retention_ms = t->cfg.v[KR_TC_DELETE_RETENTION_MS];
+    j->rw.lookup = view_latest;
+    j->rw.lookup_arg = j;
+    j->rw.rate = s->o.compact_rate != 0 ? s->o.compact_rate : KR_DEFAULT_COMPACT_RATE;
+    j->rw.stop = &c->stop;
+    tc->busy = true;
+    c->busy = true;
+    pthread_mutex_lock(&c->mu);
+    c->todo = j;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    return 0;
+}
+
+/* The first of two neighbours among the first n segments, both compacted,
+ * that fit one segment together; n when there are none. */
+static size_t mergeable(const kr_topic *t, size_t n, uint64_t limit)
+{
+    for (size_t i = 0; i + 1 < n; i++) {
+        const kr_segment *a = t->segs[i], *b = t->segs[i + 1];
+        if (a->compacted && b->compacted && a->n_corrupt == 0 && b->n_corrupt == 0 &&
+            a->size + b->size <= limit)
+            return i;
+    }
+    return n;
+}
+
+/*
+ * Start t's next rewrite when it is due: a pass starts once enough of its
+ * closed segments are dirty (KR_COMPACT_DIRTY_PCT) and walks them from the
+ * first, one group at a time: a segment and the ones after it while their
+ * bytes together stay within segment_bytes (so small ones merge).
+ * @return true when a rewrite was handed over.
+ */
+static bool try_start(kr_store *s, kr_topic *t)
+{
+    if (!(t->cfg.v[KR_TC_CLEANUP] & KR_CLEANUP_COMPACT) || !t->ready || t->failed || t->deleted)
+        return false;
+    struct kr_tcompact *tc = state_of(s, t);
+    if (tc == NULL || tc->busy || kr_wall_ms() < tc->retry_ms)
+        return false;
+    size_t n = closed_below_marker(t);
+    uint64_t limit = t->cfg.v[KR_TC_SEGMENT_BYTES];
+    if (!tc->in_pass) {
+        uint64_t total, dirty = dirty_bytes(t, tc, &total);
+        size_t m = mergeable(t, n, limit);
+        if (m < n) {
+            tc->pass_at = t->segs[m]->base; /* small compacted neighbours: merge them */
+        } else if (n == 0 || dirty == 0 || dirty * 100 < total * KR_COMPACT_DIRTY_PCT) {
+            return false;
+        } else {
+            tc->pass_at = t->first;
+        }
+        tc->in_pass = true;
+    }
+    size_t i = 0;
+    while (i < n && (t->segs[i]->base < tc->pass_at || t->segs[i]->n_corrupt > 0))
+        i++;
+    if (i == n) {
+        /* The pass is through what could be taken now. */
+        tc->in_pass = false;
+        tc->clean_to = n > 0 ? t->segs[n - 1]->next : tc->clean_to;
+        return false;
+    }
+    uint64_t bytes = t->segs[i]->size;
+    size_t k = i;
+    while (k + 1 < n && t->segs[k + 1]->n_corrupt == 0 && bytes + t->segs[k + 1]->size <= limit)
+        bytes += t->segs[++k]->size;
+    if (submit(s, t, tc, i, k) < 0) {
+        kr_log(KR_LOG_WARN, "cannot start a compaction; it is tried again later",
+               KR_LOG_STR("topic", t->name), KR_LOG_STR("reason", strerror(errno)));
+        tc->retry_ms = kr_wall_ms() + RETRY_MS;
+        return false;
+    }
+    return true;
+}
+
+/* Hand the thread the next rewrite due, topics in turn. */
+static void schedule(kr_store *s)
+{
+    kr_compactor *c = s->compactor;
+    if (c == NULL || c->busy || s->draining || s->closing)
+        return;
+    for (size_t x = 0; x < s->n_topics; x++) {
+        size_t i = (c->rr + x) % s->n_topics;
+        if (try_start(s, s->topics[i])) {
+            c->rr = i + 1;
+            return;
+        }
+    }
+}
+
+void kr_compact_poke(kr_store *s, kr_topic *t)
+{
+    (void)t;
+    schedule(s);
+}
+
+/* Put the rewritten segment's record in place of the old ones'. */
+static void swap_records(kr_store *s, kr_topic *t, kr_cjob *j)
+{
+    size_t n = j->rw.n, i = 0;
+    while (i < t->n_segs && t->segs[i] != j->segs[0])
+        i++;
+    /* Retention leaves segments being compacted alone and the topic is
+     * whole (tc->t): the records are where they were. */
+    if (i + n > t->n_segs) {
+        kr_log(KR_LOG_ERROR, "compacted segments not found; restart krappyd",
+               KR_LOG_STR("topic", t->name));
+        return;
+    }
+    kr_segment *seg = j->new_seg;
+    j->new_seg = NULL;
+    seg->next = t->segs[i + n - 1]->next;
+    seg->size = j->rw.size;
+    seg->max_ts = j->rw.max_ts;
+    seg->idx = j->rw.idx;
+    memset(&j->rw.idx, 0, sizeof j->rw.idx);
+    seg->verified = true; /* every batch was checked on its way through */
+    seg->compacted = true;
+    for (size_t x = 0; x < n; x++) {
+        t->bytes -= t->segs[i + x]->size;
+        kr_segment_free(t->segs[i + x]); /* its file closes once replies from it are out */
+    }
+    t->bytes += seg->size;
+    t->segs[i] = seg;
+    memmove(t->segs + i + 1, t->segs + i + n, (t->n_segs - i - n) * sizeof *t->segs);
+    t->n_segs -= n - 1;
+    (void)s;
+}
+
+static void on_done(evutil_socket_t fd, short what, void *arg)
+{
+    kr_store *s = arg;
+    kr_compactor *c = s->compactor;
+    (void)fd;
+    (void)what;
+    pthread_mutex_lock(&c->mu);
+    kr_cjob *j = c->done;
+    c->done = NULL;
+    pthread_mutex_unlock(&c->mu);
+    if (j == NULL)
+        return;
+    c->busy = false;
+    struct kr_tcompact *tc = j->tc;
+    kr_topic *t = tc->t;
+    tc->busy = false;
+    if (t == NULL) { /* the topic went meanwhile */
+        free(tc);
+        cjob_free(j);
+        schedule(s);
+        return;
+    }
+    for (size_t x = 0; x < j->rw.n; x++)
+        j->segs[x]->compacting = false;
+    tc->st.ns += j->ns;
+    kr_counter_add(tc->m_seconds, j->ns / 1000000);
+    if (j->rc == 0) {
+        swap_records(s, t, j);
+        uint64_t gone = j->rw.bytes_in > j->rw.size ? j->rw.bytes_in - j->rw.size : 0;
+        tc->st.reclaimed_bytes += gone;
+        tc->st.segments_rewritten += j->rw.n;
+        tc->st.events_removed += j->rw.events_in - j->rw.events_kept;
+        kr_counter_add(tc->m_reclaimed, gone);
+        kr_counter_add(tc->m_rewritten, j->rw.n);
+        kr_counter_add(tc->m_removed, j->rw.events_in - j->rw.events_kept);
+        kr_log(KR_LOG_INFO, "segments compacted", KR_LOG_STR("topic", t->name),
+               KR_LOG_U64("base", j->bases[0]), KR_LOG_U64("segments", j->rw.n),
+               KR_LOG_U64("events", j->rw.events_in), KR_LOG_U64("kept", j->rw.events_kept),
+               KR_LOG_U64("bytes_before", j->rw.bytes_in), KR_LOG_U64("bytes_after", j->rw.size),
+               KR_LOG_U64("ms", j->ns / 1000000));
+    } else if (j->rc < 0 && !atomic_load(&c->stop)) {
+        kr_log(KR_LOG_WARN, "compaction of a segment failed; it is left as it is",
+               KR_LOG_STR("topic", t->name), KR_LOG_U64("base", j->bases[0]),
+               KR_LOG_STR("reason", j->rw.err));
+        tc->retry_ms = kr_wall_ms() + RETRY_MS;
+    }
+    tc->pass_at = j->rw.end; /* on with the pass (a failed group waits for the next) */
+    cjob_free(j);
+    schedule(s);
+}
+
+int kr_compact_start(kr_store *s)
+{
+    kr_compactor *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return -1;
+    c->s = s;
+    atomic_init(&c->stop, false);
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    c->done_ev = event_new(s->base, -1, 0, on_done, s);
+    if (c->done_ev == NULL || pthread_create(&c->thread, NULL, compact_main, c) != 0) {
+        if (c->done_ev != NULL)
+            event_free(c->done_ev);
+        pthread_mutex_destroy(&c->mu);
+        pthread_cond_destroy(&c->cv);
+        free(c);
+        return -1;
+    }
+    c->started = true;
+    s->compactor = c;
+    return 0;
+}
+
+void kr_compact_stop(kr_store *s)
+{
+    kr_compactor *c = s->compactor;
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&c->mu);
+    atomic_store(&c->stop, true);
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    pthread_join(c->thread, NULL);
+    /* A job never started, or one finished and not yet delivered: its
+     * segments are whole (never started) or swapped on disk (the records
+     * go with the topics now). */
+    kr_cjob *left[2] = {c->todo, c->done};
+    for (int i = 0; i < 2; i++) {
+        if (left[i] == NULL)
+            continue;
+        struct kr_tcompact *tc = left[i]->tc;
+        tc->busy = false;
+        if (tc->t == NULL)
+            free(tc);
+        cjob_free(left[i]);
+    }
+    event_free(c->done_ev);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+    free(c);
+    s->compactor = NULL;
+}
+
+bool kr_compact_busy(const kr_store *s)
+{
+    return s->compactor != NULL && s->compactor->busy;
+}
+
+void kr_compact_topic_stats(const kr_topic *t, kr_compact_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (t->compact == NULL)
+        return;
+    *out = t->compact->st;
+    uint64_t total;
+    out->dirty_bytes = dirty_bytes(t, t->compact, &total);
+}
+
+void kr_compact_topic_metrics(kr_topic *t)
+{
+    if (t->compact == NULL)
+        return;
+    uint64_t total;
+    kr_gauge_set(t->compact->m_dirty, (int64_t)dirty_bytes(t, t->compact, &total));
+}
+
+void kr_compact_topic_free(kr_topic *t)
+{
+    struct kr_tcompact *tc = t->compact;
+    t->compact = NULL;
+    if (tc == NULL)
+        return;
+    if (tc->busy)
+        tc->t = NULL; /* freed when its rewrite is back */
+    else
+        free(tc);
+}
