@@ -418,6 +418,12 @@ static void test_seg_header_v2(void **state)
         assert_int_equal(kr_seg_header_decode(h, sizeof h, &d), -1);
         h[i] ^= 0x80;
     }
+    /* The compacted flag is read in a version 2 header too. */
+    h[31] |= KR_SEG_F_COMPACTED;
+    assert_int_equal(kr_seg_header_decode(h, sizeof h, &d), 0);
+    assert_int_equal(d.flags, KR_SEG_F_COMPACTED);
+    assert_true(d.has_sync);
+    h[31] &= (uint8_t)~KR_SEG_F_COMPACTED;
     /* A record below the header, or offsets below the base: not believed. */
     kr_seg_sync_encode(h + KR_SEG_SYNC_AT, 10, 1234);
     assert_int_equal(kr_seg_header_decode(h, sizeof h, &d), 0);
