@@ -26,6 +26,8 @@
 #include "harness.h"
 #include "krappy/client.h"
 #include "proto/msg.h"
+#include "util/byteorder.h"
+#include "util/crc32c.h"
 
 /* ---- helpers on e2e/conn.h ---- */
 
@@ -166,6 +168,21 @@ static long replayed_from_log(const e2e_server *s, const char *topic)
     }
     fclose(f);
     return val;
+}
+
+/* Rewrite the sync record of a version 2 segment (store/segment.h: bytes
+ * 32..55): durable up to `bytes`, offsets below `next` - what a power cut
+ * that lost the later syncs leaves. */
+static void set_sync_record(const char *seg, uint64_t bytes, uint64_t next)
+{
+    uint8_t rec[24] = {0};
+    kr_put_be64(rec, bytes);
+    kr_put_be64(rec + 8, next);
+    kr_put_be32(rec + 16, kr_crc32c(0, rec, 16));
+    int fd = open(seg, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, rec, sizeof rec, 32), (ssize_t)sizeof rec);
+    close(fd);
 }
 
 /* ---- tests ---- */
@@ -711,16 +728,14 @@ static void test_retention_keeps_keys(void **state)
     assert_int_equal(e2e_stop(&s, 10000), 0);
 }
 
-/* Damage made on disk while krappyd is down: a torn tail is cut off, a
- * flipped bit inside a batch is reported, never served. */
-static void test_torn_tail_and_flipped_bit(void **state)
+/* Starts s and publishes three batches of 10 events (offsets 0..29) to
+ * topic, each acknowledged "sync". */
+static void start_with_three_batches(e2e_server *s, const char *topic)
 {
-    (void)state;
-    e2e_server s;
-    assert_int_equal(e2e_start(&s, NULL), 0);
+    assert_int_equal(e2e_start(s, NULL), 0);
     conn x;
-    conn_open(&x, &s);
-    assert_int_equal(do_register(&x, "dmg"), 0);
+    conn_open(&x, s);
+    assert_int_equal(do_register(&x, topic), 0);
     for (int b = 0; b < 3; b++) {
         ev evs[10];
         char keys[10][32];
@@ -731,23 +746,46 @@ static void test_torn_tail_and_flipped_bit(void **state)
         assert_int_equal(do_publish(&x, evs, 10, KR_ACK_SYNC, NULL), 0);
     }
     conn_close(&x);
-    assert_int_equal(e2e_stop_keep(&s, 10000), 0);
-    char seg[400];
-    snprintf(seg, sizeof seg, "%s/data/topics/dmg/00000000000000000000.seg", s.dir);
-    /* Append half a batch of garbage (a torn write), flip a bit in batch 2. */
-    int fd = open(seg, O_RDWR);
+}
+
+/* Flips the bits of mask in the byte at `at` of the file at path (at < 0:
+ * counted from the end). */
+static void flip_bits(const char *path, off_t at, uint8_t mask)
+{
+    int fd = open(path, O_RDWR);
     assert_true(fd >= 0);
     struct stat st;
     assert_int_equal(fstat(fd, &st), 0);
+    if (at < 0)
+        at += st.st_size;
+    uint8_t byte;
+    assert_int_equal(pread(fd, &byte, 1, at), 1);
+    byte ^= mask;
+    assert_int_equal(pwrite(fd, &byte, 1, at), 1);
+    close(fd);
+}
+
+/* Damage made on disk while krappyd is down: a torn tail is cut off, a
+ * flipped bit inside a batch is reported, never served. */
+static void test_torn_tail_and_flipped_bit(void **state)
+{
+    (void)state;
+    e2e_server s;
+    start_with_three_batches(&s, "dmg");
+    assert_int_equal(e2e_stop_keep(&s, 10000), 0);
+    char seg[400];
+    snprintf(seg, sizeof seg, "%s/data/topics/dmg/00000000000000000000.seg", s.dir);
+    /* Flip a bit in batch 2, append half a batch of garbage (a torn write). */
+    struct stat st;
+    assert_int_equal(stat(seg, &st), 0);
+    flip_bits(seg, 32 + (st.st_size - 32) / 2, 0x10); /* inside the second batch */
+    int fd = open(seg, O_WRONLY);
+    assert_true(fd >= 0);
     uint8_t junk[40] = {0x4B, 0x52, 0x42, 0x31, 1, 2, 3};
     assert_int_equal(pwrite(fd, junk, sizeof junk, st.st_size), (ssize_t)sizeof junk);
-    off_t mid = 32 + (st.st_size - 32) / 2; /* inside the second batch */
-    uint8_t byte;
-    assert_int_equal(pread(fd, &byte, 1, mid), 1);
-    byte ^= 0x10;
-    assert_int_equal(pwrite(fd, &byte, 1, mid), 1);
     close(fd);
     restart(&s, NULL);
+    conn x;
     conn_open(&x, &s);
     assert_int_equal(do_register(&x, "dmg"), 0);
     assert_int_equal(reply_u(&x, "next"), 30); /* the torn tail is gone */
@@ -768,6 +806,69 @@ static void test_torn_tail_and_flipped_bit(void **state)
     char cmd[512], out[4096];
     snprintf(cmd, sizeof cmd, "grep -c 'corrupt batch' %s", s.log_path);
     assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
+    assert_int_equal(e2e_stop(&s, 10000), 0);
+}
+
+/*
+ * Damage below a segment's sync point is not a torn tail (issue 12): a
+ * flipped byte inside the last batch of a segment whose events were
+ * acknowledged "sync" - the server killed right after the ack - is reported
+ * as corruption (error level, the offsets named), never served, never cut
+ * off, and its offsets are never handed out again; FETCH from 0 still
+ * returns the events before it. The same for a segment cut short below its
+ * sync point.
+ */
+static void test_damage_below_sync_point(void **state)
+{
+    (void)state;
+    e2e_server s;
+    start_with_three_batches(&s, "sy");
+    kill9(&s); /* at once after the last ack */
+    char seg[400];
+    snprintf(seg, sizeof seg, "%s/data/topics/sy/00000000000000000000.seg", s.dir);
+    flip_bits(seg, -20, 0x40); /* inside the last batch */
+
+    restart(&s, NULL);
+    conn x;
+    conn_open(&x, &s);
+    assert_int_equal(do_register(&x, "sy"), 0);
+    assert_int_equal(reply_u(&x, "next"), 30); /* not cut off: 20..29 stay taken */
+    uint64_t offs[40];
+    char vals[40][64];
+    assert_int_equal(do_fetch(&x, "sy", 0, 100, 0), 0);
+    assert_int_equal(fetched(&x, offs, vals, 40), 20); /* the events before the damage */
+    assert_int_equal(do_fetch(&x, "sy", 20, 100, 0), KRAPPY_E_STORAGE);
+    assert_non_null(strstr(krappy_client_errmsg(x.c), "corrupt"));
+    assert_int_equal(reply_u(&x, "next"), 30);
+    ev a[] = {{"new", "after"}};
+    uint64_t first;
+    assert_int_equal(do_publish(&x, a, 1, KR_ACK_SYNC, &first), 0);
+    assert_int_equal(first, 30); /* offsets once acknowledged sync: never again */
+    assert_int_equal(do_fetch(&x, "sy", 30, 100, 0), 0);
+    assert_int_equal(fetched(&x, offs, vals, 40), 1);
+    conn_close(&x);
+    char cmd[600], out[4096];
+    snprintf(cmd, sizeof cmd,
+             "grep 'below the segment.s sync point' %s | grep -c "
+             "'\"level\":\"error\".*\"first\":\"20\".*\"next\":\"30\"'",
+             s.log_path);
+    assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
+
+    /* Cut the segment short, below its sync point (after the new batch):
+     * the lost offsets stay lost, never reused. */
+    assert_int_equal(e2e_stop_keep(&s, 10000), 0);
+    struct stat st;
+    assert_int_equal(stat(seg, &st), 0);
+    assert_int_equal(truncate(seg, st.st_size - 10), 0);
+    restart(&s, NULL);
+    conn_open(&x, &s);
+    assert_int_equal(do_register(&x, "sy"), 0);
+    assert_int_equal(reply_u(&x, "next"), 31);
+    assert_int_equal(do_fetch(&x, "sy", 0, 100, 0), 0);
+    assert_int_equal(fetched(&x, offs, vals, 40), 20);
+    assert_int_equal(do_publish(&x, a, 1, KR_ACK_SYNC, &first), 0);
+    assert_int_equal(first, 31);
+    conn_close(&x);
     assert_int_equal(e2e_stop(&s, 10000), 0);
 }
 
@@ -795,7 +896,11 @@ static void test_view_ahead_of_stream_is_rebuilt(void **state)
     usleep(300 * 1000); /* checkpointed: the marker is 4 */
     conn_close(&x);
     assert_int_equal(e2e_stop_keep(&s, 10000), 0);
+    /* The stream loses its second batch, and its record of the sync that
+     * covered it with it (a stream cut back below its record would be
+     * damage: test_damage_below_sync_point). */
     assert_int_equal(truncate(seg, cut), 0);
+    set_sync_record(seg, (uint64_t)cut, 2);
     restart(&s, args);
     conn_open(&x, &s);
     assert_int_equal(do_register(&x, "ah"), 0);
@@ -849,6 +954,7 @@ int main(void)
         cmocka_unit_test(test_replay_small_after_checkpoint),
         cmocka_unit_test(test_retention_keeps_keys),
         cmocka_unit_test(test_torn_tail_and_flipped_bit),
+        cmocka_unit_test(test_damage_below_sync_point),
         cmocka_unit_test(test_view_ahead_of_stream_is_rebuilt),
         cmocka_unit_test(test_second_instance_refused),
     };

@@ -799,6 +799,48 @@ out:
     return rc;
 }
 
+/*
+ * Memory of freed overlays is used again (full-size chunks and mapped
+ * tables, overlay.c's pool): an overlay made after one was freed, sized
+ * for as many keys, holds its own keys exactly - nothing of the old one
+ * shows through.
+ */
+static void test_reuse_after_free(void **state)
+{
+    (void)state;
+    enum { N = 20000 };
+    char key[32], val[64];
+    for (int round = 0; round < 3; round++) {
+        kr_overlay *ov = kr_overlay_new_sized(round == 0 ? 0 : N);
+        assert_non_null(ov);
+        for (int i = 0; i < N; i++) {
+            int k = snprintf(key, sizeof key, "r%d-key-%d", round, i);
+            int v = snprintf(val, sizeof val, "value-%d-%d-%s", round, i, "padding-padding");
+            kr_ov_entry e = {.key = (const uint8_t *)key,
+                             .key_len = (uint32_t)k,
+                             .event = (const uint8_t *)val,
+                             .ev_len = (uint32_t)v,
+                             .offset = (uint64_t)i};
+            assert_int_equal(kr_overlay_put(ov, &e), 0);
+        }
+        assert_int_equal(kr_overlay_count(ov), N);
+        for (int i = 0; i < N; i += 7) {
+            int k = snprintf(key, sizeof key, "r%d-key-%d", round, i);
+            int v = snprintf(val, sizeof val, "value-%d-%d-%s", round, i, "padding-padding");
+            const kr_ov_entry *e = kr_overlay_get(ov, (const uint8_t *)key, (size_t)k);
+            assert_non_null(e);
+            assert_int_equal(e->ev_len, v);
+            assert_memory_equal(e->event, val, (size_t)v);
+            assert_int_equal(e->offset, (uint64_t)i);
+        }
+        /* The previous round's keys are not there. */
+        int k = snprintf(key, sizeof key, "r%d-key-%d", round - 1, 5);
+        assert_null(kr_overlay_get(ov, (const uint8_t *)key, (size_t)k));
+        kr_overlay_free(ov);
+    }
+    kr_overlay_pool_release();
+}
+
 static void test_allocation_failures(void **state)
 {
     (void)state;
@@ -823,6 +865,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_sorted),
     cmocka_unit_test(test_sorted_random),
     cmocka_unit_test(test_timing_1m_inserts),
+    cmocka_unit_test(test_reuse_after_free),
     cmocka_unit_test(test_allocation_failures),
 };
 

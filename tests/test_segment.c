@@ -144,7 +144,7 @@ static void image_init(image *im, uint64_t base, size_t cap_batches)
     memset(im, 0, sizeof *im);
     kr_buf_init(&im->b, (size_t)1 << 30);
     uint8_t h[KR_SEG_HEADER_BYTES];
-    kr_seg_header_encode(h, base);
+    kr_seg_header_encode_v1(h, base, 0); /* the images are version 1: 0.1.0's */
     assert_int_equal(kr_buf_append(&im->b, h, sizeof h), 0);
     im->base = base;
     im->end_next = base;
@@ -340,41 +340,97 @@ static void test_seg_header(void **state)
 {
     (void)state;
     uint8_t h[KR_SEG_HEADER_BYTES];
-    uint64_t v;
+    kr_seg_header d;
 
-    kr_seg_header_encode(h, 0x0102030405060708ull);
+    /* Version 1, as krappy 0.1.0 wrote it. */
+    kr_seg_header_encode_v1(h, 0x0102030405060708ull, 0);
     assert_memory_equal(h, "KRAPPYSG\0\0\0\x01\0\0\0\x20\x01\x02\x03\x04\x05\x06\x07\x08", 24);
     assert_memory_equal(h + 28, "\0\0\0\0", 4);
-    assert_int_equal(kr_seg_header_decode(h, &v), 0);
-    assert_int_equal(v, 0x0102030405060708ull);
-    kr_seg_header_encode(h, UINT64_MAX);
-    assert_int_equal(kr_seg_header_decode(h, &v), 0);
-    assert_int_equal(v, UINT64_MAX);
+    assert_int_equal(kr_seg_header_decode(h, sizeof h, &d), 0);
+    assert_int_equal(d.base, 0x0102030405060708ull);
+    assert_int_equal(d.version, 1);
+    assert_int_equal(d.len, KR_SEG_HEADER_BYTES);
+    assert_false(d.has_sync);
+    kr_seg_header_encode_v1(h, UINT64_MAX, 0);
+    assert_int_equal(kr_seg_header_decode(h, sizeof h, &d), 0);
+    assert_int_equal(d.base, UINT64_MAX);
+    assert_int_equal(kr_seg_header_decode(h, sizeof h - 1, &d), -1); /* too short */
 
     /* Every byte, every bit, and a whole-byte change: rejected - but the
      * compacted flag (bit 0 of byte 31), which the CRC does not cover. */
-    kr_seg_header_encode(h, 42);
+    kr_seg_header_encode_v1(h, 42, 0);
     for (size_t i = 0; i < sizeof h; i++) {
         for (int bit = 0; bit < 8; bit++) {
             h[i] ^= (uint8_t)(1u << bit);
-            v = 9;
-            uint32_t flags = 7;
             if (i == 31 && bit == 0) {
-                assert_int_equal(kr_seg_header_decode_flags(h, &v, &flags), 0);
-                assert_int_equal(flags, KR_SEG_F_COMPACTED);
-                assert_int_equal(v, 42);
+                assert_int_equal(kr_seg_header_decode(h, sizeof h, &d), 0);
+                assert_int_equal(d.flags, KR_SEG_F_COMPACTED);
+                assert_int_equal(d.base, 42);
             } else {
-                assert_int_equal(kr_seg_header_decode(h, &v), -1);
-                assert_int_equal(v, 9);
+                assert_int_equal(kr_seg_header_decode(h, sizeof h, &d), -1);
             }
             h[i] ^= (uint8_t)(1u << bit);
         }
         h[i] ^= 0xff;
-        assert_int_equal(kr_seg_header_decode(h, &v), -1);
+        assert_int_equal(kr_seg_header_decode(h, sizeof h, &d), -1);
         h[i] ^= 0xff;
     }
-    assert_int_equal(kr_seg_header_decode(h, &v), 0);
-    assert_int_equal(v, 42);
+    assert_int_equal(kr_seg_header_decode(h, sizeof h, &d), 0);
+    assert_int_equal(d.base, 42);
+}
+
+/* Version 2: 64 bytes with a sync record that is rewritten in place; a
+ * damaged record is ignored (the header stays good), a damaged fixed part
+ * refuses the header. */
+static void test_seg_header_v2(void **state)
+{
+    (void)state;
+    uint8_t h[KR_SEG_HEADER_V2_BYTES];
+    kr_seg_header d;
+
+    kr_seg_header_encode(h, 1000);
+    assert_memory_equal(h, "KRAPPYSG\0\0\0\x02\0\0\0\x40", 16);
+    assert_int_equal(kr_seg_header_decode(h, sizeof h, &d), 0);
+    assert_int_equal(d.version, 2);
+    assert_int_equal(d.len, KR_SEG_HEADER_V2_BYTES);
+    assert_int_equal(d.base, 1000);
+    assert_true(d.has_sync);
+    assert_int_equal(d.synced, KR_SEG_HEADER_V2_BYTES); /* nothing synced yet */
+    assert_int_equal(d.synced_next, 1000);
+    /* A version 2 header needs all 64 bytes. */
+    assert_int_equal(kr_seg_header_decode(h, KR_SEG_HEADER_V2_BYTES - 1, &d), -1);
+
+    kr_seg_sync_encode(h + KR_SEG_SYNC_AT, 4096, 1234);
+    assert_int_equal(kr_seg_header_decode(h, sizeof h, &d), 0);
+    assert_true(d.has_sync);
+    assert_int_equal(d.synced, 4096);
+    assert_int_equal(d.synced_next, 1234);
+
+    for (size_t i = KR_SEG_SYNC_AT; i < KR_SEG_SYNC_AT + KR_SEG_SYNC_BYTES; i++) {
+        h[i] ^= 0x04;
+        assert_int_equal(kr_seg_header_decode(h, sizeof h, &d), 0);
+        assert_false(d.has_sync);
+        assert_int_equal(d.base, 1000);
+        h[i] ^= 0x04;
+    }
+    for (size_t i = 0; i < KR_SEG_HEADER_BYTES; i++) {
+        h[i] ^= 0x80;
+        assert_int_equal(kr_seg_header_decode(h, sizeof h, &d), -1);
+        h[i] ^= 0x80;
+    }
+    /* The compacted flag is read in a version 2 header too. */
+    h[31] |= KR_SEG_F_COMPACTED;
+    assert_int_equal(kr_seg_header_decode(h, sizeof h, &d), 0);
+    assert_int_equal(d.flags, KR_SEG_F_COMPACTED);
+    assert_true(d.has_sync);
+    h[31] &= (uint8_t)~KR_SEG_F_COMPACTED;
+    /* A record below the header, or offsets below the base: not believed. */
+    kr_seg_sync_encode(h + KR_SEG_SYNC_AT, 10, 1234);
+    assert_int_equal(kr_seg_header_decode(h, sizeof h, &d), 0);
+    assert_false(d.has_sync);
+    kr_seg_sync_encode(h + KR_SEG_SYNC_AT, 4096, 999);
+    assert_int_equal(kr_seg_header_decode(h, sizeof h, &d), 0);
+    assert_false(d.has_sync);
 }
 
 /* A header of version v (1 or 2) for the payload. */
@@ -1141,6 +1197,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_seg_header),
+        cmocka_unit_test(test_seg_header_v2),
         cmocka_unit_test(test_batch_header),
         cmocka_unit_test(test_batch_put_and_seal),
         cmocka_unit_test(test_payload_check),

@@ -246,9 +246,10 @@ static size_t header_versions(const char *path, uint32_t *hlen, uint64_t *produc
     uint8_t buf[1 << 16];
     ssize_t n = read(fd, buf, sizeof buf);
     close(fd);
-    assert_true(n > KR_SEG_HEADER_BYTES);
+    kr_seg_header sh;
+    assert_int_equal(kr_seg_header_decode(buf, (size_t)n, &sh), 0);
     size_t k = 0;
-    for (size_t pos = KR_SEG_HEADER_BYTES; pos < (size_t)n && k < cap;) {
+    for (size_t pos = sh.len; pos < (size_t)n && k < cap;) {
         kr_batch_hdr h;
         assert_int_equal(kr_batch_header_decode(buf + pos, (size_t)n - pos, &h), 0);
         hlen[k] = h.hlen;

@@ -103,7 +103,7 @@ static const opt_spec specs[] = {
     {"compact-rate", "KRAPPY_COMPACT_RATE", OPT_SIZE64, "BYTES", "32M",
      "bytes per second compaction reads and writes at most, all topics together", F(compact_rate),
      64 * 1024, UINT64_MAX},
-    {"checkpoint-interval", "KRAPPY_CHECKPOINT_INTERVAL", OPT_DURATION, "DURATION", "500ms",
+    {"checkpoint-interval", "KRAPPY_CHECKPOINT_INTERVAL", OPT_DURATION, "DURATION", "2s",
      "fold new events into RocksDB this often", F(checkpoint_ms), 10, 3600000},
     {"overlay-bytes", "KRAPPY_OVERLAY_BYTES", OPT_SIZE64, "BYTES", "128M",
      "memory of the in-memory view (all topics): half fills while the other half is "
@@ -360,7 +360,7 @@ static int set_defaults(kr_config *cfg, int stderr_is_tty)
     cfg->rocksdb_log_dir = strdup(access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "");
     cfg->http = strdup("127.0.0.1:7071");
     cfg->segment_bytes = 64u * 1024 * 1024;
-    cfg->checkpoint_ms = 500;
+    cfg->checkpoint_ms = 2000;
     cfg->cleanup = KR_CLEANUP_DELETE;
     cfg->delete_retention_ms = 24ull * 3600 * 1000;
     cfg->compact_rate = 32ull * 1024 * 1024;

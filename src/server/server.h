@@ -135,6 +135,7 @@ struct kr_conn {
     kr_server *srv;
     uint64_t id;
     struct bufferevent *bev; /* NULL once the socket is closed */
+    struct event *flush_ev;  /* writes the replies of a loop turn (session.c) */
     char peer[64];
     kr_conn_state state;
     int refs; /* the socket, each running async request, and
@@ -145,6 +146,8 @@ struct kr_conn {
     bool eof;                        /* the client shut its side */
     bool linger;                     /* FLUSHING ends in LINGERING, not a close */
     bool in_process;                 /* conn_process is on the stack */
+    bool write_armed;                /* the bufferevent writes (the socket was full,
+                                        or the connection is closing); else on_flush */
     uint32_t running;                /* requests started and not finished */
     uint32_t running_fifo;           /* ... of which fifo */
     uint32_t parked;                 /* requests waiting for data (long polls) */

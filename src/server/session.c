@@ -45,6 +45,7 @@
 static void conn_process(kr_conn *c);
 static void conn_begin_flush(kr_conn *c, bool linger);
 static void conn_release(kr_conn *c);
+static void conn_output_added(kr_conn *c);
 
 static uint64_t ms_to_ns(uint64_t ms)
 {
@@ -202,6 +203,58 @@ void kr_conn_update_read(kr_conn *c)
 /* ---- replies ---- */
 
 /*
+ * Replies are written by the connection itself, once per loop turn: a reply
+ * goes into the output buffer and activates the connection's flush event,
+ * which runs after the other callbacks of this turn of the loop (libevent
+ * runs an event activated from a callback in the same pass), so that every
+ * reply a turn produced - the answers to one read's pipeline, or a storage
+ * completion round's acknowledgements - leaves in one write. The
+ * bufferevent's own write event stays off while the socket takes
+ * everything: arming it for each reply cost an epoll_ctl to add it, an
+ * epoll_wait to see the socket writable and an epoll_ctl to remove it again
+ * - on this kind of VM more than the request itself. Only a write the
+ * socket does not take whole turns it on (libevent then writes the rest as
+ * the client reads, and on_write turns it off once the output is empty).
+ */
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    kr_conn *c = arg;
+    (void)fd;
+    (void)what;
+    if (c->bev == NULL || c->write_armed || c->state != KR_CONN_OPEN)
+        return;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    size_t before = evbuffer_get_length(out);
+    if (before == 0)
+        return;
+    /* A socket bufferevent keeps its output's start frozen between its own
+     * writes: thaw it for this one, as its write callback does. */
+    evbuffer_unfreeze(out, 1);
+    int rc = evbuffer_write(out, bufferevent_getfd(c->bev));
+    int err = errno;
+    evbuffer_freeze(out, 1);
+    if (rc < 0 && err != EAGAIN && err != EINTR) {
+        kr_conn_abort(c, strerror(err));
+        return;
+    }
+    if (evbuffer_get_length(out) > 0) {
+        /* The socket is full: libevent writes the rest when it drains. */
+        c->write_armed = true;
+        bufferevent_enable(c->bev, EV_WRITE);
+    } else if (before >= KR_CONN_OUT_HIGH || c->read_paused) {
+        c->refs++;
+        conn_process(c); /* frames held back by back-pressure may start */
+        conn_release(c);
+    }
+}
+
+static void conn_output_added(kr_conn *c)
+{
+    if (c->bev != NULL && !c->write_armed && c->state == KR_CONN_OPEN)
+        event_active(c->flush_ev, EV_WRITE, 0);
+}
+
+/*
  * Write the replies of finished requests at the head of the pipeline, in
  * order, and recycle them. Stops at the first request still running.
  */
@@ -219,6 +272,7 @@ static void conn_flush_done(kr_conn *c)
                 return;
             }
             kr_counter_add(c->srv->m.bytes_out, r->reply.len);
+            conn_output_added(c);
         }
         req_recycle(c, r);
         if (close_after && c->state == KR_CONN_OPEN) {
@@ -318,10 +372,12 @@ static void req_finish(kr_req *r, const reply_src *src)
                 rc = evbuffer_add_buffer(out, src->evb);
             else if (rc == 0 && len > 0)
                 rc = evbuffer_add(out, src->payload, len);
-            if (rc < 0)
+            if (rc < 0) {
                 kr_conn_abort(c, "out of memory writing a reply");
-            else
+            } else {
                 kr_counter_add(c->srv->m.bytes_out, sizeof hdr + len);
+                conn_output_added(c);
+            }
         } else {
             kr_buf_reset(&r->reply);
             kr_buf_append(&r->reply, hdr, sizeof hdr);
@@ -438,6 +494,17 @@ static bool check_auth(kr_conn *c, uint32_t type, const uint8_t *payload, size_t
     return true;
 }
 
+/* The request's cid, when its payload has one, for a refusal made before
+ * the payload is decoded. */
+static void peek_cid(kr_req *r, const uint8_t *payload, size_t len)
+{
+    uint64_t cid;
+    if (kr_req_peek_cid(payload, len, &cid)) {
+        r->cid.set = true;
+        r->cid.v = cid;
+    }
+}
+
 /*
  * Run one frame through the checks of PROTOCOL.md section 5 in order
  * (authentication, payload, type, fields) and hand it to its handler.
@@ -449,18 +516,17 @@ static void conn_start(kr_conn *c, uint32_t type, const uint8_t *payload, size_t
         return;
     req_charge(r, len + KRAPPY_FRAME_HEADER_BYTES);
 
-    uint64_t cid;
-    if (kr_req_peek_cid(payload, len, &cid)) {
-        r->cid.set = true;
-        r->cid.v = cid;
-    }
+    /* Refusals before the decode echo the cid too: peek at it for them
+     * only (a second walk of every payload cost as much as its decode). */
     if (c->srv->shutting_down) {
+        peek_cid(r, payload, len);
         kr_req_error(r, KRAPPY_E_SHUTTING_DOWN,
                      "the server is shutting down; reconnect in a moment", NULL);
         return;
     }
     if (c->srv->cfg->token != NULL && !c->authed) {
         if (!check_auth(c, type, payload, len, c->errmsg, sizeof c->errmsg)) {
+            peek_cid(r, payload, len);
             kr_req_error(r, KRAPPY_E_UNAUTHENTICATED, c->errmsg, NULL);
             return;
         }
@@ -614,6 +680,11 @@ static void on_write(struct bufferevent *bev, void *arg)
         return;
     }
     if (c->state == KR_CONN_OPEN) {
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+            /* All written: replies go out through on_flush again. */
+            c->write_armed = false;
+            bufferevent_disable(bev, EV_WRITE);
+        }
         c->refs++;
         conn_process(c);
         conn_release(c);
@@ -694,33 +765,36 @@ kr_conn *kr_conn_new(kr_server *srv, int fd, const struct sockaddr *sa, int sale
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (c->bev == NULL) {
-        kr_buf_free(&c->enc);
-        kr_buf_free(&c->scratch);
-        kr_buf_free(&c->tmp);
-        free(c);
-        return NULL;
-    }
+    c->flush_ev = c->bev != NULL ? event_new(srv->base, -1, 0, on_flush, c) : NULL;
+    if (c->flush_ev == NULL)
+        goto fail;
     bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
     bufferevent_setwatermark(c->bev, EV_WRITE, KR_CONN_OUT_LOW, 0);
     bufferevent_set_max_single_read(c->bev, KR_CONN_READ_CHUNK);
     evbuffer_add_cb(bufferevent_get_output(c->bev), kr_server_note_drain, &c->last_drain_ns);
+    /* Replies are written by on_flush; the write event only when the
+     * socket is full (see "replies"). */
+    bufferevent_disable(c->bev, EV_WRITE);
     c->read_paused = true; /* until kr_conn_update_read finds room to read */
     c->in_cb = evbuffer_add_cb(bufferevent_get_input(c->bev), kr_budget_on_input, &c->budget);
-    if (c->in_cb == NULL) {
-        bufferevent_free(c->bev);
-        kr_buf_free(&c->enc);
-        kr_buf_free(&c->scratch);
-        kr_buf_free(&c->tmp);
-        free(c);
-        return NULL;
-    }
+    if (c->in_cb == NULL)
+        goto fail;
     TAILQ_INSERT_TAIL(&srv->conns, c, link);
     srv->n_conns++;
     kr_conn_update_read(c);
     kr_gauge_set(srv->m.connections, srv->n_conns);
     log_conn(KR_LOG_DEBUG, c, "connection accepted", NULL);
     return c;
+fail:
+    if (c->flush_ev != NULL)
+        event_free(c->flush_ev);
+    if (c->bev != NULL)
+        bufferevent_free(c->bev);
+    kr_buf_free(&c->enc);
+    kr_buf_free(&c->scratch);
+    kr_buf_free(&c->tmp);
+    free(c);
+    return NULL;
 }
 
 /* Drop one reference; the last one frees the memory. */
@@ -776,6 +850,8 @@ void kr_conn_abort(kr_conn *c, const char *why)
     kr_budget_conn_gone(&c->budget);
     bufferevent_free(c->bev);
     c->bev = NULL;
+    event_free(c->flush_ev);
+    c->flush_ev = NULL;
     TAILQ_REMOVE(&srv->conns, c, link);
     srv->n_conns--;
     kr_gauge_set(srv->m.connections, srv->n_conns);
@@ -796,10 +872,12 @@ static void conn_begin_flush(kr_conn *c, bool linger)
     c->state_since_ns = kr_mono_ns();
     bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
     kr_conn_update_read(c);
-    if (out_len(c) == 0)
+    if (out_len(c) == 0) {
         on_write(c->bev, c);
-    else
+    } else {
+        c->write_armed = true;
         bufferevent_enable(c->bev, EV_WRITE);
+    }
 }
 
 void kr_conn_shutdown(kr_conn *c)

@@ -1,8 +1,7 @@
 /*
- * store/block.h - the stored form of one PUBLISH batch in memory: a
- * refcounted byte buffer shared by the loop (which encodes it and folds it
- * into the overlay) and the storage writer (which writes it and keeps it
- * until the bytes are synced, to rewrite them after a failed fdatasync).
+ * store/block.h - one stored batch in memory: a refcounted byte buffer (the
+ * start-up replay reads each batch back into one; references may be taken
+ * and dropped from any thread).
  */
 #ifndef KR_STORE_BLOCK_H
 #define KR_STORE_BLOCK_H

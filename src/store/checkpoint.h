@@ -20,7 +20,8 @@
  * ck[i].ov (frozen, read-only meanwhile) and the view, to count live keys;
  * sorts ck by topic key order and sets each ck[i].keys to the count after.
  * @return 0; or -1 with err saying which topic and why, nothing of the
- *         checkpoint being in the view then.
+ *         checkpoint being in the view then; -2 the same, when RocksDB
+ *         itself refused it (reopen the view: kr_view_ckpt_commit).
  */
 int kr_checkpoint_write(kr_view *v, kr_ckpt_topic *ck, size_t n, char *err, size_t errlen);
 

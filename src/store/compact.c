@@ -5,6 +5,7 @@
  */
 #include "store/compact.h"
 
+#include "store/append.h"
 #include "store/store_int.h"
 
 #include <errno.h>
@@ -239,19 +240,25 @@ static int rewrite_source(kr_rewrite *rw, out_file *o, uint64_t base, uint64_t t
     int rc = -1;
     struct stat st;
     uint8_t hdr[KR_BATCH_HEADER_MAX];
-    if (s.fd < 0 || fstat(s.fd, &st) < 0 || read_at(s.fd, hdr, KR_SEG_HEADER_BYTES, 0) < 0) {
+    kr_seg_header sh;
+    if (s.fd < 0 || fstat(s.fd, &st) < 0) {
         snprintf(rw->err, sizeof rw->err, "cannot read segment %s: %s", name, strerror(errno));
         goto out;
     }
-    uint64_t b;
-    uint32_t flags;
-    if (kr_seg_header_decode_flags(hdr, &b, &flags) < 0 || b != base) {
+    /* Version 1 (0.1.0's, or compaction's own output) or 2: a header
+     * fits in the batch header buffer either way. */
+    size_t hl = st.st_size < KR_SEG_HEADER_V2_BYTES ? (size_t)st.st_size : KR_SEG_HEADER_V2_BYTES;
+    if (read_at(s.fd, hdr, hl, 0) < 0) {
+        snprintf(rw->err, sizeof rw->err, "cannot read segment %s: %s", name, strerror(errno));
+        goto out;
+    }
+    if (kr_seg_header_decode(hdr, hl, &sh) < 0 || sh.base != base) {
         snprintf(rw->err, sizeof rw->err, "segment %s has a bad header", name);
         goto out;
     }
     s.size = (uint64_t)st.st_size;
     rw->bytes_in += s.size;
-    for (s.pos = KR_SEG_HEADER_BYTES; s.pos < s.size;) {
+    for (s.pos = sh.len; s.pos < s.size;) {
         kr_batch_hdr h;
         size_t avail = s.size - s.pos < sizeof hdr ? (size_t)(s.size - s.pos) : sizeof hdr;
         if (read_at(s.fd, hdr, avail, s.pos) < 0 || kr_batch_header_decode(hdr, avail, &h) < 0 ||
@@ -341,7 +348,8 @@ int kr_compact_rewrite(kr_rewrite *rw)
     uint8_t hdr[KR_SEG_HEADER_BYTES];
     (void)unlinkat(rw->dirfd, tmp, 0);
     o.fd = openat(rw->dirfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
-    kr_seg_header_encode_flags(hdr, rw->bases[0], KR_SEG_F_COMPACTED);
+    /* Version 1 with the flag: segment.h says why no sync record. */
+    kr_seg_header_encode_v1(hdr, rw->bases[0], KR_SEG_F_COMPACTED);
     if (o.fd < 0 || out_put(&o, hdr, sizeof hdr) < 0) {
         snprintf(rw->err, sizeof rw->err, "cannot create %s: %s", tmp, strerror(errno));
         goto out;
@@ -502,11 +510,14 @@ static struct kr_tcompact *state_of(kr_store *s, kr_topic *t)
 }
 
 /* The closed segments a rewrite may take: those wholly below the durable
- * marker, from the first on. @return how many. */
+ * marker whose final sync is done (the loop's stream no longer holds them:
+ * nothing writes, syncs or cuts them again), from the first on.
+ * @return how many. */
 static size_t closed_below_marker(const kr_topic *t)
 {
     size_t n = 0;
-    while (n + 1 < t->n_segs && t->segs[n]->next <= t->marker)
+    while (n + 1 < t->n_segs && t->segs[n]->next <= t->marker &&
+           !kr_stream_holds(t->stream, t->segs[n]->base))
         n++;
     return n;
 }
@@ -535,7 +546,7 @@ static int submit(kr_store *s, kr_topic *t, struct kr_tcompact *tc, size_t i, si
     j->segs = calloc(n, sizeof *j->segs);
     j->bases = calloc(n, sizeof *j->bases);
     j->pinned = calloc(n, sizeof *j->pinned);
-    j->new_seg = kr_segment_new(s->files, t->dir, t->segs[i]->base);
+    j->new_seg = kr_segment_new(s->files, t->dir, t->segs[i]->base, KR_SEG_HEADER_BYTES);
     j->rw.dirfd = open(t->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (j->segs == NULL || j->bases == NULL || j->pinned == NULL || j->new_seg == NULL ||
         j->rw.dirfd < 0) {

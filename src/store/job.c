@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "store/store_int.h"
 #include "store/store_producers.h"
@@ -22,7 +23,8 @@ kr_job *kr_job_new(kr_job_kind kind, kr_topic *t)
         return NULL;
     j->kind = kind;
     j->t = t;
-    j->w = t != NULL ? t->w : NULL;
+    if (kind == KR_JOB_CREATE)
+        j->create.wfd = -1;
     return j;
 }
 
@@ -31,18 +33,25 @@ void kr_job_free(kr_job *j)
     if (j == NULL)
         return;
     switch (j->kind) {
-    case KR_JOB_APPEND:
-        kr_block_unref(j->append.block);
-        free(j->append.meta);
-        kr_segment_free(j->append.new_seg);
+    case KR_JOB_SYNC:
+        for (size_t i = 0; i < j->sync.n; i++)
+            kr_index_free(&j->sync.segs[i].idx);
+        free(j->sync.segs);
         break;
     case KR_JOB_CREATE:
         kr_segment_free(j->create.seg);
+        if (j->create.wfile != NULL) {
+            kr_fdfile_put(j->create.wfile);
+            kr_fdfile_free(j->create.wfile);
+        }
         break;
     case KR_JOB_CHECKPOINT:
         for (size_t i = 0; i < j->checkpoint.n; i++)
             kr_prod_ckpt_free(j->checkpoint.ck[i].prod);
         free(j->checkpoint.ck);
+        for (size_t i = 0; i < j->checkpoint.n_dispose; i++)
+            kr_overlay_free(j->checkpoint.dispose[i]);
+        free(j->checkpoint.dispose);
         break;
     case KR_JOB_LOGGED:
         kr_view_batch_free(j->logged.batch);
@@ -52,13 +61,9 @@ void kr_job_free(kr_job *j)
             free(j->del.paths[i]);
         free(j->del.paths);
         break;
-    case KR_JOB_ROLL:
-        kr_segment_free(j->roll.new_seg);
-        break;
     case KR_JOB_CURSOR:
         free(j->cursor.koffset);
         break;
-    case KR_JOB_BARRIER:
     case KR_JOB_TOPIC_DROP:
         break;
     }

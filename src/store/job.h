@@ -19,62 +19,60 @@
 #include <sys/queue.h>
 
 #include "krappy/protocol.h"
-#include "store/block.h"
+#include "store/index.h"
 #include "store/overlay.h"
 #include "store/store.h"
 
 typedef enum kr_job_kind {
     KR_JOB_CREATE,     /* create a topic's directory and first segment */
-    KR_JOB_BARRIER,    /* nothing: completes after every earlier job */
-    KR_JOB_APPEND,     /* append one stored batch */
-    KR_JOB_CHECKPOINT, /* sync streams, write frozen overlays + markers */
+    KR_JOB_SYNC,       /* make a topic's unsynced segments durable */
+    KR_JOB_CHECKPOINT, /* write frozen overlays + markers into the view */
     KR_JOB_DELETE,     /* unlink retired segment files */
     KR_JOB_CURSOR,     /* persist a group cursor, or drop a group (RocksDB, WAL on) */
     KR_JOB_LOGGED,     /* a RocksDB batch the loop built: WAL on, synced */
-    KR_JOB_TOPIC_DROP, /* DELETE_TOPIC: its directory and every record of it */
-    KR_JOB_ROLL        /* close a quiet active segment (segment_ms) */
+    KR_JOB_TOPIC_DROP  /* DELETE_TOPIC: its directory and every record of it */
 } kr_job_kind;
 
-/* APPEND: one PUBLISH batch. */
-typedef struct kr_job_append {
-    kr_block *block;         /* the stored batch at data[0..len), CRC not yet
-                                filled (the writer seals it); a reference */
-    struct kr_ev_meta *meta; /* per-event facts for the loop's fold (malloc'd,
-                                the loop's: the writer never reads it) */
-    uint64_t base;           /* offset of its first event */
-    uint64_t max_ts;
-    uint32_t count;               /* events */
-    bool sync;                    /* ack "sync": fdatasync before completing */
-    uint64_t segment_bytes;       /* the topic's segment_bytes when queued (0: the
-                                     writer's default) */
-    kr_segment *new_seg;          /* out: the loop's record of a segment the writer
-                                     started for this batch (the loop takes it),
-                                     or NULL */
-    uint64_t seg_base;            /* out: segment it landed in */
-    uint64_t pos;                 /* out: position of its batch header there */
-    struct kr_producer *producer; /* an idempotent producer's PUBLISH
-                                     (held busy until it completes), or
-                                     NULL; the writer never reads it */
-    uint64_t seq;                 /* ... its sequence number */
-} kr_job_append;
+/* One segment of a SYNC job. */
+typedef struct kr_sync_seg {
+    int fd;           /* the loop's read-write descriptor, borrowed: pinned
+                         in the fdcache until the job is back */
+    uint64_t base;    /* the segment */
+    uint64_t bytes;   /* written up to here (a batch end) ... */
+    uint64_t next;    /* ... offsets below this */
+    uint32_t hdr_len; /* KR_SEG_HEADER_V2_BYTES: write its sync record */
+    bool final;       /* closed: synced in full, then BASE.idx left behind */
+    kr_index idx;     /* final: the hints for BASE.idx (the job's) */
+    kr_index_meta im;
+    int err; /* out: errno of the fdatasync that failed, or 0 */
+} kr_sync_seg;
 
-/* ROLL: start a new segment at `next` when the active one holds batches
- * and nothing was appended since the loop asked (segment_ms). */
-typedef struct kr_job_roll {
-    uint64_t next;       /* the topic's next offset when queued */
-    kr_segment *new_seg; /* out: the loop's record of the new segment, or NULL */
-} kr_job_roll;
+/* SYNC: the segments of one topic written since their last sync, oldest
+ * first (a closed segment is always synced before a later one counts). */
+typedef struct kr_job_sync {
+    kr_sync_seg *segs; /* malloc'd, n of them */
+    size_t n;
+    const char *dir; /* the topic directory (the topic's, borrowed): opened
+                        for BASE.idx and its own sync */
+    bool sync_dir;   /* fsync it first: a segment was created since */
+    int dir_err;     /* out: errno of that fsync, or 0 */
+} kr_job_sync;
 
-/* CREATE: a new topic's first segment. */
+/* CREATE: a new topic's directory and first segment, made durable. */
 typedef struct kr_job_create {
-    kr_segment *seg; /* out: the loop's record of the first segment (the
-                        loop takes it), or NULL */
+    const char *dir;   /* DATA/topics/NAME (the topic's, borrowed) */
+    kr_fdcache *files; /* the store's */
+    kr_segment *seg;   /* out: the loop's record of the first segment (its
+                          file read-only, opened when read; the loop takes
+                          it), or NULL */
+    kr_fdfile *wfile;  /* out: the first segment read-write, pinned once
+                          (the loop takes it), or NULL */
+    int wfd;           /* out: wfile's descriptor while that pin lasts */
 } kr_job_create;
 
 /* One topic's part of a checkpoint. */
 typedef struct kr_ckpt_topic {
     kr_topic *t;
-    struct kr_wtopic *w;
     const kr_overlay *ov;      /* frozen: read-only while the job runs */
     uint64_t next;             /* marker to write */
     uint64_t keys;             /* in: live keys before; out: after */
@@ -82,17 +80,25 @@ typedef struct kr_ckpt_topic {
                                   marker (store_producers.h), or NULL */
 } kr_ckpt_topic;
 
-/* CHECKPOINT: the frozen overlays of some topics. */
+/* CHECKPOINT: the frozen overlays of some topics. The loop submits it once
+ * every stream it covers is durable up to its marker (append.h). */
 typedef struct kr_job_checkpoint {
     kr_ckpt_topic *ck; /* malloc'd, n of them */
     size_t n;
-    bool deferred; /* streams synced, the RocksDB half still to run */
+    kr_overlay **dispose; /* malloc'd: overlays to free on the view thread,
+                             n_dispose of them (the loop's no more) */
+    size_t n_dispose;
+    size_t waits;  /* topics whose stream the loop still waits to see synced */
+    bool deferred; /* handed to the view thread */
+    bool reopen;   /* out: RocksDB refused it; reopen the view */
 } kr_job_checkpoint;
 
 /* DELETE: files of retired segments. */
 typedef struct kr_job_delete {
     char **paths; /* malloc'd, each malloc'd */
     size_t n;
+    const char *dir; /* the topic directory (the topic's, borrowed), synced
+                        after the unlinks; NULL: none */
 } kr_job_delete;
 
 /* LOGGED: a batch of view records the loop built (an idempotent
@@ -129,44 +135,41 @@ typedef enum kr_drop_stage {
 } kr_drop_stage;
 
 typedef struct kr_job_topic_drop {
+    const char *dir;     /* DATA/topics/NAME (the topic's, borrowed) */
     kr_drop_stage stage; /* out */
 } kr_job_topic_drop;
 
 struct kr_job {
     kr_job_kind kind;
     kr_topic *t;
-    struct kr_wtopic *w; /* the topic's writer state (allocated by the loop
-                            with the topic; CREATE fills it in) */
-    kr_store_done done;  /* NULL: nobody waits */
+    kr_store_done done; /* NULL: nobody waits */
     void *arg;
     krappy_err err; /* KRAPPY_OK, or KRAPPY_E_STORAGE after kr_job_fail */
     char *msg;      /* with err: the sentence (malloc'd), NULL when even
                        that allocation failed: read it with kr_job_msg */
     TAILQ_ENTRY(kr_job) link;
     union {
-        kr_job_append append;
+        kr_job_sync sync;
         kr_job_create create;
         kr_job_checkpoint checkpoint;
         kr_job_delete del;
         kr_job_cursor cursor;
         kr_job_logged logged;
         kr_job_topic_drop drop;
-        kr_job_roll roll;
     };
 };
 
 TAILQ_HEAD(kr_job_list, kr_job);
 
 /*
- * kr_job_new - a zeroed job of `kind` for topic t (NULL for none), its
- * writer state taken from t.
+ * kr_job_new - a zeroed job of `kind` for topic t (NULL for none).
  * @return the job (the caller's until submitted), or NULL on ENOMEM.
  */
 kr_job *kr_job_new(kr_job_kind kind, kr_topic *t);
 
-/* Free a job and what its kind owns (block reference, meta, a new segment
- * not taken, checkpoint parts and their producers' state, paths, a view
- * batch, message). NULL ok. */
+/* Free a job and what its kind owns (sync parts and their hints, a new
+ * topic's files not taken, checkpoint parts and their producers' state,
+ * paths, a view batch, message). NULL ok. */
 void kr_job_free(kr_job *j);
 
 /*

@@ -19,12 +19,21 @@
  * Through malloc it landed in the heap between the PUBLISH batches, and the
  * heap kept ~90 MB of free pages after the overlays were gone.
  *
+ * Mapping and faulting in a megabyte, or rehashing a table that doubles,
+ * took milliseconds of the loop thread on a virtual machine - every few
+ * thousand new keys, again after each checkpoint. So freed full-size
+ * chunks and mapped tables are kept, up to OV_POOL_BYTES for the whole
+ * process, for the next overlays (whose pages are then already there), and
+ * an overlay made to follow another is sized for as many keys
+ * (kr_overlay_new_sized).
+ *
  * The hash is a wyhash-style multiply-and-fold over the key bytes (after
  * Wang Yi's public-domain wyhash), seeded per overlay from getrandom so that
  * clients cannot pick keys that all land in one probe run.
  */
 #include "store/overlay.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -46,6 +55,12 @@
 #define OV_BIG_RECORD (OV_CHUNK_MAX / 4)
 /* Tables of this many bytes or more are mapped (smaller ones: calloc). */
 #define OV_MAP_TABLE (64u * 1024)
+/* An overlay sized for this many keys or more starts with OV_CHUNK_MAX. */
+#define OV_BIG_START 4096
+/* Freed chunks of OV_CHUNK_MAX and mapped tables kept for reuse, at most
+ * this many bytes in all; and at most this many tables. */
+#define OV_POOL_BYTES  (16u * 1024 * 1024)
+#define OV_POOL_TABLES 4
 
 /* One key's record: its entry (whose pointers point into data) and room
  * for `cap` bytes. */
@@ -78,6 +93,7 @@ struct kr_overlay {
     size_t chunk_bytes; /* allocated for chunks, headers included */
     uint64_t next;      /* highest offset + 1, 0 when empty */
     uint64_t seed;
+    size_t first_span; /* its first chunk's size */
 };
 
 /* ---- hashing ---- */
@@ -178,31 +194,128 @@ static inline uint64_t key_hash(const kr_overlay *ov, const uint8_t *key, size_t
 
 /* ---- the table and the records ---- */
 
-/* Zeroed memory straight from the system, or NULL. */
+/* Zeroed memory straight from the system, or NULL. Its pages are faulted
+ * in at once (MAP_POPULATE): a chunk or table is filled soon after it is
+ * made, and on a virtual machine a page fault apiece - a megabyte every few
+ * thousand new keys, again after every checkpoint - cost more than the
+ * copies into them (a fifth of the loop thread under single-event
+ * PUBLISHes). */
 static void *map_new(size_t bytes)
 {
-    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
+                   -1, 0);
     return p == MAP_FAILED ? NULL : p;
+}
+
+/* ---- the pool of freed chunks and tables (process-wide) ---- */
+
+static struct {
+    pthread_mutex_t mu;
+    chunk *chunks; /* OV_CHUNK_MAX each, linked through next */
+    struct pooled_table {
+        slot *tab;
+        size_t nslots;
+    } tabs[OV_POOL_TABLES];
+    size_t ntabs;
+    size_t bytes;
+} pool = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* Take a pooled chunk (NULL: none). */
+static chunk *pool_chunk(void)
+{
+    pthread_mutex_lock(&pool.mu);
+    chunk *c = pool.chunks;
+    if (c != NULL) {
+        pool.chunks = c->next;
+        pool.bytes -= c->span;
+    }
+    pthread_mutex_unlock(&pool.mu);
+    return c;
+}
+
+/* Keep a chunk for reuse. @return false when the pool is full. */
+static bool pool_keep_chunk(chunk *c)
+{
+    bool kept = false;
+    pthread_mutex_lock(&pool.mu);
+    if (pool.bytes + c->span <= OV_POOL_BYTES) {
+        c->next = pool.chunks;
+        pool.chunks = c;
+        pool.bytes += c->span;
+        kept = true;
+    }
+    pthread_mutex_unlock(&pool.mu);
+    return kept;
+}
+
+/* Take a pooled table of exactly nslots slots (NULL: none), zeroed. */
+static slot *pool_table(size_t nslots)
+{
+    slot *tab = NULL;
+    pthread_mutex_lock(&pool.mu);
+    for (size_t i = 0; i < pool.ntabs; i++) {
+        if (pool.tabs[i].nslots != nslots)
+            continue;
+        tab = pool.tabs[i].tab;
+        pool.bytes -= nslots * sizeof(slot);
+        pool.tabs[i] = pool.tabs[--pool.ntabs];
+        break;
+    }
+    pthread_mutex_unlock(&pool.mu);
+    if (tab != NULL)
+        memset(tab, 0, nslots * sizeof(slot));
+    return tab;
+}
+
+static bool pool_keep_table(slot *tab, size_t nslots)
+{
+    bool kept = false;
+    pthread_mutex_lock(&pool.mu);
+    if (pool.ntabs < OV_POOL_TABLES && pool.bytes + nslots * sizeof(slot) <= OV_POOL_BYTES) {
+        pool.tabs[pool.ntabs++] = (struct pooled_table){tab, nslots};
+        pool.bytes += nslots * sizeof(slot);
+        kept = true;
+    }
+    pthread_mutex_unlock(&pool.mu);
+    return kept;
+}
+
+void kr_overlay_pool_release(void)
+{
+    pthread_mutex_lock(&pool.mu);
+    while (pool.chunks != NULL) {
+        chunk *c = pool.chunks;
+        pool.chunks = c->next;
+        munmap(c, c->span);
+    }
+    for (size_t i = 0; i < pool.ntabs; i++)
+        munmap(pool.tabs[i].tab, pool.tabs[i].nslots * sizeof(slot));
+    pool.ntabs = 0;
+    pool.bytes = 0;
+    pthread_mutex_unlock(&pool.mu);
 }
 
 static slot *table_new(size_t nslots)
 {
-    if (nslots * sizeof(slot) >= OV_MAP_TABLE)
-        return map_new(nslots * sizeof(slot));
-    return calloc(nslots, sizeof(slot));
+    if (nslots * sizeof(slot) < OV_MAP_TABLE)
+        return calloc(nslots, sizeof(slot));
+    slot *tab = pool_table(nslots);
+    return tab != NULL ? tab : map_new(nslots * sizeof(slot));
 }
 
 static void table_free(slot *tab, size_t nslots)
 {
-    if (nslots * sizeof(slot) >= OV_MAP_TABLE)
-        munmap(tab, nslots * sizeof(slot));
-    else
+    if (nslots * sizeof(slot) < OV_MAP_TABLE)
         free(tab);
+    else if (!pool_keep_table(tab, nslots))
+        munmap(tab, nslots * sizeof(slot));
 }
 
 static chunk *chunk_new(size_t span)
 {
-    chunk *c = map_new(span);
+    chunk *c = span == OV_CHUNK_MAX ? pool_chunk() : NULL;
+    if (c == NULL)
+        c = map_new(span);
     if (c != NULL)
         c->span = span;
     return c;
@@ -210,7 +323,8 @@ static chunk *chunk_new(size_t span)
 
 static void chunk_free(chunk *c)
 {
-    munmap(c, c->span);
+    if (c->span != OV_CHUNK_MAX || !pool_keep_chunk(c))
+        munmap(c, c->span);
 }
 
 static size_t chunk_room(const chunk *c)
@@ -220,16 +334,29 @@ static size_t chunk_room(const chunk *c)
 
 kr_overlay *kr_overlay_new(void)
 {
+    return kr_overlay_new_sized(0);
+}
+
+kr_overlay *kr_overlay_new_sized(size_t keys)
+{
     kr_overlay *ov = calloc(1, sizeof *ov);
     if (ov == NULL)
         return NULL;
-    ov->tab = table_new(OV_MIN_SLOTS);
+    /* One that will hold many keys starts with full-size chunks (kept by
+     * the pool, their pages there): no string of small mappings. */
+    ov->first_span = keys >= OV_BIG_START ? OV_CHUNK_MAX : OV_CHUNK_MIN;
+    size_t nslots = OV_MIN_SLOTS;
+    while (nslots < SIZE_MAX / 4 / sizeof(slot) && nslots * OV_LOAD_NUM / OV_LOAD_DEN < keys)
+        nslots *= 2;
+    ov->tab = table_new(nslots);
+    if (ov->tab == NULL && nslots > OV_MIN_SLOTS)
+        ov->tab = table_new(nslots = OV_MIN_SLOTS); /* a hint only */
     if (ov->tab == NULL) {
         free(ov);
         return NULL;
     }
-    ov->nslots = OV_MIN_SLOTS;
-    ov->grow_at = OV_MIN_SLOTS * OV_LOAD_NUM / OV_LOAD_DEN;
+    ov->nslots = nslots;
+    ov->grow_at = nslots * OV_LOAD_NUM / OV_LOAD_DEN;
     if (getrandom(&ov->seed, sizeof ov->seed, GRND_NONBLOCK) != (ssize_t)sizeof ov->seed) {
         /* No entropy yet (early boot): still differs per overlay and run. */
         ov->seed = wy_mix(kr_mono_ns(), (uint64_t)(uintptr_t)ov ^ wy_secret[2]);
@@ -294,7 +421,7 @@ static rec *rec_alloc(kr_overlay *ov, size_t need)
         return r;
     }
     if (c == NULL || chunk_room(c) < size) {
-        size_t span = c == NULL ? OV_CHUNK_MIN : c->span * 2;
+        size_t span = c == NULL ? ov->first_span : c->span * 2;
         while (span - sizeof(chunk) < size)
             span *= 2;
         if (span > OV_CHUNK_MAX)

@@ -46,6 +46,15 @@ typedef struct kr_overlay kr_overlay;
 /* @return a new empty overlay, or NULL on ENOMEM. */
 kr_overlay *kr_overlay_new(void);
 
+/* A new empty overlay whose table holds `keys` keys before it grows (an
+ * overlay that takes over from one that held as many: no rehash as it
+ * fills). @return NULL on ENOMEM. */
+kr_overlay *kr_overlay_new_sized(size_t keys);
+
+/* Give back to the system the memory freed overlays left for later ones
+ * (at most 16 MiB, process-wide; overlay.c). */
+void kr_overlay_pool_release(void);
+
 /* Free the overlay and every record. NULL ok. */
 void kr_overlay_free(kr_overlay *ov);
 

@@ -5,8 +5,20 @@
  * taken as it is (verified on its first read), any other scanned and
  * verified, a torn tail of the last one cut off and synced; the view's
  * marker clamped to the stream; the groups loaded; the events after the
- * marker replayed into a fresh overlay; the writer's state of the topic
- * made from its last segment.
+ * marker replayed into a fresh overlay; the loop's stream state of the
+ * topic (append.h) made from its last segment.
+ *
+ * A torn tail and damage are told apart by the sync record of a version 2
+ * segment (segment.h): bad bytes past it are a write a crash cut short, cut
+ * off; bad bytes below it were durable once - corruption, logged at error
+ * level with the offsets lost, never served, never cut off, and its offsets
+ * never handed out again. A power cut can also leave a last segment that
+ * never became durable: one shorter than its header, or one that follows a
+ * gap (the tail of the segment before it was lost) with nothing of it ever
+ * synced; neither can hold an event acknowledged "sync" (append.h), so it
+ * is removed and the topic recovered again without it. A closed segment
+ * whose sync record does not cover it (a crash came between its roll and
+ * its final sync) is synced now.
  *
  * Every failure says what and where (the path, the offsets, strerror) in
  * err; krappyd then refuses to start with that sentence. Damage that only
@@ -34,7 +46,9 @@
 #include <unistd.h>
 
 #include "proto/cbor.h"
+#include "store/block.h"
 #include "store/checkpoint.h"
+#include "util/io.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -47,8 +61,9 @@ typedef struct recovery {
     uint64_t *bases; /* segment base offsets, ascending */
     size_t n_bases;
     kr_topic *t;
-    uint64_t truncated; /* torn bytes cut off the last segment */
-    uint64_t replayed;  /* events folded into the overlay */
+    uint64_t truncated;     /* torn bytes cut off the last segment */
+    uint64_t replayed;      /* events folded into the overlay */
+    kr_seg_header last_hdr; /* of the last segment scanned */
     char *err;
     size_t errlen;
 } recovery;
@@ -116,7 +131,7 @@ static int list_segments(recovery *r)
         r->bases[r->n_bases++] = b;
     }
     closedir(d);
-    if (rc == 0)
+    if (rc == 0 && r->n_bases > 1) /* qsort takes no NULL, even for nothing */
         qsort(r->bases, r->n_bases, sizeof *r->bases, cmp_u64);
     return rc;
 }
@@ -144,6 +159,9 @@ static bool take_hint(recovery *r, kr_segment *seg, size_t i, uint64_t size)
     seg->next = im.next;
     seg->size = size;
     seg->max_ts = im.max_ts;
+    /* Where its batches start is known for sure once it is read (it is
+     * verified then); the first hint is the first batch. */
+    seg->start = seg->idx.n > 0 ? (uint32_t)seg->idx.e[0].pos : (uint32_t)size;
     return true;
 }
 
@@ -158,6 +176,62 @@ static void log_damage(recovery *r, const char *sname, const kr_seg_scan *scan, 
     if (scan->torn && !last)
         kr_log(KR_LOG_ERROR, "bad bytes at the end of a closed segment are not served",
                KR_LOG_STR("topic", r->name), KR_LOG_STR("segment", sname));
+}
+
+/*
+ * The last segment's bad tail lies below its sync record: that is damage,
+ * not a torn write. The stretch from the bad bytes to the sync point is
+ * recorded as corrupt (never served), the segment continues after it, and
+ * only what lies past the sync point is cut off. @return 0, or -1.
+ */
+static int damage_below_sync(recovery *r, kr_segment *seg, kr_seg_scan *scan, const char *sname)
+{
+    uint64_t end = scan->hdr.synced < scan->file_len ? scan->hdr.synced : scan->file_len;
+    if (seg->n_corrupt >= KR_SEG_MAX_CORRUPT)
+        return fail(r,
+                    "segment %s/%s is damaged in more places than can be recorded; move it away "
+                    "to start without it",
+                    r->dir, sname);
+    seg->corrupt[seg->n_corrupt++] = (kr_corrupt){
+        .pos = scan->good_end, .end = end, .first = scan->next, .next = scan->hdr.synced_next};
+    kr_log(KR_LOG_ERROR,
+           "corrupt data below the segment's sync point (events acknowledged as durable); they "
+           "will not be served and their offsets are not used again",
+           KR_LOG_STR("topic", r->name), KR_LOG_STR("segment", sname),
+           KR_LOG_U64("first", scan->next), KR_LOG_U64("next", scan->hdr.synced_next),
+           KR_LOG_U64("position", scan->good_end), KR_LOG_U64("synced_bytes", scan->hdr.synced));
+    seg->next = scan->hdr.synced_next;
+    seg->size = end;
+    scan->good_end = end; /* cut only what lies past the sync point */
+    scan->torn = end < scan->file_len;
+    return 0;
+}
+
+/*
+ * A closed version 2 segment whose sync record does not say it is durable
+ * to its end (a crash came between its roll and its final sync): sync it
+ * now, and its record, so the streams behind a checkpoint are durable.
+ * @return 0, or -1.
+ */
+static int sync_closed(recovery *r, const kr_seg_scan *scan, const char *sname)
+{
+    if (scan->hdr.version < 2 ||
+        (scan->hdr.has_sync && scan->hdr.synced == scan->good_end && !scan->torn))
+        return 0;
+    int fd = openat(r->dirfd, sname, O_WRONLY | O_CLOEXEC);
+    uint8_t rec[KR_SEG_SYNC_BYTES];
+    kr_seg_sync_encode(rec, scan->good_end, scan->next);
+    if (fd < 0 || fdatasync(fd) < 0 || kr_pwrite_all(fd, rec, sizeof rec, KR_SEG_SYNC_AT) < 0 ||
+        fdatasync(fd) < 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return fail(r, "cannot sync segment %s/%s: %s", r->dir, sname, strerror(e));
+    }
+    close(fd);
+    kr_log(KR_LOG_INFO, "a closed segment was synced at start-up", KR_LOG_STR("topic", r->name),
+           KR_LOG_STR("segment", sname));
+    return 0;
 }
 
 /*
@@ -198,6 +272,7 @@ static int scan_segment(recovery *r, kr_segment *seg, int fd, size_t i, const ch
     if (kr_seg_scan_fd(fd, &scan, scan_hint, seg) < 0)
         return fail(r, "segment %s/%s is unreadable (%s); move it away to start without it", r->dir,
                     sname, errno == EINVAL ? "bad header" : strerror(errno));
+    seg->start = scan.hdr.len;
     seg->next = scan.next;
     seg->size = scan.good_end;
     seg->max_ts = scan.max_ts;
@@ -211,12 +286,18 @@ static int scan_segment(recovery *r, kr_segment *seg, int fd, size_t i, const ch
     seg->n_corrupt = scan.n_corrupt;
     memcpy(seg->corrupt, scan.corrupt, sizeof scan.corrupt);
     log_damage(r, sname, &scan, last);
+    r->last_hdr = scan.hdr;
+    if (last && scan.hdr.has_sync && scan.good_end < scan.hdr.synced &&
+        damage_below_sync(r, seg, &scan, sname) < 0)
+        return -1;
     if (scan.torn && last) {
         r->truncated = scan.file_len - scan.good_end;
         if (ftruncate(fd, (off_t)scan.good_end) < 0 || fdatasync(fd) < 0)
             return fail(r, "cannot cut the torn tail of %s/%s at byte %llu: %s", r->dir, sname,
                         (unsigned long long)scan.good_end, strerror(errno));
     }
+    if (!last && sync_closed(r, &scan, sname) < 0)
+        return -1;
     if (!last && scan.next != r->bases[i + 1] && !scan.compacted)
         kr_log(KR_LOG_ERROR, "offsets missing between segments", KR_LOG_STR("topic", r->name),
                KR_LOG_STR("segment", sname), KR_LOG_U64("first", scan.next),
@@ -224,8 +305,37 @@ static int scan_segment(recovery *r, kr_segment *seg, int fd, size_t i, const ch
     return 0;
 }
 
+/*
+ * A last segment a power cut left without a durable header (shorter than
+ * one): it never held anything synced. Remove it.
+ * @return 1 when removed, 0 when it is not such a file, -1 on failure.
+ */
+static int drop_headless(recovery *r, const struct stat *st, const char *sname)
+{
+    uint8_t hb[KR_SEG_HEADER_V2_BYTES];
+    kr_seg_header h;
+    if (st->st_size >= KR_SEG_HEADER_V2_BYTES)
+        return 0;
+    int fd = openat(r->dirfd, sname, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return fail(r, "cannot open %s/%s: %s", r->dir, sname, strerror(errno));
+    ssize_t got = pread(fd, hb, (size_t)st->st_size, 0);
+    close(fd);
+    if (got == st->st_size && kr_seg_header_decode(hb, (size_t)got, &h) == 0)
+        return 0; /* a good (version 1) header: an empty segment */
+    if (unlinkat(r->dirfd, sname, 0) < 0)
+        return fail(r, "cannot remove the headless segment %s/%s: %s", r->dir, sname,
+                    strerror(errno));
+    kr_log(KR_LOG_WARN, "a segment a power cut left without its header was removed",
+           KR_LOG_STR("topic", r->name), KR_LOG_STR("segment", sname),
+           KR_LOG_U64("bytes", (uint64_t)st->st_size));
+    return 1;
+}
+
 /* Learn what segment i holds: from its index hint without opening it, or
- * by a scan (the last one opened read-write: its torn tail is cut). */
+ * by a scan (the last one opened read-write: its torn tail is cut).
+ * @return 0; 1 when it was removed (recover the topic again); -1 on
+ * failure. */
 static int recover_segment(recovery *r, size_t i)
 {
     char sname[KR_SEG_NAME_BYTES];
@@ -234,7 +344,10 @@ static int recover_segment(recovery *r, size_t i)
     struct stat st;
     if (fstatat(r->dirfd, sname, &st, 0) < 0)
         return fail(r, "cannot open %s/%s: %s", r->dir, sname, strerror(errno));
-    kr_segment *seg = kr_segment_new(r->s->files, r->t->dir, r->bases[i]);
+    int dropped = last ? drop_headless(r, &st, sname) : 0;
+    if (dropped != 0)
+        return dropped;
+    kr_segment *seg = kr_segment_new(r->s->files, r->t->dir, r->bases[i], KR_SEG_HEADER_BYTES);
     if (seg == NULL || kr_topic_add_segment(r->t, seg) < 0) {
         kr_segment_free(seg);
         return fail(r, "out of memory opening %s/%s", r->dir, sname);
@@ -420,6 +533,8 @@ static int replay_checkpoint(recovery *r, int fd, uint64_t next)
 static int replay_segment(recovery *r, kr_segment *seg, int fd, uint64_t from)
 {
     uint64_t pos = kr_index_find(&seg->idx, from);
+    if (pos < seg->start)
+        pos = seg->start;
     while (pos + KR_BATCH_HEADER_BYTES <= seg->size) {
         uint8_t hb[KR_BATCH_HEADER_MAX];
         kr_batch_hdr h;
@@ -474,26 +589,53 @@ static int replay(recovery *r, uint64_t from)
 /* ---- the writer's state ---- */
 
 /*
- * The writer appends to the last segment through a read-write file of its
- * own (the loop reads it through its record's). The writer's index starts
- * with the hints of what is already there, or the index it leaves behind
- * when it rolls would only cover what comes after this start.
+ * The loop appends to the last segment through a read-write file of the
+ * store's fdcache, its stream's (it reads it through its record's).
+ * Everything recovered is durable now (a torn tail was cut and synced,
+ * closed segments were synced): the stream starts fully synced.
  */
-static int writer_state(recovery *r)
+static int stream_state(recovery *r)
 {
     kr_topic *t = r->t;
     kr_segment *ls = t->segs[t->n_segs - 1];
     char sname[KR_SEG_NAME_BYTES];
     kr_seg_name(sname, ls->base);
     kr_fdfile *wf = kr_fdfile_new(r->s->files, t->dir, sname, O_RDWR);
-    t->w =
-        wf ? kr_wtopic_new(r->s->files, t->dir, wf, ls->base, ls->size, t->next, ls->max_ts) : NULL;
-    if (t->w == NULL) {
+    t->stream = wf != NULL ? kr_stream_new(t) : NULL;
+    if (t->stream == NULL ||
+        kr_stream_attach(t->stream, wf, ls->base, ls->start, ls->size, t->next) < 0) {
         kr_fdfile_free(wf);
         return fail(r, "out of memory recovering topic %s", r->name);
     }
-    (void)kr_index_copy(&t->w->idx, &ls->idx); /* a hint: without it, a scan next time */
     return 0;
+}
+
+/*
+ * A last segment that follows a gap - the tail of the segment before it was
+ * lost to a power cut - and whose sync record says nothing of it was ever
+ * synced holds nothing acknowledged "sync" (a sync of it would have synced
+ * the one before in full first): remove it, so that the stream goes on
+ * without a gap. @return 1 when removed, 0 when not such a segment, -1.
+ */
+static int drop_after_gap(recovery *r)
+{
+    kr_topic *t = r->t;
+    if (t->n_segs < 2)
+        return 0;
+    kr_segment *ls = t->segs[t->n_segs - 1], *prev = t->segs[t->n_segs - 2];
+    if (prev->next >= ls->base || !r->last_hdr.has_sync ||
+        r->last_hdr.synced != KR_SEG_HEADER_V2_BYTES)
+        return 0;
+    char sname[KR_SEG_NAME_BYTES];
+    kr_seg_name(sname, ls->base);
+    if (unlinkat(r->dirfd, sname, 0) < 0)
+        return fail(r, "cannot remove segment %s/%s: %s", r->dir, sname, strerror(errno));
+    kr_log(KR_LOG_WARN,
+           "the last segment followed offsets a power cut lost and held nothing synced; it was "
+           "removed and its offsets will be used again",
+           KR_LOG_STR("topic", r->name), KR_LOG_STR("segment", sname),
+           KR_LOG_U64("first", prev->next), KR_LOG_U64("lost_next", ls->next));
+    return 1;
 }
 
 static void log_recovered(const recovery *r)
@@ -507,13 +649,19 @@ static void log_recovered(const recovery *r)
 
 /* ---- topics ---- */
 
-/* Everything of one topic but its insertion into the table. */
+/* Everything of one topic but its insertion into the table. @return 0; 1
+ * when a segment was removed (recover the topic again); -1. */
 static int recover_steps(recovery *r)
 {
     kr_store *s = r->s;
-    for (size_t i = 0; i < r->n_bases; i++)
-        if (recover_segment(r, i) < 0)
-            return -1;
+    for (size_t i = 0; i < r->n_bases; i++) {
+        int rc = recover_segment(r, i);
+        if (rc != 0)
+            return rc;
+    }
+    int rc = drop_after_gap(r);
+    if (rc != 0)
+        return rc;
     kr_topic *t = r->t;
     for (size_t i = 0; i < t->n_segs; i++)
         t->bytes += t->segs[i]->size;
@@ -528,7 +676,7 @@ static int recover_steps(recovery *r)
         kr_store_producers_load(s, t, r->err, r->errlen) < 0 || replay(r, t->marker) < 0)
         return -1;
     kr_counter_add(s->m_replayed, r->replayed);
-    return writer_state(r);
+    return stream_state(r);
 }
 
 static int recover_topic(kr_store *s, const char *name, char *err, size_t errlen)
@@ -545,21 +693,39 @@ static int recover_topic(kr_store *s, const char *name, char *err, size_t errlen
         fail(&r, "cannot open topic directory %s: %s", r.dir, strerror(errno));
         goto out;
     }
-    if (list_segments(&r) < 0)
-        goto out;
-    if (r.n_bases == 0) {
-        /* Creation never finished (no PRODUCER_REGISTER was answered). */
-        kr_log(KR_LOG_WARN, "topic directory without segments ignored", KR_LOG_STR("topic", name));
-        rc = 0;
-        goto out;
+    for (int attempt = 0;; attempt++) {
+        if (list_segments(&r) < 0)
+            goto out;
+        if (r.n_bases == 0) {
+            /* Creation never finished (no PRODUCER_REGISTER was answered). */
+            kr_log(KR_LOG_WARN, "topic directory without segments ignored",
+                   KR_LOG_STR("topic", name));
+            rc = 0;
+            goto out;
+        }
+        r.t = kr_store_topic_new(s, (const uint8_t *)name, strlen(name));
+        if (r.t == NULL) {
+            fail(&r, "out of memory recovering topic %s", name);
+            goto out;
+        }
+        int steps = recover_steps(&r);
+        if (steps < 0)
+            goto out;
+        if (steps == 0)
+            break;
+        /* A segment a power cut left behind was removed: again without it
+         * (the one before it is the last now, with a torn tail maybe). */
+        kr_store_topic_free(r.t);
+        r.t = NULL;
+        free(r.bases);
+        r.bases = NULL;
+        r.n_bases = 0;
+        r.truncated = r.replayed = 0;
+        if (attempt == 2) {
+            fail(&r, "the segments of topic %s keep changing while they are recovered", name);
+            goto out;
+        }
     }
-    r.t = kr_store_topic_new(s, (const uint8_t *)name, strlen(name));
-    if (r.t == NULL) {
-        fail(&r, "out of memory recovering topic %s", name);
-        goto out;
-    }
-    if (recover_steps(&r) < 0)
-        goto out;
     log_recovered(&r);
     if (kr_store_topic_insert(s, r.t) < 0) {
         fail(&r, "out of memory adding topic %s", name);

@@ -52,16 +52,13 @@ int kr_seg_parse_name(const char *name, uint64_t *base)
 
 /* ---- segment header ---- */
 
-void kr_seg_header_encode(uint8_t out[KR_SEG_HEADER_BYTES], uint64_t base)
-{
-    kr_seg_header_encode_flags(out, base, 0);
-}
-
-void kr_seg_header_encode_flags(uint8_t out[KR_SEG_HEADER_BYTES], uint64_t base, uint32_t flags)
+/* The fixed part: magic, version, length, base, CRC, flags. */
+static void header_fixed(uint8_t out[KR_SEG_HEADER_BYTES], uint32_t version, uint32_t len,
+                         uint64_t base, uint32_t flags)
 {
     memcpy(out, KR_SEG_MAGIC, 8);
-    kr_put_be32(out + 8, KR_SEG_VERSION);
-    kr_put_be32(out + 12, KR_SEG_HEADER_BYTES);
+    kr_put_be32(out + 8, version);
+    kr_put_be32(out + 12, len);
     kr_put_be64(out + 16, base);
     /* The CRC covers bytes 0..23 only: a segment of 0.1.0 (flags 0) keeps
      * its header byte for byte. */
@@ -69,22 +66,47 @@ void kr_seg_header_encode_flags(uint8_t out[KR_SEG_HEADER_BYTES], uint64_t base,
     kr_put_be32(out + 28, flags);
 }
 
-int kr_seg_header_decode(const uint8_t in[KR_SEG_HEADER_BYTES], uint64_t *base)
+void kr_seg_header_encode_v1(uint8_t out[KR_SEG_HEADER_BYTES], uint64_t base, uint32_t flags)
 {
-    uint32_t flags;
-    return kr_seg_header_decode_flags(in, base, &flags);
+    header_fixed(out, 1, KR_SEG_HEADER_BYTES, base, flags);
 }
 
-int kr_seg_header_decode_flags(const uint8_t in[KR_SEG_HEADER_BYTES], uint64_t *base,
-                               uint32_t *flags)
+void kr_seg_sync_encode(uint8_t out[KR_SEG_SYNC_BYTES], uint64_t synced, uint64_t next)
 {
-    if (memcmp(in, KR_SEG_MAGIC, 8) != 0 || kr_get_be32(in + 8) != KR_SEG_VERSION ||
-        kr_get_be32(in + 12) != KR_SEG_HEADER_BYTES ||
+    kr_put_be64(out, synced);
+    kr_put_be64(out + 8, next);
+    kr_put_be32(out + 16, kr_crc32c(0, out, 16));
+    kr_put_be32(out + 20, 0);
+}
+
+void kr_seg_header_encode(uint8_t out[KR_SEG_HEADER_V2_BYTES], uint64_t base)
+{
+    header_fixed(out, KR_SEG_VERSION, KR_SEG_HEADER_V2_BYTES, base, 0);
+    kr_seg_sync_encode(out + KR_SEG_SYNC_AT, KR_SEG_HEADER_V2_BYTES, base);
+    memset(out + KR_SEG_SYNC_AT + KR_SEG_SYNC_BYTES, 0,
+           KR_SEG_HEADER_V2_BYTES - KR_SEG_SYNC_AT - KR_SEG_SYNC_BYTES);
+}
+
+int kr_seg_header_decode(const uint8_t *in, size_t len, kr_seg_header *h)
+{
+    memset(h, 0, sizeof *h);
+    if (len < KR_SEG_HEADER_BYTES || memcmp(in, KR_SEG_MAGIC, 8) != 0 ||
         kr_get_be32(in + 24) != kr_crc32c(0, in, 24) ||
         (kr_get_be32(in + 28) & ~(uint32_t)KR_SEG_F_ALL) != 0)
         return -1;
-    *base = kr_get_be64(in + 16);
-    *flags = kr_get_be32(in + 28);
+    h->version = kr_get_be32(in + 8);
+    h->len = kr_get_be32(in + 12);
+    h->base = kr_get_be64(in + 16);
+    h->flags = kr_get_be32(in + 28);
+    if (h->version == 1)
+        return h->len == KR_SEG_HEADER_BYTES ? 0 : -1;
+    if (h->version != 2 || h->len != KR_SEG_HEADER_V2_BYTES || len < KR_SEG_HEADER_V2_BYTES)
+        return -1;
+    const uint8_t *r = in + KR_SEG_SYNC_AT;
+    h->synced = kr_get_be64(r);
+    h->synced_next = kr_get_be64(r + 8);
+    h->has_sync = kr_get_be32(r + 16) == kr_crc32c(0, r, 16) && kr_get_be32(r + 20) == 0 &&
+                  h->synced >= KR_SEG_HEADER_V2_BYTES && h->synced_next >= h->base;
     return 0;
 }
 
@@ -433,19 +455,20 @@ int kr_seg_scan_fd(int fd, kr_seg_scan *out, kr_seg_batch_cb cb, void *arg)
     if (r.win == NULL)
         return -1;
 
-    const uint8_t *b = rd_get(&r, 0, KR_SEG_HEADER_BYTES);
+    size_t hlen = r.file_len < KR_SEG_HEADER_V2_BYTES ? (size_t)r.file_len : KR_SEG_HEADER_V2_BYTES;
+    const uint8_t *b = rd_get(&r, 0, hlen);
     if (b == NULL)
         goto fail;
-    uint32_t flags;
-    if (kr_seg_header_decode_flags(b, &out->base, &flags) < 0) {
+    if (kr_seg_header_decode(b, hlen, &out->hdr) < 0) {
         errno = EINVAL;
         goto fail;
     }
-    out->compacted = (flags & KR_SEG_F_COMPACTED) != 0;
+    out->base = out->hdr.base;
+    out->compacted = (out->hdr.flags & KR_SEG_F_COMPACTED) != 0;
     out->file_len = r.file_len;
     out->next = out->base;
 
-    uint64_t pos = KR_SEG_HEADER_BYTES;
+    uint64_t pos = out->hdr.len;
     while (pos < r.file_len) {
         kr_batch_hdr h;
         int ok = batch_at(&r, pos, out->next, out->compacted ? BASE_FROM : BASE_EXACT, &h);

@@ -6,16 +6,26 @@
  * A topic's stream is a sequence of segment files in its directory, each named
  * by its base offset (20 decimal digits, ".seg"). A segment is:
  *
- *   segment header (32 bytes)
+ *   segment header (64 bytes; 32 in version 1)
  *     0  magic "KRAPPYSG"                       8 bytes
- *     8  format version u32 BE (1)
- *    12  header length u32 BE (32)
+ *     8  format version u32 BE (2; 1 for segments written by krappy 0.1.0)
+ *    12  header length u32 BE (64; 32 in version 1)
  *    16  base offset u64 BE (first offset stored in this file)
  *    24  CRC32C u32 BE of bytes 0..23
  *    28  flags u32 BE: 0, or KR_SEG_F_COMPACTED (1) for a segment that
  *        compaction rewrote: its batches keep their offsets, but offsets
  *        between them may be missing (removed events), and it covers
- *        every offset up to the next segment's base
+ *        every offset up to the next segment's base. Compaction writes
+ *        its output with a version 1 header: the file is fdatasync'd whole
+ *        before its rename makes it the segment, so a sync record would
+ *        only ever say "all of it" (a damaged tail is cut as in 0.1.0's)
+ *   version 2 only: the sync record, the one part of a segment ever
+ *   overwritten (pwritten after each fdatasync that covered more of it):
+ *    32  synced bytes u64 BE (the file is durable up to this position: the
+ *        end of a batch, or 64 when nothing was synced past the header)
+ *    40  synced next u64 BE (the offset after the last event below it)
+ *    48  CRC32C u32 BE of bytes 32..47
+ *    52  zero, 12 bytes
  *   then batches, back to back, each a header in one of two versions and
  *   its payload:
  *   batch header, version 1 (32 bytes): a batch of no idempotent producer
@@ -42,12 +52,17 @@
  *
  * Plain batches keep version 1: 32 bytes more on each single-event
  * PUBLISH would cost a fifth more disk and writer bandwidth for events of
- * ~130 bytes (docs/BENCHMARKS.md), and a stream no idempotent producer
- * wrote to stays readable by 0.1.0. Readers take both versions anywhere in
- * a segment; the header's length follows from its magic.
+ * ~130 bytes (docs/BENCHMARKS.md). Readers take both versions anywhere in
+ * a segment of either version; the header's length follows from its magic.
  *
  * A PUBLISH is one batch, so a torn write loses a whole PUBLISH, never half.
  * All integers are big-endian. Nothing here allocates per event.
+ *
+ * The sync record tells a torn tail from damage: bytes past it may be a
+ * write a crash cut short (cut off at start-up), bytes below it were
+ * durable, so a bad batch there is corruption - reported, never served, and
+ * its offsets never handed out again. A record whose CRC does not match is
+ * ignored (the segment is then judged as a version 1 one).
  */
 #ifndef KR_STORE_SEGMENT_H
 #define KR_STORE_SEGMENT_H
@@ -56,11 +71,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KR_SEG_MAGIC        "KRAPPYSG"
-#define KR_SEG_VERSION      1
+#define KR_SEG_MAGIC   "KRAPPYSG"
+#define KR_SEG_VERSION 2 /* written by this version */
+/* The fixed part of every segment header (all of a version 1 header): the
+ * smallest position a batch can start at. */
 #define KR_SEG_HEADER_BYTES 32
-#define KR_BATCH_MAGIC      0x4B524231u /* "KRB1" */
-#define KR_BATCH_MAGIC_V2   0x4B524232u /* "KRB2" */
+/* A version 2 header, sync record included, and the record's place. */
+#define KR_SEG_HEADER_V2_BYTES 64
+#define KR_SEG_SYNC_AT         32
+#define KR_SEG_SYNC_BYTES      24
+#define KR_BATCH_MAGIC         0x4B524231u /* "KRB1" */
+#define KR_BATCH_MAGIC_V2      0x4B524232u /* "KRB2" */
 /* A version 1 header: the shortest. Readers fetch KR_BATCH_HEADER_MAX
  * bytes (or what the file has left) and learn the length from the magic. */
 #define KR_BATCH_HEADER_BYTES 32
@@ -97,17 +118,38 @@ void kr_seg_name(char out[KR_SEG_NAME_BYTES], uint64_t base);
 /* Parse a segment file name. @return 0 and *base, or -1 if not one. */
 int kr_seg_parse_name(const char *name, uint64_t *base);
 
-/* Encode a segment header for base offset `base` (flags 0), or with flags
- * (KR_SEG_F_*). */
-void kr_seg_header_encode(uint8_t out[KR_SEG_HEADER_BYTES], uint64_t base);
-void kr_seg_header_encode_flags(uint8_t out[KR_SEG_HEADER_BYTES], uint64_t base, uint32_t flags);
+/* What a segment header says. */
+typedef struct kr_seg_header {
+    uint32_t version;
+    uint32_t len;                 /* header length: where the first batch starts */
+    uint32_t flags;               /* KR_SEG_F_* */
+    uint64_t base;                /* first offset */
+    bool has_sync;                /* version 2 with a sync record whose CRC matches */
+    uint64_t synced, synced_next; /* the record (has_sync) */
+} kr_seg_header;
 
-/* Check a segment header. @return 0 and *base (and *flags); -1 when magic,
- * version, length or CRC is wrong, or a flag unknown to this version is
- * set. */
-int kr_seg_header_decode(const uint8_t in[KR_SEG_HEADER_BYTES], uint64_t *base);
-int kr_seg_header_decode_flags(const uint8_t in[KR_SEG_HEADER_BYTES], uint64_t *base,
-                               uint32_t *flags);
+/* Encode a version 2 segment header for base offset `base`, its sync
+ * record saying nothing is synced past the header (64, base). */
+void kr_seg_header_encode(uint8_t out[KR_SEG_HEADER_V2_BYTES], uint64_t base);
+
+/* Encode a version 1 header, as krappy 0.1.0 wrote them (flags 0: tests
+ * make old data directories with it) and as compaction writes its output
+ * (flags KR_SEG_F_COMPACTED). */
+void kr_seg_header_encode_v1(uint8_t out[KR_SEG_HEADER_BYTES], uint64_t base, uint32_t flags);
+
+/* Encode a sync record: the segment is durable up to byte `synced`, the
+ * offsets below `next` included. */
+void kr_seg_sync_encode(uint8_t out[KR_SEG_SYNC_BYTES], uint64_t synced, uint64_t next);
+
+/*
+ * kr_seg_header_decode - check the header at the start of a segment file.
+ * @param in   the file's first `len` bytes (64 or more cover any header)
+ * @return 0 and *h; -1 when the file is too short for its header, or when
+ *         magic, version, length or CRC is wrong, or a flag unknown to
+ *         this version is set. A version 2 sync record that does not
+ *         check out leaves has_sync false (the header itself is good).
+ */
+int kr_seg_header_decode(const uint8_t *in, size_t len, kr_seg_header *h);
 
 /* The length of the header h encodes to: 64 when it needs version 2 (a
  * producer or a Raft index), else 32. */
@@ -123,9 +165,9 @@ uint32_t kr_batch_header_encode(uint8_t *out, const kr_batch_hdr *h, const void 
 
 /*
  * kr_batch_header_put, kr_batch_seal - the same in two steps, for a batch
- * whose payload follows its header in one buffer: the loop puts the header
- * as it encodes (CRC left zero), the storage writer seals the batch (fills
- * the CRC) off the loop thread, just before writing it.
+ * whose payload follows its header in one buffer: the header is put as the
+ * batch is encoded (CRC left zero), and the batch sealed (its CRC filled)
+ * once its payload is complete.
  * @param batch  header then payload (kr_batch_seal reads the version and
  *               the payload length from the header)
  * @return (put) the header's length
@@ -174,6 +216,7 @@ typedef struct kr_corrupt {
 
 /* What kr_seg_scan learnt of one segment file. */
 typedef struct kr_seg_scan {
+    kr_seg_header hdr; /* its header */
     uint64_t base;     /* from the header */
     uint64_t next;     /* offset after the last good batch */
     uint64_t good_end; /* file position after the last good batch */

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "util/clock.h"
@@ -119,13 +120,13 @@ void kr_store_topic_free(kr_topic *t)
     if (t == NULL)
         return;
     kr_store_groups_free(t);
+    kr_stream_free(t->stream); /* its pins on the segment files first */
     for (size_t i = 0; i < t->n_segs; i++)
         kr_segment_free(t->segs[i]);
     free(t->segs);
     kr_overlay_free(t->active);
     kr_overlay_free(t->frozen);
     kr_overlay_free(t->readcache);
-    kr_wtopic_free(t->w);
     kr_compact_topic_free(t);
     kr_store_producers_topic_free(t);
     free(t->dir);
@@ -155,8 +156,9 @@ uint64_t kr_topic_keys(const kr_topic *t)
     return t->keys;
 }
 
-kr_segment *kr_segment_new(kr_fdcache *files, const char *dir, uint64_t base)
+kr_segment *kr_segment_new(kr_fdcache *files, const char *dir, uint64_t base, uint32_t start)
 {
+    static uint64_t last_id; /* segments are made on three threads */
     kr_segment *seg = calloc(1, sizeof *seg);
     if (seg == NULL)
         return NULL;
@@ -167,21 +169,29 @@ kr_segment *kr_segment_new(kr_fdcache *files, const char *dir, uint64_t base)
         free(seg);
         return NULL;
     }
+    seg->id = __atomic_add_fetch(&last_id, 1, __ATOMIC_RELAXED);
     seg->base = seg->next = base;
-    seg->size = KR_SEG_HEADER_BYTES;
+    seg->size = seg->start = start;
     return seg;
+}
+
+int kr_topic_reserve_segment(kr_topic *t)
+{
+    if (t->n_segs < t->cap_segs)
+        return 0;
+    size_t cap = t->cap_segs ? t->cap_segs * 2 : 8;
+    kr_segment **n = realloc(t->segs, cap * sizeof *n);
+    if (n == NULL)
+        return -1;
+    t->segs = n;
+    t->cap_segs = cap;
+    return 0;
 }
 
 int kr_topic_add_segment(kr_topic *t, kr_segment *seg)
 {
-    if (t->n_segs == t->cap_segs) {
-        size_t cap = t->cap_segs ? t->cap_segs * 2 : 8;
-        kr_segment **n = realloc(t->segs, cap * sizeof *n);
-        if (n == NULL)
-            return -1;
-        t->segs = n;
-        t->cap_segs = cap;
-    }
+    if (kr_topic_reserve_segment(t) < 0)
+        return -1;
     t->segs[t->n_segs++] = seg;
     return 0;
 }
@@ -201,26 +211,30 @@ void kr_store_recount_active(kr_store *s)
 static void finish_create(kr_store *s, kr_job *j)
 {
     kr_topic *t = j->t;
+    kr_job_create *c = &j->create;
     kr_store_result res = {.err = j->err};
     if (j->err != KRAPPY_OK) {
         t->failed = true;
         snprintf(res.msg, sizeof res.msg, "%s", kr_job_msg(j));
         kr_log(KR_LOG_ERROR, "cannot create topic", KR_LOG_STR("topic", t->name),
                KR_LOG_STR("reason", kr_job_msg(j)));
+    } else if (kr_topic_reserve_segment(t) < 0 ||
+               kr_stream_attach(t->stream, c->wfile, 0, c->seg->start, c->seg->size, 0) < 0) {
+        t->failed = true;
+        res.err = KRAPPY_E_STORAGE;
+        snprintf(res.msg, sizeof res.msg, "out of memory creating the topic");
     } else {
-        if (kr_topic_add_segment(t, j->create.seg) < 0) {
-            t->failed = true;
-            res.err = KRAPPY_E_STORAGE;
-            snprintf(res.msg, sizeof res.msg, "out of memory creating the topic");
-        } else {
-            j->create.seg = NULL;
-            t->bytes = KR_SEG_HEADER_BYTES;
-            t->ready = true;
-            kr_log(KR_LOG_INFO, "topic created", KR_LOG_STR("topic", t->name));
-        }
+        kr_fdfile_put(c->wfile); /* synced: the cache may close it until the first write */
+        c->wfile = NULL;         /* the stream's now */
+        c->wfd = -1;
+        (void)kr_topic_add_segment(t, c->seg); /* reserved */
+        t->bytes = c->seg->size;
+        c->seg = NULL;
+        t->ready = true;
+        kr_log(KR_LOG_INFO, "topic created", KR_LOG_STR("topic", t->name));
     }
+    kr_stream_created(s, t->stream, t->ready);
     res.first = t->next;
-    (void)s;
     if (j->done != NULL)
         j->done(j->arg, &res);
 }
@@ -230,7 +244,8 @@ static void finish_create(kr_store *s, kr_job *j)
  * age limit of a topic whose cleanup includes "delete". The loop forgets
  * them at once (replies in flight hold their own file handles); the writer
  * unlinks the files. A segment being compacted stops it: its rewrite would
- * bring the file back.
+ * bring the file back; so does one whose final sync is still to come: it
+ * would leave a BASE.idx behind after the deletion.
  */
 void kr_store_retention(kr_store *s, kr_topic *t)
 {
@@ -244,8 +259,9 @@ void kr_store_retention(kr_store *s, kr_topic *t)
     uint64_t bytes = t->bytes;
     while (drop + 1 < t->n_segs) {
         kr_segment *seg = t->segs[drop];
-        if (seg->next > t->marker || seg->compacting)
-            break; /* the view does not hold these events yet, or being rewritten */
+        if (seg->next > t->marker || seg->compacting || kr_stream_holds(t->stream, seg->base))
+            break; /* the view does not hold these events yet, being rewritten, or its
+                      final sync (which leaves BASE.idx behind) is still to come */
         bool over_size = max_bytes && bytes > max_bytes;
         bool too_old = max_ms && seg->max_ts + max_ms < now;
         if (!over_size && !too_old)
@@ -264,10 +280,12 @@ void kr_store_retention(kr_store *s, kr_topic *t)
     for (size_t i = 0; ok && i < drop; i++) {
         char name[KR_SEG_NAME_BYTES];
         kr_seg_name(name, t->segs[i]->base);
-        ok = (paths[j->del.n++] = kr_store_path(t->w->dir, name)) != NULL;
+        ok = (paths[j->del.n++] = kr_store_path(t->dir, name)) != NULL;
         kr_index_file_name(name, t->segs[i]->base);
-        ok = ok && (paths[j->del.n++] = kr_store_path(t->w->dir, name)) != NULL;
+        ok = ok && (paths[j->del.n++] = kr_store_path(t->dir, name)) != NULL;
     }
+    if (ok)
+        j->del.dir = t->dir;
     if (!ok) {
         if (j == NULL || j->del.paths == NULL)
             free(paths);
@@ -292,39 +310,61 @@ void kr_store_retention(kr_store *s, kr_topic *t)
     kr_writer_submit(s->writer, j);
 }
 
-/* One roll in flight per topic (rolling counts in appends_in_flight,
- * which also keeps a slot for its segment). */
+/*
+ * The view's database may be in an error state (RocksDB refused a
+ * checkpoint, or a cursor write failed): RocksDB 7.8's C API has no Resume,
+ * so it is closed and opened again - but only once its disk has room again.
+ * A database in its error state still serves reads; a reopen on a full disk
+ * would fail and close it, taking those reads with it. The checkpoint tick
+ * tries again meanwhile, and a reopen waits while a checkpoint runs (the
+ * view thread is using the view).
+ */
+#define KR_VIEW_REOPEN_ROOM (1u << 20)
+
+static void try_reopen(kr_store *s)
+{
+    if (!s->view_reopen || s->ckpt_running)
+        return;
+    struct statvfs vfs;
+    char *vdir = kr_store_path(s->data_dir, "view");
+    int rc = vdir != NULL ? statvfs(vdir, &vfs) : -1;
+    free(vdir);
+    if (rc == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize < KR_VIEW_REOPEN_ROOM)
+        return;                       /* still full: the tick looks again */
+    kr_store_cursors_expire(s, true); /* their snapshots go with the database */
+    char err[256];
+    if (kr_view_reopen(s->view, err, sizeof err) < 0) {
+        kr_log(KR_LOG_ERROR, "reopening the view failed; the checkpoint tick tries again",
+               KR_LOG_STR("reason", err));
+        return;
+    }
+    s->view_reopen = false;
+    for (size_t i = 0; i < s->n_topics; i++)
+        kr_store_readcache_drop(s, s->topics[i]);
+    kr_log(KR_LOG_INFO, "the view was reopened after a failed write");
+}
+
+void kr_store_view_failed(kr_store *s)
+{
+    s->view_reopen = true;
+    try_reopen(s);
+}
+
+/* segment_ms: the loop owns the active segment, so it rolls it itself -
+ * once the segment's first batch is that old and nothing is on its way
+ * into the stream (kr_stream_roll says when it cannot yet). */
 void kr_store_roll_quiet(kr_store *s, kr_topic *t, uint64_t now)
 {
     uint64_t ms = t->cfg.v[KR_TC_SEGMENT_MS];
     kr_segment *seg = t->n_segs > 0 ? t->segs[t->n_segs - 1] : NULL;
-    if (ms == 0 || seg == NULL || !t->ready || t->failed || t->deleted || t->rolling ||
+    if (ms == 0 || seg == NULL || t->stream == NULL || !t->ready || t->failed || t->deleted ||
         seg->next == seg->base || seg->first_write_ms == 0 || seg->first_write_ms + ms > now ||
         t->assigned != t->next || s->draining)
         return;
-    kr_job *j = kr_topic_reserve_segment(t) == 0 ? kr_job_new(KR_JOB_ROLL, t) : NULL;
-    if (j == NULL)
-        return; /* out of memory: the next tick tries again */
-    j->roll.next = t->next;
-    t->appends_in_flight++;
-    t->rolling = true;
-    kr_writer_submit(s->writer, j);
-}
-
-static void finish_roll(kr_store *s, kr_job *j)
-{
-    kr_topic *t = j->t;
-    (void)s;
-    t->appends_in_flight--;
-    t->rolling = false;
-    if (j->err != KRAPPY_OK)
+    char msg[256];
+    if (kr_stream_roll(s, t->stream, msg, sizeof msg) < 0)
         kr_log(KR_LOG_WARN, "rolling a quiet segment failed; the next tick tries again",
-               KR_LOG_STR("topic", t->name), KR_LOG_STR("reason", kr_job_msg(j)));
-    if (j->roll.new_seg == NULL)
-        return;
-    (void)kr_topic_add_segment(t, j->roll.new_seg); /* room was reserved */
-    j->roll.new_seg = NULL;
-    t->bytes += KR_SEG_HEADER_BYTES;
+               KR_LOG_STR("topic", t->name), KR_LOG_STR("reason", msg));
 }
 
 /* Putting a failed checkpoint's frozen entries back. */
@@ -346,6 +386,7 @@ static int put_back(void *arg, const kr_ov_entry *e)
 static void finish_checkpoint(kr_store *s, kr_job *j)
 {
     s->ckpt_running = false;
+    s->ckpt_job = NULL;
     for (size_t i = 0; i < j->checkpoint.n; i++) {
         kr_ckpt_topic *c = &j->checkpoint.ck[i];
         kr_topic *t = c->t;
@@ -365,18 +406,18 @@ static void finish_checkpoint(kr_store *s, kr_job *j)
                        "miss them until a restart replays them",
                        KR_LOG_STR("topic", t->name), KR_LOG_U64("keys", pb.lost));
         }
-        kr_overlay_free(t->frozen);
+        if (j->err == KRAPPY_OK) {
+            kr_store_readcache_take(s, t, t->frozen); /* the view changed */
+        } else {
+            kr_overlay_free(t->frozen);
+            kr_store_readcache_drop(s, t); /* the view may have been reopened */
+        }
         t->frozen = NULL;
-        kr_store_readcache_drop(s, t); /* the view changed (or was reopened) */
     }
     if (j->err != KRAPPY_OK) {
-        kr_log(KR_LOG_ERROR, "checkpoint failed; reopening the view",
-               KR_LOG_STR("reason", kr_job_msg(j)));
-        kr_store_cursors_expire(s, true);
-        char err[256];
-        if (kr_view_reopen(s->view, err, sizeof err) < 0)
-            kr_log(KR_LOG_ERROR, "reopening the view failed; will retry",
-                   KR_LOG_STR("reason", err));
+        kr_log(KR_LOG_ERROR, "checkpoint failed", KR_LOG_STR("reason", kr_job_msg(j)));
+        if (j->checkpoint.reopen)
+            kr_store_view_failed(s);
     } else {
         for (size_t i = 0; i < j->checkpoint.n; i++)
             kr_store_retention(s, j->checkpoint.ck[i].t);
@@ -399,22 +440,12 @@ static void on_jobs_done(void *arg, struct kr_job_list *jobs)
     while ((j = TAILQ_FIRST(jobs)) != NULL) {
         TAILQ_REMOVE(jobs, j, link);
         switch (j->kind) {
-        case KR_JOB_APPEND:
-            if (kr_store_append_done(s, j))
-                continue; /* held: freed when acknowledged */
+        case KR_JOB_SYNC:
+            kr_stream_synced(s, j);
             break;
         case KR_JOB_CREATE:
             finish_create(s, j);
             break;
-        case KR_JOB_BARRIER: {
-            kr_store_result res = {.err = j->t->failed ? KRAPPY_E_STORAGE : KRAPPY_OK,
-                                   .first = j->t->next};
-            if (j->t->failed)
-                snprintf(res.msg, sizeof res.msg, "the topic could not be created on disk");
-            if (j->done != NULL)
-                j->done(j->arg, &res);
-            break;
-        }
         case KR_JOB_CHECKPOINT:
             finish_checkpoint(s, j);
             break;
@@ -431,9 +462,6 @@ static void on_jobs_done(void *arg, struct kr_job_list *jobs)
             break;
         case KR_JOB_LOGGED:
             kr_store_logged_done(s, j);
-            break;
-        case KR_JOB_ROLL:
-            finish_roll(s, j);
             break;
         }
         kr_job_free(j);
@@ -459,10 +487,22 @@ void kr_store_release(kr_store *s)
         kr_writer_release(s->writer);
 }
 
+/* Submit the syncs that could not be submitted (out of memory): the
+ * checkpoint tick tries again. */
+static void retry_syncs(kr_store *s)
+{
+    for (size_t i = 0; i < s->n_topics; i++) {
+        kr_stream *st = s->topics[i]->stream;
+        if (st != NULL && st->sync_wanted && st->sync_job == NULL)
+            kr_stream_want_sync(s, st);
+    }
+}
+
 void kr_store_checkpoint(kr_store *s)
 {
     if (s->draining)
         return;
+    retry_syncs(s);
     if (s->ckpt_running) {
         s->ckpt_again = true;
         return;
@@ -488,7 +528,7 @@ void kr_store_checkpoint(kr_store *s)
         kr_topic *t = s->topics[i];
         if (!(t->ready && !t->failed && t->frozen == NULL && t->marker < t->next))
             continue;
-        kr_overlay *fresh = kr_overlay_new();
+        kr_overlay *fresh = kr_overlay_new_sized(kr_overlay_count(t->active));
         if (fresh == NULL) {
             kr_log(KR_LOG_WARN,
                    "out of memory starting the checkpoint of a topic; the next one takes it",
@@ -499,7 +539,6 @@ void kr_store_checkpoint(kr_store *s)
         t->active = fresh;
         t->frozen_next = t->next;
         ck[k].t = t;
-        ck[k].w = t->w;
         ck[k].ov = t->frozen;
         ck[k].next = t->next;
         ck[k].keys = t->keys;
@@ -508,9 +547,71 @@ void kr_store_checkpoint(kr_store *s)
     }
     j->checkpoint.ck = ck;
     j->checkpoint.n = k;
+    j->checkpoint.dispose = s->dispose; /* the view thread frees them */
+    j->checkpoint.n_dispose = s->n_dispose;
+    s->dispose = NULL;
+    s->n_dispose = s->cap_dispose = 0;
     s->ckpt_running = true;
+    s->ckpt_job = j;
     kr_store_recount_active(s);
+    /* RocksDB must never be ahead of the durable stream: the job goes to
+     * the writer once every stream it covers is synced up to its marker. */
+    j->checkpoint.waits = 1; /* this function's own, dropped below */
+    for (size_t i = 0; i < k; i++) {
+        kr_stream *st = ck[i].t->stream;
+        if (st->synced_next >= ck[i].next)
+            continue;
+        st->ckpt_wait = true;
+        st->ckpt_target = ck[i].next;
+        j->checkpoint.waits++;
+        kr_stream_want_sync(s, st);
+    }
+    kr_store_checkpoint_part(s, true, NULL);
+}
+
+void kr_store_checkpoint_part(kr_store *s, bool ok, const char *why)
+{
+    kr_job *j = s->ckpt_job;
+    if (j == NULL)
+        return;
+    if (!ok)
+        kr_job_fail(j, 0, "the checkpoint waited for a stream that cannot be synced: %s", why);
+    if (--j->checkpoint.waits > 0)
+        return;
+    if (j->err != KRAPPY_OK || s->draining) {
+        if (j->err == KRAPPY_OK)
+            kr_job_fail(j, 0, "the store is closing");
+        finish_checkpoint(s, j);
+        kr_job_free(j);
+        return;
+    }
+    if (j->checkpoint.n == 0) {
+        /* Its only topics were deleted meanwhile. */
+        finish_checkpoint(s, j);
+        kr_job_free(j);
+        return;
+    }
     kr_writer_submit(s->writer, j);
+}
+
+void kr_store_checkpoint_forget(kr_store *s, kr_topic *t)
+{
+    kr_job *j = s->ckpt_job;
+    if (j == NULL || j->checkpoint.waits == 0)
+        return; /* none, or with the writer already: it runs before the drop */
+    kr_job_checkpoint *c = &j->checkpoint;
+    for (size_t i = 0; i < c->n; i++) {
+        if (c->ck[i].t != t)
+            continue;
+        kr_prod_ckpt_free(c->ck[i].prod);
+        memmove(&c->ck[i], &c->ck[i + 1], (c->n - i - 1) * sizeof *c->ck);
+        c->n--;
+        break;
+    }
+    if (t->stream->ckpt_wait) {
+        t->stream->ckpt_wait = false;
+        kr_store_checkpoint_part(s, true, NULL);
+    }
 }
 
 static void on_group_tick(evutil_socket_t fd, short what, void *arg)
@@ -527,6 +628,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     kr_store *s = arg;
     (void)fd;
     (void)what;
+    try_reopen(s);
     kr_store_checkpoint(s);
     kr_store_cursors_expire(s, false);
     kr_store_producers_tick(s);
@@ -557,33 +659,45 @@ int kr_store_register(kr_store *s, const uint8_t *name, size_t len, kr_topic **t
                  t->name);
         return -1;
     }
+    if (t != NULL && !t->failed) {
+        /* The answer follows every append queued before it (a marker in
+         * the topic's queue): its `next` counts them. No thread hop. */
+        kr_append *a = kr_append_new(s, t);
+        if (a == NULL)
+            goto nomem;
+        a->done = done;
+        a->arg = arg;
+        *topic = t;
+        kr_stream_queue(s, t->stream, a);
+        return 0;
+    }
     /* The job first: a topic in the table must get its CREATE job. */
-    kr_job *j = kr_job_new(KR_JOB_BARRIER, NULL);
+    kr_job *j = kr_job_new(KR_JOB_CREATE, NULL);
     if (j == NULL)
         goto nomem;
+    if (t == NULL) {
+        t = kr_store_topic_new(s, name, len);
+        if (t == NULL) {
+            kr_job_free(j);
+            goto nomem;
+        }
+        t->stream = kr_stream_new(t);
+        if (t->stream == NULL || kr_store_topic_insert(s, t) < 0) {
+            kr_store_topic_free(t);
+            kr_job_free(j);
+            goto nomem;
+        }
+    }
+    t->failed = false;
+    j->t = t;
     j->done = done;
     j->arg = arg;
-    if (t == NULL || t->failed) {
-        if (t == NULL) {
-            t = kr_store_topic_new(s, name, len);
-            if (t == NULL)
-                goto nomem;
-            t->w = kr_wtopic_new(s->files, t->dir, NULL, 0, 0, 0, 0);
-            if (t->w == NULL || kr_store_topic_insert(s, t) < 0) {
-                kr_store_topic_free(t);
-                goto nomem;
-            }
-        }
-        t->failed = false;
-        j->kind = KR_JOB_CREATE;
-    }
-    j->t = t;
-    j->w = t->w;
+    j->create.dir = t->dir;
+    j->create.files = s->files;
     *topic = t;
     kr_writer_submit(s->writer, j);
     return 0;
 nomem:
-    kr_job_free(j);
     res->err = KRAPPY_E_STORAGE;
     snprintf(res->msg, sizeof res->msg, "out of memory registering the topic");
     return -1;
@@ -629,13 +743,15 @@ int kr_store_open(const kr_store_opts *o, struct event_base *base, kr_metrics *m
     TAILQ_INIT(&s->scan_waits);
     TAILQ_INIT(&s->cursors);
     TAILQ_INIT(&s->held);
+    TAILQ_INIT(&s->flushq);
+    TAILQ_INIT(&s->free_chunks);
+    TAILQ_INIT(&s->free_appends);
+    TAILQ_INIT(&s->free_kblocks);
     /* A stored batch may be larger than the frame that brought it: see
-     * KR_STORE_EVENT_GROWTH. Both the encoding and the reading take one. */
-    size_t batch_max =
-        (size_t)o->max_frame + 4096 + (size_t)o->max_publish_events * KR_STORE_EVENT_GROWTH;
-    kr_buf_init(&s->enc, batch_max);
-    kr_buf_init(&s->meta, (size_t)o->max_publish_events * sizeof(kr_ev_meta) + 64);
-    kr_buf_init(&s->readbuf, batch_max);
+     * KR_STORE_EVENT_GROWTH. */
+    kr_buf_init(&s->readbuf, (size_t)o->max_frame + 4096 +
+                                 (size_t)o->max_publish_events * KR_STORE_EVENT_GROWTH);
+    kr_buf_init(&s->win, KR_FETCH_WINDOW);
     s->ranges = calloc(KR_FETCH_MAX_RANGES, sizeof *s->ranges);
     s->files = kr_fdcache_new(o->max_open_files ? o->max_open_files : KR_STORE_DEFAULT_OPEN_FILES);
     s->data_dir = strdup(o->data_dir);
@@ -656,16 +772,21 @@ int kr_store_open(const kr_store_opts *o, struct event_base *base, kr_metrics *m
     s->m_group_skipped = kr_counter(m, "krappy_group_skipped_events_total", NULL,
                                     "Unacknowledged events retention removed before a group "
                                     "consumed them.");
+    s->m_written = kr_counter(m, "krappy_stream_written_bytes_total", NULL,
+                              "Bytes appended to stream segments.");
+    s->m_failures = kr_counter(m, "krappy_storage_failures_total", NULL,
+                               "Failed stream writes, syncs and view writes.");
     s->m_files_open = kr_gauge(m, "krappy_segment_files_open", NULL,
                                "Segment files krappyd holds open (at most the share the open "
                                "file limit leaves them, see README).");
     s->m_file_opens = kr_counter(m, "krappy_segment_file_opens_total", NULL,
                                  "Segment files opened (again) because they were not open: the "
                                  "file cache's misses.");
+    s->flush_ev = event_new(base, -1, 0, kr_stream_on_flush, s);
     if (s->o.group_window == 0)
         s->o.group_window = KR_GROUP_DEFAULT_WINDOW;
     if (s->ranges == NULL || s->files == NULL || s->data_dir == NULL || s->topics_dir == NULL ||
-        lock == NULL || viewdir == NULL || kr_store_producers_open(s) < 0) {
+        lock == NULL || viewdir == NULL || s->flush_ev == NULL || kr_store_producers_open(s) < 0) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -701,7 +822,7 @@ int kr_store_open(const kr_store_opts *o, struct event_base *base, kr_metrics *m
         goto fail;
     }
     close(dfd);
-    if (kr_writer_start(&s->writer, base, s->view, o->segment_bytes, m, on_jobs_done, s) < 0) {
+    if (kr_writer_start(&s->writer, base, s->view, m, on_jobs_done, s) < 0) {
         snprintf(err, errlen, "cannot start the storage writer: %s", strerror(errno));
         goto fail;
     }
@@ -724,6 +845,7 @@ int kr_store_open(const kr_store_opts *o, struct event_base *base, kr_metrics *m
     }
     free(lock);
     free(viewdir);
+    s->opened = true;
     *out = s;
     return 0;
 fail:
@@ -731,6 +853,33 @@ fail:
     free(viewdir);
     kr_store_close(s);
     return -1;
+}
+
+/* Whether appends, syncs or a checkpoint are still under way. */
+static bool store_busy(const kr_store *s)
+{
+    if (s->ckpt_job != NULL)
+        return true;
+    for (size_t i = 0; i < s->n_topics; i++)
+        if (s->topics[i]->stream != NULL && kr_stream_busy(s->topics[i]->stream))
+            return true;
+    return false;
+}
+
+/* Close drives the loop (it has stopped serving) until the appends and
+ * syncs under way are done, for at most this long. */
+#define KR_CLOSE_DRAIN_MS 30000
+
+static void drain(kr_store *s)
+{
+    uint64_t until = kr_mono_ms() + KR_CLOSE_DRAIN_MS;
+    kr_stream_flush_all(s);
+    while (store_busy(s) && kr_mono_ms() < until) {
+        event_base_loop(s->base, EVLOOP_NONBLOCK);
+        kr_stream_flush_all(s);
+        if (store_busy(s))
+            usleep(200);
+    }
 }
 
 void kr_store_close(kr_store *s)
@@ -745,12 +894,28 @@ void kr_store_close(kr_store *s)
         event_free(s->group_tick);
     kr_store_cursors_expire(s, true);
     if (s->writer != NULL) {
-        if (!s->ckpt_running)
-            kr_store_checkpoint(s); /* make the view current: a short replay next time */
+        if (s->opened) {
+            /* What was appended gets its syncs, then the view its last
+             * checkpoint: a short replay next time. */
+            drain(s);
+            if (!s->ckpt_running)
+                kr_store_checkpoint(s);
+            drain(s);
+        }
         s->draining = true;
         kr_writer_stop(s->writer);
         s->writer = NULL;
     }
+    if (s->ckpt_job != NULL) {
+        /* It still waited for a sync that will not come now. */
+        kr_job *j = s->ckpt_job;
+        kr_job_fail(j, 0, "the store is closing");
+        finish_checkpoint(s, j);
+        kr_job_free(j);
+    }
+    for (size_t i = 0; i < s->n_topics; i++)
+        if (s->topics[i]->stream != NULL)
+            kr_stream_fail_all(s, s->topics[i]->stream, "the store is closing");
     kr_store_release_held(s, true);
     kr_scan_wait *w;
     while ((w = TAILQ_FIRST(&s->scan_waits)) != NULL) {
@@ -767,9 +932,15 @@ void kr_store_close(kr_store *s)
     kr_view_close(s->view);
     if (s->lock_fd >= 0)
         close(s->lock_fd);
-    kr_buf_free(&s->enc);
-    kr_buf_free(&s->meta);
+    if (s->flush_ev != NULL)
+        event_free(s->flush_ev);
+    for (size_t i = 0; i < s->n_dispose; i++)
+        kr_overlay_free(s->dispose[i]);
+    free(s->dispose);
+    kr_stream_pools_free(s);
+    kr_overlay_pool_release();
     kr_buf_free(&s->readbuf);
+    kr_buf_free(&s->win);
     free(s->ranges);
     free(s->data_dir);
     free(s->topics_dir);

@@ -3,20 +3,23 @@
  * latest-value view, behind one facade used by the request handlers.
  *
  * Threads. The loop thread owns every structure here (topics, segment lists,
- * overlays, cursors). One storage writer thread (writer.c) does the disk
- * writes - appends, topic creation, fsyncs, checkpoints into RocksDB, segment
- * deletion - on jobs the loop queues, in queue order, many per round (group
- * commit), and hands finished jobs back in one wake-up per round. The loop
- * never waits on a disk write; reads (FETCH, GET, SCAN) run on the loop from
- * the page cache and RocksDB's block cache.
+ * overlays, cursors) and appends PUBLISH batches to the stream files itself,
+ * once per turn of the loop (append.h: a write to the page cache, which does
+ * not wait on the disk). One storage writer thread (writer.c) does what
+ * waits on the disk - fdatasyncs, topic creation, group cursors, segment
+ * deletion, checkpoints into RocksDB (on its view thread) - on jobs the loop
+ * queues, in queue order, many per round (group commit), and hands finished
+ * jobs back in one wake-up per round. Reads (FETCH, GET, SCAN) run on the
+ * loop from the page cache and RocksDB's block cache.
  *
  * Durability. The stream is the source of truth. A "write" ack means the
- * bytes were handed to the OS; "sync" means fdatasync'd. A checkpoint first
- * fdatasyncs every stream file up to its target, then writes the frozen
- * overlays and per-topic markers into RocksDB (one table file, ingested
- * atomically and durably), so the view is never ahead of the durable
- * stream. Start-up truncates torn tails and replays each topic's stream
- * from its marker into a fresh overlay.
+ * bytes were handed to the OS; "sync" means fdatasync'd. A checkpoint waits
+ * until every stream it covers is durable up to its target, then writes the
+ * frozen overlays and per-topic markers into RocksDB (one table file,
+ * ingested atomically and durably), so the view is never ahead of the
+ * durable stream. Start-up truncates torn tails (but reports damage below
+ * a segment's recorded sync point as corruption) and replays each topic's
+ * stream from its marker into a fresh overlay.
  *
  * Memory. The overlays share --overlay-bytes (kr_store_opts.overlay_bytes):
  * half for the active ones, half for the frozen ones being checkpointed.
@@ -54,7 +57,7 @@
 
 /* Defaults of the storage settings (flags in config.c). */
 #define KR_DEFAULT_SEGMENT_BYTES       (64u * 1024 * 1024)
-#define KR_DEFAULT_CHECKPOINT_MS       500
+#define KR_DEFAULT_CHECKPOINT_MS       2000
 #define KR_DEFAULT_OVERLAY_BYTES       (128u * 1024 * 1024)
 #define KR_DEFAULT_MAX_PUBLISH_EVENTS  100000
 #define KR_DEFAULT_MAX_WAIT_MS         60000
@@ -108,10 +111,13 @@ typedef struct kr_compactor kr_compactor;
 
 /* One segment as the loop sees it: what is visible and where. */
 typedef struct kr_segment {
+    uint64_t id;   /* unique in this process, never 0 (kr_segment_new) */
     uint64_t base; /* first offset */
     uint64_t next; /* offset after its last visible event */
     uint64_t size; /* visible bytes (end of its last visible batch) */
     uint64_t max_ts;
+    uint32_t start;  /* where its first batch starts (its header's length;
+                        known once read or scanned: see kr_segment_verify) */
     kr_fdfile *file; /* read-only, opened when read (the store's fdcache) */
     bool verified;   /* every batch below `size` checked or ours */
     kr_index idx;    /* sparse hints */
@@ -156,11 +162,8 @@ struct kr_topic {
     bool failed;       /* creation failed: being removed */
     bool deleted;      /* DELETE_TOPIC: out of the table, freed once its
                           files and records are gone */
-    bool rolling;      /* a ROLL job (segment_ms) is in flight */
-    kr_segment **segs; /* ascending base; the last one is being appended;
-                          room for appends_in_flight (queued, not completed)
-                          more, one per segment the writer may start */
-    size_t n_segs, cap_segs, appends_in_flight;
+    kr_segment **segs; /* ascending base; the last one is being appended */
+    size_t n_segs, cap_segs;
     uint64_t first;        /* first retained offset */
     uint64_t next;         /* offset after the last visible event */
     uint64_t assigned;     /* next offset a new PUBLISH gets (>= next) */
@@ -178,7 +181,7 @@ struct kr_topic {
     size_t n_groups, cap_groups;
     kr_koffset *koffsets; /* Kafka groups' committed offsets, by group name */
     size_t n_koffsets, cap_koffsets;
-    struct kr_wtopic *w;         /* writer-side state: only the writer touches it */
+    struct kr_stream *stream;    /* its files as the loop writes them (append.h) */
     struct kr_tprod *prod;       /* idempotent producers (store_producers.c) */
     kr_topic_config own;         /* the settings the topic sets itself (topic_config.h) */
     kr_topic_config cfg;         /* what applies: `own` over the server's defaults */
@@ -325,6 +328,8 @@ typedef struct kr_fetch_range {
 /* Ranges shorter than this are copied (one pread for a run of them);
  * longer ones go out with sendfile. */
 #define KR_FETCH_COPY_BELOW (16u * 1024)
+/* Bytes FETCH reads ahead in one pread (the read window, store_read.c). */
+#define KR_FETCH_WINDOW (64u * 1024)
 
 typedef struct kr_fetch_result {
     uint64_t count;   /* events */

@@ -298,6 +298,10 @@ void kr_store_cursor_done(kr_store *s, kr_job *j)
     kr_tgroup *tg = j->cursor.tg;
     if (j->err == KRAPPY_OK && j->cursor.cursor > tg->g->durable)
         tg->g->durable = j->cursor.cursor;
+    if (j->err != KRAPPY_OK)
+        s->view_reopen = true; /* its log write failed: the checkpoint tick reopens it
+                                  once there is room (not now: cursors handed out
+                                  this round would go with it) */
     kr_store_result res = {.err = j->err, .first = j->cursor.cursor};
     snprintf(res.msg, sizeof res.msg, "%s", kr_job_msg(j));
     if (j->done != NULL)

@@ -8,19 +8,20 @@
 
 #include <sys/queue.h>
 
+#include "store/append.h"
 #include "store/names.h"
 #include "store/store.h"
 #include "store/writer.h"
 
-/* Per-event facts recorded when a batch is encoded, kept in the batch's
- * block after the stored bytes, so the completion can fold the batch into
- * the overlay without parsing it again. */
+/* Per-event facts recorded when a batch is encoded into its chunk
+ * (append.h), so that the batch is folded into the overlay without parsing
+ * it again. */
 typedef struct kr_ev_meta {
-    uint32_t ev_pos, ev_len;   /* delivered encoding, in block->data */
-    uint32_t key_pos, key_len; /* key content, in block->data */
+    uint32_t ev_pos, ev_len;   /* delivered encoding, in chunk->data */
+    uint32_t key_pos, key_len; /* key content, in chunk->data ... */
     uint64_t ts;
     uint8_t has_key, tombstone;
-    uint8_t key_joined; /* while encoding: key_pos is in the joined-keys area */
+    uint8_t key_joined; /* ... or in chunk->extra (an indefinite-length key, joined) */
 } kr_ev_meta;
 
 /* A SCAN waiting for a checkpoint to cover `target`. */
@@ -41,6 +42,8 @@ struct kr_scan_cursor {
     uint8_t token[KR_SCAN_CURSOR_BYTES];
     kr_topic *t;
     kr_view_snap *snap;
+    kr_overlay *ov;          /* NULL; or, when no checkpoint could be written,
+                                the keys newer than snap (store_read.c) */
     uint64_t snapshot;       /* the view holds exactly offsets < snapshot */
     uint8_t *prefix, *after; /* after: the last key returned */
     size_t plen, alen, after_cap;
@@ -64,20 +67,34 @@ struct kr_store {
     size_t n_topics, cap_topics;
     struct event *tick;
     bool ckpt_running, ckpt_again, closing;
-    bool draining;           /* the writer is stopping: completions delivered meanwhile
-                                must not queue jobs it would never run */
-    size_t active_bytes;     /* kr_overlay_bytes of every active overlay */
-    size_t readcache_bytes;  /* kr_overlay_bytes of every topic's readcache */
-    struct kr_job_list held; /* appends whose acks wait for overlay room */
+    bool opened;            /* kr_store_open finished: close checkpoints */
+    bool view_reopen;       /* the view's database wants a reopen (store.c) */
+    bool draining;          /* the writer is stopping: completions delivered meanwhile
+                               must not queue jobs it would never run */
+    kr_job *ckpt_job;       /* the checkpoint under way (waiting for its
+                               streams' syncs, or on the view thread) */
+    size_t active_bytes;    /* kr_overlay_bytes of every active overlay */
+    size_t readcache_bytes; /* kr_overlay_bytes of every topic's readcache */
+    kr_overlay **dispose;   /* overlays the next checkpoint frees (off the loop) */
+    size_t n_dispose, cap_dispose;
+    struct kr_append_list held; /* appends whose acks wait for overlay room */
     struct kr_scan_wait_list scan_waits;
     struct kr_cursor_list cursors;
     size_t n_cursors;
-    kr_buf enc;             /* batch encoding scratch */
-    kr_buf meta;            /* per-event meta scratch */
+    struct event *flush_ev;           /* writes the appends of a loop turn (append.h) */
+    struct kr_stream_list flushq;     /* topics with appends to write */
+    struct kr_chunk_list free_chunks; /* recycled (append.c) */
+    struct kr_kblock_list free_kblocks;
+    size_t n_free_kblocks;
+    struct kr_append_list free_appends;
+    size_t n_free_chunks, n_free_appends;
     kr_buf readbuf;         /* pread scratch for fetch */
+    kr_buf win;             /* the read window (store_read.c) ... */
+    uint64_t win_seg;       /* ... of this segment (id; 0: none) ... */
+    uint64_t win_pos;       /* ... from this position */
     kr_fetch_range *ranges; /* fetch result ranges */
     kr_metric *m_events_in, *m_bytes_in, *m_overlay_bytes, *m_replayed, *m_retired, *m_scan_ckpts,
-        *m_group_skipped, *m_files_open, *m_file_opens;
+        *m_group_skipped, *m_written, *m_failures, *m_files_open, *m_file_opens;
     uint64_t file_opens_seen;       /* counted into m_file_opens so far */
     struct event *group_tick;       /* pending deadlines, 4 times a second */
     kr_prod_set *producers;         /* idempotent producers, all topics */
@@ -99,30 +116,35 @@ void kr_store_topic_remove(kr_store *s, kr_topic *t);
 /* Free a topic, its segments, overlays, groups and writer state. NULL ok. */
 void kr_store_topic_free(kr_topic *t);
 /* A segment record of the segment `base` of topic directory dir (borrowed:
- * the topic's), holding nothing yet; its file is opened when read.
+ * the topic's), holding nothing yet, its first batch to start at `start`
+ * (its header's length); its file is opened when read.
  * @return NULL on ENOMEM. */
-kr_segment *kr_segment_new(kr_fdcache *files, const char *dir, uint64_t base);
+kr_segment *kr_segment_new(kr_fdcache *files, const char *dir, uint64_t base, uint32_t start);
 /* Append seg to t's segments (taken over on success). @return 0, or -1 on
  * ENOMEM. */
 int kr_topic_add_segment(kr_topic *t, kr_segment *seg);
+/* Room for one more segment, so that the next kr_topic_add_segment cannot
+ * fail. @return 0, or -1 on ENOMEM. */
+int kr_topic_reserve_segment(kr_topic *t);
+/* A write into the view failed where RocksDB may be left in an error
+ * state: reopen it once its disk has room - now, when it has (store.c).
+ * SCAN cursors are expired. */
+void kr_store_view_failed(kr_store *s);
+/* One topic of the checkpoint under way has its stream synced (ok), or
+ * cannot (the checkpoint then fails with `why`); the last one submits it. */
+void kr_store_checkpoint_part(kr_store *s, bool ok, const char *why);
+/* A topic deleted while the checkpoint under way still waits for streams
+ * leaves that checkpoint: its records must not be written after its drop. */
+void kr_store_checkpoint_forget(kr_store *s, kr_topic *t);
 
 /* Retire t's old segments when its settings ask for it and the durable
  * view covers them (after each checkpoint of t, and when its settings
  * change). */
 void kr_store_retention(kr_store *s, kr_topic *t);
 
-/*
- * kr_topic_reserve_segment - room in t->segs for one more segment than the
- * appends (and rolls) in flight may start: the loop must be able to add a
- * segment the writer started when the job lands, where an ENOMEM has no
- * good answer. The caller counts its job in t->appends_in_flight.
- * @return 0, or -1 on ENOMEM.
- */
-int kr_topic_reserve_segment(kr_topic *t);
-
-/* segment_ms (the store's tick, every topic): ask the writer to close t's
- * active segment once its first batch is that old (now_ms: wall clock),
- * so that a quiet topic's last events can be compacted or retired too. */
+/* segment_ms (the store's tick, every topic): close t's active segment
+ * once its first batch is that old (now_ms: wall clock), so that a quiet
+ * topic's last events can be compacted or retired too (kr_stream_roll). */
 void kr_store_roll_quiet(kr_store *s, kr_topic *t, uint64_t now_ms);
 
 /* Recount s->active_bytes from the overlays of the topics in the table. */
@@ -133,13 +155,17 @@ void kr_store_recount_active(kr_store *s);
  * delivered form ([offset, ts, key, value(, headers)]): its offset and ts
  * (9 bytes each at most) and a null for an absent key or ts. A PUBLISH
  * within max_frame thus stores at most max_frame + this many bytes per
- * event + a batch header: the encoding buffer's cap. */
+ * event + a batch header: the read buffer's cap. */
 #define KR_STORE_EVENT_GROWTH 20
-/* Complete an append: fold its batch into the active overlay, wake the
- * readers, acknowledge it - or, while the active overlays are over
- * kr_store_fill_limit and a checkpoint runs, hold the acknowledgement.
- * @return true when held (the job is then on s->held, not the caller's). */
-bool kr_store_append_done(kr_store *s, kr_job *j);
+/* An append counts: its batch folded into the active overlay and the
+ * loop's record of the segment moved past it, the producer acknowledged -
+ * or, while the active overlays are over kr_store_fill_limit and a
+ * checkpoint runs, the acknowledgement held. A marker (count 0) is answered
+ * with the topic's next offset. The append is released (or held). The
+ * caller wakes the topic's long polls. */
+void kr_store_append_visible(kr_store *s, kr_append *a);
+/* An append that will never count: STORAGE with `why`; released. */
+void kr_store_append_failed(kr_store *s, kr_append *a, const char *why);
 /* Acknowledge held appends while the active overlays are within their
  * limit (all: every one, whatever the memory). */
 void kr_store_release_held(kr_store *s, bool all);
@@ -199,5 +225,9 @@ void kr_store_cursors_expire(kr_store *s, bool all);
 
 /* Drop a topic's cache of GET answers (the view changed under it). */
 void kr_store_readcache_drop(kr_store *s, kr_topic *t);
+/* A checkpoint wrote `ov` (taken over) into the view: it starts the topic's
+ * cache of GET answers afresh - exactly the view's newest values of its
+ * keys - when it fits the cache's budget; else it is freed. */
+void kr_store_readcache_take(kr_store *s, kr_topic *t, kr_overlay *ov);
 
 #endif

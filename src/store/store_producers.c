@@ -417,25 +417,25 @@ krappy_err kr_store_idem_check(kr_store *s, kr_topic *t, kr_idem *idem, uint64_t
     return KRAPPY_E_STORAGE;
 }
 
-void kr_store_idem_accepted(kr_producer *p, kr_job *j, uint64_t seq, uint64_t first, uint32_t count,
-                            bool sync)
+void kr_store_idem_accepted(kr_producer *p, kr_append *a, uint64_t seq, uint64_t first,
+                            uint32_t count, bool sync)
 {
     kr_producer_accept(p, seq, count, first, sync, kr_wall_ms());
-    j->append.producer = p;
-    j->append.seq = seq;
+    a->producer = p;
+    a->seq = seq;
 }
 
-void kr_store_idem_completed(kr_store *s, kr_job *j)
+void kr_store_idem_completed(kr_store *s, kr_append *a, bool ok)
 {
-    kr_producer *p = j->append.producer;
+    kr_producer *p = a->producer;
     (void)s;
     if (p == NULL)
         return;
-    j->append.producer = NULL;
-    if (j->err == KRAPPY_OK)
-        kr_producer_stored(p, j->append.seq, j->append.count, j->append.base);
+    a->producer = NULL;
+    if (ok)
+        kr_producer_stored(p, a->seq, a->count, a->base);
     else
-        kr_producer_failed(p, j->append.seq);
+        kr_producer_failed(p, a->seq);
 }
 
 /* ---- checkpoints ---- */

@@ -30,6 +30,8 @@
 #include "store/store.h"
 #include "store/view.h"
 
+struct kr_append; /* append.h */
+
 /* A topic's producers as the store keeps them. */
 typedef struct kr_tprod {
     kr_prod_table *table;
@@ -75,14 +77,15 @@ krappy_err kr_store_idem_check(kr_store *s, kr_topic *t, kr_idem *idem, uint64_t
                                kr_store_done done, void *arg, kr_producer **accept, char *msg,
                                size_t msglen);
 
-/* The accepted batch is queued as job j (first offset `first`): remember it
- * in flight, the job holding the producer until it completes. */
-void kr_store_idem_accepted(kr_producer *p, kr_job *j, uint64_t seq, uint64_t first, uint32_t count,
-                            bool sync);
+/* The accepted batch is queued as append a (first offset `first`):
+ * remember it in flight, the append holding the producer until it counts
+ * or fails. */
+void kr_store_idem_accepted(kr_producer *p, struct kr_append *a, uint64_t seq, uint64_t first,
+                            uint32_t count, bool sync);
 
-/* An append completed (landed, or failed with j->err): record it in its
- * producer's state, if it has one. */
-void kr_store_idem_completed(kr_store *s, kr_job *j);
+/* An append counted (ok: visible) or failed: record it in its producer's
+ * state, if it has one (once: the append lets go of its producer). */
+void kr_store_idem_completed(kr_store *s, struct kr_append *a, bool ok);
 
 /* ---- registrations (store.c's completions) ---- */
 

@@ -102,6 +102,7 @@ int kr_segment_verify(kr_store *s, kr_topic *t, kr_segment *seg)
         drop_wrong_index(s, t, seg);
     kr_index_free(&seg->idx);
     seg->idx = rh.idx;
+    seg->start = scan.hdr.len;
     seg->compacted = scan.compacted; /* a hint does not say: gaps are allowed from now on */
     seg->n_corrupt = scan.n_corrupt;
     memcpy(seg->corrupt, scan.corrupt, sizeof scan.corrupt);
@@ -136,24 +137,85 @@ static size_t find_segment(const kr_topic *t, uint64_t offset)
     return lo;
 }
 
-/* Read a batch payload into the store's read buffer.
+/*
+ * pread up to n bytes of seg at pos through its file in the store's fdcache
+ * (pinned for the read). @return the bytes read, at least `least`; or -1
+ * with errno (EIO when the file holds fewer).
+ */
+static ssize_t seg_pread(const kr_segment *seg, void *buf, size_t n, uint64_t pos, size_t least)
+{
+    int fd = kr_fdfile_get(seg->file);
+    if (fd < 0)
+        return -1;
+    ssize_t r = pread(fd, buf, n, (off_t)pos);
+    int e = r >= 0 && (size_t)r < least ? EIO : errno;
+    kr_fdfile_put(seg->file);
+    if (r < 0 || (size_t)r < least) {
+        errno = e;
+        return -1;
+    }
+    return r;
+}
+
+/*
+ * The read window: the last KR_FETCH_WINDOW bytes of visible stream read
+ * from a segment, kept for the next reads. A FETCH walks batch headers one
+ * after the other, and a pread for each - for batches of one event, one
+ * per event, on the tail a consumer follows - cost more than the rest of
+ * the FETCH; one pread now covers hundreds of headers and, when the events
+ * are small, their bytes too (kr_store_fetch_emit). Visible bytes never
+ * change, so the window stays good while its segment lives (segments are
+ * told apart by id: a freed one's memory may come back as another).
+ * @return the n bytes at pos (pos + n <= seg->size), or NULL with errno
+ *         (also when n is larger than the window: the caller preads).
+ */
+static const uint8_t *win_read(kr_store *s, const kr_segment *seg, uint64_t pos, size_t n)
+{
+    if (s->win_seg == seg->id && pos >= s->win_pos && pos + n <= s->win_pos + s->win.len)
+        return s->win.data + (pos - s->win_pos);
+    size_t want = KR_FETCH_WINDOW;
+    if (n > want) {
+        errno = EFBIG;
+        return NULL;
+    }
+    if (seg->size - pos < want)
+        want = (size_t)(seg->size - pos);
+    kr_buf_reset(&s->win);
+    s->win_seg = 0;
+    if (kr_buf_reserve(&s->win, KR_FETCH_WINDOW) < 0) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    ssize_t r = seg_pread(seg, s->win.data, want, pos, n);
+    if (r < 0)
+        return NULL;
+    s->win.len = (size_t)r;
+    s->win_seg = seg->id;
+    s->win_pos = pos;
+    return s->win.data;
+}
+
+/* Copy bytes [from, to) of seg into the read buffer. @return 0 or -1. */
+static int read_range(kr_store *s, const kr_segment *seg, uint64_t from, uint64_t to)
+{
+    kr_buf_reset(&s->readbuf);
+    if (kr_buf_reserve(&s->readbuf, (size_t)(to - from)) < 0) {
+        errno = ENOMEM;
+        return -1;
+    }
+    size_t n = (size_t)(to - from);
+    return seg_pread(seg, s->readbuf.data, n, from, n) < 0 ? -1 : 0;
+}
+
+/* Read a batch payload: through the window, or (larger than it) into the
+ * store's read buffer.
  * @return the bytes, or NULL with errno (EIO for a file shorter than the
  *         batch). */
 static const uint8_t *read_payload(kr_store *s, const kr_segment *seg, uint64_t pos, uint32_t len)
 {
-    kr_buf_reset(&s->readbuf);
-    if (kr_buf_reserve(&s->readbuf, len) < 0) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    int fd = kr_fdfile_get(seg->file);
-    if (fd < 0)
-        return NULL;
-    ssize_t r = pread(fd, s->readbuf.data, len, (off_t)pos);
-    int e = r >= 0 && r != (ssize_t)len ? EIO : errno;
-    kr_fdfile_put(seg->file);
-    errno = e;
-    return r == (ssize_t)len ? s->readbuf.data : NULL;
+    if (len <= KR_FETCH_WINDOW && pos + len <= seg->size)
+        return win_read(s, seg, pos, len);
+    return read_range(s, seg, pos, pos + len) == 0 ? s->readbuf.data : NULL;
 }
 
 /* A FETCH being located: its limits, its result so far, and where the
@@ -258,47 +320,37 @@ static int batch_unreadable(fetch *f, const kr_segment *seg, uint64_t cur, uint6
 static int find_batch(fetch *f, const kr_segment *seg, uint64_t cur, uint64_t *pos, kr_batch_hdr *h)
 {
     uint64_t p = seg == f->after_seg ? f->after_pos : kr_index_find(&seg->idx, cur);
-    int fd = kr_fdfile_get(seg->file), rc = 0;
-    if (fd < 0)
-        return batch_unreadable(f, seg, cur, p, strerror(errno));
+    if (p < seg->start)
+        p = seg->start;
     for (;;) {
         for (size_t c = 0; c < seg->n_corrupt; c++)
             if (p >= seg->corrupt[c].pos && p < seg->corrupt[c].end)
                 p = seg->corrupt[c].end;
-        uint8_t hb[KR_BATCH_HEADER_MAX];
-        if (seg->compacted && p >= seg->size) {
-            rc = 1;
-            break;
-        }
-        if (p + KR_BATCH_HEADER_BYTES > seg->size) {
-            rc = batch_unreadable(f, seg, cur, p, "the segment ends before it");
-            break;
-        }
-        size_t want = seg->size - p < sizeof hb ? (size_t)(seg->size - p) : sizeof hb;
-        ssize_t r = pread(fd, hb, want, (off_t)p);
-        if (r != (ssize_t)want) {
-            rc = batch_unreadable(f, seg, cur, p,
-                                  r < 0 ? strerror(errno) : "the file is shorter than its size");
-            break;
-        }
-        if (kr_batch_header_decode(hb, want, h) < 0) {
-            rc = batch_unreadable(f, seg, cur, p, "not a batch header");
-            break;
-        }
+        if (seg->compacted && p >= seg->size)
+            return 1;
+        if (p + KR_BATCH_HEADER_BYTES > seg->size)
+            return batch_unreadable(f, seg, cur, p, "the segment ends before it");
+        size_t want =
+            seg->size - p < KR_BATCH_HEADER_MAX ? (size_t)(seg->size - p) : KR_BATCH_HEADER_MAX;
+        const uint8_t *hb = win_read(f->s, seg, p, want);
+        if (hb == NULL)
+            return batch_unreadable(f, seg, cur, p,
+                                    errno == EIO ? "the file is shorter than its size"
+                                                 : strerror(errno));
+        if (kr_batch_header_decode(hb, want, h) < 0)
+            return batch_unreadable(f, seg, cur, p, "not a batch header");
         if (h->base > cur && !seg->compacted) {
             /* Never past the offset asked for: the events counted in the
              * reply must be the ones sent (hints are rebuilt when a segment
              * is verified, so this is a guard). */
-            rc = batch_unreadable(f, seg, cur, p, "the batch found there starts after it");
-            break;
+            return batch_unreadable(f, seg, cur, p, "the batch found there starts after it");
         }
         if (h->base + h->count > cur)
             break;
         p += h->hlen + h->len;
     }
-    kr_fdfile_put(seg->file);
     *pos = p;
-    return rc;
+    return 0;
 }
 
 /*
@@ -497,24 +549,6 @@ static struct evbuffer_file_segment *segment_fs(kr_store *s, kr_segment *seg)
     return fs;
 }
 
-/* Copy bytes [from, to) of seg into the read buffer. @return 0 or -1. */
-static int read_range(kr_store *s, kr_segment *seg, uint64_t from, uint64_t to)
-{
-    kr_buf_reset(&s->readbuf);
-    if (kr_buf_reserve(&s->readbuf, (size_t)(to - from)) < 0) {
-        errno = ENOMEM;
-        return -1;
-    }
-    int fd = kr_fdfile_get(seg->file);
-    if (fd < 0)
-        return -1;
-    ssize_t r = pread(fd, s->readbuf.data, (size_t)(to - from), (off_t)from);
-    int e = r >= 0 && r != (ssize_t)(to - from) ? EIO : errno;
-    kr_fdfile_put(seg->file);
-    errno = e;
-    return r == (ssize_t)(to - from) ? 0 : -1;
-}
-
 /* The run of ranges from i on that share one sendfile handle: large ones
  * of the same segment. @return the index after the run. */
 static size_t sendfile_run(const kr_fetch_result *res, size_t i)
@@ -557,13 +591,18 @@ int kr_store_fetch_emit(kr_store *s, const kr_fetch_result *res, struct evbuffer
             to = res->ranges[k].pos + res->ranges[k].len;
             k++;
         }
-        if (read_range(s, r->seg, from, to) < 0) {
+        const uint8_t *bytes = NULL;
+        if (to - from <= KR_FETCH_WINDOW && to <= r->seg->size)
+            bytes = win_read(s, r->seg, from, (size_t)(to - from));
+        else if (read_range(s, r->seg, from, to) == 0)
+            bytes = s->readbuf.data;
+        if (bytes == NULL) {
             snprintf(msg, msglen, "reading a segment file failed: %s", strerror(errno));
             return -1;
         }
         for (size_t x = i; x < k; x++) {
             const kr_fetch_range *q = &res->ranges[x];
-            if (evbuffer_add(buf, s->readbuf.data + (q->pos - from), (size_t)q->len) < 0) {
+            if (evbuffer_add(buf, bytes + (q->pos - from), (size_t)q->len) < 0) {
                 snprintf(msg, msglen, "out of memory building a reply");
                 return -1;
             }
@@ -714,13 +753,51 @@ void kr_store_readcache_drop(kr_store *s, kr_topic *t)
     t->readcache = NULL;
 }
 
+static size_t readcache_budget(const kr_store *s)
+{
+    return (s->o.block_cache_bytes ? s->o.block_cache_bytes : KR_VIEW_DEFAULT_CACHE) /
+           KR_READCACHE_SHARE;
+}
+
+/* Free an overlay off the loop thread: the next checkpoint job does it (or
+ * now, when it cannot be queued for it). */
+static void dispose(kr_store *s, kr_overlay *ov)
+{
+    if (s->n_dispose == s->cap_dispose) {
+        size_t cap = s->cap_dispose ? s->cap_dispose * 2 : 8;
+        kr_overlay **n = realloc(s->dispose, cap * sizeof *n);
+        if (n == NULL) {
+            kr_overlay_free(ov);
+            return;
+        }
+        s->dispose = n;
+        s->cap_dispose = cap;
+    }
+    s->dispose[s->n_dispose++] = ov;
+}
+
+void kr_store_readcache_take(kr_store *s, kr_topic *t, kr_overlay *ov)
+{
+    if (t->readcache != NULL) {
+        s->readcache_bytes -= kr_overlay_bytes(t->readcache);
+        dispose(s, t->readcache);
+        t->readcache = NULL;
+    }
+    size_t bytes = kr_overlay_bytes(ov);
+    if (s->readcache_bytes + bytes > readcache_budget(s)) {
+        kr_overlay_free(ov);
+        return;
+    }
+    t->readcache = ov;
+    s->readcache_bytes += bytes;
+}
+
 /* Remember the view's answer for key (its event, ev[0..len)), within the
  * budget: a cache over it starts again empty rather than track recency. */
 static void readcache_put(kr_store *s, kr_topic *t, const uint8_t *key, size_t klen,
                           const uint8_t *ev, size_t len)
 {
-    size_t budget = (s->o.block_cache_bytes ? s->o.block_cache_bytes : KR_VIEW_DEFAULT_CACHE) /
-                    KR_READCACHE_SHARE;
+    size_t budget = readcache_budget(s);
     if (klen > UINT32_MAX || len > UINT32_MAX || len > budget / 64)
         return;
     if (s->readcache_bytes + len + klen > budget)
@@ -738,10 +815,11 @@ static void readcache_put(kr_store *s, kr_topic *t, const uint8_t *key, size_t k
 /*
  * GET: the newest entry of the key in the overlays, else the view's. The
  * view's answers are kept in t->readcache until the topic's next checkpoint
- * changes the view (kr_store_readcache_drop, when the checkpoint finishes):
- * a key read again skips RocksDB, whose lookup was half of a GET's cost
- * even on a row-cache hit. A key written meanwhile is found in the overlays
- * first, which are consulted before the cache.
+ * changes the view, which then starts the cache again with the overlay it
+ * wrote (kr_store_readcache_take): a key read again, or written lately,
+ * skips RocksDB, whose lookup was half of a GET's cost even on a row-cache
+ * hit, and far more on a cold block cache. A key written meanwhile is found
+ * in the overlays first, which are consulted before the cache.
  */
 int kr_store_get(kr_store *s, kr_topic *t, const uint8_t *key, size_t klen, kr_buf *out, char *msg,
                  size_t msglen)
@@ -782,6 +860,7 @@ static void cursor_free(kr_store *s, kr_scan_cursor *c)
     TAILQ_REMOVE(&s->cursors, c, link);
     s->n_cursors--;
     kr_view_snapshot_release(s->view, c->snap);
+    kr_overlay_free(c->ov);
     free(c->prefix);
     free(c->after);
     free(c);
@@ -829,6 +908,59 @@ static void scan_ready(kr_store *s, kr_scan_wait *w)
         snprintf(res.msg, sizeof res.msg, "out of memory starting a scan");
     }
     w->ready(w->arg, c, &res);
+}
+
+/* Copying the overlays' entries under a scan's prefix into its own. */
+struct ov_copy {
+    kr_overlay *to;
+    const uint8_t *prefix;
+    size_t plen;
+    int failed;
+};
+
+static int copy_entry(void *arg, const kr_ov_entry *e)
+{
+    struct ov_copy *oc = arg;
+    if (e->key_len < oc->plen || (oc->plen > 0 && memcmp(e->key, oc->prefix, oc->plen) != 0))
+        return 0;
+    if (kr_overlay_put(oc->to, e) < 0) {
+        oc->failed = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/*
+ * No checkpoint could be written for a scan (a full disk, a failing view):
+ * it is answered anyway, reads never waiting on a write. Its view is the
+ * database as its last checkpoint left it (the snapshot: offsets below the
+ * marker) and, over it, a private copy of the overlays' entries under the
+ * scan's prefix (the offsets from the marker to the topic's next): together
+ * exactly the events below `snapshot`, for as long as the cursor lives. The
+ * copy costs the memory of the keys it holds; only a failing disk makes one.
+ * @return the cursor, or NULL with res filled.
+ */
+static kr_scan_cursor *cursor_overlaid(kr_store *s, kr_scan_wait *w, kr_store_result *res)
+{
+    kr_topic *t = w->t;
+    struct ov_copy oc = {.to = kr_overlay_new(), .prefix = w->prefix, .plen = w->plen};
+    if (oc.to != NULL && t->frozen != NULL)
+        kr_overlay_foreach(t->frozen, copy_entry, &oc); /* older first */
+    if (oc.to != NULL && !oc.failed)
+        kr_overlay_foreach(t->active, copy_entry, &oc);
+    kr_scan_cursor *c = NULL;
+    if (oc.to != NULL && !oc.failed)
+        c = cursor_new(s, t, w->prefix, w->plen, w->has_after, w->after, w->alen);
+    if (c == NULL) {
+        kr_overlay_free(oc.to);
+        res->err = KRAPPY_E_STORAGE;
+        snprintf(res->msg, sizeof res->msg,
+                 "the scan could not start: out of memory copying the newest keys");
+        return NULL;
+    }
+    c->ov = oc.to;
+    c->snapshot = t->next;
+    return c;
 }
 
 void kr_store_scan_start(kr_store *s, kr_topic *t, const uint8_t *prefix, size_t plen,
@@ -882,9 +1014,13 @@ void kr_store_scan_checkpointed(kr_store *s, bool ok, const char *msg)
     while ((w = TAILQ_FIRST(&todo)) != NULL) {
         TAILQ_REMOVE(&todo, w, link);
         if (!ok) {
-            kr_store_result res = {.err = KRAPPY_E_STORAGE};
-            snprintf(res.msg, sizeof res.msg, "the scan could not start: %s", msg);
-            w->ready(w->arg, NULL, &res);
+            kr_store_result res = {.err = KRAPPY_OK};
+            kr_scan_cursor *c = cursor_overlaid(s, w, &res);
+            if (c == NULL)
+                kr_log(KR_LOG_WARN, "a scan could not start after a failed checkpoint",
+                       KR_LOG_STR("topic", w->t->name), KR_LOG_STR("checkpoint", msg),
+                       KR_LOG_STR("reason", res.msg));
+            w->ready(w->arg, c, &res);
         } else if (w->t->marker >= w->target && w->t->frozen == NULL) {
             scan_ready(s, w);
         } else {
@@ -943,9 +1079,106 @@ static int page_entry(void *arg, const uint8_t *key, size_t klen, const uint8_t 
     return 0;
 }
 
+/* Unsigned bytewise order of keys, a prefix first. */
+static int key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    return c != 0 ? c : (alen > blen) - (alen < blen);
+}
+
+/*
+ * A page of a cursor that holds overlay entries (cursor_overlaid): the
+ * view's keys and the overlay's merged in key order, the overlay's entry
+ * winning on a key both have and its tombstones hiding the view's.
+ */
+typedef struct merge {
+    struct page_ctx p;      /* gives an entry to the caller (page_entry) */
+    const kr_ov_entry **ov; /* the overlay's entries after `after`, in order */
+    size_t n, i;
+    size_t limit, given;
+    bool stopped; /* the page is full, or the caller took no more */
+} merge;
+
+/* Give an entry unless the page is full. @return 0 taken, 1 stop. */
+static int merge_give(merge *m, const uint8_t *key, size_t klen, const uint8_t *ev, size_t elen)
+{
+    if (m->given >= m->limit || page_entry(&m->p, key, klen, ev, elen) != 0) {
+        m->stopped = true;
+        return 1;
+    }
+    m->given++;
+    return 0;
+}
+
+/* The overlay's entries that sort before `key` (NULL: all that remain).
+ * @return 0, or 1 when the page ended. */
+static int merge_before(merge *m, const uint8_t *key, size_t klen)
+{
+    while (m->i < m->n) {
+        const kr_ov_entry *e = m->ov[m->i];
+        if (key != NULL && key_cmp(e->key, e->key_len, key, klen) >= 0)
+            return 0;
+        if (!e->tombstone && merge_give(m, e->key, e->key_len, e->event, e->ev_len) != 0)
+            return 1;
+        m->i++;
+    }
+    return 0;
+}
+
+static int merge_view_entry(void *arg, const uint8_t *key, size_t klen, const uint8_t *ev,
+                            size_t elen)
+{
+    merge *m = arg;
+    if (merge_before(m, key, klen) != 0)
+        return 1;
+    if (m->i < m->n && key_cmp(m->ov[m->i]->key, m->ov[m->i]->key_len, key, klen) == 0) {
+        const kr_ov_entry *e = m->ov[m->i];
+        if (!e->tombstone && merge_give(m, e->key, e->key_len, e->event, e->ev_len) != 0)
+            return 1;
+        m->i++;
+        return 0; /* the view's older entry of the key is hidden */
+    }
+    return merge_give(m, key, klen, ev, elen);
+}
+
+static long scan_page_merged(kr_store *s, kr_scan_cursor *c, size_t limit, kr_scan_fn fn, void *arg,
+                             bool *more, char *msg, size_t msglen)
+{
+    merge m = {.p = {c, fn, arg, 0}, .limit = limit};
+    m.ov = malloc((limit + 1) * sizeof *m.ov);
+    uint8_t *after = dup_bytes(c->after, c->alen);
+    long n = -1;
+    bool vmore = false;
+    if (m.ov == NULL || after == NULL) {
+        snprintf(msg, msglen, "out of memory continuing a scan");
+        goto out;
+    }
+    /* One more than a page: whether the overlay has more than this page. */
+    m.n =
+        kr_overlay_sorted(c->ov, c->prefix, c->plen, c->has_after, after, c->alen, limit + 1, m.ov);
+    n = kr_view_scan(s->view, c->snap, c->t->name, c->t->name_len, c->prefix, c->plen, c->has_after,
+                     after, c->alen, limit, merge_view_entry, &m, &vmore, msg, msglen);
+    if (n >= 0 && !m.stopped && !vmore)
+        (void)merge_before(&m, NULL, 0);
+    *more = m.stopped || vmore || m.i < m.n || m.n == limit + 1;
+    if (m.p.oom) {
+        snprintf(msg, msglen, "out of memory continuing a scan");
+        n = -1;
+    }
+out:
+    free(m.ov);
+    free(after);
+    return n < 0 ? -1 : (long)m.given;
+}
+
 long kr_store_scan_page(kr_store *s, kr_scan_cursor *c, size_t limit, kr_scan_fn fn, void *arg,
                         bool *more, char *msg, size_t msglen)
 {
+    if (c->ov != NULL) {
+        long n = scan_page_merged(s, c, limit, fn, arg, more, msg, msglen);
+        c->expires_ns = kr_mono_ns() + (uint64_t)KR_SCAN_CURSOR_MS * 1000000;
+        return n;
+    }
     struct page_ctx p = {c, fn, arg, 0};
     /* The callback overwrites c->after as it goes: scan from a copy. */
     uint8_t *after = dup_bytes(c->after, c->alen);

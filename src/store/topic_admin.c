@@ -5,9 +5,13 @@
  *
  * Deleting a topic survives kill -9 and a power cut at any point, leaving
  * the topic whole or gone, never half:
- *   1. (loop) the topic leaves the table, so nothing new reaches it, and
- *      whoever waits on it is answered (topic_teardown); a TOPIC_DROP job
- *      is queued, behind every job already queued for the topic;
+ *   1. (loop) the appends queued before the deletion are written and
+ *      answered; the topic leaves the table, so nothing new reaches it, and
+ *      whoever waits on it is answered (topic_teardown); the checkpoint
+ *      under way forgets it if it has not gone to the writer yet; a
+ *      TOPIC_DROP job is queued behind every job of the topic already
+ *      queued (kr_stream_drop, append.h): nothing is written to its files
+ *      after it;
  *   2. (writer) every earlier checkpoint and cursor is written to RocksDB
  *      (writer.c), then the directory DATA/topics/NAME is renamed to
  *      DATA/topics/~deleted.N and DATA/topics synced: the atomic point;
@@ -126,16 +130,18 @@ static void topic_teardown(kr_store *s, kr_topic *t)
 /* Acknowledge t's appends held for overlay room: they were stored. */
 static void release_held_of(kr_store *s, kr_topic *t)
 {
-    kr_job *j, *n;
-    for (j = TAILQ_FIRST(&s->held); j != NULL; j = n) {
-        n = TAILQ_NEXT(j, link);
-        if (j->t != t)
+    kr_append *a, *n;
+    for (a = TAILQ_FIRST(&s->held); a != NULL; a = n) {
+        n = TAILQ_NEXT(a, link);
+        if (a->t != t)
             continue;
-        TAILQ_REMOVE(&s->held, j, link);
-        kr_store_result res = {.err = KRAPPY_OK, .first = j->append.base, .count = j->append.count};
-        if (j->done != NULL)
-            j->done(j->arg, &res);
-        kr_job_free(j);
+        TAILQ_REMOVE(&s->held, a, link);
+        kr_store_result res = {.err = KRAPPY_OK, .first = a->base, .count = a->count};
+        kr_store_done done = a->done;
+        void *arg = a->arg;
+        kr_append_free(s, a);
+        if (done != NULL)
+            done(arg, &res);
     }
 }
 
@@ -155,10 +161,12 @@ krappy_err kr_store_delete_topic(kr_store *s, kr_topic *t, kr_store_done done, v
     }
     j->done = done;
     j->arg = arg;
-    topic_teardown(s, t);
+    j->drop.dir = t->dir;
     kr_log(KR_LOG_INFO, "deleting topic", KR_LOG_STR("topic", t->name), KR_LOG_U64("next", t->next),
            KR_LOG_U64("groups", t->n_groups));
-    kr_writer_submit(s->writer, j);
+    /* What was queued before the deletion is written and answered first. */
+    kr_stream_drop(s, t->stream, j);
+    topic_teardown(s, t);
     return KRAPPY_OK;
 }
 
@@ -186,6 +194,7 @@ static bool drop_failed(kr_store *s, kr_topic *t, kr_drop_stage stage, const cha
            KR_LOG_STR("left", stage == KR_DROP_NOTHING ? "everything" : "records in the view"));
     t->failed = stage != KR_DROP_NOTHING;
     t->deleted = t->failed;
+    t->stream->dropped = t->deleted; /* whole again: written and synced again */
     if (kr_store_topic_insert(s, t) == 0) {
         kr_store_recount_active(s);
         return true;
@@ -268,17 +277,17 @@ static int move_aside(int pfd, const char *name, char *trash, size_t trashlen, b
 
 void kr_topic_drop_run(kr_view *v, kr_job *j)
 {
-    kr_wtopic *w = j->w;
+    const char *dir = j->drop.dir;
     kr_topic *t = j->t;
     char parent[4096], trash[64];
-    const char *slash = strrchr(w->dir, '/');
+    const char *slash = strrchr(dir, '/');
     j->drop.stage = KR_DROP_NOTHING;
-    if (slash == NULL || (size_t)(slash - w->dir) >= sizeof parent) {
-        kr_job_fail(j, 0, "the topic directory %s has no parent directory", w->dir);
+    if (slash == NULL || (size_t)(slash - dir) >= sizeof parent) {
+        kr_job_fail(j, 0, "the topic directory %s has no parent directory", dir);
         return;
     }
-    memcpy(parent, w->dir, (size_t)(slash - w->dir));
-    parent[slash - w->dir] = '\0';
+    memcpy(parent, dir, (size_t)(slash - dir));
+    parent[slash - dir] = '\0';
     int pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (pfd < 0) {
         kr_job_fail(j, errno, "cannot open %s", parent);
@@ -286,7 +295,7 @@ void kr_topic_drop_run(kr_view *v, kr_job *j)
     }
     bool moved;
     if (move_aside(pfd, slash + 1, trash, sizeof trash, &moved) < 0) {
-        kr_job_fail(j, errno, "cannot move %s aside", w->dir);
+        kr_job_fail(j, errno, "cannot move %s aside", dir);
         close(pfd);
         return;
     }
@@ -567,7 +576,7 @@ static int time_in_segment(kr_store *s, kr_topic *t, kr_segment *seg, uint64_t t
         free(win);
         return -1;
     }
-    uint64_t pos = KR_SEG_HEADER_BYTES, win_pos = 0, win_len = 0;
+    uint64_t pos = seg->start, win_pos = 0, win_len = 0;
     int rc = 0;
     while (pos + KR_BATCH_HEADER_BYTES <= seg->size) {
         uint64_t skip = corrupt_end(seg, pos);

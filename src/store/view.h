@@ -226,7 +226,9 @@ void kr_view_ckpt_delete(kr_view_ckpt *c, const char *topic, size_t tlen, const 
                          size_t klen);
 void kr_view_ckpt_marker(kr_view_ckpt *c, const char *topic, size_t tlen, uint64_t next,
                          uint64_t keys);
-/* @return 0, or -1 with err filled (nothing of it is in the view then). */
+/* @return 0; -1 with err filled when the file could not be made (the view
+ *         is untouched); -2 when RocksDB refused it (the database may be
+ *         in an error state: reopen it). Nothing of it is in the view then. */
 int kr_view_ckpt_commit(kr_view_ckpt *c, char *err, size_t errlen);
 void kr_view_ckpt_abort(kr_view_ckpt *c);
 

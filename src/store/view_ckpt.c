@@ -193,7 +193,7 @@ int kr_view_ckpt_commit(kr_view_ckpt *c, char *err, size_t errlen)
         goto out;
     }
     pthread_rwlock_rdlock(&c->v->lock);
-    rc = unlocked_ingest(c->v, c->path, err, errlen);
+    rc = unlocked_ingest(c->v, c->path, err, errlen) < 0 ? -2 : 0;
     pthread_rwlock_unlock(&c->v->lock);
 out:
     ckpt_free(c);

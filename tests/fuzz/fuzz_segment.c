@@ -3,8 +3,10 @@
  * hold it to its promises.
  *
  * Input: byte 0 is a mode, the rest is the file (or most of it):
- *   bit 0  prepend a valid segment header with base offset (byte 0 >> 2),
+ *   bit 0  prepend a valid segment header with base offset (byte 0 >> 3),
  *          so mutations spend their time on batches, not on the header
+ *   bit 2  ... a version 2 one (64 bytes, its sync record saying nothing
+ *          is synced), else a version 1 one (32 bytes)
  *   bit 1  fix the CRC of every batch header that decodes and fits, walking
  *          the file as the scan would, so payload checks and offset
  *          contiguity are reached past the CRC
@@ -106,10 +108,10 @@ static uint64_t naive_search(const uint8_t *f, size_t len, uint64_t from, uint64
     return 0;
 }
 
-/* Recompute the CRC of each batch header that decodes and fits. */
-static void fix_crcs(uint8_t *f, size_t len)
+/* Recompute the CRC of each batch header that decodes and fits, from the
+ * end of the segment header on. */
+static void fix_crcs(uint8_t *f, size_t len, size_t pos)
 {
-    size_t pos = KR_SEG_HEADER_BYTES;
     while (pos + KR_BATCH_HEADER_BYTES <= len) {
         kr_batch_hdr h;
         if (kr_batch_header_decode(f + pos, len - pos, &h) == 0 && h.len <= len - pos - h.hlen) {
@@ -130,16 +132,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     data++;
     size--;
 
-    size_t pre = (mode & 1) ? KR_SEG_HEADER_BYTES : 0;
+    size_t hlen = (mode & 4) ? KR_SEG_HEADER_V2_BYTES : KR_SEG_HEADER_BYTES;
+    size_t pre = (mode & 1) ? hlen : 0;
     size_t len = pre + size;
     uint8_t *file = malloc(len ? len : 1);
     CHECK(file != NULL);
-    if (pre)
-        kr_seg_header_encode(file, mode >> 2);
+    if (pre && hlen == KR_SEG_HEADER_BYTES)
+        kr_seg_header_encode_v1(file, mode >> 3, 0);
+    else if (pre)
+        kr_seg_header_encode(file, mode >> 3);
     if (size)
         memcpy(file + pre, data, size);
+    kr_seg_header hd;
+    bool hdr_ok = kr_seg_header_decode(file, len, &hd) == 0;
     if (mode & 2)
-        fix_crcs(file, len);
+        fix_crcs(file, len, hdr_ok ? hd.len : KR_SEG_HEADER_BYTES);
 
     int fd = memfd_create("fuzz_segment", MFD_CLOEXEC);
     CHECK(fd >= 0);
@@ -156,16 +163,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     s.total = 0;
     int rc = kr_seg_scan_fd(fd, &sc, on_batch, &s);
 
-    uint64_t base;
-    if (len < KR_SEG_HEADER_BYTES || kr_seg_header_decode(file, &base) != 0) {
+    if (!hdr_ok) {
         CHECK(rc == -1);
         CHECK(s.total == 0);
         goto done;
     }
+    uint64_t base = hd.base;
     CHECK(rc == 0);
-    CHECK(sc.base == base);
+    CHECK(sc.base == base && sc.hdr.len == hd.len && sc.hdr.version == hd.version);
+    CHECK(sc.hdr.has_sync == hd.has_sync);
     CHECK(sc.file_len == len);
-    CHECK(sc.good_end >= KR_SEG_HEADER_BYTES && sc.good_end <= sc.file_len);
+    CHECK(sc.good_end >= hd.len && sc.good_end <= sc.file_len);
     CHECK(sc.torn == (sc.good_end < sc.file_len));
     CHECK(sc.batches == s.total);
     CHECK(sc.n_corrupt <= KR_SEG_MAX_CORRUPT);
@@ -173,7 +181,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* Walk batches and corrupt ranges in file order: they tile
      * [header, good_end), and offsets run on from base. */
     if (s.n == s.total) {
-        uint64_t at = KR_SEG_HEADER_BYTES, next = base, max_ts = 0;
+        uint64_t at = hd.len, next = base, max_ts = 0;
         size_t c = 0;
         for (size_t i = 0; i < s.n; i++) {
             if (c < sc.n_corrupt && sc.corrupt[c].pos == at) {
@@ -200,7 +208,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     /* Ranges are inside the file and ordered, whatever was recorded. */
     for (size_t c = 0; c < sc.n_corrupt; c++) {
-        CHECK(sc.corrupt[c].pos >= KR_SEG_HEADER_BYTES);
+        CHECK(sc.corrupt[c].pos >= hd.len);
         CHECK(sc.corrupt[c].pos < sc.corrupt[c].end && sc.corrupt[c].end <= sc.file_len);
         if (c > 0)
             CHECK(sc.corrupt[c - 1].end <= sc.corrupt[c].pos);

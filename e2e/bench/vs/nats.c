@@ -124,15 +124,15 @@ static void on_pub_err(jsCtx *js, jsPubAckErr *pae, void *closure)
                  natsStatus_GetText(pae->Err));
 }
 
-/* A JetStream context for async publishing on nc: at most batch * window
+/* A JetStream context for async publishing on nc: at most max_pending
  * publishes un-acked (the same in-flight depth every system gets); a publish
  * that would exceed it waits for acks, at most WAIT_MS, then fails. */
-static natsStatus pub_ctx(jsCtx **js, natsConnection *nc, const vs_params *p, pub_errs *e)
+static natsStatus pub_ctx(jsCtx **js, natsConnection *nc, int64_t max_pending, pub_errs *e)
 {
     jsOptions o;
     jsOptions_Init(&o);
     o.Wait = WAIT_MS;
-    o.PublishAsync.MaxPending = (int64_t)p->batch * p->window;
+    o.PublishAsync.MaxPending = max_pending;
     o.PublishAsync.ErrHandler = on_pub_err;
     o.PublishAsync.ErrHandlerClosure = e;
     o.PublishAsync.StallWait = WAIT_MS;
@@ -172,7 +172,8 @@ static long stream_msgs(vs_ctx *x, jsCtx *js, const char *stream)
  * first publish to the last ack. A refused publish is a failure, and so is a
  * stream that does not hold every event afterwards (checked outside the meter).
  */
-static int publish_kv(vs_ctx *x, vs_meter *m, const char *bucket, long events, long keys)
+static int publish_kv(vs_ctx *x, vs_meter *m, const char *bucket, long events, long keys,
+                      int64_t max_pending)
 {
     nats_state *st = x->srv->priv;
     const vs_params *p = x->p;
@@ -181,7 +182,7 @@ static int publish_kv(vs_ctx *x, vs_meter *m, const char *bucket, long events, l
     char subj[SUBJ_MAX], val[VS_VALUE_LEN + 1], stream[SUBJ_MAX];
     int rc = VS_OK;
 
-    natsStatus s = pub_ctx(&js, st->nc, p, &e);
+    natsStatus s = pub_ctx(&js, st->nc, max_pending, &e);
     if (s != NATS_OK)
         return nfail(x, "a JetStream context for publishing", s);
     size_t pre = (size_t)snprintf(subj, sizeof subj, "$KV.%s.", bucket);
@@ -389,7 +390,8 @@ static int ingest(vs_ctx *x, vs_meter *m, bool sync, long *done)
         snprintf(x->note, sizeof x->note, "%s", SYNC_NOTE);
         return VS_SKIP;
     }
-    int rc = publish_kv(x, m, BUCKET, x->p->events, x->p->keys);
+    int rc =
+        publish_kv(x, m, BUCKET, x->p->events, x->p->keys, (int64_t)x->p->batch * x->p->window);
     if (rc == VS_OK)
         *done = x->p->events;
     return rc;
@@ -762,7 +764,7 @@ static int latency(vs_ctx *x, vs_meter *m, long *done)
     }
     s = dial(&pnc, x->srv, "bench_vs latency producer", true);
     if (s == NATS_OK)
-        s = pub_ctx(&pjs, pnc, p, &errs);
+        s = pub_ctx(&pjs, pnc, (int64_t)p->batch * p->window, &errs);
     if (s != NATS_OK) {
         rc = nfail(x, "the latency producer", s);
         goto done;
@@ -836,10 +838,78 @@ static int load(vs_ctx *x, vs_meter *m, long *done)
     if (s != NATS_OK)
         return nfail(x, "creating the KV bucket " RSS_BUCKET, s);
     kvStore_Destroy(kv);
-    int rc = publish_kv(x, m, RSS_BUCKET, x->p->rss_events, x->p->rss_keys);
+    int rc = publish_kv(x, m, RSS_BUCKET, x->p->rss_events, x->p->rss_keys,
+                        (int64_t)x->p->batch * x->p->window);
     if (rc == VS_OK)
         *done = x->p->rss_events;
     return rc;
+}
+
+/* 8a. p->pub_events async publishes into the bucket "one", at most
+ * p->pub_window un-acked. */
+static int publish_piped(vs_ctx *x, vs_meter *m, long *done)
+{
+    nats_state *st = x->srv->priv;
+    kvStore *kv = NULL;
+    natsStatus s = make_bucket(&kv, st->js, "one");
+    if (s != NATS_OK)
+        return nfail(x, "creating the KV bucket one", s);
+    kvStore_Destroy(kv);
+    int rc = publish_kv(x, m, "one", x->p->pub_events, x->p->keys, x->p->pub_window);
+    if (rc == VS_OK)
+        *done = x->p->pub_events;
+    return rc;
+}
+
+/* 8b. p->pubs_one synchronous publishes (js_Publish waits for the ack) into
+ * the bucket "one1", on the SendAsap connection. */
+static int publish_one(vs_ctx *x, vs_meter *m, long *done)
+{
+    nats_state *st = x->srv->priv;
+    const vs_params *p = x->p;
+    kvStore *kv = NULL;
+    char subj[SUBJ_MAX], val[VS_VALUE_LEN + 1];
+    natsStatus s = make_bucket(&kv, st->fjs, "one1");
+    if (s != NATS_OK)
+        return nfail(x, "creating the KV bucket one1", s);
+    kvStore_Destroy(kv);
+    size_t pre = (size_t)snprintf(subj, sizeof subj, "$KV.one1.");
+    vs_meter_start(m);
+    for (long n = 0; n < p->pubs_one; n++) {
+        vs_key(subj + pre, vs_key_of(p->keys, (uint64_t)n));
+        vs_value(val, (uint64_t)n, 0);
+        jsPubAck *pa = NULL;
+        jsErrCode jerr = 0;
+        uint64_t t = vs_now_ns();
+        s = js_Publish(&pa, st->fjs, subj, val, VS_VALUE_LEN, NULL, &jerr);
+        vs_lat_add(m, vs_now_ns() - t);
+        bool ok = s == NATS_OK && pa != NULL && pa->Sequence == (uint64_t)n + 1;
+        jsPubAck_Destroy(pa);
+        if (s != NATS_OK)
+            return nfail(x, "js_Publish", s);
+        if (!ok)
+            return vs_fail(x, "NATS: publish %ld was not acknowledged as message %ld", n, n + 1);
+    }
+    vs_meter_stop(m);
+    *done = p->pubs_one;
+    return VS_OK;
+}
+
+/* 8c. p->pings round trips of the protocol's PING/PONG (a flush). */
+static int ping(vs_ctx *x, vs_meter *m, long *done)
+{
+    nats_state *st = x->srv->priv;
+    vs_meter_start(m);
+    for (long i = 0; i < x->p->pings; i++) {
+        uint64_t t = vs_now_ns();
+        natsStatus s = natsConnection_FlushTimeout(st->fast, WAIT_MS);
+        if (s != NATS_OK)
+            return nfail(x, "PING (a flush)", s);
+        vs_lat_add(m, vs_now_ns() - t);
+    }
+    vs_meter_stop(m);
+    *done = x->p->pings;
+    return VS_OK;
 }
 
 const vs_system vs_nats = {
@@ -854,4 +924,7 @@ const vs_system vs_nats = {
     .get_piped = get_piped,
     .latency = latency,
     .load = load,
+    .publish_piped = publish_piped,
+    .publish_one = publish_one,
+    .ping = ping,
 };

@@ -15,6 +15,8 @@
  *   latency    XADD bench-lat from a producer thread at p->rate, XREAD BLOCK
  *              on a second connection
  *   load       XADD bench-rss plus HSET latest-rss per event
+ *   publish    XADD bench-one, 64 in flight; XADD bench-one1 one at a time
+ *   ping       PING
  *
  * The server runs in the foreground with command-line options only and with
  * nothing that forks (no RDB snapshots, no AOF rewrites), so its pid is the
@@ -579,35 +581,40 @@ static int rd_get_one(vs_ctx *x, vs_meter *m, long *done)
     return rc;
 }
 
-/* Workload 5b: p->gets_piped HGETs with up to p->get_window in flight. The
- * window is topped up after each read from the socket (which brings many
- * replies), so a refill costs one write, not one per request. */
-static int rd_get_piped(vs_ctx *x, vs_meter *m, long *done)
+/* A pipelined run: request i appended by add(x, c, arg, i), its reply
+ * checked by check(x, r, arg, i) (which does not free r); up to window in
+ * flight. The window is topped up after each read from the socket (which
+ * brings many replies), so a refill costs one write, not one per request. */
+typedef struct piped {
+    const char *what; /* the command, for error sentences */
+    long total, window;
+    int (*add)(vs_ctx *x, redisContext *c, const void *arg, long i);
+    int (*check)(vs_ctx *x, const redisReply *r, const void *arg, long i);
+    const void *arg;
+} piped;
+
+static int run_piped(vs_ctx *x, redisContext *c, const piped *pp, vs_meter *m, long *done)
 {
-    const vs_params *p = x->p;
-    redisContext *c = live(x);
-    if (c == NULL || ensure_latest(x) != VS_OK)
-        return VS_FAIL;
     long sent = 0, got = 0;
     int rc = VS_OK;
     vs_meter_start(m);
-    while (rc == VS_OK && got < p->gets_piped) {
-        for (; sent - got < p->get_window && sent < p->gets_piped; sent++)
-            if ((rc = append_get(x, c, sent)) != VS_OK)
+    while (rc == VS_OK && got < pp->total) {
+        for (; sent - got < pp->window && sent < pp->total; sent++)
+            if ((rc = pp->add(x, c, pp->arg, sent)) != VS_OK)
                 goto out;
         if ((rc = flush(x, c)) != VS_OK)
             break;
         redisReply *r = NULL;
-        if ((rc = next_reply(x, c, "HGET", &r)) != VS_OK)
+        if ((rc = next_reply(x, c, pp->what, &r)) != VS_OK)
             break;
         for (;;) {
-            rc = check_get(x, r, got++);
+            rc = pp->check(x, r, pp->arg, got++);
             freeReplyObject(r);
             if (rc != VS_OK || got == sent)
                 break;
             void *v = NULL;
             if (redisGetReplyFromReader(c, &v) != REDIS_OK) {
-                rc = io_fail(x, c, "HGET");
+                rc = io_fail(x, c, pp->what);
                 break;
             }
             if (v == NULL)
@@ -619,6 +626,29 @@ out:
     vs_meter_stop(m);
     *done = got;
     return rc;
+}
+
+static int piped_get_add(vs_ctx *x, redisContext *c, const void *arg, long i)
+{
+    (void)arg;
+    return append_get(x, c, i);
+}
+
+static int piped_get_check(vs_ctx *x, const redisReply *r, const void *arg, long i)
+{
+    (void)arg;
+    return check_get(x, r, i);
+}
+
+/* Workload 5b: p->gets_piped HGETs with up to p->get_window in flight. */
+static int rd_get_piped(vs_ctx *x, vs_meter *m, long *done)
+{
+    redisContext *c = live(x);
+    if (c == NULL || ensure_latest(x) != VS_OK)
+        return VS_FAIL;
+    const piped pp = {"HGET",        x->p->gets_piped, x->p->get_window,
+                      piped_get_add, piped_get_check,  NULL};
+    return run_piped(x, c, &pp, m, done);
 }
 
 /* The producer side of workload 6, run in its own thread on its own
@@ -801,9 +831,92 @@ static int rd_load(vs_ctx *x, vs_meter *m, long *done)
     return rc;
 }
 
-const vs_system vs_redis = {"Redis Streams", "redis",    rd_start, rd_stop,
-                            rd_ingest,       rd_consume, rd_group, rd_get_one,
-                            rd_get_piped,    rd_latency, rd_load};
+static int piped_xadd_add(vs_ctx *x, redisContext *c, const void *arg, long i)
+{
+    return append_event(x, c, arg, i);
+}
+
+static int piped_xadd_check(vs_ctx *x, const redisReply *r, const void *arg, long i)
+{
+    (void)arg;
+    if (r->type != REDIS_REPLY_STRING || r->len == 0 || r->len >= RD_ID_MAX)
+        return vs_fail(x, "redis: XADD of event %ld did not answer a stream ID", i);
+    return VS_OK;
+}
+
+/* 8a. p->pub_events XADDs into "bench-one", p->pub_window in flight, topped
+ * up as 5b does. */
+static int rd_publish_piped(vs_ctx *x, vs_meter *m, long *done)
+{
+    redisContext *c = live(x);
+    const writes w = {"bench-one", NULL, x->p->keys};
+    if (c == NULL)
+        return VS_FAIL;
+    const piped pp = {"XADD",         x->p->pub_events, x->p->pub_window,
+                      piped_xadd_add, piped_xadd_check, &w};
+    return run_piped(x, c, &pp, m, done);
+}
+
+/* 8b. p->pubs_one XADDs into "bench-one1", one round trip each. */
+static int rd_publish_one(vs_ctx *x, vs_meter *m, long *done)
+{
+    redisContext *c = live(x);
+    const writes w = {"bench-one1", NULL, x->p->keys};
+    if (c == NULL)
+        return VS_FAIL;
+    long n = 0;
+    int rc = VS_OK;
+    vs_meter_start(m);
+    for (; n < x->p->pubs_one && rc == VS_OK; n++) {
+        uint64_t t = vs_now_ns();
+        if ((rc = append_event(x, c, &w, n)) != VS_OK)
+            break;
+        rc = check_event(x, c, &w, n);
+        vs_lat_add(m, vs_now_ns() - t);
+    }
+    vs_meter_stop(m);
+    *done = n;
+    return rc;
+}
+
+/* 8c. p->pings PINGs, one round trip each. */
+static int rd_ping(vs_ctx *x, vs_meter *m, long *done)
+{
+    redisContext *c = live(x);
+    if (c == NULL)
+        return VS_FAIL;
+    long i = 0;
+    int rc = VS_OK;
+    vs_meter_start(m);
+    for (; i < x->p->pings && rc == VS_OK; i++) {
+        redisReply *r = NULL;
+        uint64_t t = vs_now_ns();
+        if ((rc = command(x, c, &r, 1, (const char *[]){"PING"})) != VS_OK)
+            break;
+        vs_lat_add(m, vs_now_ns() - t);
+        if (r->type != REDIS_REPLY_STATUS || strcmp(r->str, "PONG") != 0)
+            rc = vs_fail(x, "redis: PING did not answer PONG");
+        freeReplyObject(r);
+    }
+    vs_meter_stop(m);
+    *done = i;
+    return rc;
+}
+
+const vs_system vs_redis = {.name = "Redis Streams",
+                            .id = "redis",
+                            .start = rd_start,
+                            .stop = rd_stop,
+                            .ingest = rd_ingest,
+                            .consume = rd_consume,
+                            .group = rd_group,
+                            .get_one = rd_get_one,
+                            .get_piped = rd_get_piped,
+                            .latency = rd_latency,
+                            .load = rd_load,
+                            .publish_piped = rd_publish_piped,
+                            .publish_one = rd_publish_one,
+                            .ping = rd_ping};
 
 #else /* no hiredis at build time */
 
@@ -832,7 +945,19 @@ static int no_run(vs_ctx *x, vs_meter *m, long *done)
     return no_start(x);
 }
 
-const vs_system vs_redis = {"Redis Streams", "redis", no_start, no_stop, no_ingest, no_run,
-                            no_run,          no_run,  no_run,   no_run,  no_run};
+const vs_system vs_redis = {.name = "Redis Streams",
+                            .id = "redis",
+                            .start = no_start,
+                            .stop = no_stop,
+                            .ingest = no_ingest,
+                            .consume = no_run,
+                            .group = no_run,
+                            .get_one = no_run,
+                            .get_piped = no_run,
+                            .latency = no_run,
+                            .load = no_run,
+                            .publish_piped = no_run,
+                            .publish_one = no_run,
+                            .ping = no_run};
 
 #endif

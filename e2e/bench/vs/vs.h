@@ -33,17 +33,22 @@
 
 /* What every backend is asked to do; the same for all of them. */
 typedef struct vs_params {
-    long events;     /* events per ingest run (workloads 1 and 2) */
-    long keys;       /* keys drawn from (100,000) */
-    int batch;       /* events per PUBLISH / fetch / poll (1,000) */
-    int window;      /* batches in flight while ingesting (8) */
-    int get_window;  /* GET requests in flight when pipelined */
-    long gets;       /* GETs one at a time (latency) */
-    long gets_piped; /* GETs pipelined (throughput) */
-    double rate;     /* produce->consume: events/s (100,000) */
-    double lat_secs; /* produce->consume: how long (seconds) */
-    long rss_events; /* RSS load: events (10,000,000) */
-    long rss_keys;   /* RSS load: keys (1,000,000) */
+    long events;      /* events per ingest run (workloads 1 and 2) */
+    long keys;        /* keys drawn from (100,000) */
+    int batch;        /* events per PUBLISH / fetch / poll (1,000) */
+    int window;       /* batches in flight while ingesting (8) */
+    int get_window;   /* GET requests in flight when pipelined */
+    long gets;        /* GETs one at a time (latency) */
+    long gets_piped;  /* GETs pipelined (throughput) */
+    double rate;      /* produce->consume: events/s (100,000) */
+    double lat_secs;  /* produce->consume: how long (seconds) */
+    long rss_events;  /* RSS load: events (10,000,000) */
+    long rss_keys;    /* RSS load: keys (1,000,000) */
+    long pub_events;  /* single-event publishes, pipelined (1,000,000) */
+    int pub_window;   /* ... this many in flight (64) */
+    long pubs_one;    /* single-event publishes one at a time (20,000) */
+    long pings;       /* PINGs one at a time (20,000) */
+    double long_secs; /* produce->consume, the long run (30 s) */
 } vs_params;
 
 /* A running server, filled in by the backend's start(). */
@@ -89,10 +94,11 @@ enum { VS_OK = 0, VS_SKIP = 1, VS_FAIL = -1 };
  * ctx->note) or VS_FAIL (with ctx->err); *done is how many events or
  * requests the timed part completed (the driver divides by wall time).
  *
- * One server lifetime runs, in this order: ingest(write) into stream "bench",
- * consume, group, get_one, get_piped (all on "bench"), ingest(sync) into
- * "bench-sync", latency on a stream of its own. The RSS load gets its own
- * fresh server.
+ * One server lifetime runs, in this order: ping, ingest(write) into stream
+ * "bench", consume, group, get_one, get_piped (all on "bench"),
+ * ingest(sync) into "bench-sync", publish_piped, publish_one, latency on a
+ * stream of its own. The RSS load and the long produce->consume run (latency
+ * with p->lat_secs = p->long_secs) each get their own fresh server.
  */
 typedef struct vs_system {
     const char *name; /* "krappyd", "NATS JetStream", "Redis Streams" */
@@ -128,6 +134,16 @@ typedef struct vs_system {
     /* 7. Load p->rss_events events over p->rss_keys keys into a stream
      * as ingest(write) does; the driver reads the server's RSS after. */
     int (*load)(vs_ctx *x, vs_meter *m, long *done);
+    /* 8a. p->pub_events events, each its own publish acknowledged without
+     * fsync (krappyd: ack "write"), p->pub_window in flight, into a stream
+     * of its own ("bench-one"); every acknowledgement checked. */
+    int (*publish_piped)(vs_ctx *x, vs_meter *m, long *done);
+    /* 8b. p->pubs_one such publishes one at a time (into "bench-one1"),
+     * one latency sample each: send to acknowledgement. */
+    int (*publish_one)(vs_ctx *x, vs_meter *m, long *done);
+    /* 8c. p->pings of the system's no-op round trip (PING), one at a time,
+     * one latency sample each: the floor a server adds to the network's. */
+    int (*ping)(vs_ctx *x, vs_meter *m, long *done);
 } vs_system;
 
 extern const vs_system vs_krappy, vs_nats, vs_redis;
