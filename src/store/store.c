@@ -244,7 +244,8 @@ static void finish_create(kr_store *s, kr_job *j)
  * age limit of a topic whose cleanup includes "delete". The loop forgets
  * them at once (replies in flight hold their own file handles); the writer
  * unlinks the files. A segment being compacted stops it: its rewrite would
- * bring the file back.
+ * bring the file back; so does one whose final sync is still to come: it
+ * would leave a BASE.idx behind after the deletion.
  */
 void kr_store_retention(kr_store *s, kr_topic *t)
 {
@@ -258,8 +259,9 @@ void kr_store_retention(kr_store *s, kr_topic *t)
     uint64_t bytes = t->bytes;
     while (drop + 1 < t->n_segs) {
         kr_segment *seg = t->segs[drop];
-        if (seg->next > t->marker || seg->compacting)
-            break; /* the view does not hold these events yet, or being rewritten */
+        if (seg->next > t->marker || seg->compacting || kr_stream_holds(t->stream, seg->base))
+            break; /* the view does not hold these events yet, being rewritten, or its
+                      final sync (which leaves BASE.idx behind) is still to come */
         bool over_size = max_bytes && bytes > max_bytes;
         bool too_old = max_ms && seg->max_ts + max_ms < now;
         if (!over_size && !too_old)
