@@ -2,6 +2,7 @@
 #
 #   make            build bin/krappyd, bin/krappy, lib/libkrappy.{a,so}  (-O2)
 #   make run        install what is missing, build, run krappyd on ./data
+#   make cluster    the same, three nodes of one cluster (./data/node-N)
 #   make test       install what is missing, build with ASan+UBSan, run unit
 #                   tests, fuzz-corpus replay and the e2e suite, then an e2e
 #                   smoke run on the -O2 build
@@ -50,21 +51,20 @@ KR_CFLAGS   := -std=gnu11 -fPIC -MMD -MP $(WARN)
 
 # Dependencies come from pkg-config; evaluated lazily so `make deps` runs first.
 PC_CBOR      = $(shell $(PKG_CONFIG) --cflags --libs libcbor 2>/dev/null)
-PC_SERVER    = $(shell $(PKG_CONFIG) --cflags --libs libevent libevent_pthreads libcbor rocksdb 2>/dev/null)
+PC_SERVER    = $(shell $(PKG_CONFIG) --cflags --libs libevent libevent_pthreads libcbor rocksdb raft libuv 2>/dev/null)
 PC_CMOCKA    = $(shell $(PKG_CONFIG) --cflags --libs cmocka 2>/dev/null)
 # The Kafka codec's decompressors; Debian's snappy may lack a .pc file.
 PC_KAFKA     = $(shell $(PKG_CONFIG) --libs zlib liblz4 libzstd 2>/dev/null || echo -lz -llz4 -lzstd) \
                $(shell $(PKG_CONFIG) --libs snappy 2>/dev/null || echo -lsnappy)
-PC_CLUSTER   = $(shell $(PKG_CONFIG) --cflags --libs raft libuv 2>/dev/null)
-PC_CFLAGS    = $(shell $(PKG_CONFIG) --cflags libevent libcbor 2>/dev/null) \
+PC_CFLAGS    = $(shell $(PKG_CONFIG) --cflags libevent libcbor raft libuv 2>/dev/null) \
                $(shell $(PKG_CONFIG) --cflags cmocka 2>/dev/null)
 
 ALL_CFLAGS   = $(KR_CPPFLAGS) $(CPPFLAGS) $(KR_CFLAGS) $(CFLAGS) $(VARIANT_CFLAGS)
 ALL_LDFLAGS  = $(LDFLAGS) $(VARIANT_CFLAGS)
 
 # One folder per layer (docs/DESIGN.md); the arrows run one way:
-# util <- proto <- client, util <- store <- server (`make lint` checks the
-# includes, .ci/layers.sh).
+# util <- proto <- client, util <- store <- cluster <- server (`make lint`
+# checks the includes, .ci/layers.sh).
 UTIL_SRC    := $(wildcard src/util/*.c)
 PROTO_SRC   := $(wildcard src/proto/*.c)
 STORE_SRC   := $(wildcard src/store/*.c)
@@ -74,13 +74,12 @@ CLI_SRC     := src/client/cli.c $(wildcard src/client/cli_*.c)
 # The Kafka wire protocol (src/kafka/): a codec layer beside proto, used by
 # the server.
 KAFKA_SRC   := $(wildcard src/kafka/*.c)
-# Replication (libraft + libuv): a layer over store, linked into its tests
-# only until krappyd runs as a cluster.
+# Replication (libraft + libuv): a layer over store, under server.
 CLUSTER_SRC := $(wildcard src/cluster/*.c)
 TEST_SRC    := $(wildcard tests/test_*.c)
 FUZZ_SRC    := $(wildcard tests/fuzz/fuzz_*.c)
 E2E_SRC     := $(wildcard e2e/e2e_*.c)
-E2E_LIB_SRC := e2e/harness.c
+E2E_LIB_SRC := e2e/harness.c e2e/cluster.c e2e/proxy.c
 HAMMER_SRC  := $(wildcard e2e/hammer/*.c)
 BENCH_SRC   := $(wildcard e2e/bench/*.c)
 # bench_vs: krappyd side by side with NATS JetStream and Redis Streams; it
@@ -112,13 +111,14 @@ STORE_LIB   := $(LAYER_LIB)/libkr_store.a
 KAFKA_LIB   := $(LAYER_LIB)/libkr_kafka.a
 CLUSTER_LIB := $(LAYER_LIB)/libkr_cluster.a
 SERVER_LIB  := $(LAYER_LIB)/libkr_server.a
-DAEMON_LIBS := $(SERVER_LIB) $(KAFKA_LIB) $(STORE_LIB) $(PROTO_LIB) $(UTIL_LIB)
+CLIENT_LIB  := $(LAYER_LIB)/libkr_client.a
+DAEMON_LIBS := $(SERVER_LIB) $(KAFKA_LIB) $(CLUSTER_LIB) $(CLIENT_LIB) $(STORE_LIB) $(PROTO_LIB) \
+               $(UTIL_LIB)
 
 KRAPPYD     := $(OUT)/bin/krappyd
 KRAPPY      := $(OUT)/bin/krappy
 LIBA        := $(OUT)/lib/libkrappy.a
 LIBSO       := $(OUT)/lib/libkrappy.so.0
-CLUSTER_LIB := $(TOUT)/lib/libkrcluster.a
 TESTS       := $(patsubst tests/%.c,$(TOUT)/tests/%,$(TEST_SRC))
 FUZZERS     := $(patsubst tests/fuzz/%.c,$(TOUT)/fuzz/%,$(FUZZ_SRC))
 E2E         := $(patsubst e2e/%.c,$(TOUT)/e2e/%,$(E2E_SRC))
@@ -126,7 +126,7 @@ BENCHES     := $(patsubst e2e/bench/%.c,$(TOUT)/bench/%,$(BENCH_SRC))
 HAMMER      := $(TOUT)/e2e/hammer
 BENCH_VS    := $(TOUT)/bench/bench_vs
 
-.PHONY: all deps run test check unit fuzz-replay e2e smoke torture bench install \
+.PHONY: all deps run cluster test check unit fuzz-replay e2e smoke torture bench install \
         uninstall clean fmt lint fuzz valgrind symbols tests-build shim test-ui check-deploy
 
 all: $(KRAPPYD) $(KRAPPY) $(LIBA) $(LIBSO) symbols
@@ -150,6 +150,13 @@ run: deps
 	    echo "make run: krappyd listens on port $$(sed -n 1p "$$ports"); the web console is at http://$$host:$$(sed -n 2p "$$ports")/ (Ctrl-C stops it)"; \
 	wait $$pid; rc=$$?; while kill -0 $$pid 2>/dev/null; do wait $$pid; rc=$$?; done; \
 	rm -f "$$ports"; exit $$rc
+
+# Three nodes of one cluster on this machine (.ci/cluster.sh: data ports
+# 7070, 7170, 7270, admin ports one above, raft ports two above; data in
+# ./data/node-N); their logs interleaved here, Ctrl-C stops them.
+cluster: deps
+	@$(MAKE) --no-print-directory all
+	@bash .ci/cluster.sh
 
 # ---- build rules ----
 
@@ -180,8 +187,9 @@ $(STORE_LIB): $(STORE_OBJ)
 $(KAFKA_LIB): $(KAFKA_OBJ)
 $(CLUSTER_LIB): $(CLUSTER_OBJ)
 $(SERVER_LIB): $(SERVER_OBJ)
+$(CLIENT_LIB): $(CLIENT_OBJ)
 $(LIBA): $(UTIL_OBJ) $(PROTO_OBJ) $(CLIENT_OBJ)
-$(DAEMON_LIBS) $(CLUSTER_LIB) $(LIBA):
+$(DAEMON_LIBS) $(LIBA):
 	@mkdir -p $(dir $@)
 	rm -f $@ && $(AR) rcs $@ $^
 
@@ -190,10 +198,6 @@ $(LIBSO): $(UTIL_OBJ) $(PROTO_OBJ) $(CLIENT_OBJ) src/client/libkrappy.map
 	$(CC) -shared -Wl,-soname,libkrappy.so.0 -Wl,--version-script=src/client/libkrappy.map \
 	    -o $@ $(UTIL_OBJ) $(PROTO_OBJ) $(CLIENT_OBJ) $(ALL_LDFLAGS) $(PC_CBOR)
 	ln -sf libkrappy.so.0 $(OUT)/lib/libkrappy.so
-
-PC_CLUSTER_CFLAGS = $(shell $(PKG_CONFIG) --cflags raft libuv 2>/dev/null)
-$(CLUSTER_OBJ): PC_CFLAGS += $(PC_CLUSTER_CFLAGS)
-$(OBJ)/tests/test_cluster_%.o: PC_CFLAGS += $(PC_CLUSTER_CFLAGS)
 
 $(KRAPPYD): $(OBJ)/src/server/main.o $(DAEMON_LIBS)
 	@mkdir -p $(dir $@)
@@ -238,9 +242,10 @@ $(filter-out $(CLUSTER_TESTS),$(TESTS)):
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(TEST_ALLOC) $(ALL_LDFLAGS) $(PC_SERVER) $(PC_KAFKA) $(PC_CMOCKA) -lpthread -lm
 
-$(CLUSTER_TESTS): $(TOUT)/tests/%: $(OBJ)/tests/%.o $(CLUSTER_LIB) $(UTIL_LIB)
+$(CLUSTER_TESTS): $(TOUT)/tests/%: $(OBJ)/tests/%.o $(CLUSTER_LIB) $(CLIENT_LIB) $(STORE_LIB) \
+                  $(PROTO_LIB) $(UTIL_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_CLUSTER) $(PC_CMOCKA) -lpthread -lm
+	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_SERVER) $(PC_CMOCKA) -lpthread -lm
 
 # Fuzz targets built as plain programs that replay a corpus (tests/fuzz/
 # replay.c); `make fuzz` builds them again with clang's libFuzzer.

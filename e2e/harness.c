@@ -346,26 +346,8 @@ int e2e_start_or_external(e2e_server *s)
     return 0;
 }
 
-static int stop(e2e_server *s, int timeout_ms, bool keep);
-
-int e2e_stop(e2e_server *s, int timeout_ms)
+int e2e_wait_exit(e2e_server *s, int timeout_ms)
 {
-    return stop(s, timeout_ms, false);
-}
-
-int e2e_stop_keep(e2e_server *s, int timeout_ms)
-{
-    return stop(s, timeout_ms, true);
-}
-
-static int stop(e2e_server *s, int timeout_ms, bool keep)
-{
-    if (s->pid <= 0) {
-        if (!keep && getenv("KRAPPY_E2E_KEEP") == NULL)
-            e2e_rm_tmp(s->dir);
-        return 0;
-    }
-    kill(s->pid, SIGTERM);
     uint64_t deadline = e2e_now_ms() + (uint64_t)timeout_ms;
     int status = 0, rc = -1;
     for (;;) {
@@ -389,6 +371,31 @@ static int stop(e2e_server *s, int timeout_ms, bool keep)
         if (system(cmd) != 0)
             fprintf(stderr, "(no log)\n");
     }
+    s->pid = 0;
+    return rc;
+}
+
+static int stop(e2e_server *s, int timeout_ms, bool keep);
+
+int e2e_stop(e2e_server *s, int timeout_ms)
+{
+    return stop(s, timeout_ms, false);
+}
+
+int e2e_stop_keep(e2e_server *s, int timeout_ms)
+{
+    return stop(s, timeout_ms, true);
+}
+
+static int stop(e2e_server *s, int timeout_ms, bool keep)
+{
+    if (s->pid <= 0) {
+        if (!keep && getenv("KRAPPY_E2E_KEEP") == NULL)
+            e2e_rm_tmp(s->dir);
+        return 0;
+    }
+    kill(s->pid, SIGTERM);
+    int rc = e2e_wait_exit(s, timeout_ms);
     s->pid = 0;
     if (!keep && getenv("KRAPPY_E2E_KEEP") == NULL)
         e2e_rm_tmp(s->dir);

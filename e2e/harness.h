@@ -70,6 +70,11 @@ int e2e_start_or_external(e2e_server *s);
 int e2e_stop(e2e_server *s, int timeout_ms);
 int e2e_stop_keep(e2e_server *s, int timeout_ms);
 
+/* Wait up to timeout_ms for a server already signalled to exit (then
+ * SIGKILL); its log's tail goes to stderr unless it exited 0. pid becomes
+ * 0, the directory stays. @return as e2e_stop. */
+int e2e_wait_exit(e2e_server *s, int timeout_ms);
+
 /* Resident set size of the server (of any process) in KiB, or -1. */
 long e2e_rss_kib(const e2e_server *s);
 long e2e_pid_rss_kib(pid_t pid);

@@ -2800,6 +2800,139 @@ static void test_json_event_parse(void **state)
     kr_buf_free(&sc);
 }
 
+/* ======================================================================
+ * Clusters: CLUSTER, NOT_LEADER's leader, address lists, the leader
+ * ====================================================================== */
+
+/* A HELLO step of a script. */
+static void xs_hello(xscript *s)
+{
+    kr_enc_ok_hello(xs_step(s, KRAPPY_T_HELLO, KRAPPY_T_OK), (kr_cid){false, 0}, 1, "fake", 1 << 24,
+                    10000);
+}
+
+/* A CLUSTER step: node `me` answering, `leader` leading at leader_addr. */
+static void xs_cluster(xscript *s, uint64_t me, uint64_t leader, const char *leader_addr)
+{
+    kr_buf *b = xs_step(s, KRAPPY_T_CLUSTER, KRAPPY_T_OK);
+    kr_cluster_head h = {"c0ffee", me, 3, leader, 10, 9};
+    kr_enc_ok_cluster_begin(b, (kr_cid){false, 0}, &h, 2);
+    kr_cluster_node_out a = {.id = me, .addr = "me:7070", .role = "follower", .raft = "me:7072"};
+    kr_cluster_node_out l = {.id = leader,
+                             .addr = leader_addr,
+                             .role = "leader",
+                             .raft = "l:7072",
+                             .kafka = "l:9092",
+                             .has_lag = true,
+                             .match = 10,
+                             .lag = 0};
+    kr_enc_cluster_node(b, &a);
+    kr_enc_cluster_node(b, &l);
+}
+
+static void test_cluster_calls(void **state)
+{
+    (void)state;
+    fake f;
+    xscript s;
+    xs_init(&s);
+    xs_cluster(&s, 1, 2, "l:7070");
+    kr_buf *b = xs_step(&s, KRAPPY_T_CLUSTER, KRAPPY_T_ERROR);
+    kr_error_extra x = {.leader = "l:7070"};
+    kr_enc_error(b, (kr_cid){false, 0}, KRAPPY_E_NOT_LEADER, "not the leader", &x);
+    xs_cluster(&s, 2, 2, "l:7070");
+    krappy_client *c = xs_connect(&f, &s, 5000);
+    krappy_cluster_info *ci = NULL;
+    assert_int_equal(krappy_cluster(c, &ci), KRAPPY_OK);
+    assert_string_equal(ci->cluster, "c0ffee");
+    assert_int_equal(ci->node, 1);
+    assert_int_equal(ci->leader, 2);
+    assert_int_equal(ci->term, 3);
+    assert_int_equal(ci->commit, 10);
+    assert_int_equal(ci->applied, 9);
+    assert_int_equal(ci->n_nodes, 2);
+    assert_string_equal(ci->nodes[1].addr, "l:7070");
+    assert_string_equal(ci->nodes[1].kafka, "l:9092");
+    assert_string_equal(ci->nodes[1].role, "leader");
+    assert_true(ci->nodes[1].has_lag);
+    assert_false(ci->nodes[0].has_lag);
+    krappy_cluster_info_free(ci);
+    /* A membership change on a follower: NOT_LEADER, and where to go. */
+    assert_int_equal(krappy_cluster_remove(c, 3, &ci), KRAPPY_E_NOT_LEADER);
+    assert_null(ci);
+    assert_string_equal(krappy_client_error_leader(c), "l:7070");
+    assert_int_equal(krappy_cluster_add(c, 4, "n4:7072", &ci), KRAPPY_OK);
+    assert_int_equal(ci->node, 2);
+    krappy_cluster_info_free(ci);
+    assert_string_equal(krappy_client_error_leader(c), ""); /* reset by the call */
+    assert_int_equal(krappy_cluster_add(c, 0, "x:1", NULL), KRAPPY_E_USAGE);
+    assert_int_equal(krappy_cluster_remove(c, 0, NULL), KRAPPY_E_USAGE);
+    krappy_client_free(c);
+    fake_join(&f);
+    kr_buf sc;
+    kr_request req;
+    kr_buf_init(&sc, 1 << 20);
+    xs_req(&s, 1, KRAPPY_T_CLUSTER, &sc, &req);
+    assert_true(req.u.cluster.has_remove);
+    assert_int_equal(req.u.cluster.id, 3);
+    xs_req(&s, 2, KRAPPY_T_CLUSTER, &sc, &req);
+    assert_true(req.u.cluster.has_add);
+    assert_int_equal(req.u.cluster.id, 4);
+    ASSERT_STR(req.u.cluster.raft, "n4:7072");
+    kr_buf_free(&sc);
+    xs_free(&s);
+}
+
+/* A list of addresses: the first that answers; the leader found through
+ * a follower. */
+static void test_connect_leader(void **state)
+{
+    (void)state;
+    fake fa, fb;
+    xscript a, b;
+    xs_init(&a);
+    xs_init(&b);
+    /* B leads; A follows and says so. */
+    xs_hello(&b);
+    xs_cluster(&b, 2, 2, "unused");
+    kr_enc_ok_empty(xs_step(&b, KRAPPY_T_PING, KRAPPY_T_OK), (kr_cid){false, 0});
+    fake_start(&fb, script_x, &b);
+    char baddr[64];
+    snprintf(baddr, sizeof baddr, "127.0.0.1:%s", fb.port);
+    xs_hello(&a);
+    xs_cluster(&a, 1, 2, baddr);
+    a.close_at_end = 1;
+    fake_start(&fa, script_x, &a);
+    char list[256];
+    int refused = listen_any(&(int){0});
+    int rport = 0;
+    close(refused);
+    refused = listen_any(&rport); /* bound, never listening: refused */
+    snprintf(list, sizeof list, "127.0.0.1:%d,127.0.0.1:%s", rport, fa.port);
+    krappy_client *c = krappy_client_new(&(krappy_opts){.timeout_ms = 5000});
+    krappy_server_info info;
+    assert_int_equal(krappy_connect_leader(c, list, &info), KRAPPY_OK);
+    assert_string_equal(info.server, "fake");
+    assert_int_equal(krappy_ping(c), KRAPPY_OK); /* B's PING step */
+    krappy_client_free(c);
+    fake_join(&fa);
+    fake_join(&fb);
+    close(refused);
+    assert_int_equal(a.n_got, 2);
+    assert_int_equal(b.n_got, 3);
+    /* A list where nothing answers says what each did. */
+    c = krappy_client_new(&(krappy_opts){.connect_timeout_ms = 300});
+    snprintf(list, sizeof list, "127.0.0.1:%d,127.0.0.1:%d", rport, rport);
+    assert_int_equal(krappy_connect_addr(c, list), KRAPPY_E_IO);
+    assert_non_null(strstr(krappy_client_errmsg(c), "no address of the list answered"));
+    assert_int_equal(krappy_connect_addr(c, "127.0.0.1:1,,x"), KRAPPY_E_USAGE);
+    assert_int_equal(krappy_connect_leader(c, list, NULL), KRAPPY_E_NOT_LEADER);
+    assert_non_null(strstr(krappy_client_errmsg(c), "no node leads"));
+    krappy_client_free(c);
+    xs_free(&a);
+    xs_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2842,6 +2975,8 @@ int main(void)
         cmocka_unit_test(test_json_to_cbor),
         cmocka_unit_test(test_json_float_round_trip),
         cmocka_unit_test(test_json_event_parse),
+        cmocka_unit_test(test_cluster_calls),
+        cmocka_unit_test(test_connect_leader),
     };
     alarm(60); /* a hung test fails the run instead of stalling it */
     return cmocka_run_group_tests(tests, NULL, NULL);

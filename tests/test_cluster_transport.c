@@ -6,10 +6,14 @@
  * after the handshake are still there; malformed, foreign and stalled
  * handshakes are closed; unreachable peers fail within the connect bound;
  * closing cancels connects in flight; no handle outlives the transport.
+ * The handshake carries the connecting node's info to the accepting one;
+ * probes (kr_transport_probe, blocking, from another thread) are answered
+ * by the owner's function; a transport that refuses raft still answers them.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -45,6 +49,9 @@ typedef struct side {
     int connect_status;
     uv_stream_t *out; /* connected stream, ours to close */
     int closed;
+    int infos; /* on_info calls */
+    uint64_t info_id;
+    char info[64];
 } side;
 
 static uv_loop_t loop;
@@ -88,6 +95,27 @@ static void on_connect(struct raft_uv_connect *req, uv_stream_t *stream, int sta
     s->connects++;
     s->connect_status = status;
     s->out = stream;
+}
+
+static void on_info(void *arg, uint64_t id, const char *address, const uint8_t *info, size_t len)
+{
+    side *s = arg;
+    (void)address;
+    s->infos++;
+    s->info_id = id;
+    snprintf(s->info, sizeof s->info, "%.*s", (int)len, (const char *)info);
+}
+
+/* Answers "re:" and the request; "mute" gets no answer. */
+static long echo_probe(void *arg, const uint8_t *req, size_t len, uint8_t *reply, size_t cap)
+{
+    (void)arg;
+    if (len == 4 && memcmp(req, "mute", 4) == 0)
+        return -1;
+    assert_true(len + 3 <= cap);
+    memcpy(reply, "re:", 3);
+    memcpy(reply + 3, req, len);
+    return (long)(len + 3);
 }
 
 static void on_closed(struct raft_uv_transport *t)
@@ -172,8 +200,12 @@ static void connect_and_talk(const char *a_addr, const kr_transport_opts *a_opts
                              const char *target)
 {
     side a, b;
-    side_init(&a, 1, a_addr, a_opts);
-    side_init(&b, 2, "node-b.example:7171", NULL);
+    kr_transport_opts ao = a_opts != NULL ? *a_opts : (kr_transport_opts){0};
+    ao.on_info = on_info;
+    ao.arg = &a;
+    kr_transport_opts bo = {.info = (const uint8_t *)"data=b:7070", .info_len = 11};
+    side_init(&a, 1, a_addr, &ao);
+    side_init(&b, 2, "node-b.example:7171", &bo);
     assert_int_equal(a.t.listen(&a.t, on_accept), 0);
     struct raft_uv_connect req = {.data = &b};
     assert_int_equal(b.t.connect(&b.t, &req, 1, target, on_connect), 0);
@@ -185,6 +217,9 @@ static void connect_and_talk(const char *a_addr, const kr_transport_opts *a_opts
     run_until(&a.accepted);
     assert_int_equal(a.peer_id, 2);
     assert_string_equal(a.peer_addr, "node-b.example:7171");
+    assert_int_equal(a.infos, 1); /* before raft heard of it */
+    assert_int_equal(a.info_id, 2);
+    assert_string_equal(a.info, "data=b:7070");
     for (int i = 0; i < 100 && a.n_got < 12; i++)
         run_ms(10);
     a.got[a.n_got] = '\0';
@@ -258,15 +293,15 @@ static void test_bad_handshakes(void **state)
     assert_int_equal(a.t.listen(&a.t, on_accept), 0);
 
     uint8_t hs[KR_TRANSPORT_HANDSHAKE_MAX];
-    size_t n = kr_transport_handshake(hs, sizeof hs, 7, "x:1");
-    assert_int_equal(n, KR_TRANSPORT_HEADER_BYTES + 3);
+    size_t n = kr_transport_handshake(hs, sizeof hs, 7, "x:1", NULL, 0);
+    assert_int_equal(n, KR_TRANSPORT_HEADER_BYTES + 3 + 2);
 
     uint8_t bad[KR_TRANSPORT_HANDSHAKE_MAX];
     memcpy(bad, hs, n);
     bad[0] = 'X'; /* magic */
     assert_true(raw_closed_within(port, bad, n, 1000));
     memcpy(bad, hs, n);
-    bad[5] = 2; /* version 2 */
+    bad[5] = 1; /* version 1 */
     assert_true(raw_closed_within(port, bad, n, 1000));
     memcpy(bad, hs, n);
     memset(bad + 8, 0, 8); /* id 0 */
@@ -279,6 +314,13 @@ static void test_bad_handshakes(void **state)
     assert_true(raw_closed_within(port, bad, n, 1000));
     memcpy(bad, hs, n);
     bad[KR_TRANSPORT_HEADER_BYTES + 1] = '\0'; /* NUL inside the address */
+    assert_true(raw_closed_within(port, bad, n, 1000));
+    memcpy(bad, hs, n);
+    bad[KR_TRANSPORT_HEADER_BYTES + 3] = 0x03; /* info length 768 > 512 */
+    assert_true(raw_closed_within(port, bad, n, 1000));
+    memcpy(bad, hs, n);
+    memcpy(bad, "KRFP", 4); /* a probe too long (its length 259 is fine, */
+    bad[4] = 0xff;          /* but version 0xff00 is not) */
     assert_true(raw_closed_within(port, bad, n, 1000));
     /* Nothing at all, then half a handshake: closed after handshake_ms. */
     assert_true(raw_closed_within(port, NULL, 0, 1500));
@@ -374,48 +416,115 @@ static void test_listen_errors(void **state)
     kr_transport_release(NULL);
 }
 
-static void test_split_and_handshake(void **state)
+static void test_handshake(void **state)
 {
     (void)state;
-    char h[64], p[8];
-    assert_int_equal(
-        kr_transport_split("krappyd-1.krappyd-headless:7171", h, sizeof h, p, sizeof p, 0), 0);
-    assert_string_equal(h, "krappyd-1.krappyd-headless");
-    assert_string_equal(p, "7171");
-    assert_int_equal(kr_transport_split("[fe80::1]:80", h, sizeof h, p, sizeof p, 0), 0);
-    assert_string_equal(h, "fe80::1");
-    assert_int_equal(kr_transport_split(":7171", h, sizeof h, p, sizeof p, 0), 0);
-    assert_string_equal(h, "");
-    assert_int_equal(kr_transport_split("a:0", h, sizeof h, p, sizeof p, 0), -1);
-    assert_int_equal(kr_transport_split("a:0", h, sizeof h, p, sizeof p, 1), 0);
-    assert_int_equal(kr_transport_split("a:65536", h, sizeof h, p, sizeof p, 0), -1);
-    assert_int_equal(kr_transport_split("a:12x", h, sizeof h, p, sizeof p, 0), -1);
-    assert_int_equal(kr_transport_split("a:", h, sizeof h, p, sizeof p, 0), -1);
-    assert_int_equal(kr_transport_split("fe80::1:80", h, sizeof h, p, sizeof p, 0), -1);
-    assert_int_equal(kr_transport_split("[fe80::1]80", h, sizeof h, p, sizeof p, 0), -1);
-    assert_int_equal(kr_transport_split("abc:1", h, 3, p, sizeof p, 0), -1);
-
     uint8_t out[KR_TRANSPORT_HANDSHAKE_MAX];
     char longaddr[KR_TRANSPORT_ADDRESS_MAX + 2];
+    uint8_t info[KR_TRANSPORT_INFO_MAX + 1];
+    memset(info, 'i', sizeof info);
     memset(longaddr, 'a', sizeof longaddr - 1);
     longaddr[sizeof longaddr - 1] = '\0';
-    assert_int_equal(kr_transport_handshake(out, sizeof out, 1, longaddr), 0);
+    assert_int_equal(kr_transport_handshake(out, sizeof out, 1, longaddr, NULL, 0), 0);
     longaddr[KR_TRANSPORT_ADDRESS_MAX] = '\0';
-    assert_int_equal(kr_transport_handshake(out, sizeof out, 1, longaddr),
-                     KR_TRANSPORT_HANDSHAKE_MAX);
-    assert_int_equal(kr_transport_handshake(out, sizeof out, 0, "a:1"), 0);
-    assert_int_equal(kr_transport_handshake(out, sizeof out, 1, ""), 0);
-    assert_int_equal(kr_transport_handshake(out, 10, 1, "a:1"), 0);
-    assert_int_equal(kr_transport_handshake(out, sizeof out, 0x0102030405060708ULL, "a:1"), 19);
-    static const uint8_t want[19] = {'K', 'R', 'F', 'T', 0, 1, 0,   3,   1,  2,
-                                     3,   4,   5,   6,   7, 8, 'a', ':', '1'};
+    assert_int_equal(
+        kr_transport_handshake(out, sizeof out, 1, longaddr, info, KR_TRANSPORT_INFO_MAX),
+        KR_TRANSPORT_HANDSHAKE_MAX);
+    assert_int_equal(
+        kr_transport_handshake(out, sizeof out, 1, "a:1", info, KR_TRANSPORT_INFO_MAX + 1), 0);
+    assert_int_equal(kr_transport_handshake(out, sizeof out, 0, "a:1", NULL, 0), 0);
+    assert_int_equal(kr_transport_handshake(out, sizeof out, 1, "", NULL, 0), 0);
+    assert_int_equal(kr_transport_handshake(out, 20, 1, "a:1", NULL, 0), 0);
+    assert_int_equal(kr_transport_handshake(out, sizeof out, 0x0102030405060708ULL, "a:1", info, 2),
+                     23);
+    static const uint8_t want[23] = {'K', 'R', 'F', 'T', 0,   2,   0,   3, 1, 2,   3,  4,
+                                     5,   6,   7,   8,   'a', ':', '1', 0, 2, 'i', 'i'};
     assert_memory_equal(out, want, sizeof want);
+}
+
+typedef struct probe_call {
+    char address[64];
+    const char *req;
+    unsigned timeout_ms;
+    long rc;
+    uint8_t reply[64];
+    char err[256];
+    int done;
+} probe_call;
+
+static void *probe_thread(void *arg)
+{
+    probe_call *p = arg;
+    p->rc = kr_transport_probe(p->address, (const uint8_t *)p->req, strlen(p->req), p->reply,
+                               sizeof p->reply, p->timeout_ms, p->err, sizeof p->err);
+    __atomic_store_n(&p->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+/* Run a probe from another thread while this one runs the loop. */
+static void probe_from_thread(probe_call *p)
+{
+    pthread_t th;
+    p->done = 0;
+    assert_int_equal(pthread_create(&th, NULL, probe_thread, p), 0);
+    for (int i = 0; i < 1000 && !__atomic_load_n(&p->done, __ATOMIC_ACQUIRE); i++)
+        run_ms(10);
+    pthread_join(th, NULL);
+}
+
+/* Probes are answered by the owner's function, also when the transport
+ * refuses raft's connections; a request the function will not answer, a
+ * port nothing listens on and a malformed address fail with a sentence. */
+static void test_probes(void **state)
+{
+    (void)state;
+    int port = kr_test_free_port();
+    char addr[64];
+    snprintf(addr, sizeof addr, "localhost:%d", port);
+    side a, b;
+    kr_transport_opts o = {.probe = echo_probe, .refuse_raft = 1, .on_info = on_info, .arg = &a};
+    side_init(&a, 1, addr, &o);
+    assert_int_equal(a.t.listen(&a.t, on_accept), 0);
+    probe_call p = {.req = "who is there?", .timeout_ms = 2000};
+    snprintf(p.address, sizeof p.address, "%s", addr);
+    probe_from_thread(&p);
+    assert_int_equal(p.rc, 16);
+    assert_memory_equal(p.reply, "re:who is there?", 16);
+    p.req = "";
+    probe_from_thread(&p);
+    assert_int_equal(p.rc, 3);
+    p.req = "mute";
+    probe_from_thread(&p);
+    assert_int_equal(p.rc, -1);
+    assert_non_null(strstr(p.err, "no probe reply"));
+    /* Raft's connections are closed: B's connect succeeds (the handshake is
+     * written) but A never hands a stream to raft, nor reports the info. */
+    side_init(&b, 2, "b:1", NULL);
+    struct raft_uv_connect req = {.data = &b};
+    assert_int_equal(b.t.connect(&b.t, &req, 1, addr, on_connect), 0);
+    run_until(&b.connects);
+    run_ms(200);
+    assert_int_equal(a.accepted, 0);
+    assert_int_equal(a.infos, 0);
+    side_close(&b);
+    side_close(&a);
+
+    snprintf(p.address, sizeof p.address, "127.0.0.1:%d", kr_test_free_port());
+    p.req = "x";
+    probe_from_thread(&p);
+    assert_int_equal(p.rc, -1);
+    assert_non_null(strstr(p.err, "nothing answers"));
+    snprintf(p.address, sizeof p.address, "no-port");
+    probe_from_thread(&p);
+    assert_int_equal(p.rc, -1);
+    assert_non_null(strstr(p.err, "HOST:PORT"));
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_split_and_handshake),
+        cmocka_unit_test(test_handshake),
+        cmocka_unit_test_setup_teardown(test_probes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_by_name, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_ipv6, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bind_address, setup, teardown),

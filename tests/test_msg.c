@@ -724,6 +724,69 @@ static void test_rt_admin(void **state)
     assert_int_equal(r.map.u, 1);
 }
 
+/* CLUSTER: the picture, membership changes, and its OK; NOT_LEADER's leader. */
+static void test_rt_cluster(void **state)
+{
+    (void)state;
+    kr_buf_reset(&B);
+    kr_enc_cluster(&B, cid(3), 0, NULL);
+    assert_int_equal(dec(KRAPPY_T_CLUSTER), KRAPPY_OK);
+    assert_false(R.u.cluster.has_add || R.u.cluster.has_remove);
+    assert_int_equal(R.cid.v, 3);
+    kr_buf_reset(&B);
+    kr_enc_cluster(&B, NOCID, 4, "n4:7072");
+    assert_int_equal(dec(KRAPPY_T_CLUSTER), KRAPPY_OK);
+    assert_true(R.u.cluster.has_add);
+    assert_int_equal(R.u.cluster.id, 4);
+    assert_int_equal(R.u.cluster.raft.len, 7);
+    assert_memory_equal(R.u.cluster.raft.ptr, "n4:7072", 7);
+    kr_buf_reset(&B);
+    kr_enc_cluster(&B, NOCID, 2, NULL);
+    assert_int_equal(dec(KRAPPY_T_CLUSTER), KRAPPY_OK);
+    assert_true(R.u.cluster.has_remove);
+    assert_int_equal(R.u.cluster.id, 2);
+    /* Refusals. */
+    assert_int_equal(dech(KRAPPY_T_CLUSTER, "a1 6672656d6f7665 00"), KRAPPY_E_INVALID_ARGUMENT);
+    expect_msg("remove");
+    assert_int_equal(dech(KRAPPY_T_CLUSTER, "a1 63616464 a1 626964 01"), KRAPPY_E_INVALID_ARGUMENT);
+    expect_msg("raft");
+    assert_int_equal(dech(KRAPPY_T_CLUSTER, "a2 63616464 a0 6672656d6f7665 01"),
+                     KRAPPY_E_INVALID_ARGUMENT);
+    expect_msg("not both");
+
+    /* The OK, read back as a reply. */
+    kr_buf_reset(&B);
+    kr_cluster_head h = {"c0ffee", 2, 7, 0, 10, 9};
+    kr_enc_ok_cluster_begin(&B, cid(8), &h, 2);
+    kr_enc_cluster_node(
+        &B, &(kr_cluster_node_out){1, "a:7070", "follower", "a:7072", NULL, false, 0, 0});
+    kr_enc_cluster_node(
+        &B, &(kr_cluster_node_out){2, "b:7070", "leader", "b:7072", "b:9092", true, 10, 0});
+    kr_reply r;
+    assert_int_equal(kr_reply_decode(KRAPPY_T_OK, B.data, B.len, &r), 0);
+    kr_cbor_item v, nodes;
+    uint64_t u;
+    assert_int_equal(kr_cbor_map_find(&r.map, "leader", &v), 1);
+    assert_int_equal(v.kind, KR_CBOR_NULL);
+    assert_int_equal(kr_reply_uint(&r, "term", &u), 1);
+    assert_int_equal(u, 7);
+    assert_int_equal(kr_reply_uint(&r, "applied", &u), 1);
+    assert_int_equal(u, 9);
+    assert_int_equal(kr_cbor_map_find(&r.map, "nodes", &nodes), 1);
+    assert_int_equal(nodes.u, 2);
+
+    /* NOT_LEADER carries the leader's address. */
+    kr_buf_reset(&B);
+    kr_error_extra x = {.leader = "b:7070"};
+    kr_enc_error(&B, cid(9), KRAPPY_E_NOT_LEADER, "send it to the leader", &x);
+    kr_error_in e;
+    assert_int_equal(kr_reply_decode(KRAPPY_T_ERROR, B.data, B.len, &r), 0);
+    assert_int_equal(kr_reply_error(&r, &e), 0);
+    assert_int_equal(e.code, KRAPPY_E_NOT_LEADER);
+    assert_int_equal(e.leader.len, 6);
+    assert_memory_equal(e.leader.ptr, "b:7070", 6);
+}
+
 static void test_bad_payload(void **state)
 {
     (void)state;
@@ -766,14 +829,14 @@ static void test_bad_payload(void **state)
 static void test_unknown_type(void **state)
 {
     (void)state;
-    const uint32_t types[] = {0, 13, 99, 100, 101, 255, 0xffffffffu};
+    const uint32_t types[] = {0, 50, 99, 100, 101, 255, 0xffffffffu};
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
         assert_int_equal(dech(types[i], "a0"), KRAPPY_E_UNKNOWN_TYPE);
         assert_int_equal(kr_req_decode(types[i], NULL, 0, &S, &R, M, sizeof M),
                          KRAPPY_E_UNKNOWN_TYPE);
     }
-    assert_int_equal(dech(13, "a0"), KRAPPY_E_UNKNOWN_TYPE);
-    expect_msg("13");
+    assert_int_equal(dech(50, "a0"), KRAPPY_E_UNKNOWN_TYPE);
+    expect_msg("50");
     assert_int_equal(dech(101, "a0"), KRAPPY_E_UNKNOWN_TYPE);
     expect_msg("reply");
     /* The cid is echoed. */
@@ -2141,9 +2204,10 @@ static void test_error_names(void **state)
     assert_string_equal(krappy_type_name(KRAPPY_T_HELLO), "HELLO");
     assert_string_equal(krappy_type_name(KRAPPY_T_ERROR), "ERROR");
     assert_null(krappy_type_name(0));
-    assert_null(krappy_type_name(13));
+    assert_string_equal(krappy_type_name(13), "CLUSTER");
+    assert_null(krappy_type_name(50));
     for (unsigned t = 1; t <= KRAPPY_T_REQUEST_MAX; t++)
-        assert_true(t == 13 || krappy_type_name(t) != NULL);
+        assert_true(krappy_type_name(t) != NULL);
     assert_string_equal(krappy_type_name(KRAPPY_T_GROUP_SEEK), "GROUP_SEEK");
     assert_int_equal(krappy_err_closes(KRAPPY_E_BAD_FRAME), 1);
     assert_int_equal(krappy_err_closes(KRAPPY_E_FRAME_TOO_LARGE), 1);
@@ -2176,6 +2240,7 @@ int main(void)
         T(test_rt_hello),
         T(test_rt_ping_topics_stats),
         T(test_rt_admin),
+        T(test_rt_cluster),
         T(test_rt_topic_config),
         T(test_bad_payload),
         T(test_unknown_type),

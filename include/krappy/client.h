@@ -125,8 +125,14 @@ krappy_err krappy_connect(krappy_client *c, const char *host, const char *port);
  * ":PORT" (host 127.0.0.1), "[V6ADDR]:PORT" or "[V6ADDR]"; NULL or "" means
  * 127.0.0.1:7070. This is the form of KRAPPY_ADDR. PORT is 1..65535; an
  * IPv6 address needs the brackets ("::1:7070" is refused as ambiguous).
- * @return as krappy_connect; KRAPPY_E_USAGE for a malformed address (errmsg
- *         says what is wrong; any earlier connection is closed).
+ * A list of such addresses, separated by commas ("a:7070,b:7070,c:7070",
+ * the nodes of a cluster), is tried in order: the first that accepts the
+ * connection is used (any node answers reads; krappy_connect_leader finds
+ * the one that takes writes).
+ * @return as krappy_connect (for a list: the last address's failure, errmsg
+ *         naming every address tried); KRAPPY_E_USAGE for a malformed
+ *         address (errmsg says what is wrong; any earlier connection is
+ *         closed).
  */
 krappy_err krappy_connect_addr(krappy_client *c, const char *addr);
 
@@ -148,6 +154,15 @@ const char *krappy_client_errmsg(const krappy_client *c);
  * one for the first HELLO, to tell quickly that a port is not krappyd's.
  */
 void krappy_client_set_timeout(krappy_client *c, int timeout_ms);
+
+/*
+ * krappy_client_error_leader - after a call failed with KRAPPY_E_NOT_LEADER
+ * (a cluster node that does not lead, PROTOCOL.md section 8), the leader's
+ * address the server named ("HOST:PORT", for krappy_connect_addr), or ""
+ * when it knew none (an election runs: try again shortly). Borrowed: valid
+ * until the next call on the client; reset by every call.
+ */
+const char *krappy_client_error_leader(const krappy_client *c);
 
 /* errno of the last KRAPPY_E_IO failure, else 0. */
 int krappy_client_errno(const krappy_client *c);
@@ -550,8 +565,15 @@ typedef struct krappy_producer_opts {
 } krappy_producer_opts;
 
 /*
- * krappy_producer_open - connect to addr (as krappy_connect_addr), say
- * HELLO, and register idempotently as `id` on `topic` (created if absent).
+ * krappy_producer_open - connect to addr - one address, or the nodes of a
+ * cluster as a list (krappy_connect_addr) - finding the leader there
+ * (krappy_connect_leader), and register idempotently as `id` on `topic`
+ * (created if absent). In a cluster, the handle follows the leader: a
+ * NOT_LEADER answer or a lost connection sends it to the node that leads
+ * now, where it registers again and sends what is unacknowledged; the
+ * idempotent registration makes what the old leader had committed come
+ * back as duplicates, so a caller publishing through a failover stores
+ * every batch exactly once.
  * @param out  receives the handle, owned by the caller (krappy_producer_free),
  *             even on failure when it could be made (for
  *             krappy_producer_errmsg); NULL when out of memory
@@ -866,6 +888,77 @@ krappy_err krappy_stats(krappy_client *c, const char *topic, const char *group,
 
 /* Release stats. NULL ok. */
 void krappy_topic_stats_free(krappy_topic_stats *s);
+
+/* ======================================================================
+ * Clusters (PROTOCOL.md section 8)
+ * ====================================================================== */
+
+/* One node as the answering node sees it. */
+typedef struct krappy_cluster_node {
+    uint64_t id;
+    char addr[264];  /* its data address, "HOST:PORT" ("" until known) */
+    char role[16];   /* "leader", "follower", "joining" or "unreachable" */
+    char raft[264];  /* its raft address ("" from a single krappyd) */
+    char kafka[264]; /* its Kafka listener's address, "" for none */
+    int has_lag;     /* 1 when the answering node leads: match and lag below */
+    uint64_t match;  /* highest raft index known stored there */
+    uint64_t lag;    /* raft entries it is behind the leader */
+} krappy_cluster_node;
+
+/* What CLUSTER answered. */
+typedef struct krappy_cluster_info {
+    char cluster[68]; /* the cluster's id ("" until the first leader named it) */
+    uint64_t node;    /* the answering node */
+    uint64_t term;
+    uint64_t leader;  /* its id, 0 while none is known */
+    uint64_t commit;  /* the answering node's commit and applied raft */
+    uint64_t applied; /* indexes (krappyd's addition; 0 from others) */
+    size_t n_nodes;
+    krappy_cluster_node nodes[]; /* n_nodes of them */
+} krappy_cluster_info;
+
+/*
+ * krappy_cluster - CLUSTER: the cluster as the connected node sees it (a
+ * single krappyd answers as a cluster of one that it leads).
+ * @param out  receives the answer, owned by the caller
+ *             (krappy_cluster_info_free)
+ * @return KRAPPY_OK; KRAPPY_E_UNKNOWN_TYPE from a server without clusters;
+ *         or another error.
+ */
+krappy_err krappy_cluster(krappy_client *c, krappy_cluster_info **out);
+
+/*
+ * krappy_cluster_add, krappy_cluster_remove - change the membership (on
+ * the leader). Add node `id`, reached by raft at `raft_addr`: answered once
+ * it has caught up and votes. Remove node `id`: answered once committed.
+ * One change at a time.
+ * @param out  receives the cluster as it then is (NULL: not wanted)
+ * @return KRAPPY_OK; KRAPPY_E_NOT_LEADER (krappy_client_error_leader says
+ *         where the leader is); KRAPPY_E_INVALID_ARGUMENT (an id that is
+ *         (not) a member, a bad address, a single krappyd); KRAPPY_E_BUSY
+ *         (another change runs); or another error.
+ */
+krappy_err krappy_cluster_add(krappy_client *c, uint64_t id, const char *raft_addr,
+                              krappy_cluster_info **out);
+krappy_err krappy_cluster_remove(krappy_client *c, uint64_t id, krappy_cluster_info **out);
+
+/* Release a krappy_cluster_info. NULL ok. */
+void krappy_cluster_info_free(krappy_cluster_info *ci);
+
+/*
+ * krappy_connect_leader - connect to the node that leads: to any address of
+ * `addrs` (a list as krappy_connect_addr takes), HELLO, CLUSTER; when
+ * another node leads, to its address, HELLO again. While no leader is known
+ * (an election takes a second or two) it asks again, every address in
+ * turn, for up to connect_timeout_ms in all. A single krappyd (or one
+ * without CLUSTER) leads itself. HELLO is sent here (with the options'
+ * token): the connection is ready for writes.
+ * @param info  receives HELLO's answer from the leader (may be NULL)
+ * @return KRAPPY_OK; KRAPPY_E_NOT_LEADER when no leader was found in time
+ *         (errmsg says what each node said); the error of connecting, or of
+ *         HELLO (KRAPPY_E_UNAUTHENTICATED, ...).
+ */
+krappy_err krappy_connect_leader(krappy_client *c, const char *addrs, krappy_server_info *info);
 
 /* ======================================================================
  * Administration: deleting topics, moving and deleting groups

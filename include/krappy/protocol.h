@@ -43,8 +43,7 @@ extern "C" {
 #define KRAPPY_DEFAULT_SCAN_LIMIT  1000
 #define KRAPPY_DEFAULT_ACK_WAIT_MS 30000
 
-/* Message types. Requests are 1..17 (13, CLUSTER, is not answered by this
- * version), replies 100..103 and 255. */
+/* Message types. Requests are 1..17, replies 100..103 and 255. */
 typedef enum krappy_type {
     KRAPPY_T_PRODUCER_REGISTER = 1,
     KRAPPY_T_CONSUMER_REGISTER = 2,
@@ -58,6 +57,7 @@ typedef enum krappy_type {
     KRAPPY_T_PING = 10,
     KRAPPY_T_TOPICS = 11,
     KRAPPY_T_STATS = 12,
+    KRAPPY_T_CLUSTER = 13,
     KRAPPY_T_DELETE_TOPIC = 14,
     KRAPPY_T_GROUP_SEEK = 15,
     KRAPPY_T_GROUP_DELETE = 16,

@@ -229,6 +229,23 @@ static const cli_verb verbs[] = {
      "  krappy delete-topic scratch\n"
      "  krappy delete-topic scratch --yes\n",
      cli_delete_topic},
+    {"cluster", "[add ID HOST:PORT | remove ID]",
+     "show a cluster's nodes, roles and positions; add or remove a node",
+     "\noutput: the cluster's id, term and leader, then NODE ROLE ADDRESS RAFT COMMIT\n"
+     "APPLIED LAG, a node a line. ROLE is leader, follower, joining (added, catching\n"
+     "up before it votes) or unreachable (the leader has not heard from it). COMMIT\n"
+     "and APPLIED are each node's raft positions (asked of each node; - when it does\n"
+     "not answer), LAG the entries a node is behind the leader's log (known to the\n"
+     "leader). A single krappyd is a cluster of one.\n"
+     "  add ID HOST:PORT   add node ID, reached by raft at HOST:PORT (its\n"
+     "                     --raft-listen); answered once it caught up and votes\n"
+     "  remove ID          take node ID out of the cluster\n"
+     "Membership changes go to the leader, found among the nodes -h names.\n",
+     "  krappy -h a:7070,b:7070,c:7070 cluster\n"
+     "  krappy -h a:7070 cluster add 4 d.example:7072\n"
+     "  krappy -h a:7070,b:7070 cluster remove 3\n"
+     "  krappy --json cluster\n",
+     cli_cluster},
     {"topic-config", "TOPIC [--set NAME=VALUE ...]",
      "show a topic's settings, or change some of them (creating the topic if need be)",
      "  -s, --set NAME=VALUE   change one setting (repeat for more); nothing changes\n"
@@ -270,7 +287,9 @@ static const struct option global_longopts[] = {
 };
 
 static const char global_options_text[] =
-    "  -h, --host HOST     krappyd's host name or address (default 127.0.0.1)\n"
+    "  -h, --host HOST     krappyd's host name or address (default 127.0.0.1), or a\n"
+    "                      cluster's nodes: -h a:7070,b:7070,c:7070 (writes go to\n"
+    "                      the leader, found among them)\n"
     "  -p, --port PORT     krappyd's port (default 7070)\n"
     "      --token TOKEN   the server's token, sent with HELLO (or env KRAPPY_TOKEN;\n"
     "                      the environment keeps it out of `ps`)\n"
@@ -349,7 +368,8 @@ static void print_usage(FILE *f)
             global_options_text);
     fprintf(f, "\nenvironment:\n"
                "  KRAPPY_ADDR         HOST:PORT, [V6ADDR]:PORT, HOST or :PORT (default\n"
-               "                      127.0.0.1:7070); -h and -p override its parts\n"
+               "                      127.0.0.1:7070), or a cluster's nodes separated by\n"
+               "                      commas; -h and -p override its parts\n"
                "  KRAPPY_TOKEN        the server's token\n"
                "\nexit status: 0 done, 1 the server or the connection failed, 2 bad command "
                "line.\n"
@@ -448,6 +468,16 @@ int cli_client_fail(cli *x, krappy_err e)
     case KRAPPY_E_TIMEOUT:
         hint = " (wait longer with --timeout MS)";
         break;
+    case KRAPPY_E_NOT_LEADER: {
+        const char *leader = x->client ? krappy_client_error_leader(x->client) : "";
+        if (leader[0] != '\0')
+            return cli_fail(x,
+                            "%s is not the cluster's leader, which is at %s (give every node: "
+                            "-h a:7070,b:7070,c:7070)",
+                            x->addr, leader);
+        hint = " (an election takes a second or two: try again)";
+        break;
+    }
     default:
         break;
     }
@@ -584,9 +614,19 @@ static int global_opt(cli *x, int code, const char *arg)
         if (n == 0 || n > KR_HOST_MAX)
             return cli_usage_error(x, "--host needs a host name or address of 1 to %d bytes",
                                    KR_HOST_MAX);
+        const char *colon = memchr(arg, ':', n);
+        bool one_colon =
+            colon != NULL && memchr(colon + 1, ':', n - (size_t)(colon - arg) - 1) == NULL;
+        if (memchr(arg, ',', n) != NULL || one_colon || (arg[0] == '[' && strstr(arg, "]:"))) {
+            /* HOST:PORT, or a cluster's nodes */
+            x->list = arg;
+            x->host_set = true;
+            return 0;
+        }
         memcpy(x->host, arg, n);
         x->host[n] = '\0';
         x->host_set = true;
+        x->list = NULL;
         return 0;
     }
     case 'p':
@@ -681,12 +721,11 @@ int cli_no_args(cli *x, int argc, char **argv)
 
 /* ---- connecting ---- */
 
-int cli_connect(cli *x)
+/* The client the verb talks through. @return CLI_OK, or the failure. */
+static int new_client(cli *x)
 {
     krappy_opts o;
-    krappy_err e;
-
-    if (x->addr_error[0] != '\0' && !(x->host_set && x->port_set)) {
+    if (x->addr_error[0] != '\0' && !(x->host_set && x->port_set) && x->list == NULL) {
         fprintf(stderr, "krappy: KRAPPY_ADDR: %s; fix it, or give both --host and --port\n",
                 x->addr_error);
         return CLI_USAGE;
@@ -699,7 +738,54 @@ int cli_connect(cli *x)
     x->client = krappy_client_new(&o);
     if (x->client == NULL)
         return cli_fail(x, "out of memory");
-    if ((e = krappy_connect(x->client, x->host, x->port)) != KRAPPY_OK)
+    return CLI_OK;
+}
+
+/* A HELLO that got no answer in the protocol's shape: another service. */
+static int not_krappyd(const cli *x)
+{
+    return cli_fail(x,
+                    "%s did not answer HELLO; is that krappyd's data port (%d)? (its admin "
+                    "port, for browsers and curl, is another)",
+                    x->addr, KRAPPY_DEFAULT_PORT);
+}
+
+int cli_connect_leader(cli *x)
+{
+    int rc = new_client(x);
+    if (rc != CLI_OK)
+        return rc;
+    double t0 = cli_now_ms();
+    krappy_err e = krappy_connect_leader(x->client, x->addr, &x->info);
+    if (e == KRAPPY_E_TIMEOUT || e == KRAPPY_E_PROTOCOL || e == KRAPPY_E_CLOSED)
+        return not_krappyd(x);
+    if (e != KRAPPY_OK)
+        return cli_client_fail(x, e);
+    x->hello_ms = cli_now_ms() - t0;
+    return CLI_OK;
+}
+
+int cli_connect_prefer_leader(cli *x)
+{
+    int rc = new_client(x);
+    if (rc != CLI_OK)
+        return rc;
+    krappy_err e = krappy_connect_leader(x->client, x->addr, &x->info);
+    if (e == KRAPPY_OK || e == KRAPPY_E_UNAUTHENTICATED)
+        return e == KRAPPY_OK ? CLI_OK : cli_client_fail(x, e);
+    krappy_client_free(x->client); /* no leader now: any node will do */
+    x->client = NULL;
+    return cli_connect(x);
+}
+
+int cli_connect(cli *x)
+{
+    krappy_err e;
+    int rc = new_client(x);
+    if (rc != CLI_OK)
+        return rc;
+    if ((e = x->list != NULL ? krappy_connect_addr(x->client, x->addr)
+                             : krappy_connect(x->client, x->host, x->port)) != KRAPPY_OK)
         return cli_client_fail(x, e);
     /* Something listens: whether it speaks the protocol shows at once (an
      * HTTP server, like krappyd's own admin port, would wait for a request
@@ -712,14 +798,49 @@ int cli_connect(cli *x)
     e = krappy_hello(x->client, &x->info);
     krappy_client_set_timeout(x->client, x->timeout_ms);
     if (e == KRAPPY_E_TIMEOUT || e == KRAPPY_E_PROTOCOL || e == KRAPPY_E_CLOSED)
-        return cli_fail(x,
-                        "%s did not answer HELLO; is that krappyd's data port (%d)? (its admin "
-                        "port, for browsers and curl, is another)",
-                        x->addr, KRAPPY_DEFAULT_PORT);
+        return not_krappyd(x);
     if (e != KRAPPY_OK)
         return cli_client_fail(x, e);
     x->hello_ms = cli_now_ms() - t0;
     return CLI_OK;
+}
+
+/*
+ * A list of addresses (a cluster's nodes), from -h or KRAPPY_ADDR: each
+ * entry HOST[:PORT], the port from -p (or 7070) where it has none, into
+ * x->addr as "HOST:PORT,...". @return 0, or -1 with a sentence in why.
+ */
+static int take_list(cli *x, const char *list, char *why, size_t whylen)
+{
+    size_t used = 0;
+    x->addr[0] = '\0';
+    for (const char *p = list;;) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma != NULL ? (size_t)(comma - p) : strlen(p);
+        char one[KR_HOSTPORT_MAX + 1], fmt[KR_HOSTPORT_MAX + 1];
+        kr_hostport hp = {"", ""};
+        snprintf(hp.port, sizeof hp.port, "%s", x->port);
+        if (n == 0 || n > KR_HOSTPORT_MAX) {
+            snprintf(why, whylen, "address list \"%.80s\": an entry is empty or too long", list);
+            return -1;
+        }
+        memcpy(one, p, n);
+        one[n] = '\0';
+        if (kr_hostport_parse(one, 0, &hp, why, whylen) < 0)
+            return -1;
+        if (hp.host[0] == '\0')
+            snprintf(hp.host, sizeof hp.host, "%s", KRAPPY_DEFAULT_HOST);
+        kr_hostport_format(fmt, sizeof fmt, hp.host, hp.port);
+        int w = snprintf(x->addr + used, sizeof x->addr - used, "%s%s", used ? "," : "", fmt);
+        if (w < 0 || (size_t)w >= sizeof x->addr - used) {
+            snprintf(why, whylen, "the address list is longer than %d bytes", CLI_ADDRS_MAX - 1);
+            return -1;
+        }
+        used += (size_t)w;
+        if (comma == NULL)
+            return 0;
+        p = comma + 1;
+    }
 }
 
 /* ---- the verbs that need no server ---- */
@@ -780,7 +901,11 @@ int main(int argc, char **argv)
      * -h and -p do not both replace it: cli_connect reports it. */
     kr_hostport hp = {KRAPPY_DEFAULT_HOST, ""};
     snprintf(hp.port, sizeof hp.port, "%d", KRAPPY_DEFAULT_PORT);
-    (void)kr_hostport_parse(getenv("KRAPPY_ADDR"), 0, &hp, x.addr_error, sizeof x.addr_error);
+    const char *env_addr = getenv("KRAPPY_ADDR");
+    if (env_addr != NULL && strchr(env_addr, ',') != NULL)
+        x.list = env_addr; /* a cluster's nodes: read once -p is known */
+    else
+        (void)kr_hostport_parse(env_addr, 0, &hp, x.addr_error, sizeof x.addr_error);
     memcpy(x.host, hp.host, sizeof x.host); /* the defaults when it was refused */
     memcpy(x.port, hp.port, sizeof x.port);
     const char *env_token = getenv("KRAPPY_TOKEN");
@@ -815,7 +940,15 @@ int main(int argc, char **argv)
     x.verb = find_verb(name);
     if (x.verb == NULL)
         return unknown_verb(name);
-    kr_hostport_format(x.addr, sizeof x.addr, x.host, x.port);
+    if (x.list != NULL) {
+        char why[300];
+        if (take_list(&x, x.list, why, sizeof why) < 0) {
+            fprintf(stderr, "krappy: %s\n", why);
+            return CLI_USAGE;
+        }
+    } else {
+        kr_hostport_format(x.addr, sizeof x.addr, x.host, x.port);
+    }
 
     /* The verb sees its own argv: argv[0] is the verb; getopt starts over. */
     int vargc = argc - optind;

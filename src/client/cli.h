@@ -24,21 +24,25 @@
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
 
 /* Global settings, and the connection once a verb has made it. */
+/* Longest address list (-h a,b,c or KRAPPY_ADDR a:7070,b:7070,...). */
+#define CLI_ADDRS_MAX 2048
+
 typedef struct cli {
     char host[KR_HOST_MAX + 1];
     char port[KR_PORT_MAX + 1];
-    char addr[KR_HOSTPORT_MAX + 1]; /* for messages */
-    char addr_error[256];           /* why KRAPPY_ADDR was refused ("" when fine) */
-    bool host_set, port_set;        /* given by -h / -p */
-    const char *token;              /* --token or KRAPPY_TOKEN; NULL for none */
-    int timeout_ms;                 /* --timeout; 0 = library default */
-    bool json;                      /* --json: one JSON object per line on stdout */
-    const struct cli_verb *verb;    /* the verb running */
-    krappy_client *client;          /* set by cli_connect; freed by main */
-    krappy_server_info info;        /* from the HELLO cli_connect sent */
-    const char *topic, *group;      /* what the verb works on (cli_use_topic,
-                                       cli_use_group), for error sentences */
-    double hello_ms;                /* round trip of that HELLO */
+    char addr[CLI_ADDRS_MAX];    /* "HOST:PORT", or a cluster's list of them */
+    const char *list;            /* -h or KRAPPY_ADDR when it is a list, else NULL */
+    char addr_error[256];        /* why KRAPPY_ADDR was refused ("" when fine) */
+    bool host_set, port_set;     /* given by -h / -p */
+    const char *token;           /* --token or KRAPPY_TOKEN; NULL for none */
+    int timeout_ms;              /* --timeout; 0 = library default */
+    bool json;                   /* --json: one JSON object per line on stdout */
+    const struct cli_verb *verb; /* the verb running */
+    krappy_client *client;       /* set by cli_connect; freed by main */
+    krappy_server_info info;     /* from the HELLO cli_connect sent */
+    const char *topic, *group;   /* what the verb works on (cli_use_topic,
+                                    cli_use_group), for error sentences */
+    double hello_ms;             /* round trip of that HELLO */
 } cli;
 
 /* One verb. Adding a verb = one row in cli.c's table + its function. */
@@ -62,6 +66,7 @@ int cli_topics(cli *x, int argc, char **argv);
 int cli_stats(cli *x, int argc, char **argv);
 int cli_groups(cli *x, int argc, char **argv);
 int cli_delete_topic(cli *x, int argc, char **argv);
+int cli_cluster(cli *x, int argc, char **argv);
 int cli_topic_config(cli *x, int argc, char **argv);
 
 /* What `groups` does besides listing (cli_admin.c). */
@@ -123,6 +128,17 @@ int cli_no_args(cli *x, int argc, char **argv);
  * @return CLI_OK, CLI_FAIL, or CLI_USAGE when KRAPPY_ADDR is malformed.
  */
 int cli_connect(cli *x);
+
+/*
+ * cli_connect_leader - as cli_connect, to the node that takes writes: in a
+ * cluster (given by any node, or a list of them) the leader, found through
+ * CLUSTER; a single krappyd is its own.
+ */
+int cli_connect_leader(cli *x);
+
+/* cli_connect_prefer_leader - the leader when one is found, else (quietly)
+ * any node, as cli_connect. */
+int cli_connect_prefer_leader(cli *x);
 
 /*
  * cli_client_fail - report a libkrappy error of x->client in the CLI's own

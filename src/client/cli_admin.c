@@ -60,7 +60,7 @@ int cli_delete_topic(cli *x, int argc, char **argv)
         return cli_usage_error(x, "delete one topic at a time (got '%s' and '%s')", argv[optind],
                                argv[optind + 1]);
     const char *topic = argv[optind];
-    if ((rc = cli_use_topic(x, topic)) != CLI_OK || (rc = cli_connect(x)) != CLI_OK)
+    if ((rc = cli_use_topic(x, topic)) != CLI_OK || (rc = cli_connect_leader(x)) != CLI_OK)
         return rc;
     krappy_topic_stats *st;
     if ((rc = stats_of(x, topic, NULL, &st)) != CLI_OK)
@@ -147,7 +147,7 @@ int cli_group_seek(cli *x, const char *topic, const cli_group_admin *ga, const c
     int rc = parse_where(x, ga, where, &to, &value);
     if (rc != CLI_OK)
         return rc;
-    if ((rc = cli_connect(x)) != CLI_OK)
+    if ((rc = cli_connect_leader(x)) != CLI_OK)
         return rc;
     krappy_topic_stats *st;
     if ((rc = stats_of(x, topic, ga->seek, &st)) != CLI_OK)
@@ -183,7 +183,7 @@ int cli_group_seek(cli *x, const char *topic, const cli_group_admin *ga, const c
 int cli_group_delete(cli *x, const char *topic, const cli_group_admin *ga)
 {
     int rc;
-    if ((rc = cli_connect(x)) != CLI_OK)
+    if ((rc = cli_connect_leader(x)) != CLI_OK)
         return rc;
     krappy_topic_stats *st;
     if ((rc = stats_of(x, topic, ga->del, &st)) != CLI_OK)

@@ -306,7 +306,7 @@ int cli_consume(cli *x, int argc, char **argv)
         return rc;
 
     cli_catch_sigint();
-    if ((rc = cli_connect(x)) != CLI_OK)
+    if ((rc = cli_connect_leader(x)) != CLI_OK)
         return rc;
     if (start != NULL)
         say_start_ignored(x, k.topic, k.group, start);

@@ -717,7 +717,7 @@ int cli_produce(cli *x, int argc, char **argv)
         rc = CLI_FAIL;
         goto out;
     }
-    if ((rc = cli_connect(x)) != CLI_OK)
+    if ((rc = cli_connect_leader(x)) != CLI_OK)
         goto out;
     p.byte_limit = (size_t)x->info.max_frame - KRAPPY_FRAME_MIN_SIZE - PRODUCE_FRAME_SLACK;
     if (x->info.max_frame < 4096) /* an old or odd server: assume the default */

@@ -113,6 +113,7 @@ void kr_client_clear_error(krappy_client *c)
     c->err_errno = 0;
     c->err_range = false;
     c->err_has_expected = false;
+    c->err_leader[0] = '\0';
 }
 
 /* Set the error sentence and return `e`. */
@@ -666,19 +667,57 @@ static krappy_err connect_to(krappy_client *c, const char *host, const char *por
     return KRAPPY_OK;
 }
 
-krappy_err krappy_connect_addr(krappy_client *c, const char *addr)
+/* Connect to one "HOST:PORT" of a list (n bytes at s). */
+static krappy_err connect_one_addr(krappy_client *c, const char *s, size_t n)
 {
     kr_hostport hp = {KRAPPY_DEFAULT_HOST, KR_CLIENT_DEFAULT_PORT};
-
-    if (c == NULL)
-        return KRAPPY_E_USAGE;
-    kr_client_clear_error(c);
-    if (kr_hostport_parse(addr, 0, &hp, c->errmsg, sizeof c->errmsg) < 0) {
+    char one[KR_HOSTPORT_MAX + 1];
+    if (n > KR_HOSTPORT_MAX) {
+        drop_conn(c);
+        keep_close_why(c);
+        return kr_client_fail(c, KRAPPY_E_USAGE, "address \"%.40s...\" is too long", s);
+    }
+    memcpy(one, s, n);
+    one[n] = '\0';
+    if (kr_hostport_parse(one, 0, &hp, c->errmsg, sizeof c->errmsg) < 0) {
         drop_conn(c);
         keep_close_why(c);
         return KRAPPY_E_USAGE;
     }
     return krappy_connect(c, hp.host, hp.port);
+}
+
+krappy_err krappy_connect_addr(krappy_client *c, const char *addr)
+{
+    if (c == NULL)
+        return KRAPPY_E_USAGE;
+    kr_client_clear_error(c);
+    if (addr == NULL || strchr(addr, ',') == NULL)
+        return connect_one_addr(c, addr != NULL ? addr : "", addr != NULL ? strlen(addr) : 0);
+    /* A list: the first that takes the connection; the failures said. */
+    char tried[KR_CLIENT_ERRMSG_MAX] = "";
+    size_t used = 0;
+    krappy_err e = KRAPPY_E_USAGE;
+    for (const char *p = addr;;) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma != NULL ? (size_t)(comma - p) : strlen(p);
+        if (n == 0) {
+            drop_conn(c);
+            keep_close_why(c);
+            return kr_client_fail(c, KRAPPY_E_USAGE, "address list \"%.100s\" has an empty entry",
+                                  addr);
+        }
+        e = connect_one_addr(c, p, n);
+        if (e == KRAPPY_OK || e == KRAPPY_E_USAGE)
+            return e;
+        int w = snprintf(tried + used, sizeof tried - used, "%s%s", used ? "; " : "", c->errmsg);
+        if (w > 0)
+            used = used + (size_t)w < sizeof tried ? used + (size_t)w : sizeof tried - 1;
+        if (comma == NULL)
+            break;
+        p = comma + 1;
+    }
+    return kr_client_fail(c, e, "no address of the list answered: %s", tried);
 }
 
 void krappy_close(krappy_client *c)
@@ -874,6 +913,11 @@ krappy_err krappy_reply_error(krappy_client *c, const krappy_frame *f)
         c->err_has_expected = true;
         c->err_expected = e.expected;
     }
+    if (e.leader.len > 0 && e.leader.len < sizeof c->err_leader &&
+        memchr(e.leader.ptr, 0, e.leader.len) == NULL) {
+        memcpy(c->err_leader, e.leader.ptr, e.leader.len);
+        c->err_leader[e.leader.len] = '\0';
+    }
     if (e.message.len > 0)
         kr_client_sanitize(msg, sizeof msg, e.message.ptr, e.message.len);
     else
@@ -1050,6 +1094,11 @@ int krappy_client_error_range(const krappy_client *c, uint64_t *first, uint64_t 
     if (next != NULL)
         *next = c->err_next;
     return 1;
+}
+
+const char *krappy_client_error_leader(const krappy_client *c)
+{
+    return c != NULL ? c->err_leader : "";
 }
 
 int krappy_client_error_expected(const krappy_client *c, uint64_t *expected)

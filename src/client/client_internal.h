@@ -66,6 +66,7 @@ struct krappy_client {
     uint64_t err_first, err_next;
     bool err_has_expected; /* ... expected (OUT_OF_ORDER_SEQUENCE) */
     uint64_t err_expected;
+    char err_leader[KR_HOSTPORT_MAX + 1]; /* ... leader (NOT_LEADER), "" none */
 
     kr_buf enc;               /* the typed calls build requests here */
     kr_buf hdrs;              /* PUBLISH: the events' header maps */

@@ -25,6 +25,11 @@
  *   reconnect_ms pass without an acknowledgement. The new registration
  *   says which sequence number the server expects: the batches above it
  *   are numbered on from there (renumber).
+ *
+ * Clusters: every connection goes to the leader (krappy_connect_leader
+ * over the address list); a NOT_LEADER that names the leader is tried
+ * first next time, after the shortest pause (when the old leader died, a
+ * new one is elected in about a second: the growing pauses cover that).
  */
 #include "krappy/client.h"
 
@@ -65,9 +70,10 @@ struct krappy_producer {
                                              current connection */
     uint64_t next_seq, next_cid;
     uint32_t epoch;
-    bool up;             /* connected and registered */
-    krappy_err fatal;    /* set: the handle is done */
-    uint64_t trouble_ms; /* since when nothing was acknowledged (0: fine) */
+    bool up;                        /* connected and registered */
+    krappy_err fatal;               /* set: the handle is done */
+    uint64_t trouble_ms;            /* since when nothing was acknowledged (0: fine) */
+    char hint[KR_HOSTPORT_MAX + 1]; /* the leader a NOT_LEADER named ("": none) */
     int backoff_ms;
     krappy_err last_err; /* of the trouble, for the report */
     krappy_producer_info st;
@@ -173,9 +179,20 @@ static int renumber(krappy_producer *p, uint64_t seq)
 static krappy_err attach(krappy_producer *p)
 {
     krappy_producer_reg reg;
-    krappy_err e = krappy_connect_addr(p->c, p->addr);
-    if (e == KRAPPY_OK)
-        e = krappy_hello(p->c, NULL);
+    krappy_err e;
+    if (p->hint[0] != '\0') {
+        /* The leader a NOT_LEADER named, then the list. */
+        size_t n = strlen(p->hint) + strlen(p->addr) + 2;
+        char *both = malloc(n);
+        if (both == NULL)
+            return fail(p, KRAPPY_E_NOMEM, "out of memory");
+        snprintf(both, n, "%s,%s", p->hint, p->addr);
+        p->hint[0] = '\0';
+        e = krappy_connect_leader(p->c, both, NULL);
+        free(both);
+    } else {
+        e = krappy_connect_leader(p->c, p->addr, NULL);
+    }
     if (e == KRAPPY_OK)
         e = krappy_register_producer_idempotent(p->c, p->topic, p->id, &reg);
     if (e != KRAPPY_OK) {
@@ -263,6 +280,10 @@ static krappy_err error_reply(krappy_producer *p, const krappy_frame *f, const k
         p->errmsg[0] = '\0';
         acked(p, &a);
         return KRAPPY_OK;
+    }
+    if (code == KRAPPY_E_NOT_LEADER) {
+        snprintf(p->hint, sizeof p->hint, "%s", krappy_client_error_leader(p->c));
+        p->backoff_ms = 0; /* the leader is there: go at once */
     }
     drop(p, code);
     return hopeless(code) ? code : RETRY;

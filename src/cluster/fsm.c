@@ -6,22 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/byteorder.h"
 #include "util/log.h"
 
 #define ENVELOPE_VERSION 1
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 
 int kr_entry_wrap(const void *data, size_t len, struct raft_buffer *out)
 {
@@ -35,7 +23,7 @@ int kr_entry_wrap(const void *data, size_t len, struct raft_buffer *out)
     p[1] = 'R';
     p[2] = ENVELOPE_VERSION;
     p[3] = 0;
-    put_le32(p + 4, (uint32_t)len);
+    kr_put_le32(p + 4, (uint32_t)len);
     if (len > 0)
         memcpy(p + KR_ENTRY_HEADER_BYTES, data, len);
     memset(p + KR_ENTRY_HEADER_BYTES + len, 0, total - KR_ENTRY_HEADER_BYTES - len);
@@ -50,7 +38,7 @@ int kr_entry_unwrap(const struct raft_buffer *buf, const void **data, size_t *le
     if (buf->len < KR_ENTRY_HEADER_BYTES || p[0] != 'K' || p[1] != 'R' ||
         p[2] != ENVELOPE_VERSION || p[3] != 0)
         return -1;
-    size_t n = get_le32(p + 4);
+    size_t n = kr_get_le32(p + 4);
     if (n > buf->len - KR_ENTRY_HEADER_BYTES)
         return -1;
     *data = p + KR_ENTRY_HEADER_BYTES;

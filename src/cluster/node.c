@@ -63,6 +63,7 @@ struct kr_node {
     char *dir;
     kr_node_peer *peers;
     size_t n_peers;
+    uint8_t info[KR_TRANSPORT_INFO_MAX];
     kr_node_opts o; /* timeouts, hooks (string fields point at the copies above) */
     int efd;        /* -1 with a notify function */
     pthread_t thread;
@@ -91,7 +92,8 @@ struct kr_node {
     size_t pending;       /* bytes submitted and not completed */
     uint64_t free_bytes;  /* on dir's filesystem, as of the last disk timer */
     bool stopping;
-    int started; /* 0 starting, 1 running, -1 failed */
+    int state_now; /* kr_node_state, atomic (kr_node_state_now) */
+    int started;   /* 0 starting, 1 running, -1 failed */
     char start_err[256];
     kr_node_status status;
 };
@@ -378,6 +380,7 @@ static void on_turn(uv_check_t *c)
         n->status.state = KR_NODE_UNAVAILABLE;
         n->status.halted = false;
         pthread_mutex_unlock(&n->mu);
+        __atomic_store_n(&n->state_now, KR_NODE_UNAVAILABLE, __ATOMIC_RELEASE);
         return;
     }
     raft_id leader;
@@ -385,6 +388,7 @@ static void on_turn(uv_check_t *c)
     raft_leader(r, &leader, &leader_addr);
     int state = raft_state(r);
     bool lead = state == RAFT_LEADER;
+    __atomic_store_n(&n->state_now, state, __ATOMIC_RELEASE);
     uint64_t cfg = r->configuration_uncommitted_index > r->configuration_index
                        ? r->configuration_uncommitted_index
                        : r->configuration_index;
@@ -466,8 +470,14 @@ static int open_raft(kr_node *n, char *err, size_t errlen)
         snprintf(err, errlen, "cannot create the raft thread's event loop");
         return -1;
     }
-    kr_transport_opts to = {
-        .bind = n->bind, .handshake_ms = n->o.handshake_ms, .connect_ms = n->o.connect_ms};
+    kr_transport_opts to = {.bind = n->bind,
+                            .handshake_ms = n->o.handshake_ms,
+                            .connect_ms = n->o.connect_ms,
+                            .info = n->o.info,
+                            .info_len = n->o.info_len,
+                            .probe = n->o.probe,
+                            .on_info = n->o.on_info,
+                            .arg = n->o.hook_arg};
     if (kr_transport_init(&n->transport, &n->loop, &to, err, errlen) < 0)
         goto fail_loop;
     rv = raft_uv_init(&n->io, &n->loop, n->dir, &n->transport);
@@ -591,6 +601,10 @@ static int take_opts(kr_node *n, const kr_node_opts *o, char *err, size_t errlen
         snprintf(err, errlen, "the state machine needs apply, snapshot and restore functions");
         return -1;
     }
+    if (o->info_len > KR_TRANSPORT_INFO_MAX) {
+        snprintf(err, errlen, "the node's info is longer than %d bytes", KR_TRANSPORT_INFO_MAX);
+        return -1;
+    }
     n->o = *o;
     n->id = o->id;
     snprintf(n->addr, sizeof n->addr, "%s", o->addr);
@@ -622,6 +636,9 @@ static int take_opts(kr_node *n, const kr_node_opts *o, char *err, size_t errlen
                  (unsigned long long)o->id);
         return -1;
     }
+    if (o->info_len > 0)
+        memcpy(n->info, o->info, o->info_len);
+    n->o.info = n->info;
     n->o.addr = n->addr;
     n->o.bind = n->bind;
     n->o.dir = n->dir;
@@ -804,6 +821,11 @@ kr_node_err kr_node_remove(kr_node *n, uint64_t id, kr_node_done done, void *arg
 kr_node_err kr_node_transfer(kr_node *n, uint64_t id, kr_node_done done, void *arg)
 {
     return member_op(n, OP_TRANSFER, id, NULL, 0, done, arg);
+}
+
+kr_node_state kr_node_state_now(const kr_node *n)
+{
+    return (kr_node_state)__atomic_load_n(&n->state_now, __ATOMIC_ACQUIRE);
 }
 
 void kr_node_get_status(kr_node *n, kr_node_status *out)

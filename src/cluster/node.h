@@ -99,6 +99,7 @@
 #include <stdint.h>
 
 #include "cluster/fsm.h"
+#include "cluster/transport.h"
 
 #define KR_NODE_MAX_MEMBERS      16  /* members kr_node_get_status lists */
 #define KR_NODE_ADDR_MAX         255 /* longest raft address */
@@ -181,6 +182,14 @@ typedef struct kr_node_opts {
     unsigned handshake_ms;       /* 0: KR_TRANSPORT_HANDSHAKE_MS */
     size_t max_pending;          /* 0: KR_NODE_MAX_PENDING */
     uint64_t min_free;           /* 0: KR_NODE_MIN_FREE (see the disk-full note) */
+    /* What the raft port says besides raft (transport.h), run on the raft
+     * thread: this node's info in every handshake (copied), the answer to
+     * probes, and the infos of peers as they connect. NULL/0: none. */
+    const uint8_t *info;
+    size_t info_len;
+    kr_transport_probe_fn probe;
+    kr_transport_info_fn on_info;
+    void *hook_arg; /* for probe and on_info */
 } kr_node_opts;
 
 typedef struct kr_node_member {
@@ -266,5 +275,9 @@ size_t kr_node_drain(kr_node *n);
 /* kr_node_get_status - a copy of the node's state as of the raft thread's
  * last loop turn (any thread). */
 void kr_node_get_status(kr_node *n, kr_node_status *out);
+
+/* kr_node_state_now - the node's state as of the raft thread's last loop
+ * turn, without the copy (any thread; a lock-free read for hot paths). */
+kr_node_state kr_node_state_now(const kr_node *n);
 
 #endif

@@ -10,38 +10,64 @@
 #include "cluster/transport.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <arpa/inet.h>
 
 #include <uv.h>
 
+#include "util/byteorder.h"
+#include "util/hostport.h"
 #include "util/log.h"
 
 #define MAGIC          "KRFT"
-#define HOST_MAX       256
-#define PORT_MAX       8
+#define PROBE_MAGIC    "KRFP"
+#define PROBE_VERSION  1
 #define LISTEN_BACKLOG 128
+/* The most an incoming connection sends before raft's messages: the
+ * handshake, or a probe with its request. */
+#define ACC_MAX                                                                                    \
+    (KR_TRANSPORT_HANDSHAKE_MAX > KR_TRANSPORT_PROBE_HEADER + KR_TRANSPORT_PROBE_MAX               \
+         ? KR_TRANSPORT_HANDSHAKE_MAX                                                              \
+         : KR_TRANSPORT_PROBE_HEADER + KR_TRANSPORT_PROBE_MAX)
 
 typedef struct tr tr;
 
-/* An incoming connection until its handshake is read. */
+/* The parts of what an incoming connection sends first. */
+typedef enum acc_part {
+    ACC_HEAD,  /* magic, version, length: which of the two it is */
+    ACC_HS,    /* a handshake: id, address, info length */
+    ACC_INFO,  /* ... its info */
+    ACC_PROBE, /* a probe: its request */
+    ACC_REPLY  /* the probe's reply is being written */
+} acc_part;
+
+/* An incoming connection until its handshake is read (or its probe
+ * answered). */
 typedef struct acc {
     tr *tr;
     uv_tcp_t *tcp; /* raft_malloc'd; NULL once handed to raft or closing */
     uv_timer_t timer;
-    uint8_t hdr[KR_TRANSPORT_HEADER_BYTES];
+    uv_write_t write;
+    acc_part part;
+    uint8_t buf[ACC_MAX]; /* everything read so far, from the magic on */
+    size_t got;           /* bytes in buf */
+    size_t need;          /* bytes buf must hold before the next step */
+    size_t addr_len, info_len;
     char address[KR_TRANSPORT_ADDRESS_MAX + 1];
-    size_t got;  /* bytes of the current part read */
-    size_t need; /* bytes of the current part */
-    bool in_address;
     uint64_t id;
+    bool writing; /* the probe's reply is being written */
+    bool ended;   /* out of the list, its timer closing */
     TAILQ_ENTRY(acc) link;
 } acc;
 
@@ -49,8 +75,7 @@ typedef struct acc {
 typedef struct conn {
     tr *tr;
     struct raft_uv_connect *req;
-    char host[HOST_MAX];
-    char port[PORT_MAX];
+    kr_hostport hp;
     uv_getaddrinfo_t gai;
     struct addrinfo *ais; /* the resolved list, freed with the conn */
     struct addrinfo *next_ai;
@@ -75,6 +100,12 @@ struct tr {
     char bind[KR_TRANSPORT_ADDRESS_MAX + 1]; /* "" = address */
     unsigned handshake_ms;
     unsigned connect_ms;
+    uint8_t info[KR_TRANSPORT_INFO_MAX];
+    size_t info_len;
+    kr_transport_probe_fn probe;
+    kr_transport_info_fn on_info;
+    void *arg;
+    bool refuse_raft;
     raft_uv_accept_cb accept_cb;
     uv_tcp_t listeners[KR_TRANSPORT_MAX_LISTENERS];
     bool listening[KR_TRANSPORT_MAX_LISTENERS]; /* open (not closing) */
@@ -91,84 +122,31 @@ struct tr {
 
 /* ---- helpers ---- */
 
-static void put_be16(uint8_t *p, uint16_t v)
+/* Split a raft address: "host:port" (names, IPv4), "[v6]:port" or ":port"
+ * (every address). @return 0, or -1 when malformed. */
+static int split(const char *address, kr_hostport *hp)
 {
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
+    memset(hp, 0, sizeof *hp); /* no default port: one is required */
+    return kr_hostport_parse(address, 0, hp, NULL, 0);
 }
 
-static uint16_t get_be16(const uint8_t *p)
-{
-    return (uint16_t)((unsigned)p[0] << 8 | p[1]);
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
-int kr_transport_split(const char *s, char *host, size_t hostlen, char *port, size_t portlen,
-                       int allow_zero)
-{
-    const char *h = s;
-    const char *colon;
-    size_t hl;
-    if (s == NULL)
-        return -1;
-    if (s[0] == '[') {
-        const char *close = strchr(s, ']');
-        if (close == NULL || close[1] != ':')
-            return -1;
-        h = s + 1;
-        hl = (size_t)(close - h);
-        colon = close + 1;
-    } else {
-        colon = strrchr(s, ':');
-        /* A bare IPv6 address needs brackets: its colons are ambiguous. */
-        if (colon == NULL || memchr(s, ':', (size_t)(colon - s)) != NULL)
-            return -1;
-        hl = (size_t)(colon - s);
-    }
-    const char *p = colon + 1;
-    size_t pl = strlen(p);
-    if (pl == 0 || pl > 5 || pl + 1 > portlen || hl + 1 > hostlen)
-        return -1;
-    unsigned long v = 0;
-    for (size_t i = 0; i < pl; i++) {
-        if (p[i] < '0' || p[i] > '9')
-            return -1;
-        v = v * 10 + (unsigned long)(p[i] - '0');
-    }
-    if (v > 65535 || (v == 0 && !allow_zero))
-        return -1;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    memcpy(port, p, pl + 1);
-    return 0;
-}
-
-size_t kr_transport_handshake(uint8_t *out, size_t cap, uint64_t id, const char *address)
+size_t kr_transport_handshake(uint8_t *out, size_t cap, uint64_t id, const char *address,
+                              const uint8_t *info, size_t info_len)
 {
     size_t n = address != NULL ? strlen(address) : 0;
-    if (id == 0 || n == 0 || n > KR_TRANSPORT_ADDRESS_MAX || cap < KR_TRANSPORT_HEADER_BYTES + n)
+    size_t total = KR_TRANSPORT_HEADER_BYTES + n + 2 + info_len;
+    if (id == 0 || n == 0 || n > KR_TRANSPORT_ADDRESS_MAX || info_len > KR_TRANSPORT_INFO_MAX ||
+        cap < total)
         return 0;
     memcpy(out, MAGIC, 4);
-    put_be16(out + 4, KR_TRANSPORT_VERSION);
-    put_be16(out + 6, (uint16_t)n);
-    put_be64(out + 8, id);
+    kr_put_be16(out + 4, KR_TRANSPORT_VERSION);
+    kr_put_be16(out + 6, (uint16_t)n);
+    kr_put_be64(out + 8, id);
     memcpy(out + KR_TRANSPORT_HEADER_BYTES, address, n);
-    return KR_TRANSPORT_HEADER_BYTES + n;
+    kr_put_be16(out + KR_TRANSPORT_HEADER_BYTES + n, (uint16_t)info_len);
+    if (info_len > 0)
+        memcpy(out + KR_TRANSPORT_HEADER_BYTES + n + 2, info, info_len);
+    return total;
 }
 
 static void free_stream(uv_handle_t *h)
@@ -230,7 +208,9 @@ static void acc_timer_closed(uv_handle_t *h)
     release_busy(x);
 }
 
-/* Drop the connection (when still ours) and forget the handshake. */
+/* Drop the connection (when still ours) and forget the handshake. With a
+ * probe's reply being written, the write's callback (run when the stream
+ * closes) does the forgetting: a must outlive it. */
 static void acc_end(acc *a)
 {
     tr *x = a->tr;
@@ -238,6 +218,9 @@ static void acc_end(acc *a)
         uv_close((uv_handle_t *)a->tcp, free_stream);
         a->tcp = NULL;
     }
+    if (a->writing || a->ended)
+        return;
+    a->ended = true;
     TAILQ_REMOVE(&x->accs, a, link);
     x->n_accs--;
     uv_close((uv_handle_t *)&a->timer, acc_timer_closed);
@@ -254,43 +237,128 @@ static void acc_reject(acc *a, const char *why)
 
 static void acc_timeout(uv_timer_t *timer)
 {
-    acc_reject(timer->data, "no complete handshake in time");
+    acc *a = timer->data;
+    acc_reject(a, a->part == ACC_REPLY ? "the probe's reply was not taken in time"
+                                       : "no complete handshake in time");
 }
 
 static void acc_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     acc *a = h->data;
     (void)suggested;
-    /* Exactly what the handshake still lacks: raft's first message follows
-     * on the same stream and must stay in the socket for raft to read. */
-    char *base = a->in_address ? a->address : (char *)a->hdr;
-    buf->base = base + a->got;
+    /* Exactly what the current part still lacks: raft's first message
+     * follows the handshake on the same stream and must stay in the socket
+     * for raft to read. */
+    buf->base = (char *)a->buf + a->got;
     buf->len = a->need - a->got;
 }
 
-/* The fixed part is in: check it and learn the address length. */
-static const char *acc_header(acc *a)
+/* The first 8 bytes are in: a handshake or a probe, and how long.
+ * @return NULL, or why the connection is refused. */
+static const char *acc_head(acc *a)
 {
-    if (memcmp(a->hdr, MAGIC, 4) != 0)
+    size_t n = kr_get_be16(a->buf + 6);
+    if (memcmp(a->buf, PROBE_MAGIC, 4) == 0) {
+        if (kr_get_be16(a->buf + 4) != PROBE_VERSION)
+            return "probe of an unsupported version (this node speaks version 1)";
+        if (n > KR_TRANSPORT_PROBE_MAX)
+            return "probe request longer than 4096 bytes";
+        a->part = ACC_PROBE;
+        a->need = KR_TRANSPORT_PROBE_HEADER + n;
+        return NULL;
+    }
+    if (memcmp(a->buf, MAGIC, 4) != 0)
         return "not a krappy raft handshake (bad magic)";
-    if (get_be16(a->hdr + 4) != KR_TRANSPORT_VERSION)
-        return "handshake of an unsupported version (this node speaks version 1)";
-    size_t n = get_be16(a->hdr + 6);
+    if (kr_get_be16(a->buf + 4) != KR_TRANSPORT_VERSION)
+        return "handshake of an unsupported version (this node speaks version 2)";
     if (n == 0 || n > KR_TRANSPORT_ADDRESS_MAX)
         return "handshake address length out of range (1..255)";
-    a->id = get_be64(a->hdr + 8);
+    a->addr_len = n;
+    a->part = ACC_HS;
+    a->need = KR_TRANSPORT_HEADER_BYTES + n + 2;
+    return NULL;
+}
+
+/* The id, the address and the info's length are in. */
+static const char *acc_hs(acc *a)
+{
+    a->id = kr_get_be64(a->buf + 8);
     if (a->id == 0)
         return "handshake carries server id 0";
-    a->in_address = true;
-    a->got = 0;
-    a->need = n;
+    memcpy(a->address, a->buf + KR_TRANSPORT_HEADER_BYTES, a->addr_len);
+    a->address[a->addr_len] = '\0';
+    if (strlen(a->address) != a->addr_len)
+        return "handshake address contains a NUL byte";
+    a->info_len = kr_get_be16(a->buf + KR_TRANSPORT_HEADER_BYTES + a->addr_len);
+    if (a->info_len > KR_TRANSPORT_INFO_MAX)
+        return "handshake info longer than 512 bytes";
+    a->part = ACC_INFO;
+    a->need += a->info_len;
     return NULL;
+}
+
+/* The whole handshake is in: tell the owner, hand the stream to raft. */
+static void acc_deliver(acc *a)
+{
+    tr *x = a->tr;
+    if (x->refuse_raft) {
+        acc_end(a); /* only probes are answered for now: raft retries later */
+        return;
+    }
+    if (x->on_info != NULL)
+        x->on_info(x->arg, a->id, a->address, a->buf + a->need - a->info_len, a->info_len);
+    uv_read_stop((uv_stream_t *)a->tcp);
+    uv_stream_t *stream = (uv_stream_t *)a->tcp;
+    a->tcp = NULL;
+    stream->data = NULL;
+    /* a (and so a->address) lives until its timer's close callback. */
+    x->accept_cb(x->t, a->id, a->address, stream);
+    acc_end(a);
+}
+
+static void acc_replied(uv_write_t *w, int status)
+{
+    acc *a = w->data;
+    (void)status;
+    a->writing = false;
+    acc_end(a);
+}
+
+/* A probe's request is in: answer it, then close once written. */
+static void acc_probe(acc *a)
+{
+    tr *x = a->tr;
+    uv_read_stop((uv_stream_t *)a->tcp);
+    size_t n = a->need - KR_TRANSPORT_PROBE_HEADER;
+    uint8_t *reply = malloc(KR_TRANSPORT_PROBE_HEADER + KR_TRANSPORT_PROBE_MAX);
+    long r = -1;
+    if (reply != NULL && x->probe != NULL)
+        r = x->probe(x->arg, a->buf + KR_TRANSPORT_PROBE_HEADER, n,
+                     reply + KR_TRANSPORT_PROBE_HEADER, KR_TRANSPORT_PROBE_MAX);
+    if (r < 0 || r > KR_TRANSPORT_PROBE_MAX) {
+        free(reply);
+        acc_end(a);
+        return;
+    }
+    memcpy(reply, PROBE_MAGIC, 4);
+    kr_put_be16(reply + 4, PROBE_VERSION);
+    kr_put_be16(reply + 6, (uint16_t)r);
+    /* The reply goes out of buf, which lives as long as a. */
+    memcpy(a->buf, reply, KR_TRANSPORT_PROBE_HEADER + (size_t)r);
+    free(reply);
+    a->part = ACC_REPLY;
+    uv_buf_t b = uv_buf_init((char *)a->buf, (unsigned)(KR_TRANSPORT_PROBE_HEADER + (size_t)r));
+    a->write.data = a;
+    if (uv_write(&a->write, (uv_stream_t *)a->tcp, &b, 1, acc_replied) != 0) {
+        acc_end(a);
+        return;
+    }
+    a->writing = true;
 }
 
 static void acc_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     acc *a = s->data;
-    tr *x = a->tr;
     (void)buf;
     if (nread == 0)
         return;
@@ -300,26 +368,31 @@ static void acc_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     a->got += (size_t)nread;
-    if (a->got < a->need)
-        return;
-    if (!a->in_address) {
-        const char *why = acc_header(a);
-        if (why != NULL)
+    /* A part may be empty (no info, an empty probe): step until one lacks
+     * bytes or the connection is dealt with. */
+    while (a->got >= a->need) {
+        const char *why = NULL;
+        switch (a->part) {
+        case ACC_HEAD:
+            why = acc_head(a);
+            break;
+        case ACC_HS:
+            why = acc_hs(a);
+            break;
+        case ACC_INFO:
+            acc_deliver(a);
+            return;
+        case ACC_PROBE:
+            acc_probe(a);
+            return;
+        case ACC_REPLY:
+            return;
+        }
+        if (why != NULL) {
             acc_reject(a, why);
-        return;
+            return;
+        }
     }
-    a->address[a->need] = '\0';
-    if (strlen(a->address) != a->need) {
-        acc_reject(a, "handshake address contains a NUL byte");
-        return;
-    }
-    uv_read_stop(s);
-    uv_stream_t *stream = (uv_stream_t *)a->tcp;
-    a->tcp = NULL;
-    stream->data = NULL;
-    /* a (and so a->address) lives until its timer's close callback. */
-    x->accept_cb(x->t, a->id, a->address, stream);
-    acc_end(a);
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -350,7 +423,8 @@ static void on_connection(uv_stream_t *server, int status)
     }
     a->tr = x;
     a->tcp = tcp;
-    a->need = KR_TRANSPORT_HEADER_BYTES;
+    a->part = ACC_HEAD;
+    a->need = KR_TRANSPORT_PROBE_HEADER;
     tcp->data = a;
     uv_tcp_nodelay(tcp, 1);
     uv_timer_init(x->loop, &a->timer);
@@ -409,8 +483,8 @@ static void conn_fail(conn *c, int status, const char *why)
         return;
     c->status = status;
     if (status != RAFT_CANCELED)
-        kr_log(KR_LOG_DEBUG, "raft connect failed", KR_LOG_STR("host", c->host),
-               KR_LOG_STR("port", c->port), KR_LOG_STR("reason", why));
+        kr_log(KR_LOG_DEBUG, "raft connect failed", KR_LOG_STR("host", c->hp.host),
+               KR_LOG_STR("port", c->hp.port), KR_LOG_STR("reason", why));
     conn_close_tcp(c);
     if (c->resolving)
         uv_cancel((uv_req_t *)&c->gai); /* its callback still runs (UV_EAI_CANCELED) */
@@ -525,7 +599,7 @@ static int tr_connect(struct raft_uv_transport *t, struct raft_uv_connect *req, 
     conn *c = calloc(1, sizeof *c);
     if (c == NULL)
         return RAFT_NOMEM;
-    if (kr_transport_split(address, c->host, sizeof c->host, c->port, sizeof c->port, 0) < 0) {
+    if (split(address, &c->hp) < 0) {
         snprintf(t->errmsg, sizeof t->errmsg, "raft address \"%.128s\" is not HOST:PORT", address);
         free(c);
         return RAFT_INVALID;
@@ -533,12 +607,13 @@ static int tr_connect(struct raft_uv_transport *t, struct raft_uv_connect *req, 
     c->tr = x;
     c->req = req;
     req->cb = cb;
-    c->hs_len = kr_transport_handshake(c->hs, sizeof c->hs, x->id, x->address);
+    c->hs_len =
+        kr_transport_handshake(c->hs, sizeof c->hs, x->id, x->address, x->info, x->info_len);
     c->gai.data = c;
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    int rv = uv_getaddrinfo(x->loop, &c->gai, conn_resolved, c->host, c->port, &hints);
+    int rv = uv_getaddrinfo(x->loop, &c->gai, conn_resolved, c->hp.host, c->hp.port, &hints);
     if (rv != 0) {
-        snprintf(t->errmsg, sizeof t->errmsg, "cannot resolve %.128s: %s", c->host,
+        snprintf(t->errmsg, sizeof t->errmsg, "cannot resolve %.128s: %s", c->hp.host,
                  uv_strerror(rv));
         free(c);
         return RAFT_NOCONNECTION;
@@ -582,8 +657,8 @@ static int tr_listen(struct raft_uv_transport *t, raft_uv_accept_cb cb)
 {
     tr *x = t->impl;
     const char *where = x->bind[0] != '\0' ? x->bind : x->address;
-    char host[HOST_MAX], port[PORT_MAX];
-    if (kr_transport_split(where, host, sizeof host, port, sizeof port, 0) < 0) {
+    kr_hostport hp;
+    if (split(where, &hp) < 0) {
         snprintf(t->errmsg, sizeof t->errmsg, "raft listen address \"%.128s\" is not HOST:PORT",
                  where);
         return RAFT_INVALID;
@@ -591,7 +666,7 @@ static int tr_listen(struct raft_uv_transport *t, raft_uv_accept_cb cb)
     struct addrinfo hints = {
         .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_ADDRCONFIG};
     struct addrinfo *res = NULL;
-    int gai = getaddrinfo(host[0] != '\0' ? host : NULL, port, &hints, &res);
+    int gai = getaddrinfo(hp.host[0] != '\0' ? hp.host : NULL, hp.port, &hints, &res);
     if (gai != 0) {
         snprintf(t->errmsg, sizeof t->errmsg, "cannot resolve raft listen address %.128s: %s",
                  where, gai_strerror(gai));
@@ -629,13 +704,12 @@ static int tr_listen(struct raft_uv_transport *t, raft_uv_accept_cb cb)
 static int tr_init(struct raft_uv_transport *t, raft_id id, const char *address)
 {
     tr *x = t->impl;
-    char host[HOST_MAX], port[PORT_MAX];
+    kr_hostport hp;
     if (id == 0) {
         snprintf(t->errmsg, sizeof t->errmsg, "raft server id must be greater than 0");
         return RAFT_INVALID;
     }
-    if (address == NULL || strlen(address) > KR_TRANSPORT_ADDRESS_MAX ||
-        kr_transport_split(address, host, sizeof host, port, sizeof port, 0) < 0) {
+    if (address == NULL || strlen(address) > KR_TRANSPORT_ADDRESS_MAX || split(address, &hp) < 0) {
         snprintf(t->errmsg, sizeof t->errmsg,
                  "raft address \"%.64s\" is not HOST:PORT of at most %d bytes",
                  address != NULL ? address : "", KR_TRANSPORT_ADDRESS_MAX);
@@ -656,8 +730,10 @@ static void tr_close(struct raft_uv_transport *t, raft_uv_transport_close_cb cb)
             uv_close((uv_handle_t *)&x->listeners[i], listener_closed);
         x->listening[i] = false;
     }
-    while (!TAILQ_EMPTY(&x->accs))
-        acc_end(TAILQ_FIRST(&x->accs));
+    for (acc *a = TAILQ_FIRST(&x->accs), *next; a != NULL; a = next) {
+        next = TAILQ_NEXT(a, link);
+        acc_end(a); /* one writing a reply leaves the list once the write ends */
+    }
     conn *c;
     TAILQ_FOREACH(c, &x->conns, link)
     conn_fail(c, RAFT_CANCELED, "transport closed");
@@ -678,9 +754,8 @@ int kr_transport_init(struct raft_uv_transport *t, struct uv_loop_s *loop,
         return -1;
     }
     if (o != NULL && o->bind != NULL) {
-        char host[HOST_MAX], port[PORT_MAX];
-        if (strlen(o->bind) > KR_TRANSPORT_ADDRESS_MAX ||
-            kr_transport_split(o->bind, host, sizeof host, port, sizeof port, 0) < 0) {
+        kr_hostport hp;
+        if (strlen(o->bind) > KR_TRANSPORT_ADDRESS_MAX || split(o->bind, &hp) < 0) {
             snprintf(err, errlen, "raft bind address \"%.64s\" is not HOST:PORT", o->bind);
             free(x);
             return -1;
@@ -692,6 +767,20 @@ int kr_transport_init(struct raft_uv_transport *t, struct uv_loop_s *loop,
     x->handshake_ms =
         o != NULL && o->handshake_ms > 0 ? o->handshake_ms : KR_TRANSPORT_HANDSHAKE_MS;
     x->connect_ms = o != NULL && o->connect_ms > 0 ? o->connect_ms : KR_TRANSPORT_CONNECT_MS;
+    if (o != NULL) {
+        if (o->info_len > KR_TRANSPORT_INFO_MAX) {
+            snprintf(err, errlen, "the node's info is longer than %d bytes", KR_TRANSPORT_INFO_MAX);
+            free(x);
+            return -1;
+        }
+        if (o->info_len > 0)
+            memcpy(x->info, o->info, o->info_len);
+        x->info_len = o->info_len;
+        x->probe = o->probe;
+        x->on_info = o->on_info;
+        x->arg = o->arg;
+        x->refuse_raft = o->refuse_raft != 0;
+    }
     TAILQ_INIT(&x->accs);
     TAILQ_INIT(&x->conns);
     t->impl = x;
@@ -708,4 +797,122 @@ void kr_transport_release(struct raft_uv_transport *t)
         return;
     free(t->impl);
     t->impl = NULL;
+}
+
+/* ---- asking a probe (blocking, for start-up) ---- */
+
+static int64_t ms_left(const struct timespec *end)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int64_t)(end->tv_sec - now.tv_sec) * 1000 + (end->tv_nsec - now.tv_nsec) / 1000000;
+}
+
+/* Wait for fd to be ready for `events` until end. @return 1 ready, 0 not. */
+static int wait_fd(int fd, short events, const struct timespec *end)
+{
+    for (;;) {
+        int64_t left = ms_left(end);
+        if (left <= 0)
+            return 0;
+        struct pollfd p = {.fd = fd, .events = events};
+        int r = poll(&p, 1, (int)left);
+        if (r > 0)
+            return 1;
+        if (r < 0 && errno != EINTR)
+            return 0;
+    }
+}
+
+/* A non-blocking connect to one resolved address. @return fd or -1. */
+static int probe_connect(const struct addrinfo *ai, const struct timespec *end)
+{
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -1;
+    if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+        return fd;
+    int soerr = 0;
+    socklen_t sl = sizeof soerr;
+    if (errno == EINPROGRESS && wait_fd(fd, POLLOUT, end) &&
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == 0)
+        return fd;
+    close(fd);
+    return -1;
+}
+
+/* Move n bytes (write when out, read otherwise) before end. @return 0 or -1. */
+static int probe_io(int fd, uint8_t *p, size_t n, bool out, const struct timespec *end)
+{
+    while (n > 0) {
+        ssize_t r = out ? send(fd, p, n, MSG_NOSIGNAL) : recv(fd, p, n, 0);
+        if (r > 0) {
+            p += r;
+            n -= (size_t)r;
+            continue;
+        }
+        if (r == 0 || (errno != EAGAIN && errno != EINTR))
+            return -1;
+        if (!wait_fd(fd, out ? POLLOUT : POLLIN, end))
+            return -1;
+    }
+    return 0;
+}
+
+long kr_transport_probe(const char *address, const uint8_t *req, size_t len, uint8_t *reply,
+                        size_t cap, unsigned timeout_ms, char *err, size_t errlen)
+{
+    kr_hostport hp;
+    if (address == NULL || split(address, &hp) < 0 || hp.host[0] == '\0') {
+        snprintf(err, errlen, "raft address \"%.128s\" is not HOST:PORT",
+                 address != NULL ? address : "");
+        return -1;
+    }
+    if (len > KR_TRANSPORT_PROBE_MAX) {
+        snprintf(err, errlen, "probe request longer than %d bytes", KR_TRANSPORT_PROBE_MAX);
+        return -1;
+    }
+    struct timespec end;
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    end.tv_sec += timeout_ms / 1000;
+    end.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+    if (end.tv_nsec >= 1000000000) {
+        end.tv_sec++;
+        end.tv_nsec -= 1000000000;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *res = NULL;
+    int gai = getaddrinfo(hp.host, hp.port, &hints, &res);
+    if (gai != 0) {
+        snprintf(err, errlen, "cannot resolve %.128s: %s", hp.host, gai_strerror(gai));
+        return -1;
+    }
+    int fd = -1;
+    for (struct addrinfo *ai = res; ai != NULL && fd < 0; ai = ai->ai_next)
+        if (ai->ai_family == AF_INET || ai->ai_family == AF_INET6)
+            fd = probe_connect(ai, &end);
+    freeaddrinfo(res);
+    if (fd < 0) {
+        snprintf(err, errlen, "nothing answers at %.128s", address);
+        return -1;
+    }
+    uint8_t head[KR_TRANSPORT_PROBE_HEADER];
+    memcpy(head, PROBE_MAGIC, 4);
+    kr_put_be16(head + 4, PROBE_VERSION);
+    kr_put_be16(head + 6, (uint16_t)len);
+    long got = -1;
+    if (probe_io(fd, head, sizeof head, true, &end) < 0 ||
+        probe_io(fd, (uint8_t *)req, len, true, &end) < 0 ||
+        probe_io(fd, head, sizeof head, false, &end) < 0) {
+        snprintf(err, errlen, "no probe reply from %.128s within %u ms", address, timeout_ms);
+    } else if (memcmp(head, PROBE_MAGIC, 4) != 0 || kr_get_be16(head + 4) != PROBE_VERSION ||
+               kr_get_be16(head + 6) > cap) {
+        snprintf(err, errlen, "%.128s did not answer the probe as a krappy node does", address);
+    } else if (probe_io(fd, reply, kr_get_be16(head + 6), false, &end) < 0) {
+        snprintf(err, errlen, "%.128s's probe reply was cut short", address);
+    } else {
+        got = kr_get_be16(head + 6);
+    }
+    close(fd);
+    return got;
 }

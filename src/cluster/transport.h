@@ -13,19 +13,33 @@
  *   address in turn; "[v6]:port" for IPv6 literals;
  * - listens on every address its own (or its bind) "host:port" resolves to;
  * - opens each outgoing connection with a handshake, and reads it on each
- *   incoming one, so raft's uv layer gets (server id, address, stream):
+ *   incoming one, so raft's uv layer gets (server id, address, stream) and
+ *   the owner learns what the peer says about itself (its info: krappyd
+ *   puts the node's data and Kafka addresses there):
  *
  *       [4] "KRFT"   magic
  *       [2] version  big endian, KR_TRANSPORT_VERSION
  *       [2] n        big endian, length of the address, 1..KR_TRANSPORT_ADDRESS_MAX
  *       [8] id       big endian, the connecting server's raft id (> 0)
  *       [n] address  the connecting server's raft address, no NUL
+ *       [2] m        big endian, length of the info, 0..KR_TRANSPORT_INFO_MAX
+ *       [m] info     opaque bytes
  *
  *   The accepting side reads exactly these bytes (raft's messages follow at
  *   once on the same stream) and sends nothing back; a connection whose
  *   handshake is malformed, of another version, or not complete within
  *   handshake_ms is closed and logged. At most KR_TRANSPORT_MAX_HANDSHAKES are
  *   read at once; more connections are closed at once.
+ * - answers probes on the same port: a short request and reply between a
+ *   node and any process that is not part of raft's traffic (krappyd's
+ *   start-up asks its peers whether a cluster exists before it bootstraps
+ *   one, and a node that lost its volume asks the leader to take it back):
+ *
+ *       [4] "KRFP"  [2] version 1  [2] n, 0..KR_TRANSPORT_PROBE_MAX  [n] bytes
+ *
+ *   in both directions, the same framing; the owner's probe function makes
+ *   the reply from the request (on the loop), and the connection closes
+ *   once the reply is written. kr_transport_probe is the asking side.
  * - bounds a connect (resolution + TCP connect + handshake write) by
  *   connect_ms: a peer whose host does not answer SYNs fails in that time,
  *   not in the kernel's two minutes, and raft retries after its connect retry
@@ -62,14 +76,31 @@
 #include <raft.h>
 #include <raft/uv.h>
 
-#define KR_TRANSPORT_VERSION        1
-#define KR_TRANSPORT_HEADER_BYTES   16  /* the handshake before the address */
-#define KR_TRANSPORT_ADDRESS_MAX    255 /* longest raft address, in bytes */
-#define KR_TRANSPORT_HANDSHAKE_MAX  (KR_TRANSPORT_HEADER_BYTES + KR_TRANSPORT_ADDRESS_MAX)
+#define KR_TRANSPORT_VERSION      2
+#define KR_TRANSPORT_HEADER_BYTES 16  /* the handshake before the address */
+#define KR_TRANSPORT_ADDRESS_MAX  255 /* longest raft address, in bytes */
+#define KR_TRANSPORT_INFO_MAX     512 /* longest info a handshake carries */
+#define KR_TRANSPORT_HANDSHAKE_MAX                                                                 \
+    (KR_TRANSPORT_HEADER_BYTES + KR_TRANSPORT_ADDRESS_MAX + 2 + KR_TRANSPORT_INFO_MAX)
+#define KR_TRANSPORT_PROBE_HEADER   8    /* "KRFP", version, length */
+#define KR_TRANSPORT_PROBE_MAX      4096 /* longest probe request or reply */
 #define KR_TRANSPORT_MAX_HANDSHAKES 64   /* incoming connections read at once */
 #define KR_TRANSPORT_MAX_LISTENERS  8    /* addresses listened on */
 #define KR_TRANSPORT_HANDSHAKE_MS   5000 /* default deadline of an incoming handshake */
 #define KR_TRANSPORT_CONNECT_MS     2000 /* default deadline of an outgoing connect */
+
+/*
+ * kr_transport_probe_fn - make the reply to a probe: at most cap bytes into
+ * reply. Runs on the transport's loop; req is borrowed for the call.
+ * @return the reply's length, or -1 to close the connection without one.
+ */
+typedef long (*kr_transport_probe_fn)(void *arg, const uint8_t *req, size_t len, uint8_t *reply,
+                                      size_t cap);
+
+/* kr_transport_info_fn - a peer connected: its handshake's info (borrowed
+ * for the call). Runs on the transport's loop, before raft hears of it. */
+typedef void (*kr_transport_info_fn)(void *arg, uint64_t id, const char *address,
+                                     const uint8_t *info, size_t len);
 
 typedef struct kr_transport_opts {
     /* Listen on this "host:port" instead of the raft address given to
@@ -78,6 +109,16 @@ typedef struct kr_transport_opts {
     const char *bind;
     unsigned handshake_ms; /* 0: KR_TRANSPORT_HANDSHAKE_MS */
     unsigned connect_ms;   /* 0: KR_TRANSPORT_CONNECT_MS */
+    /* This node's info, sent in every handshake (copied; at most
+     * KR_TRANSPORT_INFO_MAX bytes). NULL/0: none. */
+    const uint8_t *info;
+    size_t info_len;
+    kr_transport_probe_fn probe;  /* NULL: probes are closed unanswered */
+    kr_transport_info_fn on_info; /* NULL: infos are not reported */
+    void *arg;                    /* for probe and on_info */
+    /* Close raft's incoming connections instead of handing them over (a
+     * node that only answers probes, before it knows whether to start). */
+    int refuse_raft;
 } kr_transport_opts;
 
 /*
@@ -98,20 +139,27 @@ int kr_transport_init(struct raft_uv_transport *t, struct uv_loop_s *loop,
 void kr_transport_release(struct raft_uv_transport *t);
 
 /*
- * kr_transport_handshake - encode the handshake a server with `id` and raft
- * `address` sends first (the format above) into out[0..cap).
+ * kr_transport_handshake - encode the handshake a server with `id`, raft
+ * `address` and `info` (info_len bytes, NULL when 0) sends first (the format
+ * above) into out[0..cap).
  * @return its length, or 0 when id is 0, the address is empty or longer
- *         than KR_TRANSPORT_ADDRESS_MAX, or cap is too small.
+ *         than KR_TRANSPORT_ADDRESS_MAX, the info is longer than
+ *         KR_TRANSPORT_INFO_MAX, or cap is too small.
  */
-size_t kr_transport_handshake(uint8_t *out, size_t cap, uint64_t id, const char *address);
+size_t kr_transport_handshake(uint8_t *out, size_t cap, uint64_t id, const char *address,
+                              const uint8_t *info, size_t info_len);
 
 /*
- * kr_transport_split - split "host:port", "[v6]:port" or ":port" into host
- * (without brackets; "" for ":port") and port. The port must be 1..65535 (0
- * too when allow_zero). @return 0, or -1 when malformed or a part does not
- * fit its buffer.
+ * kr_transport_probe - ask the node at raft `address` ("host:port", names
+ * resolved now): send the probe `req` (len bytes, at most
+ * KR_TRANSPORT_PROBE_MAX) and read its reply into reply[0..cap). Blocking,
+ * all of it within timeout_ms; for a thread that may wait (start-up), not
+ * for a loop.
+ * @return the reply's length, or -1 with a sentence in err (the address,
+ *         nothing listening, no reply in time, a reply that is not a probe
+ *         reply or is longer than cap).
  */
-int kr_transport_split(const char *s, char *host, size_t hostlen, char *port, size_t portlen,
-                       int allow_zero);
+long kr_transport_probe(const char *address, const uint8_t *req, size_t len, uint8_t *reply,
+                        size_t cap, unsigned timeout_ms, char *err, size_t errlen);
 
 #endif

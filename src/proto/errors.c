@@ -87,6 +87,8 @@ const char *krappy_type_name(unsigned type)
         return "TOPICS";
     case KRAPPY_T_STATS:
         return "STATS";
+    case KRAPPY_T_CLUSTER:
+        return "CLUSTER";
     case KRAPPY_T_DELETE_TOPIC:
         return "DELETE_TOPIC";
     case KRAPPY_T_GROUP_SEEK:

@@ -156,6 +156,13 @@ typedef struct kr_request {
             kr_str topic, group;
         } group_delete;
         struct {
+            /* krappyd's membership changes (the leader only): `add`
+             * {id, raft} or `remove` id; neither: just the picture. */
+            bool has_add, has_remove;
+            uint64_t id;
+            kr_str raft; /* add: the node's raft "host:port" */
+        } cluster;
+        struct {
             kr_str topic;
             bool has_set;        /* `set` given (and not null): a change */
             kr_topic_config set; /* the settings named, validated */
@@ -272,6 +279,9 @@ void kr_enc_delete_topic(kr_buf *b, kr_cid cid, const char *topic);
 void kr_enc_group_seek(kr_buf *b, kr_cid cid, const char *topic, const char *group, kr_seek_kind to,
                        uint64_t value);
 void kr_enc_group_delete(kr_buf *b, kr_cid cid, const char *topic, const char *group);
+/* CLUSTER {}, or with add {id, raft} (raft not NULL) or remove id (id > 0,
+ * raft NULL) - krappyd's membership changes. id 0: neither. */
+void kr_enc_cluster(kr_buf *b, kr_cid cid, uint64_t id, const char *raft);
 /* TOPIC_CONFIG {topic, set?}: set NULL (or naming nothing) reads. */
 void kr_enc_topic_config(kr_buf *b, kr_cid cid, const char *topic, const kr_topic_config *set);
 
@@ -286,6 +296,7 @@ typedef struct kr_error_extra {
     uint64_t index;
     bool has_expected; /* OUT_OF_ORDER_SEQUENCE: the seq the server expects */
     uint64_t expected;
+    const char *leader; /* NOT_LEADER: the leader's data "host:port" (NULL: none known) */
 } kr_error_extra;
 
 void kr_enc_error(kr_buf *b, kr_cid cid, krappy_err code, const char *message,
@@ -306,6 +317,26 @@ void kr_enc_ok_publish_duplicate(kr_buf *b, kr_cid cid, uint64_t first, uint64_t
 void kr_enc_ok_ack(kr_buf *b, kr_cid cid, uint64_t cursor, const uint64_t *ignored, size_t n);
 void kr_enc_ok_topic(kr_buf *b, kr_cid cid, const kr_str *topic); /* DELETE_TOPIC */
 void kr_enc_ok_cursor(kr_buf *b, kr_cid cid, uint64_t cursor);    /* GROUP_SEEK */
+
+/* CLUSTER's OK (PROTOCOL.md section 8): {cid?, cluster, node, term, leader
+ * (null when 0), nodes, commit, applied} - `commit` and `applied` are
+ * krappyd's additions - then one kr_enc_cluster_node per node. */
+typedef struct kr_cluster_head {
+    const char *cluster;
+    uint64_t node, term, leader, commit, applied;
+} kr_cluster_head;
+void kr_enc_ok_cluster_begin(kr_buf *b, kr_cid cid, const kr_cluster_head *h, size_t n_nodes);
+
+/* One node: {id, addr, role} and krappyd's `raft` and `kafka` (when it has
+ * them; NULL or "": none) and, as the leader sees it, `match` and `lag`
+ * (has_lag). */
+typedef struct kr_cluster_node_out {
+    uint64_t id;
+    const char *addr, *role, *raft, *kafka; /* kafka NULL or "": none */
+    bool has_lag;
+    uint64_t match, lag;
+} kr_cluster_node_out;
+void kr_enc_cluster_node(kr_buf *b, const kr_cluster_node_out *n);
 
 /* OK {cid?, topic, config}: TOPIC_CONFIG's reply, every setting of cfg. */
 void kr_enc_ok_topic_config(kr_buf *b, kr_cid cid, const kr_str *topic, const kr_topic_config *cfg);
@@ -389,6 +420,7 @@ typedef struct kr_error_in {
     uint64_t first, next;
     bool has_expected; /* OUT_OF_ORDER_SEQUENCE */
     uint64_t expected;
+    kr_str leader; /* NOT_LEADER: the leader's "host:port" (len 0: none) */
 } kr_error_in;
 
 /* @return 0 on success, -1 when the ERROR payload lacks a uint code. */

@@ -287,7 +287,8 @@ void kr_enc_error(kr_buf *b, kr_cid cid, krappy_err code, const char *message,
 {
     size_t n = 2;
     if (x != NULL)
-        n += (x->has_range ? 2 : 0) + x->has_versions + x->has_index + x->has_expected;
+        n += (x->has_range ? 2 : 0) + x->has_versions + x->has_index + x->has_expected +
+             (x->leader != NULL);
     map_open(b, cid, n);
     PUT_KEY(b, "code");
     kr_cbor_put_uint(b, (uint64_t)code);
@@ -313,6 +314,77 @@ void kr_enc_error(kr_buf *b, kr_cid cid, krappy_err code, const char *message,
     if (x->has_expected) {
         PUT_KEY(b, "expected");
         kr_cbor_put_uint(b, x->expected);
+    }
+    if (x->leader != NULL) {
+        PUT_KEY(b, "leader");
+        kr_cbor_put_cstr(b, x->leader);
+    }
+}
+
+void kr_enc_cluster(kr_buf *b, kr_cid cid, uint64_t id, const char *raft)
+{
+    map_open(b, cid, id > 0);
+    if (id == 0)
+        return;
+    if (raft != NULL) {
+        PUT_KEY(b, "add");
+        kr_cbor_put_map(b, 2);
+        PUT_KEY(b, "id");
+        kr_cbor_put_uint(b, id);
+        PUT_KEY(b, "raft");
+        kr_cbor_put_cstr(b, raft);
+    } else {
+        PUT_KEY(b, "remove");
+        kr_cbor_put_uint(b, id);
+    }
+}
+
+void kr_enc_ok_cluster_begin(kr_buf *b, kr_cid cid, const kr_cluster_head *h, size_t n_nodes)
+{
+    map_open(b, cid, 7);
+    PUT_KEY(b, "cluster");
+    kr_cbor_put_cstr(b, h->cluster);
+    PUT_KEY(b, "node");
+    kr_cbor_put_uint(b, h->node);
+    PUT_KEY(b, "term");
+    kr_cbor_put_uint(b, h->term);
+    PUT_KEY(b, "leader");
+    if (h->leader != 0)
+        kr_cbor_put_uint(b, h->leader);
+    else
+        kr_cbor_put_null(b);
+    PUT_KEY(b, "commit");
+    kr_cbor_put_uint(b, h->commit);
+    PUT_KEY(b, "applied");
+    kr_cbor_put_uint(b, h->applied);
+    PUT_KEY(b, "nodes");
+    kr_cbor_put_array(b, n_nodes);
+}
+
+void kr_enc_cluster_node(kr_buf *b, const kr_cluster_node_out *n)
+{
+    bool kafka = n->kafka != NULL && n->kafka[0] != '\0';
+    bool raft = n->raft != NULL && n->raft[0] != '\0';
+    kr_cbor_put_map(b, 3 + raft + kafka + (n->has_lag ? 2 : 0));
+    PUT_KEY(b, "id");
+    kr_cbor_put_uint(b, n->id);
+    PUT_KEY(b, "addr");
+    kr_cbor_put_cstr(b, n->addr);
+    PUT_KEY(b, "role");
+    kr_cbor_put_cstr(b, n->role);
+    if (raft) {
+        PUT_KEY(b, "raft");
+        kr_cbor_put_cstr(b, n->raft);
+    }
+    if (kafka) {
+        PUT_KEY(b, "kafka");
+        kr_cbor_put_cstr(b, n->kafka);
+    }
+    if (n->has_lag) {
+        PUT_KEY(b, "match");
+        kr_cbor_put_uint(b, n->match);
+        PUT_KEY(b, "lag");
+        kr_cbor_put_uint(b, n->lag);
     }
 }
 

@@ -63,6 +63,10 @@ int kr_reply_error(const kr_reply *r, kr_error_in *e)
     e->has_expected = kr_reply_uint(r, "expected", &e->expected);
     if (!e->has_expected)
         e->expected = 0;
+    if (kr_cbor_map_find(&r->map, "leader", &m) == 1 && m.kind == KR_CBOR_TEXT && !m.indefinite) {
+        e->leader.ptr = m.str;
+        e->leader.len = m.str_len;
+    }
     return 0;
 }
 

@@ -59,6 +59,8 @@ enum field_id {
     F_IDEMPOTENT,
     F_SEQ,
     F_TO,
+    F_ADD,
+    F_REMOVE,
     F_SET,
     F_COUNT
 };
@@ -82,7 +84,8 @@ static const struct field_name {
     FN(F_OFFSET, "offset"),   FN(F_VERSION, "version"),
     FN(F_CLIENT, "client"),   FN(F_TOKEN, "token"),
     FN(F_TO, "to"),           FN(F_IDEMPOTENT, "idempotent"),
-    FN(F_SEQ, "seq"),         FN(F_SET, "set"),
+    FN(F_SEQ, "seq"),         FN(F_ADD, "add"),
+    FN(F_REMOVE, "remove"),   FN(F_SET, "set"),
 #undef FN
 };
 
@@ -910,6 +913,36 @@ static krappy_err dec_topic_config(dctx *c, const fields *f, kr_request *r)
 }
 
 /*
+ * CLUSTER: no fields, or (krappyd) a membership change: `add` {id, raft} or
+ * `remove` id.
+ */
+static krappy_err dec_cluster(dctx *c, const fields *f, kr_request *r)
+{
+    __typeof__(r->u.cluster) *q = &r->u.cluster;
+    const kr_cbor_item *add = get(f, F_ADD), *rm = get(f, F_REMOVE);
+    if (add != NULL && rm != NULL)
+        return fail(c, KRAPPY_E_INVALID_ARGUMENT, "CLUSTER takes 'add' or 'remove', not both");
+    if (rm != NULL) {
+        q->has_remove = true;
+        return uint_field(c, f, F_REMOVE, true, 0, 1, &q->id);
+    }
+    if (add == NULL)
+        return KRAPPY_OK;
+    kr_cbor_item id, raft;
+    if (add->kind != KR_CBOR_MAP || kr_cbor_map_find(add, "id", &id) != 1 ||
+        id.kind != KR_CBOR_UINT || id.u == 0 || kr_cbor_map_find(add, "raft", &raft) != 1 ||
+        raft.kind != KR_CBOR_TEXT || raft.indefinite || raft.str_len == 0 || raft.str_len > 263)
+        return fail(c, KRAPPY_E_INVALID_ARGUMENT,
+                    "field 'add' must be a map {id: a node id above 0, raft: the node's raft "
+                    "address as HOST:PORT}");
+    q->has_add = true;
+    q->id = id.u;
+    q->raft.ptr = raft.str;
+    q->raft.len = raft.str_len;
+    return KRAPPY_OK;
+}
+
+/*
  * The check order of PROTOCOL.md section 5: well-formed map with text keys
  * (BAD_PAYLOAD), then a request type (UNKNOWN_TYPE), then the fields
  * (INVALID_ARGUMENT; HELLO's version: UNSUPPORTED_VERSION). The cid is read
@@ -941,14 +974,13 @@ krappy_err kr_req_decode(uint32_t type, const uint8_t *payload, size_t len, kr_b
         req->cid.v = cid->u;
     }
 
-    if (type < KRAPPY_T_PRODUCER_REGISTER || type > KRAPPY_T_REQUEST_MAX ||
-        type == 13 /* CLUSTER: not answered by this build */) {
+    if (type < KRAPPY_T_PRODUCER_REGISTER || type > KRAPPY_T_REQUEST_MAX) {
         const char *name = krappy_type_name(type);
         if (name != NULL)
             return fail(&c, KRAPPY_E_UNKNOWN_TYPE,
                         "message type %" PRIu32 " (%s) is a reply, not a request", type, name);
         return fail(&c, KRAPPY_E_UNKNOWN_TYPE,
-                    "message type %" PRIu32 " is unknown; requests are types 1-12 and 14-17", type);
+                    "message type %" PRIu32 " is unknown; requests are types 1 to 17", type);
     }
     if (cid != NULL && cid->kind != KR_CBOR_UINT)
         return fail(&c, KRAPPY_E_INVALID_ARGUMENT, "field 'cid' must be %s, not %s", RULE_UINT,
@@ -981,6 +1013,8 @@ krappy_err kr_req_decode(uint32_t type, const uint8_t *payload, size_t len, kr_b
         return dec_group_seek(&c, &f, req);
     case KRAPPY_T_GROUP_DELETE:
         return dec_group_name(&c, &f, &req->u.group_delete.topic, &req->u.group_delete.group);
+    case KRAPPY_T_CLUSTER:
+        return dec_cluster(&c, &f, req);
     case KRAPPY_T_TOPIC_CONFIG:
         return dec_topic_config(&c, &f, req);
     case KRAPPY_T_PING:

@@ -229,6 +229,7 @@ static void on_readyz(struct evhttp_request *req, void *arg)
     if (!get_only(req))
         return;
     kr_server *srv = a->srv;
+    char why[300];
     if (srv->shutting_down)
         reply_text(req, 503, "Service Unavailable", "text/plain", "shutting down\n");
     else if (srv->store == NULL)
@@ -237,6 +238,8 @@ static void on_readyz(struct evhttp_request *req, void *arg)
     else if (srv->listener == NULL)
         reply_text(req, 503, "Service Unavailable", "text/plain",
                    "the data port is not listening yet\n");
+    else if (srv->cluster != NULL && !kr_cluster_ready(srv->cluster, why, sizeof why - 1))
+        reply_text(req, 503, "Service Unavailable", "text/plain", strcat(why, "\n"));
     else
         reply_text(req, 200, "OK", "text/plain", "ready\n");
 }
@@ -689,6 +692,8 @@ static void on_other(struct evhttp_request *req, void *arg)
     } else if (is(dec, dl, "/api/server")) {
         if (method_in(req, EVHTTP_REQ_GET, "GET, HEAD"))
             api_server(a, req);
+    } else if (strncmp(dec, "/api/cluster", 12) == 0 && (dec[12] == '\0' || dec[12] == '/')) {
+        kr_admin_cluster(a, req, dec + 12);
     } else if (strncmp(dec, "/api/topics/", 12) == 0) {
         struct evkeyvalq q;
         TAILQ_INIT(&q);
@@ -700,7 +705,8 @@ static void on_other(struct evhttp_request *req, void *arg)
         evhttp_clear_headers(&q);
     } else {
         reply_error(req, 404, "Not Found",
-                    "no such API path; see /api/topics, /api/topics/T and /api/server");
+                    "no such API path; see /api/topics, /api/topics/T, /api/server and "
+                    "/api/cluster");
     }
     free(dec);
     if (u != NULL)

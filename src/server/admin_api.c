@@ -479,6 +479,18 @@ void kr_admin_produce(kr_admin *a, struct evhttp_request *req, const char *topic
     if ((e = kr_req_decode(KRAPPY_T_PUBLISH, payload.data, payload.len, &scratch, &preq, why,
                            sizeof why)) != KRAPPY_OK)
         goto fail;
+    pr->req = req;
+    memcpy(pr->topic, topic, tlen);
+    pr->topic[tlen] = '\0';
+    if (a->srv->cluster != NULL) { /* through the log (PROTOCOL.md section 8) */
+        e = kr_server_cluster_produce(a->srv, topic, tlen, payload.data, payload.len, produced, pr,
+                                      why, sizeof why);
+        if (e != KRAPPY_OK)
+            goto fail;
+        kr_buf_free(&payload);
+        kr_buf_free(&scratch);
+        return;
+    }
     kr_store_result res;
     kr_topic *t;
     if (kr_store_register(s, (const uint8_t *)topic, tlen, &t, NULL, NULL, &res) < 0) {
@@ -486,9 +498,6 @@ void kr_admin_produce(kr_admin *a, struct evhttp_request *req, const char *topic
         e = res.err;
         goto fail;
     }
-    pr->req = req;
-    memcpy(pr->topic, topic, tlen);
-    pr->topic[tlen] = '\0';
     uint64_t bad = UINT64_MAX;
     e = kr_store_publish(s, t, &preq, &scratch, false, NULL, produced, pr, why, sizeof why, &bad);
     if (e != KRAPPY_OK)
@@ -500,8 +509,10 @@ fail:
     free(pr);
     kr_buf_free(&payload);
     kr_buf_free(&scratch);
-    if (e == KRAPPY_E_STORAGE)
+    if (e == KRAPPY_E_STORAGE || e == KRAPPY_E_BUSY)
         kr_admin_reply_error(req, 503, "Service Unavailable", why);
+    else if (e == KRAPPY_E_NOT_LEADER)
+        kr_admin_reply_error(req, 409, "Conflict", why);
     else
         kr_admin_reply_error(req, 400, "Bad Request", why);
 }

@@ -138,8 +138,8 @@ static void change_config(kr_admin *a, struct evhttp_request *req, const char *t
     cc->len = tlen;
     memcpy(cc->name, topic, tlen);
     kr_topic *t;
-    krappy_err e = kr_store_topic_configure(a->srv->store, (const uint8_t *)topic, tlen, &set, &t,
-                                            config_written, cc, why, sizeof why);
+    krappy_err e = kr_ops_topic_configure(a->srv, (const uint8_t *)topic, tlen, &set, &t,
+                                          config_written, cc, why, sizeof why);
     if (e != KRAPPY_OK) {
         free(cc);
         kr_admin_reply_error(req, 503, "Service Unavailable", why);

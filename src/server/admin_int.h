@@ -86,6 +86,12 @@ void kr_admin_put_group(struct evbuffer *b, const kr_tgroup *tg);
  * "member_list"). */
 void kr_admin_put_group_row(struct evbuffer *b, const kr_group_row *row);
 
+/* ---- admin_cluster.c ---- */
+
+/* /api/cluster`rest`: "" (GET: the picture), "/members" (POST: add a node),
+ * "/members/N" (DELETE: remove node N). */
+void kr_admin_cluster(kr_admin *a, struct evhttp_request *req, const char *rest);
+
 /* ---- admin_config.c ---- */
 
 /* A topic's settings as JSON: {"cleanup": "compact", "retention_bytes": N,

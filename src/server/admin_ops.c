@@ -12,6 +12,7 @@
 
 #include "server/kafka.h"
 #include "server/server.h"
+#include "store/topic_config.h"
 
 /* Drop c's consumer registration: its pending events go back to the group
  * (which may be on its way out; it lives until its deletion completes). */
@@ -41,9 +42,24 @@ static void forget(kr_server *srv, const kr_topic *t, const kr_tgroup *tg)
     }
 }
 
+/* On a cluster: INVALID_ARGUMENT with msg, `what` not being replicated yet
+ * (every node would have to do it at the same point of the log). */
+static bool not_replicated(const kr_server *srv, const char *what, char *msg, size_t msglen)
+{
+    if (srv->cluster == NULL)
+        return false;
+    snprintf(msg, msglen,
+             "%s is not replicated by this krappyd's cluster yet (every node would have to do it "
+             "at the same point of the log); nothing changed",
+             what);
+    return true;
+}
+
 krappy_err kr_ops_delete_topic(kr_server *srv, kr_topic *t, kr_store_done done, void *arg,
                                char *msg, size_t msglen)
 {
+    if (not_replicated(srv, "deleting a topic", msg, msglen))
+        return KRAPPY_E_INVALID_ARGUMENT;
     krappy_err e = kr_store_delete_topic(srv->store, t, done, arg, msg, msglen);
     if (e == KRAPPY_OK) {
         forget(srv, t, NULL);
@@ -59,4 +75,13 @@ krappy_err kr_ops_group_delete(kr_server *srv, kr_tgroup *tg, kr_store_done done
     if (e == KRAPPY_OK)
         forget(srv, tg->t, tg);
     return e;
+}
+
+krappy_err kr_ops_topic_configure(kr_server *srv, const uint8_t *name, size_t len,
+                                  const kr_topic_config *set, kr_topic **t, kr_store_done done,
+                                  void *arg, char *msg, size_t msglen)
+{
+    if (not_replicated(srv, "changing a topic's settings", msg, msglen))
+        return KRAPPY_E_INVALID_ARGUMENT;
+    return kr_store_topic_configure(srv->store, name, len, set, t, done, arg, msg, msglen);
 }

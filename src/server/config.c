@@ -16,6 +16,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "cluster/cluster.h"
 #include "krappy/protocol.h"
 #include "proto/topic_config.h"
 #include "util/hostport.h"
@@ -152,6 +153,22 @@ static const opt_spec specs[] = {
      "start with the latest-value view rebuilt from the streams (after it was damaged or "
      "lost), keeping the consumer groups' cursors and idempotent producers' registrations",
      F(rebuild_view), 0, 1},
+    {"node-id", "KRAPPY_NODE_ID", OPT_STR, "N|auto", "none",
+     "this node's id in a cluster, above 0, never reused for another volume; auto: the number "
+     "at the end of the host name plus one (a StatefulSet pod's ordinal)",
+     F(node_id_text), 0, 0},
+    {"raft-listen", "KRAPPY_RAFT_LISTEN", OPT_STR, "HOST:PORT", "none (a single node)",
+     "run as a cluster member: raft listens here (and peers reach this node here when it is "
+     "not one of --peers)",
+     F(raft_listen), 0, 0},
+    {"peers", "KRAPPY_PEERS", OPT_STR, "ID=HOST:PORT,...", "none",
+     "the raft addresses of the cluster's voters (DNS names, resolved on every connect); nodes "
+     "started with the same --peers on empty data directories form one cluster",
+     F(peers), 0, 0},
+    {"advertise", "KRAPPY_ADVERTISE", OPT_STR, "HOST:PORT", "--listen",
+     "the data address clients are sent to (CLUSTER, NOT_LEADER); a --listen of 0.0.0.0 is "
+     "advertised with this host's name",
+     F(advertise), 0, 0},
 };
 
 #define N_SPECS (sizeof specs / sizeof specs[0])
@@ -375,8 +392,68 @@ static int set_defaults(kr_config *cfg, int stderr_is_tty)
     return cfg->listen && cfg->data_dir && cfg->rocksdb_log_dir && cfg->http ? 0 : -1;
 }
 
+/* --node-id: a number above 0, or auto (the host name's ordinal plus one). */
+static int node_id(kr_config *cfg, char *err, size_t errlen)
+{
+    if (cfg->node_id_text == NULL) {
+        snprintf(err, errlen, "--raft-listen needs --node-id N (or auto, in a StatefulSet)");
+        return -1;
+    }
+    if (strcmp(cfg->node_id_text, "auto") == 0) {
+        char host[256] = "";
+        char why[300];
+        gethostname(host, sizeof host - 1);
+        if (kr_cluster_node_id_from_host(host, &cfg->node_id, why, sizeof why) < 0) {
+            snprintf(err, errlen, "%s", why);
+            return -1;
+        }
+        return 0;
+    }
+    if (kr_parse_uint(cfg->node_id_text, UINT64_MAX, &cfg->node_id) < 0 || cfg->node_id == 0) {
+        snprintf(err, errlen, "--node-id: '%s' is not a number above 0 or auto", cfg->node_id_text);
+        return -1;
+    }
+    return 0;
+}
+
+/* The cluster flags: all or nothing, each well-formed now, not at start. */
+static int check_cluster(kr_config *cfg, char *err, size_t errlen)
+{
+    char why[300];
+    if (cfg->advertise != NULL) {
+        kr_hostport hp = {0};
+        if (kr_hostport_parse(cfg->advertise, 0, &hp, why, sizeof why) < 0 || hp.host[0] == '\0') {
+            snprintf(err, errlen, "--advertise: %s", why[0] ? why : "the address needs a host");
+            return -1;
+        }
+    }
+    if (cfg->raft_listen == NULL) {
+        if (cfg->peers != NULL || cfg->node_id_text != NULL) {
+            snprintf(err, errlen, "--%s needs --raft-listen (a cluster member's raft address)",
+                     cfg->peers != NULL ? "peers" : "node-id");
+            return -1;
+        }
+        return 0;
+    }
+    kr_hostport hp = {0};
+    if (kr_hostport_parse(cfg->raft_listen, 0, &hp, why, sizeof why) < 0) {
+        snprintf(err, errlen, "--raft-listen: %s", why);
+        return -1;
+    }
+    if (node_id(cfg, err, errlen) < 0)
+        return -1;
+    if (cfg->peers != NULL) {
+        kr_node_peer *p;
+        size_t n;
+        if (kr_cluster_parse_peers(cfg->peers, &p, &n, err, errlen) < 0)
+            return -1;
+        kr_cluster_free_peers(p, n);
+    }
+    return 0;
+}
+
 /* The listen address must split into host and port now, not at bind time. */
-static int check(const kr_config *cfg, char *err, size_t errlen)
+static int check(kr_config *cfg, char *err, size_t errlen)
 {
     kr_hostport http_addr = {0}, listen_addr = {0}; /* no defaults: the port is required */
     if (strcmp(cfg->http, "off") != 0 &&
@@ -411,7 +488,7 @@ static int check(const kr_config *cfg, char *err, size_t errlen)
                  cfg->kafka_advertise);
         return -1;
     }
-    return 0;
+    return check_cluster(cfg, err, errlen);
 }
 
 kr_config_action kr_config_parse(kr_config *cfg, int argc, char **argv, int stderr_is_tty,
@@ -499,6 +576,10 @@ void kr_config_free(kr_config *cfg)
     free(cfg->rocksdb_log_dir);
     free(cfg->http);
     free(cfg->http_token);
+    free(cfg->node_id_text);
+    free(cfg->raft_listen);
+    free(cfg->peers);
+    free(cfg->advertise);
     free(cfg->kafka_listen);
     free(cfg->kafka_advertise);
     memset(cfg, 0, sizeof *cfg);
@@ -523,5 +604,8 @@ void kr_config_usage(FILE *out)
     fprintf(out, "\n"
                  "Signals: SIGTERM or SIGINT stop accepting, flush replies and exit 0.\n"
                  "Exit status: 0 after a clean stop, 1 when it cannot start, 2 for bad options.\n"
-                 "Example: krappyd --listen 127.0.0.1:7070 --data /var/lib/krappy\n");
+                 "Example: krappyd --listen 127.0.0.1:7070 --data /var/lib/krappy\n"
+                 "A cluster of three (each node with its own --node-id, the same --peers):\n"
+                 "  krappyd --node-id 1 --raft-listen 0.0.0.0:7072 --advertise a:7070 \\\n"
+                 "          --peers 1=a:7072,2=b:7072,3=c:7072\n");
 }

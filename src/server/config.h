@@ -65,6 +65,12 @@ typedef struct kr_config {
     bool kafka_auto_create; /* Kafka clients create topics on first use */
     uint32_t max_producers; /* idempotent producers kept, all topics */
     bool rebuild_view;
+    /* cluster (PROTOCOL.md section 8); raft_listen NULL: a single node */
+    char *node_id_text; /* "N" or "auto", as given */
+    uint64_t node_id;   /* resolved; 0 without --raft-listen */
+    char *raft_listen;
+    char *peers;     /* "1=HOST:PORT,..." or NULL */
+    char *advertise; /* NULL: from --listen, once bound */
     /* defaults of the topic settings (PROTOCOL.md section 9) and compaction */
     uint32_t cleanup; /* KR_CLEANUP_* bits */
     uint64_t delete_retention_ms;

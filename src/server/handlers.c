@@ -119,6 +119,8 @@ static kr_hresult producer_register(kr_conn *c, kr_req *r, const kr_request *req
     kr_store_result res;
     kr_topic *t;
     int rc;
+    if (c->srv->cluster != NULL)
+        return kr_server_cluster_register(c, r, req);
     producer_drop(c);
     kr_req_async(r);
     r->ctx = idempotent ? r : NULL; /* registered() tells the two apart */
@@ -149,11 +151,16 @@ static kr_hresult producer_register(kr_conn *c, kr_req *r, const kr_request *req
 static void published(void *arg, const kr_store_result *res)
 {
     kr_req *r = arg;
-    kr_conn *c = r->conn;
     if (res->err != KRAPPY_OK) {
         kr_req_error(r, res->err, res->msg, NULL); /* closes when ack "none" */
         return;
     }
+    kr_reply_published(r, res);
+}
+
+void kr_reply_published(kr_req *r, const kr_store_result *res)
+{
+    kr_conn *c = r->conn;
     if (r->ack_none) {
         kr_req_silent(r);
         return;
@@ -166,16 +173,24 @@ static void published(void *arg, const kr_store_result *res)
     kr_req_reply(r, KRAPPY_T_OK, c->enc.data, c->enc.len);
 }
 
+bool kr_publish_lacks_seq(kr_conn *c, kr_req *r, const kr_request *req)
+{
+    if (!c->idem || req->u.publish.has_seq)
+        return false;
+    kr_req_error(r, KRAPPY_E_INVALID_ARGUMENT,
+                 "field 'seq' is required: this connection's producer registration is "
+                 "idempotent, and each PUBLISH carries the sequence number of its first "
+                 "event (an unsigned integer)",
+                 NULL);
+    return true;
+}
+
 static kr_hresult publish(kr_conn *c, kr_req *r, const kr_request *req)
 {
-    if (c->idem && !req->u.publish.has_seq) {
-        kr_req_error(r, KRAPPY_E_INVALID_ARGUMENT,
-                     "field 'seq' is required: this connection's producer registration is "
-                     "idempotent, and each PUBLISH carries the sequence number of its first "
-                     "event (an unsigned integer)",
-                     NULL);
+    if (c->srv->cluster != NULL)
+        return kr_server_cluster_publish(c, r, req);
+    if (kr_publish_lacks_seq(c, r, req))
         return KR_H_DONE;
-    }
     if (c->producer_gone) {
         kr_req_error(r, KRAPPY_E_NO_SUCH_TOPIC,
                      "the topic this connection registered to produce to was deleted; register "
@@ -1119,8 +1134,8 @@ static kr_hresult topic_config(kr_conn *c, kr_req *r, const kr_request *req)
     r->ctx = name;
     kr_req_async(r);
     kr_topic *t;
-    krappy_err e = kr_store_topic_configure(store_of(c), q->topic.ptr, q->topic.len, &q->set, &t,
-                                            config_written, r, c->errmsg, sizeof c->errmsg);
+    krappy_err e = kr_ops_topic_configure(c->srv, q->topic.ptr, q->topic.len, &q->set, &t,
+                                          config_written, r, c->errmsg, sizeof c->errmsg);
     if (e != KRAPPY_OK) {
         r->ctx = NULL;
         free(name);
@@ -1142,6 +1157,7 @@ static const kr_handler handlers[KRAPPY_T_REQUEST_MAX + 1] = {
     [KRAPPY_T_PING] = {"PING", false, ping},
     [KRAPPY_T_TOPICS] = {"TOPICS", false, topics},
     [KRAPPY_T_STATS] = {"STATS", false, stats},
+    [KRAPPY_T_CLUSTER] = {"CLUSTER", false, kr_handle_cluster},
     [KRAPPY_T_DELETE_TOPIC] = {"DELETE_TOPIC", true, delete_topic},
     [KRAPPY_T_GROUP_SEEK] = {"GROUP_SEEK", true, group_seek},
     [KRAPPY_T_GROUP_DELETE] = {"GROUP_DELETE", true, group_delete},

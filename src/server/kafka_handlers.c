@@ -163,6 +163,19 @@ static void metadata_respond(kr_kconn *c, kr_kreq *r, const kr_kafka_str *names,
     broker->node_id = KR_KAFKA_NODE_ID;
     broker->host = kr_kafka_cstr(k->host);
     broker->port = k->adv_port;
+    /* In a cluster the one broker named is the leader (PROTOCOL.md section
+     * 8): clients produce there, and ask again after NOT_LEADER_OR_FOLLOWER. */
+    kr_hostport lead = {0};
+    char addr[KR_HOSTPORT_MAX + 1];
+    if (k->srv->cluster != NULL &&
+        kr_cluster_leader_kafka_addr(k->srv->cluster, addr, sizeof addr) &&
+        kr_hostport_parse(addr, 0, &lead, NULL, 0) == 0) {
+        const char *host = kr_kreq_strdup(r, lead.host, (int32_t)strlen(lead.host));
+        if (host != NULL) {
+            broker->host = kr_kafka_cstr(host);
+            broker->port = atoi(lead.port);
+        }
+    }
     broker->rack = (kr_kafka_str){NULL, -1};
     kr_kafka_metadata_resp resp = {0};
     resp.brokers.v = broker;

@@ -925,6 +925,8 @@ static int set_advertised(kr_kafka *k)
     }
     snprintf(k->host, sizeof k->host, "%s", hp.host);
     k->adv_port = atoi(hp.port);
+    /* A cluster member tells the others (the leader's is Metadata's). */
+    kr_hostport_format(k->srv->kafka_advertise, sizeof k->srv->kafka_advertise, hp.host, hp.port);
     return 0;
 }
 

@@ -208,6 +208,12 @@ static int batch_idem(kr_kconn *c, kr_kreq *r, kproduce *pr, kpart *kp, const kr
     if (b->producer_id < 0)
         return 0;
     int16_t err;
+    if (c->k->srv->cluster != NULL) {
+        part_fail(r, pr, kp->p, KR_KAFKA_ERR_UNSUPPORTED_VERSION,
+                  "idempotent Kafka producers are not replicated by this krappyd's cluster yet "
+                  "(enable.idempotence=false, or krappy's own producers)");
+        return -1;
+    }
     if (b->producer_epoch != 0) {
         snprintf(c->msg, sizeof c->msg,
                  "producer epoch %d: this broker hands out epoch 0 (InitProducerId v0-v1)",
@@ -289,8 +295,12 @@ static int publish_batch(kr_kconn *c, kr_kreq *r, kproduce *pr, kpart *kp,
     /* Counted first: a repeat of an idempotent batch may be answered from
      * within the call. */
     r->pending++;
-    rc = kr_store_publish(k->srv->store, kp->t, &req, &k->decode, pr->acks == -1, ip, published, kp,
-                          c->msg, sizeof c->msg, &bad);
+    if (k->srv->cluster != NULL) /* through the log (PROTOCOL.md section 8) */
+        rc = kr_server_cluster_produce(k->srv, kp->t->name, kp->t->name_len, ev->data, ev->len,
+                                       published, kp, c->msg, sizeof c->msg);
+    else
+        rc = kr_store_publish(k->srv->store, kp->t, &req, &k->decode, pr->acks == -1, ip, published,
+                              kp, c->msg, sizeof c->msg, &bad);
     if (rc != KRAPPY_OK) {
         r->pending--;
         if (rc == KRAPPY_E_OUT_OF_ORDER_SEQUENCE)
@@ -336,7 +346,8 @@ kr_khresult kr_khandle_produce(kr_kconn *c, kr_kreq *r, const kr_kafka_request *
         topics[i].partitions.v = parts;
         topics[i].partitions.n = np;
         int16_t err = 0;
-        kr_topic *t = acks_ok ? kr_kafka_topic_for(c->k, qt->name, true, &err) : NULL;
+        bool led = c->k->srv->cluster == NULL || kr_cluster_is_leader(c->k->srv->cluster);
+        kr_topic *t = acks_ok && led ? kr_kafka_topic_for(c->k, qt->name, true, &err) : NULL;
         for (int32_t j = 0; j < np; j++) {
             kr_kafka_produce_resp_partition *p = &parts[j];
             const kr_kafka_produce_req_partition *src = &qt->partitions.v[j];
@@ -348,6 +359,9 @@ kr_khresult kr_khandle_produce(kr_kconn *c, kr_kreq *r, const kr_kafka_request *
             if (!acks_ok) {
                 part_fail(r, pr, p, KR_KAFKA_ERR_INVALID_REQUIRED_ACKS,
                           "acks must be 0, 1 or -1 (all)");
+            } else if (!led) {
+                part_fail(r, pr, p, KR_KAFKA_ERR_NOT_LEADER_OR_FOLLOWER,
+                          "this node is not the cluster's leader; Metadata names the one that is");
             } else if (t == NULL) {
                 part_fail(r, pr, p, err,
                           err == KR_KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION

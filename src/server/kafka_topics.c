@@ -352,14 +352,13 @@ kr_khresult kr_khandle_create_topics(kr_kconn *c, kr_kreq *r, const kr_kafka_req
             continue;
         kr_topic *topic;
         kr_store_result sr = {0};
-        int rc = set.mask == 0
-                     ? kr_store_register(c->k->srv->store, (const uint8_t *)t->name.ptr,
-                                         (size_t)t->name.len, &topic, created, kc, &sr)
-                     : (kr_store_topic_configure(c->k->srv->store, (const uint8_t *)t->name.ptr,
-                                                 (size_t)t->name.len, &set, &topic, created, kc,
-                                                 sr.msg, sizeof sr.msg) == KRAPPY_OK
-                            ? 0
-                            : -1);
+        int rc = set.mask == 0 ? kr_store_register(c->k->srv->store, (const uint8_t *)t->name.ptr,
+                                                   (size_t)t->name.len, &topic, created, kc, &sr)
+                               : (kr_ops_topic_configure(c->k->srv, (const uint8_t *)t->name.ptr,
+                                                         (size_t)t->name.len, &set, &topic, created,
+                                                         kc, sr.msg, sizeof sr.msg) == KRAPPY_OK
+                                      ? 0
+                                      : -1);
         if (rc < 0) {
             res[i].error_code = KR_KAFKA_ERR_KAFKA_STORAGE_ERROR;
             res[i].error_message = copy_str(r, sr.msg);
@@ -607,9 +606,9 @@ kr_khresult kr_khandle_alter_configs(kr_kconn *c, kr_kreq *r, const kr_kafka_req
             continue;
         kr_topic *t;
         ka->pending++;
-        if (kr_store_topic_configure(c->k->srv->store, (const uint8_t *)rq->resource_name.ptr,
-                                     (size_t)rq->resource_name.len, &set, &t, altered, ka, why,
-                                     sizeof why) != KRAPPY_OK) {
+        if (kr_ops_topic_configure(c->k->srv, (const uint8_t *)rq->resource_name.ptr,
+                                   (size_t)rq->resource_name.len, &set, &t, altered, ka, why,
+                                   sizeof why) != KRAPPY_OK) {
             ka->pending--;
             res[i].error_code = KR_KAFKA_ERR_KAFKA_STORAGE_ERROR;
             res[i].error_message = copy_str(r, why);

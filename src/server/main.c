@@ -142,8 +142,9 @@ static void on_opened(evutil_socket_t fd, short what, void *arg)
     }
     if (o->srv->shutting_down)
         return; /* a signal came during recovery: the loop is already ending */
-    /* Listen only once recovery is done. */
-    if (kr_server_listen(o->srv) < 0) {
+    /* Listen only once recovery is done; then join the cluster (or name the
+     * cluster of one), which needs the bound address. */
+    if (kr_server_listen(o->srv) < 0 || kr_server_cluster_start(o->srv) < 0) {
         o->failed = true;
         event_base_loopbreak(o->srv->base);
     }
@@ -242,7 +243,7 @@ int main(int argc, char **argv)
         goto out;
     }
     op.running = true;
-    if (kr_server_run(&srv) == 0 && !op.failed)
+    if (kr_server_run(&srv) == 0 && !op.failed && !srv.failed)
         status = 0;
     if (op.running) {
         kr_log(KR_LOG_INFO, "waiting for recovery to finish before stopping");
@@ -252,8 +253,12 @@ int main(int argc, char **argv)
     }
     store = op.store;
 out:
+    kr_cluster_stop(srv.cluster); /* after a hand-over, before the store closes */
+    srv.cluster = NULL;
+    kr_server_cluster_halt(&srv);
     kr_admin_free(admin);
-    kr_store_close(store); /* final checkpoint: a short replay next start */
+    kr_store_close(store);        /* final checkpoint: a short replay next start */
+    kr_server_cluster_free(&srv); /* the replica, once the store completed its work */
     if (op.done != NULL)
         event_free(op.done);
     kr_server_free(&srv);

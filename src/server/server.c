@@ -190,6 +190,7 @@ void kr_server_shutdown(kr_server *srv)
         return;
     srv->shutting_down = true;
     srv->shutdown_ns = kr_mono_ns();
+    kr_cluster_handover(srv->cluster); /* clients find the next leader at once */
     if (srv->listener != NULL) {
         evconnlistener_free(srv->listener);
         srv->listener = NULL;

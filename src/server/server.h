@@ -38,6 +38,7 @@
 
 #include <event2/event.h>
 
+#include "cluster/cluster.h"
 #include "util/buf.h"
 #include "proto/msg.h"
 #include "server/config.h"
@@ -161,10 +162,16 @@ struct kr_conn {
     struct kr_req_list reqs; /* in request order, finished or not */
     struct kr_req_list free_reqs;
     uint32_t n_free_reqs;
-    kr_buf enc;          /* reply payload being encoded */
-    kr_buf scratch;      /* kr_req_decode scratch */
-    kr_buf tmp;          /* handlers' second buffer */
-    kr_topic *producer;  /* PRODUCER_REGISTER'd topic, or NULL */
+    kr_buf enc;         /* reply payload being encoded */
+    kr_buf scratch;     /* kr_req_decode scratch */
+    kr_buf tmp;         /* handlers' second buffer */
+    kr_topic *producer; /* PRODUCER_REGISTER'd topic, or NULL */
+    /* In a cluster the registration names the topic instead (it exists
+     * once the log's TOPIC_CREATE is applied): cl_topic_len 0 for none. */
+    size_t cl_topic_len;
+    uint8_t cl_topic[KRAPPY_MAX_NAME_BYTES];
+    const uint8_t *payload; /* the request's payload, during its handler */
+    size_t payload_len;
     bool idem;           /* ... an idempotent registration (section 7): */
     uint32_t idem_epoch; /* its epoch */
     size_t idem_id_len;  /* and the producer id */
@@ -224,6 +231,16 @@ struct kr_server {
     kr_metrics *metrics;
     kr_server_metrics m;
     kr_store *store; /* NULL in unit tests of the session alone */
+    /* PROTOCOL.md section 8 (cluster_ops.c): the cluster this node is a
+     * member of (NULL: a single node, a cluster of one named cluster_id),
+     * and where clients reach it (and its Kafka listener, "" for none). */
+    kr_cluster *cluster;
+    kr_replica *replica; /* applies the log's store commands (a member's) */
+    kr_buf cmd;          /* a command being encoded for the log */
+    char cluster_id[KR_CLUSTER_ID_MAX + 1];
+    char advertise[KR_HOSTPORT_MAX + 1];
+    char kafka_advertise[KR_HOSTPORT_MAX + 1];
+    bool failed; /* something could not start after the loop began: exit 1 */
     /* Request type -> handler; kr_handler_for unless a test swaps it. */
     const struct kr_handler *(*handler_for)(uint32_t type);
 };
@@ -389,6 +406,57 @@ void kr_handlers_conn_closed(kr_conn *c);
 /* The handler of a request type, or NULL when this server has none. */
 const kr_handler *kr_handler_for(uint32_t type);
 
+/* ---- cluster_ops.c: PROTOCOL.md section 8 ---- */
+
+/*
+ * kr_server_cluster_start - once the data port listens: fix the address
+ * clients reach this node at, then start as a cluster member (with
+ * --raft-listen) or name the cluster of one. A member that cannot start
+ * after all stops the server (srv->failed).
+ * @return 0, or -1 (logged).
+ */
+int kr_server_cluster_start(kr_server *srv);
+
+/* Apply nothing more (after kr_cluster_stop, before kr_store_close). */
+void kr_server_cluster_halt(kr_server *srv);
+
+/* The cluster's loop-side state (the replica), after kr_cluster_stop and
+ * kr_store_close. NULL members ok. */
+void kr_server_cluster_free(kr_server *srv);
+
+/*
+ * PRODUCER_REGISTER and PUBLISH on a cluster's leader (cluster_write.c):
+ * the request goes into the log as a store command (TOPIC_CREATE, PUBLISH
+ * with the leader's clock) and is answered with the result of applying it
+ * here, once committed on a majority (PROTOCOL.md section 8).
+ */
+kr_hresult kr_server_cluster_register(kr_conn *c, kr_req *r, const kr_request *req);
+
+/* handlers.c, shared with cluster_write.c: a PUBLISH stored (res OK)
+ * answered - nothing for ack "none", else OK {first, count(, duplicate)};
+ * and an idempotent connection's PUBLISH without `seq` refused
+ * (@return true when it was, r answered). */
+void kr_reply_published(kr_req *r, const kr_store_result *res);
+bool kr_publish_lacks_seq(kr_conn *c, kr_req *r, const kr_request *req);
+kr_hresult kr_server_cluster_publish(kr_conn *c, kr_req *r, const kr_request *req);
+
+/* The admin port's and the Kafka listener's produce on a cluster: the
+ * PUBLISH payload (len bytes; its topic is created where missing) into the
+ * log; done gets its result.
+ * @return KRAPPY_OK (done follows), else the error with msg: NOT_LEADER
+ *         (naming the leader), BUSY, STORAGE. */
+krappy_err kr_server_cluster_produce(kr_server *srv, const char *topic, size_t tlen,
+                                     const uint8_t *payload, size_t len, kr_replica_done done,
+                                     void *arg, char *msg, size_t msglen);
+
+/* In a cluster: answer NOT_LEADER (with the leader's address when known)
+ * to a request that needs the leader, on a node that does not lead.
+ * @return true when it answered (the request is finished). */
+bool kr_server_not_leader(kr_conn *c, kr_req *r, const kr_request *req);
+
+/* CLUSTER: the picture, or a membership change (answered once committed). */
+kr_hresult kr_handle_cluster(kr_conn *c, kr_req *r, const kr_request *req);
+
 /* ---- admin_ops.c: administration, for the data port and the admin port ---- */
 
 /*
@@ -400,6 +468,14 @@ const kr_handler *kr_handler_for(uint32_t type);
  */
 krappy_err kr_ops_delete_topic(kr_server *srv, kr_topic *t, kr_store_done done, void *arg,
                                char *msg, size_t msglen);
+
+/* kr_ops_topic_configure - a topic's settings changed (TOPIC_CONFIG `set`,
+ * the admin API, Kafka's CreateTopics and AlterConfigs):
+ * kr_store_topic_configure, but refused on a cluster (INVALID_ARGUMENT,
+ * nothing changed: settings are not replicated yet). */
+krappy_err kr_ops_topic_configure(kr_server *srv, const uint8_t *name, size_t len,
+                                  const kr_topic_config *set, kr_topic **t, kr_store_done done,
+                                  void *arg, char *msg, size_t msglen);
 
 /* kr_ops_group_delete - GROUP_DELETE (kr_store_group_delete), then the
  * group's members lose their registrations. @return as kr_ops_delete_topic. */

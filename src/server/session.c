@@ -554,7 +554,7 @@ static void conn_start(kr_conn *c, uint32_t type, const uint8_t *payload, size_t
                      "request type %u (%s) is not supported by this server yet", type, name);
         else
             snprintf(c->errmsg, sizeof c->errmsg,
-                     "unknown request type %u; request types are 1 to 12 and 14 to 16", type);
+                     "unknown request type %u; request types are 1 to 17", type);
         kr_req_error(r, KRAPPY_E_UNKNOWN_TYPE, c->errmsg, NULL);
         return;
     }
@@ -563,13 +563,18 @@ static void conn_start(kr_conn *c, uint32_t type, const uint8_t *payload, size_t
         kr_req_error(r, rc, c->errmsg, &extra);
         return;
     }
+    if (c->srv->cluster != NULL && kr_server_not_leader(c, r, &req))
+        return; /* PROTOCOL.md section 5: after the fields, before registration */
     if (type == KRAPPY_T_PUBLISH)
         req_charge(r, req.u.publish.count * KR_PUBLISH_EVENT_COST);
     if (h->fifo) {
         r->fifo = true;
         c->running_fifo++;
     }
+    c->payload = payload; /* for a cluster's log (cluster_write.c) */
+    c->payload_len = len;
     (void)h->run(c, r, &req); /* KR_H_ASYNC handlers took their reference */
+    c->payload = NULL;
 }
 
 /* Frame-level errors lose the framing: answer (in order) and close. */

@@ -84,10 +84,9 @@ static void encode_event(batch_enc *be, const kr_event_in *ev, uint64_t off, uin
  * (INVALID_ARGUMENT naming it).
  */
 static krappy_err encode_batch(kr_store *s, batch_enc *be, const kr_request *req, kr_buf *scratch,
-                               char *msg, size_t msglen, uint64_t *bad_index)
+                               uint64_t ts_now, char *msg, size_t msglen, uint64_t *bad_index)
 {
     const uint64_t limit = (uint64_t)s->o.max_frame - KRAPPY_REPLY_SLACK_BYTES;
-    uint64_t ts_now = kr_wall_ms();
     uint8_t zero[KR_BATCH_HEADER_MAX] = {0};
     kr_buf *b = &be->c->data;
     uint32_t hlen = kr_batch_header_size(&be->hdr);
@@ -150,9 +149,12 @@ static void chunk_rewind(kr_chunk *c, size_t data, size_t meta, size_t extra)
     c->data.failed = c->meta.failed = c->extra.failed = false;
 }
 
-krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_buf *scratch,
-                            bool sync, kr_idem *idem, kr_store_done done, void *arg, char *msg,
-                            size_t msglen, uint64_t *bad_index)
+/* kr_store_publish and kr_store_publish_applied: `ts_now` stamps events
+ * without a ts, `raft_index` goes into the batch header (0: none). */
+static krappy_err publish(kr_store *s, kr_topic *t, const kr_request *req, kr_buf *scratch,
+                          bool sync, kr_idem *idem, uint64_t ts_now, uint64_t raft_index,
+                          kr_store_done done, void *arg, char *msg, size_t msglen,
+                          uint64_t *bad_index)
 {
     uint64_t count = req->u.publish.count;
     if (count > s->o.max_publish_events) {
@@ -179,7 +181,8 @@ krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_
     batch_enc be = {.c = c, .base = t->assigned};
     if (prod != NULL)
         be.hdr = (kr_batch_hdr){.producer = prod->pid, .epoch = idem->epoch, .seq = idem->seq};
-    krappy_err rc = encode_batch(s, &be, req, scratch, msg, msglen, bad_index);
+    be.hdr.raft_index = raft_index;
+    krappy_err rc = encode_batch(s, &be, req, scratch, ts_now, msg, msglen, bad_index);
     if (rc != KRAPPY_OK) {
         chunk_rewind(c, d0, m0, x0);
         kr_append_free(s, a);
@@ -196,10 +199,29 @@ krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_
     a->done = done;
     a->arg = arg;
     t->assigned += be.count;
+    if (raft_index > t->raft_index)
+        t->raft_index = raft_index;
     if (prod != NULL)
         kr_store_idem_accepted(prod, a, idem->seq, be.base, (uint32_t)be.count, sync);
     kr_stream_queue(s, t->stream, a);
     return KRAPPY_OK;
+}
+
+krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_buf *scratch,
+                            bool sync, kr_idem *idem, kr_store_done done, void *arg, char *msg,
+                            size_t msglen, uint64_t *bad_index)
+{
+    return publish(s, t, req, scratch, sync, idem, kr_wall_ms(), 0, done, arg, msg, msglen,
+                   bad_index);
+}
+
+krappy_err kr_store_publish_applied(kr_store *s, kr_topic *t, const kr_request *req,
+                                    kr_buf *scratch, kr_idem *idem, uint64_t ts,
+                                    uint64_t raft_index, kr_store_done done, void *arg, char *msg,
+                                    size_t msglen, uint64_t *bad_index)
+{
+    return publish(s, t, req, scratch, false, idem, ts, raft_index, done, arg, msg, msglen,
+                   bad_index);
 }
 
 /* ---- completion ---- */

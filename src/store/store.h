@@ -186,6 +186,8 @@ struct kr_topic {
     kr_topic_config own;         /* the settings the topic sets itself (topic_config.h) */
     kr_topic_config cfg;         /* what applies: `own` over the server's defaults */
     struct kr_tcompact *compact; /* compaction state (compact.c), NULL until used */
+    uint64_t raft_index;         /* highest raft index among its batches (a cluster
+                                    member's, kr_store_publish_applied; 0 otherwise) */
     uint64_t events_in;          /* counters for STATS/metrics */
     kr_metric *m_events_in, *m_bytes_in, *m_events_out, *m_bytes_out, *m_stream_bytes,
         *m_segments; /* labelled topic="NAME" */
@@ -266,6 +268,38 @@ int kr_store_producer_register(kr_store *s, const uint8_t *topic, size_t tlen, c
  * again once idle. Unknown ids are ignored. */
 void kr_store_producer_release(kr_store *s, kr_topic *t, const uint8_t *id, size_t idlen);
 
+/* The epoch of the newest registration of producer `id` on t (NULL ok),
+ * 0 when the store keeps no such producer; *next_seq (NULL ok) the
+ * sequence number it expects next. */
+uint32_t kr_store_producer_epoch(const kr_topic *t, const uint8_t *id, size_t idlen,
+                                 uint64_t *next_seq);
+
+/* An idempotent producer's state as a cluster's snapshot carries it from
+ * node to node (its window: the last PUBLISHes, oldest first). */
+typedef struct kr_prod_state {
+    const uint8_t *id; /* borrowed */
+    size_t id_len;
+    uint32_t epoch;
+    uint64_t next_seq;
+    size_t n;
+    kr_prod_batch win[KR_PRODUCER_WINDOW];
+} kr_prod_state;
+
+/* Call fn with the stored state of each of t's producers until it returns
+ * non-zero (then that value is returned; else 0). */
+int kr_store_producers_each(kr_topic *t, int (*fn)(void *arg, const kr_prod_state *st), void *arg);
+
+/*
+ * kr_store_producer_adopt - take a producer's state from a snapshot (the
+ * node lacked the commands that made it): epoch, sequence and window as
+ * given, the registration written as kr_store_producer_register writes it
+ * (done follows), the state with the topic's next checkpoint.
+ * @return 0 (done follows), 1 when the store's own state is as new
+ *         (nothing done, done does not run), -1 with res (no memory).
+ */
+int kr_store_producer_adopt(kr_store *s, kr_topic *t, const kr_prod_state *st, kr_store_done done,
+                            void *arg, kr_store_result *res);
+
 /* The idempotent producers the store keeps for a topic. */
 size_t kr_topic_producers(const kr_topic *t);
 
@@ -311,6 +345,19 @@ typedef struct kr_idem {
 krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_buf *scratch,
                             bool sync, kr_idem *idem, kr_store_done done, void *arg, char *msg,
                             size_t msglen, uint64_t *bad_index);
+
+/*
+ * kr_store_publish_applied - kr_store_publish for a PUBLISH a cluster's
+ * log decided (PROTOCOL.md section 8): events without a ts get `ts` (the
+ * leader's clock, the same on every node) and the batch header records
+ * `raft_index` (> 0), which becomes the topic's raft_index, so that a node
+ * replaying its log after a restart skips what its stream holds. Never
+ * synced on its own: the raft log is the durable copy. Same returns.
+ */
+krappy_err kr_store_publish_applied(kr_store *s, kr_topic *t, const kr_request *req,
+                                    kr_buf *scratch, kr_idem *idem, uint64_t ts,
+                                    uint64_t raft_index, kr_store_done done, void *arg, char *msg,
+                                    size_t msglen, uint64_t *bad_index);
 
 /* ---- reads (loop thread, synchronous) ---- */
 

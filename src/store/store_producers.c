@@ -226,6 +226,21 @@ void kr_store_producers_tick(kr_store *s)
 
 /* ---- registrations ---- */
 
+/* Write p's registration (and, for a new producer, the table's next pid)
+ * through job j with batch b; the job holds p until done. */
+static void log_registration(kr_store *s, kr_topic *t, kr_producer *p, bool fresh, kr_job *j,
+                             kr_view_batch *b, kr_store_done done, void *arg)
+{
+    kr_producer_hold(p); /* the job's */
+    kr_view_batch_registration(b, t->name, t->name_len, p->id, p->id_len, p->pid, p->epoch);
+    if (fresh)
+        kr_view_batch_next_pid(b, t->name, t->name_len, kr_prod_table_next_pid(table_of(t)));
+    j->logged = (kr_job_logged){.batch = b, .producer = p, .epoch = p->epoch, .seq = p->next_seq};
+    j->done = done;
+    j->arg = arg;
+    kr_writer_submit(s->writer, j);
+}
+
 int kr_store_producer_register(kr_store *s, const uint8_t *topic, size_t tlen, const uint8_t *id,
                                size_t idlen, kr_topic **tout, kr_store_done done, void *arg,
                                kr_store_result *res)
@@ -261,22 +276,76 @@ int kr_store_producer_register(kr_store *s, const uint8_t *topic, size_t tlen, c
     }
     kr_producer_register(p, kr_wall_ms());
     kr_producer_hold(p); /* the connection's */
-    kr_producer_hold(p); /* the job's */
-    kr_view_batch_registration(b, t->name, t->name_len, p->id, p->id_len, p->pid, p->epoch);
-    if (fresh)
-        kr_view_batch_next_pid(b, t->name, t->name_len, kr_prod_table_next_pid(table_of(t)));
-    j->logged = (kr_job_logged){.batch = b, .producer = p, .epoch = p->epoch, .seq = p->next_seq};
     res->epoch = p->epoch;
     res->seq = p->next_seq;
-    j->done = done;
-    j->arg = arg;
-    kr_writer_submit(s->writer, j);
+    log_registration(s, t, p, fresh, j, b, done, arg);
     return 0;
 nomem:
     kr_job_free(j);
     kr_view_batch_free(b);
     res->err = KRAPPY_E_STORAGE;
     snprintf(res->msg, sizeof res->msg, "out of memory registering the producer");
+    return -1;
+}
+
+uint32_t kr_store_producer_epoch(const kr_topic *t, const uint8_t *id, size_t idlen,
+                                 uint64_t *next_seq)
+{
+    const kr_producer *p =
+        t != NULL && t->prod != NULL ? kr_prod_find(t->prod->table, id, idlen) : NULL;
+    if (next_seq != NULL)
+        *next_seq = p != NULL ? p->next_seq : 0;
+    return p != NULL ? p->epoch : 0;
+}
+
+typedef struct each_ctx {
+    int (*fn)(void *arg, const kr_prod_state *st);
+    void *arg;
+} each_ctx;
+
+static int each_one(void *arg, kr_producer *p)
+{
+    each_ctx *e = arg;
+    kr_prod_state st = {.id = p->id, .id_len = p->id_len, .epoch = p->epoch};
+    st.n = kr_producer_stored_state(p, &st.next_seq, st.win);
+    return e->fn(e->arg, &st);
+}
+
+int kr_store_producers_each(kr_topic *t, int (*fn)(void *arg, const kr_prod_state *st), void *arg)
+{
+    each_ctx e = {fn, arg};
+    return t->prod != NULL ? kr_prod_foreach(table_of(t), each_one, &e) : 0;
+}
+
+int kr_store_producer_adopt(kr_store *s, kr_topic *t, const kr_prod_state *st, kr_store_done done,
+                            void *arg, kr_store_result *res)
+{
+    kr_producer *p = kr_prod_find(table_of(t), st->id, st->id_len);
+    if (p != NULL && p->epoch >= st->epoch && p->stored_next >= st->next_seq)
+        return 1;
+    kr_job *j = kr_job_new(KR_JOB_LOGGED, t);
+    kr_view_batch *b = kr_view_batch_new();
+    bool fresh = p == NULL;
+    if (j == NULL || b == NULL)
+        goto nomem;
+    if (fresh) {
+        size_t max = kr_prod_set_max(s->producers);
+        if (kr_prod_set_count(s->producers) >= max)
+            trim(s, max - 1);
+        p = kr_prod_add(table_of(t), st->id, st->id_len, 0, kr_wall_ms());
+        if (p == NULL)
+            goto nomem;
+    }
+    p->epoch = st->epoch;
+    kr_producer_restore(p, st->next_seq, st->win, st->n, kr_wall_ms());
+    kr_prod_mark_all_dirty(table_of(t)); /* the next checkpoint writes its state */
+    log_registration(s, t, p, fresh, j, b, done, arg);
+    return 0;
+nomem:
+    kr_job_free(j);
+    kr_view_batch_free(b);
+    res->err = KRAPPY_E_STORAGE;
+    snprintf(res->msg, sizeof res->msg, "out of memory adopting a producer's state");
     return -1;
 }
 

@@ -118,6 +118,10 @@ def messages():
         Indef([Indef([b"a", b"b"], "bytes"), 1]),
         [Indef(["x", "y"], "text"), Indef({"deep": Indef([1, 2, 3])}), 5]]),
         "ack": Indef(["wr", "ite"], "text")}))
+    add("cluster", 13, {"cid": 9})
+    add("cluster_add", 13, {"add": {"id": 4, "raft": "krappyd-3.krappyd-headless:7072"}})
+    add("cluster_remove", 13, {"remove": 2})
+    add("cluster_both", 13, {"add": {"id": 4, "raft": "h:1"}, "remove": 2})
     add("pub_both", PUB, {"events": [[None, 1]], "value": 2})
     add("pub_badev", PUB, {"events": [[None, 1], [1, 2], [None]]})
     add("pub_tags", PUB, {"events": [[None, Raw(b"\xc6\x01")], [None, Raw(b"\xf0")],
@@ -458,6 +462,38 @@ def main_text():
         write("fuzz_json", name, bytes([mode]) + text)
 
 
+# ---- fuzz_cmd: the replicated log's commands (src/cluster/cmd.h) ----
+
+
+def cmd_seeds():
+    pub = enc({"events": [["k", "v"], [None, 1, 1700000000000]], "ack": "sync", "seq": 4})
+    return {
+        "cluster_id": enc([1, "6f1c2a9e0b4d"]),
+        "node_info": enc([2, 3, "krappyd-2.krappyd-headless:7070", "krappyd-2:9092"]),
+        "node_info_nokafka": enc([2, 1, "127.0.0.1:7070", None]),
+        "topic_create": enc([10, "orders"]),
+        "publish": enc([11, "orders", 1700000000000, None, pub]),
+        "publish_idem": enc([11, "orders", 1700000000000, [b"shop-1", 3], pub]),
+        "producer_register": enc([12, "orders", b"shop-1"]),
+        "group_create": enc([13, "orders", b"billing", 0]),
+        "group_cursors": enc([14, "orders", [[b"billing", 10], [b"audit", 3]]]),
+        "topic_delete": enc([15, "orders"]),
+        "group_seek": enc([16, "orders", b"billing", 7]),
+        "group_delete": enc([17, "orders", b"billing"]),
+        "retention": enc([18, "orders", 1000]),
+        "unknown_number": enc([99, "orders"]),
+        "too_many_items": enc([10, "orders", 1]),
+        "bad_topic": enc([10, "a/b"]),
+        "bad_cursor_pair": enc([14, "orders", [[b"billing"]]]),
+        "not_array": enc({"t": 1}),
+        "empty": b"",
+        "trailing": enc([10, "orders"]) + b"\x00",
+        "indef": enc(Indef([10, "orders"])),
+    }
+
+
 if __name__ == "__main__":
     main()
     main_text()
+    for name, data in cmd_seeds().items():
+        write("fuzz_cmd", name, data)

@@ -215,6 +215,12 @@ static int rt_encode(kr_buf *b, const kr_request *r, kr_buf *scratch)
             goto out;
         kr_enc_group_delete(b, r->cid, s1, s2);
         break;
+    case KRAPPY_T_CLUSTER:
+        if (r->u.cluster.has_add && (s1 = rt_cstr(r->u.cluster.raft)) == NULL)
+            goto out;
+        kr_enc_cluster(b, r->cid,
+                       r->u.cluster.has_add || r->u.cluster.has_remove ? r->u.cluster.id : 0, s1);
+        break;
     case KRAPPY_T_TOPIC_CONFIG:
         if ((s1 = rt_cstr(r->u.topic_config.topic)) == NULL)
             goto out;
@@ -313,6 +319,12 @@ static void rt_compare(const kr_request *a, kr_buf *sa, const kr_request *b, kr_
     case KRAPPY_T_GROUP_DELETE:
         FUZZ_CHECK(rt_str_eq(a->u.group_delete.topic, b->u.group_delete.topic) &&
                    rt_str_eq(a->u.group_delete.group, b->u.group_delete.group));
+        break;
+    case KRAPPY_T_CLUSTER:
+        FUZZ_CHECK(a->u.cluster.has_add == b->u.cluster.has_add &&
+                   a->u.cluster.has_remove == b->u.cluster.has_remove &&
+                   a->u.cluster.id == b->u.cluster.id);
+        FUZZ_CHECK(!a->u.cluster.has_add || rt_str_eq(a->u.cluster.raft, b->u.cluster.raft));
         break;
     case KRAPPY_T_TOPIC_CONFIG:
         FUZZ_CHECK(rt_str_eq(a->u.topic_config.topic, b->u.topic_config.topic));

@@ -1,0 +1,247 @@
+/*
+ * cluster/catchup.c - events a node lacks, fetched from the leader (see
+ * catchup.h).
+ */
+#include "cluster/catchup.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "krappy/client.h"
+#include "proto/msg.h"
+#include "util/buf.h"
+#include "util/log.h"
+
+struct kr_catchup {
+    struct event *ev;
+    char *nodes, *token;
+    kr_catchup_range *ranges;
+    size_t n;
+    kr_catchup_chunk_fn chunk;
+    kr_catchup_done_fn done;
+    void *arg;
+    pthread_t th;
+
+    /* Shared, under mu. */
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    bool stop;
+    bool finished;    /* the thread is done (the loop calls done once) */
+    bool have;        /* a chunk waits for the loop */
+    size_t cur;       /* the chunk's range */
+    uint64_t first;   /* the chunk's first offset */
+    uint64_t count;   /* the chunk's events */
+    kr_buf payload;   /* the chunk as a PUBLISH payload */
+    bool done_called; /* loop only */
+};
+
+static bool stopping(kr_catchup *cu)
+{
+    pthread_mutex_lock(&cu->mu);
+    bool s = cu->stop;
+    pthread_mutex_unlock(&cu->mu);
+    return s;
+}
+
+static void pause_ms(unsigned ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Hand the chunk in cu->payload to the loop and wait until it took it.
+ * @return false when stopped. */
+static bool hand_over(kr_catchup *cu, size_t cur, uint64_t first, uint64_t count)
+{
+    pthread_mutex_lock(&cu->mu);
+    cu->have = true;
+    cu->cur = cur;
+    cu->first = first;
+    cu->count = count;
+    pthread_mutex_unlock(&cu->mu);
+    event_active(cu->ev, EV_READ, 0);
+    pthread_mutex_lock(&cu->mu);
+    while (cu->have && !cu->stop)
+        pthread_cond_wait(&cu->cond, &cu->mu);
+    bool ok = !cu->stop;
+    pthread_mutex_unlock(&cu->mu);
+    return ok;
+}
+
+/* The events of one FETCH below `to`, as a PUBLISH payload in cu->payload.
+ * @return how many. */
+static size_t encode_chunk(kr_catchup *cu, const krappy_events *ev, uint64_t to)
+{
+    size_t n = 0;
+    while (n < ev->count && ev->events[n].offset < to)
+        n++;
+    kr_event_out_spec *spec = calloc(n ? n : 1, sizeof *spec);
+    if (spec == NULL)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        const krappy_event *e = &ev->events[i];
+        spec[i] = (kr_event_out_spec){.key = e->has_key ? e->key : NULL,
+                                      .key_len = e->key_len,
+                                      .key_is_text = e->key_is_text,
+                                      .value = e->value,
+                                      .value_len = e->value_len,
+                                      .has_ts = true,
+                                      .ts = e->ts,
+                                      .headers = e->has_headers ? e->headers : NULL,
+                                      .headers_len = e->headers_len};
+    }
+    pthread_mutex_lock(&cu->mu);
+    kr_buf_reset(&cu->payload);
+    kr_enc_publish(&cu->payload, (kr_cid){0}, KR_ACK_WRITE, spec, n);
+    bool failed = cu->payload.failed;
+    pthread_mutex_unlock(&cu->mu);
+    free(spec);
+    return failed ? 0 : n;
+}
+
+/* Fetch range i from offset *at on; *at moves. @return 0 when done, -1 on
+ * an error (try again), -2 when stopped. */
+static int fetch_range(kr_catchup *cu, krappy_client *k, size_t i, uint64_t *at)
+{
+    const kr_catchup_range *r = &cu->ranges[i];
+    while (*at < r->to) {
+        if (stopping(cu))
+            return -2;
+        krappy_events *ev = NULL;
+        uint64_t want = r->to - *at < KR_CATCHUP_CHUNK ? r->to - *at : KR_CATCHUP_CHUNK;
+        krappy_err e = krappy_fetch(k, r->topic, *at, want, KR_CATCHUP_CHUNK_BYTES, 0, &ev);
+        if (e != KRAPPY_OK || ev->count == 0 || ev->events[0].offset != *at) {
+            kr_log(KR_LOG_WARN, "catching up from the leader: FETCH failed; trying again",
+                   KR_LOG_STR("topic", r->topic), KR_LOG_U64("offset", *at),
+                   KR_LOG_STR("reason", e != KRAPPY_OK ? krappy_client_errmsg(k)
+                                                       : "no event at the offset asked for"));
+            krappy_events_free(ev);
+            return -1;
+        }
+        size_t n = encode_chunk(cu, ev, r->to);
+        krappy_events_free(ev);
+        if (n == 0)
+            return -1;
+        if (!hand_over(cu, i, *at, n))
+            return -2;
+        *at += n;
+    }
+    return 0;
+}
+
+static void *catchup_main(void *arg)
+{
+    kr_catchup *cu = arg;
+    krappy_client *k = krappy_client_new(
+        &(krappy_opts){.timeout_ms = 10000, .token = cu->token, .client_name = "krappyd catch-up"});
+    size_t i = 0;
+    uint64_t at = cu->n > 0 ? cu->ranges[0].from : 0;
+    while (k != NULL && i < cu->n) {
+        if (!krappy_connected(k) && krappy_connect_leader(k, cu->nodes, NULL) != KRAPPY_OK) {
+            if (stopping(cu))
+                break;
+            pause_ms(KR_CATCHUP_RETRY_MS);
+            continue;
+        }
+        int rc = fetch_range(cu, k, i, &at);
+        if (rc == -2)
+            break;
+        if (rc == -1) {
+            krappy_close(k);
+            pause_ms(KR_CATCHUP_RETRY_MS);
+            continue;
+        }
+        if (++i < cu->n)
+            at = cu->ranges[i].from;
+    }
+    krappy_client_free(k);
+    pthread_mutex_lock(&cu->mu);
+    cu->finished = true;
+    pthread_mutex_unlock(&cu->mu);
+    event_active(cu->ev, EV_READ, 0);
+    return NULL;
+}
+
+/* The loop: take a chunk, or learn the thread finished. */
+static void on_event(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    kr_catchup *cu = arg;
+    pthread_mutex_lock(&cu->mu);
+    bool have = cu->have, finished = cu->finished && !cu->stop;
+    pthread_mutex_unlock(&cu->mu);
+    if (have) {
+        /* The thread waits meanwhile: payload and range stay put. */
+        cu->chunk(cu->arg, cu->ranges[cu->cur].topic, cu->first, cu->count, cu->payload.data,
+                  cu->payload.len);
+        pthread_mutex_lock(&cu->mu);
+        cu->have = false;
+        pthread_cond_broadcast(&cu->cond);
+        pthread_mutex_unlock(&cu->mu);
+    }
+    if (finished && !cu->done_called) {
+        cu->done_called = true;
+        cu->done(cu->arg);
+    }
+}
+
+/* Everything but the thread (joined or never started). */
+static void free_catchup(kr_catchup *cu)
+{
+    if (cu->ev != NULL)
+        event_free(cu->ev);
+    free(cu->ranges);
+    free(cu->nodes);
+    free(cu->token);
+    kr_buf_free(&cu->payload);
+    pthread_cond_destroy(&cu->cond);
+    pthread_mutex_destroy(&cu->mu);
+    free(cu);
+}
+
+kr_catchup *kr_catchup_start(struct event_base *base, const char *nodes, const char *token,
+                             const kr_catchup_range *ranges, size_t n, kr_catchup_chunk_fn chunk,
+                             kr_catchup_done_fn done, void *arg)
+{
+    kr_catchup *cu = calloc(1, sizeof *cu);
+    if (cu == NULL)
+        return NULL;
+    pthread_mutex_init(&cu->mu, NULL);
+    pthread_cond_init(&cu->cond, NULL);
+    kr_buf_init(&cu->payload, (size_t)64 << 20);
+    cu->chunk = chunk;
+    cu->done = done;
+    cu->arg = arg;
+    cu->n = n;
+    cu->nodes = strdup(nodes);
+    cu->token = token != NULL ? strdup(token) : NULL;
+    cu->ranges = malloc((n ? n : 1) * sizeof *ranges);
+    cu->ev = event_new(base, -1, 0, on_event, cu);
+    if (cu->nodes == NULL || (token != NULL && cu->token == NULL) || cu->ranges == NULL ||
+        cu->ev == NULL)
+        goto fail;
+    memcpy(cu->ranges, ranges, n * sizeof *ranges);
+    if (pthread_create(&cu->th, NULL, catchup_main, cu) != 0)
+        goto fail;
+    return cu;
+fail:
+    free_catchup(cu);
+    return NULL;
+}
+
+void kr_catchup_stop(kr_catchup *cu)
+{
+    if (cu == NULL)
+        return;
+    pthread_mutex_lock(&cu->mu);
+    cu->stop = true;
+    pthread_cond_broadcast(&cu->cond);
+    pthread_mutex_unlock(&cu->mu);
+    pthread_join(cu->th, NULL);
+    free_catchup(cu);
+}

@@ -1,0 +1,58 @@
+/*
+ * cluster/catchup.h - a node whose raft state jumped ahead of its streams
+ * (it restored a snapshot: the leader sent one because the node was too
+ * far behind, or its own segments lost a tail in a power cut) fetches the
+ * events it lacks from the leader's data port before it applies anything
+ * further (docs/DESIGN.md, "Snapshots").
+ *
+ * A thread of its own connects to the cluster (libkrappy, to the node that
+ * leads among `nodes`), FETCHes each range in chunks and hands each chunk
+ * to the loop as a PUBLISH payload (events with their ts, key, value and
+ * headers as stored, so they are stored byte for byte as on the leader),
+ * waiting until the loop took it. Lost connections are tried again (every
+ * KR_CATCHUP_RETRY_MS) until done or stopped.
+ */
+#ifndef KR_CLUSTER_CATCHUP_H
+#define KR_CLUSTER_CATCHUP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+
+#include "krappy/protocol.h"
+
+#define KR_CATCHUP_RETRY_MS    200
+#define KR_CATCHUP_CHUNK       1000       /* events per FETCH */
+#define KR_CATCHUP_CHUNK_BYTES (1u << 20) /* bytes per FETCH (at least one event) */
+
+typedef struct kr_catchup kr_catchup;
+
+/* Events [from, to) of a topic. */
+typedef struct kr_catchup_range {
+    char topic[KRAPPY_MAX_NAME_BYTES + 1];
+    uint64_t from, to;
+} kr_catchup_range;
+
+/* On the loop: events [first, first + count) of topic as a PUBLISH payload
+ * (borrowed for the call). */
+typedef void (*kr_catchup_chunk_fn)(void *arg, const char *topic, uint64_t first, uint64_t count,
+                                    const uint8_t *payload, size_t len);
+/* On the loop: every range is fetched and handed over. */
+typedef void (*kr_catchup_done_fn)(void *arg);
+
+/*
+ * kr_catchup_start - fetch the ranges (copied) from the leader among
+ * `nodes` ("HOST:PORT,..." data addresses), HELLO with `token` (NULL:
+ * none). Callbacks run on base's loop.
+ * @return the running catch-up, or NULL (no memory, no thread).
+ */
+kr_catchup *kr_catchup_start(struct event_base *base, const char *nodes, const char *token,
+                             const kr_catchup_range *ranges, size_t n, kr_catchup_chunk_fn chunk,
+                             kr_catchup_done_fn done, void *arg);
+
+/* kr_catchup_stop - stop the thread (within the client's timeout), and
+ * free; no callback runs afterwards. Loop thread. NULL ok. */
+void kr_catchup_stop(kr_catchup *cu);
+
+#endif

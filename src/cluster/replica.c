@@ -1,0 +1,704 @@
+/*
+ * cluster/replica.c - the store's commands applied on every node (see
+ * replica.h).
+ */
+#include "cluster/replica.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cluster/catchup.h"
+#include "cluster/cmd.h"
+#include "cluster/fsm.h"
+#include "util/log.h"
+
+/* A committed store command, from the raft thread's push until the store
+ * completed it. */
+typedef struct item {
+    uint64_t index; /* 0: a catch-up to the snapshot in data (kr_replica_restore) */
+    bool completed;
+    kr_store_result res;
+    struct item *next;
+    kr_replica *rp;
+    size_t len;
+    uint8_t data[];
+} item;
+
+/* A request waiting for the result at `index`. */
+typedef struct waiter {
+    uint64_t index;
+    kr_replica_done done;
+    void *arg;
+    struct waiter *next;
+} waiter;
+
+/* What the loop keeps of the result at an index (slot index % N). */
+typedef struct slot {
+    uint64_t index; /* 0: empty */
+    bool known;
+    kr_store_result res;
+    waiter *waiting; /* for this slot's indexes, any of them */
+} slot;
+
+struct kr_replica {
+    kr_store *store;
+    struct event_base *base;
+    struct event *ev;
+    char *token;
+    kr_replica_nodes_fn nodes;
+    void *nodes_arg;
+
+    /* Shared with the raft thread, under mu. */
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    item *in_head, *in_tail; /* pushed, not yet taken by the loop */
+    uint64_t pushed;         /* highest index pushed */
+    uint64_t stored_shared;  /* highest index below which all completed */
+    bool snap_asked;         /* the raft thread waits for the store's part */
+    bool snap_ready;
+    kr_buf snap; /* [index, [[topic, next]...]] as of `pushed` */
+
+    /* The loop's. */
+    item *wait_head, *wait_tail; /* taken from the raft thread, not yet applied */
+    kr_catchup *catching;        /* a catch-up runs: nothing is applied meanwhile */
+    uint64_t catch_index;        /* the index its batches record */
+    bool halted;
+    item *fly_head, *fly_tail; /* applied, in log order, until completed */
+    uint64_t stored;
+    uint64_t skipped;
+    kr_buf scratch;
+    slot *slots;
+};
+
+/* ---- results and waiters (loop) ---- */
+
+static void answer(waiter *w, const kr_store_result *res)
+{
+    w->done(w->arg, res);
+    free(w);
+}
+
+/* The result at `index` is known: keep it and answer who waits for it. */
+static void post(kr_replica *rp, uint64_t index, const kr_store_result *res)
+{
+    slot *s = &rp->slots[index % KR_REPLICA_RESULTS];
+    s->index = index;
+    s->known = true;
+    s->res = *res;
+    waiter **pp = &s->waiting;
+    while (*pp != NULL) {
+        waiter *w = *pp;
+        if (w->index == index) {
+            *pp = w->next;
+            answer(w, res);
+        } else {
+            pp = &w->next;
+        }
+    }
+}
+
+void kr_replica_wait(kr_replica *rp, uint64_t index, kr_replica_done done, void *arg)
+{
+    slot *s = &rp->slots[index % KR_REPLICA_RESULTS];
+    if (s->known && s->index == index) {
+        done(arg, &s->res);
+        return;
+    }
+    if (index + KR_REPLICA_RESULTS <= rp->stored) {
+        kr_store_result res = {.err = KRAPPY_E_STORAGE};
+        snprintf(res.msg, sizeof res.msg,
+                 "the result of raft entry %llu was forgotten before it was asked for (more "
+                 "than %u entries applied since); its outcome is unknown",
+                 (unsigned long long)index, (unsigned)KR_REPLICA_RESULTS);
+        done(arg, &res);
+        return;
+    }
+    waiter *w = malloc(sizeof *w);
+    if (w == NULL) {
+        kr_store_result res = {.err = KRAPPY_E_STORAGE};
+        snprintf(res.msg, sizeof res.msg, "out of memory waiting for raft entry %llu",
+                 (unsigned long long)index);
+        done(arg, &res);
+        return;
+    }
+    *w = (waiter){.index = index, .done = done, .arg = arg, .next = s->waiting};
+    s->waiting = w;
+}
+
+/* ---- snapshots (loop side) ---- */
+
+static int count_one(void *arg, const kr_prod_state *st)
+{
+    (void)st;
+    (*(size_t *)arg)++;
+    return 0;
+}
+
+/* [id, epoch, next_seq, [[seq, first, count, synced]...]] */
+static int put_producer(void *arg, const kr_prod_state *st)
+{
+    kr_buf *b = arg;
+    kr_cbor_put_array(b, 4);
+    kr_cbor_put_bytes(b, st->id, st->id_len);
+    kr_cbor_put_uint(b, st->epoch);
+    kr_cbor_put_uint(b, st->next_seq);
+    kr_cbor_put_array(b, st->n);
+    for (size_t i = 0; i < st->n; i++) {
+        kr_cbor_put_array(b, 4);
+        kr_cbor_put_uint(b, st->win[i].seq);
+        kr_cbor_put_uint(b, st->win[i].first);
+        kr_cbor_put_uint(b, st->win[i].count);
+        kr_cbor_put_uint(b, st->win[i].synced);
+    }
+    return 0;
+}
+
+/* [topic, next, [producer...]] */
+static void put_topic(kr_buf *b, kr_topic *t)
+{
+    size_t n = 0;
+    kr_store_producers_each(t, count_one, &n);
+    kr_cbor_put_array(b, 3);
+    kr_cbor_put_text(b, t->name, t->name_len);
+    kr_cbor_put_uint(b, t->next);
+    kr_cbor_put_array(b, n);
+    kr_store_producers_each(t, put_producer, b);
+}
+
+/* The raft thread asked for the store's part of a snapshot: give it once
+ * the store holds every command pushed (and no catch-up runs). */
+static void serve_snapshot(kr_replica *rp)
+{
+    pthread_mutex_lock(&rp->mu);
+    bool ready = rp->snap_asked && !rp->snap_ready && rp->in_head == NULL &&
+                 rp->wait_head == NULL && rp->fly_head == NULL && rp->catching == NULL &&
+                 rp->stored_shared >= rp->pushed;
+    if (ready) {
+        kr_topic **all;
+        size_t n = kr_store_topics(rp->store, &all);
+        kr_buf_reset(&rp->snap);
+        kr_cbor_put_array(&rp->snap, 2);
+        kr_cbor_put_uint(&rp->snap, rp->pushed);
+        kr_cbor_put_array(&rp->snap, n);
+        for (size_t i = 0; i < n; i++)
+            put_topic(&rp->snap, all[i]);
+        rp->snap_ready = true;
+        pthread_cond_broadcast(&rp->cond);
+    }
+    pthread_mutex_unlock(&rp->mu);
+}
+
+/* ---- completion (loop) ---- */
+
+/* Completed items leave the front in log order: `stored` moves, their
+ * results are posted. */
+static void advance(kr_replica *rp)
+{
+    item *it;
+    bool moved = false;
+    while ((it = rp->fly_head) != NULL && it->completed) {
+        rp->fly_head = it->next;
+        if (rp->fly_head == NULL)
+            rp->fly_tail = NULL;
+        rp->stored = it->index;
+        moved = true;
+        post(rp, it->index, &it->res);
+        free(it);
+    }
+    if (moved) {
+        pthread_mutex_lock(&rp->mu);
+        rp->stored_shared = rp->stored;
+        pthread_cond_broadcast(&rp->cond);
+        pthread_mutex_unlock(&rp->mu);
+        serve_snapshot(rp);
+    }
+}
+
+static void complete(item *it, const kr_store_result *res)
+{
+    kr_replica *rp = it->rp;
+    it->res = *res;
+    it->completed = true;
+    /* The store could not do what every other node did (a disk, memory):
+     * applying more would shift this node's offsets. Stop here; a restart
+     * applies the log again from what the streams hold. */
+    if (res->err == KRAPPY_E_STORAGE && !rp->halted) {
+        rp->halted = true;
+        kr_log(KR_LOG_ERROR,
+               "the store failed a command of the raft log; this node applies no "
+               "more until it is restarted",
+               KR_LOG_U64("index", it->index), KR_LOG_STR("reason", res->msg));
+    }
+    advance(rp);
+}
+
+static void stored_cb(void *arg, const kr_store_result *res)
+{
+    complete(arg, res);
+}
+
+/* A topic made by a PUBLISH that found none: its creation's result is the
+ * PUBLISH's (queued behind it). */
+static void created_quietly(void *arg, const kr_store_result *res)
+{
+    (void)arg;
+    if (res->err != KRAPPY_OK)
+        kr_log(KR_LOG_ERROR, "topic creation for a replicated PUBLISH failed",
+               KR_LOG_STR("reason", res->msg));
+}
+
+/* ---- apply (loop) ---- */
+
+static kr_topic *find_or_create(kr_replica *rp, const kr_str *name, kr_store_result *res)
+{
+    kr_topic *t = kr_store_topic(rp->store, name->ptr, name->len);
+    if (t != NULL)
+        return t;
+    if (kr_store_register(rp->store, name->ptr, name->len, &t, created_quietly, NULL, res) < 0)
+        return NULL;
+    return t;
+}
+
+static void apply_publish(kr_replica *rp, item *it, const kr_cmd *cmd)
+{
+    kr_store_result res = {.err = KRAPPY_OK};
+    kr_topic *t = find_or_create(rp, &cmd->topic, &res);
+    if (t == NULL) {
+        complete(it, &res);
+        return;
+    }
+    kr_request req;
+    char msg[256];
+    krappy_err rc = kr_req_decode(KRAPPY_T_PUBLISH, cmd->payload.ptr, cmd->payload.len,
+                                  &rp->scratch, &req, msg, sizeof msg);
+    if (rc == KRAPPY_OK && it->index <= t->raft_index) {
+        /* Held already: a restart replays what its stream has. */
+        rp->skipped++;
+        res.count = req.u.publish.count;
+        complete(it, &res);
+        return;
+    }
+    uint64_t bad = UINT64_MAX;
+    kr_idem idem = {.id = cmd->producer.ptr,
+                    .id_len = cmd->producer.len,
+                    .epoch = (uint32_t)cmd->epoch,
+                    .seq = req.u.publish.seq};
+    if (rc == KRAPPY_OK)
+        rc = kr_store_publish_applied(rp->store, t, &req, &rp->scratch,
+                                      cmd->has_producer ? &idem : NULL, cmd->value, it->index,
+                                      stored_cb, it, msg, sizeof msg, &bad);
+    if (rc != KRAPPY_OK) {
+        /* Every node refuses it alike (the same request, the same state). */
+        res.err = rc;
+        res.seq = idem.expected;
+        res.first = bad;
+        snprintf(res.msg, sizeof res.msg, "%s", msg);
+        complete(it, &res);
+    }
+}
+
+/* An idempotent registration: a new epoch, unless the producer has the
+ * command's already (a restart's replay, or a registration racing another
+ * of the same id: both then hold that epoch). No connection holds it here:
+ * the leader's connection learns its epoch from the result. */
+static void apply_register(kr_replica *rp, item *it, const kr_cmd *cmd)
+{
+    kr_store_result res = {.err = KRAPPY_OK};
+    kr_topic *t = kr_store_topic(rp->store, cmd->topic.ptr, cmd->topic.len);
+    uint32_t epoch = kr_store_producer_epoch(t, cmd->name.ptr, cmd->name.len, &res.seq);
+    if (epoch >= cmd->epoch) {
+        rp->skipped++;
+        res.first = t->next;
+        res.epoch = epoch;
+        complete(it, &res);
+        return;
+    }
+    if (kr_store_producer_register(rp->store, cmd->topic.ptr, cmd->topic.len, cmd->name.ptr,
+                                   cmd->name.len, &t, stored_cb, it, &res) < 0) {
+        complete(it, &res);
+        return;
+    }
+    kr_store_producer_release(rp->store, t, cmd->name.ptr, cmd->name.len);
+}
+
+static void apply_one(kr_replica *rp, item *it)
+{
+    kr_cmd cmd;
+    char err[256];
+    kr_store_result res = {.err = KRAPPY_OK};
+    if (kr_cmd_decode(it->data, it->len, &cmd, err, sizeof err) < 0) {
+        res.err = KRAPPY_E_STORAGE; /* the raft thread decoded it: cannot happen */
+        snprintf(res.msg, sizeof res.msg, "%s", err);
+        complete(it, &res);
+        return;
+    }
+    switch (cmd.type) {
+    case KR_CMD_TOPIC_CREATE: {
+        kr_topic *t;
+        if (kr_store_register(rp->store, cmd.topic.ptr, cmd.topic.len, &t, stored_cb, it, &res) < 0)
+            complete(it, &res);
+        return;
+    }
+    case KR_CMD_PUBLISH:
+        apply_publish(rp, it, &cmd);
+        return;
+    case KR_CMD_PRODUCER_REGISTER:
+        apply_register(rp, it, &cmd);
+        return;
+    default:
+        res.err = KRAPPY_E_INVALID_ARGUMENT;
+        snprintf(res.msg, sizeof res.msg, "%s is not replicated by this krappyd yet",
+                 kr_cmd_name(cmd.type));
+        complete(it, &res);
+        return;
+    }
+}
+
+/* ---- catching up after a snapshot (loop) ---- */
+
+static void pump(kr_replica *rp);
+
+static void caught_chunk(void *arg, const char *topic, uint64_t first, uint64_t count,
+                         const uint8_t *payload, size_t len)
+{
+    kr_replica *rp = arg;
+    kr_store_result res;
+    kr_str name = {(const uint8_t *)topic, strlen(topic)};
+    kr_topic *t = find_or_create(rp, &name, &res);
+    kr_request req;
+    char msg[256];
+    uint64_t bad;
+    krappy_err rc = t == NULL ? KRAPPY_E_STORAGE
+                              : kr_req_decode(KRAPPY_T_PUBLISH, payload, len, &rp->scratch, &req,
+                                              msg, sizeof msg);
+    if (rc == KRAPPY_OK && t->assigned != first) {
+        snprintf(msg, sizeof msg, "the topic is at offset %llu here, the events start at %llu",
+                 (unsigned long long)t->assigned, (unsigned long long)first);
+        rc = KRAPPY_E_STORAGE;
+    }
+    if (rc == KRAPPY_OK)
+        rc = kr_store_publish_applied(rp->store, t, &req, &rp->scratch, NULL, 0, rp->catch_index,
+                                      created_quietly, NULL, msg, sizeof msg, &bad);
+    if (rc != KRAPPY_OK)
+        kr_log(KR_LOG_ERROR, "events fetched from the leader cannot be stored here",
+               KR_LOG_STR("topic", topic), KR_LOG_U64("first", first), KR_LOG_U64("count", count),
+               KR_LOG_STR("reason", msg));
+}
+
+static void caught_up(void *arg)
+{
+    kr_replica *rp = arg;
+    kr_catchup_stop(rp->catching);
+    rp->catching = NULL;
+    kr_log(KR_LOG_INFO, "caught up with the leader's streams",
+           KR_LOG_U64("index", rp->catch_index));
+    pump(rp);
+}
+
+static void adopted(void *arg, const kr_store_result *res)
+{
+    (void)arg;
+    if (res->err != KRAPPY_OK)
+        kr_log(KR_LOG_ERROR, "a producer's state from a raft snapshot was not stored",
+               KR_LOG_STR("reason", res->msg));
+}
+
+/* The snapshot's producers of t, where the store's are older. */
+static void adopt_producers(kr_replica *rp, kr_topic *t, const kr_cbor_item *list)
+{
+    kr_cbor_item p, id, epoch, next, win, b, v[4];
+    kr_cbor_iter pi, fi, wi, bi;
+    kr_cbor_iter_init(&pi, list);
+    while (kr_cbor_iter_next(&pi, &p) == 1) {
+        kr_prod_state st = {0};
+        kr_cbor_iter_init(&fi, &p);
+        if (p.kind != KR_CBOR_ARRAY || p.u != 4 || kr_cbor_iter_next(&fi, &id) != 1 ||
+            id.kind != KR_CBOR_BYTES || id.str == NULL || kr_cbor_iter_next(&fi, &epoch) != 1 ||
+            epoch.kind != KR_CBOR_UINT || epoch.u > UINT32_MAX ||
+            kr_cbor_iter_next(&fi, &next) != 1 || next.kind != KR_CBOR_UINT ||
+            kr_cbor_iter_next(&fi, &win) != 1 || win.kind != KR_CBOR_ARRAY)
+            continue;
+        st = (kr_prod_state){
+            .id = id.str, .id_len = id.str_len, .epoch = (uint32_t)epoch.u, .next_seq = next.u};
+        kr_cbor_iter_init(&wi, &win);
+        while (st.n < KR_PRODUCER_WINDOW && kr_cbor_iter_next(&wi, &b) == 1) {
+            int k = 0;
+            kr_cbor_iter_init(&bi, &b);
+            while (k < 4 && kr_cbor_iter_next(&bi, &v[k]) == 1 && v[k].kind == KR_CBOR_UINT)
+                k++;
+            if (b.kind != KR_CBOR_ARRAY || k != 4 || v[2].u > UINT32_MAX)
+                break;
+            st.win[st.n++] = (kr_prod_batch){.seq = v[0].u,
+                                             .first = v[1].u,
+                                             .count = (uint32_t)v[2].u,
+                                             .stored = true,
+                                             .synced = v[3].u != 0};
+        }
+        kr_store_result res;
+        if (kr_store_producer_adopt(rp->store, t, &st, adopted, NULL, &res) < 0)
+            adopted(NULL, &res);
+    }
+}
+
+/*
+ * A snapshot was restored (item->data: [index, [[topic, next,
+ * producers]...]]): every
+ * topic must hold its offsets up to `next` before the commands after
+ * `index` apply. What this node lacks - it was too far behind, and the
+ * leader sent the snapshot instead of the commands - is fetched from the
+ * leader. @return true when a catch-up runs (pump waits for it).
+ */
+static bool catch_up(kr_replica *rp, const item *it)
+{
+    kr_cbor_item a, idx, list, e;
+    kr_cbor_iter ai, li;
+    if (kr_cbor_read_exact(it->data, it->len, &a) < 0 || a.kind != KR_CBOR_ARRAY || a.u != 2)
+        goto bad;
+    kr_cbor_iter_init(&ai, &a);
+    if (kr_cbor_iter_next(&ai, &idx) != 1 || idx.kind != KR_CBOR_UINT ||
+        kr_cbor_iter_next(&ai, &list) != 1 || list.kind != KR_CBOR_ARRAY)
+        goto bad;
+    kr_catchup_range *r = calloc(list.u ? list.u : 1, sizeof *r);
+    size_t n = 0;
+    if (r == NULL)
+        goto bad;
+    kr_cbor_iter_init(&li, &list);
+    while (kr_cbor_iter_next(&li, &e) == 1) {
+        kr_cbor_item name, next, prods;
+        kr_cbor_iter ei;
+        if (e.kind != KR_CBOR_ARRAY || e.u != 3)
+            continue;
+        kr_cbor_iter_init(&ei, &e);
+        if (kr_cbor_iter_next(&ei, &name) != 1 || name.kind != KR_CBOR_TEXT || name.str == NULL ||
+            name.str_len > KRAPPY_MAX_NAME_BYTES || kr_cbor_iter_next(&ei, &next) != 1 ||
+            next.kind != KR_CBOR_UINT || kr_cbor_iter_next(&ei, &prods) != 1 ||
+            prods.kind != KR_CBOR_ARRAY)
+            continue;
+        kr_str tn = {name.str, name.str_len};
+        kr_store_result res;
+        kr_topic *t = find_or_create(rp, &tn, &res);
+        if (t == NULL)
+            continue;
+        adopt_producers(rp, t, &prods);
+        if (t->assigned >= next.u)
+            continue;
+        memcpy(r[n].topic, name.str, name.str_len);
+        r[n].from = t->assigned;
+        r[n].to = next.u;
+        n++;
+    }
+    if (n == 0) {
+        free(r);
+        return false;
+    }
+    char nodes[2048] = "";
+    rp->nodes(rp->nodes_arg, nodes, sizeof nodes);
+    rp->catch_index = idx.u;
+    kr_log(KR_LOG_WARN,
+           "this node's streams are behind the snapshot it restored; fetching the "
+           "rest from the leader",
+           KR_LOG_U64("index", idx.u), KR_LOG_U64("topics", n), KR_LOG_STR("nodes", nodes));
+    rp->catching = kr_catchup_start(rp->base, nodes, rp->token, r, n, caught_chunk, caught_up, rp);
+    free(r);
+    if (rp->catching == NULL)
+        kr_log(KR_LOG_ERROR, "cannot start catching up with the leader (no memory); this node's "
+                             "streams lack what the snapshot covers");
+    return rp->catching != NULL;
+bad:
+    kr_log(KR_LOG_ERROR, "the store's part of a raft snapshot is malformed; ignored");
+    return false;
+}
+
+/* Apply what waits, in order, unless a catch-up runs. */
+static void pump(kr_replica *rp)
+{
+    item *it;
+    while (!rp->halted && rp->catching == NULL && (it = rp->wait_head) != NULL) {
+        rp->wait_head = it->next;
+        if (rp->wait_head == NULL)
+            rp->wait_tail = NULL;
+        it->next = NULL;
+        if (it->index == 0) {
+            (void)catch_up(rp, it);
+            free(it);
+            continue;
+        }
+        /* In flight first: a completion at once advances over it. */
+        if (rp->fly_tail != NULL)
+            rp->fly_tail->next = it;
+        else
+            rp->fly_head = it;
+        rp->fly_tail = it;
+        apply_one(rp, it);
+    }
+    serve_snapshot(rp);
+}
+
+static void on_pushed(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    kr_replica *rp = arg;
+    pthread_mutex_lock(&rp->mu);
+    item *list = rp->in_head, *last = rp->in_tail;
+    rp->in_head = rp->in_tail = NULL;
+    pthread_mutex_unlock(&rp->mu);
+    if (list != NULL) {
+        if (rp->wait_tail != NULL)
+            rp->wait_tail->next = list;
+        else
+            rp->wait_head = list;
+        rp->wait_tail = last;
+    }
+    pump(rp);
+}
+
+/* ---- the raft thread's side ---- */
+
+int kr_replica_push(kr_replica *rp, uint64_t index, const void *data, size_t len)
+{
+    item *it = malloc(sizeof *it + len);
+    if (it == NULL)
+        return -1;
+    *it = (item){.index = index, .rp = rp, .len = len};
+    memcpy(it->data, data, len);
+    pthread_mutex_lock(&rp->mu);
+    if (rp->in_tail != NULL)
+        rp->in_tail->next = it;
+    else
+        rp->in_head = it;
+    rp->in_tail = it;
+    if (index > 0)
+        rp->pushed = index;
+    pthread_mutex_unlock(&rp->mu);
+    event_active(rp->ev, EV_READ, 0);
+    return 0;
+}
+
+int kr_replica_snapshot(kr_replica *rp, unsigned ms, kr_buf *out)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&rp->mu);
+    rp->snap_asked = true;
+    rp->snap_ready = false;
+    pthread_mutex_unlock(&rp->mu);
+    event_active(rp->ev, EV_READ, 0);
+    pthread_mutex_lock(&rp->mu);
+    int rc = 0;
+    while (!rp->snap_ready && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&rp->cond, &rp->mu, &until);
+    bool ok = rp->snap_ready;
+    if (ok)
+        kr_buf_append(out, rp->snap.data, rp->snap.len);
+    rp->snap_asked = false;
+    rp->snap_ready = false;
+    pthread_mutex_unlock(&rp->mu);
+    return ok && !out->failed ? 0 : -1;
+}
+
+int kr_replica_restore(kr_replica *rp, const void *data, size_t len)
+{
+    return kr_replica_push(rp, 0, data, len);
+}
+
+void kr_replica_halt(kr_replica *rp)
+{
+    if (rp == NULL)
+        return;
+    rp->halted = true;
+    kr_catchup_stop(rp->catching);
+    rp->catching = NULL;
+}
+
+/* ---- life ---- */
+
+kr_replica *kr_replica_new(const kr_replica_opts *o)
+{
+    kr_replica *rp = calloc(1, sizeof *rp);
+    if (rp == NULL)
+        return NULL;
+    rp->store = o->store;
+    rp->base = o->base;
+    rp->nodes = o->nodes;
+    rp->nodes_arg = o->nodes_arg;
+    rp->token = o->token != NULL ? strdup(o->token) : NULL;
+    kr_buf_init(&rp->snap, KR_ENTRY_MAX_BYTES);
+    pthread_mutex_init(&rp->mu, NULL);
+    pthread_cond_init(&rp->cond, NULL);
+    kr_buf_init(&rp->scratch, KR_ENTRY_MAX_BYTES);
+    rp->slots = calloc(KR_REPLICA_RESULTS, sizeof *rp->slots);
+    rp->ev = event_new(o->base, -1, 0, on_pushed, rp);
+    if (rp->slots == NULL || rp->ev == NULL || (o->token != NULL && rp->token == NULL)) {
+        kr_replica_free(rp);
+        return NULL;
+    }
+    return rp;
+}
+
+void kr_replica_free(kr_replica *rp)
+{
+    if (rp == NULL)
+        return;
+    kr_store_result gone = {.err = KRAPPY_E_SHUTTING_DOWN};
+    snprintf(gone.msg, sizeof gone.msg,
+             "the server is shutting down; the write's outcome is unknown (a producer sends it "
+             "again with the same seq)");
+    for (size_t i = 0; rp->slots != NULL && i < KR_REPLICA_RESULTS; i++)
+        while (rp->slots[i].waiting != NULL) {
+            waiter *w = rp->slots[i].waiting;
+            rp->slots[i].waiting = w->next;
+            answer(w, &gone);
+        }
+    for (item *it = rp->in_head, *n; it != NULL; it = n) {
+        n = it->next;
+        free(it);
+    }
+    for (item *it = rp->fly_head, *n; it != NULL; it = n) {
+        n = it->next;
+        free(it);
+    }
+    for (item *it = rp->wait_head, *n; it != NULL; it = n) {
+        n = it->next;
+        free(it);
+    }
+    kr_catchup_stop(rp->catching);
+    free(rp->token);
+    kr_buf_free(&rp->snap);
+    if (rp->ev != NULL)
+        event_free(rp->ev);
+    free(rp->slots);
+    kr_buf_free(&rp->scratch);
+    pthread_cond_destroy(&rp->cond);
+    pthread_mutex_destroy(&rp->mu);
+    free(rp);
+}
+
+bool kr_replica_ready(kr_replica *rp, char *why, size_t whylen)
+{
+    if (rp->halted)
+        snprintf(why, whylen, "cluster: the store failed a command of the log; restart this node");
+    else if (rp->catching != NULL)
+        snprintf(why, whylen, "cluster: fetching the events a snapshot covers from the leader");
+    return !rp->halted && rp->catching == NULL;
+}
+
+uint64_t kr_replica_stored(kr_replica *rp)
+{
+    return rp->stored;
+}
+
+uint64_t kr_replica_skipped(kr_replica *rp)
+{
+    return rp->skipped;
+}

@@ -1,0 +1,119 @@
+/*
+ * cluster/replica.h - the store's side of the replicated log: every node
+ * applies the committed store commands (cmd.h) to its own store, in log
+ * order, with the store's own code (docs/DESIGN.md, "Replication").
+ *
+ * Hand-off. Raft applies entries on its thread (fsm.h); a store command is
+ * copied into a locked queue there (kr_replica_push) and the loop thread,
+ * woken by event_active, applies the queue in order: offsets are assigned
+ * at apply, so they are the same on every node, and events without a ts
+ * take the leader's clock from the command. The store completes each
+ * applied command in its own time; `stored` is the index up to which every
+ * pushed command has completed (its batch handed to the OS).
+ *
+ * Restarts. Every start replays the raft log since the last snapshot. A
+ * PUBLISH records its raft index in its batch header (store.h,
+ * kr_store_publish_applied), so one at or below a topic's raft_index is
+ * skipped; creating a topic that exists is a no-op; an idempotent
+ * registration whose epoch the producer has is skipped. A snapshot may
+ * only be taken once the store holds every command it covers
+ * (kr_replica_snapshot), or a restart would skip commands whose batches
+ * were never written; it records each topic's next offset, so that a node
+ * restoring it - sent by the leader when it was too far behind - fetches
+ * what its streams lack from the leader (catchup.h) before applying more.
+ *
+ * Answers. The leader's request handlers wait for the result of the entry
+ * they submitted (kr_replica_wait): the store's result for that index here
+ * (its offsets, or the error every node came to).
+ *
+ * Threads: kr_replica_push, _snapshot and _restore on the raft thread,
+ * everything else on the loop thread.
+ */
+#ifndef KR_CLUSTER_REPLICA_H
+#define KR_CLUSTER_REPLICA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+
+#include "store/store.h"
+#include "util/buf.h"
+
+#define KR_REPLICA_RESULTS 4096 /* results kept for answers, by index */
+
+typedef struct kr_replica kr_replica;
+
+/* The data addresses of the cluster's nodes, "HOST:PORT,..." into buf
+ * (loop thread): where a catch-up looks for the leader. */
+typedef void (*kr_replica_nodes_fn)(void *arg, char *buf, size_t len);
+
+typedef struct kr_replica_opts {
+    kr_store *store;
+    struct event_base *base;
+    const char *token; /* HELLO's token on the leader's data port; NULL: none */
+    kr_replica_nodes_fn nodes;
+    void *nodes_arg;
+} kr_replica_opts;
+
+/*
+ * kr_replica_new - applies store commands to o->store, woken on o->base
+ * (strings copied). @return the replica, or NULL (no memory).
+ */
+kr_replica *kr_replica_new(const kr_replica_opts *o);
+
+/*
+ * kr_replica_free - answer requests still waiting with SHUTTING_DOWN and
+ * free. Call after kr_store_close (which completes the store's work the
+ * replica started). NULL ok.
+ */
+void kr_replica_free(kr_replica *rp);
+
+/* kr_replica_push - queue the committed store command at `index` (len
+ * bytes, copied) for the loop. Raft thread. @return 0, or -1 (no memory:
+ * the entry must not count as applied). */
+int kr_replica_push(kr_replica *rp, uint64_t index, const void *data, size_t len);
+
+/*
+ * Snapshots (raft thread). kr_replica_snapshot - the store's part of a
+ * snapshot, appended to out: [index, [[topic, next]...]], as of the last
+ * store command pushed, once the store holds it (waits up to ms).
+ * @return 0, or -1 (not ready in time: snapshot later).
+ * kr_replica_restore - a snapshot's store part (as kr_replica_snapshot
+ * made it, copied) was restored: before any command after it applies,
+ * every topic must reach its `next`; what this node lacks is fetched from
+ * the leader (catchup.h). @return 0, or -1 (no memory).
+ */
+int kr_replica_snapshot(kr_replica *rp, unsigned ms, kr_buf *out);
+int kr_replica_restore(kr_replica *rp, const void *data, size_t len);
+
+/* kr_replica_halt - apply nothing more, stop a catch-up (before the store
+ * closes). Loop thread. NULL ok. */
+void kr_replica_halt(kr_replica *rp);
+
+/* The result of the command at an index, on the loop thread: res->err
+ * KRAPPY_OK with what the store said (first, count, duplicate, epoch,
+ * seq), or the error every node came to: with INVALID_ARGUMENT res->first
+ * is the index of the event at fault (UINT64_MAX: none), with
+ * OUT_OF_ORDER_SEQUENCE res->seq is the sequence number expected. */
+typedef void (*kr_replica_done)(void *arg, const kr_store_result *res);
+
+/*
+ * kr_replica_wait - call done with the result of the command at `index`
+ * (pushed already, or about to be): at once when it is known, else once
+ * the store completed it. A result older than KR_REPLICA_RESULTS indexes is
+ * forgotten: done gets KRAPPY_E_STORAGE saying so.
+ */
+void kr_replica_wait(kr_replica *rp, uint64_t index, kr_replica_done done, void *arg);
+
+/* Ready for clients (/readyz): not halted by a store failure, not
+ * catching up after a snapshot. @return true, or false with why. */
+bool kr_replica_ready(kr_replica *rp, char *why, size_t whylen);
+
+/* The highest index whose command the store completed, and commands
+ * skipped as already held (a restart's replay). Loop thread. */
+uint64_t kr_replica_stored(kr_replica *rp);
+uint64_t kr_replica_skipped(kr_replica *rp);
+
+#endif

@@ -1,0 +1,160 @@
+/*
+ * server/cluster_write.c - writes on a cluster's leader (PROTOCOL.md
+ * section 8): PRODUCER_REGISTER and PUBLISH become store commands in the
+ * raft log (cluster/cmd.h), and are answered with what applying them here
+ * gave (cluster/replica.h) once a majority stored them. Every node applies
+ * the same commands in the same order, so the offsets in the answer are
+ * the offsets on every node.
+ *
+ * A single krappyd never comes here (handlers.c checks srv->cluster).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cluster/cmd.h"
+#include "server/server.h"
+#include "util/clock.h"
+
+/* The error of a replicated write, with the leader's address after a
+ * NOT_LEADER (the lead moved while the command was in flight). */
+static void write_error(kr_req *r, const kr_store_result *res)
+{
+    kr_conn *c = r->conn;
+    char leader[KR_HOSTPORT_MAX + 1] = "";
+    kr_error_extra extra = {.has_index = res->err == KRAPPY_E_INVALID_ARGUMENT &&
+                                         res->first != UINT64_MAX && r->type == KRAPPY_T_PUBLISH,
+                            .index = res->first,
+                            .has_expected = res->err == KRAPPY_E_OUT_OF_ORDER_SEQUENCE,
+                            .expected = res->seq};
+    if (res->err == KRAPPY_E_NOT_LEADER && c->srv->cluster != NULL &&
+        kr_cluster_leader_addr(c->srv->cluster, leader, sizeof leader) && leader[0] != '\0')
+        extra.leader = leader;
+    kr_req_error(r, res->err, res->msg, &extra);
+}
+
+/* Submit srv->cmd for r; `done` answers it. @return KR_H_ASYNC. */
+static kr_hresult submit(kr_conn *c, kr_req *r, kr_replica_done done)
+{
+    kr_server *srv = c->srv;
+    kr_req_async(r);
+    if (srv->cmd.failed) {
+        kr_req_error(r, KRAPPY_E_STORAGE, "out of memory encoding the write for the cluster's log",
+                     NULL);
+        return KR_H_ASYNC;
+    }
+    kr_store_result res = {.first = UINT64_MAX};
+    res.err = kr_cluster_submit(srv->cluster, srv->cmd.data, srv->cmd.len, done, r, res.msg,
+                                sizeof res.msg);
+    if (res.err != KRAPPY_OK)
+        write_error(r, &res);
+    return KR_H_ASYNC;
+}
+
+/* ---- PRODUCER_REGISTER ---- */
+
+static void registered(void *arg, const kr_store_result *res)
+{
+    kr_req *r = arg;
+    kr_conn *c = r->conn;
+    if (res->err != KRAPPY_OK) {
+        write_error(r, res);
+        return;
+    }
+    kr_str name = {c->cl_topic, c->cl_topic_len};
+    kr_buf_reset(&c->enc);
+    if (r->ctx != NULL) {           /* idempotent */
+        c->idem_epoch = res->epoch; /* as the log decided it */
+        kr_enc_ok_producer_idempotent(&c->enc, r->cid, &name, res->first, res->epoch, res->seq);
+    } else {
+        kr_enc_ok_producer(&c->enc, r->cid, &name, res->first);
+    }
+    r->ctx = NULL;
+    kr_req_reply(r, KRAPPY_T_OK, c->enc.data, c->enc.len);
+}
+
+kr_hresult kr_server_cluster_register(kr_conn *c, kr_req *r, const kr_request *req)
+{
+    const kr_str *name = &req->u.producer_register.topic, *id = &req->u.producer_register.id;
+    /* Bound at once, so that a PUBLISH pipelined behind it is taken: its
+     * command follows the registration's in the log. */
+    memcpy(c->cl_topic, name->ptr, name->len);
+    c->cl_topic_len = name->len;
+    c->idem = req->u.producer_register.idempotent;
+    kr_buf_reset(&c->srv->cmd);
+    if (!c->idem) {
+        r->ctx = NULL;
+        kr_cmd_put_topic(&c->srv->cmd, KR_CMD_TOPIC_CREATE, name);
+        return submit(c, r, registered);
+    }
+    /* The new epoch, as this node knows the producer; every node starts
+     * it (or, replaying, finds it started). */
+    kr_topic *t = kr_store_topic(c->srv->store, name->ptr, name->len);
+    c->idem_epoch = kr_store_producer_epoch(t, id->ptr, id->len, NULL) + 1;
+    memcpy(c->idem_id, id->ptr, id->len);
+    c->idem_id_len = id->len;
+    r->ctx = r;
+    kr_cmd_put_producer_register(&c->srv->cmd, name, id, c->idem_epoch);
+    return submit(c, r, registered);
+}
+
+/* ---- PUBLISH ---- */
+
+static void published(void *arg, const kr_store_result *res)
+{
+    kr_req *r = arg;
+    kr_conn *c = r->conn;
+    if (res->err != KRAPPY_OK) {
+        if (res->err == KRAPPY_E_FENCED || res->err == KRAPPY_E_NOT_REGISTERED)
+            c->cl_topic_len = 0; /* register again to publish */
+        write_error(r, res);     /* closes when ack "none" */
+        return;
+    }
+    kr_reply_published(r, res);
+}
+
+kr_hresult kr_server_cluster_publish(kr_conn *c, kr_req *r, const kr_request *req)
+{
+    if (kr_publish_lacks_seq(c, r, req))
+        return KR_H_DONE;
+    if (c->cl_topic_len == 0) {
+        kr_req_error(r, KRAPPY_E_NOT_REGISTERED,
+                     "PUBLISH needs a PRODUCER_REGISTER for a topic on this connection first",
+                     NULL);
+        return KR_H_DONE;
+    }
+    kr_str topic = {c->cl_topic, c->cl_topic_len};
+    kr_str payload = {c->payload, c->payload_len}; /* as the client sent it */
+    kr_str id = {c->idem_id, c->idem_id_len};
+    kr_buf_reset(&c->srv->cmd);
+    kr_cmd_put_publish(&c->srv->cmd, &topic, kr_wall_ms(), c->idem ? &id : NULL, c->idem_epoch,
+                       &payload);
+    return submit(c, r, published);
+}
+
+/* ---- the admin port's and the Kafka listener's produce ---- */
+
+krappy_err kr_server_cluster_produce(kr_server *srv, const char *topic, size_t tlen,
+                                     const uint8_t *payload, size_t len, kr_replica_done done,
+                                     void *arg, char *msg, size_t msglen)
+{
+    char leader[KR_HOSTPORT_MAX + 1];
+    if (!kr_cluster_is_leader(srv->cluster)) {
+        if (kr_cluster_leader_addr(srv->cluster, leader, sizeof leader))
+            snprintf(msg, msglen, "this node is not the cluster's leader; the leader is at %s",
+                     leader);
+        else
+            snprintf(msg, msglen,
+                     "this node is not the cluster's leader and no leader is known "
+                     "yet; try again in a moment");
+        return KRAPPY_E_NOT_LEADER;
+    }
+    /* Applying a PUBLISH creates its topic where it is missing. */
+    kr_str name = {(const uint8_t *)topic, tlen}, body = {payload, len};
+    kr_buf_reset(&srv->cmd);
+    kr_cmd_put_publish(&srv->cmd, &name, kr_wall_ms(), NULL, 0, &body);
+    if (srv->cmd.failed) {
+        snprintf(msg, msglen, "out of memory encoding the write for the cluster's log");
+        return KRAPPY_E_STORAGE;
+    }
+    return kr_cluster_submit(srv->cluster, srv->cmd.data, srv->cmd.len, done, arg, msg, msglen);
+}

@@ -1,0 +1,201 @@
+/*
+ * tests/test_cluster_cmd.c - cluster/cmd.c: every command encodes and
+ * decodes to the same fields; malformed commands, unknown numbers and bad
+ * names are refused with a sentence, never applied.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "cluster/cmd.h"
+#include "proto/cbor.h"
+
+#define S(lit) ((kr_str){(const uint8_t *)(lit), sizeof(lit) - 1})
+
+static kr_buf b;
+static char err[256];
+
+static int setup(void **state)
+{
+    (void)state;
+    kr_buf_init(&b, 1 << 20);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    kr_buf_free(&b);
+    return 0;
+}
+
+static void assert_str(const kr_str *s, const char *want)
+{
+    assert_int_equal(s->len, strlen(want));
+    assert_memory_equal(s->ptr, want, s->len);
+}
+
+/* Decode what b holds. */
+static kr_cmd decoded(void)
+{
+    kr_cmd c;
+    assert_false(b.failed);
+    assert_int_equal(kr_cmd_decode(b.data, b.len, &c, err, sizeof err), 0);
+    return c;
+}
+
+static void test_roundtrips(void **state)
+{
+    (void)state;
+    kr_cmd c;
+    kr_str topic = S("orders"), group = S("billing"), id = S("shop-1"), payload = S("\xa0");
+
+    kr_cmd_put_cluster_id(&b, "c0ffee");
+    c = decoded();
+    assert_int_equal(c.type, KR_CMD_CLUSTER_ID);
+    assert_str(&c.name, "c0ffee");
+
+    kr_buf_reset(&b);
+    kr_cmd_put_node_info(&b, 3, "n3:7070", "n3:9092");
+    c = decoded();
+    assert_int_equal(c.node, 3);
+    assert_str(&c.addr, "n3:7070");
+    assert_str(&c.kafka, "n3:9092");
+    kr_buf_reset(&b);
+    kr_cmd_put_node_info(&b, 1, "n1:7070", NULL);
+    c = decoded();
+    assert_int_equal(c.kafka.len, 0);
+
+    kr_buf_reset(&b);
+    kr_cmd_put_topic(&b, KR_CMD_TOPIC_DELETE, &topic);
+    c = decoded();
+    assert_int_equal(c.type, KR_CMD_TOPIC_DELETE);
+    assert_str(&c.topic, "orders");
+
+    kr_buf_reset(&b);
+    kr_cmd_put_publish(&b, &topic, 1234, &id, 7, &payload);
+    c = decoded();
+    assert_int_equal(c.type, KR_CMD_PUBLISH);
+    assert_int_equal(c.value, 1234);
+    assert_true(c.has_producer);
+    assert_str(&c.producer, "shop-1");
+    assert_int_equal(c.epoch, 7);
+    assert_str(&c.payload, "\xa0");
+    kr_buf_reset(&b);
+    kr_cmd_put_publish(&b, &topic, 5, NULL, 0, &payload);
+    c = decoded();
+    assert_false(c.has_producer);
+
+    kr_buf_reset(&b);
+    kr_cmd_put_producer_register(&b, &topic, &id, 3);
+    c = decoded();
+    assert_str(&c.name, "shop-1");
+    assert_int_equal(c.epoch, 3);
+
+    kr_buf_reset(&b);
+    kr_cmd_put_group_at(&b, KR_CMD_GROUP_SEEK, &topic, &group, 99);
+    c = decoded();
+    assert_int_equal(c.type, KR_CMD_GROUP_SEEK);
+    assert_str(&c.name, "billing");
+    assert_int_equal(c.value, 99);
+
+    kr_buf_reset(&b);
+    kr_cmd_put_group_delete(&b, &topic, &group);
+    c = decoded();
+    assert_int_equal(c.type, KR_CMD_GROUP_DELETE);
+
+    kr_buf_reset(&b);
+    kr_cmd_put_cursors_begin(&b, &topic, 2);
+    kr_cmd_put_cursor(&b, &group, 10);
+    kr_cmd_put_cursor(&b, &id, 11);
+    c = decoded();
+    assert_int_equal(c.n_cursors, 2);
+    kr_cmd_cursor_iter ci;
+    kr_str g;
+    uint64_t v;
+    kr_cmd_cursor_iter_init(&ci, &c);
+    assert_int_equal(kr_cmd_cursor_next(&ci, &g, &v), 1);
+    assert_str(&g, "billing");
+    assert_int_equal(v, 10);
+    assert_int_equal(kr_cmd_cursor_next(&ci, &g, &v), 1);
+    assert_int_equal(v, 11);
+    assert_int_equal(kr_cmd_cursor_next(&ci, &g, &v), 0);
+
+    kr_buf_reset(&b);
+    kr_cmd_put_retention(&b, &topic, 500);
+    c = decoded();
+    assert_int_equal(c.type, KR_CMD_RETENTION);
+    assert_int_equal(c.value, 500);
+    assert_string_equal(kr_cmd_name(c.type), "RETENTION");
+}
+
+/* Refused with a sentence naming what is wrong. */
+static void refused(const char *want)
+{
+    kr_cmd c;
+    err[0] = '\0';
+    assert_int_equal(kr_cmd_decode(b.data, b.len, &c, err, sizeof err), -1);
+    if (strstr(err, want) == NULL)
+        fail_msg("message \"%s\" lacks \"%s\"", err, want);
+}
+
+static void test_refusals(void **state)
+{
+    (void)state;
+    kr_str bad_topic = S("a/b"), topic = S("t"), empty = S("");
+    kr_buf_reset(&b);
+    refused("not a non-empty CBOR array");
+    kr_cbor_put_array(&b, 2);
+    kr_cbor_put_uint(&b, 99);
+    kr_cbor_put_uint(&b, 1);
+    refused("not known to this build");
+    kr_buf_reset(&b);
+    kr_cmd_put_topic(&b, KR_CMD_TOPIC_CREATE, &bad_topic);
+    refused("not a topic name");
+    kr_buf_reset(&b);
+    kr_cmd_put_topic(&b, KR_CMD_TOPIC_CREATE, &topic);
+    kr_cbor_put_uint(&b, 0); /* trailing bytes */
+    refused("not a non-empty CBOR array");
+    kr_buf_reset(&b);
+    kr_cbor_put_array(&b, 3);
+    kr_cbor_put_uint(&b, KR_CMD_TOPIC_CREATE);
+    kr_cbor_put_cstr(&b, "t");
+    kr_cbor_put_uint(&b, 1);
+    refused("wrong number of items");
+    kr_buf_reset(&b);
+    kr_cmd_put_group_delete(&b, &topic, &empty);
+    refused("the group is not valid");
+    kr_buf_reset(&b);
+    kr_cmd_put_node_info(&b, 0, "a:1", NULL);
+    refused("node 0");
+    kr_buf_reset(&b);
+    kr_cbor_put_array(&b, 3);
+    kr_cbor_put_uint(&b, KR_CMD_GROUP_CURSORS);
+    kr_cbor_put_cstr(&b, "t");
+    kr_cbor_put_array(&b, 1);
+    kr_cbor_put_array(&b, 2);
+    kr_cbor_put_bytes(&b, "g", 1);
+    kr_cbor_put_cstr(&b, "x");
+    refused("cursor");
+    kr_buf_reset(&b);
+    kr_cbor_put_array(&b, 5);
+    kr_cbor_put_uint(&b, KR_CMD_PUBLISH);
+    kr_cbor_put_cstr(&b, "t");
+    kr_cbor_put_uint(&b, 1);
+    kr_cbor_put_uint(&b, 1);
+    kr_cbor_put_bytes(&b, "", 0);
+    refused("the producer");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_roundtrips, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
