@@ -844,6 +844,17 @@ void kr_stream_want_sync(kr_store *s, kr_stream *st)
     sync_start(s, st);
 }
 
+uint64_t kr_store_synced(const kr_topic *t)
+{
+    return t->stream != NULL ? t->stream->synced_next : 0;
+}
+
+void kr_store_sync(kr_store *s, kr_topic *t)
+{
+    if (t->stream != NULL)
+        sync_start(s, t->stream);
+}
+
 /*
  * A failed fdatasync may have dropped the segment's dirty pages: cut it back
  * to its last synced length and write the kept chunks again (and the header,

@@ -359,6 +359,18 @@ krappy_err kr_store_publish_applied(kr_store *s, kr_topic *t, const kr_request *
                                     uint64_t raft_index, kr_store_done done, void *arg, char *msg,
                                     size_t msglen, uint64_t *bad_index);
 
+/*
+ * kr_store_synced - the offset below which t's stream is known durable
+ * (fdatasync'd); t->next when every visible event is. A cluster member's
+ * segments are synced by checkpoints and rolls only, and a raft snapshot
+ * must not cover what is not durable yet (cluster/replica.c).
+ * kr_store_sync - have a sync cover everything written to t so far: at
+ * once, or right after the one in flight. No completion: watch
+ * kr_store_synced.
+ */
+uint64_t kr_store_synced(const kr_topic *t);
+void kr_store_sync(kr_store *s, kr_topic *t);
+
 /* ---- reads (loop thread, synchronous) ---- */
 
 /* One batch payload range of a segment file, sent as is: events of
