@@ -71,9 +71,16 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
     kr_fsm *f = fsm->data;
     void *data = NULL;
     size_t len = 0;
-    /* RAFT_BUSY: libraft drops this snapshot quietly and tries again later. */
-    if (f->hooks.snapshot(f->hooks.arg, &data, &len) != 0)
+    /* RAFT_BUSY: libraft drops this snapshot quietly and asks again after
+     * the next apply - not worth a call of the hook that soon. */
+    uint64_t now = f->raft != NULL ? f->raft->io->time(f->raft->io) : 0;
+    if (f->declined > 0 && now < f->declined_at + KR_FSM_SNAPSHOT_RETRY_MS)
         return RAFT_BUSY;
+    if (f->hooks.snapshot(f->hooks.arg, &data, &len) != 0) {
+        f->declined++;
+        f->declined_at = now;
+        return RAFT_BUSY;
+    }
     struct raft_buffer *b = raft_malloc(sizeof *b);
     int rv = b != NULL ? kr_entry_wrap(data, len, b) : RAFT_NOMEM;
     free(data);

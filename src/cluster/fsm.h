@@ -32,8 +32,11 @@
  *   already holds.
  * - snapshot is taken after every `threshold` applied entries; what it
  *   returns is copied, held in memory by libraft, written to disk and sent
- *   whole to followers that are too far behind (keep it small). A failed
- *   snapshot is taken again after later applies.
+ *   whole to followers that are too far behind (keep it small). libraft
+ *   asks again after every later apply when one is declined; the adapter
+ *   lets KR_FSM_SNAPSHOT_RETRY_MS pass before it calls the hook again, so
+ *   that a hook that waits (the store's syncs, replica.c) does not hold
+ *   the raft thread after every entry.
  * - restore replaces the whole state: at start and when the leader sends a
  *   snapshot (a follower too far behind). The bytes are borrowed.
  */
@@ -47,6 +50,9 @@
 
 #define KR_ENTRY_HEADER_BYTES 8
 #define KR_ENTRY_MAX_BYTES    (64u << 20) /* largest command (or snapshot) */
+
+/* How long a declined snapshot is not asked of the hook again. */
+#define KR_FSM_SNAPSHOT_RETRY_MS 200
 
 typedef struct kr_fsm_hooks {
     void *arg;
@@ -67,6 +73,8 @@ typedef struct kr_fsm {
     kr_fsm_hooks hooks;
     struct raft *raft;  /* set by kr_fsm_bind */
     uint64_t malformed; /* entries refused: not our envelope (a failed apply) */
+    /* Snapshots the hook declined, and raft's clock (ms) at the last. */
+    uint64_t declined, declined_at;
 } kr_fsm;
 
 /* kr_fsm_init - set up f->fsm to call `hooks` (copied). */

@@ -16,6 +16,8 @@
 #include "cluster/fsm.h"
 #include "util/log.h"
 
+#define SNAPSHOT_POLL_MS 2 /* the loop's look at the syncs a snapshot waits for */
+
 /* A committed store command, from the raft thread's push until the store
  * completed it. */
 typedef struct item {
@@ -169,14 +171,36 @@ static void put_topic(kr_buf *b, kr_topic *t)
     kr_store_producers_each(t, put_producer, b);
 }
 
+/*
+ * Whether every topic's stream is durable as far as it is visible, asking
+ * for the syncs that are missing. An applied PUBLISH is not synced on its
+ * own (the raft log is the durable copy), and a snapshot lets raft drop
+ * the entries it covers: taken over unsynced batches, a power cut of
+ * every node would lose them (each restarts behind its snapshot, and no
+ * leader has them to fetch).
+ */
+static bool streams_durable(kr_replica *rp)
+{
+    kr_topic **all;
+    size_t n = kr_store_topics(rp->store, &all);
+    bool durable = true;
+    for (size_t i = 0; i < n; i++) {
+        if (kr_store_synced(all[i]) < all[i]->next) {
+            kr_store_sync(rp->store, all[i]);
+            durable = false;
+        }
+    }
+    return durable;
+}
+
 /* The raft thread asked for the store's part of a snapshot: give it once
- * the store holds every command pushed (and no catch-up runs). */
+ * the store holds every command pushed, durably (and no catch-up runs). */
 static void serve_snapshot(kr_replica *rp)
 {
     pthread_mutex_lock(&rp->mu);
     bool ready = rp->snap_asked && !rp->snap_ready && rp->in_head == NULL &&
                  rp->wait_head == NULL && rp->fly_head == NULL && rp->catching == NULL &&
-                 rp->stored_shared >= rp->pushed;
+                 rp->stored_shared >= rp->pushed && streams_durable(rp);
     if (ready) {
         kr_topic **all;
         size_t n = kr_store_topics(rp->store, &all);
@@ -579,25 +603,38 @@ int kr_replica_push(kr_replica *rp, uint64_t index, const void *data, size_t len
     return 0;
 }
 
+/* CLOCK_REALTIME (the condition variable's) ms from now. */
+static struct timespec ms_from_now(unsigned ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
 int kr_replica_snapshot(kr_replica *rp, unsigned ms, kr_buf *out)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    /* The loop looks again every SNAPSHOT_POLL_MS: a sync's completion
+     * does not call the replica (streams_durable). */
+    unsigned waited = 0;
     pthread_mutex_lock(&rp->mu);
     rp->snap_asked = true;
     rp->snap_ready = false;
-    pthread_mutex_unlock(&rp->mu);
-    event_active(rp->ev, EV_READ, 0);
-    pthread_mutex_lock(&rp->mu);
-    int rc = 0;
-    while (!rp->snap_ready && rc != ETIMEDOUT)
-        rc = pthread_cond_timedwait(&rp->cond, &rp->mu, &until);
+    while (!rp->snap_ready && waited < ms) {
+        unsigned slice = ms - waited < SNAPSHOT_POLL_MS ? ms - waited : SNAPSHOT_POLL_MS;
+        struct timespec until = ms_from_now(slice);
+        pthread_mutex_unlock(&rp->mu);
+        event_active(rp->ev, EV_READ, 0);
+        pthread_mutex_lock(&rp->mu);
+        while (!rp->snap_ready && pthread_cond_timedwait(&rp->cond, &rp->mu, &until) != ETIMEDOUT)
+            ;
+        waited += slice;
+    }
     bool ok = rp->snap_ready;
     if (ok)
         kr_buf_append(out, rp->snap.data, rp->snap.len);

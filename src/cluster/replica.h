@@ -16,9 +16,10 @@
  * kr_store_publish_applied), so one at or below a topic's raft_index is
  * skipped; creating a topic that exists is a no-op; an idempotent
  * registration whose epoch the producer has is skipped. A snapshot may
- * only be taken once the store holds every command it covers
+ * only be taken once the store holds every command it covers, synced
  * (kr_replica_snapshot), or a restart would skip commands whose batches
- * were never written; it records each topic's next offset, so that a node
+ * were never written (or, after a power cut, lost); it records each
+ * topic's next offset, so that a node
  * restoring it - sent by the leader when it was too far behind - fetches
  * what its streams lack from the leader (catchup.h) before applying more.
  *
@@ -78,7 +79,8 @@ int kr_replica_push(kr_replica *rp, uint64_t index, const void *data, size_t len
 /*
  * Snapshots (raft thread). kr_replica_snapshot - the store's part of a
  * snapshot, appended to out: [index, [[topic, next]...]], as of the last
- * store command pushed, once the store holds it (waits up to ms).
+ * store command pushed, once the store holds it and every topic's
+ * stream is synced that far (asks for the syncs; waits up to ms).
  * @return 0, or -1 (not ready in time: snapshot later).
  * kr_replica_restore - a snapshot's store part (as kr_replica_snapshot
  * made it, copied) was restored: before any command after it applies,
