@@ -648,6 +648,14 @@ static void submitted(void *arg, kr_node_err status, uint64_t index, const char 
 krappy_err kr_cluster_submit(kr_cluster *c, const void *cmd, size_t len, kr_replica_done done,
                              void *arg, char *msg, size_t msglen)
 {
+    if (len > KR_CLUSTER_COMMAND_MAX) {
+        snprintf(msg, msglen,
+                 "this write is %zu bytes; a cluster takes writes of at most %u bytes (1 MiB) "
+                 "each, its events and their framing included: send the events as smaller "
+                 "batches",
+                 len, (unsigned)KR_CLUSTER_COMMAND_MAX);
+        return KRAPPY_E_INVALID_ARGUMENT;
+    }
     kr_node *n = node_of(c);
     submission *s = malloc(sizeof *s);
     if (n == NULL || s == NULL || c->replica == NULL) {

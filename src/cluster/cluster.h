@@ -51,6 +51,9 @@
 #define KR_CLUSTER_JOINING          "cluster-joining" /* DATA/cluster-joining: a join under way */
 #define KR_CLUSTER_RAFT_DIR         "raft"            /* DATA/raft: libraft's files */
 
+/* The largest store command in one raft entry (kr_cluster_submit). */
+#define KR_CLUSTER_COMMAND_MAX (1u << 20)
+
 typedef struct kr_cluster kr_cluster;
 
 typedef struct kr_cluster_opts {
@@ -172,9 +175,16 @@ bool kr_cluster_ready(kr_cluster *c, char *why, size_t whylen);
  * and applied here (replica.h), or the error: NOT_LEADER (this node did not
  * lead, or lost the lead before the command was committed: its outcome is
  * unknown), SHUTTING_DOWN, STORAGE.
+ * A command over KR_CLUSTER_COMMAND_MAX is refused: libraft copies and
+ * checksums an entry whole on its thread, and a follower prepares a new
+ * segment for a big one, long enough for the leader to miss its heartbeats
+ * (node.h); a PUBLISH is not split into several entries, since its events
+ * must take consecutive offsets (another PUBLISH could land between the
+ * parts) and one seq of an idempotent producer covers them all.
  * @return KRAPPY_OK (done follows), else the error with msg (nothing was
  *         appended): NOT_LEADER, BUSY (too much in flight), INVALID_ARGUMENT
- *         (too big), STORAGE (the raft disk is nearly full, no memory).
+ *         (over KR_CLUSTER_COMMAND_MAX: msg says to send smaller batches),
+ *         STORAGE (the raft disk is nearly full, no memory).
  */
 krappy_err kr_cluster_submit(kr_cluster *c, const void *cmd, size_t len, kr_replica_done done,
                              void *arg, char *msg, size_t msglen);

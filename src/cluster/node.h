@@ -24,7 +24,8 @@
  *   loop busy ~150 ms and each follower's ~300 ms, so with the default 500
  *   ms election timeout the leader, hearing from no majority in time, stepped
  *   down in half the runs (the entry's outcome: unknown). Keep commands to
- *   about 1 MiB (split what the server receives) or raise election_ms.
+ *   about 1 MiB or raise election_ms: kr_cluster_submit refuses store
+ *   commands over KR_CLUSTER_COMMAND_MAX (cluster.h).
  *   tests/test_cluster_node.c (test_big_entry) runs 9 MiB with 3 s.
  * - The FSM hooks run on the raft thread too: while one runs, this node
  *   sends no heartbeat and answers no vote; keep each far below election_ms.
