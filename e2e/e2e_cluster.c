@@ -600,15 +600,17 @@ static void on_ack(void *arg, const krappy_producer_ack *ack)
     l->last_ack_ms = now;
 }
 
-static void *idem_producer(void *arg)
+/* Publish batches numbered from `base` as the idempotent producer `id`
+ * until told to stop (or `limit` events), then flush. */
+static void produce(idem_load *l, const char *id, krappy_ack ack, int base, int limit,
+                    int reconnect_ms)
 {
-    idem_load *l = arg;
     krappy_producer *p = NULL;
-    krappy_producer_opts o = {.reconnect_ms = 20000, .on_ack = on_ack, .arg = l};
-    l->err = krappy_producer_open(l->addrs, REP_TOPIC, "idem-1", &o, &p);
+    krappy_producer_opts o = {.ack = ack, .reconnect_ms = reconnect_ms, .on_ack = on_ack, .arg = l};
+    l->err = krappy_producer_open(l->addrs, REP_TOPIC, id, &o, &p);
     krappy_batch *b = krappy_batch_new();
-    while (l->err == KRAPPY_OK && !l->stop && l->sent + REP_BATCH <= 999999) {
-        fill_batch(b, l->sent);
+    while (l->err == KRAPPY_OK && !l->stop && l->sent + REP_BATCH <= limit) {
+        fill_batch(b, base + l->sent);
         l->err = krappy_producer_send(p, b, NULL);
         if (l->err == KRAPPY_OK)
             l->sent += REP_BATCH;
@@ -623,6 +625,11 @@ static void *idem_producer(void *arg)
     }
     krappy_batch_free(b);
     krappy_producer_free(p);
+}
+
+static void *idem_producer(void *arg)
+{
+    produce(arg, "idem-1", KRAPPY_ACK_WRITE, 0, 999999, 20000);
     return NULL;
 }
 
@@ -839,25 +846,7 @@ typedef struct cut_load {
 static void *cut_producer(void *arg)
 {
     cut_load *cl = arg;
-    idem_load *l = &cl->l;
-    krappy_producer *p = NULL;
-    krappy_producer_opts o = {.ack = cl->ack, .reconnect_ms = 30000, .on_ack = on_ack, .arg = l};
-    l->err = krappy_producer_open(l->addrs, REP_TOPIC, cl->id, &o, &p);
-    krappy_batch *b = krappy_batch_new();
-    while (l->err == KRAPPY_OK && !l->stop && l->sent + REP_BATCH < CUT_SYNC_BASE) {
-        fill_batch(b, cl->base + l->sent);
-        l->err = krappy_producer_send(p, b, NULL);
-        if (l->err == KRAPPY_OK)
-            l->sent += REP_BATCH;
-    }
-    if (l->err == KRAPPY_OK)
-        l->err = krappy_producer_flush(p);
-    if (p != NULL) {
-        snprintf(l->errmsg, sizeof l->errmsg, "%s", krappy_producer_errmsg(p));
-        krappy_producer_info_get(p, &l->info);
-    }
-    krappy_batch_free(b);
-    krappy_producer_free(p);
+    produce(&cl->l, cl->id, cl->ack, cl->base, CUT_SYNC_BASE - 1, 30000);
     return NULL;
 }
 
