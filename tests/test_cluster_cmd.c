@@ -131,6 +131,20 @@ static void test_roundtrips(void **state)
     assert_int_equal(c.type, KR_CMD_RETENTION);
     assert_int_equal(c.value, 500);
     assert_string_equal(kr_cmd_name(c.type), "RETENTION");
+
+    kr_buf_reset(&b);
+    kr_cmd_put_koffset(&b, &topic, &group, 42, (const uint8_t *)"meta", 4);
+    c = decoded();
+    assert_int_equal(c.type, KR_CMD_KOFFSET_COMMIT);
+    assert_str(&c.name, "billing");
+    assert_int_equal(c.value, 42);
+    assert_true(c.has_metadata);
+    assert_str(&c.payload, "meta");
+    kr_buf_reset(&b);
+    kr_cmd_put_koffset(&b, &topic, &group, 0, NULL, 0);
+    c = decoded();
+    assert_false(c.has_metadata);
+    assert_string_equal(kr_cmd_name(c.type), "KOFFSET_COMMIT");
 }
 
 /* Refused with a sentence naming what is wrong. */

@@ -4,8 +4,11 @@
  * raft thread pushes them, applied in order on the loop, their results by
  * index; a restart replaying the log skips what the streams hold; an
  * idempotent registration replayed is skipped and a resent PUBLISH is a
- * duplicate; a snapshot carries each topic's next and its producers, and
- * restoring one the store already covers fetches nothing.
+ * duplicate; a snapshot carries each topic's next, its producers and its
+ * groups' cursors, and restoring one the store already covers fetches
+ * nothing (a group it lacks goes); groups' cursors (created, moved by
+ * rounds of ACKs, sought, deleted) and Kafka offsets are applied, durably,
+ * and replayed to where the log ends.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -229,6 +232,103 @@ static void test_idempotent(void **state)
     assert_int_equal(topic(e)->next, 2);
 }
 
+static const kr_str GROUP = {(const uint8_t *)"billing", 7};
+
+static void push_group(env *e, uint64_t index, kr_cmd_type type, uint64_t cursor)
+{
+    kr_buf_reset(&e->b);
+    if (type == KR_CMD_GROUP_DELETE)
+        kr_cmd_put_group_delete(&e->b, &TOPIC, &GROUP);
+    else
+        kr_cmd_put_group_at(&e->b, type, &TOPIC, &GROUP, cursor);
+    assert_int_equal(kr_replica_push(e->rp, index, e->b.data, e->b.len), 0);
+}
+
+/* A round of ACKs: the group at `cursor`, and a group that is not there. */
+static void push_cursors(env *e, uint64_t index, uint64_t cursor)
+{
+    kr_str gone = {(const uint8_t *)"gone", 4};
+    kr_buf_reset(&e->b);
+    kr_cmd_put_cursors_begin(&e->b, &TOPIC, 2);
+    kr_cmd_put_cursor(&e->b, &GROUP, cursor);
+    kr_cmd_put_cursor(&e->b, &gone, cursor);
+    assert_int_equal(kr_replica_push(e->rp, index, e->b.data, e->b.len), 0);
+}
+
+/* The group's cursor here, UINT64_MAX when there is none. */
+static uint64_t cursor_here(env *e)
+{
+    kr_tgroup *tg = kr_store_group(topic(e), GROUP.ptr, GROUP.len);
+    return tg != NULL ? kr_store_group_cursor(tg) : UINT64_MAX;
+}
+
+/* The log's group commands, applied and replayed. */
+static void push_group_log(env *e)
+{
+    push_create(e, 1);
+    push_publish(e, 2, 5, 10, NULL, 0, 0);
+    push_group(e, 3, KR_CMD_GROUP_CREATE, 1);
+    push_cursors(e, 4, 4);
+    push_group(e, 5, KR_CMD_GROUP_CREATE, 0); /* exists: a no-op */
+}
+
+static void test_groups(void **state)
+{
+    env *e = *state;
+    push_group_log(e);
+    kr_store_result r = result_of(e, 5);
+    assert_int_equal(r.err, KRAPPY_OK);
+    assert_int_equal(r.first, 4);
+    assert_int_equal(result_of(e, 4).err, KRAPPY_OK);
+    assert_int_equal(cursor_here(e), 4);
+    assert_int_equal(kr_store_group(topic(e), GROUP.ptr, GROUP.len)->logged, 4);
+    assert_null(kr_store_group(topic(e), (const uint8_t *)"gone", 4)); /* skipped, not made */
+    /* Written durably: a restart finds it, and replaying the log from the
+     * start leaves it where the log ends. */
+    close_all(e);
+    open_all(e);
+    assert_int_equal(cursor_here(e), 4);
+    push_group_log(e);
+    assert_int_equal(result_of(e, 5).err, KRAPPY_OK);
+    assert_int_equal(cursor_here(e), 4);
+    push_group(e, 6, KR_CMD_GROUP_SEEK, 2);
+    r = result_of(e, 6);
+    assert_int_equal(r.err, KRAPPY_OK);
+    assert_int_equal(r.first, 2);
+    assert_int_equal(cursor_here(e), 2);
+    push_group(e, 7, KR_CMD_GROUP_SEEK, 9); /* past next (5): refused alike everywhere */
+    assert_int_equal(result_of(e, 7).err, KRAPPY_E_OFFSET_OUT_OF_RANGE);
+    push_group(e, 8, KR_CMD_GROUP_DELETE, 0);
+    assert_int_equal(result_of(e, 8).err, KRAPPY_OK);
+    assert_int_equal(cursor_here(e), UINT64_MAX);
+    push_group(e, 9, KR_CMD_GROUP_DELETE, 0);
+    assert_int_equal(result_of(e, 9).err, KRAPPY_E_NOT_FOUND);
+    push_cursors(e, 10, 3); /* a round for groups deleted meanwhile: nothing */
+    assert_int_equal(result_of(e, 10).err, KRAPPY_OK);
+    assert_int_equal(cursor_here(e), UINT64_MAX);
+    close_all(e);
+    open_all(e);
+    assert_int_equal(cursor_here(e), UINT64_MAX);
+}
+
+static void test_kafka_offsets(void **state)
+{
+    env *e = *state;
+    push_create(e, 1);
+    kr_buf_reset(&e->b);
+    kr_cmd_put_koffset(&e->b, &TOPIC, &GROUP, 17, (const uint8_t *)"m", 1);
+    assert_int_equal(kr_replica_push(e->rp, 2, e->b.data, e->b.len), 0);
+    assert_int_equal(result_of(e, 2).err, KRAPPY_OK);
+    const kr_koffset *o = kr_store_koffset(topic(e), GROUP.ptr, GROUP.len);
+    assert_non_null(o);
+    assert_int_equal(o->offset, 17);
+    kr_str none = {(const uint8_t *)"none", 4};
+    kr_buf_reset(&e->b);
+    kr_cmd_put_koffset(&e->b, &none, &GROUP, 1, NULL, 0);
+    assert_int_equal(kr_replica_push(e->rp, 3, e->b.data, e->b.len), 0);
+    assert_int_equal(result_of(e, 3).err, KRAPPY_E_NO_SUCH_TOPIC);
+}
+
 /* The raft thread's side of a snapshot, on a thread of its own. */
 typedef struct snap_call {
     kr_replica *rp;
@@ -250,7 +350,9 @@ static void test_snapshot(void **state)
     env *e = *state;
     push_register(e, 1, "shop-1", 1);
     push_publish(e, 2, 3, 10, "shop-1", 1, 0);
-    assert_int_equal(result_of(e, 2).err, KRAPPY_OK);
+    push_group(e, 3, KR_CMD_GROUP_CREATE, 1);
+    push_cursors(e, 4, 2);
+    assert_int_equal(result_of(e, 4).err, KRAPPY_OK);
     snap_call sc = {.rp = e->rp};
     kr_buf_init(&sc.out, 1 << 20);
     pthread_t th;
@@ -259,13 +361,13 @@ static void test_snapshot(void **state)
         event_base_loop(e->base, EVLOOP_NONBLOCK);
     pthread_join(th, NULL);
     assert_int_equal(sc.rc, 0);
-    /* [2, [["orders", 3, [["shop-1", 1, 3, [[0, 0, 3, 0]]]]]]] */
-    kr_cbor_item a, idx, list, t, name, next;
-    kr_cbor_iter it, li, ti;
+    /* [4, [["orders", 3, [["shop-1", 1, 3, [[0, 0, 3, 0]]]], [["billing", 2]]]]] */
+    kr_cbor_item a, idx, list, t, name, next, prods, groups, g, v;
+    kr_cbor_iter it, li, ti, gi, vi;
     assert_int_equal(kr_cbor_read_exact(sc.out.data, sc.out.len, &a), 0);
     kr_cbor_iter_init(&it, &a);
     assert_int_equal(kr_cbor_iter_next(&it, &idx), 1);
-    assert_int_equal(idx.u, 2);
+    assert_int_equal(idx.u, 4);
     assert_int_equal(kr_cbor_iter_next(&it, &list), 1);
     assert_int_equal(list.u, 1);
     kr_cbor_iter_init(&li, &list);
@@ -275,13 +377,32 @@ static void test_snapshot(void **state)
     assert_memory_equal(name.str, "orders", 6);
     assert_int_equal(kr_cbor_iter_next(&ti, &next), 1);
     assert_int_equal(next.u, 3);
+    assert_int_equal(kr_cbor_iter_next(&ti, &prods), 1);
+    assert_int_equal(kr_cbor_iter_next(&ti, &groups), 1);
+    assert_int_equal(groups.u, 1);
+    kr_cbor_iter_init(&gi, &groups);
+    assert_int_equal(kr_cbor_iter_next(&gi, &g), 1);
+    kr_cbor_iter_init(&vi, &g);
+    assert_int_equal(kr_cbor_iter_next(&vi, &v), 1);
+    assert_memory_equal(v.str, "billing", 7);
+    assert_int_equal(kr_cbor_iter_next(&vi, &v), 1);
+    assert_int_equal(v.u, 2);
+    /* A group the snapshot does not have was deleted before it (this node
+     * missed that): it goes. */
+    kr_str other = {(const uint8_t *)"other", 5};
+    kr_buf_reset(&e->b);
+    kr_cmd_put_group_at(&e->b, KR_CMD_GROUP_CREATE, &TOPIC, &other, 0);
+    assert_int_equal(kr_replica_push(e->rp, 5, e->b.data, e->b.len), 0);
+    assert_int_equal(result_of(e, 5).err, KRAPPY_OK);
     /* Restored where the store covers it: nothing to fetch, the commands
      * after it apply at once. */
     assert_int_equal(kr_replica_restore(e->rp, sc.out.data, sc.out.len), 0);
-    push_publish(e, 3, 1, 11, "shop-1", 1, 3);
-    kr_store_result r = result_of(e, 3);
+    push_publish(e, 6, 1, 11, "shop-1", 1, 3);
+    kr_store_result r = result_of(e, 6);
     assert_int_equal(r.err, KRAPPY_OK);
     assert_int_equal(r.first, 3);
+    assert_null(kr_store_group(topic(e), other.ptr, other.len));
+    assert_int_equal(cursor_here(e), 2);
     kr_buf_free(&sc.out);
 }
 
@@ -292,6 +413,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_replay_skips_what_is_held, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_groups, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kafka_offsets, setup, teardown),
     };
     return cmocka_run_group_tests_name("test_cluster_replica", tests, NULL, NULL);
 }

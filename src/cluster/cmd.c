@@ -33,6 +33,8 @@ const char *kr_cmd_name(kr_cmd_type t)
         return "GROUP_DELETE";
     case KR_CMD_RETENTION:
         return "RETENTION";
+    case KR_CMD_KOFFSET_COMMIT:
+        return "KOFFSET_COMMIT";
     }
     return "unknown";
 }
@@ -144,6 +146,22 @@ static int decode_cursors(rd *r, kr_cmd *c)
     return 0;
 }
 
+static int decode_koffset(rd *r, kr_cmd *c)
+{
+    kr_cbor_item it;
+    if (get_topic(r, &c->topic) < 0 ||
+        get_str(r, &c->name, KRAPPY_MAX_NAME_BYTES, "the group is not 1 to 249 bytes") < 0 ||
+        get_uint(r, &c->value, "the offset is not a uint") < 0 || next(r, &it, "no metadata") < 0)
+        return -1;
+    if (it.kind == KR_CBOR_BYTES && it.str != NULL) {
+        c->has_metadata = true;
+        c->payload = (kr_str){it.str, it.str_len};
+    } else if (it.kind != KR_CBOR_NULL) {
+        return bad(r, "the metadata is not a byte string or null");
+    }
+    return 0;
+}
+
 int kr_cmd_decode(const uint8_t *p, size_t len, kr_cmd *c, char *err, size_t errlen)
 {
     kr_cbor_item arr;
@@ -226,6 +244,10 @@ int kr_cmd_decode(const uint8_t *p, size_t len, kr_cmd *c, char *err, size_t err
         rc = get_topic(&r, &c->topic);
         if (rc == 0)
             rc = get_uint(&r, &c->value, "first is not a uint");
+        break;
+    case KR_CMD_KOFFSET_COMMIT:
+        want = 4;
+        rc = decode_koffset(&r, c);
         break;
     default:
         snprintf(err, errlen,
@@ -360,4 +382,18 @@ void kr_cmd_put_retention(kr_buf *b, const kr_str *topic, uint64_t first)
     kr_cbor_put_uint(b, KR_CMD_RETENTION);
     put_str(b, topic);
     kr_cbor_put_uint(b, first);
+}
+
+void kr_cmd_put_koffset(kr_buf *b, const kr_str *topic, const kr_str *group, uint64_t offset,
+                        const uint8_t *metadata, size_t mlen)
+{
+    kr_cbor_put_array(b, 5);
+    kr_cbor_put_uint(b, KR_CMD_KOFFSET_COMMIT);
+    put_str(b, topic);
+    kr_cbor_put_bytes(b, group->ptr, group->len);
+    kr_cbor_put_uint(b, offset);
+    if (metadata != NULL)
+        kr_cbor_put_bytes(b, metadata, mlen);
+    else
+        kr_cbor_put_null(b);
 }

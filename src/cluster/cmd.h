@@ -22,11 +22,13 @@
  *   [16, topic, group, cursor]               GROUP_SEEK
  *   [17, topic, group]                       GROUP_DELETE
  *   [18, topic, first]                       RETENTION: the topic's new first offset
+ *   [20, topic, group, offset, metadata|null] KOFFSET_COMMIT: a Kafka group's committed
+ *                                            offset (metadata: bytes)
  *
  * Numbers only grow; a node that meets a number it does not know stops
  * applying (fsm.h: every node must decide the same, so it cannot skip). A
  * topic setting (TOPIC_CONFIG, PROTOCOL.md section 9) will be one more
- * number with [n, topic, settings map], and retention by time or size stays
+ * number (19) with [19, topic, settings map], and retention by time or size stays
  * RETENTION: the leader decides `first`, the followers only follow.
  *
  * The decoder never allocates: a decoded command's strings point into the
@@ -56,7 +58,8 @@ typedef enum kr_cmd_type {
     KR_CMD_TOPIC_DELETE = 15,
     KR_CMD_GROUP_SEEK = 16,
     KR_CMD_GROUP_DELETE = 17,
-    KR_CMD_RETENTION = 18
+    KR_CMD_RETENTION = 18,
+    KR_CMD_KOFFSET_COMMIT = 20
 } kr_cmd_type;
 
 /* A decoded command; views into the entry it came from. */
@@ -64,15 +67,16 @@ typedef struct kr_cmd {
     kr_cmd_type type;
     kr_str topic;         /* every store command */
     kr_str name;          /* CLUSTER_ID: the id; PRODUCER_REGISTER: the producer id;
-                             GROUP_*: the group */
+                             GROUP_*, KOFFSET_COMMIT: the group */
     uint64_t node;        /* NODE_INFO */
     kr_str addr, kafka;   /* NODE_INFO (kafka.len 0: none) */
     uint64_t value;       /* GROUP_CREATE, GROUP_SEEK: cursor; RETENTION: first;
-                             PUBLISH: ts */
+                             PUBLISH: ts; KOFFSET_COMMIT: offset */
+    bool has_metadata;    /* KOFFSET_COMMIT: metadata in payload (else null) */
     bool has_producer;    /* PUBLISH */
     kr_str producer;      /* PUBLISH: the producer id */
     uint64_t epoch;       /* PUBLISH, PRODUCER_REGISTER */
-    kr_str payload;       /* PUBLISH: the request's payload */
+    kr_str payload;       /* PUBLISH: the request's payload; KOFFSET_COMMIT: metadata */
     kr_cbor_item cursors; /* GROUP_CURSORS: the array of [group, cursor] */
     uint64_t n_cursors;
 } kr_cmd;
@@ -110,6 +114,9 @@ void kr_cmd_put_group_delete(kr_buf *b, const kr_str *topic, const kr_str *group
 void kr_cmd_put_cursors_begin(kr_buf *b, const kr_str *topic, size_t n);
 void kr_cmd_put_cursor(kr_buf *b, const kr_str *group, uint64_t cursor);
 void kr_cmd_put_retention(kr_buf *b, const kr_str *topic, uint64_t first);
+/* KOFFSET_COMMIT: metadata NULL (mlen ignored) for null. */
+void kr_cmd_put_koffset(kr_buf *b, const kr_str *topic, const kr_str *group, uint64_t offset,
+                        const uint8_t *metadata, size_t mlen);
 
 /* The command's name for logs ("PUBLISH"), or "unknown". */
 const char *kr_cmd_name(kr_cmd_type t);

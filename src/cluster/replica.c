@@ -23,6 +23,7 @@
 typedef struct item {
     uint64_t index; /* 0: a catch-up to the snapshot in data (kr_replica_restore) */
     bool completed;
+    uint32_t jobs; /* GROUP_CURSORS: its store jobs still running */
     kr_store_result res;
     struct item *next;
     kr_replica *rp;
@@ -53,6 +54,8 @@ struct kr_replica {
     char *token;
     kr_replica_nodes_fn nodes;
     void *nodes_arg;
+    kr_replica_forget_fn forget;
+    void *forget_arg;
 
     /* Shared with the raft thread, under mu. */
     pthread_mutex_t mu;
@@ -62,7 +65,7 @@ struct kr_replica {
     uint64_t stored_shared;  /* highest index below which all completed */
     bool snap_asked;         /* the raft thread waits for the store's part */
     bool snap_ready;
-    kr_buf snap; /* [index, [[topic, next]...]] as of `pushed` */
+    kr_buf snap; /* [index, [topic...]] as of `pushed` (put_topic) */
 
     /* The loop's. */
     item *wait_head, *wait_tail; /* taken from the raft thread, not yet applied */
@@ -159,16 +162,27 @@ static int put_producer(void *arg, const kr_prod_state *st)
     return 0;
 }
 
-/* [topic, next, [producer...]] */
+/* [topic, next, [producer...], [[group, cursor]...]]: each group at the
+ * cursor the log gave it (on the leader its own may be ahead). */
 static void put_topic(kr_buf *b, kr_topic *t)
 {
     size_t n = 0;
     kr_store_producers_each(t, count_one, &n);
-    kr_cbor_put_array(b, 3);
+    kr_cbor_put_array(b, 4);
     kr_cbor_put_text(b, t->name, t->name_len);
     kr_cbor_put_uint(b, t->next);
     kr_cbor_put_array(b, n);
     kr_store_producers_each(t, put_producer, b);
+    kr_tgroup *const *gs;
+    size_t ng = kr_store_groups(t, &gs);
+    kr_cbor_put_array(b, ng);
+    for (size_t i = 0; i < ng; i++) {
+        size_t len;
+        const char *name = kr_store_group_name(gs[i], &len);
+        kr_cbor_put_array(b, 2);
+        kr_cbor_put_bytes(b, name, len);
+        kr_cbor_put_uint(b, gs[i]->logged);
+    }
 }
 
 /*
@@ -349,6 +363,139 @@ static void apply_register(kr_replica *rp, item *it, const kr_cmd *cmd)
     kr_store_producer_release(rp->store, t, cmd->name.ptr, cmd->name.len);
 }
 
+/* ---- consumer groups (replica.h) ---- */
+
+/* The topic or group a command names is not there (deleted before the
+ * command's turn): every node refuses it alike. */
+static void missing(item *it, krappy_err err, const char *what, const kr_str *name)
+{
+    kr_store_result res = {.err = err};
+    snprintf(res.msg, sizeof res.msg, "%s '%.*s' does not exist (deleted meanwhile?)", what,
+             (int)name->len, (const char *)name->ptr);
+    complete(it, &res);
+}
+
+/* The command's group, or NULL with the command answered NO_SUCH_TOPIC
+ * or NOT_FOUND. */
+static kr_tgroup *need_group(kr_replica *rp, item *it, const kr_cmd *cmd)
+{
+    kr_topic *t = kr_store_topic(rp->store, cmd->topic.ptr, cmd->topic.len);
+    kr_tgroup *tg = t != NULL ? kr_store_group(t, cmd->name.ptr, cmd->name.len) : NULL;
+    if (t == NULL)
+        missing(it, KRAPPY_E_NO_SUCH_TOPIC, "topic", &cmd->topic);
+    else if (tg == NULL)
+        missing(it, KRAPPY_E_NOT_FOUND, "group", &cmd->name);
+    return tg;
+}
+
+/* A GROUP_CREATE of a group that exists is a no-op (a replay, or a
+ * registration that only waited for the log): res.first is its cursor. */
+static void apply_group_create(kr_replica *rp, item *it, const kr_cmd *cmd)
+{
+    kr_store_result res = {.err = KRAPPY_OK};
+    kr_topic *t = kr_store_topic(rp->store, cmd->topic.ptr, cmd->topic.len);
+    if (t == NULL) {
+        missing(it, KRAPPY_E_NO_SUCH_TOPIC, "topic", &cmd->topic);
+        return;
+    }
+    kr_tgroup *tg = kr_store_group(t, cmd->name.ptr, cmd->name.len);
+    if (tg != NULL) {
+        res.first = kr_store_group_cursor(tg);
+        complete(it, &res);
+        return;
+    }
+    if (kr_store_group_apply(rp->store, t, cmd->name.ptr, cmd->name.len, cmd->value, stored_cb, it,
+                             &res) < 0)
+        complete(it, &res);
+}
+
+/* One of a GROUP_CURSORS' jobs finished: the command completes with the
+ * last (with the first error, if any). */
+static void cursor_written(void *arg, const kr_store_result *res)
+{
+    item *it = arg;
+    if (res->err != KRAPPY_OK && it->res.err == KRAPPY_OK)
+        it->res = *res;
+    if (--it->jobs == 0) {
+        kr_store_result all = it->res;
+        complete(it, &all);
+    }
+}
+
+/* A round of ACKs: each group named moves up to its cursor, and that
+ * cursor is written. A group deleted since is skipped (by every node). */
+static void apply_group_cursors(kr_replica *rp, item *it, const kr_cmd *cmd)
+{
+    kr_topic *t = kr_store_topic(rp->store, cmd->topic.ptr, cmd->topic.len);
+    if (t == NULL) {
+        missing(it, KRAPPY_E_NO_SUCH_TOPIC, "topic", &cmd->topic);
+        return;
+    }
+    kr_cmd_cursor_iter ci;
+    kr_str g;
+    uint64_t cursor;
+    it->res = (kr_store_result){.err = KRAPPY_OK};
+    it->jobs = 1; /* this loop's own, dropped below */
+    kr_cmd_cursor_iter_init(&ci, cmd);
+    while (kr_cmd_cursor_next(&ci, &g, &cursor)) {
+        kr_store_result res;
+        if (kr_store_group(t, g.ptr, g.len) == NULL)
+            continue;
+        it->jobs++;
+        if (kr_store_group_apply(rp->store, t, g.ptr, g.len, cursor, cursor_written, it, &res) < 0)
+            cursor_written(it, &res);
+    }
+    kr_store_result done = {.err = KRAPPY_OK};
+    cursor_written(it, &done);
+}
+
+static void apply_group_seek(kr_replica *rp, item *it, const kr_cmd *cmd)
+{
+    kr_tgroup *tg = need_group(rp, it, cmd);
+    if (tg == NULL)
+        return;
+    kr_store_result res = {.err = KRAPPY_OK};
+    res.err = kr_store_group_seek(rp->store, tg, KR_SEEK_OFFSET, cmd->value, stored_cb, it, res.msg,
+                                  sizeof res.msg);
+    if (res.err == KRAPPY_OK)
+        tg->logged = cmd->value;
+    else
+        complete(it, &res);
+}
+
+/* The group goes on every node; on the leader its members lose their
+ * registrations. */
+static void apply_group_delete(kr_replica *rp, item *it, const kr_cmd *cmd)
+{
+    kr_tgroup *tg = need_group(rp, it, cmd);
+    if (tg == NULL)
+        return;
+    kr_store_result res = {.err = KRAPPY_OK};
+    res.err = kr_store_group_delete(rp->store, tg, stored_cb, it, res.msg, sizeof res.msg);
+    if (res.err != KRAPPY_OK) {
+        complete(it, &res);
+        return;
+    }
+    if (rp->forget != NULL)
+        rp->forget(rp->forget_arg, tg->t, tg);
+}
+
+/* A Kafka group's committed offset, written as on a single node. */
+static void apply_koffset(kr_replica *rp, item *it, const kr_cmd *cmd)
+{
+    kr_topic *t = kr_store_topic(rp->store, cmd->topic.ptr, cmd->topic.len);
+    if (t == NULL) {
+        missing(it, KRAPPY_E_NO_SUCH_TOPIC, "topic", &cmd->topic);
+        return;
+    }
+    kr_store_result res;
+    if (kr_store_koffset_commit(rp->store, t, cmd->name.ptr, cmd->name.len, cmd->value,
+                                cmd->has_metadata ? (const char *)cmd->payload.ptr : NULL,
+                                cmd->has_metadata ? (int32_t)cmd->payload.len : -1, stored_cb, it,
+                                &res) < 0)
+        complete(it, &res);
+}
+
 static void apply_one(kr_replica *rp, item *it)
 {
     kr_cmd cmd;
@@ -372,6 +519,21 @@ static void apply_one(kr_replica *rp, item *it)
         return;
     case KR_CMD_PRODUCER_REGISTER:
         apply_register(rp, it, &cmd);
+        return;
+    case KR_CMD_GROUP_CREATE:
+        apply_group_create(rp, it, &cmd);
+        return;
+    case KR_CMD_GROUP_CURSORS:
+        apply_group_cursors(rp, it, &cmd);
+        return;
+    case KR_CMD_GROUP_SEEK:
+        apply_group_seek(rp, it, &cmd);
+        return;
+    case KR_CMD_GROUP_DELETE:
+        apply_group_delete(rp, it, &cmd);
+        return;
+    case KR_CMD_KOFFSET_COMMIT:
+        apply_koffset(rp, it, &cmd);
         return;
     default:
         res.err = KRAPPY_E_INVALID_ARGUMENT;
@@ -423,12 +585,12 @@ static void caught_up(void *arg)
     pump(rp);
 }
 
+/* A part of a restored snapshot stored (arg: what, for the log). */
 static void adopted(void *arg, const kr_store_result *res)
 {
-    (void)arg;
     if (res->err != KRAPPY_OK)
-        kr_log(KR_LOG_ERROR, "a producer's state from a raft snapshot was not stored",
-               KR_LOG_STR("reason", res->msg));
+        kr_log(KR_LOG_ERROR, "state from a raft snapshot was not stored",
+               KR_LOG_STR("what", (const char *)arg), KR_LOG_STR("reason", res->msg));
 }
 
 /* The snapshot's producers of t, where the store's are older. */
@@ -463,17 +625,73 @@ static void adopt_producers(kr_replica *rp, kr_topic *t, const kr_cbor_item *lis
                                              .synced = v[3].u != 0};
         }
         kr_store_result res;
-        if (kr_store_producer_adopt(rp->store, t, &st, adopted, NULL, &res) < 0)
-            adopted(NULL, &res);
+        if (kr_store_producer_adopt(rp->store, t, &st, adopted, (void *)"a producer", &res) < 0)
+            adopted((void *)"a producer", &res);
+    }
+}
+
+/* Is group `name` in the snapshot's list? */
+static bool listed(const kr_cbor_item *list, const char *name, size_t len)
+{
+    kr_cbor_item g, n;
+    kr_cbor_iter gi, fi;
+    kr_cbor_iter_init(&gi, list);
+    while (kr_cbor_iter_next(&gi, &g) == 1) {
+        kr_cbor_iter_init(&fi, &g);
+        if (g.kind == KR_CBOR_ARRAY && kr_cbor_iter_next(&fi, &n) == 1 && n.kind == KR_CBOR_BYTES &&
+            n.str_len == len && memcmp(n.str, name, len) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The snapshot's groups of t (list: [[group, cursor]...]): each at least
+ * at its cursor (a node ahead - restarted on its own snapshot - replays
+ * the rest; one that missed a seek back stays ahead until the group's next
+ * command); a group of this node's that it lacks was deleted meanwhile (or,
+ * on a restart, made after it: the replay makes it again). */
+static void adopt_groups(kr_replica *rp, kr_topic *t, const kr_cbor_item *list)
+{
+    kr_cbor_item g, name, cur;
+    kr_cbor_iter gi, fi;
+    kr_cbor_iter_init(&gi, list);
+    while (kr_cbor_iter_next(&gi, &g) == 1) {
+        kr_cbor_iter_init(&fi, &g);
+        if (g.kind != KR_CBOR_ARRAY || g.u != 2 || kr_cbor_iter_next(&fi, &name) != 1 ||
+            name.kind != KR_CBOR_BYTES || name.str == NULL || name.str_len == 0 ||
+            name.str_len > KRAPPY_MAX_NAME_BYTES || kr_cbor_iter_next(&fi, &cur) != 1 ||
+            cur.kind != KR_CBOR_UINT)
+            continue;
+        kr_tgroup *tg = kr_store_group(t, name.str, name.str_len);
+        kr_store_result res;
+        if (tg != NULL && cur.u <= kr_store_group_cursor(tg))
+            continue; /* never back: a restart's replay brings it where the log says */
+        if (kr_store_group_apply(rp->store, t, name.str, name.str_len, cur.u, adopted,
+                                 (void *)"a group's cursor", &res) < 0)
+            adopted((void *)"a group's cursor", &res);
+    }
+    kr_tgroup *const *gs;
+    for (size_t i = kr_store_groups(t, &gs); i-- > 0;) {
+        size_t len;
+        const char *gname = kr_store_group_name(gs[i], &len);
+        kr_tgroup *gone = gs[i];
+        if (listed(list, gname, len))
+            continue;
+        kr_store_result res = {.err = KRAPPY_OK};
+        res.err = kr_store_group_delete(rp->store, gone, adopted, (void *)"a group's deletion",
+                                        res.msg, sizeof res.msg);
+        if (res.err != KRAPPY_OK)
+            adopted((void *)"a group's deletion", &res);
+        else if (rp->forget != NULL)
+            rp->forget(rp->forget_arg, t, gone);
     }
 }
 
 /*
- * A snapshot was restored (item->data: [index, [[topic, next,
- * producers]...]]): every
- * topic must hold its offsets up to `next` before the commands after
- * `index` apply. What this node lacks - it was too far behind, and the
- * leader sent the snapshot instead of the commands - is fetched from the
+ * A snapshot was restored (item->data: [index, [topic...]] in put_topic's
+ * form; an older krappyd's has no groups): every topic must hold its
+ * offsets up to `next` before the commands after `index` apply. What this node lacks - it was too
+ * far behind, and the leader sent the snapshot instead of the commands - is fetched from the
  * leader. @return true when a catch-up runs (pump waits for it).
  */
 static bool catch_up(kr_replica *rp, const item *it)
@@ -492,9 +710,9 @@ static bool catch_up(kr_replica *rp, const item *it)
         goto bad;
     kr_cbor_iter_init(&li, &list);
     while (kr_cbor_iter_next(&li, &e) == 1) {
-        kr_cbor_item name, next, prods;
+        kr_cbor_item name, next, prods, groups;
         kr_cbor_iter ei;
-        if (e.kind != KR_CBOR_ARRAY || e.u != 3)
+        if (e.kind != KR_CBOR_ARRAY || e.u < 3 || e.u > 4)
             continue;
         kr_cbor_iter_init(&ei, &e);
         if (kr_cbor_iter_next(&ei, &name) != 1 || name.kind != KR_CBOR_TEXT || name.str == NULL ||
@@ -508,6 +726,8 @@ static bool catch_up(kr_replica *rp, const item *it)
         if (t == NULL)
             continue;
         adopt_producers(rp, t, &prods);
+        if (e.u == 4 && kr_cbor_iter_next(&ei, &groups) == 1 && groups.kind == KR_CBOR_ARRAY)
+            adopt_groups(rp, t, &groups);
         if (t->assigned >= next.u)
             continue;
         memcpy(r[n].topic, name.str, name.str_len);
@@ -669,6 +889,8 @@ kr_replica *kr_replica_new(const kr_replica_opts *o)
     rp->base = o->base;
     rp->nodes = o->nodes;
     rp->nodes_arg = o->nodes_arg;
+    rp->forget = o->forget;
+    rp->forget_arg = o->forget_arg;
     rp->token = o->token != NULL ? strdup(o->token) : NULL;
     kr_buf_init(&rp->snap, KR_ENTRY_MAX_BYTES);
     pthread_mutex_init(&rp->mu, NULL);

@@ -15,13 +15,22 @@
  * PUBLISH records its raft index in its batch header (store.h,
  * kr_store_publish_applied), so one at or below a topic's raft_index is
  * skipped; creating a topic that exists is a no-op; an idempotent
- * registration whose epoch the producer has is skipped. A snapshot may
+ * registration whose epoch the producer has is skipped; a GROUP_CREATE of
+ * a group that exists is a no-op. A snapshot may
  * only be taken once the store holds every command it covers, synced
  * (kr_replica_snapshot), or a restart would skip commands whose batches
  * were never written (or, after a power cut, lost); it records each
  * topic's next offset, so that a node
  * restoring it - sent by the leader when it was too far behind - fetches
  * what its streams lack from the leader (catchup.h) before applying more.
+ *
+ * Consumer groups. What the log holds of a group is its cursor: created
+ * (GROUP_CREATE), moved by rounds of ACKs (GROUP_CURSORS: every node moves
+ * its group up to the cursor and writes that cursor), sought (GROUP_SEEK,
+ * at an offset the leader resolved) and deleted (GROUP_DELETE). Members,
+ * hand-outs and deadlines are the leader's alone (a follower's groups have
+ * none): after a leader change the members register again and are handed
+ * out what follows the committed cursor (PROTOCOL.md section 8).
  *
  * Answers. The leader's request handlers wait for the result of the entry
  * they submitted (kr_replica_wait): the store's result for that index here
@@ -50,12 +59,18 @@ typedef struct kr_replica kr_replica;
  * (loop thread): where a catch-up looks for the leader. */
 typedef void (*kr_replica_nodes_fn)(void *arg, char *buf, size_t len);
 
+/* A group (tg) of t, or the topic itself (tg NULL), is being deleted by
+ * the log: whatever connections hold on it is let go (loop thread). */
+typedef void (*kr_replica_forget_fn)(void *arg, kr_topic *t, kr_tgroup *tg);
+
 typedef struct kr_replica_opts {
     kr_store *store;
     struct event_base *base;
     const char *token; /* HELLO's token on the leader's data port; NULL: none */
     kr_replica_nodes_fn nodes;
     void *nodes_arg;
+    kr_replica_forget_fn forget; /* NULL: nothing to let go */
+    void *forget_arg;
 } kr_replica_opts;
 
 /*
@@ -78,9 +93,10 @@ int kr_replica_push(kr_replica *rp, uint64_t index, const void *data, size_t len
 
 /*
  * Snapshots (raft thread). kr_replica_snapshot - the store's part of a
- * snapshot, appended to out: [index, [[topic, next]...]], as of the last
- * store command pushed, once the store holds it and every topic's
- * stream is synced that far (asks for the syncs; waits up to ms).
+ * snapshot, appended to out: [index, [[topic, next, producers, groups]...]]
+ * (groups: [[group, cursor]...]), as of the last store command pushed,
+ * once the store holds it and every topic's stream is synced that far
+ * (asks for the syncs; waits up to ms).
  * @return 0, or -1 (not ready in time: snapshot later).
  * kr_replica_restore - a snapshot's store part (as kr_replica_snapshot
  * made it, copied) was restored: before any command after it applies,

@@ -670,7 +670,7 @@ static void group_seek(kr_admin *a, struct evhttp_request *req, kr_tgroup *tg)
     change *c = change_new(req, tg->t, tg, CH_SEEK);
     if (c == NULL)
         return;
-    krappy_err e = kr_store_group_seek(a->srv->store, tg, to, value, changed, c, msg, sizeof msg);
+    krappy_err e = kr_ops_group_seek(a->srv, tg, to, value, changed, c, msg, sizeof msg);
     if (e != KRAPPY_OK) {
         free(c);
         kr_admin_reply_error(

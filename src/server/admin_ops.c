@@ -1,7 +1,9 @@
 /*
  * server/admin_ops.c - administration shared by the data port (handlers.c)
  * and the admin port (admin.c): the store's part, then what connections
- * hold on what was deleted (PROTOCOL.md section 9).
+ * hold on what was deleted (PROTOCOL.md section 9). On a cluster a group's
+ * seek and deletion go through the log (cluster_groups.c), and what
+ * connections hold is let go when it is applied (kr_ops_forget).
  *
  * The store wakes the long polls parked on a deleted topic or group (their
  * handlers see w->gone); here every connection lets go of its registrations
@@ -25,9 +27,7 @@ static void drop_consumer(kr_conn *c)
     kr_store_group_leave(c->srv->store, tg, m);
 }
 
-/* Every connection lets go of t (its producers) and of tg, or every group
- * of t when tg is NULL (their members). */
-static void forget(kr_server *srv, const kr_topic *t, const kr_tgroup *tg)
+void kr_ops_forget(kr_server *srv, const kr_topic *t, const kr_tgroup *tg)
 {
     kr_conn *c;
     TAILQ_FOREACH(c, &srv->conns, link)
@@ -62,7 +62,7 @@ krappy_err kr_ops_delete_topic(kr_server *srv, kr_topic *t, kr_store_done done, 
         return KRAPPY_E_INVALID_ARGUMENT;
     krappy_err e = kr_store_delete_topic(srv->store, t, done, arg, msg, msglen);
     if (e == KRAPPY_OK) {
-        forget(srv, t, NULL);
+        kr_ops_forget(srv, t, NULL);
         kr_kafka_topic_deleted(srv->kafka, t);
     }
     return e;
@@ -71,10 +71,20 @@ krappy_err kr_ops_delete_topic(kr_server *srv, kr_topic *t, kr_store_done done, 
 krappy_err kr_ops_group_delete(kr_server *srv, kr_tgroup *tg, kr_store_done done, void *arg,
                                char *msg, size_t msglen)
 {
+    if (srv->cluster != NULL) /* every node deletes it; the members go then */
+        return kr_server_cluster_group_delete(srv, tg, done, arg, msg, msglen);
     krappy_err e = kr_store_group_delete(srv->store, tg, done, arg, msg, msglen);
     if (e == KRAPPY_OK)
-        forget(srv, tg->t, tg);
+        kr_ops_forget(srv, tg->t, tg);
     return e;
+}
+
+krappy_err kr_ops_group_seek(kr_server *srv, kr_tgroup *tg, kr_seek_kind to, uint64_t value,
+                             kr_store_done done, void *arg, char *msg, size_t msglen)
+{
+    if (srv->cluster != NULL)
+        return kr_server_cluster_group_seek(srv, tg, to, value, done, arg, msg, msglen);
+    return kr_store_group_seek(srv->store, tg, to, value, done, arg, msg, msglen);
 }
 
 krappy_err kr_ops_topic_configure(kr_server *srv, const uint8_t *name, size_t len,

@@ -50,6 +50,12 @@ static void member_addrs(void *arg, char *buf, size_t len)
     free(st);
 }
 
+/* The log deleted a group (or a topic): connections let go of it. */
+static void forget_deleted(void *arg, kr_topic *t, kr_tgroup *tg)
+{
+    kr_ops_forget(arg, t, tg);
+}
+
 static void cluster_failed(void *arg, const char *why)
 {
     kr_server *srv = arg;
@@ -77,7 +83,9 @@ int kr_server_cluster_start(kr_server *srv)
                                                      .base = srv->base,
                                                      .token = cfg->token,
                                                      .nodes = member_addrs,
-                                                     .nodes_arg = srv});
+                                                     .nodes_arg = srv,
+                                                     .forget = forget_deleted,
+                                                     .forget_arg = srv});
     if (srv->replica == NULL) {
         kr_log(KR_LOG_ERROR, "cannot start as a cluster member: out of memory");
         return -1;
@@ -111,6 +119,7 @@ void kr_server_cluster_halt(kr_server *srv)
 
 void kr_server_cluster_free(kr_server *srv)
 {
+    kr_server_cluster_rounds_free(srv);
     kr_replica_free(srv->replica);
     srv->replica = NULL;
     kr_buf_free(&srv->cmd);

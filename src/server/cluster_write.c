@@ -4,7 +4,7 @@
  * raft log (cluster/cmd.h), and are answered with what applying them here
  * gave (cluster/replica.h) once a majority stored them. Every node applies
  * the same commands in the same order, so the offsets in the answer are
- * the offsets on every node.
+ * the offsets on every node. Consumer groups' commands are cluster_groups.c's.
  *
  * A single krappyd never comes here (handlers.c checks srv->cluster).
  */
@@ -15,9 +15,7 @@
 #include "server/server.h"
 #include "util/clock.h"
 
-/* The error of a replicated write, with the leader's address after a
- * NOT_LEADER (the lead moved while the command was in flight). */
-static void write_error(kr_req *r, const kr_store_result *res)
+void kr_server_write_error(kr_req *r, const kr_store_result *res)
 {
     kr_conn *c = r->conn;
     char leader[KR_HOSTPORT_MAX + 1] = "";
@@ -32,21 +30,34 @@ static void write_error(kr_req *r, const kr_store_result *res)
     kr_req_error(r, res->err, res->msg, &extra);
 }
 
-/* Submit srv->cmd for r; `done` answers it. @return KR_H_ASYNC. */
-static kr_hresult submit(kr_conn *c, kr_req *r, kr_replica_done done)
+krappy_err kr_server_cluster_command(kr_server *srv, kr_replica_done done, void *arg, char *msg,
+                                     size_t msglen)
 {
-    kr_server *srv = c->srv;
-    kr_req_async(r);
-    if (srv->cmd.failed) {
-        kr_req_error(r, KRAPPY_E_STORAGE, "out of memory encoding the write for the cluster's log",
-                     NULL);
-        return KR_H_ASYNC;
+    char leader[KR_HOSTPORT_MAX + 1];
+    if (!kr_cluster_is_leader(srv->cluster)) {
+        if (kr_cluster_leader_addr(srv->cluster, leader, sizeof leader))
+            snprintf(msg, msglen, "this node is not the cluster's leader; the leader is at %s",
+                     leader);
+        else
+            snprintf(msg, msglen,
+                     "this node is not the cluster's leader and no leader is known "
+                     "yet; try again in a moment");
+        return KRAPPY_E_NOT_LEADER;
     }
+    if (srv->cmd.failed) {
+        snprintf(msg, msglen, "out of memory encoding the write for the cluster's log");
+        return KRAPPY_E_STORAGE;
+    }
+    return kr_cluster_submit(srv->cluster, srv->cmd.data, srv->cmd.len, done, arg, msg, msglen);
+}
+
+kr_hresult kr_server_cluster_submit(kr_conn *c, kr_req *r, kr_replica_done done)
+{
+    kr_req_async(r);
     kr_store_result res = {.first = UINT64_MAX};
-    res.err = kr_cluster_submit(srv->cluster, srv->cmd.data, srv->cmd.len, done, r, res.msg,
-                                sizeof res.msg);
+    res.err = kr_server_cluster_command(c->srv, done, r, res.msg, sizeof res.msg);
     if (res.err != KRAPPY_OK)
-        write_error(r, &res);
+        kr_server_write_error(r, &res);
     return KR_H_ASYNC;
 }
 
@@ -57,7 +68,7 @@ static void registered(void *arg, const kr_store_result *res)
     kr_req *r = arg;
     kr_conn *c = r->conn;
     if (res->err != KRAPPY_OK) {
-        write_error(r, res);
+        kr_server_write_error(r, res);
         return;
     }
     kr_str name = {c->cl_topic, c->cl_topic_len};
@@ -84,7 +95,7 @@ kr_hresult kr_server_cluster_register(kr_conn *c, kr_req *r, const kr_request *r
     if (!c->idem) {
         r->ctx = NULL;
         kr_cmd_put_topic(&c->srv->cmd, KR_CMD_TOPIC_CREATE, name);
-        return submit(c, r, registered);
+        return kr_server_cluster_submit(c, r, registered);
     }
     /* The new epoch, as this node knows the producer; every node starts
      * it (or, replaying, finds it started). */
@@ -94,7 +105,7 @@ kr_hresult kr_server_cluster_register(kr_conn *c, kr_req *r, const kr_request *r
     c->idem_id_len = id->len;
     r->ctx = r;
     kr_cmd_put_producer_register(&c->srv->cmd, name, id, c->idem_epoch);
-    return submit(c, r, registered);
+    return kr_server_cluster_submit(c, r, registered);
 }
 
 /* ---- PUBLISH ---- */
@@ -105,8 +116,8 @@ static void published(void *arg, const kr_store_result *res)
     kr_conn *c = r->conn;
     if (res->err != KRAPPY_OK) {
         if (res->err == KRAPPY_E_FENCED || res->err == KRAPPY_E_NOT_REGISTERED)
-            c->cl_topic_len = 0; /* register again to publish */
-        write_error(r, res);     /* closes when ack "none" */
+            c->cl_topic_len = 0;       /* register again to publish */
+        kr_server_write_error(r, res); /* closes when ack "none" */
         return;
     }
     kr_reply_published(r, res);
@@ -128,7 +139,7 @@ kr_hresult kr_server_cluster_publish(kr_conn *c, kr_req *r, const kr_request *re
     kr_buf_reset(&c->srv->cmd);
     kr_cmd_put_publish(&c->srv->cmd, &topic, kr_wall_ms(), c->idem ? &id : NULL, c->idem_epoch,
                        &payload);
-    return submit(c, r, published);
+    return kr_server_cluster_submit(c, r, published);
 }
 
 /* ---- the admin port's and the Kafka listener's produce ---- */
@@ -137,24 +148,9 @@ krappy_err kr_server_cluster_produce(kr_server *srv, const char *topic, size_t t
                                      const uint8_t *payload, size_t len, kr_replica_done done,
                                      void *arg, char *msg, size_t msglen)
 {
-    char leader[KR_HOSTPORT_MAX + 1];
-    if (!kr_cluster_is_leader(srv->cluster)) {
-        if (kr_cluster_leader_addr(srv->cluster, leader, sizeof leader))
-            snprintf(msg, msglen, "this node is not the cluster's leader; the leader is at %s",
-                     leader);
-        else
-            snprintf(msg, msglen,
-                     "this node is not the cluster's leader and no leader is known "
-                     "yet; try again in a moment");
-        return KRAPPY_E_NOT_LEADER;
-    }
     /* Applying a PUBLISH creates its topic where it is missing. */
     kr_str name = {(const uint8_t *)topic, tlen}, body = {payload, len};
     kr_buf_reset(&srv->cmd);
     kr_cmd_put_publish(&srv->cmd, &name, kr_wall_ms(), NULL, 0, &body);
-    if (srv->cmd.failed) {
-        snprintf(msg, msglen, "out of memory encoding the write for the cluster's log");
-        return KRAPPY_E_STORAGE;
-    }
-    return kr_cluster_submit(srv->cluster, srv->cmd.data, srv->cmd.len, done, arg, msg, msglen);
+    return kr_server_cluster_command(srv, done, arg, msg, msglen);
 }

@@ -1,5 +1,6 @@
 /*
- * server/handlers.c - one function per request type.
+ * server/handlers.c - one function per request type (consumer groups'
+ * in handlers_group.c).
  *
  * A handler runs on the loop thread after the request passed every check up
  * to "fields valid" (PROTOCOL.md section 5); it checks registration and the
@@ -34,8 +35,7 @@ static kr_store *store_of(kr_conn *c)
     return c->srv->store;
 }
 
-/* NO_SUCH_TOPIC, or the topic. */
-static kr_topic *need_topic(kr_conn *c, kr_req *r, const kr_str *name)
+kr_topic *kr_need_topic(kr_conn *c, kr_req *r, const kr_str *name)
 {
     kr_topic *t = kr_store_topic(store_of(c), name->ptr, name->len);
     if (t == NULL) {
@@ -315,7 +315,7 @@ static void fetch_cancel(kr_req *r, krappy_err code)
 
 static kr_hresult fetch(kr_conn *c, kr_req *r, const kr_request *req)
 {
-    kr_topic *t = need_topic(c, r, &req->u.fetch.topic);
+    kr_topic *t = kr_need_topic(c, r, &req->u.fetch.topic);
     if (t == NULL)
         return KR_H_DONE;
     uint64_t offset = req->u.fetch.offset, max = req->u.fetch.max,
@@ -351,7 +351,7 @@ static kr_hresult fetch(kr_conn *c, kr_req *r, const kr_request *req)
 
 static kr_hresult get(kr_conn *c, kr_req *r, const kr_request *req)
 {
-    kr_topic *t = need_topic(c, r, &req->u.get.topic);
+    kr_topic *t = kr_need_topic(c, r, &req->u.get.topic);
     if (t == NULL)
         return KR_H_DONE;
     const kr_key *key = &req->u.get.key;
@@ -491,7 +491,7 @@ static void scan_started(void *arg, kr_scan_cursor *cur, const kr_store_result *
 
 static kr_hresult scan(kr_conn *c, kr_req *r, const kr_request *req)
 {
-    kr_topic *t = need_topic(c, r, &req->u.scan.topic);
+    kr_topic *t = kr_need_topic(c, r, &req->u.scan.topic);
     if (t == NULL)
         return KR_H_DONE;
     if (req->u.scan.has_cursor) {
@@ -519,373 +519,12 @@ static kr_hresult scan(kr_conn *c, kr_req *r, const kr_request *req)
     return KR_H_ASYNC;
 }
 
-/* ---- consumer groups ---- */
-
-static void consumer_drop(kr_conn *c)
-{
-    if (c->consumer == NULL)
-        return;
-    kr_store_group_leave(store_of(c), c->consumer_group, c->consumer);
-    c->consumer = NULL;
-    c->consumer_group = NULL;
-}
-
 void kr_handlers_conn_closed(kr_conn *c)
 {
     if (c->srv->store != NULL) {
-        consumer_drop(c);
+        kr_consumer_drop(c);
         producer_drop(c);
     }
-}
-
-typedef struct joined_ctx {
-    kr_topic *t;
-    kr_tgroup *tg;
-    char member[KRAPPY_MAX_NAME_BYTES + 1];
-    size_t member_len;
-} joined_ctx;
-
-static void joined(void *arg, const kr_store_result *res)
-{
-    kr_req *r = arg;
-    kr_conn *c = r->conn;
-    joined_ctx *j = r->ctx;
-    r->ctx = NULL;
-    if (res->err != KRAPPY_OK) {
-        free(j);
-        kr_req_error(r, res->err, res->msg, NULL);
-        return;
-    }
-    size_t glen;
-    const char *gname = kr_store_group_name(j->tg, &glen);
-    kr_str topic = topic_str(j->t), group = {(const uint8_t *)gname, glen},
-           member = {(const uint8_t *)j->member, j->member_len};
-    kr_buf_reset(&c->enc);
-    kr_enc_ok_consumer(&c->enc, r->cid, &topic, &group, &member, res->first);
-    free(j);
-    kr_req_reply(r, KRAPPY_T_OK, c->enc.data, c->enc.len);
-}
-
-/*
- * CONSUMER_REGISTER: join (creating the group at `start` when it is new);
- * a rebind first returns this connection's pending events; a member name
- * held by another connection is taken over, and that connection loses its
- * registration (a POLL parked there is answered NOT_REGISTERED).
- */
-static kr_hresult consumer_register(kr_conn *c, kr_req *r, const kr_request *req)
-{
-    const typeof(req->u.consumer_register) *q = &req->u.consumer_register;
-    kr_topic *t = need_topic(c, r, &q->topic);
-    if (t == NULL)
-        return KR_H_DONE;
-    joined_ctx *j = calloc(1, sizeof *j);
-    if (j == NULL) {
-        kr_req_error(r, KRAPPY_E_STORAGE, "out of memory registering a consumer", NULL);
-        return KR_H_DONE;
-    }
-    consumer_drop(c);
-    kr_join a = {.group = q->group.ptr,
-                 .glen = q->group.len,
-                 .member = q->has_member ? q->member.ptr : NULL,
-                 .mlen = q->has_member ? q->member.len : 0,
-                 .start = q->start,
-                 .start_offset = q->start_offset,
-                 .auto_ack = q->ack == KR_CACK_AUTO,
-                 .ack_wait_ms = q->ack_wait_ms,
-                 .owner = c};
-    kr_tgroup *tg;
-    kr_member *m;
-    void *taken = NULL;
-    kr_req_async(r);
-    krappy_err rc = kr_store_group_join(store_of(c), t, &a, &tg, &m, &taken, joined, r, c->errmsg,
-                                        sizeof c->errmsg);
-    if (rc != KRAPPY_OK) {
-        free(j);
-        kr_error_extra extra = {
-            .has_range = rc == KRAPPY_E_OFFSET_OUT_OF_RANGE, .first = t->first, .next = t->next};
-        kr_req_error(r, rc, c->errmsg, &extra);
-        return KR_H_ASYNC;
-    }
-    j->t = t;
-    j->tg = tg;
-    memcpy(j->member, m->name, m->name_len);
-    j->member_len = m->name_len;
-    r->ctx = j;
-    c->consumer = m;
-    c->consumer_group = tg;
-    if (taken != NULL && taken != c) {
-        kr_conn *old = taken;
-        old->consumer = NULL;
-        old->consumer_group = NULL;
-        kr_conn_cancel_parked(old, KRAPPY_E_NOT_REGISTERED);
-    }
-    return KR_H_ASYNC;
-}
-
-/* A POLL in progress: parked, or waiting for its auto-ack cursor. */
-typedef struct poll_state {
-    kr_waiter w;
-    kr_req *r;
-    uint64_t max, max_bytes, deadline_ms;
-    struct evbuffer *events;
-    uint64_t count;
-    uint64_t next; /* the group's frontier after handing out */
-} poll_state;
-
-static void poll_send(kr_req *r, poll_state *ps)
-{
-    kr_conn *c = r->conn;
-    struct evbuffer *buf = evbuffer_new();
-    uint64_t next = ps->next;
-    if (buf == NULL) {
-        kr_req_error(r, KRAPPY_E_STORAGE, "out of memory building a reply", NULL);
-        return;
-    }
-    evbuffer_set_flags(buf, EVBUFFER_FLAG_DRAINS_TO_FD);
-    kr_buf_reset(&c->enc);
-    kr_enc_events_begin(&c->enc, r->cid, (size_t)ps->count);
-    evbuffer_add(buf, c->enc.data, c->enc.len);
-    evbuffer_add_buffer(buf, ps->events);
-    kr_buf_reset(&c->enc);
-    kr_enc_events_end(&c->enc, next);
-    evbuffer_add(buf, c->enc.data, c->enc.len);
-    kr_req_reply_evbuffer(r, KRAPPY_T_EVENTS, buf);
-    evbuffer_free(buf);
-}
-
-static void poll_finish(poll_state *ps)
-{
-    if (ps->events != NULL)
-        evbuffer_free(ps->events);
-    free(ps);
-}
-
-static void poll_persisted(void *arg, const kr_store_result *res)
-{
-    poll_state *ps = arg;
-    kr_req *r = ps->r;
-    r->ctx = NULL;
-    if (res->err != KRAPPY_OK)
-        kr_req_error(r, res->err, res->msg, NULL);
-    else
-        poll_send(r, ps);
-    poll_finish(ps);
-}
-
-static void poll_woken(kr_waiter *w, bool timed_out);
-
-static void poll_cancel(kr_req *r, krappy_err code)
-{
-    poll_state *ps = r->ctx;
-    kr_conn *c = r->conn;
-    kr_store_unpark(store_of(c), &ps->w);
-    c->parked--;
-    r->ctx = NULL;
-    poll_finish(ps);
-    if (code == KRAPPY_OK)
-        kr_req_silent(r);
-    else if (code == KRAPPY_E_NOT_REGISTERED)
-        kr_req_error(r, code, "another connection took over this member; register again to poll",
-                     NULL);
-    else
-        kr_req_error(r, code, "the server is shutting down; reconnect in a moment", NULL);
-}
-
-/*
- * Hand out what there is. Returns KR_H_DONE when the request was answered
- * now, KR_H_ASYNC when it waits (parked, or for its auto-ack cursor).
- */
-static kr_hresult poll_try(kr_conn *c, kr_req *r, poll_state *ps)
-{
-    kr_member *m = c->consumer;
-    kr_tgroup *tg = c->consumer_group;
-    if (m == NULL) {
-        poll_finish(ps);
-        kr_req_error(r, KRAPPY_E_NOT_REGISTERED,
-                     "POLL needs a CONSUMER_REGISTER on this "
-                     "connection first",
-                     NULL);
-        return KR_H_DONE;
-    }
-    uint64_t before = kr_store_group_cursor(tg);
-    krappy_err rc = kr_store_poll(store_of(c), tg, m, ps->max, ps->max_bytes, ps->events,
-                                  &ps->count, c->errmsg, sizeof c->errmsg);
-    if (rc != KRAPPY_OK) {
-        poll_finish(ps);
-        kr_req_error(r, rc, c->errmsg, NULL);
-        return KR_H_DONE;
-    }
-    ps->next = kr_store_group_frontier(tg);
-    uint64_t now = kr_mono_ms();
-    if (ps->count == 0 && now < ps->deadline_ms) {
-        ps->w.topic = tg->t;
-        ps->w.offset = 0;
-        ps->w.wake = poll_woken;
-        if (kr_store_park_group(store_of(c), tg, &ps->w, ps->deadline_ms - now) < 0) {
-            poll_finish(ps);
-            kr_req_error(r, KRAPPY_E_STORAGE, "out of memory parking a POLL", NULL);
-            return KR_H_DONE;
-        }
-        r->ctx = ps;
-        r->cancel = poll_cancel;
-        c->parked++;
-        return KR_H_ASYNC;
-    }
-    bool moved = kr_store_group_cursor(tg) != before;
-    if (m->auto_ack && moved) {
-        /* At-most-once: the cursor is durable before the events go out. */
-        kr_store_result res;
-        r->ctx = ps;
-        if (kr_store_group_persist(store_of(c), tg, poll_persisted, ps, &res) == 0)
-            return KR_H_ASYNC;
-        r->ctx = NULL;
-        poll_finish(ps);
-        kr_req_error(r, res.err, res.msg, NULL);
-        return KR_H_DONE;
-    }
-    if (moved)
-        kr_store_wake_group(store_of(c), tg);
-    poll_send(r, ps);
-    poll_finish(ps);
-    return KR_H_DONE;
-}
-
-static void poll_woken(kr_waiter *w, bool timed_out)
-{
-    poll_state *ps = (poll_state *)w;
-    kr_req *r = ps->r;
-    kr_conn *c = r->conn;
-    (void)timed_out;
-    r->cancel = NULL;
-    r->ctx = NULL;
-    c->parked--;
-    if (w->gone) {
-        poll_finish(ps);
-        kr_req_error(r, KRAPPY_E_NOT_REGISTERED,
-                     "this consumer's group was deleted (GROUP_DELETE or DELETE_TOPIC); register "
-                     "again to poll",
-                     NULL);
-        return;
-    }
-    (void)poll_try(c, r, ps); /* answers, parks again, or waits for its cursor */
-}
-
-static kr_hresult poll(kr_conn *c, kr_req *r, const kr_request *req)
-{
-    if (c->consumer == NULL) {
-        kr_req_error(r, KRAPPY_E_NOT_REGISTERED,
-                     "POLL needs a CONSUMER_REGISTER on this connection first", NULL);
-        return KR_H_DONE;
-    }
-    poll_state *ps = calloc(1, sizeof *ps);
-    if (ps != NULL)
-        ps->events = evbuffer_new();
-    if (ps == NULL || ps->events == NULL) {
-        free(ps);
-        kr_req_error(r, KRAPPY_E_STORAGE, "out of memory polling", NULL);
-        return KR_H_DONE;
-    }
-    evbuffer_set_flags(ps->events, EVBUFFER_FLAG_DRAINS_TO_FD);
-    ps->r = r;
-    ps->max = req->u.poll.max;
-    ps->max_bytes = req->u.poll.max_bytes;
-    ps->deadline_ms = kr_mono_ms() + req->u.poll.wait_ms;
-    kr_req_async(r);
-    if (poll_try(c, r, ps) == KR_H_DONE) {
-        /* Answered at once: the async reference was dropped by the reply. */
-    }
-    return KR_H_ASYNC;
-}
-
-typedef struct acked_ctx {
-    uint64_t *ignored;
-    size_t n_ignored;
-} acked_ctx;
-
-static void acked(void *arg, const kr_store_result *res)
-{
-    kr_req *r = arg;
-    kr_conn *c = r->conn;
-    acked_ctx *a = r->ctx;
-    r->ctx = NULL;
-    if (res->err != KRAPPY_OK) {
-        free(a->ignored);
-        free(a);
-        kr_req_error(r, res->err, res->msg, NULL);
-        return;
-    }
-    kr_buf_reset(&c->enc);
-    kr_enc_ok_ack(&c->enc, r->cid, res->first, a->ignored, a->n_ignored);
-    free(a->ignored);
-    free(a);
-    kr_req_reply(r, KRAPPY_T_OK, c->enc.data, c->enc.len);
-}
-
-/*
- * ACK: applied to the window at once (so a POLL after it sees it), then
- * answered once the group's cursor survives kill -9 - always through the
- * writer, in order after every earlier write of the connection.
- */
-static kr_hresult ack(kr_conn *c, kr_req *r, const kr_request *req)
-{
-    kr_member *m = c->consumer;
-    kr_tgroup *tg = c->consumer_group;
-    if (m == NULL) {
-        kr_req_error(r, KRAPPY_E_NOT_REGISTERED,
-                     "ACK needs a CONSUMER_REGISTER on this connection first", NULL);
-        return KR_H_DONE;
-    }
-    kr_ack_result res;
-    if (req->u.ack.has_upto) {
-        kr_store_group_ack_upto(store_of(c), tg, m, req->u.ack.upto, &res);
-    } else {
-        size_t n = (size_t)req->u.ack.n_offsets;
-        uint64_t *offs = malloc((n ? n : 1) * sizeof *offs);
-        if (offs == NULL) {
-            kr_req_error(r, KRAPPY_E_STORAGE, "out of memory reading the offsets", NULL);
-            return KR_H_DONE;
-        }
-        kr_cbor_iter it;
-        kr_cbor_item o;
-        size_t k = 0;
-        kr_cbor_iter_init(&it, &req->u.ack.offsets);
-        while (k < n && kr_cbor_iter_next(&it, &o) == 1)
-            offs[k++] = o.u;
-        kr_store_group_ack_offsets(store_of(c), tg, offs, k, &res);
-        free(offs);
-    }
-    if (res.err != KRAPPY_OK) {
-        free(res.ignored);
-        size_t glen;
-        const char *gname = kr_store_group_name(tg, &glen);
-        if (res.err == KRAPPY_E_INVALID_ARGUMENT)
-            snprintf(c->errmsg, sizeof c->errmsg,
-                     "offset %llu was never handed out to group '%.*s'; nothing of this ACK was "
-                     "applied",
-                     (unsigned long long)res.bad_offset, (int)glen, gname);
-        else
-            snprintf(c->errmsg, sizeof c->errmsg, "out of memory applying the ACK");
-        kr_req_error(r, res.err, c->errmsg, NULL);
-        return KR_H_DONE;
-    }
-    acked_ctx *a = calloc(1, sizeof *a);
-    if (a == NULL) {
-        free(res.ignored);
-        kr_req_error(r, KRAPPY_E_STORAGE, "out of memory applying the ACK", NULL);
-        return KR_H_DONE;
-    }
-    a->ignored = res.ignored;
-    a->n_ignored = res.n_ignored;
-    r->ctx = a;
-    kr_req_async(r);
-    kr_store_result sr;
-    if (kr_store_group_persist(store_of(c), tg, acked, r, &sr) < 0) {
-        r->ctx = NULL;
-        free(a->ignored);
-        free(a);
-        kr_req_error(r, sr.err, sr.msg, NULL);
-    }
-    return KR_H_ASYNC;
 }
 
 /* ---- TOPICS, STATS ---- */
@@ -928,7 +567,7 @@ static void put_group(void *arg, const kr_group_row *g)
 /* STATS: the topic, and its groups of both kinds (group_rows.h). */
 static kr_hresult stats(kr_conn *c, kr_req *r, const kr_request *req)
 {
-    kr_topic *t = need_topic(c, r, &req->u.stats.topic);
+    kr_topic *t = kr_need_topic(c, r, &req->u.stats.topic);
     if (t == NULL)
         return KR_H_DONE;
     const uint8_t *only = req->u.stats.has_group ? req->u.stats.group.ptr : NULL;
@@ -967,22 +606,7 @@ static kr_hresult stats(kr_conn *c, kr_req *r, const kr_request *req)
     return KR_H_DONE;
 }
 
-/* ---- administration: DELETE_TOPIC, GROUP_SEEK, GROUP_DELETE ---- */
-
-/* The group a request names, or NOT_FOUND (after NO_SUCH_TOPIC). */
-static kr_tgroup *need_group(kr_conn *c, kr_req *r, const kr_str *topic, const kr_str *group)
-{
-    kr_topic *t = need_topic(c, r, topic);
-    if (t == NULL)
-        return NULL;
-    kr_tgroup *tg = kr_store_group(t, group->ptr, group->len);
-    if (tg == NULL) {
-        snprintf(c->errmsg, sizeof c->errmsg, "topic '%s' has no group '%.*s'", t->name,
-                 (int)group->len, (const char *)group->ptr);
-        kr_req_error(r, KRAPPY_E_NOT_FOUND, c->errmsg, NULL);
-    }
-    return tg;
-}
+/* ---- DELETE_TOPIC ---- */
 
 static void topic_deleted(void *arg, const kr_store_result *res)
 {
@@ -1016,7 +640,7 @@ static kr_str *name_copy(const kr_topic *t)
 
 static kr_hresult delete_topic(kr_conn *c, kr_req *r, const kr_request *req)
 {
-    kr_topic *t = need_topic(c, r, &req->u.delete_topic.topic);
+    kr_topic *t = kr_need_topic(c, r, &req->u.delete_topic.topic);
     if (t == NULL)
         return KR_H_DONE;
     kr_str *name = name_copy(t);
@@ -1033,54 +657,6 @@ static kr_hresult delete_topic(kr_conn *c, kr_req *r, const kr_request *req)
         free(name);
         kr_req_error(r, e, c->errmsg, NULL);
     }
-    return KR_H_ASYNC;
-}
-
-/* GROUP_SEEK's and GROUP_DELETE's completion: OK {cursor} or OK {}. */
-static void group_changed(void *arg, const kr_store_result *res)
-{
-    kr_req *r = arg;
-    kr_conn *c = r->conn;
-    if (res->err != KRAPPY_OK) {
-        kr_req_error(r, res->err, res->msg, NULL);
-        return;
-    }
-    kr_buf_reset(&c->enc);
-    if (r->type == KRAPPY_T_GROUP_SEEK)
-        kr_enc_ok_cursor(&c->enc, r->cid, res->first);
-    else
-        kr_enc_ok_empty(&c->enc, r->cid);
-    kr_req_reply(r, KRAPPY_T_OK, c->enc.data, c->enc.len);
-}
-
-static kr_hresult group_seek(kr_conn *c, kr_req *r, const kr_request *req)
-{
-    const typeof(req->u.group_seek) *q = &req->u.group_seek;
-    kr_tgroup *tg = need_group(c, r, &q->topic, &q->group);
-    if (tg == NULL)
-        return KR_H_DONE;
-    kr_topic *t = tg->t;
-    kr_req_async(r);
-    krappy_err e = kr_store_group_seek(store_of(c), tg, q->to, q->value, group_changed, r,
-                                       c->errmsg, sizeof c->errmsg);
-    if (e != KRAPPY_OK) {
-        kr_error_extra extra = {
-            .has_range = e == KRAPPY_E_OFFSET_OUT_OF_RANGE, .first = t->first, .next = t->next};
-        kr_req_error(r, e, c->errmsg, &extra);
-    }
-    return KR_H_ASYNC;
-}
-
-static kr_hresult group_delete(kr_conn *c, kr_req *r, const kr_request *req)
-{
-    const typeof(req->u.group_delete) *q = &req->u.group_delete;
-    kr_tgroup *tg = need_group(c, r, &q->topic, &q->group);
-    if (tg == NULL)
-        return KR_H_DONE;
-    kr_req_async(r);
-    krappy_err e = kr_ops_group_delete(c->srv, tg, group_changed, r, c->errmsg, sizeof c->errmsg);
-    if (e != KRAPPY_OK)
-        kr_req_error(r, e, c->errmsg, NULL);
     return KR_H_ASYNC;
 }
 
@@ -1118,7 +694,7 @@ static kr_hresult topic_config(kr_conn *c, kr_req *r, const kr_request *req)
 {
     const typeof(req->u.topic_config) *q = &req->u.topic_config;
     if (!q->has_set) {
-        kr_topic *t = need_topic(c, r, &q->topic);
+        kr_topic *t = kr_need_topic(c, r, &q->topic);
         if (t != NULL)
             reply_config(c, r, t);
         return KR_H_DONE;
@@ -1146,10 +722,10 @@ static kr_hresult topic_config(kr_conn *c, kr_req *r, const kr_request *req)
 
 static const kr_handler handlers[KRAPPY_T_REQUEST_MAX + 1] = {
     [KRAPPY_T_PRODUCER_REGISTER] = {"PRODUCER_REGISTER", true, producer_register},
-    [KRAPPY_T_CONSUMER_REGISTER] = {"CONSUMER_REGISTER", true, consumer_register},
+    [KRAPPY_T_CONSUMER_REGISTER] = {"CONSUMER_REGISTER", true, kr_handle_consumer_register},
     [KRAPPY_T_PUBLISH] = {"PUBLISH", true, publish},
-    [KRAPPY_T_POLL] = {"POLL", false, poll},
-    [KRAPPY_T_ACK] = {"ACK", true, ack},
+    [KRAPPY_T_POLL] = {"POLL", false, kr_handle_poll},
+    [KRAPPY_T_ACK] = {"ACK", true, kr_handle_ack},
     [KRAPPY_T_GET] = {"GET", false, get},
     [KRAPPY_T_SCAN] = {"SCAN", false, scan},
     [KRAPPY_T_FETCH] = {"FETCH", false, fetch},
@@ -1159,8 +735,8 @@ static const kr_handler handlers[KRAPPY_T_REQUEST_MAX + 1] = {
     [KRAPPY_T_STATS] = {"STATS", false, stats},
     [KRAPPY_T_CLUSTER] = {"CLUSTER", false, kr_handle_cluster},
     [KRAPPY_T_DELETE_TOPIC] = {"DELETE_TOPIC", true, delete_topic},
-    [KRAPPY_T_GROUP_SEEK] = {"GROUP_SEEK", true, group_seek},
-    [KRAPPY_T_GROUP_DELETE] = {"GROUP_DELETE", true, group_delete},
+    [KRAPPY_T_GROUP_SEEK] = {"GROUP_SEEK", true, kr_handle_group_seek},
+    [KRAPPY_T_GROUP_DELETE] = {"GROUP_DELETE", true, kr_handle_group_delete},
     [KRAPPY_T_TOPIC_CONFIG] = {"TOPIC_CONFIG", true, topic_config},
 };
 

@@ -117,6 +117,27 @@ static void fill_topic(kr_kafka_metadata_topic *mt, kr_kafka_metadata_partition 
     mt->partitions.n = 1;
 }
 
+/* The one broker a client is told of: this node, or in a cluster the
+ * leader (PROTOCOL.md section 8): clients produce and commit offsets there,
+ * and ask again after NOT_LEADER_OR_FOLLOWER or NOT_COORDINATOR. */
+static void the_broker(kr_kconn *c, kr_kreq *r, kr_kafka_str *host, int32_t *port)
+{
+    kr_kafka *k = c->k;
+    kr_hostport lead = {0};
+    char addr[KR_HOSTPORT_MAX + 1];
+    *host = kr_kafka_cstr(k->host);
+    *port = k->adv_port;
+    if (k->srv->cluster != NULL &&
+        kr_cluster_leader_kafka_addr(k->srv->cluster, addr, sizeof addr) &&
+        kr_hostport_parse(addr, 0, &lead, NULL, 0) == 0) {
+        const char *h = kr_kreq_strdup(r, lead.host, (int32_t)strlen(lead.host));
+        if (h != NULL) {
+            *host = kr_kafka_cstr(h);
+            *port = atoi(lead.port);
+        }
+    }
+}
+
 /* Answer a Metadata request for `names` (n -1: every topic). */
 static void metadata_respond(kr_kconn *c, kr_kreq *r, const kr_kafka_str *names, int32_t n)
 {
@@ -161,21 +182,7 @@ static void metadata_respond(kr_kconn *c, kr_kreq *r, const kr_kafka_str *names,
         }
     }
     broker->node_id = KR_KAFKA_NODE_ID;
-    broker->host = kr_kafka_cstr(k->host);
-    broker->port = k->adv_port;
-    /* In a cluster the one broker named is the leader (PROTOCOL.md section
-     * 8): clients produce there, and ask again after NOT_LEADER_OR_FOLLOWER. */
-    kr_hostport lead = {0};
-    char addr[KR_HOSTPORT_MAX + 1];
-    if (k->srv->cluster != NULL &&
-        kr_cluster_leader_kafka_addr(k->srv->cluster, addr, sizeof addr) &&
-        kr_hostport_parse(addr, 0, &lead, NULL, 0) == 0) {
-        const char *host = kr_kreq_strdup(r, lead.host, (int32_t)strlen(lead.host));
-        if (host != NULL) {
-            broker->host = kr_kafka_cstr(host);
-            broker->port = atoi(lead.port);
-        }
-    }
+    the_broker(c, r, &broker->host, &broker->port);
     broker->rack = (kr_kafka_str){NULL, -1};
     kr_kafka_metadata_resp resp = {0};
     resp.brokers.v = broker;
@@ -327,8 +334,7 @@ static kr_khresult find_coordinator(kr_kconn *c, kr_kreq *r, const kr_kafka_requ
 {
     kr_kafka_find_coordinator_resp resp = {0};
     resp.error_message = (kr_kafka_str){NULL, -1};
-    resp.host = kr_kafka_cstr(c->k->host);
-    resp.port = c->k->adv_port;
+    the_broker(c, r, &resp.host, &resp.port);
     resp.node_id = KR_KAFKA_NODE_ID;
     if (req->u.find_coordinator.key_type != 0) {
         /* Transaction coordinators: krappy has no transactions. */

@@ -3,11 +3,14 @@
  * JoinGroup, SyncGroup, Heartbeat and LeaveGroup through the coordinator
  * (kafka_groups.h), OffsetCommit and OffsetFetch through the store's
  * committed offsets (kr_store_koffset_*), which survive kill -9 before an
- * OffsetCommit is answered.
+ * OffsetCommit is answered. On a cluster an OffsetCommit goes through the
+ * log (KOFFSET_COMMIT, cluster/cmd.h) and is answered once applied on the
+ * leader; every node then answers OffsetFetch with it.
  */
 #include <stdio.h>
 #include <string.h>
 
+#include "cluster/cmd.h"
 #include "server/kafka.h"
 #include "server/kafka_groups.h"
 #include "util/clock.h"
@@ -127,14 +130,44 @@ static void commit_done(kr_kreq *r)
         kr_kreq_respond(r, &kc->resp);
 }
 
+/* A commit's error for Kafka: a node that does not lead (any more) is not
+ * the coordinator, and the client looks for it again. */
+static int16_t commit_err(krappy_err e)
+{
+    return e == KRAPPY_E_NOT_LEADER ? KR_KAFKA_ERR_NOT_COORDINATOR : kr_kafka_err_from(e);
+}
+
 static void committed(void *arg, const kr_store_result *res)
 {
     kcommit_part *cp = arg;
     if (res->err != KRAPPY_OK) {
-        cp->p->error_code = kr_kafka_err_from(res->err);
+        cp->p->error_code = commit_err(res->err);
         kr_kconn_log(KR_LOG_ERROR, cp->r->conn, "a Kafka offset commit failed", res->msg);
     }
     commit_done(cp->r);
+}
+
+/* On a cluster: the commit into the log; `committed` follows once it is
+ * applied here. @return 0, or -1 with res filled. */
+static int commit_logged(kr_server *srv, kr_topic *t, kr_kafka_str group,
+                         const kr_kafka_offset_commit_req_partition *qp, kcommit_part *cp,
+                         kr_store_result *res)
+{
+    if ((size_t)group.len > KR_KOFFSET_GROUP_MAX) {
+        res->err = KRAPPY_E_INVALID_ARGUMENT;
+        snprintf(res->msg, sizeof res->msg, "a Kafka group id may be at most %d bytes",
+                 KR_KOFFSET_GROUP_MAX);
+        return -1;
+    }
+    kr_str topic = {(const uint8_t *)t->name, t->name_len},
+           g = {(const uint8_t *)group.ptr, (size_t)group.len};
+    const kr_kafka_str *m = &qp->committed_metadata;
+    kr_buf_reset(&srv->cmd);
+    kr_cmd_put_koffset(&srv->cmd, &topic, &g, (uint64_t)qp->committed_offset,
+                       m->len >= 0 ? (const uint8_t *)m->ptr : NULL,
+                       m->len >= 0 ? (size_t)m->len : 0);
+    res->err = kr_server_cluster_command(srv, committed, cp, res->msg, sizeof res->msg);
+    return res->err == KRAPPY_OK ? 0 : -1;
 }
 
 /* Commit one partition's offset. @return its error code now (0: queued or
@@ -154,12 +187,17 @@ static int16_t commit_one(kr_kconn *c, kr_kreq *r, kcommit *kc, kr_topic *t, kr_
         return KR_KAFKA_ERR_UNKNOWN_SERVER_ERROR;
     *cp = (kcommit_part){r, p};
     kr_store_result res;
-    if (kr_store_koffset_commit(c->k->srv->store, t, (const uint8_t *)group.ptr, (size_t)group.len,
-                                (uint64_t)qp->committed_offset, qp->committed_metadata.ptr,
-                                qp->committed_metadata.len, committed, cp, &res) < 0) {
+    kr_server *srv = c->k->srv;
+    int rc =
+        srv->cluster != NULL
+            ? commit_logged(srv, t, group, qp, cp, &res)
+            : kr_store_koffset_commit(srv->store, t, (const uint8_t *)group.ptr, (size_t)group.len,
+                                      (uint64_t)qp->committed_offset, qp->committed_metadata.ptr,
+                                      qp->committed_metadata.len, committed, cp, &res);
+    if (rc < 0) {
         kr_kconn_log(KR_LOG_WARN, c, "a Kafka offset commit was refused", res.msg);
         return res.err == KRAPPY_E_INVALID_ARGUMENT ? KR_KAFKA_ERR_INVALID_GROUP_ID
-                                                    : kr_kafka_err_from(res.err);
+                                                    : commit_err(res.err);
     }
     kc->pending++;
     return 0;

@@ -167,6 +167,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         kr_kafka_abort_all(srv->kafka, "shutdown timeout");
     }
     kr_kafka_tick(srv->kafka, now);
+    if (srv->cluster != NULL)
+        kr_server_cluster_tick(srv);
     if (srv->shutting_down && srv->n_conns == 0)
         event_base_loopexit(srv->base, NULL);
 }

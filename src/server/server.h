@@ -235,8 +235,10 @@ struct kr_server {
      * member of (NULL: a single node, a cluster of one named cluster_id),
      * and where clients reach it (and its Kafka listener, "" for none). */
     kr_cluster *cluster;
-    kr_replica *replica; /* applies the log's store commands (a member's) */
-    kr_buf cmd;          /* a command being encoded for the log */
+    kr_replica *replica;             /* applies the log's store commands (a member's) */
+    kr_buf cmd;                      /* a command being encoded for the log */
+    struct kr_cursor_rounds *rounds; /* ACKs' cursors of this loop turn (cluster_groups.c) */
+    bool led;                        /* led the cluster at the last tick */
     char cluster_id[KR_CLUSTER_ID_MAX + 1];
     char advertise[KR_HOSTPORT_MAX + 1];
     char kafka_advertise[KR_HOSTPORT_MAX + 1];
@@ -440,6 +442,22 @@ void kr_reply_published(kr_req *r, const kr_store_result *res);
 bool kr_publish_lacks_seq(kr_conn *c, kr_req *r, const kr_request *req);
 kr_hresult kr_server_cluster_publish(kr_conn *c, kr_req *r, const kr_request *req);
 
+/* The error of a write answered after the store or the log: with the
+ * leader's address after NOT_LEADER, the event at fault after a PUBLISH's
+ * INVALID_ARGUMENT, the seq expected after OUT_OF_ORDER_SEQUENCE. */
+void kr_server_write_error(kr_req *r, const kr_store_result *res);
+
+/* kr_server_cluster_command - the command in srv->cmd into the log (on
+ * the leader); done gets its result once applied here.
+ * @return KRAPPY_OK (done follows), else the error with msg: NOT_LEADER
+ *         (naming the leader), BUSY, STORAGE, INVALID_ARGUMENT (too big). */
+krappy_err kr_server_cluster_command(kr_server *srv, kr_replica_done done, void *arg, char *msg,
+                                     size_t msglen);
+
+/* kr_server_cluster_submit - the command in srv->cmd for request r (made
+ * async here); done(r, result) answers it. @return KR_H_ASYNC. */
+kr_hresult kr_server_cluster_submit(kr_conn *c, kr_req *r, kr_replica_done done);
+
 /* The admin port's and the Kafka listener's produce on a cluster: the
  * PUBLISH payload (len bytes; its topic is created where missing) into the
  * log; done gets its result.
@@ -448,6 +466,45 @@ kr_hresult kr_server_cluster_publish(kr_conn *c, kr_req *r, const kr_request *re
 krappy_err kr_server_cluster_produce(kr_server *srv, const char *topic, size_t tlen,
                                      const uint8_t *payload, size_t len, kr_replica_done done,
                                      void *arg, char *msg, size_t msglen);
+
+/* ---- cluster_groups.c: consumer groups on a cluster's leader ---- */
+
+/*
+ * kr_server_cluster_join - CONSUMER_REGISTER on t: a GROUP_CREATE (at the
+ * cursor `start` names now; a no-op for a group that exists) through the
+ * log, then the member joins here and the request is answered with the
+ * group's cursor. @return KR_H_DONE (answered: a bad start offset) or
+ * KR_H_ASYNC.
+ */
+kr_hresult kr_server_cluster_join(kr_conn *c, kr_req *r, const kr_request *req, kr_topic *t);
+
+/*
+ * kr_server_cluster_cursor - tg's cursor into the log: every call of one
+ * loop turn for a topic shares one GROUP_CURSORS command, sent once the
+ * turn's other callbacks ran. done(arg, res) follows once it is applied
+ * here: res.first is the cursor committed for tg (at least the one tg had
+ * at this call); else the error (NOT_LEADER, NO_SUCH_TOPIC, NOT_FOUND for
+ * a group deleted meanwhile, STORAGE). It may run before this returns.
+ */
+void kr_server_cluster_cursor(kr_server *srv, kr_tgroup *tg, kr_replica_done done, void *arg);
+
+/* GROUP_SEEK (to the offset the request names now) and GROUP_DELETE on a
+ * cluster: the log's command; done gets its result (res.first the cursor).
+ * @return as kr_server_cluster_command, and GROUP_SEEK's own refusals. */
+krappy_err kr_server_cluster_group_seek(kr_server *srv, kr_tgroup *tg, kr_seek_kind to,
+                                        uint64_t value, kr_store_done done, void *arg, char *msg,
+                                        size_t msglen);
+krappy_err kr_server_cluster_group_delete(kr_server *srv, kr_tgroup *tg, kr_store_done done,
+                                          void *arg, char *msg, size_t msglen);
+
+/* The tick's look at leadership: a node that stopped leading lets go of
+ * what its groups held beyond the log - members (their connections lose
+ * the registration), hand-outs, ACKs not committed - and puts each group
+ * back at its logged cursor, where every other node has it. */
+void kr_server_cluster_tick(kr_server *srv);
+
+/* Answer the cursors not sent yet with SHUTTING_DOWN, and free them. */
+void kr_server_cluster_rounds_free(kr_server *srv);
 
 /* In a cluster: answer NOT_LEADER (with the leader's address when known)
  * to a request that needs the leader, on a node that does not lead.
@@ -478,8 +535,38 @@ krappy_err kr_ops_topic_configure(kr_server *srv, const uint8_t *name, size_t le
                                   void *arg, char *msg, size_t msglen);
 
 /* kr_ops_group_delete - GROUP_DELETE (kr_store_group_delete), then the
- * group's members lose their registrations. @return as kr_ops_delete_topic. */
+ * group's members lose their registrations; on a cluster through the log
+ * (every node deletes it). @return as kr_ops_delete_topic. */
 krappy_err kr_ops_group_delete(kr_server *srv, kr_tgroup *tg, kr_store_done done, void *arg,
                                char *msg, size_t msglen);
+
+/* kr_ops_group_seek - GROUP_SEEK (kr_store_group_seek); on a cluster
+ * through the log. @return as kr_store_group_seek, and NOT_LEADER. */
+krappy_err kr_ops_group_seek(kr_server *srv, kr_tgroup *tg, kr_seek_kind to, uint64_t value,
+                             kr_store_done done, void *arg, char *msg, size_t msglen);
+
+/* kr_ops_forget - every connection lets go of group tg of t, or of t and
+ * all its groups when tg is NULL (a deletion the log applied). */
+void kr_ops_forget(kr_server *srv, const kr_topic *t, const kr_tgroup *tg);
+
+/* ---- handlers_group.c: consumer groups on the data port ---- */
+
+/* The request handlers (kr_handler_for's table). */
+kr_hresult kr_handle_consumer_register(kr_conn *c, kr_req *r, const kr_request *req);
+kr_hresult kr_handle_poll(kr_conn *c, kr_req *r, const kr_request *req);
+kr_hresult kr_handle_ack(kr_conn *c, kr_req *r, const kr_request *req);
+kr_hresult kr_handle_group_seek(kr_conn *c, kr_req *r, const kr_request *req);
+kr_hresult kr_handle_group_delete(kr_conn *c, kr_req *r, const kr_request *req);
+
+/* c's consumer registration goes (its pending events back to the group).
+ * No registration: nothing. */
+void kr_consumer_drop(kr_conn *c);
+
+/* c becomes member m of tg (dropping a registration it had); `taken`, a
+ * connection m was taken over from, loses its own. */
+void kr_consumer_bind(kr_conn *c, kr_tgroup *tg, kr_member *m, void *taken);
+
+/* handlers.c: NO_SUCH_TOPIC answered (@return NULL), or the topic. */
+kr_topic *kr_need_topic(kr_conn *c, kr_req *r, const kr_str *name);
 
 #endif

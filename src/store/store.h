@@ -502,6 +502,10 @@ typedef struct kr_tgroup {
     /* metrics, labelled topic and group, refreshed by the group tick */
     kr_metric *m_cursor, *m_pending, *m_lag, *m_members, *m_max_deliveries, *m_redeliveries;
     uint64_t redeliveries_seen;
+    /* On a cluster: the cursor the log gave it last (cluster/replica.c),
+     * what snapshots carry - the leader's own runs ahead with ACKs not
+     * committed yet. Loaded as the cursor persisted. */
+    uint64_t logged;
 } kr_tgroup;
 
 typedef struct kr_join {
@@ -616,6 +620,19 @@ void kr_store_wake_group(kr_store *s, kr_tgroup *tg);
 int kr_store_group_persist(kr_store *s, kr_tgroup *tg, kr_store_done done, void *arg,
                            kr_store_result *res);
 
+/*
+ * kr_store_group_apply - a cursor decided by a cluster's log (GROUP_CREATE,
+ * GROUP_CURSORS; cluster/replica.c): group `name` of t is made at `cursor`
+ * when t has none, or moved up to `cursor` when it is below (its offsets
+ * below count as acknowledged; POLLs parked on it are woken). Then `cursor`
+ * itself is written and kept in tg->logged - not the group's own, which
+ * on the leader may run ahead of the log with ACKs not committed yet - and
+ * `done` runs once it survives kill -9 (res.first = cursor).
+ * @return 0 when queued; -1 with res filled (STORAGE: no memory, closing).
+ */
+int kr_store_group_apply(kr_store *s, kr_topic *t, const uint8_t *name, size_t len, uint64_t cursor,
+                         kr_store_done done, void *arg, kr_store_result *res);
+
 /* ---- Kafka groups' committed offsets ---- */
 
 /* Longest Kafka group name and offset metadata the store keeps. */
@@ -695,6 +712,13 @@ krappy_err kr_store_delete_topic(kr_store *s, kr_topic *t, kr_store_done done, v
  */
 krappy_err kr_store_group_seek(kr_store *s, kr_tgroup *tg, kr_seek_kind to, uint64_t value,
                                kr_store_done done, void *arg, char *msg, size_t msglen);
+
+/* kr_store_seek_target - the offset GROUP_SEEK `to`/`value` names on t now
+ * (as kr_store_group_seek resolves it), into *out; nothing changes (a
+ * cluster's leader resolves it before the log's GROUP_SEEK).
+ * @return as kr_store_group_seek, without STORAGE for memory. */
+krappy_err kr_store_seek_target(kr_store *s, kr_topic *t, kr_seek_kind to, uint64_t value,
+                                uint64_t *out, char *msg, size_t msglen);
 
 /*
  * kr_store_group_delete - GROUP_DELETE: tg leaves its topic's groups at once

@@ -239,6 +239,7 @@ static int load_one(void *arg, const uint8_t *name, size_t len, uint64_t cursor,
     }
     tg->g->durable = cursor;
     tg->g->origin = origin < at ? origin : at;
+    tg->logged = at;
     return 0;
 }
 
@@ -272,8 +273,9 @@ kr_job *kr_store_cursor_job(kr_store *s, kr_tgroup *tg)
     return j;
 }
 
-int kr_store_group_persist(kr_store *s, kr_tgroup *tg, kr_store_done done, void *arg,
-                           kr_store_result *res)
+/* Write `cursor` as tg's (see kr_store_group_persist). */
+static int persist_at(kr_store *s, kr_tgroup *tg, uint64_t cursor, kr_store_done done, void *arg,
+                      kr_store_result *res)
 {
     kr_job *j = s->draining ? NULL : kr_store_cursor_job(s, tg);
     if (j == NULL) {
@@ -282,10 +284,38 @@ int kr_store_group_persist(kr_store *s, kr_tgroup *tg, kr_store_done done, void 
                  s->draining ? "the store is closing" : "out of memory persisting a group cursor");
         return -1;
     }
+    j->cursor.cursor = cursor;
     j->done = done;
     j->arg = arg;
     kr_writer_submit(s->writer, j);
     return 0;
+}
+
+int kr_store_group_persist(kr_store *s, kr_tgroup *tg, kr_store_done done, void *arg,
+                           kr_store_result *res)
+{
+    return persist_at(s, tg, tg->g->cursor, done, arg, res);
+}
+
+int kr_store_group_apply(kr_store *s, kr_topic *t, const uint8_t *name, size_t len, uint64_t cursor,
+                         kr_store_done done, void *arg, kr_store_result *res)
+{
+    kr_tgroup *tg = kr_store_group(t, name, len);
+    if (tg == NULL) {
+        tg = kr_store_group_add(s, t, name, len, cursor);
+        if (tg == NULL) {
+            res->err = KRAPPY_E_STORAGE;
+            snprintf(res->msg, sizeof res->msg, "out of memory creating a group");
+            return -1;
+        }
+        kr_log(KR_LOG_INFO, "group created", KR_LOG_STR("topic", t->name),
+               KR_LOG_STR("group", tg->g->name), KR_LOG_U64("cursor", cursor));
+    } else if (cursor > tg->g->cursor) {
+        kr_group_skip_to(tg->g, cursor);
+        kr_store_wake_group(s, tg); /* room in the window */
+    }
+    tg->logged = cursor;
+    return persist_at(s, tg, cursor, done, arg, res);
 }
 
 /* Completion of a cursor job (store.c dispatches here). */

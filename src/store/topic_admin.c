@@ -429,10 +429,9 @@ static kr_job *group_job(kr_store *s, kr_tgroup *tg, char *msg, size_t msglen)
     return j;
 }
 
-krappy_err kr_store_group_seek(kr_store *s, kr_tgroup *tg, kr_seek_kind to, uint64_t value,
-                               kr_store_done done, void *arg, char *msg, size_t msglen)
+krappy_err kr_store_seek_target(kr_store *s, kr_topic *t, kr_seek_kind to, uint64_t value,
+                                uint64_t *out, char *msg, size_t msglen)
 {
-    kr_topic *t = tg->t;
     uint64_t at = t->first;
     krappy_err e;
     switch (to) {
@@ -457,6 +456,18 @@ krappy_err kr_store_group_seek(kr_store *s, kr_tgroup *tg, kr_seek_kind to, uint
             return e;
         break;
     }
+    *out = at;
+    return KRAPPY_OK;
+}
+
+krappy_err kr_store_group_seek(kr_store *s, kr_tgroup *tg, kr_seek_kind to, uint64_t value,
+                               kr_store_done done, void *arg, char *msg, size_t msglen)
+{
+    kr_topic *t = tg->t;
+    uint64_t at;
+    krappy_err e = kr_store_seek_target(s, t, to, value, &at, msg, msglen);
+    if (e != KRAPPY_OK)
+        return e;
     kr_job *j = group_job(s, tg, msg, msglen);
     if (j == NULL)
         return KRAPPY_E_STORAGE;
