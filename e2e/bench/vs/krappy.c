@@ -55,7 +55,14 @@ static krappy_client *dial(vs_ctx *x)
     return c;
 }
 
-static int k_start(vs_ctx *x)
+/* The harness's server, quieter and without the admin port (every node of
+ * a cluster too). */
+static const char *const quiet[] = {"--http",       "off",  "--log-level", "warn",
+                                    "--log-format", "text", NULL};
+
+/* The backend's state for a start (with a cluster when asked), or VS_SKIP
+ * without krappyd, VS_FAIL out of memory. */
+static int k_begin(vs_ctx *x, bool cluster, kpriv **out)
 {
     static const char *const where[] = {"bin/krappyd", NULL};
     if (vs_program("KRAPPYD", where) == NULL) {
@@ -63,17 +70,22 @@ static int k_start(vs_ctx *x)
         return VS_SKIP;
     }
     kpriv *k = calloc(1, sizeof *k);
-    if (k == NULL)
+    if (k == NULL || (cluster && (k->cl = calloc(1, sizeof *k->cl)) == NULL)) {
+        free(k);
         return vs_fail(x, "out of memory");
-    x->srv->priv = k;
-    /* The harness's server, quieter and without the admin port. */
-    static const char *const extra[] = {"--http",       "off",  "--log-level", "warn",
-                                        "--log-format", "text", NULL};
-    if (e2e_start(&k->srv, extra) < 0)
-        return vs_fail(x, "krappyd did not start listening; see %s", k->srv.log_path);
-    x->srv->pid = k->srv.pid;
-    snprintf(x->srv->host, sizeof x->srv->host, "%s", k->srv.host);
-    x->srv->port = atoi(k->srv.port);
+    }
+    x->srv->priv = *out = k;
+    return VS_OK;
+}
+
+/* The server s (the leader of a cluster) as the driver's, and a
+ * connection to it. */
+static int k_connect(vs_ctx *x, const e2e_server *s)
+{
+    kpriv *k = priv(x);
+    x->srv->pid = s->pid; /* the CPU columns: the leader's in a cluster */
+    snprintf(x->srv->host, sizeof x->srv->host, "%s", s->host);
+    x->srv->port = atoi(s->port);
     if ((k->c = dial(x)) == NULL)
         return VS_FAIL;
     if ((k->b = krappy_batch_new()) == NULL)
@@ -81,37 +93,30 @@ static int k_start(vs_ctx *x)
     return VS_OK;
 }
 
-/* The harness's quieter arguments, for every node of a cluster. */
-static const char *const cluster_extra[] = {"--http",       "off",  "--log-level", "warn",
-                                            "--log-format", "text", NULL};
+static int k_start(vs_ctx *x)
+{
+    kpriv *k;
+    int rc = k_begin(x, false, &k);
+    if (rc != VS_OK)
+        return rc;
+    if (e2e_start(&k->srv, quiet) < 0)
+        return vs_fail(x, "krappyd did not start listening; see %s", k->srv.log_path);
+    return k_connect(x, &k->srv);
+}
 
 /* Three nodes on 127.0.0.1, a leader agreed, a connection to it. */
 static int k3_start(vs_ctx *x)
 {
-    static const char *const where[] = {"bin/krappyd", NULL};
-    if (vs_program("KRAPPYD", where) == NULL) {
-        snprintf(x->note, sizeof x->note, "no krappyd: run `make` first, or set $KRAPPYD");
-        return VS_SKIP;
-    }
-    kpriv *k = calloc(1, sizeof *k);
-    if (k == NULL || (k->cl = calloc(1, sizeof *k->cl)) == NULL) {
-        free(k);
-        return vs_fail(x, "out of memory");
-    }
-    x->srv->priv = k;
-    if (e2e_cluster_start(k->cl, 3, false, cluster_extra) < 0)
+    kpriv *k;
+    int rc = k_begin(x, true, &k);
+    if (rc != VS_OK)
+        return rc;
+    if (e2e_cluster_start(k->cl, 3, false, quiet) < 0)
         return vs_fail(x, "three krappyd did not form a cluster (see the e2e lines above)");
     int leader = e2e_cluster_leader(k->cl, 10000);
     if (leader < 0)
         return vs_fail(x, "the cluster names no leader");
-    x->srv->pid = k->cl->node[leader].pid; /* the CPU columns: the leader's */
-    snprintf(x->srv->host, sizeof x->srv->host, "%s", k->cl->node[leader].host);
-    x->srv->port = atoi(k->cl->node[leader].port);
-    if ((k->c = dial(x)) == NULL)
-        return VS_FAIL;
-    if ((k->b = krappy_batch_new()) == NULL)
-        return vs_fail(x, "out of memory");
-    return VS_OK;
+    return k_connect(x, &k->cl->node[leader]);
 }
 
 static void k_stop(vs_ctx *x)
