@@ -721,7 +721,7 @@ static void usage(FILE *f)
             "                  3-node clusters' C1-C3)\n"
             "  --no-cluster    skip the 3-node clusters\n"
             "  --cluster-events N  3-node clusters: events ingested (default 200000)\n"
-            "  --cluster-rate N    3-node clusters: produce->consume events/s (default 10000)\n"
+            "  --cluster-rate N    3-node clusters: produce->consume events/s (default 1000)\n"
             "  --quick         a fifth of the counts, for trying things out\n"
             "  --no-rss        skip the 10M-event RSS load\n"
             "  --rate N        produce->consume: events per second (default 100000)\n"
@@ -751,7 +751,7 @@ int main(int argc, char **argv)
                    .pings = 20000,
                    .long_secs = 30,
                    .cluster_events = 200000,
-                   .cluster_rate = 10000};
+                   .cluster_rate = 1000};
     const char *only = NULL, *out = "build/bench/results.md", *which = NULL;
     bool rss = true, cluster = true;
     for (int i = 1; i < argc; i++) {

@@ -54,7 +54,7 @@ typedef struct vs_params {
     long pings;          /* PINGs one at a time (20,000) */
     double long_secs;    /* produce->consume, the long run (30 s) */
     long cluster_events; /* 3-node clusters: events per ingest run (200,000) */
-    double cluster_rate; /* 3-node clusters: produce->consume events/s (10,000) */
+    double cluster_rate; /* 3-node clusters: produce->consume events/s (1,000) */
 } vs_params;
 
 /* A running server, filled in by the backend's start(). */
