@@ -39,6 +39,7 @@ dockerTools.buildLayeredImage {
       "${toString s.dataPort}/tcp" = { };
       "${toString s.adminPort}/tcp" = { };
       "${toString s.kafkaPort}/tcp" = { };
+      "${toString s.raftPort}/tcp" = { };
     };
     Volumes = { "${s.dataDir}" = { }; };
     Labels = {

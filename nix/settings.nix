@@ -10,6 +10,9 @@
   # The Kafka listener (--kafka-listen): Kafka clients bootstrap through the
   # client Service and then connect to the pod's advertised DNS name.
   kafkaPort = 9092;
+  # Raft between the nodes of a cluster (--raft-listen); the 3-replica
+  # overlay (nix/k8s/overlays/cluster) publishes it on the headless Service.
+  raftPort = 7072;
   dataDir = "/data";
   user = "krappy";
   uid = 10001;
@@ -27,4 +30,15 @@
     "--log-format" "json"
     "--shutdown-timeout" "10s"
   ];
+  # The 3-replica cluster (nix/k8s/overlays/cluster): each pod runs args
+  # followed by clusterArgs; its node id is its ordinal plus one (auto), its
+  # peers (KRAPPY_PEERS) the pods' names in the headless Service.
+  clusterReplicas = 3;
+  clusterArgs = [
+    "--raft-listen" "0.0.0.0:7072"
+    "--node-id" "auto"
+  ];
+  # On SIGTERM a leader first hands leadership over (at most this long,
+  # KR_CLUSTER_HANDOVER_MS), then drains: the grace period covers both.
+  handoverSeconds = 3;
 }

@@ -1,9 +1,12 @@
 #!/bin/sh
-# Offline check of the Kubernetes manifests in nix/k8s (no cluster needed).
+# Offline check of the Kubernetes manifests in nix/k8s (no cluster needed):
+# the single node (nix/k8s, i.e. nix/k8s/base) and the 3-replica cluster
+# (nix/k8s/overlays/cluster).
 #   sh nix/ci/check-k8s.sh        (from anywhere; works from the repo root)
 #
-# 1. yamllint on nix/k8s/*.yaml (Debian yamllint, installed by .ci/deps.sh);
-# 2. kubectl kustomize nix/k8s > build/k8s-check/all.yaml;
+# 1. yamllint on every nix/k8s YAML file (Debian yamllint, installed by .ci/deps.sh);
+# 2. kubectl kustomize nix/k8s > build/k8s-check/all.yaml, and the overlay
+#    into build/k8s-check/cluster.yaml;
 # 3. nix/ci/k8s/validate.mjs (npm packages pinned by nix/ci/k8s/package-lock.json,
 #    installed into build/k8s-check/node_modules): kubernetes-models schema
 #    validation, kubernetes-types + tsc --strict (misspelt fields), and
@@ -45,10 +48,10 @@ rules:
   truthy:
     check-keys: false
 EOF
-if yamllint -s -c "$OUT/yamllint.yaml" nix/k8s/*.yaml >"$OUT/yamllint.log" 2>&1; then
-    ok "yamllint nix/k8s/*.yaml"
+if yamllint -s -c "$OUT/yamllint.yaml" nix/k8s >"$OUT/yamllint.log" 2>&1; then
+    ok "yamllint nix/k8s (base, overlays/cluster)"
 else
-    fail "yamllint nix/k8s/*.yaml:"
+    fail "yamllint nix/k8s:"
     sed 's/^/     /' "$OUT/yamllint.log"
 fi
 
@@ -76,20 +79,25 @@ else
     exit 1
 fi
 
-# render DIR OUTFILE; validate OUTFILE WORKDIR
+# render DIR OUTFILE; validate OUTFILE WORKDIR MODE (single or cluster)
 render() { kubectl kustomize "$1" >"$2"; }
-validate() { node "$OUT/validate.mjs" "$1" "$OUT/settings.json" "$2"; }
+validate() { node "$OUT/validate.mjs" "$1" "$OUT/settings.json" "$2" "$3"; }
 
 # --- 2. + 3. the real manifests ---------------------------------------------------
-if render nix/k8s "$OUT/all.yaml" 2>"$OUT/kustomize.err"; then
-    ok "kubectl kustomize nix/k8s > $OUT/all.yaml"
-    if ! validate "$OUT/all.yaml" "$OUT/ts"; then
-        fails=$((fails + 1))
+# real DIR OUTFILE MODE
+real() {
+    if render "$1" "$2" 2>"$OUT/kustomize.err"; then
+        ok "kubectl kustomize $1 > $2"
+        if ! validate "$2" "$OUT/ts-$3" "$3"; then
+            fails=$((fails + 1))
+        fi
+    else
+        fail "kubectl kustomize $1:"
+        sed 's/^/     /' "$OUT/kustomize.err"
     fi
-else
-    fail "kubectl kustomize nix/k8s:"
-    sed 's/^/     /' "$OUT/kustomize.err"
-fi
+}
+real nix/k8s "$OUT/all.yaml" single
+real nix/k8s/overlays/cluster "$OUT/cluster.yaml" cluster
 
 # --- 4. negative self-test -----------------------------------------------------
 # Each breakage must make the check fail, for the expected reason.
@@ -98,7 +106,8 @@ trap 'rm -rf "$tmp"' EXIT
 trap 'exit 130' INT TERM
 
 # broken WHAT FILE EXPECT SED-SCRIPT: EXPECT is a grep -E pattern that
-# must appear on a FAIL line of the check's output.
+# must appear on a FAIL line of the check's output. FILE is relative to
+# nix/k8s; one under overlays/cluster/ is checked as the cluster overlay.
 broken() {
     what=$1 file=$2 expect=$3 script=$4
     rm -rf "$tmp/k8s" "$tmp/ts"
@@ -108,13 +117,17 @@ broken() {
         fail "broken manifest: $what (the breakage did not apply)"
         return
     fi
-    if ! render "$tmp/k8s" "$tmp/all.yaml" 2>"$tmp/err"; then
+    case $file in
+    overlays/cluster/*) dir=$tmp/k8s/overlays/cluster mode=cluster ;;
+    *) dir=$tmp/k8s mode=single ;;
+    esac
+    if ! render "$dir" "$tmp/all.yaml" 2>"$tmp/err"; then
         # kustomize itself refusing it counts as caught.
         ok "broken manifest caught: $what (by kubectl kustomize)"
         return
     fi
     if yamllint -s -c "$OUT/yamllint.yaml" "$tmp/k8s/$file" >/dev/null 2>&1 &&
-        validate "$tmp/all.yaml" "$tmp/ts" >"$tmp/log" 2>&1; then
+        validate "$tmp/all.yaml" "$tmp/ts" "$mode" >"$tmp/log" 2>&1; then
         fail "broken manifest NOT caught: $what"
     elif grep '^FAIL' "$tmp/log" | grep -Eq "$expect"; then
         ok "broken manifest caught: $what ($(grep '^FAIL' "$tmp/log" | grep -E "$expect" | head -1 | cut -c6-90))"
@@ -124,26 +137,40 @@ broken() {
     fi
 }
 
-broken "misspelt field readinesProbe" statefulset.yaml \
+broken "misspelt field readinesProbe" base/statefulset.yaml \
     "tsc --strict.*TS2353.*readinesProbe" 's/readinessProbe:/readinesProbe:/'
-broken "misspelt field fsGroupChangPolicy (no cross-check looks at it)" statefulset.yaml \
+broken "misspelt field fsGroupChangPolicy (no cross-check looks at it)" base/statefulset.yaml \
     "tsc --strict.*TS2353.*fsGroupChangPolicy" 's/fsGroupChangePolicy:/fsGroupChangPolicy:/'
 # shellcheck disable=SC2016 # $a is sed's "append after the last line"
-broken "advertised Kafka address not the pod's DNS name" statefulset.yaml \
+broken "advertised Kafka address not the pod's DNS name" base/statefulset.yaml \
     "KRAPPY_KAFKA_ADVERTISE" 's/value: \$(POD_NAME).krappyd-headless/value: krappyd/'
-broken "client Service exposes the admin port 7071" service.yaml \
+broken "client Service exposes the admin port 7071" base/service.yaml \
     "only the data port" '$a\    - name: admin\n      port: 7071\n      targetPort: admin'
-broken "serviceName points at the client Service" statefulset.yaml \
+broken "serviceName points at the client Service" base/statefulset.yaml \
     "serviceName" 's/serviceName: krappyd-headless/serviceName: krappyd/'
-broken "runAsUser 0 (not the image user)" statefulset.yaml \
+broken "runAsUser 0 (not the image user)" base/statefulset.yaml \
     "runAsUser" 's/runAsUser: 10001/runAsUser: 0/'
-broken "containerPort as a string" statefulset.yaml \
+broken "containerPort as a string" base/statefulset.yaml \
     "kubernetes-models schema" 's/containerPort: 7070/containerPort: "7070"/'
+
+# The overlay: fewer cases than the base (each costs a tsc run); the
+# checks they hit are the cluster-only ones.
+C=overlays/cluster
+broken "cluster: pods started one by one (OrderedReady)" $C/statefulset.yaml \
+    "podManagementPolicy" 's/podManagementPolicy: Parallel/podManagementPolicy: OrderedReady/'
+broken "cluster: a peer's id is not its ordinal plus one" $C/kustomization.yaml \
+    "KRAPPY_PEERS" 's/2=krappyd-1\./4=krappyd-1./'
+broken "cluster: the raft port missing from the headless Service" $C/service-headless.yaml \
+    "publishes the raft port" 's/port: 7072/port: 7073/; s/targetPort: raft/targetPort: 7073/'
+broken "cluster: a budget that lets two of three pods go" $C/poddisruptionbudget.yaml \
+    "maxUnavailable 1" 's/maxUnavailable: 1/maxUnavailable: 2/'
 
 # --- what this cannot check --------------------------------------------------------
 echo "note not checked here (needs a real cluster): admission (PodSecurity, webhooks),"
 echo "     StorageClass / volume binding, scheduling, image pull, probe timing during a"
-echo "     real recovery; kubectl apply --dry-run needs an API server, so it is not run."
+echo "     real recovery, pod DNS and the disruption budget under a real drain;"
+echo "     kubectl apply --dry-run needs an API server, so it is not run. The cluster"
+echo "     itself runs from the image in check-image.sh (three containers, a leader killed)."
 
 if [ "$fails" -gt 0 ]; then
     echo "FAIL check-k8s: $fails failure(s)"

@@ -1,6 +1,9 @@
 /*
- * e2e/bench/vs/krappy.c - the krappyd backend of bench_vs, through
- * libkrappy's public API only (krappy/client.h), as a user would write it.
+ * e2e/bench/vs/krappy.c - the krappyd backends of bench_vs, through
+ * libkrappy's public API only (krappy/client.h), as a user would write it:
+ * one krappyd (vs_krappy), and three as one Raft cluster (vs_krappy3; the
+ * e2e harness's e2e_cluster), where every connection goes to the leader
+ * (krappy_connect_leader), reads included.
  *
  * Events are published with a text key and the 100-byte value as a CBOR
  * byte string (102 bytes on the wire); readers check the string header and
@@ -8,18 +11,21 @@
  */
 #include <pthread.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "../../cluster.h"
 #include "../../harness.h"
 #include "krappy/client.h"
 #include "vs.h"
 
 typedef struct kpriv {
-    e2e_server srv; /* started and stopped by the e2e harness */
+    e2e_server srv;  /* started and stopped by the e2e harness */
+    e2e_cluster *cl; /* vs_krappy3: the cluster instead (srv unused) */
     krappy_client *c;
     krappy_batch *b;
 } kpriv;
@@ -38,17 +44,25 @@ static krappy_client *dial(vs_ctx *x)
         vs_fail(x, "out of memory");
         return NULL;
     }
-    if (krappy_connect(c, k->srv.host, k->srv.port) != KRAPPY_OK ||
-        krappy_hello(c, NULL) != KRAPPY_OK) {
-        vs_fail(x, "cannot connect to krappyd on %s:%s: %s", k->srv.host, k->srv.port,
-                krappy_client_errmsg(c));
+    if (k->cl != NULL ? krappy_connect_leader(c, k->cl->addrs, NULL) != KRAPPY_OK
+                      : krappy_connect(c, k->srv.host, k->srv.port) != KRAPPY_OK ||
+                            krappy_hello(c, NULL) != KRAPPY_OK) {
+        vs_fail(x, "cannot connect to krappyd on %s: %s",
+                k->cl != NULL ? k->cl->addrs : k->srv.port, krappy_client_errmsg(c));
         krappy_client_free(c);
         return NULL;
     }
     return c;
 }
 
-static int k_start(vs_ctx *x)
+/* The harness's server, quieter and without the admin port (every node of
+ * a cluster too). */
+static const char *const quiet[] = {"--http",       "off",  "--log-level", "warn",
+                                    "--log-format", "text", NULL};
+
+/* The backend's state for a start (with a cluster when asked), or VS_SKIP
+ * without krappyd, VS_FAIL out of memory. */
+static int k_begin(vs_ctx *x, bool cluster, kpriv **out)
 {
     static const char *const where[] = {"bin/krappyd", NULL};
     if (vs_program("KRAPPYD", where) == NULL) {
@@ -56,22 +70,53 @@ static int k_start(vs_ctx *x)
         return VS_SKIP;
     }
     kpriv *k = calloc(1, sizeof *k);
-    if (k == NULL)
+    if (k == NULL || (cluster && (k->cl = calloc(1, sizeof *k->cl)) == NULL)) {
+        free(k);
         return vs_fail(x, "out of memory");
-    x->srv->priv = k;
-    /* The harness's server, quieter and without the admin port. */
-    static const char *const extra[] = {"--http",       "off",  "--log-level", "warn",
-                                        "--log-format", "text", NULL};
-    if (e2e_start(&k->srv, extra) < 0)
-        return vs_fail(x, "krappyd did not start listening; see %s", k->srv.log_path);
-    x->srv->pid = k->srv.pid;
-    snprintf(x->srv->host, sizeof x->srv->host, "%s", k->srv.host);
-    x->srv->port = atoi(k->srv.port);
+    }
+    x->srv->priv = *out = k;
+    return VS_OK;
+}
+
+/* The server s (the leader of a cluster) as the driver's, and a
+ * connection to it. */
+static int k_connect(vs_ctx *x, const e2e_server *s)
+{
+    kpriv *k = priv(x);
+    x->srv->pid = s->pid; /* the CPU columns: the leader's in a cluster */
+    snprintf(x->srv->host, sizeof x->srv->host, "%s", s->host);
+    x->srv->port = atoi(s->port);
     if ((k->c = dial(x)) == NULL)
         return VS_FAIL;
     if ((k->b = krappy_batch_new()) == NULL)
         return vs_fail(x, "out of memory");
     return VS_OK;
+}
+
+static int k_start(vs_ctx *x)
+{
+    kpriv *k;
+    int rc = k_begin(x, false, &k);
+    if (rc != VS_OK)
+        return rc;
+    if (e2e_start(&k->srv, quiet) < 0)
+        return vs_fail(x, "krappyd did not start listening; see %s", k->srv.log_path);
+    return k_connect(x, &k->srv);
+}
+
+/* Three nodes on 127.0.0.1, a leader agreed, a connection to it. */
+static int k3_start(vs_ctx *x)
+{
+    kpriv *k;
+    int rc = k_begin(x, true, &k);
+    if (rc != VS_OK)
+        return rc;
+    if (e2e_cluster_start(k->cl, 3, false, quiet) < 0)
+        return vs_fail(x, "three krappyd did not form a cluster (see the e2e lines above)");
+    int leader = e2e_cluster_leader(k->cl, 10000);
+    if (leader < 0)
+        return vs_fail(x, "the cluster names no leader");
+    return k_connect(x, &k->cl->node[leader]);
 }
 
 static void k_stop(vs_ctx *x)
@@ -81,7 +126,11 @@ static void k_stop(vs_ctx *x)
         return;
     krappy_client_free(k->c);
     krappy_batch_free(k->b);
-    (void)e2e_stop(&k->srv, 20000); /* removes its directory too */
+    if (k->cl != NULL)
+        (void)e2e_cluster_stop(k->cl); /* removes their directories too */
+    else
+        (void)e2e_stop(&k->srv, 20000); /* removes its directory too */
+    free(k->cl);
     free(k);
     x->srv->priv = NULL;
     x->srv->pid = 0;
@@ -507,6 +556,73 @@ static int k_ping(vs_ctx *x, vs_meter *m, long *done)
     return VS_OK;
 }
 
+/* ---- C3: recovering from a killed leader ---- */
+
+/* One event into "bench-recover" through a fresh connection to whichever
+ * node leads now. @return VS_OK once acknowledged, else VS_FAIL (x->err). */
+static int publish_after_kill(vs_ctx *x, krappy_client *c, uint64_t n)
+{
+    kpriv *k = priv(x);
+    krappy_close(c);
+    if (krappy_connect_leader(c, k->cl->addrs, NULL) != KRAPPY_OK ||
+        krappy_register_producer(c, "bench-recover", "recover", NULL) != KRAPPY_OK)
+        return vs_fail(x, "%s", krappy_client_errmsg(c));
+    krappy_batch_reset(k->b);
+    if (add_event(x, k->b, n, x->p->keys, 0) != VS_OK)
+        return VS_FAIL;
+    if (krappy_publish(c, k->b, KRAPPY_ACK_WRITE, NULL) != KRAPPY_OK)
+        return vs_fail(x, "PUBLISH: %s", krappy_client_errmsg(c));
+    return VS_OK;
+}
+
+/* SIGKILL the leader; time until a publish through the survivors is
+ * acknowledged; then every event ingest acknowledged must be in "bench" on
+ * the new leader. */
+static int k_recover(vs_ctx *x, vs_meter *m, long *done)
+{
+    kpriv *k = priv(x);
+    int old = e2e_cluster_leader(k->cl, 10000);
+    if (old < 0)
+        return vs_fail(x, "no leader before the kill");
+    krappy_client *c =
+        krappy_client_new(&(krappy_opts){.timeout_ms = 2000, .connect_timeout_ms = 500});
+    if (c == NULL)
+        return vs_fail(x, "out of memory");
+    /* The driver's connection points at the node about to die. */
+    krappy_close(k->c);
+    vs_meter_start(m);
+    uint64_t t0 = vs_now_ns(), end = t0 + 20000000000ull;
+    kill(k->cl->node[old].pid, SIGKILL);
+    int rc;
+    /* Retried every 5 ms: a tight loop would take the survivors' CPU. */
+    while ((rc = publish_after_kill(x, c, 0)) != VS_OK && vs_now_ns() < end)
+        nanosleep(&(struct timespec){0, 5000000L}, NULL);
+    vs_lat_add(m, vs_now_ns() - t0);
+    vs_meter_stop(m);
+    (void)e2e_wait_exit(&k->cl->node[old], 5000); /* reaped: pid 0, stop skips it */
+    if (rc != VS_OK) {
+        krappy_client_free(c);
+        return vs_fail(x, "no write acknowledged within 20 s of killing the leader: %s", x->err);
+    }
+    /* Every event ingest had acknowledged, from the new leader. */
+    uint64_t off = 0, expect = 0;
+    while (rc == VS_OK && expect < (uint64_t)x->p->events) {
+        krappy_events *ev;
+        if (krappy_fetch(c, "bench", off, (uint64_t)x->p->batch, 0, 0, &ev) != KRAPPY_OK) {
+            rc = vs_fail(x, "FETCH after the failover: %s", krappy_client_errmsg(c));
+            break;
+        }
+        rc = ev->count == 0 ? vs_fail(x, "after the failover \"bench\" ends at %llu of %ld events",
+                                      (unsigned long long)expect, x->p->events)
+                            : check_events(x, ev, &expect, "FETCH after the failover");
+        off = ev->next;
+        krappy_events_free(ev);
+    }
+    krappy_client_free(c);
+    *done = 1;
+    return rc;
+}
+
 const vs_system vs_krappy = {
     .name = "krappyd",
     .id = "krappy",
@@ -522,4 +638,14 @@ const vs_system vs_krappy = {
     .publish_piped = k_publish_piped,
     .publish_one = k_publish_one,
     .ping = k_ping,
+};
+
+const vs_system vs_krappy3 = {
+    .name = "krappyd, 3 nodes",
+    .id = "krappy3",
+    .start = k3_start,
+    .stop = k_stop,
+    .ingest = k_ingest,
+    .latency = k_latency,
+    .recover = k_recover,
 };

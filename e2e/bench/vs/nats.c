@@ -19,6 +19,12 @@
  * acks, gets, the latency producer) use connections with SendAsap, which
  * write at once.
  *
+ * The 3-node cluster (vs_nats3): three nats-server with JetStream, routes
+ * between them on 127.0.0.1, every bucket and stream with Replicas 3 (R3: a
+ * Raft group per stream, a publish acknowledged once a majority stored it).
+ * Clients connect to node 1 and JetStream forwards to each stream's leader,
+ * as a NATS client would; C3 kills that leader.
+ *
  * NATS 2.9 has no fsync-before-ack mode, so ingest(sync) is a skip with the
  * reason (SYNC_NOTE) rather than a number. Checked against 2.9.10 with
  * strace: a publish is pwrite()n to the block file, then acked; the fsyncs
@@ -31,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include <nats/nats.h>
@@ -49,6 +56,8 @@
 #define WAIT_MS      10000 /* any one wait: a fetch, a get, an ack, a stall */
 #define LAT_DRAIN_MS 10000 /* latency: the tail after the last scheduled send */
 #define SUBJ_MAX     128
+#define NODES        3     /* vs_nats3 */
+#define JS_READY_MS  20000 /* vs_nats3: JetStream's meta leader elected */
 #define DIRECT_GET   "$JS.API.DIRECT.GET." STREAM ".$KV." BUCKET "."
 
 #define SYNC_NOTE                                                                                  \
@@ -64,6 +73,9 @@ typedef struct nats_state {
     jsCtx *fjs;           /* JetStream on fast */
     kvStore *kv;          /* bucket "bench", on fast */
     long *last;           /* per key of "bench", the index of its latest event */
+    int replicas;         /* of every bucket and stream: 1, or NODES (vs_nats3) */
+    pid_t pid[NODES];     /* vs_nats3: each server (pid[0] is srv->pid) */
+    int port[NODES];      /* ... its client port */
 } nats_state;
 
 /* Errors from an async-publish context, filled by the library's reply thread
@@ -91,18 +103,17 @@ static int nfail(vs_ctx *x, const char *what, natsStatus s)
 
 /* A connection to the server of srv: no reconnects (a dead server is an
  * error, not a wait), WAIT_MS to connect; asap: SendAsap (see the top). */
-static natsStatus dial(natsConnection **nc, const vs_server *srv, const char *name, bool asap)
+static natsStatus dial_urls(natsConnection **nc, const char **urls, int n, const char *name,
+                            bool asap, int timeout_ms)
 {
     natsOptions *o = NULL;
-    char url[128];
-    snprintf(url, sizeof url, "nats://%s:%d", srv->host, srv->port);
     natsStatus s = natsOptions_Create(&o);
     if (s == NATS_OK)
-        s = natsOptions_SetURL(o, url);
+        s = natsOptions_SetServers(o, urls, n);
     if (s == NATS_OK)
         s = natsOptions_SetName(o, name);
     if (s == NATS_OK)
-        s = natsOptions_SetTimeout(o, WAIT_MS);
+        s = natsOptions_SetTimeout(o, timeout_ms);
     if (s == NATS_OK)
         s = natsOptions_SetAllowReconnect(o, false);
     if (s == NATS_OK && asap)
@@ -111,6 +122,14 @@ static natsStatus dial(natsConnection **nc, const vs_server *srv, const char *na
         s = natsConnection_Connect(nc, o);
     natsOptions_Destroy(o);
     return s;
+}
+
+static natsStatus dial(natsConnection **nc, const vs_server *srv, const char *name, bool asap)
+{
+    char url[128];
+    snprintf(url, sizeof url, "nats://%s:%d", srv->host, srv->port);
+    const char *urls[] = {url};
+    return dial_urls(nc, urls, 1, name, asap, WAIT_MS);
 }
 
 /* Called by libnats for every async publish the server refused or that got
@@ -140,13 +159,14 @@ static natsStatus pub_ctx(jsCtx **js, natsConnection *nc, int64_t max_pending, p
 }
 
 /* The bucket the events go to: file storage, HISTORY values per key. */
-static natsStatus make_bucket(kvStore **kv, jsCtx *js, const char *name)
+static natsStatus make_bucket(kvStore **kv, jsCtx *js, const char *name, int replicas)
 {
     kvConfig c;
     kvConfig_Init(&c);
     c.Bucket = name;
     c.History = HISTORY;
     c.StorageType = js_FileStorage;
+    c.Replicas = replicas;
     return js_CreateKeyValue(kv, js, &c);
 }
 
@@ -286,12 +306,57 @@ static void log_tail(const char *path, char *out, size_t n)
     fclose(f);
 }
 
+/* Spawns server i of `nodes` (1: alone) with JetStream under DIR/n<i> on
+ * client port st->port[i], logging to DIR/n<i>.log, and waits until it
+ * listens. With nodes > 1 it is "n<i>" of the cluster "vs", with routes to
+ * the others on the ports routes[]. */
+static int spawn_node(vs_ctx *x, nats_state *st, const char *prog, int i, int nodes,
+                      const int *routes)
+{
+    vs_server *srv = x->srv;
+    char port[16], store[300], log[300], name[16], cluster[64], peers[200] = "";
+    snprintf(port, sizeof port, "%d", st->port[i]);
+    snprintf(store, sizeof store, "%s/n%d", srv->dir, i + 1);
+    snprintf(log, sizeof log, "%s/n%d.log", srv->dir, i + 1);
+    snprintf(name, sizeof name, "n%d", i + 1);
+    snprintf(cluster, sizeof cluster, "nats://127.0.0.1:%d", nodes > 1 ? routes[i] : 0);
+    for (int k = 0, o = 0; k < nodes; k++)
+        if (k != i)
+            o += snprintf(peers + o, sizeof peers - (size_t)o, "%snats://127.0.0.1:%d",
+                          o ? "," : "", routes[k]);
+    char *argv[] = {
+        (char *)prog,     "-a", srv->host,   "-p",    port,       "-js", "-sd", store, "-n", name,
+        "--cluster_name", "vs", "--cluster", cluster, "--routes", peers, NULL};
+    if (nodes == 1)
+        argv[8] = NULL; /* no name, no cluster */
+    st->pid[i] = vs_spawn(argv, log);
+    if (st->pid[i] < 0) {
+        st->pid[i] = 0;
+        return vs_fail(x, "cannot start %s: %s", prog, strerror(errno));
+    }
+    if (vs_wait_port(srv->host, st->port[i], st->pid[i], START_MS) < 0) {
+        char why[200];
+        log_tail(log, why, sizeof why);
+        const char *sep = why[0] != '\0' ? "; its log: " : "";
+        if (kill(st->pid[i], 0) < 0 && errno == ESRCH) {
+            st->pid[i] = 0; /* exited and reaped: nothing left to stop */
+            return vs_fail(x, "nats-server exited before listening on %s:%d%s%s", srv->host,
+                           st->port[i], sep, why);
+        }
+        return vs_fail(x, "nats-server did not listen on %s:%d within %d s%s%s", srv->host,
+                       st->port[i], START_MS / 1000, sep, why);
+    }
+    return VS_OK;
+}
+
 /*
- * Starts nats-server with JetStream (file storage under DIR/js) on 127.0.0.1
- * and a free port, logging to DIR/nats.log; connects, and creates the bucket
- * "bench". The server has no config file: the command line says it all.
+ * Starts `nodes` nats-server with JetStream (file storage under DIR/n<i>) on
+ * 127.0.0.1 and free ports; connects to the first, and creates the bucket
+ * "bench" with `nodes` replicas. No config files: the command lines say it
+ * all. A cluster's JetStream answers only once its meta leader is elected,
+ * so the bucket is retried until then.
  */
-static int start(vs_ctx *x)
+static int start_nodes(vs_ctx *x, int nodes)
 {
     static const char *const candidates[] = {"/usr/sbin/nats-server", "/usr/bin/nats-server",
                                              "/usr/local/bin/nats-server", NULL};
@@ -300,6 +365,7 @@ static int start(vs_ctx *x)
     if (st == NULL)
         return vs_fail(x, "out of memory");
     srv->priv = st;
+    st->replicas = nodes;
 
     const char *prog = vs_program("NATS_SERVER", candidates);
     if (prog == NULL) {
@@ -311,31 +377,20 @@ static int start(vs_ctx *x)
     if (vs_mkdtemp(srv->dir, sizeof srv->dir) < 0)
         return vs_fail(x, "cannot create a directory for nats-server: %s", strerror(errno));
     snprintf(srv->host, sizeof srv->host, "127.0.0.1");
-    srv->port = vs_free_port();
-    if (srv->port <= 0)
-        return vs_fail(x, "no free TCP port on 127.0.0.1");
-
-    char port[16], store[300], log[300];
-    snprintf(port, sizeof port, "%d", srv->port);
-    snprintf(store, sizeof store, "%s/js", srv->dir);
-    snprintf(log, sizeof log, "%s/nats.log", srv->dir);
-    char *argv[] = {(char *)prog, "-a", srv->host, "-p", port, "-js", "-sd", store, NULL};
-    srv->pid = vs_spawn(argv, log);
-    if (srv->pid < 0) {
-        srv->pid = 0;
-        return vs_fail(x, "cannot start %s: %s", prog, strerror(errno));
+    int routes[NODES] = {0};
+    for (int i = 0; i < nodes; i++) {
+        st->port[i] = vs_free_port();
+        routes[i] = nodes > 1 ? vs_free_port() : 0;
+        if (st->port[i] <= 0 || routes[i] < 0)
+            return vs_fail(x, "no free TCP port on 127.0.0.1");
     }
-    if (vs_wait_port(srv->host, srv->port, srv->pid, START_MS) < 0) {
-        char why[200];
-        log_tail(log, why, sizeof why);
-        const char *sep = why[0] != '\0' ? "; its log: " : "";
-        if (kill(srv->pid, 0) < 0 && errno == ESRCH) {
-            srv->pid = 0; /* exited and reaped: nothing left to stop */
-            return vs_fail(x, "nats-server exited before listening on %s:%d%s%s", srv->host,
-                           srv->port, sep, why);
-        }
-        return vs_fail(x, "nats-server did not listen on %s:%d within %d s%s%s", srv->host,
-                       srv->port, START_MS / 1000, sep, why);
+    srv->port = st->port[0];
+    for (int i = 0; i < nodes; i++) {
+        int rc = spawn_node(x, st, prog, i, nodes, routes);
+        if (i == 0)
+            srv->pid = st->pid[0]; /* the CPU columns: the server clients talk to */
+        if (rc != VS_OK)
+            return rc;
     }
 
     st->opened = true; /* the first libnats call opens the library */
@@ -352,10 +407,27 @@ static int start(vs_ctx *x)
         s = natsConnection_JetStream(&st->fjs, st->fast, &o);
     if (s != NATS_OK)
         return nfail(x, "the JetStream context", s);
-    s = make_bucket(&st->kv, st->fjs, BUCKET);
+    uint64_t end = vs_now_ns() + (uint64_t)JS_READY_MS * 1000000u;
+    do {
+        s = make_bucket(&st->kv, st->fjs, BUCKET, st->replicas);
+        if (s != NATS_OK && nodes > 1) {
+            struct timespec ts = {0, 100 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+    } while (s != NATS_OK && nodes > 1 && vs_now_ns() < end);
     if (s != NATS_OK)
         return nfail(x, "creating the KV bucket " BUCKET, s);
     return VS_OK;
+}
+
+static int start(vs_ctx *x)
+{
+    return start_nodes(x, 1);
+}
+
+static int start3(vs_ctx *x)
+{
+    return start_nodes(x, NODES);
 }
 
 /* Destroys the client objects, stops the server, removes its directory and
@@ -372,7 +444,12 @@ static void stop(vs_ctx *x)
         natsConnection_Destroy(st->nc);
         free(st->last);
     }
-    vs_kill(x->srv->pid, STOP_MS);
+    for (int i = 0; st != NULL && i < NODES; i++)
+        if (st->pid[i] > 0)
+            kill(st->pid[i], SIGTERM); /* all at once: each waits for the others otherwise */
+    for (int i = 0; st != NULL && i < NODES; i++)
+        if (st->pid[i] > 0)
+            vs_kill(st->pid[i], STOP_MS);
     x->srv->pid = 0;
     e2e_rm_tmp(x->srv->dir);
     x->srv->dir[0] = '\0';
@@ -742,6 +819,7 @@ static int latency(vs_ctx *x, vs_meter *m, long *done)
     sc.Subjects = subjects;
     sc.SubjectsLen = 1;
     sc.Storage = js_FileStorage;
+    sc.Replicas = st->replicas;
     natsStatus s = js_AddStream(&si, st->js, &sc, NULL, &jerr);
     jsStreamInfo_Destroy(si);
     if (s != NATS_OK)
@@ -834,7 +912,7 @@ static int load(vs_ctx *x, vs_meter *m, long *done)
 {
     nats_state *st = x->srv->priv;
     kvStore *kv = NULL;
-    natsStatus s = make_bucket(&kv, st->js, RSS_BUCKET);
+    natsStatus s = make_bucket(&kv, st->js, RSS_BUCKET, st->replicas);
     if (s != NATS_OK)
         return nfail(x, "creating the KV bucket " RSS_BUCKET, s);
     kvStore_Destroy(kv);
@@ -851,7 +929,7 @@ static int publish_piped(vs_ctx *x, vs_meter *m, long *done)
 {
     nats_state *st = x->srv->priv;
     kvStore *kv = NULL;
-    natsStatus s = make_bucket(&kv, st->js, "one");
+    natsStatus s = make_bucket(&kv, st->js, "one", st->replicas);
     if (s != NATS_OK)
         return nfail(x, "creating the KV bucket one", s);
     kvStore_Destroy(kv);
@@ -869,7 +947,7 @@ static int publish_one(vs_ctx *x, vs_meter *m, long *done)
     const vs_params *p = x->p;
     kvStore *kv = NULL;
     char subj[SUBJ_MAX], val[VS_VALUE_LEN + 1];
-    natsStatus s = make_bucket(&kv, st->fjs, "one1");
+    natsStatus s = make_bucket(&kv, st->fjs, "one1", st->replicas);
     if (s != NATS_OK)
         return nfail(x, "creating the KV bucket one1", s);
     kvStore_Destroy(kv);
@@ -912,6 +990,105 @@ static int ping(vs_ctx *x, vs_meter *m, long *done)
     return VS_OK;
 }
 
+/* ---- C3 (vs_nats3): recovering from a killed stream leader ---- */
+
+/* Which server leads STREAM's Raft group (its index), or -1 (x->err). */
+static int stream_leader(vs_ctx *x, jsCtx *js)
+{
+    nats_state *st = x->srv->priv;
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetStreamInfo(&si, js, STREAM, NULL, &jerr);
+    if (s != NATS_OK)
+        return nfail(x, "stream info of " STREAM, s);
+    int i = -1;
+    const char *l = si->Cluster != NULL ? si->Cluster->Leader : NULL;
+    if (l != NULL && l[0] == 'n' && l[1] >= '1' && l[1] < '1' + st->replicas && l[2] == '\0')
+        i = l[1] - '1';
+    jsStreamInfo_Destroy(si);
+    return i >= 0 ? i : vs_fail(x, "stream " STREAM " names no leader");
+}
+
+/* One synchronous publish into the bucket through the servers in urls, on
+ * a fresh connection; NATS_OK once acknowledged. */
+static natsStatus publish_via(const char **urls, int n, const vs_params *p, jsCtx **js,
+                              natsConnection **nc)
+{
+    natsStatus s = NATS_OK;
+    if (*nc == NULL) {
+        jsOptions o;
+        jsOptions_Init(&o);
+        o.Wait = 1000;
+        s = dial_urls(nc, urls, n, "bench_vs recover", true, 500);
+        if (s == NATS_OK)
+            s = natsConnection_JetStream(js, *nc, &o);
+    }
+    char subj[SUBJ_MAX], val[VS_VALUE_LEN + 1];
+    size_t pre = (size_t)snprintf(subj, sizeof subj, "$KV." BUCKET ".");
+    vs_key(subj + pre, vs_key_of(p->keys, (uint64_t)p->events));
+    vs_value(val, (uint64_t)p->events, 0);
+    jsPubAck *pa = NULL;
+    jsErrCode jerr = 0;
+    if (s == NATS_OK)
+        s = js_Publish(&pa, *js, subj, val, VS_VALUE_LEN, NULL, &jerr);
+    jsPubAck_Destroy(pa);
+    if (s != NATS_OK) { /* start over on a new connection */
+        jsCtx_Destroy(*js);
+        natsConnection_Destroy(*nc);
+        *js = NULL;
+        *nc = NULL;
+    }
+    return s;
+}
+
+/* SIGKILL the stream's leader; time until a publish through the survivors
+ * is acknowledged; then the stream must hold every event ingest had
+ * acknowledged. */
+static int recover(vs_ctx *x, vs_meter *m, long *done)
+{
+    nats_state *st = x->srv->priv;
+    int old = stream_leader(x, st->fjs);
+    if (old < 0)
+        return VS_FAIL;
+    char url[NODES][64];
+    const char *urls[NODES];
+    int n = 0;
+    for (int i = 0; i < st->replicas; i++)
+        if (i != old) {
+            snprintf(url[n], sizeof url[n], "nats://127.0.0.1:%d", st->port[i]);
+            urls[n] = url[n];
+            n++;
+        }
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    natsStatus s;
+    vs_meter_start(m);
+    uint64_t t0 = vs_now_ns(), end = t0 + 20000000000ull;
+    kill(st->pid[old], SIGKILL);
+    /* Retried every 5 ms: a tight loop would take the survivors' CPU. */
+    while ((s = publish_via(urls, n, x->p, &js, &nc)) != NATS_OK && vs_now_ns() < end)
+        nanosleep(&(struct timespec){0, 5000000L}, NULL);
+    vs_lat_add(m, vs_now_ns() - t0);
+    vs_meter_stop(m);
+    waitpid(st->pid[old], NULL, 0);
+    st->pid[old] = 0;
+    int rc = VS_OK;
+    if (s != NATS_OK) {
+        rc = nfail(x, "no publish acknowledged within 20 s of killing the stream leader", s);
+    } else {
+        long have = stream_msgs(x, js, STREAM);
+        if (have < 0)
+            rc = VS_FAIL;
+        else if (have < x->p->events + 1)
+            rc = vs_fail(x, "after the failover " STREAM " holds %ld of %ld acknowledged messages",
+                         have, x->p->events + 1);
+    }
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    *done = 1;
+    return rc;
+}
+
 const vs_system vs_nats = {
     .name = "NATS JetStream",
     .id = "nats",
@@ -927,4 +1104,14 @@ const vs_system vs_nats = {
     .publish_piped = publish_piped,
     .publish_one = publish_one,
     .ping = ping,
+};
+
+const vs_system vs_nats3 = {
+    .name = "NATS JetStream, 3 nodes (R3)",
+    .id = "nats3",
+    .start = start3,
+    .stop = stop,
+    .ingest = ingest,
+    .latency = latency,
+    .recover = recover,
 };

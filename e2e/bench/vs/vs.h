@@ -19,6 +19,10 @@
  * event n has key vs_key(vs_key_of(p, n)) and value vs_value(n, ts).
  * Consumers decode every event and check its index (vs_value_index) against
  * the count they expect, so a system that drops or reorders fails loudly.
+ *
+ * 3-node clusters (issue 18): vs_krappy3 (three krappyd on Raft) and
+ * vs_nats3 (three nats-server, R3 streams) run ingest, produce->consume and
+ * recover, with cluster_events and cluster_rate, on 127.0.0.1.
  */
 #ifndef KRAPPY_BENCH_VS_H
 #define KRAPPY_BENCH_VS_H
@@ -33,22 +37,24 @@
 
 /* What every backend is asked to do; the same for all of them. */
 typedef struct vs_params {
-    long events;      /* events per ingest run (workloads 1 and 2) */
-    long keys;        /* keys drawn from (100,000) */
-    int batch;        /* events per PUBLISH / fetch / poll (1,000) */
-    int window;       /* batches in flight while ingesting (8) */
-    int get_window;   /* GET requests in flight when pipelined */
-    long gets;        /* GETs one at a time (latency) */
-    long gets_piped;  /* GETs pipelined (throughput) */
-    double rate;      /* produce->consume: events/s (100,000) */
-    double lat_secs;  /* produce->consume: how long (seconds) */
-    long rss_events;  /* RSS load: events (10,000,000) */
-    long rss_keys;    /* RSS load: keys (1,000,000) */
-    long pub_events;  /* single-event publishes, pipelined (1,000,000) */
-    int pub_window;   /* ... this many in flight (64) */
-    long pubs_one;    /* single-event publishes one at a time (20,000) */
-    long pings;       /* PINGs one at a time (20,000) */
-    double long_secs; /* produce->consume, the long run (30 s) */
+    long events;         /* events per ingest run (workloads 1 and 2) */
+    long keys;           /* keys drawn from (100,000) */
+    int batch;           /* events per PUBLISH / fetch / poll (1,000) */
+    int window;          /* batches in flight while ingesting (8) */
+    int get_window;      /* GET requests in flight when pipelined */
+    long gets;           /* GETs one at a time (latency) */
+    long gets_piped;     /* GETs pipelined (throughput) */
+    double rate;         /* produce->consume: events/s (100,000) */
+    double lat_secs;     /* produce->consume: how long (seconds) */
+    long rss_events;     /* RSS load: events (10,000,000) */
+    long rss_keys;       /* RSS load: keys (1,000,000) */
+    long pub_events;     /* single-event publishes, pipelined (1,000,000) */
+    int pub_window;      /* ... this many in flight (64) */
+    long pubs_one;       /* single-event publishes one at a time (20,000) */
+    long pings;          /* PINGs one at a time (20,000) */
+    double long_secs;    /* produce->consume, the long run (30 s) */
+    long cluster_events; /* 3-node clusters: events per ingest run (200,000) */
+    double cluster_rate; /* 3-node clusters: produce->consume events/s (1,000) */
 } vs_params;
 
 /* A running server, filled in by the backend's start(). */
@@ -144,9 +150,15 @@ typedef struct vs_system {
     /* 8c. p->pings of the system's no-op round trip (PING), one at a time,
      * one latency sample each: the floor a server adds to the network's. */
     int (*ping)(vs_ctx *x, vs_meter *m, long *done);
+    /* C3 (3-node clusters only). After ingest: SIGKILL the leader (the
+     * stream's leader for NATS), then publish one event through the
+     * survivors until one is acknowledged; one sample (ns): kill to that
+     * acknowledgement. Every event acknowledged before the kill must then
+     * be served by the survivors. *done = 1. */
+    int (*recover)(vs_ctx *x, vs_meter *m, long *done);
 } vs_system;
 
-extern const vs_system vs_krappy, vs_nats, vs_redis;
+extern const vs_system vs_krappy, vs_nats, vs_redis, vs_krappy3, vs_nats3;
 
 /* ---- shared helpers (util.c) ---- */
 

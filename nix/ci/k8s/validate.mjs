@@ -1,5 +1,7 @@
 // Offline validation of the rendered Kubernetes manifests (nix/k8s).
-//   node validate.mjs ALL.yaml SETTINGS.json WORKDIR
+//   node validate.mjs ALL.yaml SETTINGS.json WORKDIR [single|cluster]
+// single (the default): nix/k8s, one krappyd; cluster: nix/k8s/overlays/
+// cluster, settings.clusterReplicas voters of one Raft cluster.
 // Run by nix/ci/check-k8s.sh from a copy next to node_modules
 // (build/k8s-check/), so the imports below resolve there.
 //
@@ -17,12 +19,14 @@ import path from "node:path";
 import { parseAllDocuments } from "yaml";
 import { StatefulSet } from "kubernetes-models/apps/v1/StatefulSet";
 import { Service } from "kubernetes-models/v1/Service";
+import { PodDisruptionBudget } from "kubernetes-models/policy/v1/PodDisruptionBudget";
 
-const [allYaml, settingsJson, workDir] = process.argv.slice(2);
-if (!allYaml || !settingsJson || !workDir) {
-    console.error("usage: node validate.mjs ALL.yaml SETTINGS.json WORKDIR");
+const [allYaml, settingsJson, workDir, mode = "single"] = process.argv.slice(2);
+if (!allYaml || !settingsJson || !workDir || !["single", "cluster"].includes(mode)) {
+    console.error("usage: node validate.mjs ALL.yaml SETTINGS.json WORKDIR [single|cluster]");
     process.exit(2);
 }
+const cluster = mode === "cluster";
 
 let failures = 0;
 function check(ok, what, detail) {
@@ -39,6 +43,9 @@ function check(ok, what, detail) {
 const KINDS = {
     "apps/v1 StatefulSet": { model: StatefulSet, tsType: "StatefulSet", tsModule: "kubernetes-types/apps/v1" },
     "v1 Service": { model: Service, tsType: "Service", tsModule: "kubernetes-types/core/v1" },
+    "policy/v1 PodDisruptionBudget": {
+        model: PodDisruptionBudget, tsType: "PodDisruptionBudget", tsModule: "kubernetes-types/policy/v1",
+    },
 };
 
 // --- parse -----------------------------------------------------------------
@@ -120,14 +127,17 @@ for (const sts of sets) {
 
     check(matches(spec.selector?.matchLabels, podLabels) && !spec.selector?.matchExpressions,
         `${n}: selector matches the pod labels`, JSON.stringify(spec.selector));
-    check(spec.replicas === 1, `${n}: replicas 1`, String(spec.replicas));
+    const replicas = cluster ? settings.clusterReplicas : 1;
+    check(spec.replicas === replicas, `${n}: replicas ${replicas}`, String(spec.replicas));
 
     const headless = services.find((s) => s.metadata?.name === spec.serviceName);
     check(headless !== undefined && headless.spec?.clusterIP === "None",
         `${n}: serviceName names a headless Service (clusterIP None)`,
         headless ? `${spec.serviceName} has clusterIP ${headless.spec?.clusterIP}` : `no Service ${spec.serviceName}`);
 
-    check(eq(c.args, settings.args), `${n}: args == settings.args`, JSON.stringify(c.args));
+    const args = cluster ? [...settings.args, ...settings.clusterArgs] : settings.args;
+    check(eq(c.args, args), `${n}: args == settings.args${cluster ? " + settings.clusterArgs" : ""}`,
+        JSON.stringify(c.args));
     const image = `${settings.name}:${settings.version}`;
     check(c.image === image, `${n}: image ${image}`, c.image);
 
@@ -193,8 +203,16 @@ for (const sts of sets) {
         `${n}: writable emptyDir at /dev/shm (RocksDB info log)`);
 
     const grace = podSpec.terminationGracePeriodSeconds;
-    check(grace === settings.terminationGracePeriodSeconds && grace > settings.shutdownTimeoutSeconds,
-        `${n}: terminationGracePeriodSeconds ${grace} == settings and > shutdownTimeout ${settings.shutdownTimeoutSeconds}s`);
+    const stopping = settings.shutdownTimeoutSeconds + (cluster ? settings.handoverSeconds : 0);
+    check(grace === settings.terminationGracePeriodSeconds && grace > stopping,
+        `${n}: terminationGracePeriodSeconds ${grace} == settings and > ${cluster ? "handover + " : ""}shutdownTimeout (${stopping}s)`);
+
+    if (cluster)
+        clusterChecks(n, sts, c, headless, portBy, env);
+    else
+        check(!ports.some((p) => p.containerPort === settings.raftPort) &&
+            !env.some((e) => e.name === "KRAPPY_PEERS") && !(c.args ?? []).includes("--raft-listen"),
+            `${n}: a single node (no raft port, no --raft-listen, no KRAPPY_PEERS)`);
 
     // Every Service selects these pods and targets ports that exist.
     for (const s of services) {
@@ -220,6 +238,54 @@ for (const sts of sets) {
     // The headless Service publishes the Kafka port the advertised name uses.
     check((headless?.spec?.ports ?? []).some((sp) => portBy(sp.targetPort ?? sp.port)?.containerPort === settings.kafkaPort),
         `${spec.serviceName}: publishes the Kafka port ${settings.kafkaPort}`);
+}
+
+// The cluster overlay: three voters that find each other by DNS, started
+// together, named by ordinal, with a disruption budget that keeps a quorum.
+function clusterChecks(n, sts, c, headless, portBy, env) {
+    const spec = sts.spec;
+    const svc = spec.serviceName;
+    const replicas = settings.clusterReplicas;
+    check(spec.podManagementPolicy === "Parallel",
+        `${n}: podManagementPolicy Parallel (a pod is ready only once a quorum elected a leader)`,
+        String(spec.podManagementPolicy));
+    const raftPort = portBy("raft");
+    check(raftPort?.containerPort === settings.raftPort, `${n}: port raft = ${settings.raftPort}`,
+        JSON.stringify(c.ports));
+    const args = c.args ?? [];
+    const flag = (f) => (args.indexOf(f) >= 0 ? args[args.indexOf(f) + 1] : undefined);
+    check(String(flag("--raft-listen")).endsWith(`:${settings.raftPort}`),
+        `${n}: --raft-listen on the raft port ${settings.raftPort}`, String(flag("--raft-listen")));
+    check(flag("--node-id") === "auto", `${n}: --node-id auto (the pod's ordinal plus one)`,
+        String(flag("--node-id")));
+    const idx = (k) => env.findIndex((e) => e.name === k);
+    const uses = (k) => idx("POD_NAME") >= 0 && idx("POD_NAMESPACE") >= 0 &&
+        idx(k) > idx("POD_NAME") && idx(k) > idx("POD_NAMESPACE");
+    const adv = env[idx("KRAPPY_ADVERTISE")]?.value ?? "";
+    check(adv === `$(POD_NAME).${svc}.$(POD_NAMESPACE).svc:${settings.dataPort}` && uses("KRAPPY_ADVERTISE"),
+        `${n}: KRAPPY_ADVERTISE is the pod's name in ${svc} on the data port ${settings.dataPort}`, adv);
+    const want = Array.from({ length: replicas },
+        (_, i) => `${i + 1}=${sts.metadata.name}-${i}.${svc}.$(POD_NAMESPACE).svc:${settings.raftPort}`).join(",");
+    const peers = env[idx("KRAPPY_PEERS")]?.value ?? "";
+    check(peers === want && uses("KRAPPY_PEERS"),
+        `${n}: KRAPPY_PEERS names the ${replicas} pods in ${svc} on the raft port, id = ordinal + 1`,
+        `${peers} (want ${want})`);
+    check((headless?.spec?.ports ?? []).some((sp) => portBy(sp.targetPort ?? sp.port)?.containerPort === settings.raftPort),
+        `${svc}: publishes the raft port ${settings.raftPort}`);
+    check(headless?.spec?.publishNotReadyAddresses === true,
+        `${svc}: publishNotReadyAddresses (peers resolve each other before any is ready)`);
+    const podLabels = spec.template?.metadata?.labels ?? {};
+    const pdbs = objects.filter((o) => o.kind === "PodDisruptionBudget");
+    check(pdbs.length === 1, "exactly one PodDisruptionBudget", `found ${pdbs.length}`);
+    for (const pdb of pdbs) {
+        const quorum = Math.floor(replicas / 2) + 1;
+        const mu = pdb.spec?.maxUnavailable;
+        check(mu === 1 && pdb.spec?.minAvailable === undefined,
+            `${name(pdb)}: maxUnavailable 1 (${replicas - 1} of ${replicas} stay, quorum ${quorum})`,
+            JSON.stringify(pdb.spec));
+        check(matches(pdb.spec?.selector?.matchLabels, podLabels) && !pdb.spec?.selector?.matchExpressions,
+            `${name(pdb)}: selector matches the StatefulSet's pods`, JSON.stringify(pdb.spec?.selector));
+    }
 }
 
 if (failures) {
