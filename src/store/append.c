@@ -544,6 +544,11 @@ static void stream_flush(kr_store *s, kr_stream *st)
     bool visible = account(s, st, &list, why[0] == '\0' || done > 0 ? c : NULL, done, why);
     if (fd >= 0)
         useg_unpin(active(st)); /* after account: dirty when it wrote */
+    if (visible && c != NULL && done == c->data.len && TAILQ_EMPTY(&st->waiting)) {
+        /* All of it visible: a consumer on the tail reads it from memory. */
+        kr_topic *t = st->t;
+        kr_store_window_follow(s, t->segs[t->n_segs - 1], c->pos, c->data.data, done);
+    }
     if (c != NULL)
         kr_chunk_unref(s, c); /* the open reference */
     if (visible)
