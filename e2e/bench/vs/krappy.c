@@ -62,6 +62,8 @@ static int k_start(vs_ctx *x)
     /* The harness's server, quieter and without the admin port. */
     static const char *const extra[] = {"--http",       "off",  "--log-level", "warn",
                                         "--log-format", "text", NULL};
+    /* Generous: $KRAPPYD may be krappyd under valgrind (profiling). */
+    e2e_set_start_timeout(120000);
     if (e2e_start(&k->srv, extra) < 0)
         return vs_fail(x, "krappyd did not start listening; see %s", k->srv.log_path);
     x->srv->pid = k->srv.pid;
@@ -305,7 +307,32 @@ typedef struct lat_run {
     long received;
     int rc;
     char err[256];
+    /* With $BENCH_VS_SPLIT set, each event's latency is split in two and
+     * both halves printed to stderr: due -> written by the producer (a late
+     * producer: the client starved of CPU) and written -> received (the
+     * server, the network and the consumer). NULL otherwise. */
+    _Atomic uint64_t *sent; /* when event n was written (ns) */
+    uint64_t *s2r;          /* written -> received, per event */
+    uint64_t *due2s;        /* due -> written, per event */
+    long fetches;
 } lat_run;
+
+static int u64cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Percentiles of v[0..n) (sorted here) to stderr, in microseconds. */
+static void split_print(const char *what, uint64_t *v, long n)
+{
+    if (n <= 0)
+        return;
+    qsort(v, (size_t)n, sizeof *v, u64cmp);
+    fprintf(stderr, "split %-10s n=%ld p50=%.1f p90=%.1f p99=%.1f p999=%.1f max=%.1f us\n", what, n,
+            v[n / 2] / 1e3, v[(long)(n * 0.9)] / 1e3, v[(long)(n * 0.99)] / 1e3,
+            v[(long)(n * 0.999)] / 1e3, v[n - 1] / 1e3);
+}
 
 /* The consumer: long-poll FETCH from offset 0 until every event produced
  * has arrived; one latency sample per event. */
@@ -345,9 +372,15 @@ static void *lat_consumer(void *arg)
                 return NULL;
             }
             vs_lat_add(L->m, now > ts ? now - ts : 0);
+            if (L->sent != NULL) {
+                uint64_t st = atomic_load_explicit(&L->sent[L->received], memory_order_relaxed);
+                L->s2r[L->received] = st && now > st ? now - st : 0;
+                L->due2s[L->received] = st > ts ? st - ts : 0;
+            }
             L->received++;
         }
         off = ev->next;
+        L->fetches++;
         krappy_events_free(ev);
     }
     return NULL;
@@ -381,6 +414,11 @@ static int k_latency(vs_ctx *x, vs_meter *m, long *done)
     }
     long total = (long)(p->rate * p->lat_secs), n = 0;
     int rc = VS_OK;
+    if (getenv("BENCH_VS_SPLIT") != NULL) {
+        L.sent = calloc((size_t)total + 1, sizeof *L.sent);
+        L.s2r = calloc((size_t)total + 1, sizeof *L.s2r);
+        L.due2s = calloc((size_t)total + 1, sizeof *L.due2s);
+    }
     vs_meter_start(m);
     uint64_t t0 = vs_now_ns();
     while (n < total && rc == VS_OK) {
@@ -401,6 +439,12 @@ static int k_latency(vs_ctx *x, vs_meter *m, long *done)
         }
         /* Requests queued behind unanswered ones wait for a recv or a
          * flush (libkrappy coalesces pipelines): send them now. */
+        if (L.sent != NULL) {
+            uint64_t st = vs_now_ns();
+            for (long i = n - 1;
+                 i >= 0 && atomic_load_explicit(&L.sent[i], memory_order_relaxed) == 0; i--)
+                atomic_store_explicit(&L.sent[i], st, memory_order_relaxed);
+        }
         if (rc == VS_OK && krappy_flush(k->c) != KRAPPY_OK)
             rc = vs_fail(x, "PUBLISH: %s", krappy_client_errmsg(k->c));
         if (rc == VS_OK)
@@ -415,6 +459,24 @@ static int k_latency(vs_ctx *x, vs_meter *m, long *done)
     pthread_join(th, NULL);
     vs_meter_stop(m);
     krappy_client_free(L.c);
+    if (L.sent != NULL) {
+        fprintf(stderr, "split fetches=%ld events=%ld per-fetch=%.1f\n", L.fetches, L.received,
+                L.fetches ? (double)L.received / (double)L.fetches : 0.0);
+        long win = (long)(p->rate / 4) > 0 ? (long)(p->rate / 4) : 1;
+        fprintf(stderr, "split max written->received per 250 ms (ms):");
+        for (long w = 0; w < L.received; w += win) {
+            uint64_t mx = 0;
+            for (long i = w; i < w + win && i < L.received; i++)
+                mx = L.s2r[i] > mx ? L.s2r[i] : mx;
+            fprintf(stderr, " %.1f", mx / 1e6);
+        }
+        fprintf(stderr, "\n");
+        split_print("due->written", L.due2s, L.received);
+        split_print("written->received", L.s2r, L.received);
+        free((void *)L.sent);
+        free(L.s2r);
+        free(L.due2s);
+    }
     if (rc != VS_OK)
         return rc;
     if (L.rc != VS_OK)
