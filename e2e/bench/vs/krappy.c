@@ -431,6 +431,8 @@ static int k_latency(vs_ctx *x, vs_meter *m, long *done)
             krappy_batch_reset(k->b);
             if ((rc = add_event(x, k->b, (uint64_t)n, p->keys, due)) != VS_OK)
                 break;
+            if (L.sent != NULL) /* before the send: the reply may beat a stamp after it */
+                atomic_store_explicit(&L.sent[n], vs_now_ns(), memory_order_relaxed);
             if (krappy_publish_send(k->c, k->b, KRAPPY_ACK_WRITE, NULL) != KRAPPY_OK) {
                 rc = vs_fail(x, "PUBLISH: %s", krappy_client_errmsg(k->c));
                 break;
@@ -439,12 +441,6 @@ static int k_latency(vs_ctx *x, vs_meter *m, long *done)
         }
         /* Requests queued behind unanswered ones wait for a recv or a
          * flush (libkrappy coalesces pipelines): send them now. */
-        if (L.sent != NULL) {
-            uint64_t st = vs_now_ns();
-            for (long i = n - 1;
-                 i >= 0 && atomic_load_explicit(&L.sent[i], memory_order_relaxed) == 0; i--)
-                atomic_store_explicit(&L.sent[i], st, memory_order_relaxed);
-        }
         if (rc == VS_OK && krappy_flush(k->c) != KRAPPY_OK)
             rc = vs_fail(x, "PUBLISH: %s", krappy_client_errmsg(k->c));
         if (rc == VS_OK)
