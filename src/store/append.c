@@ -1,7 +1,8 @@
 /*
  * store/append.c - a topic's stream files as the loop writes them: chunks
  * written once per loop turn, rolls, SYNC jobs and what their outcome means
- * (see append.h for the whole path and its failures).
+ * (see append.h for the whole path and its failures; the memory it
+ * recycles is append_pool.c's).
  */
 #include "store/append.h"
 
@@ -27,121 +28,6 @@
 #define KR_UNSYNCED_MAX (16u * 1024 * 1024)
 /* Past this many, appends wait for a sync before they count. */
 #define KR_UNSYNCED_HOLD (4 * KR_UNSYNCED_MAX)
-/* Recycled chunks and append records the store keeps. */
-#define KR_CHUNKS_KEPT  32
-#define KR_APPENDS_KEPT 1024
-/* A recycled chunk keeps at most this much memory. */
-#define KR_CHUNK_KEEP_BYTES (256u * 1024)
-/* A chunk's parts are addressed with 32-bit positions (kr_ev_meta). */
-#define KR_CHUNK_MAX ((size_t)UINT32_MAX)
-
-/* ---- chunks and append records ---- */
-
-static kr_chunk *chunk_get(kr_store *s)
-{
-    kr_chunk *c = TAILQ_FIRST(&s->free_chunks);
-    if (c != NULL) {
-        TAILQ_REMOVE(&s->free_chunks, c, link);
-        s->n_free_chunks--;
-    } else {
-        c = calloc(1, sizeof *c);
-        if (c == NULL)
-            return NULL;
-        kr_buf_init(&c->data, KR_CHUNK_MAX);
-        kr_buf_init(&c->meta, KR_CHUNK_MAX);
-        kr_buf_init(&c->extra, KR_CHUNK_MAX);
-    }
-    c->pos = 0;
-    c->refs = 0;
-    return c;
-}
-
-static void chunk_free(kr_chunk *c)
-{
-    kr_buf_free(&c->data);
-    kr_buf_free(&c->meta);
-    kr_buf_free(&c->extra);
-    free(c);
-}
-
-/* Drop a reference; the last one recycles the chunk (or frees it). */
-static void chunk_unref(kr_store *s, kr_chunk *c)
-{
-    if (c == NULL || --c->refs > 0)
-        return;
-    if (s->n_free_chunks >= KR_CHUNKS_KEPT || c->data.cap > KR_CHUNK_KEEP_BYTES ||
-        c->meta.cap > KR_CHUNK_KEEP_BYTES || c->extra.cap > KR_CHUNK_KEEP_BYTES) {
-        chunk_free(c);
-        return;
-    }
-    kr_buf_reset(&c->data);
-    kr_buf_reset(&c->meta);
-    kr_buf_reset(&c->extra);
-    TAILQ_INSERT_HEAD(&s->free_chunks, c, link);
-    s->n_free_chunks++;
-}
-
-kr_append *kr_append_new(kr_store *s, kr_topic *t)
-{
-    kr_append *a = TAILQ_FIRST(&s->free_appends);
-    if (a != NULL) {
-        TAILQ_REMOVE(&s->free_appends, a, link);
-        s->n_free_appends--;
-        memset(a, 0, sizeof *a);
-    } else if ((a = calloc(1, sizeof *a)) == NULL) {
-        return NULL;
-    }
-    a->t = t;
-    return a;
-}
-
-void kr_append_free(kr_store *s, kr_append *a)
-{
-    if (a == NULL)
-        return;
-    chunk_unref(s, a->chunk);
-    a->chunk = NULL;
-    if (s->n_free_appends >= KR_APPENDS_KEPT) {
-        free(a);
-        return;
-    }
-    TAILQ_INSERT_HEAD(&s->free_appends, a, link);
-    s->n_free_appends++;
-}
-
-void kr_append_free_chunk(kr_store *s, kr_append *a)
-{
-    chunk_unref(s, a->chunk);
-    a->chunk = NULL;
-}
-
-void kr_stream_pools_free(kr_store *s)
-{
-    kr_chunk *c;
-    while ((c = TAILQ_FIRST(&s->free_chunks)) != NULL) {
-        TAILQ_REMOVE(&s->free_chunks, c, link);
-        chunk_free(c);
-    }
-    kr_append *a;
-    while ((a = TAILQ_FIRST(&s->free_appends)) != NULL) {
-        TAILQ_REMOVE(&s->free_appends, a, link);
-        free(a);
-    }
-    kr_kblock *k;
-    while ((k = TAILQ_FIRST(&s->free_kblocks)) != NULL) {
-        TAILQ_REMOVE(&s->free_kblocks, k, link);
-        free(k);
-    }
-    s->n_free_kblocks = 0;
-    s->n_free_chunks = s->n_free_appends = 0;
-}
-
-kr_chunk *kr_stream_chunk(kr_store *s, kr_stream *st)
-{
-    if (st->open == NULL && (st->open = chunk_get(s)) != NULL)
-        st->open->refs = 1; /* the open reference */
-    return st->open;
-}
 
 /* ---- the stream state ---- */
 
@@ -228,39 +114,13 @@ static kr_useg *find_useg(kr_stream *st, uint64_t base)
     return NULL;
 }
 
-/* Recycled blocks of kept copies the store holds on to (4 MiB). */
-#define KR_KBLOCKS_KEPT 256
-
-static kr_kblock *kblock_get(kr_store *s)
-{
-    kr_kblock *k = TAILQ_FIRST(&s->free_kblocks);
-    if (k != NULL) {
-        TAILQ_REMOVE(&s->free_kblocks, k, link);
-        s->n_free_kblocks--;
-    } else if ((k = malloc(sizeof *k)) == NULL) {
-        return NULL;
-    }
-    k->len = 0;
-    return k;
-}
-
-static void kblock_put(kr_store *s, kr_kblock *k)
-{
-    if (s->n_free_kblocks >= KR_KBLOCKS_KEPT) {
-        free(k);
-        return;
-    }
-    TAILQ_INSERT_HEAD(&s->free_kblocks, k, link);
-    s->n_free_kblocks++;
-}
-
 /* Drop the whole copy. */
 static void kept_clear(kr_store *s, kr_stream *st, kr_useg *u)
 {
     kr_kblock *k;
     while ((k = TAILQ_FIRST(&u->kept)) != NULL) {
         TAILQ_REMOVE(&u->kept, k, link);
-        kblock_put(s, k);
+        kr_kblock_put(s, k);
     }
     st->kept_bytes -= u->kept_len;
     u->kept_len = u->kept_off = 0;
@@ -282,7 +142,7 @@ static void release_kept(kr_store *s, kr_stream *st, kr_useg *u)
         }
         drop -= avail;
         TAILQ_REMOVE(&u->kept, k, link);
-        kblock_put(s, k);
+        kr_kblock_put(s, k);
         u->kept_off = 0;
     }
     if (u->written == u->synced)
@@ -299,7 +159,7 @@ static void keep(kr_store *s, kr_stream *st, kr_useg *u, const uint8_t *p, size_
     while (n > 0) {
         kr_kblock *k = TAILQ_LAST(&u->kept, kr_kblock_list);
         if (k == NULL || k->len == KR_KBLOCK_BYTES) {
-            if ((k = kblock_get(s)) == NULL) {
+            if ((k = kr_kblock_get(s)) == NULL) {
                 u->unkept = true;
                 kept_clear(s, st, u);
                 return;
@@ -332,7 +192,7 @@ static void kept_cut(kr_store *s, kr_stream *st, kr_useg *u, size_t n)
         }
         n -= avail;
         TAILQ_REMOVE(&u->kept, k, link);
-        kblock_put(s, k);
+        kr_kblock_put(s, k);
     }
     if (TAILQ_EMPTY(&u->kept))
         u->kept_off = 0;
@@ -382,7 +242,7 @@ void kr_stream_free(kr_stream *st)
         free(u);
     }
     if (st->open != NULL && --st->open->refs == 0)
-        chunk_free(st->open);
+        kr_chunk_free(st->open);
     free(st->segs);
     free(st);
 }
@@ -418,7 +278,7 @@ static void fail_uncounted(kr_store *s, kr_stream *st, const char *why, bool mar
     TAILQ_CONCAT(&w, &st->waiting, link);
     TAILQ_CONCAT(&p, &st->pending, link);
     if (st->open != NULL) {
-        chunk_unref(s, st->open);
+        kr_chunk_unref(s, st->open);
         st->open = NULL;
     }
     st->t->assigned = st->t->next;
@@ -684,8 +544,13 @@ static void stream_flush(kr_store *s, kr_stream *st)
     bool visible = account(s, st, &list, why[0] == '\0' || done > 0 ? c : NULL, done, why);
     if (fd >= 0)
         useg_unpin(active(st)); /* after account: dirty when it wrote */
+    if (visible && c != NULL && done == c->data.len && TAILQ_EMPTY(&st->waiting)) {
+        /* All of it visible: a consumer on the tail reads it from memory. */
+        kr_topic *t = st->t;
+        kr_store_window_follow(s, t->segs[t->n_segs - 1], c->pos, c->data.data, done);
+    }
     if (c != NULL)
-        chunk_unref(s, c); /* the open reference */
+        kr_chunk_unref(s, c); /* the open reference */
     if (visible)
         kr_store_wake(s, st->t); /* long polls: once per flush */
     /* A file with unsynced bytes stays open (fdcache.h): when the cache is

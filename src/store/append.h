@@ -243,6 +243,21 @@ bool kr_stream_busy(const kr_stream *st);
  */
 void kr_stream_drop(kr_store *s, kr_stream *st, kr_job *j);
 
+/* ---- the recycled memory (append_pool.c) ---- */
+
+/* Free a chunk no append points into (not recycled: no store at hand). */
+void kr_chunk_free(kr_chunk *c);
+
+/* Drop a chunk reference; the last one recycles the chunk (or frees it).
+ * NULL ok. */
+void kr_chunk_unref(kr_store *s, kr_chunk *c);
+
+/* A block for a segment's kept copy (len 0), or NULL on ENOMEM. */
+kr_kblock *kr_kblock_get(kr_store *s);
+
+/* Give a kept block back (recycled, or freed past the pool's bound). */
+void kr_kblock_put(kr_store *s, kr_kblock *k);
+
 /* Release an append record (its chunk reference with it). */
 void kr_append_free(kr_store *s, kr_append *a);
 

@@ -223,6 +223,15 @@ void kr_store_wake(kr_store *s, kr_topic *t);
 void kr_store_scan_checkpointed(kr_store *s, bool ok, const char *msg);
 void kr_store_cursors_expire(kr_store *s, bool all);
 
+/*
+ * kr_store_window_follow - bytes [pos, pos + len) of segment seg were just
+ * written and are visible (p: a copy of them). When the read window ends
+ * where they start - a consumer follows the tail - they join it, so that
+ * the long polls they wake read them without a pread (store_read.c).
+ */
+void kr_store_window_follow(kr_store *s, const kr_segment *seg, uint64_t pos, const uint8_t *p,
+                            size_t len);
+
 /* Drop a topic's cache of GET answers (the view changed under it). */
 void kr_store_readcache_drop(kr_store *s, kr_topic *t);
 /* A checkpoint wrote `ov` (taken over) into the view: it starts the topic's

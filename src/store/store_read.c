@@ -193,6 +193,27 @@ static const uint8_t *win_read(kr_store *s, const kr_segment *seg, uint64_t pos,
     return s->win.data;
 }
 
+void kr_store_window_follow(kr_store *s, const kr_segment *seg, uint64_t pos, const uint8_t *p,
+                            size_t len)
+{
+    if (s->win_seg != seg->id || s->win_pos + s->win.len != pos || len > KR_FETCH_WINDOW ||
+        s->win.cap < KR_FETCH_WINDOW)
+        return;
+    if (s->win.len + len > KR_FETCH_WINDOW) {
+        /* Keep the newest half of the room for a consumer a little behind:
+         * one copy every few turns instead of a slide (a copy of it all)
+         * each turn. */
+        size_t keep = (KR_FETCH_WINDOW - len) / 2;
+        if (keep > s->win.len)
+            keep = s->win.len;
+        memmove(s->win.data, s->win.data + (s->win.len - keep), keep);
+        s->win_pos += s->win.len - keep;
+        s->win.len = keep;
+    }
+    memcpy(s->win.data + s->win.len, p, len);
+    s->win.len += len;
+}
+
 /* Copy bytes [from, to) of seg into the read buffer. @return 0 or -1. */
 static int read_range(kr_store *s, const kr_segment *seg, uint64_t from, uint64_t to)
 {

@@ -99,6 +99,8 @@ static int k_start(vs_ctx *x)
     int rc = k_begin(x, false, &k);
     if (rc != VS_OK)
         return rc;
+    /* Generous: $KRAPPYD may be krappyd under valgrind (profiling). */
+    e2e_set_start_timeout(120000);
     if (e2e_start(&k->srv, quiet) < 0)
         return vs_fail(x, "krappyd did not start listening; see %s", k->srv.log_path);
     return k_connect(x, &k->srv);
