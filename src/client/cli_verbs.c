@@ -354,15 +354,22 @@ int cli_verb_help(const cli_verb *v)
 
 /* ---- the verbs that need no server ---- */
 
-static int cli_version(cli *x, int argc, char **argv)
+/* The options of a verb that has none but --help. @return -1 to go on,
+ * else the verb's exit status (its help shown, or a bad option said). */
+static int only_help_option(cli *x, int argc, char **argv)
 {
     static const struct option lo[] = {CLI_HELP_OPTION, {NULL, 0, NULL, 0}};
-    int c;
-    while ((c = cli_getopt(x, argc, argv, "", lo)) != CLI_OPT_END) {
-        if (c == CLI_OPT_HELP)
-            return cli_verb_help(x->verb);
-        return CLI_USAGE;
-    }
+    int c = cli_getopt(x, argc, argv, "", lo);
+    if (c == CLI_OPT_END)
+        return -1;
+    return c == CLI_OPT_HELP ? cli_verb_help(x->verb) : CLI_USAGE;
+}
+
+static int cli_version(cli *x, int argc, char **argv)
+{
+    int rc = only_help_option(x, argc, argv);
+    if (rc >= 0)
+        return rc;
     if (cli_no_args(x, argc, argv) != CLI_OK)
         return CLI_USAGE;
     if (x->json)
@@ -376,13 +383,9 @@ static int cli_version(cli *x, int argc, char **argv)
 
 static int cli_help(cli *x, int argc, char **argv)
 {
-    static const struct option lo[] = {CLI_HELP_OPTION, {NULL, 0, NULL, 0}};
-    int c;
-    while ((c = cli_getopt(x, argc, argv, "", lo)) != CLI_OPT_END) {
-        if (c == CLI_OPT_HELP)
-            return cli_verb_help(x->verb);
-        return CLI_USAGE;
-    }
+    int rc = only_help_option(x, argc, argv);
+    if (rc >= 0)
+        return rc;
     if (optind == argc) {
         cli_print_usage(stdout);
         return CLI_OK;
