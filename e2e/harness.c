@@ -625,3 +625,26 @@ int e2e_run(const char *cmd, char *out, size_t outlen)
         return -1;
     return WEXITSTATUS(status);
 }
+
+long e2e_events_in_order(uint32_t type, const uint8_t *payload, size_t len, uint64_t *expect,
+                         uint64_t *next)
+{
+    kr_reply r;
+    kr_cbor_item events, ev;
+    if (type != KRAPPY_T_EVENTS || kr_reply_decode(type, payload, len, &r) < 0 ||
+        kr_cbor_map_find(&r.map, "events", &events) != 1)
+        return -1;
+    kr_cbor_iter it;
+    kr_cbor_iter_init(&it, &events);
+    long n = 0;
+    while (kr_cbor_iter_next(&it, &ev) == 1) {
+        kr_event_view v;
+        if (kr_event_view_read(&ev, &v) < 0 || v.offset != *expect)
+            return -1;
+        ++*expect;
+        n++;
+    }
+    if (next != NULL && kr_reply_uint(&r, "next", next) != 1)
+        return -1;
+    return n;
+}

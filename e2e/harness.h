@@ -177,4 +177,14 @@ const char *e2e_cli(void);
 /* Milliseconds on a monotonic clock. */
 uint64_t e2e_now_ms(void);
 
+/*
+ * e2e_events_in_order - check an EVENTS reply (FETCH, POLL; its type,
+ * payload and len): its events' offsets run on from *expect, which
+ * advances past them; *next (when not NULL) receives the reply's `next`.
+ * @return the number of events, or -1 when the reply is not EVENTS with
+ * events in that order (and `next`, when asked for).
+ */
+long e2e_events_in_order(uint32_t type, const uint8_t *payload, size_t len, uint64_t *expect,
+                         uint64_t *next);
+
 #endif

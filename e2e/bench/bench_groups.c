@@ -104,22 +104,10 @@ int main(int argc, char **argv)
     while (consumed < (uint64_t)events) {
         if (krappy_recv(c, &f) != KRAPPY_OK || f.type != KRAPPY_T_EVENTS)
             die(c, "poll reply");
-        kr_reply r;
-        kr_cbor_item list, e;
-        if (kr_reply_decode(f.type, f.payload, f.len, &r) < 0 ||
-            kr_cbor_map_find(&r.map, "events", &list) != 1)
-            die(c, "events");
-        kr_cbor_iter it;
-        kr_cbor_iter_init(&it, &list);
-        uint64_t n = 0;
-        while (kr_cbor_iter_next(&it, &e) == 1) {
-            kr_event_view v;
-            if (kr_event_view_read(&e, &v) < 0 || v.offset != expect)
-                die(c, "event out of order");
-            expect++;
-            n++;
-        }
-        consumed += n;
+        long n = e2e_events_in_order(f.type, f.payload, f.len, &expect, NULL);
+        if (n < 0)
+            die(c, "events out of order");
+        consumed += (uint64_t)n;
         kr_buf_reset(&b);
         kr_enc_ack_upto(&b, (kr_cid){0}, expect);
         if (krappy_send(c, KRAPPY_T_ACK, b.data, b.len) != KRAPPY_OK)

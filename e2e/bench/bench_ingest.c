@@ -219,21 +219,10 @@ static double fetch_all(krappy_client *c, const e2e_server *s, uint64_t end, dou
         krappy_frame f;
         if (krappy_call(c, KRAPPY_T_FETCH, b.data, b.len, &f) != KRAPPY_OK)
             die(c, "fetch");
-        kr_reply r;
-        kr_cbor_item events, ev;
-        if (kr_reply_decode(f.type, f.payload, f.len, &r) < 0 ||
-            kr_cbor_map_find(&r.map, "events", &events) != 1)
-            die(c, "fetch reply");
-        kr_cbor_iter it;
-        kr_cbor_iter_init(&it, &events);
-        while (kr_cbor_iter_next(&it, &ev) == 1) {
-            kr_event_view v;
-            if (kr_event_view_read(&ev, &v) < 0 || v.offset != off + (seen - off))
-                die(c, "event");
-            seen++;
-        }
         uint64_t next;
-        if (kr_reply_uint(&r, "next", &next) != 1 || next <= off)
+        if (e2e_events_in_order(f.type, f.payload, f.len, &seen, &next) < 0)
+            die(c, "fetch reply");
+        if (next <= off)
             die(c, "next");
         off = next;
     }

@@ -45,7 +45,7 @@ typedef struct cli {
     double hello_ms;             /* round trip of that HELLO */
 } cli;
 
-/* One verb. Adding a verb = one row in cli.c's table + its function. */
+/* One verb. Adding a verb = one row in cli_verbs.c's table + its function. */
 typedef struct cli_verb {
     const char *name;
     const char *args;     /* synopsis after the verb, e.g. "[-c COUNT]" */
@@ -111,6 +111,16 @@ int cli_getopt(cli *x, int argc, char **argv, const char *shortopts, const struc
 
 /* Print the verb's usage (to stdout) and return CLI_OK: for --help. */
 int cli_verb_help(const cli_verb *v);
+
+/* The verb of that name in the table (cli_verbs.c), or NULL. */
+const cli_verb *cli_find_verb(const char *name);
+
+/* Say on stderr that `name` is no verb, suggesting a close one.
+ * @return CLI_USAGE. */
+int cli_unknown_verb(const char *name);
+
+/* The usage: the verbs, the global options, the environment. */
+void cli_print_usage(FILE *f);
 
 /* Report a command-line error of the running verb: "krappy VERB: <msg>" and a
  * hint to run `krappy VERB --help`, on stderr. @return CLI_USAGE. */

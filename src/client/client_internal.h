@@ -3,10 +3,11 @@
  * libkrappy's own files and by nothing else: not the CLI, not the tests
  * (they see the opaque handle of the public header).
  *
- * client.c owns the connection (moving bytes, errors, the raw calls,
- * HELLO/PING) and lends the helpers below to publish.c (batches, PUBLISH),
- * read.c (FETCH, GET, SCAN, TOPICS, STATS) and consume.c (CONSUMER_REGISTER,
- * POLL, ACK); values.c (an event's values for people, JSON to CBOR through
+ * client.c (the handle, errors), connect.c (connecting), frames.c (moving
+ * frames, the raw calls) and call.c (a request and its reply, HELLO, PING)
+ * lend the helpers below to publish.c (batches, PUBLISH), read.c (FETCH,
+ * GET, SCAN, TOPICS, STATS) and consume.c (CONSUMER_REGISTER, POLL, ACK);
+ * values.c (an event's values for people, JSON to CBOR through
  * proto/json_parse.h) nothing.
  *
  * Built into libkrappy.a and libkrappy.so like everything else; the version
@@ -32,6 +33,10 @@
 
 /* The port used when none is given: KRAPPY_DEFAULT_PORT as text. */
 #define KR_CLIENT_DEFAULT_PORT "7070"
+
+/* krappy_send waits (reading replies) while this many request bytes are
+ * queued and unwritten. */
+#define KR_CLIENT_OUT_HIGH_WATER (1u << 20)
 
 /* A pipelined typed request other than PUBLISH (consume.c's POLL and ACK)
  * whose reply has not been taken yet. */
@@ -77,7 +82,7 @@ struct krappy_client {
                          awaiting acknowledgement, oldest first (kept by
                          publish.c; ack "none" batches are not in it) */
     kr_ring due;      /* kr_due: pipelined POLL and ACK replies due,
-                         oldest first (kept by client.c) */
+                         oldest first (kept by call.c) */
 };
 
 /* ---- errors ---- */
@@ -97,6 +102,15 @@ kr_client_fail_close(krappy_client *c, krappy_err e, const char *fmt, ...);
 /* KRAPPY_E_USAGE for a call that needs a connection, saying why there is none. */
 krappy_err kr_client_not_connected(krappy_client *c);
 
+/* Close the socket but keep the buffered bytes: a frame returned by the
+ * last krappy_recv stays readable until the next call, as the header
+ * promises. */
+void kr_client_drop_conn(krappy_client *c);
+
+/* The error sentence becomes why there is no connection: later calls that
+ * need one say it. */
+void kr_client_keep_close_why(krappy_client *c);
+
 /* Copy n bytes of server text into dst (dstlen bytes, NUL-terminated) for an
  * error sentence: control characters and invalid UTF-8 become '?'; a cut
  * never splits a UTF-8 sequence. */
@@ -107,6 +121,13 @@ void kr_client_sanitize(char *dst, size_t dstlen, const uint8_t *src, size_t n);
 /* A deadline timeout_ms from now on the monotonic clock; -1 for none
  * (negative timeout). */
 int64_t kr_client_deadline_after(int timeout_ms);
+
+/* Milliseconds left before the deadline, for poll(): -1 = no deadline. */
+int kr_client_ms_left(int64_t deadline);
+
+/* Write what the socket takes now (frames.c). @return KRAPPY_OK, possibly
+ * with requests still queued, or the error that lost the connection. */
+krappy_err kr_client_write_some(krappy_client *c);
 
 /*
  * kr_client_send_frame - queue one request and write what the socket takes

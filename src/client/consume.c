@@ -3,7 +3,7 @@
  * and ACK, one round trip at a time or pipelined.
  *
  * The one-shot calls go through kr_client_request like the reads; the
- * pipelined ones through kr_client_send_due / kr_client_recv_due (client.c),
+ * pipelined ones through kr_client_send_due / kr_client_recv_due (call.c),
  * which remember which reply each request waits for, so that a *_recv
  * called out of turn refuses instead of taking another request's reply.
  * POLL's EVENTS are decoded by read.c (kr_read_events) into the same

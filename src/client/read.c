@@ -6,7 +6,7 @@
  * call, so each result is decoded into one allocation the caller frees with
  * one call: the public struct first, then its array, then what the array
  * points into (a copy of the payload, or the strings). Requests are sent
- * with kr_client_request (client.c).
+ * with kr_client_request (call.c).
  */
 #include "krappy/client.h"
 

@@ -82,6 +82,8 @@
 #define KR_TRANSPORT_INFO_MAX     512 /* longest info a handshake carries */
 #define KR_TRANSPORT_HANDSHAKE_MAX                                                                 \
     (KR_TRANSPORT_HEADER_BYTES + KR_TRANSPORT_ADDRESS_MAX + 2 + KR_TRANSPORT_INFO_MAX)
+#define KR_TRANSPORT_PROBE_MAGIC    "KRFP"
+#define KR_TRANSPORT_PROBE_VERSION  1
 #define KR_TRANSPORT_PROBE_HEADER   8    /* "KRFP", version, length */
 #define KR_TRANSPORT_PROBE_MAX      4096 /* longest probe request or reply */
 #define KR_TRANSPORT_MAX_HANDSHAKES 64   /* incoming connections read at once */

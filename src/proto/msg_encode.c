@@ -158,15 +158,21 @@ void kr_enc_publish_seq(kr_buf *b, kr_cid cid, kr_ack_mode ack, uint64_t seq,
     publish(b, cid, ack, &seq, events, n);
 }
 
-void kr_enc_poll(kr_buf *b, kr_cid cid, uint64_t max, uint64_t wait_ms, uint64_t max_bytes)
+/* The limits of a read that may wait (FETCH, POLL). */
+static void put_read_limits(kr_buf *b, uint64_t max, uint64_t wait_ms, uint64_t max_bytes)
 {
-    map_open(b, cid, 3);
     PUT_KEY(b, "max");
     kr_cbor_put_uint(b, max);
     PUT_KEY(b, "wait_ms");
     kr_cbor_put_uint(b, wait_ms);
     PUT_KEY(b, "max_bytes");
     kr_cbor_put_uint(b, max_bytes);
+}
+
+void kr_enc_poll(kr_buf *b, kr_cid cid, uint64_t max, uint64_t wait_ms, uint64_t max_bytes)
+{
+    map_open(b, cid, 3);
+    put_read_limits(b, max, wait_ms, max_bytes);
 }
 
 void kr_enc_ack_upto(kr_buf *b, kr_cid cid, uint64_t upto)
@@ -227,12 +233,7 @@ void kr_enc_fetch(kr_buf *b, kr_cid cid, const char *topic, uint64_t offset, uin
     kr_cbor_put_cstr(b, topic);
     PUT_KEY(b, "offset");
     kr_cbor_put_uint(b, offset);
-    PUT_KEY(b, "max");
-    kr_cbor_put_uint(b, max);
-    PUT_KEY(b, "wait_ms");
-    kr_cbor_put_uint(b, wait_ms);
-    PUT_KEY(b, "max_bytes");
-    kr_cbor_put_uint(b, max_bytes);
+    put_read_limits(b, max, wait_ms, max_bytes);
 }
 
 void kr_enc_stats(kr_buf *b, kr_cid cid, const char *topic, const char *group)

@@ -209,44 +209,52 @@ static int mul_ok(uint64_t a, uint64_t b, uint64_t *out)
     return 0;
 }
 
-int kr_parse_size(const char *s, uint64_t *out)
+/* A number's unit suffix and what it multiplies by. */
+typedef struct unit {
+    const char *suffix;
+    uint64_t mult;
+} unit;
+
+static const unit size_units[] = {
+    {"", 1},
+    {"B", 1},
+    {"K", 1024},
+    {"k", 1024},
+    {"KiB", 1024},
+    {"M", 1024 * 1024},
+    {"m", 1024 * 1024},
+    {"MiB", 1024 * 1024},
+    {"G", 1024 * 1024 * 1024},
+    {"g", 1024 * 1024 * 1024},
+    {"GiB", 1024 * 1024 * 1024},
+};
+
+static const unit duration_units[] = {
+    {"", 1000}, {"s", 1000}, {"ms", 1}, {"m", 60 * 1000}, {"h", 3600 * 1000},
+};
+
+/* A whole number with one of n units after it, multiplied out. */
+static int parse_with_unit(const char *s, const unit *units, size_t n, uint64_t *out)
 {
     uint64_t v;
     const char *r;
     if (leading_uint(s, &v, &r) < 0)
         return -1;
-    uint64_t mult;
-    if (*r == '\0' || strcmp(r, "B") == 0)
-        mult = 1;
-    else if (strcmp(r, "K") == 0 || strcmp(r, "k") == 0 || strcmp(r, "KiB") == 0)
-        mult = 1024;
-    else if (strcmp(r, "M") == 0 || strcmp(r, "m") == 0 || strcmp(r, "MiB") == 0)
-        mult = 1024 * 1024;
-    else if (strcmp(r, "G") == 0 || strcmp(r, "g") == 0 || strcmp(r, "GiB") == 0)
-        mult = 1024 * 1024 * 1024;
-    else
-        return -1;
-    return mul_ok(v, mult, out);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(r, units[i].suffix) == 0)
+            return mul_ok(v, units[i].mult, out);
+    return -1;
+}
+
+int kr_parse_size(const char *s, uint64_t *out)
+{
+    return parse_with_unit(s, size_units, sizeof size_units / sizeof size_units[0], out);
 }
 
 int kr_parse_duration_ms(const char *s, uint64_t *out)
 {
-    uint64_t v;
-    const char *r;
-    if (leading_uint(s, &v, &r) < 0)
-        return -1;
-    uint64_t mult;
-    if (*r == '\0' || strcmp(r, "s") == 0)
-        mult = 1000;
-    else if (strcmp(r, "ms") == 0)
-        mult = 1;
-    else if (strcmp(r, "m") == 0)
-        mult = 60 * 1000;
-    else if (strcmp(r, "h") == 0)
-        mult = 3600 * 1000;
-    else
-        return -1;
-    return mul_ok(v, mult, out);
+    return parse_with_unit(s, duration_units, sizeof duration_units / sizeof duration_units[0],
+                           out);
 }
 
 static const char *kind_hint(opt_kind k)

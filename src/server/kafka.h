@@ -3,8 +3,9 @@
  * loop where Kafka clients (kcat, librdkafka, any Kafka client library)
  * produce to and consume from krappy topics (docs/KAFKA.md).
  *
- *   kafka_listener.c  accept, connections, framing, the request pipeline,
- *                     back-pressure, timeouts, SASL gating
+ *   kafka_listener.c  accept, framing, the request pipeline, timeouts,
+ *                     SASL gating (the socket side, back-pressure and the
+ *                     life of a connection: netconn.c, as the Krappy port's)
  *   kafka_handlers.c  ApiVersions, Metadata, ListOffsets, FindCoordinator,
  *                     InitProducerId, SASL, the dispatch table
  *   kafka_produce.c   Produce: record batches to PUBLISH batches
@@ -95,27 +96,15 @@ struct kr_kreq {
 TAILQ_HEAD(kr_kreq_list, kr_kreq);
 
 struct kr_kconn {
+    kr_netconn net; /* the socket side (netconn.h); first */
     kr_kafka *k;
-    uint64_t id;
-    struct bufferevent *bev; /* NULL once closed */
-    char peer[64];
-    int refs; /* the socket, each async request, each callback on the stack */
     kr_ksasl sasl;
-    bool read_paused;
-    bool no_more;         /* closing: start nothing more */
-    bool flushing;        /* writing the last responses, then closing */
-    bool eof;             /* the client shut its side */
-    bool in_process;      /* kconn_process is on the stack */
     struct event *resume; /* starts waiting frames after an asynchronous
                              answer, from the loop (never from inside the
                              answering code: a group rebalance answers
                              other connections from within a call) */
     bool resume_pending;
-    uint32_t running, running_fifo, parked;
-    uint64_t charged;                /* charged to its running requests */
-    kr_breader budget;               /* its share of request memory (its input too) */
-    struct evbuffer_cb_entry *in_cb; /* kr_budget_on_input */
-    uint64_t accepted_ns, last_request_ns, last_drain_ns, flush_since_ns;
+    uint32_t parked;          /* requests waiting (a Fetch long poll, a JoinGroup) */
     struct kr_kreq_list reqs; /* in request order */
     struct kr_kreq_list free_reqs;
     uint32_t n_free_reqs;

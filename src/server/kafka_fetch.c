@@ -162,8 +162,8 @@ static void prefetch_run(evutil_socket_t fd, short what, void *arg)
     /* Records take about what their events take, and a little more. */
     size_t room = (size_t)pf->want + (size_t)pf->want / 4 + 4096;
     size_t grow = room > pf->records.cap ? room - pf->records.cap : 0;
-    if (c->bev != NULL && !c->no_more && pf->t != NULL && (uint64_t)pf->offset < pf->t->next &&
-        (uint64_t)pf->offset >= pf->t->first &&
+    if (c->net.bev != NULL && !c->net.no_more && pf->t != NULL &&
+        (uint64_t)pf->offset < pf->t->next && (uint64_t)pf->offset >= pf->t->first &&
         c->k->prefetch_bytes + grow <= KR_KAFKA_PREFETCH_BYTES) {
         int16_t err;
         size_t cap0 = pf->records.cap;
@@ -208,12 +208,12 @@ static void prefetch_after(kr_kconn *c, const kfpart *fp, uint64_t want, uint64_
     pf->want = want;
     /* The answer leaves now, before the timer's turn: the client reads it
      * while the next one is made. */
-    if (c->bev != NULL)
-        (void)evbuffer_write(bufferevent_get_output(c->bev), bufferevent_getfd(c->bev));
+    if (c->net.bev != NULL)
+        (void)evbuffer_write(bufferevent_get_output(c->net.bev), bufferevent_getfd(c->net.bev));
     static const struct timeval now = {0, 0};
     if (evtimer_add(pf->timer, &now) == 0) {
         pf->scheduled = true;
-        c->refs++;
+        c->net.refs++;
     }
 }
 
@@ -371,7 +371,7 @@ static void respond(kfetch *f)
     const kfpart *one = f->n_parts == 1 ? &f->parts[0] : NULL;
     bool more = one != NULL && one->t != NULL && one->rec_len > 0 && one->p->error_code == 0;
     uint64_t want = more ? one->want : 0, next = more ? one->next : 0;
-    c->refs++; /* the answer may close the connection */
+    c->net.refs++; /* the answer may close the connection */
     kr_kreq_respond(f->r, &f->resp);
     if (more)
         prefetch_after(c, one, want, next);

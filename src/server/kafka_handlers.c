@@ -408,7 +408,7 @@ static kr_khresult sasl_handshake(kr_kconn *c, kr_kreq *r, const kr_kafka_reques
     }
     if (resp.error_code != 0) {
         r->close_after = true;
-        c->no_more = true;
+        c->net.no_more = true;
     }
     kr_kreq_respond(r, &resp);
     return KR_KH_DONE;
@@ -430,7 +430,7 @@ static kr_khresult sasl_authenticate(kr_kconn *c, kr_kreq *r, const kr_kafka_req
                           "--token");
         kr_kconn_log(KR_LOG_INFO, c, "Kafka client not authenticated", "wrong SASL/PLAIN password");
         r->close_after = true;
-        c->no_more = true;
+        c->net.no_more = true;
     }
     kr_kreq_respond(r, &resp);
     return KR_KH_DONE;

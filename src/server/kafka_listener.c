@@ -3,18 +3,14 @@
  * the request pipeline, back-pressure, timeouts and the SASL gate (see
  * kafka.h for the rules).
  *
- * A connection's life: open (reading and answering), then flushing (its
- * last responses are written), then lingering (our side shut, the client's
- * remaining input read and dropped for a moment, so the kernel does not
- * answer it with a reset that destroys what we sent), then closed. Its
- * memory goes with the last reference: the socket, each asynchronous
- * request still running, each callback on the stack.
+ * The socket side of a connection - accepting, reading into the budget,
+ * EOF and half-close, the last responses and lingering, timeouts, closing,
+ * references - is netconn.c's, the same as the Krappy port's; this file is
+ * the Kafka protocol on it.
  */
 #include "server/kafka.h"
 
-#include <netinet/in.h>
 #include <stdarg.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,33 +37,22 @@
 #define KR_KDEC_PER_BYTE 8
 #define KR_KDEC_BASE     (64u * 1024)
 
-typedef enum kconn_phase { KCONN_OPEN = 0, KCONN_FLUSHING, KCONN_LINGERING } kconn_phase;
-
 static void kconn_process(kr_kconn *c);
 static void kconn_abort(kr_kconn *c, const char *why);
 static void kconn_begin_flush(kr_kconn *c);
 
-static uint64_t ms_ns(uint64_t ms)
-{
-    return ms > UINT64_MAX / 1000000 ? UINT64_MAX : ms * 1000000;
-}
-
 static size_t out_len(const kr_kconn *c)
 {
-    return c->bev ? evbuffer_get_length(bufferevent_get_output(c->bev)) : 0;
-}
-
-static kconn_phase phase(const kr_kconn *c)
-{
-    return c->flush_since_ns == 0 ? KCONN_OPEN : c->flushing ? KCONN_FLUSHING : KCONN_LINGERING;
+    return kr_netconn_out_len(&c->net);
 }
 
 void kr_kconn_log(kr_log_level lvl, const kr_kconn *c, const char *msg, const char *why)
 {
     if (!kr_log_enabled(lvl))
         return;
-    kr_log(lvl, msg, KR_LOG_STR("port", "kafka"), KR_LOG_U64("conn", c->id),
-           KR_LOG_STR("peer", c->peer), KR_LOG_STR(c->client_id[0] ? "client" : NULL, c->client_id),
+    kr_log(lvl, msg, KR_LOG_STR("port", "kafka"), KR_LOG_U64("conn", c->net.id),
+           KR_LOG_STR("peer", c->net.peer),
+           KR_LOG_STR(c->client_id[0] ? "client" : NULL, c->client_id),
            KR_LOG_STR(why ? "reason" : NULL, why));
 }
 
@@ -145,7 +130,7 @@ void kr_kreq_async(kr_kreq *r)
     if (r->async)
         return;
     r->async = true;
-    r->conn->refs++;
+    r->conn->net.refs++;
 }
 
 /* ---- response buffers ----
@@ -207,7 +192,7 @@ static void resp_pool_close(void)
  * reference (the buffer then belongs to the output). @return 0 or -1. */
 static int kreq_send(kr_kconn *c, kr_kreq *r)
 {
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out = bufferevent_get_output(c->net.bev);
     if (r->resp.len < KR_KRESP_BY_REF)
         return evbuffer_add(out, r->resp.data, r->resp.len);
     if (evbuffer_add_reference(out, r->resp.data, r->resp.len, resp_pool_put,
@@ -225,7 +210,7 @@ static int kreq_send(kr_kconn *c, kr_kreq *r)
 static void kconn_flush_done(kr_kconn *c)
 {
     kr_kreq *r;
-    while (c->bev != NULL && (r = TAILQ_FIRST(&c->reqs)) != NULL && r->done) {
+    while (c->net.bev != NULL && (r = TAILQ_FIRST(&c->reqs)) != NULL && r->done) {
         TAILQ_REMOVE(&c->reqs, r, link);
         bool close_after = r->close_after;
         if (r->resp.len > 0) {
@@ -248,8 +233,7 @@ static void kconn_flush_done(kr_kconn *c)
 void kr_kreq_charge(kr_kreq *r, uint64_t bytes)
 {
     r->cost += bytes;
-    r->conn->charged += bytes;
-    kr_budget_add(r->conn->k->srv, (int64_t)bytes);
+    kr_netconn_charge(&r->conn->net, (int64_t)bytes);
 }
 
 /* The one way a request ends: its memory released, counted, written when
@@ -259,19 +243,18 @@ static void kreq_finish(kr_kreq *r)
 {
     kr_kconn *c = r->conn;
     bool was_async = r->async;
-    c->charged -= r->cost;
-    kr_budget_add(c->k->srv, -(int64_t)r->cost);
+    kr_netconn_charge(&c->net, -(int64_t)r->cost);
     r->cost = 0;
     r->done = true;
-    c->running--;
+    c->net.running--;
     if (r->fifo)
-        c->running_fifo--;
+        c->net.running_fifo--;
     int i = kr_kafka_api_index(r->api_key);
     if (i >= 0) {
         kr_counter_add(c->k->m.requests[i], 1);
         kr_histogram_observe_ns(c->k->m.latency[i], kr_mono_ns() - r->start_ns);
     }
-    if (c->bev == NULL) {
+    if (c->net.bev == NULL) {
         /* The connection closed while the request ran: nothing to send. */
         if (was_async) {
             TAILQ_REMOVE(&c->reqs, r, link);
@@ -282,9 +265,9 @@ static void kreq_finish(kr_kreq *r)
     }
     kconn_flush_done(c);
     if (was_async) {
-        if (c->bev != NULL && !c->in_process && !c->resume_pending) {
+        if (c->net.bev != NULL && !c->net.in_process && !c->resume_pending) {
             c->resume_pending = true;
-            c->refs++;
+            c->net.refs++;
             event_active(c->resume, EV_TIMEOUT, 0);
         }
         kr_kconn_release(c);
@@ -297,7 +280,7 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     c->resume_pending = false;
-    if (c->bev != NULL)
+    if (c->net.bev != NULL)
         kconn_process(c);
     kr_kconn_release(c);
 }
@@ -318,10 +301,10 @@ void kr_kreq_respond(kr_kreq *r, const void *body)
             snprintf(c->msg, sizeof c->msg,
                      "the %s response would exceed --max-frame (%u bytes); closing",
                      kr_kafka_api_name(r->api_key), c->k->cfg->max_frame);
-        kr_log(KR_LOG_ERROR, "a Kafka response could not be encoded", KR_LOG_U64("conn", c->id),
+        kr_log(KR_LOG_ERROR, "a Kafka response could not be encoded", KR_LOG_U64("conn", c->net.id),
                KR_LOG_STR("api", kr_kafka_api_name(r->api_key)), KR_LOG_STR("reason", c->msg));
         r->close_after = true;
-        c->no_more = true;
+        c->net.no_more = true;
     }
     kreq_finish(r);
 }
@@ -347,55 +330,11 @@ void kr_kreq_close(kr_kreq *r, const char *why)
     kr_kconn_log(KR_LOG_WARN, c, "closing a Kafka connection", why);
     kr_buf_reset(&r->resp);
     r->close_after = true;
-    c->no_more = true;
+    c->net.no_more = true;
     kreq_finish(r);
 }
 
 /* ---- reading ---- */
-
-/* What a connection's requests read and not answered may hold (the Krappy
- * port's kr_conn_pending_max). */
-static uint64_t pending_max(const kr_kconn *c)
-{
-    uint64_t one_frame = (uint64_t)c->k->cfg->max_frame + KR_CONN_READ_CHUNK;
-    return one_frame > KR_CONN_PENDING_MAX ? one_frame : KR_CONN_PENDING_MAX;
-}
-
-/* Pause reading while responses pile up unread, a whole frame waits for
- * earlier requests, or request memory has no room for the next bytes (the
- * connection's share or the server's, budget.c); read while lingering (to
- * drop it). */
-static void kconn_update_read(kr_kconn *c)
-{
-    if (c->bev == NULL)
-        return;
-    bool want;
-    kconn_phase ph = phase(c);
-    if (ph == KCONN_LINGERING) {
-        want = true;
-    } else if (ph != KCONN_OPEN || c->no_more || c->eof) {
-        want = false;
-    } else {
-        struct evbuffer *in = bufferevent_get_input(c->bev);
-        size_t have = evbuffer_get_length(in), need = KR_CONN_READ_CHUNK;
-        if (have >= 4) {
-            uint8_t hdr[4];
-            evbuffer_copyout(in, hdr, 4);
-            size_t frame = (size_t)kr_get_be32(hdr) + 4;
-            if (frame > need)
-                need = frame;
-        }
-        want = out_len(c) < KR_CONN_OUT_HIGH && have < need &&
-               c->budget.in_bytes + c->charged < pending_max(c) && kr_budget_may_read(&c->budget);
-    }
-    if (want && c->read_paused) {
-        bufferevent_enable(c->bev, EV_READ);
-        c->read_paused = false;
-    } else if (!want && !c->read_paused) {
-        bufferevent_disable(c->bev, EV_READ);
-        c->read_paused = true;
-    }
-}
 
 /* Start a request that cannot run: close after the earlier responses. */
 static void kconn_refuse(kr_kconn *c, kr_kreq *r, const char *fmt, ...)
@@ -420,7 +359,7 @@ static kr_kreq *kreq_start(kr_kconn *c)
         return NULL;
     }
     TAILQ_INSERT_TAIL(&c->reqs, r, link);
-    c->running++;
+    c->net.running++;
     return r;
 }
 
@@ -491,7 +430,7 @@ static void kconn_start(kr_kconn *c, const uint8_t *p, size_t len)
     }
     if (kh->fifo) {
         r->fifo = true;
-        c->running_fifo++;
+        c->net.running_fifo++;
     }
     (void)kh->run(c, r, &req);
     kr_kafka_arena_reset(&c->dec);
@@ -520,15 +459,15 @@ static const uint8_t *frame_bytes(kr_kafka *k, struct evbuffer *in, size_t n)
  */
 static void kconn_process(kr_kconn *c)
 {
-    if (c->in_process)
+    if (c->net.in_process)
         return;
-    c->in_process = true;
+    c->net.in_process = true;
     kr_store *store = c->k->srv->store;
     kr_store_hold(store); /* the requests of this read: one writer round */
-    while (c->bev != NULL && phase(c) == KCONN_OPEN && !c->no_more) {
+    while (c->net.bev != NULL && c->net.phase == KR_NETCONN_OPEN && !c->net.no_more) {
         if (out_len(c) >= KR_CONN_OUT_HIGH)
             break;
-        struct evbuffer *in = bufferevent_get_input(c->bev);
+        struct evbuffer *in = bufferevent_get_input(c->net.bev);
         size_t have = evbuffer_get_length(in);
         if (have < 4)
             break;
@@ -549,12 +488,12 @@ static void kconn_process(kr_kconn *c)
         }
         if (have < (size_t)size + 4)
             break;
-        if (c->running > 0) {
+        if (c->net.running > 0) {
             /* A Produce may follow Produces still being written; anything
              * else waits for every earlier request. */
             const kr_khandler *kh =
                 c->sasl == KR_KSASL_RAW ? NULL : kr_khandler_for((int16_t)kr_get_be16(hdr + 4));
-            if (!(kh != NULL && kh->fifo && c->running == c->running_fifo))
+            if (!(kh != NULL && kh->fifo && c->net.running == c->net.running_fifo))
                 break;
         }
         const uint8_t *frame = frame_bytes(c->k, in, (size_t)size + 4);
@@ -562,105 +501,50 @@ static void kconn_process(kr_kconn *c)
             kconn_abort(c, "out of memory reading a frame");
             break;
         }
-        kr_budget_frame_taken(&c->budget);
-        c->last_request_ns = kr_mono_ns();
+        kr_budget_frame_taken(&c->net.budget);
+        c->net.last_request_ns = kr_mono_ns();
         kr_counter_add(c->k->m.bytes_in, (uint64_t)size + 4);
         kconn_start(c, frame + 4, (size_t)size);
-        if (c->bev != NULL && frame != c->k->frame.data)
+        if (c->net.bev != NULL && frame != c->k->frame.data)
             evbuffer_drain(in, (size_t)size + 4);
     }
     kr_store_release(store);
-    c->in_process = false;
-    if (c->bev == NULL)
+    c->net.in_process = false;
+    if (c->net.bev == NULL)
         return;
     /* Done with the connection: the client shut its side, or the server
      * stops. */
-    if (phase(c) == KCONN_OPEN && TAILQ_EMPTY(&c->reqs) &&
-        (c->eof || c->k->srv->shutting_down || c->no_more))
+    if (c->net.phase == KR_NETCONN_OPEN && TAILQ_EMPTY(&c->reqs) &&
+        (c->net.eof || c->k->srv->shutting_down || c->net.no_more))
         kconn_begin_flush(c);
-    kconn_update_read(c);
-}
-
-/* ---- socket callbacks ---- */
-
-static void on_read(struct bufferevent *bev, void *arg)
-{
-    kr_kconn *c = arg;
-    if (phase(c) == KCONN_LINGERING) {
-        struct evbuffer *in = bufferevent_get_input(bev);
-        evbuffer_drain(in, evbuffer_get_length(in));
-        return;
-    }
-    c->refs++;
-    kconn_process(c);
-    kr_kconn_release(c);
-}
-
-static void on_write(struct bufferevent *bev, void *arg)
-{
-    kr_kconn *c = arg;
-    if (phase(c) == KCONN_FLUSHING) {
-        if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)
-            return;
-        /* The last response is out: shut our side, drop theirs a while. */
-        shutdown(bufferevent_getfd(bev), SHUT_WR);
-        c->flushing = false;
-        c->flush_since_ns = kr_mono_ns();
-        kconn_update_read(c);
-        return;
-    }
-    if (phase(c) == KCONN_OPEN) {
-        c->refs++;
-        kconn_process(c);
-        kr_kconn_release(c);
-    }
-}
-
-static void on_event(struct bufferevent *bev, short what, void *arg)
-{
-    kr_kconn *c = arg;
-    (void)bev;
-    if (what & BEV_EVENT_ERROR) {
-        kconn_abort(c, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-        return;
-    }
-    if (!(what & BEV_EVENT_EOF))
-        return;
-    if (phase(c) != KCONN_OPEN || c->parked > 0) {
-        kconn_abort(c, phase(c) == KCONN_OPEN ? "closed by the client while waiting" : NULL);
-        return;
-    }
-    /* Half-closed: answer the whole requests sent, then close. */
-    c->eof = true;
-    c->refs++;
-    kconn_process(c);
-    kr_kconn_release(c);
-}
-
-/* ---- request memory ---- */
-
-static uint64_t budget_charged(const kr_breader *b)
-{
-    const kr_kconn *c = b->owner;
-    return c->charged;
-}
-
-/* The rest of the frame begun in the input (a SASL token frame may be
- * short; a request's is refused below KR_KAFKA_REQ_HEADER_MIN once read). */
-static size_t budget_unfinished(const kr_breader *b)
-{
-    const kr_kconn *c = b->owner;
-    if (c->bev == NULL)
-        return 0;
-    return kr_budget_frame_rest(bufferevent_get_input(c->bev), 0, c->k->cfg->max_frame);
-}
-
-static void budget_update_read(kr_breader *b)
-{
-    kconn_update_read(b->owner);
+    kr_netconn_update_read(&c->net);
 }
 
 /* ---- life cycle ---- */
+
+static void net_process(kr_netconn *n)
+{
+    kconn_process(KR_NETCONN_OWNER(n, kr_kconn));
+}
+
+static const char *net_eof_closes(const kr_netconn *n)
+{
+    const kr_kconn *c = KR_NETCONN_OWNER(n, const kr_kconn);
+    return c->parked > 0 ? "closed by the client while waiting" : NULL;
+}
+
+static void net_closed(kr_netconn *n, const char *why);
+static void net_free(kr_netconn *n);
+
+/* A request's frame is refused below KR_KAFKA_REQ_HEADER_MIN once read,
+ * and a SASL token frame may be short: the budget counts from 0. */
+static const kr_netconn_ops kconn_ops = {
+    .process = net_process,
+    .eof_closes = net_eof_closes,
+    .closed = net_closed,
+    .free = net_free,
+    .min_frame = 0,
+};
 
 static kr_kconn *kconn_new(kr_kafka *k, int fd, const struct sockaddr *sa)
 {
@@ -668,56 +552,35 @@ static kr_kconn *kconn_new(kr_kafka *k, int fd, const struct sockaddr *sa)
     if (c == NULL)
         return NULL;
     c->k = k;
-    c->id = ++k->next_conn_id;
-    c->refs = 1;
     c->sasl = k->cfg->token != NULL ? KR_KSASL_START : KR_KSASL_DONE;
-    c->accepted_ns = c->last_request_ns = c->last_drain_ns = kr_mono_ns();
-    c->budget = (kr_breader){.srv = k->srv,
-                             .owner = c,
-                             .charged = budget_charged,
-                             .unfinished = budget_unfinished,
-                             .update_read = budget_update_read,
-                             .last_read_ns = c->accepted_ns};
     TAILQ_INIT(&c->reqs);
     TAILQ_INIT(&c->free_reqs);
     kr_kafka_arena_init(&c->dec, (size_t)k->cfg->max_frame * KR_KDEC_PER_BYTE + KR_KDEC_BASE);
-    kr_sockaddr_format(sa, c->peer, sizeof c->peer, NULL);
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     c->resume = event_new(k->srv->base, -1, 0, on_resume, c);
-    c->bev = c->resume ? bufferevent_socket_new(k->srv->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
-    if (c->bev == NULL) {
+    if (c->resume == NULL ||
+        kr_netconn_init(&c->net, k->srv, &kconn_ops, ++k->next_conn_id, fd, sa) < 0) {
         if (c->resume != NULL)
             event_free(c->resume);
         kr_kafka_arena_free(&c->dec);
         free(c);
         return NULL;
     }
-    c->in_cb = evbuffer_add_cb(bufferevent_get_input(c->bev), kr_budget_on_input, &c->budget);
-    if (c->in_cb == NULL) {
-        bufferevent_free(c->bev);
-        event_free(c->resume);
-        kr_kafka_arena_free(&c->dec);
-        free(c);
-        return NULL;
-    }
-    bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
-    bufferevent_setwatermark(c->bev, EV_WRITE, KR_CONN_OUT_LOW, 0);
-    bufferevent_set_max_single_read(c->bev, KR_CONN_READ_CHUNK);
-    evbuffer_add_cb(bufferevent_get_output(c->bev), kr_server_note_drain, &c->last_drain_ns);
-    bufferevent_enable(c->bev, EV_READ);
+    bufferevent_enable(c->net.bev, EV_READ);
     TAILQ_INSERT_TAIL(&k->conns, c, link);
     k->n_conns++;
-    k->srv->n_conns++;
-    kr_gauge_set(k->srv->m.connections, k->srv->n_conns);
     kr_kconn_log(KR_LOG_DEBUG, c, "Kafka connection accepted", NULL);
     return c;
 }
 
 void kr_kconn_release(kr_kconn *c)
 {
-    if (--c->refs > 0)
-        return;
+    kr_netconn_release(&c->net);
+}
+
+/* The last reference went. */
+static void net_free(kr_netconn *n)
+{
+    kr_kconn *c = KR_NETCONN_OWNER(n, kr_kconn);
     kr_kfetch_conn_free(c);
     kr_kreq *r;
     while ((r = TAILQ_FIRST(&c->reqs)) != NULL) {
@@ -737,7 +600,7 @@ void kr_kconn_release(kr_kconn *c)
 static void cancel_parked(kr_kconn *c)
 {
     kr_kreq *r, *next;
-    c->refs++;
+    c->net.refs++;
     for (r = TAILQ_FIRST(&c->reqs); r != NULL; r = next) {
         next = TAILQ_NEXT(r, link);
         if (!r->done && r->cancel != NULL) {
@@ -751,86 +614,57 @@ static void cancel_parked(kr_kconn *c)
 
 static void kconn_abort(kr_kconn *c, const char *why)
 {
-    if (c->bev == NULL)
-        return;
-    kr_kafka *k = c->k;
-    kr_server *srv = k->srv;
+    kr_netconn_abort(&c->net, why);
+}
+
+/* The socket closed (kr_netconn_abort): parked requests are withdrawn;
+ * running ones finish as orphans; the rest go with the last reference. */
+static void net_closed(kr_netconn *n, const char *why)
+{
+    kr_kconn *c = KR_NETCONN_OWNER(n, kr_kconn);
     kr_kconn_log(KR_LOG_DEBUG, c, "Kafka connection closed", why);
-    /* Its input leaves the budget now; its running requests when they
-     * finish. */
-    evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->in_cb);
-    kr_budget_conn_gone(&c->budget);
-    bufferevent_free(c->bev);
-    c->bev = NULL;
-    TAILQ_REMOVE(&k->conns, c, link);
-    k->n_conns--;
-    srv->n_conns--;
-    kr_gauge_set(srv->m.connections, srv->n_conns);
-    if (srv->shutting_down && srv->n_conns == 0)
-        event_base_loopexit(srv->base, NULL);
-    /* Parked requests are withdrawn; running ones finish as orphans; the
-     * rest go with the last reference. */
+    TAILQ_REMOVE(&c->k->conns, c, link);
+    c->k->n_conns--;
     cancel_parked(c);
     kr_kfetch_conn_closed(c);
     kr_kproduce_conn_closed(c);
-    kr_kconn_release(c);
 }
 
 static void kconn_begin_flush(kr_kconn *c)
 {
-    if (c->bev == NULL || phase(c) != KCONN_OPEN)
+    if (c->net.bev == NULL || c->net.phase != KR_NETCONN_OPEN)
         return;
-    c->no_more = true;
-    c->flushing = true;
-    c->flush_since_ns = kr_mono_ns();
-    bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
-    kconn_update_read(c);
-    if (out_len(c) == 0)
-        on_write(c->bev, c);
-    else
-        bufferevent_enable(c->bev, EV_WRITE);
+    c->net.no_more = true;
+    kr_netconn_begin_flush(&c->net, true);
 }
 
 static void kconn_tick(kr_kconn *c, uint64_t now)
 {
-    const kr_config *cfg = c->k->cfg;
-    switch (phase(c)) {
-    case KCONN_OPEN:
-        if (c->sasl != KR_KSASL_DONE && TAILQ_EMPTY(&c->reqs) &&
-            now - c->accepted_ns > ms_ns(cfg->hello_timeout_ms)) {
-            kr_kconn_log(KR_LOG_INFO, c, "Kafka connection closed",
-                         "no SASL authentication within --hello-timeout");
-            kconn_abort(c, NULL);
-            return;
-        }
-        if (kr_budget_stalled(&c->budget, c->read_paused, now)) {
-            kr_counter_add(c->k->m.closed_stalled, 1);
-            kr_kconn_log(KR_LOG_INFO, c, "Kafka connection closed",
-                         "its frame stopped arriving while others wait for request memory");
-            kconn_abort(c, NULL);
-            return;
-        }
-        if (out_len(c) > 0 && now - c->last_drain_ns > ms_ns(cfg->write_timeout_ms)) {
-            kr_counter_add(c->k->m.closed_stalled, 1);
-            kr_kconn_log(KR_LOG_INFO, c, "Kafka connection closed",
-                         "responses left unread past --write-timeout");
-            kconn_abort(c, NULL);
-            return;
-        }
-        if (cfg->idle_timeout_ms > 0 && c->running == 0 && out_len(c) == 0 &&
-            now - c->last_request_ns > ms_ns(cfg->idle_timeout_ms)) {
-            kr_counter_add(c->k->m.closed_idle, 1);
-            kconn_abort(c, "idle");
-        }
+    if (kr_netconn_tick_closing(&c->net, now, "responses left unread while closing"))
         return;
-    case KCONN_FLUSHING:
-        if (now - c->flush_since_ns > ms_ns(cfg->write_timeout_ms))
-            kconn_abort(c, "responses left unread while closing");
+    if (c->sasl != KR_KSASL_DONE && TAILQ_EMPTY(&c->reqs) && kr_netconn_hello_late(&c->net, now)) {
+        kr_kconn_log(KR_LOG_INFO, c, "Kafka connection closed",
+                     "no SASL authentication within --hello-timeout");
+        kconn_abort(c, NULL);
         return;
-    case KCONN_LINGERING:
-        if (now - c->flush_since_ns > ms_ns(KR_CONN_LINGER_MS))
-            kconn_abort(c, NULL);
+    }
+    if (kr_netconn_frame_stalled(&c->net, now)) {
+        kr_counter_add(c->k->m.closed_stalled, 1);
+        kr_kconn_log(KR_LOG_INFO, c, "Kafka connection closed",
+                     "its frame stopped arriving while others wait for request memory");
+        kconn_abort(c, NULL);
         return;
+    }
+    if (kr_netconn_write_stalled(&c->net, now)) {
+        kr_counter_add(c->k->m.closed_stalled, 1);
+        kr_kconn_log(KR_LOG_INFO, c, "Kafka connection closed",
+                     "responses left unread past --write-timeout");
+        kconn_abort(c, NULL);
+        return;
+    }
+    if (kr_netconn_idle(&c->net, now)) {
+        kr_counter_add(c->k->m.closed_idle, 1);
+        kconn_abort(c, "idle");
     }
 }
 
@@ -995,7 +829,7 @@ void kr_kafka_tick(kr_kafka *k, uint64_t now_ns)
     kr_kconn *c, *next;
     for (c = TAILQ_FIRST(&k->conns); c != NULL; c = next) {
         next = TAILQ_NEXT(c, link);
-        c->refs++;
+        c->net.refs++;
         kconn_tick(c, now_ns);
         kr_kconn_release(c);
     }
@@ -1013,10 +847,10 @@ void kr_kafka_shutdown(kr_kafka *k)
     kr_kconn *c, *next;
     for (c = TAILQ_FIRST(&k->conns); c != NULL; c = next) {
         next = TAILQ_NEXT(c, link);
-        c->refs++;
+        c->net.refs++;
         cancel_parked(c);
-        c->no_more = true;
-        if (c->bev != NULL && c->running == 0)
+        c->net.no_more = true;
+        if (c->net.bev != NULL && c->net.running == 0)
             kconn_begin_flush(c);
         kr_kconn_release(c);
     }

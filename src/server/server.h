@@ -23,9 +23,9 @@
  * answered - the input buffer, plus the rest of a frame begun (reserved
  * before it is read), plus what each started request is charged until it
  * finishes - are counted per connection and in all. A connection stops
- * reading past kr_conn_pending_max of its own, and when the server's
+ * reading past kr_netconn_pending_max of its own, and when the server's
  * --max-pending-bytes has no room for its next frame. Memory per
- * connection is therefore bounded by about kr_conn_pending_max +
+ * connection is therefore bounded by about kr_netconn_pending_max +
  * KR_CONN_OUT_HIGH + one reply, and the requests of all of them by
  * --max-pending-bytes (or one frame, when a frame is larger).
  */
@@ -42,6 +42,7 @@
 #include "util/buf.h"
 #include "proto/msg.h"
 #include "server/config.h"
+#include "server/netconn.h"
 #include "util/metrics.h"
 #include "store/store.h"
 
@@ -57,7 +58,7 @@
 /* Housekeeping period (idle, stalled and unauthenticated connections). */
 #define KR_TICK_MS 250
 /* A connection's requests read and not answered may hold this many bytes
- * (at least a frame of max_frame and a read chunk: kr_conn_pending_max). */
+ * (at least a frame of max_frame and a read chunk: kr_netconn_pending_max). */
 #define KR_CONN_PENDING_MAX (16u * 1024 * 1024)
 /* What a started PUBLISH is charged per event besides its frame: its facts
  * for the overlay and the growth to its stored form (store/publish.c). */
@@ -74,30 +75,6 @@ typedef struct kr_conn kr_conn;
 typedef struct kr_kafka kr_kafka; /* the Kafka listener (kafka.h) */
 typedef struct kr_req kr_req;
 typedef struct kr_breader kr_breader;
-
-/*
- * A reader of request memory (budget.c): a connection of either port, which
- * embeds it and counts its input buffer with kr_budget_on_input. The owner
- * tells the budget what its running requests are charged, the rest of the
- * frame it has begun reading, and how to decide again whether to read; the
- * budget keeps the rest.
- */
-struct kr_breader {
-    kr_server *srv;
-    void *owner;
-    uint64_t (*charged)(const kr_breader *b);
-    size_t (*unfinished)(const kr_breader *b); /* 0: no frame begun */
-    void (*update_read)(kr_breader *b);
-    uint64_t in_bytes;     /* in the input buffer (kr_budget_on_input) */
-    uint64_t reserved;     /* the rest of its admitted frame, not yet read */
-    bool admitted;         /* its unfinished frame has its room reserved */
-    bool wait;             /* waits for room: on srv->budget_waiters */
-    uint64_t since_ns;     /* ... since then */
-    uint64_t last_read_ns; /* the last bytes arrived (owner), or its frame was admitted */
-    TAILQ_ENTRY(kr_breader) link;
-};
-
-TAILQ_HEAD(kr_breader_list, kr_breader);
 
 typedef enum kr_req_state { KR_REQ_RUNNING = 0, KR_REQ_DONE } kr_req_state;
 
@@ -126,39 +103,17 @@ struct kr_req {
 
 TAILQ_HEAD(kr_req_list, kr_req);
 
-typedef enum kr_conn_state {
-    KR_CONN_OPEN = 0,
-    KR_CONN_FLUSHING, /* writing its last replies, then lingering */
-    KR_CONN_LINGERING /* output shut down; draining input until EOF/timeout */
-} kr_conn_state;
-
 struct kr_conn {
-    kr_server *srv;
-    uint64_t id;
-    struct bufferevent *bev; /* NULL once the socket is closed */
-    struct event *flush_ev;  /* writes the replies of a loop turn (session.c) */
-    char peer[64];
-    kr_conn_state state;
-    int refs; /* the socket, each running async request, and
-                 each callback on the stack (a guard) */
+    union {
+        kr_netconn net; /* the socket side (netconn.h) */
+        /* net.bev, its first member, by the name the Krappy port's files
+         * use: the socket, NULL once it is closed */
+        struct bufferevent *bev;
+    };
+    kr_server *srv;         /* = net.srv */
+    struct event *flush_ev; /* writes the replies of a loop turn (session.c) */
     bool authed;
-    bool read_paused;                /* we disabled EV_READ (back-pressure/gating) */
-    bool no_more;                    /* an error closes the connection: start nothing */
-    bool eof;                        /* the client shut its side */
-    bool linger;                     /* FLUSHING ends in LINGERING, not a close */
-    bool in_process;                 /* conn_process is on the stack */
-    bool write_armed;                /* the bufferevent writes (the socket was full,
-                                        or the connection is closing); else on_flush */
-    uint32_t running;                /* requests started and not finished */
-    uint32_t running_fifo;           /* ... of which fifo */
-    uint32_t parked;                 /* requests waiting for data (long polls) */
-    uint64_t charged_bytes;          /* charged to its running requests */
-    kr_breader budget;               /* its share of request memory */
-    struct evbuffer_cb_entry *in_cb; /* kr_budget_on_input */
-    uint64_t accepted_ns;
-    uint64_t last_request_ns;
-    uint64_t last_drain_ns;  /* the client last took reply bytes */
-    uint64_t state_since_ns; /* when FLUSHING/LINGERING began */
+    uint32_t parked;         /* requests waiting for data (long polls) */
     struct kr_req_list reqs; /* in request order, finished or not */
     struct kr_req_list free_reqs;
     uint32_t n_free_reqs;
@@ -302,15 +257,8 @@ void kr_conn_cancel_parked(kr_conn *c, krappy_err code);
 /* Close the socket at once, dropping unsent replies. */
 void kr_conn_abort(kr_conn *c, const char *why);
 
-/* Decide again whether to read from c (after the budget changed). */
+/* Decide again whether to read from c (kr_netconn_update_read). */
 void kr_conn_update_read(kr_conn *c);
-
-/* Bytes still to come of the frame c's input has begun: 0 when the input
- * is empty or starts with a whole frame (or a frame size it refuses). */
-size_t kr_conn_unfinished(const kr_conn *c);
-
-/* The most c's requests may hold (its input and charged_bytes). */
-uint64_t kr_conn_pending_max(const kr_conn *c);
 
 /*
  * kr_req_async - a handler that will finish its request later calls this

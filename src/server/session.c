@@ -2,28 +2,18 @@
  * server/session.c - one client connection: frames in, requests through the
  * ordered pipeline, replies out, with back-pressure and timeouts.
  *
- * See server.h for the pipeline and back-pressure rules. The life of a
- * connection: OPEN (reading and answering), then FLUSHING (its last replies
- * are being written), then - after an error that closes it - LINGERING (our
- * side shut down, the client's remaining input drained and discarded, so the
- * kernel does not answer it with a reset that would destroy our ERROR), then
- * closed.
- *
- * Memory: a connection is freed when its last reference goes. References are
- * held by the open socket, by each asynchronous request still running (it
- * finishes as an orphan when the socket closed meanwhile), and by every
- * callback while it runs (a guard), so code below may close the socket at any
- * point without freeing memory its callers still use.
+ * See server.h for the pipeline and back-pressure rules. The socket side
+ * - accepting, reading into the budget, EOF and half-close, the last
+ * replies and lingering, timeouts, closing, references - is netconn.c's,
+ * the same for the Kafka port; this file is the Krappy protocol on it. An
+ * asynchronous request still running holds a reference, and finishes as an
+ * orphan when the socket closed meanwhile.
  */
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
-#include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -33,7 +23,6 @@
 #include "server/server.h"
 #include "util/byteorder.h"
 #include "util/clock.h"
-#include "util/hostport.h"
 #include "util/log.h"
 #include "util/secret.h"
 
@@ -47,21 +36,16 @@ static void conn_begin_flush(kr_conn *c, bool linger);
 static void conn_release(kr_conn *c);
 static void conn_output_added(kr_conn *c);
 
-static uint64_t ms_to_ns(uint64_t ms)
-{
-    return ms > UINT64_MAX / 1000000 ? UINT64_MAX : ms * 1000000;
-}
-
 static size_t out_len(const kr_conn *c)
 {
-    return c->bev ? evbuffer_get_length(bufferevent_get_output(c->bev)) : 0;
+    return kr_netconn_out_len(&c->net);
 }
 
 static void log_conn(kr_log_level lvl, const kr_conn *c, const char *msg, const char *why)
 {
     if (!kr_log_enabled(lvl))
         return;
-    kr_log(lvl, msg, KR_LOG_U64("conn", c->id), KR_LOG_STR("peer", c->peer),
+    kr_log(lvl, msg, KR_LOG_U64("conn", c->net.id), KR_LOG_STR("peer", c->net.peer),
            KR_LOG_STR(why ? "reason" : NULL, why));
 }
 
@@ -124,25 +108,11 @@ static kr_req *req_start(kr_conn *c, uint32_t type)
     }
     r->type = type;
     TAILQ_INSERT_TAIL(&c->reqs, r, link);
-    c->running++;
+    c->net.running++;
     return r;
 }
 
 /* ---- reading control ---- */
-
-size_t kr_conn_unfinished(const kr_conn *c)
-{
-    if (c->bev == NULL)
-        return 0;
-    return kr_budget_frame_rest(bufferevent_get_input(c->bev), KRAPPY_FRAME_MIN_SIZE,
-                                c->srv->cfg->max_frame);
-}
-
-uint64_t kr_conn_pending_max(const kr_conn *c)
-{
-    uint64_t one_frame = (uint64_t)c->srv->cfg->max_frame + KR_CONN_READ_CHUNK;
-    return one_frame > KR_CONN_PENDING_MAX ? one_frame : KR_CONN_PENDING_MAX;
-}
 
 /* 1 when the input holds at least one whole frame (or a bad size, which
  * also needs an answer). */
@@ -159,45 +129,9 @@ static bool input_has_frame(const kr_conn *c)
            have >= (size_t)size + 4;
 }
 
-/*
- * Decide whether the socket should be read: not while replies pile up
- * unread (back-pressure), not while the input already holds the next whole
- * frame that is waiting for earlier requests to finish, and not past the
- * connection's share of request memory or - the grant excepted - the
- * server's (budget.c).
- */
 void kr_conn_update_read(kr_conn *c)
 {
-    if (c->bev == NULL)
-        return;
-    bool want;
-    if (c->state == KR_CONN_LINGERING) {
-        want = true;
-    } else if (c->state != KR_CONN_OPEN || c->no_more || c->eof) {
-        want = false;
-    } else {
-        struct evbuffer *in = bufferevent_get_input(c->bev);
-        size_t have = evbuffer_get_length(in);
-        size_t need = KR_CONN_READ_CHUNK;
-        if (have >= 4) {
-            uint8_t hdr[4];
-            evbuffer_copyout(in, hdr, 4);
-            size_t frame = (size_t)kr_get_be32(hdr) + 4;
-            if (frame > need)
-                need = frame;
-        }
-        want = out_len(c) < KR_CONN_OUT_HIGH && have < need &&
-               c->budget.in_bytes + c->charged_bytes < kr_conn_pending_max(c);
-        if (want)
-            want = kr_budget_may_read(&c->budget);
-    }
-    if (want && c->read_paused) {
-        bufferevent_enable(c->bev, EV_READ);
-        c->read_paused = false;
-    } else if (!want && !c->read_paused) {
-        bufferevent_disable(c->bev, EV_READ);
-        c->read_paused = true;
-    }
+    kr_netconn_update_read(&c->net);
 }
 
 /* ---- replies ---- */
@@ -221,7 +155,7 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
     kr_conn *c = arg;
     (void)fd;
     (void)what;
-    if (c->bev == NULL || c->write_armed || c->state != KR_CONN_OPEN)
+    if (c->bev == NULL || c->net.write_armed || c->net.phase != KR_NETCONN_OPEN)
         return;
     struct evbuffer *out = bufferevent_get_output(c->bev);
     size_t before = evbuffer_get_length(out);
@@ -239,10 +173,10 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
     }
     if (evbuffer_get_length(out) > 0) {
         /* The socket is full: libevent writes the rest when it drains. */
-        c->write_armed = true;
+        c->net.write_armed = true;
         bufferevent_enable(c->bev, EV_WRITE);
-    } else if (before >= KR_CONN_OUT_HIGH || c->read_paused) {
-        c->refs++;
+    } else if (before >= KR_CONN_OUT_HIGH || c->net.read_paused) {
+        c->net.refs++;
         conn_process(c); /* frames held back by back-pressure may start */
         conn_release(c);
     }
@@ -250,7 +184,7 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
 
 static void conn_output_added(kr_conn *c)
 {
-    if (c->bev != NULL && !c->write_armed && c->state == KR_CONN_OPEN)
+    if (c->bev != NULL && !c->net.write_armed && c->net.phase == KR_NETCONN_OPEN)
         event_active(c->flush_ev, EV_WRITE, 0);
 }
 
@@ -275,7 +209,7 @@ static void conn_flush_done(kr_conn *c)
             conn_output_added(c);
         }
         req_recycle(c, r);
-        if (close_after && c->state == KR_CONN_OPEN) {
+        if (close_after && c->net.phase == KR_NETCONN_OPEN) {
             conn_begin_flush(c, true);
             return;
         }
@@ -286,11 +220,11 @@ static void conn_flush_done(kr_conn *c)
  * done with the connection. */
 static void conn_maybe_finish(kr_conn *c)
 {
-    if (c->state != KR_CONN_OPEN || c->bev == NULL || !TAILQ_EMPTY(&c->reqs))
+    if (c->net.phase != KR_NETCONN_OPEN || c->bev == NULL || !TAILQ_EMPTY(&c->reqs))
         return;
-    if (c->eof && input_has_frame(c) && !c->no_more)
+    if (c->net.eof && input_has_frame(c) && !c->net.no_more)
         return; /* whole requests wait for back-pressure to ease */
-    if (c->eof)
+    if (c->net.eof)
         conn_begin_flush(c, false);
     else if (c->srv->shutting_down)
         conn_begin_flush(c, true); /* FIN, then drain: late requests see EOF */
@@ -301,20 +235,18 @@ static void conn_maybe_finish(kr_conn *c)
 static void req_charge(kr_req *r, uint64_t bytes)
 {
     r->cost += bytes;
-    r->conn->charged_bytes += bytes;
-    kr_budget_add(r->conn->srv, (int64_t)bytes);
+    kr_netconn_charge(&r->conn->net, (int64_t)bytes);
 }
 
 static void req_mark_done(kr_req *r)
 {
     kr_conn *c = r->conn;
-    c->charged_bytes -= r->cost;
-    kr_budget_add(c->srv, -(int64_t)r->cost);
+    kr_netconn_charge(&c->net, -(int64_t)r->cost);
     r->cost = 0;
     r->state = KR_REQ_DONE;
-    c->running--;
+    c->net.running--;
     if (r->fifo)
-        c->running_fifo--;
+        c->net.running_fifo--;
     if (r->type <= KRAPPY_T_REQUEST_MAX) {
         kr_counter_add(c->srv->m.requests[r->type], 1);
         kr_histogram_observe_ns(c->srv->m.latency[r->type], kr_mono_ns() - r->start_ns);
@@ -324,7 +256,7 @@ static void req_mark_done(kr_req *r)
 void kr_req_async(kr_req *r)
 {
     r->async = true;
-    r->conn->refs++;
+    r->conn->net.refs++;
 }
 
 bool kr_req_is_head(const kr_req *r)
@@ -398,7 +330,7 @@ static void req_finish(kr_req *r, const reply_src *src)
         conn_flush_done(c);
     if (was_async) {
         /* The request's reference guards c while later frames start. */
-        if (c->bev != NULL && !c->in_process)
+        if (c->bev != NULL && !c->net.in_process)
             conn_process(c);
         conn_release(c);
     }
@@ -441,10 +373,10 @@ void kr_req_error(kr_req *r, krappy_err code, const char *message, const kr_erro
      * (PROTOCOL.md section 4). */
     if (krappy_err_closes(code) || r->ack_none) {
         r->close_after = true;
-        c->no_more = true;
+        c->net.no_more = true;
     }
     if (kr_log_enabled(KR_LOG_DEBUG)) {
-        kr_log(KR_LOG_DEBUG, "request refused", KR_LOG_U64("conn", c->id),
+        kr_log(KR_LOG_DEBUG, "request refused", KR_LOG_U64("conn", c->net.id),
                KR_LOG_STR("code", krappy_err_name(code)), KR_LOG_STR("message", message));
     }
     kr_buf_reset(&c->enc);
@@ -569,7 +501,7 @@ static void conn_start(kr_conn *c, uint32_t type, const uint8_t *payload, size_t
         req_charge(r, req.u.publish.count * KR_PUBLISH_EVENT_COST);
     if (h->fifo) {
         r->fifo = true;
-        c->running_fifo++;
+        c->net.running_fifo++;
     }
     c->payload = payload; /* for a cluster's log (cluster_write.c) */
     c->payload_len = len;
@@ -603,12 +535,12 @@ static void conn_frame_error(kr_conn *c, krappy_err code, uint32_t size)
  */
 static void conn_process(kr_conn *c)
 {
-    if (c->in_process)
+    if (c->net.in_process)
         return;
-    c->in_process = true;
+    c->net.in_process = true;
     kr_store *store = c->srv->store; /* the requests of this read: one writer round */
     kr_store_hold(store);
-    while (c->bev != NULL && c->state == KR_CONN_OPEN && !c->no_more) {
+    while (c->bev != NULL && c->net.phase == KR_NETCONN_OPEN && !c->net.no_more) {
         /* Back-pressure - except that during shutdown the next frame gets
          * its (small) SHUTTING_DOWN at once, after which nothing starts. */
         if (out_len(c) >= KR_CONN_OUT_HIGH && !c->srv->shutting_down)
@@ -629,7 +561,7 @@ static void conn_process(kr_conn *c)
             break;
         uint32_t type = kr_get_be32(hdr + 4);
         const kr_handler *h = c->srv->handler_for(type);
-        if (c->running > 0 && !(h != NULL && h->fifo && c->running == c->running_fifo))
+        if (c->net.running > 0 && !(h != NULL && h->fifo && c->net.running == c->net.running_fifo))
             break; /* wait for earlier requests to take effect */
 
         uint8_t *frame = evbuffer_pullup(in, (ssize_t)size + 4);
@@ -637,176 +569,43 @@ static void conn_process(kr_conn *c)
             kr_conn_abort(c, "out of memory reading a frame");
             break;
         }
-        kr_budget_frame_taken(&c->budget); /* the next frame asks for its own room */
-        c->last_request_ns = kr_mono_ns();
+        kr_budget_frame_taken(&c->net.budget); /* the next frame asks for its own room */
+        c->net.last_request_ns = kr_mono_ns();
         kr_counter_add(c->srv->m.bytes_in, (uint64_t)size + 4);
         conn_start(c, type, frame + KRAPPY_FRAME_HEADER_BYTES, size - 4);
         if (c->bev != NULL)
             evbuffer_drain(in, (size_t)size + 4);
     }
     kr_store_release(store);
-    c->in_process = false;
+    c->net.in_process = false;
     if (c->bev != NULL) {
         conn_maybe_finish(c);
         kr_conn_update_read(c);
     }
 }
 
-/* ---- socket callbacks ---- */
+/* ---- life cycle ---- */
 
-static void on_read(struct bufferevent *bev, void *arg)
+static void net_process(kr_netconn *n)
 {
-    kr_conn *c = arg;
-    if (c->state == KR_CONN_LINGERING) {
-        struct evbuffer *in = bufferevent_get_input(bev);
-        evbuffer_drain(in, evbuffer_get_length(in));
-        return;
-    }
-    c->refs++;
-    conn_process(c);
-    conn_release(c);
+    conn_process(KR_NETCONN_OWNER(n, kr_conn));
 }
 
-static void on_write(struct bufferevent *bev, void *arg)
+static const char *net_eof_closes(const kr_netconn *n)
 {
-    kr_conn *c = arg;
-    if (c->state == KR_CONN_FLUSHING) {
-        if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)
-            return;
-        if (!c->linger) {
-            kr_conn_abort(c, NULL);
-            return;
-        }
-        /* Our last reply is out: shut our side, drain theirs. */
-        shutdown(bufferevent_getfd(bev), SHUT_WR);
-        c->state = KR_CONN_LINGERING;
-        c->state_since_ns = kr_mono_ns();
-        kr_conn_update_read(c);
-        return;
-    }
-    if (c->state == KR_CONN_OPEN) {
-        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
-            /* All written: replies go out through on_flush again. */
-            c->write_armed = false;
-            bufferevent_disable(bev, EV_WRITE);
-        }
-        c->refs++;
-        conn_process(c);
-        conn_release(c);
-    }
-}
-
-static void on_event(struct bufferevent *bev, short what, void *arg)
-{
-    kr_conn *c = arg;
-    (void)bev;
-    if (what & BEV_EVENT_ERROR) {
-        kr_conn_abort(c, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-        return;
-    }
-    if (!(what & BEV_EVENT_EOF))
-        return;
-    if (c->state != KR_CONN_OPEN) {
-        kr_conn_abort(c, NULL);
-        return;
-    }
     /* A parked long poll cannot be answered before its wait ends, and a
      * client that shut its side while waiting has gone: close now, so a
      * consumer's membership (and its pending events) is released at once. */
-    if (c->parked > 0) {
-        kr_conn_abort(c, "closed by the client during a long poll");
-        return;
-    }
-    /* Half-closed: answer every whole request sent, then close (a torn
-     * frame at the end is dropped). */
-    c->eof = true;
-    c->refs++;
-    conn_process(c);
-    conn_release(c);
+    const kr_conn *c = KR_NETCONN_OWNER(n, const kr_conn);
+    return c->parked > 0 ? "closed by the client during a long poll" : NULL;
 }
 
-/* ---- life cycle ---- */
+static void net_closed(kr_netconn *n, const char *why);
 
-/* The connection's side of its kr_breader (budget.c). */
-static uint64_t budget_charged(const kr_breader *b)
+/* The last reference went. */
+static void net_free(kr_netconn *n)
 {
-    const kr_conn *c = b->owner;
-    return c->charged_bytes;
-}
-
-static size_t budget_unfinished(const kr_breader *b)
-{
-    return kr_conn_unfinished(b->owner);
-}
-
-static void budget_update_read(kr_breader *b)
-{
-    kr_conn_update_read(b->owner);
-}
-
-kr_conn *kr_conn_new(kr_server *srv, int fd, const struct sockaddr *sa, int salen)
-{
-    (void)salen;
-    kr_conn *c = calloc(1, sizeof *c);
-    if (c == NULL)
-        return NULL;
-    c->srv = srv;
-    c->id = ++srv->next_conn_id;
-    c->refs = 1;
-    c->accepted_ns = c->last_request_ns = c->last_drain_ns = kr_mono_ns();
-    c->budget = (kr_breader){.srv = srv,
-                             .owner = c,
-                             .charged = budget_charged,
-                             .unfinished = budget_unfinished,
-                             .update_read = budget_update_read,
-                             .last_read_ns = c->accepted_ns};
-    TAILQ_INIT(&c->reqs);
-    TAILQ_INIT(&c->free_reqs);
-    kr_buf_init(&c->enc, srv->cfg->max_frame);
-    kr_buf_init(&c->scratch, srv->cfg->max_frame);
-    kr_buf_init(&c->tmp, srv->cfg->max_frame);
-    kr_sockaddr_format(sa, c->peer, sizeof c->peer, NULL);
-
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    c->flush_ev = c->bev != NULL ? event_new(srv->base, -1, 0, on_flush, c) : NULL;
-    if (c->flush_ev == NULL)
-        goto fail;
-    bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
-    bufferevent_setwatermark(c->bev, EV_WRITE, KR_CONN_OUT_LOW, 0);
-    bufferevent_set_max_single_read(c->bev, KR_CONN_READ_CHUNK);
-    evbuffer_add_cb(bufferevent_get_output(c->bev), kr_server_note_drain, &c->last_drain_ns);
-    /* Replies are written by on_flush; the write event only when the
-     * socket is full (see "replies"). */
-    bufferevent_disable(c->bev, EV_WRITE);
-    c->read_paused = true; /* until kr_conn_update_read finds room to read */
-    c->in_cb = evbuffer_add_cb(bufferevent_get_input(c->bev), kr_budget_on_input, &c->budget);
-    if (c->in_cb == NULL)
-        goto fail;
-    TAILQ_INSERT_TAIL(&srv->conns, c, link);
-    srv->n_conns++;
-    kr_conn_update_read(c);
-    kr_gauge_set(srv->m.connections, srv->n_conns);
-    log_conn(KR_LOG_DEBUG, c, "connection accepted", NULL);
-    return c;
-fail:
-    if (c->flush_ev != NULL)
-        event_free(c->flush_ev);
-    if (c->bev != NULL)
-        bufferevent_free(c->bev);
-    kr_buf_free(&c->enc);
-    kr_buf_free(&c->scratch);
-    kr_buf_free(&c->tmp);
-    free(c);
-    return NULL;
-}
-
-/* Drop one reference; the last one frees the memory. */
-static void conn_release(kr_conn *c)
-{
-    if (--c->refs > 0)
-        return;
+    kr_conn *c = KR_NETCONN_OWNER(n, kr_conn);
     kr_req *r;
     while ((r = TAILQ_FIRST(&c->reqs)) != NULL) {
         TAILQ_REMOVE(&c->reqs, r, link);
@@ -820,6 +619,53 @@ static void conn_release(kr_conn *c)
     kr_buf_free(&c->scratch);
     kr_buf_free(&c->tmp);
     free(c);
+}
+
+static const kr_netconn_ops conn_ops = {
+    .process = net_process,
+    .eof_closes = net_eof_closes,
+    .closed = net_closed,
+    .free = net_free,
+    .min_frame = KRAPPY_FRAME_MIN_SIZE,
+};
+
+kr_conn *kr_conn_new(kr_server *srv, int fd, const struct sockaddr *sa, int salen)
+{
+    (void)salen;
+    kr_conn *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    c->srv = srv;
+    TAILQ_INIT(&c->reqs);
+    TAILQ_INIT(&c->free_reqs);
+    kr_buf_init(&c->enc, srv->cfg->max_frame);
+    kr_buf_init(&c->scratch, srv->cfg->max_frame);
+    kr_buf_init(&c->tmp, srv->cfg->max_frame);
+    c->flush_ev = event_new(srv->base, -1, 0, on_flush, c);
+    if (c->flush_ev == NULL ||
+        kr_netconn_init(&c->net, srv, &conn_ops, ++srv->next_conn_id, fd, sa) < 0) {
+        if (c->flush_ev != NULL)
+            event_free(c->flush_ev);
+        kr_buf_free(&c->enc);
+        kr_buf_free(&c->scratch);
+        kr_buf_free(&c->tmp);
+        free(c);
+        return NULL;
+    }
+    /* Replies are written by on_flush; the write event only when the
+     * socket is full (see "replies"). */
+    bufferevent_disable(c->bev, EV_WRITE);
+    c->net.read_paused = true; /* until kr_conn_update_read finds room to read */
+    TAILQ_INSERT_TAIL(&srv->conns, c, link);
+    kr_conn_update_read(c);
+    log_conn(KR_LOG_DEBUG, c, "connection accepted", NULL);
+    return c;
+}
+
+/* Drop one reference; the last one frees the memory. */
+static void conn_release(kr_conn *c)
+{
+    kr_netconn_release(&c->net);
 }
 
 /* Cancel every running request that can be cancelled (parked ones). */
@@ -838,63 +684,46 @@ static void cancel_running(kr_conn *c, krappy_err code)
 
 void kr_conn_cancel_parked(kr_conn *c, krappy_err code)
 {
-    c->refs++;
+    c->net.refs++;
     cancel_running(c, code);
     conn_release(c);
 }
 
 void kr_conn_abort(kr_conn *c, const char *why)
 {
-    if (c->bev == NULL)
-        return;
-    kr_server *srv = c->srv;
+    kr_netconn_abort(&c->net, why);
+}
+
+/* The socket closed (kr_netconn_abort). */
+static void net_closed(kr_netconn *n, const char *why)
+{
+    kr_conn *c = KR_NETCONN_OWNER(n, kr_conn);
     log_conn(KR_LOG_DEBUG, c, "connection closed", why);
-    /* Its input leaves the budget now; its running requests when they
-     * finish. */
-    evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->in_cb);
-    kr_budget_conn_gone(&c->budget);
-    bufferevent_free(c->bev);
-    c->bev = NULL;
     event_free(c->flush_ev);
     c->flush_ev = NULL;
-    TAILQ_REMOVE(&srv->conns, c, link);
-    srv->n_conns--;
-    kr_gauge_set(srv->m.connections, srv->n_conns);
-    if (srv->shutting_down && srv->n_conns == 0)
-        event_base_loopexit(srv->base, NULL);
+    TAILQ_REMOVE(&c->srv->conns, c, link);
     /* Parked requests are withdrawn now; other running asynchronous ones
-     * finish as orphans; the rest go with the last reference. */
+     * finish as orphans. */
     cancel_running(c, KRAPPY_OK);
-    if (srv->handler_for == kr_handler_for)
+    if (c->srv->handler_for == kr_handler_for)
         kr_handlers_conn_closed(c);
-    conn_release(c);
 }
 
 static void conn_begin_flush(kr_conn *c, bool linger)
 {
-    c->state = KR_CONN_FLUSHING;
-    c->linger = linger;
-    c->state_since_ns = kr_mono_ns();
-    bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
-    kr_conn_update_read(c);
-    if (out_len(c) == 0) {
-        on_write(c->bev, c);
-    } else {
-        c->write_armed = true;
-        bufferevent_enable(c->bev, EV_WRITE);
-    }
+    kr_netconn_begin_flush(&c->net, linger);
 }
 
 void kr_conn_shutdown(kr_conn *c)
 {
-    if (c->bev == NULL || c->state != KR_CONN_OPEN)
+    if (c->bev == NULL || c->net.phase != KR_NETCONN_OPEN)
         return;
     /* Requests already sent but not yet read deserve an answer too: take
      * what the socket holds, so the first of them gets SHUTTING_DOWN. */
-    if (!c->read_paused)
+    if (!c->net.read_paused)
         (void)evbuffer_read(bufferevent_get_input(c->bev), bufferevent_getfd(c->bev),
                             KR_CONN_READ_CHUNK);
-    c->refs++;
+    c->net.refs++;
     cancel_running(c, KRAPPY_E_SHUTTING_DOWN); /* parked long polls */
     conn_process(c);                           /* answers waiting frames SHUTTING_DOWN, or closes */
     conn_release(c);
@@ -914,54 +743,41 @@ static void conn_shrink(kr_conn *c)
 static void conn_tick(kr_conn *c, uint64_t now)
 {
     const kr_config *cfg = c->srv->cfg;
-    if (c->running == 0)
+    if (c->net.running == 0)
         conn_shrink(c);
-    switch (c->state) {
-    case KR_CONN_OPEN:
-        if (cfg->token != NULL && !c->authed && TAILQ_EMPTY(&c->reqs) && !c->no_more &&
-            now - c->accepted_ns > ms_to_ns(cfg->hello_timeout_ms)) {
-            kr_req *r = req_start(c, 0);
-            if (r != NULL)
-                kr_req_error(r, KRAPPY_E_UNAUTHENTICATED,
-                             "no HELLO with the token arrived in time; closing the connection",
-                             NULL);
-            return;
-        }
-        if (out_len(c) > 0 && now - c->last_drain_ns > ms_to_ns(cfg->write_timeout_ms)) {
-            kr_counter_add(c->srv->m.closed_stalled, 1);
-            log_conn(KR_LOG_INFO, c, "connection closed",
-                     "replies left unread past --write-timeout");
-            kr_conn_abort(c, NULL);
-            return;
-        }
-        if (kr_budget_stalled(&c->budget, c->read_paused, now)) {
-            kr_counter_add(c->srv->m.closed_frame_stalled, 1);
-            log_conn(KR_LOG_INFO, c, "connection closed",
-                     "its frame stopped arriving while others waited for request memory "
-                     "(--max-pending-bytes)");
-            kr_conn_abort(c, NULL);
-            return;
-        }
-        if (cfg->idle_timeout_ms > 0 && c->running == 0 && c->parked == 0 && out_len(c) == 0 &&
-            now - c->last_request_ns > ms_to_ns(cfg->idle_timeout_ms)) {
-            kr_counter_add(c->srv->m.closed_idle, 1);
-            kr_conn_abort(c, "idle");
-        }
+    if (kr_netconn_tick_closing(&c->net, now, "replies left unread while closing"))
         return;
-    case KR_CONN_FLUSHING:
-        if (now - c->state_since_ns > ms_to_ns(cfg->write_timeout_ms))
-            kr_conn_abort(c, "replies left unread while closing");
+    if (cfg->token != NULL && !c->authed && TAILQ_EMPTY(&c->reqs) && !c->net.no_more &&
+        kr_netconn_hello_late(&c->net, now)) {
+        kr_req *r = req_start(c, 0);
+        if (r != NULL)
+            kr_req_error(r, KRAPPY_E_UNAUTHENTICATED,
+                         "no HELLO with the token arrived in time; closing the connection", NULL);
         return;
-    case KR_CONN_LINGERING:
-        if (now - c->state_since_ns > ms_to_ns(KR_CONN_LINGER_MS))
-            kr_conn_abort(c, NULL);
+    }
+    if (kr_netconn_write_stalled(&c->net, now)) {
+        kr_counter_add(c->srv->m.closed_stalled, 1);
+        log_conn(KR_LOG_INFO, c, "connection closed", "replies left unread past --write-timeout");
+        kr_conn_abort(c, NULL);
         return;
+    }
+    if (kr_netconn_frame_stalled(&c->net, now)) {
+        kr_counter_add(c->srv->m.closed_frame_stalled, 1);
+        log_conn(KR_LOG_INFO, c, "connection closed",
+                 "its frame stopped arriving while others waited for request memory "
+                 "(--max-pending-bytes)");
+        kr_conn_abort(c, NULL);
+        return;
+    }
+    if (c->parked == 0 && kr_netconn_idle(&c->net, now)) {
+        kr_counter_add(c->srv->m.closed_idle, 1);
+        kr_conn_abort(c, "idle");
     }
 }
 
 void kr_conn_tick(kr_conn *c, uint64_t now)
 {
-    c->refs++;
+    c->net.refs++;
     conn_tick(c, now);
     conn_release(c);
 }

@@ -105,6 +105,11 @@ struct kr_store {
 /* store.c */
 /* "a/b", malloc'd. @return NULL on ENOMEM. */
 char *kr_store_path(const char *a, const char *b);
+
+/* topic_table.c */
+/* Where a topic of that name is in the table, or would be inserted;
+ * *found says which. */
+size_t kr_store_topic_slot(const kr_store *s, const uint8_t *name, size_t len, bool *found);
 /* A topic not yet in the table (not ready, no segments, an empty active
  * overlay, its metrics registered). @return NULL on ENOMEM. */
 kr_topic *kr_store_topic_new(kr_store *s, const uint8_t *name, size_t len);
@@ -126,6 +131,8 @@ int kr_topic_add_segment(kr_topic *t, kr_segment *seg);
 /* Room for one more segment, so that the next kr_topic_add_segment cannot
  * fail. @return 0, or -1 on ENOMEM. */
 int kr_topic_reserve_segment(kr_topic *t);
+
+/* store.c */
 /* A write into the view failed where RocksDB may be left in an error
  * state: reopen it once its disk has room - now, when it has (store.c).
  * SCAN cursors are expired. */

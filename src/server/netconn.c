@@ -1,0 +1,295 @@
+/*
+ * server/netconn.c - the socket side of a client connection, shared by both
+ * ports (see netconn.h for the life of a connection and what a port adds).
+ */
+#include "server/netconn.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "server/server.h"
+#include "util/byteorder.h"
+#include "util/clock.h"
+#include "util/hostport.h"
+#include "util/metrics.h"
+
+static uint64_t ms_to_ns(uint64_t ms)
+{
+    return ms > UINT64_MAX / 1000000 ? UINT64_MAX : ms * 1000000;
+}
+
+size_t kr_netconn_out_len(const kr_netconn *n)
+{
+    return n->bev ? evbuffer_get_length(bufferevent_get_output(n->bev)) : 0;
+}
+
+uint64_t kr_netconn_pending_max(const kr_netconn *n)
+{
+    uint64_t one_frame = (uint64_t)n->srv->cfg->max_frame + KR_CONN_READ_CHUNK;
+    return one_frame > KR_CONN_PENDING_MAX ? one_frame : KR_CONN_PENDING_MAX;
+}
+
+void kr_netconn_charge(kr_netconn *n, int64_t bytes)
+{
+    n->charged += (uint64_t)bytes; /* unsigned: a release (bytes < 0) subtracts */
+    kr_budget_add(n->srv, bytes);
+}
+
+void kr_netconn_update_read(kr_netconn *n)
+{
+    if (n->bev == NULL)
+        return;
+    bool want;
+    if (n->phase == KR_NETCONN_LINGERING) {
+        want = true;
+    } else if (n->phase != KR_NETCONN_OPEN || n->no_more || n->eof) {
+        want = false;
+    } else {
+        struct evbuffer *in = bufferevent_get_input(n->bev);
+        size_t have = evbuffer_get_length(in);
+        size_t need = KR_CONN_READ_CHUNK;
+        if (have >= 4) {
+            uint8_t hdr[4];
+            evbuffer_copyout(in, hdr, 4);
+            size_t frame = (size_t)kr_get_be32(hdr) + 4;
+            if (frame > need)
+                need = frame;
+        }
+        want = kr_netconn_out_len(n) < KR_CONN_OUT_HIGH && have < need &&
+               n->budget.in_bytes + n->charged < kr_netconn_pending_max(n) &&
+               kr_budget_may_read(&n->budget);
+    }
+    if (want && n->read_paused) {
+        bufferevent_enable(n->bev, EV_READ);
+        n->read_paused = false;
+    } else if (!want && !n->read_paused) {
+        bufferevent_disable(n->bev, EV_READ);
+        n->read_paused = true;
+    }
+}
+
+/* ---- socket callbacks ---- */
+
+static void process_guarded(kr_netconn *n)
+{
+    n->refs++;
+    n->ops->process(n);
+    kr_netconn_release(n);
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+    kr_netconn *n = arg;
+    if (n->phase == KR_NETCONN_LINGERING) {
+        struct evbuffer *in = bufferevent_get_input(bev);
+        evbuffer_drain(in, evbuffer_get_length(in));
+        return;
+    }
+    process_guarded(n);
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+    kr_netconn *n = arg;
+    if (n->phase == KR_NETCONN_FLUSHING) {
+        if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+            return;
+        if (!n->linger) {
+            kr_netconn_abort(n, NULL);
+            return;
+        }
+        /* Our last reply is out: shut our side, drain theirs. */
+        shutdown(bufferevent_getfd(bev), SHUT_WR);
+        n->phase = KR_NETCONN_LINGERING;
+        n->phase_since_ns = kr_mono_ns();
+        kr_netconn_update_read(n);
+        return;
+    }
+    if (n->phase == KR_NETCONN_OPEN) {
+        if (n->write_armed && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+            /* All written: the port writes on its own again (session.c). */
+            n->write_armed = false;
+            bufferevent_disable(bev, EV_WRITE);
+        }
+        process_guarded(n);
+    }
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+    kr_netconn *n = arg;
+    (void)bev;
+    if (what & BEV_EVENT_ERROR) {
+        kr_netconn_abort(n, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        return;
+    }
+    if (!(what & BEV_EVENT_EOF))
+        return;
+    if (n->phase != KR_NETCONN_OPEN) {
+        kr_netconn_abort(n, NULL);
+        return;
+    }
+    const char *why = n->ops->eof_closes(n);
+    if (why != NULL) {
+        kr_netconn_abort(n, why);
+        return;
+    }
+    /* Half-closed: answer every whole request sent, then close (a torn
+     * frame at the end is dropped). */
+    n->eof = true;
+    process_guarded(n);
+}
+
+/* ---- request memory: the connection's side of its kr_breader ---- */
+
+static uint64_t budget_charged(const kr_breader *b)
+{
+    const kr_netconn *n = b->owner;
+    return n->charged;
+}
+
+static size_t budget_unfinished(const kr_breader *b)
+{
+    const kr_netconn *n = b->owner;
+    if (n->bev == NULL)
+        return 0;
+    return kr_budget_frame_rest(bufferevent_get_input(n->bev), n->ops->min_frame,
+                                n->srv->cfg->max_frame);
+}
+
+static void budget_update_read(kr_breader *b)
+{
+    kr_netconn_update_read(b->owner);
+}
+
+/* ---- life cycle ---- */
+
+int kr_netconn_init(kr_netconn *n, kr_server *srv, const kr_netconn_ops *ops, uint64_t id, int fd,
+                    const struct sockaddr *sa)
+{
+    n->srv = srv;
+    n->ops = ops;
+    n->id = id;
+    n->refs = 1;
+    n->phase = KR_NETCONN_OPEN;
+    n->accepted_ns = n->last_request_ns = n->last_drain_ns = kr_mono_ns();
+    n->budget = (kr_breader){.srv = srv,
+                             .owner = n,
+                             .charged = budget_charged,
+                             .unfinished = budget_unfinished,
+                             .update_read = budget_update_read,
+                             .last_read_ns = n->accepted_ns};
+    kr_sockaddr_format(sa, n->peer, sizeof n->peer, NULL);
+
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    n->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (n->bev == NULL)
+        return -1;
+    n->in_cb = evbuffer_add_cb(bufferevent_get_input(n->bev), kr_budget_on_input, &n->budget);
+    if (n->in_cb == NULL) {
+        bufferevent_setfd(n->bev, -1); /* the caller closes fd */
+        bufferevent_free(n->bev);
+        n->bev = NULL;
+        return -1;
+    }
+    bufferevent_setcb(n->bev, on_read, on_write, on_event, n);
+    bufferevent_setwatermark(n->bev, EV_WRITE, KR_CONN_OUT_LOW, 0);
+    bufferevent_set_max_single_read(n->bev, KR_CONN_READ_CHUNK);
+    evbuffer_add_cb(bufferevent_get_output(n->bev), kr_server_note_drain, &n->last_drain_ns);
+    srv->n_conns++;
+    kr_gauge_set(srv->m.connections, srv->n_conns);
+    return 0;
+}
+
+void kr_netconn_release(kr_netconn *n)
+{
+    if (--n->refs > 0)
+        return;
+    n->ops->free(n);
+}
+
+void kr_netconn_abort(kr_netconn *n, const char *why)
+{
+    if (n->bev == NULL)
+        return;
+    kr_server *srv = n->srv;
+    /* Its input leaves the budget now; its running requests when they
+     * finish. */
+    evbuffer_remove_cb_entry(bufferevent_get_input(n->bev), n->in_cb);
+    kr_budget_conn_gone(&n->budget);
+    bufferevent_free(n->bev);
+    n->bev = NULL;
+    srv->n_conns--;
+    kr_gauge_set(srv->m.connections, srv->n_conns);
+    if (srv->shutting_down && srv->n_conns == 0)
+        event_base_loopexit(srv->base, NULL);
+    /* Parked requests are withdrawn now; other running asynchronous ones
+     * finish as orphans; the rest go with the last reference. */
+    n->ops->closed(n, why);
+    kr_netconn_release(n);
+}
+
+void kr_netconn_begin_flush(kr_netconn *n, bool linger)
+{
+    n->phase = KR_NETCONN_FLUSHING;
+    n->linger = linger;
+    n->phase_since_ns = kr_mono_ns();
+    bufferevent_setwatermark(n->bev, EV_WRITE, 0, 0);
+    kr_netconn_update_read(n);
+    if (kr_netconn_out_len(n) == 0) {
+        on_write(n->bev, n);
+    } else {
+        n->write_armed = true;
+        bufferevent_enable(n->bev, EV_WRITE);
+    }
+}
+
+/* ---- timeouts ---- */
+
+bool kr_netconn_hello_late(const kr_netconn *n, uint64_t now_ns)
+{
+    return now_ns - n->accepted_ns > ms_to_ns(n->srv->cfg->hello_timeout_ms);
+}
+
+bool kr_netconn_write_stalled(const kr_netconn *n, uint64_t now_ns)
+{
+    return kr_netconn_out_len(n) > 0 &&
+           now_ns - n->last_drain_ns > ms_to_ns(n->srv->cfg->write_timeout_ms);
+}
+
+bool kr_netconn_frame_stalled(const kr_netconn *n, uint64_t now_ns)
+{
+    return kr_budget_stalled(&n->budget, n->read_paused, now_ns);
+}
+
+bool kr_netconn_idle(const kr_netconn *n, uint64_t now_ns)
+{
+    const kr_config *cfg = n->srv->cfg;
+    return cfg->idle_timeout_ms > 0 && n->running == 0 && kr_netconn_out_len(n) == 0 &&
+           now_ns - n->last_request_ns > ms_to_ns(cfg->idle_timeout_ms);
+}
+
+bool kr_netconn_tick_closing(kr_netconn *n, uint64_t now_ns, const char *unread)
+{
+    switch (n->phase) {
+    case KR_NETCONN_OPEN:
+        return false;
+    case KR_NETCONN_FLUSHING:
+        if (now_ns - n->phase_since_ns > ms_to_ns(n->srv->cfg->write_timeout_ms))
+            kr_netconn_abort(n, unread);
+        return true;
+    case KR_NETCONN_LINGERING:
+        if (now_ns - n->phase_since_ns > ms_to_ns(KR_CONN_LINGER_MS))
+            kr_netconn_abort(n, NULL);
+        return true;
+    }
+    return true;
+}
