@@ -407,6 +407,19 @@ krappy_err kr_store_fetch_range(kr_store *s, kr_topic *t, uint64_t offset, uint6
                                 size_t msglen);
 
 /*
+ * kr_store_fetch_batches - kr_store_fetch that ends where a stored batch
+ * ends: after the first batch (taken from `offset` on, and cut there only
+ * when it alone passes the limits), each batch is taken whole or not at
+ * all. The next read, from out->next, then starts at a batch's first event
+ * and needs no walk of the events before it to find its place (the Kafka
+ * listener's Fetch, whose consumer reads on from there).
+ * @return as kr_store_fetch.
+ */
+krappy_err kr_store_fetch_batches(kr_store *s, kr_topic *t, uint64_t offset, uint64_t max,
+                                  uint64_t max_bytes, kr_fetch_result *out, char *msg,
+                                  size_t msglen);
+
+/*
  * kr_store_fetch_emit - append the events of a fetch result to buf: small
  * batches copied, large ones as sendfile segments (no copy).
  * @return 0, or -1 (a read failed; msg filled).
