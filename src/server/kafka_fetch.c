@@ -3,13 +3,17 @@
  * long polls of the Krappy port's FETCH.
  *
  * Each partition's events from fetch_offset on are found with
- * kr_store_fetch (at most --max-events, about partition_max_bytes of them
- * and no more than what is left of the response's max_bytes - but one event
- * at least, KIP-74), read into memory and written as one uncompressed record
- * batch (kafka/batch.h) whose records carry the events' offsets and
- * timestamps. high_watermark and last_stable_offset are the topic's next
- * offset (no transactions: isolation levels read the same), log_start_offset
- * its first. When fewer than min_bytes are ready and max_wait_ms is not 0,
+ * kr_store_fetch_batches (at most --max-events, about partition_max_bytes of
+ * them and no more than what is left of the response's max_bytes - but one
+ * event at least, KIP-74), read into memory and written as one uncompressed
+ * record batch (kafka/batch.h) whose records carry the events' offsets and
+ * timestamps. The answer ends where a stored batch ends (unless its first
+ * batch alone is too large), so a consumer's next Fetch, from there, starts
+ * at a stored batch's first event: the store finds it without walking the
+ * events before it, and cuts no batch by walking its events either.
+ * high_watermark and last_stable_offset are the topic's next offset (no
+ * transactions: isolation levels read the same), log_start_offset its
+ * first. When fewer than min_bytes are ready and max_wait_ms is not 0,
  * the request parks on every topic it reads until one grows or the wait
  * ends. No fetch sessions: session_id is 0, every Fetch is a full one.
  */
@@ -78,8 +82,8 @@ static int32_t build(kr_kconn *c, kr_topic *t, int64_t offset, uint64_t want, kr
     kr_kafka *k = c->k;
     kr_fetch_result res;
     c->msg[0] = '\0';
-    krappy_err rc = kr_store_fetch(k->srv->store, t, (uint64_t)offset, k->cfg->max_events, want,
-                                   &res, c->msg, sizeof c->msg);
+    krappy_err rc = kr_store_fetch_batches(k->srv->store, t, (uint64_t)offset, k->cfg->max_events,
+                                           want, &res, c->msg, sizeof c->msg);
     if (rc == KRAPPY_OK && res.count > 0) {
         kr_buf_reset(&k->stored);
         if (kr_store_fetch_copy(k->srv->store, &res, &k->stored, c->msg, sizeof c->msg) < 0)
