@@ -170,6 +170,29 @@ static void test_committed_offsets(void **state)
     kr_store_close(s);
 }
 
+/* The offsets of the events kr_store_fetch_copy reads for r: from, from
+ * + 1, ... up to r->next. */
+static void check_copy(kr_store *s, const kr_fetch_result *r, uint64_t from)
+{
+    char msg[256];
+    kr_buf b;
+    kr_buf_init(&b, 1u << 20);
+    assert_int_equal(kr_store_fetch_copy(s, r, &b, msg, sizeof msg), 0);
+    assert_int_equal(b.len, r->bytes);
+    /* The bytes are the delivered events, back to back. */
+    const uint8_t *p = b.data, *end = b.data + b.len;
+    while (p < end) {
+        kr_cbor_item it;
+        kr_event_view v;
+        assert_int_equal(kr_cbor_read(p, (size_t)(end - p), &it), 0);
+        assert_int_equal(kr_event_view_read(&it, &v), 0);
+        assert_int_equal(v.offset, from++);
+        p += it.raw_len;
+    }
+    assert_int_equal(from, r->next);
+    kr_buf_free(&b);
+}
+
 static void test_fetch_copy_and_time(void **state)
 {
     (void)state;
@@ -184,23 +207,7 @@ static void test_fetch_copy_and_time(void **state)
     kr_fetch_result r;
     char msg[256];
     assert_int_equal(kr_store_fetch(s, t, 30, 1000, 1u << 20, &r, msg, sizeof msg), KRAPPY_OK);
-    kr_buf b;
-    kr_buf_init(&b, 1u << 20);
-    assert_int_equal(kr_store_fetch_copy(s, &r, &b, msg, sizeof msg), 0);
-    assert_int_equal(b.len, r.bytes);
-    /* The bytes are the delivered events, back to back, from offset 30. */
-    const uint8_t *p = b.data, *end = b.data + b.len;
-    uint64_t want = 30;
-    while (p < end) {
-        kr_cbor_item it;
-        kr_event_view v;
-        assert_int_equal(kr_cbor_read(p, (size_t)(end - p), &it), 0);
-        assert_int_equal(kr_event_view_read(&it, &v), 0);
-        assert_int_equal(v.offset, want++);
-        p += it.raw_len;
-    }
-    assert_int_equal(want, r.next);
-    kr_buf_free(&b);
+    check_copy(s, &r, 30);
 
     /* By time: the first event at or after it. */
     uint64_t off, ts;
@@ -218,27 +225,6 @@ static void test_fetch_copy_and_time(void **state)
     assert_int_equal(off, t->next); /* none: the topic's next, ts untouched */
     assert_int_equal(ts, 7);
     kr_store_close(s);
-}
-
-/* The offsets of the events kr_store_fetch_copy reads for r: from, from
- * + 1, ... up to r->next. */
-static void check_copy(kr_store *s, const kr_fetch_result *r, uint64_t from)
-{
-    char msg[256];
-    kr_buf b;
-    kr_buf_init(&b, 1u << 20);
-    assert_int_equal(kr_store_fetch_copy(s, r, &b, msg, sizeof msg), 0);
-    const uint8_t *p = b.data, *end = b.data + b.len;
-    while (p < end) {
-        kr_cbor_item it;
-        kr_event_view v;
-        assert_int_equal(kr_cbor_read(p, (size_t)(end - p), &it), 0);
-        assert_int_equal(kr_event_view_read(&it, &v), 0);
-        assert_int_equal(v.offset, from++);
-        p += it.raw_len;
-    }
-    assert_int_equal(from, r->next);
-    kr_buf_free(&b);
 }
 
 static void test_fetch_batches(void **state)
