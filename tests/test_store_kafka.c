@@ -244,18 +244,18 @@ static void test_fetch_batches(void **state)
     uint64_t budget = r.bytes;
     assert_int_equal(kr_store_fetch(s, t, 30, 1000, budget, &r, msg, sizeof msg), KRAPPY_OK);
     assert_int_equal(r.next, 70);
-    assert_int_equal(kr_store_fetch_batches(s, t, 30, 1000, budget, &r, msg, sizeof msg),
+    assert_int_equal(kr_store_fetch_batches(s, t, 30, 1000, budget, 0, &r, msg, sizeof msg),
                      KRAPPY_OK);
     assert_int_equal(r.count, 30);
     assert_int_equal(r.next, 60);
     check_copy(s, &r, 30);
     /* The next read starts at a batch: whole ones while they fit (events
      * 60..99 take as many bytes as 30..69). */
-    assert_int_equal(kr_store_fetch_batches(s, t, 60, 1000, budget, &r, msg, sizeof msg),
+    assert_int_equal(kr_store_fetch_batches(s, t, 60, 1000, budget, 0, &r, msg, sizeof msg),
                      KRAPPY_OK);
     assert_int_equal(r.next, 100);
     check_copy(s, &r, 60);
-    assert_int_equal(kr_store_fetch_batches(s, t, 60, 1000, budget - 1, &r, msg, sizeof msg),
+    assert_int_equal(kr_store_fetch_batches(s, t, 60, 1000, budget - 1, 0, &r, msg, sizeof msg),
                      KRAPPY_OK);
     assert_int_equal(r.next, 80);
     check_copy(s, &r, 60);
@@ -263,21 +263,29 @@ static void test_fetch_batches(void **state)
     assert_int_equal(r.next, 99);
 
     /* --max-events ends it before a batch too. */
-    assert_int_equal(kr_store_fetch_batches(s, t, 20, 30, 1u << 20, &r, msg, sizeof msg),
+    assert_int_equal(kr_store_fetch_batches(s, t, 20, 30, 1u << 20, 0, &r, msg, sizeof msg),
                      KRAPPY_OK);
     assert_int_equal(r.next, 40);
     assert_int_equal(kr_store_fetch(s, t, 20, 30, 1u << 20, &r, msg, sizeof msg), KRAPPY_OK);
     assert_int_equal(r.next, 50);
 
-    /* A first batch over the limits is cut (one event at least). */
-    assert_int_equal(kr_store_fetch_batches(s, t, 0, 1000, 1, &r, msg, sizeof msg), KRAPPY_OK);
+    /* A first batch over the limits is cut (one event at least)... */
+    assert_int_equal(kr_store_fetch_batches(s, t, 0, 1000, 1, 0, &r, msg, sizeof msg), KRAPPY_OK);
     assert_int_equal(r.count, 1);
     assert_int_equal(r.next, 1);
-    assert_int_equal(kr_store_fetch_batches(s, t, 85, 5, 1u << 20, &r, msg, sizeof msg), KRAPPY_OK);
+    /* ...unless it fits `stretch`: then it is whole, and only it. */
+    assert_int_equal(kr_store_fetch_batches(s, t, 25, 1000, 1, 1u << 20, &r, msg, sizeof msg),
+                     KRAPPY_OK);
+    assert_int_equal(r.next, 40);
+    check_copy(s, &r, 25);
+    assert_int_equal(kr_store_fetch_batches(s, t, 25, 1000, 1, 30, &r, msg, sizeof msg), KRAPPY_OK);
+    assert_int_equal(r.next, 26);
+    assert_int_equal(kr_store_fetch_batches(s, t, 85, 5, 1u << 20, 0, &r, msg, sizeof msg),
+                     KRAPPY_OK);
     assert_int_equal(r.next, 90);
     check_copy(s, &r, 85);
     /* At the end: nothing. */
-    assert_int_equal(kr_store_fetch_batches(s, t, 100, 1000, 1u << 20, &r, msg, sizeof msg),
+    assert_int_equal(kr_store_fetch_batches(s, t, 100, 1000, 1u << 20, 0, &r, msg, sizeof msg),
                      KRAPPY_OK);
     assert_int_equal(r.count, 0);
     assert_int_equal(r.next, 100);
