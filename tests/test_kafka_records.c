@@ -4,7 +4,8 @@
  * batches written here and compressed with zlib, snappy (raw and xerial),
  * lz4 and zstd, CRC errors, legacy and transactional batches, bad varints,
  * truncation at every length, decompression bombs, records to PUBLISH
- * events and delivered events to records (with gaps in the offsets).
+ * events and delivered events to records (with gaps in the offsets; the
+ * shortcut for plain events writes what the general path writes).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -1122,6 +1123,130 @@ static void test_events_to_records(void **state)
     kr_buf_free(&ev);
 }
 
+/* Delivered events of every shape kr_kafka_events_to_records reads: plain
+ * ones (its shortcut) and the others. @return how many; ends[i] is where
+ * event i ends. */
+static size_t mixed_events(kr_buf *ev, size_t ends[16])
+{
+    static uint8_t big[300];
+    size_t n = 0;
+    memset(big, 'b', sizeof big);
+    kr_cbor_put_array(ev, 4); /* [5, 1000, h'k', h'v'] */
+    kr_cbor_put_uint(ev, 5);
+    kr_cbor_put_uint(ev, 1000);
+    kr_cbor_put_bytes(ev, "k", 1);
+    kr_cbor_put_bytes(ev, "v", 1);
+    ends[n++] = ev->len;
+    kr_cbor_put_array(ev, 4); /* [6, 1001, "txt", null]: a tombstone */
+    kr_cbor_put_uint(ev, 6);
+    kr_cbor_put_uint(ev, 1001);
+    kr_cbor_put_text(ev, "txt", 3);
+    kr_cbor_put_null(ev);
+    ends[n++] = ev->len;
+    kr_cbor_put_array(ev, 4); /* [7, 1002, null, h''] */
+    kr_cbor_put_uint(ev, 7);
+    kr_cbor_put_uint(ev, 1002);
+    kr_cbor_put_null(ev);
+    kr_cbor_put_bytes(ev, "", 0);
+    ends[n++] = ev->len;
+    /* [8 in two bytes, a timestamp in eight, h'...' of 300, "t" in two] */
+    static const uint8_t e4[] = {0x84, 0x18, 0x08, 0x1b, 0, 0, 0x01, 0x8b, 0xcf, 0xe5, 0x68, 0x00};
+    kr_buf_append(ev, e4, sizeof e4);
+    kr_cbor_put_bytes(ev, big, sizeof big);
+    kr_buf_append(ev, "\x78\x01t", 3);
+    ends[n++] = ev->len;
+    kr_cbor_put_array(ev, 4); /* [9, 1004, h'k', 42]: a value that is not a string */
+    kr_cbor_put_uint(ev, 9);
+    kr_cbor_put_uint(ev, 1004);
+    kr_cbor_put_bytes(ev, "k", 1);
+    kr_cbor_put_uint(ev, 42);
+    ends[n++] = ev->len;
+    /* [10, 1005, h'k', h'v', {"h": h'78'}]: headers */
+    static const uint8_t e6[] = {0x85, 0x0a, 0x19, 0x03, 0xed, 0x41, 'k',
+                                 0x41, 'v',  0xa1, 0x61, 'h',  0x41, 'x'};
+    kr_buf_append(ev, e6, sizeof e6);
+    ends[n++] = ev->len;
+    /* [11, 1006, (_ h'ab'), h'v']: an indefinite key */
+    static const uint8_t e7[] = {0x84, 0x0b, 0x19, 0x03, 0xee, 0x5f,
+                                 0x42, 'a',  'b',  0xff, 0x41, 'v'};
+    kr_buf_append(ev, e7, sizeof e7);
+    ends[n++] = ev->len;
+    kr_cbor_put_array(ev, 4); /* [12, 1007, h'k', h'...' of 300] */
+    kr_cbor_put_uint(ev, 12);
+    kr_cbor_put_uint(ev, 1007);
+    kr_cbor_put_bytes(ev, "k", 1);
+    kr_cbor_put_bytes(ev, big, sizeof big);
+    ends[n++] = ev->len;
+    return n;
+}
+
+/* kr_kafka_events_to_records, its shortcut for plain events included,
+ * writes the batch kr_kafka_event_to_record writes event by event; events
+ * cut short anywhere are refused, never read past. */
+static void test_events_to_records_shortcut(void **state)
+{
+    (void)state;
+    kr_kafka_batch_writer w;
+    kr_buf ev, one, all, scratch;
+    char msg[256];
+    size_t ends[16];
+    kr_buf_init(&ev, 1u << 20);
+    kr_buf_init(&one, 1u << 20);
+    kr_buf_init(&all, 1u << 20);
+    kr_buf_init(&scratch, 1u << 20);
+    size_t n = mixed_events(&ev, ends);
+
+    kr_kafka_batch_begin(&w, &one);
+    for (size_t i = 0, at = 0; i < n; at = ends[i++])
+        if (kr_kafka_event_to_record(&w, ev.data + at, ends[i] - at, &scratch, msg, sizeof msg))
+            fail_msg("event %zu: %s", i, msg);
+    assert_int_equal(kr_kafka_batch_end(&w), n);
+    kr_kafka_batch_begin(&w, &all);
+    assert_int_equal(kr_kafka_events_to_records(&w, ev.data, ev.len, &scratch, msg, sizeof msg), n);
+    assert_int_equal(kr_kafka_batch_end(&w), n);
+    assert_int_equal(all.len, one.len);
+    assert_memory_equal(all.data, one.data, one.len);
+
+    for (size_t cut = 0; cut < ev.len; cut++) {
+        uint8_t *part = malloc(cut > 0 ? cut : 1); /* exactly: ASan sees a read past */
+        assert_non_null(part);
+        memcpy(part, ev.data, cut);
+        size_t whole = 0;
+        while (whole < n && ends[whole] <= cut)
+            whole++;
+        bool at_end = whole > 0 ? ends[whole - 1] == cut : cut == 0;
+        kr_buf_reset(&all);
+        kr_kafka_batch_begin(&w, &all);
+        int32_t got = kr_kafka_events_to_records(&w, part, cut, &scratch, msg, sizeof msg);
+        if (at_end) {
+            assert_int_equal(got, whole);
+        } else {
+            assert_int_equal(got, -1);
+            assert_non_null(strstr(msg, "not [offset, ts, key, value"));
+        }
+        (void)kr_kafka_batch_end(&w);
+        free(part);
+    }
+
+    /* An offset past Kafka's int64, plain or not: refused. */
+    static const uint8_t huge[] = {0x84, 0x1b, 0x80, 0, 0, 0, 0, 0, 0, 0, 0x01, 0x41, 'k', 0xf6};
+    kr_buf_reset(&all);
+    kr_kafka_batch_begin(&w, &all);
+    assert_int_equal(kr_kafka_events_to_records(&w, huge, sizeof huge, &scratch, msg, sizeof msg),
+                     -1);
+    assert_non_null(strstr(msg, "beyond Kafka's range"));
+    assert_int_equal(kr_kafka_batch_end(&w), -1);
+    kr_kafka_batch_begin(&w, &all);
+    assert_int_equal(kr_kafka_event_to_record(&w, huge, sizeof huge, &scratch, msg, sizeof msg),
+                     -1);
+    assert_non_null(strstr(msg, "beyond Kafka's range"));
+    assert_int_equal(kr_kafka_batch_end(&w), -1);
+    kr_buf_free(&ev);
+    kr_buf_free(&one);
+    kr_buf_free(&all);
+    kr_buf_free(&scratch);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1131,7 +1256,7 @@ int main(void)
         cmocka_unit_test(test_exact_limit),       cmocka_unit_test(test_multi_and_garbage),
         cmocka_unit_test(test_refused_batches),   cmocka_unit_test(test_bad_records),
         cmocka_unit_test(test_records_to_events), cmocka_unit_test(test_event_rules),
-        cmocka_unit_test(test_events_to_records),
+        cmocka_unit_test(test_events_to_records), cmocka_unit_test(test_events_to_records_shortcut),
     };
     return cmocka_run_group_tests_name("kafka_records", tests, NULL, NULL);
 }

@@ -1,8 +1,8 @@
 /*
  * tests/test_store_kafka.c - the store entry points the Kafka listener
  * uses: Kafka groups' committed offsets (durable, reloaded at open, kept by
- * --rebuild-view, refused when malformed), fetched events read into memory, and the first
- * offset at or after a timestamp.
+ * --rebuild-view, refused when malformed), fetched events read into memory, fetches that
+ * end where a stored batch ends, and the first offset at or after a timestamp.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -170,6 +170,29 @@ static void test_committed_offsets(void **state)
     kr_store_close(s);
 }
 
+/* The offsets of the events kr_store_fetch_copy reads for r: from, from
+ * + 1, ... up to r->next. */
+static void check_copy(kr_store *s, const kr_fetch_result *r, uint64_t from)
+{
+    char msg[256];
+    kr_buf b;
+    kr_buf_init(&b, 1u << 20);
+    assert_int_equal(kr_store_fetch_copy(s, r, &b, msg, sizeof msg), 0);
+    assert_int_equal(b.len, r->bytes);
+    /* The bytes are the delivered events, back to back. */
+    const uint8_t *p = b.data, *end = b.data + b.len;
+    while (p < end) {
+        kr_cbor_item it;
+        kr_event_view v;
+        assert_int_equal(kr_cbor_read(p, (size_t)(end - p), &it), 0);
+        assert_int_equal(kr_event_view_read(&it, &v), 0);
+        assert_int_equal(v.offset, from++);
+        p += it.raw_len;
+    }
+    assert_int_equal(from, r->next);
+    kr_buf_free(&b);
+}
+
 static void test_fetch_copy_and_time(void **state)
 {
     (void)state;
@@ -184,23 +207,7 @@ static void test_fetch_copy_and_time(void **state)
     kr_fetch_result r;
     char msg[256];
     assert_int_equal(kr_store_fetch(s, t, 30, 1000, 1u << 20, &r, msg, sizeof msg), KRAPPY_OK);
-    kr_buf b;
-    kr_buf_init(&b, 1u << 20);
-    assert_int_equal(kr_store_fetch_copy(s, &r, &b, msg, sizeof msg), 0);
-    assert_int_equal(b.len, r.bytes);
-    /* The bytes are the delivered events, back to back, from offset 30. */
-    const uint8_t *p = b.data, *end = b.data + b.len;
-    uint64_t want = 30;
-    while (p < end) {
-        kr_cbor_item it;
-        kr_event_view v;
-        assert_int_equal(kr_cbor_read(p, (size_t)(end - p), &it), 0);
-        assert_int_equal(kr_event_view_read(&it, &v), 0);
-        assert_int_equal(v.offset, want++);
-        p += it.raw_len;
-    }
-    assert_int_equal(want, r.next);
-    kr_buf_free(&b);
+    check_copy(s, &r, 30);
 
     /* By time: the first event at or after it. */
     uint64_t off, ts;
@@ -220,11 +227,77 @@ static void test_fetch_copy_and_time(void **state)
     kr_store_close(s);
 }
 
+static void test_fetch_batches(void **state)
+{
+    (void)state;
+    kr_store *s = open_store();
+    kr_topic *t = kr_test_register(s, base, "whole");
+    for (int b = 0; b < 5; b++) /* batches 0-19, 20-39, ... 80-99 */
+        pub_at(s, t, 20, 1000 + 200 * (uint64_t)b);
+
+    kr_fetch_result r;
+    char msg[256];
+    /* The bytes of events 30..69: kr_store_fetch cuts the batch 60-79
+     * there, kr_store_fetch_batches stops before it. */
+    assert_int_equal(kr_store_fetch(s, t, 30, 40, 1u << 20, &r, msg, sizeof msg), KRAPPY_OK);
+    assert_int_equal(r.next, 70);
+    uint64_t budget = r.bytes;
+    assert_int_equal(kr_store_fetch(s, t, 30, 1000, budget, &r, msg, sizeof msg), KRAPPY_OK);
+    assert_int_equal(r.next, 70);
+    assert_int_equal(kr_store_fetch_batches(s, t, 30, 1000, budget, 0, &r, msg, sizeof msg),
+                     KRAPPY_OK);
+    assert_int_equal(r.count, 30);
+    assert_int_equal(r.next, 60);
+    check_copy(s, &r, 30);
+    /* The next read starts at a batch: whole ones while they fit (events
+     * 60..99 take as many bytes as 30..69). */
+    assert_int_equal(kr_store_fetch_batches(s, t, 60, 1000, budget, 0, &r, msg, sizeof msg),
+                     KRAPPY_OK);
+    assert_int_equal(r.next, 100);
+    check_copy(s, &r, 60);
+    assert_int_equal(kr_store_fetch_batches(s, t, 60, 1000, budget - 1, 0, &r, msg, sizeof msg),
+                     KRAPPY_OK);
+    assert_int_equal(r.next, 80);
+    check_copy(s, &r, 60);
+    assert_int_equal(kr_store_fetch(s, t, 60, 1000, budget - 1, &r, msg, sizeof msg), KRAPPY_OK);
+    assert_int_equal(r.next, 99);
+
+    /* --max-events ends it before a batch too. */
+    assert_int_equal(kr_store_fetch_batches(s, t, 20, 30, 1u << 20, 0, &r, msg, sizeof msg),
+                     KRAPPY_OK);
+    assert_int_equal(r.next, 40);
+    assert_int_equal(kr_store_fetch(s, t, 20, 30, 1u << 20, &r, msg, sizeof msg), KRAPPY_OK);
+    assert_int_equal(r.next, 50);
+
+    /* A first batch over the limits is cut (one event at least)... */
+    assert_int_equal(kr_store_fetch_batches(s, t, 0, 1000, 1, 0, &r, msg, sizeof msg), KRAPPY_OK);
+    assert_int_equal(r.count, 1);
+    assert_int_equal(r.next, 1);
+    /* ...unless it fits `stretch`: then it is whole, and only it. */
+    assert_int_equal(kr_store_fetch_batches(s, t, 25, 1000, 1, 1u << 20, &r, msg, sizeof msg),
+                     KRAPPY_OK);
+    assert_int_equal(r.next, 40);
+    check_copy(s, &r, 25);
+    assert_int_equal(kr_store_fetch_batches(s, t, 25, 1000, 1, 30, &r, msg, sizeof msg), KRAPPY_OK);
+    assert_int_equal(r.next, 26);
+    assert_int_equal(kr_store_fetch_batches(s, t, 85, 5, 1u << 20, 0, &r, msg, sizeof msg),
+                     KRAPPY_OK);
+    assert_int_equal(r.next, 90);
+    check_copy(s, &r, 85);
+    /* At the end: nothing. */
+    assert_int_equal(kr_store_fetch_batches(s, t, 100, 1000, 1u << 20, 0, &r, msg, sizeof msg),
+                     KRAPPY_OK);
+    assert_int_equal(r.count, 0);
+    assert_int_equal(r.next, 100);
+    kr_store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_committed_offsets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fetch_copy_and_time, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fetch_batches, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

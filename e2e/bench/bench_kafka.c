@@ -15,6 +15,25 @@
  *
  *   bench_kafka [RECORDS]      default 1000000
  * Uses $KRAPPYD (default bin/krappyd) in a temp dir.
+ *
+ * librdkafka runs with its defaults but acks=1 (and the consumer's
+ * group.id, no auto-commit), as Kafka's own perf tools do: a consumer
+ * fetches at most max.partition.fetch.bytes (1 MiB) per partition per Fetch
+ * (fetch.max.bytes, 50 MiB, does not bind with one partition), keeps
+ * queued.min.messages (100,000) ahead in its queue, and check.crcs is off;
+ * fetch.wait.max.ms (500) only matters at the topic's end. None of them caps
+ * a consumer reading from far behind. $KRAPPY_BENCH_RDKAFKA overrides them
+ * for experiments.
+ *
+ * Between phases the server is left to go idle (its checkpoints of what was
+ * produced are the producing phase's cost) and its /metrics are read. A
+ * profiler can dump there: the server's instructions per phase, all
+ * threads, are what a loaded machine measures faithfully -
+ *   KRAPPYD=/path/to/krappyd-under-callgrind bench_kafka 100000
+ * with a script that runs `valgrind --tool=callgrind
+ * --dump-before=on_metrics bin/krappyd "$@"`: callgrind.out.PID.1 is start-up,
+ * .2 the Kafka producer, .3 the Kafka consumer, .6 krappy's producer, .7
+ * its FETCH (the others are the reads of the counters printed below).
  */
 #include <poll.h>
 #include <stdbool.h>
@@ -350,6 +369,13 @@ static double metric(const e2e_server *s, const char *series)
     return 0;
 }
 
+/* The end of a phase: the server's counters read once (where a profiler
+ * of the server dumps; see the top). */
+static void phase_end(const e2e_server *s)
+{
+    (void)metric(s, "krappy_process_resident_memory_bytes");
+}
+
 static void row(const char *what, const run *r)
 {
     printf("| %s | %.0f | %.0f%% | %.0f%% | %.0f%% | %.0f |\n", what, r->rate, r->cli, r->srv,
@@ -370,16 +396,18 @@ int main(int argc, char **argv)
     }
     e2e_server s;
     const char *args[] = {"--kafka-listen", "127.0.0.1:0", "--log-level", "info", NULL};
+    e2e_set_start_timeout(120000); /* krappyd may run under a profiler */
     if (e2e_start(&s, args) < 0)
         return 1;
+    phase_end(&s);
     run kp = kafka_produce(&s, records);
+    settle(&s);
     double produces = metric(&s, "krappy_kafka_requests_total{api=\"Produce\"}");
     int batch = produces > 0 ? (int)(records / produces + 0.5) : 10000;
     if (batch < 1)
         batch = 1;
     if (batch > 100000)
         batch = 100000;
-    settle(&s);
     run kc = kafka_consume(&s, records);
     double used = metric(&s, "krappy_kafka_prefetches_total{result=\"used\"}");
     double dropped = metric(&s, "krappy_kafka_prefetches_total{result=\"dropped\"}");
@@ -398,7 +426,9 @@ int main(int argc, char **argv)
     kr_buf_free(&b);
     run yp = port_produce(c, &s, records, batch);
     settle(&s);
+    phase_end(&s);
     run yc = port_fetch(c, &s, (uint64_t)records);
+    phase_end(&s);
     krappy_client_free(c);
 
     printf("| krappyd, %ld records of 16-byte keys and %d-byte values | records/s | client CPU | "

@@ -255,17 +255,50 @@ static int put_record_headers(kr_kafka_batch_writer *w, const kr_cbor_item *m, k
     return 0;
 }
 
+/* Open the record of the event at `offset`. @return 0, or -1 (msg says
+ * why; the writer is refused at kr_kafka_batch_end). */
+static int open_record(kr_kafka_batch_writer *w, uint64_t offset, uint64_t ts, kr_kafka_bytes key,
+                       kr_kafka_bytes value, int32_t headers, char *msg, size_t msglen)
+{
+    if (offset > INT64_MAX) {
+        say(KR_KAFKA_ERR_CORRUPT_MESSAGE, msg, msglen, "event offset %llu is beyond Kafka's range",
+            (unsigned long long)offset);
+        goto fail;
+    }
+    if (kr_kafka_record_begin(w, (int64_t)offset, ts > INT64_MAX ? INT64_MAX : (int64_t)ts, key,
+                              value, headers) < 0) {
+        say(KR_KAFKA_ERR_UNKNOWN_SERVER_ERROR, msg, msglen,
+            "the event at offset %llu does not follow the batch's last offset",
+            (unsigned long long)offset);
+        goto fail;
+    }
+    return 0;
+fail:
+    w->bad = true;
+    return -1;
+}
+
+/* Close the record of the event at `offset` (its headers written when
+ * headers_ok). @return 0, or -1 as open_record. */
+static int close_record(kr_kafka_batch_writer *w, uint64_t offset, bool headers_ok, char *msg,
+                        size_t msglen)
+{
+    if (!headers_ok || kr_kafka_record_end(w) < 0 || w->out->failed) {
+        say(KR_KAFKA_ERR_MESSAGE_TOO_LARGE, msg, msglen,
+            "the event at offset %llu does not fit this server's limits",
+            (unsigned long long)offset);
+        w->bad = true;
+        return -1;
+    }
+    return 0;
+}
+
 /* Add one delivered event, read into e, to the batch. @return 0, or -1
  * (msg says why; the writer is refused at kr_kafka_batch_end). */
 static int view_to_record(kr_kafka_batch_writer *w, const kr_event_view *e, kr_buf *scratch,
                           char *msg, size_t msglen)
 {
     part key, value;
-    if (e->offset > INT64_MAX) {
-        say(KR_KAFKA_ERR_CORRUPT_MESSAGE, msg, msglen, "event offset %llu is beyond Kafka's range",
-            (unsigned long long)e->offset);
-        goto fail;
-    }
     int64_t headers = e->has_headers ? map_pairs(&e->headers) : 0;
     kr_buf_reset(scratch);
     if (headers > INT32_MAX || to_part(&e->key, scratch, &key) < 0 ||
@@ -273,27 +306,14 @@ static int view_to_record(kr_kafka_batch_writer *w, const kr_event_view *e, kr_b
         say(KR_KAFKA_ERR_MESSAGE_TOO_LARGE, msg, msglen,
             "the event at offset %llu cannot be rendered within this server's limits",
             (unsigned long long)e->offset);
-        goto fail;
+        w->bad = true;
+        return -1;
     }
-    int64_t ts = e->ts > INT64_MAX ? INT64_MAX : (int64_t)e->ts;
-    if (kr_kafka_record_begin(w, (int64_t)e->offset, ts, resolve(&key, scratch),
-                              resolve(&value, scratch), (int32_t)headers) < 0) {
-        say(KR_KAFKA_ERR_UNKNOWN_SERVER_ERROR, msg, msglen,
-            "the event at offset %llu does not follow the batch's last offset",
-            (unsigned long long)e->offset);
-        goto fail;
-    }
-    if ((e->has_headers && put_record_headers(w, &e->headers, scratch) < 0) ||
-        kr_kafka_record_end(w) < 0 || w->out->failed) {
-        say(KR_KAFKA_ERR_MESSAGE_TOO_LARGE, msg, msglen,
-            "the event at offset %llu does not fit this server's limits",
-            (unsigned long long)e->offset);
-        goto fail;
-    }
-    return 0;
-fail:
-    w->bad = true;
-    return -1;
+    if (open_record(w, e->offset, e->ts, resolve(&key, scratch), resolve(&value, scratch),
+                    (int32_t)headers, msg, msglen) < 0)
+        return -1;
+    bool headers_ok = !e->has_headers || put_record_headers(w, &e->headers, scratch) == 0;
+    return close_record(w, e->offset, headers_ok, msg, msglen);
 }
 
 int kr_kafka_event_to_record(kr_kafka_batch_writer *w, const uint8_t *ev, size_t len,
@@ -341,14 +361,101 @@ static size_t read_event(const uint8_t *p, size_t len, kr_event_view *e)
     return (size_t)(kr_cbor_iter_end(&it) - p);
 }
 
+/*
+ * The argument of the definite CBOR head at p (before end): an unsigned
+ * integer's value, a string's length. @return the bytes of the head, or 0
+ * for an indefinite or reserved one, or one cut short.
+ */
+static size_t head_arg(const uint8_t *p, const uint8_t *end, uint64_t *v)
+{
+    unsigned info = p[0] & 0x1f;
+    if (info < 24) {
+        *v = info;
+        return 1;
+    }
+    if (info > 27)
+        return 0;
+    size_t n = (size_t)1 << (info - 24);
+    if ((size_t)(end - p) <= n)
+        return 0;
+    uint64_t x = 0;
+    for (size_t i = 1; i <= n; i++)
+        x = x << 8 | p[i];
+    *v = x;
+    return 1 + n;
+}
+
+/* An unsigned integer at *p. @return false when it is something else. */
+static bool plain_uint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    size_t n;
+    if (*p >= end || (**p >> 5) != 0 || (n = head_arg(*p, end, v)) == 0)
+        return false;
+    *p += n;
+    return true;
+}
+
+/* A definite byte or text string, or null, at *p as record bytes.
+ * @return false when it is something else. */
+static bool plain_bytes(const uint8_t **p, const uint8_t *end, kr_kafka_bytes *b)
+{
+    const uint8_t *q = *p;
+    uint64_t len;
+    size_t n;
+    if (q >= end)
+        return false;
+    if (*q == 0xf6) { /* null */
+        *b = (kr_kafka_bytes){NULL, -1};
+        *p = q + 1;
+        return true;
+    }
+    unsigned major = *q >> 5;
+    if ((major != 2 && major != 3) || (n = head_arg(q, end, &len)) == 0 ||
+        len > (uint64_t)(end - q) - n || len > INT32_MAX)
+        return false;
+    *b = (kr_kafka_bytes){q + n, (int32_t)len};
+    *p = q + n + len;
+    return true;
+}
+
+/*
+ * The usual delivered event - [offset, ts, key, value] with a key and a
+ * value that are byte strings, text or null, as every Kafka-produced event
+ * is - read with no more than a look at each head: a Fetch turns a
+ * megabyte of these into records per answer, and the general reader
+ * (read_event) costs several times the rest of the record. Their bytes
+ * become the record's as they are, as to_part makes them.
+ * @return its length, or 0 when it is anything else (read_event's turn).
+ */
+static size_t read_plain_event(const uint8_t *p, size_t len, uint64_t *offset, uint64_t *ts,
+                               kr_kafka_bytes *key, kr_kafka_bytes *value)
+{
+    const uint8_t *q = p + 1, *end = p + len;
+    if (len == 0 || p[0] != 0x84 /* an array of 4 */ || !plain_uint(&q, end, offset) ||
+        !plain_uint(&q, end, ts) || !plain_bytes(&q, end, key) || !plain_bytes(&q, end, value))
+        return 0;
+    return (size_t)(q - p);
+}
+
 int32_t kr_kafka_events_to_records(kr_kafka_batch_writer *w, const uint8_t *p, size_t len,
                                    kr_buf *scratch, char *msg, size_t msglen)
 {
     const uint8_t *end = p + len;
     int32_t n = 0;
     while (p < end) {
+        uint64_t offset, ts;
+        kr_kafka_bytes key, value;
+        size_t used = read_plain_event(p, (size_t)(end - p), &offset, &ts, &key, &value);
+        if (used > 0) {
+            if (open_record(w, offset, ts, key, value, 0, msg, msglen) < 0 ||
+                close_record(w, offset, true, msg, msglen) < 0)
+                return -1;
+            p += used;
+            n++;
+            continue;
+        }
         kr_event_view e;
-        size_t used = read_event(p, (size_t)(end - p), &e);
+        used = read_event(p, (size_t)(end - p), &e);
         if (used == 0) {
             say(KR_KAFKA_ERR_CORRUPT_MESSAGE, msg, msglen,
                 "a stored event is not [offset, ts, key, value(, headers)]");

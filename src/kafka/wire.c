@@ -76,6 +76,10 @@ int64_t kr_kafka_rd_i64(kr_kafka_rd *r)
  */
 static uint64_t rd_uvar(kr_kafka_rd *r, unsigned bits)
 {
+    /* One byte, as most of a record's varints are (its deltas, its header
+     * count, short keys' lengths): a Produce reads six per record. */
+    if (r->p < r->end && *r->p < 0x80)
+        return *r->p++;
     uint64_t v = 0;
     for (unsigned shift = 0; shift < bits; shift += 7) {
         const uint8_t *p = take(r, 1);

@@ -3,13 +3,17 @@
  * long polls of the Krappy port's FETCH.
  *
  * Each partition's events from fetch_offset on are found with
- * kr_store_fetch (at most --max-events, about partition_max_bytes of them
- * and no more than what is left of the response's max_bytes - but one event
- * at least, KIP-74), read into memory and written as one uncompressed record
- * batch (kafka/batch.h) whose records carry the events' offsets and
- * timestamps. high_watermark and last_stable_offset are the topic's next
- * offset (no transactions: isolation levels read the same), log_start_offset
- * its first. When fewer than min_bytes are ready and max_wait_ms is not 0,
+ * kr_store_fetch_batches (at most --max-events, about partition_max_bytes of
+ * them and no more than what is left of the response's max_bytes - but one
+ * event at least, KIP-74), read into memory and written as one uncompressed
+ * record batch (kafka/batch.h) whose records carry the events' offsets and
+ * timestamps. The answer ends where a stored batch ends (unless its first
+ * batch alone is too large), so a consumer's next Fetch, from there, starts
+ * at a stored batch's first event: the store finds it without walking the
+ * events before it, and cuts no batch by walking its events either.
+ * high_watermark and last_stable_offset are the topic's next offset (no
+ * transactions: isolation levels read the same), log_start_offset its
+ * first. When fewer than min_bytes are ready and max_wait_ms is not 0,
  * the request parks on every topic it reads until one grows or the wait
  * ends. No fetch sessions: session_id is 0, every Fetch is a full one.
  */
@@ -38,8 +42,8 @@ typedef struct kfpart {
     int64_t offset;
     int32_t max_bytes;
     size_t rec_off, rec_len; /* its batch in k->records */
-    uint64_t want, next;     /* the byte budget it was read with; the offset
-                                after its records (0: none) */
+    uint64_t want, stretch;  /* the byte budgets it was read with (build) */
+    uint64_t next;           /* the offset after its records (0: none) */
     kr_waiter w;
     bool parked;
 } kfpart;
@@ -68,18 +72,19 @@ static int32_t write_batch(kr_kafka *k, const kr_buf *events, kr_buf *out, char 
 
 /*
  * The records of t from `offset` on, at most about `want` bytes of events
- * (one at least), as one record batch appended to out; *next gets the
- * offset after them. @return the records (0: none yet), or -1 (logged; the
- * Kafka error in *err).
+ * (one at least; the first stored batch whole up to `stretch`, see
+ * kr_store_fetch_batches), as one record batch appended to out; *next gets
+ * the offset after them. @return the records (0: none yet), or -1 (logged;
+ * the Kafka error in *err).
  */
-static int32_t build(kr_kconn *c, kr_topic *t, int64_t offset, uint64_t want, kr_buf *out,
-                     uint64_t *next, int16_t *err)
+static int32_t build(kr_kconn *c, kr_topic *t, int64_t offset, uint64_t want, uint64_t stretch,
+                     kr_buf *out, uint64_t *next, int16_t *err)
 {
     kr_kafka *k = c->k;
     kr_fetch_result res;
     c->msg[0] = '\0';
-    krappy_err rc = kr_store_fetch(k->srv->store, t, (uint64_t)offset, k->cfg->max_events, want,
-                                   &res, c->msg, sizeof c->msg);
+    krappy_err rc = kr_store_fetch_batches(k->srv->store, t, (uint64_t)offset, k->cfg->max_events,
+                                           want, stretch, &res, c->msg, sizeof c->msg);
     if (rc == KRAPPY_OK && res.count > 0) {
         kr_buf_reset(&k->stored);
         if (kr_store_fetch_copy(k->srv->store, &res, &k->stored, c->msg, sizeof c->msg) < 0)
@@ -113,7 +118,7 @@ static int32_t build(kr_kconn *c, kr_topic *t, int64_t offset, uint64_t want, kr
  * Fetch of one partition is answered and more is there, its successor's
  * records are made at once, off the answer's path (after it went out) -
  * while the client reads - and the next Fetch from that offset, with the same
- * budget, takes them as they are. Records are immutable, so they are still
+ * budgets, takes them as they are. Records are immutable, so they are still
  * right then; anything else (another offset, topic or budget) drops them. At
  * most KR_KAFKA_PREFETCH_BYTES are held across connections.
  */
@@ -124,10 +129,10 @@ struct kr_kprefetch {
     kr_kconn *c;
     struct event *timer;
     bool scheduled; /* the timer is pending (it holds a reference on c) */
-    bool ready;     /* records holds the batch for (t, offset, want) */
+    bool ready;     /* records holds the batch for (t, offset, want, stretch) */
     kr_topic *t;    /* NULL once its topic is deleted */
     int64_t offset;
-    uint64_t want;
+    uint64_t want, stretch;
     uint64_t next; /* the offset after the batch */
     int32_t count;
     kr_buf records;
@@ -159,7 +164,8 @@ static void prefetch_run(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     pf->scheduled = false;
-    /* Records take about what their events take, and a little more. */
+    /* Records take about what their events take, and a little more (a
+     * first batch over `want` grows the buffer). */
     size_t room = (size_t)pf->want + (size_t)pf->want / 4 + 4096;
     size_t grow = room > pf->records.cap ? room - pf->records.cap : 0;
     if (c->net.bev != NULL && !c->net.no_more && pf->t != NULL &&
@@ -169,7 +175,8 @@ static void prefetch_run(evutil_socket_t fd, short what, void *arg)
         size_t cap0 = pf->records.cap;
         kr_buf_reset(&pf->records);
         (void)kr_buf_reserve(&pf->records, room);
-        int32_t n = build(c, pf->t, pf->offset, pf->want, &pf->records, &pf->next, &err);
+        int32_t n =
+            build(c, pf->t, pf->offset, pf->want, pf->stretch, &pf->records, &pf->next, &err);
         c->k->prefetch_bytes += pf->records.cap - cap0;
         if (n > 0) {
             pf->count = n;
@@ -184,7 +191,8 @@ static void prefetch_run(evutil_socket_t fd, short what, void *arg)
 /* After answering a Fetch that read partition fp up to (not including)
  * `next`, with more there: make the next answer's records once the answer
  * is out. */
-static void prefetch_after(kr_kconn *c, const kfpart *fp, uint64_t want, uint64_t next)
+static void prefetch_after(kr_kconn *c, const kfpart *fp, uint64_t want, uint64_t stretch,
+                           uint64_t next)
 {
     kr_kprefetch *pf = c->prefetch;
     if (pf == NULL) {
@@ -206,6 +214,7 @@ static void prefetch_after(kr_kconn *c, const kfpart *fp, uint64_t want, uint64_
     pf->t = fp->t;
     pf->offset = (int64_t)next;
     pf->want = want;
+    pf->stretch = stretch;
     /* The answer leaves now, before the timer's turn: the client reads it
      * while the next one is made. */
     if (c->net.bev != NULL)
@@ -231,19 +240,19 @@ static void prefetch_swap(kr_kprefetch *pf, kr_buf *b)
     b->cap = pb.cap;
 }
 
-/* The prefetched records for (t, offset, want), appended to k->records
+/* The prefetched records for (t, offset, want, stretch), appended to k->records
  * (taken over without a copy when k->records is empty, as it is for the
  * one partition a catching-up consumer reads); dropped either way.
  * @return the records, or -1 when there are none. */
 static int32_t prefetch_take(kr_kconn *c, kr_topic *t, int64_t offset, uint64_t want,
-                             uint64_t *next)
+                             uint64_t stretch, uint64_t *next)
 {
     kr_kprefetch *pf = c->prefetch;
     if (pf == NULL || !pf->ready)
         return -1;
     int32_t n = -1;
     kr_buf *records = &c->k->records;
-    if (pf->t == t && pf->offset == offset && pf->want == want) {
+    if (pf->t == t && pf->offset == offset && pf->want == want && pf->stretch == stretch) {
         if (records->len == 0 && !records->failed)
             prefetch_swap(pf, records);
         else if (kr_buf_append(records, pf->records.data, pf->records.len) < 0)
@@ -307,15 +316,20 @@ static size_t fill_part(kr_kconn *c, kfpart *fp, int64_t budget)
     p->error_code = 0;
     if ((uint64_t)fp->offset == t->next)
         return 0;
-    /* max_bytes 0 would mean one event: a budget spent means none. */
+    /* max_bytes 0 would mean one event: a budget spent means none. Its
+     * first stored batch may take what is left of the response, whole (as
+     * Kafka's brokers answer with a first batch over partition_max_bytes):
+     * batches a little over the megabyte a consumer asks for are then not
+     * cut one Fetch and found again inside the next. */
     uint64_t want = (uint64_t)(fp->max_bytes < budget ? fp->max_bytes : budget);
     if (want == 0)
         want = 1;
     fp->want = want;
+    fp->stretch = (uint64_t)budget;
     fp->rec_off = k->records.len;
-    int32_t n = prefetch_take(c, t, fp->offset, want, &fp->next);
+    int32_t n = prefetch_take(c, t, fp->offset, want, fp->stretch, &fp->next);
     if (n < 0)
-        n = build(c, t, fp->offset, want, &k->records, &fp->next, &p->error_code);
+        n = build(c, t, fp->offset, want, fp->stretch, &k->records, &fp->next, &p->error_code);
     if (n <= 0)
         return 0;
     fp->rec_len = k->records.len - fp->rec_off;
@@ -370,11 +384,12 @@ static void respond(kfetch *f)
      * is from where this one ends (see prefetch). */
     const kfpart *one = f->n_parts == 1 ? &f->parts[0] : NULL;
     bool more = one != NULL && one->t != NULL && one->rec_len > 0 && one->p->error_code == 0;
-    uint64_t want = more ? one->want : 0, next = more ? one->next : 0;
+    uint64_t want = more ? one->want : 0, stretch = more ? one->stretch : 0;
+    uint64_t next = more ? one->next : 0;
     c->net.refs++; /* the answer may close the connection */
     kr_kreq_respond(f->r, &f->resp);
     if (more)
-        prefetch_after(c, one, want, next);
+        prefetch_after(c, one, want, stretch, next);
     kr_kconn_release(c);
 }
 

@@ -419,6 +419,22 @@ krappy_err kr_store_fetch_range(kr_store *s, kr_topic *t, uint64_t offset, uint6
                                 size_t msglen);
 
 /*
+ * kr_store_fetch_batches - kr_store_fetch that ends where a stored batch
+ * ends: the first batch, from `offset` on, is taken whole when its events
+ * take at most `stretch` bytes (a soft max_bytes, as Kafka's first batch of
+ * a Fetch; below max_bytes it counts as max_bytes, and it is capped as
+ * max_bytes is) - else cut as kr_store_fetch cuts - and each batch after it
+ * whole while within max_bytes, or not at all. The next read, from
+ * out->next, then starts at a batch's first event and needs no walk of the
+ * events before it to find its place (the Kafka listener's Fetch, whose
+ * consumer reads on from there).
+ * @return as kr_store_fetch.
+ */
+krappy_err kr_store_fetch_batches(kr_store *s, kr_topic *t, uint64_t offset, uint64_t max,
+                                  uint64_t max_bytes, uint64_t stretch, kr_fetch_result *out,
+                                  char *msg, size_t msglen);
+
+/*
  * kr_store_fetch_emit - append the events of a fetch result to buf: small
  * batches copied, large ones as sendfile segments (no copy).
  * @return 0, or -1 (a read failed; msg filled).

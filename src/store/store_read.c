@@ -252,6 +252,8 @@ typedef struct fetch {
      * and the offset - for batches of one event, a dozen per event. */
     const kr_segment *after_seg;
     uint64_t after_pos;
+    bool whole;       /* batches after the first whole or not at all */
+    uint64_t stretch; /* whole: bytes the first batch may take whole (>= budget) */
 } fetch;
 
 /* Say why, set where good events resume; @return KRAPPY_E_STORAGE. */
@@ -396,9 +398,12 @@ static long take_events(fetch *f, kr_segment *seg, uint64_t pos, const kr_batch_
     uint64_t avail = h->base + h->count - cur, want = f->max - out->count;
     uint64_t all_bytes = payload + h->len - start;
     uint64_t take, len;
-    if (avail <= want && out->bytes + all_bytes <= f->budget) {
+    uint64_t room = out->count == 0 ? f->stretch : f->budget;
+    if (avail <= want && out->bytes + all_bytes <= room) {
         take = avail;
         len = all_bytes;
+    } else if (f->whole && out->count > 0) {
+        return 0;
     } else {
         /* Cut inside the batch: walk its events. */
         if (buf == NULL && (buf = read_payload(f->s, seg, payload, h->len)) == NULL)
@@ -463,9 +468,10 @@ krappy_err kr_store_fetch(kr_store *s, kr_topic *t, uint64_t offset, uint64_t ma
     return kr_store_fetch_range(s, t, offset, UINT64_MAX, max, max_bytes, out, msg, msglen);
 }
 
-krappy_err kr_store_fetch_range(kr_store *s, kr_topic *t, uint64_t offset, uint64_t end,
-                                uint64_t max, uint64_t max_bytes, kr_fetch_result *out, char *msg,
-                                size_t msglen)
+/* kr_store_fetch_range, or kr_store_fetch_batches when whole. */
+static krappy_err locate(kr_store *s, kr_topic *t, uint64_t offset, uint64_t end, uint64_t max,
+                         uint64_t max_bytes, bool whole, uint64_t stretch, kr_fetch_result *out,
+                         char *msg, size_t msglen)
 {
     out->count = out->bytes = 0;
     out->n_ranges = 0;
@@ -489,7 +495,9 @@ krappy_err kr_store_fetch_range(kr_store *s, kr_topic *t, uint64_t offset, uint6
                .budget = max_bytes == 0 || max_bytes > cap ? cap : max_bytes,
                .out = out,
                .msg = msg,
-               .msglen = msglen};
+               .msglen = msglen,
+               .whole = whole};
+    f.stretch = whole && stretch > f.budget ? (stretch < cap ? stretch : cap) : f.budget;
 
     uint64_t cur = offset, stop = end < t->next ? end : t->next;
     size_t si = find_segment(t, cur);
@@ -536,6 +544,20 @@ krappy_err kr_store_fetch_range(kr_store *s, kr_topic *t, uint64_t offset, uint6
     kr_counter_add(t->m_events_out, out->count);
     kr_counter_add(t->m_bytes_out, out->bytes);
     return KRAPPY_OK;
+}
+
+krappy_err kr_store_fetch_range(kr_store *s, kr_topic *t, uint64_t offset, uint64_t end,
+                                uint64_t max, uint64_t max_bytes, kr_fetch_result *out, char *msg,
+                                size_t msglen)
+{
+    return locate(s, t, offset, end, max, max_bytes, false, 0, out, msg, msglen);
+}
+
+krappy_err kr_store_fetch_batches(kr_store *s, kr_topic *t, uint64_t offset, uint64_t max,
+                                  uint64_t max_bytes, uint64_t stretch, kr_fetch_result *out,
+                                  char *msg, size_t msglen)
+{
+    return locate(s, t, offset, UINT64_MAX, max, max_bytes, true, stretch, out, msg, msglen);
 }
 
 /* libevent is done with a sendfile handle (the reply was sent or
