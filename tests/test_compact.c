@@ -164,8 +164,7 @@ static void table_fill(table *tb, uint64_t end, int nkeys)
     }
 }
 
-/* The table's answers, checking what a rewrite promises: distinct keys,
- * in ascending bytewise order. */
+/* The table's answers, checking what a rewrite promises: distinct keys. */
 static int table_lookup(void *arg, kr_compact_key *keys, size_t n, char *err, size_t errlen)
 {
     table *tb = arg;
@@ -179,11 +178,8 @@ static int table_lookup(void *arg, kr_compact_key *keys, size_t n, char *err, si
         const uint8_t *key = keys[i].key;
         size_t klen = keys[i].klen;
         assert_true(klen >= 2 && klen < 16 && key[0] == 'k');
-        if (i > 0) {
-            size_t pl = keys[i - 1].klen;
-            int c = memcmp(keys[i - 1].key, key, pl < klen ? pl : klen);
-            assert_true(c < 0 || (c == 0 && pl < klen));
-        }
+        for (size_t j = 0; j < i; j++)
+            assert_false(keys[j].klen == klen && memcmp(keys[j].key, key, klen) == 0);
         char num[16] = {0};
         memcpy(num, key + 1, klen - 1); /* key content: not NUL-terminated */
         int k = atoi(num);
@@ -303,9 +299,9 @@ static uint8_t *slurp(int dirfd, const char *name, size_t *len)
     return p;
 }
 
-/* The keys of a few MiB of batches are looked up in one call, each once,
- * in key order (table_lookup checks it); a rewrite that looks them up
- * batch by batch writes the same bytes. */
+/* The keys of a few MiB of batches are looked up in one call, each once
+ * (table_lookup checks it); a rewrite that looks them up batch by batch
+ * writes the same bytes. */
 static void test_rewrite_lookup_chunks(void **state)
 {
     (void)state;

@@ -107,8 +107,8 @@ static int throttle(const kr_rewrite *rw, uint64_t t0_ns, uint64_t bytes)
 
 /*
  * Batches read and not yet written: their bytes as read (header, then
- * payload), their events, and the keys of those, so that the keys of a few
- * MiB of batches are looked up at once, sorted (one walk of the view).
+ * payload), their events, and the distinct keys of those, so that each key
+ * of a few MiB of batches is looked up once, however often it occurs.
  */
 typedef struct cbatch {
     size_t at; /* its header's position in chunk.bytes */
@@ -116,27 +116,29 @@ typedef struct cbatch {
     size_t ev0; /* its first event in chunk.ev */
 } cbatch;
 
+#define NO_KEY UINT32_MAX
+
 typedef struct cevent {
-    uint64_t offset, ts, latest;
-    uint32_t at; /* its position in the batch's payload */
-    bool has_key, tombstone, keep;
-    int found;
+    uint64_t offset, ts;
+    uint32_t at;  /* its position in the batch's payload */
+    uint32_t key; /* its key in chunk.ask, or NO_KEY */
+    bool tombstone, keep;
 } cevent;
 
+/* A distinct key: its content in chunk.keys, and its hash. */
 typedef struct ckey {
-    size_t at; /* its content in chunk.keys */
-    size_t len;
-    size_t ev;  /* its event in chunk.ev */
-    size_t ask; /* its entry in chunk.ask */
+    size_t at, len;
+    uint64_t hash;
 } ckey;
 
 typedef struct chunk {
     kr_buf bytes, keys;
     cbatch *b;
     cevent *ev;
-    ckey *k;
-    kr_compact_key *ask;
-    size_t nb, cap_b, nev, cap_ev, nk, cap_k, cap_ask;
+    ckey *k;             /* the distinct keys, in the order they came */
+    kr_compact_key *ask; /* the same, asked of the view */
+    uint32_t *slot;      /* hash table of the keys: index in k + 1, 0 empty */
+    size_t nb, cap_b, nev, cap_ev, nk, cap_k, cap_ask, nslot;
 } chunk;
 
 /* arr with room for its element n (*cap grows): arr, a larger copy of it,
@@ -157,6 +159,8 @@ static void chunk_reset(chunk *c)
     kr_buf_reset(&c->bytes);
     kr_buf_reset(&c->keys);
     c->nb = c->nev = c->nk = 0;
+    if (c->slot != NULL)
+        memset(c->slot, 0, c->nslot * sizeof *c->slot);
 }
 
 static void chunk_free(chunk *c)
@@ -167,15 +171,64 @@ static void chunk_free(chunk *c)
     free(c->ev);
     free(c->k);
     free(c->ask);
+    free(c->slot);
 }
 
-/* Bytewise, a prefix first (the view's key order). */
-static int key_cmp(const void *a, const void *b, void *arg)
+/* FNV-1a. */
+static uint64_t key_hash(const uint8_t *p, size_t n)
 {
-    const ckey *x = a, *y = b;
-    const uint8_t *base = arg;
-    int r = memcmp(base + x->at, base + y->at, x->len < y->len ? x->len : y->len);
-    return r != 0 ? r : (x->len > y->len) - (x->len < y->len);
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* Make the hash table twice as large (and at least 4096 slots), the keys
+ * in it again. @return 0, or -1 (out of memory; the table as it was). */
+static int rehash(chunk *c)
+{
+    size_t n = c->nslot ? c->nslot * 2 : 4096;
+    uint32_t *t = calloc(n, sizeof *t);
+    if (t == NULL)
+        return -1;
+    for (size_t i = 0; i < c->nk; i++) {
+        size_t x = c->k[i].hash & (n - 1);
+        while (t[x] != 0)
+            x = (x + 1) & (n - 1);
+        t[x] = (uint32_t)i + 1;
+    }
+    free(c->slot);
+    c->slot = t;
+    c->nslot = n;
+    return 0;
+}
+
+/* The index of key p[0..n) among the chunk's distinct keys, added when
+ * new. @return it, or NO_KEY when out of memory. */
+static uint32_t key_index(chunk *c, const uint8_t *p, size_t n)
+{
+    if (2 * (c->nk + 1) > c->nslot && rehash(c) < 0)
+        return NO_KEY;
+    uint64_t h = key_hash(p, n);
+    size_t x = h & (c->nslot - 1);
+    for (; c->slot[x] != 0; x = (x + 1) & (c->nslot - 1)) {
+        const ckey *k = &c->k[c->slot[x] - 1];
+        if (k->hash == h && k->len == n && memcmp(c->keys.data + k->at, p, n) == 0)
+            return c->slot[x] - 1;
+    }
+    ckey *ks = room(c->k, &c->cap_k, c->nk, sizeof *c->k);
+    if (ks == NULL)
+        return NO_KEY;
+    c->k = ks;
+    /* One byte more: a key of 0 bytes still has memory behind it. */
+    if (kr_buf_reserve(&c->keys, n + 1) < 0)
+        return NO_KEY;
+    if (n > 0)
+        memcpy(c->keys.data + c->keys.len, p, n);
+    c->k[c->nk] = (ckey){.at = c->keys.len, .len = n, .hash = h};
+    c->keys.len += n;
+    c->slot[x] = (uint32_t)++c->nk;
+    return (uint32_t)(c->nk - 1);
 }
 
 /*
@@ -205,26 +258,25 @@ static int chunk_add(kr_rewrite *rw, chunk *c, size_t at, const kr_batch_hdr *h)
         if (evs == NULL)
             goto nomem;
         c->ev = evs;
-        cevent *e = &c->ev[c->nev];
+        cevent *e = &c->ev[c->nev++];
         *e = (cevent){.offset = v.offset,
                       .ts = v.ts,
                       .at = (uint32_t)p,
-                      .has_key = v.key.kind != KR_CBOR_NULL,
+                      .key = NO_KEY,
                       .tombstone = v.value.kind == KR_CBOR_NULL};
-        if (e->has_key) {
-            /* Copied: an indefinite-length key is in chunks on disk. */
-            size_t kl = kr_cbor_str_copy(&v.key, NULL, 0);
-            ckey *ks = room(c->k, &c->cap_k, c->nk, sizeof *c->k);
-            if (ks == NULL)
+        if (v.key.kind != KR_CBOR_NULL) {
+            /* Its content: as it is, or joined when in chunks. */
+            uint8_t tmp[KRAPPY_MAX_KEY_BYTES];
+            const uint8_t *kp = v.key.str != NULL ? v.key.str : (const uint8_t *)"";
+            size_t kl = v.key.str_len;
+            if (v.key.indefinite) {
+                kl = kr_cbor_str_copy(&v.key, tmp, sizeof tmp);
+                kl = kl < sizeof tmp ? kl : sizeof tmp;
+                kp = tmp;
+            }
+            if ((e->key = key_index(c, kp, kl)) == NO_KEY)
                 goto nomem;
-            c->k = ks;
-            if (kr_buf_reserve(&c->keys, kl + 1) < 0)
-                goto nomem;
-            c->k[c->nk++] = (ckey){.at = c->keys.len, .len = kl, .ev = c->nev};
-            kr_cbor_str_copy(&v.key, c->keys.data + c->keys.len, kl);
-            c->keys.len += kl;
         }
-        c->nev++;
         p += ev.raw_len;
     }
     return 0;
@@ -233,40 +285,35 @@ nomem:
     return -1;
 }
 
-/* Ask the view about the chunk's keys (each one once, in key order) and
- * decide every event by the keep rule. @return 0, or -1 (rw->err filled). */
+/* Ask the view about the chunk's keys (each one once) and decide every
+ * event by the keep rule. @return 0, or -1 (rw->err filled). */
 static int chunk_decide(kr_rewrite *rw, chunk *c)
 {
-    if (c->nk > 1)
-        qsort_r(c->k, c->nk, sizeof *c->k, key_cmp, c->keys.data);
-    size_t n = 0;
-    for (size_t i = 0; i < c->nk; i++) {
-        if (i == 0 || key_cmp(&c->k[i - 1], &c->k[i], c->keys.data) != 0) {
-            kr_compact_key *a = room(c->ask, &c->cap_ask, n, sizeof *c->ask);
+    if (c->nk > 0) {
+        if (c->cap_ask < c->nk) {
+            kr_compact_key *a = realloc(c->ask, c->nk * sizeof *c->ask);
             if (a == NULL) {
                 snprintf(rw->err, sizeof rw->err, "out of memory");
                 return -1;
             }
             c->ask = a;
-            c->ask[n++] = (kr_compact_key){.key = c->keys.data + c->k[i].at, .klen = c->k[i].len};
+            c->cap_ask = c->nk;
         }
-        c->k[i].ask = n - 1;
-    }
-    if (n > 0 && rw->lookup(rw->lookup_arg, c->ask, n, rw->err, sizeof rw->err) < 0)
-        return -1;
-    for (size_t i = 0; i < c->nk; i++) {
-        cevent *e = &c->ev[c->k[i].ev];
-        e->found = c->ask[c->k[i].ask].found;
-        e->latest = c->ask[c->k[i].ask].latest;
+        for (size_t i = 0; i < c->nk; i++)
+            c->ask[i] = (kr_compact_key){.key = c->keys.data + c->k[i].at, .klen = c->k[i].len};
+        if (rw->lookup(rw->lookup_arg, c->ask, c->nk, rw->err, sizeof rw->err) < 0)
+            return -1;
     }
     for (size_t i = 0; i < c->nev; i++) {
         cevent *e = &c->ev[i];
-        kr_keep_in k = {.has_key = e->has_key,
+        kr_keep_in k = {.has_key = e->key != NO_KEY,
                         .tombstone = e->tombstone,
                         .offset = e->offset,
-                        .ts = e->ts,
-                        .found = e->found,
-                        .latest = e->latest};
+                        .ts = e->ts};
+        if (k.has_key) {
+            k.found = c->ask[e->key].found;
+            k.latest = c->ask[e->key].latest;
+        }
         e->keep = kr_compact_keep(&k, rw->now_ms, rw->delete_retention_ms);
     }
     return 0;
@@ -542,6 +589,7 @@ typedef struct kr_cjob {
     char topic[KRAPPY_MAX_NAME_BYTES + 1];
     size_t tlen;
     kr_view *view;
+    kr_buf latest; /* lookup scratch */
     int rc;
     uint64_t ns;
 } kr_cjob;
@@ -571,31 +619,25 @@ static int stored_offset(const uint8_t *val, size_t vlen, uint64_t *offset)
     return 0;
 }
 
-/* The view's latest offsets of keys in ascending order: one probe walks
- * them forward (kr_view_probe_get). */
+/* The view's latest offsets of a chunk's distinct keys: a point lookup
+ * each (bloom filters and the row cache make them cheaper than a walk of
+ * an iterator, which steps over every older version of the keys that the
+ * view's unmerged files still hold). */
 static int view_latest(void *arg, kr_compact_key *keys, size_t n, char *err, size_t errlen)
 {
     kr_cjob *j = arg;
-    kr_view_probe *p = kr_view_probe_new(j->view, j->topic, j->tlen);
-    int rc = 0;
-    if (p == NULL) {
-        snprintf(err, errlen, "cannot read the view: out of memory, or it is closed");
-        return -1;
-    }
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        const uint8_t *val;
-        size_t vlen;
-        keys[i].found = kr_view_probe_get(p, keys[i].key, keys[i].klen, &val, &vlen);
-        if (keys[i].found < 0) {
-            snprintf(err, errlen, "%s", kr_view_probe_error(p));
-            rc = -1;
-        } else if (keys[i].found && stored_offset(val, vlen, &keys[i].latest) < 0) {
+    for (size_t i = 0; i < n; i++) {
+        kr_buf_reset(&j->latest);
+        keys[i].found = kr_view_get(j->view, j->topic, j->tlen, keys[i].key, keys[i].klen,
+                                    &j->latest, err, errlen);
+        if (keys[i].found < 0)
+            return -1;
+        if (keys[i].found && stored_offset(j->latest.data, j->latest.len, &keys[i].latest) < 0) {
             snprintf(err, errlen, "a latest value in the view does not parse");
-            rc = -1;
+            return -1;
         }
     }
-    kr_view_probe_free(p);
-    return rc;
+    return 0;
 }
 
 static void cjob_free(kr_cjob *j)
@@ -609,6 +651,7 @@ static void cjob_free(kr_cjob *j)
         close(j->rw.dirfd);
     kr_index_free(&j->rw.idx);
     kr_segment_free(j->new_seg);
+    kr_buf_free(&j->latest);
     free(j->segs);
     free(j->bases);
     free(j);
@@ -724,6 +767,7 @@ static int submit(kr_store *s, kr_topic *t, struct kr_tcompact *tc, size_t i, si
     memcpy(j->topic, t->name, t->name_len + 1);
     j->tlen = t->name_len;
     j->view = s->view;
+    kr_buf_init(&j->latest, (size_t)s->o.max_frame + 4096);
     j->rw.bases = j->bases;
     j->rw.n = n;
     j->rw.end = t->segs[k]->next;

@@ -23,8 +23,8 @@
  *
  * The rewrite. The segments of a group (one, or adjacent small ones merged
  * into the first) are read batch by batch, CRC-checked, a few MiB at a
- * time: the keys of those batches are sorted and looked up together, in
- * key order (kr_compact_lookup), then their kept events go to
+ * time: the distinct keys of those batches are looked up together, each
+ * once (kr_compact_lookup), then their kept events go to
  * DATA/topics/T/BASE.compact in batches of consecutive offsets (a batch
  * kept whole is copied as it is, headers included), under a segment header
  * flagged KR_SEG_F_COMPACTED. The new file is fdatasync'd, the old BASE.idx
@@ -50,9 +50,10 @@
 #include "store/index.h"
 #include "store/store.h"
 
-/* Bytes of batches read before their keys are looked up together: the
- * more keys one walk of the view takes, the closer they are in it. */
-#define KR_COMPACT_CHUNK_BYTES (4u << 20)
+/* Bytes of batches read before their keys are looked up together: a key
+ * that occurs again within them is looked up once. The compaction thread
+ * holds this much (and one batch more), plus ~40 bytes an event. */
+#define KR_COMPACT_CHUNK_BYTES (16u << 20)
 
 /* The suffix of a rewrite's output before its rename. */
 #define KR_COMPACT_TEMP_SUFFIX ".compact"
@@ -85,9 +86,9 @@ typedef struct kr_compact_key {
 } kr_compact_key;
 
 /*
- * The view's latest offsets of n distinct keys, given in ascending bytewise
- * order (so that one iterator walks them forward instead of one lookup per
- * key): fills each one's found and latest.
+ * The view's latest offsets of n distinct keys (those of a chunk of
+ * batches, each once however often it occurs): fills each one's found and
+ * latest.
  * @return 0, or -1 with err filled.
  */
 typedef int (*kr_compact_lookup)(void *arg, kr_compact_key *keys, size_t n, char *err,

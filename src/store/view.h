@@ -233,9 +233,8 @@ int kr_view_ckpt_commit(kr_view_ckpt *c, char *err, size_t errlen);
 void kr_view_ckpt_abort(kr_view_ckpt *c);
 
 /*
- * A probe answers "is this key live in the view?" (and with what) for the
- * keys of one topic asked in ascending order - a checkpoint counting the
- * keys it adds, compaction reading the latest offsets of a segment's. It
+ * A probe answers "is this key live in the view?" for the keys of one topic
+ * asked in ascending order - a checkpoint counting the keys it adds. It
  * walks one iterator forward (a few steps reach a nearby key, a seek a far
  * one) instead of doing a lookup per key, and leaves the block cache to
  * GET's working set. It reads the view as of kr_view_probe_new and holds the
@@ -250,11 +249,6 @@ void kr_view_ckpt_abort(kr_view_ckpt *c);
 typedef struct kr_view_probe kr_view_probe;
 kr_view_probe *kr_view_probe_new(kr_view *v, const char *topic, size_t tlen);
 int kr_view_probe_has(kr_view_probe *p, const uint8_t *key, size_t klen);
-/* kr_view_probe_get - kr_view_probe_has that also gives the key's stored
- * event (delivered form) when live: *val points into the probe's iterator,
- * valid until the next call on the probe or its free. */
-int kr_view_probe_get(kr_view_probe *p, const uint8_t *key, size_t klen, const uint8_t **val,
-                      size_t *vlen);
 const char *kr_view_probe_error(const kr_view_probe *p);
 void kr_view_probe_free(kr_view_probe *p);
 

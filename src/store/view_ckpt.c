@@ -237,9 +237,8 @@ kr_view_probe *kr_view_probe_new(kr_view *v, const char *topic, size_t tlen)
     pthread_rwlock_rdlock(&v->lock);
     if (v->db == NULL || (p->ro = rocksdb_readoptions_create()) == NULL)
         goto fail;
-    /* A checkpoint (or a compaction) reads every block its keys live in
-     * once, in order: caching them would evict what GETs use, for no
-     * second read. */
+    /* A checkpoint reads every block its keys live in once, in order:
+     * caching them would evict what GETs use, for no second read. */
     rocksdb_readoptions_set_fill_cache(p->ro, 0);
     rocksdb_readoptions_set_iterate_upper_bound(p->ro, (const char *)p->hi, p->hilen);
     p->it = rocksdb_create_iterator(v->db, p->ro);
@@ -276,14 +275,6 @@ static int probe_cmp(kr_view_probe *p)
 
 int kr_view_probe_has(kr_view_probe *p, const uint8_t *key, size_t klen)
 {
-    const uint8_t *val;
-    size_t vlen;
-    return kr_view_probe_get(p, key, klen, &val, &vlen);
-}
-
-int kr_view_probe_get(kr_view_probe *p, const uint8_t *key, size_t klen, const uint8_t **val,
-                      size_t *vlen)
-{
     if (p->failed)
         return -1;
     kr_buf_reset(&p->key);
@@ -304,12 +295,8 @@ int kr_view_probe_get(kr_view_probe *p, const uint8_t *key, size_t klen, const u
         if (rocksdb_iter_valid(p->it) && probe_cmp(p) < 0)
             rocksdb_iter_seek(p->it, (const char *)p->key.data, p->key.len);
     }
-    if (rocksdb_iter_valid(p->it)) {
-        if (probe_cmp(p) != 0)
-            return 0;
-        *val = (const uint8_t *)rocksdb_iter_value(p->it, vlen);
-        return 1;
-    }
+    if (rocksdb_iter_valid(p->it))
+        return probe_cmp(p) == 0;
     char *e = NULL;
     rocksdb_iter_get_error(p->it, &e);
     if (e != NULL) {
