@@ -77,6 +77,7 @@ all)
     hammer $ASAN $ASAN/bin "asan, mixed acks" --seconds 5 --sync 50
     hammer $ASAN $ASAN/bin "asan, idempotent producers, 3 kills" --seconds 5 --idempotent \
         --kills 3 --sync 50
+    hammer $ASAN $ASAN/bin "asan, compacted topic, 2 kills" --seconds 4 --compact --kills 2
     e2e $REL bin "O2 smoke" smoke
     run "README's libkrappy program, installed" sh e2e/readme_example.sh
     ;;
@@ -98,6 +99,10 @@ torture)
     hammer $ASAN $ASAN/bin "asan, mixed acks, 30 kills" --seconds 30 --kills 30 --sync 50
     hammer $ASAN $ASAN/bin "asan, idempotent producers, 30 power cuts" --seconds 30 \
         --idempotent --kills 30 --powercut --sync 50
+    hammer $ASAN $ASAN/bin "asan, compacted topic, mixed acks, 30 kills" --seconds 60 --compact \
+        --kills 30 --sync 50
+    hammer $ASAN $ASAN/bin "asan, compacted topic, idempotent producers, 10 power cuts" \
+        --seconds 30 --compact --idempotent --kills 10 --powercut --sync 50
     ;;
 bench)
     # shellcheck disable=SC2086

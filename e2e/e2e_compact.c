@@ -282,6 +282,29 @@ static void test_topic_config(void **state)
              e2e_cli(), s.port);
     assert_true(e2e_run(cmd, out, sizeof out) != 0);
     assert_non_null(strstr(out, "colour=red"));
+
+    /* --reset (a null in `set`): the topic's own value goes, the flag
+     * applies - also after a restart with another flag. */
+    snprintf(cmd, sizeof cmd,
+             "%s -h 127.0.0.1 -p %s topic-config cfg --reset retention_ms --set "
+             "segment_bytes=default --set segment_ms=5s",
+             e2e_cli(), s.port);
+    assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
+    assert_non_null(strstr(out, "retention_ms         0\n"));
+    assert_null(strstr(out, "segment_bytes        1048576"));
+    assert_non_null(strstr(out, "segment_ms           5000"));
+    assert_int_equal(e2e_stop_keep(&s, 10000), 0);
+    const char *args3[] = {"--retention-ms", "2h", NULL};
+    assert_int_equal(e2e_restart(&s, args3), 0);
+    c = client(&s);
+    assert_int_equal(krappy_topic_config(c, "cfg", NULL, 0, &ts), KRAPPY_OK);
+    assert_int_equal(ts.retention_ms, 2ull * 3600000);
+    assert_int_equal(ts.segment_ms, 5000);
+    /* Resetting what the topic does not set changes nothing. */
+    const char *again[] = {"retention_ms=default"};
+    assert_int_equal(krappy_topic_config(c, "cfg", again, 1, &ts), KRAPPY_OK);
+    assert_int_equal(ts.retention_ms, 2ull * 3600000);
+    krappy_client_free(c);
     assert_int_equal(e2e_stop(&s, 10000), 0);
 }
 

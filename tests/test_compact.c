@@ -148,6 +148,7 @@ typedef struct table {
     bool live[64];
     int nkeys;
     bool fail;
+    size_t calls, asked; /* lookups, and keys asked about */
 } table;
 
 static void table_fill(table *tb, uint64_t end, int nkeys)
@@ -163,23 +164,30 @@ static void table_fill(table *tb, uint64_t end, int nkeys)
     }
 }
 
-static int table_lookup(void *arg, const uint8_t *key, size_t klen, uint64_t *latest, char *err,
-                        size_t errlen)
+/* The table's answers, checking what a rewrite promises: distinct keys. */
+static int table_lookup(void *arg, kr_compact_key *keys, size_t n, char *err, size_t errlen)
 {
     table *tb = arg;
     if (tb->fail) {
         snprintf(err, errlen, "the view is closed");
         return -1;
     }
-    assert_true(klen >= 2 && klen < 16 && key[0] == 'k');
-    char num[16] = {0};
-    memcpy(num, key + 1, klen - 1); /* key content: not NUL-terminated */
-    int k = atoi(num);
-    assert_true(k < tb->nkeys);
-    if (!tb->live[k])
-        return 0;
-    *latest = tb->latest[k];
-    return 1;
+    tb->calls++;
+    tb->asked += n;
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *key = keys[i].key;
+        size_t klen = keys[i].klen;
+        assert_true(klen >= 2 && klen < 16 && key[0] == 'k');
+        for (size_t j = 0; j < i; j++)
+            assert_false(keys[j].klen == klen && memcmp(keys[j].key, key, klen) == 0);
+        char num[16] = {0};
+        memcpy(num, key + 1, klen - 1); /* key content: not NUL-terminated */
+        int k = atoi(num);
+        assert_true(k < tb->nkeys);
+        keys[i].found = tb->live[k];
+        keys[i].latest = tb->live[k] ? tb->latest[k] : 0;
+    }
+    return 0;
 }
 
 /* The offsets of the events of a segment file, in order (scan + walk). */
@@ -273,6 +281,63 @@ static void test_rewrite_keep_drop(void **state)
     assert_int_equal(im.next, 150);
     kr_index_free(&ix);
     kr_index_free(&rw.idx);
+    close(dirfd);
+}
+
+/* The whole of a file of dirfd (malloc'd). */
+static uint8_t *slurp(int dirfd, const char *name, size_t *len)
+{
+    int fd = openat(dirfd, name, O_RDONLY);
+    assert_true(fd >= 0);
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    uint8_t *p = malloc((size_t)st.st_size + 1);
+    assert_non_null(p);
+    assert_int_equal(pread(fd, p, (size_t)st.st_size, 0), st.st_size);
+    close(fd);
+    *len = (size_t)st.st_size;
+    return p;
+}
+
+/* The keys of a few MiB of batches are looked up in one call, each once
+ * (table_lookup checks it); a rewrite that looks them up batch by batch
+ * writes the same bytes. */
+static void test_rewrite_lookup_chunks(void **state)
+{
+    (void)state;
+    int dirfd = open(dir, O_RDONLY | O_DIRECTORY);
+    uint64_t bases[1] = {0};
+    size_t len[2];
+    uint8_t *file[2];
+    size_t chunk[2] = {0, 1}, calls[2];
+    for (int r = 0; r < 2; r++) {
+        write_segment(dirfd, 0, 300, 10, 40);
+        table tb;
+        table_fill(&tb, 320, 40);
+        kr_rewrite rw = {.dirfd = dirfd,
+                         .bases = bases,
+                         .n = 1,
+                         .end = 300,
+                         .now_ms = 1320,
+                         .delete_retention_ms = 10,
+                         .chunk_bytes = chunk[r],
+                         .lookup = table_lookup,
+                         .lookup_arg = &tb};
+        assert_int_equal(kr_compact_rewrite(&rw), 0);
+        kr_index_free(&rw.idx);
+        calls[r] = tb.calls;
+        if (r == 0)
+            assert_int_equal(tb.asked, 40); /* every key once */
+        file[r] = slurp(dirfd, "00000000000000000000.seg", &len[r]);
+        (void)unlinkat(dirfd, "00000000000000000000.idx", 0);
+    }
+    assert_int_equal(calls[0], 1);
+    assert_int_equal(calls[1], 30); /* a lookup per batch */
+    assert_int_equal(len[0], len[1]);
+    assert_memory_equal(file[0], file[1], len[0]);
+    free(file[0]);
+    free(file[1]);
+    assert_int_equal(unlinkat(dirfd, "00000000000000000000.seg", 0), 0);
     close(dirfd);
 }
 
@@ -798,6 +863,7 @@ int main(void)
         cmocka_unit_test(test_keep_rule),
         cmocka_unit_test_setup_teardown(test_rewrite_keep_drop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rewrite_latest_and_tombstones, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rewrite_lookup_chunks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rewrite_failures_leave_old, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_settings_persist, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_segments_per_topic, setup, teardown),

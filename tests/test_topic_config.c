@@ -145,11 +145,16 @@ static void test_map_refusals(void **state)
                                      'n',  't',  '_', 'm', 's', 0x05};
     assert_int_equal(decode(ms_low, sizeof ms_low, true, &d, msg, sizeof msg),
                      KRAPPY_E_INVALID_ARGUMENT);
-    /* {"segment_ms": null}: absent. */
+    /* {"segment_ms": null}: a change resets it; a record or a reply does
+     * not hold it. */
     static const uint8_t ms_null[] = {0xa1, 0x6a, 's', 'e', 'g', 'm', 'e',
                                       'n',  't',  '_', 'm', 's', 0xf6};
     assert_int_equal(decode(ms_null, sizeof ms_null, true, &d, msg, sizeof msg), KRAPPY_OK);
     assert_int_equal(d.mask, 0);
+    assert_int_equal(d.reset, 1u << KR_TC_SEGMENT_MS);
+    assert_int_equal(decode(ms_null, sizeof ms_null, false, &d, msg, sizeof msg), KRAPPY_OK);
+    assert_int_equal(d.mask, 0);
+    assert_int_equal(d.reset, 0);
     /* {1: 2}: a key that is not text; [] : not a map. */
     static const uint8_t int_key[] = {0xa1, 0x01, 0x02}, arr[] = {0x80};
     assert_int_equal(decode(int_key, sizeof int_key, true, &d, msg, sizeof msg),
@@ -173,6 +178,39 @@ static void test_merge(void **state)
     assert_int_equal(a.mask, (1u << KR_TC_CLEANUP) | (1u << KR_TC_SEGMENT_MS));
     assert_int_equal(a.v[KR_TC_CLEANUP], KR_CLEANUP_DELETE);
     assert_int_equal(a.v[KR_TC_SEGMENT_MS], 200);
+    /* A reset drops the setting; one that a is without changes nothing. */
+    kr_topic_config r = {.reset = (1u << KR_TC_CLEANUP) | (1u << KR_TC_RETENTION_MS)};
+    kr_tc_merge(&a, &r);
+    assert_int_equal(a.mask, 1u << KR_TC_SEGMENT_MS);
+    assert_int_equal(a.reset, 0);
+}
+
+/* A change with resets goes on the wire as nulls, and comes back. */
+static void test_reset_round_trip(void **state)
+{
+    (void)state;
+    kr_topic_config c = {0}, d;
+    char msg[256];
+    assert_int_equal(kr_tc_parse_assign("segment_ms=1s", &c, msg, sizeof msg), 0);
+    assert_int_equal(kr_tc_parse_assign("cleanup=default", &c, msg, sizeof msg), 0);
+    assert_int_equal(kr_tc_parse_assign("retention_ms=default", &c, msg, sizeof msg), 0);
+    assert_int_equal(kr_tc_parse_assign("retention_ms=5s", &c, msg, sizeof msg), 0); /* last wins */
+    assert_int_equal(kr_tc_parse_assign("segment_bytes=default", &c, msg, sizeof msg), 0);
+    assert_int_equal(c.mask, (1u << KR_TC_SEGMENT_MS) | (1u << KR_TC_RETENTION_MS));
+    assert_int_equal(c.reset, (1u << KR_TC_CLEANUP) | (1u << KR_TC_SEGMENT_BYTES));
+    kr_buf b;
+    kr_buf_init(&b, 4096);
+    kr_tc_encode(&b, &c);
+    assert_int_equal(decode(b.data, b.len, true, &d, msg, sizeof msg), KRAPPY_OK);
+    assert_int_equal(d.mask, c.mask);
+    assert_int_equal(d.reset, c.reset);
+    assert_int_equal(d.v[KR_TC_SEGMENT_MS], 1000);
+    assert_int_equal(d.v[KR_TC_RETENTION_MS], 5000);
+    kr_buf_free(&b);
+    /* "default" is no value of a setting: only the word resets. */
+    kr_topic_config x = {0};
+    assert_int_equal(kr_tc_parse_assign("cleanup=defaults", &x, msg, sizeof msg), -1);
+    assert_non_null(strstr(msg, "default"));
 }
 
 static void test_assign(void **state)
@@ -229,7 +267,7 @@ int main(void)
         cmocka_unit_test(test_names),        cmocka_unit_test(test_cleanup),
         cmocka_unit_test(test_ranges),       cmocka_unit_test(test_map_round_trip),
         cmocka_unit_test(test_map_refusals), cmocka_unit_test(test_merge),
-        cmocka_unit_test(test_assign),
+        cmocka_unit_test(test_assign),       cmocka_unit_test(test_reset_round_trip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -34,6 +34,7 @@
 #define CLIENT_TIMEOUT  20000 /* ms; a server silent this long is a failure */
 #define RECONNECT_LIMIT 60000 /* ms to get a server back */
 #define NOTE_LIMIT      10    /* messages printed per check */
+#define HM_KEYS         97    /* keys per producer: seq's key is "k<P>-<seq % HM_KEYS>" */
 /* ---- options (main.c) ---- */
 
 typedef struct hm_options {
@@ -43,6 +44,7 @@ typedef struct hm_options {
     uint64_t seed, max_events, prefill, max_lag;
     bool powercut, verbose;
     bool idempotent; /* producers are libkrappy's idempotent handles */
+    bool compact;    /* the topic is compacted while the load runs */
 } hm_options;
 
 extern hm_options hm_opt;
@@ -78,6 +80,7 @@ enum {
     C_ERRORS,
     C_EXIT,
     C_EXACTLY_ONCE,
+    C_LATEST,
     C_N
 };
 /* Which checks ran (only those are reported) and how often each failed. */
@@ -117,6 +120,10 @@ typedef struct hm_idtext {
 } hm_idtext;
 
 hm_idtext hm_id_text(uint64_t stored);
+
+/* With --compact: may the event of a stored id (as in hm_exp_at) be gone
+ * from the stream - was a later event of its key sent? */
+bool hm_key_sent_later(uint64_t stored);
 
 /* Parse "p<P>-<seq>" exactly. @return 0 or -1. */
 int hm_parse_value(const uint8_t *s, size_t n, unsigned *p, uint64_t *seq);

@@ -37,6 +37,15 @@
  *     each kill: every event they sent is in the stream exactly once (with
  *     power cuts: those of the producers acknowledged "sync"; --sync gives
  *     each producer one mode, the share of producers acknowledged "sync").
+ * With --compact the topic is a compacted one (cleanup "compact", small
+ * segments rolled every 200 ms, compaction unthrottled), so closed segments
+ * are rewritten while producers, members and kills go on; the checks then
+ * allow what compaction removes - an event whose key has a later one: the
+ * stream's offsets only ascend (4), an acknowledged event is in the stream
+ * or a later event of its key is (1, 9), only an acknowledged event whose
+ * key was not sent again must have been delivered below the cursor (2) -
+ * and one more:
+ *  10 GET of every key gives the key's last event in the stream.
  * A watchdog ends a run that hangs. On a failure the server's directory
  * (data and log) is kept and named.
  *
@@ -149,6 +158,7 @@ static void usage(FILE *f)
             "200000)\n"
             "  --prefill N       events published before the members start (default 0)\n"
             "  --idempotent      producers are idempotent handles: exactly once (check 9)\n"
+            "  --compact         the topic is compacted during the load (check 10)\n"
             "  --drain S         seconds allowed for draining (default 60)\n"
             "  --seed X          random seed (default: from the clock)\n"
             "  --verbose         say what happens\n"
@@ -176,6 +186,7 @@ static int parse_args(int argc, char **argv)
         O_SEED,
         O_VERB,
         O_IDEM,
+        O_COMPACT,
         O_HELP
     };
     static const struct option lo[] = {
@@ -197,6 +208,7 @@ static int parse_args(int argc, char **argv)
         {"seed", required_argument, NULL, O_SEED},
         {"verbose", no_argument, NULL, O_VERB},
         {"idempotent", no_argument, NULL, O_IDEM},
+        {"compact", no_argument, NULL, O_COMPACT},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -273,6 +285,9 @@ static int parse_args(int argc, char **argv)
         case O_IDEM:
             hm_opt.idempotent = true;
             break;
+        case O_COMPACT:
+            hm_opt.compact = true;
+            break;
         case O_HELP:
             usage(stdout);
             exit(0);
@@ -306,9 +321,13 @@ static int create_topic_and_group(void)
     krappy_frame f;
     int rc = -1;
     kr_buf_init(&b, 1u << 20);
+    /* Segments small enough that many close, and compact, in a run. */
+    static const char *const compacted[] = {"cleanup=compact", "segment_bytes=64K",
+                                            "segment_ms=200", "delete_retention_ms=0"};
     if (c == NULL)
         abort();
     if (krappy_connect(c, hm_srv.host, hm_srv.port) != KRAPPY_OK ||
+        (hm_opt.compact && krappy_topic_config(c, hm_topic, compacted, 4, NULL) != KRAPPY_OK) ||
         krappy_register_producer(c, hm_topic, "hammer-init", NULL) != KRAPPY_OK)
         goto out;
     kr_enc_consumer_register(&b, (kr_cid){0}, hm_topic, GROUP, "init", KR_START_EARLIEST, 0,
@@ -355,6 +374,10 @@ int main(int argc, char **argv)
     hm_server_args[na++] = "5s";
     if (hm_opt.powercut)
         hm_server_args[na++] = "--fsync-cursors";
+    if (hm_opt.compact) {
+        hm_server_args[na++] = "--compact-rate";
+        hm_server_args[na++] = "1G";
+    }
     hm_server_args[na] = NULL;
 
     hm_cap =
@@ -386,10 +409,11 @@ int main(int argc, char **argv)
     }
     hm_srv_up = true;
     printf("hammer: seed %" PRIu64 ", %d %sproducers, %d members, %.1f s, %d kills%s, batch %d, "
-           "sync %d%%, crash every %d ms, ack_wait %d ms, topic %s\n",
+           "sync %d%%, crash every %d ms, ack_wait %d ms, %stopic %s\n",
            hm_opt.seed, hm_opt.producers, hm_opt.idempotent ? "idempotent " : "", hm_opt.members,
            hm_opt.seconds, hm_opt.kills, hm_opt.powercut ? " (power cuts)" : "", hm_opt.batch,
-           hm_opt.sync_pct, hm_opt.crash_every_ms, hm_opt.ack_wait_ms, hm_topic);
+           hm_opt.sync_pct, hm_opt.crash_every_ms, hm_opt.ack_wait_ms,
+           hm_opt.compact ? "compacted " : "", hm_topic);
     fflush(stdout);
     if (create_topic_and_group() < 0 || (hm_opt.prefill > 0 && hm_prefill() < 0)) {
         if (hm_own_server)

@@ -46,14 +46,15 @@ static void record_publish(unsigned p, const inflight *f, const krappy_publish_r
 }
 
 /* Fill b with producer p's events seq .. seq+n-1: value "p<P>-<seq>",
- * key "k<P>-<seq % 97>" (so keys repeat). */
+ * key "k<P>-<seq % HM_KEYS>" (so keys repeat, and a key's events come in
+ * the order of their seqs). */
 static void fill_batch(krappy_batch *b, unsigned p, uint64_t seq, uint32_t n)
 {
     char text[48], key[32];
     krappy_batch_reset(b);
     for (uint32_t i = 0; i < n; i++) {
         int tl = snprintf(text, sizeof text, "p%u-%" PRIu64, p, seq + i);
-        int kl = snprintf(key, sizeof key, "k%u-%" PRIu64, p, (seq + i) % 97);
+        int kl = snprintf(key, sizeof key, "k%u-%" PRIu64, p, (seq + i) % HM_KEYS);
         if (krappy_batch_add_text(b, KRAPPY_KEY_TEXT, key, (size_t)kl, text, (size_t)tl) !=
             KRAPPY_OK)
             abort();

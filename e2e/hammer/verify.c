@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "hammer.h"
 
@@ -21,6 +22,7 @@ static const char *const check_name[C_N] = {
     [C_ERRORS] = "no unexpected server error",
     [C_EXIT] = "server never crashed, stopped cleanly",
     [C_EXACTLY_ONCE] = "idempotent producers: every event sent stored once",
+    [C_LATEST] = "compacted: GET gives each key's last event in the stream",
 };
 
 atomic_ulong hm_check_fail[C_N];
@@ -102,13 +104,32 @@ int hm_parse_value(const uint8_t *s, size_t n, unsigned *p, uint64_t *seq)
     return 0;
 }
 
+bool hm_key_sent_later(uint64_t stored)
+{
+    uint64_t id = (stored & ID_MASK) - 1;
+    unsigned p = (unsigned)(id >> 40);
+    uint64_t seq = id & ((UINT64_C(1) << 40) - 1);
+    return p <= MAX_PRODUCERS && atomic_load(&hm_sent_seq[p]) > seq + HM_KEYS;
+}
+
 uint64_t hm_below_checked;
+
+/* With --compact, an offset below the cursor may have been compacted away
+ * before a member got it: only an acknowledged event whose key was not
+ * sent again must have been delivered. */
+static bool must_be_delivered(uint64_t o)
+{
+    if (!hm_opt.compact)
+        return true;
+    uint64_t e = __atomic_load_n(&hm_exp_at[o], __ATOMIC_RELAXED);
+    return e != 0 && !hm_key_sent_later(e);
+}
 
 void hm_check_below_cursor(uint64_t *from, uint64_t cursor, const char *when)
 {
     hm_check_run[C_BELOW_CURSOR] = true;
     for (uint64_t o = *from; o < cursor && o < hm_cap; o++)
-        if (__atomic_load_n(&hm_deliv[o], __ATOMIC_SEQ_CST) == 0)
+        if (__atomic_load_n(&hm_deliv[o], __ATOMIC_SEQ_CST) == 0 && must_be_delivered(o))
             hm_fail(C_BELOW_CURSOR,
                     "%s: offset %" PRIu64 " is below the cursor %" PRIu64
                     " and was never delivered",
@@ -118,6 +139,66 @@ void hm_check_below_cursor(uint64_t *from, uint64_t cursor, const char *when)
 }
 
 /* ---- final verification ---- */
+
+/* Per producer, the seq of the last event of each of its keys in the
+ * stream (plus one; 0 = none): with --compact, what overwrote the rest. */
+static uint64_t (*last_seq)[HM_KEYS];
+
+/* With --compact: was p's event seq overwritten by a later one of its key
+ * that the stream holds? */
+static bool overwritten(unsigned p, uint64_t seq)
+{
+    return hm_opt.compact && last_seq[p][seq % HM_KEYS] > seq + 1;
+}
+
+/* Acknowledged events the stream (read up to `end`) lacks: lost, unless
+ * a later event of their key is there (compaction took them). */
+static void check_acked_present(uint64_t *const seen[], uint64_t end)
+{
+    for (uint64_t o = 0; o < end && o < hm_cap; o++) {
+        uint64_t e = hm_exp_at[o];
+        if (e == 0)
+            continue;
+        uint64_t id = (e & ID_MASK) - 1;
+        unsigned p = (unsigned)(id >> 40);
+        uint64_t seq = id & ((UINT64_C(1) << 40) - 1);
+        if (p > (unsigned)hm_opt.producers || (seen[p][seq / 64] >> (seq % 64) & 1) ||
+            overwritten(p, seq))
+            continue;
+        hm_fail(C_ACKED,
+                "offset %" PRIu64 " was acknowledged (%s) and is not in the stream, nor a later "
+                "event of its key k%u-%" PRIu64,
+                o, hm_id_text(e).s, p, seq % HM_KEYS);
+    }
+}
+
+/* With --compact: GET of every key gives the last event of the key in the
+ * stream (the invariant: a replay from the first offset yields each live
+ * key's latest event as GET returns it). */
+static void check_latest(krappy_client *c)
+{
+    hm_check_run[C_LATEST] = true;
+    for (int p = 0; p <= hm_opt.producers; p++) {
+        for (unsigned r = 0; r < HM_KEYS; r++) {
+            if (last_seq[p][r] == 0)
+                continue;
+            char key[32], want[48];
+            int kl = snprintf(key, sizeof key, "k%d-%u", p, r);
+            snprintf(want, sizeof want, "p%d-%" PRIu64, p, last_seq[p][r] - 1);
+            krappy_value *v = NULL;
+            const char *t;
+            size_t tl;
+            krappy_err e = krappy_get(c, hm_topic, key, (size_t)kl, &v);
+            if (e != KRAPPY_OK)
+                hm_fail(C_LATEST, "GET %s: %s", key, krappy_client_errmsg(c));
+            else if (krappy_cbor_text(v->value, v->value_len, &t, &tl) != 1 || tl != strlen(want) ||
+                     memcmp(t, want, tl) != 0)
+                hm_fail(C_LATEST, "GET %s gives offset %" PRIu64 ", not the stream's last %s", key,
+                        v->offset, want);
+            krappy_value_free(v);
+        }
+    }
+}
 
 int hm_verify_stream(hm_verify_result *vr)
 {
@@ -141,6 +222,9 @@ int hm_verify_stream(hm_verify_result *vr)
         if (seen[p] == NULL)
             abort();
     }
+    last_seq = calloc((size_t)hm_opt.producers + 1, sizeof *last_seq);
+    if (last_seq == NULL)
+        abort();
     uint64_t off = 0, events = 0, stream_next = 0;
     for (;;) {
         krappy_events *ev = NULL;
@@ -158,9 +242,9 @@ int hm_verify_stream(hm_verify_result *vr)
             hm_say("verify: %" PRIu64 " events read", off + ev->count);
         for (size_t i = 0; i < ev->count; i++) {
             const krappy_event *x = &ev->events[i];
-            if (x->offset != off)
-                hm_fail(C_STREAM, "event at offset %" PRIu64 " where %" PRIu64 " was due",
-                        x->offset, off);
+            if (hm_opt.compact ? x->offset < off : x->offset != off)
+                hm_fail(C_STREAM, "event at offset %" PRIu64 " where %s%" PRIu64 " was due",
+                        x->offset, hm_opt.compact ? "at least " : "", off);
             off = x->offset + 1;
             events++;
             if (x->offset >= hm_cap) {
@@ -189,6 +273,12 @@ int hm_verify_stream(hm_verify_result *vr)
                 hm_fail(C_STREAM, "offset %" PRIu64 " holds p%u-%" PRIu64 " a second time",
                         x->offset, p, seq);
             seen[p][seq / 64] |= UINT64_C(1) << (seq % 64);
+            if (hm_opt.compact && last_seq[p][seq % HM_KEYS] > seq + 1)
+                hm_fail(C_STREAM,
+                        "offset %" PRIu64 " holds p%u-%" PRIu64 " after p%u-%" PRIu64
+                        " of the same key",
+                        x->offset, p, seq, p, last_seq[p][seq % HM_KEYS] - 1);
+            last_seq[p][seq % HM_KEYS] = seq + 1;
             uint64_t id = hm_pack_id(p, seq);
             uint64_t want = hm_exp_at[x->offset];
             if (want != 0 && (want & ID_MASK) != id)
@@ -217,19 +307,26 @@ int hm_verify_stream(hm_verify_result *vr)
         if (hm_deliv[x] != 0)
             hm_fail(C_DELIVERY, "offset %" PRIu64 " was delivered and is not in the stream", x);
     }
+    if (hm_opt.compact) {
+        check_acked_present(seen, off);
+        check_latest(c);
+    }
     /* Check 9: nothing an idempotent producer sent is missing (check 4
-     * already says nothing is there twice). */
+     * already says nothing is there twice; with --compact, but what a
+     * later event of its key overwrote). */
     for (int p = 0; hm_opt.idempotent && p < hm_opt.producers; p++) {
         if (!atomic_load(&hm_all_acked[p]))
             continue;
         hm_check_run[C_EXACTLY_ONCE] = true;
         uint64_t n = atomic_load(&hm_sent_seq[p]);
         for (uint64_t q = 0; q < n; q++)
-            if (!(seen[p][q / 64] >> (q % 64) & 1))
+            if (!(seen[p][q / 64] >> (q % 64) & 1) && !overwritten((unsigned)p, q))
                 hm_fail(C_EXACTLY_ONCE, "p%d-%" PRIu64 " was sent and is not in the stream", p, q);
     }
     for (int p = 0; p <= hm_opt.producers; p++)
         free(seen[p]);
+    free(last_seq);
+    last_seq = NULL;
     krappy_client_free(c);
     vr->events = events;
     vr->next = off;

@@ -982,7 +982,9 @@ krappy_err krappy_delete_topic(krappy_client *c, const char *topic);
  * @param set  n texts "name=value": cleanup=delete|compact|compact,delete;
  *             retention_bytes, segment_bytes (K, M, G suffixes);
  *             retention_ms, delete_retention_ms, segment_ms (ms, s, m, h,
- *             d suffixes; a bare number is ms). NULL or n 0: only read.
+ *             d suffixes; a bare number is ms); "name=default" drops the
+ *             topic's own value (the server's flag applies again).
+ *             NULL or n 0: only read.
  *             A text that is not a setting is KRAPPY_E_USAGE (nothing sent).
  * @param out  receives every setting (NULL: not wanted)
  * @return KRAPPY_OK; KRAPPY_E_NO_SUCH_TOPIC (reading a topic that does

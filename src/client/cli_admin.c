@@ -7,10 +7,12 @@
  */
 #include "client/cli.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "proto/topic_config.h"
 #include "util/json.h"
 
 bool cli_can_ask(void)
@@ -212,41 +214,69 @@ int cli_group_delete(cli *x, const char *topic, const cli_group_admin *ga)
     return CLI_OK;
 }
 
+/* --set texts as they are, --reset NAME as "NAME=default", in their order
+ * (the last word on a setting counts). */
+typedef struct tc_args {
+    const char **set;
+    char **owned; /* the "NAME=default" texts */
+    size_t n, n_owned;
+} tc_args;
+
+static void tc_args_free(tc_args *a)
+{
+    for (size_t i = 0; i < a->n_owned; i++)
+        free(a->owned[i]);
+    free(a->owned);
+    free(a->set);
+}
+
 /* topic-config: the topic's settings, one "name value" a line (or one JSON
- * object), after changing those --set names. */
+ * object), after changing those --set and --reset name. */
 int cli_topic_config(cli *x, int argc, char **argv)
 {
     static const struct option lo[] = {
         {"set", required_argument, NULL, 's'},
+        {"reset", required_argument, NULL, 'r'},
         CLI_HELP_OPTION,
         {NULL, 0, NULL, 0},
     };
-    const char **set = calloc((size_t)argc + 1, sizeof *set);
-    size_t n = 0;
+    tc_args a = {.set = calloc((size_t)argc + 1, sizeof *a.set),
+                 .owned = calloc((size_t)argc + 1, sizeof *a.owned)};
     int c, rc;
-    if (set == NULL)
+    if (a.set == NULL || a.owned == NULL) {
+        tc_args_free(&a);
         return cli_fail(x, "out of memory");
-    while ((c = cli_getopt(x, argc, argv, "s:", lo)) != CLI_OPT_END) {
+    }
+    while ((c = cli_getopt(x, argc, argv, "s:r:", lo)) != CLI_OPT_END) {
         if (c == 's') {
-            set[n++] = optarg;
+            a.set[a.n++] = optarg;
             continue;
         }
-        free(set);
+        if (c == 'r') {
+            char *t = NULL;
+            if (asprintf(&t, "%s=" KR_TC_RESET_WORD, optarg) < 0) {
+                tc_args_free(&a);
+                return cli_fail(x, "out of memory");
+            }
+            a.set[a.n++] = a.owned[a.n_owned++] = t;
+            continue;
+        }
+        tc_args_free(&a);
         return c == CLI_OPT_HELP ? cli_verb_help(x->verb) : CLI_USAGE;
     }
     if (optind >= argc || argc - optind > 1) {
-        free(set);
+        tc_args_free(&a);
         return optind >= argc ? cli_usage_error(x, "name the topic")
                               : cli_usage_error(x, "unexpected argument '%s'", argv[optind + 1]);
     }
     const char *topic = argv[optind];
     if ((rc = cli_use_topic(x, topic)) != CLI_OK || (rc = cli_connect(x)) != CLI_OK) {
-        free(set);
+        tc_args_free(&a);
         return rc;
     }
     krappy_topic_settings ts;
-    krappy_err e = krappy_topic_config(x->client, topic, set, n, &ts);
-    free(set);
+    krappy_err e = krappy_topic_config(x->client, topic, a.set, a.n, &ts);
+    tc_args_free(&a);
     if (e != KRAPPY_OK)
         return cli_client_fail(x, e);
     const char *cleanup = krappy_cleanup_name(ts.cleanup);

@@ -218,14 +218,16 @@ static const cli_verb verbs[] = {
      "  krappy -h a:7070,b:7070 cluster remove 3\n"
      "  krappy --json cluster\n",
      cli_cluster},
-    {"topic-config", "TOPIC [--set NAME=VALUE ...]",
+    {"topic-config", "TOPIC [--set NAME=VALUE ...] [--reset NAME ...]",
      "show a topic's settings, or change some of them (creating the topic if need be)",
      "  -s, --set NAME=VALUE   change one setting (repeat for more); nothing changes\n"
-     "                         when one of them is refused:\n"
+     "                         when one of them is refused (NAME=default: as --reset):\n"
      "        cleanup=delete|compact|compact,delete\n"
      "        retention_bytes=BYTES, segment_bytes=BYTES   (K, M, G suffixes)\n"
      "        retention_ms=TIME, delete_retention_ms=TIME, segment_ms=TIME\n"
      "                         (ms, s, m, h, d suffixes; a bare number is ms)\n"
+     "  -r, --reset NAME       drop the topic's own value of a setting: the server's\n"
+     "                         flag applies again (repeat for more)\n"
      "\ncleanup=delete retires whole old segments by retention_bytes/retention_ms;\n"
      "compact removes events that are no longer their key's latest from closed\n"
      "segments (tombstones after delete_retention_ms), so a replay from the first\n"
@@ -233,7 +235,8 @@ static const cli_verb verbs[] = {
      "server's flags. output: NAME VALUE a line; --json: one object.\n",
      "  krappy topic-config users\n"
      "  krappy topic-config users --set cleanup=compact --set segment_ms=10m\n"
-     "  krappy --json topic-config audit --set retention_ms=7d\n",
+     "  krappy --json topic-config audit --set retention_ms=7d\n"
+     "  krappy topic-config audit --reset retention_ms\n",
      cli_topic_config},
     {"version", "", "print the versions of krappy, libkrappy and the protocol", NULL,
      "  krappy version\n"

@@ -69,7 +69,7 @@ _krappy() {
         w=${COMP_WORDS[i]}
         if [[ $w != -* && ${COMP_WORDS[i - 1]} != --seek && ${COMP_WORDS[i - 1]} != --delete &&
             ${COMP_WORDS[i - 1]} != -g && ${COMP_WORDS[i - 1]} != --group &&
-            ${COMP_WORDS[i - 1]} != --set ]]; then
+            ${COMP_WORDS[i - 1]} != --set && ${COMP_WORDS[i - 1]} != --reset ]]; then
             topic=$w
             break
         fi
@@ -80,6 +80,11 @@ _krappy() {
             retention_bytes= retention_ms= delete_retention_ms= segment_bytes= segment_ms=" \
             -- "$cur"))
         compopt -o nospace 2>/dev/null
+        return
+    fi
+    if [[ $verb == topic-config && ($prev == --reset || $prev == -r) ]]; then
+        COMPREPLY=($(compgen -W "cleanup retention_bytes retention_ms delete_retention_ms \
+            segment_bytes segment_ms" -- "$cur"))
         return
     fi
     case $prev in

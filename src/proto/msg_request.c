@@ -908,7 +908,7 @@ static krappy_err dec_topic_config(dctx *c, const fields *f, kr_request *r)
                     "\"compact\"}), not %s",
                     kind_name(set->kind));
     e = kr_tc_decode(set, true, &q->set, c->msg, c->msg != NULL ? c->msglen : 0);
-    q->has_set = e == KRAPPY_OK && q->set.mask != 0;
+    q->has_set = e == KRAPPY_OK && (q->set.mask | q->set.reset) != 0;
     return e;
 }
 

@@ -93,6 +93,15 @@ int kr_tc_check(int field, uint64_t v, char *msg, size_t msglen)
     return -1;
 }
 
+/* Setting f of a change: set to v, or reset. */
+static void tc_put(kr_topic_config *c, int f, bool set, uint64_t v)
+{
+    uint32_t bit = 1u << f;
+    c->mask = set ? c->mask | bit : c->mask & ~bit;
+    c->reset = set ? c->reset & ~bit : c->reset | bit;
+    c->v[f] = v;
+}
+
 /* One entry of a settings map into out. */
 static krappy_err decode_entry(const kr_cbor_item *k, const kr_cbor_item *v, bool strict,
                                kr_topic_config *out, char *msg, size_t msglen)
@@ -109,8 +118,11 @@ static krappy_err decode_entry(const kr_cbor_item *k, const kr_cbor_item *v, boo
                  (int)(n < sizeof name ? n : sizeof name - 1), name);
         return KRAPPY_E_INVALID_ARGUMENT;
     }
-    if (v->kind == KR_CBOR_NULL)
+    if (v->kind == KR_CBOR_NULL) {
+        if (strict)
+            tc_put(out, f, false, 0);
         return KRAPPY_OK;
+    }
     uint64_t x = 0;
     bool ok;
     if (f == KR_TC_CLEANUP) {
@@ -127,8 +139,7 @@ static krappy_err decode_entry(const kr_cbor_item *k, const kr_cbor_item *v, boo
     }
     if (kr_tc_check(f, x, msg, msglen) < 0)
         return KRAPPY_E_INVALID_ARGUMENT;
-    out->mask |= 1u << f;
-    out->v[f] = x;
+    tc_put(out, f, true, x);
     return KRAPPY_OK;
 }
 
@@ -159,7 +170,7 @@ void kr_tc_encode(kr_buf *b, const kr_topic_config *c)
 {
     size_t n = 0;
     for (int i = 0; i < KR_TC_N; i++)
-        n += (c->mask >> i) & 1u;
+        n += ((c->mask | c->reset) >> i) & 1u;
     kr_cbor_put_map(b, n);
     for (int i = 0; i < KR_TC_N; i++) {
         if (!((c->mask >> i) & 1u))
@@ -172,6 +183,12 @@ void kr_tc_encode(kr_buf *b, const kr_topic_config *c)
             kr_cbor_put_uint(b, c->v[i]);
         }
     }
+    for (int i = 0; i < KR_TC_N; i++) {
+        if ((c->reset >> i) & 1u) {
+            kr_cbor_put_cstr(b, specs[i].name);
+            kr_cbor_put_null(b);
+        }
+    }
 }
 
 void kr_tc_merge(kr_topic_config *dst, const kr_topic_config *src)
@@ -179,7 +196,7 @@ void kr_tc_merge(kr_topic_config *dst, const kr_topic_config *src)
     for (int i = 0; i < KR_TC_N; i++)
         if ((src->mask >> i) & 1u)
             dst->v[i] = src->v[i];
-    dst->mask |= src->mask;
+    dst->mask = (dst->mask | src->mask) & ~src->reset;
 }
 
 /* A number with an optional unit suffix: *mult per unit. @return 0, or -1. */
@@ -224,10 +241,15 @@ int kr_tc_parse_assign(const char *text, kr_topic_config *out, char *msg, size_t
     }
     const char *val = eq + 1;
     uint64_t v;
+    if (strcmp(val, KR_TC_RESET_WORD) == 0) {
+        tc_put(out, f, false, 0);
+        return 0;
+    }
     int rc = f == KR_TC_CLEANUP ? kr_cleanup_parse(val, strlen(val), &v)
                                 : parse_scaled(val, specs[f].kind, &v);
     if (rc < 0) {
-        snprintf(msg, msglen, "setting '%s' must be %s%s, not '%s'", specs[f].name, specs[f].rule,
+        snprintf(msg, msglen, "setting '%s' must be %s%s or " KR_TC_RESET_WORD ", not '%s'",
+                 specs[f].name, specs[f].rule,
                  specs[f].kind == TC_BYTES ? " (K, M, G suffixes)"
                  : specs[f].kind == TC_MS  ? " (ms, s, m, h, d suffixes)"
                                            : "",
@@ -236,7 +258,6 @@ int kr_tc_parse_assign(const char *text, kr_topic_config *out, char *msg, size_t
     }
     if (kr_tc_check(f, v, msg, msglen) < 0)
         return -1;
-    out->mask |= 1u << f;
-    out->v[f] = v;
+    tc_put(out, f, true, v);
     return 0;
 }

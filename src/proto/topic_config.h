@@ -7,7 +7,9 @@
  *
  * A kr_topic_config holds any subset of the settings: `mask` says which
  * (bit 1 << KR_TC_...). A change (`set`) or a topic's own overrides name
- * some; a topic's effective settings name all of them.
+ * some; a topic's effective settings name all of them. A change may also
+ * reset settings (`reset`): a topic's own value of each goes, and the
+ * server's default applies again (a `set` naming the setting with null).
  */
 #ifndef KR_PROTO_TOPIC_CONFIG_H
 #define KR_PROTO_TOPIC_CONFIG_H
@@ -45,8 +47,13 @@ typedef enum kr_tc_field {
 
 typedef struct kr_topic_config {
     uint32_t mask;       /* bit per kr_tc_field: the settings held */
+    uint32_t reset;      /* bit per kr_tc_field: settings a change resets
+                            (never in mask) */
     uint64_t v[KR_TC_N]; /* by kr_tc_field; only masked ones mean anything */
 } kr_topic_config;
+
+/* The word that resets a setting in "name=value" text. */
+#define KR_TC_RESET_WORD "default"
 
 /* The setting's wire name ("cleanup", "retention_bytes", ...), or NULL
  * for a number that is no setting. Static storage. */
@@ -73,19 +80,23 @@ int kr_tc_check(int field, uint64_t v, char *msg, size_t msglen);
 /*
  * kr_tc_decode - read a CBOR map of settings (a TOPIC_CONFIG `set`, a
  * reply's `config`, a stored record) into out (mask = the names found).
- * Values: text for `cleanup`, uint for the others, each within its range;
- * null counts as absent. With `strict`, an unknown name is refused;
- * without (a reply from a newer server), it is skipped.
+ * Values: text for `cleanup`, uint for the others, each within its range.
+ * With `strict` (a change), null resets the setting (out->reset), and an
+ * unknown name is refused; without (a reply from a newer server, a stored
+ * record), null counts as absent and an unknown name is skipped. A name
+ * given twice: the last one counts.
  * @return KRAPPY_OK, or KRAPPY_E_INVALID_ARGUMENT with msg naming the
  *         setting and what it takes.
  */
 krappy_err kr_tc_decode(const kr_cbor_item *map, bool strict, kr_topic_config *out, char *msg,
                         size_t msglen);
 
-/* Append the CBOR map of the masked settings of c to b, in field order. */
+/* Append the CBOR map of the masked settings of c to b, in field order,
+ * then those it resets, with null. */
 void kr_tc_encode(kr_buf *b, const kr_topic_config *c);
 
-/* Copy the settings src holds into dst (dst->mask grows by src->mask). */
+/* Apply the change src to dst: the settings src holds copied in
+ * (dst->mask grows by src->mask), those it resets dropped from dst->mask. */
 void kr_tc_merge(kr_topic_config *dst, const kr_topic_config *src);
 
 /*
@@ -93,7 +104,7 @@ void kr_tc_merge(kr_topic_config *dst, const kr_topic_config *src);
  * into out, added to what it holds. `cleanup` takes its policy names;
  * byte settings take a number with an optional K, M or G (powers of
  * 1024); ms settings a number with an optional ms, s, m, h or d (a bare
- * number is milliseconds).
+ * number is milliseconds). "name=default" (KR_TC_RESET_WORD) resets it.
  * @return 0, or -1 with msg holding a sentence naming what was wrong.
  */
 int kr_tc_parse_assign(const char *text, kr_topic_config *out, char *msg, size_t msglen);

@@ -106,7 +106,7 @@ static int parse_settings(const char *body, size_t len, kr_topic_config *set, ch
     }
     if (kr_tc_decode(&map, true, set, why, whylen) != KRAPPY_OK)
         goto out;
-    if (set->mask == 0) {
+    if ((set->mask | set->reset) == 0) {
         snprintf(why, whylen, "the JSON object names no setting to change");
         goto out;
     }

@@ -8,8 +8,11 @@
  * section 9, store/topic_config.h): DescribeConfigs shows the topic's
  * (source "dynamic topic config" for those it sets itself, "static broker
  * config" for the server's flags), CreateTopics creates a topic with them
- * and AlterConfigs or IncrementalAlterConfigs (SET) change them, durably,
- * like TOPIC_CONFIG. Kafka's -1 ("no limit") is krappy's 0 for retention,
+ * and AlterConfigs or IncrementalAlterConfigs change them, durably, like
+ * TOPIC_CONFIG: SET sets one, DELETE drops the topic's own value (the
+ * server's flag applies again), APPEND and SUBTRACT add or remove a policy
+ * of cleanup.policy, the one list among them (any other config: Kafka's
+ * INVALID_REQUEST). Kafka's -1 ("no limit") is krappy's 0 for retention,
  * and Long.MAX_VALUE its 0 ("never") for segment.ms. The other configs are
  * the server's, the same for every topic: asking for another value than
  * the server's is INVALID_CONFIG with a sentence naming the setting, its
@@ -261,13 +264,72 @@ static kr_kafka_str copy_str(kr_kreq *r, const char *s)
     return d != NULL ? (kr_kafka_str){d, (int32_t)n} : (kr_kafka_str){"", 0};
 }
 
-/* ---- CreateTopics ---- */
+/* ---- answers that wait for topic settings to be written ---- */
 
-typedef struct kcreate {
+/* A CreateTopics or AlterConfigs request whose topics are being written:
+ * answered once the last one is (or failed: the log says why). */
+typedef struct kpending {
     kr_kreq *r;
-    kr_kafka_create_topics_resp resp;
-    uint32_t pending;
-} kcreate;
+    const void *resp; /* the response struct, filled as the topics go */
+    uint32_t pending; /* the topics being written, plus one for the request */
+    const char *what; /* the request, for the log */
+} kpending;
+
+/* The answer's count (`resp` its response struct, in r's memory), the
+ * request's own one taken. @return NULL when out of memory (answer
+ * kr_kreq_nomem then); else r is async from here on. */
+static kpending *kpending_start(kr_kreq *r, const void *resp, const char *what)
+{
+    kpending *kp = kr_kreq_array(r, 1, sizeof *kp);
+    if (kp == NULL || resp == NULL)
+        return NULL;
+    *kp = (kpending){.r = r, .resp = resp, .pending = 1, .what = what};
+    kr_kreq_async(r);
+    return kp;
+}
+
+/* A topic written (or not; sr NULL: the request's own count): the answer
+ * once all are. */
+static void kpending_done(void *arg, const kr_store_result *sr)
+{
+    kpending *kp = arg;
+    if (sr != NULL && sr->err != KRAPPY_OK)
+        kr_log(KR_LOG_ERROR, "a Kafka client's topic change could not be written",
+               KR_LOG_STR("request", kp->what), KR_LOG_STR("reason", sr->msg));
+    if (--kp->pending == 0)
+        kr_kreq_respond(kp->r, kp->resp);
+}
+
+/*
+ * Create the topic `name` (with the settings `set` changes, if any) or
+ * change its settings, counted in kp. @return 0, or
+ * KAFKA_STORAGE_ERROR with why filled (nothing counted).
+ */
+static int16_t kpending_configure(kpending *kp, kr_kconn *c, kr_kafka_str name,
+                                  const kr_topic_config *set, kr_topic **t, char *why,
+                                  size_t whylen)
+{
+    kr_store_result sr = {0};
+    int rc;
+    kp->pending++;
+    if ((set->mask | set->reset) == 0) {
+        rc = kr_store_register(c->k->srv->store, (const uint8_t *)name.ptr, (size_t)name.len, t,
+                               kpending_done, kp, &sr);
+        if (rc < 0)
+            snprintf(why, whylen, "%s", sr.msg);
+    } else {
+        rc = kr_ops_topic_configure(c->k->srv, (const uint8_t *)name.ptr, (size_t)name.len, set, t,
+                                    kpending_done, kp, why, whylen) == KRAPPY_OK
+                 ? 0
+                 : -1;
+    }
+    if (rc == 0)
+        return 0;
+    kp->pending--;
+    return KR_KAFKA_ERR_KAFKA_STORAGE_ERROR;
+}
+
+/* ---- CreateTopics ---- */
 
 /* The checks of one topic to create. @return the error code (why filled). */
 static int16_t create_check(kr_kconn *c, const kr_kafka_create_topics_topic *q,
@@ -312,29 +374,17 @@ static int16_t create_check(kr_kconn *c, const kr_kafka_create_topics_topic *q,
     return 0;
 }
 
-static void created(void *arg, const kr_store_result *res)
-{
-    kcreate *kc = arg;
-    (void)res; /* a failed creation is logged by the store; clients see
-                  the topic missing from Metadata */
-    if (--kc->pending == 0)
-        kr_kreq_respond(kc->r, &kc->resp);
-}
-
 kr_khresult kr_khandle_create_topics(kr_kconn *c, kr_kreq *r, const kr_kafka_request *req)
 {
     const kr_kafka_create_topics_req *q = &req->u.create_topics;
     int32_t n = kr_kcount(q->topics.n);
-    kcreate *kc = kr_kreq_array(r, 1, sizeof *kc);
+    kr_kafka_create_topics_resp *resp = kr_kreq_array(r, 1, sizeof *resp);
     kr_kafka_create_topics_result *res = kr_kreq_array(r, n, sizeof *res);
-    if (kc == NULL || res == NULL) {
+    kpending *kp = res != NULL ? kpending_start(r, resp, "CreateTopics") : NULL;
+    if (kp == NULL)
         return kr_kreq_nomem(r);
-    }
-    kc->r = r;
-    kc->resp.topics.v = res;
-    kc->resp.topics.n = n;
-    kc->pending = 1;
-    kr_kreq_async(r);
+    resp->topics.v = res;
+    resp->topics.n = n;
     char why[400];
     for (int32_t i = 0; i < n; i++) {
         const kr_kafka_create_topics_topic *t = &q->topics.v[i];
@@ -344,31 +394,17 @@ kr_khresult kr_khandle_create_topics(kr_kconn *c, kr_kreq *r, const kr_kafka_req
         res[i].error_message = (kr_kafka_str){NULL, -1};
         kr_topic_config set = {0};
         res[i].error_code = create_check(c, t, &set, why, sizeof why);
-        if (res[i].error_code != 0) {
+        if (res[i].error_code == 0 && !q->validate_only) {
+            kr_topic *topic;
+            res[i].error_code = kpending_configure(kp, c, t->name, &set, &topic, why, sizeof why);
+            if (res[i].error_code == 0)
+                kr_log(KR_LOG_INFO, "topic created by a Kafka client (CreateTopics)",
+                       KR_LOG_STR("topic", topic->name));
+        }
+        if (res[i].error_code != 0)
             res[i].error_message = copy_str(r, why);
-            continue;
-        }
-        if (q->validate_only)
-            continue;
-        kr_topic *topic;
-        kr_store_result sr = {0};
-        int rc = set.mask == 0 ? kr_store_register(c->k->srv->store, (const uint8_t *)t->name.ptr,
-                                                   (size_t)t->name.len, &topic, created, kc, &sr)
-                               : (kr_ops_topic_configure(c->k->srv, (const uint8_t *)t->name.ptr,
-                                                         (size_t)t->name.len, &set, &topic, created,
-                                                         kc, sr.msg, sizeof sr.msg) == KRAPPY_OK
-                                      ? 0
-                                      : -1);
-        if (rc < 0) {
-            res[i].error_code = KR_KAFKA_ERR_KAFKA_STORAGE_ERROR;
-            res[i].error_message = copy_str(r, sr.msg);
-            continue;
-        }
-        kc->pending++;
-        kr_log(KR_LOG_INFO, "topic created by a Kafka client (CreateTopics)",
-               KR_LOG_STR("topic", topic->name));
     }
-    created(kc, NULL); /* the request's own count */
+    kpending_done(kp, NULL); /* the request's own count */
     return KR_KH_ASYNC;
 }
 
@@ -540,22 +576,83 @@ kr_khresult kr_khandle_describe_configs(kr_kconn *c, kr_kreq *r, const kr_kafka_
 
 /* ---- AlterConfigs, IncrementalAlterConfigs ---- */
 
-/* An Alter request whose topic settings are being written. */
-typedef struct kalter {
-    kr_kreq *r;
-    kr_kafka_alter_configs_resp resp;
-    uint32_t pending;
-} kalter;
+/* IncrementalAlterConfigs' operations (AlterConfigs only sets). */
+enum { OP_SET = 0, OP_DELETE = 1, OP_APPEND = 2, OP_SUBTRACT = 3 };
 
-/* One resource's change written (or not): the response once all are. */
-static void altered(void *arg, const kr_store_result *sr)
+/*
+ * APPEND or SUBTRACT `value` (a list) to or from the list config c, a
+ * krappy topic setting when set is not NULL. Only cleanup.policy is both:
+ * its current value is set's when the request set it already, else the
+ * topic's (c->value). @return 0, or the error code with why filled.
+ */
+static int16_t alter_list(const kconf *c, int8_t op, kr_kafka_str value, kr_topic_config *set,
+                          char *why, size_t whylen)
 {
-    kalter *ka = arg;
-    if (sr != NULL && sr->err != KRAPPY_OK)
-        kr_log(KR_LOG_ERROR, "AlterConfigs could not write a topic's settings",
-               KR_LOG_STR("reason", sr->msg));
-    if (--ka->pending == 0)
-        kr_kreq_respond(ka->r, &ka->resp);
+    const char *verb = op == OP_APPEND ? "append" : "subtract";
+    if (c->type != CT_LIST) {
+        snprintf(why, whylen,
+                 "config value %s is not allowed for config key %s: it is no list (SET it)", verb,
+                 c->name);
+        return KR_KAFKA_ERR_INVALID_REQUEST;
+    }
+    if (set == NULL || c->field != KR_TC_CLEANUP) {
+        snprintf(why, whylen, "%s is %s for every topic on this server%s%s%s: it cannot be changed",
+                 c->name, c->value, c->flag ? " (krappyd " : "", c->flag ? c->flag : "",
+                 c->flag ? ")" : "");
+        return KR_KAFKA_ERR_INVALID_CONFIG;
+    }
+    uint64_t cur = 0, bits = 0, bit = 1u << KR_TC_CLEANUP;
+    if ((set->mask & bit) != 0)
+        cur = set->v[KR_TC_CLEANUP];
+    else if (kr_cleanup_parse(c->value, strlen(c->value), &cur) < 0)
+        cur = KR_CLEANUP_DELETE;
+    if (value.len <= 0 || kr_cleanup_parse(value.ptr, (size_t)value.len, &bits) < 0) {
+        snprintf(why, whylen, "cleanup.policy: cannot %s %.*s: the policies are delete and compact",
+                 verb, value.len > 0 ? (value.len > 60 ? 60 : (int)value.len) : 0,
+                 value.len > 0 ? value.ptr : "");
+        return KR_KAFKA_ERR_INVALID_CONFIG;
+    }
+    uint64_t v = op == OP_APPEND ? cur | bits : cur & ~bits;
+    if (v == 0) {
+        snprintf(why, whylen,
+                 "cleanup.policy cannot be left empty: krappy's cleanup must be "
+                 "delete, compact or compact,delete (SET it, or DELETE it for the "
+                 "server's default)");
+        return KR_KAFKA_ERR_INVALID_CONFIG;
+    }
+    set->v[KR_TC_CLEANUP] = v;
+    set->mask |= bit;
+    set->reset &= ~bit;
+    return 0;
+}
+
+/*
+ * One config of an AlterConfigs (SET) or IncrementalAlterConfigs request,
+ * for a resource whose configs are all[0..n) (set: a topic's change, NULL
+ * for the broker): checked, and added to set. DELETE resets a krappy topic
+ * setting to the server's default; any other config is at the server's
+ * value already. @return 0, or the error code with why filled.
+ */
+static int16_t alter_entry(const kconf *all, size_t n, const kr_kafka_alter_configs_entry *e,
+                           bool incremental, kr_topic_config *set, char *why, size_t whylen)
+{
+    int8_t op = incremental ? e->config_operation : OP_SET;
+    const kconf *c = conf_find(all, n, e->name);
+    if (op == OP_SET || c == NULL) /* an unknown config: refused there */
+        return conf_check(all, n, e->name, e->value, set, why, whylen);
+    if (op == OP_DELETE) {
+        if (set != NULL && c->field >= 0) {
+            set->mask &= ~(1u << c->field);
+            set->reset |= 1u << c->field;
+        }
+        return 0;
+    }
+    if (op == OP_APPEND || op == OP_SUBTRACT)
+        return alter_list(c, op, e->value, set, why, whylen);
+    snprintf(why, whylen,
+             "%s: operation %d is none of SET (0), DELETE (1), APPEND (2) and SUBTRACT (3)",
+             c->name, op);
+    return KR_KAFKA_ERR_INVALID_REQUEST;
 }
 
 kr_khresult kr_khandle_alter_configs(kr_kconn *c, kr_kreq *r, const kr_kafka_request *req)
@@ -563,16 +660,13 @@ kr_khresult kr_khandle_alter_configs(kr_kconn *c, kr_kreq *r, const kr_kafka_req
     const kr_kafka_alter_configs_req *q = &req->u.alter_configs;
     bool incremental = r->api_key == KR_KAFKA_INCREMENTAL_ALTER_CONFIGS;
     int32_t n = kr_kcount(q->resources.n);
-    kalter *ka = kr_kreq_array(r, 1, sizeof *ka);
+    kr_kafka_alter_configs_resp *resp = kr_kreq_array(r, 1, sizeof *resp);
     kr_kafka_alter_configs_result *res = kr_kreq_array(r, n, sizeof *res);
-    if (ka == NULL || res == NULL) {
+    kpending *kp = res != NULL ? kpending_start(r, resp, "AlterConfigs") : NULL;
+    if (kp == NULL)
         return kr_kreq_nomem(r);
-    }
-    ka->r = r;
-    ka->resp.responses.v = res;
-    ka->resp.responses.n = n;
-    ka->pending = 1;
-    kr_kreq_async(r);
+    resp->responses.v = res;
+    resp->responses.n = n;
     char why[400];
     for (int32_t i = 0; i < n; i++) {
         const kr_kafka_alter_configs_resource *rq = &q->resources.v[i];
@@ -582,38 +676,21 @@ kr_khresult kr_khandle_alter_configs(kr_kconn *c, kr_kreq *r, const kr_kafka_req
             resource_conf(c, rq->resource_type, rq->resource_name, conf, &err, why, sizeof why);
         bool topic = rq->resource_type == KR_KAFKA_RESOURCE_TOPIC;
         kr_topic_config set = {0};
-        for (int32_t j = 0; err == 0 && j < rq->configs.n; j++) {
-            const kr_kafka_alter_configs_entry *e = &rq->configs.v[j];
-            if (incremental && e->config_operation != 0) {
-                snprintf(why, sizeof why,
-                         "%.*s: only SET is accepted (to go back to the server's default, SET "
-                         "its value: DescribeConfigs of the broker shows it)",
-                         e->name.len > 0 ? (int)e->name.len : 0,
-                         e->name.len > 0 ? e->name.ptr : "");
-                err = KR_KAFKA_ERR_INVALID_CONFIG;
-                break;
-            }
-            err = conf_check(conf, nc, e->name, e->value, topic ? &set : NULL, why, sizeof why);
-        }
+        for (int32_t j = 0; err == 0 && j < rq->configs.n; j++)
+            err = alter_entry(conf, nc, &rq->configs.v[j], incremental, topic ? &set : NULL, why,
+                              sizeof why);
         res[i].resource_type = rq->resource_type;
         /* Copied: the answer may go after the request's bytes are gone. */
         const char *name = kr_kreq_strdup(r, rq->resource_name.ptr, rq->resource_name.len);
         res[i].resource_name =
             name != NULL ? (kr_kafka_str){name, rq->resource_name.len} : (kr_kafka_str){"", 0};
+        if (err == 0 && (set.mask | set.reset) != 0 && !q->validate_only) {
+            kr_topic *t;
+            err = kpending_configure(kp, c, rq->resource_name, &set, &t, why, sizeof why);
+        }
         res[i].error_code = err;
         res[i].error_message = err != 0 ? copy_str(r, why) : (kr_kafka_str){NULL, -1};
-        if (err != 0 || set.mask == 0 || q->validate_only)
-            continue;
-        kr_topic *t;
-        ka->pending++;
-        if (kr_ops_topic_configure(c->k->srv, (const uint8_t *)rq->resource_name.ptr,
-                                   (size_t)rq->resource_name.len, &set, &t, altered, ka, why,
-                                   sizeof why) != KRAPPY_OK) {
-            ka->pending--;
-            res[i].error_code = KR_KAFKA_ERR_KAFKA_STORAGE_ERROR;
-            res[i].error_message = copy_str(r, why);
-        }
     }
-    altered(ka, NULL); /* the request's own count */
+    kpending_done(kp, NULL); /* the request's own count */
     return KR_KH_ASYNC;
 }

@@ -105,24 +105,218 @@ static int throttle(const kr_rewrite *rw, uint64_t t0_ns, uint64_t bytes)
     }
 }
 
-/* One source segment being read. */
-typedef struct src_file {
-    int fd;
-    uint64_t size, pos;
-    kr_buf payload; /* the batch being looked at */
-} src_file;
+/*
+ * Batches read and not yet written: their bytes as read (header, then
+ * payload), their events, and the distinct keys of those, so that each key
+ * of a few MiB of batches is looked up once, however often it occurs.
+ */
+typedef struct cbatch {
+    size_t at; /* its header's position in chunk.bytes */
+    kr_batch_hdr h;
+    size_t ev0; /* its first event in chunk.ev */
+} cbatch;
 
-/* The content bytes of a delivered event's key (joined into tmp when the
- * key is an indefinite-length string). @return its length. */
-static size_t key_content(const kr_cbor_item *k, uint8_t *tmp, size_t cap, const uint8_t **out)
+#define NO_KEY UINT32_MAX
+
+typedef struct cevent {
+    uint64_t offset, ts;
+    uint32_t at;  /* its position in the batch's payload */
+    uint32_t key; /* its key in chunk.ask, or NO_KEY */
+    bool tombstone, keep;
+} cevent;
+
+/* A distinct key: its content in chunk.keys, and its hash. */
+typedef struct ckey {
+    size_t at, len;
+    uint64_t hash;
+} ckey;
+
+typedef struct chunk {
+    kr_buf bytes, keys;
+    cbatch *b;
+    cevent *ev;
+    ckey *k;             /* the distinct keys, in the order they came */
+    kr_compact_key *ask; /* the same, asked of the view */
+    uint32_t *slot;      /* hash table of the keys: index in k + 1, 0 empty */
+    size_t nb, cap_b, nev, cap_ev, nk, cap_k, cap_ask, nslot;
+} chunk;
+
+/* arr with room for its element n (*cap grows): arr, a larger copy of it,
+ * or NULL (out of memory; arr is as it was). */
+static void *room(void *arr, size_t *cap, size_t n, size_t size)
 {
-    if (k->str != NULL || k->str_len == 0) {
-        *out = k->str;
-        return k->str_len;
+    if (n < *cap)
+        return arr;
+    size_t c = *cap ? *cap * 2 : 1024;
+    void *q = realloc(arr, c * size);
+    if (q != NULL)
+        *cap = c;
+    return q;
+}
+
+static void chunk_reset(chunk *c)
+{
+    kr_buf_reset(&c->bytes);
+    kr_buf_reset(&c->keys);
+    c->nb = c->nev = c->nk = 0;
+    if (c->slot != NULL)
+        memset(c->slot, 0, c->nslot * sizeof *c->slot);
+}
+
+static void chunk_free(chunk *c)
+{
+    kr_buf_free(&c->bytes);
+    kr_buf_free(&c->keys);
+    free(c->b);
+    free(c->ev);
+    free(c->k);
+    free(c->ask);
+    free(c->slot);
+}
+
+/* FNV-1a. */
+static uint64_t key_hash(const uint8_t *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* Make the hash table twice as large (and at least 4096 slots), the keys
+ * in it again. @return 0, or -1 (out of memory; the table as it was). */
+static int rehash(chunk *c)
+{
+    size_t n = c->nslot ? c->nslot * 2 : 4096;
+    uint32_t *t = calloc(n, sizeof *t);
+    if (t == NULL)
+        return -1;
+    for (size_t i = 0; i < c->nk; i++) {
+        size_t x = c->k[i].hash & (n - 1);
+        while (t[x] != 0)
+            x = (x + 1) & (n - 1);
+        t[x] = (uint32_t)i + 1;
     }
-    size_t n = kr_cbor_str_copy(k, tmp, cap);
-    *out = tmp;
-    return n < cap ? n : cap;
+    free(c->slot);
+    c->slot = t;
+    c->nslot = n;
+    return 0;
+}
+
+/* The index of key p[0..n) among the chunk's distinct keys, added when
+ * new. @return it, or NO_KEY when out of memory. */
+static uint32_t key_index(chunk *c, const uint8_t *p, size_t n)
+{
+    if (2 * (c->nk + 1) > c->nslot && rehash(c) < 0)
+        return NO_KEY;
+    uint64_t h = key_hash(p, n);
+    size_t x = h & (c->nslot - 1);
+    for (; c->slot[x] != 0; x = (x + 1) & (c->nslot - 1)) {
+        const ckey *k = &c->k[c->slot[x] - 1];
+        if (k->hash == h && k->len == n && memcmp(c->keys.data + k->at, p, n) == 0)
+            return c->slot[x] - 1;
+    }
+    ckey *ks = room(c->k, &c->cap_k, c->nk, sizeof *c->k);
+    if (ks == NULL)
+        return NO_KEY;
+    c->k = ks;
+    /* One byte more: a key of 0 bytes still has memory behind it. */
+    if (kr_buf_reserve(&c->keys, n + 1) < 0)
+        return NO_KEY;
+    if (n > 0)
+        memcpy(c->keys.data + c->keys.len, p, n);
+    c->k[c->nk] = (ckey){.at = c->keys.len, .len = n, .hash = h};
+    c->keys.len += n;
+    c->slot[x] = (uint32_t)++c->nk;
+    return (uint32_t)(c->nk - 1);
+}
+
+/*
+ * Add the batch at c->bytes.data + at (header h, payload after it, both
+ * checked) to the chunk: its events, and its events' keys.
+ * @return 0, or -1 (rw->err filled).
+ */
+static int chunk_add(kr_rewrite *rw, chunk *c, size_t at, const kr_batch_hdr *h)
+{
+    cbatch *b = room(c->b, &c->cap_b, c->nb, sizeof *c->b);
+    if (b == NULL)
+        goto nomem;
+    c->b = b;
+    c->b[c->nb++] = (cbatch){.at = at, .h = *h, .ev0 = c->nev};
+    const uint8_t *pl = c->bytes.data + at + h->hlen;
+    size_t p = 0;
+    for (uint32_t i = 0; i < h->count; i++) {
+        kr_cbor_item ev;
+        kr_event_view v;
+        if (kr_cbor_read(pl + p, h->len - p, &ev) < 0 || kr_event_view_read(&ev, &v) < 0 ||
+            v.offset != h->base + i) {
+            snprintf(rw->err, sizeof rw->err, "the events of the batch at offset %llu do not parse",
+                     (unsigned long long)h->base);
+            return -1;
+        }
+        cevent *evs = room(c->ev, &c->cap_ev, c->nev, sizeof *c->ev);
+        if (evs == NULL)
+            goto nomem;
+        c->ev = evs;
+        cevent *e = &c->ev[c->nev++];
+        *e = (cevent){.offset = v.offset,
+                      .ts = v.ts,
+                      .at = (uint32_t)p,
+                      .key = NO_KEY,
+                      .tombstone = v.value.kind == KR_CBOR_NULL};
+        if (v.key.kind != KR_CBOR_NULL) {
+            /* Its content: as it is, or joined when in chunks. */
+            uint8_t tmp[KRAPPY_MAX_KEY_BYTES];
+            const uint8_t *kp = v.key.str != NULL ? v.key.str : (const uint8_t *)"";
+            size_t kl = v.key.str_len;
+            if (v.key.indefinite) {
+                kl = kr_cbor_str_copy(&v.key, tmp, sizeof tmp);
+                kl = kl < sizeof tmp ? kl : sizeof tmp;
+                kp = tmp;
+            }
+            if ((e->key = key_index(c, kp, kl)) == NO_KEY)
+                goto nomem;
+        }
+        p += ev.raw_len;
+    }
+    return 0;
+nomem:
+    snprintf(rw->err, sizeof rw->err, "out of memory");
+    return -1;
+}
+
+/* Ask the view about the chunk's keys (each one once) and decide every
+ * event by the keep rule. @return 0, or -1 (rw->err filled). */
+static int chunk_decide(kr_rewrite *rw, chunk *c)
+{
+    if (c->nk > 0) {
+        if (c->cap_ask < c->nk) {
+            kr_compact_key *a = realloc(c->ask, c->nk * sizeof *c->ask);
+            if (a == NULL) {
+                snprintf(rw->err, sizeof rw->err, "out of memory");
+                return -1;
+            }
+            c->ask = a;
+            c->cap_ask = c->nk;
+        }
+        for (size_t i = 0; i < c->nk; i++)
+            c->ask[i] = (kr_compact_key){.key = c->keys.data + c->k[i].at, .klen = c->k[i].len};
+        if (rw->lookup(rw->lookup_arg, c->ask, c->nk, rw->err, sizeof rw->err) < 0)
+            return -1;
+    }
+    for (size_t i = 0; i < c->nev; i++) {
+        cevent *e = &c->ev[i];
+        kr_keep_in k = {.has_key = e->key != NO_KEY,
+                        .tombstone = e->tombstone,
+                        .offset = e->offset,
+                        .ts = e->ts};
+        if (k.has_key) {
+            k.found = c->ask[e->key].found;
+            k.latest = c->ask[e->key].latest;
+        }
+        e->keep = kr_compact_keep(&k, rw->now_ms, rw->delete_retention_ms);
+    }
+    return 0;
 }
 
 /* Emit the kept events [from, to) of a batch (their bytes consecutive in
@@ -139,84 +333,56 @@ static int emit_run(kr_rewrite *rw, out_file *o, uint64_t base, uint32_t count, 
     return out_put(o, hb, hlen) < 0 || out_put(o, p, len) < 0 ? -1 : 0;
 }
 
-/*
- * Keep what the rule keeps of one batch (header hb, payload pl): the whole
- * batch as it is when nothing goes, else its runs of kept events.
- * @return 0, or -1 (rw->err filled).
- */
-static int rewrite_batch(kr_rewrite *rw, out_file *o, const uint8_t *hb, const kr_batch_hdr *h,
-                         const uint8_t *pl)
+/* Write what the rule kept of one batch: the whole batch as it is when
+ * nothing goes, else its runs of kept events. @return 0, or -1. */
+static int emit_batch(kr_rewrite *rw, out_file *o, const chunk *c, const cbatch *b)
 {
-    /* Up to a batch's events, what the rule said: decided first, so that a
-     * batch kept whole is copied with its own header. */
-    uint8_t *keep = malloc(h->count);
-    uint32_t *at = malloc(((size_t)h->count + 1) * sizeof *at);
-    uint64_t *ts = malloc((size_t)h->count * sizeof *ts);
-    uint8_t ktmp[KRAPPY_MAX_KEY_BYTES];
-    int rc = -1;
-    uint32_t kept = 0;
-    if (keep == NULL || at == NULL || ts == NULL) {
-        snprintf(rw->err, sizeof rw->err, "out of memory");
-        goto out;
-    }
-    size_t p = 0;
-    for (uint32_t i = 0; i < h->count; i++) {
-        kr_cbor_item ev;
-        kr_event_view v;
-        if (kr_cbor_read(pl + p, h->len - p, &ev) < 0 || kr_event_view_read(&ev, &v) < 0 ||
-            v.offset != h->base + i) {
-            snprintf(rw->err, sizeof rw->err, "the events of the batch at offset %llu do not parse",
-                     (unsigned long long)h->base);
-            goto out;
-        }
-        at[i] = (uint32_t)p;
-        ts[i] = v.ts;
-        p += ev.raw_len;
-        kr_keep_in k = {.has_key = v.key.kind != KR_CBOR_NULL,
-                        .tombstone = v.value.kind == KR_CBOR_NULL,
-                        .offset = v.offset,
-                        .ts = v.ts};
-        if (k.has_key) {
-            const uint8_t *kc;
-            size_t kl = key_content(&v.key, ktmp, sizeof ktmp, &kc);
-            k.found = rw->lookup(rw->lookup_arg, kc, kl, &k.latest, rw->err, sizeof rw->err);
-            if (k.found < 0)
-                goto out;
-        }
-        keep[i] = kr_compact_keep(&k, rw->now_ms, rw->delete_retention_ms);
-        kept += keep[i];
-    }
-    at[h->count] = (uint32_t)p;
-    rw->events_in += h->count;
+    const uint8_t *hb = c->bytes.data + b->at, *pl = hb + b->h.hlen;
+    const cevent *ev = c->ev + b->ev0;
+    uint32_t count = b->h.count, kept = 0;
+    for (uint32_t i = 0; i < count; i++)
+        kept += ev[i].keep;
+    rw->events_in += count;
     rw->events_kept += kept;
-    if (kept == h->count) {
-        kr_index_add(&rw->idx, h->base, o->pos);
-        if (h->max_ts > rw->max_ts)
-            rw->max_ts = h->max_ts;
-        rc = out_put(o, hb, h->hlen) < 0 || out_put(o, pl, h->len) < 0 ? -1 : 0;
-    } else {
-        rc = 0;
-        for (uint32_t i = 0; i < h->count && rc == 0;) {
-            if (!keep[i]) {
-                i++;
-                continue;
-            }
-            uint32_t j = i;
-            uint64_t mts = 0;
-            for (; j < h->count && keep[j]; j++)
-                mts = ts[j] > mts ? ts[j] : mts;
-            rc = emit_run(rw, o, h->base + i, j - i, mts, pl + at[i], at[j] - at[i]);
-            i = j;
-        }
+    if (kept == count) {
+        kr_index_add(&rw->idx, b->h.base, o->pos);
+        if (b->h.max_ts > rw->max_ts)
+            rw->max_ts = b->h.max_ts;
+        return out_put(o, hb, b->h.hlen) < 0 || out_put(o, pl, b->h.len) < 0 ? -1 : 0;
     }
-    if (rc < 0)
-        snprintf(rw->err, sizeof rw->err, "writing the compacted segment failed: %s",
-                 strerror(errno));
-out:
-    free(keep);
-    free(at);
-    free(ts);
-    return rc;
+    for (uint32_t i = 0; i < count;) {
+        if (!ev[i].keep) {
+            i++;
+            continue;
+        }
+        uint32_t j = i;
+        uint64_t mts = 0;
+        for (; j < count && ev[j].keep; j++)
+            mts = ev[j].ts > mts ? ev[j].ts : mts;
+        uint32_t end = j < count ? ev[j].at : b->h.len;
+        if (emit_run(rw, o, b->h.base + i, j - i, mts, pl + ev[i].at, end - ev[i].at) < 0)
+            return -1;
+        i = j;
+    }
+    return 0;
+}
+
+/* Decide and write the chunk's batches, then empty it.
+ * @return 0, or -1 (rw->err filled). */
+static int chunk_flush(kr_rewrite *rw, out_file *o, chunk *c)
+{
+    if (c->nb == 0)
+        return 0;
+    if (chunk_decide(rw, c) < 0)
+        return -1;
+    for (size_t i = 0; i < c->nb; i++)
+        if (emit_batch(rw, o, c, &c->b[i]) < 0) {
+            snprintf(rw->err, sizeof rw->err, "writing the compacted segment failed: %s",
+                     strerror(errno));
+            return -1;
+        }
+    chunk_reset(c);
+    return 0;
 }
 
 /* pread exactly n bytes. @return 0, or -1 (errno; EIO when short). */
@@ -230,25 +396,26 @@ static int read_at(int fd, void *p, size_t n, uint64_t pos)
     return -1;
 }
 
-/* Rewrite the batches of one source segment into o. @return 0, or -1. */
-static int rewrite_source(kr_rewrite *rw, out_file *o, uint64_t base, uint64_t t0, uint64_t *moved)
+/* Read the batches of one source segment into the chunk, flushing it into
+ * o whenever it holds rw->chunk_bytes. @return 0, or -1 (rw->err filled). */
+static int rewrite_source(kr_rewrite *rw, out_file *o, chunk *c, uint64_t base, uint64_t t0,
+                          uint64_t *moved)
 {
     char name[KR_SEG_NAME_BYTES];
     kr_seg_name(name, base);
-    src_file s = {.fd = openat(rw->dirfd, name, O_RDONLY | O_CLOEXEC)};
-    kr_buf_init(&s.payload, KR_BATCH_MAX_PAYLOAD);
+    int fd = openat(rw->dirfd, name, O_RDONLY | O_CLOEXEC);
     int rc = -1;
     struct stat st;
     uint8_t hdr[KR_BATCH_HEADER_MAX];
     kr_seg_header sh;
-    if (s.fd < 0 || fstat(s.fd, &st) < 0) {
+    if (fd < 0 || fstat(fd, &st) < 0) {
         snprintf(rw->err, sizeof rw->err, "cannot read segment %s: %s", name, strerror(errno));
         goto out;
     }
     /* Version 1 (0.1.0's, or compaction's own output) or 2: a header
      * fits in the batch header buffer either way. */
     size_t hl = st.st_size < KR_SEG_HEADER_V2_BYTES ? (size_t)st.st_size : KR_SEG_HEADER_V2_BYTES;
-    if (read_at(s.fd, hdr, hl, 0) < 0) {
+    if (read_at(fd, hdr, hl, 0) < 0) {
         snprintf(rw->err, sizeof rw->err, "cannot read segment %s: %s", name, strerror(errno));
         goto out;
     }
@@ -256,33 +423,42 @@ static int rewrite_source(kr_rewrite *rw, out_file *o, uint64_t base, uint64_t t
         snprintf(rw->err, sizeof rw->err, "segment %s has a bad header", name);
         goto out;
     }
-    s.size = (uint64_t)st.st_size;
-    rw->bytes_in += s.size;
-    for (s.pos = sh.len; s.pos < s.size;) {
+    uint64_t size = (uint64_t)st.st_size;
+    rw->bytes_in += size;
+    for (uint64_t pos = sh.len; pos < size;) {
         kr_batch_hdr h;
-        size_t avail = s.size - s.pos < sizeof hdr ? (size_t)(s.size - s.pos) : sizeof hdr;
-        if (read_at(s.fd, hdr, avail, s.pos) < 0 || kr_batch_header_decode(hdr, avail, &h) < 0 ||
-            s.size - s.pos - h.hlen < h.len) {
+        size_t avail = size - pos < sizeof hdr ? (size_t)(size - pos) : sizeof hdr;
+        if (read_at(fd, hdr, avail, pos) < 0 || kr_batch_header_decode(hdr, avail, &h) < 0 ||
+            size - pos - h.hlen < h.len) {
             snprintf(rw->err, sizeof rw->err,
                      "segment %s holds no whole batch at byte %llu; it is left as it is", name,
-                     (unsigned long long)s.pos);
+                     (unsigned long long)pos);
             goto out;
         }
-        kr_buf_reset(&s.payload);
-        if (kr_buf_reserve(&s.payload, h.len) < 0 ||
-            read_at(s.fd, s.payload.data, h.len, s.pos + h.hlen) < 0) {
+        size_t at = c->bytes.len;
+        if (kr_buf_reserve(&c->bytes, (size_t)h.hlen + h.len) < 0) {
+            snprintf(rw->err, sizeof rw->err, "out of memory");
+            goto out;
+        }
+        uint8_t *dst = c->bytes.data + at;
+        memcpy(dst, hdr, h.hlen);
+        if (read_at(fd, dst + h.hlen, h.len, pos + h.hlen) < 0) {
             snprintf(rw->err, sizeof rw->err, "cannot read segment %s: %s", name, strerror(errno));
             goto out;
         }
-        if (!kr_batch_verify(hdr, s.payload.data, h.len)) {
+        if (!kr_batch_verify(dst, dst + h.hlen, h.len)) {
             snprintf(rw->err, sizeof rw->err,
                      "segment %s has a damaged batch at byte %llu; it is left as it is", name,
-                     (unsigned long long)s.pos);
+                     (unsigned long long)pos);
             goto out;
         }
-        if (rewrite_batch(rw, o, hdr, &h, s.payload.data) < 0)
+        c->bytes.len += (size_t)h.hlen + h.len;
+        if (chunk_add(rw, c, at, &h) < 0)
             goto out;
-        s.pos += h.hlen + h.len;
+        if (c->bytes.len >= (rw->chunk_bytes ? rw->chunk_bytes : KR_COMPACT_CHUNK_BYTES) &&
+            chunk_flush(rw, o, c) < 0)
+            goto out;
+        pos += h.hlen + h.len;
         *moved += h.hlen + h.len;
         if (throttle(rw, t0, *moved + o->pos) < 0) {
             snprintf(rw->err, sizeof rw->err, "stopped");
@@ -291,9 +467,8 @@ static int rewrite_source(kr_rewrite *rw, out_file *o, uint64_t base, uint64_t t
     }
     rc = 0;
 out:
-    if (s.fd >= 0)
-        close(s.fd);
-    kr_buf_free(&s.payload);
+    if (fd >= 0)
+        close(fd);
     return rc;
 }
 
@@ -343,6 +518,9 @@ int kr_compact_rewrite(kr_rewrite *rw)
     rw->err[0] = '\0';
     out_file o = {.fd = -1};
     kr_buf_init(&o.buf, OUT_CHUNK);
+    chunk c = {0};
+    kr_buf_init(&c.bytes, SIZE_MAX); /* a chunk and one more batch at most */
+    kr_buf_init(&c.keys, SIZE_MAX);
     uint64_t t0 = kr_mono_ns(), moved = 0;
     int rc = -1;
     uint8_t hdr[KR_SEG_HEADER_BYTES];
@@ -355,8 +533,10 @@ int kr_compact_rewrite(kr_rewrite *rw)
         goto out;
     }
     for (size_t i = 0; i < rw->n; i++)
-        if (rewrite_source(rw, &o, rw->bases[i], t0, &moved) < 0)
+        if (rewrite_source(rw, &o, &c, rw->bases[i], t0, &moved) < 0)
             goto out;
+    if (chunk_flush(rw, &o, &c) < 0)
+        goto out;
     rw->size = o.pos;
     if (rw->n == 1 && rw->events_kept == rw->events_in) {
         rc = 1; /* nothing would go: leave it */
@@ -379,6 +559,7 @@ out:
     if (rc != 0)
         (void)unlinkat(rw->dirfd, tmp, 0);
     kr_buf_free(&o.buf);
+    chunk_free(&c);
     return rc;
 }
 
@@ -426,23 +607,37 @@ struct kr_compactor {
     bool busy; /* a job is out (loop side) */
 };
 
-/* The view's latest offset of a key: its stored event's first item. */
-static int view_latest(void *arg, const uint8_t *key, size_t klen, uint64_t *latest, char *err,
-                       size_t errlen)
+/* The offset of a stored event (delivered form): its first item. */
+static int stored_offset(const uint8_t *val, size_t vlen, uint64_t *offset)
+{
+    kr_cbor_item head, first;
+    kr_cbor_iter it;
+    if (kr_cbor_iter_open(val, vlen, &head, &it) < 0 || head.kind != KR_CBOR_ARRAY ||
+        kr_cbor_iter_next(&it, &first) != 1 || first.kind != KR_CBOR_UINT)
+        return -1;
+    *offset = first.u;
+    return 0;
+}
+
+/* The view's latest offsets of a chunk's distinct keys: a point lookup
+ * each (bloom filters and the row cache make them cheaper than a walk of
+ * an iterator, which steps over every older version of the keys that the
+ * view's unmerged files still hold). */
+static int view_latest(void *arg, kr_compact_key *keys, size_t n, char *err, size_t errlen)
 {
     kr_cjob *j = arg;
-    kr_buf_reset(&j->latest);
-    int found = kr_view_get(j->view, j->topic, j->tlen, key, klen, &j->latest, err, errlen);
-    if (found <= 0)
-        return found;
-    kr_cbor_item ev;
-    kr_event_view v;
-    if (kr_cbor_read(j->latest.data, j->latest.len, &ev) < 0 || kr_event_view_read(&ev, &v) < 0) {
-        snprintf(err, errlen, "a latest value in the view does not parse");
-        return -1;
+    for (size_t i = 0; i < n; i++) {
+        kr_buf_reset(&j->latest);
+        keys[i].found = kr_view_get(j->view, j->topic, j->tlen, keys[i].key, keys[i].klen,
+                                    &j->latest, err, errlen);
+        if (keys[i].found < 0)
+            return -1;
+        if (keys[i].found && stored_offset(j->latest.data, j->latest.len, &keys[i].latest) < 0) {
+            snprintf(err, errlen, "a latest value in the view does not parse");
+            return -1;
+        }
     }
-    *latest = v.offset;
-    return 1;
+    return 0;
 }
 
 static void cjob_free(kr_cjob *j)

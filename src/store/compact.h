@@ -22,7 +22,9 @@
  * event a newer view would remove (the next pass removes it).
  *
  * The rewrite. The segments of a group (one, or adjacent small ones merged
- * into the first) are read batch by batch, CRC-checked; kept events go to
+ * into the first) are read batch by batch, CRC-checked, a few MiB at a
+ * time: the distinct keys of those batches are looked up together, each
+ * once (kr_compact_lookup), then their kept events go to
  * DATA/topics/T/BASE.compact in batches of consecutive offsets (a batch
  * kept whole is copied as it is, headers included), under a segment header
  * flagged KR_SEG_F_COMPACTED. The new file is fdatasync'd, the old BASE.idx
@@ -48,6 +50,11 @@
 #include "store/index.h"
 #include "store/store.h"
 
+/* Bytes of batches read before their keys are looked up together: a key
+ * that occurs again within them is looked up once. The compaction thread
+ * holds this much (and one batch more), plus ~40 bytes an event. */
+#define KR_COMPACT_CHUNK_BYTES (16u << 20)
+
 /* The suffix of a rewrite's output before its rename. */
 #define KR_COMPACT_TEMP_SUFFIX ".compact"
 /* A pass starts once the closed segments not compacted since the last pass
@@ -70,9 +77,22 @@ typedef struct kr_keep_in {
 /* The keep rule above. @return true to keep the event. */
 bool kr_compact_keep(const kr_keep_in *e, uint64_t now_ms, uint64_t delete_retention_ms);
 
-/* The view's latest offset of a key. @return 1 found, 0 not, -1 error. */
-typedef int (*kr_compact_lookup)(void *arg, const uint8_t *key, size_t klen, uint64_t *latest,
-                                 char *err, size_t errlen);
+/* A key a rewrite asks the view about, and the answer. */
+typedef struct kr_compact_key {
+    const uint8_t *key; /* its content */
+    size_t klen;
+    int found;       /* out: the view holds the key: 1, or not: 0 */
+    uint64_t latest; /* out: with found, the key's latest offset */
+} kr_compact_key;
+
+/*
+ * The view's latest offsets of n distinct keys (those of a chunk of
+ * batches, each once however often it occurs): fills each one's found and
+ * latest.
+ * @return 0, or -1 with err filled.
+ */
+typedef int (*kr_compact_lookup)(void *arg, kr_compact_key *keys, size_t n, char *err,
+                                 size_t errlen);
 
 /* One rewrite: the segments bases[0..n) of the directory dirfd, merged
  * into bases[0]. Everything it reads and writes is its own: it never
@@ -86,6 +106,8 @@ typedef struct kr_rewrite {
     kr_compact_lookup lookup;
     void *lookup_arg;
     uint64_t rate;           /* bytes/s read and written at most; 0: no limit */
+    size_t chunk_bytes;      /* bytes of batches whose keys are looked up
+                                together; 0: KR_COMPACT_CHUNK_BYTES */
     const atomic_bool *stop; /* set: give up (nothing changed), NULL: never */
     /* out */
     uint64_t bytes_in; /* the segments' bytes before */
