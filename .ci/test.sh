@@ -123,10 +123,26 @@ fuzz_replay() {
     done
 }
 
+# The longest e2e suites, started first so that the others fill the
+# slots around them.
+E2E_LONG="e2e_cluster e2e_kafka e2e_compact"
+
+# e2e_list DIR: the e2e suites built in DIR, the longest first.
+e2e_list() {
+    for t in $E2E_LONG; do
+        [ -x "$1/e2e/$t" ] && echo "$1/e2e/$t"
+    done
+    for t in "$1"/e2e/e2e_*; do
+        case " $E2E_LONG " in
+        *" ${t##*/} "*) continue ;;
+        esac
+        [ -x "$t" ] && echo "$t"
+    done
+}
+
 # e2e DIR BINDIR LABEL [smoke]
 e2e() {
-    for t in "$1"/e2e/e2e_*; do
-        [ -x "$t" ] || continue
+    for t in $(e2e_list "$1"); do
         run "e2e $(basename "$t") ($3)" env KRAPPYD="$2/krappyd" KRAPPY="$2/krappy" \
             KRAPPY_SHIM="$PWD/$1/shim/libkrshim.so" KRAPPY_POWERCUT="$PWD/$1/shim/powercut" \
             ${4:+KRAPPY_E2E_SMOKE=1} "$t"
@@ -182,9 +198,8 @@ summary() {
 t_all=$(now_ms)
 case $what in
 all)
-    unit $ASAN asan
-    run "shim self-test" sh tests/shim/test_shim.sh $ASAN
-    fuzz_replay $ASAN asan
+    # The long suites first (they mostly wait: on servers, timers, the
+    # disk), the many short ones after them in the other slots.
     e2e $ASAN $ASAN/bin asan
     hammer $ASAN $ASAN/bin asan --seconds 5
     hammer $ASAN $ASAN/bin "asan, mixed acks" --seconds 5 --sync 50
@@ -192,6 +207,9 @@ all)
         --kills 3 --sync 50
     e2e $REL bin "O2 smoke" smoke
     run "README's libkrappy program, installed" sh e2e/readme_example.sh
+    unit $ASAN asan
+    run "shim self-test" sh tests/shim/test_shim.sh $ASAN
+    fuzz_replay $ASAN asan
     ;;
 unit) unit $ASAN asan ;;
 fuzz-replay) fuzz_replay $ASAN asan ;;
