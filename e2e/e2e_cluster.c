@@ -25,7 +25,7 @@
  * - consumer groups replicated: group writes go through the log and show
  *   on every node, ACKs are batched into few entries, and a group consuming
  *   through leader kills never sees its cursor move back.
- * KRAPPY_E2E_TORTURE=1 runs 100 leader kills instead of 10, and 30 kills
+ * KRAPPY_E2E_TORTURE=1 runs 100 leader kills instead of 4, and 30 kills
  * under the producers instead of 3; KRAPPY_E2E_SMOKE=1 only the first two
  * tests; KRAPPY_E2E_ONLY=NAME the tests NAME (a cmocka pattern) matches.
  */
@@ -192,7 +192,7 @@ static void test_leader_kills(void **state)
     (void)state;
     e2e_cluster c;
     assert_int_equal(e2e_cluster_start(&c, 3, false, NULL), 0);
-    int rounds = getenv("KRAPPY_E2E_TORTURE") ? 100 : 10;
+    int rounds = e2e_torture() ? 100 : 4;
     uint64_t *took = calloc((size_t)rounds, sizeof *took);
     assert_non_null(took);
     for (int r = 0; r < rounds; r++) {

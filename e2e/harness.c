@@ -179,16 +179,40 @@ static void remember(pid_t pid)
         started[n_started++] = pid;
 }
 
+bool e2e_torture(void)
+{
+    return getenv("KRAPPY_E2E_TORTURE") != NULL;
+}
+
+bool e2e_smoke(void)
+{
+    return getenv("KRAPPY_E2E_SMOKE") != NULL;
+}
+
+/* "/krappy-e2e-PID-": what this process's directories are named (the pid
+ * taken once, so that a forked child names and removes them the same). */
+static const char *tmp_tag(void)
+{
+    static char tag[40];
+    if (tag[0] == '\0')
+        snprintf(tag, sizeof tag, "/krappy-e2e-%d-", (int)getpid());
+    return tag;
+}
+
 void e2e_tmp_template(char *buf, size_t n)
 {
     const char *t = getenv("TMPDIR");
-    snprintf(buf, n, "%s/krappy-e2e-XXXXXX", t != NULL && t[0] == '/' ? t : "/tmp");
+    snprintf(buf, n, "%s%sXXXXXX", t != NULL && t[0] == '/' ? t : "/tmp", tmp_tag());
 }
 
 void e2e_rm_tmp(const char *dir)
 {
-    if (dir[0] != '/' || strstr(dir, "/krappy-e2e-") == NULL || strchr(dir, '\'') != NULL)
+    if (dir[0] != '/' || strchr(dir, '\'') != NULL)
         return;
+    if (strstr(dir, tmp_tag()) == NULL) {
+        fprintf(stderr, "e2e: refusing to remove %s: this run did not make it\n", dir);
+        return;
+    }
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)

@@ -125,11 +125,20 @@ int e2e_expect_ok(int fd);
 int e2e_run(const char *cmd, char *out, size_t outlen);
 
 /* A mkdtemp template for a server's directory: $TMPDIR (or /tmp) plus
- * krappy-e2e-XXXXXX. */
+ * krappy-e2e-PID-XXXXXX, PID this process's (or, in a forked child, its
+ * parent's): suites that share a TMPDIR never pick the same names. */
 void e2e_tmp_template(char *buf, size_t n);
 
-/* rm -rf dir, but only a directory e2e_tmp_template named. */
+/* rm -rf dir, but only a directory e2e_tmp_template named in this process
+ * (or the one it was forked from): another run's directory, in a TMPDIR
+ * shared with it, is refused with a message on stderr. */
 void e2e_rm_tmp(const char *dir);
+
+/* Whether the long variants run (KRAPPY_E2E_TORTURE set: `make torture`),
+ * and whether this is the -O2 smoke run (KRAPPY_E2E_SMOKE set). A loop
+ * longer than ~10 s in make test takes its count from e2e_torture(). */
+bool e2e_torture(void);
+bool e2e_smoke(void);
 
 /*
  * The LD_PRELOAD fault shim ($KRAPPY_SHIM, tests/shim/krshim.c) for the next
