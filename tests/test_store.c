@@ -709,6 +709,31 @@ static void test_recovery_names_a_bad_segment(void **state)
     assert_non_null(strstr(err, "move it away"));
 }
 
+/* A power cut just after a roll leaves the new last segment without its
+ * header: recovery removes it and recovers the topic again from the
+ * segments before it - every event they hold still there. */
+static void test_recovery_after_a_headless_last_segment(void **state)
+{
+    (void)state;
+    kr_store *s = open_store(1u << 20, 0);
+    kr_topic *t = reg(s, "t");
+    pub(s, t, 10, 10);
+    kr_store_close(s);
+    char path[160];
+    snprintf(path, sizeof path, "%s/topics/t/00000000000000000010.seg", dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0640); /* the roll's file, empty */
+    assert_true(fd >= 0);
+    close(fd);
+    s = open_store(1u << 20, 0);
+    t = kr_store_topic(s, (const uint8_t *)"t", 1);
+    assert_non_null(t);
+    assert_int_equal(t->first, 0);
+    assert_int_equal(t->next, 10);
+    assert_int_equal(access(path, F_OK), -1);
+    fetch_emit_check(s, t, 0, 10);
+    kr_store_close(s);
+}
+
 /* A BASE.idx whose CRC is right but whose hints point outside the segment
  * is not believed: the segment is scanned, and every offset is served. */
 static void test_forged_index_is_not_believed(void **state)
@@ -1319,6 +1344,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_group_accessors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_passes_an_idle_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recovery_names_a_bad_segment, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recovery_after_a_headless_last_segment, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_forged_index_is_not_believed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_topic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deletion_finished_at_start, setup, teardown),

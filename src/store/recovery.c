@@ -99,6 +99,9 @@ static int list_segments(recovery *r)
             close(fd);
         return fail(r, "cannot read topic directory %s: %s", r->dir, strerror(e));
     }
+    /* dup() shares the file offset: a second listing (after a segment was
+     * removed) would start where the first one ended and see nothing. */
+    rewinddir(d);
     int rc = 0;
     for (;;) {
         errno = 0;
