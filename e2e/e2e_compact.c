@@ -356,10 +356,10 @@ static void test_crash_at_each_step(void **state)
     if (!e2e_have_shim())
         skip();
     static const char *const rules[] = {
-        "write .compact DELAY ms=4000 times=1\n",
-        "sync .compact DELAY ms=4000 times=1\n",
-        "rename .compact DELAY ms=4000 times=1\n",
-        "unlink .seg DELAY ms=4000 times=1\n",
+        "write .compact DELAY ms=30000 times=1\n",
+        "sync .compact DELAY ms=30000 times=1\n",
+        "rename .compact DELAY ms=30000 times=1\n",
+        "unlink .seg DELAY ms=30000 times=1\n",
     };
     for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++) {
         for (int power = 0; power < 2; power++) {
