@@ -375,6 +375,15 @@ int cli_getopt(cli *x, int argc, char **argv, const char *shortopts, const struc
     }
 }
 
+int cli_only_help_option(cli *x, int argc, char **argv)
+{
+    static const struct option lo[] = {CLI_HELP_OPTION, {NULL, 0, NULL, 0}};
+    int c = cli_getopt(x, argc, argv, "", lo);
+    if (c == CLI_OPT_END)
+        return -1;
+    return c == CLI_OPT_HELP ? cli_verb_help(x->verb) : CLI_USAGE;
+}
+
 int cli_no_args(cli *x, int argc, char **argv)
 {
     if (optind < argc)
@@ -413,6 +422,18 @@ static int not_krappyd(const cli *x)
                     x->addr, KRAPPY_DEFAULT_PORT);
 }
 
+/* The outcome of a HELLO sent at t0 (cli_now_ms): its round trip kept, or
+ * the failure said. @return CLI_OK, or cli_fail's code. */
+static int hello_done(cli *x, krappy_err e, double t0)
+{
+    if (e == KRAPPY_E_TIMEOUT || e == KRAPPY_E_PROTOCOL || e == KRAPPY_E_CLOSED)
+        return not_krappyd(x);
+    if (e != KRAPPY_OK)
+        return cli_client_fail(x, e);
+    x->hello_ms = cli_now_ms() - t0;
+    return CLI_OK;
+}
+
 int cli_connect_leader(cli *x)
 {
     int rc = new_client(x);
@@ -420,12 +441,7 @@ int cli_connect_leader(cli *x)
         return rc;
     double t0 = cli_now_ms();
     krappy_err e = krappy_connect_leader(x->client, x->addr, &x->info);
-    if (e == KRAPPY_E_TIMEOUT || e == KRAPPY_E_PROTOCOL || e == KRAPPY_E_CLOSED)
-        return not_krappyd(x);
-    if (e != KRAPPY_OK)
-        return cli_client_fail(x, e);
-    x->hello_ms = cli_now_ms() - t0;
-    return CLI_OK;
+    return hello_done(x, e, t0);
 }
 
 int cli_connect_prefer_leader(cli *x)
@@ -460,12 +476,7 @@ int cli_connect(cli *x)
     double t0 = cli_now_ms();
     e = krappy_hello(x->client, &x->info);
     krappy_client_set_timeout(x->client, x->timeout_ms);
-    if (e == KRAPPY_E_TIMEOUT || e == KRAPPY_E_PROTOCOL || e == KRAPPY_E_CLOSED)
-        return not_krappyd(x);
-    if (e != KRAPPY_OK)
-        return cli_client_fail(x, e);
-    x->hello_ms = cli_now_ms() - t0;
-    return CLI_OK;
+    return hello_done(x, e, t0);
 }
 
 /*

@@ -129,6 +129,10 @@ __attribute__((format(printf, 2, 3))) int cli_usage_error(const cli *x, const ch
 /* Report a failure: "krappy: <msg>" on stderr. @return CLI_FAIL. */
 __attribute__((format(printf, 2, 3))) int cli_fail(const cli *x, const char *fmt, ...);
 
+/* The options of a verb that has none but --help. @return -1 to go on,
+ * else the verb's exit status (its help shown, or a bad option said). */
+int cli_only_help_option(cli *x, int argc, char **argv);
+
 /* Refuse positional arguments left after the options. */
 int cli_no_args(cli *x, int argc, char **argv);
 

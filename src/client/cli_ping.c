@@ -135,15 +135,10 @@ int cli_ping(cli *x, int argc, char **argv)
 /* hello: what the server said in answer to HELLO, one field a line. */
 int cli_hello(cli *x, int argc, char **argv)
 {
-    static const struct option lo[] = {CLI_HELP_OPTION, {NULL, 0, NULL, 0}};
-    int c, rc;
     char t[32], b[32];
-
-    while ((c = cli_getopt(x, argc, argv, "", lo)) != CLI_OPT_END) {
-        if (c == CLI_OPT_HELP)
-            return cli_verb_help(x->verb);
-        return CLI_USAGE;
-    }
+    int rc = cli_only_help_option(x, argc, argv);
+    if (rc >= 0)
+        return rc;
     if ((rc = cli_no_args(x, argc, argv)) != CLI_OK)
         return rc;
     if ((rc = cli_connect(x)) != CLI_OK)
