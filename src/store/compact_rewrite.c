@@ -20,11 +20,14 @@
 
 #include "proto/cbor.h"
 #include "util/clock.h"
+#include "util/grow.h"
 #include "util/io.h"
 #include "util/log.h"
 
 /* Bytes of kept events gathered before a write to the new segment. */
 #define OUT_CHUNK (1u << 20)
+/* Elements of a chunk's arrays (batches, events, keys) at first. */
+#define CHUNK_FIRST 1024
 
 bool kr_compact_is_temp(const char *name)
 {
@@ -137,19 +140,6 @@ typedef struct chunk {
     size_t nb, cap_b, nev, cap_ev, nk, cap_k, cap_ask, nslot;
 } chunk;
 
-/* arr with room for its element n (*cap grows): arr, a larger copy of it,
- * or NULL (out of memory; arr is as it was). */
-static void *room(void *arr, size_t *cap, size_t n, size_t size)
-{
-    if (n < *cap)
-        return arr;
-    size_t c = *cap ? *cap * 2 : 1024;
-    void *q = realloc(arr, c * size);
-    if (q != NULL)
-        *cap = c;
-    return q;
-}
-
 static void chunk_reset(chunk *c)
 {
     kr_buf_reset(&c->bytes);
@@ -212,7 +202,7 @@ static uint32_t key_index(chunk *c, const uint8_t *p, size_t n)
         if (k->hash == h && k->len == n && memcmp(c->keys.data + k->at, p, n) == 0)
             return c->slot[x] - 1;
     }
-    ckey *ks = room(c->k, &c->cap_k, c->nk, sizeof *c->k);
+    ckey *ks = kr_grow(c->k, c->nk, &c->cap_k, sizeof *c->k, CHUNK_FIRST);
     if (ks == NULL)
         return NO_KEY;
     c->k = ks;
@@ -234,7 +224,7 @@ static uint32_t key_index(chunk *c, const uint8_t *p, size_t n)
  */
 static int chunk_add(kr_rewrite *rw, chunk *c, size_t at, const kr_batch_hdr *h)
 {
-    cbatch *b = room(c->b, &c->cap_b, c->nb, sizeof *c->b);
+    cbatch *b = kr_grow(c->b, c->nb, &c->cap_b, sizeof *c->b, CHUNK_FIRST);
     if (b == NULL)
         goto nomem;
     c->b = b;
@@ -250,7 +240,7 @@ static int chunk_add(kr_rewrite *rw, chunk *c, size_t at, const kr_batch_hdr *h)
                      (unsigned long long)h->base);
             return -1;
         }
-        cevent *evs = room(c->ev, &c->cap_ev, c->nev, sizeof *c->ev);
+        cevent *evs = kr_grow(c->ev, c->nev, &c->cap_ev, sizeof *c->ev, CHUNK_FIRST);
         if (evs == NULL)
             goto nomem;
         c->ev = evs;
