@@ -213,6 +213,15 @@ int cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
     return 0;
 }
 
+int cli_parse_ms(const cli *x, const char *opt, const char *s, uint64_t min, uint64_t *out)
+{
+    const uint64_t max = 3600u * 1000;
+    if (cli_parse_u64(s, min, max, out) < 0)
+        return cli_usage_error(x, "%s \"%s\" is not a number of milliseconds from %llu to %llu",
+                               opt, s, (unsigned long long)min, (unsigned long long)max);
+    return CLI_OK;
+}
+
 double cli_now_ms(void)
 {
     return (double)kr_mono_ns() / 1e6;
@@ -382,6 +391,18 @@ int cli_only_help_option(cli *x, int argc, char **argv)
     if (c == CLI_OPT_END)
         return -1;
     return c == CLI_OPT_HELP ? cli_verb_help(x->verb) : CLI_USAGE;
+}
+
+int cli_plain_connect(cli *x, int argc, char **argv)
+{
+    int rc = cli_only_help_option(x, argc, argv);
+    if (rc >= 0)
+        return rc;
+    if ((rc = cli_no_args(x, argc, argv)) != CLI_OK)
+        return rc;
+    if ((rc = cli_connect(x)) != CLI_OK)
+        return rc;
+    return -1;
 }
 
 int cli_no_args(cli *x, int argc, char **argv)

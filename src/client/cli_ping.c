@@ -76,11 +76,8 @@ int cli_ping(cli *x, int argc, char **argv)
                                        optarg);
             break;
         case 'i':
-            if (cli_parse_u64(optarg, 0, 3600u * 1000, &interval) < 0)
-                return cli_usage_error(x,
-                                       "--interval \"%s\" is not a number of milliseconds "
-                                       "from 0 to 3600000",
-                                       optarg);
+            if ((rc = cli_parse_ms(x, "--interval", optarg, 0, &interval)) != CLI_OK)
+                return rc;
             break;
         case CLI_OPT_HELP:
             return cli_verb_help(x->verb);
@@ -136,12 +133,8 @@ int cli_ping(cli *x, int argc, char **argv)
 int cli_hello(cli *x, int argc, char **argv)
 {
     char t[32], b[32];
-    int rc = cli_only_help_option(x, argc, argv);
+    int rc = cli_plain_connect(x, argc, argv);
     if (rc >= 0)
-        return rc;
-    if ((rc = cli_no_args(x, argc, argv)) != CLI_OK)
-        return rc;
-    if ((rc = cli_connect(x)) != CLI_OK)
         return rc;
 
     const krappy_server_info *i = &x->info;

@@ -57,12 +57,8 @@ static void print_groups(const krappy_topic_stats *st)
 /* topics: NAME FIRST NEXT EVENTS, aligned; numbers to the right. */
 int cli_topics(cli *x, int argc, char **argv)
 {
-    int rc = cli_only_help_option(x, argc, argv);
+    int rc = cli_plain_connect(x, argc, argv);
     if (rc >= 0)
-        return rc;
-    if ((rc = cli_no_args(x, argc, argv)) != CLI_OK)
-        return rc;
-    if ((rc = cli_connect(x)) != CLI_OK)
         return rc;
     krappy_topic_list *l;
     krappy_err e = krappy_topics(x->client, &l);
