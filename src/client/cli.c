@@ -213,6 +213,15 @@ int cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
     return 0;
 }
 
+int cli_parse_ms(const cli *x, const char *opt, const char *s, uint64_t min, uint64_t *out)
+{
+    const uint64_t max = 3600u * 1000;
+    if (cli_parse_u64(s, min, max, out) < 0)
+        return cli_usage_error(x, "%s \"%s\" is not a number of milliseconds from %llu to %llu",
+                               opt, s, (unsigned long long)min, (unsigned long long)max);
+    return CLI_OK;
+}
+
 double cli_now_ms(void)
 {
     return (double)kr_mono_ns() / 1e6;
@@ -375,6 +384,27 @@ int cli_getopt(cli *x, int argc, char **argv, const char *shortopts, const struc
     }
 }
 
+int cli_only_help_option(cli *x, int argc, char **argv)
+{
+    static const struct option lo[] = {CLI_HELP_OPTION, {NULL, 0, NULL, 0}};
+    int c = cli_getopt(x, argc, argv, "", lo);
+    if (c == CLI_OPT_END)
+        return -1;
+    return c == CLI_OPT_HELP ? cli_verb_help(x->verb) : CLI_USAGE;
+}
+
+int cli_plain_connect(cli *x, int argc, char **argv)
+{
+    int rc = cli_only_help_option(x, argc, argv);
+    if (rc >= 0)
+        return rc;
+    if ((rc = cli_no_args(x, argc, argv)) != CLI_OK)
+        return rc;
+    if ((rc = cli_connect(x)) != CLI_OK)
+        return rc;
+    return -1;
+}
+
 int cli_no_args(cli *x, int argc, char **argv)
 {
     if (optind < argc)
@@ -413,6 +443,18 @@ static int not_krappyd(const cli *x)
                     x->addr, KRAPPY_DEFAULT_PORT);
 }
 
+/* The outcome of a HELLO sent at t0 (cli_now_ms): its round trip kept, or
+ * the failure said. @return CLI_OK, or cli_fail's code. */
+static int hello_done(cli *x, krappy_err e, double t0)
+{
+    if (e == KRAPPY_E_TIMEOUT || e == KRAPPY_E_PROTOCOL || e == KRAPPY_E_CLOSED)
+        return not_krappyd(x);
+    if (e != KRAPPY_OK)
+        return cli_client_fail(x, e);
+    x->hello_ms = cli_now_ms() - t0;
+    return CLI_OK;
+}
+
 int cli_connect_leader(cli *x)
 {
     int rc = new_client(x);
@@ -420,12 +462,7 @@ int cli_connect_leader(cli *x)
         return rc;
     double t0 = cli_now_ms();
     krappy_err e = krappy_connect_leader(x->client, x->addr, &x->info);
-    if (e == KRAPPY_E_TIMEOUT || e == KRAPPY_E_PROTOCOL || e == KRAPPY_E_CLOSED)
-        return not_krappyd(x);
-    if (e != KRAPPY_OK)
-        return cli_client_fail(x, e);
-    x->hello_ms = cli_now_ms() - t0;
-    return CLI_OK;
+    return hello_done(x, e, t0);
 }
 
 int cli_connect_prefer_leader(cli *x)
@@ -460,12 +497,7 @@ int cli_connect(cli *x)
     double t0 = cli_now_ms();
     e = krappy_hello(x->client, &x->info);
     krappy_client_set_timeout(x->client, x->timeout_ms);
-    if (e == KRAPPY_E_TIMEOUT || e == KRAPPY_E_PROTOCOL || e == KRAPPY_E_CLOSED)
-        return not_krappyd(x);
-    if (e != KRAPPY_OK)
-        return cli_client_fail(x, e);
-    x->hello_ms = cli_now_ms() - t0;
-    return CLI_OK;
+    return hello_done(x, e, t0);
 }
 
 /*

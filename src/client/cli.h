@@ -129,6 +129,15 @@ __attribute__((format(printf, 2, 3))) int cli_usage_error(const cli *x, const ch
 /* Report a failure: "krappy: <msg>" on stderr. @return CLI_FAIL. */
 __attribute__((format(printf, 2, 3))) int cli_fail(const cli *x, const char *fmt, ...);
 
+/* The options of a verb that has none but --help. @return -1 to go on,
+ * else the verb's exit status (its help shown, or a bad option said). */
+int cli_only_help_option(cli *x, int argc, char **argv);
+
+/* The start of a verb with no option but --help and no argument, that
+ * talks to the server: the options and arguments checked, then connected
+ * (cli_connect). @return -1 to go on, else the verb's exit status. */
+int cli_plain_connect(cli *x, int argc, char **argv);
+
 /* Refuse positional arguments left after the options. */
 int cli_no_args(cli *x, int argc, char **argv);
 
@@ -171,6 +180,11 @@ int cli_use_group(cli *x, const char *group);
 
 /* Parse a decimal unsigned number in [min, max]. @return 0 or -1. */
 int cli_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+
+/* Parse the value of option `opt` (e.g. "--wait"), a number of
+ * milliseconds from min to an hour. @return CLI_OK, or the usage error
+ * said (CLI_USAGE). */
+int cli_parse_ms(const cli *x, const char *opt, const char *s, uint64_t min, uint64_t *out);
 
 /* Milliseconds on the monotonic clock, with sub-millisecond precision. */
 double cli_now_ms(void);

@@ -126,13 +126,9 @@ static int show(cli *x, krappy_cluster_info *ci)
 
 int cli_cluster(cli *x, int argc, char **argv)
 {
-    static const struct option lo[] = {CLI_HELP_OPTION, {NULL, 0, NULL, 0}};
-    int c, rc;
-    while ((c = cli_getopt(x, argc, argv, "", lo)) != CLI_OPT_END) {
-        if (c == CLI_OPT_HELP)
-            return cli_verb_help(x->verb);
-        return CLI_USAGE;
-    }
+    int rc = cli_only_help_option(x, argc, argv);
+    if (rc >= 0)
+        return rc;
     const char *what = optind < argc ? argv[optind] : NULL;
     int nargs = argc - optind;
     uint64_t id = 0;

@@ -280,11 +280,8 @@ int cli_consume(cli *x, int argc, char **argv)
                                        CONSUME_MAX_BATCH);
             break;
         case 'W':
-            if (cli_parse_u64(optarg, 1, 3600u * 1000, &k.wait_ms) < 0)
-                return cli_usage_error(x,
-                                       "--wait \"%s\" is not a number of milliseconds "
-                                       "from 1 to 3600000",
-                                       optarg);
+            if ((rc = cli_parse_ms(x, "--wait", optarg, 1, &k.wait_ms)) != CLI_OK)
+                return rc;
             break;
         case 'E':
             k.headers = true;

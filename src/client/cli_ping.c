@@ -76,11 +76,8 @@ int cli_ping(cli *x, int argc, char **argv)
                                        optarg);
             break;
         case 'i':
-            if (cli_parse_u64(optarg, 0, 3600u * 1000, &interval) < 0)
-                return cli_usage_error(x,
-                                       "--interval \"%s\" is not a number of milliseconds "
-                                       "from 0 to 3600000",
-                                       optarg);
+            if ((rc = cli_parse_ms(x, "--interval", optarg, 0, &interval)) != CLI_OK)
+                return rc;
             break;
         case CLI_OPT_HELP:
             return cli_verb_help(x->verb);
@@ -135,18 +132,9 @@ int cli_ping(cli *x, int argc, char **argv)
 /* hello: what the server said in answer to HELLO, one field a line. */
 int cli_hello(cli *x, int argc, char **argv)
 {
-    static const struct option lo[] = {CLI_HELP_OPTION, {NULL, 0, NULL, 0}};
-    int c, rc;
     char t[32], b[32];
-
-    while ((c = cli_getopt(x, argc, argv, "", lo)) != CLI_OPT_END) {
-        if (c == CLI_OPT_HELP)
-            return cli_verb_help(x->verb);
-        return CLI_USAGE;
-    }
-    if ((rc = cli_no_args(x, argc, argv)) != CLI_OK)
-        return rc;
-    if ((rc = cli_connect(x)) != CLI_OK)
+    int rc = cli_plain_connect(x, argc, argv);
+    if (rc >= 0)
         return rc;
 
     const krappy_server_info *i = &x->info;

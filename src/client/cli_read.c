@@ -90,11 +90,8 @@ int cli_fetch(cli *x, int argc, char **argv)
             follow = true;
             break;
         case 'W':
-            if (cli_parse_u64(optarg, 1, 3600u * 1000, &wait_ms) < 0)
-                return cli_usage_error(x,
-                                       "--wait \"%s\" is not a number of milliseconds "
-                                       "from 1 to 3600000",
-                                       optarg);
+            if ((rc = cli_parse_ms(x, "--wait", optarg, 1, &wait_ms)) != CLI_OK)
+                return rc;
             break;
         case 'E':
             headers = true;

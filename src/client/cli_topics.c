@@ -57,17 +57,8 @@ static void print_groups(const krappy_topic_stats *st)
 /* topics: NAME FIRST NEXT EVENTS, aligned; numbers to the right. */
 int cli_topics(cli *x, int argc, char **argv)
 {
-    static const struct option lo[] = {CLI_HELP_OPTION, {NULL, 0, NULL, 0}};
-    int c, rc;
-
-    while ((c = cli_getopt(x, argc, argv, "", lo)) != CLI_OPT_END) {
-        if (c == CLI_OPT_HELP)
-            return cli_verb_help(x->verb);
-        return CLI_USAGE;
-    }
-    if ((rc = cli_no_args(x, argc, argv)) != CLI_OK)
-        return rc;
-    if ((rc = cli_connect(x)) != CLI_OK)
+    int rc = cli_plain_connect(x, argc, argv);
+    if (rc >= 0)
         return rc;
     krappy_topic_list *l;
     krappy_err e = krappy_topics(x->client, &l);

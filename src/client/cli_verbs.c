@@ -357,20 +357,9 @@ int cli_verb_help(const cli_verb *v)
 
 /* ---- the verbs that need no server ---- */
 
-/* The options of a verb that has none but --help. @return -1 to go on,
- * else the verb's exit status (its help shown, or a bad option said). */
-static int only_help_option(cli *x, int argc, char **argv)
-{
-    static const struct option lo[] = {CLI_HELP_OPTION, {NULL, 0, NULL, 0}};
-    int c = cli_getopt(x, argc, argv, "", lo);
-    if (c == CLI_OPT_END)
-        return -1;
-    return c == CLI_OPT_HELP ? cli_verb_help(x->verb) : CLI_USAGE;
-}
-
 static int cli_version(cli *x, int argc, char **argv)
 {
-    int rc = only_help_option(x, argc, argv);
+    int rc = cli_only_help_option(x, argc, argv);
     if (rc >= 0)
         return rc;
     if (cli_no_args(x, argc, argv) != CLI_OK)
@@ -386,7 +375,7 @@ static int cli_version(cli *x, int argc, char **argv)
 
 static int cli_help(cli *x, int argc, char **argv)
 {
-    int rc = only_help_option(x, argc, argv);
+    int rc = cli_only_help_option(x, argc, argv);
     if (rc >= 0)
         return rc;
     if (optind == argc) {

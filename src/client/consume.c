@@ -85,6 +85,21 @@ static void encode_poll(krappy_client *c, uint64_t max, uint64_t wait_ms, uint64
                 wait_ms, max_bytes != 0 ? max_bytes : KRAPPY_DEFAULT_MAX_BYTES);
 }
 
+/* The checks a call that hands events out starts with (fn: its name, for
+ * the message): *out cleared, the client's last error too.
+ * @return KRAPPY_OK, or KRAPPY_E_USAGE for a NULL client or out. */
+static krappy_err poll_begin(krappy_client *c, krappy_events **out, const char *fn)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (c == NULL)
+        return KRAPPY_E_USAGE;
+    kr_client_clear_error(c);
+    if (out == NULL)
+        return kr_client_fail(c, KRAPPY_E_USAGE, "%s: out is NULL", fn);
+    return KRAPPY_OK;
+}
+
 krappy_err krappy_poll(krappy_client *c, uint64_t max, uint64_t wait_ms, uint64_t max_bytes,
                        krappy_events **out)
 {
@@ -92,13 +107,8 @@ krappy_err krappy_poll(krappy_client *c, uint64_t max, uint64_t wait_ms, uint64_
     kr_reply r;
     krappy_err e;
 
-    if (out != NULL)
-        *out = NULL;
-    if (c == NULL)
-        return KRAPPY_E_USAGE;
-    kr_client_clear_error(c);
-    if (out == NULL)
-        return kr_client_fail(c, KRAPPY_E_USAGE, "krappy_poll: out is NULL");
+    if ((e = poll_begin(c, out, "krappy_poll")) != KRAPPY_OK)
+        return e;
     encode_poll(c, max, wait_ms, max_bytes);
     if ((e = kr_client_request(c, KRAPPY_T_POLL, KRAPPY_T_EVENTS, wait_ms, &f, &r)) != KRAPPY_OK)
         return e;
@@ -120,13 +130,8 @@ krappy_err krappy_poll_recv(krappy_client *c, krappy_events **out)
     kr_reply r;
     krappy_err e;
 
-    if (out != NULL)
-        *out = NULL;
-    if (c == NULL)
-        return KRAPPY_E_USAGE;
-    kr_client_clear_error(c);
-    if (out == NULL)
-        return kr_client_fail(c, KRAPPY_E_USAGE, "krappy_poll_recv: out is NULL");
+    if ((e = poll_begin(c, out, "krappy_poll_recv")) != KRAPPY_OK)
+        return e;
     if ((e = kr_client_recv_due(c, KRAPPY_T_POLL, KRAPPY_T_EVENTS, "krappy_poll_recv", &f, &r)) !=
         KRAPPY_OK)
         return e;

@@ -1,7 +1,8 @@
 /*
- * cluster/cluster_int.h - the inside of a kr_cluster, shared by its three
- * files and nothing else: cluster.c (the object on the loop thread: status,
- * the leader, membership changes, the tick), cluster_boot.c (start-up on a
+ * cluster/cluster_int.h - the inside of a kr_cluster, shared by its four
+ * files and nothing else: cluster.c (the object on the loop thread:
+ * status, the leader, membership changes, the tick), cluster_opts.c (the
+ * options: peers, node and cluster ids), cluster_boot.c (start-up on a
  * thread of its own: the data directory, probes, bootstrap or join) and
  * cluster_meta.c (the state machine's metadata on the raft thread: the
  * cluster id and the nodes' addresses, snapshots, probe answers).
@@ -135,5 +136,9 @@ int kr_cluster_write_file(const char *path, const char *text);
 
 /* Set the starter's sentence for /readyz (and log it when it changed). */
 void kr_cluster_set_why(kr_cluster *c, const char *why);
+
+/* 16 hex digits from the kernel's random source (the clock's when it has
+ * none) into out (cap bytes, 17 or more): a new cluster id. */
+void kr_cluster_random_id(char *out, size_t cap);
 
 #endif

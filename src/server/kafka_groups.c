@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "kafka/errors.h"
+#include "util/grow.h"
 #include "util/log.h"
 
 typedef enum kg_state { KG_EMPTY = 0, KG_PREPARING, KG_COMPLETING, KG_STABLE } kg_state;
@@ -186,22 +187,9 @@ static kg_group *group_find(const kr_kgroups *gs, const void *id, int32_t len, s
     return NULL;
 }
 
-/* Room for one more element of `elem` bytes in arr (n used of *cap).
- * @return the array (moved or not), or NULL on ENOMEM (arr as it was). */
-static void *grow(void *arr, size_t n, size_t *cap, size_t elem)
-{
-    if (n < *cap)
-        return arr;
-    size_t c = *cap ? *cap * 2 : 4;
-    void *p = realloc(arr, c * elem);
-    if (p != NULL)
-        *cap = c;
-    return p;
-}
-
 static kg_group *group_add(kr_kgroups *gs, const void *id, int32_t len)
 {
-    kg_group **all = grow(gs->groups, gs->n, &gs->cap, sizeof *all);
+    kg_group **all = kr_grow(gs->groups, gs->n, &gs->cap, sizeof *all, 4);
     if (all == NULL)
         return NULL;
     gs->groups = all;
@@ -244,7 +232,7 @@ static size_t live_members(const kg_group *g)
 
 static kg_member *member_add(kg_group *g, const char *id, size_t len)
 {
-    kg_member **all = grow(g->members, g->n_members, &g->cap_members, sizeof *all);
+    kg_member **all = kr_grow(g->members, g->n_members, &g->cap_members, sizeof *all, 4);
     if (all == NULL)
         return NULL;
     g->members = all;

@@ -23,6 +23,7 @@
 #include <event2/listener.h>
 
 #include "server/kafka_groups.h"
+#include "server/kafka_resp.h"
 #include "util/byteorder.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -133,74 +134,11 @@ void kr_kreq_async(kr_kreq *r)
     r->conn->net.refs++;
 }
 
-/* ---- response buffers ----
- *
- * A large response (a Fetch's megabyte of records) is handed to the socket
- * by reference, not copied into the output, and its buffer comes back here
- * once sent, for the next one: fresh buffers of that size are mapped
- * memory (glibc's fixed mmap threshold, main.c), and their page faults
- * cost more than building the response did. The pool outlives the listener
- * for buffers still queued on closing sockets: it frees what comes back
- * once closed.
- */
-
-/* Responses at least this large go out by reference. */
-#define KR_KRESP_BY_REF (64u * 1024)
-/* Buffers kept for reuse. */
-#define KR_KRESP_POOL 8
-
-static struct {
-    bool open;
-    int n;
-    uint8_t *p[KR_KRESP_POOL];
-    size_t cap[KR_KRESP_POOL];
-} resp_pool;
-
-static void resp_pool_put(const void *data, size_t len, void *extra)
-{
-    (void)len;
-    uint8_t *p = (uint8_t *)(uintptr_t)data;
-    size_t cap = (size_t)(uintptr_t)extra;
-    if (resp_pool.open && resp_pool.n < KR_KRESP_POOL) {
-        resp_pool.p[resp_pool.n] = p;
-        resp_pool.cap[resp_pool.n] = cap;
-        resp_pool.n++;
-        return;
-    }
-    free(p);
-}
-
-/* Give an empty response buffer the largest pooled memory, if any. */
-static void resp_pool_take(kr_buf *b)
-{
-    if (b->data != NULL || resp_pool.n == 0)
-        return;
-    resp_pool.n--;
-    b->data = resp_pool.p[resp_pool.n];
-    b->cap = resp_pool.cap[resp_pool.n];
-    b->len = 0;
-}
-
-static void resp_pool_close(void)
-{
-    resp_pool.open = false;
-    while (resp_pool.n > 0)
-        free(resp_pool.p[--resp_pool.n]);
-}
-
 /* Queue r's response on the socket: small ones copied, large ones by
  * reference (the buffer then belongs to the output). @return 0 or -1. */
 static int kreq_send(kr_kconn *c, kr_kreq *r)
 {
-    struct evbuffer *out = bufferevent_get_output(c->net.bev);
-    if (r->resp.len < KR_KRESP_BY_REF)
-        return evbuffer_add(out, r->resp.data, r->resp.len);
-    if (evbuffer_add_reference(out, r->resp.data, r->resp.len, resp_pool_put,
-                               (void *)(uintptr_t)r->resp.cap) < 0)
-        return -1;
-    size_t max = r->resp.max;
-    r->resp = (kr_buf){.max = max};
-    return 0;
+    return kr_kresp_send(bufferevent_get_output(c->net.bev), &r->resp);
 }
 
 /* ---- responses ---- */
@@ -292,7 +230,7 @@ void kr_kreq_respond(kr_kreq *r, const void *body)
     int16_t version =
         r->api_key == KR_KAFKA_API_VERSIONS && r->api_version > 2 ? 0 : r->api_version;
     kr_buf_reset(&r->resp);
-    resp_pool_take(&r->resp);
+    kr_kresp_pool_take(&r->resp);
     kr_kafka_status st = kr_kafka_response_encode(&r->resp, r->api_key, version, r->correlation_id,
                                                   body, c->msg, sizeof c->msg);
     if (st != KR_KAFKA_OK) {
@@ -794,7 +732,7 @@ int kr_kafka_start(kr_server *srv)
      * before a restart are not handed out again after it. */
     k->producer_ids = (kr_wall_ms() << 12) & INT64_MAX;
     srv->kafka = k; /* before binding: the accept callback finds it there */
-    resp_pool.open = true;
+    kr_kresp_pool_open();
     k->groups = kr_kgroups_new();
     if (k->groups == NULL) {
         kr_log(KR_LOG_ERROR, "cannot start the Kafka listener",
@@ -897,6 +835,6 @@ void kr_kafka_free(kr_kafka *k)
     kr_buf_free(&k->decode);
     kr_buf_free(&k->stored);
     kr_buf_free(&k->frame);
-    resp_pool_close();
+    kr_kresp_pool_close();
     free(k);
 }

@@ -16,6 +16,7 @@
 #include <event2/event.h>
 
 #include "store/store_int.h"
+#include "util/grow.h"
 #include "util/io.h"
 #include "util/log.h"
 
@@ -47,14 +48,10 @@ kr_stream *kr_stream_new(kr_topic *t)
  * @return NULL on ENOMEM. */
 static kr_useg *useg_new(kr_stream *st)
 {
-    if (st->n_segs == st->cap_segs) {
-        size_t cap = st->cap_segs ? st->cap_segs * 2 : 2;
-        kr_useg **n = realloc(st->segs, cap * sizeof *n);
-        if (n == NULL)
-            return NULL;
-        st->segs = n;
-        st->cap_segs = cap;
-    }
+    kr_useg **n = kr_grow(st->segs, st->n_segs, &st->cap_segs, sizeof *n, 2);
+    if (n == NULL)
+        return NULL;
+    st->segs = n;
     return calloc(1, sizeof(kr_useg));
 }
 

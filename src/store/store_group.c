@@ -13,6 +13,7 @@
 #include <event2/buffer.h>
 
 #include "util/clock.h"
+#include "util/grow.h"
 #include "util/log.h"
 
 /* Slices one POLL may hand out (redelivery runs + the new tail). */
@@ -164,14 +165,10 @@ kr_tgroup *kr_store_group_add(kr_store *s, kr_topic *t, const uint8_t *name, siz
     size_t at = group_slot(t, name, len, &found);
     if (found)
         return t->groups[at];
-    if (t->n_groups == t->cap_groups) {
-        size_t cap = t->cap_groups ? t->cap_groups * 2 : 4;
-        kr_tgroup **n = realloc(t->groups, cap * sizeof *n);
-        if (n == NULL)
-            return NULL;
-        t->groups = n;
-        t->cap_groups = cap;
-    }
+    kr_tgroup **n = kr_grow(t->groups, t->n_groups, &t->cap_groups, sizeof *n, 4);
+    if (n == NULL)
+        return NULL;
+    t->groups = n;
     kr_tgroup *tg = calloc(1, sizeof *tg);
     if (tg == NULL)
         return NULL;

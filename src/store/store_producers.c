@@ -241,6 +241,28 @@ static void log_registration(kr_store *s, kr_topic *t, kr_producer *p, bool fres
     kr_writer_submit(s->writer, j);
 }
 
+/* Room for one more producer: when the store's set is full, the least
+ * recently active ones that are not busy are forgotten (trim). @return
+ * the set's limit (still reached when every producer is busy). */
+static size_t make_room(kr_store *s)
+{
+    size_t max = kr_prod_set_max(s->producers);
+    if (kr_prod_set_count(s->producers) >= max)
+        trim(s, max - 1);
+    return max;
+}
+
+/* A registration that ran out of memory (doing: what it was doing, for
+ * the message): its job and batch freed. @return -1. */
+static int no_memory(kr_job *j, kr_view_batch *b, kr_store_result *res, const char *doing)
+{
+    kr_job_free(j);
+    kr_view_batch_free(b);
+    res->err = KRAPPY_E_STORAGE;
+    snprintf(res->msg, sizeof res->msg, "out of memory %s", doing);
+    return -1;
+}
+
 int kr_store_producer_register(kr_store *s, const uint8_t *topic, size_t tlen, const uint8_t *id,
                                size_t idlen, kr_topic **tout, kr_store_done done, void *arg,
                                kr_store_result *res)
@@ -256,9 +278,7 @@ int kr_store_producer_register(kr_store *s, const uint8_t *topic, size_t tlen, c
     if (j == NULL || b == NULL)
         goto nomem;
     if (fresh) {
-        size_t max = kr_prod_set_max(s->producers);
-        if (kr_prod_set_count(s->producers) >= max)
-            trim(s, max - 1);
+        size_t max = make_room(s);
         if (kr_prod_set_count(s->producers) >= max) {
             kr_job_free(j);
             kr_view_batch_free(b);
@@ -281,11 +301,7 @@ int kr_store_producer_register(kr_store *s, const uint8_t *topic, size_t tlen, c
     log_registration(s, t, p, fresh, j, b, done, arg);
     return 0;
 nomem:
-    kr_job_free(j);
-    kr_view_batch_free(b);
-    res->err = KRAPPY_E_STORAGE;
-    snprintf(res->msg, sizeof res->msg, "out of memory registering the producer");
-    return -1;
+    return no_memory(j, b, res, "registering the producer");
 }
 
 uint32_t kr_store_producer_epoch(const kr_topic *t, const uint8_t *id, size_t idlen,
@@ -329,9 +345,7 @@ int kr_store_producer_adopt(kr_store *s, kr_topic *t, const kr_prod_state *st, k
     if (j == NULL || b == NULL)
         goto nomem;
     if (fresh) {
-        size_t max = kr_prod_set_max(s->producers);
-        if (kr_prod_set_count(s->producers) >= max)
-            trim(s, max - 1);
+        make_room(s);
         p = kr_prod_add(table_of(t), st->id, st->id_len, 0, kr_wall_ms());
         if (p == NULL)
             goto nomem;
@@ -342,11 +356,7 @@ int kr_store_producer_adopt(kr_store *s, kr_topic *t, const kr_prod_state *st, k
     log_registration(s, t, p, fresh, j, b, done, arg);
     return 0;
 nomem:
-    kr_job_free(j);
-    kr_view_batch_free(b);
-    res->err = KRAPPY_E_STORAGE;
-    snprintf(res->msg, sizeof res->msg, "out of memory adopting a producer's state");
-    return -1;
+    return no_memory(j, b, res, "adopting a producer's state");
 }
 
 void kr_store_producer_release(kr_store *s, kr_topic *t, const uint8_t *id, size_t idlen)

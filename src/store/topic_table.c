@@ -7,6 +7,7 @@
 #include "store/store_int.h"
 #include "store/store_producers.h"
 #include "store/topic_config.h"
+#include "util/grow.h"
 
 #include <fcntl.h>
 #include <stdlib.h>
@@ -72,14 +73,10 @@ int kr_store_topic_insert(kr_store *s, kr_topic *t)
     size_t at = kr_store_topic_slot(s, (const uint8_t *)t->name, t->name_len, &found);
     if (found)
         return -1;
-    if (s->n_topics == s->cap_topics) {
-        size_t cap = s->cap_topics ? s->cap_topics * 2 : 16;
-        kr_topic **n = realloc(s->topics, cap * sizeof *n);
-        if (n == NULL)
-            return -1;
-        s->topics = n;
-        s->cap_topics = cap;
-    }
+    kr_topic **n = kr_grow(s->topics, s->n_topics, &s->cap_topics, sizeof *n, 16);
+    if (n == NULL)
+        return -1;
+    s->topics = n;
     memmove(s->topics + at + 1, s->topics + at, (s->n_topics - at) * sizeof *s->topics);
     s->topics[at] = t;
     s->n_topics++;
@@ -158,14 +155,10 @@ kr_segment *kr_segment_new(kr_fdcache *files, const char *dir, uint64_t base, ui
 
 int kr_topic_reserve_segment(kr_topic *t)
 {
-    if (t->n_segs < t->cap_segs)
-        return 0;
-    size_t cap = t->cap_segs ? t->cap_segs * 2 : 8;
-    kr_segment **n = realloc(t->segs, cap * sizeof *n);
+    kr_segment **n = kr_grow(t->segs, t->n_segs, &t->cap_segs, sizeof *n, 8);
     if (n == NULL)
         return -1;
     t->segs = n;
-    t->cap_segs = cap;
     return 0;
 }
 

@@ -1,0 +1,550 @@
+/*
+ * store/compact_rewrite.c - the rewrite of a group of segments on disk
+ * (compact.h, "The keep rule" and "The rewrite"): the keep rule, the kept
+ * events gathered in chunks whose keys are looked up together, and the
+ * new segment renamed over the first old one. No state of the store's:
+ * it runs on the compaction thread (compact.c) and in the tests.
+ */
+#include "store/compact.h"
+
+#include "store/store_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "proto/cbor.h"
+#include "util/clock.h"
+#include "util/grow.h"
+#include "util/io.h"
+#include "util/log.h"
+
+/* Bytes of kept events gathered before a write to the new segment. */
+#define OUT_CHUNK (1u << 20)
+/* Elements of a chunk's arrays (batches, events, keys) at first. */
+#define CHUNK_FIRST 1024
+
+bool kr_compact_is_temp(const char *name)
+{
+    size_t n = strlen(name), sl = strlen(KR_COMPACT_TEMP_SUFFIX);
+    return n > sl && strcmp(name + n - sl, KR_COMPACT_TEMP_SUFFIX) == 0;
+}
+
+bool kr_compact_keep(const kr_keep_in *e, uint64_t now_ms, uint64_t delete_retention_ms)
+{
+    if (!e->has_key)
+        return true;
+    if (e->found)
+        return e->latest <= e->offset; /* its own (or a view behind it: keep) */
+    if (!e->tombstone)
+        return false; /* a later tombstone deleted the key */
+    /* Saturating: delete_retention_ms may be huge. */
+    return e->ts > now_ms || now_ms - e->ts < delete_retention_ms;
+}
+
+/* ---- the rewrite ---- */
+
+/* The new segment being written: kept bytes gathered, then written. */
+typedef struct out_file {
+    int fd;
+    uint64_t pos; /* bytes of the file so far (written or gathered) */
+    uint64_t written;
+    kr_buf buf;
+} out_file;
+
+static int out_flush(out_file *o)
+{
+    if (o->buf.len == 0)
+        return 0;
+    if (kr_pwrite_all(o->fd, o->buf.data, o->buf.len, o->written) < 0)
+        return -1;
+    o->written += o->buf.len;
+    kr_buf_reset(&o->buf);
+    return 0;
+}
+
+static int out_put(out_file *o, const void *p, size_t n)
+{
+    if (o->buf.len + n > OUT_CHUNK && out_flush(o) < 0)
+        return -1;
+    if (n > OUT_CHUNK) { /* a batch larger than the chunk: as it is */
+        if (kr_pwrite_all(o->fd, p, n, o->written) < 0)
+            return -1;
+        o->written += n;
+    } else if (kr_buf_append(&o->buf, p, n) < 0) {
+        errno = ENOMEM;
+        return -1;
+    }
+    o->pos += n;
+    return 0;
+}
+
+/* Sleep as long as the rate asks for the bytes moved since t0, in slices
+ * that notice a stop. @return 0, or -1 when stopped. */
+static int throttle(const kr_rewrite *rw, uint64_t t0_ns, uint64_t bytes)
+{
+    if (rw->rate == 0)
+        return rw->stop != NULL && atomic_load(rw->stop) ? -1 : 0;
+    uint64_t due =
+        t0_ns + bytes / rw->rate * 1000000000ull + bytes % rw->rate * 1000000000ull / rw->rate;
+    for (;;) {
+        if (rw->stop != NULL && atomic_load(rw->stop))
+            return -1;
+        uint64_t now = kr_mono_ns();
+        if (now >= due)
+            return 0;
+        uint64_t ns = due - now < 100000000ull ? due - now : 100000000ull;
+        struct timespec ts = {(time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull)};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/*
+ * Batches read and not yet written: their bytes as read (header, then
+ * payload), their events, and the distinct keys of those, so that each key
+ * of a few MiB of batches is looked up once, however often it occurs.
+ */
+typedef struct cbatch {
+    size_t at; /* its header's position in chunk.bytes */
+    kr_batch_hdr h;
+    size_t ev0; /* its first event in chunk.ev */
+} cbatch;
+
+#define NO_KEY UINT32_MAX
+
+typedef struct cevent {
+    uint64_t offset, ts;
+    uint32_t at;  /* its position in the batch's payload */
+    uint32_t key; /* its key in chunk.ask, or NO_KEY */
+    bool tombstone, keep;
+} cevent;
+
+/* A distinct key: its content in chunk.keys, and its hash. */
+typedef struct ckey {
+    size_t at, len;
+    uint64_t hash;
+} ckey;
+
+typedef struct chunk {
+    kr_buf bytes, keys;
+    cbatch *b;
+    cevent *ev;
+    ckey *k;             /* the distinct keys, in the order they came */
+    kr_compact_key *ask; /* the same, asked of the view */
+    uint32_t *slot;      /* hash table of the keys: index in k + 1, 0 empty */
+    size_t nb, cap_b, nev, cap_ev, nk, cap_k, cap_ask, nslot;
+} chunk;
+
+static void chunk_reset(chunk *c)
+{
+    kr_buf_reset(&c->bytes);
+    kr_buf_reset(&c->keys);
+    c->nb = c->nev = c->nk = 0;
+    if (c->slot != NULL)
+        memset(c->slot, 0, c->nslot * sizeof *c->slot);
+}
+
+static void chunk_free(chunk *c)
+{
+    kr_buf_free(&c->bytes);
+    kr_buf_free(&c->keys);
+    free(c->b);
+    free(c->ev);
+    free(c->k);
+    free(c->ask);
+    free(c->slot);
+}
+
+/* FNV-1a. */
+static uint64_t key_hash(const uint8_t *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* Make the hash table twice as large (and at least 4096 slots), the keys
+ * in it again. @return 0, or -1 (out of memory; the table as it was). */
+static int rehash(chunk *c)
+{
+    size_t n = c->nslot ? c->nslot * 2 : 4096;
+    uint32_t *t = calloc(n, sizeof *t);
+    if (t == NULL)
+        return -1;
+    for (size_t i = 0; i < c->nk; i++) {
+        size_t x = c->k[i].hash & (n - 1);
+        while (t[x] != 0)
+            x = (x + 1) & (n - 1);
+        t[x] = (uint32_t)i + 1;
+    }
+    free(c->slot);
+    c->slot = t;
+    c->nslot = n;
+    return 0;
+}
+
+/* The index of key p[0..n) among the chunk's distinct keys, added when
+ * new. @return it, or NO_KEY when out of memory. */
+static uint32_t key_index(chunk *c, const uint8_t *p, size_t n)
+{
+    if (2 * (c->nk + 1) > c->nslot && rehash(c) < 0)
+        return NO_KEY;
+    uint64_t h = key_hash(p, n);
+    size_t x = h & (c->nslot - 1);
+    for (; c->slot[x] != 0; x = (x + 1) & (c->nslot - 1)) {
+        const ckey *k = &c->k[c->slot[x] - 1];
+        if (k->hash == h && k->len == n && memcmp(c->keys.data + k->at, p, n) == 0)
+            return c->slot[x] - 1;
+    }
+    ckey *ks = kr_grow(c->k, c->nk, &c->cap_k, sizeof *c->k, CHUNK_FIRST);
+    if (ks == NULL)
+        return NO_KEY;
+    c->k = ks;
+    /* One byte more: a key of 0 bytes still has memory behind it. */
+    if (kr_buf_reserve(&c->keys, n + 1) < 0)
+        return NO_KEY;
+    if (n > 0)
+        memcpy(c->keys.data + c->keys.len, p, n);
+    c->k[c->nk] = (ckey){.at = c->keys.len, .len = n, .hash = h};
+    c->keys.len += n;
+    c->slot[x] = (uint32_t)++c->nk;
+    return (uint32_t)(c->nk - 1);
+}
+
+/*
+ * Add the batch at c->bytes.data + at (header h, payload after it, both
+ * checked) to the chunk: its events, and its events' keys.
+ * @return 0, or -1 (rw->err filled).
+ */
+static int chunk_add(kr_rewrite *rw, chunk *c, size_t at, const kr_batch_hdr *h)
+{
+    cbatch *b = kr_grow(c->b, c->nb, &c->cap_b, sizeof *c->b, CHUNK_FIRST);
+    if (b == NULL)
+        goto nomem;
+    c->b = b;
+    c->b[c->nb++] = (cbatch){.at = at, .h = *h, .ev0 = c->nev};
+    const uint8_t *pl = c->bytes.data + at + h->hlen;
+    size_t p = 0;
+    for (uint32_t i = 0; i < h->count; i++) {
+        kr_cbor_item ev;
+        kr_event_view v;
+        if (kr_cbor_read(pl + p, h->len - p, &ev) < 0 || kr_event_view_read(&ev, &v) < 0 ||
+            v.offset != h->base + i) {
+            snprintf(rw->err, sizeof rw->err, "the events of the batch at offset %llu do not parse",
+                     (unsigned long long)h->base);
+            return -1;
+        }
+        cevent *evs = kr_grow(c->ev, c->nev, &c->cap_ev, sizeof *c->ev, CHUNK_FIRST);
+        if (evs == NULL)
+            goto nomem;
+        c->ev = evs;
+        cevent *e = &c->ev[c->nev++];
+        *e = (cevent){.offset = v.offset,
+                      .ts = v.ts,
+                      .at = (uint32_t)p,
+                      .key = NO_KEY,
+                      .tombstone = v.value.kind == KR_CBOR_NULL};
+        if (v.key.kind != KR_CBOR_NULL) {
+            /* Its content: as it is, or joined when in chunks. */
+            uint8_t tmp[KRAPPY_MAX_KEY_BYTES];
+            const uint8_t *kp = v.key.str != NULL ? v.key.str : (const uint8_t *)"";
+            size_t kl = v.key.str_len;
+            if (v.key.indefinite) {
+                kl = kr_cbor_str_copy(&v.key, tmp, sizeof tmp);
+                kl = kl < sizeof tmp ? kl : sizeof tmp;
+                kp = tmp;
+            }
+            if ((e->key = key_index(c, kp, kl)) == NO_KEY)
+                goto nomem;
+        }
+        p += ev.raw_len;
+    }
+    return 0;
+nomem:
+    snprintf(rw->err, sizeof rw->err, "out of memory");
+    return -1;
+}
+
+/* Ask the view about the chunk's keys (each one once) and decide every
+ * event by the keep rule. @return 0, or -1 (rw->err filled). */
+static int chunk_decide(kr_rewrite *rw, chunk *c)
+{
+    if (c->nk > 0) {
+        if (c->cap_ask < c->nk) {
+            kr_compact_key *a = realloc(c->ask, c->nk * sizeof *c->ask);
+            if (a == NULL) {
+                snprintf(rw->err, sizeof rw->err, "out of memory");
+                return -1;
+            }
+            c->ask = a;
+            c->cap_ask = c->nk;
+        }
+        for (size_t i = 0; i < c->nk; i++)
+            c->ask[i] = (kr_compact_key){.key = c->keys.data + c->k[i].at, .klen = c->k[i].len};
+        if (rw->lookup(rw->lookup_arg, c->ask, c->nk, rw->err, sizeof rw->err) < 0)
+            return -1;
+    }
+    for (size_t i = 0; i < c->nev; i++) {
+        cevent *e = &c->ev[i];
+        kr_keep_in k = {.has_key = e->key != NO_KEY,
+                        .tombstone = e->tombstone,
+                        .offset = e->offset,
+                        .ts = e->ts};
+        if (k.has_key) {
+            k.found = c->ask[e->key].found;
+            k.latest = c->ask[e->key].latest;
+        }
+        e->keep = kr_compact_keep(&k, rw->now_ms, rw->delete_retention_ms);
+    }
+    return 0;
+}
+
+/* Emit the kept events [from, to) of a batch (their bytes consecutive in
+ * the payload at p, len bytes) as one batch of the new segment. */
+static int emit_run(kr_rewrite *rw, out_file *o, uint64_t base, uint32_t count, uint64_t max_ts,
+                    const uint8_t *p, uint32_t len)
+{
+    kr_batch_hdr h = {.base = base, .count = count, .len = len, .max_ts = max_ts};
+    uint8_t hb[KR_BATCH_HEADER_MAX];
+    uint32_t hlen = kr_batch_header_encode(hb, &h, p);
+    kr_index_add(&rw->idx, base, o->pos);
+    if (max_ts > rw->max_ts)
+        rw->max_ts = max_ts;
+    return out_put(o, hb, hlen) < 0 || out_put(o, p, len) < 0 ? -1 : 0;
+}
+
+/* Write what the rule kept of one batch: the whole batch as it is when
+ * nothing goes, else its runs of kept events. @return 0, or -1. */
+static int emit_batch(kr_rewrite *rw, out_file *o, const chunk *c, const cbatch *b)
+{
+    const uint8_t *hb = c->bytes.data + b->at, *pl = hb + b->h.hlen;
+    const cevent *ev = c->ev + b->ev0;
+    uint32_t count = b->h.count, kept = 0;
+    for (uint32_t i = 0; i < count; i++)
+        kept += ev[i].keep;
+    rw->events_in += count;
+    rw->events_kept += kept;
+    if (kept == count) {
+        kr_index_add(&rw->idx, b->h.base, o->pos);
+        if (b->h.max_ts > rw->max_ts)
+            rw->max_ts = b->h.max_ts;
+        return out_put(o, hb, b->h.hlen) < 0 || out_put(o, pl, b->h.len) < 0 ? -1 : 0;
+    }
+    for (uint32_t i = 0; i < count;) {
+        if (!ev[i].keep) {
+            i++;
+            continue;
+        }
+        uint32_t j = i;
+        uint64_t mts = 0;
+        for (; j < count && ev[j].keep; j++)
+            mts = ev[j].ts > mts ? ev[j].ts : mts;
+        uint32_t end = j < count ? ev[j].at : b->h.len;
+        if (emit_run(rw, o, b->h.base + i, j - i, mts, pl + ev[i].at, end - ev[i].at) < 0)
+            return -1;
+        i = j;
+    }
+    return 0;
+}
+
+/* Decide and write the chunk's batches, then empty it.
+ * @return 0, or -1 (rw->err filled). */
+static int chunk_flush(kr_rewrite *rw, out_file *o, chunk *c)
+{
+    if (c->nb == 0)
+        return 0;
+    if (chunk_decide(rw, c) < 0)
+        return -1;
+    for (size_t i = 0; i < c->nb; i++)
+        if (emit_batch(rw, o, c, &c->b[i]) < 0) {
+            snprintf(rw->err, sizeof rw->err, "writing the compacted segment failed: %s",
+                     strerror(errno));
+            return -1;
+        }
+    chunk_reset(c);
+    return 0;
+}
+
+/* pread exactly n bytes. @return 0, or -1 (errno; EIO when short). */
+static int read_at(int fd, void *p, size_t n, uint64_t pos)
+{
+    ssize_t r = pread(fd, p, n, (off_t)pos);
+    if (r == (ssize_t)n)
+        return 0;
+    if (r >= 0)
+        errno = EIO;
+    return -1;
+}
+
+/* Read the batches of one source segment into the chunk, flushing it into
+ * o whenever it holds rw->chunk_bytes. @return 0, or -1 (rw->err filled). */
+static int rewrite_source(kr_rewrite *rw, out_file *o, chunk *c, uint64_t base, uint64_t t0,
+                          uint64_t *moved)
+{
+    char name[KR_SEG_NAME_BYTES];
+    kr_seg_name(name, base);
+    int fd = openat(rw->dirfd, name, O_RDONLY | O_CLOEXEC);
+    int rc = -1;
+    struct stat st;
+    uint8_t hdr[KR_BATCH_HEADER_MAX];
+    kr_seg_header sh;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        snprintf(rw->err, sizeof rw->err, "cannot read segment %s: %s", name, strerror(errno));
+        goto out;
+    }
+    /* Version 1 (0.1.0's, or compaction's own output) or 2: a header
+     * fits in the batch header buffer either way. */
+    size_t hl = st.st_size < KR_SEG_HEADER_V2_BYTES ? (size_t)st.st_size : KR_SEG_HEADER_V2_BYTES;
+    if (read_at(fd, hdr, hl, 0) < 0) {
+        snprintf(rw->err, sizeof rw->err, "cannot read segment %s: %s", name, strerror(errno));
+        goto out;
+    }
+    if (kr_seg_header_decode(hdr, hl, &sh) < 0 || sh.base != base) {
+        snprintf(rw->err, sizeof rw->err, "segment %s has a bad header", name);
+        goto out;
+    }
+    uint64_t size = (uint64_t)st.st_size;
+    rw->bytes_in += size;
+    for (uint64_t pos = sh.len; pos < size;) {
+        kr_batch_hdr h;
+        size_t avail = size - pos < sizeof hdr ? (size_t)(size - pos) : sizeof hdr;
+        if (read_at(fd, hdr, avail, pos) < 0 || kr_batch_header_decode(hdr, avail, &h) < 0 ||
+            size - pos - h.hlen < h.len) {
+            snprintf(rw->err, sizeof rw->err,
+                     "segment %s holds no whole batch at byte %llu; it is left as it is", name,
+                     (unsigned long long)pos);
+            goto out;
+        }
+        size_t at = c->bytes.len;
+        if (kr_buf_reserve(&c->bytes, (size_t)h.hlen + h.len) < 0) {
+            snprintf(rw->err, sizeof rw->err, "out of memory");
+            goto out;
+        }
+        uint8_t *dst = c->bytes.data + at;
+        memcpy(dst, hdr, h.hlen);
+        if (read_at(fd, dst + h.hlen, h.len, pos + h.hlen) < 0) {
+            snprintf(rw->err, sizeof rw->err, "cannot read segment %s: %s", name, strerror(errno));
+            goto out;
+        }
+        if (!kr_batch_verify(dst, dst + h.hlen, h.len)) {
+            snprintf(rw->err, sizeof rw->err,
+                     "segment %s has a damaged batch at byte %llu; it is left as it is", name,
+                     (unsigned long long)pos);
+            goto out;
+        }
+        c->bytes.len += (size_t)h.hlen + h.len;
+        if (chunk_add(rw, c, at, &h) < 0)
+            goto out;
+        if (c->bytes.len >= (rw->chunk_bytes ? rw->chunk_bytes : KR_COMPACT_CHUNK_BYTES) &&
+            chunk_flush(rw, o, c) < 0)
+            goto out;
+        pos += h.hlen + h.len;
+        *moved += h.hlen + h.len;
+        if (throttle(rw, t0, *moved + o->pos) < 0) {
+            snprintf(rw->err, sizeof rw->err, "stopped");
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+/* The new file in place of the old ones (the atomic point is the rename),
+ * then the merged ones gone and the hints written. @return 0, or -1. */
+static int swap_in(kr_rewrite *rw, const char *tmp)
+{
+    char name[KR_SEG_NAME_BYTES];
+    kr_index_file_name(name, rw->bases[0]);
+    /* An old hint must not describe the new file, even for a moment. */
+    if (unlinkat(rw->dirfd, name, 0) < 0 && errno != ENOENT)
+        return -1;
+    kr_seg_name(name, rw->bases[0]);
+    if (renameat(rw->dirfd, tmp, rw->dirfd, name) < 0)
+        return -1;
+    /* The new file is in place from here on, whatever follows. */
+    if (fsync(rw->dirfd) < 0 && errno != EINVAL)
+        kr_log(KR_LOG_WARN,
+               "cannot sync a topic directory after a compaction; a power cut "
+               "may bring the old segment back, which is as good",
+               KR_LOG_STR("reason", strerror(errno)));
+    for (size_t i = 1; i < rw->n; i++) {
+        kr_seg_name(name, rw->bases[i]);
+        if (unlinkat(rw->dirfd, name, 0) < 0 && errno != ENOENT)
+            kr_log(KR_LOG_WARN, "cannot remove a merged segment; the next start removes it",
+                   KR_LOG_STR("file", name), KR_LOG_STR("reason", strerror(errno)));
+        kr_index_file_name(name, rw->bases[i]);
+        (void)unlinkat(rw->dirfd, name, 0);
+    }
+    if (rw->n > 1 && fsync(rw->dirfd) < 0 && errno != EINVAL)
+        kr_log(KR_LOG_WARN,
+               "cannot sync a topic directory after a merge; the next start "
+               "removes what a power cut brings back",
+               KR_LOG_STR("reason", strerror(errno)));
+    kr_index_meta im = {.next = rw->end, .max_ts = rw->max_ts};
+    (void)kr_index_write(rw->dirfd, rw->bases[0], &im, rw->size, &rw->idx); /* a hint */
+    return 0;
+}
+
+int kr_compact_rewrite(kr_rewrite *rw)
+{
+    /* BASE.compact: not a .seg name, so that nothing takes it for one. */
+    char tmp[KR_SEG_NAME_BYTES + sizeof KR_COMPACT_TEMP_SUFFIX];
+    kr_seg_name(tmp, rw->bases[0]);
+    strcpy(tmp + KR_SEG_NAME_BYTES - 5, KR_COMPACT_TEMP_SUFFIX);
+    rw->bytes_in = rw->size = rw->max_ts = rw->events_in = rw->events_kept = 0;
+    rw->err[0] = '\0';
+    out_file o = {.fd = -1};
+    kr_buf_init(&o.buf, OUT_CHUNK);
+    chunk c = {0};
+    kr_buf_init(&c.bytes, SIZE_MAX); /* a chunk and one more batch at most */
+    kr_buf_init(&c.keys, SIZE_MAX);
+    uint64_t t0 = kr_mono_ns(), moved = 0;
+    int rc = -1;
+    uint8_t hdr[KR_SEG_HEADER_BYTES];
+    (void)unlinkat(rw->dirfd, tmp, 0);
+    o.fd = openat(rw->dirfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    /* Version 1 with the flag: segment.h says why no sync record. */
+    kr_seg_header_encode_v1(hdr, rw->bases[0], KR_SEG_F_COMPACTED);
+    if (o.fd < 0 || out_put(&o, hdr, sizeof hdr) < 0) {
+        snprintf(rw->err, sizeof rw->err, "cannot create %s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    for (size_t i = 0; i < rw->n; i++)
+        if (rewrite_source(rw, &o, &c, rw->bases[i], t0, &moved) < 0)
+            goto out;
+    if (chunk_flush(rw, &o, &c) < 0)
+        goto out;
+    rw->size = o.pos;
+    if (rw->n == 1 && rw->events_kept == rw->events_in) {
+        rc = 1; /* nothing would go: leave it */
+        goto out;
+    }
+    if (out_flush(&o) < 0 || fdatasync(o.fd) < 0) {
+        snprintf(rw->err, sizeof rw->err, "writing %s failed: %s", tmp, strerror(errno));
+        goto out;
+    }
+    close(o.fd);
+    o.fd = -1;
+    if (swap_in(rw, tmp) < 0) {
+        snprintf(rw->err, sizeof rw->err, "cannot put %s in place: %s", tmp, strerror(errno));
+        goto out;
+    }
+    rc = 0;
+out:
+    if (o.fd >= 0)
+        close(o.fd);
+    if (rc != 0)
+        (void)unlinkat(rw->dirfd, tmp, 0);
+    kr_buf_free(&o.buf);
+    chunk_free(&c);
+    return rc;
+}
