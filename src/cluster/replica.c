@@ -14,6 +14,7 @@
 #include "cluster/catchup.h"
 #include "cluster/cmd.h"
 #include "cluster/fsm.h"
+#include "store/topic_config.h"
 #include "util/log.h"
 
 #define SNAPSHOT_POLL_MS 2 /* the loop's look at the syncs a snapshot waits for */
@@ -162,13 +163,14 @@ static int put_producer(void *arg, const kr_prod_state *st)
     return 0;
 }
 
-/* [topic, next, [producer...], [[group, cursor]...]]: each group at the
- * cursor the log gave it (on the leader its own may be ahead). */
+/* [topic, next, [producer...], [[group, cursor]...], settings]: each
+ * group at the cursor the log gave it (on the leader its own may be
+ * ahead); settings: the ones the topic sets itself (TOPIC_CONFIG's map). */
 static void put_topic(kr_buf *b, kr_topic *t)
 {
     size_t n = 0;
     kr_store_producers_each(t, count_one, &n);
-    kr_cbor_put_array(b, 4);
+    kr_cbor_put_array(b, 5);
     kr_cbor_put_text(b, t->name, t->name_len);
     kr_cbor_put_uint(b, t->next);
     kr_cbor_put_array(b, n);
@@ -183,6 +185,7 @@ static void put_topic(kr_buf *b, kr_topic *t)
         kr_cbor_put_bytes(b, name, len);
         kr_cbor_put_uint(b, gs[i]->logged);
     }
+    kr_tc_encode(b, &t->own);
 }
 
 /*
@@ -496,6 +499,56 @@ static void apply_koffset(kr_replica *rp, item *it, const kr_cmd *cmd)
         complete(it, &res);
 }
 
+/* ---- topics (replica.h) ---- */
+
+/* A command older than t's newest batch is a restart's replay, and t
+ * already holds its effect - or t is a topic of that name made after a
+ * deletion the log holds later, whose state it must not touch. Skipped,
+ * answered OK (nobody waits for a replay's answer). A command applied
+ * live always has an index above every batch's. */
+static bool replayed_past(kr_replica *rp, item *it, const kr_topic *t)
+{
+    if (t == NULL || it->index >= t->raft_index)
+        return false;
+    kr_store_result res = {.err = KRAPPY_OK};
+    rp->skipped++;
+    complete(it, &res);
+    return true;
+}
+
+/* The topic goes on every node, with all it holds; connections let go of
+ * it. */
+static void apply_topic_delete(kr_replica *rp, item *it, const kr_cmd *cmd)
+{
+    kr_topic *t = kr_store_topic(rp->store, cmd->topic.ptr, cmd->topic.len);
+    kr_store_result res = {.err = KRAPPY_OK};
+    if (t == NULL) {
+        missing(it, KRAPPY_E_NO_SUCH_TOPIC, "topic", &cmd->topic);
+        return;
+    }
+    if (replayed_past(rp, it, t))
+        return;
+    res.err = kr_store_delete_topic(rp->store, t, stored_cb, it, res.msg, sizeof res.msg);
+    if (res.err != KRAPPY_OK)
+        complete(it, &res);
+    else if (rp->forget != NULL)
+        rp->forget(rp->forget_arg, t, NULL);
+}
+
+/* A change of settings (creating the topic when it is missing), as a
+ * single node makes it. */
+static void apply_topic_config(kr_replica *rp, item *it, const kr_cmd *cmd)
+{
+    kr_topic *t = kr_store_topic(rp->store, cmd->topic.ptr, cmd->topic.len);
+    kr_store_result res = {.err = KRAPPY_OK};
+    if (replayed_past(rp, it, t))
+        return;
+    res.err = kr_store_topic_configure(rp->store, cmd->topic.ptr, cmd->topic.len, &cmd->cfg, &t,
+                                       stored_cb, it, res.msg, sizeof res.msg);
+    if (res.err != KRAPPY_OK)
+        complete(it, &res);
+}
+
 static void apply_one(kr_replica *rp, item *it)
 {
     kr_cmd cmd;
@@ -534,6 +587,12 @@ static void apply_one(kr_replica *rp, item *it)
         return;
     case KR_CMD_KOFFSET_COMMIT:
         apply_koffset(rp, it, &cmd);
+        return;
+    case KR_CMD_TOPIC_DELETE:
+        apply_topic_delete(rp, it, &cmd);
+        return;
+    case KR_CMD_TOPIC_CONFIG:
+        apply_topic_config(rp, it, &cmd);
         return;
     default:
         res.err = KRAPPY_E_INVALID_ARGUMENT;
@@ -687,9 +746,72 @@ static void adopt_groups(kr_replica *rp, kr_topic *t, const kr_cbor_item *list)
     }
 }
 
+/* The snapshot's settings of t, where they differ from its own. */
+static void adopt_settings(kr_replica *rp, kr_topic *t, const kr_cbor_item *map)
+{
+    kr_topic_config own, set;
+    char msg[200];
+    if (kr_tc_decode(map, false, &own, msg, sizeof msg) != KRAPPY_OK)
+        return;
+    bool same = own.mask == t->own.mask;
+    for (int i = 0; same && i < KR_TC_N; i++)
+        same = !((own.mask >> i) & 1u) || own.v[i] == t->own.v[i];
+    if (same)
+        return;
+    set = own;
+    set.reset = KR_TC_ALL & ~own.mask;
+    kr_topic *it;
+    kr_store_result res = {.err = KRAPPY_OK};
+    res.err =
+        kr_store_topic_configure(rp->store, (const uint8_t *)t->name, t->name_len, &set, &it,
+                                 adopted, (void *)"a topic's settings", res.msg, sizeof res.msg);
+    if (res.err != KRAPPY_OK)
+        adopted((void *)"a topic's settings", &res);
+}
+
+/* Is topic `name` in the snapshot's list? */
+static bool topic_listed(const kr_cbor_item *list, const char *name, size_t len)
+{
+    kr_cbor_item e, n;
+    kr_cbor_iter li, ei;
+    kr_cbor_iter_init(&li, list);
+    while (kr_cbor_iter_next(&li, &e) == 1) {
+        kr_cbor_iter_init(&ei, &e);
+        if (e.kind == KR_CBOR_ARRAY && kr_cbor_iter_next(&ei, &n) == 1 && n.kind == KR_CBOR_TEXT &&
+            n.str_len == len && memcmp(n.str, name, len) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* A topic of this node's that the snapshot lacks and that holds nothing
+ * after it was deleted before it: it goes, as the log's TOPIC_DELETE would
+ * have done it. (One made after the snapshot - a restart's replay of its
+ * own - either holds batches past `index` and stays, or holds none and the
+ * replay makes it again.) */
+static void drop_unlisted(kr_replica *rp, const kr_cbor_item *list, uint64_t index)
+{
+    kr_topic **all;
+    for (size_t i = kr_store_topics(rp->store, &all); i-- > 0;) {
+        kr_topic *t = all[i];
+        if (t->raft_index > index || topic_listed(list, t->name, t->name_len))
+            continue;
+        kr_store_result res = {.err = KRAPPY_OK};
+        kr_log(KR_LOG_INFO, "a topic deleted before the raft snapshot goes here too",
+               KR_LOG_STR("topic", t->name), KR_LOG_U64("index", index));
+        res.err = kr_store_delete_topic(rp->store, t, adopted, (void *)"a topic's deletion",
+                                        res.msg, sizeof res.msg);
+        if (res.err != KRAPPY_OK)
+            adopted((void *)"a topic's deletion", &res);
+        else if (rp->forget != NULL)
+            rp->forget(rp->forget_arg, t, NULL);
+        kr_store_topics(rp->store, &all);
+    }
+}
+
 /*
  * A snapshot was restored (item->data: [index, [topic...]] in put_topic's
- * form; an older krappyd's has no groups): every topic must hold its
+ * form; an older krappyd's has no groups, or no settings): every topic must hold its
  * offsets up to `next` before the commands after `index` apply. What this node lacks - it was too
  * far behind, and the leader sent the snapshot instead of the commands - is fetched from the
  * leader. @return true when a catch-up runs (pump waits for it).
@@ -710,9 +832,9 @@ static bool catch_up(kr_replica *rp, const item *it)
         goto bad;
     kr_cbor_iter_init(&li, &list);
     while (kr_cbor_iter_next(&li, &e) == 1) {
-        kr_cbor_item name, next, prods, groups;
+        kr_cbor_item name, next, prods, groups, settings;
         kr_cbor_iter ei;
-        if (e.kind != KR_CBOR_ARRAY || e.u < 3 || e.u > 4)
+        if (e.kind != KR_CBOR_ARRAY || e.u < 3 || e.u > 5)
             continue;
         kr_cbor_iter_init(&ei, &e);
         if (kr_cbor_iter_next(&ei, &name) != 1 || name.kind != KR_CBOR_TEXT || name.str == NULL ||
@@ -726,8 +848,10 @@ static bool catch_up(kr_replica *rp, const item *it)
         if (t == NULL)
             continue;
         adopt_producers(rp, t, &prods);
-        if (e.u == 4 && kr_cbor_iter_next(&ei, &groups) == 1 && groups.kind == KR_CBOR_ARRAY)
+        if (e.u >= 4 && kr_cbor_iter_next(&ei, &groups) == 1 && groups.kind == KR_CBOR_ARRAY)
             adopt_groups(rp, t, &groups);
+        if (e.u == 5 && kr_cbor_iter_next(&ei, &settings) == 1)
+            adopt_settings(rp, t, &settings);
         if (t->assigned >= next.u)
             continue;
         memcpy(r[n].topic, name.str, name.str_len);
@@ -735,6 +859,7 @@ static bool catch_up(kr_replica *rp, const item *it)
         r[n].to = next.u;
         n++;
     }
+    drop_unlisted(rp, &list, idx.u);
     if (n == 0) {
         free(r);
         return false;
