@@ -501,23 +501,12 @@ static void apply_koffset(kr_replica *rp, item *it, const kr_cmd *cmd)
 
 /* ---- topics (replica.h) ---- */
 
-/* A command older than t's newest batch is a restart's replay, and t
- * already holds its effect - or t is a topic of that name made after a
- * deletion the log holds later, whose state it must not touch. Skipped,
- * answered OK (nobody waits for a replay's answer). A command applied
- * live always has an index above every batch's. */
-static bool replayed_past(kr_replica *rp, item *it, const kr_topic *t)
-{
-    if (t == NULL || it->index >= t->raft_index)
-        return false;
-    kr_store_result res = {.err = KRAPPY_OK};
-    rp->skipped++;
-    complete(it, &res);
-    return true;
-}
-
 /* The topic goes on every node, with all it holds; connections let go of
- * it. */
+ * it. A restart's replay deletes it too when the topic here is one made
+ * again after this deletion: the log since the snapshot holds every
+ * command that made it, and the replay makes it again from them. Skipping
+ * instead would leave the old topic's commands replayed before it (a
+ * group, a producer's epoch, a setting) on the new one. */
 static void apply_topic_delete(kr_replica *rp, item *it, const kr_cmd *cmd)
 {
     kr_topic *t = kr_store_topic(rp->store, cmd->topic.ptr, cmd->topic.len);
@@ -526,8 +515,6 @@ static void apply_topic_delete(kr_replica *rp, item *it, const kr_cmd *cmd)
         missing(it, KRAPPY_E_NO_SUCH_TOPIC, "topic", &cmd->topic);
         return;
     }
-    if (replayed_past(rp, it, t))
-        return;
     res.err = kr_store_delete_topic(rp->store, t, stored_cb, it, res.msg, sizeof res.msg);
     if (res.err != KRAPPY_OK)
         complete(it, &res);
@@ -539,10 +526,8 @@ static void apply_topic_delete(kr_replica *rp, item *it, const kr_cmd *cmd)
  * single node makes it. */
 static void apply_topic_config(kr_replica *rp, item *it, const kr_cmd *cmd)
 {
-    kr_topic *t = kr_store_topic(rp->store, cmd->topic.ptr, cmd->topic.len);
+    kr_topic *t;
     kr_store_result res = {.err = KRAPPY_OK};
-    if (replayed_past(rp, it, t))
-        return;
     res.err = kr_store_topic_configure(rp->store, cmd->topic.ptr, cmd->topic.len, &cmd->cfg, &t,
                                        stored_cb, it, res.msg, sizeof res.msg);
     if (res.err != KRAPPY_OK)
@@ -852,7 +837,9 @@ static bool catch_up(kr_replica *rp, const item *it)
             adopt_groups(rp, t, &groups);
         if (e.u == 5 && kr_cbor_iter_next(&ei, &settings) == 1)
             adopt_settings(rp, t, &settings);
-        if (t->assigned >= next.u)
+        /* A topic with batches after the snapshot holds what it covers
+         * (or is one made again after a deletion the replay holds). */
+        if (t->assigned >= next.u || t->raft_index > idx.u)
             continue;
         memcpy(r[n].topic, name.str, name.str_len);
         r[n].from = t->assigned;
