@@ -95,11 +95,11 @@ int kr_replica_push(kr_replica *rp, uint64_t index, const void *data, size_t len
 
 /*
  * Snapshots (raft thread). kr_replica_snapshot - the store's part of a
- * snapshot, appended to out: [index, [[topic, next, producers, groups]...]]
- * (groups: [[group, cursor]...]), as of the last store command pushed,
- * once the store holds it and every topic's stream is synced that far
- * (asks for the syncs; waits up to ms); each topic entry ends with the
- * topic's own settings (a TOPIC_CONFIG map).
+ * snapshot, appended to out:
+ * [index, [[topic, next, producers, groups, settings]...]] (groups:
+ * [[group, cursor]...]; settings: the topic's own, a TOPIC_CONFIG map), as
+ * of the last store command pushed, once the store holds it and every
+ * topic's stream is synced that far (asks for the syncs; waits up to ms).
  * @return 0, or -1 (not ready in time: snapshot later).
  * kr_replica_restore - a snapshot's store part (as kr_replica_snapshot
  * made it, copied) was restored: before any command after it applies,
