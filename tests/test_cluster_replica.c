@@ -348,14 +348,9 @@ static void *take_snapshot(void *arg)
     return NULL;
 }
 
-static void test_snapshot(void **state)
+/* Run kr_replica_snapshot as the raft thread does, into out. */
+static void snapshot_into(env *e, kr_buf *out)
 {
-    env *e = *state;
-    push_register(e, 1, "shop-1", 1);
-    push_publish(e, 2, 3, 10, "shop-1", 1, 0);
-    push_group(e, 3, KR_CMD_GROUP_CREATE, 1);
-    push_cursors(e, 4, 2);
-    assert_int_equal(result_of(e, 4).err, KRAPPY_OK);
     snap_call sc = {.rp = e->rp};
     kr_buf_init(&sc.out, 1 << 20);
     pthread_t th;
@@ -364,6 +359,19 @@ static void test_snapshot(void **state)
         event_base_loop(e->base, EVLOOP_NONBLOCK);
     pthread_join(th, NULL);
     assert_int_equal(sc.rc, 0);
+    *out = sc.out;
+}
+
+static void test_snapshot(void **state)
+{
+    env *e = *state;
+    push_register(e, 1, "shop-1", 1);
+    push_publish(e, 2, 3, 10, "shop-1", 1, 0);
+    push_group(e, 3, KR_CMD_GROUP_CREATE, 1);
+    push_cursors(e, 4, 2);
+    assert_int_equal(result_of(e, 4).err, KRAPPY_OK);
+    snap_call sc;
+    snapshot_into(e, &sc.out);
     /* [4, [["orders", 3, [["shop-1", 1, 3, [[0, 0, 3, 0]]]], [["billing", 2]]]]] */
     kr_cbor_item a, idx, list, t, name, next, prods, groups, g, v;
     kr_cbor_iter it, li, ti, gi, vi;
@@ -491,20 +499,6 @@ static void test_topics(void **state)
     kr_topic *t = kr_store_topic(e->s, fresh.ptr, fresh.len);
     assert_non_null(t);
     assert_int_equal(t->cfg.v[KR_TC_RETENTION_MS], 7000);
-}
-
-/* Run kr_replica_snapshot as the raft thread does, into out. */
-static void snapshot_into(env *e, kr_buf *out)
-{
-    snap_call sc = {.rp = e->rp};
-    kr_buf_init(&sc.out, 1 << 20);
-    pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, take_snapshot, &sc), 0);
-    for (int i = 0; i < 100000 && !__atomic_load_n(&sc.finished, __ATOMIC_ACQUIRE); i++)
-        event_base_loop(e->base, EVLOOP_NONBLOCK);
-    pthread_join(th, NULL);
-    assert_int_equal(sc.rc, 0);
-    *out = sc.out;
 }
 
 /* A snapshot carries each topic's settings; restoring it on a node that

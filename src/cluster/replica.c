@@ -674,15 +674,16 @@ static void adopt_producers(kr_replica *rp, kr_topic *t, const kr_cbor_item *lis
     }
 }
 
-/* Is group `name` in the snapshot's list? */
-static bool listed(const kr_cbor_item *list, const char *name, size_t len)
+/* Is `name` in the snapshot's list of groups (BYTES) or topics (TEXT):
+ * an array of arrays, each led by a name of that kind? */
+static bool listed(const kr_cbor_item *list, kr_cbor_kind kind, const char *name, size_t len)
 {
     kr_cbor_item g, n;
     kr_cbor_iter gi, fi;
     kr_cbor_iter_init(&gi, list);
     while (kr_cbor_iter_next(&gi, &g) == 1) {
         kr_cbor_iter_init(&fi, &g);
-        if (g.kind == KR_CBOR_ARRAY && kr_cbor_iter_next(&fi, &n) == 1 && n.kind == KR_CBOR_BYTES &&
+        if (g.kind == KR_CBOR_ARRAY && kr_cbor_iter_next(&fi, &n) == 1 && n.kind == kind &&
             n.str_len == len && memcmp(n.str, name, len) == 0)
             return true;
     }
@@ -719,7 +720,7 @@ static void adopt_groups(kr_replica *rp, kr_topic *t, const kr_cbor_item *list)
         size_t len;
         const char *gname = kr_store_group_name(gs[i], &len);
         kr_tgroup *gone = gs[i];
-        if (listed(list, gname, len))
+        if (listed(list, KR_CBOR_BYTES, gname, len))
             continue;
         kr_store_result res = {.err = KRAPPY_OK};
         res.err = kr_store_group_delete(rp->store, gone, adopted, (void *)"a group's deletion",
@@ -754,21 +755,6 @@ static void adopt_settings(kr_replica *rp, kr_topic *t, const kr_cbor_item *map)
         adopted((void *)"a topic's settings", &res);
 }
 
-/* Is topic `name` in the snapshot's list? */
-static bool topic_listed(const kr_cbor_item *list, const char *name, size_t len)
-{
-    kr_cbor_item e, n;
-    kr_cbor_iter li, ei;
-    kr_cbor_iter_init(&li, list);
-    while (kr_cbor_iter_next(&li, &e) == 1) {
-        kr_cbor_iter_init(&ei, &e);
-        if (e.kind == KR_CBOR_ARRAY && kr_cbor_iter_next(&ei, &n) == 1 && n.kind == KR_CBOR_TEXT &&
-            n.str_len == len && memcmp(n.str, name, len) == 0)
-            return true;
-    }
-    return false;
-}
-
 /* A topic of this node's that the snapshot lacks and that holds nothing
  * after it was deleted before it: it goes, as the log's TOPIC_DELETE would
  * have done it. (One made after the snapshot - a restart's replay of its
@@ -779,7 +765,7 @@ static void drop_unlisted(kr_replica *rp, const kr_cbor_item *list, uint64_t ind
     kr_topic **all;
     for (size_t i = kr_store_topics(rp->store, &all); i-- > 0;) {
         kr_topic *t = all[i];
-        if (t->raft_index > index || topic_listed(list, t->name, t->name_len))
+        if (t->raft_index > index || listed(list, KR_CBOR_TEXT, t->name, t->name_len))
             continue;
         kr_store_result res = {.err = KRAPPY_OK};
         kr_log(KR_LOG_INFO, "a topic deleted before the raft snapshot goes here too",

@@ -128,15 +128,8 @@ static void published(void *arg, const kr_store_result *res)
 
 kr_hresult kr_server_cluster_publish(kr_conn *c, kr_req *r, const kr_request *req)
 {
-    if (kr_publish_lacks_seq(c, r, req))
+    if (kr_publish_lacks_seq(c, r, req) || kr_publish_topic_gone(c, r))
         return KR_H_DONE;
-    if (c->producer_gone) {
-        kr_req_error(r, KRAPPY_E_NO_SUCH_TOPIC,
-                     "the topic this connection registered to produce to was deleted; register "
-                     "again (PRODUCER_REGISTER) to create it anew",
-                     NULL);
-        return KR_H_DONE;
-    }
     if (c->cl_topic_len == 0) {
         kr_req_error(r, KRAPPY_E_NOT_REGISTERED,
                      "PUBLISH needs a PRODUCER_REGISTER for a topic on this connection first",

@@ -384,10 +384,12 @@ kr_hresult kr_server_cluster_register(kr_conn *c, kr_req *r, const kr_request *r
 
 /* handlers.c, shared with cluster_write.c: a PUBLISH stored (res OK)
  * answered - nothing for ack "none", else OK {first, count(, duplicate)};
- * and an idempotent connection's PUBLISH without `seq` refused
+ * an idempotent connection's PUBLISH without `seq` refused, and a PUBLISH
+ * on a connection whose topic was deleted refused with NO_SUCH_TOPIC
  * (@return true when it was, r answered). */
 void kr_reply_published(kr_req *r, const kr_store_result *res);
 bool kr_publish_lacks_seq(kr_conn *c, kr_req *r, const kr_request *req);
+bool kr_publish_topic_gone(kr_conn *c, kr_req *r);
 kr_hresult kr_server_cluster_publish(kr_conn *c, kr_req *r, const kr_request *req);
 
 /* The error of a write answered after the store or the log: with the
