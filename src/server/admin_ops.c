@@ -12,7 +12,6 @@
  * drops them here too, with a line each.
  */
 #include <stdio.h>
-#include <string.h>
 
 #include "server/kafka.h"
 #include "server/server.h"
@@ -34,12 +33,8 @@ void kr_ops_forget(kr_server *srv, const kr_topic *t, const kr_tgroup *tg)
     kr_conn *c;
     TAILQ_FOREACH(c, &srv->conns, link)
     {
-        /* A cluster's producers hold the topic's name (cl_topic). */
-        bool produces = c->producer == t || (c->cl_topic_len == t->name_len &&
-                                             memcmp(c->cl_topic, t->name, t->name_len) == 0);
-        if (tg == NULL && produces) {
+        if (tg == NULL && c->producer == t) {
             c->producer = NULL;
-            c->cl_topic_len = 0;
             c->idem = false;
             c->producer_gone = true;
         }

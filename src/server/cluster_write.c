@@ -160,6 +160,28 @@ krappy_err kr_server_cluster_produce(kr_server *srv, const char *topic, size_t t
 
 /* ---- DELETE_TOPIC, TOPIC_CONFIG ---- */
 
+/*
+ * The producers registered on the topic (by name: cl_topic) go when its
+ * deletion is sent to the log, not when it is applied: a PUBLISH of theirs
+ * sent meanwhile would follow the deletion in the log and make the topic
+ * again. A registration made after this point is logged after the
+ * deletion, makes the new topic, and stays (the apply's kr_ops_forget goes
+ * by pointer). So a PUBLISH the log holds after a TOPIC_DELETE comes from
+ * a registration after it (PROTOCOL.md, krappyd's notes).
+ */
+static void producers_let_go(kr_server *srv, const kr_str *topic)
+{
+    kr_conn *c;
+    TAILQ_FOREACH(c, &srv->conns, link)
+    {
+        if (c->cl_topic_len != topic->len || memcmp(c->cl_topic, topic->ptr, topic->len) != 0)
+            continue;
+        c->cl_topic_len = 0;
+        c->idem = false;
+        c->producer_gone = true;
+    }
+}
+
 krappy_err kr_server_cluster_topic_delete(kr_server *srv, kr_topic *t, kr_replica_done done,
                                           void *arg, char *msg, size_t msglen)
 {
@@ -167,12 +189,10 @@ krappy_err kr_server_cluster_topic_delete(kr_server *srv, kr_topic *t, kr_replic
     kr_buf_reset(&srv->cmd);
     kr_cmd_put_topic(&srv->cmd, KR_CMD_TOPIC_DELETE, &name);
     krappy_err e = kr_server_cluster_command(srv, done, arg, msg, msglen);
-    /* The producers on it go now, not at apply: a PUBLISH of theirs sent
-     * meanwhile would follow the deletion in the log and make the topic
-     * again. So a PUBLISH the log holds after a TOPIC_DELETE comes from a
-     * registration after it (PROTOCOL.md, krappyd's notes). */
-    if (e == KRAPPY_OK)
-        kr_ops_forget(srv, t, NULL);
+    if (e == KRAPPY_OK) {
+        producers_let_go(srv, &name);
+        kr_ops_forget(srv, t, NULL); /* its consumers */
+    }
     return e;
 }
 

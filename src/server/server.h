@@ -451,7 +451,8 @@ krappy_err kr_server_cluster_group_delete(kr_server *srv, kr_tgroup *tg, kr_stor
  * kr_ops_topic_configure): the log's TOPIC_DELETE / TOPIC_CONFIG; done gets
  * the result applying it here gave. A deletion lets go of the topic's
  * producers and consumers at once (a PUBLISH of theirs must not follow it
- * in the log). *t: the topic as it is now (NULL: the command makes it).
+ * in the log); producers registered after that stay. *t: the topic as it is now (NULL: the command
+ * makes it).
  * @return as kr_server_cluster_command. */
 krappy_err kr_server_cluster_topic_delete(kr_server *srv, kr_topic *t, kr_replica_done done,
                                           void *arg, char *msg, size_t msglen);
