@@ -25,6 +25,8 @@
  * - consumer groups replicated: group writes go through the log and show
  *   on every node, ACKs are batched into few entries, and a group consuming
  *   through leader kills never sees its cursor move back.
+ * - topic administration replicated: DELETE_TOPIC and TOPIC_CONFIG on the
+ *   leader show on every node; a follower sends them to the leader.
  * KRAPPY_E2E_TORTURE=1 runs 100 leader kills instead of 4, and 30 kills
  * under the producers instead of 3; KRAPPY_E2E_SMOKE=1 only the first two
  * tests; KRAPPY_E2E_ONLY=NAME the tests NAME (a cmocka pattern) matches.
@@ -165,16 +167,12 @@ static void test_form_and_route(void **state)
     assert_non_null(strstr(out, "leader"));
     assert_non_null(strstr(out, cid));
     /* The admin port's produce goes through the log on the leader, and is
-     * sent there by a follower (409); deleting a topic is not replicated
-     * yet: refused, nothing deleted. */
+     * sent there by a follower (409). (Deleting a topic:
+     * test_topic_admin_replicated.) */
     admin_produce(&c, (unsigned)leader, out, sizeof out);
     assert_non_null(strstr(out, "\"first\":2"));
     admin_produce(&c, f, out, sizeof out);
     assert_non_null(strstr(out, " 409"));
-    k = krappy_client_new(NULL);
-    assert_int_equal(krappy_connect_leader(k, c.addrs, NULL), KRAPPY_OK);
-    assert_int_equal(krappy_delete_topic(k, "t"), KRAPPY_E_INVALID_ARGUMENT);
-    krappy_client_free(k);
     expect_events_everywhere(&c, "t", 3);
     /* /readyz says ready on every node. */
     for (unsigned i = 0; i < 3; i++) {
@@ -1225,6 +1223,127 @@ static void test_group_failover(void **state)
     assert_int_equal(e2e_cluster_stop(&c), 0);
 }
 
+/* ---- topic administration replicated ---- */
+
+/* Within 10 s every node answers NO_SUCH_TOPIC for the topic (STATS). */
+static void expect_topic_gone_everywhere(const e2e_cluster *c, const char *topic)
+{
+    for (unsigned i = 0; i < c->n; i++) {
+        uint64_t end = e2e_now_ms() + 10000;
+        krappy_err e;
+        krappy_topic_stats *st = NULL;
+        krappy_client *k = client_to(c, i);
+        while ((e = krappy_stats(k, topic, NULL, &st)) != KRAPPY_E_NO_SUCH_TOPIC &&
+               e2e_now_ms() < end) {
+            krappy_topic_stats_free(st);
+            st = NULL;
+            usleep(50000);
+        }
+        krappy_topic_stats_free(st);
+        krappy_client_free(k);
+        if (e != KRAPPY_E_NO_SUCH_TOPIC)
+            fail_msg("node %u still has topic %s", i + 1, topic);
+    }
+}
+
+/* Within 10 s every node shows the topic's retention_ms at `want`, both
+ * by TOPIC_CONFIG and by STATS. */
+static void expect_retention_everywhere(const e2e_cluster *c, const char *topic, uint64_t want)
+{
+    for (unsigned i = 0; i < c->n; i++) {
+        uint64_t end = e2e_now_ms() + 10000;
+        krappy_topic_settings s = {0};
+        krappy_client *k = client_to(c, i);
+        while (
+            (krappy_topic_config(k, topic, NULL, 0, &s) != KRAPPY_OK || s.retention_ms != want) &&
+            e2e_now_ms() < end)
+            usleep(50000);
+        if (s.retention_ms != want)
+            fail_msg("node %u has retention_ms %llu on %s, not %llu", i + 1,
+                     (unsigned long long)s.retention_ms, topic, (unsigned long long)want);
+        krappy_topic_stats *st = NULL;
+        assert_int_equal(krappy_stats(k, topic, NULL, &st), KRAPPY_OK);
+        assert_true(st->has_config);
+        assert_int_equal(st->config.retention_ms, want);
+        krappy_topic_stats_free(st);
+        krappy_client_free(k);
+    }
+}
+
+/*
+ * DELETE_TOPIC and TOPIC_CONFIG `set` go through the log: a follower sends
+ * both to the leader; a topic deleted on the leader is gone on every node,
+ * and its producer must register again; made again and published to, it
+ * has the same stream (from offset 0) on every node; a setting changed on
+ * the leader shows on every node, and one on a missing topic creates it
+ * everywhere.
+ */
+static void test_topic_admin_replicated(void **state)
+{
+    (void)state;
+    e2e_cluster c;
+    assert_int_equal(e2e_cluster_start(&c, 3, false, NULL), 0);
+    krappy_client *p = producer_on_leader(&c);
+    krappy_batch *b = krappy_batch_new();
+    assert_non_null(b);
+    krappy_publish_result pr;
+    for (int i = 0; i < 3; i++) {
+        fill_batch(b, i * REP_BATCH);
+        assert_int_equal(krappy_publish(p, b, KRAPPY_ACK_WRITE, &pr), KRAPPY_OK);
+    }
+    int leader = e2e_cluster_leader(&c, 20000);
+    assert_true(leader >= 0);
+    krappy_client *l = client_to(&c, (unsigned)leader),
+                  *f = client_to(&c, (unsigned)(leader + 1) % 3);
+    const char *ret60[] = {"retention_ms=60000"};
+    assert_int_equal(krappy_delete_topic(f, REP_TOPIC), KRAPPY_E_NOT_LEADER);
+    assert_int_equal(krappy_topic_config(f, REP_TOPIC, ret60, 1, NULL), KRAPPY_E_NOT_LEADER);
+
+    assert_int_equal(krappy_delete_topic(l, REP_TOPIC), KRAPPY_OK);
+    expect_topic_gone_everywhere(&c, REP_TOPIC);
+    fill_batch(b, 100);
+    assert_int_equal(krappy_publish(p, b, KRAPPY_ACK_WRITE, &pr), KRAPPY_E_NO_SUCH_TOPIC);
+
+    /* Made again: a new stream from 0, the same on every node. */
+    assert_int_equal(krappy_register_producer(p, REP_TOPIC, "p", NULL), KRAPPY_OK);
+    for (int i = 0; i < 2; i++) {
+        fill_batch(b, 200 + i * REP_BATCH);
+        assert_int_equal(krappy_publish(p, b, KRAPPY_ACK_WRITE, &pr), KRAPPY_OK);
+        assert_int_equal(pr.first, (uint64_t)(i * REP_BATCH));
+    }
+    uint64_t end = e2e_now_ms() + 10000;
+    while ((next_on(&c, 0) != 2 * REP_BATCH || next_on(&c, 1) != 2 * REP_BATCH ||
+            next_on(&c, 2) != 2 * REP_BATCH) &&
+           e2e_now_ms() < end)
+        usleep(50000);
+    dump d[3];
+    for (unsigned i = 0; i < 3; i++)
+        dump_node(&c, i, &d[i]);
+    for (unsigned i = 0; i < 3; i++) {
+        assert_int_equal(d[i].next, 2 * REP_BATCH);
+        assert_int_equal(d[i].events, 2 * REP_BATCH);
+        if (d[i].len != d[0].len || memcmp(d[i].text, d[0].text, d[0].len) != 0)
+            fail_msg("node %u's stream differs from node 1's", i + 1);
+    }
+    for (unsigned i = 0; i < 3; i++)
+        free(d[i].text);
+
+    /* Settings: changed on the leader, shown everywhere. */
+    krappy_topic_settings s = {0};
+    assert_int_equal(krappy_topic_config(l, REP_TOPIC, ret60, 1, &s), KRAPPY_OK);
+    assert_int_equal(s.retention_ms, 60000);
+    expect_retention_everywhere(&c, REP_TOPIC, 60000);
+    const char *ret7[] = {"retention_ms=7s"};
+    assert_int_equal(krappy_topic_config(l, "fresh", ret7, 1, &s), KRAPPY_OK);
+    expect_retention_everywhere(&c, "fresh", 7000);
+
+    krappy_batch_free(b);
+    krappy_client_free(f);
+    krappy_client_free(l);
+    krappy_client_free(p);
+    assert_int_equal(e2e_cluster_stop(&c), 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1248,6 +1367,7 @@ int main(void)
         cmocka_unit_test(test_big_publish),
         cmocka_unit_test(test_groups_replicated),
         cmocka_unit_test(test_group_failover),
+        cmocka_unit_test(test_topic_admin_replicated),
     };
     if (getenv("KRAPPY_E2E_ONLY") != NULL) /* a test's name (or a pattern), when debugging */
         cmocka_set_test_filter(getenv("KRAPPY_E2E_ONLY"));

@@ -1,6 +1,7 @@
 /*
  * tests/test_cluster_cmd.c - cluster/cmd.c: every command encodes and
- * decodes to the same fields; malformed commands, unknown numbers and bad
+ * decodes to the same fields (TOPIC_CONFIG's settings and resets too);
+ * malformed commands, unknown numbers and bad
  * names are refused with a sentence, never applied.
  */
 #include <setjmp.h>
@@ -145,6 +146,21 @@ static void test_roundtrips(void **state)
     c = decoded();
     assert_false(c.has_metadata);
     assert_string_equal(kr_cmd_name(c.type), "KOFFSET_COMMIT");
+
+    kr_topic_config set = {.mask = 1u << KR_TC_RETENTION_MS | 1u << KR_TC_CLEANUP,
+                           .reset = 1u << KR_TC_SEGMENT_MS};
+    set.v[KR_TC_RETENTION_MS] = 60000;
+    set.v[KR_TC_CLEANUP] = KR_CLEANUP_COMPACT;
+    kr_buf_reset(&b);
+    kr_cmd_put_topic_config(&b, &topic, &set);
+    c = decoded();
+    assert_int_equal(c.type, KR_CMD_TOPIC_CONFIG);
+    assert_str(&c.topic, "orders");
+    assert_int_equal(c.cfg.mask, set.mask);
+    assert_int_equal(c.cfg.reset, set.reset);
+    assert_int_equal(c.cfg.v[KR_TC_RETENTION_MS], 60000);
+    assert_int_equal(c.cfg.v[KR_TC_CLEANUP], KR_CLEANUP_COMPACT);
+    assert_string_equal(kr_cmd_name(c.type), "TOPIC_CONFIG");
 }
 
 /* Refused with a sentence naming what is wrong. */
@@ -203,6 +219,21 @@ static void test_refusals(void **state)
     kr_cbor_put_uint(&b, 1);
     kr_cbor_put_bytes(&b, "", 0);
     refused("the producer");
+    /* A setting's value is checked as a client's `set` is. */
+    kr_buf_reset(&b);
+    kr_cbor_put_array(&b, 3);
+    kr_cbor_put_uint(&b, KR_CMD_TOPIC_CONFIG);
+    kr_cbor_put_cstr(&b, "t");
+    kr_cbor_put_map(&b, 1);
+    kr_cbor_put_cstr(&b, "segment_bytes");
+    kr_cbor_put_uint(&b, 1);
+    refused("segment_bytes");
+    kr_buf_reset(&b);
+    kr_cbor_put_array(&b, 3);
+    kr_cbor_put_uint(&b, KR_CMD_TOPIC_CONFIG);
+    kr_cbor_put_cstr(&b, "t");
+    kr_cbor_put_uint(&b, 1);
+    refused("map");
 }
 
 int main(void)

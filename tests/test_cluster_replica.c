@@ -8,7 +8,10 @@
  * groups' cursors, and restoring one the store already covers fetches
  * nothing (a group it lacks goes); groups' cursors (created, moved by
  * rounds of ACKs, sought, deleted) and Kafka offsets are applied, durably,
- * and replayed to where the log ends.
+ * and replayed to where the log ends; a topic's settings and deletion are
+ * applied, a replay of a deletion makes the topic made after it again
+ * from the log, and a snapshot carries settings and drops topics deleted
+ * before it.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -345,14 +348,9 @@ static void *take_snapshot(void *arg)
     return NULL;
 }
 
-static void test_snapshot(void **state)
+/* Run kr_replica_snapshot as the raft thread does, into out. */
+static void snapshot_into(env *e, kr_buf *out)
 {
-    env *e = *state;
-    push_register(e, 1, "shop-1", 1);
-    push_publish(e, 2, 3, 10, "shop-1", 1, 0);
-    push_group(e, 3, KR_CMD_GROUP_CREATE, 1);
-    push_cursors(e, 4, 2);
-    assert_int_equal(result_of(e, 4).err, KRAPPY_OK);
     snap_call sc = {.rp = e->rp};
     kr_buf_init(&sc.out, 1 << 20);
     pthread_t th;
@@ -361,6 +359,19 @@ static void test_snapshot(void **state)
         event_base_loop(e->base, EVLOOP_NONBLOCK);
     pthread_join(th, NULL);
     assert_int_equal(sc.rc, 0);
+    *out = sc.out;
+}
+
+static void test_snapshot(void **state)
+{
+    env *e = *state;
+    push_register(e, 1, "shop-1", 1);
+    push_publish(e, 2, 3, 10, "shop-1", 1, 0);
+    push_group(e, 3, KR_CMD_GROUP_CREATE, 1);
+    push_cursors(e, 4, 2);
+    assert_int_equal(result_of(e, 4).err, KRAPPY_OK);
+    snap_call sc;
+    snapshot_into(e, &sc.out);
     /* [4, [["orders", 3, [["shop-1", 1, 3, [[0, 0, 3, 0]]]], [["billing", 2]]]]] */
     kr_cbor_item a, idx, list, t, name, next, prods, groups, g, v;
     kr_cbor_iter it, li, ti, gi, vi;
@@ -406,6 +417,119 @@ static void test_snapshot(void **state)
     kr_buf_free(&sc.out);
 }
 
+static void push_config(env *e, uint64_t index, const kr_str *topic, uint32_t mask, uint32_t reset,
+                        uint64_t retention_ms)
+{
+    kr_topic_config set = {.mask = mask, .reset = reset};
+    set.v[KR_TC_RETENTION_MS] = retention_ms;
+    kr_buf_reset(&e->b);
+    kr_cmd_put_topic_config(&e->b, topic, &set);
+    assert_int_equal(kr_replica_push(e->rp, index, e->b.data, e->b.len), 0);
+}
+
+static void push_delete(env *e, uint64_t index)
+{
+    kr_buf_reset(&e->b);
+    kr_cmd_put_topic(&e->b, KR_CMD_TOPIC_DELETE, &TOPIC);
+    assert_int_equal(kr_replica_push(e->rp, index, e->b.data, e->b.len), 0);
+}
+
+#define RMS (1u << KR_TC_RETENTION_MS)
+
+/* The log's topic commands: settings, a deletion, a PUBLISH after it (a
+ * new topic), and a restart's replay that leaves the new topic alone. */
+static void push_topic_log(env *e)
+{
+    push_create(e, 1);
+    push_publish(e, 2, 3, 10, NULL, 0, 0);
+    push_config(e, 3, &TOPIC, RMS, 0, 60000);
+    push_delete(e, 4);
+    push_delete(e, 5);
+    push_publish(e, 6, 2, 11, NULL, 0, 0);
+}
+
+static void test_topics(void **state)
+{
+    env *e = *state;
+    push_create(e, 1);
+    push_publish(e, 2, 3, 10, NULL, 0, 0);
+    push_config(e, 3, &TOPIC, RMS, 0, 60000);
+    assert_int_equal(result_of(e, 3).err, KRAPPY_OK);
+    assert_int_equal(topic(e)->own.mask, RMS);
+    assert_int_equal(topic(e)->cfg.v[KR_TC_RETENTION_MS], 60000);
+    push_delete(e, 4);
+    assert_int_equal(result_of(e, 4).err, KRAPPY_OK);
+    assert_null(kr_store_topic(e->s, TOPIC.ptr, TOPIC.len));
+    push_delete(e, 5); /* gone already: every node answers alike */
+    assert_int_equal(result_of(e, 5).err, KRAPPY_E_NO_SUCH_TOPIC);
+    push_publish(e, 6, 2, 11, NULL, 0, 0); /* a new, empty topic, default settings */
+    kr_store_result r = result_of(e, 6);
+    assert_int_equal(r.err, KRAPPY_OK);
+    assert_int_equal(r.first, 0);
+    assert_int_equal(topic(e)->own.mask, 0);
+    /* A restart replays all of it: the old topic's setting lands on the
+     * new one, the deletion takes it, and the PUBLISH after it makes it
+     * again - the same stream, without the old one's settings. */
+    close_all(e);
+    open_all(e);
+    assert_int_equal(topic(e)->raft_index, 6);
+    push_topic_log(e);
+    r = result_of(e, 6);
+    assert_int_equal(r.err, KRAPPY_OK);
+    assert_int_equal(r.first, 0);
+    assert_int_equal(result_of(e, 4).err, KRAPPY_OK);
+    assert_int_equal(kr_replica_skipped(e->rp), 1); /* the PUBLISH at 2 */
+    assert_int_equal(topic(e)->next, 2);
+    assert_int_equal(topic(e)->raft_index, 6);
+    assert_int_equal(topic(e)->own.mask, 0);
+    assert_int_equal(topic(e)->segs[0]->max_ts, 11);
+    /* A change after it applies, durably; a reset drops the setting. */
+    push_config(e, 7, &TOPIC, RMS, 0, 5000);
+    assert_int_equal(result_of(e, 7).err, KRAPPY_OK);
+    close_all(e);
+    open_all(e);
+    assert_int_equal(topic(e)->cfg.v[KR_TC_RETENTION_MS], 5000);
+    push_config(e, 8, &TOPIC, 0, RMS, 0);
+    assert_int_equal(result_of(e, 8).err, KRAPPY_OK);
+    assert_int_equal(topic(e)->own.mask, 0);
+    /* A change of a topic that does not exist makes it. */
+    kr_str fresh = {(const uint8_t *)"fresh", 5};
+    push_config(e, 9, &fresh, RMS, 0, 7000);
+    assert_int_equal(result_of(e, 9).err, KRAPPY_OK);
+    kr_topic *t = kr_store_topic(e->s, fresh.ptr, fresh.len);
+    assert_non_null(t);
+    assert_int_equal(t->cfg.v[KR_TC_RETENTION_MS], 7000);
+}
+
+/* A snapshot carries each topic's settings; restoring it on a node that
+ * holds a topic the snapshot lacks (deleted before it) drops that topic. */
+static void test_snapshot_topics(void **state)
+{
+    env *e = *state;
+    push_create(e, 1);
+    push_config(e, 2, &TOPIC, RMS, 0, 5000);
+    assert_int_equal(result_of(e, 2).err, KRAPPY_OK);
+    kr_buf snap;
+    snapshot_into(e, &snap);
+    kr_str old = {(const uint8_t *)"old", 3};
+    push_config(e, 3, &old, RMS, 0, 1000); /* as if the snapshot came later */
+    push_config(e, 4, &TOPIC, 0, RMS, 0);  /* this node's settings differ */
+    assert_int_equal(result_of(e, 4).err, KRAPPY_OK);
+    assert_int_equal(topic(e)->own.mask, 0);
+    assert_int_equal(kr_replica_restore(e->rp, snap.data, snap.len), 0);
+    push_publish(e, 5, 1, 12, NULL, 0, 0);
+    assert_int_equal(result_of(e, 5).err, KRAPPY_OK);
+    assert_null(kr_store_topic(e->s, old.ptr, old.len));
+    assert_int_equal(topic(e)->own.mask, RMS);
+    assert_int_equal(topic(e)->cfg.v[KR_TC_RETENTION_MS], 5000);
+    kr_buf_free(&snap);
+    /* Durably: a restart finds it so. */
+    close_all(e);
+    open_all(e);
+    assert_null(kr_store_topic(e->s, old.ptr, old.len));
+    assert_int_equal(topic(e)->cfg.v[KR_TC_RETENTION_MS], 5000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -415,6 +539,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_groups, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kafka_offsets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_topics, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_topics, setup, teardown),
     };
     return cmocka_run_group_tests_name("test_cluster_replica", tests, NULL, NULL);
 }

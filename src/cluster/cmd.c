@@ -33,6 +33,8 @@ const char *kr_cmd_name(kr_cmd_type t)
         return "GROUP_DELETE";
     case KR_CMD_RETENTION:
         return "RETENTION";
+    case KR_CMD_TOPIC_CONFIG:
+        return "TOPIC_CONFIG";
     case KR_CMD_KOFFSET_COMMIT:
         return "KOFFSET_COMMIT";
     }
@@ -162,6 +164,19 @@ static int decode_koffset(rd *r, kr_cmd *c)
     return 0;
 }
 
+/* The settings are checked as a client's `set` is (strict), so that
+ * applying never meets a bad one. */
+static int decode_topic_config(rd *r, kr_cmd *c)
+{
+    kr_cbor_item map;
+    char msg[200];
+    if (get_topic(r, &c->topic) < 0 || next(r, &map, "no settings") < 0)
+        return -1;
+    if (kr_tc_decode(&map, true, &c->cfg, msg, sizeof msg) != KRAPPY_OK)
+        return bad(r, msg);
+    return 0;
+}
+
 int kr_cmd_decode(const uint8_t *p, size_t len, kr_cmd *c, char *err, size_t errlen)
 {
     kr_cbor_item arr;
@@ -244,6 +259,10 @@ int kr_cmd_decode(const uint8_t *p, size_t len, kr_cmd *c, char *err, size_t err
         rc = get_topic(&r, &c->topic);
         if (rc == 0)
             rc = get_uint(&r, &c->value, "first is not a uint");
+        break;
+    case KR_CMD_TOPIC_CONFIG:
+        want = 2;
+        rc = decode_topic_config(&r, c);
         break;
     case KR_CMD_KOFFSET_COMMIT:
         want = 4;
@@ -382,6 +401,14 @@ void kr_cmd_put_retention(kr_buf *b, const kr_str *topic, uint64_t first)
     kr_cbor_put_uint(b, KR_CMD_RETENTION);
     put_str(b, topic);
     kr_cbor_put_uint(b, first);
+}
+
+void kr_cmd_put_topic_config(kr_buf *b, const kr_str *topic, const kr_topic_config *set)
+{
+    kr_cbor_put_array(b, 3);
+    kr_cbor_put_uint(b, KR_CMD_TOPIC_CONFIG);
+    put_str(b, topic);
+    kr_tc_encode(b, set);
 }
 
 void kr_cmd_put_koffset(kr_buf *b, const kr_str *topic, const kr_str *group, uint64_t offset,

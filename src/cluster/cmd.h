@@ -22,14 +22,16 @@
  *   [16, topic, group, cursor]               GROUP_SEEK
  *   [17, topic, group]                       GROUP_DELETE
  *   [18, topic, first]                       RETENTION: the topic's new first offset
+ *   [19, topic, settings]                    TOPIC_CONFIG: a change of the topic's settings
+ *                                            (a map as TOPIC_CONFIG's `set`, null resets);
+ *                                            creates the topic when it is missing
  *   [20, topic, group, offset, metadata|null] KOFFSET_COMMIT: a Kafka group's committed
  *                                            offset (metadata: bytes)
  *
  * Numbers only grow; a node that meets a number it does not know stops
- * applying (fsm.h: every node must decide the same, so it cannot skip). A
- * topic setting (TOPIC_CONFIG, PROTOCOL.md section 9) will be one more
- * number (19) with [19, topic, settings map], and retention by time or size stays
- * RETENTION: the leader decides `first`, the followers only follow.
+ * applying (fsm.h: every node must decide the same, so it cannot skip).
+ * Retention by time or size stays RETENTION: the leader decides `first`,
+ * the followers only follow.
  *
  * The decoder never allocates: a decoded command's strings point into the
  * entry, which must outlive it.
@@ -59,6 +61,7 @@ typedef enum kr_cmd_type {
     KR_CMD_GROUP_SEEK = 16,
     KR_CMD_GROUP_DELETE = 17,
     KR_CMD_RETENTION = 18,
+    KR_CMD_TOPIC_CONFIG = 19,
     KR_CMD_KOFFSET_COMMIT = 20
 } kr_cmd_type;
 
@@ -79,6 +82,7 @@ typedef struct kr_cmd {
     kr_str payload;       /* PUBLISH: the request's payload; KOFFSET_COMMIT: metadata */
     kr_cbor_item cursors; /* GROUP_CURSORS: the array of [group, cursor] */
     uint64_t n_cursors;
+    kr_topic_config cfg; /* TOPIC_CONFIG: the change, validated */
 } kr_cmd;
 
 /*
@@ -114,6 +118,8 @@ void kr_cmd_put_group_delete(kr_buf *b, const kr_str *topic, const kr_str *group
 void kr_cmd_put_cursors_begin(kr_buf *b, const kr_str *topic, size_t n);
 void kr_cmd_put_cursor(kr_buf *b, const kr_str *group, uint64_t cursor);
 void kr_cmd_put_retention(kr_buf *b, const kr_str *topic, uint64_t first);
+/* TOPIC_CONFIG: the change `set` (its masked settings and resets). */
+void kr_cmd_put_topic_config(kr_buf *b, const kr_str *topic, const kr_topic_config *set);
 /* KOFFSET_COMMIT: metadata NULL (mlen ignored) for null. */
 void kr_cmd_put_koffset(kr_buf *b, const kr_str *topic, const kr_str *group, uint64_t offset,
                         const uint8_t *metadata, size_t mlen);

@@ -16,7 +16,9 @@
  * kr_store_publish_applied), so one at or below a topic's raft_index is
  * skipped; creating a topic that exists is a no-op; an idempotent
  * registration whose epoch the producer has is skipped; a GROUP_CREATE of
- * a group that exists is a no-op. A snapshot may
+ * a group that exists is a no-op; a TOPIC_DELETE deletes the topic even
+ * when it is a later one of the name (the replay makes that again). A
+ * snapshot may
  * only be taken once the store holds every command it covers, synced
  * (kr_replica_snapshot), or a restart would skip commands whose batches
  * were never written (or, after a power cut, lost); it records each
@@ -93,15 +95,18 @@ int kr_replica_push(kr_replica *rp, uint64_t index, const void *data, size_t len
 
 /*
  * Snapshots (raft thread). kr_replica_snapshot - the store's part of a
- * snapshot, appended to out: [index, [[topic, next, producers, groups]...]]
- * (groups: [[group, cursor]...]), as of the last store command pushed,
- * once the store holds it and every topic's stream is synced that far
- * (asks for the syncs; waits up to ms).
+ * snapshot, appended to out:
+ * [index, [[topic, next, producers, groups, settings]...]] (groups:
+ * [[group, cursor]...]; settings: the topic's own, a TOPIC_CONFIG map), as
+ * of the last store command pushed, once the store holds it and every
+ * topic's stream is synced that far (asks for the syncs; waits up to ms).
  * @return 0, or -1 (not ready in time: snapshot later).
  * kr_replica_restore - a snapshot's store part (as kr_replica_snapshot
  * made it, copied) was restored: before any command after it applies,
  * every topic must reach its `next`; what this node lacks is fetched from
- * the leader (catchup.h). @return 0, or -1 (no memory).
+ * the leader (catchup.h); the snapshot's settings are adopted, and a
+ * topic it lacks that has no batch after it is deleted (it was deleted
+ * before the snapshot). @return 0, or -1 (no memory).
  */
 int kr_replica_snapshot(kr_replica *rp, unsigned ms, kr_buf *out);
 int kr_replica_restore(kr_replica *rp, const void *data, size_t len);

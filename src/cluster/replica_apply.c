@@ -8,6 +8,7 @@
 
 #include "cluster/cmd.h"
 #include "cluster/replica_int.h"
+#include "store/topic_config.h"
 #include "util/log.h"
 
 static void stored_cb(void *arg, const kr_store_result *res)
@@ -233,6 +234,41 @@ static void apply_koffset(kr_replica *rp, item *it, const kr_cmd *cmd)
         kr_replica_complete(it, &res);
 }
 
+/* ---- topics (replica.h) ---- */
+
+/* The topic goes on every node, with all it holds; connections let go of
+ * it. A restart's replay deletes it too when the topic here is one made
+ * again after this deletion: the log since the snapshot holds every
+ * command that made it, and the replay makes it again from them. Skipping
+ * instead would leave the old topic's commands replayed before it (a
+ * group, a producer's epoch, a setting) on the new one. */
+static void apply_topic_delete(kr_replica *rp, item *it, const kr_cmd *cmd)
+{
+    kr_topic *t = kr_store_topic(rp->store, cmd->topic.ptr, cmd->topic.len);
+    kr_store_result res = {.err = KRAPPY_OK};
+    if (t == NULL) {
+        missing(it, KRAPPY_E_NO_SUCH_TOPIC, "topic", &cmd->topic);
+        return;
+    }
+    res.err = kr_store_delete_topic(rp->store, t, stored_cb, it, res.msg, sizeof res.msg);
+    if (res.err != KRAPPY_OK)
+        kr_replica_complete(it, &res);
+    else if (rp->forget != NULL)
+        rp->forget(rp->forget_arg, t, NULL);
+}
+
+/* A change of settings (creating the topic when it is missing), as a
+ * single node makes it. */
+static void apply_topic_config(kr_replica *rp, item *it, const kr_cmd *cmd)
+{
+    kr_topic *t;
+    kr_store_result res = {.err = KRAPPY_OK};
+    res.err = kr_store_topic_configure(rp->store, cmd->topic.ptr, cmd->topic.len, &cmd->cfg, &t,
+                                       stored_cb, it, res.msg, sizeof res.msg);
+    if (res.err != KRAPPY_OK)
+        kr_replica_complete(it, &res);
+}
+
 void kr_replica_apply(kr_replica *rp, item *it)
 {
     kr_cmd cmd;
@@ -271,6 +307,12 @@ void kr_replica_apply(kr_replica *rp, item *it)
         return;
     case KR_CMD_KOFFSET_COMMIT:
         apply_koffset(rp, it, &cmd);
+        return;
+    case KR_CMD_TOPIC_DELETE:
+        apply_topic_delete(rp, it, &cmd);
+        return;
+    case KR_CMD_TOPIC_CONFIG:
+        apply_topic_config(rp, it, &cmd);
         return;
     default:
         res.err = KRAPPY_E_INVALID_ARGUMENT;

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "cluster/replica_int.h"
+#include "store/topic_config.h"
 #include "util/log.h"
 
 #define SNAPSHOT_POLL_MS 2 /* the loop's look at the syncs a snapshot waits for */
@@ -44,13 +45,14 @@ static int put_producer(void *arg, const kr_prod_state *st)
     return 0;
 }
 
-/* [topic, next, [producer...], [[group, cursor]...]]: each group at the
- * cursor the log gave it (on the leader its own may be ahead). */
+/* [topic, next, [producer...], [[group, cursor]...], settings]: each
+ * group at the cursor the log gave it (on the leader its own may be
+ * ahead); settings: the ones the topic sets itself (TOPIC_CONFIG's map). */
 static void put_topic(kr_buf *b, kr_topic *t)
 {
     size_t n = 0;
     kr_store_producers_each(t, count_one, &n);
-    kr_cbor_put_array(b, 4);
+    kr_cbor_put_array(b, 5);
     kr_cbor_put_text(b, t->name, t->name_len);
     kr_cbor_put_uint(b, t->next);
     kr_cbor_put_array(b, n);
@@ -65,6 +67,7 @@ static void put_topic(kr_buf *b, kr_topic *t)
         kr_cbor_put_bytes(b, name, len);
         kr_cbor_put_uint(b, gs[i]->logged);
     }
+    kr_tc_encode(b, &t->own);
 }
 
 /*
@@ -196,15 +199,16 @@ static void adopt_producers(kr_replica *rp, kr_topic *t, const kr_cbor_item *lis
     }
 }
 
-/* Is group `name` in the snapshot's list? */
-static bool listed(const kr_cbor_item *list, const char *name, size_t len)
+/* Is `name` in the snapshot's list of groups (BYTES) or topics (TEXT):
+ * an array of arrays, each led by a name of that kind? */
+static bool listed(const kr_cbor_item *list, kr_cbor_kind kind, const char *name, size_t len)
 {
     kr_cbor_item g, n;
     kr_cbor_iter gi, fi;
     kr_cbor_iter_init(&gi, list);
     while (kr_cbor_iter_next(&gi, &g) == 1) {
         kr_cbor_iter_init(&fi, &g);
-        if (g.kind == KR_CBOR_ARRAY && kr_cbor_iter_next(&fi, &n) == 1 && n.kind == KR_CBOR_BYTES &&
+        if (g.kind == KR_CBOR_ARRAY && kr_cbor_iter_next(&fi, &n) == 1 && n.kind == kind &&
             n.str_len == len && memcmp(n.str, name, len) == 0)
             return true;
     }
@@ -241,7 +245,7 @@ static void adopt_groups(kr_replica *rp, kr_topic *t, const kr_cbor_item *list)
         size_t len;
         const char *gname = kr_store_group_name(gs[i], &len);
         kr_tgroup *gone = gs[i];
-        if (listed(list, gname, len))
+        if (listed(list, KR_CBOR_BYTES, gname, len))
             continue;
         kr_store_result res = {.err = KRAPPY_OK};
         res.err = kr_store_group_delete(rp->store, gone, adopted, (void *)"a group's deletion",
@@ -253,9 +257,57 @@ static void adopt_groups(kr_replica *rp, kr_topic *t, const kr_cbor_item *list)
     }
 }
 
+/* The snapshot's settings of t, where they differ from its own. */
+static void adopt_settings(kr_replica *rp, kr_topic *t, const kr_cbor_item *map)
+{
+    kr_topic_config own, set;
+    char msg[200];
+    if (kr_tc_decode(map, false, &own, msg, sizeof msg) != KRAPPY_OK)
+        return;
+    bool same = own.mask == t->own.mask;
+    for (int i = 0; same && i < KR_TC_N; i++)
+        same = !((own.mask >> i) & 1u) || own.v[i] == t->own.v[i];
+    if (same)
+        return;
+    set = own;
+    set.reset = KR_TC_ALL & ~own.mask;
+    kr_topic *it;
+    kr_store_result res = {.err = KRAPPY_OK};
+    res.err =
+        kr_store_topic_configure(rp->store, (const uint8_t *)t->name, t->name_len, &set, &it,
+                                 adopted, (void *)"a topic's settings", res.msg, sizeof res.msg);
+    if (res.err != KRAPPY_OK)
+        adopted((void *)"a topic's settings", &res);
+}
+
+/* A topic of this node's that the snapshot lacks and that holds nothing
+ * after it was deleted before it: it goes, as the log's TOPIC_DELETE would
+ * have done it. (One made after the snapshot - a restart's replay of its
+ * own - either holds batches past `index` and stays, or holds none and the
+ * replay makes it again.) */
+static void drop_unlisted(kr_replica *rp, const kr_cbor_item *list, uint64_t index)
+{
+    kr_topic **all;
+    for (size_t i = kr_store_topics(rp->store, &all); i-- > 0;) {
+        kr_topic *t = all[i];
+        if (t->raft_index > index || listed(list, KR_CBOR_TEXT, t->name, t->name_len))
+            continue;
+        kr_store_result res = {.err = KRAPPY_OK};
+        kr_log(KR_LOG_INFO, "a topic deleted before the raft snapshot goes here too",
+               KR_LOG_STR("topic", t->name), KR_LOG_U64("index", index));
+        res.err = kr_store_delete_topic(rp->store, t, adopted, (void *)"a topic's deletion",
+                                        res.msg, sizeof res.msg);
+        if (res.err != KRAPPY_OK)
+            adopted((void *)"a topic's deletion", &res);
+        else if (rp->forget != NULL)
+            rp->forget(rp->forget_arg, t, NULL);
+        kr_store_topics(rp->store, &all);
+    }
+}
+
 /*
  * A snapshot was restored (item->data: [index, [topic...]] in put_topic's
- * form; an older krappyd's has no groups): every topic must hold its
+ * form; an older krappyd's has no groups, or no settings): every topic must hold its
  * offsets up to `next` before the commands after `index` apply. What this node lacks - it was too
  * far behind, and the leader sent the snapshot instead of the commands - is fetched from the
  * leader. @return true when a catch-up runs (pump waits for it).
@@ -276,9 +328,9 @@ bool kr_replica_catch_up(kr_replica *rp, const item *it)
         goto bad;
     kr_cbor_iter_init(&li, &list);
     while (kr_cbor_iter_next(&li, &e) == 1) {
-        kr_cbor_item name, next, prods, groups;
+        kr_cbor_item name, next, prods, groups, settings;
         kr_cbor_iter ei;
-        if (e.kind != KR_CBOR_ARRAY || e.u < 3 || e.u > 4)
+        if (e.kind != KR_CBOR_ARRAY || e.u < 3 || e.u > 5)
             continue;
         kr_cbor_iter_init(&ei, &e);
         if (kr_cbor_iter_next(&ei, &name) != 1 || name.kind != KR_CBOR_TEXT || name.str == NULL ||
@@ -292,15 +344,20 @@ bool kr_replica_catch_up(kr_replica *rp, const item *it)
         if (t == NULL)
             continue;
         adopt_producers(rp, t, &prods);
-        if (e.u == 4 && kr_cbor_iter_next(&ei, &groups) == 1 && groups.kind == KR_CBOR_ARRAY)
+        if (e.u >= 4 && kr_cbor_iter_next(&ei, &groups) == 1 && groups.kind == KR_CBOR_ARRAY)
             adopt_groups(rp, t, &groups);
-        if (t->assigned >= next.u)
+        if (e.u == 5 && kr_cbor_iter_next(&ei, &settings) == 1)
+            adopt_settings(rp, t, &settings);
+        /* A topic with batches after the snapshot holds what it covers
+         * (or is one made again after a deletion the replay holds). */
+        if (t->assigned >= next.u || t->raft_index > idx.u)
             continue;
         memcpy(r[n].topic, name.str, name.str_len);
         r[n].from = t->assigned;
         r[n].to = next.u;
         n++;
     }
+    drop_unlisted(rp, &list, idx.u);
     if (n == 0) {
         free(r);
         return false;

@@ -1,9 +1,10 @@
 /*
  * server/admin_ops.c - administration shared by the data port (handlers.c)
  * and the admin port (admin.c): the store's part, then what connections
- * hold on what was deleted (PROTOCOL.md section 9). On a cluster a group's
- * seek and deletion go through the log (cluster_groups.c), and what
- * connections hold is let go when it is applied (kr_ops_forget).
+ * hold on what was deleted (PROTOCOL.md section 9). On a cluster a topic's
+ * deletion and settings and a group's seek and deletion go through the log
+ * (cluster_write.c, cluster_groups.c), and what connections hold is let go
+ * when it is applied (kr_ops_forget).
  *
  * The store wakes the long polls parked on a deleted topic or group (their
  * handlers see w->gone); here every connection lets go of its registrations
@@ -42,24 +43,11 @@ void kr_ops_forget(kr_server *srv, const kr_topic *t, const kr_tgroup *tg)
     }
 }
 
-/* On a cluster: INVALID_ARGUMENT with msg, `what` not being replicated yet
- * (every node would have to do it at the same point of the log). */
-static bool not_replicated(const kr_server *srv, const char *what, char *msg, size_t msglen)
-{
-    if (srv->cluster == NULL)
-        return false;
-    snprintf(msg, msglen,
-             "%s is not replicated by this krappyd's cluster yet (every node would have to do it "
-             "at the same point of the log); nothing changed",
-             what);
-    return true;
-}
-
 krappy_err kr_ops_delete_topic(kr_server *srv, kr_topic *t, kr_store_done done, void *arg,
                                char *msg, size_t msglen)
 {
-    if (not_replicated(srv, "deleting a topic", msg, msglen))
-        return KRAPPY_E_INVALID_ARGUMENT;
+    if (srv->cluster != NULL)
+        return kr_server_cluster_topic_delete(srv, t, done, arg, msg, msglen);
     krappy_err e = kr_store_delete_topic(srv->store, t, done, arg, msg, msglen);
     if (e == KRAPPY_OK) {
         kr_ops_forget(srv, t, NULL);
@@ -91,7 +79,7 @@ krappy_err kr_ops_topic_configure(kr_server *srv, const uint8_t *name, size_t le
                                   const kr_topic_config *set, kr_topic **t, kr_store_done done,
                                   void *arg, char *msg, size_t msglen)
 {
-    if (not_replicated(srv, "changing a topic's settings", msg, msglen))
-        return KRAPPY_E_INVALID_ARGUMENT;
+    if (srv->cluster != NULL)
+        return kr_server_cluster_topic_config(srv, name, len, set, t, done, arg, msg, msglen);
     return kr_store_topic_configure(srv->store, name, len, set, t, done, arg, msg, msglen);
 }

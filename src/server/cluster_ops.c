@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "server/kafka.h"
 #include "server/server.h"
 #include "util/hostport.h"
 #include "util/log.h"
@@ -53,7 +54,10 @@ static void member_addrs(void *arg, char *buf, size_t len)
 /* The log deleted a group (or a topic): connections let go of it. */
 static void forget_deleted(void *arg, kr_topic *t, kr_tgroup *tg)
 {
-    kr_ops_forget(arg, t, tg);
+    kr_server *srv = arg;
+    kr_ops_forget(srv, t, tg);
+    if (tg == NULL)
+        kr_kafka_topic_deleted(srv->kafka, t);
 }
 
 static void cluster_failed(void *arg, const char *why)

@@ -4,7 +4,9 @@
  * raft log (cluster/cmd.h), and are answered with what applying them here
  * gave (cluster/replica.h) once a majority stored them. Every node applies
  * the same commands in the same order, so the offsets in the answer are
- * the offsets on every node. Consumer groups' commands are cluster_groups.c's.
+ * the offsets on every node. DELETE_TOPIC and TOPIC_CONFIG `set` are
+ * commands too (TOPIC_DELETE, TOPIC_CONFIG). Consumer groups' commands are
+ * cluster_groups.c's.
  *
  * A single krappyd never comes here (handlers.c checks srv->cluster).
  */
@@ -90,6 +92,7 @@ kr_hresult kr_server_cluster_register(kr_conn *c, kr_req *r, const kr_request *r
      * command follows the registration's in the log. */
     memcpy(c->cl_topic, name->ptr, name->len);
     c->cl_topic_len = name->len;
+    c->producer_gone = false;
     c->idem = req->u.producer_register.idempotent;
     kr_buf_reset(&c->srv->cmd);
     if (!c->idem) {
@@ -125,7 +128,7 @@ static void published(void *arg, const kr_store_result *res)
 
 kr_hresult kr_server_cluster_publish(kr_conn *c, kr_req *r, const kr_request *req)
 {
-    if (kr_publish_lacks_seq(c, r, req))
+    if (kr_publish_lacks_seq(c, r, req) || kr_publish_topic_gone(c, r))
         return KR_H_DONE;
     if (c->cl_topic_len == 0) {
         kr_req_error(r, KRAPPY_E_NOT_REGISTERED,
@@ -152,5 +155,54 @@ krappy_err kr_server_cluster_produce(kr_server *srv, const char *topic, size_t t
     kr_str name = {(const uint8_t *)topic, tlen}, body = {payload, len};
     kr_buf_reset(&srv->cmd);
     kr_cmd_put_publish(&srv->cmd, &name, kr_wall_ms(), NULL, 0, &body);
+    return kr_server_cluster_command(srv, done, arg, msg, msglen);
+}
+
+/* ---- DELETE_TOPIC, TOPIC_CONFIG ---- */
+
+/*
+ * The producers registered on the topic (by name: cl_topic) go when its
+ * deletion is sent to the log, not when it is applied: a PUBLISH of theirs
+ * sent meanwhile would follow the deletion in the log and make the topic
+ * again. A registration made after this point is logged after the
+ * deletion, makes the new topic, and stays (the apply's kr_ops_forget goes
+ * by pointer). So a PUBLISH the log holds after a TOPIC_DELETE comes from
+ * a registration after it (PROTOCOL.md, krappyd's notes).
+ */
+static void producers_let_go(kr_server *srv, const kr_str *topic)
+{
+    kr_conn *c;
+    TAILQ_FOREACH(c, &srv->conns, link)
+    {
+        if (c->cl_topic_len != topic->len || memcmp(c->cl_topic, topic->ptr, topic->len) != 0)
+            continue;
+        c->cl_topic_len = 0;
+        c->idem = false;
+        c->producer_gone = true;
+    }
+}
+
+krappy_err kr_server_cluster_topic_delete(kr_server *srv, kr_topic *t, kr_replica_done done,
+                                          void *arg, char *msg, size_t msglen)
+{
+    kr_str name = {(const uint8_t *)t->name, t->name_len};
+    kr_buf_reset(&srv->cmd);
+    kr_cmd_put_topic(&srv->cmd, KR_CMD_TOPIC_DELETE, &name);
+    krappy_err e = kr_server_cluster_command(srv, done, arg, msg, msglen);
+    if (e == KRAPPY_OK) {
+        producers_let_go(srv, &name);
+        kr_ops_forget(srv, t, NULL); /* its consumers */
+    }
+    return e;
+}
+
+krappy_err kr_server_cluster_topic_config(kr_server *srv, const uint8_t *name, size_t len,
+                                          const kr_topic_config *set, kr_topic **t,
+                                          kr_replica_done done, void *arg, char *msg, size_t msglen)
+{
+    kr_str topic = {name, len};
+    *t = kr_store_topic(srv->store, name, len); /* NULL until the log makes it */
+    kr_buf_reset(&srv->cmd);
+    kr_cmd_put_topic_config(&srv->cmd, &topic, set);
     return kr_server_cluster_command(srv, done, arg, msg, msglen);
 }

@@ -185,19 +185,25 @@ bool kr_publish_lacks_seq(kr_conn *c, kr_req *r, const kr_request *req)
     return true;
 }
 
+bool kr_publish_topic_gone(kr_conn *c, kr_req *r)
+{
+    if (!c->producer_gone)
+        return false;
+    kr_req_error(r, KRAPPY_E_NO_SUCH_TOPIC,
+                 "the topic this connection registered to produce to was deleted; register "
+                 "again (PRODUCER_REGISTER) to create it anew",
+                 NULL);
+    return true;
+}
+
 static kr_hresult publish(kr_conn *c, kr_req *r, const kr_request *req)
 {
     if (c->srv->cluster != NULL)
         return kr_server_cluster_publish(c, r, req);
     if (kr_publish_lacks_seq(c, r, req))
         return KR_H_DONE;
-    if (c->producer_gone) {
-        kr_req_error(r, KRAPPY_E_NO_SUCH_TOPIC,
-                     "the topic this connection registered to produce to was deleted; register "
-                     "again (PRODUCER_REGISTER) to create it anew",
-                     NULL);
+    if (kr_publish_topic_gone(c, r))
         return KR_H_DONE;
-    }
     if (c->producer == NULL || c->producer->failed) {
         kr_req_error(r, KRAPPY_E_NOT_REGISTERED,
                      "PUBLISH needs a PRODUCER_REGISTER for a topic on this connection first",

@@ -312,16 +312,21 @@ static int16_t kpending_configure(kpending *kp, kr_kconn *c, kr_kafka_str name,
     kr_store_result sr = {0};
     int rc;
     kp->pending++;
-    if ((set->mask | set->reset) == 0) {
+    if ((set->mask | set->reset) == 0 && c->k->srv->cluster == NULL) {
         rc = kr_store_register(c->k->srv->store, (const uint8_t *)name.ptr, (size_t)name.len, t,
                                kpending_done, kp, &sr);
         if (rc < 0)
             snprintf(why, whylen, "%s", sr.msg);
     } else {
-        rc = kr_ops_topic_configure(c->k->srv, (const uint8_t *)name.ptr, (size_t)name.len, set, t,
-                                    kpending_done, kp, why, whylen) == KRAPPY_OK
-                 ? 0
-                 : -1;
+        /* On a cluster a creation too is the log's (an empty change). */
+        krappy_err e =
+            kr_ops_topic_configure(c->k->srv, (const uint8_t *)name.ptr, (size_t)name.len, set, t,
+                                   kpending_done, kp, why, whylen);
+        if (e == KRAPPY_E_NOT_LEADER) {
+            kp->pending--;
+            return KR_KAFKA_ERR_NOT_CONTROLLER;
+        }
+        rc = e == KRAPPY_OK ? 0 : -1;
     }
     if (rc == 0)
         return 0;
@@ -397,7 +402,7 @@ kr_khresult kr_khandle_create_topics(kr_kconn *c, kr_kreq *r, const kr_kafka_req
         if (res[i].error_code == 0 && !q->validate_only) {
             kr_topic *topic;
             res[i].error_code = kpending_configure(kp, c, t->name, &set, &topic, why, sizeof why);
-            if (res[i].error_code == 0)
+            if (res[i].error_code == 0 && topic != NULL) /* NULL: the log makes it */
                 kr_log(KR_LOG_INFO, "topic created by a Kafka client (CreateTopics)",
                        KR_LOG_STR("topic", topic->name));
         }
@@ -470,10 +475,12 @@ kr_khresult kr_khandle_delete_topics(kr_kconn *c, kr_kreq *r, const kr_kafka_req
         }
         ones[i] = (kdel_one){kd, &res[i]};
         kd->pending++;
-        if (kr_ops_delete_topic(c->k->srv, t, topic_deleted, &ones[i], c->msg, sizeof c->msg) !=
-            KRAPPY_OK) {
+        krappy_err e =
+            kr_ops_delete_topic(c->k->srv, t, topic_deleted, &ones[i], c->msg, sizeof c->msg);
+        if (e != KRAPPY_OK) {
             kd->pending--;
-            res[i].error_code = KR_KAFKA_ERR_KAFKA_STORAGE_ERROR;
+            res[i].error_code = e == KRAPPY_E_NOT_LEADER ? KR_KAFKA_ERR_NOT_CONTROLLER
+                                                         : KR_KAFKA_ERR_KAFKA_STORAGE_ERROR;
             kr_log(KR_LOG_ERROR, "DeleteTopics failed", KR_LOG_STR("topic", t->name),
                    KR_LOG_STR("reason", c->msg));
         }

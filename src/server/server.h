@@ -384,10 +384,12 @@ kr_hresult kr_server_cluster_register(kr_conn *c, kr_req *r, const kr_request *r
 
 /* handlers.c, shared with cluster_write.c: a PUBLISH stored (res OK)
  * answered - nothing for ack "none", else OK {first, count(, duplicate)};
- * and an idempotent connection's PUBLISH without `seq` refused
+ * an idempotent connection's PUBLISH without `seq` refused, and a PUBLISH
+ * on a connection whose topic was deleted refused with NO_SUCH_TOPIC
  * (@return true when it was, r answered). */
 void kr_reply_published(kr_req *r, const kr_store_result *res);
 bool kr_publish_lacks_seq(kr_conn *c, kr_req *r, const kr_request *req);
+bool kr_publish_topic_gone(kr_conn *c, kr_req *r);
 kr_hresult kr_server_cluster_publish(kr_conn *c, kr_req *r, const kr_request *req);
 
 /* The error of a write answered after the store or the log: with the
@@ -445,6 +447,20 @@ krappy_err kr_server_cluster_group_seek(kr_server *srv, kr_tgroup *tg, kr_seek_k
 krappy_err kr_server_cluster_group_delete(kr_server *srv, kr_tgroup *tg, kr_store_done done,
                                           void *arg, char *msg, size_t msglen);
 
+/* DELETE_TOPIC and TOPIC_CONFIG `set` on a cluster (kr_ops_delete_topic,
+ * kr_ops_topic_configure): the log's TOPIC_DELETE / TOPIC_CONFIG; done gets
+ * the result applying it here gave. A deletion lets go of the topic's
+ * producers and consumers at once (a PUBLISH of theirs must not follow it
+ * in the log); producers registered after that stay. *t: the topic as it is now (NULL: the command
+ * makes it).
+ * @return as kr_server_cluster_command. */
+krappy_err kr_server_cluster_topic_delete(kr_server *srv, kr_topic *t, kr_replica_done done,
+                                          void *arg, char *msg, size_t msglen);
+krappy_err kr_server_cluster_topic_config(kr_server *srv, const uint8_t *name, size_t len,
+                                          const kr_topic_config *set, kr_topic **t,
+                                          kr_replica_done done, void *arg, char *msg,
+                                          size_t msglen);
+
 /* The tick's look at leadership: a node that stopped leading lets go of
  * what its groups held beyond the log - members (their connections lose
  * the registration), hand-outs, ACKs not committed - and puts each group
@@ -468,7 +484,8 @@ kr_hresult kr_handle_cluster(kr_conn *c, kr_req *r, const kr_request *req);
  * kr_ops_delete_topic - DELETE_TOPIC (kr_store_delete_topic), then every
  * connection's registrations on the topic dropped: its producers' next
  * PUBLISH gets NO_SUCH_TOPIC until they register again, its groups'
- * members leave (a POLL parked there is answered NOT_REGISTERED).
+ * members leave (a POLL parked there is answered NOT_REGISTERED). On a
+ * cluster through the log (NOT_LEADER on a follower).
  * @return KRAPPY_OK when queued (`done` follows), else the error with msg.
  */
 krappy_err kr_ops_delete_topic(kr_server *srv, kr_topic *t, kr_store_done done, void *arg,
@@ -476,8 +493,8 @@ krappy_err kr_ops_delete_topic(kr_server *srv, kr_topic *t, kr_store_done done, 
 
 /* kr_ops_topic_configure - a topic's settings changed (TOPIC_CONFIG `set`,
  * the admin API, Kafka's CreateTopics and AlterConfigs):
- * kr_store_topic_configure, but refused on a cluster (INVALID_ARGUMENT,
- * nothing changed: settings are not replicated yet). */
+ * kr_store_topic_configure; on a cluster through the log (NOT_LEADER on a
+ * follower; *t NULL while the topic does not exist yet). */
 krappy_err kr_ops_topic_configure(kr_server *srv, const uint8_t *name, size_t len,
                                   const kr_topic_config *set, kr_topic **t, kr_store_done done,
                                   void *arg, char *msg, size_t msglen);

@@ -64,6 +64,9 @@ static void reencode(kr_buf *b, const kr_cmd *c)
     case KR_CMD_RETENTION:
         kr_cmd_put_retention(b, &c->topic, c->value);
         break;
+    case KR_CMD_TOPIC_CONFIG:
+        kr_cmd_put_topic_config(b, &c->topic, &c->cfg);
+        break;
     case KR_CMD_KOFFSET_COMMIT:
         kr_cmd_put_koffset(b, &c->topic, &c->name, c->value,
                            c->has_metadata ? c->payload.ptr : NULL, c->payload.len);
@@ -91,6 +94,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(same(&d.producer, &c.producer) && d.epoch == c.epoch);
     FUZZ_CHECK(same(&d.payload, &c.payload) && d.n_cursors == c.n_cursors);
     FUZZ_CHECK(d.has_metadata == c.has_metadata);
+    FUZZ_CHECK(d.cfg.mask == c.cfg.mask && d.cfg.reset == c.cfg.reset);
+    for (int i = 0; i < KR_TC_N; i++)
+        FUZZ_CHECK(!((c.cfg.mask >> i) & 1u) || d.cfg.v[i] == c.cfg.v[i]);
     if (c.type == KR_CMD_GROUP_CURSORS) {
         kr_cmd_cursor_iter ci, di;
         kr_str g1, g2;
