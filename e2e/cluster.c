@@ -15,22 +15,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../tests/loopback.h"
 #include "krappy/client.h"
-
-/* A port on 127.0.0.1 nothing listens on now. */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
 
 void e2e_cluster_addr(const e2e_cluster *c, unsigned i, char *out, size_t len)
 {
@@ -78,8 +64,8 @@ int e2e_cluster_start(e2e_cluster *c, unsigned n, bool proxies, const char *cons
         c->extra[k] = extra[k];
     size_t po = 0, ao = 0;
     for (unsigned i = 0; i < n; i++) {
-        c->data_port[i] = free_port();
-        c->raft_port[i] = free_port();
+        c->data_port[i] = kr_test_free_port();
+        c->raft_port[i] = kr_test_free_port();
         int reach = c->raft_port[i];
         if (proxies) {
             c->proxy[i] = e2e_proxy_start(c->raft_port[i]);

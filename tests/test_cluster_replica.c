@@ -24,6 +24,7 @@
 #include "cluster/cmd.h"
 #include "cluster/replica.h"
 #include "proto/cbor.h"
+#include "replica_snap.h"
 #include "store_env.h"
 
 typedef struct env {
@@ -332,34 +333,10 @@ static void test_kafka_offsets(void **state)
     assert_int_equal(result_of(e, 3).err, KRAPPY_E_NO_SUCH_TOPIC);
 }
 
-/* The raft thread's side of a snapshot, on a thread of its own. */
-typedef struct snap_call {
-    kr_replica *rp;
-    kr_buf out;
-    int rc;
-    int finished;
-} snap_call;
-
-static void *take_snapshot(void *arg)
-{
-    snap_call *sc = arg;
-    sc->rc = kr_replica_snapshot(sc->rp, 5000, &sc->out);
-    __atomic_store_n(&sc->finished, 1, __ATOMIC_RELEASE);
-    return NULL;
-}
-
 /* Run kr_replica_snapshot as the raft thread does, into out. */
 static void snapshot_into(env *e, kr_buf *out)
 {
-    snap_call sc = {.rp = e->rp};
-    kr_buf_init(&sc.out, 1 << 20);
-    pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, take_snapshot, &sc), 0);
-    for (int i = 0; i < 100000 && !__atomic_load_n(&sc.finished, __ATOMIC_ACQUIRE); i++)
-        event_base_loop(e->base, EVLOOP_NONBLOCK);
-    pthread_join(th, NULL);
-    assert_int_equal(sc.rc, 0);
-    *out = sc.out;
+    assert_int_equal(kr_test_replica_snapshot(e->rp, e->base, EVLOOP_NONBLOCK, out), 0);
 }
 
 static void test_snapshot(void **state)
@@ -370,12 +347,12 @@ static void test_snapshot(void **state)
     push_group(e, 3, KR_CMD_GROUP_CREATE, 1);
     push_cursors(e, 4, 2);
     assert_int_equal(result_of(e, 4).err, KRAPPY_OK);
-    snap_call sc;
-    snapshot_into(e, &sc.out);
+    kr_buf snap;
+    snapshot_into(e, &snap);
     /* [4, [["orders", 3, [["shop-1", 1, 3, [[0, 0, 3, 0]]]], [["billing", 2]]]]] */
     kr_cbor_item a, idx, list, t, name, next, prods, groups, g, v;
     kr_cbor_iter it, li, ti, gi, vi;
-    assert_int_equal(kr_cbor_read_exact(sc.out.data, sc.out.len, &a), 0);
+    assert_int_equal(kr_cbor_read_exact(snap.data, snap.len, &a), 0);
     kr_cbor_iter_init(&it, &a);
     assert_int_equal(kr_cbor_iter_next(&it, &idx), 1);
     assert_int_equal(idx.u, 4);
@@ -407,14 +384,14 @@ static void test_snapshot(void **state)
     assert_int_equal(result_of(e, 5).err, KRAPPY_OK);
     /* Restored where the store covers it: nothing to fetch, the commands
      * after it apply at once. */
-    assert_int_equal(kr_replica_restore(e->rp, sc.out.data, sc.out.len), 0);
+    assert_int_equal(kr_replica_restore(e->rp, snap.data, snap.len), 0);
     push_publish(e, 6, 1, 11, "shop-1", 1, 3);
     kr_store_result r = result_of(e, 6);
     assert_int_equal(r.err, KRAPPY_OK);
     assert_int_equal(r.first, 3);
     assert_null(kr_store_group(topic(e), other.ptr, other.len));
     assert_int_equal(cursor_here(e), 2);
-    kr_buf_free(&sc.out);
+    kr_buf_free(&snap);
 }
 
 static void push_config(env *e, uint64_t index, const kr_str *topic, uint32_t mask, uint32_t reset,

@@ -41,6 +41,7 @@
 #include "cluster/fsm.h"
 #include "cluster/replica.h"
 #include "proto/cbor.h"
+#include "replica_snap.h"
 #include "store_env.h"
 #include "util/log.h"
 
@@ -93,21 +94,6 @@ static int v_apply(void *arg, uint64_t index, const void *data, size_t len)
     return 0;
 }
 
-typedef struct snap_call {
-    kr_replica *rp;
-    kr_buf out;
-    int rc;
-    int finished;
-} snap_call;
-
-static void *snap_thread(void *arg)
-{
-    snap_call *sc = arg;
-    sc->rc = kr_replica_snapshot(sc->rp, 5000, &sc->out);
-    __atomic_store_n(&sc->finished, 1, __ATOMIC_RELEASE);
-    return NULL;
-}
-
 /* Each topic's next in a snapshot's store part must be synced here. */
 static void check_snapshot_synced(srv *v, const kr_buf *part)
 {
@@ -136,21 +122,15 @@ static void check_snapshot_synced(srv *v, const kr_buf *part)
 static int v_snapshot(void *arg, void **data, size_t *len)
 {
     srv *v = arg;
-    snap_call sc = {.rp = v->rp};
-    kr_buf_init(&sc.out, 1 << 20);
-    pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, snap_thread, &sc), 0);
-    for (int i = 0; i < 100000 && !__atomic_load_n(&sc.finished, __ATOMIC_ACQUIRE); i++)
-        event_base_loop(v->base, EVLOOP_ONCE);
-    pthread_join(th, NULL);
-    if (sc.rc != 0) {
-        kr_buf_free(&sc.out);
+    kr_buf out;
+    if (kr_test_replica_snapshot(v->rp, v->base, EVLOOP_ONCE, &out) != 0) {
+        kr_buf_free(&out);
         return -1;
     }
-    check_snapshot_synced(v, &sc.out);
+    check_snapshot_synced(v, &out);
     v->snapshots++;
-    *data = sc.out.data; /* malloc'd: the caller's now */
-    *len = sc.out.len;
+    *data = out.data; /* malloc'd: the caller's now */
+    *len = out.len;
     return 0;
 }
 
