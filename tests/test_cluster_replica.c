@@ -24,8 +24,8 @@
 #include "cluster/cmd.h"
 #include "cluster/replica.h"
 #include "proto/cbor.h"
-#include "replica_snap.h"
 #include "store_env.h"
+#include "replica_env.h"
 
 typedef struct env {
     struct event_base *base;
@@ -36,28 +36,9 @@ typedef struct env {
     kr_buf b;
 } env;
 
-static void no_nodes(void *arg, char *buf, size_t len)
-{
-    (void)arg;
-    snprintf(buf, len, "127.0.0.1:1");
-}
-
 static void open_all(env *e)
 {
-    kr_store_opts o = {.data_dir = e->dir,
-                       .segment_bytes = 1 << 20,
-                       .checkpoint_ms = 100,
-                       .overlay_bytes = 8 << 20,
-                       .max_frame = 1 << 20,
-                       .max_events = 1000,
-                       .max_publish_events = 1000,
-                       .max_wait_ms = 1000,
-                       .block_cache_bytes = 1 << 20,
-                       .group_window = 1000};
-    e->s = kr_test_store_open(&o, e->base, e->metrics);
-    e->rp = kr_replica_new(
-        &(kr_replica_opts){.store = e->s, .base = e->base, .nodes = no_nodes, .nodes_arg = e});
-    assert_non_null(e->rp);
+    e->rp = kr_test_replica_open(e->dir, 100, e->base, e->metrics, &e->s);
 }
 
 static void close_all(env *e)

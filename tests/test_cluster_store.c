@@ -41,8 +41,8 @@
 #include "cluster/fsm.h"
 #include "cluster/replica.h"
 #include "proto/cbor.h"
-#include "replica_snap.h"
 #include "store_env.h"
+#include "replica_env.h"
 #include "util/log.h"
 
 #define N_SERVERS  3
@@ -141,29 +141,11 @@ static int v_restore(void *arg, const void *data, size_t len)
     return kr_replica_restore(v->rp, data, len);
 }
 
-static void no_nodes(void *arg, char *buf, size_t len)
-{
-    (void)arg;
-    snprintf(buf, len, "127.0.0.1:1");
-}
-
 static void srv_open(srv *v)
 {
     kr_test_env_up(&v->base, &v->metrics, v->dir, sizeof v->dir, "cstore");
-    kr_store_opts o = {.data_dir = v->dir,
-                       .segment_bytes = 1 << 20,
-                       .checkpoint_ms = 3600000, /* only snapshots sync the streams */
-                       .overlay_bytes = 8 << 20,
-                       .max_frame = 1 << 20,
-                       .max_events = 1000,
-                       .max_publish_events = 1000,
-                       .max_wait_ms = 1000,
-                       .block_cache_bytes = 1 << 20,
-                       .group_window = 1000};
-    v->s = kr_test_store_open(&o, v->base, v->metrics);
-    v->rp = kr_replica_new(
-        &(kr_replica_opts){.store = v->s, .base = v->base, .nodes = no_nodes, .nodes_arg = v});
-    assert_non_null(v->rp);
+    /* Checkpoints once an hour: only snapshots sync the streams. */
+    v->rp = kr_test_replica_open(v->dir, 3600000, v->base, v->metrics, &v->s);
     kr_fsm_hooks h = {.arg = v, .apply = v_apply, .snapshot = v_snapshot, .restore = v_restore};
     kr_fsm_init(&v->fsm, &h);
 }
