@@ -21,6 +21,7 @@
 
 #include "cluster/cmd.h"
 #include "server/server.h"
+#include "util/grow.h"
 #include "util/log.h"
 
 /* A request waiting for its group's cursor to be committed. */
@@ -191,14 +192,10 @@ static centry *entry_of(struct kr_cursor_rounds *rs, kr_tgroup *tg)
     for (size_t i = 0; i < rd->n; i++)
         if (rd->e[i].len == glen && memcmp(rd->e[i].group, gname, glen) == 0)
             return &rd->e[i];
-    if (rd->n == rd->cap) {
-        size_t cap = rd->cap ? rd->cap * 2 : 4;
-        centry *n = realloc(rd->e, cap * sizeof *n);
-        if (n == NULL)
-            return NULL; /* an empty round is sent as nothing */
-        rd->e = n;
-        rd->cap = cap;
-    }
+    centry *room = kr_grow(rd->e, rd->n, &rd->cap, sizeof *room, 4);
+    if (room == NULL)
+        return NULL; /* an empty round is sent as nothing */
+    rd->e = room;
     centry *e = &rd->e[rd->n++];
     *e = (centry){.len = glen};
     memcpy(e->group, gname, glen);
