@@ -48,6 +48,7 @@
 #include "proto/cbor.h"
 #include "store/block.h"
 #include "store/checkpoint.h"
+#include "util/grow.h"
 #include "util/io.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -122,15 +123,12 @@ static int list_segments(recovery *r)
         }
         if (kr_seg_parse_name(de->d_name, &b) < 0)
             continue;
-        if (r->n_bases == cap) {
-            cap = cap ? cap * 2 : 16;
-            uint64_t *n = realloc(r->bases, cap * sizeof *n);
-            if (n == NULL) {
-                rc = fail(r, "out of memory listing the segments of %s", r->dir);
-                break;
-            }
-            r->bases = n;
+        uint64_t *n = kr_grow(r->bases, r->n_bases, &cap, sizeof *n, 16);
+        if (n == NULL) {
+            rc = fail(r, "out of memory listing the segments of %s", r->dir);
+            break;
         }
+        r->bases = n;
         r->bases[r->n_bases++] = b;
     }
     closedir(d);

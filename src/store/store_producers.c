@@ -17,6 +17,7 @@
 
 #include "proto/cbor.h"
 #include "util/clock.h"
+#include "util/grow.h"
 #include "util/log.h"
 
 /* A repeat that asked for ack "sync" of a PUBLISH stored without one:
@@ -162,14 +163,10 @@ size_t kr_topic_producers(const kr_topic *t)
  * ENOMEM (the state stays an orphan, which the next start deletes). */
 static bool gone_add(kr_tprod *tp, uint64_t pid)
 {
-    if (tp->n_gone == tp->cap_gone) {
-        size_t cap = tp->cap_gone ? tp->cap_gone * 2 : 16;
-        uint64_t *g = realloc(tp->gone, cap * sizeof *g);
-        if (g == NULL)
-            return false;
-        tp->gone = g;
-        tp->cap_gone = cap;
-    }
+    uint64_t *g = kr_grow(tp->gone, tp->n_gone, &tp->cap_gone, sizeof *g, 16);
+    if (g == NULL)
+        return false;
+    tp->gone = g;
     tp->gone[tp->n_gone++] = pid;
     return true;
 }
@@ -641,16 +638,12 @@ static int load_record(void *arg, const kr_view_prod_rec *r)
     kr_prod_table *tab = table_of(l->t);
     switch (r->kind) {
     case KR_VIEW_PROD_STATE:
-        if (l->n == l->cap) {
-            size_t cap = l->cap ? l->cap * 2 : 64;
-            struct saved_state *n = realloc(l->st, cap * sizeof *n);
-            if (n == NULL) {
-                l->nomem = true;
-                return 1;
-            }
-            l->st = n;
-            l->cap = cap;
+        struct saved_state *n = kr_grow(l->st, l->n, &l->cap, sizeof *n, 64);
+        if (n == NULL) {
+            l->nomem = true;
+            return 1;
         }
+        l->st = n;
         l->st[l->n++] = (struct saved_state){r->pid, l->vals.len, r->state_len};
         if (kr_buf_append(&l->vals, r->state, r->state_len) < 0) {
             l->nomem = true;
