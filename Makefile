@@ -80,6 +80,8 @@ TEST_SRC    := $(wildcard tests/test_*.c)
 FUZZ_SRC    := $(wildcard tests/fuzz/fuzz_*.c)
 E2E_SRC     := $(wildcard e2e/e2e_*.c)
 E2E_LIB_SRC := e2e/harness.c e2e/cluster.c e2e/proxy.c
+# What every e2e suite (a cmocka program, unlike the benches) links too.
+E2E_SUITE_SRC := e2e/suite.c
 HAMMER_SRC  := $(wildcard e2e/hammer/*.c)
 BENCH_SRC   := $(wildcard e2e/bench/*.c)
 # bench_vs: krappyd side by side with NATS JetStream and Redis Streams; it
@@ -262,7 +264,7 @@ $(TOUT)/bench/bench_kafka: E2E_LIBS = $(PC_RDKAFKA)
 $(TOUT)/e2e/e2e_kafka: $(KAFKA_LIB)
 $(TOUT)/e2e/e2e_kafka: E2E_LIBS = $(LIBA) $(PC_KAFKA) $(PC_RDKAFKA)
 
-$(TOUT)/e2e/%: $(OBJ)/e2e/%.o $(call obj,$(E2E_LIB_SRC)) $(LIBA)
+$(TOUT)/e2e/%: $(OBJ)/e2e/%.o $(call obj,$(E2E_LIB_SRC) $(E2E_SUITE_SRC)) $(LIBA)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(ALL_LDFLAGS) $(PC_CBOR) $(PC_CMOCKA) $(E2E_LIBS) -lm
 

@@ -1450,7 +1450,7 @@ static double metric(const e2e_server *s, const char *name)
 /*
  * Kafka Produce requests take request memory from --max-pending-bytes, with
  * the Krappy port's: eight producers pipeline 1 MiB batches (acks all)
- * while every fdatasync of a topic takes a second, so the requests read
+ * while every fdatasync of a topic takes 250 ms, so the requests read
  * wait for the disk. krappyd stops reading them once the budget is taken
  * (its waits counted) - RSS grows by about the budget, not by what the
  * clients send (without it, ~100 MiB a second) - and every batch sent is
@@ -1469,7 +1469,7 @@ static void test_produce_within_request_memory(void **state)
     e2e_tmp_template(s.dir, sizeof s.dir);
     assert_non_null(mkdtemp(s.dir));
     assert_int_equal(e2e_shim_on(&s), 0);
-    assert_int_equal(e2e_shim_faults(&s, "sync /topics/ DELAY ms=1000 times=1000000\n"), 0);
+    assert_int_equal(e2e_shim_faults(&s, "sync /topics/ DELAY ms=250 times=1000000\n"), 0);
     assert_int_equal(e2e_restart_small_quarantine(&s, args), 0);
     e2e_shim_off();
 
@@ -1536,7 +1536,7 @@ static void test_produce_within_request_memory(void **state)
     const char *next = strstr(out, "\"next\":");
     assert_non_null(next);
     long stored = atol(next + 7);
-    printf("      %d Kafka producers: %lu Produce requests of %zu KiB sent in 5 s of 1 s "
+    printf("      %d Kafka producers: %lu Produce requests of %zu KiB sent in 5 s of 250 ms "
            "fdatasyncs, %lu answered OK; request memory waits %.0f, pending at most %.1f MiB; "
            "RSS peak +%ld MiB (budget %ld MiB)\n",
            PRODUCERS, sent, frame.len >> 10, ok, waits, pending / (1 << 20), growth_mib,

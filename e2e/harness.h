@@ -140,6 +140,10 @@ void e2e_rm_tmp(const char *dir);
 bool e2e_torture(void);
 bool e2e_smoke(void);
 
+/* KRAPPY_E2E_ONLY=NAME runs only the tests NAME (a cmocka pattern, e.g.
+ * test_kill9*) matches, in every e2e suite: e2e/suite.c sets cmocka's
+ * filter before main. For debugging one test; make test never sets it. */
+
 /*
  * The LD_PRELOAD fault shim ($KRAPPY_SHIM, tests/shim/krshim.c) for the next
  * server starts, with the layout every suite uses: it tracks s->dir/data,
