@@ -14,11 +14,13 @@
 #include "krappy/client.h"
 #include "proto/msg.h"
 #include "util/buf.h"
+#include "util/hostport.h"
 #include "util/log.h"
 
 struct kr_catchup {
     struct event *ev;
     char *nodes, *token;
+    unsigned n_nodes; /* addresses in nodes */
     kr_catchup_range *ranges;
     size_t n;
     kr_catchup_chunk_fn chunk;
@@ -115,7 +117,7 @@ static int fetch_range(kr_catchup *cu, krappy_client *k, size_t i, uint64_t *at)
         uint64_t want = r->to - *at < KR_CATCHUP_CHUNK ? r->to - *at : KR_CATCHUP_CHUNK;
         krappy_err e = krappy_fetch(k, r->topic, *at, want, KR_CATCHUP_CHUNK_BYTES, 0, &ev);
         if (e != KRAPPY_OK || ev->count == 0 || ev->events[0].offset != *at) {
-            kr_log(KR_LOG_WARN, "catching up from the leader: FETCH failed; trying again",
+            kr_log(KR_LOG_WARN, "catching up: FETCH failed; trying again on the next node",
                    KR_LOG_STR("topic", r->topic), KR_LOG_U64("offset", *at),
                    KR_LOG_STR("reason", e != KRAPPY_OK ? krappy_client_errmsg(k)
                                                        : "no event at the offset asked for"));
@@ -133,6 +135,45 @@ static int fetch_range(kr_catchup *cu, krappy_client *k, size_t i, uint64_t *at)
     return 0;
 }
 
+/* Address number `nth` of the list `nodes` into out. @return false when
+ * the list has fewer. */
+static bool nth_node(const char *nodes, unsigned nth, char *out, size_t len)
+{
+    const char *p = nodes;
+    for (unsigned i = 0; i < nth; i++) {
+        p = strchr(p, ',');
+        if (p == NULL)
+            return false;
+        p++;
+    }
+    size_t n = strcspn(p, ",");
+    if (n == 0 || n >= len)
+        return false;
+    memcpy(out, p, n);
+    out[n] = '\0';
+    return true;
+}
+
+/*
+ * Connect to where the events are, for attempt number `attempt`: the
+ * leader first, then, after a failed attempt, each node of the list in
+ * turn. Every node's streams are the committed log's, byte for byte, so
+ * any node that holds the events serves them; and the leader itself may
+ * lack them - a node elected while it catches up would otherwise ask
+ * itself forever.
+ */
+static krappy_err connect_source(kr_catchup *cu, krappy_client *k, unsigned attempt)
+{
+    char addr[KR_HOSTPORT_MAX + 1];
+    unsigned turn = attempt % (cu->n_nodes + 1);
+    if (turn == 0 || !nth_node(cu->nodes, turn - 1, addr, sizeof addr))
+        return krappy_connect_leader(k, cu->nodes, NULL);
+    krappy_err e = krappy_connect_addr(k, addr);
+    if (e == KRAPPY_OK)
+        e = krappy_hello(k, NULL);
+    return e;
+}
+
 static void *catchup_main(void *arg)
 {
     kr_catchup *cu = arg;
@@ -140,10 +181,13 @@ static void *catchup_main(void *arg)
         &(krappy_opts){.timeout_ms = 10000, .token = cu->token, .client_name = "krappyd catch-up"});
     size_t i = 0;
     uint64_t at = cu->n > 0 ? cu->ranges[0].from : 0;
+    unsigned attempt = 0;
     while (k != NULL && i < cu->n) {
-        if (!krappy_connected(k) && krappy_connect_leader(k, cu->nodes, NULL) != KRAPPY_OK) {
+        if (!krappy_connected(k) && connect_source(cu, k, attempt) != KRAPPY_OK) {
             if (stopping(cu))
                 break;
+            krappy_close(k);
+            attempt++;
             pause_ms(KR_CATCHUP_RETRY_MS);
             continue;
         }
@@ -152,6 +196,7 @@ static void *catchup_main(void *arg)
             break;
         if (rc == -1) {
             krappy_close(k);
+            attempt++;
             pause_ms(KR_CATCHUP_RETRY_MS);
             continue;
         }
@@ -226,6 +271,9 @@ kr_catchup *kr_catchup_start(struct event_base *base, const char *nodes, const c
         cu->ev == NULL)
         goto fail;
     memcpy(cu->ranges, ranges, n * sizeof *ranges);
+    cu->n_nodes = 1;
+    for (const char *c = nodes; *c != '\0'; c++)
+        cu->n_nodes += *c == ',';
     if (pthread_create(&cu->th, NULL, catchup_main, cu) != 0)
         goto fail;
     return cu;

@@ -6,7 +6,10 @@
  * further (docs/DESIGN.md, "Snapshots").
  *
  * A thread of its own connects to the cluster (libkrappy, to the node that
- * leads among `nodes`), FETCHes each range in chunks and hands each chunk
+ * leads among `nodes`; after a failed attempt to each node of `nodes` in
+ * turn, since any node that applied the events holds them byte for byte,
+ * and the leader may be this very node, elected while it catches up),
+ * FETCHes each range in chunks and hands each chunk
  * to the loop as a PUBLISH payload (events with their ts, key, value and
  * headers as stored, so they are stored byte for byte as on the leader),
  * waiting until the loop took it. Lost connections are tried again (every
