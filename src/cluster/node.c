@@ -502,6 +502,11 @@ static int open_raft(kr_node *n, char *err, size_t errlen)
     raft_set_heartbeat_timeout(&n->raft, n->o.heartbeat_ms);
     raft_set_snapshot_threshold(&n->raft, n->o.snapshot_threshold);
     raft_set_snapshot_trailing(&n->raft, n->o.snapshot_trailing);
+    /* libraft's default is 30 s: a follower killed before its answer to a
+     * snapshot reached the leader got nothing more for that long. krappy's
+     * snapshots hold the store's bookkeeping, not its events (those are
+     * fetched after, catchup.h), so they travel in well under a second. */
+    raft_set_install_snapshot_timeout(&n->raft, 5 * n->o.election_ms);
     raft_set_pre_vote(&n->raft, true);
     if (n->n_peers > 0 && bootstrap(n, err, errlen) != 0)
         goto fail_raft;
