@@ -990,22 +990,30 @@ static unsigned count_restores(const world *w)
     return n;
 }
 
+/* Three servers that snapshot every 16 entries and keep 8 behind, the
+ * producer and group started, k PUBLISHes acknowledged and applied. */
+static world *snapshot_world(unsigned k)
+{
+    world *w = world_new(16, 8);
+    start_producer(w);
+    publish_many(w, k);
+    check(w, false);
+    return w;
+}
+
 /* Followers behind the leader's trailing log get its snapshot, restore it,
  * fetch what their streams lack from the data port and go on from the log:
  * streams, producer and group cursor the same everywhere after. */
 static void test_snapshot_install(void **state)
 {
     (void)state;
-    world *w = world_new(16, 8);
-    start_producer(w);
-    publish_many(w, 20);
-    check(w, false);
+    world *w = snapshot_world(20);
     unsigned l = leader(w);
     assert_true(install_on(w, (l + 1) % N_SERVERS, 40));
     heal_and_check(w);
     assert_true(w->fetched > 0);
 
-    /* The other follower, from a leader that itself installed one. */
+    /* A follower again, after a leader change. */
     raft_fixture_depose(&w->f);
     heal_and_check(w);
     l = leader(w);
@@ -1025,10 +1033,7 @@ static void test_snapshot_install(void **state)
 static void test_store_restarts(void **state)
 {
     (void)state;
-    world *w = world_new(16, 8);
-    start_producer(w);
-    publish_many(w, 20);
-    check(w, false);
+    world *w = snapshot_world(20);
     unsigned l = leader(w);
     srv_restart(w, (l + 1) % N_SERVERS);
     publish_many(w, 10);
@@ -1080,9 +1085,7 @@ static uint64_t next_rand(uint64_t *x)
 static void run_schedule(uint64_t seed, unsigned steps)
 {
     uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
-    world *w = world_new(16, 8);
-    start_producer(w);
-    publish_many(w, 8);
+    world *w = snapshot_world(8);
     for (unsigned s = 0; s < steps && w->next_seq + 400 <= MAX_EVENTS; s++) {
         unsigned l = leader(w);
         unsigned who = (unsigned)(next_rand(&x) % N_SERVERS);
