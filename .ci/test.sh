@@ -224,9 +224,11 @@ smoke)
     ;;
 torture)
     # The long loops: 100000 churned connections, 100 kill -9 rounds under
-    # load, 30 power cuts; hammer with 100 kill -9s of the server under load.
+    # load, 30 power cuts; hammer with 100 kill -9s of the server under load;
+    # 40 random fault schedules of the cluster's store under libraft's fixture.
     export KRAPPY_E2E_TORTURE=1
     e2e $ASAN $ASAN/bin asan
+    run "unit test_cluster_store (asan, 40 fault schedules)" $ASAN/tests/test_cluster_store
     hammer $ASAN $ASAN/bin "asan, 100 kills" --seconds 60 --kills 100
     hammer $ASAN $ASAN/bin "asan, mixed acks, 30 kills" --seconds 30 --kills 30 --sync 50
     hammer $ASAN $ASAN/bin "asan, idempotent producers, 30 power cuts" --seconds 30 \

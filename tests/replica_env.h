@@ -24,10 +24,12 @@ static void kr_test_no_nodes(void *arg, char *buf, size_t len)
 }
 
 /* Open the store in dir (checkpoints every checkpoint_ms) into *s, and a
- * replica over it. @return the replica (asserted). */
-static inline kr_replica *kr_test_replica_open(const char *dir, uint64_t checkpoint_ms,
-                                               struct event_base *base, kr_metrics *metrics,
-                                               kr_store **s)
+ * replica over it whose catch-ups look for the leader among `nodes`.
+ * @return the replica (asserted). */
+static inline kr_replica *kr_test_replica_open_nodes(const char *dir, uint64_t checkpoint_ms,
+                                                     struct event_base *base, kr_metrics *metrics,
+                                                     kr_replica_nodes_fn nodes, void *nodes_arg,
+                                                     kr_store **s)
 {
     kr_store_opts o = {.data_dir = dir,
                        .segment_bytes = 1 << 20,
@@ -40,10 +42,18 @@ static inline kr_replica *kr_test_replica_open(const char *dir, uint64_t checkpo
                        .block_cache_bytes = 1 << 20,
                        .group_window = 1000};
     *s = kr_test_store_open(&o, base, metrics);
-    kr_replica *rp = kr_replica_new(&(kr_replica_opts){
-        .store = *s, .base = base, .nodes = kr_test_no_nodes, .nodes_arg = NULL});
+    kr_replica *rp = kr_replica_new(
+        &(kr_replica_opts){.store = *s, .base = base, .nodes = nodes, .nodes_arg = nodes_arg});
     assert_non_null(rp);
     return rp;
+}
+
+/* kr_test_replica_open_nodes with no leader to catch up from. */
+static inline kr_replica *kr_test_replica_open(const char *dir, uint64_t checkpoint_ms,
+                                               struct event_base *base, kr_metrics *metrics,
+                                               kr_store **s)
+{
+    return kr_test_replica_open_nodes(dir, checkpoint_ms, base, metrics, kr_test_no_nodes, NULL, s);
 }
 
 typedef struct kr_test_snap_call {
@@ -63,12 +73,12 @@ static void *kr_test_snap_thread(void *arg)
 
 /*
  * Take rp's snapshot into *out (initialised here; the caller frees it),
- * running base with `loop_flags` (EVLOOP_NONBLOCK or EVLOOP_ONCE) until it
- * is taken. @return kr_replica_snapshot's result, or -1 when the thread
+ * calling run(arg) - which runs the loops the snapshot waits for - until
+ * it is taken. @return kr_replica_snapshot's result, or -1 when the thread
  * could not start.
  */
-static inline int kr_test_replica_snapshot(kr_replica *rp, struct event_base *base, int loop_flags,
-                                           kr_buf *out)
+static inline int kr_test_replica_snapshot_run(kr_replica *rp, void (*run)(void *arg), void *arg,
+                                               kr_buf *out)
 {
     kr_test_snap_call sc = {.rp = rp};
     kr_buf_init(&sc.out, 1 << 20);
@@ -78,10 +88,30 @@ static inline int kr_test_replica_snapshot(kr_replica *rp, struct event_base *ba
         return -1;
     }
     for (int i = 0; i < 100000 && !__atomic_load_n(&sc.finished, __ATOMIC_ACQUIRE); i++)
-        event_base_loop(base, loop_flags);
+        run(arg);
     pthread_join(th, NULL);
     *out = sc.out;
     return sc.rc;
+}
+
+typedef struct kr_test_loop_run {
+    struct event_base *base;
+    int flags;
+} kr_test_loop_run;
+
+static void kr_test_loop_once(void *arg)
+{
+    kr_test_loop_run *lr = arg;
+    event_base_loop(lr->base, lr->flags);
+}
+
+/* kr_test_replica_snapshot_run running base with `loop_flags`
+ * (EVLOOP_NONBLOCK or EVLOOP_ONCE). */
+static inline int kr_test_replica_snapshot(kr_replica *rp, struct event_base *base, int loop_flags,
+                                           kr_buf *out)
+{
+    kr_test_loop_run lr = {base, loop_flags};
+    return kr_test_replica_snapshot_run(rp, kr_test_loop_once, &lr, out);
 }
 
 #endif
