@@ -448,6 +448,7 @@ int kr_compact_start(kr_store *s)
         free(c);
         return -1;
     }
+    pthread_setname_np(c->thread, "kr-compact");
     c->started = true;
     s->compactor = c;
     return 0;
