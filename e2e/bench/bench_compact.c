@@ -248,6 +248,31 @@ static void print_mark(const char *what)
     fprintf(stderr, "%s at %.6f (load %.2f)\n", what, (double)mono_ns() / 1e9, la[0]);
 }
 
+/* Of krappyd's loop thread (its main thread): the time it spent waiting
+ * for a CPU while runnable, in ns (/proc/PID/task/PID/schedstat), and the
+ * times it was preempted (nonvoluntary_ctxt_switches in .../status); 0 when
+ * unknown. */
+static void loop_sched(const e2e_server *s, uint64_t *runq_ns, uint64_t *preempted)
+{
+    char path[64], line[128];
+    unsigned long long run = 0, wait = 0, n = 0;
+    *runq_ns = *preempted = 0;
+    snprintf(path, sizeof path, "/proc/%d/task/%d/schedstat", (int)s->pid, (int)s->pid);
+    FILE *f = fopen(path, "r");
+    if (f != NULL) {
+        if (fscanf(f, "%llu %llu", &run, &wait) == 2)
+            *runq_ns = wait;
+        fclose(f);
+    }
+    snprintf(path, sizeof path, "/proc/%d/task/%d/status", (int)s->pid, (int)s->pid);
+    if ((f = fopen(path, "r")) == NULL)
+        return;
+    while (fgets(line, sizeof line, f) != NULL)
+        if (sscanf(line, "nonvoluntary_ctxt_switches: %llu", &n) == 1)
+            *preempted = n;
+    fclose(f);
+}
+
 /* The rewrites of topic so far. */
 static uint64_t rewritten(const e2e_server *s, const char *topic)
 {
@@ -274,8 +299,8 @@ static int run_ab(int rounds, long events, long keys, const char *rate)
     fprintf(stderr, "filled kv: %ld events, %.0f events/s; krappyd pid %d\n", events, fill,
             (int)s.pid);
     sleep(5); /* its checkpoint */
-    printf("| row | compaction | segments rewritten meanwhile | load | p50 | p99 |\n"
-           "|---|---|---|---|---|---|\n");
+    printf("| row | compaction | segments rewritten meanwhile | load | loop: waited for a CPU, "
+           "preempted | p50 | p99 |\n|---|---|---|---|---|---|---|\n");
     for (int r = 0; r < rounds; r++) {
         for (int on = 0; on < 2; on++) {
             char topic[32];
@@ -298,10 +323,14 @@ static int run_ab(int rounds, long events, long keys, const char *rate)
             print_mark(topic);
             double la[3] = {0, 0, 0};
             (void)getloadavg(la, 3);
+            uint64_t rq0, pre0, rq1, pre1;
+            loop_sched(&s, &rq0, &pre0);
             double p50, p99 = latency(&s, topic, &p50);
+            loop_sched(&s, &rq1, &pre1);
             print_mark("  done");
-            printf("| %d | %s | %llu | %.1f | %.0f us | %.0f us |\n", r + 1, on ? "on" : "off",
-                   (unsigned long long)(rewritten(&s, "kv") - n0), la[0], p50, p99);
+            printf("| %d | %s | %llu | %.1f | %.1f ms, %llu times | %.0f us | %.0f us |\n", r + 1,
+                   on ? "on" : "off", (unsigned long long)(rewritten(&s, "kv") - n0), la[0],
+                   (double)(rq1 - rq0) / 1e6, (unsigned long long)(pre1 - pre0), p50, p99);
             fflush(stdout);
         }
     }
