@@ -18,10 +18,19 @@
  *            topic, once while compaction runs (bound: p99 10% higher).
  *
  *   bench_compact [EVENTS [KEYS [RATE]]]   defaults 10000000, 100000, 64M
+ *
+ *   bench_compact --ab ROUNDS [EVENTS [KEYS [RATE]]]
+ *            only the latency rows, side by side in one server: the topic
+ *            is filled with compaction off (cleanup=delete), then ROUNDS
+ *            times a row with it off and a row with it on (cleanup=compact
+ *            for the row's time), so that both see the same machine. With
+ *            $BENCH_SLOW_US, every event slower than that is printed with
+ *            its send time (CLOCK_MONOTONIC), to line up with a trace of krappyd.
  * Uses $KRAPPYD (default bin/krappyd) in a temp dir.
  */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,6 +138,8 @@ typedef struct lat_run {
 static void *lat_consumer(void *arg)
 {
     lat_run *L = arg;
+    const char *slow_env = getenv("BENCH_SLOW_US");
+    uint64_t slow_ns = slow_env != NULL ? strtoull(slow_env, NULL, 10) * 1000 : 0;
     krappy_client *c = connect_to(L->s);
     uint64_t off = 0, give_up = mono_ns() + (LAT_SECS + 60) * 1000000000ull;
     while (L->got < L->total && mono_ns() < give_up) {
@@ -148,6 +159,10 @@ static void *lat_consumer(void *arg)
                 die(NULL, "a latency event came back damaged");
             memcpy(&sent, x->value + 1, 8);
             L->lat[L->got++] = now > sent ? now - sent : 0;
+            if (slow_ns != 0 && now > sent + slow_ns) {
+                fprintf(stderr, "slow %s sent %.6f %llu us\n", L->topic, sent / 1e9,
+                        (unsigned long long)((now - sent) / 1000));
+            }
         }
         off = ev->next;
         krappy_events_free(ev);
@@ -215,25 +230,136 @@ static krappy_topic_stats *stats(const e2e_server *s, const char *topic)
     return st;
 }
 
-static void configure(const e2e_server *s, const char *topic)
+/* The compacted topic's settings; cleanup= as given (compaction on or off). */
+static void configure(const e2e_server *s, const char *topic, const char *cleanup)
 {
     krappy_client *c = connect_to(s);
-    const char *set[] = {"cleanup=compact", "segment_bytes=16M", "segment_ms=1s",
-                         "delete_retention_ms=0"};
+    const char *set[] = {cleanup, "segment_bytes=16M", "segment_ms=1s", "delete_retention_ms=0"};
     if (krappy_topic_config(c, topic, set, 4, NULL) != KRAPPY_OK)
         die(c, "topic-config");
     krappy_client_free(c);
 }
 
+/* A mark on stderr: CLOCK_MONOTONIC, which perf's timestamps follow. */
+static void print_mark(const char *what)
+{
+    double la[3] = {0, 0, 0};
+    (void)getloadavg(la, 3);
+    fprintf(stderr, "%s at %.6f (load %.2f)\n", what, (double)mono_ns() / 1e9, la[0]);
+}
+
+/* Of krappyd's loop thread (its main thread): the time it spent waiting
+ * for a CPU while runnable, in ns (/proc/PID/task/PID/schedstat), and the
+ * times it was preempted (nonvoluntary_ctxt_switches in .../status); 0 when
+ * unknown. */
+static void loop_sched(const e2e_server *s, uint64_t *runq_ns, uint64_t *preempted)
+{
+    char path[64], line[128];
+    unsigned long long run = 0, wait = 0, n = 0;
+    *runq_ns = *preempted = 0;
+    snprintf(path, sizeof path, "/proc/%d/task/%d/schedstat", (int)s->pid, (int)s->pid);
+    FILE *f = fopen(path, "r");
+    if (f != NULL) {
+        if (fscanf(f, "%llu %llu", &run, &wait) == 2)
+            *runq_ns = wait;
+        fclose(f);
+    }
+    snprintf(path, sizeof path, "/proc/%d/task/%d/status", (int)s->pid, (int)s->pid);
+    if ((f = fopen(path, "r")) == NULL)
+        return;
+    while (fgets(line, sizeof line, f) != NULL)
+        if (sscanf(line, "nonvoluntary_ctxt_switches: %llu", &n) == 1)
+            *preempted = n;
+    fclose(f);
+}
+
+/* The rewrites of topic so far. */
+static uint64_t rewritten(const e2e_server *s, const char *topic)
+{
+    krappy_topic_stats *st = stats(s, topic);
+    uint64_t n = st->segments_rewritten;
+    krappy_topic_stats_free(st);
+    return n;
+}
+
+/*
+ * --ab: ROUNDS latency rows with compaction off, then on, alternated on
+ * one server whose topic "kv" holds EVENTS events over KEYS keys. A row
+ * with compaction off starts once the last rewrite is through (nothing
+ * rewritten for 2 s).
+ */
+static int run_ab(int rounds, long events, long keys, const char *rate)
+{
+    e2e_server s;
+    const char *args[] = {"--compact-rate", rate, NULL};
+    if (e2e_start(&s, args) < 0)
+        die(NULL, "cannot start krappyd");
+    configure(&s, "kv", "cleanup=delete");
+    double fill = ingest(&s, "kv", events, (uint32_t)keys, 42);
+    fprintf(stderr, "filled kv: %ld events, %.0f events/s; krappyd pid %d\n", events, fill,
+            (int)s.pid);
+    sleep(5); /* its checkpoint */
+    printf("| row | compaction | segments rewritten meanwhile | load | loop: waited for a CPU, "
+           "preempted | p50 | p99 |\n|---|---|---|---|---|---|---|\n");
+    for (int r = 0; r < rounds; r++) {
+        for (int on = 0; on < 2; on++) {
+            char topic[32];
+            snprintf(topic, sizeof topic, "lat-%s%d", on ? "on" : "off", r);
+            if (on) {
+                configure(&s, "kv", "cleanup=compact");
+                usleep(200000);
+            } else {
+                configure(&s, "kv", "cleanup=delete");
+                uint64_t n = rewritten(&s, "kv");
+                for (int i = 0; i < 600; i++) { /* at most 60 s */
+                    usleep(2000000);
+                    uint64_t m = rewritten(&s, "kv");
+                    if (m == n)
+                        break;
+                    n = m;
+                }
+            }
+            uint64_t n0 = rewritten(&s, "kv");
+            print_mark(topic);
+            double la[3] = {0, 0, 0};
+            (void)getloadavg(la, 3);
+            uint64_t rq0, pre0, rq1, pre1;
+            loop_sched(&s, &rq0, &pre0);
+            double p50, p99 = latency(&s, topic, &p50);
+            loop_sched(&s, &rq1, &pre1);
+            print_mark("  done");
+            printf("| %d | %s | %llu | %.1f | %.1f ms, %llu times | %.0f us | %.0f us |\n", r + 1,
+                   on ? "on" : "off", (unsigned long long)(rewritten(&s, "kv") - n0), la[0],
+                   (double)(rq1 - rq0) / 1e6, (unsigned long long)(pre1 - pre0), p50, p99);
+            fflush(stdout);
+        }
+    }
+    fprintf(stderr, "krappyd VmRSS at the end: %ld KiB\n", e2e_rss_kib(&s));
+    e2e_stop(&s, 30000);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    int ab = 0;
+    if (argc > 2 && strcmp(argv[1], "--ab") == 0) {
+        ab = atoi(argv[2]);
+        argc -= 2;
+        argv += 2;
+        if (ab < 1) {
+            fprintf(stderr, "bench_compact: --ab wants a number of rounds >= 1\n");
+            return 2;
+        }
+    }
     long events = argc > 1 ? atol(argv[1]) : 10000000;
     long keys = argc > 2 ? atol(argv[2]) : 100000;
     const char *rate = argc > 3 ? argv[3] : "64M";
     if (events < BATCH || keys < 1 || keys > 100000000) {
-        fprintf(stderr, "usage: bench_compact [EVENTS >= 1000 [KEYS [RATE]]]\n");
+        fprintf(stderr, "usage: bench_compact [--ab ROUNDS] [EVENTS >= 1000 [KEYS [RATE]]]\n");
         return 2;
     }
+    if (ab > 0)
+        return run_ab(ab, events, keys, rate);
     e2e_server s;
     const char *args[] = {"--compact-rate", rate, NULL};
     if (e2e_start(&s, args) < 0)
@@ -245,7 +371,7 @@ int main(int argc, char **argv)
     double p50_alone, p99_alone = latency(&s, "lat-alone", &p50_alone);
     sleep(5); /* their checkpoints */
 
-    configure(&s, "kv");
+    configure(&s, "kv", "cleanup=compact");
     double t0 = now_s();
     double fill = ingest(&s, "kv", events, (uint32_t)keys, 42);
     double fill_s = now_s() - t0;

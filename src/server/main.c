@@ -34,16 +34,23 @@
  * they come from the heap, where freed pages stay with the process. A
  * fixed threshold of 1 MiB keeps them mapped, so they go back on free,
  * while the usual PUBLISH batch (~130 KiB for 1000 events) stays in the
- * heap (mapping each of those cost up to a third of the ingest rate). Two
- * arenas, not eight per core: each thread (loop, storage writer, view,
- * RocksDB's two) otherwise kept an arena of its own with its free memory.
+ * heap (mapping each of those cost up to a third of the ingest rate).
  * Measured with 10M events over 1M keys: VmRSS 176 MiB after the load and
  * 58 MiB once the checkpoints are done, against 191 and 78 MiB without.
+ *
+ * Arenas: up to 16 (glibc's own limit on two cores, not eight per core on
+ * a big machine), so that each of krappyd's threads (the loop, the storage
+ * writer, the view, compaction, RocksDB's, a cluster's raft thread) keeps
+ * one of its own. The loop allocates on every request and must not share
+ * its arena's lock with a thread that allocates in bulk: with fewer arenas
+ * than threads, glibc hands the extra threads the loop's, and the
+ * compaction thread's RocksDB reads (a block allocated for each) held it
+ * while the loop waited, hundreds of times a second.
  * MALLOC_MMAP_THRESHOLD_, MALLOC_ARENA_MAX or GLIBC_TUNABLES in the
  * environment win.
  */
 #define KR_MALLOC_MMAP_THRESHOLD (1024 * 1024)
-#define KR_MALLOC_ARENA_MAX      2
+#define KR_MALLOC_ARENA_MAX      16
 
 static void tune_malloc(void)
 {

@@ -61,6 +61,8 @@ struct kr_compactor {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     kr_cjob *todo, *done; /* one rewrite at a time */
+    kr_cjob *spent;       /* delivered, to be freed on the thread (cjob_free's
+                             closes may free the old files' blocks) */
     atomic_bool stop;
     struct event *done_ev;
     kr_store *s;
@@ -123,8 +125,16 @@ static void *compact_main(void *arg)
     kr_compactor *c = arg;
     pthread_mutex_lock(&c->mu);
     for (;;) {
-        while (c->todo == NULL && !atomic_load(&c->stop))
+        while (c->todo == NULL && c->spent == NULL && !atomic_load(&c->stop))
             pthread_cond_wait(&c->cv, &c->mu);
+        if (c->spent != NULL) {
+            kr_cjob *spent = c->spent;
+            c->spent = NULL;
+            pthread_mutex_unlock(&c->mu);
+            cjob_free(spent);
+            pthread_mutex_lock(&c->mu);
+            continue;
+        }
         if (c->todo == NULL)
             break;
         kr_cjob *j = c->todo;
@@ -411,7 +421,12 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
         tc->retry_ms = kr_wall_ms() + RETRY_MS;
     }
     tc->pass_at = j->rw.end; /* on with the pass (a failed group waits for the next) */
-    cjob_free(j);
+    /* The last close of a replaced segment frees its blocks and cached
+     * pages, milliseconds for a big one: not on the loop. */
+    pthread_mutex_lock(&c->mu);
+    c->spent = j;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
     schedule(s);
 }
 
@@ -433,6 +448,7 @@ int kr_compact_start(kr_store *s)
         free(c);
         return -1;
     }
+    pthread_setname_np(c->thread, "kr-compact");
     c->started = true;
     s->compactor = c;
     return 0;
@@ -451,6 +467,7 @@ void kr_compact_stop(kr_store *s)
     /* A job never started, or one finished and not yet delivered: its
      * segments are whole (never started) or swapped on disk (the records
      * go with the topics now). */
+    cjob_free(c->spent);
     kr_cjob *left[2] = {c->todo, c->done};
     for (int i = 0; i < 2; i++) {
         if (left[i] == NULL)

@@ -178,9 +178,18 @@ void kr_fdfile_adopt(kr_fdfile *f, int fd)
 static void drop(kr_fdfile *f)
 {
     kr_fdcache *c = f->c;
-    close_file(f);
+    /* Closed once the lock is released: the last close of a deleted file
+     * frees its blocks, and the other threads' gets must not wait for it. */
+    int fd = f->fd;
+    unlist(f);
+    if (fd >= 0) {
+        f->fd = -1;
+        c->n_open--;
+    }
     bool last = --c->n_files == 0 && c->freed;
     pthread_mutex_unlock(&c->mu);
+    if (fd >= 0)
+        close(fd);
     free(f);
     if (last)
         cache_destroy(c);

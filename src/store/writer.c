@@ -525,10 +525,12 @@ int kr_writer_start(kr_writer **out, struct event_base *base, kr_view *view, kr_
         return -1;
     }
     wr->vstarted = true;
+    pthread_setname_np(wr->vthread, "kr-view");
     if (pthread_create(&wr->thread, NULL, writer_main, wr) != 0) {
         kr_writer_stop(wr);
         return -1;
     }
+    pthread_setname_np(wr->thread, "kr-writer");
     wr->started = true;
     *out = wr;
     return 0;
