@@ -50,10 +50,10 @@ int16_t kr_kafka_err_from(krappy_err e)
 /*
  * On a cluster a topic a Kafka client makes is the log's TOPIC_CREATE, on
  * the leader: creating it on the node asked alone would leave the other
- * nodes without it (and the leader's PUBLISHes would make it there with
- * other settings' history). A follower cannot; it answers
- * LEADER_NOT_AVAILABLE, as Kafka's brokers do while a topic is being
- * made, and the client asks again.
+ * nodes without it. A follower cannot (to_be_made says what it answers);
+ * the leader's Produce of a missing topic sends the TOPIC_CREATE and
+ * answers LEADER_NOT_AVAILABLE, as Kafka's brokers do while a topic is
+ * being made: the client asks again.
  * @return KRAPPY_OK (done follows, once the topic is made here), else
  *         NOT_LEADER, BUSY, STORAGE.
  */
@@ -180,8 +180,26 @@ static void the_broker(kr_kconn *c, kr_kreq *r, kr_kafka_str *host, int32_t *por
     }
 }
 
+/*
+ * The answer for a topic a cluster's Metadata asked to make that is not
+ * there: on the leader, LEADER_NOT_AVAILABLE (its TOPIC_CREATE failed; the
+ * client asks again). A follower cannot make it, and a client that only
+ * talks to it (librdkafka connects to the brokers its partitions need, no
+ * more) would ask it again forever: it names the partition as the
+ * leader's, so the client goes there, and the leader's Produce or Metadata
+ * makes the topic through the log. No leader known: LEADER_NOT_AVAILABLE.
+ */
+static int16_t to_be_made(kr_kafka *k)
+{
+    char addr[KR_HOSTPORT_MAX + 1];
+    if (kr_cluster_is_leader(k->srv->cluster) ||
+        !kr_cluster_leader_kafka_addr(k->srv->cluster, addr, sizeof addr))
+        return KR_KAFKA_ERR_LEADER_NOT_AVAILABLE;
+    return KR_KAFKA_ERR_NONE;
+}
+
 /* Answer a Metadata request for `names` (n -1: every topic); `creating`:
- * a cluster's missing topics are being made (LEADER_NOT_AVAILABLE). */
+ * a cluster's missing topics are to be made (to_be_made). */
 static void metadata_respond(kr_kconn *c, kr_kreq *r, const kr_kafka_str *names, int32_t n,
                              bool creating)
 {
@@ -223,7 +241,7 @@ static void metadata_respond(kr_kconn *c, kr_kreq *r, const kr_kafka_str *names,
             if (t != NULL && t->failed)
                 err = KR_KAFKA_ERR_KAFKA_STORAGE_ERROR;
             else if (t == NULL && creating && err == KR_KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION)
-                err = KR_KAFKA_ERR_LEADER_NOT_AVAILABLE;
+                err = to_be_made(k);
             fill_topic(&topics[i], &parts[i], names[i], err);
         }
     }
@@ -284,8 +302,8 @@ static kr_khresult metadata(kr_kconn *c, kr_kreq *r, const kr_kafka_request *req
             continue;
         /* Created first, answered once it is there (Kafka answers
          * LEADER_NOT_AVAILABLE meanwhile; waiting saves the retry). On a
-         * cluster the leader waits for the log; a follower answers
-         * LEADER_NOT_AVAILABLE. */
+         * cluster the leader waits for the log; a follower makes nothing
+         * (to_be_made). */
         kr_topic *t;
         kr_store_result res;
         if (k->srv->cluster != NULL) {
