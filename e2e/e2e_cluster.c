@@ -56,11 +56,8 @@
 
 static krappy_client *client_to(const e2e_cluster *c, unsigned i)
 {
-    char addr[64];
-    e2e_cluster_addr(c, i, addr, sizeof addr);
-    krappy_client *k = krappy_client_new(&(krappy_opts){.timeout_ms = 10000});
+    krappy_client *k = e2e_cluster_client(c, i);
     assert_non_null(k);
-    assert_int_equal(krappy_connect_addr(k, addr), KRAPPY_OK);
     return k;
 }
 

@@ -39,7 +39,6 @@
 #include "cluster.h"
 #include "harness.h"
 #include "kafka/codec.h"
-#include "krappy/client.h"
 #include "util/crc32c.h"
 
 /* Longest a kcat run may take (its own timeouts are shorter). */
@@ -983,6 +982,18 @@ static void produce_raw(int fd, const kr_buf *batch, int32_t cid, int16_t *err, 
     kresp_free(&k);
 }
 
+/* produce_raw, expecting the partition's error `err` and, without one,
+ * base offset `base`. */
+static void produce_expect(int fd, const kr_buf *batch, int32_t cid, int16_t err, int64_t base)
+{
+    int16_t got_err;
+    int64_t got_base;
+    produce_raw(fd, batch, cid, &got_err, &got_base);
+    assert_int_equal(got_err, err);
+    if (err == 0)
+        assert_int_equal(got_base, base);
+}
+
 /* InitProducerId (no transactional id) on fd: the producer id given, with
  * epoch 0. */
 static int64_t init_producer(int fd)
@@ -1022,26 +1033,16 @@ static void test_idempotent_repeats(void **state)
     int64_t pid = init_producer(fd);
     kr_buf batch;
     kr_buf_init(&batch, 1 << 20);
-    int16_t err;
-    int64_t base;
     idem_batch(&batch, pid, 0, 0, 0, 3);
-    produce_raw(fd, &batch, 2, &err, &base);
-    assert_int_equal(err, 0);
-    assert_int_equal(base, 0);
-    produce_raw(fd, &batch, 3, &err, &base); /* the same again: the original's offset */
-    assert_int_equal(err, 0);
-    assert_int_equal(base, 0);
+    produce_expect(fd, &batch, 2, 0, 0);
+    produce_expect(fd, &batch, 3, 0, 0); /* the same again: the original's offset */
     assert_int_equal(idem_events(&s), 3);
     idem_batch(&batch, pid, 0, 7, 3, 2); /* 3..6 are missing */
-    produce_raw(fd, &batch, 4, &err, &base);
-    assert_int_equal(err, KR_KAFKA_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER);
+    produce_expect(fd, &batch, 4, KR_KAFKA_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, -1);
     idem_batch(&batch, pid, 1, 3, 3, 2);
-    produce_raw(fd, &batch, 5, &err, &base);
-    assert_int_equal(err, KR_KAFKA_ERR_INVALID_PRODUCER_EPOCH);
+    produce_expect(fd, &batch, 5, KR_KAFKA_ERR_INVALID_PRODUCER_EPOCH, -1);
     idem_batch(&batch, pid, 0, 3, 3, 2);
-    produce_raw(fd, &batch, 6, &err, &base);
-    assert_int_equal(err, 0);
-    assert_int_equal(base, 3);
+    produce_expect(fd, &batch, 6, 0, 3);
     close(fd);
 
     /* kill -9, and the same Kafka port again: the producer's repeat is
@@ -1055,52 +1056,52 @@ static void test_idempotent_repeats(void **state)
     const char *args[] = {"--kafka-listen", listen, NULL};
     assert_int_equal(e2e_restart(&s, args), 0);
     fd = kconnect(&s);
-    produce_raw(fd, &batch, 7, &err, &base);
-    assert_int_equal(err, 0);
-    assert_int_equal(base, 3);
+    produce_expect(fd, &batch, 7, 0, 3);
     idem_batch(&batch, pid, 0, 5, 5, 1);
-    produce_raw(fd, &batch, 8, &err, &base);
-    assert_int_equal(err, 0);
-    assert_int_equal(base, 5);
+    produce_expect(fd, &batch, 8, 0, 5);
     assert_int_equal(idem_events(&s), 6);
     close(fd);
     kr_buf_free(&batch);
     assert_int_equal(e2e_stop(&s, 10000), 0);
 }
 
-/* A librdkafka idempotent producer (acks all) across a kill -9 of krappyd,
- * restarted on the same port: every message is in the stream exactly
- * once afterwards. */
-static void test_idempotent_producer_kill9(void **state)
+/*
+ * A librdkafka idempotent producer (acks all) on `bootstrap` sends records
+ * "m0".."m<n-1>" to topic "once"; `midway(arg, rk)` runs once, half of
+ * them queued (a kill -9, say); every record is acknowledged in the end,
+ * none failed.
+ */
+static void produce_once(const char *bootstrap, int n, void (*midway)(void *arg, rd_kafka_t *rk),
+                         void *arg)
 {
-    (void)state;
-    e2e_server s;
-    start(&s, NULL);
     char err[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     const char *kv[] = {"bootstrap.servers",
-                        bs(&s),
+                        bootstrap,
                         "enable.idempotence",
                         "true",
                         "acks",
                         "all",
                         "linger.ms",
                         "5",
+                        "batch.num.messages",
+                        "100", /* many batches: some in flight at the kill */
                         "message.timeout.ms",
-                        "60000",
+                        "90000",
                         "reconnect.backoff.max.ms",
                         "200",
+                        "topic.metadata.refresh.fast.interval.ms",
+                        "100",
                         NULL};
     for (int i = 0; kv[i] != NULL; i += 2)
         assert_int_equal(rd_kafka_conf_set(conf, kv[i], kv[i + 1], err, sizeof err),
                          RD_KAFKA_CONF_OK);
+    if (getenv("KRAPPY_E2E_RDKAFKA_DEBUG") != NULL) /* librdkafka's contexts, when debugging */
+        (void)rd_kafka_conf_set(conf, "debug", getenv("KRAPPY_E2E_RDKAFKA_DEBUG"), err, sizeof err);
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
     assert_non_null(rk);
     dr_ok = dr_failed = 0;
-    const int n = 20000;
-    char port[16];
-    snprintf(port, sizeof port, "%s", s.kafka_port);
     for (int i = 0; i < n; i++) {
         char v[32];
         snprintf(v, sizeof v, "m%d", i);
@@ -1111,20 +1112,39 @@ static void test_idempotent_producer_kill9(void **state)
             rd_kafka_poll(rk, 10);
         assert_int_equal(e, RD_KAFKA_RESP_ERR_NO_ERROR);
         rd_kafka_poll(rk, 0);
-        if (i == n / 2) {
-            /* Batches in flight now: kill -9, and back on the same port. */
-            kill(s.pid, SIGKILL);
-            waitpid(s.pid, NULL, 0);
-            char listen[64];
-            snprintf(listen, sizeof listen, "127.0.0.1:%s", port);
-            const char *args[] = {"--kafka-listen", listen, NULL};
-            assert_int_equal(e2e_restart(&s, args), 0);
-        }
+        if (i == n / 2)
+            midway(arg, rk);
     }
-    assert_int_equal(rd_kafka_flush(rk, 60000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    assert_int_equal(rd_kafka_flush(rk, 90000), RD_KAFKA_RESP_ERR_NO_ERROR);
     assert_int_equal(dr_failed, 0);
     assert_int_equal(dr_ok, n);
     rd_kafka_destroy(rk);
+}
+
+/* Batches in flight: kill -9 of the server, and back on the same Kafka
+ * port. */
+static void restart_server(void *arg, rd_kafka_t *rk)
+{
+    e2e_server *s = arg;
+    (void)rk;
+    char listen[64];
+    snprintf(listen, sizeof listen, "127.0.0.1:%s", s->kafka_port);
+    kill(s->pid, SIGKILL);
+    waitpid(s->pid, NULL, 0);
+    const char *args[] = {"--kafka-listen", listen, NULL};
+    assert_int_equal(e2e_restart(s, args), 0);
+}
+
+/* A librdkafka idempotent producer (acks all) across a kill -9 of krappyd,
+ * restarted on the same port: every message is in the stream exactly
+ * once afterwards. */
+static void test_idempotent_producer_kill9(void **state)
+{
+    (void)state;
+    e2e_server s;
+    start(&s, NULL);
+    const int n = 20000;
+    produce_once(bs(&s), n, restart_server, &s);
 
     /* Read it all back: each message once. */
     const char *ckv[] = {"group.id", "e2e-once", "enable.auto.commit", "false", NULL};
@@ -1589,11 +1609,8 @@ static int16_t metadata_auto(int fd, int32_t cid, const char *name)
 
 static krappy_client *node_client(const e2e_cluster *c, unsigned i)
 {
-    char addr[64];
-    e2e_cluster_addr(c, i, addr, sizeof addr);
-    krappy_client *k = krappy_client_new(&(krappy_opts){.timeout_ms = 10000});
+    krappy_client *k = e2e_cluster_client(c, i);
     assert_non_null(k);
-    assert_int_equal(krappy_connect_addr(k, addr), KRAPPY_OK);
     return k;
 }
 
@@ -1713,24 +1730,14 @@ static void test_cluster_idempotent_batches(void **state)
     assert_int_equal(pid & 0xff, leader + 1);
     kr_buf batch;
     kr_buf_init(&batch, 1 << 20);
-    int16_t err;
-    int64_t base;
     idem_batch(&batch, pid, 0, 0, 0, 3);
-    produce_raw(fd, &batch, 2, &err, &base);
-    assert_int_equal(err, 0);
-    assert_int_equal(base, 0);
-    produce_raw(fd, &batch, 3, &err, &base); /* the same again: the original's offset */
-    assert_int_equal(err, 0);
-    assert_int_equal(base, 0);
+    produce_expect(fd, &batch, 2, 0, 0);
+    produce_expect(fd, &batch, 3, 0, 0); /* the same again: the original's offset */
     idem_batch(&batch, pid, 0, 7, 3, 2); /* 3..6 are missing */
-    produce_raw(fd, &batch, 4, &err, &base);
-    assert_int_equal(err, KR_KAFKA_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER);
+    produce_expect(fd, &batch, 4, KR_KAFKA_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, -1);
     idem_batch(&batch, pid, 0, 3, 3, 2);
-    produce_raw(ffd, &batch, 5, &err, &base);
-    assert_int_equal(err, KR_KAFKA_ERR_NOT_LEADER_OR_FOLLOWER);
-    produce_raw(fd, &batch, 6, &err, &base);
-    assert_int_equal(err, 0);
-    assert_int_equal(base, 3);
+    produce_expect(ffd, &batch, 5, KR_KAFKA_ERR_NOT_LEADER_OR_FOLLOWER, -1);
+    produce_expect(fd, &batch, 6, 0, 3);
     close(fd);
     close(ffd);
 
@@ -1743,18 +1750,39 @@ static void test_cluster_idempotent_batches(void **state)
     int64_t other = init_producer(fd);
     assert_int_equal(other & 0xff, next + 1);
     assert_true(other != pid);
-    produce_raw(fd, &batch, 7, &err, &base);
-    assert_int_equal(err, 0);
-    assert_int_equal(base, 3);
+    produce_expect(fd, &batch, 7, 0, 3);
     idem_batch(&batch, pid, 0, 5, 5, 1);
-    produce_raw(fd, &batch, 8, &err, &base);
-    assert_int_equal(err, 0);
-    assert_int_equal(base, 5);
+    produce_expect(fd, &batch, 8, 0, 5);
     close(fd);
     assert_int_equal(e2e_cluster_restart(&c, (unsigned)leader, kafka_cluster_args + 2), 0);
     expect_once_everywhere(&c, "idem", 6);
     kr_buf_free(&batch);
     assert_int_equal(e2e_cluster_stop(&c), 0);
+}
+
+typedef struct kill_leader_arg {
+    e2e_cluster *c;
+    int leader;
+    int n;
+} kill_leader_arg;
+
+/* Some records acknowledged, batches in flight: kill -9 of the leader,
+ * then it comes back on its directory. */
+static void kill_leader(void *arg, rd_kafka_t *rk)
+{
+    kill_leader_arg *k = arg;
+    uint64_t until = e2e_now_ms() + 30000;
+    while (dr_ok < k->n / 4 && dr_failed == 0 && e2e_now_ms() < until)
+        rd_kafka_poll(rk, 10);
+    if (dr_ok < k->n / 4)
+        fail_msg("the producer had %d records acknowledged, %d failed, before the kill", dr_ok,
+                 dr_failed);
+    printf("e2e_kafka: leader killed with %d of %d records queued, %d acknowledged\n", k->n / 2 + 1,
+           k->n, dr_ok);
+    e2e_kill9(&k->c->node[k->leader]);
+    int next = e2e_cluster_leader(k->c, 20000);
+    assert_true(next >= 0 && next != k->leader);
+    assert_int_equal(e2e_cluster_restart(k->c, (unsigned)k->leader, kafka_cluster_args + 2), 0);
 }
 
 /* A librdkafka idempotent producer (acks all), bootstrapped on every node,
@@ -1767,65 +1795,12 @@ static void test_cluster_idempotent_producer(void **state)
     assert_int_equal(e2e_cluster_start(&c, 3, false, kafka_cluster_args), 0);
     int leader = e2e_cluster_leader(&c, 10000);
     assert_true(leader >= 0);
-    char boot[256], err[512];
+    char boot[256];
     snprintf(boot, sizeof boot, "127.0.0.1:%s,127.0.0.1:%s,127.0.0.1:%s", c.node[0].kafka_port,
              c.node[1].kafka_port, c.node[2].kafka_port);
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    const char *kv[] = {"bootstrap.servers",
-                        boot,
-                        "enable.idempotence",
-                        "true",
-                        "acks",
-                        "all",
-                        "linger.ms",
-                        "5",
-                        "message.timeout.ms",
-                        "90000",
-                        "reconnect.backoff.max.ms",
-                        "200",
-                        "topic.metadata.refresh.fast.interval.ms",
-                        "100",
-                        NULL};
-    for (int i = 0; kv[i] != NULL; i += 2)
-        assert_int_equal(rd_kafka_conf_set(conf, kv[i], kv[i + 1], err, sizeof err),
-                         RD_KAFKA_CONF_OK);
-    if (getenv("KRAPPY_E2E_RDKAFKA_DEBUG") != NULL) /* librdkafka's contexts, when debugging */
-        (void)rd_kafka_conf_set(conf, "debug", getenv("KRAPPY_E2E_RDKAFKA_DEBUG"), err, sizeof err);
-    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
-    assert_non_null(rk);
-    dr_ok = dr_failed = 0;
     const int n = e2e_torture() ? 50000 : 4000;
-    for (int i = 0; i < n; i++) {
-        char v[32];
-        snprintf(v, sizeof v, "m%d", i);
-        rd_kafka_resp_err_t e;
-        while ((e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("once"), RD_KAFKA_V_VALUE(v, strlen(v)),
-                                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END)) ==
-               RD_KAFKA_RESP_ERR__QUEUE_FULL)
-            rd_kafka_poll(rk, 10);
-        assert_int_equal(e, RD_KAFKA_RESP_ERR_NO_ERROR);
-        rd_kafka_poll(rk, 0);
-        if (i == n / 2) {
-            /* Some acknowledged, batches in flight: kill -9 the leader. */
-            uint64_t until = e2e_now_ms() + 30000;
-            while (dr_ok < n / 4 && dr_failed == 0 && e2e_now_ms() < until)
-                rd_kafka_poll(rk, 10);
-            if (dr_ok < n / 4)
-                fail_msg("the producer had %d records acknowledged, %d failed, before the kill",
-                         dr_ok, dr_failed);
-            printf("e2e_kafka: leader killed with %d of %d records queued, %d acknowledged\n",
-                   i + 1, n, dr_ok);
-            e2e_kill9(&c.node[leader]);
-            int next = e2e_cluster_leader(&c, 20000);
-            assert_true(next >= 0 && next != leader);
-            assert_int_equal(e2e_cluster_restart(&c, (unsigned)leader, kafka_cluster_args + 2), 0);
-        }
-    }
-    assert_int_equal(rd_kafka_flush(rk, 90000), RD_KAFKA_RESP_ERR_NO_ERROR);
-    assert_int_equal(dr_failed, 0);
-    assert_int_equal(dr_ok, n);
-    rd_kafka_destroy(rk);
+    kill_leader_arg k = {&c, leader, n};
+    produce_once(boot, n, kill_leader, &k);
     expect_once_everywhere(&c, "once", (size_t)n);
     assert_int_equal(e2e_cluster_stop(&c), 0);
 }
