@@ -23,6 +23,12 @@
  * a gap is OUT_OF_ORDER_SEQUENCE_NUMBER, a registration fenced by a newer
  * one INVALID_PRODUCER_EPOCH, a producer the store forgot
  * UNKNOWN_PRODUCER_ID.
+ *
+ * On a cluster (PROTOCOL.md section 8) a batch is a PUBLISH command of the
+ * raft log (cluster_publish): an idempotent one carries the producer, its
+ * epoch and its base sequence as the PUBLISH's seq, behind its binding's
+ * PRODUCER_REGISTER, so that every node - a new leader too - finds the
+ * same duplicates.
  */
 #include <stdio.h>
 #include <stdlib.h>
