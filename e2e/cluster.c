@@ -23,6 +23,18 @@ void e2e_cluster_addr(const e2e_cluster *c, unsigned i, char *out, size_t len)
     snprintf(out, len, "127.0.0.1:%d", c->data_port[i]);
 }
 
+krappy_client *e2e_cluster_client(const e2e_cluster *c, unsigned i)
+{
+    char addr[64];
+    e2e_cluster_addr(c, i, addr, sizeof addr);
+    krappy_client *k = krappy_client_new(&(krappy_opts){.timeout_ms = 10000});
+    if (k != NULL && krappy_connect_addr(k, addr) != KRAPPY_OK) {
+        krappy_client_free(k);
+        k = NULL;
+    }
+    return k;
+}
+
 /* Node i's arguments: its own, the cluster's, the caller's, then `more`. */
 static int node_argv(e2e_cluster *c, unsigned i, const char *const *more, const char **argv,
                      size_t cap)

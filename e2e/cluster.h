@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "harness.h"
+#include "krappy/client.h"
 #include "proxy.h"
 
 #define E2E_CLUSTER_MAX 5
@@ -60,5 +61,9 @@ int e2e_cluster_stop(e2e_cluster *c);
 
 /* "127.0.0.1:PORT" of node i's data port into out. */
 void e2e_cluster_addr(const e2e_cluster *c, unsigned i, char *out, size_t len);
+
+/* A client connected to node i's data port (10 s timeouts), or NULL when
+ * it does not answer; the caller frees it (krappy_client_free). */
+krappy_client *e2e_cluster_client(const e2e_cluster *c, unsigned i);
 
 #endif

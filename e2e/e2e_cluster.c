@@ -56,11 +56,8 @@
 
 static krappy_client *client_to(const e2e_cluster *c, unsigned i)
 {
-    char addr[64];
-    e2e_cluster_addr(c, i, addr, sizeof addr);
-    krappy_client *k = krappy_client_new(&(krappy_opts){.timeout_ms = 10000});
+    krappy_client *k = e2e_cluster_client(c, i);
     assert_non_null(k);
-    assert_int_equal(krappy_connect_addr(k, addr), KRAPPY_OK);
     return k;
 }
 
@@ -374,13 +371,29 @@ static void dump_add(dump *d, const char *fmt, ...)
     }
 }
 
-/* Every event of the topic on node i (FETCH from 0 until its next). */
+/* The topic's first retained offset on node i (0 when it has none). */
+static uint64_t first_on(const e2e_cluster *c, unsigned i)
+{
+    krappy_client *k = client_to(c, i);
+    krappy_topic_list *tl = NULL;
+    uint64_t first = 0;
+    if (krappy_topics(k, &tl) == KRAPPY_OK)
+        for (size_t n = 0; n < tl->count; n++)
+            if (strcmp(tl->topics[n].name, REP_TOPIC) == 0)
+                first = tl->topics[n].first;
+    krappy_topic_list_free(tl);
+    krappy_client_free(k);
+    return first;
+}
+
+/* Every event of the topic on node i (FETCH from its first until its
+ * next). */
 static void dump_node(const e2e_cluster *c, unsigned i, dump *d)
 {
     memset(d, 0, sizeof *d);
     dump_add(d, "%s", "");
+    uint64_t off = first_on(c, i);
     krappy_client *k = client_to(c, i);
-    uint64_t off = 0;
     for (;;) {
         krappy_events *ev = NULL;
         assert_int_equal(krappy_fetch(k, REP_TOPIC, off, 1000, 0, 0, &ev), KRAPPY_OK);
@@ -1359,6 +1372,96 @@ static void test_topic_admin_replicated(void **state)
     assert_int_equal(e2e_cluster_stop(&c), 0);
 }
 
+/* ---- retention: the leader's decision ---- */
+
+/* Publish `batches` batches of REP_BATCH events numbered from *ev_no. */
+static void publish_batches(const e2e_cluster *c, int batches, int *ev_no)
+{
+    krappy_client *k = producer_on_leader(c);
+    krappy_batch *b = krappy_batch_new();
+    assert_non_null(b);
+    for (int i = 0; i < batches; i++) {
+        fill_batch(b, *ev_no);
+        *ev_no += REP_BATCH;
+        krappy_publish_result pr;
+        assert_int_equal(krappy_publish(k, b, KRAPPY_ACK_WRITE, &pr), KRAPPY_OK);
+    }
+    krappy_batch_free(b);
+    krappy_client_free(k);
+}
+
+/*
+ * Within 20 s every node stands at the same first offset (above `above`)
+ * and at next `next`, and holds the same events from there (offsets, ts,
+ * keys, bytes). @return that first offset.
+ */
+static uint64_t expect_same_retained(const e2e_cluster *c, uint64_t above, uint64_t next)
+{
+    uint64_t end = e2e_now_ms() + 20000, f[3] = {0}, nx[3] = {0};
+    for (;;) {
+        for (unsigned i = 0; i < 3; i++) {
+            f[i] = first_on(c, i);
+            nx[i] = next_on(c, i);
+        }
+        bool same = f[0] == f[1] && f[1] == f[2] && nx[0] == nx[1] && nx[1] == nx[2];
+        if ((same && f[0] > above && nx[0] == next) || e2e_now_ms() >= end)
+            break;
+        usleep(100000);
+    }
+    if (!(f[0] == f[1] && f[1] == f[2]) || f[0] <= above || nx[0] != next)
+        fail_msg("after 20 s the nodes' [first, next) are [%llu, %llu) [%llu, %llu) "
+                 "[%llu, %llu); expected one first above %llu and next %llu",
+                 (unsigned long long)f[0], (unsigned long long)nx[0], (unsigned long long)f[1],
+                 (unsigned long long)nx[1], (unsigned long long)f[2], (unsigned long long)nx[2],
+                 (unsigned long long)above, (unsigned long long)next);
+    dump d[3];
+    for (unsigned i = 0; i < 3; i++)
+        dump_node(c, i, &d[i]);
+    assert_int_equal(d[0].events, next - f[0]);
+    for (unsigned i = 1; i < 3; i++)
+        if (d[i].len != d[0].len || memcmp(d[i].text, d[0].text, d[0].len) != 0)
+            fail_msg("node %u holds other events than node 1 from offset %llu", i + 1,
+                     (unsigned long long)f[0]);
+    for (unsigned i = 0; i < 3; i++)
+        free(d[i].text);
+    return f[0];
+}
+
+/*
+ * Retention on a cluster is the leader's: with small segments and a small
+ * --retention-bytes on every node, the leader logs RETENTION and every
+ * node retires the same segments - the same first offset, the same
+ * events from there; a follower killed and restarted on its directory
+ * agrees, and follows the next decision too.
+ */
+static void test_retention(void **state)
+{
+    (void)state;
+    e2e_cluster c;
+    const char *extra[] = {
+        "--segment-bytes", "4096", "--retention-bytes", "12288", "--checkpoint-interval",
+        "100ms",           NULL};
+    assert_int_equal(e2e_cluster_start(&c, 3, false, extra), 0);
+    int leader = e2e_cluster_leader(&c, 10000);
+    assert_true(leader >= 0);
+    int ev_no = 0;
+    publish_batches(&c, 150, &ev_no);
+    uint64_t first = expect_same_retained(&c, 0, (uint64_t)ev_no);
+    assert_true(e2e_logged(&c.node[leader], "retention decided"));
+    unsigned f = ((unsigned)leader + 1) % 3;
+    for (unsigned i = 0; i < 3; i++)
+        if (i != (unsigned)leader && e2e_logged(&c.node[i], "retention decided"))
+            fail_msg("follower node %u decided retention itself", i + 1);
+    e2e_kill9(&c.node[f]);
+    assert_int_equal(e2e_cluster_restart(&c, f, NULL), 0);
+    (void)expect_same_retained(&c, first - 1, (uint64_t)ev_no);
+    publish_batches(&c, 100, &ev_no);
+    uint64_t later = expect_same_retained(&c, first, (uint64_t)ev_no);
+    printf("e2e_cluster: retention by the leader: first offset %llu, then %llu, on every node\n",
+           (unsigned long long)first, (unsigned long long)later);
+    assert_int_equal(e2e_cluster_stop(&c), 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1383,6 +1486,7 @@ int main(void)
         cmocka_unit_test(test_groups_replicated),
         cmocka_unit_test(test_group_failover),
         cmocka_unit_test(test_topic_admin_replicated),
+        cmocka_unit_test(test_retention),
     };
     /* The optimised build's smoke run: forming, routing, replicating. */
     if (getenv("KRAPPY_E2E_SMOKE") != NULL)

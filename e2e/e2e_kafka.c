@@ -10,6 +10,10 @@
  * (CreateTopics, DeleteTopics with a Fetch parked on the topic,
  * DescribeConfigs) and raw frames the clients
  * never send (a newer ApiVersions, unknown APIs, bad sizes, acks 0).
+ * On a three-node cluster: topics auto-created through the leader's log
+ * (a follower makes none), idempotent batches and their
+ * repeats across a leader kill, and librdkafka's idempotent producer
+ * through kill -9 of the leader, every record once on every node.
  * Events cross both ports: Kafka-produced ones read with `krappy get` and
  * `krappy fetch`, Krappy-produced ones with kcat. Every wait is bounded.
  */
@@ -32,6 +36,7 @@
 #include <cmocka.h>
 #include <librdkafka/rdkafka.h>
 
+#include "cluster.h"
 #include "harness.h"
 #include "kafka/codec.h"
 #include "util/crc32c.h"
@@ -977,6 +982,18 @@ static void produce_raw(int fd, const kr_buf *batch, int32_t cid, int16_t *err, 
     kresp_free(&k);
 }
 
+/* produce_raw, expecting the partition's error `err` and, without one,
+ * base offset `base`. */
+static void produce_expect(int fd, const kr_buf *batch, int32_t cid, int16_t err, int64_t base)
+{
+    int16_t got_err;
+    int64_t got_base;
+    produce_raw(fd, batch, cid, &got_err, &got_base);
+    assert_int_equal(got_err, err);
+    if (err == 0)
+        assert_int_equal(got_base, base);
+}
+
 /* InitProducerId (no transactional id) on fd: the producer id given, with
  * epoch 0. */
 static int64_t init_producer(int fd)
@@ -1016,26 +1033,16 @@ static void test_idempotent_repeats(void **state)
     int64_t pid = init_producer(fd);
     kr_buf batch;
     kr_buf_init(&batch, 1 << 20);
-    int16_t err;
-    int64_t base;
     idem_batch(&batch, pid, 0, 0, 0, 3);
-    produce_raw(fd, &batch, 2, &err, &base);
-    assert_int_equal(err, 0);
-    assert_int_equal(base, 0);
-    produce_raw(fd, &batch, 3, &err, &base); /* the same again: the original's offset */
-    assert_int_equal(err, 0);
-    assert_int_equal(base, 0);
+    produce_expect(fd, &batch, 2, 0, 0);
+    produce_expect(fd, &batch, 3, 0, 0); /* the same again: the original's offset */
     assert_int_equal(idem_events(&s), 3);
     idem_batch(&batch, pid, 0, 7, 3, 2); /* 3..6 are missing */
-    produce_raw(fd, &batch, 4, &err, &base);
-    assert_int_equal(err, KR_KAFKA_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER);
+    produce_expect(fd, &batch, 4, KR_KAFKA_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, -1);
     idem_batch(&batch, pid, 1, 3, 3, 2);
-    produce_raw(fd, &batch, 5, &err, &base);
-    assert_int_equal(err, KR_KAFKA_ERR_INVALID_PRODUCER_EPOCH);
+    produce_expect(fd, &batch, 5, KR_KAFKA_ERR_INVALID_PRODUCER_EPOCH, -1);
     idem_batch(&batch, pid, 0, 3, 3, 2);
-    produce_raw(fd, &batch, 6, &err, &base);
-    assert_int_equal(err, 0);
-    assert_int_equal(base, 3);
+    produce_expect(fd, &batch, 6, 0, 3);
     close(fd);
 
     /* kill -9, and the same Kafka port again: the producer's repeat is
@@ -1049,52 +1056,52 @@ static void test_idempotent_repeats(void **state)
     const char *args[] = {"--kafka-listen", listen, NULL};
     assert_int_equal(e2e_restart(&s, args), 0);
     fd = kconnect(&s);
-    produce_raw(fd, &batch, 7, &err, &base);
-    assert_int_equal(err, 0);
-    assert_int_equal(base, 3);
+    produce_expect(fd, &batch, 7, 0, 3);
     idem_batch(&batch, pid, 0, 5, 5, 1);
-    produce_raw(fd, &batch, 8, &err, &base);
-    assert_int_equal(err, 0);
-    assert_int_equal(base, 5);
+    produce_expect(fd, &batch, 8, 0, 5);
     assert_int_equal(idem_events(&s), 6);
     close(fd);
     kr_buf_free(&batch);
     assert_int_equal(e2e_stop(&s, 10000), 0);
 }
 
-/* A librdkafka idempotent producer (acks all) across a kill -9 of krappyd,
- * restarted on the same port: every message is in the stream exactly
- * once afterwards. */
-static void test_idempotent_producer_kill9(void **state)
+/*
+ * A librdkafka idempotent producer (acks all) on `bootstrap` sends records
+ * "m0".."m<n-1>" to topic "once"; `midway(arg, rk)` runs once, half of
+ * them queued (a kill -9, say); every record is acknowledged in the end,
+ * none failed.
+ */
+static void produce_once(const char *bootstrap, int n, void (*midway)(void *arg, rd_kafka_t *rk),
+                         void *arg)
 {
-    (void)state;
-    e2e_server s;
-    start(&s, NULL);
     char err[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     const char *kv[] = {"bootstrap.servers",
-                        bs(&s),
+                        bootstrap,
                         "enable.idempotence",
                         "true",
                         "acks",
                         "all",
                         "linger.ms",
                         "5",
+                        "batch.num.messages",
+                        "100", /* many batches: some in flight at the kill */
                         "message.timeout.ms",
-                        "60000",
+                        "90000",
                         "reconnect.backoff.max.ms",
                         "200",
+                        "topic.metadata.refresh.fast.interval.ms",
+                        "100",
                         NULL};
     for (int i = 0; kv[i] != NULL; i += 2)
         assert_int_equal(rd_kafka_conf_set(conf, kv[i], kv[i + 1], err, sizeof err),
                          RD_KAFKA_CONF_OK);
+    if (getenv("KRAPPY_E2E_RDKAFKA_DEBUG") != NULL) /* librdkafka's contexts, when debugging */
+        (void)rd_kafka_conf_set(conf, "debug", getenv("KRAPPY_E2E_RDKAFKA_DEBUG"), err, sizeof err);
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);
     assert_non_null(rk);
     dr_ok = dr_failed = 0;
-    const int n = 20000;
-    char port[16];
-    snprintf(port, sizeof port, "%s", s.kafka_port);
     for (int i = 0; i < n; i++) {
         char v[32];
         snprintf(v, sizeof v, "m%d", i);
@@ -1105,20 +1112,39 @@ static void test_idempotent_producer_kill9(void **state)
             rd_kafka_poll(rk, 10);
         assert_int_equal(e, RD_KAFKA_RESP_ERR_NO_ERROR);
         rd_kafka_poll(rk, 0);
-        if (i == n / 2) {
-            /* Batches in flight now: kill -9, and back on the same port. */
-            kill(s.pid, SIGKILL);
-            waitpid(s.pid, NULL, 0);
-            char listen[64];
-            snprintf(listen, sizeof listen, "127.0.0.1:%s", port);
-            const char *args[] = {"--kafka-listen", listen, NULL};
-            assert_int_equal(e2e_restart(&s, args), 0);
-        }
+        if (i == n / 2)
+            midway(arg, rk);
     }
-    assert_int_equal(rd_kafka_flush(rk, 60000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    assert_int_equal(rd_kafka_flush(rk, 90000), RD_KAFKA_RESP_ERR_NO_ERROR);
     assert_int_equal(dr_failed, 0);
     assert_int_equal(dr_ok, n);
     rd_kafka_destroy(rk);
+}
+
+/* Batches in flight: kill -9 of the server, and back on the same Kafka
+ * port. */
+static void restart_server(void *arg, rd_kafka_t *rk)
+{
+    e2e_server *s = arg;
+    (void)rk;
+    char listen[64];
+    snprintf(listen, sizeof listen, "127.0.0.1:%s", s->kafka_port);
+    kill(s->pid, SIGKILL);
+    waitpid(s->pid, NULL, 0);
+    const char *args[] = {"--kafka-listen", listen, NULL};
+    assert_int_equal(e2e_restart(s, args), 0);
+}
+
+/* A librdkafka idempotent producer (acks all) across a kill -9 of krappyd,
+ * restarted on the same port: every message is in the stream exactly
+ * once afterwards. */
+static void test_idempotent_producer_kill9(void **state)
+{
+    (void)state;
+    e2e_server s;
+    start(&s, NULL);
+    const int n = 20000;
+    produce_once(bs(&s), n, restart_server, &s);
 
     /* Read it all back: each message once. */
     const char *ckv[] = {"group.id", "e2e-once", "enable.auto.commit", "false", NULL};
@@ -1561,6 +1587,224 @@ static void test_produce_within_request_memory(void **state)
     assert_int_equal(e2e_stop(&s, 20000), 0);
 }
 
+/* ---- on a cluster ---- */
+
+static const char *const kafka_cluster_args[] = {"--kafka-listen", "127.0.0.1:0", NULL};
+
+/* Metadata v4 (auto-creation allowed) of topic `name` on fd: the topic's
+ * error code. */
+static int16_t metadata_auto(int fd, int32_t cid, const char *name)
+{
+    kr_kafka_str one = kr_kafka_cstr(name);
+    kr_kafka_metadata_req q = {.topics = {&one, 1}, .allow_auto_topic_creation = true};
+    kresp k;
+    kresp_init(&k);
+    kr_kafka_metadata_resp resp;
+    round_trip(fd, &k, KR_KAFKA_METADATA, 4, cid, &q, &resp, 15000);
+    assert_int_equal(resp.topics.n, 1);
+    int16_t err = resp.topics.v[0].error_code;
+    kresp_free(&k);
+    return err;
+}
+
+static krappy_client *node_client(const e2e_cluster *c, unsigned i)
+{
+    krappy_client *k = e2e_cluster_client(c, i);
+    assert_non_null(k);
+    return k;
+}
+
+/* Whether node i has the topic. */
+static bool node_has(const e2e_cluster *c, unsigned i, const char *topic)
+{
+    krappy_client *k = node_client(c, i);
+    krappy_topic_list *tl = NULL;
+    bool has = false;
+    if (krappy_topics(k, &tl) == KRAPPY_OK)
+        for (size_t n = 0; n < tl->count; n++)
+            has = has || strcmp(tl->topics[n].name, topic) == 0;
+    krappy_topic_list_free(tl);
+    krappy_client_free(k);
+    return has;
+}
+
+/*
+ * The numbers of the events of `topic` on node i, in stream order, once
+ * it holds `want` of them (within 30 s): each value is a byte string
+ * "<letter><number>". @return how many were read into nums (at most cap).
+ */
+static size_t node_numbers(const e2e_cluster *c, unsigned i, const char *topic, size_t want,
+                           int *nums, size_t cap)
+{
+    krappy_client *k = node_client(c, i);
+    uint64_t end = e2e_now_ms() + 30000;
+    size_t got;
+    do {
+        got = 0;
+        uint64_t off = 0;
+        for (;;) {
+            krappy_events *ev = NULL;
+            if (krappy_fetch(k, topic, off, 1000, 0, 0, &ev) != KRAPPY_OK)
+                break;
+            for (size_t n = 0; n < ev->count && got < cap; n++) {
+                const krappy_event *e = &ev->events[n];
+                /* A short CBOR byte string: one header byte. */
+                assert_true(e->value_len >= 2 && (e->value[0] & 0xe0) == 0x40);
+                char v[32];
+                snprintf(v, sizeof v, "%.*s", (int)e->value_len - 2, (const char *)e->value + 2);
+                nums[got++] = atoi(v);
+            }
+            off = ev->next;
+            size_t count = ev->count;
+            krappy_events_free(ev);
+            if (count == 0)
+                break;
+        }
+        if (got < want)
+            usleep(100000);
+    } while (got < want && e2e_now_ms() < end);
+    krappy_client_free(k);
+    return got;
+}
+
+/* Every node holds the same n events numbered 0..n-1, each once. */
+static void expect_once_everywhere(const e2e_cluster *c, const char *topic, size_t n)
+{
+    int *first = calloc(n + 1, sizeof *first), *nums = calloc(n + 1, sizeof *nums);
+    unsigned char *seen = calloc(n, 1);
+    assert_true(first != NULL && nums != NULL && seen != NULL);
+    for (unsigned i = 0; i < c->n; i++) {
+        size_t got = node_numbers(c, i, topic, n, i == 0 ? first : nums, n + 1);
+        if (got != n)
+            fail_msg("node %u holds %zu events of %s, not %zu", i + 1, got, topic, n);
+        if (i == 0) {
+            for (size_t x = 0; x < n; x++) {
+                assert_true(first[x] >= 0 && (size_t)first[x] < n);
+                if (seen[first[x]]++ != 0)
+                    fail_msg("event %d is twice in %s on node 1", first[x], topic);
+            }
+        } else if (memcmp(first, nums, n * sizeof *nums) != 0) {
+            fail_msg("node %u holds %s in another order than node 1", i + 1, topic);
+        }
+    }
+    free(first);
+    free(nums);
+    free(seen);
+}
+
+/*
+ * Auto-creation goes through the leader's log (a follower sends the
+ * client there and makes nothing); an idempotent producer's
+ * repeats are answered with the original's offset, also by a new leader
+ * after kill -9 of the old one; a follower refuses Produce; producer ids
+ * carry the node's id.
+ */
+static void test_cluster_idempotent_batches(void **state)
+{
+    (void)state;
+    e2e_cluster c;
+    assert_int_equal(e2e_cluster_start(&c, 3, false, kafka_cluster_args), 0);
+    int leader = e2e_cluster_leader(&c, 10000);
+    assert_true(leader >= 0);
+    unsigned f = ((unsigned)leader + 1) % 3;
+    int ffd = kconnect(&c.node[f]), fd = kconnect(&c.node[leader]);
+    /* A follower names the partition as the leader's (once it knows the
+     * leader's Kafka address: LEADER_NOT_AVAILABLE until then), and makes
+     * nothing. */
+    int16_t merr;
+    uint64_t until = e2e_now_ms() + 10000;
+    while ((merr = metadata_auto(ffd, 1, "idem")) == KR_KAFKA_ERR_LEADER_NOT_AVAILABLE &&
+           e2e_now_ms() < until)
+        usleep(100000);
+    assert_int_equal(merr, 0);
+    for (unsigned i = 0; i < 3; i++)
+        assert_false(node_has(&c, i, "idem"));
+    assert_int_equal(metadata_auto(fd, 1, "idem"), 0); /* once the log made it */
+    uint64_t end = e2e_now_ms() + 10000;
+    while (!(node_has(&c, 0, "idem") && node_has(&c, 1, "idem") && node_has(&c, 2, "idem")) &&
+           e2e_now_ms() < end)
+        usleep(50000);
+    assert_int_equal(metadata_auto(ffd, 2, "idem"), 0);
+
+    int64_t pid = init_producer(fd);
+    assert_int_equal(pid & 0xff, leader + 1);
+    kr_buf batch;
+    kr_buf_init(&batch, 1 << 20);
+    idem_batch(&batch, pid, 0, 0, 0, 3);
+    produce_expect(fd, &batch, 2, 0, 0);
+    produce_expect(fd, &batch, 3, 0, 0); /* the same again: the original's offset */
+    idem_batch(&batch, pid, 0, 7, 3, 2); /* 3..6 are missing */
+    produce_expect(fd, &batch, 4, KR_KAFKA_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, -1);
+    idem_batch(&batch, pid, 0, 3, 3, 2);
+    produce_expect(ffd, &batch, 5, KR_KAFKA_ERR_NOT_LEADER_OR_FOLLOWER, -1);
+    produce_expect(fd, &batch, 6, 0, 3);
+    close(fd);
+    close(ffd);
+
+    /* kill -9 of the leader: the new one knows the producer's last
+     * batches from the log. */
+    e2e_kill9(&c.node[leader]);
+    int next = e2e_cluster_leader(&c, 20000);
+    assert_true(next >= 0 && next != leader);
+    fd = kconnect(&c.node[next]);
+    int64_t other = init_producer(fd);
+    assert_int_equal(other & 0xff, next + 1);
+    assert_true(other != pid);
+    produce_expect(fd, &batch, 7, 0, 3);
+    idem_batch(&batch, pid, 0, 5, 5, 1);
+    produce_expect(fd, &batch, 8, 0, 5);
+    close(fd);
+    assert_int_equal(e2e_cluster_restart(&c, (unsigned)leader, kafka_cluster_args + 2), 0);
+    expect_once_everywhere(&c, "idem", 6);
+    kr_buf_free(&batch);
+    assert_int_equal(e2e_cluster_stop(&c), 0);
+}
+
+typedef struct kill_leader_arg {
+    e2e_cluster *c;
+    int leader;
+    int n;
+} kill_leader_arg;
+
+/* Some records acknowledged, batches in flight: kill -9 of the leader,
+ * then it comes back on its directory. */
+static void kill_leader(void *arg, rd_kafka_t *rk)
+{
+    kill_leader_arg *k = arg;
+    uint64_t until = e2e_now_ms() + 30000;
+    while (dr_ok < k->n / 4 && dr_failed == 0 && e2e_now_ms() < until)
+        rd_kafka_poll(rk, 10);
+    if (dr_ok < k->n / 4)
+        fail_msg("the producer had %d records acknowledged, %d failed, before the kill", dr_ok,
+                 dr_failed);
+    printf("e2e_kafka: leader killed with %d of %d records queued, %d acknowledged\n", k->n / 2 + 1,
+           k->n, dr_ok);
+    e2e_kill9(&k->c->node[k->leader]);
+    int next = e2e_cluster_leader(k->c, 20000);
+    assert_true(next >= 0 && next != k->leader);
+    assert_int_equal(e2e_cluster_restart(k->c, (unsigned)k->leader, kafka_cluster_args + 2), 0);
+}
+
+/* A librdkafka idempotent producer (acks all), bootstrapped on every node,
+ * through kill -9 of the leader (restarted on its directory): every
+ * record once, in one order, on every node. */
+static void test_cluster_idempotent_producer(void **state)
+{
+    (void)state;
+    e2e_cluster c;
+    assert_int_equal(e2e_cluster_start(&c, 3, false, kafka_cluster_args), 0);
+    int leader = e2e_cluster_leader(&c, 10000);
+    assert_true(leader >= 0);
+    char boot[256];
+    snprintf(boot, sizeof boot, "127.0.0.1:%s,127.0.0.1:%s,127.0.0.1:%s", c.node[0].kafka_port,
+             c.node[1].kafka_port, c.node[2].kafka_port);
+    const int n = e2e_torture() ? 50000 : 4000;
+    kill_leader_arg k = {&c, leader, n};
+    produce_once(boot, n, kill_leader, &k);
+    expect_once_everywhere(&c, "once", (size_t)n);
+    assert_int_equal(e2e_cluster_stop(&c), 0);
+}
+
 int main(void)
 {
     if (e2e_external_addr() != NULL) {
@@ -1585,6 +1829,10 @@ int main(void)
         cmocka_unit_test(test_idle_timeout),
         cmocka_unit_test(test_connection_limit),
         cmocka_unit_test(test_produce_within_request_memory),
+        cmocka_unit_test(test_cluster_idempotent_batches),
+        cmocka_unit_test(test_cluster_idempotent_producer),
     };
+    if (getenv("KRAPPY_E2E_ONLY") != NULL) /* a test's name (or a pattern), when debugging */
+        cmocka_set_test_filter(getenv("KRAPPY_E2E_ONLY"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -471,6 +471,61 @@ static void test_retention_after_checkpoint(void **state)
     kr_store_close(s);
 }
 
+/* A cluster member's retention decisions (kr_store_retention_led). */
+static uint64_t decided;
+static unsigned n_decided;
+
+static void decide(void *arg, kr_topic *t, uint64_t first)
+{
+    (void)arg;
+    (void)t;
+    decided = first;
+    n_decided++;
+}
+
+/* On a cluster member the limits only decide: nothing is retired until the
+ * log's RETENTION is applied (kr_store_retain), which sets `first` - also
+ * inside a segment - and retires the segments wholly below it. */
+static void test_retention_led(void **state)
+{
+    (void)state;
+    kr_store *s = open_store(8192, 32768);
+    kr_store_retention_led(s, decide, NULL);
+    decided = 0;
+    n_decided = 0;
+    kr_topic *t = reg(s, "t");
+    for (int b = 0; b < 40; b++)
+        pub(s, t, 50, 30);
+    size_t segs = t->n_segs;
+    checkpoint(s, t);
+    for (int i = 0; i < 100 && n_decided == 0; i++)
+        event_base_loop(base, EVLOOP_NONBLOCK);
+    assert_int_equal(n_decided, 1);
+    assert_true(decided > 0 && decided < t->next);
+    assert_int_equal(t->first, 0); /* decided, not retired */
+    assert_int_equal(t->n_segs, segs);
+    kr_store_retain(s, t, decided);
+    assert_int_equal(t->first, decided);
+    assert_true(t->n_segs < segs);
+    assert_int_equal(n_decided, 1); /* the same decision is not asked for again */
+    /* Inside a segment: its events below `first` are no longer served. */
+    uint64_t mid = decided + 3;
+    size_t kept = t->n_segs;
+    kr_store_retain(s, t, mid);
+    assert_int_equal(t->first, mid);
+    assert_int_equal(t->n_segs, kept);
+    char msg[256];
+    kr_fetch_result r;
+    assert_int_equal(kr_store_fetch(s, t, mid - 1, 10, 1u << 20, &r, msg, sizeof msg),
+                     KRAPPY_E_OFFSET_OUT_OF_RANGE);
+    assert_int_equal(kr_store_fetch(s, t, mid, 10, 1u << 20, &r, msg, sizeof msg), KRAPPY_OK);
+    assert_true(r.count > 0);
+    /* A decision beyond next stops at next. */
+    kr_store_retain(s, t, t->next + 100);
+    assert_int_equal(t->first, t->next);
+    kr_store_close(s);
+}
+
 static void test_lock_refuses_second_open(void **state)
 {
     (void)state;
@@ -1339,6 +1394,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_index_spans_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fetch_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_after_checkpoint, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retention_led, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_refuses_second_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_overlay_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_accessors, setup, teardown),

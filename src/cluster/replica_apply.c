@@ -257,6 +257,17 @@ static void apply_topic_delete(kr_replica *rp, item *it, const kr_cmd *cmd)
         rp->forget(rp->forget_arg, t, NULL);
 }
 
+/* The leader's retention decision: every node retires the segments below
+ * it (kr_store_retain). A topic deleted since: nothing to retire. */
+static void apply_retention(kr_replica *rp, item *it, const kr_cmd *cmd)
+{
+    kr_topic *t = kr_store_topic(rp->store, cmd->topic.ptr, cmd->topic.len);
+    kr_store_result res = {.err = KRAPPY_OK};
+    if (t != NULL)
+        kr_store_retain(rp->store, t, cmd->value);
+    kr_replica_complete(it, &res);
+}
+
 /* A change of settings (creating the topic when it is missing), as a
  * single node makes it. */
 static void apply_topic_config(kr_replica *rp, item *it, const kr_cmd *cmd)
@@ -313,6 +324,9 @@ void kr_replica_apply(kr_replica *rp, item *it)
         return;
     case KR_CMD_TOPIC_CONFIG:
         apply_topic_config(rp, it, &cmd);
+        return;
+    case KR_CMD_RETENTION:
+        apply_retention(rp, it, &cmd);
         return;
     default:
         res.err = KRAPPY_E_INVALID_ARGUMENT;

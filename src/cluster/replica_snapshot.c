@@ -45,14 +45,16 @@ static int put_producer(void *arg, const kr_prod_state *st)
     return 0;
 }
 
-/* [topic, next, [producer...], [[group, cursor]...], settings]: each
- * group at the cursor the log gave it (on the leader its own may be
- * ahead); settings: the ones the topic sets itself (TOPIC_CONFIG's map). */
+/* [topic, next, [producer...], [[group, cursor]...], settings, first?]:
+ * each group at the cursor the log gave it (on the leader its own may be
+ * ahead); settings: the ones the topic sets itself (TOPIC_CONFIG's map);
+ * first: the last RETENTION's, when there was one (a restart that begins
+ * at this snapshot learns it here). */
 static void put_topic(kr_buf *b, kr_topic *t)
 {
     size_t n = 0;
     kr_store_producers_each(t, count_one, &n);
-    kr_cbor_put_array(b, 5);
+    kr_cbor_put_array(b, t->retain_to > 0 ? 6 : 5);
     kr_cbor_put_text(b, t->name, t->name_len);
     kr_cbor_put_uint(b, t->next);
     kr_cbor_put_array(b, n);
@@ -68,6 +70,8 @@ static void put_topic(kr_buf *b, kr_topic *t)
         kr_cbor_put_uint(b, gs[i]->logged);
     }
     kr_tc_encode(b, &t->own);
+    if (t->retain_to > 0)
+        kr_cbor_put_uint(b, t->retain_to);
 }
 
 /*
@@ -328,9 +332,9 @@ bool kr_replica_catch_up(kr_replica *rp, const item *it)
         goto bad;
     kr_cbor_iter_init(&li, &list);
     while (kr_cbor_iter_next(&li, &e) == 1) {
-        kr_cbor_item name, next, prods, groups, settings;
+        kr_cbor_item name, next, prods, groups, settings, first;
         kr_cbor_iter ei;
-        if (e.kind != KR_CBOR_ARRAY || e.u < 3 || e.u > 5)
+        if (e.kind != KR_CBOR_ARRAY || e.u < 3 || e.u > 6)
             continue;
         kr_cbor_iter_init(&ei, &e);
         if (kr_cbor_iter_next(&ei, &name) != 1 || name.kind != KR_CBOR_TEXT || name.str == NULL ||
@@ -346,8 +350,10 @@ bool kr_replica_catch_up(kr_replica *rp, const item *it)
         adopt_producers(rp, t, &prods);
         if (e.u >= 4 && kr_cbor_iter_next(&ei, &groups) == 1 && groups.kind == KR_CBOR_ARRAY)
             adopt_groups(rp, t, &groups);
-        if (e.u == 5 && kr_cbor_iter_next(&ei, &settings) == 1)
+        if (e.u >= 5 && kr_cbor_iter_next(&ei, &settings) == 1)
             adopt_settings(rp, t, &settings);
+        if (e.u == 6 && kr_cbor_iter_next(&ei, &first) == 1 && first.kind == KR_CBOR_UINT)
+            kr_store_retain(rp->store, t, first.u);
         /* A topic with batches after the snapshot holds what it covers
          * (or is one made again after a deletion the replay holds). */
         if (t->assigned >= next.u || t->raft_index > idx.u)

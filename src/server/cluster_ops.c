@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cluster/cmd.h"
 #include "server/kafka.h"
 #include "server/server.h"
 #include "util/hostport.h"
@@ -60,6 +61,44 @@ static void forget_deleted(void *arg, kr_topic *t, kr_tgroup *tg)
         kr_kafka_topic_deleted(srv->kafka, t);
 }
 
+/* A RETENTION the log refused or lost (a leader change): the next
+ * checkpoint's retention asks again (the topic's retain_asked is reset
+ * where this node does not lead). */
+static void retention_logged(void *arg, const kr_store_result *res)
+{
+    (void)arg;
+    if (res->err != KRAPPY_OK)
+        kr_log(KR_LOG_DEBUG, "a retention decision did not make it into the cluster's log",
+               KR_LOG_STR("reason", res->msg));
+}
+
+/*
+ * The store's retention decision (kr_store_retention_led): on the leader a
+ * RETENTION command, which every node applies alike (kr_store_retain); a
+ * follower drops it and asks again once it leads. Encoded in a buffer of
+ * its own: it may run from within an apply, while srv->cmd is someone's.
+ */
+static void retention_decided(void *arg, kr_topic *t, uint64_t first)
+{
+    kr_server *srv = arg;
+    if (!kr_cluster_is_leader(srv->cluster)) {
+        t->retain_asked = 0;
+        return;
+    }
+    kr_str name = {(const uint8_t *)t->name, t->name_len};
+    kr_buf b;
+    char msg[256];
+    kr_buf_init(&b, t->name_len + 32);
+    kr_cmd_put_retention(&b, &name, first);
+    if (b.failed || kr_cluster_submit(srv->cluster, b.data, b.len, retention_logged, NULL, msg,
+                                      sizeof msg) != KRAPPY_OK)
+        t->retain_asked = 0; /* asked again after the next checkpoint */
+    else
+        kr_log(KR_LOG_INFO, "retention decided", KR_LOG_STR("topic", t->name),
+               KR_LOG_U64("first", first));
+    kr_buf_free(&b);
+}
+
 static void cluster_failed(void *arg, const char *why)
 {
     kr_server *srv = arg;
@@ -95,6 +134,8 @@ int kr_server_cluster_start(kr_server *srv)
         return -1;
     }
     kr_buf_init(&srv->cmd, (size_t)cfg->max_frame + 4096);
+    /* Retention by size and age is the leader's to decide. */
+    kr_store_retention_led(srv->store, retention_decided, srv);
     kr_cluster_opts o = {.node_id = cfg->node_id,
                          .raft_listen = cfg->raft_listen,
                          .peers = cfg->peers,

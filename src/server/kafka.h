@@ -140,7 +140,8 @@ struct kr_kafka {
     char host[KR_HOST_MAX + 1]; /* advertised (Metadata, FindCoordinator) */
     int32_t adv_port;
     kr_kgroups *groups;
-    uint64_t producer_ids;   /* the next InitProducerId answer */
+    uint64_t producer_ids;   /* the next InitProducerId answer, shifted
+                                 past its node byte (kafka_handlers.c) */
     uint64_t prefetch_bytes; /* held by the connections' prefetches */
     kr_kafka_metrics m;
     /* Scratch of the handlers, used synchronously on the loop: Produce's

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/cmd.h"
 #include "server/kafka.h"
 #include "util/log.h"
 #include "util/secret.h"
@@ -46,6 +47,41 @@ int16_t kr_kafka_err_from(krappy_err e)
     }
 }
 
+/*
+ * On a cluster a topic a Kafka client makes is the log's TOPIC_CREATE, on
+ * the leader: creating it on the node asked alone would leave the other
+ * nodes without it. A follower cannot (to_be_made says what it answers);
+ * the leader's Produce of a missing topic sends the TOPIC_CREATE and
+ * answers LEADER_NOT_AVAILABLE, as Kafka's brokers do while a topic is
+ * being made: the client asks again.
+ * @return KRAPPY_OK (done follows, once the topic is made here), else
+ *         NOT_LEADER, BUSY, STORAGE.
+ */
+static krappy_err cluster_create(kr_kafka *k, kr_kafka_str name, kr_store_done done, void *arg)
+{
+    kr_server *srv = k->srv;
+    kr_str topic = {(const uint8_t *)name.ptr, (size_t)name.len};
+    char msg[256];
+    kr_buf_reset(&srv->cmd);
+    kr_cmd_put_topic(&srv->cmd, KR_CMD_TOPIC_CREATE, &topic);
+    char tname[256]; /* a valid name is shorter */
+    snprintf(tname, sizeof tname, "%.*s", (int)name.len, name.ptr);
+    krappy_err e = kr_server_cluster_command(srv, done, arg, msg, sizeof msg);
+    if (e == KRAPPY_OK)
+        kr_log(KR_LOG_INFO, "topic creation for a Kafka client sent to the cluster's log",
+               KR_LOG_STR("topic", tname));
+    return e;
+}
+
+/* A TOPIC_CREATE a Produce sent: its producer retries on its own. */
+static void created_quietly(void *arg, const kr_store_result *res)
+{
+    (void)arg;
+    if (res->err != KRAPPY_OK)
+        kr_log(KR_LOG_WARN, "the cluster did not make a topic a Kafka producer asked for",
+               KR_LOG_STR("reason", res->msg));
+}
+
 kr_topic *kr_kafka_topic_for(kr_kafka *k, kr_kafka_str name, bool create, int16_t *err)
 {
     if (name.len <= 0 || !kr_topic_name_valid((const uint8_t *)name.ptr, (size_t)name.len)) {
@@ -58,6 +94,11 @@ kr_topic *kr_kafka_topic_for(kr_kafka *k, kr_kafka_str name, bool create, int16_
         return t;
     if (!create || !k->cfg->kafka_auto_create) {
         *err = KR_KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION;
+        return NULL;
+    }
+    if (k->srv->cluster != NULL) {
+        (void)cluster_create(k, name, created_quietly, NULL);
+        *err = KR_KAFKA_ERR_LEADER_NOT_AVAILABLE;
         return NULL;
     }
     kr_store_result res;
@@ -92,6 +133,7 @@ typedef struct meta_wait {
     int32_t n;
     uint32_t pending;
     bool failed;
+    bool creating; /* on a cluster: a topic still missing is being made */
 } meta_wait;
 
 static void fill_topic(kr_kafka_metadata_topic *mt, kr_kafka_metadata_partition *part,
@@ -138,8 +180,28 @@ static void the_broker(kr_kconn *c, kr_kreq *r, kr_kafka_str *host, int32_t *por
     }
 }
 
-/* Answer a Metadata request for `names` (n -1: every topic). */
-static void metadata_respond(kr_kconn *c, kr_kreq *r, const kr_kafka_str *names, int32_t n)
+/*
+ * The answer for a topic a cluster's Metadata asked to make that is not
+ * there: on the leader, LEADER_NOT_AVAILABLE (its TOPIC_CREATE failed; the
+ * client asks again). A follower cannot make it, and a client that only
+ * talks to it (librdkafka connects to the brokers its partitions need, no
+ * more) would ask it again forever: it names the partition as the
+ * leader's, so the client goes there, and the leader's Produce or Metadata
+ * makes the topic through the log. No leader known: LEADER_NOT_AVAILABLE.
+ */
+static int16_t to_be_made(kr_kafka *k)
+{
+    char addr[KR_HOSTPORT_MAX + 1];
+    if (kr_cluster_is_leader(k->srv->cluster) ||
+        !kr_cluster_leader_kafka_addr(k->srv->cluster, addr, sizeof addr))
+        return KR_KAFKA_ERR_LEADER_NOT_AVAILABLE;
+    return KR_KAFKA_ERR_NONE;
+}
+
+/* Answer a Metadata request for `names` (n -1: every topic); `creating`:
+ * a cluster's missing topics are to be made (to_be_made). */
+static void metadata_respond(kr_kconn *c, kr_kreq *r, const kr_kafka_str *names, int32_t n,
+                             bool creating)
 {
     kr_kafka *k = c->k;
     kr_topic **all = NULL;
@@ -178,6 +240,8 @@ static void metadata_respond(kr_kconn *c, kr_kreq *r, const kr_kafka_str *names,
             kr_topic *t = kr_kafka_topic_for(k, names[i], false, &err);
             if (t != NULL && t->failed)
                 err = KR_KAFKA_ERR_KAFKA_STORAGE_ERROR;
+            else if (t == NULL && creating && err == KR_KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION)
+                err = to_be_made(k);
             fill_topic(&topics[i], &parts[i], names[i], err);
         }
     }
@@ -202,7 +266,7 @@ static void meta_created(void *arg, const kr_store_result *res)
     if (--mw->pending > 0)
         return;
     kr_kreq *r = mw->r;
-    metadata_respond(r->conn, r, mw->names, mw->n);
+    metadata_respond(r->conn, r, mw->names, mw->n, mw->creating);
 }
 
 static kr_khresult metadata(kr_kconn *c, kr_kreq *r, const kr_kafka_request *req)
@@ -211,15 +275,19 @@ static kr_khresult metadata(kr_kconn *c, kr_kreq *r, const kr_kafka_request *req
     kr_kafka *k = c->k;
     /* v0: an empty list is every topic; v1+: null is. */
     if (q->topics.n < 0 || (r->api_version == 0 && q->topics.n == 0)) {
-        metadata_respond(c, r, NULL, -1);
+        metadata_respond(c, r, NULL, -1, false);
         return KR_KH_DONE;
     }
     meta_wait *mw = kr_kreq_array(r, 1, sizeof *mw);
     kr_kafka_str *names = kr_kreq_array(r, q->topics.n, sizeof *names);
     if (mw == NULL || names == NULL)
         return kr_kreq_nomem(r);
-    *mw = (meta_wait){.r = r, .names = names, .n = q->topics.n, .pending = 1};
     bool create = q->allow_auto_topic_creation && k->cfg->kafka_auto_create;
+    *mw = (meta_wait){.r = r,
+                      .names = names,
+                      .n = q->topics.n,
+                      .pending = 1,
+                      .creating = create && k->srv->cluster != NULL};
     kr_store *s = k->srv->store;
     kr_kreq_async(r);
     for (int32_t i = 0; i < q->topics.n; i++) {
@@ -233,11 +301,16 @@ static kr_khresult metadata(kr_kconn *c, kr_kreq *r, const kr_kafka_request *req
             kr_store_topic(s, (const uint8_t *)n.ptr, (size_t)n.len) != NULL)
             continue;
         /* Created first, answered once it is there (Kafka answers
-         * LEADER_NOT_AVAILABLE meanwhile; waiting saves the retry). */
+         * LEADER_NOT_AVAILABLE meanwhile; waiting saves the retry). On a
+         * cluster the leader waits for the log; a follower makes nothing
+         * (to_be_made). */
         kr_topic *t;
         kr_store_result res;
-        if (kr_store_register(s, (const uint8_t *)n.ptr, (size_t)n.len, &t, meta_created, mw,
-                              &res) == 0) {
+        if (k->srv->cluster != NULL) {
+            if (cluster_create(k, n, meta_created, mw) == KRAPPY_OK)
+                mw->pending++;
+        } else if (kr_store_register(s, (const uint8_t *)n.ptr, (size_t)n.len, &t, meta_created, mw,
+                                     &res) == 0) {
             mw->pending++;
             kr_log(KR_LOG_INFO, "topic created for a Kafka client", KR_LOG_STR("topic", t->name));
         }
@@ -359,7 +432,11 @@ static kr_khresult init_producer_id(kr_kconn *c, kr_kreq *r, const kr_kafka_requ
         resp.producer_id = -1;
         resp.producer_epoch = -1;
     } else {
-        resp.producer_id = (int64_t)(c->k->producer_ids++ & INT64_MAX);
+        /* The node id in the low byte: on a cluster, an id one node hands
+         * out is never another's, so a producer that moves to a new leader
+         * keeps a sequence state of its own. */
+        uint64_t node = c->k->srv->cfg->node_id & 0xff;
+        resp.producer_id = (int64_t)(((c->k->producer_ids++ << 8) | node) & INT64_MAX);
         resp.producer_epoch = 0;
     }
     kr_kreq_respond(r, &resp);

@@ -730,7 +730,7 @@ int kr_kafka_start(kr_server *srv)
     kafka_buffers_init(k);
     /* Producer ids of InitProducerId: from the clock, so that ids handed out
      * before a restart are not handed out again after it. */
-    k->producer_ids = (kr_wall_ms() << 12) & INT64_MAX;
+    k->producer_ids = (kr_wall_ms() << 12) & (INT64_MAX >> 8);
     srv->kafka = k; /* before binding: the accept callback finds it there */
     kr_kresp_pool_open();
     k->groups = kr_kgroups_new();

@@ -23,13 +23,21 @@
  * a gap is OUT_OF_ORDER_SEQUENCE_NUMBER, a registration fenced by a newer
  * one INVALID_PRODUCER_EPOCH, a producer the store forgot
  * UNKNOWN_PRODUCER_ID.
+ *
+ * On a cluster (PROTOCOL.md section 8) a batch is a PUBLISH command of the
+ * raft log (cluster_publish): an idempotent one carries the producer, its
+ * epoch and its base sequence as the PUBLISH's seq, behind its binding's
+ * PRODUCER_REGISTER, so that every node - a new leader too - finds the
+ * same duplicates.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/cmd.h"
 #include "proto/cbor.h"
 #include "server/kafka.h"
+#include "util/clock.h"
 
 /* One partition's batch being written. */
 typedef struct kpart {
@@ -37,6 +45,7 @@ typedef struct kpart {
     kr_topic *t;
     kr_kafka_produce_resp_partition *p;
     int32_t records;
+    int64_t pid; /* the batch's producer id, -1 for none */
 } kpart;
 
 /* A Produce request being answered. */
@@ -87,13 +96,78 @@ static void produce_finish(kr_kreq *r)
     kr_kreq_close(r, why);
 }
 
+/* A Kafka producer id bound to the store's producer on this connection.
+ * On a cluster the binding is the log's: its PRODUCER_REGISTER goes into
+ * the log just before the first PUBLISH that needs it (unlogged until
+ * then), and the store holds nothing for the connection. */
+struct kr_kprod {
+    kr_topic *t;
+    int64_t pid;
+    uint32_t epoch; /* the store's, of this connection's registration */
+    bool logged;    /* a cluster's binding (nothing to release) */
+    bool unlogged;  /* a cluster's, its PRODUCER_REGISTER still to send */
+    char id[32];    /* "kafka-<pid>" */
+    size_t id_len;
+};
+
+/* The binding of (t, pid) on c, or NULL. */
+static kr_kprod *prod_find(kr_kconn *c, const kr_topic *t, int64_t pid)
+{
+    for (size_t i = 0; i < c->n_prods; i++)
+        if (c->prods[i].t == t && c->prods[i].pid == pid)
+            return &c->prods[i];
+    return NULL;
+}
+
+/* A cluster's binding the log refused (not the leader any more, fenced,
+ * forgotten): the next batch of the producer registers again. */
+static void prod_drop(kr_kconn *c, const kr_topic *t, int64_t pid)
+{
+    kr_kprod *kp = prod_find(c, t, pid);
+    if (kp != NULL)
+        *kp = c->prods[--c->n_prods];
+}
+
+/* The Kafka error for a PUBLISH the store refused. */
+static int16_t publish_error(krappy_err rc, uint64_t bad)
+{
+    switch (rc) {
+    case KRAPPY_E_INVALID_ARGUMENT:
+        return bad != UINT64_MAX ? KR_KAFKA_ERR_MESSAGE_TOO_LARGE
+                                 : KR_KAFKA_ERR_RECORD_LIST_TOO_LARGE;
+    case KRAPPY_E_FENCED:
+        return KR_KAFKA_ERR_INVALID_PRODUCER_EPOCH;
+    case KRAPPY_E_OUT_OF_ORDER_SEQUENCE:
+        return KR_KAFKA_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER;
+    case KRAPPY_E_NOT_REGISTERED:
+        return KR_KAFKA_ERR_UNKNOWN_PRODUCER_ID;
+    case KRAPPY_E_NOT_LEADER:
+        /* Lost the lead, the batch's outcome unknown: the producer asks
+         * Metadata again and resends it to the new leader, where its
+         * sequence number makes a repeat a duplicate. */
+        return KR_KAFKA_ERR_NOT_LEADER_OR_FOLLOWER;
+    default:
+        return kr_kafka_err_from(rc);
+    }
+}
+
 static void published(void *arg, const kr_store_result *res)
 {
     kpart *kp = arg;
     kr_kreq *r = kp->r;
     kproduce *pr = r->ctx;
     if (res->err != KRAPPY_OK) {
-        part_fail(r, pr, kp->p, kr_kafka_err_from(res->err), res->msg);
+        int16_t code = publish_error(res->err, res->first);
+        if (kp->pid >= 0 && r->conn->k->srv->cluster != NULL) {
+            /* Registered again by the next batch. Fenced here means a
+             * newer registration of this connection's binding (a new
+             * leader's stale picture of the epoch), not of the Kafka
+             * producer's epoch: the producer retries, it is not fenced. */
+            prod_drop(r->conn, kp->t, kp->pid);
+            if (res->err == KRAPPY_E_FENCED)
+                code = KR_KAFKA_ERR_NOT_LEADER_OR_FOLLOWER;
+        }
+        part_fail(r, pr, kp->p, code, res->msg);
     } else {
         /* A duplicate: the original's offset, nothing stored again. */
         kp->p->base_offset = (int64_t)res->first;
@@ -107,27 +181,17 @@ static void published(void *arg, const kr_store_result *res)
 
 /* ---- idempotent producers ---- */
 
-/* A Kafka producer id bound to the store's producer on this connection. */
-struct kr_kprod {
-    kr_topic *t;
-    int64_t pid;
-    uint32_t epoch; /* the store's, of this connection's registration */
-    char id[32];    /* "kafka-<pid>" */
-    size_t id_len;
-};
-
 /*
  * The store's view of Kafka producer `pid` on topic t for this
- * connection, registered now when it is the first batch of the pair here.
+ * connection, registered now when it is the first batch of the pair here
+ * (on a cluster: bound now, the registration logged with the batch, at
+ * the epoch after the one this node knows).
  * @return 0 with idem's id and epoch set (valid while c lives); -1 with
  *         the Kafka error and msg.
  */
 static int producer_bind(kr_kconn *c, kr_topic *t, int64_t pid, kr_idem *idem, int16_t *err)
 {
-    kr_kprod *kp = NULL;
-    for (size_t i = 0; i < c->n_prods && kp == NULL; i++)
-        if (c->prods[i].t == t && c->prods[i].pid == pid)
-            kp = &c->prods[i];
+    kr_kprod *kp = prod_find(c, t, pid);
     if (kp == NULL) {
         if (c->n_prods == c->cap_prods) {
             size_t cap = c->cap_prods ? c->cap_prods * 2 : 4;
@@ -145,15 +209,19 @@ static int producer_bind(kr_kconn *c, kr_topic *t, int64_t pid, kr_idem *idem, i
         kp->id_len = (size_t)snprintf(kp->id, sizeof kp->id, "kafka-%lld", (long long)pid);
         kr_store_result res;
         kr_topic *same;
-        if (kr_store_producer_register(c->k->srv->store, (const uint8_t *)t->name, t->name_len,
-                                       (const uint8_t *)kp->id, kp->id_len, &same, NULL, NULL,
-                                       &res) < 0) {
+        if (c->k->srv->cluster != NULL) {
+            kp->epoch = kr_store_producer_epoch(t, (const uint8_t *)kp->id, kp->id_len, NULL) + 1;
+            kp->logged = kp->unlogged = true;
+        } else if (kr_store_producer_register(c->k->srv->store, (const uint8_t *)t->name,
+                                              t->name_len, (const uint8_t *)kp->id, kp->id_len,
+                                              &same, NULL, NULL, &res) < 0) {
             *err = res.err == KRAPPY_E_BUSY ? KR_KAFKA_ERR_UNKNOWN_SERVER_ERROR
                                             : KR_KAFKA_ERR_KAFKA_STORAGE_ERROR;
             snprintf(c->msg, sizeof c->msg, "%s", res.msg);
             return -1;
+        } else {
+            kp->epoch = res.epoch;
         }
-        kp->epoch = res.epoch;
         c->n_prods++;
     }
     idem->id = (const uint8_t *)kp->id;
@@ -165,8 +233,9 @@ static int producer_bind(kr_kconn *c, kr_topic *t, int64_t pid, kr_idem *idem, i
 void kr_kproduce_conn_closed(kr_kconn *c)
 {
     for (size_t i = 0; i < c->n_prods; i++)
-        kr_store_producer_release(c->k->srv->store, c->prods[i].t, (const uint8_t *)c->prods[i].id,
-                                  c->prods[i].id_len);
+        if (!c->prods[i].logged)
+            kr_store_producer_release(c->k->srv->store, c->prods[i].t,
+                                      (const uint8_t *)c->prods[i].id, c->prods[i].id_len);
     free(c->prods);
     c->prods = NULL;
     c->n_prods = c->cap_prods = 0;
@@ -181,24 +250,6 @@ void kr_kproduce_topic_deleted(kr_kconn *c, const kr_topic *t)
     c->n_prods = keep;
 }
 
-/* The Kafka error for a PUBLISH the store refused. */
-static int16_t publish_error(krappy_err rc, uint64_t bad)
-{
-    switch (rc) {
-    case KRAPPY_E_INVALID_ARGUMENT:
-        return bad != UINT64_MAX ? KR_KAFKA_ERR_MESSAGE_TOO_LARGE
-                                 : KR_KAFKA_ERR_RECORD_LIST_TOO_LARGE;
-    case KRAPPY_E_FENCED:
-        return KR_KAFKA_ERR_INVALID_PRODUCER_EPOCH;
-    case KRAPPY_E_OUT_OF_ORDER_SEQUENCE:
-        return KR_KAFKA_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER;
-    case KRAPPY_E_NOT_REGISTERED:
-        return KR_KAFKA_ERR_UNKNOWN_PRODUCER_ID;
-    default:
-        return kr_kafka_err_from(rc);
-    }
-}
-
 /* The idempotent producer's part of a batch: kr_idem, or NULL for a batch
  * without a producer id. @return 0, or -1 with the partition's error set. */
 static int batch_idem(kr_kconn *c, kr_kreq *r, kproduce *pr, kpart *kp, const kr_kafka_batch *b,
@@ -208,12 +259,6 @@ static int batch_idem(kr_kconn *c, kr_kreq *r, kproduce *pr, kpart *kp, const kr
     if (b->producer_id < 0)
         return 0;
     int16_t err;
-    if (c->k->srv->cluster != NULL) {
-        part_fail(r, pr, kp->p, KR_KAFKA_ERR_UNSUPPORTED_VERSION,
-                  "idempotent Kafka producers are not replicated by this krappyd's cluster yet "
-                  "(enable.idempotence=false, or krappy's own producers)");
-        return -1;
-    }
     if (b->producer_epoch != 0) {
         snprintf(c->msg, sizeof c->msg,
                  "producer epoch %d: this broker hands out epoch 0 (InitProducerId v0-v1)",
@@ -231,8 +276,70 @@ static int batch_idem(kr_kconn *c, kr_kreq *r, kproduce *pr, kpart *kp, const kr
         return -1;
     }
     idem->seq = (uint64_t)b->base_sequence;
+    kp->pid = b->producer_id;
     *out = idem;
     return 0;
+}
+
+/* A cluster's PRODUCER_REGISTER of a Kafka producer's binding was
+ * applied: the binding takes the epoch the log gave (a registration racing
+ * another of the same id shares its epoch). A refusal drops it; the
+ * PUBLISH behind it is refused too, and says so. */
+static void registered(void *arg, const kr_store_result *res)
+{
+    kpart *kp = arg;
+    kr_kreq *r = kp->r;
+    kr_kprod *b = prod_find(r->conn, kp->t, kp->pid);
+    if (res->err != KRAPPY_OK) {
+        kr_kconn_log(KR_LOG_WARN, r->conn,
+                     "registering a Kafka producer in the cluster's log failed", res->msg);
+        if (b != NULL)
+            prod_drop(r->conn, kp->t, kp->pid);
+    } else if (b != NULL) {
+        b->epoch = res->epoch;
+    }
+    if (--r->pending == 0)
+        produce_finish(r);
+}
+
+/*
+ * On a cluster's leader: the batch's PUBLISH into the log, an idempotent
+ * one (ip) behind its binding's PRODUCER_REGISTER when that is still to be
+ * logged. Both go in at once: the log keeps their order, and every node
+ * applies the registration before the PUBLISH. The PUBLISH carries the
+ * producer and its epoch, the payload its seq: every node finds the same
+ * duplicates, so a batch librdkafka resends to a new leader after a
+ * leader change is stored once.
+ * @return KRAPPY_OK (published() follows), else the error with msg.
+ */
+static krappy_err cluster_publish(kr_kconn *c, kpart *kp, const kr_buf *ev, const kr_idem *ip,
+                                  char *msg, size_t msglen)
+{
+    kr_server *srv = c->k->srv;
+    kr_str topic = {(const uint8_t *)kp->t->name, kp->t->name_len}, body = {ev->data, ev->len};
+    if (ip == NULL)
+        return kr_server_cluster_produce(srv, kp->t->name, kp->t->name_len, ev->data, ev->len,
+                                         published, kp, msg, msglen);
+    kr_str id = {ip->id, ip->id_len};
+    kr_kprod *b = prod_find(c, kp->t, kp->pid);
+    if (b != NULL && b->unlogged) {
+        kr_buf_reset(&srv->cmd);
+        kr_cmd_put_producer_register(&srv->cmd, &topic, &id, b->epoch);
+        kp->r->pending++;
+        krappy_err rc = kr_server_cluster_command(srv, registered, kp, msg, msglen);
+        if (rc != KRAPPY_OK) {
+            kp->r->pending--;
+            prod_drop(c, kp->t, kp->pid);
+            return rc;
+        }
+        b->unlogged = false;
+    }
+    kr_buf_reset(&srv->cmd);
+    kr_cmd_put_publish(&srv->cmd, &topic, kr_wall_ms(), &id, ip->epoch, &body);
+    krappy_err rc = kr_server_cluster_command(srv, published, kp, msg, msglen);
+    if (rc != KRAPPY_OK)
+        prod_drop(c, kp->t, kp->pid);
+    return rc;
 }
 
 /*
@@ -264,13 +371,20 @@ static int publish_batch(kr_kconn *c, kr_kreq *r, kproduce *pr, kpart *kp,
                   "a Produce (v3+) carries exactly one record batch per partition");
         return 0;
     }
-    /* The PUBLISH payload {events: [...]}: the codec writes the array. */
+    /* The PUBLISH payload {events: [...], seq}: the codec writes the
+     * array; an idempotent batch's base sequence is the PUBLISH's seq (a
+     * cluster's log carries it; a single node takes it from kr_idem). */
+    bool with_seq = b.producer_id >= 0 && b.base_sequence >= 0;
     kr_buf *ev = &k->events;
     kr_buf_reset(ev);
-    kr_cbor_put_map(ev, 1);
+    kr_cbor_put_map(ev, with_seq ? 2 : 1);
     kr_cbor_put_text(ev, "events", 6);
     e = kr_kafka_batch_to_events(&b, &k->records, (size_t)k->cfg->max_frame, ev, &k->scratch,
                                  c->msg, sizeof c->msg);
+    if (with_seq) {
+        kr_cbor_put_text(ev, "seq", 3);
+        kr_cbor_put_uint(ev, (uint64_t)b.base_sequence);
+    }
     if (e != KR_KAFKA_ERR_NONE || ev->failed) {
         part_fail(r, pr, p, e != KR_KAFKA_ERR_NONE ? (int16_t)e : KR_KAFKA_ERR_MESSAGE_TOO_LARGE,
                   e != KR_KAFKA_ERR_NONE ? c->msg : "the batch's events exceed --max-frame");
@@ -296,8 +410,7 @@ static int publish_batch(kr_kconn *c, kr_kreq *r, kproduce *pr, kpart *kp,
      * within the call. */
     r->pending++;
     if (k->srv->cluster != NULL) /* through the log (PROTOCOL.md section 8) */
-        rc = kr_server_cluster_produce(k->srv, kp->t->name, kp->t->name_len, ev->data, ev->len,
-                                       published, kp, c->msg, sizeof c->msg);
+        rc = cluster_publish(c, kp, ev, ip, c->msg, sizeof c->msg);
     else
         rc = kr_store_publish(k->srv->store, kp->t, &req, &k->decode, pr->acks == -1, ip, published,
                               kp, c->msg, sizeof c->msg, &bad);
@@ -371,7 +484,7 @@ kr_khresult kr_khandle_produce(kr_kconn *c, kr_kreq *r, const kr_kafka_request *
                 part_fail(r, pr, p, KR_KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION,
                           "krappy topics have one partition, 0");
             } else {
-                kps[j] = (kpart){.r = r, .t = t, .p = p};
+                kps[j] = (kpart){.r = r, .t = t, .p = p, .pid = -1};
                 (void)publish_batch(c, r, pr, &kps[j], src);
             }
         }

@@ -38,6 +38,15 @@
  * The loop then swaps its segment records (compaction never moves a
  * topic's `first`; FETCH, POLL and GET work across the gaps: store_read.c,
  * store_group.c). Retention leaves a segment being rewritten alone.
+ *
+ * On a cluster each node compacts on its own, unlike retention (store.h,
+ * kr_store_retention_led): every node's view holds the same latest offset
+ * of every key (the same commands applied in the same order), so the keep
+ * rule removes only events every node agrees are superseded, never moves
+ * an offset or `first`, and keeps every key's latest event. What differs
+ * is only when: each node's passes run on its own schedule, and
+ * tombstones expire by its own clock - which superseded events a FETCH
+ * still meets is not something a reader can rely on, on one node either.
  */
 #ifndef KR_STORE_COMPACT_H
 #define KR_STORE_COMPACT_H

@@ -74,29 +74,27 @@ static void finish_create(kr_store *s, kr_job *j)
         j->done(j->arg, &res);
 }
 
-/*
- * Retire whole old segments the durable view covers, when over the size or
- * age limit of a topic whose cleanup includes "delete". The loop forgets
- * them at once (replies in flight hold their own file handles); the writer
- * unlinks the files. A segment being compacted stops it: its rewrite would
- * bring the file back; so does one whose final sync is still to come: it
- * would leave a BASE.idx behind after the deletion.
- */
-void kr_store_retention(kr_store *s, kr_topic *t)
+/* Whether t's oldest segment but `i` may be retired now: the view holds
+ * its events, it is not being rewritten (its rewrite would bring the file
+ * back), and its final sync (which leaves BASE.idx behind) is done. */
+static bool retirable(const kr_topic *t, size_t i)
+{
+    const kr_segment *seg = t->segs[i];
+    return seg->next <= t->marker && !seg->compacting && !kr_stream_holds(t->stream, seg->base);
+}
+
+/* How many of t's oldest segments the size and age limits of its settings
+ * want gone, and may go now. */
+static size_t over_limits(const kr_topic *t)
 {
     uint64_t max_bytes = t->cfg.v[KR_TC_RETENTION_BYTES], max_ms = t->cfg.v[KR_TC_RETENTION_MS];
-    /* Closing: the next start's first checkpoint retires them. */
-    if (!(t->cfg.v[KR_TC_CLEANUP] & KR_CLEANUP_DELETE) || (max_bytes == 0 && max_ms == 0) ||
-        t->n_segs < 2 || s->draining || t->deleted || !t->ready || s->writer == NULL)
-        return;
+    if (!(t->cfg.v[KR_TC_CLEANUP] & KR_CLEANUP_DELETE) || (max_bytes == 0 && max_ms == 0))
+        return 0;
     uint64_t now = kr_wall_ms();
     size_t drop = 0;
     uint64_t bytes = t->bytes;
-    while (drop + 1 < t->n_segs) {
-        kr_segment *seg = t->segs[drop];
-        if (seg->next > t->marker || seg->compacting || kr_stream_holds(t->stream, seg->base))
-            break; /* the view does not hold these events yet, being rewritten, or its
-                      final sync (which leaves BASE.idx behind) is still to come */
+    while (drop + 1 < t->n_segs && retirable(t, drop)) {
+        const kr_segment *seg = t->segs[drop];
         bool over_size = max_bytes && bytes > max_bytes;
         bool too_old = max_ms && seg->max_ts + max_ms < now;
         if (!over_size && !too_old)
@@ -104,6 +102,25 @@ void kr_store_retention(kr_store *s, kr_topic *t)
         bytes -= seg->size;
         drop++;
     }
+    return drop;
+}
+
+/* How many of t's oldest segments lie wholly below `first` and may go
+ * now (a cluster's RETENTION). */
+static size_t below(const kr_topic *t, uint64_t first)
+{
+    size_t drop = 0;
+    while (drop + 1 < t->n_segs && t->segs[drop]->next <= first && retirable(t, drop))
+        drop++;
+    return drop;
+}
+
+/*
+ * Retire t's `drop` oldest segments. The loop forgets them at once (replies
+ * in flight hold their own file handles); the writer unlinks the files.
+ */
+static void retire(kr_store *s, kr_topic *t, size_t drop)
+{
     if (drop == 0)
         return;
     /* The job and its paths first: nothing is retired without them. */
@@ -143,6 +160,62 @@ void kr_store_retention(kr_store *s, kr_topic *t)
     kr_counter_add(s->m_retired, drop);
     kr_store_groups_retained(s, t);
     kr_writer_submit(s->writer, j);
+}
+
+/* A cluster member's first offset is the log's RETENTION's, also where its
+ * segments are cut elsewhere than the leader's (rolls happen per loop
+ * turn's write, not per batch): the events below it that a kept segment
+ * holds are no longer served. */
+static void raise_first(kr_store *s, kr_topic *t)
+{
+    uint64_t first = t->retain_to < t->next ? t->retain_to : t->next;
+    if (first <= t->first)
+        return;
+    t->first = first;
+    kr_store_groups_retained(s, t);
+}
+
+/*
+ * Retire whole old segments the durable view covers, when over the size or
+ * age limit of a topic whose cleanup includes "delete". On a cluster
+ * member the limits only make the leader's decision (kr_store_retention_led);
+ * what goes is what the log's RETENTION says: every node's first offset
+ * becomes its `first` (raise_first), and each retires the segments wholly
+ * below it - its own segments, cut where its own writes rolled them, so a
+ * node never drops an event the leader still serves.
+ */
+void kr_store_retention(kr_store *s, kr_topic *t)
+{
+    /* Closing: the next start's first checkpoint retires them. */
+    if (s->retention_led != NULL && t->ready && !t->deleted)
+        raise_first(s, t);
+    if (t->n_segs < 2 || s->draining || t->deleted || !t->ready || s->writer == NULL)
+        return;
+    if (s->retention_led == NULL) {
+        retire(s, t, over_limits(t));
+        return;
+    }
+    retire(s, t, below(t, t->retain_to));
+    raise_first(s, t); /* retire() set it to the first kept segment's base */
+    size_t drop = over_limits(t);
+    uint64_t first = drop > 0 ? t->segs[drop]->base : 0;
+    if (first > t->retain_to && first > t->retain_asked) {
+        t->retain_asked = first;
+        s->retention_led(s->retention_arg, t, first);
+    }
+}
+
+void kr_store_retention_led(kr_store *s, kr_store_retention_fn decide, void *arg)
+{
+    s->retention_led = decide;
+    s->retention_arg = arg;
+}
+
+void kr_store_retain(kr_store *s, kr_topic *t, uint64_t first)
+{
+    if (first > t->retain_to)
+        t->retain_to = first;
+    kr_store_retention(s, t);
 }
 
 /*

@@ -188,6 +188,9 @@ struct kr_topic {
     struct kr_tcompact *compact; /* compaction state (compact.c), NULL until used */
     uint64_t raft_index;         /* highest raft index among its batches (a cluster
                                     member's, kr_store_publish_applied; 0 otherwise) */
+    uint64_t retain_to;          /* a cluster member's: the first offset the log's
+                                    RETENTION keeps (kr_store_retain); 0 none */
+    uint64_t retain_asked;       /* the leader's: the highest it asked the log for */
     uint64_t events_in;          /* counters for STATS/metrics */
     kr_metric *m_events_in, *m_bytes_in, *m_events_out, *m_bytes_out, *m_stream_bytes,
         *m_segments; /* labelled topic="NAME" */
@@ -345,6 +348,25 @@ typedef struct kr_idem {
 krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_buf *scratch,
                             bool sync, kr_idem *idem, kr_store_done done, void *arg, char *msg,
                             size_t msglen, uint64_t *bad_index);
+
+/*
+ * Retention on a cluster (PROTOCOL.md section 8): only the leader decides a
+ * topic's new first offset, and every node takes it from the log's
+ * RETENTION command. kr_store_retention_led hands the store's
+ * decisions (by --retention-bytes/-ms and the topic's settings, taken
+ * where a single node would retire segments) to `decide`, which logs
+ * RETENTION when this node leads and drops them otherwise; the store then
+ * never retires a segment on its own. Compaction stays each node's own.
+ * kr_store_retain applies a RETENTION: the topic's first offset becomes
+ * `first` (at most its next), and the segments wholly below it are
+ * retired, now or - those the view does not cover yet, or being compacted
+ * - after a later checkpoint. A segment `first` falls inside is kept whole
+ * on disk, its events below `first` no longer served. A restart learns
+ * `first` again from the raft snapshot and the log's RETENTIONs.
+ */
+typedef void (*kr_store_retention_fn)(void *arg, kr_topic *t, uint64_t first);
+void kr_store_retention_led(kr_store *s, kr_store_retention_fn decide, void *arg);
+void kr_store_retain(kr_store *s, kr_topic *t, uint64_t first);
 
 /*
  * kr_store_publish_applied - kr_store_publish for a PUBLISH a cluster's

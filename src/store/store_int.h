@@ -62,6 +62,8 @@ struct kr_store {
     int lock_fd;
     kr_view *view;
     kr_writer *writer;
+    kr_store_retention_fn retention_led; /* a cluster member's (kr_store_retention_led) */
+    void *retention_arg;
     kr_fdcache *files; /* the segment files' descriptors */
     kr_topic **topics; /* sorted by name */
     size_t n_topics, cap_topics;
