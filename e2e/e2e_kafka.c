@@ -1832,7 +1832,5 @@ int main(void)
         cmocka_unit_test(test_cluster_idempotent_batches),
         cmocka_unit_test(test_cluster_idempotent_producer),
     };
-    if (getenv("KRAPPY_E2E_ONLY") != NULL) /* a test's name (or a pattern), when debugging */
-        cmocka_set_test_filter(getenv("KRAPPY_E2E_ONLY"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
