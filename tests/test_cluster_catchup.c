@@ -1,0 +1,249 @@
+/*
+ * tests/test_cluster_catchup.c - a catch-up (cluster/catchup.h) gets the
+ * events a node lacks from whichever node holds them.
+ *
+ * Two stand-in data ports on 127.0.0.1, each a thread answering HELLO and
+ * FETCH out of the events it holds (CLUSTER gets UNKNOWN_TYPE, so libkrappy
+ * takes the first that answers for the leader): one holds nothing - the
+ * node that leads while it catches up itself - and one holds every event.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "cluster/catchup.h"
+#include "loopback.h"
+#include "proto/frame.h"
+#include "proto/msg.h"
+
+#define TOPIC  "t"
+#define EVENTS 2500 /* three FETCH chunks */
+
+/* A node's data port: events [0, holds) of TOPIC, value "v<offset>". */
+typedef struct fake_node {
+    int lfd, port;
+    uint64_t holds;
+    pthread_t th;
+    atomic_bool stop;
+    atomic_uint fetches, served;
+} fake_node;
+
+/* The answer to one frame in enc. @return its frame type. */
+static uint32_t answer(fake_node *n, const kr_frame *f, kr_buf *enc, kr_buf *scratch)
+{
+    kr_request req = {0};
+    char msg[128] = "this data port answers HELLO and FETCH only";
+    krappy_err rc = KRAPPY_E_UNKNOWN_TYPE;
+    kr_buf_reset(enc);
+    if (f->type == KRAPPY_T_HELLO || f->type == KRAPPY_T_FETCH)
+        rc = kr_req_decode(f->type, f->payload, f->len, scratch, &req, msg, sizeof msg);
+    else if (kr_req_peek_cid(f->payload, f->len, &req.cid.v) == 1)
+        req.cid.set = true;
+    if (rc != KRAPPY_OK) {
+        kr_enc_error(enc, req.cid, rc, msg, NULL);
+        return KRAPPY_T_ERROR;
+    }
+    if (f->type == KRAPPY_T_HELLO) {
+        kr_enc_ok_hello(enc, req.cid, KRAPPY_PROTOCOL_VERSION, "stand-in", 1u << 20, 1000);
+        return KRAPPY_T_OK;
+    }
+    atomic_fetch_add(&n->fetches, 1);
+    uint64_t from = req.u.fetch.offset, to = from + req.u.fetch.max;
+    if (from > n->holds)
+        from = n->holds;
+    if (to > n->holds)
+        to = n->holds;
+    kr_enc_events_begin(enc, req.cid, (size_t)(to - from));
+    for (uint64_t o = from; o < to; o++) {
+        uint8_t value[32];
+        int len = snprintf((char *)value + 1, sizeof value - 1, "v%llu", (unsigned long long)o);
+        value[0] = (uint8_t)(0x60 + len); /* a CBOR text string under 24 bytes */
+        kr_str raw = {value, (size_t)len + 1}, none = {(const uint8_t *)"\xf6", 1};
+        kr_enc_event(enc, o, 1000 + o, &none, &raw, NULL);
+    }
+    kr_enc_events_end(enc, to);
+    atomic_fetch_add(&n->served, (unsigned)(to - from));
+    return KRAPPY_T_EVENTS;
+}
+
+/* Serve one connection until the client closes it (or the test ends). */
+static void serve_conn(fake_node *n, int fd)
+{
+    kr_frame_parser fp;
+    kr_frame_parser_init(&fp, 1u << 20);
+    kr_buf enc, out, scratch;
+    kr_buf_init(&enc, 8u << 20);
+    kr_buf_init(&out, 8u << 20);
+    kr_buf_init(&scratch, 1u << 20);
+    uint8_t buf[65536];
+    while (!atomic_load(&n->stop)) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 50) <= 0)
+            continue;
+        ssize_t got = read(fd, buf, sizeof buf);
+        if (got <= 0 || kr_frame_parser_feed(&fp, buf, (size_t)got) < 0)
+            break;
+        kr_frame f;
+        while (kr_frame_parser_next(&fp, &f) == 1) {
+            uint32_t type = answer(n, &f, &enc, &scratch);
+            kr_buf_reset(&out);
+            kr_frame_append(&out, type, enc.data, enc.len);
+            for (size_t at = 0; at < out.len;) {
+                ssize_t put = write(fd, out.data + at, out.len - at);
+                if (put <= 0)
+                    goto done;
+                at += (size_t)put;
+            }
+        }
+    }
+done:
+    kr_buf_free(&enc);
+    kr_buf_free(&out);
+    kr_buf_free(&scratch);
+    kr_frame_parser_free(&fp);
+}
+
+static void *node_main(void *arg)
+{
+    fake_node *n = arg;
+    while (!atomic_load(&n->stop)) {
+        struct pollfd p = {.fd = n->lfd, .events = POLLIN};
+        if (poll(&p, 1, 50) <= 0)
+            continue;
+        int fd = accept(n->lfd, NULL, NULL);
+        if (fd >= 0) {
+            serve_conn(n, fd);
+            close(fd);
+        }
+    }
+    return NULL;
+}
+
+static void node_start(fake_node *n, uint64_t holds)
+{
+    memset(n, 0, sizeof *n);
+    n->holds = holds;
+    n->port = kr_test_free_port();
+    n->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)n->port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_true(n->lfd >= 0);
+    assert_int_equal(bind(n->lfd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(n->lfd, 8), 0);
+    assert_int_equal(pthread_create(&n->th, NULL, node_main, n), 0);
+}
+
+static void node_stop(fake_node *n)
+{
+    atomic_store(&n->stop, true);
+    pthread_join(n->th, NULL);
+    close(n->lfd);
+}
+
+/* What the catch-up handed the loop. */
+typedef struct taken {
+    uint64_t next; /* the offset the next chunk must start at */
+    bool in_order, done;
+    kr_buf scratch;
+} taken;
+
+static void on_chunk(void *arg, const char *topic, uint64_t first, uint64_t count,
+                     const uint8_t *payload, size_t len)
+{
+    taken *t = arg;
+    kr_request req;
+    char msg[128];
+    bool ok = strcmp(topic, TOPIC) == 0 && first == t->next &&
+              kr_req_decode(KRAPPY_T_PUBLISH, payload, len, &t->scratch, &req, msg, sizeof msg) ==
+                  KRAPPY_OK &&
+              req.u.publish.count == count;
+    t->in_order = t->in_order && ok;
+    t->next = first + count;
+}
+
+static void on_done(void *arg)
+{
+    ((taken *)arg)->done = true;
+}
+
+/* Catch up [0, EVENTS) from the nodes `a` then `b`. */
+static void catch_up(fake_node *a, fake_node *b, taken *t)
+{
+    struct event_base *base = event_base_new();
+    assert_non_null(base);
+    char nodes[64];
+    snprintf(nodes, sizeof nodes, "127.0.0.1:%d,127.0.0.1:%d", a->port, b->port);
+    kr_catchup_range r = {.topic = TOPIC, .from = 0, .to = EVENTS};
+    *t = (taken){.in_order = true};
+    kr_buf_init(&t->scratch, 8u << 20);
+    kr_catchup *cu = kr_catchup_start(base, nodes, NULL, &r, 1, on_chunk, on_done, t);
+    assert_non_null(cu);
+    for (int i = 0; i < 2000 && !t->done; i++) { /* 20 s at most */
+        event_base_loop(base, EVLOOP_NONBLOCK);
+        usleep(10000);
+    }
+    kr_catchup_stop(cu);
+    event_base_free(base);
+    kr_buf_free(&t->scratch);
+}
+
+/* The first node answers as the leader but holds nothing: the catch-up
+ * moves on to the node that holds the events, and gets them all, in order. */
+static void test_catches_up_from_a_node_that_holds_the_events(void **state)
+{
+    (void)state;
+    fake_node empty, full;
+    node_start(&empty, 0);
+    node_start(&full, EVENTS);
+    taken t;
+    catch_up(&empty, &full, &t);
+    node_stop(&empty);
+    node_stop(&full);
+    assert_true(t.done);
+    assert_true(t.in_order);
+    assert_int_equal(t.next, EVENTS);
+    assert_true(atomic_load(&empty.fetches) >= 1); /* the leader was asked first */
+    assert_int_equal(atomic_load(&full.served), EVENTS);
+}
+
+/* When the leader holds the events, it serves them all. */
+static void test_the_leader_serves_when_it_can(void **state)
+{
+    (void)state;
+    fake_node leader, other;
+    node_start(&leader, EVENTS);
+    node_start(&other, EVENTS);
+    taken t;
+    catch_up(&leader, &other, &t);
+    node_stop(&leader);
+    node_stop(&other);
+    assert_true(t.done);
+    assert_true(t.in_order);
+    assert_int_equal(atomic_load(&leader.served), EVENTS);
+    assert_int_equal(atomic_load(&other.fetches), 0);
+}
+
+int main(void)
+{
+    evthread_use_pthreads();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_catches_up_from_a_node_that_holds_the_events),
+        cmocka_unit_test(test_the_leader_serves_when_it_can),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
