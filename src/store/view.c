@@ -2,8 +2,10 @@
  * store/view.c - the durable latest-value view in RocksDB (see view.h).
  *
  * Only the RocksDB C API functions present in both Debian's 7.8 and the 9.x
- * that nixpkgs ships are used: open/close, write batches (put, delete,
+ * that nixpkgs ships are used: open/close (opened with its default column
+ * family named, for that family's handle), write batches (put, delete,
  * delete_range), rocksdb_write, rocksdb_flush, rocksdb_get_pinned,
+ * rocksdb_batched_multi_get_cf,
  * snapshots, iterators with an upper bound, the table-file writer
  * (rocksdb_sstfilewriter_*) and rocksdb_ingest_external_file,
  * rocksdb_property_value, and the long-standing option setters (LRU cache,
