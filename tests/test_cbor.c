@@ -1084,6 +1084,65 @@ static void test_heads_match_libcbor(void **state)
     }
 }
 
+/* The writers' heads against libcbor's encoders: every major type, at and
+ * around each boundary of the argument's size. */
+static void test_write_heads_match_libcbor(void **state)
+{
+    (void)state;
+    static const uint64_t vals[] = {
+        0,         1,           23,          24,          25,
+        255,       256,         257,         65535,       65536,
+        65537,     4294967295u, 4294967296u, 4294967297u, UINT64_MAX - 1,
+        UINT64_MAX};
+    static const uint8_t content[65537];
+    kr_buf b;
+    kr_buf_init(&b, SIZE_MAX);
+    uint8_t want[16];
+    for (size_t i = 0; i < sizeof vals / sizeof vals[0]; i++) {
+        uint64_t v = vals[i];
+        for (int major = 0; major < 6; major++) {
+            size_t n = 0;
+            kr_buf_reset(&b);
+            switch (major) {
+            case 0:
+                kr_cbor_put_uint(&b, v);
+                n = cbor_encode_uint(v, want, sizeof want);
+                break;
+            case 1:
+                kr_cbor_put_negint(&b, v);
+                n = cbor_encode_negint(v, want, sizeof want);
+                break;
+            case 2: /* strings of up to 65,537 bytes: their heads of 1 to 5 bytes */
+            case 3:
+                if (v > sizeof content)
+                    continue;
+                if (major == 2) {
+                    kr_cbor_put_bytes(&b, content, v);
+                    n = cbor_encode_bytestring_start(v, want, sizeof want);
+                } else {
+                    kr_cbor_put_text(&b, (const char *)content, v);
+                    n = cbor_encode_string_start(v, want, sizeof want);
+                }
+                b.len -= v; /* the head alone is compared */
+                break;
+            case 4:
+                kr_cbor_put_array(&b, v);
+                n = cbor_encode_array_start(v, want, sizeof want);
+                break;
+            default:
+                kr_cbor_put_map(&b, v);
+                n = cbor_encode_map_start(v, want, sizeof want);
+                break;
+            }
+            assert_int_not_equal(n, 0);
+            if (b.len != n || memcmp(b.data, want, n) != 0)
+                fail_msg("major %d, %llu: %zu bytes written, libcbor %zu", major,
+                         (unsigned long long)v, b.len, n);
+        }
+    }
+    kr_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1106,6 +1165,7 @@ int main(void)
         cmocka_unit_test(test_iter_open),
         cmocka_unit_test(test_map_find),
         cmocka_unit_test(test_write_ints),
+        cmocka_unit_test(test_write_heads_match_libcbor),
         cmocka_unit_test(test_write_simple_and_strings),
         cmocka_unit_test(test_write_containers),
         cmocka_unit_test(test_write_refused),

@@ -746,8 +746,8 @@ static void test_ckpt_refused(void **state)
 }
 
 /* A probe against Gets: keys of a topic asked in ascending order - near
- * ones (steps), far ones (seeks), before the first and past the last,
- * other topics' keys around it, deleted keys. */
+ * ones, far ones, before the first and past the last, other topics' keys
+ * around it, deleted keys - one at a time and in batches. */
 static void test_probe(void **state)
 {
     fixture *f = *state;
@@ -799,6 +799,31 @@ static void test_probe(void **state)
     for (size_t i = 0; i < m; i++)
         if (got[i] != want[i])
             fail_msg("sparse probe %zu: %d, want %d", i, got[i], want[i]);
+
+    /* All of them in one call: full batches of KR_VIEW_PROBE_BATCH and a
+     * part of one, before the first key and past the last. */
+    static char names[2102][8];
+    static kr_view_probe_key keys[2102];
+    static bool live[2102];
+    keys[0] = (kr_view_probe_key){.key = U8("a"), .klen = 1};
+    for (unsigned i = 0; i < 2100; i++) {
+        int n = snprintf(names[i], sizeof names[i], "k%05u", i);
+        keys[i + 1] = (kr_view_probe_key){.key = U8(names[i]), .klen = (size_t)n};
+    }
+    keys[2101] = (kr_view_probe_key){.key = U8("z"), .klen = 1};
+    assert_true(2102 % KR_VIEW_PROBE_BATCH != 0);
+    p = kr_view_probe_new(f->v, T("t"));
+    assert_non_null(p);
+    int many = kr_view_probe_many(p, keys, 2102, live);
+    kr_view_probe_free(p);
+    assert_int_equal(many, 0);
+    assert_false(live[0]);
+    assert_false(live[2101]);
+    for (unsigned i = 0; i < 2100; i++) {
+        bool w = i % 2 == 0 && i < 2000 && i != 10 && i != 12;
+        if (live[i + 1] != w)
+            fail_msg("batched probe k%05u: %d, want %d", i, live[i + 1], w);
+    }
 
     /* A topic without keys, and one too long for a key. */
     p = kr_view_probe_new(f->v, T("none"));

@@ -7,6 +7,7 @@
  */
 #include "store/checkpoint.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,13 +26,8 @@ struct fold {
     char err[256];        /* why it failed ("" while it has not) */
 };
 
-static int fold_one(struct fold *f, const kr_ov_entry *e)
+static void fold_one(struct fold *f, const kr_ov_entry *e, bool live)
 {
-    int live = kr_view_probe_has(f->probe, e->key, e->key_len);
-    if (live < 0) {
-        snprintf(f->err, sizeof f->err, "%s", kr_view_probe_error(f->probe));
-        return 1;
-    }
     if (e->tombstone) {
         if (live) {
             kr_view_ckpt_delete(f->ck, f->name, f->nl, e->key, e->key_len);
@@ -42,13 +38,29 @@ static int fold_one(struct fold *f, const kr_ov_entry *e)
         if (!live)
             f->keys++;
     }
+}
+
+/* Fold order[0..n) (n <= KR_VIEW_PROBE_BATCH), asking the view about them
+ * at once. @return 0, or -1 with f->err saying why. */
+static int fold_batch(struct fold *f, const kr_ov_entry **order, size_t n)
+{
+    kr_view_probe_key keys[KR_VIEW_PROBE_BATCH];
+    bool live[KR_VIEW_PROBE_BATCH];
+    for (size_t i = 0; i < n; i++)
+        keys[i] = (kr_view_probe_key){.key = order[i]->key, .klen = order[i]->key_len};
+    if (kr_view_probe_many(f->probe, keys, n, live) < 0) {
+        snprintf(f->err, sizeof f->err, "%s", kr_view_probe_error(f->probe));
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        fold_one(f, order[i], live[i]);
     return 0;
 }
 
 /*
  * Fold a frozen overlay into the checkpoint file in key order (the order a
- * table file needs), counting the keys it adds: one forward walk over the
- * view answers which of them it holds.
+ * table file needs), counting the keys it adds: the view is asked which of
+ * them it holds a batch of sorted keys at a time.
  * @return 0, or -1 with f->err saying why.
  */
 static int fold_sorted(const kr_overlay *ov, struct fold *f)
@@ -65,8 +77,8 @@ static int fold_sorted(const kr_overlay *ov, struct fold *f)
     f->probe = kr_view_probe_new(f->v, f->name, f->nl);
     if (f->probe == NULL)
         snprintf(f->err, sizeof f->err, "cannot read the view (out of memory, or it is closed)");
-    for (size_t i = 0; i < n && f->err[0] == '\0' && fold_one(f, order[i]) == 0; i++)
-        ;
+    for (size_t i = 0; i < n && f->err[0] == '\0'; i += KR_VIEW_PROBE_BATCH)
+        (void)fold_batch(f, order + i, n - i < KR_VIEW_PROBE_BATCH ? n - i : KR_VIEW_PROBE_BATCH);
     kr_view_probe_free(f->probe);
     f->probe = NULL;
     free(order);

@@ -2,8 +2,10 @@
  * store/view.c - the durable latest-value view in RocksDB (see view.h).
  *
  * Only the RocksDB C API functions present in both Debian's 7.8 and the 9.x
- * that nixpkgs ships are used: open/close, write batches (put, delete,
+ * that nixpkgs ships are used: open/close (opened with its default column
+ * family named, for that family's handle), write batches (put, delete,
  * delete_range), rocksdb_write, rocksdb_flush, rocksdb_get_pinned,
+ * rocksdb_batched_multi_get_cf,
  * snapshots, iterators with an upper bound, the table-file writer
  * (rocksdb_sstfilewriter_*) and rocksdb_ingest_external_file,
  * rocksdb_property_value, and the long-standing option setters (LRU cache,
@@ -288,17 +290,29 @@ static void free_options(kr_view *v)
         rocksdb_cache_destroy(v->cache);
 }
 
+/* Close the database and the default column family's handle. */
+static void close_db(kr_view *v)
+{
+    if (v->cf != NULL)
+        rocksdb_column_family_handle_destroy(v->cf);
+    v->cf = NULL;
+    if (v->db != NULL)
+        rocksdb_close(v->db);
+    v->db = NULL;
+}
+
+/* Opened with its one column family named, for the handle batched lookups
+ * take (the C API has no other way to it in RocksDB 7.8). */
 static int open_db(kr_view *v, char *err, size_t errlen)
 {
+    static const char *const names[1] = {"default"};
+    const rocksdb_options_t *cf_opts[1] = {v->opts};
     char *e = NULL;
-    v->db = rocksdb_open(v->opts, v->path, &e);
-    if (e != NULL || v->db == NULL) {
+    v->db = rocksdb_open_column_families(v->opts, v->path, 1, names, cf_opts, &v->cf, &e);
+    if (e != NULL || v->db == NULL || v->cf == NULL) {
         char what[512];
         snprintf(what, sizeof what, "cannot open the view at %s", v->path);
-        if (v->db != NULL) {
-            rocksdb_close(v->db);
-            v->db = NULL;
-        }
+        close_db(v);
         if (e != NULL)
             kr_view_say_rdb(err, errlen, what, e);
         else
@@ -337,8 +351,7 @@ void kr_view_close(kr_view *v)
     if (v == NULL)
         return;
     pthread_rwlock_wrlock(&v->lock);
-    if (v->db)
-        rocksdb_close(v->db);
+    close_db(v);
     pthread_rwlock_unlock(&v->lock);
     pthread_rwlock_destroy(&v->lock);
     free_options(v);
@@ -368,10 +381,7 @@ int kr_view_destroy(const char *path, char *err, size_t errlen)
 int kr_view_reopen(kr_view *v, char *err, size_t errlen)
 {
     pthread_rwlock_wrlock(&v->lock);
-    if (v->db) {
-        rocksdb_close(v->db);
-        v->db = NULL;
-    }
+    close_db(v);
     int rc = open_db(v, err, errlen);
     pthread_rwlock_unlock(&v->lock);
     return rc;

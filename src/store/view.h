@@ -235,19 +235,28 @@ void kr_view_ckpt_abort(kr_view_ckpt *c);
 /*
  * A probe answers "is this key live in the view?" for the keys of one topic
  * asked in ascending order - a checkpoint counting the keys it adds. It
- * walks one iterator forward (a few steps reach a nearby key, a seek a far
- * one) instead of doing a lookup per key, and leaves the block cache to
- * GET's working set. It reads the view as of kr_view_probe_new and holds the
- * view's lock shared until freed (no reopen meanwhile; free it before
+ * looks them up in batches of up to KR_VIEW_PROBE_BATCH (bloom filters
+ * first, each data block read once per batch), and leaves the block cache
+ * to GET's working set. It reads the view as of kr_view_probe_new and holds
+ * the view's lock shared until freed (no reopen meanwhile; free it before
  * writing).
  * kr_view_probe_new returns NULL on ENOMEM, for a closed view or a topic
  * longer than KR_VIEW_TOPIC_MAX; kr_view_probe_free takes NULL.
- * kr_view_probe_has returns 1 live, 0 absent, -1 on a read error (and the
- * probe is then unusable); kr_view_probe_error then says why (the probe's
- * memory, valid until it is freed).
+ * kr_view_probe_many sets live[i] for each of n keys, ascending and
+ * distinct (their bytes are only read during the call); it returns 0, or
+ * -1 on a read error or out of memory (live is then undefined and the probe
+ * unusable). kr_view_probe_has asks one key: 1 live, 0 absent, -1 error.
+ * kr_view_probe_error then says why (the probe's memory, valid until it is
+ * freed).
  */
+#define KR_VIEW_PROBE_BATCH 64
 typedef struct kr_view_probe kr_view_probe;
+typedef struct kr_view_probe_key {
+    const uint8_t *key;
+    size_t klen;
+} kr_view_probe_key;
 kr_view_probe *kr_view_probe_new(kr_view *v, const char *topic, size_t tlen);
+int kr_view_probe_many(kr_view_probe *p, const kr_view_probe_key *keys, size_t n, bool *live);
 int kr_view_probe_has(kr_view_probe *p, const uint8_t *key, size_t klen);
 const char *kr_view_probe_error(const kr_view_probe *p);
 void kr_view_probe_free(kr_view_probe *p);

@@ -1,7 +1,7 @@
 /*
  * store/view_ckpt.c - what a checkpoint needs of the view (see view.h):
  * writing it as one table file that RocksDB ingests at once, and probes
- * that say which of its keys the view holds, walking one iterator forward.
+ * that say which of its keys the view holds, in sorted batches of lookups.
  */
 #include "store/view_int.h"
 
@@ -202,20 +202,30 @@ out:
 
 /* ---- probes ---- */
 
-/* Next steps a probe takes towards a key before it seeks instead: a seek
- * costs about as much as this many steps over a view of a few files. */
-#define KR_VIEW_PROBE_STEPS 16
-
+/*
+ * A probe looks its keys up in sorted batches (RocksDB's batched MultiGet)
+ * instead of walking an iterator: every checkpoint file overlaps the whole
+ * key space, so the view is several sorted runs (the L0 files and the last
+ * level), and each step of an iterator merges them all and skips the older
+ * versions of the key it passes - as much work per key stepped over as per
+ * key probed. A batched lookup asks each run's bloom filter for the whole
+ * batch, reads a data block only where a key may be, and reads it once for
+ * the keys of the batch that share it. A key new to the view costs the
+ * filters alone.
+ */
 struct kr_view_probe {
     kr_view *v;
     rocksdb_readoptions_t *ro;
-    rocksdb_iterator_t *it;
-    uint8_t hi[2 + KR_VIEW_TOPIC_MAX]; /* upper bound: outlives the iterator */
-    size_t hilen;
-    kr_buf key; /* the full key being probed */
+    const rocksdb_snapshot_t *snap;
+    kr_buf keys; /* the batch's full keys, end to end */
     char tag_topic[2 + KR_VIEW_TOPIC_MAX];
     size_t tlen;
-    bool started, failed;
+    /* One batch's arguments and answers. */
+    const char *kp[KR_VIEW_PROBE_BATCH];
+    size_t kl[KR_VIEW_PROBE_BATCH];
+    rocksdb_pinnableslice_t *val[KR_VIEW_PROBE_BATCH];
+    char *errs[KR_VIEW_PROBE_BATCH];
+    bool failed;
     char err[256]; /* why it failed */
 };
 
@@ -231,25 +241,24 @@ kr_view_probe *kr_view_probe_new(kr_view *v, const char *topic, size_t tlen)
     p->tag_topic[0] = TAG_KEY;
     p->tag_topic[1] = (char)tlen;
     memcpy(p->tag_topic + 2, topic, tlen);
-    memcpy(p->hi, p->tag_topic, 2 + tlen);
-    p->hilen = kr_view_prefix_successor(p->hi, 2 + tlen);
-    kr_buf_init(&p->key, SIZE_MAX);
+    kr_buf_init(&p->keys, SIZE_MAX);
     pthread_rwlock_rdlock(&v->lock);
     if (v->db == NULL || (p->ro = rocksdb_readoptions_create()) == NULL)
         goto fail;
-    /* A checkpoint reads every block its keys live in once, in order:
-     * caching them would evict what GETs use, for no second read. */
+    /* A checkpoint reads the blocks of keys it is about to replace: caching
+     * them would evict what GETs use, for no second read (a batch reads a
+     * block once for all its keys there). */
     rocksdb_readoptions_set_fill_cache(p->ro, 0);
-    rocksdb_readoptions_set_iterate_upper_bound(p->ro, (const char *)p->hi, p->hilen);
-    p->it = rocksdb_create_iterator(v->db, p->ro);
-    if (p->it == NULL)
+    p->snap = rocksdb_create_snapshot(v->db);
+    if (p->snap == NULL)
         goto fail;
+    rocksdb_readoptions_set_snapshot(p->ro, p->snap);
     return p;
 fail:
     if (p->ro != NULL)
         rocksdb_readoptions_destroy(p->ro);
     pthread_rwlock_unlock(&v->lock);
-    kr_buf_free(&p->key);
+    kr_buf_free(&p->keys);
     free(p);
     return NULL;
 }
@@ -258,54 +267,65 @@ void kr_view_probe_free(kr_view_probe *p)
 {
     if (p == NULL)
         return;
-    rocksdb_iter_destroy(p->it);
+    rocksdb_release_snapshot(p->v->db, p->snap);
     rocksdb_readoptions_destroy(p->ro);
     pthread_rwlock_unlock(&p->v->lock);
-    kr_buf_free(&p->key);
+    kr_buf_free(&p->keys);
     free(p);
 }
 
-/* The iterator's key against the probed one. */
-static int probe_cmp(kr_view_probe *p)
+/* Look up n <= KR_VIEW_PROBE_BATCH keys. @return 0, or -1 (p failed). */
+static int probe_batch(kr_view_probe *p, const kr_view_probe_key *keys, size_t n, bool *live)
 {
-    size_t kl;
-    const char *k = rocksdb_iter_key(p->it, &kl);
-    return kr_view_key_cmp((const uint8_t *)k, kl, p->key.data, p->key.len);
+    size_t plen = 2 + p->tlen;
+    kr_buf_reset(&p->keys);
+    for (size_t i = 0; i < n; i++) {
+        kr_buf_append(&p->keys, p->tag_topic, plen);
+        kr_buf_append(&p->keys, keys[i].key, keys[i].klen);
+    }
+    if (p->keys.failed) {
+        snprintf(p->err, sizeof p->err, "out of memory building %zu keys", n);
+        p->failed = true;
+        return -1;
+    }
+    /* Pointers only once the buffer has stopped moving. */
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        p->kp[i] = (const char *)p->keys.data + at;
+        p->kl[i] = plen + keys[i].klen;
+        at += p->kl[i];
+    }
+    rocksdb_batched_multi_get_cf(p->v->db, p->ro, p->v->cf, n, p->kp, p->kl, p->val, p->errs, true);
+    for (size_t i = 0; i < n; i++) {
+        live[i] = p->val[i] != NULL;
+        if (p->val[i] != NULL)
+            rocksdb_pinnableslice_destroy(p->val[i]);
+        if (p->errs[i] != NULL && !p->failed) {
+            snprintf(p->err, sizeof p->err, "reading RocksDB failed: %s", p->errs[i]);
+            p->failed = true;
+        }
+        rocksdb_free(p->errs[i]);
+    }
+    return p->failed ? -1 : 0;
+}
+
+int kr_view_probe_many(kr_view_probe *p, const kr_view_probe_key *keys, size_t n, bool *live)
+{
+    if (p->failed)
+        return -1;
+    for (size_t i = 0; i < n; i += KR_VIEW_PROBE_BATCH) {
+        size_t m = n - i < KR_VIEW_PROBE_BATCH ? n - i : KR_VIEW_PROBE_BATCH;
+        if (probe_batch(p, keys + i, m, live + i) < 0)
+            return -1;
+    }
+    return 0;
 }
 
 int kr_view_probe_has(kr_view_probe *p, const uint8_t *key, size_t klen)
 {
-    if (p->failed)
-        return -1;
-    kr_buf_reset(&p->key);
-    kr_buf_append(&p->key, p->tag_topic, 2 + p->tlen);
-    kr_buf_append(&p->key, key, klen);
-    if (p->key.failed) {
-        snprintf(p->err, sizeof p->err, "out of memory building a key of %zu bytes", klen);
-        p->failed = true;
-        return -1;
-    }
-    if (!p->started) {
-        rocksdb_iter_seek(p->it, (const char *)p->key.data, p->key.len);
-        p->started = true;
-    } else {
-        int steps = 0;
-        while (rocksdb_iter_valid(p->it) && probe_cmp(p) < 0 && steps++ < KR_VIEW_PROBE_STEPS)
-            rocksdb_iter_next(p->it);
-        if (rocksdb_iter_valid(p->it) && probe_cmp(p) < 0)
-            rocksdb_iter_seek(p->it, (const char *)p->key.data, p->key.len);
-    }
-    if (rocksdb_iter_valid(p->it))
-        return probe_cmp(p) == 0;
-    char *e = NULL;
-    rocksdb_iter_get_error(p->it, &e);
-    if (e != NULL) {
-        snprintf(p->err, sizeof p->err, "reading RocksDB failed: %s", e);
-        rocksdb_free(e);
-        p->failed = true;
-        return -1;
-    }
-    return 0; /* past the topic's last key */
+    kr_view_probe_key k = {.key = key, .klen = klen};
+    bool live;
+    return kr_view_probe_many(p, &k, 1, &live) < 0 ? -1 : live;
 }
 
 const char *kr_view_probe_error(const kr_view_probe *p)

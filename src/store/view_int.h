@@ -42,7 +42,8 @@ struct kr_view_batch {
     } while (0)
 
 struct kr_view {
-    rocksdb_t *db; /* NULL after a failed reopen */
+    rocksdb_t *db;                      /* NULL after a failed reopen */
+    rocksdb_column_family_handle_t *cf; /* the default (only) one, for batched lookups */
     rocksdb_options_t *opts;
     rocksdb_cache_t *cache;
     rocksdb_readoptions_t *ropts;
