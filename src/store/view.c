@@ -326,11 +326,15 @@ int kr_view_open(const char *path, const kr_view_opts *o, kr_view **out, char *e
 {
     *out = NULL;
     kr_view *v = calloc(1, sizeof *v);
-    if (v == NULL || (v->path = strdup(path)) == NULL) {
+    if (v == NULL) {
+        kr_view_say(err, errlen, "out of memory", NULL);
+        return -1;
+    }
+    pthread_rwlock_init(&v->lock, NULL); /* first: kr_view_close takes it */
+    if ((v->path = strdup(path)) == NULL) {
         kr_view_say(err, errlen, "out of memory", NULL);
         goto fail;
     }
-    pthread_rwlock_init(&v->lock, NULL);
     v->fsync_writes = o ? o->fsync_writes : false;
     if (make_options(v, o) < 0) {
         kr_view_say(err, errlen, "out of memory", NULL);
