@@ -799,6 +799,22 @@ static void test_write_ints(void **state)
         kr_cbor_put_negint(&b, n[i].v);
         expect_bytes(&b, n[i].hex);
     }
+    /* kr_cbor_head writes what libcbor writes, for every major type */
+    for (size_t i = 0; i < sizeof u / sizeof u[0]; i++) {
+        uint8_t mine[9], theirs[9];
+        size_t len = kr_cbor_head(mine, KR_CBOR_MAJOR_BYTES, u[i].v);
+        assert_int_equal(cbor_encode_bytestring_start(u[i].v, theirs, sizeof theirs), len);
+        assert_memory_equal(mine, theirs, len);
+        len = kr_cbor_head(mine, KR_CBOR_MAJOR_TEXT, u[i].v);
+        assert_int_equal(cbor_encode_string_start(u[i].v, theirs, sizeof theirs), len);
+        assert_memory_equal(mine, theirs, len);
+        len = kr_cbor_head(mine, KR_CBOR_MAJOR_ARRAY, u[i].v);
+        assert_int_equal(cbor_encode_array_start(u[i].v, theirs, sizeof theirs), len);
+        assert_memory_equal(mine, theirs, len);
+        len = kr_cbor_head(mine, KR_CBOR_MAJOR_MAP, u[i].v);
+        assert_int_equal(cbor_encode_map_start(u[i].v, theirs, sizeof theirs), len);
+        assert_memory_equal(mine, theirs, len);
+    }
     kr_buf_free(&b);
 }
 

@@ -17,8 +17,10 @@
  * accepts any well-formed CBOR, so those bytes are decoded here by hand when
  * libcbor reports an error.
  *
- * Writing: libcbor's cbor_encode_* produce the shortest head into a small
- * array on the stack, which is then appended to the kr_buf.
+ * Writing: kr_cbor_head writes the shortest head by hand (a call into
+ * libcbor per head cost more than the head), into a small array on the
+ * stack appended to the kr_buf, or straight into memory an encoder
+ * reserved.
  */
 #include "proto/cbor.h"
 
@@ -583,46 +585,42 @@ int kr_cbor_map_find(const kr_cbor_item *map, const char *key, kr_cbor_item *val
 
 /* ---- writers ---- */
 
-static inline void put_head(kr_buf *b, const uint8_t *h, size_t n)
+/* Append the head of `major` with argument v. */
+static inline void put_head(kr_buf *b, unsigned major, uint64_t v)
 {
-    kr_buf_append(b, h, n);
+    uint8_t h[HEAD_MAX];
+    kr_buf_append(b, h, kr_cbor_head(h, major, v));
 }
 
 void kr_cbor_put_uint(kr_buf *b, uint64_t v)
 {
-    uint8_t h[HEAD_MAX];
-    put_head(b, h, cbor_encode_uint(v, h, sizeof h));
+    put_head(b, KR_CBOR_MAJOR_UINT, v);
 }
 
 void kr_cbor_put_negint(kr_buf *b, uint64_t v)
 {
-    uint8_t h[HEAD_MAX];
-    put_head(b, h, cbor_encode_negint(v, h, sizeof h));
+    put_head(b, 1, v);
 }
 
 void kr_cbor_put_array(kr_buf *b, size_t n)
 {
-    uint8_t h[HEAD_MAX];
-    put_head(b, h, cbor_encode_array_start(n, h, sizeof h));
+    put_head(b, KR_CBOR_MAJOR_ARRAY, n);
 }
 
 void kr_cbor_put_map(kr_buf *b, size_t n)
 {
-    uint8_t h[HEAD_MAX];
-    put_head(b, h, cbor_encode_map_start(n, h, sizeof h));
+    put_head(b, KR_CBOR_MAJOR_MAP, n);
 }
 
 void kr_cbor_put_bytes(kr_buf *b, const void *p, size_t n)
 {
-    uint8_t h[HEAD_MAX];
-    put_head(b, h, cbor_encode_bytestring_start(n, h, sizeof h));
+    put_head(b, KR_CBOR_MAJOR_BYTES, n);
     kr_buf_append(b, p, n);
 }
 
 void kr_cbor_put_text(kr_buf *b, const char *s, size_t n)
 {
-    uint8_t h[HEAD_MAX];
-    put_head(b, h, cbor_encode_string_start(n, h, sizeof h));
+    put_head(b, KR_CBOR_MAJOR_TEXT, n);
     kr_buf_append(b, s, n);
 }
 
@@ -633,30 +631,17 @@ void kr_cbor_put_cstr(kr_buf *b, const char *s)
 
 void kr_cbor_put_bool(kr_buf *b, bool v)
 {
-    uint8_t h[1];
-    put_head(b, h, cbor_encode_bool(v, h, sizeof h));
+    uint8_t h = v ? 0xf5 : 0xf4;
+    kr_buf_append(b, &h, 1);
 }
 
 void kr_cbor_put_null(kr_buf *b)
 {
-    uint8_t h[1];
-    put_head(b, h, cbor_encode_null(h, sizeof h));
+    static const uint8_t h = 0xf6;
+    kr_buf_append(b, &h, 1);
 }
 
 void kr_cbor_put_raw(kr_buf *b, const void *item, size_t n)
 {
     kr_buf_append(b, item, n);
-}
-
-size_t kr_cbor_uint_size(uint64_t v)
-{
-    if (v < 24)
-        return 1;
-    if (v <= UINT8_MAX)
-        return 2;
-    if (v <= UINT16_MAX)
-        return 3;
-    if (v <= UINT32_MAX)
-        return 5;
-    return 9;
 }

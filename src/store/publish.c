@@ -84,31 +84,53 @@ static void encode_event(batch_enc *be, const kr_event_in *ev, uint64_t off, uin
     meta_push(be, &m);
 }
 
-/* Encode one kr_store_event as encode_event encodes the PUBLISH event with
- * the same parts: key and value as CBOR byte strings. */
-static void encode_store_event(batch_enc *be, const kr_store_event *ev, uint64_t off, uint64_t ts)
+/* Write the content bytes p[0..n) as a CBOR byte string at *w, or null
+ * for NULL. @return where its content starts. */
+static uint8_t *write_bytes(uint8_t **w, const uint8_t *p, uint32_t n)
+{
+    uint8_t *q = *w;
+    if (p == NULL) {
+        *q = 0xf6;
+        *w = q + 1;
+        return q + 1;
+    }
+    q += kr_cbor_head(q, KR_CBOR_MAJOR_BYTES, n);
+    if (n > 0)
+        memcpy(q, p, n);
+    *w = q + n;
+    return q;
+}
+
+/*
+ * Encode one kr_store_event as encode_event encodes the PUBLISH event with
+ * the same parts (key and value as CBOR byte strings), `size` bytes long:
+ * reserved at once and written in place, as the parts are plain bytes.
+ */
+static void encode_store_event(batch_enc *be, const kr_store_event *ev, uint64_t off, uint64_t ts,
+                               uint64_t size)
 {
     kr_buf *b = &be->c->data;
     kr_ev_meta m = {.ev_pos = (uint32_t)b->len,
                     .ts = ts,
                     .has_key = ev->key != NULL,
                     .tombstone = ev->value == NULL};
-    kr_cbor_put_array(b, ev->headers != NULL ? 5 : 4);
-    kr_cbor_put_uint(b, off);
-    kr_cbor_put_uint(b, ts);
+    if (kr_buf_reserve(b, size) < 0)
+        return; /* b->failed: encode_batch refuses the batch */
+    uint8_t *w = b->data + b->len;
+    *w++ = ev->headers != NULL ? 0x85 : 0x84; /* an array of 5 or 4 */
+    w += kr_cbor_head(w, KR_CBOR_MAJOR_UINT, off);
+    w += kr_cbor_head(w, KR_CBOR_MAJOR_UINT, ts);
+    uint8_t *key = write_bytes(&w, ev->key, ev->key_len);
     if (ev->key != NULL) {
-        kr_cbor_put_bytes(b, ev->key, ev->key_len);
         m.key_len = ev->key_len;
-        m.key_pos = (uint32_t)(b->len - ev->key_len);
-    } else {
-        kr_cbor_put_null(b);
+        m.key_pos = (uint32_t)(key - b->data);
     }
-    if (ev->value != NULL)
-        kr_cbor_put_bytes(b, ev->value, ev->value_len);
-    else
-        kr_cbor_put_null(b);
-    if (ev->headers != NULL)
-        kr_cbor_put_raw(b, ev->headers, ev->headers_len);
+    write_bytes(&w, ev->value, ev->value_len);
+    if (ev->headers != NULL) {
+        memcpy(w, ev->headers, ev->headers_len);
+        w += ev->headers_len;
+    }
+    b->len = (size_t)(w - b->data);
     meta_push(be, &m);
 }
 
@@ -173,7 +195,7 @@ static krappy_err encode_batch(kr_store *s, batch_enc *be, const ev_source *src,
             return KRAPPY_E_INVALID_ARGUMENT;
         }
         if (v != NULL)
-            encode_store_event(be, v, off, ts);
+            encode_store_event(be, v, off, ts, size);
         else
             encode_event(be, &ev, off, ts);
         if (ts > be->max_ts)
