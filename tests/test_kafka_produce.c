@@ -315,75 +315,67 @@ static void test_written_batches_store_the_same(void **state)
     kr_store_close(s);
 }
 
+/* kr_kproduce_events of b, at most max_events records. */
+static kr_kafka_err events_of(const kr_kafka_batch *b, uint32_t max_events, bufs *u, char *msg,
+                              size_t msglen)
+{
+    uint64_t len;
+    return kr_kproduce_events(b, MAX_FRAME, max_events, &u->records, &u->views, &u->headers,
+                              &u->scratch, &len, msg, msglen);
+}
+
+/* A batch of n records with key `key` and timestamp ts (and a header named
+ * hname when not NULL) written into out (reset) and read into *b. */
+static void records_batch(kr_buf *out, int n, kr_kafka_bytes key, int64_t ts, const char *hname,
+                          kr_kafka_batch *b)
+{
+    kr_kafka_batch_writer w;
+    kr_buf_reset(out);
+    kr_kafka_batch_begin(&w, out);
+    for (int i = 0; i < n; i++) {
+        kr_kafka_record_begin(&w, i, ts, key, kb("v", 1), hname != NULL);
+        if (hname != NULL)
+            kr_kafka_record_header(&w, kb(hname, (int32_t)strlen(hname)), kb("x", 1));
+        kr_kafka_record_end(&w);
+    }
+    assert_int_equal(kr_kafka_batch_end(&w), n);
+    read_batch(out->data, out->len, b);
+}
+
 /* What kr_kproduce_events refuses, with the Kafka error a producer gets. */
 static void test_events_refused(void **state)
 {
     (void)state;
     bufs u;
     char msg[256];
-    uint64_t len;
     kr_kafka_batch b;
-    kr_kafka_batch_writer w;
     kr_buf out;
+    static uint8_t longkey[KRAPPY_MAX_KEY_BYTES + 1];
     bufs_init(&u);
     kr_buf_init(&out, BUF_MAX);
 
     kr_kafka_batch none = {.count = 0, .producer_id = -1};
-    assert_int_equal(kr_kproduce_events(&none, MAX_FRAME, MAX_EVENTS, &u.records, &u.views,
-                                        &u.headers, &u.scratch, &len, msg, sizeof msg),
+    assert_int_equal(events_of(&none, MAX_EVENTS, &u, msg, sizeof msg),
                      KR_KAFKA_ERR_INVALID_RECORD);
     assert_non_null(strstr(msg, "no records"));
 
     /* more records than --max-publish-events */
-    kr_kafka_batch_begin(&w, &out);
-    for (int i = 0; i < 3; i++) {
-        kr_kafka_record_begin(&w, i, 1000, kb("k", 1), kb("v", 1), 0);
-        kr_kafka_record_end(&w);
-    }
-    assert_int_equal(kr_kafka_batch_end(&w), 3);
-    read_batch(out.data, out.len, &b);
-    assert_int_equal(kr_kproduce_events(&b, MAX_FRAME, 2, &u.records, &u.views, &u.headers,
-                                        &u.scratch, &len, msg, sizeof msg),
-                     KR_KAFKA_ERR_RECORD_LIST_TOO_LARGE);
+    records_batch(&out, 3, kb("k", 1), 1000, NULL, &b);
+    assert_int_equal(events_of(&b, 2, &u, msg, sizeof msg), KR_KAFKA_ERR_RECORD_LIST_TOO_LARGE);
     assert_non_null(strstr(msg, "at most 2 records"));
-    assert_int_equal(kr_kproduce_events(&b, MAX_FRAME, 3, &u.records, &u.views, &u.headers,
-                                        &u.scratch, &len, msg, sizeof msg),
-                     KR_KAFKA_ERR_NONE);
+    assert_int_equal(events_of(&b, 3, &u, msg, sizeof msg), KR_KAFKA_ERR_NONE);
 
     /* a key over KRAPPY_MAX_KEY_BYTES; a header name that is not UTF-8 */
-    static uint8_t longkey[KRAPPY_MAX_KEY_BYTES + 1];
-    kr_buf_reset(&out);
-    kr_kafka_batch_begin(&w, &out);
-    kr_kafka_record_begin(&w, 0, 1000, kb(longkey, (int32_t)sizeof longkey), kb("v", 1), 0);
-    kr_kafka_record_end(&w);
-    assert_int_equal(kr_kafka_batch_end(&w), 1);
-    read_batch(out.data, out.len, &b);
-    assert_int_equal(kr_kproduce_events(&b, MAX_FRAME, MAX_EVENTS, &u.records, &u.views, &u.headers,
-                                        &u.scratch, &len, msg, sizeof msg),
-                     KR_KAFKA_ERR_INVALID_RECORD);
+    records_batch(&out, 1, kb(longkey, (int32_t)sizeof longkey), 1000, NULL, &b);
+    assert_int_equal(events_of(&b, MAX_EVENTS, &u, msg, sizeof msg), KR_KAFKA_ERR_INVALID_RECORD);
     assert_non_null(strstr(msg, "longer than krappy's"));
-    kr_buf_reset(&out);
-    kr_kafka_batch_begin(&w, &out);
-    kr_kafka_record_begin(&w, 0, 1000, kb("k", 1), kb("v", 1), 1);
-    kr_kafka_record_header(&w, kb("\xff", 1), kb("x", 1));
-    kr_kafka_record_end(&w);
-    assert_int_equal(kr_kafka_batch_end(&w), 1);
-    read_batch(out.data, out.len, &b);
-    assert_int_equal(kr_kproduce_events(&b, MAX_FRAME, MAX_EVENTS, &u.records, &u.views, &u.headers,
-                                        &u.scratch, &len, msg, sizeof msg),
-                     KR_KAFKA_ERR_INVALID_RECORD);
+    records_batch(&out, 1, kb("k", 1), 1000, "\xff", &b);
+    assert_int_equal(events_of(&b, MAX_EVENTS, &u, msg, sizeof msg), KR_KAFKA_ERR_INVALID_RECORD);
     assert_non_null(strstr(msg, "not UTF-8"));
 
-    /* LogAppendTime and a negative timestamp: no ts, the server's clock */
-    kr_buf_reset(&out);
-    kr_kafka_batch_begin(&w, &out);
-    kr_kafka_record_begin(&w, 0, -1, kb("k", 1), kb("v", 1), 0);
-    kr_kafka_record_end(&w);
-    assert_int_equal(kr_kafka_batch_end(&w), 1);
-    read_batch(out.data, out.len, &b);
-    assert_int_equal(kr_kproduce_events(&b, MAX_FRAME, MAX_EVENTS, &u.records, &u.views, &u.headers,
-                                        &u.scratch, &len, msg, sizeof msg),
-                     KR_KAFKA_ERR_NONE);
+    /* a negative timestamp: no ts, the server's clock */
+    records_batch(&out, 1, kb("k", 1), -1, NULL, &b);
+    assert_int_equal(events_of(&b, MAX_EVENTS, &u, msg, sizeof msg), KR_KAFKA_ERR_NONE);
     assert_false(((const kr_store_event *)(void *)u.views.data)[0].has_ts);
     kr_buf_free(&out);
     bufs_free(&u);
