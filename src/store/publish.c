@@ -1,5 +1,7 @@
 /*
- * store/publish.c - the PUBLISH path: a request encoded into its stored
+ * store/publish.c - the PUBLISH path: a request (or the kr_store_event
+ * views of kr_store_publish_events: the Kafka listener's records, stored as
+ * the same PUBLISH would be) encoded into its stored
  * form (segment.h) in the topic's open chunk and queued (append.c writes
  * it this loop turn); once it counts, the batch folded into the active
  * overlay and the producer acknowledged - or the acknowledgement held while
