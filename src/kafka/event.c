@@ -63,12 +63,12 @@ static int by_index(const void *a, const void *b)
 }
 
 /*
- * The headers of r as a CBOR map, the last of each name winning: the views
- * go into scratch, are sorted by name (then position) to find the losers,
- * and back by position to keep the order they came in.
+ * The last of each name wins: the views go into scratch, are sorted by
+ * name (then position) to find the losers, and back by position to keep
+ * the order they came in.
  */
-static kr_kafka_err put_headers(const kr_kafka_record *r, kr_buf *out, kr_buf *scratch, char *msg,
-                                size_t msglen)
+kr_kafka_err kr_kafka_record_headers(const kr_kafka_record *r, kr_buf *out, kr_buf *scratch,
+                                     char *msg, size_t msglen)
 {
     size_t n = (size_t)r->header_count;
     kr_kafka_rd hr;
@@ -119,23 +119,39 @@ static void put_nullable_bytes(kr_buf *out, kr_kafka_bytes b)
         kr_cbor_put_bytes(out, b.ptr, (size_t)b.len);
 }
 
-kr_kafka_err kr_kafka_record_to_event(const kr_kafka_batch *b, const kr_kafka_record *r,
-                                      kr_buf *out, kr_buf *scratch, char *msg, size_t msglen)
+kr_kafka_err kr_kafka_record_check(const kr_kafka_record *r, char *msg, size_t msglen)
 {
     if (r->key.len > (int32_t)KRAPPY_MAX_KEY_BYTES)
         return say(KR_KAFKA_ERR_INVALID_RECORD, msg, msglen,
                    "record %d: its key of %d bytes is longer than krappy's %u", r->index,
                    r->key.len, KRAPPY_MAX_KEY_BYTES);
-    bool has_ts = (b->attributes & KR_KAFKA_ATTR_LOG_APPEND_TIME) == 0 && r->timestamp >= 0;
+    return KR_KAFKA_ERR_NONE;
+}
+
+bool kr_kafka_record_ts(const kr_kafka_batch *b, const kr_kafka_record *r, uint64_t *ts)
+{
+    if ((b->attributes & KR_KAFKA_ATTR_LOG_APPEND_TIME) != 0 || r->timestamp < 0)
+        return false;
+    *ts = (uint64_t)r->timestamp;
+    return true;
+}
+
+kr_kafka_err kr_kafka_record_to_event(const kr_kafka_batch *b, const kr_kafka_record *r,
+                                      kr_buf *out, kr_buf *scratch, char *msg, size_t msglen)
+{
+    kr_kafka_err e = kr_kafka_record_check(r, msg, msglen);
+    if (e != KR_KAFKA_ERR_NONE)
+        return e;
+    uint64_t ts;
     kr_cbor_put_array(out, r->header_count > 0 ? 4 : 3);
     put_nullable_bytes(out, r->key);
     put_nullable_bytes(out, r->value);
-    if (has_ts)
-        kr_cbor_put_uint(out, (uint64_t)r->timestamp);
+    if (kr_kafka_record_ts(b, r, &ts))
+        kr_cbor_put_uint(out, ts);
     else
         kr_cbor_put_null(out);
     if (r->header_count > 0) {
-        kr_kafka_err e = put_headers(r, out, scratch, msg, msglen);
+        e = kr_kafka_record_headers(r, out, scratch, msg, msglen);
         if (e != KR_KAFKA_ERR_NONE)
             return e;
     }

@@ -33,12 +33,29 @@
 #ifndef KR_KAFKA_EVENT_H
 #define KR_KAFKA_EVENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "kafka/batch.h"
 #include "kafka/errors.h"
 #include "kafka/wire.h"
+
+/*
+ * The parts of the mapping above, for a caller that stores records without
+ * the PUBLISH payload (server/kafka_produce.c):
+ * kr_kafka_record_check - is r storable (its key within KRAPPY_MAX_KEY_BYTES)?
+ * @return KR_KAFKA_ERR_NONE, or KR_KAFKA_ERR_INVALID_RECORD with msg.
+ * kr_kafka_record_ts - r's event ts. @return true with *ts set; false for
+ * none (server time: a LogAppendTime batch, a negative timestamp).
+ * kr_kafka_record_headers - append r's headers as the event's CBOR map
+ * (r->header_count > 0); `scratch` as below (reset here).
+ * @return as kr_kafka_record_to_event.
+ */
+kr_kafka_err kr_kafka_record_check(const kr_kafka_record *r, char *msg, size_t msglen);
+bool kr_kafka_record_ts(const kr_kafka_batch *b, const kr_kafka_record *r, uint64_t *ts);
+kr_kafka_err kr_kafka_record_headers(const kr_kafka_record *r, kr_buf *out, kr_buf *scratch,
+                                     char *msg, size_t msglen);
 
 /*
  * kr_kafka_record_to_event - append the PUBLISH event of record r of batch

@@ -74,12 +74,8 @@ int64_t kr_kafka_rd_i64(kr_kafka_rd *r)
  * `bits` allows, or sets bits above `bits` in its last byte, is refused
  * rather than silently truncated.
  */
-static uint64_t rd_uvar(kr_kafka_rd *r, unsigned bits)
+uint64_t kr_kafka_rd_uvar_long(kr_kafka_rd *r, unsigned bits)
 {
-    /* One byte, as most of a record's varints are (its deltas, its header
-     * count, short keys' lengths): a Produce reads six per record. */
-    if (r->p < r->end && *r->p < 0x80)
-        return *r->p++;
     uint64_t v = 0;
     for (unsigned shift = 0; shift < bits; shift += 7) {
         const uint8_t *p = take(r, 1);
@@ -94,23 +90,6 @@ static uint64_t rd_uvar(kr_kafka_rd *r, unsigned bits)
     }
     kr_kafka_rd_fail(r, "bad varint");
     return 0;
-}
-
-uint32_t kr_kafka_rd_uvarint(kr_kafka_rd *r)
-{
-    return (uint32_t)rd_uvar(r, 32);
-}
-
-int32_t kr_kafka_rd_varint(kr_kafka_rd *r)
-{
-    uint32_t u = (uint32_t)rd_uvar(r, 32);
-    return (int32_t)((u >> 1) ^ (0u - (u & 1)));
-}
-
-int64_t kr_kafka_rd_varlong(kr_kafka_rd *r)
-{
-    uint64_t u = rd_uvar(r, 64);
-    return (int64_t)((u >> 1) ^ (0u - (u & 1)));
 }
 
 const uint8_t *kr_kafka_rd_raw(kr_kafka_rd *r, size_t n)

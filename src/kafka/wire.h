@@ -80,11 +80,38 @@ int32_t kr_kafka_rd_i32(kr_kafka_rd *r);
 int64_t kr_kafka_rd_i64(kr_kafka_rd *r);
 uint32_t kr_kafka_rd_u32(kr_kafka_rd *r);
 
-/* Varints. More than 5 (10 for varlong) bytes, or a value that does not fit
- * 32 (64) bits, fails with "bad varint". */
-uint32_t kr_kafka_rd_uvarint(kr_kafka_rd *r);
-int32_t kr_kafka_rd_varint(kr_kafka_rd *r);
-int64_t kr_kafka_rd_varlong(kr_kafka_rd *r);
+/*
+ * Varints. More than 5 (10 for varlong) bytes, or a value that does not fit
+ * 32 (64) bits, fails with "bad varint". Inline for the one-byte ones, as
+ * most of a record's are (its deltas, its header count, short keys'
+ * lengths: a Produce reads six per record); kr_kafka_rd_uvar_long reads
+ * the others (at most `bits` bits).
+ */
+uint64_t kr_kafka_rd_uvar_long(kr_kafka_rd *r, unsigned bits);
+
+static inline uint64_t kr_kafka_rd_uvar(kr_kafka_rd *r, unsigned bits)
+{
+    if (r->p < r->end && *r->p < 0x80)
+        return *r->p++;
+    return kr_kafka_rd_uvar_long(r, bits);
+}
+
+static inline uint32_t kr_kafka_rd_uvarint(kr_kafka_rd *r)
+{
+    return (uint32_t)kr_kafka_rd_uvar(r, 32);
+}
+
+static inline int32_t kr_kafka_rd_varint(kr_kafka_rd *r)
+{
+    uint32_t u = (uint32_t)kr_kafka_rd_uvar(r, 32);
+    return (int32_t)((u >> 1) ^ (0u - (u & 1)));
+}
+
+static inline int64_t kr_kafka_rd_varlong(kr_kafka_rd *r)
+{
+    uint64_t u = kr_kafka_rd_uvar(r, 64);
+    return (int64_t)((u >> 1) ^ (0u - (u & 1)));
+}
 
 /* `n` raw bytes, borrowed from the input; NULL on failure (and for n 0). */
 const uint8_t *kr_kafka_rd_raw(kr_kafka_rd *r, size_t n);

@@ -17,9 +17,10 @@
  * accepts any well-formed CBOR, so those bytes are decoded here by hand when
  * libcbor reports an error.
  *
- * Writing: heads are encoded here, shortest form, into a small array on the
- * stack appended to the kr_buf at once - a call into libcbor per head cost
- * more than the head (replies and stored events are mostly heads).
+ * Writing: kr_cbor_head writes the shortest head by hand (a call into
+ * libcbor per head cost more than the head), into a small array on the
+ * stack appended to the kr_buf, or straight into memory an encoder
+ * reserved.
  */
 #include "proto/cbor.h"
 
@@ -584,72 +585,42 @@ int kr_cbor_map_find(const kr_cbor_item *map, const char *key, kr_cbor_item *val
 
 /* ---- writers ---- */
 
-/* CBOR major types (RFC 8949 3.1), in the initial byte's top three bits. */
-#define MT_UINT   0x00
-#define MT_NEGINT 0x20
-#define MT_BYTES  0x40
-#define MT_TEXT   0x60
-#define MT_ARRAY  0x80
-#define MT_MAP    0xa0
-
-/* Append the shortest head of major type mt with argument v: the argument
- * in the initial byte below 24, else in the 1, 2, 4 or 8 big-endian bytes
- * that hold it (additional information 24..27). */
-static inline void put_head(kr_buf *b, uint8_t mt, uint64_t v)
+/* Append the head of `major` with argument v. */
+static inline void put_head(kr_buf *b, unsigned major, uint64_t v)
 {
     uint8_t h[HEAD_MAX];
-    size_t n;
-    if (v < 24) {
-        h[0] = (uint8_t)(mt | v);
-        n = 1;
-    } else if (v <= UINT8_MAX) {
-        h[0] = mt | 24;
-        h[1] = (uint8_t)v;
-        n = 2;
-    } else if (v <= UINT16_MAX) {
-        h[0] = mt | 25;
-        n = 3;
-    } else if (v <= UINT32_MAX) {
-        h[0] = mt | 26;
-        n = 5;
-    } else {
-        h[0] = mt | 27;
-        n = 9;
-    }
-    for (size_t i = n - 1; n > 2 && i >= 1; i--, v >>= 8)
-        h[i] = (uint8_t)v;
-    kr_buf_append(b, h, n);
+    kr_buf_append(b, h, kr_cbor_head(h, major, v));
 }
 
 void kr_cbor_put_uint(kr_buf *b, uint64_t v)
 {
-    put_head(b, MT_UINT, v);
+    put_head(b, KR_CBOR_MAJOR_UINT, v);
 }
 
 void kr_cbor_put_negint(kr_buf *b, uint64_t v)
 {
-    put_head(b, MT_NEGINT, v);
+    put_head(b, KR_CBOR_MAJOR_NEGINT, v);
 }
 
 void kr_cbor_put_array(kr_buf *b, size_t n)
 {
-    put_head(b, MT_ARRAY, n);
+    put_head(b, KR_CBOR_MAJOR_ARRAY, n);
 }
 
 void kr_cbor_put_map(kr_buf *b, size_t n)
 {
-    put_head(b, MT_MAP, n);
+    put_head(b, KR_CBOR_MAJOR_MAP, n);
 }
 
 void kr_cbor_put_bytes(kr_buf *b, const void *p, size_t n)
 {
-    put_head(b, MT_BYTES, n);
+    put_head(b, KR_CBOR_MAJOR_BYTES, n);
     kr_buf_append(b, p, n);
 }
 
 void kr_cbor_put_text(kr_buf *b, const char *s, size_t n)
 {
-    put_head(b, MT_TEXT, n);
+    put_head(b, KR_CBOR_MAJOR_TEXT, n);
     kr_buf_append(b, s, n);
 }
 
@@ -660,30 +631,17 @@ void kr_cbor_put_cstr(kr_buf *b, const char *s)
 
 void kr_cbor_put_bool(kr_buf *b, bool v)
 {
-    uint8_t h[1] = {v ? 0xf5 : 0xf4}; /* simple values 21 and 20 */
-    kr_buf_append(b, h, 1);
+    uint8_t h = v ? 0xf5 : 0xf4;
+    kr_buf_append(b, &h, 1);
 }
 
 void kr_cbor_put_null(kr_buf *b)
 {
-    uint8_t h[1] = {0xf6}; /* simple value 22 */
-    kr_buf_append(b, h, 1);
+    static const uint8_t h = 0xf6;
+    kr_buf_append(b, &h, 1);
 }
 
 void kr_cbor_put_raw(kr_buf *b, const void *item, size_t n)
 {
     kr_buf_append(b, item, n);
-}
-
-size_t kr_cbor_uint_size(uint64_t v)
-{
-    if (v < 24)
-        return 1;
-    if (v <= UINT8_MAX)
-        return 2;
-    if (v <= UINT16_MAX)
-        return 3;
-    if (v <= UINT32_MAX)
-        return 5;
-    return 9;
 }

@@ -137,7 +137,48 @@ void kr_cbor_put_bool(kr_buf *b, bool v);
 void kr_cbor_put_null(kr_buf *b);
 void kr_cbor_put_raw(kr_buf *b, const void *item, size_t n); /* encoded item */
 
-/* The number of bytes kr_cbor_put_uint would write for v (1, 2, 3, 5 or 9). */
-size_t kr_cbor_uint_size(uint64_t v);
+/* The number of bytes kr_cbor_put_uint would write for v (1, 2, 3, 5 or 9).
+ * Inline, as kr_cbor_head: encoders call them per event. */
+static inline size_t kr_cbor_uint_size(uint64_t v)
+{
+    if (v < 24)
+        return 1;
+    if (v <= UINT8_MAX)
+        return 2;
+    if (v <= UINT16_MAX)
+        return 3;
+    if (v <= UINT32_MAX)
+        return 5;
+    return 9;
+}
+
+/* CBOR major types, for kr_cbor_head. */
+#define KR_CBOR_MAJOR_UINT   0
+#define KR_CBOR_MAJOR_NEGINT 1
+#define KR_CBOR_MAJOR_BYTES  2
+#define KR_CBOR_MAJOR_TEXT   3
+#define KR_CBOR_MAJOR_ARRAY  4
+#define KR_CBOR_MAJOR_MAP    5
+
+/*
+ * kr_cbor_head - write the shortest head of major type `major` (0..7) with
+ * argument v at p, which has room for kr_cbor_uint_size(v) bytes (at most
+ * 9): for an encoder that reserved an item's whole size at once.
+ * @return the bytes written.
+ */
+static inline size_t kr_cbor_head(uint8_t *p, unsigned major, uint64_t v)
+{
+    uint8_t m = (uint8_t)(major << 5);
+    size_t n = kr_cbor_uint_size(v);
+    if (n == 1) {
+        p[0] = (uint8_t)(m | v);
+        return 1;
+    }
+    /* 24..27: an argument of 1, 2, 4 or 8 bytes, big-endian */
+    p[0] = (uint8_t)(m | (n == 2 ? 24 : n == 3 ? 25 : n == 5 ? 26 : 27));
+    for (size_t i = n - 1; i > 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+    return n;
+}
 
 #endif

@@ -148,6 +148,7 @@ struct kr_kafka {
      * conversion (events payload, decompressed records, headers, decode)
      * and Fetch's (stored events read back, records written). */
     kr_buf events, records, scratch, decode, stored;
+    kr_buf views; /* Produce's kr_store_event array (kr_kproduce_events) */
     kr_buf frame; /* a request frame moved out of a connection's input */
 };
 
@@ -278,6 +279,29 @@ void kr_khandle_sasl_raw(kr_kconn *c, kr_kreq *r, const uint8_t *token, size_t l
 bool kr_ksasl_plain_ok(const kr_kafka *k, const uint8_t *p, size_t n);
 
 kr_khresult kr_khandle_produce(kr_kconn *c, kr_kreq *r, const kr_kafka_request *req);
+
+/*
+ * kr_kproduce_events - read the records of Produce batch b as the events
+ * kr_store_publish_events stores, with no PUBLISH payload in between: the
+ * same events kafka/event.h's mapping makes (kr_kafka_batch_to_events).
+ * @param max_bytes   at most this many bytes decompressed, into `records`
+ * @param max_events  more records than this (--max-publish-events) are
+ *                    refused as a PUBLISH of that many events would be
+ * @param views       receives the kr_store_event array, b->count of them
+ *                    (reset here); they point into b, `records` and
+ *                    `headers`, which must stay untouched while used
+ * @param headers     receives the records' headers as CBOR maps (reset)
+ * @param scratch     working memory for the headers
+ * @param cbor_len    out: the length of the same events as a PUBLISH
+ *                    payload {"events": [...]} - the size the request is
+ *                    charged and limited by, as for the Krappy port
+ * @return KR_KAFKA_ERR_NONE, or the Kafka error of the first record that
+ *         cannot be read or stored (msg says which): a batch of no records
+ *         INVALID_RECORD, too many RECORD_LIST_TOO_LARGE.
+ */
+kr_kafka_err kr_kproduce_events(const kr_kafka_batch *b, size_t max_bytes, uint32_t max_events,
+                                kr_buf *records, kr_buf *views, kr_buf *headers, kr_buf *scratch,
+                                uint64_t *cbor_len, char *msg, size_t msglen);
 kr_khresult kr_khandle_fetch(kr_kconn *c, kr_kreq *r, const kr_kafka_request *req);
 kr_khresult kr_khandle_create_topics(kr_kconn *c, kr_kreq *r, const kr_kafka_request *req);
 kr_khresult kr_khandle_delete_topics(kr_kconn *c, kr_kreq *r, const kr_kafka_request *req);

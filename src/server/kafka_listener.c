@@ -712,6 +712,7 @@ static int kafka_buffers_init(kr_kafka *k)
     kr_buf_init(&k->scratch, cap);
     kr_buf_init(&k->decode, 2 * cap);
     kr_buf_init(&k->stored, cap);
+    kr_buf_init(&k->views, (size_t)k->cfg->max_publish_events * sizeof(kr_store_event));
     kr_buf_init(&k->frame, cap + 4);
     return 0;
 }
@@ -834,6 +835,7 @@ void kr_kafka_free(kr_kafka *k)
     kr_buf_free(&k->scratch);
     kr_buf_free(&k->decode);
     kr_buf_free(&k->stored);
+    kr_buf_free(&k->views);
     kr_buf_free(&k->frame);
     kr_kresp_pool_close();
     free(k);

@@ -3,11 +3,15 @@
  * one PUBLISH of the same events, through the store call the Krappy port's
  * PUBLISH uses.
  *
- * A batch is read (CRC, codec, records; kafka/batch.h), its records turned
- * into the PUBLISH `events` array (kafka/event.h), and that payload decoded
- * as a PUBLISH (so the key-length and event-size rules of the Krappy port
- * apply) and handed to kr_store_publish: the batch is stored atomically, at
- * consecutive offsets, or not at all. acks 0/1/-1 are the Krappy acks
+ * A batch is read (CRC, codec, records; kafka/batch.h) and its records
+ * handed to kr_store_publish_events as views of their bytes, mapped as
+ * kafka/event.h says: the store writes the events a PUBLISH of the same
+ * `events` would write, under the same limits (key length, event size,
+ * events per PUBLISH, payload size) and charge, without a CBOR payload
+ * built and decoded in between. The batch is stored atomically, at
+ * consecutive offsets, or not at all. In a cluster the batch still becomes
+ * that PUBLISH payload, which is what the log carries (PROTOCOL.md section
+ * 8). acks 0/1/-1 are the Krappy acks
  * none/write/sync; with acks 0 no response is sent, and a refused batch
  * closes the connection (what Kafka's brokers do).
  *
@@ -30,6 +34,7 @@
  * PRODUCER_REGISTER, so that every node - a new leader too - finds the
  * same duplicates.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -342,8 +347,159 @@ static krappy_err cluster_publish(kr_kconn *c, kpart *kp, const kr_buf *ev, cons
     return rc;
 }
 
+/* Record bytes as a kr_store_event part: NULL for null, never NULL else. */
+static const uint8_t *part_bytes(kr_kafka_bytes b)
+{
+    if (b.len < 0)
+        return NULL;
+    return b.ptr != NULL ? b.ptr : (const uint8_t *)"";
+}
+
+/* Bytes a CBOR byte string of b takes (null: 1). */
+static uint64_t part_cbor_len(kr_kafka_bytes b)
+{
+    return b.len < 0 ? 1 : kr_cbor_uint_size((uint64_t)b.len) + (uint64_t)b.len;
+}
+
+static kr_kafka_err say(kr_kafka_err code, char *msg, size_t msglen, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static kr_kafka_err say(kr_kafka_err code, char *msg, size_t msglen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, msglen, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+kr_kafka_err kr_kproduce_events(const kr_kafka_batch *b, size_t max_bytes, uint32_t max_events,
+                                kr_buf *records, kr_buf *views, kr_buf *headers, kr_buf *scratch,
+                                uint64_t *cbor_len, char *msg, size_t msglen)
+{
+    kr_kafka_record_iter it;
+    kr_kafka_record rec;
+    kr_kafka_err e;
+    int32_t n = 0;
+    int got;
+    bool any_headers = false;
+
+    if (b->count <= 0)
+        return say(KR_KAFKA_ERR_INVALID_RECORD, msg, msglen,
+                   "the record batch holds no records; a Produce stores at least one");
+    if ((uint64_t)b->count > max_events)
+        return say(KR_KAFKA_ERR_RECORD_LIST_TOO_LARGE, msg, msglen,
+                   "a batch may carry at most %u records (this one has %d, see "
+                   "--max-publish-events); send smaller batches",
+                   max_events, b->count);
+    kr_buf_reset(views);
+    kr_buf_reset(headers);
+    if (kr_buf_reserve(views, (size_t)b->count * sizeof(kr_store_event)) < 0)
+        return say(KR_KAFKA_ERR_UNKNOWN_SERVER_ERROR, msg, msglen,
+                   "out of memory reading a batch of %d records", b->count);
+    kr_store_event *evs = (kr_store_event *)(void *)views->data;
+    e = kr_kafka_record_iter_init(&it, b, records, max_bytes, msg, msglen);
+    if (e != KR_KAFKA_ERR_NONE)
+        return e;
+    /* {"events": [...]}: a map head, the text, the array head. */
+    uint64_t len = 1 + 7 + kr_cbor_uint_size((uint64_t)b->count);
+    while ((got = kr_kafka_record_next(&it, &rec, &e, msg, msglen)) == 1) {
+        if ((e = kr_kafka_record_check(&rec, msg, msglen)) != KR_KAFKA_ERR_NONE)
+            return e;
+        kr_store_event *v = &evs[n++];
+        *v = (kr_store_event){.key = part_bytes(rec.key),
+                              .value = part_bytes(rec.value),
+                              .key_len = rec.key.len > 0 ? (uint32_t)rec.key.len : 0,
+                              .value_len = rec.value.len > 0 ? (uint32_t)rec.value.len : 0};
+        v->has_ts = kr_kafka_record_ts(b, &rec, &v->ts);
+        len += 1 + part_cbor_len(rec.key) + part_cbor_len(rec.value) +
+               (v->has_ts ? kr_cbor_uint_size(v->ts) : 1);
+        if (rec.header_count > 0) {
+            size_t at = headers->len;
+            e = kr_kafka_record_headers(&rec, headers, scratch, msg, msglen);
+            if (e != KR_KAFKA_ERR_NONE)
+                return e;
+            if (headers->failed)
+                return say(KR_KAFKA_ERR_MESSAGE_TOO_LARGE, msg, msglen,
+                           "record %d: the batch's headers are larger than this server takes",
+                           rec.index);
+            /* Placed below, once `headers` has stopped moving. */
+            v->headers = (const uint8_t *)"";
+            v->headers_len = (uint32_t)(headers->len - at);
+            len += v->headers_len;
+            any_headers = true;
+        }
+    }
+    if (got < 0)
+        return e;
+    size_t at = 0;
+    for (int32_t i = 0; any_headers && i < n; i++) {
+        if (evs[i].headers == NULL)
+            continue;
+        evs[i].headers = headers->data + at;
+        at += evs[i].headers_len;
+    }
+    views->len = (size_t)n * sizeof(kr_store_event);
+    *cbor_len = len;
+    return KR_KAFKA_ERR_NONE;
+}
+
+/* A batch the store refused: the partition's Kafka error. */
+static void publish_refused(kr_kconn *c, kr_kreq *r, kproduce *pr, kpart *kp,
+                            const kr_kafka_batch *b, const kr_idem *idem, krappy_err rc,
+                            uint64_t bad)
+{
+    if (rc == KRAPPY_E_OUT_OF_ORDER_SEQUENCE)
+        snprintf(c->msg, sizeof c->msg,
+                 "base sequence %d is not the one expected (%llu): a batch before it is "
+                 "missing",
+                 b->base_sequence, (unsigned long long)idem->expected);
+    part_fail(r, pr, kp->p, publish_error(rc, bad), c->msg);
+}
+
 /*
- * Turn the one record batch of a partition into a PUBLISH and queue it.
+ * A single node's store takes the batch's records as they are
+ * (kr_store_publish_events). @return as publish_batch.
+ */
+static int publish_local(kr_kconn *c, kr_kreq *r, kproduce *pr, kpart *kp, const kr_kafka_batch *b)
+{
+    kr_kafka *k = c->k;
+    uint64_t len = 0;
+    kr_kafka_err e =
+        kr_kproduce_events(b, (size_t)k->cfg->max_frame, k->cfg->max_publish_events, &k->records,
+                           &k->views, &k->decode, &k->scratch, &len, c->msg, sizeof c->msg);
+    if (e != KR_KAFKA_ERR_NONE) {
+        part_fail(r, pr, kp->p, (int16_t)e, c->msg);
+        return 0;
+    }
+    if (len > k->events.max) { /* the PUBLISH payload's limit */
+        part_fail(r, pr, kp->p, KR_KAFKA_ERR_MESSAGE_TOO_LARGE,
+                  "the batch's events exceed --max-frame");
+        return 0;
+    }
+    kr_idem idem, *ip;
+    if (batch_idem(c, r, pr, kp, b, &idem, &ip) < 0)
+        return 0;
+    uint64_t bad = UINT64_MAX;
+    kp->records = b->count;
+    /* Charged as the PUBLISH of these events (see publish_batch). */
+    kr_kreq_charge(r, len + (uint64_t)b->count * KR_PUBLISH_EVENT_COST);
+    r->pending++; /* first: a repeat may be answered from within the call */
+    krappy_err rc = kr_store_publish_events(
+        k->srv->store, kp->t, (const kr_store_event *)(const void *)k->views.data,
+        (uint64_t)b->count, pr->acks == -1, ip, published, kp, c->msg, sizeof c->msg, &bad);
+    if (rc != KRAPPY_OK) {
+        r->pending--;
+        publish_refused(c, r, pr, kp, b, &idem, rc, bad);
+        return 0;
+    }
+    return 1;
+}
+
+/*
+ * Read the one record batch of a partition and queue it: as its records
+ * on a single node (publish_local), as a PUBLISH payload through a
+ * cluster's log.
  * @return 1 when queued (published() follows), 0 when refused (the
  *         partition's error is set).
  */
@@ -371,9 +527,11 @@ static int publish_batch(kr_kconn *c, kr_kreq *r, kproduce *pr, kpart *kp,
                   "a Produce (v3+) carries exactly one record batch per partition");
         return 0;
     }
-    /* The PUBLISH payload {events: [...], seq}: the codec writes the
-     * array; an idempotent batch's base sequence is the PUBLISH's seq (a
-     * cluster's log carries it; a single node takes it from kr_idem). */
+    if (k->srv->cluster == NULL)
+        return publish_local(c, r, pr, kp, &b);
+    /* On a cluster, the PUBLISH payload {events: [...], seq}: the codec
+     * writes the array; an idempotent batch's base sequence is the
+     * PUBLISH's seq, which the cluster's log carries. */
     bool with_seq = b.producer_id >= 0 && b.base_sequence >= 0;
     kr_buf *ev = &k->events;
     kr_buf_reset(ev);
@@ -409,19 +567,10 @@ static int publish_batch(kr_kconn *c, kr_kreq *r, kproduce *pr, kpart *kp,
     /* Counted first: a repeat of an idempotent batch may be answered from
      * within the call. */
     r->pending++;
-    if (k->srv->cluster != NULL) /* through the log (PROTOCOL.md section 8) */
-        rc = cluster_publish(c, kp, ev, ip, c->msg, sizeof c->msg);
-    else
-        rc = kr_store_publish(k->srv->store, kp->t, &req, &k->decode, pr->acks == -1, ip, published,
-                              kp, c->msg, sizeof c->msg, &bad);
+    rc = cluster_publish(c, kp, ev, ip, c->msg, sizeof c->msg);
     if (rc != KRAPPY_OK) {
         r->pending--;
-        if (rc == KRAPPY_E_OUT_OF_ORDER_SEQUENCE)
-            snprintf(c->msg, sizeof c->msg,
-                     "base sequence %d is not the one expected (%llu): a batch before it is "
-                     "missing",
-                     b.base_sequence, (unsigned long long)idem.expected);
-        part_fail(r, pr, p, publish_error(rc, bad), c->msg);
+        publish_refused(c, r, pr, kp, &b, &idem, rc, bad);
         return 0;
     }
     return 1;

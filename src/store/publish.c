@@ -1,5 +1,7 @@
 /*
- * store/publish.c - the PUBLISH path: a request encoded into its stored
+ * store/publish.c - the PUBLISH path: a request (or the kr_store_event
+ * views of kr_store_publish_events: the Kafka listener's records, stored as
+ * the same PUBLISH would be) encoded into its stored
  * form (segment.h) in the topic's open chunk and queued (append.c writes
  * it this loop turn); once it counts, the batch folded into the active
  * overlay and the producer acknowledged - or the acknowledgement held while
@@ -42,8 +44,16 @@ static size_t head_size(uint64_t v)
     return kr_cbor_uint_size(v);
 }
 
-/* Encode one event in delivered form ([offset, ts, key, value(,
- * headers)]) after the batch so far, and record its facts. */
+/* Record the facts of the event encoded from ev_pos to the end of the
+ * chunk so far. */
+static void meta_push(batch_enc *be, kr_ev_meta *m)
+{
+    m->ev_len = (uint32_t)(be->c->data.len - m->ev_pos);
+    kr_buf_append(&be->c->meta, m, sizeof *m);
+}
+
+/* Encode one event of a PUBLISH in delivered form ([offset, ts, key,
+ * value(, headers)]) after the batch so far, and record its facts. */
 static void encode_event(batch_enc *be, const kr_event_in *ev, uint64_t off, uint64_t ts)
 {
     kr_buf *b = &be->c->data;
@@ -73,18 +83,82 @@ static void encode_event(batch_enc *be, const kr_event_in *ev, uint64_t off, uin
     kr_cbor_put_raw(b, ev->value.ptr, ev->value.len);
     if (ev->has_headers)
         kr_cbor_put_raw(b, ev->headers.ptr, ev->headers.len);
-    m.ev_len = (uint32_t)(b->len - m.ev_pos);
-    kr_buf_append(&be->c->meta, &m, sizeof m);
+    meta_push(be, &m);
+}
+
+/* Write the content bytes p[0..n) as a CBOR byte string at *w, or null
+ * for NULL. @return where its content starts. */
+static uint8_t *write_bytes(uint8_t **w, const uint8_t *p, uint32_t n)
+{
+    uint8_t *q = *w;
+    if (p == NULL) {
+        *q = 0xf6;
+        *w = q + 1;
+        return q + 1;
+    }
+    q += kr_cbor_head(q, KR_CBOR_MAJOR_BYTES, n);
+    if (n > 0)
+        memcpy(q, p, n);
+    *w = q + n;
+    return q;
 }
 
 /*
+ * Encode one kr_store_event as encode_event encodes the PUBLISH event with
+ * the same parts (key and value as CBOR byte strings), `size` bytes long:
+ * reserved at once and written in place, as the parts are plain bytes.
+ */
+static void encode_store_event(batch_enc *be, const kr_store_event *ev, uint64_t off, uint64_t ts,
+                               uint64_t size)
+{
+    kr_buf *b = &be->c->data;
+    kr_ev_meta m = {.ev_pos = (uint32_t)b->len,
+                    .ts = ts,
+                    .has_key = ev->key != NULL,
+                    .tombstone = ev->value == NULL};
+    if (kr_buf_reserve(b, size) < 0)
+        return; /* b->failed: encode_batch refuses the batch */
+    uint8_t *w = b->data + b->len;
+    *w++ = ev->headers != NULL ? 0x85 : 0x84; /* an array of 5 or 4 */
+    w += kr_cbor_head(w, KR_CBOR_MAJOR_UINT, off);
+    w += kr_cbor_head(w, KR_CBOR_MAJOR_UINT, ts);
+    uint8_t *key = write_bytes(&w, ev->key, ev->key_len);
+    if (ev->key != NULL) {
+        m.key_len = ev->key_len;
+        m.key_pos = (uint32_t)(key - b->data);
+    }
+    write_bytes(&w, ev->value, ev->value_len);
+    if (ev->headers != NULL) {
+        memcpy(w, ev->headers, ev->headers_len);
+        w += ev->headers_len;
+    }
+    b->len = (size_t)(w - b->data);
+    meta_push(be, &m);
+}
+
+/* Bytes a CBOR byte string of n bytes, or null (NULL), takes. */
+static uint64_t bytes_size(const uint8_t *p, uint32_t n)
+{
+    return p != NULL ? head_size(n) + n : 1;
+}
+
+/* The events of one batch: a decoded PUBLISH's, or a kr_store_event
+ * array's. */
+typedef struct ev_source {
+    const kr_request *req; /* NULL: evs */
+    kr_buf *scratch;       /* req's, for kr_events_iter */
+    const kr_store_event *evs;
+    uint64_t count;
+} ev_source;
+
+/*
  * The one place a batch is encoded: its header (segment.h) and every event
- * of the request after it in the chunk, the CRC sealed at the end. The
+ * of the source after it in the chunk, the CRC sealed at the end. The
  * whole request is refused when one event is too large to be delivered
  * (INVALID_ARGUMENT naming it).
  */
-static krappy_err encode_batch(kr_store *s, batch_enc *be, const kr_request *req, kr_buf *scratch,
-                               uint64_t ts_now, char *msg, size_t msglen, uint64_t *bad_index)
+static krappy_err encode_batch(kr_store *s, batch_enc *be, const ev_source *src, uint64_t ts_now,
+                               char *msg, size_t msglen, uint64_t *bad_index)
 {
     const uint64_t limit = (uint64_t)s->o.max_frame - KRAPPY_REPLY_SLACK_BYTES;
     uint8_t zero[KR_BATCH_HEADER_MAX] = {0};
@@ -95,13 +169,25 @@ static krappy_err encode_batch(kr_store *s, batch_enc *be, const kr_request *req
 
     kr_events_iter it;
     kr_event_in ev;
-    int more;
-    kr_events_iter_init(&it, req, scratch);
-    while ((more = kr_events_iter_next(&it, &ev)) == 1) {
-        uint64_t i = be->count, off = be->base + i, ts = ev.has_ts ? ev.ts : ts_now;
-        size_t key_raw_len = ev.key.present ? ev.key.raw.len : 1;
-        uint64_t size = 1 + head_size(off) + head_size(ts) + key_raw_len + ev.value.len +
-                        (ev.has_headers ? ev.headers.len : 0);
+    if (src->req != NULL)
+        kr_events_iter_init(&it, src->req, src->scratch);
+    for (uint64_t i = 0; i < src->count; i++) {
+        const kr_store_event *v = src->req == NULL ? &src->evs[i] : NULL;
+        if (v == NULL && kr_events_iter_next(&it, &ev) != 1)
+            break;
+        if (v != NULL && v->key != NULL && v->key_len > KRAPPY_MAX_KEY_BYTES) {
+            snprintf(msg, msglen, "event %llu has a key of %u bytes, over krappy's %u",
+                     (unsigned long long)i, v->key_len, KRAPPY_MAX_KEY_BYTES);
+            *bad_index = i;
+            return KRAPPY_E_INVALID_ARGUMENT;
+        }
+        bool has_ts = v != NULL ? v->has_ts : ev.has_ts;
+        uint64_t off = be->base + i, ts = has_ts ? (v != NULL ? v->ts : ev.ts) : ts_now;
+        uint64_t body = v != NULL ? bytes_size(v->key, v->key_len) +
+                                        bytes_size(v->value, v->value_len) + v->headers_len
+                                  : (ev.key.present ? ev.key.raw.len : 1) + ev.value.len +
+                                        (ev.has_headers ? ev.headers.len : 0);
+        uint64_t size = 1 + head_size(off) + head_size(ts) + body;
         if (size > limit) {
             snprintf(msg, msglen,
                      "event %llu is %llu bytes as delivered, over the limit of %llu (max_frame "
@@ -110,7 +196,10 @@ static krappy_err encode_batch(kr_store *s, batch_enc *be, const kr_request *req
             *bad_index = i;
             return KRAPPY_E_INVALID_ARGUMENT;
         }
-        encode_event(be, &ev, off, ts);
+        if (v != NULL)
+            encode_store_event(be, v, off, ts, size);
+        else
+            encode_event(be, &ev, off, ts);
         if (ts > be->max_ts)
             be->max_ts = ts;
         be->count++;
@@ -123,10 +212,9 @@ static krappy_err encode_batch(kr_store *s, batch_enc *be, const kr_request *req
                  (unsigned long long)be->count, KR_BATCH_MAX_PAYLOAD);
         return KRAPPY_E_INVALID_ARGUMENT;
     }
-    if (more < 0 || be->count != req->u.publish.count || b->failed || be->c->meta.failed ||
-        be->c->extra.failed) {
+    if (be->count != src->count || b->failed || be->c->meta.failed || be->c->extra.failed) {
         snprintf(msg, msglen, "out of memory encoding the batch of %llu events",
-                 (unsigned long long)req->u.publish.count);
+                 (unsigned long long)src->count);
         return KRAPPY_E_STORAGE;
     }
     kr_batch_hdr h = be->hdr;
@@ -151,12 +239,11 @@ static void chunk_rewind(kr_chunk *c, size_t data, size_t meta, size_t extra)
 
 /* kr_store_publish and kr_store_publish_applied: `ts_now` stamps events
  * without a ts, `raft_index` goes into the batch header (0: none). */
-static krappy_err publish(kr_store *s, kr_topic *t, const kr_request *req, kr_buf *scratch,
-                          bool sync, kr_idem *idem, uint64_t ts_now, uint64_t raft_index,
-                          kr_store_done done, void *arg, char *msg, size_t msglen,
-                          uint64_t *bad_index)
+static krappy_err publish(kr_store *s, kr_topic *t, const ev_source *src, bool sync, kr_idem *idem,
+                          uint64_t ts_now, uint64_t raft_index, kr_store_done done, void *arg,
+                          char *msg, size_t msglen, uint64_t *bad_index)
 {
-    uint64_t count = req->u.publish.count;
+    uint64_t count = src->count;
     if (count > s->o.max_publish_events) {
         snprintf(msg, msglen,
                  "a PUBLISH may carry at most %u events (this one has %llu); send smaller "
@@ -182,7 +269,7 @@ static krappy_err publish(kr_store *s, kr_topic *t, const kr_request *req, kr_bu
     if (prod != NULL)
         be.hdr = (kr_batch_hdr){.producer = prod->pid, .epoch = idem->epoch, .seq = idem->seq};
     be.hdr.raft_index = raft_index;
-    krappy_err rc = encode_batch(s, &be, req, scratch, ts_now, msg, msglen, bad_index);
+    krappy_err rc = encode_batch(s, &be, src, ts_now, msg, msglen, bad_index);
     if (rc != KRAPPY_OK) {
         chunk_rewind(c, d0, m0, x0);
         kr_append_free(s, a);
@@ -211,8 +298,20 @@ krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_
                             bool sync, kr_idem *idem, kr_store_done done, void *arg, char *msg,
                             size_t msglen, uint64_t *bad_index)
 {
-    return publish(s, t, req, scratch, sync, idem, kr_wall_ms(), 0, done, arg, msg, msglen,
-                   bad_index);
+    ev_source src = {.req = req, .scratch = scratch, .count = req->u.publish.count};
+    return publish(s, t, &src, sync, idem, kr_wall_ms(), 0, done, arg, msg, msglen, bad_index);
+}
+
+krappy_err kr_store_publish_events(kr_store *s, kr_topic *t, const kr_store_event *evs,
+                                   uint64_t count, bool sync, kr_idem *idem, kr_store_done done,
+                                   void *arg, char *msg, size_t msglen, uint64_t *bad_index)
+{
+    if (count == 0) {
+        snprintf(msg, msglen, "a PUBLISH carries at least one event");
+        return KRAPPY_E_INVALID_ARGUMENT;
+    }
+    ev_source src = {.evs = evs, .count = count};
+    return publish(s, t, &src, sync, idem, kr_wall_ms(), 0, done, arg, msg, msglen, bad_index);
 }
 
 krappy_err kr_store_publish_applied(kr_store *s, kr_topic *t, const kr_request *req,
@@ -220,8 +319,8 @@ krappy_err kr_store_publish_applied(kr_store *s, kr_topic *t, const kr_request *
                                     uint64_t raft_index, kr_store_done done, void *arg, char *msg,
                                     size_t msglen, uint64_t *bad_index)
 {
-    return publish(s, t, req, scratch, false, idem, ts, raft_index, done, arg, msg, msglen,
-                   bad_index);
+    ev_source src = {.req = req, .scratch = scratch, .count = req->u.publish.count};
+    return publish(s, t, &src, false, idem, ts, raft_index, done, arg, msg, msglen, bad_index);
 }
 
 /* ---- completion ---- */

@@ -350,6 +350,36 @@ krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_
                             size_t msglen, uint64_t *bad_index);
 
 /*
+ * One event handed to kr_store_publish_events by a caller that holds its
+ * parts as bytes rather than as a PUBLISH payload (the Kafka listener's
+ * records). It is stored exactly as kr_store_publish stores the PUBLISH
+ * event [key, value, ts(, headers)] whose key and value are these bytes as
+ * CBOR byte strings: the segment, FETCH and GET cannot tell the two apart.
+ * Every pointer is borrowed for the call.
+ */
+typedef struct kr_store_event {
+    const uint8_t *key;     /* content bytes; NULL: no key (streamed, not compacted) */
+    const uint8_t *value;   /* content bytes; NULL: a tombstone (CBOR null) */
+    const uint8_t *headers; /* an encoded CBOR map of text to byte strings, valid as
+                               kr_req_decode checks it; NULL: none */
+    uint32_t key_len, value_len, headers_len;
+    bool has_ts; /* false: the server's clock stamps it */
+    uint64_t ts;
+} kr_store_event;
+
+/*
+ * kr_store_publish_events - kr_store_publish for `count` events given as
+ * kr_store_event (at least one): the same batch, limits, idempotence, sync
+ * and completion. The caller has checked what kr_req_decode checks of a
+ * PUBLISH (headers well-formed); a key over KRAPPY_MAX_KEY_BYTES is
+ * INVALID_ARGUMENT naming its index, no events INVALID_ARGUMENT.
+ * @return as kr_store_publish.
+ */
+krappy_err kr_store_publish_events(kr_store *s, kr_topic *t, const kr_store_event *evs,
+                                   uint64_t count, bool sync, kr_idem *idem, kr_store_done done,
+                                   void *arg, char *msg, size_t msglen, uint64_t *bad_index);
+
+/*
  * Retention on a cluster (PROTOCOL.md section 8): only the leader decides a
  * topic's new first offset, and every node takes it from the log's
  * RETENTION command. kr_store_retention_led hands the store's
