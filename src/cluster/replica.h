@@ -12,7 +12,8 @@
  * pushed command has completed (its batch handed to the OS).
  *
  * Restarts. Every start replays the raft log since the last snapshot. A
- * PUBLISH records its raft index in its batch header (store.h,
+ * PUBLISH records its position in the log (its raft index, and its place
+ * in a BATCH: replica_int.h) in its batch header (store.h,
  * kr_store_publish_applied), so one at or below a topic's raft_index is
  * skipped; creating a topic that exists is a no-op; an idempotent
  * registration whose epoch the producer has is skipped; a GROUP_CREATE of
@@ -36,7 +37,10 @@
  *
  * Answers. The leader's request handlers wait for the result of the entry
  * they submitted (kr_replica_wait): the store's result for that index here
- * (its offsets, or the error every node came to).
+ * (its offsets, or the error every node came to). A BATCH (cmd.h: one
+ * loop turn's PUBLISHes and registrations) keeps one result per
+ * sub-command, each what applying that command alone in its place gives
+ * (kr_replica_wait_batch).
  *
  * Threads: kr_replica_push, _snapshot and _restore on the raft thread,
  * everything else on the loop thread.
@@ -122,6 +126,13 @@ void kr_replica_halt(kr_replica *rp);
  * OUT_OF_ORDER_SEQUENCE res->seq is the sequence number expected. */
 typedef void (*kr_replica_done)(void *arg, const kr_store_result *res);
 
+/* The results of a BATCH (cmd.h): res the entry's (not KRAPPY_OK: every
+ * sub-command's outcome is that), subs[i] the i-th sub-command's, as
+ * kr_replica_done's res. n is 0 when res is not KRAPPY_OK or the entry at
+ * the index was no BATCH. */
+typedef void (*kr_replica_batch_done)(void *arg, const kr_store_result *res,
+                                      const kr_store_result *subs, size_t n);
+
 /*
  * kr_replica_wait - call done with the result of the command at `index`
  * (pushed already, or about to be): at once when it is known, else once
@@ -129,6 +140,10 @@ typedef void (*kr_replica_done)(void *arg, const kr_store_result *res);
  * forgotten: done gets KRAPPY_E_STORAGE saying so.
  */
 void kr_replica_wait(kr_replica *rp, uint64_t index, kr_replica_done done, void *arg);
+
+/* kr_replica_wait_batch - the same for a BATCH: done gets every
+ * sub-command's result. */
+void kr_replica_wait_batch(kr_replica *rp, uint64_t index, kr_replica_batch_done done, void *arg);
 
 /* Ready for clients (/readyz): not halted by a store failure, not
  * catching up after a snapshot. @return true, or false with why. */

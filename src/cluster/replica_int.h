@@ -21,10 +21,14 @@
  * completed it. */
 typedef struct item {
     uint64_t index; /* 0: a catch-up to the snapshot in data (kr_replica_restore) */
+    uint32_t sub;   /* a BATCH's sub-command: its place, 1..n (no data; parent's); 0: an entry */
     bool completed;
-    uint32_t jobs; /* GROUP_CURSORS: its store jobs still running */
+    uint32_t jobs; /* GROUP_CURSORS: its store jobs still running; BATCH: its sub-commands */
     kr_store_result res;
     struct item *next;
+    struct item *parent;   /* a sub-command's BATCH */
+    kr_store_result *subs; /* BATCH: each sub-command's result, by place - 1 */
+    uint32_t n_subs;
     kr_replica *rp;
     size_t len;
     uint8_t data[];
@@ -33,7 +37,8 @@ typedef struct item {
 /* A request waiting for the result at `index`. */
 typedef struct waiter {
     uint64_t index;
-    kr_replica_done done;
+    kr_replica_done done;             /* or: */
+    kr_replica_batch_done batch_done; /* kr_replica_wait_batch's */
     void *arg;
     struct waiter *next;
 } waiter;
@@ -43,8 +48,40 @@ typedef struct slot {
     uint64_t index; /* 0: empty */
     bool known;
     kr_store_result res;
+    kr_store_result *subs; /* a BATCH's results (owned) */
+    uint32_t n_subs;
     waiter *waiting; /* for this slot's indexes, any of them */
 } slot;
+
+/*
+ * Positions. A PUBLISH records in its batch header where it stands in the
+ * log: its entry's index and its place in a BATCH (0 alone), so that a
+ * restart's replay skips exactly the sub-commands a stream holds - a power
+ * cut may keep some batches of one entry and lose the next. The top bit
+ * tells a position from the bare index older krappyds recorded (which
+ * meant: all of that entry held), and orders every position after them.
+ */
+#define KR_POS_FLAG     (1ull << 63)
+#define KR_POS_SUB_BITS 20
+#define KR_POS_SUB_ALL  ((1u << KR_POS_SUB_BITS) - 1) /* every place of an entry */
+
+static inline uint64_t kr_replica_pos(uint64_t index, uint32_t sub)
+{
+    return KR_POS_FLAG | index << KR_POS_SUB_BITS | sub;
+}
+
+/* The entry index of a recorded value (a position or a bare index). */
+static inline uint64_t kr_replica_pos_index(uint64_t recorded)
+{
+    return recorded & KR_POS_FLAG ? (recorded & ~KR_POS_FLAG) >> KR_POS_SUB_BITS : recorded;
+}
+
+/* A recorded value as a position (a bare index: all of its entry). */
+static inline uint64_t kr_replica_pos_held(uint64_t recorded)
+{
+    return recorded == 0 || recorded & KR_POS_FLAG ? recorded
+                                                   : kr_replica_pos(recorded, KR_POS_SUB_ALL);
+}
 
 struct kr_replica {
     kr_store *store;
@@ -82,7 +119,8 @@ struct kr_replica {
 
 /* The store completed it (res: its result): `stored` advances over what
  * completed in log order, results are posted, and a store failure halts
- * the replica. */
+ * the replica. A sub-command's result goes to its BATCH, which completes
+ * with its last. */
 void kr_replica_complete(item *it, const kr_store_result *res);
 
 /* Apply what waits, in order, unless a catch-up runs or the replica
