@@ -59,6 +59,36 @@
 
 #define KR_REPLICA_RESULTS 4096 /* results kept for answers, by index */
 
+/*
+ * Positions. A PUBLISH records in its batch header where it stands in the
+ * log: its entry's index and its place in a BATCH (0 alone), so that a
+ * restart's replay skips exactly the sub-commands a stream holds - a power
+ * cut may keep some batches of one entry and lose the next. The top bit
+ * tells a position from the bare index older krappyds recorded (which
+ * meant: all of that entry held), and orders every position after them.
+ */
+#define KR_POS_FLAG     (1ull << 63)
+#define KR_POS_SUB_BITS 20
+#define KR_POS_SUB_ALL  ((1u << KR_POS_SUB_BITS) - 1) /* every place of an entry */
+
+static inline uint64_t kr_replica_pos(uint64_t index, uint32_t sub)
+{
+    return KR_POS_FLAG | index << KR_POS_SUB_BITS | sub;
+}
+
+/* The entry index of a recorded value (a position or a bare index). */
+static inline uint64_t kr_replica_pos_index(uint64_t recorded)
+{
+    return recorded & KR_POS_FLAG ? (recorded & ~KR_POS_FLAG) >> KR_POS_SUB_BITS : recorded;
+}
+
+/* A recorded value as a position (a bare index: all of its entry). */
+static inline uint64_t kr_replica_pos_held(uint64_t recorded)
+{
+    return recorded == 0 || recorded & KR_POS_FLAG ? recorded
+                                                   : kr_replica_pos(recorded, KR_POS_SUB_ALL);
+}
+
 typedef struct kr_replica kr_replica;
 
 /* The data addresses of the cluster's nodes, "HOST:PORT,..." into buf
