@@ -12,6 +12,12 @@
  * where it would pass KR_CLUSTER_COMMAND_MAX, and one command alone is
  * sent as itself.
  *
+ * Group commit. A big PUBLISH reaches the loop over several turns (its
+ * frame read in pieces), so a turn rarely completes more than one: with
+ * BATCH_IN_FLIGHT batches sent and not yet committed, the next one waits
+ * for a commit and gathers what arrives meanwhile. An idle leader sends at
+ * once; a busy one sends fewer, fuller entries.
+ *
  * Order. Any other command sent to the log (kr_server_cluster_command)
  * sends the open batch first, so the log holds every command in the order
  * the leader took them, and a connection's requests keep their order.
@@ -24,6 +30,8 @@
 #include "server/server.h"
 #include "util/grow.h"
 
+#define BATCH_IN_FLIGHT 2 /* batches sent and not committed before the next waits */
+
 /* A request of a batch and where its command lies in the batch's bytes. */
 typedef struct bwaiter {
     kr_replica_done done;
@@ -33,6 +41,7 @@ typedef struct bwaiter {
 
 /* The commands of one loop turn (or of a part of it, closed early). */
 typedef struct wbatch {
+    kr_server *srv;
     kr_buf cmds; /* the commands, one after the other, as encoded */
     bwaiter *w;
     size_t n, cap;
@@ -40,8 +49,9 @@ typedef struct wbatch {
 
 struct kr_write_batch {
     struct event *flush;
-    wbatch *open; /* this turn's, not sent yet */
-    kr_buf out;   /* the BATCH entry being sent */
+    wbatch *open;     /* this turn's, not sent yet */
+    kr_buf out;       /* the BATCH entry being sent */
+    size_t in_flight; /* batches sent, not answered yet */
 };
 
 static void batch_free(wbatch *b)
@@ -61,10 +71,32 @@ static void batch_fail(wbatch *b, const kr_store_result *res)
     batch_free(b);
 }
 
+/* A batch sent was answered: the one waiting for it may go. (None after
+ * kr_server_cluster_batch_free, when the replica answers what is left.) */
+static void landed(kr_server *srv)
+{
+    struct kr_write_batch *wb = srv->batch;
+    if (wb == NULL)
+        return;
+    wb->in_flight--;
+    if (wb->open != NULL)
+        event_active(wb->flush, EV_WRITE, 0);
+}
+
+/* A batch of one, sent as itself, was applied here (or failed). */
+static void single_done(void *arg, const kr_store_result *res)
+{
+    wbatch *b = arg;
+    landed(b->srv);
+    b->w[0].done(b->w[0].arg, res);
+    batch_free(b);
+}
+
 /* The BATCH was applied here (or failed): each request its own result. */
 static void batch_done(void *arg, const kr_store_result *res, const kr_store_result *subs, size_t n)
 {
     wbatch *b = arg;
+    landed(b->srv);
     kr_store_result lost = {.err = KRAPPY_E_STORAGE};
     snprintf(lost.msg, sizeof lost.msg,
              "the log's entry for this write held fewer results than writes; its outcome is "
@@ -80,10 +112,10 @@ static void batch_send(kr_server *srv, wbatch *b)
     struct kr_write_batch *wb = srv->batch;
     kr_store_result res = {.err = KRAPPY_OK, .first = UINT64_MAX};
     if (b->n == 1) {
-        res.err = kr_server_cluster_send(srv, b->cmds.data, b->cmds.len, b->w[0].done, b->w[0].arg,
-                                         res.msg, sizeof res.msg);
+        res.err = kr_server_cluster_send(srv, b->cmds.data, b->cmds.len, single_done, b, res.msg,
+                                         sizeof res.msg);
         if (res.err == KRAPPY_OK)
-            batch_free(b);
+            wb->in_flight++;
         else
             batch_fail(b, &res);
         return;
@@ -101,6 +133,8 @@ static void batch_send(kr_server *srv, wbatch *b)
     }
     if (res.err != KRAPPY_OK)
         batch_fail(b, &res);
+    else
+        wb->in_flight++;
 }
 
 void kr_server_cluster_batch_flush(kr_server *srv)
@@ -117,7 +151,9 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    kr_server_cluster_batch_flush(arg);
+    kr_server *srv = arg;
+    if (srv->batch->in_flight < BATCH_IN_FLIGHT)
+        kr_server_cluster_batch_flush(srv);
 }
 
 /* The batching state, made on the first write. @return NULL: no memory. */
@@ -170,6 +206,7 @@ krappy_err kr_server_cluster_batch(kr_server *srv, kr_replica_done done, void *a
     }
     b->w = room;
     if (wb->open == NULL) {
+        b->srv = srv;
         kr_buf_init(&b->cmds, KR_CLUSTER_COMMAND_MAX);
         wb->open = b;
     }
