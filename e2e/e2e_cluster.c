@@ -887,12 +887,18 @@ static void test_powercut_all(void **state)
     int cuts = getenv("KRAPPY_E2E_TORTURE") ? 5 : 1;
     uint64_t worst_leader = 0;
     for (int k = 0; k < cuts; k++) {
+        /* Past a snapshot (PUBLISHes share entries, so that takes a
+         * while), within 10 s. */
+        uint64_t commit = 0, give_up = e2e_now_ms() + 10000;
         usleep(1500000);
-        int l = e2e_cluster_leader(&c, 20000);
-        assert_true(l >= 0);
-        krappy_cluster_info *ci = picture(&c, (unsigned)l);
-        uint64_t commit = ci->commit;
-        krappy_cluster_info_free(ci);
+        do {
+            int l = e2e_cluster_leader(&c, 20000);
+            assert_true(l >= 0);
+            krappy_cluster_info *ci = picture(&c, (unsigned)l);
+            commit = ci->commit;
+            krappy_cluster_info_free(ci);
+        } while (commit < 1024u * (unsigned)(k + 1) + 64 && e2e_now_ms() < give_up &&
+                 usleep(200000) == 0);
         if (commit < 1024)
             printf("e2e_cluster: only %llu raft entries before the cut: no snapshot was taken, "
                    "the test is weaker this time (a slow machine)\n",
