@@ -2,7 +2,8 @@
  * tests/test_cluster_cmd.c - cluster/cmd.c: every command encodes and
  * decodes to the same fields (TOPIC_CONFIG's settings and resets too);
  * malformed commands, unknown numbers and bad
- * names are refused with a sentence, never applied.
+ * names are refused with a sentence, never applied; a BATCH gives back
+ * its sub-commands and takes only well-formed PUBLISHes and registrations.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -236,11 +237,84 @@ static void test_refusals(void **state)
     refused("map");
 }
 
+/* A BATCH: its sub-commands come back in order, decoded; only PUBLISHes
+ * and registrations, each well-formed, are taken. */
+static void test_batch(void **state)
+{
+    (void)state;
+    kr_str topic = S("orders"), id = S("shop-1"), payload = S("\xa0");
+    kr_buf sub;
+    kr_buf_init(&sub, 1 << 16);
+    kr_buf_reset(&b);
+    kr_cmd_put_batch_begin(&b, 3);
+    kr_cmd_put_publish(&sub, &topic, 1, &id, 2, &payload);
+    kr_cmd_put_batch_sub(&b, sub.data, sub.len);
+    kr_buf_reset(&sub);
+    kr_cmd_put_producer_register(&sub, &topic, &id, 3);
+    kr_cmd_put_batch_sub(&b, sub.data, sub.len);
+    kr_buf_reset(&sub);
+    kr_cmd_put_publish(&sub, &topic, 9, NULL, 0, &payload);
+    kr_cmd_put_batch_sub(&b, sub.data, sub.len);
+    kr_cmd c = decoded(), one;
+    assert_int_equal(c.type, KR_CMD_BATCH);
+    assert_string_equal(kr_cmd_name(c.type), "BATCH");
+    assert_int_equal(c.n_subs, 3);
+    kr_cmd_sub_iter si;
+    kr_cmd_sub_iter_init(&si, &c);
+    assert_int_equal(kr_cmd_sub_next(&si, &one), 1);
+    assert_int_equal(one.type, KR_CMD_PUBLISH);
+    assert_int_equal(one.epoch, 2);
+    assert_str(&one.payload, "\xa0");
+    assert_int_equal(kr_cmd_sub_next(&si, &one), 1);
+    assert_int_equal(one.type, KR_CMD_PRODUCER_REGISTER);
+    assert_int_equal(one.epoch, 3);
+    assert_int_equal(kr_cmd_sub_next(&si, &one), 1);
+    assert_false(one.has_producer);
+    assert_int_equal(one.value, 9);
+    assert_int_equal(kr_cmd_sub_next(&si, &one), 0);
+
+    /* Refusals: no sub-command, another kind, a BATCH inside, a bad one,
+     * one not in a byte string. */
+    kr_buf_reset(&b);
+    kr_cbor_put_array(&b, 2);
+    kr_cbor_put_uint(&b, KR_CMD_BATCH);
+    kr_cbor_put_array(&b, 0);
+    refused("1 to 2^20-1");
+    kr_buf_reset(&sub);
+    kr_cmd_put_topic(&sub, KR_CMD_TOPIC_CREATE, &topic);
+    kr_buf_reset(&b);
+    kr_cmd_put_batch_begin(&b, 1);
+    kr_cmd_put_batch_sub(&b, sub.data, sub.len);
+    refused("neither a PUBLISH nor a PRODUCER_REGISTER");
+    kr_buf inner;
+    kr_buf_init(&inner, 1 << 16);
+    kr_buf_reset(&sub);
+    kr_cmd_put_publish(&sub, &topic, 1, NULL, 0, &payload);
+    kr_cmd_put_batch_begin(&inner, 1);
+    kr_cmd_put_batch_sub(&inner, sub.data, sub.len);
+    kr_buf_reset(&b);
+    kr_cmd_put_batch_begin(&b, 1);
+    kr_cmd_put_batch_sub(&b, inner.data, inner.len);
+    refused("neither a PUBLISH nor a PRODUCER_REGISTER");
+    kr_buf_free(&inner);
+    kr_buf_reset(&b);
+    kr_cmd_put_batch_begin(&b, 2);
+    kr_cmd_put_batch_sub(&b, sub.data, sub.len);
+    kr_cmd_put_batch_sub(&b, sub.data, sub.len - 1); /* cut short */
+    refused("sub-command 1:");
+    kr_buf_reset(&b);
+    kr_cmd_put_batch_begin(&b, 1);
+    kr_cbor_put_raw(&b, sub.data, sub.len); /* an array, not bytes */
+    refused("not a byte string");
+    kr_buf_free(&sub);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_roundtrips, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

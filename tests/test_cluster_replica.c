@@ -11,7 +11,8 @@
  * and replayed to where the log ends; a topic's settings and deletion are
  * applied, a replay of a deletion makes the topic made after it again
  * from the log, and a snapshot carries settings and drops topics deleted
- * before it.
+ * before it. A BATCH's sub-commands each get the result they would alone
+ * (mixed outcomes), and a replay skips exactly the ones a stream holds.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -81,9 +82,9 @@ static void push_create(env *e, uint64_t index)
 }
 
 /* A PUBLISH of n events without ts ("v0".."vn-1"), from producer id (NULL:
- * plain) with seq. */
-static void push_publish(env *e, uint64_t index, size_t n, uint64_t ts, const char *id,
-                         uint32_t epoch, uint64_t seq)
+ * plain) with seq, encoded into out (reset first). */
+static void put_publish(kr_buf *out, size_t n, uint64_t ts, const char *id, uint32_t epoch,
+                        uint64_t seq)
 {
     kr_event_out_spec ev[8];
     uint8_t vals[8][4];
@@ -101,10 +102,16 @@ static void push_publish(env *e, uint64_t index, size_t n, uint64_t ts, const ch
     else
         kr_enc_publish(&payload, (kr_cid){0}, KR_ACK_WRITE, ev, n);
     kr_str body = {payload.data, payload.len}, pid = {(const uint8_t *)id, id ? strlen(id) : 0};
-    kr_buf_reset(&e->b);
-    kr_cmd_put_publish(&e->b, &TOPIC, ts, id ? &pid : NULL, epoch, &body);
-    assert_int_equal(kr_replica_push(e->rp, index, e->b.data, e->b.len), 0);
+    kr_buf_reset(out);
+    kr_cmd_put_publish(out, &TOPIC, ts, id ? &pid : NULL, epoch, &body);
     kr_buf_free(&payload);
+}
+
+static void push_publish(env *e, uint64_t index, size_t n, uint64_t ts, const char *id,
+                         uint32_t epoch, uint64_t seq)
+{
+    put_publish(&e->b, n, ts, id, epoch, seq);
+    assert_int_equal(kr_replica_push(e->rp, index, e->b.data, e->b.len), 0);
 }
 
 static void push_register(env *e, uint64_t index, const char *id, uint32_t epoch)
@@ -147,7 +154,7 @@ static void test_apply_in_order(void **state)
     assert_int_equal(kr_replica_stored(e->rp), 3);
     kr_topic *t = topic(e);
     assert_int_equal(t->next, 5);
-    assert_int_equal(t->raft_index, 3);
+    assert_int_equal(t->raft_index, kr_replica_pos(3, 0));
     /* The leader's clock, not this node's. */
     assert_int_equal(t->segs[0]->max_ts, 1235);
     /* A refused PUBLISH is every node's same answer. */
@@ -169,7 +176,7 @@ static void test_replay_skips_what_is_held(void **state)
     assert_int_equal(result_of(e, 3).err, KRAPPY_OK);
     close_all(e);
     open_all(e); /* a restart: raft replays its log from the start */
-    assert_int_equal(topic(e)->raft_index, 3);
+    assert_int_equal(topic(e)->raft_index, kr_replica_pos(3, 0));
     push_create(e, 1);
     push_publish(e, 2, 3, 1000, NULL, 0, 0);
     push_publish(e, 3, 2, 1001, NULL, 0, 0);
@@ -430,7 +437,7 @@ static void test_topics(void **state)
      * again - the same stream, without the old one's settings. */
     close_all(e);
     open_all(e);
-    assert_int_equal(topic(e)->raft_index, 6);
+    assert_int_equal(kr_replica_pos_index(topic(e)->raft_index), 6);
     push_topic_log(e);
     r = result_of(e, 6);
     assert_int_equal(r.err, KRAPPY_OK);
@@ -438,7 +445,7 @@ static void test_topics(void **state)
     assert_int_equal(result_of(e, 4).err, KRAPPY_OK);
     assert_int_equal(kr_replica_skipped(e->rp), 1); /* the PUBLISH at 2 */
     assert_int_equal(topic(e)->next, 2);
-    assert_int_equal(topic(e)->raft_index, 6);
+    assert_int_equal(kr_replica_pos_index(topic(e)->raft_index), 6);
     assert_int_equal(topic(e)->own.mask, 0);
     assert_int_equal(topic(e)->segs[0]->max_ts, 11);
     /* A change after it applies, durably; a reset drops the setting. */
@@ -488,6 +495,141 @@ static void test_snapshot_topics(void **state)
     assert_int_equal(topic(e)->cfg.v[KR_TC_RETENTION_MS], 5000);
 }
 
+/* A BATCH's results, as kr_replica_wait_batch gives them. */
+typedef struct batch_res {
+    int calls;
+    kr_store_result res, subs[8];
+    size_t n;
+} batch_res;
+
+static void on_batch(void *arg, const kr_store_result *res, const kr_store_result *subs, size_t n)
+{
+    batch_res *br = arg;
+    br->calls++;
+    br->res = *res;
+    br->n = n;
+    assert_true(n <= 8);
+    memcpy(br->subs, subs, n * sizeof *subs);
+}
+
+static batch_res batch_result_of(env *e, uint64_t index)
+{
+    batch_res br = {0};
+    kr_replica_wait_batch(e->rp, index, on_batch, &br);
+    kr_test_run_until(e->base, &br.calls, 1);
+    return br;
+}
+
+/* One loop turn of a leader: a registration, a PUBLISH, its resend, a
+ * seq gap, a malformed PUBLISH and a plain one, as one BATCH at index. */
+static void push_mixed_batch(env *e, uint64_t index)
+{
+    kr_buf subs[6];
+    for (size_t i = 0; i < 6; i++)
+        kr_buf_init(&subs[i], 1 << 16);
+    kr_str pid = {(const uint8_t *)"shop-1", 6}, junk = {(const uint8_t *)"\x01", 1};
+    kr_cmd_put_producer_register(&subs[0], &TOPIC, &pid, 1);
+    put_publish(&subs[1], 2, 10, "shop-1", 1, 0);
+    put_publish(&subs[2], 2, 11, "shop-1", 1, 0);
+    put_publish(&subs[3], 1, 12, "shop-1", 1, 7);
+    kr_cmd_put_publish(&subs[4], &TOPIC, 13, NULL, 0, &junk);
+    put_publish(&subs[5], 3, 14, NULL, 0, 0);
+    kr_buf_reset(&e->b);
+    kr_cmd_put_batch_begin(&e->b, 6);
+    for (size_t i = 0; i < 6; i++) {
+        kr_cmd_put_batch_sub(&e->b, subs[i].data, subs[i].len);
+        kr_buf_free(&subs[i]);
+    }
+    assert_false(e->b.failed);
+    assert_int_equal(kr_replica_push(e->rp, index, e->b.data, e->b.len), 0);
+}
+
+/* Each sub-command's result is what applying it alone in its place gives
+ * (test_idempotent's, one entry each); a restart's replay holds them all. */
+static void test_batch(void **state)
+{
+    env *e = *state;
+    push_create(e, 1);
+    push_mixed_batch(e, 2);
+    push_publish(e, 3, 1, 15, NULL, 0, 0);
+    batch_res br = batch_result_of(e, 2);
+    assert_int_equal(br.res.err, KRAPPY_OK);
+    assert_int_equal(br.n, 6);
+    assert_int_equal(br.subs[0].err, KRAPPY_OK);
+    assert_int_equal(br.subs[0].epoch, 1);
+    assert_int_equal(br.subs[1].err, KRAPPY_OK);
+    assert_false(br.subs[1].duplicate);
+    assert_int_equal(br.subs[1].first, 0);
+    assert_int_equal(br.subs[1].count, 2);
+    assert_int_equal(br.subs[2].err, KRAPPY_OK);
+    assert_true(br.subs[2].duplicate);
+    assert_int_equal(br.subs[2].first, 0);
+    assert_int_equal(br.subs[3].err, KRAPPY_E_OUT_OF_ORDER_SEQUENCE);
+    assert_int_equal(br.subs[3].seq, 2);
+    assert_int_not_equal(br.subs[4].err, KRAPPY_OK);
+    assert_int_equal(br.subs[5].err, KRAPPY_OK);
+    assert_int_equal(br.subs[5].first, 2);
+    assert_int_equal(br.subs[5].count, 3);
+    kr_store_result r = result_of(e, 3);
+    assert_int_equal(r.first, 5);
+    assert_int_equal(topic(e)->next, 6);
+    /* Asked for as one result: the entry's. */
+    assert_int_equal(result_of(e, 2).err, KRAPPY_OK);
+    /* A restart replays the log: every PUBLISH of the batch is held. */
+    close_all(e);
+    open_all(e);
+    assert_int_equal(topic(e)->raft_index, kr_replica_pos(3, 0));
+    push_create(e, 1);
+    push_mixed_batch(e, 2);
+    push_publish(e, 3, 1, 15, NULL, 0, 0);
+    push_publish(e, 4, 1, 16, NULL, 0, 0);
+    r = result_of(e, 4);
+    assert_int_equal(r.err, KRAPPY_OK);
+    assert_int_equal(r.first, 6);
+    br = batch_result_of(e, 2);
+    assert_int_equal(br.subs[1].count, 2);
+    assert_int_equal(br.subs[5].count, 3);
+    assert_int_equal(topic(e)->next, 7);
+}
+
+/* A stream that holds part of a BATCH (a power cut kept its first
+ * batches): the replay applies exactly the rest. */
+static void test_batch_partly_held(void **state)
+{
+    env *e = *state;
+    push_create(e, 1);
+    kr_buf one, two;
+    kr_buf_init(&one, 1 << 16);
+    kr_buf_init(&two, 1 << 16);
+    put_publish(&one, 2, 10, NULL, 0, 0);
+    put_publish(&two, 1, 11, NULL, 0, 0);
+    /* What the stream holds: the first sub-command of the BATCH at 2. */
+    kr_buf_reset(&e->b);
+    kr_cmd_put_batch_begin(&e->b, 1);
+    kr_cmd_put_batch_sub(&e->b, one.data, one.len);
+    assert_int_equal(kr_replica_push(e->rp, 2, e->b.data, e->b.len), 0);
+    assert_int_equal(batch_result_of(e, 2).subs[0].count, 2);
+    assert_int_equal(topic(e)->raft_index, kr_replica_pos(2, 1));
+    close_all(e);
+    open_all(e);
+    /* The log's BATCH had two. */
+    push_create(e, 1);
+    kr_buf_reset(&e->b);
+    kr_cmd_put_batch_begin(&e->b, 2);
+    kr_cmd_put_batch_sub(&e->b, one.data, one.len);
+    kr_cmd_put_batch_sub(&e->b, two.data, two.len);
+    assert_int_equal(kr_replica_push(e->rp, 2, e->b.data, e->b.len), 0);
+    batch_res br = batch_result_of(e, 2);
+    assert_int_equal(br.n, 2);
+    assert_int_equal(br.subs[1].err, KRAPPY_OK);
+    assert_int_equal(br.subs[1].first, 2);
+    assert_int_equal(kr_replica_skipped(e->rp), 1);
+    assert_int_equal(topic(e)->next, 3);
+    assert_int_equal(topic(e)->raft_index, kr_replica_pos(2, 2));
+    kr_buf_free(&one);
+    kr_buf_free(&two);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -499,6 +641,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_kafka_offsets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_topics, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_topics, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_partly_held, setup, teardown),
     };
     return cmocka_run_group_tests_name("test_cluster_replica", tests, NULL, NULL);
 }

@@ -493,14 +493,17 @@ void kr_cluster_stop(kr_cluster *c)
 
 typedef struct submission {
     kr_cluster *c;
-    kr_replica_done done;
+    kr_replica_done done;             /* or: */
+    kr_replica_batch_done batch_done; /* a BATCH's */
     void *arg;
 } submission;
 
 static void submitted(void *arg, kr_node_err status, uint64_t index, const char *msg)
 {
     submission *s = arg;
-    if (status == KR_NODE_OK) {
+    if (status == KR_NODE_OK && s->batch_done != NULL) {
+        kr_replica_wait_batch(s->c->replica, index, s->batch_done, s->arg);
+    } else if (status == KR_NODE_OK) {
         kr_replica_wait(s->c->replica, index, s->done, s->arg);
     } else {
         kr_store_result res = {.err = from_node(status)};
@@ -511,14 +514,19 @@ static void submitted(void *arg, kr_node_err status, uint64_t index, const char 
                      "leader with the same seq)");
         else
             snprintf(res.msg, sizeof res.msg, "%s", msg);
-        s->done(s->arg, &res);
+        if (s->batch_done != NULL)
+            s->batch_done(s->arg, &res, NULL, 0);
+        else
+            s->done(s->arg, &res);
     }
     free(s);
 }
 
-krappy_err kr_cluster_submit(kr_cluster *c, const void *cmd, size_t len, kr_replica_done done,
-                             void *arg, char *msg, size_t msglen)
+/* Append cmd; how says who gets the result (c, arg and one callback). */
+static krappy_err submit_entry(const submission *how, const void *cmd, size_t len, char *msg,
+                               size_t msglen)
 {
+    kr_cluster *c = how->c;
     if (len > KR_CLUSTER_COMMAND_MAX) {
         snprintf(msg, msglen,
                  "this write is %zu bytes; a cluster takes writes of at most %u bytes (1 MiB) "
@@ -536,13 +544,27 @@ krappy_err kr_cluster_submit(kr_cluster *c, const void *cmd, size_t len, kr_repl
                            : "out of memory submitting a write to the cluster");
         return n == NULL ? KRAPPY_E_NOT_LEADER : KRAPPY_E_STORAGE;
     }
-    *s = (submission){.c = c, .done = done, .arg = arg};
+    *s = *how;
     kr_node_err e = kr_node_submit(n, cmd, len, submitted, s);
     if (e == KR_NODE_OK)
         return KRAPPY_OK;
     free(s);
     snprintf(msg, msglen, "%s", kr_node_strerror(e));
     return from_node(e);
+}
+
+krappy_err kr_cluster_submit(kr_cluster *c, const void *cmd, size_t len, kr_replica_done done,
+                             void *arg, char *msg, size_t msglen)
+{
+    submission how = {.c = c, .done = done, .arg = arg};
+    return submit_entry(&how, cmd, len, msg, msglen);
+}
+
+krappy_err kr_cluster_submit_batch(kr_cluster *c, const void *cmd, size_t len,
+                                   kr_replica_batch_done done, void *arg, char *msg, size_t msglen)
+{
+    submission how = {.c = c, .batch_done = done, .arg = arg};
+    return submit_entry(&how, cmd, len, msg, msglen);
 }
 
 bool kr_cluster_is_leader(kr_cluster *c)

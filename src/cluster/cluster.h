@@ -189,6 +189,12 @@ bool kr_cluster_ready(kr_cluster *c, char *why, size_t whylen);
 krappy_err kr_cluster_submit(kr_cluster *c, const void *cmd, size_t len, kr_replica_done done,
                              void *arg, char *msg, size_t msglen);
 
+/* kr_cluster_submit_batch - the same for a BATCH (cmd.h): done gets each
+ * sub-command's result (replica.h, kr_replica_wait_batch), or an error
+ * that is every sub-command's (n 0). */
+krappy_err kr_cluster_submit_batch(kr_cluster *c, const void *cmd, size_t len,
+                                   kr_replica_batch_done done, void *arg, char *msg, size_t msglen);
+
 /* The outcome of a membership change (loop thread): KRAPPY_OK, or the error
  * with a sentence. */
 typedef void (*kr_cluster_done)(void *arg, krappy_err err, const char *msg);

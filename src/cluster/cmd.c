@@ -37,6 +37,8 @@ const char *kr_cmd_name(kr_cmd_type t)
         return "TOPIC_CONFIG";
     case KR_CMD_KOFFSET_COMMIT:
         return "KOFFSET_COMMIT";
+    case KR_CMD_BATCH:
+        return "BATCH";
     }
     return "unknown";
 }
@@ -177,6 +179,35 @@ static int decode_topic_config(rd *r, kr_cmd *c)
     return 0;
 }
 
+/* Every sub-command is checked now, so that applying never meets a bad
+ * one: a whole PUBLISH or PRODUCER_REGISTER in a definite byte string. */
+static int decode_batch(rd *r, kr_cmd *c)
+{
+    if (next(r, &c->subs, "no sub-commands") < 0 || c->subs.kind != KR_CBOR_ARRAY ||
+        c->subs.indefinite || c->subs.u == 0 || c->subs.u > KR_CMD_BATCH_MAX)
+        return bad(r, "the sub-commands are not an array of 1 to 2^20-1");
+    c->n_subs = c->subs.u;
+    kr_cbor_iter in;
+    kr_cbor_iter_init(&in, &c->subs);
+    kr_cbor_item it;
+    uint64_t i = 0;
+    while (kr_cbor_iter_next(&in, &it) == 1) {
+        kr_cmd sub;
+        char why[200];
+        if (it.kind != KR_CBOR_BYTES || it.str == NULL)
+            return bad(r, "a sub-command is not a byte string");
+        if (kr_cmd_decode(it.str, it.str_len, &sub, why, sizeof why) < 0) {
+            snprintf(r->err, r->errlen, "raft command BATCH: sub-command %llu: %s",
+                     (unsigned long long)i, why);
+            return -1;
+        }
+        if (sub.type != KR_CMD_PUBLISH && sub.type != KR_CMD_PRODUCER_REGISTER)
+            return bad(r, "a sub-command is neither a PUBLISH nor a PRODUCER_REGISTER");
+        i++;
+    }
+    return 0;
+}
+
 int kr_cmd_decode(const uint8_t *p, size_t len, kr_cmd *c, char *err, size_t errlen)
 {
     kr_cbor_item arr;
@@ -268,6 +299,10 @@ int kr_cmd_decode(const uint8_t *p, size_t len, kr_cmd *c, char *err, size_t err
         want = 4;
         rc = decode_koffset(&r, c);
         break;
+    case KR_CMD_BATCH:
+        want = 1;
+        rc = decode_batch(&r, c);
+        break;
     default:
         snprintf(err, errlen,
                  "raft command number %llu is not known to this build (written by a newer "
@@ -301,6 +336,21 @@ int kr_cmd_cursor_next(kr_cmd_cursor_iter *ci, kr_str *group, uint64_t *cursor)
     group->len = g.str_len;
     *cursor = v.u;
     return 1;
+}
+
+void kr_cmd_sub_iter_init(kr_cmd_sub_iter *si, const kr_cmd *c)
+{
+    kr_cbor_iter_init(&si->it, &c->subs);
+}
+
+int kr_cmd_sub_next(kr_cmd_sub_iter *si, kr_cmd *sub)
+{
+    kr_cbor_item it;
+    char err[8];
+    if (kr_cbor_iter_next(&si->it, &it) != 1)
+        return 0;
+    /* Checked by kr_cmd_decode. */
+    return kr_cmd_decode(it.str, it.str_len, sub, err, sizeof err) == 0;
 }
 
 /* ---- encoding ---- */
@@ -423,4 +473,16 @@ void kr_cmd_put_koffset(kr_buf *b, const kr_str *topic, const kr_str *group, uin
         kr_cbor_put_bytes(b, metadata, mlen);
     else
         kr_cbor_put_null(b);
+}
+
+void kr_cmd_put_batch_begin(kr_buf *b, size_t n)
+{
+    kr_cbor_put_array(b, 2);
+    kr_cbor_put_uint(b, KR_CMD_BATCH);
+    kr_cbor_put_array(b, n);
+}
+
+void kr_cmd_put_batch_sub(kr_buf *b, const void *cmd, size_t len)
+{
+    kr_cbor_put_bytes(b, cmd, len);
 }

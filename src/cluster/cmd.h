@@ -27,6 +27,10 @@
  *                                            creates the topic when it is missing
  *   [20, topic, group, offset, metadata|null] KOFFSET_COMMIT: a Kafka group's committed
  *                                            offset (metadata: bytes)
+ *   [21, [command...]]                       BATCH: the PUBLISHes and PRODUCER_REGISTERs
+ *                                            of one leader loop turn, each a whole command
+ *                                            in a byte string, applied in order with the
+ *                                            result each would have alone (no BATCH inside)
  *
  * Numbers only grow; a node that meets a number it does not know stops
  * applying (fsm.h: every node must decide the same, so it cannot skip).
@@ -62,8 +66,17 @@ typedef enum kr_cmd_type {
     KR_CMD_GROUP_DELETE = 17,
     KR_CMD_RETENTION = 18,
     KR_CMD_TOPIC_CONFIG = 19,
-    KR_CMD_KOFFSET_COMMIT = 20
+    KR_CMD_KOFFSET_COMMIT = 20,
+    KR_CMD_BATCH = 21
 } kr_cmd_type;
+
+/* Most sub-commands in one BATCH (a node's results keep their places in
+ * 20 bits: replica.h). */
+#define KR_CMD_BATCH_MAX ((1u << 20) - 1)
+/* What a BATCH adds to its sub-commands at most: its head, and each
+ * sub-command's byte-string head. */
+#define KR_CMD_BATCH_HEAD     7
+#define KR_CMD_BATCH_SUB_HEAD 5
 
 /* A decoded command; views into the entry it came from. */
 typedef struct kr_cmd {
@@ -83,6 +96,8 @@ typedef struct kr_cmd {
     kr_cbor_item cursors; /* GROUP_CURSORS: the array of [group, cursor] */
     uint64_t n_cursors;
     kr_topic_config cfg; /* TOPIC_CONFIG: the change, validated */
+    kr_cbor_item subs;   /* BATCH: the array of sub-commands */
+    uint64_t n_subs;
 } kr_cmd;
 
 /*
@@ -100,6 +115,15 @@ typedef struct kr_cmd_cursor_iter {
 
 void kr_cmd_cursor_iter_init(kr_cmd_cursor_iter *ci, const kr_cmd *c);
 int kr_cmd_cursor_next(kr_cmd_cursor_iter *ci, kr_str *group, uint64_t *cursor);
+
+/* The sub-commands of a decoded BATCH, in order, one per call.
+ * @return 1 and *sub decoded (views into the entry); 0 at the end. */
+typedef struct kr_cmd_sub_iter {
+    kr_cbor_iter it;
+} kr_cmd_sub_iter;
+
+void kr_cmd_sub_iter_init(kr_cmd_sub_iter *si, const kr_cmd *c);
+int kr_cmd_sub_next(kr_cmd_sub_iter *si, kr_cmd *sub);
 
 /* ---- encoders: each appends one whole command to b (check b->failed) ---- */
 
@@ -123,6 +147,12 @@ void kr_cmd_put_topic_config(kr_buf *b, const kr_str *topic, const kr_topic_conf
 /* KOFFSET_COMMIT: metadata NULL (mlen ignored) for null. */
 void kr_cmd_put_koffset(kr_buf *b, const kr_str *topic, const kr_str *group, uint64_t offset,
                         const uint8_t *metadata, size_t mlen);
+
+/* BATCH: begin with the count (1..KR_CMD_BATCH_MAX), then
+ * kr_cmd_put_batch_sub n times, each with one whole PUBLISH or
+ * PRODUCER_REGISTER as the encoders above made it. */
+void kr_cmd_put_batch_begin(kr_buf *b, size_t n);
+void kr_cmd_put_batch_sub(kr_buf *b, const void *cmd, size_t len);
 
 /* The command's name for logs ("PUBLISH"), or "unknown". */
 const char *kr_cmd_name(kr_cmd_type t);

@@ -19,57 +19,85 @@
 
 /* ---- results and waiters (loop) ---- */
 
-static void answer(waiter *w, const kr_store_result *res)
+/* Call w's callback (w stays). */
+static void deliver(const waiter *w, const kr_store_result *res, const kr_store_result *subs,
+                    size_t n)
 {
-    w->done(w->arg, res);
+    if (w->batch_done != NULL)
+        w->batch_done(w->arg, res, res->err == KRAPPY_OK ? subs : NULL,
+                      res->err == KRAPPY_OK ? n : 0);
+    else
+        w->done(w->arg, res);
+}
+
+static void answer(waiter *w, const kr_store_result *res, const kr_store_result *subs, size_t n)
+{
+    deliver(w, res, subs, n);
     free(w);
 }
 
-/* The result at `index` is known: keep it and answer who waits for it. */
-static void post(kr_replica *rp, uint64_t index, const kr_store_result *res)
+/* The result at `index` is known: keep it (and a BATCH's subs, taken) and
+ * answer who waits for it. */
+static void post(kr_replica *rp, uint64_t index, const kr_store_result *res, kr_store_result *subs,
+                 uint32_t n)
 {
     slot *s = &rp->slots[index % KR_REPLICA_RESULTS];
+    free(s->subs);
     s->index = index;
     s->known = true;
     s->res = *res;
+    s->subs = subs;
+    s->n_subs = n;
     waiter **pp = &s->waiting;
     while (*pp != NULL) {
         waiter *w = *pp;
         if (w->index == index) {
             *pp = w->next;
-            answer(w, res);
+            answer(w, res, subs, n);
         } else {
             pp = &w->next;
         }
     }
 }
 
-void kr_replica_wait(kr_replica *rp, uint64_t index, kr_replica_done done, void *arg)
+static void wait_for(kr_replica *rp, uint64_t index, const waiter *how)
 {
     slot *s = &rp->slots[index % KR_REPLICA_RESULTS];
     if (s->known && s->index == index) {
-        done(arg, &s->res);
+        deliver(how, &s->res, s->subs, s->n_subs);
         return;
     }
+    kr_store_result res = {.err = KRAPPY_E_STORAGE};
     if (index + KR_REPLICA_RESULTS <= rp->stored) {
-        kr_store_result res = {.err = KRAPPY_E_STORAGE};
         snprintf(res.msg, sizeof res.msg,
                  "the result of raft entry %llu was forgotten before it was asked for (more "
                  "than %u entries applied since); its outcome is unknown",
                  (unsigned long long)index, (unsigned)KR_REPLICA_RESULTS);
-        done(arg, &res);
+        deliver(how, &res, NULL, 0);
         return;
     }
     waiter *w = malloc(sizeof *w);
     if (w == NULL) {
-        kr_store_result res = {.err = KRAPPY_E_STORAGE};
         snprintf(res.msg, sizeof res.msg, "out of memory waiting for raft entry %llu",
                  (unsigned long long)index);
-        done(arg, &res);
+        deliver(how, &res, NULL, 0);
         return;
     }
-    *w = (waiter){.index = index, .done = done, .arg = arg, .next = s->waiting};
+    *w = *how;
+    w->next = s->waiting;
     s->waiting = w;
+}
+
+void kr_replica_wait(kr_replica *rp, uint64_t index, kr_replica_done done, void *arg)
+{
+    waiter how = {.index = index, .done = done, .arg = arg};
+    wait_for(rp, index, &how);
+}
+
+void kr_replica_wait_batch(kr_replica *rp, uint64_t index, kr_replica_batch_done done, void *arg)
+{
+    waiter how = {.index = index, .batch_done = done, .arg = arg};
+    wait_for(rp, index, &how);
 }
 
 /* ---- completion (loop) ---- */
@@ -86,7 +114,7 @@ static void advance(kr_replica *rp)
             rp->fly_tail = NULL;
         rp->stored = it->index;
         moved = true;
-        post(rp, it->index, &it->res);
+        post(rp, it->index, &it->res, it->subs, it->n_subs);
         free(it);
     }
     if (moved) {
@@ -101,8 +129,6 @@ static void advance(kr_replica *rp)
 void kr_replica_complete(item *it, const kr_store_result *res)
 {
     kr_replica *rp = it->rp;
-    it->res = *res;
-    it->completed = true;
     /* The store could not do what every other node did (a disk, memory):
      * applying more would shift this node's offsets. Stop here; a restart
      * applies the log again from what the streams hold. */
@@ -111,8 +137,19 @@ void kr_replica_complete(item *it, const kr_store_result *res)
         kr_log(KR_LOG_ERROR,
                "the store failed a command of the raft log; this node applies no "
                "more until it is restarted",
-               KR_LOG_U64("index", it->index), KR_LOG_STR("reason", res->msg));
+               KR_LOG_U64("index", it->index), KR_LOG_U64("sub", it->sub),
+               KR_LOG_STR("reason", res->msg));
     }
+    item *batch = it->parent;
+    if (batch != NULL) {
+        batch->subs[it->sub - 1] = *res;
+        free(it);
+        if (--batch->jobs == 0)
+            kr_replica_complete(batch, &batch->res);
+        return;
+    }
+    it->res = *res;
+    it->completed = true;
     advance(rp);
 }
 
@@ -230,7 +267,7 @@ void kr_replica_free(kr_replica *rp)
         while (rp->slots[i].waiting != NULL) {
             waiter *w = rp->slots[i].waiting;
             rp->slots[i].waiting = w->next;
-            answer(w, &gone);
+            answer(w, &gone, NULL, 0);
         }
     for (item *it = rp->in_head, *n; it != NULL; it = n) {
         n = it->next;
@@ -238,6 +275,7 @@ void kr_replica_free(kr_replica *rp)
     }
     for (item *it = rp->fly_head, *n; it != NULL; it = n) {
         n = it->next;
+        free(it->subs);
         free(it);
     }
     for (item *it = rp->wait_head, *n; it != NULL; it = n) {
@@ -249,6 +287,8 @@ void kr_replica_free(kr_replica *rp)
     kr_buf_free(&rp->snap);
     if (rp->ev != NULL)
         event_free(rp->ev);
+    for (size_t i = 0; rp->slots != NULL && i < KR_REPLICA_RESULTS; i++)
+        free(rp->slots[i].subs);
     free(rp->slots);
     kr_buf_free(&rp->scratch);
     pthread_cond_destroy(&rp->cond);

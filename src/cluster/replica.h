@@ -12,7 +12,8 @@
  * pushed command has completed (its batch handed to the OS).
  *
  * Restarts. Every start replays the raft log since the last snapshot. A
- * PUBLISH records its raft index in its batch header (store.h,
+ * PUBLISH records its position in the log (its raft index, and its place
+ * in a BATCH: replica_int.h) in its batch header (store.h,
  * kr_store_publish_applied), so one at or below a topic's raft_index is
  * skipped; creating a topic that exists is a no-op; an idempotent
  * registration whose epoch the producer has is skipped; a GROUP_CREATE of
@@ -36,7 +37,10 @@
  *
  * Answers. The leader's request handlers wait for the result of the entry
  * they submitted (kr_replica_wait): the store's result for that index here
- * (its offsets, or the error every node came to).
+ * (its offsets, or the error every node came to). A BATCH (cmd.h: one
+ * loop turn's PUBLISHes and registrations) keeps one result per
+ * sub-command, each what applying that command alone in its place gives
+ * (kr_replica_wait_batch).
  *
  * Threads: kr_replica_push, _snapshot and _restore on the raft thread,
  * everything else on the loop thread.
@@ -54,6 +58,36 @@
 #include "util/buf.h"
 
 #define KR_REPLICA_RESULTS 4096 /* results kept for answers, by index */
+
+/*
+ * Positions. A PUBLISH records in its batch header where it stands in the
+ * log: its entry's index and its place in a BATCH (0 alone), so that a
+ * restart's replay skips exactly the sub-commands a stream holds - a power
+ * cut may keep some batches of one entry and lose the next. The top bit
+ * tells a position from the bare index older krappyds recorded (which
+ * meant: all of that entry held), and orders every position after them.
+ */
+#define KR_POS_FLAG     (1ull << 63)
+#define KR_POS_SUB_BITS 20
+#define KR_POS_SUB_ALL  ((1u << KR_POS_SUB_BITS) - 1) /* every place of an entry */
+
+static inline uint64_t kr_replica_pos(uint64_t index, uint32_t sub)
+{
+    return KR_POS_FLAG | index << KR_POS_SUB_BITS | sub;
+}
+
+/* The entry index of a recorded value (a position or a bare index). */
+static inline uint64_t kr_replica_pos_index(uint64_t recorded)
+{
+    return recorded & KR_POS_FLAG ? (recorded & ~KR_POS_FLAG) >> KR_POS_SUB_BITS : recorded;
+}
+
+/* A recorded value as a position (a bare index: all of its entry). */
+static inline uint64_t kr_replica_pos_held(uint64_t recorded)
+{
+    return recorded == 0 || recorded & KR_POS_FLAG ? recorded
+                                                   : kr_replica_pos(recorded, KR_POS_SUB_ALL);
+}
 
 typedef struct kr_replica kr_replica;
 
@@ -122,6 +156,13 @@ void kr_replica_halt(kr_replica *rp);
  * OUT_OF_ORDER_SEQUENCE res->seq is the sequence number expected. */
 typedef void (*kr_replica_done)(void *arg, const kr_store_result *res);
 
+/* The results of a BATCH (cmd.h): res the entry's (not KRAPPY_OK: every
+ * sub-command's outcome is that), subs[i] the i-th sub-command's, as
+ * kr_replica_done's res. n is 0 when res is not KRAPPY_OK or the entry at
+ * the index was no BATCH. */
+typedef void (*kr_replica_batch_done)(void *arg, const kr_store_result *res,
+                                      const kr_store_result *subs, size_t n);
+
 /*
  * kr_replica_wait - call done with the result of the command at `index`
  * (pushed already, or about to be): at once when it is known, else once
@@ -129,6 +170,10 @@ typedef void (*kr_replica_done)(void *arg, const kr_store_result *res);
  * forgotten: done gets KRAPPY_E_STORAGE saying so.
  */
 void kr_replica_wait(kr_replica *rp, uint64_t index, kr_replica_done done, void *arg);
+
+/* kr_replica_wait_batch - the same for a BATCH: done gets every
+ * sub-command's result. */
+void kr_replica_wait_batch(kr_replica *rp, uint64_t index, kr_replica_batch_done done, void *arg);
 
 /* Ready for clients (/readyz): not halted by a store failure, not
  * catching up after a snapshot. @return true, or false with why. */

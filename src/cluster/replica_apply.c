@@ -4,6 +4,7 @@
  * kr_replica_complete.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cluster/cmd.h"
@@ -51,7 +52,8 @@ static void apply_publish(kr_replica *rp, item *it, const kr_cmd *cmd)
     char msg[256];
     krappy_err rc = kr_req_decode(KRAPPY_T_PUBLISH, cmd->payload.ptr, cmd->payload.len,
                                   &rp->scratch, &req, msg, sizeof msg);
-    if (rc == KRAPPY_OK && it->index <= t->raft_index) {
+    uint64_t pos = kr_replica_pos(it->index, it->sub);
+    if (rc == KRAPPY_OK && pos <= kr_replica_pos_held(t->raft_index)) {
         /* Held already: a restart replays what its stream has. */
         rp->skipped++;
         res.count = req.u.publish.count;
@@ -65,8 +67,8 @@ static void apply_publish(kr_replica *rp, item *it, const kr_cmd *cmd)
                     .seq = req.u.publish.seq};
     if (rc == KRAPPY_OK)
         rc = kr_store_publish_applied(rp->store, t, &req, &rp->scratch,
-                                      cmd->has_producer ? &idem : NULL, cmd->value, it->index,
-                                      stored_cb, it, msg, sizeof msg, &bad);
+                                      cmd->has_producer ? &idem : NULL, cmd->value, pos, stored_cb,
+                                      it, msg, sizeof msg, &bad);
     if (rc != KRAPPY_OK) {
         /* Every node refuses it alike (the same request, the same state). */
         res.err = rc;
@@ -280,6 +282,114 @@ static void apply_topic_config(kr_replica *rp, item *it, const kr_cmd *cmd)
         kr_replica_complete(it, &res);
 }
 
+static void apply_batch(kr_replica *rp, item *it, const kr_cmd *cmd);
+
+/* Apply one decoded command (its strings point into it->data, or into its
+ * BATCH's). */
+static void apply_cmd(kr_replica *rp, item *it, const kr_cmd *cmd)
+{
+    kr_store_result res = {.err = KRAPPY_OK};
+    switch (cmd->type) {
+    case KR_CMD_TOPIC_CREATE: {
+        kr_topic *t;
+        if (kr_store_register(rp->store, cmd->topic.ptr, cmd->topic.len, &t, stored_cb, it, &res) <
+            0)
+            kr_replica_complete(it, &res);
+        return;
+    }
+    case KR_CMD_PUBLISH:
+        apply_publish(rp, it, cmd);
+        return;
+    case KR_CMD_PRODUCER_REGISTER:
+        apply_register(rp, it, cmd);
+        return;
+    case KR_CMD_GROUP_CREATE:
+        apply_group_create(rp, it, cmd);
+        return;
+    case KR_CMD_GROUP_CURSORS:
+        apply_group_cursors(rp, it, cmd);
+        return;
+    case KR_CMD_GROUP_SEEK:
+        apply_group_seek(rp, it, cmd);
+        return;
+    case KR_CMD_GROUP_DELETE:
+        apply_group_delete(rp, it, cmd);
+        return;
+    case KR_CMD_KOFFSET_COMMIT:
+        apply_koffset(rp, it, cmd);
+        return;
+    case KR_CMD_TOPIC_DELETE:
+        apply_topic_delete(rp, it, cmd);
+        return;
+    case KR_CMD_TOPIC_CONFIG:
+        apply_topic_config(rp, it, cmd);
+        return;
+    case KR_CMD_RETENTION:
+        apply_retention(rp, it, cmd);
+        return;
+    case KR_CMD_BATCH:
+        apply_batch(rp, it, cmd);
+        return;
+    default:
+        res.err = KRAPPY_E_INVALID_ARGUMENT;
+        snprintf(res.msg, sizeof res.msg, "%s is not replicated by this krappyd yet",
+                 kr_cmd_name(cmd->type));
+        kr_replica_complete(it, &res);
+        return;
+    }
+}
+
+/* A sub-command that this node could not apply (the replica halted, or
+ * no memory): every node after it would differ, so the replica halts. */
+static void sub_refused(kr_replica *rp, item *batch, uint32_t place, const char *why)
+{
+    kr_store_result res = {.err = KRAPPY_E_STORAGE};
+    snprintf(res.msg, sizeof res.msg, "%s", why);
+    batch->subs[place - 1] = res;
+    if (!rp->halted) {
+        rp->halted = true;
+        kr_log(KR_LOG_ERROR,
+               "a sub-command of a raft BATCH could not be applied; this node applies no more "
+               "until it is restarted",
+               KR_LOG_U64("index", batch->index), KR_LOG_U64("sub", place),
+               KR_LOG_STR("reason", why));
+    }
+}
+
+/* One loop turn of the leader's PUBLISHes and registrations: each applied
+ * in its place as a command of its own would be (a sub-item each, whose
+ * result lands in it->subs); the BATCH completes with its last. */
+static void apply_batch(kr_replica *rp, item *it, const kr_cmd *cmd)
+{
+    it->subs = calloc(cmd->n_subs, sizeof *it->subs);
+    if (it->subs == NULL) {
+        kr_store_result res = {.err = KRAPPY_E_STORAGE};
+        snprintf(res.msg, sizeof res.msg, "out of memory applying a raft BATCH");
+        kr_replica_complete(it, &res);
+        return;
+    }
+    it->n_subs = (uint32_t)cmd->n_subs;
+    it->res = (kr_store_result){.err = KRAPPY_OK};
+    it->jobs = 1; /* this loop's own, dropped below */
+    kr_cmd_sub_iter si;
+    kr_cmd sub;
+    kr_cmd_sub_iter_init(&si, cmd);
+    for (uint32_t place = 1; place <= it->n_subs && kr_cmd_sub_next(&si, &sub); place++) {
+        item *one = rp->halted ? NULL : calloc(1, sizeof *one);
+        if (one == NULL) {
+            sub_refused(rp, it, place,
+                        rp->halted ? "this node stopped applying the raft log before this write"
+                                   : "out of memory applying a raft BATCH");
+            continue;
+        }
+        *one = (item){.index = it->index, .sub = place, .parent = it, .rp = rp};
+        it->jobs++;
+        apply_cmd(rp, one, &sub);
+    }
+    if (--it->jobs == 0)
+        kr_replica_complete(it, &it->res);
+}
+
 void kr_replica_apply(kr_replica *rp, item *it)
 {
     kr_cmd cmd;
@@ -291,48 +401,5 @@ void kr_replica_apply(kr_replica *rp, item *it)
         kr_replica_complete(it, &res);
         return;
     }
-    switch (cmd.type) {
-    case KR_CMD_TOPIC_CREATE: {
-        kr_topic *t;
-        if (kr_store_register(rp->store, cmd.topic.ptr, cmd.topic.len, &t, stored_cb, it, &res) < 0)
-            kr_replica_complete(it, &res);
-        return;
-    }
-    case KR_CMD_PUBLISH:
-        apply_publish(rp, it, &cmd);
-        return;
-    case KR_CMD_PRODUCER_REGISTER:
-        apply_register(rp, it, &cmd);
-        return;
-    case KR_CMD_GROUP_CREATE:
-        apply_group_create(rp, it, &cmd);
-        return;
-    case KR_CMD_GROUP_CURSORS:
-        apply_group_cursors(rp, it, &cmd);
-        return;
-    case KR_CMD_GROUP_SEEK:
-        apply_group_seek(rp, it, &cmd);
-        return;
-    case KR_CMD_GROUP_DELETE:
-        apply_group_delete(rp, it, &cmd);
-        return;
-    case KR_CMD_KOFFSET_COMMIT:
-        apply_koffset(rp, it, &cmd);
-        return;
-    case KR_CMD_TOPIC_DELETE:
-        apply_topic_delete(rp, it, &cmd);
-        return;
-    case KR_CMD_TOPIC_CONFIG:
-        apply_topic_config(rp, it, &cmd);
-        return;
-    case KR_CMD_RETENTION:
-        apply_retention(rp, it, &cmd);
-        return;
-    default:
-        res.err = KRAPPY_E_INVALID_ARGUMENT;
-        snprintf(res.msg, sizeof res.msg, "%s is not replicated by this krappyd yet",
-                 kr_cmd_name(cmd.type));
-        kr_replica_complete(it, &res);
-        return;
-    }
+    apply_cmd(rp, it, &cmd);
 }

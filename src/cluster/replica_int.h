@@ -21,10 +21,14 @@
  * completed it. */
 typedef struct item {
     uint64_t index; /* 0: a catch-up to the snapshot in data (kr_replica_restore) */
+    uint32_t sub;   /* a BATCH's sub-command: its place, 1..n (no data; parent's); 0: an entry */
     bool completed;
-    uint32_t jobs; /* GROUP_CURSORS: its store jobs still running */
+    uint32_t jobs; /* GROUP_CURSORS: its store jobs still running; BATCH: its sub-commands */
     kr_store_result res;
     struct item *next;
+    struct item *parent;   /* a sub-command's BATCH */
+    kr_store_result *subs; /* BATCH: each sub-command's result, by place - 1 */
+    uint32_t n_subs;
     kr_replica *rp;
     size_t len;
     uint8_t data[];
@@ -33,7 +37,8 @@ typedef struct item {
 /* A request waiting for the result at `index`. */
 typedef struct waiter {
     uint64_t index;
-    kr_replica_done done;
+    kr_replica_done done;             /* or: */
+    kr_replica_batch_done batch_done; /* kr_replica_wait_batch's */
     void *arg;
     struct waiter *next;
 } waiter;
@@ -43,6 +48,8 @@ typedef struct slot {
     uint64_t index; /* 0: empty */
     bool known;
     kr_store_result res;
+    kr_store_result *subs; /* a BATCH's results (owned) */
+    uint32_t n_subs;
     waiter *waiting; /* for this slot's indexes, any of them */
 } slot;
 
@@ -82,7 +89,8 @@ struct kr_replica {
 
 /* The store completed it (res: its result): `stored` advances over what
  * completed in log order, results are posted, and a store failure halts
- * the replica. */
+ * the replica. A sub-command's result goes to its BATCH, which completes
+ * with its last. */
 void kr_replica_complete(item *it, const kr_store_result *res);
 
 /* Apply what waits, in order, unless a catch-up runs or the replica

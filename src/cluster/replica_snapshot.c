@@ -140,7 +140,8 @@ static void caught_chunk(void *arg, const char *topic, uint64_t first, uint64_t 
         rc = KRAPPY_E_STORAGE;
     }
     if (rc == KRAPPY_OK)
-        rc = kr_store_publish_applied(rp->store, t, &req, &rp->scratch, NULL, 0, rp->catch_index,
+        rc = kr_store_publish_applied(rp->store, t, &req, &rp->scratch, NULL, 0,
+                                      kr_replica_pos(rp->catch_index, KR_POS_SUB_ALL),
                                       kr_replica_created_quietly, NULL, msg, sizeof msg, &bad);
     if (rc != KRAPPY_OK)
         kr_log(KR_LOG_ERROR, "events fetched from the leader cannot be stored here",
@@ -294,7 +295,8 @@ static void drop_unlisted(kr_replica *rp, const kr_cbor_item *list, uint64_t ind
     kr_topic **all;
     for (size_t i = kr_store_topics(rp->store, &all); i-- > 0;) {
         kr_topic *t = all[i];
-        if (t->raft_index > index || listed(list, KR_CBOR_TEXT, t->name, t->name_len))
+        if (kr_replica_pos_index(t->raft_index) > index ||
+            listed(list, KR_CBOR_TEXT, t->name, t->name_len))
             continue;
         kr_store_result res = {.err = KRAPPY_OK};
         kr_log(KR_LOG_INFO, "a topic deleted before the raft snapshot goes here too",
@@ -356,7 +358,7 @@ bool kr_replica_catch_up(kr_replica *rp, const item *it)
             kr_store_retain(rp->store, t, first.u);
         /* A topic with batches after the snapshot holds what it covers
          * (or is one made again after a deletion the replay holds). */
-        if (t->assigned >= next.u || t->raft_index > idx.u)
+        if (t->assigned >= next.u || kr_replica_pos_index(t->raft_index) > idx.u)
             continue;
         memcpy(r[n].topic, name.str, name.str_len);
         r[n].from = t->assigned;

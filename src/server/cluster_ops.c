@@ -165,6 +165,7 @@ void kr_server_cluster_halt(kr_server *srv)
 void kr_server_cluster_free(kr_server *srv)
 {
     kr_server_cluster_rounds_free(srv);
+    kr_server_cluster_batch_free(srv);
     kr_replica_free(srv->replica);
     srv->replica = NULL;
     kr_buf_free(&srv->cmd);

@@ -32,8 +32,7 @@ void kr_server_write_error(kr_req *r, const kr_store_result *res)
     kr_req_error(r, res->err, res->msg, &extra);
 }
 
-krappy_err kr_server_cluster_command(kr_server *srv, kr_replica_done done, void *arg, char *msg,
-                                     size_t msglen)
+krappy_err kr_server_cluster_leads(kr_server *srv, char *msg, size_t msglen)
 {
     char leader[KR_HOSTPORT_MAX + 1];
     if (!kr_cluster_is_leader(srv->cluster)) {
@@ -46,21 +45,54 @@ krappy_err kr_server_cluster_command(kr_server *srv, kr_replica_done done, void 
                      "yet; try again in a moment");
         return KRAPPY_E_NOT_LEADER;
     }
+    return KRAPPY_OK;
+}
+
+krappy_err kr_server_cluster_send(kr_server *srv, const void *cmd, size_t len, kr_replica_done done,
+                                  void *arg, char *msg, size_t msglen)
+{
+    krappy_err e = kr_server_cluster_leads(srv, msg, msglen);
+    if (e != KRAPPY_OK)
+        return e;
+    return kr_cluster_submit(srv->cluster, cmd, len, done, arg, msg, msglen);
+}
+
+krappy_err kr_server_cluster_command(kr_server *srv, kr_replica_done done, void *arg, char *msg,
+                                     size_t msglen)
+{
     if (srv->cmd.failed) {
         snprintf(msg, msglen, "out of memory encoding the write for the cluster's log");
         return KRAPPY_E_STORAGE;
     }
-    return kr_cluster_submit(srv->cluster, srv->cmd.data, srv->cmd.len, done, arg, msg, msglen);
+    kr_server_cluster_batch_flush(srv); /* what the leader took before goes first */
+    return kr_server_cluster_send(srv, srv->cmd.data, srv->cmd.len, done, arg, msg, msglen);
+}
+
+/* r waits for its answer (KR_H_ASYNC); a submission refused (e) answers it
+ * at once. */
+static kr_hresult answered_later(kr_req *r, krappy_err e, const char *msg)
+{
+    if (e != KRAPPY_OK) {
+        kr_store_result res = {.err = e, .first = UINT64_MAX};
+        snprintf(res.msg, sizeof res.msg, "%s", msg);
+        kr_server_write_error(r, &res);
+    }
+    return KR_H_ASYNC;
 }
 
 kr_hresult kr_server_cluster_submit(kr_conn *c, kr_req *r, kr_replica_done done)
 {
+    char msg[256];
     kr_req_async(r);
-    kr_store_result res = {.first = UINT64_MAX};
-    res.err = kr_server_cluster_command(c->srv, done, r, res.msg, sizeof res.msg);
-    if (res.err != KRAPPY_OK)
-        kr_server_write_error(r, &res);
-    return KR_H_ASYNC;
+    return answered_later(r, kr_server_cluster_command(c->srv, done, r, msg, sizeof msg), msg);
+}
+
+/* As kr_server_cluster_submit, into this loop turn's BATCH. */
+static kr_hresult batch_submit(kr_conn *c, kr_req *r, kr_replica_done done)
+{
+    char msg[256];
+    kr_req_async(r);
+    return answered_later(r, kr_server_cluster_batch(c->srv, done, r, msg, sizeof msg), msg);
 }
 
 /* ---- PRODUCER_REGISTER ---- */
@@ -108,7 +140,7 @@ kr_hresult kr_server_cluster_register(kr_conn *c, kr_req *r, const kr_request *r
     c->idem_id_len = id->len;
     r->ctx = r;
     kr_cmd_put_producer_register(&c->srv->cmd, name, id, c->idem_epoch);
-    return kr_server_cluster_submit(c, r, registered);
+    return batch_submit(c, r, registered);
 }
 
 /* ---- PUBLISH ---- */
@@ -142,7 +174,7 @@ kr_hresult kr_server_cluster_publish(kr_conn *c, kr_req *r, const kr_request *re
     kr_buf_reset(&c->srv->cmd);
     kr_cmd_put_publish(&c->srv->cmd, &topic, kr_wall_ms(), c->idem ? &id : NULL, c->idem_epoch,
                        &payload);
-    return kr_server_cluster_submit(c, r, published);
+    return batch_submit(c, r, published);
 }
 
 /* ---- the admin port's and the Kafka listener's produce ---- */
@@ -155,7 +187,7 @@ krappy_err kr_server_cluster_produce(kr_server *srv, const char *topic, size_t t
     kr_str name = {(const uint8_t *)topic, tlen}, body = {payload, len};
     kr_buf_reset(&srv->cmd);
     kr_cmd_put_publish(&srv->cmd, &name, kr_wall_ms(), NULL, 0, &body);
-    return kr_server_cluster_command(srv, done, arg, msg, msglen);
+    return kr_server_cluster_batch(srv, done, arg, msg, msglen);
 }
 
 /* ---- DELETE_TOPIC, TOPIC_CONFIG ---- */

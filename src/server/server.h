@@ -193,6 +193,7 @@ struct kr_server {
     kr_replica *replica;             /* applies the log's store commands (a member's) */
     kr_buf cmd;                      /* a command being encoded for the log */
     struct kr_cursor_rounds *rounds; /* ACKs' cursors of this loop turn (cluster_groups.c) */
+    struct kr_write_batch *batch;    /* writes of this loop turn (cluster_batch.c) */
     bool led;                        /* led the cluster at the last tick */
     char cluster_id[KR_CLUSTER_ID_MAX + 1];
     char advertise[KR_HOSTPORT_MAX + 1];
@@ -398,11 +399,38 @@ kr_hresult kr_server_cluster_publish(kr_conn *c, kr_req *r, const kr_request *re
 void kr_server_write_error(kr_req *r, const kr_store_result *res);
 
 /* kr_server_cluster_command - the command in srv->cmd into the log (on
- * the leader); done gets its result once applied here.
+ * the leader), after this turn's batch (kr_server_cluster_batch_flush);
+ * done gets its result once applied here.
  * @return KRAPPY_OK (done follows), else the error with msg: NOT_LEADER
  *         (naming the leader), BUSY, STORAGE, INVALID_ARGUMENT (too big). */
 krappy_err kr_server_cluster_command(kr_server *srv, kr_replica_done done, void *arg, char *msg,
                                      size_t msglen);
+
+/* kr_server_cluster_leads - KRAPPY_OK on the leader, else NOT_LEADER with
+ * a sentence naming the leader (when known) in msg. */
+krappy_err kr_server_cluster_leads(kr_server *srv, char *msg, size_t msglen);
+
+/* kr_server_cluster_send - len bytes of one command into the log as they
+ * are (nothing flushed first); as kr_server_cluster_command otherwise. */
+krappy_err kr_server_cluster_send(kr_server *srv, const void *cmd, size_t len, kr_replica_done done,
+                                  void *arg, char *msg, size_t msglen);
+
+/* ---- cluster_batch.c: a loop turn's writes as one entry ---- */
+
+/* kr_server_cluster_batch - the PUBLISH or PRODUCER_REGISTER in srv->cmd
+ * into this loop turn's BATCH (cluster/cmd.h), sent at the turn's end;
+ * done gets its own result once the entry is applied here, or the error
+ * every write of the batch got (NOT_LEADER after a lost lead: outcome
+ * unknown).
+ * @return as kr_server_cluster_command (KRAPPY_OK: done follows). */
+krappy_err kr_server_cluster_batch(kr_server *srv, kr_replica_done done, void *arg, char *msg,
+                                   size_t msglen);
+
+/* Send this turn's batch now (nothing open: nothing). */
+void kr_server_cluster_batch_flush(kr_server *srv);
+
+/* Answer what was not sent SHUTTING_DOWN and free. */
+void kr_server_cluster_batch_free(kr_server *srv);
 
 /* kr_server_cluster_submit - the command in srv->cmd for request r (made
  * async here); done(r, result) answers it. @return KR_H_ASYNC. */
