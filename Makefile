@@ -128,6 +128,10 @@ BENCHES     := $(patsubst e2e/bench/%.c,$(TOUT)/bench/%,$(BENCH_SRC))
 HAMMER      := $(TOUT)/e2e/hammer
 BENCH_VS    := $(TOUT)/bench/bench_vs
 
+# Objects that only a pattern chain makes (e2e, fuzz and bench programs' own)
+# are kept, not deleted as intermediates: a relink would compile them again.
+.SECONDARY:
+
 .PHONY: all deps run cluster test check unit fuzz-replay e2e smoke torture bench install \
         uninstall clean fmt lint fuzz valgrind symbols tests-build shim test-ui check-deploy \
         test-build test-build-asan test-build-release
