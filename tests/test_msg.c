@@ -351,11 +351,11 @@ static void test_publish_single_form(void **state)
     kn("value");
     assert_int_equal(dec(KRAPPY_T_PUBLISH), KRAPPY_OK);
     assert_false(R.u.publish.batch);
-    assert_true(R.u.publish.single.tombstone);
-    assert_false(R.u.publish.single.key.present);
-    mem_eq(R.u.publish.single.key.raw, "\xf6", 1);
-    assert_false(R.u.publish.single.has_ts);
-    assert_false(R.u.publish.single.has_headers);
+    assert_true(R.u.publish.first.tombstone);
+    assert_false(R.u.publish.first.key.present);
+    mem_eq(R.u.publish.first.key.raw, "\xf6", 1);
+    assert_false(R.u.publish.first.has_ts);
+    assert_false(R.u.publish.first.has_headers);
 
     /* Nulls for the optional parts count as absent. */
     kr_buf_reset(&B);
@@ -365,9 +365,9 @@ static void test_publish_single_form(void **state)
     kn("ts");
     kn("headers");
     assert_int_equal(dec(KRAPPY_T_PUBLISH), KRAPPY_OK);
-    assert_false(R.u.publish.single.key.present);
-    assert_false(R.u.publish.single.has_ts);
-    assert_false(R.u.publish.single.has_headers);
+    assert_false(R.u.publish.first.key.present);
+    assert_false(R.u.publish.first.has_ts);
+    assert_false(R.u.publish.first.has_headers);
 }
 
 static void test_rt_poll(void **state)
@@ -1557,8 +1557,8 @@ static void test_indefinite_strings(void **state)
     kr_buf_reset(&B);
     put_hex("a2 636b6579 7f 626b2d 6131 ff 6576616c7565 01");
     assert_int_equal(dec(KRAPPY_T_PUBLISH), KRAPPY_OK);
-    assert_true(R.u.publish.single.key.is_text);
-    str_eq(R.u.publish.single.key.content, "k-1");
+    assert_true(R.u.publish.first.key.is_text);
+    str_eq(R.u.publish.first.key.content, "k-1");
 
     /* Batch PUBLISH: keys are joined while iterating, and every pointer
      * handed out stays valid to the end. */
