@@ -351,11 +351,11 @@ static void test_publish_single_form(void **state)
     kn("value");
     assert_int_equal(dec(KRAPPY_T_PUBLISH), KRAPPY_OK);
     assert_false(R.u.publish.batch);
-    assert_true(R.u.publish.single.tombstone);
-    assert_false(R.u.publish.single.key.present);
-    mem_eq(R.u.publish.single.key.raw, "\xf6", 1);
-    assert_false(R.u.publish.single.has_ts);
-    assert_false(R.u.publish.single.has_headers);
+    assert_true(R.u.publish.first.tombstone);
+    assert_false(R.u.publish.first.key.present);
+    mem_eq(R.u.publish.first.key.raw, "\xf6", 1);
+    assert_false(R.u.publish.first.has_ts);
+    assert_false(R.u.publish.first.has_headers);
 
     /* Nulls for the optional parts count as absent. */
     kr_buf_reset(&B);
@@ -365,9 +365,9 @@ static void test_publish_single_form(void **state)
     kn("ts");
     kn("headers");
     assert_int_equal(dec(KRAPPY_T_PUBLISH), KRAPPY_OK);
-    assert_false(R.u.publish.single.key.present);
-    assert_false(R.u.publish.single.has_ts);
-    assert_false(R.u.publish.single.has_headers);
+    assert_false(R.u.publish.first.key.present);
+    assert_false(R.u.publish.first.has_ts);
+    assert_false(R.u.publish.first.has_headers);
 }
 
 static void test_rt_poll(void **state)
@@ -1557,8 +1557,8 @@ static void test_indefinite_strings(void **state)
     kr_buf_reset(&B);
     put_hex("a2 636b6579 7f 626b2d 6131 ff 6576616c7565 01");
     assert_int_equal(dec(KRAPPY_T_PUBLISH), KRAPPY_OK);
-    assert_true(R.u.publish.single.key.is_text);
-    str_eq(R.u.publish.single.key.content, "k-1");
+    assert_true(R.u.publish.first.key.is_text);
+    str_eq(R.u.publish.first.key.content, "k-1");
 
     /* Batch PUBLISH: keys are joined while iterating, and every pointer
      * handed out stays valid to the end. */
@@ -2223,6 +2223,60 @@ static void test_error_names(void **state)
     assert_int_equal(krappy_err_closes(KRAPPY_OK), 0);
 }
 
+/* The PUBLISH reply is written by hand into one reservation: byte for byte
+ * the map the generic writer makes, at every width of every number. */
+static void test_ok_publish_every_width(void **state)
+{
+    (void)state;
+    static const uint64_t widths[] = {0,     23,    24,         255,        256,
+                                      65535, 65536, UINT32_MAX, 1ull << 32, UINT64_MAX};
+    enum { NW = sizeof widths / sizeof widths[0] };
+    kr_buf want;
+    kr_buf_init(&want, 1024);
+    for (int i = 0; i < NW; i++) {
+        for (int dup = 0; dup < 2; dup++) {
+            for (int has_cid = 0; has_cid < 2; has_cid++) {
+                uint64_t first = widths[i], count = widths[NW - 1 - i];
+                uint64_t c = widths[(i + 3) % NW];
+                kr_buf_reset(&want);
+                kr_cbor_put_map(&want, 2u + (unsigned)dup + (unsigned)has_cid);
+                if (has_cid) {
+                    kr_cbor_put_cstr(&want, "cid");
+                    kr_cbor_put_uint(&want, c);
+                }
+                kr_cbor_put_cstr(&want, "first");
+                kr_cbor_put_uint(&want, first);
+                kr_cbor_put_cstr(&want, "count");
+                kr_cbor_put_uint(&want, count);
+                if (dup) {
+                    kr_cbor_put_cstr(&want, "duplicate");
+                    kr_cbor_put_bool(&want, true);
+                }
+                kr_buf_reset(&B);
+                put_hex("ab"); /* what was there before stays */
+                kr_cid cid = {.set = has_cid != 0, .v = c};
+                if (dup)
+                    kr_enc_ok_publish_duplicate(&B, cid, first, count);
+                else
+                    kr_enc_ok_publish(&B, cid, first, count);
+                assert_false(B.failed);
+                assert_int_equal(B.len, want.len + 1);
+                assert_int_equal(B.data[0], 0xab);
+                assert_memory_equal(B.data + 1, want.data, want.len);
+            }
+        }
+    }
+    kr_buf_free(&want);
+
+    /* A buffer without room fails whole, as every writer does. */
+    kr_buf small;
+    kr_buf_init(&small, 8);
+    kr_enc_ok_publish(&small, (kr_cid){.set = true, .v = UINT64_MAX}, 0, 1);
+    assert_true(small.failed);
+    assert_int_equal(small.len, 0);
+    kr_buf_free(&small);
+}
+
 #define T(f) cmocka_unit_test_setup(f, test_setup)
 
 int main(void)
@@ -2263,6 +2317,7 @@ int main(void)
         T(test_reply_events),
         T(test_reply_value_entries),
         T(test_reply_decode_malformed),
+        T(test_ok_publish_every_width),
         T(test_idempotent_fields),
         T(test_error_names),
     };

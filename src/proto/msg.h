@@ -104,8 +104,9 @@ typedef struct kr_request {
             kr_ack_mode ack;
             bool batch;          /* `events` form */
             kr_cbor_item events; /* batch: the events array */
+            kr_cbor_iter rest;   /* batch: the events after the first */
             uint64_t count;      /* number of events (1 for the single form) */
-            kr_event_in single;  /* single form */
+            kr_event_in first;   /* the first (single form: only) event */
             bool has_seq;        /* section 7: the first event's sequence */
             uint64_t seq;        /* number (required on an idempotent
                                     registration; the handler judges that) */
@@ -222,7 +223,8 @@ void kr_events_iter_init(kr_events_iter *ei, const kr_request *publish, kr_buf *
 
 /*
  * kr_events_iter_next - the next event, in order.
- * Events were validated by kr_req_decode. The content of an indefinite-length
+ * Events were validated by kr_req_decode, which also decoded the first (so
+ * a single-event PUBLISH is not walked again). The content of an indefinite-length
  * key is joined by appending to scratch, which must be the buffer given to
  * kr_req_decode: that reserved room for one pass over the events, so every
  * pointer of that pass stays valid. A second pass appends again and may

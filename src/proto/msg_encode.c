@@ -6,6 +6,8 @@
  */
 #include "proto/msg.h"
 
+#include <string.h>
+
 #define PUT_KEY(b, lit) kr_cbor_put_text((b), (lit), sizeof(lit) - 1)
 
 /* Open a map of n fields (plus cid when set), cid first. */
@@ -445,17 +447,37 @@ void kr_enc_ok_consumer(kr_buf *b, kr_cid cid, const kr_str *topic, const kr_str
     kr_cbor_put_uint(b, cursor);
 }
 
+/* Write a text key of under 24 bytes (its head is one byte) at p.
+ * @return the bytes written. */
+#define PUT_SHORT_KEY(p, lit)                                                                      \
+    ((p)[0] = (uint8_t)(0x60 | (sizeof(lit) - 1)), memcpy((p) + 1, (lit), sizeof(lit) - 1),        \
+     sizeof(lit))
+
+/*
+ * {cid?, first, count, duplicate?}: the reply to every PUBLISH, so it is
+ * written into one reservation of its largest size rather than item by
+ * item through the buffer.
+ */
 static void ok_publish(kr_buf *b, kr_cid cid, uint64_t first, uint64_t count, bool duplicate)
 {
-    map_open(b, cid, 2 + duplicate);
-    PUT_KEY(b, "first");
-    kr_cbor_put_uint(b, first);
-    PUT_KEY(b, "count");
-    kr_cbor_put_uint(b, count);
-    if (duplicate) {
-        PUT_KEY(b, "duplicate");
-        kr_cbor_put_bool(b, true);
+    /* map head 1, "cid" 4 + 9, "first" 6 + 9, "count" 6 + 9, "duplicate" 10 + 1 */
+    if (kr_buf_reserve(b, 55) < 0)
+        return;
+    uint8_t *p = b->data + b->len, *start = p;
+    p += kr_cbor_head(p, KR_CBOR_MAJOR_MAP, 2 + duplicate + cid.set);
+    if (cid.set) {
+        p += PUT_SHORT_KEY(p, "cid");
+        p += kr_cbor_head(p, KR_CBOR_MAJOR_UINT, cid.v);
     }
+    p += PUT_SHORT_KEY(p, "first");
+    p += kr_cbor_head(p, KR_CBOR_MAJOR_UINT, first);
+    p += PUT_SHORT_KEY(p, "count");
+    p += kr_cbor_head(p, KR_CBOR_MAJOR_UINT, count);
+    if (duplicate) {
+        p += PUT_SHORT_KEY(p, "duplicate");
+        *p++ = 0xf5; /* true */
+    }
+    b->len += (size_t)(p - start);
 }
 
 void kr_enc_ok_publish(kr_buf *b, kr_cid cid, uint64_t first, uint64_t count)

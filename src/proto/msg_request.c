@@ -181,8 +181,11 @@ static int field_lookup(const kr_cbor_item *k)
         kr_cbor_str_copy(k, tmp, sizeof tmp);
         s = tmp;
     }
+    /* The first byte sorts out nearly every name of the same length
+     * before memcmp is called: every request's keys pass here. */
     for (int i = 0; i < F_COUNT; i++)
-        if (field_names[i].len == k->str_len && memcmp(field_names[i].name, s, k->str_len) == 0)
+        if (field_names[i].len == k->str_len && field_names[i].name[0] == (char)s[0] &&
+            memcmp(field_names[i].name, s, k->str_len) == 0)
             return i;
     return -1;
 }
@@ -637,18 +640,22 @@ static krappy_err dec_publish(dctx *c, const fields *f, kr_request *r)
             return fail(c, KRAPPY_E_INVALID_ARGUMENT,
                         "field 'events' must be a non-empty array of events, not %s",
                         kind_name(events->kind));
+        /* The first event is decoded for good (its key joined) and the
+         * iterator resumes after it: a single-event batch is walked once. */
         kr_cbor_iter it;
         kr_event_in tmp;
         uint64_t n = 0;
         int got;
         kr_cbor_iter_init(&it, events);
-        while ((got = event_next(c, n, &it, false, &tmp, &e)) == 1)
-            n++;
-        if (got < 0)
-            return e;
-        if (n == 0)
+        got = event_next(c, 0, &it, true, &r->u.publish.first, &e);
+        if (got == 0)
             return fail(c, KRAPPY_E_INVALID_ARGUMENT,
                         "field 'events' must be a non-empty array of events");
+        r->u.publish.rest = it;
+        for (n = 1; got == 1; n += got == 1)
+            got = event_next(c, n, &it, false, &tmp, &e);
+        if (got < 0)
+            return e;
         r->u.publish.batch = true;
         r->u.publish.events = *events;
         r->u.publish.count = n;
@@ -658,7 +665,7 @@ static krappy_err dec_publish(dctx *c, const fields *f, kr_request *r)
                         "field 'value' is required in the single-event form of PUBLISH "
                         "(any CBOR item; null is a tombstone)");
         e = event_parts(c, SINGLE_EVENT, get(f, F_KEY), &f->v[F_VALUE], get(f, F_TS),
-                        get(f, F_HEADERS), true, &r->u.publish.single);
+                        get(f, F_HEADERS), true, &r->u.publish.first);
         if (e != KRAPPY_OK)
             return e;
         r->u.publish.batch = false;
@@ -1058,27 +1065,28 @@ void kr_events_iter_init(kr_events_iter *ei, const kr_request *publish, kr_buf *
     ei->index = 0;
     ei->scratch = scratch;
     if (publish->u.publish.batch)
-        kr_cbor_iter_init(&ei->it, &publish->u.publish.events);
+        ei->it = publish->u.publish.rest;
     else
         memset(&ei->it, 0, sizeof ei->it);
 }
 
 /*
- * The next event. Events were validated by kr_req_decode; an indefinite
- * key is joined into scratch by appending (the room was reserved by
- * kr_req_decode, so earlier pointers stay valid).
+ * The next event. The first was decoded by kr_req_decode; the others were
+ * validated there, and an indefinite key is joined into scratch by
+ * appending (the room was reserved by kr_req_decode, so earlier pointers
+ * stay valid).
  */
 int kr_events_iter_next(kr_events_iter *ei, kr_event_in *ev)
 {
     const kr_request *r = ei->req;
 
-    if (!r->u.publish.batch) {
-        if (ei->index > 0)
-            return 0;
-        *ev = r->u.publish.single;
+    if (ei->index == 0) {
+        *ev = r->u.publish.first;
         ei->index = 1;
         return 1;
     }
+    if (!r->u.publish.batch)
+        return 0;
 
     dctx c = {.len = r->u.publish.events.raw_len,
               .scratch = ei->scratch,

@@ -155,6 +155,7 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
     kr_conn *c = arg;
     (void)fd;
     (void)what;
+    c->flush_active = false;
     if (c->bev == NULL || c->net.write_armed || c->net.phase != KR_NETCONN_OPEN)
         return;
     struct evbuffer *out = bufferevent_get_output(c->bev);
@@ -182,10 +183,15 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* Every reply of a turn after the first finds the flush already due:
+ * event_active takes the base's lock each time, so it is called once. */
 static void conn_output_added(kr_conn *c)
 {
-    if (c->bev != NULL && !c->net.write_armed && c->net.phase == KR_NETCONN_OPEN)
+    if (c->bev != NULL && !c->net.write_armed && c->net.phase == KR_NETCONN_OPEN &&
+        !c->flush_active) {
+        c->flush_active = true;
         event_active(c->flush_ev, EV_WRITE, 0);
+    }
 }
 
 /*
@@ -264,6 +270,9 @@ bool kr_req_is_head(const kr_req *r)
     return TAILQ_FIRST(&r->conn->reqs) == r;
 }
 
+/* Replies up to this many payload bytes are framed in one evbuffer_add. */
+#define KR_REPLY_SMALL 256
+
 /* How a request's reply is given to req_finish. */
 typedef struct reply_src {
     uint32_t type;
@@ -299,11 +308,22 @@ static void req_finish(kr_req *r, const reply_src *src)
         kr_frame_put_header(hdr, src->type, len);
         if (TAILQ_FIRST(&c->reqs) == r) {
             struct evbuffer *out = bufferevent_get_output(c->bev);
-            int rc = evbuffer_add(out, hdr, sizeof hdr);
-            if (rc == 0 && src->evb != NULL)
-                rc = evbuffer_add_buffer(out, src->evb);
-            else if (rc == 0 && len > 0)
-                rc = evbuffer_add(out, src->payload, len);
+            int rc;
+            if (src->evb == NULL && len <= KR_REPLY_SMALL) {
+                /* A small reply (every PUBLISH's) is framed on the stack
+                 * and added at once: evbuffer_add costs more than the copy. */
+                uint8_t frame[KRAPPY_FRAME_HEADER_BYTES + KR_REPLY_SMALL];
+                memcpy(frame, hdr, sizeof hdr);
+                if (len > 0)
+                    memcpy(frame + sizeof hdr, src->payload, len);
+                rc = evbuffer_add(out, frame, sizeof hdr + len);
+            } else {
+                rc = evbuffer_add(out, hdr, sizeof hdr);
+                if (rc == 0 && src->evb != NULL)
+                    rc = evbuffer_add_buffer(out, src->evb);
+                else if (rc == 0 && len > 0)
+                    rc = evbuffer_add(out, src->payload, len);
+            }
             if (rc < 0) {
                 kr_conn_abort(c, "out of memory writing a reply");
             } else {
