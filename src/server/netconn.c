@@ -75,6 +75,16 @@ void kr_netconn_update_read(kr_netconn *n)
     }
 }
 
+/* Shorten the n vectors of v to hold `bytes` in all. */
+static void iov_trim(struct evbuffer_iovec *v, int n, size_t bytes)
+{
+    for (int i = 0; i < n; i++) {
+        if (v[i].iov_len > bytes)
+            v[i].iov_len = bytes;
+        bytes -= v[i].iov_len;
+    }
+}
+
 /*
  * libevent 2.1 reads a socket at most 4096 bytes per turn of the loop,
  * whatever the socket holds: a megabyte frame would take 250 turns, each
@@ -107,13 +117,11 @@ bool kr_netconn_read_rest(kr_netconn *n)
         evbuffer_freeze(in, 0);
         return false;
     }
-    size_t left = want;
-    for (int i = 0; i < nv; i++) {
-        if (v[i].iov_len > left)
-            v[i].iov_len = left;
-        left -= v[i].iov_len;
-    }
-    struct msghdr mh = {.msg_iov = (struct iovec *)v, .msg_iovlen = (size_t)nv};
+    iov_trim(v, nv, want);
+    struct iovec iov[2];
+    for (int i = 0; i < nv; i++)
+        iov[i] = (struct iovec){v[i].iov_base, v[i].iov_len};
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)nv};
     ssize_t got = recvmsg(bufferevent_getfd(n->bev), &mh, MSG_DONTWAIT);
     if (got <= 0) {
         /* Nothing yet, the end or an error: libevent's own read sees it. */
@@ -121,12 +129,7 @@ bool kr_netconn_read_rest(kr_netconn *n)
         evbuffer_freeze(in, 0);
         return false;
     }
-    left = (size_t)got;
-    for (int i = 0; i < nv; i++) {
-        if (v[i].iov_len > left)
-            v[i].iov_len = left;
-        left -= v[i].iov_len;
-    }
+    iov_trim(v, nv, (size_t)got);
     evbuffer_commit_space(in, v, nv);
     evbuffer_freeze(in, 0);
     return true;
