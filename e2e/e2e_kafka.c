@@ -849,6 +849,112 @@ static void test_raw_frames(void **state)
     assert_int_equal(e2e_stop(&s, 10000), 0);
 }
 
+/* A Produce (v7, acks 1) of `n` records "k<i>" = 200 bytes to `topic`,
+ * correlation id cid, framed into f. */
+static void produce_frame(kr_buf *f, const char *topic, int n, int32_t cid)
+{
+    kr_buf batch;
+    kr_buf_init(&batch, 4u << 20);
+    kr_kafka_batch_writer w;
+    kr_kafka_batch_begin(&w, &batch);
+    static uint8_t value[200];
+    memset(value, 'p', sizeof value);
+    for (int i = 0; i < n; i++) {
+        char key[16];
+        int kl = snprintf(key, sizeof key, "k%d", i);
+        kr_kafka_bytes k = {(const uint8_t *)key, kl}, v = {value, sizeof value};
+        assert_int_equal(kr_kafka_record_begin(&w, i, (int64_t)wall_ms(), k, v, 0), 0);
+        assert_int_equal(kr_kafka_record_end(&w), 0);
+    }
+    assert_int_equal(kr_kafka_batch_end(&w), n);
+    kr_kafka_produce_req_partition part = {0, {batch.data, (int32_t)batch.len}};
+    kr_kafka_produce_req_topic t = {kr_kafka_cstr(topic), {&part, 1}};
+    kr_kafka_produce_req pr = {
+        .transactional_id = {NULL, -1}, .acks = 1, .timeout_ms = 10000, .topics = {&t, 1}};
+    kr_kafka_req_header h = {KR_KAFKA_PRODUCE, 7, cid, kr_kafka_cstr("e2e")};
+    char msg[256];
+    kr_buf_reset(f);
+    assert_int_equal(kr_kafka_request_encode(f, &h, &pr, msg, sizeof msg), KR_KAFKA_OK);
+    kr_buf_free(&batch);
+}
+
+/* Large Produce frames that arrive in pieces, with pauses inside a frame
+ * and the next frames right behind it on the same connection, are each
+ * stored whole and answered in order (the server reads the rest of a begun
+ * frame itself: kr_netconn_read_rest); a frame cut short by the client's
+ * half-close stores nothing. */
+static void test_produce_frames_in_pieces(void **state)
+{
+    (void)state;
+    enum { RECORDS = 2000 };
+    e2e_server s;
+    start(&s, NULL);
+    kresp resp;
+    kresp_init(&resp);
+    kr_buf f1, f2, f3;
+    kr_buf_init(&f1, 4u << 20);
+    kr_buf_init(&f2, 4u << 20);
+    kr_buf_init(&f3, 4u << 20);
+    produce_frame(&f1, "pieces", RECORDS, 1);
+    produce_frame(&f2, "pieces", RECORDS, 2);
+    produce_frame(&f3, "pieces", RECORDS, 3);
+    assert_true(f1.len > 400000);
+
+    int fd = kconnect(&s);
+    /* The size and a few bytes; then most of the frame; then its end with
+     * the next two frames and an ApiVersions behind it in one send. */
+    size_t cuts[] = {7, f1.len / 2, f1.len};
+    size_t at = 0;
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(e2e_send_all(fd, f1.data + at, cuts[i] - at), 0);
+        at = cuts[i];
+        usleep(50 * 1000);
+    }
+    kr_buf rest;
+    kr_buf_init(&rest, 8u << 20);
+    kr_buf_append(&rest, f1.data + at, f1.len - at);
+    kr_buf_append(&rest, f2.data, f2.len);
+    kr_buf_append(&rest, f3.data, f3.len);
+    assert_int_equal(e2e_send_all(fd, rest.data, rest.len), 0);
+    kr_kafka_api_versions_req avq = {0};
+    send_request(fd, KR_KAFKA_API_VERSIONS, 0, 4, &avq);
+    for (int32_t cid = 1; cid <= 3; cid++) {
+        kr_kafka_produce_resp pr;
+        recv_response(fd, &resp, KR_KAFKA_PRODUCE, 7, cid, &pr, 20000);
+        assert_int_equal(pr.responses.n, 1);
+        assert_int_equal(pr.responses.v[0].partitions.n, 1);
+        assert_int_equal(pr.responses.v[0].partitions.v[0].error_code, 0);
+        assert_int_equal(pr.responses.v[0].partitions.v[0].base_offset, (cid - 1) * RECORDS);
+    }
+    kr_kafka_api_versions_resp av;
+    recv_response(fd, &resp, KR_KAFKA_API_VERSIONS, 0, 4, &av, 5000);
+    assert_int_equal(av.error_code, 0);
+
+    /* Half of a fourth frame, then the client's half-close: dropped. */
+    produce_frame(&f1, "pieces", RECORDS, 5);
+    assert_int_equal(e2e_send_all(fd, f1.data, f1.len / 2), 0);
+    shutdown(fd, SHUT_WR);
+    assert_int_equal(e2e_wait_closed(fd, 5000), 1);
+    close(fd);
+    assert_int_equal(sh("%s -h 127.0.0.1 -p %s get pieces k%d", e2e_cli(), s.port, RECORDS - 1), 0);
+    /* The next batch follows the three whole ones. */
+    fd = kconnect(&s);
+    produce_frame(&f1, "pieces", 1, 6);
+    assert_int_equal(e2e_send_all(fd, f1.data, f1.len), 0);
+    kr_kafka_produce_resp last;
+    recv_response(fd, &resp, KR_KAFKA_PRODUCE, 7, 6, &last, 10000);
+    assert_int_equal(last.responses.v[0].partitions.v[0].error_code, 0);
+    assert_int_equal(last.responses.v[0].partitions.v[0].base_offset, 3 * RECORDS);
+    close(fd);
+
+    kr_buf_free(&rest);
+    kr_buf_free(&f1);
+    kr_buf_free(&f2);
+    kr_buf_free(&f3);
+    kresp_free(&resp);
+    assert_int_equal(e2e_stop(&s, 10000), 0);
+}
+
 /* A Kafka nullable string: NULL is null. */
 static kr_kafka_str nullable(const char *v)
 {
@@ -1822,6 +1928,7 @@ int main(void)
         cmocka_unit_test(test_sasl),
         cmocka_unit_test(test_admin),
         cmocka_unit_test(test_raw_frames),
+        cmocka_unit_test(test_produce_frames_in_pieces),
         cmocka_unit_test(test_incremental_alter_configs),
         cmocka_unit_test(test_idempotent_repeats),
         cmocka_unit_test(test_idempotent_producer_kill9),

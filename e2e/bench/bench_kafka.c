@@ -126,7 +126,8 @@ static void key_of(uint32_t *seed, char key[17])
 static void set(rd_kafka_conf_t *conf, const char *k, const char *v);
 
 /* $KRAPPY_BENCH_RDKAFKA: extra librdkafka settings, "k=v,k=v", for
- * experiments (the figures printed are with the defaults). */
+ * experiments (the figures printed are with the defaults); separated by
+ * ';' instead when a value holds commas ("debug=msg,protocol;linger.ms=5"). */
 static void extra_settings(rd_kafka_conf_t *conf)
 {
     const char *env = getenv("KRAPPY_BENCH_RDKAFKA");
@@ -134,11 +135,12 @@ static void extra_settings(rd_kafka_conf_t *conf)
         return;
     char buf[1024];
     snprintf(buf, sizeof buf, "%s", env);
+    const char *sep = strchr(buf, ';') != NULL ? ";" : ",";
     char *save = NULL;
-    for (char *kv = strtok_r(buf, ",", &save); kv != NULL; kv = strtok_r(NULL, ",", &save)) {
+    for (char *kv = strtok_r(buf, sep, &save); kv != NULL; kv = strtok_r(NULL, sep, &save)) {
         char *eq = strchr(kv, '=');
         if (eq == NULL)
-            die("KRAPPY_BENCH_RDKAFKA", "expected k=v,k=v");
+            die("KRAPPY_BENCH_RDKAFKA", "expected k=v,k=v or k=v;k=v");
         *eq = '\0';
         set(conf, kv, eq + 1);
     }

@@ -424,8 +424,11 @@ static void kconn_process(kr_kconn *c)
                 kr_kreq_close(r, c->msg);
             break;
         }
-        if (have < (size_t)size + 4)
+        if (have < (size_t)size + 4) {
+            if (kr_netconn_read_rest(&c->net))
+                continue;
             break;
+        }
         if (c->net.running > 0) {
             /* A Produce may follow Produces still being written; anything
              * else waits for every earlier request. */

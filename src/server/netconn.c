@@ -75,6 +75,66 @@ void kr_netconn_update_read(kr_netconn *n)
     }
 }
 
+/* Shorten the n vectors of v to hold `bytes` in all. */
+static void iov_trim(struct evbuffer_iovec *v, int n, size_t bytes)
+{
+    for (int i = 0; i < n; i++) {
+        if (v[i].iov_len > bytes)
+            v[i].iov_len = bytes;
+        bytes -= v[i].iov_len;
+    }
+}
+
+/*
+ * libevent 2.1 reads a socket at most 4096 bytes per turn of the loop,
+ * whatever the socket holds: a megabyte frame would take 250 turns, each
+ * with its poll and the port's processing. The rest of a begun frame is
+ * read here instead, straight into the input, as far as the socket has it.
+ */
+bool kr_netconn_read_rest(kr_netconn *n)
+{
+    if (n->bev == NULL || n->phase != KR_NETCONN_OPEN || n->eof || n->read_paused ||
+        !kr_budget_may_read(&n->budget))
+        return false;
+    struct evbuffer *in = bufferevent_get_input(n->bev);
+    size_t have = evbuffer_get_length(in);
+    if (have < 4)
+        return false;
+    uint8_t hdr[4];
+    evbuffer_copyout(in, hdr, 4);
+    size_t frame = (size_t)kr_get_be32(hdr) + 4;
+    uint64_t held = n->budget.in_bytes + n->charged, max = kr_netconn_pending_max(n);
+    if (have >= frame || held >= max)
+        return false;
+    size_t want = frame - have;
+    if (want > max - held)
+        want = (size_t)(max - held);
+    /* The bufferevent keeps its input's end frozen but for its own reads. */
+    evbuffer_unfreeze(in, 0);
+    struct evbuffer_iovec v[2];
+    int nv = evbuffer_reserve_space(in, (ssize_t)want, v, 2);
+    if (nv <= 0) {
+        evbuffer_freeze(in, 0);
+        return false;
+    }
+    iov_trim(v, nv, want);
+    struct iovec iov[2];
+    for (int i = 0; i < nv; i++)
+        iov[i] = (struct iovec){v[i].iov_base, v[i].iov_len};
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)nv};
+    ssize_t got = recvmsg(bufferevent_getfd(n->bev), &mh, MSG_DONTWAIT);
+    if (got <= 0) {
+        /* Nothing yet, the end or an error: libevent's own read sees it. */
+        evbuffer_commit_space(in, v, 0);
+        evbuffer_freeze(in, 0);
+        return false;
+    }
+    iov_trim(v, nv, (size_t)got);
+    evbuffer_commit_space(in, v, nv);
+    evbuffer_freeze(in, 0);
+    return true;
+}
+
 /* ---- socket callbacks ---- */
 
 static void process_guarded(kr_netconn *n)

@@ -151,6 +151,16 @@ void kr_netconn_begin_flush(kr_netconn *n, bool linger);
  */
 void kr_netconn_update_read(kr_netconn *n);
 
+/*
+ * Read on into the input up to the end of the frame it begins (4-byte
+ * big-endian size first), as much as the socket holds now, within what
+ * kr_netconn_update_read allows (call it after reading is decided).
+ * @return true when bytes were added; false when nothing was read (no
+ *         begun frame, reading paused, nothing waiting, EOF or an error,
+ *         which libevent's next read reports).
+ */
+bool kr_netconn_read_rest(kr_netconn *n);
+
 /* Reply bytes queued and not yet taken by the socket (0 once closed). */
 size_t kr_netconn_out_len(const kr_netconn *n);
 
