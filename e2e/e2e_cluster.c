@@ -872,7 +872,7 @@ static void *cut_producer(void *arg)
  * whatever their streams had not synced), and again after they restart:
  * every acknowledged event is on every node exactly once, in the same order
  * with the same bytes. Checkpoints are an hour apart, so that the streams
- * are synced by raft snapshots (every 1024 entries) or not at all. One
+ * are synced by raft snapshots (every 1024 entries here) or not at all. One
  * cut; five with KRAPPY_E2E_TORTURE.
  */
 static void test_powercut_all(void **state)
@@ -884,7 +884,7 @@ static void test_powercut_all(void **state)
         return;
     }
     e2e_cluster c;
-    const char *extra[] = {"--checkpoint-interval", "1h", NULL};
+    const char *extra[] = {"--checkpoint-interval", "1h", "--raft-snapshot-every", "1024", NULL};
     assert_int_equal(e2e_cluster_start(&c, 3, false, extra), 0);
     for (unsigned i = 0; i < 3; i++)
         e2e_kill9(&c.node[i]);

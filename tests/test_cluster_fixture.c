@@ -409,6 +409,34 @@ static void test_apply_and_snapshot(void **state)
     cluster_free(c);
 }
 
+/* A threshold never reached: the entries' bytes call the snapshots (each
+ * server's bound lowered to ~40 entries), and raft's threshold is back once
+ * one was taken. */
+static void test_snapshot_by_bytes(void **state)
+{
+    (void)state;
+    cluster *c = cluster_new(3, 1000000, 8);
+    for (unsigned i = 0; i < c->n; i++)
+        c->fsms[i].fsm.max_bytes = 40 * 40;
+    raft_fixture_elect(&c->f, 0);
+    for (int round = 0; round < 20; round++) {
+        submit_many(c, 30);
+        raft_fixture_step_until_elapsed(&c->f, 1000);
+    }
+    assert_true(
+        raft_fixture_step_until_applied(&c->f, c->n, c->acked[c->n_acked - 1].index, STEP_MS));
+    for (unsigned i = 0; i < c->n; i++) {
+        assert_true(c->fsms[i].snapshots >= 3);
+        assert_true(c->fsms[i].snapshots <= 10);
+        assert_int_equal(raft_fixture_get(&c->f, i)->snapshot.threshold, 1000000);
+        assert_true(c->fsms[i].fsm.bytes < c->fsms[i].fsm.max_bytes);
+    }
+    check_prefixes(c);
+    check_acked(c, c->n);
+    heal_and_check(c);
+    cluster_free(c);
+}
+
 /* A leader cut off from the majority: what it takes meanwhile is never
  * acknowledged, the majority goes on, and after healing it steps down and
  * drops its uncommitted tail. */
@@ -635,10 +663,11 @@ int main(void)
 {
     kr_log_setup(KR_LOG_ERROR, KR_LOG_TEXT);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_envelope),           cmocka_unit_test(test_apply_and_snapshot),
-        cmocka_unit_test(test_partitioned_leader), cmocka_unit_test(test_kill_and_catch_up),
-        cmocka_unit_test(test_disk_latency),       cmocka_unit_test(test_disk_failure),
-        cmocka_unit_test(test_apply_failure),      cmocka_unit_test(test_random_schedule),
+        cmocka_unit_test(test_envelope),          cmocka_unit_test(test_apply_and_snapshot),
+        cmocka_unit_test(test_snapshot_by_bytes), cmocka_unit_test(test_partitioned_leader),
+        cmocka_unit_test(test_kill_and_catch_up), cmocka_unit_test(test_disk_latency),
+        cmocka_unit_test(test_disk_failure),      cmocka_unit_test(test_apply_failure),
+        cmocka_unit_test(test_random_schedule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

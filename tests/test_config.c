@@ -13,14 +13,23 @@
 #include "server/config.h"
 
 static const char *const vars[] = {
-    "KRAPPY_LISTEN",          "KRAPPY_DATA",
-    "KRAPPY_TOKEN",           "KRAPPY_MAX_FRAME",
-    "KRAPPY_MAX_CONNECTIONS", "KRAPPY_MAX_EVENTS",
-    "KRAPPY_IDLE_TIMEOUT",    "KRAPPY_WRITE_TIMEOUT",
-    "KRAPPY_HELLO_TIMEOUT",   "KRAPPY_SHUTDOWN_TIMEOUT",
-    "KRAPPY_LOG_FORMAT",      "KRAPPY_LOG_LEVEL",
-    "KRAPPY_PORT_FILE",       "KRAPPY_KAFKA_LISTEN",
-    "KRAPPY_KAFKA_ADVERTISE", "KRAPPY_KAFKA_AUTO_CREATE",
+    "KRAPPY_LISTEN",
+    "KRAPPY_DATA",
+    "KRAPPY_TOKEN",
+    "KRAPPY_MAX_FRAME",
+    "KRAPPY_MAX_CONNECTIONS",
+    "KRAPPY_MAX_EVENTS",
+    "KRAPPY_IDLE_TIMEOUT",
+    "KRAPPY_WRITE_TIMEOUT",
+    "KRAPPY_HELLO_TIMEOUT",
+    "KRAPPY_SHUTDOWN_TIMEOUT",
+    "KRAPPY_LOG_FORMAT",
+    "KRAPPY_LOG_LEVEL",
+    "KRAPPY_PORT_FILE",
+    "KRAPPY_KAFKA_LISTEN",
+    "KRAPPY_KAFKA_ADVERTISE",
+    "KRAPPY_KAFKA_AUTO_CREATE",
+    "KRAPPY_RAFT_SNAPSHOT_EVERY",
 };
 
 static int clear_env(void **state)
@@ -189,6 +198,8 @@ static void test_errors_name_the_culprit(void **state)
         {"--listen", "::1:7070", "is not HOST:PORT"},
         {"--listen", "host:70000", "is not HOST:PORT"},
         {"--data", "", "must not be empty"},
+        {"--raft-snapshot-every", "8", "out of range"},
+        {"--raft-snapshot-every", "1024", "--raft-snapshot-every needs --raft-listen"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         kr_config c;
@@ -203,6 +214,11 @@ static void test_errors_name_the_culprit(void **state)
 
     kr_config c;
     char err[256];
+    assert_int_equal(parse(&c, err, sizeof err, "--raft-listen", "127.0.0.1:7072", "--node-id", "1",
+                           "--raft-snapshot-every", "1024", NULL),
+                     KR_CONFIG_RUN);
+    assert_int_equal(c.raft_snapshot_every, 1024);
+    kr_config_free(&c);
     assert_int_equal(parse(&c, err, sizeof err, "--nope", NULL), KR_CONFIG_ERROR);
     assert_non_null(strstr(err, "unknown option '--nope'"));
     kr_config_free(&c);

@@ -372,6 +372,7 @@ static int take_opts(kr_cluster *c, const kr_cluster_opts *o, char *err, size_t 
     c->replica = o->replica;
     c->election_ms = o->election_ms;
     c->heartbeat_ms = o->heartbeat_ms;
+    c->snapshot_every = o->snapshot_every;
     c->failed = o->failed;
     c->failed_arg = o->failed_arg;
     c->data_dir = strdup(o->data_dir);

@@ -69,8 +69,9 @@ typedef struct kr_cluster_opts {
     /* Applies the store's commands on this node (replica.h; borrowed, it
      * outlives the cluster). NULL: a node of metadata only (tests). */
     kr_replica *replica;
-    unsigned election_ms;  /* 0: KR_NODE_ELECTION_MS */
-    unsigned heartbeat_ms; /* 0: KR_NODE_HEARTBEAT_MS */
+    unsigned election_ms;    /* 0: KR_NODE_ELECTION_MS */
+    unsigned heartbeat_ms;   /* 0: KR_NODE_HEARTBEAT_MS */
+    unsigned snapshot_every; /* raft entries between snapshots; 0: KR_NODE_SNAPSHOT_EVERY */
     /* Called on the loop when the node cannot start after all (raft
      * refused its directory or port): krappyd stops. */
     void (*failed)(void *arg, const char *why);

@@ -64,7 +64,7 @@ struct kr_cluster {
     struct event_base *base;
     kr_metrics *metrics;
     kr_replica *replica; /* NULL: metadata only */
-    unsigned election_ms, heartbeat_ms;
+    unsigned election_ms, heartbeat_ms, snapshot_every;
     void (*failed)(void *arg, const char *why);
     void *failed_arg;
     uint8_t info[KR_TRANSPORT_INFO_MAX]; /* this node's handshake info */

@@ -53,6 +53,14 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     size_t len;
     *result = NULL;
     uint64_t index = raft_last_applied(f->raft) + 1;
+    f->bytes += buf->len;
+    if (f->bytes >= f->max_bytes && f->threshold == 0 && f->raft != NULL &&
+        f->raft->snapshot.threshold > 1) {
+        /* libraft looks at its threshold after this apply: 1 takes a
+         * snapshot now. */
+        f->threshold = f->raft->snapshot.threshold;
+        raft_set_snapshot_threshold(f->raft, 1);
+    }
     if (kr_entry_unwrap(buf, &data, &len) < 0) {
         /* Written by a newer krappy or damaged: failing here (which stops
          * the node, fsm.h) keeps every node at the same place instead of
@@ -64,6 +72,15 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
         return RAFT_MALFORMED;
     }
     return f->hooks.apply(f->hooks.arg, index, data, len) == 0 ? 0 : RAFT_IOERR;
+}
+
+/* A snapshot was given (or restored): the log since is empty again. */
+static void snapshot_given(kr_fsm *f)
+{
+    f->bytes = 0;
+    if (f->threshold != 0 && f->raft != NULL)
+        raft_set_snapshot_threshold(f->raft, f->threshold);
+    f->threshold = 0;
 }
 
 static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
@@ -90,6 +107,7 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
     }
     *bufs = b;
     *n_bufs = 1;
+    snapshot_given(f);
     return 0;
 }
 
@@ -106,6 +124,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
         return RAFT_IOERR;
     /* On success the buffer is the FSM's to free (libraft's contract). */
     raft_free(buf->base);
+    snapshot_given(f);
     return 0;
 }
 
@@ -113,6 +132,7 @@ void kr_fsm_init(kr_fsm *f, const kr_fsm_hooks *hooks)
 {
     memset(f, 0, sizeof *f);
     f->hooks = *hooks;
+    f->max_bytes = KR_FSM_SNAPSHOT_BYTES;
     f->fsm.version = 1;
     f->fsm.data = f;
     f->fsm.apply = fsm_apply;

@@ -37,6 +37,11 @@
  *   lets KR_FSM_SNAPSHOT_RETRY_MS pass before it calls the hook again, so
  *   that a hook that waits (the store's syncs, replica.c) does not hold
  *   the raft thread after every entry.
+ * - Commands are of any size up to KR_ENTRY_MAX_BYTES, and the log since the
+ *   last snapshot is in memory: once the entries applied since the last one
+ *   hold KR_FSM_SNAPSHOT_BYTES (max_bytes), the adapter brings the next snapshot forward
+ *   (the threshold counts entries, this bounds their bytes), and puts raft's
+ *   threshold back once the hook gave one.
  * - restore replaces the whole state: at start and when the leader sends a
  *   snapshot (a follower too far behind). The bytes are borrowed.
  */
@@ -53,6 +58,8 @@
 
 /* How long a declined snapshot is not asked of the hook again. */
 #define KR_FSM_SNAPSHOT_RETRY_MS 200
+/* Bytes of entries applied since the last snapshot that call the next one. */
+#define KR_FSM_SNAPSHOT_BYTES (64u << 20)
 
 typedef struct kr_fsm_hooks {
     void *arg;
@@ -75,6 +82,9 @@ typedef struct kr_fsm {
     uint64_t malformed; /* entries refused: not our envelope (a failed apply) */
     /* Snapshots the hook declined, and raft's clock (ms) at the last. */
     uint64_t declined, declined_at;
+    uint64_t max_bytes; /* KR_FSM_SNAPSHOT_BYTES from kr_fsm_init (tests lower it) */
+    uint64_t bytes;     /* of the entries applied since the last snapshot */
+    unsigned threshold; /* raft's, while the adapter brought a snapshot forward; else 0 */
 } kr_fsm;
 
 /* kr_fsm_init - set up f->fsm to call `hooks` (copied). */

@@ -31,9 +31,12 @@
  *   sends no heartbeat and answers no vote; keep each far below election_ms.
  * - The whole log since the last snapshot is held in memory, and so is each
  *   snapshot (taken whole, written whole, sent whole to a lagging follower).
- *   snapshot_threshold (entries between snapshots) bounds the first: with
- *   1 MiB commands the default 1024 means up to ~1 GiB of RAM. Keep
- *   snapshots small (positions, not data) and the threshold low.
+ *   snapshot_threshold (entries between snapshots) and KR_FSM_SNAPSHOT_BYTES
+ *   (fsm.h: bytes of entries between them) bound the first. Each snapshot
+ *   stalls the raft thread (the hook, then libraft writing it), so single
+ *   small commands want the threshold high: 16384 at 1,000 entries/s is one
+ *   every 16 s, and 64 MiB of entries bring it forward. Keep snapshots
+ *   small (positions, not data).
  * - snapshot_trailing entries are kept after a snapshot so that a follower a
  *   little behind gets entries rather than a snapshot; one further behind
  *   gets the snapshot, then entries.
@@ -106,8 +109,8 @@
 #define KR_NODE_ADDR_MAX         255 /* longest raft address */
 #define KR_NODE_ELECTION_MS      500
 #define KR_NODE_HEARTBEAT_MS     100
-#define KR_NODE_SNAPSHOT_EVERY   1024 /* entries between snapshots */
-#define KR_NODE_SNAPSHOT_KEEP    128  /* entries kept after one */
+#define KR_NODE_SNAPSHOT_EVERY   16384 /* entries between snapshots (and fsm.h's bytes) */
+#define KR_NODE_SNAPSHOT_KEEP    128   /* entries kept after one */
 #define KR_NODE_CONNECT_RETRY_MS 250
 #define KR_NODE_MAX_PENDING      (256u << 20) /* bytes submitted and not completed */
 #define KR_NODE_MIN_FREE         (64u << 20)  /* disk kept free under the raft log */

@@ -146,6 +146,7 @@ int kr_server_cluster_start(kr_server *srv)
                          .replica = srv->replica,
                          .base = srv->base,
                          .metrics = srv->metrics,
+                         .snapshot_every = cfg->raft_snapshot_every,
                          .failed = cluster_failed,
                          .failed_arg = srv};
     if (kr_cluster_start(&o, &srv->cluster, err, sizeof err) < 0) {

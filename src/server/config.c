@@ -169,6 +169,10 @@ static const opt_spec specs[] = {
      "the data address clients are sent to (CLUSTER, NOT_LEADER); a --listen of 0.0.0.0 is "
      "advertised with this host's name",
      F(advertise), 0, 0},
+    {"raft-snapshot-every", "KRAPPY_RAFT_SNAPSHOT_EVERY", OPT_UINT, "N", "16384",
+     "raft entries between snapshots (64 MiB of entries take one sooner); each stalls "
+     "replication for a moment, and the log since the last one is held in memory",
+     F(raft_snapshot_every), 16, 1000000},
 };
 
 #define N_SPECS (sizeof specs / sizeof specs[0])
@@ -436,9 +440,11 @@ static int check_cluster(kr_config *cfg, char *err, size_t errlen)
         }
     }
     if (cfg->raft_listen == NULL) {
-        if (cfg->peers != NULL || cfg->node_id_text != NULL) {
+        if (cfg->peers != NULL || cfg->node_id_text != NULL || cfg->raft_snapshot_every != 0) {
             snprintf(err, errlen, "--%s needs --raft-listen (a cluster member's raft address)",
-                     cfg->peers != NULL ? "peers" : "node-id");
+                     cfg->peers != NULL          ? "peers"
+                     : cfg->node_id_text != NULL ? "node-id"
+                                                 : "raft-snapshot-every");
             return -1;
         }
         return 0;

@@ -69,8 +69,9 @@ typedef struct kr_config {
     char *node_id_text; /* "N" or "auto", as given */
     uint64_t node_id;   /* resolved; 0 without --raft-listen */
     char *raft_listen;
-    char *peers;     /* "1=HOST:PORT,..." or NULL */
-    char *advertise; /* NULL: from --listen, once bound */
+    char *peers;                  /* "1=HOST:PORT,..." or NULL */
+    char *advertise;              /* NULL: from --listen, once bound */
+    uint32_t raft_snapshot_every; /* raft entries between snapshots; 0: the default */
     /* defaults of the topic settings (PROTOCOL.md section 9) and compaction */
     uint32_t cleanup; /* KR_CLEANUP_* bits */
     uint64_t delete_retention_ms;
