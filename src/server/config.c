@@ -106,8 +106,9 @@ static const opt_spec specs[] = {
      "bytes per second compaction reads and writes at most, all topics together", F(compact_rate),
      64 * 1024, UINT64_MAX},
     {"compact-priority", "KRAPPY_COMPACT_PRIORITY", OPT_PRIORITY, "idle|normal", "idle",
-     "CPU priority of the compaction thread: idle runs it only on a core nothing else wants "
-     "(SCHED_IDLE), normal shares the cores with the loop",
+     "CPU priority of compaction: idle runs the segment rewrites only on a core nothing else "
+     "wants (SCHED_IDLE) and RocksDB's compactions of the view at nice 19 and idle IO; normal "
+     "shares the cores with the loop",
      F(compact_idle), 0, 0},
     {"checkpoint-interval", "KRAPPY_CHECKPOINT_INTERVAL", OPT_DURATION, "DURATION", "2s",
      "fold new events into RocksDB this often", F(checkpoint_ms), 10, 3600000},
