@@ -448,6 +448,59 @@ static void test_kill9_random(void **state)
     assert_int_equal(e2e_stop(&s, 10000), 0);
 }
 
+/* The scheduling policy of process pid's thread named `comm` (field 41 of
+ * /proc/PID/task/TID/stat, counted after the name's closing parenthesis),
+ * or -1 when no thread has that name. */
+static int thread_policy(pid_t pid, const char *comm)
+{
+    char path[320], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    if (d == NULL)
+        return -1;
+    int policy = -1;
+    struct dirent *e;
+    while (policy < 0 && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "/proc/%d/task/%s/stat", (int)pid, e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        char *open = strchr(buf, '('), *close = strrchr(buf, ')');
+        if (open == NULL || close == NULL || (size_t)(close - open - 1) != strlen(comm) ||
+            strncmp(open + 1, comm, strlen(comm)) != 0)
+            continue;
+        char *p = close;
+        for (int field = 3; field <= 41 && p != NULL; field++) {
+            p = strchr(p + 1, ' '); /* p: the space before field `field` */
+            if (field == 41 && p != NULL)
+                policy = atoi(p + 1);
+        }
+    }
+    closedir(d);
+    return policy;
+}
+
+/* --compact-priority: the compaction thread under SCHED_IDLE (5) by default,
+ * under SCHED_OTHER (0) with "normal". */
+static void test_priority(void **state)
+{
+    (void)state;
+    e2e_server s;
+    assert_int_equal(e2e_start(&s, NULL), 0);
+    assert_int_equal(thread_policy(s.pid, "kr-compact"), 5);
+    assert_int_equal(thread_policy(s.pid, "kr-writer"), 0);
+    const char *normal[] = {"--compact-priority", "normal", NULL};
+    assert_int_equal(e2e_stop_keep(&s, 10000), 0);
+    assert_int_equal(e2e_restart(&s, normal), 0);
+    assert_int_equal(thread_policy(s.pid, "kr-compact"), 0);
+    assert_int_equal(e2e_stop(&s, 10000), 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -456,10 +509,9 @@ int main(void)
         return 0;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_topic_config),
-        cmocka_unit_test(test_compaction),
-        cmocka_unit_test(test_crash_at_each_step),
-        cmocka_unit_test(test_kill9_random),
+        cmocka_unit_test(test_topic_config),       cmocka_unit_test(test_compaction),
+        cmocka_unit_test(test_crash_at_each_step), cmocka_unit_test(test_kill9_random),
+        cmocka_unit_test(test_priority),
     };
     return cmocka_run_group_tests_name("e2e_compact", tests, NULL, NULL);
 }

@@ -30,6 +30,7 @@ static const char *const vars[] = {
     "KRAPPY_KAFKA_ADVERTISE",
     "KRAPPY_KAFKA_AUTO_CREATE",
     "KRAPPY_RAFT_SNAPSHOT_EVERY",
+    "KRAPPY_COMPACT_PRIORITY",
 };
 
 static int clear_env(void **state)
@@ -162,6 +163,43 @@ static void test_kafka_flags(void **state)
                      KR_CONFIG_ERROR);
     assert_non_null(strstr(err, "on or off"));
     kr_config_free(&c);
+}
+
+/* The compaction thread's CPU priority: idle by default, a name either way
+ * from the flag or the variable (the flag wins), anything else an error
+ * that names the flag and the two values. */
+static void test_compact_priority(void **state)
+{
+    (void)state;
+    kr_config c;
+    char err[256];
+    assert_int_equal(parse(&c, err, sizeof err, NULL), KR_CONFIG_RUN);
+    assert_true(c.compact_idle);
+    kr_config_free(&c);
+    assert_int_equal(parse(&c, err, sizeof err, "--compact-priority", "normal", NULL),
+                     KR_CONFIG_RUN);
+    assert_false(c.compact_idle);
+    kr_config_free(&c);
+
+    setenv("KRAPPY_COMPACT_PRIORITY", "normal", 1);
+    assert_int_equal(parse(&c, err, sizeof err, NULL), KR_CONFIG_RUN);
+    assert_false(c.compact_idle);
+    kr_config_free(&c);
+    assert_int_equal(parse(&c, err, sizeof err, "--compact-priority=IDLE", NULL), KR_CONFIG_RUN);
+    assert_true(c.compact_idle); /* the flag wins; case does not matter */
+    kr_config_free(&c);
+    unsetenv("KRAPPY_COMPACT_PRIORITY");
+
+    assert_int_equal(parse(&c, err, sizeof err, "--compact-priority", "low", NULL),
+                     KR_CONFIG_ERROR);
+    assert_non_null(strstr(err, "--compact-priority"));
+    assert_non_null(strstr(err, "idle or normal"));
+    kr_config_free(&c);
+    setenv("KRAPPY_COMPACT_PRIORITY", "", 1);
+    assert_int_equal(parse(&c, err, sizeof err, NULL), KR_CONFIG_ERROR);
+    assert_non_null(strstr(err, "KRAPPY_COMPACT_PRIORITY"));
+    kr_config_free(&c);
+    unsetenv("KRAPPY_COMPACT_PRIORITY");
 }
 
 static void test_env_and_precedence(void **state)
@@ -301,6 +339,7 @@ int main(void)
         cmocka_unit_test_setup(test_defaults, clear_env),
         cmocka_unit_test_setup(test_flags, clear_env),
         cmocka_unit_test_setup(test_kafka_flags, clear_env),
+        cmocka_unit_test_setup(test_compact_priority, clear_env),
         cmocka_unit_test_setup(test_env_and_precedence, clear_env),
         cmocka_unit_test_setup(test_errors_name_the_culprit, clear_env),
         cmocka_unit_test_setup(test_help_and_version, clear_env),

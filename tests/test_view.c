@@ -287,6 +287,24 @@ static void test_marker(void **state)
     assert_int_equal(keys, 1);
 }
 
+/* With RocksDB's thread pool lowered: the view works the same, across a
+ * reopen (the options, and their Env, are used again), and closes clean. */
+static void test_background_low(void **state)
+{
+    fixture *f = *state;
+    kr_view_close(f->v);
+    kr_view_opts o = {.background_low = true};
+    assert_int_equal(kr_view_open(f->path, &o, &f->v, f->err, sizeof f->err), 0);
+    kr_view_batch *b = kr_view_batch_new();
+    put(b, "t", "k1", 2, "one");
+    write_ok(f, b);
+    assert_int_equal(kr_view_reopen(f->v, f->err, sizeof f->err), 0);
+    expect_get(f, "t", "k1", 2, "one");
+    kr_view_close(f->v);
+    assert_int_equal(kr_view_open(f->path, &o, &f->v, f->err, sizeof f->err), 0);
+    expect_get(f, "t", "k1", 2, "one");
+}
+
 static void test_put_get_delete(void **state)
 {
     fixture *f = *state;
@@ -1124,6 +1142,7 @@ static void test_timing_100k_checkpoint(void **state)
 
 static const struct CMUnitTest tests[] = {
     VT(test_open_close_reopen),
+    VT(test_background_low),
     VT(test_open_file_fails),
     VT(test_marker),
     VT(test_put_get_delete),

@@ -29,9 +29,10 @@ typedef enum opt_kind {
     OPT_DURATION,
     OPT_LEVEL,
     OPT_FORMAT,
-    OPT_BOOL,   /* a flag without a value; the variable takes 1/0, true/false, yes/no */
-    OPT_ONOFF,  /* a flag with a value, on/off (or as OPT_BOOL's variable) */
-    OPT_CLEANUP /* uint32_t field: KR_CLEANUP_* bits from a policy name */
+    OPT_BOOL,    /* a flag without a value; the variable takes 1/0, true/false, yes/no */
+    OPT_ONOFF,   /* a flag with a value, on/off (or as OPT_BOOL's variable) */
+    OPT_CLEANUP, /* uint32_t field: KR_CLEANUP_* bits from a policy name */
+    OPT_PRIORITY /* bool field: true for "idle", false for "normal" */
 } opt_kind;
 
 typedef struct opt_spec {
@@ -104,6 +105,11 @@ static const opt_spec specs[] = {
     {"compact-rate", "KRAPPY_COMPACT_RATE", OPT_SIZE64, "BYTES", "32M",
      "bytes per second compaction reads and writes at most, all topics together", F(compact_rate),
      64 * 1024, UINT64_MAX},
+    {"compact-priority", "KRAPPY_COMPACT_PRIORITY", OPT_PRIORITY, "idle|normal", "idle",
+     "CPU priority of compaction: idle runs the segment rewrites only on a core nothing else "
+     "wants (SCHED_IDLE) and RocksDB's compactions of the view at nice 19 and idle IO; normal "
+     "shares the cores with the loop",
+     F(compact_idle), 0, 0},
     {"checkpoint-interval", "KRAPPY_CHECKPOINT_INTERVAL", OPT_DURATION, "DURATION", "2s",
      "fold new events into RocksDB this often", F(checkpoint_ms), 10, 3600000},
     {"overlay-bytes", "KRAPPY_OVERLAY_BYTES", OPT_SIZE64, "BYTES", "128M",
@@ -281,6 +287,8 @@ static const char *kind_hint(opt_kind k)
         return "on or off";
     case OPT_CLEANUP:
         return "delete, compact or compact,delete";
+    case OPT_PRIORITY:
+        return "idle or normal";
     case OPT_STR:
         break;
     }
@@ -344,6 +352,18 @@ static int apply(kr_config *cfg, const opt_spec *o, const char *val, const char 
         }
         bad = 1;
         break;
+    case OPT_PRIORITY: {
+        bool *dst = (bool *)(void *)(base + o->field);
+        if (!strcasecmp(val, "idle"))
+            *dst = true;
+        else if (!strcasecmp(val, "normal"))
+            *dst = false;
+        else
+            bad = 1;
+        if (!bad)
+            return 0;
+        break;
+    }
     case OPT_SIZE:
     case OPT_SIZE64:
         bad = kr_parse_size(val, &v) < 0;
@@ -393,6 +413,7 @@ static int set_defaults(kr_config *cfg, int stderr_is_tty)
     cfg->cleanup = KR_CLEANUP_DELETE;
     cfg->delete_retention_ms = 24ull * 3600 * 1000;
     cfg->compact_rate = 32ull * 1024 * 1024;
+    cfg->compact_idle = true;
     cfg->overlay_bytes = 128u * 1024 * 1024;
     cfg->block_cache_bytes = 64u * 1024 * 1024;
     cfg->max_wait_ms = 60000;

@@ -77,6 +77,7 @@ typedef struct kr_config {
     uint64_t delete_retention_ms;
     uint64_t segment_ms;   /* 0: never */
     uint64_t compact_rate; /* bytes/s */
+    bool compact_idle;     /* the compaction thread runs under SCHED_IDLE */
 } kr_config;
 
 typedef enum kr_config_action {

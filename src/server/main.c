@@ -237,6 +237,7 @@ int main(int argc, char **argv)
                             .delete_retention_ms = cfg.delete_retention_ms,
                             .segment_ms = cfg.segment_ms,
                             .compact_rate = cfg.compact_rate,
+                            .compact_idle = cfg.compact_idle,
                             .max_open_files = plan.segments,
                             .rocksdb_max_open_files = plan.rocksdb};
     op.done = event_new(srv.base, -1, 0, on_opened, &op);

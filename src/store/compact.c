@@ -20,6 +20,7 @@
 #include "proto/cbor.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/sched.h"
 
 /* After a failed rewrite, a topic waits this long before the next try. */
 #define RETRY_MS 10000
@@ -449,6 +450,12 @@ int kr_compact_start(kr_store *s)
         return -1;
     }
     pthread_setname_np(c->thread, "kr-compact");
+    /* A rewrite is CPU work that can wait; the loop's latency cannot. */
+    int e = s->o.compact_idle ? kr_sched_idle(c->thread) : 0;
+    if (e != 0)
+        kr_log(KR_LOG_WARN,
+               "cannot lower the compaction thread's CPU priority; it runs at normal priority",
+               KR_LOG_STR("reason", strerror(e)));
     c->started = true;
     s->compactor = c;
     return 0;

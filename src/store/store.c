@@ -712,7 +712,8 @@ int kr_store_open(const kr_store_opts *o, struct event_base *base, kr_metrics *m
     }
     kr_view_opts vo = {.block_cache_bytes = o->block_cache_bytes,
                        .log_dir = o->rocksdb_log_dir,
-                       .max_open_files = o->rocksdb_max_open_files};
+                       .max_open_files = o->rocksdb_max_open_files,
+                       .background_low = o->compact_idle};
     if (kr_store_open_view(s, viewdir, &vo, err, errlen) < 0)
         goto fail;
     if (kr_store_finish_deletions(s, err, errlen) < 0 || kr_store_recover(s, err, errlen) < 0)

@@ -102,6 +102,9 @@ typedef struct kr_store_opts {
     uint64_t segment_ms;          /* roll a non-empty active segment this old (0: never) */
     uint64_t compact_rate;        /* bytes/s compaction reads and writes at most (0: the
                                      default, KR_DEFAULT_COMPACT_RATE) */
+    bool compact_idle;            /* run the compaction thread under SCHED_IDLE (it gets a
+                                     core only when no other thread wants one), and
+                                     RocksDB's compaction threads at the lowest priority */
 } kr_store_opts;
 
 typedef struct kr_store kr_store;

@@ -232,6 +232,19 @@ static int make_options(kr_view *v, const kr_view_opts *o)
     rocksdb_options_set_write_buffer_size(v->opts, wb_bytes);
     rocksdb_options_set_db_write_buffer_size(v->opts, 2 * wb_bytes);
     rocksdb_options_set_max_background_jobs(v->opts, KR_VIEW_BG_JOBS);
+    if (o != NULL && o->background_low) {
+        /* Merging the view's files can always wait: its thread pool (the
+         * process's default Env, shared by every view opened) yields the
+         * CPU and the disk to the loop, the writer and the checkpoints. */
+        v->env = rocksdb_create_default_env();
+        if (v->env == NULL) {
+            rocksdb_block_based_options_destroy(bbo);
+            return -1;
+        }
+        rocksdb_env_lower_thread_pool_cpu_priority(v->env);
+        rocksdb_env_lower_thread_pool_io_priority(v->env);
+        rocksdb_options_set_env(v->opts, v->env);
+    }
     rocksdb_options_set_level_compaction_dynamic_level_bytes(v->opts, 1);
     rocksdb_options_set_keep_log_file_num(v->opts, KR_VIEW_LOG_FILES);
     /* Debian's librocksdb keeps its assertions, and its info logger asserts
@@ -288,6 +301,9 @@ static void free_options(kr_view *v)
         rocksdb_options_destroy(v->opts);
     if (v->cache)
         rocksdb_cache_destroy(v->cache);
+    if (v->env)
+        rocksdb_env_destroy(v->env); /* the handle; the default Env itself stays */
+    v->env = NULL;
 }
 
 /* Close the database and the default column family's handle. */

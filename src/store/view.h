@@ -63,6 +63,8 @@ typedef struct kr_view_opts {
     bool fsync_writes;         /* reserved for cursors (--fsync-cursors) */
     const char *log_dir;       /* RocksDB's info log directory; NULL/"": inside the DB */
     int max_open_files;        /* table files RocksDB keeps open; 0: KR_VIEW_DEFAULT_OPEN_FILES */
+    bool background_low;       /* RocksDB's compaction threads at the lowest CPU (nice 19)
+                                  and IO (idle class) priority */
 } kr_view_opts;
 
 /* RocksDB's table files kept open when kr_view_opts.max_open_files is 0

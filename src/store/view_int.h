@@ -51,6 +51,7 @@ struct kr_view {
     rocksdb_writeoptions_t *walopts;  /* cursors: WAL on */
     rocksdb_writeoptions_t *syncopts; /* cursors: WAL on, fsync'd */
     rocksdb_flushoptions_t *fopts;
+    rocksdb_env_t *env; /* NULL: RocksDB's default, untouched */
     char *path;
     bool fsync_writes;
     /* Every call uses db under the lock shared; reopen and close take it
