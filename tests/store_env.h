@@ -15,6 +15,7 @@
 #include <event2/thread.h>
 
 #include "proto/msg.h"
+#include "util/log.h"
 #include "util/metrics.h"
 #include "store/store.h"
 #include "tmpdir.h"
@@ -48,6 +49,30 @@ static inline void kr_test_env_down(struct event_base *base, kr_metrics *metrics
     event_base_free(base);
     kr_metrics_free(metrics);
 }
+
+/*
+ * KR_TEST_STORE_ENV(PREFIX) - a store test's file-scope environment: `dir`
+ * ($TMPDIR/PREFIX-XXXXXX, short: mkdtemp fails on long paths), `base` and
+ * `metrics`, and the cmocka group's `setup` and `teardown` that make and
+ * remove them (the log says errors only).
+ */
+#define KR_TEST_STORE_ENV(prefix)                                                                  \
+    static char dir[64];                                                                           \
+    static struct event_base *base;                                                                \
+    static kr_metrics *metrics;                                                                    \
+    static int setup(void **state)                                                                 \
+    {                                                                                              \
+        (void)state;                                                                               \
+        kr_log_setup(KR_LOG_ERROR, KR_LOG_TEXT);                                                   \
+        kr_test_env_up(&base, &metrics, dir, sizeof dir, prefix);                                  \
+        return 0;                                                                                  \
+    }                                                                                              \
+    static int teardown(void **state)                                                              \
+    {                                                                                              \
+        (void)state;                                                                               \
+        kr_test_env_down(base, metrics, dir);                                                      \
+        return 0;                                                                                  \
+    }
 
 /* Open the store with o, or fail the test saying why. */
 static inline kr_store *kr_test_store_open(const kr_store_opts *o, struct event_base *base,

@@ -35,24 +35,7 @@
 
 #include "store_env.h"
 
-static char dir[64];
-static struct event_base *base;
-static kr_metrics *metrics;
-
-static int setup(void **state)
-{
-    (void)state;
-    kr_log_setup(KR_LOG_ERROR, KR_LOG_TEXT);
-    kr_test_env_up(&base, &metrics, dir, sizeof dir, "krappy-compact");
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    kr_test_env_down(base, metrics, dir);
-    return 0;
-}
+KR_TEST_STORE_ENV("krappy-compact")
 
 /* ---- the keep rule ---- */
 

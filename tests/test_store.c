@@ -28,24 +28,7 @@
 
 #include "store_env.h"
 
-static char dir[64]; /* $TMPDIR must be short: mkdtemp fails otherwise */
-static struct event_base *base;
-static kr_metrics *metrics;
-
-static int setup(void **state)
-{
-    (void)state;
-    kr_log_setup(KR_LOG_ERROR, KR_LOG_TEXT);
-    kr_test_env_up(&base, &metrics, dir, sizeof dir, "krappy-store");
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    kr_test_env_down(base, metrics, dir);
-    return 0;
-}
+KR_TEST_STORE_ENV("krappy-store")
 
 static kr_store_opts store_opts(uint64_t segment_bytes, uint64_t retention_bytes,
                                 uint64_t overlay_bytes)
