@@ -130,7 +130,8 @@ BENCH_VS    := $(TOUT)/bench/bench_vs
 
 # Objects that only a pattern chain makes (e2e, fuzz and bench programs' own)
 # are kept, not deleted as intermediates: a relink would compile them again.
-.SECONDARY:
+# (Named, not every target: a bare .SECONDARY would stop FORCE forcing.)
+.SECONDARY: $(call obj,$(E2E_SRC) $(E2E_SUITE_SRC) $(FUZZ_SRC) tests/fuzz/replay.c $(BENCH_SRC))
 
 .PHONY: all deps run cluster test check unit fuzz-replay e2e smoke torture bench install \
         uninstall clean fmt lint fuzz valgrind symbols tests-build shim test-ui check-deploy \
