@@ -77,12 +77,15 @@ struct kr_node {
     struct raft_io io;
     struct raft raft;
     kr_fsm fsm;
-    bool draining;        /* stopping: waiting for log writes in flight */
-    uint64_t drain_end;   /* loop time (ms) when raft_close goes ahead anyway */
-    bool closing;         /* raft_close called */
-    bool have_io;         /* raft_uv_init succeeded */
-    bool have_raft;       /* raft_init succeeded */
-    uint64_t config_seen; /* configuration index the status copy lists */
+    bool draining;               /* stopping: waiting for log writes in flight */
+    uint64_t drain_end;          /* loop time (ms) when raft_close goes ahead anyway */
+    bool closing;                /* raft_close called */
+    bool have_io;                /* raft_uv_init succeeded */
+    bool have_raft;              /* raft_init succeeded */
+    uint64_t config_seen;        /* configuration index the status copy lists */
+    struct raft_barrier barrier; /* a new leader's first entry (commit_own_term) */
+    raft_term barrier_term;      /* the term it was appended in (0: none yet) */
+    bool barrier_pending;        /* appended, its callback not run yet */
 
     /* Shared, under mu. */
     pthread_mutex_t mu;
@@ -368,6 +371,31 @@ static void on_wake(uv_async_t *a)
     }
 }
 
+static void barrier_done(struct raft_barrier *req, int status)
+{
+    kr_node *n = req->data;
+    (void)status; /* lost leadership or closing: the next term's leader appends its own */
+    n->barrier_pending = false;
+}
+
+/*
+ * A new leader appends a barrier at once (Raft section 8's no-op entry):
+ * libraft commits the entries of earlier terms only with one of the
+ * leader's own term, so without it the events an old leader acknowledged
+ * just before it died - on the followers, not yet known to be committed -
+ * would stay unapplied, unread, until the next write.
+ */
+static void commit_own_term(kr_node *n, struct raft *r)
+{
+    if (n->barrier_pending || n->barrier_term == r->current_term)
+        return;
+    n->barrier.data = n;
+    if (raft_barrier(r, &n->barrier, barrier_done) == 0) {
+        n->barrier_pending = true;
+        n->barrier_term = r->current_term;
+    }
+}
+
 /* Copy what kr_node_get_status reports (once per loop turn). */
 static void on_turn(uv_check_t *c)
 {
@@ -388,6 +416,8 @@ static void on_turn(uv_check_t *c)
     raft_leader(r, &leader, &leader_addr);
     int state = raft_state(r);
     bool lead = state == RAFT_LEADER;
+    if (lead)
+        commit_own_term(n, r);
     __atomic_store_n(&n->state_now, state, __ATOMIC_RELEASE);
     uint64_t cfg = r->configuration_uncommitted_index > r->configuration_index
                        ? r->configuration_uncommitted_index
