@@ -3,7 +3,9 @@
  */
 #include "kafka/errors.h"
 
+#include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 
 /* Indexed by code + 1: UNKNOWN_SERVER_ERROR (-1) first. */
 static const char *const names[] = {
@@ -107,4 +109,15 @@ const char *kr_kafka_err_name(int16_t code)
     if (code < -1 || i >= sizeof names / sizeof names[0])
         return "UNKNOWN";
     return names[i];
+}
+
+kr_kafka_err kr_kafka_say(kr_kafka_err code, char *msg, size_t msglen, const char *fmt, ...)
+{
+    if (msglen > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, msglen, fmt, ap);
+        va_end(ap);
+    }
+    return code;
 }

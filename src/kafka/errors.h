@@ -8,6 +8,7 @@
 #ifndef KR_KAFKA_ERRORS_H
 #define KR_KAFKA_ERRORS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef enum kr_kafka_err {
@@ -108,5 +109,10 @@ typedef enum kr_kafka_err {
 /* The code's name without the prefix ("UNSUPPORTED_VERSION"), or "UNKNOWN"
  * for a number the enum does not name. Static storage. */
 const char *kr_kafka_err_name(int16_t code);
+
+/* kr_kafka_say - write the formatted sentence into msg (msglen bytes; 0:
+ * nothing written) for the error `code`. @return code. */
+kr_kafka_err kr_kafka_say(kr_kafka_err code, char *msg, size_t msglen, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 #endif

@@ -3,7 +3,6 @@
  */
 #include "kafka/event.h"
 
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,20 +13,6 @@
 #include "proto/cbor_text.h"
 #include "util/utf8.h"
 #include "proto/msg.h"
-
-static kr_kafka_err say(kr_kafka_err code, char *msg, size_t msglen, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static kr_kafka_err say(kr_kafka_err code, char *msg, size_t msglen, const char *fmt, ...)
-{
-    if (msglen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(msg, msglen, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
 
 /* One header of a record, and whether it survives a later one of the same
  * name. */
@@ -76,17 +61,18 @@ kr_kafka_err kr_kafka_record_headers(const kr_kafka_record *r, kr_buf *out, kr_b
 
     kr_buf_reset(scratch);
     if (n > SIZE_MAX / sizeof(hview) || kr_buf_reserve(scratch, n * sizeof(hview)) < 0)
-        return say(KR_KAFKA_ERR_MESSAGE_TOO_LARGE, msg, msglen,
-                   "record %d: %zu headers are more than this server takes", r->index, n);
+        return kr_kafka_say(KR_KAFKA_ERR_MESSAGE_TOO_LARGE, msg, msglen,
+                            "record %d: %zu headers are more than this server takes", r->index, n);
     hview *v = (hview *)(void *)scratch->data;
     kr_kafka_header_iter_init(&hr, r);
     for (size_t i = 0; i < n; i++) {
         if (!kr_kafka_header_next(&hr, &v[i].h))
-            return say(KR_KAFKA_ERR_CORRUPT_MESSAGE, msg, msglen,
-                       "record %d: header %zu cannot be read", r->index, i);
+            return kr_kafka_say(KR_KAFKA_ERR_CORRUPT_MESSAGE, msg, msglen,
+                                "record %d: header %zu cannot be read", r->index, i);
         if (!kr_utf8_valid(v[i].h.key.ptr, (size_t)v[i].h.key.len))
-            return say(KR_KAFKA_ERR_INVALID_RECORD, msg, msglen,
-                       "record %d: header %zu has a name that is not UTF-8 text", r->index, i);
+            return kr_kafka_say(KR_KAFKA_ERR_INVALID_RECORD, msg, msglen,
+                                "record %d: header %zu has a name that is not UTF-8 text", r->index,
+                                i);
         v[i].index = (int32_t)i;
         v[i].keep = true;
     }
@@ -122,9 +108,9 @@ static void put_nullable_bytes(kr_buf *out, kr_kafka_bytes b)
 kr_kafka_err kr_kafka_record_check(const kr_kafka_record *r, char *msg, size_t msglen)
 {
     if (r->key.len > (int32_t)KRAPPY_MAX_KEY_BYTES)
-        return say(KR_KAFKA_ERR_INVALID_RECORD, msg, msglen,
-                   "record %d: its key of %d bytes is longer than krappy's %u", r->index,
-                   r->key.len, KRAPPY_MAX_KEY_BYTES);
+        return kr_kafka_say(KR_KAFKA_ERR_INVALID_RECORD, msg, msglen,
+                            "record %d: its key of %d bytes is longer than krappy's %u", r->index,
+                            r->key.len, KRAPPY_MAX_KEY_BYTES);
     return KR_KAFKA_ERR_NONE;
 }
 
@@ -156,8 +142,8 @@ kr_kafka_err kr_kafka_record_to_event(const kr_kafka_batch *b, const kr_kafka_re
             return e;
     }
     if (out->failed)
-        return say(KR_KAFKA_ERR_MESSAGE_TOO_LARGE, msg, msglen,
-                   "record %d: the events are larger than this server takes", r->index);
+        return kr_kafka_say(KR_KAFKA_ERR_MESSAGE_TOO_LARGE, msg, msglen,
+                            "record %d: the events are larger than this server takes", r->index);
     return KR_KAFKA_ERR_NONE;
 }
 
@@ -277,15 +263,15 @@ static int open_record(kr_kafka_batch_writer *w, uint64_t offset, uint64_t ts, k
                        kr_kafka_bytes value, int32_t headers, char *msg, size_t msglen)
 {
     if (offset > INT64_MAX) {
-        say(KR_KAFKA_ERR_CORRUPT_MESSAGE, msg, msglen, "event offset %llu is beyond Kafka's range",
-            (unsigned long long)offset);
+        kr_kafka_say(KR_KAFKA_ERR_CORRUPT_MESSAGE, msg, msglen,
+                     "event offset %llu is beyond Kafka's range", (unsigned long long)offset);
         goto fail;
     }
     if (kr_kafka_record_begin(w, (int64_t)offset, ts > INT64_MAX ? INT64_MAX : (int64_t)ts, key,
                               value, headers) < 0) {
-        say(KR_KAFKA_ERR_UNKNOWN_SERVER_ERROR, msg, msglen,
-            "the event at offset %llu does not follow the batch's last offset",
-            (unsigned long long)offset);
+        kr_kafka_say(KR_KAFKA_ERR_UNKNOWN_SERVER_ERROR, msg, msglen,
+                     "the event at offset %llu does not follow the batch's last offset",
+                     (unsigned long long)offset);
         goto fail;
     }
     return 0;
@@ -300,9 +286,9 @@ static int close_record(kr_kafka_batch_writer *w, uint64_t offset, bool headers_
                         size_t msglen)
 {
     if (!headers_ok || kr_kafka_record_end(w) < 0 || w->out->failed) {
-        say(KR_KAFKA_ERR_MESSAGE_TOO_LARGE, msg, msglen,
-            "the event at offset %llu does not fit this server's limits",
-            (unsigned long long)offset);
+        kr_kafka_say(KR_KAFKA_ERR_MESSAGE_TOO_LARGE, msg, msglen,
+                     "the event at offset %llu does not fit this server's limits",
+                     (unsigned long long)offset);
         w->bad = true;
         return -1;
     }
@@ -319,9 +305,9 @@ static int view_to_record(kr_kafka_batch_writer *w, const kr_event_view *e, kr_b
     kr_buf_reset(scratch);
     if (headers > INT32_MAX || to_part(&e->key, scratch, &key) < 0 ||
         to_part(&e->value, scratch, &value) < 0) {
-        say(KR_KAFKA_ERR_MESSAGE_TOO_LARGE, msg, msglen,
-            "the event at offset %llu cannot be rendered within this server's limits",
-            (unsigned long long)e->offset);
+        kr_kafka_say(KR_KAFKA_ERR_MESSAGE_TOO_LARGE, msg, msglen,
+                     "the event at offset %llu cannot be rendered within this server's limits",
+                     (unsigned long long)e->offset);
         w->bad = true;
         return -1;
     }
@@ -339,8 +325,8 @@ int kr_kafka_event_to_record(kr_kafka_batch_writer *w, const uint8_t *ev, size_t
     kr_event_view e;
 
     if (kr_cbor_read_exact(ev, len, &item) != 0 || kr_event_view_read(&item, &e) != 0) {
-        say(KR_KAFKA_ERR_CORRUPT_MESSAGE, msg, msglen,
-            "a stored event is not [offset, ts, key, value(, headers)]");
+        kr_kafka_say(KR_KAFKA_ERR_CORRUPT_MESSAGE, msg, msglen,
+                     "a stored event is not [offset, ts, key, value(, headers)]");
         w->bad = true;
         return -1;
     }
@@ -473,8 +459,8 @@ int32_t kr_kafka_events_to_records(kr_kafka_batch_writer *w, const uint8_t *p, s
         kr_event_view e;
         used = read_event(p, (size_t)(end - p), &e);
         if (used == 0) {
-            say(KR_KAFKA_ERR_CORRUPT_MESSAGE, msg, msglen,
-                "a stored event is not [offset, ts, key, value(, headers)]");
+            kr_kafka_say(KR_KAFKA_ERR_CORRUPT_MESSAGE, msg, msglen,
+                         "a stored event is not [offset, ts, key, value(, headers)]");
             w->bad = true;
             return -1;
         }

@@ -34,7 +34,6 @@
  * PRODUCER_REGISTER, so that every node - a new leader too - finds the
  * same duplicates.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -361,18 +360,6 @@ static uint64_t part_cbor_len(kr_kafka_bytes b)
     return b.len < 0 ? 1 : kr_cbor_uint_size((uint64_t)b.len) + (uint64_t)b.len;
 }
 
-static kr_kafka_err say(kr_kafka_err code, char *msg, size_t msglen, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static kr_kafka_err say(kr_kafka_err code, char *msg, size_t msglen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, msglen, fmt, ap);
-    va_end(ap);
-    return code;
-}
-
 kr_kafka_err kr_kproduce_events(const kr_kafka_batch *b, size_t max_bytes, uint32_t max_events,
                                 kr_buf *records, kr_buf *views, kr_buf *headers, kr_buf *scratch,
                                 uint64_t *cbor_len, char *msg, size_t msglen)
@@ -385,18 +372,18 @@ kr_kafka_err kr_kproduce_events(const kr_kafka_batch *b, size_t max_bytes, uint3
     bool any_headers = false;
 
     if (b->count <= 0)
-        return say(KR_KAFKA_ERR_INVALID_RECORD, msg, msglen,
-                   "the record batch holds no records; a Produce stores at least one");
+        return kr_kafka_say(KR_KAFKA_ERR_INVALID_RECORD, msg, msglen,
+                            "the record batch holds no records; a Produce stores at least one");
     if ((uint64_t)b->count > max_events)
-        return say(KR_KAFKA_ERR_RECORD_LIST_TOO_LARGE, msg, msglen,
-                   "a batch may carry at most %u records (this one has %d, see "
-                   "--max-publish-events); send smaller batches",
-                   max_events, b->count);
+        return kr_kafka_say(KR_KAFKA_ERR_RECORD_LIST_TOO_LARGE, msg, msglen,
+                            "a batch may carry at most %u records (this one has %d, see "
+                            "--max-publish-events); send smaller batches",
+                            max_events, b->count);
     kr_buf_reset(views);
     kr_buf_reset(headers);
     if (kr_buf_reserve(views, (size_t)b->count * sizeof(kr_store_event)) < 0)
-        return say(KR_KAFKA_ERR_UNKNOWN_SERVER_ERROR, msg, msglen,
-                   "out of memory reading a batch of %d records", b->count);
+        return kr_kafka_say(KR_KAFKA_ERR_UNKNOWN_SERVER_ERROR, msg, msglen,
+                            "out of memory reading a batch of %d records", b->count);
     kr_store_event *evs = (kr_store_event *)(void *)views->data;
     e = kr_kafka_record_iter_init(&it, b, records, max_bytes, msg, msglen);
     if (e != KR_KAFKA_ERR_NONE)
@@ -420,9 +407,9 @@ kr_kafka_err kr_kproduce_events(const kr_kafka_batch *b, size_t max_bytes, uint3
             if (e != KR_KAFKA_ERR_NONE)
                 return e;
             if (headers->failed)
-                return say(KR_KAFKA_ERR_MESSAGE_TOO_LARGE, msg, msglen,
-                           "record %d: the batch's headers are larger than this server takes",
-                           rec.index);
+                return kr_kafka_say(
+                    KR_KAFKA_ERR_MESSAGE_TOO_LARGE, msg, msglen,
+                    "record %d: the batch's headers are larger than this server takes", rec.index);
             /* Placed below, once `headers` has stopped moving. */
             v->headers = (const uint8_t *)"";
             v->headers_len = (uint32_t)(headers->len - at);
