@@ -205,10 +205,11 @@ krappy_err kr_server_cluster_batch(kr_server *srv, kr_replica_done done, void *a
         return KRAPPY_E_STORAGE;
     }
     b->w = room;
-    if (wb->open == NULL) {
+    if (wb->open == NULL) { /* sent once the turn's other callbacks ran */
         b->srv = srv;
         kr_buf_init(&b->cmds, KR_CLUSTER_COMMAND_MAX);
         wb->open = b;
+        event_active(wb->flush, EV_WRITE, 0);
     }
     size_t off = b->cmds.len;
     if (kr_buf_append(&b->cmds, srv->cmd.data, srv->cmd.len) < 0) {
@@ -217,7 +218,6 @@ krappy_err kr_server_cluster_batch(kr_server *srv, kr_replica_done done, void *a
         return KRAPPY_E_STORAGE;
     }
     b->w[b->n++] = (bwaiter){.done = done, .arg = arg, .off = off, .len = srv->cmd.len};
-    event_active(wb->flush, EV_WRITE, 0);
     return KRAPPY_OK;
 }
 
