@@ -173,20 +173,28 @@ static krappy_err encode_batch(kr_store *s, batch_enc *be, const ev_source *src,
         kr_events_iter_init(&it, src->req, src->scratch);
     for (uint64_t i = 0; i < src->count; i++) {
         const kr_store_event *v = src->req == NULL ? &src->evs[i] : NULL;
-        if (v == NULL && kr_events_iter_next(&it, &ev) != 1)
-            break;
-        if (v != NULL && v->key != NULL && v->key_len > KRAPPY_MAX_KEY_BYTES) {
-            snprintf(msg, msglen, "event %llu has a key of %u bytes, over krappy's %u",
-                     (unsigned long long)i, v->key_len, KRAPPY_MAX_KEY_BYTES);
-            *bad_index = i;
-            return KRAPPY_E_INVALID_ARGUMENT;
+        bool has_ts;
+        uint64_t ev_ts, body; /* body: key, value and headers as delivered */
+        if (v != NULL) {
+            if (v->key != NULL && v->key_len > KRAPPY_MAX_KEY_BYTES) {
+                snprintf(msg, msglen, "event %llu has a key of %u bytes, over krappy's %u",
+                         (unsigned long long)i, v->key_len, KRAPPY_MAX_KEY_BYTES);
+                *bad_index = i;
+                return KRAPPY_E_INVALID_ARGUMENT;
+            }
+            has_ts = v->has_ts;
+            ev_ts = v->ts;
+            body = bytes_size(v->key, v->key_len) + bytes_size(v->value, v->value_len) +
+                   v->headers_len;
+        } else {
+            if (kr_events_iter_next(&it, &ev) != 1)
+                break;
+            has_ts = ev.has_ts;
+            ev_ts = ev.ts;
+            body = (ev.key.present ? ev.key.raw.len : 1) + ev.value.len +
+                   (ev.has_headers ? ev.headers.len : 0);
         }
-        bool has_ts = v != NULL ? v->has_ts : ev.has_ts;
-        uint64_t off = be->base + i, ts = has_ts ? (v != NULL ? v->ts : ev.ts) : ts_now;
-        uint64_t body = v != NULL ? bytes_size(v->key, v->key_len) +
-                                        bytes_size(v->value, v->value_len) + v->headers_len
-                                  : (ev.key.present ? ev.key.raw.len : 1) + ev.value.len +
-                                        (ev.has_headers ? ev.headers.len : 0);
+        uint64_t off = be->base + i, ts = has_ts ? ev_ts : ts_now;
         uint64_t size = 1 + head_size(off) + head_size(ts) + body;
         if (size > limit) {
             snprintf(msg, msglen,
