@@ -40,6 +40,10 @@
  * - snapshot_trailing entries are kept after a snapshot so that a follower a
  *   little behind gets entries rather than a snapshot; one further behind
  *   gets the snapshot, then entries.
+ * - A new leader appends no entry of its own: entries of earlier terms
+ *   commit only with one of its term, so one a dead leader committed just
+ *   before the followers heard of it would stay unapplied until the next
+ *   write. node.c appends a barrier on every new term it leads.
  * - Every start replays the log since the last snapshot through the FSM
  *   (fsm.h): applies carry the raft index so a persistent FSM can skip what
  *   it holds.
