@@ -146,7 +146,12 @@ static void *compact_main(void *arg)
         j->ns = kr_mono_ns() - t0;
         pthread_mutex_lock(&c->mu);
         c->done = j;
+        /* The loop is woken with c->mu released: it takes c->mu at once
+         * (on_done), and a thread at idle priority may lose its core as
+         * soon as the loop wakes, the lock still held. */
+        pthread_mutex_unlock(&c->mu);
         event_active(c->done_ev, EV_READ, 0);
+        pthread_mutex_lock(&c->mu);
     }
     pthread_mutex_unlock(&c->mu);
     return NULL;
