@@ -267,6 +267,45 @@ static void test_rewrite_keep_drop(void **state)
     close(dirfd);
 }
 
+/* A segment larger than a read-ahead window, of batches larger than a
+ * read: it is read in steps (and its kept bytes written in steps) and
+ * keeps exactly the rule's events. */
+static void test_rewrite_big_batches(void **state)
+{
+    (void)state;
+    int dirfd = open(dir, O_RDONLY | O_DIRECTORY);
+    assert_true(dirfd >= 0);
+    enum { END = 90000, PER = 9000 };
+    write_segment(dirfd, 0, END, PER, 8);
+    struct stat st;
+    assert_int_equal(fstatat(dirfd, "00000000000000000000.seg", &st, 0), 0);
+    assert_true(st.st_size > 512 * 1024); /* two read-ahead windows at least */
+    table tb;
+    table_fill(&tb, END + 50, 8); /* every key's latest past the segment */
+    uint64_t bases[1] = {0};
+    kr_rewrite rw = {.dirfd = dirfd,
+                     .bases = bases,
+                     .n = 1,
+                     .end = END,
+                     .now_ms = 1000 + END + 50,
+                     .lookup = table_lookup,
+                     .lookup_arg = &tb};
+    assert_int_equal(kr_compact_rewrite(&rw), 0);
+    assert_int_equal(rw.events_in, END);
+    assert_true(rw.size > 64 * 1024); /* written in several steps */
+    static uint64_t got[END];
+    bool compacted;
+    size_t n = read_offsets(dirfd, 0, got, END, &compacted), k = 0;
+    assert_true(compacted);
+    for (uint64_t i = 0; i < END; i++)
+        if (i % 7 == 6)
+            assert_int_equal(got[k++], i);
+    assert_int_equal(k, n);
+    assert_int_equal(rw.events_kept, n);
+    kr_index_free(&rw.idx);
+    close(dirfd);
+}
+
 /* The whole of a file of dirfd (malloc'd). */
 static uint8_t *slurp(int dirfd, const char *name, size_t *len)
 {
@@ -847,6 +886,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rewrite_keep_drop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rewrite_latest_and_tombstones, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rewrite_lookup_chunks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rewrite_big_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rewrite_failures_leave_old, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_settings_persist, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_segments_per_topic, setup, teardown),

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -65,7 +66,8 @@ struct kr_compactor {
     kr_cjob *spent;       /* delivered, to be freed on the thread (cjob_free's
                              closes may free the old files' blocks) */
     atomic_bool stop;
-    struct event *done_ev;
+    int done_fd;           /* the thread writes it when a job is done ... */
+    struct event *done_ev; /* ... and the loop reads it */
     kr_store *s;
     size_t rr; /* round robin over the topics */
     bool busy; /* a job is out (loop side) */
@@ -146,7 +148,16 @@ static void *compact_main(void *arg)
         j->ns = kr_mono_ns() - t0;
         pthread_mutex_lock(&c->mu);
         c->done = j;
-        event_active(c->done_ev, EV_READ, 0);
+        pthread_mutex_unlock(&c->mu);
+        /* The loop is woken with no lock held (not c->mu, nor the event
+         * base's, which event_active would hold while it wakes the
+         * loop): an idle-priority thread loses its core the moment the
+         * loop wakes, and on a busy machine gets it back only much later,
+         * while a lock it holds would stop the loop. */
+        uint64_t one = 1;
+        while (write(c->done_fd, &one, sizeof one) < 0 && errno == EINTR)
+            ;
+        pthread_mutex_lock(&c->mu);
     }
     pthread_mutex_unlock(&c->mu);
     return NULL;
@@ -379,8 +390,11 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
 {
     kr_store *s = arg;
     kr_compactor *c = s->compactor;
-    (void)fd;
+    uint64_t n;
     (void)what;
+    if (read(fd, &n, sizeof n) < 0 && errno != EAGAIN)
+        kr_log(KR_LOG_WARN, "cannot read the compaction thread's wake-up; it is read again",
+               KR_LOG_STR("reason", strerror(errno)));
     pthread_mutex_lock(&c->mu);
     kr_cjob *j = c->done;
     c->done = NULL;
@@ -440,10 +454,15 @@ int kr_compact_start(kr_store *s)
     atomic_init(&c->stop, false);
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv, NULL);
-    c->done_ev = event_new(s->base, -1, 0, on_done, s);
-    if (c->done_ev == NULL || pthread_create(&c->thread, NULL, compact_main, c) != 0) {
+    c->done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    c->done_ev =
+        c->done_fd < 0 ? NULL : event_new(s->base, c->done_fd, EV_READ | EV_PERSIST, on_done, s);
+    if (c->done_ev == NULL || event_add(c->done_ev, NULL) < 0 ||
+        pthread_create(&c->thread, NULL, compact_main, c) != 0) {
         if (c->done_ev != NULL)
             event_free(c->done_ev);
+        if (c->done_fd >= 0)
+            close(c->done_fd);
         pthread_mutex_destroy(&c->mu);
         pthread_cond_destroy(&c->cv);
         free(c);
@@ -486,6 +505,7 @@ void kr_compact_stop(kr_store *s)
         cjob_free(left[i]);
     }
     event_free(c->done_ev);
+    close(c->done_fd);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);
     free(c);

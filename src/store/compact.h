@@ -35,6 +35,12 @@
  * and segments that a merged segment already covers (segment.h, recovery).
  * FETCHes in flight keep reading the old file through their descriptors.
  *
+ * Out of the loop's way. A kernel without preemption does not take a
+ * thread off its core inside a syscall, idle priority or not, so every
+ * read and write is short (16 KiB; the read-ahead is the rewrite's own, a
+ * 256 KiB hint at a time); and between batches and every 64 lookups the
+ * thread steps aside (kr_sched_step_aside) for a thread queued behind it.
+ *
  * The loop then swaps its segment records (compaction never moves a
  * topic's `first`; FETCH, POLL and GET work across the gaps: store_read.c,
  * store_group.c). Retention leaves a segment being rewritten alone.
@@ -95,8 +101,9 @@ typedef struct kr_compact_key {
 } kr_compact_key;
 
 /*
- * The view's latest offsets of n distinct keys (those of a chunk of
- * batches, each once however often it occurs): fills each one's found and
+ * The view's latest offsets of n distinct keys (a chunk of batches' keys,
+ * each once however often it occurs, asked at most 64 at a time with a
+ * step aside for other threads between calls): fills each one's found and
  * latest.
  * @return 0, or -1 with err filled.
  */

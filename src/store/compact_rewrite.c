@@ -23,11 +23,21 @@
 #include "util/grow.h"
 #include "util/io.h"
 #include "util/log.h"
+#include "util/sched.h"
 
 /* Bytes of kept events gathered before a write to the new segment. */
 #define OUT_CHUNK (1u << 20)
 /* Elements of a chunk's arrays (batches, events, keys) at first. */
 #define CHUNK_FIRST 1024
+/* Bytes read or written by one syscall. On a kernel without preemption a
+ * thread is not taken off its core inside a syscall, idle priority or
+ * not: a normal thread woken for that core waits until the copy of the
+ * whole read or write is done. A short step keeps that wait short. */
+#define IO_STEP (16u << 10)
+/* Keys asked of the view between two steps aside (kr_sched_step_aside). */
+#define LOOKUP_STEP 64
+/* Bytes of a source segment asked of the disk ahead at a time. */
+#define READ_AHEAD (256u << 10)
 
 bool kr_compact_is_temp(const char *name)
 {
@@ -57,11 +67,23 @@ typedef struct out_file {
     kr_buf buf;
 } out_file;
 
+/* pwrite n bytes at o->written, IO_STEP at most a call.
+ * @return 0, or -1 (errno). */
+static int write_steps(out_file *o, const void *p, size_t n)
+{
+    for (size_t done = 0; done < n; done += IO_STEP) {
+        size_t step = n - done < IO_STEP ? n - done : IO_STEP;
+        if (kr_pwrite_all(o->fd, (const uint8_t *)p + done, step, o->written + done) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int out_flush(out_file *o)
 {
     if (o->buf.len == 0)
         return 0;
-    if (kr_pwrite_all(o->fd, o->buf.data, o->buf.len, o->written) < 0)
+    if (write_steps(o, o->buf.data, o->buf.len) < 0)
         return -1;
     o->written += o->buf.len;
     kr_buf_reset(&o->buf);
@@ -73,7 +95,7 @@ static int out_put(out_file *o, const void *p, size_t n)
     if (o->buf.len + n > OUT_CHUNK && out_flush(o) < 0)
         return -1;
     if (n > OUT_CHUNK) { /* a batch larger than the chunk: as it is */
-        if (kr_pwrite_all(o->fd, p, n, o->written) < 0)
+        if (write_steps(o, p, n) < 0)
             return -1;
         o->written += n;
     } else if (kr_buf_append(&o->buf, p, n) < 0) {
@@ -287,8 +309,14 @@ static int chunk_decide(kr_rewrite *rw, chunk *c)
         }
         for (size_t i = 0; i < c->nk; i++)
             c->ask[i] = (kr_compact_key){.key = c->keys.data + c->k[i].at, .klen = c->k[i].len};
-        if (rw->lookup(rw->lookup_arg, c->ask, c->nk, rw->err, sizeof rw->err) < 0)
-            return -1;
+        /* A chunk's lookups are most of a rewrite's CPU time: asked a few
+         * at a time, with a step aside between (sched.h says why). */
+        for (size_t i = 0; i < c->nk; i += LOOKUP_STEP) {
+            size_t n = c->nk - i < LOOKUP_STEP ? c->nk - i : LOOKUP_STEP;
+            if (rw->lookup(rw->lookup_arg, c->ask + i, n, rw->err, sizeof rw->err) < 0)
+                return -1;
+            kr_sched_step_aside();
+        }
     }
     for (size_t i = 0; i < c->nev; i++) {
         cevent *e = &c->ev[i];
@@ -371,15 +399,39 @@ static int chunk_flush(kr_rewrite *rw, out_file *o, chunk *c)
     return 0;
 }
 
-/* pread exactly n bytes. @return 0, or -1 (errno; EIO when short). */
+/* pread exactly n bytes, IO_STEP at most a call.
+ * @return 0, or -1 (errno; EIO when short). */
 static int read_at(int fd, void *p, size_t n, uint64_t pos)
 {
-    ssize_t r = pread(fd, p, n, (off_t)pos);
-    if (r == (ssize_t)n)
-        return 0;
-    if (r >= 0)
-        errno = EIO;
-    return -1;
+    for (size_t done = 0; done < n;) {
+        size_t step = n - done < IO_STEP ? n - done : IO_STEP;
+        ssize_t r = pread(fd, (uint8_t *)p + done, step, (off_t)(pos + done));
+        if (r <= 0) {
+            if (r == 0)
+                errno = EIO;
+            else if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        done += (size_t)r;
+    }
+    return 0;
+}
+
+/* The source's next READ_AHEAD bytes from pos asked of the disk ahead of
+ * the reads, when pos entered a window not asked for yet (*asked: the
+ * end of what was). The file's own readahead is off (rewrite_source): the
+ * kernel allocates and submits its window inside the read that meets it,
+ * and that window is the device's (read_ahead_kb, MiBs on some disks);
+ * this one is READ_AHEAD bytes at a time, and only a hint. */
+static void read_ahead(int fd, uint64_t pos, uint64_t size, uint64_t *asked)
+{
+    if (pos + READ_AHEAD / 2 < *asked || *asked >= size)
+        return;
+    uint64_t from = *asked > pos ? *asked : pos;
+    uint64_t len = size - from < READ_AHEAD ? size - from : READ_AHEAD;
+    (void)posix_fadvise(fd, (off_t)from, (off_t)len, POSIX_FADV_WILLNEED);
+    *asked = from + len;
 }
 
 /* Read the batches of one source segment into the chunk, flushing it into
@@ -409,10 +461,12 @@ static int rewrite_source(kr_rewrite *rw, out_file *o, chunk *c, uint64_t base, 
         snprintf(rw->err, sizeof rw->err, "segment %s has a bad header", name);
         goto out;
     }
-    uint64_t size = (uint64_t)st.st_size;
+    uint64_t size = (uint64_t)st.st_size, asked = 0;
     rw->bytes_in += size;
+    (void)posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM); /* read_ahead instead */
     for (uint64_t pos = sh.len; pos < size;) {
         kr_batch_hdr h;
+        read_ahead(fd, pos, size, &asked);
         size_t avail = size - pos < sizeof hdr ? (size_t)(size - pos) : sizeof hdr;
         if (read_at(fd, hdr, avail, pos) < 0 || kr_batch_header_decode(hdr, avail, &h) < 0 ||
             size - pos - h.hlen < h.len) {
@@ -446,6 +500,7 @@ static int rewrite_source(kr_rewrite *rw, out_file *o, chunk *c, uint64_t base, 
             goto out;
         pos += h.hlen + h.len;
         *moved += h.hlen + h.len;
+        kr_sched_step_aside();
         if (throttle(rw, t0, *moved + o->pos) < 0) {
             snprintf(rw->err, sizeof rw->err, "stopped");
             goto out;

@@ -10,3 +10,8 @@ int kr_sched_idle(pthread_t t)
     struct sched_param sp = {.sched_priority = 0}; /* the only value SCHED_IDLE takes */
     return pthread_setschedparam(t, SCHED_IDLE, &sp);
 }
+
+void kr_sched_step_aside(void)
+{
+    (void)sched_yield();
+}

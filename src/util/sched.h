@@ -15,4 +15,12 @@
  * (the thread keeps its policy then). */
 int kr_sched_idle(pthread_t t);
 
+/* Let a thread queued on the caller's core run now, if one is (else it
+ * returns at once). A thread under SCHED_IDLE that the scheduler picked
+ * keeps its core to the end of its time slice, up to a timer tick, even
+ * with a normal thread queued behind it (the scheduler gives it a sliver,
+ * not nothing); a background loop calls this between small steps of
+ * work so that such a wait lasts one step at most. */
+void kr_sched_step_aside(void);
+
 #endif
