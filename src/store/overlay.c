@@ -195,8 +195,8 @@ static inline uint64_t key_hash(const kr_overlay *ov, const uint8_t *key, size_t
 /* ---- the table and the records ---- */
 
 /* Zeroed memory straight from the system, or NULL. Its pages are faulted
- * in at once (MAP_POPULATE): a chunk or table is filled soon after it is
- * made, and on a virtual machine a page fault apiece - a megabyte every few
+ * in at once (MAP_POPULATE): a chunk, or a table a rehash fills, is written
+ * soon after it is made, and on a virtual machine a page fault apiece - a megabyte every few
  * thousand new keys, again after every checkpoint - cost more than the
  * copies into them (a fifth of the loop thread under single-event
  * PUBLISHes). */
@@ -209,9 +209,9 @@ static void *map_new(size_t bytes)
 
 /* Zeroed memory whose pages fault in as they are first written. For the
  * table an overlay starts with at a checkpoint: populating megabytes at
- * once stalled the loop for a millisecond or two in the middle of a stream
- * of requests, where faults spread over the first few thousand inserts
- * cost each of them under a microsecond. */
+ * once holds the loop for milliseconds in the middle of the request
+ * stream, where one fault now and then over the first few thousand
+ * inserts holds no request long. */
 static void *map_lazy(size_t bytes)
 {
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
