@@ -799,11 +799,29 @@ out:
     return rc;
 }
 
+/* Counts the entries foreach visits, and those whose key starts with
+ * `prefix`. */
+struct prefix_count {
+    const char *prefix;
+    size_t all, matching;
+};
+
+static int count_prefix(void *arg, const kr_ov_entry *e)
+{
+    struct prefix_count *pc = arg;
+    size_t n = strlen(pc->prefix);
+    pc->all++;
+    if (e->key_len >= n && memcmp(e->key, pc->prefix, n) == 0)
+        pc->matching++;
+    return 0;
+}
+
 /*
  * Memory of freed overlays is used again (full-size chunks and mapped
- * tables, overlay.c's pool): an overlay made after one was freed, sized
- * for as many keys, holds its own keys exactly - nothing of the old one
- * shows through.
+ * tables, overlay.c's pool; a pooled table is zeroed when it is kept, not
+ * when it is taken): an overlay made after one was freed, sized for as
+ * many keys, holds its own keys exactly - nothing of the old one shows
+ * through, not even to a walk over every slot.
  */
 static void test_reuse_after_free(void **state)
 {
@@ -836,6 +854,12 @@ static void test_reuse_after_free(void **state)
         /* The previous round's keys are not there. */
         int k = snprintf(key, sizeof key, "r%d-key-%d", round - 1, 5);
         assert_null(kr_overlay_get(ov, (const uint8_t *)key, (size_t)k));
+        char prefix[16];
+        snprintf(prefix, sizeof prefix, "r%d-", round);
+        struct prefix_count pc = {.prefix = prefix};
+        assert_int_equal(kr_overlay_foreach(ov, count_prefix, &pc), 0);
+        assert_int_equal(pc.all, N);
+        assert_int_equal(pc.matching, N);
         kr_overlay_free(ov);
     }
     kr_overlay_pool_release();

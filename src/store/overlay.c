@@ -195,8 +195,8 @@ static inline uint64_t key_hash(const kr_overlay *ov, const uint8_t *key, size_t
 /* ---- the table and the records ---- */
 
 /* Zeroed memory straight from the system, or NULL. Its pages are faulted
- * in at once (MAP_POPULATE): a chunk or table is filled soon after it is
- * made, and on a virtual machine a page fault apiece - a megabyte every few
+ * in at once (MAP_POPULATE): a chunk, or a table a rehash fills, is written
+ * soon after it is made, and on a virtual machine a page fault apiece - a megabyte every few
  * thousand new keys, again after every checkpoint - cost more than the
  * copies into them (a fifth of the loop thread under single-event
  * PUBLISHes). */
@@ -204,6 +204,17 @@ static void *map_new(size_t bytes)
 {
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
                    -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+/* Zeroed memory whose pages fault in as they are first written. For the
+ * table an overlay starts with at a checkpoint: populating megabytes at
+ * once holds the loop for milliseconds in the middle of the request
+ * stream, where one fault now and then over the first few thousand
+ * inserts holds no request long. */
+static void *map_lazy(size_t bytes)
+{
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     return p == MAP_FAILED ? NULL : p;
 }
 
@@ -248,7 +259,8 @@ static bool pool_keep_chunk(chunk *c)
     return kept;
 }
 
-/* Take a pooled table of exactly nslots slots (NULL: none), zeroed. */
+/* Take a pooled table of exactly nslots slots (NULL: none). Pooled tables
+ * are zeroed already (pool_keep_table). */
 static slot *pool_table(size_t nslots)
 {
     slot *tab = NULL;
@@ -262,13 +274,29 @@ static slot *pool_table(size_t nslots)
         break;
     }
     pthread_mutex_unlock(&pool.mu);
-    if (tab != NULL)
-        memset(tab, 0, nslots * sizeof(slot));
     return tab;
 }
 
+/* Whether the pool has room for a table of nslots slots now. */
+static bool pool_table_room(size_t nslots)
+{
+    pthread_mutex_lock(&pool.mu);
+    bool room = pool.ntabs < OV_POOL_TABLES && pool.bytes + nslots * sizeof(slot) <= OV_POOL_BYTES;
+    pthread_mutex_unlock(&pool.mu);
+    return room;
+}
+
+/*
+ * Keep a table for reuse, zeroed here: the thread that frees an overlay is
+ * usually the view thread (the loop hands it the overlays it is done with),
+ * and zeroing megabytes there spares the loop that work when the next
+ * checkpoint starts a table. @return false when the pool is full.
+ */
 static bool pool_keep_table(slot *tab, size_t nslots)
 {
+    if (!pool_table_room(nslots))
+        return false;
+    memset(tab, 0, nslots * sizeof(slot));
     bool kept = false;
     pthread_mutex_lock(&pool.mu);
     if (pool.ntabs < OV_POOL_TABLES && pool.bytes + nslots * sizeof(slot) <= OV_POOL_BYTES) {
@@ -295,12 +323,17 @@ void kr_overlay_pool_release(void)
     pthread_mutex_unlock(&pool.mu);
 }
 
-static slot *table_new(size_t nslots)
+/* A zeroed table of nslots slots; a mapped one new from the system has its
+ * pages faulted in at once when `populate` (a growing table: the rehash
+ * writes all of it now), as they are written otherwise. */
+static slot *table_new(size_t nslots, bool populate)
 {
     if (nslots * sizeof(slot) < OV_MAP_TABLE)
         return calloc(nslots, sizeof(slot));
     slot *tab = pool_table(nslots);
-    return tab != NULL ? tab : map_new(nslots * sizeof(slot));
+    if (tab != NULL)
+        return tab;
+    return populate ? map_new(nslots * sizeof(slot)) : map_lazy(nslots * sizeof(slot));
 }
 
 static void table_free(slot *tab, size_t nslots)
@@ -348,9 +381,9 @@ kr_overlay *kr_overlay_new_sized(size_t keys)
     size_t nslots = OV_MIN_SLOTS;
     while (nslots < SIZE_MAX / 4 / sizeof(slot) && nslots * OV_LOAD_NUM / OV_LOAD_DEN < keys)
         nslots *= 2;
-    ov->tab = table_new(nslots);
+    ov->tab = table_new(nslots, false);
     if (ov->tab == NULL && nslots > OV_MIN_SLOTS)
-        ov->tab = table_new(nslots = OV_MIN_SLOTS); /* a hint only */
+        ov->tab = table_new(nslots = OV_MIN_SLOTS, false); /* a hint only */
     if (ov->tab == NULL) {
         free(ov);
         return NULL;
@@ -368,13 +401,15 @@ void kr_overlay_free(kr_overlay *ov)
 {
     if (ov == NULL)
         return;
+    /* The table first: it gets the pool's room before the chunks, since
+     * a new table must be zeroed and a chunk need not. */
+    table_free(ov->tab, ov->nslots);
     chunk *c = ov->chunks;
     while (c != NULL) {
         chunk *n = c->next;
         chunk_free(c);
         c = n;
     }
-    table_free(ov->tab, ov->nslots);
     free(ov);
 }
 
@@ -476,7 +511,7 @@ static int grow(kr_overlay *ov)
     if (ov->nslots > SIZE_MAX / 2 / sizeof(slot))
         return -1;
     size_t n = ov->nslots * 2;
-    slot *tab = table_new(n);
+    slot *tab = table_new(n, true);
     if (tab == NULL)
         return -1;
     size_t mask = n - 1;
