@@ -1438,6 +1438,50 @@ static void test_delete_topic(void **state)
 }
 
 /* An idle Kafka connection is closed after --idle-timeout. */
+/* A number field of a JSON log line ("key":"N"), or -1. */
+static long long log_field(const char *line, const char *key)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":\"", key);
+    const char *p = strstr(line, pat);
+    return p != NULL ? atoll(p + strlen(pat)) : -1;
+}
+
+/* With the debug log, every request leaves a timeline line once its reply
+ * is written, its steps in order; at info there is none. */
+static void test_request_timeline(void **state)
+{
+    (void)state;
+    if (!have_kcat())
+        skip();
+    e2e_server s;
+    start(&s, NULL); /* the harness runs krappyd with --log-level debug */
+    assert_int_equal(sh("printf \"a:1\\nb:2\\n\" | kcat -b %s -P -t tl -K: -X acks=1", bs(&s)), 0);
+    assert_int_equal(e2e_stop_keep(&s, 10000), 0);
+    assert_int_equal(sh("grep -F \"Kafka request timeline\" %s | grep -F \"\\\"Produce\\\"\" | "
+                        "head -n 1",
+                        s.log_path),
+                     0);
+    assert_true(log_field(out, "frame_bytes") > 0);
+    long long read = log_field(out, "read_us"), handed = log_field(out, "handed_us");
+    long long done = log_field(out, "done_us"), queued = log_field(out, "queued_us");
+    long long drained = log_field(out, "drained_us");
+    assert_true(read >= 0 && read <= handed && handed <= done && done <= queued);
+    assert_true(queued <= drained && drained < 10 * 1000 * 1000);
+    assert_true(log_field(out, "loop_cpu_us") >= 0);
+    assert_true(log_field(out, "socket_unread_bytes") >= 0);
+    assert_true(log_field(out, "seen_at_us") > 0);
+    assert_int_equal(e2e_stop(&s, 10000), 0);
+
+    const char *info[] = {"--log-level", "info", NULL};
+    start(&s, info);
+    assert_int_equal(sh("printf \"a:1\\n\" | kcat -b %s -P -t tl -K:", bs(&s)), 0);
+    assert_int_equal(e2e_stop_keep(&s, 10000), 0);
+    assert_int_equal(sh("grep -c -F \"Kafka request timeline\" %s", s.log_path), 1);
+    assert_int_equal(atoi(out), 0);
+    assert_int_equal(e2e_stop(&s, 10000), 0);
+}
+
 static void test_idle_timeout(void **state)
 {
     (void)state;
@@ -1933,6 +1977,7 @@ int main(void)
         cmocka_unit_test(test_idempotent_repeats),
         cmocka_unit_test(test_idempotent_producer_kill9),
         cmocka_unit_test(test_delete_topic),
+        cmocka_unit_test(test_request_timeline),
         cmocka_unit_test(test_idle_timeout),
         cmocka_unit_test(test_connection_limit),
         cmocka_unit_test(test_produce_within_request_memory),

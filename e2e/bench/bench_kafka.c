@@ -25,6 +25,13 @@
  * a consumer reading from far behind. $KRAPPY_BENCH_RDKAFKA overrides them
  * for experiments.
  *
+ * Where a request's time goes: with $KRAPPY_BENCH_TRACE set, krappyd runs
+ * with --log-level debug - a "Kafka request timeline" line per request in
+ * its log (kept, and its path printed: when the frame's first bytes were
+ * seen, read whole, handed to the store, written, its reply queued and
+ * taken by the socket) - and the producer prints librdkafka's
+ * debug=protocol,msg lines (Sent/Received per request) on stderr.
+ *
  * Between phases the server is left to go idle (its checkpoints of what was
  * produced are the producing phase's cost) and its /metrics are read. A
  * profiler can dump there: the server's instructions per phase, all
@@ -149,6 +156,8 @@ static void extra_settings(rd_kafka_conf_t *conf)
 static rd_kafka_t *kafka_client(const e2e_server *s, rd_kafka_type_t type, rd_kafka_conf_t *conf)
 {
     char bs[64], err[512];
+    if (getenv("KRAPPY_BENCH_TRACE") != NULL && type == RD_KAFKA_PRODUCER)
+        set(conf, "debug", "protocol,msg");
     extra_settings(conf);
     snprintf(bs, sizeof bs, "127.0.0.1:%s", s->kafka_port);
     if (rd_kafka_conf_set(conf, "bootstrap.servers", bs, err, sizeof err) != RD_KAFKA_CONF_OK)
@@ -166,21 +175,25 @@ static void set(rd_kafka_conf_t *conf, const char *k, const char *v)
         die(k, err);
 }
 
-/* Connect and learn the cluster (and `topic`'s leader, when given) before
- * a phase is timed, as the Krappy port's client is connected before its
- * rows: a consumer assigned a partition whose leader it does not know yet
- * retries its offset query only after librdkafka's fixed 500 ms back-off,
- * half of a million-record consume. */
+/* Connect and learn the cluster and `topic`'s leader before a phase is
+ * timed, as the Krappy port's client is connected and its topic registered
+ * before its rows. Without the topic, librdkafka asks for a partition's
+ * leader only late: a consumer assigned a partition whose leader it does
+ * not know yet retries its offset query after a fixed 500 ms back-off, and
+ * a producer whose first record names a topic missing from the full
+ * metadata it just cached waits for its once-a-second scan of unknown
+ * topics (up to 1 s before the first Produce, half of a million-record
+ * produce). Asking for the topic creates it (Metadata's
+ * allow_auto_topic_creation, librdkafka's default for a producer). */
 static void warm_up(rd_kafka_t *rk, const char *topic)
 {
-    rd_kafka_topic_t *rkt = topic != NULL ? rd_kafka_topic_new(rk, topic, NULL) : NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
     const struct rd_kafka_metadata *md;
     rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
         die("metadata", rd_kafka_err2str(e));
     rd_kafka_metadata_destroy(md);
-    if (rkt != NULL)
-        rd_kafka_topic_destroy(rkt);
+    rd_kafka_topic_destroy(rkt);
 }
 
 static long delivered, failed;
@@ -201,7 +214,7 @@ static run kafka_produce(const e2e_server *s, long records)
     set(conf, "acks", "1");
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_t *rk = kafka_client(s, RD_KAFKA_PRODUCER, conf);
-    warm_up(rk, NULL);
+    warm_up(rk, "kbench");
     char value[VALUE_BYTES], key[17];
     memset(value, 'v', sizeof value);
     uint32_t seed = 42;
@@ -397,8 +410,12 @@ int main(int argc, char **argv)
         return 2;
     }
     e2e_server s;
-    const char *args[] = {"--kafka-listen", "127.0.0.1:0", "--log-level", "info", NULL};
-    e2e_set_start_timeout(120000); /* krappyd may run under a profiler */
+    bool trace = getenv("KRAPPY_BENCH_TRACE") != NULL;
+    const char *args[] = {"--kafka-listen", "127.0.0.1:0", "--log-level", trace ? "debug" : "info",
+                          NULL};
+    if (trace)
+        setenv("KRAPPY_E2E_KEEP", "1", 1); /* the server's log outlives the run */
+    e2e_set_start_timeout(120000);         /* krappyd may run under a profiler */
     if (e2e_start(&s, args) < 0)
         return 1;
     phase_end(&s);
@@ -452,5 +469,7 @@ int main(int argc, char **argv)
            kp.rate, met(kp.rate, 0.7 * yp.rate));
     printf("| consume, within 30%% of the Krappy port | >= %.0f | %.0f | %s |\n", 0.7 * yc.rate,
            kc.rate, met(kc.rate, 0.7 * yc.rate));
+    if (trace)
+        fprintf(stderr, "bench_kafka: the server's request timelines are in %s\n", s.log_path);
     return e2e_stop(&s, 20000) == 0 ? 0 : 1;
 }

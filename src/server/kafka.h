@@ -79,13 +79,21 @@ struct kr_kreq {
     kr_kconn *conn;
     int16_t api_key, api_version;
     int32_t correlation_id;
-    bool done;        /* answered (resp holds the frame, or nothing) */
-    bool fifo;        /* a Produce started under the fifo exception */
-    bool async;       /* holds a reference on the connection */
-    bool close_after; /* the connection closes once this is written */
-    uint32_t pending; /* store operations still to complete */
-    uint64_t cost;    /* bytes charged to the budget until it finishes */
-    uint64_t start_ns;
+    bool done;         /* answered (resp holds the frame, or nothing) */
+    bool fifo;         /* a Produce started under the fifo exception */
+    bool async;        /* holds a reference on the connection */
+    bool close_after;  /* the connection closes once this is written */
+    uint32_t pending;  /* store operations still to complete */
+    uint64_t cost;     /* bytes charged to the budget until it finishes */
+    uint64_t start_ns; /* its whole frame was taken off the input */
+    /* Its timeline, for the debug log's "Kafka request timeline" line
+     * (kafka_listener.c): when its frame's first bytes were seen, when the
+     * handler returned (a Produce's batches queued to the store), when it
+     * was answered (a Produce's writes done); the bytes its frame took and
+     * those the socket still held when the frame was first seen, and the
+     * loop thread's CPU clock then. */
+    uint64_t seen_ns, handed_ns, done_ns;
+    uint64_t frame_bytes, sock_unread, seen_cpu_ns;
     kr_buf resp;                /* the response frame, size included */
     kr_kafka_arena arena;       /* the response's arrays and copied strings */
     void *ctx;                  /* handler state while the request runs */
@@ -114,6 +122,11 @@ struct kr_kconn {
     kr_kprod *prods;        /* idempotent producers registered here */
     size_t n_prods, cap_prods;
     char msg[512];
+    uint64_t frame_seen_ns;     /* the input began the next frame (0: not yet) */
+    uint64_t frame_sock_unread; /* ... and the socket held this many more bytes */
+    uint64_t frame_seen_cpu_ns; /* ... and the loop thread's CPU clock read this */
+    struct kr_ktrace *trace;    /* answered requests whose replies are not yet
+                                   all written (debug log only; NULL else) */
     TAILQ_ENTRY(kr_kconn) link;
 };
 

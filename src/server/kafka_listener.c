@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -57,6 +59,116 @@ void kr_kconn_log(kr_log_level lvl, const kr_kconn *c, const char *msg, const ch
            KR_LOG_STR(why ? "reason" : NULL, why));
 }
 
+/* ---- the request timeline (debug log) ---- */
+
+/* Answered requests whose replies are queued and not yet all taken by the
+ * socket: their timelines wait here for the moment the output drains. */
+#define KR_KTRACE_MAX 16
+
+typedef struct ktrace_entry {
+    int16_t api_key;
+    int32_t correlation_id;
+    uint64_t seen_ns, read_ns, handed_ns, done_ns, queued_ns;
+    uint64_t frame_bytes, sock_unread, seen_cpu_ns;
+} ktrace_entry;
+
+struct kr_ktrace {
+    size_t n;
+    ktrace_entry e[KR_KTRACE_MAX];
+};
+
+static uint64_t us_after(uint64_t t, uint64_t from)
+{
+    return t >= from && from > 0 ? (t - from) / 1000 : 0;
+}
+
+/* The loop thread's CPU time (the timeline tells work from waiting). */
+static uint64_t loop_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* One line per request: when its frame was first seen (after the
+ * connection's accept), then its steps in microseconds after that (drained
+ * 0: the connection went first), and the loop thread's CPU time in
+ * between. */
+static void ktrace_log(const kr_kconn *c, const ktrace_entry *e, uint64_t drained_ns,
+                       uint64_t cpu_ns)
+{
+    kr_log(KR_LOG_DEBUG, "Kafka request timeline", KR_LOG_U64("conn", c->net.id),
+           KR_LOG_STR("api", kr_kafka_api_name(e->api_key)),
+           KR_LOG_I64("correlation_id", e->correlation_id),
+           KR_LOG_U64("frame_bytes", e->frame_bytes),
+           KR_LOG_U64("socket_unread_bytes", e->sock_unread),
+           KR_LOG_U64("seen_at_us", us_after(e->seen_ns, c->net.accepted_ns)),
+           KR_LOG_U64("read_us", us_after(e->read_ns, e->seen_ns)),
+           KR_LOG_U64("handed_us", us_after(e->handed_ns, e->seen_ns)),
+           KR_LOG_U64("done_us", us_after(e->done_ns, e->seen_ns)),
+           KR_LOG_U64("queued_us", us_after(e->queued_ns, e->seen_ns)),
+           KR_LOG_U64("drained_us", us_after(drained_ns, e->seen_ns)),
+           KR_LOG_U64("loop_cpu_us", us_after(cpu_ns, e->seen_cpu_ns)));
+}
+
+static void ktrace_flush(kr_kconn *c, uint64_t drained_ns)
+{
+    uint64_t cpu = loop_cpu_ns();
+    for (size_t i = 0; i < c->trace->n; i++)
+        ktrace_log(c, &c->trace->e[i], drained_ns, cpu);
+    c->trace->n = 0;
+}
+
+/* The output lost bytes and is empty: every reply queued is written. */
+static void on_output_trace(struct evbuffer *out, const struct evbuffer_cb_info *info, void *arg)
+{
+    kr_kconn *c = arg;
+    if (info->n_deleted > 0 && evbuffer_get_length(out) == 0 && c->trace->n > 0)
+        ktrace_flush(c, kr_mono_ns());
+}
+
+/* r's response was just queued: its timeline waits for the output to
+ * drain. */
+static void ktrace_queued(kr_kconn *c, const kr_kreq *r)
+{
+    if (c->trace->n == KR_KTRACE_MAX)
+        ktrace_flush(c, 0);
+    c->trace->e[c->trace->n++] = (ktrace_entry){.api_key = r->api_key,
+                                                .correlation_id = r->correlation_id,
+                                                .seen_ns = r->seen_ns,
+                                                .read_ns = r->start_ns,
+                                                .handed_ns = r->handed_ns,
+                                                .done_ns = r->done_ns,
+                                                .queued_ns = kr_mono_ns(),
+                                                .frame_bytes = r->frame_bytes,
+                                                .sock_unread = r->sock_unread,
+                                                .seen_cpu_ns = r->seen_cpu_ns};
+    if (out_len(c) == 0)
+        ktrace_flush(c, c->trace->e[c->trace->n - 1].queued_ns);
+}
+
+/* With the debug log on, a connection keeps its requests' timelines. */
+static void ktrace_open(kr_kconn *c)
+{
+    if (!kr_log_enabled(KR_LOG_DEBUG))
+        return;
+    c->trace = calloc(1, sizeof *c->trace);
+    if (c->trace != NULL &&
+        evbuffer_add_cb(bufferevent_get_output(c->net.bev), on_output_trace, c) == NULL) {
+        free(c->trace);
+        c->trace = NULL;
+    }
+}
+
+/* Bytes the socket holds unread (the debug log's timeline). */
+static uint64_t sock_unread(const kr_kconn *c)
+{
+    int n = 0;
+    if (c->trace == NULL || ioctl(bufferevent_getfd(c->net.bev), FIONREAD, &n) < 0 || n < 0)
+        return 0;
+    return (uint64_t)n;
+}
+
 /* ---- request structs ---- */
 
 static kr_kreq *kreq_new(kr_kconn *c)
@@ -81,6 +193,12 @@ static kr_kreq *kreq_new(kr_kconn *c)
     r->ctx = NULL;
     r->cancel = NULL;
     r->start_ns = kr_mono_ns();
+    r->seen_ns = c->frame_seen_ns != 0 ? c->frame_seen_ns : r->start_ns;
+    r->sock_unread = c->frame_sock_unread;
+    r->seen_cpu_ns = c->frame_seen_cpu_ns;
+    r->handed_ns = r->done_ns = 0;
+    r->frame_bytes = 0;
+    c->frame_seen_ns = 0;
     return r;
 }
 
@@ -160,6 +278,8 @@ static void kconn_flush_done(kr_kconn *c)
             }
             kr_counter_add(c->k->m.bytes_out, n);
         }
+        if (c->trace != NULL)
+            ktrace_queued(c, r);
         kreq_recycle(c, r);
         if (close_after) {
             kconn_begin_flush(c);
@@ -184,6 +304,7 @@ static void kreq_finish(kr_kreq *r)
     kr_netconn_charge(&c->net, -(int64_t)r->cost);
     r->cost = 0;
     r->done = true;
+    r->done_ns = kr_mono_ns();
     c->net.running--;
     if (r->fifo)
         c->net.running_fifo--;
@@ -318,6 +439,7 @@ static void kconn_start(kr_kconn *c, const uint8_t *p, size_t len)
     kr_kreq *r = kreq_start(c);
     if (r == NULL)
         return;
+    r->frame_bytes = len + 4;
     if (c->sasl == KR_KSASL_RAW) {
         /* SaslHandshake v0: this frame is the bare PLAIN token. */
         kr_khandle_sasl_raw(c, r, p, len);
@@ -409,6 +531,11 @@ static void kconn_process(kr_kconn *c)
         size_t have = evbuffer_get_length(in);
         if (have < 4)
             break;
+        if (c->frame_seen_ns == 0) {
+            c->frame_seen_ns = kr_mono_ns();
+            c->frame_sock_unread = sock_unread(c);
+            c->frame_seen_cpu_ns = c->trace != NULL ? loop_cpu_ns() : 0;
+        }
         uint8_t hdr[6];
         evbuffer_copyout(in, hdr, have < sizeof hdr ? have : sizeof hdr);
         int32_t size = (int32_t)kr_get_be32(hdr);
@@ -506,6 +633,7 @@ static kr_kconn *kconn_new(kr_kafka *k, int fd, const struct sockaddr *sa)
         free(c);
         return NULL;
     }
+    ktrace_open(c);
     bufferevent_enable(c->net.bev, EV_READ);
     TAILQ_INSERT_TAIL(&k->conns, c, link);
     k->n_conns++;
@@ -534,6 +662,7 @@ static void net_free(kr_netconn *n)
     }
     kr_kafka_arena_free(&c->dec);
     event_free(c->resume);
+    free(c->trace);
     free(c);
 }
 
@@ -564,6 +693,8 @@ static void net_closed(kr_netconn *n, const char *why)
 {
     kr_kconn *c = KR_NETCONN_OWNER(n, kr_kconn);
     kr_kconn_log(KR_LOG_DEBUG, c, "Kafka connection closed", why);
+    if (c->trace != NULL)
+        ktrace_flush(c, 0);
     TAILQ_REMOVE(&c->k->conns, c, link);
     c->k->n_conns--;
     cancel_parked(c);
