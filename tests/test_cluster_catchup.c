@@ -268,6 +268,23 @@ static void test_the_leader_serves_when_it_can(void **state)
     assert_int_equal(atomic_load(&other.fetches), 0);
 }
 
+/* Catch up [0, to) from two nodes that both retired the events below
+ * `first`, the loop refusing the first `refuse` skips. @return the events
+ * the nodes served. */
+static unsigned catch_up_retired(uint64_t first, uint64_t to, unsigned refuse, taken *t)
+{
+    fake_node leader, other;
+    node_start(&leader, first, EVENTS);
+    node_start(&other, first, EVENTS);
+    catch_up_to(&leader, &other, to, refuse, t);
+    node_stop(&leader);
+    node_stop(&other);
+    assert_true(t->done);
+    assert_true(t->in_order);
+    assert_int_equal(t->skips, 1);
+    return atomic_load(&leader.served) + atomic_load(&other.served);
+}
+
 /* Every node retired the events below 1200 (a replaced node's empty
  * stream, a snapshot whose first lies past it): the catch-up skips to
  * 1200, the first offset kept - not further - and fetches the rest; a
@@ -275,19 +292,10 @@ static void test_the_leader_serves_when_it_can(void **state)
 static void test_skips_what_every_node_retired(void **state)
 {
     (void)state;
-    fake_node leader, other;
-    node_start(&leader, 1200, EVENTS);
-    node_start(&other, 1200, EVENTS);
     taken t;
-    catch_up_to(&leader, &other, EVENTS, 2, &t);
-    node_stop(&leader);
-    node_stop(&other);
-    assert_true(t.done);
-    assert_true(t.in_order);
-    assert_int_equal(t.skips, 1);
+    assert_int_equal(catch_up_retired(1200, EVENTS, 2, &t), EVENTS - 1200);
     assert_int_equal(t.skip_to, 1200);
     assert_int_equal(t.next, EVENTS);
-    assert_int_equal(atomic_load(&leader.served) + atomic_load(&other.served), EVENTS - 1200);
 }
 
 /* Retention moved past the range's end (a RETENTION after the snapshot):
@@ -296,18 +304,10 @@ static void test_skips_what_every_node_retired(void **state)
 static void test_skips_no_further_than_the_range(void **state)
 {
     (void)state;
-    fake_node leader, other;
-    node_start(&leader, 2000, EVENTS);
-    node_start(&other, 2000, EVENTS);
     taken t;
-    catch_up_to(&leader, &other, 1500, 0, &t);
-    node_stop(&leader);
-    node_stop(&other);
-    assert_true(t.done);
-    assert_true(t.in_order);
-    assert_int_equal(t.skips, 1);
+    assert_int_equal(catch_up_retired(2000, 1500, 0, &t), 0);
     assert_int_equal(t.skip_to, 1500);
-    assert_int_equal(atomic_load(&leader.served) + atomic_load(&other.served), 0);
+    assert_int_equal(t.next, 1500);
 }
 
 int main(void)
