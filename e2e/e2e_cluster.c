@@ -1586,7 +1586,9 @@ static void test_retention(void **state)
  * says), restores a snapshot whose `first` lies past its empty stream,
  * skips to it (nobody serves what lies below), fetches the rest, and then
  * holds the same events from `first` as every other node - also after a
- * kill -9 and restart on its new directory, and after more writes.
+ * kill -9 and restart on its new directory, and after more writes; and,
+ * killed while retention moves past its stream's end, back on its
+ * directory, it skips from there.
  */
 static void test_retention_replaced_node(void **state)
 {
@@ -1623,9 +1625,18 @@ static void test_retention_replaced_node(void **state)
     (void)expect_same_retained(&c, now - 1, (uint64_t)ev_no);
     publish_batches(&c, 100, &ev_no);
     uint64_t later = expect_same_retained(&c, now - 1, (uint64_t)ev_no);
+    /* Down while retention moves past its stream's end: back on its
+     * directory, it skips from there. */
+    uint64_t before = next_on(&c, f);
+    e2e_kill9(&c.node[f]);
+    publish_batches(&c, 300, &ev_no);
+    assert_int_equal(e2e_cluster_restart(&c, f, NULL), 0);
+    assert_true(e2e_cluster_leader(&c, 30000) >= 0);
+    uint64_t last = expect_same_retained(&c, before, (uint64_t)ev_no);
     printf("e2e_cluster: a replaced node skipped to first offset %llu and caught up; then at "
-           "%llu on every node\n",
-           (unsigned long long)now, (unsigned long long)later);
+           "%llu on every node; down at next %llu while retention moved on, back at first %llu\n",
+           (unsigned long long)now, (unsigned long long)later, (unsigned long long)before,
+           (unsigned long long)last);
     assert_int_equal(e2e_cluster_stop(&c), 0);
 }
 
