@@ -379,7 +379,8 @@ bool kr_replica_catch_up(kr_replica *rp, const item *it)
         if (t->assigned >= next.u || kr_replica_pos_index(t->raft_index) > idx.u)
             continue;
         /* Below the snapshot's first, every node retired the events: the
-         * stream skips them (a topic still being created skips once the
+         * stream skips them (one not ready for it - a topic still being
+         * created, appends or a roll waiting for a sync - skips once the
          * catch-up's FETCH learns the first kept offset). */
         if (retired && first.u > t->assigned)
             (void)skip_retired(rp, t, first.u < next.u ? first.u : next.u);
