@@ -5,7 +5,9 @@
  * Two stand-in data ports on 127.0.0.1, each a thread answering HELLO and
  * FETCH out of the events it holds (CLUSTER gets UNKNOWN_TYPE, so libkrappy
  * takes the first that answers for the leader): one holds nothing - the
- * node that leads while it catches up itself - and one holds every event.
+ * node that leads while it catches up itself - and one holds every event;
+ * or both retired the first ones (FETCH below their first is
+ * OFFSET_OUT_OF_RANGE), and the catch-up skips them.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -33,10 +35,10 @@
 #define TOPIC  "t"
 #define EVENTS 2500 /* three FETCH chunks */
 
-/* A node's data port: events [0, holds) of TOPIC, value "v<offset>". */
+/* A node's data port: events [first, holds) of TOPIC, value "v<offset>". */
 typedef struct fake_node {
     int lfd, port;
-    uint64_t holds;
+    uint64_t first, holds;
     pthread_t th;
     atomic_bool stop;
     atomic_uint fetches, served;
@@ -63,6 +65,11 @@ static uint32_t answer(fake_node *n, const kr_frame *f, kr_buf *enc, kr_buf *scr
     }
     atomic_fetch_add(&n->fetches, 1);
     uint64_t from = req.u.fetch.offset, to = from + req.u.fetch.max;
+    if (from < n->first) {
+        kr_error_extra range = {.has_range = true, .first = n->first, .next = n->holds};
+        kr_enc_error(enc, req.cid, KRAPPY_E_OFFSET_OUT_OF_RANGE, "retired", &range);
+        return KRAPPY_T_ERROR;
+    }
     if (from > n->holds)
         from = n->holds;
     if (to > n->holds)
@@ -133,9 +140,10 @@ static void *node_main(void *arg)
     return NULL;
 }
 
-static void node_start(fake_node *n, uint64_t holds)
+static void node_start(fake_node *n, uint64_t first, uint64_t holds)
 {
     memset(n, 0, sizeof *n);
+    n->first = first;
     n->holds = holds;
     n->port = kr_test_free_port();
     n->lfd = socket(AF_INET, SOCK_STREAM, 0);
@@ -159,21 +167,37 @@ static void node_stop(fake_node *n)
 typedef struct taken {
     uint64_t next; /* the offset the next chunk must start at */
     bool in_order, done;
+    unsigned refuse;  /* skips to refuse first (the store not ready) */
+    unsigned skips;   /* skips taken */
+    uint64_t skip_to; /* the last one's offset */
     kr_buf scratch;
 } taken;
 
-static void on_chunk(void *arg, const char *topic, uint64_t first, uint64_t count,
+static bool on_chunk(void *arg, const char *topic, uint64_t first, uint64_t count,
                      const uint8_t *payload, size_t len)
 {
     taken *t = arg;
     kr_request req;
     char msg[128];
+    if (count == 0) {
+        /* A skip: never back, never with a payload. */
+        t->in_order = t->in_order && strcmp(topic, TOPIC) == 0 && first > t->next &&
+                      payload == NULL && len == 0;
+        if (t->refuse > 0) {
+            t->refuse--;
+            return false;
+        }
+        t->skips++;
+        t->skip_to = t->next = first;
+        return true;
+    }
     bool ok = strcmp(topic, TOPIC) == 0 && first == t->next &&
               kr_req_decode(KRAPPY_T_PUBLISH, payload, len, &t->scratch, &req, msg, sizeof msg) ==
                   KRAPPY_OK &&
               req.u.publish.count == count;
     t->in_order = t->in_order && ok;
     t->next = first + count;
+    return true;
 }
 
 static void on_done(void *arg)
@@ -181,15 +205,16 @@ static void on_done(void *arg)
     ((taken *)arg)->done = true;
 }
 
-/* Catch up [0, EVENTS) from the nodes `a` then `b`. */
-static void catch_up(fake_node *a, fake_node *b, taken *t)
+/* Catch up [0, to) from the nodes `a` then `b` (the loop refusing the
+ * first `refuse` skips). */
+static void catch_up_to(fake_node *a, fake_node *b, uint64_t to, unsigned refuse, taken *t)
 {
     struct event_base *base = event_base_new();
     assert_non_null(base);
     char nodes[64];
     snprintf(nodes, sizeof nodes, "127.0.0.1:%d,127.0.0.1:%d", a->port, b->port);
-    kr_catchup_range r = {.topic = TOPIC, .from = 0, .to = EVENTS};
-    *t = (taken){.in_order = true};
+    kr_catchup_range r = {.topic = TOPIC, .from = 0, .to = to};
+    *t = (taken){.in_order = true, .refuse = refuse};
     kr_buf_init(&t->scratch, 8u << 20);
     kr_catchup *cu = kr_catchup_start(base, nodes, NULL, &r, 1, on_chunk, on_done, t);
     assert_non_null(cu);
@@ -202,14 +227,19 @@ static void catch_up(fake_node *a, fake_node *b, taken *t)
     kr_buf_free(&t->scratch);
 }
 
+static void catch_up(fake_node *a, fake_node *b, taken *t)
+{
+    catch_up_to(a, b, EVENTS, 0, t);
+}
+
 /* The first node answers as the leader but holds nothing: the catch-up
  * moves on to the node that holds the events, and gets them all, in order. */
 static void test_catches_up_from_a_node_that_holds_the_events(void **state)
 {
     (void)state;
     fake_node empty, full;
-    node_start(&empty, 0);
-    node_start(&full, EVENTS);
+    node_start(&empty, 0, 0);
+    node_start(&full, 0, EVENTS);
     taken t;
     catch_up(&empty, &full, &t);
     node_stop(&empty);
@@ -226,8 +256,8 @@ static void test_the_leader_serves_when_it_can(void **state)
 {
     (void)state;
     fake_node leader, other;
-    node_start(&leader, EVENTS);
-    node_start(&other, EVENTS);
+    node_start(&leader, 0, EVENTS);
+    node_start(&other, 0, EVENTS);
     taken t;
     catch_up(&leader, &other, &t);
     node_stop(&leader);
@@ -238,12 +268,56 @@ static void test_the_leader_serves_when_it_can(void **state)
     assert_int_equal(atomic_load(&other.fetches), 0);
 }
 
+/* Catch up [0, to) from two nodes that both retired the events below
+ * `first`, the loop refusing the first `refuse` skips. @return the events
+ * the nodes served. */
+static unsigned catch_up_retired(uint64_t first, uint64_t to, unsigned refuse, taken *t)
+{
+    fake_node leader, other;
+    node_start(&leader, first, EVENTS);
+    node_start(&other, first, EVENTS);
+    catch_up_to(&leader, &other, to, refuse, t);
+    node_stop(&leader);
+    node_stop(&other);
+    assert_true(t->done);
+    assert_true(t->in_order);
+    assert_int_equal(t->skips, 1);
+    return atomic_load(&leader.served) + atomic_load(&other.served);
+}
+
+/* Every node retired the events below 1200 (a replaced node's empty
+ * stream, a snapshot whose first lies past it): the catch-up skips to
+ * 1200, the first offset kept - not further - and fetches the rest; a
+ * skip the loop cannot take yet is handed over again. */
+static void test_skips_what_every_node_retired(void **state)
+{
+    (void)state;
+    taken t;
+    assert_int_equal(catch_up_retired(1200, EVENTS, 2, &t), EVENTS - 1200);
+    assert_int_equal(t.skip_to, 1200);
+    assert_int_equal(t.next, EVENTS);
+}
+
+/* Retention moved past the range's end (a RETENTION after the snapshot):
+ * the skip goes to the range's end only, what the snapshot covers; the
+ * log's later commands do the rest. */
+static void test_skips_no_further_than_the_range(void **state)
+{
+    (void)state;
+    taken t;
+    assert_int_equal(catch_up_retired(2000, 1500, 0, &t), 0);
+    assert_int_equal(t.skip_to, 1500);
+    assert_int_equal(t.next, 1500);
+}
+
 int main(void)
 {
     evthread_use_pthreads();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_catches_up_from_a_node_that_holds_the_events),
         cmocka_unit_test(test_the_leader_serves_when_it_can),
+        cmocka_unit_test(test_skips_what_every_node_retired),
+        cmocka_unit_test(test_skips_no_further_than_the_range),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -357,14 +357,15 @@ static void test_seg_header(void **state)
     assert_int_equal(kr_seg_header_decode(h, sizeof h - 1, &d), -1); /* too short */
 
     /* Every byte, every bit, and a whole-byte change: rejected - but the
-     * compacted flag (bit 0 of byte 31), which the CRC does not cover. */
+     * compacted and skipped flags (bits 0 and 1 of byte 31), which the CRC
+     * does not cover. */
     kr_seg_header_encode_v1(h, 42, 0);
     for (size_t i = 0; i < sizeof h; i++) {
         for (int bit = 0; bit < 8; bit++) {
             h[i] ^= (uint8_t)(1u << bit);
-            if (i == 31 && bit == 0) {
+            if (i == 31 && bit < 2) {
                 assert_int_equal(kr_seg_header_decode(h, sizeof h, &d), 0);
-                assert_int_equal(d.flags, KR_SEG_F_COMPACTED);
+                assert_int_equal(d.flags, bit == 0 ? KR_SEG_F_COMPACTED : KR_SEG_F_SKIPPED);
                 assert_int_equal(d.base, 42);
             } else {
                 assert_int_equal(kr_seg_header_decode(h, sizeof h, &d), -1);

@@ -2,8 +2,9 @@
  * tests/test_store.c - the storage facade driven directly (no sockets):
  * publish and read back, overlay + checkpoint + replay across reopen,
  * retention after a checkpoint, the sparse index used and rebuilt, FETCH
- * limits, the data directory lock, and the overlays' memory budget (acks
- * held while a checkpoint runs, never lost, in order).
+ * limits, the data directory lock, the overlays' memory budget (acks
+ * held while a checkpoint runs, never lost, in order), and a stream that
+ * skips to an offset (kr_store_skip_to) across restarts and kill -9.
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -1368,6 +1369,146 @@ static void test_rebuild_view(void **state)
     kr_store_close(s);
 }
 
+/* Open the store of another data directory (a copy of `dir`). */
+static kr_store *open_store_in(const char *data_dir)
+{
+    kr_store_opts o = store_opts(8192, 0, 1u << 30);
+    o.data_dir = data_dir;
+    return kr_test_store_open(&o, base, metrics);
+}
+
+/* What kill -9 leaves of the open store: its files as the page cache holds
+ * them, copied to `copy` (nothing more is synced, nothing closed). */
+static void copy_as_killed(const char *copy)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -a '%s' '%s' && rm -f '%s/LOCK'", copy, dir, copy,
+             copy);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* Offsets below the topic's first are gone, `first` on are served. */
+static void assert_starts_at(kr_store *s, kr_topic *t, uint64_t first, uint64_t next)
+{
+    char msg[256];
+    kr_fetch_result r;
+    assert_int_equal(t->first, first);
+    assert_int_equal(t->next, next);
+    assert_int_equal(t->assigned, next);
+    assert_int_equal(kr_store_fetch(s, t, first - 1, 10, 1u << 20, &r, msg, sizeof msg),
+                     KRAPPY_E_OFFSET_OUT_OF_RANGE);
+    assert_int_equal(kr_store_fetch(s, t, 0, 10, 1u << 20, &r, msg, sizeof msg),
+                     KRAPPY_E_OFFSET_OUT_OF_RANGE);
+    assert_int_equal(kr_store_fetch(s, t, first, 10, 1u << 20, &r, msg, sizeof msg), KRAPPY_OK);
+    assert_int_equal(r.count, next - first < 10 ? next - first : 10);
+    for (uint64_t o = first; o < next; o++)
+        fetch_one(s, t, o);
+}
+
+/*
+ * A stream behind offsets every other copy retired skips to them
+ * (kr_store_skip_to): a new segment at `first`, which a kill -9 right
+ * after it keeps (empty, after a gap, nothing synced: it is no lost tail),
+ * appends after it, restarts, and the old segments retired once the view
+ * covers them - on disk too.
+ */
+static void test_skip_to(void **state)
+{
+    (void)state;
+    char copy[80];
+    snprintf(copy, sizeof copy, "%s-k", dir);
+    kr_store *s = open_store(8192, 0);
+    kr_topic *t = reg(s, "t");
+    for (int b = 0; b < 6; b++)
+        pub(s, t, 50, 30);
+    assert_int_equal(t->next, 300);
+    checkpoint(s, t);
+    char msg[256];
+    assert_int_equal(kr_store_skip_to(s, t, 1000, msg, sizeof msg), KRAPPY_OK);
+    assert_starts_at(s, t, 1000, 1000);
+    assert_int_equal(kr_store_skip_to(s, t, 500, msg, sizeof msg), KRAPPY_OK); /* behind: none */
+    assert_int_equal(t->next, 1000);
+
+    /* kill -9 right after the skip: the empty segment at 1000 is kept. */
+    copy_as_killed(copy);
+    kr_store *k = open_store_in(copy);
+    kr_topic *kt = kr_store_topic(k, (const uint8_t *)"t", 1);
+    assert_non_null(kt);
+    assert_starts_at(k, kt, 1000, 1000);
+    assert_int_equal(pub(k, kt, 5, 30), 1000);
+    kr_store_close(k);
+
+    /* Appends go on from 1000; a kill -9 then keeps them. */
+    assert_int_equal(pub(s, t, 20, 30), 1000);
+    assert_starts_at(s, t, 1000, 1020);
+    copy_as_killed(copy);
+    k = open_store_in(copy);
+    kt = kr_store_topic(k, (const uint8_t *)"t", 1);
+    assert_starts_at(k, kt, 1000, 1020);
+    kr_store_close(k);
+    kr_test_rm_rf(copy);
+
+    /* The next checkpoint covers the old segments: they go. */
+    assert_int_equal(count_files(".seg"), 2);
+    checkpoint(s, t);
+    for (int i = 0; i < 100 && t->segs[0]->base != 1000; i++)
+        event_base_loop(base, EVLOOP_NONBLOCK);
+    assert_int_equal(t->n_segs, 1);
+    assert_int_equal(t->segs[0]->base, 1000);
+    char v[32];
+    get(s, t, "k10", v, sizeof v); /* offset 1000's key */
+    assert_string_equal(v, "v1000");
+    kr_store_close(s);
+    assert_int_equal(count_files(".seg"), 1);
+
+    /* A restart serves the same. */
+    s = open_store(8192, 0);
+    t = kr_store_topic(s, (const uint8_t *)"t", 1);
+    assert_starts_at(s, t, 1000, 1020);
+    assert_int_equal(pub(s, t, 3, 30), 1020);
+    kr_store_close(s);
+}
+
+/* A skip waits while the topic's appends wait for a sync: not yet (a sync
+ * is asked for), then done; a restart before the old segments went still
+ * starts at the skip's offset. */
+static void test_skip_to_waits_and_restarts(void **state)
+{
+    (void)state;
+    kr_store *s = open_store(8192, 0);
+    kr_topic *t = reg(s, "t");
+    pub(s, t, 40, 10);
+    /* An append queued, not yet written: the skip writes it first. */
+    kr_buf b, scratch;
+    kr_request req;
+    kr_event_out_spec ev = {.value = (const uint8_t *)"\x62v9", .value_len = 3};
+    kr_test_publish_request(&ev, 1, &b, &scratch, &req);
+    done d = {0};
+    uint64_t bad;
+    char msg[256];
+    assert_int_equal(
+        kr_store_publish(s, t, &req, &scratch, true, NULL, on_done, &d, msg, sizeof msg, &bad),
+        KRAPPY_OK);
+    krappy_err rc = kr_store_skip_to(s, t, 700, msg, sizeof msg);
+    assert_true(rc == KRAPPY_OK || rc == KRAPPY_E_BUSY);
+    for (int i = 0; i < 10000 && rc == KRAPPY_E_BUSY; i++) {
+        event_base_loop(base, EVLOOP_ONCE);
+        rc = kr_store_skip_to(s, t, 700, msg, sizeof msg);
+    }
+    assert_int_equal(rc, KRAPPY_OK);
+    run_until(&d.calls, 1);
+    assert_int_equal(d.res.first, 40); /* below the skip, stored */
+    kr_buf_free(&b);
+    kr_buf_free(&scratch);
+    assert_int_equal(t->first, 700);
+    assert_int_equal(pub(s, t, 10, 10), 700);
+    kr_store_close(s); /* closing checkpoints; the old segment may stay */
+    s = open_store(8192, 0);
+    t = kr_store_topic(s, (const uint8_t *)"t", 1);
+    assert_starts_at(s, t, 700, 710);
+    kr_store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1397,6 +1538,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_index_one_batch_too_far, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rebuild_view, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tail_reads_follow_appends, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_skip_to, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_skip_to_waits_and_restarts, setup, teardown),
     };
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }

@@ -38,6 +38,7 @@ struct kr_catchup {
     uint64_t first;   /* the chunk's first offset */
     uint64_t count;   /* the chunk's events */
     kr_buf payload;   /* the chunk as a PUBLISH payload */
+    bool taken;       /* the loop took the last chunk (or skip) */
     bool done_called; /* loop only */
 };
 
@@ -55,9 +56,10 @@ static void pause_ms(unsigned ms)
     nanosleep(&ts, NULL);
 }
 
-/* Hand the chunk in cu->payload to the loop and wait until it took it.
- * @return false when stopped. */
-static bool hand_over(kr_catchup *cu, size_t cur, uint64_t first, uint64_t count)
+/* Hand the chunk in cu->payload (count 0: a skip to `first`) to the loop
+ * and wait until it looked at it. @return 0 taken, -1 not taken (try again
+ * later), -2 when stopped. */
+static int hand_over(kr_catchup *cu, size_t cur, uint64_t first, uint64_t count)
 {
     pthread_mutex_lock(&cu->mu);
     cu->have = true;
@@ -69,9 +71,33 @@ static bool hand_over(kr_catchup *cu, size_t cur, uint64_t first, uint64_t count
     pthread_mutex_lock(&cu->mu);
     while (cu->have && !cu->stop)
         pthread_cond_wait(&cu->cond, &cu->mu);
-    bool ok = !cu->stop;
+    int rc = cu->stop ? -2 : cu->taken ? 0 : -1;
     pthread_mutex_unlock(&cu->mu);
-    return ok;
+    return rc;
+}
+
+/*
+ * The node asked answered OFFSET_OUT_OF_RANGE: when its first retained
+ * offset lies past *at, hand the loop a skip to it (no further than the
+ * range's end) and move *at there.
+ * @return 0 skipped, -1 not (try again), -2 when stopped.
+ */
+static int skip_retired(kr_catchup *cu, krappy_client *k, size_t i, uint64_t *at)
+{
+    uint64_t first, next;
+    if (!krappy_client_error_range(k, &first, &next) || first <= *at)
+        return -1;
+    uint64_t to = first < cu->ranges[i].to ? first : cu->ranges[i].to;
+    kr_log(KR_LOG_WARN, "catching up: the events asked for are retired; skipping to the first kept",
+           KR_LOG_STR("topic", cu->ranges[i].topic), KR_LOG_U64("offset", *at),
+           KR_LOG_U64("first", to));
+    pthread_mutex_lock(&cu->mu);
+    kr_buf_reset(&cu->payload);
+    pthread_mutex_unlock(&cu->mu);
+    int rc = hand_over(cu, i, to, 0);
+    if (rc == 0)
+        *at = to;
+    return rc;
 }
 
 /* The events of one FETCH below `to`, as a PUBLISH payload in cu->payload.
@@ -116,6 +142,15 @@ static int fetch_range(kr_catchup *cu, krappy_client *k, size_t i, uint64_t *at)
         krappy_events *ev = NULL;
         uint64_t want = r->to - *at < KR_CATCHUP_CHUNK ? r->to - *at : KR_CATCHUP_CHUNK;
         krappy_err e = krappy_fetch(k, r->topic, *at, want, KR_CATCHUP_CHUNK_BYTES, 0, &ev);
+        if (e == KRAPPY_E_OFFSET_OUT_OF_RANGE) {
+            krappy_events_free(ev);
+            ev = NULL;
+            int rc = skip_retired(cu, k, i, at);
+            if (rc == 0)
+                continue;
+            if (rc == -2)
+                return -2;
+        }
         if (e != KRAPPY_OK || ev->count == 0 || ev->events[0].offset != *at) {
             kr_log(KR_LOG_WARN, "catching up: FETCH failed; trying again on the next node",
                    KR_LOG_STR("topic", r->topic), KR_LOG_U64("offset", *at),
@@ -128,8 +163,9 @@ static int fetch_range(kr_catchup *cu, krappy_client *k, size_t i, uint64_t *at)
         krappy_events_free(ev);
         if (n == 0)
             return -1;
-        if (!hand_over(cu, i, *at, n))
-            return -2;
+        int rc = hand_over(cu, i, *at, n);
+        if (rc < 0)
+            return rc;
         *at += n;
     }
     return 0;
@@ -222,9 +258,11 @@ static void on_event(evutil_socket_t fd, short what, void *arg)
     pthread_mutex_unlock(&cu->mu);
     if (have) {
         /* The thread waits meanwhile: payload and range stay put. */
-        cu->chunk(cu->arg, cu->ranges[cu->cur].topic, cu->first, cu->count, cu->payload.data,
-                  cu->payload.len);
+        bool taken =
+            cu->chunk(cu->arg, cu->ranges[cu->cur].topic, cu->first, cu->count,
+                      cu->count > 0 ? cu->payload.data : NULL, cu->count > 0 ? cu->payload.len : 0);
         pthread_mutex_lock(&cu->mu);
+        cu->taken = taken;
         cu->have = false;
         pthread_cond_broadcast(&cu->cond);
         pthread_mutex_unlock(&cu->mu);

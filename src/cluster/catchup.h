@@ -14,10 +14,18 @@
  * headers as stored, so they are stored byte for byte as on the leader),
  * waiting until the loop took it. Lost connections are tried again (every
  * KR_CATCHUP_RETRY_MS) until done or stopped.
+ *
+ * A node that answers a FETCH with OFFSET_OUT_OF_RANGE and a first retained
+ * offset past the one asked for has retired the events below it by a
+ * RETENTION the log committed (a cluster member's first is always a
+ * committed RETENTION's: no node serves them, and every node applies it):
+ * the loop is handed a skip to that first (no further than the range's
+ * end) instead of a chunk, and the range goes on from there.
  */
 #ifndef KR_CLUSTER_CATCHUP_H
 #define KR_CLUSTER_CATCHUP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,8 +46,12 @@ typedef struct kr_catchup_range {
 } kr_catchup_range;
 
 /* On the loop: events [first, first + count) of topic as a PUBLISH payload
- * (borrowed for the call). */
-typedef void (*kr_catchup_chunk_fn)(void *arg, const char *topic, uint64_t first, uint64_t count,
+ * (borrowed for the call); or, with count 0 (payload NULL), a skip: the
+ * events below `first` are retired everywhere, the stream goes on from
+ * `first` (kr_store_skip_to). @return false when it could not be taken
+ * now (a skip the store is not ready for): the thread tries again later;
+ * true otherwise (a chunk the store failed is logged by the callback). */
+typedef bool (*kr_catchup_chunk_fn)(void *arg, const char *topic, uint64_t first, uint64_t count,
                                     const uint8_t *payload, size_t len);
 /* On the loop: every range is fetched and handed over. */
 typedef void (*kr_catchup_done_fn)(void *arg);

@@ -121,13 +121,28 @@ void kr_replica_serve_snapshot(kr_replica *rp)
 
 /* ---- catching up after a snapshot (loop) ---- */
 
-static void caught_chunk(void *arg, const char *topic, uint64_t first, uint64_t count,
+/* A skip (kr_store_skip_to) of t to `first`: the offsets below it are
+ * retired on every node. @return false when the store is not ready for it
+ * yet (try again later). */
+static bool skip_retired(kr_replica *rp, kr_topic *t, uint64_t first)
+{
+    char msg[256];
+    krappy_err rc = kr_store_skip_to(rp->store, t, first, msg, sizeof msg);
+    if (rc == KRAPPY_E_STORAGE)
+        kr_log(KR_LOG_ERROR, "this node's stream cannot skip the events every node retired",
+               KR_LOG_STR("topic", t->name), KR_LOG_U64("first", first), KR_LOG_STR("reason", msg));
+    return rc == KRAPPY_OK;
+}
+
+static bool caught_chunk(void *arg, const char *topic, uint64_t first, uint64_t count,
                          const uint8_t *payload, size_t len)
 {
     kr_replica *rp = arg;
     kr_store_result res;
     kr_str name = {(const uint8_t *)topic, strlen(topic)};
     kr_topic *t = kr_replica_find_or_create(rp, &name, &res);
+    if (count == 0)
+        return t != NULL && skip_retired(rp, t, first);
     kr_request req;
     char msg[256];
     uint64_t bad;
@@ -147,6 +162,7 @@ static void caught_chunk(void *arg, const char *topic, uint64_t first, uint64_t 
         kr_log(KR_LOG_ERROR, "events fetched from the leader cannot be stored here",
                KR_LOG_STR("topic", topic), KR_LOG_U64("first", first), KR_LOG_U64("count", count),
                KR_LOG_STR("reason", msg));
+    return true;
 }
 
 static void caught_up(void *arg)
@@ -354,11 +370,21 @@ bool kr_replica_catch_up(kr_replica *rp, const item *it)
             adopt_groups(rp, t, &groups);
         if (e.u >= 5 && kr_cbor_iter_next(&ei, &settings) == 1)
             adopt_settings(rp, t, &settings);
-        if (e.u == 6 && kr_cbor_iter_next(&ei, &first) == 1 && first.kind == KR_CBOR_UINT)
+        bool retired =
+            e.u == 6 && kr_cbor_iter_next(&ei, &first) == 1 && first.kind == KR_CBOR_UINT;
+        if (retired)
             kr_store_retain(rp->store, t, first.u);
         /* A topic with batches after the snapshot holds what it covers
          * (or is one made again after a deletion the replay holds). */
         if (t->assigned >= next.u || kr_replica_pos_index(t->raft_index) > idx.u)
+            continue;
+        /* Below the snapshot's first, every node retired the events: the
+         * stream skips them (one not ready for it - a topic still being
+         * created, appends or a roll waiting for a sync - skips once the
+         * catch-up's FETCH learns the first kept offset). */
+        if (retired && first.u > t->assigned)
+            (void)skip_retired(rp, t, first.u < next.u ? first.u : next.u);
+        if (t->assigned >= next.u)
             continue;
         memcpy(r[n].topic, name.str, name.str_len);
         r[n].from = t->assigned;

@@ -327,16 +327,16 @@ void kr_stream_queue(kr_store *s, kr_stream *st, kr_append *a)
 }
 
 /*
- * Start a new segment at the offset after the active one's last batch, by
- * the loop: create the file and write its header (page cache; the next
- * SYNC job makes both durable, after syncing the old segment in full). On
- * failure nothing is left behind and the active segment stays.
+ * Start a new segment at `base` (with header flags `flags`), by the loop:
+ * create the file and write its header (page cache; the next SYNC job
+ * makes both durable, after syncing the old segment in full). On failure
+ * nothing is left behind and the active segment stays.
  * @return 0, or -1 with msg saying why.
  */
-static int roll(kr_store *s, kr_stream *st, char *msg, size_t msglen)
+static int roll_at(kr_store *s, kr_stream *st, uint64_t base, uint32_t flags, char *msg,
+                   size_t msglen)
 {
     kr_topic *t = st->t;
-    uint64_t base = active(st)->written_next;
     char name[KR_SEG_NAME_BYTES];
     kr_seg_name(name, base);
     int dirfd = -1, fd = -1, err = ENOMEM;
@@ -356,7 +356,7 @@ static int roll(kr_store *s, kr_stream *st, char *msg, size_t msglen)
     if (fd < 0)
         goto fail;
     uint8_t hdr[KR_SEG_HEADER_V2_BYTES];
-    kr_seg_header_encode(hdr, base);
+    kr_seg_header_encode_flags(hdr, base, flags);
     if (kr_pwrite_all(fd, hdr, sizeof hdr, 0) < 0) {
         err = errno;
         goto fail;
@@ -373,6 +373,7 @@ static int roll(kr_store *s, kr_stream *st, char *msg, size_t msglen)
     t->bytes += sizeof hdr;
     active(st)->closed = true;
     push_useg(st, nu, f, base, sizeof hdr, sizeof hdr, base);
+    nu->flags = flags;
     useg_unpin(nu);
     st->dir_dirty = true;
     kr_stream_want_sync(s, st); /* the old segment's final sync, soon */
@@ -389,6 +390,12 @@ fail:
     kr_counter_add(s->m_failures, 1);
     snprintf(msg, msglen, "cannot start a new segment in %s: %s", st->dir, kr_errno_advice(err));
     return -1;
+}
+
+/* Start a new segment at the offset after the active one's last batch. */
+static int roll(kr_store *s, kr_stream *st, char *msg, size_t msglen)
+{
+    return roll_at(s, st, active(st)->written_next, 0, msg, msglen);
 }
 
 /*
@@ -570,6 +577,24 @@ int kr_stream_roll(kr_store *s, kr_stream *st, char *msg, size_t msglen)
     return roll(s, st, msg, msglen);
 }
 
+int kr_stream_skip(kr_store *s, kr_stream *st, uint64_t base, char *msg, size_t msglen)
+{
+    if (st->dropped || st->n_segs == 0)
+        return 1; /* being created (or gone): not yet */
+    if (st->flush_queued) {
+        TAILQ_REMOVE(&s->flushq, st, flush_link);
+        st->flush_queued = false;
+    }
+    stream_flush(s, st); /* what was queued before it goes below `base` */
+    if (!TAILQ_EMPTY(&st->pending) || !TAILQ_EMPTY(&st->waiting) || st->n_segs > 1 ||
+        st->t->assigned != st->t->next) {
+        /* As a roll: after the sync these wait for. */
+        kr_stream_want_sync(s, st);
+        return 1;
+    }
+    return roll_at(s, st, base, KR_SEG_F_SKIPPED, msg, msglen) < 0 ? -1 : 0;
+}
+
 bool kr_stream_holds(const kr_stream *st, uint64_t base)
 {
     for (size_t i = 0; st != NULL && i < st->n_segs; i++)
@@ -732,7 +757,7 @@ static int repair(kr_useg *u, int fd)
         return -1;
     if (u->synced == u->hdr_len && u->synced_next == u->base && u->hdr_len > KR_SEG_HEADER_BYTES) {
         uint8_t hdr[KR_SEG_HEADER_V2_BYTES];
-        kr_seg_header_encode(hdr, u->base);
+        kr_seg_header_encode_flags(hdr, u->base, u->flags);
         if (kr_pwrite_all(fd, hdr, sizeof hdr, 0) < 0)
             return -1;
     }

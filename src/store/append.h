@@ -120,6 +120,7 @@ typedef struct kr_useg {
                                        the loop writes it or a SYNC job syncs it, and
                                        marked dirty while it holds unsynced bytes */
     uint32_t hdr_len;               /* KR_SEG_HEADER_V2_BYTES: it has a sync record */
+    uint32_t flags;                 /* its header's (a repair writes them again) */
     uint64_t written, written_next; /* end of the last whole batch in it */
     uint64_t synced, synced_next;   /* known durable (rewrites start here) */
     bool closed;                    /* rolled away from: a final sync, then BASE.idx */
@@ -202,6 +203,18 @@ void kr_stream_queue(kr_store *s, kr_stream *st, kr_append *a);
  *         the active segment stays).
  */
 int kr_stream_roll(kr_store *s, kr_stream *st, char *msg, size_t msglen);
+
+/*
+ * kr_stream_skip - start a new segment at `base` (past the active one's
+ * last offset), flagged KR_SEG_F_SKIPPED: the stream goes on from `base`,
+ * the offsets between are gone (kr_store_skip_to). Queued appends are
+ * written first; while any of them, or the last closed segment, waits for
+ * a sync (one is asked for), or the topic's creation still runs, it is not
+ * done yet.
+ * @return 0 done, 1 not yet (try again later), -1 when the new segment
+ *         could not be made (msg says why; the active segment stays).
+ */
+int kr_stream_skip(kr_store *s, kr_stream *st, uint64_t base, char *msg, size_t msglen);
 
 /* Whether the stream still holds segment `base` as unsynced (written,
  * synced or cut by the loop yet; its final sync not done). NULL: false. */

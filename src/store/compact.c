@@ -270,13 +270,15 @@ static int submit(kr_store *s, kr_topic *t, struct kr_tcompact *tc, size_t i, si
 }
 
 /* The first of two neighbours among the first n segments, both compacted,
- * that fit one segment together; n when there are none. */
+ * that fit one segment together, with no gap between them (a skip's
+ * segment must keep starting its own file: kr_store_skip_to); n when
+ * there are none. */
 static size_t mergeable(const kr_topic *t, size_t n, uint64_t limit)
 {
     for (size_t i = 0; i + 1 < n; i++) {
         const kr_segment *a = t->segs[i], *b = t->segs[i + 1];
         if (a->compacted && b->compacted && a->n_corrupt == 0 && b->n_corrupt == 0 &&
-            a->size + b->size <= limit)
+            a->next == b->base && a->size + b->size <= limit)
             return i;
     }
     return n;
@@ -321,7 +323,8 @@ static bool try_start(kr_store *s, kr_topic *t)
     }
     uint64_t bytes = t->segs[i]->size;
     size_t k = i;
-    while (k + 1 < n && t->segs[k + 1]->n_corrupt == 0 && bytes + t->segs[k + 1]->size <= limit)
+    while (k + 1 < n && t->segs[k + 1]->n_corrupt == 0 &&
+           t->segs[k + 1]->base == t->segs[k]->next && bytes + t->segs[k + 1]->size <= limit)
         bytes += t->segs[++k]->size;
     if (submit(s, t, tc, i, k) < 0) {
         kr_log(KR_LOG_WARN, "cannot start a compaction; it is tried again later",

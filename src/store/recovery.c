@@ -311,10 +311,6 @@ static int scan_segment(recovery *r, kr_segment *seg, int fd, size_t i, const ch
     }
     if (!last && sync_closed(r, &scan, sname) < 0)
         return -1;
-    if (!last && scan.next != r->bases[i + 1] && !scan.compacted)
-        kr_log(KR_LOG_ERROR, "offsets missing between segments", KR_LOG_STR("topic", r->name),
-               KR_LOG_STR("segment", sname), KR_LOG_U64("first", scan.next),
-               KR_LOG_U64("next", r->bases[i + 1]));
     return 0;
 }
 
@@ -664,7 +660,7 @@ static int drop_after_gap(recovery *r)
         return 0;
     kr_segment *ls = t->segs[t->n_segs - 1], *prev = t->segs[t->n_segs - 2];
     if (prev->next >= ls->base || !r->last_hdr.has_sync ||
-        r->last_hdr.synced != KR_SEG_HEADER_V2_BYTES)
+        r->last_hdr.synced != KR_SEG_HEADER_V2_BYTES || (r->last_hdr.flags & KR_SEG_F_SKIPPED))
         return 0;
     char sname[KR_SEG_NAME_BYTES];
     kr_seg_name(sname, ls->base);
@@ -676,6 +672,56 @@ static int drop_after_gap(recovery *r)
            KR_LOG_STR("topic", r->name), KR_LOG_STR("segment", sname),
            KR_LOG_U64("first", prev->next), KR_LOG_U64("lost_next", ls->next));
     return 1;
+}
+
+/* Whether segment `base` was started by a skip (KR_SEG_F_SKIPPED).
+ * @return 1, 0, or -1 (err filled). */
+static int skip_started(recovery *r, uint64_t base)
+{
+    char sname[KR_SEG_NAME_BYTES];
+    uint8_t hb[KR_SEG_HEADER_V2_BYTES];
+    kr_seg_header h;
+    kr_seg_name(sname, base);
+    int fd = openat(r->dirfd, sname, O_RDONLY | O_CLOEXEC);
+    ssize_t got = fd >= 0 ? pread(fd, hb, sizeof hb, 0) : -1;
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    if (got < 0)
+        return fail(r, "cannot read %s/%s: %s", r->dir, sname, strerror(e));
+    return kr_seg_header_decode(hb, (size_t)got, &h) == 0 && (h.flags & KR_SEG_F_SKIPPED);
+}
+
+/*
+ * The topic's first offset: its first segment's base, or the base of the
+ * last segment a skip started (kr_store_skip_to) after a gap - the
+ * offsets below it are gone, as retention's; the segments below it wait
+ * for retention (retain_to) to retire them. Any other gap between
+ * segments is damage: logged, its offsets never served. Only a segment
+ * after a gap is read for its flag. @return 0, or -1.
+ */
+static int find_first(recovery *r)
+{
+    kr_topic *t = r->t;
+    t->first = t->segs[0]->base;
+    for (size_t i = 1; i < t->n_segs; i++) {
+        const kr_segment *prev = t->segs[i - 1], *seg = t->segs[i];
+        if (prev->next == seg->base || prev->compacted)
+            continue;
+        int skipped = prev->next < seg->base ? skip_started(r, seg->base) : 0;
+        if (skipped < 0)
+            return -1;
+        if (skipped) {
+            t->first = t->retain_to = seg->base;
+            continue;
+        }
+        char sname[KR_SEG_NAME_BYTES];
+        kr_seg_name(sname, prev->base);
+        kr_log(KR_LOG_ERROR, "offsets missing between segments", KR_LOG_STR("topic", r->name),
+               KR_LOG_STR("segment", sname), KR_LOG_U64("first", prev->next),
+               KR_LOG_U64("next", seg->base));
+    }
+    return 0;
 }
 
 static void log_recovered(const recovery *r)
@@ -707,7 +753,8 @@ static int recover_steps(recovery *r)
     kr_topic *t = r->t;
     for (size_t i = 0; i < t->n_segs; i++)
         t->bytes += t->segs[i]->size;
-    t->first = t->segs[0]->base;
+    if (find_first(r) < 0)
+        return -1;
     t->next = t->assigned = t->segs[t->n_segs - 1]->next;
     t->ready = true;
     kr_segment *active = t->segs[t->n_segs - 1];

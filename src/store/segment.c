@@ -81,7 +81,12 @@ void kr_seg_sync_encode(uint8_t out[KR_SEG_SYNC_BYTES], uint64_t synced, uint64_
 
 void kr_seg_header_encode(uint8_t out[KR_SEG_HEADER_V2_BYTES], uint64_t base)
 {
-    header_fixed(out, KR_SEG_VERSION, KR_SEG_HEADER_V2_BYTES, base, 0);
+    kr_seg_header_encode_flags(out, base, 0);
+}
+
+void kr_seg_header_encode_flags(uint8_t out[KR_SEG_HEADER_V2_BYTES], uint64_t base, uint32_t flags)
+{
+    header_fixed(out, KR_SEG_VERSION, KR_SEG_HEADER_V2_BYTES, base, flags);
     kr_seg_sync_encode(out + KR_SEG_SYNC_AT, KR_SEG_HEADER_V2_BYTES, base);
     memset(out + KR_SEG_SYNC_AT + KR_SEG_SYNC_BYTES, 0,
            KR_SEG_HEADER_V2_BYTES - KR_SEG_SYNC_AT - KR_SEG_SYNC_BYTES);

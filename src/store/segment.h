@@ -18,7 +18,10 @@
  *        every offset up to the next segment's base. Compaction writes
  *        its output with a version 1 header: the file is fdatasync'd whole
  *        before its rename makes it the segment, so a sync record would
- *        only ever say "all of it" (a damaged tail is cut as in 0.1.0's)
+ *        only ever say "all of it" (a damaged tail is cut as in 0.1.0's);
+ *        KR_SEG_F_SKIPPED (2) for a segment a skip started
+ *        (kr_store_skip_to): the offsets below its base are gone, as
+ *        retention's are, and a gap before it is no lost tail
  *   version 2 only: the sync record, the one part of a segment ever
  *   overwritten (pwritten after each fdatasync that covered more of it):
  *    32  synced bytes u64 BE (the file is durable up to this position: the
@@ -110,7 +113,8 @@ typedef struct kr_batch_hdr {
 
 /* Segment header flags (byte 28). */
 #define KR_SEG_F_COMPACTED 1u
-#define KR_SEG_F_ALL       KR_SEG_F_COMPACTED
+#define KR_SEG_F_SKIPPED   2u
+#define KR_SEG_F_ALL       (KR_SEG_F_COMPACTED | KR_SEG_F_SKIPPED)
 
 /* "00000000000000001234.seg" for base 1234. out has KR_SEG_NAME_BYTES. */
 void kr_seg_name(char out[KR_SEG_NAME_BYTES], uint64_t base);
@@ -131,6 +135,8 @@ typedef struct kr_seg_header {
 /* Encode a version 2 segment header for base offset `base`, its sync
  * record saying nothing is synced past the header (64, base). */
 void kr_seg_header_encode(uint8_t out[KR_SEG_HEADER_V2_BYTES], uint64_t base);
+/* The same with header flags (KR_SEG_F_*). */
+void kr_seg_header_encode_flags(uint8_t out[KR_SEG_HEADER_V2_BYTES], uint64_t base, uint32_t flags);
 
 /* Encode a version 1 header, as krappy 0.1.0 wrote them (flags 0: tests
  * make old data directories with it) and as compaction writes its output

@@ -187,12 +187,15 @@ static void raise_first(kr_store *s, kr_topic *t)
 void kr_store_retention(kr_store *s, kr_topic *t)
 {
     /* Closing: the next start's first checkpoint retires them. */
-    if (s->retention_led != NULL && t->ready && !t->deleted)
+    if (t->ready && !t->deleted)
         raise_first(s, t);
     if (t->n_segs < 2 || s->draining || t->deleted || !t->ready || s->writer == NULL)
         return;
     if (s->retention_led == NULL) {
-        retire(s, t, over_limits(t));
+        /* A single node's retain_to is a skip's (kr_store_skip_to), else 0. */
+        size_t drop = over_limits(t), skipped = below(t, t->retain_to);
+        retire(s, t, drop > skipped ? drop : skipped);
+        raise_first(s, t);
         return;
     }
     retire(s, t, below(t, t->retain_to));
@@ -216,6 +219,34 @@ void kr_store_retain(kr_store *s, kr_topic *t, uint64_t first)
     if (first > t->retain_to)
         t->retain_to = first;
     kr_store_retention(s, t);
+}
+
+krappy_err kr_store_skip_to(kr_store *s, kr_topic *t, uint64_t first, char *msg, size_t msglen)
+{
+    if (first <= t->assigned)
+        return KRAPPY_OK;
+    if (t->deleted || t->failed || t->stream == NULL) {
+        snprintf(msg, msglen, "topic %s is being created or deleted; try again", t->name);
+        return KRAPPY_E_BUSY;
+    }
+    int rc = kr_stream_skip(s, t->stream, first, msg, msglen);
+    if (rc == 1) {
+        snprintf(msg, msglen, "topic %s is still being written or synced; try again", t->name);
+        return KRAPPY_E_BUSY;
+    }
+    if (rc < 0) {
+        kr_log(KR_LOG_WARN, "a skip's segment could not be made", KR_LOG_STR("topic", t->name),
+               KR_LOG_STR("reason", msg));
+        return KRAPPY_E_STORAGE;
+    }
+    kr_log(KR_LOG_WARN, "the stream skips offsets every other copy retired",
+           KR_LOG_STR("topic", t->name), KR_LOG_U64("from", t->next), KR_LOG_U64("to", first));
+    t->next = t->assigned = first;
+    if (first > t->retain_to)
+        t->retain_to = first;
+    raise_first(s, t);
+    kr_store_wake(s, t);
+    return KRAPPY_OK;
 }
 
 /*

@@ -402,6 +402,27 @@ void kr_store_retention_led(kr_store *s, kr_store_retention_fn decide, void *arg
 void kr_store_retain(kr_store *s, kr_topic *t, uint64_t first);
 
 /*
+ * kr_store_skip_to - a stream behind a retention every other copy applied
+ * (a cluster member that restored a raft snapshot whose `first` lies past
+ * its next, and whose peers retired the events between) goes on from
+ * `first`: a new segment based at `first` (flagged KR_SEG_F_SKIPPED,
+ * segment.h) becomes the active one, next and assigned become `first`, and
+ * so does the first retained offset - the offsets below it are gone as
+ * after retention (FETCH below it is OFFSET_OUT_OF_RANGE), the old
+ * segments retired once the view covers them. Nothing is waited for: the
+ * segment and its directory entry become durable with the stream's next
+ * sync (a restart before that finds the old stream, or the new segment;
+ * the flag keeps recovery from taking the gap before it for a lost tail,
+ * and makes its base the first offset again). No-op when `first` is not
+ * past the topic's assigned offsets.
+ * @return KRAPPY_OK (done, or nothing to do); KRAPPY_E_BUSY (msg) while
+ *         the topic is being created or its appends or last roll wait for
+ *         a sync (one is asked for: try again later); KRAPPY_E_STORAGE
+ *         (msg) when the segment could not be made.
+ */
+krappy_err kr_store_skip_to(kr_store *s, kr_topic *t, uint64_t first, char *msg, size_t msglen);
+
+/*
  * kr_store_publish_applied - kr_store_publish for a PUBLISH a cluster's
  * log decided (PROTOCOL.md section 8): events without a ts get `ts` (the
  * leader's clock, the same on every node) and the batch header records
