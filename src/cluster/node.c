@@ -380,10 +380,12 @@ static void barrier_done(struct raft_barrier *req, int status)
 
 /*
  * A new leader appends a barrier at once (Raft section 8's no-op entry):
- * libraft commits the entries of earlier terms only with one of the
- * leader's own term, so without it the events an old leader acknowledged
- * just before it died - on the followers, not yet known to be committed -
- * would stay unapplied, unread, until the next write.
+ * Raft commits the entries of earlier terms only with one of the leader's
+ * own term, so a libraft that keeps that rule (releases after Debian's
+ * 0.15.0, which counts replicas for them too: node.h) would leave the
+ * events an old leader acknowledged just before it died - on the
+ * followers, not yet known to be committed - unapplied, unread, until the
+ * next write.
  */
 static void commit_own_term(kr_node *n, struct raft *r)
 {

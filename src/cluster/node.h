@@ -40,10 +40,14 @@
  * - snapshot_trailing entries are kept after a snapshot so that a follower a
  *   little behind gets entries rather than a snapshot; one further behind
  *   gets the snapshot, then entries.
- * - A new leader appends no entry of its own: entries of earlier terms
- *   commit only with one of its term, so one a dead leader committed just
- *   before the followers heard of it would stay unapplied until the next
- *   write. node.c appends a barrier on every new term it leads.
+ * - A new leader appends no entry of its own. Raft (section 5.4.2) commits
+ *   entries of earlier terms only with one of the leader's term, and later
+ *   canonical/raft releases do so; then an entry a dead leader committed
+ *   just before the followers heard of it stays unapplied until the next
+ *   write. Debian's 0.15.0 still commits them by counting replicas (a
+ *   proxy-delayed e2e saw the new leader commit without an entry of its
+ *   own). node.c appends a barrier on every new term it leads, which is
+ *   right for both.
  * - Every start replays the log since the last snapshot through the FSM
  *   (fsm.h): applies carry the raft index so a persistent FSM can skip what
  *   it holds.
