@@ -1381,9 +1381,10 @@ static kr_store *open_store_in(const char *data_dir)
  * them, copied to `copy` (nothing more is synced, nothing closed). */
 static void copy_as_killed(const char *copy)
 {
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -a '%s' '%s' && rm -f '%s/LOCK'", copy, dir, copy,
-             copy);
+    char cmd[1024];
+    int n = snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -a '%s' '%s' && rm -f '%s/LOCK'", copy,
+                     dir, copy, copy);
+    assert_true(n > 0 && (size_t)n < sizeof cmd);
     assert_int_equal(system(cmd), 0);
 }
 
