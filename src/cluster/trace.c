@@ -32,6 +32,7 @@ typedef struct tracer {
     FILE *f;
     pthread_mutex_t mu;
     uint64_t next_line; /* the next index to write a line for (0: none yet) */
+    uint64_t oldest;    /* the first index applied while tracing */
     uint64_t newest;    /* the highest index applied */
     record ring[RING];
 } tracer;
@@ -87,9 +88,12 @@ static void put_line(tracer *t, uint64_t index)
 /* Lines for every index up to `upto` not written yet (under t->mu). */
 static void put_lines(tracer *t, uint64_t upto)
 {
-    /* The first, or the log went back (a new leader's truncation): go on
-     * from here. Far behind: the ring holds only the newest. */
-    if (t->next_line == 0 || t->next_line > upto + 1)
+    /* From the first index applied; where the log went back (a new
+     * leader's truncation), from here. Far behind: the ring holds only the
+     * newest. */
+    if (t->next_line == 0)
+        t->next_line = t->oldest;
+    if (t->next_line > upto + 1)
         t->next_line = upto;
     if (t->next_line <= upto && upto - t->next_line >= RING / 2)
         t->next_line = upto - RING / 2;
@@ -132,10 +136,12 @@ void kr_trace_mark_at(kr_trace_stage stage, uint64_t index, uint64_t ns)
     if (stage != KR_TRACE_APPLIED)
         return;
     pthread_mutex_lock(&t->mu);
+    if (t->oldest == 0)
+        t->oldest = index;
     if (index > t->newest)
         t->newest = index;
     /* Flushed at once: a node may be killed (the bench's C3 does). */
-    if (index > LAG) {
+    if (index > LAG && index - LAG >= t->oldest) {
         put_lines(t, index - LAG);
         fflush(t->f);
     }
