@@ -18,16 +18,13 @@
  *   hand leadership over, remove it;
  * - a full raft disk: commands refused before libraft would crash on it
  *   (a real small tmpfs when the test may mount one);
- * - start-up errors come back as sentences, with nothing leaked;
- * - kr_sched_short_slices (the raft thread's): the thread's slice (and its children's) is the
- *   short one where the kernel takes it; a SCHED_IDLE thread stays idle.
+ * - start-up errors come back as sentences, with nothing leaked.
  * $KRAPPY_CLUSTER_KILLS sets the number of leader stops (default 6).
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
-#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -42,7 +39,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -50,7 +46,6 @@
 
 #include "cluster/node.h"
 #include "util/log.h"
-#include "util/sched.h"
 
 #include "loopback.h"
 #include "tmpdir.h"
@@ -849,71 +844,9 @@ static void test_start_errors(void **state)
     expect_start_error(&b, "listen");
 }
 
-/* ---- short time slices (util/sched.h), as the raft thread asks ---- */
-
-/* The calling thread's time slice in ns as /proc says, or 0 when it does
- * not say. */
-static uint64_t my_slice(void)
-{
-    FILE *f = fopen("/proc/thread-self/sched", "r");
-    char line[256];
-    unsigned long long ns = 0;
-    while (f != NULL && fgets(line, sizeof line, f) != NULL)
-        if (strncmp(line, "se.slice", 8) == 0)
-            sscanf(strchr(line, ':') + 1, "%llu", &ns);
-    if (f != NULL)
-        fclose(f);
-    return ns;
-}
-
-/* Whether this kernel takes a SCHED_OTHER thread's slice (6.12 on). */
-static bool custom_slices(void)
-{
-    struct utsname u;
-    unsigned major = 0, minor = 0;
-    return uname(&u) == 0 && sscanf(u.release, "%u.%u", &major, &minor) == 2 &&
-           (major > 6 || (major == 6 && minor >= 12));
-}
-
-static void *slice_of_child(void *arg)
-{
-    *(uint64_t *)arg = my_slice();
-    return NULL;
-}
-
-/* In a thread of its own: the slice is the one asked for, a thread
- * started afterwards has it too, and a SCHED_IDLE thread stays idle. */
-static void *short_slices_thread(void *arg)
-{
-    (void)arg;
-    assert_int_equal(kr_sched_short_slices(), 0);
-    uint64_t child = 0;
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, slice_of_child, &child), 0);
-    pthread_join(t, NULL);
-    if (custom_slices() && my_slice() != 0) {
-        assert_int_equal(my_slice(), KR_SCHED_SLICE_NS);
-        assert_int_equal(child, KR_SCHED_SLICE_NS);
-    }
-    struct sched_param sp = {.sched_priority = 0};
-    assert_int_equal(sched_setscheduler(0, SCHED_IDLE, &sp), 0);
-    assert_int_equal(kr_sched_short_slices(), 0);
-    assert_int_equal(sched_getscheduler(0), SCHED_IDLE);
-    return NULL;
-}
-
-static void test_short_slices(void **state)
-{
-    (void)state;
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, short_slices_thread, NULL), 0);
-    pthread_join(t, NULL);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_short_slices),
         cmocka_unit_test_setup_teardown(test_start_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replicate_and_fail_over, setup, teardown),
         cmocka_unit_test_setup_teardown(test_big_entry, setup, teardown),

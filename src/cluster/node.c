@@ -26,7 +26,6 @@
 #include "cluster/transport.h"
 #include "util/clock.h"
 #include "util/log.h"
-#include "util/sched.h"
 
 #define MSG_MAX       200
 #define DISK_CHECK_MS 100
@@ -622,9 +621,6 @@ static void *raft_thread(void *arg)
 {
     kr_node *n = arg;
     char err[256] = "";
-    /* Before open_raft: libuv's pool, started from this thread by the
-     * first log write, inherits it. */
-    (void)kr_sched_short_slices();
     int ok = open_raft(n, err, sizeof err);
     pthread_mutex_lock(&n->mu);
     n->started = ok == 0 ? 1 : -1;

@@ -93,13 +93,6 @@
  *   snapshot (tests/test_cluster_fixture.c, test_random_schedule).
  * - libraft is no longer maintained upstream: behaviour is pinned by
  *   tests/test_cluster_*.c, not trusted.
- * - A commit crosses about ten thread wake-ups over the nodes (the
- *   caller's loop, the raft threads, libuv's pool: libraft's RWF_NOWAIT log
- *   write gets EAGAIN on ext4 and is redone there), and on a loaded machine
- *   each can wait out other processes' time slices. The raft thread asks
- *   for short slices (util/sched.h, kr_sched_short_slices) before it starts
- *   libuv's pool, which inherits them; the caller's loop should too
- *   (krappyd's does when it joins a cluster).
  *
  * Timeouts: election_ms 500 and heartbeat_ms 100 by default: a follower
  * notices a dead leader after 500..1000 ms (randomised, checked every

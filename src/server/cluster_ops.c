@@ -15,7 +15,6 @@
 #include "server/server.h"
 #include "util/hostport.h"
 #include "util/log.h"
-#include "util/sched.h"
 
 /* The data address clients reach this node at: --advertise, else --listen
  * as bound, with this host's name for a wildcard host. */
@@ -150,12 +149,6 @@ int kr_server_cluster_start(kr_server *srv)
                          .snapshot_every = cfg->raft_snapshot_every,
                          .failed = cluster_failed,
                          .failed_arg = srv};
-    /* Every write and every read of a fresh event crosses this loop more
-     * than once on its way through the log (cluster/node.h). */
-    int why = kr_sched_short_slices();
-    if (why != 0)
-        kr_log(KR_LOG_DEBUG, "the kernel refused short time slices for the loop",
-               KR_LOG_STR("reason", strerror(why)));
     if (kr_cluster_start(&o, &srv->cluster, err, sizeof err) < 0) {
         kr_log(KR_LOG_ERROR, "cannot start as a cluster member", KR_LOG_STR("reason", err));
         return -1;

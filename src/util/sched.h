@@ -1,7 +1,6 @@
 /*
  * util/sched.h - a thread's CPU priority: background threads (compaction,
- * checkpoints) step aside for the loop; threads that wake often for a
- * moment of work (a cluster's loop and raft thread) ask to run soon.
+ * checkpoints) step aside for the loop.
  */
 #ifndef KR_UTIL_SCHED_H
 #define KR_UTIL_SCHED_H
@@ -15,17 +14,5 @@
  * allowed; raising it back needs CAP_SYS_NICE. Returns 0, or an errno value
  * (the thread keeps its policy then). */
 int kr_sched_idle(pthread_t t);
-
-#define KR_SCHED_SLICE_NS 100000u /* kr_sched_short_slices: the kernel's least */
-
-/* Ask for short time slices (KR_SCHED_SLICE_NS) for the calling thread and
- * the threads it starts afterwards (they inherit them). Linux 6.12+ (EEVDF
- * custom slices) honours it unprivileged: a thread that wakes for a moment
- * of work then gets a core ahead of CPU-bound threads instead of queueing
- * behind their slices (3 ms and more each). Its share of the CPU stays the
- * same. Older kernels accept it and change nothing. A thread not under
- * SCHED_OTHER (kr_sched_idle's) is left as it is. Returns 0, or an errno
- * value (nothing changed). */
-int kr_sched_short_slices(void);
 
 #endif
