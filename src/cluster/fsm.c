@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/trace.h"
 #include "util/byteorder.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 #define ENVELOPE_VERSION 1
@@ -53,6 +55,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     size_t len;
     *result = NULL;
     uint64_t index = raft_last_applied(f->raft) + 1;
+    kr_trace_mark(KR_TRACE_COMMIT, index);
     f->bytes += buf->len;
     if (f->bytes >= f->max_bytes && f->threshold == 0 && f->raft != NULL &&
         f->raft->snapshot.threshold > 1) {
@@ -93,11 +96,14 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
     uint64_t now = f->raft != NULL ? f->raft->io->time(f->raft->io) : 0;
     if (f->declined > 0 && now < f->declined_at + KR_FSM_SNAPSHOT_RETRY_MS)
         return RAFT_BUSY;
+    uint64_t start = kr_trace_on() ? kr_mono_ns() : 0;
     if (f->hooks.snapshot(f->hooks.arg, &data, &len) != 0) {
         f->declined++;
         f->declined_at = now;
+        kr_trace_note("snapshot declined", start);
         return RAFT_BUSY;
     }
+    kr_trace_note("snapshot taken", start);
     struct raft_buffer *b = raft_malloc(sizeof *b);
     int rv = b != NULL ? kr_entry_wrap(data, len, b) : RAFT_NOMEM;
     free(data);

@@ -22,12 +22,15 @@
 #include <raft/uv.h>
 #include <uv.h>
 
+#include "cluster/trace.h"
 #include "cluster/transport.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 #define MSG_MAX       200
 #define DISK_CHECK_MS 100
 #define STOP_DRAIN_MS 3000 /* longest wait for log writes in flight at stop */
+#define TRACE_SPAN    4096 /* indexes one loop turn marks at most (trace.h) */
 
 typedef enum op_kind { OP_APPLY, OP_ADD, OP_ASSIGN, OP_REMOVE, OP_TRANSFER } op_kind;
 
@@ -39,6 +42,7 @@ typedef struct op {
     void *arg;
     struct raft_buffer buf; /* OP_APPLY: the entry (raft's once raft_apply took it) */
     size_t bytes;           /* counted in pending */
+    uint64_t submit_ns;     /* OP_APPLY while tracing (trace.h): when submitted */
     uint64_t id;            /* member */
     int role;
     char addr[KR_NODE_ADDR_MAX + 1];
@@ -86,6 +90,10 @@ struct kr_node {
     struct raft_barrier barrier; /* a new leader's first entry (commit_own_term) */
     raft_term barrier_term;      /* the term it was appended in (0: none yet) */
     bool barrier_pending;        /* appended, its callback not run yet */
+    /* While tracing (trace.h): the highest index marked appended and stored,
+     * and each member's match index marked acknowledged (leader). */
+    uint64_t traced_last, traced_stored;
+    uint64_t traced_match[KR_NODE_MAX_MEMBERS];
 
     /* Shared, under mu. */
     pthread_mutex_t mu;
@@ -273,8 +281,12 @@ static void start_op(kr_node *n, op *p)
     case OP_APPLY:
         p->req.apply.data = p;
         rv = raft_apply(r, &p->req.apply, &p->buf, 1, apply_done);
-        if (rv != 0)
+        if (rv != 0) {
             raft_free(p->buf.base); /* still ours when raft_apply refused */
+        } else if (p->submit_ns != 0) {
+            kr_trace_mark_at(KR_TRACE_SUBMIT, p->req.apply.index, p->submit_ns);
+            kr_trace_mark(KR_TRACE_APPEND, p->req.apply.index);
+        }
         p->buf.base = NULL;
         break;
     case OP_ADD:
@@ -398,6 +410,32 @@ static void commit_own_term(kr_node *n, struct raft *r)
     }
 }
 
+/* Mark the stages of indexes in (*seen, upto] (trace.h), at most the
+ * newest TRACE_SPAN of them; *seen follows upto, back too. */
+static void trace_span(kr_trace_stage stage, uint64_t *seen, uint64_t upto)
+{
+    uint64_t from = *seen + TRACE_SPAN < upto ? upto - TRACE_SPAN : *seen;
+    for (uint64_t i = from + 1; i <= upto; i++)
+        kr_trace_mark(stage, i);
+    *seen = upto;
+}
+
+/* This turn's progress of the log, for the trace: appended and stored
+ * here, and on a leader acknowledged by each follower. */
+static void trace_turn(kr_node *n, struct raft *r, bool lead)
+{
+    trace_span(KR_TRACE_APPEND, &n->traced_last, raft_last_index(r));
+    trace_span(KR_TRACE_STORED, &n->traced_stored, r->last_stored);
+    for (unsigned i = 0; i < r->configuration.n && i < KR_NODE_MAX_MEMBERS; i++) {
+        if (!lead || r->leader_state.progress == NULL || r->configuration.servers[i].id == n->id)
+            n->traced_match[i] = 0;
+        else if (n->traced_match[i] == 0)
+            n->traced_match[i] = r->leader_state.progress[i].match_index;
+        else
+            trace_span(KR_TRACE_ACK1, &n->traced_match[i], r->leader_state.progress[i].match_index);
+    }
+}
+
 /* Copy what kr_node_get_status reports (once per loop turn). */
 static void on_turn(uv_check_t *c)
 {
@@ -420,6 +458,8 @@ static void on_turn(uv_check_t *c)
     bool lead = state == RAFT_LEADER;
     if (lead)
         commit_own_term(n, r);
+    if (kr_trace_on())
+        trace_turn(n, r, lead);
     __atomic_store_n(&n->state_now, state, __ATOMIC_RELEASE);
     uint64_t cfg = r->configuration_uncommitted_index > r->configuration_index
                        ? r->configuration_uncommitted_index
@@ -606,6 +646,7 @@ static void free_node(kr_node *n)
 {
     if (n == NULL)
         return;
+    kr_trace_close(n->id);
     for (size_t i = 0; i < n->n_peers; i++)
         free((char *)n->peers[i].addr);
     free(n->peers);
@@ -734,6 +775,7 @@ int kr_node_start(const kr_node_opts *o, kr_node **out, char *err, size_t errlen
             goto fail;
         }
     }
+    kr_trace_open(n->id);
     if (pthread_create(&n->thread, NULL, raft_thread, n) != 0) {
         snprintf(err, errlen, "cannot start the raft thread");
         goto fail;
@@ -819,6 +861,8 @@ kr_node_err kr_node_submit(kr_node *n, const void *data, size_t len, kr_node_don
         return KR_NODE_FAILED;
     }
     p->bytes = p->buf.len;
+    if (kr_trace_on())
+        p->submit_ns = kr_mono_ns();
     return enqueue(n, p);
 }
 

@@ -15,6 +15,7 @@
 #include "cluster/catchup.h"
 #include "cluster/fsm.h"
 #include "cluster/replica_int.h"
+#include "cluster/trace.h"
 #include "util/log.h"
 
 /* ---- results and waiters (loop) ---- */
@@ -102,6 +103,18 @@ void kr_replica_wait_batch(kr_replica *rp, uint64_t index, kr_replica_batch_done
 
 /* ---- completion (loop) ---- */
 
+/* What a completed entry stored, for the trace (trace.h). */
+static void trace_events(const item *it)
+{
+    uint64_t count = it->res.count, first = it->res.first;
+    for (uint32_t i = 0; i < it->n_subs; i++) {
+        if (i == 0)
+            first = it->subs[i].first;
+        count += it->subs[i].count;
+    }
+    kr_trace_events(it->index, first, count);
+}
+
 /* Completed items leave the front in log order: `stored` moves, their
  * results are posted. */
 static void advance(kr_replica *rp)
@@ -114,6 +127,9 @@ static void advance(kr_replica *rp)
             rp->fly_tail = NULL;
         rp->stored = it->index;
         moved = true;
+        if (kr_trace_on())
+            trace_events(it);
+        kr_trace_mark(KR_TRACE_APPLIED, it->index);
         post(rp, it->index, &it->res, it->subs, it->n_subs);
         free(it);
     }
@@ -187,6 +203,8 @@ static void on_pushed(evutil_socket_t fd, short what, void *arg)
     item *list = rp->in_head, *last = rp->in_tail;
     rp->in_head = rp->in_tail = NULL;
     pthread_mutex_unlock(&rp->mu);
+    for (item *it = list; it != NULL && kr_trace_on(); it = it->next)
+        kr_trace_mark(KR_TRACE_TAKEN, it->index);
     if (list != NULL) {
         if (rp->wait_tail != NULL)
             rp->wait_tail->next = list;

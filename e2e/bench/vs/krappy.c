@@ -354,6 +354,7 @@ typedef struct lat_run {
     _Atomic long produced; /* final count, valid once `finished` */
     atomic_bool finished;
     long received;
+    FILE *trace; /* $VS_LAT_TRACE: "n due arrived" per event (CLOCK_MONOTONIC ns) */
     int rc;
     char err[256];
 } lat_run;
@@ -396,6 +397,9 @@ static void *lat_consumer(void *arg)
                 return NULL;
             }
             vs_lat_add(L->m, now > ts ? now - ts : 0);
+            if (L->trace != NULL)
+                fprintf(L->trace, "%ld %llu %llu\n", L->received, (unsigned long long)ts,
+                        (unsigned long long)now);
             L->received++;
         }
         off = ev->next;
@@ -427,9 +431,14 @@ static int k_latency(vs_ctx *x, vs_meter *m, long *done)
     lat_run L = {.x = x, .m = m, .rc = VS_OK};
     if ((L.c = dial(x)) == NULL)
         return VS_FAIL;
+    const char *trace = getenv("VS_LAT_TRACE");
+    if (trace != NULL && trace[0] != '\0' && (L.trace = fopen(trace, "w")) == NULL)
+        fprintf(stderr, "bench_vs: cannot write %s\n", trace);
     pthread_t th;
     if (pthread_create(&th, NULL, lat_consumer, &L) != 0) {
         krappy_client_free(L.c);
+        if (L.trace != NULL)
+            fclose(L.trace);
         return vs_fail(x, "cannot start the consumer thread");
     }
     long total = (long)(p->rate * p->lat_secs), n = 0;
@@ -472,6 +481,8 @@ static int k_latency(vs_ctx *x, vs_meter *m, long *done)
     pthread_join(th, NULL);
     vs_meter_stop(m);
     krappy_client_free(L.c);
+    if (L.trace != NULL)
+        fclose(L.trace);
     if (rc != VS_OK)
         return rc;
     if (L.rc != VS_OK)
