@@ -26,8 +26,12 @@
 #include "util/log.h"
 #include "util/secret.h"
 
-/* Recycled request structs kept per connection. */
-#define KR_CONN_FREE_REQS 16
+/* Recycled request structs kept per connection: as many as a pipelining
+ * client keeps in flight (libkrappy's publishers: 64), so a pipeline's
+ * requests are not allocated and freed one by one ... */
+#define KR_CONN_FREE_REQS 64
+/* ... of which this many keep their reply buffer. */
+#define KR_CONN_FREE_REPLIES 16
 /* A buffered reply's memory is released rather than kept above this. */
 #define KR_REQ_KEEP_BYTES (64u * 1024)
 
@@ -88,7 +92,7 @@ static void req_destroy(kr_req *r)
 
 static void req_recycle(kr_conn *c, kr_req *r)
 {
-    if (r->reply.cap > KR_REQ_KEEP_BYTES)
+    if (r->reply.cap > KR_REQ_KEEP_BYTES || c->n_free_reqs >= KR_CONN_FREE_REPLIES)
         kr_buf_free(&r->reply);
     if (c->n_free_reqs < KR_CONN_FREE_REQS) {
         TAILQ_INSERT_HEAD(&c->free_reqs, r, link);
