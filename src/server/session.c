@@ -600,6 +600,8 @@ typedef struct in_view {
     size_t taken;     /* ... of which frames started, not drained yet */
     uint8_t *first;   /* the first chain's bytes (NULL: look again) */
     size_t first_len; /* ... this many of them at least */
+    uint64_t read_ns; /* when its frames were first taken (0: not yet): they
+                         arrived together, and a clock read costs per frame */
 } in_view;
 
 static void view_open(in_view *v, struct evbuffer *in)
@@ -719,7 +721,9 @@ static void conn_process(kr_conn *c)
         }
         v.taken += (size_t)size + 4;
         kr_budget_frame_taken(&c->net.budget); /* the next frame asks for its own room */
-        c->net.last_request_ns = kr_mono_ns();
+        if (v.read_ns == 0)
+            v.read_ns = kr_mono_ns();
+        c->net.last_request_ns = v.read_ns;
         kr_counter_add(c->srv->m.bytes_in, (uint64_t)size + 4);
         conn_start(c, type, frame + KRAPPY_FRAME_HEADER_BYTES, size - 4);
     }
