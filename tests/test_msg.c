@@ -1241,6 +1241,89 @@ static void test_publish_invalid(void **state)
     expect_msg("field 'headers' must be a map");
 }
 
+/*
+ * The first event of `events` is read with the map (one pass), yet judged
+ * only once the whole payload is known to be well-formed: a malformed
+ * later field is BAD_PAYLOAD before the event's INVALID_ARGUMENT
+ * (PROTOCOL.md section 5), and the last of duplicated `events` counts.
+ */
+static void test_publish_events_one_pass(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *payload;
+        krappy_err want;
+        const char *msg;
+    } cases[] = {
+        /* An invalid first event, then a truncated field: BAD_PAYLOAD. */
+        {"a2 666576656e7473 81 82 01 01 63636964 19", KRAPPY_E_BAD_PAYLOAD, "not well-formed"},
+        /* ... then a non-text key: BAD_PAYLOAD. */
+        {"a2 666576656e7473 81 82 01 01 01 01", KRAPPY_E_BAD_PAYLOAD, "text string"},
+        /* ... then trailing bytes: BAD_PAYLOAD. */
+        {"a1 666576656e7473 81 82 01 01 00", KRAPPY_E_BAD_PAYLOAD, "after its CBOR map"},
+        /* Too many parts, the fifth malformed: BAD_PAYLOAD. */
+        {"a1 666576656e7473 81 85 f6 01 01 a0 1c", KRAPPY_E_BAD_PAYLOAD, "not well-formed"},
+        /* The first event truncated, or a later one. */
+        {"a1 666576656e7473 81 82 f6", KRAPPY_E_BAD_PAYLOAD, "not well-formed"},
+        {"a1 666576656e7473 82 82 f6 01 82 f6", KRAPPY_E_BAD_PAYLOAD, "not well-formed"},
+        /* Duplicates: the last `events` counts, either way round. */
+        {"a2 666576656e7473 81 82 01 01 666576656e7473 81 82 f6 01", KRAPPY_OK, ""},
+        {"a2 666576656e7473 81 82 f6 01 666576656e7473 81 82 01 01", KRAPPY_E_INVALID_ARGUMENT,
+         "PUBLISH event 0: key must be"},
+        {"a2 666576656e7473 81 82 f6 01 666576656e7473 80", KRAPPY_E_INVALID_ARGUMENT,
+         "non-empty array"},
+        {"a2 666576656e7473 81 82 f6 01 666576656e7473 9f 01 ff", KRAPPY_E_INVALID_ARGUMENT,
+         "PUBLISH event 0: the event must be"},
+        /* An indefinite first event in a definite array, judged the same. */
+        {"a1 666576656e7473 81 9f 01 01 ff", KRAPPY_E_INVALID_ARGUMENT,
+         "PUBLISH event 0: key must be"},
+        /* In an indefinite map; then an invalid later field. */
+        {"bf 666576656e7473 81 82 f6 01 ff", KRAPPY_OK, ""},
+        {"bf 666576656e7473 81 82 f6 01 63 61636b 01 ff", KRAPPY_E_INVALID_ARGUMENT, "'ack'"},
+        /* A first event of one part, then a second one that is fine. */
+        {"a1 666576656e7473 82 81 f6 82 f6 01", KRAPPY_E_INVALID_ARGUMENT,
+         "PUBLISH event 0: the event must be"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        krappy_err e = dech(KRAPPY_T_PUBLISH, cases[i].payload);
+        if (e != cases[i].want)
+            fail_msg("payload %s: got %d, want %d (%s)", cases[i].payload, e, cases[i].want, M);
+        expect_msg(cases[i].msg);
+    }
+
+    /* The first event's parts as decoded, and the iterator after it. */
+    assert_int_equal(
+        dech(KRAPPY_T_PUBLISH, "a1 666576656e7473 82 83 4161 6162 05 84 f6 f6 f6 a1 6168 4101"),
+        KRAPPY_OK);
+    assert_int_equal(R.u.publish.count, 2);
+    kr_events_iter ei;
+    kr_event_in e;
+    kr_events_iter_init(&ei, &R, &S);
+    assert_int_equal(kr_events_iter_next(&ei, &e), 1);
+    assert_true(e.key.present);
+    assert_int_equal(e.key.content.len, 1);
+    assert_memory_equal(e.key.content.ptr, "a", 1);
+    assert_int_equal(e.value.len, 2);
+    assert_true(e.has_ts);
+    assert_int_equal(e.ts, 5);
+    assert_false(e.has_headers);
+    assert_int_equal(kr_events_iter_next(&ei, &e), 1);
+    assert_false(e.key.present);
+    assert_true(e.tombstone);
+    assert_true(e.has_headers);
+    assert_int_equal(kr_events_iter_next(&ei, &e), 0);
+
+    /* Definite containers cost no nesting: 63 indefinite levels inside a
+     * definite event are as well-formed as they were. */
+    char deep[64 * 3 * 2 + 64];
+    size_t at = (size_t)snprintf(deep, sizeof deep, "a1 666576656e7473 81 82 f6 ");
+    for (int i = 0; i < 63; i++)
+        at += (size_t)snprintf(deep + at, sizeof deep - at, "9f");
+    for (int i = 0; i < 63; i++)
+        at += (size_t)snprintf(deep + at, sizeof deep - at, "ff");
+    assert_int_equal(dech(KRAPPY_T_PUBLISH, deep), KRAPPY_OK);
+}
+
 static void test_ack_invalid(void **state)
 {
     (void)state;
@@ -2304,6 +2387,7 @@ int main(void)
         T(test_limits),
         T(test_keys),
         T(test_publish_invalid),
+        T(test_publish_events_one_pass),
         T(test_ack_invalid),
         T(test_hello),
         T(test_cid),

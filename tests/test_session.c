@@ -30,7 +30,7 @@
 
 static kr_server srv;
 static kr_config cfg;
-static char journal[4096]; /* "S<cid> " on start, "C<cid> " on completion */
+static char journal[8192]; /* "S<cid> " on start, "C<cid> " on completion */
 static int client_fd = -1;
 static kr_frame_parser parser;
 static struct event *client_ev;
@@ -239,6 +239,47 @@ static void test_errors_keep_their_place(void **state)
     assert_string_equal(journal, "S120 C120 S300 C300 ");
 }
 
+/*
+ * A pipeline several times libevent's 4096-byte read: every request starts
+ * in the turn that saw the first bytes (the rest read on, up to a read
+ * chunk), before any completion - one turn per 4096 bytes would let the
+ * completions of the first ones in between.
+ */
+static void test_pipeline_starts_in_one_turn(void **state)
+{
+    (void)state;
+    char id[80];
+    memset(id, 'p', sizeof id - 1);
+    id[sizeof id - 1] = '\0';
+    enum { N = 200 };
+    kr_buf all, b;
+    kr_buf_init(&all, KR_CONN_READ_CHUNK);
+    kr_buf_init(&b, 4096);
+    for (int i = 0; i < N; i++) {
+        kr_buf_reset(&b);
+        kr_enc_producer_register(&b, (kr_cid){true, 1000 + 100 * (uint64_t)i}, "t", id);
+        uint8_t hdr[KRAPPY_FRAME_HEADER_BYTES];
+        kr_frame_put_header(hdr, T_FIFO, b.len);
+        kr_buf_append(&all, hdr, sizeof hdr);
+        kr_buf_append(&all, b.data, b.len);
+    }
+    assert_false(all.failed);
+    assert_true(all.len > 4 * 4096 && all.len < KR_CONN_READ_CHUNK);
+    /* One write: the socket holds the whole pipeline before the loop runs. */
+    assert_int_equal(write(client_fd, all.data, all.len), (ssize_t)all.len);
+    kr_buf_free(&all);
+    kr_buf_free(&b);
+    run_until(N);
+    const char *first_c = strchr(journal, 'C');
+    assert_non_null(first_c);
+    int starts = 0;
+    for (const char *p = journal; p < first_c; p++)
+        starts += *p == 'S';
+    assert_int_equal(starts, N);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(replies[i], 1000 + 100 * (uint64_t)i);
+}
+
 /* The client disappears while its requests run on "another thread": the
  * completions find a closed connection and are dropped; ASan and LSan
  * check nothing is used after free or leaked. */
@@ -273,6 +314,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_other_requests_wait_for_earlier_ones, setup, teardown),
         cmocka_unit_test_setup_teardown(test_errors_keep_their_place, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipeline_starts_in_one_turn, setup, teardown),
         cmocka_unit_test_setup_teardown(test_completion_after_client_vanished, setup, teardown),
     };
     return cmocka_run_group_tests_name("session pipeline", tests, NULL, NULL);

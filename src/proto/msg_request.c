@@ -92,10 +92,24 @@ static const struct field_name {
 /* The longest field name; longer keys cannot be ours. */
 #define FIELD_NAME_MAX 16
 
+/*
+ * The first event of a definite `events` array of definite events, read
+ * while the payload is (see read_events): judged by dec_publish, after the
+ * whole payload proved well-formed (PROTOCOL.md section 5's order).
+ */
+typedef struct first_event {
+    bool ready;           /* read with the map: the fields below hold */
+    int n;                /* its parts (0 for an empty `events`), or -1 when it is
+                             not an array of 2 to 4 items */
+    kr_cbor_item part[4]; /* key, value, ts, headers */
+    kr_cbor_iter rest;    /* `events` after it */
+} first_event;
+
 /* The last value given for each known field. */
 typedef struct fields {
     uint32_t seen; /* bit per field_id */
     kr_cbor_item v[F_COUNT];
+    first_event ev0; /* of v[F_EVENTS] */
 } fields;
 
 /* Rules, quoted in messages so a person knows what to send. */
@@ -190,6 +204,70 @@ static int field_lookup(const kr_cbor_item *k)
     return -1;
 }
 
+/* CBOR major type 4 (array), definite length: the head's first byte. */
+static bool definite_array_at(const uint8_t *p, const uint8_t *end)
+{
+    return p < end && (*p >> 5) == 4 && (*p & 0x1f) != 31;
+}
+
+/*
+ * Read the `events` value at it (a definite array, checked by the caller)
+ * into *out as kr_cbor_iter_next would, opening its first event on the
+ * way when that is a definite array too, so that event's parts are read
+ * once: they are kept in *ev0 for dec_publish, which would otherwise open
+ * the event again. Definite containers only: walk() counts the nesting of
+ * indefinite ones, which reading by parts would not.
+ * @return 1, or -1 when malformed.
+ */
+static int read_events(kr_cbor_iter *it, kr_cbor_item *out, first_event *ev0)
+{
+    kr_cbor_iter ev;
+    kr_cbor_item head, x;
+    int r;
+
+    ev0->ready = false;
+    if (kr_cbor_iter_open(it->p, (size_t)(it->end - it->p), out, &ev) < 0)
+        return -1;
+    ev0->n = 0;
+    if (ev.left > 0 && definite_array_at(ev.p, ev.end)) {
+        kr_cbor_iter parts;
+        if (kr_cbor_iter_open(ev.p, (size_t)(ev.end - ev.p), &head, &parts) < 0)
+            return -1;
+        while ((r = kr_cbor_iter_next(&parts, &x)) == 1)
+            if (ev0->n >= 0 && ev0->n < 4)
+                ev0->part[ev0->n++] = x;
+            else
+                ev0->n = -1;
+        if (r < 0)
+            return -1;
+        if (ev0->n < 2)
+            ev0->n = -1;
+        ev.p = kr_cbor_iter_end(&parts);
+        ev.left--;
+        ev0->rest = ev;
+    } else if (ev.left > 0) {
+        /* Not an array of the common shape: read it whole, judged later as
+         * dec_publish judges any event. */
+        kr_cbor_iter at = ev;
+        if (kr_cbor_iter_next(&ev, &x) != 1)
+            return -1;
+        ev0->n = x.kind == KR_CBOR_ARRAY ? -2 : -1; /* -2: open it again */
+        ev0->rest = at;
+    } else {
+        ev0->rest = ev;
+    }
+    while ((r = kr_cbor_iter_next(&ev, &x)) == 1)
+        ;
+    if (r < 0)
+        return -1;
+    out->raw_len = (size_t)(kr_cbor_iter_end(&ev) - out->raw);
+    it->p += out->raw_len;
+    if (!it->indefinite)
+        it->left--;
+    ev0->ready = ev0->n != -2;
+    return 1;
+}
+
 /*
  * Check the payload is exactly one map with text keys and collect its
  * fields, reading every byte once: the map is opened by its head and each
@@ -205,11 +283,18 @@ static krappy_err read_payload(dctx *c, const uint8_t *payload, size_t len, fiel
     if (kr_cbor_iter_open(payload, len, &map, &it) < 0 || map.kind != KR_CBOR_MAP)
         goto malformed;
     while ((r = kr_cbor_iter_next(&it, &k)) == 1) {
-        if (kr_cbor_iter_next(&it, &v) != 1)
-            goto malformed;
+        int id = k.kind == KR_CBOR_TEXT ? field_lookup(&k) : -1;
+        if (id == F_EVENTS && definite_array_at(it.p, it.end)) {
+            if (read_events(&it, &v, &f->ev0) != 1)
+                goto malformed;
+        } else {
+            if (kr_cbor_iter_next(&it, &v) != 1)
+                goto malformed;
+            if (id == F_EVENTS)
+                f->ev0.ready = false;
+        }
         if (k.kind != KR_CBOR_TEXT)
             goto malformed;
-        int id = field_lookup(&k);
         if (id >= 0) {
             f->v[id] = v;
             f->seen |= UINT32_C(1) << id;
@@ -646,8 +731,23 @@ static krappy_err dec_publish(dctx *c, const fields *f, kr_request *r)
         kr_event_in tmp;
         uint64_t n = 0;
         int got;
-        kr_cbor_iter_init(&it, events);
-        got = event_next(c, 0, &it, true, &r->u.publish.first, &e);
+        if (f->ev0.ready) {
+            /* Its parts were read with the map (read_events). */
+            const first_event *e0 = &f->ev0;
+            it = e0->rest;
+            got = e0->n != 0;
+            if (e0->n < 0)
+                return ev_fail(c, 0, "the event", RULE_EVENT);
+            if (e0->n > 0) {
+                e = event_parts(c, 0, &e0->part[0], &e0->part[1], e0->n > 2 ? &e0->part[2] : NULL,
+                                e0->n > 3 ? &e0->part[3] : NULL, true, &r->u.publish.first);
+                if (e != KRAPPY_OK)
+                    return e;
+            }
+        } else {
+            kr_cbor_iter_init(&it, events);
+            got = event_next(c, 0, &it, true, &r->u.publish.first, &e);
+        }
         if (got == 0)
             return fail(c, KRAPPY_E_INVALID_ARGUMENT,
                         "field 'events' must be a non-empty array of events");
@@ -962,6 +1062,7 @@ krappy_err kr_req_decode(uint32_t type, const uint8_t *payload, size_t len, kr_b
     fields f;
 
     f.seen = 0;
+    f.ev0.ready = false;
     if (msg != NULL && msglen > 0)
         msg[0] = '\0';
     if (scratch != NULL)

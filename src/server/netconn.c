@@ -87,9 +87,10 @@ static void iov_trim(struct evbuffer_iovec *v, int n, size_t bytes)
 
 /*
  * libevent 2.1 reads a socket at most 4096 bytes per turn of the loop,
- * whatever the socket holds: a megabyte frame would take 250 turns, each
- * with its poll and the port's processing. The rest of a begun frame is
- * read here instead, straight into the input, as far as the socket has it.
+ * whatever the socket holds: a megabyte frame would take 250 turns, and a
+ * pipeline of small frames a turn per 4096 bytes, each with its poll and
+ * the port's processing. These read on, straight into the input, as far
+ * as the socket has it.
  *
  * In pieces of at most KR_READ_REST_PIECE: libevent gives a reservation
  * one buffer of the next power of two above it, and one of 1 MiB or more
@@ -123,24 +124,10 @@ static size_t read_piece(int fd, struct evbuffer *in, size_t want)
     return (size_t)got;
 }
 
-bool kr_netconn_read_rest(kr_netconn *n)
+/* Read up to `want` bytes into n's input. @return whether any came. */
+static bool read_on(kr_netconn *n, size_t want)
 {
-    if (n->bev == NULL || n->phase != KR_NETCONN_OPEN || n->eof || n->read_paused ||
-        !kr_budget_may_read(&n->budget))
-        return false;
     struct evbuffer *in = bufferevent_get_input(n->bev);
-    size_t have = evbuffer_get_length(in);
-    if (have < 4)
-        return false;
-    uint8_t hdr[4];
-    evbuffer_copyout(in, hdr, 4);
-    size_t frame = (size_t)kr_get_be32(hdr) + 4;
-    uint64_t held = n->budget.in_bytes + n->charged, max = kr_netconn_pending_max(n);
-    if (have >= frame || held >= max)
-        return false;
-    size_t want = frame - have;
-    if (want > max - held)
-        want = (size_t)(max - held);
     /* The bufferevent keeps its input's end frozen but for its own reads. */
     evbuffer_unfreeze(in, 0);
     int fd = bufferevent_getfd(n->bev);
@@ -154,6 +141,47 @@ bool kr_netconn_read_rest(kr_netconn *n)
     }
     evbuffer_freeze(in, 0);
     return total > 0;
+}
+
+/* n may read now: open, reading on, and room in the budget. */
+static bool may_read_now(kr_netconn *n)
+{
+    return n->bev != NULL && n->phase == KR_NETCONN_OPEN && !n->eof && !n->read_paused &&
+           kr_budget_may_read(&n->budget);
+}
+
+/* Bytes to read for the input to hold `upto`, within n's share of request
+ * memory (0: none). */
+static size_t want_upto(const kr_netconn *n, size_t have, size_t upto)
+{
+    uint64_t held = n->budget.in_bytes + n->charged, max = kr_netconn_pending_max(n);
+    if (have >= upto || held >= max)
+        return 0;
+    size_t want = upto - have;
+    return want > max - held ? (size_t)(max - held) : want;
+}
+
+bool kr_netconn_read_rest(kr_netconn *n)
+{
+    if (!may_read_now(n))
+        return false;
+    struct evbuffer *in = bufferevent_get_input(n->bev);
+    size_t have = evbuffer_get_length(in);
+    if (have < 4)
+        return false;
+    uint8_t hdr[4];
+    evbuffer_copyout(in, hdr, 4);
+    size_t want = want_upto(n, have, (size_t)kr_get_be32(hdr) + 4);
+    return want > 0 && read_on(n, want);
+}
+
+bool kr_netconn_read_ahead(kr_netconn *n)
+{
+    if (n->budget.last_added != KR_LIBEVENT_READ_MAX || !may_read_now(n))
+        return false;
+    size_t have = evbuffer_get_length(bufferevent_get_input(n->bev));
+    size_t want = want_upto(n, have, KR_CONN_READ_CHUNK);
+    return want > 0 && read_on(n, want);
 }
 
 /* ---- socket callbacks ---- */
@@ -198,6 +226,9 @@ static void on_write(struct bufferevent *bev, void *arg)
             /* All written: the port writes on its own again (session.c). */
             n->write_armed = false;
             bufferevent_disable(bev, EV_WRITE);
+            if (n->out_cb != NULL) /* the port's own writes need no drain clock */
+                evbuffer_cb_clear_flags(bufferevent_get_output(bev), n->out_cb,
+                                        EVBUFFER_CB_ENABLED);
         }
         process_guarded(n);
     }
@@ -284,7 +315,8 @@ int kr_netconn_init(kr_netconn *n, kr_server *srv, const kr_netconn_ops *ops, ui
     bufferevent_setcb(n->bev, on_read, on_write, on_event, n);
     bufferevent_setwatermark(n->bev, EV_WRITE, KR_CONN_OUT_LOW, 0);
     bufferevent_set_max_single_read(n->bev, KR_CONN_READ_CHUNK);
-    evbuffer_add_cb(bufferevent_get_output(n->bev), kr_server_note_drain, &n->last_drain_ns);
+    n->out_cb =
+        evbuffer_add_cb(bufferevent_get_output(n->bev), kr_server_note_drain, &n->last_drain_ns);
     srv->n_conns++;
     kr_gauge_set(srv->m.connections, srv->n_conns);
     return 0;

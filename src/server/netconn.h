@@ -55,6 +55,7 @@ struct kr_breader {
     bool wait;             /* waits for room: on srv->budget_waiters */
     uint64_t since_ns;     /* ... since then */
     uint64_t last_read_ns; /* the last bytes arrived (owner), or its frame was admitted */
+    size_t last_added;     /* bytes the last read added to the input */
     TAILQ_ENTRY(kr_breader) link;
 };
 
@@ -112,6 +113,9 @@ struct kr_netconn {
     uint64_t last_request_ns;
     uint64_t last_drain_ns;  /* the client last took reply bytes */
     uint64_t phase_since_ns; /* when FLUSHING or LINGERING began */
+    /* kr_server_note_drain on the output: a port may turn it off while it
+     * writes the output itself (session.c) */
+    struct evbuffer_cb_entry *out_cb;
 };
 
 /* The connection of type `type` whose member `net` is n. */
@@ -160,6 +164,21 @@ void kr_netconn_update_read(kr_netconn *n);
  *         which libevent's next read reports).
  */
 bool kr_netconn_read_rest(kr_netconn *n);
+
+/* libevent 2.1's evbuffer_read takes at most this many bytes a call
+ * (its EVBUFFER_MAX_READ): a read of this many may have left more. */
+#define KR_LIBEVENT_READ_MAX 4096
+
+/*
+ * After a read of libevent's that took all it takes at once
+ * (KR_LIBEVENT_READ_MAX), read on into the input up to KR_CONN_READ_CHUNK
+ * bytes, as much as the socket holds now, within what
+ * kr_netconn_update_read allows: the frames of a pipeline are then started
+ * in one turn rather than one turn per 4096 bytes.
+ * @return true when bytes were added; false otherwise (as
+ *         kr_netconn_read_rest).
+ */
+bool kr_netconn_read_ahead(kr_netconn *n);
 
 /* Reply bytes queued and not yet taken by the socket (0 once closed). */
 size_t kr_netconn_out_len(const kr_netconn *n);

@@ -113,6 +113,7 @@ struct kr_conn {
     kr_server *srv;         /* = net.srv */
     struct event *flush_ev; /* writes the replies of a loop turn (session.c) */
     bool flush_active;      /* flush_ev is active: the next reply need not activate it */
+    bool frames_held;       /* conn_process left whole frames (pipeline, back-pressure) */
     bool authed;
     uint32_t parked;         /* requests waiting for data (long polls) */
     struct kr_req_list reqs; /* in request order, finished or not */

@@ -26,8 +26,12 @@
 #include "util/log.h"
 #include "util/secret.h"
 
-/* Recycled request structs kept per connection. */
-#define KR_CONN_FREE_REQS 16
+/* Recycled request structs kept per connection: as many as a pipelining
+ * client keeps in flight (libkrappy's publishers: 64), so a pipeline's
+ * requests are not allocated and freed one by one ... */
+#define KR_CONN_FREE_REQS 64
+/* ... of which this many keep their reply buffer. */
+#define KR_CONN_FREE_REPLIES 16
 /* A buffered reply's memory is released rather than kept above this. */
 #define KR_REQ_KEEP_BYTES (64u * 1024)
 
@@ -51,7 +55,7 @@ static void log_conn(kr_log_level lvl, const kr_conn *c, const char *msg, const 
 
 /* ---- request structs ---- */
 
-static kr_req *req_alloc(kr_conn *c)
+static kr_req *req_alloc(kr_conn *c, uint64_t now_ns)
 {
     kr_req *r = TAILQ_FIRST(&c->free_reqs);
     if (r != NULL) {
@@ -75,7 +79,7 @@ static kr_req *req_alloc(kr_conn *c)
     r->cost = 0;
     r->ctx = NULL;
     r->cancel = NULL;
-    r->start_ns = kr_mono_ns();
+    r->start_ns = now_ns;
     kr_buf_reset(&r->reply);
     return r;
 }
@@ -88,7 +92,7 @@ static void req_destroy(kr_req *r)
 
 static void req_recycle(kr_conn *c, kr_req *r)
 {
-    if (r->reply.cap > KR_REQ_KEEP_BYTES)
+    if (r->reply.cap > KR_REQ_KEEP_BYTES || c->n_free_reqs >= KR_CONN_FREE_REPLIES)
         kr_buf_free(&r->reply);
     if (c->n_free_reqs < KR_CONN_FREE_REQS) {
         TAILQ_INSERT_HEAD(&c->free_reqs, r, link);
@@ -98,10 +102,11 @@ static void req_recycle(kr_conn *c, kr_req *r)
     }
 }
 
-/* Add a request at the tail of the pipeline, counted as running. */
-static kr_req *req_start(kr_conn *c, uint32_t type)
+/* Add a request at the tail of the pipeline, counted as running, begun
+ * at now_ns (its latency counts from there). */
+static kr_req *req_start(kr_conn *c, uint32_t type, uint64_t now_ns)
 {
-    kr_req *r = req_alloc(c);
+    kr_req *r = req_alloc(c, now_ns);
     if (r == NULL) {
         kr_conn_abort(c, "out of memory for a request");
         return NULL;
@@ -150,6 +155,21 @@ void kr_conn_update_read(kr_conn *c)
  * socket does not take whole turns it on (libevent then writes the rest as
  * the client reads, and on_write turns it off once the output is empty).
  */
+/*
+ * --write-timeout counts from the client's last taking of reply bytes
+ * (kr_server_note_drain on the output). While the connection writes its
+ * output itself - emptied in the turn it is filled - that callback is
+ * off, sparing every reply's evbuffer_add a run of the callbacks; it is on
+ * while libevent writes (the write event armed: the socket was full, or
+ * the connection closes), counting from now.
+ */
+static void conn_watch_drain(kr_conn *c)
+{
+    c->net.last_drain_ns = kr_mono_ns();
+    if (c->net.out_cb != NULL)
+        evbuffer_cb_set_flags(bufferevent_get_output(c->bev), c->net.out_cb, EVBUFFER_CB_ENABLED);
+}
+
 static void on_flush(evutil_socket_t fd, short what, void *arg)
 {
     kr_conn *c = arg;
@@ -174,6 +194,7 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
     }
     if (evbuffer_get_length(out) > 0) {
         /* The socket is full: libevent writes the rest when it drains. */
+        conn_watch_drain(c);
         c->net.write_armed = true;
         bufferevent_enable(c->bev, EV_WRITE);
     } else if (before >= KR_CONN_OUT_HIGH || c->net.read_paused) {
@@ -283,6 +304,21 @@ typedef struct reply_src {
 } reply_src;
 
 /*
+ * Whether an asynchronous request's end may let the connection move on:
+ * frames held back (the pipeline rule, back-pressure), reading paused or
+ * to be paused (its replies reached KR_CONN_OUT_HIGH), an end to begin.
+ * Otherwise - every PUBLISH of a pipeline whose frames all started -
+ * conn_process would find nothing to do, at the cost of a look at the
+ * input and the budget per request: a begun frame waits for its bytes
+ * (on_read), and the request's memory released only widens the budget.
+ */
+static bool conn_may_move(const kr_conn *c)
+{
+    return c->frames_held || c->net.read_paused || c->net.eof || c->net.phase != KR_NETCONN_OPEN ||
+           c->srv->shutting_down || out_len(c) >= KR_CONN_OUT_HIGH;
+}
+
+/*
  * The one way a request ends: count it, write its reply now when it is the
  * oldest request of the connection (else keep it until its turn), write the
  * replies that were waiting behind it, and - for an asynchronous request -
@@ -350,7 +386,7 @@ static void req_finish(kr_req *r, const reply_src *src)
         conn_flush_done(c);
     if (was_async) {
         /* The request's reference guards c while later frames start. */
-        if (c->bev != NULL && !c->net.in_process)
+        if (c->bev != NULL && !c->net.in_process && conn_may_move(c))
             conn_process(c);
         conn_release(c);
     }
@@ -463,7 +499,7 @@ static void peek_cid(kr_req *r, const uint8_t *payload, size_t len)
  */
 static void conn_start(kr_conn *c, uint32_t type, const uint8_t *payload, size_t len)
 {
-    kr_req *r = req_start(c, type);
+    kr_req *r = req_start(c, type, c->net.last_request_ns); /* set as its frame was taken */
     if (r == NULL)
         return;
     req_charge(r, len + KRAPPY_FRAME_HEADER_BYTES);
@@ -532,7 +568,7 @@ static void conn_start(kr_conn *c, uint32_t type, const uint8_t *payload, size_t
 /* Frame-level errors lose the framing: answer (in order) and close. */
 static void conn_frame_error(kr_conn *c, krappy_err code, uint32_t size)
 {
-    kr_req *r = req_start(c, 0);
+    kr_req *r = req_start(c, 0, kr_mono_ns());
     if (r == NULL)
         return;
     if (code == KRAPPY_E_BAD_FRAME)
@@ -549,6 +585,83 @@ static void conn_frame_error(kr_conn *c, krappy_err code, uint32_t size)
 }
 
 /*
+ * The input as conn_process takes frames off it. The frames started are
+ * drained together at the end (or when a frame crosses into the next
+ * chain), not one by one: every drain runs the input's callbacks (the
+ * budget's count). And the frames of a read are found in the first chain
+ * as last looked at, not by asking libevent per frame: each of its calls
+ * takes the buffer's lock. Until drained, the frames' bytes count in the
+ * input as well as in their requests, which only errs on the side of
+ * reading less.
+ */
+typedef struct in_view {
+    struct evbuffer *in;
+    size_t len;       /* bytes in the input */
+    size_t taken;     /* ... of which frames started, not drained yet */
+    uint8_t *first;   /* the first chain's bytes (NULL: look again) */
+    size_t first_len; /* ... this many of them at least */
+    uint64_t read_ns; /* when its frames were first taken (0: not yet): they
+                         arrived together, and a clock read costs per frame */
+} in_view;
+
+static void view_open(in_view *v, struct evbuffer *in)
+{
+    *v = (in_view){.in = in, .len = evbuffer_get_length(in)};
+}
+
+static void view_drain(in_view *v)
+{
+    if (v->taken == 0)
+        return;
+    evbuffer_drain(v->in, v->taken);
+    v->len -= v->taken;
+    v->taken = 0;
+    v->first = NULL;
+}
+
+/* `need` contiguous bytes after those taken: in place when the first
+ * chain holds them - the common case, a read's worth of small frames -
+ * else pulled up after draining what was taken. @return NULL when out of
+ * memory. */
+static uint8_t *view_at(in_view *v, size_t need)
+{
+    if (v->first == NULL || v->first_len < v->taken + need) {
+        struct evbuffer_iovec io;
+        if (evbuffer_peek(v->in, 1, NULL, &io, 1) == 1) {
+            v->first = io.iov_base;
+            v->first_len = io.iov_len;
+        }
+    }
+    if (v->first != NULL && v->first_len >= v->taken + need)
+        return v->first + v->taken;
+    view_drain(v);
+    v->first = evbuffer_pullup(v->in, (ssize_t)need);
+    v->first_len = need;
+    return v->first;
+}
+
+/*
+ * Every whole frame of the input is started (a frame of `begun` bytes, if
+ * not 0, has only begun): read on from the socket in this turn when it may
+ * hold more - a large frame's rest, or more frames after a read of
+ * libevent's that took all it takes at once. What was taken is drained
+ * first. @return true when bytes were added.
+ */
+static bool conn_read_on(kr_conn *c, in_view *v, size_t begun)
+{
+    bool large = begun > KR_CONN_READ_CHUNK;
+    if (!large && c->net.budget.last_added != KR_LIBEVENT_READ_MAX)
+        return false;
+    if (out_len(c) >= KR_CONN_OUT_HIGH)
+        return false;
+    view_drain(v);
+    if (!(large ? kr_netconn_read_rest(&c->net) : kr_netconn_read_ahead(&c->net)))
+        return false;
+    view_open(v, v->in);
+    return true;
+}
+
+/*
  * Take whole frames off the input and start them while the pipeline rule
  * allows, then decide whether to keep reading. Callers hold a reference on
  * c (the socket may close underneath; the memory stays).
@@ -558,44 +671,64 @@ static void conn_process(kr_conn *c)
     if (c->net.in_process)
         return;
     c->net.in_process = true;
+    c->frames_held = false;
     kr_store *store = c->srv->store; /* the requests of this read: one writer round */
     kr_store_hold(store);
+    in_view v;
+    view_open(&v, bufferevent_get_input(c->bev));
     while (c->bev != NULL && c->net.phase == KR_NETCONN_OPEN && !c->net.no_more) {
         /* Back-pressure - except that during shutdown the next frame gets
          * its (small) SHUTTING_DOWN at once, after which nothing starts. */
-        if (out_len(c) >= KR_CONN_OUT_HIGH && !c->srv->shutting_down)
+        if (out_len(c) >= KR_CONN_OUT_HIGH && !c->srv->shutting_down) {
+            c->frames_held = true;
             break;
-        struct evbuffer *in = bufferevent_get_input(c->bev);
-        size_t have = evbuffer_get_length(in);
-        if (have < 4)
+        }
+        size_t have = v.len - v.taken;
+        if (have < 4) {
+            if (conn_read_on(c, &v, 0))
+                continue;
             break;
-        uint8_t hdr[KRAPPY_FRAME_HEADER_BYTES];
-        evbuffer_copyout(in, hdr, have < sizeof hdr ? have : sizeof hdr);
+        }
+        uint8_t *hdr =
+            view_at(&v, have < KRAPPY_FRAME_HEADER_BYTES ? have : KRAPPY_FRAME_HEADER_BYTES);
+        if (hdr == NULL) {
+            kr_conn_abort(c, "out of memory reading a frame");
+            break;
+        }
         uint32_t size = kr_get_be32(hdr);
         krappy_err rc = kr_frame_check_size(size, c->srv->cfg->max_frame);
         if (rc != KRAPPY_OK) {
             conn_frame_error(c, rc, size);
             break;
         }
-        if (have < (size_t)size + 4)
+        if (have < (size_t)size + 4) {
+            if (conn_read_on(c, &v, (size_t)size + 4))
+                continue;
             break;
+        }
         uint32_t type = kr_get_be32(hdr + 4);
         const kr_handler *h = c->srv->handler_for(type);
-        if (c->net.running > 0 && !(h != NULL && h->fifo && c->net.running == c->net.running_fifo))
-            break; /* wait for earlier requests to take effect */
+        if (c->net.running > 0 &&
+            !(h != NULL && h->fifo && c->net.running == c->net.running_fifo)) {
+            c->frames_held = true; /* until earlier requests take effect */
+            break;
+        }
 
-        uint8_t *frame = evbuffer_pullup(in, (ssize_t)size + 4);
+        uint8_t *frame = view_at(&v, (size_t)size + 4);
         if (frame == NULL) {
             kr_conn_abort(c, "out of memory reading a frame");
             break;
         }
+        v.taken += (size_t)size + 4;
         kr_budget_frame_taken(&c->net.budget); /* the next frame asks for its own room */
-        c->net.last_request_ns = kr_mono_ns();
+        if (v.read_ns == 0)
+            v.read_ns = kr_mono_ns();
+        c->net.last_request_ns = v.read_ns;
         kr_counter_add(c->srv->m.bytes_in, (uint64_t)size + 4);
         conn_start(c, type, frame + KRAPPY_FRAME_HEADER_BYTES, size - 4);
-        if (c->bev != NULL)
-            evbuffer_drain(in, (size_t)size + 4);
     }
+    if (c->bev != NULL)
+        view_drain(&v);
     kr_store_release(store);
     c->net.in_process = false;
     if (c->bev != NULL) {
@@ -675,6 +808,8 @@ kr_conn *kr_conn_new(kr_server *srv, int fd, const struct sockaddr *sa, int sale
     /* Replies are written by on_flush; the write event only when the
      * socket is full (see "replies"). */
     bufferevent_disable(c->bev, EV_WRITE);
+    if (c->net.out_cb != NULL)
+        evbuffer_cb_clear_flags(bufferevent_get_output(c->bev), c->net.out_cb, EVBUFFER_CB_ENABLED);
     c->net.read_paused = true; /* until kr_conn_update_read finds room to read */
     TAILQ_INSERT_TAIL(&srv->conns, c, link);
     kr_conn_update_read(c);
@@ -731,6 +866,8 @@ static void net_closed(kr_netconn *n, const char *why)
 
 static void conn_begin_flush(kr_conn *c, bool linger)
 {
+    if (!c->net.write_armed && out_len(c) > 0)
+        conn_watch_drain(c); /* libevent writes from now on */
     kr_netconn_begin_flush(&c->net, linger);
 }
 
@@ -769,7 +906,7 @@ static void conn_tick(kr_conn *c, uint64_t now)
         return;
     if (cfg->token != NULL && !c->authed && TAILQ_EMPTY(&c->reqs) && !c->net.no_more &&
         kr_netconn_hello_late(&c->net, now)) {
-        kr_req *r = req_start(c, 0);
+        kr_req *r = req_start(c, 0, now);
         if (r != NULL)
             kr_req_error(r, KRAPPY_E_UNAUTHENTICATED,
                          "no HELLO with the token arrived in time; closing the connection", NULL);
