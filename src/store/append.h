@@ -153,7 +153,9 @@ typedef struct kr_stream {
     bool ckpt_wait;                /* a checkpoint waits for synced_next >= ckpt_target */
     uint64_t ckpt_target;
     bool flush_queued;
-    bool dropped; /* DELETE_TOPIC: nothing more is written or synced */
+    bool dropped;    /* DELETE_TOPIC: nothing more is written or synced */
+    uint64_t gap_to; /* the highest offset a gap moved the appends to
+                        (kr_stream_gap); 0: none */
     TAILQ_ENTRY(kr_stream) flush_link;
 } kr_stream;
 
@@ -215,6 +217,15 @@ int kr_stream_roll(kr_store *s, kr_stream *st, char *msg, size_t msglen);
  *         could not be made (msg says why; the active segment stays).
  */
 int kr_stream_skip(kr_store *s, kr_stream *st, uint64_t base, char *msg, size_t msglen);
+
+/*
+ * kr_stream_gap - the next append gets offset `next` (past the topic's
+ * assigned ones), in the active segment (kr_store_gap_to): its batch base
+ * jumps, and the segment it lands in is flagged KR_SEG_F_COMPACTED first.
+ * With nothing on its way into the stream the topic's next moves too.
+ * @return 0, or -1 while the topic's creation still runs (no segment yet).
+ */
+int kr_stream_gap(kr_stream *st, uint64_t next);
 
 /* Whether the stream still holds segment `base` as unsynced (written,
  * synced or cut by the loop yet; its final sync not done). NULL: false. */

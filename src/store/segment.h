@@ -82,6 +82,7 @@
 /* A version 2 header, sync record included, and the record's place. */
 #define KR_SEG_HEADER_V2_BYTES 64
 #define KR_SEG_SYNC_AT         32
+#define KR_SEG_FLAGS_AT        28 /* the flags, outside the header's CRC */
 #define KR_SEG_SYNC_BYTES      24
 #define KR_BATCH_MAGIC         0x4B524231u /* "KRB1" */
 #define KR_BATCH_MAGIC_V2      0x4B524232u /* "KRB2" */

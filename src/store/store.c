@@ -249,6 +249,18 @@ krappy_err kr_store_skip_to(kr_store *s, kr_topic *t, uint64_t first, char *msg,
     return KRAPPY_OK;
 }
 
+krappy_err kr_store_gap_to(kr_store *s, kr_topic *t, uint64_t next, char *msg, size_t msglen)
+{
+    (void)s;
+    if (next <= t->assigned)
+        return KRAPPY_OK;
+    if (t->deleted || t->failed || t->stream == NULL || kr_stream_gap(t->stream, next) < 0) {
+        snprintf(msg, msglen, "topic %s is being created or deleted; try again", t->name);
+        return KRAPPY_E_BUSY;
+    }
+    return KRAPPY_OK;
+}
+
 /*
  * The view's database may be in an error state (RocksDB refused a
  * checkpoint, or a cursor write failed): RocksDB 7.8's C API has no Resume,
