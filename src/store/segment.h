@@ -18,7 +18,10 @@
  *        every offset up to the next segment's base. Compaction writes
  *        its output with a version 1 header: the file is fdatasync'd whole
  *        before its rename makes it the segment, so a sync record would
- *        only ever say "all of it" (a damaged tail is cut as in 0.1.0's);
+ *        only ever say "all of it" (a damaged tail is cut as in 0.1.0's).
+ *        A cluster member's catch-up (kr_store_gap_to) sets the flag in
+ *        place on a version 2 segment before the first batch it writes
+ *        past a gap its peers' compaction left;
  *        KR_SEG_F_SKIPPED (2) for a segment a skip started
  *        (kr_store_skip_to): the offsets below its base are gone, as
  *        retention's are, and a gap before it is no lost tail
