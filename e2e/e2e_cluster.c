@@ -1642,6 +1642,139 @@ static void test_retention_replaced_node(void **state)
     assert_int_equal(e2e_cluster_stop(&c), 0);
 }
 
+/* ---- a compacted topic: each node's own compaction, a catch-up past it ---- */
+
+/* Segments compaction rewrote on node i (0 when it has not yet). */
+static uint64_t rewritten_on(const e2e_cluster *c, unsigned i)
+{
+    krappy_client *k = client_to(c, i);
+    krappy_topic_stats *st = NULL;
+    uint64_t n = 0;
+    if (krappy_stats(k, REP_TOPIC, NULL, &st) == KRAPPY_OK && st->has_compaction)
+        n = st->segments_rewritten;
+    krappy_topic_stats_free(st);
+    krappy_client_free(k);
+    return n;
+}
+
+/*
+ * Every event node i serves, from its first to `next`, is the one
+ * published at its offset (fill_batch from 0: key "k<offset % 7>", value
+ * "ev-<offset>"), and each key's newest is the last one published.
+ * @return the events it serves (fewer than `next` where it has gaps).
+ */
+static size_t expect_own_offsets(const e2e_cluster *c, unsigned i, uint64_t next)
+{
+    uint64_t off = first_on(c, i), newest[7] = {0};
+    size_t events = 0;
+    krappy_client *k = client_to(c, i);
+    for (;;) {
+        krappy_events *ev = NULL;
+        assert_int_equal(krappy_fetch(k, REP_TOPIC, off, 1000, 0, 0, &ev), KRAPPY_OK);
+        for (size_t n = 0; n < ev->count; n++) {
+            const krappy_event *e = &ev->events[n];
+            char key[16], val[16];
+            int kl = snprintf(key, sizeof key, "k%d", (int)(e->offset % 7));
+            int vl = snprintf(val, sizeof val, "ev-%06d", (int)e->offset);
+            if (e->key_len != (size_t)kl || memcmp(e->key, key, (size_t)kl) != 0 ||
+                e->value_len < (size_t)vl ||
+                memcmp(e->value + e->value_len - (size_t)vl, val, (size_t)vl) != 0)
+                fail_msg("node %u serves another event at offset %llu than the one published "
+                         "there",
+                         i + 1, (unsigned long long)e->offset);
+            newest[e->offset % 7] = e->offset;
+            events++;
+        }
+        off = ev->next;
+        size_t got = ev->count;
+        krappy_events_free(ev);
+        if (got == 0)
+            break;
+    }
+    krappy_client_free(k);
+    assert_int_equal(off, next);
+    for (uint64_t key = 0; key < 7; key++)
+        if (next > key && newest[key] != next - 1 - (next - 1 + 7 - key) % 7)
+            fail_msg("node %u's newest event of key k%llu is at %llu", i + 1,
+                     (unsigned long long)key, (unsigned long long)newest[key]);
+    return events;
+}
+
+/* Within 30 s every node stands at next `next`; each serves every event
+ * at the offset it was published at. @return node i's events. */
+static size_t expect_compacted_alike(const e2e_cluster *c, uint64_t next, unsigned i)
+{
+    uint64_t end = e2e_now_ms() + 30000;
+    while ((next_on(c, 0) != next || next_on(c, 1) != next || next_on(c, 2) != next) &&
+           e2e_now_ms() < end)
+        usleep(100000);
+    size_t events = 0;
+    for (unsigned n = 0; n < 3; n++) {
+        if (next_on(c, n) != next)
+            fail_msg("after 30 s node %u stands at next %llu, not %llu", n + 1,
+                     (unsigned long long)next_on(c, n), (unsigned long long)next);
+        size_t got = expect_own_offsets(c, n, next);
+        if (n == i)
+            events = got;
+    }
+    return events;
+}
+
+/*
+ * Compaction is each node's, so a compacted topic's streams have gaps, and
+ * a node that catches up after a snapshot fetches across them: a follower
+ * replaced (kill -9, its directory wiped, started again) once its peers
+ * compacted holds every event at the offset it was published at, as they
+ * do - also after a kill -9 and restart on its new directory, and after
+ * more writes, which go on from the same next everywhere.
+ */
+static void test_compacted_replaced_node(void **state)
+{
+    (void)state;
+    e2e_cluster c;
+    const char *extra[] = {"--checkpoint-interval", "100ms", "--raft-snapshot-every", "32", NULL};
+    assert_int_equal(e2e_cluster_start(&c, 3, false, extra), 0);
+    int leader = e2e_cluster_leader(&c, 10000);
+    assert_true(leader >= 0);
+    krappy_client *l = producer_on_leader(&c);
+    const char *set[] = {"cleanup=compact", "segment_bytes=4K", "delete_retention_ms=0",
+                         "segment_ms=200"};
+    assert_int_equal(krappy_topic_config(l, REP_TOPIC, set, 4, NULL), KRAPPY_OK);
+    krappy_client_free(l);
+    int ev_no = 0;
+    publish_batches(&c, 200, &ev_no);
+    leader = e2e_cluster_leader(&c, 10000);
+    assert_true(leader >= 0);
+    unsigned f = ((unsigned)leader + 1) % 3;
+    uint64_t end = e2e_now_ms() + 30000;
+    for (unsigned i = 0; i < 3; i++)
+        while (i != f && rewritten_on(&c, i) == 0 && e2e_now_ms() < end)
+            usleep(100000);
+    for (unsigned i = 0; i < 3; i++)
+        if (i != f && rewritten_on(&c, i) == 0)
+            fail_msg("node %u compacted nothing within 30 s: the test tests nothing", i + 1);
+    char cmd[1024], out[256];
+    e2e_kill9(&c.node[f]);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s/data'", c.node[f].dir);
+    assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
+    assert_int_equal(e2e_cluster_restart(&c, f, NULL), 0);
+    assert_true(e2e_cluster_leader(&c, 30000) >= 0);
+    size_t held = expect_compacted_alike(&c, (uint64_t)ev_no, f);
+    if (held >= (size_t)ev_no)
+        fail_msg("the replaced node holds every event: it met no gap, the test tests nothing");
+    /* Its new directory holds the offsets across a kill -9, and goes on. */
+    e2e_kill9(&c.node[f]);
+    assert_int_equal(e2e_cluster_restart(&c, f, NULL), 0);
+    assert_true(e2e_cluster_leader(&c, 30000) >= 0);
+    (void)expect_compacted_alike(&c, (uint64_t)ev_no, f);
+    publish_batches(&c, 30, &ev_no);
+    (void)expect_compacted_alike(&c, (uint64_t)ev_no, f);
+    printf("e2e_cluster: a replaced node caught up across its peers' compaction: %zu of %d "
+           "events at their offsets; then next %d on every node\n",
+           held, ev_no - 30 * REP_BATCH, ev_no);
+    assert_int_equal(e2e_cluster_stop(&c), 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1669,6 +1802,7 @@ int main(void)
         cmocka_unit_test(test_topic_admin_replicated),
         cmocka_unit_test(test_retention),
         cmocka_unit_test(test_retention_replaced_node),
+        cmocka_unit_test(test_compacted_replaced_node),
     };
     /* The optimised build's smoke run: forming, routing, replicating. */
     if (getenv("KRAPPY_E2E_SMOKE") != NULL)
