@@ -393,34 +393,45 @@ static uint64_t first_on(const e2e_cluster *c, unsigned i)
     return first;
 }
 
-/* Every event of the topic on node i (FETCH from its first until its
- * next). */
-static void dump_node(const e2e_cluster *c, unsigned i, dump *d)
+/* Call fn for every event of the topic on node i (FETCH from its first
+ * until its next). @return that next. */
+static uint64_t each_event(const e2e_cluster *c, unsigned i,
+                           void (*fn)(void *arg, const krappy_event *e), void *arg)
 {
-    memset(d, 0, sizeof *d);
-    dump_add(d, "%s", "");
     uint64_t off = first_on(c, i);
     krappy_client *k = client_to(c, i);
     for (;;) {
         krappy_events *ev = NULL;
         assert_int_equal(krappy_fetch(k, REP_TOPIC, off, 1000, 0, 0, &ev), KRAPPY_OK);
-        for (size_t n = 0; n < ev->count; n++) {
-            const krappy_event *e = &ev->events[n];
-            dump_add(d, "%llu %llu %.*s ", (unsigned long long)e->offset, (unsigned long long)e->ts,
-                     (int)e->key_len, (const char *)e->key);
-            for (size_t b = 0; b < e->value_len; b++)
-                dump_add(d, "%02x", e->value[b]);
-            dump_add(d, "\n");
-            d->events++;
-        }
+        for (size_t n = 0; n < ev->count; n++)
+            fn(arg, &ev->events[n]);
         off = ev->next;
         size_t got = ev->count;
         krappy_events_free(ev);
         if (got == 0)
             break;
     }
-    d->next = off;
     krappy_client_free(k);
+    return off;
+}
+
+static void dump_event(void *arg, const krappy_event *e)
+{
+    dump *d = arg;
+    dump_add(d, "%llu %llu %.*s ", (unsigned long long)e->offset, (unsigned long long)e->ts,
+             (int)e->key_len, (const char *)e->key);
+    for (size_t b = 0; b < e->value_len; b++)
+        dump_add(d, "%02x", e->value[b]);
+    dump_add(d, "\n");
+    d->events++;
+}
+
+/* Every event of the topic on node i. */
+static void dump_node(const e2e_cluster *c, unsigned i, dump *d)
+{
+    memset(d, 0, sizeof *d);
+    dump_add(d, "%s", "");
+    d->next = each_event(c, i, dump_event, d);
 }
 
 /* The topic's next offset on node i (0 when it has no such topic yet). */
@@ -1579,6 +1590,30 @@ static void test_retention(void **state)
     assert_int_equal(e2e_cluster_stop(&c), 0);
 }
 
+/* Three nodes that snapshot every 32 commands (so a node that lost its
+ * directory restores one and catches up), the topic set with `set`. */
+static void start_snapshotting(e2e_cluster *c, const char *const *set, size_t n)
+{
+    const char *extra[] = {"--checkpoint-interval", "100ms", "--raft-snapshot-every", "32", NULL};
+    assert_int_equal(e2e_cluster_start(c, 3, false, extra), 0);
+    assert_true(e2e_cluster_leader(c, 10000) >= 0);
+    krappy_client *l = producer_on_leader(c);
+    assert_int_equal(krappy_topic_config(l, REP_TOPIC, set, n, NULL), KRAPPY_OK);
+    krappy_client_free(l);
+}
+
+/* Node f's volume lost: kill -9, its data directory wiped, started again
+ * (it rejoins as docs/DESIGN.md says). */
+static void replace_node(e2e_cluster *c, unsigned f)
+{
+    char cmd[1024], out[256];
+    e2e_kill9(&c->node[f]);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s/data'", c->node[f].dir);
+    assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
+    assert_int_equal(e2e_cluster_restart(c, f, NULL), 0);
+    assert_true(e2e_cluster_leader(c, 30000) >= 0);
+}
+
 /*
  * A node whose volume was lost while retention moved on: with small
  * segments and a small retention_bytes on the topic (TOPIC_CONFIG) and
@@ -1596,26 +1631,15 @@ static void test_retention_replaced_node(void **state)
 {
     (void)state;
     e2e_cluster c;
-    const char *extra[] = {"--checkpoint-interval", "100ms", "--raft-snapshot-every", "32", NULL};
-    assert_int_equal(e2e_cluster_start(&c, 3, false, extra), 0);
-    int leader = e2e_cluster_leader(&c, 10000);
-    assert_true(leader >= 0);
-    krappy_client *l = producer_on_leader(&c);
     const char *small[] = {"segment_bytes=4096", "retention_bytes=12288"};
-    assert_int_equal(krappy_topic_config(l, REP_TOPIC, small, 2, NULL), KRAPPY_OK);
-    krappy_client_free(l);
+    start_snapshotting(&c, small, 2);
     int ev_no = 0;
     publish_batches(&c, 300, &ev_no);
     uint64_t first = expect_same_retained(&c, 0, (uint64_t)ev_no);
-    leader = e2e_cluster_leader(&c, 10000);
+    int leader = e2e_cluster_leader(&c, 10000);
     assert_true(leader >= 0);
     unsigned f = ((unsigned)leader + 1) % 3;
-    char cmd[1024], out[256];
-    e2e_kill9(&c.node[f]);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s/data'", c.node[f].dir);
-    assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
-    assert_int_equal(e2e_cluster_restart(&c, f, NULL), 0);
-    assert_true(e2e_cluster_leader(&c, 30000) >= 0);
+    replace_node(&c, f);
     uint64_t now = expect_same_retained(&c, first - 1, (uint64_t)ev_no);
     if (!e2e_logged(&c.node[f], "the stream skips offsets every other copy retired"))
         fail_msg("the replaced node caught up without a skip: no snapshot past retention reached "
@@ -1657,6 +1681,27 @@ static uint64_t rewritten_on(const e2e_cluster *c, unsigned i)
     return n;
 }
 
+/* What expect_own_offsets saw of one node. */
+typedef struct own_check {
+    unsigned node;
+    uint64_t newest[7]; /* each key's newest offset */
+    size_t events;
+} own_check;
+
+static void check_own_offset(void *arg, const krappy_event *e)
+{
+    own_check *oc = arg;
+    char key[16], val[16];
+    int kl = snprintf(key, sizeof key, "k%d", (int)(e->offset % 7));
+    int vl = snprintf(val, sizeof val, "ev-%06d", (int)e->offset);
+    if (e->key_len != (size_t)kl || memcmp(e->key, key, (size_t)kl) != 0 ||
+        e->value_len < (size_t)vl || memcmp(e->value + e->value_len - (size_t)vl, val, (size_t)vl))
+        fail_msg("node %u serves another event at offset %llu than the one published there",
+                 oc->node + 1, (unsigned long long)e->offset);
+    oc->newest[e->offset % 7] = e->offset;
+    oc->events++;
+}
+
 /*
  * Every event node i serves, from its first to `next`, is the one
  * published at its offset (fill_batch from 0: key "k<offset % 7>", value
@@ -1665,39 +1710,13 @@ static uint64_t rewritten_on(const e2e_cluster *c, unsigned i)
  */
 static size_t expect_own_offsets(const e2e_cluster *c, unsigned i, uint64_t next)
 {
-    uint64_t off = first_on(c, i), newest[7] = {0};
-    size_t events = 0;
-    krappy_client *k = client_to(c, i);
-    for (;;) {
-        krappy_events *ev = NULL;
-        assert_int_equal(krappy_fetch(k, REP_TOPIC, off, 1000, 0, 0, &ev), KRAPPY_OK);
-        for (size_t n = 0; n < ev->count; n++) {
-            const krappy_event *e = &ev->events[n];
-            char key[16], val[16];
-            int kl = snprintf(key, sizeof key, "k%d", (int)(e->offset % 7));
-            int vl = snprintf(val, sizeof val, "ev-%06d", (int)e->offset);
-            if (e->key_len != (size_t)kl || memcmp(e->key, key, (size_t)kl) != 0 ||
-                e->value_len < (size_t)vl ||
-                memcmp(e->value + e->value_len - (size_t)vl, val, (size_t)vl) != 0)
-                fail_msg("node %u serves another event at offset %llu than the one published "
-                         "there",
-                         i + 1, (unsigned long long)e->offset);
-            newest[e->offset % 7] = e->offset;
-            events++;
-        }
-        off = ev->next;
-        size_t got = ev->count;
-        krappy_events_free(ev);
-        if (got == 0)
-            break;
-    }
-    krappy_client_free(k);
-    assert_int_equal(off, next);
+    own_check oc = {.node = i};
+    assert_int_equal(each_event(c, i, check_own_offset, &oc), next);
     for (uint64_t key = 0; key < 7; key++)
-        if (next > key && newest[key] != next - 1 - (next - 1 + 7 - key) % 7)
+        if (next > key && oc.newest[key] != next - 1 - (next - 1 + 7 - key) % 7)
             fail_msg("node %u's newest event of key k%llu is at %llu", i + 1,
-                     (unsigned long long)key, (unsigned long long)newest[key]);
-    return events;
+                     (unsigned long long)key, (unsigned long long)oc.newest[key]);
+    return oc.events;
 }
 
 /* Within 30 s every node stands at next `next`; each serves every event
@@ -1732,18 +1751,12 @@ static void test_compacted_replaced_node(void **state)
 {
     (void)state;
     e2e_cluster c;
-    const char *extra[] = {"--checkpoint-interval", "100ms", "--raft-snapshot-every", "32", NULL};
-    assert_int_equal(e2e_cluster_start(&c, 3, false, extra), 0);
-    int leader = e2e_cluster_leader(&c, 10000);
-    assert_true(leader >= 0);
-    krappy_client *l = producer_on_leader(&c);
     const char *set[] = {"cleanup=compact", "segment_bytes=4K", "delete_retention_ms=0",
                          "segment_ms=200"};
-    assert_int_equal(krappy_topic_config(l, REP_TOPIC, set, 4, NULL), KRAPPY_OK);
-    krappy_client_free(l);
+    start_snapshotting(&c, set, 4);
     int ev_no = 0;
     publish_batches(&c, 200, &ev_no);
-    leader = e2e_cluster_leader(&c, 10000);
+    int leader = e2e_cluster_leader(&c, 10000);
     assert_true(leader >= 0);
     unsigned f = ((unsigned)leader + 1) % 3;
     uint64_t end = e2e_now_ms() + 30000;
@@ -1753,12 +1766,7 @@ static void test_compacted_replaced_node(void **state)
     for (unsigned i = 0; i < 3; i++)
         if (i != f && rewritten_on(&c, i) == 0)
             fail_msg("node %u compacted nothing within 30 s: the test tests nothing", i + 1);
-    char cmd[1024], out[256];
-    e2e_kill9(&c.node[f]);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s/data'", c.node[f].dir);
-    assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
-    assert_int_equal(e2e_cluster_restart(&c, f, NULL), 0);
-    assert_true(e2e_cluster_leader(&c, 30000) >= 0);
+    replace_node(&c, f);
     size_t held = expect_compacted_alike(&c, (uint64_t)ev_no, f);
     if (held >= (size_t)ev_no)
         fail_msg("the replaced node holds every event: it met no gap, the test tests nothing");
