@@ -619,6 +619,16 @@ int kr_stream_skip(kr_store *s, kr_stream *st, uint64_t base, char *msg, size_t 
     return roll_at(s, st, base, KR_SEG_F_SKIPPED, msg, msglen) < 0 ? -1 : 0;
 }
 
+/* The offsets a gap skipped (kr_stream_gap) need no sync: once everything
+ * written is synced, the stream is durable up to the gap's end - else a
+ * gap with nothing after it would hold checkpoints and snapshots back. */
+static void sync_covers_gap(kr_stream *st)
+{
+    if (st->n_segs > 0 && st->synced_next >= active(st)->written_next &&
+        st->gap_to > st->synced_next)
+        st->synced_next = st->gap_to;
+}
+
 int kr_stream_gap(kr_stream *st, uint64_t next)
 {
     kr_topic *t = st->t;
@@ -634,6 +644,7 @@ int kr_stream_gap(kr_stream *st, uint64_t next)
     t->segs[t->n_segs - 1]->compacted = true;
     if (idle)
         t->next = next;
+    sync_covers_gap(st);
     return 0;
 }
 
@@ -901,6 +912,7 @@ void kr_stream_synced(kr_store *s, kr_job *j)
         st->sync_fails = 0;
         st->broken = false;
         st->synced_next = sj->segs[sj->n - 1].next;
+        sync_covers_gap(st);
     } else {
         st->sync_fails++;
         char why[320];

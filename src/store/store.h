@@ -431,7 +431,9 @@ krappy_err kr_store_skip_to(kr_store *s, kr_topic *t, uint64_t first, char *msg,
  * recovery and readers take the gap - written or not, no offset below
  * `next` is handed out again by this process (a restart before a batch
  * lands after the gap forgets it: the catch-up runs again). With nothing
- * on its way into the stream, the topic's next moves to `next` at once.
+ * on its way into the stream, the topic's next moves to `next` at once;
+ * the offsets skipped need no sync (kr_store_synced reaches `next` once
+ * what was written before them is synced).
  * No-op when `next` is not past the topic's assigned offsets.
  * @return KRAPPY_OK; KRAPPY_E_BUSY (msg) while the topic is being created
  *         or deleted (try again later).
