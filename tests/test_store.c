@@ -1671,6 +1671,45 @@ static void test_gap_to(void **state)
     kr_buf_free(&again);
 }
 
+/* A gap in the active segment a skip started, after a restart: the
+ * segment keeps its KR_SEG_F_SKIPPED beside KR_SEG_F_COMPACTED, so the
+ * next restart (both kill -9, the old segment still there) still starts
+ * the topic at the skip. */
+static void test_gap_keeps_a_skip(void **state)
+{
+    (void)state;
+    char msg[256], copy[80], copy2[96], cmd[512];
+    snprintf(copy, sizeof copy, "%s-k", dir);
+    snprintf(copy2, sizeof copy2, "%s-k2", dir);
+    kr_store *s = open_store(8192, 0);
+    kr_topic *t = reg(s, "t");
+    pub(s, t, 5, 7);
+    checkpoint(s, t);
+    assert_int_equal(kr_store_skip_to(s, t, 100, msg, sizeof msg), KRAPPY_OK);
+    copy_as_killed(copy);
+    kr_store *k = open_store_in(copy);
+    kr_topic *kt = kr_store_topic(k, (const uint8_t *)"t", 1);
+    assert_int_equal(kt->n_segs, 2);
+    assert_int_equal(kt->first, 100);
+    assert_int_equal(kr_store_gap_to(k, kt, 103, msg, sizeof msg), KRAPPY_OK);
+    assert_int_equal(pub(k, kt, 2, 7), 103);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -a '%s' '%s' && rm -f '%s/LOCK'", copy2, copy,
+             copy2, copy2);
+    assert_int_equal(system(cmd), 0);
+    kr_store *k2 = open_store_in(copy2);
+    kr_topic *t2 = kr_store_topic(k2, (const uint8_t *)"t", 1);
+    assert_int_equal(t2->n_segs, 2);
+    assert_int_equal(t2->first, 100);
+    assert_int_equal(t2->next, 105);
+    fetch_one(k2, t2, 103);
+    fetch_one(k2, t2, 104);
+    kr_store_close(k2);
+    kr_store_close(k);
+    kr_store_close(s);
+    kr_test_rm_rf(copy);
+    kr_test_rm_rf(copy2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1703,6 +1742,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_skip_to, setup, teardown),
         cmocka_unit_test_setup_teardown(test_skip_to_waits_and_restarts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gap_to, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gap_keeps_a_skip, setup, teardown),
     };
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }

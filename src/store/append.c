@@ -71,13 +71,14 @@ static kr_useg *push_useg(kr_stream *st, kr_useg *u, kr_fdfile *file, uint64_t b
 }
 
 int kr_stream_attach(kr_stream *st, kr_fdfile *file, uint64_t base, uint32_t hdr_len, uint64_t size,
-                     uint64_t next)
+                     uint64_t next, uint32_t flags)
 {
     kr_useg *u = useg_new(st);
     if (u == NULL)
         return -1;
     st->synced_next = next;
     push_useg(st, u, file, base, hdr_len, size, next);
+    u->flags = flags;
     return 0;
 }
 

@@ -172,11 +172,12 @@ kr_stream *kr_stream_new(kr_topic *t);
  * kr_stream_attach - the topic's files exist: its active segment `base`,
  * the read-write file `file` of the store's fdcache (taken over, not
  * pinned by the caller), holding `size` bytes up to offset `next`, all
- * durable, its header `hdr_len` long.
+ * durable, its header `hdr_len` long with flags `flags` (KR_SEG_F_*: a
+ * header written again keeps them).
  * @return 0, or -1 on ENOMEM (nothing taken over then).
  */
 int kr_stream_attach(kr_stream *st, kr_fdfile *file, uint64_t base, uint32_t hdr_len, uint64_t size,
-                     uint64_t next);
+                     uint64_t next, uint32_t flags);
 
 /* Free the state and its files' records (no pin may be left: a SYNC job
  * must not be in flight). Appends still pending or waiting must have been

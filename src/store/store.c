@@ -54,7 +54,7 @@ static void finish_create(kr_store *s, kr_job *j)
         kr_log(KR_LOG_ERROR, "cannot create topic", KR_LOG_STR("topic", t->name),
                KR_LOG_STR("reason", kr_job_msg(j)));
     } else if (kr_topic_reserve_segment(t) < 0 ||
-               kr_stream_attach(t->stream, c->wfile, 0, c->seg->start, c->seg->size, 0) < 0) {
+               kr_stream_attach(t->stream, c->wfile, 0, c->seg->start, c->seg->size, 0, 0) < 0) {
         t->failed = true;
         res.err = KRAPPY_E_STORAGE;
         snprintf(res.msg, sizeof res.msg, "out of memory creating the topic");
