@@ -7,7 +7,9 @@
  * takes the first that answers for the leader): one holds nothing - the
  * node that leads while it catches up itself - and one holds every event;
  * or both retired the first ones (FETCH below their first is
- * OFFSET_OUT_OF_RANGE), and the catch-up skips them.
+ * OFFSET_OUT_OF_RANGE), and the catch-up skips them; or their compaction
+ * removed offsets (a FETCH skips them), and every event is handed over
+ * at its own offset all the same.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -35,10 +37,12 @@
 #define TOPIC  "t"
 #define EVENTS 2500 /* three FETCH chunks */
 
-/* A node's data port: events [first, holds) of TOPIC, value "v<offset>". */
+/* A node's data port: events [first, holds) of TOPIC, value "v<offset>"
+ * and ts 1000 + offset, but for those compaction removed (`removed`). */
 typedef struct fake_node {
     int lfd, port;
     uint64_t first, holds;
+    bool (*removed)(uint64_t offset);
     pthread_t th;
     atomic_bool stop;
     atomic_uint fetches, served;
@@ -70,20 +74,29 @@ static uint32_t answer(fake_node *n, const kr_frame *f, kr_buf *enc, kr_buf *scr
         kr_enc_error(enc, req.cid, KRAPPY_E_OFFSET_OUT_OF_RANGE, "retired", &range);
         return KRAPPY_T_ERROR;
     }
-    if (from > n->holds)
-        from = n->holds;
-    if (to > n->holds)
-        to = n->holds;
-    kr_enc_events_begin(enc, req.cid, (size_t)(to - from));
+    if (from > n->holds) {
+        kr_error_extra range = {.has_range = true, .first = n->first, .next = n->holds};
+        kr_enc_error(enc, req.cid, KRAPPY_E_OFFSET_OUT_OF_RANGE, "past the end", &range);
+        return KRAPPY_T_ERROR;
+    }
+    /* max events from `from` on, stepping over the removed ones. */
+    size_t count = 0;
+    for (to = from; to < n->holds && count < req.u.fetch.max; to++)
+        count += n->removed == NULL || !n->removed(to);
+    kr_enc_events_begin(enc, req.cid, count);
+    uint64_t next = from;
     for (uint64_t o = from; o < to; o++) {
+        if (n->removed != NULL && n->removed(o))
+            continue;
+        next = o + 1;
         uint8_t value[32];
         int len = snprintf((char *)value + 1, sizeof value - 1, "v%llu", (unsigned long long)o);
         value[0] = (uint8_t)(0x60 + len); /* a CBOR text string under 24 bytes */
         kr_str raw = {value, (size_t)len + 1}, none = {(const uint8_t *)"\xf6", 1};
         kr_enc_event(enc, o, 1000 + o, &none, &raw, NULL);
     }
-    kr_enc_events_end(enc, to);
-    atomic_fetch_add(&n->served, (unsigned)(to - from));
+    kr_enc_events_end(enc, next);
+    atomic_fetch_add(&n->served, (unsigned)count);
     return KRAPPY_T_EVENTS;
 }
 
@@ -165,24 +178,47 @@ static void node_stop(fake_node *n)
 
 /* What the catch-up handed the loop. */
 typedef struct taken {
-    uint64_t next; /* the offset the next chunk must start at */
+    uint64_t next; /* the offset the next chunk must start at, or after */
     bool in_order, done;
+    unsigned gaps;    /* hand-overs past next (events or a gap alone) */
+    unsigned events;  /* events taken */
+    unsigned runs;    /* hand-overs of events */
     unsigned refuse;  /* skips to refuse first (the store not ready) */
     unsigned skips;   /* skips taken */
     uint64_t skip_to; /* the last one's offset */
     kr_buf scratch;
 } taken;
 
-static bool on_chunk(void *arg, const char *topic, uint64_t first, uint64_t count,
-                     const uint8_t *payload, size_t len)
+/* Each of the count events of a PUBLISH payload carries the ts of the
+ * offset it is handed over at (1000 + offset, as the nodes hold it). */
+static bool at_their_offsets(taken *t, const uint8_t *payload, size_t len, uint64_t first,
+                             uint64_t count)
 {
-    taken *t = arg;
     kr_request req;
     char msg[128];
-    if (count == 0) {
+    if (kr_req_decode(KRAPPY_T_PUBLISH, payload, len, &t->scratch, &req, msg, sizeof msg) !=
+            KRAPPY_OK ||
+        req.u.publish.count != count)
+        return false;
+    kr_events_iter it;
+    kr_event_in ev;
+    uint64_t o = first;
+    kr_events_iter_init(&it, &req, &t->scratch);
+    while (kr_events_iter_next(&it, &ev) == 1)
+        if (!ev.has_ts || ev.ts != 1000 + o++)
+            return false;
+    return o == first + count;
+}
+
+static bool on_chunk(void *arg, const char *topic, kr_catchup_kind kind, uint64_t first,
+                     uint64_t count, const uint8_t *payload, size_t len)
+{
+    taken *t = arg;
+    bool named = strcmp(topic, TOPIC) == 0;
+    if (kind == KR_CATCHUP_RETIRED) {
         /* A skip: never back, never with a payload. */
-        t->in_order = t->in_order && strcmp(topic, TOPIC) == 0 && first > t->next &&
-                      payload == NULL && len == 0;
+        t->in_order =
+            t->in_order && named && count == 0 && first > t->next && payload == NULL && len == 0;
         if (t->refuse > 0) {
             t->refuse--;
             return false;
@@ -191,11 +227,15 @@ static bool on_chunk(void *arg, const char *topic, uint64_t first, uint64_t coun
         t->skip_to = t->next = first;
         return true;
     }
-    bool ok = strcmp(topic, TOPIC) == 0 && first == t->next &&
-              kr_req_decode(KRAPPY_T_PUBLISH, payload, len, &t->scratch, &req, msg, sizeof msg) ==
-                  KRAPPY_OK &&
-              req.u.publish.count == count;
-    t->in_order = t->in_order && ok;
+    /* Events, or a gap alone: never back. */
+    t->in_order = t->in_order && named && first >= t->next;
+    if (kind == KR_CATCHUP_GAP)
+        t->in_order = t->in_order && count == 0 && payload == NULL && first > t->next;
+    else
+        t->in_order = t->in_order && count > 0 && at_their_offsets(t, payload, len, first, count);
+    t->gaps += first > t->next;
+    t->runs += kind == KR_CATCHUP_EVENTS;
+    t->events += (unsigned)count;
     t->next = first + count;
     return true;
 }
@@ -310,6 +350,61 @@ static void test_skips_no_further_than_the_range(void **state)
     assert_int_equal(t.next, 1500);
 }
 
+/* Compaction's gaps: the first offsets, every tenth's last three, and
+ * 1990..1999 - the last ones below a range's end at 2000. */
+static bool compacted_away(uint64_t o)
+{
+    return o < 3 || o % 10 >= 7 || (o >= 1990 && o < 2000);
+}
+
+/* The nodes' compaction removed offsets: every event kept is handed over
+ * at its own offset (runs of consecutive ones, the first past a gap),
+ * none at another's, and the stream ends at the range's end. */
+static void test_keeps_the_offsets_of_a_compacted_stream(void **state)
+{
+    (void)state;
+    fake_node leader, other;
+    node_start(&leader, 0, EVENTS);
+    node_start(&other, 0, EVENTS);
+    leader.removed = other.removed = compacted_away;
+    taken t;
+    catch_up(&leader, &other, &t);
+    node_stop(&leader);
+    node_stop(&other);
+    unsigned kept = 0;
+    for (uint64_t o = 0; o < EVENTS; o++)
+        kept += !compacted_away(o);
+    assert_true(t.done);
+    assert_true(t.in_order);
+    assert_int_equal(t.events, kept);
+    assert_int_equal(t.next, EVENTS);
+    /* A run after each gap (1990..1999 join the one before) and a gap
+     * alone for 2497..2499, the range's end; a run more where a FETCH's end
+     * cut one (two more FETCHes). */
+    assert_int_equal(t.gaps, EVENTS / 10);
+    assert_true(t.runs >= t.gaps - 1 && t.runs <= t.gaps + 1);
+}
+
+/* The events right below the range's end were removed and the node holds
+ * nothing past it: a gap alone takes the stream to the end - but only from
+ * a node that holds the end (the first is behind: it ends at 1995). */
+static void test_a_gap_reaches_the_range_end(void **state)
+{
+    (void)state;
+    fake_node behind, leader;
+    node_start(&behind, 0, 1995);
+    node_start(&leader, 0, 2000);
+    behind.removed = leader.removed = compacted_away;
+    taken t;
+    catch_up_to(&behind, &leader, 2000, 0, &t);
+    node_stop(&behind);
+    node_stop(&leader);
+    assert_true(t.done);
+    assert_true(t.in_order);
+    assert_int_equal(t.next, 2000);
+    assert_true(atomic_load(&leader.fetches) >= 2); /* the gap proved on the leader */
+}
+
 int main(void)
 {
     evthread_use_pthreads();
@@ -318,6 +413,8 @@ int main(void)
         cmocka_unit_test(test_the_leader_serves_when_it_can),
         cmocka_unit_test(test_skips_what_every_node_retired),
         cmocka_unit_test(test_skips_no_further_than_the_range),
+        cmocka_unit_test(test_keeps_the_offsets_of_a_compacted_stream),
+        cmocka_unit_test(test_a_gap_reaches_the_range_end),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1510,6 +1510,207 @@ static void test_skip_to_waits_and_restarts(void **state)
     kr_store_close(s);
 }
 
+/* FETCH every event of t, from its first on, emitted as sent: each at its
+ * offset (value "v<offset>"), ascending. Appends the bytes to out.
+ * @return the events. */
+static uint64_t stream_image(kr_store *s, kr_topic *t, kr_buf *out)
+{
+    uint64_t n = 0, at = t->first, last = 0;
+    while (at < t->next) {
+        kr_fetch_result r;
+        char msg[256];
+        assert_int_equal(kr_store_fetch(s, t, at, 100, 1u << 20, &r, msg, sizeof msg), KRAPPY_OK);
+        if (r.count == 0)
+            break;
+        struct evbuffer *b = evbuffer_new();
+        assert_non_null(b);
+        assert_int_equal(kr_store_fetch_emit(s, &r, b, msg, sizeof msg), 0);
+        size_t len = evbuffer_get_length(b);
+        const uint8_t *p = evbuffer_pullup(b, -1);
+        kr_buf_append(out, p, len);
+        for (uint64_t i = 0; i < r.count; i++) {
+            kr_cbor_item ev;
+            kr_event_view v;
+            assert_int_equal(kr_cbor_read(p, len, &ev), 0);
+            assert_int_equal(kr_event_view_read(&ev, &v), 0);
+            assert_true(n == 0 || v.offset > last);
+            char want[24], got[24] = {0};
+            snprintf(want, sizeof want, "v%llu", (unsigned long long)v.offset);
+            kr_cbor_str_copy(&v.value, (uint8_t *)got, sizeof got - 1);
+            assert_string_equal(got, want);
+            last = v.offset;
+            n++;
+            p += ev.raw_len;
+            len -= ev.raw_len;
+        }
+        evbuffer_free(b);
+        at = r.next;
+    }
+    assert_int_equal(at, t->next);
+    return n;
+}
+
+/* Queue one event at t's next offset (value "v<offset>"), not waiting. */
+static void queue_one(kr_store *s, kr_topic *t, done *d, kr_buf *b, kr_buf *scratch)
+{
+    char v[24];
+    kr_buf vb;
+    kr_buf_init(&vb, 32);
+    snprintf(v, sizeof v, "v%llu", (unsigned long long)t->assigned);
+    kr_cbor_put_cstr(&vb, v);
+    kr_event_out_spec ev = {.value = vb.data, .value_len = vb.len};
+    kr_request req;
+    char msg[256];
+    uint64_t bad;
+    kr_test_publish_request(&ev, 1, b, scratch, &req);
+    assert_int_equal(
+        kr_store_publish(s, t, &req, scratch, false, NULL, on_done, d, msg, sizeof msg, &bad),
+        KRAPPY_OK);
+    kr_buf_free(&vb);
+}
+
+/*
+ * A catch-up from peers whose compaction left gaps (kr_store_gap_to) puts
+ * each event at its own offset: gaps in the active segment, across rolls,
+ * several in one loop turn, one with nothing after it. A kill -9 and a
+ * restart serve the same offsets and bytes, the view holds the events at
+ * theirs, and appends go on from the next offset - never back.
+ */
+static void test_gap_to(void **state)
+{
+    (void)state;
+    char copy[80], msg[256];
+    snprintf(copy, sizeof copy, "%s-k", dir);
+    kr_store *s = open_store(8192, 0);
+    kr_topic *t = reg(s, "t");
+    pub(s, t, 10, 7);
+    assert_int_equal(kr_store_gap_to(s, t, 15, msg, sizeof msg), KRAPPY_OK);
+    assert_int_equal(t->next, 15); /* nothing was on its way */
+    assert_int_equal(kr_store_gap_to(s, t, 12, msg, sizeof msg), KRAPPY_OK); /* never back */
+    assert_int_equal(t->assigned, 15);
+    assert_int_equal(pub(s, t, 5, 7), 15);
+    for (int i = 0; i < 40; i++) { /* rolls on the way (8 KiB segments) */
+        assert_int_equal(
+            kr_store_gap_to(s, t, t->assigned + 1 + (uint64_t)(i % 4), msg, sizeof msg), KRAPPY_OK);
+        pub(s, t, 20, 7);
+    }
+    assert_true(t->n_segs > 2);
+    /* Two gaps in one loop turn: one write. */
+    kr_buf b[2], sc[2];
+    done d[2] = {{0}, {0}};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(kr_store_gap_to(s, t, t->assigned + 2, msg, sizeof msg), KRAPPY_OK);
+        queue_one(s, t, &d[i], &b[i], &sc[i]);
+    }
+    run_until(&d[1].calls, 1);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(d[i].res.err, KRAPPY_OK);
+        kr_buf_free(&b[i]);
+        kr_buf_free(&sc[i]);
+    }
+    uint64_t last = t->next - 1;
+    assert_int_equal(d[1].res.first, last);
+    fetch_one(s, t, last);
+    kr_buf live;
+    kr_buf_init(&live, 1u << 24);
+    uint64_t events = stream_image(s, t, &live);
+    assert_int_equal(events, 10 + 5 + 40 * 20 + 2);
+    /* A gap with nothing after it yet. */
+    assert_int_equal(kr_store_gap_to(s, t, t->next + 5, msg, sizeof msg), KRAPPY_OK);
+    uint64_t next = t->next;
+    kr_fetch_result r;
+    assert_int_equal(kr_store_fetch(s, t, next - 3, 10, 1u << 20, &r, msg, sizeof msg), KRAPPY_OK);
+    assert_int_equal(r.count, 0);
+    /* Nothing to sync for it: once what was written is, the stream counts
+     * as durable up to the gap's end - checkpoints (and a cluster's
+     * snapshots) go on. */
+    kr_store_sync(s, t);
+    for (int i = 0; i < 2000 && kr_store_synced(t) < t->next; i++) {
+        event_base_loop(base, EVLOOP_NONBLOCK);
+        usleep(1000);
+    }
+    assert_int_equal(kr_store_synced(t), t->next);
+    checkpoint(s, t);
+
+    /* kill -9: the same offsets and bytes; the open gap is forgotten (the
+     * catch-up would run again), appends go on after the last event. */
+    copy_as_killed(copy);
+    kr_store *k = open_store_in(copy);
+    kr_topic *kt = kr_store_topic(k, (const uint8_t *)"t", 1);
+    assert_non_null(kt);
+    assert_int_equal(kt->next, last + 1);
+    kr_buf again;
+    kr_buf_init(&again, 1u << 24);
+    assert_int_equal(stream_image(k, kt, &again), events);
+    assert_int_equal(again.len, live.len);
+    assert_memory_equal(again.data, live.data, live.len);
+    assert_int_equal(pub(k, kt, 3, 7), last + 1);
+    kr_store_close(k);
+    kr_test_rm_rf(copy);
+
+    /* Appends after the open gap go on from it; a restart keeps them, and
+     * the view has each key's newest at its offset. */
+    assert_int_equal(pub(s, t, 7, 7), next);
+    kr_store_close(s);
+    s = open_store(8192, 0);
+    t = kr_store_topic(s, (const uint8_t *)"t", 1);
+    assert_int_equal(t->next, next + 7);
+    kr_buf_reset(&again);
+    assert_int_equal(stream_image(s, t, &again), events + 7);
+    assert_memory_equal(again.data, live.data, live.len);
+    char v[32], want[32];
+    for (uint64_t o = next; o < next + 7; o++) {
+        char key[16];
+        snprintf(key, sizeof key, "k%d", (int)(o % 7));
+        get(s, t, key, v, sizeof v);
+        snprintf(want, sizeof want, "v%llu", (unsigned long long)o);
+        assert_string_equal(v, want);
+    }
+    assert_int_equal(pub(s, t, 1, 7), next + 7);
+    kr_store_close(s);
+    kr_buf_free(&live);
+    kr_buf_free(&again);
+}
+
+/* A gap in the active segment a skip started, after a restart: the
+ * segment keeps its KR_SEG_F_SKIPPED beside KR_SEG_F_COMPACTED, so the
+ * next restart (both kill -9, the old segment still there) still starts
+ * the topic at the skip. */
+static void test_gap_keeps_a_skip(void **state)
+{
+    (void)state;
+    char msg[256], copy[80], copy2[96], cmd[512];
+    snprintf(copy, sizeof copy, "%s-k", dir);
+    snprintf(copy2, sizeof copy2, "%s-k2", dir);
+    kr_store *s = open_store(8192, 0);
+    kr_topic *t = reg(s, "t");
+    pub(s, t, 5, 7);
+    checkpoint(s, t);
+    assert_int_equal(kr_store_skip_to(s, t, 100, msg, sizeof msg), KRAPPY_OK);
+    copy_as_killed(copy);
+    kr_store *k = open_store_in(copy);
+    kr_topic *kt = kr_store_topic(k, (const uint8_t *)"t", 1);
+    assert_int_equal(kt->n_segs, 2);
+    assert_int_equal(kt->first, 100);
+    assert_int_equal(kr_store_gap_to(k, kt, 103, msg, sizeof msg), KRAPPY_OK);
+    assert_int_equal(pub(k, kt, 2, 7), 103);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -a '%s' '%s' && rm -f '%s/LOCK'", copy2, copy,
+             copy2, copy2);
+    assert_int_equal(system(cmd), 0);
+    kr_store *k2 = open_store_in(copy2);
+    kr_topic *t2 = kr_store_topic(k2, (const uint8_t *)"t", 1);
+    assert_int_equal(t2->n_segs, 2);
+    assert_int_equal(t2->first, 100);
+    assert_int_equal(t2->next, 105);
+    fetch_one(k2, t2, 103);
+    fetch_one(k2, t2, 104);
+    kr_store_close(k2);
+    kr_store_close(k);
+    kr_store_close(s);
+    kr_test_rm_rf(copy);
+    kr_test_rm_rf(copy2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1541,6 +1742,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tail_reads_follow_appends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_skip_to, setup, teardown),
         cmocka_unit_test_setup_teardown(test_skip_to_waits_and_restarts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gap_to, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gap_keeps_a_skip, setup, teardown),
     };
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }

@@ -32,9 +32,10 @@ struct kr_catchup {
     pthread_mutex_t mu;
     pthread_cond_t cond;
     bool stop;
-    bool finished;    /* the thread is done (the loop calls done once) */
-    bool have;        /* a chunk waits for the loop */
-    size_t cur;       /* the chunk's range */
+    bool finished; /* the thread is done (the loop calls done once) */
+    bool have;     /* a chunk waits for the loop */
+    size_t cur;    /* the chunk's range */
+    kr_catchup_kind kind;
     uint64_t first;   /* the chunk's first offset */
     uint64_t count;   /* the chunk's events */
     kr_buf payload;   /* the chunk as a PUBLISH payload */
@@ -56,14 +57,18 @@ static void pause_ms(unsigned ms)
     nanosleep(&ts, NULL);
 }
 
-/* Hand the chunk in cu->payload (count 0: a skip to `first`) to the loop
- * and wait until it looked at it. @return 0 taken, -1 not taken (try again
- * later), -2 when stopped. */
-static int hand_over(kr_catchup *cu, size_t cur, uint64_t first, uint64_t count)
+/* Hand the events in cu->payload (or, with count 0, a gap or a skip to
+ * `first`) to the loop and wait until it looked at them. @return 0 taken,
+ * -1 not taken (try again later), -2 when stopped. */
+static int hand_over(kr_catchup *cu, size_t cur, kr_catchup_kind kind, uint64_t first,
+                     uint64_t count)
 {
     pthread_mutex_lock(&cu->mu);
+    if (count == 0)
+        kr_buf_reset(&cu->payload);
     cu->have = true;
     cu->cur = cur;
+    cu->kind = kind;
     cu->first = first;
     cu->count = count;
     pthread_mutex_unlock(&cu->mu);
@@ -91,27 +96,21 @@ static int skip_retired(kr_catchup *cu, krappy_client *k, size_t i, uint64_t *at
     kr_log(KR_LOG_WARN, "catching up: the events asked for are retired; skipping to the first kept",
            KR_LOG_STR("topic", cu->ranges[i].topic), KR_LOG_U64("offset", *at),
            KR_LOG_U64("first", to));
-    pthread_mutex_lock(&cu->mu);
-    kr_buf_reset(&cu->payload);
-    pthread_mutex_unlock(&cu->mu);
-    int rc = hand_over(cu, i, to, 0);
+    int rc = hand_over(cu, i, KR_CATCHUP_RETIRED, to, 0);
     if (rc == 0)
         *at = to;
     return rc;
 }
 
-/* The events of one FETCH below `to`, as a PUBLISH payload in cu->payload.
- * @return how many. */
-static size_t encode_chunk(kr_catchup *cu, const krappy_events *ev, uint64_t to)
+/* Events ev[0 .. n-1] as a PUBLISH payload in cu->payload. @return false
+ * when out of memory. */
+static bool encode_run(kr_catchup *cu, const krappy_event *ev, size_t n)
 {
-    size_t n = 0;
-    while (n < ev->count && ev->events[n].offset < to)
-        n++;
-    kr_event_out_spec *spec = calloc(n ? n : 1, sizeof *spec);
+    kr_event_out_spec *spec = calloc(n, sizeof *spec);
     if (spec == NULL)
-        return 0;
+        return false;
     for (size_t i = 0; i < n; i++) {
-        const krappy_event *e = &ev->events[i];
+        const krappy_event *e = &ev[i];
         spec[i] = (kr_event_out_spec){.key = e->has_key ? e->key : NULL,
                                       .key_len = e->key_len,
                                       .key_is_text = e->key_is_text,
@@ -128,7 +127,69 @@ static size_t encode_chunk(kr_catchup *cu, const krappy_events *ev, uint64_t to)
     bool failed = cu->payload.failed;
     pthread_mutex_unlock(&cu->mu);
     free(spec);
-    return failed ? 0 : n;
+    return !failed;
+}
+
+/* How many of the n events from offset `at` on lie below `to`, when their
+ * offsets ascend (a node's FETCH skips the gaps compaction left, never
+ * goes back). @return the count, or -1 when they do not ascend. */
+static long events_below(const krappy_events *ev, uint64_t at, uint64_t to)
+{
+    size_t n = 0;
+    for (; n < ev->count && ev->events[n].offset < to; n++)
+        if (ev->events[n].offset < at ||
+            (n > 0 && ev->events[n].offset <= ev->events[n - 1].offset))
+            return -1;
+    return (long)n;
+}
+
+/* Hand the n events of a FETCH over, one run of consecutive offsets at a
+ * time (a run after a gap starts past the stream's next); *at follows.
+ * @return 0, -1 (try again), -2 when stopped. */
+static int hand_over_runs(kr_catchup *cu, size_t i, const krappy_event *ev, size_t n, uint64_t *at)
+{
+    for (size_t j = 0; j < n;) {
+        size_t m = 1;
+        while (j + m < n && ev[j + m].offset == ev[j].offset + m)
+            m++;
+        if (!encode_run(cu, ev + j, m))
+            return -1;
+        int rc = hand_over(cu, i, KR_CATCHUP_EVENTS, ev[j].offset, m);
+        if (rc < 0)
+            return rc;
+        *at = ev[j].offset + m;
+        j += m;
+    }
+    return 0;
+}
+
+/*
+ * A FETCH from *at found no event below the range's end: the node asked
+ * removed them all (compaction), or it lacks them (it is behind). Only a
+ * node that holds the end - it has events past it (`past`), or a FETCH
+ * from the end is no OFFSET_OUT_OF_RANGE - proves the gap: the loop is
+ * handed it. @return 0, -1 (try another node), -2 when stopped.
+ */
+static int gap_to_end(kr_catchup *cu, krappy_client *k, size_t i, bool past, uint64_t *at)
+{
+    const kr_catchup_range *r = &cu->ranges[i];
+    if (!past) {
+        krappy_events *probe = NULL;
+        krappy_err e = krappy_fetch(k, r->topic, r->to, 1, KR_CATCHUP_CHUNK_BYTES, 0, &probe);
+        krappy_events_free(probe);
+        if (e != KRAPPY_OK) {
+            kr_log(KR_LOG_WARN,
+                   "catching up: the node asked holds nothing from the offset on; "
+                   "trying again on the next node",
+                   KR_LOG_STR("topic", r->topic), KR_LOG_U64("offset", *at),
+                   KR_LOG_STR("reason", krappy_client_errmsg(k)));
+            return -1;
+        }
+    }
+    int rc = hand_over(cu, i, KR_CATCHUP_GAP, r->to, 0);
+    if (rc == 0)
+        *at = r->to;
+    return rc;
 }
 
 /* Fetch range i from offset *at on; *at moves. @return 0 when done, -1 on
@@ -151,22 +212,20 @@ static int fetch_range(kr_catchup *cu, krappy_client *k, size_t i, uint64_t *at)
             if (rc == -2)
                 return -2;
         }
-        if (e != KRAPPY_OK || ev->count == 0 || ev->events[0].offset != *at) {
+        long n = e == KRAPPY_OK ? events_below(ev, *at, r->to) : -1;
+        if (n < 0) {
             kr_log(KR_LOG_WARN, "catching up: FETCH failed; trying again on the next node",
                    KR_LOG_STR("topic", r->topic), KR_LOG_U64("offset", *at),
                    KR_LOG_STR("reason", e != KRAPPY_OK ? krappy_client_errmsg(k)
-                                                       : "no event at the offset asked for"));
+                                                       : "the events' offsets do not ascend"));
             krappy_events_free(ev);
             return -1;
         }
-        size_t n = encode_chunk(cu, ev, r->to);
+        int rc = n > 0 ? hand_over_runs(cu, i, ev->events, (size_t)n, at)
+                       : gap_to_end(cu, k, i, ev->count > 0, at);
         krappy_events_free(ev);
-        if (n == 0)
-            return -1;
-        int rc = hand_over(cu, i, *at, n);
         if (rc < 0)
             return rc;
-        *at += n;
     }
     return 0;
 }
@@ -259,7 +318,7 @@ static void on_event(evutil_socket_t fd, short what, void *arg)
     if (have) {
         /* The thread waits meanwhile: payload and range stay put. */
         bool taken =
-            cu->chunk(cu->arg, cu->ranges[cu->cur].topic, cu->first, cu->count,
+            cu->chunk(cu->arg, cu->ranges[cu->cur].topic, cu->kind, cu->first, cu->count,
                       cu->count > 0 ? cu->payload.data : NULL, cu->count > 0 ? cu->payload.len : 0);
         pthread_mutex_lock(&cu->mu);
         cu->taken = taken;

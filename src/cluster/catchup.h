@@ -21,6 +21,15 @@
  * committed RETENTION's: no node serves them, and every node applies it):
  * the loop is handed a skip to that first (no further than the range's
  * end) instead of a chunk, and the range goes on from there.
+ *
+ * On a compacted topic the nodes' streams have gaps (compaction is each
+ * node's own, docs/DESIGN.md): a FETCH skips them. Every event must land
+ * at its own offset here too, so a chunk is handed over as runs of
+ * consecutive offsets, each with its first offset - past the stream's next
+ * after a gap, which the loop then moves the stream's next to
+ * (kr_store_gap_to). Offsets the nodes removed right below the range's end
+ * (a FETCH from them finds nothing before it, and the node holds the end)
+ * are handed over as a gap alone.
  */
 #ifndef KR_CLUSTER_CATCHUP_H
 #define KR_CLUSTER_CATCHUP_H
@@ -45,14 +54,25 @@ typedef struct kr_catchup_range {
     uint64_t from, to;
 } kr_catchup_range;
 
-/* On the loop: events [first, first + count) of topic as a PUBLISH payload
- * (borrowed for the call); or, with count 0 (payload NULL), a skip: the
- * events below `first` are retired everywhere, the stream goes on from
- * `first` (kr_store_skip_to). @return false when it could not be taken
- * now (a skip the store is not ready for): the thread tries again later;
- * true otherwise (a chunk the store failed is logged by the callback). */
-typedef bool (*kr_catchup_chunk_fn)(void *arg, const char *topic, uint64_t first, uint64_t count,
-                                    const uint8_t *payload, size_t len);
+/* What a hand-over to the loop is. */
+typedef enum kr_catchup_kind {
+    KR_CATCHUP_EVENTS,  /* events [first, first + count) as a PUBLISH payload;
+                           first may lie past the stream's next: the offsets
+                           between were compacted away (kr_store_gap_to) */
+    KR_CATCHUP_GAP,     /* no events (count 0, payload NULL): the stream's next
+                           moves to first, the offsets below were compacted away */
+    KR_CATCHUP_RETIRED, /* no events: the events below `first` are retired
+                           everywhere, the stream goes on from `first`
+                           (kr_store_skip_to) */
+} kr_catchup_kind;
+
+/* On the loop: one hand-over of topic (payload borrowed for the call).
+ * @return false when it could not be taken now (the store not ready for a
+ * skip or a gap): the thread tries again later; true otherwise (events the
+ * store failed are logged by the callback). */
+typedef bool (*kr_catchup_chunk_fn)(void *arg, const char *topic, kr_catchup_kind kind,
+                                    uint64_t first, uint64_t count, const uint8_t *payload,
+                                    size_t len);
 /* On the loop: every range is fetched and handed over. */
 typedef void (*kr_catchup_done_fn)(void *arg);
 

@@ -134,15 +134,30 @@ static bool skip_retired(kr_replica *rp, kr_topic *t, uint64_t first)
     return rc == KRAPPY_OK;
 }
 
-static bool caught_chunk(void *arg, const char *topic, uint64_t first, uint64_t count,
-                         const uint8_t *payload, size_t len)
+/* The offsets below `next` were compacted away on the peers the events
+ * come from: t's next append goes to `next` (kr_store_gap_to). @return
+ * false when the store is not ready for it yet (try again later). */
+static bool gap_to(kr_replica *rp, kr_topic *t, uint64_t next)
+{
+    char msg[256];
+    return kr_store_gap_to(rp->store, t, next, msg, sizeof msg) == KRAPPY_OK;
+}
+
+static bool caught_chunk(void *arg, const char *topic, kr_catchup_kind kind, uint64_t first,
+                         uint64_t count, const uint8_t *payload, size_t len)
 {
     kr_replica *rp = arg;
     kr_store_result res;
     kr_str name = {(const uint8_t *)topic, strlen(topic)};
     kr_topic *t = kr_replica_find_or_create(rp, &name, &res);
-    if (count == 0)
+    if (kind == KR_CATCHUP_RETIRED)
         return t != NULL && skip_retired(rp, t, first);
+    /* Each event at its own offset, as on the peers: after their
+     * compaction's gaps too. */
+    if (t != NULL && first > t->assigned && !gap_to(rp, t, first))
+        return false;
+    if (kind == KR_CATCHUP_GAP)
+        return t != NULL;
     kr_request req;
     char msg[256];
     uint64_t bad;

@@ -16,6 +16,7 @@
 #include <event2/event.h>
 
 #include "store/store_int.h"
+#include "util/byteorder.h"
 #include "util/grow.h"
 #include "util/io.h"
 #include "util/log.h"
@@ -70,13 +71,14 @@ static kr_useg *push_useg(kr_stream *st, kr_useg *u, kr_fdfile *file, uint64_t b
 }
 
 int kr_stream_attach(kr_stream *st, kr_fdfile *file, uint64_t base, uint32_t hdr_len, uint64_t size,
-                     uint64_t next)
+                     uint64_t next, uint32_t flags)
 {
     kr_useg *u = useg_new(st);
     if (u == NULL)
         return -1;
     st->synced_next = next;
     push_useg(st, u, file, base, hdr_len, size, next);
+    u->flags = flags;
     return 0;
 }
 
@@ -485,9 +487,32 @@ static bool account(kr_store *s, kr_stream *st, struct kr_append_list *list, kr_
             kr_store_append_visible(s, a);
         }
     }
-    if (lost)
-        st->t->assigned = u->written_next; /* their offsets go to the next ones */
+    if (lost) /* their offsets go to the next ones - never back below a gap */
+        st->t->assigned = u->written_next > st->gap_to ? u->written_next : st->gap_to;
     return visible;
+}
+
+/*
+ * A chunk going to u may hold a batch past a gap (kr_stream_gap: every one
+ * since the last batch written lies past written_next): flag u
+ * KR_SEG_F_COMPACTED first, so that recovery and readers take the gaps.
+ * Written before the batches through the same file, the flag is durable
+ * by the time their sync is; a crash before they land leaves a flagged
+ * segment without gaps, which is harmless. @return 0, or -1 and *err.
+ */
+static int flag_gaps(kr_stream *st, kr_useg *u, int fd, int *err)
+{
+    if (st->gap_to <= u->written_next || (u->flags & KR_SEG_F_COMPACTED))
+        return 0;
+    uint8_t b[4];
+    kr_put_be32(b, u->flags | KR_SEG_F_COMPACTED);
+    if (kr_pwrite_all(fd, b, sizeof b, KR_SEG_FLAGS_AT) < 0) {
+        *err = errno;
+        return -1;
+    }
+    u->flags |= KR_SEG_F_COMPACTED;
+    st->t->segs[st->t->n_segs - 1]->compacted = true;
+    return 0;
 }
 
 /*
@@ -533,10 +558,10 @@ static void stream_flush(kr_store *s, kr_stream *st)
         int err = 0;
         fd = useg_pin(u);
         c->pos = u->written;
-        if (fd >= 0)
-            done = write_chunk(u, fd, c, &err);
-        else
+        if (fd < 0)
             err = errno;
+        else if (flag_gaps(st, u, fd, &err) == 0)
+            done = write_chunk(u, fd, c, &err);
         kr_counter_add(s->m_written, done);
         if (done < c->data.len) {
             snprintf(why, sizeof why,
@@ -593,6 +618,35 @@ int kr_stream_skip(kr_store *s, kr_stream *st, uint64_t base, char *msg, size_t 
         return 1;
     }
     return roll_at(s, st, base, KR_SEG_F_SKIPPED, msg, msglen) < 0 ? -1 : 0;
+}
+
+/* The offsets a gap skipped (kr_stream_gap) need no sync: once everything
+ * written is synced, the stream is durable up to the gap's end - else a
+ * gap with nothing after it would hold checkpoints and snapshots back. */
+static void sync_covers_gap(kr_stream *st)
+{
+    if (st->n_segs > 0 && st->synced_next >= active(st)->written_next &&
+        st->gap_to > st->synced_next)
+        st->synced_next = st->gap_to;
+}
+
+int kr_stream_gap(kr_stream *st, uint64_t next)
+{
+    kr_topic *t = st->t;
+    if (st->dropped || st->n_segs == 0)
+        return -1;
+    if (next <= t->assigned)
+        return 0; /* never back */
+    bool idle = t->assigned == t->next;
+    st->gap_to = next;
+    t->assigned = next;
+    /* Readers step over a gap in the active segment from now on (its
+     * header gets the flag with the batch after the gap). */
+    t->segs[t->n_segs - 1]->compacted = true;
+    if (idle)
+        t->next = next;
+    sync_covers_gap(st);
+    return 0;
 }
 
 bool kr_stream_holds(const kr_stream *st, uint64_t base)
@@ -859,6 +913,7 @@ void kr_stream_synced(kr_store *s, kr_job *j)
         st->sync_fails = 0;
         st->broken = false;
         st->synced_next = sj->segs[sj->n - 1].next;
+        sync_covers_gap(st);
     } else {
         st->sync_fails++;
         char why[320];

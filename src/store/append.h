@@ -153,7 +153,9 @@ typedef struct kr_stream {
     bool ckpt_wait;                /* a checkpoint waits for synced_next >= ckpt_target */
     uint64_t ckpt_target;
     bool flush_queued;
-    bool dropped; /* DELETE_TOPIC: nothing more is written or synced */
+    bool dropped;    /* DELETE_TOPIC: nothing more is written or synced */
+    uint64_t gap_to; /* the highest offset a gap moved the appends to
+                        (kr_stream_gap); 0: none */
     TAILQ_ENTRY(kr_stream) flush_link;
 } kr_stream;
 
@@ -170,11 +172,12 @@ kr_stream *kr_stream_new(kr_topic *t);
  * kr_stream_attach - the topic's files exist: its active segment `base`,
  * the read-write file `file` of the store's fdcache (taken over, not
  * pinned by the caller), holding `size` bytes up to offset `next`, all
- * durable, its header `hdr_len` long.
+ * durable, its header `hdr_len` long with flags `flags` (KR_SEG_F_*: a
+ * header written again keeps them).
  * @return 0, or -1 on ENOMEM (nothing taken over then).
  */
 int kr_stream_attach(kr_stream *st, kr_fdfile *file, uint64_t base, uint32_t hdr_len, uint64_t size,
-                     uint64_t next);
+                     uint64_t next, uint32_t flags);
 
 /* Free the state and its files' records (no pin may be left: a SYNC job
  * must not be in flight). Appends still pending or waiting must have been
@@ -215,6 +218,15 @@ int kr_stream_roll(kr_store *s, kr_stream *st, char *msg, size_t msglen);
  *         could not be made (msg says why; the active segment stays).
  */
 int kr_stream_skip(kr_store *s, kr_stream *st, uint64_t base, char *msg, size_t msglen);
+
+/*
+ * kr_stream_gap - the next append gets offset `next` (past the topic's
+ * assigned ones), in the active segment (kr_store_gap_to): its batch base
+ * jumps, and the segment it lands in is flagged KR_SEG_F_COMPACTED first.
+ * With nothing on its way into the stream the topic's next moves too.
+ * @return 0, or -1 while the topic's creation still runs (no segment yet).
+ */
+int kr_stream_gap(kr_stream *st, uint64_t next);
 
 /* Whether the stream still holds segment `base` as unsynced (written,
  * synced or cut by the loop yet; its final sync not done). NULL: false. */

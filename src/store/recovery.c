@@ -638,8 +638,8 @@ static int stream_state(recovery *r)
     kr_seg_name(sname, ls->base);
     kr_fdfile *wf = kr_fdfile_new(r->s->files, t->dir, sname, O_RDWR);
     t->stream = wf != NULL ? kr_stream_new(t) : NULL;
-    if (t->stream == NULL ||
-        kr_stream_attach(t->stream, wf, ls->base, ls->start, ls->size, t->next) < 0) {
+    if (t->stream == NULL || kr_stream_attach(t->stream, wf, ls->base, ls->start, ls->size, t->next,
+                                              r->last_hdr.flags) < 0) {
         kr_fdfile_free(wf);
         return fail(r, "out of memory recovering topic %s", r->name);
     }

@@ -18,7 +18,10 @@
  *        every offset up to the next segment's base. Compaction writes
  *        its output with a version 1 header: the file is fdatasync'd whole
  *        before its rename makes it the segment, so a sync record would
- *        only ever say "all of it" (a damaged tail is cut as in 0.1.0's);
+ *        only ever say "all of it" (a damaged tail is cut as in 0.1.0's).
+ *        A cluster member's catch-up (kr_store_gap_to) sets the flag in
+ *        place on a version 2 segment before the first batch it writes
+ *        past a gap its peers' compaction left;
  *        KR_SEG_F_SKIPPED (2) for a segment a skip started
  *        (kr_store_skip_to): the offsets below its base are gone, as
  *        retention's are, and a gap before it is no lost tail
@@ -82,6 +85,7 @@
 /* A version 2 header, sync record included, and the record's place. */
 #define KR_SEG_HEADER_V2_BYTES 64
 #define KR_SEG_SYNC_AT         32
+#define KR_SEG_FLAGS_AT        28 /* the flags, outside the header's CRC */
 #define KR_SEG_SYNC_BYTES      24
 #define KR_BATCH_MAGIC         0x4B524231u /* "KRB1" */
 #define KR_BATCH_MAGIC_V2      0x4B524232u /* "KRB2" */

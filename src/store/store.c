@@ -54,7 +54,7 @@ static void finish_create(kr_store *s, kr_job *j)
         kr_log(KR_LOG_ERROR, "cannot create topic", KR_LOG_STR("topic", t->name),
                KR_LOG_STR("reason", kr_job_msg(j)));
     } else if (kr_topic_reserve_segment(t) < 0 ||
-               kr_stream_attach(t->stream, c->wfile, 0, c->seg->start, c->seg->size, 0) < 0) {
+               kr_stream_attach(t->stream, c->wfile, 0, c->seg->start, c->seg->size, 0, 0) < 0) {
         t->failed = true;
         res.err = KRAPPY_E_STORAGE;
         snprintf(res.msg, sizeof res.msg, "out of memory creating the topic");
@@ -246,6 +246,18 @@ krappy_err kr_store_skip_to(kr_store *s, kr_topic *t, uint64_t first, char *msg,
         t->retain_to = first;
     raise_first(s, t);
     kr_store_wake(s, t);
+    return KRAPPY_OK;
+}
+
+krappy_err kr_store_gap_to(kr_store *s, kr_topic *t, uint64_t next, char *msg, size_t msglen)
+{
+    (void)s;
+    if (next <= t->assigned)
+        return KRAPPY_OK;
+    if (t->deleted || t->failed || t->stream == NULL || kr_stream_gap(t->stream, next) < 0) {
+        snprintf(msg, msglen, "topic %s is being created or deleted; try again", t->name);
+        return KRAPPY_E_BUSY;
+    }
     return KRAPPY_OK;
 }
 

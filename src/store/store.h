@@ -423,6 +423,24 @@ void kr_store_retain(kr_store *s, kr_topic *t, uint64_t first);
 krappy_err kr_store_skip_to(kr_store *s, kr_topic *t, uint64_t first, char *msg, size_t msglen);
 
 /*
+ * kr_store_gap_to - a cluster member catching up from peers whose
+ * compaction removed offsets below `next` (kr_catchup): the topic's next
+ * append goes to offset `next`, the offsets between hold nothing here
+ * either. No new segment: the batch that lands after the gap flags its
+ * segment KR_SEG_F_COMPACTED (segment.h) before it is written, so that
+ * recovery and readers take the gap - written or not, no offset below
+ * `next` is handed out again by this process (a restart before a batch
+ * lands after the gap forgets it: the catch-up runs again). With nothing
+ * on its way into the stream, the topic's next moves to `next` at once;
+ * the offsets skipped need no sync (kr_store_synced reaches `next` once
+ * what was written before them is synced).
+ * No-op when `next` is not past the topic's assigned offsets.
+ * @return KRAPPY_OK; KRAPPY_E_BUSY (msg) while the topic is being created
+ *         or deleted (try again later).
+ */
+krappy_err kr_store_gap_to(kr_store *s, kr_topic *t, uint64_t next, char *msg, size_t msglen);
+
+/*
  * kr_store_publish_applied - kr_store_publish for a PUBLISH a cluster's
  * log decided (PROTOCOL.md section 8): events without a ts get `ts` (the
  * leader's clock, the same on every node) and the batch header records
