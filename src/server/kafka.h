@@ -122,7 +122,7 @@ struct kr_kconn {
     kr_kprod *prods;        /* idempotent producers registered here */
     size_t n_prods, cap_prods;
     char msg[512];
-    uint64_t frame_seen_ns;     /* the input began the next frame (0: not yet) */
+    uint64_t frame_seen_ns;     /* with trace: the input began the next frame (0: not yet) */
     uint64_t frame_sock_unread; /* ... and the socket held this many more bytes */
     uint64_t frame_seen_cpu_ns; /* ... and the loop thread's CPU clock read this */
     struct kr_ktrace *trace;    /* answered requests whose replies are not yet

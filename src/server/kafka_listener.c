@@ -304,7 +304,8 @@ static void kreq_finish(kr_kreq *r)
     kr_netconn_charge(&c->net, -(int64_t)r->cost);
     r->cost = 0;
     r->done = true;
-    r->done_ns = kr_mono_ns();
+    if (c->trace != NULL)
+        r->done_ns = kr_mono_ns();
     c->net.running--;
     if (r->fifo)
         c->net.running_fifo--;
@@ -531,10 +532,10 @@ static void kconn_process(kr_kconn *c)
         size_t have = evbuffer_get_length(in);
         if (have < 4)
             break;
-        if (c->frame_seen_ns == 0) {
+        if (c->trace != NULL && c->frame_seen_ns == 0) {
             c->frame_seen_ns = kr_mono_ns();
             c->frame_sock_unread = sock_unread(c);
-            c->frame_seen_cpu_ns = c->trace != NULL ? loop_cpu_ns() : 0;
+            c->frame_seen_cpu_ns = loop_cpu_ns();
         }
         uint8_t hdr[6];
         evbuffer_copyout(in, hdr, have < sizeof hdr ? have : sizeof hdr);

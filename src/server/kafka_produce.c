@@ -625,7 +625,8 @@ kr_khresult kr_khandle_produce(kr_kconn *c, kr_kreq *r, const kr_kafka_request *
             }
         }
     }
-    r->handed_ns = kr_mono_ns();
+    if (c->trace != NULL)
+        r->handed_ns = kr_mono_ns();
     if (--r->pending == 0)
         produce_finish(r);
     return KR_KH_ASYNC;
