@@ -3,7 +3,7 @@
 
     KRAPPY_CLUSTER_TRACE=$TMPDIR/tr VS_LAT_TRACE=$TMPDIR/lat \\
         build/release/bench/bench_vs --reps 1 --workloads C --only krappy3
-    e2e/bench/vs/c2_stages.py $TMPDIR/tr $TMPDIR/lat [N]
+    e2e/bench/vs/c2_stages.py $TMPDIR/tr $TMPDIR/lat [N] [--dirty FILE]
 
 PREFIX.<node> are the nodes' traces (src/cluster/trace.h), LAT the events'
 "n due arrived" lines (bench_vs, $VS_LAT_TRACE); all on CLOCK_MONOTONIC. Each
@@ -53,7 +53,59 @@ def split(entry, due, arrived):
             taken - commit, applied - taken, arrived - applied]
 
 
+def pct(v, p):
+    return v[min(len(v) - 1, int(len(v) * p))]
+
+
+def log_writes(traces, lo, hi, dirty):
+    """The log writes (append -> stored) that started within [lo, hi] ns."""
+    per, slow_at = {}, collections.Counter()
+    for path, (entries, _) in traces.items():
+        w = [(v[1], (v[2] - v[1]) / 1e6) for v in entries.values()
+             if v[1] and v[2] and lo <= v[1] <= hi]
+        per[path] = w
+        for i, v in entries.items():
+            if v[1] and v[2] and lo <= v[1] <= hi and v[2] - v[1] > 10e6:
+                slow_at[i] += 1
+    every = [w for ws in per.values() for w in ws]
+    for name, ws in list(per.items()) + [("all nodes", every)]:
+        d = sorted(x[1] for x in ws)
+        if d:
+            print("log writes, %s: %d, p50 %.2f p99 %.2f max %.1f ms, >10 ms %d, >30 ms %d" % (
+                name, len(d), pct(d, .5), pct(d, .99), d[-1], sum(x > 10 for x in d),
+                sum(x > 30 for x in d)))
+    print("indexes written slowly (>10 ms) on every node at once: %d" %
+          sum(1 for n in slow_at.values() if n == len(traces)))
+    if dirty is None:
+        return
+    with open(dirty) as f:
+        mem = [[float(x) for x in line.split()] for line in f if line.strip()]
+    at = [m[0] for m in mem]
+
+    def near(t):
+        return mem[max(0, min(len(mem) - 1, bisect.bisect_left(at, t)))]
+
+    span = [m for m in mem if lo / 1e9 <= m[0] <= hi / 1e9]
+    if not span:
+        print("%s: no sample in the run's span" % dirty)
+        return
+    print("page cache over the span: Dirty %d-%d kB, Writeback up to %d kB, %d pages written" % (
+        min(m[1] for m in span), max(m[1] for m in span), max(m[2] for m in span),
+        span[-1][4] - span[0][4]))
+    for title, sel in (("slow (>10 ms)", [w for w in every if w[1] > 10]),
+                       ("fast (<=2 ms)", [w for w in every if w[1] <= 2])):
+        before = [near(t / 1e9)[4] - near(t / 1e9 - .1)[4] for t, _ in sel]
+        if before:
+            print("   pages written in the 100 ms before a %s write: mean %.0f (%d writes)" % (
+                title, sum(before) / len(before), len(before)))
+
+
 def main():
+    dirty = None
+    if "--dirty" in sys.argv[:-1]:
+        k = sys.argv.index("--dirty")
+        dirty = sys.argv[k + 1]
+        del sys.argv[k:k + 2]
     if len(sys.argv) < 3:
         sys.exit(__doc__)
     traces = {p: read_trace(p) for p in sorted(glob.glob(sys.argv[1] + ".*"))}
@@ -94,6 +146,7 @@ def main():
     for s in slowest:
         print("event %d %.1f ms, entry %d of %d events: %s" % (
             s[1], s[0] / 1e6, s[2], lead[s[2]][9], " ".join("%.1f" % (x / 1e6) for x in s[3])))
+    log_writes(traces, start, max(e[2] for e in events), dirty)
     for path, (_, notes) in traces.items():
         for note in notes:
             print(path, note)
