@@ -389,34 +389,29 @@ static size_t read_event(const uint8_t *p, size_t len, kr_event_view *e)
 static inline size_t head_arg(const uint8_t *p, const uint8_t *end, uint64_t *v)
 {
     unsigned info = p[0] & 0x1f;
-    size_t room = (size_t)(end - p);
-    switch (info) {
-    case 24:
-        if (room <= 1)
-            return 0;
-        *v = p[1];
-        return 2;
-    case 25:
-        if (room <= 2)
-            return 0;
-        *v = kr_get_be16(p + 1);
-        return 3;
-    case 26:
-        if (room <= 4)
-            return 0;
-        *v = kr_get_be32(p + 1);
-        return 5;
-    case 27:
-        if (room <= 8)
-            return 0;
-        *v = kr_get_be64(p + 1);
-        return 9;
-    default:
-        if (info > 27)
-            return 0;
+    if (info < 24) {
         *v = info;
         return 1;
     }
+    if (info > 27)
+        return 0;
+    size_t n = (size_t)1 << (info - 24);
+    if ((size_t)(end - p) <= n)
+        return 0;
+    switch (n) {
+    case 1:
+        *v = p[1];
+        break;
+    case 2:
+        *v = kr_get_be16(p + 1);
+        break;
+    case 4:
+        *v = kr_get_be32(p + 1);
+        break;
+    default:
+        *v = kr_get_be64(p + 1);
+    }
+    return 1 + n;
 }
 
 /* An unsigned integer at *p. @return false when it is something else. */
