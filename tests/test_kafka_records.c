@@ -1357,6 +1357,16 @@ static void test_record_put(void **state)
     assert_int_equal(kr_kafka_record_put(&w, 6, 0, k, (kr_kafka_bytes){big, 100}), -1);
     assert_true(small.failed);
     assert_int_equal(kr_kafka_batch_end(&w), -1);
+    /* room allocated past max (a buffer handed over): max still holds */
+    kr_buf_reset(&small);
+    small.max = 1u << 20;
+    assert_int_equal(kr_buf_reserve(&small, 1u << 20), 0);
+    small.max = KR_KAFKA_BATCH_HEADER + 50;
+    kr_kafka_batch_begin(&w, &small);
+    assert_int_equal(kr_kafka_record_put(&w, 5, 0, k, k), 0);
+    assert_int_equal(kr_kafka_record_put(&w, 6, 0, k, (kr_kafka_bytes){big, 100}), -1);
+    assert_true(small.failed);
+    assert_int_equal(kr_kafka_batch_end(&w), -1);
     kr_buf_free(&small);
     kr_buf_free(&scratch);
     kr_buf_free(&put);

@@ -349,9 +349,11 @@ static size_t put_record_known(kr_kafka_batch_writer *w, int64_t ts_delta, int32
                   vbytes_size(key) + vbytes_size(value) + 1;
     kr_buf *out = w->out;
     size_t need = LEN_RESERVE + body;
-    /* The reservation's call is skipped while the room is there. */
-    if (body > INT32_MAX ||
-        ((out->failed || out->cap - out->len < need) && kr_buf_reserve(out, need) < 0)) {
+    /* The reservation's call is skipped while the room is there (within
+     * max: a buffer may have been handed more capacity than its max). */
+    size_t room = out->cap < out->max ? out->cap : out->max;
+    if (body > INT32_MAX || ((out->failed || out->len > room || room - out->len < need) &&
+                             kr_buf_reserve(out, need) < 0)) {
         out->failed = true;
         return 0;
     }
