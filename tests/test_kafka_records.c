@@ -1265,6 +1265,19 @@ static void reference_record(kr_buf *out, int64_t ts_delta, int32_t offset_delta
     kr_buf_free(&body);
 }
 
+/* One record fits out (its max: the batch header and 50 bytes), a second
+ * one of 100 bytes does not: refused, out->failed, the batch refused. */
+static void put_past_max(kr_buf *out, const uint8_t *big)
+{
+    kr_kafka_batch_writer w;
+    kr_kafka_bytes k = cbytes("k");
+    kr_kafka_batch_begin(&w, out);
+    assert_int_equal(kr_kafka_record_put(&w, 5, 0, k, k), 0);
+    assert_int_equal(kr_kafka_record_put(&w, 6, 0, k, (kr_kafka_bytes){big, 100}), -1);
+    assert_true(out->failed);
+    assert_int_equal(kr_kafka_batch_end(&w), -1);
+}
+
 /* kr_kafka_record_put (a Fetch's one-call record) writes what the general
  * writers write, at every varint width of every field: record_begin and
  * record_end's bytes, and a record built field by field with wire.c; the
@@ -1352,21 +1365,13 @@ static void test_record_put(void **state)
     /* out of room: refused, out->failed */
     kr_buf small;
     kr_buf_init(&small, KR_KAFKA_BATCH_HEADER + 50);
-    kr_kafka_batch_begin(&w, &small);
-    assert_int_equal(kr_kafka_record_put(&w, 5, 0, k, k), 0);
-    assert_int_equal(kr_kafka_record_put(&w, 6, 0, k, (kr_kafka_bytes){big, 100}), -1);
-    assert_true(small.failed);
-    assert_int_equal(kr_kafka_batch_end(&w), -1);
+    put_past_max(&small, big);
     /* room allocated past max (a buffer handed over): max still holds */
     kr_buf_reset(&small);
     small.max = 1u << 20;
     assert_int_equal(kr_buf_reserve(&small, 1u << 20), 0);
     small.max = KR_KAFKA_BATCH_HEADER + 50;
-    kr_kafka_batch_begin(&w, &small);
-    assert_int_equal(kr_kafka_record_put(&w, 5, 0, k, k), 0);
-    assert_int_equal(kr_kafka_record_put(&w, 6, 0, k, (kr_kafka_bytes){big, 100}), -1);
-    assert_true(small.failed);
-    assert_int_equal(kr_kafka_batch_end(&w), -1);
+    put_past_max(&small, big);
     kr_buf_free(&small);
     kr_buf_free(&scratch);
     kr_buf_free(&put);
