@@ -1247,6 +1247,138 @@ static void test_events_to_records_shortcut(void **state)
     kr_buf_free(&scratch);
 }
 
+/* The record kr_kafka_record_put should write, from wire.c's general
+ * varint writers, its length in front. */
+static void reference_record(kr_buf *out, int64_t ts_delta, int32_t offset_delta,
+                             kr_kafka_bytes key, kr_kafka_bytes value)
+{
+    kr_buf body;
+    kr_buf_init(&body, 1u << 20);
+    kr_kafka_put_i8(&body, 0);
+    kr_kafka_put_varlong(&body, ts_delta);
+    kr_kafka_put_varint(&body, offset_delta);
+    kr_kafka_put_vbytes(&body, key.ptr, key.len);
+    kr_kafka_put_vbytes(&body, value.ptr, value.len);
+    kr_kafka_put_varint(&body, 0);
+    kr_kafka_put_varint(out, (int32_t)body.len);
+    kr_buf_append(out, body.data, body.len);
+    kr_buf_free(&body);
+}
+
+/* One record fits out (its max: the batch header and 50 bytes), a second
+ * one of 100 bytes does not: refused, out->failed, the batch refused. */
+static void put_past_max(kr_buf *out, const uint8_t *big)
+{
+    kr_kafka_batch_writer w;
+    kr_kafka_bytes k = cbytes("k");
+    kr_kafka_batch_begin(&w, out);
+    assert_int_equal(kr_kafka_record_put(&w, 5, 0, k, k), 0);
+    assert_int_equal(kr_kafka_record_put(&w, 6, 0, k, (kr_kafka_bytes){big, 100}), -1);
+    assert_true(out->failed);
+    assert_int_equal(kr_kafka_batch_end(&w), -1);
+}
+
+/* kr_kafka_record_put (a Fetch's one-call record) writes what the general
+ * writers write, at every varint width of every field: record_begin and
+ * record_end's bytes, and a record built field by field with wire.c; the
+ * batch reads back. Out of order, or out of room: refused. */
+static void test_record_put(void **state)
+{
+    (void)state;
+    static uint8_t big[20000];
+    /* lengths around the one-, two- and three-byte varints (zigzag: 63 is
+     * the last one-byte length, 8191 the last two-byte one) */
+    static const int32_t lens[] = {-1, 0, 1, 63, 64, 100, 8191, 8192, 20000};
+    /* offset gaps (compaction) and timestamps that go back and jump */
+    static const int64_t gaps[] = {1, 63, 64, 8191, 8192, 1 << 20};
+    static const int64_t tss[] = {0, -1, 63, 64, -65, 8191, 8192, 1LL << 40, -(1LL << 50)};
+    size_t nl = sizeof lens / sizeof *lens, ng = sizeof gaps / sizeof *gaps;
+    size_t nt = sizeof tss / sizeof *tss;
+    kr_buf put, general, ref;
+    kr_kafka_batch_writer w, g;
+    memset(big, 'x', sizeof big);
+    kr_buf_init(&put, 16u << 20);
+    kr_buf_init(&general, 16u << 20);
+    kr_buf_init(&ref, 16u << 20);
+
+    kr_kafka_batch_begin(&w, &put);
+    kr_kafka_batch_begin(&g, &general);
+    int64_t offset = 1000, base_ts = 1700000000000;
+    int32_t count = 0;
+    for (size_t i = 0; i < nl * nl; i++) {
+        int32_t kl = lens[i % nl], vl = lens[i / nl];
+        kr_kafka_bytes key = {kl < 0 ? NULL : big, kl}, value = {vl < 0 ? NULL : big, vl};
+        int64_t ts = base_ts + (i == 0 ? 0 : tss[i % nt]);
+        if (i > 0)
+            offset += gaps[i % ng];
+        assert_int_equal(kr_kafka_record_put(&w, offset, ts, key, value), 0);
+        assert_int_equal(kr_kafka_record_begin(&g, offset, ts, key, value, 0), 0);
+        assert_int_equal(kr_kafka_record_end(&g), 0);
+        reference_record(&ref, ts - base_ts, (int32_t)(offset - 1000), key, value);
+        count++;
+    }
+    size_t records = put.len - KR_KAFKA_BATCH_HEADER;
+    assert_int_equal(records, ref.len);
+    assert_memory_equal(put.data + KR_KAFKA_BATCH_HEADER, ref.data, ref.len);
+    assert_int_equal(kr_kafka_batch_end(&w), count);
+    assert_int_equal(kr_kafka_batch_end(&g), count);
+    assert_int_equal(put.len, general.len);
+    assert_memory_equal(put.data, general.data, put.len);
+
+    /* it reads back */
+    kr_kafka_batch_iter bi;
+    kr_kafka_batch b;
+    kr_kafka_record_iter ri;
+    kr_kafka_record r;
+    kr_kafka_err e;
+    kr_buf scratch;
+    char msg[256];
+    kr_buf_init(&scratch, 16u << 20);
+    kr_kafka_batch_iter_init(&bi, put.data, put.len);
+    assert_int_equal(kr_kafka_batch_next(&bi, &b, &e, msg, sizeof msg), 1);
+    assert_int_equal(kr_kafka_record_iter_init(&ri, &b, &scratch, 16u << 20, msg, sizeof msg),
+                     KR_KAFKA_ERR_NONE);
+    int32_t seen = 0;
+    while (kr_kafka_record_next(&ri, &r, &e, msg, sizeof msg) == 1) {
+        assert_int_equal(r.key.len, lens[(size_t)seen % nl]);
+        assert_int_equal(r.value.len, lens[(size_t)seen / nl]);
+        assert_int_equal(r.header_count, 0);
+        seen++;
+    }
+    assert_int_equal(seen, count);
+
+    /* out of order: refused, the buffer as before */
+    kr_buf_reset(&put);
+    kr_kafka_batch_begin(&w, &put);
+    kr_kafka_bytes k = cbytes("k");
+    assert_int_equal(kr_kafka_record_put(&w, 5, 0, k, k), 0);
+    assert_int_equal(kr_kafka_record_put(&w, 5, 0, k, k), -1);
+    assert_int_equal(kr_kafka_batch_end(&w), -1);
+    assert_int_equal(put.len, 0);
+    kr_kafka_batch_begin(&w, &put);
+    assert_int_equal(kr_kafka_record_put(&w, 5, 0, k, k), 0);
+    assert_int_equal(kr_kafka_record_put(&w, 5 + (1LL << 31), 0, k, k), -1);
+    assert_int_equal(kr_kafka_batch_end(&w), -1);
+    kr_kafka_batch_begin(&w, &put);
+    assert_int_equal(kr_kafka_record_put(&w, 5, 0, (kr_kafka_bytes){NULL, -2}, k), -1);
+    assert_int_equal(kr_kafka_batch_end(&w), -1);
+    /* out of room: refused, out->failed */
+    kr_buf small;
+    kr_buf_init(&small, KR_KAFKA_BATCH_HEADER + 50);
+    put_past_max(&small, big);
+    /* room allocated past max (a buffer handed over): max still holds */
+    kr_buf_reset(&small);
+    small.max = 1u << 20;
+    assert_int_equal(kr_buf_reserve(&small, 1u << 20), 0);
+    small.max = KR_KAFKA_BATCH_HEADER + 50;
+    put_past_max(&small, big);
+    kr_buf_free(&small);
+    kr_buf_free(&scratch);
+    kr_buf_free(&put);
+    kr_buf_free(&general);
+    kr_buf_free(&ref);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1257,6 +1389,7 @@ int main(void)
         cmocka_unit_test(test_refused_batches),   cmocka_unit_test(test_bad_records),
         cmocka_unit_test(test_records_to_events), cmocka_unit_test(test_event_rules),
         cmocka_unit_test(test_events_to_records), cmocka_unit_test(test_events_to_records_shortcut),
+        cmocka_unit_test(test_record_put),
     };
     return cmocka_run_group_tests_name("kafka_records", tests, NULL, NULL);
 }

@@ -277,17 +277,57 @@ void kr_kafka_batch_begin(kr_kafka_batch_writer *w, kr_buf *out)
     kr_buf_append(out, zeros, sizeof zeros);
 }
 
-/* Bytes of varint-length bytes (-1: null). */
-static size_t vbytes_size(kr_kafka_bytes b)
+/* Zigzag, as wire.c writes varints and varlongs (0, -1, 1, -2, ... become
+ * 0, 1, 2, 3, ...). */
+static inline uint64_t zigzag(int64_t v)
 {
-    return kr_kafka_varint_size(b.len) + (size_t)(b.len > 0 ? b.len : 0);
+    return ((uint64_t)v << 1) ^ (0u - ((uint64_t)v >> 63));
+}
+
+/* Bytes the unsigned varint of u takes (1..10): the one- and two-byte ones
+ * (a record's lengths and deltas, mostly) by a comparison. */
+static inline size_t uvar_len(uint64_t u)
+{
+    if (u < 0x80)
+        return 1;
+    if (u < 0x4000)
+        return 2;
+    return 1 + (size_t)(63 - __builtin_clzll(u)) / 7;
+}
+
+/* The unsigned varint of u at p (room checked by the caller): the one- and
+ * two-byte ones - a record's lengths and deltas, mostly - without a loop.
+ * @return the byte after it. */
+static inline uint8_t *uvar_put(uint8_t *p, uint64_t u)
+{
+    if (u < 0x80) {
+        *p = (uint8_t)u;
+        return p + 1;
+    }
+    if (u < 0x4000) {
+        p[0] = (uint8_t)(u | 0x80);
+        p[1] = (uint8_t)(u >> 7);
+        return p + 2;
+    }
+    while (u >= 0x80) {
+        *p++ = (uint8_t)(u | 0x80);
+        u >>= 7;
+    }
+    *p++ = (uint8_t)u;
+    return p;
+}
+
+/* Bytes of varint-length bytes (-1: null). */
+static inline size_t vbytes_size(kr_kafka_bytes b)
+{
+    return uvar_len(zigzag(b.len)) + (size_t)(b.len > 0 ? b.len : 0);
 }
 
 /* Varint-length bytes at p (room checked by the caller). @return the
  * byte after them. */
-static uint8_t *write_vbytes(uint8_t *p, kr_kafka_bytes b)
+static inline uint8_t *write_vbytes(uint8_t *p, kr_kafka_bytes b)
 {
-    p += kr_kafka_varint_write(p, b.len);
+    p = uvar_put(p, zigzag(b.len));
     if (b.len > 0) {
         memcpy(p, b.ptr, (size_t)b.len);
         p += b.len;
@@ -297,40 +337,44 @@ static uint8_t *write_vbytes(uint8_t *p, kr_kafka_bytes b)
 
 /*
  * A record without headers has a length known at once: written in front,
- * with one reservation, so record_end moves nothing - and written straight
- * into the reserved room, field by field, as a Fetch writes a megabyte of
- * these per answer.
+ * with one reservation, so nothing moves after - and written straight into
+ * the reserved room, field by field, as a Fetch writes a megabyte of these
+ * per answer. @return the body's length, or 0 when out refused to grow
+ * (out->failed set).
  */
-static void put_record_known(kr_kafka_batch_writer *w, int64_t ts_delta, int32_t offset_delta,
-                             kr_kafka_bytes key, kr_kafka_bytes value)
+static size_t put_record_known(kr_kafka_batch_writer *w, int64_t ts_delta, int32_t offset_delta,
+                               kr_kafka_bytes key, kr_kafka_bytes value)
 {
-    size_t body = 1 + kr_kafka_varlong_size(ts_delta) + kr_kafka_varint_size(offset_delta) +
+    size_t body = 1 + uvar_len(zigzag(ts_delta)) + uvar_len(zigzag(offset_delta)) +
                   vbytes_size(key) + vbytes_size(value) + 1;
     kr_buf *out = w->out;
-    if (body > INT32_MAX || kr_buf_reserve(out, LEN_RESERVE + body) < 0) {
+    size_t need = LEN_RESERVE + body;
+    /* The reservation's call is skipped while the room is there (within
+     * max: a buffer may have been handed more capacity than its max). */
+    size_t room = out->cap < out->max ? out->cap : out->max;
+    if (body > INT32_MAX || ((out->failed || out->len > room || room - out->len < need) &&
+                             kr_buf_reserve(out, need) < 0)) {
         out->failed = true;
-        return;
+        return 0;
     }
-    uint8_t *p = out->data + out->len;
-    p += kr_kafka_varint_write(p, (int32_t)body);
-    w->rec_start = (size_t)(p - out->data); /* the body: record_end checks its length */
-    w->known_len = body;
+    uint8_t *p = uvar_put(out->data + out->len, zigzag((int64_t)body));
     *p++ = 0; /* attributes */
-    p += kr_kafka_varlong_write(p, ts_delta);
-    p += kr_kafka_varint_write(p, offset_delta);
+    p = uvar_put(p, zigzag(ts_delta));
+    p = uvar_put(p, zigzag(offset_delta));
     p = write_vbytes(p, key);
     p = write_vbytes(p, value);
     *p++ = 0; /* no headers */
     out->len = (size_t)(p - out->data);
+    return body;
 }
 
-int kr_kafka_record_begin(kr_kafka_batch_writer *w, int64_t offset, int64_t ts, kr_kafka_bytes key,
-                          kr_kafka_bytes value, int32_t header_count)
+/* Take the next record's offset and timestamp: their deltas from the
+ * batch's first. @return 0, or -1 when out of order or out of range (the
+ * writer is then refused). */
+static int record_deltas(kr_kafka_batch_writer *w, int64_t offset, int64_t ts, int64_t *ts_delta,
+                         int32_t *offset_delta)
 {
-    static const uint8_t zeros[LEN_RESERVE];
-
-    if (w->rec_start != SIZE_MAX || header_count < 0 || key.len < -1 || value.len < -1 ||
-        w->count == INT32_MAX)
+    if (w->rec_start != SIZE_MAX || w->count == INT32_MAX)
         goto bad;
     if (w->count == 0) {
         w->base_offset = offset;
@@ -344,11 +388,50 @@ int kr_kafka_record_begin(kr_kafka_batch_writer *w, int64_t offset, int64_t ts, 
     w->last_offset = offset;
     if (ts > w->max_ts)
         w->max_ts = ts;
+    *ts_delta = add_wrap(ts, -w->base_ts);
+    *offset_delta = (int32_t)(offset - w->base_offset);
+    return 0;
+bad:
+    w->bad = true;
+    return -1;
+}
+
+int kr_kafka_record_put(kr_kafka_batch_writer *w, int64_t offset, int64_t ts, kr_kafka_bytes key,
+                        kr_kafka_bytes value)
+{
+    int64_t ts_delta;
+    int32_t offset_delta;
+    if (key.len < -1 || value.len < -1) {
+        w->bad = true;
+        return -1;
+    }
+    if (record_deltas(w, offset, ts, &ts_delta, &offset_delta) < 0)
+        return -1;
+    if (put_record_known(w, ts_delta, offset_delta, key, value) == 0)
+        return -1;
+    w->count++;
+    return 0;
+}
+
+int kr_kafka_record_begin(kr_kafka_batch_writer *w, int64_t offset, int64_t ts, kr_kafka_bytes key,
+                          kr_kafka_bytes value, int32_t header_count)
+{
+    static const uint8_t zeros[LEN_RESERVE];
+    int64_t ts_delta;
+    int32_t offset_delta;
+
+    if (header_count < 0 || key.len < -1 || value.len < -1) {
+        w->bad = true;
+        return -1;
+    }
+    if (record_deltas(w, offset, ts, &ts_delta, &offset_delta) < 0)
+        return -1;
     w->headers_left = header_count;
-    int64_t ts_delta = add_wrap(ts, -w->base_ts);
-    int32_t offset_delta = (int32_t)(offset - w->base_offset);
     if (header_count == 0) {
-        put_record_known(w, ts_delta, offset_delta, key, value);
+        /* Its length went in front: record_end checks the body's. */
+        size_t body = put_record_known(w, ts_delta, offset_delta, key, value);
+        w->known_len = body;
+        w->rec_start = body > 0 ? w->out->len - body : w->out->len;
         return 0;
     }
     w->rec_start = w->out->len;
@@ -361,9 +444,6 @@ int kr_kafka_record_begin(kr_kafka_batch_writer *w, int64_t offset, int64_t ts, 
     kr_kafka_put_vbytes(w->out, value.ptr, value.len);
     kr_kafka_put_varint(w->out, header_count);
     return 0;
-bad:
-    w->bad = true;
-    return -1;
 }
 
 int kr_kafka_record_header(kr_kafka_batch_writer *w, kr_kafka_bytes key, kr_kafka_bytes value)

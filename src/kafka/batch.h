@@ -169,6 +169,16 @@ void kr_kafka_batch_begin(kr_kafka_batch_writer *w, kr_buf *out);
 int kr_kafka_record_begin(kr_kafka_batch_writer *w, int64_t offset, int64_t ts, kr_kafka_bytes key,
                           kr_kafka_bytes value, int32_t header_count);
 
+/*
+ * kr_kafka_record_put - a whole record without headers (record_begin with
+ * no headers, then record_end, in one call: the same bytes).
+ * @return 0, or -1 when the call is out of order or out of range, or out
+ *         refused to grow (out->failed set); the batch is then refused by
+ *         kr_kafka_batch_end.
+ */
+int kr_kafka_record_put(kr_kafka_batch_writer *w, int64_t offset, int64_t ts, kr_kafka_bytes key,
+                        kr_kafka_bytes value);
+
 /* One header of the open record (key.len >= 0). @return 0 or -1 as above. */
 int kr_kafka_record_header(kr_kafka_batch_writer *w, kr_kafka_bytes key, kr_kafka_bytes value);
 
