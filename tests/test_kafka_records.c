@@ -2,7 +2,8 @@
  * tests/test_kafka_records.c - record batches v2, their codecs and the
  * mapping to krappy events: kcat's own batches (one per codec) read back,
  * batches written here and compressed with zlib, snappy (raw and xerial),
- * lz4 and zstd, CRC errors, legacy and transactional batches, bad varints,
+ * lz4 and zstd, CRC errors (in small and ~57 KiB batches), legacy and
+ * transactional batches, bad varints,
  * truncation at every length, decompression bombs, records to PUBLISH
  * events and delivered events to records (with gaps in the offsets; the
  * shortcut for plain events writes what the general path writes).
@@ -684,6 +685,44 @@ static int all_records(const kr_kafka_batch *b, kr_kafka_err *e, char *msg, size
     return got;
 }
 
+/* A batch of ~57 KiB (its CRC taken by the hardware path's three streams
+ * over 8 KiB blocks, then 256-byte ones, then the rest): it reads whole,
+ * and one flipped bit in any of its parts - each block, the joints between
+ * them, the tail - refuses it as CORRUPT_MESSAGE. */
+static void test_large_batch_crc(void **state)
+{
+    (void)state;
+    enum { N = 500 };
+    static char keys[N][16];
+    static char value[101];
+    static spec s[N];
+    memset(value, 'v', 100);
+    for (int i = 0; i < N; i++) {
+        snprintf(keys[i], sizeof keys[i], "key-%d", i);
+        s[i] = (spec){i, 1000 + i, keys[i], value, NULL, NULL};
+    }
+    kr_buf good, bad;
+    kr_kafka_batch b;
+    kr_kafka_err e;
+    char msg[256];
+    kr_buf_init(&good, 1u << 20);
+    kr_buf_init(&bad, 1u << 20);
+    write_batch(&good, s, N);
+    assert_true(good.len > 2 * 3 * 8192);
+    assert_int_equal(first_batch(good.data, good.len, &b, &e, msg, sizeof msg), 1);
+    assert_int_equal(b.count, N);
+    for (size_t i = 21; i < good.len; i += (i % 8192 < 16 || i + 32 > good.len) ? 1 : 61) {
+        kr_buf_reset(&bad);
+        kr_buf_append(&bad, good.data, good.len);
+        bad.data[i] ^= 0x01;
+        assert_int_equal(first_batch(bad.data, bad.len, &b, &e, msg, sizeof msg), -1);
+        assert_int_equal(e, KR_KAFKA_ERR_CORRUPT_MESSAGE);
+        assert_non_null(strstr(msg, "CRC-32C"));
+    }
+    kr_buf_free(&good);
+    kr_buf_free(&bad);
+}
+
 static void test_refused_batches(void **state)
 {
     (void)state;
@@ -1250,13 +1289,21 @@ static void test_events_to_records_shortcut(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_kcat_batches),      cmocka_unit_test(test_kcat_headers),
-        cmocka_unit_test(test_write_read),        cmocka_unit_test(test_writer_misuse),
-        cmocka_unit_test(test_codecs_roundtrip),  cmocka_unit_test(test_bombs),
-        cmocka_unit_test(test_exact_limit),       cmocka_unit_test(test_multi_and_garbage),
-        cmocka_unit_test(test_refused_batches),   cmocka_unit_test(test_bad_records),
-        cmocka_unit_test(test_records_to_events), cmocka_unit_test(test_event_rules),
-        cmocka_unit_test(test_events_to_records), cmocka_unit_test(test_events_to_records_shortcut),
+        cmocka_unit_test(test_kcat_batches),
+        cmocka_unit_test(test_kcat_headers),
+        cmocka_unit_test(test_write_read),
+        cmocka_unit_test(test_writer_misuse),
+        cmocka_unit_test(test_codecs_roundtrip),
+        cmocka_unit_test(test_bombs),
+        cmocka_unit_test(test_exact_limit),
+        cmocka_unit_test(test_multi_and_garbage),
+        cmocka_unit_test(test_refused_batches),
+        cmocka_unit_test(test_large_batch_crc),
+        cmocka_unit_test(test_bad_records),
+        cmocka_unit_test(test_records_to_events),
+        cmocka_unit_test(test_event_rules),
+        cmocka_unit_test(test_events_to_records),
+        cmocka_unit_test(test_events_to_records_shortcut),
     };
     return cmocka_run_group_tests_name("kafka_records", tests, NULL, NULL);
 }
