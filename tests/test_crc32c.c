@@ -67,6 +67,18 @@ static uint64_t rnd(void)
     return rng_state;
 }
 
+/* kr_crc32c against the table on `rounds` random seeds, alignments (up to
+ * 64) and lengths within buf[0..max). */
+static void check_random(const uint8_t *buf, size_t max, int rounds)
+{
+    for (int k = 0; k < rounds; k++) {
+        size_t off = rnd() % 64;
+        size_t n = rnd() % (max - 64);
+        uint32_t seed = (uint32_t)rnd();
+        assert_int_equal(kr_crc32c(seed, buf + off, n), kr_crc32c_table(seed, buf + off, n));
+    }
+}
+
 static void test_hw_equals_table(void **state)
 {
     (void)state;
@@ -79,12 +91,7 @@ static void test_hw_equals_table(void **state)
     for (size_t off = 0; off < 16; off++)
         for (size_t n = 0; n <= 80; n++)
             assert_int_equal(kr_crc32c(0, buf + off, n), kr_crc32c_table(0, buf + off, n));
-    for (int k = 0; k < 5000; k++) {
-        size_t off = rnd() % 64;
-        size_t n = rnd() % (MAX - 64);
-        uint32_t seed = (uint32_t)rnd();
-        assert_int_equal(kr_crc32c(seed, buf + off, n), kr_crc32c_table(seed, buf + off, n));
-    }
+    check_random(buf, MAX, 5000);
     free(buf);
 }
 
@@ -105,12 +112,7 @@ static void test_hw_equals_table_long(void **state)
         for (size_t off = 0; off < 9; off++)
             for (size_t n = around[a] - 9; n <= around[a] + 9; n++)
                 assert_int_equal(kr_crc32c(7, buf + off, n), kr_crc32c_table(7, buf + off, n));
-    for (int k = 0; k < 300; k++) {
-        size_t off = rnd() % 64;
-        size_t n = rnd() % (MAX - 64);
-        uint32_t seed = (uint32_t)rnd();
-        assert_int_equal(kr_crc32c(seed, buf + off, n), kr_crc32c_table(seed, buf + off, n));
-    }
+    check_random(buf, MAX, 300);
     free(buf);
 }
 

@@ -685,13 +685,24 @@ static int all_records(const kr_kafka_batch *b, kr_kafka_err *e, char *msg, size
     return got;
 }
 
-/* A batch of ~57 KiB (its CRC taken by the hardware path's three streams
- * over 8 KiB blocks, then 256-byte ones, then the rest): it reads whole,
- * and one flipped bit in any of its parts - each block, the joints between
- * them, the tail - refuses it as CORRUPT_MESSAGE. */
-static void test_large_batch_crc(void **state)
+/* The batch `good` with byte i XOR `flip` (copied into bad) is refused
+ * for its CRC. */
+static void expect_crc_refused(const kr_buf *good, kr_buf *bad, size_t i, uint8_t flip)
 {
-    (void)state;
+    kr_kafka_batch b;
+    kr_kafka_err e;
+    char msg[256];
+    kr_buf_reset(bad);
+    kr_buf_append(bad, good->data, good->len);
+    bad->data[i] ^= flip;
+    assert_int_equal(first_batch(bad->data, bad->len, &b, &e, msg, sizeof msg), -1);
+    assert_int_equal(e, KR_KAFKA_ERR_CORRUPT_MESSAGE);
+    assert_non_null(strstr(msg, "CRC-32C"));
+}
+
+/* A batch of ~57 KiB: 500 records of 100-byte values. */
+static void write_large_batch(kr_buf *out)
+{
     enum { N = 500 };
     static char keys[N][16];
     static char value[101];
@@ -701,26 +712,7 @@ static void test_large_batch_crc(void **state)
         snprintf(keys[i], sizeof keys[i], "key-%d", i);
         s[i] = (spec){i, 1000 + i, keys[i], value, NULL, NULL};
     }
-    kr_buf good, bad;
-    kr_kafka_batch b;
-    kr_kafka_err e;
-    char msg[256];
-    kr_buf_init(&good, 1u << 20);
-    kr_buf_init(&bad, 1u << 20);
-    write_batch(&good, s, N);
-    assert_true(good.len > 2 * 3 * 8192);
-    assert_int_equal(first_batch(good.data, good.len, &b, &e, msg, sizeof msg), 1);
-    assert_int_equal(b.count, N);
-    for (size_t i = 21; i < good.len; i += (i % 8192 < 16 || i + 32 > good.len) ? 1 : 61) {
-        kr_buf_reset(&bad);
-        kr_buf_append(&bad, good.data, good.len);
-        bad.data[i] ^= 0x01;
-        assert_int_equal(first_batch(bad.data, bad.len, &b, &e, msg, sizeof msg), -1);
-        assert_int_equal(e, KR_KAFKA_ERR_CORRUPT_MESSAGE);
-        assert_non_null(strstr(msg, "CRC-32C"));
-    }
-    kr_buf_free(&good);
-    kr_buf_free(&bad);
+    write_batch(out, s, N);
 }
 
 static void test_refused_batches(void **state)
@@ -737,14 +729,8 @@ static void test_refused_batches(void **state)
     write_batch(&good, s, 2);
 
     /* one flipped bit anywhere after the CRC */
-    for (size_t i = 21; i < good.len; i++) {
-        kr_buf_reset(&bad);
-        kr_buf_append(&bad, good.data, good.len);
-        bad.data[i] ^= 0x10;
-        assert_int_equal(first_batch(bad.data, bad.len, &b, &e, msg, sizeof msg), -1);
-        assert_int_equal(e, KR_KAFKA_ERR_CORRUPT_MESSAGE);
-        assert_non_null(strstr(msg, "CRC-32C"));
-    }
+    for (size_t i = 21; i < good.len; i++)
+        expect_crc_refused(&good, &bad, i, 0x10);
     /* legacy message sets, and an unknown magic */
     for (int magic = 0; magic <= 3; magic++) {
         if (magic == 2)
@@ -792,6 +778,18 @@ static void test_refused_batches(void **state)
         assert_int_equal(got, n == 0 ? 0 : -1);
         free(cut);
     }
+
+    /* A large batch, its CRC taken by the hardware path's three streams
+     * over 8 KiB blocks, then 256-byte ones, then the rest: it reads whole,
+     * and one flipped bit in any of its parts - each block, the joints
+     * between them, the tail - refuses it. */
+    kr_buf_reset(&good);
+    write_large_batch(&good);
+    assert_true(good.len > 2 * 3 * 8192);
+    assert_int_equal(first_batch(good.data, good.len, &b, &e, msg, sizeof msg), 1);
+    assert_int_equal(b.count, 500);
+    for (size_t i = 21; i < good.len; i += (i % 8192 < 16 || i + 32 > good.len) ? 1 : 61)
+        expect_crc_refused(&good, &bad, i, 0x01);
     kr_buf_free(&good);
     kr_buf_free(&bad);
 }
@@ -1289,21 +1287,13 @@ static void test_events_to_records_shortcut(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_kcat_batches),
-        cmocka_unit_test(test_kcat_headers),
-        cmocka_unit_test(test_write_read),
-        cmocka_unit_test(test_writer_misuse),
-        cmocka_unit_test(test_codecs_roundtrip),
-        cmocka_unit_test(test_bombs),
-        cmocka_unit_test(test_exact_limit),
-        cmocka_unit_test(test_multi_and_garbage),
-        cmocka_unit_test(test_refused_batches),
-        cmocka_unit_test(test_large_batch_crc),
-        cmocka_unit_test(test_bad_records),
-        cmocka_unit_test(test_records_to_events),
-        cmocka_unit_test(test_event_rules),
-        cmocka_unit_test(test_events_to_records),
-        cmocka_unit_test(test_events_to_records_shortcut),
+        cmocka_unit_test(test_kcat_batches),      cmocka_unit_test(test_kcat_headers),
+        cmocka_unit_test(test_write_read),        cmocka_unit_test(test_writer_misuse),
+        cmocka_unit_test(test_codecs_roundtrip),  cmocka_unit_test(test_bombs),
+        cmocka_unit_test(test_exact_limit),       cmocka_unit_test(test_multi_and_garbage),
+        cmocka_unit_test(test_refused_batches),   cmocka_unit_test(test_bad_records),
+        cmocka_unit_test(test_records_to_events), cmocka_unit_test(test_event_rules),
+        cmocka_unit_test(test_events_to_records), cmocka_unit_test(test_events_to_records_shortcut),
     };
     return cmocka_run_group_tests_name("kafka_records", tests, NULL, NULL);
 }

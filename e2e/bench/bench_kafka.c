@@ -80,8 +80,9 @@ static double cpu_s(void)
 }
 
 /* A measured run: rate, CPU of client, server and the server's loop
- * thread in % of one core, and the loop thread's page faults per 1000
- * records. */
+ * thread in % of one core, and the loop thread's minor page faults per 1000
+ * records (memory it touches for the first time, or again after malloc
+ * gave it back to the kernel: kernel time its CPU includes). */
 typedef struct run {
     double rate, cli, srv, loop, faults;
 } run;
@@ -90,30 +91,10 @@ typedef struct meter {
     double t0, c0, s0, l0, f0;
 } meter;
 
-/* The minor page faults of krappyd's loop thread (its main thread) so far:
- * memory the loop touches for the first time, or again after malloc gave
- * it back to the kernel - kernel time the loop's CPU includes. */
-static double loop_faults(const e2e_server *s)
-{
-    char path[96], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/task/%d/stat", (int)s->pid, (int)s->pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
-    unsigned long minflt = 0;
-    if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %lu", &minflt) != 1)
-        return 0;
-    return (double)minflt;
-}
-
 static meter start(const e2e_server *s)
 {
     return (meter){now_s(), cpu_s(), e2e_pid_cpu_s(s->pid, 0), e2e_pid_cpu_s(s->pid, s->pid),
-                   loop_faults(s)};
+                   e2e_pid_minor_faults(s->pid, s->pid)};
 }
 
 static run stop(const meter *m, const e2e_server *s, double count)
@@ -122,7 +103,7 @@ static run stop(const meter *m, const e2e_server *s, double count)
     return (run){count / secs, 100 * (cpu_s() - m->c0) / secs,
                  100 * (e2e_pid_cpu_s(s->pid, 0) - m->s0) / secs,
                  100 * (e2e_pid_cpu_s(s->pid, s->pid) - m->l0) / secs,
-                 1000 * (loop_faults(s) - m->f0) / count};
+                 1000 * (e2e_pid_minor_faults(s->pid, s->pid) - m->f0) / count};
 }
 
 /* Wait (at most 15 s) until the server is idle - its checkpoints of what
