@@ -446,28 +446,46 @@ long e2e_pid_rss_kib(pid_t pid)
     return kib;
 }
 
-double e2e_pid_cpu_s(pid_t pid, pid_t tid)
+/* The fields of /proc/PID[/task/TID]/stat after the command name (which
+ * may hold spaces), into buf. @return them, or NULL when unreadable. */
+static const char *proc_stat(pid_t pid, pid_t tid, char *buf, size_t len)
 {
     if (pid <= 0)
-        return 0;
-    char path[96], buf[1024];
+        return NULL;
+    char path[96];
     if (tid > 0)
         snprintf(path, sizeof path, "/proc/%d/task/%d/stat", (int)pid, (int)tid);
     else
         snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
     FILE *f = fopen(path, "r");
     if (f == NULL)
-        return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
+        return NULL;
+    size_t n = fread(buf, 1, len - 1, f);
     fclose(f);
     buf[n] = '\0';
-    /* The command name may hold spaces: count fields after its ')'. */
     const char *p = strrchr(buf, ')');
+    return p != NULL && p[1] == ' ' ? p + 2 : NULL;
+}
+
+double e2e_pid_cpu_s(pid_t pid, pid_t tid)
+{
+    char buf[1024];
+    const char *p = proc_stat(pid, tid, buf, sizeof buf);
     unsigned long ut = 0, st = 0;
     if (p == NULL ||
-        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+        sscanf(p, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
         return 0;
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+double e2e_pid_minor_faults(pid_t pid, pid_t tid)
+{
+    char buf[1024];
+    const char *p = proc_stat(pid, tid, buf, sizeof buf);
+    unsigned long minflt = 0;
+    if (p == NULL || sscanf(p, "%*c %*d %*d %*d %*d %*d %*u %lu", &minflt) != 1)
+        return 0;
+    return (double)minflt;
 }
 
 int e2e_connect(const e2e_server *s)

@@ -84,6 +84,10 @@ long e2e_pid_rss_kib(pid_t pid);
  * from /proc; 0 when it cannot be read. */
 double e2e_pid_cpu_s(pid_t pid, pid_t tid);
 
+/* Minor page faults so far of process pid (all threads), or of its thread
+ * tid > 0, from /proc; 0 when they cannot be read. */
+double e2e_pid_minor_faults(pid_t pid, pid_t tid);
+
 /* A blocking TCP connection to the server. @return fd or -1. */
 int e2e_connect(const e2e_server *s);
 

@@ -1,6 +1,7 @@
 /*
  * tests/test_crc32c.c - kr_crc32c: the RFC 3720 check values, hardware
- * against table on random lengths and alignments, incremental extension.
+ * against table on random lengths and alignments (and long ones, through
+ * the hardware path's three streams), incremental extension.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -66,6 +67,18 @@ static uint64_t rnd(void)
     return rng_state;
 }
 
+/* kr_crc32c against the table on `rounds` random seeds, alignments (up to
+ * 64) and lengths within buf[0..max). */
+static void check_random(const uint8_t *buf, size_t max, int rounds)
+{
+    for (int k = 0; k < rounds; k++) {
+        size_t off = rnd() % 64;
+        size_t n = rnd() % (max - 64);
+        uint32_t seed = (uint32_t)rnd();
+        assert_int_equal(kr_crc32c(seed, buf + off, n), kr_crc32c_table(seed, buf + off, n));
+    }
+}
+
 static void test_hw_equals_table(void **state)
 {
     (void)state;
@@ -78,12 +91,28 @@ static void test_hw_equals_table(void **state)
     for (size_t off = 0; off < 16; off++)
         for (size_t n = 0; n <= 80; n++)
             assert_int_equal(kr_crc32c(0, buf + off, n), kr_crc32c_table(0, buf + off, n));
-    for (int k = 0; k < 5000; k++) {
-        size_t off = rnd() % 64;
-        size_t n = rnd() % (MAX - 64);
-        uint32_t seed = (uint32_t)rnd();
-        assert_int_equal(kr_crc32c(seed, buf + off, n), kr_crc32c_table(seed, buf + off, n));
-    }
+    check_random(buf, MAX, 5000);
+    free(buf);
+}
+
+/* Long inputs: the hardware path's three streams over blocks of 8 KiB and
+ * 256 bytes, joined, and what is left after them - every kind of length
+ * around the block bounds, at odd alignments. */
+static void test_hw_equals_table_long(void **state)
+{
+    (void)state;
+    enum { MAX = 3 * 8192 * 4 + 3 * 256 * 3 + 64 };
+    uint8_t *buf = malloc(MAX);
+    assert_non_null(buf);
+    for (size_t i = 0; i < MAX; i++)
+        buf[i] = (uint8_t)rnd();
+    static const size_t around[] = {3 * 256, 3 * 8192, 2 * 3 * 8192, 3 * 8192 + 3 * 256,
+                                    4 * 3 * 8192 + 2 * 3 * 256};
+    for (size_t a = 0; a < sizeof around / sizeof around[0]; a++)
+        for (size_t off = 0; off < 9; off++)
+            for (size_t n = around[a] - 9; n <= around[a] + 9; n++)
+                assert_int_equal(kr_crc32c(7, buf + off, n), kr_crc32c_table(7, buf + off, n));
+    check_random(buf, MAX, 300);
     free(buf);
 }
 
@@ -136,9 +165,9 @@ static void test_bit_flips_detected(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_check_values),       cmocka_unit_test(test_impl_named),
-        cmocka_unit_test(test_hw_equals_table),    cmocka_unit_test(test_incremental),
-        cmocka_unit_test(test_bit_flips_detected),
+        cmocka_unit_test(test_check_values),    cmocka_unit_test(test_impl_named),
+        cmocka_unit_test(test_hw_equals_table), cmocka_unit_test(test_hw_equals_table_long),
+        cmocka_unit_test(test_incremental),     cmocka_unit_test(test_bit_flips_detected),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,7 +2,8 @@
  * tests/test_kafka_records.c - record batches v2, their codecs and the
  * mapping to krappy events: kcat's own batches (one per codec) read back,
  * batches written here and compressed with zlib, snappy (raw and xerial),
- * lz4 and zstd, CRC errors, legacy and transactional batches, bad varints,
+ * lz4 and zstd, CRC errors (in small and ~57 KiB batches), legacy and
+ * transactional batches, bad varints,
  * truncation at every length, decompression bombs, records to PUBLISH
  * events and delivered events to records (with gaps in the offsets; the
  * shortcut for plain events writes what the general path writes).
@@ -684,6 +685,36 @@ static int all_records(const kr_kafka_batch *b, kr_kafka_err *e, char *msg, size
     return got;
 }
 
+/* The batch `good` with byte i XOR `flip` (copied into bad) is refused
+ * for its CRC. */
+static void expect_crc_refused(const kr_buf *good, kr_buf *bad, size_t i, uint8_t flip)
+{
+    kr_kafka_batch b;
+    kr_kafka_err e;
+    char msg[256];
+    kr_buf_reset(bad);
+    kr_buf_append(bad, good->data, good->len);
+    bad->data[i] ^= flip;
+    assert_int_equal(first_batch(bad->data, bad->len, &b, &e, msg, sizeof msg), -1);
+    assert_int_equal(e, KR_KAFKA_ERR_CORRUPT_MESSAGE);
+    assert_non_null(strstr(msg, "CRC-32C"));
+}
+
+/* A batch of ~57 KiB: 500 records of 100-byte values. */
+static void write_large_batch(kr_buf *out)
+{
+    enum { N = 500 };
+    static char keys[N][16];
+    static char value[101];
+    static spec s[N];
+    memset(value, 'v', 100);
+    for (int i = 0; i < N; i++) {
+        snprintf(keys[i], sizeof keys[i], "key-%d", i);
+        s[i] = (spec){i, 1000 + i, keys[i], value, NULL, NULL};
+    }
+    write_batch(out, s, N);
+}
+
 static void test_refused_batches(void **state)
 {
     (void)state;
@@ -698,14 +729,8 @@ static void test_refused_batches(void **state)
     write_batch(&good, s, 2);
 
     /* one flipped bit anywhere after the CRC */
-    for (size_t i = 21; i < good.len; i++) {
-        kr_buf_reset(&bad);
-        kr_buf_append(&bad, good.data, good.len);
-        bad.data[i] ^= 0x10;
-        assert_int_equal(first_batch(bad.data, bad.len, &b, &e, msg, sizeof msg), -1);
-        assert_int_equal(e, KR_KAFKA_ERR_CORRUPT_MESSAGE);
-        assert_non_null(strstr(msg, "CRC-32C"));
-    }
+    for (size_t i = 21; i < good.len; i++)
+        expect_crc_refused(&good, &bad, i, 0x10);
     /* legacy message sets, and an unknown magic */
     for (int magic = 0; magic <= 3; magic++) {
         if (magic == 2)
@@ -753,6 +778,18 @@ static void test_refused_batches(void **state)
         assert_int_equal(got, n == 0 ? 0 : -1);
         free(cut);
     }
+
+    /* A large batch, its CRC taken by the hardware path's three streams
+     * over 8 KiB blocks, then 256-byte ones, then the rest: it reads whole,
+     * and one flipped bit in any of its parts - each block, the joints
+     * between them, the tail - refuses it. */
+    kr_buf_reset(&good);
+    write_large_batch(&good);
+    assert_true(good.len > 2 * 3 * 8192);
+    assert_int_equal(first_batch(good.data, good.len, &b, &e, msg, sizeof msg), 1);
+    assert_int_equal(b.count, 500);
+    for (size_t i = 21; i < good.len; i += (i % 8192 < 16 || i + 32 > good.len) ? 1 : 61)
+        expect_crc_refused(&good, &bad, i, 0x01);
     kr_buf_free(&good);
     kr_buf_free(&bad);
 }

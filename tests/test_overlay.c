@@ -2,7 +2,8 @@
  * tests/test_overlay.c - the in-memory latest-value overlay: put, get and
  * replace; tombstones; entries are copies (the caller's bytes can go at
  * once), replaced in place or moved, keys inside or outside the event, big
- * records; byte accounting; growth; put_older; foreach; sorted selection
+ * records; byte accounting; growth; the batch path (hashes taken ahead,
+ * prefetches, put_hashed); put_older; foreach; sorted selection
  * (prefix, after, limit, binary keys) and the full sort; a timing figure
  * for 1M inserts over 100k keys (printed, not asserted); and every
  * allocation failing in turn (tests/alloc_fail.h).
@@ -330,6 +331,57 @@ static void test_growth(void **state)
             assert_int_equal(bytes, held); /* replaced in place */
     }
     kr_overlay_free(ov);
+}
+
+/* The batch path (kr_overlay_hash, kr_overlay_prefetch, kr_overlay_put_hashed)
+ * as the store's fold uses it: every hash taken before the puts of the
+ * batch - the table doubles several times in between - and each slot and
+ * record asked for ahead; the overlay ends as kr_overlay_put makes it, and
+ * replacing the keys again finds every one. */
+static void test_put_hashed_batch(void **state)
+{
+    (void)state;
+    kr_overlay *ov = kr_overlay_new();
+    kr_overlay *ref = kr_overlay_new();
+    enum { N = 5000 };
+    static uint64_t hashes[N];
+    char key[32];
+    for (int round = 0; round < 2; round++) {
+        kblock k = kb_new(N * 16);
+        kr_ov_entry *es = calloc(N, sizeof *es);
+        assert_non_null(es);
+        for (size_t i = 0; i < N; i++) {
+            int n = snprintf(key, sizeof key, "k%zu", i);
+            es[i] = kb_entry(&k, key, (size_t)n, (uint64_t)round * N + i, i % 7 == 0);
+            hashes[i] = kr_overlay_hash(ov, es[i].key, es[i].key_len);
+            assert_true(hashes[i] != 0);
+            kr_overlay_prefetch(ov, hashes[i], false);
+        }
+        for (size_t i = 0; i < N; i++) {
+            if (i + 4 < N)
+                kr_overlay_prefetch(ov, hashes[i + 4], true);
+            assert_int_equal(kr_overlay_put_hashed(ov, &es[i], hashes[i]), 0);
+            assert_int_equal(kr_overlay_put(ref, &es[i]), 0);
+        }
+        free(es);
+        kr_block_unref(k.b);
+        assert_int_equal(kr_overlay_count(ov), N);
+        assert_int_equal(kr_overlay_next(ov), kr_overlay_next(ref));
+        for (size_t i = 0; i < N; i++) {
+            int n = snprintf(key, sizeof key, "k%zu", i);
+            const kr_ov_entry *g = kr_overlay_get(ov, (const uint8_t *)key, (size_t)n);
+            const kr_ov_entry *w = kr_overlay_get(ref, (const uint8_t *)key, (size_t)n);
+            assert_non_null(g);
+            assert_non_null(w);
+            assert_int_equal(g->offset, (uint64_t)round * N + i);
+            assert_int_equal(g->offset, w->offset);
+            assert_int_equal(g->tombstone, w->tombstone);
+            assert_memory_equal(g->key, key, (size_t)n);
+        }
+        assert_int_equal(kr_overlay_bytes(ov), kr_overlay_bytes(ref));
+    }
+    kr_overlay_free(ov);
+    kr_overlay_free(ref);
 }
 
 static void test_put_older(void **state)
@@ -884,6 +936,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_copies_and_bytes),
     cmocka_unit_test(test_block_new),
     cmocka_unit_test(test_growth),
+    cmocka_unit_test(test_put_hashed_batch),
     cmocka_unit_test(test_put_older),
     cmocka_unit_test(test_foreach),
     cmocka_unit_test(test_sorted),

@@ -537,9 +537,8 @@ static int grow(kr_overlay *ov)
  * record) or fill a new slot, growing first if the insert would pass the
  * load limit (so a failed growth leaves everything as it was).
  */
-static int put(kr_overlay *ov, const kr_ov_entry *e, bool replace)
+static int put(kr_overlay *ov, const kr_ov_entry *e, uint64_t h, bool replace)
 {
-    uint64_t h = key_hash(ov, e->key, e->key_len);
     slot *s = find(ov, h, e->key, e->key_len);
     size_t need = rec_need(e);
     uint64_t offset = e->offset;
@@ -576,12 +575,38 @@ static int put(kr_overlay *ov, const kr_ov_entry *e, bool replace)
 
 int kr_overlay_put(kr_overlay *ov, const kr_ov_entry *e)
 {
-    return put(ov, e, true) < 0 ? -1 : 0;
+    return put(ov, e, key_hash(ov, e->key, e->key_len), true) < 0 ? -1 : 0;
 }
 
 int kr_overlay_put_older(kr_overlay *ov, const kr_ov_entry *e)
 {
-    return put(ov, e, false);
+    return put(ov, e, key_hash(ov, e->key, e->key_len), false);
+}
+
+uint64_t kr_overlay_hash(const kr_overlay *ov, const uint8_t *key, size_t len)
+{
+    return key_hash(ov, key, len);
+}
+
+void kr_overlay_prefetch(const kr_overlay *ov, uint64_t hash, bool record)
+{
+    const slot *s = &ov->tab[(size_t)hash & (ov->nslots - 1)];
+    if (!record) {
+        __builtin_prefetch(s, 1);
+        return;
+    }
+    /* The probe's first slot is usually the key's own (a table at most 70%
+     * full): its record is compared, then overwritten by the new event -
+     * the entry and the first bytes of the event, the key among them. */
+    if (s->hash == hash) {
+        __builtin_prefetch(s->r, 1);
+        __builtin_prefetch((const uint8_t *)s->r + 64, 1);
+    }
+}
+
+int kr_overlay_put_hashed(kr_overlay *ov, const kr_ov_entry *e, uint64_t hash)
+{
+    return put(ov, e, hash, true) < 0 ? -1 : 0;
 }
 
 const kr_ov_entry *kr_overlay_get(const kr_overlay *ov, const uint8_t *key, size_t len)

@@ -67,6 +67,20 @@ void kr_overlay_free(kr_overlay *ov);
 int kr_overlay_put(kr_overlay *ov, const kr_ov_entry *e);
 
 /*
+ * A batch of puts goes faster with its keys' memory asked for ahead: the
+ * table and the records are far larger than the caches, and a put's probe
+ * otherwise waits on two misses (its slot, then the record it compares).
+ * kr_overlay_hash is the key's hash in this overlay (valid while it lives,
+ * whatever it grows to); kr_overlay_prefetch asks for the hash's slot
+ * (`record` false), or - some puts later, once the slot is there - for the
+ * record it holds (`record` true); kr_overlay_put_hashed is kr_overlay_put
+ * given the hash. Prefetches are hints: nothing is read that must be valid.
+ */
+uint64_t kr_overlay_hash(const kr_overlay *ov, const uint8_t *key, size_t len);
+void kr_overlay_prefetch(const kr_overlay *ov, uint64_t hash, bool record);
+int kr_overlay_put_hashed(kr_overlay *ov, const kr_ov_entry *e, uint64_t hash);
+
+/*
  * kr_overlay_put_older - like kr_overlay_put, but only when the key has no
  * entry yet (used to re-fold older events after a view reopen).
  * @return 1 inserted, 0 the key already had an entry, -1 on ENOMEM.

@@ -151,6 +151,25 @@ typedef struct ev_source {
     uint64_t count;
 } ev_source;
 
+/* Room in the chunk for all of a kr_store_event batch at once (at most the
+ * bytes it takes with 9-byte offset and ts heads), so that a large batch
+ * does not grow the chunk, copying what it holds, step by step while it is
+ * encoded. Only a hint: encode_batch still reserves each event's room (and
+ * refuses a batch too large for it). */
+static void reserve_events(batch_enc *be, const ev_source *src)
+{
+    uint64_t most = 0;
+    for (uint64_t i = 0; i < src->count; i++) {
+        const kr_store_event *v = &src->evs[i];
+        most += 1 + 9 + 9 + bytes_size(v->key, v->key_len) + bytes_size(v->value, v->value_len) +
+                v->headers_len;
+    }
+    if (most <= KR_BATCH_MAX_PAYLOAD && be->c->data.len + most <= be->c->data.max)
+        (void)kr_buf_reserve(&be->c->data, (size_t)most);
+    if (src->count <= KR_BATCH_MAX_PAYLOAD / sizeof(kr_ev_meta))
+        (void)kr_buf_reserve(&be->c->meta, (size_t)src->count * sizeof(kr_ev_meta));
+}
+
 /*
  * The one place a batch is encoded: its header (segment.h) and every event
  * of the source after it in the chunk, the CRC sealed at the end. The
@@ -171,6 +190,8 @@ static krappy_err encode_batch(kr_store *s, batch_enc *be, const ev_source *src,
     kr_event_in ev;
     if (src->req != NULL)
         kr_events_iter_init(&it, src->req, src->scratch);
+    else
+        reserve_events(be, src);
     for (uint64_t i = 0; i < src->count; i++) {
         const kr_store_event *v = src->req == NULL ? &src->evs[i] : NULL;
         bool has_ts;
@@ -333,12 +354,47 @@ krappy_err kr_store_publish_applied(kr_store *s, kr_topic *t, const kr_request *
 
 /* ---- completion ---- */
 
+/* How many keys ahead of the one being put fold_meta asks for its slot;
+ * the slot's record is asked for half as many ahead (kr_overlay_prefetch).
+ * Far enough that the memory arrives in time, near enough that what came
+ * is still in the cache. */
+#define FOLD_AHEAD 8
+
+/* The hash in ov of the key of the event m describes, or 0 for an event
+ * without a key. */
+static uint64_t fold_hash(const kr_overlay *ov, const kr_chunk *c, const kr_ev_meta *m)
+{
+    if (!m->has_key)
+        return 0;
+    const uint8_t *keys = m->key_joined ? c->extra.data : c->data.data;
+    return kr_overlay_hash(ov, keys + m->key_pos, m->key_len);
+}
+
+/* Fold a batch into the topic's active overlay, a few keys' memory asked
+ * for ahead of their puts (overlay.h). */
 static int fold_meta(kr_topic *t, const kr_append *a)
 {
     const kr_chunk *c = a->chunk;
     const kr_ev_meta *m = (const kr_ev_meta *)(const void *)c->meta.data + a->meta;
-    for (uint32_t i = 0; i < a->count; i++) {
-        if (!m[i].has_key)
+    kr_overlay *ov = t->active;
+    uint64_t ring[FOLD_AHEAD]; /* the hashes of events i .. i + FOLD_AHEAD - 1 */
+    uint32_t n = a->count;
+    for (uint32_t j = 0; j < FOLD_AHEAD && j < n; j++) {
+        ring[j] = fold_hash(ov, c, &m[j]);
+        if (ring[j] != 0)
+            kr_overlay_prefetch(ov, ring[j], false);
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t h = ring[i % FOLD_AHEAD];
+        if (i + FOLD_AHEAD < n) {
+            uint64_t next = fold_hash(ov, c, &m[i + FOLD_AHEAD]);
+            ring[i % FOLD_AHEAD] = next;
+            if (next != 0)
+                kr_overlay_prefetch(ov, next, false);
+        }
+        if (i + FOLD_AHEAD / 2 < n && ring[(i + FOLD_AHEAD / 2) % FOLD_AHEAD] != 0)
+            kr_overlay_prefetch(ov, ring[(i + FOLD_AHEAD / 2) % FOLD_AHEAD], true);
+        if (h == 0)
             continue;
         const uint8_t *keys = m[i].key_joined ? c->extra.data : c->data.data;
         kr_ov_entry e = {.key = keys + m[i].key_pos,
@@ -348,7 +404,7 @@ static int fold_meta(kr_topic *t, const kr_append *a)
                          .offset = a->base + i,
                          .ts = m[i].ts,
                          .tombstone = m[i].tombstone};
-        if (kr_overlay_put(t->active, &e) < 0)
+        if (kr_overlay_put_hashed(ov, &e, h) < 0)
             return -1;
     }
     return 0;

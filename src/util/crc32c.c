@@ -74,6 +74,86 @@ uint32_t kr_crc32c_table(uint32_t crc, const void *buf, size_t n)
 
 #if defined(__x86_64__)
 
+/*
+ * The crc32 instruction takes three cycles, but a new one may start every
+ * cycle: one running CRC uses a third of it. So a long input is taken as
+ * three streams at once, over three consecutive blocks of `block` bytes
+ * (the second and third from a state of 0), and joined: the raw state after
+ * A then B is the state after A moved on over |B| zero bytes, XOR the state
+ * after B alone (CRCs are linear). Moving a state over a fixed length is
+ * linear in its 32 bits: four tables of 256, made once from the moves of
+ * each single bit.
+ */
+#define HW_LONG  8192
+#define HW_SHORT 256
+
+static uint32_t shift_long[4][256], shift_short[4][256];
+static pthread_once_t shift_once = PTHREAD_ONCE_INIT;
+
+/* The raw state c moved on over n zero bytes (n a multiple of 8). */
+__attribute__((target("sse4.2"))) static uint32_t zeros_hw(uint32_t c, size_t n)
+{
+    uint64_t s = c;
+    for (size_t i = 0; i < n / 8; i++)
+        s = _mm_crc32_u64(s, 0);
+    return (uint32_t)s;
+}
+
+static void shift_table(uint32_t t[4][256], size_t n)
+{
+    uint32_t bit[32];
+    for (int i = 0; i < 32; i++)
+        bit[i] = zeros_hw(1u << i, n);
+    for (int k = 0; k < 4; k++)
+        for (uint32_t b = 0; b < 256; b++) {
+            uint32_t v = 0;
+            for (int i = 0; i < 8; i++)
+                if (b & (1u << i))
+                    v ^= bit[8 * k + i];
+            t[k][b] = v;
+        }
+}
+
+static void shift_init(void)
+{
+    shift_table(shift_long, HW_LONG);
+    shift_table(shift_short, HW_SHORT);
+}
+
+static uint32_t shift(const uint32_t t[4][256], uint32_t c)
+{
+    return t[0][c & 0xff] ^ t[1][(c >> 8) & 0xff] ^ t[2][(c >> 16) & 0xff] ^ t[3][c >> 24];
+}
+
+/* Runs of three blocks of `block` bytes from *pp (8-byte aligned), as long
+ * as *np holds one; t moves a state over `block` bytes. @return the raw
+ * state after them (*pp and *np past them). */
+__attribute__((target("sse4.2"))) static uint64_t
+crc_hw3(uint64_t c, const uint8_t **pp, size_t *np, size_t block, const uint32_t t[4][256])
+{
+    const uint8_t *p = *pp;
+    size_t n = *np;
+    while (n >= 3 * block) {
+        uint64_t c1 = 0, c2 = 0;
+        for (size_t i = 0; i < block; i += 8) {
+            uint64_t a, b, d;
+            memcpy(&a, p + i, 8);
+            memcpy(&b, p + block + i, 8);
+            memcpy(&d, p + 2 * block + i, 8);
+            c = _mm_crc32_u64(c, a);
+            c1 = _mm_crc32_u64(c1, b);
+            c2 = _mm_crc32_u64(c2, d);
+        }
+        c = shift(t, (uint32_t)c) ^ (uint32_t)c1;
+        c = shift(t, (uint32_t)c) ^ (uint32_t)c2;
+        p += 3 * block;
+        n -= 3 * block;
+    }
+    *pp = p;
+    *np = n;
+    return c;
+}
+
 __attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t crc, const void *buf, size_t n)
 {
     const uint8_t *p = buf;
@@ -81,6 +161,11 @@ __attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t crc, const voi
     while (n > 0 && ((uintptr_t)p & 7) != 0) {
         c = _mm_crc32_u8((uint32_t)c, *p++);
         n--;
+    }
+    if (n >= 3 * HW_SHORT) {
+        pthread_once(&shift_once, shift_init);
+        c = crc_hw3(c, &p, &n, HW_LONG, shift_long);
+        c = crc_hw3(c, &p, &n, HW_SHORT, shift_short);
     }
     while (n >= 8) {
         uint64_t a;
