@@ -418,8 +418,10 @@ void kr_store_retain(kr_store *s, kr_topic *t, uint64_t first);
  * segment and its directory entry become durable with the stream's next
  * sync (a restart before that finds the old stream, or the new segment;
  * the flag keeps recovery from taking the gap before it for a lost tail,
- * and makes its base the first offset again). No-op when `first` is not
- * past the topic's assigned offsets.
+ * and makes its base the first offset again). The view's rows below
+ * `first` then await their seed (kr_store_seed_view): checkpoints leave
+ * the topic alone until it is done. No-op when `first` is not past the
+ * topic's assigned offsets.
  * @return KRAPPY_OK (done, or nothing to do); KRAPPY_E_BUSY (msg) while
  *         the topic is being created or its appends or last roll wait for
  *         a sync (one is asked for: try again later); KRAPPY_E_STORAGE
