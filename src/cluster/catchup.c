@@ -101,19 +101,26 @@ static bool encode_value(kr_catchup *cu, const krappy_value *v)
     return ok;
 }
 
-/*
- * One SCAN page's keys whose latest event lies below `first`, each GET for
- * the whole event (headers too), into cu->payload. A key the GET finds at
- * or past `first`, or not at all, is left to the stream.
- * @return the latest values put, or -1 (a GET failed, or no memory).
- */
-static long seed_page(kr_catchup *cu, krappy_client *k, size_t i, uint64_t first,
-                      const krappy_event *ent, size_t n)
+static void reset_payload(kr_catchup *cu)
 {
-    long put = 0;
     pthread_mutex_lock(&cu->mu);
     kr_buf_reset(&cu->payload);
     pthread_mutex_unlock(&cu->mu);
+}
+
+/*
+ * One SCAN page's keys whose latest event lies below `first`, each GET for
+ * the whole event (headers too), into cu->payload, *put of them; each
+ * KR_CATCHUP_CHUNK_BYTES of them are handed over on their way. A key the
+ * GET finds at or past `first`, or not at all, is left to the stream.
+ * @return 0; -1 a hand-over not taken; -2 stopped; -3 a GET failed (or
+ *         no memory).
+ */
+static int seed_page(kr_catchup *cu, krappy_client *k, size_t i, uint64_t first,
+                     const krappy_event *ent, size_t n, uint64_t *put)
+{
+    *put = 0;
+    reset_payload(cu);
     for (size_t j = 0; j < n; j++) {
         if (ent[j].offset >= first || !ent[j].has_key)
             continue;
@@ -123,12 +130,19 @@ static long seed_page(kr_catchup *cu, krappy_client *k, size_t i, uint64_t first
             continue;
         if (e != KRAPPY_OK || (v->offset < first && !encode_value(cu, v))) {
             krappy_value_free(v);
-            return -1;
+            return -3;
         }
-        put += v->offset < first;
+        *put += v->offset < first;
         krappy_value_free(v);
+        if (cu->payload.len >= KR_CATCHUP_CHUNK_BYTES) { /* only this thread changes it */
+            int rc = hand_over(cu, i, KR_CATCHUP_SEED, first, *put);
+            if (rc < 0)
+                return rc;
+            *put = 0;
+            reset_payload(cu);
+        }
     }
-    return put;
+    return 0;
 }
 
 /*
@@ -145,23 +159,29 @@ static int seed_view(kr_catchup *cu, krappy_client *k, size_t i, uint64_t first)
     krappy_scan *sc = NULL;
     krappy_err e = krappy_scan_begin(k, topic, NULL, 0, NULL, 0, KR_CATCHUP_SEED_PAGE, &sc);
     int rc = 0;
-    if (e == KRAPPY_E_NO_SUCH_TOPIC) /* nothing below `first` there either */
-        rc = hand_over(cu, i, KR_CATCHUP_SEED_LAST, first, 0);
     while (e == KRAPPY_OK && rc == 0) {
         size_t n;
         const krappy_event *ent = krappy_scan_entries(sc, &n);
-        long put = seed_page(cu, k, i, first, ent, n);
-        if (put < 0) {
+        uint64_t put;
+        rc = seed_page(cu, k, i, first, ent, n, &put);
+        if (rc == -3) {
+            rc = 0;
             e = KRAPPY_E_STORAGE;
             break;
         }
+        if (rc < 0)
+            break;
         bool more = krappy_scan_more(sc);
-        rc = hand_over(cu, i, more ? KR_CATCHUP_SEED : KR_CATCHUP_SEED_LAST, first, (uint64_t)put);
+        rc = hand_over(cu, i, more ? KR_CATCHUP_SEED : KR_CATCHUP_SEED_LAST, first, put);
         if (rc != 0 || !more)
             break;
         e = krappy_scan_next_page(k, sc);
     }
     krappy_scan_free(sc);
+    if (e == KRAPPY_E_NO_SUCH_TOPIC && rc == 0) { /* deleted there: nothing below `first` */
+        reset_payload(cu);
+        rc = hand_over(cu, i, KR_CATCHUP_SEED_LAST, first, 0);
+    }
     if (e != KRAPPY_OK && e != KRAPPY_E_NO_SUCH_TOPIC) {
         kr_log(KR_LOG_WARN,
                "catching up: the latest values below the skip could not be read; trying again "
