@@ -330,16 +330,16 @@ static void on_done(void *arg)
     ((taken *)arg)->done = true;
 }
 
-/* Catch up [0, to) from the nodes `a` then `b` (the loop refusing the
+/* Catch up range r from the nodes `a` then `b` (the loop refusing the
  * first `refuse` skips). */
-static void catch_up_to(fake_node *a, fake_node *b, uint64_t to, unsigned refuse, taken *t)
+static void catch_up_range(fake_node *a, fake_node *b, kr_catchup_range r, unsigned refuse,
+                           taken *t)
 {
     struct event_base *base = event_base_new();
     assert_non_null(base);
     char nodes[64];
     snprintf(nodes, sizeof nodes, "127.0.0.1:%d,127.0.0.1:%d", a->port, b->port);
-    kr_catchup_range r = {.topic = TOPIC, .from = 0, .to = to};
-    *t = (taken){.in_order = true, .refuse = refuse};
+    *t = (taken){.in_order = true, .refuse = refuse, .next = r.from, .skip_to = r.seed_to};
     kr_buf_init(&t->scratch, 8u << 20);
     kr_catchup *cu = kr_catchup_start(base, nodes, NULL, &r, 1, on_chunk, on_done, t);
     assert_non_null(cu);
@@ -350,6 +350,12 @@ static void catch_up_to(fake_node *a, fake_node *b, uint64_t to, unsigned refuse
     kr_catchup_stop(cu);
     event_base_free(base);
     kr_buf_free(&t->scratch);
+}
+
+/* Catch up [0, to) (see catch_up_range). */
+static void catch_up_to(fake_node *a, fake_node *b, uint64_t to, unsigned refuse, taken *t)
+{
+    catch_up_range(a, b, (kr_catchup_range){.topic = TOPIC, .from = 0, .to = to}, refuse, t);
 }
 
 static void catch_up(fake_node *a, fake_node *b, taken *t)
@@ -448,6 +454,30 @@ static bool compacted_away(uint64_t o)
     return o < 3 || o % 10 >= 7 || (o >= 1990 && o < 2000);
 }
 
+/* A skip a restart found unseeded (the range's seed_to): the view's seed
+ * comes first - every latest value below it the nodes' SCAN and GET give -
+ * then the events from there. */
+static void test_seeds_a_range_before_its_events(void **state)
+{
+    (void)state;
+    fake_node leader, other;
+    node_start(&leader, 0, EVENTS);
+    node_start(&other, 0, EVENTS);
+    taken t;
+    catch_up_range(&leader, &other,
+                   (kr_catchup_range){.topic = TOPIC, .from = 1200, .to = EVENTS, .seed_to = 1200},
+                   0, &t);
+    node_stop(&leader);
+    node_stop(&other);
+    assert_true(t.done);
+    assert_true(t.in_order);
+    assert_int_equal(t.skips, 0);
+    assert_int_equal(t.seeds, 1);
+    assert_int_equal(t.seeded, 7); /* k0-2, k4, k6-8: not k3 (gone), k5, k9 (past) */
+    assert_int_equal(t.next, EVENTS);
+    assert_int_equal(t.events, EVENTS - 1200);
+}
+
 /* The nodes' compaction removed offsets: every event kept is handed over
  * at its own offset (runs of consecutive ones, the first past a gap),
  * none at another's, and the stream ends at the range's end. */
@@ -504,6 +534,7 @@ int main(void)
         cmocka_unit_test(test_the_leader_serves_when_it_can),
         cmocka_unit_test(test_skips_what_every_node_retired),
         cmocka_unit_test(test_skips_no_further_than_the_range),
+        cmocka_unit_test(test_seeds_a_range_before_its_events),
         cmocka_unit_test(test_keeps_the_offsets_of_a_compacted_stream),
         cmocka_unit_test(test_a_gap_reaches_the_range_end),
     };
