@@ -439,14 +439,14 @@ krappy_err kr_store_skip_to(kr_store *s, kr_topic *t, uint64_t first, char *msg,
  * in pages: `events` holds n of them back to back, each the key's latest
  * event in delivered form ([offset, ts, key, value(, headers)], as GET
  * answers it), with a key, a value, and an offset below `first`; a page's
- * keys are distinct. The first
- * page this process takes drops every row the view holds of t, and the
- * entries of its overlay below `first`; each page is written to the view
- * (flushed, waiting); `last` writes the marker [first, keys] with the last
- * page's rows, in one batch - the seed is done, checkpoints go on. A kill
- * -9 at any moment before that leaves the marker below the first offset of
- * a stream a skip started: recovery notices (kr_store_seed_pending) and
- * the seed is made again from its first page.
+ * keys are distinct. The first page this process takes drops every row
+ * the view holds of t, and the entries of its overlay below `first`; each
+ * page is written to the view (flushed, waiting); `last` writes the marker
+ * [first, keys] with the last page's rows, in one batch - the seed is
+ * done, checkpoints go on. A kill -9 at any moment before that leaves the
+ * marker below the first offset of a stream a skip started: recovery
+ * notices (kr_store_seed_pending) and the seed is made again from its
+ * first page.
  * While a seed is pending GET and SCAN of t may miss keys below `first`.
  * Loop thread; synchronous (each page's view write waits for its flush).
  * @return KRAPPY_OK; KRAPPY_E_BUSY (msg) while a checkpoint of t is under
