@@ -27,6 +27,8 @@
  * NOT_FOUND, is left to the stream), handed over a page at a time
  * (KR_CATCHUP_SEED). A range whose seed_to is set (a skip an earlier run
  * or a restart left unseeded) is seeded before its events are fetched.
+ * KRAPPY_TEST_CATCHUP_SEED_PAUSE_MS (tests only) makes a seed wait that
+ * long before its SCAN, for a kill -9 right after a skip.
  *
  * On a compacted topic the nodes' streams have gaps (compaction is each
  * node's own, docs/DESIGN.md): a FETCH skips them. Every event must land
