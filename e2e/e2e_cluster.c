@@ -1614,6 +1614,116 @@ static void replace_node(e2e_cluster *c, unsigned f)
     assert_true(e2e_cluster_leader(c, 30000) >= 0);
 }
 
+/* How many lines of s's log hold text (no quote in it). */
+static int logged_count(const e2e_server *s, const char *text)
+{
+    char cmd[1024], out[16];
+    snprintf(cmd, sizeof cmd, "grep -c -F -- '%s' '%s'", text, s->log_path);
+    return e2e_run(cmd, out, sizeof out) == 0 ? atoi(out) : 0;
+}
+
+/* Keys written once and early (inside what retention retires): their
+ * latest values live on in every node's view. */
+static const char *const early_keys[] = {"early-a", "early-b",   "gone",
+                                         "over",    "late-gone", "late-over"};
+
+/* Publish on the leader: key -> text value (NULL: a tombstone), with a
+ * header {"h": value} when `hdr`. */
+static void put_key(const e2e_cluster *c, const char *key, const char *val, bool hdr)
+{
+    krappy_client *k = producer_on_leader(c);
+    krappy_batch *b = krappy_batch_new();
+    assert_non_null(b);
+    if (val != NULL)
+        assert_int_equal(
+            krappy_batch_add_text(b, KRAPPY_KEY_TEXT, key, strlen(key), val, strlen(val)),
+            KRAPPY_OK);
+    else
+        assert_int_equal(krappy_batch_add(b, KRAPPY_KEY_TEXT, key, strlen(key), NULL, 0),
+                         KRAPPY_OK);
+    if (hdr)
+        assert_int_equal(krappy_batch_add_header(b, "h", 1, val, strlen(val)), KRAPPY_OK);
+    krappy_publish_result pr;
+    assert_int_equal(krappy_publish(k, b, KRAPPY_ACK_WRITE, &pr), KRAPPY_OK);
+    krappy_batch_free(b);
+    krappy_client_free(k);
+}
+
+/* Node i's latest values as bytes: a whole SCAN (key, offset, ts, value
+ * of each entry), then a GET of each early key (offset, ts, value,
+ * headers; "-" when not found). @return false when a read failed. */
+static bool view_image(const e2e_cluster *c, unsigned i, kr_buf *out)
+{
+    krappy_client *k = client_to(c, i);
+    krappy_scan *sc = NULL;
+    kr_buf_reset(out);
+    krappy_err e = krappy_scan_begin(k, REP_TOPIC, NULL, 0, NULL, 0, 0, &sc);
+    while (e == KRAPPY_OK) {
+        size_t n;
+        const krappy_event *ent = krappy_scan_entries(sc, &n);
+        for (size_t j = 0; j < n; j++) {
+            kr_buf_append(out, ent[j].key, ent[j].key_len);
+            kr_buf_append(out, &ent[j].offset, sizeof ent[j].offset);
+            kr_buf_append(out, &ent[j].ts, sizeof ent[j].ts);
+            kr_buf_append(out, ent[j].value, ent[j].value_len);
+        }
+        if (!krappy_scan_more(sc))
+            break;
+        e = krappy_scan_next_page(k, sc);
+    }
+    krappy_scan_free(sc);
+    for (size_t j = 0; e == KRAPPY_OK && j < sizeof early_keys / sizeof *early_keys; j++) {
+        krappy_value *v = NULL;
+        krappy_err g = krappy_get(k, REP_TOPIC, early_keys[j], strlen(early_keys[j]), &v);
+        if (g == KRAPPY_E_NOT_FOUND) {
+            kr_buf_append(out, "-", 1);
+        } else if (g == KRAPPY_OK) {
+            kr_buf_append(out, &v->offset, sizeof v->offset);
+            kr_buf_append(out, &v->ts, sizeof v->ts);
+            kr_buf_append(out, v->value, v->value_len);
+            kr_buf_append(out, v->headers, v->headers_len);
+        } else {
+            e = g;
+        }
+        krappy_value_free(v);
+    }
+    krappy_client_free(k);
+    return e == KRAPPY_OK && !out->failed;
+}
+
+/* Within 20 s every node answers the same SCAN and GETs (view_image);
+ * `want` early keys are live among them. */
+static void expect_same_view(const e2e_cluster *c, size_t want)
+{
+    kr_buf img[3];
+    for (unsigned i = 0; i < 3; i++)
+        kr_buf_init(&img[i], 64u << 20);
+    uint64_t end = e2e_now_ms() + 20000;
+    bool same = false;
+    while (!same && e2e_now_ms() < end) {
+        same = true;
+        for (unsigned i = 0; i < 3 && same; i++)
+            same = view_image(c, i, &img[i]);
+        for (unsigned i = 1; i < 3 && same; i++)
+            same = img[i].len == img[0].len && memcmp(img[i].data, img[0].data, img[0].len) == 0;
+        if (!same)
+            usleep(100000);
+    }
+    size_t live = 0;
+    krappy_client *k = client_to(c, 0);
+    for (size_t j = 0; j < sizeof early_keys / sizeof *early_keys; j++) {
+        krappy_value *v = NULL;
+        live += krappy_get(k, REP_TOPIC, early_keys[j], strlen(early_keys[j]), &v) == KRAPPY_OK;
+        krappy_value_free(v);
+    }
+    krappy_client_free(k);
+    for (unsigned i = 0; i < 3; i++)
+        kr_buf_free(&img[i]);
+    if (!same)
+        fail_msg("the nodes answer GET or SCAN differently after a catch-up past retention");
+    assert_int_equal(live, want);
+}
+
 /*
  * A node whose volume was lost while retention moved on: with small
  * segments and a small retention_bytes on the topic (TOPIC_CONFIG) and
@@ -1633,9 +1743,18 @@ static void test_retention_replaced_node(void **state)
     e2e_cluster c;
     const char *small[] = {"segment_bytes=4096", "retention_bytes=12288"};
     start_snapshotting(&c, small, 2);
-    int ev_no = 0;
+    /* Keys written only early, one deleted and one overwritten there, some
+     * with headers: every node's view keeps them (GET, SCAN). */
+    put_key(&c, "early-a", "A", true);
+    put_key(&c, "early-b", "B", false);
+    put_key(&c, "gone", "G", false);
+    put_key(&c, "over", "O1", false);
+    put_key(&c, "gone", NULL, false);
+    put_key(&c, "over", "O2", true);
+    int ev_no = 6;
     publish_batches(&c, 300, &ev_no);
     uint64_t first = expect_same_retained(&c, 0, (uint64_t)ev_no);
+    assert_true(first > 6);
     int leader = e2e_cluster_leader(&c, 10000);
     assert_true(leader >= 0);
     unsigned f = ((unsigned)leader + 1) % 3;
@@ -1644,21 +1763,55 @@ static void test_retention_replaced_node(void **state)
     if (!e2e_logged(&c.node[f], "the stream skips offsets every other copy retired"))
         fail_msg("the replaced node caught up without a skip: no snapshot past retention reached "
                  "it, the test tests nothing");
+    expect_same_view(&c, 3); /* early-a, early-b, over */
     /* Its new directory holds the skip across a kill -9, and goes on. */
     e2e_kill9(&c.node[f]);
     assert_int_equal(e2e_cluster_restart(&c, f, NULL), 0);
     assert_true(e2e_cluster_leader(&c, 30000) >= 0);
     (void)expect_same_retained(&c, now - 1, (uint64_t)ev_no);
+    expect_same_view(&c, 3);
+    put_key(&c, "late-gone", "LG", false);
+    put_key(&c, "late-over", "LO1", true);
+    ev_no += 2;
     publish_batches(&c, 100, &ev_no);
     uint64_t later = expect_same_retained(&c, now - 1, (uint64_t)ev_no);
+    expect_same_view(&c, 5);
     /* Down while retention moves past its stream's end: back on its
-     * directory, it skips from there. */
+     * directory, it skips from there, and its stale latest values of the
+     * keys deleted or overwritten meanwhile go. */
     uint64_t before = next_on(&c, f);
     e2e_kill9(&c.node[f]);
+    put_key(&c, "late-gone", NULL, false);
+    put_key(&c, "late-over", "LO2", false);
+    ev_no += 2;
     publish_batches(&c, 300, &ev_no);
     assert_int_equal(e2e_cluster_restart(&c, f, NULL), 0);
     assert_true(e2e_cluster_leader(&c, 30000) >= 0);
     uint64_t last = expect_same_retained(&c, before, (uint64_t)ev_no);
+    expect_same_view(&c, 4); /* early-a, early-b, over, late-over */
+    /* Killed right after a skip, before its view's seed (the catch-up made
+     * to wait there): back, it seeds again before it catches up. */
+    const char *skipped = "the stream skips offsets every other copy retired";
+    int skips = logged_count(&c.node[f], skipped);
+    setenv("KRAPPY_TEST_CATCHUP_SEED_PAUSE_MS", "4000", 1);
+    e2e_kill9(&c.node[f]);
+    char cmd[1024], out[256];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s/data'", c.node[f].dir);
+    assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
+    assert_int_equal(e2e_cluster_restart(&c, f, NULL), 0);
+    unsetenv("KRAPPY_TEST_CATCHUP_SEED_PAUSE_MS");
+    uint64_t until = e2e_now_ms() + 20000;
+    while (logged_count(&c.node[f], skipped) == skips && e2e_now_ms() < until)
+        usleep(20000);
+    if (logged_count(&c.node[f], skipped) == skips)
+        fail_msg("the node replaced again did not skip: the kill -9 after a skip tests nothing");
+    e2e_kill9(&c.node[f]);
+    assert_int_equal(e2e_cluster_restart(&c, f, NULL), 0);
+    assert_true(e2e_cluster_leader(&c, 30000) >= 0);
+    (void)expect_same_retained(&c, before, (uint64_t)ev_no);
+    expect_same_view(&c, 4);
+    if (!e2e_logged(&c.node[f], "the view lacks the latest values below the offset"))
+        fail_msg("the restart after a kill -9 right after a skip found no seed to make again");
     printf("e2e_cluster: a replaced node skipped to first offset %llu and caught up; then at "
            "%llu on every node; down at next %llu while retention moved on, back at first %llu\n",
            (unsigned long long)now, (unsigned long long)later, (unsigned long long)before,

@@ -48,14 +48,66 @@ typedef struct fake_node {
     atomic_uint fetches, served;
 } fake_node;
 
+/* Its latest values: keys "k0".."k9", key i's at offset SCAN_AT(i), but
+ * for "k3" (deleted before a GET asks) and "k5" (written again at 1250
+ * before a GET asks); value "v<offset>", ts 1000 + offset, headers
+ * {"h": key}. */
+#define SEED_KEYS  10
+#define SEED_PAGE  4 /* keys per SCAN page */
+#define SCAN_AT(i) ((i) == 9 ? 1300u : 100u * (i))
+
+/* A text string under 24 bytes, raw, into b (reset first). */
+static kr_str tiny_text(uint8_t *b, size_t cap, const char *fmt, unsigned long long v)
+{
+    int len = snprintf((char *)b + 1, cap - 1, fmt, v);
+    b[0] = (uint8_t)(0x60 + len);
+    return (kr_str){b, (size_t)len + 1};
+}
+
+/* SCAN (every key, SEED_PAGE a page, the cursor: the last key). */
+static void answer_scan(const kr_request *req, kr_buf *enc)
+{
+    unsigned from = 0;
+    if (req->u.scan.has_cursor && req->u.scan.cursor.len == 2)
+        from = (unsigned)(req->u.scan.cursor.ptr[1] - '0') + 1;
+    unsigned n = SEED_KEYS - from < SEED_PAGE ? SEED_KEYS - from : SEED_PAGE;
+    bool more = from + n < SEED_KEYS;
+    kr_enc_entries_begin(enc, req->cid, n, more);
+    uint8_t kb[8], vb[32];
+    for (unsigned i = from; i < from + n; i++) {
+        kr_str key = tiny_text(kb, sizeof kb, "k%llu", i);
+        kr_str value = tiny_text(vb, sizeof vb, "v%llu", SCAN_AT(i));
+        kr_enc_entry(enc, &key, SCAN_AT(i), 1000 + SCAN_AT(i), &value);
+    }
+    char last[3] = {'k', (char)('0' + from + n - 1), 0};
+    kr_enc_entries_end(enc, 2000, more ? &(kr_str){(const uint8_t *)last, 2} : NULL);
+}
+
+/* GET of "k<i>". @return its frame type. */
+static uint32_t answer_get(const kr_request *req, kr_buf *enc)
+{
+    const kr_str *k = &req->u.get.key.content;
+    unsigned i = k->len == 2 && k->ptr[0] == 'k' ? (unsigned)(k->ptr[1] - '0') : SEED_KEYS;
+    if (i >= SEED_KEYS || i == 3) {
+        kr_enc_error(enc, req->cid, KRAPPY_E_NOT_FOUND, "no such key", NULL);
+        return KRAPPY_T_ERROR;
+    }
+    uint64_t at = i == 5 ? 1250 : SCAN_AT(i);
+    uint8_t vb[32], hb[16] = {0xa1, 0x61, 'h', 0x42, k->ptr[0], k->ptr[1]};
+    kr_str value = tiny_text(vb, sizeof vb, "v%llu", at), headers = {hb, 6};
+    kr_enc_value(enc, req->cid, &req->u.get.key.raw, at, 1000 + at, &value, &headers);
+    return KRAPPY_T_VALUE;
+}
+
 /* The answer to one frame in enc. @return its frame type. */
 static uint32_t answer(fake_node *n, const kr_frame *f, kr_buf *enc, kr_buf *scratch)
 {
     kr_request req = {0};
-    char msg[128] = "this data port answers HELLO and FETCH only";
+    char msg[128] = "this data port answers HELLO, FETCH, SCAN and GET only";
     krappy_err rc = KRAPPY_E_UNKNOWN_TYPE;
     kr_buf_reset(enc);
-    if (f->type == KRAPPY_T_HELLO || f->type == KRAPPY_T_FETCH)
+    if (f->type == KRAPPY_T_HELLO || f->type == KRAPPY_T_FETCH || f->type == KRAPPY_T_SCAN ||
+        f->type == KRAPPY_T_GET)
         rc = kr_req_decode(f->type, f->payload, f->len, scratch, &req, msg, sizeof msg);
     else if (kr_req_peek_cid(f->payload, f->len, &req.cid.v) == 1)
         req.cid.set = true;
@@ -67,6 +119,12 @@ static uint32_t answer(fake_node *n, const kr_frame *f, kr_buf *enc, kr_buf *scr
         kr_enc_ok_hello(enc, req.cid, KRAPPY_PROTOCOL_VERSION, "stand-in", 1u << 20, 1000);
         return KRAPPY_T_OK;
     }
+    if (f->type == KRAPPY_T_SCAN) {
+        answer_scan(&req, enc);
+        return KRAPPY_T_ENTRIES;
+    }
+    if (f->type == KRAPPY_T_GET)
+        return answer_get(&req, enc);
     atomic_fetch_add(&n->fetches, 1);
     uint64_t from = req.u.fetch.offset, to = from + req.u.fetch.max;
     if (from < n->first) {
@@ -186,6 +244,8 @@ typedef struct taken {
     unsigned refuse;  /* skips to refuse first (the store not ready) */
     unsigned skips;   /* skips taken */
     uint64_t skip_to; /* the last one's offset */
+    unsigned seeded;  /* latest values taken in seed pages */
+    unsigned seeds;   /* seeds ended (their last page taken) */
     kr_buf scratch;
 } taken;
 
@@ -210,6 +270,23 @@ static bool at_their_offsets(taken *t, const uint8_t *payload, size_t len, uint6
     return o == first + count;
 }
 
+/* The count delivered events of a seed page lie below `first`, with their
+ * headers ({"h": key}), none of "k3" (which GET does not find). */
+static bool seeded_below(const uint8_t *p, size_t len, uint64_t count, uint64_t first)
+{
+    size_t pos = 0;
+    for (uint64_t i = 0; i < count; i++) {
+        kr_cbor_item ev;
+        kr_event_view v;
+        if (kr_cbor_read(p + pos, len - pos, &ev) < 0 || kr_event_view_read(&ev, &v) < 0 ||
+            v.offset >= first || v.ts != 1000 + v.offset || !v.has_headers || v.key.str == NULL ||
+            v.key.str_len != 2 || v.key.str[1] == '3')
+            return false;
+        pos += ev.raw_len;
+    }
+    return pos == len;
+}
+
 static bool on_chunk(void *arg, const char *topic, kr_catchup_kind kind, uint64_t first,
                      uint64_t count, const uint8_t *payload, size_t len)
 {
@@ -225,6 +302,14 @@ static bool on_chunk(void *arg, const char *topic, kr_catchup_kind kind, uint64_
         }
         t->skips++;
         t->skip_to = t->next = first;
+        return true;
+    }
+    if (kind == KR_CATCHUP_SEED || kind == KR_CATCHUP_SEED_LAST) {
+        /* After its skip, before the events: each below it, found. */
+        t->in_order = t->in_order && named && first == t->skip_to && t->next == first &&
+                      seeded_below(payload, len, count, first);
+        t->seeded += (unsigned)count;
+        t->seeds += kind == KR_CATCHUP_SEED_LAST;
         return true;
     }
     /* Events, or a gap alone: never back. */
@@ -245,16 +330,16 @@ static void on_done(void *arg)
     ((taken *)arg)->done = true;
 }
 
-/* Catch up [0, to) from the nodes `a` then `b` (the loop refusing the
+/* Catch up range r from the nodes `a` then `b` (the loop refusing the
  * first `refuse` skips). */
-static void catch_up_to(fake_node *a, fake_node *b, uint64_t to, unsigned refuse, taken *t)
+static void catch_up_range(fake_node *a, fake_node *b, kr_catchup_range r, unsigned refuse,
+                           taken *t)
 {
     struct event_base *base = event_base_new();
     assert_non_null(base);
     char nodes[64];
     snprintf(nodes, sizeof nodes, "127.0.0.1:%d,127.0.0.1:%d", a->port, b->port);
-    kr_catchup_range r = {.topic = TOPIC, .from = 0, .to = to};
-    *t = (taken){.in_order = true, .refuse = refuse};
+    *t = (taken){.in_order = true, .refuse = refuse, .next = r.from, .skip_to = r.seed_to};
     kr_buf_init(&t->scratch, 8u << 20);
     kr_catchup *cu = kr_catchup_start(base, nodes, NULL, &r, 1, on_chunk, on_done, t);
     assert_non_null(cu);
@@ -265,6 +350,12 @@ static void catch_up_to(fake_node *a, fake_node *b, uint64_t to, unsigned refuse
     kr_catchup_stop(cu);
     event_base_free(base);
     kr_buf_free(&t->scratch);
+}
+
+/* Catch up [0, to) (see catch_up_range). */
+static void catch_up_to(fake_node *a, fake_node *b, uint64_t to, unsigned refuse, taken *t)
+{
+    catch_up_range(a, b, (kr_catchup_range){.topic = TOPIC, .from = 0, .to = to}, refuse, t);
 }
 
 static void catch_up(fake_node *a, fake_node *b, taken *t)
@@ -322,6 +413,12 @@ static unsigned catch_up_retired(uint64_t first, uint64_t to, unsigned refuse, t
     assert_true(t->done);
     assert_true(t->in_order);
     assert_int_equal(t->skips, 1);
+    /* The view's seed: the keys SCAN and GET both put below the skip. */
+    unsigned want = 0;
+    for (unsigned i = 0; i < SEED_KEYS; i++)
+        want += i != 3 && SCAN_AT(i) < t->skip_to && (i == 5 ? 1250 : SCAN_AT(i)) < t->skip_to;
+    assert_int_equal(t->seeds, 1);
+    assert_int_equal(t->seeded, want);
     return atomic_load(&leader.served) + atomic_load(&other.served);
 }
 
@@ -355,6 +452,30 @@ static void test_skips_no_further_than_the_range(void **state)
 static bool compacted_away(uint64_t o)
 {
     return o < 3 || o % 10 >= 7 || (o >= 1990 && o < 2000);
+}
+
+/* A skip a restart found unseeded (the range's seed_to): the view's seed
+ * comes first - every latest value below it the nodes' SCAN and GET give -
+ * then the events from there. */
+static void test_seeds_a_range_before_its_events(void **state)
+{
+    (void)state;
+    fake_node leader, other;
+    node_start(&leader, 0, EVENTS);
+    node_start(&other, 0, EVENTS);
+    taken t;
+    catch_up_range(&leader, &other,
+                   (kr_catchup_range){.topic = TOPIC, .from = 1200, .to = EVENTS, .seed_to = 1200},
+                   0, &t);
+    node_stop(&leader);
+    node_stop(&other);
+    assert_true(t.done);
+    assert_true(t.in_order);
+    assert_int_equal(t.skips, 0);
+    assert_int_equal(t.seeds, 1);
+    assert_int_equal(t.seeded, 7); /* k0-2, k4, k6-8: not k3 (gone), k5, k9 (past) */
+    assert_int_equal(t.next, EVENTS);
+    assert_int_equal(t.events, EVENTS - 1200);
 }
 
 /* The nodes' compaction removed offsets: every event kept is handed over
@@ -413,6 +534,7 @@ int main(void)
         cmocka_unit_test(test_the_leader_serves_when_it_can),
         cmocka_unit_test(test_skips_what_every_node_retired),
         cmocka_unit_test(test_skips_no_further_than_the_range),
+        cmocka_unit_test(test_seeds_a_range_before_its_events),
         cmocka_unit_test(test_keeps_the_offsets_of_a_compacted_stream),
         cmocka_unit_test(test_a_gap_reaches_the_range_end),
     };

@@ -1449,8 +1449,11 @@ static void test_skip_to(void **state)
     kr_store_close(k);
     kr_test_rm_rf(copy);
 
-    /* The next checkpoint covers the old segments: they go. */
+    /* The view's seed (none here) lets checkpoints go on; the next one
+     * covers the old segments: they go. */
     assert_int_equal(count_files(".seg"), 2);
+    assert_int_equal(kr_store_seed_pending(t), 1000);
+    assert_int_equal(kr_store_seed_view(s, t, 1000, NULL, 0, 0, true, msg, sizeof msg), KRAPPY_OK);
     checkpoint(s, t);
     for (int i = 0; i < 100 && t->segs[0]->base != 1000; i++)
         event_base_loop(base, EVLOOP_NONBLOCK);
@@ -1467,6 +1470,152 @@ static void test_skip_to(void **state)
     t = kr_store_topic(s, (const uint8_t *)"t", 1);
     assert_starts_at(s, t, 1000, 1020);
     assert_int_equal(pub(s, t, 3, 30), 1020);
+    kr_store_close(s);
+}
+
+/* Append to page the delivered event [off, 7, key, val(, {"h": val})]. */
+static void seed_event(kr_buf *page, uint64_t off, const char *key, const char *val, bool hdr)
+{
+    kr_buf k, v, h;
+    kr_buf_init(&k, 64);
+    kr_buf_init(&v, 64);
+    kr_buf_init(&h, 64);
+    kr_cbor_put_cstr(&k, key);
+    kr_cbor_put_cstr(&v, val);
+    kr_cbor_put_map(&h, 1);
+    kr_cbor_put_cstr(&h, "h");
+    kr_cbor_put_bytes(&h, val, strlen(val));
+    kr_str kr = {k.data, k.len}, vr = {v.data, v.len}, hr = {h.data, h.len};
+    kr_enc_event(page, off, 7, &kr, &vr, hdr ? &hr : NULL);
+    kr_buf_free(&k);
+    kr_buf_free(&v);
+    kr_buf_free(&h);
+}
+
+/* The seed's view as GET answers it: "a" (headers, offset 10), "k1" (the
+ * peers' value at 990), "k12" (overwritten after the skip), "k10" (after
+ * the skip only), "k0" (this node's stale row: gone). */
+static void assert_seeded(kr_store *s, kr_topic *t)
+{
+    char v[32];
+    get(s, t, "k0", v, sizeof v);
+    assert_string_equal(v, "");
+    get(s, t, "k1", v, sizeof v);
+    assert_string_equal(v, "peer-k1");
+    get(s, t, "k12", v, sizeof v);
+    assert_string_equal(v, "v1002");
+    get(s, t, "k10", v, sizeof v);
+    assert_string_equal(v, "v1000");
+    kr_buf b;
+    kr_buf_init(&b, 1u << 20);
+    char msg[128];
+    assert_int_equal(kr_store_get(s, t, (const uint8_t *)"a", 1, &b, msg, sizeof msg), 1);
+    kr_cbor_item ev;
+    kr_event_view ew;
+    assert_int_equal(kr_cbor_read(b.data, b.len, &ev), 0);
+    assert_int_equal(kr_event_view_read(&ev, &ew), 0);
+    assert_int_equal(ew.offset, 10);
+    assert_int_equal(ew.ts, 7);
+    assert_true(ew.has_headers);
+    kr_buf_free(&b);
+}
+
+/* Hand the seed of test_seed_view over: "a" and "k1" in a first page, "k12"
+ * (which the stream overwrote after the skip) in the last. */
+static void seed_pages(kr_store *s, kr_topic *t)
+{
+    kr_buf page;
+    char msg[256];
+    kr_buf_init(&page, 1u << 20);
+    seed_event(&page, 10, "a", "peer-a", true);
+    seed_event(&page, 990, "k1", "peer-k1", false);
+    assert_int_equal(kr_store_seed_view(s, t, 1000, page.data, page.len, 2, false, msg, sizeof msg),
+                     KRAPPY_OK);
+    kr_buf_reset(&page);
+    seed_event(&page, 500, "k12", "peer-k12", false);
+    assert_int_equal(kr_store_seed_view(s, t, 1000, page.data, page.len, 1, true, msg, sizeof msg),
+                     KRAPPY_OK);
+    kr_buf_free(&page);
+}
+
+/*
+ * After a skip, the view's rows below it are replaced by the peers' latest
+ * values (kr_store_seed_view): checkpoints wait for it, its marker with
+ * its last page; a kill -9 before that restarts with the seed pending
+ * (made again from its first page), one after it keeps it.
+ */
+static void test_seed_view(void **state)
+{
+    (void)state;
+    char copy[80], msg[256];
+    snprintf(copy, sizeof copy, "%s-k", dir);
+    kr_store *s = open_store(8192, 0);
+    kr_topic *t = reg(s, "t");
+    for (int b = 0; b < 6; b++)
+        pub(s, t, 50, 30);
+    checkpoint(s, t);
+    pub(s, t, 20, 30); /* in the overlay only: stale too */
+    assert_int_equal(kr_store_seed_pending(t), 0);
+    assert_int_equal(kr_store_skip_to(s, t, 1000, msg, sizeof msg), KRAPPY_OK);
+    assert_int_equal(kr_store_seed_pending(t), 1000);
+    assert_int_equal(pub(s, t, 5, 30), 1000); /* k10..k14 after the skip */
+    kr_store_checkpoint(s);
+    for (int i = 0; i < 20; i++)
+        event_base_loop(base, EVLOOP_NONBLOCK);
+    assert_int_equal(t->marker, 300); /* held below the skip */
+
+    /* Refused: another offset, an event at or past it, a keyless one. */
+    kr_buf page;
+    kr_buf_init(&page, 1u << 20);
+    assert_int_equal(kr_store_seed_view(s, t, 999, NULL, 0, 0, true, msg, sizeof msg),
+                     KRAPPY_E_INVALID_ARGUMENT);
+    seed_event(&page, 1000, "x", "y", false);
+    assert_int_equal(kr_store_seed_view(s, t, 1000, page.data, page.len, 1, true, msg, sizeof msg),
+                     KRAPPY_E_INVALID_ARGUMENT);
+    assert_int_equal(kr_store_seed_pending(t), 1000);
+
+    /* The first page: a kill -9 now restarts with the seed pending. */
+    kr_buf_reset(&page);
+    seed_event(&page, 10, "a", "peer-a", true);
+    assert_int_equal(kr_store_seed_view(s, t, 1000, page.data, page.len, 1, false, msg, sizeof msg),
+                     KRAPPY_OK);
+    kr_buf_free(&page);
+    kr_store_sync(s, t);
+    for (int i = 0; i < 1000 && kr_store_synced(t) < t->next; i++)
+        event_base_loop(base, EVLOOP_ONCE);
+    copy_as_killed(copy);
+    kr_store *k = open_store_in(copy);
+    kr_topic *kt = kr_store_topic(k, (const uint8_t *)"t", 1);
+    assert_non_null(kt);
+    assert_int_equal(kr_store_seed_pending(kt), 1000);
+    assert_int_equal(kt->next, 1005);
+    seed_pages(k, kt);
+    assert_int_equal(kr_store_seed_pending(kt), 0);
+    assert_seeded(k, kt);
+    kr_store_close(k);
+    k = open_store_in(copy);
+    kt = kr_store_topic(k, (const uint8_t *)"t", 1);
+    assert_int_equal(kr_store_seed_pending(kt), 0);
+    assert_seeded(k, kt);
+    kr_store_close(k);
+    kr_test_rm_rf(copy);
+
+    /* Done here: the marker at the skip with the seed's keys, then the
+     * checkpoints go on. */
+    seed_pages(s, t);
+    assert_int_equal(kr_store_seed_pending(t), 0);
+    assert_int_equal(t->keys, 3); /* a, k1, k12 */
+    assert_seeded(s, t);
+    checkpoint(s, t);
+    assert_int_equal(t->keys, 7); /* and k10, k11, k13, k14 */
+    assert_seeded(s, t);
+    copy_as_killed(copy);
+    k = open_store_in(copy);
+    kt = kr_store_topic(k, (const uint8_t *)"t", 1);
+    assert_int_equal(kr_store_seed_pending(kt), 0);
+    assert_seeded(k, kt);
+    kr_store_close(k);
+    kr_test_rm_rf(copy);
     kr_store_close(s);
 }
 
@@ -1742,6 +1891,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tail_reads_follow_appends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_skip_to, setup, teardown),
         cmocka_unit_test_setup_teardown(test_skip_to_waits_and_restarts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_seed_view, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gap_to, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gap_keeps_a_skip, setup, teardown),
     };

@@ -58,13 +58,13 @@ static void pause_ms(unsigned ms)
 }
 
 /* Hand the events in cu->payload (or, with count 0, a gap or a skip to
- * `first`) to the loop and wait until it looked at them. @return 0 taken,
+ * `first`; or a seed's page) to the loop and wait until it looked at them. @return 0 taken,
  * -1 not taken (try again later), -2 when stopped. */
 static int hand_over(kr_catchup *cu, size_t cur, kr_catchup_kind kind, uint64_t first,
                      uint64_t count)
 {
     pthread_mutex_lock(&cu->mu);
-    if (count == 0)
+    if (count == 0 && kind != KR_CATCHUP_SEED && kind != KR_CATCHUP_SEED_LAST)
         kr_buf_reset(&cu->payload);
     cu->have = true;
     cu->cur = cur;
@@ -81,10 +81,124 @@ static int hand_over(kr_catchup *cu, size_t cur, kr_catchup_kind kind, uint64_t 
     return rc;
 }
 
+/* Append v as a delivered event to cu->payload. @return false when out
+ * of memory. */
+static bool encode_value(kr_catchup *cu, const krappy_value *v)
+{
+    kr_buf key;
+    kr_buf_init(&key, SIZE_MAX);
+    if (v->key_is_text)
+        kr_cbor_put_text(&key, (const char *)v->key, v->key_len);
+    else
+        kr_cbor_put_bytes(&key, v->key, v->key_len);
+    kr_str kr = {key.data, key.len}, vr = {v->value, v->value_len},
+           hr = {v->headers, v->headers_len};
+    pthread_mutex_lock(&cu->mu);
+    kr_enc_event(&cu->payload, v->offset, v->ts, &kr, &vr, v->has_headers ? &hr : NULL);
+    bool ok = !key.failed && !cu->payload.failed;
+    pthread_mutex_unlock(&cu->mu);
+    kr_buf_free(&key);
+    return ok;
+}
+
+static void reset_payload(kr_catchup *cu)
+{
+    pthread_mutex_lock(&cu->mu);
+    kr_buf_reset(&cu->payload);
+    pthread_mutex_unlock(&cu->mu);
+}
+
+/*
+ * One SCAN page's keys whose latest event lies below `first`, each GET for
+ * the whole event (headers too), into cu->payload, *put of them; each
+ * KR_CATCHUP_CHUNK_BYTES of them are handed over on their way. A key the
+ * GET finds at or past `first`, or not at all, is left to the stream.
+ * @return 0; -1 a hand-over not taken; -2 stopped; -3 a GET failed (or
+ *         no memory).
+ */
+static int seed_page(kr_catchup *cu, krappy_client *k, size_t i, uint64_t first,
+                     const krappy_event *ent, size_t n, uint64_t *put)
+{
+    *put = 0;
+    reset_payload(cu);
+    for (size_t j = 0; j < n; j++) {
+        if (ent[j].offset >= first || !ent[j].has_key)
+            continue;
+        krappy_value *v = NULL;
+        krappy_err e = krappy_get(k, cu->ranges[i].topic, ent[j].key, ent[j].key_len, &v);
+        if (e == KRAPPY_E_NOT_FOUND)
+            continue;
+        if (e != KRAPPY_OK || (v->offset < first && !encode_value(cu, v))) {
+            krappy_value_free(v);
+            return -3;
+        }
+        *put += v->offset < first;
+        krappy_value_free(v);
+        if (cu->payload.len >= KR_CATCHUP_CHUNK_BYTES) { /* only this thread changes it */
+            int rc = hand_over(cu, i, KR_CATCHUP_SEED, first, *put);
+            if (rc < 0)
+                return rc;
+            *put = 0;
+            reset_payload(cu);
+        }
+    }
+    return 0;
+}
+
+/*
+ * The view's latest values below a skip's `first` (range i), from the node
+ * k is connected to, a SCAN page at a time, each handed to the loop.
+ * @return 0, -1 (try again: the seed starts over), -2 when stopped.
+ */
+static int seed_view(kr_catchup *cu, krappy_client *k, size_t i, uint64_t first)
+{
+    const char *topic = cu->ranges[i].topic;
+    const char *pause = getenv("KRAPPY_TEST_CATCHUP_SEED_PAUSE_MS");
+    if (pause != NULL)
+        pause_ms((unsigned)strtoul(pause, NULL, 10)); /* e2e: a kill -9 right after a skip */
+    krappy_scan *sc = NULL;
+    krappy_err e = krappy_scan_begin(k, topic, NULL, 0, NULL, 0, KR_CATCHUP_SEED_PAGE, &sc);
+    int rc = 0;
+    while (e == KRAPPY_OK && rc == 0) {
+        size_t n;
+        const krappy_event *ent = krappy_scan_entries(sc, &n);
+        uint64_t put;
+        rc = seed_page(cu, k, i, first, ent, n, &put);
+        if (rc == -3) {
+            rc = 0;
+            e = KRAPPY_E_STORAGE;
+            break;
+        }
+        if (rc < 0)
+            break;
+        bool more = krappy_scan_more(sc);
+        rc = hand_over(cu, i, more ? KR_CATCHUP_SEED : KR_CATCHUP_SEED_LAST, first, put);
+        if (rc != 0 || !more)
+            break;
+        e = krappy_scan_next_page(k, sc);
+    }
+    krappy_scan_free(sc);
+    if (e == KRAPPY_E_NO_SUCH_TOPIC && rc == 0) { /* deleted there: nothing below `first` */
+        reset_payload(cu);
+        rc = hand_over(cu, i, KR_CATCHUP_SEED_LAST, first, 0);
+    }
+    if (e != KRAPPY_OK && e != KRAPPY_E_NO_SUCH_TOPIC) {
+        kr_log(KR_LOG_WARN,
+               "catching up: the latest values below the skip could not be read; trying again "
+               "on the next node",
+               KR_LOG_STR("topic", topic), KR_LOG_U64("first", first),
+               KR_LOG_STR("reason", krappy_client_errmsg(k)));
+        return -1;
+    }
+    if (rc == 0)
+        cu->ranges[i].seed_to = 0;
+    return rc;
+}
+
 /*
  * The node asked answered OFFSET_OUT_OF_RANGE: when its first retained
  * offset lies past *at, hand the loop a skip to it (no further than the
- * range's end) and move *at there.
+ * range's end) and move *at there; the view's seed is due.
  * @return 0 skipped, -1 not (try again), -2 when stopped.
  */
 static int skip_retired(kr_catchup *cu, krappy_client *k, size_t i, uint64_t *at)
@@ -97,8 +211,10 @@ static int skip_retired(kr_catchup *cu, krappy_client *k, size_t i, uint64_t *at
            KR_LOG_STR("topic", cu->ranges[i].topic), KR_LOG_U64("offset", *at),
            KR_LOG_U64("first", to));
     int rc = hand_over(cu, i, KR_CATCHUP_RETIRED, to, 0);
-    if (rc == 0)
+    if (rc == 0) {
         *at = to;
+        cu->ranges[i].seed_to = to; /* fetch_range seeds the view next */
+    }
     return rc;
 }
 
@@ -197,9 +313,16 @@ static int gap_to_end(kr_catchup *cu, krappy_client *k, size_t i, bool past, uin
 static int fetch_range(kr_catchup *cu, krappy_client *k, size_t i, uint64_t *at)
 {
     const kr_catchup_range *r = &cu->ranges[i];
-    while (*at < r->to) {
+    for (;;) {
         if (stopping(cu))
             return -2;
+        if (r->seed_to > 0) {
+            int rc = seed_view(cu, k, i, r->seed_to);
+            if (rc < 0)
+                return rc;
+        }
+        if (*at >= r->to)
+            break;
         krappy_events *ev = NULL;
         uint64_t want = r->to - *at < KR_CATCHUP_CHUNK ? r->to - *at : KR_CATCHUP_CHUNK;
         krappy_err e = krappy_fetch(k, r->topic, *at, want, KR_CATCHUP_CHUNK_BYTES, 0, &ev);
@@ -317,9 +440,10 @@ static void on_event(evutil_socket_t fd, short what, void *arg)
     pthread_mutex_unlock(&cu->mu);
     if (have) {
         /* The thread waits meanwhile: payload and range stay put. */
-        bool taken =
-            cu->chunk(cu->arg, cu->ranges[cu->cur].topic, cu->kind, cu->first, cu->count,
-                      cu->count > 0 ? cu->payload.data : NULL, cu->count > 0 ? cu->payload.len : 0);
+        bool data =
+            cu->count > 0 || cu->kind == KR_CATCHUP_SEED || cu->kind == KR_CATCHUP_SEED_LAST;
+        bool taken = cu->chunk(cu->arg, cu->ranges[cu->cur].topic, cu->kind, cu->first, cu->count,
+                               data ? cu->payload.data : NULL, data ? cu->payload.len : 0);
         pthread_mutex_lock(&cu->mu);
         cu->taken = taken;
         cu->have = false;

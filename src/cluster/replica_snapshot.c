@@ -143,6 +143,23 @@ static bool gap_to(kr_replica *rp, kr_topic *t, uint64_t next)
     return kr_store_gap_to(rp->store, t, next, msg, sizeof msg) == KRAPPY_OK;
 }
 
+/* A page of the peers' latest values below the skip to `first`
+ * (kr_store_seed_view). @return false when the store is not ready for it
+ * or refused it (the catch-up seeds again from the first page). */
+static bool seed_page(kr_replica *rp, kr_topic *t, uint64_t first, uint64_t count,
+                      const uint8_t *payload, size_t len, bool last)
+{
+    char msg[256];
+    if (kr_store_seed_pending(t) != first)
+        return true; /* no skip here (the stream holds events past it): nothing to seed */
+    krappy_err rc =
+        kr_store_seed_view(rp->store, t, first, payload, len, count, last, msg, sizeof msg);
+    if (rc != KRAPPY_OK && rc != KRAPPY_E_BUSY)
+        kr_log(KR_LOG_ERROR, "the latest values below the skip cannot be stored here",
+               KR_LOG_STR("topic", t->name), KR_LOG_U64("first", first), KR_LOG_STR("reason", msg));
+    return rc == KRAPPY_OK;
+}
+
 static bool caught_chunk(void *arg, const char *topic, kr_catchup_kind kind, uint64_t first,
                          uint64_t count, const uint8_t *payload, size_t len)
 {
@@ -152,6 +169,9 @@ static bool caught_chunk(void *arg, const char *topic, kr_catchup_kind kind, uin
     kr_topic *t = kr_replica_find_or_create(rp, &name, &res);
     if (kind == KR_CATCHUP_RETIRED)
         return t != NULL && skip_retired(rp, t, first);
+    if (kind == KR_CATCHUP_SEED || kind == KR_CATCHUP_SEED_LAST)
+        return t != NULL &&
+               seed_page(rp, t, first, count, payload, len, kind == KR_CATCHUP_SEED_LAST);
     /* Each event at its own offset, as on the peers: after their
      * compaction's gaps too. */
     if (t != NULL && first > t->assigned && !gap_to(rp, t, first))
@@ -391,19 +411,22 @@ bool kr_replica_catch_up(kr_replica *rp, const item *it)
             kr_store_retain(rp->store, t, first.u);
         /* A topic with batches after the snapshot holds what it covers
          * (or is one made again after a deletion the replay holds). */
-        if (t->assigned >= next.u || kr_replica_pos_index(t->raft_index) > idx.u)
-            continue;
+        bool behind = t->assigned < next.u && kr_replica_pos_index(t->raft_index) <= idx.u;
         /* Below the snapshot's first, every node retired the events: the
          * stream skips them (one not ready for it - a topic still being
          * created, appends or a roll waiting for a sync - skips once the
          * catch-up's FETCH learns the first kept offset). */
-        if (retired && first.u > t->assigned)
+        if (behind && retired && first.u > t->assigned)
             (void)skip_retired(rp, t, first.u < next.u ? first.u : next.u);
-        if (t->assigned >= next.u)
+        /* A skip's view takes the peers' latest values below it first -
+         * this one's, or one a restart found unseeded. */
+        uint64_t seed = kr_store_seed_pending(t);
+        if (seed == 0 && (!behind || t->assigned >= next.u))
             continue;
         memcpy(r[n].topic, name.str, name.str_len);
         r[n].from = t->assigned;
-        r[n].to = next.u;
+        r[n].to = behind && next.u > t->assigned ? next.u : t->assigned;
+        r[n].seed_to = seed;
         n++;
     }
     drop_unlisted(rp, &list, idx.u);

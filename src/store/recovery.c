@@ -413,6 +413,7 @@ static int clamp_marker(recovery *r)
     int m = kr_view_marker(s->view, t->name, t->name_len, &marker, &keys, r->err, r->errlen);
     if (m < 0)
         return -1;
+    uint64_t stored = m == 1 ? marker : 0;
     if (m == 0) {
         marker = t->first;
         keys = 0;
@@ -430,10 +431,14 @@ static int clamp_marker(recovery *r)
         if (wrc < 0)
             return -1;
         marker = t->first;
+        stored = 0;
         keys = 0;
     } else if (marker < t->first) {
         marker = t->first;
     }
+    /* A view below the first offset awaits its seed when a skip made
+     * that first (seed_pending looks). */
+    t->seed_to = stored < t->first ? t->first : 0;
     t->marker = marker;
     t->keys = keys;
     return 0;
@@ -692,6 +697,26 @@ static int skip_started(recovery *r, uint64_t base)
     return kr_seg_header_decode(hb, (size_t)got, &h) == 0 && (h.flags & KR_SEG_F_SKIPPED);
 }
 
+/* Whether the view awaits a seed (clamp_marker found its marker below the
+ * first offset): only a skip's segment there makes one. @return 0, -1. */
+static int seed_pending(recovery *r)
+{
+    kr_topic *t = r->t;
+    if (t->seed_to == 0)
+        return 0;
+    int skipped = skip_started(r, t->seed_to);
+    if (skipped < 0)
+        return -1;
+    if (!skipped)
+        t->seed_to = 0;
+    else
+        kr_log(KR_LOG_WARN,
+               "the view lacks the latest values below the offset the stream skipped to; they "
+               "are copied from the peers before this node catches up",
+               KR_LOG_STR("topic", r->name), KR_LOG_U64("first", t->seed_to));
+    return 0;
+}
+
 /*
  * The topic's first offset: its first segment's base, or the base of the
  * last segment a skip started (kr_store_skip_to) after a gap - the
@@ -760,7 +785,8 @@ static int recover_steps(recovery *r)
     kr_segment *active = t->segs[t->n_segs - 1];
     if (active->next > active->base)
         active->first_write_ms = kr_wall_ms(); /* segment_ms counts from the start */
-    if (clamp_marker(r) < 0 || kr_topic_config_load(s, t, r->err, r->errlen) < 0 ||
+    if (clamp_marker(r) < 0 || seed_pending(r) < 0 ||
+        kr_topic_config_load(s, t, r->err, r->errlen) < 0 ||
         kr_store_groups_load(s, t, r->err, r->errlen) < 0 ||
         kr_store_producers_load(s, t, r->err, r->errlen) < 0 || replay(r, t->marker) < 0)
         return -1;

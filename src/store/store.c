@@ -244,6 +244,9 @@ krappy_err kr_store_skip_to(kr_store *s, kr_topic *t, uint64_t first, char *msg,
     t->next = t->assigned = first;
     if (first > t->retain_to)
         t->retain_to = first;
+    /* The view's rows below `first` wait for the peers' (kr_store_seed_view). */
+    t->seed_to = first;
+    t->seed_begun = false;
     raise_first(s, t);
     kr_store_wake(s, t);
     return KRAPPY_OK;
@@ -449,6 +452,14 @@ static void retry_syncs(kr_store *s)
     }
 }
 
+/* Whether t's overlay goes into the next checkpoint: a topic whose view
+ * awaits a seed (kr_store_seed_view) keeps its marker below the skip, the
+ * sign a restart looks for. */
+static bool checkpoint_wanted(const kr_topic *t)
+{
+    return t->ready && !t->failed && t->frozen == NULL && t->marker < t->next && t->seed_to == 0;
+}
+
 void kr_store_checkpoint(kr_store *s)
 {
     if (s->draining)
@@ -461,7 +472,7 @@ void kr_store_checkpoint(kr_store *s)
     size_t n = 0;
     for (size_t i = 0; i < s->n_topics; i++) {
         kr_topic *t = s->topics[i];
-        if (t->ready && !t->failed && t->frozen == NULL && t->marker < t->next)
+        if (checkpoint_wanted(t))
             n++;
     }
     if (n == 0)
@@ -477,7 +488,7 @@ void kr_store_checkpoint(kr_store *s)
     size_t k = 0;
     for (size_t i = 0; i < s->n_topics && k < n; i++) {
         kr_topic *t = s->topics[i];
-        if (!(t->ready && !t->failed && t->frozen == NULL && t->marker < t->next))
+        if (!checkpoint_wanted(t))
             continue;
         kr_overlay *fresh = kr_overlay_new_sized(kr_overlay_count(t->active));
         if (fresh == NULL) {

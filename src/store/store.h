@@ -194,6 +194,11 @@ struct kr_topic {
     uint64_t retain_to;          /* a cluster member's: the first offset the log's
                                     RETENTION keeps (kr_store_retain); 0 none */
     uint64_t retain_asked;       /* the leader's: the highest it asked the log for */
+    uint64_t seed_to;            /* a skip's first offset while the view below it
+                                    awaits its peers' latest values
+                                    (kr_store_seed_view); 0 none */
+    bool seed_begun;             /* this process dropped the view's rows for seed_to */
+    uint64_t seed_keys;          /* the keys the seed put so far */
     uint64_t events_in;          /* counters for STATS/metrics */
     kr_metric *m_events_in, *m_bytes_in, *m_events_out, *m_bytes_out, *m_stream_bytes,
         *m_segments; /* labelled topic="NAME" */
@@ -413,14 +418,50 @@ void kr_store_retain(kr_store *s, kr_topic *t, uint64_t first);
  * segment and its directory entry become durable with the stream's next
  * sync (a restart before that finds the old stream, or the new segment;
  * the flag keeps recovery from taking the gap before it for a lost tail,
- * and makes its base the first offset again). No-op when `first` is not
- * past the topic's assigned offsets.
+ * and makes its base the first offset again). The view's rows below
+ * `first` then await their seed (kr_store_seed_view): checkpoints leave
+ * the topic alone until it is done. No-op when `first` is not past the
+ * topic's assigned offsets.
  * @return KRAPPY_OK (done, or nothing to do); KRAPPY_E_BUSY (msg) while
  *         the topic is being created or its appends or last roll wait for
  *         a sync (one is asked for: try again later); KRAPPY_E_STORAGE
  *         (msg) when the segment could not be made.
  */
 krappy_err kr_store_skip_to(kr_store *s, kr_topic *t, uint64_t first, char *msg, size_t msglen);
+
+/*
+ * kr_store_seed_view - the latest-value view of a stream that skipped
+ * (kr_store_skip_to) lacks the keys whose latest event lies below the
+ * skip's `first`, and may hold stale values of keys overwritten or deleted
+ * there: after a skip, t's view rows below `first` wait to be REPLACED by
+ * its peers' (t->seed_to is `first`; checkpoints leave the topic alone so
+ * that its view's marker stays below `first`). The caller hands them over
+ * in pages: `events` holds n of them back to back, each the key's latest
+ * event in delivered form ([offset, ts, key, value(, headers)], as GET
+ * answers it), with a key, a value, and an offset below `first`; a page's
+ * keys are distinct. The first page this process takes drops every row
+ * the view holds of t, and the entries of its overlay below `first`; each
+ * page is written to the view (flushed, waiting); `last` writes the marker
+ * [first, keys] with the last page's rows, in one batch - the seed is
+ * done, checkpoints go on. A kill -9 at any moment before that leaves the
+ * marker below the first offset of a stream a skip started: recovery
+ * notices (kr_store_seed_pending) and the seed is made again from its
+ * first page.
+ * While a seed is pending GET and SCAN of t may miss keys below `first`.
+ * Loop thread; synchronous (each page's view write waits for its flush).
+ * @return KRAPPY_OK; KRAPPY_E_BUSY (msg) while a checkpoint of t is under
+ *         way (try again later); KRAPPY_E_INVALID_ARGUMENT (msg) when t
+ *         awaits no seed to `first`, or an event is not as described
+ *         (nothing of the page is written); KRAPPY_E_STORAGE (msg) when
+ *         the view refused the write: the next call starts the seed over
+ *         (the caller hands it over again from its first page).
+ */
+krappy_err kr_store_seed_view(kr_store *s, kr_topic *t, uint64_t first, const uint8_t *events,
+                              size_t len, size_t n, bool last, char *msg, size_t msglen);
+
+/* kr_store_seed_pending - the first offset of a skip whose view seed is
+ * not done (a skip made by this process, or one recovery found), or 0. */
+uint64_t kr_store_seed_pending(const kr_topic *t);
 
 /*
  * kr_store_gap_to - a cluster member catching up from peers whose

@@ -181,6 +181,8 @@ int kr_view_settings(kr_view *v, const char *topic, size_t tlen, kr_buf *out, ch
 
 /* Delete every key of a topic and its marker (rebuilding a view). */
 void kr_view_batch_drop_topic(kr_view_batch *b, const char *topic, size_t tlen);
+/* Delete every key of a topic, its marker kept (a seed: kr_store_seed_view). */
+void kr_view_batch_drop_keys(kr_view_batch *b, const char *topic, size_t tlen);
 size_t kr_view_batch_count(const kr_view_batch *b);
 
 /*

@@ -125,6 +125,11 @@ void kr_view_batch_drop_tag(kr_view_batch *b, char tag, const char *topic, size_
                                     endlen);
 }
 
+void kr_view_batch_drop_keys(kr_view_batch *b, const char *topic, size_t tlen)
+{
+    kr_view_batch_drop_tag(b, TAG_KEY, topic, tlen);
+}
+
 void kr_view_batch_drop_topic(kr_view_batch *b, const char *topic, size_t tlen)
 {
     kr_view_batch_drop_tag(b, TAG_KEY, topic, tlen);
