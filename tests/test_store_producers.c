@@ -437,6 +437,73 @@ static void test_forgetting_beyond_the_limit(void **state)
     kr_store_close(s);
 }
 
+/* The size of the file at path (0 when missing). */
+static long file_size(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return 0;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fclose(f);
+    return n;
+}
+
+/*
+ * A producer registered and used at once (the Kafka listener's first batch
+ * of a producer does this): the batch must not reach the file before the
+ * registration reaches RocksDB, or a kill -9 between them leaves a batch
+ * recovery cannot attribute, and the producer's resend is stored twice.
+ */
+static void test_batch_waits_for_its_registration(void **state)
+{
+    (void)state;
+    kr_store *s = open_store();
+    kr_topic *t;
+    reg(s, "p0", &t); /* the topic exists; the writer goes back to sleep */
+    kr_store_producer_release(s, t, ID("p0"));
+    usleep(100000);
+    char seg[128];
+    snprintf(seg, sizeof seg, "%s/topics/orders/00000000000000000000.seg", dir);
+    long empty = file_size(seg);
+    assert_true(empty > 0);
+
+    /* Held: the registration's job does not wake the writer. */
+    kr_store_hold(s);
+    kr_store_result res;
+    assert_int_equal(kr_store_producer_register(s, ID("orders"), ID("p1"), &t, NULL, NULL, &res),
+                     0);
+    pubreq p;
+    pub_make(&p, "p1", res.epoch, 0, 3, false);
+    assert_int_equal(pub_send(s, t, &p), KRAPPY_OK);
+    for (int i = 0; i < 20; i++) {
+        event_base_loop(base, EVLOOP_NONBLOCK);
+        usleep(1000);
+    }
+    assert_int_equal(p.d.calls, 0);
+    assert_int_equal(file_size(seg), empty); /* what a kill -9 now would keep */
+    assert_int_equal(t->next, 0);
+
+    kr_store_release(s);
+    run_until(&p.d.calls, 1);
+    assert_int_equal(p.d.res.err, KRAPPY_OK);
+    assert_int_equal(p.d.res.first, 0);
+    assert_true(file_size(seg) > empty);
+    pub_free(&p);
+    kr_store_producer_release(s, t, ID("p1"));
+    kr_store_close(s);
+
+    /* After a restart the batch is p1's: its resend is a duplicate. */
+    s = open_store();
+    reg(s, "p1", &t);
+    kr_store_result r = pub(s, t, "p1", res.epoch + 1, 0, 3, NULL);
+    assert_int_equal(r.err, KRAPPY_OK);
+    assert_true(r.duplicate);
+    assert_int_equal(t->next, 3);
+    kr_store_producer_release(s, t, ID("p1"));
+    kr_store_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -445,6 +512,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_checkpoint_replay_and_headers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rebuild_view_keeps_producers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forgetting_beyond_the_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_waits_for_its_registration, setup, teardown),
     };
     return cmocka_run_group_tests_name("store_producers", tests, NULL, NULL);
 }

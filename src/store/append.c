@@ -524,6 +524,13 @@ static void stream_flush(kr_store *s, kr_stream *st)
 {
     if (TAILQ_EMPTY(&st->pending) || st->n_segs == 0)
         return; /* nothing, or the topic's creation still runs */
+    /* A batch of an idempotent producer must not reach the file before the
+     * producer's registration reaches RocksDB: recovery could not tell
+     * whose it is, and the producer's resend would be stored again. Until
+     * the writer has written every registration queued for the topic, its
+     * appends wait (kr_stream_registered flushes them). */
+    if (st->t->registering > 0)
+        return;
     kr_chunk *c = st->open;
     char why[320] = "";
     if (c != NULL && c->data.len > 0) {
@@ -672,6 +679,11 @@ void kr_stream_on_flush(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     kr_stream_flush_all(arg);
+}
+
+void kr_stream_registered(kr_store *s, kr_stream *st)
+{
+    queue_flush(s, st);
 }
 
 void kr_stream_created(kr_store *s, kr_stream *st, bool ok)

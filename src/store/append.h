@@ -251,6 +251,10 @@ void kr_stream_synced(kr_store *s, kr_job *j);
  * fail it. */
 void kr_stream_created(kr_store *s, kr_stream *st, bool ok);
 
+/* The topic's last queued producer registration is written: the appends
+ * held behind it go to the file at the end of this loop turn. */
+void kr_stream_registered(kr_store *s, kr_stream *st);
+
 /* Fail every append pending or waiting with STORAGE `why` (markers are
  * answered OK: they only wait for order). */
 void kr_stream_fail_all(kr_store *s, kr_stream *st, const char *why);

@@ -199,6 +199,8 @@ struct kr_topic {
                                     (kr_store_seed_view); 0 none */
     bool seed_begun;             /* this process dropped the view's rows for seed_to */
     uint64_t seed_keys;          /* the keys the seed put so far */
+    unsigned registering;        /* producer registrations queued for the writer:
+                                    the stream's writes wait for them (append.h) */
     uint64_t events_in;          /* counters for STATS/metrics */
     kr_metric *m_events_in, *m_bytes_in, *m_events_out, *m_bytes_out, *m_stream_bytes,
         *m_segments; /* labelled topic="NAME" */

@@ -229,6 +229,7 @@ static void log_registration(kr_store *s, kr_topic *t, kr_producer *p, bool fres
                              kr_view_batch *b, kr_store_done done, void *arg)
 {
     kr_producer_hold(p); /* the job's */
+    t->registering++;    /* kr_store_logged_done: the stream waits meanwhile */
     kr_view_batch_registration(b, t->name, t->name_len, p->id, p->id_len, p->pid, p->epoch);
     if (fresh)
         kr_view_batch_next_pid(b, t->name, t->name_len, kr_prod_table_next_pid(table_of(t)));
@@ -366,10 +367,12 @@ void kr_store_producer_release(kr_store *s, kr_topic *t, const uint8_t *id, size
 
 void kr_store_logged_done(kr_store *s, kr_job *j)
 {
-    (void)s;
     kr_job_logged *l = &j->logged;
-    if (l->producer != NULL)
+    if (l->producer != NULL) {
         kr_producer_release(l->producer);
+        if (j->t != NULL && --j->t->registering == 0 && j->t->stream != NULL)
+            kr_stream_registered(s, j->t->stream);
+    }
     if (j->err != KRAPPY_OK)
         kr_log(KR_LOG_ERROR, "writing producer registrations or topic settings failed",
                KR_LOG_STR("reason", kr_job_msg(j)));
