@@ -70,18 +70,16 @@ int kr_reply_error(const kr_reply *r, kr_error_in *e)
     return 0;
 }
 
-int kr_event_view_read(const kr_cbor_item *ev, kr_event_view *out)
+/* The parts of a delivered event, read from `it` (its array's iterator)
+ * and checked. @return 0, or -1 when they are not a delivered event's. */
+static int view_parts(kr_cbor_iter *it, kr_event_view *out)
 {
-    kr_cbor_iter it;
     kr_cbor_item part[5];
     int n = 0;
 
-    if (ev->kind != KR_CBOR_ARRAY)
-        return -1;
-    kr_cbor_iter_init(&it, ev);
     for (;;) {
         kr_cbor_item x;
-        int r = kr_cbor_iter_next(&it, &x);
+        int r = kr_cbor_iter_next(it, &x);
         if (r == 0)
             break;
         if (r < 0 || n == 5)
@@ -105,4 +103,24 @@ int kr_event_view_read(const kr_cbor_item *ev, kr_event_view *out)
     else
         memset(&out->headers, 0, sizeof out->headers);
     return 0;
+}
+
+int kr_event_view_read(const kr_cbor_item *ev, kr_event_view *out)
+{
+    kr_cbor_iter it;
+
+    if (ev->kind != KR_CBOR_ARRAY)
+        return -1;
+    kr_cbor_iter_init(&it, ev);
+    return view_parts(&it, out);
+}
+
+int kr_event_view_parse(const uint8_t *p, size_t len, kr_event_view *out)
+{
+    kr_cbor_item ev;
+    kr_cbor_iter it;
+
+    if (kr_cbor_iter_open(p, len, &ev, &it) < 0 || ev.kind != KR_CBOR_ARRAY)
+        return -1;
+    return view_parts(&it, out);
 }
