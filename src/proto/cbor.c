@@ -362,7 +362,7 @@ static int walk(const uint8_t *buf, size_t len, head h, size_t n, size_t *raw_le
  * and indefinite strings walk to its end. Scalars and definite strings, the
  * bulk of any message, need just the one head.
  */
-int kr_cbor_read(const uint8_t *buf, size_t len, kr_cbor_item *item)
+static inline int read_item(const uint8_t *buf, size_t len, kr_cbor_item *item)
 {
     head h;
     size_t n = read_head(buf, len, &h);
@@ -411,6 +411,11 @@ int kr_cbor_read(const uint8_t *buf, size_t len, kr_cbor_item *item)
         return 0;
     }
     return walk(buf, len, h, n, &item->raw_len, &item->str_len);
+}
+
+int kr_cbor_read(const uint8_t *buf, size_t len, kr_cbor_item *item)
+{
+    return read_item(buf, len, item);
 }
 
 int kr_cbor_read_exact(const uint8_t *buf, size_t len, kr_cbor_item *item)
@@ -501,7 +506,8 @@ int kr_cbor_iter_next(kr_cbor_iter *it, kr_cbor_item *out)
     } else if (it->left == 0) {
         return 0;
     }
-    if (kr_cbor_read(it->p, (size_t)(it->end - it->p), out) < 0)
+    /* Inlined here: children are most of what is read. */
+    if (read_item(it->p, (size_t)(it->end - it->p), out) < 0)
         return -1;
     it->p += out->raw_len;
     if (!it->indefinite)
