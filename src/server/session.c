@@ -975,6 +975,10 @@ static void conn_shrink(kr_conn *c)
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i]->cap > KR_REQ_KEEP_BYTES)
             kr_buf_free(bufs[i]);
+    /* The held replies' buffer is as large as a busy turn's replies were
+     * (up to KR_CONN_OUT_HELD_MAX): an idle connection keeps none. */
+    if (c->out.len == 0)
+        kr_buf_free(&c->out);
 }
 
 static void conn_tick(kr_conn *c, uint64_t now)
