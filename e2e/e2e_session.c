@@ -240,6 +240,70 @@ static void test_pipelined_replies_in_order(void **state)
     close(fd);
 }
 
+/*
+ * Small replies are held for the turn's one write and a large one goes to
+ * the output itself: a pipeline of PINGs (more replies than the held
+ * buffer takes at once) with GETs of a 150 KB value between them is
+ * answered in order, every byte.
+ */
+static void test_mixed_reply_sizes_in_order(void **state)
+{
+    (void)state;
+    enum { BIG = 150 * 1024, N = 15000, EVERY = 5000 };
+    krappy_client *c = krappy_client_new(NULL);
+    assert_non_null(c);
+    assert_int_equal(krappy_connect(c, shared.host, shared.port), KRAPPY_OK);
+    assert_int_equal(krappy_register_producer(c, "mixed-sizes", "p", NULL), KRAPPY_OK);
+    uint8_t *big = malloc(BIG);
+    assert_non_null(big);
+    for (size_t i = 0; i < BIG; i++)
+        big[i] = (uint8_t)(i * 7);
+    krappy_batch *batch = krappy_batch_new();
+    assert_non_null(batch);
+    assert_int_equal(krappy_batch_add_bytes(batch, KRAPPY_KEY_TEXT, "big", 3, big, BIG), KRAPPY_OK);
+    assert_int_equal(krappy_publish(c, batch, KRAPPY_ACK_WRITE, NULL), KRAPPY_OK);
+    krappy_batch_free(batch);
+    krappy_client_free(c);
+
+    int fd = e2e_connect(&shared);
+    assert_true(fd >= 0);
+    kr_buf all = new_buf(), p = new_buf();
+    for (uint64_t i = 0; i < N; i++) {
+        kr_buf_reset(&p);
+        bool get = i % EVERY == EVERY / 2;
+        if (get)
+            kr_enc_get(&p, (kr_cid){true, i}, "mixed-sizes", "big", 3);
+        else
+            kr_enc_empty(&p, (kr_cid){true, i});
+        kr_frame_append(&all, get ? KRAPPY_T_GET : KRAPPY_T_PING, p.data, p.len);
+    }
+    assert_false(all.failed);
+    assert_int_equal(e2e_send_all(fd, all.data, all.len), 0);
+    for (uint64_t i = 0; i < N; i++) {
+        e2e_frame f;
+        assert_int_equal(e2e_recv_frame(fd, &f, 10000), 1);
+        kr_reply r;
+        assert_int_equal(kr_reply_decode(f.type, f.payload, f.len, &r), 0);
+        assert_true(r.cid.set);
+        assert_int_equal(r.cid.v, i);
+        if (i % EVERY == EVERY / 2) {
+            assert_int_equal(f.type, KRAPPY_T_VALUE);
+            kr_cbor_item v;
+            assert_int_equal(kr_cbor_map_find(&r.map, "value", &v), 1);
+            assert_int_equal(v.kind, KR_CBOR_BYTES);
+            assert_int_equal(v.str_len, BIG);
+            assert_memory_equal(v.str, big, BIG);
+        } else {
+            assert_int_equal(f.type, KRAPPY_T_OK);
+        }
+        free(f.payload);
+    }
+    free(big);
+    kr_buf_free(&all);
+    kr_buf_free(&p);
+    close(fd);
+}
+
 static void test_half_close_still_answered(void **state)
 {
     (void)state;
@@ -997,6 +1061,7 @@ int main(void)
         cmocka_unit_test(test_cli_ping_and_hello),
         cmocka_unit_test(test_cid_echoed_on_ok_and_errors),
         cmocka_unit_test(test_pipelined_replies_in_order),
+        cmocka_unit_test(test_mixed_reply_sizes_in_order),
         cmocka_unit_test(test_half_close_still_answered),
         cmocka_unit_test(test_size_below_four),
         cmocka_unit_test(test_frame_too_large),

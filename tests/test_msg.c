@@ -2075,6 +2075,8 @@ static void test_reply_events(void **state)
         assert_int_equal(kr_cbor_read_exact(buf, bn, &x), 0);
         if (kr_event_view_read(&x, &view) != -1)
             fail_msg("%s read as an event", bad[i]);
+        if (kr_event_view_parse(buf, bn, &view) != -1)
+            fail_msg("%s parsed as an event", bad[i]);
     }
     uint8_t ok[32];
     kr_cbor_item x;
@@ -2082,6 +2084,69 @@ static void test_reply_events(void **state)
     assert_int_equal(kr_cbor_read_exact(ok, on, &x), 0);
     assert_int_equal(kr_event_view_read(&x, &view), 0);
     assert_int_equal(view.value.kind, KR_CBOR_MAP);
+    assert_int_equal(kr_event_view_parse(ok, on, &view), 0);
+    assert_int_equal(view.value.kind, KR_CBOR_MAP);
+    assert_false(view.has_headers);
+    /* Every shorter prefix is malformed, not an event. */
+    for (size_t i = 0; i < on; i++)
+        if (kr_event_view_parse(ok, i, &view) != -1)
+            fail_msg("the first %zu bytes parsed as an event", i);
+}
+
+/* kr_event_view_parse reads what kr_event_view_read reads, in one pass. */
+static void test_event_view_parse(void **state)
+{
+    (void)state;
+    uint8_t buf[64];
+    size_t n = unhex(
+        "85 1b0000000200000000 07 6261 62 5818 000102030405060708090a0b0c0d0e0f1011121314151617"
+        " a1 6168 4178 ff",
+        buf);
+    kr_event_view a, b;
+    kr_cbor_item x;
+    assert_int_equal(kr_cbor_read(buf, n, &x), 0);
+    assert_int_equal(kr_event_view_read(&x, &a), 0);
+    assert_int_equal(kr_event_view_parse(buf, n, &b), 0); /* the trailing byte is not read */
+    assert_int_equal(b.offset, 1ull << 33);
+    assert_int_equal(b.ts, 7);
+    assert_int_equal(b.key.kind, KR_CBOR_TEXT);
+    assert_true(b.key.raw == a.key.raw && b.key.raw_len == a.key.raw_len);
+    assert_true(b.value.raw == a.value.raw && b.value.raw_len == a.value.raw_len);
+    assert_int_equal(b.value.raw_len, 26);
+    assert_true(b.has_headers);
+    assert_true(b.headers.raw == a.headers.raw && b.headers.raw_len == a.headers.raw_len);
+    assert_int_equal(kr_event_view_parse(buf, 0, &b), -1);
+}
+
+/* kr_enc_value writes one reservation: byte for byte what the items are,
+ * and its largest fixed part (every number 9 bytes, every raw item null)
+ * fits a buffer of exactly that size. */
+static void test_reply_value_exact(void **state)
+{
+    (void)state;
+    kr_str none = {NULL, 0};
+    kr_cid big = {.set = true, .v = UINT64_MAX};
+    kr_buf b;
+    kr_buf_init(&b, 63);
+    kr_enc_value(&b, big, &none, UINT64_MAX, UINT64_MAX, &none, &none);
+    assert_false(b.failed);
+    uint8_t want[80];
+    size_t n = unhex("a6 63636964 1bffffffffffffffff 636b6579 f6"
+                     " 666f6666736574 1bffffffffffffffff 627473 1bffffffffffffffff"
+                     " 6576616c7565 f6 6768656164657273 f6",
+                     want);
+    assert_int_equal(n, 63);
+    assert_int_equal(b.len, n);
+    assert_memory_equal(b.data, want, n);
+    kr_buf_free(&b);
+
+    kr_str k = {(const uint8_t *)"\x41k", 2};
+    kr_str v = {(const uint8_t *)"\x18\x2a", 2};
+    kr_buf_reset(&B);
+    kr_enc_value(&B, NOCID, &k, 1, 2, &v, NULL);
+    n = unhex("a4 636b6579 416b 666f6666736574 01 627473 02 6576616c7565 182a", want);
+    assert_int_equal(B.len, n);
+    assert_memory_equal(B.data, want, n);
 }
 
 static void test_reply_value_entries(void **state)
@@ -2400,6 +2465,8 @@ int main(void)
         T(test_reply_ok_variants),
         T(test_reply_events),
         T(test_reply_value_entries),
+        T(test_event_view_parse),
+        T(test_reply_value_exact),
         T(test_reply_decode_malformed),
         T(test_ok_publish_every_width),
         T(test_idempotent_fields),

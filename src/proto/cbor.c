@@ -27,6 +27,8 @@
 #include <cbor.h>
 #include <string.h>
 
+#include "util/byteorder.h"
+
 /* Pseudo-kind for the break stop code, never exposed in a kr_cbor_item. */
 #define H_BREAK 0x100
 
@@ -205,8 +207,10 @@ static size_t read_head_by_hand(const uint8_t *p, size_t n, head *h)
 /*
  * Decode the head at p (for a definite string: head and content).
  * @return the bytes it takes, or 0 when malformed or truncated.
+ * Always inlined, as read_item: left to itself the compiler kept one or the
+ * other out of line, a call per item on every request's path.
  */
-static inline size_t read_head(const uint8_t *p, size_t n, head *h)
+static inline __attribute__((always_inline)) size_t read_head(const uint8_t *p, size_t n, head *h)
 {
     h->indef = false;
     if (n > 0 && p[0] < 0xe0) {
@@ -225,9 +229,21 @@ static inline size_t read_head(const uint8_t *p, size_t n, head *h)
             size_t w = (size_t)1 << (info - 24);
             if (n < 1 + w)
                 return 0;
-            arg = 0;
-            for (size_t i = 1; i <= w; i++)
-                arg = arg << 8 | p[i];
+            /* one load each (a byte swap), not a loop over the bytes */
+            switch (info) {
+            case 24:
+                arg = p[1];
+                break;
+            case 25:
+                arg = kr_get_be16(p + 1);
+                break;
+            case 26:
+                arg = kr_get_be32(p + 1);
+                break;
+            default:
+                arg = kr_get_be64(p + 1);
+                break;
+            }
             hl += w;
         } else if (info == 31) {
             /* Indefinite strings, arrays and maps; malformed elsewhere. */
@@ -362,7 +378,8 @@ static int walk(const uint8_t *buf, size_t len, head h, size_t n, size_t *raw_le
  * and indefinite strings walk to its end. Scalars and definite strings, the
  * bulk of any message, need just the one head.
  */
-int kr_cbor_read(const uint8_t *buf, size_t len, kr_cbor_item *item)
+static inline __attribute__((always_inline)) int read_item(const uint8_t *buf, size_t len,
+                                                           kr_cbor_item *item)
 {
     head h;
     size_t n = read_head(buf, len, &h);
@@ -411,6 +428,11 @@ int kr_cbor_read(const uint8_t *buf, size_t len, kr_cbor_item *item)
         return 0;
     }
     return walk(buf, len, h, n, &item->raw_len, &item->str_len);
+}
+
+int kr_cbor_read(const uint8_t *buf, size_t len, kr_cbor_item *item)
+{
+    return read_item(buf, len, item);
 }
 
 int kr_cbor_read_exact(const uint8_t *buf, size_t len, kr_cbor_item *item)
@@ -501,7 +523,8 @@ int kr_cbor_iter_next(kr_cbor_iter *it, kr_cbor_item *out)
     } else if (it->left == 0) {
         return 0;
     }
-    if (kr_cbor_read(it->p, (size_t)(it->end - it->p), out) < 0)
+    /* Inlined here: children are most of what is read. */
+    if (read_item(it->p, (size_t)(it->end - it->p), out) < 0)
         return -1;
     it->p += out->raw_len;
     if (!it->indefinite)

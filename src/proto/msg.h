@@ -446,4 +446,13 @@ typedef struct kr_event_view {
  */
 int kr_event_view_read(const kr_cbor_item *ev, kr_event_view *out);
 
+/*
+ * kr_event_view_parse - as kr_event_view_read, for the event whose encoding
+ * starts at p (len bytes at most; what follows it is not looked at), read
+ * in one pass: its parts are read and checked as they come, the array not
+ * walked first.
+ * @return 0 on success, -1 when it is not a delivered event (or malformed).
+ */
+int kr_event_view_parse(const uint8_t *p, size_t len, kr_event_view *out);
+
 #endif

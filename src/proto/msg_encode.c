@@ -657,22 +657,50 @@ void kr_enc_event(kr_buf *b, uint64_t offset, uint64_t ts, const kr_str *key_raw
         put_raw_or_null(b, headers_raw);
 }
 
+/* A raw item, or null when absent, at p. @return the bytes written. */
+static size_t raw_or_null_at(uint8_t *p, const kr_str *s)
+{
+    if (s == NULL || s->ptr == NULL || s->len == 0) {
+        *p = 0xf6;
+        return 1;
+    }
+    memcpy(p, s->ptr, s->len);
+    return s->len;
+}
+
+/*
+ * {cid?, key, offset, ts, value, headers?}: the reply to every GET, written
+ * into one reservation of its largest size, as ok_publish.
+ */
 void kr_enc_value(kr_buf *b, kr_cid cid, const kr_str *key_raw, uint64_t offset, uint64_t ts,
                   const kr_str *value_raw, const kr_str *headers_raw)
 {
-    map_open(b, cid, 4 + (headers_raw != NULL));
-    PUT_KEY(b, "key");
-    put_raw_or_null(b, key_raw);
-    PUT_KEY(b, "offset");
-    kr_cbor_put_uint(b, offset);
-    PUT_KEY(b, "ts");
-    kr_cbor_put_uint(b, ts);
-    PUT_KEY(b, "value");
-    put_raw_or_null(b, value_raw);
-    if (headers_raw != NULL) {
-        PUT_KEY(b, "headers");
-        put_raw_or_null(b, headers_raw);
+    /* map head 1, "cid" 4 + 9, "key" 4, "offset" 7 + 9, "ts" 3 + 9,
+     * "value" 6, "headers" 8, and the raw items (3 nulls at most) */
+    size_t most = 63 + (key_raw != NULL ? key_raw->len : 0) +
+                  (value_raw != NULL ? value_raw->len : 0) +
+                  (headers_raw != NULL ? headers_raw->len : 0);
+    if (kr_buf_reserve(b, most) < 0)
+        return;
+    uint8_t *p = b->data + b->len, *start = p;
+    p += kr_cbor_head(p, KR_CBOR_MAJOR_MAP, 4 + (headers_raw != NULL) + cid.set);
+    if (cid.set) {
+        p += PUT_SHORT_KEY(p, "cid");
+        p += kr_cbor_head(p, KR_CBOR_MAJOR_UINT, cid.v);
     }
+    p += PUT_SHORT_KEY(p, "key");
+    p += raw_or_null_at(p, key_raw);
+    p += PUT_SHORT_KEY(p, "offset");
+    p += kr_cbor_head(p, KR_CBOR_MAJOR_UINT, offset);
+    p += PUT_SHORT_KEY(p, "ts");
+    p += kr_cbor_head(p, KR_CBOR_MAJOR_UINT, ts);
+    p += PUT_SHORT_KEY(p, "value");
+    p += raw_or_null_at(p, value_raw);
+    if (headers_raw != NULL) {
+        p += PUT_SHORT_KEY(p, "headers");
+        p += raw_or_null_at(p, headers_raw);
+    }
+    b->len += (size_t)(p - start);
 }
 
 void kr_enc_entries_begin(kr_buf *b, kr_cid cid, size_t n, bool has_cursor)

@@ -70,39 +70,52 @@ int kr_reply_error(const kr_reply *r, kr_error_in *e)
     return 0;
 }
 
+/* The parts of a delivered event, read from `it` (its array's iterator)
+ * straight into *out and checked as they come. @return 0, or -1 when they
+ * are not a delivered event's (*out then half filled). */
+static int view_parts(kr_cbor_iter *it, kr_event_view *out)
+{
+    kr_cbor_item x;
+
+    if (kr_cbor_iter_next(it, &x) != 1 || x.kind != KR_CBOR_UINT)
+        return -1;
+    out->offset = x.u;
+    if (kr_cbor_iter_next(it, &x) != 1 || x.kind != KR_CBOR_UINT)
+        return -1;
+    out->ts = x.u;
+    if (kr_cbor_iter_next(it, &out->key) != 1 ||
+        (out->key.kind != KR_CBOR_NULL && out->key.kind != KR_CBOR_BYTES &&
+         out->key.kind != KR_CBOR_TEXT))
+        return -1;
+    if (kr_cbor_iter_next(it, &out->value) != 1)
+        return -1;
+    int r = kr_cbor_iter_next(it, &out->headers);
+    out->has_headers = r == 1;
+    if (r == 0) {
+        memset(&out->headers, 0, sizeof out->headers);
+        return 0;
+    }
+    if (r < 0 || out->headers.kind != KR_CBOR_MAP)
+        return -1;
+    return kr_cbor_iter_next(it, &x) == 0 ? 0 : -1; /* five parts at most */
+}
+
 int kr_event_view_read(const kr_cbor_item *ev, kr_event_view *out)
 {
     kr_cbor_iter it;
-    kr_cbor_item part[5];
-    int n = 0;
 
     if (ev->kind != KR_CBOR_ARRAY)
         return -1;
     kr_cbor_iter_init(&it, ev);
-    for (;;) {
-        kr_cbor_item x;
-        int r = kr_cbor_iter_next(&it, &x);
-        if (r == 0)
-            break;
-        if (r < 0 || n == 5)
-            return -1;
-        part[n++] = x;
-    }
-    if (n < 4 || part[0].kind != KR_CBOR_UINT || part[1].kind != KR_CBOR_UINT)
+    return view_parts(&it, out);
+}
+
+int kr_event_view_parse(const uint8_t *p, size_t len, kr_event_view *out)
+{
+    kr_cbor_item ev;
+    kr_cbor_iter it;
+
+    if (kr_cbor_iter_open(p, len, &ev, &it) < 0 || ev.kind != KR_CBOR_ARRAY)
         return -1;
-    if (part[2].kind != KR_CBOR_NULL && part[2].kind != KR_CBOR_BYTES &&
-        part[2].kind != KR_CBOR_TEXT)
-        return -1;
-    if (n == 5 && part[4].kind != KR_CBOR_MAP)
-        return -1;
-    out->offset = part[0].u;
-    out->ts = part[1].u;
-    out->key = part[2];
-    out->value = part[3];
-    out->has_headers = n == 5;
-    if (n == 5)
-        out->headers = part[4];
-    else
-        memset(&out->headers, 0, sizeof out->headers);
-    return 0;
+    return view_parts(&it, out);
 }

@@ -233,11 +233,10 @@ static int read_events(kr_cbor_iter *it, kr_cbor_item *out, first_event *ev0)
         kr_cbor_iter parts;
         if (kr_cbor_iter_open(ev.p, (size_t)(ev.end - ev.p), &head, &parts) < 0)
             return -1;
-        while ((r = kr_cbor_iter_next(&parts, &x)) == 1)
-            if (ev0->n >= 0 && ev0->n < 4)
-                ev0->part[ev0->n++] = x;
-            else
-                ev0->n = -1;
+        /* Each part read in its place; a fifth and later into x. */
+        while ((r = kr_cbor_iter_next(&parts,
+                                      ev0->n >= 0 && ev0->n < 4 ? &ev0->part[ev0->n] : &x)) == 1)
+            ev0->n = ev0->n >= 0 && ev0->n < 4 ? ev0->n + 1 : -1;
         if (r < 0)
             return -1;
         if (ev0->n < 2)
@@ -284,21 +283,20 @@ static krappy_err read_payload(dctx *c, const uint8_t *payload, size_t len, fiel
         goto malformed;
     while ((r = kr_cbor_iter_next(&it, &k)) == 1) {
         int id = k.kind == KR_CBOR_TEXT ? field_lookup(&k) : -1;
+        kr_cbor_item *to = id >= 0 ? &f->v[id] : &v; /* read in its place */
         if (id == F_EVENTS && definite_array_at(it.p, it.end)) {
-            if (read_events(&it, &v, &f->ev0) != 1)
+            if (read_events(&it, to, &f->ev0) != 1)
                 goto malformed;
         } else {
-            if (kr_cbor_iter_next(&it, &v) != 1)
+            if (kr_cbor_iter_next(&it, to) != 1)
                 goto malformed;
             if (id == F_EVENTS)
                 f->ev0.ready = false;
         }
         if (k.kind != KR_CBOR_TEXT)
             goto malformed;
-        if (id >= 0) {
-            f->v[id] = v;
+        if (id >= 0)
             f->seen |= UINT32_C(1) << id;
-        }
     }
     if (r < 0 || kr_cbor_iter_end(&it) != payload + len)
         goto malformed;

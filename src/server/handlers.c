@@ -373,9 +373,8 @@ static kr_hresult get(kr_conn *c, kr_req *r, const kr_request *req)
                      "no value for that key (never written, or deleted by a null value)", NULL);
         return KR_H_DONE;
     }
-    kr_cbor_item ev;
     kr_event_view v;
-    if (kr_cbor_read(c->tmp.data, c->tmp.len, &ev) < 0 || kr_event_view_read(&ev, &v) < 0) {
+    if (kr_event_view_parse(c->tmp.data, c->tmp.len, &v) < 0) {
         kr_req_error(r, KRAPPY_E_STORAGE, "the stored value is damaged", NULL);
         return KR_H_DONE;
     }
@@ -383,6 +382,10 @@ static kr_hresult get(kr_conn *c, kr_req *r, const kr_request *req)
            h = {v.headers.raw, v.headers.raw_len};
     kr_buf_reset(&c->enc);
     kr_enc_value(&c->enc, r->cid, &k, v.offset, v.ts, &val, v.has_headers ? &h : NULL);
+    if (c->enc.failed) {
+        kr_req_error(r, KRAPPY_E_STORAGE, "out of memory encoding the value", NULL);
+        return KR_H_DONE;
+    }
     kr_req_reply(r, KRAPPY_T_VALUE, c->enc.data, c->enc.len);
     return KR_H_DONE;
 }

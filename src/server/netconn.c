@@ -27,7 +27,7 @@ static uint64_t ms_to_ns(uint64_t ms)
 
 size_t kr_netconn_out_len(const kr_netconn *n)
 {
-    return n->bev ? evbuffer_get_length(bufferevent_get_output(n->bev)) : 0;
+    return n->bev ? evbuffer_get_length(bufferevent_get_output(n->bev)) + n->out_held : 0;
 }
 
 uint64_t kr_netconn_pending_max(const kr_netconn *n)

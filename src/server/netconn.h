@@ -104,6 +104,8 @@ struct kr_netconn {
     bool in_process;                 /* ops->process is on the stack */
     bool write_armed;                /* the bufferevent's write event is on (the socket
                                         was full, or the connection is closing) */
+    size_t out_held;                 /* reply bytes the port holds for its own write of this
+                                        turn, not in the output yet (0 while write_armed) */
     uint32_t running;                /* requests started and not finished */
     uint32_t running_fifo;           /* ... of which under the fifo exception */
     uint64_t charged;                /* charged to its running requests */
@@ -180,7 +182,8 @@ bool kr_netconn_read_rest(kr_netconn *n);
  */
 bool kr_netconn_read_ahead(kr_netconn *n);
 
-/* Reply bytes queued and not yet taken by the socket (0 once closed). */
+/* Reply bytes queued and not yet taken by the socket, out_held included
+ * (0 once closed). */
 size_t kr_netconn_out_len(const kr_netconn *n);
 
 /* The most n's requests may hold (its input and what they are charged):

@@ -119,6 +119,7 @@ struct kr_conn {
     struct kr_req_list reqs; /* in request order, finished or not */
     struct kr_req_list free_reqs;
     uint32_t n_free_reqs;
+    kr_buf out;         /* this turn's small replies, framed, for on_flush (session.c) */
     kr_buf enc;         /* reply payload being encoded */
     kr_buf scratch;     /* kr_req_decode scratch */
     kr_buf tmp;         /* handlers' second buffer */

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -34,6 +35,9 @@
 #define KR_CONN_FREE_REPLIES 16
 /* A buffered reply's memory is released rather than kept above this. */
 #define KR_REQ_KEEP_BYTES (64u * 1024)
+/* The replies of a turn held in the connection's own buffer (c->out) for
+ * on_flush's write, at most: a larger reply goes to the output itself. */
+#define KR_CONN_OUT_HELD_MAX (64u * 1024)
 
 static void conn_process(kr_conn *c);
 static void conn_begin_flush(kr_conn *c, bool linger);
@@ -143,7 +147,9 @@ void kr_conn_update_read(kr_conn *c)
 
 /*
  * Replies are written by the connection itself, once per loop turn: a reply
- * goes into the output buffer and activates the connection's flush event,
+ * goes into the connection's own buffer (c->out; a large one, or one of a
+ * connection libevent writes for, into the output buffer) and activates
+ * the connection's flush event,
  * which runs after the other callbacks of this turn of the loop (libevent
  * runs an event activated from a callback in the same pass), so that every
  * reply a turn produced - the answers to one read's pipeline, or a storage
@@ -154,6 +160,12 @@ void kr_conn_update_read(kr_conn *c)
  * - on this kind of VM more than the request itself. Only a write the
  * socket does not take whole turns it on (libevent then writes the rest as
  * the client reads, and on_write turns it off once the output is empty).
+ * c->out spares each reply an evbuffer_add (its lock, a chain's
+ * bookkeeping and the output's callbacks): on_flush writes it to the
+ * socket as one piece and gives libevent only what the socket did not
+ * take. Its bytes count in kr_netconn_out_len (net.out_held), so
+ * back-pressure sees them; they move to the output before anything else
+ * does - a large reply, libevent's writing (write_armed), the close.
  */
 /*
  * --write-timeout counts from the client's last taking of reply bytes
@@ -170,6 +182,90 @@ static void conn_watch_drain(kr_conn *c)
         evbuffer_cb_set_flags(bufferevent_get_output(c->bev), c->net.out_cb, EVBUFFER_CB_ENABLED);
 }
 
+/* The held replies to the end of the output, in order. @return 0, or -1
+ * out of memory. */
+static int out_spill(kr_conn *c)
+{
+    if (c->out.len == 0)
+        return 0;
+    int rc = evbuffer_add(bufferevent_get_output(c->bev), c->out.data, c->out.len);
+    kr_buf_reset(&c->out);
+    c->net.out_held = 0;
+    return rc;
+}
+
+/*
+ * One reply frame to the client, after those before it: `hdr` (the
+ * frame's header, or NULL when `payload` starts with it) and the payload,
+ * from bytes or, when evb is not NULL, the whole of evb. Small replies are
+ * held in c->out for on_flush. @return 0, or -1 out of memory.
+ */
+static int out_put(kr_conn *c, const uint8_t *hdr, const uint8_t *payload, size_t len,
+                   struct evbuffer *evb)
+{
+    size_t hlen = hdr != NULL ? KRAPPY_FRAME_HEADER_BYTES : 0;
+    size_t frame = hlen + (evb != NULL ? evbuffer_get_length(evb) : len);
+    if (evb == NULL && frame <= KR_CONN_OUT_HELD_MAX && !c->net.write_armed &&
+        c->net.phase == KR_NETCONN_OPEN) {
+        if (c->out.len + frame > KR_CONN_OUT_HELD_MAX && out_spill(c) < 0)
+            return -1;
+        if (kr_buf_reserve(&c->out, frame) < 0)
+            return -1;
+        uint8_t *p = c->out.data + c->out.len;
+        if (hlen > 0)
+            memcpy(p, hdr, hlen);
+        if (len > 0)
+            memcpy(p + hlen, payload, len);
+        c->out.len += frame;
+        c->net.out_held = c->out.len;
+        return 0;
+    }
+    if (out_spill(c) < 0)
+        return -1;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (hlen > 0 && evbuffer_add(out, hdr, hlen) < 0)
+        return -1;
+    if (evb != NULL)
+        return evbuffer_add_buffer(out, evb);
+    return len > 0 ? evbuffer_add(out, payload, len) : 0;
+}
+
+/* Write what the turn's replies left: the held ones straight from c->out
+ * when nothing is queued before them, else the output. @return the send
+ * or evbuffer_write result, errno kept. */
+static int out_write(kr_conn *c, struct evbuffer *out)
+{
+    int fd = bufferevent_getfd(c->bev);
+    if (evbuffer_get_length(out) == 0) {
+        ssize_t n = send(fd, c->out.data, c->out.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        int err = errno;
+        size_t sent = n > 0 ? (size_t)n : 0;
+        /* What the socket did not take waits in the output for libevent. */
+        if (sent < c->out.len && evbuffer_add(out, c->out.data + sent, c->out.len - sent) < 0) {
+            kr_buf_reset(&c->out);
+            c->net.out_held = 0;
+            errno = ENOMEM;
+            return -1;
+        }
+        kr_buf_reset(&c->out);
+        c->net.out_held = 0;
+        errno = err;
+        return n < 0 ? -1 : (int)n;
+    }
+    if (out_spill(c) < 0) {
+        errno = ENOMEM;
+        return -1;
+    }
+    /* A socket bufferevent keeps its output's start frozen between its own
+     * writes: thaw it for this one, as its write callback does. */
+    evbuffer_unfreeze(out, 1);
+    int rc = evbuffer_write(out, fd);
+    int err = errno;
+    evbuffer_freeze(out, 1);
+    errno = err;
+    return rc;
+}
+
 static void on_flush(evutil_socket_t fd, short what, void *arg)
 {
     kr_conn *c = arg;
@@ -179,15 +275,11 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
     if (c->bev == NULL || c->net.write_armed || c->net.phase != KR_NETCONN_OPEN)
         return;
     struct evbuffer *out = bufferevent_get_output(c->bev);
-    size_t before = evbuffer_get_length(out);
+    size_t before = out_len(c);
     if (before == 0)
         return;
-    /* A socket bufferevent keeps its output's start frozen between its own
-     * writes: thaw it for this one, as its write callback does. */
-    evbuffer_unfreeze(out, 1);
-    int rc = evbuffer_write(out, bufferevent_getfd(c->bev));
+    int rc = out_write(c, out);
     int err = errno;
-    evbuffer_freeze(out, 1);
     if (rc < 0 && err != EAGAIN && err != EINTR) {
         kr_conn_abort(c, strerror(err));
         return;
@@ -226,8 +318,7 @@ static void conn_flush_done(kr_conn *c)
         TAILQ_REMOVE(&c->reqs, r, link);
         bool close_after = r->close_after;
         if (r->reply.len >= KRAPPY_FRAME_HEADER_BYTES) {
-            struct evbuffer *out = bufferevent_get_output(c->bev);
-            if (evbuffer_add(out, r->reply.data, r->reply.len) < 0) {
+            if (out_put(c, NULL, r->reply.data, r->reply.len, NULL) < 0) {
                 req_recycle(c, r);
                 kr_conn_abort(c, "out of memory writing a reply");
                 return;
@@ -291,9 +382,6 @@ bool kr_req_is_head(const kr_req *r)
     return TAILQ_FIRST(&r->conn->reqs) == r;
 }
 
-/* Replies up to this many payload bytes are framed in one evbuffer_add. */
-#define KR_REPLY_SMALL 256
-
 /* How a request's reply is given to req_finish. */
 typedef struct reply_src {
     uint32_t type;
@@ -343,24 +431,7 @@ static void req_finish(kr_req *r, const reply_src *src)
     if (!src->silent) {
         kr_frame_put_header(hdr, src->type, len);
         if (TAILQ_FIRST(&c->reqs) == r) {
-            struct evbuffer *out = bufferevent_get_output(c->bev);
-            int rc;
-            if (src->evb == NULL && len <= KR_REPLY_SMALL) {
-                /* A small reply (every PUBLISH's) is framed on the stack
-                 * and added at once: evbuffer_add costs more than the copy. */
-                uint8_t frame[KRAPPY_FRAME_HEADER_BYTES + KR_REPLY_SMALL];
-                memcpy(frame, hdr, sizeof hdr);
-                if (len > 0)
-                    memcpy(frame + sizeof hdr, src->payload, len);
-                rc = evbuffer_add(out, frame, sizeof hdr + len);
-            } else {
-                rc = evbuffer_add(out, hdr, sizeof hdr);
-                if (rc == 0 && src->evb != NULL)
-                    rc = evbuffer_add_buffer(out, src->evb);
-                else if (rc == 0 && len > 0)
-                    rc = evbuffer_add(out, src->payload, len);
-            }
-            if (rc < 0) {
+            if (out_put(c, hdr, src->payload, len, src->evb) < 0) {
                 kr_conn_abort(c, "out of memory writing a reply");
             } else {
                 kr_counter_add(c->srv->m.bytes_out, sizeof hdr + len);
@@ -768,6 +839,7 @@ static void net_free(kr_netconn *n)
         TAILQ_REMOVE(&c->free_reqs, r, link);
         req_destroy(r);
     }
+    kr_buf_free(&c->out);
     kr_buf_free(&c->enc);
     kr_buf_free(&c->scratch);
     kr_buf_free(&c->tmp);
@@ -791,6 +863,7 @@ kr_conn *kr_conn_new(kr_server *srv, int fd, const struct sockaddr *sa, int sale
     c->srv = srv;
     TAILQ_INIT(&c->reqs);
     TAILQ_INIT(&c->free_reqs);
+    kr_buf_init(&c->out, KR_CONN_OUT_HELD_MAX);
     kr_buf_init(&c->enc, srv->cfg->max_frame);
     kr_buf_init(&c->scratch, srv->cfg->max_frame);
     kr_buf_init(&c->tmp, srv->cfg->max_frame);
@@ -799,6 +872,7 @@ kr_conn *kr_conn_new(kr_server *srv, int fd, const struct sockaddr *sa, int sale
         kr_netconn_init(&c->net, srv, &conn_ops, ++srv->next_conn_id, fd, sa) < 0) {
         if (c->flush_ev != NULL)
             event_free(c->flush_ev);
+        kr_buf_free(&c->out);
         kr_buf_free(&c->enc);
         kr_buf_free(&c->scratch);
         kr_buf_free(&c->tmp);
@@ -856,6 +930,8 @@ static void net_closed(kr_netconn *n, const char *why)
     log_conn(KR_LOG_DEBUG, c, "connection closed", why);
     event_free(c->flush_ev);
     c->flush_ev = NULL;
+    kr_buf_free(&c->out); /* replies no one will read */
+    c->net.out_held = 0;
     TAILQ_REMOVE(&c->srv->conns, c, link);
     /* Parked requests are withdrawn now; other running asynchronous ones
      * finish as orphans. */
@@ -866,6 +942,10 @@ static void net_closed(kr_netconn *n, const char *why)
 
 static void conn_begin_flush(kr_conn *c, bool linger)
 {
+    if (out_spill(c) < 0) {
+        kr_conn_abort(c, "out of memory writing a reply");
+        return;
+    }
     if (!c->net.write_armed && out_len(c) > 0)
         conn_watch_drain(c); /* libevent writes from now on */
     kr_netconn_begin_flush(&c->net, linger);
@@ -895,6 +975,10 @@ static void conn_shrink(kr_conn *c)
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i]->cap > KR_REQ_KEEP_BYTES)
             kr_buf_free(bufs[i]);
+    /* The held replies' buffer is as large as a busy turn's replies were
+     * (up to KR_CONN_OUT_HELD_MAX): an idle connection keeps none. */
+    if (c->out.len == 0)
+        kr_buf_free(&c->out);
 }
 
 static void conn_tick(kr_conn *c, uint64_t now)

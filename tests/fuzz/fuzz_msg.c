@@ -4,8 +4,8 @@
  * Input: the first byte selects a message type, the rest is a payload. The
  * payload goes through kr_req_decode (and, when valid, a re-encode round
  * trip), kr_req_peek_cid, kr_req_peek_ack_none, kr_reply_decode with the reply readers
- * (kr_reply_error, kr_reply_uint, kr_event_view_read over EVENTS and
- * ENTRIES content), and the raw CBOR reader, whose answers are checked for
+ * (kr_reply_error, kr_reply_uint, kr_event_view_read and kr_event_view_parse
+ * over EVENTS and ENTRIES content), and the raw CBOR reader, whose answers are checked for
  * consistency. Nothing here may crash, leak or read out of bounds.
  */
 #include <stddef.h>
@@ -99,11 +99,20 @@ static void check_events(const kr_reply *r, const char *field)
         return;
     kr_cbor_iter_init(&it, &arr);
     while (kr_cbor_iter_next(&it, &ev) == 1) {
-        if (kr_event_view_read(&ev, &view) == 0) {
+        int read = kr_event_view_read(&ev, &view);
+        if (read == 0) {
             FUZZ_CHECK(view.key.kind == KR_CBOR_NULL || view.key.kind == KR_CBOR_BYTES ||
                        view.key.kind == KR_CBOR_TEXT);
             FUZZ_CHECK(!view.has_headers || view.headers.kind == KR_CBOR_MAP);
         }
+        /* The one-pass reader agrees with reading the item, then its parts. */
+        kr_event_view once;
+        FUZZ_CHECK(kr_event_view_parse(ev.raw, ev.raw_len, &once) == read);
+        if (read == 0)
+            FUZZ_CHECK(once.offset == view.offset && once.ts == view.ts &&
+                       once.key.raw == view.key.raw && once.value.raw_len == view.value.raw_len &&
+                       once.has_headers == view.has_headers &&
+                       once.headers.raw_len == view.headers.raw_len);
     }
 }
 
