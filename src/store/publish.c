@@ -500,6 +500,19 @@ void kr_store_append_failed(kr_store *s, kr_append *a, const char *why)
         done(arg, &res);
 }
 
+/* The metrics are shared with the admin thread (atomic adds): they take
+ * what a stream made visible once per flush, not once per append. */
+void kr_store_count_in(kr_store *s, kr_stream *st)
+{
+    if (st->uncounted_events == 0 && st->uncounted_bytes == 0)
+        return;
+    kr_counter_add(s->m_events_in, st->uncounted_events);
+    kr_counter_add(s->m_bytes_in, st->uncounted_bytes);
+    kr_counter_add(st->t->m_events_in, st->uncounted_events);
+    kr_counter_add(st->t->m_bytes_in, st->uncounted_bytes);
+    st->uncounted_events = st->uncounted_bytes = 0;
+}
+
 void kr_store_append_visible(kr_store *s, kr_append *a)
 {
     kr_topic *t = a->t;
@@ -518,10 +531,8 @@ void kr_store_append_visible(kr_store *s, kr_append *a)
     t->next = a->base + a->count;
     t->bytes += a->len;
     t->events_in += a->count;
-    kr_counter_add(s->m_events_in, a->count);
-    kr_counter_add(s->m_bytes_in, a->len);
-    kr_counter_add(t->m_events_in, a->count);
-    kr_counter_add(t->m_bytes_in, a->len);
+    t->stream->uncounted_events += a->count;
+    t->stream->uncounted_bytes += a->len;
     size_t before = kr_overlay_bytes(t->active);
     if (fold_meta(t, a) < 0)
         kr_log(KR_LOG_ERROR,
