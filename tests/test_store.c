@@ -68,23 +68,31 @@ static kr_topic *reg(kr_store *s, const char *name)
     return kr_test_register(s, base, name);
 }
 
+/* Publish a decoded PUBLISH and wait for its acknowledgement (OK).
+ * @return the result. */
+static kr_store_result publish_req(kr_store *s, kr_topic *t, const kr_request *req, kr_buf *scratch)
+{
+    char msg[256];
+    done d = {0};
+    uint64_t bad;
+    assert_int_equal(
+        kr_store_publish(s, t, req, scratch, false, NULL, on_done, &d, msg, sizeof msg, &bad),
+        KRAPPY_OK);
+    run_until(&d.calls, 1);
+    assert_int_equal(d.res.err, KRAPPY_OK);
+    return d.res;
+}
+
 /* Publish the n events and wait for their acknowledgement. @return first. */
 static uint64_t publish(kr_store *s, kr_topic *t, const kr_event_out_spec *ev, int n)
 {
     kr_buf b, scratch;
     kr_request req;
-    char msg[256];
     kr_test_publish_request(ev, (size_t)n, &b, &scratch, &req);
-    done d = {0};
-    uint64_t bad;
-    assert_int_equal(
-        kr_store_publish(s, t, &req, &scratch, false, NULL, on_done, &d, msg, sizeof msg, &bad),
-        KRAPPY_OK);
-    run_until(&d.calls, 1);
-    assert_int_equal(d.res.err, KRAPPY_OK);
+    uint64_t first = publish_req(s, t, &req, &scratch).first;
     kr_buf_free(&b);
     kr_buf_free(&scratch);
-    return d.res.first;
+    return first;
 }
 
 /* Publish n events key "k<j % nkeys>" value "v<offset>". @return first. */
@@ -289,15 +297,9 @@ static void test_publish_encodes_every_form(void **state)
     char msg[256];
     assert_int_equal(kr_req_decode(KRAPPY_T_PUBLISH, payload, n, &scratch, &req, msg, sizeof msg),
                      KRAPPY_OK);
-    done d = {0};
-    uint64_t bad;
-    assert_int_equal(
-        kr_store_publish(s, t, &req, &scratch, false, NULL, on_done, &d, msg, sizeof msg, &bad),
-        KRAPPY_OK);
-    run_until(&d.calls, 1);
-    assert_int_equal(d.res.err, KRAPPY_OK);
-    assert_int_equal(d.res.first, 0);
-    assert_int_equal(d.res.count, 4);
+    kr_store_result res = publish_req(s, t, &req, &scratch);
+    assert_int_equal(res.first, 0);
+    assert_int_equal(res.count, 4);
 
     kr_fetch_result r;
     assert_int_equal(kr_store_fetch(s, t, 0, 4, 1u << 20, &r, msg, sizeof msg), KRAPPY_OK);
