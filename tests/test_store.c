@@ -68,23 +68,31 @@ static kr_topic *reg(kr_store *s, const char *name)
     return kr_test_register(s, base, name);
 }
 
+/* Publish a decoded PUBLISH and wait for its acknowledgement (OK).
+ * @return the result. */
+static kr_store_result publish_req(kr_store *s, kr_topic *t, const kr_request *req, kr_buf *scratch)
+{
+    char msg[256];
+    done d = {0};
+    uint64_t bad;
+    assert_int_equal(
+        kr_store_publish(s, t, req, scratch, false, NULL, on_done, &d, msg, sizeof msg, &bad),
+        KRAPPY_OK);
+    run_until(&d.calls, 1);
+    assert_int_equal(d.res.err, KRAPPY_OK);
+    return d.res;
+}
+
 /* Publish the n events and wait for their acknowledgement. @return first. */
 static uint64_t publish(kr_store *s, kr_topic *t, const kr_event_out_spec *ev, int n)
 {
     kr_buf b, scratch;
     kr_request req;
-    char msg[256];
     kr_test_publish_request(ev, (size_t)n, &b, &scratch, &req);
-    done d = {0};
-    uint64_t bad;
-    assert_int_equal(
-        kr_store_publish(s, t, &req, &scratch, false, NULL, on_done, &d, msg, sizeof msg, &bad),
-        KRAPPY_OK);
-    run_until(&d.calls, 1);
-    assert_int_equal(d.res.err, KRAPPY_OK);
+    uint64_t first = publish_req(s, t, &req, &scratch).first;
     kr_buf_free(&b);
     kr_buf_free(&scratch);
-    return d.res.first;
+    return first;
 }
 
 /* Publish n events key "k<j % nkeys>" value "v<offset>". @return first. */
@@ -237,6 +245,100 @@ static void test_tail_reads_follow_appends(void **state)
             fetch_emit_check(s, t, first - 40, 40);
     }
     fetch_emit_check(s, t, 0, 500);
+    kr_store_close(s);
+}
+
+/*
+ * Every form of event a PUBLISH carries, encoded into the chunk in place:
+ * a text key with headers, an indefinite-length byte-string key (its
+ * content joined for the overlay), no key, a timestamp the producer set
+ * (9-byte head) and a tombstone. FETCH gives each back as sent, in its
+ * delivered form, and GET finds each key's newest event.
+ */
+static void test_publish_encodes_every_form(void **state)
+{
+    (void)state;
+    kr_store *s = open_store(64u << 20, 0);
+    kr_topic *t = reg(s, "t");
+    static const uint8_t hdrs[] = {0xa1, 0x61, 'h', 0x42, 'h', 'v'}; /* {"h": h'6876'} */
+    static const uint8_t v0[] = {0x62, 'v', '0'}, v1[] = {0x62, 'v', '1'}, v2[] = {0x62, 'v', '2'};
+    kr_event_out_spec ev[4] = {
+        {.key = "k0",
+         .key_len = 2,
+         .key_is_text = true,
+         .value = v0,
+         .value_len = sizeof v0,
+         .headers = hdrs,
+         .headers_len = sizeof hdrs},
+        {.key = "QQ",
+         .key_len = 2,
+         .value = v1,
+         .value_len = sizeof v1,
+         .has_ts = true,
+         .ts = 1ull << 40},
+        {.value = v2, .value_len = sizeof v2},
+        {.key = "k0", .key_len = 2, .key_is_text = true}, /* tombstone */
+    };
+    kr_buf b, scratch;
+    kr_request req;
+    kr_test_publish_request(ev, 4, &b, &scratch, &req);
+    /* The second key sent as an indefinite-length string of two chunks. */
+    static const uint8_t def[] = {0x42, 'Q', 'Q'}, indef[] = {0x5f, 0x41, 'Q', 0x41, 'Q', 0xff};
+    uint8_t payload[512];
+    size_t n = 0, at = 0;
+    for (; at + sizeof def <= b.len && memcmp(b.data + at, def, sizeof def) != 0; at++)
+        ;
+    assert_true(at + sizeof def <= b.len && b.len + 3 <= sizeof payload);
+    memcpy(payload, b.data, at);
+    memcpy(payload + at, indef, sizeof indef);
+    n = at + sizeof indef;
+    memcpy(payload + n, b.data + at + sizeof def, b.len - at - sizeof def);
+    n += b.len - at - sizeof def;
+    char msg[256];
+    assert_int_equal(kr_req_decode(KRAPPY_T_PUBLISH, payload, n, &scratch, &req, msg, sizeof msg),
+                     KRAPPY_OK);
+    kr_store_result res = publish_req(s, t, &req, &scratch);
+    assert_int_equal(res.first, 0);
+    assert_int_equal(res.count, 4);
+
+    kr_fetch_result r;
+    assert_int_equal(kr_store_fetch(s, t, 0, 4, 1u << 20, &r, msg, sizeof msg), KRAPPY_OK);
+    assert_int_equal(r.count, 4);
+    struct evbuffer *out = evbuffer_new();
+    assert_non_null(out);
+    assert_int_equal(kr_store_fetch_emit(s, &r, out, msg, sizeof msg), 0);
+    size_t len = evbuffer_get_length(out);
+    const uint8_t *p = evbuffer_pullup(out, -1);
+    kr_event_view v[4];
+    for (int i = 0; i < 4; i++) {
+        kr_cbor_item item;
+        assert_int_equal(kr_cbor_read(p, len, &item), 0);
+        assert_int_equal(kr_event_view_read(&item, &v[i]), 0);
+        assert_int_equal(v[i].offset, (uint64_t)i);
+        p += item.raw_len;
+        len -= item.raw_len;
+    }
+    assert_int_equal(len, 0);
+    assert_true(v[0].has_headers);
+    assert_int_equal(v[0].headers.raw_len, sizeof hdrs);
+    assert_memory_equal(v[0].headers.raw, hdrs, sizeof hdrs);
+    assert_int_equal(v[0].value.raw_len, sizeof v0);
+    assert_memory_equal(v[0].value.raw, v0, sizeof v0);
+    assert_int_equal(v[1].key.raw_len, sizeof indef);
+    assert_memory_equal(v[1].key.raw, indef, sizeof indef);
+    assert_int_equal(v[1].ts, 1ull << 40);
+    assert_false(v[1].has_headers);
+    assert_int_equal(v[2].key.kind, KR_CBOR_NULL);
+    assert_int_equal(v[3].value.kind, KR_CBOR_NULL);
+    evbuffer_free(out);
+
+    char got[32];
+    get(s, t, "QQ", got, sizeof got);
+    assert_string_equal(got, "v1");
+    get(s, t, "k0", got, sizeof got); /* its newest is the tombstone */
+    assert_string_equal(got, "");
+    kr_buf_free(&b);
+    kr_buf_free(&scratch);
     kr_store_close(s);
 }
 
@@ -1900,6 +2002,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_seed_view, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gap_to, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gap_keeps_a_skip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_publish_encodes_every_form, setup, teardown),
     };
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }

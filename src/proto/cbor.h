@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "util/buf.h"
+#include "util/byteorder.h"
 
 /* Deepest nesting of indefinite-length containers/strings accepted. */
 #define KR_CBOR_MAX_NEST 64
@@ -174,10 +175,26 @@ static inline size_t kr_cbor_head(uint8_t *p, unsigned major, uint64_t v)
         p[0] = (uint8_t)(m | v);
         return 1;
     }
-    /* 24..27: an argument of 1, 2, 4 or 8 bytes, big-endian */
-    p[0] = (uint8_t)(m | (n == 2 ? 24 : n == 3 ? 25 : n == 5 ? 26 : 27));
-    for (size_t i = n - 1; i > 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
+    /* 24..27: an argument of 1, 2, 4 or 8 bytes, big-endian, stored
+     * whole rather than byte by byte: encoders write heads per event */
+    switch (n) {
+    case 2:
+        p[0] = (uint8_t)(m | 24);
+        p[1] = (uint8_t)v;
+        break;
+    case 3:
+        p[0] = (uint8_t)(m | 25);
+        kr_put_be16(p + 1, (uint16_t)v);
+        break;
+    case 5:
+        p[0] = (uint8_t)(m | 26);
+        kr_put_be32(p + 1, (uint32_t)v);
+        break;
+    default:
+        p[0] = (uint8_t)(m | 27);
+        kr_put_be64(p + 1, v);
+        break;
+    }
     return n;
 }
 

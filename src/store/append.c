@@ -587,8 +587,10 @@ static void stream_flush(kr_store *s, kr_stream *st)
     }
     if (c != NULL)
         kr_chunk_unref(s, c); /* the open reference */
-    if (visible)
+    if (visible) {
+        kr_store_count_in(s, st);
         kr_store_wake(s, st->t); /* long polls: once per flush */
+    }
     /* A file with unsynced bytes stays open (fdcache.h): when the cache is
      * past its limit, sync it so that it may close it. */
     if (!TAILQ_EMPTY(&st->waiting) || st->kept_bytes > KR_UNSYNCED_MAX ||
@@ -935,8 +937,10 @@ void kr_stream_synced(kr_store *s, kr_job *j)
         else
             st->sync_wanted = true; /* once more, after the rewrite */
     }
-    if (release_waiting(s, st))
+    if (release_waiting(s, st)) {
+        kr_store_count_in(s, st);
         kr_store_wake(s, st->t);
+    }
     if (st->ckpt_wait && st->synced_next >= st->ckpt_target) {
         st->ckpt_wait = false;
         kr_store_checkpoint_part(s, true, NULL);

@@ -156,6 +156,8 @@ typedef struct kr_stream {
     bool dropped;    /* DELETE_TOPIC: nothing more is written or synced */
     uint64_t gap_to; /* the highest offset a gap moved the appends to
                         (kr_stream_gap); 0: none */
+    uint64_t uncounted_events, uncounted_bytes; /* made visible, not yet added to the
+                                                   metrics (kr_store_count_in) */
     TAILQ_ENTRY(kr_stream) flush_link;
 } kr_stream;
 

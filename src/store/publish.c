@@ -44,46 +44,84 @@ static size_t head_size(uint64_t v)
     return kr_cbor_uint_size(v);
 }
 
-/* Record the facts of the event encoded from ev_pos to the end of the
- * chunk so far. */
-static void meta_push(batch_enc *be, kr_ev_meta *m)
+/* Room for n more bytes at the end of b (the bytes themselves not yet
+ * counted), or NULL when b refuses them (b->failed, which encode_batch
+ * checks). The common case - room is there - stays in the caller. */
+static inline uint8_t *room(kr_buf *b, size_t n)
 {
-    m->ev_len = (uint32_t)(be->c->data.len - m->ev_pos);
-    kr_buf_append(&be->c->meta, m, sizeof *m);
+    if ((b->cap - b->len < n || b->failed) && kr_buf_reserve(b, n) < 0)
+        return NULL;
+    return b->data + b->len;
 }
 
-/* Encode one event of a PUBLISH in delivered form ([offset, ts, key,
- * value(, headers)]) after the batch so far, and record its facts. */
-static void encode_event(batch_enc *be, const kr_event_in *ev, uint64_t off, uint64_t ts)
+/* Start one event of `size` bytes as delivered ([offset, ts, key, value(,
+ * headers)]) after the batch so far: its whole room reserved at once and
+ * written in place, as its parts are already encoded (or plain bytes),
+ * rather than head by head through the buffer. m->ev_pos is set.
+ * @return where the key goes, or NULL (no memory: the event is skipped). */
+static uint8_t *event_begin(batch_enc *be, bool headers, uint64_t off, uint64_t ts, uint64_t size,
+                            kr_ev_meta *m)
 {
     kr_buf *b = &be->c->data;
-    kr_ev_meta m = {.ev_pos = (uint32_t)b->len,
-                    .ts = ts,
-                    .has_key = ev->key.present,
-                    .tombstone = ev->tombstone};
-    kr_cbor_put_array(b, ev->has_headers ? 5 : 4);
-    kr_cbor_put_uint(b, off);
-    kr_cbor_put_uint(b, ts);
+    uint8_t *w = room(b, (size_t)size);
+    if (w == NULL)
+        return NULL;
+    m->ev_pos = (uint32_t)b->len;
+    *w++ = headers ? 0x85 : 0x84; /* an array of 5 or 4 */
+    w += kr_cbor_head(w, KR_CBOR_MAJOR_UINT, off);
+    w += kr_cbor_head(w, KR_CBOR_MAJOR_UINT, ts);
+    return w;
+}
+
+/* End the event event_begin started at its end `w`, and record its facts
+ * (the event's length is set here) for the fold. */
+static void event_end(batch_enc *be, uint8_t *w, kr_ev_meta *m)
+{
+    kr_buf *b = &be->c->data;
+    b->len = (size_t)(w - b->data);
+    m->ev_len = (uint32_t)(b->len - m->ev_pos);
+    uint8_t *at = room(&be->c->meta, sizeof *m);
+    if (at == NULL)
+        return; /* meta.failed: encode_batch refuses the batch */
+    memcpy(at, m, sizeof *m);
+    be->c->meta.len += sizeof *m;
+}
+
+/* Copy n bytes to *w and step past them. */
+static void put(uint8_t **w, const void *p, size_t n)
+{
+    memcpy(*w, p, n);
+    *w += n;
+}
+
+/* Encode one event of a PUBLISH, `size` bytes as delivered, after the
+ * batch so far, and record its facts. */
+static void encode_event(batch_enc *be, const kr_event_in *ev, uint64_t off, uint64_t ts,
+                         uint64_t size)
+{
+    kr_ev_meta m = {.ts = ts, .has_key = ev->key.present, .tombstone = ev->tombstone};
+    uint8_t *w = event_begin(be, ev->has_headers, off, ts, size, &m);
+    if (w == NULL)
+        return;
     if (ev->key.present) {
-        size_t key_at = b->len;
-        kr_cbor_put_raw(b, ev->key.raw.ptr, ev->key.raw.len);
+        put(&w, ev->key.raw.ptr, ev->key.raw.len);
         m.key_len = (uint32_t)ev->key.content.len;
         /* A definite key's content ends its raw encoding; an indefinite
          * one is joined in the chunk's extra area. */
         if (ev->key.content.ptr + ev->key.content.len == ev->key.raw.ptr + ev->key.raw.len) {
-            m.key_pos = (uint32_t)(key_at + ev->key.raw.len - ev->key.content.len);
+            m.key_pos = (uint32_t)(w - ev->key.content.len - be->c->data.data);
         } else {
             m.key_pos = (uint32_t)be->c->extra.len;
             m.key_joined = 1;
             kr_buf_append(&be->c->extra, ev->key.content.ptr, ev->key.content.len);
         }
     } else {
-        kr_cbor_put_null(b);
+        *w++ = 0xf6; /* null */
     }
-    kr_cbor_put_raw(b, ev->value.ptr, ev->value.len);
+    put(&w, ev->value.ptr, ev->value.len);
     if (ev->has_headers)
-        kr_cbor_put_raw(b, ev->headers.ptr, ev->headers.len);
-    meta_push(be, &m);
+        put(&w, ev->headers.ptr, ev->headers.len);
+    event_end(be, w, &m);
 }
 
 /* Write the content bytes p[0..n) as a CBOR byte string at *w, or null
@@ -103,37 +141,24 @@ static uint8_t *write_bytes(uint8_t **w, const uint8_t *p, uint32_t n)
     return q;
 }
 
-/*
- * Encode one kr_store_event as encode_event encodes the PUBLISH event with
- * the same parts (key and value as CBOR byte strings), `size` bytes long:
- * reserved at once and written in place, as the parts are plain bytes.
- */
+/* Encode one kr_store_event as encode_event encodes the PUBLISH event with
+ * the same parts (key and value as CBOR byte strings), `size` bytes long. */
 static void encode_store_event(batch_enc *be, const kr_store_event *ev, uint64_t off, uint64_t ts,
                                uint64_t size)
 {
-    kr_buf *b = &be->c->data;
-    kr_ev_meta m = {.ev_pos = (uint32_t)b->len,
-                    .ts = ts,
-                    .has_key = ev->key != NULL,
-                    .tombstone = ev->value == NULL};
-    if (kr_buf_reserve(b, size) < 0)
-        return; /* b->failed: encode_batch refuses the batch */
-    uint8_t *w = b->data + b->len;
-    *w++ = ev->headers != NULL ? 0x85 : 0x84; /* an array of 5 or 4 */
-    w += kr_cbor_head(w, KR_CBOR_MAJOR_UINT, off);
-    w += kr_cbor_head(w, KR_CBOR_MAJOR_UINT, ts);
+    kr_ev_meta m = {.ts = ts, .has_key = ev->key != NULL, .tombstone = ev->value == NULL};
+    uint8_t *w = event_begin(be, ev->headers != NULL, off, ts, size, &m);
+    if (w == NULL)
+        return;
     uint8_t *key = write_bytes(&w, ev->key, ev->key_len);
     if (ev->key != NULL) {
         m.key_len = ev->key_len;
-        m.key_pos = (uint32_t)(key - b->data);
+        m.key_pos = (uint32_t)(key - be->c->data.data);
     }
     write_bytes(&w, ev->value, ev->value_len);
-    if (ev->headers != NULL) {
-        memcpy(w, ev->headers, ev->headers_len);
-        w += ev->headers_len;
-    }
-    b->len = (size_t)(w - b->data);
-    meta_push(be, &m);
+    if (ev->headers != NULL)
+        put(&w, ev->headers, ev->headers_len);
+    event_end(be, w, &m);
 }
 
 /* Bytes a CBOR byte string of n bytes, or null (NULL), takes. */
@@ -180,11 +205,12 @@ static krappy_err encode_batch(kr_store *s, batch_enc *be, const ev_source *src,
                                char *msg, size_t msglen, uint64_t *bad_index)
 {
     const uint64_t limit = (uint64_t)s->o.max_frame - KRAPPY_REPLY_SLACK_BYTES;
-    uint8_t zero[KR_BATCH_HEADER_MAX] = {0};
     kr_buf *b = &be->c->data;
     uint32_t hlen = kr_batch_header_size(&be->hdr);
     be->at = b->len;
-    kr_buf_append(b, zero, hlen); /* the header goes there */
+    if (room(b, hlen) == NULL)
+        goto oom;
+    b->len += hlen; /* the header goes there, written whole below */
 
     kr_events_iter it;
     kr_event_in ev;
@@ -228,7 +254,7 @@ static krappy_err encode_batch(kr_store *s, batch_enc *be, const ev_source *src,
         if (v != NULL)
             encode_store_event(be, v, off, ts, size);
         else
-            encode_event(be, &ev, off, ts);
+            encode_event(be, &ev, off, ts, size);
         if (ts > be->max_ts)
             be->max_ts = ts;
         be->count++;
@@ -241,11 +267,8 @@ static krappy_err encode_batch(kr_store *s, batch_enc *be, const ev_source *src,
                  (unsigned long long)be->count, KR_BATCH_MAX_PAYLOAD);
         return KRAPPY_E_INVALID_ARGUMENT;
     }
-    if (be->count != src->count || b->failed || be->c->meta.failed || be->c->extra.failed) {
-        snprintf(msg, msglen, "out of memory encoding the batch of %llu events",
-                 (unsigned long long)src->count);
-        return KRAPPY_E_STORAGE;
-    }
+    if (be->count != src->count || b->failed || be->c->meta.failed || be->c->extra.failed)
+        goto oom;
     kr_batch_hdr h = be->hdr;
     h.base = be->base;
     h.count = (uint32_t)be->count;
@@ -255,6 +278,10 @@ static krappy_err encode_batch(kr_store *s, batch_enc *be, const ev_source *src,
     kr_batch_header_put(batch, &h);
     kr_batch_seal(batch);
     return KRAPPY_OK;
+oom:
+    snprintf(msg, msglen, "out of memory encoding the batch of %llu events",
+             (unsigned long long)src->count);
+    return KRAPPY_E_STORAGE;
 }
 
 /* Take a refused batch back out of the chunk (its buffers as they were). */
@@ -433,7 +460,15 @@ size_t kr_store_fill_limit(const kr_store *s)
  */
 static void ack_append(kr_store *s, kr_append *a)
 {
-    kr_store_result res = {.err = KRAPPY_OK, .first = a->base, .count = a->count};
+    /* Field by field: an initializer would clear all of msg per append. */
+    kr_store_result res;
+    res.err = KRAPPY_OK;
+    res.msg[0] = '\0';
+    res.first = a->base;
+    res.count = a->count;
+    res.duplicate = false;
+    res.epoch = 0;
+    res.seq = 0;
     if (a->count == 0)
         res.first = a->t->next; /* a marker: the topic's next offset */
     kr_store_done done = a->done;
@@ -465,6 +500,19 @@ void kr_store_append_failed(kr_store *s, kr_append *a, const char *why)
         done(arg, &res);
 }
 
+/* The metrics are shared with the admin thread (atomic adds): they take
+ * what a stream made visible once per flush, not once per append. */
+void kr_store_count_in(kr_store *s, kr_stream *st)
+{
+    if (st->uncounted_events == 0 && st->uncounted_bytes == 0)
+        return;
+    kr_counter_add(s->m_events_in, st->uncounted_events);
+    kr_counter_add(s->m_bytes_in, st->uncounted_bytes);
+    kr_counter_add(st->t->m_events_in, st->uncounted_events);
+    kr_counter_add(st->t->m_bytes_in, st->uncounted_bytes);
+    st->uncounted_events = st->uncounted_bytes = 0;
+}
+
 void kr_store_append_visible(kr_store *s, kr_append *a)
 {
     kr_topic *t = a->t;
@@ -483,10 +531,8 @@ void kr_store_append_visible(kr_store *s, kr_append *a)
     t->next = a->base + a->count;
     t->bytes += a->len;
     t->events_in += a->count;
-    kr_counter_add(s->m_events_in, a->count);
-    kr_counter_add(s->m_bytes_in, a->len);
-    kr_counter_add(t->m_events_in, a->count);
-    kr_counter_add(t->m_bytes_in, a->len);
+    t->stream->uncounted_events += a->count;
+    t->stream->uncounted_bytes += a->len;
     size_t before = kr_overlay_bytes(t->active);
     if (fold_meta(t, a) < 0)
         kr_log(KR_LOG_ERROR,

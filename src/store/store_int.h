@@ -171,8 +171,12 @@ void kr_store_recount_active(kr_store *s);
  * or, while the active overlays are over kr_store_fill_limit and a
  * checkpoint runs, the acknowledgement held. A marker (count 0) is answered
  * with the topic's next offset. The append is released (or held). The
- * caller wakes the topic's long polls. */
+ * caller then adds what its stream made visible to the metrics
+ * (kr_store_count_in) and wakes the topic's long polls. */
 void kr_store_append_visible(kr_store *s, kr_append *a);
+/* Add the events and bytes kr_store_append_visible made visible on st
+ * since the last call to the store's and the topic's metrics. */
+void kr_store_count_in(kr_store *s, kr_stream *st);
 /* An append that will never count: STORAGE with `why`; released. */
 void kr_store_append_failed(kr_store *s, kr_append *a, const char *why);
 /* Acknowledge held appends while the active overlays are within their
