@@ -42,6 +42,13 @@
  * only ever moved past bytes that are in the file: it never runs ahead of
  * the files, and never behind what was acknowledged.
  *
+ * Producer registrations: a topic's chunk is not written while a producer
+ * registration of the topic waits for the writer (kr_topic.registering):
+ * a batch must never be on disk before the registration that names its
+ * producer, or after a kill -9 recovery could not attribute it, and the
+ * producer's resend of it would be stored again (the Kafka listener
+ * registers a producer and publishes its first batch in one loop turn).
+ *
  * Rolls: a chunk that does not fit the active segment goes to a new one,
  * created by the loop (open, header write - page cache only); the old one
  * is synced in full by the next SYNC job, which then leaves its index hint
