@@ -689,6 +689,42 @@ static void bp_publish(bp_state *b, int batch)
     kr_buf_free(&scratch);
 }
 
+/* A big chunk (a Kafka Produce's) is recycled, one at a time, up to 4 MiB. */
+static void test_chunk_pool_keeps_one_big_chunk(void **state)
+{
+    (void)state;
+    kr_store *s = open_store(1u << 20, 0);
+    kr_stream st1 = {0}, st2 = {0}, st3 = {0};
+    kr_chunk *big = kr_stream_chunk(s, &st1);
+    kr_chunk *big2 = kr_stream_chunk(s, &st2);
+    kr_chunk *huge = kr_stream_chunk(s, &st3);
+    assert_non_null(big);
+    assert_non_null(big2);
+    assert_non_null(huge);
+    assert_int_equal(kr_buf_reserve(&big->data, 1536 * 1024), 0);
+    assert_int_equal(kr_buf_reserve(&big2->meta, 2u << 20), 0);
+    assert_int_equal(kr_buf_reserve(&huge->data, 6u << 20), 0);
+    size_t free_before = s->n_free_chunks;
+    st1.open = st2.open = st3.open = NULL;
+    kr_chunk_unref(s, huge); /* over 4 MiB: freed */
+    assert_int_equal(s->n_free_big_chunks, 0);
+    kr_chunk_unref(s, big);
+    assert_int_equal(s->n_free_big_chunks, 1);
+    kr_chunk_unref(s, big2); /* a second big one: freed */
+    assert_int_equal(s->n_free_big_chunks, 1);
+    assert_int_equal(s->n_free_chunks, free_before + 1);
+
+    kr_chunk *again = kr_stream_chunk(s, &st1);
+    assert_ptr_equal(again, big);
+    assert_true(again->data.cap >= 1536 * 1024);
+    assert_int_equal(again->data.len, 0);
+    assert_int_equal(s->n_free_big_chunks, 0);
+    st1.open = NULL;
+    kr_chunk_unref(s, again);
+    assert_int_equal(s->n_free_big_chunks, 1);
+    kr_store_close(s);
+}
+
 static void test_overlay_budget(void **state)
 {
     (void)state;
@@ -1980,6 +2016,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retention_led, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_refuses_second_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_overlay_budget, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chunk_pool_keeps_one_big_chunk, setup, teardown),
         cmocka_unit_test_setup_teardown(test_group_accessors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention_passes_an_idle_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recovery_names_a_bad_segment, setup, teardown),

@@ -15,12 +15,27 @@
 /* Recycled chunks and append records the store keeps. */
 #define KR_CHUNKS_KEPT  32
 #define KR_APPENDS_KEPT 1024
-/* A recycled chunk keeps at most this much memory. */
+/* A recycled chunk keeps at most this much memory... */
 #define KR_CHUNK_KEEP_BYTES (256u * 1024)
+/*
+ * ...but one may keep up to this much: a Kafka Produce's batch of a few
+ * thousand records reserves its whole room (over a megabyte), which malloc
+ * maps and unmaps each time, so every Produce would fault its pages in
+ * afresh. One such chunk is all the loop needs at once per stream turn; the
+ * bound is the memory this costs at rest.
+ */
+#define KR_CHUNK_BIG_KEPT       1
+#define KR_CHUNK_BIG_KEEP_BYTES (4u * 1024 * 1024)
 /* A chunk's parts are addressed with 32-bit positions (kr_ev_meta). */
 #define KR_CHUNK_MAX ((size_t)UINT32_MAX)
 
 /* ---- chunks and append records ---- */
+
+/* Whether one of the chunk's buffers holds more than this. */
+static bool chunk_over(const kr_chunk *c, size_t bytes)
+{
+    return c->data.cap > bytes || c->meta.cap > bytes || c->extra.cap > bytes;
+}
 
 static kr_chunk *chunk_get(kr_store *s)
 {
@@ -28,6 +43,8 @@ static kr_chunk *chunk_get(kr_store *s)
     if (c != NULL) {
         TAILQ_REMOVE(&s->free_chunks, c, link);
         s->n_free_chunks--;
+        if (chunk_over(c, KR_CHUNK_KEEP_BYTES))
+            s->n_free_big_chunks--;
     } else {
         c = calloc(1, sizeof *c);
         if (c == NULL)
@@ -54,16 +71,19 @@ void kr_chunk_unref(kr_store *s, kr_chunk *c)
 {
     if (c == NULL || --c->refs > 0)
         return;
-    if (s->n_free_chunks >= KR_CHUNKS_KEPT || c->data.cap > KR_CHUNK_KEEP_BYTES ||
-        c->meta.cap > KR_CHUNK_KEEP_BYTES || c->extra.cap > KR_CHUNK_KEEP_BYTES) {
+    bool big = chunk_over(c, KR_CHUNK_KEEP_BYTES);
+    if (s->n_free_chunks >= KR_CHUNKS_KEPT || (big && (s->n_free_big_chunks >= KR_CHUNK_BIG_KEPT ||
+                                                       chunk_over(c, KR_CHUNK_BIG_KEEP_BYTES)))) {
         kr_chunk_free(c);
         return;
     }
     kr_buf_reset(&c->data);
     kr_buf_reset(&c->meta);
     kr_buf_reset(&c->extra);
+    /* At the head: the next batch, likely as big, takes it first. */
     TAILQ_INSERT_HEAD(&s->free_chunks, c, link);
     s->n_free_chunks++;
+    s->n_free_big_chunks += big;
 }
 
 kr_append *kr_append_new(kr_store *s, kr_topic *t)
@@ -118,7 +138,7 @@ void kr_stream_pools_free(kr_store *s)
         free(k);
     }
     s->n_free_kblocks = 0;
-    s->n_free_chunks = s->n_free_appends = 0;
+    s->n_free_chunks = s->n_free_appends = s->n_free_big_chunks = 0;
 }
 
 kr_chunk *kr_stream_chunk(kr_store *s, kr_stream *st)

@@ -89,7 +89,7 @@ struct kr_store {
     struct kr_kblock_list free_kblocks;
     size_t n_free_kblocks;
     struct kr_append_list free_appends;
-    size_t n_free_chunks, n_free_appends;
+    size_t n_free_chunks, n_free_appends, n_free_big_chunks;
     kr_buf readbuf;         /* pread scratch for fetch */
     kr_buf win;             /* the read window (store_read.c) ... */
     uint64_t win_seg;       /* ... of this segment (id; 0: none) ... */
