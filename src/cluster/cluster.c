@@ -570,6 +570,8 @@ krappy_err kr_cluster_submit_batch(kr_cluster *c, const void *cmd, size_t len,
 
 bool kr_cluster_is_leader(kr_cluster *c)
 {
+    if (c == NULL)
+        return false; /* stopped: it leads nothing */
     kr_node *n = node_of(c);
     return n != NULL && kr_node_state_now(n) == KR_NODE_LEADER;
 }

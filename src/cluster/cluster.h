@@ -151,7 +151,9 @@ void kr_cluster_handover(kr_cluster *c);
  * everything. Loop thread; NULL ok. */
 void kr_cluster_stop(kr_cluster *c);
 
-/* This node leads (raft runs, and it won the last election it knows of). */
+/* This node leads (raft runs, and it won the last election it knows of).
+ * NULL (a cluster stopped, as the store's last checkpoint runs) leads
+ * nothing: false. */
 bool kr_cluster_is_leader(kr_cluster *c);
 
 /*
