@@ -277,57 +277,17 @@ void kr_kafka_batch_begin(kr_kafka_batch_writer *w, kr_buf *out)
     kr_buf_append(out, zeros, sizeof zeros);
 }
 
-/* Zigzag, as wire.c writes varints and varlongs (0, -1, 1, -2, ... become
- * 0, 1, 2, 3, ...). */
-static inline uint64_t zigzag(int64_t v)
-{
-    return ((uint64_t)v << 1) ^ (0u - ((uint64_t)v >> 63));
-}
-
-/* Bytes the unsigned varint of u takes (1..10): the one- and two-byte ones
- * (a record's lengths and deltas, mostly) by a comparison. */
-static inline size_t uvar_len(uint64_t u)
-{
-    if (u < 0x80)
-        return 1;
-    if (u < 0x4000)
-        return 2;
-    return 1 + (size_t)(63 - __builtin_clzll(u)) / 7;
-}
-
-/* The unsigned varint of u at p (room checked by the caller): the one- and
- * two-byte ones - a record's lengths and deltas, mostly - without a loop.
- * @return the byte after it. */
-static inline uint8_t *uvar_put(uint8_t *p, uint64_t u)
-{
-    if (u < 0x80) {
-        *p = (uint8_t)u;
-        return p + 1;
-    }
-    if (u < 0x4000) {
-        p[0] = (uint8_t)(u | 0x80);
-        p[1] = (uint8_t)(u >> 7);
-        return p + 2;
-    }
-    while (u >= 0x80) {
-        *p++ = (uint8_t)(u | 0x80);
-        u >>= 7;
-    }
-    *p++ = (uint8_t)u;
-    return p;
-}
-
 /* Bytes of varint-length bytes (-1: null). */
 static inline size_t vbytes_size(kr_kafka_bytes b)
 {
-    return uvar_len(zigzag(b.len)) + (size_t)(b.len > 0 ? b.len : 0);
+    return kr_kafka_uvar_size(kr_kafka_zigzag64(b.len)) + (size_t)(b.len > 0 ? b.len : 0);
 }
 
 /* Varint-length bytes at p (room checked by the caller). @return the
  * byte after them. */
 static inline uint8_t *write_vbytes(uint8_t *p, kr_kafka_bytes b)
 {
-    p = uvar_put(p, zigzag(b.len));
+    p = kr_kafka_uvar_put(p, kr_kafka_zigzag64(b.len));
     if (b.len > 0) {
         memcpy(p, b.ptr, (size_t)b.len);
         p += b.len;
@@ -345,8 +305,9 @@ static inline uint8_t *write_vbytes(uint8_t *p, kr_kafka_bytes b)
 static size_t put_record_known(kr_kafka_batch_writer *w, int64_t ts_delta, int32_t offset_delta,
                                kr_kafka_bytes key, kr_kafka_bytes value)
 {
-    size_t body = 1 + uvar_len(zigzag(ts_delta)) + uvar_len(zigzag(offset_delta)) +
-                  vbytes_size(key) + vbytes_size(value) + 1;
+    size_t body = 1 + kr_kafka_uvar_size(kr_kafka_zigzag64(ts_delta)) +
+                  kr_kafka_uvar_size(kr_kafka_zigzag64(offset_delta)) + vbytes_size(key) +
+                  vbytes_size(value) + 1;
     kr_buf *out = w->out;
     size_t need = LEN_RESERVE + body;
     /* The reservation's call is skipped while the room is there (within
@@ -357,10 +318,10 @@ static size_t put_record_known(kr_kafka_batch_writer *w, int64_t ts_delta, int32
         out->failed = true;
         return 0;
     }
-    uint8_t *p = uvar_put(out->data + out->len, zigzag((int64_t)body));
+    uint8_t *p = kr_kafka_uvar_put(out->data + out->len, kr_kafka_zigzag64((int64_t)body));
     *p++ = 0; /* attributes */
-    p = uvar_put(p, zigzag(ts_delta));
-    p = uvar_put(p, zigzag(offset_delta));
+    p = kr_kafka_uvar_put(p, kr_kafka_zigzag64(ts_delta));
+    p = kr_kafka_uvar_put(p, kr_kafka_zigzag64(offset_delta));
     p = write_vbytes(p, key);
     p = write_vbytes(p, value);
     *p++ = 0; /* no headers */

@@ -203,13 +203,7 @@ void kr_kafka_put_i64(kr_buf *b, int64_t v)
 /* Write unsigned varint u to out (room for 10 bytes). @return its size. */
 static size_t uvar_write(uint8_t *out, uint64_t u)
 {
-    size_t n = 0;
-    while (u >= 0x80) {
-        out[n++] = (uint8_t)(u | 0x80);
-        u >>= 7;
-    }
-    out[n++] = (uint8_t)u;
-    return n;
+    return (size_t)(kr_kafka_uvar_put(out, u) - out);
 }
 
 static void put_uvar(kr_buf *b, uint64_t v)
@@ -230,11 +224,6 @@ static uint32_t zz32(int32_t v)
     return ((uint32_t)v << 1) ^ (0u - ((uint32_t)v >> 31));
 }
 
-static uint64_t zz64(int64_t v)
-{
-    return ((uint64_t)v << 1) ^ (0u - ((uint64_t)v >> 63));
-}
-
 size_t kr_kafka_varint_write(uint8_t out[5], int32_t v)
 {
     return uvar_write(out, zz32(v));
@@ -242,7 +231,7 @@ size_t kr_kafka_varint_write(uint8_t out[5], int32_t v)
 
 size_t kr_kafka_varlong_write(uint8_t out[10], int64_t v)
 {
-    return uvar_write(out, zz64(v));
+    return uvar_write(out, kr_kafka_zigzag64(v));
 }
 
 void kr_kafka_put_varint(kr_buf *b, int32_t v)
@@ -252,27 +241,17 @@ void kr_kafka_put_varint(kr_buf *b, int32_t v)
 
 void kr_kafka_put_varlong(kr_buf *b, int64_t v)
 {
-    put_uvar(b, zz64(v));
-}
-
-static size_t uvar_size(uint64_t u)
-{
-    size_t n = 1;
-    while (u >= 0x80) {
-        u >>= 7;
-        n++;
-    }
-    return n;
+    put_uvar(b, kr_kafka_zigzag64(v));
 }
 
 size_t kr_kafka_varint_size(int32_t v)
 {
-    return uvar_size(zz32(v));
+    return kr_kafka_uvar_size(zz32(v));
 }
 
 size_t kr_kafka_varlong_size(int64_t v)
 {
-    return uvar_size(zz64(v));
+    return kr_kafka_uvar_size(kr_kafka_zigzag64(v));
 }
 
 /* Mark a value the wire cannot carry: the encoder will see `failed`. */

@@ -136,6 +136,44 @@ kr_kafka_bytes kr_kafka_rd_vbytes(kr_kafka_rd *r);
  */
 int32_t kr_kafka_rd_count(kr_kafka_rd *r, bool nullable, size_t min_elem);
 
+/* Zigzag for varlongs: 0, -1, 1, -2, ... become 0, 1, 2, 3, ... */
+static inline uint64_t kr_kafka_zigzag64(int64_t v)
+{
+    return ((uint64_t)v << 1) ^ (0u - ((uint64_t)v >> 63));
+}
+
+/* Bytes the unsigned varint of u takes (1..10): the one- and two-byte ones
+ * (a record's lengths and deltas, mostly) by a comparison. */
+static inline size_t kr_kafka_uvar_size(uint64_t u)
+{
+    if (u < 0x80)
+        return 1;
+    if (u < 0x4000)
+        return 2;
+    return 1 + (size_t)(63 - __builtin_clzll(u)) / 7;
+}
+
+/* The unsigned varint of u at p (room for 10 bytes checked by the caller):
+ * the one- and two-byte ones without a loop. @return the byte after it. */
+static inline uint8_t *kr_kafka_uvar_put(uint8_t *p, uint64_t u)
+{
+    if (u < 0x80) {
+        *p = (uint8_t)u;
+        return p + 1;
+    }
+    if (u < 0x4000) {
+        p[0] = (uint8_t)(u | 0x80);
+        p[1] = (uint8_t)(u >> 7);
+        return p + 2;
+    }
+    while (u >= 0x80) {
+        *p++ = (uint8_t)(u | 0x80);
+        u >>= 7;
+    }
+    *p++ = (uint8_t)u;
+    return p;
+}
+
 /* Writers (big-endian, varints as above). */
 void kr_kafka_put_i8(kr_buf *b, int8_t v);
 void kr_kafka_put_i16(kr_buf *b, int16_t v);
