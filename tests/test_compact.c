@@ -363,6 +363,60 @@ static void test_rewrite_lookup_chunks(void **state)
     close(dirfd);
 }
 
+/* A rewrite in the compaction thread's memory, reused after a rewrite
+ * that failed half way through its chunk and after one of another shape,
+ * writes the same bytes as a rewrite in memory of its own. */
+static void test_rewrite_reused_memory(void **state)
+{
+    (void)state;
+    int dirfd = open(dir, O_RDONLY | O_DIRECTORY);
+    uint64_t bases[1] = {0};
+    kr_rewrite_mem *m = kr_rewrite_mem_new();
+    assert_non_null(m);
+    size_t len[3];
+    uint8_t *file[3];
+    for (int r = 0; r < 3; r++) {
+        write_segment(dirfd, 0, 300, 10, 40);
+        table tb;
+        table_fill(&tb, 320, 40);
+        kr_rewrite rw = {.dirfd = dirfd,
+                         .bases = bases,
+                         .n = 1,
+                         .end = 300,
+                         .now_ms = 1320,
+                         .delete_retention_ms = 10,
+                         .lookup = table_lookup,
+                         .lookup_arg = &tb,
+                         .mem = r == 0 ? NULL : m};
+        if (r == 1) { /* a failure leaves the memory with a chunk in it */
+            tb.fail = true;
+            assert_int_equal(kr_compact_rewrite(&rw), -1);
+            tb.fail = false;
+        }
+        if (r == 2) { /* a rewrite of many small chunks first */
+            rw.chunk_bytes = 1;
+            assert_int_equal(kr_compact_rewrite(&rw), 0);
+            kr_index_free(&rw.idx);
+            rw.chunk_bytes = 0;
+            (void)unlinkat(dirfd, "00000000000000000000.idx", 0);
+            write_segment(dirfd, 0, 300, 10, 40);
+        }
+        assert_int_equal(kr_compact_rewrite(&rw), 0);
+        kr_index_free(&rw.idx);
+        file[r] = slurp(dirfd, "00000000000000000000.seg", &len[r]);
+        (void)unlinkat(dirfd, "00000000000000000000.idx", 0);
+    }
+    for (int r = 1; r < 3; r++) {
+        assert_int_equal(len[r], len[0]);
+        assert_memory_equal(file[r], file[0], len[0]);
+    }
+    for (int r = 0; r < 3; r++)
+        free(file[r]);
+    kr_rewrite_mem_free(m);
+    assert_int_equal(unlinkat(dirfd, "00000000000000000000.seg", 0), 0);
+    close(dirfd);
+}
+
 /* The stream ends where the segment ends: each key's latest event stays,
  * tombstones younger than delete_retention_ms stay, a batch kept whole is
  * copied byte for byte, and a rewrite that would change nothing leaves
@@ -886,6 +940,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rewrite_keep_drop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rewrite_latest_and_tombstones, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rewrite_lookup_chunks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rewrite_reused_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rewrite_big_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rewrite_failures_leave_old, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_settings_persist, setup, teardown),

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -25,6 +26,8 @@
 
 /* After a failed rewrite, a topic waits this long before the next try. */
 #define RETRY_MS 10000
+/* Seconds without a rewrite after which the rewrites' memory goes back. */
+#define MEM_IDLE_S 30
 
 /* ---- the store's compaction ---- */
 
@@ -70,6 +73,7 @@ struct kr_compactor {
     struct event *done_ev; /* ... and the loop reads it */
     kr_store *s;
     size_t rr; /* round robin over the topics */
+    kr_rewrite_mem *mem; /* the thread's, while it has had work lately */
     bool busy; /* a job is out (loop side) */
 };
 
@@ -123,13 +127,31 @@ static void cjob_free(kr_cjob *j)
     free(j);
 }
 
+/* Wait for work; the rewrites' memory goes back once none came for
+ * MEM_IDLE_S. Called and returns with c->mu held. */
+static void wait_for_work(kr_compactor *c)
+{
+    while (c->todo == NULL && c->spent == NULL && !atomic_load(&c->stop)) {
+        if (c->mem == NULL) {
+            pthread_cond_wait(&c->cv, &c->mu);
+            continue;
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += MEM_IDLE_S;
+        if (pthread_cond_timedwait(&c->cv, &c->mu, &until) == ETIMEDOUT && c->todo == NULL) {
+            kr_rewrite_mem_free(c->mem);
+            c->mem = NULL;
+        }
+    }
+}
+
 static void *compact_main(void *arg)
 {
     kr_compactor *c = arg;
     pthread_mutex_lock(&c->mu);
     for (;;) {
-        while (c->todo == NULL && c->spent == NULL && !atomic_load(&c->stop))
-            pthread_cond_wait(&c->cv, &c->mu);
+        wait_for_work(c);
         if (c->spent != NULL) {
             kr_cjob *spent = c->spent;
             c->spent = NULL;
@@ -143,6 +165,9 @@ static void *compact_main(void *arg)
         kr_cjob *j = c->todo;
         c->todo = NULL;
         pthread_mutex_unlock(&c->mu);
+        if (c->mem == NULL)
+            c->mem = kr_rewrite_mem_new(); /* NULL: the rewrite has its own */
+        j->rw.mem = c->mem;
         uint64_t t0 = kr_mono_ns();
         j->rc = kr_compact_rewrite(&j->rw);
         j->ns = kr_mono_ns() - t0;
@@ -160,6 +185,8 @@ static void *compact_main(void *arg)
         pthread_mutex_lock(&c->mu);
     }
     pthread_mutex_unlock(&c->mu);
+    kr_rewrite_mem_free(c->mem);
+    c->mem = NULL;
     return NULL;
 }
 

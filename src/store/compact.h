@@ -110,6 +110,20 @@ typedef struct kr_compact_key {
 typedef int (*kr_compact_lookup)(void *arg, kr_compact_key *keys, size_t n, char *err,
                                  size_t errlen);
 
+/*
+ * The memory a rewrite works in (its chunk of batches, their events and
+ * keys, the kept bytes on their way out), kept from one rewrite to the
+ * next by the compaction thread: grown in the first rewrite, then reused.
+ * A rewrite that had to map, fault in and unmap tens of MiB every time
+ * took the loop's core for each page (a fault zeroes it, an unmap flushes
+ * the TLBs of every core the process runs on), and every produce->consume
+ * event meanwhile was late.
+ */
+typedef struct kr_rewrite_mem kr_rewrite_mem;
+
+kr_rewrite_mem *kr_rewrite_mem_new(void);
+void kr_rewrite_mem_free(kr_rewrite_mem *m); /* NULL ok */
+
 /* One rewrite: the segments bases[0..n) of the directory dirfd, merged
  * into bases[0]. Everything it reads and writes is its own: it never
  * touches the loop's structures. */
@@ -125,6 +139,7 @@ typedef struct kr_rewrite {
     size_t chunk_bytes;      /* bytes of batches whose keys are looked up
                                 together; 0: KR_COMPACT_CHUNK_BYTES */
     const atomic_bool *stop; /* set: give up (nothing changed), NULL: never */
+    kr_rewrite_mem *mem;     /* its memory (borrowed); NULL: its own, freed at its end */
     /* out */
     uint64_t bytes_in; /* the segments' bytes before */
     uint64_t size;     /* the new segment's bytes */

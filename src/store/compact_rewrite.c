@@ -64,7 +64,7 @@ typedef struct out_file {
     int fd;
     uint64_t pos; /* bytes of the file so far (written or gathered) */
     uint64_t written;
-    kr_buf buf;
+    kr_buf *buf; /* the rewrite's memory's */
 } out_file;
 
 /* pwrite n bytes at o->written, IO_STEP at most a call.
@@ -81,24 +81,24 @@ static int write_steps(out_file *o, const void *p, size_t n)
 
 static int out_flush(out_file *o)
 {
-    if (o->buf.len == 0)
+    if (o->buf->len == 0)
         return 0;
-    if (write_steps(o, o->buf.data, o->buf.len) < 0)
+    if (write_steps(o, o->buf->data, o->buf->len) < 0)
         return -1;
-    o->written += o->buf.len;
-    kr_buf_reset(&o->buf);
+    o->written += o->buf->len;
+    kr_buf_reset(o->buf);
     return 0;
 }
 
 static int out_put(out_file *o, const void *p, size_t n)
 {
-    if (o->buf.len + n > OUT_CHUNK && out_flush(o) < 0)
+    if (o->buf->len + n > OUT_CHUNK && out_flush(o) < 0)
         return -1;
     if (n > OUT_CHUNK) { /* a batch larger than the chunk: as it is */
         if (write_steps(o, p, n) < 0)
             return -1;
         o->written += n;
-    } else if (kr_buf_append(&o->buf, p, n) < 0) {
+    } else if (kr_buf_append(o->buf, p, n) < 0) {
         errno = ENOMEM;
         return -1;
     }
@@ -180,6 +180,31 @@ static void chunk_free(chunk *c)
     free(c->k);
     free(c->ask);
     free(c->slot);
+}
+
+struct kr_rewrite_mem {
+    chunk c;
+    kr_buf out;
+};
+
+kr_rewrite_mem *kr_rewrite_mem_new(void)
+{
+    kr_rewrite_mem *m = calloc(1, sizeof *m);
+    if (m == NULL)
+        return NULL;
+    kr_buf_init(&m->c.bytes, SIZE_MAX); /* a chunk and one more batch at most */
+    kr_buf_init(&m->c.keys, SIZE_MAX);
+    kr_buf_init(&m->out, OUT_CHUNK);
+    return m;
+}
+
+void kr_rewrite_mem_free(kr_rewrite_mem *m)
+{
+    if (m == NULL)
+        return;
+    chunk_free(&m->c);
+    kr_buf_free(&m->out);
+    free(m);
 }
 
 /* FNV-1a. */
@@ -557,11 +582,16 @@ int kr_compact_rewrite(kr_rewrite *rw)
     strcpy(tmp + KR_SEG_NAME_BYTES - 5, KR_COMPACT_TEMP_SUFFIX);
     rw->bytes_in = rw->size = rw->max_ts = rw->events_in = rw->events_kept = 0;
     rw->err[0] = '\0';
-    out_file o = {.fd = -1};
-    kr_buf_init(&o.buf, OUT_CHUNK);
-    chunk c = {0};
-    kr_buf_init(&c.bytes, SIZE_MAX); /* a chunk and one more batch at most */
-    kr_buf_init(&c.keys, SIZE_MAX);
+    kr_rewrite_mem *own = rw->mem == NULL ? kr_rewrite_mem_new() : NULL;
+    kr_rewrite_mem *m = rw->mem != NULL ? rw->mem : own;
+    if (m == NULL) {
+        snprintf(rw->err, sizeof rw->err, "out of memory");
+        return -1;
+    }
+    chunk_reset(&m->c);
+    kr_buf_reset(&m->out);
+    out_file o = {.fd = -1, .buf = &m->out};
+    chunk *c = &m->c;
     uint64_t t0 = kr_mono_ns(), moved = 0;
     int rc = -1;
     uint8_t hdr[KR_SEG_HEADER_BYTES];
@@ -574,9 +604,9 @@ int kr_compact_rewrite(kr_rewrite *rw)
         goto out;
     }
     for (size_t i = 0; i < rw->n; i++)
-        if (rewrite_source(rw, &o, &c, rw->bases[i], t0, &moved) < 0)
+        if (rewrite_source(rw, &o, c, rw->bases[i], t0, &moved) < 0)
             goto out;
-    if (chunk_flush(rw, &o, &c) < 0)
+    if (chunk_flush(rw, &o, c) < 0)
         goto out;
     rw->size = o.pos;
     if (rw->n == 1 && rw->events_kept == rw->events_in) {
@@ -599,7 +629,6 @@ out:
         close(o.fd);
     if (rc != 0)
         (void)unlinkat(rw->dirfd, tmp, 0);
-    kr_buf_free(&o.buf);
-    chunk_free(&c);
+    kr_rewrite_mem_free(own);
     return rc;
 }
