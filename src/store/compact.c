@@ -72,9 +72,9 @@ struct kr_compactor {
     int done_fd;           /* the thread writes it when a job is done ... */
     struct event *done_ev; /* ... and the loop reads it */
     kr_store *s;
-    size_t rr; /* round robin over the topics */
+    size_t rr;           /* round robin over the topics */
     kr_rewrite_mem *mem; /* the thread's, while it has had work lately */
-    bool busy; /* a job is out (loop side) */
+    bool busy;           /* a job is out (loop side) */
 };
 
 /* The offset of a stored event (delivered form): its first item. */
