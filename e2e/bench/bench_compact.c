@@ -7,15 +7,19 @@
  *   rate:    the bytes compaction read and wrote per second of its own
  *            time (throttled by --compact-rate: the bench sets it high, to
  *            see what the machine does), and its CPU;
- *   ingest:  batched ingest into another topic right after the big topic
- *            was filled - once when that topic is a plain one ("delete":
- *            its checkpoint the only work behind), once when it is the
- *            compacted one and compaction runs: the issue's bound is 10%
- *            slower at most;
+ *   ingest:  batched ingest of PROBE_EVENTS into a topic of its own, in
+ *            LAT_ROUNDS rows with compaction of a plain topic of EVENTS
+ *            events off and as many with it on, alternated like the
+ *            latency rows below (bound: the median row 10% slower at most);
  *   latency: produce->consume, each event its own PUBLISH (ack "write") at
  *            LAT_RATE events/s for LAT_SECS, a consumer tailing the topic
- *            with long-poll FETCHes: p50 and p99, once after the plain
- *            topic, once while compaction runs (bound: p99 10% higher).
+ *            with long-poll FETCHes: p50 and p99 of LAT_ROUNDS rows with
+ *            compaction off and as many with it on (the plain topic
+ *            compacted for the row's time), alternated on the same server
+ *            once the compacted topic's pass is through, so that both kinds
+ *            of row see the same machine (bound: the median row's p99 10%
+ *            higher at most). One row each, one after the other, differed
+ *            by half either way between runs.
  *   bounds:  a last table puts both figures against the issue's bounds.
  *
  *   bench_compact [EVENTS [KEYS [RATE]]]   defaults 10000000, 100000, 64M
@@ -52,6 +56,8 @@
 /* The latency measurement: events/s, seconds. */
 #define LAT_RATE 1000
 #define LAT_SECS 5
+/* Rows of the latency bound, with compaction off then on, each. */
+#define LAT_ROUNDS 3
 
 static double now_s(void)
 {
@@ -312,11 +318,101 @@ static void print_bound(const char *what, const char *unit, double without, doub
 }
 
 /*
- * --ab: ROUNDS latency rows with compaction off, then on, alternated on
- * one server whose topic "kv" holds EVENTS events over KEYS keys. A row
- * with compaction off starts once the last rewrite is through (nothing
- * rewritten for 2 s).
+ * ROUNDS rows with compaction of topic off, then on, alternated on one
+ * server (topic holds closed segments never compacted: cleanup "delete"),
+ * so that both see the same machine; a row with compaction off starts once
+ * the last rewrite is through (nothing rewritten for 2 s). A row measures
+ * produce->consume latency (p99, and p50 in *aux), or with ingest_rows
+ * batched ingest of PROBE_EVENTS into a topic of its own (events/s).
+ * Prints a row each; *off and *on get the medians of the rows' figures
+ * (*aux_off, *aux_on: of the p50s); @return the segments rewritten in the
+ * rows with compaction.
  */
+static uint64_t ab_rows(const e2e_server *s, const char *topic, int rounds, bool ingest_rows,
+                        double *off, double *on, double *aux_off, double *aux_on)
+{
+    double *fig[2] = {calloc((size_t)rounds, sizeof(double)),
+                      calloc((size_t)rounds, sizeof(double))};
+    double *aux[2] = {calloc((size_t)rounds, sizeof(double)),
+                      calloc((size_t)rounds, sizeof(double))};
+    uint64_t rewrites = 0;
+    if (fig[0] == NULL || fig[1] == NULL || aux[0] == NULL || aux[1] == NULL)
+        die(NULL, "out of memory");
+    printf("| row | compaction | segments rewritten, bytes reclaimed meanwhile | load | loop: "
+           "waited for a CPU, preempted | %s |\n|---|---|---|---|---|%s\n",
+           ingest_rows ? "events/s" : "p50 | p99", ingest_rows ? "---|" : "---|---|");
+    for (int r = 0; r < rounds; r++) {
+        for (int c = 0; c < 2; c++) {
+            char name[32];
+            snprintf(name, sizeof name, "%s-%s%d", ingest_rows ? "probe" : "lat", c ? "on" : "off",
+                     r);
+            if (c) {
+                configure(s, topic, "cleanup=compact");
+                usleep(200000);
+            } else {
+                configure(s, topic, "cleanup=delete");
+                uint64_t n = rewritten(s, topic, NULL);
+                for (int i = 0; i < 30; i++) { /* at most 60 s */
+                    usleep(2000000);
+                    uint64_t m = rewritten(s, topic, NULL);
+                    if (m == n)
+                        break;
+                    n = m;
+                }
+            }
+            uint64_t rc0, n0 = rewritten(s, topic, &rc0);
+            print_mark(name);
+            double la[3] = {0, 0, 0};
+            (void)getloadavg(la, 3);
+            uint64_t rq0, pre0, rq1, pre1;
+            loop_sched(s, &rq0, &pre0);
+            double x = 0, v = ingest_rows ? ingest(s, name, PROBE_EVENTS, 100000, (uint32_t)(7 + r))
+                                          : latency(s, name, &x);
+            loop_sched(s, &rq1, &pre1);
+            print_mark("  done");
+            uint64_t rc1, n1 = rewritten(s, topic, &rc1);
+            printf("| %d | %s | %llu, %.1f MiB | %.1f | %.1f ms, %llu times | ", r + 1,
+                   c ? "on" : "off", (unsigned long long)(n1 - n0), (double)(rc1 - rc0) / 1048576.0,
+                   la[0], (double)(rq1 - rq0) / 1e6, (unsigned long long)(pre1 - pre0));
+            if (ingest_rows)
+                printf("%.0f |\n", v);
+            else
+                printf("%.0f us | %.0f us |\n", x, v);
+            fflush(stdout);
+            fig[c][r] = v;
+            aux[c][r] = x;
+            rewrites += c ? n1 - n0 : 0;
+        }
+    }
+    configure(s, topic, "cleanup=delete");
+    *off = median(fig[0], rounds);
+    *on = median(fig[1], rounds);
+    *aux_off = median(aux[0], rounds);
+    *aux_on = median(aux[1], rounds);
+    for (int c = 0; c < 2; c++) {
+        free(fig[c]);
+        free(aux[c]);
+    }
+    return rewrites;
+}
+
+/* The latency bound as a table row, from ab_rows' medians. */
+static void print_latency_bound(int rounds, uint64_t rewrites, double off, double on, double p50off,
+                                double p50on)
+{
+    printf("\n| bound (issue 16), median of the %d rows | without compaction | with "
+           "compaction | with / without | bound |\n|---|---|---|---|---|\n",
+           rounds);
+    print_bound("produce->consume p99 at most 10% higher", "us", off, on, true);
+    printf("| (p50, for reference) | %.0f us | %.0f us | %.1f%% | |\n", p50off, p50on,
+           100.0 * p50on / p50off);
+    if (rewrites == 0)
+        printf("\nNo segment was rewritten in the rows with compaction: they measured "
+               "nothing.\n");
+}
+
+/* --ab: only the latency rows, on topic "kv" of EVENTS events over KEYS
+ * keys. */
 static int run_ab(int rounds, long events, long keys, const char *rate)
 {
     e2e_server s;
@@ -328,68 +424,9 @@ static int run_ab(int rounds, long events, long keys, const char *rate)
     fprintf(stderr, "filled kv: %ld events, %.0f events/s; krappyd pid %d\n", events, fill,
             (int)s.pid);
     sleep(5); /* its checkpoint */
-    double *p99s[2] = {calloc((size_t)rounds, sizeof(double)),
-                       calloc((size_t)rounds, sizeof(double))};
-    double *p50s[2] = {calloc((size_t)rounds, sizeof(double)),
-                       calloc((size_t)rounds, sizeof(double))};
-    uint64_t rewrites = 0;
-    if (p99s[0] == NULL || p99s[1] == NULL || p50s[0] == NULL || p50s[1] == NULL)
-        die(NULL, "out of memory");
-    printf("| row | compaction | segments rewritten, bytes reclaimed meanwhile | load | loop: "
-           "waited for a CPU, preempted | p50 | p99 |\n|---|---|---|---|---|---|---|\n");
-    for (int r = 0; r < rounds; r++) {
-        for (int on = 0; on < 2; on++) {
-            char topic[32];
-            snprintf(topic, sizeof topic, "lat-%s%d", on ? "on" : "off", r);
-            if (on) {
-                configure(&s, "kv", "cleanup=compact");
-                usleep(200000);
-            } else {
-                configure(&s, "kv", "cleanup=delete");
-                uint64_t n = rewritten(&s, "kv", NULL);
-                for (int i = 0; i < 600; i++) { /* at most 60 s */
-                    usleep(2000000);
-                    uint64_t m = rewritten(&s, "kv", NULL);
-                    if (m == n)
-                        break;
-                    n = m;
-                }
-            }
-            uint64_t rc0, n0 = rewritten(&s, "kv", &rc0);
-            print_mark(topic);
-            double la[3] = {0, 0, 0};
-            (void)getloadavg(la, 3);
-            uint64_t rq0, pre0, rq1, pre1;
-            loop_sched(&s, &rq0, &pre0);
-            double p50, p99 = latency(&s, topic, &p50);
-            loop_sched(&s, &rq1, &pre1);
-            print_mark("  done");
-            uint64_t rc1, n1 = rewritten(&s, "kv", &rc1);
-            printf("| %d | %s | %llu, %.1f MiB | %.1f | %.1f ms, %llu times | %.0f us | %.0f us "
-                   "|\n",
-                   r + 1, on ? "on" : "off", (unsigned long long)(n1 - n0),
-                   (double)(rc1 - rc0) / 1048576.0, la[0], (double)(rq1 - rq0) / 1e6,
-                   (unsigned long long)(pre1 - pre0), p50, p99);
-            fflush(stdout);
-            p99s[on][r] = p99;
-            p50s[on][r] = p50;
-            rewrites += on ? n1 - n0 : 0;
-        }
-    }
-    printf("\n| bound (issue 16), median of the %d rows | without compaction | with "
-           "compaction | with / without | bound |\n|---|---|---|---|---|\n",
-           rounds);
-    print_bound("produce->consume p99 at most 10% higher", "us", median(p99s[0], rounds),
-                median(p99s[1], rounds), true);
-    printf("| (p50, for reference) | %.0f us | %.0f us | %.1f%% | |\n", median(p50s[0], rounds),
-           median(p50s[1], rounds), 100.0 * median(p50s[1], rounds) / median(p50s[0], rounds));
-    if (rewrites == 0)
-        printf("\nNo segment was rewritten in the rows with compaction: they measured "
-               "nothing.\n");
-    free(p99s[0]);
-    free(p99s[1]);
-    free(p50s[0]);
-    free(p50s[1]);
+    double off, on, p50off, p50on;
+    uint64_t rewrites = ab_rows(&s, "kv", rounds, false, &off, &on, &p50off, &p50on);
+    print_latency_bound(rounds, rewrites, off, on, p50off, p50on);
     fprintf(stderr, "krappyd VmRSS at the end: %ld KiB\n", e2e_rss_kib(&s));
     e2e_stop(&s, 30000);
     return 0;
@@ -423,29 +460,16 @@ int main(int argc, char **argv)
 
     /* The reference: the same fill into a plain topic, then the probe. */
     (void)ingest(&s, "plain", events, (uint32_t)keys, 42);
-    double alone = ingest(&s, "probe-alone", PROBE_EVENTS, 100000, 7);
-    double p50_alone, p99_alone = latency(&s, "lat-alone", &p50_alone);
-    sleep(5); /* their checkpoints */
+    sleep(5); /* its checkpoint */
 
+    configure(&s, "plain", "cleanup=delete");
     configure(&s, "kv", "cleanup=compact");
     double t0 = now_s();
     double fill = ingest(&s, "kv", events, (uint32_t)keys, 42);
     double fill_s = now_s() - t0;
     krappy_topic_stats *st = stats(&s, "kv");
-    uint64_t written = st->bytes, rewritten0 = st->segments_rewritten;
+    uint64_t written = st->bytes;
     uint64_t live = (uint64_t)keys * 130; /* ~130 bytes an event as stored */
-    krappy_topic_stats_free(st);
-
-    /* Ingest while compaction of kv runs (it has the closed segments of
-     * EVENTS events to go through). */
-    double during = ingest(&s, "probe-during", PROBE_EVENTS, 100000, 9);
-    st = stats(&s, "kv");
-    uint64_t rewritten_during = st->segments_rewritten - rewritten0,
-             rewritten1 = st->segments_rewritten;
-    krappy_topic_stats_free(st);
-    double p50_during, p99_during = latency(&s, "lat-during", &p50_during);
-    st = stats(&s, "kv");
-    uint64_t rewritten_lat = st->segments_rewritten - rewritten1, dirty_lat = st->dirty_bytes;
     krappy_topic_stats_free(st);
 
     /* Until compaction is through: nothing dirty, nothing rewritten for a
@@ -480,23 +504,31 @@ int main(int argc, char **argv)
            (unsigned long long)segs, (unsigned long long)removed, ms / 1000.0,
            ms > 0 ? moved / 1048576.0 / (ms / 1000.0) : 0.0);
     printf("\n| batched ingest (1000/batch, 8 in flight) | events/s |\n|---|---|\n");
-    printf("| after filling a plain topic (no compaction) | %.0f |\n", alone);
     printf("| filling the compacted topic (%.1f s) | %.0f |\n", fill_s, fill);
-    printf("| while compaction runs (%llu segments rewritten meanwhile) | %.0f (%.1f%%) |\n",
-           (unsigned long long)rewritten_during, during, 100.0 * during / alone);
-    printf("\n| produce->consume (%d events/s, 1 a PUBLISH, ack write) | p50 | p99 |\n"
-           "|---|---|---|\n",
+
+    /* Produce->consume: rows with compaction off and on alternated, the
+     * compacted topic's pass through; the plain topic's EVENTS events are
+     * what the rows with compaction rewrite. */
+    printf("\n| produce->consume (%d events/s, 1 a PUBLISH, ack write), topic \"plain\" "
+           "compacted in the rows with compaction |\n\n",
            LAT_RATE);
-    printf("| after filling a plain topic (no compaction) | %.0f us | %.0f us |\n", p50_alone,
-           p99_alone);
-    printf("| while compaction runs (%llu segments rewritten meanwhile, %.1f MiB dirty after) | "
-           "%.0f us | %.0f us (%.1f%%) |\n",
-           (unsigned long long)rewritten_lat, dirty_lat / 1048576.0, p50_during, p99_during,
-           100.0 * p99_during / p99_alone);
-    printf("\n| bound (issue 16) | without compaction | with compaction | with / without | "
-           "bound |\n|---|---|---|---|---|\n");
-    print_bound("batched ingest at most 10% slower", "events/s", alone, during, false);
-    print_bound("produce->consume p99 at most 10% higher", "us", p99_alone, p99_during, true);
+    double off, on, p50off, p50on;
+    uint64_t rewrites = ab_rows(&s, "plain", LAT_ROUNDS, false, &off, &on, &p50off, &p50on);
+    print_latency_bound(LAT_ROUNDS, rewrites, off, on, p50off, p50on);
+
+    /* Batched ingest likewise: what plain has left to rewrite. */
+    printf("\n| batched ingest of %d events (1000/batch, 8 in flight) into a topic of its own, "
+           "topic \"plain\" compacted in the rows with compaction |\n\n",
+           PROBE_EVENTS);
+    double ioff, ion, unused0, unused1;
+    rewrites = ab_rows(&s, "plain", LAT_ROUNDS, true, &ioff, &ion, &unused0, &unused1);
+    printf("\n| bound (issue 16), median of the %d rows | without compaction | with "
+           "compaction | with / without | bound |\n|---|---|---|---|---|\n",
+           LAT_ROUNDS);
+    print_bound("batched ingest at most 10% slower", "events/s", ioff, ion, false);
+    if (rewrites == 0)
+        printf("\nNo segment was rewritten in the ingest rows with compaction: on a machine "
+               "whose cores the ingest keeps busy, compaction (at idle priority) waits.\n");
     e2e_stop(&s, 30000);
     return 0;
 }
