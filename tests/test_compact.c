@@ -12,6 +12,7 @@
  */
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -32,6 +33,7 @@
 #include "util/clock.h"
 #include "util/io.h"
 #include "util/log.h"
+#include "util/metrics.h"
 
 #include "store_env.h"
 
@@ -413,6 +415,79 @@ static void test_rewrite_reused_memory(void **state)
     for (int r = 0; r < 3; r++)
         free(file[r]);
     kr_rewrite_mem_free(m);
+    assert_int_equal(unlinkat(dirfd, "00000000000000000000.seg", 0), 0);
+    close(dirfd);
+}
+
+typedef struct ingest_feed {
+    kr_metric *bytes;
+    atomic_bool stop;
+} ingest_feed;
+
+/* A server taking in 1 MiB a millisecond, far above KR_COMPACT_BUSY_BPS. */
+static void *feed_main(void *arg)
+{
+    ingest_feed *f = arg;
+    while (!atomic_load(&f->stop)) {
+        kr_counter_add(f->bytes, 1u << 20);
+        usleep(1000);
+    }
+    return NULL;
+}
+
+/* While the server takes in more than KR_COMPACT_BUSY_BPS a rewrite rests
+ * after each work slice; with the server quiet it never does; and either
+ * way it writes the same bytes. */
+static void test_rewrite_yields_to_ingest(void **state)
+{
+    (void)state;
+    int dirfd = open(dir, O_RDONLY | O_DIRECTORY);
+    kr_metrics *m = kr_metrics_new();
+    assert_non_null(m);
+    ingest_feed f = {.bytes = kr_counter(m, "bytes_in", NULL, NULL)};
+    assert_non_null(f.bytes);
+    uint64_t bases[1] = {0};
+    size_t len[2];
+    uint8_t *file[2];
+    uint64_t rests[2];
+    for (int busy = 0; busy < 2; busy++) {
+        write_segment(dirfd, 0, 3000, 10, 40);
+        struct stat st;
+        assert_int_equal(fstatat(dirfd, "00000000000000000000.seg", &st, 0), 0);
+        table tb;
+        table_fill(&tb, 3020, 40);
+        /* A rate that makes the rewrite last 100 ms at least: several
+         * work slices. */
+        kr_rewrite rw = {.dirfd = dirfd,
+                         .bases = bases,
+                         .n = 1,
+                         .end = 3000,
+                         .now_ms = 4020,
+                         .lookup = table_lookup,
+                         .lookup_arg = &tb,
+                         .rate = (uint64_t)st.st_size * 10,
+                         .busy_bytes = f.bytes};
+        pthread_t th;
+        atomic_init(&f.stop, false);
+        if (busy)
+            assert_int_equal(pthread_create(&th, NULL, feed_main, &f), 0);
+        assert_int_equal(kr_compact_rewrite(&rw), 0);
+        if (busy) {
+            atomic_store(&f.stop, true);
+            pthread_join(th, NULL);
+        }
+        rests[busy] = rw.rests;
+        kr_index_free(&rw.idx);
+        file[busy] = slurp(dirfd, "00000000000000000000.seg", &len[busy]);
+        (void)unlinkat(dirfd, "00000000000000000000.idx", 0);
+    }
+    assert_int_equal(rests[0], 0);
+    assert_true(rests[1] >= 1);
+    assert_int_equal(len[0], len[1]);
+    assert_memory_equal(file[0], file[1], len[0]);
+    free(file[0]);
+    free(file[1]);
+    kr_metrics_free(m);
     assert_int_equal(unlinkat(dirfd, "00000000000000000000.seg", 0), 0);
     close(dirfd);
 }
@@ -941,6 +1016,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rewrite_latest_and_tombstones, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rewrite_lookup_chunks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rewrite_reused_memory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rewrite_yields_to_ingest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rewrite_big_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rewrite_failures_leave_old, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_settings_persist, setup, teardown),

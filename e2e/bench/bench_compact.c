@@ -52,7 +52,7 @@
 #define WINDOW   8
 #define EV_BYTES 100
 /* Events of each ingest measurement (alone, then during compaction). */
-#define PROBE_EVENTS 1000000
+#define PROBE_EVENTS 3000000
 /* The latency measurement: events/s, seconds. */
 #define LAT_RATE 1000
 #define LAT_SECS 5
@@ -321,7 +321,8 @@ static void print_bound(const char *what, const char *unit, double without, doub
  * ROUNDS rows with compaction of topic off, then on, alternated on one
  * server (topic holds closed segments never compacted: cleanup "delete"),
  * so that both see the same machine; a row with compaction off starts once
- * the last rewrite is through (nothing rewritten for 2 s). A row measures
+ * the last rewrite is through (nothing rewritten for 2 s), and every row
+ * 2 s after that, or after compaction was turned on. A row measures
  * produce->consume latency (p99, and p50 in *aux), or with ingest_rows
  * batched ingest of PROBE_EVENTS into a topic of its own (events/s).
  * Prints a row each; *off and *on get the medians of the rows' figures
@@ -348,7 +349,6 @@ static uint64_t ab_rows(const e2e_server *s, const char *topic, int rounds, bool
                      r);
             if (c) {
                 configure(s, topic, "cleanup=compact");
-                usleep(200000);
             } else {
                 configure(s, topic, "cleanup=delete");
                 uint64_t n = rewritten(s, topic, NULL);
@@ -360,6 +360,9 @@ static uint64_t ab_rows(const e2e_server *s, const char *topic, int rounds, bool
                     n = m;
                 }
             }
+            /* Every row after the same pause: the previous row's
+             * checkpoint (a million events for an ingest row) is through. */
+            sleep(2);
             uint64_t rc0, n0 = rewritten(s, topic, &rc0);
             print_mark(name);
             double la[3] = {0, 0, 0};

@@ -286,6 +286,7 @@ static int submit(kr_store *s, kr_topic *t, struct kr_tcompact *tc, size_t i, si
     j->rw.lookup = view_latest;
     j->rw.lookup_arg = j;
     j->rw.rate = s->o.compact_rate != 0 ? s->o.compact_rate : KR_DEFAULT_COMPACT_RATE;
+    j->rw.busy_bytes = s->m_bytes_in;
     j->rw.stop = &c->stop;
     tc->busy = true;
     c->busy = true;
@@ -458,7 +459,7 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
                KR_LOG_U64("base", j->bases[0]), KR_LOG_U64("segments", j->rw.n),
                KR_LOG_U64("events", j->rw.events_in), KR_LOG_U64("kept", j->rw.events_kept),
                KR_LOG_U64("bytes_before", j->rw.bytes_in), KR_LOG_U64("bytes_after", j->rw.size),
-               KR_LOG_U64("ms", j->ns / 1000000));
+               KR_LOG_U64("ms", j->ns / 1000000), KR_LOG_U64("rests", j->rw.rests));
     } else if (j->rc < 0 && !atomic_load(&c->stop)) {
         kr_log(KR_LOG_WARN, "compaction of a segment failed; it is left as it is",
                KR_LOG_STR("topic", t->name), KR_LOG_U64("base", j->bases[0]),

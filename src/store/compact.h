@@ -65,6 +65,20 @@
 #include "store/index.h"
 #include "store/store.h"
 
+/*
+ * Compaction yields to a busy server. Idle CPU priority is not enough:
+ * a rewrite that runs in the gaps of a heavy ingest (its threads waiting
+ * on each other, the client on the same cores) still streams MiBs through
+ * the caches the ingest works in, and costs it a third of its rate. While
+ * the server takes in more than KR_COMPACT_BUSY_BPS, a rewrite works in
+ * slices of KR_COMPACT_BUSY_WORK_MS with KR_COMPACT_BUSY_REST_MS of rest
+ * after each (a tenth of its time), and goes back to --compact-rate once
+ * the ingest calms down. A rate it did not use is not made up for later.
+ */
+#define KR_COMPACT_BUSY_BPS     (8u << 20)
+#define KR_COMPACT_BUSY_WORK_MS 10
+#define KR_COMPACT_BUSY_REST_MS 90
+
 /* Bytes of batches read before their keys are looked up together: a key
  * that occurs again within them is looked up once. The compaction thread
  * holds this much (and one batch more), plus ~40 bytes an event. */
@@ -140,13 +154,25 @@ typedef struct kr_rewrite {
                                 together; 0: KR_COMPACT_CHUNK_BYTES */
     const atomic_bool *stop; /* set: give up (nothing changed), NULL: never */
     kr_rewrite_mem *mem;     /* its memory (borrowed); NULL: its own, freed at its end */
+    /* The bytes the server has taken in so far (a counter any thread may
+     * read): while they grow faster than KR_COMPACT_BUSY_BPS the rewrite
+     * works KR_COMPACT_BUSY_WORK_MS, then rests KR_COMPACT_BUSY_REST_MS,
+     * and so on. NULL: never. */
+    const struct kr_metric *busy_bytes;
+    struct {                          /* the pacing's state (the rewrite's own) */
+        uint64_t due_ns, moved;       /* the rate: when the bytes moved so far are due */
+        uint64_t sampled_ns, sampled; /* busy_bytes when last read, and when */
+        uint64_t slice_ns;            /* the current work slice's start, while busy */
+        bool busy;
+    } pace;
     /* out */
     uint64_t bytes_in; /* the segments' bytes before */
     uint64_t size;     /* the new segment's bytes */
     uint64_t max_ts;   /* its largest event ts */
     uint64_t events_in, events_kept;
-    kr_index idx;  /* its hints (the caller's to free) */
-    char err[256]; /* why it failed */
+    uint64_t rests; /* times it rested for a busy server */
+    kr_index idx;   /* its hints (the caller's to free) */
+    char err[256];  /* why it failed */
 } kr_rewrite;
 
 /*

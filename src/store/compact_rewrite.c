@@ -23,6 +23,7 @@
 #include "util/grow.h"
 #include "util/io.h"
 #include "util/log.h"
+#include "util/metrics.h"
 #include "util/sched.h"
 
 /* Bytes of kept events gathered before a write to the new segment. */
@@ -36,6 +37,8 @@
 #define IO_STEP (16u << 10)
 /* Keys asked of the view between two steps aside (kr_sched_step_aside). */
 #define LOOKUP_STEP 64
+/* The most of a rate not used that a rewrite may take up at once. */
+#define RATE_CREDIT_MS 50
 /* Bytes of a source segment asked of the disk ahead at a time. */
 #define READ_AHEAD (256u << 10)
 
@@ -106,24 +109,67 @@ static int out_put(out_file *o, const void *p, size_t n)
     return 0;
 }
 
-/* Sleep as long as the rate asks for the bytes moved since t0, in slices
- * that notice a stop. @return 0, or -1 when stopped. */
-static int throttle(const kr_rewrite *rw, uint64_t t0_ns, uint64_t bytes)
+/* Sleep ns, in slices that notice a stop. @return 0, or -1 when stopped. */
+static int rest(const kr_rewrite *rw, uint64_t ns)
 {
-    if (rw->rate == 0)
-        return rw->stop != NULL && atomic_load(rw->stop) ? -1 : 0;
-    uint64_t due =
-        t0_ns + bytes / rw->rate * 1000000000ull + bytes % rw->rate * 1000000000ull / rw->rate;
+    uint64_t until = kr_mono_ns() + ns;
     for (;;) {
         if (rw->stop != NULL && atomic_load(rw->stop))
             return -1;
         uint64_t now = kr_mono_ns();
-        if (now >= due)
+        if (now >= until)
             return 0;
-        uint64_t ns = due - now < 100000000ull ? due - now : 100000000ull;
-        struct timespec ts = {(time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull)};
+        uint64_t d = until - now < 100000000ull ? until - now : 100000000ull;
+        struct timespec ts = {(time_t)(d / 1000000000ull), (long)(d % 1000000000ull)};
         nanosleep(&ts, NULL);
     }
+}
+
+/* Yield to a busy server (compact.h, KR_COMPACT_BUSY_BPS): rest once the
+ * current work slice is over while it is busy. @return 0, or -1 when
+ * stopped. */
+static int yield_to_ingest(kr_rewrite *rw)
+{
+    if (rw->stop != NULL && atomic_load(rw->stop))
+        return -1;
+    if (rw->busy_bytes == NULL)
+        return 0;
+    uint64_t now = kr_mono_ns();
+    if (now - rw->pace.sampled_ns >= 10000000ull) { /* a rate over 10 ms at least */
+        uint64_t b = kr_counter_value(rw->busy_bytes);
+        rw->pace.busy = rw->pace.sampled_ns != 0 &&
+                        (double)(b - rw->pace.sampled) * 1e9 / (double)(now - rw->pace.sampled_ns) >
+                            (double)KR_COMPACT_BUSY_BPS;
+        if (!rw->pace.busy || rw->pace.sampled_ns == 0)
+            rw->pace.slice_ns = now;
+        rw->pace.sampled_ns = now;
+        rw->pace.sampled = b;
+    }
+    if (!rw->pace.busy || now - rw->pace.slice_ns < KR_COMPACT_BUSY_WORK_MS * 1000000ull)
+        return 0;
+    rw->rests++;
+    if (rest(rw, KR_COMPACT_BUSY_REST_MS * 1000000ull) < 0)
+        return -1;
+    rw->pace.slice_ns = kr_mono_ns();
+    return 0;
+}
+
+/* Pace the rewrite: bytes (read and written so far) at rw->rate at most,
+ * with up to RATE_CREDIT_MS of a rate not used taken up at once (not more:
+ * a rewrite that rested does not race afterwards), and yield to a busy
+ * server. @return 0, or -1 when stopped. */
+static int throttle(kr_rewrite *rw, uint64_t bytes)
+{
+    if (yield_to_ingest(rw) < 0)
+        return -1;
+    if (rw->rate == 0)
+        return 0;
+    uint64_t now = kr_mono_ns(), d = bytes - rw->pace.moved;
+    rw->pace.moved = bytes;
+    if (rw->pace.due_ns + RATE_CREDIT_MS * 1000000ull < now)
+        rw->pace.due_ns = now - RATE_CREDIT_MS * 1000000ull;
+    rw->pace.due_ns += d / rw->rate * 1000000000ull + d % rw->rate * 1000000000ull / rw->rate;
+    return rw->pace.due_ns > now ? rest(rw, rw->pace.due_ns - now) : 0;
 }
 
 /*
@@ -341,6 +387,10 @@ static int chunk_decide(kr_rewrite *rw, chunk *c)
             if (rw->lookup(rw->lookup_arg, c->ask + i, n, rw->err, sizeof rw->err) < 0)
                 return -1;
             kr_sched_step_aside();
+            if (yield_to_ingest(rw) < 0) {
+                snprintf(rw->err, sizeof rw->err, "stopped");
+                return -1;
+            }
         }
     }
     for (size_t i = 0; i < c->nev; i++) {
@@ -461,8 +511,7 @@ static void read_ahead(int fd, uint64_t pos, uint64_t size, uint64_t *asked)
 
 /* Read the batches of one source segment into the chunk, flushing it into
  * o whenever it holds rw->chunk_bytes. @return 0, or -1 (rw->err filled). */
-static int rewrite_source(kr_rewrite *rw, out_file *o, chunk *c, uint64_t base, uint64_t t0,
-                          uint64_t *moved)
+static int rewrite_source(kr_rewrite *rw, out_file *o, chunk *c, uint64_t base, uint64_t *moved)
 {
     char name[KR_SEG_NAME_BYTES];
     kr_seg_name(name, base);
@@ -526,7 +575,7 @@ static int rewrite_source(kr_rewrite *rw, out_file *o, chunk *c, uint64_t base, 
         pos += h.hlen + h.len;
         *moved += h.hlen + h.len;
         kr_sched_step_aside();
-        if (throttle(rw, t0, *moved + o->pos) < 0) {
+        if (throttle(rw, *moved + o->pos) < 0) {
             snprintf(rw->err, sizeof rw->err, "stopped");
             goto out;
         }
@@ -580,7 +629,7 @@ int kr_compact_rewrite(kr_rewrite *rw)
     char tmp[KR_SEG_NAME_BYTES + sizeof KR_COMPACT_TEMP_SUFFIX];
     kr_seg_name(tmp, rw->bases[0]);
     strcpy(tmp + KR_SEG_NAME_BYTES - 5, KR_COMPACT_TEMP_SUFFIX);
-    rw->bytes_in = rw->size = rw->max_ts = rw->events_in = rw->events_kept = 0;
+    rw->bytes_in = rw->size = rw->max_ts = rw->events_in = rw->events_kept = rw->rests = 0;
     rw->err[0] = '\0';
     kr_rewrite_mem *own = rw->mem == NULL ? kr_rewrite_mem_new() : NULL;
     kr_rewrite_mem *m = rw->mem != NULL ? rw->mem : own;
@@ -592,7 +641,8 @@ int kr_compact_rewrite(kr_rewrite *rw)
     kr_buf_reset(&m->out);
     out_file o = {.fd = -1, .buf = &m->out};
     chunk *c = &m->c;
-    uint64_t t0 = kr_mono_ns(), moved = 0;
+    uint64_t moved = 0;
+    memset(&rw->pace, 0, sizeof rw->pace);
     int rc = -1;
     uint8_t hdr[KR_SEG_HEADER_BYTES];
     (void)unlinkat(rw->dirfd, tmp, 0);
@@ -604,7 +654,7 @@ int kr_compact_rewrite(kr_rewrite *rw)
         goto out;
     }
     for (size_t i = 0; i < rw->n; i++)
-        if (rewrite_source(rw, &o, c, rw->bases[i], t0, &moved) < 0)
+        if (rewrite_source(rw, &o, c, rw->bases[i], &moved) < 0)
             goto out;
     if (chunk_flush(rw, &o, c) < 0)
         goto out;
