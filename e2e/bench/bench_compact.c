@@ -57,7 +57,7 @@
 #define LAT_RATE 1000
 #define LAT_SECS 5
 /* Rows of the latency bound, with compaction off then on, each. */
-#define LAT_ROUNDS 3
+#define LAT_ROUNDS 5
 
 static double now_s(void)
 {
