@@ -165,6 +165,12 @@ static int table_lookup(void *arg, kr_compact_key *keys, size_t n, char *err, si
         assert_true(klen >= 2 && klen < 16 && key[0] == 'k');
         for (size_t j = 0; j < i; j++)
             assert_false(keys[j].klen == klen && memcmp(keys[j].key, key, klen) == 0);
+        /* Ascending, as the view orders them (bytewise, shorter first). */
+        if (i > 0) {
+            size_t m = keys[i - 1].klen < klen ? keys[i - 1].klen : klen;
+            int c = memcmp(keys[i - 1].key, key, m);
+            assert_true(c < 0 || (c == 0 && keys[i - 1].klen < klen));
+        }
         char num[16] = {0};
         memcpy(num, key + 1, klen - 1); /* key content: not NUL-terminated */
         int k = atoi(num);

@@ -55,7 +55,6 @@ typedef struct kr_cjob {
     char topic[KRAPPY_MAX_NAME_BYTES + 1];
     size_t tlen;
     kr_view *view;
-    kr_buf latest; /* lookup scratch */
     int rc;
     uint64_t ns;
 } kr_cjob;
@@ -89,25 +88,42 @@ static int stored_offset(const uint8_t *val, size_t vlen, uint64_t *offset)
     return 0;
 }
 
-/* The view's latest offsets of a chunk's distinct keys: a point lookup
- * each (bloom filters and the row cache make them cheaper than a walk of
- * an iterator, which steps over every older version of the keys that the
- * view's unmerged files still hold). */
+/* One key's answer: found or not, and the latest offset. */
+static int take_offset(void *arg, size_t i, const uint8_t *val, size_t vlen, const char **why)
+{
+    kr_compact_key *k = (kr_compact_key *)arg + i;
+    k->found = val != NULL;
+    if (val != NULL && stored_offset(val, vlen, &k->latest) < 0) {
+        *why = "a latest value in the view does not parse";
+        return -1;
+    }
+    return 0;
+}
+
+/* The view's latest offsets of a chunk's distinct keys, asked in
+ * ascending order (chunk_decide sorts them): one batched lookup (RocksDB's
+ * MultiGet) reads each data block once for the keys of the batch in it,
+ * after the bloom filters, and leaves the block cache to GETs. */
 static int view_latest(void *arg, kr_compact_key *keys, size_t n, char *err, size_t errlen)
 {
     kr_cjob *j = arg;
-    for (size_t i = 0; i < n; i++) {
-        kr_buf_reset(&j->latest);
-        keys[i].found = kr_view_get(j->view, j->topic, j->tlen, keys[i].key, keys[i].klen,
-                                    &j->latest, err, errlen);
-        if (keys[i].found < 0)
-            return -1;
-        if (keys[i].found && stored_offset(j->latest.data, j->latest.len, &keys[i].latest) < 0) {
-            snprintf(err, errlen, "a latest value in the view does not parse");
-            return -1;
-        }
+    kr_view_probe_key pk[KR_VIEW_PROBE_BATCH];
+    if (n > KR_VIEW_PROBE_BATCH) {
+        snprintf(err, errlen, "asked %zu keys at once, %d at most", n, KR_VIEW_PROBE_BATCH);
+        return -1;
     }
-    return 0;
+    kr_view_probe *p = kr_view_probe_new(j->view, j->topic, j->tlen);
+    if (p == NULL) {
+        snprintf(err, errlen, "cannot read the view (closed, or out of memory)");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        pk[i] = (kr_view_probe_key){.key = keys[i].key, .klen = keys[i].klen};
+    int rc = kr_view_probe_values(p, pk, n, take_offset, keys);
+    if (rc < 0)
+        snprintf(err, errlen, "%s", kr_view_probe_error(p));
+    kr_view_probe_free(p);
+    return rc;
 }
 
 static void cjob_free(kr_cjob *j)
@@ -121,7 +137,6 @@ static void cjob_free(kr_cjob *j)
         close(j->rw.dirfd);
     kr_index_free(&j->rw.idx);
     kr_segment_free(j->new_seg);
-    kr_buf_free(&j->latest);
     free(j->segs);
     free(j->bases);
     free(j);
@@ -277,7 +292,6 @@ static int submit(kr_store *s, kr_topic *t, struct kr_tcompact *tc, size_t i, si
     memcpy(j->topic, t->name, t->name_len + 1);
     j->tlen = t->name_len;
     j->view = s->view;
-    kr_buf_init(&j->latest, (size_t)s->o.max_frame + 4096);
     j->rw.bases = j->bases;
     j->rw.n = n;
     j->rw.end = t->segs[k]->next;

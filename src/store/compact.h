@@ -112,13 +112,15 @@ typedef struct kr_compact_key {
     size_t klen;
     int found;       /* out: the view holds the key: 1, or not: 0 */
     uint64_t latest; /* out: with found, the key's latest offset */
+    uint32_t id;     /* the rewrite's own (a lookup leaves it alone) */
 } kr_compact_key;
 
 /*
  * The view's latest offsets of n distinct keys (a chunk of batches' keys,
- * each once however often it occurs, asked at most 64 at a time with a
- * step aside for other threads between calls): fills each one's found and
- * latest.
+ * each once however often it occurs, in ascending byte order - shorter
+ * first where one is the other's prefix, as RocksDB orders them - asked at
+ * most 64 at a time with a step aside for other threads between calls):
+ * fills each one's found and latest.
  * @return 0, or -1 with err filled.
  */
 typedef int (*kr_compact_lookup)(void *arg, kr_compact_key *keys, size_t n, char *err,

@@ -196,6 +196,8 @@ typedef struct cevent {
 typedef struct ckey {
     size_t at, len;
     uint64_t hash;
+    int found;       /* the view's answer: holds it, */
+    uint64_t latest; /* at this offset */
 } ckey;
 
 typedef struct chunk {
@@ -364,6 +366,17 @@ nomem:
     return -1;
 }
 
+/* The view's order of keys (bytewise, the shorter first on a tie). */
+static int cmp_key(const void *a, const void *b)
+{
+    const kr_compact_key *x = a, *y = b;
+    size_t n = x->klen < y->klen ? x->klen : y->klen;
+    int c = n > 0 ? memcmp(x->key, y->key, n) : 0;
+    if (c != 0)
+        return c;
+    return x->klen < y->klen ? -1 : x->klen > y->klen;
+}
+
 /* Ask the view about the chunk's keys (each one once) and decide every
  * event by the keep rule. @return 0, or -1 (rw->err filled). */
 static int chunk_decide(kr_rewrite *rw, chunk *c)
@@ -378,8 +391,12 @@ static int chunk_decide(kr_rewrite *rw, chunk *c)
             c->ask = a;
             c->cap_ask = c->nk;
         }
+        /* Asked in ascending order: a batch of neighbours shares the
+         * view's data blocks. */
         for (size_t i = 0; i < c->nk; i++)
-            c->ask[i] = (kr_compact_key){.key = c->keys.data + c->k[i].at, .klen = c->k[i].len};
+            c->ask[i] = (kr_compact_key){
+                .key = c->keys.data + c->k[i].at, .klen = c->k[i].len, .id = (uint32_t)i};
+        qsort(c->ask, c->nk, sizeof *c->ask, cmp_key);
         /* A chunk's lookups are most of a rewrite's CPU time: asked a few
          * at a time, with a step aside between (sched.h says why). */
         for (size_t i = 0; i < c->nk; i += LOOKUP_STEP) {
@@ -392,6 +409,11 @@ static int chunk_decide(kr_rewrite *rw, chunk *c)
                 return -1;
             }
         }
+        for (size_t i = 0; i < c->nk; i++) {
+            ckey *k = &c->k[c->ask[i].id];
+            k->found = c->ask[i].found;
+            k->latest = c->ask[i].latest;
+        }
     }
     for (size_t i = 0; i < c->nev; i++) {
         cevent *e = &c->ev[i];
@@ -400,8 +422,8 @@ static int chunk_decide(kr_rewrite *rw, chunk *c)
                         .offset = e->offset,
                         .ts = e->ts};
         if (k.has_key) {
-            k.found = c->ask[e->key].found;
-            k.latest = c->ask[e->key].latest;
+            k.found = c->k[e->key].found;
+            k.latest = c->k[e->key].latest;
         }
         e->keep = kr_compact_keep(&k, rw->now_ms, rw->delete_retention_ms);
     }

@@ -250,6 +250,10 @@ void kr_view_ckpt_abort(kr_view_ckpt *c);
  * distinct (their bytes are only read during the call); it returns 0, or
  * -1 on a read error or out of memory (live is then undefined and the probe
  * unusable). kr_view_probe_has asks one key: 1 live, 0 absent, -1 error.
+ * kr_view_probe_values asks the same of n keys, ascending and distinct,
+ * and hands each one's value to fn (val NULL when the key is absent; the
+ * bytes are valid during the call only); fn returns 0, or -1 to stop with
+ * the reason in why (the probe is then unusable). It returns 0, or -1.
  * kr_view_probe_error then says why (the probe's memory, valid until it is
  * freed).
  */
@@ -262,6 +266,10 @@ typedef struct kr_view_probe_key {
 kr_view_probe *kr_view_probe_new(kr_view *v, const char *topic, size_t tlen);
 int kr_view_probe_many(kr_view_probe *p, const kr_view_probe_key *keys, size_t n, bool *live);
 int kr_view_probe_has(kr_view_probe *p, const uint8_t *key, size_t klen);
+typedef int (*kr_view_probe_fn)(void *arg, size_t i, const uint8_t *val, size_t vlen,
+                                const char **why);
+int kr_view_probe_values(kr_view_probe *p, const kr_view_probe_key *keys, size_t n,
+                         kr_view_probe_fn fn, void *arg);
 const char *kr_view_probe_error(const kr_view_probe *p);
 void kr_view_probe_free(kr_view_probe *p);
 

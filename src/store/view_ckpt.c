@@ -274,8 +274,10 @@ void kr_view_probe_free(kr_view_probe *p)
     free(p);
 }
 
-/* Look up n <= KR_VIEW_PROBE_BATCH keys. @return 0, or -1 (p failed). */
-static int probe_batch(kr_view_probe *p, const kr_view_probe_key *keys, size_t n, bool *live)
+/* Look up n <= KR_VIEW_PROBE_BATCH keys, each answer to fn with its index
+ * plus base. @return 0, or -1 (p failed). */
+static int probe_batch(kr_view_probe *p, const kr_view_probe_key *keys, size_t n, size_t base,
+                       kr_view_probe_fn fn, void *arg)
 {
     size_t plen = 2 + p->tlen;
     kr_buf_reset(&p->keys);
@@ -297,28 +299,52 @@ static int probe_batch(kr_view_probe *p, const kr_view_probe_key *keys, size_t n
     }
     rocksdb_batched_multi_get_cf(p->v->db, p->ro, p->v->cf, n, p->kp, p->kl, p->val, p->errs, true);
     for (size_t i = 0; i < n; i++) {
-        live[i] = p->val[i] != NULL;
-        if (p->val[i] != NULL)
-            rocksdb_pinnableslice_destroy(p->val[i]);
         if (p->errs[i] != NULL && !p->failed) {
             snprintf(p->err, sizeof p->err, "reading RocksDB failed: %s", p->errs[i]);
             p->failed = true;
         }
+        if (!p->failed) {
+            size_t vlen = 0;
+            const char *val = NULL;
+            if (p->val[i] != NULL && (val = rocksdb_pinnableslice_value(p->val[i], &vlen)) == NULL)
+                val = ""; /* present, empty */
+            const char *why = NULL;
+            if (fn(arg, base + i, (const uint8_t *)val, vlen, &why) < 0) {
+                snprintf(p->err, sizeof p->err, "%s", why != NULL ? why : "stopped");
+                p->failed = true;
+            }
+        }
+        if (p->val[i] != NULL)
+            rocksdb_pinnableslice_destroy(p->val[i]);
         rocksdb_free(p->errs[i]);
     }
     return p->failed ? -1 : 0;
 }
 
-int kr_view_probe_many(kr_view_probe *p, const kr_view_probe_key *keys, size_t n, bool *live)
+int kr_view_probe_values(kr_view_probe *p, const kr_view_probe_key *keys, size_t n,
+                         kr_view_probe_fn fn, void *arg)
 {
     if (p->failed)
         return -1;
     for (size_t i = 0; i < n; i += KR_VIEW_PROBE_BATCH) {
         size_t m = n - i < KR_VIEW_PROBE_BATCH ? n - i : KR_VIEW_PROBE_BATCH;
-        if (probe_batch(p, keys + i, m, live + i) < 0)
+        if (probe_batch(p, keys + i, m, i, fn, arg) < 0)
             return -1;
     }
     return 0;
+}
+
+static int set_live(void *arg, size_t i, const uint8_t *val, size_t vlen, const char **why)
+{
+    (void)vlen;
+    (void)why;
+    ((bool *)arg)[i] = val != NULL;
+    return 0;
+}
+
+int kr_view_probe_many(kr_view_probe *p, const kr_view_probe_key *keys, size_t n, bool *live)
+{
+    return kr_view_probe_values(p, keys, n, set_live, live);
 }
 
 int kr_view_probe_has(kr_view_probe *p, const uint8_t *key, size_t klen)
