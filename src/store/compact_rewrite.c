@@ -205,7 +205,8 @@ typedef struct chunk {
     cbatch *b;
     cevent *ev;
     ckey *k;             /* the distinct keys, in the order they came */
-    kr_compact_key *ask; /* the same, asked of the view */
+    kr_compact_key *ask; /* the same, asked of the view (in their order) */
+    struct sortrec *rec; /* their order (sort_keys) */
     uint32_t *slot;      /* hash table of the keys: index in k + 1, 0 empty */
     size_t nb, cap_b, nev, cap_ev, nk, cap_k, cap_ask, nslot;
 } chunk;
@@ -227,6 +228,7 @@ static void chunk_free(chunk *c)
     free(c->ev);
     free(c->k);
     free(c->ask);
+    free(c->rec);
     free(c->slot);
 }
 
@@ -366,15 +368,64 @@ nomem:
     return -1;
 }
 
-/* The view's order of keys (bytewise, the shorter first on a tie). */
-static int cmp_key(const void *a, const void *b)
+/*
+ * The chunk's keys in the view's order (bytewise, the shorter first on a
+ * tie), sorted in place - a heap sort of their first 8 bytes, their rest
+ * compared only on a tie - because the C library's sort takes a buffer
+ * as large as the array from malloc for each call (mapped and unmapped,
+ * for the hundred thousand keys of a chunk: the churn kr_rewrite_mem
+ * avoids).
+ */
+typedef struct sortrec {
+    uint64_t pre; /* the first 8 bytes, big-endian, zero-padded */
+    uint32_t id;  /* the key's index in chunk.k */
+} sortrec;
+
+static uint64_t key_prefix(const uint8_t *p, size_t n)
 {
-    const kr_compact_key *x = a, *y = b;
-    size_t n = x->klen < y->klen ? x->klen : y->klen;
-    int c = n > 0 ? memcmp(x->key, y->key, n) : 0;
-    if (c != 0)
-        return c;
-    return x->klen < y->klen ? -1 : x->klen > y->klen;
+    uint64_t v = 0;
+    for (size_t i = 0; i < 8; i++)
+        v = v << 8 | (i < n ? p[i] : 0);
+    return v;
+}
+
+static bool key_less(const chunk *c, const sortrec *a, const sortrec *b)
+{
+    if (a->pre != b->pre)
+        return a->pre < b->pre;
+    const ckey *x = &c->k[a->id], *y = &c->k[b->id];
+    size_t n = x->len < y->len ? x->len : y->len;
+    int d = n > 8 ? memcmp(c->keys.data + x->at + 8, c->keys.data + y->at + 8, n - 8) : 0;
+    return d != 0 ? d < 0 : x->len < y->len;
+}
+
+static void sift_down(const chunk *c, sortrec *r, size_t at, size_t n)
+{
+    for (;;) {
+        size_t big = at, l = 2 * at + 1;
+        if (l < n && key_less(c, &r[big], &r[l]))
+            big = l;
+        if (l + 1 < n && key_less(c, &r[big], &r[l + 1]))
+            big = l + 1;
+        if (big == at)
+            return;
+        sortrec t = r[at];
+        r[at] = r[big];
+        r[big] = t;
+        at = big;
+    }
+}
+
+static void sort_keys(const chunk *c, sortrec *r, size_t n)
+{
+    for (size_t i = n / 2; i-- > 0;)
+        sift_down(c, r, i, n);
+    for (size_t end = n; end-- > 1;) {
+        sortrec t = r[0];
+        r[0] = r[end];
+        r[end] = t;
+        sift_down(c, r, 0, end);
+    }
 }
 
 /* Ask the view about the chunk's keys (each one once) and decide every
@@ -384,19 +435,27 @@ static int chunk_decide(kr_rewrite *rw, chunk *c)
     if (c->nk > 0) {
         if (c->cap_ask < c->nk) {
             kr_compact_key *a = realloc(c->ask, c->nk * sizeof *c->ask);
-            if (a == NULL) {
+            sortrec *r = a == NULL ? NULL : realloc(c->rec, c->nk * sizeof *c->rec);
+            if (a != NULL)
+                c->ask = a;
+            if (r == NULL) {
                 snprintf(rw->err, sizeof rw->err, "out of memory");
                 return -1;
             }
-            c->ask = a;
+            c->rec = r;
             c->cap_ask = c->nk;
         }
         /* Asked in ascending order: a batch of neighbours shares the
          * view's data blocks. */
         for (size_t i = 0; i < c->nk; i++)
-            c->ask[i] = (kr_compact_key){
-                .key = c->keys.data + c->k[i].at, .klen = c->k[i].len, .id = (uint32_t)i};
-        qsort(c->ask, c->nk, sizeof *c->ask, cmp_key);
+            c->rec[i] = (sortrec){.pre = key_prefix(c->keys.data + c->k[i].at, c->k[i].len),
+                                  .id = (uint32_t)i};
+        sort_keys(c, c->rec, c->nk);
+        for (size_t i = 0; i < c->nk; i++) {
+            const ckey *k = &c->k[c->rec[i].id];
+            c->ask[i] =
+                (kr_compact_key){.key = c->keys.data + k->at, .klen = k->len, .id = c->rec[i].id};
+        }
         /* A chunk's lookups are most of a rewrite's CPU time: asked a few
          * at a time, with a step aside between (sched.h says why). */
         for (size_t i = 0; i < c->nk; i += LOOKUP_STEP) {
