@@ -75,6 +75,14 @@ static void test_keep_rule(void **state)
 
 /* Event i of a hand-made stream: key "k<i % nkeys>" (no key when i % 7 ==
  * 6), value "v<i>", a tombstone when i % 11 == 10, ts 1000 + i. */
+/* Keys of their own for put_event, when set: event i gets key i % n. */
+typedef struct test_key {
+    const char *p;
+    size_t n;
+} test_key;
+static const test_key *own_keys;
+static size_t n_own_keys;
+
 static void put_event(kr_buf *b, uint64_t i, int nkeys)
 {
     char k[16], v[16];
@@ -83,10 +91,14 @@ static void put_event(kr_buf *b, uint64_t i, int nkeys)
     kr_buf kb, vb;
     kr_buf_init(&kb, 64);
     kr_buf_init(&vb, 64);
-    if (i % 7 == 6)
+    if (own_keys != NULL) {
+        const test_key *tk = &own_keys[i % n_own_keys];
+        kr_cbor_put_bytes(&kb, (const uint8_t *)tk->p, tk->n);
+    } else if (i % 7 == 6) {
         kr_cbor_put_null(&kb);
-    else
+    } else {
         kr_cbor_put_cstr(&kb, k);
+    }
     if (i % 11 == 10)
         kr_cbor_put_null(&vb);
     else
@@ -495,6 +507,66 @@ static void test_rewrite_yields_to_ingest(void **state)
     free(file[1]);
     kr_metrics_free(m);
     assert_int_equal(unlinkat(dirfd, "00000000000000000000.seg", 0), 0);
+    close(dirfd);
+}
+
+/* Checks that keys come in the view's order and says none is in it. */
+static int ordered_lookup(void *arg, kr_compact_key *keys, size_t n, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    kr_compact_key *last = arg;
+    for (size_t i = 0; i < n; i++) {
+        if (last->key != NULL) {
+            size_t m = last->klen < keys[i].klen ? last->klen : keys[i].klen;
+            int c = m > 0 ? memcmp(last->key, keys[i].key, m) : 0;
+            assert_true(c < 0 || (c == 0 && last->klen < keys[i].klen));
+        }
+        *last = keys[i];
+        keys[i].found = 0;
+    }
+    return 0;
+}
+
+/* Keys that share their first 8 bytes or more, a prefix of another, an
+ * empty one, bytes above 0x7f: the view is asked about them in its order
+ * (bytewise, the shorter first), each once. */
+static void test_rewrite_asks_in_view_order(void **state)
+{
+    (void)state;
+    static const test_key ks[] = {
+        {"user:000000002", 14},
+        {"user:000000001", 14},
+        {"user:00000001", 13},
+        {"", 0},
+        {"a\0", 2},
+        {"a", 1},
+        {"\xff\xfe", 2},
+        {"user:000", 8},
+        {"user:0000000010", 15},
+        {"userX", 5},
+        {"user:000\xff", 9},
+        {"user:000\x01", 9},
+    };
+    own_keys = ks;
+    n_own_keys = sizeof ks / sizeof ks[0];
+    int dirfd = open(dir, O_RDONLY | O_DIRECTORY);
+    write_segment(dirfd, 0, 120, 7, 4);
+    own_keys = NULL;
+    kr_compact_key last = {0};
+    uint64_t bases[1] = {0};
+    kr_rewrite rw = {.dirfd = dirfd,
+                     .bases = bases,
+                     .n = 1,
+                     .end = 120,
+                     .now_ms = 2000,
+                     .lookup = ordered_lookup,
+                     .lookup_arg = &last};
+    assert_int_equal(kr_compact_rewrite(&rw), 0);
+    assert_non_null(last.key);      /* asked */
+    assert_int_equal(last.klen, 2); /* the largest: "\xff\xfe" */
+    assert_int_equal(rw.events_kept, 0);
+    kr_index_free(&rw.idx);
     close(dirfd);
 }
 
@@ -1023,6 +1095,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rewrite_lookup_chunks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rewrite_reused_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rewrite_yields_to_ingest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rewrite_asks_in_view_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rewrite_big_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rewrite_failures_leave_old, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_settings_persist, setup, teardown),
