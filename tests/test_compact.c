@@ -341,6 +341,29 @@ static uint8_t *slurp(int dirfd, const char *name, size_t *len)
     return p;
 }
 
+/* Rewrite segment 0 as rw says (it must succeed) and read the new file
+ * (malloc'd), its hints gone again. */
+static uint8_t *rewrite_and_read(int dirfd, kr_rewrite *rw, size_t *len)
+{
+    assert_int_equal(kr_compact_rewrite(rw), 0);
+    kr_index_free(&rw->idx);
+    uint8_t *p = slurp(dirfd, "00000000000000000000.seg", len);
+    (void)unlinkat(dirfd, "00000000000000000000.idx", 0);
+    return p;
+}
+
+/* The n files are the same bytes; they are freed, segment 0 removed. */
+static void assert_same_files(int dirfd, uint8_t **file, const size_t *len, int n)
+{
+    for (int r = 1; r < n; r++) {
+        assert_int_equal(len[r], len[0]);
+        assert_memory_equal(file[r], file[0], len[0]);
+    }
+    for (int r = 0; r < n; r++)
+        free(file[r]);
+    assert_int_equal(unlinkat(dirfd, "00000000000000000000.seg", 0), 0);
+}
+
 /* The keys of a few MiB of batches are looked up in one call, each once
  * (table_lookup checks it); a rewrite that looks them up batch by batch
  * writes the same bytes. */
@@ -365,21 +388,14 @@ static void test_rewrite_lookup_chunks(void **state)
                          .chunk_bytes = chunk[r],
                          .lookup = table_lookup,
                          .lookup_arg = &tb};
-        assert_int_equal(kr_compact_rewrite(&rw), 0);
-        kr_index_free(&rw.idx);
+        file[r] = rewrite_and_read(dirfd, &rw, &len[r]);
         calls[r] = tb.calls;
         if (r == 0)
             assert_int_equal(tb.asked, 40); /* every key once */
-        file[r] = slurp(dirfd, "00000000000000000000.seg", &len[r]);
-        (void)unlinkat(dirfd, "00000000000000000000.idx", 0);
     }
     assert_int_equal(calls[0], 1);
     assert_int_equal(calls[1], 30); /* a lookup per batch */
-    assert_int_equal(len[0], len[1]);
-    assert_memory_equal(file[0], file[1], len[0]);
-    free(file[0]);
-    free(file[1]);
-    assert_int_equal(unlinkat(dirfd, "00000000000000000000.seg", 0), 0);
+    assert_same_files(dirfd, file, len, 2);
     close(dirfd);
 }
 
@@ -415,25 +431,15 @@ static void test_rewrite_reused_memory(void **state)
         }
         if (r == 2) { /* a rewrite of many small chunks first */
             rw.chunk_bytes = 1;
-            assert_int_equal(kr_compact_rewrite(&rw), 0);
-            kr_index_free(&rw.idx);
+            size_t n;
+            free(rewrite_and_read(dirfd, &rw, &n));
             rw.chunk_bytes = 0;
-            (void)unlinkat(dirfd, "00000000000000000000.idx", 0);
             write_segment(dirfd, 0, 300, 10, 40);
         }
-        assert_int_equal(kr_compact_rewrite(&rw), 0);
-        kr_index_free(&rw.idx);
-        file[r] = slurp(dirfd, "00000000000000000000.seg", &len[r]);
-        (void)unlinkat(dirfd, "00000000000000000000.idx", 0);
+        file[r] = rewrite_and_read(dirfd, &rw, &len[r]);
     }
-    for (int r = 1; r < 3; r++) {
-        assert_int_equal(len[r], len[0]);
-        assert_memory_equal(file[r], file[0], len[0]);
-    }
-    for (int r = 0; r < 3; r++)
-        free(file[r]);
+    assert_same_files(dirfd, file, len, 3);
     kr_rewrite_mem_free(m);
-    assert_int_equal(unlinkat(dirfd, "00000000000000000000.seg", 0), 0);
     close(dirfd);
 }
 
@@ -489,24 +495,17 @@ static void test_rewrite_yields_to_ingest(void **state)
         atomic_init(&f.stop, false);
         if (busy)
             assert_int_equal(pthread_create(&th, NULL, feed_main, &f), 0);
-        assert_int_equal(kr_compact_rewrite(&rw), 0);
+        file[busy] = rewrite_and_read(dirfd, &rw, &len[busy]);
         if (busy) {
             atomic_store(&f.stop, true);
             pthread_join(th, NULL);
         }
         rests[busy] = rw.rests;
-        kr_index_free(&rw.idx);
-        file[busy] = slurp(dirfd, "00000000000000000000.seg", &len[busy]);
-        (void)unlinkat(dirfd, "00000000000000000000.idx", 0);
     }
     assert_int_equal(rests[0], 0);
     assert_true(rests[1] >= 1);
-    assert_int_equal(len[0], len[1]);
-    assert_memory_equal(file[0], file[1], len[0]);
-    free(file[0]);
-    free(file[1]);
+    assert_same_files(dirfd, file, len, 2);
     kr_metrics_free(m);
-    assert_int_equal(unlinkat(dirfd, "00000000000000000000.seg", 0), 0);
     close(dirfd);
 }
 
