@@ -364,6 +364,22 @@ static void assert_same_files(int dirfd, uint8_t **file, const size_t *len, int 
     assert_int_equal(unlinkat(dirfd, "00000000000000000000.seg", 0), 0);
 }
 
+/* Segment 0 written afresh (300 events over 40 keys, batches of 10), the
+ * view's answers for it in *tb, and its rewrite. */
+static kr_rewrite fresh_300(int dirfd, const uint64_t *bases, table *tb)
+{
+    write_segment(dirfd, 0, 300, 10, 40);
+    table_fill(tb, 320, 40);
+    return (kr_rewrite){.dirfd = dirfd,
+                        .bases = bases,
+                        .n = 1,
+                        .end = 300,
+                        .now_ms = 1320,
+                        .delete_retention_ms = 10,
+                        .lookup = table_lookup,
+                        .lookup_arg = tb};
+}
+
 /* The keys of a few MiB of batches are looked up in one call, each once
  * (table_lookup checks it); a rewrite that looks them up batch by batch
  * writes the same bytes. */
@@ -376,18 +392,9 @@ static void test_rewrite_lookup_chunks(void **state)
     uint8_t *file[2];
     size_t chunk[2] = {0, 1}, calls[2];
     for (int r = 0; r < 2; r++) {
-        write_segment(dirfd, 0, 300, 10, 40);
         table tb;
-        table_fill(&tb, 320, 40);
-        kr_rewrite rw = {.dirfd = dirfd,
-                         .bases = bases,
-                         .n = 1,
-                         .end = 300,
-                         .now_ms = 1320,
-                         .delete_retention_ms = 10,
-                         .chunk_bytes = chunk[r],
-                         .lookup = table_lookup,
-                         .lookup_arg = &tb};
+        kr_rewrite rw = fresh_300(dirfd, bases, &tb);
+        rw.chunk_bytes = chunk[r];
         file[r] = rewrite_and_read(dirfd, &rw, &len[r]);
         calls[r] = tb.calls;
         if (r == 0)
@@ -412,18 +419,9 @@ static void test_rewrite_reused_memory(void **state)
     size_t len[3];
     uint8_t *file[3];
     for (int r = 0; r < 3; r++) {
-        write_segment(dirfd, 0, 300, 10, 40);
         table tb;
-        table_fill(&tb, 320, 40);
-        kr_rewrite rw = {.dirfd = dirfd,
-                         .bases = bases,
-                         .n = 1,
-                         .end = 300,
-                         .now_ms = 1320,
-                         .delete_retention_ms = 10,
-                         .lookup = table_lookup,
-                         .lookup_arg = &tb,
-                         .mem = r == 0 ? NULL : m};
+        kr_rewrite rw = fresh_300(dirfd, bases, &tb);
+        rw.mem = r == 0 ? NULL : m;
         if (r == 1) { /* a failure leaves the memory with a chunk in it */
             tb.fail = true;
             assert_int_equal(kr_compact_rewrite(&rw), -1);
