@@ -2084,7 +2084,9 @@ static void test_reply_events(void **state)
     assert_int_equal(kr_cbor_read_exact(ok, on, &x), 0);
     assert_int_equal(kr_event_view_read(&x, &view), 0);
     assert_int_equal(view.value.kind, KR_CBOR_MAP);
-    assert_int_equal(kr_event_view_parse(ok, on, &view), 0);
+    size_t used = 0;
+    assert_int_equal(kr_event_view_parse_len(ok, on, &view, &used), 0);
+    assert_int_equal(used, on); /* the break included */
     assert_int_equal(view.value.kind, KR_CBOR_MAP);
     assert_false(view.has_headers);
     /* Every shorter prefix is malformed, not an event. */
@@ -2107,6 +2109,10 @@ static void test_event_view_parse(void **state)
     assert_int_equal(kr_cbor_read(buf, n, &x), 0);
     assert_int_equal(kr_event_view_read(&x, &a), 0);
     assert_int_equal(kr_event_view_parse(buf, n, &b), 0); /* the trailing byte is not read */
+    size_t used = 0;
+    assert_int_equal(kr_event_view_parse_len(buf, n, &b, &used), 0);
+    assert_int_equal(used, x.raw_len);
+    assert_int_equal(used, n - 1);
     assert_int_equal(b.offset, 1ull << 33);
     assert_int_equal(b.ts, 7);
     assert_int_equal(b.key.kind, KR_CBOR_TEXT);

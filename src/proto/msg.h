@@ -455,4 +455,7 @@ int kr_event_view_read(const kr_cbor_item *ev, kr_event_view *out);
  */
 int kr_event_view_parse(const uint8_t *p, size_t len, kr_event_view *out);
 
+/* kr_event_view_parse, and *raw_len the bytes of the event's encoding. */
+int kr_event_view_parse_len(const uint8_t *p, size_t len, kr_event_view *out, size_t *raw_len);
+
 #endif

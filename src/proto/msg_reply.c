@@ -110,12 +110,20 @@ int kr_event_view_read(const kr_cbor_item *ev, kr_event_view *out)
     return view_parts(&it, out);
 }
 
-int kr_event_view_parse(const uint8_t *p, size_t len, kr_event_view *out)
+int kr_event_view_parse_len(const uint8_t *p, size_t len, kr_event_view *out, size_t *raw_len)
 {
     kr_cbor_item ev;
     kr_cbor_iter it;
 
-    if (kr_cbor_iter_open(p, len, &ev, &it) < 0 || ev.kind != KR_CBOR_ARRAY)
+    if (kr_cbor_iter_open(p, len, &ev, &it) < 0 || ev.kind != KR_CBOR_ARRAY ||
+        view_parts(&it, out) < 0)
         return -1;
-    return view_parts(&it, out);
+    *raw_len = (size_t)(kr_cbor_iter_end(&it) - p);
+    return 0;
+}
+
+int kr_event_view_parse(const uint8_t *p, size_t len, kr_event_view *out)
+{
+    size_t n;
+    return kr_event_view_parse_len(p, len, out, &n);
 }

@@ -329,9 +329,9 @@ static int chunk_add(kr_rewrite *rw, chunk *c, size_t at, const kr_batch_hdr *h)
     const uint8_t *pl = c->bytes.data + at + h->hlen;
     size_t p = 0;
     for (uint32_t i = 0; i < h->count; i++) {
-        kr_cbor_item ev;
         kr_event_view v;
-        if (kr_cbor_read(pl + p, h->len - p, &ev) < 0 || kr_event_view_read(&ev, &v) < 0 ||
+        size_t raw_len;
+        if (kr_event_view_parse_len(pl + p, h->len - p, &v, &raw_len) < 0 ||
             v.offset != h->base + i) {
             snprintf(rw->err, sizeof rw->err, "the events of the batch at offset %llu do not parse",
                      (unsigned long long)h->base);
@@ -360,7 +360,7 @@ static int chunk_add(kr_rewrite *rw, chunk *c, size_t at, const kr_batch_hdr *h)
             if ((e->key = key_index(c, kp, kl)) == NO_KEY)
                 goto nomem;
         }
-        p += ev.raw_len;
+        p += raw_len;
     }
     return 0;
 nomem:

@@ -107,7 +107,9 @@ static void check_events(const kr_reply *r, const char *field)
         }
         /* The one-pass reader agrees with reading the item, then its parts. */
         kr_event_view once;
-        FUZZ_CHECK(kr_event_view_parse(ev.raw, ev.raw_len, &once) == read);
+        size_t once_len = 0;
+        FUZZ_CHECK(kr_event_view_parse_len(ev.raw, ev.raw_len, &once, &once_len) == read);
+        FUZZ_CHECK(read != 0 || once_len == ev.raw_len);
         if (read == 0)
             FUZZ_CHECK(once.offset == view.offset && once.ts == view.ts &&
                        once.key.raw == view.key.raw && once.value.raw_len == view.value.raw_len &&
