@@ -43,6 +43,15 @@
  * 16 KiB, one in ~140, under the p99, for 16 KiB written instead of 4.
  */
 #define RAFT_BLOCK_BYTES (16u * 1024)
+/*
+ * What the raft thread's malloc arena is grown to before libraft starts
+ * (reserve_heap), in blocks glibc serves from the arena rather than mmap
+ * (under its default 128 KiB threshold). A follower's libraft keeps every
+ * entry it receives in memory it allocates there until the next snapshot:
+ * with single events, the 16,384 entries between two snapshots take ~8 MiB.
+ */
+#define RAFT_HEAP_RESERVE (16u << 20)
+#define RAFT_HEAP_BLOCK   (64u * 1024)
 
 typedef enum op_kind { OP_APPLY, OP_ADD, OP_ASSIGN, OP_REMOVE, OP_TRANSFER } op_kind;
 
@@ -572,6 +581,12 @@ static int open_raft(kr_node *n, char *err, size_t errlen)
     }
     n->have_io = true;
     raft_uv_set_connect_retry_delay(&n->io, n->o.connect_retry_ms);
+    /* libraft compresses each snapshot with LZ4 on libuv's pool by default:
+     * a compression context and a buffer of over 1 MiB mapped and unmapped
+     * per snapshot (the pool thread's arena made on its first), for a
+     * snapshot of positions that LZ4 hardly shrinks. Compressed snapshots
+     * already on disk still load: libraft recognises them by their header. */
+    raft_uv_set_snapshot_compression(&n->io, false);
     kr_fsm_init(&n->fsm, &n->o.fsm);
     rv = raft_init(&n->raft, &n->io, &n->fsm.fsm, n->id, n->addr);
     if (rv != 0) {
@@ -633,10 +648,34 @@ fail_loop:
     return -1;
 }
 
+/*
+ * Grow this thread's malloc arena once, now. glibc grows a thread's arena
+ * a page at a time, each step an mprotect that takes the process's mmap
+ * lock for writing (every other thread's page faults and mappings wait);
+ * a follower's log, received into memory allocated here, would make one
+ * per 4 KiB of entries. Blocks taken and given back
+ * leave the arena writable up to RAFT_HEAP_RESERVE: glibc returns the pages
+ * (madvise, once the free top passes its trim threshold) but keeps the
+ * range, and the log grows into it with page faults alone. raft_malloc:
+ * libraft's allocator, which the compiler cannot drop as unused.
+ */
+static void reserve_heap(void)
+{
+    void *blk[RAFT_HEAP_RESERVE / RAFT_HEAP_BLOCK];
+    size_t got = 0;
+    while (got < sizeof blk / sizeof *blk && (blk[got] = raft_malloc(RAFT_HEAP_BLOCK)) != NULL)
+        got++;
+    while (got > 0)
+        raft_free(blk[--got]);
+}
+
 static void *raft_thread(void *arg)
 {
     kr_node *n = arg;
     char err[256] = "";
+    /* Named for perf and top; libuv's pool, started from here, inherits it. */
+    pthread_setname_np(pthread_self(), "kr-raft");
+    reserve_heap();
     int ok = open_raft(n, err, sizeof err);
     pthread_mutex_lock(&n->mu);
     n->started = ok == 0 ? 1 : -1;

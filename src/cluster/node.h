@@ -37,6 +37,13 @@
  *   small commands want the threshold high: 16384 at 1,000 entries/s is one
  *   every 16 s, and 64 MiB of entries bring it forward. Keep snapshots
  *   small (positions, not data).
+ * - Memory. A follower's libraft allocates each entry it receives on the
+ *   raft thread, so the log since the last snapshot grows that thread's
+ *   malloc arena, which glibc extends a page (one mprotect) at a time: the
+ *   raft thread grows its arena once at start instead (node.c,
+ *   reserve_heap). A leader's entries are kr_node_submit's copies, made on
+ *   the caller's thread. Snapshots are written uncompressed (libraft's LZ4
+ *   maps a buffer of over 1 MiB per snapshot); compressed ones still load.
  * - snapshot_trailing entries are kept after a snapshot so that a follower a
  *   little behind gets entries rather than a snapshot; one further behind
  *   gets the snapshot, then entries.
