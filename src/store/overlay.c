@@ -799,16 +799,19 @@ static sort_item *sort_items(sort_item *a, sort_item *tmp, size_t n)
     return src;
 }
 
+/* Sort memory grows by this many entries at a time. */
+#define SORTMEM_STEP 16384
+
 /* Room in m for n entries (two arrays of sort items). @return 0, or -1. */
 static int sortmem_reserve(kr_ov_sortmem *m, size_t n)
 {
     if (n <= m->cap)
         return 0;
-    /* A quarter more than asked: the next overlay is likely a little
-     * larger, and should not make the memory move again. */
+    /* Rounded up (512 KiB), so that an overlay a few keys larger than the
+     * one before does not make the memory move again. */
     if (n > SIZE_MAX / 4 / (2 * sizeof(sort_item)))
         return -1;
-    size_t cap = n + n / 4;
+    size_t cap = (n + SORTMEM_STEP - 1) / SORTMEM_STEP * SORTMEM_STEP;
     void *p = malloc(cap * 2 * sizeof(sort_item));
     if (p == NULL)
         return -1;

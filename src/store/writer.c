@@ -266,8 +266,10 @@ static void run_delete(kr_job *j)
 
 /* Sort memory over this is not kept past its checkpoint (a burst of keys
  * does not stay in memory); below it, it is kept until the view thread has
- * had no checkpoint for KR_VIEW_MEM_IDLE_S. 8 MiB: ~200,000 keys. */
-#define KR_VIEW_MEM_KEEP   (8u << 20)
+ * had no checkpoint for KR_VIEW_MEM_IDLE_S. 4 MiB: 131,072 keys, checkpoints
+ * of 100k events/s over 100,000 keys; a batched ingest over a million keys
+ * (the memory ceiling's load) sorts more and keeps none. */
+#define KR_VIEW_MEM_KEEP   (4u << 20)
 #define KR_VIEW_MEM_IDLE_S 30
 
 /* A checkpoint's RocksDB half; sorting in mem (NULL: memory of its own). */
