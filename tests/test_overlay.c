@@ -662,10 +662,12 @@ static void test_sorted_random(void **state)
     assert_int_equal(kr_overlay_sorted(ov, NULL, 0, false, NULL, 0, total + 1, out), total);
     for (size_t i = 0; i < total; i++)
         assert_ptr_equal(all[i], out[i]);
-    memset(out, 0, (total + 1) * sizeof *out);
-    assert_int_equal(kr_overlay_sort_all(ov, out), 0);
+    kr_ov_sortmem sm = {0};
+    const kr_ov_entry **sorted = NULL;
+    assert_int_equal(kr_overlay_sort_all(ov, &sm, &sorted), 0);
     for (size_t i = 0; i < total; i++)
-        assert_ptr_equal(all[i], out[i]);
+        assert_ptr_equal(all[i], sorted[i]);
+    kr_ov_sortmem_release(&sm);
 
     for (int iter = 0; iter < 400; iter++) {
         uint8_t pre[8], aft[8];
@@ -697,6 +699,64 @@ static void test_sorted_random(void **state)
     kr_block_unref(k.b);
 }
 
+/* An overlay of n distinct random keys (0 to 20 bytes over three byte
+ * values: many share their first 8 bytes and differ later) in k. */
+static kr_overlay *random_overlay(kblock *k, size_t n)
+{
+    static const uint8_t alpha[] = {0x00, 'a', 0xff};
+    kr_overlay *ov = kr_overlay_new();
+    assert_non_null(ov);
+    uint8_t key[20];
+    while (kr_overlay_count(ov) < n) {
+        size_t len = rng() % (sizeof key + 1);
+        for (size_t i = 0; i < len; i++)
+            key[i] = alpha[rng() % sizeof alpha];
+        if (kr_overlay_get(ov, key, len) != NULL)
+            continue;
+        kr_ov_entry e = kb_entry(k, key, len, kr_overlay_count(ov), false);
+        assert_int_equal(kr_overlay_put(ov, &e), 0);
+    }
+    return ov;
+}
+
+/* Sorts of overlays of every size around the merge sort's runs, in one
+ * kept memory: each against qsort's order; the memory grows for the
+ * largest and does not move for the smaller ones after it. */
+static void test_sort_all_sizes_in_kept_memory(void **state)
+{
+    (void)state;
+    static const size_t sizes[] = {3000, 0, 1, 2, 15, 16, 17, 31, 32, 33, 100, 1000, 2999, 4000};
+    kr_ov_sortmem sm = {0};
+    void *grown = NULL;
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+        size_t n = sizes[si];
+        kblock k = kb_new(n * 20 + 1);
+        kr_overlay *ov = random_overlay(&k, n);
+        const kr_ov_entry **all = calloc(n + 1, sizeof *all), **sorted = NULL;
+        assert_non_null(all);
+        collect_state cs = {all, 0};
+        assert_int_equal(kr_overlay_foreach(ov, collect_cb, &cs), 0);
+        qsort(all, n, sizeof *all, ref_cmp);
+        assert_int_equal(kr_overlay_sort_all(ov, &sm, &sorted), 0);
+        for (size_t i = 0; i < n; i++)
+            assert_ptr_equal(sorted[i], all[i]);
+        if (si == 0)
+            grown = sm.mem;
+        else if (n <= sizes[0])
+            assert_ptr_equal(sm.mem, grown); /* kept, not allocated again */
+        else
+            assert_true(sm.cap >= n);
+        assert_true(kr_ov_sortmem_bytes(&sm) >= n * 2 * 16);
+        free(all);
+        kr_overlay_free(ov);
+        kr_block_unref(k.b);
+    }
+    kr_ov_sortmem_release(&sm);
+    assert_null(sm.mem);
+    assert_int_equal(kr_ov_sortmem_bytes(&sm), 0);
+    kr_ov_sortmem_release(NULL);
+}
+
 /* ---- timing (a figure, never asserted) ---- */
 
 #define T_INSERTS   1000000
@@ -715,8 +775,6 @@ static void test_timing_1m_inserts(void **state)
     (void)state;
     kr_ov_entry *es = malloc(sizeof *es * T_INSERTS);
     kr_block **blocks = malloc(sizeof *blocks * (T_INSERTS / T_PER_BLOCK));
-    const kr_ov_entry **order = malloc(sizeof *order * T_KEYS);
-    assert_non_null(order);
     assert_non_null(es);
     assert_non_null(blocks);
     char key[32];
@@ -751,7 +809,9 @@ static void test_timing_1m_inserts(void **state)
     double t2 = now_s();
     assert_true(found > T_KEYS * 99 / 100);
     free(gk);
-    assert_int_equal(kr_overlay_sort_all(ov, order), 0);
+    kr_ov_sortmem sm = {0};
+    const kr_ov_entry **order;
+    assert_int_equal(kr_overlay_sort_all(ov, &sm, &order), 0);
     double t3 = now_s();
     for (size_t i = 1; i < keys; i++)
         assert_true(memcmp(order[i - 1]->key, order[i]->key, 13) < 0);
@@ -764,8 +824,8 @@ static void test_timing_1m_inserts(void **state)
         assert_int_equal(blocks[bi]->refs, 1);
         kr_block_unref(blocks[bi]);
     }
+    kr_ov_sortmem_release(&sm);
     free(blocks);
-    free(order);
     free(es);
 }
 
@@ -775,7 +835,6 @@ static void test_timing_1m_inserts(void **state)
 
 static uint8_t af_events[300 * 1024];   /* event bytes (content irrelevant) */
 static uint64_t af_model[AF_KEYS + 64]; /* offset + 1 of each key's newest put */
-static const kr_ov_entry *af_sorted[AF_KEYS + 64];
 
 /* Every key the model knows has its newest entry, and nothing else is in. */
 static void af_check(const kr_overlay *ov)
@@ -828,6 +887,7 @@ static int overlay_life(void *arg)
     kr_overlay *ov = kr_overlay_new();
     if (ov == NULL)
         return 1;
+    kr_ov_sortmem sm = {0};
     int rc = 1;
     uint64_t off = 0;
     for (size_t round = 0; round < 2; round++) {
@@ -840,12 +900,14 @@ static int overlay_life(void *arg)
     for (size_t i = AF_KEYS - 32; i < AF_KEYS + 64; i++)
         if (af_put(ov, i, 24, i, true) < 0)
             goto out;
-    if (kr_overlay_sort_all(ov, af_sorted) < 0)
+    const kr_ov_entry **sorted;
+    if (kr_overlay_sort_all(ov, &sm, &sorted) < 0)
         goto out;
     for (size_t i = 1; i < kr_overlay_count(ov); i++)
-        assert_true(memcmp(af_sorted[i - 1]->key, af_sorted[i]->key, 9) < 0);
+        assert_true(memcmp(sorted[i - 1]->key, sorted[i]->key, 9) < 0);
     rc = 0;
 out:
+    kr_ov_sortmem_release(&sm);
     af_check(ov);
     kr_overlay_free(ov);
     return rc;
@@ -941,6 +1003,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_foreach),
     cmocka_unit_test(test_sorted),
     cmocka_unit_test(test_sorted_random),
+    cmocka_unit_test(test_sort_all_sizes_in_kept_memory),
     cmocka_unit_test(test_timing_1m_inserts),
     cmocka_unit_test(test_reuse_after_free),
     cmocka_unit_test(test_allocation_failures),

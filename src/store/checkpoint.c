@@ -60,17 +60,16 @@ static int fold_batch(struct fold *f, const kr_ov_entry **order, size_t n)
 /*
  * Fold a frozen overlay into the checkpoint file in key order (the order a
  * table file needs), counting the keys it adds: the view is asked which of
- * them it holds a batch of sorted keys at a time.
+ * them it holds a batch of sorted keys at a time. Sorts in mem.
  * @return 0, or -1 with f->err saying why.
  */
-static int fold_sorted(const kr_overlay *ov, struct fold *f)
+static int fold_sorted(const kr_overlay *ov, kr_ov_sortmem *mem, struct fold *f)
 {
     size_t n = kr_overlay_count(ov);
     if (n == 0)
         return 0;
-    const kr_ov_entry **order = malloc(n * sizeof *order);
-    if (order == NULL || kr_overlay_sort_all(ov, order) < 0) {
-        free(order);
+    const kr_ov_entry **order;
+    if (kr_overlay_sort_all(ov, mem, &order) < 0) {
         snprintf(f->err, sizeof f->err, "out of memory sorting %zu keys", n);
         return -1;
     }
@@ -81,7 +80,6 @@ static int fold_sorted(const kr_overlay *ov, struct fold *f)
         (void)fold_batch(f, order + i, n - i < KR_VIEW_PROBE_BATCH ? n - i : KR_VIEW_PROBE_BATCH);
     kr_view_probe_free(f->probe);
     f->probe = NULL;
-    free(order);
     return f->err[0] == '\0' ? 0 : -1;
 }
 
@@ -94,20 +92,24 @@ static int ck_cmp(const void *pa, const void *pb)
     return memcmp(a->t->name, b->t->name, a->t->name_len);
 }
 
-int kr_checkpoint_write(kr_view *v, kr_ckpt_topic *cks, size_t n, char *err, size_t errlen)
+int kr_checkpoint_write(kr_view *v, kr_ckpt_topic *cks, size_t n, kr_ov_sortmem *mem, char *err,
+                        size_t errlen)
 {
+    kr_ov_sortmem own = {0};
+    kr_ov_sortmem *m = mem != NULL ? mem : &own;
+    int rc = -1;
     qsort(cks, n, sizeof *cks, ck_cmp);
     kr_view_ckpt *ck = kr_view_ckpt_new(v, err, errlen);
     if (ck == NULL)
-        return -1;
+        goto out;
     for (size_t i = 0; i < n; i++) {
         kr_ckpt_topic *c = &cks[i];
         struct fold f = {
             .v = v, .ck = ck, .name = c->t->name, .nl = c->t->name_len, .keys = c->keys};
-        if (c->ov != NULL && fold_sorted(c->ov, &f) < 0) {
+        if (c->ov != NULL && fold_sorted(c->ov, m, &f) < 0) {
             kr_view_ckpt_abort(ck);
             snprintf(err, errlen, "the checkpoint of topic %s failed: %s", c->t->name, f.err);
-            return -1;
+            goto out;
         }
         c->keys = f.keys;
     }
@@ -117,5 +119,8 @@ int kr_checkpoint_write(kr_view *v, kr_ckpt_topic *cks, size_t n, char *err, siz
      * belong to: the view never holds one without the other. */
     for (size_t i = 0; i < n; i++)
         kr_prod_ckpt_write(cks[i].prod, ck, cks[i].t->name, cks[i].t->name_len);
-    return kr_view_ckpt_commit(ck, err, errlen);
+    rc = kr_view_ckpt_commit(ck, err, errlen);
+out:
+    kr_ov_sortmem_release(&own);
+    return rc;
 }

@@ -10,6 +10,7 @@
 #include <stddef.h>
 
 #include "store/job.h"
+#include "store/overlay.h"
 #include "store/view.h"
 
 /*
@@ -19,10 +20,13 @@
  * states (ck[i].prod), each in key order. Reads each
  * ck[i].ov (frozen, read-only meanwhile) and the view, to count live keys;
  * sorts ck by topic key order and sets each ck[i].keys to the count after.
+ * Sorts each overlay in mem (kept by a caller that checkpoints often, see
+ * kr_ov_sortmem; NULL: memory of its own, freed before it returns).
  * @return 0; or -1 with err saying which topic and why, nothing of the
  *         checkpoint being in the view then; -2 the same, when RocksDB
  *         itself refused it (reopen the view: kr_view_ckpt_commit).
  */
-int kr_checkpoint_write(kr_view *v, kr_ckpt_topic *ck, size_t n, char *err, size_t errlen);
+int kr_checkpoint_write(kr_view *v, kr_ckpt_topic *ck, size_t n, kr_ov_sortmem *mem, char *err,
+                        size_t errlen);
 
 #endif

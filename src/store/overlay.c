@@ -739,22 +739,111 @@ typedef struct sort_item {
     const kr_ov_entry *e;
 } sort_item;
 
-static int sort_item_cmp(const void *pa, const void *pb)
+/* The caller's memory holds two arrays of sort items (the sort's and its
+ * merge target); the sorted pointers go into whichever is free at the end. */
+_Static_assert(sizeof(sort_item) >= sizeof(const kr_ov_entry *), "pointers fit the spare array");
+
+static int sort_item_cmp(const sort_item *a, const sort_item *b)
 {
-    const sort_item *a = pa, *b = pb;
     if (a->k != b->k)
         return a->k < b->k ? -1 : 1;
     return entry_cmp(a->e, b->e);
 }
 
-int kr_overlay_sort_all(const kr_overlay *ov, const kr_ov_entry **out)
+/* Runs this long are sorted by insertion before the merges. */
+#define SORT_RUN 16
+
+static void insertion_sort(sort_item *a, size_t n)
+{
+    for (size_t i = 1; i < n; i++) {
+        sort_item x = a[i];
+        size_t j = i;
+        for (; j > 0 && sort_item_cmp(&x, &a[j - 1]) < 0; j--)
+            a[j] = a[j - 1];
+        a[j] = x;
+    }
+}
+
+static void merge(const sort_item *a, size_t na, const sort_item *b, size_t nb, sort_item *out)
+{
+    size_t i = 0, j = 0, k = 0;
+    while (i < na && j < nb)
+        out[k++] = sort_item_cmp(&b[j], &a[i]) < 0 ? b[j++] : a[i++];
+    while (i < na)
+        out[k++] = a[i++];
+    while (j < nb)
+        out[k++] = b[j++];
+}
+
+/*
+ * Sort a[0..n), tmp (room for n) being the merges' target: a merge sort of
+ * our own rather than qsort, which allocates (and for a checkpoint's
+ * hundred thousand keys maps and unmaps) a scratch array of its own each
+ * call. @return whichever of a and tmp holds the sorted items.
+ */
+static sort_item *sort_items(sort_item *a, sort_item *tmp, size_t n)
+{
+    for (size_t lo = 0; lo < n; lo += SORT_RUN)
+        insertion_sort(a + lo, n - lo < SORT_RUN ? n - lo : SORT_RUN);
+    sort_item *src = a, *dst = tmp;
+    for (size_t w = SORT_RUN; w < n; w *= 2) {
+        for (size_t lo = 0; lo < n; lo += 2 * w) {
+            size_t mid = n - lo > w ? lo + w : n;
+            size_t hi = n - mid > w ? mid + w : n;
+            merge(src + lo, mid - lo, src + mid, hi - mid, dst + lo);
+        }
+        sort_item *t = src;
+        src = dst;
+        dst = t;
+    }
+    return src;
+}
+
+/* Sort memory grows by this many entries at a time. */
+#define SORTMEM_STEP 16384
+
+/* Room in m for n entries (two arrays of sort items). @return 0, or -1. */
+static int sortmem_reserve(kr_ov_sortmem *m, size_t n)
+{
+    if (n <= m->cap)
+        return 0;
+    /* Rounded up (512 KiB), so that an overlay a few keys larger than the
+     * one before does not make the memory move again. */
+    if (n > SIZE_MAX / 4 / (2 * sizeof(sort_item)))
+        return -1;
+    size_t cap = (n + SORTMEM_STEP - 1) / SORTMEM_STEP * SORTMEM_STEP;
+    void *p = malloc(cap * 2 * sizeof(sort_item));
+    if (p == NULL)
+        return -1;
+    free(m->mem);
+    m->mem = p;
+    m->cap = cap;
+    return 0;
+}
+
+size_t kr_ov_sortmem_bytes(const kr_ov_sortmem *m)
+{
+    return m->cap * 2 * sizeof(sort_item);
+}
+
+void kr_ov_sortmem_release(kr_ov_sortmem *m)
+{
+    if (m == NULL)
+        return;
+    free(m->mem);
+    m->mem = NULL;
+    m->cap = 0;
+}
+
+int kr_overlay_sort_all(const kr_overlay *ov, kr_ov_sortmem *m, const kr_ov_entry ***sorted)
 {
     size_t n = ov->count;
+    if (sortmem_reserve(m, n) < 0)
+        return -1;
+    *sorted = m->mem;
     if (n == 0)
         return 0;
-    sort_item *items = malloc(n * sizeof *items);
-    if (items == NULL)
-        return -1;
+    sort_item *items = m->mem, *tmp = items + n;
     size_t k = 0, lcp = SIZE_MAX;
     const kr_ov_entry *first = NULL;
     for (size_t i = 0; i < ov->nslots; i++) {
@@ -765,8 +854,8 @@ int kr_overlay_sort_all(const kr_overlay *ov, const kr_ov_entry **out)
             first = e;
             lcp = e->key_len;
         } else {
-            size_t m = e->key_len < lcp ? e->key_len : lcp, j = 0;
-            while (j < m && e->key[j] == first->key[j])
+            size_t mm = e->key_len < lcp ? e->key_len : lcp, j = 0;
+            while (j < mm && e->key[j] == first->key[j])
                 j++;
             lcp = j;
         }
@@ -779,9 +868,10 @@ int kr_overlay_sort_all(const kr_overlay *ov, const kr_ov_entry **out)
             v = v << 8 | (lcp + j < e->key_len ? e->key[lcp + j] : 0);
         items[i].k = v;
     }
-    qsort(items, n, sizeof *items, sort_item_cmp);
+    const sort_item *res = sort_items(items, tmp, n);
+    const kr_ov_entry **out = (const kr_ov_entry **)(void *)(res == items ? tmp : items);
     for (size_t i = 0; i < n; i++)
-        out[i] = items[i].e;
-    free(items);
+        out[i] = res[i].e;
+    *sorted = out;
     return 0;
 }

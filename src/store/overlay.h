@@ -116,12 +116,31 @@ size_t kr_overlay_sorted(const kr_overlay *ov, const uint8_t *prefix, size_t pre
                          const kr_ov_entry **out);
 
 /*
- * kr_overlay_sort_all - every entry, in unsigned bytewise key order, into
- * out (caller's array of kr_overlay_count() pointers). A checkpoint writes
- * keys in this order: RocksDB's memtable inserts and lookups are much
- * cheaper in key order than in hash order.
- * @return 0, or -1 on ENOMEM (for a scratch array of 16 bytes per entry).
+ * The memory kr_overlay_sort_all sorts in (32 bytes per entry), kept by a
+ * caller that sorts often - the view thread sorts an overlay per checkpoint
+ * - so that, once grown to the largest overlay it sorted, sorting maps,
+ * faults in and unmaps nothing. Zeroed ({0}) it is empty; the caller gives
+ * it back with kr_ov_sortmem_release.
  */
-int kr_overlay_sort_all(const kr_overlay *ov, const kr_ov_entry **out);
+typedef struct kr_ov_sortmem {
+    void *mem;
+    size_t cap; /* entries it has room for */
+} kr_ov_sortmem;
+
+/* Bytes m holds. */
+size_t kr_ov_sortmem_bytes(const kr_ov_sortmem *m);
+
+/* Free m's memory; m stays usable (empty). NULL ok. */
+void kr_ov_sortmem_release(kr_ov_sortmem *m);
+
+/*
+ * kr_overlay_sort_all - every entry, in unsigned bytewise key order, in m's
+ * memory (grown first when too small for kr_overlay_count() entries). A
+ * checkpoint writes keys in this order: a table file needs it, and
+ * RocksDB's lookups are cheaper in key order than in hash order.
+ * @return 0 with *sorted the kr_overlay_count() entries (inside m: valid
+ *         until m is used again or released), or -1 on ENOMEM (m as it was).
+ */
+int kr_overlay_sort_all(const kr_overlay *ov, kr_ov_sortmem *m, const kr_ov_entry ***sorted);
 
 #endif

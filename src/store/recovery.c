@@ -555,7 +555,7 @@ static int replay_checkpoint(recovery *r, int fd, uint64_t next)
                         .next = next,
                         .keys = t->keys,
                         .prod = kr_store_producers_freeze(t)};
-    int wrc = kr_checkpoint_write(r->s->view, &ck, 1, r->err, r->errlen);
+    int wrc = kr_checkpoint_write(r->s->view, &ck, 1, NULL, r->err, r->errlen);
     kr_store_producers_checkpointed(r->s, t, ck.prod, wrc == 0);
     kr_prod_ckpt_free(ck.prod);
     if (wrc < 0)
