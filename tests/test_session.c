@@ -20,6 +20,7 @@
 #include <event2/event.h>
 
 #include "proto/frame.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "server/server.h"
 
@@ -316,6 +317,27 @@ static void test_completion_after_client_vanished(void **state)
     assert_int_equal(srv.n_conns, 0);
 }
 
+/* A tick that falls between a turn's replies and their write (held in
+ * the connection's buffer, the drain clock stopped since the connection
+ * writes its own output) does not take them for unread: the connection
+ * stays. Once libevent writes (the socket was full) and nothing drains for
+ * --write-timeout, it goes. */
+static void test_tick_between_reply_and_write(void **state)
+{
+    (void)state;
+    kr_conn *c = TAILQ_FIRST(&srv.conns);
+    assert_non_null(c);
+    uint64_t late = kr_mono_ns() + 2 * (uint64_t)cfg.write_timeout_ms * 1000000;
+    static const uint8_t reply[] = {0, 0, 0, 8, 0, 0, 0, 1};
+    assert_int_equal(kr_buf_append(&c->out, reply, sizeof reply), 0);
+    c->net.out_held = c->out.len;
+    kr_conn_tick(c, late);
+    assert_int_equal(srv.n_conns, 1);
+    c->net.write_armed = true; /* libevent's to write, and nothing drains */
+    kr_conn_tick(c, late);
+    assert_int_equal(srv.n_conns, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -325,6 +347,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_errors_keep_their_place, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipeline_starts_in_one_turn, setup, teardown),
         cmocka_unit_test_setup_teardown(test_completion_after_client_vanished, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tick_between_reply_and_write, setup, teardown),
     };
     return cmocka_run_group_tests_name("session pipeline", tests, NULL, NULL);
 }

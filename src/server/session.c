@@ -996,7 +996,13 @@ static void conn_tick(kr_conn *c, uint64_t now)
                          "no HELLO with the token arrived in time; closing the connection", NULL);
         return;
     }
-    if (kr_netconn_write_stalled(&c->net, now)) {
+    /* Only while libevent writes (write_armed): the drain clock runs then.
+     * Replies the connection writes itself - held in c->out, or a large one
+     * in the output - wait at most for the end of the loop's turn, which a
+     * tick may fall into; with the clock stopped since the last time the
+     * socket was full, they would look unread for ages and the connection
+     * be closed with its client waiting for them. */
+    if (c->net.write_armed && kr_netconn_write_stalled(&c->net, now)) {
         kr_counter_add(c->srv->m.closed_stalled, 1);
         log_conn(KR_LOG_INFO, c, "connection closed", "replies left unread past --write-timeout");
         kr_conn_abort(c, NULL);
