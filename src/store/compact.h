@@ -112,7 +112,6 @@ typedef struct kr_compact_key {
     size_t klen;
     int found;       /* out: the view holds the key: 1, or not: 0 */
     uint64_t latest; /* out: with found, the key's latest offset */
-    uint32_t id;     /* the rewrite's own (a lookup leaves it alone) */
 } kr_compact_key;
 
 /*

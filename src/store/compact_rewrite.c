@@ -205,7 +205,7 @@ typedef struct chunk {
     cbatch *b;
     cevent *ev;
     ckey *k;             /* the distinct keys, in the order they came */
-    kr_compact_key *ask; /* the same, asked of the view (in their order) */
+    kr_compact_key *ask; /* the same, asked of the view in rec's order */
     struct sortrec *rec; /* their order (sort_keys) */
     uint32_t *slot;      /* hash table of the keys: index in k + 1, 0 empty */
     size_t nb, cap_b, nev, cap_ev, nk, cap_k, cap_ask, nslot;
@@ -453,8 +453,7 @@ static int chunk_decide(kr_rewrite *rw, chunk *c)
         sort_keys(c, c->rec, c->nk);
         for (size_t i = 0; i < c->nk; i++) {
             const ckey *k = &c->k[c->rec[i].id];
-            c->ask[i] =
-                (kr_compact_key){.key = c->keys.data + k->at, .klen = k->len, .id = c->rec[i].id};
+            c->ask[i] = (kr_compact_key){.key = c->keys.data + k->at, .klen = k->len};
         }
         /* A chunk's lookups are most of a rewrite's CPU time: asked a few
          * at a time, with a step aside between (sched.h says why). */
@@ -468,8 +467,8 @@ static int chunk_decide(kr_rewrite *rw, chunk *c)
                 return -1;
             }
         }
-        for (size_t i = 0; i < c->nk; i++) {
-            ckey *k = &c->k[c->ask[i].id];
+        for (size_t i = 0; i < c->nk; i++) { /* ask[i] is rec[i]'s key */
+            ckey *k = &c->k[c->rec[i].id];
             k->found = c->ask[i].found;
             k->latest = c->ask[i].latest;
         }
