@@ -1,7 +1,10 @@
 /*
  * tests/test_clock.c - util/clock.c: the monotonic clock never goes back and
- * measures a sleep; the wall clock agrees with time(2).
+ * measures a sleep; the wall clock agrees with time(2); a timed wait
+ * counts on the monotonic clock.
  */
+#include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -57,12 +60,32 @@ static void test_wall(void **state)
     assert_true(ms > 1577836800000ULL);
 }
 
+/* A timed wait on a monotonic condition variable runs out after its time,
+ * not before it (a deadline on the wrong clock would be long past). */
+static void test_cond_wait_ms(void **state)
+{
+    (void)state;
+    pthread_cond_t cv;
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    assert_int_equal(kr_cond_init_monotonic(&cv), 0);
+    pthread_mutex_lock(&mu);
+    uint64_t t0 = kr_mono_ns();
+    int rc;
+    while ((rc = kr_cond_wait_ms(&cv, &mu, 30)) == 0 && kr_mono_ns() - t0 < 30000000u)
+        ; /* spurious wake-ups */
+    assert_int_equal(rc, ETIMEDOUT);
+    assert_true(kr_mono_ns() - t0 >= 30000000u);
+    pthread_mutex_unlock(&mu);
+    pthread_cond_destroy(&cv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mono),
         cmocka_unit_test(test_mono_ms),
         cmocka_unit_test(test_wall),
+        cmocka_unit_test(test_cond_wait_ms),
     };
 
     return cmocka_run_group_tests_name("clock", tests, NULL, NULL);

@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -151,10 +150,7 @@ static void wait_for_work(kr_compactor *c)
             pthread_cond_wait(&c->cv, &c->mu);
             continue;
         }
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += MEM_IDLE_S;
-        if (pthread_cond_timedwait(&c->cv, &c->mu, &until) == ETIMEDOUT && c->todo == NULL) {
+        if (kr_cond_wait_ms(&c->cv, &c->mu, MEM_IDLE_S * 1000u) == ETIMEDOUT && c->todo == NULL) {
             kr_rewrite_mem_free(c->mem);
             c->mem = NULL;
         }
@@ -495,10 +491,16 @@ int kr_compact_start(kr_store *s)
     kr_compactor *c = calloc(1, sizeof *c);
     if (c == NULL)
         return -1;
+    /* Its idle clock (wait_for_work) is monotonic. */
+    int e = kr_cond_init_monotonic(&c->cv);
+    if (e != 0) {
+        free(c);
+        errno = e;
+        return -1;
+    }
     c->s = s;
     atomic_init(&c->stop, false);
     pthread_mutex_init(&c->mu, NULL);
-    pthread_cond_init(&c->cv, NULL);
     c->done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     c->done_ev =
         c->done_fd < 0 ? NULL : event_new(s->base, c->done_fd, EV_READ | EV_PERSIST, on_done, s);
@@ -515,7 +517,7 @@ int kr_compact_start(kr_store *s)
     }
     pthread_setname_np(c->thread, "kr-compact");
     /* A rewrite is CPU work that can wait; the loop's latency cannot. */
-    int e = s->o.compact_idle ? kr_sched_idle(c->thread) : 0;
+    e = s->o.compact_idle ? kr_sched_idle(c->thread) : 0;
     if (e != 0)
         kr_log(KR_LOG_WARN,
                "cannot lower the compaction thread's CPU priority; it runs at normal priority",

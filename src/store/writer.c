@@ -24,7 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -470,10 +469,7 @@ static void view_wait(kr_writer *wr)
             pthread_cond_wait(&wr->vcv, &wr->mu);
             continue;
         }
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_sec += KR_VIEW_MEM_IDLE_S;
-        if (pthread_cond_timedwait(&wr->vcv, &wr->mu, &until) == ETIMEDOUT &&
+        if (kr_cond_wait_ms(&wr->vcv, &wr->mu, KR_VIEW_MEM_IDLE_S * 1000u) == ETIMEDOUT &&
             TAILQ_EMPTY(&wr->vqueue)) {
             pthread_mutex_unlock(&wr->mu);
             kr_ov_sortmem_release(&wr->sortmem);
@@ -535,14 +531,15 @@ int kr_writer_start(kr_writer **out, struct event_base *base, kr_view *view, kr_
     kr_writer *wr = calloc(1, sizeof *wr);
     if (wr == NULL)
         return -1;
+    /* The view thread's idle clock (view_wait) is monotonic. */
+    int e = kr_cond_init_monotonic(&wr->vcv);
+    if (e != 0) {
+        free(wr);
+        errno = e;
+        return -1;
+    }
     pthread_mutex_init(&wr->mu, NULL);
     pthread_cond_init(&wr->cv, NULL);
-    /* The view thread's idle clock (view_wait) is monotonic. */
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&wr->vcv, &ca);
-    pthread_condattr_destroy(&ca);
     pthread_cond_init(&wr->vidle, NULL);
     TAILQ_INIT(&wr->queue);
     TAILQ_INIT(&wr->vqueue);
