@@ -18,9 +18,9 @@
  *            compacted for the row's time), alternated on the same server
  *            once the compacted topic's pass is through, so that both kinds
  *            of row see the same machine (bound: the median row's p99 10%
- *            higher at most). One row each, one after the other, differed
- *            by half either way between runs.
- *   bounds:  a last table puts both figures against the issue's bounds.
+ *            higher at most);
+ *   bounds:  after each kind of row, a table puts its medians against the
+ *            issue's bound.
  *
  *   bench_compact [EVENTS [KEYS [RATE]]]   defaults 10000000, 100000, 64M
  *
@@ -51,12 +51,12 @@
 #define BATCH    1000
 #define WINDOW   8
 #define EV_BYTES 100
-/* Events of each ingest measurement (alone, then during compaction). */
+/* Events of each ingest row (compaction off, or on). */
 #define PROBE_EVENTS 3000000
 /* The latency measurement: events/s, seconds. */
 #define LAT_RATE 1000
 #define LAT_SECS 5
-/* Rows of the latency bound, with compaction off then on, each. */
+/* Rows of each bound (latency, ingest), with compaction off then on, each. */
 #define LAT_ROUNDS 5
 
 static double now_s(void)
