@@ -450,31 +450,11 @@ static void test_kill9_random(void **state)
 }
 
 /* The scheduling policy (sched_getscheduler) of process pid's thread named
- * `comm` (/proc/PID/task/TID/comm), or -1 when no thread has that name. */
+ * comm, or -1 when no thread has that name. */
 static int thread_policy(pid_t pid, const char *comm)
 {
-    char path[320], name[64];
-    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
-    DIR *d = opendir(path);
-    if (d == NULL)
-        return -1;
-    int policy = -1;
-    struct dirent *e;
-    while (policy < 0 && (e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.')
-            continue;
-        snprintf(path, sizeof path, "/proc/%d/task/%s/comm", (int)pid, e->d_name);
-        FILE *f = fopen(path, "r");
-        if (f == NULL)
-            continue;
-        bool named = fgets(name, sizeof name, f) != NULL && strcspn(name, "\n") == strlen(comm) &&
-                     strncmp(name, comm, strlen(comm)) == 0;
-        fclose(f);
-        if (named)
-            policy = sched_getscheduler((pid_t)atoi(e->d_name));
-    }
-    closedir(d);
-    return policy;
+    pid_t tid = e2e_thread_named(pid, comm);
+    return tid < 0 ? -1 : sched_getscheduler(tid);
 }
 
 /* --compact-priority: the compaction thread under SCHED_IDLE by default,

@@ -488,6 +488,32 @@ double e2e_pid_minor_faults(pid_t pid, pid_t tid)
     return (double)minflt;
 }
 
+pid_t e2e_thread_named(pid_t pid, const char *comm)
+{
+    char path[320], name[64];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    if (d == NULL)
+        return -1;
+    pid_t tid = -1;
+    size_t len = strlen(comm);
+    struct dirent *e;
+    while (tid < 0 && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "/proc/%d/task/%s/comm", (int)pid, e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        if (fgets(name, sizeof name, f) != NULL && strcspn(name, "\n") == len &&
+            strncmp(name, comm, len) == 0)
+            tid = (pid_t)atoi(e->d_name);
+        fclose(f);
+    }
+    closedir(d);
+    return tid;
+}
+
 int e2e_connect(const e2e_server *s)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};

@@ -88,6 +88,10 @@ double e2e_pid_cpu_s(pid_t pid, pid_t tid);
  * tid > 0, from /proc; 0 when they cannot be read. */
 double e2e_pid_minor_faults(pid_t pid, pid_t tid);
 
+/* The thread of process pid named comm (/proc/PID/task/TID/comm, as
+ * pthread_setname_np set it). @return its tid, or -1 when none is. */
+pid_t e2e_thread_named(pid_t pid, const char *comm);
+
 /* A blocking TCP connection to the server. @return fd or -1. */
 int e2e_connect(const e2e_server *s);
 
