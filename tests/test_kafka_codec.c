@@ -1126,6 +1126,69 @@ static void test_arena_cap(void **state)
     free(names);
 }
 
+/* A Fetch answer whose last partition's records follow the encoded frame
+ * (kr_kafka_response_extend) is the same bytes as the general encoding,
+ * in every Fetch version spoken, with records in an earlier partition too;
+ * frames that do not end with empty bytes, or would outgrow int32, are
+ * refused and left as they were. */
+static void test_response_extend(void **state)
+{
+    (void)state;
+    char msg[256];
+    uint8_t early[3] = {1, 2, 3}, tail[300];
+    for (size_t i = 0; i < sizeof tail; i++)
+        tail[i] = (uint8_t)(i * 7 + 1);
+    kr_kafka_fetch_resp_partition parts[2] = {
+        {.partition_index = 0,
+         .high_watermark = 9,
+         .last_stable_offset = 9,
+         .aborted_transactions = {NULL, -1},
+         .preferred_read_replica = -1,
+         .records = {early, (int32_t)sizeof early}},
+        {.partition_index = 1,
+         .high_watermark = 500,
+         .last_stable_offset = 500,
+         .log_start_offset = 4,
+         .aborted_transactions = {NULL, 0},
+         .preferred_read_replica = -1,
+         .records = {tail, (int32_t)sizeof tail}},
+    };
+    kr_kafka_fetch_resp_topic topic = {.topic = kr_kafka_cstr("t"), .partitions = {parts, 2}};
+    kr_kafka_fetch_resp resp = {.responses = {&topic, 1}};
+    for (int16_t v = 4; v <= 11; v++) {
+        kr_buf whole, split;
+        kr_buf_init(&whole, 4096);
+        kr_buf_init(&split, 4096);
+        parts[1].records = (kr_kafka_bytes){tail, (int32_t)sizeof tail};
+        assert_int_equal(
+            kr_kafka_response_encode(&whole, KR_KAFKA_FETCH, v, 5, &resp, msg, sizeof msg),
+            KR_KAFKA_OK);
+        /* A frame ending with records is not extended. */
+        assert_int_equal(kr_kafka_response_extend(&whole, 0, 1), -1);
+        kr_buf_append(&split, "xy", 2); /* a frame after other bytes */
+        parts[1].records = (kr_kafka_bytes){(const uint8_t *)"", 0};
+        assert_int_equal(
+            kr_kafka_response_encode(&split, KR_KAFKA_FETCH, v, 5, &resp, msg, sizeof msg),
+            KR_KAFKA_OK);
+        size_t len = split.len;
+        assert_int_equal(kr_kafka_response_extend(&split, 2, (size_t)INT32_MAX), -1);
+        assert_int_equal(split.len, len);
+        assert_int_equal(kr_kafka_response_extend(&split, 2, sizeof tail), 0);
+        kr_buf_append(&split, tail, sizeof tail);
+        assert_int_equal(split.len, whole.len + 2);
+        assert_memory_equal(split.data + 2, whole.data, whole.len);
+        kr_buf_free(&whole);
+        kr_buf_free(&split);
+    }
+    /* Too short to be a frame. */
+    kr_buf b;
+    kr_buf_init(&b, 64);
+    kr_buf_append(&b, "\0\0\0\0\0\0\0\0", 8);
+    assert_int_equal(kr_kafka_response_extend(&b, 0, 1), -1);
+    assert_int_equal(kr_kafka_response_extend(&b, 9, 1), -1);
+    kr_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1143,6 +1206,7 @@ int main(void)
         cmocka_unit_test(test_unsupported),
         cmocka_unit_test(test_encode_refusals),
         cmocka_unit_test(test_arena_cap),
+        cmocka_unit_test(test_response_extend),
     };
     return cmocka_run_group_tests_name("kafka_codec", tests, NULL, NULL);
 }

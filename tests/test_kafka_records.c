@@ -1416,6 +1416,136 @@ static void test_record_put(void **state)
     kr_buf_free(&ref);
 }
 
+/* ---- reading records: the usual ones' shortcut against the general way ---- */
+
+/* Append a record: its fields as given, the varints of `pad` fields written
+ * a byte longer than needed (non-canonical, as the protocol allows). */
+static void put_rec(kr_buf *out, int64_t ts_delta, int32_t off_delta, int32_t klen, int32_t vlen,
+                    int32_t headers, bool pad)
+{
+    static uint8_t fill[20000];
+    kr_buf body;
+    kr_buf_init(&body, 1u << 20);
+    kr_kafka_put_i8(&body, 0);
+    kr_kafka_put_varlong(&body, ts_delta);
+    kr_kafka_put_varint(&body, off_delta);
+    kr_kafka_put_vbytes(&body, fill, klen);
+    if (pad) { /* the value's length in two bytes, however small */
+        uint32_t u = (uint32_t)kr_kafka_zigzag64(vlen);
+        assert_true(u < 0x80);
+        kr_buf_append(&body, (uint8_t[]){(uint8_t)(u | 0x80), 0}, 2);
+        kr_buf_append(&body, fill, vlen > 0 ? (size_t)vlen : 0);
+    } else {
+        kr_kafka_put_vbytes(&body, fill, vlen);
+    }
+    kr_kafka_put_varint(&body, headers);
+    for (int32_t i = 0; i < headers; i++) {
+        kr_kafka_put_vbytes(&body, "h", 1);
+        kr_kafka_put_vbytes(&body, NULL, -1);
+    }
+    kr_kafka_put_varint(out, (int32_t)body.len);
+    kr_buf_append(out, body.data, body.len);
+    assert_false(body.failed || out->failed);
+    kr_buf_free(&body);
+}
+
+/* Read the records section rec[0..len) of n records with the wire.h
+ * primitives, each checked against what kr_kafka_record_next gave. */
+static void same_as_primitives(const kr_kafka_batch *b, const kr_kafka_record *got, int32_t n)
+{
+    kr_kafka_rd r;
+    kr_kafka_rd_init(&r, b->records, b->records_len);
+    for (int32_t i = 0; i < n; i++) {
+        const kr_kafka_record *g = &got[i];
+        int32_t len = kr_kafka_rd_varint(&r);
+        const uint8_t *start = r.p;
+        assert_int_equal(g->index, i);
+        assert_int_equal(g->attributes, kr_kafka_rd_i8(&r));
+        int64_t ts = kr_kafka_rd_varlong(&r);
+        assert_int_equal(g->timestamp, b->base_timestamp + ts);
+        int32_t od = kr_kafka_rd_varint(&r);
+        assert_int_equal(g->offset_delta, od);
+        assert_int_equal(g->offset, b->base_offset + od);
+        kr_kafka_bytes k = kr_kafka_rd_vbytes(&r), v = kr_kafka_rd_vbytes(&r);
+        assert_int_equal(g->key.len, k.len);
+        assert_int_equal(g->value.len, v.len);
+        assert_true(k.len <= 0 || g->key.ptr == k.ptr);
+        assert_true(v.len <= 0 || g->value.ptr == v.ptr);
+        assert_true(g->key.len != 0 || g->key.ptr != NULL);
+        assert_int_equal(g->header_count, kr_kafka_rd_varint(&r));
+        assert_ptr_equal(g->headers, r.p);
+        r.p = start + len;
+        assert_int_equal(g->headers_len, (size_t)(r.p - g->headers));
+        assert_true(kr_kafka_rd_ok(&r));
+    }
+    assert_int_equal(kr_kafka_rd_left(&r), 0);
+}
+
+static void test_record_next_widths(void **state)
+{
+    (void)state;
+    static const int32_t lens[] = {-1, 0, 1, 63, 64, 100, 8191, 8192, 9000};
+    static const int64_t ts_deltas[] = {0, -1, 63, -64, 64, 8191, -8192, 8192, -100000, 1LL << 40};
+    static const int32_t off_deltas[] = {0, 1, 63, 64, 4000, 8191, 8192, 100000};
+    enum { N = 9 * 9 };
+    kr_kafka_record got[N + 4];
+    kr_buf recs, scratch;
+    char msg[256];
+    kr_buf_init(&recs, 8u << 20);
+    kr_buf_init(&scratch, 1u << 20);
+    for (size_t t = 0; t < sizeof ts_deltas / sizeof ts_deltas[0]; t++) {
+        for (size_t o = 0; o < sizeof off_deltas / sizeof off_deltas[0]; o++) {
+            kr_buf_reset(&recs);
+            int32_t n = 0;
+            for (size_t k = 0; k < 9; k++)
+                for (size_t v = 0; v < 9; v++, n++)
+                    put_rec(&recs, ts_deltas[t], off_deltas[o] + n, lens[k], lens[v], 0, false);
+            /* and the others: headers, padded varints, a record too short */
+            put_rec(&recs, ts_deltas[t], off_deltas[o] + n++, 3, 5, 2, false);
+            put_rec(&recs, ts_deltas[t], off_deltas[o] + n++, 3, 5, 0, true);
+            put_rec(&recs, ts_deltas[t], off_deltas[o] + n++, -1, -1, 1, false);
+            kr_kafka_batch b = {.base_offset = 1000,
+                                .base_timestamp = 1700000000000,
+                                .count = n,
+                                .records = recs.data,
+                                .records_len = recs.len};
+            kr_kafka_record_iter it;
+            kr_kafka_err e;
+            int32_t i = 0;
+            int rc;
+            assert_int_equal(kr_kafka_record_iter_init(&it, &b, &scratch, MAX_OUT, msg, sizeof msg),
+                             KR_KAFKA_ERR_NONE);
+            while ((rc = kr_kafka_record_next(&it, &got[i], &e, msg, sizeof msg)) == 1)
+                i++;
+            if (rc < 0)
+                fail_msg("%s", msg);
+            assert_int_equal(i, n);
+            same_as_primitives(&b, got, n);
+        }
+    }
+    /* A short record's length (5) or a value past its record: the general
+     * reader's errors. */
+    kr_buf_reset(&recs);
+    kr_buf_append(&recs, (uint8_t[]){10, 0, 0, 0, 0, 0}, 6);
+    kr_kafka_batch bad = {.count = 1, .records = recs.data, .records_len = recs.len};
+    kr_kafka_record_iter it;
+    kr_kafka_err e;
+    assert_int_equal(kr_kafka_record_iter_init(&it, &bad, &scratch, MAX_OUT, msg, sizeof msg),
+                     KR_KAFKA_ERR_NONE);
+    assert_int_equal(kr_kafka_record_next(&it, &got[0], &e, msg, sizeof msg), -1);
+    assert_non_null(strstr(msg, "its length does not fit the batch"));
+    kr_buf_reset(&recs);
+    kr_buf_append(&recs, (uint8_t[]){12, 0, 0, 0, 0, 20, 0}, 7);
+    bad.records = recs.data;
+    bad.records_len = recs.len;
+    assert_int_equal(kr_kafka_record_iter_init(&it, &bad, &scratch, MAX_OUT, msg, sizeof msg),
+                     KR_KAFKA_ERR_NONE);
+    assert_int_equal(kr_kafka_record_next(&it, &got[0], &e, msg, sizeof msg), -1);
+    assert_int_equal(e, KR_KAFKA_ERR_CORRUPT_MESSAGE);
+    kr_buf_free(&recs);
+    kr_buf_free(&scratch);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1426,7 +1556,7 @@ int main(void)
         cmocka_unit_test(test_refused_batches),   cmocka_unit_test(test_bad_records),
         cmocka_unit_test(test_records_to_events), cmocka_unit_test(test_event_rules),
         cmocka_unit_test(test_events_to_records), cmocka_unit_test(test_events_to_records_shortcut),
-        cmocka_unit_test(test_record_put),
+        cmocka_unit_test(test_record_put),        cmocka_unit_test(test_record_next_widths),
     };
     return cmocka_run_group_tests_name("kafka_records", tests, NULL, NULL);
 }

@@ -132,6 +132,20 @@ kr_kafka_status kr_kafka_response_encode(kr_buf *out, int16_t api_key, int16_t v
     return finish_frame(out, start, st, msg, msglen);
 }
 
+int kr_kafka_response_extend(kr_buf *out, size_t start, size_t n)
+{
+    static const uint8_t empty[4];
+    if (start > out->len || out->len - start < 12)
+        return -1;
+    size_t frame = out->len - start - 4;
+    const uint8_t *len_at = out->data + out->len - 4;
+    if (memcmp(len_at, empty, sizeof empty) != 0 || n > INT32_MAX || frame > INT32_MAX - n)
+        return -1;
+    kr_kafka_patch_be(out, out->len - 4, n, 4);
+    kr_kafka_patch_be(out, start, frame + n, 4);
+    return 0;
+}
+
 kr_kafka_status kr_kafka_request_encode(kr_buf *out, const kr_kafka_req_header *h, const void *body,
                                         char *msg, size_t msglen)
 {

@@ -715,6 +715,21 @@ kr_kafka_status kr_kafka_response_encode(kr_buf *out, int16_t api_key, int16_t v
                                          size_t msglen);
 
 /*
+ * kr_kafka_response_extend - lengthen the response frame at out[start..)
+ * (as kr_kafka_response_encode wrote it) whose last field is an empty bytes
+ * field, by n bytes that the caller sends right after the frame: the
+ * field's length and the frame's size both grow by n. A Fetch answer ends
+ * with its last partition's records (every version spoken here is
+ * non-flexible, with no tagged fields after them), so they can go to the
+ * socket from the buffer they were written in instead of being copied
+ * into the frame; the bytes on the wire are the same.
+ * @return 0; -1 when the frame does not end with an empty bytes field (its
+ *         last four bytes are not zero) or would outgrow int32 (out is then
+ *         unchanged).
+ */
+int kr_kafka_response_extend(kr_buf *out, size_t start, size_t n);
+
+/*
  * kr_kafka_request_encode - append a request frame (size, header v1, *body
  * as h->api_version of h->api_key); the client side, for tests and tools.
  * @return as kr_kafka_response_encode.

@@ -199,12 +199,91 @@ static void skip_headers(kr_kafka_rd *r, int32_t n)
     }
 }
 
+/* A varint of one or two bytes at *p (before end), as unsigned.
+ * @return false for a longer one, or one cut short. */
+static inline bool short_uvar(const uint8_t **p, const uint8_t *end, uint32_t *u)
+{
+    const uint8_t *q = *p;
+    if (q < end && q[0] < 0x80) {
+        *u = q[0];
+        *p = q + 1;
+        return true;
+    }
+    if (end - q >= 2 && q[1] < 0x80) {
+        *u = (uint32_t)(q[0] & 0x7f) | (uint32_t)q[1] << 7;
+        *p = q + 2;
+        return true;
+    }
+    return false;
+}
+
+static inline int32_t unzigzag(uint32_t u)
+{
+    return (int32_t)((u >> 1) ^ (0u - (u & 1)));
+}
+
+/* Varint-length bytes at *p (before end) whose length takes one or two
+ * bytes, or null. @return false for anything else. */
+static inline bool short_vbytes(const uint8_t **p, const uint8_t *end, kr_kafka_bytes *b)
+{
+    uint32_t u;
+    if (!short_uvar(p, end, &u))
+        return false;
+    int32_t len = unzigzag(u);
+    if (len == -1) {
+        *b = (kr_kafka_bytes){NULL, -1};
+        return true;
+    }
+    if (len < 0 || len > end - *p)
+        return false;
+    *b = (kr_kafka_bytes){len > 0 ? *p : (const uint8_t *)"", len};
+    *p += len;
+    return true;
+}
+
+/*
+ * The usual record - no headers, every varint of one or two bytes (its
+ * length, deltas, key and value lengths: what producers send for records
+ * of up to 8 KiB) - read with a look at each byte and no calls: a Produce
+ * reads thousands per batch. Anything else, a malformed record included,
+ * is left to the general reader, which reads the same record the same way
+ * and says what is wrong. @return true with *rec filled but for its
+ * index, offset and timestamp, and the reader past the record.
+ */
+static inline bool read_plain_record(kr_kafka_rd *r, kr_kafka_record *rec, int64_t *ts_delta)
+{
+    const uint8_t *p = r->p;
+    uint32_t u, ts_u, off_u;
+    if (r->err != NULL || !short_uvar(&p, r->end, &u))
+        return false;
+    int32_t len = unzigzag(u);
+    if (len < RECORD_MIN - 1 || len > r->end - p)
+        return false;
+    const uint8_t *end = p + len;
+    int8_t attributes = (int8_t)*p++;
+    if (!short_uvar(&p, end, &ts_u) || !short_uvar(&p, end, &off_u) ||
+        !short_vbytes(&p, end, &rec->key) || !short_vbytes(&p, end, &rec->value) || end - p != 1 ||
+        *p != 0 /* no headers, nothing after */)
+        return false;
+    rec->attributes = attributes;
+    *ts_delta = unzigzag(ts_u);
+    rec->offset_delta = unzigzag(off_u);
+    rec->header_count = 0;
+    rec->headers = end;
+    rec->headers_len = 0;
+    r->p = end;
+    return true;
+}
+
 int kr_kafka_record_next(kr_kafka_record_iter *it, kr_kafka_record *rec, kr_kafka_err *err,
                          char *msg, size_t msglen)
 {
     const kr_kafka_batch *b = it->batch;
     kr_kafka_rd *r = &it->rd;
+    int64_t ts_delta;
 
+    if (it->index < b->count && read_plain_record(r, rec, &ts_delta))
+        goto done;
     if (it->index >= b->count) {
         size_t left = kr_kafka_rd_left(r);
         if (left == 0)
@@ -223,9 +302,8 @@ int kr_kafka_record_next(kr_kafka_record_iter *it, kr_kafka_record *rec, kr_kafk
     if (!kr_kafka_rd_ok(r))
         kr_kafka_rd_fail(&body, r->err);
 
-    rec->index = it->index;
     rec->attributes = kr_kafka_rd_i8(&body);
-    int64_t ts_delta = kr_kafka_rd_varlong(&body);
+    ts_delta = kr_kafka_rd_varlong(&body);
     rec->offset_delta = kr_kafka_rd_varint(&body);
     rec->key = kr_kafka_rd_vbytes(&body);
     rec->value = kr_kafka_rd_vbytes(&body);
@@ -244,6 +322,8 @@ int kr_kafka_record_next(kr_kafka_record_iter *it, kr_kafka_record *rec, kr_kafk
                    "record batch at offset %lld, record %d of %d: %s", (long long)b->base_offset,
                    it->index, b->count, body.err);
     }
+done:
+    rec->index = it->index;
     rec->offset = add_wrap(b->base_offset, rec->offset_delta);
     rec->timestamp = add_wrap(b->base_timestamp, ts_delta);
     it->index++;

@@ -95,6 +95,9 @@ struct kr_kreq {
     uint64_t seen_ns, handed_ns, done_ns;
     uint64_t frame_bytes, sock_unread, seen_cpu_ns;
     kr_buf resp;                /* the response frame, size included */
+    kr_buf tail;                /* the frame's last bytes, sent after resp
+                                   from their own memory (a Fetch's records,
+                                   kr_kreq_respond_tail); empty for most */
     kr_kafka_arena arena;       /* the response's arrays and copied strings */
     void *ctx;                  /* handler state while the request runs */
     void (*cancel)(kr_kreq *r); /* withdraw a parked request: finish it silently */
@@ -211,6 +214,16 @@ void kr_kreq_async(kr_kreq *r);
  * connection with a log line.
  */
 void kr_kreq_respond(kr_kreq *r, const void *body);
+
+/*
+ * kr_kreq_respond_tail - kr_kreq_respond for a body whose last field is an
+ * empty bytes field that tail's bytes fill (kr_kafka_response_extend): the
+ * frame goes out as the encoded body, then tail's memory by reference (or
+ * copied, below KR_KRESP_BY_REF), with no copy into the frame. tail's
+ * memory is taken either way (tail is left empty, with its max): once sent
+ * it goes to the response pool (kafka_resp.h).
+ */
+void kr_kreq_respond_tail(kr_kreq *r, const void *body, kr_buf *tail);
 
 /* Answer r with a raw frame (SASL v0 token exchange: the bytes alone). */
 void kr_kreq_respond_raw(kr_kreq *r, const void *p, size_t n);

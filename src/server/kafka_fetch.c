@@ -26,6 +26,7 @@
 #include <stdlib.h>
 
 #include "server/kafka.h"
+#include "server/kafka_resp.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -174,6 +175,7 @@ static void prefetch_run(evutil_socket_t fd, short what, void *arg)
         int16_t err;
         size_t cap0 = pf->records.cap;
         kr_buf_reset(&pf->records);
+        kr_kresp_pool_take(&pf->records); /* its memory may have gone with an answer */
         (void)kr_buf_reserve(&pf->records, room);
         int32_t n =
             build(c, pf->t, pf->offset, pf->want, pf->stretch, &pf->records, &pf->next, &err);
@@ -345,6 +347,7 @@ static int64_t fill(kr_kconn *c, kfetch *f, bool *errors)
     int64_t total = 0, cap = (int64_t)k->cfg->max_frame - KFETCH_OVERHEAD;
     int64_t limit = f->max_bytes < cap ? f->max_bytes : cap;
     kr_buf_reset(&k->records);
+    kr_kresp_pool_take(&k->records);
     *errors = false;
     for (size_t i = 0; i < f->n_parts; i++) {
         kfpart *fp = &f->parts[i];
@@ -368,14 +371,32 @@ static int64_t fill(kr_kconn *c, kfetch *f, bool *errors)
     return total;
 }
 
+/*
+ * Whether the answer's records are all the last partition's, and enough of
+ * them to go out from k->records by reference: that partition's records
+ * are then the frame's last bytes (kr_kreq_respond_tail), not copied into
+ * it - the megabyte a catching-up consumer gets per Fetch.
+ */
+static bool records_at_end(const kfetch *f, const kr_buf *records)
+{
+    const kr_kafka_fetch_resp *resp = &f->resp;
+    if (f->n_parts == 0 || resp->responses.n <= 0)
+        return false;
+    const kr_kafka_fetch_resp_topic *last = &resp->responses.v[resp->responses.n - 1];
+    const kfpart *fp = &f->parts[f->n_parts - 1];
+    return last->partitions.n > 0 && fp->p == &last->partitions.v[last->partitions.n - 1] &&
+           fp->rec_off == 0 && fp->rec_len == records->len && fp->rec_len >= KR_KRESP_BY_REF;
+}
+
 static void respond(kfetch *f)
 {
     kr_kconn *c = f->r->conn;
     kr_kafka *k = c->k;
+    bool tail = records_at_end(f, &k->records);
     for (size_t i = 0; i < f->n_parts; i++) {
         kfpart *fp = &f->parts[i];
         kr_kafka_fetch_resp_partition *p = fp->p;
-        if (fp->rec_len > 0)
+        if (fp->rec_len > 0 && !(tail && i == f->n_parts - 1))
             p->records = (kr_kafka_bytes){k->records.data + fp->rec_off, (int32_t)fp->rec_len};
         else
             p->records = (kr_kafka_bytes){(const uint8_t *)"", 0};
@@ -387,7 +408,12 @@ static void respond(kfetch *f)
     uint64_t want = more ? one->want : 0, stretch = more ? one->stretch : 0;
     uint64_t next = more ? one->next : 0;
     c->net.refs++; /* the answer may close the connection */
-    kr_kreq_respond(f->r, &f->resp);
+    if (tail) {
+        kr_kreq_respond_tail(f->r, &f->resp, &k->records);
+        kr_kresp_pool_take(&k->records); /* the records went with the answer */
+    } else {
+        kr_kreq_respond(f->r, &f->resp);
+    }
     if (more)
         prefetch_after(c, one, want, stretch, next);
     kr_kconn_release(c);

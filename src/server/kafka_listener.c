@@ -205,6 +205,7 @@ static kr_kreq *kreq_new(kr_kconn *c)
 static void kreq_destroy(kr_kreq *r)
 {
     kr_buf_free(&r->resp);
+    kr_buf_free(&r->tail);
     kr_kafka_arena_free(&r->arena);
     free(r);
 }
@@ -214,6 +215,7 @@ static void kreq_recycle(kr_kconn *c, kr_kreq *r)
     kr_buf_reset(&r->resp);
     if (r->resp.cap > KR_KREQ_KEEP_BYTES)
         kr_buf_free(&r->resp);
+    kr_buf_free(&r->tail);
     kr_kafka_arena_reset(&r->arena);
     if (c->n_free_reqs < KR_KCONN_FREE_REQS) {
         TAILQ_INSERT_HEAD(&c->free_reqs, r, link);
@@ -252,11 +254,15 @@ void kr_kreq_async(kr_kreq *r)
     r->conn->net.refs++;
 }
 
-/* Queue r's response on the socket: small ones copied, large ones by
- * reference (the buffer then belongs to the output). @return 0 or -1. */
+/* Queue r's response on the socket, then its tail: small ones copied,
+ * large ones by reference (the buffer then belongs to the output).
+ * @return 0 or -1 (the frame may be queued in part: the caller closes). */
 static int kreq_send(kr_kconn *c, kr_kreq *r)
 {
-    return kr_kresp_send(bufferevent_get_output(c->net.bev), &r->resp);
+    struct evbuffer *out = bufferevent_get_output(c->net.bev);
+    if (kr_kresp_send(out, &r->resp) < 0)
+        return -1;
+    return r->tail.len > 0 ? kr_kresp_send(out, &r->tail) : 0;
 }
 
 /* ---- responses ---- */
@@ -270,7 +276,7 @@ static void kconn_flush_done(kr_kconn *c)
         TAILQ_REMOVE(&c->reqs, r, link);
         bool close_after = r->close_after;
         if (r->resp.len > 0) {
-            size_t n = r->resp.len;
+            size_t n = r->resp.len + r->tail.len;
             if (kreq_send(c, r) < 0) {
                 kreq_recycle(c, r);
                 kconn_abort(c, "out of memory writing a response");
@@ -345,27 +351,60 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
     kr_kconn_release(c);
 }
 
-void kr_kreq_respond(kr_kreq *r, const void *body)
+/*
+ * Encode r's answer into r->resp, lengthened by `tail` bytes to come after
+ * it (kr_kafka_response_extend; 0: none). A response that cannot be encoded
+ * is logged and closes the connection. @return true when encoded.
+ */
+static bool kreq_encode(kr_kreq *r, const void *body, size_t tail)
 {
     kr_kconn *c = r->conn;
     /* ApiVersions v3+ is answered in v0's layout (kafka/codec.h). */
     int16_t version =
         r->api_key == KR_KAFKA_API_VERSIONS && r->api_version > 2 ? 0 : r->api_version;
     kr_buf_reset(&r->resp);
-    kr_kresp_pool_take(&r->resp);
+    if (tail == 0) /* else the answer is small: the tail is the bulk */
+        kr_kresp_pool_take(&r->resp);
     kr_kafka_status st = kr_kafka_response_encode(&r->resp, r->api_key, version, r->correlation_id,
                                                   body, c->msg, sizeof c->msg);
-    if (st != KR_KAFKA_OK) {
-        kr_buf_reset(&r->resp);
-        if (st == KR_KAFKA_TOO_BIG)
-            snprintf(c->msg, sizeof c->msg,
-                     "the %s response would exceed --max-frame (%u bytes); closing",
-                     kr_kafka_api_name(r->api_key), c->k->cfg->max_frame);
-        kr_log(KR_LOG_ERROR, "a Kafka response could not be encoded", KR_LOG_U64("conn", c->net.id),
-               KR_LOG_STR("api", kr_kafka_api_name(r->api_key)), KR_LOG_STR("reason", c->msg));
-        r->close_after = true;
-        c->net.no_more = true;
+    if (st == KR_KAFKA_OK && tail > 0) {
+        if (tail > r->resp.max || r->resp.len > r->resp.max - tail)
+            st = KR_KAFKA_TOO_BIG;
+        else if (kr_kafka_response_extend(&r->resp, 0, tail) < 0)
+            st = KR_KAFKA_INVALID;
+        if (st == KR_KAFKA_INVALID)
+            snprintf(c->msg, sizeof c->msg, "the %s response does not end with empty bytes",
+                     kr_kafka_api_name(r->api_key));
     }
+    if (st == KR_KAFKA_OK)
+        return true;
+    kr_buf_reset(&r->resp);
+    if (st == KR_KAFKA_TOO_BIG)
+        snprintf(c->msg, sizeof c->msg,
+                 "the %s response would exceed --max-frame (%u bytes); closing",
+                 kr_kafka_api_name(r->api_key), c->k->cfg->max_frame);
+    kr_log(KR_LOG_ERROR, "a Kafka response could not be encoded", KR_LOG_U64("conn", c->net.id),
+           KR_LOG_STR("api", kr_kafka_api_name(r->api_key)), KR_LOG_STR("reason", c->msg));
+    r->close_after = true;
+    c->net.no_more = true;
+    return false;
+}
+
+void kr_kreq_respond(kr_kreq *r, const void *body)
+{
+    (void)kreq_encode(r, body, 0);
+    kreq_finish(r);
+}
+
+void kr_kreq_respond_tail(kr_kreq *r, const void *body, kr_buf *tail)
+{
+    kr_buf taken = *tail;
+    *tail = (kr_buf){.max = tail->max};
+    kr_buf_free(&r->tail);
+    if (kreq_encode(r, body, taken.len))
+        r->tail = taken;
+    else
+        kr_buf_free(&taken);
     kreq_finish(r);
 }
 
