@@ -67,7 +67,7 @@
 #define LAT_RATE 1000
 #define LAT_SECS 5
 /* Rows of each bound, with compaction off then on, each: latency, ingest. */
-#define LAT_ROUNDS    11
+#define LAT_ROUNDS    9
 #define INGEST_ROUNDS 7
 /* Seconds a row waits at most for an idle server. */
 #define SETTLE_MAX_S 20
