@@ -488,6 +488,18 @@ double e2e_pid_minor_faults(pid_t pid, pid_t tid)
     return (double)minflt;
 }
 
+void e2e_wait_idle(const e2e_server *s, int window_ms, double share, int max_ms)
+{
+    double prev = e2e_pid_cpu_s(s->pid, 0);
+    for (int waited = 0; waited < max_ms; waited += window_ms) {
+        usleep((useconds_t)window_ms * 1000);
+        double now = e2e_pid_cpu_s(s->pid, 0);
+        if (now - prev < share * window_ms / 1000.0)
+            return;
+        prev = now;
+    }
+}
+
 pid_t e2e_thread_named(pid_t pid, const char *comm)
 {
     char path[320], name[64];

@@ -88,6 +88,12 @@ double e2e_pid_cpu_s(pid_t pid, pid_t tid);
  * tid > 0, from /proc; 0 when they cannot be read. */
 double e2e_pid_minor_faults(pid_t pid, pid_t tid);
 
+/* Wait until the server is idle - its CPU (all threads) under share of a
+ * core over a window of window_ms - or max_ms at most, so that what is
+ * measured next does not share the machine with its background work
+ * (checkpoints, the view's compactions). */
+void e2e_wait_idle(const e2e_server *s, int window_ms, double share, int max_ms);
+
 /* The thread of process pid named comm (/proc/PID/task/TID/comm, as
  * pthread_setname_np set it). @return its tid, or -1 when none is. */
 pid_t e2e_thread_named(pid_t pid, const char *comm);

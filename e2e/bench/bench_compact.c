@@ -9,19 +9,15 @@
  *            see what the machine does), and its CPU;
  *   then krappyd is restarted with its default --compact-rate, the
  *   throttle the bounds below are about:
- *   ingest:  batched ingest of PROBE_EVENTS into a topic of its own, in
- *            INGEST_ROUNDS rows with compaction of a second plain topic of
- *            EVENTS events off and as many with it on, alternated like the
- *            latency rows below (bound: all the rows' events over all
- *            their time 10% slower at most); a row gives the compaction
- *            thread's CPU in it, which says that a rewrite ran;
- *   latency: produce->consume, each event its own PUBLISH (ack "write") at
- *            LAT_RATE events/s for LAT_SECS, a consumer tailing the topic
- *            with long-poll FETCHes: p50 and p99 of LAT_ROUNDS rows with
- *            compaction off and as many with it on (the plain topic
- *            compacted for the row's time), alternated on the same server
- *            once the compacted topic's pass is through, so that both kinds
- *            of row see the same machine (bound: the p99 of all the rows'
+ *   ingest:  batched ingest of PROBE_EVENTS into PROBE_TOPIC (one topic,
+ *            the same keys in every row), in INGEST_ROUNDS rows with compaction of a second plain
+ * topic of EVENTS events off and as many with it on, alternated like the latency rows below (bound:
+ * all the rows' events over all their time 10% slower at most); a row gives the compaction thread's
+ * CPU in it, which says that a rewrite ran; latency: produce->consume, each event its own PUBLISH
+ * (ack "write") at LAT_RATE events/s for LAT_SECS, a consumer tailing the topic with long-poll
+ * FETCHes: p50 and p99 of LAT_ROUNDS rows with compaction off and as many with it on (the plain
+ * topic compacted for the row's time), alternated on the same server once the compacted topic's
+ * pass is through, so that both kinds of row see the same machine (bound: the p99 of all the rows'
  *            samples 10% higher at most);
  *   bounds:  after each kind of row, a table puts the rows pooled against
  *            the issue's bound, and the median row beside them. One row
@@ -36,7 +32,7 @@
  *            times a row with it off and a row with it on (cleanup=compact
  *            for the row's time), so that both see the same machine; a
  *            row gives the segments rewritten and bytes reclaimed in it,
- *            and the last table the issue's bound on the rows' medians. With
+ *            and the last table the issue's bound on the rows pooled. With
  *            $BENCH_SLOW_US, every event slower than that is printed with
  *            its send time (CLOCK_MONOTONIC), to line up with a trace of krappyd.
  * Uses $KRAPPYD (default bin/krappyd) in a temp dir.
@@ -298,20 +294,6 @@ static void loop_sched(const e2e_server *s, uint64_t *runq_ns, uint64_t *preempt
     fclose(f);
 }
 
-/* Wait until krappyd is idle: under 2% of a core for half a second, or
- * SETTLE_MAX_S at most. */
-static void settle(const e2e_server *s)
-{
-    double prev = e2e_pid_cpu_s(s->pid, 0);
-    for (int i = 0; i < SETTLE_MAX_S * 2; i++) {
-        usleep(500000);
-        double now = e2e_pid_cpu_s(s->pid, 0);
-        if (now - prev < 0.01 && i > 0)
-            return;
-        prev = now;
-    }
-}
-
 /* CPU seconds so far of krappyd's compaction thread (0 before it runs). */
 static double compact_cpu_s(const e2e_server *s)
 {
@@ -413,7 +395,7 @@ static void ab_rows(const e2e_server *s, const char *topic, int rounds, bool ing
              * through (after an ingest row, seconds of work). Compaction
              * starts with the row, so that the topic has work left for
              * every row. */
-            settle(s);
+            e2e_wait_idle(s, 500, 0.02, SETTLE_MAX_S * 1000); /* no CPU tick in 0.5 s */
             if (c)
                 configure(s, topic, "cleanup=compact");
             uint64_t rc0, n0 = rewritten(s, topic, &rc0);

@@ -110,15 +110,7 @@ static run stop(const meter *m, const e2e_server *s, double count)
  * was just produced done - so that a consume phase is measured alone. */
 static void settle(const e2e_server *s)
 {
-    double deadline = now_s() + 15;
-    double c0 = e2e_pid_cpu_s(s->pid, 0);
-    while (now_s() < deadline) {
-        usleep(300000);
-        double c1 = e2e_pid_cpu_s(s->pid, 0);
-        if (c1 - c0 < 0.015) /* under 5% of a core */
-            return;
-        c0 = c1;
-    }
+    e2e_wait_idle(s, 300, 0.05, 15000);
 }
 
 static void die(const char *what, const char *why)
