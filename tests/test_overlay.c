@@ -664,7 +664,7 @@ static void test_sorted_random(void **state)
         assert_ptr_equal(all[i], out[i]);
     kr_ov_sortmem sm = {0};
     const kr_ov_entry **sorted = NULL;
-    assert_int_equal(kr_overlay_sort_all(ov, &sm, &sorted), 0);
+    assert_int_equal(kr_overlay_sort_all(ov, &sm, &sorted, NULL), 0);
     for (size_t i = 0; i < total; i++)
         assert_ptr_equal(all[i], sorted[i]);
     kr_ov_sortmem_release(&sm);
@@ -737,7 +737,7 @@ static void test_sort_all_sizes_in_kept_memory(void **state)
         collect_state cs = {all, 0};
         assert_int_equal(kr_overlay_foreach(ov, collect_cb, &cs), 0);
         qsort(all, n, sizeof *all, ref_cmp);
-        assert_int_equal(kr_overlay_sort_all(ov, &sm, &sorted), 0);
+        assert_int_equal(kr_overlay_sort_all(ov, &sm, &sorted, NULL), 0);
         for (size_t i = 0; i < n; i++)
             assert_ptr_equal(sorted[i], all[i]);
         if (si == 0)
@@ -755,6 +755,32 @@ static void test_sort_all_sizes_in_kept_memory(void **state)
     assert_null(sm.mem);
     assert_int_equal(kr_ov_sortmem_bytes(&sm), 0);
     kr_ov_sortmem_release(NULL);
+}
+
+/* A paced sort (a checkpoint's) sorts the same, and steps aside on the way:
+ * fifty thousand keys are milliseconds of work, many quanta. */
+static void test_sort_all_paced(void **state)
+{
+    (void)state;
+    size_t n = 50000;
+    kblock k = kb_new(n * 20 + 1);
+    kr_overlay *ov = random_overlay(&k, n);
+    const kr_ov_entry **all = calloc(n, sizeof *all), **sorted = NULL;
+    assert_non_null(all);
+    collect_state cs = {all, 0};
+    assert_int_equal(kr_overlay_foreach(ov, collect_cb, &cs), 0);
+    qsort(all, n, sizeof *all, ref_cmp);
+    kr_ov_sortmem sm = {0};
+    kr_sched_pacer pace = {0};
+    assert_int_equal(kr_overlay_sort_all(ov, &sm, &sorted, &pace), 0);
+    for (size_t i = 0; i < n; i++)
+        assert_ptr_equal(sorted[i], all[i]);
+    assert_true(pace.last_ns > 0);
+    assert_true(pace.steps > 0);
+    kr_ov_sortmem_release(&sm);
+    free(all);
+    kr_overlay_free(ov);
+    kr_block_unref(k.b);
 }
 
 /* ---- timing (a figure, never asserted) ---- */
@@ -811,7 +837,7 @@ static void test_timing_1m_inserts(void **state)
     free(gk);
     kr_ov_sortmem sm = {0};
     const kr_ov_entry **order;
-    assert_int_equal(kr_overlay_sort_all(ov, &sm, &order), 0);
+    assert_int_equal(kr_overlay_sort_all(ov, &sm, &order, NULL), 0);
     double t3 = now_s();
     for (size_t i = 1; i < keys; i++)
         assert_true(memcmp(order[i - 1]->key, order[i]->key, 13) < 0);
@@ -901,7 +927,7 @@ static int overlay_life(void *arg)
         if (af_put(ov, i, 24, i, true) < 0)
             goto out;
     const kr_ov_entry **sorted;
-    if (kr_overlay_sort_all(ov, &sm, &sorted) < 0)
+    if (kr_overlay_sort_all(ov, &sm, &sorted, NULL) < 0)
         goto out;
     for (size_t i = 1; i < kr_overlay_count(ov); i++)
         assert_true(memcmp(sorted[i - 1]->key, sorted[i]->key, 9) < 0);
@@ -1004,6 +1030,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_sorted),
     cmocka_unit_test(test_sorted_random),
     cmocka_unit_test(test_sort_all_sizes_in_kept_memory),
+    cmocka_unit_test(test_sort_all_paced),
     cmocka_unit_test(test_timing_1m_inserts),
     cmocka_unit_test(test_reuse_after_free),
     cmocka_unit_test(test_allocation_failures),

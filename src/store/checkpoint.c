@@ -23,6 +23,7 @@ struct fold {
     size_t nl;
     uint64_t keys;        /* live keys, kept exact: a put of a new key adds one */
     kr_view_probe *probe; /* which keys the view holds */
+    kr_sched_pacer pace;  /* the checkpoint steps aside for the loop */
     char err[256];        /* why it failed ("" while it has not) */
 };
 
@@ -69,15 +70,17 @@ static int fold_sorted(const kr_overlay *ov, kr_ov_sortmem *mem, struct fold *f)
     if (n == 0)
         return 0;
     const kr_ov_entry **order;
-    if (kr_overlay_sort_all(ov, mem, &order) < 0) {
+    if (kr_overlay_sort_all(ov, mem, &order, &f->pace) < 0) {
         snprintf(f->err, sizeof f->err, "out of memory sorting %zu keys", n);
         return -1;
     }
     f->probe = kr_view_probe_new(f->v, f->name, f->nl);
     if (f->probe == NULL)
         snprintf(f->err, sizeof f->err, "cannot read the view (out of memory, or it is closed)");
-    for (size_t i = 0; i < n && f->err[0] == '\0'; i += KR_VIEW_PROBE_BATCH)
+    for (size_t i = 0; i < n && f->err[0] == '\0'; i += KR_VIEW_PROBE_BATCH) {
         (void)fold_batch(f, order + i, n - i < KR_VIEW_PROBE_BATCH ? n - i : KR_VIEW_PROBE_BATCH);
+        kr_sched_pace(&f->pace);
+    }
     kr_view_probe_free(f->probe);
     f->probe = NULL;
     return f->err[0] == '\0' ? 0 : -1;

@@ -40,6 +40,7 @@
 #include <sys/random.h>
 
 #include "util/clock.h"
+#include "util/sched.h"
 
 /* The first table; a power of two. */
 #define OV_MIN_SLOTS 16
@@ -764,11 +765,23 @@ static void insertion_sort(sort_item *a, size_t n)
     }
 }
 
-static void merge(const sort_item *a, size_t na, const sort_item *b, size_t nb, sort_item *out)
+/* Sort items handled between two looks at the clock (kr_sched_pace). */
+#define SORT_PACE_ITEMS 4096
+
+static void pace(kr_sched_pacer *p, size_t i)
+{
+    if (p != NULL && i % SORT_PACE_ITEMS == SORT_PACE_ITEMS - 1)
+        kr_sched_pace(p);
+}
+
+static void merge(const sort_item *a, size_t na, const sort_item *b, size_t nb, sort_item *out,
+                  kr_sched_pacer *p)
 {
     size_t i = 0, j = 0, k = 0;
-    while (i < na && j < nb)
-        out[k++] = sort_item_cmp(&b[j], &a[i]) < 0 ? b[j++] : a[i++];
+    while (i < na && j < nb) {
+        out[k] = sort_item_cmp(&b[j], &a[i]) < 0 ? b[j++] : a[i++];
+        pace(p, k++);
+    }
     while (i < na)
         out[k++] = a[i++];
     while (j < nb)
@@ -781,16 +794,18 @@ static void merge(const sort_item *a, size_t na, const sort_item *b, size_t nb, 
  * hundred thousand keys maps and unmaps) a scratch array of its own each
  * call. @return whichever of a and tmp holds the sorted items.
  */
-static sort_item *sort_items(sort_item *a, sort_item *tmp, size_t n)
+static sort_item *sort_items(sort_item *a, sort_item *tmp, size_t n, kr_sched_pacer *p)
 {
-    for (size_t lo = 0; lo < n; lo += SORT_RUN)
+    for (size_t lo = 0; lo < n; lo += SORT_RUN) {
         insertion_sort(a + lo, n - lo < SORT_RUN ? n - lo : SORT_RUN);
+        pace(p, lo + SORT_RUN - 1);
+    }
     sort_item *src = a, *dst = tmp;
     for (size_t w = SORT_RUN; w < n; w *= 2) {
         for (size_t lo = 0; lo < n; lo += 2 * w) {
             size_t mid = n - lo > w ? lo + w : n;
             size_t hi = n - mid > w ? mid + w : n;
-            merge(src + lo, mid - lo, src + mid, hi - mid, dst + lo);
+            merge(src + lo, mid - lo, src + mid, hi - mid, dst + lo, p);
         }
         sort_item *t = src;
         src = dst;
@@ -835,7 +850,8 @@ void kr_ov_sortmem_release(kr_ov_sortmem *m)
     m->cap = 0;
 }
 
-int kr_overlay_sort_all(const kr_overlay *ov, kr_ov_sortmem *m, const kr_ov_entry ***sorted)
+int kr_overlay_sort_all(const kr_overlay *ov, kr_ov_sortmem *m, const kr_ov_entry ***sorted,
+                        kr_sched_pacer *p)
 {
     size_t n = ov->count;
     if (sortmem_reserve(m, n) < 0)
@@ -847,6 +863,7 @@ int kr_overlay_sort_all(const kr_overlay *ov, kr_ov_sortmem *m, const kr_ov_entr
     size_t k = 0, lcp = SIZE_MAX;
     const kr_ov_entry *first = NULL;
     for (size_t i = 0; i < ov->nslots; i++) {
+        pace(p, i);
         if (ov->tab[i].hash == 0)
             continue;
         const kr_ov_entry *e = &ov->tab[i].r->e;
@@ -862,13 +879,14 @@ int kr_overlay_sort_all(const kr_overlay *ov, kr_ov_sortmem *m, const kr_ov_entr
         items[k++].e = e;
     }
     for (size_t i = 0; i < n; i++) {
+        pace(p, i);
         const kr_ov_entry *e = items[i].e;
         uint64_t v = 0;
         for (size_t j = 0; j < 8; j++)
             v = v << 8 | (lcp + j < e->key_len ? e->key[lcp + j] : 0);
         items[i].k = v;
     }
-    const sort_item *res = sort_items(items, tmp, n);
+    const sort_item *res = sort_items(items, tmp, n, p);
     const kr_ov_entry **out = (const kr_ov_entry **)(void *)(res == items ? tmp : items);
     for (size_t i = 0; i < n; i++)
         out[i] = res[i].e;

@@ -28,6 +28,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util/sched.h"
+
 /* The newest event of one key. Given to kr_overlay_put, key and event may
  * point anywhere (the overlay copies them); returned by the overlay, they
  * point into the overlay's own record. */
@@ -140,7 +142,10 @@ void kr_ov_sortmem_release(kr_ov_sortmem *m);
  * RocksDB's lookups are cheaper in key order than in hash order.
  * @return 0 with *sorted the kr_overlay_count() entries (inside m: valid
  *         until m is used again or released), or -1 on ENOMEM (m as it was).
+ * Paces itself with p (kr_sched_pace) unless it is NULL: a checkpoint's
+ * sort of a hundred thousand keys is milliseconds of CPU.
  */
-int kr_overlay_sort_all(const kr_overlay *ov, kr_ov_sortmem *m, const kr_ov_entry ***sorted);
+int kr_overlay_sort_all(const kr_overlay *ov, kr_ov_sortmem *m, const kr_ov_entry ***sorted,
+                        kr_sched_pacer *p);
 
 #endif
