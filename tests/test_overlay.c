@@ -963,6 +963,61 @@ static int count_prefix(void *arg, const kr_ov_entry *e)
  * many keys, holds its own keys exactly - nothing of the old one shows
  * through, not even to a walk over every slot.
  */
+static void put_n(kr_overlay *ov, int n, int round)
+{
+    char key[32], val[64];
+    for (int i = 0; i < n; i++) {
+        int k = snprintf(key, sizeof key, "p%d-key-%d", round, i);
+        int v = snprintf(val, sizeof val, "value-%d", i);
+        kr_ov_entry e = {.key = (const uint8_t *)key,
+                         .key_len = (uint32_t)k,
+                         .event = (const uint8_t *)val,
+                         .ev_len = (uint32_t)v,
+                         .offset = (uint64_t)i};
+        assert_int_equal(kr_overlay_put(ov, &e), 0);
+    }
+}
+
+/* The first overlay grows through every table size, and each one it leaves
+ * is pooled; the checkpoint-sized table it ends with must still get a place
+ * (the small ones make way), and the next overlay, sized from its count,
+ * takes it - also when it asks for a little less than the pooled size. */
+static void test_pool_keeps_the_big_table(void **state)
+{
+    (void)state;
+    enum { N = 150000 };
+    kr_overlay_pool_release();
+    kr_overlay *ov = kr_overlay_new();
+    assert_non_null(ov);
+    put_n(ov, N, 0);
+    kr_ov_pool_stats st;
+    kr_overlay_pool_stats(&st);
+    assert_int_equal(st.tables, 1); /* the growth's last leftover, not its first four */
+    assert_true(st.largest_slots * 7 / 10 < N);
+    kr_overlay_free(ov);
+    kr_overlay_pool_stats(&st);
+    assert_int_equal(st.tables, 1);
+    assert_true(st.largest_slots * 7 / 10 >= N);
+    for (int round = 1; round <= 2; round++) {
+        /* round 1 asks for as many keys as the pooled table is for (with
+         * new_sized's quarter more), round 2 for half its size */
+        ov = kr_overlay_new_sized(round == 1 ? N * 4 / 5 : N / 3);
+        assert_non_null(ov);
+        kr_overlay_pool_stats(&st);
+        assert_int_equal(st.tables, 0); /* taken */
+        put_n(ov, N, round);
+        kr_overlay_pool_stats(&st);
+        assert_int_equal(st.tables, 0); /* and it did not grow */
+        kr_overlay_free(ov);
+        kr_overlay_pool_stats(&st);
+        assert_int_equal(st.tables, 1);
+    }
+    kr_overlay_pool_release();
+    kr_overlay_pool_stats(&st);
+    assert_int_equal(st.tables, 0);
+    assert_int_equal(st.bytes, 0);
+}
+
 static void test_reuse_after_free(void **state)
 {
     (void)state;
@@ -1032,6 +1087,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_sort_all_sizes_in_kept_memory),
     cmocka_unit_test(test_sort_all_paced),
     cmocka_unit_test(test_timing_1m_inserts),
+    cmocka_unit_test(test_pool_keeps_the_big_table),
     cmocka_unit_test(test_reuse_after_free),
     cmocka_unit_test(test_allocation_failures),
 };

@@ -260,42 +260,105 @@ static bool pool_keep_chunk(chunk *c)
     return kept;
 }
 
-/* Take a pooled table of exactly nslots slots (NULL: none). Pooled tables
- * are zeroed already (pool_keep_table). */
-static slot *pool_table(size_t nslots)
+/* Pooled tables up to this many times the slots asked for are taken. */
+#define OV_POOL_TABLE_SLACK 4
+
+/* Take a pooled table of at least *nslots slots and at most `slack` times
+ * as many, the smallest there is; *nslots becomes its size. NULL: none. A checkpoint's overlays are sized from the last
+ * one's count, which may move across a power of two from one checkpoint to
+ * the next: asking for the exact size then missed, and the table came from
+ * the system unpopulated (map_lazy), its pages faulted in by the loop as
+ * keys landed - each a read fault and a write fault with a TLB shootdown
+ * (an IPI, a VM exit on a virtual machine): 10 to 16 ms of the loop per
+ * checkpoint, and a produce->consume spike of as much, every two seconds.
+ * Pooled tables are zeroed already (pool_keep_table). */
+static slot *pool_table(size_t *nslots, size_t slack)
 {
     slot *tab = NULL;
     pthread_mutex_lock(&pool.mu);
+    size_t best = SIZE_MAX;
     for (size_t i = 0; i < pool.ntabs; i++) {
-        if (pool.tabs[i].nslots != nslots)
-            continue;
-        tab = pool.tabs[i].tab;
-        pool.bytes -= nslots * sizeof(slot);
-        pool.tabs[i] = pool.tabs[--pool.ntabs];
-        break;
+        size_t n = pool.tabs[i].nslots;
+        if (n >= *nslots && n / slack <= *nslots &&
+            (best == SIZE_MAX || n < pool.tabs[best].nslots))
+            best = i;
+    }
+    if (best != SIZE_MAX) {
+        tab = pool.tabs[best].tab;
+        *nslots = pool.tabs[best].nslots;
+        pool.bytes -= *nslots * sizeof(slot);
+        pool.tabs[best] = pool.tabs[--pool.ntabs];
     }
     pthread_mutex_unlock(&pool.mu);
     return tab;
 }
 
-/* Whether the pool has room for a table of nslots slots now. */
-static bool pool_table_room(size_t nslots)
+/* What pool_make_room took out of the pool, to be unmapped with the pool's
+ * lock released (the loop takes chunks under it). */
+struct pool_dropped {
+    struct pooled_table tabs[OV_POOL_TABLES];
+    size_t ntabs;
+    chunk *chunks;
+};
+
+/*
+ * Make room in the pool (locked) for a table of nslots slots: tables come
+ * first. Pooled tables smaller than it go - the growth of the first
+ * overlays leaves small ones behind that no checkpoint asks for again, and
+ * four of them once filled every place, so that every checkpoint's table
+ * came from the system - and then chunks, which the loop maps populated
+ * (a pooled table spares it a table's page faults; a chunk from the system
+ * costs only its zeroing). @return whether there is room now.
+ */
+static bool pool_make_room(size_t nslots, struct pool_dropped *d)
 {
-    pthread_mutex_lock(&pool.mu);
-    bool room = pool.ntabs < OV_POOL_TABLES && pool.bytes + nslots * sizeof(slot) <= OV_POOL_BYTES;
-    pthread_mutex_unlock(&pool.mu);
-    return room;
+    for (size_t i = 0; i < pool.ntabs;) {
+        if (pool.tabs[i].nslots < nslots) {
+            d->tabs[d->ntabs++] = pool.tabs[i];
+            pool.bytes -= pool.tabs[i].nslots * sizeof(slot);
+            pool.tabs[i] = pool.tabs[--pool.ntabs];
+        } else {
+            i++;
+        }
+    }
+    size_t bytes = nslots * sizeof(slot);
+    while (pool.bytes + bytes > OV_POOL_BYTES && pool.chunks != NULL) {
+        chunk *c = pool.chunks;
+        pool.chunks = c->next;
+        pool.bytes -= c->span;
+        c->next = d->chunks;
+        d->chunks = c;
+    }
+    return pool.ntabs < OV_POOL_TABLES && pool.bytes + bytes <= OV_POOL_BYTES;
+}
+
+static void pool_unmap_dropped(struct pool_dropped *d)
+{
+    for (size_t i = 0; i < d->ntabs; i++)
+        munmap(d->tabs[i].tab, d->tabs[i].nslots * sizeof(slot));
+    while (d->chunks != NULL) {
+        chunk *c = d->chunks;
+        d->chunks = c->next;
+        munmap(c, c->span);
+    }
 }
 
 /*
  * Keep a table for reuse, zeroed here: the thread that frees an overlay is
  * usually the view thread (the loop hands it the overlays it is done with),
  * and zeroing megabytes there spares the loop that work when the next
- * checkpoint starts a table. @return false when the pool is full.
+ * checkpoint starts a table. @return false when it does not fit the pool.
  */
 static bool pool_keep_table(slot *tab, size_t nslots)
 {
-    if (!pool_table_room(nslots))
+    if (nslots * sizeof(slot) > OV_POOL_BYTES)
+        return false;
+    struct pool_dropped d = {.ntabs = 0};
+    pthread_mutex_lock(&pool.mu);
+    bool room = pool_make_room(nslots, &d);
+    pthread_mutex_unlock(&pool.mu);
+    pool_unmap_dropped(&d);
+    if (!room)
         return false;
     memset(tab, 0, nslots * sizeof(slot));
     bool kept = false;
@@ -307,6 +370,16 @@ static bool pool_keep_table(slot *tab, size_t nslots)
     }
     pthread_mutex_unlock(&pool.mu);
     return kept;
+}
+
+void kr_overlay_pool_stats(kr_ov_pool_stats *st)
+{
+    pthread_mutex_lock(&pool.mu);
+    *st = (kr_ov_pool_stats){.tables = pool.ntabs, .bytes = pool.bytes};
+    for (size_t i = 0; i < pool.ntabs; i++)
+        if (pool.tabs[i].nslots > st->largest_slots)
+            st->largest_slots = pool.tabs[i].nslots;
+    pthread_mutex_unlock(&pool.mu);
 }
 
 void kr_overlay_pool_release(void)
@@ -324,17 +397,19 @@ void kr_overlay_pool_release(void)
     pthread_mutex_unlock(&pool.mu);
 }
 
-/* A zeroed table of nslots slots; a mapped one new from the system has its
- * pages faulted in at once when `populate` (a growing table: the rehash
- * writes all of it now), as they are written otherwise. */
-static slot *table_new(size_t nslots, bool populate)
+/* A zeroed table of *nslots slots. A growing table (`populate`: the rehash
+ * writes all of it now) is that size, and one new from the system has its
+ * pages faulted in at once; a starting one may be a larger pooled table
+ * (*nslots says), and one new from the system has its pages faulted in as
+ * they are written. */
+static slot *table_new(size_t *nslots, bool populate)
 {
-    if (nslots * sizeof(slot) < OV_MAP_TABLE)
-        return calloc(nslots, sizeof(slot));
-    slot *tab = pool_table(nslots);
+    if (*nslots * sizeof(slot) < OV_MAP_TABLE)
+        return calloc(*nslots, sizeof(slot));
+    slot *tab = pool_table(nslots, populate ? 1 : OV_POOL_TABLE_SLACK);
     if (tab != NULL)
         return tab;
-    return populate ? map_new(nslots * sizeof(slot)) : map_lazy(nslots * sizeof(slot));
+    return populate ? map_new(*nslots * sizeof(slot)) : map_lazy(*nslots * sizeof(slot));
 }
 
 static void table_free(slot *tab, size_t nslots)
@@ -379,12 +454,17 @@ kr_overlay *kr_overlay_new_sized(size_t keys)
     /* One that will hold many keys starts with full-size chunks (kept by
      * the pool, their pages there): no string of small mappings. */
     ov->first_span = keys >= OV_BIG_START ? OV_CHUNK_MAX : OV_CHUNK_MIN;
-    size_t nslots = OV_MIN_SLOTS;
-    while (nslots < SIZE_MAX / 4 / sizeof(slot) && nslots * OV_LOAD_NUM / OV_LOAD_DEN < keys)
+    /* A quarter more than asked: the next checkpoint's overlay holds about
+     * as many keys as the last one, give or take, and growing it on the
+     * loop (a rehash into a new table) costs more than the slack. */
+    size_t want = keys + keys / 4, nslots = OV_MIN_SLOTS;
+    while (nslots < SIZE_MAX / 4 / sizeof(slot) && nslots * OV_LOAD_NUM / OV_LOAD_DEN < want)
         nslots *= 2;
-    ov->tab = table_new(nslots, false);
-    if (ov->tab == NULL && nslots > OV_MIN_SLOTS)
-        ov->tab = table_new(nslots = OV_MIN_SLOTS, false); /* a hint only */
+    ov->tab = table_new(&nslots, false);
+    if (ov->tab == NULL && nslots > OV_MIN_SLOTS) {
+        nslots = OV_MIN_SLOTS; /* the size was a hint only */
+        ov->tab = table_new(&nslots, false);
+    }
     if (ov->tab == NULL) {
         free(ov);
         return NULL;
@@ -512,7 +592,7 @@ static int grow(kr_overlay *ov)
     if (ov->nslots > SIZE_MAX / 2 / sizeof(slot))
         return -1;
     size_t n = ov->nslots * 2;
-    slot *tab = table_new(n, true);
+    slot *tab = table_new(&n, true);
     if (tab == NULL)
         return -1;
     size_t mask = n - 1;

@@ -57,6 +57,15 @@ kr_overlay *kr_overlay_new_sized(size_t keys);
  * (at most 16 MiB, process-wide; overlay.c). */
 void kr_overlay_pool_release(void);
 
+/* What that pool holds now: its tables (the largest's slots) and bytes. */
+typedef struct kr_ov_pool_stats {
+    size_t tables;
+    size_t largest_slots;
+    size_t bytes; /* tables and chunks */
+} kr_ov_pool_stats;
+
+void kr_overlay_pool_stats(kr_ov_pool_stats *st);
+
 /* Free the overlay and every record. NULL ok. */
 void kr_overlay_free(kr_overlay *ov);
 
