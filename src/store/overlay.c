@@ -23,9 +23,10 @@
  * took milliseconds of the loop thread on a virtual machine - every few
  * thousand new keys, again after each checkpoint. So freed full-size
  * chunks and mapped tables are kept, up to OV_POOL_BYTES for the whole
- * process, for the next overlays (whose pages are then already there), and
- * an overlay made to follow another is sized for as many keys
- * (kr_overlay_new_sized).
+ * process, for the next overlays (whose pages are then already there; a
+ * table comes first, as a table from the system costs the loop a fault and
+ * a TLB shootdown per page), and an overlay made to follow another is sized
+ * for a quarter more keys (kr_overlay_new_sized).
  *
  * The hash is a wyhash-style multiply-and-fold over the key bytes (after
  * Wang Yi's public-domain wyhash), seeded per overlay from getrandom so that
@@ -263,15 +264,17 @@ static bool pool_keep_chunk(chunk *c)
 /* Pooled tables up to this many times the slots asked for are taken. */
 #define OV_POOL_TABLE_SLACK 4
 
-/* Take a pooled table of at least *nslots slots and at most `slack` times
- * as many, the smallest there is; *nslots becomes its size. NULL: none. A checkpoint's overlays are sized from the last
- * one's count, which may move across a power of two from one checkpoint to
- * the next: asking for the exact size then missed, and the table came from
- * the system unpopulated (map_lazy), its pages faulted in by the loop as
- * keys landed - each a read fault and a write fault with a TLB shootdown
- * (an IPI, a VM exit on a virtual machine): 10 to 16 ms of the loop per
- * checkpoint, and a produce->consume spike of as much, every two seconds.
- * Pooled tables are zeroed already (pool_keep_table). */
+/*
+ * Take a pooled table of at least *nslots slots and at most `slack` times as
+ * many, the smallest there is; *nslots becomes its size. NULL: none. A
+ * checkpoint's overlay is sized from the last one's count, which may move
+ * across a power of two from one checkpoint to the next; a table that
+ * misses the pool comes from the system unpopulated (map_lazy), its pages
+ * faulted in by the loop as keys land - each a read fault and a write fault
+ * with a TLB shootdown (an IPI, a VM exit on a virtual machine): 10 to 16 ms
+ * of the loop per checkpoint at 100k keys. Pooled tables are zeroed already
+ * (pool_keep_table).
+ */
 static slot *pool_table(size_t *nslots, size_t slack)
 {
     slot *tab = NULL;
