@@ -963,12 +963,24 @@ static int count_prefix(void *arg, const kr_ov_entry *e)
  * many keys, holds its own keys exactly - nothing of the old one shows
  * through, not even to a walk over every slot.
  */
-static void put_n(kr_overlay *ov, int n, int round)
+/* Round r's key i and its value; @return their lengths. */
+static int round_key(char *buf, size_t cap, int round, int i)
+{
+    return snprintf(buf, cap, "r%d-key-%d", round, i);
+}
+
+static int round_value(char *buf, size_t cap, int round, int i)
+{
+    return snprintf(buf, cap, "value-%d-%d-%s", round, i, "padding-padding");
+}
+
+/* Put keys 0..n of a round, key i at offset i. */
+static void put_round(kr_overlay *ov, int n, int round)
 {
     char key[32], val[64];
     for (int i = 0; i < n; i++) {
-        int k = snprintf(key, sizeof key, "p%d-key-%d", round, i);
-        int v = snprintf(val, sizeof val, "value-%d", i);
+        int k = round_key(key, sizeof key, round, i);
+        int v = round_value(val, sizeof val, round, i);
         kr_ov_entry e = {.key = (const uint8_t *)key,
                          .key_len = (uint32_t)k,
                          .event = (const uint8_t *)val,
@@ -989,7 +1001,7 @@ static void test_pool_keeps_the_big_table(void **state)
     kr_overlay_pool_release();
     kr_overlay *ov = kr_overlay_new();
     assert_non_null(ov);
-    put_n(ov, N, 0);
+    put_round(ov, N, 0);
     kr_ov_pool_stats st;
     kr_overlay_pool_stats(&st);
     assert_int_equal(st.tables, 1); /* the growth's last leftover, not its first four */
@@ -1005,7 +1017,7 @@ static void test_pool_keeps_the_big_table(void **state)
         assert_non_null(ov);
         kr_overlay_pool_stats(&st);
         assert_int_equal(st.tables, 0); /* taken */
-        put_n(ov, N, round);
+        put_round(ov, N, round);
         kr_overlay_pool_stats(&st);
         assert_int_equal(st.tables, 0); /* and it did not grow */
         kr_overlay_free(ov);
@@ -1026,20 +1038,11 @@ static void test_reuse_after_free(void **state)
     for (int round = 0; round < 3; round++) {
         kr_overlay *ov = kr_overlay_new_sized(round == 0 ? 0 : N);
         assert_non_null(ov);
-        for (int i = 0; i < N; i++) {
-            int k = snprintf(key, sizeof key, "r%d-key-%d", round, i);
-            int v = snprintf(val, sizeof val, "value-%d-%d-%s", round, i, "padding-padding");
-            kr_ov_entry e = {.key = (const uint8_t *)key,
-                             .key_len = (uint32_t)k,
-                             .event = (const uint8_t *)val,
-                             .ev_len = (uint32_t)v,
-                             .offset = (uint64_t)i};
-            assert_int_equal(kr_overlay_put(ov, &e), 0);
-        }
+        put_round(ov, N, round);
         assert_int_equal(kr_overlay_count(ov), N);
         for (int i = 0; i < N; i += 7) {
-            int k = snprintf(key, sizeof key, "r%d-key-%d", round, i);
-            int v = snprintf(val, sizeof val, "value-%d-%d-%s", round, i, "padding-padding");
+            int k = round_key(key, sizeof key, round, i);
+            int v = round_value(val, sizeof val, round, i);
             const kr_ov_entry *e = kr_overlay_get(ov, (const uint8_t *)key, (size_t)k);
             assert_non_null(e);
             assert_int_equal(e->ev_len, v);
@@ -1047,7 +1050,7 @@ static void test_reuse_after_free(void **state)
             assert_int_equal(e->offset, (uint64_t)i);
         }
         /* The previous round's keys are not there. */
-        int k = snprintf(key, sizeof key, "r%d-key-%d", round - 1, 5);
+        int k = round_key(key, sizeof key, round - 1, 5);
         assert_null(kr_overlay_get(ov, (const uint8_t *)key, (size_t)k));
         char prefix[16];
         snprintf(prefix, sizeof prefix, "r%d-", round);
