@@ -306,12 +306,13 @@ struct pool_dropped {
 
 /*
  * Make room in the pool (locked) for a table of nslots slots: tables come
- * first. Pooled tables smaller than it go - the growth of the first
- * overlays leaves small ones behind that no checkpoint asks for again, and
- * four of them once filled every place, so that every checkpoint's table
- * came from the system - and then chunks, which the loop maps populated
- * (a pooled table spares it a table's page faults; a chunk from the system
- * costs only its zeroing). @return whether there is room now.
+ * first. Pooled tables smaller than it go (the next overlay is sized from
+ * the last one's count: the newest table is the one it will ask for), and
+ * then chunks, which the loop maps populated (a pooled table spares it a
+ * table's page faults; a chunk from the system costs only its zeroing).
+ * Tables a growing overlay left behind were once pooled too, and four of
+ * them filled every place for good: every checkpoint's table then came from
+ * the system. @return whether there is room now.
  */
 static bool pool_make_room(size_t nslots, struct pool_dropped *d)
 {
@@ -415,11 +416,14 @@ static slot *table_new(size_t *nslots, bool populate)
     return populate ? map_new(*nslots * sizeof(slot)) : map_lazy(*nslots * sizeof(slot));
 }
 
-static void table_free(slot *tab, size_t nslots)
+/* Free a table, keeping it for the next overlays when `keep` (an overlay's
+ * last table; not one a growing overlay left behind: new overlays are sized
+ * past it, nothing asks for its size again). */
+static void table_free(slot *tab, size_t nslots, bool keep)
 {
     if (nslots * sizeof(slot) < OV_MAP_TABLE)
         free(tab);
-    else if (!pool_keep_table(tab, nslots))
+    else if (!keep || !pool_keep_table(tab, nslots))
         munmap(tab, nslots * sizeof(slot));
 }
 
@@ -487,7 +491,7 @@ void kr_overlay_free(kr_overlay *ov)
         return;
     /* The table first: it gets the pool's room before the chunks, since
      * a new table must be zeroed and a chunk need not. */
-    table_free(ov->tab, ov->nslots);
+    table_free(ov->tab, ov->nslots, true);
     chunk *c = ov->chunks;
     while (c != NULL) {
         chunk *n = c->next;
@@ -608,7 +612,7 @@ static int grow(kr_overlay *ov)
             j = (j + 1) & mask;
         tab[j] = *s;
     }
-    table_free(ov->tab, ov->nslots);
+    table_free(ov->tab, ov->nslots, false);
     ov->tab = tab;
     ov->nslots = n;
     ov->grow_at = n * OV_LOAD_NUM / OV_LOAD_DEN;
