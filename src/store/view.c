@@ -273,11 +273,13 @@ static int make_options(kr_view *v, const kr_view_opts *o)
     rocksdb_block_based_options_set_data_block_hash_ratio(bbo, KR_VIEW_HASH_RATIO);
     rocksdb_options_set_block_based_table_factory(v->opts, bbo);
     rocksdb_block_based_options_destroy(bbo);
-    /* A row cache answers a GET of a key read recently with one hash probe,
-     * skipping the filter, index and data blocks of every level (a GET
-     * through them cost ~4 us of the loop thread). It shares the block
-     * cache, so --block-cache stays the one budget of RocksDB's reads. */
-    rocksdb_options_set_row_cache(v->opts, v->cache);
+    /* No row cache. It once took pipelined GETs from 210k to 375k/s; the
+     * store's own cache of view answers (store_read.c) serves repeated GETs
+     * now, and RocksDB's MultiGet puts every key it finds into a row cache,
+     * fill_cache or not: each checkpoint's probe and each compaction's
+     * lookups filled it with values of files about to be shadowed - about a
+     * quarter of kr-view's CPU after a heavy load - and random GETs over 1M
+     * keys ran 134k-172k/s with it, 197k-207k/s without (BENCHMARKS.md). */
 
     rocksdb_writeoptions_disable_WAL(v->wopts, 1);
     rocksdb_writeoptions_set_sync(v->syncopts, 1);

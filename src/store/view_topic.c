@@ -6,9 +6,10 @@
  * Every per-topic record of the view is keyed tag | len(topic) | topic |
  * ... (view_int.h), so "everything of a topic" is one key prefix per tag.
  * The records are removed one key at a time, not with a range deletion:
- * RocksDB's range deletions do not work with the row cache the view uses
- * (facebook/rocksdb#4122: a GET may still answer a deleted key; RocksDB 9.2
- * and later refuse DeleteRange outright when a row cache is configured).
+ * RocksDB's range deletions do not work with a row cache (facebook/rocksdb
+ * #4122: a GET may still answer a deleted key; RocksDB 9.2 and later refuse
+ * DeleteRange outright when one is configured). The view has none now
+ * (view.c), but one key at a time works with or without it.
  */
 #include "store/view.h"
 #include "store/view_int.h"
