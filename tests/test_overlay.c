@@ -719,6 +719,22 @@ static kr_overlay *random_overlay(kblock *k, size_t n)
     return ov;
 }
 
+/* kr_overlay_sort_all of ov in sm (paced by p, unless NULL) gives qsort's
+ * order of the same entries. */
+static void check_sort_all(const kr_overlay *ov, kr_ov_sortmem *sm, kr_sched_pacer *p)
+{
+    size_t n = kr_overlay_count(ov);
+    const kr_ov_entry **all = calloc(n + 1, sizeof *all), **sorted = NULL;
+    assert_non_null(all);
+    collect_state cs = {all, 0};
+    assert_int_equal(kr_overlay_foreach(ov, collect_cb, &cs), 0);
+    qsort(all, n, sizeof *all, ref_cmp);
+    assert_int_equal(kr_overlay_sort_all(ov, sm, &sorted, p), 0);
+    for (size_t i = 0; i < n; i++)
+        assert_ptr_equal(sorted[i], all[i]);
+    free(all);
+}
+
 /* Sorts of overlays of every size around the merge sort's runs, in one
  * kept memory: each against qsort's order; the memory grows for the
  * largest and does not move for the smaller ones after it. */
@@ -732,14 +748,7 @@ static void test_sort_all_sizes_in_kept_memory(void **state)
         size_t n = sizes[si];
         kblock k = kb_new(n * 20 + 1);
         kr_overlay *ov = random_overlay(&k, n);
-        const kr_ov_entry **all = calloc(n + 1, sizeof *all), **sorted = NULL;
-        assert_non_null(all);
-        collect_state cs = {all, 0};
-        assert_int_equal(kr_overlay_foreach(ov, collect_cb, &cs), 0);
-        qsort(all, n, sizeof *all, ref_cmp);
-        assert_int_equal(kr_overlay_sort_all(ov, &sm, &sorted, NULL), 0);
-        for (size_t i = 0; i < n; i++)
-            assert_ptr_equal(sorted[i], all[i]);
+        check_sort_all(ov, &sm, NULL);
         if (si == 0)
             grown = sm.mem;
         else if (n <= sizes[0])
@@ -747,7 +756,6 @@ static void test_sort_all_sizes_in_kept_memory(void **state)
         else
             assert_true(sm.cap >= n);
         assert_true(kr_ov_sortmem_bytes(&sm) >= n * 2 * 16);
-        free(all);
         kr_overlay_free(ov);
         kr_block_unref(k.b);
     }
@@ -765,20 +773,12 @@ static void test_sort_all_paced(void **state)
     size_t n = 50000;
     kblock k = kb_new(n * 20 + 1);
     kr_overlay *ov = random_overlay(&k, n);
-    const kr_ov_entry **all = calloc(n, sizeof *all), **sorted = NULL;
-    assert_non_null(all);
-    collect_state cs = {all, 0};
-    assert_int_equal(kr_overlay_foreach(ov, collect_cb, &cs), 0);
-    qsort(all, n, sizeof *all, ref_cmp);
     kr_ov_sortmem sm = {0};
     kr_sched_pacer pace = {0};
-    assert_int_equal(kr_overlay_sort_all(ov, &sm, &sorted, &pace), 0);
-    for (size_t i = 0; i < n; i++)
-        assert_ptr_equal(sorted[i], all[i]);
+    check_sort_all(ov, &sm, &pace);
     assert_true(pace.last_ns > 0);
     assert_true(pace.steps > 0);
     kr_ov_sortmem_release(&sm);
-    free(all);
     kr_overlay_free(ov);
     kr_block_unref(k.b);
 }
@@ -956,13 +956,6 @@ static int count_prefix(void *arg, const kr_ov_entry *e)
     return 0;
 }
 
-/*
- * Memory of freed overlays is used again (full-size chunks and mapped
- * tables, overlay.c's pool; a pooled table is zeroed when it is kept, not
- * when it is taken): an overlay made after one was freed, sized for as
- * many keys, holds its own keys exactly - nothing of the old one shows
- * through, not even to a walk over every slot.
- */
 /* Round r's key i and its value; @return their lengths. */
 static int round_key(char *buf, size_t cap, int round, int i)
 {
@@ -1029,6 +1022,13 @@ static void test_pool_keeps_the_big_table(void **state)
     assert_int_equal(st.bytes, 0);
 }
 
+/*
+ * Memory of freed overlays is used again (full-size chunks and mapped
+ * tables, overlay.c's pool; a pooled table is zeroed when it is kept, not
+ * when it is taken): an overlay made after one was freed, sized for as
+ * many keys, holds its own keys exactly - nothing of the old one shows
+ * through, not even to a walk over every slot.
+ */
 static void test_reuse_after_free(void **state)
 {
     (void)state;
