@@ -296,6 +296,12 @@ static slot *pool_table(size_t *nslots, size_t slack)
     return tab;
 }
 
+/* Whether a table of `bytes` fits the pool now (locked). */
+static bool pool_fits(size_t bytes)
+{
+    return pool.ntabs < OV_POOL_TABLES && pool.bytes + bytes <= OV_POOL_BYTES;
+}
+
 /* What pool_make_room took out of the pool, to be unmapped with the pool's
  * lock released (the loop takes chunks under it). */
 struct pool_dropped {
@@ -333,7 +339,7 @@ static bool pool_make_room(size_t nslots, struct pool_dropped *d)
         c->next = d->chunks;
         d->chunks = c;
     }
-    return pool.ntabs < OV_POOL_TABLES && pool.bytes + bytes <= OV_POOL_BYTES;
+    return pool_fits(bytes);
 }
 
 static void pool_unmap_dropped(struct pool_dropped *d)
@@ -367,7 +373,7 @@ static bool pool_keep_table(slot *tab, size_t nslots)
     memset(tab, 0, nslots * sizeof(slot));
     bool kept = false;
     pthread_mutex_lock(&pool.mu);
-    if (pool.ntabs < OV_POOL_TABLES && pool.bytes + nslots * sizeof(slot) <= OV_POOL_BYTES) {
+    if (pool_fits(nslots * sizeof(slot))) { /* still: the lock was let go */
         pool.tabs[pool.ntabs++] = (struct pooled_table){tab, nslots};
         pool.bytes += nslots * sizeof(slot);
         kept = true;
