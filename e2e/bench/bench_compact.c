@@ -10,14 +10,19 @@
  *   then krappyd is restarted with its default --compact-rate, the
  *   throttle the bounds below are about:
  *   ingest:  batched ingest of PROBE_EVENTS into PROBE_TOPIC (one topic,
- *            the same keys in every row), in INGEST_ROUNDS rows with compaction of a second plain
- * topic of EVENTS events off and as many with it on, alternated like the latency rows below (bound:
- * all the rows' events over all their time 10% slower at most); a row gives the compaction thread's
- * CPU in it, which says that a rewrite ran; latency: produce->consume, each event its own PUBLISH
- * (ack "write") at LAT_RATE events/s for LAT_SECS, a consumer tailing the topic with long-poll
- * FETCHes: p50 and p99 of LAT_ROUNDS rows with compaction off and as many with it on (the plain
- * topic compacted for the row's time), alternated on the same server once the compacted topic's
- * pass is through, so that both kinds of row see the same machine (bound: the p99 of all the rows'
+ *            the same keys in every row), in INGEST_ROUNDS rows with
+ *            compaction of a second plain topic of EVENTS events off and
+ *            as many with it on, alternated like the latency rows below
+ *            (bound: all the rows' events over all their time 10% slower
+ *            at most); a row gives the compaction thread's CPU in it,
+ *            which says that a rewrite ran;
+ *   latency: produce->consume, each event its own PUBLISH (ack "write") at
+ *            LAT_RATE events/s for LAT_SECS, a consumer tailing the topic
+ *            with long-poll FETCHes: p50 and p99 of LAT_ROUNDS rows with
+ *            compaction off and as many with it on (the plain topic
+ *            compacted for the row's time), alternated on the same server
+ *            once the compacted topic's pass is through, so that both kinds
+ *            of row see the same machine (bound: the p99 of all the rows'
  *            samples 10% higher at most);
  *   bounds:  after each kind of row, a table puts the rows pooled against
  *            the issue's bound, and the median row beside them. One row
@@ -34,7 +39,8 @@
  *            row gives the segments rewritten and bytes reclaimed in it,
  *            and the last table the issue's bound on the rows pooled. With
  *            $BENCH_SLOW_US, every event slower than that is printed with
- *            its send time (CLOCK_MONOTONIC), to line up with a trace of krappyd.
+ *            its send time (CLOCK_MONOTONIC), to line up with a trace of
+ *            krappyd.
  * Uses $KRAPPYD (default bin/krappyd) in a temp dir.
  */
 #include <pthread.h>
