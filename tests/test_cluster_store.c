@@ -696,6 +696,14 @@ static void drain(world *w)
             fail_msg("server %u is not ready: %s", i, why);
         }
         assert_int_equal(kr_replica_stored(w->v[i].rp), w->v[i].pushed);
+        /* Ready, it holds every offset it assigned: a catch-up's too. */
+        kr_topic **all;
+        for (size_t k = kr_store_topics(w->v[i].s, &all); k-- > 0;)
+            if (all[k]->next != all[k]->assigned)
+                fail_msg("server %u is ready, yet topic %s holds offsets below %llu of the "
+                         "%llu it assigned",
+                         i, all[k]->name, (unsigned long long)all[k]->next,
+                         (unsigned long long)all[k]->assigned);
     }
 }
 

@@ -320,7 +320,9 @@ bool kr_replica_ready(kr_replica *rp, char *why, size_t whylen)
         snprintf(why, whylen, "cluster: the store failed a command of the log; restart this node");
     else if (rp->catching != NULL)
         snprintf(why, whylen, "cluster: fetching the events a snapshot covers from the leader");
-    return !rp->halted && rp->catching == NULL;
+    else if (rp->catch_writes > 0)
+        snprintf(why, whylen, "cluster: storing the events fetched from the leader");
+    return !rp->halted && rp->catching == NULL && rp->catch_writes == 0;
 }
 
 uint64_t kr_replica_stored(kr_replica *rp)

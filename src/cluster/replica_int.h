@@ -77,6 +77,7 @@ struct kr_replica {
     item *wait_head, *wait_tail; /* taken from the raft thread, not yet applied */
     kr_catchup *catching;        /* a catch-up runs: nothing is applied meanwhile */
     uint64_t catch_index;        /* the index its batches record */
+    uint32_t catch_writes;       /* its events the store has not completed yet */
     bool halted;
     item *fly_head, *fly_tail; /* applied, in log order, until completed */
     uint64_t stored;

@@ -103,7 +103,7 @@ void kr_replica_serve_snapshot(kr_replica *rp)
     pthread_mutex_lock(&rp->mu);
     bool ready = rp->snap_asked && !rp->snap_ready && rp->in_head == NULL &&
                  rp->wait_head == NULL && rp->fly_head == NULL && rp->catching == NULL &&
-                 rp->stored_shared >= rp->pushed && streams_durable(rp);
+                 rp->catch_writes == 0 && rp->stored_shared >= rp->pushed && streams_durable(rp);
     if (ready) {
         kr_topic **all;
         size_t n = kr_store_topics(rp->store, &all);
@@ -160,11 +160,41 @@ static bool seed_page(kr_replica *rp, kr_topic *t, uint64_t first, uint64_t coun
     return rc == KRAPPY_OK;
 }
 
+/* Events fetched from the leader that this node cannot store: applying
+ * more would put the log's next events at other offsets than the leader's,
+ * so the replica halts (a restart fetches them again). The catch-up runs
+ * on, storing nothing: it may be what called. */
+static void catch_failed(kr_replica *rp, const char *why)
+{
+    if (rp->halted)
+        return;
+    rp->halted = true;
+    kr_log(KR_LOG_ERROR,
+           "events fetched from the leader cannot be stored here; this node applies no more "
+           "until it is restarted",
+           KR_LOG_U64("index", rp->catch_index), KR_LOG_STR("reason", why));
+}
+
+/* The store completed a run of fetched events (arg: the replica). Until
+ * the last has, the node is not ready (kr_replica_ready) and serves no
+ * snapshot: its streams do not hold yet what it restored. */
+static void caught_stored(void *arg, const kr_store_result *res)
+{
+    kr_replica *rp = arg;
+    rp->catch_writes--;
+    if (res->err != KRAPPY_OK)
+        catch_failed(rp, res->msg);
+    if (rp->catch_writes == 0)
+        kr_replica_serve_snapshot(rp);
+}
+
 static bool caught_chunk(void *arg, const char *topic, kr_catchup_kind kind, uint64_t first,
                          uint64_t count, const uint8_t *payload, size_t len)
 {
     kr_replica *rp = arg;
-    kr_store_result res;
+    if (rp->halted)
+        return true;
+    kr_store_result res = {.err = KRAPPY_OK};
     kr_str name = {(const uint8_t *)topic, strlen(topic)};
     kr_topic *t = kr_replica_find_or_create(rp, &name, &res);
     if (kind == KR_CATCHUP_RETIRED)
@@ -184,6 +214,8 @@ static bool caught_chunk(void *arg, const char *topic, kr_catchup_kind kind, uin
     krappy_err rc = t == NULL ? KRAPPY_E_STORAGE
                               : kr_req_decode(KRAPPY_T_PUBLISH, payload, len, &rp->scratch, &req,
                                               msg, sizeof msg);
+    if (t == NULL)
+        snprintf(msg, sizeof msg, "%s", res.msg);
     if (rc == KRAPPY_OK && t->assigned != first) {
         snprintf(msg, sizeof msg, "the topic is at offset %llu here, the events start at %llu",
                  (unsigned long long)t->assigned, (unsigned long long)first);
@@ -192,11 +224,17 @@ static bool caught_chunk(void *arg, const char *topic, kr_catchup_kind kind, uin
     if (rc == KRAPPY_OK)
         rc = kr_store_publish_applied(rp->store, t, &req, &rp->scratch, NULL, 0,
                                       kr_replica_pos(rp->catch_index, KR_POS_SUB_ALL),
-                                      kr_replica_created_quietly, NULL, msg, sizeof msg, &bad);
-    if (rc != KRAPPY_OK)
-        kr_log(KR_LOG_ERROR, "events fetched from the leader cannot be stored here",
-               KR_LOG_STR("topic", topic), KR_LOG_U64("first", first), KR_LOG_U64("count", count),
-               KR_LOG_STR("reason", msg));
+                                      caught_stored, rp, msg, sizeof msg, &bad);
+    if (rc == KRAPPY_OK)
+        rp->catch_writes++;
+    else if (rc == KRAPPY_E_BUSY)
+        return false; /* the topic is still being created: the chunk comes again */
+    else {
+        char why[sizeof msg + KRAPPY_MAX_NAME_BYTES + 64];
+        snprintf(why, sizeof why, "topic %s, events from offset %llu: %s", topic,
+                 (unsigned long long)first, msg);
+        catch_failed(rp, why);
+    }
     return true;
 }
 
