@@ -44,6 +44,17 @@
  */
 #define RAFT_BLOCK_BYTES (16u * 1024)
 /*
+ * The size libraft prepares each log segment at (its default: 8 MiB). When
+ * one fills, libraft closes its writer on the raft thread, and that close
+ * ends with io_destroy(2), which waits for the kernel to retire the AIO
+ * context: two RCU grace periods, 25-50 ms here, during which the raft
+ * thread does nothing - and every node crosses into the next segment at the
+ * same entry, so writes stop for that long cluster-wide. A bigger segment
+ * makes it 4x rarer (once per 32 MiB of log); the price is the disk
+ * libraft reserves ahead: the open segment and two prepared ones.
+ */
+#define RAFT_SEGMENT_BYTES (32u << 20)
+/*
  * What the raft thread's malloc arena is grown to before libraft starts
  * (reserve_heap), in blocks glibc serves from the arena rather than mmap
  * (under its default 128 KiB threshold). A follower's libraft keeps every
@@ -581,6 +592,7 @@ static int open_raft(kr_node *n, char *err, size_t errlen)
     }
     n->have_io = true;
     raft_uv_set_connect_retry_delay(&n->io, n->o.connect_retry_ms);
+    raft_uv_set_segment_size(&n->io, RAFT_SEGMENT_BYTES);
     /* libraft compresses each snapshot with LZ4 on libuv's pool by default:
      * a compression context and a buffer of over 1 MiB mapped and unmapped
      * per snapshot (the pool thread's arena made on its first), for a
