@@ -224,10 +224,8 @@ void kr_budget_on_input(struct evbuffer *buf, const struct evbuffer_cb_info *inf
     kr_breader *b = arg;
     (void)buf;
     int64_t delta = (int64_t)info->n_added - (int64_t)info->n_deleted;
-    if (info->n_added > 0) {
+    if (info->n_added > 0)
         b->last_read_ns = kr_mono_ns();
-        b->last_added = info->n_added;
-    }
     b->in_bytes += (uint64_t)delta;
     kr_budget_add(b->srv, delta);
 }

@@ -674,7 +674,7 @@ static kr_kconn *kconn_new(kr_kafka *k, int fd, const struct sockaddr *sa)
         return NULL;
     }
     ktrace_open(c);
-    bufferevent_enable(c->net.bev, EV_READ);
+    kr_netconn_update_read(&c->net);
     TAILQ_INSERT_TAIL(&k->conns, c, link);
     k->n_conns++;
     kr_kconn_log(KR_LOG_DEBUG, c, "Kafka connection accepted", NULL);

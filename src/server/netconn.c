@@ -42,6 +42,21 @@ void kr_netconn_charge(kr_netconn *n, int64_t bytes)
     kr_budget_add(n->srv, bytes);
 }
 
+/* How far the input is read (it holds `have`): a chunk, or to the end of
+ * the frame it begins when that is longer. */
+static size_t read_target(struct evbuffer *in, size_t have)
+{
+    size_t need = KR_CONN_READ_CHUNK;
+    if (have >= 4) {
+        uint8_t hdr[4];
+        evbuffer_copyout(in, hdr, 4);
+        size_t frame = (size_t)kr_get_be32(hdr) + 4;
+        if (frame > need)
+            need = frame;
+    }
+    return need;
+}
+
 void kr_netconn_update_read(kr_netconn *n)
 {
     if (n->bev == NULL)
@@ -54,23 +69,15 @@ void kr_netconn_update_read(kr_netconn *n)
     } else {
         struct evbuffer *in = bufferevent_get_input(n->bev);
         size_t have = evbuffer_get_length(in);
-        size_t need = KR_CONN_READ_CHUNK;
-        if (have >= 4) {
-            uint8_t hdr[4];
-            evbuffer_copyout(in, hdr, 4);
-            size_t frame = (size_t)kr_get_be32(hdr) + 4;
-            if (frame > need)
-                need = frame;
-        }
-        want = kr_netconn_out_len(n) < KR_CONN_OUT_HIGH && have < need &&
+        want = kr_netconn_out_len(n) < KR_CONN_OUT_HIGH && have < read_target(in, have) &&
                n->budget.in_bytes + n->charged < kr_netconn_pending_max(n) &&
                kr_budget_may_read(&n->budget);
     }
     if (want && n->read_paused) {
-        bufferevent_enable(n->bev, EV_READ);
+        event_add(n->readable, NULL);
         n->read_paused = false;
     } else if (!want && !n->read_paused) {
-        bufferevent_disable(n->bev, EV_READ);
+        event_del(n->readable);
         n->read_paused = true;
     }
 }
@@ -86,11 +93,13 @@ static void iov_trim(struct evbuffer_iovec *v, int n, size_t bytes)
 }
 
 /*
- * libevent 2.1 reads a socket at most 4096 bytes per turn of the loop,
- * whatever the socket holds: a megabyte frame would take 250 turns, and a
- * pipeline of small frames a turn per 4096 bytes, each with its poll and
- * the port's processing. These read on, straight into the input, as far
- * as the socket has it.
+ * The socket is read here, not by the bufferevent: libevent 2.1 asks the
+ * socket how much it holds (ioctl FIONREAD) before every read, a system
+ * call more per request - one in four of a request's at a time - and then
+ * reads at most 4096 bytes per turn of the loop: a megabyte frame would
+ * take 250 turns, a pipeline of small frames a turn per 4096 bytes. A read
+ * here takes what the socket holds, up to what the input wants, straight
+ * into the input.
  *
  * In pieces of at most KR_READ_REST_PIECE: libevent gives a reservation
  * one buffer of the next power of two above it, and one of 1 MiB or more
@@ -100,15 +109,16 @@ static void iov_trim(struct evbuffer_iovec *v, int n, size_t bytes)
  */
 #define KR_READ_REST_PIECE (512u * 1024 - 256) /* with libevent's chain header: 512 KiB */
 
-/* Read up to `want` bytes into in, in one piece. @return the bytes read,
- * 0 when the socket holds none (or on EOF or an error, which libevent's
- * next read reports). */
-static size_t read_piece(int fd, struct evbuffer *in, size_t want)
+/* Read up to `want` bytes into in, in one piece. @return the bytes read;
+ * 0 at the end of the stream; -1 with errno set (EAGAIN: none now). */
+static ssize_t read_piece(int fd, struct evbuffer *in, size_t want)
 {
     struct evbuffer_iovec v[2];
     int nv = evbuffer_reserve_space(in, (ssize_t)want, v, 2);
-    if (nv <= 0)
-        return 0;
+    if (nv <= 0) {
+        errno = ENOMEM;
+        return -1;
+    }
     iov_trim(v, nv, want);
     struct iovec iov[2];
     for (int i = 0; i < nv; i++)
@@ -116,31 +126,40 @@ static size_t read_piece(int fd, struct evbuffer *in, size_t want)
     struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)nv};
     ssize_t got = recvmsg(fd, &mh, MSG_DONTWAIT);
     if (got <= 0) {
+        int err = errno;
         evbuffer_commit_space(in, v, 0);
-        return 0;
+        errno = err;
+        return got;
     }
     iov_trim(v, nv, (size_t)got);
     evbuffer_commit_space(in, v, nv);
-    return (size_t)got;
+    return got;
 }
 
-/* Read up to `want` bytes into n's input. @return whether any came. */
-static bool read_on(kr_netconn *n, size_t want)
+/* Read up to `want` bytes into n's input. @return the bytes read; when
+ * none, 0 at the end of the stream or -1 (errno; EAGAIN: none now). */
+static ssize_t read_on(kr_netconn *n, size_t want)
 {
     struct evbuffer *in = bufferevent_get_input(n->bev);
-    /* The bufferevent keeps its input's end frozen but for its own reads. */
+    /* The bufferevent keeps its input's end frozen (libevent's own reads
+     * would unfreeze it around theirs). */
     evbuffer_unfreeze(in, 0);
     int fd = bufferevent_getfd(n->bev);
-    size_t total = 0;
-    while (total < want) {
-        size_t piece = want - total < KR_READ_REST_PIECE ? want - total : KR_READ_REST_PIECE;
-        size_t got = read_piece(fd, in, piece);
+    ssize_t total = 0, got = -1;
+    while ((size_t)total < want) {
+        size_t piece =
+            want - (size_t)total < KR_READ_REST_PIECE ? want - (size_t)total : KR_READ_REST_PIECE;
+        got = read_piece(fd, in, piece);
+        if (got <= 0)
+            break;
         total += got;
-        if (got < piece)
+        if ((size_t)got < piece)
             break;
     }
+    int err = errno;
     evbuffer_freeze(in, 0);
-    return total > 0;
+    errno = err;
+    return total > 0 ? total : got;
 }
 
 /* n may read now: open, reading on, and room in the budget. */
@@ -172,16 +191,16 @@ bool kr_netconn_read_rest(kr_netconn *n)
     uint8_t hdr[4];
     evbuffer_copyout(in, hdr, 4);
     size_t want = want_upto(n, have, (size_t)kr_get_be32(hdr) + 4);
-    return want > 0 && read_on(n, want);
+    return want > 0 && read_on(n, want) > 0;
 }
 
-bool kr_netconn_read_ahead(kr_netconn *n)
+bool kr_netconn_read_now(kr_netconn *n)
 {
-    if (n->budget.last_added != KR_LIBEVENT_READ_MAX || !may_read_now(n))
+    if (!may_read_now(n))
         return false;
     size_t have = evbuffer_get_length(bufferevent_get_input(n->bev));
     size_t want = want_upto(n, have, KR_CONN_READ_CHUNK);
-    return want > 0 && read_on(n, want);
+    return want > 0 && read_on(n, want) > 0;
 }
 
 /* ---- socket callbacks ---- */
@@ -193,15 +212,63 @@ static void process_guarded(kr_netconn *n)
     kr_netconn_release(n);
 }
 
-static void on_read(struct bufferevent *bev, void *arg)
+/* The client shut its side (or, closing, went). */
+static void on_peer_eof(kr_netconn *n)
 {
-    kr_netconn *n = arg;
-    if (n->phase == KR_NETCONN_LINGERING) {
-        struct evbuffer *in = bufferevent_get_input(bev);
-        evbuffer_drain(in, evbuffer_get_length(in));
+    if (n->phase != KR_NETCONN_OPEN) {
+        kr_netconn_abort(n, NULL);
         return;
     }
+    const char *why = n->ops->eof_closes(n);
+    if (why != NULL) {
+        kr_netconn_abort(n, why);
+        return;
+    }
+    /* Half-closed: answer every whole request sent, then close (a torn
+     * frame at the end is dropped). */
+    n->eof = true;
     process_guarded(n);
+}
+
+static bool would_block(int err)
+{
+    return err == EAGAIN || err == EWOULDBLOCK || err == EINTR;
+}
+
+/* Lingering: what the client still sends is read and dropped until it
+ * closes its side too. */
+static void drop_input(kr_netconn *n, int fd)
+{
+    char sink[4096];
+    ssize_t got;
+    while ((got = recv(fd, sink, sizeof sink, MSG_DONTWAIT)) > 0)
+        ;
+    if (got == 0 || !would_block(errno))
+        kr_netconn_abort(n, NULL);
+}
+
+static void on_readable(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    kr_netconn *n = arg;
+    if (n->phase == KR_NETCONN_LINGERING) {
+        drop_input(n, fd);
+        return;
+    }
+    struct evbuffer *in = bufferevent_get_input(n->bev);
+    size_t have = evbuffer_get_length(in);
+    size_t want = want_upto(n, have, read_target(in, have));
+    if (want == 0) {
+        kr_netconn_update_read(n);
+        return;
+    }
+    ssize_t got = read_on(n, want);
+    if (got > 0)
+        process_guarded(n);
+    else if (got == 0)
+        on_peer_eof(n);
+    else if (!would_block(errno))
+        kr_netconn_abort(n, strerror(errno));
 }
 
 static void on_write(struct bufferevent *bev, void *arg)
@@ -242,21 +309,8 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         kr_netconn_abort(n, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         return;
     }
-    if (!(what & BEV_EVENT_EOF))
-        return;
-    if (n->phase != KR_NETCONN_OPEN) {
-        kr_netconn_abort(n, NULL);
-        return;
-    }
-    const char *why = n->ops->eof_closes(n);
-    if (why != NULL) {
-        kr_netconn_abort(n, why);
-        return;
-    }
-    /* Half-closed: answer every whole request sent, then close (a torn
-     * frame at the end is dropped). */
-    n->eof = true;
-    process_guarded(n);
+    if (what & BEV_EVENT_EOF)
+        on_peer_eof(n);
 }
 
 /* ---- request memory: the connection's side of its kr_breader ---- */
@@ -305,16 +359,20 @@ int kr_netconn_init(kr_netconn *n, kr_server *srv, const kr_netconn_ops *ops, ui
     n->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (n->bev == NULL)
         return -1;
+    n->readable = event_new(srv->base, fd, EV_READ | EV_PERSIST, on_readable, n);
     n->in_cb = evbuffer_add_cb(bufferevent_get_input(n->bev), kr_budget_on_input, &n->budget);
-    if (n->in_cb == NULL) {
+    if (n->readable == NULL || n->in_cb == NULL) {
+        if (n->readable != NULL)
+            event_free(n->readable);
+        n->readable = NULL;
         bufferevent_setfd(n->bev, -1); /* the caller closes fd */
         bufferevent_free(n->bev);
         n->bev = NULL;
         return -1;
     }
-    bufferevent_setcb(n->bev, on_read, on_write, on_event, n);
+    n->read_paused = true; /* until the port's first kr_netconn_update_read */
+    bufferevent_setcb(n->bev, NULL, on_write, on_event, n);
     bufferevent_setwatermark(n->bev, EV_WRITE, KR_CONN_OUT_LOW, 0);
-    bufferevent_set_max_single_read(n->bev, KR_CONN_READ_CHUNK);
     n->out_cb =
         evbuffer_add_cb(bufferevent_get_output(n->bev), kr_server_note_drain, &n->last_drain_ns);
     srv->n_conns++;
@@ -338,6 +396,8 @@ void kr_netconn_abort(kr_netconn *n, const char *why)
      * finish. */
     evbuffer_remove_cb_entry(bufferevent_get_input(n->bev), n->in_cb);
     kr_budget_conn_gone(&n->budget);
+    event_free(n->readable); /* before the bufferevent closes the socket */
+    n->readable = NULL;
     bufferevent_free(n->bev);
     n->bev = NULL;
     srv->n_conns--;

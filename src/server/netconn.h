@@ -55,7 +55,6 @@ struct kr_breader {
     bool wait;             /* waits for room: on srv->budget_waiters */
     uint64_t since_ns;     /* ... since then */
     uint64_t last_read_ns; /* the last bytes arrived (owner), or its frame was admitted */
-    size_t last_added;     /* bytes the last read added to the input */
     TAILQ_ENTRY(kr_breader) link;
 };
 
@@ -98,7 +97,8 @@ struct kr_netconn {
                  each callback on the stack (a guard) */
     kr_netconn_phase phase;
     bool linger;                     /* FLUSHING ends in LINGERING, not a close */
-    bool read_paused;                /* we disabled EV_READ (back-pressure, gating) */
+    struct event *readable;          /* the socket's read event: netconn reads it itself */
+    bool read_paused;                /* its read event is off (back-pressure, gating) */
     bool no_more;                    /* an error closes the connection: start nothing */
     bool eof;                        /* the client shut its side */
     bool in_process;                 /* ops->process is on the stack */
@@ -129,8 +129,9 @@ struct kr_netconn {
  * freed, the callbacks, the write watermark and read chunk, the drain
  * clock (--write-timeout) and the budget's count of its input. n is then
  * OPEN with one reference (the socket's) and counted in srv->n_conns; its
- * bufferevent's events are as libevent leaves a new one (write on, read
- * off): the port enables what it reads with.
+ * bufferevent writes (its write event as libevent leaves a new one: on);
+ * the socket is read by netconn's own read event, off until the port's
+ * first kr_netconn_update_read (read_paused).
  * @return 0, or -1 when out of memory (n holds nothing then, and fd is
  * left open for the caller to close).
  */
@@ -167,20 +168,12 @@ void kr_netconn_update_read(kr_netconn *n);
  */
 bool kr_netconn_read_rest(kr_netconn *n);
 
-/* libevent 2.1's evbuffer_read takes at most this many bytes a call
- * (its EVBUFFER_MAX_READ): a read of this many may have left more. */
-#define KR_LIBEVENT_READ_MAX 4096
-
 /*
- * After a read of libevent's that took all it takes at once
- * (KR_LIBEVENT_READ_MAX), read on into the input up to KR_CONN_READ_CHUNK
- * bytes, as much as the socket holds now, within what
- * kr_netconn_update_read allows: the frames of a pipeline are then started
- * in one turn rather than one turn per 4096 bytes.
- * @return true when bytes were added; false otherwise (as
- *         kr_netconn_read_rest).
+ * Read what the socket holds now into the input, up to KR_CONN_READ_CHUNK
+ * bytes in all, within the connection's share of request memory (what a
+ * closing port answers before it goes). @return true when bytes were added.
  */
-bool kr_netconn_read_ahead(kr_netconn *n);
+bool kr_netconn_read_now(kr_netconn *n);
 
 /* Reply bytes queued and not yet taken by the socket, out_held included
  * (0 once closed). */

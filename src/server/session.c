@@ -713,20 +713,16 @@ static uint8_t *view_at(in_view *v, size_t need)
 
 /*
  * Every whole frame of the input is started (a frame of `begun` bytes, if
- * not 0, has only begun): read on from the socket in this turn when it may
- * hold more - a large frame's rest, or more frames after a read of
- * libevent's that took all it takes at once. What was taken is drained
- * first. @return true when bytes were added.
+ * not 0, has only begun): read on from the socket in this turn when a
+ * large frame has begun (a read takes a chunk at most). What was taken is
+ * drained first. @return true when bytes were added.
  */
 static bool conn_read_on(kr_conn *c, in_view *v, size_t begun)
 {
-    bool large = begun > KR_CONN_READ_CHUNK;
-    if (!large && c->net.budget.last_added != KR_LIBEVENT_READ_MAX)
-        return false;
-    if (out_len(c) >= KR_CONN_OUT_HIGH)
+    if (begun <= KR_CONN_READ_CHUNK || out_len(c) >= KR_CONN_OUT_HIGH)
         return false;
     view_drain(v);
-    if (!(large ? kr_netconn_read_rest(&c->net) : kr_netconn_read_ahead(&c->net)))
+    if (!kr_netconn_read_rest(&c->net))
         return false;
     view_open(v, v->in);
     return true;
@@ -884,7 +880,6 @@ kr_conn *kr_conn_new(kr_server *srv, int fd, const struct sockaddr *sa, int sale
     bufferevent_disable(c->bev, EV_WRITE);
     if (c->net.out_cb != NULL)
         evbuffer_cb_clear_flags(bufferevent_get_output(c->bev), c->net.out_cb, EVBUFFER_CB_ENABLED);
-    c->net.read_paused = true; /* until kr_conn_update_read finds room to read */
     TAILQ_INSERT_TAIL(&srv->conns, c, link);
     kr_conn_update_read(c);
     log_conn(KR_LOG_DEBUG, c, "connection accepted", NULL);
@@ -957,9 +952,7 @@ void kr_conn_shutdown(kr_conn *c)
         return;
     /* Requests already sent but not yet read deserve an answer too: take
      * what the socket holds, so the first of them gets SHUTTING_DOWN. */
-    if (!c->net.read_paused)
-        (void)evbuffer_read(bufferevent_get_input(c->bev), bufferevent_getfd(c->bev),
-                            KR_CONN_READ_CHUNK);
+    (void)kr_netconn_read_now(&c->net);
     c->net.refs++;
     cancel_running(c, KRAPPY_E_SHUTTING_DOWN); /* parked long polls */
     conn_process(c);                           /* answers waiting frames SHUTTING_DOWN, or closes */
