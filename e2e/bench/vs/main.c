@@ -343,6 +343,14 @@ static int run_phase(int si, int rep, phase_id ph, vs_ctx *x)
     return rc;
 }
 
+/* Before a system starts: what the systems before it left in the page
+ * cache goes to the disk now, not under this one's timed syncs. */
+static void settle_disk(int rep, const char *name)
+{
+    progress(rep, name, "waiting for the page cache's dirty data to reach the disk");
+    sync();
+}
+
 static void mark_rest(int si, int rep, const phase_id *order, size_t n, phase_id from,
                       const char *why)
 {
@@ -372,6 +380,7 @@ static void run_system(int si, int rep, const vs_params *p)
     cp.events = p->cluster_events;
     cp.rate = p->cluster_rate;
     vs_ctx x = {.p = cl ? &cp : p, .srv = &srv};
+    settle_disk(rep, sys->name);
     progress(rep, sys->name, "starting");
     int rc = sys->start(&x);
     if (rc != VS_OK) {
@@ -407,6 +416,7 @@ static void run_fresh(int si, int rep, const vs_params *p, phase_id ph)
     lp.lat_secs = p->long_secs;
     vs_ctx x = {.p = ph == P_LATENCY_LONG ? &lp : p, .srv = &srv};
     sample *s = &results[si][ph][rep];
+    settle_disk(rep, sys->name);
     progress(rep, sys->name, "starting a fresh server");
     int rc = sys->start(&x);
     if (rc == VS_OK) {
