@@ -13,7 +13,11 @@
  *            from 0 on the Krappy port, every event decoded - each once the
  *            server is idle again after the produce phase before it.
  *
- *   bench_kafka [RECORDS]      default 1000000
+ *   bench_kafka [RECORDS [REPETITIONS]]      default 1000000, 5
+ * Each repetition runs the four rows on a fresh krappyd; a row is the
+ * median repetition's (with min and max), the targets compare medians, and
+ * each repetition's ratios are printed too (a row lasts well under a
+ * second: one run alone moves the ratios by 0.15).
  * Uses $KRAPPYD (default bin/krappyd) in a temp dir. Each row gives the
  * rate, the client's and the server's CPU, and the server's loop thread:
  * its CPU and its minor page faults per 1000 records.
@@ -38,7 +42,7 @@
  * produced are the producing phase's cost) and its /metrics are read. A
  * profiler can dump there: the server's instructions per phase, all
  * threads, are what a loaded machine measures faithfully -
- *   KRAPPYD=/path/to/krappyd-under-callgrind bench_kafka 100000
+ *   KRAPPYD=/path/to/krappyd-under-callgrind bench_kafka 100000 1
  * with a script that runs `valgrind --tool=callgrind
  * --dump-before=on_metrics bin/krappyd "$@"`: callgrind.out.PID.1 is start-up,
  * .2 the Kafka producer, .3 the Kafka consumer, .6 krappy's producer, .7
@@ -46,6 +50,7 @@
  */
 #include <poll.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,6 +216,7 @@ static run kafka_produce(const e2e_server *s, long records)
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     set(conf, "acks", "1");
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    delivered = failed = 0;
     rd_kafka_t *rk = kafka_client(s, RD_KAFKA_PRODUCER, conf);
     warm_up(rk, "kbench");
     char value[VALUE_BYTES], key[17];
@@ -389,46 +395,31 @@ static void phase_end(const e2e_server *s)
     (void)metric(s, "krappy_process_resident_memory_bytes");
 }
 
-static void row(const char *what, const run *r)
-{
-    printf("| %s | %.0f | %.0f%% | %.0f%% | %.0f%% | %.0f | %.1f |\n", what, r->rate, r->cli,
-           r->srv, r->loop, r->loop / 100 / r->rate * 1e9, r->faults);
-}
+/* One repetition: the four rows on a fresh krappyd, and what its
+ * counters said of librdkafka's requests. */
+typedef struct measured {
+    run kp, yp, kc, yc; /* Kafka produce, Krappy produce, Kafka consume, FETCH */
+    int batch;          /* records per librdkafka Produce: the Krappy port's batches */
+    double produces, fetches, used, dropped;
+} measured;
 
-static const char *met(double v, double goal)
+static int measure(long records, bool trace, measured *m)
 {
-    return v >= goal ? "yes" : "**no**";
-}
-
-int main(int argc, char **argv)
-{
-    long records = argc > 1 ? atol(argv[1]) : 1000000;
-    if (records < 1000) {
-        fprintf(stderr, "usage: bench_kafka [RECORDS >= 1000]\n");
-        return 2;
-    }
     e2e_server s;
-    bool trace = getenv("KRAPPY_BENCH_TRACE") != NULL;
     const char *args[] = {"--kafka-listen", "127.0.0.1:0", "--log-level", trace ? "debug" : "info",
                           NULL};
-    if (trace)
-        setenv("KRAPPY_E2E_KEEP", "1", 1); /* the server's log outlives the run */
-    e2e_set_start_timeout(120000);         /* krappyd may run under a profiler */
     if (e2e_start(&s, args) < 0)
-        return 1;
+        return -1;
     phase_end(&s);
-    run kp = kafka_produce(&s, records);
+    m->kp = kafka_produce(&s, records);
     settle(&s);
-    double produces = metric(&s, "krappy_kafka_requests_total{api=\"Produce\"}");
-    int batch = produces > 0 ? (int)(records / produces + 0.5) : 10000;
-    if (batch < 1)
-        batch = 1;
-    if (batch > 100000)
-        batch = 100000;
-    run kc = kafka_consume(&s, records);
-    double used = metric(&s, "krappy_kafka_prefetches_total{result=\"used\"}");
-    double dropped = metric(&s, "krappy_kafka_prefetches_total{result=\"dropped\"}");
-    double fetches = metric(&s, "krappy_kafka_requests_total{api=\"Fetch\"}");
+    m->produces = metric(&s, "krappy_kafka_requests_total{api=\"Produce\"}");
+    int batch = m->produces > 0 ? (int)(records / m->produces + 0.5) : 10000;
+    m->batch = batch < 1 ? 1 : batch > 100000 ? 100000 : batch;
+    m->kc = kafka_consume(&s, records);
+    m->used = metric(&s, "krappy_kafka_prefetches_total{result=\"used\"}");
+    m->dropped = metric(&s, "krappy_kafka_prefetches_total{result=\"dropped\"}");
+    m->fetches = metric(&s, "krappy_kafka_requests_total{api=\"Fetch\"}");
 
     krappy_client *c = krappy_client_new(NULL);
     if (c == NULL || krappy_connect(c, s.host, s.port) != KRAPPY_OK ||
@@ -441,34 +432,110 @@ int main(int argc, char **argv)
     if (krappy_call(c, KRAPPY_T_PRODUCER_REGISTER, b.data, b.len, &f) != KRAPPY_OK)
         kdie(c, "register");
     kr_buf_free(&b);
-    run yp = port_produce(c, &s, records, batch);
+    m->yp = port_produce(c, &s, records, m->batch);
     settle(&s);
     phase_end(&s);
-    run yc = port_fetch(c, &s, (uint64_t)records);
+    m->yc = port_fetch(c, &s, (uint64_t)records);
     phase_end(&s);
     krappy_client_free(c);
-
-    printf("| krappyd, %ld records of 16-byte keys and %d-byte values | records/s | client CPU | "
-           "server CPU | server loop thread | loop µs per 1000 records | loop page faults per 1000 "
-           "records |\n"
-           "|---|--:|--:|--:|--:|--:|--:|\n",
-           records, VALUE_BYTES);
-    row("Kafka port: librdkafka producer, acks=1, default linger", &kp);
-    row("Krappy port: krappy client, the same batches, 8 in flight, ack write", &yp);
-    row("Kafka port: librdkafka consumer from offset 0", &kc);
-    row("Krappy port: FETCH from offset 0", &yc);
-    printf("\nlibrdkafka sent %.0f Produce requests, ~%d records each: the Krappy port's "
-           "batches. Its consumer sent %.0f Fetch requests; %.0f answers were made ahead of "
-           "their request and used, %.0f dropped.\n",
-           produces, batch, fetches, used, dropped);
-    printf("\n| Kafka port target | wanted | measured | met |\n|---|--:|--:|:-:|\n");
-    printf("| produce | >= 1000000 records/s | %.0f | %s |\n", kp.rate, met(kp.rate, 1e6));
-    printf("| consume | >= 2000000 records/s | %.0f | %s |\n", kc.rate, met(kc.rate, 2e6));
-    printf("| produce, within 30%% of the Krappy port | >= %.0f | %.0f | %s |\n", 0.7 * yp.rate,
-           kp.rate, met(kp.rate, 0.7 * yp.rate));
-    printf("| consume, within 30%% of the Krappy port | >= %.0f | %.0f | %s |\n", 0.7 * yc.rate,
-           kc.rate, met(kc.rate, 0.7 * yc.rate));
     if (trace)
         fprintf(stderr, "bench_kafka: the server's request timelines are in %s\n", s.log_path);
-    return e2e_stop(&s, 20000) == 0 ? 0 : 1;
+    return e2e_stop(&s, 20000) == 0 ? 0 : -1;
+}
+
+#define REPS_MAX 15
+
+/* The repetition whose row `which` had the median rate; min and max. */
+static const run *median_of(const measured *m, int reps, size_t which, double *lo, double *hi)
+{
+    const run *by[REPS_MAX];
+    for (int i = 0; i < reps; i++)
+        by[i] = (const run *)((const char *)&m[i] + which);
+    for (int i = 1; i < reps; i++) /* insertion sort by rate: a handful */
+        for (int j = i; j > 0 && by[j]->rate < by[j - 1]->rate; j--) {
+            const run *t = by[j];
+            by[j] = by[j - 1];
+            by[j - 1] = t;
+        }
+    *lo = by[0]->rate;
+    *hi = by[reps - 1]->rate;
+    return by[reps / 2];
+}
+
+static double row(const char *what, const measured *m, int reps, size_t which)
+{
+    double lo, hi;
+    const run *r = median_of(m, reps, which, &lo, &hi);
+    printf("| %s | %.0f | %.0f – %.0f | %.0f%% | %.0f%% | %.0f%% | %.0f | %.1f |\n", what, r->rate,
+           lo, hi, r->cli, r->srv, r->loop, r->loop / 100 / r->rate * 1e9, r->faults);
+    return r->rate;
+}
+
+static const char *met(double v, double goal)
+{
+    return v >= goal ? "yes" : "**no**";
+}
+
+/* Each repetition's Kafka rate over its Krappy port's, for the record. */
+static void ratios(const char *what, const measured *m, int reps, size_t kafka, size_t krappy)
+{
+    printf("%s", what);
+    for (int i = 0; i < reps; i++)
+        printf(" %.2f", ((const run *)((const char *)&m[i] + kafka))->rate /
+                            ((const run *)((const char *)&m[i] + krappy))->rate);
+    printf("\n");
+}
+
+int main(int argc, char **argv)
+{
+    long records = argc > 1 ? atol(argv[1]) : 1000000;
+    int reps = argc > 2 ? atoi(argv[2]) : 5;
+    bool trace = getenv("KRAPPY_BENCH_TRACE") != NULL;
+    if (records < 1000 || reps < 1 || reps > REPS_MAX || argc > 3) {
+        fprintf(stderr, "usage: bench_kafka [RECORDS >= 1000 [REPETITIONS 1-%d, default 5]]\n",
+                REPS_MAX);
+        return 2;
+    }
+    if (trace) {
+        reps = 1;
+        setenv("KRAPPY_E2E_KEEP", "1", 1); /* the server's log outlives the run */
+    }
+    e2e_set_start_timeout(120000); /* krappyd may run under a profiler */
+    measured m[REPS_MAX];
+    for (int i = 0; i < reps; i++) {
+        fprintf(stderr, "bench_kafka: repetition %d of %d\n", i + 1, reps);
+        if (measure(records, trace, &m[i]) < 0)
+            return 1;
+    }
+
+    printf("| krappyd, %ld records of 16-byte keys and %d-byte values, medians of %d "
+           "repetitions | records/s | min – max | client CPU | server CPU | server loop thread | "
+           "loop µs per 1000 records | loop page faults per 1000 records |\n"
+           "|---|--:|--:|--:|--:|--:|--:|--:|\n",
+           records, VALUE_BYTES, reps);
+    double kp = row("Kafka port: librdkafka producer, acks=1, default linger", m, reps,
+                    offsetof(measured, kp));
+    double yp = row("Krappy port: krappy client, the same batches, 8 in flight, ack write", m, reps,
+                    offsetof(measured, yp));
+    double kc =
+        row("Kafka port: librdkafka consumer from offset 0", m, reps, offsetof(measured, kc));
+    double yc = row("Krappy port: FETCH from offset 0", m, reps, offsetof(measured, yc));
+    const measured *l = &m[reps - 1];
+    printf("\nEach repetition on a fresh krappyd; the CPU columns are the median repetition's. In "
+           "the last, librdkafka sent %.0f Produce requests, ~%d records each: the Krappy port's "
+           "batches. Its consumer sent %.0f Fetch requests; %.0f answers were made ahead of "
+           "their request and used, %.0f dropped.\n\n",
+           l->produces, l->batch, l->fetches, l->used, l->dropped);
+    ratios("Kafka port / Krappy port, each repetition: produce", m, reps, offsetof(measured, kp),
+           offsetof(measured, yp));
+    ratios("Kafka port / Krappy port, each repetition: consume", m, reps, offsetof(measured, kc),
+           offsetof(measured, yc));
+    printf("\n| Kafka port target (medians) | wanted | measured | met |\n|---|--:|--:|:-:|\n");
+    printf("| produce | >= 1000000 records/s | %.0f | %s |\n", kp, met(kp, 1e6));
+    printf("| consume | >= 2000000 records/s | %.0f | %s |\n", kc, met(kc, 2e6));
+    printf("| produce, within 30%% of the Krappy port | >= %.0f | %.0f | %s |\n", 0.7 * yp, kp,
+           met(kp, 0.7 * yp));
+    printf("| consume, within 30%% of the Krappy port | >= %.0f | %.0f | %s |\n", 0.7 * yc, kc,
+           met(kc, 0.7 * yc));
+    return 0;
 }
