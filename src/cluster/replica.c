@@ -145,17 +145,11 @@ static void advance(kr_replica *rp)
 void kr_replica_complete(item *it, const kr_store_result *res)
 {
     kr_replica *rp = it->rp;
-    /* The store could not do what every other node did (a disk, memory):
-     * applying more would shift this node's offsets. Stop here; a restart
-     * applies the log again from what the streams hold. */
-    if (res->err == KRAPPY_E_STORAGE && !rp->halted) {
-        rp->halted = true;
-        kr_log(KR_LOG_ERROR,
-               "the store failed a command of the raft log; this node applies no "
-               "more until it is restarted",
-               KR_LOG_U64("index", it->index), KR_LOG_U64("sub", it->sub),
-               KR_LOG_STR("reason", res->msg));
-    }
+    if (res->err == KRAPPY_E_STORAGE)
+        kr_replica_halt_because(rp,
+                                "the store failed a command of the raft log; this node applies "
+                                "no more until it is restarted",
+                                it->index, it->sub, res->msg);
     item *batch = it->parent;
     if (batch != NULL) {
         batch->subs[it->sub - 1] = *res;
@@ -167,6 +161,16 @@ void kr_replica_complete(item *it, const kr_store_result *res)
     it->res = *res;
     it->completed = true;
     advance(rp);
+}
+
+void kr_replica_halt_because(kr_replica *rp, const char *what, uint64_t index, uint32_t sub,
+                             const char *why)
+{
+    if (rp->halted)
+        return;
+    rp->halted = true;
+    kr_log(KR_LOG_ERROR, what, KR_LOG_U64("index", index), KR_LOG_U64("sub", sub),
+           KR_LOG_STR("reason", why));
 }
 
 /* Apply what waits, in order, unless a catch-up runs. */

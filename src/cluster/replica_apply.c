@@ -346,14 +346,10 @@ static void sub_refused(kr_replica *rp, item *batch, uint32_t place, const char 
     kr_store_result res = {.err = KRAPPY_E_STORAGE};
     snprintf(res.msg, sizeof res.msg, "%s", why);
     batch->subs[place - 1] = res;
-    if (!rp->halted) {
-        rp->halted = true;
-        kr_log(KR_LOG_ERROR,
-               "a sub-command of a raft BATCH could not be applied; this node applies no more "
-               "until it is restarted",
-               KR_LOG_U64("index", batch->index), KR_LOG_U64("sub", place),
-               KR_LOG_STR("reason", why));
-    }
+    kr_replica_halt_because(rp,
+                            "a sub-command of a raft BATCH could not be applied; this node "
+                            "applies no more until it is restarted",
+                            batch->index, place, why);
 }
 
 /* One loop turn of the leader's PUBLISHes and registrations: each applied

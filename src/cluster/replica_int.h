@@ -94,6 +94,13 @@ struct kr_replica {
  * with its last. */
 void kr_replica_complete(item *it, const kr_store_result *res);
 
+/* This node could not do what every other node did (a disk, memory):
+ * applying more would shift its offsets, so the replica stops applying
+ * (a restart applies the log again from what the streams hold). The first
+ * such failure is logged: what happened, the log position, and why. */
+void kr_replica_halt_because(kr_replica *rp, const char *what, uint64_t index, uint32_t sub,
+                             const char *why);
+
 /* Apply what waits, in order, unless a catch-up runs or the replica
  * halted; then serve a snapshot the raft thread waits for. */
 void kr_replica_pump(kr_replica *rp);

@@ -160,19 +160,16 @@ static bool seed_page(kr_replica *rp, kr_topic *t, uint64_t first, uint64_t coun
     return rc == KRAPPY_OK;
 }
 
-/* Events fetched from the leader that this node cannot store: applying
- * more would put the log's next events at other offsets than the leader's,
- * so the replica halts (a restart fetches them again). The catch-up runs
- * on, storing nothing: it may be what called. */
+/* Events fetched from the leader that this node cannot store: the
+ * replica halts (a restart fetches them again). The catch-up runs on,
+ * storing nothing (caught_chunk): it may be what called, and stopping it
+ * here would free it under its own callback. */
 static void catch_failed(kr_replica *rp, const char *why)
 {
-    if (rp->halted)
-        return;
-    rp->halted = true;
-    kr_log(KR_LOG_ERROR,
-           "events fetched from the leader cannot be stored here; this node applies no more "
-           "until it is restarted",
-           KR_LOG_U64("index", rp->catch_index), KR_LOG_STR("reason", why));
+    kr_replica_halt_because(rp,
+                            "events fetched from the leader cannot be stored here; this node "
+                            "applies no more until it is restarted",
+                            rp->catch_index, KR_POS_SUB_ALL, why);
 }
 
 /* The store completed a run of fetched events (arg: the replica). Until
