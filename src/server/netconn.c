@@ -18,6 +18,7 @@
 #include "util/byteorder.h"
 #include "util/clock.h"
 #include "util/hostport.h"
+#include "util/io.h"
 #include "util/metrics.h"
 
 static uint64_t ms_to_ns(uint64_t ms)
@@ -235,24 +236,14 @@ static bool would_block(int err)
     return err == EAGAIN || err == EWOULDBLOCK || err == EINTR;
 }
 
-/* Lingering: what the client still sends is read and dropped until it
- * closes its side too. */
-static void drop_input(kr_netconn *n, int fd)
-{
-    char sink[4096];
-    ssize_t got;
-    while ((got = recv(fd, sink, sizeof sink, MSG_DONTWAIT)) > 0)
-        ;
-    if (got == 0 || !would_block(errno))
-        kr_netconn_abort(n, NULL);
-}
-
 static void on_readable(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
     kr_netconn *n = arg;
     if (n->phase == KR_NETCONN_LINGERING) {
-        drop_input(n, fd);
+        /* What the client still sends is dropped until it closes too. */
+        if (kr_drain_socket(fd) <= 0)
+            kr_netconn_abort(n, NULL);
         return;
     }
     struct evbuffer *in = bufferevent_get_input(n->bev);

@@ -21,6 +21,7 @@
 #include "server/kafka.h"
 #include "util/clock.h"
 #include "util/hostport.h"
+#include "util/io.h"
 #include "util/log.h"
 
 /* Pause accepting this long when the process runs out of descriptors. */
@@ -95,9 +96,7 @@ static void refuse_busy(kr_server *srv, int fd)
     shutdown(fd, SHUT_WR);
     /* Discard what the client already sent: closing with unread input
      * would answer with a reset that can destroy the BUSY in flight. */
-    char sink[4096];
-    while (recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0)
-        ;
+    (void)kr_drain_socket(fd);
     close(fd);
     kr_counter_add(srv->m.rejected, 1);
 }

@@ -1,9 +1,10 @@
 /*
- * util/io.c - whole writes at a position (see io.h).
+ * util/io.c - whole writes at a position, a socket drained (see io.h).
  */
 #include "util/io.h"
 
 #include <errno.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -24,4 +25,15 @@ int kr_pwrite_all(int fd, const void *p, size_t n, uint64_t pos)
         pos += (uint64_t)w;
     }
     return 0;
+}
+
+int kr_drain_socket(int fd)
+{
+    char sink[4096];
+    ssize_t got;
+    while ((got = recv(fd, sink, sizeof sink, MSG_DONTWAIT)) > 0)
+        ;
+    if (got == 0)
+        return 0;
+    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 1 : -1;
 }
