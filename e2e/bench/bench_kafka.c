@@ -50,7 +50,6 @@
  */
 #include <poll.h>
 #include <stdbool.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -395,11 +394,21 @@ static void phase_end(const e2e_server *s)
     (void)metric(s, "krappy_process_resident_memory_bytes");
 }
 
+/* The rows, in the order they run and print. */
+enum { KAFKA_PRODUCE, KRAPPY_PRODUCE, KAFKA_CONSUME, KRAPPY_FETCH, ROWS };
+
+static const char *const row_names[ROWS] = {
+    "Kafka port: librdkafka producer, acks=1, default linger",
+    "Krappy port: krappy client, the same batches, 8 in flight, ack write",
+    "Kafka port: librdkafka consumer from offset 0",
+    "Krappy port: FETCH from offset 0",
+};
+
 /* One repetition: the four rows on a fresh krappyd, and what its
  * counters said of librdkafka's requests. */
 typedef struct measured {
-    run kp, yp, kc, yc; /* Kafka produce, Krappy produce, Kafka consume, FETCH */
-    int batch;          /* records per librdkafka Produce: the Krappy port's batches */
+    run row[ROWS];
+    int batch; /* records per librdkafka Produce: the Krappy port's batches */
     double produces, fetches, used, dropped;
 } measured;
 
@@ -411,12 +420,12 @@ static int measure(long records, bool trace, measured *m)
     if (e2e_start(&s, args) < 0)
         return -1;
     phase_end(&s);
-    m->kp = kafka_produce(&s, records);
+    m->row[KAFKA_PRODUCE] = kafka_produce(&s, records);
     settle(&s);
     m->produces = metric(&s, "krappy_kafka_requests_total{api=\"Produce\"}");
     int batch = m->produces > 0 ? (int)(records / m->produces + 0.5) : 10000;
     m->batch = batch < 1 ? 1 : batch > 100000 ? 100000 : batch;
-    m->kc = kafka_consume(&s, records);
+    m->row[KAFKA_CONSUME] = kafka_consume(&s, records);
     m->used = metric(&s, "krappy_kafka_prefetches_total{result=\"used\"}");
     m->dropped = metric(&s, "krappy_kafka_prefetches_total{result=\"dropped\"}");
     m->fetches = metric(&s, "krappy_kafka_requests_total{api=\"Fetch\"}");
@@ -432,10 +441,10 @@ static int measure(long records, bool trace, measured *m)
     if (krappy_call(c, KRAPPY_T_PRODUCER_REGISTER, b.data, b.len, &f) != KRAPPY_OK)
         kdie(c, "register");
     kr_buf_free(&b);
-    m->yp = port_produce(c, &s, records, m->batch);
+    m->row[KRAPPY_PRODUCE] = port_produce(c, &s, records, m->batch);
     settle(&s);
     phase_end(&s);
-    m->yc = port_fetch(c, &s, (uint64_t)records);
+    m->row[KRAPPY_FETCH] = port_fetch(c, &s, (uint64_t)records);
     phase_end(&s);
     krappy_client_free(c);
     if (trace)
@@ -445,12 +454,12 @@ static int measure(long records, bool trace, measured *m)
 
 #define REPS_MAX 15
 
-/* The repetition whose row `which` had the median rate; min and max. */
-static const run *median_of(const measured *m, int reps, size_t which, double *lo, double *hi)
+/* Row `which` of the repetition where it had the median rate; min and max. */
+static const run *median_of(const measured *m, int reps, int which, double *lo, double *hi)
 {
     const run *by[REPS_MAX];
     for (int i = 0; i < reps; i++)
-        by[i] = (const run *)((const char *)&m[i] + which);
+        by[i] = &m[i].row[which];
     for (int i = 1; i < reps; i++) /* insertion sort by rate: a handful */
         for (int j = i; j > 0 && by[j]->rate < by[j - 1]->rate; j--) {
             const run *t = by[j];
@@ -462,12 +471,14 @@ static const run *median_of(const measured *m, int reps, size_t which, double *l
     return by[reps / 2];
 }
 
-static double row(const char *what, const measured *m, int reps, size_t which)
+/* Print row `which` (its median repetition's figures). @return its rate. */
+static double print_row(const measured *m, int reps, int which)
 {
     double lo, hi;
     const run *r = median_of(m, reps, which, &lo, &hi);
-    printf("| %s | %.0f | %.0f – %.0f | %.0f%% | %.0f%% | %.0f%% | %.0f | %.1f |\n", what, r->rate,
-           lo, hi, r->cli, r->srv, r->loop, r->loop / 100 / r->rate * 1e9, r->faults);
+    printf("| %s | %.0f | %.0f – %.0f | %.0f%% | %.0f%% | %.0f%% | %.0f | %.1f |\n",
+           row_names[which], r->rate, lo, hi, r->cli, r->srv, r->loop,
+           r->loop / 100 / r->rate * 1e9, r->faults);
     return r->rate;
 }
 
@@ -477,12 +488,11 @@ static const char *met(double v, double goal)
 }
 
 /* Each repetition's Kafka rate over its Krappy port's, for the record. */
-static void ratios(const char *what, const measured *m, int reps, size_t kafka, size_t krappy)
+static void ratios(const char *what, const measured *m, int reps, int kafka, int krappy)
 {
     printf("%s", what);
     for (int i = 0; i < reps; i++)
-        printf(" %.2f", ((const run *)((const char *)&m[i] + kafka))->rate /
-                            ((const run *)((const char *)&m[i] + krappy))->rate);
+        printf(" %.2f", m[i].row[kafka].rate / m[i].row[krappy].rate);
     printf("\n");
 }
 
@@ -513,23 +523,21 @@ int main(int argc, char **argv)
            "loop µs per 1000 records | loop page faults per 1000 records |\n"
            "|---|--:|--:|--:|--:|--:|--:|--:|\n",
            records, VALUE_BYTES, reps);
-    double kp = row("Kafka port: librdkafka producer, acks=1, default linger", m, reps,
-                    offsetof(measured, kp));
-    double yp = row("Krappy port: krappy client, the same batches, 8 in flight, ack write", m, reps,
-                    offsetof(measured, yp));
-    double kc =
-        row("Kafka port: librdkafka consumer from offset 0", m, reps, offsetof(measured, kc));
-    double yc = row("Krappy port: FETCH from offset 0", m, reps, offsetof(measured, yc));
+    double rate[ROWS];
+    for (int r = 0; r < ROWS; r++)
+        rate[r] = print_row(m, reps, r);
+    double kp = rate[KAFKA_PRODUCE], yp = rate[KRAPPY_PRODUCE];
+    double kc = rate[KAFKA_CONSUME], yc = rate[KRAPPY_FETCH];
     const measured *l = &m[reps - 1];
     printf("\nEach repetition on a fresh krappyd; the CPU columns are the median repetition's. In "
            "the last, librdkafka sent %.0f Produce requests, ~%d records each: the Krappy port's "
            "batches. Its consumer sent %.0f Fetch requests; %.0f answers were made ahead of "
            "their request and used, %.0f dropped.\n\n",
            l->produces, l->batch, l->fetches, l->used, l->dropped);
-    ratios("Kafka port / Krappy port, each repetition: produce", m, reps, offsetof(measured, kp),
-           offsetof(measured, yp));
-    ratios("Kafka port / Krappy port, each repetition: consume", m, reps, offsetof(measured, kc),
-           offsetof(measured, yc));
+    ratios("Kafka port / Krappy port, each repetition: produce", m, reps, KAFKA_PRODUCE,
+           KRAPPY_PRODUCE);
+    ratios("Kafka port / Krappy port, each repetition: consume", m, reps, KAFKA_CONSUME,
+           KRAPPY_FETCH);
     printf("\n| Kafka port target (medians) | wanted | measured | met |\n|---|--:|--:|:-:|\n");
     printf("| produce | >= 1000000 records/s | %.0f | %s |\n", kp, met(kp, 1e6));
     printf("| consume | >= 2000000 records/s | %.0f | %s |\n", kc, met(kc, 2e6));
