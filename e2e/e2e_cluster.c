@@ -32,6 +32,8 @@
  * - retention: the leader decides, every node retires the same segments;
  *   a node replaced (its volume lost) after retention moved on skips what
  *   every node retired and catches up to the same events.
+ * - a disk that fails a replaced node's catch-up: the node halts (log,
+ *   /readyz 503), the others go on, a restart once it is mended catches up.
  * KRAPPY_E2E_TORTURE=1 runs 100 leader kills instead of 4, and 30 kills
  * under the producers instead of 3; KRAPPY_E2E_SMOKE=1 only the first two
  * tests; KRAPPY_E2E_ONLY=NAME the tests NAME matches (harness.h).
@@ -1936,6 +1938,88 @@ static void test_compacted_replaced_node(void **state)
     assert_int_equal(e2e_cluster_stop(&c), 0);
 }
 
+/* ---- a catch-up the disk fails: the node halts, a restart mends it ---- */
+
+/* Within 20 s node i's log holds text. @return whether it does. */
+static bool logged_within(const e2e_server *s, const char *text)
+{
+    uint64_t end = e2e_now_ms() + 20000;
+    while (!e2e_logged(s, text) && e2e_now_ms() < end)
+        usleep(50000);
+    return e2e_logged(s, text);
+}
+
+/* Node i's /readyz: the HTTP status, the body into out. */
+static int readyz(const e2e_cluster *c, unsigned i, char *out, size_t len)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "curl -s -w ' %%{http_code}' http://127.0.0.1:%s/readyz",
+             c->node[i].http_port);
+    if (e2e_run(cmd, out, len) != 0)
+        return -1;
+    const char *sp = strrchr(out, ' ');
+    return sp != NULL ? atoi(sp + 1) : -1;
+}
+
+/*
+ * A replaced follower (its volume lost) restores a snapshot and fetches
+ * the events it covers from the leader, and its disk fails every write to
+ * its streams (the fault shim: EIO). It must not go on applying the log
+ * at other offsets than its peers: it halts, says so in its log and in
+ * /readyz (503), and the two others go on acknowledging. With the disk
+ * mended, a kill -9 and a restart on the same directory catch it up: every
+ * node then holds every event at the offset it was published at.
+ */
+static void test_catchup_write_fails(void **state)
+{
+    (void)state;
+    if (!e2e_have_shim()) {
+        printf("e2e_cluster: no shim (KRAPPY_SHIM, KRAPPY_POWERCUT); the failed catch-up test "
+               "is skipped\n");
+        return;
+    }
+    e2e_cluster c;
+    const char *set[] = {"segment_bytes=64K"};
+    start_snapshotting(&c, set, 1);
+    int ev_no = 0;
+    publish_batches(&c, 200, &ev_no);
+    int leader = e2e_cluster_leader(&c, 10000);
+    assert_true(leader >= 0);
+    unsigned f = ((unsigned)leader + 1) % 3;
+    char cmd[1024], out[512];
+    e2e_kill9(&c.node[f]);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s/data'", c.node[f].dir);
+    assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
+    /* The new segment's first write (its header) goes through, every
+     * write after it fails: the fetched events' (not the topic's creation). */
+    assert_int_equal(e2e_shim_faults(&c.node[f], "write * EIO after=1\n"), 0);
+    assert_int_equal(restart_shimmed(&c, f), 0);
+    if (!logged_within(&c.node[f], "events fetched from the leader cannot be stored here"))
+        fail_msg("node %u's disk failed its catch-up, yet within 20 s it did not halt", f + 1);
+    int code = readyz(&c, f, out, sizeof out);
+    if (code != 503 || strstr(out, "restart this node") == NULL)
+        fail_msg("a halted node's /readyz answers %d: %s", code, out);
+    /* The two others are a majority: writes go on. */
+    publish_batches(&c, 20, &ev_no);
+    assert_true(next_on(&c, f) < (uint64_t)ev_no);
+    /* The disk mended, a restart on the same directory catches up. */
+    assert_int_equal(e2e_shim_faults(&c.node[f], ""), 0);
+    e2e_kill9(&c.node[f]);
+    assert_int_equal(e2e_cluster_restart(&c, f, NULL), 0);
+    assert_true(e2e_cluster_leader(&c, 30000) >= 0);
+    publish_batches(&c, 10, &ev_no);
+    (void)expect_compacted_alike(&c, (uint64_t)ev_no, f);
+    uint64_t end = e2e_now_ms() + 20000;
+    while ((code = readyz(&c, f, out, sizeof out)) != 200 && e2e_now_ms() < end)
+        usleep(100000);
+    if (code != 200)
+        fail_msg("20 s after it caught up, the restarted node's /readyz answers %d: %s", code, out);
+    printf("e2e_cluster: a catch-up the disk failed halted node %u; restarted, it holds the "
+           "same %d events as its peers\n",
+           f + 1, ev_no);
+    assert_int_equal(e2e_cluster_stop(&c), 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1964,6 +2048,7 @@ int main(void)
         cmocka_unit_test(test_retention),
         cmocka_unit_test(test_retention_replaced_node),
         cmocka_unit_test(test_compacted_replaced_node),
+        cmocka_unit_test(test_catchup_write_fails),
     };
     /* The optimised build's smoke run: forming, routing, replicating. */
     if (getenv("KRAPPY_E2E_SMOKE") != NULL)

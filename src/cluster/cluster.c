@@ -640,6 +640,8 @@ void kr_cluster_status_get(kr_cluster *c, kr_cluster_status *out)
     if (s.halted)
         snprintf(out->why, sizeof out->why,
                  "raft halted on this node (a command could not be applied): restart it");
+    else if (c->replica != NULL && kr_replica_halted(c->replica))
+        snprintf(out->why, sizeof out->why, "%s", KR_REPLICA_HALTED_WHY);
     if (n == NULL || s.n_members == 0) {
         /* Not in a configuration yet: itself, joining. */
         kr_cluster_member *m = &out->members[0];
@@ -685,6 +687,9 @@ void kr_cluster_status_get(kr_cluster *c, kr_cluster_status *out)
 
 bool kr_cluster_ready(kr_cluster *c, char *why, size_t whylen)
 {
+    /* A store failure needs a restart, whatever else holds: it comes first. */
+    if (c->replica != NULL && kr_replica_halted(c->replica))
+        return kr_replica_ready(c->replica, why, whylen);
     kr_cluster_status st;
     kr_cluster_status_get(c, &st);
     if (!st.running) {

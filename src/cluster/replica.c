@@ -321,12 +321,17 @@ void kr_replica_free(kr_replica *rp)
 bool kr_replica_ready(kr_replica *rp, char *why, size_t whylen)
 {
     if (rp->halted)
-        snprintf(why, whylen, "cluster: the store failed a command of the log; restart this node");
+        snprintf(why, whylen, "cluster: %s", KR_REPLICA_HALTED_WHY);
     else if (rp->catching != NULL)
         snprintf(why, whylen, "cluster: fetching the events a snapshot covers from the leader");
     else if (rp->catch_writes > 0)
         snprintf(why, whylen, "cluster: storing the events fetched from the leader");
     return !rp->halted && rp->catching == NULL && rp->catch_writes == 0;
+}
+
+bool kr_replica_halted(const kr_replica *rp)
+{
+    return rp->halted;
 }
 
 uint64_t kr_replica_stored(kr_replica *rp)

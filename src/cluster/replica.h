@@ -59,6 +59,10 @@
 
 #define KR_REPLICA_RESULTS 4096 /* results kept for answers, by index */
 
+/* Why a halted replica's node is not ready (/readyz, CLUSTER). */
+#define KR_REPLICA_HALTED_WHY                                                                      \
+    "the store failed to apply the raft log here (the log says what and why): restart this node"
+
 /*
  * Positions. A PUBLISH records in its batch header where it stands in the
  * log: its entry's index and its place in a BATCH (0 alone), so that a
@@ -178,6 +182,10 @@ void kr_replica_wait_batch(kr_replica *rp, uint64_t index, kr_replica_batch_done
 /* Ready for clients (/readyz): not halted by a store failure, not
  * catching up after a snapshot. @return true, or false with why. */
 bool kr_replica_ready(kr_replica *rp, char *why, size_t whylen);
+
+/* Whether a store failure halted it: it applies nothing more until this
+ * node restarts. Loop thread. */
+bool kr_replica_halted(const kr_replica *rp);
 
 /* The highest index whose command the store completed, and commands
  * skipped as already held (a restart's replay). Loop thread. */
