@@ -33,7 +33,9 @@
  *   a node replaced (its volume lost) after retention moved on skips what
  *   every node retired and catches up to the same events.
  * - a disk that fails a replaced node's catch-up: the node halts (log,
- *   /readyz 503), the others go on, a restart once it is mended catches up.
+ *   /readyz 503), the others go on, a restart once it is mended catches up;
+ *   a leader whose disk fails hands the lead over, and an idempotent
+ *   producer goes on exactly once.
  * KRAPPY_E2E_TORTURE=1 runs 100 leader kills instead of 4, and 30 kills
  * under the producers instead of 3; KRAPPY_E2E_SMOKE=1 only the first two
  * tests; KRAPPY_E2E_ONLY=NAME the tests NAME matches (harness.h).
@@ -621,6 +623,7 @@ typedef struct idem_load {
     char errmsg[256];
     krappy_producer_info info;
     uint64_t last_ack_ms, worst_gap_ms; /* the longest time without an ack */
+    atomic_uint acks;                   /* so far (read by other threads) */
     unsigned pace_us;                   /* a pause after each batch (0: none) */
 } idem_load;
 
@@ -628,6 +631,7 @@ static void on_ack(void *arg, const krappy_producer_ack *ack)
 {
     (void)ack;
     idem_load *l = arg;
+    atomic_fetch_add(&l->acks, 1);
     uint64_t now = e2e_now_ms();
     if (l->last_ack_ms != 0 && now - l->last_ack_ms > l->worst_gap_ms)
         l->worst_gap_ms = now - l->last_ack_ms;
@@ -2020,6 +2024,73 @@ static void test_catchup_write_fails(void **state)
     assert_int_equal(e2e_cluster_stop(&c), 0);
 }
 
+/*
+ * The leader's disk fails every write to its streams (the fault shim: EIO)
+ * while an idempotent producer publishes: the leader cannot apply what it
+ * commits, so it halts, hands leadership to a node that can, and answers
+ * what it could not apply NOT_LEADER (the outcome unknown: the producer
+ * sends it again to the new leader). The producer goes on to the new
+ * leader; once its disk is mended and it is restarted, the old leader
+ * catches up: every event sent on every node exactly once.
+ */
+static void test_leader_disk_fails(void **state)
+{
+    (void)state;
+    if (!e2e_have_shim()) {
+        printf("e2e_cluster: no shim (KRAPPY_SHIM, KRAPPY_POWERCUT); the failed disk test is "
+               "skipped\n");
+        return;
+    }
+    e2e_cluster c;
+    assert_int_equal(e2e_cluster_start(&c, 3, false, NULL), 0);
+    assert_true(e2e_cluster_leader(&c, 10000) >= 0);
+    for (unsigned i = 0; i < 3; i++) {
+        e2e_kill9(&c.node[i]);
+        assert_int_equal(restart_shimmed(&c, i), 0);
+    }
+    idem_load l = {.addrs = c.addrs, .pace_us = 2000};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, idem_producer, &l), 0);
+    /* The producer under way first (its topic made, batches acknowledged). */
+    uint64_t until = e2e_now_ms() + 20000;
+    while (atomic_load(&l.acks) == 0 && e2e_now_ms() < until)
+        usleep(20000);
+    usleep(300000);
+    int old = settled_leader(&c);
+    uint64_t t0 = e2e_now_ms();
+    assert_int_equal(e2e_shim_faults(&c.node[old], "write * EIO\n"), 0);
+    int now = old;
+    uint64_t end = t0 + 20000;
+    while ((now = e2e_cluster_leader(&c, 1000)) == old && e2e_now_ms() < end)
+        usleep(50000);
+    uint64_t took = e2e_now_ms() - t0;
+    if (now == old || now < 0)
+        fail_msg("node %d's disk fails every write, yet after 20 s it still leads", old + 1);
+    usleep(1000000);
+    l.stop = 1;
+    pthread_join(th, NULL);
+    if (l.err != KRAPPY_OK)
+        fail_msg("the producer failed after %d events (%llu acked, %llu resent): %s", l.sent,
+                 (unsigned long long)l.info.acked, (unsigned long long)l.info.resent, l.errmsg);
+    char out[512];
+    int code = readyz(&c, (unsigned)old, out, sizeof out);
+    if (code != 503 || strstr(out, "restart this node") == NULL)
+        fail_msg("the halted old leader's /readyz answers %d: %s", code, out);
+    assert_int_equal(e2e_shim_faults(&c.node[old], ""), 0);
+    e2e_kill9(&c.node[old]);
+    assert_int_equal(e2e_cluster_restart(&c, (unsigned)old, NULL), 0);
+    printf("e2e_cluster: the leader's disk failed: node %d led %llu ms later; the producer "
+           "%llu batches acked, %llu sent again, %llu duplicates\n",
+           now + 1, (unsigned long long)took, (unsigned long long)l.info.acked,
+           (unsigned long long)l.info.resent, (unsigned long long)l.info.duplicates);
+    char *acked = malloc((size_t)l.sent + 1);
+    assert_non_null(acked);
+    memset(acked, 1, (size_t)l.sent + 1);
+    check_streams(&c, l.sent, acked, l.sent, 0, 0);
+    free(acked);
+    assert_int_equal(e2e_cluster_stop(&c), 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -2049,6 +2120,7 @@ int main(void)
         cmocka_unit_test(test_retention_replaced_node),
         cmocka_unit_test(test_compacted_replaced_node),
         cmocka_unit_test(test_catchup_write_fails),
+        cmocka_unit_test(test_leader_disk_fails),
     };
     /* The optimised build's smoke run: forming, routing, replicating. */
     if (getenv("KRAPPY_E2E_SMOKE") != NULL)

@@ -225,6 +225,20 @@ static void update_metrics(kr_cluster *c, const kr_node_status *s)
     }
 }
 
+/* This node leads, yet its store failed to apply the log: the lead goes
+ * to a node that can (tried again every tick until raft takes it, and
+ * again should this node be elected once more). */
+static void hand_over_halted(kr_cluster *c)
+{
+    if (c->handing_over)
+        return;
+    if (!c->halt_handover_logged)
+        kr_log(KR_LOG_WARN, "this node leads but its store stopped applying the raft log: "
+                            "handing the lead to another node");
+    c->halt_handover_logged = true;
+    kr_cluster_handover(c);
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     kr_cluster *c = arg;
@@ -246,7 +260,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     }
     if (s.halted)
         kr_gauge_set(c->m_running, 0);
-    if (s.state == KR_NODE_LEADER && !c->handing_over) {
+    if (s.state == KR_NODE_LEADER && kr_cluster_halted(c)) {
+        hand_over_halted(c);
+    } else if (s.state == KR_NODE_LEADER && !c->handing_over) {
         leader_writes_meta(c, &s);
         run_tasks(c);
     }
@@ -458,7 +474,8 @@ static void handover_done(void *arg, kr_node_err status, uint64_t index, const c
 
 void kr_cluster_handover(kr_cluster *c)
 {
-    if (c == NULL || c->node == NULL || c->handing_over || !kr_cluster_is_leader(c))
+    if (c == NULL || c->node == NULL || c->handing_over ||
+        kr_node_state_now(c->node) != KR_NODE_LEADER)
         return;
     if (kr_node_transfer(c->node, 0, handover_done, c) == KR_NODE_OK)
         c->handing_over = true;
@@ -568,10 +585,15 @@ krappy_err kr_cluster_submit_batch(kr_cluster *c, const void *cmd, size_t len,
     return submit_entry(&how, cmd, len, msg, msglen);
 }
 
+bool kr_cluster_halted(kr_cluster *c)
+{
+    return c != NULL && c->replica != NULL && kr_replica_halted(c->replica);
+}
+
 bool kr_cluster_is_leader(kr_cluster *c)
 {
-    if (c == NULL)
-        return false; /* stopped: it leads nothing */
+    if (c == NULL || kr_cluster_halted(c))
+        return false; /* stopped, or handing the lead over: it leads nothing */
     kr_node *n = node_of(c);
     return n != NULL && kr_node_state_now(n) == KR_NODE_LEADER;
 }
@@ -586,6 +608,8 @@ static int leader_info(kr_cluster *c, kr_node_info *out)
     if (s.leader_id == 0)
         return 0;
     if (s.leader_id == c->id) {
+        if (kr_cluster_halted(c))
+            return 0; /* it hands the lead over: no leader to send clients to */
         *out = (kr_node_info){.id = c->id};
         snprintf(out->data, sizeof out->data, "%s", c->data_addr);
         snprintf(out->kafka, sizeof out->kafka, "%s", c->kafka_addr);

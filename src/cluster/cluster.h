@@ -151,7 +151,13 @@ void kr_cluster_handover(kr_cluster *c);
  * everything. Loop thread; NULL ok. */
 void kr_cluster_stop(kr_cluster *c);
 
-/* This node leads (raft runs, and it won the last election it knows of).
+/* This node's store failed to apply the raft log (kr_replica_halted): it
+ * applies no more until restarted, refuses writes (NOT_LEADER), names no
+ * leader while it still leads, and hands the lead over. Loop thread. */
+bool kr_cluster_halted(kr_cluster *c);
+
+/* This node leads (raft runs, and it won the last election it knows of),
+ * and is not halted (kr_cluster_halted: it only hands the lead over).
  * NULL (a cluster stopped, as the store's last checkpoint runs) leads
  * nothing: false. */
 bool kr_cluster_is_leader(kr_cluster *c);

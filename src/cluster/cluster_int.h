@@ -84,6 +84,7 @@ struct kr_cluster {
     bool submitting; /* a CLUSTER_ID or NODE_INFO in flight */
     kr_change ch;
     bool handing_over;
+    bool halt_handover_logged; /* hand_over_halted said why, once */
     kr_metric *m_term, *m_commit, *m_applied, *m_leader, *m_is_leader, *m_changes, *m_members,
         *m_running;
 

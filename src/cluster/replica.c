@@ -61,6 +61,34 @@ static void post(kr_replica *rp, uint64_t index, const kr_store_result *res, kr_
     }
 }
 
+/* What a halted node answers for a committed write it did not apply: the
+ * other nodes apply it, so its outcome is unknown here - NOT_LEADER, as
+ * across a leader change (PROTOCOL.md section 8), never STORAGE's "nothing
+ * was stored". */
+static void unknown_outcome(kr_store_result *res, const char *why)
+{
+    *res = (kr_store_result){.err = KRAPPY_E_NOT_LEADER, .first = UINT64_MAX};
+    snprintf(res->msg, sizeof res->msg,
+             "this node could not apply a committed write (%.70s) and hands the lead over; its "
+             "outcome is unknown (an idempotent producer sends it again to the new leader with "
+             "the same seq)",
+             why);
+}
+
+/* The replica halted: who waits for a result it will never post gets
+ * unknown_outcome. */
+static void answer_waiters_unknown(kr_replica *rp, const char *why)
+{
+    kr_store_result res;
+    unknown_outcome(&res, why);
+    for (size_t i = 0; i < KR_REPLICA_RESULTS; i++)
+        while (rp->slots[i].waiting != NULL) {
+            waiter *w = rp->slots[i].waiting;
+            rp->slots[i].waiting = w->next;
+            answer(w, &res, NULL, 0);
+        }
+}
+
 static void wait_for(kr_replica *rp, uint64_t index, const waiter *how)
 {
     slot *s = &rp->slots[index % KR_REPLICA_RESULTS];
@@ -69,6 +97,11 @@ static void wait_for(kr_replica *rp, uint64_t index, const waiter *how)
         return;
     }
     kr_store_result res = {.err = KRAPPY_E_STORAGE};
+    if (rp->halted) {
+        unknown_outcome(&res, "it stopped applying the raft log before this write");
+        deliver(how, &res, NULL, 0);
+        return;
+    }
     if (index + KR_REPLICA_RESULTS <= rp->stored) {
         snprintf(res.msg, sizeof res.msg,
                  "the result of raft entry %llu was forgotten before it was asked for (more "
@@ -145,11 +178,15 @@ static void advance(kr_replica *rp)
 void kr_replica_complete(item *it, const kr_store_result *res)
 {
     kr_replica *rp = it->rp;
-    if (res->err == KRAPPY_E_STORAGE)
+    kr_store_result unknown;
+    if (res->err == KRAPPY_E_STORAGE) {
         kr_replica_halt_because(rp,
                                 "the store failed a command of the raft log; this node applies "
                                 "no more until it is restarted",
                                 it->index, it->sub, res->msg);
+        unknown_outcome(&unknown, res->msg);
+        res = &unknown;
+    }
     item *batch = it->parent;
     if (batch != NULL) {
         batch->subs[it->sub - 1] = *res;
@@ -171,6 +208,7 @@ void kr_replica_halt_because(kr_replica *rp, const char *what, uint64_t index, u
     rp->halted = true;
     kr_log(KR_LOG_ERROR, what, KR_LOG_U64("index", index), KR_LOG_U64("sub", sub),
            KR_LOG_STR("reason", why));
+    answer_waiters_unknown(rp, "it stopped applying the raft log");
 }
 
 /* Apply what waits, in order, unless a catch-up runs. */

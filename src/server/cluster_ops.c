@@ -206,6 +206,8 @@ bool kr_server_not_leader(kr_conn *c, kr_req *r, const kr_request *req)
                  "this node is not the cluster's leader; send %s to the leader at %s",
                  krappy_type_name(req->type), leader);
         extra.leader = leader;
+    } else if (kr_cluster_halted(cl)) {
+        kr_server_halted_why(c->errmsg, sizeof c->errmsg);
     } else {
         snprintf(c->errmsg, sizeof c->errmsg,
                  "this node is not the cluster's leader and no leader is known yet (an election "

@@ -32,6 +32,14 @@ void kr_server_write_error(kr_req *r, const kr_store_result *res)
     kr_req_error(r, res->err, res->msg, &extra);
 }
 
+void kr_server_halted_why(char *msg, size_t msglen)
+{
+    snprintf(msg, msglen,
+             "this node's store failed to apply the cluster's log (its log says why) and it "
+             "takes no writes until restarted; no other leader is known yet: try again in a "
+             "moment");
+}
+
 krappy_err kr_server_cluster_leads(kr_server *srv, char *msg, size_t msglen)
 {
     char leader[KR_HOSTPORT_MAX + 1];
@@ -39,6 +47,8 @@ krappy_err kr_server_cluster_leads(kr_server *srv, char *msg, size_t msglen)
         if (kr_cluster_leader_addr(srv->cluster, leader, sizeof leader))
             snprintf(msg, msglen, "this node is not the cluster's leader; the leader is at %s",
                      leader);
+        else if (kr_cluster_halted(srv->cluster))
+            kr_server_halted_why(msg, msglen);
         else
             snprintf(msg, msglen,
                      "this node is not the cluster's leader and no leader is known "

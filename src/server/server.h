@@ -413,6 +413,10 @@ krappy_err kr_server_cluster_command(kr_server *srv, kr_replica_done done, void 
  * a sentence naming the leader (when known) in msg. */
 krappy_err kr_server_cluster_leads(kr_server *srv, char *msg, size_t msglen);
 
+/* The NOT_LEADER sentence of a node whose store failed to apply the log
+ * (kr_cluster_halted) while no other leader is known. */
+void kr_server_halted_why(char *msg, size_t msglen);
+
 /* kr_server_cluster_send - len bytes of one command into the log as they
  * are (nothing flushed first); as kr_server_cluster_command otherwise. */
 krappy_err kr_server_cluster_send(kr_server *srv, const void *cmd, size_t len, kr_replica_done done,
