@@ -35,7 +35,8 @@
  * - a disk that fails a replaced node's catch-up: the node halts (log,
  *   /readyz 503), the others go on, a restart once it is mended catches up;
  *   a leader whose disk fails hands the lead over, and an idempotent
- *   producer goes on exactly once.
+ *   producer goes on exactly once; a halted follower elected once its
+ *   leader dies hands the lead on too.
  * KRAPPY_E2E_TORTURE=1 runs 100 leader kills instead of 4, and 30 kills
  * under the producers instead of 3; KRAPPY_E2E_SMOKE=1 only the first two
  * tests; KRAPPY_E2E_ONLY=NAME the tests NAME matches (harness.h).
@@ -2025,17 +2026,19 @@ static void test_catchup_write_fails(void **state)
 }
 
 /*
- * The leader's disk fails every write to its streams (the fault shim: EIO)
- * while an idempotent producer publishes: the leader cannot apply what it
- * commits, so it halts, hands leadership to a node that can, and answers
- * what it could not apply NOT_LEADER (the outcome unknown: the producer
- * sends it again to the new leader). The producer goes on to the new
- * leader; once its disk is mended and it is restarted, the old leader
- * catches up: every event sent on every node exactly once.
+ * One node's disk fails every write to its streams (the fault shim: EIO)
+ * while an idempotent producer publishes; the node is the leader when
+ * `leader`, else a follower. A node that cannot apply what is committed
+ * halts, and says so in its log and /readyz (503). A leader hands the
+ * lead to a node that can, and answers what it could not apply NOT_LEADER
+ * (the outcome unknown: the producer sends it again to the new leader); a
+ * halted follower goes on storing the raft log, and when the leader is
+ * then killed, the node that still applies leads, whichever won. Once
+ * its disk is mended and it is restarted on its directory, it catches up:
+ * every event sent on every node exactly once.
  */
-static void test_leader_disk_fails(void **state)
+static void disk_fails_under_load(bool leader)
 {
-    (void)state;
     if (!e2e_have_shim()) {
         printf("e2e_cluster: no shim (KRAPPY_SHIM, KRAPPY_POWERCUT); the failed disk test is "
                "skipped\n");
@@ -2056,39 +2059,78 @@ static void test_leader_disk_fails(void **state)
     while (atomic_load(&l.acks) == 0 && e2e_now_ms() < until)
         usleep(20000);
     usleep(300000);
-    int old = settled_leader(&c);
-    uint64_t t0 = e2e_now_ms();
-    assert_int_equal(e2e_shim_faults(&c.node[old], "write * EIO\n"), 0);
-    int now = old;
-    uint64_t end = t0 + 20000;
-    while ((now = e2e_cluster_leader(&c, 1000)) == old && e2e_now_ms() < end)
-        usleep(50000);
-    uint64_t took = e2e_now_ms() - t0;
-    if (now == old || now < 0)
-        fail_msg("node %d's disk fails every write, yet after 20 s it still leads", old + 1);
+    int first = settled_leader(&c);
+    int bad = leader ? first : (first + 1) % 3;
+    uint64_t t0 = e2e_now_ms(), took = 0;
+    assert_int_equal(e2e_shim_faults(&c.node[bad], "write * EIO\n"), 0);
+    if (leader) {
+        int now = first;
+        while ((now = e2e_cluster_leader(&c, 1000)) == first && e2e_now_ms() < t0 + 20000)
+            usleep(50000);
+        took = e2e_now_ms() - t0;
+        if (now == first || now < 0)
+            fail_msg("node %d's disk fails every write, yet after 20 s it still leads", first + 1);
+    } else {
+        if (!logged_within(&c.node[bad], "this node applies no more until it is restarted"))
+            fail_msg("follower node %d's disk fails every write, yet within 20 s it did not halt",
+                     bad + 1);
+        /* Then the leader dies too: of the two left, one applies and one
+         * is halted; whichever raft elects, the one that applies leads. */
+        int third = 3 - first - bad;
+        t0 = e2e_now_ms();
+        e2e_kill9(&c.node[first]);
+        int now = -1;
+        while ((now = e2e_cluster_leader(&c, 1000)) != third && e2e_now_ms() < t0 + 20000)
+            usleep(50000);
+        took = e2e_now_ms() - t0;
+        if (now != third)
+            fail_msg("node %d's leader was killed and node %d is halted, yet after 20 s node %d "
+                     "does not lead",
+                     first + 1, bad + 1, third + 1);
+        if (e2e_logged(&c.node[bad], "handing the lead to another node"))
+            printf("e2e_cluster: the halted node %d won the election and handed the lead on\n",
+                   bad + 1);
+        assert_int_equal(e2e_cluster_restart(&c, (unsigned)first, NULL), 0);
+    }
     usleep(1000000);
+    unsigned acks_before_stop = atomic_load(&l.acks);
     l.stop = 1;
     pthread_join(th, NULL);
     if (l.err != KRAPPY_OK)
         fail_msg("the producer failed after %d events (%llu acked, %llu resent): %s", l.sent,
                  (unsigned long long)l.info.acked, (unsigned long long)l.info.resent, l.errmsg);
     char out[512];
-    int code = readyz(&c, (unsigned)old, out, sizeof out);
+    int code = readyz(&c, (unsigned)bad, out, sizeof out);
     if (code != 503 || strstr(out, "restart this node") == NULL)
-        fail_msg("the halted old leader's /readyz answers %d: %s", code, out);
-    assert_int_equal(e2e_shim_faults(&c.node[old], ""), 0);
-    e2e_kill9(&c.node[old]);
-    assert_int_equal(e2e_cluster_restart(&c, (unsigned)old, NULL), 0);
-    printf("e2e_cluster: the leader's disk failed: node %d led %llu ms later; the producer "
-           "%llu batches acked, %llu sent again, %llu duplicates\n",
-           now + 1, (unsigned long long)took, (unsigned long long)l.info.acked,
-           (unsigned long long)l.info.resent, (unsigned long long)l.info.duplicates);
+        fail_msg("the halted node's /readyz answers %d: %s", code, out);
+    assert_int_equal(e2e_shim_faults(&c.node[bad], ""), 0);
+    e2e_kill9(&c.node[bad]);
+    assert_int_equal(e2e_cluster_restart(&c, (unsigned)bad, NULL), 0);
+    printf("e2e_cluster: the %s's disk failed (node %d); a new leader %llu ms after %s; the "
+           "producer %llu batches acked (%u before it stopped), %llu sent again, %llu "
+           "duplicates\n",
+           leader ? "leader" : "follower", bad + 1, (unsigned long long)took,
+           leader ? "that" : "the leader's kill -9", (unsigned long long)l.info.acked,
+           acks_before_stop, (unsigned long long)l.info.resent,
+           (unsigned long long)l.info.duplicates);
     char *acked = malloc((size_t)l.sent + 1);
     assert_non_null(acked);
     memset(acked, 1, (size_t)l.sent + 1);
     check_streams(&c, l.sent, acked, l.sent, 0, 0);
     free(acked);
     assert_int_equal(e2e_cluster_stop(&c), 0);
+}
+
+static void test_leader_disk_fails(void **state)
+{
+    (void)state;
+    disk_fails_under_load(true);
+}
+
+static void test_follower_disk_fails(void **state)
+{
+    (void)state;
+    disk_fails_under_load(false);
 }
 
 int main(void)
@@ -2121,6 +2163,7 @@ int main(void)
         cmocka_unit_test(test_compacted_replaced_node),
         cmocka_unit_test(test_catchup_write_fails),
         cmocka_unit_test(test_leader_disk_fails),
+        cmocka_unit_test(test_follower_disk_fails),
     };
     /* The optimised build's smoke run: forming, routing, replicating. */
     if (getenv("KRAPPY_E2E_SMOKE") != NULL)
