@@ -1954,12 +1954,12 @@ static bool logged_within(const e2e_server *s, const char *text)
     return e2e_logged(s, text);
 }
 
-/* Node i's /readyz: the HTTP status, the body into out. */
-static int readyz(const e2e_cluster *c, unsigned i, char *out, size_t len)
+/* GET `path` of node i's admin port: the HTTP status, the body into out. */
+static int admin_get(const e2e_cluster *c, unsigned i, const char *path, char *out, size_t len)
 {
     char cmd[512];
-    snprintf(cmd, sizeof cmd, "curl -s -w ' %%{http_code}' http://127.0.0.1:%s/readyz",
-             c->node[i].http_port);
+    snprintf(cmd, sizeof cmd, "curl -s -w ' %%{http_code}' http://127.0.0.1:%s%s",
+             c->node[i].http_port, path);
     if (e2e_run(cmd, out, len) != 0)
         return -1;
     const char *sp = strrchr(out, ' ');
@@ -2001,7 +2001,7 @@ static void test_catchup_write_fails(void **state)
     assert_int_equal(restart_shimmed(&c, f), 0);
     if (!logged_within(&c.node[f], "events fetched from the leader cannot be stored here"))
         fail_msg("node %u's disk failed its catch-up, yet within 20 s it did not halt", f + 1);
-    int code = readyz(&c, f, out, sizeof out);
+    int code = admin_get(&c, f, "/readyz", out, sizeof out);
     if (code != 503 || strstr(out, "restart this node") == NULL)
         fail_msg("a halted node's /readyz answers %d: %s", code, out);
     /* The two others are a majority: writes go on. */
@@ -2015,7 +2015,7 @@ static void test_catchup_write_fails(void **state)
     publish_batches(&c, 10, &ev_no);
     (void)expect_compacted_alike(&c, (uint64_t)ev_no, f);
     uint64_t end = e2e_now_ms() + 20000;
-    while ((code = readyz(&c, f, out, sizeof out)) != 200 && e2e_now_ms() < end)
+    while ((code = admin_get(&c, f, "/readyz", out, sizeof out)) != 200 && e2e_now_ms() < end)
         usleep(100000);
     if (code != 200)
         fail_msg("20 s after it caught up, the restarted node's /readyz answers %d: %s", code, out);
@@ -2100,9 +2100,13 @@ static void disk_fails_under_load(bool leader)
         fail_msg("the producer failed after %d events (%llu acked, %llu resent): %s", l.sent,
                  (unsigned long long)l.info.acked, (unsigned long long)l.info.resent, l.errmsg);
     char out[512];
-    int code = readyz(&c, (unsigned)bad, out, sizeof out);
+    int code = admin_get(&c, (unsigned)bad, "/readyz", out, sizeof out);
     if (code != 503 || strstr(out, "restart this node") == NULL)
         fail_msg("the halted node's /readyz answers %d: %s", code, out);
+    /* Only a restart mends it: a liveness probe (Kubernetes) must see it. */
+    code = admin_get(&c, (unsigned)bad, "/healthz", out, sizeof out);
+    if (code != 503 || strstr(out, "restart this node") == NULL)
+        fail_msg("the halted node's /healthz answers %d: %s", code, out);
     assert_int_equal(e2e_shim_faults(&c.node[bad], ""), 0);
     e2e_kill9(&c.node[bad]);
     assert_int_equal(e2e_cluster_restart(&c, (unsigned)bad, NULL), 0);

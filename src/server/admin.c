@@ -216,10 +216,19 @@ static void on_favicon(struct evhttp_request *req, void *arg)
 
 /* ---- probes ---- */
 
+/* 200 while the process runs - but for a cluster node whose store failed
+ * to apply the raft log (kr_cluster_halted): only a restart mends that, so
+ * a liveness probe should see it. */
 static void on_healthz(struct evhttp_request *req, void *arg)
 {
-    (void)arg;
-    if (get_only(req))
+    kr_admin *a = arg;
+    if (!get_only(req))
+        return;
+    if (a->srv->cluster != NULL && kr_cluster_halted(a->srv->cluster))
+        reply_text(req, 503, "Service Unavailable", "text/plain",
+                   "halted: the store failed to apply the raft log here (the log says what and "
+                   "why); restart this node\n");
+    else
         reply_text(req, 200, "OK", "text/plain", "ok\n");
 }
 
