@@ -517,6 +517,17 @@ static void check_streams(e2e_cluster *cp, int total, const char *acked, int n_a
     free(seen);
 }
 
+/* Once a producer is flushed: every one of the `sent` events it sent is on
+ * every node exactly once (check_streams). */
+static void check_all_acked(e2e_cluster *c, int sent, int kills)
+{
+    char *acked = malloc((size_t)sent + 1);
+    assert_non_null(acked);
+    memset(acked, 1, (size_t)sent + 1);
+    check_streams(c, sent, acked, sent, 0, kills);
+    free(acked);
+}
+
 /* A batch of REP_BATCH events numbered from `from`. */
 static void fill_batch(krappy_batch *b, int from)
 {
@@ -709,11 +720,7 @@ static void test_idempotent_failover(void **state)
            kills, (unsigned long long)l.info.acked, (unsigned long long)l.info.resent,
            (unsigned long long)l.info.duplicates, (unsigned long long)l.info.reconnects,
            (unsigned long long)worst);
-    char *acked = malloc((size_t)l.sent + 1);
-    assert_non_null(acked);
-    memset(acked, 1, (size_t)l.sent + 1);
-    check_streams(&c, l.sent, acked, l.sent, 0, kills);
-    free(acked);
+    check_all_acked(&c, l.sent, kills);
     assert_int_equal(e2e_cluster_stop(&c), 0);
 }
 
@@ -771,11 +778,7 @@ static void test_stop_and_delay(void **state)
     pthread_join(th, NULL);
     if (l.err != KRAPPY_OK)
         fail_msg("the producer failed: %s", l.errmsg);
-    char *acked = malloc((size_t)l.sent + 1);
-    assert_non_null(acked);
-    memset(acked, 1, (size_t)l.sent + 1);
-    check_streams(&c, l.sent, acked, l.sent, 0, 0);
-    free(acked);
+    check_all_acked(&c, l.sent, 0);
     assert_int_equal(e2e_cluster_stop(&c), 0);
 }
 
@@ -807,11 +810,7 @@ static void test_rolling_restart(void **state)
     printf("e2e_cluster: rolling restart of 3 nodes under load: %d events, the longest time "
            "without an acknowledgement %llu ms (goal: < 2000 ms)\n",
            l.sent, (unsigned long long)l.worst_gap_ms);
-    char *acked = malloc((size_t)l.sent + 1);
-    assert_non_null(acked);
-    memset(acked, 1, (size_t)l.sent + 1);
-    check_streams(&c, l.sent, acked, l.sent, 0, 0);
-    free(acked);
+    check_all_acked(&c, l.sent, 0);
     if (l.worst_gap_ms >= 2000)
         fail_msg("writes stopped for %llu ms during the rolling restart",
                  (unsigned long long)l.worst_gap_ms);
@@ -2117,11 +2116,7 @@ static void disk_fails_under_load(bool leader)
            leader ? "that" : "the leader's kill -9", (unsigned long long)l.info.acked,
            acks_before_stop, (unsigned long long)l.info.resent,
            (unsigned long long)l.info.duplicates);
-    char *acked = malloc((size_t)l.sent + 1);
-    assert_non_null(acked);
-    memset(acked, 1, (size_t)l.sent + 1);
-    check_streams(&c, l.sent, acked, l.sent, 0, 0);
-    free(acked);
+    check_all_acked(&c, l.sent, 0);
     assert_int_equal(e2e_cluster_stop(&c), 0);
 }
 

@@ -664,7 +664,7 @@ void kr_cluster_status_get(kr_cluster *c, kr_cluster_status *out)
     if (s.halted)
         snprintf(out->why, sizeof out->why,
                  "raft halted on this node (a command could not be applied): restart it");
-    else if (c->replica != NULL && kr_replica_halted(c->replica))
+    else if (kr_cluster_halted(c))
         snprintf(out->why, sizeof out->why, "%s", KR_REPLICA_HALTED_WHY);
     if (n == NULL || s.n_members == 0) {
         /* Not in a configuration yet: itself, joining. */
@@ -712,7 +712,7 @@ void kr_cluster_status_get(kr_cluster *c, kr_cluster_status *out)
 bool kr_cluster_ready(kr_cluster *c, char *why, size_t whylen)
 {
     /* A store failure needs a restart, whatever else holds: it comes first. */
-    if (c->replica != NULL && kr_replica_halted(c->replica))
+    if (kr_cluster_halted(c))
         return kr_replica_ready(c->replica, why, whylen);
     kr_cluster_status st;
     kr_cluster_status_get(c, &st);

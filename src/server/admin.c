@@ -226,8 +226,7 @@ static void on_healthz(struct evhttp_request *req, void *arg)
         return;
     if (a->srv->cluster != NULL && kr_cluster_halted(a->srv->cluster))
         reply_text(req, 503, "Service Unavailable", "text/plain",
-                   "halted: the store failed to apply the raft log here (the log says what and "
-                   "why); restart this node\n");
+                   "halted: " KR_REPLICA_HALTED_WHY "\n");
     else
         reply_text(req, 200, "OK", "text/plain", "ok\n");
 }
