@@ -247,20 +247,9 @@ static void test_metrics_follow_traffic(void **state)
                 metric(body, "krappy_writer_round_jobs_count"));
     assert_true(metric(body, "krappy_connections") >= 1);
     /* docs/METRICS.md lists every family served (run from the repo root). */
-    FILE *doc = fopen("docs/METRICS.md", "r");
-    if (doc != NULL) {
-        static char md[1 << 16];
-        size_t mdn = fread(md, 1, sizeof md - 1, doc);
-        md[mdn] = '\0';
-        fclose(doc);
-        for (const char *t = strstr(body, "# TYPE "); t != NULL; t = strstr(t + 1, "# TYPE ")) {
-            char name[128], want[132];
-            assert_int_equal(sscanf(t + 7, "%127s", name), 1);
-            snprintf(want, sizeof want, "`%s`", name);
-            if (strstr(md, want) == NULL)
-                fail_msg("docs/METRICS.md does not list %s", name);
-        }
-    }
+    char undocumented[128];
+    if (e2e_metric_undocumented(body, undocumented, sizeof undocumented))
+        fail_msg("docs/METRICS.md does not list %s", undocumented);
     conn_close(&p);
     assert_int_equal(e2e_stop(&s, 10000), 0);
 }

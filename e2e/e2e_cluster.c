@@ -98,6 +98,18 @@ static void admin_produce(const e2e_cluster *c, unsigned i, char *out, size_t le
     assert_int_equal(e2e_run(cmd, out, len), 0);
 }
 
+/* GET `path` of node i's admin port: the HTTP status, the body into out. */
+static int admin_get(const e2e_cluster *c, unsigned i, const char *path, char *out, size_t len)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "curl -s -w ' %%{http_code}' http://127.0.0.1:%s%s",
+             c->node[i].http_port, path);
+    if (e2e_run(cmd, out, len) != 0)
+        return -1;
+    const char *sp = strrchr(out, ' ');
+    return sp != NULL ? atoi(sp + 1) : -1;
+}
+
 /* Within 10 s every node has n events in topic (FETCH from each). */
 static void expect_events_everywhere(const e2e_cluster *c, const char *topic, size_t n)
 {
@@ -187,6 +199,15 @@ static void test_form_and_route(void **state)
         assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
         assert_non_null(strstr(out, "ready"));
     }
+    /* The leader's /metrics: every family documented, the members' lag
+     * there, no store halted. */
+    static char body[1 << 18];
+    assert_int_equal(admin_get(&c, (unsigned)leader, "/metrics", body, sizeof body), 200);
+    char undocumented[128];
+    if (e2e_metric_undocumented(body, undocumented, sizeof undocumented))
+        fail_msg("docs/METRICS.md does not list %s", undocumented);
+    assert_non_null(strstr(body, "\nkrappy_cluster_store_halted 0\n"));
+    assert_non_null(strstr(body, "\nkrappy_cluster_member_lag_entries{node="));
     assert_int_equal(e2e_cluster_stop(&c), 0);
 }
 
@@ -1953,18 +1974,6 @@ static bool logged_within(const e2e_server *s, const char *text)
     return e2e_logged(s, text);
 }
 
-/* GET `path` of node i's admin port: the HTTP status, the body into out. */
-static int admin_get(const e2e_cluster *c, unsigned i, const char *path, char *out, size_t len)
-{
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "curl -s -w ' %%{http_code}' http://127.0.0.1:%s%s",
-             c->node[i].http_port, path);
-    if (e2e_run(cmd, out, len) != 0)
-        return -1;
-    const char *sp = strrchr(out, ' ');
-    return sp != NULL ? atoi(sp + 1) : -1;
-}
-
 /*
  * A replaced follower (its volume lost) restores a snapshot and fetches
  * the events it covers from the leader, and its disk fails every write to
@@ -2106,6 +2115,9 @@ static void disk_fails_under_load(bool leader)
     code = admin_get(&c, (unsigned)bad, "/healthz", out, sizeof out);
     if (code != 503 || strstr(out, "restart this node") == NULL)
         fail_msg("the halted node's /healthz answers %d: %s", code, out);
+    static char body[1 << 18];
+    assert_int_equal(admin_get(&c, (unsigned)bad, "/metrics", body, sizeof body), 200);
+    assert_non_null(strstr(body, "\nkrappy_cluster_store_halted 1\n"));
     assert_int_equal(e2e_shim_faults(&c.node[bad], ""), 0);
     e2e_kill9(&c.node[bad]);
     assert_int_equal(e2e_cluster_restart(&c, (unsigned)bad, NULL), 0);

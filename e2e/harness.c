@@ -728,3 +728,25 @@ long e2e_events_in_order(uint32_t type, const uint8_t *payload, size_t len, uint
         return -1;
     return n;
 }
+
+bool e2e_metric_undocumented(const char *body, char *name, size_t len)
+{
+    FILE *doc = fopen("docs/METRICS.md", "r");
+    if (doc == NULL)
+        return false;
+    static char md[1 << 17];
+    size_t mdn = fread(md, 1, sizeof md - 1, doc);
+    md[mdn] = '\0';
+    fclose(doc);
+    for (const char *t = strstr(body, "# TYPE "); t != NULL; t = strstr(t + 1, "# TYPE ")) {
+        char fam[128], want[132];
+        if (sscanf(t + 7, "%127s", fam) != 1)
+            continue;
+        snprintf(want, sizeof want, "`%s`", fam);
+        if (strstr(md, want) == NULL) {
+            snprintf(name, len, "%s", fam);
+            return true;
+        }
+    }
+    return false;
+}

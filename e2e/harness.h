@@ -186,6 +186,12 @@ int e2e_restart_shimmed(e2e_server *s, const char *const *extra_args);
  */
 int e2e_restart_small_quarantine(e2e_server *s, const char *const *extra_args);
 
+/* The first metric family of a /metrics body (its "# TYPE" lines) that
+ * docs/METRICS.md does not list, into name. @return true when there is
+ * one; false when every family is listed, or the document cannot be read
+ * (run from the repo root). */
+bool e2e_metric_undocumented(const char *body, char *name, size_t len);
+
 /* Whether the shim and the powercut tool are there ($KRAPPY_SHIM,
  * $KRAPPY_POWERCUT): the tests that need them skip otherwise. */
 bool e2e_have_shim(void);

@@ -209,6 +209,7 @@ static void update_metrics(kr_cluster *c, const kr_node_status *s)
     kr_gauge_set(c->m_is_leader, s->state == KR_NODE_LEADER);
     kr_gauge_set(c->m_members, s->n_members);
     kr_gauge_set(c->m_running, c->node != NULL);
+    kr_gauge_set(c->m_store_halted, kr_cluster_halted(c));
     if (c->metrics == NULL || s->state != KR_NODE_LEADER)
         return;
     for (unsigned i = 0; i < s->n_members; i++) {
@@ -421,6 +422,9 @@ static void register_metrics(kr_cluster *c)
     c->m_running = kr_gauge(m, "krappy_cluster_raft_running", NULL,
                             "1 once raft runs on this node (0 while it starts or after it "
                             "halted)");
+    c->m_store_halted = kr_gauge(m, "krappy_cluster_store_halted", NULL,
+                                 "1 once this node's store failed to apply the raft log: it "
+                                 "applies no more until restarted");
 }
 
 int kr_cluster_start(const kr_cluster_opts *o, kr_cluster **out, char *err, size_t errlen)

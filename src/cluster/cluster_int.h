@@ -86,7 +86,7 @@ struct kr_cluster {
     bool handing_over;
     bool halt_handover_logged; /* hand_over_halted said why, once */
     kr_metric *m_term, *m_commit, *m_applied, *m_leader, *m_is_leader, *m_changes, *m_members,
-        *m_running;
+        *m_running, *m_store_halted;
 
     /* Shared with the raft and starter threads, under mu. */
     pthread_mutex_t mu;
