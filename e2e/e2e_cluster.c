@@ -2118,6 +2118,13 @@ static void disk_fails_under_load(bool leader)
     static char body[1 << 18];
     assert_int_equal(admin_get(&c, (unsigned)bad, "/metrics", body, sizeof body), 200);
     assert_non_null(strstr(body, "\nkrappy_cluster_store_halted 1\n"));
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s -h %s cluster", e2e_cli(), c.addrs);
+    assert_int_equal(e2e_run(cmd, body, sizeof body), 0);
+    char said[64];
+    snprintf(said, sizeof said, "node %d is halted", bad + 1);
+    if (strstr(body, said) == NULL)
+        fail_msg("`krappy cluster` does not say that node %d is halted:\n%s", bad + 1, body);
     assert_int_equal(e2e_shim_faults(&c.node[bad], ""), 0);
     e2e_kill9(&c.node[bad]);
     assert_int_equal(e2e_cluster_restart(&c, (unsigned)bad, NULL), 0);

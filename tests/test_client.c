@@ -2811,11 +2811,13 @@ static void xs_hello(xscript *s)
                     10000);
 }
 
-/* A CLUSTER step: node `me` answering, `leader` leading at leader_addr. */
-static void xs_cluster(xscript *s, uint64_t me, uint64_t leader, const char *leader_addr)
+/* A CLUSTER step: node `me` answering (halted: its store failed to apply
+ * the log), `leader` leading at leader_addr. */
+static void xs_cluster_of(xscript *s, uint64_t me, uint64_t leader, const char *leader_addr,
+                          bool halted)
 {
     kr_buf *b = xs_step(s, KRAPPY_T_CLUSTER, KRAPPY_T_OK);
-    kr_cluster_head h = {"c0ffee", me, 3, leader, 10, 9};
+    kr_cluster_head h = {"c0ffee", me, 3, leader, 10, 9, halted};
     kr_enc_ok_cluster_begin(b, (kr_cid){false, 0}, &h, 2);
     kr_cluster_node_out a = {.id = me, .addr = "me:7070", .role = "follower", .raft = "me:7072"};
     kr_cluster_node_out l = {.id = leader,
@@ -2830,6 +2832,11 @@ static void xs_cluster(xscript *s, uint64_t me, uint64_t leader, const char *lea
     kr_enc_cluster_node(b, &l);
 }
 
+static void xs_cluster(xscript *s, uint64_t me, uint64_t leader, const char *leader_addr)
+{
+    xs_cluster_of(s, me, leader, leader_addr, false);
+}
+
 static void test_cluster_calls(void **state)
 {
     (void)state;
@@ -2841,10 +2848,12 @@ static void test_cluster_calls(void **state)
     kr_error_extra x = {.leader = "l:7070"};
     kr_enc_error(b, (kr_cid){false, 0}, KRAPPY_E_NOT_LEADER, "not the leader", &x);
     xs_cluster(&s, 2, 2, "l:7070");
+    xs_cluster_of(&s, 1, 2, "l:7070", true);
     krappy_client *c = xs_connect(&f, &s, 5000);
     krappy_cluster_info *ci = NULL;
     assert_int_equal(krappy_cluster(c, &ci), KRAPPY_OK);
     assert_string_equal(ci->cluster, "c0ffee");
+    assert_false(ci->halted);
     assert_int_equal(ci->node, 1);
     assert_int_equal(ci->leader, 2);
     assert_int_equal(ci->term, 3);
@@ -2867,6 +2876,10 @@ static void test_cluster_calls(void **state)
     assert_string_equal(krappy_client_error_leader(c), ""); /* reset by the call */
     assert_int_equal(krappy_cluster_add(c, 0, "x:1", NULL), KRAPPY_E_USAGE);
     assert_int_equal(krappy_cluster_remove(c, 0, NULL), KRAPPY_E_USAGE);
+    /* A node whose store halted says so. */
+    assert_int_equal(krappy_cluster(c, &ci), KRAPPY_OK);
+    assert_true(ci->halted);
+    krappy_cluster_info_free(ci);
     krappy_client_free(c);
     fake_join(&f);
     kr_buf sc;

@@ -756,7 +756,7 @@ static void test_rt_cluster(void **state)
 
     /* The OK, read back as a reply. */
     kr_buf_reset(&B);
-    kr_cluster_head h = {"c0ffee", 2, 7, 0, 10, 9};
+    kr_cluster_head h = {"c0ffee", 2, 7, 0, 10, 9, false};
     kr_enc_ok_cluster_begin(&B, cid(8), &h, 2);
     kr_enc_cluster_node(
         &B, &(kr_cluster_node_out){1, "a:7070", "follower", "a:7072", NULL, false, 0, 0});
@@ -774,6 +774,17 @@ static void test_rt_cluster(void **state)
     assert_int_equal(u, 9);
     assert_int_equal(kr_cbor_map_find(&r.map, "nodes", &nodes), 1);
     assert_int_equal(nodes.u, 2);
+    assert_int_equal(kr_cbor_map_find(&r.map, "halted", &v), 0); /* only when halted */
+    /* A node whose store halted says so. */
+    kr_buf_reset(&B);
+    h.halted = true;
+    kr_enc_ok_cluster_begin(&B, cid(8), &h, 0);
+    assert_int_equal(kr_reply_decode(KRAPPY_T_OK, B.data, B.len, &r), 0);
+    assert_int_equal(kr_cbor_map_find(&r.map, "halted", &v), 1);
+    assert_int_equal(v.kind, KR_CBOR_TRUE);
+    assert_int_equal(kr_reply_uint(&r, "applied", &u), 1);
+    assert_int_equal(kr_cbor_map_find(&r.map, "nodes", &nodes), 1);
+    assert_int_equal(nodes.u, 0);
 
     /* NOT_LEADER carries the leader's address. */
     kr_buf_reset(&B);

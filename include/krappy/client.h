@@ -913,6 +913,9 @@ typedef struct krappy_cluster_info {
     uint64_t leader;  /* its id, 0 while none is known */
     uint64_t commit;  /* the answering node's commit and applied raft */
     uint64_t applied; /* indexes (krappyd's addition; 0 from others) */
+    int halted;       /* 1: the answering node's store failed to apply the
+                         raft log; it applies nothing more until restarted
+                         (krappyd's addition) */
     size_t n_nodes;
     krappy_cluster_node nodes[]; /* n_nodes of them */
 } krappy_cluster_info;

@@ -23,6 +23,7 @@ static int max_int(int a, int b)
 typedef struct own {
     int ok;
     uint64_t term, commit, applied;
+    int halted; /* its store failed to apply the raft log */
 } own;
 
 static void ask_node(const cli *x, const char *addr, own *o)
@@ -40,6 +41,7 @@ static void ask_node(const cli *x, const char *addr, own *o)
         o->term = ci->term;
         o->commit = ci->commit;
         o->applied = ci->applied;
+        o->halted = ci->halted;
     }
     krappy_cluster_info_free(ci);
     krappy_client_free(c);
@@ -66,9 +68,9 @@ static void print_json(const krappy_cluster_info *ci, const own *owns)
         json_str("raft", n->raft, true);
         json_str("kafka", n->kafka, true);
         if (owns[i].ok)
-            printf(",\"term\":%llu,\"commit\":%llu,\"applied\":%llu",
+            printf(",\"term\":%llu,\"commit\":%llu,\"applied\":%llu,\"halted\":%s",
                    (unsigned long long)owns[i].term, (unsigned long long)owns[i].commit,
-                   (unsigned long long)owns[i].applied);
+                   (unsigned long long)owns[i].applied, owns[i].halted ? "true" : "false");
         if (n->has_lag)
             printf(",\"match\":%llu,\"lag\":%llu", (unsigned long long)n->match,
                    (unsigned long long)n->lag);
@@ -105,6 +107,12 @@ static void print_table(const krappy_cluster_info *ci, const own *owns)
         printf("%-4llu  %-11s  %-*s  %-*s  %8s  %8s  %6s\n", (unsigned long long)n->id, n->role, wa,
                n->addr[0] ? n->addr : "?", wr, n->raft[0] ? n->raft : "-", commit, applied, lag);
     }
+    for (size_t i = 0; i < ci->n_nodes; i++)
+        if (owns[i].ok && owns[i].halted)
+            printf("node %llu is halted: its store failed to apply the raft log (its log says what "
+                   "and why); it applies nothing more until restarted - mend its disk, then "
+                   "restart it\n",
+                   (unsigned long long)ci->nodes[i].id);
 }
 
 /* The picture: from the leader when one is found (it knows the lags), else

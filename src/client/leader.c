@@ -62,6 +62,8 @@ static krappy_err read_info(krappy_client *c, const kr_reply *r, krappy_cluster_
     ci->leader = leader.kind == KR_CBOR_UINT ? leader.u : 0;
     ci->commit = uint_of(&r->map, "commit", NULL);
     ci->applied = uint_of(&r->map, "applied", NULL);
+    kr_cbor_item halted;
+    ci->halted = kr_cbor_map_find(&r->map, "halted", &halted) == 1 && halted.kind == KR_CBOR_TRUE;
     kr_cbor_iter_init(&it, &nodes);
     while (kr_cbor_iter_next(&it, &n) == 1) {
         krappy_cluster_node *k = &ci->nodes[ci->n_nodes];

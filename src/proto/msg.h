@@ -321,11 +321,14 @@ void kr_enc_ok_topic(kr_buf *b, kr_cid cid, const kr_str *topic); /* DELETE_TOPI
 void kr_enc_ok_cursor(kr_buf *b, kr_cid cid, uint64_t cursor);    /* GROUP_SEEK */
 
 /* CLUSTER's OK (PROTOCOL.md section 8): {cid?, cluster, node, term, leader
- * (null when 0), nodes, commit, applied} - `commit` and `applied` are
- * krappyd's additions - then one kr_enc_cluster_node per node. */
+ * (null when 0), nodes, commit, applied, halted?} - `commit`, `applied` and
+ * `halted` (true, and only there when the answering node's store failed
+ * to apply the raft log) are krappyd's additions - then one
+ * kr_enc_cluster_node per node. */
 typedef struct kr_cluster_head {
     const char *cluster;
     uint64_t node, term, leader, commit, applied;
+    bool halted;
 } kr_cluster_head;
 void kr_enc_ok_cluster_begin(kr_buf *b, kr_cid cid, const kr_cluster_head *h, size_t n_nodes);
 

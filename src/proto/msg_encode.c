@@ -344,7 +344,7 @@ void kr_enc_cluster(kr_buf *b, kr_cid cid, uint64_t id, const char *raft)
 
 void kr_enc_ok_cluster_begin(kr_buf *b, kr_cid cid, const kr_cluster_head *h, size_t n_nodes)
 {
-    map_open(b, cid, 7);
+    map_open(b, cid, 7 + h->halted);
     PUT_KEY(b, "cluster");
     kr_cbor_put_cstr(b, h->cluster);
     PUT_KEY(b, "node");
@@ -360,6 +360,10 @@ void kr_enc_ok_cluster_begin(kr_buf *b, kr_cid cid, const kr_cluster_head *h, si
     kr_cbor_put_uint(b, h->commit);
     PUT_KEY(b, "applied");
     kr_cbor_put_uint(b, h->applied);
+    if (h->halted) {
+        PUT_KEY(b, "halted");
+        kr_cbor_put_bool(b, true);
+    }
     PUT_KEY(b, "nodes");
     kr_cbor_put_array(b, n_nodes);
 }

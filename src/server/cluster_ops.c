@@ -223,7 +223,7 @@ static void encode_picture(kr_conn *c, kr_cid cid)
     kr_server *srv = c->srv;
     kr_buf_reset(&c->enc);
     if (srv->cluster == NULL) {
-        kr_cluster_head h = {srv->cluster_id, 1, 0, 1, 0, 0};
+        kr_cluster_head h = {srv->cluster_id, 1, 0, 1, 0, 0, false};
         kr_enc_ok_cluster_begin(&c->enc, cid, &h, 1);
         kr_cluster_node_out n = {.id = 1, .addr = srv->advertise, .role = "leader"};
         kr_enc_cluster_node(&c->enc, &n);
@@ -235,7 +235,13 @@ static void encode_picture(kr_conn *c, kr_cid cid)
         return;
     }
     kr_cluster_status_get(srv->cluster, st);
-    kr_cluster_head h = {st->cluster_id, st->node, st->term, st->leader, st->commit, st->applied};
+    kr_cluster_head h = {st->cluster_id,
+                         st->node,
+                         st->term,
+                         st->leader,
+                         st->commit,
+                         st->applied,
+                         kr_cluster_halted(srv->cluster)};
     kr_enc_ok_cluster_begin(&c->enc, cid, &h, st->n_members);
     for (unsigned i = 0; i < st->n_members; i++) {
         const kr_cluster_member *m = &st->members[i];
