@@ -870,6 +870,16 @@ static void test_kafka(void **state)
     assert_int_equal(e2e_cluster_stop(&c), 0);
 }
 
+/* Whether the fault shim is there (KRAPPY_SHIM, KRAPPY_POWERCUT); if not,
+ * says that the test of `what` is skipped. */
+static bool shim_or_skip(const char *what)
+{
+    if (e2e_have_shim())
+        return true;
+    printf("e2e_cluster: no shim (KRAPPY_SHIM, KRAPPY_POWERCUT); the %s test is skipped\n", what);
+    return false;
+}
+
 /* ---- every node power-cut at once ---- */
 
 /*
@@ -921,11 +931,8 @@ static void *cut_producer(void *arg)
 static void test_powercut_all(void **state)
 {
     (void)state;
-    if (!e2e_have_shim()) {
-        printf("e2e_cluster: no shim (KRAPPY_SHIM, KRAPPY_POWERCUT); the power cut test "
-               "skipped\n");
+    if (!shim_or_skip("power cut"))
         return;
-    }
     e2e_cluster c;
     const char *extra[] = {"--checkpoint-interval", "1h", "--raft-snapshot-every", "1024", NULL};
     assert_int_equal(e2e_cluster_start(&c, 3, false, extra), 0);
@@ -1986,11 +1993,8 @@ static bool logged_within(const e2e_server *s, const char *text)
 static void test_catchup_write_fails(void **state)
 {
     (void)state;
-    if (!e2e_have_shim()) {
-        printf("e2e_cluster: no shim (KRAPPY_SHIM, KRAPPY_POWERCUT); the failed catch-up test "
-               "is skipped\n");
+    if (!shim_or_skip("failed catch-up"))
         return;
-    }
     e2e_cluster c;
     const char *set[] = {"segment_bytes=64K"};
     start_snapshotting(&c, set, 1);
@@ -2047,11 +2051,8 @@ static void test_catchup_write_fails(void **state)
  */
 static void disk_fails_under_load(bool leader)
 {
-    if (!e2e_have_shim()) {
-        printf("e2e_cluster: no shim (KRAPPY_SHIM, KRAPPY_POWERCUT); the failed disk test is "
-               "skipped\n");
+    if (!shim_or_skip("failed disk"))
         return;
-    }
     e2e_cluster c;
     assert_int_equal(e2e_cluster_start(&c, 3, false, NULL), 0);
     assert_true(e2e_cluster_leader(&c, 10000) >= 0);
