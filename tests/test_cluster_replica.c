@@ -19,6 +19,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -325,6 +326,26 @@ static void test_kafka_offsets(void **state)
 static void snapshot_into(env *e, kr_buf *out)
 {
     assert_int_equal(kr_test_replica_snapshot(e->rp, e->base, EVLOOP_NONBLOCK, out), 0);
+}
+
+/* A halted replica never stores what a snapshot would cover: the raft
+ * thread's kr_replica_snapshot fails at once, not after its whole wait
+ * (kr_test_snap_thread waits up to 5 s), tried again and again. */
+static void test_halted_snapshot_fails_at_once(void **state)
+{
+    env *e = *state;
+    push_register(e, 1, "shop-1", 1);
+    assert_int_equal(result_of(e, 1).err, KRAPPY_OK);
+    kr_replica_halt(e->rp);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    kr_buf snap;
+    assert_int_equal(kr_test_replica_snapshot(e->rp, e->base, EVLOOP_NONBLOCK, &snap), -1);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    kr_buf_free(&snap);
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    if (ms >= 2500)
+        fail_msg("a halted replica's snapshot failed after %ld ms, not at once", ms);
 }
 
 static void test_snapshot(void **state)
@@ -637,6 +658,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_replay_skips_what_is_held, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_halted_snapshot_fails_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_groups, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kafka_offsets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_topics, setup, teardown),

@@ -205,7 +205,7 @@ void kr_replica_halt_because(kr_replica *rp, const char *what, uint64_t index, u
 {
     if (rp->halted)
         return;
-    rp->halted = true;
+    kr_replica_mark_halted(rp);
     kr_log(KR_LOG_ERROR, what, KR_LOG_U64("index", index), KR_LOG_U64("sub", sub),
            KR_LOG_STR("reason", why));
     answer_waiters_unknown(rp, "it stopped applying the raft log");
@@ -279,11 +279,20 @@ int kr_replica_push(kr_replica *rp, uint64_t index, const void *data, size_t len
     return 0;
 }
 
+void kr_replica_mark_halted(kr_replica *rp)
+{
+    rp->halted = true;
+    pthread_mutex_lock(&rp->mu);
+    rp->halted_shared = true;
+    pthread_cond_broadcast(&rp->cond); /* a snapshot waiting gives up */
+    pthread_mutex_unlock(&rp->mu);
+}
+
 void kr_replica_halt(kr_replica *rp)
 {
     if (rp == NULL)
         return;
-    rp->halted = true;
+    kr_replica_mark_halted(rp);
     kr_catchup_stop(rp->catching);
     rp->catching = NULL;
 }

@@ -138,7 +138,8 @@ int kr_replica_push(kr_replica *rp, uint64_t index, const void *data, size_t len
  * [[group, cursor]...]; settings: the topic's own, a TOPIC_CONFIG map), as
  * of the last store command pushed, once the store holds it and every
  * topic's stream is synced that far (asks for the syncs; waits up to ms).
- * @return 0, or -1 (not ready in time: snapshot later).
+ * @return 0, or -1 (not ready in time: snapshot later; at once when the
+ * replica halted, which is never ready).
  * kr_replica_restore - a snapshot's store part (as kr_replica_snapshot
  * made it, copied) was restored: before any command after it applies,
  * every topic must reach its `next`; what this node lacks is fetched from

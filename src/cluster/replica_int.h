@@ -71,7 +71,8 @@ struct kr_replica {
     uint64_t stored_shared;  /* highest index below which all completed */
     bool snap_asked;         /* the raft thread waits for the store's part */
     bool snap_ready;
-    kr_buf snap; /* [index, [topic...]] as of `pushed` (put_topic) */
+    bool halted_shared; /* halted: no snapshot will ever be ready */
+    kr_buf snap;        /* [index, [topic...]] as of `pushed` (put_topic) */
 
     /* The loop's. */
     item *wait_head, *wait_tail; /* taken from the raft thread, not yet applied */
@@ -93,6 +94,11 @@ struct kr_replica {
  * the replica. A sub-command's result goes to its BATCH, which completes
  * with its last. */
 void kr_replica_complete(item *it, const kr_store_result *res);
+
+/* Apply nothing more, and tell the raft thread: a halted replica never
+ * stores what a snapshot would cover, so kr_replica_snapshot fails at once
+ * instead of holding the raft thread for its wait every time it is tried. */
+void kr_replica_mark_halted(kr_replica *rp);
 
 /* This node could not do what every other node did (a disk, memory):
  * applying more would shift its offsets, so the replica stops applying

@@ -509,13 +509,14 @@ int kr_replica_snapshot(kr_replica *rp, unsigned ms, kr_buf *out)
     pthread_mutex_lock(&rp->mu);
     rp->snap_asked = true;
     rp->snap_ready = false;
-    while (!rp->snap_ready && waited < ms) {
+    while (!rp->snap_ready && !rp->halted_shared && waited < ms) {
         unsigned slice = ms - waited < SNAPSHOT_POLL_MS ? ms - waited : SNAPSHOT_POLL_MS;
         struct timespec until = ms_from_now(slice);
         pthread_mutex_unlock(&rp->mu);
         event_active(rp->ev, EV_READ, 0);
         pthread_mutex_lock(&rp->mu);
-        while (!rp->snap_ready && pthread_cond_timedwait(&rp->cond, &rp->mu, &until) != ETIMEDOUT)
+        while (!rp->snap_ready && !rp->halted_shared &&
+               pthread_cond_timedwait(&rp->cond, &rp->mu, &until) != ETIMEDOUT)
             ;
         waited += slice;
     }
