@@ -2126,6 +2126,14 @@ static void disk_fails_under_load(bool leader)
     snprintf(said, sizeof said, "node %d is halted", bad + 1);
     if (strstr(body, said) == NULL)
         fail_msg("`krappy cluster` does not say that node %d is halted:\n%s", bad + 1, body);
+    /* What it applied is where its store stopped, behind what it knows
+     * committed (the producer went on a second after the halt). */
+    krappy_cluster_info *ci = picture(&c, (unsigned)bad);
+    assert_true(ci->halted);
+    if (ci->applied >= ci->commit)
+        fail_msg("halted node %d says it applied %llu of %llu committed", bad + 1,
+                 (unsigned long long)ci->applied, (unsigned long long)ci->commit);
+    krappy_cluster_info_free(ci);
     assert_int_equal(e2e_shim_faults(&c.node[bad], ""), 0);
     e2e_kill9(&c.node[bad]);
     assert_int_equal(e2e_cluster_restart(&c, (unsigned)bad, NULL), 0);

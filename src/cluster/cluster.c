@@ -670,6 +670,10 @@ void kr_cluster_status_get(kr_cluster *c, kr_cluster_status *out)
                  "raft halted on this node (a command could not be applied): restart it");
     else if (kr_cluster_halted(c))
         snprintf(out->why, sizeof out->why, "%s", KR_REPLICA_HALTED_WHY);
+    /* Halted, raft goes on handing entries over that the store drops:
+     * what this node applied is where its store stopped. */
+    if (kr_cluster_halted(c) && kr_replica_stored(c->replica) < out->applied)
+        out->applied = kr_replica_stored(c->replica);
     if (n == NULL || s.n_members == 0) {
         /* Not in a configuration yet: itself, joining. */
         kr_cluster_member *m = &out->members[0];
