@@ -231,8 +231,6 @@ static void update_metrics(kr_cluster *c, const kr_node_status *s)
  * again should this node be elected once more). */
 static void hand_over_halted(kr_cluster *c)
 {
-    if (c->handing_over)
-        return;
     if (!c->halt_handover_logged)
         kr_log(KR_LOG_WARN, "this node leads but its store stopped applying the raft log: "
                             "handing the lead to another node");
@@ -665,14 +663,15 @@ void kr_cluster_status_get(kr_cluster *c, kr_cluster_status *out)
     out->last_index = s.last_index;
     out->leader_changes = c->leader_changes;
     out->running = n != NULL && !s.halted;
+    bool store_halted = kr_cluster_halted(c);
     if (s.halted)
         snprintf(out->why, sizeof out->why,
                  "raft halted on this node (a command could not be applied): restart it");
-    else if (kr_cluster_halted(c))
+    else if (store_halted)
         snprintf(out->why, sizeof out->why, "%s", KR_REPLICA_HALTED_WHY);
     /* Halted, raft goes on handing entries over that the store drops:
      * what this node applied is where its store stopped. */
-    if (kr_cluster_halted(c) && kr_replica_stored(c->replica) < out->applied)
+    if (store_halted && kr_replica_stored(c->replica) < out->applied)
         out->applied = kr_replica_stored(c->replica);
     if (n == NULL || s.n_members == 0) {
         /* Not in a configuration yet: itself, joining. */
