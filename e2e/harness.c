@@ -399,6 +399,15 @@ int e2e_wait_exit(e2e_server *s, int timeout_ms)
     return rc;
 }
 
+int e2e_exited(e2e_server *s)
+{
+    int status = 0;
+    if (s->pid <= 0 || waitpid(s->pid, &status, WNOHANG) != s->pid)
+        return -1;
+    s->pid = 0;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
 static int stop(e2e_server *s, int timeout_ms, bool keep);
 
 int e2e_stop(e2e_server *s, int timeout_ms)

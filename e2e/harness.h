@@ -75,6 +75,11 @@ int e2e_stop_keep(e2e_server *s, int timeout_ms);
  * 0, the directory stays. @return as e2e_stop. */
 int e2e_wait_exit(e2e_server *s, int timeout_ms);
 
+/* Has the server exited by itself? Reaps it (pid becomes 0, the directory
+ * stays). @return its exit status (128 + the signal when one ended it), or
+ * -1 while it runs. */
+int e2e_exited(e2e_server *s);
+
 /* Resident set size of the server (of any process) in KiB, or -1. */
 long e2e_rss_kib(const e2e_server *s);
 long e2e_pid_rss_kib(pid_t pid);

@@ -238,6 +238,8 @@ static void test_errors_name_the_culprit(void **state)
         {"--data", "", "must not be empty"},
         {"--raft-snapshot-every", "8", "out of range"},
         {"--raft-snapshot-every", "1024", "--raft-snapshot-every needs --raft-listen"},
+        {"--raft-segment-bytes", "64K", "out of range"},
+        {"--raft-segment-bytes", "8M", "--raft-segment-bytes needs --raft-listen"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         kr_config c;
@@ -253,9 +255,10 @@ static void test_errors_name_the_culprit(void **state)
     kr_config c;
     char err[256];
     assert_int_equal(parse(&c, err, sizeof err, "--raft-listen", "127.0.0.1:7072", "--node-id", "1",
-                           "--raft-snapshot-every", "1024", NULL),
+                           "--raft-snapshot-every", "1024", "--raft-segment-bytes", "8M", NULL),
                      KR_CONFIG_RUN);
     assert_int_equal(c.raft_snapshot_every, 1024);
+    assert_int_equal(c.raft_segment_bytes, 8u << 20);
     kr_config_free(&c);
     assert_int_equal(parse(&c, err, sizeof err, "--nope", NULL), KR_CONFIG_ERROR);
     assert_non_null(strstr(err, "unknown option '--nope'"));

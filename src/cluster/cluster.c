@@ -388,6 +388,7 @@ static int take_opts(kr_cluster *c, const kr_cluster_opts *o, char *err, size_t 
     c->election_ms = o->election_ms;
     c->heartbeat_ms = o->heartbeat_ms;
     c->snapshot_every = o->snapshot_every;
+    c->segment_bytes = o->segment_bytes;
     c->failed = o->failed;
     c->failed_arg = o->failed_arg;
     c->data_dir = strdup(o->data_dir);

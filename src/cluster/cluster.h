@@ -72,6 +72,7 @@ typedef struct kr_cluster_opts {
     unsigned election_ms;    /* 0: KR_NODE_ELECTION_MS */
     unsigned heartbeat_ms;   /* 0: KR_NODE_HEARTBEAT_MS */
     unsigned snapshot_every; /* raft entries between snapshots; 0: KR_NODE_SNAPSHOT_EVERY */
+    uint64_t segment_bytes;  /* raft log segment size; 0: KR_NODE_SEGMENT_BYTES */
     /* Called on the loop when the node cannot start after all (raft
      * refused its directory or port): krappyd stops. */
     void (*failed)(void *arg, const char *why);

@@ -117,6 +117,7 @@ static int start_raft(kr_cluster *c, bool bootstrap, char *err, size_t errlen)
                       .election_ms = c->election_ms,
                       .heartbeat_ms = c->heartbeat_ms,
                       .snapshot_threshold = c->snapshot_every,
+                      .segment_bytes = c->segment_bytes,
                       .info = c->info,
                       .info_len = c->info_len,
                       .probe = kr_cluster_answer_probe,

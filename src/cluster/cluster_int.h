@@ -65,6 +65,7 @@ struct kr_cluster {
     kr_metrics *metrics;
     kr_replica *replica; /* NULL: metadata only */
     unsigned election_ms, heartbeat_ms, snapshot_every;
+    uint64_t segment_bytes;
     void (*failed)(void *arg, const char *why);
     void *failed_arg;
     uint8_t info[KR_TRANSPORT_INFO_MAX]; /* this node's handshake info */

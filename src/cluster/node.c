@@ -8,6 +8,7 @@
 #include "cluster/node.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,16 +45,16 @@
  */
 #define RAFT_BLOCK_BYTES (16u * 1024)
 /*
- * The size libraft prepares each log segment at (its default: 8 MiB). When
- * one fills, libraft closes its writer on the raft thread, and that close
- * ends with io_destroy(2), which waits for the kernel to retire the AIO
- * context: two RCU grace periods, 25-50 ms here, during which the raft
- * thread does nothing - and every node crosses into the next segment at the
- * same entry, so writes stop for that long cluster-wide. A bigger segment
- * makes it 4x rarer (once per 32 MiB of log); the price is the disk
- * libraft reserves ahead: the open segment and two prepared ones.
+ * KR_NODE_SEGMENT_BYTES, the size libraft prepares each log segment at (its
+ * default: 8 MiB). When one fills, libraft closes its writer on the raft
+ * thread, and that close ends with io_destroy(2), which waits for the
+ * kernel to retire the AIO context: two RCU grace periods, 25-50 ms here,
+ * during which the raft thread does nothing - and every node crosses into
+ * the next segment at the same entry, so writes stop for that long
+ * cluster-wide. A bigger segment makes it 4x rarer (once per 32 MiB of
+ * log); the price is the disk libraft reserves ahead: the open segment and
+ * two prepared ones. Sizes are rounded down to a whole block.
  */
-#define RAFT_SEGMENT_BYTES (32u << 20)
 /*
  * What the raft thread's malloc arena is grown to before libraft starts
  * (reserve_heap), in blocks glibc serves from the arena rather than mmap
@@ -111,6 +112,8 @@ struct kr_node {
     uv_timer_t disk; /* reads the free space of dir's filesystem */
     struct raft_uv_transport transport;
     struct raft_io io;
+    int (*uv_append)(struct raft_io *, struct raft_io_append *, const struct raft_entry[],
+                     unsigned, raft_io_append_cb); /* raft_uv's, which append_checked calls */
     struct raft raft;
     kr_fsm fsm;
     bool draining;               /* stopping: waiting for log writes in flight */
@@ -381,6 +384,63 @@ static uint64_t free_space(const char *dir)
     return (uint64_t)v.f_bavail * v.f_frsize;
 }
 
+/* ---- log writes that fail: fail-stop (node.h's disk-failure note) ---- */
+
+/* A log write on its way through raft_uv: the request raft_uv completes,
+ * and raft's own, completed after it. */
+typedef struct checked_append {
+    struct raft_io_append req;
+    struct raft_io_append *raft_req;
+    raft_io_append_cb raft_cb;
+    kr_node *n;
+} checked_append;
+
+/* The log could not be written: say why and what to do, then exit at once,
+ * before libraft sees the failure. Stopping the node is no way out: closing
+ * a leader with writes in flight crashes libraft as surely. */
+static void log_write_failed(kr_node *n, int status)
+{
+    char why[MSG_MAX + 64];
+    snprintf(why, sizeof why, "%s%s%s", raft_strerror(status), n->io.errmsg[0] ? ": " : "",
+             n->io.errmsg);
+    kr_log(KR_LOG_ERROR,
+           "the raft log cannot be written: this node stops now (its peers go on without "
+           "it); mend the disk or free space under its directory, then start it again and "
+           "it catches up",
+           KR_LOG_U64("node", n->id), KR_LOG_STR("dir", n->dir), KR_LOG_STR("reason", why));
+    _exit(1);
+}
+
+static void append_checked_done(struct raft_io_append *req, int status)
+{
+    checked_append *a = req->data;
+    struct raft_io_append *raft_req = a->raft_req;
+    raft_io_append_cb cb = a->raft_cb;
+    /* Cancelled: raft_close ends writes that had not started. */
+    if (status != 0 && status != RAFT_CANCELED && !a->n->closing)
+        log_write_failed(a->n, status);
+    free(a);
+    cb(raft_req, status);
+}
+
+/* raft_io's append: raft_uv's, its outcome seen first by append_checked_done. */
+static int append_checked(struct raft_io *io, struct raft_io_append *req,
+                          const struct raft_entry entries[], unsigned n_entries,
+                          raft_io_append_cb cb)
+{
+    kr_node *n = (kr_node *)((char *)io - offsetof(kr_node, io));
+    checked_append *a = malloc(sizeof *a);
+    if (a == NULL)
+        return RAFT_NOMEM;
+    *a = (checked_append){.req.data = a, .raft_req = req, .raft_cb = cb, .n = n};
+    int rv = n->uv_append(io, &a->req, entries, n_entries, append_checked_done);
+    if (rv != 0)
+        free(a);
+    if (rv == RAFT_IOERR || rv == RAFT_NOSPACE)
+        log_write_failed(n, rv);
+    return rv;
+}
+
 static void on_disk(uv_timer_t *t)
 {
     kr_node *n = t->data;
@@ -592,7 +652,10 @@ static int open_raft(kr_node *n, char *err, size_t errlen)
     }
     n->have_io = true;
     raft_uv_set_connect_retry_delay(&n->io, n->o.connect_retry_ms);
-    raft_uv_set_segment_size(&n->io, RAFT_SEGMENT_BYTES);
+    raft_uv_set_segment_size(&n->io, (size_t)n->o.segment_bytes);
+    /* Every log write passes append_checked (the disk-failure note). */
+    n->uv_append = n->io.append;
+    n->io.append = append_checked;
     /* libraft compresses each snapshot with LZ4 on libuv's pool by default:
      * a compression context and a buffer of over 1 MiB mapped and unmapped
      * per snapshot (the pool thread's arena made on its first), for a
@@ -806,8 +869,15 @@ static int take_opts(kr_node *n, const kr_node_opts *o, char *err, size_t errlen
         n->o.connect_retry_ms = KR_NODE_CONNECT_RETRY_MS;
     if (n->o.max_pending == 0)
         n->o.max_pending = KR_NODE_MAX_PENDING;
+    if (n->o.segment_bytes == 0)
+        n->o.segment_bytes = KR_NODE_SEGMENT_BYTES;
+    n->o.segment_bytes -= n->o.segment_bytes % RAFT_BLOCK_BYTES;
+    if (n->o.segment_bytes < RAFT_BLOCK_BYTES)
+        n->o.segment_bytes = RAFT_BLOCK_BYTES;
+    /* Room for the two segments libraft prepares ahead, at least. */
     if (n->o.min_free == 0)
-        n->o.min_free = KR_NODE_MIN_FREE;
+        n->o.min_free = 2 * n->o.segment_bytes > KR_NODE_MIN_FREE ? 2 * n->o.segment_bytes
+                                                                  : KR_NODE_MIN_FREE;
     return 0;
 nomem:
     snprintf(err, errlen, "out of memory");

@@ -61,19 +61,26 @@
  * - A failing FSM apply halts a follower for good (status.halted) and
  *   stalls the leader until the next commit (fsm.h).
  * - A full disk under the leader's raft log crashes libraft 0.15: the
- *   failed write (RAFT_NOSPACE, while preparing its next 8 MiB segment) drops
+ *   failed write (RAFT_NOSPACE, while preparing its next segment) drops
  *   the entry from the leader's log although followers stored it; the next
  *   heartbeat finds it "missing" and sends a snapshot, and with none on disk
  *   the snapshot callback dereferences garbage (SIGSEGV in replication.c).
- *   Seen on a 24 MiB tmpfs. So kr_node_submit refuses commands
- *   (KR_NODE_NO_SPACE: nothing appended) while the raft directory's
- *   filesystem has less than min_free bytes left beyond what is already in
- *   flight; the free space is read every 100 ms. A follower whose disk is
- *   full survives: it stops acknowledging and applying (its commit stays),
- *   the others go on. A write that fails later anyway completes with
- *   KR_NODE_IO_ERROR (outcome unknown: followers may have stored it); one
- *   refused when submitted with KR_NODE_FAILED (nothing appended; pinned
- *   with the fixture, which fails I/O that way).
+ *   Seen on a 24 MiB tmpfs; with writes of several appends in flight the
+ *   failed one's release of entries a later one still holds crashes it at
+ *   once (SIGSEGV in the log's reference counts). So kr_node_submit refuses
+ *   commands (KR_NODE_NO_SPACE: nothing appended) while the raft
+ *   directory's filesystem has less than min_free bytes left beyond what is
+ *   already in flight; the free space is read every 100 ms.
+ * - A log write that fails anyway (the disk filled between two readings,
+ *   EIO, a quota) ends the process: node.c sees the failure before libraft
+ *   does, logs why and exits with status 1 (fail-stop, like a kill -9 the
+ *   cluster is built to survive). Handed to libraft, it would crash a
+ *   leader (above), and a follower would stay up holding no more of the
+ *   log - libraft 0.15's disk I/O refuses everything after a failure until
+ *   a restart - while saying it is caught up. Restarted once the disk is
+ *   mended, the node catches up. A write refused when submitted completes
+ *   with KR_NODE_FAILED (nothing appended; pinned with the fixture, which
+ *   fails I/O that way).
  * - Closing a leader with log writes in flight crashes libraft 0.15: the
  *   cancelled write's callback releases entries raft_close already dropped
  *   (SIGSEGV in the log's reference counts; one stop in three under load
@@ -129,6 +136,7 @@
 #define KR_NODE_CONNECT_RETRY_MS 250
 #define KR_NODE_MAX_PENDING      (256u << 20) /* bytes submitted and not completed */
 #define KR_NODE_MIN_FREE         (64u << 20)  /* disk kept free under the raft log */
+#define KR_NODE_SEGMENT_BYTES    (32u << 20)  /* raft log segment files (node.c) */
 
 typedef struct kr_node kr_node;
 
@@ -200,7 +208,8 @@ typedef struct kr_node_opts {
     unsigned connect_ms;         /* 0: KR_TRANSPORT_CONNECT_MS */
     unsigned handshake_ms;       /* 0: KR_TRANSPORT_HANDSHAKE_MS */
     size_t max_pending;          /* 0: KR_NODE_MAX_PENDING */
-    uint64_t min_free;           /* 0: KR_NODE_MIN_FREE (see the disk-full note) */
+    uint64_t segment_bytes;      /* 0: KR_NODE_SEGMENT_BYTES (node.c explains it) */
+    uint64_t min_free;           /* 0: two segments, at least KR_NODE_MIN_FREE (disk-full note) */
     /* What the raft port says besides raft (transport.h), run on the raft
      * thread: this node's info in every handshake (copied), the answer to
      * probes, and the infos of peers as they connect. NULL/0: none. */

@@ -147,6 +147,7 @@ int kr_server_cluster_start(kr_server *srv)
                          .base = srv->base,
                          .metrics = srv->metrics,
                          .snapshot_every = cfg->raft_snapshot_every,
+                         .segment_bytes = cfg->raft_segment_bytes,
                          .failed = cluster_failed,
                          .failed_arg = srv};
     if (kr_cluster_start(&o, &srv->cluster, err, sizeof err) < 0) {

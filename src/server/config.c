@@ -180,6 +180,11 @@ static const opt_spec specs[] = {
      "raft entries between snapshots (64 MiB of entries take one sooner); each stalls "
      "replication for a moment, and the log since the last one is held in memory",
      F(raft_snapshot_every), 16, 1000000},
+    {"raft-segment-bytes", "KRAPPY_RAFT_SEGMENT_BYTES", OPT_SIZE64, "BYTES", "32M",
+     "size of each raft log segment file; libraft keeps two prepared ahead of the one it "
+     "writes (the disk they reserve), and writes are refused while the disk has less than "
+     "two segments (at least 64 MiB) free",
+     F(raft_segment_bytes), 1024 * 1024, 1024 * 1024 * 1024},
 };
 
 #define N_SPECS (sizeof specs / sizeof specs[0])
@@ -462,11 +467,13 @@ static int check_cluster(kr_config *cfg, char *err, size_t errlen)
         }
     }
     if (cfg->raft_listen == NULL) {
-        if (cfg->peers != NULL || cfg->node_id_text != NULL || cfg->raft_snapshot_every != 0) {
+        if (cfg->peers != NULL || cfg->node_id_text != NULL || cfg->raft_snapshot_every != 0 ||
+            cfg->raft_segment_bytes != 0) {
             snprintf(err, errlen, "--%s needs --raft-listen (a cluster member's raft address)",
-                     cfg->peers != NULL          ? "peers"
-                     : cfg->node_id_text != NULL ? "node-id"
-                                                 : "raft-snapshot-every");
+                     cfg->peers != NULL            ? "peers"
+                     : cfg->node_id_text != NULL   ? "node-id"
+                     : cfg->raft_snapshot_every != 0 ? "raft-snapshot-every"
+                                                     : "raft-segment-bytes");
             return -1;
         }
         return 0;

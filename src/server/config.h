@@ -72,6 +72,7 @@ typedef struct kr_config {
     char *peers;                  /* "1=HOST:PORT,..." or NULL */
     char *advertise;              /* NULL: from --listen, once bound */
     uint32_t raft_snapshot_every; /* raft entries between snapshots; 0: the default */
+    uint64_t raft_segment_bytes;  /* raft log segment size; 0: the default */
     /* defaults of the topic settings (PROTOCOL.md section 9) and compaction */
     uint32_t cleanup; /* KR_CLEANUP_* bits */
     uint64_t delete_retention_ms;
