@@ -17,6 +17,12 @@
 #include "cluster/cmd.h"
 #include "util/log.h"
 
+/* What a node whose raft stopped (RAFT_UNAVAILABLE while running) says. A
+ * failed write of the log, term or vote ends the process instead (node.h). */
+#define RAFT_HALTED_WHY                                                                    \
+    "raft halted on this node (a command or snapshot could not be applied; its log says " \
+    "why): restart this node"
+
 /* ---- the loop's side ---- */
 
 static kr_node *node_of(kr_cluster *c)
@@ -593,6 +599,22 @@ bool kr_cluster_halted(kr_cluster *c)
     return c != NULL && c->replica != NULL && kr_replica_halted(c->replica);
 }
 
+bool kr_cluster_needs_restart(kr_cluster *c, char *why, size_t whylen)
+{
+    if (kr_cluster_halted(c)) {
+        snprintf(why, whylen, "%s", KR_REPLICA_HALTED_WHY);
+        return true;
+    }
+    kr_node *n = c != NULL ? node_of(c) : NULL;
+    if (n == NULL)
+        return false;
+    kr_node_status s;
+    kr_node_get_status(n, &s);
+    if (s.halted)
+        snprintf(why, whylen, "%s", RAFT_HALTED_WHY);
+    return s.halted;
+}
+
 bool kr_cluster_is_leader(kr_cluster *c)
 {
     if (c == NULL || kr_cluster_halted(c))
@@ -666,8 +688,7 @@ void kr_cluster_status_get(kr_cluster *c, kr_cluster_status *out)
     out->running = n != NULL && !s.halted;
     bool store_halted = kr_cluster_halted(c);
     if (s.halted)
-        snprintf(out->why, sizeof out->why,
-                 "raft halted on this node (a command could not be applied): restart it");
+        snprintf(out->why, sizeof out->why, "%s", RAFT_HALTED_WHY);
     else if (store_halted)
         snprintf(out->why, sizeof out->why, "%s", KR_REPLICA_HALTED_WHY);
     /* Halted, raft goes on handing entries over that the store drops:

@@ -157,6 +157,11 @@ void kr_cluster_stop(kr_cluster *c);
  * leader while it still leads, and hands the lead over. Loop thread. */
 bool kr_cluster_halted(kr_cluster *c);
 
+/* Only a restart mends this node: its store halted (kr_cluster_halted), or
+ * raft did (a command or snapshot it could not apply). Fills why with what
+ * to tell an operator. Loop thread; NULL ok (false). */
+bool kr_cluster_needs_restart(kr_cluster *c, char *why, size_t whylen);
+
 /* This node leads (raft runs, and it won the last election it knows of),
  * and is not halted (kr_cluster_halted: it only hands the lead over).
  * NULL (a cluster stopped, as the store's last checkpoint runs) leads

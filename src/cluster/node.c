@@ -112,8 +112,11 @@ struct kr_node {
     uv_timer_t disk; /* reads the free space of dir's filesystem */
     struct raft_uv_transport transport;
     struct raft_io io;
+    /* raft_uv's writes, which the *_checked wrappers call (disk-failure note) */
     int (*uv_append)(struct raft_io *, struct raft_io_append *, const struct raft_entry[],
-                     unsigned, raft_io_append_cb); /* raft_uv's, which append_checked calls */
+                     unsigned, raft_io_append_cb);
+    int (*uv_set_term)(struct raft_io *, raft_term);
+    int (*uv_set_vote)(struct raft_io *, raft_id);
     struct raft raft;
     kr_fsm fsm;
     bool draining;               /* stopping: waiting for log writes in flight */
@@ -395,9 +398,15 @@ typedef struct checked_append {
     kr_node *n;
 } checked_append;
 
-/* The log could not be written: say why and what to do, then exit at once,
- * before libraft sees the failure. Stopping the node is no way out: closing
- * a leader with writes in flight crashes libraft as surely. */
+static kr_node *node_of_io(struct raft_io *io)
+{
+    return (kr_node *)((char *)io - offsetof(kr_node, io));
+}
+
+/* The log (or its term and vote) could not be written: say why and what to
+ * do, then exit at once, before libraft sees the failure. Stopping the node
+ * is no way out: closing a leader with writes in flight crashes libraft as
+ * surely. */
 static void log_write_failed(kr_node *n, int status)
 {
     char why[MSG_MAX + 64];
@@ -428,7 +437,7 @@ static int append_checked(struct raft_io *io, struct raft_io_append *req,
                           const struct raft_entry entries[], unsigned n_entries,
                           raft_io_append_cb cb)
 {
-    kr_node *n = (kr_node *)((char *)io - offsetof(kr_node, io));
+    kr_node *n = node_of_io(io);
     checked_append *a = malloc(sizeof *a);
     if (a == NULL)
         return RAFT_NOMEM;
@@ -437,6 +446,27 @@ static int append_checked(struct raft_io *io, struct raft_io_append *req,
     if (rv != 0)
         free(a);
     if (rv == RAFT_IOERR || rv == RAFT_NOSPACE)
+        log_write_failed(n, rv);
+    return rv;
+}
+
+/* raft_io's set_term and set_vote: raft_uv's, written and synced before
+ * they return. A failure left to libraft 0.15 halts raft on this node for
+ * good (RAFT_UNAVAILABLE: no vote, no log) - fail-stop instead. */
+static int set_term_checked(struct raft_io *io, raft_term term)
+{
+    kr_node *n = node_of_io(io);
+    int rv = n->uv_set_term(io, term);
+    if (rv != 0 && !n->closing)
+        log_write_failed(n, rv);
+    return rv;
+}
+
+static int set_vote_checked(struct raft_io *io, raft_id id)
+{
+    kr_node *n = node_of_io(io);
+    int rv = n->uv_set_vote(io, id);
+    if (rv != 0 && !n->closing)
         log_write_failed(n, rv);
     return rv;
 }
@@ -653,9 +683,14 @@ static int open_raft(kr_node *n, char *err, size_t errlen)
     n->have_io = true;
     raft_uv_set_connect_retry_delay(&n->io, n->o.connect_retry_ms);
     raft_uv_set_segment_size(&n->io, (size_t)n->o.segment_bytes);
-    /* Every log write passes append_checked (the disk-failure note). */
+    /* Every write of the log, term and vote passes a *_checked wrapper
+     * (node.h's disk-failure note). */
     n->uv_append = n->io.append;
     n->io.append = append_checked;
+    n->uv_set_term = n->io.set_term;
+    n->io.set_term = set_term_checked;
+    n->uv_set_vote = n->io.set_vote;
+    n->io.set_vote = set_vote_checked;
     /* libraft compresses each snapshot with LZ4 on libuv's pool by default:
      * a compression context and a buffer of over 1 MiB mapped and unmapped
      * per snapshot (the pool thread's arena made on its first), for a

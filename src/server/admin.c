@@ -216,17 +216,18 @@ static void on_favicon(struct evhttp_request *req, void *arg)
 
 /* ---- probes ---- */
 
-/* 200 while the process runs - but for a cluster node whose store failed
- * to apply the raft log (kr_cluster_halted): only a restart mends that, so
- * a liveness probe should see it. */
+/* 200 while the process runs - but for a cluster node whose store or raft
+ * halted (kr_cluster_needs_restart): only a restart mends that, so a
+ * liveness probe should see it. */
 static void on_healthz(struct evhttp_request *req, void *arg)
 {
     kr_admin *a = arg;
     if (!get_only(req))
         return;
-    if (a->srv->cluster != NULL && kr_cluster_halted(a->srv->cluster))
-        reply_text(req, 503, "Service Unavailable", "text/plain",
-                   "halted: " KR_REPLICA_HALTED_WHY "\n");
+    char why[300] = "halted: ";
+    size_t at = strlen(why);
+    if (kr_cluster_needs_restart(a->srv->cluster, why + at, sizeof why - at - 1))
+        reply_text(req, 503, "Service Unavailable", "text/plain", strcat(why, "\n"));
     else
         reply_text(req, 200, "OK", "text/plain", "ok\n");
 }
