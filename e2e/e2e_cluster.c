@@ -2056,24 +2056,36 @@ static void test_catchup_write_fails(void **state)
  * its disk is mended and it is restarted on its directory, it catches up:
  * every event sent on every node exactly once.
  */
+/*
+ * Start a cluster of three (with `extra` flags), restart each node under the
+ * fault shim tracking DATA/`under`, and start an idempotent producer (l,
+ * paced) on thread th: returns once it is under way (its topic made, a
+ * batch acknowledged).
+ */
+static void shimmed_under_load(e2e_cluster *c, const char *const *extra, const char *under,
+                               idem_load *l, pthread_t *th)
+{
+    assert_int_equal(e2e_cluster_start(c, 3, false, extra), 0);
+    assert_true(e2e_cluster_leader(c, 10000) >= 0);
+    for (unsigned i = 0; i < 3; i++) {
+        e2e_kill9(&c->node[i]);
+        assert_int_equal(restart_shimmed_in(c, i, under), 0);
+    }
+    *l = (idem_load){.addrs = c->addrs, .pace_us = 2000};
+    assert_int_equal(pthread_create(th, NULL, idem_producer, l), 0);
+    uint64_t until = e2e_now_ms() + 20000;
+    while (atomic_load(&l->acks) == 0 && e2e_now_ms() < until)
+        usleep(20000);
+}
+
 static void disk_fails_under_load(bool leader)
 {
     if (!shim_or_skip("failed disk"))
         return;
     e2e_cluster c;
-    assert_int_equal(e2e_cluster_start(&c, 3, false, NULL), 0);
-    assert_true(e2e_cluster_leader(&c, 10000) >= 0);
-    for (unsigned i = 0; i < 3; i++) {
-        e2e_kill9(&c.node[i]);
-        assert_int_equal(restart_shimmed(&c, i), 0);
-    }
-    idem_load l = {.addrs = c.addrs, .pace_us = 2000};
+    idem_load l;
     pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, idem_producer, &l), 0);
-    /* The producer under way first (its topic made, batches acknowledged). */
-    uint64_t until = e2e_now_ms() + 20000;
-    while (atomic_load(&l.acks) == 0 && e2e_now_ms() < until)
-        usleep(20000);
+    shimmed_under_load(&c, NULL, "topics", &l, &th);
     usleep(300000);
     int first = settled_leader(&c);
     int bad = leader ? first : (first + 1) % 3;
@@ -2235,19 +2247,10 @@ static void test_raft_log_fails(void **state)
     if (!shim_or_skip("failed raft log"))
         return;
     e2e_cluster c;
-    const char *small[] = {"--raft-segment-bytes", "1M", NULL};
-    assert_int_equal(e2e_cluster_start(&c, 3, false, small), 0);
-    assert_true(e2e_cluster_leader(&c, 10000) >= 0);
-    for (unsigned i = 0; i < 3; i++) {
-        e2e_kill9(&c.node[i]);
-        assert_int_equal(restart_shimmed_in(&c, i, "raft"), 0);
-    }
-    idem_load l = {.addrs = c.addrs, .pace_us = 2000};
+    idem_load l;
     pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, idem_producer, &l), 0);
-    uint64_t until = e2e_now_ms() + 20000;
-    while (atomic_load(&l.acks) == 0 && e2e_now_ms() < until)
-        usleep(20000);
+    const char *small[] = {"--raft-segment-bytes", "1M", NULL};
+    shimmed_under_load(&c, small, "raft", &l, &th);
     static const char *const what[] = {"the leader", "a follower", "a voter"};
     for (int round = 0; round < 3; round++) {
         int leader = settled_leader(&c);
