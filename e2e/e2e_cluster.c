@@ -2275,8 +2275,7 @@ static void test_raft_log_fails(void **state)
         assert_true(now >= 0 && (unsigned)now != bad);
         printf("e2e_cluster: node %u (%s) stopped %llu ms after its raft log became unwritable; "
                "node %d leads\n",
-               bad + 1, what[round],
-               (unsigned long long)(e2e_now_ms() - t0), now + 1);
+               bad + 1, what[round], (unsigned long long)(e2e_now_ms() - t0), now + 1);
         assert_int_equal(e2e_shim_faults(&c.node[bad], ""), 0);
         assert_int_equal(restart_shimmed_in(&c, bad, "raft"), 0);
     }

@@ -19,8 +19,8 @@
 
 /* What a node whose raft stopped (RAFT_UNAVAILABLE while running) says. A
  * failed write of the log, term or vote ends the process instead (node.h). */
-#define RAFT_HALTED_WHY                                                                    \
-    "raft halted on this node (a command or snapshot could not be applied; its log says " \
+#define RAFT_HALTED_WHY                                                                            \
+    "raft halted on this node (a command or snapshot could not be applied; its log says "          \
     "why): restart this node"
 
 /* ---- the loop's side ---- */

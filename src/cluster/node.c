@@ -113,8 +113,8 @@ struct kr_node {
     struct raft_uv_transport transport;
     struct raft_io io;
     /* raft_uv's writes, which the *_checked wrappers call (disk-failure note) */
-    int (*uv_append)(struct raft_io *, struct raft_io_append *, const struct raft_entry[],
-                     unsigned, raft_io_append_cb);
+    int (*uv_append)(struct raft_io *, struct raft_io_append *, const struct raft_entry[], unsigned,
+                     raft_io_append_cb);
     int (*uv_set_term)(struct raft_io *, raft_term);
     int (*uv_set_vote)(struct raft_io *, raft_id);
     struct raft raft;
@@ -911,8 +911,8 @@ static int take_opts(kr_node *n, const kr_node_opts *o, char *err, size_t errlen
         n->o.segment_bytes = RAFT_BLOCK_BYTES;
     /* Room for the two segments libraft prepares ahead, at least. */
     if (n->o.min_free == 0)
-        n->o.min_free = 2 * n->o.segment_bytes > KR_NODE_MIN_FREE ? 2 * n->o.segment_bytes
-                                                                  : KR_NODE_MIN_FREE;
+        n->o.min_free =
+            2 * n->o.segment_bytes > KR_NODE_MIN_FREE ? 2 * n->o.segment_bytes : KR_NODE_MIN_FREE;
     return 0;
 nomem:
     snprintf(err, errlen, "out of memory");

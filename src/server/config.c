@@ -470,8 +470,8 @@ static int check_cluster(kr_config *cfg, char *err, size_t errlen)
         if (cfg->peers != NULL || cfg->node_id_text != NULL || cfg->raft_snapshot_every != 0 ||
             cfg->raft_segment_bytes != 0) {
             snprintf(err, errlen, "--%s needs --raft-listen (a cluster member's raft address)",
-                     cfg->peers != NULL            ? "peers"
-                     : cfg->node_id_text != NULL   ? "node-id"
+                     cfg->peers != NULL              ? "peers"
+                     : cfg->node_id_text != NULL     ? "node-id"
                      : cfg->raft_snapshot_every != 0 ? "raft-snapshot-every"
                                                      : "raft-segment-bytes");
             return -1;
