@@ -2234,12 +2234,14 @@ static int exit_within(e2e_cluster *c, unsigned i)
  * publishes (the fault shim): its next segment file cannot be made
  * (ENOSPC, as on a full disk), on the leader, then on a follower; then a
  * follower's term and vote cannot be written (EIO) when the leader is
- * killed and an election follows. The node stops at once with status 1
- * and says why (libraft 0.15 would crash a leader, leave a follower up
- * holding no more of the log while it says it is caught up, and halt one
- * whose vote failed for good: node.h); the others go on, a new leader
- * taking over. Mended and restarted, the node catches up, and every event
- * the producer sent is on every node exactly once.
+ * killed and an election follows; then a follower killed and left behind
+ * cannot store the snapshot the leader sends it when it is restarted. The
+ * node stops at once with status 1 and says why (libraft 0.15 would crash
+ * a leader, leave a follower up holding no more of the log while it says
+ * it is caught up, halt one whose vote failed for good, and leave one
+ * whose install failed behind for good: node.h); the others go on, a new
+ * leader taking over. Mended and restarted, the node catches up, and every
+ * event the producer sent is on every node exactly once.
  */
 static void test_raft_log_fails(void **state)
 {
@@ -2249,10 +2251,12 @@ static void test_raft_log_fails(void **state)
     e2e_cluster c;
     idem_load l;
     pthread_t th;
-    const char *small[] = {"--raft-segment-bytes", "1M", NULL};
+    const char *small[] = {"--raft-segment-bytes", "1M", "--raft-snapshot-every", "64", NULL};
     shimmed_under_load(&c, small, "raft", &l, &th);
-    static const char *const what[] = {"the leader", "a follower", "a voter"};
-    for (int round = 0; round < 3; round++) {
+    static const char *const what[] = {"the leader", "a follower", "a voter", "a follower behind"};
+    static const char *const failed[] = {"appending entries", "appending entries", "recording the",
+                                         "storing a snapshot"};
+    for (int round = 0; round < 4; round++) {
         int leader = settled_leader(&c);
         unsigned bad = round == 0 ? (unsigned)leader : ((unsigned)leader + 1) % 3;
         uint64_t t0 = e2e_now_ms();
@@ -2260,10 +2264,18 @@ static void test_raft_log_fails(void **state)
         if (round < 2) {
             assert_int_equal(e2e_shim_faults(&c.node[bad], "open,fallocate * ENOSPC\n"), 0);
             status = fill_until_exit(&c, bad);
-        } else {
+        } else if (round == 2) {
             assert_int_equal(e2e_shim_faults(&c.node[bad], "open,write,sync metadata EIO\n"), 0);
             e2e_kill9(&c.node[leader]);
             assert_int_equal(restart_shimmed_in(&c, (unsigned)leader, "raft"), 0);
+            status = exit_within(&c, bad);
+        } else {
+            /* Far enough behind (the producer: ~500 entries/s) that the
+             * leader sends a snapshot rather than the 128 it keeps. */
+            e2e_kill9(&c.node[bad]);
+            usleep(1500000);
+            assert_int_equal(e2e_shim_faults(&c.node[bad], "open,write snapshot ENOSPC\n"), 0);
+            assert_int_equal(restart_shimmed_in(&c, bad, "raft"), 0);
             status = exit_within(&c, bad);
         }
         if (status != 1)
@@ -2271,6 +2283,7 @@ static void test_raft_log_fails(void **state)
                      "is %d (-1: it still runs)",
                      bad + 1, status);
         assert_true(e2e_logged(&c.node[bad], "the raft log cannot be written"));
+        assert_true(e2e_logged(&c.node[bad], failed[round]));
         int now = e2e_cluster_leader(&c, 10000);
         assert_true(now >= 0 && (unsigned)now != bad);
         printf("e2e_cluster: node %u (%s) stopped %llu ms after its raft log became unwritable; "

@@ -117,6 +117,8 @@ struct kr_node {
                      raft_io_append_cb);
     int (*uv_set_term)(struct raft_io *, raft_term);
     int (*uv_set_vote)(struct raft_io *, raft_id);
+    int (*uv_snapshot_put)(struct raft_io *, unsigned, struct raft_io_snapshot_put *,
+                           const struct raft_snapshot *, raft_io_snapshot_put_cb);
     struct raft raft;
     kr_fsm fsm;
     bool draining;               /* stopping: waiting for log writes in flight */
@@ -407,7 +409,7 @@ static kr_node *node_of_io(struct raft_io *io)
  * do, then exit at once, before libraft sees the failure. Stopping the node
  * is no way out: closing a leader with writes in flight crashes libraft as
  * surely. */
-static void log_write_failed(kr_node *n, int status)
+static void log_write_failed(kr_node *n, const char *what, int status)
 {
     char why[MSG_MAX + 64];
     snprintf(why, sizeof why, "%s%s%s", raft_strerror(status), n->io.errmsg[0] ? ": " : "",
@@ -416,8 +418,16 @@ static void log_write_failed(kr_node *n, int status)
            "the raft log cannot be written: this node stops now (its peers go on without "
            "it); mend the disk or free space under its directory, then start it again and "
            "it catches up",
-           KR_LOG_U64("node", n->id), KR_LOG_STR("dir", n->dir), KR_LOG_STR("reason", why));
+           KR_LOG_U64("node", n->id), KR_LOG_STR("dir", n->dir), KR_LOG_STR("failed", what),
+           KR_LOG_STR("reason", why));
     _exit(1);
+}
+
+/* Before each write: raft_uv says what failed in io.errmsg, but only
+ * sometimes, and a message from before would mislead. */
+static void forget_io_error(kr_node *n)
+{
+    n->io.errmsg[0] = '\0';
 }
 
 static void append_checked_done(struct raft_io_append *req, int status)
@@ -427,7 +437,7 @@ static void append_checked_done(struct raft_io_append *req, int status)
     raft_io_append_cb cb = a->raft_cb;
     /* Cancelled: raft_close ends writes that had not started. */
     if (status != 0 && status != RAFT_CANCELED && !a->n->closing)
-        log_write_failed(a->n, status);
+        log_write_failed(a->n, "appending entries", status);
     free(a);
     cb(raft_req, status);
 }
@@ -442,11 +452,53 @@ static int append_checked(struct raft_io *io, struct raft_io_append *req,
     if (a == NULL)
         return RAFT_NOMEM;
     *a = (checked_append){.req.data = a, .raft_req = req, .raft_cb = cb, .n = n};
+    forget_io_error(n);
     int rv = n->uv_append(io, &a->req, entries, n_entries, append_checked_done);
     if (rv != 0)
         free(a);
     if (rv == RAFT_IOERR || rv == RAFT_NOSPACE)
-        log_write_failed(n, rv);
+        log_write_failed(n, "appending entries", rv);
+    return rv;
+}
+
+/* A snapshot on its way to the disk (taken here, or installed from the
+ * leader), as checked_append. */
+typedef struct checked_snapshot {
+    struct raft_io_snapshot_put req;
+    struct raft_io_snapshot_put *raft_req;
+    raft_io_snapshot_put_cb raft_cb;
+    kr_node *n;
+} checked_snapshot;
+
+static void snapshot_checked_done(struct raft_io_snapshot_put *req, int status)
+{
+    checked_snapshot *a = req->data;
+    struct raft_io_snapshot_put *raft_req = a->raft_req;
+    raft_io_snapshot_put_cb cb = a->raft_cb;
+    if (status != 0 && status != RAFT_CANCELED && !a->n->closing)
+        log_write_failed(a->n, "storing a snapshot", status);
+    free(a);
+    cb(raft_req, status);
+}
+
+/* raft_io's snapshot_put: raft_uv's. A failure left to libraft 0.15 leaves
+ * a follower that was installing the snapshot stuck behind for good (no
+ * later install reaches the disk) - fail-stop instead. */
+static int snapshot_put_checked(struct raft_io *io, unsigned trailing,
+                                struct raft_io_snapshot_put *req,
+                                const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
+{
+    kr_node *n = node_of_io(io);
+    checked_snapshot *a = malloc(sizeof *a);
+    if (a == NULL)
+        return RAFT_NOMEM;
+    *a = (checked_snapshot){.req.data = a, .raft_req = req, .raft_cb = cb, .n = n};
+    forget_io_error(n);
+    int rv = n->uv_snapshot_put(io, trailing, &a->req, snapshot, snapshot_checked_done);
+    if (rv != 0)
+        free(a);
+    if (rv == RAFT_IOERR || rv == RAFT_NOSPACE)
+        log_write_failed(n, "storing a snapshot", rv);
     return rv;
 }
 
@@ -456,18 +508,20 @@ static int append_checked(struct raft_io *io, struct raft_io_append *req,
 static int set_term_checked(struct raft_io *io, raft_term term)
 {
     kr_node *n = node_of_io(io);
+    forget_io_error(n);
     int rv = n->uv_set_term(io, term);
     if (rv != 0 && !n->closing)
-        log_write_failed(n, rv);
+        log_write_failed(n, "recording the term", rv);
     return rv;
 }
 
 static int set_vote_checked(struct raft_io *io, raft_id id)
 {
     kr_node *n = node_of_io(io);
+    forget_io_error(n);
     int rv = n->uv_set_vote(io, id);
     if (rv != 0 && !n->closing)
-        log_write_failed(n, rv);
+        log_write_failed(n, "recording the vote", rv);
     return rv;
 }
 
@@ -691,6 +745,8 @@ static int open_raft(kr_node *n, char *err, size_t errlen)
     n->io.set_term = set_term_checked;
     n->uv_set_vote = n->io.set_vote;
     n->io.set_vote = set_vote_checked;
+    n->uv_snapshot_put = n->io.snapshot_put;
+    n->io.snapshot_put = snapshot_put_checked;
     /* libraft compresses each snapshot with LZ4 on libuv's pool by default:
      * a compression context and a buffer of over 1 MiB mapped and unmapped
      * per snapshot (the pool thread's arena made on its first), for a

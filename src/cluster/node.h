@@ -71,13 +71,16 @@
  *   commands (KR_NODE_NO_SPACE: nothing appended) while the raft
  *   directory's filesystem has less than min_free bytes left beyond what is
  *   already in flight; the free space is read every 100 ms.
- * - A log write that fails anyway (the disk filled between two readings,
- *   EIO, a quota) ends the process: node.c sees the failure before libraft
- *   does, logs why and exits with status 1 (fail-stop, like a kill -9 the
- *   cluster is built to survive). Handed to libraft, it would crash a
- *   leader (above), and a follower would stay up holding no more of the
- *   log - libraft 0.15's disk I/O refuses everything after a failure until
- *   a restart - while saying it is caught up. Restarted once the disk is
+ * - A write of the log that fails anyway (the disk filled between two
+ *   readings, EIO, a quota) - entries, the term or vote, a snapshot - ends
+ *   the process: node.c's *_checked wrappers of raft_io see the failure
+ *   before libraft does, log what failed and why, and exit with status 1
+ *   (fail-stop, like a kill -9 the cluster is built to survive). Handed to
+ *   libraft, a failed append would crash a leader (above), and leave a
+ *   follower up holding no more of the log - libraft 0.15's disk I/O
+ *   refuses everything after a failure until a restart - while it says it
+ *   is caught up; a failed term or vote halts raft for good; a failed
+ *   snapshot install leaves the follower behind for good. Restarted once the disk is
  *   mended, the node catches up. A write refused when submitted completes
  *   with KR_NODE_FAILED (nothing appended; pinned with the fixture, which
  *   fails I/O that way).
