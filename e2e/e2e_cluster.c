@@ -2219,6 +2219,15 @@ static int fill_until_exit(e2e_cluster *c, unsigned bad)
     return status;
 }
 
+/* The commit index node i reports. */
+static uint64_t commit_on(const e2e_cluster *c, unsigned i)
+{
+    krappy_cluster_info *ci = picture(c, i);
+    uint64_t commit = ci->commit;
+    krappy_cluster_info_free(ci);
+    return commit;
+}
+
 /* Wait (20 s at most) for node i to exit by itself. @return as e2e_exited. */
 static int exit_within(e2e_cluster *c, unsigned i)
 {
@@ -2259,10 +2268,10 @@ static void test_raft_log_fails(void **state)
     for (int round = 0; round < 4; round++) {
         int leader = settled_leader(&c);
         unsigned bad = round == 0 ? (unsigned)leader : ((unsigned)leader + 1) % 3;
-        uint64_t t0 = e2e_now_ms();
+        uint64_t t0 = e2e_now_ms(); /* from the fault on */
         int status;
         if (round < 2) {
-            assert_int_equal(e2e_shim_faults(&c.node[bad], "open,fallocate * ENOSPC\n"), 0);
+            assert_int_equal(e2e_shim_faults(&c.node[bad], "open,fallocate /open- ENOSPC\n"), 0);
             status = fill_until_exit(&c, bad);
         } else if (round == 2) {
             assert_int_equal(e2e_shim_faults(&c.node[bad], "open,write,sync metadata EIO\n"), 0);
@@ -2270,11 +2279,15 @@ static void test_raft_log_fails(void **state)
             assert_int_equal(restart_shimmed_in(&c, (unsigned)leader, "raft"), 0);
             status = exit_within(&c, bad);
         } else {
-            /* Far enough behind (the producer: ~500 entries/s) that the
-             * leader sends a snapshot rather than the 128 it keeps. */
+            /* Far enough behind that the leader sends a snapshot: more
+             * entries than the 128 it keeps after one, every 64. */
+            uint64_t from = commit_on(&c, (unsigned)leader);
             e2e_kill9(&c.node[bad]);
-            usleep(1500000);
+            uint64_t until = e2e_now_ms() + 20000;
+            while (commit_on(&c, (unsigned)leader) < from + 400 && e2e_now_ms() < until)
+                usleep(100000);
             assert_int_equal(e2e_shim_faults(&c.node[bad], "open,write snapshot ENOSPC\n"), 0);
+            t0 = e2e_now_ms();
             assert_int_equal(restart_shimmed_in(&c, bad, "raft"), 0);
             status = exit_within(&c, bad);
         }
@@ -2283,7 +2296,9 @@ static void test_raft_log_fails(void **state)
                      "is %d (-1: it still runs)",
                      bad + 1, status);
         assert_true(e2e_logged(&c.node[bad], "the raft log cannot be written"));
-        assert_true(e2e_logged(&c.node[bad], failed[round]));
+        if (!e2e_logged(&c.node[bad], failed[round]))
+            fail_msg("node %u stopped, but its log does not say it failed %s (log: %s)", bad + 1,
+                     failed[round], c.node[bad].log_path);
         int now = e2e_cluster_leader(&c, 10000);
         assert_true(now >= 0 && (unsigned)now != bad);
         printf("e2e_cluster: node %u (%s) stopped %llu ms after its raft log became unwritable; "
