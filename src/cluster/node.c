@@ -8,8 +8,8 @@
 #include "cluster/node.h"
 
 #include <errno.h>
-#include <stddef.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,15 +45,16 @@
  */
 #define RAFT_BLOCK_BYTES (16u * 1024)
 /*
- * KR_NODE_SEGMENT_BYTES, the size libraft prepares each log segment at (its
- * default: 8 MiB). When one fills, libraft closes its writer on the raft
- * thread, and that close ends with io_destroy(2), which waits for the
- * kernel to retire the AIO context: two RCU grace periods, 25-50 ms here,
- * during which the raft thread does nothing - and every node crosses into
- * the next segment at the same entry, so writes stop for that long
- * cluster-wide. A bigger segment makes it 4x rarer (once per 32 MiB of
- * log); the price is the disk libraft reserves ahead: the open segment and
- * two prepared ones. Sizes are rounded down to a whole block.
+ * KR_NODE_SEGMENT_BYTES (node.h; --raft-segment-bytes) is the size libraft
+ * prepares each log segment at (its default: 8 MiB). When one fills,
+ * libraft closes its writer on the raft thread, and that close ends with
+ * io_destroy(2), which waits for the kernel to retire the AIO context: two
+ * RCU grace periods, 25-50 ms here, during which the raft thread does
+ * nothing - and every node crosses into the next segment at the same
+ * entry, so writes stop for that long cluster-wide. A bigger segment makes
+ * it 4x rarer (once per 32 MiB of log); the price is the disk libraft
+ * reserves ahead: the open segment and two prepared ones. Sizes are
+ * rounded down to a whole block.
  */
 /*
  * What the raft thread's malloc arena is grown to before libraft starts
@@ -405,10 +406,10 @@ static kr_node *node_of_io(struct raft_io *io)
     return (kr_node *)((char *)io - offsetof(kr_node, io));
 }
 
-/* The log (or its term and vote) could not be written: say why and what to
- * do, then exit at once, before libraft sees the failure. Stopping the node
- * is no way out: closing a leader with writes in flight crashes libraft as
- * surely. */
+/* The log (its entries, term, vote or a snapshot) could not be written:
+ * say what and why and what to do, then exit at once, before libraft sees
+ * the failure. Stopping the node is no way out: closing a leader with
+ * writes in flight crashes libraft as surely. */
 static void log_write_failed(kr_node *n, const char *what, int status)
 {
     char why[MSG_MAX + 64];

@@ -80,10 +80,10 @@
  *   follower up holding no more of the log - libraft 0.15's disk I/O
  *   refuses everything after a failure until a restart - while it says it
  *   is caught up; a failed term or vote halts raft for good; a failed
- *   snapshot install leaves the follower behind for good. Restarted once the disk is
- *   mended, the node catches up. A write refused when submitted completes
- *   with KR_NODE_FAILED (nothing appended; pinned with the fixture, which
- *   fails I/O that way).
+ *   snapshot install leaves the follower behind for good. Restarted once
+ *   the disk is mended, the node catches up. A write refused when submitted
+ *   completes with KR_NODE_FAILED (nothing appended; pinned with the
+ *   fixture, which fails I/O that way).
  * - Closing a leader with log writes in flight crashes libraft 0.15: the
  *   cancelled write's callback releases entries raft_close already dropped
  *   (SIGSEGV in the log's reference counts; one stop in three under load
