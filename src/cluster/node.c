@@ -174,8 +174,9 @@ const char *kr_node_strerror(kr_node_err e)
         return "the leader could not write the entry to its raft log; it may still be "
                "committed by the followers (outcome unknown)";
     case KR_NODE_NO_SPACE:
-        return "the disk under the raft log is nearly full; nothing was written: free space "
-               "there (or lower min_free)";
+        return "the disk under the raft log is nearly full (krappyd keeps two raft segments, "
+               "at least 64 MiB, free there); nothing was written: free space on it, or give "
+               "it more";
     }
     return "unknown error";
 }
