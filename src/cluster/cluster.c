@@ -18,7 +18,8 @@
 #include "util/log.h"
 
 /* What a node whose raft stopped (RAFT_UNAVAILABLE while running) says. A
- * failed write of the log, term or vote ends the process instead (node.h). */
+ * failed write of the log (entries, term, vote, snapshot) ends the process
+ * instead (node.h). */
 #define RAFT_HALTED_WHY                                                                            \
     "raft halted on this node (a command or snapshot could not be applied; its log says "          \
     "why): restart this node"
@@ -599,20 +600,25 @@ bool kr_cluster_halted(kr_cluster *c)
     return c != NULL && c->replica != NULL && kr_replica_halted(c->replica);
 }
 
+/* Why only a restart mends this node (its raft or its store halted), given
+ * the node's status; NULL when nothing does. */
+static const char *restart_why(kr_cluster *c, const kr_node_status *s)
+{
+    if (s->halted)
+        return RAFT_HALTED_WHY;
+    return kr_cluster_halted(c) ? KR_REPLICA_HALTED_WHY : NULL;
+}
+
 bool kr_cluster_needs_restart(kr_cluster *c, char *why, size_t whylen)
 {
-    if (kr_cluster_halted(c)) {
-        snprintf(why, whylen, "%s", KR_REPLICA_HALTED_WHY);
-        return true;
-    }
     kr_node *n = c != NULL ? node_of(c) : NULL;
-    if (n == NULL)
-        return false;
-    kr_node_status s;
-    kr_node_get_status(n, &s);
-    if (s.halted)
-        snprintf(why, whylen, "%s", RAFT_HALTED_WHY);
-    return s.halted;
+    kr_node_status s = {0};
+    if (n != NULL)
+        kr_node_get_status(n, &s);
+    const char *w = c != NULL ? restart_why(c, &s) : NULL;
+    if (w != NULL)
+        snprintf(why, whylen, "%s", w);
+    return w != NULL;
 }
 
 bool kr_cluster_is_leader(kr_cluster *c)
@@ -687,10 +693,9 @@ void kr_cluster_status_get(kr_cluster *c, kr_cluster_status *out)
     out->leader_changes = c->leader_changes;
     out->running = n != NULL && !s.halted;
     bool store_halted = kr_cluster_halted(c);
-    if (s.halted)
-        snprintf(out->why, sizeof out->why, "%s", RAFT_HALTED_WHY);
-    else if (store_halted)
-        snprintf(out->why, sizeof out->why, "%s", KR_REPLICA_HALTED_WHY);
+    const char *halted_why = restart_why(c, &s);
+    if (halted_why != NULL)
+        snprintf(out->why, sizeof out->why, "%s", halted_why);
     /* Halted, raft goes on handing entries over that the store drops:
      * what this node applied is where its store stopped. */
     if (store_halted && kr_replica_stored(c->replica) < out->applied)

@@ -432,14 +432,27 @@ static void forget_io_error(kr_node *n)
     n->io.errmsg[0] = '\0';
 }
 
+/* A write raft_uv completed with `status`: a failure stops the node, but
+ * not a cancellation (raft_close ends writes that had not started). */
+static void check_completed(kr_node *n, const char *what, int status)
+{
+    if (status != 0 && status != RAFT_CANCELED && !n->closing)
+        log_write_failed(n, what, status);
+}
+
+/* A write raft_uv refused at once with rv: a disk failure stops the node. */
+static void check_refused(kr_node *n, const char *what, int rv)
+{
+    if (rv == RAFT_IOERR || rv == RAFT_NOSPACE)
+        log_write_failed(n, what, rv);
+}
+
 static void append_checked_done(struct raft_io_append *req, int status)
 {
     checked_append *a = req->data;
     struct raft_io_append *raft_req = a->raft_req;
     raft_io_append_cb cb = a->raft_cb;
-    /* Cancelled: raft_close ends writes that had not started. */
-    if (status != 0 && status != RAFT_CANCELED && !a->n->closing)
-        log_write_failed(a->n, "appending entries", status);
+    check_completed(a->n, "appending entries", status);
     free(a);
     cb(raft_req, status);
 }
@@ -458,8 +471,7 @@ static int append_checked(struct raft_io *io, struct raft_io_append *req,
     int rv = n->uv_append(io, &a->req, entries, n_entries, append_checked_done);
     if (rv != 0)
         free(a);
-    if (rv == RAFT_IOERR || rv == RAFT_NOSPACE)
-        log_write_failed(n, "appending entries", rv);
+    check_refused(n, "appending entries", rv);
     return rv;
 }
 
@@ -477,8 +489,7 @@ static void snapshot_checked_done(struct raft_io_snapshot_put *req, int status)
     checked_snapshot *a = req->data;
     struct raft_io_snapshot_put *raft_req = a->raft_req;
     raft_io_snapshot_put_cb cb = a->raft_cb;
-    if (status != 0 && status != RAFT_CANCELED && !a->n->closing)
-        log_write_failed(a->n, "storing a snapshot", status);
+    check_completed(a->n, "storing a snapshot", status);
     free(a);
     cb(raft_req, status);
 }
@@ -499,8 +510,7 @@ static int snapshot_put_checked(struct raft_io *io, unsigned trailing,
     int rv = n->uv_snapshot_put(io, trailing, &a->req, snapshot, snapshot_checked_done);
     if (rv != 0)
         free(a);
-    if (rv == RAFT_IOERR || rv == RAFT_NOSPACE)
-        log_write_failed(n, "storing a snapshot", rv);
+    check_refused(n, "storing a snapshot", rv);
     return rv;
 }
 
