@@ -220,7 +220,7 @@ static void prefetch_after(kr_kconn *c, const kfpart *fp, uint64_t want, uint64_
     /* The answer leaves now, before the timer's turn: the client reads it
      * while the next one is made. */
     if (c->net.bev != NULL)
-        (void)evbuffer_write(bufferevent_get_output(c->net.bev), bufferevent_getfd(c->net.bev));
+        (void)kr_netconn_write_out(&c->net); /* what it leaves, libevent writes */
     static const struct timeval now = {0, 0};
     if (evtimer_add(pf->timer, &now) == 0) {
         pf->scheduled = true;

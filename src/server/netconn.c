@@ -31,6 +31,20 @@ size_t kr_netconn_out_len(const kr_netconn *n)
     return n->bev ? evbuffer_get_length(bufferevent_get_output(n->bev)) + n->out_held : 0;
 }
 
+int kr_netconn_write_out(kr_netconn *n)
+{
+    /* A socket bufferevent keeps its output's start frozen between its own
+     * writes (evbuffer_write does nothing then): thaw it for this one, as
+     * its write callback does. */
+    struct evbuffer *out = bufferevent_get_output(n->bev);
+    evbuffer_unfreeze(out, 1);
+    int rc = evbuffer_write(out, bufferevent_getfd(n->bev));
+    int err = errno;
+    evbuffer_freeze(out, 1);
+    errno = err;
+    return rc;
+}
+
 uint64_t kr_netconn_pending_max(const kr_netconn *n)
 {
     uint64_t one_frame = (uint64_t)n->srv->cfg->max_frame + KR_CONN_READ_CHUNK;

@@ -179,6 +179,12 @@ bool kr_netconn_read_now(kr_netconn *n);
  * (0 once closed). */
 size_t kr_netconn_out_len(const kr_netconn *n);
 
+/* Write n's queued output (not out_held) to the socket now, as much as it
+ * takes, rather than on libevent's next write callback (16 KiB a turn).
+ * @return evbuffer_write's result: bytes written, or -1 with errno kept
+ * (EAGAIN: the socket is full). */
+int kr_netconn_write_out(kr_netconn *n);
+
 /* The most n's requests may hold (its input and what they are charged):
  * KR_CONN_PENDING_MAX, or one max_frame frame and a read chunk. */
 uint64_t kr_netconn_pending_max(const kr_netconn *n);

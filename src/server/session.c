@@ -256,14 +256,7 @@ static int out_write(kr_conn *c, struct evbuffer *out)
         errno = ENOMEM;
         return -1;
     }
-    /* A socket bufferevent keeps its output's start frozen between its own
-     * writes: thaw it for this one, as its write callback does. */
-    evbuffer_unfreeze(out, 1);
-    int rc = evbuffer_write(out, fd);
-    int err = errno;
-    evbuffer_freeze(out, 1);
-    errno = err;
-    return rc;
+    return kr_netconn_write_out(&c->net);
 }
 
 static void on_flush(evutil_socket_t fd, short what, void *arg)
