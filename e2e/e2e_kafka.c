@@ -1955,6 +1955,128 @@ static void test_cluster_idempotent_producer(void **state)
     assert_int_equal(e2e_cluster_stop(&c), 0);
 }
 
+static void nothing_midway(void *arg, rd_kafka_t *rk)
+{
+    (void)arg;
+    (void)rk;
+}
+
+/* The committed offset of group `group` on partition 0 of `topic`, as the
+ * coordinator answers OffsetFetch (-1001: none; -1: could not ask). */
+static int64_t committed_offset(rd_kafka_t *ck, const char *topic)
+{
+    rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(tp, topic, 0);
+    int64_t off = -1;
+    rd_kafka_resp_err_t e = rd_kafka_committed(ck, tp, 5000);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR && tp->elems[0].err == 0)
+        off = tp->elems[0].offset;
+    else
+        printf("e2e_kafka: OffsetFetch: %s\n", rd_kafka_err2str(e ? e : tp->elems[0].err));
+    rd_kafka_topic_partition_list_destroy(tp);
+    return off;
+}
+
+/*
+ * A consumer group on a cluster. The leader coordinates it; a follower
+ * answers the group APIs NOT_COORDINATOR. kill -9 of the leader (not
+ * restarted) while a member reads, a record a millisecond: the member
+ * finds the new leader as its coordinator - another broker id at another
+ * address (with one id whose address moved, librdkafka kept connecting to
+ * the dead node's), joins again, reads every record (some twice: those
+ * since its last commit before the kill), and the group's committed offset
+ * reaches the end.
+ */
+static void test_cluster_consumer_group(void **state)
+{
+    (void)state;
+    e2e_cluster c;
+    assert_int_equal(e2e_cluster_start(&c, 3, false, kafka_cluster_args), 0);
+    int leader = e2e_cluster_leader(&c, 10000);
+    assert_true(leader >= 0);
+    char boot[256];
+    snprintf(boot, sizeof boot, "127.0.0.1:%s,127.0.0.1:%s,127.0.0.1:%s", c.node[0].kafka_port,
+             c.node[1].kafka_port, c.node[2].kafka_port);
+    enum { N = 3000 };
+    produce_once(boot, N, nothing_midway, NULL);
+
+    unsigned f = ((unsigned)leader + 1) % 3;
+    int ffd = kconnect(&c.node[f]);
+    kresp k;
+    kresp_init(&k);
+    kr_kafka_heartbeat_req hq = {kr_kafka_cstr("cg"), 1, kr_kafka_cstr("someone"), {NULL, -1}};
+    kr_kafka_heartbeat_resp hr;
+    round_trip(ffd, &k, KR_KAFKA_HEARTBEAT, 3, 1, &hq, &hr, 5000);
+    assert_int_equal(hr.error_code, KR_KAFKA_ERR_NOT_COORDINATOR);
+    kresp_free(&k);
+    close(ffd);
+
+    char err[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    const char *kv[] = {"bootstrap.servers",
+                        boot,
+                        "group.id",
+                        "cg",
+                        "auto.offset.reset",
+                        "earliest",
+                        "auto.commit.interval.ms",
+                        "100",
+                        "session.timeout.ms",
+                        "6000",
+                        "heartbeat.interval.ms",
+                        "300",
+                        "reconnect.backoff.max.ms",
+                        "200",
+                        NULL};
+    for (int i = 0; kv[i] != NULL; i += 2)
+        assert_int_equal(rd_kafka_conf_set(conf, kv[i], kv[i + 1], err, sizeof err),
+                         RD_KAFKA_CONF_OK);
+    if (getenv("KRAPPY_E2E_RDKAFKA_DEBUG") != NULL) /* librdkafka's contexts, when debugging */
+        (void)rd_kafka_conf_set(conf, "debug", getenv("KRAPPY_E2E_RDKAFKA_DEBUG"), err, sizeof err);
+    rd_kafka_t *ck = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+    assert_non_null(ck);
+    rd_kafka_poll_set_consumer(ck);
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(sub, "once", RD_KAFKA_PARTITION_UA);
+    assert_int_equal(rd_kafka_subscribe(ck, sub), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_topic_partition_list_destroy(sub);
+    static unsigned char times[N];
+    memset(times, 0, sizeof times);
+    int distinct = 0, reads = 0;
+    bool killed = false;
+    uint64_t deadline = e2e_now_ms() + 90000;
+    while (distinct < N && e2e_now_ms() < deadline) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(ck, 200);
+        if (m == NULL)
+            continue;
+        if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            assert_true(m->offset >= 0 && m->offset < N);
+            distinct += times[m->offset]++ == 0;
+            reads++;
+            usleep(1000); /* the member's work on the record */
+        }
+        rd_kafka_message_destroy(m);
+        if (!killed && distinct >= N / 3) {
+            e2e_kill9(&c.node[leader]);
+            killed = true;
+        }
+    }
+    printf("e2e_kafka: the member read %d records, %d of them again\n", reads, reads - distinct);
+    assert_int_equal(distinct, N);
+    uint64_t until = e2e_now_ms() + 20000;
+    int64_t done;
+    while ((done = committed_offset(ck, "once")) != N && e2e_now_ms() < until) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(ck, 100);
+        if (m != NULL)
+            rd_kafka_message_destroy(m);
+    }
+    assert_int_equal(done, N);
+    rd_kafka_consumer_close(ck);
+    rd_kafka_destroy(ck);
+    assert_int_equal(e2e_cluster_restart(&c, (unsigned)leader, kafka_cluster_args + 2), 0);
+    assert_int_equal(e2e_cluster_stop(&c), 0);
+}
+
 int main(void)
 {
     if (e2e_external_addr() != NULL) {
@@ -1983,6 +2105,7 @@ int main(void)
         cmocka_unit_test(test_produce_within_request_memory),
         cmocka_unit_test(test_cluster_idempotent_batches),
         cmocka_unit_test(test_cluster_idempotent_producer),
+        cmocka_unit_test(test_cluster_consumer_group),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -226,8 +226,10 @@ static void test_form_and_hand_over(void **state)
         char addr[128];
         assert_int_equal(kr_cluster_leader_addr(m[i].c, addr, sizeof addr), 1);
         assert_string_equal(addr, m[leader].data);
-        assert_int_equal(kr_cluster_leader_kafka_addr(m[i].c, addr, sizeof addr), 1);
+        uint64_t id = 0;
+        assert_int_equal(kr_cluster_leader_kafka_addr(m[i].c, addr, sizeof addr, &id), 1);
         assert_string_equal(addr, m[leader].kafka);
+        assert_int_equal(id, m[leader].id);
         assert_int_equal(kr_cluster_is_leader(m[i].c), (int)i == leader);
     }
     /* The marker names the cluster on every node. */

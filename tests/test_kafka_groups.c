@@ -334,8 +334,62 @@ static void test_commit_check(void **state)
     assert_int_equal(kr_kgroups_commit_check(gs, str("g"), 2, str(b.member), now + SESSION - 5), 0);
     kr_kgroups_tick(gs, now + SESSION + 1);
     assert_int_equal(kr_kgroups_members(gs, "g", 1), 1);
-    assert_int_equal(kr_kgroups_commit_check(gs, str("g"), 2, str(b.member), now + SESSION + 1),
+    kr_kgroups_free(gs);
+}
+
+/* As on Kafka's coordinators: while a rebalance is prepared, members of the
+ * current generation commit what they consumed before they join again (a
+ * consumer commits the partitions it gives up); once it completes, until
+ * the group is stable again, a commit waits for the new generation. */
+static void test_commit_during_rebalance(void **state)
+{
+    (void)state;
+    answer a, b;
+    uint64_t now;
+    kr_kgroups *gs = two_members(&a, &b, &now);
+    answer c;
+    now += 10;
+    join_new(gs, now, &c);
+    assert_string_equal(kr_kgroups_state(gs, "g", 1, NULL), "PreparingRebalance");
+    assert_int_equal(kr_kgroups_commit_check(gs, str("g"), 2, str(a.member), now), 0);
+    assert_int_equal(kr_kgroups_commit_check(gs, str("g"), 1, str(a.member), now),
+                     KR_KAFKA_ERR_ILLEGAL_GENERATION);
+    /* a and b join: generation 3, completing until the leader's SyncGroup. */
+    answer a3 = {0}, b3 = {0};
+    join(gs, a.member, "range", "roundrobin", now, &a3);
+    join(gs, b.member, "range", "roundrobin", now, &b3);
+    assert_int_equal(a3.generation, 3);
+    assert_string_equal(kr_kgroups_state(gs, "g", 1, NULL), "CompletingRebalance");
+    assert_int_equal(kr_kgroups_commit_check(gs, str("g"), 3, str(b.member), now),
                      KR_KAFKA_ERR_REBALANCE_IN_PROGRESS);
+    answer sa = {0};
+    sync(gs, &a, 3, now, &sa, NULL, 0);
+    assert_int_equal(sa.calls, 1);
+    assert_int_equal(kr_kgroups_commit_check(gs, str("g"), 3, str(b.member), now), 0);
+    assert_int_equal(kr_kgroups_commit_check(gs, str("g"), 2, str(b.member), now),
+                     KR_KAFKA_ERR_ILLEGAL_GENERATION);
+    kr_kgroups_free(gs);
+}
+
+/* A node that stops coordinating answers its waiting calls NOT_COORDINATOR
+ * and forgets its groups. */
+static void test_resign(void **state)
+{
+    (void)state;
+    answer a, b;
+    uint64_t now;
+    kr_kgroups *gs = two_members(&a, &b, &now);
+    answer c;
+    now += 10;
+    join_new(gs, now, &c); /* c's JoinGroup waits for the rebalance */
+    assert_int_equal(c.calls, 0);
+    kr_kgroups_resign(gs);
+    assert_int_equal(c.calls, 1);
+    assert_int_equal(c.err, KR_KAFKA_ERR_NOT_COORDINATOR);
+    assert_string_equal(kr_kgroups_state(gs, "g", 1, NULL), "Dead");
+    assert_int_equal(kr_kgroups_members(gs, "g", 1), 0);
+    kr_kgroups_resign(gs); /* nothing left: no-op */
+    kr_kgroups_resign(NULL);
     kr_kgroups_free(gs);
 }
 
@@ -378,6 +432,8 @@ int main(void)
         cmocka_unit_test(test_rebalance_timeout),
         cmocka_unit_test(test_protocols_and_errors),
         cmocka_unit_test(test_commit_check),
+        cmocka_unit_test(test_commit_during_rebalance),
+        cmocka_unit_test(test_resign),
         cmocka_unit_test(test_cancel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

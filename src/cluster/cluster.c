@@ -659,13 +659,15 @@ int kr_cluster_leader_addr(kr_cluster *c, char *buf, size_t len)
     return 1;
 }
 
-int kr_cluster_leader_kafka_addr(kr_cluster *c, char *buf, size_t len)
+int kr_cluster_leader_kafka_addr(kr_cluster *c, char *buf, size_t len, uint64_t *id)
 {
     kr_node_info ni;
     buf[0] = '\0';
     if (!leader_info(c, &ni) || ni.kafka[0] == '\0')
         return 0;
     snprintf(buf, len, "%s", ni.kafka);
+    if (id != NULL)
+        *id = ni.id;
     return 1;
 }
 

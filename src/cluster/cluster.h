@@ -170,12 +170,13 @@ bool kr_cluster_is_leader(kr_cluster *c);
 
 /*
  * kr_cluster_leader_addr, kr_cluster_leader_kafka_addr - where clients of
- * the data port (or of the Kafka listener) reach the leader.
+ * the data port (or of the Kafka listener) reach the leader; the Kafka one
+ * also gives the leader's node id (id may be NULL).
  * @return 1 with the "HOST:PORT" in buf, or 0 when no leader is known or
  *         its address is not known yet (buf "").
  */
 int kr_cluster_leader_addr(kr_cluster *c, char *buf, size_t len);
-int kr_cluster_leader_kafka_addr(kr_cluster *c, char *buf, size_t len);
+int kr_cluster_leader_kafka_addr(kr_cluster *c, char *buf, size_t len, uint64_t *id);
 
 /* The whole picture (CLUSTER, the admin API, /metrics). */
 void kr_cluster_status_get(kr_cluster *c, kr_cluster_status *out);

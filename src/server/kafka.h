@@ -53,7 +53,8 @@
 #include "server/server.h"
 #include "util/hostport.h"
 
-/* The one broker's node id (Metadata, FindCoordinator). */
+/* A single krappyd's broker id (Metadata, FindCoordinator); on a cluster
+ * each node's is its node id (kr_kafka_node_id). */
 #define KR_KAFKA_NODE_ID 0
 
 typedef struct kr_kconn kr_kconn;
@@ -349,6 +350,17 @@ kr_khresult kr_khandle_offset_fetch(kr_kconn *c, kr_kreq *r, const kr_kafka_requ
  *         KAFKA_STORAGE_ERROR (creation could not be queued).
  */
 kr_topic *kr_kafka_topic_for(kr_kafka *k, kr_kafka_str name, bool create, int16_t *err);
+
+/* This node's Kafka broker id: KR_KAFKA_NODE_ID alone, its --node-id in a
+ * cluster (each node a broker of its own, so that a client sees a new
+ * leader, or coordinator, as another broker at another address). */
+int32_t kr_kafka_node_id(const kr_kafka *k);
+
+/* Whether this node is the group coordinator: always alone, on a cluster
+ * while it leads (FindCoordinator names the leader). Elsewhere the group
+ * APIs answer NOT_COORDINATOR, and the listener's tick hands its groups
+ * over (kr_kgroups_resign). */
+bool kr_kafka_coordinates(const kr_kafka *k);
 
 /* Live members of Kafka group `group` (0 when k is NULL: no listener). */
 size_t kr_kafka_group_members(const kr_kafka *k, const char *group, size_t len);

@@ -701,10 +701,24 @@ int16_t kr_kgroups_commit_check(kr_kgroups *gs, kr_kafka_str group, int32_t gene
     int16_t err = find_member(gs, group, member, generation, &g, &m);
     if (err != 0)
         return err;
-    if (g->state != KG_STABLE)
+    if (g->state == KG_COMPLETING)
         return KR_KAFKA_ERR_REBALANCE_IN_PROGRESS;
     m->expires_ms = now_ms + (uint64_t)m->session_ms;
     return 0;
+}
+
+void kr_kgroups_resign(kr_kgroups *gs)
+{
+    if (gs == NULL)
+        return;
+    for (size_t i = 0; i < gs->n; i++) {
+        kg_group *g = gs->groups[i];
+        log_group(g, "Kafka group given up: this node no longer leads", NULL, NULL);
+        for (size_t j = 0; j < g->n_members; j++)
+            fail_waiting(g->members[j], KR_KAFKA_ERR_NOT_COORDINATOR, KR_KAFKA_ERR_NOT_COORDINATOR);
+        group_free(g);
+    }
+    gs->n = 0;
 }
 
 void kr_kgroups_cancel(kr_kgroups *gs, void *arg)

@@ -75,16 +75,27 @@ int16_t kr_kgroups_heartbeat(kr_kgroups *gs, const kr_kafka_heartbeat_req *req, 
 int16_t kr_kgroups_leave(kr_kgroups *gs, kr_kafka_str group, kr_kafka_str member, uint64_t now_ms);
 
 /*
- * kr_kgroups_commit_check - may this OffsetCommit be applied? A commit
- * without a generation (-1) and member ("") is taken while the group has
- * no members (a consumer that assigns itself partitions); otherwise it
- * must come from a member of the current generation of a stable group.
- * A member's commit counts as its heartbeat.
+ * kr_kgroups_commit_check - may this OffsetCommit be applied? As Kafka's
+ * coordinator decides: a commit without a generation (-1) and member ("")
+ * is taken while the group has no members (a consumer that assigns itself
+ * partitions); otherwise it must come from a member of the current
+ * generation, while the group is stable or preparing a rebalance (members
+ * commit what they consumed before they join again), not while it
+ * completes one. Membership lives in memory: after a restart, or on a new
+ * leader, the members are unknown (UNKNOWN_MEMBER_ID) until they join
+ * again, and read again what they consumed since their last commit. A
+ * member's commit counts as its heartbeat.
  * @return 0, or UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION or
  *         REBALANCE_IN_PROGRESS.
  */
 int16_t kr_kgroups_commit_check(kr_kgroups *gs, kr_kafka_str group, int32_t generation,
                                 kr_kafka_str member, uint64_t now_ms);
+
+/* This node stopped coordinating (on a cluster: it no longer leads):
+ * every waiting JoinGroup and SyncGroup is answered NOT_COORDINATOR and
+ * every group forgotten; their members find the coordinator again. NULL
+ * ok. */
+void kr_kgroups_resign(kr_kgroups *gs);
 
 /* The connection of a waiting answer went: forget every callback given
  * `arg` (unanswered). The member stays - a JoinGroup it sent still counts

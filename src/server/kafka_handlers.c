@@ -18,9 +18,6 @@
 #include "util/log.h"
 #include "util/secret.h"
 
-/* Every replica list is this broker alone. */
-static const int32_t this_node[1] = {KR_KAFKA_NODE_ID};
-
 int kr_kafka_api_index(int16_t key)
 {
     for (int i = 0; i < KR_KAFKA_NAPIS; i++)
@@ -136,8 +133,10 @@ typedef struct meta_wait {
     bool creating; /* on a cluster: a topic still missing is being made */
 } meta_wait;
 
+/* A topic of Metadata; its partition is led by broker `leader` (*leader
+ * also its one replica, in sync: it outlives the response). */
 static void fill_topic(kr_kafka_metadata_topic *mt, kr_kafka_metadata_partition *part,
-                       kr_kafka_str name, int16_t err)
+                       kr_kafka_str name, int16_t err, const int32_t *leader)
 {
     memset(mt, 0, sizeof *mt);
     mt->error_code = err;
@@ -147,11 +146,11 @@ static void fill_topic(kr_kafka_metadata_topic *mt, kr_kafka_metadata_partition 
         return;
     memset(part, 0, sizeof *part);
     part->partition_index = 0;
-    part->leader_id = KR_KAFKA_NODE_ID;
+    part->leader_id = *leader;
     part->leader_epoch = 0;
-    part->replica_nodes.v = this_node;
+    part->replica_nodes.v = leader;
     part->replica_nodes.n = 1;
-    part->isr_nodes.v = this_node;
+    part->isr_nodes.v = leader;
     part->isr_nodes.n = 1;
     part->offline_replicas.v = NULL;
     part->offline_replicas.n = 0;
@@ -159,25 +158,36 @@ static void fill_topic(kr_kafka_metadata_topic *mt, kr_kafka_metadata_partition 
     mt->partitions.n = 1;
 }
 
+int32_t kr_kafka_node_id(const kr_kafka *k)
+{
+    return k->srv->cluster != NULL ? (int32_t)k->srv->cfg->node_id : KR_KAFKA_NODE_ID;
+}
+
 /* The one broker a client is told of: this node, or in a cluster the
- * leader (PROTOCOL.md section 8): clients produce and commit offsets there,
- * and ask again after NOT_LEADER_OR_FOLLOWER or NOT_COORDINATOR. */
-static void the_broker(kr_kconn *c, kr_kreq *r, kr_kafka_str *host, int32_t *port)
+ * leader (PROTOCOL.md section 8), by its node id: clients produce and
+ * commit offsets there, and ask again after NOT_LEADER_OR_FOLLOWER or
+ * NOT_COORDINATOR. A new leader is another broker to them (librdkafka
+ * follows a coordinator that changes its id, not one that moves). @return
+ * its broker id. */
+static int32_t the_broker(kr_kconn *c, kr_kreq *r, kr_kafka_str *host, int32_t *port)
 {
     kr_kafka *k = c->k;
     kr_hostport lead = {0};
     char addr[KR_HOSTPORT_MAX + 1];
+    uint64_t id = 0;
     *host = kr_kafka_cstr(k->host);
     *port = k->adv_port;
     if (k->srv->cluster != NULL &&
-        kr_cluster_leader_kafka_addr(k->srv->cluster, addr, sizeof addr) &&
+        kr_cluster_leader_kafka_addr(k->srv->cluster, addr, sizeof addr, &id) &&
         kr_hostport_parse(addr, 0, &lead, NULL, 0) == 0) {
         const char *h = kr_kreq_strdup(r, lead.host, (int32_t)strlen(lead.host));
         if (h != NULL) {
             *host = kr_kafka_cstr(h);
             *port = atoi(lead.port);
+            return (int32_t)id;
         }
     }
+    return kr_kafka_node_id(k);
 }
 
 /*
@@ -193,7 +203,7 @@ static int16_t to_be_made(kr_kafka *k)
 {
     char addr[KR_HOSTPORT_MAX + 1];
     if (kr_cluster_is_leader(k->srv->cluster) ||
-        !kr_cluster_leader_kafka_addr(k->srv->cluster, addr, sizeof addr))
+        !kr_cluster_leader_kafka_addr(k->srv->cluster, addr, sizeof addr, NULL))
         return KR_KAFKA_ERR_LEADER_NOT_AVAILABLE;
     return KR_KAFKA_ERR_NONE;
 }
@@ -215,10 +225,12 @@ static void metadata_respond(kr_kconn *c, kr_kreq *r, const kr_kafka_str *names,
     kr_kafka_metadata_topic *topics = kr_kreq_array(r, n, sizeof *topics);
     kr_kafka_metadata_partition *parts = kr_kreq_array(r, n, sizeof *parts);
     kr_kafka_metadata_broker *broker = kr_kreq_array(r, 1, sizeof *broker);
-    if (topics == NULL || parts == NULL || broker == NULL) {
+    int32_t *leader = kr_kreq_array(r, 1, sizeof *leader);
+    if (topics == NULL || parts == NULL || broker == NULL || leader == NULL) {
         kr_kreq_nomem(r);
         return;
     }
+    *leader = the_broker(c, r, &broker->host, &broker->port);
     int32_t i = 0;
     if (all != NULL) {
         for (size_t x = 0; x < n_all; x++) {
@@ -231,7 +243,7 @@ static void metadata_respond(kr_kconn *c, kr_kreq *r, const kr_kafka_str *names,
                 kr_kreq_nomem(r);
                 return;
             }
-            fill_topic(&topics[i], &parts[i], name, 0);
+            fill_topic(&topics[i], &parts[i], name, 0, leader);
             i++;
         }
     } else {
@@ -242,17 +254,16 @@ static void metadata_respond(kr_kconn *c, kr_kreq *r, const kr_kafka_str *names,
                 err = KR_KAFKA_ERR_KAFKA_STORAGE_ERROR;
             else if (t == NULL && creating && err == KR_KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION)
                 err = to_be_made(k);
-            fill_topic(&topics[i], &parts[i], names[i], err);
+            fill_topic(&topics[i], &parts[i], names[i], err, leader);
         }
     }
-    broker->node_id = KR_KAFKA_NODE_ID;
-    the_broker(c, r, &broker->host, &broker->port);
+    broker->node_id = *leader;
     broker->rack = (kr_kafka_str){NULL, -1};
     kr_kafka_metadata_resp resp = {0};
     resp.brokers.v = broker;
     resp.brokers.n = 1;
     resp.cluster_id = (kr_kafka_str){NULL, -1};
-    resp.controller_id = KR_KAFKA_NODE_ID;
+    resp.controller_id = *leader;
     resp.topics.v = topics;
     resp.topics.n = n;
     resp.cluster_authorized_operations = INT32_MIN;
@@ -407,13 +418,20 @@ static kr_khresult find_coordinator(kr_kconn *c, kr_kreq *r, const kr_kafka_requ
 {
     kr_kafka_find_coordinator_resp resp = {0};
     resp.error_message = (kr_kafka_str){NULL, -1};
-    the_broker(c, r, &resp.host, &resp.port);
-    resp.node_id = KR_KAFKA_NODE_ID;
+    resp.node_id = the_broker(c, r, &resp.host, &resp.port);
+    char addr[KR_HOSTPORT_MAX + 1];
     if (req->u.find_coordinator.key_type != 0) {
         /* Transaction coordinators: krappy has no transactions. */
         resp.error_code = KR_KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
         resp.error_message = kr_kafka_cstr("krappy has no transactions: produce without "
                                            "transactional.id");
+    } else if (c->k->srv->cluster != NULL &&
+               !kr_cluster_leader_kafka_addr(c->k->srv->cluster, addr, sizeof addr, NULL)) {
+        /* The coordinator is the leader: none known (an election). */
+        resp.error_code = KR_KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
+        resp.error_message = kr_kafka_cstr("the cluster has no leader yet: ask again");
+    }
+    if (resp.error_code != 0) {
         resp.node_id = -1;
         resp.host = kr_kafka_cstr("");
         resp.port = -1;

@@ -946,6 +946,8 @@ void kr_kafka_tick(kr_kafka *k, uint64_t now_ns)
         kconn_tick(c, now_ns);
         kr_kconn_release(c);
     }
+    if (!kr_kafka_coordinates(k))
+        kr_kgroups_resign(k->groups);
     kr_kgroups_tick(k->groups, now_ns / 1000000);
 }
 

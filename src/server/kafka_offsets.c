@@ -5,7 +5,9 @@
  * committed offsets (kr_store_koffset_*), which survive kill -9 before an
  * OffsetCommit is answered. On a cluster an OffsetCommit goes through the
  * log (KOFFSET_COMMIT, cluster/cmd.h) and is answered once applied on the
- * leader; every node then answers OffsetFetch with it.
+ * leader; every node then answers OffsetFetch with it. Only the leader
+ * coordinates groups: the other nodes answer the group APIs and
+ * OffsetCommit NOT_COORDINATOR, and the member asks FindCoordinator again.
  */
 #include <stdio.h>
 #include <string.h>
@@ -56,8 +58,22 @@ static void synced(void *arg, const kr_kafka_sync_group_resp *resp)
     kr_kreq_respond(r, resp);
 }
 
+bool kr_kafka_coordinates(const kr_kafka *k)
+{
+    return k->srv->cluster == NULL || kr_cluster_is_leader(k->srv->cluster);
+}
+
 kr_khresult kr_khandle_join_group(kr_kconn *c, kr_kreq *r, const kr_kafka_request *req)
 {
+    if (!kr_kafka_coordinates(c->k)) {
+        kr_kafka_join_group_resp resp = {.error_code = KR_KAFKA_ERR_NOT_COORDINATOR,
+                                         .generation_id = -1};
+        resp.protocol_name = (kr_kafka_str){"", 0};
+        resp.leader = (kr_kafka_str){"", 0};
+        resp.member_id = req->u.join_group.member_id;
+        kr_kreq_respond(r, &resp);
+        return KR_KH_DONE;
+    }
     park(c, r);
     kr_kafka_str client = kr_kafka_cstr(c->client_id);
     kr_kgroups_join(c->k->groups, &req->u.join_group, r->api_version, client, kr_mono_ms(), joined,
@@ -67,6 +83,12 @@ kr_khresult kr_khandle_join_group(kr_kconn *c, kr_kreq *r, const kr_kafka_reques
 
 kr_khresult kr_khandle_sync_group(kr_kconn *c, kr_kreq *r, const kr_kafka_request *req)
 {
+    if (!kr_kafka_coordinates(c->k)) {
+        kr_kafka_sync_group_resp resp = {.error_code = KR_KAFKA_ERR_NOT_COORDINATOR};
+        resp.assignment = (kr_kafka_bytes){(const uint8_t *)"", 0};
+        kr_kreq_respond(r, &resp);
+        return KR_KH_DONE;
+    }
     park(c, r);
     kr_kgroups_sync(c->k->groups, &req->u.sync_group, kr_mono_ms(), synced, r);
     return KR_KH_ASYNC;
@@ -75,7 +97,9 @@ kr_khresult kr_khandle_sync_group(kr_kconn *c, kr_kreq *r, const kr_kafka_reques
 kr_khresult kr_khandle_heartbeat(kr_kconn *c, kr_kreq *r, const kr_kafka_request *req)
 {
     kr_kafka_heartbeat_resp resp = {0};
-    resp.error_code = kr_kgroups_heartbeat(c->k->groups, &req->u.heartbeat, kr_mono_ms());
+    resp.error_code = kr_kafka_coordinates(c->k)
+                          ? kr_kgroups_heartbeat(c->k->groups, &req->u.heartbeat, kr_mono_ms())
+                          : KR_KAFKA_ERR_NOT_COORDINATOR;
     kr_kreq_respond(r, &resp);
     return KR_KH_DONE;
 }
@@ -85,7 +109,9 @@ kr_khresult kr_khandle_leave_group(kr_kconn *c, kr_kreq *r, const kr_kafka_reque
     const kr_kafka_leave_group_req *q = &req->u.leave_group;
     kr_kafka_leave_group_resp resp = {0};
     uint64_t now = kr_mono_ms();
-    if (r->api_version < 3) {
+    if (!kr_kafka_coordinates(c->k)) {
+        resp.error_code = KR_KAFKA_ERR_NOT_COORDINATOR;
+    } else if (r->api_version < 3) {
         resp.error_code = kr_kgroups_leave(c->k->groups, q->group_id, q->member_id, now);
     } else {
         int32_t n = kr_kcount(q->members.n);
@@ -203,6 +229,18 @@ static int16_t commit_one(kr_kconn *c, kr_kreq *r, kcommit *kc, kr_topic *t, kr_
     return 0;
 }
 
+/* The error an OffsetCommit's group decides for all its partitions (0:
+ * none). */
+static int16_t commit_group_err(kr_kconn *c, const kr_kafka_offset_commit_req *q)
+{
+    if (q->group_id.len <= 0)
+        return KR_KAFKA_ERR_INVALID_GROUP_ID;
+    if (!kr_kafka_coordinates(c->k))
+        return KR_KAFKA_ERR_NOT_COORDINATOR;
+    return kr_kgroups_commit_check(c->k->groups, q->group_id, q->generation_id, q->member_id,
+                                   kr_mono_ms());
+}
+
 kr_khresult kr_khandle_offset_commit(kr_kconn *c, kr_kreq *r, const kr_kafka_request *req)
 {
     const kr_kafka_offset_commit_req *q = &req->u.offset_commit;
@@ -217,10 +255,7 @@ kr_khresult kr_khandle_offset_commit(kr_kconn *c, kr_kreq *r, const kr_kafka_req
     kc->pending = 1;
     r->ctx = kc;
     kr_kreq_async(r);
-    int16_t group_err = q->group_id.len <= 0
-                            ? KR_KAFKA_ERR_INVALID_GROUP_ID
-                            : kr_kgroups_commit_check(c->k->groups, q->group_id, q->generation_id,
-                                                      q->member_id, kr_mono_ms());
+    int16_t group_err = commit_group_err(c, q);
     for (int32_t i = 0; i < nt; i++) {
         const kr_kafka_offset_commit_req_topic *qt = &q->topics.v[i];
         int32_t np = kr_kcount(qt->partitions.n);

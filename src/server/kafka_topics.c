@@ -189,7 +189,7 @@ static size_t broker_conf(const kr_kafka *k, kconf out[N_BROKER_CONF])
     char addr[KR_HOSTPORT_MAX + 1], port[8];
     snprintf(port, sizeof port, "%d", k->adv_port);
     kr_hostport_format(addr, sizeof addr, k->host, port);
-    set(&out[n++], "broker.id", CT_INT, NULL, "%d", KR_KAFKA_NODE_ID);
+    set(&out[n++], "broker.id", CT_INT, NULL, "%d", kr_kafka_node_id(k));
     set(&out[n++], "advertised.listeners", CT_STRING, "--kafka-advertise", "%s://%s",
         cfg->token != NULL ? "SASL_PLAINTEXT" : "PLAINTEXT", addr);
     set(&out[n++], "sasl.enabled.mechanisms", CT_LIST, "--token", "%s",
@@ -362,9 +362,9 @@ static int16_t create_check(kr_kconn *c, const kr_kafka_create_topics_topic *q,
     for (int32_t i = 0; i < q->assignments.n; i++) {
         const kr_kafka_create_topics_assignment *a = &q->assignments.v[i];
         if (a->partition_index != 0 || a->broker_ids.n != 1 ||
-            a->broker_ids.v[0] != KR_KAFKA_NODE_ID || q->assignments.n != 1) {
+            a->broker_ids.v[0] != kr_kafka_node_id(c->k) || q->assignments.n != 1) {
             snprintf(why, whylen, "the one partition, 0, can only be on broker %d",
-                     KR_KAFKA_NODE_ID);
+                     kr_kafka_node_id(c->k));
             return KR_KAFKA_ERR_INVALID_REPLICA_ASSIGNMENT;
         }
     }
@@ -508,10 +508,10 @@ static size_t resource_conf(kr_kconn *c, int8_t type, kr_kafka_str name, kconf *
     }
     if (type == KR_KAFKA_RESOURCE_BROKER) {
         char id[16];
-        int n = snprintf(id, sizeof id, "%d", KR_KAFKA_NODE_ID);
+        int n = snprintf(id, sizeof id, "%d", kr_kafka_node_id(c->k));
         if (name.len > 0 && (name.len != n || memcmp(name.ptr, id, (size_t)n) != 0)) {
             *err = KR_KAFKA_ERR_INVALID_REQUEST;
-            snprintf(why, whylen, "this cluster has one broker, %s", id);
+            snprintf(why, whylen, "this broker is %s", id);
             return 0;
         }
         return broker_conf(c->k, conf);
