@@ -1935,6 +1935,18 @@ static void kill_leader(void *arg, rd_kafka_t *rk)
     assert_int_equal(e2e_cluster_restart(k->c, (unsigned)k->leader, kafka_cluster_args + 2), 0);
 }
 
+/* Three nodes with Kafka ports: boot gets every node's Kafka address.
+ * @return the leader. */
+static int kafka_cluster(e2e_cluster *c, char *boot, size_t len)
+{
+    assert_int_equal(e2e_cluster_start(c, 3, false, kafka_cluster_args), 0);
+    int leader = e2e_cluster_leader(c, 10000);
+    assert_true(leader >= 0);
+    snprintf(boot, len, "127.0.0.1:%s,127.0.0.1:%s,127.0.0.1:%s", c->node[0].kafka_port,
+             c->node[1].kafka_port, c->node[2].kafka_port);
+    return leader;
+}
+
 /* A librdkafka idempotent producer (acks all), bootstrapped on every node,
  * through kill -9 of the leader (restarted on its directory): every
  * record once, in one order, on every node. */
@@ -1942,12 +1954,8 @@ static void test_cluster_idempotent_producer(void **state)
 {
     (void)state;
     e2e_cluster c;
-    assert_int_equal(e2e_cluster_start(&c, 3, false, kafka_cluster_args), 0);
-    int leader = e2e_cluster_leader(&c, 10000);
-    assert_true(leader >= 0);
     char boot[256];
-    snprintf(boot, sizeof boot, "127.0.0.1:%s,127.0.0.1:%s,127.0.0.1:%s", c.node[0].kafka_port,
-             c.node[1].kafka_port, c.node[2].kafka_port);
+    int leader = kafka_cluster(&c, boot, sizeof boot);
     const int n = e2e_torture() ? 50000 : 4000;
     kill_leader_arg k = {&c, leader, n};
     produce_once(boot, n, kill_leader, &k);
@@ -1991,12 +1999,8 @@ static void test_cluster_consumer_group(void **state)
 {
     (void)state;
     e2e_cluster c;
-    assert_int_equal(e2e_cluster_start(&c, 3, false, kafka_cluster_args), 0);
-    int leader = e2e_cluster_leader(&c, 10000);
-    assert_true(leader >= 0);
     char boot[256];
-    snprintf(boot, sizeof boot, "127.0.0.1:%s,127.0.0.1:%s,127.0.0.1:%s", c.node[0].kafka_port,
-             c.node[1].kafka_port, c.node[2].kafka_port);
+    int leader = kafka_cluster(&c, boot, sizeof boot);
     enum { N = 3000 };
     produce_once(boot, N, nothing_midway, NULL);
 

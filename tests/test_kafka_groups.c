@@ -337,6 +337,18 @@ static void test_commit_check(void **state)
     kr_kgroups_free(gs);
 }
 
+/* Two members in a stable generation 2, then c joins: a rebalance is
+ * prepared, c's JoinGroup waits for a and b to join again. */
+static kr_kgroups *rebalancing(answer *a, answer *b, answer *c, uint64_t *now)
+{
+    kr_kgroups *gs = two_members(a, b, now);
+    *now += 10;
+    join_new(gs, *now, c);
+    assert_int_equal(c->calls, 0);
+    assert_string_equal(kr_kgroups_state(gs, "g", 1, NULL), "PreparingRebalance");
+    return gs;
+}
+
 /* As on Kafka's coordinators: while a rebalance is prepared, members of the
  * current generation commit what they consumed before they join again (a
  * consumer commits the partitions it gives up); once it completes, until
@@ -344,13 +356,9 @@ static void test_commit_check(void **state)
 static void test_commit_during_rebalance(void **state)
 {
     (void)state;
-    answer a, b;
+    answer a, b, c;
     uint64_t now;
-    kr_kgroups *gs = two_members(&a, &b, &now);
-    answer c;
-    now += 10;
-    join_new(gs, now, &c);
-    assert_string_equal(kr_kgroups_state(gs, "g", 1, NULL), "PreparingRebalance");
+    kr_kgroups *gs = rebalancing(&a, &b, &c, &now);
     assert_int_equal(kr_kgroups_commit_check(gs, str("g"), 2, str(a.member), now), 0);
     assert_int_equal(kr_kgroups_commit_check(gs, str("g"), 1, str(a.member), now),
                      KR_KAFKA_ERR_ILLEGAL_GENERATION);
@@ -376,13 +384,9 @@ static void test_commit_during_rebalance(void **state)
 static void test_resign(void **state)
 {
     (void)state;
-    answer a, b;
+    answer a, b, c;
     uint64_t now;
-    kr_kgroups *gs = two_members(&a, &b, &now);
-    answer c;
-    now += 10;
-    join_new(gs, now, &c); /* c's JoinGroup waits for the rebalance */
-    assert_int_equal(c.calls, 0);
+    kr_kgroups *gs = rebalancing(&a, &b, &c, &now);
     kr_kgroups_resign(gs);
     assert_int_equal(c.calls, 1);
     assert_int_equal(c.err, KR_KAFKA_ERR_NOT_COORDINATOR);
