@@ -242,15 +242,32 @@ static void prefetch_swap(kr_kprefetch *pf, kr_buf *b)
     b->cap = pb.cap;
 }
 
+/* Cancel a run not started yet (the caller holds a reference on c besides
+ * the timer's). */
+static void prefetch_unschedule(kr_kprefetch *pf)
+{
+    if (!pf->scheduled)
+        return;
+    event_del(pf->timer);
+    pf->scheduled = false;
+    kr_kconn_release(pf->c);
+}
+
 /* The prefetched records for (t, offset, want, stretch), appended to k->records
  * (taken over without a copy when k->records is empty, as it is for the
- * one partition a catching-up consumer reads); dropped either way.
+ * one partition a catching-up consumer reads); dropped either way. A run
+ * still to come is cancelled: the Fetch came first (the loop was held up),
+ * its records are made on its path now, and the run would make them again
+ * for an offset answered already, then its successor none.
  * @return the records, or -1 when there are none. */
 static int32_t prefetch_take(kr_kconn *c, kr_topic *t, int64_t offset, uint64_t want,
                              uint64_t stretch, uint64_t *next)
 {
     kr_kprefetch *pf = c->prefetch;
-    if (pf == NULL || !pf->ready)
+    if (pf == NULL)
+        return -1;
+    prefetch_unschedule(pf);
+    if (!pf->ready)
         return -1;
     int32_t n = -1;
     kr_buf *records = &c->k->records;
@@ -273,11 +290,7 @@ void kr_kfetch_conn_closed(kr_kconn *c)
     if (pf == NULL)
         return;
     prefetch_release(pf);
-    if (pf->scheduled) {
-        event_del(pf->timer);
-        pf->scheduled = false;
-        kr_kconn_release(c); /* the timer's reference; the caller holds another */
-    }
+    prefetch_unschedule(pf);
 }
 
 void kr_kfetch_topic_deleted(kr_kconn *c, const kr_topic *t)
