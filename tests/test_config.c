@@ -260,6 +260,17 @@ static void test_errors_name_the_culprit(void **state)
     assert_int_equal(c.raft_snapshot_every, 1024);
     assert_int_equal(c.raft_segment_bytes, 8u << 20);
     kr_config_free(&c);
+    /* With a Kafka listener a node id is a Kafka broker id and a producer
+     * id's low byte: 1 to 255. */
+    assert_int_equal(parse(&c, err, sizeof err, "--raft-listen", "127.0.0.1:7072", "--node-id",
+                           "256", "--kafka-listen", "127.0.0.1:9092", NULL),
+                     KR_CONFIG_ERROR);
+    assert_non_null(strstr(err, "with --kafka-listen a node id is 1 to 255"));
+    kr_config_free(&c);
+    assert_int_equal(parse(&c, err, sizeof err, "--raft-listen", "127.0.0.1:7072", "--node-id",
+                           "255", "--kafka-listen", "127.0.0.1:9092", NULL),
+                     KR_CONFIG_RUN);
+    kr_config_free(&c);
     assert_int_equal(parse(&c, err, sizeof err, "--nope", NULL), KR_CONFIG_ERROR);
     assert_non_null(strstr(err, "unknown option '--nope'"));
     kr_config_free(&c);

@@ -161,8 +161,9 @@ static const opt_spec specs[] = {
      "lost), keeping the consumer groups' cursors and idempotent producers' registrations",
      F(rebuild_view), 0, 1},
     {"node-id", "KRAPPY_NODE_ID", OPT_STR, "N|auto", "none",
-     "this node's id in a cluster, above 0, never reused for another volume; auto: the number "
-     "at the end of the host name plus one (a StatefulSet pod's ordinal)",
+     "this node's id in a cluster, above 0 (at most 255 with --kafka-listen), never reused "
+     "for another volume; auto: the number at the end of the host name plus one (a "
+     "StatefulSet pod's ordinal)",
      F(node_id_text), 0, 0},
     {"raft-listen", "KRAPPY_RAFT_LISTEN", OPT_STR, "HOST:PORT", "none (a single node)",
      "run as a cluster member: raft listens here (and peers reach this node here when it is "
@@ -485,6 +486,14 @@ static int check_cluster(kr_config *cfg, char *err, size_t errlen)
     }
     if (node_id(cfg, err, errlen) < 0)
         return -1;
+    if (cfg->kafka_listen != NULL && cfg->node_id > KR_KAFKA_MAX_NODE_ID) {
+        snprintf(err, errlen,
+                 "--node-id %llu: with --kafka-listen a node id is 1 to %d (it is the node's "
+                 "Kafka broker id, and the low byte of the Kafka producer ids it hands out, "
+                 "which must differ between nodes)",
+                 (unsigned long long)cfg->node_id, KR_KAFKA_MAX_NODE_ID);
+        return -1;
+    }
     if (cfg->peers != NULL) {
         kr_node_peer *p;
         size_t n;

@@ -30,6 +30,11 @@
 #define KR_MIN_MAX_FRAME (4u * 1024)
 #define KR_MAX_MAX_FRAME (1024u * 1024 * 1024)
 
+/* The largest --node-id of a cluster with a Kafka listener: the node id is
+ * its Kafka broker id and the low byte of the producer ids it hands out
+ * (kafka_handlers.c). */
+#define KR_KAFKA_MAX_NODE_ID 255
+
 typedef struct kr_config {
     char *listen; /* HOST:PORT */
     char *data_dir;
