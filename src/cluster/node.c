@@ -432,8 +432,9 @@ static void forget_io_error(kr_node *n)
     n->io.errmsg[0] = '\0';
 }
 
-/* A write raft_uv completed with `status`: a failure stops the node, but
- * not a cancellation (raft_close ends writes that had not started). */
+/* A write raft_uv completed with `status` (or a synchronous one returned
+ * it): a failure stops the node, but not a cancellation (raft_close ends
+ * writes that had not started), nor anything once the node closes. */
 static void check_completed(kr_node *n, const char *what, int status)
 {
     if (status != 0 && status != RAFT_CANCELED && !n->closing)
@@ -522,8 +523,7 @@ static int set_term_checked(struct raft_io *io, raft_term term)
     kr_node *n = node_of_io(io);
     forget_io_error(n);
     int rv = n->uv_set_term(io, term);
-    if (rv != 0 && !n->closing)
-        log_write_failed(n, "recording the term", rv);
+    check_completed(n, "recording the term", rv);
     return rv;
 }
 
@@ -532,8 +532,7 @@ static int set_vote_checked(struct raft_io *io, raft_id id)
     kr_node *n = node_of_io(io);
     forget_io_error(n);
     int rv = n->uv_set_vote(io, id);
-    if (rv != 0 && !n->closing)
-        log_write_failed(n, "recording the vote", rv);
+    check_completed(n, "recording the vote", rv);
     return rv;
 }
 
