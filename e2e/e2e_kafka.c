@@ -2077,6 +2077,46 @@ static void test_cluster_consumer_group(void **state)
     assert_int_equal(done, N);
     rd_kafka_consumer_close(ck);
     rd_kafka_destroy(ck);
+
+    /* The new leader killed too: the last node knows no leader. Its
+     * Metadata says so as Kafka's brokers do during an election (the
+     * partition LEADER_NOT_AVAILABLE, leader -1, no controller), and
+     * FindCoordinator answers COORDINATOR_NOT_AVAILABLE. */
+    int second = e2e_cluster_leader(&c, 10000);
+    assert_true(second >= 0 && second != leader);
+    e2e_kill9(&c.node[second]);
+    unsigned last = 3 - (unsigned)leader - (unsigned)second;
+    int lfd = kconnect(&c.node[last]);
+    kr_kafka_str one = kr_kafka_cstr("once");
+    kr_kafka_metadata_req mq = {.topics = {&one, 1}};
+    kr_kafka_metadata_resp mr;
+    int16_t perr = 0;
+    uint64_t until_lost = e2e_now_ms() + 15000;
+    do {
+        kresp_init(&k);
+        round_trip(lfd, &k, KR_KAFKA_METADATA, 4, 2, &mq, &mr, 5000);
+        assert_int_equal(mr.topics.n, 1);
+        assert_int_equal(mr.topics.v[0].error_code, 0);
+        assert_int_equal(mr.topics.v[0].partitions.n, 1);
+        perr = mr.topics.v[0].partitions.v[0].error_code;
+        if (perr != 0) {
+            assert_int_equal(perr, KR_KAFKA_ERR_LEADER_NOT_AVAILABLE);
+            assert_int_equal(mr.topics.v[0].partitions.v[0].leader_id, -1);
+            assert_int_equal(mr.controller_id, -1);
+            assert_int_equal(mr.brokers.n, 1);
+            assert_int_equal(mr.brokers.v[0].node_id, (int32_t)last + 1);
+        }
+        kresp_free(&k);
+    } while (perr == 0 && e2e_now_ms() < until_lost && usleep(100000) == 0);
+    assert_int_equal(perr, KR_KAFKA_ERR_LEADER_NOT_AVAILABLE);
+    kresp_init(&k);
+    kr_kafka_find_coordinator_req fq = {kr_kafka_cstr("cg"), 0};
+    kr_kafka_find_coordinator_resp fr;
+    round_trip(lfd, &k, KR_KAFKA_FIND_COORDINATOR, 1, 3, &fq, &fr, 5000);
+    assert_int_equal(fr.error_code, KR_KAFKA_ERR_COORDINATOR_NOT_AVAILABLE);
+    kresp_free(&k);
+    close(lfd);
+    assert_int_equal(e2e_cluster_restart(&c, (unsigned)second, kafka_cluster_args + 2), 0);
     assert_int_equal(e2e_cluster_restart(&c, (unsigned)leader, kafka_cluster_args + 2), 0);
     assert_int_equal(e2e_cluster_stop(&c), 0);
 }

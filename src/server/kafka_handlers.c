@@ -133,10 +133,12 @@ typedef struct meta_wait {
     bool creating; /* on a cluster: a topic still missing is being made */
 } meta_wait;
 
-/* A topic of Metadata; its partition is led by broker `leader` (*leader
- * also its one replica, in sync: it outlives the response). */
+/* A topic of Metadata; its partition is on broker *broker (its one
+ * replica; *broker outlives the response), which leads it and is in sync -
+ * or, when `led` is false (a cluster electing), has no leader:
+ * LEADER_NOT_AVAILABLE, leader -1, as Kafka's brokers answer meanwhile. */
 static void fill_topic(kr_kafka_metadata_topic *mt, kr_kafka_metadata_partition *part,
-                       kr_kafka_str name, int16_t err, const int32_t *leader)
+                       kr_kafka_str name, int16_t err, const int32_t *broker, bool led)
 {
     memset(mt, 0, sizeof *mt);
     mt->error_code = err;
@@ -145,13 +147,14 @@ static void fill_topic(kr_kafka_metadata_topic *mt, kr_kafka_metadata_partition 
     if (err != 0)
         return;
     memset(part, 0, sizeof *part);
+    part->error_code = led ? KR_KAFKA_ERR_NONE : KR_KAFKA_ERR_LEADER_NOT_AVAILABLE;
     part->partition_index = 0;
-    part->leader_id = *leader;
+    part->leader_id = led ? *broker : -1;
     part->leader_epoch = 0;
-    part->replica_nodes.v = leader;
+    part->replica_nodes.v = broker;
     part->replica_nodes.n = 1;
-    part->isr_nodes.v = leader;
-    part->isr_nodes.n = 1;
+    part->isr_nodes.v = broker;
+    part->isr_nodes.n = led ? 1 : 0;
     part->offline_replicas.v = NULL;
     part->offline_replicas.n = 0;
     mt->partitions.v = part;
@@ -167,9 +170,10 @@ int32_t kr_kafka_node_id(const kr_kafka *k)
  * leader (PROTOCOL.md section 8), by its node id: clients produce and
  * commit offsets there, and ask again after NOT_LEADER_OR_FOLLOWER or
  * NOT_COORDINATOR. A new leader is another broker to them (librdkafka
- * follows a coordinator that changes its id, not one that moves). @return
- * its broker id. */
-static int32_t the_broker(kr_kconn *c, kr_kreq *r, kr_kafka_str *host, int32_t *port)
+ * follows a coordinator that changes its id, not one that moves). A
+ * cluster with no leader known (an election) names this node, with *led
+ * false. @return its broker id. */
+static int32_t the_broker(kr_kconn *c, kr_kreq *r, kr_kafka_str *host, int32_t *port, bool *led)
 {
     kr_kafka *k = c->k;
     kr_hostport lead = {0};
@@ -177,14 +181,17 @@ static int32_t the_broker(kr_kconn *c, kr_kreq *r, kr_kafka_str *host, int32_t *
     uint64_t id = 0;
     *host = kr_kafka_cstr(k->host);
     *port = k->adv_port;
+    *led = k->srv->cluster == NULL;
     if (k->srv->cluster != NULL &&
-        kr_cluster_leader_kafka_addr(k->srv->cluster, addr, sizeof addr, &id) &&
-        kr_hostport_parse(addr, 0, &lead, NULL, 0) == 0) {
-        const char *h = kr_kreq_strdup(r, lead.host, (int32_t)strlen(lead.host));
-        if (h != NULL) {
-            *host = kr_kafka_cstr(h);
-            *port = atoi(lead.port);
-            return (int32_t)id;
+        kr_cluster_leader_kafka_addr(k->srv->cluster, addr, sizeof addr, &id)) {
+        *led = true;
+        if (kr_hostport_parse(addr, 0, &lead, NULL, 0) == 0) {
+            const char *h = kr_kreq_strdup(r, lead.host, (int32_t)strlen(lead.host));
+            if (h != NULL) {
+                *host = kr_kafka_cstr(h);
+                *port = atoi(lead.port);
+                return (int32_t)id;
+            }
         }
     }
     return kr_kafka_node_id(k);
@@ -230,7 +237,8 @@ static void metadata_respond(kr_kconn *c, kr_kreq *r, const kr_kafka_str *names,
         kr_kreq_nomem(r);
         return;
     }
-    *leader = the_broker(c, r, &broker->host, &broker->port);
+    bool led;
+    *leader = the_broker(c, r, &broker->host, &broker->port, &led);
     int32_t i = 0;
     if (all != NULL) {
         for (size_t x = 0; x < n_all; x++) {
@@ -243,7 +251,7 @@ static void metadata_respond(kr_kconn *c, kr_kreq *r, const kr_kafka_str *names,
                 kr_kreq_nomem(r);
                 return;
             }
-            fill_topic(&topics[i], &parts[i], name, 0, leader);
+            fill_topic(&topics[i], &parts[i], name, 0, leader, led);
             i++;
         }
     } else {
@@ -254,7 +262,7 @@ static void metadata_respond(kr_kconn *c, kr_kreq *r, const kr_kafka_str *names,
                 err = KR_KAFKA_ERR_KAFKA_STORAGE_ERROR;
             else if (t == NULL && creating && err == KR_KAFKA_ERR_UNKNOWN_TOPIC_OR_PARTITION)
                 err = to_be_made(k);
-            fill_topic(&topics[i], &parts[i], names[i], err, leader);
+            fill_topic(&topics[i], &parts[i], names[i], err, leader, led);
         }
     }
     broker->node_id = *leader;
@@ -263,7 +271,7 @@ static void metadata_respond(kr_kconn *c, kr_kreq *r, const kr_kafka_str *names,
     resp.brokers.v = broker;
     resp.brokers.n = 1;
     resp.cluster_id = (kr_kafka_str){NULL, -1};
-    resp.controller_id = *leader;
+    resp.controller_id = led ? *leader : -1;
     resp.topics.v = topics;
     resp.topics.n = n;
     resp.cluster_authorized_operations = INT32_MIN;
@@ -418,15 +426,14 @@ static kr_khresult find_coordinator(kr_kconn *c, kr_kreq *r, const kr_kafka_requ
 {
     kr_kafka_find_coordinator_resp resp = {0};
     resp.error_message = (kr_kafka_str){NULL, -1};
-    resp.node_id = the_broker(c, r, &resp.host, &resp.port);
-    char addr[KR_HOSTPORT_MAX + 1];
+    bool led;
+    resp.node_id = the_broker(c, r, &resp.host, &resp.port, &led);
     if (req->u.find_coordinator.key_type != 0) {
         /* Transaction coordinators: krappy has no transactions. */
         resp.error_code = KR_KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
         resp.error_message = kr_kafka_cstr("krappy has no transactions: produce without "
                                            "transactional.id");
-    } else if (c->k->srv->cluster != NULL &&
-               !kr_cluster_leader_kafka_addr(c->k->srv->cluster, addr, sizeof addr, NULL)) {
+    } else if (!led) {
         /* The coordinator is the leader: none known (an election). */
         resp.error_code = KR_KAFKA_ERR_COORDINATOR_NOT_AVAILABLE;
         resp.error_message = kr_kafka_cstr("the cluster has no leader yet: ask again");
