@@ -174,6 +174,12 @@ void kr_store_recount_active(kr_store *s);
  * caller then adds what its stream made visible to the metrics
  * (kr_store_count_in) and wakes the topic's long polls. */
 void kr_store_append_visible(kr_store *s, kr_append *a);
+/* Ask for the overlay memory the folds of chunk c's first events will
+ * touch: their table slots before c is written, their records (found
+ * through the slots, in by then) after: the write's system call gives the
+ * loads time to arrive. fold_meta looks ahead within one append; a loop
+ * turn of single-event PUBLISHes is one event each. */
+void kr_store_fold_warm(kr_topic *t, const kr_chunk *c, bool records);
 /* Add the events and bytes kr_store_append_visible made visible on st
  * since the last call to the store's and the topic's metrics. */
 void kr_store_count_in(kr_store *s, kr_stream *st);
