@@ -717,6 +717,35 @@ static void header(FILE *f, const vs_params *p)
             p->pub_window, p->pubs_one, p->pings, p->cluster_events, p->cluster_rate, p->lat_secs);
 }
 
+/* Whether the comma-separated list names id exactly ("nats3" is not "nats"). */
+static bool listed(const char *list, const char *id)
+{
+    size_t n = strlen(id);
+    for (const char *p = list; *p != '\0';) {
+        size_t len = strcspn(p, ",");
+        if (len == n && strncmp(p, id, n) == 0)
+            return true;
+        p += len + (p[len] == ',');
+    }
+    return false;
+}
+
+/* The first name of the list that is no system's, or NULL. */
+static const char *unknown_system(const char *list, char *buf, size_t cap)
+{
+    for (const char *p = list; *p != '\0';) {
+        size_t len = strcspn(p, ",");
+        snprintf(buf, cap, "%.*s", (int)len, p);
+        bool known = false;
+        for (int si = 0; si < NSYS; si++)
+            known = known || strcmp(buf, systems[si]->id) == 0;
+        if (!known)
+            return buf;
+        p += len + (p[len] == ',');
+    }
+    return NULL;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -837,9 +866,15 @@ int main(int argc, char **argv)
     if (wanted[P_GET_ONE] || wanted[P_PUB_ONE])
         wanted[P_PING] = true;
     lat_rate = p.rate;
+    char bad[64];
+    if (only != NULL && unknown_system(only, bad, sizeof bad) != NULL) {
+        fprintf(stderr, "bench_vs: --only: no system is called '%s'\n", bad);
+        usage(stderr);
+        return 2;
+    }
     bool on[NSYS];
     for (int si = 0; si < NSYS; si++)
-        on[si] = only == NULL || strstr(only, systems[si]->id) != NULL;
+        on[si] = only == NULL || listed(only, systems[si]->id);
     signal(SIGPIPE, SIG_IGN);
     tty = isatty(2);
     started = vs_now_s();
