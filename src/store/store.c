@@ -321,9 +321,9 @@ void kr_store_roll_quiet(kr_store *s, kr_topic *t, uint64_t now)
                KR_LOG_STR("topic", t->name), KR_LOG_STR("reason", msg));
 }
 
-/* Putting a failed checkpoint's frozen entries back. */
+/* Putting a failed checkpoint's entries together again. */
 struct put_back {
-    kr_overlay *active;
+    kr_overlay *into;
     size_t lost; /* entries there was no memory for */
 };
 
@@ -332,9 +332,46 @@ struct put_back {
 static int put_back(void *arg, const kr_ov_entry *e)
 {
     struct put_back *pb = arg;
-    if (kr_overlay_put_older(pb->active, e) < 0)
+    if (kr_overlay_put_older(pb->into, e) < 0)
         pb->lost++;
     return 0;
+}
+
+/* An entry written since the checkpoint began goes on top of the frozen
+ * ones. */
+static int put_newer(void *arg, const kr_ov_entry *e)
+{
+    struct put_back *pb = arg;
+    if (kr_overlay_put(pb->into, e) < 0)
+        pb->lost++;
+    return 0;
+}
+
+/*
+ * After a failed checkpoint, the topic's one active overlay again: the
+ * entries written since it began (usually few) on top of the frozen ones,
+ * whose overlay becomes the active one - not every frozen entry copied into
+ * the new overlay, which a failing disk would have the loop do for all the
+ * keys at every checkpoint interval. Should memory run out midway, the
+ * frozen entries go under the newer ones instead, as before.
+ */
+static void unfreeze(kr_topic *t)
+{
+    struct put_back pb = {t->frozen, 0};
+    kr_overlay_foreach(t->active, put_newer, &pb);
+    if (pb.lost == 0) {
+        kr_overlay *newer = t->active;
+        t->active = t->frozen;
+        t->frozen = newer; /* freed by the caller */
+        return;
+    }
+    pb = (struct put_back){t->active, 0};
+    kr_overlay_foreach(t->frozen, put_back, &pb);
+    if (pb.lost > 0)
+        kr_log(KR_LOG_ERROR,
+               "out of memory keeping the keys of a failed checkpoint; GET and SCAN may "
+               "miss them until a restart replays them",
+               KR_LOG_STR("topic", t->name), KR_LOG_U64("keys", pb.lost));
 }
 
 static void finish_checkpoint(kr_store *s, kr_job *j)
@@ -349,17 +386,8 @@ static void finish_checkpoint(kr_store *s, kr_job *j)
             t->keys = c->keys;
         }
         kr_store_producers_checkpointed(s, t, c->prod, j->err == KRAPPY_OK);
-        if (j->err != KRAPPY_OK && t->frozen != NULL) {
-            /* Fold the frozen entries back under the newer ones: the next
-             * checkpoint covers them again. */
-            struct put_back pb = {t->active, 0};
-            kr_overlay_foreach(t->frozen, put_back, &pb);
-            if (pb.lost > 0)
-                kr_log(KR_LOG_ERROR,
-                       "out of memory keeping the keys of a failed checkpoint; GET and SCAN may "
-                       "miss them until a restart replays them",
-                       KR_LOG_STR("topic", t->name), KR_LOG_U64("keys", pb.lost));
-        }
+        if (j->err != KRAPPY_OK && t->frozen != NULL)
+            unfreeze(t); /* the next checkpoint covers them again */
         if (j->err == KRAPPY_OK) {
             kr_store_readcache_take(s, t, t->frozen); /* the view changed */
         } else {
