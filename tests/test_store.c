@@ -412,9 +412,14 @@ static void test_checkpoint_fails_then_mends(void **state)
     snprintf(ingest, sizeof ingest, "%s/view.ingest", dir);
     pub(s, t, 300, 100); /* k0..k99 = v200..v299 */
     assert_int_equal(mkdir(ingest, 0755), 0);
+    /* The overlay the failed checkpoint froze is the active one again,
+     * with what came meanwhile put on it: its keys are not copied into
+     * another at every failure (a failing disk fails every interval). */
+    const kr_overlay *held = t->active;
     kr_store_checkpoint(s);
     checkpoint_settle(s, t);
     assert_int_equal(t->marker, 0);
+    assert_ptr_equal(t->active, held);
     pub(s, t, 50, 100); /* k0..k49 = v300..v349 */
     get(s, t, "k0", v, sizeof v);
     assert_string_equal(v, "v300");
@@ -427,7 +432,7 @@ static void test_checkpoint_fails_then_mends(void **state)
     for (int k = 0; k < 100; k++) {
         char key[16], want[16];
         snprintf(key, sizeof key, "k%d", k);
-        snprintf(want, sizeof want, "v%d", k < 50 ? 300 + k : k < 60 ? 300 + k : 200 + k);
+        snprintf(want, sizeof want, "v%d", k < 60 ? 300 + k : 200 + k);
         get(s, t, key, v, sizeof v);
         assert_string_equal(v, want);
     }

@@ -570,13 +570,14 @@ static void stream_flush(kr_store *s, kr_stream *st)
         int err = 0;
         fd = useg_pin(u);
         c->pos = u->written;
-        kr_store_fold_warm(st->t, c, false);
+        uint64_t warm[KR_FOLD_WARM];
+        size_t n_warm = kr_store_fold_warm_slots(st->t, c, warm);
         if (fd < 0)
             err = errno;
         else if (flag_gaps(st, u, fd, &err) == 0)
             done = write_chunk(u, fd, c, &err);
         kr_counter_add(s->m_written, done);
-        kr_store_fold_warm(st->t, c, true);
+        kr_store_fold_warm_records(st->t, warm, n_warm);
         if (done < c->data.len) {
             snprintf(why, sizeof why,
                      "writing to %s failed (nothing of this request was stored): %s", st->dir,

@@ -397,22 +397,23 @@ static uint64_t fold_hash(const kr_overlay *ov, const kr_chunk *c, const kr_ev_m
     return kr_overlay_hash(ov, keys + m->key_pos, m->key_len);
 }
 
-/* How many of a chunk's events kr_store_fold_warm asks for: about a loop
- * turn of pipelined single-event PUBLISHes (64 in flight). */
-#define FOLD_WARM 64
-
-void kr_store_fold_warm(kr_topic *t, const kr_chunk *c, bool records)
+size_t kr_store_fold_warm_slots(const kr_topic *t, const kr_chunk *c, uint64_t *hashes)
 {
     const kr_ev_meta *m = (const kr_ev_meta *)(const void *)c->meta.data;
-    const kr_overlay *ov = t->active;
     size_t n = c->meta.len / sizeof *m;
-    if (n > FOLD_WARM)
-        n = FOLD_WARM;
-    for (size_t i = 0; i < n; i++) {
-        uint64_t h = fold_hash(ov, c, &m[i]);
-        if (h != 0)
-            kr_overlay_prefetch(ov, h, records);
-    }
+    if (n > KR_FOLD_WARM)
+        n = KR_FOLD_WARM;
+    for (size_t i = 0; i < n; i++)
+        if ((hashes[i] = fold_hash(t->active, c, &m[i])) != 0)
+            kr_overlay_prefetch(t->active, hashes[i], false);
+    return n;
+}
+
+void kr_store_fold_warm_records(const kr_topic *t, const uint64_t *hashes, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (hashes[i] != 0)
+            kr_overlay_prefetch(t->active, hashes[i], true);
 }
 
 /* Fold a batch into the topic's active overlay, a few keys' memory asked

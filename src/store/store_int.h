@@ -175,11 +175,16 @@ void kr_store_recount_active(kr_store *s);
  * (kr_store_count_in) and wakes the topic's long polls. */
 void kr_store_append_visible(kr_store *s, kr_append *a);
 /* Ask for the overlay memory the folds of chunk c's first events will
- * touch: their table slots before c is written, their records (found
- * through the slots, in by then) after: the write's system call gives the
- * loads time to arrive. fold_meta looks ahead within one append; a loop
- * turn of single-event PUBLISHes is one event each. */
-void kr_store_fold_warm(kr_topic *t, const kr_chunk *c, bool records);
+ * touch: kr_store_fold_warm_slots their table slots before c is written
+ * (their hashes into `hashes`, room for KR_FOLD_WARM; @return how many),
+ * kr_store_fold_warm_records their records (found through the slots, in by
+ * then) after: the write's system call gives the loads time to arrive.
+ * fold_meta looks ahead within one append; a loop turn of single-event
+ * PUBLISHes is one event each. KR_FOLD_WARM is about such a turn (64 in
+ * flight). */
+#define KR_FOLD_WARM 64
+size_t kr_store_fold_warm_slots(const kr_topic *t, const kr_chunk *c, uint64_t *hashes);
+void kr_store_fold_warm_records(const kr_topic *t, const uint64_t *hashes, size_t n);
 /* Add the events and bytes kr_store_append_visible made visible on st
  * since the last call to the store's and the topic's metrics. */
 void kr_store_count_in(kr_store *s, kr_stream *st);
