@@ -220,7 +220,8 @@ $(KRAPPY): $(CLI_OBJ) $(LIBA)
 # the server, or new) gets every layer and libkrappy.
 test_layer   = $(addprefix $(TOUT)/tests/,$(1))
 UTIL_TESTS   := $(call test_layer,test_buf test_clock test_crc32c test_grow test_hostport \
-                  test_json test_log test_metrics test_ring test_sched test_secret test_utf8)
+                  test_json test_log test_metrics test_retry test_ring test_sched test_secret \
+                  test_utf8)
 PROTO_TESTS  := $(call test_layer,test_cbor test_cbor_text test_frame test_msg test_topic_config)
 STORE_TESTS  := $(call test_layer,test_fdcache test_group test_index test_names test_overlay \
                   test_producers test_segment test_store test_store_alloc test_store_kafka \

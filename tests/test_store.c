@@ -449,6 +449,50 @@ static void test_checkpoint_fails_then_mends(void **state)
     kr_store_close(s);
 }
 
+/*
+ * Failing checkpoints back off: with the overlays over their fill limit,
+ * each failure used to start the next at once (a busy loop of failures and
+ * log lines, even with nothing more written). Now what the tick and a full
+ * overlay ask for waits for the retry's time (an hour here: the interval);
+ * a checkpoint asked for by hand still runs; a success ends the run.
+ */
+static void test_failing_checkpoints_back_off(void **state)
+{
+    (void)state;
+    kr_store *s = open_store_budget(1u << 20, 0, 64u << 10); /* fill limit 32 KiB */
+    kr_topic *t = reg(s, "t");
+    char ingest[600], v[32];
+    snprintf(ingest, sizeof ingest, "%s/view.ingest", dir);
+    assert_int_equal(mkdir(ingest, 0755), 0);
+    for (int i = 0; i < 40; i++) {
+        pub(s, t, 100, 1000);
+        checkpoint_settle(s, t);
+    }
+    assert_true(s->active_bytes > kr_store_fill_limit(s));
+    assert_int_equal(s->ckpt_retry.failures, 1);
+    for (int i = 0; i < 100; i++)
+        event_base_loop(base, EVLOOP_NONBLOCK);
+    assert_int_equal(s->ckpt_retry.failures, 1);
+    assert_false(s->ckpt_running);
+    kr_store_checkpoint_due(s); /* not yet */
+    assert_false(s->ckpt_running);
+    kr_store_checkpoint(s); /* by hand: tried, and fails again */
+    checkpoint_settle(s, t);
+    assert_int_equal(s->ckpt_retry.failures, 2);
+    assert_int_equal(kr_gauge_value(s->m_ckpt_failing), 2);
+    assert_int_equal(t->marker, 0);
+    get(s, t, "k999", v, sizeof v);
+    assert_string_equal(v, "v3999");
+    assert_int_equal(rmdir(ingest), 0);
+    checkpoint(s, t);
+    assert_int_equal(s->ckpt_retry.failures, 0);
+    assert_int_equal(kr_gauge_value(s->m_ckpt_failing), 0);
+    assert_int_equal(kr_topic_keys(t), 1000);
+    kr_store_checkpoint_due(s); /* due again: nothing to do, nothing runs */
+    assert_false(s->ckpt_running);
+    kr_store_close(s);
+}
+
 /* GET answers cached from the view never outlive the checkpoint that
  * changes them: read through the cache, write, checkpoint, read again. */
 static void test_get_cache_follows_checkpoints(void **state)
@@ -2072,6 +2116,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_overlay_checkpoint_replay, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint_fails_then_mends, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failing_checkpoints_back_off, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_cache_follows_checkpoints, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_lookup_and_rebuild, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_spans_restart, setup, teardown),

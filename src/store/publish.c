@@ -567,7 +567,7 @@ void kr_store_append_visible(kr_store *s, kr_append *a)
      * waiting are answered. */
     kr_store_idem_completed(s, a, true);
     if (s->active_bytes > kr_store_fill_limit(s)) {
-        kr_store_checkpoint(s); /* freezes them, or runs next when one is running */
+        kr_store_checkpoint_due(s); /* freezes them, or runs next when one is running */
         if (s->active_bytes > kr_store_fill_limit(s) && s->ckpt_running && !s->closing) {
             TAILQ_INSERT_TAIL(&s->held, a, link);
             return;

@@ -295,6 +295,7 @@ static void try_reopen(kr_store *s)
     s->view_reopen = false;
     for (size_t i = 0; i < s->n_topics; i++)
         kr_store_readcache_drop(s, s->topics[i]);
+    kr_retry_now(&s->ckpt_retry); /* the disk has room: worth a try at once */
     kr_log(KR_LOG_INFO, "the view was reopened after a failed write");
 }
 
@@ -374,6 +375,27 @@ static void unfreeze(kr_topic *t)
                KR_LOG_STR("topic", t->name), KR_LOG_U64("keys", pb.lost));
 }
 
+/*
+ * A checkpoint failed: the next one waits (the interval, doubling to
+ * KR_CKPT_RETRY_CAP_MS) - a disk that refuses the view's files would
+ * otherwise be tried, and logged, every interval, and over and over while
+ * the overlays are full (each failure asked for the next at once: 167,000
+ * failed checkpoints in two minutes, producers idle). The first failure is
+ * logged, then a new reason or a reminder a minute on.
+ */
+static void checkpoint_failed(kr_store *s, const char *why)
+{
+    uint32_t unsaid;
+    bool say = kr_retry_failed(&s->ckpt_retry, kr_mono_ms(), why, &unsaid);
+    kr_gauge_set(s->m_ckpt_failing, s->ckpt_retry.failures);
+    if (!say)
+        return;
+    kr_log(KR_LOG_ERROR, "checkpoint failed; GET and SCAN still answer, from memory",
+           KR_LOG_STR("reason", why), KR_LOG_U64("failures_in_a_row", s->ckpt_retry.failures),
+           KR_LOG_U64("not_logged", unsaid),
+           KR_LOG_U64("next_try_ms", kr_retry_delay(&s->ckpt_retry)));
+}
+
 static void finish_checkpoint(kr_store *s, kr_job *j)
 {
     s->ckpt_running = false;
@@ -397,10 +419,14 @@ static void finish_checkpoint(kr_store *s, kr_job *j)
         t->frozen = NULL;
     }
     if (j->err != KRAPPY_OK) {
-        kr_log(KR_LOG_ERROR, "checkpoint failed", KR_LOG_STR("reason", kr_job_msg(j)));
+        checkpoint_failed(s, kr_job_msg(j));
         if (j->checkpoint.reopen)
             kr_store_view_failed(s);
     } else {
+        uint32_t failed = kr_retry_succeeded(&s->ckpt_retry);
+        kr_gauge_set(s->m_ckpt_failing, 0);
+        if (failed > 0)
+            kr_log(KR_LOG_INFO, "checkpoints succeed again", KR_LOG_U64("failed", failed));
         for (size_t i = 0; i < j->checkpoint.n; i++)
             kr_store_retention(s, j->checkpoint.ck[i].t);
     }
@@ -409,8 +435,8 @@ static void finish_checkpoint(kr_store *s, kr_job *j)
     for (size_t i = 0; i < j->checkpoint.n; i++)
         kr_store_producers_answer(j->checkpoint.ck[i].t, j->err == KRAPPY_OK);
     if (s->ckpt_again || s->active_bytes > kr_store_fill_limit(s)) {
-        s->ckpt_again = false;
-        kr_store_checkpoint(s);
+        s->ckpt_again = false; /* after a failure, who waited has an answer */
+        kr_store_checkpoint_due(s);
     }
     kr_store_release_held(s, j->err != KRAPPY_OK || !s->ckpt_running);
 }
@@ -486,6 +512,12 @@ static void retry_syncs(kr_store *s)
 static bool checkpoint_wanted(const kr_topic *t)
 {
     return t->ready && !t->failed && t->frozen == NULL && t->marker < t->next && t->seed_to == 0;
+}
+
+void kr_store_checkpoint_due(kr_store *s)
+{
+    if (kr_retry_due(&s->ckpt_retry, kr_mono_ms()))
+        kr_store_checkpoint(s);
 }
 
 void kr_store_checkpoint(kr_store *s)
@@ -619,7 +651,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     try_reopen(s);
-    kr_store_checkpoint(s);
+    kr_store_checkpoint_due(s);
     kr_store_cursors_expire(s, false);
     kr_store_producers_tick(s);
     size_t bytes = 0;
@@ -759,6 +791,9 @@ int kr_store_open(const kr_store_opts *o, struct event_base *base, kr_metrics *m
         kr_counter(m, "krappy_retired_segments_total", NULL, "Segments deleted by retention.");
     s->m_scan_ckpts = kr_counter(m, "krappy_scan_checkpoints_total", NULL,
                                  "Checkpoints forced by the first page of a SCAN.");
+    s->m_ckpt_failing = kr_gauge(m, "krappy_checkpoint_failures_in_a_row", NULL,
+                                 "Checkpoints failed since the last that succeeded (0: they "
+                                 "work; above 0, the view lags and memory grows).");
     s->m_group_skipped = kr_counter(m, "krappy_group_skipped_events_total", NULL,
                                     "Unacknowledged events retention removed before a group "
                                     "consumed them.");
@@ -821,6 +856,7 @@ int kr_store_open(const kr_store_opts *o, struct event_base *base, kr_metrics *m
         snprintf(err, errlen, "cannot start the compaction thread: %s", strerror(errno));
         goto fail;
     }
+    kr_retry_init(&s->ckpt_retry, o->checkpoint_ms, KR_CKPT_RETRY_CAP_MS);
     s->tick = event_new(base, -1, EV_PERSIST, on_tick, s);
     struct timeval tv = {(time_t)(o->checkpoint_ms / 1000),
                          (suseconds_t)(o->checkpoint_ms % 1000) * 1000};

@@ -58,6 +58,7 @@
 /* Defaults of the storage settings (flags in config.c). */
 #define KR_DEFAULT_SEGMENT_BYTES       (64u * 1024 * 1024)
 #define KR_DEFAULT_CHECKPOINT_MS       2000
+#define KR_CKPT_RETRY_CAP_MS           32000 /* failing checkpoints: tried at least this often */
 #define KR_DEFAULT_OVERLAY_BYTES       (128u * 1024 * 1024)
 #define KR_DEFAULT_MAX_PUBLISH_EVENTS  100000
 #define KR_DEFAULT_MAX_WAIT_MS         60000

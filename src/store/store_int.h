@@ -12,6 +12,7 @@
 #include "store/names.h"
 #include "store/store.h"
 #include "store/writer.h"
+#include "util/retry.h"
 
 /* Per-event facts recorded when a batch is encoded into its chunk
  * (append.h), so that the batch is folded into the overlay without parsing
@@ -73,6 +74,7 @@ struct kr_store {
     bool view_reopen;       /* the view's database wants a reopen (store.c) */
     bool draining;          /* the writer is stopping: completions delivered meanwhile
                                must not queue jobs it would never run */
+    kr_retry ckpt_retry;    /* failing checkpoints: when to try again, what to log */
     kr_job *ckpt_job;       /* the checkpoint under way (waiting for its
                                streams' syncs, or on the view thread) */
     size_t active_bytes;    /* kr_overlay_bytes of every active overlay */
@@ -96,7 +98,7 @@ struct kr_store {
     uint64_t win_pos;       /* ... from this position */
     kr_fetch_range *ranges; /* fetch result ranges */
     kr_metric *m_events_in, *m_bytes_in, *m_overlay_bytes, *m_replayed, *m_retired, *m_scan_ckpts,
-        *m_group_skipped, *m_written, *m_failures, *m_files_open, *m_file_opens;
+        *m_group_skipped, *m_written, *m_failures, *m_files_open, *m_file_opens, *m_ckpt_failing;
     uint64_t file_opens_seen;       /* counted into m_file_opens so far */
     struct event *group_tick;       /* pending deadlines, 4 times a second */
     kr_prod_set *producers;         /* idempotent producers, all topics */
@@ -139,6 +141,10 @@ int kr_topic_reserve_segment(kr_topic *t);
  * state: reopen it once its disk has room - now, when it has (store.c).
  * SCAN cursors are expired. */
 void kr_store_view_failed(kr_store *s);
+/* kr_store_checkpoint, unless checkpoints are failing and the next try is
+ * not due yet: what the tick and a full overlay ask for. Requests that wait
+ * for the answer (SCAN, a producer's durable state) try at once. */
+void kr_store_checkpoint_due(kr_store *s);
 /* One topic of the checkpoint under way has its stream synced (ok), or
  * cannot (the checkpoint then fails with `why`); the last one submits it. */
 void kr_store_checkpoint_part(kr_store *s, bool ok, const char *why);
