@@ -908,6 +908,25 @@ static void test_store_segments_per_topic(void **state)
     assert_true(first > 0);
     kr_store_roll_quiet(s, b, first + 50); /* not old enough yet */
     assert_int_equal(b->n_segs, 1);
+    /* A roll that fails (a directory where the new segment's file goes) is
+     * tried again after the tick's interval, doubling - an hour here - not
+     * at every tick. */
+    char seg[600], name[KR_SEG_NAME_BYTES];
+    kr_seg_name(name, b->next);
+    snprintf(seg, sizeof seg, "%s/%s", b->dir, name);
+    assert_int_equal(mkdir(seg, 0755), 0);
+    for (int i = 0; i < 10000 && b->roll_retry.failures == 0; i++) {
+        kr_store_roll_quiet(s, b, first + 100);
+        if (b->roll_retry.failures == 0)
+            event_base_loop(base, EVLOOP_ONCE);
+    }
+    assert_int_equal(b->roll_retry.failures, 1);
+    for (int i = 0; i < 5; i++)
+        kr_store_roll_quiet(s, b, first + 100);
+    assert_int_equal(b->roll_retry.failures, 1);
+    assert_int_equal(b->n_segs, 1);
+    assert_int_equal(rmdir(seg), 0);
+    kr_retry_now(&b->roll_retry); /* as if the hour had passed */
     /* The loop rolls it (once the stream has no sync to wait for). */
     for (int i = 0; i < 10000 && b->n_segs == 1; i++) {
         kr_store_roll_quiet(s, b, first + 100);
@@ -916,6 +935,7 @@ static void test_store_segments_per_topic(void **state)
     }
     assert_int_equal(b->n_segs, 2);
     assert_int_equal(b->segs[1]->base, b->next);
+    assert_int_equal(b->roll_retry.failures, 0);
     kr_store_roll_quiet(s, b, UINT64_MAX / 2); /* empty: nothing to roll */
     assert_int_equal(b->n_segs, 2);
     pub(s, b, 5, 1000, 0, false); /* the new segment takes appends */

@@ -316,10 +316,19 @@ void kr_store_roll_quiet(kr_store *s, kr_topic *t, uint64_t now)
         seg->next == seg->base || seg->first_write_ms == 0 || seg->first_write_ms + ms > now ||
         t->assigned != t->next || s->draining)
         return;
+    uint64_t mono = kr_mono_ms();
+    if (!kr_retry_due(&t->roll_retry, mono))
+        return;
     char msg[256];
-    if (kr_stream_roll(s, t->stream, msg, sizeof msg) < 0)
-        kr_log(KR_LOG_WARN, "rolling a quiet segment failed; the next tick tries again",
-               KR_LOG_STR("topic", t->name), KR_LOG_STR("reason", msg));
+    uint32_t unsaid;
+    if (kr_stream_roll(s, t->stream, msg, sizeof msg) == 0)
+        kr_retry_succeeded(&t->roll_retry);
+    else if (kr_retry_failed(&t->roll_retry, mono, msg, &unsaid))
+        kr_log(KR_LOG_WARN, "rolling a quiet segment failed; it is tried again later",
+               KR_LOG_STR("topic", t->name), KR_LOG_STR("reason", msg),
+               KR_LOG_U64("failures_in_a_row", t->roll_retry.failures),
+               KR_LOG_U64("not_logged", unsaid),
+               KR_LOG_U64("next_try_ms", kr_retry_delay(&t->roll_retry)));
 }
 
 /* Putting a failed checkpoint's entries together again. */
@@ -377,7 +386,7 @@ static void unfreeze(kr_topic *t)
 
 /*
  * A checkpoint failed: the next one waits (the interval, doubling to
- * KR_CKPT_RETRY_CAP_MS) - a disk that refuses the view's files would
+ * KR_STORE_RETRY_CAP_MS) - a disk that refuses the view's files would
  * otherwise be tried, and logged, every interval, and over and over while
  * the overlays are full (each failure asked for the next at once: 167,000
  * failed checkpoints in two minutes, producers idle). The first failure is
@@ -856,7 +865,7 @@ int kr_store_open(const kr_store_opts *o, struct event_base *base, kr_metrics *m
         snprintf(err, errlen, "cannot start the compaction thread: %s", strerror(errno));
         goto fail;
     }
-    kr_retry_init(&s->ckpt_retry, o->checkpoint_ms, KR_CKPT_RETRY_CAP_MS);
+    kr_retry_init(&s->ckpt_retry, o->checkpoint_ms, KR_STORE_RETRY_CAP_MS);
     s->tick = event_new(base, -1, EV_PERSIST, on_tick, s);
     struct timeval tv = {(time_t)(o->checkpoint_ms / 1000),
                          (suseconds_t)(o->checkpoint_ms % 1000) * 1000};

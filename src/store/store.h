@@ -46,6 +46,7 @@
 #include "util/buf.h"
 #include "proto/msg.h"
 #include "util/metrics.h"
+#include "util/retry.h"
 #include "store/fdcache.h"
 #include "store/group.h"
 #include "store/index.h"
@@ -55,10 +56,13 @@
 #include "store/view.h"
 #include "proto/topic_config.h"
 
+/* Failing checkpoints and rolls of quiet segments are tried again after the
+ * checkpoint interval, doubling up to this (util/retry.h). */
+#define KR_STORE_RETRY_CAP_MS 32000
+
 /* Defaults of the storage settings (flags in config.c). */
 #define KR_DEFAULT_SEGMENT_BYTES       (64u * 1024 * 1024)
 #define KR_DEFAULT_CHECKPOINT_MS       2000
-#define KR_CKPT_RETRY_CAP_MS           32000 /* failing checkpoints: tried at least this often */
 #define KR_DEFAULT_OVERLAY_BYTES       (128u * 1024 * 1024)
 #define KR_DEFAULT_MAX_PUBLISH_EVENTS  100000
 #define KR_DEFAULT_MAX_WAIT_MS         60000
@@ -202,6 +206,7 @@ struct kr_topic {
     uint64_t seed_keys;          /* the keys the seed put so far */
     unsigned registering;        /* producer registrations queued for the writer:
                                     the stream's writes wait for them (append.h) */
+    kr_retry roll_retry;         /* segment_ms: a failing roll of the quiet segment */
     uint64_t events_in;          /* counters for STATS/metrics */
     kr_metric *m_events_in, *m_bytes_in, *m_events_out, *m_bytes_out, *m_stream_bytes,
         *m_segments; /* labelled topic="NAME" */

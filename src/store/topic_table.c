@@ -42,6 +42,7 @@ kr_topic *kr_store_topic_new(kr_store *s, const uint8_t *name, size_t len)
         return NULL;
     }
     TAILQ_INIT(&t->waiters);
+    kr_retry_init(&t->roll_retry, s->o.checkpoint_ms, KR_STORE_RETRY_CAP_MS); /* the tick's */
     char labels[KRAPPY_MAX_NAME_BYTES + 16];
     snprintf(labels, sizeof labels, "topic=\"%s\"", t->name); /* [A-Za-z0-9._-] */
     t->m_events_in = kr_counter(s->metrics, "krappy_topic_events_in_total", labels,
