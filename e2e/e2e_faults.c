@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -509,6 +510,52 @@ static void test_scan_without_checkpoint(void **state)
     assert_int_equal(e2e_stop(&s, 10000), 0);
 }
 
+/*
+ * While checkpoints fail (a directory sits where the checkpoint's table
+ * file goes), the overlays hold at most --overlay-bytes: past it a PUBLISH
+ * is refused with STORAGE saying why and what to do, nothing of it stored,
+ * and the CLI ends with that sentence; what was taken stays readable. Once
+ * the file can be made, a SCAN's checkpoint succeeds (it does not wait for
+ * the backed-off retry) and PUBLISH is taken again.
+ */
+static void test_view_full_refuses_publish(void **state)
+{
+    (void)state;
+    e2e_server s;
+    const char *args[] = {"--checkpoint-interval", "50ms", "--overlay-bytes", "1M", NULL};
+    assert_int_equal(e2e_start(&s, args), 0);
+    char ingest[400], cmd[1400], out[8192];
+    snprintf(ingest, sizeof ingest, "%s/data/view.ingest", s.dir);
+    assert_int_equal(mkdir(ingest, 0755), 0);
+    /* 40,000 new keys of 100-byte values: some 6 MiB of overlay. */
+    snprintf(cmd, sizeof cmd,
+             "awk 'BEGIN { v = sprintf(\"%%100s\", \"\"); gsub(/ /, \"v\", v); "
+             "for (i = 0; i < 40000; i++) printf \"k%%d\\t%%s\\n\", i, v }' | "
+             "%s -p %s produce vf 2>&1",
+             e2e_cli(), s.port);
+    assert_int_not_equal(e2e_run(cmd, out, sizeof out), 0);
+    assert_non_null(strstr(out, "nothing was stored"));
+    assert_non_null(strstr(out, "publish again once one succeeds"));
+    assert_true(e2e_logged(&s, "checkpoint failed"));
+    /* Still serving: what was taken reads back, and a PUBLISH is refused. */
+    snprintf(cmd, sizeof cmd, "%s -p %s get vf k0 2>&1", e2e_cli(), s.port);
+    assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
+    snprintf(cmd, sizeof cmd, "%s -p %s produce vf late=1 2>&1", e2e_cli(), s.port);
+    assert_int_not_equal(e2e_run(cmd, out, sizeof out), 0);
+    assert_non_null(strstr(out, "nothing was stored"));
+    assert_int_equal(rmdir(ingest), 0);
+    snprintf(cmd, sizeof cmd,
+             "%s -p %s scan vf --limit 1 >/dev/null 2>&1 && "
+             "%s -p %s produce vf late=1 2>&1",
+             e2e_cli(), s.port, e2e_cli(), s.port);
+    assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
+    snprintf(cmd, sizeof cmd, "%s -p %s get vf late 2>&1", e2e_cli(), s.port);
+    assert_int_equal(e2e_run(cmd, out, sizeof out), 0);
+    assert_non_null(strstr(out, "1"));
+    assert_true(e2e_logged(&s, "checkpoints succeed again"));
+    assert_int_equal(e2e_stop(&s, 10000), 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -523,6 +570,7 @@ int main(void)
         cmocka_unit_test(test_fdatasync_failures),
         cmocka_unit_test(test_view_write_failures),
         cmocka_unit_test(test_scan_without_checkpoint),
+        cmocka_unit_test(test_view_full_refuses_publish),
     };
     return cmocka_run_group_tests_name("e2e_faults", tests, NULL, NULL);
 }

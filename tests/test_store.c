@@ -459,16 +459,18 @@ static void test_checkpoint_fails_then_mends(void **state)
 static void test_failing_checkpoints_back_off(void **state)
 {
     (void)state;
-    kr_store *s = open_store_budget(1u << 20, 0, 64u << 10); /* fill limit 32 KiB */
+    kr_store *s = open_store_budget(1u << 20, 0, 128u << 10); /* fill limit 64 KiB */
     kr_topic *t = reg(s, "t");
-    char ingest[600], v[32];
+    char ingest[600], v[512];
     snprintf(ingest, sizeof ingest, "%s/view.ingest", dir);
     assert_int_equal(mkdir(ingest, 0755), 0);
-    for (int i = 0; i < 40; i++) {
+    int n = 0; /* batches of 100 until the overlay passes its fill limit */
+    for (; n < 40 && s->active_bytes <= kr_store_fill_limit(s); n++) {
         pub(s, t, 100, 1000);
         checkpoint_settle(s, t);
     }
     assert_true(s->active_bytes > kr_store_fill_limit(s));
+    assert_false(kr_store_view_full(s, v, sizeof v)); /* not past the whole budget */
     assert_int_equal(s->ckpt_retry.failures, 1);
     for (int i = 0; i < 100; i++)
         event_base_loop(base, EVLOOP_NONBLOCK);
@@ -481,15 +483,79 @@ static void test_failing_checkpoints_back_off(void **state)
     assert_int_equal(s->ckpt_retry.failures, 2);
     assert_int_equal(kr_gauge_value(s->m_ckpt_failing), 2);
     assert_int_equal(t->marker, 0);
-    get(s, t, "k999", v, sizeof v);
-    assert_string_equal(v, "v3999");
+    char key[16], want[16];
+    snprintf(key, sizeof key, "k%d", (n * 100 - 1) % 1000);
+    snprintf(want, sizeof want, "v%d", n * 100 - 1);
+    get(s, t, key, v, sizeof v);
+    assert_string_equal(v, want);
     assert_int_equal(rmdir(ingest), 0);
     checkpoint(s, t);
     assert_int_equal(s->ckpt_retry.failures, 0);
     assert_int_equal(kr_gauge_value(s->m_ckpt_failing), 0);
-    assert_int_equal(kr_topic_keys(t), 1000);
+    assert_int_equal(kr_topic_keys(t), n * 100 < 1000 ? n * 100 : 1000);
     kr_store_checkpoint_due(s); /* due again: nothing to do, nothing runs */
     assert_false(s->ckpt_running);
+    kr_store_close(s);
+}
+
+/*
+ * While checkpoints fail, what the overlays hold is bounded: past
+ * --overlay-bytes a PUBLISH is refused (STORAGE, saying why and what to
+ * do), nothing of it stored, and taken again once a checkpoint succeeds.
+ */
+static void test_failing_checkpoints_bound_memory(void **state)
+{
+    (void)state;
+    kr_store *s = open_store_budget(1u << 20, 0, 64u << 10);
+    kr_topic *t = reg(s, "t");
+    char ingest[600], v[32];
+    snprintf(ingest, sizeof ingest, "%s/view.ingest", dir);
+    assert_int_equal(mkdir(ingest, 0755), 0);
+    kr_event_out_spec ev[100];
+    char keys[100][16];
+    for (int i = 0; i < 100; i++) {
+        snprintf(keys[i], sizeof keys[i], "k%d", i);
+        ev[i] = (kr_event_out_spec){.key = keys[i],
+                                    .key_len = strlen(keys[i]),
+                                    .key_is_text = true,
+                                    .value = (const uint8_t *)"\x41x",
+                                    .value_len = 2};
+    }
+    kr_buf b, scratch;
+    kr_request req;
+    char msg[512];
+    uint64_t bad;
+    krappy_err rc = KRAPPY_OK;
+    int sent = 0;
+    for (; sent < 2000 && rc == KRAPPY_OK; sent++) {
+        for (int i = 0; i < 100; i++) { /* new keys each time: the overlay grows */
+            snprintf(keys[i], sizeof keys[i], "k%d", sent * 100 + i);
+            ev[i].key_len = strlen(keys[i]);
+        }
+        kr_test_publish_request(ev, 100, &b, &scratch, &req);
+        done d = {0};
+        rc =
+            kr_store_publish(s, t, &req, &scratch, false, NULL, on_done, &d, msg, sizeof msg, &bad);
+        if (rc == KRAPPY_OK)
+            run_until(&d.calls, 1);
+        kr_buf_free(&b);
+        kr_buf_free(&scratch);
+        checkpoint_settle(s, t);
+    }
+    assert_int_equal(rc, KRAPPY_E_STORAGE);
+    assert_non_null(strstr(msg, "nothing was stored"));
+    assert_non_null(strstr(msg, "checkpoint"));
+    assert_true(s->active_bytes > (64u << 10));
+    assert_true(s->active_bytes < (64u << 10) + (32u << 10)); /* a batch or so past it */
+    uint64_t next = t->next;
+    assert_int_equal(t->assigned, next); /* the refused one took no offsets */
+    assert_int_equal(rmdir(ingest), 0);
+    checkpoint(s, t);
+    assert_false(kr_store_view_full(s, msg, sizeof msg));
+    get(s, t, "k150", v, sizeof v); /* taken before the refusal: in the view now */
+    assert_string_equal(v, "x");
+    pub(s, t, 10, 100000); /* taken again */
+    assert_int_equal(t->next, next + 10);
     kr_store_close(s);
 }
 
@@ -2117,6 +2183,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_overlay_checkpoint_replay, setup, teardown),
         cmocka_unit_test_setup_teardown(test_checkpoint_fails_then_mends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failing_checkpoints_back_off, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failing_checkpoints_bound_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_cache_follows_checkpoints, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_lookup_and_rebuild, setup, teardown),
         cmocka_unit_test_setup_teardown(test_index_spans_restart, setup, teardown),

@@ -178,6 +178,10 @@ kr_hresult kr_server_cluster_publish(kr_conn *c, kr_req *r, const kr_request *re
                      NULL);
         return KR_H_DONE;
     }
+    if (kr_store_view_full(c->srv->store, c->errmsg, sizeof c->errmsg)) {
+        kr_req_error(r, KRAPPY_E_STORAGE, c->errmsg, NULL);
+        return KR_H_DONE;
+    }
     kr_str topic = {c->cl_topic, c->cl_topic_len};
     kr_str payload = {c->payload, c->payload_len}; /* as the client sent it */
     kr_str id = {c->idem_id, c->idem_id_len};
@@ -193,6 +197,8 @@ krappy_err kr_server_cluster_produce(kr_server *srv, const char *topic, size_t t
                                      const uint8_t *payload, size_t len, kr_replica_done done,
                                      void *arg, char *msg, size_t msglen)
 {
+    if (kr_store_view_full(srv->store, msg, msglen))
+        return KRAPPY_E_STORAGE;
     /* Applying a PUBLISH creates its topic where it is missing. */
     kr_str name = {(const uint8_t *)topic, tlen}, body = {payload, len};
     kr_buf_reset(&srv->cmd);

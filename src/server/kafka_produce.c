@@ -321,6 +321,8 @@ static krappy_err cluster_publish(kr_kconn *c, kpart *kp, const kr_buf *ev, cons
 {
     kr_server *srv = c->k->srv;
     kr_str topic = {(const uint8_t *)kp->t->name, kp->t->name_len}, body = {ev->data, ev->len};
+    if (kr_store_view_full(srv->store, msg, msglen))
+        return KRAPPY_E_STORAGE;
     if (ip == NULL)
         return kr_server_cluster_produce(srv, kp->t->name, kp->t->name_len, ev->data, ev->len,
                                          published, kp, msg, msglen);

@@ -350,10 +350,25 @@ static krappy_err publish(kr_store *s, kr_topic *t, const ev_source *src, bool s
     return KRAPPY_OK;
 }
 
+bool kr_store_view_full(const kr_store *s, char *msg, size_t msglen)
+{
+    if (s->ckpt_retry.failures == 0 || s->active_bytes <= s->o.overlay_bytes)
+        return false;
+    /* Under 250 bytes, what an ERROR's message carries whole. */
+    snprintf(msg, msglen,
+             "nothing was stored: checkpoints of the latest-value view fail (%u in a row; the "
+             "last: %.70s) and %zu MiB of keys wait in memory, past --overlay-bytes; publish "
+             "again once one succeeds",
+             (unsigned)s->ckpt_retry.failures, s->ckpt_retry.reason, s->active_bytes >> 20);
+    return true;
+}
+
 krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_buf *scratch,
                             bool sync, kr_idem *idem, kr_store_done done, void *arg, char *msg,
                             size_t msglen, uint64_t *bad_index)
 {
+    if (kr_store_view_full(s, msg, msglen))
+        return KRAPPY_E_STORAGE;
     ev_source src = {.req = req, .scratch = scratch, .count = req->u.publish.count};
     return publish(s, t, &src, sync, idem, kr_wall_ms(), 0, done, arg, msg, msglen, bad_index);
 }
@@ -366,6 +381,8 @@ krappy_err kr_store_publish_events(kr_store *s, kr_topic *t, const kr_store_even
         snprintf(msg, msglen, "a PUBLISH carries at least one event");
         return KRAPPY_E_INVALID_ARGUMENT;
     }
+    if (kr_store_view_full(s, msg, msglen))
+        return KRAPPY_E_STORAGE;
     ev_source src = {.evs = evs, .count = count};
     return publish(s, t, &src, sync, idem, kr_wall_ms(), 0, done, arg, msg, msglen, bad_index);
 }

@@ -826,6 +826,17 @@ int kr_store_koffset_commit(kr_store *s, kr_topic *t, const uint8_t *group, size
 void kr_store_checkpoint(kr_store *s);
 
 /*
+ * kr_store_view_full - whether writes must wait for the view: checkpoints
+ * are failing and the active overlays hold more than --overlay-bytes. (A
+ * checkpoint that is only slow holds PUBLISH acks instead; one that fails
+ * cannot be waited for.) kr_store_publish and kr_store_publish_events then
+ * refuse with STORAGE, msg saying why and what to do, nothing stored; a
+ * cluster's leader asks before it sends a PUBLISH to the log. Applying a
+ * committed one never refuses. @return true, with msg filled.
+ */
+bool kr_store_view_full(const kr_store *s, char *msg, size_t msglen);
+
+/*
  * kr_store_hold, kr_store_release - bracket the requests of one read from a
  * connection (loop thread; nesting allowed): the storage jobs they submit
  * wake the writer thread once, at the release, not once each (a wake-up
