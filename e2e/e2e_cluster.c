@@ -52,6 +52,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -2245,6 +2246,55 @@ static int exit_within(e2e_cluster *c, unsigned i)
 }
 
 /*
+ * The leader's checkpoints fail (a directory sits where its checkpoint file
+ * goes) and the keys waiting for one pass --overlay-bytes: the leader
+ * refuses PUBLISH with STORAGE before sending it to the log, so no node
+ * stores it and every node keeps the same stream; once the leader's
+ * checkpoint succeeds (a SCAN asks for one at once), PUBLISH is taken
+ * again.
+ */
+static void test_leader_view_full(void **state)
+{
+    (void)state;
+    e2e_cluster c;
+    const char *extra[] = {"--overlay-bytes", "1M", "--checkpoint-interval", "50ms", NULL};
+    assert_int_equal(e2e_cluster_start(&c, 3, false, extra), 0);
+    int leader = e2e_cluster_leader(&c, 10000);
+    assert_true(leader >= 0);
+    char ingest[400], cmd[1600], out[8192];
+    snprintf(ingest, sizeof ingest, "%s/data/view.ingest", c.node[leader].dir);
+    assert_int_equal(mkdir(ingest, 0755), 0);
+    snprintf(cmd, sizeof cmd,
+             "awk 'BEGIN { v = sprintf(\"%%100s\", \"\"); gsub(/ /, \"v\", v); "
+             "for (i = 0; i < 40000; i++) printf \"k%%d\\t%%s\\n\", i, v }' 2>/dev/null | "
+             "%s -h %s produce " REP_TOPIC " 2>&1",
+             e2e_cli(), c.addrs);
+    assert_int_not_equal(e2e_run(cmd, out, sizeof out), 0);
+    if (strstr(out, "nothing was stored") == NULL)
+        fail_msg("the leader's view full, the CLI said: %s", out);
+    assert_int_equal(e2e_cluster_leader(&c, 10000), leader);
+    uint64_t next = next_on(&c, (unsigned)leader);
+    assert_true(next > 0 && next < 40000);
+    for (unsigned i = 0; i < 3; i++) { /* the refused batches reached no node */
+        uint64_t end = e2e_now_ms() + 10000;
+        while (next_on(&c, i) != next && e2e_now_ms() < end)
+            usleep(50000);
+        assert_int_equal(next_on(&c, i), next);
+    }
+    assert_int_equal(rmdir(ingest), 0);
+    char addr[64];
+    e2e_cluster_addr(&c, (unsigned)leader, addr, sizeof addr);
+    snprintf(cmd, sizeof cmd,
+             "%s -h %s scan " REP_TOPIC " >/dev/null 2>&1 && %s -h %s produce " REP_TOPIC
+             " late=1 2>&1",
+             e2e_cli(), addr, e2e_cli(), c.addrs);
+    if (e2e_run(cmd, out, sizeof out) != 0)
+        fail_msg("after the leader's checkpoint mended, PUBLISH said: %s", out);
+    assert_int_equal(next_on(&c, (unsigned)leader), next + 1);
+    assert_int_equal(e2e_cluster_stop(&c), 0);
+}
+
+/*
  * A node's raft log cannot be written while an idempotent producer
  * publishes (the fault shim): its next segment file cannot be made
  * (ENOSPC, as on a full disk), on the leader, then on a follower; then a
@@ -2354,6 +2404,7 @@ int main(void)
         cmocka_unit_test(test_leader_disk_fails),
         cmocka_unit_test(test_follower_disk_fails),
         cmocka_unit_test(test_raft_log_fails),
+        cmocka_unit_test(test_leader_view_full),
     };
     /* The optimised build's smoke run: forming, routing, replicating. */
     if (getenv("KRAPPY_E2E_SMOKE") != NULL)
