@@ -2264,11 +2264,9 @@ static void test_leader_view_full(void **state)
     char ingest[400], cmd[1600], out[8192];
     snprintf(ingest, sizeof ingest, "%s/data/view.ingest", c.node[leader].dir);
     assert_int_equal(mkdir(ingest, 0755), 0);
-    snprintf(cmd, sizeof cmd,
-             "awk 'BEGIN { v = sprintf(\"%%100s\", \"\"); gsub(/ /, \"v\", v); "
-             "for (i = 0; i < 40000; i++) printf \"k%%d\\t%%s\\n\", i, v }' 2>/dev/null | "
-             "%s -h %s produce " REP_TOPIC " 2>&1",
-             e2e_cli(), c.addrs);
+    char target[600];
+    snprintf(target, sizeof target, "-h %s", c.addrs);
+    e2e_produce_new_keys_cmd(cmd, sizeof cmd, 40000, target, REP_TOPIC);
     assert_int_not_equal(e2e_run(cmd, out, sizeof out), 0);
     if (strstr(out, "nothing was stored") == NULL)
         fail_msg("the leader's view full, the CLI said: %s", out);

@@ -528,11 +528,9 @@ static void test_view_full_refuses_publish(void **state)
     snprintf(ingest, sizeof ingest, "%s/data/view.ingest", s.dir);
     assert_int_equal(mkdir(ingest, 0755), 0);
     /* 40,000 new keys of 100-byte values: some 6 MiB of overlay. */
-    snprintf(cmd, sizeof cmd,
-             "awk 'BEGIN { v = sprintf(\"%%100s\", \"\"); gsub(/ /, \"v\", v); "
-             "for (i = 0; i < 40000; i++) printf \"k%%d\\t%%s\\n\", i, v }' 2>/dev/null | "
-             "%s -p %s produce vf 2>&1",
-             e2e_cli(), s.port);
+    char target[64];
+    snprintf(target, sizeof target, "-p %s", s.port);
+    e2e_produce_new_keys_cmd(cmd, sizeof cmd, 40000, target, "vf");
     assert_int_not_equal(e2e_run(cmd, out, sizeof out), 0);
     assert_non_null(strstr(out, "nothing was stored"));
     assert_non_null(strstr(out, "publish again once one succeeds"));
