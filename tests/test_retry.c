@@ -1,7 +1,8 @@
 /*
  * tests/test_retry.c - util/retry.c: attempts spaced from the base,
- * doubling to the cap; the first failure, a new reason and a reminder a
- * minute on are logged, the rest counted; a success ends the run.
+ * doubling to the cap (a base of 0 counts as 1 ms); the first failure, a
+ * new reason and a reminder a minute on are logged, the rest counted; a
+ * success ends the run.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -61,6 +62,10 @@ static void test_cap_and_many_failures(void **state)
     for (int i = 0; i < 100000; i++)
         kr_retry_failed(&r, (uint64_t)i, "x", &unsaid);
     assert_int_equal(kr_retry_delay(&r), 30000);
+    kr_retry_init(&r, 0, 8); /* a base of 0 is 1 ms: the delays still reach the cap */
+    for (int i = 0; i < 10; i++)
+        kr_retry_failed(&r, 0, "x", &unsaid);
+    assert_int_equal(kr_retry_delay(&r), 8);
 }
 
 /* Logged: the first, a changed reason, and one a minute after the last

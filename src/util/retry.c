@@ -10,8 +10,8 @@
 void kr_retry_init(kr_retry *r, uint64_t base_ms, uint64_t cap_ms)
 {
     memset(r, 0, sizeof *r);
-    r->base_ms = base_ms;
-    r->cap_ms = cap_ms < base_ms ? base_ms : cap_ms;
+    r->base_ms = base_ms > 0 ? base_ms : 1; /* doubling 0 would never reach the cap */
+    r->cap_ms = cap_ms < r->base_ms ? r->base_ms : cap_ms;
 }
 
 bool kr_retry_due(const kr_retry *r, uint64_t now)

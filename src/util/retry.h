@@ -28,8 +28,8 @@ typedef struct kr_retry {
     char reason[KR_RETRY_REASON]; /* the last one logged */
 } kr_retry;
 
-/* Space attempts from base_ms, doubling up to cap_ms (raised to base_ms
- * when below it). */
+/* Space attempts from base_ms (at least 1), doubling up to cap_ms (raised
+ * to base_ms when below it). */
 void kr_retry_init(kr_retry *r, uint64_t base_ms, uint64_t cap_ms);
 
 /* Whether an attempt may start at now: always while nothing fails. Half a
