@@ -961,8 +961,9 @@ static void test_port_in_use(void **state)
     const char *bin = getenv("KRAPPYD") ? getenv("KRAPPYD") : "bin/krappyd";
     char cmd[512], out[4096];
     snprintf(cmd, sizeof cmd,
-             "%s --listen 127.0.0.1:%s --http off --data %s/other --log-format text 2>&1", bin,
-             shared.port, shared.dir);
+             "%s --listen 127.0.0.1:%s --http off --data %s/other --rocksdb-log-dir '' "
+             "--log-format text 2>&1",
+             bin, shared.port, shared.dir);
     assert_int_equal(e2e_run(cmd, out, sizeof out), 1);
     assert_non_null(strstr(out, "cannot listen"));
 }

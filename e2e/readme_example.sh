@@ -35,8 +35,9 @@ cleanup() {
     exit "$rc"
 }
 trap cleanup EXIT INT TERM
+# RocksDB's own log beside the data, not in /dev/shm where it would outlive $tmp
 bin/krappyd --listen 127.0.0.1:0 --http off --data "$tmp/data" --port-file "$tmp/ports" \
-    --log-format text >"$tmp/krappyd.log" 2>&1 &
+    --rocksdb-log-dir "$tmp" --log-format text >"$tmp/krappyd.log" 2>&1 &
 pid=$!
 i=0
 until [ -s "$tmp/ports" ]; do

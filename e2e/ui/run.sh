@@ -45,7 +45,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 bin/krappyd --listen 127.0.0.1:0 --http 127.0.0.1:0 --http-token "$TOKEN" \
-    --data "$tmp/data" --port-file "$tmp/ports" --log-format text >"$tmp/krappyd.log" 2>&1 &
+    --data "$tmp/data" --port-file "$tmp/ports" --rocksdb-log-dir "$tmp" \
+    --log-format text >"$tmp/krappyd.log" 2>&1 &
 pid=$!
 i=0
 while [ "$(cat "$tmp/ports" 2>/dev/null | wc -l)" -lt 2 ]; do
