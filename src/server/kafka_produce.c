@@ -321,11 +321,11 @@ static krappy_err cluster_publish(kr_kconn *c, kpart *kp, const kr_buf *ev, cons
 {
     kr_server *srv = c->k->srv;
     kr_str topic = {(const uint8_t *)kp->t->name, kp->t->name_len}, body = {ev->data, ev->len};
-    if (kr_store_view_full(srv->store, msg, msglen))
-        return KRAPPY_E_STORAGE;
-    if (ip == NULL)
+    if (ip == NULL) /* it asks kr_store_view_full itself */
         return kr_server_cluster_produce(srv, kp->t->name, kp->t->name_len, ev->data, ev->len,
                                          published, kp, msg, msglen);
+    if (kr_store_view_full(srv->store, msg, msglen))
+        return KRAPPY_E_STORAGE;
     kr_str id = {ip->id, ip->id_len};
     kr_kprod *b = prod_find(c, kp->t, kp->pid);
     if (b != NULL && b->unlogged) {

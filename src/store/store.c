@@ -305,6 +305,12 @@ void kr_store_view_failed(kr_store *s)
     try_reopen(s);
 }
 
+/* The fields of the line that logs a failure retried with kr_retry r,
+ * `unsaid` failures after the last logged. */
+#define RETRY_FIELDS(r, unsaid)                                                                    \
+    KR_LOG_U64("failures_in_a_row", (r)->failures), KR_LOG_U64("not_logged", (unsaid)),            \
+        KR_LOG_U64("next_try_ms", kr_retry_delay(r))
+
 /* segment_ms: the loop owns the active segment, so it rolls it itself -
  * once the segment's first batch is that old and nothing is on its way
  * into the stream (kr_stream_roll says when it cannot yet). */
@@ -326,9 +332,7 @@ void kr_store_roll_quiet(kr_store *s, kr_topic *t, uint64_t now)
     else if (kr_retry_failed(&t->roll_retry, mono, msg, &unsaid))
         kr_log(KR_LOG_WARN, "rolling a quiet segment failed; it is tried again later",
                KR_LOG_STR("topic", t->name), KR_LOG_STR("reason", msg),
-               KR_LOG_U64("failures_in_a_row", t->roll_retry.failures),
-               KR_LOG_U64("not_logged", unsaid),
-               KR_LOG_U64("next_try_ms", kr_retry_delay(&t->roll_retry)));
+               RETRY_FIELDS(&t->roll_retry, unsaid));
 }
 
 /* Putting a failed checkpoint's entries together again. */
@@ -400,9 +404,7 @@ static void checkpoint_failed(kr_store *s, const char *why)
     if (!say)
         return;
     kr_log(KR_LOG_ERROR, "checkpoint failed; GET and SCAN still answer, from memory",
-           KR_LOG_STR("reason", why), KR_LOG_U64("failures_in_a_row", s->ckpt_retry.failures),
-           KR_LOG_U64("not_logged", unsaid),
-           KR_LOG_U64("next_try_ms", kr_retry_delay(&s->ckpt_retry)));
+           KR_LOG_STR("reason", why), RETRY_FIELDS(&s->ckpt_retry, unsaid));
 }
 
 static void finish_checkpoint(kr_store *s, kr_job *j)

@@ -12,7 +12,6 @@
 #include "store/names.h"
 #include "store/store.h"
 #include "store/writer.h"
-#include "util/retry.h"
 
 /* Per-event facts recorded when a batch is encoded into its chunk
  * (append.h), so that the batch is folded into the overlay without parsing
