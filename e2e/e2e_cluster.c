@@ -2249,9 +2249,11 @@ static int exit_within(e2e_cluster *c, unsigned i)
  * The leader's checkpoints fail (a directory sits where its checkpoint file
  * goes) and the keys waiting for one pass --overlay-bytes: the leader
  * refuses PUBLISH with STORAGE before sending it to the log, so no node
- * stores it and every node keeps the same stream; once the leader's
- * checkpoint succeeds (a SCAN asks for one at once), PUBLISH is taken
- * again.
+ * stores it and every node keeps the same stream, and it hands the lead
+ * to a node whose view takes writes. It applies the log on as a follower
+ * until its view holds twice --overlay-bytes; then its replica halts
+ * rather than grow (/healthz 503: restart it). Mended and restarted, it
+ * applies what it missed.
  */
 static void test_leader_view_full(void **state)
 {
@@ -2266,11 +2268,10 @@ static void test_leader_view_full(void **state)
     assert_int_equal(mkdir(ingest, 0755), 0);
     char target[600];
     snprintf(target, sizeof target, "-h %s", c.addrs);
-    e2e_produce_new_keys_cmd(cmd, sizeof cmd, 40000, target, REP_TOPIC);
+    e2e_produce_new_keys_cmd(cmd, sizeof cmd, 40000, "k", target, REP_TOPIC);
     assert_int_not_equal(e2e_run(cmd, out, sizeof out), 0);
     if (strstr(out, "nothing was stored") == NULL)
         fail_msg("the leader's view full, the CLI said: %s", out);
-    assert_int_equal(e2e_cluster_leader(&c, 10000), leader);
     uint64_t next = next_on(&c, (unsigned)leader);
     assert_true(next > 0 && next < 40000);
     for (unsigned i = 0; i < 3; i++) { /* the refused batches reached no node */
@@ -2279,16 +2280,41 @@ static void test_leader_view_full(void **state)
             usleep(50000);
         assert_int_equal(next_on(&c, i), next);
     }
-    assert_int_equal(rmdir(ingest), 0);
-    char addr[64];
-    e2e_cluster_addr(&c, (unsigned)leader, addr, sizeof addr);
-    snprintf(cmd, sizeof cmd,
-             "%s -h %s scan " REP_TOPIC " >/dev/null 2>&1 && %s -h %s produce " REP_TOPIC
-             " late=1 2>&1",
-             e2e_cli(), addr, e2e_cli(), c.addrs);
+
+    int now = leader;
+    uint64_t t0 = e2e_now_ms();
+    while ((now = e2e_cluster_leader(&c, 1000)) == leader && e2e_now_ms() < t0 + 10000)
+        usleep(50000);
+    if (now == leader || now < 0)
+        fail_msg("node %d refuses writes (its view is full), yet after 10 s it still leads",
+                 leader + 1);
+    assert_true(e2e_logged(&c.node[leader], "handing the lead to another node"));
+    printf("e2e_cluster: the leader's view full, node %d leads %llu ms on\n", now + 1,
+           (unsigned long long)(e2e_now_ms() - t0));
+
+    /* The new leader takes writes; the old one applies them until its
+     * view holds twice --overlay-bytes, then halts. */
+    e2e_produce_new_keys_cmd(cmd, sizeof cmd, 40000, "m", target, REP_TOPIC);
     if (e2e_run(cmd, out, sizeof out) != 0)
-        fail_msg("after the leader's checkpoint mended, PUBLISH said: %s", out);
-    assert_int_equal(next_on(&c, (unsigned)leader), next + 1);
+        fail_msg("with node %d leading, PUBLISH said: %s", now + 1, out);
+    uint64_t all = next_on(&c, (unsigned)now);
+    assert_int_equal(all, next + 40000);
+    if (!logged_within(&c.node[leader], "holds too much in memory; this node applies no more"))
+        fail_msg("node %d's view cannot checkpoint and grew past twice --overlay-bytes, yet it "
+                 "did not halt",
+                 leader + 1);
+    assert_true(next_on(&c, (unsigned)leader) < all);
+    int code = admin_get(&c, (unsigned)leader, "/healthz", out, sizeof out);
+    if (code != 503 || strstr(out, "restart this node") == NULL)
+        fail_msg("the halted node's /healthz answers %d: %s", code, out);
+
+    assert_int_equal(rmdir(ingest), 0);
+    e2e_kill9(&c.node[leader]);
+    assert_int_equal(e2e_cluster_restart(&c, (unsigned)leader, NULL), 0);
+    uint64_t end = e2e_now_ms() + 20000;
+    while (next_on(&c, (unsigned)leader) != all && e2e_now_ms() < end)
+        usleep(100000);
+    assert_int_equal(next_on(&c, (unsigned)leader), all);
     assert_int_equal(e2e_cluster_stop(&c), 0);
 }
 

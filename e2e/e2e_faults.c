@@ -530,7 +530,7 @@ static void test_view_full_refuses_publish(void **state)
     /* 40,000 new keys of 100-byte values: some 6 MiB of overlay. */
     char target[64];
     snprintf(target, sizeof target, "-p %s", s.port);
-    e2e_produce_new_keys_cmd(cmd, sizeof cmd, 40000, target, "vf");
+    e2e_produce_new_keys_cmd(cmd, sizeof cmd, 40000, "k", target, "vf");
     assert_int_not_equal(e2e_run(cmd, out, sizeof out), 0);
     assert_non_null(strstr(out, "nothing was stored"));
     assert_non_null(strstr(out, "publish again once one succeeds"));

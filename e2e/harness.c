@@ -154,14 +154,15 @@ const char *e2e_cli(void)
     return p ? p : "bin/krappy";
 }
 
-void e2e_produce_new_keys_cmd(char *cmd, size_t len, int n, const char *target, const char *topic)
+void e2e_produce_new_keys_cmd(char *cmd, size_t len, int n, const char *prefix, const char *target,
+                              const char *topic)
 {
     /* awk's complaint about the pipe a refusal closes is not the test's. */
     snprintf(cmd, len,
              "awk 'BEGIN { v = sprintf(\"%%100s\", \"\"); gsub(/ /, \"v\", v); "
-             "for (i = 0; i < %d; i++) printf \"k%%d\\t%%s\\n\", i, v }' 2>/dev/null | "
+             "for (i = 0; i < %d; i++) printf \"%s%%d\\t%%s\\n\", i, v }' 2>/dev/null | "
              "%s %s produce %s 2>&1",
-             n, e2e_cli(), target, topic);
+             n, prefix, e2e_cli(), target, topic);
 }
 
 /* Every server this process started. A failed test jumps out before it

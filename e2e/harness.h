@@ -212,10 +212,11 @@ int e2e_powercut(e2e_server *s);
 /* Path of the krappy CLI under test. */
 const char *e2e_cli(void);
 
-/* Into cmd: a shell pipeline that produces n events with new keys (k0,
- * k1, ...) and 100-byte values to topic through `krappy TARGET produce`
+/* Into cmd: a shell pipeline that produces n events with new keys
+ * (prefix0, prefix1, ...) and 100-byte values to topic through `krappy TARGET produce`
  * (TARGET: "-p PORT", "-h A,B,C"), its messages on stdout. */
-void e2e_produce_new_keys_cmd(char *cmd, size_t len, int n, const char *target, const char *topic);
+void e2e_produce_new_keys_cmd(char *cmd, size_t len, int n, const char *prefix, const char *target,
+                              const char *topic);
 
 /* Milliseconds on a monotonic clock. */
 uint64_t e2e_now_ms(void);

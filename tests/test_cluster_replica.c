@@ -12,7 +12,8 @@
  * applied, a replay of a deletion makes the topic made after it again
  * from the log, and a snapshot carries settings and drops topics deleted
  * before it. A BATCH's sub-commands each get the result they would alone
- * (mixed outcomes), and a replay skips exactly the ones a stream holds.
+ * (mixed outcomes), and a replay skips exactly the ones a stream holds. A
+ * halted replica keeps no copy of the commands pushed after the halt.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -25,6 +26,7 @@
 
 #include "cluster/cmd.h"
 #include "cluster/replica.h"
+#include "cluster/replica_int.h"
 #include "proto/cbor.h"
 #include "store_env.h"
 #include "replica_env.h"
@@ -348,6 +350,23 @@ static void test_halted_snapshot_fails_at_once(void **state)
         fail_msg("a halted replica's snapshot failed after %ld ms, not at once", ms);
 }
 
+/* A halted replica holds no copy of the commands pushed after the halt:
+ * raft's log keeps them for the restart's replay, and a node waiting to
+ * be restarted must not grow with every write its peers commit. */
+static void test_halted_holds_no_pushes(void **state)
+{
+    env *e = *state;
+    push_register(e, 1, "shop-1", 1);
+    assert_int_equal(result_of(e, 1).err, KRAPPY_OK);
+    kr_replica_halt(e->rp);
+    for (uint64_t i = 2; i < 100; i++)
+        push_publish(e, i, 3, 1234, NULL, 0, 0);
+    assert_null(e->rp->in_head);
+    event_base_loop(e->base, EVLOOP_NONBLOCK);
+    assert_null(e->rp->wait_head);
+    assert_int_equal(kr_replica_stored(e->rp), 1);
+}
+
 static void test_snapshot(void **state)
 {
     env *e = *state;
@@ -659,6 +678,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_idempotent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_halted_snapshot_fails_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_halted_holds_no_pushes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_groups, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kafka_offsets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_topics, setup, teardown),

@@ -549,9 +549,35 @@ static void test_failing_checkpoints_bound_memory(void **state)
     assert_true(s->active_bytes < (64u << 10) + (32u << 10)); /* a batch or so past it */
     uint64_t next = t->next;
     assert_int_equal(t->assigned, next); /* the refused one took no offsets */
+    assert_false(kr_store_view_overflow(s, msg, sizeof msg));
+    /* Committed writes (a cluster's log) are applied regardless, until
+     * the view holds twice --overlay-bytes: a follower then halts. */
+    int applied = 0;
+    for (; applied < 2000 && !kr_store_view_overflow(s, msg, sizeof msg); applied++) {
+        for (int i = 0; i < 100; i++) {
+            snprintf(keys[i], sizeof keys[i], "a%d", applied * 100 + i);
+            ev[i].key_len = strlen(keys[i]);
+        }
+        kr_test_publish_request(ev, 100, &b, &scratch, &req);
+        done d = {0};
+        assert_int_equal(kr_store_publish_applied(s, t, &req, &scratch, NULL, 1, 0, on_done, &d,
+                                                  msg, sizeof msg, &bad),
+                         KRAPPY_OK);
+        run_until(&d.calls, 1);
+        kr_buf_free(&b);
+        kr_buf_free(&scratch);
+        checkpoint_settle(s, t);
+    }
+    assert_true(kr_store_view_overflow(s, msg, sizeof msg));
+    assert_true(s->active_bytes > 2 * (64u << 10));
+    assert_true(s->active_bytes < 2 * (64u << 10) + (32u << 10));
+    assert_non_null(strstr(msg, "twice --overlay-bytes"));
+    assert_null(strstr(msg, "nothing was stored")); /* it was stored */
+    next = t->next;
     assert_int_equal(rmdir(ingest), 0);
     checkpoint(s, t);
     assert_false(kr_store_view_full(s, msg, sizeof msg));
+    assert_false(kr_store_view_overflow(s, msg, sizeof msg));
     get(s, t, "k150", v, sizeof v); /* taken before the refusal: in the view now */
     assert_string_equal(v, "x");
     pub(s, t, 10, 100000); /* taken again */

@@ -15,6 +15,7 @@
 
 #include "cluster/cluster_int.h"
 #include "cluster/cmd.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 /* What a node whose raft stopped (RAFT_UNAVAILABLE while running) says. A
@@ -245,6 +246,31 @@ static void hand_over_halted(kr_cluster *c)
     kr_cluster_handover(c);
 }
 
+/* This node leads, yet its view cannot checkpoint and it refuses writes
+ * (kr_replica_view_full): the lead goes to a node that takes them, while
+ * this one applies the log on as a follower (until its view mends, or
+ * holds so much that its replica halts). Elected again with its view
+ * still full - every node's disk failing alike - it hands over again only
+ * after a back-off, rather than bounce the lead around each tick. */
+static void hand_over_view_full(kr_cluster *c, const char *why)
+{
+    uint64_t now = kr_mono_ms();
+    uint32_t unsaid = 0;
+    if (c->handing_over || !kr_retry_due(&c->view_handover, now))
+        return;
+    if (kr_retry_failed(&c->view_handover, now, why, &unsaid))
+        kr_log(KR_LOG_WARN, "this node leads but refuses writes: handing the lead to another node",
+               KR_LOG_STR("reason", why), KR_LOG_U64("not_logged", unsaid));
+    kr_cluster_handover(c);
+}
+
+/* The view mended: this node may lead again without handing over. */
+static void view_mended(kr_cluster *c)
+{
+    if (kr_retry_succeeded(&c->view_handover) > 0)
+        kr_log(KR_LOG_INFO, "the latest-value view checkpoints again: this node takes writes");
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     kr_cluster *c = arg;
@@ -266,11 +292,21 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     }
     if (s.halted)
         kr_gauge_set(c->m_running, 0);
+    char why[256];
+    bool view_full = c->replica != NULL && kr_replica_view_full(c->replica, why, sizeof why);
+    if (!view_full)
+        view_mended(c);
+    else if (s.state != KR_NODE_LEADER) /* a leader's own writes are refused: it hands over */
+        (void)kr_replica_halt_on_view_overflow(c->replica);
     if (s.state == KR_NODE_LEADER && kr_cluster_halted(c)) {
         hand_over_halted(c);
-    } else if (s.state == KR_NODE_LEADER && !c->handing_over) {
-        leader_writes_meta(c, &s);
-        run_tasks(c);
+    } else if (s.state == KR_NODE_LEADER) {
+        if (view_full)
+            hand_over_view_full(c, why);
+        if (!c->handing_over) {
+            leader_writes_meta(c, &s);
+            run_tasks(c);
+        }
     }
     update_metrics(c, &s);
 }
@@ -442,6 +478,7 @@ int kr_cluster_start(const kr_cluster_opts *o, kr_cluster **out, char *err, size
         return -1;
     }
     pthread_mutex_init(&c->mu, NULL);
+    kr_retry_init(&c->view_handover, KR_CLUSTER_VIEW_HANDOVER_MS, KR_CLUSTER_VIEW_HANDOVER_CAP_MS);
     if (take_opts(c, o, err, errlen) < 0 || kr_cluster_check_dir(c, err, errlen) < 0)
         goto fail;
     if (mkdir(c->raft_dir, 0750) < 0 && errno != EEXIST) {

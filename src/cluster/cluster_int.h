@@ -18,6 +18,7 @@
 
 #include "cluster/cluster.h"
 #include "cluster/probe.h"
+#include "util/retry.h"
 
 /* Where clients reach a node, as its handshake says and the log records. */
 typedef struct kr_node_info {
@@ -36,6 +37,11 @@ typedef struct kr_task {
 } kr_task;
 
 #define KR_CLUSTER_MAX_TASKS 8
+
+/* A leader whose view is full hands over; elected again with it still
+ * full, after 1 s, then twice as long each time up to 32 s. */
+#define KR_CLUSTER_VIEW_HANDOVER_MS     1000
+#define KR_CLUSTER_VIEW_HANDOVER_CAP_MS 32000
 
 /* The change running on the loop: a remove, or an add and then an assign. */
 typedef struct kr_change {
@@ -86,6 +92,7 @@ struct kr_cluster {
     kr_change ch;
     bool handing_over;
     bool halt_handover_logged; /* hand_over_halted said why, once */
+    kr_retry view_handover;    /* hand-overs for a full view (hand_over_view_full) */
     kr_metric *m_term, *m_commit, *m_applied, *m_leader, *m_is_leader, *m_changes, *m_members,
         *m_running, *m_store_halted;
 

@@ -267,6 +267,16 @@ int kr_replica_push(kr_replica *rp, uint64_t index, const void *data, size_t len
     *it = (item){.index = index, .rp = rp, .len = len};
     memcpy(it->data, data, len);
     pthread_mutex_lock(&rp->mu);
+    if (rp->halted_shared) {
+        /* Never applied: raft's log keeps it for the restart's replay (the
+         * replica takes no snapshot once halted), so holding a copy here
+         * would only grow the memory of a node that waits to restart. */
+        if (index > 0)
+            rp->pushed = index;
+        pthread_mutex_unlock(&rp->mu);
+        free(it);
+        return 0;
+    }
     if (rp->in_tail != NULL)
         rp->in_tail->next = it;
     else
@@ -379,6 +389,23 @@ bool kr_replica_ready(kr_replica *rp, char *why, size_t whylen)
 bool kr_replica_halted(const kr_replica *rp)
 {
     return rp->halted;
+}
+
+bool kr_replica_view_full(const kr_replica *rp, char *why, size_t whylen)
+{
+    return kr_store_view_full(rp->store, why, whylen);
+}
+
+bool kr_replica_halt_on_view_overflow(kr_replica *rp)
+{
+    char why[256];
+    if (rp->halted || !kr_store_view_overflow(rp->store, why, sizeof why))
+        return false;
+    kr_replica_halt_because(rp,
+                            "the latest-value view cannot checkpoint and holds too much in "
+                            "memory; this node applies no more until it is restarted",
+                            rp->stored, 0, why);
+    return true;
 }
 
 uint64_t kr_replica_stored(kr_replica *rp)

@@ -188,6 +188,17 @@ bool kr_replica_ready(kr_replica *rp, char *why, size_t whylen);
  * node restarts. Loop thread. */
 bool kr_replica_halted(const kr_replica *rp);
 
+/* Whether the store refuses new writes (kr_store_view_full: its view
+ * cannot checkpoint), with why. Loop thread. */
+bool kr_replica_view_full(const kr_replica *rp, char *why, size_t whylen);
+
+/* Halt when the store's view holds more than it may (kr_store_view_overflow):
+ * applying never refuses, so rather than grow until the kernel kills the
+ * process, a follower stops applying - its restart applies the log again
+ * from what the streams hold, once the view's disk is mended. @return
+ * whether it halted now. Loop thread. */
+bool kr_replica_halt_on_view_overflow(kr_replica *rp);
+
 /* The highest index whose command the store completed, and commands
  * skipped as already held (a restart's replay). Loop thread. */
 uint64_t kr_replica_stored(kr_replica *rp);

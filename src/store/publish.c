@@ -350,17 +350,39 @@ static krappy_err publish(kr_store *s, kr_topic *t, const ev_source *src, bool s
     return KRAPPY_OK;
 }
 
+/* Whether checkpoints fail and the active overlays hold more than limit
+ * bytes; msg then says so (under 250 bytes, what an ERROR carries whole),
+ * `then` what follows. */
+static bool view_stuck(const kr_store *s, uint64_t limit, const char *past, const char *then,
+                       char *msg, size_t msglen)
+{
+    if (s->ckpt_retry.failures == 0 || s->active_bytes <= limit)
+        return false;
+    snprintf(msg, msglen,
+             "checkpoints of the latest-value view fail (%u in a row; the last: %.70s) and %zu "
+             "MiB of keys wait in memory, past %s; %s",
+             (unsigned)s->ckpt_retry.failures, s->ckpt_retry.reason, s->active_bytes >> 20, past,
+             then);
+    return true;
+}
+
 bool kr_store_view_full(const kr_store *s, char *msg, size_t msglen)
 {
-    if (s->ckpt_retry.failures == 0 || s->active_bytes <= s->o.overlay_bytes)
+    char why[256];
+    if (!view_stuck(s, s->o.overlay_bytes, "--overlay-bytes", "publish again once one succeeds",
+                    why, sizeof why))
         return false;
-    /* Under 250 bytes, what an ERROR's message carries whole. */
-    snprintf(msg, msglen,
-             "nothing was stored: checkpoints of the latest-value view fail (%u in a row; the "
-             "last: %.70s) and %zu MiB of keys wait in memory, past --overlay-bytes; publish "
-             "again once one succeeds",
-             (unsigned)s->ckpt_retry.failures, s->ckpt_retry.reason, s->active_bytes >> 20);
+    snprintf(msg, msglen, "nothing was stored: %s", why);
     return true;
+}
+
+bool kr_store_view_overflow(const kr_store *s, char *msg, size_t msglen)
+{
+    uint64_t limit = s->o.overlay_bytes > UINT64_MAX / KR_STORE_VIEW_HALT_FACTOR
+                         ? UINT64_MAX
+                         : s->o.overlay_bytes * KR_STORE_VIEW_HALT_FACTOR;
+    return view_stuck(s, limit, "twice --overlay-bytes", "restart the node once one can succeed",
+                      msg, msglen);
 }
 
 krappy_err kr_store_publish(kr_store *s, kr_topic *t, const kr_request *req, kr_buf *scratch,

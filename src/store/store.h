@@ -837,6 +837,16 @@ void kr_store_checkpoint(kr_store *s);
 bool kr_store_view_full(const kr_store *s, char *msg, size_t msglen);
 
 /*
+ * kr_store_view_overflow - whether a node that must apply every write (a
+ * cluster's, applying its raft log) should stop rather than hold more:
+ * checkpoints are failing and the active overlays hold more than
+ * KR_STORE_VIEW_HALT_FACTOR x --overlay-bytes. @return true, with msg
+ * saying why (under 250 bytes).
+ */
+#define KR_STORE_VIEW_HALT_FACTOR 2
+bool kr_store_view_overflow(const kr_store *s, char *msg, size_t msglen);
+
+/*
  * kr_store_hold, kr_store_release - bracket the requests of one read from a
  * connection (loop thread; nesting allowed): the storage jobs they submit
  * wake the writer thread once, at the release, not once each (a wake-up
