@@ -159,7 +159,7 @@ static void test_probes_during_recovery(void **state)
     const char *args[] = {"--http", httparg, NULL};
     struct starter st = {.s = &s, .args = args, .rc = -1};
     pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, restart_thread, &st), 0);
+    assert_int_equal(e2e_thread_start(&th, restart_thread, &st), 0);
     static char body[1 << 20];
     bool saw_recovering = false, saw_ready = false;
     uint64_t deadline = e2e_now_ms() + 15000;
@@ -177,7 +177,7 @@ static void test_probes_during_recovery(void **state)
         if (!saw_ready)
             usleep(20000);
     }
-    pthread_join(th, NULL);
+    e2e_thread_join(th);
     e2e_shim_off();
     assert_int_equal(st.rc, 0);
     assert_true(saw_recovering);
@@ -597,13 +597,13 @@ int main(void)
         return 0;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_probes_and_shutdown),
-        cmocka_unit_test(test_probes_during_recovery),
-        cmocka_unit_test(test_metrics_follow_traffic),
-        cmocka_unit_test(test_api_and_errors),
-        cmocka_unit_test(test_api_values_nested_too_deep),
-        cmocka_unit_test(test_api_writes_and_pages),
-        cmocka_unit_test(test_api_keys_are_bytes_and_head_has_no_body),
+        cmocka_unit_test_teardown(test_probes_and_shutdown, e2e_after_test),
+        cmocka_unit_test_teardown(test_probes_during_recovery, e2e_after_test),
+        cmocka_unit_test_teardown(test_metrics_follow_traffic, e2e_after_test),
+        cmocka_unit_test_teardown(test_api_and_errors, e2e_after_test),
+        cmocka_unit_test_teardown(test_api_values_nested_too_deep, e2e_after_test),
+        cmocka_unit_test_teardown(test_api_writes_and_pages, e2e_after_test),
+        cmocka_unit_test_teardown(test_api_keys_are_bytes_and_head_has_no_body, e2e_after_test),
     };
     return cmocka_run_group_tests_name("e2e_admin", tests, NULL, NULL);
 }

@@ -719,7 +719,7 @@ static void test_idempotent_failover(void **state)
     int kills = getenv("KRAPPY_E2E_TORTURE") ? 30 : 3;
     idem_load l = {.addrs = c.addrs};
     pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, idem_producer, &l), 0);
+    assert_int_equal(e2e_thread_start(&th, idem_producer, &l), 0);
     uint64_t worst = 0;
     for (int k = 0; k < kills; k++) {
         usleep(600000);
@@ -734,7 +734,7 @@ static void test_idempotent_failover(void **state)
     }
     usleep(300000);
     l.stop = 1;
-    pthread_join(th, NULL);
+    e2e_thread_join(th);
     if (l.err != KRAPPY_OK)
         fail_msg("the producer failed: %s", l.errmsg);
     printf("e2e_cluster: idempotent producer through %d leader kills: %llu batches acked, %llu "
@@ -767,7 +767,7 @@ static void test_stop_and_delay(void **state)
     assert_int_equal(e2e_cluster_start(&c, 3, true, NULL), 0);
     idem_load l = {.addrs = c.addrs};
     pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, idem_producer, &l), 0);
+    assert_int_equal(e2e_thread_start(&th, idem_producer, &l), 0);
     usleep(500000);
     int leader = settled_leader(&c);
     kill(c.node[leader].pid, SIGSTOP);
@@ -797,7 +797,7 @@ static void test_stop_and_delay(void **state)
     settled_leader(&c);
     usleep(300000);
     l.stop = 1;
-    pthread_join(th, NULL);
+    e2e_thread_join(th);
     if (l.err != KRAPPY_OK)
         fail_msg("the producer failed: %s", l.errmsg);
     check_all_acked(&c, l.sent, 0);
@@ -816,7 +816,7 @@ static void test_rolling_restart(void **state)
     assert_int_equal(e2e_cluster_start(&c, 3, false, NULL), 0);
     idem_load l = {.addrs = c.addrs, .pace_us = 10000}; /* ~100 PUBLISHes a second */
     pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, idem_producer, &l), 0);
+    assert_int_equal(e2e_thread_start(&th, idem_producer, &l), 0);
     for (unsigned i = 0; i < 3; i++) {
         usleep(500000);
         assert_int_equal(e2e_stop_keep(&c.node[i], 15000), 0);
@@ -826,7 +826,7 @@ static void test_rolling_restart(void **state)
     }
     usleep(500000);
     l.stop = 1;
-    pthread_join(th, NULL);
+    e2e_thread_join(th);
     if (l.err != KRAPPY_OK)
         fail_msg("the producer failed: %s", l.errmsg);
     printf("e2e_cluster: rolling restart of 3 nodes under load: %d events, the longest time "
@@ -953,8 +953,8 @@ static void test_powercut_all(void **state)
     cut_load s = {
         .l = {.addrs = c.addrs}, .id = "cut-s", .ack = KRAPPY_ACK_SYNC, .base = CUT_SYNC_BASE};
     pthread_t tw, ts;
-    assert_int_equal(pthread_create(&tw, NULL, cut_producer, &w), 0);
-    assert_int_equal(pthread_create(&ts, NULL, cut_producer, &s), 0);
+    assert_int_equal(e2e_thread_start(&tw, cut_producer, &w), 0);
+    assert_int_equal(e2e_thread_start(&ts, cut_producer, &s), 0);
     int cuts = getenv("KRAPPY_E2E_TORTURE") ? 5 : 1;
     uint64_t worst_leader = 0;
     for (int k = 0; k < cuts; k++) {
@@ -992,8 +992,8 @@ static void test_powercut_all(void **state)
     usleep(500000);
     w.l.stop = 1;
     s.l.stop = 1;
-    pthread_join(tw, NULL);
-    pthread_join(ts, NULL);
+    e2e_thread_join(tw);
+    e2e_thread_join(ts);
     if (w.l.err != KRAPPY_OK)
         fail_msg("the ack-write producer failed: %s", w.l.errmsg);
     if (s.l.err != KRAPPY_OK)
@@ -1343,7 +1343,7 @@ static void test_group_failover(void **state)
     assert_non_null(took);
     idem_load l = {.addrs = c.addrs, .pace_us = 10000};
     pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, idem_producer, &l), 0);
+    assert_int_equal(e2e_thread_start(&th, idem_producer, &l), 0);
     krappy_consumer_info info;
     krappy_client *k = consumer_on_leader(&c, "g", NULL, &info);
     uint64_t acked = info.cursor, asked = info.cursor, end_at = UINT64_MAX,
@@ -1368,7 +1368,7 @@ static void test_group_failover(void **state)
             next_kill = e2e_now_ms() + 1000;
         } else if (killed == kills && !stopped) {
             l.stop = 1;
-            pthread_join(th, NULL);
+            e2e_thread_join(th);
             stopped = true;
             if (l.err != KRAPPY_OK)
                 fail_msg("the producer failed: %s", l.errmsg);
@@ -2079,7 +2079,7 @@ static void shimmed_under_load(e2e_cluster *c, const char *const *extra, const c
         assert_int_equal(restart_shimmed_in(c, i, under), 0);
     }
     *l = (idem_load){.addrs = c->addrs, .pace_us = 2000};
-    assert_int_equal(pthread_create(th, NULL, idem_producer, l), 0);
+    assert_int_equal(e2e_thread_start(th, idem_producer, l), 0);
     uint64_t until = e2e_now_ms() + 20000;
     while (atomic_load(&l->acks) == 0 && e2e_now_ms() < until)
         usleep(20000);
@@ -2130,7 +2130,7 @@ static void disk_fails_under_load(bool leader)
     usleep(1000000);
     unsigned acks_before_stop = atomic_load(&l.acks);
     l.stop = 1;
-    pthread_join(th, NULL);
+    e2e_thread_join(th);
     if (l.err != KRAPPY_OK)
         fail_msg("the producer failed after %d events (%llu acked, %llu resent): %s", l.sent,
                  (unsigned long long)l.info.acked, (unsigned long long)l.info.resent, l.errmsg);
@@ -2389,7 +2389,7 @@ static void test_raft_log_fails(void **state)
     }
     usleep(500000);
     l.stop = 1;
-    pthread_join(th, NULL);
+    e2e_thread_join(th);
     if (l.err != KRAPPY_OK)
         fail_msg("the producer failed after %d events: %s", l.sent, l.errmsg);
     check_all_acked(&c, l.sent, 1);
@@ -2404,31 +2404,31 @@ int main(void)
         return 0;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_form_and_route),
-        cmocka_unit_test(test_replicated_publish),
-        cmocka_unit_test(test_leader_kills),
-        cmocka_unit_test(test_sigterm_hands_over),
-        cmocka_unit_test(test_partition),
-        cmocka_unit_test(test_membership),
-        cmocka_unit_test(test_replicated_leader_kills),
-        cmocka_unit_test(test_idempotent_failover),
-        cmocka_unit_test(test_kafka),
-        cmocka_unit_test(test_stop_and_delay),
-        cmocka_unit_test(test_rolling_restart),
-        cmocka_unit_test(test_powercut_all),
-        cmocka_unit_test(test_big_publish),
-        cmocka_unit_test(test_pipelined_batching),
-        cmocka_unit_test(test_groups_replicated),
-        cmocka_unit_test(test_group_failover),
-        cmocka_unit_test(test_topic_admin_replicated),
-        cmocka_unit_test(test_retention),
-        cmocka_unit_test(test_retention_replaced_node),
-        cmocka_unit_test(test_compacted_replaced_node),
-        cmocka_unit_test(test_catchup_write_fails),
-        cmocka_unit_test(test_leader_disk_fails),
-        cmocka_unit_test(test_follower_disk_fails),
-        cmocka_unit_test(test_raft_log_fails),
-        cmocka_unit_test(test_leader_view_full),
+        cmocka_unit_test_teardown(test_form_and_route, e2e_after_test),
+        cmocka_unit_test_teardown(test_replicated_publish, e2e_after_test),
+        cmocka_unit_test_teardown(test_leader_kills, e2e_after_test),
+        cmocka_unit_test_teardown(test_sigterm_hands_over, e2e_after_test),
+        cmocka_unit_test_teardown(test_partition, e2e_after_test),
+        cmocka_unit_test_teardown(test_membership, e2e_after_test),
+        cmocka_unit_test_teardown(test_replicated_leader_kills, e2e_after_test),
+        cmocka_unit_test_teardown(test_idempotent_failover, e2e_after_test),
+        cmocka_unit_test_teardown(test_kafka, e2e_after_test),
+        cmocka_unit_test_teardown(test_stop_and_delay, e2e_after_test),
+        cmocka_unit_test_teardown(test_rolling_restart, e2e_after_test),
+        cmocka_unit_test_teardown(test_powercut_all, e2e_after_test),
+        cmocka_unit_test_teardown(test_big_publish, e2e_after_test),
+        cmocka_unit_test_teardown(test_pipelined_batching, e2e_after_test),
+        cmocka_unit_test_teardown(test_groups_replicated, e2e_after_test),
+        cmocka_unit_test_teardown(test_group_failover, e2e_after_test),
+        cmocka_unit_test_teardown(test_topic_admin_replicated, e2e_after_test),
+        cmocka_unit_test_teardown(test_retention, e2e_after_test),
+        cmocka_unit_test_teardown(test_retention_replaced_node, e2e_after_test),
+        cmocka_unit_test_teardown(test_compacted_replaced_node, e2e_after_test),
+        cmocka_unit_test_teardown(test_catchup_write_fails, e2e_after_test),
+        cmocka_unit_test_teardown(test_leader_disk_fails, e2e_after_test),
+        cmocka_unit_test_teardown(test_follower_disk_fails, e2e_after_test),
+        cmocka_unit_test_teardown(test_raft_log_fails, e2e_after_test),
+        cmocka_unit_test_teardown(test_leader_view_full, e2e_after_test),
     };
     /* The optimised build's smoke run: forming, routing, replicating. */
     if (getenv("KRAPPY_E2E_SMOKE") != NULL)

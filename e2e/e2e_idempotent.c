@@ -398,7 +398,7 @@ static void test_handle_across_a_kill9(void **state)
     krappy_batch *b = krappy_batch_new();
     for (int i = 0; i < BATCHES; i++) {
         if (i == 40)
-            assert_int_equal(pthread_create(&th, NULL, crash_and_restart, &c), 0);
+            assert_int_equal(e2e_thread_start(&th, crash_and_restart, &c), 0);
         krappy_batch_reset(b);
         for (int j = 0; j < PER; j++) {
             char v[32];
@@ -410,7 +410,7 @@ static void test_handle_across_a_kill9(void **state)
             fail_msg("batch %d: %s", i, krappy_producer_errmsg(p));
         usleep(2000);
     }
-    pthread_join(th, NULL);
+    e2e_thread_join(th);
     if (krappy_producer_flush(p) != KRAPPY_OK)
         fail_msg("flush: %s", krappy_producer_errmsg(p));
     krappy_producer_info in;
@@ -532,12 +532,12 @@ int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sequence_on_the_wire),
-        cmocka_unit_test(test_fencing),
-        cmocka_unit_test(test_kill9_between_write_and_ack),
-        cmocka_unit_test(test_power_cut_after_sync),
-        cmocka_unit_test(test_handle_across_a_kill9),
-        cmocka_unit_test(test_data_of_0_1_0),
+        cmocka_unit_test_teardown(test_sequence_on_the_wire, e2e_after_test),
+        cmocka_unit_test_teardown(test_fencing, e2e_after_test),
+        cmocka_unit_test_teardown(test_kill9_between_write_and_ack, e2e_after_test),
+        cmocka_unit_test_teardown(test_power_cut_after_sync, e2e_after_test),
+        cmocka_unit_test_teardown(test_handle_across_a_kill9, e2e_after_test),
+        cmocka_unit_test_teardown(test_data_of_0_1_0, e2e_after_test),
     };
     return cmocka_run_group_tests_name("e2e idempotent producers", tests, NULL, NULL);
 }

@@ -1678,8 +1678,8 @@ static void test_produce_within_request_memory(void **state)
     for (int i = 0; i < PRODUCERS; i++) {
         p[i].fd = kconnect(&s);
         p[i].frame = &frame;
-        assert_int_equal(pthread_create(&p[i].writer, NULL, kpipe_writer, &p[i]), 0);
-        assert_int_equal(pthread_create(&p[i].reader, NULL, kpipe_reader, &p[i]), 0);
+        assert_int_equal(e2e_thread_start(&p[i].writer, kpipe_writer, &p[i]), 0);
+        assert_int_equal(e2e_thread_start(&p[i].reader, kpipe_reader, &p[i]), 0);
     }
     long peak = base;
     double pending = 0; /* the budget's own count, at its highest */
@@ -1699,8 +1699,8 @@ static void test_produce_within_request_memory(void **state)
     for (int i = 0; i < PRODUCERS; i++) {
         /* A writer blocked in send() is freed by the reads the server
          * resumes as the disk catches up. */
-        pthread_join(p[i].writer, NULL);
-        pthread_join(p[i].reader, NULL);
+        e2e_thread_join(p[i].writer);
+        e2e_thread_join(p[i].reader);
         close(p[i].fd);
         sent += atomic_load(&p[i].sent);
         ok += atomic_load(&p[i].ok);
@@ -2128,28 +2128,28 @@ int main(void)
         return 0;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_kcat_metadata),
-        cmocka_unit_test(test_kcat_produce_consume),
-        cmocka_unit_test(test_krappy_events_to_kcat),
-        cmocka_unit_test(test_librdkafka_codecs),
-        cmocka_unit_test(test_consume_many_fetches),
-        cmocka_unit_test(test_groups_split_and_rebalance),
-        cmocka_unit_test(test_offsets_survive_kill9),
-        cmocka_unit_test(test_sasl),
-        cmocka_unit_test(test_admin),
-        cmocka_unit_test(test_raw_frames),
-        cmocka_unit_test(test_produce_frames_in_pieces),
-        cmocka_unit_test(test_incremental_alter_configs),
-        cmocka_unit_test(test_idempotent_repeats),
-        cmocka_unit_test(test_idempotent_producer_kill9),
-        cmocka_unit_test(test_delete_topic),
-        cmocka_unit_test(test_request_timeline),
-        cmocka_unit_test(test_idle_timeout),
-        cmocka_unit_test(test_connection_limit),
-        cmocka_unit_test(test_produce_within_request_memory),
-        cmocka_unit_test(test_cluster_idempotent_batches),
-        cmocka_unit_test(test_cluster_idempotent_producer),
-        cmocka_unit_test(test_cluster_consumer_group),
+        cmocka_unit_test_teardown(test_kcat_metadata, e2e_after_test),
+        cmocka_unit_test_teardown(test_kcat_produce_consume, e2e_after_test),
+        cmocka_unit_test_teardown(test_krappy_events_to_kcat, e2e_after_test),
+        cmocka_unit_test_teardown(test_librdkafka_codecs, e2e_after_test),
+        cmocka_unit_test_teardown(test_consume_many_fetches, e2e_after_test),
+        cmocka_unit_test_teardown(test_groups_split_and_rebalance, e2e_after_test),
+        cmocka_unit_test_teardown(test_offsets_survive_kill9, e2e_after_test),
+        cmocka_unit_test_teardown(test_sasl, e2e_after_test),
+        cmocka_unit_test_teardown(test_admin, e2e_after_test),
+        cmocka_unit_test_teardown(test_raw_frames, e2e_after_test),
+        cmocka_unit_test_teardown(test_produce_frames_in_pieces, e2e_after_test),
+        cmocka_unit_test_teardown(test_incremental_alter_configs, e2e_after_test),
+        cmocka_unit_test_teardown(test_idempotent_repeats, e2e_after_test),
+        cmocka_unit_test_teardown(test_idempotent_producer_kill9, e2e_after_test),
+        cmocka_unit_test_teardown(test_delete_topic, e2e_after_test),
+        cmocka_unit_test_teardown(test_request_timeline, e2e_after_test),
+        cmocka_unit_test_teardown(test_idle_timeout, e2e_after_test),
+        cmocka_unit_test_teardown(test_connection_limit, e2e_after_test),
+        cmocka_unit_test_teardown(test_produce_within_request_memory, e2e_after_test),
+        cmocka_unit_test_teardown(test_cluster_idempotent_batches, e2e_after_test),
+        cmocka_unit_test_teardown(test_cluster_idempotent_producer, e2e_after_test),
+        cmocka_unit_test_teardown(test_cluster_consumer_group, e2e_after_test),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -205,8 +205,8 @@ static void test_pipelined_sync_publishes_on_a_slow_disk(void **state)
     }
     long base = e2e_rss_kib(&s);
     for (int i = 0; i < PRODUCERS; i++) {
-        assert_int_equal(pthread_create(&p[i].writer, NULL, pipe_writer, &p[i]), 0);
-        assert_int_equal(pthread_create(&p[i].reader, NULL, pipe_reader, &p[i]), 0);
+        assert_int_equal(e2e_thread_start(&p[i].writer, pipe_writer, &p[i]), 0);
+        assert_int_equal(e2e_thread_start(&p[i].reader, pipe_reader, &p[i]), 0);
     }
 
     int seconds = torture() ? 30 : 6;
@@ -226,8 +226,8 @@ static void test_pipelined_sync_publishes_on_a_slow_disk(void **state)
     for (int i = 0; i < PRODUCERS; i++) {
         atomic_store(&p[i].stop, true);
         shutdown(p[i].fd, SHUT_RDWR);
-        pthread_join(p[i].writer, NULL);
-        pthread_join(p[i].reader, NULL);
+        e2e_thread_join(p[i].writer);
+        e2e_thread_join(p[i].reader);
         close(p[i].fd);
         other += atomic_load(&p[i].other);
     }
@@ -457,13 +457,13 @@ static void watch_start(fd_watch *w, pid_t pid)
     w->pid = pid;
     atomic_store(&w->stop, false);
     atomic_store(&w->most, 0);
-    assert_int_equal(pthread_create(&w->th, NULL, watch_fds, w), 0);
+    assert_int_equal(e2e_thread_start(&w->th, watch_fds, w), 0);
 }
 
 static long watch_stop(fd_watch *w)
 {
     atomic_store(&w->stop, true);
-    pthread_join(w->th, NULL);
+    e2e_thread_join(w->th);
     return atomic_load(&w->most);
 }
 
@@ -668,11 +668,12 @@ int main(void)
         return 0;
     }
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pipelined_sync_publishes_on_a_slow_disk),
-        cmocka_unit_test(test_unfinished_frames_share_a_budget),
-        cmocka_unit_test(test_many_topics_under_a_low_nofile),
-        cmocka_unit_test(test_many_segments_under_a_low_nofile),
-        cmocka_unit_test(test_idle_admin_connections_leave_the_data_port_alone),
+        cmocka_unit_test_teardown(test_pipelined_sync_publishes_on_a_slow_disk, e2e_after_test),
+        cmocka_unit_test_teardown(test_unfinished_frames_share_a_budget, e2e_after_test),
+        cmocka_unit_test_teardown(test_many_topics_under_a_low_nofile, e2e_after_test),
+        cmocka_unit_test_teardown(test_many_segments_under_a_low_nofile, e2e_after_test),
+        cmocka_unit_test_teardown(test_idle_admin_connections_leave_the_data_port_alone,
+                                  e2e_after_test),
     };
     return cmocka_run_group_tests_name("e2e_limits", tests, NULL, NULL);
 }

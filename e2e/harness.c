@@ -11,6 +11,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,16 +172,23 @@ void e2e_produce_new_keys_cmd(char *cmd, size_t len, int n, const char *prefix, 
 static pid_t started[512];
 static size_t n_started;
 
-static void kill_leftovers(void)
+/* SIGKILL every server still running; reap them when `reap`. */
+static void kill_servers(bool reap)
 {
     for (size_t i = 0; i < n_started; i++) {
         /* 0: our child, still running. -1 (ECHILD): already reaped, and
          * the number may now be someone else's: leave it. */
         if (waitpid(started[i], NULL, WNOHANG) == 0) {
             kill(started[i], SIGKILL);
-            waitpid(started[i], NULL, 0);
+            if (reap)
+                waitpid(started[i], NULL, 0);
         }
     }
+}
+
+static void kill_leftovers(void)
+{
+    kill_servers(true);
 }
 
 /* An abort (ASan's report, an assertion on another thread) skips atexit:
@@ -191,6 +199,38 @@ static void on_abort(int sig)
 {
     kill_leftovers();
     raise(sig); /* the handler was reset (SA_RESETHAND): the default now */
+}
+
+static atomic_int helpers; /* e2e_thread_start'ed, not yet joined */
+
+int e2e_thread_start(pthread_t *th, void *(*fn)(void *), void *arg)
+{
+    int rc = pthread_create(th, NULL, fn, arg);
+    if (rc == 0)
+        atomic_fetch_add(&helpers, 1);
+    return rc;
+}
+
+void e2e_thread_join(pthread_t th)
+{
+    pthread_join(th, NULL);
+    atomic_fetch_sub(&helpers, 1);
+}
+
+int e2e_after_test(void **state)
+{
+    (void)state;
+    int left = atomic_load(&helpers);
+    if (left == 0)
+        return 0;
+    fprintf(stderr,
+            "e2e: the test failed with %d helper thread%s still running, which would write "
+            "into the next test's memory: the suite ends here (the failure above is the one to "
+            "read)\n",
+            left, left == 1 ? "" : "s");
+    fflush(NULL);
+    kill_servers(false); /* no waiting: the helper runs on meanwhile */
+    _exit(1);
 }
 
 static void remember(pid_t pid)

@@ -13,6 +13,7 @@
 #ifndef KR_E2E_HARNESS_H
 #define KR_E2E_HARNESS_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -211,6 +212,20 @@ int e2e_powercut(e2e_server *s);
 
 /* Path of the krappy CLI under test. */
 const char *e2e_cli(void);
+
+/*
+ * A test's helper threads (producers, restarters, watchers) start and end
+ * through these. A test that fails jumps out of its own frame (cmocka's
+ * longjmp) while one may still run and write to that frame, which the next
+ * test reuses: the failure would show as another test's crash. So every
+ * test of a suite with helpers has e2e_after_test as its teardown
+ * (cmocka_unit_test_teardown), which ends the suite (servers killed,
+ * status 1) when a helper outlived its test, after saying so; the failure
+ * above it is the one to read.
+ */
+int e2e_thread_start(pthread_t *th, void *(*fn)(void *), void *arg);
+void e2e_thread_join(pthread_t th);
+int e2e_after_test(void **state);
 
 /* Into cmd: a shell pipeline that produces n events with new keys
  * (prefix0, prefix1, ...) and 100-byte values to topic through `krappy TARGET produce`
