@@ -268,7 +268,7 @@ static void hand_over_view_full(kr_cluster *c, const char *why)
 static void view_mended(kr_cluster *c)
 {
     if (kr_retry_succeeded(&c->view_handover) > 0)
-        kr_log(KR_LOG_INFO, "the latest-value view checkpoints again: this node takes writes");
+        kr_log(KR_LOG_INFO, "the latest-value view checkpoints again: this node may lead again");
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
